@@ -1,0 +1,42 @@
+//! # confide-protocol
+//!
+//! The formats and cryptography of Confide, an end-to-end encrypted chat for facilitated
+//! peer-support groups. This crate does no I/O, reads no clock and draws no randomness of its
+//! own: callers pass the time and a [`rand_core::CryptoRng`] in, which keeps tests and test
+//! vectors deterministic and lets the crate compile to WebAssembly unchanged.
+//!
+//! The main types, by concept (PROTOCOL.md specifies each byte):
+//!
+//! - [`ids`]: [`DeviceId`], [`UserId`], [`GroupId`], [`Epoch`], [`Seq`] and friends.
+//! - [`identity`]: [`DeviceIdentity`] (secret keys), [`DeviceKeys`] (public keys), safety numbers,
+//!   the passphrase-encrypted export.
+//! - [`seal`]: HPKE sealing of signed payloads to one device ([`SealedPayload`]).
+//! - [`sender_key`]: the Sender Keys chain ratchet ([`SenderChain`], [`ReceiverChain`]).
+//! - [`envelope`]: encrypted, signed, padded group messages with a franking commitment.
+//! - [`group_log`]: the signed, hash-chained log of membership and moderation, its policy and
+//!   its verifier ([`GroupState`]).
+//! - [`report`]: verifiable reports (message franking) for facilitators.
+//! - [`frames`]: the JSON frames between client and server.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod encoding;
+pub mod envelope;
+pub mod error;
+pub mod group_log;
+pub mod identity;
+pub mod ids;
+pub mod primitives;
+pub mod seal;
+
+pub use error::CryptoError;
+pub use identity::{DeviceIdentity, DeviceKeys, Signature};
+pub use ids::{DeviceId, Epoch, GroupId, InviteId, MessageId, OpHash, RequestId, Seq, Timestamp, UserId};
+
+/// A deterministic RNG for tests and vectors: ChaCha20 seeded with `seed` repeated.
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u8) -> chacha20::ChaCha20Rng {
+    use rand_core::SeedableRng;
+    chacha20::ChaCha20Rng::from_seed([seed; 32])
+}

@@ -38,15 +38,20 @@ pub mod b64_array {
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     /// Serializes a fixed-size array as a base64 string.
-    pub fn serialize<S: Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, const N: usize>(
+        bytes: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::b64_encode(bytes))
     }
 
     /// Deserializes a base64 string that must decode to exactly `N` bytes.
-    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        let bytes =
-            super::b64_decode(&text).map_err(|e| D::Error::custom(format!("invalid base64: {e}")))?;
+        let bytes = super::b64_decode(&text)
+            .map_err(|e| D::Error::custom(format!("invalid base64: {e}")))?;
         let len = bytes.len();
         bytes
             .try_into()

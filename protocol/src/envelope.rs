@@ -30,3 +30,412 @@ pub struct Envelope {
     /// The sender's signature over header, franking tag and ciphertext.
     pub signature: Signature,
 }
+
+use zeroize::Zeroizing;
+
+use crate::identity::DeviceIdentity;
+use crate::ids::{MessageId, Timestamp};
+use crate::primitives::{self, hash};
+use crate::sender_key::{ReceiverChain, SenderChain, SenderKeyError};
+
+/// The envelope format this crate writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+/// Length of the binary header: version (1) || group (16) || epoch (8) || sender (32) ||
+/// iteration (4).
+pub const HEADER_LEN: usize = 61;
+/// Label of the sender's signature over an envelope.
+pub const LABEL_ENVELOPE_SIG: &str = "confide/v1/envelope";
+/// Label of the franking commitment.
+pub const LABEL_FRANKING: &str = "confide/v1/franking";
+/// Label of the message id hash.
+pub const LABEL_MESSAGE_ID: &str = "confide/v1/message-id";
+/// Padded plaintext sizes. Plaintext (franking key, body and the padding marker) is padded to the
+/// smallest bucket that fits, so the server learns only the bucket.
+pub const PADDING_BUCKETS: [usize; 9] = [256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
+/// Largest message body: the largest bucket less the franking key and the padding marker.
+pub const MAX_BODY_LEN: usize = 65536 - 32 - 1;
+/// Largest ciphertext a valid envelope can carry (largest bucket plus the AEAD tag).
+pub const MAX_CIPHERTEXT_LEN: usize = 65536 + primitives::AEAD_TAG_LEN;
+
+/// Why an envelope could not be made or opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The envelope has a version this client does not understand.
+    #[error("unsupported envelope version {0}")]
+    UnsupportedVersion(u8),
+    /// The body is larger than [`MAX_BODY_LEN`].
+    #[error("message body of {0} bytes exceeds the {MAX_BODY_LEN}-byte limit")]
+    TooLarge(usize),
+    /// The ciphertext length is not a padding bucket plus the tag.
+    #[error("ciphertext length {0} is not a valid padded size")]
+    BadLength(usize),
+    /// The sender's signature does not verify: forged or altered in transit.
+    #[error("envelope signature does not verify (forged or altered)")]
+    BadSignature,
+    /// The ciphertext does not decrypt under the sender's key for that iteration.
+    #[error("envelope does not decrypt (altered, or sealed under another key)")]
+    Decrypt,
+    /// The decrypted plaintext has no valid padding.
+    #[error("envelope plaintext is not correctly padded")]
+    BadPadding,
+    /// The franking commitment does not match the plaintext: the sender committed to something
+    /// else, so the message could not be reported verifiably. Rejected.
+    #[error("franking commitment does not match the message")]
+    BadFranking,
+    /// The sender-key chain refused the iteration (replay, too far ahead).
+    #[error(transparent)]
+    SenderKey(#[from] SenderKeyError),
+}
+
+/// What a recipient gets from a valid envelope.
+pub struct OpenedMessage {
+    /// The message body (UTF-8 JSON of [`MessageContent`] for Confide clients).
+    pub body: Zeroizing<Vec<u8>>,
+    /// The franking key, kept so the recipient can later report this message verifiably.
+    pub franking_key: Zeroizing<[u8; 32]>,
+    /// The message id.
+    pub message_id: MessageId,
+}
+
+impl std::fmt::Debug for OpenedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedMessage")
+            .field("message_id", &self.message_id)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn pad(franking_key: &[u8; 32], body: &[u8]) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+    let needed = 32 + body.len() + 1;
+    let Some(bucket) = PADDING_BUCKETS.iter().copied().find(|b| *b >= needed) else {
+        return Err(EnvelopeError::TooLarge(body.len()));
+    };
+    let mut out = Zeroizing::new(Vec::with_capacity(bucket));
+    out.extend_from_slice(franking_key);
+    out.extend_from_slice(body);
+    out.push(0x80);
+    out.resize(bucket, 0);
+    Ok(out)
+}
+
+/// Removes ISO/IEC 7816-4 padding (`0x80` then zeros) and splits off the franking key.
+fn unpad(padded: &[u8]) -> Result<(Zeroizing<[u8; 32]>, &[u8]), EnvelopeError> {
+    let end = padded
+        .iter()
+        .rposition(|b| *b != 0)
+        .ok_or(EnvelopeError::BadPadding)?;
+    if padded[end] != 0x80 || end < 32 {
+        return Err(EnvelopeError::BadPadding);
+    }
+    let mut fk = Zeroizing::new([0u8; 32]);
+    fk.copy_from_slice(&padded[..32]);
+    Ok((fk, &padded[32..end]))
+}
+
+impl Envelope {
+    /// The binary header: the associated data of the AEAD and the start of every signed and
+    /// MACed string.
+    pub fn header(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = self.v;
+        h[1..17].copy_from_slice(self.group.as_bytes());
+        h[17..25].copy_from_slice(&self.epoch.0.to_be_bytes());
+        h[25..57].copy_from_slice(self.sender.as_bytes());
+        h[57..61].copy_from_slice(&self.iteration.to_be_bytes());
+        h
+    }
+
+    /// The message id: the first 16 bytes of `SHA-256("confide/v1/message-id" || 0x00 || header)`.
+    /// Unique per (group, epoch, sender, iteration); the server computes it without reading.
+    pub fn message_id(&self) -> MessageId {
+        let digest = hash(LABEL_MESSAGE_ID, &[&self.header()]);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        MessageId(id)
+    }
+
+    /// Encrypts and signs `body` as the next message of `chain`.
+    pub fn seal(
+        identity: &DeviceIdentity,
+        group: GroupId,
+        epoch: Epoch,
+        chain: &mut SenderChain,
+        body: &[u8],
+        rng: &mut impl rand_core::CryptoRng,
+    ) -> Result<Envelope, EnvelopeError> {
+        if body.len() > MAX_BODY_LEN {
+            return Err(EnvelopeError::TooLarge(body.len()));
+        }
+        let mut franking_key = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(franking_key.as_mut());
+        let (iteration, key) = chain.next_message_key()?;
+        let mut envelope = Envelope {
+            v: ENVELOPE_VERSION,
+            group,
+            epoch,
+            sender: identity.device_id(),
+            iteration,
+            franking_tag: [0u8; 32],
+            ciphertext: Vec::new(),
+            signature: Signature([0u8; 64]),
+        };
+        let header = envelope.header();
+        envelope.franking_tag =
+            primitives::hmac_sha256(franking_key.as_ref(), &[&frank_input(&header, body)]);
+        let padded = pad(&franking_key, body)?;
+        let aad = [header.as_slice(), envelope.franking_tag.as_slice()].concat();
+        envelope.ciphertext = primitives::aead_seal(&key.key, &key.nonce, &aad, &padded)
+            .map_err(|_| EnvelopeError::Decrypt)?;
+        envelope.signature = identity.sign(
+            LABEL_ENVELOPE_SIG,
+            &[&header, &envelope.franking_tag, &envelope.ciphertext],
+        );
+        Ok(envelope)
+    }
+
+    /// Checks the version, the ciphertext length and the sender's signature. This is all the
+    /// server can check, and all a client checks before touching a sender key.
+    pub fn verify(&self) -> Result<(), EnvelopeError> {
+        if self.v != ENVELOPE_VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(self.v));
+        }
+        let tag = primitives::AEAD_TAG_LEN;
+        if !PADDING_BUCKETS
+            .iter()
+            .any(|b| b + tag == self.ciphertext.len())
+        {
+            return Err(EnvelopeError::BadLength(self.ciphertext.len()));
+        }
+        crate::identity::verify(
+            &self.sender,
+            LABEL_ENVELOPE_SIG,
+            &[&self.header(), &self.franking_tag, &self.ciphertext],
+            &self.signature,
+        )
+        .map_err(|_| EnvelopeError::BadSignature)
+    }
+
+    /// Verifies and decrypts with the sender's receiving chain for this envelope's epoch. The
+    /// chain advances only if the message is genuine.
+    pub fn open(&self, chain: &mut ReceiverChain) -> Result<OpenedMessage, EnvelopeError> {
+        self.verify()?;
+        let header = self.header();
+        let aad = [header.as_slice(), self.franking_tag.as_slice()].concat();
+        let opened = chain.with_message_key(self.iteration, |key| {
+            let padded = primitives::aead_open(&key.key, &key.nonce, &aad, &self.ciphertext)
+                .map_err(|_| EnvelopeError::Decrypt)?;
+            let (franking_key, body) = unpad(&padded)?;
+            if !primitives::hmac_sha256_verify(
+                franking_key.as_ref(),
+                &[&frank_input(&header, body)],
+                &self.franking_tag,
+            ) {
+                return Err(EnvelopeError::BadFranking);
+            }
+            Ok(OpenedMessage {
+                body: Zeroizing::new(body.to_vec()),
+                franking_key,
+                message_id: self.message_id(),
+            })
+        })??;
+        Ok(opened)
+    }
+
+    /// Checks a franking opening: that `body` with `franking_key` is what this (signed) envelope
+    /// committed to. With [`Self::verify`], this proves the sender sent `body`.
+    pub fn check_franking(&self, body: &[u8], franking_key: &[u8; 32]) -> bool {
+        primitives::hmac_sha256_verify(
+            franking_key,
+            &[&frank_input(&self.header(), body)],
+            &self.franking_tag,
+        )
+    }
+}
+
+/// The franking MAC input: `"confide/v1/franking" || 0x00 || header || body`.
+fn frank_input(header: &[u8; HEADER_LEN], body: &[u8]) -> Vec<u8> {
+    primitives::labelled(LABEL_FRANKING, &[header, body])
+}
+
+/// The plaintext of a Confide group message (the envelope body, as UTF-8 JSON).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct MessageContent {
+    /// When the sender says it sent the message.
+    pub sent_at: Timestamp,
+    /// What the message is.
+    pub body: ContentBody,
+}
+
+/// The kinds of message content.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ContentBody {
+    /// A text message, optionally replying to an earlier message.
+    Text {
+        /// The text.
+        text: String,
+        /// The message replied to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<MessageId>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_rng;
+
+    struct Fixture {
+        alice: DeviceIdentity,
+        alice_chain: SenderChain,
+        bob_copy: ReceiverChain,
+    }
+
+    fn fixture() -> Fixture {
+        let alice = DeviceIdentity::generate(&mut test_rng(1));
+        let alice_chain = SenderChain::generate(&mut test_rng(2));
+        let bob_copy = ReceiverChain::from_distribution(&alice_chain.distribution()).unwrap();
+        Fixture {
+            alice,
+            alice_chain,
+            bob_copy,
+        }
+    }
+
+    fn send(f: &mut Fixture, body: &[u8]) -> Envelope {
+        Envelope::seal(
+            &f.alice,
+            GroupId([5; 16]),
+            Epoch(1),
+            &mut f.alice_chain,
+            body,
+            &mut test_rng(3),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip_with_padding_to_buckets() {
+        let mut f = fixture();
+        for len in [0usize, 1, 200, 223, 224, 1000, 5000] {
+            let body = vec![b'x'; len];
+            let env = send(&mut f, &body);
+            assert!(
+                PADDING_BUCKETS
+                    .iter()
+                    .any(|b| b + 16 == env.ciphertext.len())
+            );
+            let opened = env.open(&mut f.bob_copy).unwrap();
+            assert_eq!(&*opened.body, &body);
+            assert!(env.check_franking(&opened.body, &opened.franking_key));
+            assert_eq!(opened.message_id, env.message_id());
+        }
+        // Short messages all look alike on the wire.
+        assert_eq!(
+            send(&mut f, b"hi").ciphertext.len(),
+            send(&mut f, &[b'y'; 200]).ciphertext.len()
+        );
+    }
+
+    #[test]
+    fn tampering_is_rejected_without_advancing_the_chain() {
+        let mut f = fixture();
+        let env = send(&mut f, b"hello");
+        let mut bad_ct = env.clone();
+        bad_ct.ciphertext[0] ^= 1;
+        assert_eq!(
+            bad_ct.open(&mut f.bob_copy).unwrap_err(),
+            EnvelopeError::BadSignature
+        );
+        let mut bad_header = env.clone();
+        bad_header.epoch = Epoch(2);
+        assert_eq!(
+            bad_header.open(&mut f.bob_copy).unwrap_err(),
+            EnvelopeError::BadSignature
+        );
+        let mut bad_sig = env.clone();
+        bad_sig.signature.0[10] ^= 1;
+        assert_eq!(
+            bad_sig.open(&mut f.bob_copy).unwrap_err(),
+            EnvelopeError::BadSignature
+        );
+        let mut bad_tag = env.clone();
+        bad_tag.franking_tag[0] ^= 1;
+        assert_eq!(
+            bad_tag.open(&mut f.bob_copy).unwrap_err(),
+            EnvelopeError::BadSignature
+        );
+        // The genuine envelope still opens: nothing above moved the chain.
+        assert_eq!(&*env.open(&mut f.bob_copy).unwrap().body, b"hello");
+    }
+
+    #[test]
+    fn replay_is_rejected() {
+        let mut f = fixture();
+        let env = send(&mut f, b"once");
+        env.open(&mut f.bob_copy).unwrap();
+        assert_eq!(
+            env.open(&mut f.bob_copy).unwrap_err(),
+            EnvelopeError::SenderKey(SenderKeyError::Replay(0))
+        );
+    }
+
+    #[test]
+    fn wrong_epoch_key_cannot_decrypt() {
+        // A member holding the previous epoch's chain of the same sender cannot read the new one.
+        let mut f = fixture();
+        let old_epoch_copy =
+            ReceiverChain::from_distribution(&f.alice_chain.distribution()).unwrap();
+        let mut new_chain = SenderChain::generate(&mut test_rng(9));
+        let env = Envelope::seal(
+            &f.alice,
+            GroupId([5; 16]),
+            Epoch(2),
+            &mut new_chain,
+            b"secret",
+            &mut test_rng(4),
+        )
+        .unwrap();
+        let mut stale = old_epoch_copy;
+        assert_eq!(env.open(&mut stale).unwrap_err(), EnvelopeError::Decrypt);
+        let _ = &mut f;
+    }
+
+    #[test]
+    fn franking_opening_binds_body() {
+        let mut f = fixture();
+        let env = send(&mut f, b"you are worthless");
+        let opened = env.open(&mut f.bob_copy).unwrap();
+        assert!(env.check_franking(b"you are worthless", &opened.franking_key));
+        assert!(!env.check_franking(b"you are wonderful", &opened.franking_key));
+        assert!(!env.check_franking(b"you are worthless", &[0u8; 32]));
+    }
+
+    #[test]
+    fn oversized_body_is_refused() {
+        let mut f = fixture();
+        let err = Envelope::seal(
+            &f.alice,
+            GroupId([5; 16]),
+            Epoch(1),
+            &mut f.alice_chain,
+            &vec![0; MAX_BODY_LEN + 1],
+            &mut test_rng(3),
+        );
+        assert_eq!(err.unwrap_err(), EnvelopeError::TooLarge(MAX_BODY_LEN + 1));
+        assert!(
+            Envelope::seal(
+                &f.alice,
+                GroupId([5; 16]),
+                Epoch(1),
+                &mut f.alice_chain,
+                &vec![0; MAX_BODY_LEN],
+                &mut test_rng(3)
+            )
+            .is_ok()
+        );
+    }
+}

@@ -62,7 +62,12 @@ pub struct DeviceKeys {
 impl DeviceKeys {
     /// Checks that the sealing key was signed by the device's identity key.
     pub fn verify(&self) -> Result<(), CryptoError> {
-        verify(&self.device, LABEL_SEALING_KEY, &[&self.sealing_key], &self.sealing_sig)
+        verify(
+            &self.device,
+            LABEL_SEALING_KEY,
+            &[&self.sealing_key],
+            &self.sealing_sig,
+        )
     }
 }
 
@@ -148,7 +153,14 @@ impl DeviceIdentity {
         let device = self.device_id();
         let aad = labelled(LABEL_IDENTITY_EXPORT, &[device.as_bytes()]);
         let ciphertext = primitives::aead_seal(&key, &nonce, &aad, plaintext.as_ref())?;
-        Ok(ExportedIdentity { v: 1, device, kdf: params, salt, nonce, ciphertext })
+        Ok(ExportedIdentity {
+            v: 1,
+            device,
+            kdf: params,
+            salt,
+            nonce,
+            ciphertext,
+        })
     }
 
     /// Decrypts an exported identity. A wrong passphrase gives [`CryptoError::Decrypt`].
@@ -187,9 +199,17 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// OWASP's recommended Argon2id setting (19 MiB, 2 iterations, 1 lane): about 50 ms here.
-    pub const RECOMMENDED: KdfParams = KdfParams { m_kib: 19 * 1024, t: 2, p: 1 };
+    pub const RECOMMENDED: KdfParams = KdfParams {
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
     /// A deliberately weak setting for tests only.
-    pub const INSECURE_FOR_TESTS: KdfParams = KdfParams { m_kib: 64, t: 1, p: 1 };
+    pub const INSECURE_FOR_TESTS: KdfParams = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
     /// Upper bounds accepted when importing, so a hostile file cannot ask for 4 TiB of memory.
     pub const MAX_M_KIB: u32 = 1024 * 1024;
     /// Upper bound on iterations accepted when importing.
@@ -198,13 +218,20 @@ impl KdfParams {
     pub const MAX_P: u32 = 16;
 
     /// Derives a 32-byte key from a passphrase and salt.
-    pub fn derive(&self, passphrase: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    pub fn derive(
+        &self,
+        passphrase: &[u8],
+        salt: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         if self.m_kib > Self::MAX_M_KIB || self.t > Self::MAX_T || self.p > Self::MAX_P {
-            return Err(CryptoError::Kdf("parameters above the accepted maximum".into()));
+            return Err(CryptoError::Kdf(
+                "parameters above the accepted maximum".into(),
+            ));
         }
         let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(32))
             .map_err(|e| CryptoError::Kdf(e.to_string()))?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut key = Zeroizing::new([0u8; 32]);
         argon
             .hash_password_into(passphrase, salt, key.as_mut())
@@ -308,15 +335,34 @@ mod tests {
     #[test]
     fn export_round_trips_and_wrong_passphrase_fails() {
         let id = DeviceIdentity::generate(&mut test_rng(3));
-        let exported = id.export(b"correct horse", KdfParams::INSECURE_FOR_TESTS, &mut test_rng(4)).unwrap();
+        let exported = id
+            .export(
+                b"correct horse",
+                KdfParams::INSECURE_FOR_TESTS,
+                &mut test_rng(4),
+            )
+            .unwrap();
         let json = serde_json::to_string(&exported).unwrap();
         let parsed: ExportedIdentity = serde_json::from_str(&json).unwrap();
         let back = DeviceIdentity::import(&parsed, b"correct horse").unwrap();
         assert_eq!(back.device_id(), id.device_id());
         assert_eq!(back.sealing_public(), id.sealing_public());
-        assert_eq!(DeviceIdentity::import(&parsed, b"wrong").unwrap_err(), CryptoError::Decrypt);
-        let hostile = ExportedIdentity { kdf: KdfParams { m_kib: u32::MAX, t: 1, p: 1 }, ..parsed };
-        assert!(matches!(DeviceIdentity::import(&hostile, b"x"), Err(CryptoError::Kdf(_))));
+        assert_eq!(
+            DeviceIdentity::import(&parsed, b"wrong").unwrap_err(),
+            CryptoError::Decrypt
+        );
+        let hostile = ExportedIdentity {
+            kdf: KdfParams {
+                m_kib: u32::MAX,
+                t: 1,
+                p: 1,
+            },
+            ..parsed
+        };
+        assert!(matches!(
+            DeviceIdentity::import(&hostile, b"x"),
+            Err(CryptoError::Kdf(_))
+        ));
     }
 
     #[test]

@@ -28,11 +28,15 @@ pub mod group_log;
 pub mod identity;
 pub mod ids;
 pub mod primitives;
+pub mod report;
 pub mod seal;
+pub mod sender_key;
 
 pub use error::CryptoError;
 pub use identity::{DeviceIdentity, DeviceKeys, Signature};
-pub use ids::{DeviceId, Epoch, GroupId, InviteId, MessageId, OpHash, RequestId, Seq, Timestamp, UserId};
+pub use ids::{
+    DeviceId, Epoch, GroupId, InviteId, MessageId, OpHash, RequestId, Seq, Timestamp, UserId,
+};
 
 /// A deterministic RNG for tests and vectors: ChaCha20 seeded with `seed` repeated.
 #[cfg(test)]

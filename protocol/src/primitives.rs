@@ -85,7 +85,13 @@ pub fn aead_seal(
 ) -> Result<Vec<u8>, CryptoError> {
     let cipher = ChaCha20Poly1305::new(&Key::from(*key));
     cipher
-        .encrypt(&Nonce::from(*nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            &Nonce::from(*nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .map_err(|_| CryptoError::Encrypt)
 }
 
@@ -98,7 +104,13 @@ pub fn aead_open(
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let cipher = ChaCha20Poly1305::new(&Key::from(*key));
     cipher
-        .decrypt(&Nonce::from(*nonce), Payload { msg: ciphertext, aad })
+        .decrypt(
+            &Nonce::from(*nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map(Zeroizing::new)
         .map_err(|_| CryptoError::Decrypt)
 }

@@ -1,9 +1,109 @@
 //! The group log: signed, hash-chained operations of membership and moderation.
+//!
+//! Every group has an append-only log of [`Op`]s. The first op is a genesis op naming the group
+//! and its creator (the first facilitator); every later op names the group, its position
+//! (`seq`), the hash of the op before it (`prev`), its author device, the author's claimed time
+//! and a typed [`OpBody`]. The server stores and relays the log and enforces it (who may post,
+//! when, how often); every client replays and verifies the whole chain itself, and shares sender
+//! keys only with the devices that the verified log lists ([`GroupState::current_devices`]).
+//! The log doubles as the audit log of moderation: who did what and when, never message content.
+//!
+//! # Wire form, signature and hash
+//!
+//! An op travels and is stored as a [`SignedOp`]: `op` holds the exact UTF-8 JSON bytes of an
+//! [`Op`] (base64 in JSON), `sig` the author device's Ed25519 signature over
+//! `"confide/v1/op" || 0x00 || op` ([`LABEL_OP`]). The hash that chains ops together is
+//! `SHA-256("confide/v1/op-hash" || 0x00 || op)` ([`LABEL_OP_HASH`], [`SignedOp::hash`]).
+//! Because both are computed over the exact bytes, no canonical JSON is needed: a verifier
+//! rejects ops longer than [`MAX_OP_BYTES`], reads only the `v` and `author` fields to learn
+//! which key to check, verifies the signature over the exact bytes, and only then parses the
+//! whole op ([`SignedOp::verify`]). Unknown fields are rejected.
+//!
+//! # Replay
+//!
+//! [`GroupState::from_genesis`] starts a state from the genesis op (`seq` 0, `prev` all zeros);
+//! [`GroupState::apply`] applies the next op atomically (on error the state is unchanged);
+//! [`verify_log`] replays a whole log. An op is accepted only if, in this order:
+//!
+//! 1. it is at most [`MAX_OP_BYTES`] long and its signature verifies under its `author`;
+//! 2. its version `v` is [`OP_VERSION`] and it parses completely;
+//! 3. it names this group, has `seq` = previous `seq` + 1 and `prev` = hash of the previous op
+//!    (a different op at an already applied `seq` is reported as a [`LogError::Fork`]);
+//! 4. its author is a device of a current member ([`OpBody::Join`] excepted: it is authored by
+//!    the joining device), and the author's role may sign this kind of op ([`allowed`]);
+//! 5. the op's own rules (documented on each [`OpBody`] variant) hold.
+//!
+//! # Policy
+//!
+//! | op | facilitator | co-facilitator | member |
+//! |---|:-:|:-:|:-:|
+//! | `invite`, `revoke_invite`, `add` | yes | yes | no |
+//! | `remove` (incl. ban), `unban`, `mute`, `unmute` | yes | plain members only | no |
+//! | `lock`, `unlock`, `set_open_hours`, `set_slow_mode`, `delete_messages` | yes | yes | no |
+//! | `set_role`, `set_agreement`, `set_retention`, `set_settings`, `set_crisis_resources` | yes | no | no |
+//! | `accept_agreement`, `leave` | yes | yes | yes |
+//! | `join` | authored by the joining device, which is not yet a member | | |
+//! | `genesis` | only as the first op | | |
+//!
+//! Besides the table: only a facilitator may remove, ban, mute or unmute a facilitator or
+//! co-facilitator; nobody removes themselves with `remove` (they `leave`); and the group always
+//! keeps at least one facilitator while it has other members (demoting the last facilitator,
+//! or the last facilitator leaving, is rejected with [`LogError::LastFacilitator`]).
+//!
+//! # Epochs
+//!
+//! `join`, `add`, `remove` and `leave` each start a new epoch ([`Epoch::next`]); nothing else
+//! does ([`OpBody::changes_epoch`]). After a new epoch every member sends a fresh sender key,
+//! sealed only to [`GroupState::current_devices`].
+//!
+//! # Time
+//!
+//! `at` is the author's claimed time; the crate has no clock. Replay uses it for invite expiry
+//! and to check that a mute ends after it starts. The server, which has a clock, should refuse
+//! ops whose `at` is more than [`MAX_CLOCK_SKEW_MS`] from its own time ([`Op::check_clock`]),
+//! so that a joiner cannot back-date a join to use an expired invite.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use ed25519_dalek::{Signer as _, SigningKey};
 use serde::{Deserialize, Serialize};
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
-use crate::encoding::b64;
-use crate::identity::Signature;
+use crate::encoding::{b64, b64_array};
+use crate::identity::{self, DeviceIdentity, DeviceKeys, Signature};
+use crate::ids::{DeviceId, Epoch, GroupId, InviteId, MessageId, OpHash, Timestamp, UserId};
+use crate::primitives::{hash, labelled};
+
+/// Label of the author's signature over an op's bytes.
+pub const LABEL_OP: &str = "confide/v1/op";
+/// Label of the hash that chains ops (`prev`) and identifies them.
+pub const LABEL_OP_HASH: &str = "confide/v1/op-hash";
+/// Label of the invite key's signature in a join: over `group (16) || user (16) || device (32)`.
+pub const LABEL_JOIN: &str = "confide/v1/join";
+
+/// The op format version this crate writes and accepts.
+pub const OP_VERSION: u8 = 1;
+/// Largest accepted op, in bytes of JSON (64 KiB); checked before anything else.
+pub const MAX_OP_BYTES: usize = 64 * 1024;
+/// Most devices one member may list.
+pub const MAX_DEVICES_PER_USER: usize = 8;
+/// Longest display name, in Unicode scalar values.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+/// Longest IANA time-zone name in [`OpenHours`], in characters.
+pub const MAX_TIME_ZONE_CHARS: usize = 64;
+/// Most windows in one [`OpenHours`] schedule.
+pub const MAX_OPEN_WINDOWS: usize = 64;
+/// Minutes in a day: the exclusive upper bound of a window's start and the inclusive upper
+/// bound of its end.
+pub const MINUTES_PER_DAY: u16 = 1440;
+/// Longest slow-mode interval, in seconds (one day).
+pub const MAX_SLOW_MODE_SECONDS: u32 = 86_400;
+/// Most messages one `delete_messages` op may name.
+pub const MAX_DELETE_BATCH: usize = 500;
+/// How far (in ms) an op's claimed time may be from the server's clock when the server accepts
+/// it (five minutes). See [`Op::check_clock`].
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 /// One op as it travels and is stored: the op's exact bytes (UTF-8 JSON of [`Op`]) and the
 /// author's signature over them. Verifiers check the signature over these bytes and only then
@@ -17,6 +117,3160 @@ pub struct SignedOp {
     pub sig: Signature,
 }
 
-/// Placeholder, replaced by the full op definition.
+/// The two fields a verifier reads before the signature is checked: the version (to refuse
+/// an unknown format cleanly) and the author (whose key checks the signature).
+#[derive(Deserialize)]
+struct OpHeader {
+    v: u8,
+    author: DeviceId,
+}
+
+impl SignedOp {
+    /// The op's hash, `SHA-256("confide/v1/op-hash" || 0x00 || op)`: what the next op's `prev`
+    /// must be.
+    pub fn hash(&self) -> OpHash {
+        OpHash(hash(LABEL_OP_HASH, &[&self.op]))
+    }
+
+    /// Checks the size and the author's signature over the exact bytes, then the version, and
+    /// only then parses the op. Says nothing about whether the op fits a group's state: use
+    /// [`GroupState::apply`] for that.
+    pub fn verify(&self) -> Result<Op, LogError> {
+        check_size(self.op.len())?;
+        let header: OpHeader = serde_json::from_slice(&self.op).map_err(malformed)?;
+        identity::verify(&header.author, LABEL_OP, &[&self.op], &self.sig)
+            .map_err(|_| LogError::BadSignature)?;
+        if header.v != OP_VERSION {
+            return Err(LogError::UnsupportedVersion { got: header.v });
+        }
+        let op: Op = serde_json::from_slice(&self.op).map_err(malformed)?;
+        if op.author != header.author {
+            // The same parser read the same bytes twice; kept as a cheap guard all the same.
+            return Err(LogError::Malformed("inconsistent author field".into()));
+        }
+        Ok(op)
+    }
+
+    /// Parses the op WITHOUT checking its signature: for display and diagnostics only, never
+    /// for a decision. Still refuses ops above [`MAX_OP_BYTES`].
+    pub fn parse_unverified(&self) -> Result<Op, LogError> {
+        check_size(self.op.len())?;
+        serde_json::from_slice(&self.op).map_err(malformed)
+    }
+}
+
+fn check_size(len: usize) -> Result<(), LogError> {
+    if len > MAX_OP_BYTES {
+        return Err(LogError::TooLarge {
+            len,
+            max: MAX_OP_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn malformed(e: serde_json::Error) -> LogError {
+    LogError::Malformed(e.to_string())
+}
+
+/// One operation of the group log, as signed by its author. Serialized as JSON with the
+/// fields in this order; byte strings are base64.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-pub struct Op {}
+#[serde(deny_unknown_fields)]
+pub struct Op {
+    /// Format version, [`OP_VERSION`] (1).
+    pub v: u8,
+    /// The group this op belongs to, fixed by the genesis op, so an op cannot be replayed into
+    /// another group.
+    pub group: GroupId,
+    /// Position in the log: 0 for genesis, then exactly one more than the previous op.
+    pub seq: u64,
+    /// Hash of the previous op ([`SignedOp::hash`]); [`OpHash::ZERO`] for genesis.
+    pub prev: OpHash,
+    /// The device that signed this op.
+    pub author: DeviceId,
+    /// The author's claimed time (unix ms).
+    pub at: Timestamp,
+    /// What the op does.
+    pub body: OpBody,
+}
+
+impl Op {
+    /// A genesis op: `seq` 0, `prev` zero, the creator (who must own `author`) as facilitator.
+    pub fn genesis(
+        group: GroupId,
+        author: DeviceId,
+        at: Timestamp,
+        creator: MemberEntry,
+        settings: GroupSettings,
+    ) -> Op {
+        Op {
+            v: OP_VERSION,
+            group,
+            seq: 0,
+            prev: OpHash::ZERO,
+            author,
+            at,
+            body: OpBody::Genesis { creator, settings },
+        }
+    }
+
+    /// Serializes this op and signs the bytes with `identity`, which must be the op's author.
+    /// Fails if the identity is not the author or the op is larger than [`MAX_OP_BYTES`].
+    pub fn sign(&self, identity: &DeviceIdentity) -> Result<SignedOp, LogError> {
+        if identity.device_id() != self.author {
+            return Err(LogError::InvalidValue(
+                "the signing identity is not the op's author".into(),
+            ));
+        }
+        let op = serde_json::to_vec(self).map_err(malformed)?;
+        check_size(op.len())?;
+        let sig = identity.sign(LABEL_OP, &[&op]);
+        Ok(SignedOp { op, sig })
+    }
+
+    /// For the server, which has a clock: refuses an op whose claimed time `at` is more than
+    /// [`MAX_CLOCK_SKEW_MS`] away from `now`. Replay does not call this (an old log is valid).
+    pub fn check_clock(&self, now: Timestamp) -> Result<(), LogError> {
+        if self.at.0.abs_diff(now.0) > MAX_CLOCK_SKEW_MS {
+            return Err(LogError::ClockSkew { at: self.at, now });
+        }
+        Ok(())
+    }
+}
+
+/// What an op does. JSON: an object whose `"type"` is the variant's snake_case name, next to
+/// the variant's fields, e.g. `{"type":"mute","user":"…","until":1700000000000}`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OpBody {
+    /// The first op (`seq` 0, `prev` zero): creates the group in epoch 0 with `creator` as its
+    /// only member and facilitator. The author must be one of the creator's devices.
+    Genesis {
+        /// The group's creator, its first facilitator.
+        creator: MemberEntry,
+        /// The group's initial settings.
+        settings: GroupSettings,
+    },
+    /// Creates an invite whose secret half travels in an invite link. The id must be a valid
+    /// Ed25519 public key not used by an earlier invite; `max_uses` ≥ 1; `expires_at` > `at`.
+    Invite {
+        /// The invite's Ed25519 public key.
+        invite: InviteId,
+        /// If true, the invite cannot be used to `join` directly: the joiner sends a sealed
+        /// join request and a facilitator or co-facilitator `add`s them.
+        requires_approval: bool,
+        /// How many people may join (or be added) through this invite.
+        max_uses: u32,
+        /// The last moment (unix ms) at which a `join` may claim to use it.
+        expires_at: Timestamp,
+    },
+    /// Revokes an existing, not yet revoked invite: no more joins or approvals through it.
+    RevokeInvite {
+        /// The invite to revoke.
+        invite: InviteId,
+    },
+    /// A person joins through an invite link. Authored by the joining device itself, which must
+    /// be one of `member.devices`. Accepted only if the invite exists, is not revoked, does not
+    /// require approval, `at` ≤ `expires_at`, and it has been used fewer than `max_uses` times;
+    /// the user is neither banned nor a member; the entry is valid ([`MemberEntry`]); and
+    /// `invite_sig` is the invite key's signature over
+    /// `"confide/v1/join" || 0x00 || group || user || device` with `device` the author.
+    /// Uses the invite once; new epoch.
+    Join {
+        /// The invite used.
+        invite: InviteId,
+        /// Who joins, with their devices.
+        member: MemberEntry,
+        /// Proof of holding the invite's secret, bound to this group, user and device.
+        invite_sig: Signature,
+    },
+    /// A facilitator or co-facilitator admits someone. The user must be neither banned (unban
+    /// first) nor a member, and the entry must be valid. When this approves a join request made
+    /// through an invite, `invite` and `invite_sig` are both present: the invite must exist,
+    /// not be revoked and not be used up (its expiry is not checked: a request made in time may
+    /// be approved later), `invite_sig` must verify as for `join` with `device` the first
+    /// device of the entry, and the invite's use count increments. New epoch.
+    Add {
+        /// Who is admitted, with their devices.
+        member: MemberEntry,
+        /// The invite the request came through, if any.
+        invite: Option<InviteId>,
+        /// The requester's invite signature (as for `join`), present exactly when `invite` is.
+        invite_sig: Option<Signature>,
+    },
+    /// Removes a member (not the author: use `leave`), and with `ban` keeps them from joining or
+    /// being added again until unbanned. Only a facilitator may remove a facilitator or
+    /// co-facilitator. Clears the member's mute. New epoch.
+    Remove {
+        /// The member to remove.
+        user: UserId,
+        /// Also ban them.
+        ban: bool,
+    },
+    /// Lifts a ban; the user must be banned. (A banned user is not a member and holds no role,
+    /// so co-facilitators may unban anyone.)
+    Unban {
+        /// The banned user.
+        user: UserId,
+    },
+    /// The author's own user leaves with all their devices. The last facilitator cannot leave
+    /// while other members remain (make someone else facilitator first). New epoch.
+    Leave {},
+    /// Gives a member a role. Facilitators only; demoting the last facilitator is rejected.
+    SetRole {
+        /// The member.
+        user: UserId,
+        /// The new role.
+        role: Role,
+    },
+    /// Mutes a member until a time after `at`. Only a facilitator may mute a facilitator or
+    /// co-facilitator. A later mute replaces an earlier one.
+    Mute {
+        /// The member to mute.
+        user: UserId,
+        /// When the mute ends (unix ms); must be after the op's `at`.
+        until: Timestamp,
+    },
+    /// Ends a member's mute early; the member must have a mute on record.
+    Unmute {
+        /// The muted member.
+        user: UserId,
+    },
+    /// Closes the chat by hand until `unlock`.
+    Lock {},
+    /// Reopens a chat closed by `lock`.
+    Unlock {},
+    /// Sets (or with `null` removes) the hours in which the chat is open.
+    SetOpenHours {
+        /// The schedule; validated as documented on [`OpenHours`].
+        schedule: Option<OpenHours>,
+    },
+    /// Each member may post at most once per `seconds` (0 = off, at most
+    /// [`MAX_SLOW_MODE_SECONDS`]).
+    SetSlowMode {
+        /// Minimum interval between one member's messages.
+        seconds: u32,
+    },
+    /// Deletes messages for everyone (the server drops them; clients hide them). Names 1 to
+    /// [`MAX_DELETE_BATCH`] messages.
+    DeleteMessages {
+        /// The messages to delete.
+        messages: Vec<MessageId>,
+    },
+    /// Publishes a new version of the group agreement (its text travels encrypted; the log holds
+    /// its hash). Facilitators only. `version` must be exactly the previous version + 1 (the
+    /// first agreement is version 1).
+    SetAgreement {
+        /// The new version.
+        version: u32,
+        /// SHA-256 of the agreement text.
+        #[serde(with = "b64_array")]
+        text_hash: [u8; 32],
+    },
+    /// The author's user accepts the agreement; `version` must be the current version.
+    AcceptAgreement {
+        /// The version accepted.
+        version: u32,
+    },
+    /// Sets how long messages are kept (`null` = no limit; 0 is rejected). Facilitators only.
+    SetRetention {
+        /// Retention in seconds.
+        seconds: Option<u64>,
+    },
+    /// Replaces the group settings. Facilitators only.
+    SetSettings {
+        /// The new settings.
+        settings: GroupSettings,
+    },
+    /// Sets (or with `null` removes) the hash of the crisis-resources text shown to members (the
+    /// text travels encrypted). Facilitators only.
+    SetCrisisResources {
+        /// SHA-256 of the crisis-resources text.
+        #[serde(with = "b64_array_opt")]
+        text_hash: Option<[u8; 32]>,
+    },
+}
+
+impl OpBody {
+    /// The op's type as it appears in JSON (`"type"`), e.g. `"set_role"`; also the `action`
+    /// of [`LogError::NotAllowed`].
+    pub fn action(&self) -> &'static str {
+        match self {
+            OpBody::Genesis { .. } => "genesis",
+            OpBody::Invite { .. } => "invite",
+            OpBody::RevokeInvite { .. } => "revoke_invite",
+            OpBody::Join { .. } => "join",
+            OpBody::Add { .. } => "add",
+            OpBody::Remove { .. } => "remove",
+            OpBody::Unban { .. } => "unban",
+            OpBody::Leave {} => "leave",
+            OpBody::SetRole { .. } => "set_role",
+            OpBody::Mute { .. } => "mute",
+            OpBody::Unmute { .. } => "unmute",
+            OpBody::Lock {} => "lock",
+            OpBody::Unlock {} => "unlock",
+            OpBody::SetOpenHours { .. } => "set_open_hours",
+            OpBody::SetSlowMode { .. } => "set_slow_mode",
+            OpBody::DeleteMessages { .. } => "delete_messages",
+            OpBody::SetAgreement { .. } => "set_agreement",
+            OpBody::AcceptAgreement { .. } => "accept_agreement",
+            OpBody::SetRetention { .. } => "set_retention",
+            OpBody::SetSettings { .. } => "set_settings",
+            OpBody::SetCrisisResources { .. } => "set_crisis_resources",
+        }
+    }
+
+    /// Whether applying this op starts a new epoch: exactly `join`, `add`, `remove` and
+    /// `leave` (the membership changes).
+    pub fn changes_epoch(&self) -> bool {
+        matches!(
+            self,
+            OpBody::Join { .. } | OpBody::Add { .. } | OpBody::Remove { .. } | OpBody::Leave {}
+        )
+    }
+}
+
+/// Serde helpers for an optional 32-byte value carried as base64 or `null`.
+mod b64_array_opt {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(value: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => s.serialize_some(&crate::encoding::b64_encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let bytes = crate::encoding::b64_decode(&text)
+            .map_err(|e| D::Error::custom(format!("invalid base64: {e}")))?;
+        let len = bytes.len();
+        let array = bytes
+            .try_into()
+            .map_err(|_| D::Error::custom(format!("expected 32 bytes, got {len}")))?;
+        Ok(Some(array))
+    }
+}
+
+/// A member's role.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Runs the group: may sign every op. A group always keeps at least one.
+    Facilitator,
+    /// Helps run the group: invites, admits, moderates plain members, controls the chat.
+    CoFacilitator,
+    /// Takes part: may only accept the agreement and leave.
+    Member,
+}
+
+impl Role {
+    /// The role's name as in JSON: `facilitator`, `co_facilitator` or `member`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Facilitator => "facilitator",
+            Role::CoFacilitator => "co_facilitator",
+            Role::Member => "member",
+        }
+    }
+
+    /// Facilitators and co-facilitators: the people reports and facilitator notes go to.
+    pub fn is_moderator(self) -> bool {
+        matches!(self, Role::Facilitator | Role::CoFacilitator)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A member as listed in the log: the user, the name others see, and every device whose keys
+/// may receive the group's sender keys.
+///
+/// Valid when: `display_name` has 1 to [`MAX_DISPLAY_NAME_CHARS`] characters, is not blank and
+/// contains no control characters and no bidirectional-override or -isolate characters (which
+/// could disguise a name); `devices` lists 1 to [`MAX_DEVICES_PER_USER`] distinct devices, each
+/// of whose sealing key verifies ([`DeviceKeys::verify`]); and no device already belongs to
+/// another member.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberEntry {
+    /// The user.
+    pub user: UserId,
+    /// The name shown to the group.
+    pub display_name: String,
+    /// The user's devices with their signed public keys.
+    pub devices: Vec<DeviceKeys>,
+}
+
+impl MemberEntry {
+    /// Checks the entry on its own (everything but other members' devices).
+    pub fn validate(&self) -> Result<(), LogError> {
+        let count = self.display_name.chars().count();
+        if count == 0 || count > MAX_DISPLAY_NAME_CHARS || self.display_name.trim().is_empty() {
+            return Err(LogError::InvalidMember(format!(
+                "the display name must have 1 to {MAX_DISPLAY_NAME_CHARS} characters and not be blank"
+            )));
+        }
+        if self
+            .display_name
+            .chars()
+            .any(|c| c.is_control() || is_bidi_control(c))
+        {
+            return Err(LogError::InvalidMember(
+                "the display name contains control characters".into(),
+            ));
+        }
+        if self.devices.is_empty() || self.devices.len() > MAX_DEVICES_PER_USER {
+            return Err(LogError::InvalidMember(format!(
+                "a member must list 1 to {MAX_DEVICES_PER_USER} devices, not {}",
+                self.devices.len()
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        for keys in &self.devices {
+            if !seen.insert(keys.device) {
+                return Err(LogError::InvalidMember(format!(
+                    "device {} is listed twice",
+                    keys.device.short()
+                )));
+            }
+            if keys.verify().is_err() {
+                return Err(LogError::InvalidMember(format!(
+                    "the sealing key of device {} is not signed by its identity key",
+                    keys.device.short()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `device` is one of this member's devices.
+    pub fn has_device(&self, device: &DeviceId) -> bool {
+        self.devices.iter().any(|keys| keys.device == *device)
+    }
+}
+
+/// Unicode bidirectional embedding, override and isolate controls (format characters that
+/// `char::is_control` does not cover).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+}
+
+/// Group-wide settings.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Whether members may message each other privately (default: no, as is usual in
+    /// facilitated groups).
+    pub members_may_message_privately: bool,
+}
+
+/// When the chat is open, as weekly windows in a named time zone (the server resolves the zone).
+///
+/// Valid when `time_zone` is 1 to [`MAX_TIME_ZONE_CHARS`] ASCII letters, digits or `/ _ + -`
+/// (an IANA name such as `Europe/Berlin`), and `windows` has 1 to [`MAX_OPEN_WINDOWS`] entries
+/// (to close the chat entirely, use `lock`), each valid as documented on [`OpenWindow`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenHours {
+    /// IANA time-zone name.
+    pub time_zone: String,
+    /// The weekly windows in which the chat is open.
+    pub windows: Vec<OpenWindow>,
+}
+
+/// One weekly window of [`OpenHours`]: `day` 0 (Monday) to 6 (Sunday), minutes after local
+/// midnight with `start_minute` < `end_minute` ≤ [`MINUTES_PER_DAY`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenWindow {
+    /// Day of the week, 0 = Monday … 6 = Sunday.
+    pub day: u8,
+    /// Start, in minutes after local midnight (inclusive).
+    pub start_minute: u16,
+    /// End, in minutes after local midnight (exclusive); 1440 is midnight at the day's end.
+    pub end_minute: u16,
+}
+
+impl OpenHours {
+    /// Checks the ranges documented on [`OpenHours`] and [`OpenWindow`].
+    pub fn validate(&self) -> Result<(), LogError> {
+        let tz = &self.time_zone;
+        if tz.is_empty()
+            || tz.len() > MAX_TIME_ZONE_CHARS
+            || !tz
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
+        {
+            return Err(LogError::InvalidValue(format!(
+                "the time zone must be an IANA name of 1 to {MAX_TIME_ZONE_CHARS} characters"
+            )));
+        }
+        if self.windows.is_empty() || self.windows.len() > MAX_OPEN_WINDOWS {
+            return Err(LogError::InvalidValue(format!(
+                "open hours need 1 to {MAX_OPEN_WINDOWS} windows (use lock to close the chat)"
+            )));
+        }
+        for w in &self.windows {
+            if w.day > 6 || w.start_minute >= w.end_minute || w.end_minute > MINUTES_PER_DAY {
+                return Err(LogError::InvalidValue(format!(
+                    "invalid window (day {}, {}..{}): day must be 0..=6 and start < end <= {MINUTES_PER_DAY}",
+                    w.day, w.start_minute, w.end_minute
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The secret half of an invite, held by whoever has the invite link. Zeroized on drop; its
+/// `Debug` shows only the public id; it is never serialized except through [`Self::to_bytes`].
+pub struct InviteSecret {
+    signing: SigningKey,
+}
+
+// The inner `SigningKey` zeroizes itself on drop (ed25519-dalek's `zeroize` feature).
+impl ZeroizeOnDrop for InviteSecret {}
+
+impl fmt::Debug for InviteSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InviteSecret")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InviteSecret {
+    /// A fresh invite from the caller's cryptographic randomness.
+    pub fn generate(rng: &mut impl rand_core::CryptoRng) -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(bytes.as_mut());
+        Self::from_bytes(&bytes)
+    }
+
+    /// Rebuilds an invite from its 32-byte secret (as carried in an invite link).
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        InviteSecret {
+            signing: SigningKey::from_bytes(bytes),
+        }
+    }
+
+    /// The 32-byte secret, for the invite link.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
+    /// The invite's id: its Ed25519 public key.
+    pub fn id(&self) -> InviteId {
+        InviteId(self.signing.verifying_key().to_bytes())
+    }
+
+    /// The `invite_sig` of a join: a signature over
+    /// `"confide/v1/join" || 0x00 || group || user || device`.
+    pub fn sign_join(&self, group: &GroupId, user: &UserId, device: &DeviceId) -> Signature {
+        let message = labelled(
+            LABEL_JOIN,
+            &[group.as_bytes(), user.as_bytes(), device.as_bytes()],
+        );
+        Signature(self.signing.sign(&message).to_bytes())
+    }
+}
+
+/// Checks an `invite_sig` made by [`InviteSecret::sign_join`].
+pub fn verify_join_sig(
+    invite: &InviteId,
+    group: &GroupId,
+    user: &UserId,
+    device: &DeviceId,
+    sig: &Signature,
+) -> Result<(), LogError> {
+    identity::verify(
+        &DeviceId(invite.0),
+        LABEL_JOIN,
+        &[group.as_bytes(), user.as_bytes(), device.as_bytes()],
+        sig,
+    )
+    .map_err(|_| LogError::InvalidInvite("the invite signature does not verify".into()))
+}
+
+/// Whether `role` may sign an op of this kind at all: the policy table of this module. Target
+/// rules (who may act on whom) and the last-facilitator rule are checked by
+/// [`GroupState::apply`] on top. `genesis` and `join` are never signed by a current member.
+pub fn allowed(role: Role, body: &OpBody) -> bool {
+    use OpBody as B;
+    match role {
+        Role::Facilitator => !matches!(body, B::Genesis { .. } | B::Join { .. }),
+        Role::CoFacilitator => matches!(
+            body,
+            B::Invite { .. }
+                | B::RevokeInvite { .. }
+                | B::Add { .. }
+                | B::Remove { .. }
+                | B::Unban { .. }
+                | B::Mute { .. }
+                | B::Unmute { .. }
+                | B::Lock {}
+                | B::Unlock {}
+                | B::SetOpenHours { .. }
+                | B::SetSlowMode { .. }
+                | B::DeleteMessages { .. }
+                | B::AcceptAgreement { .. }
+                | B::Leave {}
+        ),
+        Role::Member => matches!(body, B::AcceptAgreement { .. } | B::Leave {}),
+    }
+}
+
+/// A member of the group, as the replayed log sees them.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Member {
+    /// The entry they joined or were added with.
+    pub entry: MemberEntry,
+    /// Their current role.
+    pub role: Role,
+    /// The epoch their membership started in: they can read nothing sent before it.
+    pub joined_epoch: Epoch,
+    /// The agreement version they last accepted (0: none).
+    pub accepted_agreement: u32,
+}
+
+/// An invite as the log sees it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct InviteState {
+    /// Whether joining needs a facilitator's approval (an `add`).
+    pub requires_approval: bool,
+    /// How many times it may be used.
+    pub max_uses: u32,
+    /// When it stops accepting joins.
+    pub expires_at: Timestamp,
+    /// How many times it has been used (joins plus approved adds).
+    pub uses: u32,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// The current group agreement.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Agreement {
+    /// Its version (1, 2, …).
+    pub version: u32,
+    /// SHA-256 of its text.
+    pub text_hash: [u8; 32],
+}
+
+/// An op that [`GroupState::apply`] accepted.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AppliedOp {
+    /// The parsed op.
+    pub op: Op,
+    /// Its hash (the new head of the log).
+    pub hash: OpHash,
+}
+
+/// The state of a group, obtained only by replaying a verified log: from
+/// [`GroupState::from_genesis`] and [`GroupState::apply`], or [`verify_log`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct GroupState {
+    /// The group; every op must name it.
+    group: GroupId,
+    /// Hash of the genesis op: names this exact group history.
+    genesis_hash: OpHash,
+    /// Hash of the last applied op: the next op's `prev`.
+    head: OpHash,
+    /// `seq` of the last applied op: the next op's `seq` is one more.
+    seq: u64,
+    /// The current epoch.
+    epoch: Epoch,
+    /// Current members by user.
+    members: BTreeMap<UserId, Member>,
+    /// Index from each current device to its user, kept in step with `members`, so the server
+    /// can find a message's sender without scanning every member.
+    devices: BTreeMap<DeviceId, UserId>,
+    /// Every invite ever created.
+    invites: BTreeMap<InviteId, InviteState>,
+    /// Users who may not join or be added.
+    banned: BTreeSet<UserId>,
+    /// Mute end times by user (an entry whose time has passed no longer mutes).
+    mutes: BTreeMap<UserId, Timestamp>,
+    /// Whether the chat was closed by hand.
+    locked: bool,
+    /// When the chat is open, if restricted.
+    open_hours: Option<OpenHours>,
+    /// Slow-mode interval (0 = off).
+    slow_mode_seconds: u32,
+    /// The current agreement, if any.
+    agreement: Option<Agreement>,
+    /// Message retention in seconds (`None`: no limit).
+    retention_seconds: Option<u64>,
+    /// Group settings.
+    settings: GroupSettings,
+    /// Hash of the crisis-resources text, if set.
+    crisis_resources: Option<[u8; 32]>,
+}
+
+/// Replays a whole log from its genesis op, verifying every signature, link and rule.
+pub fn verify_log(log: &[SignedOp]) -> Result<GroupState, LogError> {
+    let Some((genesis, rest)) = log.split_first() else {
+        return Err(LogError::NotGenesis);
+    };
+    let mut state = GroupState::from_genesis(genesis)?;
+    for signed in rest {
+        state.apply(signed)?;
+    }
+    Ok(state)
+}
+
+impl GroupState {
+    /// Starts a group from its genesis op: checks its size, signature and version, that it is
+    /// a genesis op with `seq` 0 and `prev` zero, that the creator entry is valid and that the
+    /// author is one of the creator's devices. The creator becomes facilitator in epoch 0.
+    pub fn from_genesis(signed: &SignedOp) -> Result<GroupState, LogError> {
+        let op = signed.verify()?;
+        let OpBody::Genesis { creator, settings } = &op.body else {
+            return Err(LogError::NotGenesis);
+        };
+        if op.seq != 0 {
+            return Err(LogError::OutOfOrder {
+                expected: 0,
+                got: op.seq,
+            });
+        }
+        if op.prev != OpHash::ZERO {
+            return Err(LogError::BrokenChain {
+                seq: 0,
+                expected: OpHash::ZERO,
+                got: op.prev,
+            });
+        }
+        creator.validate()?;
+        if !creator.has_device(&op.author) {
+            return Err(LogError::InvalidMember(
+                "the genesis op must be signed by one of the creator's devices".into(),
+            ));
+        }
+        let hash = signed.hash();
+        let mut state = GroupState {
+            group: op.group,
+            genesis_hash: hash,
+            head: hash,
+            seq: 0,
+            epoch: Epoch(0),
+            members: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            invites: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            mutes: BTreeMap::new(),
+            locked: false,
+            open_hours: None,
+            slow_mode_seconds: 0,
+            agreement: None,
+            retention_seconds: None,
+            settings: settings.clone(),
+            crisis_resources: None,
+        };
+        state.admit(creator, Role::Facilitator, Epoch(0));
+        Ok(state)
+    }
+
+    /// Applies the next op after checking everything listed in the module documentation.
+    /// Atomic: on error the state is unchanged (all checks read `&self`; only then is the op
+    /// committed, by code that cannot fail).
+    pub fn apply(&mut self, signed: &SignedOp) -> Result<AppliedOp, LogError> {
+        let op = signed.verify()?;
+        let hash = signed.hash();
+        self.check(&op, &hash)?;
+        self.commit(&op, hash);
+        Ok(AppliedOp { op, hash })
+    }
+
+    /// The next op by `author` at `at`: fills in the version, group, `seq` and `prev`.
+    pub fn next_op(&self, author: DeviceId, at: Timestamp, body: OpBody) -> Op {
+        Op {
+            v: OP_VERSION,
+            group: self.group,
+            seq: self.seq.saturating_add(1),
+            prev: self.head,
+            author,
+            at,
+            body,
+        }
+    }
+
+    /// The group.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Hash of the genesis op.
+    pub fn genesis_hash(&self) -> OpHash {
+        self.genesis_hash
+    }
+
+    /// Hash of the last applied op.
+    pub fn head(&self) -> OpHash {
+        self.head
+    }
+
+    /// `seq` of the last applied op.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Current members by user.
+    pub fn members(&self) -> &BTreeMap<UserId, Member> {
+        &self.members
+    }
+
+    /// A current member.
+    pub fn member(&self, user: &UserId) -> Option<&Member> {
+        self.members.get(user)
+    }
+
+    /// The member owning `device`, if it is a current member's device.
+    pub fn member_of_device(&self, device: &DeviceId) -> Option<(&UserId, &Member)> {
+        let user = self.devices.get(device)?;
+        self.members.get_key_value(user)
+    }
+
+    /// A current member's role.
+    pub fn role_of(&self, user: &UserId) -> Option<Role> {
+        self.members.get(user).map(|m| m.role)
+    }
+
+    /// Whether `user` is muted at `now` (a mute lasts while `until` > `now`).
+    pub fn is_muted(&self, user: &UserId, now: Timestamp) -> bool {
+        self.mutes.get(user).is_some_and(|until| *until > now)
+    }
+
+    /// Whether `user` is banned.
+    pub fn is_banned(&self, user: &UserId) -> bool {
+        self.banned.contains(user)
+    }
+
+    /// Banned users.
+    pub fn banned(&self) -> &BTreeSet<UserId> {
+        &self.banned
+    }
+
+    /// Mute end times by user (expired entries included until an unmute or removal).
+    pub fn mutes(&self) -> &BTreeMap<UserId, Timestamp> {
+        &self.mutes
+    }
+
+    /// Every device of every current member: the only devices sender keys may be sealed to.
+    pub fn current_devices(&self) -> Vec<&DeviceKeys> {
+        self.members
+            .values()
+            .flat_map(|m| m.entry.devices.iter())
+            .collect()
+    }
+
+    /// The devices of facilitators and co-facilitators: where reports, join requests and
+    /// facilitator notes are sealed to.
+    pub fn facilitator_devices(&self) -> Vec<&DeviceKeys> {
+        self.members
+            .values()
+            .filter(|m| m.role.is_moderator())
+            .flat_map(|m| m.entry.devices.iter())
+            .collect()
+    }
+
+    /// An invite, revoked or not.
+    pub fn invite(&self, invite: &InviteId) -> Option<&InviteState> {
+        self.invites.get(invite)
+    }
+
+    /// Every invite ever created.
+    pub fn invites(&self) -> &BTreeMap<InviteId, InviteState> {
+        &self.invites
+    }
+
+    /// Whether the chat was closed by hand.
+    pub fn locked(&self) -> bool {
+        self.locked
+    }
+
+    /// When the chat is open, if restricted.
+    pub fn open_hours(&self) -> Option<&OpenHours> {
+        self.open_hours.as_ref()
+    }
+
+    /// Slow-mode interval in seconds (0 = off).
+    pub fn slow_mode_seconds(&self) -> u32 {
+        self.slow_mode_seconds
+    }
+
+    /// The current agreement.
+    pub fn agreement(&self) -> Option<&Agreement> {
+        self.agreement.as_ref()
+    }
+
+    /// Whether `user` is a member who has accepted the current agreement (true for every member
+    /// while there is none).
+    pub fn has_accepted_agreement(&self, user: &UserId) -> bool {
+        match (self.members.get(user), &self.agreement) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(m), Some(a)) => m.accepted_agreement == a.version,
+        }
+    }
+
+    /// Message retention in seconds (`None`: no limit).
+    pub fn retention_seconds(&self) -> Option<u64> {
+        self.retention_seconds
+    }
+
+    /// Group settings.
+    pub fn settings(&self) -> &GroupSettings {
+        &self.settings
+    }
+
+    /// Hash of the crisis-resources text, if set.
+    pub fn crisis_resources(&self) -> Option<&[u8; 32]> {
+        self.crisis_resources.as_ref()
+    }
+
+    fn facilitator_count(&self) -> usize {
+        self.members
+            .values()
+            .filter(|m| m.role == Role::Facilitator)
+            .count()
+    }
+
+    /// Every check of an op against this state. Reads only: atomicity rests on this.
+    fn check(&self, op: &Op, hash: &OpHash) -> Result<(), LogError> {
+        if op.v != OP_VERSION {
+            return Err(LogError::UnsupportedVersion { got: op.v });
+        }
+        if op.group != self.group {
+            return Err(LogError::WrongGroup {
+                expected: self.group,
+                got: op.group,
+            });
+        }
+        if matches!(op.body, OpBody::Genesis { .. }) {
+            return Err(LogError::UnexpectedGenesis);
+        }
+        let Some(expected) = self.seq.checked_add(1) else {
+            return Err(LogError::InvalidValue("the log is full".into()));
+        };
+        if op.seq != expected {
+            if op.seq == self.seq && *hash != self.head {
+                return Err(LogError::Fork { seq: op.seq });
+            }
+            return Err(LogError::OutOfOrder {
+                expected,
+                got: op.seq,
+            });
+        }
+        if op.prev != self.head {
+            return Err(LogError::BrokenChain {
+                seq: op.seq,
+                expected: self.head,
+                got: op.prev,
+            });
+        }
+
+        if let OpBody::Join {
+            invite,
+            member,
+            invite_sig,
+        } = &op.body
+        {
+            return self.check_join(op, invite, member, invite_sig);
+        }
+
+        let Some((author_user, author)) = self.member_of_device(&op.author) else {
+            return Err(LogError::UnknownAuthor { device: op.author });
+        };
+        let role = author.role;
+        if !allowed(role, &op.body) {
+            return Err(LogError::NotAllowed {
+                role,
+                action: op.body.action(),
+            });
+        }
+
+        match &op.body {
+            OpBody::Genesis { .. } => Err(LogError::UnexpectedGenesis),
+            OpBody::Join {
+                invite,
+                member,
+                invite_sig,
+            } => self.check_join(op, invite, member, invite_sig),
+            OpBody::Invite {
+                invite,
+                max_uses,
+                expires_at,
+                ..
+            } => {
+                if self.invites.contains_key(invite) {
+                    return Err(LogError::InvalidInvite(
+                        "an invite with this id already exists".into(),
+                    ));
+                }
+                let valid_key = ed25519_dalek::VerifyingKey::from_bytes(invite.as_bytes())
+                    .is_ok_and(|key| !key.is_weak());
+                if !valid_key {
+                    return Err(LogError::InvalidInvite(
+                        "the invite id is not a valid Ed25519 public key".into(),
+                    ));
+                }
+                if *max_uses == 0 {
+                    return Err(LogError::InvalidValue(
+                        "an invite needs max_uses >= 1".into(),
+                    ));
+                }
+                if *expires_at <= op.at {
+                    return Err(LogError::InvalidValue(
+                        "the invite expires before it is created".into(),
+                    ));
+                }
+                Ok(())
+            }
+            OpBody::RevokeInvite { invite } => match self.invites.get(invite) {
+                None => Err(LogError::InvalidInvite("unknown invite".into())),
+                Some(state) if state.revoked => Err(LogError::InvalidInvite(
+                    "the invite is already revoked".into(),
+                )),
+                Some(_) => Ok(()),
+            },
+            OpBody::Add {
+                member,
+                invite,
+                invite_sig,
+            } => {
+                self.check_new_member(member)?;
+                match (invite, invite_sig) {
+                    (None, None) => Ok(()),
+                    (Some(invite), Some(sig)) => {
+                        let state = self.usable_invite(invite)?;
+                        if state.uses >= state.max_uses {
+                            return Err(LogError::InvalidInvite("the invite is used up".into()));
+                        }
+                        let Some(device) = member.devices.first() else {
+                            return Err(LogError::InvalidMember("a member needs a device".into()));
+                        };
+                        verify_join_sig(invite, &self.group, &member.user, &device.device, sig)
+                    }
+                    _ => Err(LogError::InvalidInvite(
+                        "invite and invite_sig must be given together".into(),
+                    )),
+                }
+            }
+            OpBody::Remove { user, .. } => {
+                if user == author_user {
+                    return Err(LogError::NotAllowed {
+                        role,
+                        action: "remove themselves (use leave)",
+                    });
+                }
+                let target = self.target(user)?;
+                check_target(role, target, "remove a facilitator or co-facilitator")?;
+                if target == Role::Facilitator && self.facilitator_count() <= 1 {
+                    return Err(LogError::LastFacilitator);
+                }
+                Ok(())
+            }
+            OpBody::Unban { user } => {
+                if !self.banned.contains(user) {
+                    return Err(LogError::InvalidValue("the user is not banned".into()));
+                }
+                Ok(())
+            }
+            OpBody::Leave {} => {
+                if role == Role::Facilitator
+                    && self.facilitator_count() <= 1
+                    && self.members.len() > 1
+                {
+                    return Err(LogError::LastFacilitator);
+                }
+                Ok(())
+            }
+            OpBody::SetRole {
+                user,
+                role: new_role,
+            } => {
+                let target = self.target(user)?;
+                if target == Role::Facilitator
+                    && *new_role != Role::Facilitator
+                    && self.facilitator_count() <= 1
+                {
+                    return Err(LogError::LastFacilitator);
+                }
+                Ok(())
+            }
+            OpBody::Mute { user, until } => {
+                let target = self.target(user)?;
+                check_target(role, target, "mute a facilitator or co-facilitator")?;
+                if *until <= op.at {
+                    return Err(LogError::InvalidValue(
+                        "a mute must end after it starts".into(),
+                    ));
+                }
+                Ok(())
+            }
+            OpBody::Unmute { user } => {
+                let target = self.target(user)?;
+                check_target(role, target, "unmute a facilitator or co-facilitator")?;
+                if !self.mutes.contains_key(user) {
+                    return Err(LogError::InvalidValue("the user is not muted".into()));
+                }
+                Ok(())
+            }
+            OpBody::Lock {} | OpBody::Unlock {} => Ok(()),
+            OpBody::SetOpenHours { schedule } => match schedule {
+                Some(hours) => hours.validate(),
+                None => Ok(()),
+            },
+            OpBody::SetSlowMode { seconds } => {
+                if *seconds > MAX_SLOW_MODE_SECONDS {
+                    return Err(LogError::InvalidValue(format!(
+                        "slow mode is at most {MAX_SLOW_MODE_SECONDS} seconds"
+                    )));
+                }
+                Ok(())
+            }
+            OpBody::DeleteMessages { messages } => {
+                if messages.is_empty() || messages.len() > MAX_DELETE_BATCH {
+                    return Err(LogError::InvalidValue(format!(
+                        "delete 1 to {MAX_DELETE_BATCH} messages per op, not {}",
+                        messages.len()
+                    )));
+                }
+                Ok(())
+            }
+            OpBody::SetAgreement { version, .. } => {
+                let current = self.agreement.map_or(0, |a| a.version);
+                if current.checked_add(1) != Some(*version) {
+                    return Err(LogError::InvalidValue(format!(
+                        "the next agreement version is {}, not {version}",
+                        u64::from(current) + 1
+                    )));
+                }
+                Ok(())
+            }
+            OpBody::AcceptAgreement { version } => match self.agreement {
+                Some(a) if a.version == *version => Ok(()),
+                Some(a) => Err(LogError::InvalidValue(format!(
+                    "the current agreement is version {}, not {version}",
+                    a.version
+                ))),
+                None => Err(LogError::InvalidValue(
+                    "there is no agreement to accept".into(),
+                )),
+            },
+            OpBody::SetRetention { seconds } => {
+                if *seconds == Some(0) {
+                    return Err(LogError::InvalidValue(
+                        "retention must be at least 1 second (null: no limit)".into(),
+                    ));
+                }
+                Ok(())
+            }
+            OpBody::SetSettings { .. } | OpBody::SetCrisisResources { .. } => Ok(()),
+        }
+    }
+
+    fn check_join(
+        &self,
+        op: &Op,
+        invite: &InviteId,
+        member: &MemberEntry,
+        invite_sig: &Signature,
+    ) -> Result<(), LogError> {
+        self.check_new_member(member)?;
+        if !member.has_device(&op.author) {
+            return Err(LogError::InvalidMember(
+                "a join must be signed by one of the joining member's devices".into(),
+            ));
+        }
+        let state = self.usable_invite(invite)?;
+        if state.requires_approval {
+            return Err(LogError::InvalidInvite(
+                "the invite requires approval: send a join request to the facilitators".into(),
+            ));
+        }
+        if op.at > state.expires_at {
+            return Err(LogError::InvalidInvite("the invite has expired".into()));
+        }
+        if state.uses >= state.max_uses {
+            return Err(LogError::InvalidInvite("the invite is used up".into()));
+        }
+        verify_join_sig(invite, &self.group, &member.user, &op.author, invite_sig)
+    }
+
+    /// An invite that exists and is not revoked.
+    fn usable_invite(&self, invite: &InviteId) -> Result<&InviteState, LogError> {
+        match self.invites.get(invite) {
+            None => Err(LogError::InvalidInvite("unknown invite".into())),
+            Some(state) if state.revoked => {
+                Err(LogError::InvalidInvite("the invite was revoked".into()))
+            }
+            Some(state) => Ok(state),
+        }
+    }
+
+    /// A user about to be admitted: not a member, not banned, a valid entry whose devices belong
+    /// to nobody else.
+    fn check_new_member(&self, member: &MemberEntry) -> Result<(), LogError> {
+        if self.members.contains_key(&member.user) {
+            return Err(LogError::AlreadyMember { user: member.user });
+        }
+        if self.banned.contains(&member.user) {
+            return Err(LogError::Banned { user: member.user });
+        }
+        member.validate()?;
+        if let Some(keys) = member
+            .devices
+            .iter()
+            .find(|k| self.devices.contains_key(&k.device))
+        {
+            return Err(LogError::InvalidMember(format!(
+                "device {} already belongs to another member",
+                keys.device.short()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The role of a member an op acts on.
+    fn target(&self, user: &UserId) -> Result<Role, LogError> {
+        self.role_of(user)
+            .ok_or(LogError::UnknownMember { user: *user })
+    }
+
+    /// Applies a checked op. Cannot fail: every condition was checked by [`Self::check`].
+    fn commit(&mut self, op: &Op, hash: OpHash) {
+        self.seq = op.seq;
+        self.head = hash;
+        if op.body.changes_epoch() {
+            self.epoch = self.epoch.next();
+        }
+        let epoch = self.epoch;
+        let author_user = self.devices.get(&op.author).copied();
+        match &op.body {
+            // Rejected by `check`; a genesis never reaches commit.
+            OpBody::Genesis { .. } => {}
+            OpBody::Invite {
+                invite,
+                requires_approval,
+                max_uses,
+                expires_at,
+            } => {
+                self.invites.insert(
+                    *invite,
+                    InviteState {
+                        requires_approval: *requires_approval,
+                        max_uses: *max_uses,
+                        expires_at: *expires_at,
+                        uses: 0,
+                        revoked: false,
+                    },
+                );
+            }
+            OpBody::RevokeInvite { invite } => {
+                if let Some(state) = self.invites.get_mut(invite) {
+                    state.revoked = true;
+                }
+            }
+            OpBody::Join { invite, member, .. } => {
+                self.use_invite(invite);
+                self.admit(member, Role::Member, epoch);
+            }
+            OpBody::Add { member, invite, .. } => {
+                if let Some(invite) = invite {
+                    self.use_invite(invite);
+                }
+                self.admit(member, Role::Member, epoch);
+            }
+            OpBody::Remove { user, ban } => {
+                self.expel(user);
+                if *ban {
+                    self.banned.insert(*user);
+                }
+            }
+            OpBody::Unban { user } => {
+                self.banned.remove(user);
+            }
+            OpBody::Leave {} => {
+                if let Some(user) = author_user {
+                    self.expel(&user);
+                }
+            }
+            OpBody::SetRole { user, role } => {
+                if let Some(member) = self.members.get_mut(user) {
+                    member.role = *role;
+                }
+            }
+            OpBody::Mute { user, until } => {
+                self.mutes.insert(*user, *until);
+            }
+            OpBody::Unmute { user } => {
+                self.mutes.remove(user);
+            }
+            OpBody::Lock {} => self.locked = true,
+            OpBody::Unlock {} => self.locked = false,
+            OpBody::SetOpenHours { schedule } => self.open_hours = schedule.clone(),
+            OpBody::SetSlowMode { seconds } => self.slow_mode_seconds = *seconds,
+            // The log records the deletion; the server and clients act on it.
+            OpBody::DeleteMessages { .. } => {}
+            OpBody::SetAgreement { version, text_hash } => {
+                self.agreement = Some(Agreement {
+                    version: *version,
+                    text_hash: *text_hash,
+                });
+            }
+            OpBody::AcceptAgreement { version } => {
+                if let Some(member) = author_user.and_then(|u| self.members.get_mut(&u)) {
+                    member.accepted_agreement = *version;
+                }
+            }
+            OpBody::SetRetention { seconds } => self.retention_seconds = *seconds,
+            OpBody::SetSettings { settings } => self.settings = settings.clone(),
+            OpBody::SetCrisisResources { text_hash } => self.crisis_resources = *text_hash,
+        }
+    }
+
+    fn use_invite(&mut self, invite: &InviteId) {
+        if let Some(state) = self.invites.get_mut(invite) {
+            state.uses = state.uses.saturating_add(1);
+        }
+    }
+
+    fn admit(&mut self, entry: &MemberEntry, role: Role, joined_epoch: Epoch) {
+        for keys in &entry.devices {
+            self.devices.insert(keys.device, entry.user);
+        }
+        self.members.insert(
+            entry.user,
+            Member {
+                entry: entry.clone(),
+                role,
+                joined_epoch,
+                accepted_agreement: 0,
+            },
+        );
+    }
+
+    fn expel(&mut self, user: &UserId) {
+        if let Some(member) = self.members.remove(user) {
+            for keys in &member.entry.devices {
+                self.devices.remove(&keys.device);
+            }
+        }
+        self.mutes.remove(user);
+    }
+}
+
+/// Only a facilitator may act on a facilitator or co-facilitator.
+fn check_target(author: Role, target: Role, action: &'static str) -> Result<(), LogError> {
+    if target.is_moderator() && author != Role::Facilitator {
+        return Err(LogError::NotAllowed {
+            role: author,
+            action,
+        });
+    }
+    Ok(())
+}
+
+/// Why an op was rejected. Each variant has a stable code ([`LogError::code`]) for error frames.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The op is larger than [`MAX_OP_BYTES`].
+    #[error("op is {len} bytes, more than the maximum of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The signature does not verify under the op's author (or the author is not a valid key).
+    #[error("op signature does not verify under its author's key")]
+    BadSignature,
+    /// The op is not valid JSON of an [`Op`].
+    #[error("malformed op: {0}")]
+    Malformed(String),
+    /// The op's format version is not [`OP_VERSION`].
+    #[error(
+        "unsupported op version {got} (this software understands version {OP_VERSION}): update"
+    )]
+    UnsupportedVersion {
+        /// The version found.
+        got: u8,
+    },
+    /// The op names another group.
+    #[error("op belongs to group {got}, not {expected}")]
+    WrongGroup {
+        /// This group.
+        expected: GroupId,
+        /// The group the op names.
+        got: GroupId,
+    },
+    /// The op's `seq` is not the next one.
+    #[error("op has seq {got} but the next op must have seq {expected}: fetch the missing ops")]
+    OutOfOrder {
+        /// The next seq.
+        expected: u64,
+        /// The op's seq.
+        got: u64,
+    },
+    /// A different, correctly signed op was already applied at this `seq`: two histories of
+    /// the group exist. (Only the signature of the rejected op was checked, not its author's
+    /// authority at that point: keep both ops as the evidence.)
+    #[error("a different op is already at seq {seq}: the group log has forked")]
+    Fork {
+        /// The contested seq.
+        seq: u64,
+    },
+    /// The op's `prev` is not the hash of the previous op.
+    #[error("op {seq} does not chain onto the previous op (prev {got}, expected {expected})")]
+    BrokenChain {
+        /// The op's seq.
+        seq: u64,
+        /// The previous op's hash.
+        expected: OpHash,
+        /// The op's `prev`.
+        got: OpHash,
+    },
+    /// The log does not start with a genesis op (or is empty).
+    #[error("the group log must start with a genesis op")]
+    NotGenesis,
+    /// A genesis op appeared after the start of the log.
+    #[error("a genesis op can only be the first op of a log")]
+    UnexpectedGenesis,
+    /// The author is not a device of a current member.
+    #[error("op author {device} is not a device of a current member")]
+    UnknownAuthor {
+        /// The author device.
+        device: DeviceId,
+    },
+    /// The policy forbids this author's role this action.
+    #[error("a {role} may not {action}")]
+    NotAllowed {
+        /// The author's role.
+        role: Role,
+        /// The op type ([`OpBody::action`]) or a description of the forbidden target.
+        action: &'static str,
+    },
+    /// The op acts on a user who is not a member.
+    #[error("user {user} is not a member of the group")]
+    UnknownMember {
+        /// The user.
+        user: UserId,
+    },
+    /// The op admits a user who is already a member.
+    #[error("user {user} is already a member of the group")]
+    AlreadyMember {
+        /// The user.
+        user: UserId,
+    },
+    /// The op admits a banned user.
+    #[error("user {user} is banned from the group (a facilitator must unban them first)")]
+    Banned {
+        /// The user.
+        user: UserId,
+    },
+    /// The invite is unknown, revoked, expired, used up, needs approval, or its signature fails.
+    #[error("invalid invite: {0}")]
+    InvalidInvite(String),
+    /// A member entry is invalid (see [`MemberEntry`]).
+    #[error("invalid member: {0}")]
+    InvalidMember(String),
+    /// The op would leave the group without a facilitator.
+    #[error("the group must keep a facilitator: make someone else facilitator first")]
+    LastFacilitator,
+    /// A value in the op is out of range or does not fit the current state.
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
+    /// The op's claimed time is too far from the server's clock ([`Op::check_clock`]).
+    #[error(
+        "op time {at:?} is more than {MAX_CLOCK_SKEW_MS} ms from the server's time {now:?}: check the device clock"
+    )]
+    ClockSkew {
+        /// The op's claimed time.
+        at: Timestamp,
+        /// The server's time.
+        now: Timestamp,
+    },
+}
+
+impl LogError {
+    /// A stable snake_case code for error frames and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LogError::TooLarge { .. } => "too_large",
+            LogError::BadSignature => "bad_signature",
+            LogError::Malformed(_) => "malformed",
+            LogError::UnsupportedVersion { .. } => "unsupported_version",
+            LogError::WrongGroup { .. } => "wrong_group",
+            LogError::OutOfOrder { .. } => "out_of_order",
+            LogError::Fork { .. } => "fork",
+            LogError::BrokenChain { .. } => "broken_chain",
+            LogError::NotGenesis => "not_genesis",
+            LogError::UnexpectedGenesis => "unexpected_genesis",
+            LogError::UnknownAuthor { .. } => "unknown_author",
+            LogError::NotAllowed { .. } => "not_allowed",
+            LogError::UnknownMember { .. } => "unknown_member",
+            LogError::AlreadyMember { .. } => "already_member",
+            LogError::Banned { .. } => "banned",
+            LogError::InvalidInvite(_) => "invalid_invite",
+            LogError::InvalidMember(_) => "invalid_member",
+            LogError::LastFacilitator => "last_facilitator",
+            LogError::InvalidValue(_) => "invalid_value",
+            LogError::ClockSkew { .. } => "clock_skew",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_rng;
+
+    const T0: u64 = 1_700_000_000_000;
+    const HOUR: u64 = 3_600_000;
+
+    struct Person {
+        user: UserId,
+        device: DeviceIdentity,
+        name: &'static str,
+    }
+
+    impl Person {
+        fn new(seed: u8, name: &'static str) -> Person {
+            let mut rng = test_rng(seed);
+            let user = UserId::random(&mut rng);
+            Person {
+                user,
+                device: DeviceIdentity::generate(&mut rng),
+                name,
+            }
+        }
+
+        fn id(&self) -> DeviceId {
+            self.device.device_id()
+        }
+
+        fn entry(&self) -> MemberEntry {
+            MemberEntry {
+                user: self.user,
+                display_name: self.name.into(),
+                devices: vec![self.device.public_keys()],
+            }
+        }
+    }
+
+    /// A group created by `fac`, with its log kept alongside the state.
+    struct Group {
+        state: GroupState,
+        log: Vec<SignedOp>,
+        clock: u64,
+    }
+
+    impl Group {
+        fn new(fac: &Person) -> Group {
+            let group = GroupId::random(&mut test_rng(200));
+            let genesis = Op::genesis(
+                group,
+                fac.id(),
+                Timestamp(T0),
+                fac.entry(),
+                GroupSettings::default(),
+            )
+            .sign(&fac.device)
+            .unwrap();
+            let state = GroupState::from_genesis(&genesis).unwrap();
+            Group {
+                state,
+                log: vec![genesis],
+                clock: T0,
+            }
+        }
+
+        fn sign(&mut self, author: &Person, body: OpBody) -> SignedOp {
+            self.clock += 1000;
+            self.state
+                .next_op(author.id(), Timestamp(self.clock), body)
+                .sign(&author.device)
+                .unwrap()
+        }
+
+        fn apply(&mut self, signed: SignedOp) -> Result<AppliedOp, LogError> {
+            let applied = self.state.apply(&signed)?;
+            self.log.push(signed);
+            Ok(applied)
+        }
+
+        /// Signs and applies; checks the epoch rule on every accepted op.
+        fn push(&mut self, author: &Person, body: OpBody) -> Result<AppliedOp, LogError> {
+            let signed = self.sign(author, body);
+            let before = self.state.epoch();
+            let applied = self.apply(signed)?;
+            let expected = if applied.op.body.changes_epoch() {
+                before.next()
+            } else {
+                before
+            };
+            assert_eq!(
+                self.state.epoch(),
+                expected,
+                "epoch after {}",
+                applied.op.body.action()
+            );
+            Ok(applied)
+        }
+
+        fn ok(&mut self, author: &Person, body: OpBody) {
+            if let Err(e) = self.push(author, body) {
+                panic!("op rejected: {e}");
+            }
+        }
+
+        /// Signs `body`, expects `apply` to fail with `expected`, and checks that the state is
+        /// exactly as before (atomicity).
+        fn rejects(&mut self, author: &Person, body: OpBody, expected: LogError) {
+            let signed = self.sign(author, body);
+            self.rejects_signed(&signed, expected);
+        }
+
+        fn rejects_signed(&mut self, signed: &SignedOp, expected: LogError) {
+            let before = self.state.clone();
+            assert_eq!(self.state.apply(signed).unwrap_err(), expected);
+            assert_eq!(self.state, before, "state changed by a rejected op");
+        }
+
+        fn invite(
+            &mut self,
+            author: &Person,
+            seed: u8,
+            approval: bool,
+            max_uses: u32,
+        ) -> InviteSecret {
+            let secret = InviteSecret::generate(&mut test_rng(seed));
+            let expires_at = Timestamp(self.clock + 24 * HOUR);
+            self.ok(
+                author,
+                OpBody::Invite {
+                    invite: secret.id(),
+                    requires_approval: approval,
+                    max_uses,
+                    expires_at,
+                },
+            );
+            secret
+        }
+
+        fn join_body(&self, who: &Person, secret: &InviteSecret) -> OpBody {
+            OpBody::Join {
+                invite: secret.id(),
+                member: who.entry(),
+                invite_sig: secret.sign_join(&self.state.group(), &who.user, &who.id()),
+            }
+        }
+
+        fn add_body(&self, who: &Person, secret: Option<&InviteSecret>) -> OpBody {
+            OpBody::Add {
+                member: who.entry(),
+                invite: secret.map(|s| s.id()),
+                invite_sig: secret.map(|s| s.sign_join(&self.state.group(), &who.user, &who.id())),
+            }
+        }
+    }
+
+    fn set_role(user: &Person, role: Role) -> OpBody {
+        OpBody::SetRole {
+            user: user.user,
+            role,
+        }
+    }
+
+    fn not_allowed(role: Role, action: &'static str) -> LogError {
+        LogError::NotAllowed { role, action }
+    }
+
+    /// A facilitator, a co-facilitator and two plain members.
+    fn populated() -> (Group, [Person; 4]) {
+        let people = [
+            Person::new(1, "Fay"),
+            Person::new(2, "Cole"),
+            Person::new(3, "Mia"),
+            Person::new(4, "Noor"),
+        ];
+        let [fac, co, mia, noor] = &people;
+        let mut g = Group::new(fac);
+        let secret = g.invite(fac, 100, false, 10);
+        for p in [co, mia, noor] {
+            let body = g.join_body(p, &secret);
+            g.ok(p, body);
+        }
+        g.ok(fac, set_role(co, Role::CoFacilitator));
+        (g, people)
+    }
+
+    #[test]
+    fn full_sequence_replays_to_expected_state() {
+        let fac = Person::new(1, "Fay");
+        let alice = Person::new(2, "Alice");
+        let bob = Person::new(3, "Bob");
+        let carol = Person::new(4, "Carol");
+        let mut g = Group::new(&fac);
+        assert_eq!(g.state.epoch(), Epoch(0));
+        assert_eq!(g.state.role_of(&fac.user), Some(Role::Facilitator));
+        assert_eq!(g.state.genesis_hash(), g.log[0].hash());
+
+        let open = g.invite(&fac, 100, false, 2);
+        let body = g.join_body(&alice, &open);
+        g.ok(&alice, body);
+        let gated = g.invite(&fac, 101, true, 1);
+        let body = g.add_body(&bob, Some(&gated));
+        g.ok(&fac, body);
+        g.ok(&fac, set_role(&bob, Role::CoFacilitator));
+        g.ok(
+            &bob,
+            OpBody::Mute {
+                user: alice.user,
+                until: Timestamp(g.clock + HOUR),
+            },
+        );
+        assert!(g.state.is_muted(&alice.user, Timestamp(g.clock)));
+        g.ok(&bob, OpBody::Unmute { user: alice.user });
+        assert!(!g.state.is_muted(&alice.user, Timestamp(g.clock)));
+        g.ok(&bob, OpBody::Lock {});
+        assert!(g.state.locked());
+        g.ok(&bob, OpBody::Unlock {});
+        let hours = OpenHours {
+            time_zone: "Europe/Berlin".into(),
+            windows: vec![OpenWindow {
+                day: 0,
+                start_minute: 18 * 60,
+                end_minute: 21 * 60,
+            }],
+        };
+        g.ok(
+            &bob,
+            OpBody::SetOpenHours {
+                schedule: Some(hours.clone()),
+            },
+        );
+        g.ok(&bob, OpBody::SetSlowMode { seconds: 30 });
+        g.ok(
+            &bob,
+            OpBody::DeleteMessages {
+                messages: vec![MessageId([9; 16])],
+            },
+        );
+        g.ok(
+            &fac,
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: [7; 32],
+            },
+        );
+        assert!(!g.state.has_accepted_agreement(&alice.user));
+        g.ok(&alice, OpBody::AcceptAgreement { version: 1 });
+        assert!(g.state.has_accepted_agreement(&alice.user));
+        g.ok(
+            &fac,
+            OpBody::SetRetention {
+                seconds: Some(30 * 86_400),
+            },
+        );
+        let settings = GroupSettings {
+            members_may_message_privately: true,
+        };
+        g.ok(
+            &fac,
+            OpBody::SetSettings {
+                settings: settings.clone(),
+            },
+        );
+        g.ok(
+            &fac,
+            OpBody::SetCrisisResources {
+                text_hash: Some([5; 32]),
+            },
+        );
+        g.ok(
+            &bob,
+            OpBody::Remove {
+                user: alice.user,
+                ban: true,
+            },
+        );
+        assert!(g.state.is_banned(&alice.user));
+        g.ok(&bob, OpBody::Unban { user: alice.user });
+        let body = g.join_body(&carol, &open);
+        g.ok(&carol, body);
+        g.ok(&carol, OpBody::Leave {});
+
+        let s = &g.state;
+        assert_eq!(s.seq(), g.log.len() as u64 - 1);
+        assert_eq!(s.head(), g.log.last().unwrap().hash());
+        // join, add, remove, join, leave
+        assert_eq!(s.epoch(), Epoch(5));
+        let users: Vec<_> = s.members().keys().copied().collect();
+        let mut expected = vec![fac.user, bob.user];
+        expected.sort();
+        assert_eq!(users, expected);
+        assert_eq!(s.role_of(&bob.user), Some(Role::CoFacilitator));
+        assert_eq!(s.member(&bob.user).unwrap().joined_epoch, Epoch(2));
+        assert!(s.banned().is_empty());
+        assert!(s.mutes().is_empty());
+        assert!(!s.locked());
+        assert_eq!(s.open_hours(), Some(&hours));
+        assert_eq!(s.slow_mode_seconds(), 30);
+        assert_eq!(
+            s.agreement(),
+            Some(&Agreement {
+                version: 1,
+                text_hash: [7; 32]
+            })
+        );
+        assert_eq!(s.retention_seconds(), Some(30 * 86_400));
+        assert_eq!(s.settings(), &settings);
+        assert_eq!(s.crisis_resources(), Some(&[5; 32]));
+        assert_eq!(s.invite(&open.id()).unwrap().uses, 2);
+        assert_eq!(s.invite(&gated.id()).unwrap().uses, 1);
+
+        // Devices: only current members'; the facilitator list excludes nobody here.
+        let devices: Vec<_> = s.current_devices().iter().map(|k| k.device).collect();
+        assert_eq!(devices.len(), 2);
+        assert!(devices.contains(&fac.id()) && devices.contains(&bob.id()));
+        assert!(!devices.contains(&carol.id()) && !devices.contains(&alice.id()));
+        assert_eq!(s.facilitator_devices().len(), 2);
+        assert_eq!(
+            s.member_of_device(&bob.id()).map(|(u, _)| *u),
+            Some(bob.user)
+        );
+        assert!(s.member_of_device(&alice.id()).is_none());
+
+        // A fresh replay of the stored log reaches the same state, including through JSON.
+        assert_eq!(&verify_log(&g.log).unwrap(), s);
+        let json = serde_json::to_string(&g.log).unwrap();
+        let parsed: Vec<SignedOp> = serde_json::from_str(&json).unwrap();
+        assert_eq!(&verify_log(&parsed).unwrap(), s);
+    }
+
+    #[test]
+    fn epoch_changes_exactly_on_membership_changes() {
+        let (mut g, [fac, co, mia, noor]) = populated();
+        // Genesis (0) and three joins: epoch 3. SetRole did not change it.
+        assert_eq!(g.state.epoch(), Epoch(3));
+        let epoch = g.state.epoch();
+        g.ok(
+            &co,
+            OpBody::Mute {
+                user: mia.user,
+                until: Timestamp(g.clock + HOUR),
+            },
+        );
+        g.ok(&co, OpBody::Lock {});
+        g.ok(
+            &fac,
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: [1; 32],
+            },
+        );
+        g.ok(&fac, set_role(&mia, Role::CoFacilitator));
+        let _ = g.invite(&fac, 120, true, 1);
+        assert_eq!(g.state.epoch(), epoch);
+        g.ok(
+            &fac,
+            OpBody::Remove {
+                user: noor.user,
+                ban: false,
+            },
+        );
+        assert_eq!(g.state.epoch(), epoch.next());
+        let body = g.add_body(&noor, None);
+        g.ok(&co, body);
+        assert_eq!(
+            g.state.member(&noor.user).unwrap().joined_epoch,
+            epoch.next().next()
+        );
+        g.ok(&noor, OpBody::Leave {});
+        assert_eq!(g.state.epoch(), Epoch(epoch.0 + 3));
+        for body in [
+            OpBody::Join {
+                invite: InviteId([0; 32]),
+                member: noor.entry(),
+                invite_sig: Signature([0; 64]),
+            },
+            OpBody::Add {
+                member: noor.entry(),
+                invite: None,
+                invite_sig: None,
+            },
+            OpBody::Remove {
+                user: noor.user,
+                ban: false,
+            },
+            OpBody::Leave {},
+        ] {
+            assert!(body.changes_epoch());
+        }
+        assert!(!OpBody::Lock {}.changes_epoch());
+        assert!(!set_role(&mia, Role::Member).changes_epoch());
+    }
+
+    #[test]
+    fn altered_or_missigned_ops_are_rejected() {
+        let (mut g, [fac, _co, mia, _noor]) = populated();
+        let stranger = DeviceIdentity::generate(&mut test_rng(77));
+        let good = g.sign(&fac, OpBody::Lock {});
+
+        let mut flipped_sig = good.clone();
+        flipped_sig.sig.0[10] ^= 1;
+        g.rejects_signed(&flipped_sig, LogError::BadSignature);
+
+        let mut flipped_op = good.clone();
+        let pos = flipped_op.op.iter().position(|b| *b == b'k').unwrap(); // in "lock"
+        flipped_op.op[pos] = b'K';
+        g.rejects_signed(&flipped_op, LogError::BadSignature);
+
+        let other_key = SignedOp {
+            op: good.op.clone(),
+            sig: stranger.sign(LABEL_OP, &[&good.op]),
+        };
+        g.rejects_signed(&other_key, LogError::BadSignature);
+
+        // A member's key cannot vouch for the facilitator's op either.
+        let member_key = SignedOp {
+            op: good.op.clone(),
+            sig: mia.device.sign(LABEL_OP, &[&good.op]),
+        };
+        g.rejects_signed(&member_key, LogError::BadSignature);
+
+        // Right key, wrong label.
+        let wrong_label = SignedOp {
+            op: good.op.clone(),
+            sig: fac.device.sign("confide/v1/other", &[&good.op]),
+        };
+        g.rejects_signed(&wrong_label, LogError::BadSignature);
+
+        let unsigned = SignedOp {
+            op: good.op.clone(),
+            sig: Signature([0; 64]),
+        };
+        g.rejects_signed(&unsigned, LogError::BadSignature);
+
+        // Validly signed by a device that is not a member's.
+        let op = g
+            .state
+            .next_op(stranger.device_id(), Timestamp(g.clock), OpBody::Lock {});
+        g.rejects_signed(
+            &op.sign(&stranger).unwrap(),
+            LogError::UnknownAuthor {
+                device: stranger.device_id(),
+            },
+        );
+
+        // Op::sign refuses to sign someone else's op.
+        let op = g
+            .state
+            .next_op(fac.id(), Timestamp(g.clock), OpBody::Lock {});
+        assert!(matches!(op.sign(&stranger), Err(LogError::InvalidValue(_))));
+
+        g.apply(good).unwrap();
+        assert!(g.state.locked());
+    }
+
+    #[test]
+    fn malformed_oversized_and_future_ops_are_rejected() {
+        let (mut g, [fac, ..]) = populated();
+        let sign_raw = |bytes: Vec<u8>| SignedOp {
+            sig: fac.device.sign(LABEL_OP, &[&bytes]),
+            op: bytes,
+        };
+
+        let huge = sign_raw(vec![b' '; MAX_OP_BYTES + 1]);
+        g.rejects_signed(
+            &huge,
+            LogError::TooLarge {
+                len: MAX_OP_BYTES + 1,
+                max: MAX_OP_BYTES,
+            },
+        );
+        let big_name = Person {
+            name: "x",
+            ..Person::new(50, "x")
+        };
+        let mut entry = big_name.entry();
+        entry.display_name = "x".repeat(MAX_OP_BYTES);
+        let op = g.state.next_op(
+            fac.id(),
+            Timestamp(g.clock),
+            OpBody::Add {
+                member: entry,
+                invite: None,
+                invite_sig: None,
+            },
+        );
+        assert!(matches!(
+            op.sign(&fac.device),
+            Err(LogError::TooLarge { .. })
+        ));
+
+        // Unknown fields are refused, after the signature checked out.
+        let op = g
+            .state
+            .next_op(fac.id(), Timestamp(g.clock), OpBody::Lock {});
+        let mut value = serde_json::to_value(&op).unwrap();
+        value["extra"] = serde_json::json!(1);
+        let extra = sign_raw(serde_json::to_vec(&value).unwrap());
+        assert!(matches!(g.state.apply(&extra), Err(LogError::Malformed(_))));
+        let mut value = serde_json::to_value(&op).unwrap();
+        value["body"]["extra"] = serde_json::json!(1);
+        let extra_in_body = sign_raw(serde_json::to_vec(&value).unwrap());
+        assert!(matches!(
+            g.state.apply(&extra_in_body),
+            Err(LogError::Malformed(_))
+        ));
+        let mut value = serde_json::to_value(&op).unwrap();
+        value["body"]["type"] = serde_json::json!("self_destruct");
+        let unknown_type = sign_raw(serde_json::to_vec(&value).unwrap());
+        assert!(matches!(
+            g.state.apply(&unknown_type),
+            Err(LogError::Malformed(_))
+        ));
+        let not_json = sign_raw(b"{\"v\":1,".to_vec());
+        assert!(matches!(
+            g.state.apply(&not_json),
+            Err(LogError::Malformed(_))
+        ));
+
+        // A future version is reported as such even if its body would not parse today.
+        let mut value = serde_json::to_value(&op).unwrap();
+        value["v"] = serde_json::json!(2);
+        value["body"]["type"] = serde_json::json!("from_the_future");
+        let future = sign_raw(serde_json::to_vec(&value).unwrap());
+        g.rejects_signed(&future, LogError::UnsupportedVersion { got: 2 });
+
+        // The state is untouched by all of that and still accepts the real next op.
+        g.apply(op.sign(&fac.device).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn policy_table() {
+        let u = UserId([1; 16]);
+        let bodies = [
+            OpBody::Invite {
+                invite: InviteId([1; 32]),
+                requires_approval: false,
+                max_uses: 1,
+                expires_at: Timestamp(1),
+            },
+            OpBody::RevokeInvite {
+                invite: InviteId([1; 32]),
+            },
+            OpBody::Add {
+                member: Person::new(9, "P").entry(),
+                invite: None,
+                invite_sig: None,
+            },
+            OpBody::Remove { user: u, ban: true },
+            OpBody::Unban { user: u },
+            OpBody::Leave {},
+            OpBody::SetRole {
+                user: u,
+                role: Role::Member,
+            },
+            OpBody::Mute {
+                user: u,
+                until: Timestamp(1),
+            },
+            OpBody::Unmute { user: u },
+            OpBody::Lock {},
+            OpBody::Unlock {},
+            OpBody::SetOpenHours { schedule: None },
+            OpBody::SetSlowMode { seconds: 1 },
+            OpBody::DeleteMessages {
+                messages: vec![MessageId([1; 16])],
+            },
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: [0; 32],
+            },
+            OpBody::AcceptAgreement { version: 1 },
+            OpBody::SetRetention { seconds: None },
+            OpBody::SetSettings {
+                settings: GroupSettings::default(),
+            },
+            OpBody::SetCrisisResources { text_hash: None },
+            OpBody::Genesis {
+                creator: Person::new(9, "P").entry(),
+                settings: GroupSettings::default(),
+            },
+            OpBody::Join {
+                invite: InviteId([1; 32]),
+                member: Person::new(9, "P").entry(),
+                invite_sig: Signature([0; 64]),
+            },
+        ];
+        // (action, facilitator, co-facilitator, member)
+        let table = [
+            ("invite", true, true, false),
+            ("revoke_invite", true, true, false),
+            ("add", true, true, false),
+            ("remove", true, true, false),
+            ("unban", true, true, false),
+            ("leave", true, true, true),
+            ("set_role", true, false, false),
+            ("mute", true, true, false),
+            ("unmute", true, true, false),
+            ("lock", true, true, false),
+            ("unlock", true, true, false),
+            ("set_open_hours", true, true, false),
+            ("set_slow_mode", true, true, false),
+            ("delete_messages", true, true, false),
+            ("set_agreement", true, false, false),
+            ("accept_agreement", true, true, true),
+            ("set_retention", true, false, false),
+            ("set_settings", true, false, false),
+            ("set_crisis_resources", true, false, false),
+            ("genesis", false, false, false),
+            ("join", false, false, false),
+        ];
+        assert_eq!(bodies.len(), table.len());
+        for (body, (action, f, c, m)) in bodies.iter().zip(table) {
+            assert_eq!(body.action(), action);
+            assert_eq!(allowed(Role::Facilitator, body), f, "facilitator {action}");
+            assert_eq!(
+                allowed(Role::CoFacilitator, body),
+                c,
+                "co-facilitator {action}"
+            );
+            assert_eq!(allowed(Role::Member, body), m, "member {action}");
+            // `action()` is the JSON tag.
+            assert_eq!(serde_json::to_value(body).unwrap()["type"], action);
+        }
+    }
+
+    #[test]
+    fn members_need_a_facilitator_for_moderation() {
+        let (mut g, [fac, _co, mia, noor]) = populated();
+        let m = Role::Member;
+        g.rejects(&mia, OpBody::Lock {}, not_allowed(m, "lock"));
+        g.rejects(
+            &mia,
+            OpBody::Remove {
+                user: noor.user,
+                ban: false,
+            },
+            not_allowed(m, "remove"),
+        );
+        g.rejects(
+            &mia,
+            OpBody::Mute {
+                user: noor.user,
+                until: Timestamp(u64::MAX),
+            },
+            not_allowed(m, "mute"),
+        );
+        g.rejects(
+            &mia,
+            set_role(&mia, Role::Facilitator),
+            not_allowed(m, "set_role"),
+        );
+        g.rejects(
+            &mia,
+            OpBody::Invite {
+                invite: InviteSecret::generate(&mut test_rng(60)).id(),
+                requires_approval: false,
+                max_uses: 1,
+                expires_at: Timestamp(u64::MAX),
+            },
+            not_allowed(m, "invite"),
+        );
+        g.rejects(
+            &mia,
+            OpBody::DeleteMessages {
+                messages: vec![MessageId([1; 16])],
+            },
+            not_allowed(m, "delete_messages"),
+        );
+        // What a member may do.
+        g.ok(
+            &fac,
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: [1; 32],
+            },
+        );
+        g.ok(&mia, OpBody::AcceptAgreement { version: 1 });
+        g.ok(&mia, OpBody::Leave {});
+    }
+
+    #[test]
+    fn co_facilitators_cannot_touch_roles_settings_or_moderators() {
+        let (mut g, [fac, co, mia, _noor]) = populated();
+        let c = Role::CoFacilitator;
+        g.rejects(
+            &co,
+            set_role(&mia, Role::CoFacilitator),
+            not_allowed(c, "set_role"),
+        );
+        g.rejects(
+            &co,
+            set_role(&co, Role::Facilitator),
+            not_allowed(c, "set_role"),
+        );
+        g.rejects(
+            &co,
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: [1; 32],
+            },
+            not_allowed(c, "set_agreement"),
+        );
+        g.rejects(
+            &co,
+            OpBody::SetRetention { seconds: Some(60) },
+            not_allowed(c, "set_retention"),
+        );
+        g.rejects(
+            &co,
+            OpBody::SetSettings {
+                settings: GroupSettings::default(),
+            },
+            not_allowed(c, "set_settings"),
+        );
+        g.rejects(
+            &co,
+            OpBody::SetCrisisResources { text_hash: None },
+            not_allowed(c, "set_crisis_resources"),
+        );
+        let until = Timestamp(g.clock + 10 * HOUR);
+        g.rejects(
+            &co,
+            OpBody::Mute {
+                user: fac.user,
+                until,
+            },
+            not_allowed(c, "mute a facilitator or co-facilitator"),
+        );
+        g.rejects(
+            &co,
+            OpBody::Remove {
+                user: fac.user,
+                ban: true,
+            },
+            not_allowed(c, "remove a facilitator or co-facilitator"),
+        );
+        // A second co-facilitator is out of reach too.
+        g.ok(&fac, set_role(&mia, Role::CoFacilitator));
+        g.rejects(
+            &co,
+            OpBody::Mute {
+                user: mia.user,
+                until,
+            },
+            not_allowed(c, "mute a facilitator or co-facilitator"),
+        );
+        g.ok(
+            &fac,
+            OpBody::Mute {
+                user: mia.user,
+                until,
+            },
+        );
+        g.rejects(
+            &co,
+            OpBody::Unmute { user: mia.user },
+            not_allowed(c, "unmute a facilitator or co-facilitator"),
+        );
+        g.ok(&fac, OpBody::Unmute { user: mia.user });
+        g.ok(&fac, set_role(&mia, Role::Member));
+        // Plain members are within reach.
+        g.ok(
+            &co,
+            OpBody::Mute {
+                user: mia.user,
+                until,
+            },
+        );
+        g.ok(
+            &co,
+            OpBody::Remove {
+                user: mia.user,
+                ban: true,
+            },
+        );
+        // Nobody removes themselves with `remove`.
+        g.rejects(
+            &co,
+            OpBody::Remove {
+                user: co.user,
+                ban: false,
+            },
+            not_allowed(c, "remove themselves (use leave)"),
+        );
+        g.rejects(
+            &fac,
+            OpBody::Remove {
+                user: fac.user,
+                ban: false,
+            },
+            not_allowed(Role::Facilitator, "remove themselves (use leave)"),
+        );
+        g.rejects(
+            &fac,
+            OpBody::Remove {
+                user: mia.user,
+                ban: false,
+            },
+            LogError::UnknownMember { user: mia.user },
+        );
+    }
+
+    #[test]
+    fn the_last_facilitator_stays() {
+        let (mut g, [fac, co, mia, _noor]) = populated();
+        g.rejects(
+            &fac,
+            set_role(&fac, Role::Member),
+            LogError::LastFacilitator,
+        );
+        g.rejects(
+            &fac,
+            set_role(&fac, Role::CoFacilitator),
+            LogError::LastFacilitator,
+        );
+        g.rejects(&fac, OpBody::Leave {}, LogError::LastFacilitator);
+        g.rejects(
+            &fac,
+            OpBody::Remove {
+                user: fac.user,
+                ban: false,
+            },
+            not_allowed(Role::Facilitator, "remove themselves (use leave)"),
+        );
+        // With a second facilitator, either may step down or leave.
+        g.ok(&fac, set_role(&co, Role::Facilitator));
+        g.ok(&co, set_role(&fac, Role::Member));
+        g.rejects(&co, set_role(&co, Role::Member), LogError::LastFacilitator);
+        g.ok(&co, set_role(&mia, Role::Facilitator));
+        g.ok(
+            &mia,
+            OpBody::Remove {
+                user: co.user,
+                ban: false,
+            },
+        );
+        assert_eq!(g.state.role_of(&mia.user), Some(Role::Facilitator));
+        assert_eq!(g.state.role_of(&co.user), None);
+        g.rejects(&mia, OpBody::Leave {}, LogError::LastFacilitator);
+
+        // Alone in the group, the last facilitator may leave.
+        let solo = Person::new(40, "Solo");
+        let mut g = Group::new(&solo);
+        g.ok(&solo, OpBody::Leave {});
+        assert!(g.state.members().is_empty());
+    }
+
+    #[test]
+    fn out_of_order_forked_and_broken_chains_are_rejected() {
+        let (mut g, people) = populated();
+        let [fac, co, ..] = &people;
+        let seq = g.state.seq();
+
+        // Skipping ahead.
+        let mut op = g
+            .state
+            .next_op(fac.id(), Timestamp(g.clock), OpBody::Lock {});
+        op.seq += 1;
+        g.rejects_signed(
+            &op.sign(&fac.device).unwrap(),
+            LogError::OutOfOrder {
+                expected: seq + 1,
+                got: seq + 2,
+            },
+        );
+        // Right seq, wrong prev.
+        let mut op = g
+            .state
+            .next_op(fac.id(), Timestamp(g.clock), OpBody::Lock {});
+        op.prev = OpHash([9; 32]);
+        g.rejects_signed(
+            &op.sign(&fac.device).unwrap(),
+            LogError::BrokenChain {
+                seq: seq + 1,
+                expected: g.state.head(),
+                got: OpHash([9; 32]),
+            },
+        );
+
+        // Two different ops at the same seq and prev: the first wins, the second is a fork.
+        let first = g.sign(fac, OpBody::Lock {});
+        let second = g.sign(co, OpBody::SetSlowMode { seconds: 10 });
+        g.apply(first.clone()).unwrap();
+        g.rejects_signed(&second, LogError::Fork { seq: seq + 1 });
+        // Re-applying the same op is a stale duplicate, not a fork.
+        g.rejects_signed(
+            &first,
+            LogError::OutOfOrder {
+                expected: seq + 2,
+                got: seq + 1,
+            },
+        );
+        // An old op from further back.
+        let old = g.log[2].clone();
+        g.rejects_signed(
+            &old,
+            LogError::OutOfOrder {
+                expected: seq + 2,
+                got: 2,
+            },
+        );
+
+        // A log whose links do not chain fails to verify.
+        let mut forged = g.log.clone();
+        forged.remove(2);
+        assert!(matches!(
+            verify_log(&forged),
+            Err(LogError::OutOfOrder { .. })
+        ));
+        // Re-signing a middle op with the same seq but different content breaks the next link.
+        let mut forked = g.log.clone();
+        let mut op = forked[3].verify().unwrap();
+        op.at = Timestamp(op.at.0 + 1);
+        let author = people.iter().find(|p| p.id() == op.author).unwrap();
+        let resigned = op.sign(&author.device).unwrap();
+        forked[3] = resigned;
+        let err = verify_log(&forked).unwrap_err();
+        assert!(
+            matches!(err, LogError::BrokenChain { seq: 4, .. }),
+            "{err:?}"
+        );
+
+        assert_eq!(verify_log(&[]).unwrap_err(), LogError::NotGenesis);
+        assert_eq!(verify_log(&g.log[1..]).unwrap_err(), LogError::NotGenesis);
+    }
+
+    #[test]
+    fn ops_for_another_group_and_late_genesis_are_rejected() {
+        let (mut g, [fac, ..]) = populated();
+        let mut op = g
+            .state
+            .next_op(fac.id(), Timestamp(g.clock), OpBody::Lock {});
+        op.group = GroupId([0xEE; 16]);
+        g.rejects_signed(
+            &op.sign(&fac.device).unwrap(),
+            LogError::WrongGroup {
+                expected: g.state.group(),
+                got: GroupId([0xEE; 16]),
+            },
+        );
+        let genesis = g.state.next_op(
+            fac.id(),
+            Timestamp(g.clock),
+            OpBody::Genesis {
+                creator: fac.entry(),
+                settings: GroupSettings::default(),
+            },
+        );
+        g.rejects_signed(
+            &genesis.sign(&fac.device).unwrap(),
+            LogError::UnexpectedGenesis,
+        );
+        g.rejects_signed(&g.log[0].clone(), LogError::UnexpectedGenesis);
+        assert_eq!(
+            GroupState::from_genesis(&g.log[1]).unwrap_err(),
+            LogError::NotGenesis
+        );
+    }
+
+    #[test]
+    fn genesis_is_checked() {
+        let fac = Person::new(1, "Fay");
+        let other = Person::new(2, "Other");
+        let group = GroupId([3; 16]);
+        let at = Timestamp(T0);
+        // Signed by a device that is not the creator's.
+        let op = Op::genesis(group, other.id(), at, fac.entry(), GroupSettings::default());
+        assert!(matches!(
+            GroupState::from_genesis(&op.sign(&other.device).unwrap()),
+            Err(LogError::InvalidMember(_))
+        ));
+        let mut op = Op::genesis(group, fac.id(), at, fac.entry(), GroupSettings::default());
+        op.seq = 1;
+        assert_eq!(
+            GroupState::from_genesis(&op.sign(&fac.device).unwrap()).unwrap_err(),
+            LogError::OutOfOrder {
+                expected: 0,
+                got: 1
+            }
+        );
+        let mut op = Op::genesis(group, fac.id(), at, fac.entry(), GroupSettings::default());
+        op.prev = OpHash([1; 32]);
+        assert!(matches!(
+            GroupState::from_genesis(&op.sign(&fac.device).unwrap()),
+            Err(LogError::BrokenChain { .. })
+        ));
+        let mut entry = fac.entry();
+        entry.devices[0].sealing_key[0] ^= 1;
+        let op = Op::genesis(group, fac.id(), at, entry, GroupSettings::default());
+        assert!(matches!(
+            GroupState::from_genesis(&op.sign(&fac.device).unwrap()),
+            Err(LogError::InvalidMember(_))
+        ));
+    }
+
+    #[test]
+    fn join_with_a_valid_invite() {
+        let fac = Person::new(1, "Fay");
+        let alice = Person::new(2, "Alice");
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, false, 1);
+        // The invite secret survives a round trip through its link bytes.
+        let from_link = InviteSecret::from_bytes(&secret.to_bytes());
+        assert_eq!(from_link.id(), secret.id());
+        let body = g.join_body(&alice, &from_link);
+        let applied = g.push(&alice, body).unwrap();
+        assert_eq!(applied.hash, g.state.head());
+        assert_eq!(applied.op.author, alice.id());
+        let member = g.state.member(&alice.user).unwrap();
+        assert_eq!(member.role, Role::Member);
+        assert_eq!(member.joined_epoch, Epoch(1));
+        assert_eq!(member.entry.display_name, "Alice");
+        assert_eq!(g.state.invite(&secret.id()).unwrap().uses, 1);
+        // A member cannot join a second time.
+        let secret2 = g.invite(&fac, 101, false, 5);
+        let body = g.join_body(&alice, &secret2);
+        g.rejects(&alice, body, LogError::AlreadyMember { user: alice.user });
+    }
+
+    #[test]
+    fn unusable_invites_and_forged_invite_signatures_are_rejected() {
+        let fac = Person::new(1, "Fay");
+        let alice = Person::new(2, "Alice");
+        let bob = Person::new(3, "Bob");
+        let mut g = Group::new(&fac);
+        let invalid = |reason: &str| LogError::InvalidInvite(reason.into());
+
+        // Expired: the join claims a time after `expires_at`.
+        let expiring = g.invite(&fac, 100, false, 5);
+        let expires_at = g.state.invite(&expiring.id()).unwrap().expires_at;
+        let body = g.join_body(&alice, &expiring);
+        let late = g
+            .state
+            .next_op(alice.id(), Timestamp(expires_at.0 + 1), body.clone());
+        g.rejects_signed(
+            &late.sign(&alice.device).unwrap(),
+            invalid("the invite has expired"),
+        );
+        let on_time = g.state.next_op(alice.id(), expires_at, body);
+        let on_time = on_time.sign(&alice.device).unwrap();
+        assert!(g.state.clone().apply(&on_time).is_ok());
+
+        // Revoked.
+        let revoked = g.invite(&fac, 101, false, 5);
+        g.ok(
+            &fac,
+            OpBody::RevokeInvite {
+                invite: revoked.id(),
+            },
+        );
+        g.rejects(
+            &fac,
+            OpBody::RevokeInvite {
+                invite: revoked.id(),
+            },
+            invalid("the invite is already revoked"),
+        );
+        let body = g.join_body(&alice, &revoked);
+        g.rejects(&alice, body, invalid("the invite was revoked"));
+
+        // Used up.
+        let once = g.invite(&fac, 102, false, 1);
+        let body = g.join_body(&alice, &once);
+        g.ok(&alice, body);
+        let body = g.join_body(&bob, &once);
+        g.rejects(&bob, body, invalid("the invite is used up"));
+
+        // Needs approval: a direct join is refused, an approving add works once.
+        let gated = g.invite(&fac, 103, true, 1);
+        let body = g.join_body(&bob, &gated);
+        g.rejects(
+            &bob,
+            body,
+            invalid("the invite requires approval: send a join request to the facilitators"),
+        );
+        let body = g.add_body(&bob, Some(&gated));
+        g.ok(&fac, body);
+        assert_eq!(g.state.invite(&gated.id()).unwrap().uses, 1);
+
+        // Unknown invite.
+        let carol = Person::new(4, "Carol");
+        let unknown = InviteSecret::generate(&mut test_rng(104));
+        let body = g.join_body(&carol, &unknown);
+        g.rejects(&carol, body, invalid("unknown invite"));
+
+        // Forged invite signatures: by another invite's key, or bound to another device,
+        // user or group.
+        let open = g.invite(&fac, 105, false, 5);
+        let forged_by = |sig: Signature| OpBody::Join {
+            invite: open.id(),
+            member: carol.entry(),
+            invite_sig: sig,
+        };
+        let bad_sig = invalid("the invite signature does not verify");
+        let group = g.state.group();
+        let sig = unknown.sign_join(&group, &carol.user, &carol.id());
+        g.rejects(&carol, forged_by(sig), bad_sig.clone());
+        let sig = open.sign_join(&group, &carol.user, &alice.id());
+        g.rejects(&carol, forged_by(sig), bad_sig.clone());
+        let sig = open.sign_join(&group, &alice.user, &carol.id());
+        g.rejects(&carol, forged_by(sig), bad_sig.clone());
+        let sig = open.sign_join(&GroupId([0; 16]), &carol.user, &carol.id());
+        g.rejects(&carol, forged_by(sig), bad_sig.clone());
+        // An approving add with a bad signature, or only half of the invite fields.
+        let dave = Person::new(5, "Dave");
+        let gated = g.invite(&fac, 106, true, 3);
+        let add = |sig: Option<Signature>, invite: Option<InviteId>| OpBody::Add {
+            member: dave.entry(),
+            invite,
+            invite_sig: sig,
+        };
+        let sig = gated.sign_join(&group, &dave.user, &carol.id());
+        g.rejects(&fac, add(Some(sig), Some(gated.id())), bad_sig);
+        g.rejects(
+            &fac,
+            add(None, Some(gated.id())),
+            invalid("invite and invite_sig must be given together"),
+        );
+        // A joiner must sign their own join.
+        let body = g.join_body(&carol, &open);
+        g.rejects(
+            &fac,
+            body,
+            LogError::InvalidMember(
+                "a join must be signed by one of the joining member's devices".into(),
+            ),
+        );
+        let body = g.join_body(&carol, &open);
+        g.ok(&carol, body);
+    }
+
+    #[test]
+    fn banned_users_stay_out_until_unbanned() {
+        let (mut g, [fac, co, mia, _noor]) = populated();
+        let secret = g.invite(&fac, 110, false, 10);
+        g.ok(
+            &co,
+            OpBody::Remove {
+                user: mia.user,
+                ban: true,
+            },
+        );
+        assert!(g.state.member_of_device(&mia.id()).is_none());
+        let body = g.join_body(&mia, &secret);
+        g.rejects(&mia, body, LogError::Banned { user: mia.user });
+        let body = g.add_body(&mia, None);
+        g.rejects(&fac, body, LogError::Banned { user: mia.user });
+        // A removed member's device can no longer author anything.
+        g.rejects(
+            &mia,
+            OpBody::Leave {},
+            LogError::UnknownAuthor { device: mia.id() },
+        );
+        g.ok(&co, OpBody::Unban { user: mia.user });
+        g.rejects(
+            &co,
+            OpBody::Unban { user: mia.user },
+            LogError::InvalidValue("the user is not banned".into()),
+        );
+        let body = g.join_body(&mia, &secret);
+        g.ok(&mia, body);
+    }
+
+    #[test]
+    fn member_entries_are_validated() {
+        let (mut g, [fac, _co, mia, _noor]) = populated();
+        let eve = Person::new(30, "Eve");
+        let add = |entry: MemberEntry| OpBody::Add {
+            member: entry,
+            invite: None,
+            invite_sig: None,
+        };
+        let invalid_member = |g: &mut Group, entry: MemberEntry| {
+            let signed = g.sign(&fac, add(entry));
+            let before = g.state.clone();
+            let err = g.state.apply(&signed).unwrap_err();
+            assert!(matches!(err, LogError::InvalidMember(_)), "{err:?}");
+            assert_eq!(g.state, before);
+        };
+
+        let mut tampered = eve.entry();
+        tampered.devices[0].sealing_sig.0[0] ^= 1;
+        invalid_member(&mut g, tampered);
+        let mut swapped = eve.entry();
+        swapped.devices[0].sealing_key =
+            DeviceIdentity::generate(&mut test_rng(31)).sealing_public();
+        invalid_member(&mut g, swapped);
+        // Someone else's device.
+        let mut stolen = eve.entry();
+        stolen.devices.push(mia.device.public_keys());
+        invalid_member(&mut g, stolen);
+        let mut twice = eve.entry();
+        twice.devices.push(eve.device.public_keys());
+        invalid_member(&mut g, twice);
+        invalid_member(
+            &mut g,
+            MemberEntry {
+                devices: vec![],
+                ..eve.entry()
+            },
+        );
+        let many = (0..=MAX_DEVICES_PER_USER as u8)
+            .map(|i| DeviceIdentity::generate(&mut test_rng(150 + i)).public_keys())
+            .collect();
+        invalid_member(
+            &mut g,
+            MemberEntry {
+                devices: many,
+                ..eve.entry()
+            },
+        );
+        for name in [
+            "",
+            "   ",
+            "a\nb",
+            "evil\u{202E}gnp",
+            &"x".repeat(MAX_DISPLAY_NAME_CHARS + 1),
+        ] {
+            invalid_member(
+                &mut g,
+                MemberEntry {
+                    display_name: name.into(),
+                    ..eve.entry()
+                },
+            );
+        }
+
+        // A join with a tampered device is refused as well.
+        let secret = g.invite(&fac, 111, false, 1);
+        let mut body = g.join_body(&eve, &secret);
+        if let OpBody::Join { member, .. } = &mut body {
+            member.devices[0].sealing_sig.0[5] ^= 1;
+        }
+        let signed = g.sign(&eve, body);
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+
+        // The longest valid name, multi-device entries and non-ASCII names are fine.
+        let devices = (0..MAX_DEVICES_PER_USER as u8)
+            .map(|i| DeviceIdentity::generate(&mut test_rng(170 + i)).public_keys())
+            .collect();
+        let name = "é".repeat(MAX_DISPLAY_NAME_CHARS);
+        g.ok(
+            &fac,
+            add(MemberEntry {
+                display_name: name,
+                devices,
+                ..eve.entry()
+            }),
+        );
+        assert_eq!(g.state.current_devices().len(), 4 + MAX_DEVICES_PER_USER);
+    }
+
+    #[test]
+    fn values_are_range_checked() {
+        let (mut g, [fac, co, mia, _noor]) = populated();
+        let bad = |g: &mut Group, author: &Person, body: OpBody| {
+            let signed = g.sign(author, body);
+            let before = g.state.clone();
+            let err = g.state.apply(&signed).unwrap_err();
+            assert!(matches!(err, LogError::InvalidValue(_)), "{err:?}");
+            assert_eq!(g.state, before);
+        };
+        let window = |day, start_minute, end_minute| OpenWindow {
+            day,
+            start_minute,
+            end_minute,
+        };
+        let hours = |tz: &str, windows: Vec<OpenWindow>| OpBody::SetOpenHours {
+            schedule: Some(OpenHours {
+                time_zone: tz.into(),
+                windows,
+            }),
+        };
+        bad(&mut g, &co, hours("Europe/Berlin", vec![window(7, 0, 60)]));
+        bad(&mut g, &co, hours("Europe/Berlin", vec![window(0, 60, 60)]));
+        bad(
+            &mut g,
+            &co,
+            hours("Europe/Berlin", vec![window(0, 0, MINUTES_PER_DAY + 1)]),
+        );
+        bad(&mut g, &co, hours("Europe/Berlin", vec![]));
+        bad(
+            &mut g,
+            &co,
+            hours(
+                "Europe/Berlin",
+                vec![window(0, 0, 60); MAX_OPEN_WINDOWS + 1],
+            ),
+        );
+        bad(&mut g, &co, hours("", vec![window(0, 0, 60)]));
+        bad(
+            &mut g,
+            &co,
+            hours("Europe/Berlin;drop", vec![window(0, 0, 60)]),
+        );
+        bad(
+            &mut g,
+            &co,
+            hours(&"A".repeat(MAX_TIME_ZONE_CHARS + 1), vec![window(0, 0, 60)]),
+        );
+        g.ok(
+            &co,
+            hours(
+                "America/Argentina/Buenos_Aires",
+                vec![window(6, 0, MINUTES_PER_DAY); MAX_OPEN_WINDOWS],
+            ),
+        );
+        g.ok(&co, OpBody::SetOpenHours { schedule: None });
+        assert_eq!(g.state.open_hours(), None);
+
+        bad(
+            &mut g,
+            &co,
+            OpBody::SetSlowMode {
+                seconds: MAX_SLOW_MODE_SECONDS + 1,
+            },
+        );
+        g.ok(
+            &co,
+            OpBody::SetSlowMode {
+                seconds: MAX_SLOW_MODE_SECONDS,
+            },
+        );
+        bad(&mut g, &co, OpBody::DeleteMessages { messages: vec![] });
+        bad(
+            &mut g,
+            &co,
+            OpBody::DeleteMessages {
+                messages: vec![MessageId([1; 16]); MAX_DELETE_BATCH + 1],
+            },
+        );
+        g.ok(
+            &co,
+            OpBody::DeleteMessages {
+                messages: vec![MessageId([1; 16]); MAX_DELETE_BATCH],
+            },
+        );
+
+        bad(
+            &mut g,
+            &fac,
+            OpBody::SetAgreement {
+                version: 2,
+                text_hash: [0; 32],
+            },
+        );
+        bad(&mut g, &mia, OpBody::AcceptAgreement { version: 1 });
+        g.ok(
+            &fac,
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: [1; 32],
+            },
+        );
+        bad(
+            &mut g,
+            &fac,
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: [2; 32],
+            },
+        );
+        g.ok(
+            &fac,
+            OpBody::SetAgreement {
+                version: 2,
+                text_hash: [2; 32],
+            },
+        );
+        bad(&mut g, &mia, OpBody::AcceptAgreement { version: 1 });
+        g.ok(&mia, OpBody::AcceptAgreement { version: 2 });
+        assert_eq!(g.state.member(&mia.user).unwrap().accepted_agreement, 2);
+
+        bad(&mut g, &fac, OpBody::SetRetention { seconds: Some(0) });
+        g.ok(&fac, OpBody::SetRetention { seconds: None });
+
+        let now = g.clock + 1000; // the next op's `at`
+        bad(
+            &mut g,
+            &co,
+            OpBody::Mute {
+                user: mia.user,
+                until: Timestamp(now),
+            },
+        );
+        bad(&mut g, &co, OpBody::Unmute { user: mia.user });
+        g.rejects(
+            &co,
+            OpBody::Mute {
+                user: UserId([0; 16]),
+                until: Timestamp(u64::MAX),
+            },
+            LogError::UnknownMember {
+                user: UserId([0; 16]),
+            },
+        );
+
+        let invite = InviteSecret::generate(&mut test_rng(120)).id();
+        let inv = |max_uses, expires_at| OpBody::Invite {
+            invite,
+            requires_approval: false,
+            max_uses,
+            expires_at: Timestamp(expires_at),
+        };
+        bad(&mut g, &co, inv(0, u64::MAX));
+        bad(&mut g, &co, inv(1, T0));
+        g.ok(&co, inv(1, u64::MAX));
+        g.rejects(
+            &co,
+            inv(1, u64::MAX),
+            LogError::InvalidInvite("an invite with this id already exists".into()),
+        );
+        g.rejects(
+            &co,
+            OpBody::Invite {
+                invite: InviteId([0; 32]), // a small-order point
+                requires_approval: false,
+                max_uses: 1,
+                expires_at: Timestamp(u64::MAX),
+            },
+            LogError::InvalidInvite("the invite id is not a valid Ed25519 public key".into()),
+        );
+    }
+
+    #[test]
+    fn mutes_expire_and_end_with_membership() {
+        let (mut g, [_fac, co, mia, _noor]) = populated();
+        let until = Timestamp(g.clock + HOUR);
+        g.ok(
+            &co,
+            OpBody::Mute {
+                user: mia.user,
+                until,
+            },
+        );
+        assert!(g.state.is_muted(&mia.user, Timestamp(until.0 - 1)));
+        assert!(!g.state.is_muted(&mia.user, until));
+        assert!(!g.state.is_muted(&co.user, Timestamp(0)));
+        g.ok(
+            &co,
+            OpBody::Remove {
+                user: mia.user,
+                ban: false,
+            },
+        );
+        assert!(!g.state.is_muted(&mia.user, Timestamp(0)));
+        assert!(g.state.mutes().is_empty());
+    }
+
+    #[test]
+    fn op_json_is_stable() {
+        let op = Op {
+            v: 1,
+            group: GroupId([1; 16]),
+            seq: 3,
+            prev: OpHash([2; 32]),
+            author: DeviceId([3; 32]),
+            at: Timestamp(T0),
+            body: OpBody::Mute {
+                user: UserId([4; 16]),
+                until: Timestamp(T0 + 1),
+            },
+        };
+        let json = serde_json::to_string(&op).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"v":1,"group":"AQEBAQEBAQEBAQEBAQEBAQ==","seq":3,"#,
+                r#""prev":"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=","#,
+                r#""author":"AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=","at":1700000000000,"#,
+                r#""body":{"type":"mute","user":"BAQEBAQEBAQEBAQEBAQEBA==","until":1700000000001}}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<Op>(&json).unwrap(), op);
+        let bodies = [
+            (OpBody::Leave {}, r#"{"type":"leave"}"#),
+            (
+                OpBody::SetRole {
+                    user: UserId([0; 16]),
+                    role: Role::CoFacilitator,
+                },
+                r#"{"type":"set_role","user":"AAAAAAAAAAAAAAAAAAAAAA==","role":"co_facilitator"}"#,
+            ),
+            (
+                OpBody::SetCrisisResources { text_hash: None },
+                r#"{"type":"set_crisis_resources","text_hash":null}"#,
+            ),
+            (
+                OpBody::SetCrisisResources {
+                    text_hash: Some([0xFF; 32]),
+                },
+                r#"{"type":"set_crisis_resources","text_hash":"//////////////////////////////////////////8="}"#,
+            ),
+            (
+                OpBody::SetRetention { seconds: None },
+                r#"{"type":"set_retention","seconds":null}"#,
+            ),
+        ];
+        for (body, expected) in bodies {
+            assert_eq!(serde_json::to_string(&body).unwrap(), expected);
+            assert_eq!(serde_json::from_str::<OpBody>(expected).unwrap(), body);
+        }
+        assert!(
+            serde_json::from_str::<OpBody>(r#"{"type":"set_crisis_resources","text_hash":"AAAA"}"#)
+                .is_err()
+        );
+        // The hash is over the exact bytes, with its own label.
+        let signed = SignedOp {
+            op: json.clone().into_bytes(),
+            sig: Signature([0; 64]),
+        };
+        assert_eq!(
+            signed.hash(),
+            OpHash(crate::primitives::hash(
+                "confide/v1/op-hash",
+                &[json.as_bytes()]
+            ))
+        );
+        assert_eq!(signed.parse_unverified().unwrap(), op);
+        assert_eq!(signed.verify().unwrap_err(), LogError::BadSignature);
+    }
+
+    #[test]
+    fn signing_is_deterministic_and_verifiable() {
+        let fac = Person::new(1, "Fay");
+        let op = Op::genesis(
+            GroupId([1; 16]),
+            fac.id(),
+            Timestamp(T0),
+            fac.entry(),
+            GroupSettings::default(),
+        );
+        let a = op.sign(&fac.device).unwrap();
+        let b = op.sign(&fac.device).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.verify().unwrap(), op);
+        identity::verify(&fac.id(), "confide/v1/op", &[&a.op], &a.sig).unwrap();
+    }
+
+    #[test]
+    fn clock_check_bounds_the_claimed_time() {
+        let fac = Person::new(1, "Fay");
+        let op = Op::genesis(
+            GroupId([1; 16]),
+            fac.id(),
+            Timestamp(T0),
+            fac.entry(),
+            GroupSettings::default(),
+        );
+        op.check_clock(Timestamp(T0 + MAX_CLOCK_SKEW_MS)).unwrap();
+        op.check_clock(Timestamp(T0 - MAX_CLOCK_SKEW_MS)).unwrap();
+        let late = Timestamp(T0 + MAX_CLOCK_SKEW_MS + 1);
+        assert_eq!(
+            op.check_clock(late).unwrap_err(),
+            LogError::ClockSkew {
+                at: Timestamp(T0),
+                now: late
+            }
+        );
+    }
+
+    #[test]
+    fn invite_secret_never_prints_its_secret() {
+        let secret = InviteSecret::from_bytes(&[0xAB; 32]);
+        let text = format!("{secret:?}");
+        assert!(text.contains("InviteSecret") && !text.to_lowercase().contains("abab"));
+        assert!(!text.contains(&crate::encoding::b64_encode(&[0xAB; 32])));
+        assert_eq!(*secret.to_bytes(), [0xAB; 32]);
+    }
+
+    #[test]
+    fn error_codes_are_stable_and_distinct() {
+        let errors = [
+            LogError::TooLarge { len: 1, max: 0 },
+            LogError::BadSignature,
+            LogError::Malformed(String::new()),
+            LogError::UnsupportedVersion { got: 2 },
+            LogError::WrongGroup {
+                expected: GroupId([0; 16]),
+                got: GroupId([1; 16]),
+            },
+            LogError::OutOfOrder {
+                expected: 1,
+                got: 2,
+            },
+            LogError::Fork { seq: 1 },
+            LogError::BrokenChain {
+                seq: 1,
+                expected: OpHash::ZERO,
+                got: OpHash::ZERO,
+            },
+            LogError::NotGenesis,
+            LogError::UnexpectedGenesis,
+            LogError::UnknownAuthor {
+                device: DeviceId([0; 32]),
+            },
+            LogError::NotAllowed {
+                role: Role::Member,
+                action: "lock",
+            },
+            LogError::UnknownMember {
+                user: UserId([0; 16]),
+            },
+            LogError::AlreadyMember {
+                user: UserId([0; 16]),
+            },
+            LogError::Banned {
+                user: UserId([0; 16]),
+            },
+            LogError::InvalidInvite(String::new()),
+            LogError::InvalidMember(String::new()),
+            LogError::LastFacilitator,
+            LogError::InvalidValue(String::new()),
+            LogError::ClockSkew {
+                at: Timestamp(0),
+                now: Timestamp(1),
+            },
+        ];
+        let codes: BTreeSet<_> = errors.iter().map(LogError::code).collect();
+        assert_eq!(codes.len(), errors.len());
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+        );
+        assert_eq!(
+            LogError::NotAllowed {
+                role: Role::CoFacilitator,
+                action: "set_role"
+            }
+            .to_string(),
+            "a co_facilitator may not set_role"
+        );
+    }
+}

@@ -24,6 +24,7 @@
 pub mod encoding;
 pub mod envelope;
 pub mod error;
+pub mod frames;
 pub mod group_log;
 pub mod identity;
 pub mod ids;
@@ -33,6 +34,7 @@ pub mod seal;
 pub mod sender_key;
 
 pub use error::CryptoError;
+pub use frames::{ClientFrame, ErrorCode, FrameError, PROTOCOL_VERSION, ServerFrame};
 pub use identity::{DeviceIdentity, DeviceKeys, Signature};
 pub use ids::{
     DeviceId, Epoch, GroupId, InviteId, MessageId, OpHash, RequestId, Seq, Timestamp, UserId,
@@ -44,3 +46,7 @@ pub(crate) fn test_rng(seed: u8) -> chacha20::ChaCha20Rng {
     use rand_core::SeedableRng;
     chacha20::ChaCha20Rng::from_seed([seed; 32])
 }
+
+pub use group_log::{
+    GroupState, InviteSecret, LogError, MemberEntry, Op, OpBody, Role, SignedOp, verify_log,
+};

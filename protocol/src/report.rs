@@ -152,6 +152,7 @@ pub fn verify_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::GroupId;
     use crate::sender_key::{ReceiverChain, SenderChain};
     use crate::test_rng;
 

@@ -1,1 +1,30 @@
-//! confide-server
+//! # confide-server
+//!
+//! The Confide relay. It authenticates devices by challenge–response, verifies and enforces
+//! each group's signed log (who may post, when, how often), stores ciphertext durably in sled
+//! with group commit, and fans messages out to connected members. It never sees plaintext and
+//! holds no key that could decrypt anything.
+//!
+//! Start it with [`run`]; the `confide-server` binary parses flags into a [`Config`] and calls
+//! it. Main pieces: [`server`] (accept loop, shutdown), [`connection`] (one client),
+//! [`writer`] (group commit), [`storage`] (the [`Storage`] trait and [`SledStorage`]),
+//! [`groups`] (verified group state), [`hub`] (delivery), [`tls`], [`metrics`].
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod connection;
+pub mod groups;
+pub mod hub;
+pub mod metrics;
+pub mod rate;
+pub mod server;
+pub mod storage;
+pub mod tls;
+pub mod writer;
+
+pub use config::{FileConfig, Limits};
+pub use server::{Config, ServerError, run};
+pub use storage::{SledStorage, Storage};
+pub use tls::TlsIdentity;

@@ -1,1 +1,408 @@
-//! confide-tests
+//! Test harness: starts a real `confide-server` in-process on a loopback port with a real
+//! self-signed TLS certificate and a real sled database in a temporary directory, and gives
+//! tests protocol-level clients that pin that certificate.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use confide_client::{Connection, ServerTrust};
+use confide_protocol::frames::{self, ClientFrame, PROTOCOL_VERSION, ServerFrame};
+use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody, SignedOp};
+use confide_protocol::{DeviceIdentity, GroupId, RequestId, Timestamp, UserId};
+use confide_server::{Config, Limits, SledStorage, TlsIdentity};
+
+/// How long a test waits for a frame before failing (a hang is a failure, not a timing claim).
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Cryptographic randomness from the OS.
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// Wall-clock time as a protocol timestamp.
+pub fn now() -> Timestamp {
+    confide_server::server::now()
+}
+
+/// A running server.
+pub struct TestServer {
+    /// `wss://localhost:PORT`.
+    pub url: String,
+    /// The certificate fingerprint clients pin.
+    pub pin: String,
+    /// The data directory (database and certificate).
+    pub data_dir: PathBuf,
+    /// The port, kept across restarts.
+    pub port: u16,
+    limits: Limits,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server with default limits in a fresh temporary directory.
+    pub async fn start() -> TestServer {
+        Self::start_with(Limits::default()).await
+    }
+
+    /// Starts a server with the given limits in a fresh temporary directory.
+    pub async fn start_with(limits: Limits) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().to_path_buf();
+        let mut server = Self::launch(&data_dir, 0, limits).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
+    async fn launch(data_dir: &Path, port: u16, limits: Limits) -> TestServer {
+        let identity = TlsIdentity::dev(data_dir).unwrap();
+        let pin = identity.fingerprint();
+        let tls = identity.server_config().unwrap();
+        let storage = Arc::new(SledStorage::open(&data_dir.join("db")).unwrap());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let config = Config {
+            limits: limits.clone(),
+            tls: Some(tls),
+            storage,
+            metrics_listener: None,
+        };
+        let task = tokio::spawn(async move {
+            confide_server::run(listener, config, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            url: format!("wss://localhost:{port}"),
+            pin,
+            data_dir: data_dir.to_path_buf(),
+            port,
+            limits,
+            stop: Some(stop_tx),
+            task: Some(task),
+            _tmp: None,
+        }
+    }
+
+    /// Graceful shutdown; waits until every write is finished and the database is closed.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    /// Stops and starts again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let tmp = self._tmp.take();
+        // sled releases its file lock when the last handle drops; retry briefly until it has.
+        let mut next = None;
+        for _ in 0..100 {
+            if SledStorage::open(&self.data_dir.join("db")).is_ok() {
+                next = Some(Self::launch(&self.data_dir, self.port, self.limits.clone()).await);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        *self = next.expect("database still locked after shutdown");
+        self._tmp = tmp;
+    }
+
+    /// The trust setting for clients.
+    pub fn trust(&self) -> ServerTrust {
+        ServerTrust::Pinned(self.pin.clone())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A protocol-level client: one device, one connection, requests and live frames.
+pub struct RawClient {
+    /// The device's keys.
+    pub identity: DeviceIdentity,
+    /// The user.
+    pub user: UserId,
+    /// Display name.
+    pub name: String,
+    /// The live connection.
+    pub conn: Connection,
+    /// Frames received while waiting for a reply, in arrival order.
+    pub pending: Vec<ServerFrame>,
+    /// The server's challenge nonce for this connection.
+    pub nonce: [u8; 32],
+    next_id: u64,
+}
+
+impl RawClient {
+    /// Connects without authenticating, and reads the challenge.
+    pub async fn connect_as(
+        server: &TestServer,
+        identity: DeviceIdentity,
+        user: UserId,
+        name: &str,
+    ) -> RawClient {
+        let mut conn = Connection::connect(&server.url, &server.trust())
+            .await
+            .unwrap();
+        let challenge = tokio::time::timeout(RECV_TIMEOUT, conn.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let ServerFrame::Challenge { nonce, version, .. } = challenge else {
+            panic!("expected a challenge, got {challenge:?}")
+        };
+        assert_eq!(version, PROTOCOL_VERSION);
+        RawClient {
+            identity,
+            user,
+            name: name.into(),
+            conn,
+            pending: Vec::new(),
+            nonce,
+            next_id: 1,
+        }
+    }
+
+    /// A new device and user, registered.
+    pub async fn register(server: &TestServer, name: &str) -> RawClient {
+        let identity = DeviceIdentity::generate(&mut rng());
+        let user = UserId::random(&mut rng());
+        let mut client = Self::connect_as(server, identity, user, name).await;
+        let id = client.next_id();
+        let frame = client.register_frame(id);
+        let reply = client.send_request(&frame).await;
+        assert!(
+            matches!(reply, ServerFrame::Authenticated { .. }),
+            "registration failed: {reply:?}"
+        );
+        client
+    }
+
+    /// The same device, on a new authenticated connection.
+    pub async fn reconnect(&self, server: &TestServer) -> RawClient {
+        let copy = self.clone_identity();
+        let mut client = Self::connect_as(server, copy, self.user, &self.name).await;
+        let reply = client.authenticate().await;
+        assert!(
+            matches!(reply, ServerFrame::Authenticated { .. }),
+            "authentication failed: {reply:?}"
+        );
+        client
+    }
+
+    /// Closes the connection, keeping the device to reconnect later.
+    pub async fn close(self) -> OfflineDevice {
+        self.conn.close().await;
+        OfflineDevice {
+            identity: self.identity,
+            user: self.user,
+            name: self.name,
+        }
+    }
+
+    /// A copy of the identity (tests only: real clients never copy secrets around).
+    pub fn clone_identity(&self) -> DeviceIdentity {
+        let exported = self
+            .identity
+            .export(
+                b"test",
+                confide_protocol::identity::KdfParams::INSECURE_FOR_TESTS,
+                &mut rng(),
+            )
+            .unwrap();
+        DeviceIdentity::import(&exported, b"test").unwrap()
+    }
+
+    /// The register frame answering this connection's challenge.
+    pub fn register_frame(&self, id: RequestId) -> ClientFrame {
+        ClientFrame::Register {
+            id,
+            version: PROTOCOL_VERSION,
+            user: self.user,
+            display_name: self.name.clone(),
+            keys: self.identity.public_keys(),
+            registration_token: None,
+            signature: frames::sign_auth(&self.identity, self.conn.host(), &self.nonce),
+        }
+    }
+
+    /// Authenticates this connection.
+    pub async fn authenticate(&mut self) -> ServerFrame {
+        let signature = frames::sign_auth(&self.identity, self.conn.host(), &self.nonce);
+        let device = self.identity.device_id();
+        self.request(|id| ClientFrame::Authenticate {
+            id,
+            version: PROTOCOL_VERSION,
+            device,
+            signature,
+        })
+        .await
+    }
+
+    /// A fresh request id.
+    pub fn next_id(&mut self) -> RequestId {
+        self.next_id += 1;
+        RequestId(self.next_id)
+    }
+
+    /// Receives the next frame, failing the test if none comes.
+    pub async fn recv(&mut self) -> ServerFrame {
+        if !self.pending.is_empty() {
+            return self.pending.remove(0);
+        }
+        tokio::time::timeout(RECV_TIMEOUT, self.conn.recv())
+            .await
+            .expect("timed out waiting for a frame")
+            .unwrap()
+    }
+
+    /// Sends a request and returns the reply with its id; other frames are kept in `pending`.
+    pub async fn request(&mut self, make: impl FnOnce(RequestId) -> ClientFrame) -> ServerFrame {
+        let id = self.next_id();
+        let frame = make(id);
+        self.conn.send(&frame).await.unwrap();
+        self.reply_to(id).await
+    }
+
+    /// Sends a prepared request and returns its reply.
+    pub async fn send_request(&mut self, frame: &ClientFrame) -> ServerFrame {
+        self.conn.send(frame).await.unwrap();
+        self.reply_to(frame.request_id()).await
+    }
+
+    /// Waits for the reply to request `id`.
+    pub async fn reply_to(&mut self, id: RequestId) -> ServerFrame {
+        if let Some(pos) = self.pending.iter().position(|f| f.request_id() == Some(id)) {
+            return self.pending.remove(pos);
+        }
+        loop {
+            let frame = tokio::time::timeout(RECV_TIMEOUT, self.conn.recv())
+                .await
+                .expect("timed out waiting for a reply")
+                .unwrap();
+            if frame.request_id() == Some(id) {
+                return frame;
+            }
+            self.pending.push(frame);
+        }
+    }
+
+    /// Waits for the next live frame matching `pred`, keeping others.
+    pub async fn wait_for(&mut self, pred: impl Fn(&ServerFrame) -> bool) -> ServerFrame {
+        if let Some(pos) = self.pending.iter().position(&pred) {
+            return self.pending.remove(pos);
+        }
+        loop {
+            let frame = tokio::time::timeout(RECV_TIMEOUT, self.conn.recv())
+                .await
+                .expect("timed out waiting for a frame")
+                .unwrap();
+            if pred(&frame) {
+                return frame;
+            }
+            self.pending.push(frame);
+        }
+    }
+
+    /// This client's member entry.
+    pub fn member_entry(&self) -> MemberEntry {
+        MemberEntry {
+            user: self.user,
+            display_name: self.name.clone(),
+            devices: vec![self.identity.public_keys()],
+        }
+    }
+
+    /// Creates a group with this client as facilitator; returns the verified state.
+    pub async fn create_group(&mut self) -> GroupState {
+        let group = GroupId::random(&mut rng());
+        let genesis = Op::genesis(
+            group,
+            self.identity.device_id(),
+            now(),
+            self.member_entry(),
+            GroupSettings::default(),
+        )
+        .sign(&self.identity)
+        .unwrap();
+        let reply = self
+            .request(|id| ClientFrame::CreateGroup {
+                id,
+                genesis: genesis.clone(),
+            })
+            .await;
+        assert!(
+            matches!(reply, ServerFrame::GroupCreated { .. }),
+            "create_group failed: {reply:?}"
+        );
+        GroupState::from_genesis(&genesis).unwrap()
+    }
+
+    /// Signs `body` as the next op of `state` and appends it; applies it to `state` on success.
+    pub async fn append(&mut self, state: &mut GroupState, body: OpBody) -> ServerFrame {
+        let op = self.sign_next(state, body);
+        let group = state.group();
+        let reply = self
+            .request(|id| ClientFrame::AppendOp {
+                id,
+                group,
+                op: op.clone(),
+            })
+            .await;
+        if matches!(reply, ServerFrame::OpAppended { .. }) {
+            state.apply(&op).unwrap();
+        }
+        reply
+    }
+
+    /// Signs `body` as the next op of `state`.
+    pub fn sign_next(&self, state: &GroupState, body: OpBody) -> SignedOp {
+        state
+            .next_op(self.identity.device_id(), now(), body)
+            .sign(&self.identity)
+            .unwrap()
+    }
+}
+
+/// A registered device with no open connection.
+pub struct OfflineDevice {
+    /// The device's keys.
+    pub identity: DeviceIdentity,
+    /// The user.
+    pub user: UserId,
+    /// Display name.
+    pub name: String,
+}
+
+impl OfflineDevice {
+    /// Connects and authenticates.
+    pub async fn connect(self, server: &TestServer) -> RawClient {
+        let mut client = RawClient::connect_as(server, self.identity, self.user, &self.name).await;
+        let reply = client.authenticate().await;
+        assert!(
+            matches!(reply, ServerFrame::Authenticated { .. }),
+            "authentication failed: {reply:?}"
+        );
+        client
+    }
+}

@@ -1,1 +1,0 @@
-//! confide-cli

@@ -1,0 +1,162 @@
+//! The websocket transport: dial `wss://` (or `ws://` on loopback), with the chosen
+//! [`ServerTrust`], and exchange typed frames. [`Connection`] is the lowest layer of the client;
+//! it knows frames, not groups or keys.
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::http::Uri;
+
+use confide_protocol::frames::{
+    ClientFrame, DEFAULT_MAX_SERVER_FRAME_BYTES, FrameError, ServerFrame,
+};
+
+use crate::tls::{ServerTrust, TrustError};
+
+/// Why the transport failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The server address is not a `wss://host:port` (or loopback `ws://`) URL.
+    #[error("invalid server URL {0:?}: expected wss://host:port")]
+    BadUrl(String),
+    /// Plain `ws://` was requested for a host that is not loopback.
+    #[error("refusing unencrypted ws:// to {0}: only loopback addresses may skip TLS")]
+    PlaintextRefused(String),
+    /// TLS configuration failed.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// TCP, TLS (including a wrong pinned fingerprint) or websocket failure.
+    #[error("connection failed: {0}")]
+    Io(String),
+    /// The server sent a frame this client cannot parse.
+    #[error("bad frame from server: {0}")]
+    Frame(#[from] FrameError),
+    /// The server closed the connection.
+    #[error("connection closed by the server{}", .0.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed(Option<String>),
+}
+
+/// A TCP or TLS byte stream.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A dialled websocket to a Confide server.
+pub struct Connection {
+    ws: WebSocketStream<Box<dyn Io>>,
+    max_frame_bytes: usize,
+    /// The host name dialled: what authentication signatures are bound to.
+    host: String,
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+impl Connection {
+    /// Dials `url` (`wss://host:port`, or `ws://` for a loopback host).
+    pub async fn connect(url: &str, trust: &ServerTrust) -> Result<Connection, TransportError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| TransportError::BadUrl(url.to_string()))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| TransportError::BadUrl(url.to_string()))?
+            .to_string();
+        let secure = match uri.scheme_str() {
+            Some("wss") => true,
+            Some("ws") => false,
+            _ => return Err(TransportError::BadUrl(url.to_string())),
+        };
+        if !secure && !is_loopback_host(&host) {
+            return Err(TransportError::PlaintextRefused(host));
+        }
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let bare_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tcp = TcpStream::connect((bare_host.as_str(), port))
+            .await
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let stream = if secure {
+            let config = trust.client_config()?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let name = rustls::pki_types::ServerName::try_from(bare_host.clone())
+                .map_err(|_| TransportError::BadUrl(url.to_string()))?;
+            let tls = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| TransportError::Io(e.to_string()))?;
+            Box::new(tls) as Box<dyn Io>
+        } else {
+            Box::new(tcp) as Box<dyn Io>
+        };
+        let (ws, _) = tokio_tungstenite::client_async(url, stream)
+            .await
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        Ok(Connection {
+            ws,
+            max_frame_bytes: DEFAULT_MAX_SERVER_FRAME_BYTES,
+            host: bare_host,
+        })
+    }
+
+    /// The host name this connection dialled.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, frame: &ClientFrame) -> Result<(), TransportError> {
+        let text = frame.to_json()?;
+        self.send_raw(text).await
+    }
+
+    /// Sends raw text (for tests of hostile input).
+    pub async fn send_raw(&mut self, text: String) -> Result<(), TransportError> {
+        self.ws
+            .send(WsMessage::Text(text.into()))
+            .await
+            .map_err(|e| TransportError::Io(e.to_string()))
+    }
+
+    /// Sends a raw websocket message (for tests of hostile input).
+    pub async fn send_message(&mut self, message: WsMessage) -> Result<(), TransportError> {
+        self.ws
+            .send(message)
+            .await
+            .map_err(|e| TransportError::Io(e.to_string()))
+    }
+
+    /// Receives the next frame, answering pings along the way.
+    pub async fn recv(&mut self) -> Result<ServerFrame, TransportError> {
+        loop {
+            let Some(message) = self.ws.next().await else {
+                return Err(TransportError::Closed(None));
+            };
+            match message.map_err(|e| TransportError::Io(e.to_string()))? {
+                WsMessage::Text(text) => {
+                    return Ok(ServerFrame::from_json(text.as_str(), self.max_frame_bytes)?);
+                }
+                WsMessage::Close(frame) => {
+                    return Err(TransportError::Closed(frame.map(|f| f.reason.to_string())));
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

@@ -1,0 +1,263 @@
+//! Server configuration: every limit is a named constant with a documented default, and can be
+//! changed in the TOML config file (see [`FileConfig`]) or, for the common ones, by a flag.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+use crate::writer::{DEFAULT_MAX_BATCH, DEFAULT_WRITE_QUEUE};
+
+/// Largest websocket message accepted from a client (the protocol's default client frame limit;
+/// a maximal envelope is ~88 KiB of base64, and a `send_sealed` may carry several reports).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = confide_protocol::frames::DEFAULT_MAX_CLIENT_FRAME_BYTES;
+/// Frames queued for one connection before it counts as a slow consumer and is disconnected.
+pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
+/// Simultaneous connections the server accepts; more wait in the kernel's accept queue.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// Simultaneous authenticated connections of one device (two terminals, a phone and a laptop).
+pub const DEFAULT_MAX_CONNECTIONS_PER_DEVICE: usize = 8;
+/// Sustained requests per second per device (posts, ops, sealed payloads, syncs).
+pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
+/// Burst allowance above the sustained rate.
+pub const DEFAULT_RATE_BURST: u32 = 200;
+/// Time a new connection has to authenticate.
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Interval of websocket pings to detect half-open connections.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A connection that sends nothing (not even a pong) for this long is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// After an epoch change, posts in the previous epoch are still accepted for this long, so that
+/// messages already in flight when a member joined are not lost.
+pub const DEFAULT_EPOCH_GRACE: Duration = Duration::from_secs(60);
+/// Largest number of ops plus messages in one sync page.
+pub const DEFAULT_SYNC_PAGE_LIMIT: u32 = 500;
+/// Items one device's inbox may hold before senders get `inbox_full`.
+pub const DEFAULT_MAX_INBOX_ITEMS: usize = 10_000;
+/// Sealed payloads in one `send_sealed` frame (at most the protocol's own per-frame cap).
+pub const DEFAULT_MAX_SEALED_PER_FRAME: usize = confide_protocol::frames::MAX_SEALED_PER_FRAME;
+/// Websocket read buffer per connection: small, because most connections are idle.
+pub const DEFAULT_WS_READ_BUFFER: usize = 4 * 1024;
+/// Websocket write buffer per connection.
+pub const DEFAULT_WS_WRITE_BUFFER: usize = 4 * 1024;
+/// The name bound into authentication signatures, so a signature for one server cannot be
+/// replayed to another.
+pub const DEFAULT_SERVER_NAME: &str = "localhost";
+/// Other names accepted by default: the loopback addresses a local client dials.
+pub const DEFAULT_SERVER_ALIASES: [&str; 2] = ["127.0.0.1", "::1"];
+
+impl Limits {
+    /// Every name an authentication signature may be made under.
+    pub fn accepted_names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.server_name.as_str())
+            .chain(self.server_aliases.iter().map(String::as_str))
+    }
+}
+
+/// The relay's limits and policies.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// The name announced in every challenge. Clients sign the name they dialled; the server
+    /// accepts a signature under this name or any of [`Self::server_aliases`].
+    pub server_name: String,
+    /// Other names clients may dial this server by.
+    pub server_aliases: Vec<String>,
+    /// If set, registering a new device requires this token.
+    pub registration_token: Option<String>,
+    /// See [`DEFAULT_MAX_FRAME_BYTES`].
+    pub max_frame_bytes: usize,
+    /// See [`DEFAULT_OUTBOUND_QUEUE`].
+    pub outbound_queue: usize,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`DEFAULT_MAX_CONNECTIONS_PER_DEVICE`].
+    pub max_connections_per_device: usize,
+    /// See [`DEFAULT_RATE_PER_SECOND`].
+    pub rate_per_second: u32,
+    /// See [`DEFAULT_RATE_BURST`].
+    pub rate_burst: u32,
+    /// See [`DEFAULT_AUTH_TIMEOUT`].
+    pub auth_timeout: Duration,
+    /// See [`DEFAULT_PING_INTERVAL`].
+    pub ping_interval: Duration,
+    /// See [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// See [`DEFAULT_EPOCH_GRACE`].
+    pub epoch_grace: Duration,
+    /// See [`DEFAULT_SYNC_PAGE_LIMIT`].
+    pub sync_page_limit: u32,
+    /// See [`DEFAULT_MAX_INBOX_ITEMS`].
+    pub max_inbox_items: usize,
+    /// See [`DEFAULT_MAX_SEALED_PER_FRAME`].
+    pub max_sealed_per_frame: usize,
+    /// See [`DEFAULT_WS_READ_BUFFER`].
+    pub ws_read_buffer: usize,
+    /// See [`DEFAULT_WS_WRITE_BUFFER`].
+    pub ws_write_buffer: usize,
+    /// See [`crate::writer::DEFAULT_WRITE_QUEUE`].
+    pub write_queue: usize,
+    /// See [`crate::writer::DEFAULT_MAX_BATCH`].
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            server_name: DEFAULT_SERVER_NAME.to_string(),
+            server_aliases: DEFAULT_SERVER_ALIASES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            registration_token: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_device: DEFAULT_MAX_CONNECTIONS_PER_DEVICE,
+            rate_per_second: DEFAULT_RATE_PER_SECOND,
+            rate_burst: DEFAULT_RATE_BURST,
+            auth_timeout: DEFAULT_AUTH_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            epoch_grace: DEFAULT_EPOCH_GRACE,
+            sync_page_limit: DEFAULT_SYNC_PAGE_LIMIT,
+            max_inbox_items: DEFAULT_MAX_INBOX_ITEMS,
+            max_sealed_per_frame: DEFAULT_MAX_SEALED_PER_FRAME,
+            ws_read_buffer: DEFAULT_WS_READ_BUFFER,
+            ws_write_buffer: DEFAULT_WS_WRITE_BUFFER,
+            write_queue: DEFAULT_WRITE_QUEUE,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+/// The optional TOML config file: every key is optional and overrides the default; flags
+/// override the file. Durations are in milliseconds.
+///
+/// ```toml
+/// listen = "0.0.0.0:7443"
+/// data_dir = "/var/lib/confide"
+/// tls_cert = "/etc/confide/cert.pem"
+/// tls_key = "/etc/confide/key.pem"
+/// metrics_listen = "127.0.0.1:9100"
+/// server_name = "confide.example.org"
+/// server_aliases = ["chat.example.org"]
+/// registration_token = "let-me-in"
+/// max_frame_bytes = 262144
+/// rate_per_second = 50
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<std::path::PathBuf>,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub metrics_listen: Option<String>,
+    pub server_name: Option<String>,
+    pub server_aliases: Option<Vec<String>>,
+    pub registration_token: Option<String>,
+    pub max_frame_bytes: Option<usize>,
+    pub outbound_queue: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_device: Option<usize>,
+    pub rate_per_second: Option<u32>,
+    pub rate_burst: Option<u32>,
+    pub auth_timeout_ms: Option<u64>,
+    pub ping_interval_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub epoch_grace_ms: Option<u64>,
+    pub sync_page_limit: Option<u32>,
+    pub max_inbox_items: Option<usize>,
+    pub max_sealed_per_frame: Option<usize>,
+    pub ws_read_buffer: Option<usize>,
+    pub ws_write_buffer: Option<usize>,
+    pub write_queue: Option<usize>,
+    pub max_batch: Option<usize>,
+}
+
+impl FileConfig {
+    /// Parses a TOML config file's text.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The runtime configuration: defaults overridden by this file's values.
+    pub fn apply_to(&self, mut c: Limits) -> Limits {
+        let ms = Duration::from_millis;
+        if let Some(v) = &self.server_name {
+            c.server_name = v.clone()
+        }
+        if let Some(v) = &self.server_aliases {
+            c.server_aliases = v.clone()
+        }
+        if let Some(v) = &self.registration_token {
+            c.registration_token = Some(v.clone())
+        }
+        if let Some(v) = self.max_frame_bytes {
+            c.max_frame_bytes = v
+        }
+        if let Some(v) = self.outbound_queue {
+            c.outbound_queue = v
+        }
+        if let Some(v) = self.max_connections {
+            c.max_connections = v
+        }
+        if let Some(v) = self.max_connections_per_device {
+            c.max_connections_per_device = v
+        }
+        if let Some(v) = self.rate_per_second {
+            c.rate_per_second = v
+        }
+        if let Some(v) = self.rate_burst {
+            c.rate_burst = v
+        }
+        if let Some(v) = self.auth_timeout_ms {
+            c.auth_timeout = ms(v)
+        }
+        if let Some(v) = self.ping_interval_ms {
+            c.ping_interval = ms(v)
+        }
+        if let Some(v) = self.idle_timeout_ms {
+            c.idle_timeout = ms(v)
+        }
+        if let Some(v) = self.epoch_grace_ms {
+            c.epoch_grace = ms(v)
+        }
+        if let Some(v) = self.sync_page_limit {
+            c.sync_page_limit = v
+        }
+        if let Some(v) = self.max_inbox_items {
+            c.max_inbox_items = v
+        }
+        if let Some(v) = self.max_sealed_per_frame {
+            c.max_sealed_per_frame = v
+        }
+        if let Some(v) = self.ws_read_buffer {
+            c.ws_read_buffer = v
+        }
+        if let Some(v) = self.ws_write_buffer {
+            c.ws_write_buffer = v
+        }
+        if let Some(v) = self.write_queue {
+            c.write_queue = v
+        }
+        if let Some(v) = self.max_batch {
+            c.max_batch = v
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_unknown_keys() {
+        let file = FileConfig::parse("rate_per_second = 5\nidle_timeout_ms = 1000\n").unwrap();
+        let c = file.apply_to(Limits::default());
+        assert_eq!(c.rate_per_second, 5);
+        assert_eq!(c.idle_timeout, Duration::from_millis(1000));
+        assert_eq!(c.max_frame_bytes, DEFAULT_MAX_FRAME_BYTES);
+        assert!(FileConfig::parse("rate_per_secnd = 5").is_err());
+    }
+}

@@ -1,0 +1,1064 @@
+//! One client connection: the authentication handshake, then requests and deliveries until the
+//! client leaves, falls too far behind, goes quiet, or the server shuts down.
+//!
+//! The connection task is the only writer of its websocket. Everything else — replies that
+//! complete on the writer thread, messages fanned out by other connections — reaches it through
+//! its bounded queue ([`crate::hub::ConnHandle`]).
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::Instrument as _;
+
+use confide_protocol::envelope::Envelope;
+use confide_protocol::frames::{
+    self, ClientFrame, DeviceInfo, ErrorCode, GroupSummary, InboxItem, PROTOCOL_VERSION,
+    ServerFrame, StoredMessage,
+};
+use confide_protocol::group_log::{LogError, SignedOp};
+use confide_protocol::seal::{SealKind, SealedPayload};
+use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
+
+use crate::groups::{GroupEntry, new_group};
+use crate::hub::{ConnHandle, Outbound};
+use crate::server::{Shared, now};
+use crate::storage::{DeviceRecord, Write};
+
+/// Inbox items per `inbox` frame when delivering a backlog.
+const INBOX_PAGE: usize = 100;
+
+/// A request failed: what to tell the client.
+struct Reject {
+    code: ErrorCode,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Reject {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Reject {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    fn retry(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+}
+
+fn storage_reject(e: impl std::fmt::Display) -> Reject {
+    tracing::error!(error = %e, "storage failure");
+    Reject::new(
+        ErrorCode::Storage,
+        "the server could not store this durably; nothing was acknowledged, retry later",
+    )
+}
+
+fn log_reject(e: &LogError) -> Reject {
+    let code = match e {
+        LogError::OutOfOrder { .. } | LogError::Fork { .. } | LogError::BrokenChain { .. } => {
+            ErrorCode::OpConflict
+        }
+        _ => ErrorCode::InvalidOp,
+    };
+    Reject::new(code, format!("{e} ({})", e.code()))
+}
+
+/// Who the connection acts for, once authenticated.
+#[derive(Clone, Copy)]
+struct Session {
+    device: DeviceId,
+}
+
+/// Serves one websocket until it closes.
+pub async fn serve<S>(
+    shared: Arc<Shared>,
+    ws: WebSocketStream<S>,
+    conn_id: u64,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (handle, mut outbound) = ConnHandle::new(conn_id, shared.limits.outbound_queue);
+    let (mut sink, mut stream) = ws.split();
+    let mut nonce = [0u8; 32];
+    shared.fill_random(&mut nonce);
+    let challenge = ServerFrame::Challenge {
+        version: PROTOCOL_VERSION,
+        server_name: shared.limits.server_name.clone(),
+        nonce,
+        server_time: now(),
+    };
+    if send_frame(&shared, &mut sink, &challenge).await.is_err() {
+        return;
+    }
+
+    let mut session: Option<Session> = None;
+    let auth_deadline = tokio::time::sleep(shared.limits.auth_timeout);
+    tokio::pin!(auth_deadline);
+    let mut ping = tokio::time::interval(shared.limits.ping_interval);
+    ping.reset();
+    let mut last_heard = Instant::now();
+    let close: Option<(CloseCode, String)> = loop {
+        tokio::select! {
+            incoming = stream.next() => {
+                let Some(Ok(message)) = incoming else { break None };
+                last_heard = Instant::now();
+                let text = match message {
+                    WsMessage::Text(text) => text,
+                    WsMessage::Binary(_) => {
+                        reply_error(&shared, &handle, None, Reject::new(ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text frames"));
+                        continue;
+                    }
+                    WsMessage::Close(_) => break None,
+                    _ => continue,
+                };
+                shared.metrics.frames_in.fetch_add(1, Relaxed);
+                shared.metrics.bytes_in.fetch_add(text.len() as u64, Relaxed);
+                let frame = match ClientFrame::from_json(text.as_str(), shared.limits.max_frame_bytes) {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        reply_error(&shared, &handle, e.request_id(), Reject::new(e.code(), e.to_string()));
+                        continue;
+                    }
+                };
+                let id = frame.request_id();
+                match session {
+                    None => match authenticate(&shared, &handle, frame, &nonce).await {
+                        Ok(Some(s)) => {
+                            tracing::Span::current().record("device", tracing::field::display(s.device.short()));
+                            if shared.hub.register(s.device, handle.clone(), shared.limits.max_connections_per_device).is_err() {
+                                reply_error(&shared, &handle, None, Reject::new(ErrorCode::TooManyConnections, format!(
+                                    "this device already has {} connections open", shared.limits.max_connections_per_device)).retry(Duration::from_secs(5)));
+                                flush_queue(&shared, &mut sink, &mut outbound).await;
+                                break Some((CloseCode::Policy, "too many connections for this device".into()));
+                            }
+                            session = Some(s);
+                            deliver_inbox_backlog(&shared, &handle, &s.device);
+                        }
+                        Ok(None) => {}
+                        Err(reject) => reply_error(&shared, &handle, Some(id), reject),
+                    },
+                    Some(s) => {
+                        if let Err(reject) = handle_request(&shared, &handle, s, frame).await {
+                            reply_error(&shared, &handle, Some(id), reject);
+                        }
+                    }
+                }
+            }
+            Some(frame) = outbound.recv() => {
+                if send_text(&shared, &mut sink, frame).await.is_err() {
+                    break None;
+                }
+            }
+            _ = handle.wake.notified(), if handle.slow.load(Relaxed) => {
+                break Some((CloseCode::Again, "slow consumer: too far behind; reconnect and sync".into()));
+            }
+            _ = &mut auth_deadline, if session.is_none() => {
+                reply_error(&shared, &handle, None, Reject::new(ErrorCode::NotAuthenticated, "authentication timed out"));
+                flush_queue(&shared, &mut sink, &mut outbound).await;
+                break Some((CloseCode::Policy, "authentication timed out".into()));
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > shared.limits.idle_timeout {
+                    break Some((CloseCode::Away, "idle timeout".into()));
+                }
+                if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                    break None;
+                }
+            }
+            _ = shutdown.changed() => {
+                let going = ServerFrame::GoingAway { reason: "server shutting down".into() };
+                flush_queue(&shared, &mut sink, &mut outbound).await;
+                let _ = send_frame(&shared, &mut sink, &going).await;
+                break Some((CloseCode::Away, "server shutting down".into()));
+            }
+        }
+    };
+    if let Some(s) = session {
+        shared.hub.unregister(&s.device, conn_id);
+    }
+    if let Some((code, reason)) = close {
+        if code == CloseCode::Again {
+            let going = ServerFrame::GoingAway {
+                reason: reason.clone(),
+            };
+            let _ = send_frame(&shared, &mut sink, &going).await;
+        }
+        let _ = sink
+            .send(WsMessage::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+    }
+    let _ = sink.close().await;
+}
+
+type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, WsMessage>;
+
+async fn send_text<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    sink: &mut Sink<S>,
+    text: Outbound,
+) -> Result<(), ()> {
+    shared.metrics.frames_out.fetch_add(1, Relaxed);
+    shared
+        .metrics
+        .bytes_out
+        .fetch_add(text.len() as u64, Relaxed);
+    sink.send(WsMessage::Text(text.as_ref().into()))
+        .await
+        .map_err(|_| ())
+}
+
+async fn send_frame<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    sink: &mut Sink<S>,
+    frame: &ServerFrame,
+) -> Result<(), ()> {
+    let Ok(text) = frame.to_json() else {
+        return Err(());
+    };
+    send_text(shared, sink, text.into()).await
+}
+
+/// Sends whatever is already queued (best effort, before a close).
+async fn flush_queue<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    sink: &mut Sink<S>,
+    rx: &mut mpsc::Receiver<Outbound>,
+) {
+    while let Ok(frame) = rx.try_recv() {
+        if send_text(shared, sink, frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn serialize(frame: &ServerFrame) -> Option<Outbound> {
+    frame.to_json().ok().map(Outbound::from)
+}
+
+fn reply(shared: &Shared, handle: &ConnHandle, frame: &ServerFrame) {
+    if let Some(text) = serialize(frame) {
+        handle.deliver(&text, &shared.metrics);
+    }
+}
+
+fn reply_error(shared: &Shared, handle: &ConnHandle, id: Option<RequestId>, reject: Reject) {
+    shared.metrics.record_error(reject.code.as_str());
+    tracing::debug!(code = reject.code.as_str(), message = %reject.message, "request rejected");
+    let frame = ServerFrame::Error {
+        id,
+        code: reject.code,
+        message: reject.message,
+        retry_after_ms: reject.retry_after.map(|d| d.as_millis().max(1) as u64),
+    };
+    reply(shared, handle, &frame);
+}
+
+/// Handles a frame before authentication: only register, authenticate and ping are allowed.
+async fn authenticate(
+    shared: &Shared,
+    handle: &ConnHandle,
+    frame: ClientFrame,
+    nonce: &[u8; 32],
+) -> Result<Option<Session>, Reject> {
+    let id = frame.request_id();
+    let bad_version = |v: u16| {
+        Reject::new(
+            ErrorCode::UnsupportedVersion,
+            format!("this server speaks protocol version {PROTOCOL_VERSION}, not {v}"),
+        )
+    };
+    let verify = |device: &DeviceId, sig| {
+        shared
+            .limits
+            .accepted_names()
+            .any(|name| frames::verify_auth(device, name, nonce, sig).is_ok())
+    };
+    match frame {
+        ClientFrame::Ping { id } => {
+            reply(shared, handle, &ServerFrame::Pong { id });
+            Ok(None)
+        }
+        ClientFrame::Authenticate {
+            version,
+            device,
+            signature,
+            ..
+        } => {
+            if version != PROTOCOL_VERSION {
+                return Err(bad_version(version));
+            }
+            let record = shared.storage.device(&device).map_err(storage_reject)?;
+            let Some(record) = record else {
+                return Err(Reject::new(
+                    ErrorCode::UnknownDevice,
+                    "this device is not registered; send register first",
+                ));
+            };
+            if !verify(&device, &signature) {
+                return Err(Reject::new(
+                    ErrorCode::AuthFailed,
+                    "the signature does not answer this connection's challenge",
+                ));
+            }
+            reply(
+                shared,
+                handle,
+                &ServerFrame::Authenticated {
+                    id,
+                    user: record.user,
+                    device,
+                    display_name: record.display_name,
+                },
+            );
+            Ok(Some(Session { device }))
+        }
+        ClientFrame::Register {
+            version,
+            user,
+            display_name,
+            keys,
+            registration_token,
+            signature,
+            ..
+        } => {
+            if version != PROTOCOL_VERSION {
+                return Err(bad_version(version));
+            }
+            if let Some(required) = &shared.limits.registration_token {
+                let offered = registration_token.as_deref().unwrap_or("");
+                if !constant_time_eq(offered.as_bytes(), required.as_bytes()) {
+                    return Err(Reject::new(
+                        ErrorCode::RegistrationClosed,
+                        "this server needs a valid registration token to register",
+                    ));
+                }
+            }
+            if keys.verify().is_err() || !verify(&keys.device, &signature) {
+                return Err(Reject::new(
+                    ErrorCode::AuthFailed,
+                    "the keys or the challenge signature do not verify",
+                ));
+            }
+            if display_name.chars().any(char::is_control) {
+                return Err(Reject::new(
+                    ErrorCode::BadFrame,
+                    "display_name must not contain control characters",
+                ));
+            }
+            if let Some(existing) = shared
+                .storage
+                .device(&keys.device)
+                .map_err(storage_reject)?
+            {
+                if existing.user != user || existing.keys != keys {
+                    return Err(Reject::new(
+                        ErrorCode::AlreadyRegistered,
+                        "this device is already registered; authenticate instead",
+                    ));
+                }
+            } else {
+                if !shared
+                    .storage
+                    .devices_of_user(&user)
+                    .map_err(storage_reject)?
+                    .is_empty()
+                {
+                    return Err(Reject::new(
+                        ErrorCode::AlreadyRegistered,
+                        "this user id is taken; linking devices is not supported yet",
+                    ));
+                }
+                let record = DeviceRecord {
+                    user,
+                    keys: keys.clone(),
+                    display_name: display_name.clone(),
+                    registered_at: now(),
+                };
+                match shared.writer.commit(vec![Write::Device(record)]).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(storage_reject(e)),
+                    Err(e) => return Err(Reject::new(ErrorCode::ShuttingDown, e.to_string())),
+                }
+            }
+            reply(
+                shared,
+                handle,
+                &ServerFrame::Authenticated {
+                    id,
+                    user,
+                    device: keys.device,
+                    display_name,
+                },
+            );
+            Ok(Some(Session {
+                device: keys.device,
+            }))
+        }
+        _ => Err(Reject::new(
+            ErrorCode::NotAuthenticated,
+            "authenticate or register first",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Handles one request from an authenticated connection.
+async fn handle_request(
+    shared: &Arc<Shared>,
+    handle: &ConnHandle,
+    s: Session,
+    frame: ClientFrame,
+) -> Result<(), Reject> {
+    let rate_limited = |frame: &ClientFrame| {
+        !matches!(
+            frame,
+            ClientFrame::Ping { .. } | ClientFrame::AckInbox { .. }
+        )
+    };
+    if rate_limited(&frame)
+        && let Err(wait) = shared.rate.check(&s.device)
+    {
+        return Err(
+            Reject::new(ErrorCode::RateLimited, "too many requests; slow down").retry(wait),
+        );
+    }
+    match frame {
+        ClientFrame::Ping { id } => {
+            reply(shared, handle, &ServerFrame::Pong { id });
+            Ok(())
+        }
+        ClientFrame::Register { .. } | ClientFrame::Authenticate { .. } => Err(Reject::new(
+            ErrorCode::AlreadyAuthenticated,
+            "this connection is already authenticated",
+        )),
+        ClientFrame::CreateGroup { id, genesis } => {
+            create_group(shared, handle, s, id, genesis).await
+        }
+        ClientFrame::AppendOp { id, group, op } => {
+            append_op(shared, handle, s, id, group, op).await
+        }
+        ClientFrame::Post { id, envelope } => post(shared, handle, s, id, envelope).await,
+        ClientFrame::SendSealed { id, items } => send_sealed(shared, handle, s, id, items).await,
+        ClientFrame::AckInbox { id, inbox_ids } => {
+            let writes = inbox_ids
+                .into_iter()
+                .map(|inbox_id| Write::AckInbox {
+                    device: s.device,
+                    inbox_id,
+                })
+                .collect();
+            commit(shared, writes).await?;
+            reply(shared, handle, &ServerFrame::Ok { id });
+            Ok(())
+        }
+        ClientFrame::Sync {
+            id,
+            group,
+            after_op_seq,
+            after_seq,
+            limit,
+        } => sync(shared, handle, s, id, group, after_op_seq, after_seq, limit).await,
+        ClientFrame::ListGroups { id } => {
+            let mut groups = Vec::new();
+            for group in shared.groups.of_device(&s.device) {
+                if let Some(entry) = shared.groups.get(&group) {
+                    let entry = entry.lock().await;
+                    groups.push(GroupSummary {
+                        group,
+                        op_head_seq: entry.state.seq(),
+                        last_seq: Seq(entry.next_seq - 1),
+                    });
+                }
+            }
+            reply(shared, handle, &ServerFrame::Groups { id, groups });
+            Ok(())
+        }
+        ClientFrame::LookupDevices { id, devices } => {
+            let mut found = Vec::new();
+            for device in devices {
+                if let Some(r) = shared.storage.device(&device).map_err(storage_reject)? {
+                    found.push(DeviceInfo {
+                        user: r.user,
+                        keys: r.keys,
+                        display_name: r.display_name,
+                    });
+                }
+            }
+            reply(shared, handle, &ServerFrame::Devices { id, devices: found });
+            Ok(())
+        }
+        ClientFrame::LookupUsers { id, users } => {
+            let mut found = Vec::new();
+            for user in users {
+                for r in shared
+                    .storage
+                    .devices_of_user(&user)
+                    .map_err(storage_reject)?
+                {
+                    found.push(DeviceInfo {
+                        user: r.user,
+                        keys: r.keys,
+                        display_name: r.display_name,
+                    });
+                }
+            }
+            reply(shared, handle, &ServerFrame::Devices { id, devices: found });
+            Ok(())
+        }
+    }
+}
+
+async fn commit(shared: &Shared, writes: Vec<Write>) -> Result<(), Reject> {
+    match shared.writer.commit(writes).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(storage_reject(e)),
+        Err(e) => Err(Reject::new(ErrorCode::ShuttingDown, e.to_string())),
+    }
+}
+
+async fn create_group(
+    shared: &Shared,
+    handle: &ConnHandle,
+    s: Session,
+    id: RequestId,
+    genesis: SignedOp,
+) -> Result<(), Reject> {
+    let entry = new_group(&genesis).map_err(|e| log_reject(&e))?;
+    let op = genesis.parse_unverified().map_err(|e| log_reject(&e))?;
+    if op.author != s.device {
+        return Err(Reject::new(
+            ErrorCode::InvalidOp,
+            "a genesis op must be signed by the device that submits it",
+        ));
+    }
+    op.check_clock(now()).map_err(|e| log_reject(&e))?;
+    let group = entry.state.group();
+    if shared.groups.get(&group).is_some() {
+        return Err(Reject::new(
+            ErrorCode::GroupExists,
+            "a group with this id exists; choose another random id",
+        ));
+    }
+    commit(
+        shared,
+        vec![Write::Op {
+            group,
+            seq: 0,
+            op: genesis,
+        }],
+    )
+    .await?;
+    shared.metrics.ops_stored.fetch_add(1, Relaxed);
+    if !shared.groups.insert(entry) {
+        return Err(Reject::new(
+            ErrorCode::GroupExists,
+            "a group with this id exists; choose another random id",
+        ));
+    }
+    reply(shared, handle, &ServerFrame::GroupCreated { id, group });
+    Ok(())
+}
+
+async fn append_op(
+    shared: &Shared,
+    handle: &ConnHandle,
+    s: Session,
+    id: RequestId,
+    group: GroupId,
+    signed: SignedOp,
+) -> Result<(), Reject> {
+    let entry = shared
+        .groups
+        .get(&group)
+        .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
+    let mut entry = entry.lock().await;
+    let op = signed.verify().map_err(|e| log_reject(&e))?;
+    if op.group != group {
+        return Err(Reject::new(
+            ErrorCode::InvalidOp,
+            "the op names another group than the request",
+        ));
+    }
+    if op.author != s.device {
+        return Err(Reject::new(
+            ErrorCode::InvalidOp,
+            "an op must be submitted by the device that signed it",
+        ));
+    }
+    // A retry of an op that is already in the log: answer as the first time.
+    if op.seq <= entry.state.seq() {
+        let stored = shared
+            .storage
+            .ops(&group, op.seq, 1)
+            .map_err(storage_reject)?;
+        if stored.first() == Some(&signed) {
+            reply(
+                shared,
+                handle,
+                &ServerFrame::OpAppended {
+                    id,
+                    group,
+                    seq: op.seq,
+                },
+            );
+            return Ok(());
+        }
+    }
+    op.check_clock(now()).map_err(|e| log_reject(&e))?;
+    let mut next = entry.state.clone();
+    next.apply(&signed).map_err(|e| log_reject(&e))?;
+    commit(
+        shared,
+        vec![Write::Op {
+            group,
+            seq: op.seq,
+            op: signed.clone(),
+        }],
+    )
+    .await?;
+    shared.metrics.ops_stored.fetch_add(1, Relaxed);
+    let before = entry.devices.clone();
+    entry.replace_state(next);
+    let after = entry.devices.clone();
+    shared.groups.update_devices(group, &before, &after);
+    reply(
+        shared,
+        handle,
+        &ServerFrame::OpAppended {
+            id,
+            group,
+            seq: op.seq,
+        },
+    );
+    if let Some(frame) = serialize(&ServerFrame::Op {
+        group,
+        op: signed,
+        seq: op.seq,
+    }) {
+        // Removed devices learn of their removal too.
+        let removed = before.iter().filter(|d| !after.contains(d));
+        shared.hub.deliver(
+            after.iter().chain(removed),
+            &frame,
+            Some(handle.id),
+            &shared.metrics,
+        );
+    }
+    Ok(())
+}
+
+/// Checks what the server enforces on a post, under the group's lock.
+fn check_post(
+    shared: &Shared,
+    entry: &mut GroupEntry,
+    s: Session,
+    envelope: &Envelope,
+) -> Result<(), Reject> {
+    let state = &entry.state;
+    let Some((user, member)) = state.member_of_device(&s.device) else {
+        return Err(Reject::new(
+            ErrorCode::NotMember,
+            "this device is not a member of the group",
+        ));
+    };
+    let moderator = member.role.is_moderator();
+    let t = now();
+    if state.is_muted(user, t) {
+        let until = state.mutes().get(user).map(|u| u.0).unwrap_or(t.0);
+        return Err(Reject::new(
+            ErrorCode::Muted,
+            format!("you are muted until {until} (unix ms)"),
+        )
+        .retry(Duration::from_millis(until.saturating_sub(t.0))));
+    }
+    if !moderator && state.locked() {
+        return Err(Reject::new(
+            ErrorCode::Locked,
+            "the group is locked; only facilitators can post",
+        ));
+    }
+    if !moderator && !state.has_accepted_agreement(user) {
+        return Err(Reject::new(
+            ErrorCode::AgreementRequired,
+            "accept the current group agreement before posting",
+        ));
+    }
+    let slow = state.slow_mode_seconds();
+    if !moderator
+        && slow > 0
+        && let Some(last) = entry.last_post.get(user)
+    {
+        let interval = Duration::from_secs(u64::from(slow));
+        let elapsed = last.elapsed();
+        if elapsed < interval {
+            return Err(Reject::new(
+                ErrorCode::SlowMode,
+                format!("slow mode: one message per {slow} s"),
+            )
+            .retry(interval - elapsed));
+        }
+    }
+    let current = state.epoch();
+    let in_grace = matches!(entry.previous_epoch, Some((prev, since)) if prev == envelope.epoch && since.elapsed() < shared.limits.epoch_grace);
+    if envelope.epoch != current && !in_grace {
+        return Err(Reject::new(
+            ErrorCode::StaleEpoch,
+            format!(
+                "the group is in epoch {}, not {}; sync and send new sender keys",
+                current.0, envelope.epoch.0
+            ),
+        ));
+    }
+    let user = *user;
+    entry.last_post.insert(user, Instant::now());
+    Ok(())
+}
+
+async fn post(
+    shared: &Arc<Shared>,
+    handle: &ConnHandle,
+    s: Session,
+    id: RequestId,
+    envelope: Envelope,
+) -> Result<(), Reject> {
+    if envelope.sender != s.device {
+        return Err(Reject::new(
+            ErrorCode::BadEnvelope,
+            "the envelope's sender is not this device",
+        ));
+    }
+    envelope
+        .verify()
+        .map_err(|e| Reject::new(ErrorCode::BadEnvelope, e.to_string()))?;
+    let group = envelope.group;
+    let message = envelope.message_id();
+    let entry = shared
+        .groups
+        .get(&group)
+        .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
+    let mut entry = entry.lock().await;
+    if let Some(seq) = shared
+        .storage
+        .message_seq(&group, &message)
+        .map_err(storage_reject)?
+    {
+        reply(
+            shared,
+            handle,
+            &ServerFrame::Posted {
+                id,
+                group,
+                seq,
+                message,
+            },
+        );
+        return Ok(());
+    }
+    check_post(shared, &mut entry, s, &envelope)?;
+    let seq = Seq(entry.next_seq);
+    entry.next_seq += 1;
+    let received_at = now();
+    let live = serialize(&ServerFrame::Message {
+        group,
+        seq,
+        received_at,
+        envelope: envelope.clone(),
+    });
+    let ack = serialize(&ServerFrame::Posted {
+        id,
+        group,
+        seq,
+        message,
+    });
+    let devices = entry.devices.clone();
+    let stored = StoredMessage {
+        seq,
+        received_at,
+        envelope,
+    };
+    let shared2 = shared.clone();
+    let handle2 = handle.clone();
+    let done = Box::new(move |result: crate::writer::CommitResult| match result {
+        Ok(()) => {
+            shared2.metrics.messages_stored.fetch_add(1, Relaxed);
+            if let Some(ack) = ack {
+                handle2.deliver(&ack, &shared2.metrics);
+            }
+            if let Some(live) = live {
+                shared2
+                    .hub
+                    .deliver(devices.iter(), &live, Some(handle2.id), &shared2.metrics);
+            }
+        }
+        Err(e) => reply_error(&shared2, &handle2, Some(id), storage_reject(e)),
+    });
+    shared
+        .writer
+        .submit(
+            vec![Write::Message {
+                group,
+                message: stored,
+            }],
+            done,
+        )
+        .await
+        .map_err(|e| Reject::new(ErrorCode::ShuttingDown, e.to_string()))?;
+    Ok(())
+}
+
+/// May `s` put `item` into its recipient's inbox? Members of a group may seal to each other; a
+/// non-member may send a join request to the group's facilitators.
+async fn authorize_sealed(shared: &Shared, s: Session, item: &SealedPayload) -> Result<(), Reject> {
+    if item.sender != s.device {
+        return Err(Reject::new(
+            ErrorCode::BadFrame,
+            "a sealed payload's sender must be this device",
+        ));
+    }
+    let entry = shared
+        .groups
+        .get(&item.group)
+        .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
+    let entry = entry.lock().await;
+    let recipient_member = entry.state.member_of_device(&item.recipient).is_some();
+    let sender_member = entry.state.member_of_device(&s.device).is_some();
+    let allowed = if item.kind == SealKind::JoinRequest {
+        entry
+            .state
+            .facilitator_devices()
+            .iter()
+            .any(|k| k.device == item.recipient)
+    } else {
+        sender_member && recipient_member
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Reject::new(
+            ErrorCode::NotMember,
+            "sender and recipient must both be members of the group (join requests go to its facilitators)",
+        ))
+    }
+}
+
+async fn send_sealed(
+    shared: &Shared,
+    handle: &ConnHandle,
+    s: Session,
+    id: RequestId,
+    items: Vec<SealedPayload>,
+) -> Result<(), Reject> {
+    if items.len() > shared.limits.max_sealed_per_frame {
+        return Err(Reject::new(
+            ErrorCode::FrameTooLarge,
+            format!(
+                "at most {} sealed payloads per frame",
+                shared.limits.max_sealed_per_frame
+            ),
+        ));
+    }
+    let mut writes = Vec::with_capacity(items.len());
+    let mut deliveries = Vec::with_capacity(items.len());
+    let received_at = now();
+    for payload in items {
+        authorize_sealed(shared, s, &payload).await?;
+        if shared
+            .storage
+            .device(&payload.recipient)
+            .map_err(storage_reject)?
+            .is_none()
+        {
+            return Err(Reject::new(
+                ErrorCode::UnknownDevice,
+                "the recipient device is not registered",
+            ));
+        }
+        if shared
+            .storage
+            .inbox_len(&payload.recipient)
+            .map_err(storage_reject)?
+            >= shared.limits.max_inbox_items
+        {
+            return Err(Reject::new(
+                ErrorCode::InboxFull,
+                "the recipient's inbox is full; try again later",
+            )
+            .retry(Duration::from_secs(60)));
+        }
+        let inbox_id = shared.storage.next_inbox_id().map_err(storage_reject)?;
+        let device = payload.recipient;
+        let item = InboxItem {
+            inbox_id,
+            received_at,
+            payload,
+        };
+        writes.push(Write::Inbox {
+            device,
+            item: item.clone(),
+        });
+        deliveries.push((device, item));
+    }
+    let count = writes.len() as u64;
+    commit(shared, writes).await?;
+    shared.metrics.inbox_stored.fetch_add(count, Relaxed);
+    reply(shared, handle, &ServerFrame::Ok { id });
+    for (device, item) in deliveries {
+        if let Some(frame) = serialize(&ServerFrame::Inbox { items: vec![item] }) {
+            shared.hub.deliver([&device], &frame, None, &shared.metrics);
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sync(
+    shared: &Shared,
+    handle: &ConnHandle,
+    s: Session,
+    id: RequestId,
+    group: GroupId,
+    after_op_seq: Option<u64>,
+    after_seq: Seq,
+    limit: u32,
+) -> Result<(), Reject> {
+    let entry = shared
+        .groups
+        .get(&group)
+        .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
+    let head = {
+        let entry = entry.lock().await;
+        if entry.state.member_of_device(&s.device).is_none() {
+            return Err(Reject::new(
+                ErrorCode::NotMember,
+                "this device is not a member of the group",
+            ));
+        }
+        entry.state.seq()
+    };
+    let limit = limit.min(shared.limits.sync_page_limit).max(1) as usize;
+    let from_op = after_op_seq.map_or(0, |s| s.saturating_add(1));
+    let ops = if from_op <= head {
+        shared
+            .storage
+            .ops(&group, from_op, limit)
+            .map_err(storage_reject)?
+    } else {
+        Vec::new()
+    };
+    let next_op_seq = from_op + ops.len() as u64;
+    let ops_complete = next_op_seq > head;
+    // Messages only once the client has every op, so it can always verify their epochs.
+    let messages = if ops_complete {
+        shared
+            .storage
+            .messages(&group, after_seq, limit)
+            .map_err(storage_reject)?
+    } else {
+        Vec::new()
+    };
+    let next_seq = messages
+        .last()
+        .map_or(Seq(after_seq.0.saturating_add(1)), |m| Seq(m.seq.0 + 1));
+    let complete = ops_complete && messages.len() < limit;
+    reply(
+        shared,
+        handle,
+        &ServerFrame::SyncPage {
+            id,
+            group,
+            ops,
+            messages,
+            next_op_seq,
+            next_seq,
+            complete,
+        },
+    );
+    Ok(())
+}
+
+/// Queues every pending inbox item for a freshly authenticated device.
+fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId) {
+    let mut after = 0;
+    loop {
+        let items = match shared.storage.inbox(device, after, INBOX_PAGE) {
+            Ok(items) => items,
+            Err(e) => {
+                reply_error(shared, handle, None, storage_reject(e));
+                return;
+            }
+        };
+        let Some(last) = items.last() else { return };
+        after = last.inbox_id;
+        let done = items.len() < INBOX_PAGE;
+        reply(shared, handle, &ServerFrame::Inbox { items });
+        if done {
+            return;
+        }
+    }
+}
+
+/// Runs one connection: TLS (if configured), the websocket handshake, then [`serve`].
+pub async fn handle_tcp(
+    shared: Arc<Shared>,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let conn_id = shared.hub.next_conn_id();
+    let span = tracing::info_span!("conn", id = conn_id, %peer, device = tracing::field::Empty);
+    async move {
+        let _ = tcp.set_nodelay(true);
+        let ws_config = shared.ws_config();
+        let deadline = shared.limits.auth_timeout;
+        match shared.tls.clone() {
+            Some(acceptor) => {
+                let Ok(Ok(tls)) = tokio::time::timeout(deadline, acceptor.accept(tcp)).await else {
+                    tracing::debug!("TLS handshake failed or timed out");
+                    return;
+                };
+                let Ok(Ok(ws)) = tokio::time::timeout(
+                    deadline,
+                    tokio_tungstenite::accept_async_with_config(tls, Some(ws_config)),
+                )
+                .await
+                else {
+                    tracing::debug!("websocket handshake failed or timed out");
+                    return;
+                };
+                serve(shared, ws, conn_id, shutdown).await;
+            }
+            None => {
+                let Ok(Ok(ws)) = tokio::time::timeout(
+                    deadline,
+                    tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config)),
+                )
+                .await
+                else {
+                    tracing::debug!("websocket handshake failed or timed out");
+                    return;
+                };
+                serve(shared, ws, conn_id, shutdown).await;
+            }
+        }
+        tracing::debug!("connection closed");
+    }
+    .instrument(span)
+    .await
+}

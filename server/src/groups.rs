@@ -1,0 +1,160 @@
+//! The server's view of every group: the verified group-log state it enforces, the next message
+//! sequence number, and the per-member bookkeeping for slow mode and epoch grace.
+//!
+//! Each group is behind its own async mutex. Posts hold it only to check and to enqueue their
+//! write (so the write queue holds a group's messages in sequence order); ops hold it until their
+//! write is durable (ops are rare and must be applied strictly one after another).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+use tokio::sync::Mutex;
+
+use confide_protocol::group_log::{GroupState, LogError, SignedOp};
+use confide_protocol::{DeviceId, Epoch, GroupId, UserId};
+
+use crate::storage::{Storage, StorageError};
+
+/// Ops read per storage call while loading a log.
+const LOAD_PAGE: usize = 1024;
+
+/// One group's live state.
+pub struct GroupEntry {
+    /// The replayed, verified group log.
+    pub state: GroupState,
+    /// The sequence number the next accepted message gets.
+    pub next_seq: u64,
+    /// Every device of every current member: who receives the group's traffic.
+    pub devices: Arc<Vec<DeviceId>>,
+    /// When each member last posted, for slow mode.
+    pub last_post: HashMap<UserId, Instant>,
+    /// The epoch before the current one and when the current one began, for the grace period.
+    pub previous_epoch: Option<(Epoch, Instant)>,
+}
+
+impl GroupEntry {
+    /// Wraps a verified state.
+    pub fn new(state: GroupState, next_seq: u64) -> Self {
+        let devices = Arc::new(device_list(&state));
+        GroupEntry {
+            state,
+            next_seq,
+            devices,
+            last_post: HashMap::new(),
+            previous_epoch: None,
+        }
+    }
+
+    /// Replaces the state after an op was applied and stored.
+    pub fn replace_state(&mut self, state: GroupState) {
+        if state.epoch() != self.state.epoch() {
+            self.previous_epoch = Some((self.state.epoch(), Instant::now()));
+        }
+        self.devices = Arc::new(device_list(&state));
+        self.state = state;
+    }
+}
+
+fn device_list(state: &GroupState) -> Vec<DeviceId> {
+    state
+        .current_devices()
+        .into_iter()
+        .map(|k| k.device)
+        .collect()
+}
+
+/// Every group, and which groups each device belongs to.
+#[derive(Default)]
+pub struct Groups {
+    map: RwLock<HashMap<GroupId, Arc<Mutex<GroupEntry>>>>,
+    by_device: RwLock<HashMap<DeviceId, BTreeSet<GroupId>>>,
+}
+
+impl Groups {
+    /// Loads and verifies every stored group log. A log that fails verification (storage
+    /// tampered with, or a bug) is loaded up to its last valid op and reported loudly: the
+    /// server enforces only what verifies, and clients verify independently.
+    pub fn load(storage: &dyn Storage) -> Result<Groups, StorageError> {
+        let groups = Groups::default();
+        for group in storage.groups()? {
+            let mut state: Option<GroupState> = None;
+            let mut from = 0u64;
+            'pages: loop {
+                let page = storage.ops(&group, from, LOAD_PAGE)?;
+                let done = page.len() < LOAD_PAGE;
+                for op in &page {
+                    let result = match state.as_mut() {
+                        None => GroupState::from_genesis(op).map(|s| state = Some(s)),
+                        Some(s) => s.apply(op).map(|_| ()),
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(%group, op_seq = from, error = %e,
+                            "stored group log does not verify; enforcing only its valid prefix");
+                        break 'pages;
+                    }
+                    from += 1;
+                }
+                if done {
+                    break;
+                }
+            }
+            if let Some(state) = state {
+                let next_seq = storage.last_seq(&group)?.0 + 1;
+                groups.insert(GroupEntry::new(state, next_seq));
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The group's entry.
+    pub fn get(&self, group: &GroupId) -> Option<Arc<Mutex<GroupEntry>>> {
+        self.map.read().ok()?.get(group).cloned()
+    }
+
+    /// Adds a new group. Returns false if it already exists.
+    pub fn insert(&self, entry: GroupEntry) -> bool {
+        let group = entry.state.group();
+        let devices = entry.devices.clone();
+        let Ok(mut map) = self.map.write() else {
+            return false;
+        };
+        if map.contains_key(&group) {
+            return false;
+        }
+        map.insert(group, Arc::new(Mutex::new(entry)));
+        drop(map);
+        self.update_devices(group, &[], &devices);
+        true
+    }
+
+    /// Updates the device → groups index after a membership change.
+    pub fn update_devices(&self, group: GroupId, before: &[DeviceId], after: &[DeviceId]) {
+        let Ok(mut index) = self.by_device.write() else {
+            return;
+        };
+        for d in before {
+            if !after.contains(d)
+                && let Some(set) = index.get_mut(d)
+            {
+                set.remove(&group);
+            }
+        }
+        for d in after {
+            index.entry(*d).or_default().insert(group);
+        }
+    }
+
+    /// The groups `device` currently belongs to.
+    pub fn of_device(&self, device: &DeviceId) -> Vec<GroupId> {
+        self.by_device
+            .read()
+            .ok()
+            .and_then(|i| i.get(device).map(|s| s.iter().copied().collect()))
+            .unwrap_or_default()
+    }
+}
+
+/// Verifies a genesis op into a new entry.
+pub fn new_group(genesis: &SignedOp) -> Result<GroupEntry, LogError> {
+    Ok(GroupEntry::new(GroupState::from_genesis(genesis)?, 1))
+}

@@ -1,0 +1,125 @@
+//! Which connections each device has open, and delivery to them.
+//!
+//! Delivery never blocks: each connection has a bounded queue of pre-serialized frames; a full
+//! queue marks the connection as a slow consumer, which its task then closes with a clear close
+//! reason. The client resyncs when it returns, so nothing is lost — the server stores before it
+//! delivers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{Notify, mpsc};
+
+use confide_protocol::DeviceId;
+
+use crate::metrics::Metrics;
+
+/// A frame serialized once and shared by every recipient.
+pub type Outbound = Arc<str>;
+
+/// The hub's handle on one connection.
+#[derive(Clone)]
+pub struct ConnHandle {
+    /// Unique per connection.
+    pub id: u64,
+    tx: mpsc::Sender<Outbound>,
+    /// Set when the queue overflowed; the connection task closes itself.
+    pub slow: Arc<AtomicBool>,
+    /// Wakes the connection task when `slow` is set.
+    pub wake: Arc<Notify>,
+}
+
+impl ConnHandle {
+    /// Makes a handle and the receiving end its connection task reads from.
+    pub fn new(id: u64, capacity: usize) -> (ConnHandle, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let handle = ConnHandle {
+            id,
+            tx,
+            slow: Arc::new(AtomicBool::new(false)),
+            wake: Arc::new(Notify::new()),
+        };
+        (handle, rx)
+    }
+
+    /// Queues a frame; on overflow marks the connection slow instead of waiting.
+    pub fn deliver(&self, frame: &Outbound, metrics: &Metrics) {
+        if self.slow.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.tx.try_send(frame.clone()).is_err() {
+            self.slow.store(true, Ordering::Relaxed);
+            metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The registry of authenticated connections by device.
+#[derive(Default)]
+pub struct Hub {
+    devices: RwLock<HashMap<DeviceId, Vec<ConnHandle>>>,
+    next_id: AtomicU64,
+}
+
+/// The device already has the maximum number of connections.
+#[derive(Debug)]
+pub struct TooManyConnections;
+
+impl Hub {
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers an authenticated connection of `device`.
+    pub fn register(
+        &self,
+        device: DeviceId,
+        conn: ConnHandle,
+        max_per_device: usize,
+    ) -> Result<(), TooManyConnections> {
+        let Ok(mut devices) = self.devices.write() else {
+            return Err(TooManyConnections);
+        };
+        let conns = devices.entry(device).or_default();
+        if conns.len() >= max_per_device {
+            return Err(TooManyConnections);
+        }
+        conns.push(conn);
+        Ok(())
+    }
+
+    /// Removes a connection when it closes.
+    pub fn unregister(&self, device: &DeviceId, conn_id: u64) {
+        if let Ok(mut devices) = self.devices.write()
+            && let Some(conns) = devices.get_mut(device)
+        {
+            conns.retain(|c| c.id != conn_id);
+            if conns.is_empty() {
+                devices.remove(device);
+            }
+        }
+    }
+
+    /// Delivers `frame` to every connection of every device in `devices`, except the connection
+    /// `skip` (the sender's own, which already has the acknowledgement).
+    pub fn deliver<'a>(
+        &self,
+        devices: impl IntoIterator<Item = &'a DeviceId>,
+        frame: &Outbound,
+        skip: Option<u64>,
+        metrics: &Metrics,
+    ) {
+        let Ok(map) = self.devices.read() else { return };
+        for device in devices {
+            if let Some(conns) = map.get(device) {
+                for conn in conns {
+                    if Some(conn.id) != skip {
+                        conn.deliver(frame, metrics);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! `confide-server`: parses flags and the optional config file, sets up TLS and storage, and
+//! calls [`confide_server::run`].
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use confide_server::{Config, FileConfig, Limits, SledStorage, TlsIdentity};
+
+/// Default address: loopback, so that a first run exposes nothing; set `--listen 0.0.0.0:7443`
+/// to serve other machines.
+const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+/// Default data directory, relative to the working directory.
+const DEFAULT_DATA_DIR: &str = "./confide-data";
+/// Sled's database lives in this subdirectory of the data directory.
+const DB_SUBDIR: &str = "db";
+
+/// The Confide relay: end-to-end encrypted group chat for facilitated peer-support groups.
+///
+/// The server relays and stores only ciphertext, signed group-log operations and public keys.
+/// It authenticates devices by signature, enforces each group's signed moderation rules, and
+/// acknowledges a message only once it is durable on disk.
+///
+/// Quick start (self-signed certificate, printed fingerprint for clients to pin):
+///
+///     confide-server --dev
+#[derive(Parser, Debug)]
+#[command(
+    name = "confide-server",
+    version,
+    about,
+    long_about,
+    verbatim_doc_comment
+)]
+struct Args {
+    /// Address and port to accept websocket connections on.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+
+    /// Directory holding the database (and, with --dev, the development certificate).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// PEM certificate chain for TLS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Development mode: create (once) and reuse a self-signed certificate in the data directory
+    /// and print its SHA-256 fingerprint, which clients pin with --pin.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "insecure_plaintext"])]
+    dev: bool,
+
+    /// Serve plain, unencrypted websockets. Refused unless --listen is a loopback address: use it
+    /// only for local testing or behind a TLS-terminating proxy on the same machine.
+    #[arg(long)]
+    insecure_plaintext: bool,
+
+    /// Address for the /healthz and Prometheus /metrics endpoints (plain HTTP; keep it private).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
+
+    /// TOML file with any of these settings and every limit (see the README). Flags win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Require this token to register new devices (otherwise anyone may register).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CONFIDE_REGISTRATION_TOKEN",
+        hide_env_values = true
+    )]
+    registration_token: Option<String>,
+
+    /// The name clients dial this server by (bound into authentication signatures).
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("confide-server: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            FileConfig::parse(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut limits = file.apply_to(Limits::default());
+    if let Some(token) = &args.registration_token {
+        limits.registration_token = Some(token.clone());
+    }
+    if let Some(name) = &args.server_name {
+        limits.server_name = name.clone();
+    }
+    let listen: SocketAddr = match (args.listen, &file.listen) {
+        (Some(addr), _) => addr,
+        (None, Some(text)) => text
+            .parse()
+            .with_context(|| format!("invalid listen address {text:?}"))?,
+        (None, None) => DEFAULT_LISTEN.parse()?,
+    };
+    let metrics_listen: Option<SocketAddr> = match (args.metrics_listen, &file.metrics_listen) {
+        (Some(addr), _) => Some(addr),
+        (None, Some(text)) => Some(
+            text.parse()
+                .with_context(|| format!("invalid metrics address {text:?}"))?,
+        ),
+        (None, None) => None,
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+
+    let tls = if args.insecure_plaintext {
+        if !listen.ip().is_loopback() {
+            bail!(
+                "--insecure-plaintext is refused on {listen}: plain websockets are allowed only on a \
+                 loopback address (127.0.0.1 or ::1). Use --dev or --tls-cert/--tls-key instead."
+            );
+        }
+        tracing::warn!(
+            "serving PLAIN websockets without TLS: for local testing or behind a TLS proxy only"
+        );
+        None
+    } else if args.dev {
+        let identity = TlsIdentity::dev(&data_dir)?;
+        let fingerprint = identity.fingerprint();
+        println!("confide-server development certificate SHA-256 fingerprint:\n  {fingerprint}");
+        println!(
+            "clients connect with: --server wss://localhost:{} --pin {fingerprint}",
+            listen.port()
+        );
+        Some(identity.server_config()?)
+    } else {
+        let cert = args.tls_cert.clone().or(file.tls_cert.clone());
+        let key = args.tls_key.clone().or(file.tls_key.clone());
+        match (cert, key) {
+            (Some(cert), Some(key)) => {
+                Some(TlsIdentity::from_pem_files(&cert, &key)?.server_config()?)
+            }
+            _ => bail!(
+                "no TLS certificate: pass --tls-cert and --tls-key (PEM), or --dev for a self-signed \
+                 development certificate, or --insecure-plaintext on a loopback address"
+            ),
+        }
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let storage = Arc::new(SledStorage::open(&data_dir.join(DB_SUBDIR))?);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let metrics_listener = match metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?,
+            ),
+            None => None,
+        };
+        println!(
+            "confide-server listening on {}{listen}",
+            if tls.is_some() { "wss://" } else { "ws://" }
+        );
+        let config = Config {
+            limits,
+            tls,
+            storage,
+            metrics_listener,
+        };
+        confide_server::run(listener, config, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown signal received");
+}

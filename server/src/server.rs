@@ -1,0 +1,183 @@
+//! The listener: accepts connections up to the configured maximum, hands each to
+//! [`crate::connection`], and on shutdown stops accepting, tells every connection to go away,
+//! waits for them, and lets the writer finish every accepted write.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use confide_protocol::Timestamp;
+
+use crate::config::Limits;
+use crate::groups::Groups;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::rate::RateLimiter;
+use crate::storage::{Storage, StorageError};
+use crate::writer::Writer;
+
+/// Hard cap on a websocket message, as a multiple of the configured frame limit: messages
+/// between the limit and this cap get a `frame_too_large` error and the connection survives;
+/// beyond it the websocket library closes the connection (1009, message too big).
+const WS_HARD_CAP_FACTOR: usize = 4;
+
+/// Everything `run` needs.
+pub struct Config {
+    /// Limits and policies.
+    pub limits: Limits,
+    /// TLS configuration; `None` serves plain websockets (loopback or behind a TLS proxy only —
+    /// the binary refuses otherwise).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where data lives.
+    pub storage: Arc<dyn Storage>,
+    /// Where to serve `/healthz` and `/metrics`, if anywhere.
+    pub metrics_listener: Option<TcpListener>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Stored data could not be loaded.
+    #[error("cannot load stored data: {0}")]
+    Storage(#[from] StorageError),
+    /// An OS resource (thread, socket) could not be had.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// Limits and policies.
+    pub limits: Limits,
+    /// The database.
+    pub storage: Arc<dyn Storage>,
+    /// The group-commit writer.
+    pub writer: Writer,
+    /// Connections by device.
+    pub hub: Hub,
+    /// Group states.
+    pub groups: Groups,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Per-device request rate.
+    pub rate: RateLimiter,
+    /// TLS acceptor, if TLS is on.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Shared {
+    /// Fills `buf` from the operating system's CSPRNG.
+    pub fn fill_random(&self, buf: &mut [u8]) {
+        use rand_core::TryRng as _;
+        // The OS RNG does not fail on the platforms we run on; if it ever did, an all-zero nonce
+        // would make authentication fail for that connection, never succeed wrongly.
+        let _ = getrandom::SysRng.try_fill_bytes(buf);
+    }
+
+    /// The websocket configuration: small buffers so that idle connections cost little.
+    pub fn ws_config(&self) -> WebSocketConfig {
+        let hard_cap = self
+            .limits
+            .max_frame_bytes
+            .saturating_mul(WS_HARD_CAP_FACTOR);
+        WebSocketConfig::default()
+            .read_buffer_size(self.limits.ws_read_buffer)
+            .write_buffer_size(self.limits.ws_write_buffer)
+            .max_write_buffer_size(self.limits.ws_write_buffer.max(1) * 1024 * 64)
+            .max_message_size(Some(hard_cap))
+            .max_frame_size(Some(hard_cap))
+    }
+}
+
+/// The server's clock as a protocol timestamp.
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Timestamp(ms)
+}
+
+/// Serves `listener` until `shutdown` completes, then shuts down gracefully: stops accepting,
+/// sends every connection a going-away close, waits for them, and finishes every durable write.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let metrics = Arc::new(Metrics::default());
+    let groups = Groups::load(config.storage.as_ref())?;
+    let (writer, writer_thread) = Writer::start(
+        config.storage.clone(),
+        config.limits.write_queue,
+        config.limits.max_batch,
+        metrics.clone(),
+    )?;
+    let shared = Arc::new(Shared {
+        rate: RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst),
+        limits: config.limits,
+        storage: config.storage,
+        writer,
+        hub: Hub::default(),
+        groups,
+        metrics: metrics.clone(),
+        tls: config.tls.map(tokio_rustls::TlsAcceptor::from),
+    });
+    let metrics_task = config
+        .metrics_listener
+        .map(|l| tokio::spawn(crate::metrics::serve(l, metrics.clone())));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    tracing::info!(addr = ?listener.local_addr().ok(), tls = shared.tls.is_some(), "listening");
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit,
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        // Reap finished connection tasks so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((tcp, peer)) => {
+                metrics.connections_total.fetch_add(1, Relaxed);
+                metrics.connections_open.fetch_add(1, Relaxed);
+                let shared = shared.clone();
+                let stop = stop_rx.clone();
+                let metrics = metrics.clone();
+                connections.spawn(async move {
+                    crate::connection::handle_tcp(shared, tcp, peer, stop).await;
+                    metrics.connections_open.fetch_sub(1, Relaxed);
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracing::info!("shutting down: closing connections");
+    let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    // Every connection is gone; dropping the last writer handle lets the writer drain and stop.
+    drop(shared);
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}

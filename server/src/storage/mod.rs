@@ -1,0 +1,132 @@
+//! Storage behind a trait, so that the relay logic does not know which database holds the data.
+//! [`SledStorage`] is the embedded default; a distributed backend implements the same trait.
+//!
+//! Everything stored is ciphertext, signed group-log ops, public keys and metadata: the server has
+//! nothing else.
+//!
+//! Durability contract: [`Storage::commit`] returns only once every write of the batch is on
+//! disk (or returns an error, in which case the caller acknowledges none of them). Reads see
+//! committed writes.
+
+mod sled_store;
+
+pub use sled_store::SledStorage;
+
+use confide_protocol::frames::{InboxItem, StoredMessage};
+use confide_protocol::group_log::SignedOp;
+use confide_protocol::{DeviceId, DeviceKeys, GroupId, MessageId, Seq, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A registered device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// The user the device belongs to.
+    pub user: UserId,
+    /// The device's public keys.
+    pub keys: DeviceKeys,
+    /// The pseudonym chosen at registration.
+    pub display_name: String,
+    /// When it registered.
+    pub registered_at: Timestamp,
+}
+
+/// One write in a batch.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Register (or re-register) a device.
+    Device(DeviceRecord),
+    /// Append a group-log op at its sequence number.
+    Op {
+        /// The group.
+        group: GroupId,
+        /// The op's sequence number in the log (0 = genesis).
+        seq: u64,
+        /// The op.
+        op: SignedOp,
+    },
+    /// Store a message at its sequence number.
+    Message {
+        /// The group.
+        group: GroupId,
+        /// The message and its sequence number.
+        message: StoredMessage,
+    },
+    /// Delete a stored message (delete for everyone, retention).
+    DeleteMessage {
+        /// The group.
+        group: GroupId,
+        /// The message id.
+        message: MessageId,
+    },
+    /// Put an item into a device's inbox.
+    Inbox {
+        /// The recipient.
+        device: DeviceId,
+        /// The item.
+        item: InboxItem,
+    },
+    /// Remove an acknowledged inbox item.
+    AckInbox {
+        /// The recipient.
+        device: DeviceId,
+        /// The item id.
+        inbox_id: u64,
+    },
+}
+
+/// A storage failure. Nothing in the failed batch was acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database reported an I/O or corruption error.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded (corruption or an incompatible version).
+    #[error("corrupt record in {tree}: {reason}")]
+    Corrupt {
+        /// Which collection.
+        tree: &'static str,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// What the relay needs from a database.
+pub trait Storage: Send + Sync + 'static {
+    /// Applies a batch of writes and makes it durable before returning.
+    fn commit(&self, batch: &[Write]) -> Result<(), StorageError>;
+    /// A device's record.
+    fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>, StorageError>;
+    /// Every device registered for `user`.
+    fn devices_of_user(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StorageError>;
+    /// The seq a message was stored under, if it is still stored.
+    fn message_seq(
+        &self,
+        group: &GroupId,
+        message: &MessageId,
+    ) -> Result<Option<Seq>, StorageError>;
+    /// Every group id that has a genesis op.
+    fn groups(&self) -> Result<Vec<GroupId>, StorageError>;
+    /// A group's log ops with sequence number `>= from`, at most `limit`.
+    fn ops(&self, group: &GroupId, from: u64, limit: usize) -> Result<Vec<SignedOp>, StorageError>;
+    /// A group's messages with sequence number `> after`, at most `limit`, in order.
+    fn messages(
+        &self,
+        group: &GroupId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StorageError>;
+    /// The highest message sequence number ever used in a group (0 if none).
+    fn last_seq(&self, group: &GroupId) -> Result<Seq, StorageError>;
+    /// A device's inbox items with id `> after`, at most `limit`, in order.
+    fn inbox(
+        &self,
+        device: &DeviceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StorageError>;
+    /// How many items a device's inbox holds.
+    fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError>;
+    /// A fresh, never reused, increasing id for inbox items.
+    fn next_inbox_id(&self) -> Result<u64, StorageError>;
+}

@@ -1,0 +1,295 @@
+//! The embedded sled backend.
+//!
+//! Trees and keys (all integers big-endian, so that key order is numeric order):
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `devices` | device id (32) | JSON [`DeviceRecord`] |
+//! | `user_devices` | user id (16) ‖ device id (32) | empty |
+//! | `ops` | group (16) ‖ op seq (8) | JSON `SignedOp` |
+//! | `messages` | group (16) ‖ seq (8) | JSON `StoredMessage` |
+//! | `message_ids` | group (16) ‖ message id (16) | seq (8) |
+//! | `last_seq` | group (16) | highest seq ever used (8), kept when messages are deleted |
+//! | `inbox` | device (32) ‖ inbox id (8) | JSON `InboxItem` |
+//!
+//! A batch is applied with one sled transaction over all trees and then made durable with one
+//! `flush`: the writer task calls `commit` with many clients' writes at once (group commit).
+
+use confide_protocol::frames::{InboxItem, StoredMessage};
+use confide_protocol::group_log::SignedOp;
+use confide_protocol::{DeviceId, GroupId, MessageId, Seq, UserId};
+use sled::Transactional as _;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::path::Path;
+
+use super::{DeviceRecord, Storage, StorageError, Write};
+
+/// sled-backed [`Storage`].
+pub struct SledStorage {
+    db: sled::Db,
+    devices: sled::Tree,
+    user_devices: sled::Tree,
+    ops: sled::Tree,
+    messages: sled::Tree,
+    message_ids: sled::Tree,
+    last_seq: sled::Tree,
+    inbox: sled::Tree,
+}
+
+fn backend(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + b.len());
+    k.extend_from_slice(a);
+    k.extend_from_slice(b);
+    k
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    tree: &'static str,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupt {
+        tree,
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(value).map_err(backend)
+}
+
+fn be_u64(tree: &'static str, bytes: &[u8]) -> Result<u64, StorageError> {
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt {
+        tree,
+        reason: "expected 8 bytes".into(),
+    })?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+impl SledStorage {
+    /// Opens (or creates) the database in `path`.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let db = sled::Config::new().path(path).open().map_err(backend)?;
+        Ok(SledStorage {
+            devices: db.open_tree("devices").map_err(backend)?,
+            user_devices: db.open_tree("user_devices").map_err(backend)?,
+            ops: db.open_tree("ops").map_err(backend)?,
+            messages: db.open_tree("messages").map_err(backend)?,
+            message_ids: db.open_tree("message_ids").map_err(backend)?,
+            last_seq: db.open_tree("last_seq").map_err(backend)?,
+            inbox: db.open_tree("inbox").map_err(backend)?,
+            db,
+        })
+    }
+
+    /// Serializes a batch into per-tree (key, value-or-delete) lists before the transaction, so
+    /// that the transaction closure (which sled may retry) only moves bytes.
+    fn apply(&self, batch: &[Write]) -> Result<(), StorageError> {
+        type Entry = (Vec<u8>, Option<Vec<u8>>);
+        let mut devices: Vec<Entry> = Vec::new();
+        let mut user_devices: Vec<Entry> = Vec::new();
+        let mut ops: Vec<Entry> = Vec::new();
+        let mut messages: Vec<Entry> = Vec::new();
+        let mut message_ids: Vec<Entry> = Vec::new();
+        let mut last_seq: Vec<Entry> = Vec::new();
+        let mut inbox: Vec<Entry> = Vec::new();
+        // Deletions by message id need the seq, looked up now (ids are written before deletes in
+        // the same batch only for messages already committed, which is the only case we need).
+        for write in batch {
+            match write {
+                Write::Device(rec) => {
+                    devices.push((rec.keys.device.as_bytes().to_vec(), Some(encode(rec)?)));
+                    user_devices.push((
+                        key2(rec.user.as_bytes(), rec.keys.device.as_bytes()),
+                        Some(Vec::new()),
+                    ));
+                }
+                Write::Op { group, seq, op } => ops.push((
+                    key2(group.as_bytes(), &seq.to_be_bytes()),
+                    Some(encode(op)?),
+                )),
+                Write::Message { group, message } => {
+                    let seq = message.seq.0.to_be_bytes();
+                    let id = message.envelope.message_id();
+                    messages.push((key2(group.as_bytes(), &seq), Some(encode(message)?)));
+                    message_ids.push((key2(group.as_bytes(), id.as_bytes()), Some(seq.to_vec())));
+                    last_seq.push((group.as_bytes().to_vec(), Some(seq.to_vec())));
+                }
+                Write::DeleteMessage { group, message } => {
+                    let id_key = key2(group.as_bytes(), message.as_bytes());
+                    if let Some(seq) = self.message_ids.get(&id_key).map_err(backend)? {
+                        messages.push((key2(group.as_bytes(), &seq), None));
+                        message_ids.push((id_key, None));
+                    }
+                }
+                Write::Inbox { device, item } => inbox.push((
+                    key2(device.as_bytes(), &item.inbox_id.to_be_bytes()),
+                    Some(encode(item)?),
+                )),
+                Write::AckInbox { device, inbox_id } => {
+                    inbox.push((key2(device.as_bytes(), &inbox_id.to_be_bytes()), None))
+                }
+            }
+        }
+        let trees = (
+            &self.devices,
+            &self.user_devices,
+            &self.ops,
+            &self.messages,
+            &self.message_ids,
+            &self.last_seq,
+            &self.inbox,
+        );
+        let lists = [
+            &devices,
+            &user_devices,
+            &ops,
+            &messages,
+            &message_ids,
+            &last_seq,
+            &inbox,
+        ];
+        trees
+            .transaction(|(t0, t1, t2, t3, t4, t5, t6)| {
+                for (tree, list) in [t0, t1, t2, t3, t4, t5, t6].into_iter().zip(lists) {
+                    for (k, v) in list {
+                        match v {
+                            Some(v) => {
+                                tree.insert(k.as_slice(), v.as_slice())?;
+                            }
+                            None => {
+                                tree.remove(k.as_slice())?;
+                            }
+                        }
+                    }
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e: TransactionError<()>| backend(format!("{e:?}")))
+    }
+}
+
+impl Storage for SledStorage {
+    fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
+        self.apply(batch)?;
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+
+    fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>, StorageError> {
+        self.devices
+            .get(device.as_bytes())
+            .map_err(backend)?
+            .map(|v| decode("devices", &v))
+            .transpose()
+    }
+
+    fn devices_of_user(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StorageError> {
+        let mut out = Vec::new();
+        for entry in self.user_devices.scan_prefix(user.as_bytes()) {
+            let (k, _) = entry.map_err(backend)?;
+            let device: [u8; 32] = k[16..].try_into().map_err(|_| StorageError::Corrupt {
+                tree: "user_devices",
+                reason: "bad key".into(),
+            })?;
+            if let Some(rec) = self.device(&DeviceId(device))? {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    fn message_seq(
+        &self,
+        group: &GroupId,
+        message: &MessageId,
+    ) -> Result<Option<Seq>, StorageError> {
+        match self
+            .message_ids
+            .get(key2(group.as_bytes(), message.as_bytes()))
+            .map_err(backend)?
+        {
+            Some(v) => Ok(Some(Seq(be_u64("message_ids", &v)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn groups(&self) -> Result<Vec<GroupId>, StorageError> {
+        // Genesis ops have seq 0, so every group has a key `group ‖ 0u64`.
+        let mut out = Vec::new();
+        for entry in self.ops.iter() {
+            let (k, _) = entry.map_err(backend)?;
+            if k.len() == 24 && k[16..] == [0u8; 8] {
+                let mut g = [0u8; 16];
+                g.copy_from_slice(&k[..16]);
+                out.push(GroupId(g));
+            }
+        }
+        Ok(out)
+    }
+
+    fn ops(&self, group: &GroupId, from: u64, limit: usize) -> Result<Vec<SignedOp>, StorageError> {
+        let start = key2(group.as_bytes(), &from.to_be_bytes());
+        let end = key2(group.as_bytes(), &u64::MAX.to_be_bytes());
+        self.ops
+            .range(start..=end)
+            .take(limit)
+            .map(|e| e.map_err(backend).and_then(|(_, v)| decode("ops", &v)))
+            .collect()
+    }
+
+    fn messages(
+        &self,
+        group: &GroupId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StorageError> {
+        let Some(first) = after.0.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let start = key2(group.as_bytes(), &first.to_be_bytes());
+        let end = key2(group.as_bytes(), &u64::MAX.to_be_bytes());
+        self.messages
+            .range(start..=end)
+            .take(limit)
+            .map(|e| e.map_err(backend).and_then(|(_, v)| decode("messages", &v)))
+            .collect()
+    }
+
+    fn last_seq(&self, group: &GroupId) -> Result<Seq, StorageError> {
+        match self.last_seq.get(group.as_bytes()).map_err(backend)? {
+            Some(v) => Ok(Seq(be_u64("last_seq", &v)?)),
+            None => Ok(Seq(0)),
+        }
+    }
+
+    fn inbox(
+        &self,
+        device: &DeviceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<InboxItem>, StorageError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let start = key2(device.as_bytes(), &first.to_be_bytes());
+        let end = key2(device.as_bytes(), &u64::MAX.to_be_bytes());
+        self.inbox
+            .range(start..=end)
+            .take(limit)
+            .map(|e| e.map_err(backend).and_then(|(_, v)| decode("inbox", &v)))
+            .collect()
+    }
+
+    fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError> {
+        Ok(self.inbox.scan_prefix(device.as_bytes()).count())
+    }
+
+    fn next_inbox_id(&self) -> Result<u64, StorageError> {
+        // sled's id generator is persistent and monotonic; +1 keeps 0 free as "before the first".
+        Ok(self.db.generate_id().map_err(backend)? + 1)
+    }
+}

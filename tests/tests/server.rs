@@ -1,0 +1,584 @@
+//! The relay against real clients over real TLS: authentication, bad input, durability across
+//! restarts, resync after a disconnect, several connections per device, and the moderation the
+//! server enforces without reading content.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use confide_client::{Connection, ServerTrust, TransportError};
+use confide_protocol::envelope::Envelope;
+use confide_protocol::frames::{
+    ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame, StoredMessage,
+};
+use confide_protocol::group_log::{GroupState, OpBody};
+use confide_protocol::seal::{self, SealKind};
+use confide_protocol::sender_key::SenderChain;
+use confide_protocol::{DeviceIdentity, Seq, Signature, Timestamp};
+use confide_tests::{RawClient, TestServer, now, rng};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+fn error_code(frame: &ServerFrame) -> Option<ErrorCode> {
+    match frame {
+        ServerFrame::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+fn seal_text(
+    client: &RawClient,
+    state: &GroupState,
+    chain: &mut SenderChain,
+    text: &str,
+) -> Envelope {
+    Envelope::seal(
+        &client.identity,
+        state.group(),
+        state.epoch(),
+        chain,
+        text.as_bytes(),
+        &mut rng(),
+    )
+    .unwrap()
+}
+
+async fn post(client: &mut RawClient, envelope: &Envelope) -> ServerFrame {
+    let envelope = envelope.clone();
+    client
+        .request(|id| ClientFrame::Post { id, envelope })
+        .await
+}
+
+async fn say(
+    client: &mut RawClient,
+    state: &GroupState,
+    chain: &mut SenderChain,
+    text: &str,
+) -> ServerFrame {
+    let envelope = seal_text(client, state, chain, text);
+    post(client, &envelope).await
+}
+
+async fn say_ok(
+    client: &mut RawClient,
+    state: &GroupState,
+    chain: &mut SenderChain,
+    text: &str,
+) -> Seq {
+    let envelope = seal_text(client, state, chain, text);
+    post_ok(client, &envelope).await
+}
+
+async fn post_ok(client: &mut RawClient, envelope: &Envelope) -> Seq {
+    match post(client, envelope).await {
+        ServerFrame::Posted { seq, .. } => seq,
+        other => panic!("post refused: {other:?}"),
+    }
+}
+
+/// Syncs a whole group from the start (or after `after_seq`), following pages.
+async fn sync_all(
+    client: &mut RawClient,
+    state: &GroupState,
+    after_seq: Seq,
+) -> (usize, Vec<StoredMessage>) {
+    let group = state.group();
+    let (mut ops, mut messages) = (0usize, Vec::new());
+    let mut request = ClientFrame::Sync {
+        id: client.next_id(),
+        group,
+        after_op_seq: None,
+        after_seq,
+        limit: 3,
+    };
+    loop {
+        match client.send_request(&request).await {
+            ServerFrame::SyncPage {
+                ops: o,
+                messages: m,
+                next_op_seq,
+                next_seq,
+                complete,
+                ..
+            } => {
+                ops += o.len();
+                messages.extend(m);
+                if complete {
+                    return (ops, messages);
+                }
+                request = ClientFrame::sync_from(client.next_id(), group, next_op_seq, next_seq, 3);
+            }
+            other => panic!("sync failed: {other:?}"),
+        }
+    }
+}
+
+/// A facilitator and a member in one group, as the server sees it after an `add`.
+async fn group_of_two(server: &TestServer) -> (RawClient, RawClient, GroupState) {
+    let mut alice = RawClient::register(server, "Alice").await;
+    let bob = RawClient::register(server, "Bob").await;
+    let mut state = alice.create_group().await;
+    let reply = alice
+        .append(
+            &mut state,
+            OpBody::Add {
+                member: bob.member_entry(),
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .await;
+    assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");
+    (alice, bob, state)
+}
+
+#[tokio::test]
+async fn pinned_tls_and_challenge_response_authentication() {
+    let server = TestServer::start().await;
+    // A wrong pin is refused before any frame is exchanged.
+    let wrong = ServerTrust::Pinned("00".repeat(32));
+    assert!(matches!(
+        Connection::connect(&server.url, &wrong).await,
+        Err(TransportError::Io(_))
+    ));
+
+    let alice = RawClient::register(&server, "Alice").await;
+    // The same device authenticates on a new connection.
+    let _again = alice.reconnect(&server).await;
+
+    // A signature for another nonce is refused, and the connection can still authenticate.
+    let mut conn =
+        RawClient::connect_as(&server, alice.clone_identity(), alice.user, "Alice").await;
+    let device = conn.identity.device_id();
+    let stale = confide_protocol::frames::sign_auth(&conn.identity, "localhost", &[7u8; 32]);
+    let reply = conn
+        .request(|id| ClientFrame::Authenticate {
+            id,
+            version: PROTOCOL_VERSION,
+            device,
+            signature: stale,
+        })
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::AuthFailed));
+    // Requests before authentication are refused.
+    let reply = conn.request(|id| ClientFrame::ListGroups { id }).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::NotAuthenticated));
+    assert!(matches!(
+        conn.authenticate().await,
+        ServerFrame::Authenticated { .. }
+    ));
+
+    // Someone holding only the device id cannot log in as it.
+    let mallory = DeviceIdentity::generate(&mut rng());
+    let mut imposter = RawClient::connect_as(&server, mallory, alice.user, "Alice").await;
+    let forged = confide_protocol::frames::sign_auth(
+        &imposter.identity,
+        "localhost",
+        &imposter.nonce.clone(),
+    );
+    let reply = imposter
+        .request(|id| ClientFrame::Authenticate {
+            id,
+            version: PROTOCOL_VERSION,
+            device,
+            signature: forged,
+        })
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::AuthFailed));
+    // An unregistered device is told to register.
+    let reply = imposter.authenticate().await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::UnknownDevice));
+}
+
+#[tokio::test]
+async fn bad_input_gets_stable_errors_and_the_connection_keeps_working() {
+    let server = TestServer::start().await;
+    let (mut alice, _bob, state) = group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    let first = seal_text(&alice, &state, &mut chain, "before the noise");
+    post_ok(&mut alice, &first).await;
+
+    let cases: Vec<(String, ErrorCode)> = vec![
+        ("{not json".into(), ErrorCode::BadFrame),
+        (
+            r#"{"type":"teleport","id":5}"#.into(),
+            ErrorCode::UnknownFrame,
+        ),
+        (r#"{"type":"ping","id":"five"}"#.into(), ErrorCode::BadFrame),
+        (r#"{"type":"ping"}"#.into(), ErrorCode::BadFrame),
+        (
+            format!(
+                r#"{{"type":"ping","id":1,"pad":"{}"}}"#,
+                "x".repeat(1024 * 1024 + 10)
+            ),
+            ErrorCode::FrameTooLarge,
+        ),
+        (r#"[1,2,3]"#.into(), ErrorCode::BadFrame),
+        (
+            r#"{"type":"sync","id":9,"group":"!!notbase64!!","after_seq":0,"limit":5}"#.into(),
+            ErrorCode::BadFrame,
+        ),
+    ];
+    for (text, code) in cases {
+        alice.conn.send_raw(text.clone()).await.unwrap();
+        let reply = alice
+            .wait_for(|f| matches!(f, ServerFrame::Error { .. }))
+            .await;
+        assert_eq!(error_code(&reply), Some(code), "input {:.60}", text);
+    }
+    alice
+        .conn
+        .send_message(WsMessage::Binary(vec![0u8, 1, 2].into()))
+        .await
+        .unwrap();
+    let reply = alice
+        .wait_for(|f| matches!(f, ServerFrame::Error { .. }))
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::BadFrame));
+
+    // An op with a broken signature is refused and changes nothing.
+    let mut bad = alice.sign_next(&state, OpBody::Lock {});
+    bad.sig = Signature([0u8; 64]);
+    let group = state.group();
+    let reply = alice
+        .request(|id| ClientFrame::AppendOp { id, group, op: bad })
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::InvalidOp));
+
+    // A post into a group the device is not in.
+    let mut eve = RawClient::register(&server, "Eve").await;
+    let eve_envelope = Envelope::seal(
+        &eve.identity,
+        group,
+        state.epoch(),
+        &mut SenderChain::generate(&mut rng()),
+        b"hi",
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(
+        error_code(&post(&mut eve, &eve_envelope).await),
+        Some(ErrorCode::NotMember)
+    );
+    // A post claiming another sender.
+    assert_eq!(
+        error_code(&post(&mut eve, &first).await),
+        Some(ErrorCode::BadEnvelope)
+    );
+    // A tampered envelope.
+    let mut tampered = seal_text(&alice, &state, &mut chain, "tampered");
+    tampered.ciphertext[3] ^= 1;
+    assert_eq!(
+        error_code(&post(&mut alice, &tampered).await),
+        Some(ErrorCode::BadEnvelope)
+    );
+
+    // Still usable, and nothing stored was lost or altered.
+    let reply = alice.request(|id| ClientFrame::Ping { id }).await;
+    assert!(matches!(reply, ServerFrame::Pong { .. }));
+    let (_, messages) = sync_all(&mut alice, &state, Seq(0)).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].envelope, first);
+}
+
+#[tokio::test]
+async fn restart_keeps_every_acknowledged_message_and_the_group_log() {
+    let mut server = TestServer::start().await;
+    let (mut alice, bob, mut state) = group_of_two(&server).await;
+    assert!(matches!(
+        alice
+            .append(&mut state, OpBody::SetSlowMode { seconds: 0 })
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    let mut chain = SenderChain::generate(&mut rng());
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let envelope = seal_text(&alice, &state, &mut chain, &format!("message {i}"));
+        let seq = post_ok(&mut alice, &envelope).await;
+        sent.push((seq, envelope));
+    }
+    server.restart().await;
+
+    let mut bob = bob.reconnect(&server).await;
+    let (ops, messages) = sync_all(&mut bob, &state, Seq(0)).await;
+    assert_eq!(ops, 3, "genesis, add, slow mode");
+    assert_eq!(messages.len(), sent.len());
+    for ((seq, envelope), stored) in sent.iter().zip(&messages) {
+        assert_eq!(stored.seq, *seq);
+        assert_eq!(&stored.envelope, envelope);
+    }
+    // The restarted server still enforces the log: Bob is a member and can post.
+    let mut bob_chain = SenderChain::generate(&mut rng());
+    let envelope = seal_text(&bob, &state, &mut bob_chain, "after restart");
+    let seq = post_ok(&mut bob, &envelope).await;
+    assert_eq!(seq, Seq(sent.last().unwrap().0.0 + 1));
+}
+
+#[tokio::test]
+async fn reconnecting_member_gets_exactly_what_it_missed_then_live() {
+    let server = TestServer::start().await;
+    let (mut alice, bob, state) = group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    let seen = say_ok(&mut alice, &state, &mut chain, "seen live").await;
+    let mut bob = bob;
+    let live = bob
+        .wait_for(|f| matches!(f, ServerFrame::Message { .. }))
+        .await;
+    let ServerFrame::Message { seq, .. } = live else {
+        unreachable!()
+    };
+    assert_eq!(seq, seen);
+    let bob = bob.close().await;
+
+    let mut missed = Vec::new();
+    for i in 0..7 {
+        missed.push(say_ok(&mut alice, &state, &mut chain, &format!("missed {i}")).await);
+    }
+    let mut bob = bob.connect(&server).await;
+    let (_, messages) = sync_all(&mut bob, &state, seen).await;
+    let got: Vec<Seq> = messages.iter().map(|m| m.seq).collect();
+    assert_eq!(got, missed, "exactly the missed messages, once, in order");
+    // Then live, continuing the sequence with no gap.
+    let next = say_ok(&mut alice, &state, &mut chain, "live again").await;
+    let live = bob
+        .wait_for(|f| matches!(f, ServerFrame::Message { .. }))
+        .await;
+    let ServerFrame::Message { seq, .. } = live else {
+        unreachable!()
+    };
+    assert_eq!(seq, next);
+    assert_eq!(next.0, missed.last().unwrap().0 + 1);
+    assert!(
+        !bob.pending
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Message { .. })),
+        "no duplicates"
+    );
+}
+
+#[tokio::test]
+async fn a_device_connected_twice_receives_on_both() {
+    let server = TestServer::start().await;
+    let (mut alice, bob_laptop, state) = group_of_two(&server).await;
+    let mut bob_terminal = bob_laptop.reconnect(&server).await;
+    let mut bob_laptop = bob_laptop;
+    let mut chain = SenderChain::generate(&mut rng());
+    let envelope = seal_text(&alice, &state, &mut chain, "to both");
+    let seq = post_ok(&mut alice, &envelope).await;
+    for conn in [&mut bob_laptop, &mut bob_terminal] {
+        let frame = conn
+            .wait_for(|f| matches!(f, ServerFrame::Message { .. }))
+            .await;
+        let ServerFrame::Message {
+            seq: got,
+            envelope: e,
+            ..
+        } = frame
+        else {
+            unreachable!()
+        };
+        assert_eq!((got, &e), (seq, &envelope));
+    }
+    // Alice's own second connection gets her message too, her first only the acknowledgement.
+    let mut alice_other = alice.reconnect(&server).await;
+    let seq2 = say_ok(&mut alice, &state, &mut chain, "mine").await;
+    let frame = alice_other
+        .wait_for(|f| matches!(f, ServerFrame::Message { .. }))
+        .await;
+    assert!(matches!(frame, ServerFrame::Message { seq, .. } if seq == seq2));
+}
+
+#[tokio::test]
+async fn server_enforces_mute_lock_slow_mode_agreement_and_epoch() {
+    let server = TestServer::start().await;
+    let (mut alice, mut bob, mut state) = group_of_two(&server).await;
+    let mut bob_chain = SenderChain::generate(&mut rng());
+    let bob_user = bob.user;
+    say_ok(&mut bob, &state, &mut bob_chain, "hello").await;
+
+    let until = Timestamp(now().0 + 30 * 60 * 1000);
+    assert!(matches!(
+        alice
+            .append(
+                &mut state,
+                OpBody::Mute {
+                    user: bob_user,
+                    until
+                }
+            )
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    let reply = say(&mut bob, &state, &mut bob_chain, "muted?").await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::Muted));
+    assert!(
+        matches!(reply, ServerFrame::Error { retry_after_ms: Some(ms), .. } if ms > 29 * 60 * 1000)
+    );
+    assert!(matches!(
+        alice
+            .append(&mut state, OpBody::Unmute { user: bob_user })
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    say_ok(&mut bob, &state, &mut bob_chain, "unmuted").await;
+
+    assert!(matches!(
+        alice.append(&mut state, OpBody::Lock {}).await,
+        ServerFrame::OpAppended { .. }
+    ));
+    let reply = say(&mut bob, &state, &mut bob_chain, "locked?").await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::Locked));
+    // Facilitators can always post.
+    let mut alice_chain = SenderChain::generate(&mut rng());
+    say_ok(&mut alice, &state, &mut alice_chain, "facilitator note").await;
+    assert!(matches!(
+        alice.append(&mut state, OpBody::Unlock {}).await,
+        ServerFrame::OpAppended { .. }
+    ));
+
+    assert!(matches!(
+        alice
+            .append(&mut state, OpBody::SetSlowMode { seconds: 600 })
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    // Bob posted moments ago, so he waits for the rest of the interval; facilitators do not.
+    let reply = say(&mut bob, &state, &mut bob_chain, "too soon").await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::SlowMode));
+    assert!(
+        matches!(reply, ServerFrame::Error { retry_after_ms: Some(ms), .. } if ms <= 600_000 && ms > 500_000)
+    );
+    say_ok(&mut alice, &state, &mut alice_chain, "facilitator, once").await;
+    say_ok(&mut alice, &state, &mut alice_chain, "facilitator, twice").await;
+    assert!(matches!(
+        alice
+            .append(&mut state, OpBody::SetSlowMode { seconds: 0 })
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+
+    let text_hash = [9u8; 32];
+    assert!(matches!(
+        alice
+            .append(
+                &mut state,
+                OpBody::SetAgreement {
+                    version: 1,
+                    text_hash
+                }
+            )
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    let reply = say(&mut bob, &state, &mut bob_chain, "no agreement").await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::AgreementRequired));
+    assert!(matches!(
+        bob.append(&mut state, OpBody::AcceptAgreement { version: 1 })
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    say_ok(&mut bob, &state, &mut bob_chain, "agreed").await;
+
+    // A post from an epoch that never existed is refused.
+    let mut future = seal_text(&bob, &state, &mut bob_chain, "future");
+    future = Envelope::seal(
+        &bob.identity,
+        state.group(),
+        confide_protocol::Epoch(state.epoch().0 + 5),
+        &mut bob_chain,
+        b"x",
+        &mut rng(),
+    )
+    .unwrap_or(future);
+    assert_eq!(
+        error_code(&post(&mut bob, &future).await),
+        Some(ErrorCode::StaleEpoch)
+    );
+
+    // A plain member cannot sign moderation ops.
+    let reply = bob.append(&mut state, OpBody::Lock {}).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::InvalidOp));
+    assert!(!state.locked());
+}
+
+#[tokio::test]
+async fn inbox_items_are_delivered_until_acknowledged() {
+    let server = TestServer::start().await;
+    let (mut alice, bob, state) = group_of_two(&server).await;
+    let bob = bob.close().await;
+    let sealed = seal::seal(
+        &alice.identity,
+        &bob.identity.public_keys(),
+        SealKind::SenderKey,
+        state.group(),
+        state.epoch(),
+        b"chain",
+        &mut rng(),
+    )
+    .unwrap();
+    let reply = alice
+        .request(|id| ClientFrame::SendSealed {
+            id,
+            items: vec![sealed.clone()],
+        })
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+
+    let mut bob = bob.connect(&server).await;
+    let frame = bob
+        .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+        .await;
+    let ServerFrame::Inbox { items } = frame else {
+        unreachable!()
+    };
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].payload, sealed);
+    assert_eq!(
+        &*seal::open(&bob.identity, &items[0].payload).unwrap(),
+        b"chain"
+    );
+    let inbox_id = items[0].inbox_id;
+
+    // Not acknowledged: delivered again on the next connection.
+    let mut bob = bob.close().await.connect(&server).await;
+    let frame = bob
+        .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+        .await;
+    assert!(matches!(&frame, ServerFrame::Inbox { items } if items[0].inbox_id == inbox_id));
+    let reply = bob
+        .request(|id| ClientFrame::AckInbox {
+            id,
+            inbox_ids: vec![inbox_id],
+        })
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }));
+
+    // Acknowledged: gone. A ping round trip proves no inbox frame was queued before it.
+    let mut bob = bob.close().await.connect(&server).await;
+    let reply = bob.request(|id| ClientFrame::Ping { id }).await;
+    assert!(matches!(reply, ServerFrame::Pong { .. }));
+    assert!(
+        !bob.pending
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Inbox { .. }))
+    );
+
+    // An outsider cannot fill a member's inbox.
+    let mut eve = RawClient::register(&server, "Eve").await;
+    let spam = seal::seal(
+        &eve.identity,
+        &bob.identity.public_keys(),
+        SealKind::SenderKey,
+        state.group(),
+        state.epoch(),
+        b"spam",
+        &mut rng(),
+    )
+    .unwrap();
+    let reply = eve
+        .request(|id| ClientFrame::SendSealed {
+            id,
+            items: vec![spam],
+        })
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::NotMember));
+}

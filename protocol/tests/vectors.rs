@@ -174,3 +174,138 @@ fn envelope_vectors() {
     assert_eq!(&*opened.body, body);
     assert_eq!(*opened.franking_key, franking_key);
 }
+
+#[test]
+fn group_log_vectors() {
+    use confide_protocol::group_log::{
+        GroupSettings, GroupState, InviteSecret, MemberEntry, Op, OpBody, Role, verify_log,
+    };
+    use confide_protocol::ids::Timestamp;
+    let alice = identity_from_seed(1);
+    let bob = identity_from_seed(2);
+    let (ua, ub) = (UserId([0x11; 16]), UserId([0x22; 16]));
+    let group = GroupId([7; 16]);
+    let entry = |user, name: &str, id: &DeviceIdentity| MemberEntry {
+        user,
+        display_name: name.into(),
+        devices: vec![id.public_keys()],
+    };
+    let t0 = 1_767_225_600_000u64;
+    let genesis = Op::genesis(
+        group,
+        alice.device_id(),
+        Timestamp(t0),
+        entry(ua, "Alice", &alice),
+        GroupSettings::default(),
+    )
+    .sign(&alice)
+    .unwrap();
+    let mut state = GroupState::from_genesis(&genesis).unwrap();
+    let invite = InviteSecret::from_bytes(&seed_bytes(50));
+    let mut log = vec![genesis];
+    let mut push = |state: &mut GroupState, author: &DeviceIdentity, at: u64, body: OpBody| {
+        let signed = state
+            .next_op(author.device_id(), Timestamp(at), body)
+            .sign(author)
+            .unwrap();
+        state.apply(&signed).unwrap();
+        log.push(signed);
+    };
+    push(
+        &mut state,
+        &alice,
+        t0 + 1000,
+        OpBody::Invite {
+            invite: invite.id(),
+            requires_approval: false,
+            max_uses: 1,
+            expires_at: Timestamp(t0 + 86_400_000),
+        },
+    );
+    let invite_sig = invite.sign_join(&group, &ub, &bob.device_id());
+    push(
+        &mut state,
+        &bob,
+        t0 + 2000,
+        OpBody::Join {
+            invite: invite.id(),
+            member: entry(ub, "Bob", &bob),
+            invite_sig,
+        },
+    );
+    push(
+        &mut state,
+        &alice,
+        t0 + 3000,
+        OpBody::SetRole {
+            user: ub,
+            role: Role::CoFacilitator,
+        },
+    );
+    push(
+        &mut state,
+        &alice,
+        t0 + 4000,
+        OpBody::SetSlowMode { seconds: 30 },
+    );
+    let ops: Vec<Value> = log
+        .iter()
+        .map(|s| {
+            json!({
+                "signed": s,
+                "op_json": String::from_utf8(s.op.clone()).unwrap(),
+                "hash": s.hash(),
+            })
+        })
+        .collect();
+    let replayed = verify_log(&log).unwrap();
+    assert_eq!(replayed, state);
+    check(
+        "group-log",
+        json!({
+            "alice_public": alice.public_keys(),
+            "bob_public": bob.public_keys(),
+            "invite_secret": b64_encode(&seed_bytes(50)),
+            "ops": ops,
+            "final": {
+                "seq": state.seq(),
+                "epoch": state.epoch(),
+                "head": state.head(),
+                "members": state.members().len(),
+                "slow_mode_seconds": state.slow_mode_seconds(),
+            },
+        }),
+    );
+}
+
+#[test]
+fn auth_frame_vectors() {
+    use confide_protocol::frames::{self, ClientFrame, PROTOCOL_VERSION, ServerFrame};
+    use confide_protocol::ids::{RequestId, Timestamp};
+    let alice = identity_from_seed(1);
+    let nonce = seed_bytes(60);
+    let challenge = ServerFrame::Challenge {
+        version: PROTOCOL_VERSION,
+        server_name: "localhost".into(),
+        nonce,
+        server_time: Timestamp(1_767_225_600_000),
+    };
+    let register = ClientFrame::Register {
+        id: RequestId(1),
+        version: PROTOCOL_VERSION,
+        user: UserId([0x11; 16]),
+        display_name: "Alice".into(),
+        keys: alice.public_keys(),
+        registration_token: None,
+        signature: frames::sign_auth(&alice, "localhost", &nonce),
+    };
+    check(
+        "auth",
+        json!({
+            "dialled_host": "localhost",
+            "auth_message": b64_encode(&frames::auth_message("localhost", &nonce, &alice.device_id())),
+            "challenge": serde_json::from_str::<Value>(&challenge.to_json().unwrap()).unwrap(),
+            "register": serde_json::from_str::<Value>(&register.to_json().unwrap()).unwrap(),
+        }),
+    );
+}

@@ -600,6 +600,28 @@ pub struct OpenWindow {
 }
 
 impl OpenHours {
+    /// Whether the chat is open at `now`: some window's day is the local weekday and the local
+    /// minute of the day is in `[start_minute, end_minute)`. Local time uses the tz database
+    /// bundled with this crate. An unknown time zone is an error (callers fail closed: only
+    /// facilitators post). Log validity never depends on this, so implementations with
+    /// different tz databases still agree on the log.
+    pub fn is_open_at(&self, now: Timestamp) -> Result<bool, LogError> {
+        let tz = jiff::tz::TimeZone::get(&self.time_zone).map_err(|_| {
+            LogError::InvalidValue(format!("unknown time zone {:?}", self.time_zone))
+        })?;
+        let ms =
+            i64::try_from(now.0).map_err(|_| LogError::InvalidValue("time out of range".into()))?;
+        let instant = jiff::Timestamp::from_millisecond(ms)
+            .map_err(|_| LogError::InvalidValue("time out of range".into()))?;
+        let local = instant.to_zoned_datetime(tz);
+        let day = local.weekday().to_monday_zero_offset() as u8;
+        let minute = local.hour() as u16 * 60 + local.minute() as u16;
+        Ok(self
+            .windows
+            .iter()
+            .any(|w| w.day == day && w.start_minute <= minute && minute < w.end_minute))
+    }
+
     /// Checks the ranges documented on [`OpenHours`] and [`OpenWindow`].
     pub fn validate(&self) -> Result<(), LogError> {
         let tz = &self.time_zone;
@@ -1633,6 +1655,42 @@ impl LogError {
             LogError::InvalidValue(_) => "invalid_value",
             LogError::ClockSkew { .. } => "clock_skew",
         }
+    }
+}
+
+#[cfg(test)]
+mod open_hours_tests {
+    use super::*;
+
+    fn hours(tz: &str, windows: &[(u8, u16, u16)]) -> OpenHours {
+        OpenHours {
+            time_zone: tz.into(),
+            windows: windows
+                .iter()
+                .map(|&(day, start_minute, end_minute)| OpenWindow {
+                    day,
+                    start_minute,
+                    end_minute,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn open_hours_follow_the_groups_time_zone() {
+        // 2026-01-05 is a Monday. 17:30 UTC is 18:30 in Berlin (CET, UTC+1) and 12:30 in New York.
+        let monday_1730_utc = Timestamp(1_767_634_200_000);
+        let evening = hours("Europe/Berlin", &[(0, 18 * 60, 20 * 60)]);
+        assert!(evening.is_open_at(monday_1730_utc).unwrap());
+        let ny = hours("America/New_York", &[(0, 18 * 60, 20 * 60)]);
+        assert!(!ny.is_open_at(monday_1730_utc).unwrap());
+        let tuesday = hours("Europe/Berlin", &[(1, 0, 1440)]);
+        assert!(!tuesday.is_open_at(monday_1730_utc).unwrap());
+        assert!(
+            hours("Mars/Olympus_Mons", &[(0, 0, 1440)])
+                .is_open_at(monday_1730_utc)
+                .is_err()
+        );
     }
 }
 

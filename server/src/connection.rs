@@ -22,7 +22,7 @@ use confide_protocol::frames::{
     self, ClientFrame, DeviceInfo, ErrorCode, GroupSummary, InboxItem, PROTOCOL_VERSION,
     ServerFrame, StoredMessage,
 };
-use confide_protocol::group_log::{LogError, SignedOp};
+use confide_protocol::group_log::{LogError, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
 use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
 
@@ -622,6 +622,17 @@ async fn append_op(
         }
     }
     op.check_clock(now()).map_err(|e| log_reject(&e))?;
+    // The server must be able to enforce a schedule it accepts.
+    if let OpBody::SetOpenHours {
+        schedule: Some(hours),
+    } = &op.body
+        && let Err(e) = hours.is_open_at(now())
+    {
+        return Err(Reject::new(
+            ErrorCode::InvalidOp,
+            format!("{e}: use an IANA time zone name such as Europe/Berlin"),
+        ));
+    }
     let mut next = entry.state.clone();
     next.apply(&signed).map_err(|e| log_reject(&e))?;
     commit(
@@ -693,6 +704,28 @@ fn check_post(
             ErrorCode::Locked,
             "the group is locked; only facilitators can post",
         ));
+    }
+    if !moderator && let Some(hours) = state.open_hours() {
+        match hours.is_open_at(t) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Reject::new(
+                    ErrorCode::Locked,
+                    format!(
+                        "the group is outside its open hours ({}); only facilitators can post",
+                        hours.time_zone
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(Reject::new(
+                    ErrorCode::Locked,
+                    format!(
+                        "the group's open hours cannot be evaluated ({e}); only facilitators can post"
+                    ),
+                ));
+            }
+        }
     }
     if !moderator && !state.has_accepted_agreement(user) {
         return Err(Reject::new(

@@ -478,6 +478,64 @@ async fn server_enforces_mute_lock_slow_mode_agreement_and_epoch() {
     ));
     say_ok(&mut bob, &state, &mut bob_chain, "agreed").await;
 
+    // Open hours in the group's time zone: a window that is certainly not now closes the chat
+    // for members (facilitators can still post); an unknown zone is refused up front.
+    // 1970-01-01 was a Thursday (day 3, counting from Monday = 0): open only three days from now.
+    let today = ((now().0 / 86_400_000 + 3) % 7) as u8;
+    let closed_today = confide_protocol::group_log::OpenHours {
+        time_zone: "UTC".into(),
+        windows: vec![confide_protocol::group_log::OpenWindow {
+            day: (today + 3) % 7,
+            start_minute: 0,
+            end_minute: 1440,
+        }],
+    };
+    assert!(!closed_today.is_open_at(now()).unwrap());
+    assert!(matches!(
+        alice
+            .append(
+                &mut state,
+                OpBody::SetOpenHours {
+                    schedule: Some(closed_today)
+                }
+            )
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    let reply = say(&mut bob, &state, &mut bob_chain, "after hours").await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::Locked));
+    say_ok(
+        &mut alice,
+        &state,
+        &mut alice_chain,
+        "facilitator after hours",
+    )
+    .await;
+    let bogus = confide_protocol::group_log::OpenHours {
+        time_zone: "Mars/Olympus_Mons".into(),
+        windows: vec![confide_protocol::group_log::OpenWindow {
+            day: 0,
+            start_minute: 0,
+            end_minute: 1440,
+        }],
+    };
+    let reply = alice
+        .append(
+            &mut state,
+            OpBody::SetOpenHours {
+                schedule: Some(bogus),
+            },
+        )
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::InvalidOp));
+    assert!(matches!(
+        alice
+            .append(&mut state, OpBody::SetOpenHours { schedule: None })
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    say_ok(&mut bob, &state, &mut bob_chain, "open again").await;
+
     // A post from an epoch that never existed is refused.
     let mut future = seal_text(&bob, &state, &mut bob_chain, "future");
     future = Envelope::seal(

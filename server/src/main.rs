@@ -189,10 +189,14 @@ fn real_main() -> anyhow::Result<()> {
             ),
             None => None,
         };
+        let bound = listener.local_addr()?;
         println!(
-            "confide-server listening on {}{listen}",
+            "confide-server listening on {}{bound}",
             if tls.is_some() { "wss://" } else { "ws://" }
         );
+        if let Some(m) = &metrics_listener {
+            println!("metrics on http://{}/metrics", m.local_addr()?);
+        }
         let config = Config {
             limits,
             tls,

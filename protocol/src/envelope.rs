@@ -10,6 +10,7 @@ use crate::ids::{DeviceId, Epoch, GroupId};
 
 /// An encrypted group message as it travels and as the server stores it.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Envelope {
     /// Envelope format version, 1.
     pub v: u8,
@@ -261,6 +262,7 @@ fn frank_input(header: &[u8; HEADER_LEN], body: &[u8]) -> Vec<u8> {
 
 /// The plaintext of a Confide group message (the envelope body, as UTF-8 JSON).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MessageContent {
     /// When the sender says it sent the message.
     pub sent_at: Timestamp,

@@ -49,6 +49,7 @@ pub fn verify(
 /// payloads to it. The sealing key is signed by the identity key, so a server that swaps it is
 /// detected.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceKeys {
     /// The device's Ed25519 identity key (which is also its id).
     pub device: DeviceId,
@@ -242,6 +243,7 @@ impl KdfParams {
 
 /// A passphrase-encrypted identity, safe to write to disk.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExportedIdentity {
     /// Format version, 1.
     pub v: u8,

@@ -18,6 +18,7 @@ pub const MAX_REASON_LEN: usize = 2000;
 
 /// The plaintext of a report (UTF-8 JSON), sealed with [`SealKind::Report`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReportPayload {
     /// The group's sequence number of the reported message.
     pub seq: Seq,

@@ -25,6 +25,7 @@ pub enum SealKind {
 
 /// A payload sealed to one device, as stored in that device's inbox on the server.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SealedPayload {
     /// What it carries.
     pub kind: SealKind,

@@ -28,8 +28,12 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// After an epoch change, posts in the previous epoch are still accepted for this long, so that
 /// messages already in flight when a member joined are not lost.
 pub const DEFAULT_EPOCH_GRACE: Duration = Duration::from_secs(60);
-/// Largest number of ops plus messages in one sync page.
+/// Largest number of ops, and of messages, in one sync page (each list separately; at most the
+/// protocol's `MAX_SYNC_LIMIT`).
 pub const DEFAULT_SYNC_PAGE_LIMIT: u32 = 500;
+/// Largest total ciphertext in one `sync_page` or `inbox` frame, well under the 8 MiB a client
+/// accepts by default (base64 adds a third).
+pub const DEFAULT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Items one device's inbox may hold before senders get `inbox_full`.
 pub const DEFAULT_MAX_INBOX_ITEMS: usize = 10_000;
 /// Sealed payloads in one `send_sealed` frame (at most the protocol's own per-frame cap).
@@ -86,6 +90,8 @@ pub struct Limits {
     pub sync_page_limit: u32,
     /// See [`DEFAULT_MAX_INBOX_ITEMS`].
     pub max_inbox_items: usize,
+    /// See [`DEFAULT_PAGE_BYTES`].
+    pub page_bytes: usize,
     /// See [`DEFAULT_MAX_SEALED_PER_FRAME`].
     pub max_sealed_per_frame: usize,
     /// See [`DEFAULT_WS_READ_BUFFER`].
@@ -119,6 +125,7 @@ impl Default for Limits {
             epoch_grace: DEFAULT_EPOCH_GRACE,
             sync_page_limit: DEFAULT_SYNC_PAGE_LIMIT,
             max_inbox_items: DEFAULT_MAX_INBOX_ITEMS,
+            page_bytes: DEFAULT_PAGE_BYTES,
             max_sealed_per_frame: DEFAULT_MAX_SEALED_PER_FRAME,
             ws_read_buffer: DEFAULT_WS_READ_BUFFER,
             ws_write_buffer: DEFAULT_WS_WRITE_BUFFER,
@@ -167,6 +174,7 @@ pub struct FileConfig {
     pub epoch_grace_ms: Option<u64>,
     pub sync_page_limit: Option<u32>,
     pub max_inbox_items: Option<usize>,
+    pub page_bytes: Option<usize>,
     pub max_sealed_per_frame: Option<usize>,
     pub ws_read_buffer: Option<usize>,
     pub ws_write_buffer: Option<usize>,
@@ -224,6 +232,9 @@ impl FileConfig {
         }
         if let Some(v) = self.sync_page_limit {
             c.sync_page_limit = v
+        }
+        if let Some(v) = self.page_bytes {
+            c.page_bytes = v
         }
         if let Some(v) = self.max_inbox_items {
             c.max_inbox_items = v

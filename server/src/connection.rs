@@ -22,7 +22,7 @@ use confide_protocol::frames::{
     self, ClientFrame, DeviceInfo, ErrorCode, GroupSummary, InboxItem, PROTOCOL_VERSION,
     ServerFrame, StoredMessage,
 };
-use confide_protocol::group_log::{LogError, OpBody, SignedOp};
+use confide_protocol::group_log::{LogError, MemberEntry, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
 use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
 
@@ -31,8 +31,10 @@ use crate::hub::{ConnHandle, Outbound};
 use crate::server::{Shared, now};
 use crate::storage::{DeviceRecord, Write};
 
-/// Inbox items per `inbox` frame when delivering a backlog.
+/// Inbox items read per storage call when delivering a backlog.
 const INBOX_PAGE: usize = 100;
+/// Largest sealed ciphertext: the largest payload plus the inner signature and the AEAD tag.
+const MAX_SEALED_CIPHERTEXT: usize = confide_protocol::seal::MAX_SEALED_PAYLOAD + 64 + 16;
 
 /// A request failed: what to tell the client.
 struct Reject {
@@ -68,6 +70,7 @@ fn log_reject(e: &LogError) -> Reject {
         LogError::OutOfOrder { .. } | LogError::Fork { .. } | LogError::BrokenChain { .. } => {
             ErrorCode::OpConflict
         }
+        LogError::UnknownAuthor { .. } => ErrorCode::NotMember,
         _ => ErrorCode::InvalidOp,
     };
     Reject::new(code, format!("{e} ({})", e.code()))
@@ -111,7 +114,13 @@ pub async fn serve<S>(
     let close: Option<(CloseCode, String)> = loop {
         tokio::select! {
             incoming = stream.next() => {
-                let Some(Ok(message)) = incoming else { break None };
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
+                        break Some((CloseCode::Size, "message too big".into()));
+                    }
+                    _ => break None,
+                };
                 last_heard = Instant::now();
                 let text = match message {
                     WsMessage::Text(text) => text,
@@ -134,14 +143,15 @@ pub async fn serve<S>(
                 let id = frame.request_id();
                 match session {
                     None => match authenticate(&shared, &handle, frame, &nonce).await {
-                        Ok(Some(s)) => {
+                        Ok(Some((s, authenticated))) => {
                             tracing::Span::current().record("device", tracing::field::display(s.device.short()));
                             if shared.hub.register(s.device, handle.clone(), shared.limits.max_connections_per_device).is_err() {
-                                reply_error(&shared, &handle, None, Reject::new(ErrorCode::TooManyConnections, format!(
+                                reply_error(&shared, &handle, Some(id), Reject::new(ErrorCode::TooManyConnections, format!(
                                     "this device already has {} connections open", shared.limits.max_connections_per_device)).retry(Duration::from_secs(5)));
                                 flush_queue(&shared, &mut sink, &mut outbound).await;
                                 break Some((CloseCode::Policy, "too many connections for this device".into()));
                             }
+                            reply(&shared, &handle, &authenticated);
                             session = Some(s);
                             deliver_inbox_backlog(&shared, &handle, &s.device);
                         }
@@ -273,7 +283,7 @@ async fn authenticate(
     handle: &ConnHandle,
     frame: ClientFrame,
     nonce: &[u8; 32],
-) -> Result<Option<Session>, Reject> {
+) -> Result<Option<(Session, ServerFrame)>, Reject> {
     let id = frame.request_id();
     let bad_version = |v: u16| {
         Reject::new(
@@ -314,17 +324,13 @@ async fn authenticate(
                     "the signature does not answer this connection's challenge",
                 ));
             }
-            reply(
-                shared,
-                handle,
-                &ServerFrame::Authenticated {
-                    id,
-                    user: record.user,
-                    device,
-                    display_name: record.display_name,
-                },
-            );
-            Ok(Some(Session { device }))
+            let reply = ServerFrame::Authenticated {
+                id,
+                user: record.user,
+                device,
+                display_name: record.display_name,
+            };
+            Ok(Some((Session { device }, reply)))
         }
         ClientFrame::Register {
             version,
@@ -353,60 +359,65 @@ async fn authenticate(
                     "the keys or the challenge signature do not verify",
                 ));
             }
-            if display_name.chars().any(char::is_control) {
-                return Err(Reject::new(
-                    ErrorCode::BadFrame,
-                    "display_name must not contain control characters",
-                ));
+            // The same name rules as a member entry in a group log, so a registered name can
+            // always be used in one.
+            let entry = MemberEntry {
+                user,
+                display_name: display_name.clone(),
+                devices: vec![keys.clone()],
+            };
+            if let Err(e) = entry.validate() {
+                return Err(Reject::new(ErrorCode::BadFrame, e.to_string()));
             }
-            if let Some(existing) = shared
+            let stored = shared
                 .storage
                 .device(&keys.device)
-                .map_err(storage_reject)?
-            {
-                if existing.user != user || existing.keys != keys {
+                .map_err(storage_reject)?;
+            let display_name = match stored {
+                // Registering again with identical keys (a retry after a lost reply) is fine.
+                Some(existing) if existing.user == user && existing.keys == keys => {
+                    existing.display_name
+                }
+                Some(_) => {
                     return Err(Reject::new(
                         ErrorCode::AlreadyRegistered,
                         "this device is already registered; authenticate instead",
                     ));
                 }
-            } else {
-                if !shared
-                    .storage
-                    .devices_of_user(&user)
-                    .map_err(storage_reject)?
-                    .is_empty()
-                {
-                    return Err(Reject::new(
-                        ErrorCode::AlreadyRegistered,
-                        "this user id is taken; linking devices is not supported yet",
-                    ));
+                None => {
+                    if !shared
+                        .storage
+                        .devices_of_user(&user)
+                        .map_err(storage_reject)?
+                        .is_empty()
+                    {
+                        return Err(Reject::new(
+                            ErrorCode::AlreadyRegistered,
+                            "this user id is taken; linking devices is not supported yet",
+                        ));
+                    }
+                    let record = DeviceRecord {
+                        user,
+                        keys: keys.clone(),
+                        display_name: display_name.clone(),
+                        registered_at: now(),
+                    };
+                    commit(shared, vec![Write::Device(record)]).await?;
+                    display_name
                 }
-                let record = DeviceRecord {
-                    user,
-                    keys: keys.clone(),
-                    display_name: display_name.clone(),
-                    registered_at: now(),
-                };
-                match shared.writer.commit(vec![Write::Device(record)]).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(storage_reject(e)),
-                    Err(e) => return Err(Reject::new(ErrorCode::ShuttingDown, e.to_string())),
-                }
-            }
-            reply(
-                shared,
-                handle,
-                &ServerFrame::Authenticated {
-                    id,
-                    user,
-                    device: keys.device,
-                    display_name,
-                },
-            );
-            Ok(Some(Session {
+            };
+            let reply = ServerFrame::Authenticated {
+                id,
+                user,
                 device: keys.device,
-            }))
+                display_name,
+            };
+            Ok(Some((
+                Session {
+                    device: keys.device,
+                },
+                reply,
+            )))
         }
         _ => Err(Reject::new(
             ErrorCode::NotAuthenticated,
@@ -548,14 +559,28 @@ async fn create_group(
             "a genesis op must be signed by the device that submits it",
         ));
     }
-    op.check_clock(now()).map_err(|e| log_reject(&e))?;
     let group = entry.state.group();
     if shared.groups.get(&group).is_some() {
+        // A retry after a lost reply gets the same answer; anyone else's genesis is refused.
+        let stored = shared.storage.ops(&group, 0, 1).map_err(storage_reject)?;
+        if stored.first() == Some(&genesis) {
+            reply(shared, handle, &ServerFrame::GroupCreated { id, group });
+            return Ok(());
+        }
         return Err(Reject::new(
             ErrorCode::GroupExists,
             "a group with this id exists; choose another random id",
         ));
     }
+    op.check_clock(now()).map_err(|e| log_reject(&e))?;
+    check_member_entries(shared, &op.body)?;
+    // Reserve the id so that two concurrent creations cannot both write a genesis op.
+    let Some(_reservation) = shared.groups.reserve(group) else {
+        return Err(Reject::new(
+            ErrorCode::GroupExists,
+            "a group with this id is being created; choose another random id",
+        ));
+    };
     commit(
         shared,
         vec![Write::Op {
@@ -566,12 +591,7 @@ async fn create_group(
     )
     .await?;
     shared.metrics.ops_stored.fetch_add(1, Relaxed);
-    if !shared.groups.insert(entry) {
-        return Err(Reject::new(
-            ErrorCode::GroupExists,
-            "a group with this id exists; choose another random id",
-        ));
-    }
+    shared.groups.insert(entry);
     reply(shared, handle, &ServerFrame::GroupCreated { id, group });
     Ok(())
 }
@@ -633,6 +653,7 @@ async fn append_op(
             format!("{e}: use an IANA time zone name such as Europe/Berlin"),
         ));
     }
+    check_member_entries(shared, &op.body)?;
     let mut next = entry.state.clone();
     next.apply(&signed).map_err(|e| log_reject(&e))?;
     commit(
@@ -671,6 +692,32 @@ async fn append_op(
             Some(handle.id),
             &shared.metrics,
         );
+    }
+    Ok(())
+}
+
+/// Every device a member entry lists must be registered to that entry's user with exactly
+/// those keys, so nobody can list someone else's device (to hijack or block it) in a group.
+fn check_member_entries(shared: &Shared, body: &OpBody) -> Result<(), Reject> {
+    let entry = match body {
+        OpBody::Genesis { creator, .. } => creator,
+        OpBody::Join { member, .. } | OpBody::Add { member, .. } => member,
+        _ => return Ok(()),
+    };
+    for keys in &entry.devices {
+        let record = shared
+            .storage
+            .device(&keys.device)
+            .map_err(storage_reject)?;
+        match record {
+            Some(r) if r.user == entry.user && r.keys == *keys => {}
+            _ => {
+                return Err(Reject::new(
+                    ErrorCode::InvalidOp,
+                    "a member entry lists a device that is not registered to that user with those keys",
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -911,6 +958,14 @@ async fn send_sealed(
     let mut deliveries = Vec::with_capacity(items.len());
     let received_at = now();
     for payload in items {
+        if payload.ciphertext.len() > MAX_SEALED_CIPHERTEXT {
+            return Err(Reject::new(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "a sealed payload may carry at most {MAX_SEALED_CIPHERTEXT} bytes of ciphertext"
+                ),
+            ));
+        }
         authorize_sealed(shared, s, &payload).await?;
         if shared
             .storage
@@ -985,7 +1040,9 @@ async fn sync(
         }
         entry.state.seq()
     };
-    let limit = limit.min(shared.limits.sync_page_limit).max(1) as usize;
+    // MAX_SYNC_LIMIT is a constant above 1, so neither clamp can panic.
+    let cap = shared.limits.sync_page_limit.clamp(1, frames::MAX_SYNC_LIMIT);
+    let limit = limit.clamp(1, cap) as usize;
     let from_op = after_op_seq.map_or(0, |s| s.saturating_add(1));
     let ops = if from_op <= head {
         shared
@@ -998,7 +1055,7 @@ async fn sync(
     let next_op_seq = from_op + ops.len() as u64;
     let ops_complete = next_op_seq > head;
     // Messages only once the client has every op, so it can always verify their epochs.
-    let messages = if ops_complete {
+    let mut messages = if ops_complete {
         shared
             .storage
             .messages(&group, after_seq, limit)
@@ -1006,10 +1063,14 @@ async fn sync(
     } else {
         Vec::new()
     };
+    let fetched = messages.len();
+    truncate_to_budget(&mut messages, shared.limits.page_bytes, |m| {
+        m.envelope.ciphertext.len()
+    });
     let next_seq = messages
         .last()
         .map_or(Seq(after_seq.0.saturating_add(1)), |m| Seq(m.seq.0 + 1));
-    let complete = ops_complete && messages.len() < limit;
+    let complete = ops_complete && fetched < limit && messages.len() == fetched;
     reply(
         shared,
         handle,
@@ -1026,6 +1087,36 @@ async fn sync(
     Ok(())
 }
 
+/// Splits `items` into consecutive chunks whose sizes add up to at most `budget` bytes each
+/// (a single larger item gets a chunk of its own), so no frame outgrows what clients accept.
+fn chunk_by_budget<T>(items: Vec<T>, budget: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut current: Vec<T> = Vec::new();
+    let mut total = 0usize;
+    for item in items {
+        let n = size(&item);
+        if !current.is_empty() && total.saturating_add(n) > budget {
+            chunks.push(std::mem::take(&mut current));
+            total = 0;
+        }
+        total = total.saturating_add(n);
+        current.push(item);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// Keeps the longest prefix of `items` that fits `budget` (at least one item).
+fn truncate_to_budget<T>(items: &mut Vec<T>, budget: usize, size: impl Fn(&T) -> usize) {
+    let keep = chunk_by_budget(std::mem::take(items), budget, size)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    *items = keep;
+}
+
 /// Queues every pending inbox item for a freshly authenticated device.
 fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId) {
     let mut after = 0;
@@ -1040,7 +1131,11 @@ fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId
         let Some(last) = items.last() else { return };
         after = last.inbox_id;
         let done = items.len() < INBOX_PAGE;
-        reply(shared, handle, &ServerFrame::Inbox { items });
+        for chunk in chunk_by_budget(items, shared.limits.page_bytes, |i| {
+            i.payload.ciphertext.len()
+        }) {
+            reply(shared, handle, &ServerFrame::Inbox { items: chunk });
+        }
         if done {
             return;
         }

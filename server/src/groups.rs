@@ -68,6 +68,22 @@ fn device_list(state: &GroupState) -> Vec<DeviceId> {
 pub struct Groups {
     map: RwLock<HashMap<GroupId, Arc<Mutex<GroupEntry>>>>,
     by_device: RwLock<HashMap<DeviceId, BTreeSet<GroupId>>>,
+    /// Group ids whose genesis op is being written, so two creations cannot race.
+    creating: std::sync::Mutex<std::collections::HashSet<GroupId>>,
+}
+
+/// Holds a group id reserved for creation; releases it when dropped.
+pub struct Reservation<'a> {
+    groups: &'a Groups,
+    group: GroupId,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut creating) = self.groups.creating.lock() {
+            creating.remove(&self.group);
+        }
+    }
 }
 
 impl Groups {
@@ -104,6 +120,18 @@ impl Groups {
             }
         }
         Ok(groups)
+    }
+
+    /// Reserves `group` for creation, unless it exists or is being created.
+    pub fn reserve(&self, group: GroupId) -> Option<Reservation<'_>> {
+        let mut creating = self.creating.lock().ok()?;
+        if self.get(&group).is_some() || !creating.insert(group) {
+            return None;
+        }
+        Some(Reservation {
+            groups: self,
+            group,
+        })
     }
 
     /// The group's entry.

@@ -1041,7 +1041,10 @@ async fn sync(
         entry.state.seq()
     };
     // MAX_SYNC_LIMIT is a constant above 1, so neither clamp can panic.
-    let cap = shared.limits.sync_page_limit.clamp(1, frames::MAX_SYNC_LIMIT);
+    let cap = shared
+        .limits
+        .sync_page_limit
+        .clamp(1, frames::MAX_SYNC_LIMIT);
     let limit = limit.clamp(1, cap) as usize;
     let from_op = after_op_seq.map_or(0, |s| s.saturating_add(1));
     let ops = if from_op <= head {

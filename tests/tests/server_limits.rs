@@ -1,0 +1,345 @@
+//! Limits and operations: rate limits, slow consumers, connection caps, registration tokens,
+//! graceful shutdown, and who may appear in a member entry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use confide_client::TransportError;
+use confide_protocol::envelope::Envelope;
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody};
+use confide_protocol::sender_key::SenderChain;
+use confide_protocol::{DeviceIdentity, GroupId, Seq, UserId};
+use confide_server::Limits;
+use confide_tests::{RECV_TIMEOUT, RawClient, TestServer, now, rng};
+
+fn error_code(frame: &ServerFrame) -> Option<ErrorCode> {
+    match frame {
+        ServerFrame::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+async fn group_of_two(server: &TestServer) -> (RawClient, RawClient, GroupState) {
+    let mut alice = RawClient::register(server, "Alice").await;
+    let bob = RawClient::register(server, "Bob").await;
+    let mut state = alice.create_group().await;
+    let reply = alice
+        .append(
+            &mut state,
+            OpBody::Add {
+                member: bob.member_entry(),
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .await;
+    assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");
+    (alice, bob, state)
+}
+
+#[tokio::test]
+async fn flooding_past_the_rate_limit_is_refused_with_a_retry_hint() {
+    let limits = Limits {
+        rate_per_second: 1,
+        rate_burst: 5,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let mut alice = RawClient::register(&server, "Alice").await;
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let reply = alice.request(|id| ClientFrame::ListGroups { id }).await;
+        codes.push(error_code(&reply));
+    }
+    assert_eq!(
+        codes.iter().filter(|c| c.is_none()).count(),
+        5,
+        "the burst passes: {codes:?}"
+    );
+    assert_eq!(codes.last().unwrap(), &Some(ErrorCode::RateLimited));
+    // Other devices are not affected.
+    let mut bob = RawClient::register(&server, "Bob").await;
+    assert!(matches!(
+        bob.request(|id| ClientFrame::ListGroups { id }).await,
+        ServerFrame::Groups { .. }
+    ));
+    // Pings are never rate limited, so a client can always tell it is still connected.
+    assert!(matches!(
+        alice.request(|id| ClientFrame::Ping { id }).await,
+        ServerFrame::Pong { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_member_who_stops_reading_is_disconnected_and_resyncs_without_loss() {
+    let limits = Limits {
+        outbound_queue: 8,
+        rate_per_second: 10_000,
+        rate_burst: 10_000,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let (mut alice, bob, state) = group_of_two(&server).await;
+    let mut carol = RawClient::register(&server, "Carol").await;
+    let mut state = state;
+    assert!(matches!(
+        alice
+            .append(
+                &mut state,
+                OpBody::Add {
+                    member: carol.member_entry(),
+                    invite: None,
+                    invite_sig: None
+                }
+            )
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    let carol_op = carol
+        .wait_for(|f| matches!(f, ServerFrame::Op { .. }))
+        .await;
+    assert!(matches!(carol_op, ServerFrame::Op { .. }));
+    // Bob never reads. Alice posts large messages until his socket and queue are full.
+    let mut chain = SenderChain::generate(&mut rng());
+    let body = vec![b'x'; 60_000];
+    let total = 200;
+    let mut last = Seq(0);
+    for _ in 0..total {
+        let envelope = Envelope::seal(
+            &alice.identity,
+            state.group(),
+            state.epoch(),
+            &mut chain,
+            &body,
+            &mut rng(),
+        )
+        .unwrap();
+        let reply = alice.request(|id| ClientFrame::Post { id, envelope }).await;
+        let ServerFrame::Posted { seq, .. } = reply else {
+            panic!("{reply:?}")
+        };
+        last = seq;
+        // Carol keeps up and sees every message live.
+        let frame = carol
+            .wait_for(|f| matches!(f, ServerFrame::Message { .. }))
+            .await;
+        assert!(matches!(frame, ServerFrame::Message { seq: s, .. } if s == seq));
+    }
+    // Bob's connection was closed for falling behind, with a reason he can read.
+    let mut bob = bob;
+    let closed = loop {
+        match tokio::time::timeout(RECV_TIMEOUT, bob.conn.recv())
+            .await
+            .unwrap()
+        {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(&closed, TransportError::Closed(Some(reason)) if reason.contains("slow consumer")),
+        "{closed:?}"
+    );
+    // He comes back and resyncs everything.
+    let mut bob = bob.close().await.connect(&server).await;
+    let mut got = Vec::new();
+    let mut after = Seq(0);
+    loop {
+        let request = ClientFrame::Sync {
+            id: bob.next_id(),
+            group: state.group(),
+            after_op_seq: Some(state.seq()),
+            after_seq: after,
+            limit: 500,
+        };
+        let ServerFrame::SyncPage {
+            messages, complete, ..
+        } = bob.send_request(&request).await
+        else {
+            panic!()
+        };
+        after = messages.last().map(|m| m.seq).unwrap_or(after);
+        got.extend(messages.into_iter().map(|m| m.seq));
+        if complete {
+            break;
+        }
+    }
+    assert_eq!(got.len(), total);
+    assert_eq!(got.last(), Some(&last));
+}
+
+#[tokio::test]
+async fn connections_per_device_are_capped() {
+    let limits = Limits {
+        max_connections_per_device: 2,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let alice = RawClient::register(&server, "Alice").await;
+    let _second = alice.reconnect(&server).await;
+    let mut third =
+        RawClient::connect_as(&server, alice.clone_identity(), alice.user, "Alice").await;
+    let reply = third.authenticate().await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::TooManyConnections));
+}
+
+#[tokio::test]
+async fn registration_can_require_a_token() {
+    let limits = Limits {
+        registration_token: Some("let-me-in".into()),
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let mut client = RawClient::connect_as(
+        &server,
+        DeviceIdentity::generate(&mut rng()),
+        UserId::random(&mut rng()),
+        "Dana",
+    )
+    .await;
+    let id = client.next_id();
+    let frame = client.register_frame(id);
+    assert_eq!(
+        error_code(&client.send_request(&frame).await),
+        Some(ErrorCode::RegistrationClosed)
+    );
+    let id = client.next_id();
+    let mut frame = client.register_frame(id);
+    if let ClientFrame::Register {
+        registration_token, ..
+    } = &mut frame
+    {
+        *registration_token = Some("let-me-in".into());
+    }
+    assert!(matches!(
+        client.send_request(&frame).await,
+        ServerFrame::Authenticated { .. }
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients_and_keeps_acknowledged_messages() {
+    let mut server = TestServer::start().await;
+    let (mut alice, bob, state) = group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    let envelope = Envelope::seal(
+        &alice.identity,
+        state.group(),
+        state.epoch(),
+        &mut chain,
+        b"before shutdown",
+        &mut rng(),
+    )
+    .unwrap();
+    let reply = alice
+        .request(|id| ClientFrame::Post {
+            id,
+            envelope: envelope.clone(),
+        })
+        .await;
+    assert!(matches!(reply, ServerFrame::Posted { .. }));
+    server.stop().await;
+    let going = alice
+        .wait_for(|f| matches!(f, ServerFrame::GoingAway { .. }))
+        .await;
+    assert!(matches!(going, ServerFrame::GoingAway { reason } if reason.contains("shutting down")));
+    server.restart().await;
+    let mut bob = bob.close().await.connect(&server).await;
+    let request = ClientFrame::Sync {
+        id: bob.next_id(),
+        group: state.group(),
+        after_op_seq: None,
+        after_seq: Seq(0),
+        limit: 10,
+    };
+    let ServerFrame::SyncPage { messages, .. } = bob.send_request(&request).await else {
+        panic!()
+    };
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].envelope, envelope);
+}
+
+#[tokio::test]
+async fn nobody_can_list_someone_elses_device_in_a_member_entry() {
+    let server = TestServer::start().await;
+    let mut alice = RawClient::register(&server, "Alice").await;
+    let bob = RawClient::register(&server, "Bob").await;
+    let mut state = alice.create_group().await;
+    // Alice adds "Bob" but under a made-up user id: refused, Bob's device belongs to Bob's user.
+    let fake = MemberEntry {
+        user: UserId::random(&mut rng()),
+        display_name: "Bob".into(),
+        devices: vec![bob.identity.public_keys()],
+    };
+    let reply = alice
+        .append(
+            &mut state,
+            OpBody::Add {
+                member: fake,
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::InvalidOp));
+    // A genesis listing an unregistered device is refused too.
+    let ghost = DeviceIdentity::generate(&mut rng());
+    let mut entry = alice.member_entry();
+    entry.devices.push(ghost.public_keys());
+    let genesis = Op::genesis(
+        GroupId::random(&mut rng()),
+        alice.identity.device_id(),
+        now(),
+        entry,
+        GroupSettings::default(),
+    )
+    .sign(&alice.identity)
+    .unwrap();
+    let reply = alice
+        .request(|id| ClientFrame::CreateGroup { id, genesis })
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::InvalidOp));
+}
+
+#[tokio::test]
+async fn creating_a_group_is_idempotent_for_its_author_only() {
+    let server = TestServer::start().await;
+    let mut alice = RawClient::register(&server, "Alice").await;
+    let group = GroupId::random(&mut rng());
+    let genesis = Op::genesis(
+        group,
+        alice.identity.device_id(),
+        now(),
+        alice.member_entry(),
+        GroupSettings::default(),
+    )
+    .sign(&alice.identity)
+    .unwrap();
+    for _ in 0..2 {
+        let reply = alice
+            .request(|id| ClientFrame::CreateGroup {
+                id,
+                genesis: genesis.clone(),
+            })
+            .await;
+        assert!(
+            matches!(reply, ServerFrame::GroupCreated { group: g, .. } if g == group),
+            "{reply:?}"
+        );
+    }
+    let mut eve = RawClient::register(&server, "Eve").await;
+    let squat = Op::genesis(
+        group,
+        eve.identity.device_id(),
+        now(),
+        eve.member_entry(),
+        GroupSettings::default(),
+    )
+    .sign(&eve.identity)
+    .unwrap();
+    let reply = eve
+        .request(|id| ClientFrame::CreateGroup { id, genesis: squat })
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::GroupExists));
+    let _ = GroupState::from_genesis(&genesis).unwrap();
+}

@@ -256,12 +256,13 @@ impl Envelope {
 }
 
 /// The franking MAC input: `"confide/v1/franking" || 0x00 || header || body`.
-fn frank_input(header: &[u8; HEADER_LEN], body: &[u8]) -> Vec<u8> {
-    primitives::labelled(LABEL_FRANKING, &[header, body])
+fn frank_input(header: &[u8; HEADER_LEN], body: &[u8]) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(primitives::labelled(LABEL_FRANKING, &[header, body]))
 }
 
-/// The plaintext of a Confide group message (the envelope body, as UTF-8 JSON).
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+/// The plaintext of a Confide group message (the envelope body, as UTF-8 JSON). Its `Debug`
+/// shows only the kind of content, never the text.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageContent {
     /// When the sender says it sent the message.
@@ -270,8 +271,20 @@ pub struct MessageContent {
     pub body: ContentBody,
 }
 
-/// The kinds of message content.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+impl std::fmt::Debug for MessageContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.body {
+            ContentBody::Text { .. } => "text",
+        };
+        f.debug_struct("MessageContent")
+            .field("sent_at", &self.sent_at)
+            .field("kind", &kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The kinds of message content. No `Debug`: it is plaintext.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ContentBody {

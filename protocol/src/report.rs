@@ -16,8 +16,9 @@ use crate::seal::{self, SealError, SealKind, SealedPayload};
 /// Longest reason text a report may carry, in bytes.
 pub const MAX_REASON_LEN: usize = 2000;
 
-/// The plaintext of a report (UTF-8 JSON), sealed with [`SealKind::Report`].
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+/// The plaintext of a report (UTF-8 JSON), sealed with [`SealKind::Report`]. Its `Debug`
+/// shows no content, no key and no reason.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportPayload {
     /// The group's sequence number of the reported message.
@@ -36,8 +37,8 @@ pub struct ReportPayload {
     pub reported_at: Timestamp,
 }
 
-/// A report whose franking checked out.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// A report whose franking checked out. Its `Debug` shows no content and no reason.
+#[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedReport {
     /// The device that sent the reported message (proven).
     pub offender: DeviceId,
@@ -51,6 +52,27 @@ pub struct VerifiedReport {
     pub reason: String,
     /// The reported message's sequence number.
     pub seq: Seq,
+}
+
+impl std::fmt::Debug for ReportPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportPayload")
+            .field("seq", &self.seq)
+            .field("message", &self.envelope.message_id())
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for VerifiedReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedReport")
+            .field("offender", &self.offender)
+            .field("reporter", &self.reporter)
+            .field("message", &self.message)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a report is not valid.

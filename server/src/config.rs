@@ -11,6 +11,13 @@ use crate::writer::{DEFAULT_MAX_BATCH, DEFAULT_WRITE_QUEUE};
 pub const DEFAULT_MAX_FRAME_BYTES: usize = confide_protocol::frames::DEFAULT_MAX_CLIENT_FRAME_BYTES;
 /// Frames queued for one connection before it counts as a slow consumer and is disconnected.
 pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
+/// Bytes queued for one connection before it counts as a slow consumer.
+pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+/// A single websocket send that takes longer than this means the peer has stopped reading; the
+/// connection is dropped.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Simultaneous connections from one IP address (authenticated or not).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 /// Simultaneous connections the server accepts; more wait in the kernel's accept queue.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Simultaneous authenticated connections of one device (two terminals, a phone and a laptop).
@@ -70,6 +77,10 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// See [`DEFAULT_OUTBOUND_QUEUE`].
     pub outbound_queue: usize,
+    /// See [`DEFAULT_MAX_CONNECTIONS_PER_IP`].
+    pub max_connections_per_ip: usize,
+    /// See [`DEFAULT_OUTBOUND_QUEUE_BYTES`].
+    pub outbound_queue_bytes: usize,
     /// See [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
     /// See [`DEFAULT_MAX_CONNECTIONS_PER_DEVICE`].
@@ -84,6 +95,8 @@ pub struct Limits {
     pub ping_interval: Duration,
     /// See [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
+    /// See [`DEFAULT_WRITE_TIMEOUT`].
+    pub write_timeout: Duration,
     /// See [`DEFAULT_EPOCH_GRACE`].
     pub epoch_grace: Duration,
     /// See [`DEFAULT_SYNC_PAGE_LIMIT`].
@@ -115,6 +128,8 @@ impl Default for Limits {
             registration_token: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            outbound_queue_bytes: DEFAULT_OUTBOUND_QUEUE_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_device: DEFAULT_MAX_CONNECTIONS_PER_DEVICE,
             rate_per_second: DEFAULT_RATE_PER_SECOND,
@@ -122,6 +137,7 @@ impl Default for Limits {
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             epoch_grace: DEFAULT_EPOCH_GRACE,
             sync_page_limit: DEFAULT_SYNC_PAGE_LIMIT,
             max_inbox_items: DEFAULT_MAX_INBOX_ITEMS,
@@ -164,6 +180,8 @@ pub struct FileConfig {
     pub registration_token: Option<String>,
     pub max_frame_bytes: Option<usize>,
     pub outbound_queue: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub outbound_queue_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_device: Option<usize>,
     pub rate_per_second: Option<u32>,
@@ -171,6 +189,7 @@ pub struct FileConfig {
     pub auth_timeout_ms: Option<u64>,
     pub ping_interval_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
     pub epoch_grace_ms: Option<u64>,
     pub sync_page_limit: Option<u32>,
     pub max_inbox_items: Option<usize>,
@@ -203,6 +222,12 @@ impl FileConfig {
         if let Some(v) = self.max_frame_bytes {
             c.max_frame_bytes = v
         }
+        if let Some(v) = self.outbound_queue_bytes {
+            c.outbound_queue_bytes = v
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            c.max_connections_per_ip = v
+        }
         if let Some(v) = self.outbound_queue {
             c.outbound_queue = v
         }
@@ -223,6 +248,9 @@ impl FileConfig {
         }
         if let Some(v) = self.ping_interval_ms {
             c.ping_interval = ms(v)
+        }
+        if let Some(v) = self.write_timeout_ms {
+            c.write_timeout = ms(v)
         }
         if let Some(v) = self.idle_timeout_ms {
             c.idle_timeout = ms(v)

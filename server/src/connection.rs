@@ -82,17 +82,47 @@ struct Session {
     device: DeviceId,
 }
 
+/// What the reader asks the writer task to do besides sending queued frames.
+enum Control {
+    /// Send a websocket ping.
+    Ping,
+    /// Send what is queued, then `frame` (if any) and a close frame, then stop.
+    Close {
+        code: CloseCode,
+        reason: String,
+        frame: Option<Outbound>,
+    },
+}
+
 /// Serves one websocket until it closes.
+///
+/// Two tasks: this one reads and handles requests; a writer task owns the socket's sending half
+/// and gives up on any send that takes longer than the write timeout. So a peer that stops
+/// reading can never stall the reader: deadlines, the slow-consumer close and shutdown still
+/// fire, and the connection is dropped when the writer gives up.
 pub async fn serve<S>(
     shared: Arc<Shared>,
     ws: WebSocketStream<S>,
     conn_id: u64,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (handle, mut outbound) = ConnHandle::new(conn_id, shared.limits.outbound_queue);
-    let (mut sink, mut stream) = ws.split();
+    let (handle, outbound) = ConnHandle::new(
+        conn_id,
+        shared.limits.outbound_queue,
+        shared.limits.outbound_queue_bytes,
+    );
+    let (sink, mut stream) = ws.split();
+    let (control, control_rx) = mpsc::channel::<Control>(4);
+    let mut writer = tokio::spawn(write_loop(
+        shared.clone(),
+        sink,
+        outbound,
+        control_rx,
+        handle.clone(),
+    ));
+
     let mut nonce = [0u8; 32];
     shared.fill_random(&mut nonce);
     let challenge = ServerFrame::Challenge {
@@ -101,9 +131,7 @@ pub async fn serve<S>(
         nonce,
         server_time: now(),
     };
-    if send_frame(&shared, &mut sink, &challenge).await.is_err() {
-        return;
-    }
+    reply(&shared, &handle, &challenge);
 
     let mut session: Option<Session> = None;
     let auth_deadline = tokio::time::sleep(shared.limits.auth_timeout);
@@ -148,7 +176,6 @@ pub async fn serve<S>(
                             if shared.hub.register(s.device, handle.clone(), shared.limits.max_connections_per_device).is_err() {
                                 reply_error(&shared, &handle, Some(id), Reject::new(ErrorCode::TooManyConnections, format!(
                                     "this device already has {} connections open", shared.limits.max_connections_per_device)).retry(Duration::from_secs(5)));
-                                flush_queue(&shared, &mut sink, &mut outbound).await;
                                 break Some((CloseCode::Policy, "too many connections for this device".into()));
                             }
                             reply(&shared, &handle, &authenticated);
@@ -165,31 +192,23 @@ pub async fn serve<S>(
                     }
                 }
             }
-            Some(frame) = outbound.recv() => {
-                if send_text(&shared, &mut sink, frame).await.is_err() {
-                    break None;
-                }
-            }
-            _ = handle.wake.notified(), if handle.slow.load(Relaxed) => {
+            _ = &mut writer => break None,
+            // Notified only when the queue overflowed. (No `if` precondition here: it would be
+            // evaluated once per loop, and a wake-up arriving mid-wait would go unnoticed.)
+            _ = handle.wake.notified() => {
                 break Some((CloseCode::Again, "slow consumer: too far behind; reconnect and sync".into()));
             }
             _ = &mut auth_deadline, if session.is_none() => {
                 reply_error(&shared, &handle, None, Reject::new(ErrorCode::NotAuthenticated, "authentication timed out"));
-                flush_queue(&shared, &mut sink, &mut outbound).await;
                 break Some((CloseCode::Policy, "authentication timed out".into()));
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > shared.limits.idle_timeout {
                     break Some((CloseCode::Away, "idle timeout".into()));
                 }
-                if sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
-                    break None;
-                }
+                let _ = control.try_send(Control::Ping);
             }
             _ = shutdown.changed() => {
-                let going = ServerFrame::GoingAway { reason: "server shutting down".into() };
-                flush_queue(&shared, &mut sink, &mut outbound).await;
-                let _ = send_frame(&shared, &mut sink, &going).await;
                 break Some((CloseCode::Away, "server shutting down".into()));
             }
         }
@@ -198,61 +217,107 @@ pub async fn serve<S>(
         shared.hub.unregister(&s.device, conn_id);
     }
     if let Some((code, reason)) = close {
-        if code == CloseCode::Again {
-            let going = ServerFrame::GoingAway {
-                reason: reason.clone(),
-            };
-            let _ = send_frame(&shared, &mut sink, &going).await;
-        }
-        let _ = sink
-            .send(WsMessage::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
+        // The going-away notice bypasses the queue, which may be full (slow consumer).
+        let frame = serialize(&ServerFrame::GoingAway {
+            reason: reason.clone(),
+        });
+        let _ = control.try_send(Control::Close {
+            code,
+            reason,
+            frame,
+        });
     }
-    let _ = sink.close().await;
+    drop(control);
+    // The writer finishes within one write timeout per frame it still sends; beyond twice that,
+    // give up on the peer.
+    if tokio::time::timeout(shared.limits.write_timeout * 2, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
-type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, WsMessage>;
+/// Sends queued frames and control messages until told to close, the peer fails, or a send
+/// takes longer than the write timeout.
+async fn write_loop<S>(
+    shared: Arc<Shared>,
+    mut sink: WsSink<S>,
+    mut outbound: mpsc::Receiver<Outbound>,
+    mut control: mpsc::Receiver<Control>,
+    handle: ConnHandle,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let timeout = shared.limits.write_timeout;
+    loop {
+        tokio::select! {
+            biased;
+            ctrl = control.recv() => match ctrl {
+                Some(Control::Ping) => {
+                    if !timed_send(&mut sink, WsMessage::Ping(Vec::new().into()), timeout).await {
+                        return;
+                    }
+                }
+                Some(Control::Close { code, reason, frame }) => {
+                    if !handle.slow.load(Relaxed) {
+                        while let Ok(text) = outbound.try_recv() {
+                            if !send_text(&shared, &handle, &mut sink, text, timeout).await {
+                                return;
+                            }
+                        }
+                    }
+                    if let Some(text) = frame
+                        && !send_text(&shared, &handle, &mut sink, text, timeout).await
+                    {
+                        return;
+                    }
+                    let close = WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }));
+                    if timed_send(&mut sink, close, timeout).await {
+                        let _ = tokio::time::timeout(timeout, sink.close()).await;
+                    }
+                    return;
+                }
+                None => return,
+            },
+            text = outbound.recv() => match text {
+                Some(text) => {
+                    if !send_text(&shared, &handle, &mut sink, text, timeout).await {
+                        return;
+                    }
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+type WsSink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, WsMessage>;
+
+/// Sends one websocket message, giving up after `timeout`.
+async fn timed_send<S: AsyncRead + AsyncWrite + Unpin>(
+    sink: &mut WsSink<S>,
+    message: WsMessage,
+    timeout: Duration,
+) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
 
 async fn send_text<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
-    sink: &mut Sink<S>,
+    handle: &ConnHandle,
+    sink: &mut WsSink<S>,
     text: Outbound,
-) -> Result<(), ()> {
+    timeout: Duration,
+) -> bool {
+    let len = text.len();
+    handle.sent(len);
     shared.metrics.frames_out.fetch_add(1, Relaxed);
-    shared
-        .metrics
-        .bytes_out
-        .fetch_add(text.len() as u64, Relaxed);
-    sink.send(WsMessage::Text(text.as_ref().into()))
-        .await
-        .map_err(|_| ())
-}
-
-async fn send_frame<S: AsyncRead + AsyncWrite + Unpin>(
-    shared: &Shared,
-    sink: &mut Sink<S>,
-    frame: &ServerFrame,
-) -> Result<(), ()> {
-    let Ok(text) = frame.to_json() else {
-        return Err(());
-    };
-    send_text(shared, sink, text.into()).await
-}
-
-/// Sends whatever is already queued (best effort, before a close).
-async fn flush_queue<S: AsyncRead + AsyncWrite + Unpin>(
-    shared: &Shared,
-    sink: &mut Sink<S>,
-    rx: &mut mpsc::Receiver<Outbound>,
-) {
-    while let Ok(frame) = rx.try_recv() {
-        if send_text(shared, sink, frame).await.is_err() {
-            return;
-        }
-    }
+    shared.metrics.bytes_out.fetch_add(len as u64, Relaxed);
+    timed_send(sink, WsMessage::Text(text.as_ref().into()), timeout).await
 }
 
 fn serialize(frame: &ServerFrame) -> Option<Outbound> {
@@ -667,7 +732,8 @@ async fn append_op(
     .await?;
     shared.metrics.ops_stored.fetch_add(1, Relaxed);
     let before = entry.devices.clone();
-    entry.replace_state(next);
+    let grace = matches!(op.body, OpBody::Join { .. } | OpBody::Add { .. });
+    entry.replace_state(next, grace);
     let after = entry.devices.clone();
     shared.groups.update_devices(group, &before, &after);
     reply(
@@ -920,11 +986,19 @@ async fn authorize_sealed(shared: &Shared, s: Session, item: &SealedPayload) -> 
     let recipient_member = entry.state.member_of_device(&item.recipient).is_some();
     let sender_member = entry.state.member_of_device(&s.device).is_some();
     let allowed = if item.kind == SealKind::JoinRequest {
-        entry
-            .state
-            .facilitator_devices()
-            .iter()
-            .any(|k| k.device == item.recipient)
+        // Only to facilitators, and only while the group has an invite that needs approval
+        // (otherwise there is nothing to request, and the inbox would be open to anyone).
+        let t = now();
+        let open_invite =
+            entry.state.invites().values().any(|i| {
+                i.requires_approval && !i.revoked && i.uses < i.max_uses && i.expires_at > t
+            });
+        open_invite
+            && entry
+                .state
+                .facilitator_devices()
+                .iter()
+                .any(|k| k.device == item.recipient)
     } else {
         sender_member && recipient_member
     };
@@ -955,6 +1029,8 @@ async fn send_sealed(
         ));
     }
     let mut writes = Vec::with_capacity(items.len());
+    let mut batch_counts: std::collections::HashMap<DeviceId, usize> =
+        std::collections::HashMap::new();
     let mut deliveries = Vec::with_capacity(items.len());
     let received_at = now();
     for payload in items {
@@ -978,12 +1054,19 @@ async fn send_sealed(
                 "the recipient device is not registered",
             ));
         }
-        if shared
-            .storage
-            .inbox_len(&payload.recipient)
-            .map_err(storage_reject)?
-            >= shared.limits.max_inbox_items
-        {
+        // Count what is stored (once per recipient) plus what this batch adds.
+        let queued = match batch_counts.get_mut(&payload.recipient) {
+            Some(n) => n,
+            None => {
+                let stored = shared
+                    .storage
+                    .inbox_len(&payload.recipient)
+                    .map_err(storage_reject)?;
+                batch_counts.entry(payload.recipient).or_insert(stored)
+            }
+        };
+        *queued += 1;
+        if *queued > shared.limits.max_inbox_items {
             return Err(Reject::new(
                 ErrorCode::InboxFull,
                 "the recipient's inbox is full; try again later",

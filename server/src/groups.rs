@@ -45,10 +45,13 @@ impl GroupEntry {
         }
     }
 
-    /// Replaces the state after an op was applied and stored.
-    pub fn replace_state(&mut self, state: GroupState) {
+    /// Replaces the state after an op was applied and stored. `grace` says whether posts in
+    /// the epoch that just ended may still be accepted for a while: yes after someone joined
+    /// (their messages were in flight), never after someone was removed or left, so nothing
+    /// the removed member could read is accepted after their removal.
+    pub fn replace_state(&mut self, state: GroupState, grace: bool) {
         if state.epoch() != self.state.epoch() {
-            self.previous_epoch = Some((self.state.epoch(), Instant::now()));
+            self.previous_epoch = grace.then(|| (self.state.epoch(), Instant::now()));
         }
         self.devices = Arc::new(device_list(&state));
         self.state = state;

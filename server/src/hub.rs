@@ -6,7 +6,7 @@
 //! delivers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{Notify, mpsc};
 
@@ -27,19 +27,45 @@ pub struct ConnHandle {
     pub slow: Arc<AtomicBool>,
     /// Wakes the connection task when `slow` is set.
     pub wake: Arc<Notify>,
+    /// Bytes queued and not yet sent: the queue is bounded in bytes as well as in frames.
+    queued_bytes: Arc<AtomicUsize>,
+    /// The byte bound.
+    max_bytes: usize,
 }
 
 impl ConnHandle {
     /// Makes a handle and the receiving end its connection task reads from.
-    pub fn new(id: u64, capacity: usize) -> (ConnHandle, mpsc::Receiver<Outbound>) {
+    pub fn new(
+        id: u64,
+        capacity: usize,
+        max_bytes: usize,
+    ) -> (ConnHandle, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let handle = ConnHandle {
             id,
             tx,
             slow: Arc::new(AtomicBool::new(false)),
             wake: Arc::new(Notify::new()),
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            max_bytes,
         };
         (handle, rx)
+    }
+
+    /// Records that a frame of `len` bytes left the queue.
+    pub fn sent(&self, len: usize) {
+        let _ = self
+            .queued_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(len))
+            });
+    }
+
+    fn mark_slow(&self, metrics: &Metrics) {
+        if !self.slow.swap(true, Ordering::Relaxed) {
+            metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        }
+        self.wake.notify_one();
     }
 
     /// Queues a frame; on overflow marks the connection slow instead of waiting.
@@ -47,10 +73,14 @@ impl ConnHandle {
         if self.slow.load(Ordering::Relaxed) {
             return;
         }
+        let queued = self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
+        // One frame is always allowed into an empty queue, however large.
+        if queued > self.max_bytes && queued != frame.len() {
+            self.mark_slow(metrics);
+            return;
+        }
         if self.tx.try_send(frame.clone()).is_err() {
-            self.slow.store(true, Ordering::Relaxed);
-            metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
-            self.wake.notify_one();
+            self.mark_slow(metrics);
         }
     }
 }

@@ -2,7 +2,9 @@
 //! [`crate::connection`], and on shutdown stops accepting, tells every connection to go away,
 //! waits for them, and lets the writer finish every accepted write.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -89,9 +91,52 @@ impl Shared {
         WebSocketConfig::default()
             .read_buffer_size(self.limits.ws_read_buffer)
             .write_buffer_size(self.limits.ws_write_buffer)
-            .max_write_buffer_size(self.limits.ws_write_buffer.max(1) * 1024 * 64)
+            // A cap, not an allocation: room for the largest frame the server sends (a full
+            // sync page, base64-encoded) twice over.
+            .max_write_buffer_size(
+                self.limits
+                    .page_bytes
+                    .saturating_mul(3)
+                    .max(self.limits.ws_write_buffer + 1),
+            )
             .max_message_size(Some(hard_cap))
             .max_frame_size(Some(hard_cap))
+    }
+}
+
+type PerIp = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection's place in the per-address count; released on drop.
+struct IpSlot {
+    map: PerIp,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    fn take(map: &PerIp, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut counts = map.lock().ok()?;
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            map: map.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.map.lock()
+            && let Some(count) = counts.get_mut(&self.ip)
+        {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -135,6 +180,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
+    let per_ip: PerIp = Arc::new(std::sync::Mutex::new(HashMap::new()));
     tokio::pin!(shutdown);
     tracing::info!(addr = ?listener.local_addr().ok(), tls = shared.tls.is_some(), "listening");
     loop {
@@ -151,6 +197,13 @@ pub async fn run(
         while connections.try_join_next().is_some() {}
         match accepted {
             Ok((tcp, peer)) => {
+                let Some(ip_slot) =
+                    IpSlot::take(&per_ip, peer.ip(), shared.limits.max_connections_per_ip)
+                else {
+                    tracing::debug!(%peer, "too many connections from this address; dropped");
+                    drop(tcp);
+                    continue;
+                };
                 metrics.connections_total.fetch_add(1, Relaxed);
                 metrics.connections_open.fetch_add(1, Relaxed);
                 let shared = shared.clone();
@@ -160,6 +213,7 @@ pub async fn run(
                     crate::connection::handle_tcp(shared, tcp, peer, stop).await;
                     metrics.connections_open.fetch_sub(1, Relaxed);
                     drop(permit);
+                    drop(ip_slot);
                 });
             }
             Err(e) => {

@@ -285,7 +285,7 @@ async fn restart_keeps_every_acknowledged_message_and_the_group_log() {
     let (mut alice, bob, mut state) = group_of_two(&server).await;
     assert!(matches!(
         alice
-            .append(&mut state, OpBody::SetSlowMode { seconds: 0 })
+            .append(&mut state, OpBody::SetSlowMode { seconds: 5 })
             .await,
         ServerFrame::OpAppended { .. }
     ));

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoding::{b64, b64_array};
 use crate::identity::Signature;
-use crate::ids::{DeviceId, Epoch, GroupId};
+use crate::ids::{DeviceId, Epoch, EpochRef, GroupId, OpHash};
 
 /// An encrypted group message as it travels and as the server stores it.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -18,6 +18,8 @@ pub struct Envelope {
     pub group: GroupId,
     /// The epoch whose sender key encrypted it.
     pub epoch: Epoch,
+    /// Hash of the group-log op that started that epoch.
+    pub epoch_hash: OpHash,
     /// The sending device.
     pub sender: DeviceId,
     /// The sender chain's iteration that produced the message key.
@@ -41,9 +43,9 @@ use crate::sender_key::{ReceiverChain, SenderChain, SenderKeyError};
 
 /// The envelope format this crate writes and reads.
 pub const ENVELOPE_VERSION: u8 = 1;
-/// Length of the binary header: version (1) || group (16) || epoch (8) || sender (32) ||
-/// iteration (4).
-pub const HEADER_LEN: usize = 61;
+/// Length of the binary header: version (1) || group (16) || epoch (8) || epoch hash (32) ||
+/// sender (32) || iteration (4).
+pub const HEADER_LEN: usize = 93;
 /// Label of the sender's signature over an envelope.
 pub const LABEL_ENVELOPE_SIG: &str = "confide/v1/envelope";
 /// Label of the franking commitment.
@@ -143,9 +145,18 @@ impl Envelope {
         h[0] = self.v;
         h[1..17].copy_from_slice(self.group.as_bytes());
         h[17..25].copy_from_slice(&self.epoch.0.to_be_bytes());
-        h[25..57].copy_from_slice(self.sender.as_bytes());
-        h[57..61].copy_from_slice(&self.iteration.to_be_bytes());
+        h[25..57].copy_from_slice(self.epoch_hash.as_bytes());
+        h[57..89].copy_from_slice(self.sender.as_bytes());
+        h[89..93].copy_from_slice(&self.iteration.to_be_bytes());
         h
+    }
+
+    /// The epoch this envelope claims, by number and hash.
+    pub fn epoch_ref(&self) -> EpochRef {
+        EpochRef {
+            epoch: self.epoch,
+            hash: self.epoch_hash,
+        }
     }
 
     /// The message id: the first 16 bytes of `SHA-256("confide/v1/message-id" || 0x00 || header)`.
@@ -161,7 +172,7 @@ impl Envelope {
     pub fn seal(
         identity: &DeviceIdentity,
         group: GroupId,
-        epoch: Epoch,
+        epoch: EpochRef,
         chain: &mut SenderChain,
         body: &[u8],
         rng: &mut impl rand_core::CryptoRng,
@@ -175,7 +186,8 @@ impl Envelope {
         let mut envelope = Envelope {
             v: ENVELOPE_VERSION,
             group,
-            epoch,
+            epoch: epoch.epoch,
+            epoch_hash: epoch.hash,
             sender: identity.device_id(),
             iteration,
             franking_tag: [0u8; 32],
@@ -303,6 +315,13 @@ mod tests {
     use super::*;
     use crate::test_rng;
 
+    fn ep(n: u64) -> EpochRef {
+        EpochRef {
+            epoch: Epoch(n),
+            hash: OpHash([n as u8; 32]),
+        }
+    }
+
     struct Fixture {
         alice: DeviceIdentity,
         alice_chain: SenderChain,
@@ -324,7 +343,7 @@ mod tests {
         Envelope::seal(
             &f.alice,
             GroupId([5; 16]),
-            Epoch(1),
+            ep(1),
             &mut f.alice_chain,
             body,
             &mut test_rng(3),
@@ -371,6 +390,13 @@ mod tests {
             bad_header.open(&mut f.bob_copy).unwrap_err(),
             EnvelopeError::BadSignature
         );
+        // The same epoch number on another branch of a forked log is another header.
+        let mut other_branch = env.clone();
+        other_branch.epoch_hash = OpHash([9; 32]);
+        assert_eq!(
+            other_branch.open(&mut f.bob_copy).unwrap_err(),
+            EnvelopeError::BadSignature
+        );
         let mut bad_sig = env.clone();
         bad_sig.signature.0[10] ^= 1;
         assert_eq!(
@@ -408,7 +434,7 @@ mod tests {
         let env = Envelope::seal(
             &f.alice,
             GroupId([5; 16]),
-            Epoch(2),
+            ep(2),
             &mut new_chain,
             b"secret",
             &mut test_rng(4),
@@ -435,7 +461,7 @@ mod tests {
         let err = Envelope::seal(
             &f.alice,
             GroupId([5; 16]),
-            Epoch(1),
+            ep(1),
             &mut f.alice_chain,
             &vec![0; MAX_BODY_LEN + 1],
             &mut test_rng(3),
@@ -445,7 +471,7 @@ mod tests {
             Envelope::seal(
                 &f.alice,
                 GroupId([5; 16]),
-                Epoch(1),
+                ep(1),
                 &mut f.alice_chain,
                 &vec![0; MAX_BODY_LEN],
                 &mut test_rng(3)

@@ -1145,6 +1145,7 @@ mod tests {
                         v,
                         group,
                         epoch: crate::Epoch(epoch),
+                        epoch_hash: crate::OpHash(franking_tag),
                         sender,
                         iteration,
                         franking_tag,
@@ -1180,6 +1181,7 @@ mod tests {
                     kind,
                     group,
                     epoch: crate::Epoch(epoch),
+                    epoch_hash: crate::OpHash(enc),
                     sender,
                     recipient,
                     enc,
@@ -1438,6 +1440,7 @@ mod tests {
             v: 1,
             group: GroupId([0; 16]),
             epoch: crate::Epoch(2),
+            epoch_hash: crate::OpHash([0; 32]),
             sender: DeviceId([0; 32]),
             iteration: 3,
             franking_tag: [0; 32],
@@ -1451,6 +1454,7 @@ mod tests {
             kind: SealKind::SenderKey,
             group: GroupId([0; 16]),
             epoch: crate::Epoch(2),
+            epoch_hash: crate::OpHash([0; 32]),
             sender: DeviceId([0; 32]),
             recipient: DeviceId([0; 32]),
             enc: [0; 32],
@@ -1464,10 +1468,10 @@ mod tests {
             format!(r#"{{"device":"{ZERO32}","sealing_key":"{ZERO32}","sealing_sig":"{ZERO64}"}}"#);
         let op = format!(r#"{{"op":"e30=","sig":"{ZERO64}"}}"#);
         let envelope = format!(
-            r#"{{"v":1,"group":"{ZERO16}","epoch":2,"sender":"{ZERO32}","iteration":3,"franking_tag":"{ZERO32}","ciphertext":"AAAA","signature":"{ZERO64}"}}"#
+            r#"{{"v":1,"group":"{ZERO16}","epoch":2,"epoch_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","sender":"{ZERO32}","iteration":3,"franking_tag":"{ZERO32}","ciphertext":"AAAA","signature":"{ZERO64}"}}"#
         );
         let sealed = format!(
-            r#"{{"kind":"sender_key","group":"{ZERO16}","epoch":2,"sender":"{ZERO32}","recipient":"{ZERO32}","enc":"{ZERO32}","ciphertext":"AAAA"}}"#
+            r#"{{"kind":"sender_key","group":"{ZERO16}","epoch":2,"epoch_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","sender":"{ZERO32}","recipient":"{ZERO32}","enc":"{ZERO32}","ciphertext":"AAAA"}}"#
         );
         let (id, group) = (RequestId(7), GroupId([0; 16]));
         vec![
@@ -1572,10 +1576,10 @@ mod tests {
             format!(r#"{{"device":"{ZERO32}","sealing_key":"{ZERO32}","sealing_sig":"{ZERO64}"}}"#);
         let op = format!(r#"{{"op":"e30=","sig":"{ZERO64}"}}"#);
         let envelope = format!(
-            r#"{{"v":1,"group":"{ZERO16}","epoch":2,"sender":"{ZERO32}","iteration":3,"franking_tag":"{ZERO32}","ciphertext":"AAAA","signature":"{ZERO64}"}}"#
+            r#"{{"v":1,"group":"{ZERO16}","epoch":2,"epoch_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","sender":"{ZERO32}","iteration":3,"franking_tag":"{ZERO32}","ciphertext":"AAAA","signature":"{ZERO64}"}}"#
         );
         let sealed = format!(
-            r#"{{"kind":"sender_key","group":"{ZERO16}","epoch":2,"sender":"{ZERO32}","recipient":"{ZERO32}","enc":"{ZERO32}","ciphertext":"AAAA"}}"#
+            r#"{{"kind":"sender_key","group":"{ZERO16}","epoch":2,"epoch_hash":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","sender":"{ZERO32}","recipient":"{ZERO32}","enc":"{ZERO32}","ciphertext":"AAAA"}}"#
         );
         let (id, group) = (RequestId(7), GroupId([0; 16]));
         vec![

@@ -112,6 +112,17 @@ impl Epoch {
     }
 }
 
+/// An epoch named both by its number and by the hash of the group-log op that started it (the
+/// genesis op for epoch 0). Envelopes and sealed payloads carry both, so a message or key made
+/// on one branch of a forked log is rejected on the other, even if the numbers agree.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct EpochRef {
+    /// The epoch number.
+    pub epoch: Epoch,
+    /// Hash of the op that started it.
+    pub hash: OpHash,
+}
+
 /// A per-group sequence number that the server assigns to each stored message, starting at 1.
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::encoding::{b64, b64_array};
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::{DeviceIdentity, DeviceKeys};
-use crate::ids::{DeviceId, Epoch, MessageId, Seq, Timestamp};
+use crate::ids::{DeviceId, EpochRef, MessageId, Seq, Timestamp};
 use crate::seal::{self, SealError, SealKind, SealedPayload};
 
 /// Longest reason text a report may carry, in bytes.
@@ -103,7 +103,7 @@ pub enum ReportError {
 pub fn seal_report(
     reporter: &DeviceIdentity,
     facilitators: &[DeviceKeys],
-    epoch: Epoch,
+    epoch: EpochRef,
     report: &ReportPayload,
     rng: &mut impl rand_core::CryptoRng,
 ) -> Result<Vec<SealedPayload>, ReportError> {
@@ -175,12 +175,16 @@ pub fn verify_report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::GroupId;
+    use crate::ids::{Epoch, GroupId, OpHash};
     use crate::sender_key::{ReceiverChain, SenderChain};
     use crate::test_rng;
 
     #[test]
     fn facilitator_verifies_who_said_what_and_misquotes_fail() {
+        let ep0 = EpochRef {
+            epoch: Epoch(0),
+            hash: OpHash([0; 32]),
+        };
         let offender = DeviceIdentity::generate(&mut test_rng(1));
         let reporter = DeviceIdentity::generate(&mut test_rng(2));
         let facilitator = DeviceIdentity::generate(&mut test_rng(3));
@@ -190,7 +194,7 @@ mod tests {
         let env = Envelope::seal(
             &offender,
             group,
-            Epoch(0),
+            ep0,
             &mut chain,
             b"hurtful words",
             &mut test_rng(5),
@@ -208,7 +212,7 @@ mod tests {
         let sealed = seal_report(
             &reporter,
             &[facilitator.public_keys()],
-            Epoch(0),
+            ep0,
             &report,
             &mut test_rng(6),
         )

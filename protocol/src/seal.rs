@@ -4,7 +4,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::{b64, b64_array};
-use crate::ids::{DeviceId, Epoch, GroupId};
+use crate::ids::{DeviceId, Epoch, EpochRef, GroupId, OpHash};
+
+impl SealedPayload {
+    /// The epoch this payload was sealed in, by number and hash.
+    pub fn epoch_ref(&self) -> EpochRef {
+        EpochRef {
+            epoch: self.epoch,
+            hash: self.epoch_hash,
+        }
+    }
+}
 
 /// What a sealed payload carries; bound into the HPKE `info`, so a payload sealed as one kind
 /// cannot be opened as another.
@@ -33,6 +43,8 @@ pub struct SealedPayload {
     pub group: GroupId,
     /// The group epoch it was sealed in.
     pub epoch: Epoch,
+    /// Hash of the group-log op that started that epoch.
+    pub epoch_hash: OpHash,
     /// The sending device (bound as HPKE associated data and by the inner signature).
     pub sender: DeviceId,
     /// The device that can open it.
@@ -102,14 +114,20 @@ impl SealKind {
 }
 
 /// The HPKE `info`: `"confide/v1/seal" || 0x00 || kind (1) || group (16) || epoch (8, BE) ||
-/// recipient (32)`.
-pub fn seal_info(kind: SealKind, group: &GroupId, epoch: Epoch, recipient: &DeviceId) -> Vec<u8> {
+/// epoch hash (32) || recipient (32)`.
+pub fn seal_info(
+    kind: SealKind,
+    group: &GroupId,
+    epoch: EpochRef,
+    recipient: &DeviceId,
+) -> Vec<u8> {
     labelled(
         LABEL_SEAL_INFO,
         &[
             &[kind.code()],
             group.as_bytes(),
-            &epoch.0.to_be_bytes(),
+            &epoch.epoch.0.to_be_bytes(),
+            epoch.hash.as_bytes(),
             recipient.as_bytes(),
         ],
     )
@@ -123,7 +141,7 @@ pub fn seal(
     recipient: &DeviceKeys,
     kind: SealKind,
     group: GroupId,
-    epoch: Epoch,
+    epoch: EpochRef,
     payload: &[u8],
     rng: &mut impl rand_core::CryptoRng,
 ) -> Result<SealedPayload, SealError> {
@@ -155,7 +173,8 @@ pub fn seal(
     Ok(SealedPayload {
         kind,
         group,
-        epoch,
+        epoch: epoch.epoch,
+        epoch_hash: epoch.hash,
         sender: sender_id,
         recipient: recipient.device,
         enc: enc_bytes,
@@ -175,7 +194,12 @@ pub fn open(
     if sealed.ciphertext.len() > MAX_SEALED_PAYLOAD + 64 + 16 {
         return Err(SealError::TooLarge(sealed.ciphertext.len()));
     }
-    let info = seal_info(sealed.kind, &sealed.group, sealed.epoch, &sealed.recipient);
+    let info = seal_info(
+        sealed.kind,
+        &sealed.group,
+        sealed.epoch_ref(),
+        &sealed.recipient,
+    );
     let secret = recipient.sealing_secret_bytes();
     let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
         .map_err(|e| SealError::Hpke(e.to_string()))?;
@@ -216,6 +240,13 @@ mod tests {
     use super::*;
     use crate::test_rng;
 
+    fn ep(n: u64) -> EpochRef {
+        EpochRef {
+            epoch: Epoch(n),
+            hash: OpHash([n as u8; 32]),
+        }
+    }
+
     fn setup() -> (DeviceIdentity, DeviceIdentity, SealedPayload) {
         let alice = DeviceIdentity::generate(&mut test_rng(1));
         let bob = DeviceIdentity::generate(&mut test_rng(2));
@@ -224,7 +255,7 @@ mod tests {
             &bob.public_keys(),
             SealKind::SenderKey,
             GroupId([9; 16]),
-            Epoch(3),
+            ep(3),
             b"chain key",
             &mut test_rng(3),
         )
@@ -263,6 +294,10 @@ mod tests {
                 ..sealed.clone()
             },
             SealedPayload {
+                epoch_hash: OpHash([4; 32]),
+                ..sealed.clone()
+            },
+            SealedPayload {
                 sender: bob.device_id(),
                 ..sealed.clone()
             },
@@ -287,7 +322,7 @@ mod tests {
             &bob.public_keys(),
             SealKind::SenderKey,
             GroupId([9; 16]),
-            Epoch(3),
+            ep(3),
             b"fake",
             &mut test_rng(6),
         )
@@ -306,7 +341,7 @@ mod tests {
             &keys,
             SealKind::Direct,
             GroupId([0; 16]),
-            Epoch(0),
+            ep(0),
             b"x",
             &mut test_rng(8),
         );

@@ -9,7 +9,7 @@
 use confide_protocol::encoding::b64_encode;
 use confide_protocol::envelope::Envelope;
 use confide_protocol::identity::{self, DeviceIdentity, KdfParams};
-use confide_protocol::ids::{Epoch, GroupId, UserId};
+use confide_protocol::ids::{Epoch, EpochRef, GroupId, OpHash, UserId};
 use confide_protocol::seal::{self, SealKind};
 use confide_protocol::sender_key::{ReceiverChain, SenderChain};
 use rand_core::{Rng, SeedableRng};
@@ -47,6 +47,14 @@ fn check(name: &str, actual: Value) {
         stored, actual,
         "test vector {name} changed: the wire format or a construction is different"
     );
+}
+
+/// Epoch `n`, started by an op whose hash is `n` repeated.
+fn ep(n: u64) -> EpochRef {
+    EpochRef {
+        epoch: Epoch(n),
+        hash: OpHash([n as u8; 32]),
+    }
 }
 
 fn identity_from_seed(seed: u8) -> DeviceIdentity {
@@ -104,7 +112,7 @@ fn seal_vectors() {
         &bob.public_keys(),
         SealKind::SenderKey,
         GroupId([7; 16]),
-        Epoch(3),
+        ep(3),
         payload,
         &mut rng(9),
     )
@@ -115,7 +123,7 @@ fn seal_vectors() {
             "sender_public": alice.public_keys(),
             "recipient_public": bob.public_keys(),
             "recipient_sealing_secret": b64_encode(&seed_bytes(102)),
-            "info": b64_encode(&seal::seal_info(SealKind::SenderKey, &GroupId([7; 16]), Epoch(3), &bob.device_id())),
+            "info": b64_encode(&seal::seal_info(SealKind::SenderKey, &GroupId([7; 16]), ep(3), &bob.device_id())),
             "payload": b64_encode(payload),
             "sealed": sealed,
         }),
@@ -151,7 +159,7 @@ fn envelope_vectors() {
     let env = Envelope::seal(
         &alice,
         GroupId([7; 16]),
-        Epoch(2),
+        ep(2),
         &mut chain,
         body,
         &mut fk_rng,

@@ -24,7 +24,7 @@ use confide_protocol::frames::{
 };
 use confide_protocol::group_log::{LogError, MemberEntry, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
-use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
+use confide_protocol::{DeviceId, EpochRef, GroupId, RequestId, Seq};
 
 use crate::groups::{GroupEntry, new_group};
 use crate::hub::{ConnHandle, Outbound};
@@ -861,14 +861,16 @@ fn check_post(
             .retry(interval - elapsed));
         }
     }
-    let current = state.epoch();
-    let in_grace = matches!(entry.previous_epoch, Some((prev, since)) if prev == envelope.epoch && since.elapsed() < shared.limits.epoch_grace);
-    if envelope.epoch != current && !in_grace {
+    let current = state.epoch_ref();
+    let claimed = envelope.epoch_ref();
+    let in_grace = matches!(entry.previous_epoch, Some((prev, since))
+        if prev == claimed && since.elapsed() < shared.limits.epoch_grace);
+    if claimed != current && !in_grace {
         return Err(Reject::new(
             ErrorCode::StaleEpoch,
             format!(
-                "the group is in epoch {}, not {}; sync and send new sender keys",
-                current.0, envelope.epoch.0
+                "the group is in epoch {} (started by op {}), not {} ({}); sync and send new sender keys",
+                current.epoch.0, current.hash, claimed.epoch.0, claimed.hash
             ),
         ));
     }

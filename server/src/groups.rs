@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 use confide_protocol::group_log::{GroupState, LogError, SignedOp};
-use confide_protocol::{DeviceId, Epoch, GroupId, UserId};
+use confide_protocol::{DeviceId, EpochRef, GroupId, UserId};
 
 use crate::storage::{Storage, StorageError};
 
@@ -29,7 +29,7 @@ pub struct GroupEntry {
     /// When each member last posted, for slow mode.
     pub last_post: HashMap<UserId, Instant>,
     /// The epoch before the current one and when the current one began, for the grace period.
-    pub previous_epoch: Option<(Epoch, Instant)>,
+    pub previous_epoch: Option<(EpochRef, Instant)>,
 }
 
 impl GroupEntry {
@@ -51,7 +51,8 @@ impl GroupEntry {
     /// the removed member could read is accepted after their removal.
     pub fn replace_state(&mut self, state: GroupState, grace: bool) {
         if state.epoch() != self.state.epoch() {
-            self.previous_epoch = grace.then(|| (self.state.epoch(), Instant::now()));
+            let previous = self.state.epoch_ref();
+            self.previous_epoch = grace.then(|| (previous, Instant::now()));
         }
         self.devices = Arc::new(device_list(&state));
         self.state = state;

@@ -29,6 +29,11 @@ pub fn now() -> Timestamp {
     confide_server::server::now()
 }
 
+/// The current epoch of a verified group state, by number and hash.
+pub fn epoch_of(state: &GroupState) -> confide_protocol::EpochRef {
+    state.epoch_ref()
+}
+
 /// A running server.
 pub struct TestServer {
     /// `wss://localhost:PORT`.

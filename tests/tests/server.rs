@@ -13,7 +13,7 @@ use confide_protocol::group_log::{GroupState, OpBody};
 use confide_protocol::seal::{self, SealKind};
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceIdentity, Seq, Signature, Timestamp};
-use confide_tests::{RawClient, TestServer, now, rng};
+use confide_tests::{RawClient, TestServer, epoch_of, now, rng};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn error_code(frame: &ServerFrame) -> Option<ErrorCode> {
@@ -32,7 +32,7 @@ fn seal_text(
     Envelope::seal(
         &client.identity,
         state.group(),
-        state.epoch(),
+        epoch_of(&state),
         chain,
         text.as_bytes(),
         &mut rng(),
@@ -248,7 +248,7 @@ async fn bad_input_gets_stable_errors_and_the_connection_keeps_working() {
     let eve_envelope = Envelope::seal(
         &eve.identity,
         group,
-        state.epoch(),
+        epoch_of(&state),
         &mut SenderChain::generate(&mut rng()),
         b"hi",
         &mut rng(),
@@ -536,19 +536,40 @@ async fn server_enforces_mute_lock_slow_mode_agreement_and_epoch() {
     ));
     say_ok(&mut bob, &state, &mut bob_chain, "open again").await;
 
-    // A post from an epoch that never existed is refused.
-    let mut future = seal_text(&bob, &state, &mut bob_chain, "future");
-    future = Envelope::seal(
+    // A post from an epoch that never existed is refused, and so is one claiming the current
+    // epoch number but another branch of the log (a fork).
+    let future_epoch = confide_protocol::EpochRef {
+        epoch: confide_protocol::Epoch(state.epoch().0 + 5),
+        hash: state.epoch_hash(),
+    };
+    let future = Envelope::seal(
         &bob.identity,
         state.group(),
-        confide_protocol::Epoch(state.epoch().0 + 5),
+        future_epoch,
         &mut bob_chain,
         b"x",
         &mut rng(),
     )
-    .unwrap_or(future);
+    .unwrap();
     assert_eq!(
         error_code(&post(&mut bob, &future).await),
+        Some(ErrorCode::StaleEpoch)
+    );
+    let forked_epoch = confide_protocol::EpochRef {
+        epoch: state.epoch(),
+        hash: confide_protocol::OpHash([7; 32]),
+    };
+    let forked = Envelope::seal(
+        &bob.identity,
+        state.group(),
+        forked_epoch,
+        &mut bob_chain,
+        b"x",
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(
+        error_code(&post(&mut bob, &forked).await),
         Some(ErrorCode::StaleEpoch)
     );
 
@@ -568,7 +589,7 @@ async fn inbox_items_are_delivered_until_acknowledged() {
         &bob.identity.public_keys(),
         SealKind::SenderKey,
         state.group(),
-        state.epoch(),
+        epoch_of(&state),
         b"chain",
         &mut rng(),
     )
@@ -627,7 +648,7 @@ async fn inbox_items_are_delivered_until_acknowledged() {
         &bob.identity.public_keys(),
         SealKind::SenderKey,
         state.group(),
-        state.epoch(),
+        epoch_of(&state),
         b"spam",
         &mut rng(),
     )

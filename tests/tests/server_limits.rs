@@ -10,7 +10,7 @@ use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, Op
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceIdentity, GroupId, Seq, UserId};
 use confide_server::Limits;
-use confide_tests::{RECV_TIMEOUT, RawClient, TestServer, now, rng};
+use confide_tests::{RECV_TIMEOUT, RawClient, TestServer, epoch_of, now, rng};
 
 fn error_code(frame: &ServerFrame) -> Option<ErrorCode> {
     match frame {
@@ -108,7 +108,7 @@ async fn a_member_who_stops_reading_is_disconnected_and_resyncs_without_loss() {
         let envelope = Envelope::seal(
             &alice.identity,
             state.group(),
-            state.epoch(),
+            epoch_of(&state),
             &mut chain,
             &body,
             &mut rng(),
@@ -225,7 +225,7 @@ async fn shutdown_tells_clients_and_keeps_acknowledged_messages() {
     let envelope = Envelope::seal(
         &alice.identity,
         state.group(),
-        state.epoch(),
+        epoch_of(&state),
         &mut chain,
         b"before shutdown",
         &mut rng(),

@@ -24,7 +24,7 @@ use confide_protocol::frames::{
 };
 use confide_protocol::group_log::{LogError, MemberEntry, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
-use confide_protocol::{DeviceId, EpochRef, GroupId, RequestId, Seq};
+use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
 
 use crate::groups::{GroupEntry, new_group};
 use crate::hub::{ConnHandle, Outbound};

@@ -32,7 +32,7 @@ fn seal_text(
     Envelope::seal(
         &client.identity,
         state.group(),
-        epoch_of(&state),
+        epoch_of(state),
         chain,
         text.as_bytes(),
         &mut rng(),

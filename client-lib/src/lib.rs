@@ -1,15 +1,417 @@
 //! # confide-client
 //!
-//! The client library for Confide. This release provides the transport layer: dialling a
-//! server over TLS with certificate pinning or CA roots ([`tls::ServerTrust`]) and exchanging
-//! typed frames ([`transport::Connection`]). The full `Client` (keys, encrypted store, sync,
-//! events) builds on it.
+//! The client library every Confide front end builds on. A caller who only calls
+//! [`Client::send_text`] and reads [`Events`] gets end-to-end encryption, key rotation,
+//! verification and resync without knowing how:
+//!
+//! - the device's keys and everything it receives live in an encrypted local store
+//!   ([`store`], Argon2id + ChaCha20-Poly1305);
+//! - the connection ([`transport`]) uses TLS 1.3 with a pinned certificate or CA roots
+//!   ([`ServerTrust`]), reconnects with back-off and resyncs, never showing a message twice;
+//! - every group's signed log is verified from genesis; an op the facilitators did not sign is
+//!   rejected and reported ([`Event::GroupRejected`]), never applied;
+//! - sender keys are sealed to exactly the devices the verified log lists, a fresh one in every
+//!   epoch; every message's signature is checked; forged, altered or replayed messages are
+//!   dropped and reported ([`Event::MessageRejected`]).
+//!
+//! ```no_run
+//! use confide_client::{Client, ClientConfig, ServerTrust};
+//! # async fn demo() -> Result<(), confide_client::ClientError> {
+//! let config = ClientConfig::new("wss://localhost:7443", ServerTrust::Pinned("ab".repeat(32)), "./alice-store");
+//! let (client, mut events) = Client::register(config, "Alice", b"correct horse battery staple").await?;
+//! let group = client.create_group().await?;
+//! client.send_text(group, "Hello, group", None).await?;
+//! while let Some(event) = events.next().await {
+//!     println!("{event:?}");
+//! }
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod actor;
+pub mod error;
+pub mod events;
+pub mod invite;
+pub mod store;
 pub mod tls;
 pub mod transport;
 
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+use confide_protocol::envelope::Envelope;
+use confide_protocol::group_log::{OpBody, Role};
+use confide_protocol::identity::KdfParams;
+use confide_protocol::{
+    DeviceId, DeviceIdentity, Epoch, GroupId, MessageId, Seq, Timestamp, UserId,
+};
+
+pub use error::ClientError;
+pub use events::{ChatMessage, Event, GroupChange, JoinRequest, Rejection};
+pub use invite::Invite;
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
+
+use actor::{Actor, Command, Profile};
+
+/// Cryptographic randomness from the operating system.
+pub(crate) fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// Commands queued for the background task before callers wait.
+const COMMAND_QUEUE: usize = 64;
+
+/// Where and how to connect, and where the local store lives.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `wss://host:port` (or `ws://` on loopback).
+    pub server_url: String,
+    /// How to trust the server's certificate.
+    pub trust: ServerTrust,
+    /// Directory of the encrypted local store.
+    pub store_path: PathBuf,
+    /// Argon2id parameters for a new store.
+    pub kdf: KdfParams,
+    /// Token for servers that require one to register.
+    pub registration_token: Option<String>,
+}
+
+impl ClientConfig {
+    /// A configuration with the recommended key-derivation parameters.
+    pub fn new(
+        server_url: impl Into<String>,
+        trust: ServerTrust,
+        store_path: impl Into<PathBuf>,
+    ) -> Self {
+        ClientConfig {
+            server_url: server_url.into(),
+            trust,
+            store_path: store_path.into(),
+            kdf: KdfParams::RECOMMENDED,
+            registration_token: None,
+        }
+    }
+}
+
+/// The result of [`Client::join`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// This device is now a member.
+    Joined(GroupId),
+    /// The request went to the facilitators; [`Event::Joined`] follows if they approve.
+    Pending(GroupId),
+}
+
+/// A group as this device sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group.
+    pub group: GroupId,
+    /// Whether this device is a member.
+    pub member: bool,
+    /// This device's user's role.
+    pub role: Option<Role>,
+    /// Number of members.
+    pub members: usize,
+    /// The current epoch.
+    pub epoch: Epoch,
+    /// Why the group's log was rejected, if it was.
+    pub tampered: Option<String>,
+}
+
+/// A member as the verified log lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// The user.
+    pub user: UserId,
+    /// Their pseudonym.
+    pub display_name: String,
+    /// Their role.
+    pub role: Role,
+    /// Their devices.
+    pub devices: Vec<DeviceId>,
+    /// Until when they are muted, if they are.
+    pub muted_until: Option<Timestamp>,
+}
+
+/// The stream of [`Event`]s, in order.
+pub struct Events(mpsc::UnboundedReceiver<Event>);
+
+impl Events {
+    /// The next event; `None` once the client has shut down.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.0.recv().await
+    }
+
+    /// An event if one is ready, without waiting.
+    pub fn try_next(&mut self) -> Option<Event> {
+        self.0.try_recv().ok()
+    }
+}
+
+/// A Confide client: one device of one user. Cheap to clone; every clone talks to the same
+/// background task.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    user: UserId,
+    device: DeviceId,
+    display_name: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("user", &self.user)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Creates a new identity and local store, registers with the server and connects.
+    pub async fn register(
+        config: ClientConfig,
+        display_name: &str,
+        passphrase: &[u8],
+    ) -> Result<(Client, Events), ClientError> {
+        let identity = DeviceIdentity::generate(&mut os_rng());
+        Self::register_with_identity(config, display_name, passphrase, identity).await
+    }
+
+    /// Like [`Self::register`], with an identity made elsewhere (restored from a backup).
+    pub async fn register_with_identity(
+        config: ClientConfig,
+        display_name: &str,
+        passphrase: &[u8],
+        identity: DeviceIdentity,
+    ) -> Result<(Client, Events), ClientError> {
+        let store =
+            store::Store::create(&config.store_path, passphrase, config.kdf, &mut os_rng())?;
+        let profile = Profile {
+            user: UserId::random(&mut os_rng()),
+            display_name: display_name.to_string(),
+            registered: false,
+        };
+        store.put_bytes("profile", b"identity", identity.to_secret_bytes().as_ref())?;
+        store.put("profile", b"profile", &profile)?;
+        store.flush()?;
+        Self::start(config, store, identity, profile, true).await
+    }
+
+    /// Opens an existing local store with its passphrase and connects.
+    pub async fn open(
+        config: ClientConfig,
+        passphrase: &[u8],
+    ) -> Result<(Client, Events), ClientError> {
+        let store = store::Store::open(&config.store_path, passphrase)?;
+        let secret = store
+            .get_bytes("profile", b"identity")?
+            .ok_or_else(|| ClientError::Protocol("the store holds no identity".into()))?;
+        let secret: [u8; 64] = secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::Protocol("damaged identity".into()))?;
+        let identity = DeviceIdentity::from_secret_pair(&zeroize::Zeroizing::new(secret));
+        let profile: Profile = store
+            .get("profile", b"profile")?
+            .ok_or_else(|| ClientError::Protocol("the store holds no profile".into()))?;
+        Self::start(config, store, identity, profile, false).await
+    }
+
+    async fn start(
+        config: ClientConfig,
+        store: store::Store,
+        identity: DeviceIdentity,
+        profile: Profile,
+        must_connect: bool,
+    ) -> Result<(Client, Events), ClientError> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+        let client = Client {
+            commands,
+            user: profile.user,
+            device: identity.device_id(),
+            display_name: profile.display_name.clone(),
+        };
+        let actor = Actor::new(
+            config.server_url,
+            config.trust,
+            store,
+            identity,
+            profile,
+            config.registration_token,
+            events_tx,
+        )?;
+        tokio::spawn(actor.run(commands_rx));
+        if must_connect {
+            // Registration must reach the server: surface its error to the caller now.
+            client.sync().await?;
+        }
+        Ok((client, Events(events_rx)))
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        rx.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// This device's user.
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The display name this device registered with.
+    pub fn display_name(&self) -> &str {
+        &self.display_name
+    }
+
+    /// Connects if needed and fetches everything new in every group.
+    pub async fn sync(&self) -> Result<(), ClientError> {
+        self.call(Command::Sync).await?
+    }
+
+    /// Creates a group with this user as its facilitator.
+    pub async fn create_group(&self) -> Result<GroupId, ClientError> {
+        self.call(Command::CreateGroup).await?
+    }
+
+    /// Creates an invite (facilitators): single- or limited-use, valid for `valid_for`.
+    pub async fn create_invite(
+        &self,
+        group: GroupId,
+        requires_approval: bool,
+        max_uses: u32,
+        valid_for: Duration,
+    ) -> Result<Invite, ClientError> {
+        self.call(|reply| Command::CreateInvite {
+            group,
+            requires_approval,
+            max_uses,
+            valid_for,
+            reply,
+        })
+        .await?
+    }
+
+    /// Joins with an invite, after verifying the group's log against it. With an invite that
+    /// needs approval, sends a join request (with an optional note) to the facilitators.
+    pub async fn join(
+        &self,
+        invite: &Invite,
+        note: Option<String>,
+    ) -> Result<JoinOutcome, ClientError> {
+        let invite = invite.clone();
+        self.call(|reply| Command::Join {
+            invite,
+            note,
+            reply,
+        })
+        .await?
+    }
+
+    /// Approves a pending join request (facilitators).
+    pub async fn approve(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
+        self.call(|reply| Command::Approve { group, user, reply })
+            .await?
+    }
+
+    /// Leaves a group.
+    pub async fn leave(&self, group: GroupId) -> Result<(), ClientError> {
+        self.op(group, OpBody::Leave {}).await.map(|_| ())
+    }
+
+    /// Removes a member (facilitators), optionally banning them. A new epoch starts: they can
+    /// read nothing sent afterwards.
+    pub async fn remove(&self, group: GroupId, user: UserId, ban: bool) -> Result<(), ClientError> {
+        self.op(group, OpBody::Remove { user, ban })
+            .await
+            .map(|_| ())
+    }
+
+    /// Signs and appends any group-log op (the moderation methods are built on this). Returns
+    /// the op's position in the log.
+    pub async fn op(&self, group: GroupId, body: OpBody) -> Result<u64, ClientError> {
+        self.call(|reply| Command::Op { group, body, reply })
+            .await?
+    }
+
+    /// Sends a text message, optionally replying to another. Returns the message as stored,
+    /// once the server has acknowledged it durably.
+    pub async fn send_text(
+        &self,
+        group: GroupId,
+        text: &str,
+        reply_to: Option<MessageId>,
+    ) -> Result<ChatMessage, ClientError> {
+        let text = text.to_string();
+        self.call(|reply| Command::Send {
+            group,
+            text,
+            reply_to,
+            reply,
+        })
+        .await?
+    }
+
+    /// Up to `limit` messages before `before` (or the newest), oldest first.
+    pub async fn history(
+        &self,
+        group: GroupId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, ClientError> {
+        self.call(|reply| Command::History {
+            group,
+            before,
+            limit,
+            reply,
+        })
+        .await?
+    }
+
+    /// The groups this device knows.
+    pub async fn groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
+        self.call(Command::Groups).await
+    }
+
+    /// A group's members, from its verified log.
+    pub async fn members(&self, group: GroupId) -> Result<Vec<MemberInfo>, ClientError> {
+        self.call(|reply| Command::Members { group, reply }).await?
+    }
+
+    /// The safety number to compare with `user` out of band.
+    pub async fn safety_number(&self, user: UserId) -> Result<String, ClientError> {
+        self.call(|reply| Command::SafetyNumber { user, reply })
+            .await?
+    }
+
+    /// Tries to decrypt an envelope with the keys this device holds, changing nothing. For
+    /// audits: it shows what this device could read of stored ciphertext.
+    pub async fn inspect_envelope(&self, envelope: &Envelope) -> Result<Vec<u8>, ClientError> {
+        let envelope = Box::new(envelope.clone());
+        self.call(|reply| Command::Inspect { envelope, reply })
+            .await?
+    }
+
+    /// Stops the background task, closing the connection and flushing the store.
+    pub async fn shutdown(&self) {
+        let _ = self.call(Command::Shutdown).await;
+    }
+}

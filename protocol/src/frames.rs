@@ -42,7 +42,7 @@ use crate::envelope::Envelope;
 use crate::error::CryptoError;
 use crate::group_log::SignedOp;
 use crate::identity::{self, DeviceIdentity, DeviceKeys, Signature};
-use crate::ids::{DeviceId, GroupId, MessageId, RequestId, Seq, Timestamp, UserId};
+use crate::ids::{DeviceId, GroupId, InviteId, MessageId, RequestId, Seq, Timestamp, UserId};
 use crate::seal::SealedPayload;
 
 /// The frame protocol version: sent by the server in [`ServerFrame::Challenge`] and by the
@@ -263,6 +263,11 @@ pub enum ClientFrame {
         /// Most ops, and most messages, to return: at least 1; above [`MAX_SYNC_LIMIT`] it is
         /// clamped.
         limit: u32,
+        /// For a device that is not a member yet: an invite in the group's log that is still
+        /// valid. The server then returns the group's ops (never its messages), so the device
+        /// can verify the group before joining or asking to join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite: Option<InviteId>,
     },
     /// Lists the groups the device is a member of. Reply: [`ServerFrame::Groups`].
     ListGroups {
@@ -361,6 +366,7 @@ impl ClientFrame {
             after_op_seq: next_op_seq.checked_sub(1),
             after_seq: Seq(next_seq.0.saturating_sub(1)),
             limit,
+            invite: None,
         }
     }
 
@@ -1250,6 +1256,7 @@ mod tests {
                         after_op_seq,
                         after_seq,
                         limit,
+                        invite: None,
                     }
                 }),
             request_id().prop_map(|id| ClientFrame::ListGroups { id }),
@@ -1543,6 +1550,7 @@ mod tests {
                     after_op_seq: Some(4),
                     after_seq: Seq(120),
                     limit: 100,
+                    invite: None,
                 },
                 format!(
                     r#"{{"type":"sync","id":7,"group":"{ZERO16}","after_op_seq":4,"after_seq":120,"limit":100}}"#
@@ -2100,6 +2108,7 @@ mod tests {
             after_op_seq: None,
             after_seq: Seq(0),
             limit: 0,
+            invite: None,
         };
         let error = client_err(&sync.to_json()?);
         assert!(matches!(
@@ -2192,7 +2201,8 @@ mod tests {
                 group,
                 after_op_seq: None,
                 after_seq: Seq(0),
-                limit: 50
+                limit: 50,
+                invite: None,
             }
         );
         assert_eq!(
@@ -2202,7 +2212,8 @@ mod tests {
                 group,
                 after_op_seq: Some(5),
                 after_seq: Seq(121),
-                limit: 50
+                limit: 50,
+                invite: None,
             }
         );
     }

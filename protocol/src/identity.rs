@@ -136,6 +136,24 @@ impl DeviceIdentity {
         Zeroizing::new(self.sealing.to_bytes())
     }
 
+    /// Both secrets, `signing (32) || sealing (32)`, for a store that encrypts them itself (the
+    /// client's encrypted local store). Zeroized on drop; never log or send these bytes.
+    pub fn to_secret_bytes(&self) -> Zeroizing<[u8; 64]> {
+        let mut out = Zeroizing::new([0u8; 64]);
+        out[..32].copy_from_slice(self.signing.as_bytes());
+        out[32..].copy_from_slice(self.sealing.as_bytes());
+        out
+    }
+
+    /// Rebuilds an identity from [`Self::to_secret_bytes`].
+    pub fn from_secret_pair(bytes: &[u8; 64]) -> Self {
+        let mut signing = Zeroizing::new([0u8; 32]);
+        let mut sealing = Zeroizing::new([0u8; 32]);
+        signing.copy_from_slice(&bytes[..32]);
+        sealing.copy_from_slice(&bytes[32..]);
+        Self::from_secret_bytes(&signing, &sealing)
+    }
+
     /// Encrypts this identity under a passphrase (Argon2id, then ChaCha20-Poly1305) for storage.
     pub fn export(
         &self,

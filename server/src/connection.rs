@@ -24,7 +24,7 @@ use confide_protocol::frames::{
 };
 use confide_protocol::group_log::{LogError, MemberEntry, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
-use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
+use confide_protocol::{DeviceId, GroupId, InviteId, RequestId, Seq};
 
 use crate::groups::{GroupEntry, new_group};
 use crate::hub::{ConnHandle, Outbound};
@@ -550,7 +550,17 @@ async fn handle_request(
             after_op_seq,
             after_seq,
             limit,
-        } => sync(shared, handle, s, id, group, after_op_seq, after_seq, limit).await,
+            invite,
+        } => {
+            let request = SyncRequest {
+                group,
+                after_op_seq,
+                after_seq,
+                limit,
+                invite,
+            };
+            sync(shared, handle, s, id, request).await
+        }
         ClientFrame::ListGroups { id } => {
             let mut groups = Vec::new();
             for group in shared.groups.of_device(&s.device) {
@@ -1101,29 +1111,53 @@ async fn send_sealed(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The parameters of a `sync` request.
+struct SyncRequest {
+    group: GroupId,
+    after_op_seq: Option<u64>,
+    after_seq: Seq,
+    limit: u32,
+    invite: Option<InviteId>,
+}
+
 async fn sync(
     shared: &Shared,
     handle: &ConnHandle,
     s: Session,
     id: RequestId,
-    group: GroupId,
-    after_op_seq: Option<u64>,
-    after_seq: Seq,
-    limit: u32,
+    request: SyncRequest,
 ) -> Result<(), Reject> {
+    let SyncRequest {
+        group,
+        after_op_seq,
+        after_seq,
+        limit,
+        invite,
+    } = request;
     let entry = shared
         .groups
         .get(&group)
         .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
-    let head = {
+    // Members get ops and the messages of the epochs since they joined; a device holding a
+    // valid invite gets only the ops, to verify the group before joining.
+    let (head, joined_epoch) = {
         let entry = entry.lock().await;
-        if entry.state.member_of_device(&s.device).is_none() {
-            return Err(Reject::new(
-                ErrorCode::NotMember,
-                "this device is not a member of the group",
-            ));
+        match entry.state.member_of_device(&s.device) {
+            Some((_, member)) => (entry.state.seq(), Some(member.joined_epoch)),
+            None => {
+                let t = now();
+                let valid = invite
+                    .and_then(|i| entry.state.invite(&i).cloned())
+                    .is_some_and(|i| !i.revoked && i.uses < i.max_uses && i.expires_at > t);
+                if !valid {
+                    return Err(Reject::new(
+                        ErrorCode::NotMember,
+                        "this device is not a member of the group (and holds no valid invite to it)",
+                    ));
+                }
+                (entry.state.seq(), None)
+            }
         }
-        entry.state.seq()
     };
     // MAX_SYNC_LIMIT is a constant above 1, so neither clamp can panic.
     let cap = shared
@@ -1143,7 +1177,7 @@ async fn sync(
     let next_op_seq = from_op + ops.len() as u64;
     let ops_complete = next_op_seq > head;
     // Messages only once the client has every op, so it can always verify their epochs.
-    let mut messages = if ops_complete {
+    let mut messages = if ops_complete && joined_epoch.is_some() {
         shared
             .storage
             .messages(&group, after_seq, limit)
@@ -1159,6 +1193,11 @@ async fn sync(
         .last()
         .map_or(Seq(after_seq.0.saturating_add(1)), |m| Seq(m.seq.0 + 1));
     let complete = ops_complete && fetched < limit && messages.len() == fetched;
+    // Ciphertext from before the member joined is useless to them (they hold no key for it)
+    // and is not theirs to collect.
+    if let Some(joined) = joined_epoch {
+        messages.retain(|m| m.envelope.epoch >= joined);
+    }
     reply(
         shared,
         handle,

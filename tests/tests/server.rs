@@ -88,6 +88,7 @@ async fn sync_all(
         after_op_seq: None,
         after_seq,
         limit: 3,
+        invite: None,
     };
     loop {
         match client.send_request(&request).await {

@@ -151,6 +151,7 @@ async fn a_member_who_stops_reading_is_disconnected_and_resyncs_without_loss() {
             after_op_seq: Some(state.seq()),
             after_seq: after,
             limit: 500,
+            invite: None,
         };
         let ServerFrame::SyncPage {
             messages, complete, ..
@@ -251,6 +252,7 @@ async fn shutdown_tells_clients_and_keeps_acknowledged_messages() {
         after_op_seq: None,
         after_seq: Seq(0),
         limit: 10,
+        invite: None,
     };
     let ServerFrame::SyncPage { messages, .. } = bob.send_request(&request).await else {
         panic!()

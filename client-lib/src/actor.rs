@@ -1,0 +1,1628 @@
+//! The client's background task: it owns the connection and the store, reconnects with
+//! back-off, resyncs, verifies and decrypts everything that arrives, and carries out the
+//! requests [`crate::Client`] sends it, one at a time.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
+use confide_protocol::frames::{
+    self, ClientFrame, ErrorCode, InboxItem, MAX_SEALED_PER_FRAME, PROTOCOL_VERSION, ServerFrame,
+    StoredMessage,
+};
+use confide_protocol::group_log::{
+    GroupSettings, GroupState, InviteSecret, MemberEntry, Op, OpBody, SignedOp,
+};
+use confide_protocol::seal::{self, SealKind, SealedPayload};
+use confide_protocol::sender_key::{ReceiverChain, SenderChain};
+use confide_protocol::{
+    DeviceId, DeviceIdentity, DeviceKeys, EpochRef, GroupId, MessageId, RequestId, Seq, Signature,
+    Timestamp, UserId,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ClientError, protocol};
+use crate::events::{ChatMessage, Event, GroupChange, JoinRequest, Rejection};
+use crate::invite::Invite;
+use crate::store::Store;
+use crate::tls::ServerTrust;
+use crate::transport::Connection;
+
+/// Ops and messages asked for per sync request.
+const SYNC_PAGE: u32 = 500;
+/// How long a request waits for its reply.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest reconnect delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+// Store trees.
+const T_PROFILE: &str = "profile";
+const T_GROUPS: &str = "groups";
+const T_OPS: &str = "ops";
+const T_MESSAGES: &str = "messages";
+const T_SEEN: &str = "seen";
+const T_OWN_CHAINS: &str = "own_chains";
+const T_RECV_CHAINS: &str = "recv_chains";
+const T_PARKED: &str = "parked";
+const T_KNOWN_KEYS: &str = "known_keys";
+const T_JOIN_REQUESTS: &str = "join_requests";
+
+/// The profile stored beside the identity.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Profile {
+    pub user: UserId,
+    pub display_name: String,
+    pub registered: bool,
+}
+
+/// What the store keeps per group besides its ops.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct GroupMeta {
+    /// The first message seq not yet processed.
+    next_seq: u64,
+    /// Why the log was rejected, if it was.
+    tampered: Option<String>,
+}
+
+/// The plaintext of a join request (sealed with [`SealKind::JoinRequest`]).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JoinRequestPayload {
+    invite: confide_protocol::InviteId,
+    invite_sig: Signature,
+    member: MemberEntry,
+    note: Option<String>,
+}
+
+/// One group as this device holds it.
+struct GroupCtx {
+    state: GroupState,
+    /// Every epoch the verified log went through, with the devices (and their users and
+    /// names) that were members in it: who may send in that epoch.
+    epochs: HashMap<EpochRef, HashMap<DeviceId, (UserId, String)>>,
+    meta: GroupMeta,
+}
+
+impl GroupCtx {
+    fn new(state: GroupState, meta: GroupMeta) -> Self {
+        let mut ctx = GroupCtx {
+            state,
+            epochs: HashMap::new(),
+            meta,
+        };
+        ctx.record_epoch();
+        ctx
+    }
+
+    fn record_epoch(&mut self) {
+        let mut devices = HashMap::new();
+        for (user, member) in self.state.members() {
+            for keys in &member.entry.devices {
+                devices.insert(keys.device, (*user, member.entry.display_name.clone()));
+            }
+        }
+        self.epochs.insert(self.state.epoch_ref(), devices);
+    }
+
+    fn is_member(&self, device: &DeviceId) -> bool {
+        self.state.member_of_device(device).is_some()
+    }
+}
+
+/// What the [`crate::Client`] handle asks for.
+pub(crate) enum Command {
+    CreateGroup(oneshot::Sender<Result<GroupId, ClientError>>),
+    CreateInvite {
+        group: GroupId,
+        requires_approval: bool,
+        max_uses: u32,
+        valid_for: Duration,
+        reply: oneshot::Sender<Result<Invite, ClientError>>,
+    },
+    Join {
+        invite: Invite,
+        note: Option<String>,
+        reply: oneshot::Sender<Result<crate::JoinOutcome, ClientError>>,
+    },
+    Approve {
+        group: GroupId,
+        user: UserId,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Op {
+        group: GroupId,
+        body: OpBody,
+        reply: oneshot::Sender<Result<u64, ClientError>>,
+    },
+    Send {
+        group: GroupId,
+        text: String,
+        reply_to: Option<MessageId>,
+        reply: oneshot::Sender<Result<ChatMessage, ClientError>>,
+    },
+    History {
+        group: GroupId,
+        before: Option<Seq>,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<ChatMessage>, ClientError>>,
+    },
+    Groups(oneshot::Sender<Vec<crate::GroupInfo>>),
+    Members {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<crate::MemberInfo>, ClientError>>,
+    },
+    SafetyNumber {
+        user: UserId,
+        reply: oneshot::Sender<Result<String, ClientError>>,
+    },
+    Inspect {
+        envelope: Box<Envelope>,
+        reply: oneshot::Sender<Result<Vec<u8>, ClientError>>,
+    },
+    Sync(oneshot::Sender<Result<(), ClientError>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub(crate) struct Actor {
+    pub url: String,
+    pub trust: ServerTrust,
+    pub store: Store,
+    pub identity: DeviceIdentity,
+    pub profile: Profile,
+    pub registration_token: Option<String>,
+    pub events: mpsc::UnboundedSender<Event>,
+    conn: Option<Connection>,
+    next_id: u64,
+    groups: HashMap<GroupId, GroupCtx>,
+    needs_sync: BTreeSet<GroupId>,
+    /// Inbox items processed and stored, to acknowledge.
+    pending_acks: Vec<u64>,
+}
+
+fn now() -> Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Timestamp(ms)
+}
+
+fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
+    [a, b].concat()
+}
+
+fn key3(a: &[u8], b: &[u8], c: &[u8]) -> Vec<u8> {
+    [a, b, c].concat()
+}
+
+fn server_error(frame: ServerFrame) -> ClientError {
+    match frame {
+        ServerFrame::Error {
+            code,
+            message,
+            retry_after_ms,
+            ..
+        } => ClientError::Server {
+            code,
+            message,
+            retry_after_ms,
+        },
+        other => ClientError::Unexpected(other.type_name().to_string()),
+    }
+}
+
+/// The op types whose target is a user, for [`GroupChange::target`].
+fn op_target(body: &OpBody) -> Option<UserId> {
+    match body {
+        OpBody::Join { member, .. } | OpBody::Add { member, .. } => Some(member.user),
+        OpBody::Remove { user, .. }
+        | OpBody::Unban { user }
+        | OpBody::SetRole { user, .. }
+        | OpBody::Mute { user, .. }
+        | OpBody::Unmute { user } => Some(*user),
+        _ => None,
+    }
+}
+
+impl Actor {
+    pub(crate) fn new(
+        url: String,
+        trust: ServerTrust,
+        store: Store,
+        identity: DeviceIdentity,
+        profile: Profile,
+        registration_token: Option<String>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Result<Actor, ClientError> {
+        let mut actor = Actor {
+            url,
+            trust,
+            store,
+            identity,
+            profile,
+            registration_token,
+            events,
+            conn: None,
+            next_id: 0,
+            groups: HashMap::new(),
+            needs_sync: BTreeSet::new(),
+            pending_acks: Vec::new(),
+        };
+        actor.load_groups()?;
+        Ok(actor)
+    }
+
+    /// Replays every stored group log (verifying it again) into memory.
+    fn load_groups(&mut self) -> Result<(), ClientError> {
+        let metas: Vec<(Vec<u8>, GroupMeta)> = self.store.scan(T_GROUPS, &[], usize::MAX)?;
+        for (key, meta) in metas {
+            let Ok(group) = <[u8; 16]>::try_from(key.as_slice()).map(GroupId) else {
+                continue;
+            };
+            let ops: Vec<(Vec<u8>, SignedOp)> =
+                self.store.scan(T_OPS, group.as_bytes(), usize::MAX)?;
+            let mut ctx: Option<GroupCtx> = None;
+            for (_, op) in &ops {
+                match ctx.as_mut() {
+                    None => {
+                        ctx = Some(GroupCtx::new(
+                            GroupState::from_genesis(op).map_err(protocol)?,
+                            meta.clone(),
+                        ))
+                    }
+                    Some(c) => {
+                        c.state.apply(op).map_err(protocol)?;
+                        c.record_epoch();
+                    }
+                }
+            }
+            if let Some(ctx) = ctx {
+                self.groups.insert(group, ctx);
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn device(&self) -> DeviceId {
+        self.identity.device_id()
+    }
+
+    fn member_entry(&self) -> MemberEntry {
+        MemberEntry {
+            user: self.profile.user,
+            display_name: self.profile.display_name.clone(),
+            devices: vec![self.identity.public_keys()],
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // The loop
+    // ---------------------------------------------------------------------------------------
+
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            if self.conn.is_none() {
+                match self.connect().await {
+                    Ok(()) => backoff = MIN_BACKOFF,
+                    Err(e) => {
+                        self.emit(Event::Disconnected {
+                            reason: e.to_string(),
+                        });
+                        // Wait out the back-off, but keep serving commands (which fail fast
+                        // or try to connect themselves).
+                        let sleep = tokio::time::sleep(backoff);
+                        tokio::pin!(sleep);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        loop {
+                            tokio::select! {
+                                _ = &mut sleep => break,
+                                cmd = commands.recv() => match cmd {
+                                    None => return,
+                                    Some(Command::Shutdown(done)) => { let _ = done.send(()); return; }
+                                    Some(cmd) => self.handle_command(cmd).await,
+                                },
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            let next = {
+                let Some(conn) = self.conn.as_mut() else {
+                    continue;
+                };
+                tokio::select! {
+                    cmd = commands.recv() => Next::Command(cmd),
+                    frame = conn.recv() => Next::Frame(frame),
+                }
+            };
+            match next {
+                Next::Command(None) => return,
+                Next::Command(Some(Command::Shutdown(done))) => {
+                    if let Some(conn) = self.conn.take() {
+                        conn.close().await;
+                    }
+                    let _ = self.store.flush();
+                    let _ = done.send(());
+                    return;
+                }
+                Next::Command(Some(cmd)) => self.handle_command(cmd).await,
+                Next::Frame(Ok(frame)) => self.handle_frame(frame),
+                Next::Frame(Err(e)) => self.disconnected(e.to_string()),
+            }
+            self.flush_acks().await;
+            self.process_needs_sync().await;
+        }
+    }
+
+    fn disconnected(&mut self, reason: String) {
+        if self.conn.take().is_some() {
+            self.emit(Event::Disconnected { reason });
+        }
+    }
+
+    /// Connects, authenticates (registering on first use), and resyncs every group.
+    async fn connect(&mut self) -> Result<(), ClientError> {
+        let mut conn = Connection::connect(&self.url, &self.trust).await?;
+        let challenge = tokio::time::timeout(REQUEST_TIMEOUT, conn.recv())
+            .await
+            .map_err(|_| ClientError::Unexpected("no challenge".into()))??;
+        let ServerFrame::Challenge { nonce, version, .. } = challenge else {
+            return Err(ClientError::Unexpected(challenge.type_name().into()));
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(protocol(format!(
+                "server speaks protocol version {version}"
+            )));
+        }
+        let signature = frames::sign_auth(&self.identity, conn.host(), &nonce);
+        self.conn = Some(conn);
+        let reply = if self.profile.registered {
+            let device = self.device();
+            self.request(|id| ClientFrame::Authenticate {
+                id,
+                version: PROTOCOL_VERSION,
+                device,
+                signature,
+            })
+            .await
+        } else {
+            let frame_token = self.registration_token.clone();
+            let keys = self.identity.public_keys();
+            let (user, display_name) = (self.profile.user, self.profile.display_name.clone());
+            self.request(|id| ClientFrame::Register {
+                id,
+                version: PROTOCOL_VERSION,
+                user,
+                display_name,
+                keys,
+                registration_token: frame_token,
+                signature,
+            })
+            .await
+        };
+        match reply {
+            Ok(ServerFrame::Authenticated { .. }) => {}
+            Ok(other) => {
+                self.conn = None;
+                return Err(server_error(other));
+            }
+            Err(e) => {
+                self.conn = None;
+                return Err(e);
+            }
+        }
+        if !self.profile.registered {
+            self.profile.registered = true;
+            self.store.put(T_PROFILE, b"profile", &self.profile)?;
+            self.store.flush()?;
+        }
+        self.emit(Event::Connected);
+        self.sync_all().await?;
+        Ok(())
+    }
+
+    async fn ensure_connected(&mut self) -> Result<(), ClientError> {
+        if self.conn.is_none() {
+            self.connect().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a request and waits for its reply, handling every other frame that arrives
+    /// meanwhile. A server error reply is returned as `Ok(ServerFrame::Error { .. })`.
+    async fn request(
+        &mut self,
+        make: impl FnOnce(RequestId) -> ClientFrame,
+    ) -> Result<ServerFrame, ClientError> {
+        self.next_id += 1;
+        let id = RequestId(self.next_id);
+        let frame = make(id);
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ClientError::Transport(crate::TransportError::Closed(None)));
+        };
+        if let Err(e) = conn.send(&frame).await {
+            self.disconnected(e.to_string());
+            return Err(e.into());
+        }
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(ClientError::Transport(crate::TransportError::Closed(None)));
+            };
+            let received = tokio::time::timeout_at(deadline, conn.recv()).await;
+            match received {
+                Err(_) => {
+                    self.disconnected("request timed out".into());
+                    return Err(ClientError::Unexpected(
+                        "the server did not answer in time".into(),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    self.disconnected(e.to_string());
+                    return Err(e.into());
+                }
+                Ok(Ok(reply)) if reply.request_id() == Some(id) => return Ok(reply),
+                Ok(Ok(other)) => {
+                    self.handle_frame(other);
+                    self.flush_acks().await;
+                }
+            }
+        }
+    }
+
+    /// Like [`Self::request`], turning an error reply into `Err`.
+    async fn request_ok(
+        &mut self,
+        make: impl FnOnce(RequestId) -> ClientFrame,
+    ) -> Result<ServerFrame, ClientError> {
+        match self.request(make).await? {
+            e @ ServerFrame::Error { .. } => Err(server_error(e)),
+            reply => Ok(reply),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Incoming frames (never send requests from here: only fire-and-forget acks)
+    // ---------------------------------------------------------------------------------------
+
+    fn handle_frame(&mut self, frame: ServerFrame) {
+        match frame {
+            ServerFrame::Message {
+                group,
+                seq,
+                received_at,
+                envelope,
+            } => {
+                let Some(ctx) = self.groups.get(&group) else {
+                    return;
+                };
+                let next = Seq(ctx.meta.next_seq.max(1));
+                if seq == next {
+                    self.handle_message(
+                        group,
+                        StoredMessage {
+                            seq,
+                            received_at,
+                            envelope,
+                        },
+                    );
+                    self.advance_cursor(group, Seq(seq.0 + 1));
+                } else if seq > next {
+                    self.needs_sync.insert(group);
+                }
+            }
+            ServerFrame::Op { group, op, seq } => match self.groups.get(&group) {
+                Some(ctx) if seq == ctx.state.seq() + 1 => {
+                    let _ = self.apply_op(group, &op);
+                }
+                Some(ctx) if seq <= ctx.state.seq() => {}
+                _ => {
+                    self.needs_sync.insert(group);
+                }
+            },
+            ServerFrame::Inbox { items } => {
+                for item in items {
+                    if self.handle_inbox(&item) {
+                        self.pending_acks.push(item.inbox_id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+enum Next {
+    Command(Option<Command>),
+    Frame(Result<ServerFrame, crate::TransportError>),
+}
+
+impl Actor {
+    /// Acknowledges processed inbox items (after the store is flushed, so nothing acknowledged
+    /// can be lost locally). The `ok` reply is ignored when it arrives.
+    async fn flush_acks(&mut self) {
+        if self.pending_acks.is_empty() {
+            return;
+        }
+        if self.store.flush().is_err() {
+            return;
+        }
+        let inbox_ids: Vec<u64> = std::mem::take(&mut self.pending_acks);
+        for chunk in inbox_ids.chunks(frames::MAX_INBOX_ACKS_PER_FRAME) {
+            self.next_id += 1;
+            let ack = ClientFrame::AckInbox {
+                id: RequestId(self.next_id),
+                inbox_ids: chunk.to_vec(),
+            };
+            if let Some(conn) = self.conn.as_mut()
+                && conn.send(&ack).await.is_err()
+            {
+                self.disconnected("connection lost while acknowledging".into());
+                return;
+            }
+        }
+    }
+
+    fn advance_cursor(&mut self, group: GroupId, next: Seq) {
+        if let Some(ctx) = self.groups.get_mut(&group)
+            && next.0 > ctx.meta.next_seq
+        {
+            ctx.meta.next_seq = next.0;
+            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
+    }
+
+    fn reject_message(&mut self, group: GroupId, m: &StoredMessage, reason: String) {
+        tracing::warn!(%group, seq = m.seq.0, %reason, "message rejected");
+        let _ = self.store.put(
+            T_SEEN,
+            &key2(group.as_bytes(), m.envelope.message_id().as_bytes()),
+            &m.seq,
+        );
+        self.emit(Event::MessageRejected(Rejection {
+            group,
+            seq: m.seq.0,
+            reason,
+        }));
+    }
+
+    /// Verifies, decrypts and stores one message, or parks it until its sender key arrives.
+    fn handle_message(&mut self, group: GroupId, m: StoredMessage) {
+        let id = m.envelope.message_id();
+        let seen_key = key2(group.as_bytes(), id.as_bytes());
+        if let Ok(Some(seen)) = self.store.get::<Seq>(T_SEEN, &seen_key) {
+            if seen != m.seq {
+                self.reject_message(
+                    group,
+                    &m,
+                    format!("replay of message {} already received as #{}", id, seen.0),
+                );
+            }
+            return;
+        }
+        let me = self.device();
+        let Some(ctx) = self.groups.get(&group) else {
+            return;
+        };
+        let env = &m.envelope;
+        if env.group != group {
+            return self.reject_message(group, &m, "the envelope names another group".into());
+        }
+        // Messages from before this device joined cannot be read, by design.
+        if let Some((_, member)) = ctx.state.member_of_device(&me)
+            && env.epoch < member.joined_epoch
+        {
+            let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+            return;
+        }
+        let Some(devices) = ctx.epochs.get(&env.epoch_ref()) else {
+            return self.reject_message(
+                group,
+                &m,
+                "the message's epoch is not in the verified group log".into(),
+            );
+        };
+        let Some((sender, sender_name)) = devices.get(&env.sender).cloned() else {
+            return self.reject_message(
+                group,
+                &m,
+                "the sender was not a member in that epoch".into(),
+            );
+        };
+        if env.sender == me {
+            // Our own message (sent from this device before a crash, or echoed by a sync).
+            let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+            return;
+        }
+        let chain_key = key3(
+            group.as_bytes(),
+            env.epoch_hash.as_bytes(),
+            env.sender.as_bytes(),
+        );
+        let chain_bytes = match self.store.get_bytes(T_RECV_CHAINS, &chain_key) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                // The sender key has not arrived yet: keep the message until it does.
+                let _ = self.store.put(
+                    T_PARKED,
+                    &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
+                    &m,
+                );
+                return;
+            }
+            Err(e) => return self.reject_message(group, &m, e.to_string()),
+        };
+        let Ok(mut chain) = ReceiverChain::from_bytes(&chain_bytes) else {
+            return self.reject_message(group, &m, "stored sender key is damaged".into());
+        };
+        let opened = match env.open(&mut chain) {
+            Ok(opened) => opened,
+            Err(e) => return self.reject_message(group, &m, e.to_string()),
+        };
+        let _ = self
+            .store
+            .put_bytes(T_RECV_CHAINS, &chain_key, &chain.to_bytes());
+        let content: MessageContent = match serde_json::from_slice(&opened.body) {
+            Ok(c) => c,
+            Err(_) => {
+                return self.reject_message(group, &m, "the message content is not valid".into());
+            }
+        };
+        let ContentBody::Text { text, reply_to } = content.body else {
+            let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+            return;
+        };
+        let message = ChatMessage {
+            group,
+            seq: m.seq,
+            id,
+            sender,
+            sender_device: env.sender,
+            sender_name,
+            sent_at: content.sent_at,
+            received_at: m.received_at,
+            text,
+            reply_to,
+        };
+        let _ = self.store.put(
+            T_MESSAGES,
+            &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
+            &message,
+        );
+        let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+        self.emit(Event::Message(message));
+    }
+
+    /// Processes one inbox item. Returns whether it may be acknowledged.
+    fn handle_inbox(&mut self, item: &InboxItem) -> bool {
+        let sealed = &item.payload;
+        match sealed.kind {
+            SealKind::SenderKey => self.receive_sender_key(sealed),
+            SealKind::JoinRequest => self.receive_join_request(sealed),
+            // Kinds this version does not handle stay in the inbox for a newer client.
+            _ => false,
+        }
+    }
+
+    fn receive_sender_key(&mut self, sealed: &SealedPayload) -> bool {
+        let group = sealed.group;
+        let Some(ctx) = self.groups.get(&group) else {
+            // A key for a group we do not know yet (we were just added): fetch the log first.
+            self.needs_sync.insert(group);
+            return false;
+        };
+        let Some(devices) = ctx.epochs.get(&sealed.epoch_ref()) else {
+            if sealed.epoch > ctx.state.epoch() {
+                // From an epoch this device has not seen yet: sync, then it is delivered again.
+                self.needs_sync.insert(group);
+                return false;
+            }
+            tracing::warn!(%group, "sender key for an epoch not in the verified log: dropped");
+            return true;
+        };
+        if !devices.contains_key(&sealed.sender) || !devices.contains_key(&self.device()) {
+            tracing::warn!(%group, "sender key from or to a non-member: dropped");
+            return true;
+        }
+        let Ok(distribution) = seal::open(&self.identity, sealed) else {
+            tracing::warn!(%group, "sender key does not open: dropped");
+            return true;
+        };
+        let chain_key = key3(
+            group.as_bytes(),
+            sealed.epoch_hash.as_bytes(),
+            sealed.sender.as_bytes(),
+        );
+        // The first distribution per (group, epoch, sender) wins: a replayed one must never
+        // rewind the chain and make old messages decrypt again.
+        if matches!(self.store.get_bytes(T_RECV_CHAINS, &chain_key), Ok(Some(_))) {
+            return true;
+        }
+        let Ok(chain) = ReceiverChain::from_distribution(&distribution) else {
+            return true;
+        };
+        if self
+            .store
+            .put_bytes(T_RECV_CHAINS, &chain_key, &chain.to_bytes())
+            .is_err()
+        {
+            return false;
+        }
+        self.retry_parked(group);
+        true
+    }
+
+    fn retry_parked(&mut self, group: GroupId) {
+        let Ok(parked) = self
+            .store
+            .scan::<StoredMessage>(T_PARKED, group.as_bytes(), usize::MAX)
+        else {
+            return;
+        };
+        for (key, m) in parked {
+            let _ = self.store.remove(T_PARKED, &key);
+            self.handle_message(group, m);
+        }
+    }
+
+    fn receive_join_request(&mut self, sealed: &SealedPayload) -> bool {
+        let group = sealed.group;
+        let Ok(bytes) = seal::open(&self.identity, sealed) else {
+            return true;
+        };
+        let Ok(request) = serde_json::from_slice::<JoinRequestPayload>(&bytes) else {
+            return true;
+        };
+        let Some(ctx) = self.groups.get(&group) else {
+            return true;
+        };
+        let valid_invite = ctx
+            .state
+            .invite(&request.invite)
+            .is_some_and(|i| i.requires_approval && !i.revoked);
+        let device_ok = request
+            .member
+            .devices
+            .iter()
+            .any(|d| d.device == sealed.sender);
+        let sig_ok = confide_protocol::group_log::verify_join_sig(
+            &request.invite,
+            &group,
+            &request.member.user,
+            &sealed.sender,
+            &request.invite_sig,
+        )
+        .is_ok();
+        if !(valid_invite && device_ok && sig_ok && request.member.validate().is_ok()) {
+            tracing::warn!(%group, "invalid join request dropped");
+            return true;
+        }
+        let user = request.member.user;
+        if self
+            .store
+            .put(
+                T_JOIN_REQUESTS,
+                &key2(group.as_bytes(), user.as_bytes()),
+                &request,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        self.emit(Event::JoinRequest(JoinRequest {
+            group,
+            user,
+            display_name: request.member.display_name.clone(),
+            note: request.note.clone(),
+        }));
+        true
+    }
+
+    /// Verifies and applies the next op of a group, stores it, and reports the change. On a
+    /// verification failure the group is frozen and [`Event::GroupRejected`] is emitted.
+    fn apply_op(&mut self, group: GroupId, op: &SignedOp) -> Result<(), ClientError> {
+        let me = self.device();
+        let Some(ctx) = self.groups.get_mut(&group) else {
+            return Err(ClientError::UnknownGroup);
+        };
+        if let Some(why) = &ctx.meta.tampered {
+            return Err(ClientError::GroupTampered(why.clone()));
+        }
+        let was_member = ctx.is_member(&me);
+        let old_role = ctx.state.member_of_device(&me).map(|(_, m)| m.role);
+        let applied = match ctx.state.apply(op) {
+            Ok(applied) => applied,
+            Err(e) => {
+                let reason = format!("op #{} does not verify: {e}", ctx.state.seq() + 1);
+                ctx.meta.tampered = Some(reason.clone());
+                let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+                let seq = ctx.state.seq() + 1;
+                self.emit(Event::GroupRejected(Rejection {
+                    group,
+                    seq,
+                    reason: reason.clone(),
+                }));
+                return Err(ClientError::GroupTampered(reason));
+            }
+        };
+        ctx.record_epoch();
+        let seq = applied.op.seq;
+        self.store
+            .put(T_OPS, &key2(group.as_bytes(), &seq.to_be_bytes()), op)?;
+        // The author's user: from the epoch before the op (a member who just left is no longer
+        // in the current state).
+        let author = ctx
+            .epochs
+            .values()
+            .find_map(|devices| devices.get(&applied.op.author).map(|(user, _)| *user))
+            .unwrap_or(UserId([0; 16]));
+        let is_member = ctx.is_member(&me);
+        let new_role = ctx.state.member_of_device(&me).map(|(_, m)| m.role);
+        let change = GroupChange {
+            group,
+            op_seq: seq,
+            action: applied.op.body.action().to_string(),
+            author,
+            target: op_target(&applied.op.body),
+            at: applied.op.at,
+        };
+        self.check_key_change(group, &applied.op.body);
+        self.emit(Event::GroupChanged(change));
+        if was_member && !is_member {
+            self.emit(Event::Removed { group });
+        }
+        if let (Some(old), Some(new)) = (old_role, new_role)
+            && old != new
+        {
+            self.emit(Event::RoleChanged { group, role: new });
+        }
+        Ok(())
+    }
+
+    /// Warns when a user the device has seen before appears with other device keys.
+    fn check_key_change(&mut self, group: GroupId, body: &OpBody) {
+        let entry = match body {
+            OpBody::Genesis { creator, .. } => creator,
+            OpBody::Join { member, .. } | OpBody::Add { member, .. } => member,
+            _ => return,
+        };
+        if entry.user == self.profile.user {
+            return;
+        }
+        let key = entry.user.as_bytes().to_vec();
+        let devices: Vec<DeviceKeys> = entry.devices.clone();
+        match self.store.get::<Vec<DeviceKeys>>(T_KNOWN_KEYS, &key) {
+            Ok(Some(known)) if known != devices => {
+                self.emit(Event::KeyChanged {
+                    group,
+                    user: entry.user,
+                    display_name: entry.display_name.clone(),
+                });
+                let _ = self.store.put(T_KNOWN_KEYS, &key, &devices);
+            }
+            Ok(Some(_)) => {}
+            _ => {
+                let _ = self.store.put(T_KNOWN_KEYS, &key, &devices);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Sync
+    // ---------------------------------------------------------------------------------------
+
+    async fn process_needs_sync(&mut self) {
+        while let Some(group) = self.needs_sync.pop_first() {
+            if self.conn.is_none() {
+                self.needs_sync.insert(group);
+                return;
+            }
+            if let Err(e) = self.sync_group(group, None).await {
+                tracing::warn!(%group, error = %e, "sync failed");
+            }
+        }
+    }
+
+    async fn sync_all(&mut self) -> Result<(), ClientError> {
+        let reply = self.request_ok(|id| ClientFrame::ListGroups { id }).await?;
+        let ServerFrame::Groups { groups, .. } = reply else {
+            return Err(ClientError::Unexpected("groups".into()));
+        };
+        let mut all: BTreeSet<GroupId> = groups.iter().map(|g| g.group).collect();
+        all.extend(self.groups.keys().copied());
+        all.extend(std::mem::take(&mut self.needs_sync));
+        for group in all {
+            if let Err(e) = self.sync_group(group, None).await {
+                tracing::warn!(%group, error = %e, "sync failed");
+            }
+        }
+        self.flush_acks().await;
+        let _ = self.store.flush();
+        self.emit(Event::Synced);
+        Ok(())
+    }
+
+    /// Fetches and processes everything new in one group (ops first, then messages).
+    async fn sync_group(
+        &mut self,
+        group: GroupId,
+        invite: Option<confide_protocol::InviteId>,
+    ) -> Result<(), ClientError> {
+        let me = self.device();
+        loop {
+            let (after_op_seq, after_seq) = match self.groups.get(&group) {
+                Some(ctx) if ctx.meta.tampered.is_some() => return Ok(()),
+                Some(ctx) if !ctx.is_member(&me) && invite.is_none() => return Ok(()),
+                Some(ctx) => (Some(ctx.state.seq()), Seq(ctx.meta.next_seq.max(1) - 1)),
+                None => (None, Seq(0)),
+            };
+            let reply = self
+                .request_ok(|id| ClientFrame::Sync {
+                    id,
+                    group,
+                    after_op_seq,
+                    after_seq,
+                    limit: SYNC_PAGE,
+                    invite,
+                })
+                .await?;
+            let ServerFrame::SyncPage {
+                ops,
+                messages,
+                next_seq,
+                complete,
+                ..
+            } = reply
+            else {
+                return Err(ClientError::Unexpected("sync_page".into()));
+            };
+            for op in &ops {
+                if !self.groups.contains_key(&group) {
+                    let state = match GroupState::from_genesis(op) {
+                        Ok(state) => state,
+                        Err(e) => {
+                            return Err(protocol(format!(
+                                "the group's first op is not a valid genesis: {e}"
+                            )));
+                        }
+                    };
+                    let joined = state.member_of_device(&me).is_some();
+                    self.store
+                        .put(T_OPS, &key2(group.as_bytes(), &0u64.to_be_bytes()), op)?;
+                    let meta = GroupMeta {
+                        next_seq: 1,
+                        tampered: None,
+                    };
+                    self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
+                    self.check_key_change(group, &state_genesis_body(op));
+                    self.groups.insert(group, GroupCtx::new(state, meta));
+                    if joined {
+                        self.emit(Event::Joined { group });
+                    }
+                    continue;
+                }
+                let was_member = self.groups.get(&group).is_some_and(|c| c.is_member(&me));
+                if self.apply_op(group, op).is_err() {
+                    return Ok(());
+                }
+                if !was_member && self.groups.get(&group).is_some_and(|c| c.is_member(&me)) {
+                    self.emit(Event::Joined { group });
+                }
+            }
+            for m in messages {
+                let seq = m.seq;
+                self.handle_message(group, m);
+                self.advance_cursor(group, Seq(seq.0 + 1));
+            }
+            self.advance_cursor(group, next_seq);
+            if complete || self.conn.is_none() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The body of a genesis op, for key-change bookkeeping (empty when it does not parse).
+fn state_genesis_body(op: &SignedOp) -> OpBody {
+    op.verify().map(|o| o.body).unwrap_or(OpBody::Leave {})
+}
+
+// -------------------------------------------------------------------------------------------
+// Commands
+// -------------------------------------------------------------------------------------------
+
+impl Actor {
+    async fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::CreateGroup(reply) => {
+                let r = self.create_group().await;
+                let _ = reply.send(r);
+            }
+            Command::CreateInvite {
+                group,
+                requires_approval,
+                max_uses,
+                valid_for,
+                reply,
+            } => {
+                let r = self
+                    .create_invite(group, requires_approval, max_uses, valid_for)
+                    .await;
+                let _ = reply.send(r);
+            }
+            Command::Join {
+                invite,
+                note,
+                reply,
+            } => {
+                let r = self.join(invite, note).await;
+                let _ = reply.send(r);
+            }
+            Command::Approve { group, user, reply } => {
+                let r = self.approve(group, user).await;
+                let _ = reply.send(r);
+            }
+            Command::Op { group, body, reply } => {
+                let r = self.append(group, body).await;
+                let _ = reply.send(r);
+            }
+            Command::Send {
+                group,
+                text,
+                reply_to,
+                reply,
+            } => {
+                let r = self.send_text(group, text, reply_to).await;
+                let _ = reply.send(r);
+            }
+            Command::History {
+                group,
+                before,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.history(group, before, limit));
+            }
+            Command::Groups(reply) => {
+                let _ = reply.send(self.group_infos());
+            }
+            Command::Members { group, reply } => {
+                let _ = reply.send(self.members(group));
+            }
+            Command::SafetyNumber { user, reply } => {
+                let _ = reply.send(self.safety_number(user));
+            }
+            Command::Inspect { envelope, reply } => {
+                let _ = reply.send(self.inspect(&envelope));
+            }
+            Command::Sync(reply) => {
+                let r = match self.ensure_connected().await {
+                    Ok(()) => self.sync_all().await,
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Shutdown(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn op_time(state: &GroupState) -> Timestamp {
+        Timestamp(now().0.max(state.min_next_at().0))
+    }
+
+    async fn create_group(&mut self) -> Result<GroupId, ClientError> {
+        self.ensure_connected().await?;
+        let group = GroupId::random(&mut crate::os_rng());
+        let genesis = Op::genesis(
+            group,
+            self.device(),
+            now(),
+            self.member_entry(),
+            GroupSettings::default(),
+        )
+        .sign(&self.identity)
+        .map_err(protocol)?;
+        let state = GroupState::from_genesis(&genesis).map_err(protocol)?;
+        let g = genesis.clone();
+        self.request_ok(|id| ClientFrame::CreateGroup { id, genesis: g })
+            .await?;
+        self.store.put(
+            T_OPS,
+            &key2(group.as_bytes(), &0u64.to_be_bytes()),
+            &genesis,
+        )?;
+        let meta = GroupMeta {
+            next_seq: 1,
+            tampered: None,
+        };
+        self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
+        self.store.flush()?;
+        self.groups.insert(group, GroupCtx::new(state, meta));
+        Ok(group)
+    }
+
+    /// Signs `body` as the next op of `group` and appends it; on a conflict (someone else's op
+    /// got there first) syncs and tries once more on the new head.
+    async fn append(&mut self, group: GroupId, body: OpBody) -> Result<u64, ClientError> {
+        self.ensure_connected().await?;
+        for attempt in 0..2 {
+            let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+            if let Some(why) = &ctx.meta.tampered {
+                return Err(ClientError::GroupTampered(why.clone()));
+            }
+            let op = ctx
+                .state
+                .next_op(self.device(), Self::op_time(&ctx.state), body.clone())
+                .sign(&self.identity)
+                .map_err(protocol)?;
+            // Check locally first: a refused op gets the protocol's own explanation.
+            let mut preview = ctx.state.clone();
+            preview.apply(&op).map_err(protocol)?;
+            let signed = op.clone();
+            match self
+                .request(|id| ClientFrame::AppendOp {
+                    id,
+                    group,
+                    op: signed,
+                })
+                .await?
+            {
+                ServerFrame::OpAppended { seq, .. } => {
+                    self.apply_op(group, &op)?;
+                    self.store.flush()?;
+                    return Ok(seq);
+                }
+                ServerFrame::Error {
+                    code: ErrorCode::OpConflict,
+                    ..
+                } if attempt == 0 => {
+                    self.sync_group(group, None).await?;
+                }
+                other => return Err(server_error(other)),
+            }
+        }
+        Err(ClientError::Unexpected("op conflict persisted".into()))
+    }
+
+    async fn create_invite(
+        &mut self,
+        group: GroupId,
+        requires_approval: bool,
+        max_uses: u32,
+        valid_for: Duration,
+    ) -> Result<Invite, ClientError> {
+        let secret = InviteSecret::generate(&mut crate::os_rng());
+        let expires_at = Timestamp(now().0.saturating_add(valid_for.as_millis() as u64));
+        let body = OpBody::Invite {
+            invite: secret.id(),
+            requires_approval,
+            max_uses,
+            expires_at,
+        };
+        self.append(group, body).await?;
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        Ok(Invite::new(
+            group,
+            ctx.state.genesis_hash(),
+            self.device(),
+            requires_approval,
+            &secret,
+        ))
+    }
+
+    /// Fetches the group's log with the invite, checks it against the invite, then joins (or
+    /// asks the facilitators to let us in).
+    async fn join(
+        &mut self,
+        invite: Invite,
+        note: Option<String>,
+    ) -> Result<crate::JoinOutcome, ClientError> {
+        self.ensure_connected().await?;
+        let group = invite.group;
+        if self
+            .groups
+            .get(&group)
+            .is_some_and(|c| c.is_member(&self.device()))
+        {
+            return Ok(crate::JoinOutcome::Joined(group));
+        }
+        // Verify the whole log from genesis before trusting anything in it.
+        let mut state: Option<GroupState> = None;
+        let mut ops_held: Vec<SignedOp> = Vec::new();
+        loop {
+            let after_op_seq = state.as_ref().map(|s| s.seq());
+            let invite_id = Some(invite.id());
+            let reply = self
+                .request_ok(|id| ClientFrame::Sync {
+                    id,
+                    group,
+                    after_op_seq,
+                    after_seq: Seq(0),
+                    limit: SYNC_PAGE,
+                    invite: invite_id,
+                })
+                .await?;
+            let ServerFrame::SyncPage { ops, complete, .. } = reply else {
+                return Err(ClientError::Unexpected("sync_page".into()));
+            };
+            for op in ops {
+                match state.as_mut() {
+                    None => {
+                        state = Some(
+                            GroupState::from_genesis(&op)
+                                .map_err(|e| ClientError::BadInvite(e.to_string()))?,
+                        )
+                    }
+                    Some(s) => {
+                        s.apply(&op).map_err(|e| {
+                            ClientError::BadInvite(format!("the group's log does not verify: {e}"))
+                        })?;
+                    }
+                }
+                ops_held.push(op);
+            }
+            if complete {
+                break;
+            }
+        }
+        let state = state.ok_or_else(|| ClientError::BadInvite("the group has no log".into()))?;
+        if state.genesis_hash() != invite.genesis {
+            return Err(ClientError::BadInvite(
+                "the server showed a different group than the invite names".into(),
+            ));
+        }
+        if !state
+            .member_of_device(&invite.inviter)
+            .is_some_and(|(_, m)| m.role.is_moderator())
+        {
+            return Err(ClientError::BadInvite(
+                "the inviter is not a facilitator of the group".into(),
+            ));
+        }
+        let secret = invite.secret();
+        let invite_sig = secret.sign_join(&group, &self.profile.user, &self.device());
+        if invite.requires_approval {
+            let request = JoinRequestPayload {
+                invite: invite.id(),
+                invite_sig,
+                member: self.member_entry(),
+                note,
+            };
+            let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(protocol)?);
+            let mut items = Vec::new();
+            for keys in state.facilitator_devices() {
+                items.push(
+                    seal::seal(
+                        &self.identity,
+                        keys,
+                        SealKind::JoinRequest,
+                        group,
+                        state.epoch_ref(),
+                        &bytes,
+                        &mut crate::os_rng(),
+                    )
+                    .map_err(protocol)?,
+                );
+            }
+            self.request_ok(|id| ClientFrame::SendSealed { id, items })
+                .await?;
+            return Ok(crate::JoinOutcome::Pending(group));
+        }
+        let body = OpBody::Join {
+            invite: invite.id(),
+            member: self.member_entry(),
+            invite_sig,
+        };
+        let op = state
+            .next_op(self.device(), Self::op_time(&state), body)
+            .sign(&self.identity)
+            .map_err(protocol)?;
+        let mut joined = state.clone();
+        joined
+            .apply(&op)
+            .map_err(|e| ClientError::BadInvite(e.to_string()))?;
+        let signed = op.clone();
+        self.request_ok(|id| ClientFrame::AppendOp {
+            id,
+            group,
+            op: signed,
+        })
+        .await?;
+        // Adopt the verified log.
+        for (seq, held) in ops_held.iter().chain(std::iter::once(&op)).enumerate() {
+            self.store.put(
+                T_OPS,
+                &key2(group.as_bytes(), &(seq as u64).to_be_bytes()),
+                held,
+            )?;
+        }
+        let meta = GroupMeta {
+            next_seq: 1,
+            tampered: None,
+        };
+        self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
+        self.store.flush()?;
+        let mut ctx = GroupCtx::new(state, meta);
+        ctx.state = joined;
+        ctx.record_epoch();
+        self.groups.insert(group, ctx);
+        self.emit(Event::Joined { group });
+        self.sync_group(group, None).await?;
+        Ok(crate::JoinOutcome::Joined(group))
+    }
+
+    async fn approve(&mut self, group: GroupId, user: UserId) -> Result<(), ClientError> {
+        let key = key2(group.as_bytes(), user.as_bytes());
+        let request: JoinRequestPayload =
+            self.store.get(T_JOIN_REQUESTS, &key)?.ok_or_else(|| {
+                ClientError::Protocol("no pending join request from that user".into())
+            })?;
+        let body = OpBody::Add {
+            member: request.member,
+            invite: Some(request.invite),
+            invite_sig: Some(request.invite_sig),
+        };
+        self.append(group, body).await?;
+        self.store.remove(T_JOIN_REQUESTS, &key)?;
+        Ok(())
+    }
+
+    /// Makes sure this device's sender key for the group's current epoch exists and was sealed
+    /// to every other device the verified log lists (and to nobody else).
+    async fn ensure_sender_key(
+        &mut self,
+        group: GroupId,
+    ) -> Result<(EpochRef, SenderChain), ClientError> {
+        let me = self.device();
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        let epoch = ctx.state.epoch_ref();
+        let key = key2(group.as_bytes(), epoch.hash.as_bytes());
+        let (chain, distributed) = match self.store.get_bytes(T_OWN_CHAINS, &key)? {
+            Some(bytes) if !bytes.is_empty() => (
+                SenderChain::from_bytes(&bytes[1..]).map_err(protocol)?,
+                bytes[0] == 1,
+            ),
+            _ => {
+                let chain = SenderChain::generate(&mut crate::os_rng());
+                // Persist before anything is sealed or sent with it.
+                self.save_chain(&key, &chain, false)?;
+                (chain, false)
+            }
+        };
+        if !distributed {
+            let distribution = chain.distribution();
+            let recipients: Vec<DeviceKeys> = ctx
+                .state
+                .current_devices()
+                .into_iter()
+                .filter(|k| k.device != me)
+                .cloned()
+                .collect();
+            let mut items = Vec::with_capacity(recipients.len());
+            for keys in &recipients {
+                items.push(
+                    seal::seal(
+                        &self.identity,
+                        keys,
+                        SealKind::SenderKey,
+                        group,
+                        epoch,
+                        &distribution,
+                        &mut crate::os_rng(),
+                    )
+                    .map_err(protocol)?,
+                );
+            }
+            for chunk in items.chunks(MAX_SEALED_PER_FRAME) {
+                let chunk = chunk.to_vec();
+                self.request_ok(|id| ClientFrame::SendSealed { id, items: chunk })
+                    .await?;
+            }
+            self.save_chain(&key, &chain, true)?;
+        }
+        Ok((epoch, chain))
+    }
+
+    fn save_chain(
+        &self,
+        key: &[u8],
+        chain: &SenderChain,
+        distributed: bool,
+    ) -> Result<(), ClientError> {
+        let mut bytes = zeroize::Zeroizing::new(vec![u8::from(distributed)]);
+        bytes.extend_from_slice(&chain.to_bytes());
+        self.store.put_bytes(T_OWN_CHAINS, key, &bytes)?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    async fn send_text(
+        &mut self,
+        group: GroupId,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<ChatMessage, ClientError> {
+        self.ensure_connected().await?;
+        for attempt in 0..2 {
+            let me = self.device();
+            {
+                let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+                if let Some(why) = &ctx.meta.tampered {
+                    return Err(ClientError::GroupTampered(why.clone()));
+                }
+                if !ctx.is_member(&me) {
+                    return Err(ClientError::NotMember);
+                }
+            }
+            let (epoch, mut chain) = self.ensure_sender_key(group).await?;
+            let content = MessageContent {
+                sent_at: now(),
+                body: ContentBody::Text {
+                    text: text.clone(),
+                    reply_to,
+                },
+            };
+            let body = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
+            let envelope = Envelope::seal(
+                &self.identity,
+                group,
+                epoch,
+                &mut chain,
+                &body,
+                &mut crate::os_rng(),
+            )
+            .map_err(protocol)?;
+            // The advanced chain is saved before the message leaves: a key is never used twice.
+            self.save_chain(&key2(group.as_bytes(), epoch.hash.as_bytes()), &chain, true)?;
+            let env = envelope.clone();
+            match self
+                .request(|id| ClientFrame::Post { id, envelope: env })
+                .await?
+            {
+                ServerFrame::Posted { seq, message, .. } => {
+                    let message = ChatMessage {
+                        group,
+                        seq,
+                        id: message,
+                        sender: self.profile.user,
+                        sender_device: me,
+                        sender_name: self.profile.display_name.clone(),
+                        sent_at: content.sent_at,
+                        received_at: now(),
+                        text: text.clone(),
+                        reply_to,
+                    };
+                    self.store.put(
+                        T_MESSAGES,
+                        &key2(group.as_bytes(), &seq.0.to_be_bytes()),
+                        &message,
+                    )?;
+                    self.store
+                        .put(T_SEEN, &key2(group.as_bytes(), message.id.as_bytes()), &seq)?;
+                    self.store.flush()?;
+                    if self
+                        .groups
+                        .get(&group)
+                        .is_some_and(|c| c.meta.next_seq.max(1) == seq.0)
+                    {
+                        self.advance_cursor(group, Seq(seq.0 + 1));
+                    }
+                    return Ok(message);
+                }
+                ServerFrame::Error {
+                    code: ErrorCode::StaleEpoch,
+                    ..
+                } if attempt == 0 => {
+                    self.sync_group(group, None).await?;
+                }
+                other => return Err(server_error(other)),
+            }
+        }
+        Err(ClientError::Unexpected("epoch kept changing".into()))
+    }
+
+    fn history(
+        &self,
+        group: GroupId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, ClientError> {
+        if !self.groups.contains_key(&group) {
+            return Err(ClientError::UnknownGroup);
+        }
+        let start = key2(group.as_bytes(), &0u64.to_be_bytes());
+        let end = key2(
+            group.as_bytes(),
+            &before.map_or(u64::MAX, |s| s.0).to_be_bytes(),
+        );
+        let mut page: Vec<ChatMessage> = self
+            .store
+            .scan_range_rev::<ChatMessage>(T_MESSAGES, &start, &end, limit)?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
+        page.reverse();
+        Ok(page)
+    }
+
+    fn group_infos(&self) -> Vec<crate::GroupInfo> {
+        let me = self.device();
+        self.groups
+            .iter()
+            .map(|(group, ctx)| crate::GroupInfo {
+                group: *group,
+                member: ctx.is_member(&me),
+                role: ctx.state.member_of_device(&me).map(|(_, m)| m.role),
+                members: ctx.state.members().len(),
+                epoch: ctx.state.epoch(),
+                tampered: ctx.meta.tampered.clone(),
+            })
+            .collect()
+    }
+
+    fn members(&self, group: GroupId) -> Result<Vec<crate::MemberInfo>, ClientError> {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        Ok(ctx
+            .state
+            .members()
+            .iter()
+            .map(|(user, m)| crate::MemberInfo {
+                user: *user,
+                display_name: m.entry.display_name.clone(),
+                role: m.role,
+                devices: m.entry.devices.iter().map(|d| d.device).collect(),
+                muted_until: ctx
+                    .state
+                    .mutes()
+                    .get(user)
+                    .copied()
+                    .filter(|_| ctx.state.is_muted(user, now())),
+            })
+            .collect())
+    }
+
+    fn safety_number(&self, user: UserId) -> Result<String, ClientError> {
+        for ctx in self.groups.values() {
+            if let Some(member) = ctx.state.member(&user)
+                && let Some(keys) = member.entry.devices.first()
+            {
+                return Ok(confide_protocol::identity::safety_number(
+                    (&self.profile.user, &self.device()),
+                    (&user, &keys.device),
+                ));
+            }
+        }
+        Err(ClientError::Protocol(
+            "no group shared with that user".into(),
+        ))
+    }
+
+    /// Tries to decrypt an envelope with the keys this device holds, without changing them.
+    fn inspect(&self, envelope: &Envelope) -> Result<Vec<u8>, ClientError> {
+        let chain_key = key3(
+            envelope.group.as_bytes(),
+            envelope.epoch_hash.as_bytes(),
+            envelope.sender.as_bytes(),
+        );
+        let bytes = self
+            .store
+            .get_bytes(T_RECV_CHAINS, &chain_key)?
+            .ok_or_else(|| {
+                ClientError::Protocol("this device holds no key for that sender and epoch".into())
+            })?;
+        let mut chain = ReceiverChain::from_bytes(&bytes).map_err(protocol)?;
+        let opened = envelope.open(&mut chain).map_err(protocol)?;
+        Ok(opened.body.to_vec())
+    }
+}

@@ -1,0 +1,134 @@
+//! What the client tells its front end.
+
+use confide_protocol::group_log::Role;
+use confide_protocol::{DeviceId, GroupId, MessageId, Seq, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A decrypted, verified message as the front end shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// The group.
+    pub group: GroupId,
+    /// Its position in the group (the server's order, the same for every member).
+    pub seq: Seq,
+    /// Its id.
+    pub id: MessageId,
+    /// The author (verified by signature and by the group log).
+    pub sender: UserId,
+    /// The author's device.
+    pub sender_device: DeviceId,
+    /// The author's display name at the time.
+    pub sender_name: String,
+    /// When the author says it was sent.
+    pub sent_at: Timestamp,
+    /// When the server stored it.
+    pub received_at: Timestamp,
+    /// The text.
+    pub text: String,
+    /// The message replied to, if any.
+    pub reply_to: Option<MessageId>,
+}
+
+impl std::fmt::Debug for ChatMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatMessage")
+            .field("group", &self.group)
+            .field("seq", &self.seq)
+            .field("id", &self.id)
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change in a group's log, as shown to people (never message content).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupChange {
+    /// The group.
+    pub group: GroupId,
+    /// The op's position in the log.
+    pub op_seq: u64,
+    /// The op type, e.g. `add`, `remove`, `mute`, `lock` (the JSON `type` of the op).
+    pub action: String,
+    /// Who did it.
+    pub author: UserId,
+    /// Whom it concerns, if anyone.
+    pub target: Option<UserId>,
+    /// When the author says it happened.
+    pub at: Timestamp,
+}
+
+/// Why something from the server was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The group.
+    pub group: GroupId,
+    /// The message's or op's position.
+    pub seq: u64,
+    /// What was wrong, for people.
+    pub reason: String,
+}
+
+/// A request to join, shown to facilitators.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The group.
+    pub group: GroupId,
+    /// The requester.
+    pub user: UserId,
+    /// The requester's pseudonym.
+    pub display_name: String,
+    /// Their note to the facilitators.
+    pub note: Option<String>,
+}
+
+/// Everything the client reports, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Connected and authenticated (after start or a reconnect); a resync follows.
+    Connected,
+    /// The connection dropped; the client reconnects with back-off.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// A resync of every group finished: everything the server had is processed.
+    Synced,
+    /// A new message.
+    Message(ChatMessage),
+    /// A membership or moderation change.
+    GroupChanged(GroupChange),
+    /// This device joined a group (directly, or when a facilitator approved its request).
+    Joined {
+        /// The group.
+        group: GroupId,
+    },
+    /// This device was removed from a group (or left it).
+    Removed {
+        /// The group.
+        group: GroupId,
+    },
+    /// A member's keys changed since this device last saw them: compare safety numbers.
+    KeyChanged {
+        /// The group where the change appeared.
+        group: GroupId,
+        /// The member.
+        user: UserId,
+        /// Their display name.
+        display_name: String,
+    },
+    /// A message failed verification or decryption (forged, altered, replayed) and was dropped.
+    MessageRejected(Rejection),
+    /// A group-log op failed verification (for example an op the facilitators did not sign);
+    /// it was not applied and the group is frozen on this device.
+    GroupRejected(Rejection),
+    /// Someone asks to join a group this device facilitates.
+    JoinRequest(JoinRequest),
+    /// A role of this device's user changed.
+    RoleChanged {
+        /// The group.
+        group: GroupId,
+        /// The new role.
+        role: Role,
+    },
+}

@@ -1,0 +1,153 @@
+//! Invite links. An invite carries what the joiner needs to find and verify the group — the
+//! group id, the hash of its genesis op and the inviting facilitator's device — and the
+//! invite's secret key, which signs the join. The server never sees the secret (only the
+//! invite's public id, in the group log), so it cannot use the invite itself.
+//!
+//! Link format: `confide-invite:` followed by base64url (no padding) of the JSON
+//! `{"v":1,"group":…,"genesis":…,"inviter":…,"secret":…,"requires_approval":…}`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use confide_protocol::encoding::b64_array;
+use confide_protocol::group_log::InviteSecret;
+use confide_protocol::{DeviceId, GroupId, InviteId, OpHash};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::ClientError;
+
+/// The prefix of an invite link.
+pub const INVITE_PREFIX: &str = "confide-invite:";
+
+/// An invite to a group. Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct Invite {
+    /// The group.
+    pub group: GroupId,
+    /// Hash of the group's genesis op: the joiner checks the log it is shown starts there.
+    pub genesis: OpHash,
+    /// The facilitator device that made the invite: the joiner checks it is a facilitator.
+    pub inviter: DeviceId,
+    /// Whether a facilitator must approve the join.
+    pub requires_approval: bool,
+    secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invite")
+            .field("group", &self.group)
+            .field("id", &self.id())
+            .field("requires_approval", &self.requires_approval)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteJson {
+    v: u8,
+    group: GroupId,
+    genesis: OpHash,
+    inviter: DeviceId,
+    #[serde(with = "b64_array")]
+    secret: [u8; 32],
+    requires_approval: bool,
+}
+
+impl Invite {
+    /// A new invite for `group`.
+    pub(crate) fn new(
+        group: GroupId,
+        genesis: OpHash,
+        inviter: DeviceId,
+        requires_approval: bool,
+        secret: &InviteSecret,
+    ) -> Self {
+        Invite {
+            group,
+            genesis,
+            inviter,
+            requires_approval,
+            secret: secret.to_bytes(),
+        }
+    }
+
+    /// The invite's public id (as it appears in the group log).
+    pub fn id(&self) -> InviteId {
+        self.secret().id()
+    }
+
+    /// The invite's signing key.
+    pub(crate) fn secret(&self) -> InviteSecret {
+        InviteSecret::from_bytes(&self.secret)
+    }
+
+    /// The shareable link. Whoever holds it can join (or ask to join): share it privately.
+    pub fn to_link(&self) -> String {
+        let json = InviteJson {
+            v: 1,
+            group: self.group,
+            genesis: self.genesis,
+            inviter: self.inviter,
+            secret: *self.secret,
+            requires_approval: self.requires_approval,
+        };
+        let bytes = Zeroizing::new(serde_json::to_vec(&json).unwrap_or_default());
+        format!(
+            "{INVITE_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(bytes.as_slice())
+        )
+    }
+
+    /// Parses a link made by [`Self::to_link`].
+    pub fn from_link(link: &str) -> Result<Invite, ClientError> {
+        let bad = |why: &str| ClientError::BadInvite(why.to_string());
+        let body = link
+            .trim()
+            .strip_prefix(INVITE_PREFIX)
+            .ok_or_else(|| bad("not a confide invite link"))?;
+        let bytes = Zeroizing::new(
+            URL_SAFE_NO_PAD
+                .decode(body)
+                .map_err(|_| bad("the link is damaged"))?,
+        );
+        let json: InviteJson =
+            serde_json::from_slice(&bytes).map_err(|_| bad("the link is damaged"))?;
+        if json.v != 1 {
+            return Err(bad("the link is from a newer version of Confide"));
+        }
+        Ok(Invite {
+            group: json.group,
+            genesis: json.genesis,
+            inviter: json.inviter,
+            requires_approval: json.requires_approval,
+            secret: Zeroizing::new(json.secret),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_round_trip_and_never_debug_the_secret() {
+        let secret = InviteSecret::generate(&mut crate::os_rng());
+        let invite = Invite::new(
+            GroupId([1; 16]),
+            OpHash([2; 32]),
+            DeviceId([3; 32]),
+            true,
+            &secret,
+        );
+        let link = invite.to_link();
+        let back = Invite::from_link(&link).unwrap();
+        assert_eq!(back.id(), secret.id());
+        assert!(back.requires_approval);
+        let debug = format!("{back:?}");
+        assert!(!debug.contains(&URL_SAFE_NO_PAD.encode(*secret.to_bytes())));
+        assert!(Invite::from_link("confide-invite:!!!").is_err());
+        assert!(Invite::from_link("https://example.org").is_err());
+    }
+}

@@ -1,0 +1,328 @@
+//! The local store, encrypted at rest.
+//!
+//! A sled database whose every value is encrypted with ChaCha20-Poly1305 under a key derived
+//! from the user's passphrase with Argon2id. The associated data binds each value to its tree
+//! and key, so values cannot be swapped around on disk. Keys (group ids, sequence numbers,
+//! device ids) are stored in the clear: someone holding the disk learns which groups exist and
+//! how many messages they hold, never what anyone said.
+//!
+//! A wrong passphrase is detected by a check value written when the store is created, and is
+//! reported as [`StoreError::WrongPassphrase`]; it never produces garbage.
+
+use confide_protocol::identity::KdfParams;
+use confide_protocol::primitives::{aead_open, aead_seal, labelled};
+use serde::{Serialize, de::DeserializeOwned};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// Tree holding the KDF parameters and salt (in the clear) and the passphrase check value.
+const META_TREE: &str = "meta";
+/// Label for the associated data of every stored value.
+const LABEL_STORE_VALUE: &str = "confide/v1/store-value";
+/// Plaintext of the passphrase check value.
+const CHECK_PLAINTEXT: &[u8] = b"confide store v1";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The passphrase does not open this store.
+    #[error("wrong passphrase for this store")]
+    WrongPassphrase,
+    /// The database could not be opened, read or written.
+    #[error("local store error: {0}")]
+    Db(String),
+    /// A stored value could not be decrypted or decoded: the store is damaged or was altered.
+    #[error("local store value {tree}/{key} is damaged or was altered")]
+    Corrupt {
+        /// Tree.
+        tree: String,
+        /// Key, hex.
+        key: String,
+    },
+    /// The store does not exist yet, or exists when it should not.
+    #[error("{0}")]
+    State(String),
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// An open, unlocked store.
+pub struct Store {
+    db: sled::Db,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Creates a new store in `path` (which must not hold one) protected by `passphrase`.
+    pub fn create(
+        path: &Path,
+        passphrase: &[u8],
+        params: KdfParams,
+        rng: &mut impl rand_core::CryptoRng,
+    ) -> Result<Store, StoreError> {
+        let db = sled::open(path).map_err(db_err)?;
+        let meta = db.open_tree(META_TREE).map_err(db_err)?;
+        if meta.get("salt").map_err(db_err)?.is_some() {
+            return Err(StoreError::State(format!(
+                "a store already exists in {}",
+                path.display()
+            )));
+        }
+        let mut salt = [0u8; 16];
+        rng.fill_bytes(&mut salt);
+        let key = params
+            .derive(passphrase, &salt)
+            .map_err(|e| StoreError::State(e.to_string()))?;
+        let params_json = serde_json::to_vec(&params).map_err(db_err)?;
+        let store = Store { db, key };
+        meta.insert("kdf", params_json).map_err(db_err)?;
+        meta.insert("salt", &salt).map_err(db_err)?;
+        let check = store.encrypt(META_TREE, b"check", CHECK_PLAINTEXT, rng)?;
+        meta.insert("check", check).map_err(db_err)?;
+        store.flush()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store with its passphrase.
+    pub fn open(path: &Path, passphrase: &[u8]) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::State(format!("no store in {}", path.display())));
+        }
+        let db = sled::open(path).map_err(db_err)?;
+        let meta = db.open_tree(META_TREE).map_err(db_err)?;
+        let (Some(params), Some(salt), Some(check)) = (
+            meta.get("kdf").map_err(db_err)?,
+            meta.get("salt").map_err(db_err)?,
+            meta.get("check").map_err(db_err)?,
+        ) else {
+            return Err(StoreError::State(format!("no store in {}", path.display())));
+        };
+        let params: KdfParams =
+            serde_json::from_slice(&params).map_err(|_| StoreError::Corrupt {
+                tree: META_TREE.into(),
+                key: "kdf".into(),
+            })?;
+        let key = params
+            .derive(passphrase, &salt)
+            .map_err(|e| StoreError::State(e.to_string()))?;
+        let store = Store { db, key };
+        match store.decrypt(META_TREE, b"check", &check) {
+            Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(store),
+            _ => Err(StoreError::WrongPassphrase),
+        }
+    }
+
+    fn encrypt(
+        &self,
+        tree: &str,
+        key: &[u8],
+        plaintext: &[u8],
+        rng: &mut impl rand_core::CryptoRng,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; 12];
+        rng.fill_bytes(&mut nonce);
+        let aad = labelled(LABEL_STORE_VALUE, &[tree.as_bytes(), &[0], key]);
+        let ct = aead_seal(&self.key, &nonce, &aad, plaintext).map_err(db_err)?;
+        let mut out = Vec::with_capacity(12 + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    fn decrypt(
+        &self,
+        tree: &str,
+        key: &[u8],
+        stored: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            tree: tree.into(),
+            key: hex::encode(key),
+        };
+        if stored.len() < 12 {
+            return Err(corrupt());
+        }
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&stored[..12]);
+        let aad = labelled(LABEL_STORE_VALUE, &[tree.as_bytes(), &[0], key]);
+        aead_open(&self.key, &nonce, &aad, &stored[12..]).map_err(|_| corrupt())
+    }
+
+    /// Stores raw bytes (encrypted).
+    pub fn put_bytes(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut rng = crate::os_rng();
+        let sealed = self.encrypt(tree, key, value, &mut rng)?;
+        self.db
+            .open_tree(tree)
+            .map_err(db_err)?
+            .insert(key, sealed)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Reads raw bytes.
+    pub fn get_bytes(
+        &self,
+        tree: &str,
+        key: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        match self
+            .db
+            .open_tree(tree)
+            .map_err(db_err)?
+            .get(key)
+            .map_err(db_err)?
+        {
+            Some(v) => Ok(Some(self.decrypt(tree, key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a value as encrypted JSON.
+    pub fn put<T: Serialize>(&self, tree: &str, key: &[u8], value: &T) -> Result<(), StoreError> {
+        let json = Zeroizing::new(serde_json::to_vec(value).map_err(db_err)?);
+        self.put_bytes(tree, key, &json)
+    }
+
+    /// Reads a JSON value.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.get_bytes(tree, key)? {
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt {
+                        tree: tree.into(),
+                        key: hex::encode(key),
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes a value.
+    pub fn remove(&self, tree: &str, key: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .open_tree(tree)
+            .map_err(db_err)?
+            .remove(key)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Values whose key starts with `prefix`, in key order, starting after `after` if given,
+    /// at most `limit`.
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let t = self.db.open_tree(tree).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.scan_prefix(prefix).take(limit) {
+            let (k, v) = entry.map_err(db_err)?;
+            let plain = self.decrypt(tree, &k, &v)?;
+            let value = serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt {
+                tree: tree.into(),
+                key: hex::encode(&k),
+            })?;
+            out.push((k.to_vec(), value));
+        }
+        Ok(out)
+    }
+
+    /// Values with keys in `[start, end)`, newest (highest key) first, at most `limit`.
+    pub fn scan_range_rev<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let t = self.db.open_tree(tree).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.range(start.to_vec()..end.to_vec()).rev().take(limit) {
+            let (k, v) = entry.map_err(db_err)?;
+            let plain = self.decrypt(tree, &k, &v)?;
+            let value = serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt {
+                tree: tree.into(),
+                key: hex::encode(&k),
+            })?;
+            out.push((k.to_vec(), value));
+        }
+        Ok(out)
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_encrypted_and_a_wrong_passphrase_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let store = Store::create(
+                &path,
+                b"pass phrase",
+                KdfParams::INSECURE_FOR_TESTS,
+                &mut crate::os_rng(),
+            )
+            .unwrap();
+            store
+                .put("messages", b"k1", &"a secret only I know".to_string())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        assert!(matches!(
+            Store::open(&path, b"wrong"),
+            Err(StoreError::WrongPassphrase)
+        ));
+        let store = Store::open(&path, b"pass phrase").unwrap();
+        let back: String = store.get("messages", b"k1").unwrap().unwrap();
+        assert_eq!(back, "a secret only I know");
+        drop(store);
+        // Nothing on disk contains the plaintext.
+        for entry in walk(&path) {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert!(
+                !bytes.windows(6).any(|w| w == b"secret"),
+                "{}",
+                entry.display()
+            );
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p))
+            } else {
+                out.push(p)
+            }
+        }
+        out
+    }
+}

@@ -141,6 +141,12 @@ pub struct MemberInfo {
 /// The stream of [`Event`]s, in order.
 pub struct Events(mpsc::UnboundedReceiver<Event>);
 
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
 impl Events {
     /// The next event; `None` once the client has shut down.
     pub async fn next(&mut self) -> Option<Event> {

@@ -24,15 +24,19 @@
 //!
 //! A server recognises a client frame completely before acting on it: [`ClientFrame::from_json`]
 //! rejects oversized input before parsing, rejects unknown fields (a field the server ignored
-//! could be one the client believes is enforced), and checks the per-frame limits in
-//! [`ClientFrame::validate`]. Each failure is a [`FrameError`] that maps onto a stable
-//! [`ErrorCode`] and, when the frame's `id` could be read, echoes it.
+//! could be one the client believes is enforced) at the top level and inside the envelopes,
+//! sealed payloads and device keys a frame carries (the [`SignedOp`] wrapper is the one nested
+//! object that ignores them), and checks the per-frame limits in [`ClientFrame::validate`]. Each
+//! failure is a [`FrameError`] that maps onto a stable [`ErrorCode`] and, when the frame's `id`
+//! could be read, echoes it.
 //!
-//! A client is tolerant of what a server adds: [`ServerFrame`] ignores unknown fields, and an
-//! unknown error code parses as [`ErrorCode::Unrecognized`], so a server may add an optional
+//! A client is tolerant of what a server adds: [`ServerFrame`] and the server's own objects in it
+//! ([`InboxItem`], [`StoredMessage`], [`GroupSummary`], [`DeviceInfo`]) ignore unknown fields, and
+//! an unknown error code parses as [`ErrorCode::Unrecognized`], so a server may add an optional
 //! field or a code within protocol version 1 without breaking deployed clients. That costs no
-//! security: the server is not trusted with anything a client does not verify by signature.
-//! A client ignores a frame of unknown type that carries no `id`.
+//! security: the server is not trusted with anything a client does not verify by signature. The
+//! envelopes, sealed payloads and device keys a server frame relays were written by clients and
+//! stay strict. A client ignores a frame of unknown type that carries no `id`.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -58,8 +62,10 @@ pub const LABEL_AUTH: &str = "confide/v1/auth";
 /// few reports, without letting one connection buffer much.
 pub const DEFAULT_MAX_CLIENT_FRAME_BYTES: usize = 1024 * 1024;
 
-/// Default largest server frame, in bytes of JSON, a client accepts. A server stops filling a
-/// [`ServerFrame::SyncPage`] or [`ServerFrame::Inbox`] before it would exceed this.
+/// Default largest server frame, in bytes of JSON, a client accepts. A server should keep its
+/// frames below this: the reference server bounds the ciphertext of a [`ServerFrame::SyncPage`]'s
+/// messages and of an [`ServerFrame::Inbox`] frame (its `page_bytes`, 4 MiB by default), but not
+/// the size of a sync page's ops, so a client syncing a log with large ops asks for small pages.
 pub const DEFAULT_MAX_SERVER_FRAME_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most sealed payloads in one [`ClientFrame::SendSealed`]: a sender-key distribution to every
@@ -73,11 +79,13 @@ pub const MAX_INBOX_ACKS_PER_FRAME: usize = 1024;
 /// [`ClientFrame::LookupUsers`].
 pub const MAX_LOOKUP_PER_FRAME: usize = 256;
 
-/// Largest `limit` a server honours in [`ClientFrame::Sync`]; a larger one is clamped to it, not
-/// refused. A server may return fewer items still, to stay within the frame size.
+/// Largest `limit` a server honours in [`ClientFrame::Sync`]; a larger one is clamped to it (or to
+/// the server's own lower page limit), not refused. A server may return fewer messages still, to
+/// stay within its byte budget for a page.
 pub const MAX_SYNC_LIMIT: u32 = 500;
 
-/// Longest display name, in bytes of UTF-8.
+/// Longest display name in [`ClientFrame::Register`], in bytes of UTF-8. The server also applies
+/// the group log's member-entry rules to it (not blank, no control or bidirectional characters).
 pub const MAX_DISPLAY_NAME_BYTES: usize = 64;
 
 /// Longest registration token, in bytes of UTF-8.
@@ -152,8 +160,12 @@ pub enum ClientFrame {
     ///
     /// The server checks the version, the registration token if it requires one
     /// (`registration_closed`), that `keys` verify and that `signature` is the answer of
-    /// `keys.device` to this connection's challenge (`auth_failed`), and that neither the device
-    /// nor the user exists (`already_registered`). Reply: [`ServerFrame::Authenticated`].
+    /// `keys.device` to this connection's challenge (`auth_failed`), that `display_name` follows
+    /// the group log's member-entry rules (`bad_frame`), and that neither the device nor the user
+    /// exists (`already_registered`). Registering again with the same user and keys succeeds
+    /// (a retry after a lost reply) and answers with the stored display name. Reply:
+    /// [`ServerFrame::Authenticated`], or `too_many_connections` and a close when the device has
+    /// as many connections as the server allows.
     Register {
         /// Request id.
         id: RequestId,
@@ -161,8 +173,8 @@ pub enum ClientFrame {
         version: u16,
         /// The new user's id, chosen at random by the client.
         user: UserId,
-        /// The name other members see, 1 to [`MAX_DISPLAY_NAME_BYTES`] bytes. Visible to the
-        /// server.
+        /// The name other members see, 1 to [`MAX_DISPLAY_NAME_BYTES`] bytes, not blank, without
+        /// control or bidirectional characters. Visible to the server.
         display_name: String,
         /// The device's public keys; `keys.device` is the device id.
         keys: DeviceKeys,
@@ -175,7 +187,8 @@ pub enum ClientFrame {
     /// Authenticates the connection as a registered device.
     ///
     /// Errors: `unsupported_version`, `unknown_device` (register first), `auth_failed`,
-    /// `already_authenticated`. Reply: [`ServerFrame::Authenticated`].
+    /// `already_authenticated`, `too_many_connections` (then the connection is closed). Reply:
+    /// [`ServerFrame::Authenticated`].
     Authenticate {
         /// Request id.
         id: RequestId,
@@ -187,9 +200,13 @@ pub enum ClientFrame {
         signature: Signature,
     },
     /// Creates a group from its signed genesis op, which names the group id and makes the
-    /// author its facilitator.
+    /// creator (whose device must be the author and the authenticated device) its facilitator.
+    /// Every device of the creator entry must be registered to the creator's user with exactly
+    /// those keys.
     ///
-    /// Errors: `invalid_op`, `group_exists`. Reply: [`ServerFrame::GroupCreated`].
+    /// Idempotent: sending the same genesis op again answers [`ServerFrame::GroupCreated`] once
+    /// the group exists. Errors: `invalid_op`, `group_exists` (another genesis op holds the id,
+    /// or a creation of it is in progress), `storage`. Reply: [`ServerFrame::GroupCreated`].
     CreateGroup {
         /// Request id.
         id: RequestId,
@@ -201,8 +218,9 @@ pub enum ClientFrame {
     /// The op names the hash of the op before it; if that is no longer the head the server
     /// answers `op_conflict`, and the client syncs, re-checks and re-signs. A server answers a
     /// retried op that is already in the log with its seq, so a client may retry after a lost
-    /// reply. Errors: `no_such_group`, `not_member`, `invalid_op`, `op_conflict`, `storage`.
-    /// Reply: [`ServerFrame::OpAppended`], once durable; other devices get [`ServerFrame::Op`].
+    /// reply. Errors: `no_such_group`, `not_member` (the author is not a current member's
+    /// device), `invalid_op`, `op_conflict`, `storage`. Reply: [`ServerFrame::OpAppended`], once
+    /// durable; other devices get [`ServerFrame::Op`].
     AppendOp {
         /// Request id.
         id: RequestId,
@@ -213,11 +231,13 @@ pub enum ClientFrame {
     },
     /// Posts an encrypted message to the group named in its envelope.
     ///
-    /// The server checks what it can without reading: membership, the envelope's sender is the
-    /// authenticated device, the epoch is current, and the group log's moderation (mute, lock,
-    /// slow mode, agreement). Re-posting an envelope already stored answers with the seq it got
-    /// the first time. Reply: [`ServerFrame::Posted`], only once durable; other devices get
-    /// [`ServerFrame::Message`].
+    /// The server checks what it can without reading: the envelope's sender is the
+    /// authenticated device and its signature verifies, membership, the group log's moderation
+    /// (mute, lock, open hours, agreement, slow mode), and that the envelope's epoch and epoch
+    /// hash are the group's current ones (or the previous ones, for a grace period after a join
+    /// or add; never after a removal). Re-posting an envelope already stored answers with the seq
+    /// it got the first time. Reply: [`ServerFrame::Posted`], only once durable; other devices
+    /// get [`ServerFrame::Message`].
     Post {
         /// Request id.
         id: RequestId,
@@ -227,9 +247,12 @@ pub enum ClientFrame {
     /// Puts sealed payloads (sender keys, join requests, reports) into their recipients'
     /// inboxes. All or nothing: [`ServerFrame::Ok`] once every item is durable.
     ///
-    /// Each item's `sender` must be the authenticated device. At most
-    /// [`MAX_SEALED_PER_FRAME`] items. Errors: `unknown_device`, `not_member`, `inbox_full`,
-    /// `storage`.
+    /// Each item's `sender` must be the authenticated device (`bad_frame`). Sender and recipient
+    /// must be members of the item's group, except that anyone may send a join request to a
+    /// facilitator device while the group has an open invite that requires approval. At most
+    /// [`MAX_SEALED_PER_FRAME`] items (`frame_too_large`). Errors also: `message_too_large`,
+    /// `no_such_group`, `not_member`, `unknown_device`, `inbox_full` (counting every item of
+    /// the frame), `storage`.
     SendSealed {
         /// Request id.
         id: RequestId,
@@ -260,8 +283,8 @@ pub enum ClientFrame {
         after_op_seq: Option<u64>,
         /// The last message the client holds; `0` to start from the oldest the server keeps.
         after_seq: Seq,
-        /// Most ops, and most messages, to return: at least 1; above [`MAX_SYNC_LIMIT`] it is
-        /// clamped.
+        /// Most ops, and most messages, to return: at least 1; above the server's page limit
+        /// (at most [`MAX_SYNC_LIMIT`]) it is clamped.
         limit: u32,
         /// For a device that is not a member yet: an invite in the group's log that is still
         /// valid. The server then returns the group's ops (never its messages), so the device
@@ -483,7 +506,9 @@ pub enum ServerFrame {
         server_time: Timestamp,
     },
     /// Reply to [`ClientFrame::Register`] or [`ClientFrame::Authenticate`]: the connection now
-    /// acts for this device. Pending inbox items follow as [`ServerFrame::Inbox`].
+    /// acts for this device. Pending inbox items follow as [`ServerFrame::Inbox`]. Not sent when
+    /// the device already has as many connections as the server allows (the reply is then a
+    /// `too_many_connections` error, and the connection closes).
     Authenticated {
         /// Request id.
         id: RequestId,
@@ -511,7 +536,7 @@ pub enum ServerFrame {
         /// A human-readable explanation in English, for logs and developers; not for parsing.
         message: String,
         /// When to try again, in milliseconds, for `rate_limited`, `slow_mode`, `muted`,
-        /// `too_many_connections` and `shutting_down`.
+        /// `too_many_connections` and `inbox_full`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
@@ -562,9 +587,9 @@ pub enum ServerFrame {
         /// Its seq in the group log; a client that sees a gap syncs.
         seq: u64,
     },
-    /// Live delivery of sealed payloads for this device: pending ones after authentication,
-    /// then new ones as they arrive. Each is delivered again on later connections until
-    /// acknowledged with [`ClientFrame::AckInbox`].
+    /// Live delivery of sealed payloads for this device: pending ones after authentication (in
+    /// frames bounded in items and in bytes of ciphertext), then new ones as they arrive. Each is
+    /// delivered again on later connections until acknowledged with [`ClientFrame::AckInbox`].
     Inbox {
         /// The payloads, oldest first.
         items: Vec<InboxItem>,
@@ -592,7 +617,8 @@ pub enum ServerFrame {
         /// an earlier one, or no longer stored.
         next_seq: Seq,
         /// `true` when this page reaches the head of both log and messages; `false` means ask
-        /// again with [`ClientFrame::sync_from`].
+        /// again with [`ClientFrame::sync_from`]. A page whose messages were cut to fit the
+        /// server's byte budget is never complete.
         complete: bool,
     },
     /// Reply to [`ClientFrame::ListGroups`].
@@ -615,9 +641,10 @@ pub enum ServerFrame {
         /// Request id.
         id: RequestId,
     },
-    /// Advisory notice that the server is about to close the connection (shutdown, or the
-    /// client reads too slowly); the websocket close code says the same. The client reconnects
-    /// with back-off.
+    /// Advisory notice that the server is about to close the connection: sent before every close
+    /// the server makes with a close code (shutdown, idle timeout, a client that reads too
+    /// slowly, no authentication in time, too many connections, an oversized message); the
+    /// websocket close code and reason say the same. The client reconnects with back-off.
     GoingAway {
         /// Why, in English, for logs.
         reason: String,
@@ -762,31 +789,31 @@ pub struct DeviceInfo {
 ///
 /// | code | meaning | the client should |
 /// |---|---|---|
-/// | `bad_frame` | The frame is not valid JSON, has a missing, unknown or mistyped field, or breaks a per-frame limit (a display name too long, a sync limit of 0). | fix the client; do not retry unchanged |
+/// | `bad_frame` | The frame is not valid JSON, has a missing, unknown, duplicate or mistyped field (at any level), breaks a per-frame limit (a display name too long, a sync limit of 0), is a binary websocket message, registers a display name that breaks the group log's member-entry rules, or carries a sealed payload whose sender is not the authenticated device. | fix the client; do not retry unchanged |
 /// | `unknown_frame` | The frame's `type` is not one this server knows. | check the protocol version |
-/// | `frame_too_large` | The frame exceeds the server's size limit, or a list in it exceeds its per-frame item limit. | split the request |
+/// | `frame_too_large` | The frame exceeds the server's size limit (much larger ones close the connection instead), or a list in it exceeds its per-frame item limit. | split the request |
 /// | `unsupported_version` | The client's protocol version is not one this server speaks. | upgrade |
-/// | `not_authenticated` | The request needs an authenticated connection. | register or authenticate first |
+/// | `not_authenticated` | The request needs an authenticated connection; also sent, without an id, when the authentication deadline passes. | register or authenticate first |
 /// | `already_authenticated` | The connection is already authenticated. | nothing; keep using it |
-/// | `auth_failed` | The challenge signature, or the signature on the device's sealing key, does not verify. | check the server name and keys; do not retry unchanged |
-/// | `registration_closed` | The server does not register new devices, or not without a valid registration token. | ask the operator for a token |
-/// | `already_registered` | The device, or the user id, is already registered. | authenticate, or choose a fresh user id |
+/// | `auth_failed` | The challenge signature, or the signature on the device's sealing key, does not verify. | check the dialled name and keys; do not retry unchanged |
+/// | `registration_closed` | The server does not register new devices without a valid registration token. | ask the operator for a token |
+/// | `already_registered` | The device is registered with another user or other keys, or the user id already has a device. | authenticate, or choose a fresh user id |
 /// | `unknown_device` | A device named in the request (the one authenticating, or a recipient) is not registered. | register, or refresh device lists |
-/// | `invalid_op` | A group-log op is malformed, badly signed, or not allowed to its author by the group's policy. | resync the log; report a bug if it persists |
+/// | `invalid_op` | A group-log op is malformed, badly signed, not allowed by the group's policy, breaks an op rule, is too far from the server's clock, names another group than the request or another author than the sender, sets open hours in an unknown time zone, or lists a device in a member entry that is not registered to that entry's user with those keys. | resync the log; report a bug if it persists |
 /// | `op_conflict` | The op does not extend the current head of the log (a stale head or a fork). | resync, re-check and re-sign |
 /// | `no_such_group` | The group does not exist on this server. | drop it or resync the group list |
-/// | `group_exists` | A group with this id already exists. | create with a fresh id |
-/// | `not_member` | The device is not a member of the group (or the recipient is not). | resync the log |
-/// | `muted` | The sender is muted in this group (`retry_after_ms` until the mute ends, if it ends). | wait |
-/// | `locked` | The group is locked: chat is closed now. | wait until it opens |
+/// | `group_exists` | A group with this id exists with another genesis op, or is being created. | create with a fresh id, or retry and then sync |
+/// | `not_member` | The device is not a member of the group (for an op: its author is not a current member's device), or a sealed payload's sender or recipient is not; a join request goes to no facilitator device, or the group has no open invite that requires approval. | resync the log |
+/// | `muted` | The sender is muted in this group (`retry_after_ms` until the mute ends). | wait |
+/// | `locked` | The group is locked, or outside its open hours; only facilitators and co-facilitators can post. | wait until it opens |
 /// | `slow_mode` | Slow mode allows no message from this sender yet (`retry_after_ms`). | wait, then retry |
 /// | `agreement_required` | The sender has not accepted the group's current agreement. | accept it, then retry |
-/// | `stale_epoch` | The envelope or payload names an epoch other than the group's current one. | resync, rekey, re-encrypt |
-/// | `bad_envelope` | The envelope is inconsistent: wrong version, sender other than the authenticated device, a size not on the padding buckets, or a group other than the frame's. | fix the client |
-/// | `message_too_large` | The message exceeds the largest size the server stores. | send less |
-/// | `rate_limited` | Too many requests from this device or address (`retry_after_ms`). | back off, then retry |
-/// | `too_many_connections` | The server, or this device, has as many connections as it allows. | back off, then reconnect |
-/// | `inbox_full` | A recipient's inbox holds as many pending items as the server allows. | retry later |
+/// | `stale_epoch` | The envelope names an epoch (number and epoch hash) other than the group's current one, and not the previous one within the grace period after a join or add. | resync, rekey, re-encrypt |
+/// | `bad_envelope` | The envelope's sender is not the authenticated device, or its version, ciphertext size (not on the padding buckets) or signature is wrong. | fix the client |
+/// | `message_too_large` | A sealed payload's ciphertext is larger than the server stores. | send less |
+/// | `rate_limited` | Too many requests from this device (`retry_after_ms`). | back off, then retry |
+/// | `too_many_connections` | This device has as many connections as the server allows (`retry_after_ms`); the connection is closed. | back off, then reconnect |
+/// | `inbox_full` | A recipient's inbox, with this frame's items, would hold more pending items than the server allows (`retry_after_ms`); nothing was stored. | retry later |
 /// | `storage` | The server could not store durably; nothing in the request was acknowledged or kept. | retry |
 /// | `shutting_down` | The server is shutting down and takes no new work. | reconnect later |
 /// | `internal` | A bug in the server. | retry later; report it |
@@ -795,7 +822,9 @@ pub struct DeviceInfo {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
-    /// Not valid JSON, a missing, unknown or mistyped field, or a broken per-frame limit.
+    /// Not valid JSON, a missing, unknown, duplicate or mistyped field, a broken per-frame limit,
+    /// a binary message, an invalid registration display name, or a sealed payload whose sender
+    /// is not this device.
     BadFrame,
     /// The frame's `type` is unknown.
     UnknownFrame,
@@ -809,41 +838,47 @@ pub enum ErrorCode {
     AlreadyAuthenticated,
     /// A signature over the challenge or over the sealing key does not verify.
     AuthFailed,
-    /// Registration is closed, or the registration token is missing or wrong.
+    /// The registration token is missing or wrong.
     RegistrationClosed,
-    /// The device or user is already registered.
+    /// The device is registered with another user or other keys, or the user already has a
+    /// device.
     AlreadyRegistered,
     /// A device named in the request is not registered.
     UnknownDevice,
-    /// A group-log op is malformed, badly signed or not allowed by the policy.
+    /// A group-log op is malformed, badly signed, not allowed by the policy, breaks an op rule,
+    /// is too far from the server's clock, or lists a device not registered to its member's user.
     InvalidOp,
     /// The op does not extend the current head of the log; resync.
     OpConflict,
     /// The group does not exist.
     NoSuchGroup,
-    /// The group already exists.
+    /// A group with this id exists with another genesis op, or is being created.
     GroupExists,
-    /// The device (or the recipient) is not a member of the group.
+    /// The device (or an op's author, or a sealed payload's recipient) is not a member of the
+    /// group; or a join request is not addressed to a facilitator device of a group with an open
+    /// invite that requires approval.
     NotMember,
     /// The sender is muted.
     Muted,
-    /// The group is locked.
+    /// The group is locked, or outside its open hours.
     Locked,
     /// Slow mode: too soon after the sender's last message.
     SlowMode,
     /// The sender must first accept the group agreement.
     AgreementRequired,
-    /// Not the group's current epoch.
+    /// Not the group's current epoch and epoch hash (nor the previous ones within the grace
+    /// period after a join or add).
     StaleEpoch,
-    /// The envelope is inconsistent with the frame, the sender or the format.
+    /// The envelope is not from the authenticated device, or fails its version, size or
+    /// signature check.
     BadEnvelope,
-    /// The message is larger than the server stores.
+    /// A sealed payload is larger than the server stores.
     MessageTooLarge,
-    /// Too many requests.
+    /// Too many requests from this device.
     RateLimited,
-    /// Too many connections.
+    /// Too many connections of this device; the connection closes.
     TooManyConnections,
-    /// A recipient's inbox is full.
+    /// A recipient's inbox would be over its limit with this frame's items.
     InboxFull,
     /// Nothing was stored: the server could not write durably.
     Storage,

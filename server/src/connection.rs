@@ -1143,7 +1143,7 @@ async fn sync(
     let (head, joined_epoch) = {
         let entry = entry.lock().await;
         match entry.state.member_of_device(&s.device) {
-            Some((_, member)) => (entry.state.seq(), Some(member.joined_epoch)),
+            Some((_, member)) => (entry.stored_head, Some(member.joined_epoch)),
             None => {
                 let t = now();
                 let valid = invite
@@ -1155,7 +1155,7 @@ async fn sync(
                         "this device is not a member of the group (and holds no valid invite to it)",
                     ));
                 }
-                (entry.state.seq(), None)
+                (entry.stored_head, None)
             }
         }
     };

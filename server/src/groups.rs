@@ -28,6 +28,9 @@ pub struct GroupEntry {
     pub devices: Arc<Vec<DeviceId>>,
     /// When each member last posted, for slow mode.
     pub last_post: HashMap<UserId, Instant>,
+    /// The seq of the last op in storage: the verified head, unless storage holds ops beyond it
+    /// that do not verify (which sync still serves, for clients to refuse).
+    pub stored_head: u64,
     /// The epoch before the current one and when the current one began, for the grace period.
     pub previous_epoch: Option<(EpochRef, Instant)>,
 }
@@ -36,12 +39,14 @@ impl GroupEntry {
     /// Wraps a verified state.
     pub fn new(state: GroupState, next_seq: u64) -> Self {
         let devices = Arc::new(device_list(&state));
+        let stored_head = state.seq();
         GroupEntry {
             state,
             next_seq,
             devices,
             last_post: HashMap::new(),
             previous_epoch: None,
+            stored_head,
         }
     }
 
@@ -55,6 +60,7 @@ impl GroupEntry {
             self.previous_epoch = grace.then(|| (previous, Instant::now()));
         }
         self.devices = Arc::new(device_list(&state));
+        self.stored_head = self.stored_head.max(state.seq());
         self.state = state;
     }
 }
@@ -98,19 +104,22 @@ impl Groups {
         let groups = Groups::default();
         for group in storage.groups()? {
             let mut state: Option<GroupState> = None;
+            let mut broken = false;
             let mut from = 0u64;
-            'pages: loop {
+            loop {
                 let page = storage.ops(&group, from, LOAD_PAGE)?;
                 let done = page.len() < LOAD_PAGE;
                 for op in &page {
-                    let result = match state.as_mut() {
-                        None => GroupState::from_genesis(op).map(|s| state = Some(s)),
-                        Some(s) => s.apply(op).map(|_| ()),
-                    };
-                    if let Err(e) = result {
-                        tracing::error!(%group, op_seq = from, error = %e,
-                            "stored group log does not verify; enforcing only its valid prefix");
-                        break 'pages;
+                    if !broken {
+                        let result = match state.as_mut() {
+                            None => GroupState::from_genesis(op).map(|s| state = Some(s)),
+                            Some(s) => s.apply(op).map(|_| ()),
+                        };
+                        if let Err(e) = result {
+                            tracing::error!(%group, op_seq = from, error = %e,
+                                "stored group log does not verify; enforcing only its valid prefix");
+                            broken = true;
+                        }
                     }
                     from += 1;
                 }
@@ -120,7 +129,11 @@ impl Groups {
             }
             if let Some(state) = state {
                 let next_seq = storage.last_seq(&group)?.0 + 1;
-                groups.insert(GroupEntry::new(state, next_seq));
+                let mut entry = GroupEntry::new(state, next_seq);
+                // Sync serves what is stored, verified or not: clients verify every op
+                // themselves and must see (and refuse) anything that was slipped in.
+                entry.stored_head = from.saturating_sub(1);
+                groups.insert(entry);
             }
         }
         Ok(groups)

@@ -65,10 +65,25 @@ impl TestServer {
         server
     }
 
+    /// Starts a server with plain websockets (loopback only), so tests can see exactly the
+    /// bytes the server receives and sends.
+    pub async fn start_plaintext() -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().to_path_buf();
+        let mut server = Self::launch_with(&data_dir, 0, Limits::default(), false).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
     async fn launch(data_dir: &Path, port: u16, limits: Limits) -> TestServer {
+        Self::launch_with(data_dir, port, limits, true).await
+    }
+
+    async fn launch_with(data_dir: &Path, port: u16, limits: Limits, use_tls: bool) -> TestServer {
         let identity = TlsIdentity::dev(data_dir).unwrap();
         let pin = identity.fingerprint();
         let tls = identity.server_config().unwrap();
+        let tls = use_tls.then_some(tls);
         let storage = Arc::new(SledStorage::open(&data_dir.join("db")).unwrap());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
@@ -77,7 +92,7 @@ impl TestServer {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let config = Config {
             limits: limits.clone(),
-            tls: Some(tls),
+            tls,
             storage,
             metrics_listener: None,
         };
@@ -89,7 +104,11 @@ impl TestServer {
             .unwrap();
         });
         TestServer {
-            url: format!("wss://localhost:{port}"),
+            url: if use_tls {
+                format!("wss://localhost:{port}")
+            } else {
+                format!("ws://127.0.0.1:{port}")
+            },
             pin,
             data_dir: data_dir.to_path_buf(),
             port,
@@ -118,7 +137,10 @@ impl TestServer {
         let mut next = None;
         for _ in 0..100 {
             if SledStorage::open(&self.data_dir.join("db")).is_ok() {
-                next = Some(Self::launch(&self.data_dir, self.port, self.limits.clone()).await);
+                let tls = self.url.starts_with("wss://");
+                next = Some(
+                    Self::launch_with(&self.data_dir, self.port, self.limits.clone(), tls).await,
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -409,5 +431,184 @@ impl OfflineDevice {
             "authentication failed: {reply:?}"
         );
         client
+    }
+}
+
+/// A TCP proxy on loopback that forwards to `target_port` and records every byte in both
+/// directions: what crosses the wire.
+pub struct RecordingProxy {
+    /// The port clients connect to.
+    pub port: u16,
+    /// Everything seen so far.
+    pub bytes: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl RecordingProxy {
+    /// Starts the proxy.
+    pub async fn start(target_port: u16) -> RecordingProxy {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bytes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = bytes.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                for (mut from, mut to, record) in [
+                    (
+                        Box::new(ri) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(wo) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                        record.clone(),
+                    ),
+                    (Box::new(ro), Box::new(wi), record.clone()),
+                ] {
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            record.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown().await;
+                    });
+                }
+            }
+        });
+        RecordingProxy { port, bytes }
+    }
+}
+
+/// Every file below `dir`, read whole.
+pub fn read_tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(read_tree(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A person using a real [`confide_client::Client`] with its own encrypted store.
+pub struct TestUser {
+    /// The client.
+    pub client: confide_client::Client,
+    /// Its events.
+    pub events: confide_client::Events,
+    /// The client configuration (kept to reopen the store).
+    pub config: confide_client::ClientConfig,
+    /// The store's directory.
+    pub dir: tempfile::TempDir,
+    /// The identity's secret bytes, to search for on disk and on the wire.
+    pub secret: Vec<u8>,
+}
+
+/// The passphrase every test user's store uses.
+pub const PASSPHRASE: &[u8] = b"correct horse battery staple";
+
+impl TestUser {
+    /// Registers a new user with the server at `url`.
+    pub async fn register(url: &str, trust: confide_client::ServerTrust, name: &str) -> TestUser {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = confide_client::ClientConfig::new(url, trust, dir.path().join("store"));
+        config.kdf = confide_protocol::identity::KdfParams::INSECURE_FOR_TESTS;
+        let identity = DeviceIdentity::generate(&mut rng());
+        let secret = identity.to_secret_bytes().to_vec();
+        let (client, events) = confide_client::Client::register_with_identity(
+            config.clone(),
+            name,
+            PASSPHRASE,
+            identity,
+        )
+        .await
+        .unwrap();
+        TestUser {
+            client,
+            events,
+            config,
+            dir,
+            secret,
+        }
+    }
+
+    /// Registers with a [`TestServer`].
+    pub async fn new(server: &TestServer, name: &str) -> TestUser {
+        Self::register(&server.url, server.trust(), name).await
+    }
+
+    /// Stops the client (offline).
+    pub async fn go_offline(&mut self) {
+        self.client.shutdown().await;
+        while self.events.next().await.is_some() {}
+    }
+
+    /// Opens the store again and reconnects.
+    pub async fn come_back(&mut self) {
+        let (client, events) = confide_client::Client::open(self.config.clone(), PASSPHRASE)
+            .await
+            .unwrap();
+        self.client = client;
+        self.events = events;
+    }
+
+    /// Waits for an event matching `pred`, returning it and every event seen before it.
+    pub async fn wait_event(
+        &mut self,
+        pred: impl Fn(&confide_client::Event) -> bool,
+    ) -> (confide_client::Event, Vec<confide_client::Event>) {
+        let mut before = Vec::new();
+        loop {
+            let event = tokio::time::timeout(RECV_TIMEOUT, self.events.next())
+                .await
+                .expect("timed out waiting for an event")
+                .expect("client stopped");
+            if pred(&event) {
+                return (event, before);
+            }
+            before.push(event);
+        }
+    }
+
+    /// Waits until this device's history of `group` holds at least `n` messages, and returns it.
+    pub async fn wait_history(
+        &mut self,
+        group: GroupId,
+        n: usize,
+    ) -> Vec<confide_client::ChatMessage> {
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        loop {
+            let history = self.client.history(group, None, 10_000).await.unwrap();
+            if history.len() >= n {
+                return history;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} messages arrived",
+                history.len()
+            );
+            // Process whatever arrived, then look again.
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.events.next()).await;
+        }
     }
 }

@@ -1,0 +1,526 @@
+//! End-to-end encrypted group chat between real clients, through a real server over TLS,
+//! asserting what people would notice — and what a malicious server could not do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use confide_client::{Event, JoinOutcome};
+use confide_protocol::GroupId;
+use confide_tests::{RecordingProxy, TestServer, TestUser, contains, read_tree};
+
+/// Alice creates a group and the others join with one invite.
+async fn group_with(
+    server_url: &str,
+    trust: confide_client::ServerTrust,
+    names: &[&str],
+) -> (Vec<TestUser>, GroupId) {
+    let mut users = Vec::new();
+    for name in names {
+        users.push(TestUser::register(server_url, trust.clone(), name).await);
+    }
+    let group = users[0].client.create_group().await.unwrap();
+    let invite = users[0]
+        .client
+        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let link = invite.to_link();
+    for user in users.iter_mut().skip(1) {
+        let invite = confide_client::Invite::from_link(&link).unwrap();
+        assert_eq!(
+            user.client.join(&invite, None).await.unwrap(),
+            JoinOutcome::Joined(group)
+        );
+    }
+    (users, group)
+}
+
+#[tokio::test]
+async fn three_members_see_every_message_in_the_same_order() {
+    let server = TestServer::start().await;
+    let (mut users, group) =
+        group_with(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
+    // Everyone talks at once.
+    let sends: Vec<_> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let client = u.client.clone();
+            tokio::spawn(async move {
+                for n in 0..4 {
+                    client
+                        .send_text(group, &format!("{i}-{n}"), None)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for send in sends {
+        send.await.unwrap();
+    }
+    let mut histories = Vec::new();
+    for user in users.iter_mut() {
+        let history = user.wait_history(group, 12).await;
+        histories.push(
+            history
+                .iter()
+                .map(|m| (m.seq, m.text.clone(), m.sender))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(histories[0].len(), 12);
+    assert_eq!(histories[0], histories[1]);
+    assert_eq!(histories[1], histories[2]);
+    // The display names and senders are the verified ones.
+    let bob_said = users[0]
+        .client
+        .history(group, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.text == "1-0")
+        .unwrap();
+    assert_eq!(bob_said.sender, users[1].client.user());
+    assert_eq!(bob_said.sender_name, "Bob");
+    // Replies carry their reference.
+    let reply = users[2]
+        .client
+        .send_text(group, "re", Some(bob_said.id))
+        .await
+        .unwrap();
+    let seen = users[1].wait_history(group, 13).await;
+    assert_eq!(seen.last().unwrap().reply_to, Some(bob_said.id));
+    assert_eq!(seen.last().unwrap().seq, reply.seq);
+}
+
+#[tokio::test]
+async fn an_offline_member_gets_everything_on_reconnect_in_order_once() {
+    let server = TestServer::start().await;
+    let (mut users, group) =
+        group_with(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
+    users[0]
+        .client
+        .send_text(group, "before", None)
+        .await
+        .unwrap();
+    users[1].wait_history(group, 1).await;
+    users[1].go_offline().await;
+    for n in 0..10 {
+        let who = if n % 2 == 0 { 0 } else { 2 };
+        users[who]
+            .client
+            .send_text(group, &format!("while away {n}"), None)
+            .await
+            .unwrap();
+    }
+    users[1].come_back().await;
+    let (_, events) = users[1].wait_event(|e| matches!(e, Event::Synced)).await;
+    let received: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<String> = (0..10).map(|n| format!("while away {n}")).collect();
+    assert_eq!(
+        received, expected,
+        "exactly the missed messages, once each, in order"
+    );
+    let history = users[1].client.history(group, None, 100).await.unwrap();
+    assert_eq!(history.len(), 11);
+    // And live again afterwards.
+    users[2]
+        .client
+        .send_text(group, "welcome back", None)
+        .await
+        .unwrap();
+    let (event, _) = users[1]
+        .wait_event(|e| matches!(e, Event::Message(_)))
+        .await;
+    assert!(matches!(event, Event::Message(m) if m.text == "welcome back"));
+}
+
+#[tokio::test]
+async fn the_server_and_the_wire_never_see_plaintext_or_private_keys() {
+    let server = TestServer::start_plaintext().await;
+    let proxy = RecordingProxy::start(server.port).await;
+    let url = format!("ws://127.0.0.1:{}", proxy.port);
+    let (mut users, group) = group_with(&url, server.trust(), &["Alice", "Bob"]).await;
+    let markers = [
+        "MARKER-7f3a-confidential-disclosure",
+        "MARKER-91bc-second-secret",
+    ];
+    users[0]
+        .client
+        .send_text(group, markers[0], None)
+        .await
+        .unwrap();
+    users[1]
+        .client
+        .send_text(group, markers[1], None)
+        .await
+        .unwrap();
+    users[0].wait_history(group, 2).await;
+    users[1].wait_history(group, 2).await;
+    let secrets: Vec<Vec<u8>> = users.iter().map(|u| u.secret.clone()).collect();
+    for u in users.iter_mut() {
+        u.go_offline().await;
+    }
+    let mut server = server;
+    server.stop().await;
+
+    let wire = proxy.bytes.lock().unwrap().clone();
+    // The recording sees what the server sees: the pseudonyms (metadata) are there in clear.
+    assert!(
+        contains(&wire, b"\"display_name\":\"Alice\""),
+        "the proxy saw the traffic"
+    );
+    let mut places: Vec<(String, Vec<u8>)> = vec![("wire".into(), wire)];
+    places.extend(
+        read_tree(&server.data_dir)
+            .into_iter()
+            .map(|(p, b)| (p.display().to_string(), b)),
+    );
+    // The clients' own stores are encrypted at rest too.
+    for u in &users {
+        places.extend(
+            read_tree(u.dir.path())
+                .into_iter()
+                .map(|(p, b)| (p.display().to_string(), b)),
+        );
+    }
+    for (place, bytes) in &places {
+        for marker in markers {
+            assert!(
+                !contains(bytes, marker.as_bytes()),
+                "{marker} found in {place}"
+            );
+        }
+        for secret in &secrets {
+            for half in [&secret[..32], &secret[32..]] {
+                let encodings = [
+                    half.to_vec(),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(half)
+                        .into_bytes(),
+                    hex::encode(half).into_bytes(),
+                ];
+                for e in encodings {
+                    assert!(
+                        !contains(bytes, &e),
+                        "private key material found in {place}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_removed_member_reads_nothing_new_and_a_joiner_reads_nothing_old() {
+    let mut server = TestServer::start().await;
+    let (mut users, group) =
+        group_with(&server.url, server.trust(), &["Alice", "Bob", "Eve"]).await;
+    users[0]
+        .client
+        .send_text(group, "before the removal", None)
+        .await
+        .unwrap();
+    users[2].wait_history(group, 1).await;
+    let eve = users[2].client.user();
+    users[0].client.remove(group, eve, false).await.unwrap();
+    let (event, _) = users[2]
+        .wait_event(|e| matches!(e, Event::Removed { .. }))
+        .await;
+    assert!(matches!(event, Event::Removed { group: g } if g == group));
+    users[0]
+        .client
+        .send_text(group, "after the removal, from Alice", None)
+        .await
+        .unwrap();
+    users[1]
+        .client
+        .send_text(group, "after the removal, from Bob", None)
+        .await
+        .unwrap();
+    // Dan joins later with a new invite.
+    let dan = TestUser::new(&server, "Dan").await;
+    let invite = users[0]
+        .client
+        .create_invite(group, false, 1, Duration::from_secs(600))
+        .await
+        .unwrap();
+    dan.client.join(&invite, None).await.unwrap();
+    dan.client
+        .send_text(group, "hello, I am new", None)
+        .await
+        .unwrap();
+    users[1].wait_history(group, 4).await;
+    assert!(
+        users[2]
+            .client
+            .history(group, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| !m.text.contains("after"))
+    );
+
+    // Take every ciphertext the server stores.
+    server.stop().await;
+    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let stored =
+        confide_server::Storage::messages(&storage, &group, confide_protocol::Seq(0), 1000)
+            .unwrap();
+    drop(storage);
+    assert_eq!(stored.len(), 4);
+    // #1 was sent before the removal, #2 and #3 after it, #4 after Dan joined.
+    for m in &stored {
+        if m.seq.0 >= 2 {
+            assert!(
+                users[2].client.inspect_envelope(&m.envelope).await.is_err(),
+                "Eve must not read #{}",
+                m.seq.0
+            );
+        }
+        if m.seq.0 <= 3 {
+            assert!(
+                dan.client.inspect_envelope(&m.envelope).await.is_err(),
+                "Dan must not read #{}",
+                m.seq.0
+            );
+        }
+    }
+    // Dan's history starts at his join; Eve's stops at her removal.
+    assert_eq!(dan.client.history(group, None, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        users[2]
+            .client
+            .history(group, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_ghost_member_slipped_into_storage_is_rejected_by_every_client() {
+    use confide_protocol::group_log::{MemberEntry, OpBody};
+    let mut server = TestServer::start().await;
+    let (mut users, group) = group_with(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    users[0]
+        .client
+        .send_text(group, "just us", None)
+        .await
+        .unwrap();
+    users[1].wait_history(group, 1).await;
+    for u in users.iter_mut() {
+        u.go_offline().await;
+    }
+    server.stop().await;
+
+    // Someone with access to the server's disk writes an `add` of a ghost, signed by the ghost.
+    let ghost = confide_protocol::DeviceIdentity::generate(&mut confide_tests::rng());
+    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let ops = confide_server::Storage::ops(&storage, &group, 0, 1000).unwrap();
+    let mut state = confide_protocol::group_log::verify_log(&ops).unwrap();
+    let entry = MemberEntry {
+        user: confide_protocol::UserId([0x66; 16]),
+        display_name: "Ghost".into(),
+        devices: vec![ghost.public_keys()],
+    };
+    let forged = state
+        .next_op(
+            ghost.device_id(),
+            confide_tests::now(),
+            OpBody::Add {
+                member: entry,
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .sign(&ghost)
+        .unwrap();
+    assert!(
+        state.apply(&forged).is_err(),
+        "the forgery really is invalid"
+    );
+    confide_server::Storage::commit(
+        &storage,
+        &[confide_server::storage::Write::Op {
+            group,
+            seq: ops.len() as u64,
+            op: forged,
+        }],
+    )
+    .unwrap();
+    drop(storage);
+    server.restart().await;
+
+    for u in users.iter_mut() {
+        u.come_back().await;
+        let (event, _) = u.wait_event(|e| matches!(e, Event::GroupRejected(_))).await;
+        assert!(matches!(event, Event::GroupRejected(r) if r.group == group));
+        let members = u.client.members(group).await.unwrap();
+        assert_eq!(members.len(), 2, "the ghost is not a member");
+        // The group is frozen: nothing is encrypted to anyone until the log is resolved.
+        let err = u
+            .client
+            .send_text(group, "to the ghost?", None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, confide_client::ClientError::GroupTampered(_)),
+            "{err}"
+        );
+    }
+    server.stop().await;
+    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let ghost_inbox = confide_server::Storage::inbox(&storage, &ghost.device_id(), 0, 100).unwrap();
+    assert!(
+        ghost_inbox.is_empty(),
+        "no sender key was ever sealed to the ghost"
+    );
+}
+
+#[tokio::test]
+async fn tampered_and_replayed_envelopes_are_rejected_and_the_conversation_goes_on() {
+    use confide_server::storage::Write;
+    let mut server = TestServer::start().await;
+    let (mut users, group) = group_with(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    users[0].client.send_text(group, "one", None).await.unwrap();
+    users[1].wait_history(group, 1).await;
+    users[1].go_offline().await;
+    for text in ["two", "three", "four"] {
+        users[0].client.send_text(group, text, None).await.unwrap();
+    }
+    users[0].go_offline().await;
+    server.stop().await;
+
+    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let stored =
+        confide_server::Storage::messages(&storage, &group, confide_protocol::Seq(0), 100).unwrap();
+    assert_eq!(stored.len(), 4);
+    // Flip a bit of "three", and replay "two" as a new message at the end.
+    let mut tampered = stored[2].clone();
+    tampered.envelope.ciphertext[10] ^= 0x01;
+    let mut replayed = stored[1].clone();
+    replayed.seq = confide_protocol::Seq(5);
+    confide_server::Storage::commit(
+        &storage,
+        &[
+            Write::Message {
+                group,
+                message: tampered,
+            },
+            Write::Message {
+                group,
+                message: replayed,
+            },
+        ],
+    )
+    .unwrap();
+    drop(storage);
+    server.restart().await;
+
+    users[1].come_back().await;
+    let (_, events) = users[1].wait_event(|e| matches!(e, Event::Synced)).await;
+    let rejected: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MessageRejected(r) => Some(r.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![3, 5],
+        "the altered and the replayed message are reported"
+    );
+    let texts: Vec<String> = users[1]
+        .client
+        .history(group, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["one", "two", "four"]);
+    // The conversation goes on.
+    users[0].come_back().await;
+    users[0]
+        .client
+        .send_text(group, "five", None)
+        .await
+        .unwrap();
+    let history = users[1].wait_history(group, 4).await;
+    assert_eq!(history.last().unwrap().text, "five");
+}
+
+#[tokio::test]
+async fn joining_with_approval_safety_numbers_and_key_change_warnings() {
+    let server = TestServer::start().await;
+    let mut alice = TestUser::new(&server, "Alice").await;
+    let mut bob = TestUser::new(&server, "Bob").await;
+    let group = alice.client.create_group().await.unwrap();
+    let invite = alice
+        .client
+        .create_invite(group, true, 1, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let outcome = bob
+        .client
+        .join(&invite, Some("I was referred by the clinic".into()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, JoinOutcome::Pending(group));
+    let (event, _) = alice
+        .wait_event(|e| matches!(e, Event::JoinRequest(_)))
+        .await;
+    let Event::JoinRequest(request) = event else {
+        unreachable!()
+    };
+    assert_eq!(request.display_name, "Bob");
+    assert_eq!(
+        request.note.as_deref(),
+        Some("I was referred by the clinic")
+    );
+    alice.client.approve(group, request.user).await.unwrap();
+    let (event, _) = bob.wait_event(|e| matches!(e, Event::Joined { .. })).await;
+    assert!(matches!(event, Event::Joined { group: g } if g == group));
+    bob.client
+        .send_text(group, "thank you", None)
+        .await
+        .unwrap();
+    assert_eq!(alice.wait_history(group, 1).await[0].text, "thank you");
+
+    // Both compute the same safety number for each other.
+    let a = alice.client.safety_number(bob.client.user()).await.unwrap();
+    let b = bob.client.safety_number(alice.client.user()).await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.split(' ').count(), 12);
+
+    // A wrong passphrase is a clear error, never a corrupt store.
+    bob.go_offline().await;
+    let err = confide_client::Client::open(bob.config.clone(), b"not my passphrase")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            confide_client::ClientError::Store(confide_client::store::StoreError::WrongPassphrase)
+        ),
+        "{err}"
+    );
+    bob.come_back().await;
+    bob.client
+        .send_text(group, "still here", None)
+        .await
+        .unwrap();
+    assert_eq!(alice.wait_history(group, 2).await[1].text, "still here");
+}

@@ -1105,9 +1105,11 @@ impl Actor {
                 let _ = reply.send(self.inspect(&envelope));
             }
             Command::Sync(reply) => {
-                let r = match self.ensure_connected().await {
-                    Ok(()) => self.sync_all().await,
-                    Err(e) => Err(e),
+                // Connecting syncs everything already.
+                let r = if self.conn.is_none() {
+                    self.connect().await
+                } else {
+                    self.sync_all().await
                 };
                 let _ = reply.send(r);
             }

@@ -270,9 +270,11 @@ pub enum ClientFrame {
     },
     /// Asks for a group's ops and messages after the given positions, one page at a time.
     ///
-    /// Ops are numbered from 0 (the genesis op), messages from 1. Reply:
-    /// [`ServerFrame::SyncPage`]; [`Self::sync_from`] builds the next request from a page.
-    /// Errors: `no_such_group`, `not_member`.
+    /// Ops are numbered from 0 (the genesis op), messages from 1. A member gets the ops and the
+    /// messages of the epochs since it joined; a non-member that names a valid invite gets the
+    /// ops only. Reply: [`ServerFrame::SyncPage`]; [`Self::sync_from`] builds the next request
+    /// from a page. Errors: `no_such_group`, `not_member` (neither a member nor holding a valid
+    /// invite).
     Sync {
         /// Request id.
         id: RequestId,
@@ -287,8 +289,9 @@ pub enum ClientFrame {
         /// (at most [`MAX_SYNC_LIMIT`]) it is clamped.
         limit: u32,
         /// For a device that is not a member yet: an invite in the group's log that is still
-        /// valid. The server then returns the group's ops (never its messages), so the device
-        /// can verify the group before joining or asking to join.
+        /// valid (not revoked, not used up, not expired by the server's clock). The server then
+        /// returns the group's ops (never its messages), so the device can verify the group
+        /// before joining or asking to join.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         invite: Option<InviteId>,
     },
@@ -598,9 +601,10 @@ pub enum ServerFrame {
     ///
     /// `ops` are the consecutive ops after `after_op_seq` in log order (each carries its seq
     /// inside its signed bytes). `messages` are the stored messages after `after_seq` in seq
-    /// order; seqs missing between them were deleted or expired on the server. The server fills
-    /// a page with ops before messages, so the log a client holds reaches the epochs of the
-    /// messages it reads.
+    /// order, without those of epochs before the requesting member joined (and none at all for
+    /// a non-member syncing with an invite); seqs missing between them are messages left out or
+    /// no longer stored. The server fills a page with ops before messages, so the log a client
+    /// holds reaches the epochs of the messages it reads.
     SyncPage {
         /// Request id.
         id: RequestId,
@@ -803,7 +807,7 @@ pub struct DeviceInfo {
 /// | `op_conflict` | The op does not extend the current head of the log (a stale head or a fork). | resync, re-check and re-sign |
 /// | `no_such_group` | The group does not exist on this server. | drop it or resync the group list |
 /// | `group_exists` | A group with this id exists with another genesis op, or is being created. | create with a fresh id, or retry and then sync |
-/// | `not_member` | The device is not a member of the group (for an op: its author is not a current member's device), or a sealed payload's sender or recipient is not; a join request goes to no facilitator device, or the group has no open invite that requires approval. | resync the log |
+/// | `not_member` | The device is not a member of the group (for an op: its author is not a current member's device; for a sync: nor does it name a valid invite), or a sealed payload's sender or recipient is not; a join request goes to no facilitator device, or the group has no open invite that requires approval. | resync the log |
 /// | `muted` | The sender is muted in this group (`retry_after_ms` until the mute ends). | wait |
 /// | `locked` | The group is locked, or outside its open hours; only facilitators and co-facilitators can post. | wait until it opens |
 /// | `slow_mode` | Slow mode allows no message from this sender yet (`retry_after_ms`). | wait, then retry |

@@ -524,3 +524,31 @@ async fn joining_with_approval_safety_numbers_and_key_change_warnings() {
         .unwrap();
     assert_eq!(alice.wait_history(group, 2).await[1].text, "still here");
 }
+
+#[tokio::test]
+async fn clients_reconnect_by_themselves_after_the_server_restarts() {
+    let mut server = TestServer::start().await;
+    let (mut users, group) = group_with(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    users[0]
+        .client
+        .send_text(group, "before the restart", None)
+        .await
+        .unwrap();
+    users[1].wait_history(group, 1).await;
+    server.restart().await;
+    for u in users.iter_mut() {
+        u.wait_event(|e| matches!(e, Event::Disconnected { .. }))
+            .await;
+        u.wait_event(|e| matches!(e, Event::Connected)).await;
+    }
+    users[0]
+        .client
+        .send_text(group, "after the restart", None)
+        .await
+        .unwrap();
+    let history = users[1].wait_history(group, 2).await;
+    assert_eq!(
+        history.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["before the restart", "after the restart"]
+    );
+}

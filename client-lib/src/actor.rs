@@ -49,6 +49,10 @@ const T_RECV_CHAINS: &str = "recv_chains";
 const T_PARKED: &str = "parked";
 const T_KNOWN_KEYS: &str = "known_keys";
 const T_JOIN_REQUESTS: &str = "join_requests";
+const T_PARKED_KEYS: &str = "parked_keys";
+/// Messages (or sender keys) kept per group while waiting for what they need; beyond this the
+/// oldest are dropped, so a member who never sends their key cannot fill the disk.
+const MAX_PARKED: usize = 10_000;
 
 /// The profile stored beside the identity.
 #[derive(Clone, Serialize, Deserialize)]
@@ -652,11 +656,7 @@ impl Actor {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 // The sender key has not arrived yet: keep the message until it does.
-                let _ = self.store.put(
-                    T_PARKED,
-                    &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
-                    &m,
-                );
+                self.park_message(group, &m);
                 return;
             }
             Err(e) => return self.reject_message(group, &m, e.to_string()),
@@ -706,26 +706,56 @@ impl Actor {
     fn handle_inbox(&mut self, item: &InboxItem) -> bool {
         let sealed = &item.payload;
         match sealed.kind {
-            SealKind::SenderKey => self.receive_sender_key(sealed),
+            SealKind::SenderKey => {
+                if self.key_is_early(sealed) {
+                    // For a group or epoch this device has not verified yet: keep it locally
+                    // (acknowledged, so the server does not resend it forever) and process it
+                    // once the log gets there.
+                    let key = key2(sealed.group.as_bytes(), &item.inbox_id.to_be_bytes());
+                    self.needs_sync.insert(sealed.group);
+                    return self.store.put(T_PARKED_KEYS, &key, sealed).is_ok();
+                }
+                self.receive_sender_key(sealed)
+            }
             SealKind::JoinRequest => self.receive_join_request(sealed),
             // Kinds this version does not handle stay in the inbox for a newer client.
             _ => false,
         }
     }
 
+    /// Whether a sender key belongs to a group or an epoch ahead of this device's verified log.
+    fn key_is_early(&self, sealed: &SealedPayload) -> bool {
+        match self.groups.get(&sealed.group) {
+            None => true,
+            Some(ctx) => {
+                !ctx.epochs.contains_key(&sealed.epoch_ref()) && sealed.epoch > ctx.state.epoch()
+            }
+        }
+    }
+
+    /// Processes the sender keys kept for a group whose log has since moved on.
+    fn retry_parked_keys(&mut self, group: GroupId) {
+        let Ok(parked) =
+            self.store
+                .scan::<SealedPayload>(T_PARKED_KEYS, group.as_bytes(), MAX_PARKED)
+        else {
+            return;
+        };
+        for (key, sealed) in parked {
+            if self.key_is_early(&sealed) {
+                continue;
+            }
+            let _ = self.store.remove(T_PARKED_KEYS, &key);
+            self.receive_sender_key(&sealed);
+        }
+    }
+
     fn receive_sender_key(&mut self, sealed: &SealedPayload) -> bool {
         let group = sealed.group;
         let Some(ctx) = self.groups.get(&group) else {
-            // A key for a group we do not know yet (we were just added): fetch the log first.
-            self.needs_sync.insert(group);
-            return false;
+            return true;
         };
         let Some(devices) = ctx.epochs.get(&sealed.epoch_ref()) else {
-            if sealed.epoch > ctx.state.epoch() {
-                // From an epoch this device has not seen yet: sync, then it is delivered again.
-                self.needs_sync.insert(group);
-                return false;
-            }
             tracing::warn!(%group, "sender key for an epoch not in the verified log: dropped");
             return true;
         };
@@ -759,6 +789,20 @@ impl Actor {
         }
         self.retry_parked(group);
         true
+    }
+
+    fn park_message(&mut self, group: GroupId, m: &StoredMessage) {
+        if let Ok((n, Some(oldest_key))) = self.store.count(T_PARKED, group.as_bytes())
+            && n >= MAX_PARKED
+        {
+            if let Ok(Some(oldest)) = self.store.get::<StoredMessage>(T_PARKED, &oldest_key) {
+                self.reject_message(group, &oldest, "its sender key never arrived".into());
+            }
+            let _ = self.store.remove(T_PARKED, &oldest_key);
+        }
+        let _ = self
+            .store
+            .put(T_PARKED, &key2(group.as_bytes(), &m.seq.0.to_be_bytes()), m);
     }
 
     fn retry_parked(&mut self, group: GroupId) {
@@ -855,6 +899,7 @@ impl Actor {
             }
         };
         ctx.record_epoch();
+        let epoch_changed = applied.op.body.changes_epoch();
         let seq = applied.op.seq;
         self.store
             .put(T_OPS, &key2(group.as_bytes(), &seq.to_be_bytes()), op)?;
@@ -877,6 +922,9 @@ impl Actor {
         };
         self.check_key_change(group, &applied.op.body);
         self.emit(Event::GroupChanged(change));
+        if epoch_changed {
+            self.retry_parked_keys(group);
+        }
         if was_member && !is_member {
             self.emit(Event::Removed { group });
         }
@@ -1008,6 +1056,7 @@ impl Actor {
                     if joined {
                         self.emit(Event::Joined { group });
                     }
+                    self.retry_parked_keys(group);
                     continue;
                 }
                 let was_member = self.groups.get(&group).is_some_and(|c| c.is_member(&me));
@@ -1023,9 +1072,21 @@ impl Actor {
                 self.handle_message(group, m);
                 self.advance_cursor(group, Seq(seq.0 + 1));
             }
+            let before = (after_op_seq, after_seq);
             self.advance_cursor(group, next_seq);
             if complete || self.conn.is_none() {
                 return Ok(());
+            }
+            // A page that moves neither cursor would repeat forever: stop (a server bug or a
+            // hostile server).
+            let now_at = self
+                .groups
+                .get(&group)
+                .map(|c| (Some(c.state.seq()), Seq(c.meta.next_seq.max(1) - 1)));
+            if now_at == Some(before) {
+                return Err(ClientError::Unexpected(
+                    "the server's sync made no progress".into(),
+                ));
             }
         }
     }

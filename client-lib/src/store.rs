@@ -244,6 +244,22 @@ impl Store {
         Ok(out)
     }
 
+    /// How many values have a key starting with `prefix` (nothing is decrypted), and the
+    /// first such key.
+    pub fn count(&self, tree: &str, prefix: &[u8]) -> Result<(usize, Option<Vec<u8>>), StoreError> {
+        let t = self.db.open_tree(tree).map_err(db_err)?;
+        let mut first = None;
+        let mut n = 0;
+        for entry in t.scan_prefix(prefix) {
+            let (k, _) = entry.map_err(db_err)?;
+            if first.is_none() {
+                first = Some(k.to_vec());
+            }
+            n += 1;
+        }
+        Ok((n, first))
+    }
+
     /// Values with keys in `[start, end)`, newest (highest key) first, at most `limit`.
     pub fn scan_range_rev<T: DeserializeOwned>(
         &self,

@@ -41,6 +41,8 @@ pub const DEFAULT_SYNC_PAGE_LIMIT: u32 = 500;
 /// Largest total ciphertext in one `sync_page` or `inbox` frame, well under the 8 MiB a client
 /// accepts by default (base64 adds a third).
 pub const DEFAULT_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How often messages past a group's retention period are deleted.
+pub const DEFAULT_RETENTION_SWEEP: Duration = Duration::from_secs(60);
 /// Items one device's inbox may hold before senders get `inbox_full`.
 pub const DEFAULT_MAX_INBOX_ITEMS: usize = 10_000;
 /// Sealed payloads in one `send_sealed` frame (at most the protocol's own per-frame cap).
@@ -97,6 +99,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// See [`DEFAULT_WRITE_TIMEOUT`].
     pub write_timeout: Duration,
+    /// See [`DEFAULT_RETENTION_SWEEP`].
+    pub retention_sweep: Duration,
     /// See [`DEFAULT_EPOCH_GRACE`].
     pub epoch_grace: Duration,
     /// See [`DEFAULT_SYNC_PAGE_LIMIT`].
@@ -138,6 +142,7 @@ impl Default for Limits {
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            retention_sweep: DEFAULT_RETENTION_SWEEP,
             epoch_grace: DEFAULT_EPOCH_GRACE,
             sync_page_limit: DEFAULT_SYNC_PAGE_LIMIT,
             max_inbox_items: DEFAULT_MAX_INBOX_ITEMS,
@@ -190,6 +195,7 @@ pub struct FileConfig {
     pub ping_interval_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,
+    pub retention_sweep_ms: Option<u64>,
     pub epoch_grace_ms: Option<u64>,
     pub sync_page_limit: Option<u32>,
     pub max_inbox_items: Option<usize>,
@@ -248,6 +254,9 @@ impl FileConfig {
         }
         if let Some(v) = self.ping_interval_ms {
             c.ping_interval = ms(v)
+        }
+        if let Some(v) = self.retention_sweep_ms {
+            c.retention_sweep = ms(v)
         }
         if let Some(v) = self.write_timeout_ms {
             c.write_timeout = ms(v)

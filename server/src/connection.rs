@@ -731,15 +731,20 @@ async fn append_op(
     check_member_entries(shared, &op.body)?;
     let mut next = entry.state.clone();
     next.apply(&signed).map_err(|e| log_reject(&e))?;
-    commit(
-        shared,
-        vec![Write::Op {
-            group,
-            seq: op.seq,
-            op: signed.clone(),
-        }],
-    )
-    .await?;
+    let mut writes = vec![Write::Op {
+        group,
+        seq: op.seq,
+        op: signed.clone(),
+    }];
+    // Delete for everyone: the ciphertext goes in the same atomic batch as the op that orders it.
+    if let OpBody::DeleteMessages { messages } = &op.body {
+        writes.extend(
+            messages
+                .iter()
+                .map(|m| Write::DeleteMessage { group, message: *m }),
+        );
+    }
+    commit(shared, writes).await?;
     shared.metrics.ops_stored.fetch_add(1, Relaxed);
     let before = entry.devices.clone();
     let grace = matches!(op.body, OpBody::Join { .. } | OpBody::Add { .. });

@@ -189,6 +189,14 @@ impl Groups {
         }
     }
 
+    /// Every group.
+    pub fn all(&self) -> Vec<(GroupId, Arc<Mutex<GroupEntry>>)> {
+        self.map
+            .read()
+            .map(|m| m.iter().map(|(g, e)| (*g, e.clone())).collect())
+            .unwrap_or_default()
+    }
+
     /// The groups `device` currently belongs to.
     pub fn of_device(&self, device: &DeviceId) -> Vec<GroupId> {
         self.by_device

@@ -19,6 +19,7 @@ pub mod groups;
 pub mod hub;
 pub mod metrics;
 pub mod rate;
+pub mod retention;
 pub mod server;
 pub mod storage;
 pub mod tls;

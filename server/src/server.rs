@@ -178,6 +178,7 @@ pub async fn run(
         .metrics_listener
         .map(|l| tokio::spawn(crate::metrics::serve(l, metrics.clone())));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let retention_task = tokio::spawn(crate::retention::run(shared.clone(), stop_rx.clone()));
     let permits = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
     let per_ip: PerIp = Arc::new(std::sync::Mutex::new(HashMap::new()));
@@ -229,6 +230,7 @@ pub async fn run(
     if let Some(task) = metrics_task {
         task.abort();
     }
+    let _ = retention_task.await;
     // Every connection is gone; dropping the last writer handle lets the writer drain and stop.
     drop(shared);
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;

@@ -662,3 +662,68 @@ async fn inbox_items_are_delivered_until_acknowledged() {
         .await;
     assert_eq!(error_code(&reply), Some(ErrorCode::NotMember));
 }
+
+#[tokio::test]
+async fn delete_for_everyone_removes_the_ciphertext_from_the_server() {
+    let server = TestServer::start().await;
+    let (mut alice, bob, mut state) = group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    let mut ids = Vec::new();
+    for text in ["kind words", "something harmful", "more kind words"] {
+        let envelope = seal_text(&alice, &state, &mut chain, text);
+        ids.push(envelope.message_id());
+        post_ok(&mut alice, &envelope).await;
+    }
+    // A plain member may not delete for everyone.
+    let mut bob = bob;
+    let reply = bob
+        .append(
+            &mut state,
+            OpBody::DeleteMessages {
+                messages: vec![ids[1]],
+            },
+        )
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::InvalidOp));
+    let reply = alice
+        .append(
+            &mut state,
+            OpBody::DeleteMessages {
+                messages: vec![ids[1]],
+            },
+        )
+        .await;
+    assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");
+    let (_, messages) = sync_all(&mut bob, &state, Seq(0)).await;
+    let left: Vec<_> = messages.iter().map(|m| m.envelope.message_id()).collect();
+    assert_eq!(left, vec![ids[0], ids[2]]);
+}
+
+#[tokio::test]
+async fn retention_deletes_old_messages_on_the_server() {
+    let limits = confide_server::Limits {
+        retention_sweep: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let (mut alice, mut bob, mut state) = group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    say_ok(&mut alice, &state, &mut chain, "ephemeral").await;
+    let reply = alice
+        .append(&mut state, OpBody::SetRetention { seconds: Some(1) })
+        .await;
+    assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");
+    // Wait (bounded) until the sweep has run past the one-second period.
+    let deadline = tokio::time::Instant::now() + confide_tests::RECV_TIMEOUT;
+    loop {
+        let (_, messages) = sync_all(&mut bob, &state, Seq(0)).await;
+        if messages.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the message outlived its retention period"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

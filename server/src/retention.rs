@@ -1,0 +1,74 @@
+//! Retention: messages older than a group's retention period (a setting in its signed log) are
+//! deleted from storage, through the writer like every other write.
+
+use std::sync::Arc;
+use tokio::sync::watch;
+
+use confide_protocol::{MessageId, Seq};
+
+use crate::server::{Shared, now};
+use crate::storage::Write;
+
+/// Messages read per storage call while sweeping.
+const SWEEP_PAGE: usize = 500;
+
+/// Sweeps every `retention_sweep` until shutdown.
+pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(shared.limits.retention_sweep);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => sweep(&shared).await,
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Deletes every stored message past its group's retention period.
+pub async fn sweep(shared: &Shared) {
+    let t = now();
+    for (group, entry) in shared.groups.all() {
+        let Some(seconds) = entry.lock().await.state.retention_seconds() else {
+            continue;
+        };
+        let cutoff = t.0.saturating_sub(seconds.saturating_mul(1000));
+        let mut after = Seq(0);
+        loop {
+            let page = match shared.storage.messages(&group, after, SWEEP_PAGE) {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(%group, error = %e, "retention sweep could not read messages");
+                    break;
+                }
+            };
+            let full = page.len() == SWEEP_PAGE;
+            let expired: Vec<MessageId> = page
+                .iter()
+                .take_while(|m| m.received_at.0 < cutoff)
+                .map(|m| m.envelope.message_id())
+                .collect();
+            let reached_newer = expired.len() < page.len();
+            if let Some(last) = page.get(expired.len().saturating_sub(1)) {
+                after = last.seq;
+            }
+            if !expired.is_empty() {
+                let count = expired.len();
+                let writes = expired
+                    .into_iter()
+                    .map(|message| Write::DeleteMessage { group, message })
+                    .collect();
+                match shared.writer.commit(writes).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(%group, count, "deleted messages past the retention period")
+                    }
+                    _ => {
+                        tracing::warn!(%group, "retention sweep could not delete");
+                        break;
+                    }
+                }
+            }
+            if reached_newer || !full {
+                break;
+            }
+        }
+    }
+}

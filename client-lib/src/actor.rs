@@ -833,11 +833,13 @@ impl Actor {
             .state
             .invite(&request.invite)
             .is_some_and(|i| i.requires_approval && !i.revoked);
+        // The `add` that approves it checks the invite signature against the entry's first
+        // device, so that must be the device that asked.
         let device_ok = request
             .member
             .devices
-            .iter()
-            .any(|d| d.device == sealed.sender);
+            .first()
+            .is_some_and(|d| d.device == sealed.sender);
         let sig_ok = confide_protocol::group_log::verify_join_sig(
             &request.invite,
             &group,
@@ -1003,7 +1005,7 @@ impl Actor {
     async fn sync_group(
         &mut self,
         group: GroupId,
-        invite: Option<confide_protocol::InviteId>,
+        invite: Option<frames::InviteProof>,
     ) -> Result<(), ClientError> {
         let me = self.device();
         loop {
@@ -1305,7 +1307,10 @@ impl Actor {
         let mut ops_held: Vec<SignedOp> = Vec::new();
         loop {
             let after_op_seq = state.as_ref().map(|s| s.seq());
-            let invite_id = Some(invite.id());
+            let invite_id = Some(frames::InviteProof {
+                id: invite.id(),
+                signature: invite.secret().sign_sync(&group, &self.device()),
+            });
             let reply = self
                 .request_ok(|id| ClientFrame::Sync {
                     id,

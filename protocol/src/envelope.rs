@@ -160,7 +160,8 @@ impl Envelope {
     }
 
     /// The message id: the first 16 bytes of `SHA-256("confide/v1/message-id" || 0x00 || header)`.
-    /// Unique per (group, epoch, sender, iteration); the server computes it without reading.
+    /// Unique per (group, epoch, epoch hash, sender, iteration); the server computes it without
+    /// reading.
     pub fn message_id(&self) -> MessageId {
         let digest = hash(LABEL_MESSAGE_ID, &[&self.header()]);
         let mut id = [0u8; 16];

@@ -288,12 +288,12 @@ pub enum ClientFrame {
         /// Most ops, and most messages, to return: at least 1; above the server's page limit
         /// (at most [`MAX_SYNC_LIMIT`]) it is clamped.
         limit: u32,
-        /// For a device that is not a member yet: an invite in the group's log that is still
-        /// valid (not revoked, not used up, not expired by the server's clock). The server then
-        /// returns the group's ops (never its messages), so the device can verify the group
-        /// before joining or asking to join.
+        /// For a device that is not a member yet: proof that it holds an invite in the group's
+        /// log that is still valid (not revoked, not used up, not expired by the server's
+        /// clock). The server then returns the group's ops (never its messages), so the device
+        /// can verify the group before joining or asking to join.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        invite: Option<InviteId>,
+        invite: Option<InviteProof>,
     },
     /// Lists the groups the device is a member of. Reply: [`ServerFrame::Groups`].
     ListGroups {
@@ -738,6 +738,17 @@ impl ServerFrame {
     pub fn to_json(&self) -> Result<String, FrameError> {
         serde_json::to_string(self).map_err(|e| FrameError::Encode(e.to_string()))
     }
+}
+
+/// Proof that the requesting device holds an invite: the invite's id and its signature made
+/// with [`crate::group_log::InviteSecret::sign_sync`] over the group and the requesting device.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteProof {
+    /// The invite's public id.
+    pub id: InviteId,
+    /// The invite key's signature.
+    pub signature: Signature,
 }
 
 /// A sealed payload waiting in a device's inbox.

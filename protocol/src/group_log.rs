@@ -109,6 +109,8 @@ pub const LABEL_OP: &str = "confide/v1/op";
 pub const LABEL_OP_HASH: &str = "confide/v1/op-hash";
 /// Label of the invite key's signature in a join: over `group (16) || user (16) || device (32)`.
 pub const LABEL_JOIN: &str = "confide/v1/join";
+/// Label of an invite holder's proof, when fetching a group's log before joining.
+pub const LABEL_INVITE_SYNC: &str = "confide/v1/invite-sync";
 
 /// The op format version this crate writes and accepts.
 pub const OP_VERSION: u8 = 1;
@@ -742,6 +744,32 @@ impl InviteSecret {
         );
         Signature(self.signing.sign(&message).to_bytes())
     }
+}
+
+impl InviteSecret {
+    /// Proof that `device` holds this invite, for fetching the group's log before joining: a
+    /// signature over `"confide/v1/invite-sync" || 0x00 || group || device`. Bound to the
+    /// device, so it is useless to anyone else who sees it.
+    pub fn sign_sync(&self, group: &GroupId, device: &DeviceId) -> Signature {
+        let message = labelled(LABEL_INVITE_SYNC, &[group.as_bytes(), device.as_bytes()]);
+        Signature(self.signing.sign(&message).to_bytes())
+    }
+}
+
+/// Checks a proof made by [`InviteSecret::sign_sync`].
+pub fn verify_invite_sync(
+    invite: &InviteId,
+    group: &GroupId,
+    device: &DeviceId,
+    sig: &Signature,
+) -> Result<(), LogError> {
+    identity::verify(
+        &DeviceId(invite.0),
+        LABEL_INVITE_SYNC,
+        &[group.as_bytes(), device.as_bytes()],
+        sig,
+    )
+    .map_err(|_| LogError::InvalidInvite("the invite proof does not verify".into()))
 }
 
 /// Checks an `invite_sig` made by [`InviteSecret::sign_join`].

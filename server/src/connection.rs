@@ -24,7 +24,7 @@ use confide_protocol::frames::{
 };
 use confide_protocol::group_log::{LogError, MemberEntry, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
-use confide_protocol::{DeviceId, GroupId, InviteId, RequestId, Seq};
+use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
 
 use crate::groups::{GroupEntry, new_group};
 use crate::hub::{ConnHandle, Outbound};
@@ -1122,7 +1122,7 @@ struct SyncRequest {
     after_op_seq: Option<u64>,
     after_seq: Seq,
     limit: u32,
-    invite: Option<InviteId>,
+    invite: Option<frames::InviteProof>,
 }
 
 async fn sync(
@@ -1151,9 +1151,22 @@ async fn sync(
             Some((_, member)) => (entry.stored_head, Some(member.joined_epoch)),
             None => {
                 let t = now();
-                let valid = invite
-                    .and_then(|i| entry.state.invite(&i).cloned())
-                    .is_some_and(|i| !i.revoked && i.uses < i.max_uses && i.expires_at > t);
+                // The proof is signed by the invite's secret key and bound to this device, so
+                // knowing the invite's public id (as every former member does) is not enough.
+                let valid = invite.is_some_and(|proof| {
+                    let holds = confide_protocol::group_log::verify_invite_sync(
+                        &proof.id,
+                        &group,
+                        &s.device,
+                        &proof.signature,
+                    )
+                    .is_ok();
+                    let active = entry
+                        .state
+                        .invite(&proof.id)
+                        .is_some_and(|i| !i.revoked && i.uses < i.max_uses && i.expires_at > t);
+                    holds && active
+                });
                 if !valid {
                     return Err(Reject::new(
                         ErrorCode::NotMember,
@@ -1179,6 +1192,8 @@ async fn sync(
     } else {
         Vec::new()
     };
+    let mut ops = ops;
+    truncate_to_budget(&mut ops, shared.limits.page_bytes, |op| op.op.len());
     let next_op_seq = from_op + ops.len() as u64;
     let ops_complete = next_op_seq > head;
     // Messages only once the client has every op, so it can always verify their epochs.

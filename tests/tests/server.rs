@@ -727,3 +727,87 @@ async fn retention_deletes_old_messages_on_the_server() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn only_an_invite_holder_may_read_a_groups_log_before_joining() {
+    use confide_protocol::frames::InviteProof;
+    use confide_protocol::group_log::InviteSecret;
+    let server = TestServer::start().await;
+    let (mut alice, _bob, mut state) = group_of_two(&server).await;
+    let secret = InviteSecret::generate(&mut rng());
+    let expires_at = Timestamp(now().0 + 3_600_000);
+    let reply = alice
+        .append(
+            &mut state,
+            OpBody::Invite {
+                invite: secret.id(),
+                requires_approval: false,
+                max_uses: 1,
+                expires_at,
+            },
+        )
+        .await;
+    assert!(matches!(reply, ServerFrame::OpAppended { .. }));
+    let group = state.group();
+    let mut dana = RawClient::register(&server, "Dana").await;
+    let device = dana.identity.device_id();
+    // Knowing the invite's public id (it is in the log) is not enough.
+    let forged = InviteProof {
+        id: secret.id(),
+        signature: InviteSecret::generate(&mut rng()).sign_sync(&group, &device),
+    };
+    let reply = dana
+        .request(|id| ClientFrame::Sync {
+            id,
+            group,
+            after_op_seq: None,
+            after_seq: Seq(0),
+            limit: 10,
+            invite: Some(forged),
+        })
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::NotMember));
+    // A proof made for another device is useless too.
+    let stolen = InviteProof {
+        id: secret.id(),
+        signature: secret.sign_sync(&group, &alice.identity.device_id()),
+    };
+    let reply = dana
+        .request(|id| ClientFrame::Sync {
+            id,
+            group,
+            after_op_seq: None,
+            after_seq: Seq(0),
+            limit: 10,
+            invite: Some(stolen),
+        })
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::NotMember));
+    // The holder gets the ops, and no messages.
+    say_ok(
+        &mut alice,
+        &state,
+        &mut SenderChain::generate(&mut rng()),
+        "members only",
+    )
+    .await;
+    let proof = InviteProof {
+        id: secret.id(),
+        signature: secret.sign_sync(&group, &device),
+    };
+    let reply = dana
+        .request(|id| ClientFrame::Sync {
+            id,
+            group,
+            after_op_seq: None,
+            after_seq: Seq(0),
+            limit: 10,
+            invite: Some(proof),
+        })
+        .await;
+    let ServerFrame::SyncPage { ops, messages, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(ops.len(), 3);
+    assert!(messages.is_empty());
+}

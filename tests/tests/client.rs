@@ -552,3 +552,46 @@ async fn clients_reconnect_by_themselves_after_the_server_restarts() {
         ["before the restart", "after the restart"]
     );
 }
+
+#[tokio::test]
+async fn a_client_can_trust_the_server_through_a_ca_bundle_and_pages_history() {
+    let server = TestServer::start().await;
+    let ca = std::fs::read(server.data_dir.join(confide_server::tls::DEV_CERT_FILE)).unwrap();
+    let trust = confide_client::ServerTrust::CaPem(ca);
+    let (users, group) = group_with(&server.url, trust, &["Alice"]).await;
+    for n in 0..5 {
+        users[0]
+            .client
+            .send_text(group, &format!("note {n}"), None)
+            .await
+            .unwrap();
+    }
+    let newest = users[0].client.history(group, None, 2).await.unwrap();
+    assert_eq!(
+        newest.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["note 3", "note 4"]
+    );
+    let older = users[0]
+        .client
+        .history(group, Some(newest[0].seq), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        older.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["note 1", "note 2"]
+    );
+    // A CA that did not issue the server's certificate is refused.
+    let other = tempfile::tempdir().unwrap();
+    let wrong = std::fs::read(
+        confide_server::TlsIdentity::dev(other.path())
+            .map(|_| other.path().join(confide_server::tls::DEV_CERT_FILE))
+            .unwrap(),
+    )
+    .unwrap();
+    let conn = confide_client::Connection::connect(
+        &server.url,
+        &confide_client::ServerTrust::CaPem(wrong),
+    )
+    .await;
+    assert!(conn.is_err());
+}

@@ -1,5 +1,6 @@
 //! What the client tells its front end.
 
+use confide_protocol::envelope::PinnedKind;
 use confide_protocol::group_log::Role;
 use confide_protocol::{DeviceId, GroupId, MessageId, Seq, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
@@ -124,6 +125,36 @@ pub enum Event {
     GroupRejected(Rejection),
     /// Someone asks to join a group this device facilitates.
     JoinRequest(JoinRequest),
+    /// A member reported a message (facilitators only). The text and its author are proven by
+    /// message franking.
+    Report(ReportInfo),
+    /// "I need a facilitator": a member asks for help (facilitators only).
+    UrgentRequest {
+        /// The group.
+        group: GroupId,
+        /// Who asks.
+        user: UserId,
+        /// Their pseudonym.
+        display_name: String,
+        /// What they wrote.
+        text: String,
+    },
+    /// Messages were deleted for everyone (or expired): remove them from view.
+    MessagesDeleted {
+        /// The group.
+        group: GroupId,
+        /// The messages.
+        messages: Vec<MessageId>,
+    },
+    /// A pinned text (the agreement, or crisis resources) arrived or changed.
+    Pinned {
+        /// The group.
+        group: GroupId,
+        /// Which text.
+        kind: PinnedKind,
+        /// The agreement version (0 for crisis resources).
+        version: u32,
+    },
     /// A role of this device's user changed.
     RoleChanged {
         /// The group.
@@ -131,4 +162,38 @@ pub enum Event {
         /// The new role.
         role: Role,
     },
+}
+
+/// A verified report, as facilitators see it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReportInfo {
+    /// The group.
+    pub group: GroupId,
+    /// The reported message's position.
+    pub seq: Seq,
+    /// The reported message.
+    pub message: MessageId,
+    /// Who wrote it (proven).
+    pub offender: UserId,
+    /// Their pseudonym.
+    pub offender_name: String,
+    /// Who reported it.
+    pub reporter: UserId,
+    /// Their pseudonym.
+    pub reporter_name: String,
+    /// The reported text (proven to be what the offender sent).
+    pub text: String,
+    /// The reporter's reason.
+    pub reason: String,
+}
+
+impl std::fmt::Debug for ReportInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportInfo")
+            .field("group", &self.group)
+            .field("seq", &self.seq)
+            .field("offender", &self.offender)
+            .field("reporter", &self.reporter)
+            .finish_non_exhaustive()
+    }
 }

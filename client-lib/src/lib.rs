@@ -50,12 +50,14 @@ use confide_protocol::{
 };
 
 pub use error::ClientError;
-pub use events::{ChatMessage, Event, GroupChange, JoinRequest, Rejection};
+pub use events::{ChatMessage, Event, GroupChange, JoinRequest, Rejection, ReportInfo};
 pub use invite::Invite;
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
 
-use actor::{Actor, Command, Profile};
+use actor::{Actor, Command, ModerationCommand, Profile};
+use confide_protocol::envelope::PinnedKind;
+use confide_protocol::group_log::{GroupSettings, OpenHours};
 
 /// Cryptographic randomness from the operating system.
 pub(crate) fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -136,6 +138,68 @@ pub struct MemberInfo {
     pub devices: Vec<DeviceId>,
     /// Until when they are muted, if they are.
     pub muted_until: Option<Timestamp>,
+}
+
+/// The group agreement as this device holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgreementInfo {
+    /// Its version.
+    pub version: u32,
+    /// Its text (checked against the commitment in the signed log).
+    pub text: String,
+    /// Whether this device's user has accepted this version.
+    pub accepted: bool,
+}
+
+/// The texts pinned to a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinnedInfo {
+    /// The current agreement, once its text has arrived.
+    pub agreement: Option<AgreementInfo>,
+    /// The current agreement version in the log (its text may still be on its way).
+    pub agreement_version: Option<u32>,
+    /// "If you are in crisis" resources, readable at any time (also while the chat is locked).
+    pub crisis_resources: Option<String>,
+}
+
+/// What this device's user may do in a group right now, and why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The user's role (`None`: not a member).
+    pub role: Option<Role>,
+    /// Until when the user is muted.
+    pub muted_until: Option<Timestamp>,
+    /// Whether the chat is locked by hand.
+    pub locked: bool,
+    /// Whether the chat is inside its open hours (always true without a schedule).
+    pub open_now: bool,
+    /// Slow mode interval in seconds (0: off).
+    pub slow_mode_seconds: u32,
+    /// The agreement version the user must accept before posting, if any.
+    pub agreement_pending: Option<u32>,
+}
+
+/// One line of the moderation log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ModerationEntry {
+    /// Position in the group log.
+    pub op_seq: u64,
+    /// When the author says it happened.
+    pub at: Timestamp,
+    /// What happened (the op type).
+    pub action: String,
+    /// Who did it.
+    pub author: Option<UserId>,
+    /// Their pseudonym.
+    pub author_name: Option<String>,
+    /// Whom it concerned.
+    pub target: Option<UserId>,
+    /// Their pseudonym.
+    pub target_name: Option<String>,
+    /// Non-content details (mute end, ban, role, interval, …).
+    pub details: serde_json::Value,
+    /// The reason, if this device received it (facilitators only).
+    pub reason: Option<String>,
 }
 
 /// The stream of [`Event`]s, in order.
@@ -414,6 +478,263 @@ impl Client {
         let envelope = Box::new(envelope.clone());
         self.call(|reply| Command::Inspect { envelope, reply })
             .await?
+    }
+
+    async fn moderation<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> ModerationCommand,
+    ) -> Result<T, ClientError> {
+        self.call(|reply| Command::Moderation(make(reply))).await?
+    }
+
+    /// Gives a member a role (facilitators only).
+    pub async fn set_role(
+        &self,
+        group: GroupId,
+        user: UserId,
+        role: Role,
+    ) -> Result<(), ClientError> {
+        self.op(group, OpBody::SetRole { user, role })
+            .await
+            .map(|_| ())
+    }
+
+    /// Mutes a member for `duration` (minutes to days), with an optional reason that only the
+    /// facilitators can read. The server refuses their posts until it ends.
+    pub async fn mute(
+        &self,
+        group: GroupId,
+        user: UserId,
+        duration: Duration,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let until = Timestamp(now.saturating_add(duration.as_millis() as u64));
+        let seq = self.op(group, OpBody::Mute { user, until }).await?;
+        self.reason(group, seq, reason).await
+    }
+
+    /// Lifts a mute.
+    pub async fn unmute(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
+        self.op(group, OpBody::Unmute { user }).await.map(|_| ())
+    }
+
+    /// Removes a member (new epoch) and, with `ban`, keeps them and their devices out; with an
+    /// optional reason for the facilitators.
+    pub async fn remove_with_reason(
+        &self,
+        group: GroupId,
+        user: UserId,
+        ban: bool,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let seq = self.op(group, OpBody::Remove { user, ban }).await?;
+        self.reason(group, seq, reason).await
+    }
+
+    /// Lifts a ban (facilitators only).
+    pub async fn unban(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
+        self.op(group, OpBody::Unban { user }).await.map(|_| ())
+    }
+
+    async fn reason(
+        &self,
+        group: GroupId,
+        op_seq: u64,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        match reason {
+            Some(text) => {
+                let text = text.to_string();
+                self.moderation(|reply| ModerationCommand::Reason {
+                    group,
+                    op_seq,
+                    text,
+                    reply,
+                })
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Locks the chat (only facilitators can post) or unlocks it.
+    pub async fn set_locked(&self, group: GroupId, locked: bool) -> Result<(), ClientError> {
+        let body = if locked {
+            OpBody::Lock {}
+        } else {
+            OpBody::Unlock {}
+        };
+        self.op(group, body).await.map(|_| ())
+    }
+
+    /// Sets (or clears) the weekly open hours, in the group's time zone.
+    pub async fn set_open_hours(
+        &self,
+        group: GroupId,
+        schedule: Option<OpenHours>,
+    ) -> Result<(), ClientError> {
+        self.op(group, OpBody::SetOpenHours { schedule })
+            .await
+            .map(|_| ())
+    }
+
+    /// Slow mode: one message per `seconds` per member (0 turns it off).
+    pub async fn set_slow_mode(&self, group: GroupId, seconds: u32) -> Result<(), ClientError> {
+        self.op(group, OpBody::SetSlowMode { seconds })
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes messages for everyone: the server drops the ciphertext, every client the text.
+    pub async fn delete_for_everyone(
+        &self,
+        group: GroupId,
+        messages: Vec<MessageId>,
+    ) -> Result<(), ClientError> {
+        self.op(group, OpBody::DeleteMessages { messages })
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes for everyone the last `count` messages of one member. Returns how many.
+    pub async fn delete_recent_of(
+        &self,
+        group: GroupId,
+        user: UserId,
+        count: usize,
+    ) -> Result<usize, ClientError> {
+        self.moderation(|reply| ModerationCommand::DeleteRecentOf {
+            group,
+            user,
+            count,
+            reply,
+        })
+        .await
+    }
+
+    /// Sets how long messages are kept (on the server and on every device); `None` keeps them.
+    pub async fn set_retention(
+        &self,
+        group: GroupId,
+        keep_for: Option<Duration>,
+    ) -> Result<(), ClientError> {
+        self.op(
+            group,
+            OpBody::SetRetention {
+                seconds: keep_for.map(|d| d.as_secs()),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Changes the group settings (whether members may message each other privately).
+    pub async fn set_settings(
+        &self,
+        group: GroupId,
+        settings: GroupSettings,
+    ) -> Result<(), ClientError> {
+        self.op(group, OpBody::SetSettings { settings })
+            .await
+            .map(|_| ())
+    }
+
+    /// Pins a new version of the group agreement (facilitators). Members must accept it before
+    /// they can post again.
+    pub async fn set_agreement(&self, group: GroupId, text: &str) -> Result<(), ClientError> {
+        let text = text.to_string();
+        self.moderation(|reply| ModerationCommand::Pin {
+            group,
+            kind: PinnedKind::Agreement,
+            text,
+            reply,
+        })
+        .await
+    }
+
+    /// Accepts the group's current agreement.
+    pub async fn accept_agreement(&self, group: GroupId) -> Result<(), ClientError> {
+        self.moderation(|reply| ModerationCommand::AcceptAgreement { group, reply })
+            .await
+    }
+
+    /// Pins "if you are in crisis" resources (facilitators), readable by members at any time.
+    pub async fn set_crisis_resources(
+        &self,
+        group: GroupId,
+        text: &str,
+    ) -> Result<(), ClientError> {
+        let text = text.to_string();
+        self.moderation(|reply| ModerationCommand::Pin {
+            group,
+            kind: PinnedKind::CrisisResources,
+            text,
+            reply,
+        })
+        .await
+    }
+
+    /// The group's pinned texts.
+    pub async fn pinned(&self, group: GroupId) -> Result<PinnedInfo, ClientError> {
+        self.moderation(|reply| ModerationCommand::Pinned { group, reply })
+            .await
+    }
+
+    /// What this user may do in the group right now (muted until, locked, open hours, …).
+    pub async fn status(&self, group: GroupId) -> Result<Status, ClientError> {
+        self.moderation(|reply| ModerationCommand::Status { group, reply })
+            .await
+    }
+
+    /// Reports a received message to the facilitators, with proof of who said it.
+    pub async fn report(&self, group: GroupId, seq: Seq, reason: &str) -> Result<(), ClientError> {
+        let reason = reason.to_string();
+        self.moderation(|reply| ModerationCommand::Report {
+            group,
+            seq,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// "I need a facilitator": an urgent request that only the facilitators can read.
+    pub async fn request_facilitator(&self, group: GroupId, text: &str) -> Result<(), ClientError> {
+        let text = text.to_string();
+        self.moderation(|reply| ModerationCommand::Urgent { group, text, reply })
+            .await
+    }
+
+    /// Declines a pending join request (facilitators).
+    pub async fn decline(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
+        self.moderation(|reply| ModerationCommand::Decline { group, user, reply })
+            .await
+    }
+
+    /// The moderation log: who did what and when (reasons only for facilitators).
+    pub async fn moderation_log(
+        &self,
+        group: GroupId,
+    ) -> Result<Vec<ModerationEntry>, ClientError> {
+        self.moderation(|reply| ModerationCommand::Log { group, reply })
+            .await
+    }
+
+    /// The moderation log as pretty JSON, for export.
+    pub async fn export_moderation_log(&self, group: GroupId) -> Result<String, ClientError> {
+        let log = self.moderation_log(group).await?;
+        serde_json::to_string_pretty(&log).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Opens a private, equally encrypted conversation with a member of `group` (facilitators
+    /// always; members only when the group's settings allow). Returns the new group.
+    pub async fn open_private(&self, group: GroupId, with: UserId) -> Result<GroupId, ClientError> {
+        self.moderation(|reply| ModerationCommand::OpenPrivate { group, with, reply })
+            .await
     }
 
     /// Stops the background task, closing the connection and flushing the store.

@@ -288,6 +288,7 @@ impl std::fmt::Debug for MessageContent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.body {
             ContentBody::Text { .. } => "text",
+            ContentBody::Pinned { .. } => "pinned",
         };
         f.debug_struct("MessageContent")
             .field("sent_at", &self.sent_at)
@@ -309,6 +310,51 @@ pub enum ContentBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<MessageId>,
     },
+    /// A text pinned to the group (the group agreement, or crisis resources), sent by a
+    /// facilitator. The group log holds only its keyed commitment ([`pinned_commitment`]), so
+    /// the server can neither read nor confirm a guess of the text; members check the text
+    /// they receive against the log.
+    Pinned {
+        /// What is pinned.
+        kind: PinnedKind,
+        /// The agreement version (0 for crisis resources).
+        version: u32,
+        /// The text.
+        text: String,
+        /// The commitment key.
+        #[serde(with = "b64_array")]
+        key: [u8; 32],
+    },
+}
+
+/// What a [`ContentBody::Pinned`] text is.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinnedKind {
+    /// The group agreement members accept before posting (`set_agreement`).
+    Agreement,
+    /// "If you are in crisis" resources (`set_crisis_resources`).
+    CrisisResources,
+}
+
+/// Label of a pinned text's commitment.
+pub const LABEL_PINNED: &str = "confide/v1/pinned";
+
+/// The keyed commitment to a pinned text that goes into the group log:
+/// `HMAC-SHA256(key, "confide/v1/pinned" || 0x00 || kind (1: agreement, 2: crisis) ||
+/// version (4, BE) || text)`.
+pub fn pinned_commitment(key: &[u8; 32], kind: PinnedKind, version: u32, text: &str) -> [u8; 32] {
+    let code = match kind {
+        PinnedKind::Agreement => 1u8,
+        PinnedKind::CrisisResources => 2u8,
+    };
+    primitives::hmac_sha256(
+        key,
+        &[&primitives::labelled(
+            LABEL_PINNED,
+            &[&[code], &version.to_be_bytes(), text.as_bytes()],
+        )],
+    )
 }
 
 #[cfg(test)]

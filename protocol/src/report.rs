@@ -52,6 +52,8 @@ pub struct VerifiedReport {
     pub reason: String,
     /// The reported message's sequence number.
     pub seq: Seq,
+    /// The reported message's epoch (the reader checks the offender was a member in it).
+    pub epoch: EpochRef,
 }
 
 impl std::fmt::Debug for ReportPayload {
@@ -169,6 +171,7 @@ pub fn verify_report(
         body: report.body.clone(),
         reason: report.reason.clone(),
         seq: report.seq,
+        epoch: report.envelope.epoch_ref(),
     })
 }
 

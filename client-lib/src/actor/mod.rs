@@ -29,6 +29,10 @@ use crate::store::Store;
 use crate::tls::ServerTrust;
 use crate::transport::Connection;
 
+mod moderation;
+
+pub(crate) use moderation::ModerationCommand;
+
 /// Ops and messages asked for per sync request.
 const SYNC_PAGE: u32 = 500;
 /// How long a request waits for its reply.
@@ -50,6 +54,10 @@ const T_PARKED: &str = "parked";
 const T_KNOWN_KEYS: &str = "known_keys";
 const T_JOIN_REQUESTS: &str = "join_requests";
 const T_PARKED_KEYS: &str = "parked_keys";
+const T_EVIDENCE: &str = "evidence";
+const T_PINNED: &str = "pinned";
+const T_NOTES: &str = "notes";
+const T_PRIVATE: &str = "private";
 /// Messages (or sender keys) kept per group while waiting for what they need; beyond this the
 /// oldest are dropped, so a member who never sends their key cannot fill the disk.
 const MAX_PARKED: usize = 10_000;
@@ -167,6 +175,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<Vec<u8>, ClientError>>,
     },
     Sync(oneshot::Sender<Result<(), ClientError>>),
+    Moderation(ModerationCommand),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -182,6 +191,8 @@ pub(crate) struct Actor {
     next_id: u64,
     groups: HashMap<GroupId, GroupCtx>,
     needs_sync: BTreeSet<GroupId>,
+    /// Groups whose pinned texts this facilitator device should post again (new epoch).
+    needs_repost: BTreeSet<GroupId>,
     /// Inbox items processed and stored, to acknowledge.
     pending_acks: Vec<u64>,
 }
@@ -253,6 +264,7 @@ impl Actor {
             next_id: 0,
             groups: HashMap::new(),
             needs_sync: BTreeSet::new(),
+            needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),
         };
         actor.load_groups()?;
@@ -364,6 +376,7 @@ impl Actor {
             }
             self.flush_acks().await;
             self.process_needs_sync().await;
+            self.process_needs_repost().await;
         }
     }
 
@@ -677,10 +690,31 @@ impl Actor {
                 return self.reject_message(group, &m, "the message content is not valid".into());
             }
         };
-        let ContentBody::Text { text, reply_to } = content.body else {
-            let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
-            return;
+        let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+        let (text, reply_to) = match content.body {
+            ContentBody::Text { text, reply_to } => (text, reply_to),
+            ContentBody::Pinned {
+                kind,
+                version,
+                text,
+                key,
+            } => {
+                self.receive_pinned(group, env.sender, kind, version, text, &key);
+                return;
+            }
+            _ => return,
         };
+        // Kept (encrypted at rest) so this message can be reported verifiably later.
+        let evidence = moderation::Evidence {
+            envelope: m.envelope.clone(),
+            body: opened.body.to_vec(),
+            franking_key: *opened.franking_key,
+        };
+        let _ = self.store.put(
+            T_EVIDENCE,
+            &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
+            &evidence,
+        );
         let message = ChatMessage {
             group,
             seq: m.seq,
@@ -718,6 +752,8 @@ impl Actor {
                 self.receive_sender_key(sealed)
             }
             SealKind::JoinRequest => self.receive_join_request(sealed),
+            SealKind::Report => self.receive_report(sealed),
+            SealKind::FacilitatorNote => self.receive_note(sealed),
             // Kinds this version does not handle stay in the inbox for a newer client.
             _ => false,
         }
@@ -927,6 +963,7 @@ impl Actor {
         if epoch_changed {
             self.retry_parked_keys(group);
         }
+        self.after_op(group, &applied.op.body, epoch_changed);
         if was_member && !is_member {
             self.emit(Event::Removed { group });
         }
@@ -996,6 +1033,10 @@ impl Actor {
             }
         }
         self.flush_acks().await;
+        let groups: Vec<GroupId> = self.groups.keys().copied().collect();
+        for group in groups {
+            self.enforce_retention(group);
+        }
         let _ = self.store.flush();
         self.emit(Event::Synced);
         Ok(())
@@ -1176,6 +1217,7 @@ impl Actor {
                 };
                 let _ = reply.send(r);
             }
+            Command::Moderation(cmd) => self.handle_moderation(cmd).await,
             Command::Shutdown(done) => {
                 let _ = done.send(());
             }
@@ -1521,6 +1563,39 @@ impl Actor {
         text: String,
         reply_to: Option<MessageId>,
     ) -> Result<ChatMessage, ClientError> {
+        let body = ContentBody::Text {
+            text: text.clone(),
+            reply_to,
+        };
+        let (seq, id, sent_at) = self.post_content(group, body).await?;
+        let message = ChatMessage {
+            group,
+            seq,
+            id,
+            sender: self.profile.user,
+            sender_device: self.device(),
+            sender_name: self.profile.display_name.clone(),
+            sent_at,
+            received_at: now(),
+            text,
+            reply_to,
+        };
+        self.store.put(
+            T_MESSAGES,
+            &key2(group.as_bytes(), &seq.0.to_be_bytes()),
+            &message,
+        )?;
+        self.store.flush()?;
+        Ok(message)
+    }
+
+    /// Encrypts `body` for the group's current epoch (distributing this device's sender key
+    /// first if needed) and posts it. Returns the seq, id and claimed time once durable.
+    async fn post_content(
+        &mut self,
+        group: GroupId,
+        body: ContentBody,
+    ) -> Result<(Seq, MessageId, Timestamp), ClientError> {
         self.ensure_connected().await?;
         for attempt in 0..2 {
             let me = self.device();
@@ -1536,18 +1611,15 @@ impl Actor {
             let (epoch, mut chain) = self.ensure_sender_key(group).await?;
             let content = MessageContent {
                 sent_at: now(),
-                body: ContentBody::Text {
-                    text: text.clone(),
-                    reply_to,
-                },
+                body: body.clone(),
             };
-            let body = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
+            let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
             let envelope = Envelope::seal(
                 &self.identity,
                 group,
                 epoch,
                 &mut chain,
-                &body,
+                &bytes,
                 &mut crate::os_rng(),
             )
             .map_err(protocol)?;
@@ -1559,26 +1631,8 @@ impl Actor {
                 .await?
             {
                 ServerFrame::Posted { seq, message, .. } => {
-                    let message = ChatMessage {
-                        group,
-                        seq,
-                        id: message,
-                        sender: self.profile.user,
-                        sender_device: me,
-                        sender_name: self.profile.display_name.clone(),
-                        sent_at: content.sent_at,
-                        received_at: now(),
-                        text: text.clone(),
-                        reply_to,
-                    };
-                    self.store.put(
-                        T_MESSAGES,
-                        &key2(group.as_bytes(), &seq.0.to_be_bytes()),
-                        &message,
-                    )?;
                     self.store
-                        .put(T_SEEN, &key2(group.as_bytes(), message.id.as_bytes()), &seq)?;
-                    self.store.flush()?;
+                        .put(T_SEEN, &key2(group.as_bytes(), message.as_bytes()), &seq)?;
                     if self
                         .groups
                         .get(&group)
@@ -1586,7 +1640,7 @@ impl Actor {
                     {
                         self.advance_cursor(group, Seq(seq.0 + 1));
                     }
-                    return Ok(message);
+                    return Ok((seq, message, content.sent_at));
                 }
                 ServerFrame::Error {
                     code: ErrorCode::StaleEpoch,

@@ -153,6 +153,10 @@ async fn remove_rekeys_and_ban_keeps_them_out_even_with_an_old_invite() {
         .remove_with_reason(group, eve, true, Some("repeated harassment"))
         .await
         .unwrap();
+    // Only a facilitator can lift a ban.
+    assert!(is_refused(
+        &users[1].client.unban(group, eve).await.unwrap_err()
+    ));
     users[2]
         .wait_event(|e| matches!(e, Event::Removed { .. }))
         .await;
@@ -324,6 +328,45 @@ async fn lock_slow_mode_and_crisis_resources() {
     assert!(is_refused(
         &users[1].client.set_slow_mode(group, 60).await.unwrap_err()
     ));
+    assert!(is_refused(
+        &users[1]
+            .client
+            .set_crisis_resources(group, "call me instead")
+            .await
+            .unwrap_err()
+    ));
+    assert!(is_refused(
+        &users[1].client.set_locked(group, true).await.unwrap_err()
+    ));
+    let hours = confide_protocol::group_log::OpenHours {
+        time_zone: "Europe/Berlin".into(),
+        windows: vec![confide_protocol::group_log::OpenWindow {
+            day: 0,
+            start_minute: 18 * 60,
+            end_minute: 20 * 60,
+        }],
+    };
+    assert!(is_refused(
+        &users[1]
+            .client
+            .set_open_hours(group, Some(hours.clone()))
+            .await
+            .unwrap_err()
+    ));
+    users[0]
+        .client
+        .set_open_hours(group, Some(hours))
+        .await
+        .unwrap();
+    users[1].client.sync().await.unwrap();
+    let open_now = users[1].client.status(group).await.unwrap().open_now;
+    let reply = users[1].client.send_text(group, "are we open?", None).await;
+    assert_eq!(
+        reply.is_ok(),
+        open_now,
+        "the server and the client agree on the open hours"
+    );
+    users[0].client.set_open_hours(group, None).await.unwrap();
     users[0]
         .client
         .set_crisis_resources(group, "Crisis line: 0800 111 0111 (24/7)")

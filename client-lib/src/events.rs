@@ -69,13 +69,15 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// A request to join, shown to facilitators.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A request to join, shown to facilitators. Its `Debug` omits the note.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
     /// The group.
     pub group: GroupId,
     /// The requester.
     pub user: UserId,
+    /// The requesting device (compare its safety number before approving).
+    pub device: DeviceId,
     /// The requester's pseudonym.
     pub display_name: String,
     /// Their note to the facilitators.
@@ -104,6 +106,17 @@ pub enum Event {
         /// The group.
         group: GroupId,
     },
+    /// Someone added this device to a group it did not ask to join. Nothing from the group is
+    /// shown and no keys are sent to it until the user accepts
+    /// ([`crate::Client::accept_group`]) — or they decline ([`crate::Client::leave`]).
+    Invited {
+        /// The group.
+        group: GroupId,
+        /// Who added this device.
+        by: UserId,
+        /// Their pseudonym.
+        by_name: String,
+    },
     /// This device was removed from a group (or left it).
     Removed {
         /// The group.
@@ -129,16 +142,7 @@ pub enum Event {
     /// message franking.
     Report(ReportInfo),
     /// "I need a facilitator": a member asks for help (facilitators only).
-    UrgentRequest {
-        /// The group.
-        group: GroupId,
-        /// Who asks.
-        user: UserId,
-        /// Their pseudonym.
-        display_name: String,
-        /// What they wrote.
-        text: String,
-    },
+    UrgentRequest(UrgentRequest),
     /// Messages were deleted for everyone (or expired): remove them from view.
     MessagesDeleted {
         /// The group.
@@ -165,7 +169,7 @@ pub enum Event {
 }
 
 /// A verified report, as facilitators see it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportInfo {
     /// The group.
     pub group: GroupId,
@@ -196,4 +200,46 @@ impl std::fmt::Debug for ReportInfo {
             .field("reporter", &self.reporter)
             .finish_non_exhaustive()
     }
+}
+
+impl std::fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("group", &self.group)
+            .field("user", &self.user)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// "I need a facilitator": a member asks for help. Its `Debug` omits the text.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrgentRequest {
+    /// The group.
+    pub group: GroupId,
+    /// Who asks.
+    pub user: UserId,
+    /// Their pseudonym.
+    pub display_name: String,
+    /// What they wrote.
+    pub text: String,
+}
+
+impl std::fmt::Debug for UrgentRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrgentRequest")
+            .field("group", &self.group)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something waiting for a facilitator's attention, kept until resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FacilitatorItem {
+    /// A verified report.
+    Report(ReportInfo),
+    /// An urgent request.
+    Urgent(UrgentRequest),
 }

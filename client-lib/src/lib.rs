@@ -50,7 +50,10 @@ use confide_protocol::{
 };
 
 pub use error::ClientError;
-pub use events::{ChatMessage, Event, GroupChange, JoinRequest, Rejection, ReportInfo};
+pub use events::{
+    ChatMessage, Event, FacilitatorItem, GroupChange, JoinRequest, Rejection, ReportInfo,
+    UrgentRequest,
+};
 pub use invite::Invite;
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
@@ -67,8 +70,9 @@ pub(crate) fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
 /// Commands queued for the background task before callers wait.
 const COMMAND_QUEUE: usize = 64;
 
-/// Where and how to connect, and where the local store lives.
-#[derive(Clone, Debug)]
+/// Where and how to connect, and where the local store lives. Its `Debug` hides the
+/// registration token.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// `wss://host:port` (or `ws://` on loopback).
     pub server_url: String,
@@ -80,6 +84,17 @@ pub struct ClientConfig {
     pub kdf: KdfParams,
     /// Token for servers that require one to register.
     pub registration_token: Option<String>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("server_url", &self.server_url)
+            .field("trust", &self.trust)
+            .field("store_path", &self.store_path)
+            .field("kdf", &self.kdf)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {
@@ -734,6 +749,30 @@ impl Client {
     /// always; members only when the group's settings allow). Returns the new group.
     pub async fn open_private(&self, group: GroupId, with: UserId) -> Result<GroupId, ClientError> {
         self.moderation(|reply| ModerationCommand::OpenPrivate { group, with, reply })
+            .await
+    }
+
+    /// Reports and urgent requests waiting for a facilitator, oldest first, each with an id
+    /// for [`Self::resolve`]. Kept in the encrypted store until resolved.
+    pub async fn facilitator_queue(
+        &self,
+        group: GroupId,
+    ) -> Result<Vec<(String, FacilitatorItem)>, ClientError> {
+        self.moderation(|reply| ModerationCommand::Queue { group, reply })
+            .await
+    }
+
+    /// Marks a queued report or urgent request as handled.
+    pub async fn resolve(&self, id: &str) -> Result<(), ClientError> {
+        let id = id.to_string();
+        self.moderation(|reply| ModerationCommand::Resolve { id, reply })
+            .await
+    }
+
+    /// Accepts being in a group someone added this device to ([`Event::Invited`]): its
+    /// messages are shown from then on. To decline, [`Self::leave`] it.
+    pub async fn accept_group(&self, group: GroupId) -> Result<(), ClientError> {
+        self.moderation(|reply| ModerationCommand::AcceptGroup { group, reply })
             .await
     }
 

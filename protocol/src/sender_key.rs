@@ -135,6 +135,17 @@ impl SenderChain {
         Ok((iteration, MessageKey::from_message_key(&mk)))
     }
 
+    /// Ratchets forward so that the next key used is `iteration`'s (no-op if already there or
+    /// past it). A device that finds one of its own messages with an iteration its chain has
+    /// not reached (restored from an old backup) moves past it, so no key is ever used twice.
+    pub fn advance_to(&mut self, iteration: u32) {
+        while self.iteration < iteration {
+            let (_, next) = step(&self.chain_key);
+            self.chain_key = next;
+            self.iteration += 1;
+        }
+    }
+
     /// Serializes the chain for the (encrypted) local store: same layout as the distribution.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         self.distribution()
@@ -380,6 +391,19 @@ mod tests {
             late.with_message_key(i0, |_| Ok::<_, ()>(())),
             Err(SenderKeyError::Replay(0))
         );
+    }
+
+    #[test]
+    fn advancing_skips_used_keys() {
+        let mut a = SenderChain::generate(&mut test_rng(1));
+        let mut b = SenderChain::from_bytes(&a.to_bytes()).unwrap();
+        let _ = a.next_message_key().unwrap();
+        let (i, k) = a.next_message_key().unwrap();
+        b.advance_to(i);
+        let (j, k2) = b.next_message_key().unwrap();
+        assert_eq!((i, *k.key), (j, *k2.key));
+        b.advance_to(0);
+        assert_eq!(b.iteration(), i + 1);
     }
 
     #[test]

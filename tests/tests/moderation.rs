@@ -514,15 +514,15 @@ async fn reports_are_verifiable_and_urgent_requests_reach_the_facilitators() {
         .await
         .unwrap();
     let (event, _) = users[0]
-        .wait_event(|e| matches!(e, Event::UrgentRequest { .. }))
+        .wait_event(|e| matches!(e, Event::UrgentRequest(_)))
         .await;
     assert!(
-        matches!(event, Event::UrgentRequest { text, display_name, .. } if text == "I am not okay tonight" && display_name == "Bob")
+        matches!(event, Event::UrgentRequest(r) if r.text == "I am not okay tonight" && r.display_name == "Bob")
     );
     // Members do not receive reports or urgent requests.
     users[2].client.sync().await.unwrap();
     while let Some(e) = users[2].events.try_next() {
-        assert!(!matches!(e, Event::Report(_) | Event::UrgentRequest { .. }));
+        assert!(!matches!(e, Event::Report(_) | Event::UrgentRequest(_)));
     }
 }
 
@@ -541,6 +541,14 @@ async fn private_conversations_follow_the_group_setting() {
     ));
     // A facilitator can always check in privately.
     let private = users[0].client.open_private(group, bob).await.unwrap();
+    // Bob was added to a conversation he did not ask for: he sees who, and accepts.
+    let (event, _) = users[1]
+        .wait_event(|e| matches!(e, Event::Invited { .. }))
+        .await;
+    assert!(
+        matches!(event, Event::Invited { group: g, by_name, .. } if g == private && by_name == "Alice")
+    );
+    users[1].client.accept_group(private).await.unwrap();
     users[0]
         .client
         .send_text(private, "How are you after tonight?", None)
@@ -569,6 +577,10 @@ async fn private_conversations_follow_the_group_setting() {
         .unwrap();
     users[1].client.sync().await.unwrap();
     let dm = users[1].client.open_private(group, carol).await.unwrap();
+    users[2]
+        .wait_event(|e| matches!(e, Event::Invited { .. }))
+        .await;
+    users[2].client.accept_group(dm).await.unwrap();
     users[1]
         .client
         .send_text(dm, "coffee sometime?", None)

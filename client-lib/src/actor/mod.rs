@@ -55,6 +55,15 @@ const T_KNOWN_KEYS: &str = "known_keys";
 const T_JOIN_REQUESTS: &str = "join_requests";
 const T_PARKED_KEYS: &str = "parked_keys";
 const T_EVIDENCE: &str = "evidence";
+const T_DELETED: &str = "deleted";
+const T_PENDING_JOINS: &str = "pending_joins";
+const T_FACILITATOR_QUEUE: &str = "facilitator_queue";
+/// Sender keys (or facilitator notes) kept per sender while their epoch is ahead of the log.
+const MAX_PARKED_PER_SENDER: usize = 64;
+/// How far ahead of the verified log a sealed payload's epoch may be to be kept for later.
+const MAX_EPOCH_AHEAD: u64 = 16;
+/// How long connecting (TCP, TLS, websocket, challenge) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const T_PINNED: &str = "pinned";
 const T_NOTES: &str = "notes";
 const T_PRIVATE: &str = "private";
@@ -77,6 +86,14 @@ struct GroupMeta {
     next_seq: u64,
     /// Why the log was rejected, if it was.
     tampered: Option<String>,
+    /// Whether the user agreed to be in this group (created it, joined it, or accepted being
+    /// added). Until then nothing from it is shown.
+    #[serde(default)]
+    accepted: bool,
+    /// The first message seq seen in each epoch, to refuse messages from an epoch that had
+    /// already ended with a removal when later epochs were under way.
+    #[serde(default)]
+    epoch_first_seq: std::collections::BTreeMap<u64, u64>,
 }
 
 /// The plaintext of a join request (sealed with [`SealKind::JoinRequest`]).
@@ -92,6 +109,8 @@ pub(crate) struct JoinRequestPayload {
 /// One group as this device holds it.
 struct GroupCtx {
     state: GroupState,
+    /// Epoch numbers that ended because someone was removed or left: no grace for them.
+    ended_by_removal: std::collections::HashSet<u64>,
     /// Every epoch the verified log went through, with the devices (and their users and
     /// names) that were members in it: who may send in that epoch.
     epochs: HashMap<EpochRef, HashMap<DeviceId, (UserId, String)>>,
@@ -102,6 +121,7 @@ impl GroupCtx {
     fn new(state: GroupState, meta: GroupMeta) -> Self {
         let mut ctx = GroupCtx {
             state,
+            ended_by_removal: Default::default(),
             epochs: HashMap::new(),
             meta,
         };
@@ -117,6 +137,14 @@ impl GroupCtx {
             }
         }
         self.epochs.insert(self.state.epoch_ref(), devices);
+    }
+
+    /// Records what an applied op means for message acceptance.
+    fn note_op(&mut self, body: &OpBody) {
+        if matches!(body, OpBody::Remove { .. } | OpBody::Leave {}) {
+            self.ended_by_removal
+                .insert(self.state.epoch().0.saturating_sub(1));
+        }
     }
 
     fn is_member(&self, device: &DeviceId) -> bool {
@@ -283,16 +311,23 @@ impl Actor {
             let mut ctx: Option<GroupCtx> = None;
             for (_, op) in &ops {
                 match ctx.as_mut() {
-                    None => {
-                        ctx = Some(GroupCtx::new(
-                            GroupState::from_genesis(op).map_err(protocol)?,
-                            meta.clone(),
-                        ))
-                    }
-                    Some(c) => {
-                        c.state.apply(op).map_err(protocol)?;
-                        c.record_epoch();
-                    }
+                    None => match GroupState::from_genesis(op) {
+                        Ok(state) => ctx = Some(GroupCtx::new(state, meta.clone())),
+                        Err(_) => break,
+                    },
+                    Some(c) => match c.state.apply(op) {
+                        Ok(applied) => {
+                            c.record_epoch();
+                            c.note_op(&applied.op.body);
+                        }
+                        Err(e) => {
+                            // A damaged store freezes that group, not the whole client.
+                            c.meta
+                                .tampered
+                                .get_or_insert_with(|| format!("stored log does not verify: {e}"));
+                            break;
+                        }
+                    },
                 }
             }
             if let Some(ctx) = ctx {
@@ -333,8 +368,10 @@ impl Actor {
                             reason: e.to_string(),
                         });
                         // Wait out the back-off, but keep serving commands (which fail fast
-                        // or try to connect themselves).
-                        let sleep = tokio::time::sleep(backoff);
+                        // or try to connect themselves).                        // Jitter spreads reconnects when a server comes back to many clients.
+                        let jitter = rand_core::Rng::next_u32(&mut crate::os_rng()) % 1000;
+                        let sleep =
+                            tokio::time::sleep(backoff.mul_f64(0.5 + f64::from(jitter) / 1000.0));
                         tokio::pin!(sleep);
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         loop {
@@ -388,7 +425,10 @@ impl Actor {
 
     /// Connects, authenticates (registering on first use), and resyncs every group.
     async fn connect(&mut self) -> Result<(), ClientError> {
-        let mut conn = Connection::connect(&self.url, &self.trust).await?;
+        let mut conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, &self.trust))
+                .await
+                .map_err(|_| ClientError::Unexpected("connecting timed out".into()))??;
         let challenge = tokio::time::timeout(REQUEST_TIMEOUT, conn.recv())
             .await
             .map_err(|_| ClientError::Unexpected("no challenge".into()))??;
@@ -532,7 +572,7 @@ impl Actor {
                             envelope,
                         },
                     );
-                    self.advance_cursor(group, Seq(seq.0 + 1));
+                    self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
                 } else if seq > next {
                     self.needs_sync.insert(group);
                 }
@@ -616,13 +656,29 @@ impl Actor {
     fn handle_message(&mut self, group: GroupId, m: StoredMessage) {
         let id = m.envelope.message_id();
         let seen_key = key2(group.as_bytes(), id.as_bytes());
+        // Nothing from the server changes any state unless its sender's signature holds: a
+        // forgery must not get the genuine message refused later as a "replay".
+        if let Err(e) = m.envelope.verify() {
+            tracing::warn!(%group, seq = m.seq.0, "message with a bad signature dropped");
+            self.emit(Event::MessageRejected(Rejection {
+                group,
+                seq: m.seq.0,
+                reason: e.to_string(),
+            }));
+            return;
+        }
+        if matches!(self.store.get_bytes(T_DELETED, &seen_key), Ok(Some(_))) {
+            // Deleted for everyone before it reached this device.
+            let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+            return;
+        }
         if let Ok(Some(seen)) = self.store.get::<Seq>(T_SEEN, &seen_key) {
             if seen != m.seq {
-                self.reject_message(
+                self.emit(Event::MessageRejected(Rejection {
                     group,
-                    &m,
-                    format!("replay of message {} already received as #{}", id, seen.0),
-                );
+                    seq: m.seq.0,
+                    reason: format!("replay of message {id} already received as #{}", seen.0),
+                }));
             }
             return;
         }
@@ -634,6 +690,11 @@ impl Actor {
         if env.group != group {
             return self.reject_message(group, &m, "the envelope names another group".into());
         }
+        if !ctx.meta.accepted {
+            // Not shown until the user accepts being in this group.
+            self.park_message(group, &m);
+            return;
+        }
         // Messages from before this device joined cannot be read, by design.
         if let Some((_, member)) = ctx.state.member_of_device(&me)
             && env.epoch < member.joined_epoch
@@ -642,6 +703,12 @@ impl Actor {
             return;
         }
         let Some(devices) = ctx.epochs.get(&env.epoch_ref()) else {
+            if env.epoch > ctx.state.epoch() {
+                // From an epoch this device has not verified yet: wait for the log.
+                self.needs_sync.insert(group);
+                self.park_message(group, &m);
+                return;
+            }
             return self.reject_message(
                 group,
                 &m,
@@ -655,8 +722,40 @@ impl Actor {
                 "the sender was not a member in that epoch".into(),
             );
         };
+        // An epoch that ended with a removal accepts nothing stored after later epochs began:
+        // the server allows no grace there, so such a message was slipped in afterwards.
+        if ctx.ended_by_removal.contains(&env.epoch.0)
+            && ctx
+                .meta
+                .epoch_first_seq
+                .range(env.epoch.0.saturating_add(1)..)
+                .any(|(_, first)| *first < m.seq.0)
+        {
+            return self.reject_message(
+                group,
+                &m,
+                "sent in an epoch that had already ended with a removal".into(),
+            );
+        }
+        if let Some(ctx) = self.groups.get_mut(&group) {
+            ctx.meta
+                .epoch_first_seq
+                .entry(m.envelope.epoch.0)
+                .or_insert(m.seq.0);
+        }
+        let env = &m.envelope;
         if env.sender == me {
-            // Our own message (sent from this device before a crash, or echoed by a sync).
+            // Our own message (echoed by a sync, or sent before a crash or a restore from
+            // backup): make sure our chain never uses that key again.
+            let own_key = key2(group.as_bytes(), env.epoch_hash.as_bytes());
+            if let Ok(Some(bytes)) = self.store.get_bytes(T_OWN_CHAINS, &own_key)
+                && bytes.len() > 1
+                && let Ok(mut chain) = SenderChain::from_bytes(&bytes[1..])
+                && chain.iteration() <= env.iteration
+            {
+                chain.advance_to(env.iteration.saturating_add(1));
+                let _ = self.save_chain(&own_key, &chain, bytes[0] == 1);
+            }
             let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
             return;
         }
@@ -736,31 +835,34 @@ impl Actor {
         self.emit(Event::Message(message));
     }
 
-    /// Processes one inbox item. Returns whether it may be acknowledged.
+    /// Processes one inbox item. Returns whether it may be acknowledged: every item is, once
+    /// it is stored or deliberately dropped, so nothing piles up on the server.
     fn handle_inbox(&mut self, item: &InboxItem) -> bool {
         let sealed = &item.payload;
+        if !matches!(
+            sealed.kind,
+            SealKind::SenderKey
+                | SealKind::Report
+                | SealKind::FacilitatorNote
+                | SealKind::JoinRequest
+        ) {
+            // Kinds this version does not use are dropped.
+            return true;
+        }
+        if sealed.kind != SealKind::JoinRequest && self.is_early(sealed) {
+            return self.park_sealed(item);
+        }
         match sealed.kind {
-            SealKind::SenderKey => {
-                if self.key_is_early(sealed) {
-                    // For a group or epoch this device has not verified yet: keep it locally
-                    // (acknowledged, so the server does not resend it forever) and process it
-                    // once the log gets there.
-                    let key = key2(sealed.group.as_bytes(), &item.inbox_id.to_be_bytes());
-                    self.needs_sync.insert(sealed.group);
-                    return self.store.put(T_PARKED_KEYS, &key, sealed).is_ok();
-                }
-                self.receive_sender_key(sealed)
-            }
+            SealKind::SenderKey => self.receive_sender_key(sealed),
             SealKind::JoinRequest => self.receive_join_request(sealed),
             SealKind::Report => self.receive_report(sealed),
-            SealKind::FacilitatorNote => self.receive_note(sealed),
-            // Kinds this version does not handle stay in the inbox for a newer client.
-            _ => false,
+            _ => self.receive_note(sealed),
         }
     }
 
-    /// Whether a sender key belongs to a group or an epoch ahead of this device's verified log.
-    fn key_is_early(&self, sealed: &SealedPayload) -> bool {
+    /// Whether a sealed payload belongs to a group or an epoch ahead of this device's verified
+    /// log (normal after a reconnect: the inbox arrives before the sync).
+    fn is_early(&self, sealed: &SealedPayload) -> bool {
         match self.groups.get(&sealed.group) {
             None => true,
             Some(ctx) => {
@@ -769,20 +871,52 @@ impl Actor {
         }
     }
 
-    /// Processes the sender keys kept for a group whose log has since moved on.
+    /// Keeps an early sealed payload until the log gets to its epoch. Only payloads that open
+    /// and are signed by their sender are kept, at most [`MAX_PARKED_PER_SENDER`] per sender,
+    /// and only for epochs at most [`MAX_EPOCH_AHEAD`] ahead, so junk cannot crowd out real keys.
+    fn park_sealed(&mut self, item: &InboxItem) -> bool {
+        let sealed = &item.payload;
+        if seal::open(&self.identity, sealed).is_err() {
+            return true;
+        }
+        if let Some(ctx) = self.groups.get(&sealed.group)
+            && sealed.epoch.0 > ctx.state.epoch().0.saturating_add(MAX_EPOCH_AHEAD)
+        {
+            return true;
+        }
+        let prefix = key2(sealed.group.as_bytes(), sealed.sender.as_bytes());
+        if let Ok((n, _)) = self.store.count(T_PARKED_KEYS, &prefix)
+            && n >= MAX_PARKED_PER_SENDER
+        {
+            return true;
+        }
+        self.needs_sync.insert(sealed.group);
+        let key = key3(
+            sealed.group.as_bytes(),
+            sealed.sender.as_bytes(),
+            &item.inbox_id.to_be_bytes(),
+        );
+        self.store.put(T_PARKED_KEYS, &key, sealed).is_ok()
+    }
+
+    /// Processes the sealed payloads kept for a group whose log has since moved on.
     fn retry_parked_keys(&mut self, group: GroupId) {
         let Ok(parked) =
             self.store
-                .scan::<SealedPayload>(T_PARKED_KEYS, group.as_bytes(), MAX_PARKED)
+                .scan::<SealedPayload>(T_PARKED_KEYS, group.as_bytes(), usize::MAX)
         else {
             return;
         };
         for (key, sealed) in parked {
-            if self.key_is_early(&sealed) {
+            if self.is_early(&sealed) {
                 continue;
             }
             let _ = self.store.remove(T_PARKED_KEYS, &key);
-            self.receive_sender_key(&sealed);
+            match sealed.kind {
+                SealKind::SenderKey => self.receive_sender_key(&sealed),
+                SealKind::Report => self.receive_report(&sealed),
+                _ => self.receive_note(&sealed),
+            };
         }
     }
 
@@ -865,10 +999,10 @@ impl Actor {
         let Some(ctx) = self.groups.get(&group) else {
             return true;
         };
-        let valid_invite = ctx
-            .state
-            .invite(&request.invite)
-            .is_some_and(|i| i.requires_approval && !i.revoked);
+        let t = now();
+        let valid_invite = ctx.state.invite(&request.invite).is_some_and(|i| {
+            i.requires_approval && !i.revoked && i.uses < i.max_uses && i.expires_at > t
+        });
         // The `add` that approves it checks the invite signature against the entry's first
         // device, so that must be the device that asked.
         let device_ok = request
@@ -889,20 +1023,21 @@ impl Actor {
             return true;
         }
         let user = request.member.user;
-        if self
-            .store
-            .put(
-                T_JOIN_REQUESTS,
-                &key2(group.as_bytes(), user.as_bytes()),
-                &request,
-            )
-            .is_err()
+        let key = key2(group.as_bytes(), user.as_bytes());
+        // A later request under the same user id from another device never replaces the first.
+        if let Ok(Some(existing)) = self.store.get::<JoinRequestPayload>(T_JOIN_REQUESTS, &key)
+            && existing.member.devices.first().map(|d| d.device) != Some(sealed.sender)
         {
+            tracing::warn!(%group, "conflicting join request dropped");
+            return true;
+        }
+        if self.store.put(T_JOIN_REQUESTS, &key, &request).is_err() || self.store.flush().is_err() {
             return false;
         }
         self.emit(Event::JoinRequest(JoinRequest {
             group,
             user,
+            device: sealed.sender,
             display_name: request.member.display_name.clone(),
             note: request.note.clone(),
         }));
@@ -923,6 +1058,17 @@ impl Actor {
         let old_role = ctx.state.member_of_device(&me).map(|(_, m)| m.role);
         let applied = match ctx.state.apply(op) {
             Ok(applied) => applied,
+            // Bytes that are not even validly signed by their claimed author could come from
+            // anywhere (a corrupted frame): refuse them without freezing the group.
+            Err(e) if op.verify().is_err() => {
+                let seq = ctx.state.seq().saturating_add(1);
+                self.emit(Event::GroupRejected(Rejection {
+                    group,
+                    seq,
+                    reason: format!("unsigned or corrupt op dropped: {e}"),
+                }));
+                return Err(protocol(e));
+            }
             Err(e) => {
                 let reason = format!("op #{} does not verify: {e}", ctx.state.seq() + 1);
                 ctx.meta.tampered = Some(reason.clone());
@@ -937,6 +1083,7 @@ impl Actor {
             }
         };
         ctx.record_epoch();
+        ctx.note_op(&applied.op.body);
         let epoch_changed = applied.op.body.changes_epoch();
         let seq = applied.op.seq;
         self.store
@@ -967,11 +1114,47 @@ impl Actor {
         if was_member && !is_member {
             self.emit(Event::Removed { group });
         }
+        if !was_member && is_member {
+            self.became_member(group, &applied.op.author);
+        }
         if let (Some(old), Some(new)) = (old_role, new_role)
             && old != new
         {
             self.emit(Event::RoleChanged { group, role: new });
         }
+        Ok(())
+    }
+
+    /// This device was added to a group (or its join was approved): joined if the user asked
+    /// for it, otherwise an invitation the user accepts or declines.
+    fn became_member(&mut self, group: GroupId, author: &DeviceId) {
+        let Some(ctx) = self.groups.get(&group) else {
+            return;
+        };
+        if ctx.meta.accepted {
+            let _ = self.store.remove(T_PENDING_JOINS, group.as_bytes());
+            self.emit(Event::Joined { group });
+            return;
+        }
+        let (by, by_name) = ctx
+            .epochs
+            .values()
+            .find_map(|d| d.get(author).cloned())
+            .unwrap_or((UserId([0; 16]), String::new()));
+        self.emit(Event::Invited { group, by, by_name });
+    }
+
+    /// Accepts being in a group someone else added this device to.
+    pub(crate) fn accept_group(&mut self, group: GroupId) -> Result<(), ClientError> {
+        let ctx = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ClientError::UnknownGroup)?;
+        ctx.meta.accepted = true;
+        let meta = ctx.meta.clone();
+        self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
+        self.emit(Event::Joined { group });
+        self.retry_parked(group);
         Ok(())
     }
 
@@ -1086,34 +1269,32 @@ impl Actor {
                             )));
                         }
                     };
-                    let joined = state.member_of_device(&me).is_some();
+                    // A group this device did not create or join itself: accepted only if it
+                    // matches a join request the user made; otherwise the user is asked.
+                    let pending: Option<confide_protocol::OpHash> =
+                        self.store.get(T_PENDING_JOINS, group.as_bytes())?;
+                    let accepted = pending == Some(state.genesis_hash());
                     self.store
                         .put(T_OPS, &key2(group.as_bytes(), &0u64.to_be_bytes()), op)?;
                     let meta = GroupMeta {
                         next_seq: 1,
-                        tampered: None,
+                        accepted,
+                        ..GroupMeta::default()
                     };
                     self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
                     self.check_key_change(group, &state_genesis_body(op));
                     self.groups.insert(group, GroupCtx::new(state, meta));
-                    if joined {
-                        self.emit(Event::Joined { group });
-                    }
                     self.retry_parked_keys(group);
                     continue;
                 }
-                let was_member = self.groups.get(&group).is_some_and(|c| c.is_member(&me));
                 if self.apply_op(group, op).is_err() {
                     return Ok(());
-                }
-                if !was_member && self.groups.get(&group).is_some_and(|c| c.is_member(&me)) {
-                    self.emit(Event::Joined { group });
                 }
             }
             for m in messages {
                 let seq = m.seq;
                 self.handle_message(group, m);
-                self.advance_cursor(group, Seq(seq.0 + 1));
+                self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
             }
             let before = (after_op_seq, after_seq);
             self.advance_cursor(group, next_seq);
@@ -1251,7 +1432,8 @@ impl Actor {
         )?;
         let meta = GroupMeta {
             next_seq: 1,
-            tampered: None,
+            accepted: true,
+            ..GroupMeta::default()
         };
         self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
         self.store.flush()?;
@@ -1385,9 +1567,14 @@ impl Actor {
             if complete {
                 break;
             }
+            if state.as_ref().map(|s| s.seq()) == after_op_seq {
+                return Err(ClientError::Unexpected(
+                    "the server's sync made no progress".into(),
+                ));
+            }
         }
         let state = state.ok_or_else(|| ClientError::BadInvite("the group has no log".into()))?;
-        if state.genesis_hash() != invite.genesis {
+        if state.group() != invite.group || state.genesis_hash() != invite.genesis {
             return Err(ClientError::BadInvite(
                 "the server showed a different group than the invite names".into(),
             ));
@@ -1427,6 +1614,10 @@ impl Actor {
             }
             self.request_ok(|id| ClientFrame::SendSealed { id, items })
                 .await?;
+            // Remember the request, so the group is accepted when a facilitator approves it.
+            self.store
+                .put(T_PENDING_JOINS, group.as_bytes(), &state.genesis_hash())?;
+            self.store.flush()?;
             return Ok(crate::JoinOutcome::Pending(group));
         }
         let body = OpBody::Join {
@@ -1459,7 +1650,8 @@ impl Actor {
         }
         let meta = GroupMeta {
             next_seq: 1,
-            tampered: None,
+            accepted: true,
+            ..GroupMeta::default()
         };
         self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
         self.store.flush()?;
@@ -1638,7 +1830,7 @@ impl Actor {
                         .get(&group)
                         .is_some_and(|c| c.meta.next_seq.max(1) == seq.0)
                     {
-                        self.advance_cursor(group, Seq(seq.0 + 1));
+                        self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
                     }
                     return Ok((seq, message, content.sent_at));
                 }

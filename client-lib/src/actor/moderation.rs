@@ -114,6 +114,18 @@ pub(crate) enum ModerationCommand {
         with: UserId,
         reply: oneshot::Sender<Result<GroupId, ClientError>>,
     },
+    Queue {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<(String, crate::FacilitatorItem)>, ClientError>>,
+    },
+    Resolve {
+        id: String,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    AcceptGroup {
+        group: GroupId,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
 }
 
 impl Actor {
@@ -193,6 +205,15 @@ impl Actor {
             }
             M::OpenPrivate { group, with, reply } => {
                 let _ = reply.send(self.open_private(group, with).await);
+            }
+            M::Queue { group, reply } => {
+                let _ = reply.send(self.facilitator_queue(group));
+            }
+            M::Resolve { id, reply } => {
+                let _ = reply.send(self.resolve(&id));
+            }
+            M::AcceptGroup { group, reply } => {
+                let _ = reply.send(self.accept_group(group));
             }
         }
     }
@@ -343,7 +364,7 @@ impl Actor {
                 _ => None,
             })
             .unwrap_or_default();
-        self.emit(Event::Report(crate::ReportInfo {
+        let info = crate::ReportInfo {
             group,
             seq: verified.seq,
             message: verified.message,
@@ -353,7 +374,16 @@ impl Actor {
             reporter_name,
             text,
             reason: verified.reason,
-        }));
+        };
+        // Stored before it is acknowledged: a report is never lost to a crash.
+        if !self.queue_for_facilitators(
+            group,
+            &sealed.sender,
+            &crate::FacilitatorItem::Report(info.clone()),
+        ) {
+            return false;
+        }
+        self.emit(Event::Report(info));
         true
     }
 
@@ -377,12 +407,20 @@ impl Actor {
         };
         match note {
             FacilitatorNote::Urgent { text } => {
-                self.emit(Event::UrgentRequest {
+                let request = crate::UrgentRequest {
                     group,
                     user: from,
                     display_name: name,
                     text,
-                });
+                };
+                if !self.queue_for_facilitators(
+                    group,
+                    &sealed.sender,
+                    &crate::FacilitatorItem::Urgent(request.clone()),
+                ) {
+                    return false;
+                }
+                self.emit(Event::UrgentRequest(request));
             }
             FacilitatorNote::Reason { op_seq, text } => {
                 // Only a moderator's reason for their own op is kept.
@@ -411,6 +449,35 @@ impl Actor {
             }
         }
         true
+    }
+    /// Keeps a report or urgent request in the encrypted store until a facilitator resolves it.
+    fn queue_for_facilitators(
+        &mut self,
+        group: GroupId,
+        from: &DeviceId,
+        item: &crate::FacilitatorItem,
+    ) -> bool {
+        let key = key3(group.as_bytes(), &now().0.to_be_bytes(), from.as_bytes());
+        self.store.put(T_FACILITATOR_QUEUE, &key, item).is_ok() && self.store.flush().is_ok()
+    }
+
+    fn facilitator_queue(
+        &self,
+        group: GroupId,
+    ) -> Result<Vec<(String, crate::FacilitatorItem)>, ClientError> {
+        let items: Vec<(Vec<u8>, crate::FacilitatorItem)> =
+            self.store
+                .scan(T_FACILITATOR_QUEUE, group.as_bytes(), usize::MAX)?;
+        Ok(items
+            .into_iter()
+            .map(|(k, item)| (hex::encode(k), item))
+            .collect())
+    }
+
+    fn resolve(&self, id: &str) -> Result<(), ClientError> {
+        let key = hex::decode(id).map_err(|_| ClientError::Protocol("unknown item".into()))?;
+        self.store.remove(T_FACILITATOR_QUEUE, &key)?;
+        Ok(())
     }
 
     /// Pins a text: commits to it in the log, then sends it to the members.
@@ -553,6 +620,12 @@ impl Actor {
             OpBody::DeleteMessages { messages } => {
                 let mut deleted = Vec::new();
                 for id in messages {
+                    // Remember the deletion, so the message is never shown if it arrives later.
+                    let _ = self.store.put_bytes(
+                        T_DELETED,
+                        &key2(group.as_bytes(), id.as_bytes()),
+                        &[1],
+                    );
                     if let Ok(Some(seq)) = self
                         .store
                         .get::<Seq>(T_SEEN, &key2(group.as_bytes(), id.as_bytes()))

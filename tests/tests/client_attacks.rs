@@ -1,0 +1,325 @@
+//! Regression tests from the client security review: what a malicious server or member tries,
+//! and what the user sees instead.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use confide_client::Event;
+use confide_protocol::group_log::{MemberEntry, OpBody};
+use confide_protocol::{DeviceIdentity, GroupId, Seq};
+use confide_server::storage::Write;
+use confide_tests::{TestServer, TestUser};
+
+async fn group_with(server: &TestServer, names: &[&str]) -> (Vec<TestUser>, GroupId) {
+    let mut users = Vec::new();
+    for name in names {
+        users.push(TestUser::new(server, name).await);
+    }
+    let group = users[0].client.create_group().await.unwrap();
+    let invite = users[0]
+        .client
+        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    for user in users.iter().skip(1) {
+        user.client.join(&invite, None).await.unwrap();
+    }
+    (users, group)
+}
+
+fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
+    let identity = DeviceIdentity::from_secret_pair(&user.secret.clone().try_into().unwrap());
+    MemberEntry {
+        user: user.client.user(),
+        display_name: name.into(),
+        devices: vec![identity.public_keys()],
+    }
+}
+
+/// Review finding 1: anyone could put anyone into a group and the client showed it at once.
+#[tokio::test]
+async fn a_group_someone_else_adds_you_to_is_held_until_you_accept() {
+    let server = TestServer::start().await;
+    let mut alice = TestUser::new(&server, "Alice").await;
+    let mallory = TestUser::new(&server, "Dr. Jane (facilitator)").await;
+    let group = mallory.client.create_group().await.unwrap();
+    mallory
+        .client
+        .op(
+            group,
+            OpBody::Add {
+                member: entry_of(&alice, "Alice"),
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .await
+        .unwrap();
+    mallory
+        .client
+        .send_text(group, "Please introduce yourself and your diagnosis", None)
+        .await
+        .unwrap();
+    let (event, before) = alice
+        .wait_event(|e| matches!(e, Event::Invited { .. }))
+        .await;
+    assert!(
+        matches!(event, Event::Invited { group: g, ref by_name, .. } if g == group && by_name == "Dr. Jane (facilitator)")
+    );
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e, Event::Joined { .. } | Event::Message(_)))
+    );
+    alice.client.sync().await.unwrap();
+    assert!(
+        alice
+            .client
+            .history(group, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing shown before accepting"
+    );
+    // Declining: leave.
+    alice.client.leave(group).await.unwrap();
+    assert!(
+        alice
+            .client
+            .history(group, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Review finding 2: a removed member's old-epoch message slipped in later was shown.
+#[tokio::test]
+async fn a_removed_members_old_epoch_message_slipped_in_later_is_refused() {
+    let mut server = TestServer::start().await;
+    let (mut users, group) = group_with(&server, &["Alice", "Bob", "Carol"]).await;
+    users[0]
+        .client
+        .send_text(group, "welcome", None)
+        .await
+        .unwrap();
+    users[1].wait_history(group, 1).await;
+    users[1].go_offline().await;
+    users[2]
+        .client
+        .send_text(group, "held back", None)
+        .await
+        .unwrap();
+    users[0]
+        .client
+        .remove(group, users[2].client.user(), true)
+        .await
+        .unwrap();
+    users[0]
+        .client
+        .send_text(group, "after the removal", None)
+        .await
+        .unwrap();
+    users[0].go_offline().await;
+    server.stop().await;
+    // The server moves Carol's message behind the post-removal one.
+    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let stored = confide_server::Storage::messages(&storage, &group, Seq(0), 100).unwrap();
+    assert_eq!(stored.len(), 3);
+    let mut held = stored[1].clone();
+    let id = held.envelope.message_id();
+    held.seq = Seq(4);
+    confide_server::Storage::commit(
+        &storage,
+        &[
+            Write::DeleteMessage { group, message: id },
+            Write::Message {
+                group,
+                message: held,
+            },
+        ],
+    )
+    .unwrap();
+    drop(storage);
+    server.restart().await;
+    users[1].come_back().await;
+    let (_, events) = users[1].wait_event(|e| matches!(e, Event::Synced)).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::MessageRejected(r) if r.seq == 4))
+    );
+    let texts: Vec<String> = users[1]
+        .client
+        .history(group, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["welcome", "after the removal"]);
+}
+
+/// Review finding 6: a forged copy delivered first made the genuine message a "replay".
+#[tokio::test]
+async fn a_forged_copy_does_not_get_the_genuine_message_refused() {
+    let mut server = TestServer::start().await;
+    let (mut users, group) = group_with(&server, &["Alice", "Bob"]).await;
+    users[0]
+        .client
+        .send_text(group, "first", None)
+        .await
+        .unwrap();
+    users[1].wait_history(group, 1).await;
+    users[1].go_offline().await;
+    users[0]
+        .client
+        .send_text(group, "genuine", None)
+        .await
+        .unwrap();
+    users[0].go_offline().await;
+    server.stop().await;
+    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let stored = confide_server::Storage::messages(&storage, &group, Seq(0), 100).unwrap();
+    let genuine = stored[1].clone();
+    let mut forged = genuine.clone();
+    forged.envelope.ciphertext[0] ^= 1;
+    let moved = confide_protocol::frames::StoredMessage {
+        seq: Seq(3),
+        ..genuine
+    };
+    confide_server::Storage::commit(
+        &storage,
+        &[
+            Write::Message {
+                group,
+                message: forged,
+            },
+            Write::Message {
+                group,
+                message: moved,
+            },
+        ],
+    )
+    .unwrap();
+    drop(storage);
+    server.restart().await;
+    users[1].come_back().await;
+    users[1].wait_event(|e| matches!(e, Event::Synced)).await;
+    let texts: Vec<String> = users[1]
+        .client
+        .history(group, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["first", "genuine"]);
+}
+
+/// Review finding 5: an urgent request sealed in an epoch the facilitator had not seen yet
+/// was acknowledged and lost.
+#[tokio::test]
+async fn an_urgent_request_across_an_epoch_change_reaches_the_offline_facilitator() {
+    let server = TestServer::start().await;
+    let (mut users, group) = group_with(&server, &["Alice", "Bob"]).await;
+    let invite = users[0]
+        .client
+        .create_invite(group, false, 1, Duration::from_secs(600))
+        .await
+        .unwrap();
+    users[0].go_offline().await;
+    let carol = TestUser::new(&server, "Carol").await;
+    carol.client.join(&invite, None).await.unwrap();
+    users[1].client.sync().await.unwrap();
+    users[1]
+        .client
+        .request_facilitator(group, "I am not safe tonight")
+        .await
+        .unwrap();
+    users[0].come_back().await;
+    let (event, _) = users[0]
+        .wait_event(|e| matches!(e, Event::UrgentRequest(_)))
+        .await;
+    assert!(matches!(event, Event::UrgentRequest(r) if r.text == "I am not safe tonight"));
+    let queue = users[0].client.facilitator_queue(group).await.unwrap();
+    assert_eq!(queue.len(), 1);
+    users[0].client.resolve(&queue[0].0).await.unwrap();
+    assert!(
+        users[0]
+            .client
+            .facilitator_queue(group)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Review finding 3: payload kinds the client did not use stayed in the inbox forever.
+#[tokio::test]
+async fn every_inbox_item_is_acknowledged_so_nothing_piles_up() {
+    use confide_protocol::frames::{ClientFrame, ServerFrame};
+    use confide_protocol::seal::{self, SealKind};
+    let mut server = TestServer::start().await;
+    let (mut users, group) = group_with(&server, &["Alice", "Bob"]).await;
+    users[0].client.sync().await.unwrap();
+    // Bob, by hand, floods Alice with a kind she does not use.
+    let bob_identity =
+        DeviceIdentity::from_secret_pair(&users[1].secret.clone().try_into().unwrap());
+    let alice_keys = DeviceIdentity::from_secret_pair(&users[0].secret.clone().try_into().unwrap())
+        .public_keys();
+    let mut raw =
+        confide_tests::RawClient::connect_as(&server, bob_identity, users[1].client.user(), "Bob")
+            .await;
+    assert!(matches!(
+        raw.authenticate().await,
+        ServerFrame::Authenticated { .. }
+    ));
+    let epoch = users[0]
+        .client
+        .groups()
+        .await
+        .unwrap()
+        .iter()
+        .find(|g| g.group == group)
+        .unwrap()
+        .epoch;
+    // The epoch hash does not matter: Alice's client must drop and acknowledge them anyway.
+    let items: Vec<_> = (0..5)
+        .map(|_| {
+            seal::seal(
+                &raw.identity,
+                &alice_keys,
+                SealKind::Direct,
+                group,
+                confide_protocol::EpochRef {
+                    epoch,
+                    hash: confide_protocol::OpHash([0; 32]),
+                },
+                b"junk",
+                &mut confide_tests::rng(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let reply = raw
+        .request(|id| ClientFrame::SendSealed { id, items })
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    users[0].go_offline().await;
+    users[0].come_back().await;
+    users[0].wait_event(|e| matches!(e, Event::Synced)).await;
+    users[0].client.sync().await.unwrap();
+    users[0].go_offline().await;
+    drop(raw);
+    server.stop().await;
+    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let alice_device =
+        DeviceIdentity::from_secret_pair(&users[0].secret.clone().try_into().unwrap()).device_id();
+    assert!(
+        confide_server::Storage::inbox(&storage, &alice_device, 0, 100)
+            .unwrap()
+            .is_empty()
+    );
+}

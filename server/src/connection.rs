@@ -180,7 +180,7 @@ pub async fn serve<S>(
                             }
                             reply(&shared, &handle, &authenticated);
                             session = Some(s);
-                            deliver_inbox_backlog(&shared, &handle, &s.device);
+                            deliver_inbox_backlog(&shared, &handle, &s.device, 0);
                         }
                         Ok(None) => {}
                         Err(reject) => reply_error(&shared, &handle, Some(id), reject),
@@ -542,6 +542,10 @@ async fn handle_request(
                 .collect();
             commit(shared, writes).await?;
             reply(shared, handle, &ServerFrame::Ok { id });
+            let after = handle.backlog_after.load(Relaxed);
+            if after > 0 {
+                deliver_inbox_backlog(shared, handle, &s.device, after);
+            }
             Ok(())
         }
         ClientFrame::Sync {
@@ -1265,27 +1269,28 @@ fn truncate_to_budget<T>(items: &mut Vec<T>, budget: usize, size: impl Fn(&T) ->
 }
 
 /// Queues every pending inbox item for a freshly authenticated device.
-fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId) {
-    let mut after = 0;
-    loop {
-        let items = match shared.storage.inbox(device, after, INBOX_PAGE) {
-            Ok(items) => items,
-            Err(e) => {
-                reply_error(shared, handle, None, storage_reject(e));
-                return;
-            }
-        };
-        let Some(last) = items.last() else { return };
-        after = last.inbox_id;
-        let done = items.len() < INBOX_PAGE;
-        for chunk in chunk_by_budget(items, shared.limits.page_bytes, |i| {
-            i.payload.ciphertext.len()
-        }) {
-            reply(shared, handle, &ServerFrame::Inbox { items: chunk });
-        }
-        if done {
+fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId, after: u64) {
+    // One page of at most `page_bytes` per round: the next page follows the client's
+    // acknowledgement, so a large backlog never overflows the connection's queue.
+    let items = match shared.storage.inbox(device, after, INBOX_PAGE) {
+        Ok(items) => items,
+        Err(e) => {
+            reply_error(shared, handle, None, storage_reject(e));
             return;
         }
+    };
+    let fetched = items.len();
+    let mut page = items;
+    truncate_to_budget(&mut page, shared.limits.page_bytes, |i| {
+        i.payload.ciphertext.len()
+    });
+    let more = page.len() < fetched || fetched == INBOX_PAGE;
+    let last = page.last().map_or(0, |i| i.inbox_id);
+    handle
+        .backlog_after
+        .store(if more { last } else { 0 }, Relaxed);
+    if !page.is_empty() {
+        reply(shared, handle, &ServerFrame::Inbox { items: page });
     }
 }
 

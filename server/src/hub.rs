@@ -31,6 +31,9 @@ pub struct ConnHandle {
     queued_bytes: Arc<AtomicUsize>,
     /// The byte bound.
     max_bytes: usize,
+    /// The last inbox item of the backlog page sent, while more of the backlog is waiting for
+    /// the client's acknowledgement (0: nothing waiting).
+    pub backlog_after: Arc<AtomicU64>,
 }
 
 impl ConnHandle {
@@ -48,6 +51,7 @@ impl ConnHandle {
             wake: Arc::new(Notify::new()),
             queued_bytes: Arc::new(AtomicUsize::new(0)),
             max_bytes,
+            backlog_after: Arc::new(AtomicU64::new(0)),
         };
         (handle, rx)
     }

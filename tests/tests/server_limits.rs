@@ -345,3 +345,60 @@ async fn creating_a_group_is_idempotent_for_its_author_only() {
     assert_eq!(error_code(&reply), Some(ErrorCode::GroupExists));
     let _ = GroupState::from_genesis(&genesis).unwrap();
 }
+
+#[tokio::test]
+async fn a_large_inbox_backlog_arrives_page_by_page_as_it_is_acknowledged() {
+    use confide_protocol::seal::{self, SealKind};
+    let limits = Limits {
+        page_bytes: 64 * 1024,
+        rate_per_second: 10_000,
+        rate_burst: 10_000,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let (mut alice, bob, state) = group_of_two(&server).await;
+    let bob = bob.close().await;
+    let payload = vec![7u8; 20_000];
+    let mut sent = 0;
+    for _ in 0..6 {
+        let items: Vec<_> = (0..5)
+            .map(|_| {
+                seal::seal(
+                    &alice.identity,
+                    &bob.identity.public_keys(),
+                    SealKind::Direct,
+                    state.group(),
+                    state.epoch_ref(),
+                    &payload,
+                    &mut rng(),
+                )
+                .unwrap()
+            })
+            .collect();
+        sent += items.len();
+        let reply = alice
+            .request(|id| ClientFrame::SendSealed { id, items })
+            .await;
+        assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    }
+    let mut bob = bob.connect(&server).await;
+    let mut received = 0;
+    let mut pages = 0;
+    while received < sent {
+        let frame = bob
+            .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+            .await;
+        let ServerFrame::Inbox { items } = frame else {
+            unreachable!()
+        };
+        pages += 1;
+        received += items.len();
+        let inbox_ids = items.iter().map(|i| i.inbox_id).collect();
+        let reply = bob
+            .request(|id| ClientFrame::AckInbox { id, inbox_ids })
+            .await;
+        assert!(matches!(reply, ServerFrame::Ok { .. }));
+    }
+    assert_eq!(received, sent);
+    assert!(pages > 1, "the backlog came in several pages");
+}

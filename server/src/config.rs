@@ -26,6 +26,13 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_DEVICE: usize = 8;
 pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
 /// Burst allowance above the sustained rate.
 pub const DEFAULT_RATE_BURST: u32 = 200;
+/// New devices one IP address may register per hour (sustained), beyond a burst of
+/// [`DEFAULT_REGISTRATION_BURST`].
+pub const DEFAULT_REGISTRATIONS_PER_HOUR: u32 = 60;
+/// Registrations one IP address may make at once.
+pub const DEFAULT_REGISTRATION_BURST: u32 = 20;
+/// Frames a connection may send before it has authenticated.
+pub const DEFAULT_MAX_PREAUTH_FRAMES: u32 = 16;
 /// Time a new connection has to authenticate.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of websocket pings to detect half-open connections.
@@ -93,6 +100,12 @@ pub struct Limits {
     pub rate_burst: u32,
     /// See [`DEFAULT_AUTH_TIMEOUT`].
     pub auth_timeout: Duration,
+    /// See [`DEFAULT_REGISTRATIONS_PER_HOUR`].
+    pub registrations_per_hour: u32,
+    /// See [`DEFAULT_REGISTRATION_BURST`].
+    pub registration_burst: u32,
+    /// See [`DEFAULT_MAX_PREAUTH_FRAMES`].
+    pub max_preauth_frames: u32,
     /// See [`DEFAULT_PING_INTERVAL`].
     pub ping_interval: Duration,
     /// See [`DEFAULT_IDLE_TIMEOUT`].
@@ -139,6 +152,9 @@ impl Default for Limits {
             rate_per_second: DEFAULT_RATE_PER_SECOND,
             rate_burst: DEFAULT_RATE_BURST,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
+            registrations_per_hour: DEFAULT_REGISTRATIONS_PER_HOUR,
+            registration_burst: DEFAULT_REGISTRATION_BURST,
+            max_preauth_frames: DEFAULT_MAX_PREAUTH_FRAMES,
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
@@ -192,6 +208,9 @@ pub struct FileConfig {
     pub rate_per_second: Option<u32>,
     pub rate_burst: Option<u32>,
     pub auth_timeout_ms: Option<u64>,
+    pub registrations_per_hour: Option<u32>,
+    pub registration_burst: Option<u32>,
+    pub max_preauth_frames: Option<u32>,
     pub ping_interval_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,
@@ -248,6 +267,15 @@ impl FileConfig {
         }
         if let Some(v) = self.rate_burst {
             c.rate_burst = v
+        }
+        if let Some(v) = self.registrations_per_hour {
+            c.registrations_per_hour = v
+        }
+        if let Some(v) = self.registration_burst {
+            c.registration_burst = v
+        }
+        if let Some(v) = self.max_preauth_frames {
+            c.max_preauth_frames = v
         }
         if let Some(v) = self.auth_timeout_ms {
             c.auth_timeout = ms(v)

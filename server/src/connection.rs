@@ -104,6 +104,7 @@ pub async fn serve<S>(
     shared: Arc<Shared>,
     ws: WebSocketStream<S>,
     conn_id: u64,
+    peer: std::net::IpAddr,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -134,6 +135,7 @@ pub async fn serve<S>(
     reply(&shared, &handle, &challenge);
 
     let mut session: Option<Session> = None;
+    let mut preauth_frames = 0u32;
     let auth_deadline = tokio::time::sleep(shared.limits.auth_timeout);
     tokio::pin!(auth_deadline);
     let mut ping = tokio::time::interval(shared.limits.ping_interval);
@@ -170,7 +172,11 @@ pub async fn serve<S>(
                 };
                 let id = frame.request_id();
                 match session {
-                    None => match authenticate(&shared, &handle, frame, &nonce).await {
+                    None if preauth_frames >= shared.limits.max_preauth_frames => {
+                        reply_error(&shared, &handle, Some(id), Reject::new(ErrorCode::NotAuthenticated, "too many frames before authentication"));
+                        break Some((CloseCode::Policy, "too many frames before authentication".into()));
+                    }
+                    None => match authenticate(&shared, &handle, frame, &nonce, peer, &mut preauth_frames).await {
                         Ok(Some((s, authenticated))) => {
                             tracing::Span::current().record("device", tracing::field::display(s.device.short()));
                             if shared.hub.register(s.device, handle.clone(), shared.limits.max_connections_per_device).is_err() {
@@ -348,7 +354,10 @@ async fn authenticate(
     handle: &ConnHandle,
     frame: ClientFrame,
     nonce: &[u8; 32],
+    peer: std::net::IpAddr,
+    preauth_frames: &mut u32,
 ) -> Result<Option<(Session, ServerFrame)>, Reject> {
+    *preauth_frames += 1;
     let id = frame.request_id();
     let bad_version = |v: u16| {
         Reject::new(
@@ -450,6 +459,13 @@ async fn authenticate(
                     ));
                 }
                 None => {
+                    if let Err(wait) = shared.registrations.check(&peer) {
+                        return Err(Reject::new(
+                            ErrorCode::RateLimited,
+                            "too many registrations from this address; try later",
+                        )
+                        .retry(wait));
+                    }
                     if !shared
                         .storage
                         .devices_of_user(&user)
@@ -1322,7 +1338,7 @@ pub async fn handle_tcp(
                     tracing::debug!("websocket handshake failed or timed out");
                     return;
                 };
-                serve(shared, ws, conn_id, shutdown).await;
+                serve(shared, ws, conn_id, peer.ip(), shutdown).await;
             }
             None => {
                 let Ok(Ok(ws)) = tokio::time::timeout(
@@ -1334,7 +1350,7 @@ pub async fn handle_tcp(
                     tracing::debug!("websocket handshake failed or timed out");
                     return;
                 };
-                serve(shared, ws, conn_id, shutdown).await;
+                serve(shared, ws, conn_id, peer.ip(), shutdown).await;
             }
         }
         tracing::debug!("connection closed");

@@ -1,4 +1,5 @@
-//! A token-bucket rate limit per device, shared by all of the device's connections.
+//! Token-bucket rate limits: per device (shared by all of the device's connections), and per
+//! IP address for registrations.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -6,14 +7,18 @@ use std::time::{Duration, Instant};
 
 use confide_protocol::DeviceId;
 
-/// Buckets for every device that has made a request.
-pub struct RateLimiter {
+/// Buckets above this count are pruned of full (idle) ones, so the map cannot grow without
+/// bound from many distinct keys.
+const PRUNE_ABOVE: usize = 100_000;
+
+/// Buckets for every key (device, address) that has made a request.
+pub struct RateLimiter<K = DeviceId> {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<DeviceId, (f64, Instant)>>,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
     /// A limiter allowing `per_second` sustained and `burst` at once.
     pub fn new(per_second: u32, burst: u32) -> Self {
         RateLimiter {
@@ -23,13 +28,28 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `device`. `Err(wait)` says how long until a token is available.
-    pub fn check(&self, device: &DeviceId) -> Result<(), Duration> {
+    /// A limiter with a fractional rate (for example registrations per hour).
+    pub fn with_rate(per_second: f64, burst: f64) -> Self {
+        RateLimiter {
+            per_second: per_second.max(1e-6),
+            burst: burst.max(1.0),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `key`. `Err(wait)` says how long until a token is available.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
         let now = Instant::now();
         let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(());
         };
-        let (tokens, last) = buckets.entry(*device).or_insert((self.burst, now));
+        if buckets.len() > PRUNE_ABOVE {
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, (tokens, last)| {
+                *tokens + now.duration_since(*last).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, last) = buckets.entry(*key).or_insert((self.burst, now));
         let refill = now.duration_since(*last).as_secs_f64() * self.per_second;
         *tokens = (*tokens + refill).min(self.burst);
         *last = now;
@@ -48,7 +68,7 @@ mod tests {
 
     #[test]
     fn burst_then_refusal_per_device() {
-        let limiter = RateLimiter::new(1, 3);
+        let limiter: RateLimiter = RateLimiter::new(1, 3);
         let a = DeviceId([1; 32]);
         let b = DeviceId([2; 32]);
         for _ in 0..3 {

@@ -69,6 +69,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Per-device request rate.
     pub rate: RateLimiter,
+    /// Per-address registration rate.
+    pub registrations: RateLimiter<std::net::IpAddr>,
     /// TLS acceptor, if TLS is on.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -166,6 +168,10 @@ pub async fn run(
     )?;
     let shared = Arc::new(Shared {
         rate: RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst),
+        registrations: RateLimiter::with_rate(
+            f64::from(config.limits.registrations_per_hour) / 3600.0,
+            f64::from(config.limits.registration_burst),
+        ),
         limits: config.limits,
         storage: config.storage,
         writer,

@@ -402,3 +402,51 @@ async fn a_large_inbox_backlog_arrives_page_by_page_as_it_is_acknowledged() {
     assert_eq!(received, sent);
     assert!(pages > 1, "the backlog came in several pages");
 }
+
+#[tokio::test]
+async fn registrations_per_address_and_frames_before_authentication_are_limited() {
+    let limits = Limits {
+        registration_burst: 2,
+        registrations_per_hour: 1,
+        max_preauth_frames: 4,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    RawClient::register(&server, "One").await;
+    RawClient::register(&server, "Two").await;
+    let mut third = RawClient::connect_as(
+        &server,
+        DeviceIdentity::generate(&mut rng()),
+        UserId::random(&mut rng()),
+        "Three",
+    )
+    .await;
+    let id = third.next_id();
+    let frame = third.register_frame(id);
+    assert_eq!(
+        error_code(&third.send_request(&frame).await),
+        Some(ErrorCode::RateLimited)
+    );
+    // A connection that never authenticates may not keep talking.
+    let mut idle = RawClient::connect_as(
+        &server,
+        DeviceIdentity::generate(&mut rng()),
+        UserId::random(&mut rng()),
+        "Idle",
+    )
+    .await;
+    for _ in 0..4 {
+        assert!(matches!(
+            idle.request(|id| ClientFrame::Ping { id }).await,
+            ServerFrame::Pong { .. }
+        ));
+    }
+    let reply = idle.request(|id| ClientFrame::Ping { id }).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::NotAuthenticated));
+    let going = idle.conn.recv().await.unwrap();
+    assert!(matches!(going, ServerFrame::GoingAway { .. }), "{going:?}");
+    assert!(matches!(
+        idle.conn.recv().await,
+        Err(TransportError::Closed(_))
+    ));
+}

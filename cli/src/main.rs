@@ -1,62 +1,450 @@
-//! `confide`: the command-line client. The chat and moderation subcommands arrive with the
-//! client library; this release can check a server's certificate pin and show the version.
+//! `confide`: the command-line and terminal chat client for Confide.
+//!
+//! Every action of the client library is a subcommand, for people and for scripts (`--json`);
+//! `confide chat` opens an interactive terminal chat.
 
-use clap::{Parser, Subcommand};
+mod commands;
+mod profile;
+mod tui;
 
-/// Confide: end-to-end encrypted chat for facilitated peer-support groups.
+use clap::{CommandFactory as _, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit code: something went wrong that is not one of the cases below.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: the command line was wrong (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the server refused the request (its stable error code is printed).
+pub const EXIT_REFUSED: u8 = 3;
+/// Exit code: the passphrase is wrong or the profile is missing.
+pub const EXIT_PROFILE: u8 = 4;
+/// Exit code: the server could not be reached.
+pub const EXIT_UNREACHABLE: u8 = 5;
+
+/// confide — end-to-end encrypted group chat for facilitated peer-support groups.
+///
+/// Your messages are encrypted on this device and can be read only by the members of the group;
+/// the server relays and stores ciphertext only. A profile (by default ~/.confide, or
+/// $CONFIDE_HOME, or --profile) holds your identity in a store encrypted with your passphrase.
+/// Scripts can set the passphrase in $CONFIDE_PASSPHRASE.
+///
+/// Start with `confide init`, then `confide group create`, `confide invite create`, and
+/// `confide chat`. Groups are named by the label you give them or by their id; people by their
+/// pseudonym (`@River`) or user id.
 #[derive(Parser, Debug)]
-#[command(name = "confide", version, about)]
-struct Args {
+#[command(name = "confide", version, about, long_about, verbatim_doc_comment)]
+pub struct Args {
+    /// Profile directory (default: $CONFIDE_HOME or ~/.confide).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub profile: Option<PathBuf>,
+    /// Print results as JSON, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
+/// The subcommands.
 #[derive(Subcommand, Debug)]
-enum Command {
-    /// Connects to a server, checks its certificate against a pin and prints its challenge.
-    Ping {
-        /// Server URL, e.g. wss://localhost:7443.
+pub enum Command {
+    /// Creates your identity and encrypted profile, and registers with a server.
+    Init {
+        /// Server URL, e.g. wss://chat.example.org:7443.
         #[arg(long)]
         server: String,
-        /// SHA-256 fingerprint of the server certificate (as printed by `confide-server --dev`).
+        /// SHA-256 fingerprint of the server's certificate (as `confide-server --dev` prints);
+        /// without it the system's certificate authorities are trusted.
+        #[arg(long)]
+        pin: Option<String>,
+        /// The pseudonym others in your groups will see.
+        #[arg(long)]
+        name: String,
+        /// Registration token, if the server requires one.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Shows your user id, device and server.
+    Whoami,
+    /// Shows the safety number to compare with another member, out of band.
+    SafetyNumber {
+        /// The group you share.
+        group: String,
+        /// The member (@name or user id).
+        user: String,
+    },
+    /// Fetches everything new from the server.
+    Sync,
+    /// Groups: create, list, label.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Lists a group's members with their roles.
+    Members {
+        /// The group.
+        group: String,
+    },
+    /// Invites: create a link to share privately.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+    /// Joins a group with an invite link (or asks to, if it needs approval).
+    Join {
+        /// The link.
+        link: String,
+        /// A note for the facilitators (for invites that need approval).
+        #[arg(long)]
+        note: Option<String>,
+        /// A label for the group on this device.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Accepts being in a group someone added you to.
+    Accept {
+        /// The group.
+        group: String,
+        /// A label for the group on this device.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Leaves a group.
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// Sends a message.
+    Send {
+        /// The group.
+        group: String,
+        /// The text.
+        text: String,
+        /// Reply to this message id.
+        #[arg(long)]
+        reply_to: Option<String>,
+    },
+    /// Shows a group's messages, oldest first (after a sync).
+    Read {
+        /// The group.
+        group: String,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only messages before this number (to page back).
+        #[arg(long)]
+        before: Option<u64>,
+    },
+    /// Shows what you may do in a group right now (muted, locked, open hours, agreement).
+    Status {
+        /// The group.
+        group: String,
+    },
+    /// The group agreement: show, accept, or set a new version (facilitators).
+    #[command(subcommand)]
+    Agreement(AgreementCommand),
+    /// Crisis resources pinned to the group: show, or set (facilitators).
+    #[command(subcommand)]
+    Crisis(CrisisCommand),
+    /// Reports a message to the facilitators, with proof of who wrote it.
+    Report {
+        /// The group.
+        group: String,
+        /// The message number (as `confide read` shows it).
+        seq: u64,
+        /// Why.
+        reason: String,
+    },
+    /// "I need a facilitator": an urgent request only the facilitators can read.
+    Urgent {
+        /// The group.
+        group: String,
+        /// What you want them to know.
+        text: String,
+    },
+    /// Opens a private conversation with a member (facilitators; members if the group allows).
+    Private {
+        /// The group you share.
+        group: String,
+        /// The member.
+        user: String,
+        /// A label for the conversation on this device.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Facilitator tools.
+    #[command(subcommand)]
+    Mod(ModCommand),
+    /// Opens the interactive terminal chat.
+    Chat {
+        /// The group to open (default: the list of groups).
+        group: Option<String>,
+    },
+    /// Checks a server's certificate pin and protocol version.
+    Ping {
+        /// Server URL.
+        #[arg(long)]
+        server: String,
+        /// Certificate fingerprint.
         #[arg(long)]
         pin: String,
+    },
+    /// Prints shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Group subcommands.
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Creates a group with you as its facilitator.
+    Create {
+        /// A label for it on this device (never sent to the server).
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Lists your groups.
+    List,
+    /// Gives a group a label on this device.
+    Label {
+        /// The group.
+        group: String,
+        /// The label.
+        label: String,
+    },
+}
+
+/// Invite subcommands.
+#[derive(Subcommand, Debug)]
+pub enum InviteCommand {
+    /// Creates an invite link (facilitators).
+    Create {
+        /// The group.
+        group: String,
+        /// Joining needs a facilitator's approval (screening).
+        #[arg(long)]
+        approval: bool,
+        /// How many people may use it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it is valid, e.g. 30m, 24h, 7d.
+        #[arg(long, default_value = "7d")]
+        valid: String,
+    },
+}
+
+/// Agreement subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AgreementCommand {
+    /// Shows the current agreement.
+    Show {
+        /// The group.
+        group: String,
+    },
+    /// Accepts the current agreement.
+    Accept {
+        /// The group.
+        group: String,
+    },
+    /// Sets a new version (facilitators); everyone must accept it again.
+    Set {
+        /// The group.
+        group: String,
+        /// The text.
+        text: String,
+    },
+}
+
+/// Crisis-resources subcommands.
+#[derive(Subcommand, Debug)]
+pub enum CrisisCommand {
+    /// Shows the pinned crisis resources.
+    Show {
+        /// The group.
+        group: String,
+    },
+    /// Pins crisis resources (facilitators).
+    Set {
+        /// The group.
+        group: String,
+        /// The text, e.g. local helplines.
+        text: String,
+    },
+}
+
+/// Facilitator subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ModCommand {
+    /// Mutes a member for a while, e.g. 30m, 2h, 1d.
+    Mute {
+        /// The group.
+        group: String,
+        /// The member.
+        user: String,
+        /// How long.
+        duration: String,
+        /// A reason only facilitators can read.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lifts a mute.
+    Unmute {
+        /// The group.
+        group: String,
+        /// The member.
+        user: String,
+    },
+    /// Removes a member (they read nothing new); with --ban they cannot come back.
+    Remove {
+        /// The group.
+        group: String,
+        /// The member.
+        user: String,
+        /// Keep them out, also with old invites.
+        #[arg(long)]
+        ban: bool,
+        /// A reason only facilitators can read.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lifts a ban (by user id).
+    Unban {
+        /// The group.
+        group: String,
+        /// The user id.
+        user: String,
+    },
+    /// Sets a member's role: facilitator, co-facilitator or member.
+    Role {
+        /// The group.
+        group: String,
+        /// The member.
+        user: String,
+        /// The role.
+        role: String,
+    },
+    /// Locks the chat: only facilitators can post.
+    Lock {
+        /// The group.
+        group: String,
+    },
+    /// Unlocks the chat.
+    Unlock {
+        /// The group.
+        group: String,
+    },
+    /// Slow mode: one message per N seconds per member (0: off).
+    SlowMode {
+        /// The group.
+        group: String,
+        /// Seconds.
+        seconds: u32,
+    },
+    /// Weekly open hours in a time zone, e.g. --window "mon 18:00-20:00"; --clear removes them.
+    OpenHours {
+        /// The group.
+        group: String,
+        /// IANA time zone, e.g. Europe/Berlin.
+        #[arg(long, required_unless_present = "clear")]
+        tz: Option<String>,
+        /// A window: day (mon..sun) and local times.
+        #[arg(long = "window")]
+        windows: Vec<String>,
+        /// Remove the schedule.
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Deletes messages for everyone (by message id).
+    Delete {
+        /// The group.
+        group: String,
+        /// Message ids.
+        #[arg(required = true)]
+        messages: Vec<String>,
+    },
+    /// Deletes a member's last N messages for everyone.
+    DeleteRecent {
+        /// The group.
+        group: String,
+        /// The member.
+        user: String,
+        /// How many.
+        count: usize,
+    },
+    /// Lists pending join requests.
+    Requests {
+        /// The group.
+        group: String,
+    },
+    /// Approves a join request.
+    Approve {
+        /// The group.
+        group: String,
+        /// The requester's user id (see `confide mod requests`).
+        user: String,
+    },
+    /// Declines a join request.
+    Decline {
+        /// The group.
+        group: String,
+        /// The requester's user id.
+        user: String,
+    },
+    /// Reports and urgent requests waiting for you.
+    Queue {
+        /// The group.
+        group: String,
+    },
+    /// Marks a queued item as handled.
+    Resolve {
+        /// The item id (from `confide mod queue`).
+        id: String,
+    },
+    /// The moderation log (who did what and when).
+    Log {
+        /// The group.
+        group: String,
+    },
+    /// Deletes messages after a period everywhere, e.g. 30d; "off" keeps them.
+    Retention {
+        /// The group.
+        group: String,
+        /// The period, or "off".
+        period: String,
+    },
+    /// Whether members may message each other privately (off by default).
+    PrivateMessages {
+        /// The group.
+        group: String,
+        /// on or off.
+        setting: String,
     },
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let result = match args.command {
-        Command::Ping { server, pin } => ping(&server, &pin),
+    if let Command::Completions { shell } = &args.command {
+        clap_complete::generate(
+            *shell,
+            &mut Args::command(),
+            "confide",
+            &mut std::io::stdout(),
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("confide: error: {e}");
+            return std::process::ExitCode::from(EXIT_FAILURE);
+        }
     };
-    match result {
+    match runtime.block_on(commands::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("confide: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(commands::exit_code(&e))
         }
     }
-}
-
-fn ping(server: &str, pin: &str) -> anyhow::Result<()> {
-    let runtime = tokio_runtime()?;
-    runtime.block_on(async {
-        let trust = confide_client::ServerTrust::Pinned(pin.to_string());
-        let mut conn = confide_client::Connection::connect(server, &trust).await?;
-        let frame = conn.recv().await?;
-        match frame {
-            confide_protocol::frames::ServerFrame::Challenge { version, server_name, .. } => {
-                println!("connected to {server_name} (protocol version {version}); certificate pin matches");
-            }
-            other => println!("unexpected first frame: {}", other.type_name()),
-        }
-        conn.close().await;
-        Ok(())
-    })
-}
-
-fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
 }

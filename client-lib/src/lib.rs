@@ -724,6 +724,12 @@ impl Client {
             .await
     }
 
+    /// Pending join requests (facilitators), to approve or decline.
+    pub async fn join_requests(&self, group: GroupId) -> Result<Vec<JoinRequest>, ClientError> {
+        self.moderation(|reply| ModerationCommand::JoinRequests { group, reply })
+            .await
+    }
+
     /// Declines a pending join request (facilitators).
     pub async fn decline(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
         self.moderation(|reply| ModerationCommand::Decline { group, user, reply })

@@ -126,6 +126,10 @@ pub(crate) enum ModerationCommand {
         group: GroupId,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
+    JoinRequests {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<JoinRequest>, ClientError>>,
+    },
 }
 
 impl Actor {
@@ -214,6 +218,28 @@ impl Actor {
             }
             M::AcceptGroup { group, reply } => {
                 let _ = reply.send(self.accept_group(group));
+            }
+            M::JoinRequests { group, reply } => {
+                let r = self
+                    .store
+                    .scan::<JoinRequestPayload>(T_JOIN_REQUESTS, group.as_bytes(), usize::MAX)
+                    .map_err(ClientError::from)
+                    .map(|items| {
+                        items
+                            .into_iter()
+                            .filter_map(|(_, r)| {
+                                let device = r.member.devices.first()?.device;
+                                Some(JoinRequest {
+                                    group,
+                                    user: r.member.user,
+                                    device,
+                                    display_name: r.member.display_name,
+                                    note: r.note,
+                                })
+                            })
+                            .collect()
+                    });
+                let _ = reply.send(r);
             }
         }
     }

@@ -1,0 +1,763 @@
+//! The scripted subcommands: one function per command, printing a human line or, with
+//! `--json`, one JSON value.
+
+use anyhow::{Context as _, anyhow, bail};
+use serde_json::json;
+use std::time::Duration;
+
+use confide_client::{Client, ClientError, Events, JoinOutcome};
+use confide_protocol::group_log::{GroupSettings, OpenHours, OpenWindow, Role};
+use confide_protocol::{MessageId, Seq, Timestamp, UserId};
+
+use crate::profile::{self, Profile, Settings};
+use crate::{
+    AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_PROFILE, EXIT_REFUSED,
+    EXIT_UNREACHABLE, GroupCommand, InviteCommand, ModCommand,
+};
+
+/// How results are printed.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// Prints `human` for people or `value` for scripts.
+    fn print(&self, human: impl std::fmt::Display, value: serde_json::Value) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{human}");
+        }
+    }
+}
+
+/// The exit code for an error: refused by the server, profile or passphrase trouble,
+/// unreachable server, or anything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Server { .. }) => EXIT_REFUSED,
+        Some(ClientError::Store(_)) => EXIT_PROFILE,
+        Some(ClientError::Transport(_)) => EXIT_UNREACHABLE,
+        Some(_) => EXIT_FAILURE,
+        None if e.to_string().contains("no Confide profile") => EXIT_PROFILE,
+        None => EXIT_FAILURE,
+    }
+}
+
+/// Parses `45s`, `30m`, `2h`, `7d` (or plain seconds).
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("invalid duration {text:?}: use e.g. 30m, 2h, 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => bail!("invalid duration {text:?}: use s, m, h or d"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Local time of day for a timestamp, HH:MM.
+pub fn local_time(t: Timestamp) -> String {
+    let Ok(ts) = jiff::Timestamp::from_millisecond(t.0 as i64) else {
+        return "--:--".into();
+    };
+    ts.to_zoned_datetime(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+fn parse_role(text: &str) -> anyhow::Result<Role> {
+    match text.to_ascii_lowercase().replace('_', "-").as_str() {
+        "facilitator" => Ok(Role::Facilitator),
+        "co-facilitator" | "cofacilitator" => Ok(Role::CoFacilitator),
+        "member" => Ok(Role::Member),
+        _ => bail!("unknown role {text:?}: facilitator, co-facilitator or member"),
+    }
+}
+
+/// Parses `mon 18:00-20:00`.
+fn parse_window(text: &str) -> anyhow::Result<OpenWindow> {
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let mut parts = text.split_whitespace();
+    let (Some(day), Some(range)) = (parts.next(), parts.next()) else {
+        bail!("a window looks like \"mon 18:00-20:00\", got {text:?}");
+    };
+    let day = days
+        .iter()
+        .position(|d| day.to_ascii_lowercase().starts_with(d))
+        .ok_or_else(|| anyhow!("unknown day {day:?}"))? as u8;
+    let (start, end) = range
+        .split_once('-')
+        .ok_or_else(|| anyhow!("a window's times look like 18:00-20:00"))?;
+    let minutes = |t: &str| -> anyhow::Result<u16> {
+        let (h, m) = t
+            .split_once(':')
+            .ok_or_else(|| anyhow!("a time looks like 18:00, got {t:?}"))?;
+        Ok(h.parse::<u16>()? * 60 + m.parse::<u16>()?)
+    };
+    Ok(OpenWindow {
+        day,
+        start_minute: minutes(start)?,
+        end_minute: minutes(end)?,
+    })
+}
+
+fn parse_message_id(text: &str) -> anyhow::Result<MessageId> {
+    profile::parse_id(text)
+        .map(MessageId)
+        .ok_or_else(|| anyhow!("invalid message id {text:?}"))
+}
+
+async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
+    let dir = Profile::locate(args.profile.as_deref());
+    let profile = Profile::load(&dir)?;
+    let passphrase = profile::passphrase(false)?;
+    let (client, events) = profile.open(passphrase.bytes()).await?;
+    Ok((profile, client, events))
+}
+
+/// Runs one command.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let out = Out { json: args.json };
+    match &args.command {
+        Command::Init {
+            server,
+            pin,
+            name,
+            token,
+        } => {
+            let dir = Profile::locate(args.profile.as_deref());
+            let pin = pin
+                .as_deref()
+                .map(confide_client::tls::normalize_pin)
+                .transpose()?;
+            let settings = Settings {
+                server: server.clone(),
+                pin,
+                labels: Default::default(),
+            };
+            let profile = Profile::create(&dir, settings)?;
+            let passphrase = profile::passphrase(true)?;
+            let mut config = profile.client_config();
+            config.registration_token = token.clone();
+            if std::env::var_os("CONFIDE_INSECURE_FAST_KDF").is_some() {
+                // For tests only: a weak key derivation so test suites stay fast.
+                config.kdf = confide_protocol::identity::KdfParams::INSECURE_FOR_TESTS;
+            }
+            let (client, _events) = Client::register(config, name, passphrase.bytes())
+                .await
+                .map_err(|e| {
+                    // Leave no half-made profile behind.
+                    let _ = std::fs::remove_dir_all(&dir);
+                    e
+                })?;
+            out.print(
+                format!(
+                    "Welcome, {name}. Your profile is in {}.\nuser id: {}",
+                    dir.display(),
+                    client.user()
+                ),
+                json!({ "user": client.user(), "device": client.device(), "profile": dir }),
+            );
+            client.shutdown().await;
+        }
+        Command::Ping { server, pin } => {
+            let trust = confide_client::ServerTrust::Pinned(pin.clone());
+            let mut conn = confide_client::Connection::connect(server, &trust)
+                .await
+                .map_err(ClientError::from)?;
+            let frame = conn.recv().await.map_err(ClientError::from)?;
+            let confide_protocol::frames::ServerFrame::Challenge {
+                version,
+                server_name,
+                ..
+            } = frame
+            else {
+                bail!("unexpected first frame: {}", frame.type_name());
+            };
+            out.print(
+                format!("connected to {server_name} (protocol version {version}); certificate pin matches"),
+                json!({ "server_name": server_name, "version": version }),
+            );
+            conn.close().await;
+        }
+        Command::Completions { .. } => {}
+        command => {
+            let (mut profile, client, events) = open(&args).await?;
+            let result = run_with_client(command, &out, &mut profile, &client, events).await;
+            client.shutdown().await;
+            result?;
+        }
+    }
+    Ok(())
+}
+
+fn group_json(profile: &Profile, g: &confide_client::GroupInfo) -> serde_json::Value {
+    json!({
+        "group": g.group,
+        "label": profile.label_of(&g.group),
+        "member": g.member,
+        "role": g.role,
+        "members": g.members,
+        "epoch": g.epoch,
+        "tampered": g.tampered,
+    })
+}
+
+async fn run_with_client(
+    command: &Command,
+    out: &Out,
+    profile: &mut Profile,
+    client: &Client,
+    events: Events,
+) -> anyhow::Result<()> {
+    match command {
+        Command::Whoami => {
+            out.print(
+                format!("{} (user {}, device {})\nserver: {}", client.display_name(), client.user(), client.device().short(), profile.settings.server),
+                json!({ "name": client.display_name(), "user": client.user(), "device": client.device(), "server": profile.settings.server }),
+            );
+        }
+        Command::SafetyNumber { group, user } => {
+            let group = profile.group(group)?;
+            let user = profile::user(client, group, user).await?;
+            let number = client.safety_number(user).await?;
+            out.print(
+                format!("Safety number (compare it in person or by phone):\n{number}"),
+                json!({ "safety_number": number }),
+            );
+        }
+        Command::Sync => {
+            client.sync().await?;
+            out.print("synced", json!({ "synced": true }));
+        }
+        Command::Group(GroupCommand::Create { label }) => {
+            let group = client.create_group().await?;
+            if let Some(label) = label {
+                profile.settings.labels.insert(label.clone(), group);
+                profile.save()?;
+            }
+            out.print(
+                format!(
+                    "created group {group}{}",
+                    label
+                        .as_deref()
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default()
+                ),
+                json!({ "group": group, "label": label }),
+            );
+        }
+        Command::Group(GroupCommand::List) => {
+            let groups = client.groups().await?;
+            if out.json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(
+                        groups.iter().map(|g| group_json(profile, g)).collect()
+                    )
+                );
+            } else {
+                for g in &groups {
+                    let role = g
+                        .role
+                        .map(|r| r.as_str().to_string())
+                        .unwrap_or_else(|| "not a member".into());
+                    let label = profile.label_of(&g.group).unwrap_or("-");
+                    let warn = g
+                        .tampered
+                        .as_deref()
+                        .map(|t| format!("  ⚠ {t}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{label:<16} {}  {role:<14} {} members{warn}",
+                        g.group, g.members
+                    );
+                }
+            }
+        }
+        Command::Group(GroupCommand::Label { group, label }) => {
+            let id = profile.group(group)?;
+            profile.settings.labels.insert(label.clone(), id);
+            profile.save()?;
+            out.print(
+                format!("{id} is now labelled {label}"),
+                json!({ "group": id, "label": label }),
+            );
+        }
+        Command::Members { group } => {
+            let group = profile.group(group)?;
+            let members = client.members(group).await?;
+            if out.json {
+                let list: Vec<_> = members
+                    .iter()
+                    .map(|m| json!({ "user": m.user, "name": m.display_name, "role": m.role, "muted_until": m.muted_until }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for m in &members {
+                    let muted = m
+                        .muted_until
+                        .map(|t| format!("  (muted until {})", local_time(t)))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<20} {:<14} {}{muted}",
+                        m.display_name,
+                        m.role.as_str(),
+                        m.user
+                    );
+                }
+            }
+        }
+        Command::Invite(InviteCommand::Create {
+            group,
+            approval,
+            uses,
+            valid,
+        }) => {
+            let group = profile.group(group)?;
+            let invite = client
+                .create_invite(group, *approval, *uses, parse_duration(valid)?)
+                .await?;
+            let link = invite.to_link();
+            out.print(
+                format!(
+                    "Share this link privately (whoever has it can {}):\n{link}",
+                    if *approval { "ask to join" } else { "join" }
+                ),
+                json!({ "link": link, "requires_approval": approval, "uses": uses }),
+            );
+        }
+        Command::Join { link, note, label } => {
+            let invite = confide_client::Invite::from_link(link)?;
+            let outcome = client.join(&invite, note.clone()).await?;
+            if let Some(label) = label {
+                profile.settings.labels.insert(label.clone(), invite.group);
+                profile.save()?;
+            }
+            match outcome {
+                JoinOutcome::Joined(g) => out.print(format!("joined {g}"), json!({ "joined": g })),
+                JoinOutcome::Pending(g) => out.print(
+                    format!("asked to join {g}; a facilitator will review your request"),
+                    json!({ "pending": g }),
+                ),
+            }
+        }
+        Command::Accept { group, label } => {
+            let id = profile.group(group)?;
+            client.accept_group(id).await?;
+            if let Some(label) = label {
+                profile.settings.labels.insert(label.clone(), id);
+                profile.save()?;
+            }
+            out.print(format!("accepted {id}"), json!({ "accepted": id }));
+        }
+        Command::Leave { group } => {
+            let group = profile.group(group)?;
+            client.leave(group).await?;
+            out.print("left the group", json!({ "left": group }));
+        }
+        Command::Send {
+            group,
+            text,
+            reply_to,
+        } => {
+            let group = profile.group(group)?;
+            let reply_to = reply_to.as_deref().map(parse_message_id).transpose()?;
+            let m = client.send_text(group, text, reply_to).await?;
+            out.print(
+                format!("sent #{} ({})", m.seq.0, m.id),
+                json!({ "seq": m.seq, "id": m.id }),
+            );
+        }
+        Command::Read {
+            group,
+            limit,
+            before,
+        } => {
+            let group = profile.group(group)?;
+            let history = client.history(group, before.map(Seq), *limit).await?;
+            if out.json {
+                let list: Vec<_> = history
+                    .iter()
+                    .map(|m| json!({ "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "sent_at": m.sent_at, "text": m.text, "reply_to": m.reply_to }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for m in &history {
+                    println!(
+                        "#{:<5} {}  {}: {}",
+                        m.seq.0,
+                        local_time(m.sent_at),
+                        m.sender_name,
+                        m.text
+                    );
+                }
+            }
+        }
+        Command::Status { group } => {
+            let group = profile.group(group)?;
+            let s = client.status(group).await?;
+            let mut lines = vec![format!(
+                "role: {}",
+                s.role.map(|r| r.as_str()).unwrap_or("not a member")
+            )];
+            if let Some(t) = s.muted_until {
+                lines.push(format!("muted until {}", local_time(t)));
+            }
+            if s.locked {
+                lines.push("the chat is locked: only facilitators can post".into());
+            }
+            if !s.open_now {
+                lines.push("the chat is outside its open hours".into());
+            }
+            if s.slow_mode_seconds > 0 {
+                lines.push(format!(
+                    "slow mode: one message per {} s",
+                    s.slow_mode_seconds
+                ));
+            }
+            if let Some(v) = s.agreement_pending {
+                lines.push(format!(
+                    "accept agreement version {v} before posting (`confide agreement show`)"
+                ));
+            }
+            out.print(
+                lines.join("\n"),
+                json!({ "role": s.role, "muted_until": s.muted_until, "locked": s.locked, "open_now": s.open_now, "slow_mode_seconds": s.slow_mode_seconds, "agreement_pending": s.agreement_pending }),
+            );
+        }
+        Command::Agreement(AgreementCommand::Show { group }) => {
+            let group = profile.group(group)?;
+            let pinned = client.pinned(group).await?;
+            match pinned.agreement {
+                Some(a) => out.print(
+                    format!(
+                        "Group agreement, version {}{}:\n\n{}",
+                        a.version,
+                        if a.accepted { " (accepted)" } else { "" },
+                        a.text
+                    ),
+                    json!({ "version": a.version, "text": a.text, "accepted": a.accepted }),
+                ),
+                None => out.print(
+                    "this group has no agreement (or its text has not arrived yet)",
+                    json!(null),
+                ),
+            }
+        }
+        Command::Agreement(AgreementCommand::Accept { group }) => {
+            let group = profile.group(group)?;
+            client.accept_agreement(group).await?;
+            out.print("agreement accepted", json!({ "accepted": true }));
+        }
+        Command::Agreement(AgreementCommand::Set { group, text }) => {
+            let group = profile.group(group)?;
+            client.set_agreement(group, text).await?;
+            out.print(
+                "agreement pinned; members must accept it before posting",
+                json!({ "pinned": true }),
+            );
+        }
+        Command::Crisis(CrisisCommand::Show { group }) => {
+            let group = profile.group(group)?;
+            match client.pinned(group).await?.crisis_resources {
+                Some(text) => out.print(
+                    format!("If you are in crisis:\n\n{text}"),
+                    json!({ "text": text }),
+                ),
+                None => out.print("no crisis resources are pinned to this group", json!(null)),
+            }
+        }
+        Command::Crisis(CrisisCommand::Set { group, text }) => {
+            let group = profile.group(group)?;
+            client.set_crisis_resources(group, text).await?;
+            out.print("crisis resources pinned", json!({ "pinned": true }));
+        }
+        Command::Report { group, seq, reason } => {
+            let group = profile.group(group)?;
+            client.report(group, Seq(*seq), reason).await?;
+            out.print("reported to the facilitators", json!({ "reported": seq }));
+        }
+        Command::Urgent { group, text } => {
+            let group = profile.group(group)?;
+            client.request_facilitator(group, text).await?;
+            out.print(
+                "your request went to the facilitators",
+                json!({ "sent": true }),
+            );
+        }
+        Command::Private { group, user, label } => {
+            let group = profile.group(group)?;
+            let user = profile::user(client, group, user).await?;
+            let private = client.open_private(group, user).await?;
+            if let Some(label) = label {
+                profile.settings.labels.insert(label.clone(), private);
+                profile.save()?;
+            }
+            out.print(
+                format!("opened private conversation {private}"),
+                json!({ "group": private }),
+            );
+        }
+        Command::Mod(cmd) => moderate(cmd, out, profile, client).await?,
+        Command::Chat { group } => {
+            let group = group.as_deref().map(|g| profile.group(g)).transpose()?;
+            let profile = Profile::load(&profile.dir)?;
+            crate::tui::run(profile, client.clone(), events, group).await?;
+        }
+        Command::Init { .. } | Command::Ping { .. } | Command::Completions { .. } => {}
+    }
+    Ok(())
+}
+
+async fn moderate(
+    cmd: &ModCommand,
+    out: &Out,
+    profile: &Profile,
+    client: &Client,
+) -> anyhow::Result<()> {
+    let done = |what: &str| out.print(what, json!({ "ok": true }));
+    match cmd {
+        ModCommand::Mute {
+            group,
+            user,
+            duration,
+            reason,
+        } => {
+            let group = profile.group(group)?;
+            let who = profile::user(client, group, user).await?;
+            client
+                .mute(group, who, parse_duration(duration)?, reason.as_deref())
+                .await?;
+            done(&format!("{user} is muted for {duration}"));
+        }
+        ModCommand::Unmute { group, user } => {
+            let group = profile.group(group)?;
+            let who = profile::user(client, group, user).await?;
+            client.unmute(group, who).await?;
+            done(&format!("{user} may post again"));
+        }
+        ModCommand::Remove {
+            group,
+            user,
+            ban,
+            reason,
+        } => {
+            let group = profile.group(group)?;
+            let who = profile::user(client, group, user).await?;
+            client
+                .remove_with_reason(group, who, *ban, reason.as_deref())
+                .await?;
+            done(&format!(
+                "{user} was removed{}; new keys protect everything from now on",
+                if *ban { " and banned" } else { "" }
+            ));
+        }
+        ModCommand::Unban { group, user } => {
+            let group = profile.group(group)?;
+            let who = UserId(
+                profile::parse_id(user).ok_or_else(|| anyhow!("give the banned user's id"))?,
+            );
+            client.unban(group, who).await?;
+            done("ban lifted");
+        }
+        ModCommand::Role { group, user, role } => {
+            let group = profile.group(group)?;
+            let who = profile::user(client, group, user).await?;
+            client.set_role(group, who, parse_role(role)?).await?;
+            done(&format!("{user} is now {role}"));
+        }
+        ModCommand::Lock { group } => {
+            client.set_locked(profile.group(group)?, true).await?;
+            done("locked: only facilitators can post");
+        }
+        ModCommand::Unlock { group } => {
+            client.set_locked(profile.group(group)?, false).await?;
+            done("unlocked");
+        }
+        ModCommand::SlowMode { group, seconds } => {
+            client
+                .set_slow_mode(profile.group(group)?, *seconds)
+                .await?;
+            done(&if *seconds == 0 {
+                "slow mode off".to_string()
+            } else {
+                format!("slow mode: one message per {seconds} s")
+            });
+        }
+        ModCommand::OpenHours {
+            group,
+            tz,
+            windows,
+            clear,
+        } => {
+            let group = profile.group(group)?;
+            let schedule = if *clear {
+                None
+            } else {
+                let time_zone = tz.clone().ok_or_else(|| anyhow!("--tz is required"))?;
+                let windows = windows
+                    .iter()
+                    .map(|w| parse_window(w))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Some(OpenHours { time_zone, windows })
+            };
+            client.set_open_hours(group, schedule).await?;
+            done("open hours set");
+        }
+        ModCommand::Delete { group, messages } => {
+            let group = profile.group(group)?;
+            let ids = messages
+                .iter()
+                .map(|m| parse_message_id(m))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            client.delete_for_everyone(group, ids).await?;
+            done("deleted for everyone");
+        }
+        ModCommand::DeleteRecent { group, user, count } => {
+            let group = profile.group(group)?;
+            let who = profile::user(client, group, user).await?;
+            let n = client.delete_recent_of(group, who, *count).await?;
+            out.print(
+                format!("deleted {n} messages of {user} for everyone"),
+                json!({ "deleted": n }),
+            );
+        }
+        ModCommand::Requests { group } => {
+            let group = profile.group(group)?;
+            let requests = client.join_requests(group).await?;
+            if out.json {
+                let list: Vec<_> = requests.iter().map(|r| json!({ "user": r.user, "name": r.display_name, "note": r.note, "device": r.device })).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if requests.is_empty() {
+                println!("no pending requests");
+            } else {
+                for r in &requests {
+                    println!(
+                        "{}  {}  {}",
+                        r.user,
+                        r.display_name,
+                        r.note.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        ModCommand::Approve { group, user } => {
+            let group = profile.group(group)?;
+            let who =
+                UserId(profile::parse_id(user).ok_or_else(|| {
+                    anyhow!("give the requester's user id (confide mod requests)")
+                })?);
+            client.approve(group, who).await?;
+            done("approved");
+        }
+        ModCommand::Decline { group, user } => {
+            let group = profile.group(group)?;
+            let who = UserId(
+                profile::parse_id(user).ok_or_else(|| anyhow!("give the requester's user id"))?,
+            );
+            client.decline(group, who).await?;
+            done("declined");
+        }
+        ModCommand::Queue { group } => {
+            let group = profile.group(group)?;
+            let queue = client.facilitator_queue(group).await?;
+            if out.json {
+                let list: Vec<_> = queue
+                    .iter()
+                    .map(|(id, item)| json!({ "id": id, "item": item }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if queue.is_empty() {
+                println!("nothing waiting");
+            } else {
+                for (id, item) in &queue {
+                    match item {
+                        confide_client::FacilitatorItem::Report(r) => {
+                            println!(
+                                "[{id}] REPORT by {} about {} (#{}): {:?} — reason: {}",
+                                r.reporter_name, r.offender_name, r.seq.0, r.text, r.reason
+                            )
+                        }
+                        confide_client::FacilitatorItem::Urgent(u) => {
+                            println!("[{id}] URGENT from {}: {}", u.display_name, u.text)
+                        }
+                    }
+                }
+            }
+        }
+        ModCommand::Resolve { id } => {
+            client.resolve(id).await?;
+            done("resolved");
+        }
+        ModCommand::Log { group } => {
+            let group = profile.group(group)?;
+            if out.json {
+                println!("{}", client.export_moderation_log(group).await?);
+            } else {
+                for e in client.moderation_log(group).await? {
+                    let author = e.author_name.as_deref().unwrap_or("?");
+                    let target = e
+                        .target_name
+                        .as_deref()
+                        .map(|t| format!(" {t}"))
+                        .unwrap_or_default();
+                    let reason = e
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(" — {r}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{:>4} {}  {author}: {}{target} {}{reason}",
+                        e.op_seq,
+                        local_time(e.at),
+                        e.action,
+                        e.details
+                    );
+                }
+            }
+        }
+        ModCommand::Retention { group, period } => {
+            let group = profile.group(group)?;
+            let keep = if period == "off" {
+                None
+            } else {
+                Some(parse_duration(period)?)
+            };
+            client.set_retention(group, keep).await?;
+            done(&match keep {
+                Some(_) => format!("messages are deleted everywhere after {period}"),
+                None => "messages are kept".into(),
+            });
+        }
+        ModCommand::PrivateMessages { group, setting } => {
+            let group = profile.group(group)?;
+            let on = match setting.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => bail!("say on or off"),
+            };
+            client
+                .set_settings(
+                    group,
+                    GroupSettings {
+                        members_may_message_privately: on,
+                    },
+                )
+                .await?;
+            done(&format!(
+                "members may message each other privately: {setting}"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -154,10 +154,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             let (client, _events) = Client::register(config, name, passphrase.bytes())
                 .await
-                .map_err(|e| {
+                .inspect_err(|_| {
                     // Leave no half-made profile behind.
                     let _ = std::fs::remove_dir_all(&dir);
-                    e
                 })?;
             out.print(
                 format!(

@@ -138,7 +138,9 @@ pub async fn serve<S>(
     let mut preauth_frames = 0u32;
     let auth_deadline = tokio::time::sleep(shared.limits.auth_timeout);
     tokio::pin!(auth_deadline);
-    let mut ping = tokio::time::interval(shared.limits.ping_interval);
+    // A zero interval would make tokio panic.
+    let mut ping =
+        tokio::time::interval(shared.limits.ping_interval.max(Duration::from_millis(10)));
     ping.reset();
     let mut last_heard = Instant::now();
     let close: Option<(CloseCode, String)> = loop {
@@ -1226,9 +1228,10 @@ async fn sync(
         Vec::new()
     };
     let fetched = messages.len();
-    truncate_to_budget(&mut messages, shared.limits.page_bytes, |m| {
-        m.envelope.ciphertext.len()
-    });
+    // One budget for the whole page: what the ops used is not left for messages.
+    let ops_bytes: usize = ops.iter().map(|op| op.op.len()).sum();
+    let budget = shared.limits.page_bytes.saturating_sub(ops_bytes).max(1);
+    truncate_to_budget(&mut messages, budget, |m| m.envelope.ciphertext.len());
     let next_seq = messages
         .last()
         .map_or(Seq(after_seq.0.saturating_add(1)), |m| Seq(m.seq.0 + 1));

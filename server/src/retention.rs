@@ -14,7 +14,13 @@ const SWEEP_PAGE: usize = 500;
 
 /// Sweeps every `retention_sweep` until shutdown.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(shared.limits.retention_sweep);
+    // A zero interval would make tokio panic; a configured 0 means "as often as sensible".
+    let mut tick = tokio::time::interval(
+        shared
+            .limits
+            .retention_sweep
+            .max(std::time::Duration::from_millis(10)),
+    );
     loop {
         tokio::select! {
             _ = tick.tick() => sweep(&shared).await,

@@ -562,6 +562,9 @@ impl Actor {
                 let Some(ctx) = self.groups.get(&group) else {
                     return;
                 };
+                if ctx.meta.tampered.is_some() {
+                    return;
+                }
                 let next = Seq(ctx.meta.next_seq.max(1));
                 if seq == next {
                     self.handle_message(
@@ -1058,9 +1061,14 @@ impl Actor {
         let old_role = ctx.state.member_of_device(&me).map(|(_, m)| m.role);
         let applied = match ctx.state.apply(op) {
             Ok(applied) => applied,
-            // Bytes that are not even validly signed by their claimed author could come from
-            // anywhere (a corrupted frame): refuse them without freezing the group.
-            Err(e) if op.verify().is_err() => {
+            // Bytes that are not validly signed by their claimed author, or a genuine op of
+            // another group or another position (replayed by the server), say nothing about
+            // this group's log: refuse them without freezing the group.
+            Err(e)
+                if op.verify().map_or(true, |o| {
+                    o.group != group || o.seq != ctx.state.seq().saturating_add(1)
+                }) =>
+            {
                 let seq = ctx.state.seq().saturating_add(1);
                 self.emit(Event::GroupRejected(Rejection {
                     group,

@@ -244,6 +244,16 @@ impl Actor {
         }
     }
 
+    /// Whether this device's user is a facilitator or co-facilitator of the group.
+    fn is_moderator_here(&self, group: GroupId) -> bool {
+        let me = self.device();
+        self.groups.get(&group).is_some_and(|c| {
+            c.state
+                .member_of_device(&me)
+                .is_some_and(|(_, m)| m.role.is_moderator())
+        })
+    }
+
     fn facilitator_keys(&self, group: GroupId) -> Result<(EpochRef, Vec<DeviceKeys>), ClientError> {
         let me = self.device();
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
@@ -351,6 +361,9 @@ impl Actor {
 
     pub(super) fn receive_report(&mut self, sealed: &SealedPayload) -> bool {
         let group = sealed.group;
+        if !self.is_moderator_here(group) {
+            return true;
+        }
         let Some(ctx) = self.groups.get(&group) else {
             return true;
         };
@@ -415,6 +428,9 @@ impl Actor {
 
     pub(super) fn receive_note(&mut self, sealed: &SealedPayload) -> bool {
         let group = sealed.group;
+        if !self.is_moderator_here(group) {
+            return true;
+        }
         let Some(ctx) = self.groups.get(&group) else {
             return true;
         };

@@ -612,3 +612,54 @@ impl TestUser {
         }
     }
 }
+
+/// The error code of an error frame, if it is one.
+pub fn error_code(frame: &ServerFrame) -> Option<confide_protocol::frames::ErrorCode> {
+    match frame {
+        ServerFrame::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// A facilitator and a member in one group, at the protocol level (after an `add`).
+pub async fn raw_group_of_two(server: &TestServer) -> (RawClient, RawClient, GroupState) {
+    let mut alice = RawClient::register(server, "Alice").await;
+    let bob = RawClient::register(server, "Bob").await;
+    let mut state = alice.create_group().await;
+    let add = OpBody::Add {
+        member: bob.member_entry(),
+        invite: None,
+        invite_sig: None,
+    };
+    let reply = alice.append(&mut state, add).await;
+    assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");
+    (alice, bob, state)
+}
+
+/// Registers one library client per name with the server at `url`; the first creates a group
+/// and the others join it with one invite.
+pub async fn users_in_group(
+    url: &str,
+    trust: confide_client::ServerTrust,
+    names: &[&str],
+) -> (Vec<TestUser>, GroupId) {
+    let mut users = Vec::new();
+    for name in names {
+        users.push(TestUser::register(url, trust.clone(), name).await);
+    }
+    let group = users[0].client.create_group().await.unwrap();
+    let invite = users[0]
+        .client
+        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let link = invite.to_link();
+    for user in users.iter().skip(1) {
+        let invite = confide_client::Invite::from_link(&link).unwrap();
+        assert_eq!(
+            user.client.join(&invite, None).await.unwrap(),
+            confide_client::JoinOutcome::Joined(group)
+        );
+    }
+    (users, group)
+}

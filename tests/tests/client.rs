@@ -7,41 +7,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use confide_client::{Event, JoinOutcome};
-use confide_protocol::GroupId;
-use confide_tests::{RecordingProxy, TestServer, TestUser, contains, read_tree};
-
-/// Alice creates a group and the others join with one invite.
-async fn group_with(
-    server_url: &str,
-    trust: confide_client::ServerTrust,
-    names: &[&str],
-) -> (Vec<TestUser>, GroupId) {
-    let mut users = Vec::new();
-    for name in names {
-        users.push(TestUser::register(server_url, trust.clone(), name).await);
-    }
-    let group = users[0].client.create_group().await.unwrap();
-    let invite = users[0]
-        .client
-        .create_invite(group, false, 10, Duration::from_secs(3600))
-        .await
-        .unwrap();
-    let link = invite.to_link();
-    for user in users.iter_mut().skip(1) {
-        let invite = confide_client::Invite::from_link(&link).unwrap();
-        assert_eq!(
-            user.client.join(&invite, None).await.unwrap(),
-            JoinOutcome::Joined(group)
-        );
-    }
-    (users, group)
-}
+use confide_tests::{RecordingProxy, TestServer, TestUser, contains, read_tree, users_in_group};
 
 #[tokio::test]
 async fn three_members_see_every_message_in_the_same_order() {
     let server = TestServer::start().await;
     let (mut users, group) =
-        group_with(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
     // Everyone talks at once.
     let sends: Vec<_> = users
         .iter()
@@ -100,7 +72,7 @@ async fn three_members_see_every_message_in_the_same_order() {
 async fn an_offline_member_gets_everything_on_reconnect_in_order_once() {
     let server = TestServer::start().await;
     let (mut users, group) =
-        group_with(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
     users[0]
         .client
         .send_text(group, "before", None)
@@ -149,7 +121,7 @@ async fn the_server_and_the_wire_never_see_plaintext_or_private_keys() {
     let server = TestServer::start_plaintext().await;
     let proxy = RecordingProxy::start(server.port).await;
     let url = format!("ws://127.0.0.1:{}", proxy.port);
-    let (mut users, group) = group_with(&url, server.trust(), &["Alice", "Bob"]).await;
+    let (mut users, group) = users_in_group(&url, server.trust(), &["Alice", "Bob"]).await;
     let markers = [
         "MARKER-7f3a-confidential-disclosure",
         "MARKER-91bc-second-secret",
@@ -224,7 +196,7 @@ async fn the_server_and_the_wire_never_see_plaintext_or_private_keys() {
 async fn a_removed_member_reads_nothing_new_and_a_joiner_reads_nothing_old() {
     let mut server = TestServer::start().await;
     let (mut users, group) =
-        group_with(&server.url, server.trust(), &["Alice", "Bob", "Eve"]).await;
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Eve"]).await;
     users[0]
         .client
         .send_text(group, "before the removal", None)
@@ -312,7 +284,7 @@ async fn a_removed_member_reads_nothing_new_and_a_joiner_reads_nothing_old() {
 async fn a_ghost_member_slipped_into_storage_is_rejected_by_every_client() {
     use confide_protocol::group_log::{MemberEntry, OpBody};
     let mut server = TestServer::start().await;
-    let (mut users, group) = group_with(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     users[0]
         .client
         .send_text(group, "just us", None)
@@ -392,7 +364,7 @@ async fn a_ghost_member_slipped_into_storage_is_rejected_by_every_client() {
 async fn tampered_and_replayed_envelopes_are_rejected_and_the_conversation_goes_on() {
     use confide_server::storage::Write;
     let mut server = TestServer::start().await;
-    let (mut users, group) = group_with(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     users[0].client.send_text(group, "one", None).await.unwrap();
     users[1].wait_history(group, 1).await;
     users[1].go_offline().await;
@@ -528,7 +500,7 @@ async fn joining_with_approval_safety_numbers_and_key_change_warnings() {
 #[tokio::test]
 async fn clients_reconnect_by_themselves_after_the_server_restarts() {
     let mut server = TestServer::start().await;
-    let (mut users, group) = group_with(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     users[0]
         .client
         .send_text(group, "before the restart", None)
@@ -558,7 +530,7 @@ async fn a_client_can_trust_the_server_through_a_ca_bundle_and_pages_history() {
     let server = TestServer::start().await;
     let ca = std::fs::read(server.data_dir.join(confide_server::tls::DEV_CERT_FILE)).unwrap();
     let trust = confide_client::ServerTrust::CaPem(ca);
-    let (users, group) = group_with(&server.url, trust, &["Alice"]).await;
+    let (users, group) = users_in_group(&server.url, trust, &["Alice"]).await;
     for n in 0..5 {
         users[0]
             .client

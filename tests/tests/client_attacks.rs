@@ -7,26 +7,9 @@ use std::time::Duration;
 
 use confide_client::Event;
 use confide_protocol::group_log::{MemberEntry, OpBody};
-use confide_protocol::{DeviceIdentity, GroupId, Seq};
+use confide_protocol::{DeviceIdentity, Seq};
 use confide_server::storage::Write;
-use confide_tests::{TestServer, TestUser};
-
-async fn group_with(server: &TestServer, names: &[&str]) -> (Vec<TestUser>, GroupId) {
-    let mut users = Vec::new();
-    for name in names {
-        users.push(TestUser::new(server, name).await);
-    }
-    let group = users[0].client.create_group().await.unwrap();
-    let invite = users[0]
-        .client
-        .create_invite(group, false, 10, Duration::from_secs(3600))
-        .await
-        .unwrap();
-    for user in users.iter().skip(1) {
-        user.client.join(&invite, None).await.unwrap();
-    }
-    (users, group)
-}
+use confide_tests::{TestServer, TestUser, users_in_group};
 
 fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
     let identity = DeviceIdentity::from_secret_pair(&user.secret.clone().try_into().unwrap());
@@ -98,7 +81,8 @@ async fn a_group_someone_else_adds_you_to_is_held_until_you_accept() {
 #[tokio::test]
 async fn a_removed_members_old_epoch_message_slipped_in_later_is_refused() {
     let mut server = TestServer::start().await;
-    let (mut users, group) = group_with(&server, &["Alice", "Bob", "Carol"]).await;
+    let (mut users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
     users[0]
         .client
         .send_text(group, "welcome", None)
@@ -165,7 +149,7 @@ async fn a_removed_members_old_epoch_message_slipped_in_later_is_refused() {
 #[tokio::test]
 async fn a_forged_copy_does_not_get_the_genuine_message_refused() {
     let mut server = TestServer::start().await;
-    let (mut users, group) = group_with(&server, &["Alice", "Bob"]).await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     users[0]
         .client
         .send_text(group, "first", None)
@@ -223,7 +207,7 @@ async fn a_forged_copy_does_not_get_the_genuine_message_refused() {
 #[tokio::test]
 async fn an_urgent_request_across_an_epoch_change_reaches_the_offline_facilitator() {
     let server = TestServer::start().await;
-    let (mut users, group) = group_with(&server, &["Alice", "Bob"]).await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     let invite = users[0]
         .client
         .create_invite(group, false, 1, Duration::from_secs(600))
@@ -262,7 +246,7 @@ async fn every_inbox_item_is_acknowledged_so_nothing_piles_up() {
     use confide_protocol::frames::{ClientFrame, ServerFrame};
     use confide_protocol::seal::{self, SealKind};
     let mut server = TestServer::start().await;
-    let (mut users, group) = group_with(&server, &["Alice", "Bob"]).await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     users[0].client.sync().await.unwrap();
     // Bob, by hand, floods Alice with a kind she does not use.
     let bob_identity =

@@ -6,30 +6,9 @@
 use std::time::Duration;
 
 use confide_client::{ClientError, Event, JoinOutcome};
-use confide_protocol::GroupId;
 use confide_protocol::frames::ErrorCode;
 use confide_protocol::group_log::{GroupSettings, Role};
-use confide_tests::{TestServer, TestUser};
-
-async fn group_of(server: &TestServer, names: &[&str]) -> (Vec<TestUser>, GroupId) {
-    let mut users = Vec::new();
-    for name in names {
-        users.push(TestUser::new(server, name).await);
-    }
-    let group = users[0].client.create_group().await.unwrap();
-    let invite = users[0]
-        .client
-        .create_invite(group, false, 10, Duration::from_secs(3600))
-        .await
-        .unwrap();
-    for user in users.iter().skip(1) {
-        assert_eq!(
-            user.client.join(&invite, None).await.unwrap(),
-            JoinOutcome::Joined(group)
-        );
-    }
-    (users, group)
-}
+use confide_tests::{TestServer, TestUser, users_in_group};
 
 fn server_code(e: &ClientError) -> Option<ErrorCode> {
     e.server_code()
@@ -42,7 +21,8 @@ fn is_refused(e: &ClientError) -> bool {
 #[tokio::test]
 async fn roles_promote_and_demote_and_only_facilitators_assign_them() {
     let server = TestServer::start().await;
-    let (users, group) = group_of(&server, &["Alice", "Bob", "Carol"]).await;
+    let (users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
     let (bob, carol) = (users[1].client.user(), users[2].client.user());
     // A member cannot give roles, and nothing changes.
     assert!(is_refused(
@@ -137,7 +117,8 @@ async fn screening_shows_the_request_and_the_facilitator_approves_or_declines() 
 #[tokio::test]
 async fn remove_rekeys_and_ban_keeps_them_out_even_with_an_old_invite() {
     let server = TestServer::start().await;
-    let (mut users, group) = group_of(&server, &["Alice", "Bob", "Eve"]).await;
+    let (mut users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Eve"]).await;
     let eve = users[2].client.user();
     let old_invite = users[0]
         .client
@@ -199,7 +180,8 @@ async fn remove_rekeys_and_ban_keeps_them_out_even_with_an_old_invite() {
 #[tokio::test]
 async fn a_timed_mute_is_enforced_by_the_server_and_shown_with_its_end() {
     let server = TestServer::start().await;
-    let (users, group) = group_of(&server, &["Alice", "Bob", "Carol"]).await;
+    let (users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
     let bob = users[1].client.user();
     assert!(is_refused(
         &users[2]
@@ -252,7 +234,8 @@ async fn a_timed_mute_is_enforced_by_the_server_and_shown_with_its_end() {
 #[tokio::test]
 async fn delete_for_everyone_and_bulk_delete_reach_every_client() {
     let server = TestServer::start().await;
-    let (mut users, group) = group_of(&server, &["Alice", "Bob", "Carol"]).await;
+    let (mut users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
     let harmful = users[1]
         .client
         .send_text(group, "something harmful", None)
@@ -324,7 +307,7 @@ async fn delete_for_everyone_and_bulk_delete_reach_every_client() {
 #[tokio::test]
 async fn lock_slow_mode_and_crisis_resources() {
     let server = TestServer::start().await;
-    let (users, group) = group_of(&server, &["Alice", "Bob"]).await;
+    let (users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     assert!(is_refused(
         &users[1].client.set_slow_mode(group, 60).await.unwrap_err()
     ));
@@ -411,7 +394,7 @@ async fn lock_slow_mode_and_crisis_resources() {
 #[tokio::test]
 async fn the_agreement_must_be_accepted_and_reaches_new_members() {
     let server = TestServer::start().await;
-    let (mut users, group) = group_of(&server, &["Alice", "Bob"]).await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     assert!(is_refused(
         &users[1]
             .client
@@ -488,7 +471,8 @@ async fn the_agreement_must_be_accepted_and_reaches_new_members() {
 #[tokio::test]
 async fn reports_are_verifiable_and_urgent_requests_reach_the_facilitators() {
     let server = TestServer::start().await;
-    let (mut users, group) = group_of(&server, &["Alice", "Bob", "Carol"]).await;
+    let (mut users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
     let hurtful = users[2]
         .client
         .send_text(group, "you are pathetic", None)
@@ -529,7 +513,8 @@ async fn reports_are_verifiable_and_urgent_requests_reach_the_facilitators() {
 #[tokio::test]
 async fn private_conversations_follow_the_group_setting() {
     let server = TestServer::start().await;
-    let (mut users, group) = group_of(&server, &["Alice", "Bob", "Carol"]).await;
+    let (mut users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
     let (bob, carol) = (users[1].client.user(), users[2].client.user());
     // Off by default for members.
     assert!(is_refused(
@@ -595,7 +580,7 @@ async fn private_conversations_follow_the_group_setting() {
 #[tokio::test]
 async fn retention_deletes_old_messages_on_every_device() {
     let server = TestServer::start().await;
-    let (mut users, group) = group_of(&server, &["Alice", "Bob"]).await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     users[0]
         .client
         .send_text(group, "old news", None)

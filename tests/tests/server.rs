@@ -13,15 +13,8 @@ use confide_protocol::group_log::{GroupState, OpBody};
 use confide_protocol::seal::{self, SealKind};
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceIdentity, Seq, Signature, Timestamp};
-use confide_tests::{RawClient, TestServer, epoch_of, now, rng};
+use confide_tests::{RawClient, TestServer, epoch_of, error_code, now, raw_group_of_two, rng};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-fn error_code(frame: &ServerFrame) -> Option<ErrorCode> {
-    match frame {
-        ServerFrame::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
 
 fn seal_text(
     client: &RawClient,
@@ -112,25 +105,6 @@ async fn sync_all(
     }
 }
 
-/// A facilitator and a member in one group, as the server sees it after an `add`.
-async fn group_of_two(server: &TestServer) -> (RawClient, RawClient, GroupState) {
-    let mut alice = RawClient::register(server, "Alice").await;
-    let bob = RawClient::register(server, "Bob").await;
-    let mut state = alice.create_group().await;
-    let reply = alice
-        .append(
-            &mut state,
-            OpBody::Add {
-                member: bob.member_entry(),
-                invite: None,
-                invite_sig: None,
-            },
-        )
-        .await;
-    assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");
-    (alice, bob, state)
-}
-
 #[tokio::test]
 async fn pinned_tls_and_challenge_response_authentication() {
     let server = TestServer::start().await;
@@ -192,7 +166,7 @@ async fn pinned_tls_and_challenge_response_authentication() {
 #[tokio::test]
 async fn bad_input_gets_stable_errors_and_the_connection_keeps_working() {
     let server = TestServer::start().await;
-    let (mut alice, _bob, state) = group_of_two(&server).await;
+    let (mut alice, _bob, state) = raw_group_of_two(&server).await;
     let mut chain = SenderChain::generate(&mut rng());
     let first = seal_text(&alice, &state, &mut chain, "before the noise");
     post_ok(&mut alice, &first).await;
@@ -283,7 +257,7 @@ async fn bad_input_gets_stable_errors_and_the_connection_keeps_working() {
 #[tokio::test]
 async fn restart_keeps_every_acknowledged_message_and_the_group_log() {
     let mut server = TestServer::start().await;
-    let (mut alice, bob, mut state) = group_of_two(&server).await;
+    let (mut alice, bob, mut state) = raw_group_of_two(&server).await;
     assert!(matches!(
         alice
             .append(&mut state, OpBody::SetSlowMode { seconds: 5 })
@@ -317,7 +291,7 @@ async fn restart_keeps_every_acknowledged_message_and_the_group_log() {
 #[tokio::test]
 async fn reconnecting_member_gets_exactly_what_it_missed_then_live() {
     let server = TestServer::start().await;
-    let (mut alice, bob, state) = group_of_two(&server).await;
+    let (mut alice, bob, state) = raw_group_of_two(&server).await;
     let mut chain = SenderChain::generate(&mut rng());
     let seen = say_ok(&mut alice, &state, &mut chain, "seen live").await;
     let mut bob = bob;
@@ -359,7 +333,7 @@ async fn reconnecting_member_gets_exactly_what_it_missed_then_live() {
 #[tokio::test]
 async fn a_device_connected_twice_receives_on_both() {
     let server = TestServer::start().await;
-    let (mut alice, bob_laptop, state) = group_of_two(&server).await;
+    let (mut alice, bob_laptop, state) = raw_group_of_two(&server).await;
     let mut bob_terminal = bob_laptop.reconnect(&server).await;
     let mut bob_laptop = bob_laptop;
     let mut chain = SenderChain::generate(&mut rng());
@@ -391,7 +365,7 @@ async fn a_device_connected_twice_receives_on_both() {
 #[tokio::test]
 async fn server_enforces_mute_lock_slow_mode_agreement_and_epoch() {
     let server = TestServer::start().await;
-    let (mut alice, mut bob, mut state) = group_of_two(&server).await;
+    let (mut alice, mut bob, mut state) = raw_group_of_two(&server).await;
     let mut bob_chain = SenderChain::generate(&mut rng());
     let bob_user = bob.user;
     say_ok(&mut bob, &state, &mut bob_chain, "hello").await;
@@ -583,7 +557,7 @@ async fn server_enforces_mute_lock_slow_mode_agreement_and_epoch() {
 #[tokio::test]
 async fn inbox_items_are_delivered_until_acknowledged() {
     let server = TestServer::start().await;
-    let (mut alice, bob, state) = group_of_two(&server).await;
+    let (mut alice, bob, state) = raw_group_of_two(&server).await;
     let bob = bob.close().await;
     let sealed = seal::seal(
         &alice.identity,
@@ -666,7 +640,7 @@ async fn inbox_items_are_delivered_until_acknowledged() {
 #[tokio::test]
 async fn delete_for_everyone_removes_the_ciphertext_from_the_server() {
     let server = TestServer::start().await;
-    let (mut alice, bob, mut state) = group_of_two(&server).await;
+    let (mut alice, bob, mut state) = raw_group_of_two(&server).await;
     let mut chain = SenderChain::generate(&mut rng());
     let mut ids = Vec::new();
     for text in ["kind words", "something harmful", "more kind words"] {
@@ -706,7 +680,7 @@ async fn retention_deletes_old_messages_on_the_server() {
         ..Default::default()
     };
     let server = TestServer::start_with(limits).await;
-    let (mut alice, mut bob, mut state) = group_of_two(&server).await;
+    let (mut alice, mut bob, mut state) = raw_group_of_two(&server).await;
     let mut chain = SenderChain::generate(&mut rng());
     say_ok(&mut alice, &state, &mut chain, "ephemeral").await;
     let reply = alice
@@ -733,7 +707,7 @@ async fn only_an_invite_holder_may_read_a_groups_log_before_joining() {
     use confide_protocol::frames::InviteProof;
     use confide_protocol::group_log::InviteSecret;
     let server = TestServer::start().await;
-    let (mut alice, _bob, mut state) = group_of_two(&server).await;
+    let (mut alice, _bob, mut state) = raw_group_of_two(&server).await;
     let secret = InviteSecret::generate(&mut rng());
     let expires_at = Timestamp(now().0 + 3_600_000);
     let reply = alice

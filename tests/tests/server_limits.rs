@@ -10,32 +10,9 @@ use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, Op
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceIdentity, GroupId, Seq, UserId};
 use confide_server::Limits;
-use confide_tests::{RECV_TIMEOUT, RawClient, TestServer, epoch_of, now, rng};
-
-fn error_code(frame: &ServerFrame) -> Option<ErrorCode> {
-    match frame {
-        ServerFrame::Error { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
-async fn group_of_two(server: &TestServer) -> (RawClient, RawClient, GroupState) {
-    let mut alice = RawClient::register(server, "Alice").await;
-    let bob = RawClient::register(server, "Bob").await;
-    let mut state = alice.create_group().await;
-    let reply = alice
-        .append(
-            &mut state,
-            OpBody::Add {
-                member: bob.member_entry(),
-                invite: None,
-                invite_sig: None,
-            },
-        )
-        .await;
-    assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");
-    (alice, bob, state)
-}
+use confide_tests::{
+    RECV_TIMEOUT, RawClient, TestServer, epoch_of, error_code, now, raw_group_of_two, rng,
+};
 
 #[tokio::test]
 async fn flooding_past_the_rate_limit_is_refused_with_a_retry_hint() {
@@ -79,7 +56,7 @@ async fn a_member_who_stops_reading_is_disconnected_and_resyncs_without_loss() {
         ..Limits::default()
     };
     let server = TestServer::start_with(limits).await;
-    let (mut alice, bob, state) = group_of_two(&server).await;
+    let (mut alice, bob, state) = raw_group_of_two(&server).await;
     let mut carol = RawClient::register(&server, "Carol").await;
     let mut state = state;
     assert!(matches!(
@@ -221,7 +198,7 @@ async fn registration_can_require_a_token() {
 #[tokio::test]
 async fn shutdown_tells_clients_and_keeps_acknowledged_messages() {
     let mut server = TestServer::start().await;
-    let (mut alice, bob, state) = group_of_two(&server).await;
+    let (mut alice, bob, state) = raw_group_of_two(&server).await;
     let mut chain = SenderChain::generate(&mut rng());
     let envelope = Envelope::seal(
         &alice.identity,
@@ -356,7 +333,7 @@ async fn a_large_inbox_backlog_arrives_page_by_page_as_it_is_acknowledged() {
         ..Limits::default()
     };
     let server = TestServer::start_with(limits).await;
-    let (mut alice, bob, state) = group_of_two(&server).await;
+    let (mut alice, bob, state) = raw_group_of_two(&server).await;
     let bob = bob.close().await;
     let payload = vec![7u8; 20_000];
     let mut sent = 0;

@@ -31,6 +31,8 @@ pub const DEFAULT_RATE_BURST: u32 = 200;
 pub const DEFAULT_REGISTRATIONS_PER_HOUR: u32 = 60;
 /// Registrations one IP address may make at once.
 pub const DEFAULT_REGISTRATION_BURST: u32 = 20;
+/// Groups one device may create (each lives in the server's memory).
+pub const DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE: usize = 1_000;
 /// Frames a connection may send before it has authenticated.
 pub const DEFAULT_MAX_PREAUTH_FRAMES: u32 = 16;
 /// Time a new connection has to authenticate.
@@ -106,6 +108,8 @@ pub struct Limits {
     pub registration_burst: u32,
     /// See [`DEFAULT_MAX_PREAUTH_FRAMES`].
     pub max_preauth_frames: u32,
+    /// See [`DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE`].
+    pub max_groups_created_per_device: usize,
     /// See [`DEFAULT_PING_INTERVAL`].
     pub ping_interval: Duration,
     /// See [`DEFAULT_IDLE_TIMEOUT`].
@@ -155,6 +159,7 @@ impl Default for Limits {
             registrations_per_hour: DEFAULT_REGISTRATIONS_PER_HOUR,
             registration_burst: DEFAULT_REGISTRATION_BURST,
             max_preauth_frames: DEFAULT_MAX_PREAUTH_FRAMES,
+            max_groups_created_per_device: DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE,
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
@@ -211,6 +216,7 @@ pub struct FileConfig {
     pub registrations_per_hour: Option<u32>,
     pub registration_burst: Option<u32>,
     pub max_preauth_frames: Option<u32>,
+    pub max_groups_created_per_device: Option<usize>,
     pub ping_interval_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,
@@ -276,6 +282,9 @@ impl FileConfig {
         }
         if let Some(v) = self.max_preauth_frames {
             c.max_preauth_frames = v
+        }
+        if let Some(v) = self.max_groups_created_per_device {
+            c.max_groups_created_per_device = v
         }
         if let Some(v) = self.auth_timeout_ms {
             c.auth_timeout = ms(v)

@@ -671,6 +671,12 @@ async fn create_group(
     }
     op.check_clock(now()).map_err(|e| log_reject(&e))?;
     check_member_entries(shared, &op.body)?;
+    if shared.groups.created_by(&s.device) >= shared.limits.max_groups_created_per_device {
+        return Err(Reject::new(
+            ErrorCode::RateLimited,
+            "this device has created the maximum number of groups",
+        ));
+    }
     // Reserve the id so that two concurrent creations cannot both write a genesis op.
     let Some(_reservation) = shared.groups.reserve(group) else {
         return Err(Reject::new(
@@ -689,6 +695,7 @@ async fn create_group(
     .await?;
     shared.metrics.ops_stored.fetch_add(1, Relaxed);
     shared.groups.insert(entry);
+    shared.groups.note_created(s.device);
     reply(shared, handle, &ServerFrame::GroupCreated { id, group });
     Ok(())
 }

@@ -78,6 +78,8 @@ fn device_list(state: &GroupState) -> Vec<DeviceId> {
 pub struct Groups {
     map: RwLock<HashMap<GroupId, Arc<Mutex<GroupEntry>>>>,
     by_device: RwLock<HashMap<DeviceId, BTreeSet<GroupId>>>,
+    /// How many groups each device has created (counted from the genesis ops).
+    created_by: std::sync::Mutex<HashMap<DeviceId, usize>>,
     /// Group ids whose genesis op is being written, so two creations cannot race.
     creating: std::sync::Mutex<std::collections::HashSet<GroupId>>,
 }
@@ -110,6 +112,11 @@ impl Groups {
                 let page = storage.ops(&group, from, LOAD_PAGE)?;
                 let done = page.len() < LOAD_PAGE;
                 for op in &page {
+                    if from == 0
+                        && let Ok(genesis) = op.parse_unverified()
+                    {
+                        groups.note_created(genesis.author);
+                    }
                     if !broken {
                         let result = match state.as_mut() {
                             None => GroupState::from_genesis(op).map(|s| state = Some(s)),
@@ -139,6 +146,21 @@ impl Groups {
         Ok(groups)
     }
 
+    /// Counts a group created by `device`.
+    pub fn note_created(&self, device: DeviceId) {
+        if let Ok(mut created) = self.created_by.lock() {
+            *created.entry(device).or_default() += 1;
+        }
+    }
+
+    /// How many groups `device` has created.
+    pub fn created_by(&self, device: &DeviceId) -> usize {
+        self.created_by
+            .lock()
+            .map(|m| m.get(device).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     /// Reserves `group` for creation, unless it exists or is being created.
     pub fn reserve(&self, group: GroupId) -> Option<Reservation<'_>> {
         let mut creating = self.creating.lock().ok()?;
@@ -159,6 +181,7 @@ impl Groups {
     /// Adds a new group. Returns false if it already exists.
     pub fn insert(&self, entry: GroupEntry) -> bool {
         let group = entry.state.group();
+
         let devices = entry.devices.clone();
         let Ok(mut map) = self.map.write() else {
             return false;

@@ -40,6 +40,13 @@ pub enum ClientError {
     /// A cryptographic or protocol step failed.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The message was encrypted and handed to the server, but the connection failed before
+    /// the server acknowledged it. It is kept and sent again when the connection returns;
+    /// [`crate::Event::Sent`] or [`crate::Event::SendFailed`] reports the outcome.
+    #[error(
+        "not acknowledged yet: the message is kept and will be sent again when the connection returns"
+    )]
+    Pending,
     /// The client has been shut down.
     #[error("the client has shut down")]
     Closed,

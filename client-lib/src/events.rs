@@ -99,6 +99,17 @@ pub enum Event {
     Synced,
     /// A new message.
     Message(ChatMessage),
+    /// A message of this device's that was pending (see [`crate::ClientError::Pending`]) has
+    /// now been acknowledged by the server.
+    Sent(ChatMessage),
+    /// A pending message was refused by the server when sent again (for example because the
+    /// user was muted meanwhile); it was not delivered.
+    SendFailed {
+        /// The group.
+        group: GroupId,
+        /// The server's reason.
+        reason: String,
+    },
     /// A membership or moderation change.
     GroupChanged(GroupChange),
     /// This device joined a group (directly, or when a facilitator approved its request).

@@ -56,6 +56,7 @@ const T_JOIN_REQUESTS: &str = "join_requests";
 const T_PARKED_KEYS: &str = "parked_keys";
 const T_EVIDENCE: &str = "evidence";
 const T_DELETED: &str = "deleted";
+const T_OUTBOX: &str = "outbox";
 const T_PENDING_JOINS: &str = "pending_joins";
 const T_FACILITATOR_QUEUE: &str = "facilitator_queue";
 /// Sender keys (or facilitator notes) kept per sender while their epoch is ahead of the log.
@@ -94,6 +95,16 @@ struct GroupMeta {
     /// already ended with a removal when later epochs were under way.
     #[serde(default)]
     epoch_first_seq: std::collections::BTreeMap<u64, u64>,
+}
+
+/// A message encrypted and handed to the server but not yet acknowledged: kept (encrypted at
+/// rest) and posted again after a reconnect, so nothing unacknowledged is lost and nothing is
+/// shown as sent before the server has it. The server answers a re-post of a stored envelope
+/// with the seq it already has, so a retry never duplicates.
+#[derive(Clone, Serialize, Deserialize)]
+struct OutboxEntry {
+    envelope: Envelope,
+    content: MessageContent,
 }
 
 /// The plaintext of a join request (sealed with [`SealKind::JoinRequest`]).
@@ -484,6 +495,7 @@ impl Actor {
         }
         self.emit(Event::Connected);
         self.sync_all().await?;
+        self.resend_outbox().await;
         Ok(())
     }
 
@@ -758,6 +770,12 @@ impl Actor {
             {
                 chain.advance_to(env.iteration.saturating_add(1));
                 let _ = self.save_chain(&own_key, &chain, bytes[0] == 1);
+            }
+            // A message still in the outbox reached the server after all.
+            if let Ok(Some(entry)) = self.store.get::<OutboxEntry>(T_OUTBOX, &seen_key) {
+                let _ = self.store.remove(T_OUTBOX, &seen_key);
+                self.outbox_delivered(group, m.seq, id, entry);
+                return;
             }
             let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
             return;
@@ -1207,6 +1225,63 @@ impl Actor {
             if let Err(e) = self.sync_group(group, None).await {
                 tracing::warn!(%group, error = %e, "sync failed");
             }
+        }
+    }
+
+    /// Posts again every message that was handed to the server but not acknowledged.
+    async fn resend_outbox(&mut self) {
+        let Ok(entries) = self.store.scan::<OutboxEntry>(T_OUTBOX, &[], usize::MAX) else {
+            return;
+        };
+        for (key, entry) in entries {
+            let group = entry.envelope.group;
+            let envelope = entry.envelope.clone();
+            let reply = match self.request(|id| ClientFrame::Post { id, envelope }).await {
+                Ok(reply) => reply,
+                Err(_) => return,
+            };
+            let _ = self.store.remove(T_OUTBOX, &key);
+            match reply {
+                ServerFrame::Posted { seq, message, .. } => {
+                    self.outbox_delivered(group, seq, message, entry)
+                }
+                ServerFrame::Error { message, .. } => {
+                    self.emit(Event::SendFailed {
+                        group,
+                        reason: message,
+                    });
+                }
+                _ => {}
+            }
+        }
+        let _ = self.store.flush();
+    }
+
+    /// A message from the outbox reached the server (acknowledged late, or echoed by a sync):
+    /// it becomes part of this device's history.
+    fn outbox_delivered(&mut self, group: GroupId, seq: Seq, id: MessageId, entry: OutboxEntry) {
+        let _ = self
+            .store
+            .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
+        if let ContentBody::Text { text, reply_to } = entry.content.body {
+            let message = ChatMessage {
+                group,
+                seq,
+                id,
+                sender: self.profile.user,
+                sender_device: self.device(),
+                sender_name: self.profile.display_name.clone(),
+                sent_at: entry.content.sent_at,
+                received_at: now(),
+                text,
+                reply_to,
+            };
+            let _ = self.store.put(
+                T_MESSAGES,
+                &key2(group.as_bytes(), &seq.0.to_be_bytes()),
+                &message,
+            );
+            self.emit(Event::Sent(message));
         }
     }
 
@@ -1823,13 +1898,31 @@ impl Actor {
                 &mut crate::os_rng(),
             )
             .map_err(protocol)?;
-            // The advanced chain is saved before the message leaves: a key is never used twice.
+            // The message goes into the outbox before it leaves, and the advanced chain is
+            // saved with it: a key is never used twice, and a message is never lost.
+            let outbox_key = key2(group.as_bytes(), envelope.message_id().as_bytes());
+            self.store.put(
+                T_OUTBOX,
+                &outbox_key,
+                &OutboxEntry {
+                    envelope: envelope.clone(),
+                    content: content.clone(),
+                },
+            )?;
             self.save_chain(&key2(group.as_bytes(), epoch.hash.as_bytes()), &chain, true)?;
             let env = envelope.clone();
-            match self
+            let reply = match self
                 .request(|id| ClientFrame::Post { id, envelope: env })
-                .await?
+                .await
             {
+                Ok(reply) => reply,
+                Err(ClientError::Transport(_)) | Err(ClientError::Unexpected(_)) => {
+                    return Err(ClientError::Pending);
+                }
+                Err(e) => return Err(e),
+            };
+            let _ = self.store.remove(T_OUTBOX, &outbox_key);
+            match reply {
                 ServerFrame::Posted { seq, message, .. } => {
                     self.store
                         .put(T_SEEN, &key2(group.as_bytes(), message.as_bytes()), &seq)?;

@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_confide-server");
 /// Rounds of posting and killing.
 const ROUNDS: usize = 4;
 /// Messages each client tries to post per round.
-const PER_ROUND: usize = 6;
+const PER_ROUND: usize = 10;
 /// Upper bound for any wait in this test (a hang is a failure, not a timing claim).
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -102,23 +102,26 @@ async fn acknowledged_messages_survive_repeated_sigkill() {
                     let mut acked = Vec::new();
                     for n in 0..PER_ROUND {
                         let text = format!("r{round}-c{i}-m{n}");
-                        if c.send_text(group, &text, None).await.is_ok() {
-                            acked.push(text);
+                        match c.send_text(group, &text, None).await {
+                            Ok(_) => acked.push(text),
+                            // Refused or pending: give the client a moment to reconnect.
+                            Err(_) => tokio::time::sleep(Duration::from_millis(150)).await,
                         }
                     }
                     acked
                 })
             })
             .collect();
-        // Kill the server while the posts are under way.
+        // Kill the server while the posts are under way, and bring it straight back: the
+        // clients reconnect by themselves and go on posting.
         tokio::time::sleep(Duration::from_millis(60 + 40 * round as u64)).await;
         server.kill().unwrap();
         server.wait().unwrap();
+        let (next, _) = start(data.path(), port);
+        server = next;
         for s in senders {
             acknowledged.extend(s.await.unwrap());
         }
-        let (next, _) = start(data.path(), port);
-        server = next;
     }
     assert!(
         !acknowledged.is_empty(),

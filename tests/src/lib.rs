@@ -79,12 +79,42 @@ impl TestServer {
         Self::launch_with(data_dir, port, limits, true).await
     }
 
+    /// Starts a server whose disk can be made to fail (as if full or unwritable) by setting the
+    /// returned flag: every durable write then fails until it is cleared.
+    pub async fn start_with_disk_faults(
+        limits: Limits,
+    ) -> (TestServer, Arc<std::sync::atomic::AtomicBool>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().to_path_buf();
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut server = Self::launch_inner(&data_dir, 0, limits, true, Some(flag.clone())).await;
+        server._tmp = Some(tmp);
+        (server, flag)
+    }
+
     async fn launch_with(data_dir: &Path, port: u16, limits: Limits, use_tls: bool) -> TestServer {
+        Self::launch_inner(data_dir, port, limits, use_tls, None).await
+    }
+
+    async fn launch_inner(
+        data_dir: &Path,
+        port: u16,
+        limits: Limits,
+        use_tls: bool,
+        disk_fault: Option<Arc<std::sync::atomic::AtomicBool>>,
+    ) -> TestServer {
         let identity = TlsIdentity::dev(data_dir).unwrap();
         let pin = identity.fingerprint();
         let tls = identity.server_config().unwrap();
         let tls = use_tls.then_some(tls);
-        let storage = Arc::new(SledStorage::open(&data_dir.join("db")).unwrap());
+        let sled = Arc::new(SledStorage::open(&data_dir.join("db")).unwrap());
+        let storage: Arc<dyn confide_server::Storage> = match disk_fault {
+            Some(flag) => Arc::new(FaultyDisk {
+                inner: sled,
+                full: flag,
+            }),
+            None => sled,
+        };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
@@ -662,4 +692,90 @@ pub async fn users_in_group(
         );
     }
     (users, group)
+}
+
+/// The real sled storage, whose durable writes fail while `full` is set — a disk that is full
+/// or unwritable, simulated. Reads keep working.
+pub struct FaultyDisk {
+    inner: Arc<SledStorage>,
+    full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl confide_server::Storage for FaultyDisk {
+    fn commit(
+        &self,
+        batch: &[confide_server::storage::Write],
+    ) -> Result<(), confide_server::storage::StorageError> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(confide_server::storage::StorageError::Backend(
+                "No space left on device (os error 28)".into(),
+            ));
+        }
+        self.inner.commit(batch)
+    }
+    fn device(
+        &self,
+        d: &confide_protocol::DeviceId,
+    ) -> Result<Option<confide_server::storage::DeviceRecord>, confide_server::storage::StorageError>
+    {
+        self.inner.device(d)
+    }
+    fn devices_of_user(
+        &self,
+        u: &UserId,
+    ) -> Result<Vec<confide_server::storage::DeviceRecord>, confide_server::storage::StorageError>
+    {
+        self.inner.devices_of_user(u)
+    }
+    fn message_seq(
+        &self,
+        g: &GroupId,
+        m: &confide_protocol::MessageId,
+    ) -> Result<Option<confide_protocol::Seq>, confide_server::storage::StorageError> {
+        self.inner.message_seq(g, m)
+    }
+    fn groups(&self) -> Result<Vec<GroupId>, confide_server::storage::StorageError> {
+        self.inner.groups()
+    }
+    fn ops(
+        &self,
+        g: &GroupId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedOp>, confide_server::storage::StorageError> {
+        self.inner.ops(g, from, limit)
+    }
+    fn messages(
+        &self,
+        g: &GroupId,
+        after: confide_protocol::Seq,
+        limit: usize,
+    ) -> Result<Vec<confide_protocol::frames::StoredMessage>, confide_server::storage::StorageError>
+    {
+        self.inner.messages(g, after, limit)
+    }
+    fn last_seq(
+        &self,
+        g: &GroupId,
+    ) -> Result<confide_protocol::Seq, confide_server::storage::StorageError> {
+        self.inner.last_seq(g)
+    }
+    fn inbox(
+        &self,
+        d: &confide_protocol::DeviceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<confide_protocol::frames::InboxItem>, confide_server::storage::StorageError>
+    {
+        self.inner.inbox(d, after, limit)
+    }
+    fn inbox_len(
+        &self,
+        d: &confide_protocol::DeviceId,
+    ) -> Result<usize, confide_server::storage::StorageError> {
+        self.inner.inbox_len(d)
+    }
+    fn next_inbox_id(&self) -> Result<u64, confide_server::storage::StorageError> {
+        self.inner.next_inbox_id()
+    }
 }

@@ -1,0 +1,181 @@
+//! Disk and network faults: a full or unwritable disk, connections dropped mid-frame, and
+//! half-open connections. Nothing unstored is acknowledged, and the server recovers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use confide_protocol::envelope::Envelope;
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_protocol::group_log::OpBody;
+use confide_protocol::sender_key::SenderChain;
+use confide_protocol::{DeviceIdentity, Seq, UserId};
+use confide_server::Limits;
+use confide_tests::{RECV_TIMEOUT, RawClient, TestServer, error_code, raw_group_of_two, rng};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+#[tokio::test]
+async fn a_full_disk_gets_clear_errors_acknowledges_nothing_and_recovers() {
+    let (mut server, full) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut alice, mut bob, mut state) = raw_group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    let post = |client: &RawClient,
+                chain: &mut SenderChain,
+                state: &confide_protocol::group_log::GroupState,
+                text: &str| {
+        Envelope::seal(
+            &client.identity,
+            state.group(),
+            state.epoch_ref(),
+            chain,
+            text.as_bytes(),
+            &mut rng(),
+        )
+        .unwrap()
+    };
+    let envelope = post(&alice, &mut chain, &state, "before");
+    assert!(matches!(
+        alice.request(|id| ClientFrame::Post { id, envelope }).await,
+        ServerFrame::Posted { .. }
+    ));
+
+    full.store(true, Ordering::SeqCst);
+    let envelope = post(&alice, &mut chain, &state, "while full");
+    let reply = alice.request(|id| ClientFrame::Post { id, envelope }).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::Storage));
+    let reply = alice.append(&mut state, OpBody::Lock {}).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::Storage));
+    assert!(!state.locked(), "a refused op is not applied");
+    let mut dana = RawClient::connect_as(
+        &server,
+        DeviceIdentity::generate(&mut rng()),
+        UserId::random(&mut rng()),
+        "Dana",
+    )
+    .await;
+    let id = dana.next_id();
+    let frame = dana.register_frame(id);
+    assert_eq!(
+        error_code(&dana.send_request(&frame).await),
+        Some(ErrorCode::Storage)
+    );
+    // Reads still work, and show only what was stored.
+    let reply = bob
+        .request(|id| ClientFrame::Sync {
+            id,
+            group: state.group(),
+            after_op_seq: None,
+            after_seq: Seq(0),
+            limit: 50,
+            invite: None,
+        })
+        .await;
+    let ServerFrame::SyncPage { messages, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(messages.len(), 1);
+
+    // Space returns: everything works again, with nothing lost.
+    full.store(false, Ordering::SeqCst);
+    let envelope = post(&alice, &mut chain, &state, "after");
+    assert!(matches!(
+        alice.request(|id| ClientFrame::Post { id, envelope }).await,
+        ServerFrame::Posted { .. }
+    ));
+    assert!(matches!(
+        alice.append(&mut state, OpBody::Lock {}).await,
+        ServerFrame::OpAppended { .. }
+    ));
+    server.restart().await;
+    let mut bob = bob.close().await.connect(&server).await;
+    let reply = bob
+        .request(|id| ClientFrame::Sync {
+            id,
+            group: state.group(),
+            after_op_seq: None,
+            after_seq: Seq(0),
+            limit: 50,
+            invite: None,
+        })
+        .await;
+    let ServerFrame::SyncPage { messages, ops, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(
+        messages.len(),
+        2,
+        "the two acknowledged posts, not the refused one"
+    );
+    assert_eq!(
+        ops.len(),
+        3,
+        "genesis, add, and the lock accepted after recovery"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_frame_disturbs_nobody() {
+    let server = TestServer::start_plaintext().await;
+    let (_alice, mut bob, _state) = raw_group_of_two(&server).await;
+    for cut in [1usize, 6, 40] {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        let handshake = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        tcp.write_all(handshake.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+        // A masked text frame announcing 4096 bytes, cut off after `cut` bytes of it.
+        let mut frame = vec![0x81, 0x80 | 126, 0x10, 0x00, 1, 2, 3, 4];
+        frame.extend(std::iter::repeat_n(b'x', 64));
+        tcp.write_all(&frame[..cut.min(frame.len())]).await.unwrap();
+        drop(tcp);
+    }
+    assert!(matches!(
+        bob.request(|id| ClientFrame::Ping { id }).await,
+        ServerFrame::Pong { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_half_open_connection_is_closed_by_the_idle_timeout() {
+    let limits = Limits {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        max_connections_per_device: 1,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let alice = RawClient::register(&server, "Alice").await;
+    // Alice's connection goes silent: it never reads, so it never answers the server's pings.
+    let device = alice.clone_identity();
+    let user = alice.user;
+    let silent = alice;
+    // The server notices and frees the device's only connection slot; a new connection then
+    // succeeds (waiting, bounded, for the timeout to pass).
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+    loop {
+        let export = device
+            .export(
+                b"x",
+                confide_protocol::identity::KdfParams::INSECURE_FOR_TESTS,
+                &mut rng(),
+            )
+            .unwrap();
+        let identity = DeviceIdentity::import(&export, b"x").unwrap();
+        let mut again = RawClient::connect_as(&server, identity, user, "Alice").await;
+        match again.authenticate().await {
+            ServerFrame::Authenticated { .. } => break,
+            other => assert_eq!(error_code(&other), Some(ErrorCode::TooManyConnections)),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the half-open connection was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(silent);
+}

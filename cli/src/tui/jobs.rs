@@ -1,0 +1,528 @@
+//! Client calls the chat makes, each run as its own task so the screen never waits on the
+//! network: the [`super::app::App`] asks for a [`Job`], [`Runner`] runs it against the
+//! [`Client`] and sends the [`Outcome`] back to the event loop.
+//!
+//! Errors arrive as sentences for people; no message text is ever logged.
+
+use tokio::sync::mpsc;
+
+use confide_client::{ChatMessage, Client, ClientError, GroupInfo, MemberInfo, PinnedInfo, Status};
+use confide_protocol::frames::ErrorCode;
+use confide_protocol::group_log::Role;
+use confide_protocol::{GroupId, Seq, UserId};
+
+use super::slash::Slash;
+use super::text::{Clock, role_name};
+
+/// How many messages one history page holds.
+pub const HISTORY_PAGE: usize = 200;
+
+/// Something the chat needs from the client. Its `Debug` names the job, never its text.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Job {
+    /// The list of groups.
+    Groups,
+    /// A page of history, before a message or the newest.
+    History {
+        /// The group.
+        group: GroupId,
+        /// Only messages before this one.
+        before: Option<Seq>,
+    },
+    /// What the user may do in a group.
+    Status {
+        /// The group.
+        group: GroupId,
+    },
+    /// The agreement, to ask the user to accept it.
+    Agreement {
+        /// The group.
+        group: GroupId,
+        /// Show it even if it is already accepted (the user asked for it).
+        asked: bool,
+    },
+    /// Sends a message.
+    Send {
+        /// The group.
+        group: GroupId,
+        /// The text.
+        text: String,
+        /// The local echo to replace with the stored message.
+        local_id: u64,
+    },
+    /// Accepts the group's agreement.
+    Accept {
+        /// The group.
+        group: GroupId,
+    },
+    /// A slash command for the open group.
+    Command {
+        /// The group.
+        group: GroupId,
+        /// The command.
+        command: Slash,
+    },
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Groups => f.write_str("Groups"),
+            Job::History { group, before } => f
+                .debug_struct("History")
+                .field("group", group)
+                .field("before", before)
+                .finish(),
+            Job::Status { group } => f.debug_struct("Status").field("group", group).finish(),
+            Job::Agreement { group, asked } => f
+                .debug_struct("Agreement")
+                .field("group", group)
+                .field("asked", asked)
+                .finish(),
+            Job::Send {
+                group, local_id, ..
+            } => f
+                .debug_struct("Send")
+                .field("group", group)
+                .field("local_id", local_id)
+                .finish_non_exhaustive(),
+            Job::Accept { group } => f.debug_struct("Accept").field("group", group).finish(),
+            Job::Command { group, .. } => f
+                .debug_struct("Command")
+                .field("group", group)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// What came back.
+pub enum Outcome {
+    /// The groups.
+    Groups(Result<Vec<GroupInfo>, String>),
+    /// A page of history.
+    History {
+        /// The group.
+        group: GroupId,
+        /// The page.
+        result: Result<Vec<ChatMessage>, String>,
+    },
+    /// A group's status.
+    Status {
+        /// The group.
+        group: GroupId,
+        /// The status.
+        result: Result<Status, String>,
+    },
+    /// A group's pinned texts.
+    Agreement {
+        /// The group.
+        group: GroupId,
+        /// Whether the user asked to see it.
+        asked: bool,
+        /// The texts.
+        result: Result<PinnedInfo, String>,
+    },
+    /// A send finished.
+    Sent {
+        /// The group.
+        group: GroupId,
+        /// The local echo.
+        local_id: u64,
+        /// The stored message, or why it was refused.
+        result: Result<ChatMessage, SendFailure>,
+    },
+    /// The agreement was accepted (or not).
+    Accepted {
+        /// The group.
+        group: GroupId,
+        /// Whether it worked.
+        result: Result<(), String>,
+    },
+    /// A slash command finished.
+    Reply {
+        /// The group.
+        group: GroupId,
+        /// What to show.
+        result: Result<Reply, String>,
+    },
+}
+
+/// Why a message was not sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    /// For people.
+    pub text: String,
+    /// The server wants the agreement accepted first.
+    pub agreement_required: bool,
+    /// Not refused: the connection failed before the server acknowledged it, and the client
+    /// sends it again when the connection returns ([`confide_client::Event::Sent`] or
+    /// [`confide_client::Event::SendFailed`] follows).
+    pub pending: bool,
+}
+
+/// What a finished slash command shows.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A one-line confirmation.
+    Notice(String),
+    /// A titled text in a window.
+    Window {
+        /// The title.
+        title: String,
+        /// The text.
+        body: String,
+    },
+    /// The group's pinned texts, for `/agreement`.
+    Pinned(PinnedInfo),
+    /// The user checked a member's safety number: their key warning can go.
+    SafetyChecked {
+        /// The member.
+        user: UserId,
+        /// The window to show.
+        title: String,
+        /// The number.
+        body: String,
+    },
+}
+
+/// Runs [`Job`]s on tasks and reports their [`Outcome`]s.
+pub struct Runner {
+    /// The client; every clone talks to the same background task.
+    client: Client,
+    /// Where outcomes go (the event loop holds the receiver).
+    done: mpsc::UnboundedSender<Outcome>,
+    /// Formats times in the user's zone.
+    clock: Clock,
+}
+
+impl Runner {
+    /// A runner reporting on `done`.
+    pub fn new(client: Client, done: mpsc::UnboundedSender<Outcome>, clock: Clock) -> Runner {
+        Runner {
+            client,
+            done,
+            clock,
+        }
+    }
+
+    /// Starts every job on its own task.
+    pub fn start(&self, jobs: Vec<Job>) {
+        for job in jobs {
+            let client = self.client.clone();
+            let done = self.done.clone();
+            let clock = self.clock.clone();
+            tokio::spawn(async move {
+                let outcome = run(&client, &clock, job).await;
+                // The loop has ended if nobody listens: nothing left to show.
+                let _ = done.send(outcome);
+            });
+        }
+    }
+}
+
+async fn run(client: &Client, clock: &Clock, job: Job) -> Outcome {
+    match job {
+        Job::Groups => Outcome::Groups(client.groups().await.map_err(|e| describe(&e))),
+        Job::History { group, before } => Outcome::History {
+            group,
+            result: client
+                .history(group, before, HISTORY_PAGE)
+                .await
+                .map_err(|e| describe(&e)),
+        },
+        Job::Status { group } => Outcome::Status {
+            group,
+            result: client.status(group).await.map_err(|e| describe(&e)),
+        },
+        Job::Agreement { group, asked } => Outcome::Agreement {
+            group,
+            asked,
+            result: client.pinned(group).await.map_err(|e| describe(&e)),
+        },
+        Job::Send {
+            group,
+            text,
+            local_id,
+        } => Outcome::Sent {
+            group,
+            local_id,
+            result: client
+                .send_text(group, &text, None)
+                .await
+                .map_err(|e| send_failure(&e, clock)),
+        },
+        Job::Accept { group } => Outcome::Accepted {
+            group,
+            result: client
+                .accept_agreement(group)
+                .await
+                .map_err(|e| describe(&e)),
+        },
+        Job::Command { group, command } => Outcome::Reply {
+            group,
+            result: command_reply(client, clock, group, command).await,
+        },
+    }
+}
+
+async fn command_reply(
+    client: &Client,
+    clock: &Clock,
+    group: GroupId,
+    command: Slash,
+) -> Result<Reply, String> {
+    let e = |e: ClientError| describe(&e);
+    let reply = match command {
+        Slash::Mute {
+            who,
+            duration,
+            reason,
+        } => {
+            let member = resolve(client, group, &who).await?;
+            client
+                .mute(group, member.user, duration, reason.as_deref())
+                .await
+                .map_err(e)?;
+            let until = std::time::SystemTime::now() + duration;
+            Reply::Notice(format!(
+                "{} is muted until {}.",
+                member.display_name,
+                clock.system_time(until)
+            ))
+        }
+        Slash::Unmute { who } => {
+            let member = resolve(client, group, &who).await?;
+            client.unmute(group, member.user).await.map_err(e)?;
+            Reply::Notice(format!("{} can post again.", member.display_name))
+        }
+        Slash::Remove { who, ban, reason } => {
+            let member = resolve(client, group, &who).await?;
+            client
+                .remove_with_reason(group, member.user, ban, reason.as_deref())
+                .await
+                .map_err(e)?;
+            Reply::Notice(if ban {
+                format!("{} was removed and cannot come back.", member.display_name)
+            } else {
+                format!("{} was removed from the group.", member.display_name)
+            })
+        }
+        Slash::Lock(locked) => {
+            client.set_locked(group, locked).await.map_err(e)?;
+            Reply::Notice(if locked {
+                "The chat is locked: only facilitators can post.".into()
+            } else {
+                "The chat is open again: everyone can post.".into()
+            })
+        }
+        Slash::AgreementShow => Reply::Pinned(client.pinned(group).await.map_err(e)?),
+        Slash::AgreementSet(text) => {
+            client.set_agreement(group, &text).await.map_err(e)?;
+            Reply::Notice("The new agreement is pinned; members are asked to accept it.".into())
+        }
+        Slash::Crisis => {
+            let pinned = client.pinned(group).await.map_err(e)?;
+            Reply::Window {
+                title: "If you are in crisis".into(),
+                body: pinned
+                    .crisis_resources
+                    .unwrap_or_else(|| NO_CRISIS_RESOURCES.into()),
+            }
+        }
+        Slash::Report { seq, reason } => {
+            client.report(group, seq, &reason).await.map_err(e)?;
+            Reply::Notice(format!(
+                "Thank you. Message #{} was reported to the facilitators.",
+                seq.0
+            ))
+        }
+        Slash::Urgent(text) => {
+            client.request_facilitator(group, &text).await.map_err(e)?;
+            Reply::Notice(
+                "Your request went to the facilitators, only they can read it. If you are in danger right now, please call your local emergency number."
+                    .into(),
+            )
+        }
+        Slash::Safety { who } => {
+            let member = resolve(client, group, &who).await?;
+            let number = client.safety_number(member.user).await.map_err(e)?;
+            Reply::SafetyChecked {
+                user: member.user,
+                title: format!("Safety number with {}", member.display_name),
+                body: format!(
+                    "{number}\n\nCompare it with {} in person or on a call. If it matches, your conversation is private between the members you see.",
+                    member.display_name
+                ),
+            }
+        }
+        Slash::Members => {
+            let members = client.members(group).await.map_err(e)?;
+            Reply::Window {
+                title: format!("Members ({})", members.len()),
+                body: members_text(&members, clock),
+            }
+        }
+        Slash::Help | Slash::Quit => Reply::Notice(String::new()),
+    };
+    Ok(reply)
+}
+
+/// Shown by `/crisis` when the facilitators pinned nothing.
+const NO_CRISIS_RESOURCES: &str = "This group has no crisis resources pinned yet.\n\nIf you are in danger or thinking about harming yourself, please call your local emergency number now.\nYou can also ask the facilitators for help privately: /urgent <text>";
+
+fn members_text(members: &[MemberInfo], clock: &Clock) -> String {
+    let mut sorted: Vec<&MemberInfo> = members.iter().collect();
+    sorted.sort_by_key(|m| {
+        (
+            !matches!(m.role, Role::Facilitator),
+            !matches!(m.role, Role::CoFacilitator),
+            m.display_name.to_lowercase(),
+        )
+    });
+    sorted
+        .iter()
+        .map(|m| {
+            let mut line = m.display_name.clone();
+            if m.role != Role::Member {
+                line.push_str(&format!(" — {}", role_name(m.role)));
+            }
+            if let Some(until) = m.muted_until.filter(|u| !clock.is_past(*u)) {
+                line.push_str(&format!(" (muted until {})", clock.hhmm(until)));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A member by pseudonym (exact, then ignoring case) or by user id.
+async fn resolve(client: &Client, group: GroupId, who: &str) -> Result<MemberInfo, String> {
+    let members = client.members(group).await.map_err(|e| describe(&e))?;
+    let exact: Vec<&MemberInfo> = members.iter().filter(|m| m.display_name == who).collect();
+    let matches = if exact.is_empty() {
+        members
+            .iter()
+            .filter(|m| m.display_name.to_lowercase() == who.to_lowercase())
+            .collect()
+    } else {
+        exact
+    };
+    match matches.as_slice() {
+        [one] => return Ok((*one).clone()),
+        [] => {}
+        _ => {
+            return Err(format!(
+                "Several members are called {who}: use their user id (see /members in the command-line client)."
+            ));
+        }
+    }
+    members
+        .iter()
+        .find(|m| m.user.to_string() == who)
+        .cloned()
+        .ok_or_else(|| format!("Nobody called {who} is in this group (see /members)."))
+}
+
+/// Why a send failed, for the person who typed it.
+fn send_failure(e: &ClientError, clock: &Clock) -> SendFailure {
+    let text = match e {
+        ClientError::Server {
+            code: ErrorCode::Muted,
+            retry_after_ms,
+            ..
+        } => match retry_after_ms {
+            Some(ms) => format!(
+                "Not sent: you are muted until {}.",
+                clock.system_time(
+                    std::time::SystemTime::now() + std::time::Duration::from_millis(*ms)
+                )
+            ),
+            None => "Not sent: you are muted for now.".into(),
+        },
+        ClientError::Server {
+            code: ErrorCode::SlowMode,
+            message,
+            retry_after_ms,
+        } => match retry_after_ms {
+            Some(ms) => format!(
+                "Not sent: {message}. You can post again in {} s.",
+                ms.div_ceil(1000)
+            ),
+            None => format!("Not sent: {message}."),
+        },
+        ClientError::Pending => {
+            "The connection dropped before the server confirmed your message: it will be sent when the connection returns.".into()
+        }
+        other => format!("Not sent: {}", describe(other)),
+    };
+    SendFailure {
+        text,
+        agreement_required: e.server_code() == Some(ErrorCode::AgreementRequired),
+        pending: matches!(e, ClientError::Pending),
+    }
+}
+
+/// A client error as a sentence.
+pub fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::Server { message, .. } => sentence(message),
+        ClientError::Transport(_) => {
+            "The server cannot be reached right now; the chat keeps trying.".into()
+        }
+        ClientError::NotMember => "You are not a member of this group.".into(),
+        ClientError::UnknownGroup => {
+            "This device does not know that group (yet): wait for the sync to finish.".into()
+        }
+        ClientError::Closed => "The connection to the client stopped.".into(),
+        other => sentence(&other.to_string()),
+    }
+}
+
+/// Capitalised, with a full stop.
+fn sentence(text: &str) -> String {
+    let mut chars = text.trim().chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
+    };
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn refusals_read_as_sentences() {
+        let clock = Clock::utc();
+        let slow = ClientError::Server {
+            code: ErrorCode::SlowMode,
+            message: "slow mode: one message per 60 s".into(),
+            retry_after_ms: Some(41_200),
+        };
+        assert_eq!(
+            send_failure(&slow, &clock).text,
+            "Not sent: slow mode: one message per 60 s. You can post again in 42 s."
+        );
+        let locked = ClientError::Server {
+            code: ErrorCode::Locked,
+            message: "the group is locked; only facilitators can post".into(),
+            retry_after_ms: None,
+        };
+        assert_eq!(
+            send_failure(&locked, &clock).text,
+            "Not sent: The group is locked; only facilitators can post."
+        );
+        let agreement = ClientError::Server {
+            code: ErrorCode::AgreementRequired,
+            message: "accept the current group agreement before posting".into(),
+            retry_after_ms: None,
+        };
+        assert!(send_failure(&agreement, &clock).agreement_required);
+    }
+}

@@ -1,0 +1,725 @@
+//! Drawing the chat: the group list on the left, the conversation, a status line, a notice
+//! line and the input at the bottom, and a window over it all for the agreement and the like.
+//!
+//! Only the visible part of a conversation is wrapped, newest first, so drawing costs the
+//! same with ten messages or a hundred thousand.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Clear, Padding, Paragraph, Wrap};
+
+use confide_client::ChatMessage;
+use confide_protocol::UserId;
+
+use super::app::{AGREEMENT_READ_DELAY, App, Connection, GroupView, Level, Modal};
+use super::text::{Clock, clean, one_line, width, wrap};
+
+/// Columns below which the group list is hidden to leave room for the conversation.
+const SIDEBAR_MIN_TERMINAL_WIDTH: u16 = 60;
+/// The group list's width bounds.
+const SIDEBAR_WIDTH: (u16, u16) = (16, 28);
+/// Continuation lines of a message start under the name, after `HH:MM `.
+const INDENT: usize = 6;
+/// A message's first line starts below its header when less than this is left beside it.
+const MIN_TEXT_BESIDE_HEADER: usize = 12;
+/// The window's share of the screen width, and its widest.
+const MODAL_WIDTH_PERCENT: u16 = 70;
+const MODAL_MAX_WIDTH: u16 = 90;
+
+fn dim() -> Style {
+    Style::new().add_modifier(Modifier::DIM)
+}
+
+/// Draws everything and records the conversation pane's size in the app.
+pub fn draw(frame: &mut Frame, app: &mut App) {
+    let area = frame.area();
+    let [main, status, notice, input] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(3),
+    ])
+    .areas(area);
+    let conversation = if area.width >= SIDEBAR_MIN_TERMINAL_WIDTH {
+        let side = (area.width / 5).clamp(SIDEBAR_WIDTH.0, SIDEBAR_WIDTH.1);
+        let [list, conversation] =
+            Layout::horizontal([Constraint::Length(side), Constraint::Min(20)]).areas(main);
+        draw_groups(frame, list, app);
+        conversation
+    } else {
+        main
+    };
+    draw_conversation(frame, conversation, app);
+    frame.render_widget(Paragraph::new(status_line(app)), status);
+    frame.render_widget(Paragraph::new(notice_line(app)), notice);
+    draw_input(frame, input, app);
+    let about = match &app.modal {
+        Some(Modal::Agreement { group, .. }) => Some(*group),
+        _ => app.current,
+    };
+    let label = about.map(|g| app.label(g)).unwrap_or_default();
+    if let Some(modal) = app.modal.as_mut() {
+        draw_modal(frame, area, modal, &label);
+    }
+}
+
+fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
+    let block = Block::bordered().title(" Groups ").border_style(dim());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let room = usize::from(inner.width);
+    let mut lines = Vec::new();
+    for g in &app.groups {
+        let open = app.current == Some(g.id);
+        if !(g.member || open || g.removed) {
+            continue;
+        }
+        let marker = if open { "› " } else { "  " };
+        let badge = match (g.unread, g.removed, g.member) {
+            (_, true, _) => " (left)".to_string(),
+            (_, _, false) => " (invited)".to_string(),
+            (0, _, _) => String::new(),
+            (n, _, _) => format!(" {n}"),
+        };
+        let label = truncate(&g.label, room.saturating_sub(2 + width(&badge)));
+        let style = if open {
+            Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan)
+        } else if g.removed || !g.member {
+            dim()
+        } else {
+            Style::new()
+        };
+        let badge_style = if g.unread > 0 && !g.removed {
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+        } else {
+            dim()
+        };
+        lines.push(Line::from(vec![
+            Span::styled(marker, style),
+            Span::styled(label, style),
+            Span::styled(badge, badge_style),
+        ]));
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled("no groups yet", dim()));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
+    let title = match app.current_group() {
+        Some(g) => format!(" {} ", g.label),
+        None => " Confide ".to_string(),
+    };
+    let block = Block::bordered().title(title).border_style(dim());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    app.pane = (inner.width, inner.height);
+    let Some(id) = app.current else {
+        let text = if !app.groups_loaded {
+            vec![
+                Line::raw(""),
+                Line::styled("Loading your groups…", dim()).centered(),
+            ]
+        } else {
+            vec![
+                Line::raw(""),
+                Line::raw("You are not in a group yet.").centered(),
+                Line::styled("Join one with an invite link: confide join <link>", dim()).centered(),
+                Line::styled("Facilitators start one with: confide group create", dim()).centered(),
+            ]
+        };
+        frame.render_widget(Paragraph::new(text), inner);
+        return;
+    };
+    let height = usize::from(inner.height);
+    let Some(g) = app.groups.iter().find(|g| g.id == id) else {
+        return;
+    };
+    if g.messages.is_empty() && g.pending.is_empty() {
+        let waiting = !g.history.loaded || app.syncing.is_some();
+        let text = if waiting {
+            vec![
+                Line::raw(""),
+                Line::styled("Loading messages…", dim()).centered(),
+            ]
+        } else {
+            vec![
+                Line::raw(""),
+                Line::raw("No messages yet.").centered(),
+                Line::styled("Say hello — or just read along; both are fine.", dim()).centered(),
+            ]
+        };
+        frame.render_widget(Paragraph::new(text), inner);
+        if let Some(g) = app.groups.iter_mut().find(|g| g.id == id) {
+            g.at_top = g.history.loaded;
+            g.scroll = 0;
+        }
+        return;
+    }
+    let (lines, scroll, at_top) = visible_lines(app, g, inner.width, height);
+    let new_below = g.unread;
+    if let Some(g) = app.groups.iter_mut().find(|g| g.id == id) {
+        g.scroll = scroll;
+        g.at_top = at_top;
+    }
+    // Anchor the conversation to the bottom, next to the input.
+    let top_pad = height.saturating_sub(lines.len());
+    let mut text: Vec<Line> = std::iter::repeat_n(Line::raw(""), top_pad).collect();
+    text.extend(lines);
+    frame.render_widget(Paragraph::new(text), inner);
+    if scroll > 0 && inner.height > 0 && area.bottom() > inner.bottom() {
+        let hint = if new_below > 0 {
+            format!(" ↓ {new_below} new — Esc jumps to the newest ")
+        } else {
+            " ↓ Esc jumps to the newest ".to_string()
+        };
+        let w = u16::try_from(width(&hint))
+            .unwrap_or(u16::MAX)
+            .min(inner.width);
+        // On the bottom border, so it hides no message.
+        let at = Rect {
+            x: inner.x + inner.width - w,
+            y: inner.y + inner.height,
+            width: w,
+            height: 1,
+        };
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                hint,
+                Style::new().fg(Color::Black).bg(Color::Yellow),
+            )),
+            at,
+        );
+    }
+}
+
+/// The lines on screen for a conversation scrolled `g.scroll` lines up, the scroll clamped to
+/// what exists, and whether the oldest loaded message is visible.
+fn visible_lines(
+    app: &App,
+    g: &GroupView,
+    pane_width: u16,
+    height: usize,
+) -> (Vec<Line<'static>>, usize, bool) {
+    let need = height.saturating_add(g.scroll);
+    // Newest first, each message's lines in order.
+    let mut blocks: Vec<Vec<Line<'static>>> = Vec::new();
+    let mut total = 0;
+    for p in g.pending.iter().rev() {
+        let name = format!("{} (you)", one_line(&app.my_name));
+        let mut lines = entry_lines(
+            &app.clock.hhmm(p.at),
+            None,
+            &name,
+            Style::new().fg(Color::Cyan),
+            &format!(
+                "{} ({})",
+                clean(&p.text),
+                if p.waiting {
+                    "waiting for the connection…"
+                } else {
+                    "sending…"
+                }
+            ),
+            dim(),
+            pane_width,
+        );
+        total += lines.len();
+        blocks.push(std::mem::take(&mut lines));
+    }
+    let mut messages = g.messages.values().rev().peekable();
+    let mut reached_oldest = true;
+    while let Some(m) = messages.next() {
+        let mut lines = message_lines(m, app.me, &app.clock, pane_width);
+        let day = app.clock.day(m.received_at);
+        let separator = match messages.peek() {
+            Some(older) => app.clock.day(older.received_at) != day,
+            // Above the oldest loaded message too: it may be the first of its day.
+            None => true,
+        };
+        if separator {
+            let rule = format!("── {day} ──");
+            lines.insert(0, Line::styled(rule, dim()).centered());
+        }
+        total += lines.len();
+        blocks.push(lines);
+        if total >= need {
+            reached_oldest = messages.peek().is_none();
+            break;
+        }
+    }
+    let all: Vec<Line<'static>> = blocks.into_iter().rev().flatten().collect();
+    let max_scroll = all.len().saturating_sub(height);
+    let scroll = if reached_oldest {
+        g.scroll.min(max_scroll)
+    } else {
+        g.scroll
+    };
+    let end = all.len().saturating_sub(scroll);
+    let start = end.saturating_sub(height);
+    let at_top = reached_oldest && start == 0;
+    (all[start..end].to_vec(), scroll, at_top)
+}
+
+/// How many lines a message takes at this width (to keep a scrolled reader's place).
+pub fn message_height(m: &ChatMessage, me: UserId, clock: &Clock, pane_width: u16) -> usize {
+    message_lines(m, me, clock, pane_width).len()
+}
+
+fn message_lines(
+    m: &ChatMessage,
+    me: UserId,
+    clock: &Clock,
+    pane_width: u16,
+) -> Vec<Line<'static>> {
+    let mine = m.sender == me;
+    let name = one_line(&m.sender_name);
+    let (name, style) = if mine {
+        (format!("{name} (you)"), Style::new().fg(Color::Cyan))
+    } else {
+        (name, Style::new().add_modifier(Modifier::BOLD))
+    };
+    entry_lines(
+        &clock.hhmm(m.received_at),
+        Some(m.seq.0),
+        &name,
+        style,
+        &clean(&m.text),
+        Style::new(),
+        pane_width,
+    )
+}
+
+/// `HH:MM #seq Name: text`, wrapped, continuation lines indented.
+fn entry_lines(
+    time: &str,
+    seq: Option<u64>,
+    name: &str,
+    name_style: Style,
+    text: &str,
+    text_style: Style,
+    pane_width: u16,
+) -> Vec<Line<'static>> {
+    let pane_width = usize::from(pane_width).max(1);
+    let time = format!("{time} ");
+    let seq = seq.map(|s| format!("#{s} ")).unwrap_or_default();
+    let who = format!("{name}: ");
+    let header = width(&time) + width(&seq) + width(&who);
+    let rest = pane_width.saturating_sub(INDENT).max(1);
+    let beside = pane_width.saturating_sub(header);
+    let header_alone = beside < MIN_TEXT_BESIDE_HEADER;
+    let wrapped = wrap(text, if header_alone { rest } else { beside }, rest);
+    let mut head = vec![
+        Span::styled(time, dim()),
+        Span::styled(seq, dim()),
+        Span::styled(who, name_style),
+    ];
+    let mut lines = Vec::with_capacity(wrapped.len() + 1);
+    let mut body = wrapped.into_iter();
+    if !header_alone && let Some(first) = body.next() {
+        head.push(Span::styled(first, text_style));
+    }
+    lines.push(Line::from(head));
+    let indent = " ".repeat(INDENT.min(pane_width.saturating_sub(1)));
+    for line in body {
+        lines.push(Line::from(vec![
+            Span::raw(indent.clone()),
+            Span::styled(line, text_style),
+        ]));
+    }
+    lines
+}
+
+fn status_line(app: &App) -> Line<'static> {
+    let mut parts: Vec<Span<'static>> = Vec::new();
+    parts.push(match &app.connection {
+        Connection::Connecting => Span::styled("○ connecting…", Style::new().fg(Color::Yellow)),
+        Connection::Online => Span::styled("● connected", Style::new().fg(Color::Green)),
+        Connection::Offline(_) => Span::styled(
+            "○ offline — reconnecting…",
+            Style::new().fg(Color::LightRed),
+        ),
+    });
+    if let Some(count) = app.syncing {
+        let text = match count {
+            0 => "syncing…".to_string(),
+            n => format!("syncing… {n} new"),
+        };
+        parts.push(Span::styled(text, Style::new().fg(Color::Yellow)));
+    }
+    if let Some(g) = app.current_group() {
+        if g.removed {
+            parts.push(Span::styled(
+                "you are no longer in this group",
+                Style::new().fg(Color::LightRed),
+            ));
+        }
+        if g.locked() {
+            let why = match &g.status {
+                Some(s) if !s.locked && !s.open_now => " (outside open hours)",
+                _ => "",
+            };
+            parts.push(Span::styled(
+                format!("🔒 locked — only facilitators can post{why}"),
+                Style::new().fg(Color::Yellow),
+            ));
+        }
+        if let Some(until) = g.muted_until() {
+            parts.push(Span::styled(
+                format!("muted until {}", app.clock.hhmm(until)),
+                Style::new().fg(Color::LightRed),
+            ));
+        }
+        if g.agreement_pending().is_some() {
+            parts.push(Span::styled(
+                "agreement not yet accepted — /agreement",
+                Style::new().fg(Color::Yellow),
+            ));
+        }
+        if let Some(s) = &g.status
+            && s.slow_mode_seconds > 0
+        {
+            parts.push(Span::styled(
+                format!("slow mode: one message per {} s", s.slow_mode_seconds),
+                dim(),
+            ));
+        }
+    }
+    let mut spans = vec![Span::raw(" ")];
+    for (i, part) in parts.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled("  ·  ", dim()));
+        }
+        spans.push(part);
+    }
+    Line::from(spans)
+}
+
+fn notice_line(app: &App) -> Line<'static> {
+    if let Some(n) = app.current_notice() {
+        let (mark, style) = match n.level {
+            Level::Info => ("", Style::new().fg(Color::Green)),
+            Level::Warning => ("⚠ ", Style::new().fg(Color::Yellow)),
+            Level::Error => ("", Style::new().fg(Color::LightRed)),
+        };
+        return Line::from(Span::styled(format!(" {mark}{}", n.text), style));
+    }
+    if let Some(w) = app.key_warnings.last() {
+        let more = match app.key_warnings.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Line::from(Span::styled(
+            format!(
+                " ⚠ {}'s keys changed{more}: compare safety numbers with /safety @{}",
+                w.name, w.name
+            ),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    Line::raw("")
+}
+
+fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
+    let title = " Message · Enter sends · /help · Tab switches group · Ctrl-C quits ";
+    let block = Block::bordered().title(title).border_style(dim());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if inner.width < 3 || inner.height == 0 {
+        return;
+    }
+    let prompt = "› ";
+    let room = usize::from(inner.width) - width(prompt) - 1;
+    let input = &app.input;
+    if input.text.is_empty() {
+        let placeholder = match app.current_group() {
+            None => "Open a group to write (Tab)".to_string(),
+            Some(g) if g.removed => "You are no longer in this group".to_string(),
+            Some(g) if g.locked() && !g.moderator() => {
+                "The chat is locked — you can still read; /crisis and /urgent work".to_string()
+            }
+            Some(g) => match g.muted_until() {
+                Some(until) => format!(
+                    "You are muted until {} — you can still read",
+                    app.clock.hhmm(until)
+                ),
+                None => "Write a message…".to_string(),
+            },
+        };
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::raw(prompt),
+                Span::styled(placeholder, dim()),
+            ])),
+            inner,
+        );
+    } else {
+        // Scroll sideways so the cursor stays visible.
+        let mut start = 0;
+        while width(&input.text[start..input.cursor]) > room {
+            let step = input.text[start..].chars().next().map_or(1, char::len_utf8);
+            start += step;
+        }
+        frame.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::raw(prompt),
+                Span::raw(input.text[start..].to_string()),
+            ])),
+            inner,
+        );
+        let column = width(prompt) + width(&input.text[start..input.cursor]);
+        if app.modal.is_none() {
+            let x = inner.x + u16::try_from(column).unwrap_or(inner.width - 1);
+            frame.set_cursor_position(Position::new(x.min(inner.right() - 1), inner.y));
+        }
+        return;
+    }
+    if app.modal.is_none() {
+        let x = inner.x + u16::try_from(width(prompt)).unwrap_or(0);
+        frame.set_cursor_position(Position::new(x, inner.y));
+    }
+}
+
+fn draw_modal(frame: &mut Frame, area: Rect, modal: &mut Modal, label: &str) {
+    let (title, body, footer, scroll) = match modal {
+        Modal::Agreement {
+            text,
+            accepting,
+            scroll,
+            since,
+            ..
+        } => {
+            let body = match text {
+                Some(text) => format!(
+                    "Before you take part in {label}, please read the group's agreement.\n\n{}",
+                    clean(text)
+                ),
+                None => "The agreement is on its way from the facilitators. One moment…".into(),
+            };
+            let readable = since.elapsed() >= AGREEMENT_READ_DELAY;
+            let footer = match (text.is_some() && readable, *accepting) {
+                (_, true) => Line::styled("Accepting…", dim()),
+                (true, false) => Line::from(vec![
+                    Span::styled("y", Style::new().add_modifier(Modifier::BOLD)),
+                    Span::raw("  I accept      "),
+                    Span::styled("Esc", Style::new().add_modifier(Modifier::BOLD)),
+                    Span::raw("  not now"),
+                ]),
+                (false, false) => Line::from(vec![
+                    Span::styled("Esc", Style::new().add_modifier(Modifier::BOLD)),
+                    Span::raw("  not now"),
+                ]),
+            };
+            ("Group agreement".to_string(), body, footer, scroll)
+        }
+        Modal::Info {
+            title,
+            body,
+            scroll,
+        } => (
+            one_line(title),
+            clean(body).into_owned(),
+            Line::from(vec![
+                Span::styled("Esc", Style::new().add_modifier(Modifier::BOLD)),
+                Span::raw("  close      "),
+                Span::styled("↑/↓", Style::new().add_modifier(Modifier::BOLD)),
+                Span::raw("  scroll"),
+            ]),
+            scroll,
+        ),
+    };
+    let w = (area.width * MODAL_WIDTH_PERCENT / 100)
+        .max(area.width.min(40))
+        .min(MODAL_MAX_WIDTH)
+        .min(area.width);
+    let text_width = usize::from(w.saturating_sub(4)).max(1);
+    let body_lines = wrap(&body, text_width, text_width).len();
+    let wanted = u16::try_from(body_lines + 4).unwrap_or(u16::MAX);
+    let h = wanted
+        .min(area.height.saturating_sub(2))
+        .max(5)
+        .min(area.height);
+    let rect = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .title(format!(" {title} "))
+        .border_style(Style::new().fg(Color::Cyan))
+        .padding(Padding::horizontal(1));
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    let [text_area, _, footer_area] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    let max_scroll = body_lines.saturating_sub(usize::from(text_area.height));
+    *scroll = (*scroll).min(u16::try_from(max_scroll).unwrap_or(u16::MAX));
+    frame.render_widget(
+        Paragraph::new(Text::raw(body))
+            .wrap(Wrap { trim: false })
+            .scroll((*scroll, 0)),
+        text_area,
+    );
+    frame.render_widget(Paragraph::new(footer), footer_area);
+}
+
+/// At most `max` cells of `text`, with `…` if cut.
+fn truncate(text: &str, max: usize) -> String {
+    if width(text) <= max {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    for c in text.chars() {
+        let mut buf = [0u8; 4];
+        if width(&out) + width(c.encode_utf8(&mut buf)) + 1 > max {
+            break;
+        }
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use confide_client::{Event, Status};
+    use confide_protocol::group_log::Role;
+    use confide_protocol::{DeviceId, GroupId, MessageId, Seq, Timestamp};
+
+    use super::*;
+    use crate::tui::jobs::Outcome;
+
+    fn screen(app: &mut App, w: u16, h: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal.draw(|f| draw(f, app)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let mut out = String::new();
+        for y in 0..h {
+            for x in 0..w {
+                out.push_str(buffer[(x, y)].symbol());
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn the_screen_shows_groups_messages_and_why_posting_is_blocked() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let labels = BTreeMap::from([(group, "support".to_string())]);
+        let mut app = App::new(me, "Bob", Clock::utc(), labels, Some(group));
+        app.start();
+        app.handle_event(Event::Connected);
+        for (seq, sender, text) in [(1, UserId([1; 16]), "Welcome, everyone."), (2, me, "hi")] {
+            app.handle_event(Event::Message(ChatMessage {
+                group,
+                seq: Seq(seq),
+                id: MessageId([seq as u8; 16]),
+                sender,
+                sender_device: DeviceId([0; 32]),
+                sender_name: if sender == me { "Bob" } else { "Alice" }.into(),
+                sent_at: Timestamp(0),
+                received_at: Timestamp(60_000),
+                text: text.into(),
+                reply_to: None,
+            }));
+        }
+        app.handle_outcome(Outcome::Status {
+            group,
+            result: Ok(Status {
+                role: Some(Role::Member),
+                muted_until: Some(Timestamp(crate::tui::text::now().0 + 3_600_000)),
+                locked: true,
+                open_now: true,
+                slow_mode_seconds: 0,
+                agreement_pending: None,
+            }),
+        });
+        let shown = screen(&mut app, 100, 20);
+        assert!(shown.contains("support"), "{shown}");
+        assert!(
+            shown.contains("00:01 #1 Alice: Welcome, everyone."),
+            "{shown}"
+        );
+        assert!(shown.contains("Bob (you): hi"), "{shown}");
+        assert!(shown.contains("syncing…"), "{shown}");
+        assert!(
+            shown.contains("locked — only facilitators can post"),
+            "{shown}"
+        );
+        assert!(shown.contains("muted until"), "{shown}");
+        assert!(shown.contains("Thursday 1 January 1970"), "{shown}");
+    }
+
+    #[test]
+    fn any_terminal_size_draws_without_failing() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let mut app = App::new(me, "Bob", Clock::utc(), BTreeMap::new(), Some(group));
+        app.handle_event(Event::Message(ChatMessage {
+            group,
+            seq: Seq(1),
+            id: MessageId([1; 16]),
+            sender: UserId([1; 16]),
+            sender_device: DeviceId([0; 32]),
+            sender_name: "Alice".into(),
+            sent_at: Timestamp(0),
+            received_at: Timestamp(0),
+            text: "a message long enough to wrap on a narrow screen, with a verylongwordthatdoesnotfit".into(),
+            reply_to: None,
+        }));
+        for with_modal in [false, true] {
+            if with_modal {
+                app.handle_terminal(crossterm::event::Event::Paste("/help".into()));
+                app.handle_key(crossterm::event::KeyEvent::from(
+                    crossterm::event::KeyCode::Enter,
+                ));
+                assert!(app.modal.is_some());
+            }
+            for w in [1, 2, 3, 4, 6, 10, 20, 39, 40, 59, 60, 80] {
+                for h in [1, 2, 3, 4, 5, 6, 8, 12, 24] {
+                    screen(&mut app, w, h);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_messages_wrap_under_the_name() {
+        let lines = entry_lines(
+            "12:00",
+            Some(3),
+            "Alice",
+            Style::new(),
+            "one two three four five six seven eight nine ten",
+            Style::new(),
+            30,
+        );
+        let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "12:00 #3 Alice: one two three",
+                "      four five six seven",
+                "      eight nine ten"
+            ]
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! Micro-benchmarks of the cryptography on every message's path, each beside the bare
+//! primitive it is built on (the baseline):
+//!
+//! - encrypt-and-sign one message (`Envelope::seal`) — baseline: one Ed25519 signature;
+//! - verify-and-decrypt one message (`Envelope::open`) — baseline: one Ed25519 verification;
+//! - verify only (`Envelope::verify`, what the server does per post);
+//! - seal one sender key to one device (HPKE + inner signature) — baseline: one Ed25519
+//!   signature.
+//!
+//! Run with `cargo bench -p confide-bench`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use confide_protocol::envelope::Envelope;
+use confide_protocol::seal::{self, SealKind};
+use confide_protocol::sender_key::{ReceiverChain, SenderChain};
+use confide_protocol::{DeviceIdentity, Epoch, EpochRef, GroupId, OpHash};
+
+fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// Message bodies that fill the 256-byte and 4 KiB padding buckets.
+const BODIES: [(usize, &str); 2] = [(200, "256 B bucket"), (4_000, "4 KiB bucket")];
+
+fn epoch() -> EpochRef {
+    EpochRef {
+        epoch: Epoch(1),
+        hash: OpHash::ZERO,
+    }
+}
+
+fn messages(c: &mut Criterion) {
+    let alice = DeviceIdentity::generate(&mut rng());
+    let group = GroupId::random(&mut rng());
+    for (len, label) in BODIES {
+        let body = vec![b'x'; len];
+        let mut g = c.benchmark_group(format!("message/{label}"));
+        g.throughput(Throughput::Elements(1));
+
+        let mut chain = SenderChain::generate(&mut rng());
+        g.bench_function("encrypt_and_sign", |b| {
+            b.iter(|| {
+                Envelope::seal(
+                    &alice,
+                    group,
+                    epoch(),
+                    &mut chain,
+                    black_box(&body),
+                    &mut rng(),
+                )
+                .unwrap()
+            })
+        });
+
+        let sender = SenderChain::generate(&mut rng());
+        let distribution = sender.distribution();
+        let mut sending = SenderChain::from_bytes(&sender.to_bytes()).unwrap();
+        let envelope =
+            Envelope::seal(&alice, group, epoch(), &mut sending, &body, &mut rng()).unwrap();
+        g.bench_function("verify_and_decrypt", |b| {
+            b.iter_batched(
+                || ReceiverChain::from_distribution(&distribution).unwrap(),
+                |mut chain| envelope.open(&mut chain).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("verify_only_server_side", |b| {
+            b.iter(|| black_box(&envelope).verify().unwrap())
+        });
+
+        // Baselines: the bare signature primitive over the same signed bytes.
+        let signed = [
+            envelope.header().as_slice(),
+            &envelope.franking_tag,
+            &envelope.ciphertext,
+        ]
+        .concat();
+        g.bench_function("baseline_ed25519_sign", |b| {
+            b.iter(|| alice.sign("confide/v1/envelope", &[black_box(&signed)]))
+        });
+        let signature = alice.sign("confide/v1/envelope", &[&signed]);
+        let device = alice.device_id();
+        g.bench_function("baseline_ed25519_verify", |b| {
+            b.iter(|| {
+                confide_protocol::identity::verify(
+                    &device,
+                    "confide/v1/envelope",
+                    &[black_box(&signed)],
+                    &signature,
+                )
+                .unwrap()
+            })
+        });
+        // The same check with the public key decompressed once and kept (what a server that
+        // cached each device's key per connection would pay).
+        let key = ed25519_dalek::VerifyingKey::from_bytes(device.as_bytes()).unwrap();
+        let message = confide_protocol::primitives::labelled("confide/v1/envelope", &[&signed]);
+        let dalek_signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        g.bench_function("baseline_ed25519_verify_cached_key", |b| {
+            b.iter(|| {
+                key.verify_strict(black_box(&message), &dalek_signature)
+                    .unwrap()
+            })
+        });
+        g.finish();
+    }
+}
+
+fn sender_keys(c: &mut Criterion) {
+    let alice = DeviceIdentity::generate(&mut rng());
+    let bob = DeviceIdentity::generate(&mut rng()).public_keys();
+    let group = GroupId::random(&mut rng());
+    let chain = SenderChain::generate(&mut rng());
+    let distribution = chain.distribution();
+    let mut g = c.benchmark_group("sender_key");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("seal_to_one_device", |b| {
+        b.iter(|| {
+            seal::seal(
+                &alice,
+                &bob,
+                SealKind::SenderKey,
+                group,
+                epoch(),
+                black_box(&distribution),
+                &mut rng(),
+            )
+            .unwrap()
+        })
+    });
+    g.bench_function("baseline_ed25519_sign", |b| {
+        b.iter(|| alice.sign("confide/v1/seal-sig", &[black_box(&distribution)]))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, messages, sender_keys);
+criterion_main!(benches);

@@ -1,0 +1,97 @@
+//! Durable acknowledgements: acknowledged posts per second when nothing fans out (every group
+//! has one member), against the floor of the disk — one `write` + `fdatasync` after another.
+//! Group commit is what lets the server beat the floor: one flush makes many posts durable.
+
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::time::{Duration, Instant};
+
+use super::{Options, mean_batch, setup_groups};
+use crate::load::{self, Pace, RunSpec};
+use crate::net::DialOptions;
+use crate::report::{Report, Target};
+use crate::server::{Kind, RunningServer};
+
+const SCENARIO: &str = "durable acks";
+/// The issue's target: acknowledged posts per second as a multiple of the fdatasync floor.
+pub const TARGET_RATIO: f64 = 20.0;
+/// Bytes written before each fdatasync in the floor loop (one page).
+const FLOOR_WRITE: usize = 4096;
+/// Padded plaintext size of the posts (the smallest bucket: the disk, not the bytes, is
+/// measured).
+const BUCKET: usize = 256;
+
+/// `write` + `fdatasync` per second, one after another, on the file system that holds the
+/// server's data (the temporary directory).
+pub fn fdatasync_floor(duration: Duration) -> anyhow::Result<f64> {
+    let dir = tempfile::Builder::new()
+        .prefix("confide-bench-fsync-")
+        .tempdir()?;
+    let mut file = std::fs::File::create(dir.path().join("floor"))?;
+    let block = vec![0x5au8; FLOOR_WRITE];
+    // Allocate the block first, so that every timed sync is a data write, not a metadata one.
+    file.write_all(&block)?;
+    file.sync_all()?;
+    let started = Instant::now();
+    let mut syncs = 0u64;
+    while started.elapsed() < duration {
+        file.write_all_at(&block, 0)?;
+        file.sync_data()?;
+        syncs += 1;
+    }
+    Ok(syncs as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The floor, then each configured number of connections and posts in flight.
+pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
+    let s = &opts.sizes;
+    let duration = s.fsync;
+    let measure_floor = move || async move {
+        tokio::task::spawn_blocking(move || fdatasync_floor(duration)).await?
+    };
+    for &(connections, window) in &s.durable {
+        // The shared disk's speed drifts by whole factors within minutes: the floor is measured
+        // right before and right after each run, and their mean is the baseline.
+        let floor_before = measure_floor().await?;
+        let server = RunningServer::start(Kind::Confide, &opts.mode, connections).await?;
+        let groups = setup_groups(&server, connections, 1, |_, _| DialOptions::default()).await?;
+        let spec = RunSpec {
+            pace: Pace::Window(window),
+            posts_per_sender: (s.durable_posts / connections).max(1),
+            bucket: BUCKET,
+            warmup: Duration::ZERO,
+            silent: Vec::new(),
+            stall: None,
+            expect_deliveries: false,
+        };
+        let result = load::run(groups, &spec, &server).await?;
+        let batch = mean_batch(&server).await;
+        server.stop().await?;
+        let floor_after = measure_floor().await?;
+        let floor = (floor_before + floor_after) / 2.0;
+        report.figure(
+            SCENARIO,
+            format!("{connections} connections × {window} in flight: acknowledged posts/s"),
+            result.acks_per_sec,
+            "posts/s",
+            "write+fdatasync floor",
+            floor,
+            Some(Target::RatioAtLeast(TARGET_RATIO)),
+        );
+        report.note(
+            SCENARIO,
+            format!(
+                "{connections}×{window}: {} posts in {:.1} s, mean group-commit batch {:.1} \
+                 posts; server CPU {:.1} µs per acknowledged post; fdatasync floor {:.0}/s \
+                 before and {:.0}/s after",
+                result.acks,
+                result.elapsed.as_secs_f64(),
+                batch.unwrap_or(f64::NAN),
+                result.server_cpu * 1e6 / result.acks.max(1) as f64,
+                floor_before,
+                floor_after
+            ),
+        );
+    }
+    Ok(())
+}

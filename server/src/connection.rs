@@ -1368,13 +1368,18 @@ pub async fn handle_tcp(
         let deadline = shared.limits.auth_timeout;
         match shared.tls.clone() {
             Some(acceptor) => {
-                let Ok(Ok(tls)) = tokio::time::timeout(deadline, acceptor.accept(tcp)).await else {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(deadline, Box::pin(acceptor.accept(tcp))).await
+                else {
                     tracing::debug!("TLS handshake failed or timed out");
                     return;
                 };
                 let Ok(Ok(ws)) = tokio::time::timeout(
                     deadline,
-                    tokio_tungstenite::accept_async_with_config(tls, Some(ws_config)),
+                    Box::pin(tokio_tungstenite::accept_async_with_config(
+                        tls,
+                        Some(ws_config),
+                    )),
                 )
                 .await
                 else {
@@ -1386,7 +1391,10 @@ pub async fn handle_tcp(
             None => {
                 let Ok(Ok(ws)) = tokio::time::timeout(
                     deadline,
-                    tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config)),
+                    Box::pin(tokio_tungstenite::accept_async_with_config(
+                        tcp,
+                        Some(ws_config),
+                    )),
                 )
                 .await
                 else {

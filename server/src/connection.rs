@@ -1353,6 +1353,26 @@ fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId
     }
 }
 
+/// The websocket handshake on a (TLS or plain) stream, then [`serve`]. The futures are boxed
+/// so that an idle connection's task stays small.
+async fn websocket<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    conn_id: u64,
+    peer: std::net::IpAddr,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(shared.ws_config()));
+    let Ok(Ok(ws)) = tokio::time::timeout(shared.limits.auth_timeout, Box::pin(handshake)).await
+    else {
+        tracing::debug!("websocket handshake failed or timed out");
+        return;
+    };
+    Box::pin(serve(shared, ws, conn_id, peer, shutdown)).await;
+}
+
 /// Runs one connection: TLS (if configured), the websocket handshake, then [`serve`].
 pub async fn handle_tcp(
     shared: Arc<Shared>,
@@ -1364,7 +1384,6 @@ pub async fn handle_tcp(
     let span = tracing::info_span!("conn", id = conn_id, %peer, device = tracing::field::Empty);
     async move {
         let _ = tcp.set_nodelay(true);
-        let ws_config = shared.ws_config();
         let deadline = shared.limits.auth_timeout;
         match shared.tls.clone() {
             Some(acceptor) => {
@@ -1374,35 +1393,9 @@ pub async fn handle_tcp(
                     tracing::debug!("TLS handshake failed or timed out");
                     return;
                 };
-                let Ok(Ok(ws)) = tokio::time::timeout(
-                    deadline,
-                    Box::pin(tokio_tungstenite::accept_async_with_config(
-                        tls,
-                        Some(ws_config),
-                    )),
-                )
-                .await
-                else {
-                    tracing::debug!("websocket handshake failed or timed out");
-                    return;
-                };
-                Box::pin(serve(shared, ws, conn_id, peer.ip(), shutdown)).await;
+                websocket(shared, tls, conn_id, peer.ip(), shutdown).await;
             }
-            None => {
-                let Ok(Ok(ws)) = tokio::time::timeout(
-                    deadline,
-                    Box::pin(tokio_tungstenite::accept_async_with_config(
-                        tcp,
-                        Some(ws_config),
-                    )),
-                )
-                .await
-                else {
-                    tracing::debug!("websocket handshake failed or timed out");
-                    return;
-                };
-                Box::pin(serve(shared, ws, conn_id, peer.ip(), shutdown)).await;
-            }
+            None => websocket(shared, tcp, conn_id, peer.ip(), shutdown).await,
         }
         tracing::debug!("connection closed");
     }

@@ -56,8 +56,10 @@ pub const DEFAULT_RETENTION_SWEEP: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_INBOX_ITEMS: usize = 10_000;
 /// Sealed payloads in one `send_sealed` frame (at most the protocol's own per-frame cap).
 pub const DEFAULT_MAX_SEALED_PER_FRAME: usize = confide_protocol::frames::MAX_SEALED_PER_FRAME;
-/// Websocket read buffer per connection: small, because most connections are idle.
-pub const DEFAULT_WS_READ_BUFFER: usize = 4 * 1024;
+/// Websocket read buffer per connection: small, because most connections are idle and rustls
+/// already buffers whole TLS records beneath it (a larger frame grows the buffer as it arrives).
+/// 4 KiB cost 3 KiB more per idle connection (BENCHMARKS.md).
+pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 /// Websocket write buffer per connection.
 pub const DEFAULT_WS_WRITE_BUFFER: usize = 4 * 1024;
 /// The name bound into authentication signatures, so a signature for one server cannot be

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tracing::Instrument as _;
 
 use confide_protocol::envelope::Envelope;
@@ -27,7 +27,7 @@ use confide_protocol::seal::{SealKind, SealedPayload};
 use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
 
 use crate::groups::{GroupEntry, new_group};
-use crate::hub::{ConnHandle, Outbound};
+use crate::hub::{ConnHandle, Outbound, outbound};
 use crate::server::{Shared, now};
 use crate::storage::{DeviceRecord, Write};
 
@@ -86,12 +86,17 @@ struct Session {
 enum Control {
     /// Send a websocket ping.
     Ping,
-    /// Send what is queued, then `frame` (if any) and a close frame, then stop.
-    Close {
-        code: CloseCode,
-        reason: String,
-        frame: Option<Outbound>,
-    },
+    /// Send what is queued, then the going-away frame (if any) and a close frame, then stop.
+    /// Boxed, so that the channel's slots (allocated 32 at a time for every connection) are one
+    /// word each.
+    Close(Box<Closing>),
+}
+
+/// How a connection closes.
+struct Closing {
+    code: CloseCode,
+    reason: String,
+    frame: Option<Outbound>,
 }
 
 /// Serves one websocket until it closes.
@@ -100,9 +105,27 @@ enum Control {
 /// and gives up on any send that takes longer than the write timeout. So a peer that stops
 /// reading can never stall the reader: deadlines, the slow-consumer close and shutdown still
 /// fire, and the connection is dropped when the writer gives up.
-pub async fn serve<S>(
+///
+/// The websocket is split before the returned future is created, so that the future does not
+/// keep room for the whole websocket (over a kilobyte with TLS) for the connection's lifetime.
+pub fn serve<S>(
     shared: Arc<Shared>,
     ws: WebSocketStream<S>,
+    conn_id: u64,
+    peer: std::net::IpAddr,
+    shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, stream) = ws.split();
+    serve_split(shared, sink, stream, conn_id, peer, shutdown)
+}
+
+async fn serve_split<S>(
+    shared: Arc<Shared>,
+    sink: WsSink<S>,
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     conn_id: u64,
     peer: std::net::IpAddr,
     mut shutdown: watch::Receiver<bool>,
@@ -114,7 +137,6 @@ pub async fn serve<S>(
         shared.limits.outbound_queue,
         shared.limits.outbound_queue_bytes,
     );
-    let (sink, mut stream) = ws.split();
     let (control, control_rx) = mpsc::channel::<Control>(4);
     let mut writer = tokio::spawn(write_loop(
         shared.clone(),
@@ -126,13 +148,16 @@ pub async fn serve<S>(
 
     let mut nonce = [0u8; 32];
     shared.fill_random(&mut nonce);
-    let challenge = ServerFrame::Challenge {
-        version: PROTOCOL_VERSION,
-        server_name: shared.limits.server_name.clone(),
-        nonce,
-        server_time: now(),
-    };
-    reply(&shared, &handle, &challenge);
+    reply(
+        &shared,
+        &handle,
+        &ServerFrame::Challenge {
+            version: PROTOCOL_VERSION,
+            server_name: shared.limits.server_name.clone(),
+            nonce,
+            server_time: now(),
+        },
+    );
 
     let mut session: Option<Session> = None;
     let mut preauth_frames = 0u32;
@@ -178,7 +203,9 @@ pub async fn serve<S>(
                         reply_error(&shared, &handle, Some(id), Reject::new(ErrorCode::NotAuthenticated, "too many frames before authentication"));
                         break Some((CloseCode::Policy, "too many frames before authentication".into()));
                     }
-                    None => match authenticate(&shared, &handle, frame, &nonce, peer, &mut preauth_frames).await {
+                    // Boxed (here and below), so that an idle connection's future does not carry
+                    // the largest request handler's state inline.
+                    None => match Box::pin(authenticate(&shared, &handle, frame, &nonce, peer, &mut preauth_frames)).await {
                         Ok(Some((s, authenticated))) => {
                             tracing::Span::current().record("device", tracing::field::display(s.device.short()));
                             if shared.hub.register(s.device, handle.clone(), shared.limits.max_connections_per_device).is_err() {
@@ -194,7 +221,7 @@ pub async fn serve<S>(
                         Err(reject) => reply_error(&shared, &handle, Some(id), reject),
                     },
                     Some(s) => {
-                        if let Err(reject) = handle_request(&shared, &handle, s, frame).await {
+                        if let Err(reject) = Box::pin(handle_request(&shared, &handle, s, frame)).await {
                             reply_error(&shared, &handle, Some(id), reject);
                         }
                     }
@@ -203,7 +230,7 @@ pub async fn serve<S>(
             _ = &mut writer => break None,
             // Notified only when the queue overflowed. (No `if` precondition here: it would be
             // evaluated once per loop, and a wake-up arriving mid-wait would go unnoticed.)
-            _ = handle.wake.notified() => {
+            _ = handle.overflowed() => {
                 break Some((CloseCode::Again, "slow consumer: too far behind; reconnect and sync".into()));
             }
             _ = &mut auth_deadline, if session.is_none() => {
@@ -229,11 +256,11 @@ pub async fn serve<S>(
         let frame = serialize(&ServerFrame::GoingAway {
             reason: reason.clone(),
         });
-        let _ = control.try_send(Control::Close {
+        let _ = control.try_send(Control::Close(Box::new(Closing {
             code,
             reason,
             frame,
-        });
+        })));
     }
     drop(control);
     // The writer finishes within one write timeout per frame it still sends; beyond twice that,
@@ -267,8 +294,9 @@ async fn write_loop<S>(
                         return;
                     }
                 }
-                Some(Control::Close { code, reason, frame }) => {
-                    if !handle.slow.load(Relaxed) {
+                Some(Control::Close(closing)) => {
+                    let Closing { code, reason, frame } = *closing;
+                    if !handle.is_slow() {
                         while let Ok(text) = outbound.try_recv() {
                             if !send_text(&shared, &handle, &mut sink, text, timeout).await {
                                 return;
@@ -324,7 +352,7 @@ async fn send_queued<S: AsyncRead + AsyncWrite + Unpin>(
             handle.sent(len);
             shared.metrics.frames_out.fetch_add(1, Relaxed);
             shared.metrics.bytes_out.fetch_add(len as u64, Relaxed);
-            sink.feed(WsMessage::Text(text.as_ref().into())).await?;
+            sink.feed(WsMessage::Text(Utf8Bytes::clone(&text))).await?;
             sent += 1;
             if sent < MAX_FRAMES_PER_FLUSH {
                 next = outbound.try_recv().ok();
@@ -358,11 +386,11 @@ async fn send_text<S: AsyncRead + AsyncWrite + Unpin>(
     handle.sent(len);
     shared.metrics.frames_out.fetch_add(1, Relaxed);
     shared.metrics.bytes_out.fetch_add(len as u64, Relaxed);
-    timed_send(sink, WsMessage::Text(text.as_ref().into()), timeout).await
+    timed_send(sink, WsMessage::Text(Utf8Bytes::clone(&text)), timeout).await
 }
 
 fn serialize(frame: &ServerFrame) -> Option<Outbound> {
-    frame.to_json().ok().map(Outbound::from)
+    frame.to_json().ok().map(outbound)
 }
 
 fn reply(shared: &Shared, handle: &ConnHandle, frame: &ServerFrame) {
@@ -593,7 +621,7 @@ async fn handle_request(
                 .collect();
             commit(shared, writes).await?;
             reply(shared, handle, &ServerFrame::Ok { id });
-            let after = handle.backlog_after.load(Relaxed);
+            let after = handle.backlog_after();
             if after > 0 {
                 deliver_inbox_backlog(shared, handle, &s.device, after);
             }
@@ -1345,9 +1373,7 @@ fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId
     });
     let more = page.len() < fetched || fetched == INBOX_PAGE;
     let last = page.last().map_or(0, |i| i.inbox_id);
-    handle
-        .backlog_after
-        .store(if more { last } else { 0 }, Relaxed);
+    handle.set_backlog_after(if more { last } else { 0 });
     if !page.is_empty() {
         reply(shared, handle, &ServerFrame::Inbox { items: page });
     }
@@ -1393,9 +1419,18 @@ pub async fn handle_tcp(
                     tracing::debug!("TLS handshake failed or timed out");
                     return;
                 };
-                websocket(shared, tls, conn_id, peer.ip(), shutdown).await;
+                // Boxed: the TLS stream is over a kilobyte, and would otherwise be stored in
+                // this task, again in the websocket future and again in the websocket.
+                Box::pin(websocket(
+                    shared,
+                    Box::new(tls),
+                    conn_id,
+                    peer.ip(),
+                    shutdown,
+                ))
+                .await;
             }
-            None => websocket(shared, tcp, conn_id, peer.ip(), shutdown).await,
+            None => Box::pin(websocket(shared, tcp, conn_id, peer.ip(), shutdown)).await,
         }
         tracing::debug!("connection closed");
     }

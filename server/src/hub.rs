@@ -9,13 +9,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use confide_protocol::DeviceId;
 
 use crate::metrics::Metrics;
 
-/// A frame serialized once and shared by every recipient.
-pub type Outbound = Arc<str>;
+/// A frame serialized once and shared by every recipient: a thin pointer (so each queue slot is
+/// one word) to bytes the websocket layer can send without copying them per recipient.
+pub type Outbound = Arc<Utf8Bytes>;
+
+/// Wraps a serialized frame for delivery.
+pub fn outbound(text: String) -> Outbound {
+    Arc::new(Utf8Bytes::from(text))
+}
 
 /// The hub's handle on one connection.
 #[derive(Clone)]
@@ -23,17 +30,23 @@ pub struct ConnHandle {
     /// Unique per connection.
     pub id: u64,
     tx: mpsc::Sender<Outbound>,
-    /// Set when the queue overflowed; the connection task closes itself.
-    pub slow: Arc<AtomicBool>,
-    /// Wakes the connection task when `slow` is set.
-    pub wake: Arc<Notify>,
-    /// Bytes queued and not yet sent: the queue is bounded in bytes as well as in frames.
-    queued_bytes: Arc<AtomicUsize>,
+    /// What the connection task and every deliverer share, in one allocation (most connections
+    /// are idle, so their size is the server's memory).
+    state: Arc<ConnState>,
     /// The byte bound.
     max_bytes: usize,
+}
+
+struct ConnState {
+    /// Set when the queue overflowed; the connection task closes itself.
+    slow: AtomicBool,
+    /// Wakes the connection task when `slow` is set.
+    wake: Notify,
+    /// Bytes queued and not yet sent: the queue is bounded in bytes as well as in frames.
+    queued_bytes: AtomicUsize,
     /// The last inbox item of the backlog page sent, while more of the backlog is waiting for
     /// the client's acknowledgement (0: nothing waiting).
-    pub backlog_after: Arc<AtomicU64>,
+    backlog_after: AtomicU64,
 }
 
 impl ConnHandle {
@@ -47,18 +60,41 @@ impl ConnHandle {
         let handle = ConnHandle {
             id,
             tx,
-            slow: Arc::new(AtomicBool::new(false)),
-            wake: Arc::new(Notify::new()),
-            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            state: Arc::new(ConnState {
+                slow: AtomicBool::new(false),
+                wake: Notify::new(),
+                queued_bytes: AtomicUsize::new(0),
+                backlog_after: AtomicU64::new(0),
+            }),
             max_bytes,
-            backlog_after: Arc::new(AtomicU64::new(0)),
         };
         (handle, rx)
+    }
+
+    /// Whether the queue overflowed (the connection is being closed as a slow consumer).
+    pub fn is_slow(&self) -> bool {
+        self.state.slow.load(Ordering::Relaxed)
+    }
+
+    /// Completes when the queue has overflowed.
+    pub async fn overflowed(&self) {
+        self.state.wake.notified().await
+    }
+
+    /// The last inbox item of the backlog page sent while more is waiting (0: nothing waiting).
+    pub fn backlog_after(&self) -> u64 {
+        self.state.backlog_after.load(Ordering::Relaxed)
+    }
+
+    /// Records where the backlog page just sent ended (0: the backlog is complete).
+    pub fn set_backlog_after(&self, inbox_id: u64) {
+        self.state.backlog_after.store(inbox_id, Ordering::Relaxed)
     }
 
     /// Records that a frame of `len` bytes left the queue.
     pub fn sent(&self, len: usize) {
         let _ = self
+            .state
             .queued_bytes
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
                 Some(q.saturating_sub(len))
@@ -66,20 +102,21 @@ impl ConnHandle {
     }
 
     fn mark_slow(&self, metrics: &Metrics) {
-        if !self.slow.swap(true, Ordering::Relaxed) {
+        if !self.state.slow.swap(true, Ordering::Relaxed) {
             metrics.slow_consumers.fetch_add(1, Ordering::Relaxed);
         }
-        self.wake.notify_one();
+        self.state.wake.notify_one();
     }
 
     /// Queues a frame; on overflow marks the connection slow instead of waiting.
     pub fn deliver(&self, frame: &Outbound, metrics: &Metrics) {
-        if self.slow.load(Ordering::Relaxed) {
+        if self.is_slow() {
             return;
         }
-        let queued = self.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
+        let len = frame.len();
+        let queued = self.state.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
         // One frame is always allowed into an empty queue, however large.
-        if queued > self.max_bytes && queued != frame.len() {
+        if queued > self.max_bytes && queued != len {
             self.mark_slow(metrics);
             return;
         }

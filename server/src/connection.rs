@@ -344,6 +344,7 @@ async fn send_queued<S: AsyncRead + AsyncWrite + Unpin>(
     outbound: &mut mpsc::Receiver<Outbound>,
     timeout: Duration,
 ) -> bool {
+    let fragment = shared.limits.ws_write_buffer;
     let work = async {
         let mut next = Some(first);
         let mut sent = 0;
@@ -352,7 +353,9 @@ async fn send_queued<S: AsyncRead + AsyncWrite + Unpin>(
             handle.sent(len);
             shared.metrics.frames_out.fetch_add(1, Relaxed);
             shared.metrics.bytes_out.fetch_add(len as u64, Relaxed);
-            sink.feed(WsMessage::Text(Utf8Bytes::clone(&text))).await?;
+            for message in fragments(&text, fragment) {
+                sink.feed(message).await?;
+            }
             sent += 1;
             if sent < MAX_FRAMES_PER_FLUSH {
                 next = outbound.try_recv().ok();
@@ -386,7 +389,50 @@ async fn send_text<S: AsyncRead + AsyncWrite + Unpin>(
     handle.sent(len);
     shared.metrics.frames_out.fetch_add(1, Relaxed);
     shared.metrics.bytes_out.fetch_add(len as u64, Relaxed);
-    timed_send(sink, WsMessage::Text(Utf8Bytes::clone(&text)), timeout).await
+    let work = async {
+        for message in fragments(&text, shared.limits.ws_write_buffer) {
+            sink.feed(message).await?;
+        }
+        sink.flush().await
+    };
+    matches!(tokio::time::timeout(timeout, work).await, Ok(Ok(())))
+}
+
+/// A frame as websocket messages: itself if it is at most `fragment` bytes, otherwise a text
+/// fragment and continuation fragments of at most `fragment` bytes each (RFC 6455 §5.4; every
+/// websocket client reassembles them, and the peer's message-size limit applies to the whole).
+///
+/// Why: tungstenite copies a message into its write buffer whole, and the buffer keeps its
+/// capacity, so one 4 MiB sync page would leave 4 MiB behind on a connection that then idles for
+/// days. Fragments keep the buffer at about twice `fragment`.
+fn fragments(text: &Utf8Bytes, fragment: usize) -> impl Iterator<Item = WsMessage> + use<> {
+    use tokio_tungstenite::tungstenite::Bytes;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let whole = (text.len() <= fragment).then(|| WsMessage::Text(text.clone()));
+    let mut cuts = Vec::new();
+    if whole.is_none() {
+        // Cut only between characters, so that every fragment is valid UTF-8 on its own (the
+        // protocol's JSON is ASCII apart from names, but some clients check each fragment).
+        let str = text.as_str();
+        let mut start = 0;
+        while start < str.len() {
+            let mut end = (start + fragment.max(4)).min(str.len());
+            while !str.is_char_boundary(end) {
+                end -= 1;
+            }
+            cuts.push((start, end));
+            start = end;
+        }
+    }
+    let bytes = Bytes::from(text.clone());
+    let last = cuts.len().saturating_sub(1);
+    let pieces = cuts.into_iter().enumerate().map(move |(i, (start, end))| {
+        let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
+        WsMessage::Frame(Frame::message(bytes.slice(start..end), opcode, i == last))
+    });
+    whole.into_iter().chain(pieces)
 }
 
 fn serialize(frame: &ServerFrame) -> Option<Outbound> {
@@ -1436,4 +1482,58 @@ pub async fn handle_tcp(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    /// The fragments of `text` as (opcode, final, payload) triples.
+    fn split(text: &str, fragment: usize) -> Vec<(OpCode, bool, String)> {
+        fragments(&Utf8Bytes::from(text.to_string()), fragment)
+            .map(|m| match m {
+                WsMessage::Text(t) => (OpCode::Data(Data::Text), true, t.as_str().to_string()),
+                WsMessage::Frame(f) => {
+                    let header = f.header().clone();
+                    let payload = String::from_utf8(f.into_payload().to_vec())
+                        .expect("every fragment is valid UTF-8 on its own");
+                    (header.opcode, header.is_final, payload)
+                }
+                other => panic!("unexpected message {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_frames_are_sent_whole() {
+        let pieces = split("{\"type\":\"ok\"}", 16);
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(pieces[0].2, "{\"type\":\"ok\"}");
+    }
+
+    #[test]
+    fn large_frames_are_fragments_that_reassemble_exactly() {
+        // Multi-byte characters straddle every possible cut.
+        let text: String = (0..500).map(|i| ["a", "é", "€", "🙂"][i % 4]).collect();
+        let pieces = split(&text, 7);
+        assert!(pieces.len() > 100);
+        assert_eq!(pieces[0].0, OpCode::Data(Data::Text));
+        for (i, (opcode, is_final, payload)) in pieces.iter().enumerate() {
+            assert!(payload.len() <= 7 && !payload.is_empty());
+            assert_eq!(*is_final, i == pieces.len() - 1);
+            if i > 0 {
+                assert_eq!(*opcode, OpCode::Data(Data::Continue));
+            }
+        }
+        let joined: String = pieces.into_iter().map(|p| p.2).collect();
+        assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn a_zero_fragment_size_still_makes_progress() {
+        let pieces = split("🙂🙂", 0);
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(pieces[0].2, "🙂");
+    }
 }

@@ -236,6 +236,8 @@ pub struct FileConfig {
     pub ws_write_buffer: Option<usize>,
     pub write_queue: Option<usize>,
     pub max_batch: Option<usize>,
+    /// sled's page cache in bytes (default [`crate::storage::DEFAULT_CACHE_BYTES`]).
+    pub storage_cache_bytes: Option<u64>,
 }
 
 impl FileConfig {

@@ -177,7 +177,13 @@ fn real_main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let storage = Arc::new(SledStorage::open(&data_dir.join(DB_SUBDIR))?);
+        let cache = file
+            .storage_cache_bytes
+            .unwrap_or(confide_server::storage::DEFAULT_CACHE_BYTES);
+        let storage = Arc::new(SledStorage::open_with_cache(
+            &data_dir.join(DB_SUBDIR),
+            cache,
+        )?);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;

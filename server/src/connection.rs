@@ -398,9 +398,14 @@ async fn send_text<S: AsyncRead + AsyncWrite + Unpin>(
     matches!(tokio::time::timeout(timeout, work).await, Ok(Ok(())))
 }
 
-/// A frame as websocket messages: itself if it is at most `fragment` bytes, otherwise a text
-/// fragment and continuation fragments of at most `fragment` bytes each (RFC 6455 §5.4; every
-/// websocket client reassembles them, and the peer's message-size limit applies to the whole).
+/// The smallest websocket fragment the server sends, whatever `ws_write_buffer` says: smaller
+/// fragments would only multiply frames, TLS records and system calls.
+pub const MIN_FRAGMENT: usize = 4 * 1024;
+
+/// A frame as websocket messages: itself if it is at most `fragment` bytes (at least
+/// [`MIN_FRAGMENT`]), otherwise a text fragment and continuation fragments of at most that many
+/// bytes each (RFC 6455 §5.4; every websocket client reassembles them, and the peer's
+/// message-size limit applies to the whole).
 ///
 /// Why: tungstenite copies a message into its write buffer whole, and the buffer keeps its
 /// capacity, so one 4 MiB sync page would leave 4 MiB behind on a connection that then idles for
@@ -410,27 +415,35 @@ fn fragments(text: &Utf8Bytes, fragment: usize) -> impl Iterator<Item = WsMessag
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
+    let fragment = fragment.max(MIN_FRAGMENT);
     let whole = (text.len() <= fragment).then(|| WsMessage::Text(text.clone()));
-    let mut cuts = Vec::new();
-    if whole.is_none() {
-        // Cut only between characters, so that every fragment is valid UTF-8 on its own (the
-        // protocol's JSON is ASCII apart from names, but some clients check each fragment).
+    let text = text.clone();
+    // Nothing left to cut when the message goes whole.
+    let mut start = if whole.is_some() { text.len() } else { 0 };
+    let pieces = std::iter::from_fn(move || {
         let str = text.as_str();
-        let mut start = 0;
-        while start < str.len() {
-            let mut end = (start + fragment.max(4)).min(str.len());
-            while !str.is_char_boundary(end) {
-                end -= 1;
-            }
-            cuts.push((start, end));
-            start = end;
+        if start >= str.len() {
+            return None;
         }
-    }
-    let bytes = Bytes::from(text.clone());
-    let last = cuts.len().saturating_sub(1);
-    let pieces = cuts.into_iter().enumerate().map(move |(i, (start, end))| {
-        let opcode = OpCode::Data(if i == 0 { Data::Text } else { Data::Continue });
-        WsMessage::Frame(Frame::message(bytes.slice(start..end), opcode, i == last))
+        // Cut only between characters, so that every fragment is valid UTF-8 on its own (the
+        // protocol's JSON is ASCII apart from names, but some clients check each fragment). A
+        // character is at most 4 bytes and `fragment` is more, so `end > start`.
+        let mut end = (start + fragment).min(str.len());
+        while !str.is_char_boundary(end) {
+            end -= 1;
+        }
+        let opcode = OpCode::Data(if start == 0 {
+            Data::Text
+        } else {
+            Data::Continue
+        });
+        let piece = Bytes::from(text.clone()).slice(start..end);
+        start = end;
+        Some(WsMessage::Frame(Frame::message(
+            piece,
+            opcode,
+            end == str.len(),
+        )))
     });
     whole.into_iter().chain(pieces)
 }
@@ -1515,12 +1528,12 @@ mod tests {
     #[test]
     fn large_frames_are_fragments_that_reassemble_exactly() {
         // Multi-byte characters straddle every possible cut.
-        let text: String = (0..500).map(|i| ["a", "é", "€", "🙂"][i % 4]).collect();
-        let pieces = split(&text, 7);
-        assert!(pieces.len() > 100);
+        let text: String = (0..20_000).map(|i| ["a", "é", "€", "🙂"][i % 4]).collect();
+        let pieces = split(&text, MIN_FRAGMENT + 1);
+        assert!(pieces.len() > 10);
         assert_eq!(pieces[0].0, OpCode::Data(Data::Text));
         for (i, (opcode, is_final, payload)) in pieces.iter().enumerate() {
-            assert!(payload.len() <= 7 && !payload.is_empty());
+            assert!(payload.len() <= MIN_FRAGMENT + 1 && !payload.is_empty());
             assert_eq!(*is_final, i == pieces.len() - 1);
             if i > 0 {
                 assert_eq!(*opcode, OpCode::Data(Data::Continue));
@@ -1531,9 +1544,22 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_fragment_size_still_makes_progress() {
-        let pieces = split("🙂🙂", 0);
+    fn a_tiny_configured_buffer_still_sends_fragments_of_the_minimum_size() {
+        let text = "🙂".repeat(MIN_FRAGMENT / 2);
+        let pieces = split(&text, 0);
         assert_eq!(pieces.len(), 2);
-        assert_eq!(pieces[0].2, "🙂");
+        assert_eq!(pieces[0].2.len(), MIN_FRAGMENT);
+        assert_eq!(pieces.concat_payloads(), text);
+        assert_eq!(split("{}", 1).len(), 1);
+    }
+
+    trait Concat {
+        fn concat_payloads(self) -> String;
+    }
+
+    impl Concat for Vec<(OpCode, bool, String)> {
+        fn concat_payloads(self) -> String {
+            self.into_iter().map(|p| p.2).collect()
+        }
     }
 }

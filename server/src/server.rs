@@ -93,13 +93,17 @@ impl Shared {
         WebSocketConfig::default()
             .read_buffer_size(self.limits.ws_read_buffer)
             .write_buffer_size(self.limits.ws_write_buffer)
-            // A cap, not an allocation: room for the largest frame the server sends (a full
-            // sync page, base64-encoded) twice over.
+            // A cap, not an allocation. Large frames go out in fragments of about
+            // `ws_write_buffer` (`connection::fragments`), so the buffer holds at most that plus
+            // one fragment; the cap leaves room for a whole sync page as well.
             .max_write_buffer_size(
-                self.limits
-                    .page_bytes
-                    .saturating_mul(3)
-                    .max(self.limits.ws_write_buffer + 1),
+                self.limits.page_bytes.saturating_mul(3).max(
+                    self.limits
+                        .ws_write_buffer
+                        .max(crate::connection::MIN_FRAGMENT)
+                        .saturating_mul(2)
+                        .saturating_add(64),
+                ),
             )
             .max_message_size(Some(hard_cap))
             .max_frame_size(Some(hard_cap))

@@ -30,6 +30,10 @@ use super::{DeviceRecord, Storage, StorageError, Write};
 /// fit in far less, and the operating system caches the rest of the files.
 pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
+/// The smallest page cache accepted (sled refuses tiny ones by panicking; a few pages would
+/// make every post a disk read anyway).
+pub const MIN_CACHE_BYTES: u64 = 1024 * 1024;
+
 /// sled-backed [`Storage`].
 pub struct SledStorage {
     db: sled::Db,
@@ -81,8 +85,14 @@ impl SledStorage {
         Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
     }
 
-    /// Opens (or creates) the database in `path`, with a page cache of at most `cache_bytes`.
+    /// Opens (or creates) the database in `path`, with a page cache of at most `cache_bytes`
+    /// (at least [`MIN_CACHE_BYTES`]).
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
+        if cache_bytes < MIN_CACHE_BYTES {
+            return Err(StorageError::Backend(format!(
+                "the storage cache must be at least {MIN_CACHE_BYTES} bytes (1 MiB), not {cache_bytes}"
+            )));
+        }
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
@@ -312,5 +322,20 @@ impl Storage for SledStorage {
     fn next_inbox_id(&self) -> Result<u64, StorageError> {
         // sled's id generator is persistent and monotonic; +1 keeps 0 free as "before the first".
         Ok(self.db.generate_id().map_err(backend)? + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_too_small_to_work_is_a_clear_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = SledStorage::open_with_cache(dir.path(), 100)
+            .err()
+            .expect("a 100-byte cache is refused");
+        assert!(err.to_string().contains("at least"), "{err}");
+        assert!(SledStorage::open_with_cache(dir.path(), MIN_CACHE_BYTES).is_ok());
     }
 }

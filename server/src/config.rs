@@ -35,6 +35,11 @@ pub const DEFAULT_REGISTRATION_BURST: u32 = 20;
 pub const DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE: usize = 1_000;
 /// Frames a connection may send before it has authenticated.
 pub const DEFAULT_MAX_PREAUTH_FRAMES: u32 = 16;
+/// Bytes a connection may send before it has authenticated: the TLS handshake, the websocket
+/// upgrade and the frames up to `register` or `authenticate` take a few kilobytes; more is
+/// refused (see [`crate::preauth`]), so that nobody can make the server hold large buffers
+/// without an account.
+pub const DEFAULT_MAX_PREAUTH_BYTES: usize = 64 * 1024;
 /// Time a new connection has to authenticate.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of websocket pings to detect half-open connections.
@@ -114,6 +119,8 @@ pub struct Limits {
     pub registration_burst: u32,
     /// See [`DEFAULT_MAX_PREAUTH_FRAMES`].
     pub max_preauth_frames: u32,
+    /// See [`DEFAULT_MAX_PREAUTH_BYTES`].
+    pub max_preauth_bytes: usize,
     /// See [`DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE`].
     pub max_groups_created_per_device: usize,
     /// See [`DEFAULT_PING_INTERVAL`].
@@ -165,6 +172,7 @@ impl Default for Limits {
             registrations_per_hour: DEFAULT_REGISTRATIONS_PER_HOUR,
             registration_burst: DEFAULT_REGISTRATION_BURST,
             max_preauth_frames: DEFAULT_MAX_PREAUTH_FRAMES,
+            max_preauth_bytes: DEFAULT_MAX_PREAUTH_BYTES,
             max_groups_created_per_device: DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE,
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -222,6 +230,7 @@ pub struct FileConfig {
     pub registrations_per_hour: Option<u32>,
     pub registration_burst: Option<u32>,
     pub max_preauth_frames: Option<u32>,
+    pub max_preauth_bytes: Option<usize>,
     pub max_groups_created_per_device: Option<usize>,
     pub ping_interval_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
@@ -290,6 +299,9 @@ impl FileConfig {
         }
         if let Some(v) = self.max_preauth_frames {
             c.max_preauth_frames = v
+        }
+        if let Some(v) = self.max_preauth_bytes {
+            c.max_preauth_bytes = v
         }
         if let Some(v) = self.max_groups_created_per_device {
             c.max_groups_created_per_device = v

@@ -28,6 +28,7 @@ use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
 
 use crate::groups::{GroupEntry, new_group};
 use crate::hub::{ConnHandle, Outbound, outbound};
+use crate::preauth;
 use crate::server::{Shared, now};
 use crate::storage::{DeviceRecord, Write};
 
@@ -108,18 +109,20 @@ struct Closing {
 ///
 /// The websocket is split before the returned future is created, so that the future does not
 /// keep room for the whole websocket (over a kilobyte with TLS) for the connection's lifetime.
+/// `gate` is lifted when the connection authenticates (see [`crate::preauth`]).
 pub fn serve<S>(
     shared: Arc<Shared>,
     ws: WebSocketStream<S>,
     conn_id: u64,
     peer: std::net::IpAddr,
+    gate: preauth::Gate,
     shutdown: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = ws.split();
-    serve_split(shared, sink, stream, conn_id, peer, shutdown)
+    serve_split(shared, sink, stream, conn_id, peer, gate, shutdown)
 }
 
 async fn serve_split<S>(
@@ -128,6 +131,7 @@ async fn serve_split<S>(
     mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     conn_id: u64,
     peer: std::net::IpAddr,
+    gate: preauth::Gate,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -176,6 +180,10 @@ async fn serve_split<S>(
                     Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
                         break Some((CloseCode::Size, "message too big".into()));
                     }
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Io(e))) if preauth::is_exhausted(&e) => {
+                        reply_error(&shared, &handle, None, Reject::new(ErrorCode::NotAuthenticated, "too much data before authentication"));
+                        break Some((CloseCode::Policy, "too much data before authentication".into()));
+                    }
                     _ => break None,
                 };
                 last_heard = Instant::now();
@@ -214,6 +222,7 @@ async fn serve_split<S>(
                                 break Some((CloseCode::Policy, "too many connections for this device".into()));
                             }
                             reply(&shared, &handle, &authenticated);
+                            gate.lift();
                             session = Some(s);
                             deliver_inbox_backlog(&shared, &handle, &s.device, 0);
                         }
@@ -1445,6 +1454,7 @@ async fn websocket<S>(
     stream: S,
     conn_id: u64,
     peer: std::net::IpAddr,
+    gate: preauth::Gate,
     shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -1455,7 +1465,7 @@ async fn websocket<S>(
         tracing::debug!("websocket handshake failed or timed out");
         return;
     };
-    Box::pin(serve(shared, ws, conn_id, peer, shutdown)).await;
+    Box::pin(serve(shared, ws, conn_id, peer, gate, shutdown)).await;
 }
 
 /// Runs one connection: TLS (if configured), the websocket handshake, then [`serve`].
@@ -1469,6 +1479,8 @@ pub async fn handle_tcp(
     let span = tracing::info_span!("conn", id = conn_id, %peer, device = tracing::field::Empty);
     async move {
         let _ = tcp.set_nodelay(true);
+        let gate = preauth::Gate::default();
+        let tcp = preauth::Budgeted::new(tcp, shared.limits.max_preauth_bytes, gate.clone());
         let deadline = shared.limits.auth_timeout;
         match shared.tls.clone() {
             Some(acceptor) => {
@@ -1480,16 +1492,10 @@ pub async fn handle_tcp(
                 };
                 // Boxed: the TLS stream is over a kilobyte, and would otherwise be stored in
                 // this task, again in the websocket future and again in the websocket.
-                Box::pin(websocket(
-                    shared,
-                    Box::new(tls),
-                    conn_id,
-                    peer.ip(),
-                    shutdown,
-                ))
-                .await;
+                let tls = Box::new(tls);
+                Box::pin(websocket(shared, tls, conn_id, peer.ip(), gate, shutdown)).await;
             }
-            None => Box::pin(websocket(shared, tcp, conn_id, peer.ip(), shutdown)).await,
+            None => Box::pin(websocket(shared, tcp, conn_id, peer.ip(), gate, shutdown)).await,
         }
         tracing::debug!("connection closed");
     }

@@ -8,7 +8,8 @@
 //! Start it with [`run`]; the `confide-server` binary parses flags into a [`Config`] and calls
 //! it. Main pieces: [`server`] (accept loop, shutdown), [`connection`] (one client),
 //! [`writer`] (group commit), [`storage`] (the [`Storage`] trait and [`SledStorage`]),
-//! [`groups`] (verified group state), [`hub`] (delivery), [`tls`], [`metrics`].
+//! [`groups`] (verified group state), [`hub`] (delivery), [`preauth`] (the byte budget before
+//! authentication), [`tls`], [`metrics`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod groups;
 pub mod hub;
 pub mod metrics;
+pub mod preauth;
 pub mod rate;
 pub mod retention;
 pub mod server;

@@ -427,3 +427,59 @@ async fn registrations_per_address_and_frames_before_authentication_are_limited(
         Err(TransportError::Closed(_))
     ));
 }
+
+#[tokio::test]
+async fn a_stranger_cannot_make_the_server_hold_a_large_frame_before_authenticating() {
+    let server = TestServer::start().await;
+    // 200 KiB: well under the 1 MiB frame limit, so only the budget before authentication
+    // (64 KiB by default) stands in its way.
+    let big = format!(
+        r#"{{"type":"ping","id":1,"pad":"{}"}}"#,
+        "x".repeat(200 * 1024)
+    );
+
+    let mut stranger = RawClient::connect_as(
+        &server,
+        DeviceIdentity::generate(&mut rng()),
+        UserId::random(&mut rng()),
+        "Stranger",
+    )
+    .await;
+    // The server may close the connection while the frame is still being written.
+    let _ = stranger.conn.send_raw(big.clone()).await;
+    let mut seen = Vec::new();
+    let closed = loop {
+        match tokio::time::timeout(RECV_TIMEOUT, stranger.conn.recv()).await {
+            Ok(Ok(frame)) => seen.push(frame),
+            Ok(Err(e)) => break e,
+            Err(_) => panic!("the connection stayed open; frames: {seen:?}"),
+        }
+    };
+    // What arrives before the close (if the reset does not swallow it) says why.
+    for frame in &seen {
+        match frame {
+            ServerFrame::GoingAway { reason } => {
+                assert_eq!(reason, "too much data before authentication")
+            }
+            other => assert_eq!(
+                error_code(other),
+                Some(ErrorCode::NotAuthenticated),
+                "{other:?}"
+            ),
+        }
+    }
+    assert!(
+        matches!(closed, TransportError::Closed(_) | TransportError::Io(_)),
+        "{closed:?}"
+    );
+
+    // The same frame from an authenticated device is just a frame: answered, connection open.
+    let mut alice = RawClient::register(&server, "Alice").await;
+    alice.conn.send_raw(big).await.unwrap();
+    let reply = alice
+        .wait_for(|f| matches!(f, ServerFrame::Error { .. }))
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::BadFrame), "{reply:?}");
+    let pong = alice.request(|id| ClientFrame::Ping { id }).await;
+    assert!(matches!(pong, ServerFrame::Pong { .. }), "{pong:?}");
+}

@@ -1,0 +1,170 @@
+//! A byte budget for what a connection may send before it authenticates.
+//!
+//! Why: the websocket layer grows its read buffer to the length a frame header announces and
+//! keeps that capacity for the connection's lifetime (up to the hard cap of 4 ×
+//! `max_frame_bytes`). Without a budget, anyone could open connections and pin megabytes each
+//! without ever authenticating. With it, an unauthenticated connection can make the server hold
+//! at most [`crate::config::DEFAULT_MAX_PREAUTH_BYTES`] (plus one read) of its data.
+//!
+//! The budget counts every byte read from the socket — the TLS handshake, the websocket
+//! upgrade and the frames before `authenticated` — and is lifted for good when the connection
+//! authenticates.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The error a read returns once the budget is spent; find it with [`is_exhausted`].
+#[derive(Debug)]
+struct BudgetExhausted;
+
+impl std::fmt::Display for BudgetExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too much data before authentication")
+    }
+}
+
+impl std::error::Error for BudgetExhausted {}
+
+/// Whether `e` (possibly passed up through TLS and websocket layers) is a spent budget.
+pub fn is_exhausted(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<BudgetExhausted>())
+}
+
+/// Lifts the budget of one connection once it has authenticated.
+#[derive(Clone, Debug, Default)]
+pub struct Gate(Arc<AtomicBool>);
+
+impl Gate {
+    /// The connection has authenticated: its reads are no longer counted.
+    pub fn lift(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_lifted(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A stream whose reads fail once `limit` bytes have been read while its [`Gate`] is down.
+#[derive(Debug)]
+pub struct Budgeted<S> {
+    inner: S,
+    used: usize,
+    limit: usize,
+    gate: Gate,
+}
+
+impl<S> Budgeted<S> {
+    /// Wraps `inner`; reads count against `limit` until `gate` is lifted.
+    pub fn new(inner: S, limit: usize, gate: Gate) -> Self {
+        Budgeted {
+            inner,
+            used: 0,
+            limit,
+            gate,
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.gate.is_lifted() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        // Checked before reading, so that no data read is ever thrown away: a connection can
+        // overshoot by at most one read (the caller's buffer).
+        if this.used >= this.limit {
+            return Poll::Ready(Err(io::Error::other(BudgetExhausted)));
+        }
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.used = this
+            .used
+            .saturating_add(buf.filled().len().saturating_sub(before));
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[tokio::test]
+    async fn reads_stop_at_the_budget_until_the_gate_is_lifted() {
+        let (mut peer, ours) = tokio::io::duplex(64 * 1024);
+        let gate = Gate::default();
+        let mut budgeted = Budgeted::new(ours, 1000, gate.clone());
+        peer.write_all(&[7u8; 4000]).await.unwrap();
+
+        let mut buf = vec![0u8; 600];
+        let mut read = 0;
+        let err = loop {
+            match budgeted.read(&mut buf).await {
+                Ok(n) => read += n,
+                Err(e) => break e,
+            }
+        };
+        assert!(is_exhausted(&err), "{err}");
+        assert!(
+            (1000..1600).contains(&read),
+            "the budget, overshot by at most one read: {read}"
+        );
+
+        gate.lift();
+        let mut rest = vec![0u8; 4000 - read];
+        budgeted.read_exact(&mut rest).await.unwrap();
+        assert!(rest.iter().all(|&b| b == 7), "nothing was lost");
+    }
+
+    #[test]
+    fn other_errors_are_not_mistaken_for_a_spent_budget() {
+        assert!(!is_exhausted(&io::Error::other("disk on fire")));
+        assert!(!is_exhausted(&io::Error::from(io::ErrorKind::BrokenPipe)));
+    }
+}

@@ -50,6 +50,10 @@ impl Gate {
     }
 }
 
+/// The smallest budget, whatever the configuration says: a TLS handshake and a `register` frame
+/// need a few kilobytes, and a smaller budget would silently refuse every client.
+pub const MIN_BUDGET: usize = 8 * 1024;
+
 /// A stream whose reads fail once `limit` bytes have been read while its [`Gate`] is down.
 #[derive(Debug)]
 pub struct Budgeted<S> {
@@ -60,12 +64,13 @@ pub struct Budgeted<S> {
 }
 
 impl<S> Budgeted<S> {
-    /// Wraps `inner`; reads count against `limit` until `gate` is lifted.
+    /// Wraps `inner`; reads count against `limit` (at least [`MIN_BUDGET`]) until `gate` is
+    /// lifted.
     pub fn new(inner: S, limit: usize, gate: Gate) -> Self {
         Budgeted {
             inner,
             used: 0,
-            limit,
+            limit: limit.max(MIN_BUDGET),
             gate,
         }
     }
@@ -139,8 +144,8 @@ mod tests {
     async fn reads_stop_at_the_budget_until_the_gate_is_lifted() {
         let (mut peer, ours) = tokio::io::duplex(64 * 1024);
         let gate = Gate::default();
-        let mut budgeted = Budgeted::new(ours, 1000, gate.clone());
-        peer.write_all(&[7u8; 4000]).await.unwrap();
+        let mut budgeted = Budgeted::new(ours, MIN_BUDGET, gate.clone());
+        peer.write_all(&[7u8; 12_000]).await.unwrap();
 
         let mut buf = vec![0u8; 600];
         let mut read = 0;
@@ -152,14 +157,23 @@ mod tests {
         };
         assert!(is_exhausted(&err), "{err}");
         assert!(
-            (1000..1600).contains(&read),
+            (MIN_BUDGET..MIN_BUDGET + 600).contains(&read),
             "the budget, overshot by at most one read: {read}"
         );
 
         gate.lift();
-        let mut rest = vec![0u8; 4000 - read];
+        let mut rest = vec![0u8; 12_000 - read];
         budgeted.read_exact(&mut rest).await.unwrap();
         assert!(rest.iter().all(|&b| b == 7), "nothing was lost");
+    }
+
+    #[tokio::test]
+    async fn a_budget_too_small_for_a_handshake_is_raised_to_the_minimum() {
+        let (mut peer, ours) = tokio::io::duplex(64 * 1024);
+        let mut budgeted = Budgeted::new(ours, 0, Gate::default());
+        peer.write_all(&[1u8; MIN_BUDGET]).await.unwrap();
+        let mut buf = vec![0u8; MIN_BUDGET];
+        budgeted.read_exact(&mut buf).await.unwrap();
     }
 
     #[test]

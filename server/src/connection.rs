@@ -26,7 +26,7 @@ use confide_protocol::group_log::{LogError, MemberEntry, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
 use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
 
-use crate::groups::{GroupEntry, new_group};
+use crate::groups::{GroupEntry, InFlight, new_group};
 use crate::hub::{ConnHandle, Outbound, outbound};
 use crate::preauth;
 use crate::server::{Shared, now};
@@ -1075,6 +1075,20 @@ async fn post(
         .get(&group)
         .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
     let mut entry = entry.lock().await;
+    // A copy still being written (a retry racing the first attempt): answer with its outcome.
+    // Checked before storage, and under the group's lock: a post leaves `in_flight` only once
+    // it is durable, so one of the two always has it.
+    let in_flight = entry.in_flight.clone();
+    let waiting = in_flight.with(|posts| match posts.get_mut(&message) {
+        Some(post) => {
+            post.waiting.push((handle.clone(), id));
+            true
+        }
+        None => false,
+    });
+    if waiting {
+        return Ok(());
+    }
     if let Some(seq) = shared
         .storage
         .message_seq(&group, &message)
@@ -1095,6 +1109,15 @@ async fn post(
     check_post(shared, &mut entry, s, &envelope)?;
     let seq = Seq(entry.next_seq);
     entry.next_seq += 1;
+    in_flight.with(|posts| {
+        posts.insert(
+            message,
+            InFlight {
+                seq,
+                waiting: Vec::new(),
+            },
+        )
+    });
     let received_at = now();
     let live = serialize(&ServerFrame::Message {
         group,
@@ -1116,21 +1139,42 @@ async fn post(
     };
     let shared2 = shared.clone();
     let handle2 = handle.clone();
-    let done = Box::new(move |result: crate::writer::CommitResult| match result {
-        Ok(()) => {
-            shared2.metrics.messages_stored.fetch_add(1, Relaxed);
-            if let Some(ack) = ack {
-                handle2.deliver(&ack, &shared2.metrics);
+    let in_flight2 = in_flight.clone();
+    let done = Box::new(move |result: crate::writer::CommitResult| {
+        let waiting = in_flight2
+            .with(|posts| posts.remove(&message))
+            .map(|post| post.waiting)
+            .unwrap_or_default();
+        match result {
+            Ok(()) => {
+                shared2.metrics.messages_stored.fetch_add(1, Relaxed);
+                if let Some(ack) = ack {
+                    handle2.deliver(&ack, &shared2.metrics);
+                }
+                for (handle, id) in waiting {
+                    let posted = ServerFrame::Posted {
+                        id,
+                        group,
+                        seq,
+                        message,
+                    };
+                    reply(&shared2, &handle, &posted);
+                }
+                if let Some(live) = live {
+                    shared2
+                        .hub
+                        .deliver(devices.iter(), &live, Some(handle2.id), &shared2.metrics);
+                }
             }
-            if let Some(live) = live {
-                shared2
-                    .hub
-                    .deliver(devices.iter(), &live, Some(handle2.id), &shared2.metrics);
+            Err(e) => {
+                reply_error(&shared2, &handle2, Some(id), storage_reject(&e));
+                for (handle, id) in waiting {
+                    reply_error(&shared2, &handle, Some(id), storage_reject(&e));
+                }
             }
         }
-        Err(e) => reply_error(&shared2, &handle2, Some(id), storage_reject(e)),
     });
-    shared
+    let submitted = shared
         .writer
         .submit(
             vec![Write::Message {
@@ -1139,8 +1183,12 @@ async fn post(
             }],
             done,
         )
-        .await
-        .map_err(|e| Reject::new(ErrorCode::ShuttingDown, e.to_string()))?;
+        .await;
+    if let Err(e) = submitted {
+        // Nobody can be waiting: waiters join under the group's lock, which this post holds.
+        in_flight.with(|posts| posts.remove(&message));
+        return Err(Reject::new(ErrorCode::ShuttingDown, e.to_string()));
+    }
     Ok(())
 }
 

@@ -11,7 +11,9 @@ use std::time::Instant;
 use tokio::sync::Mutex;
 
 use confide_protocol::group_log::{GroupState, LogError, SignedOp};
-use confide_protocol::{DeviceId, EpochRef, GroupId, UserId};
+use confide_protocol::{DeviceId, EpochRef, GroupId, MessageId, RequestId, Seq, UserId};
+
+use crate::hub::ConnHandle;
 
 use crate::storage::{Storage, StorageError};
 
@@ -33,6 +35,35 @@ pub struct GroupEntry {
     pub stored_head: u64,
     /// The epoch before the current one and when the current one began, for the grace period.
     pub previous_epoch: Option<(EpochRef, Instant)>,
+    /// Posts queued for writing and not yet durable. Shared with the writer's completions,
+    /// which run on the writer thread and must not wait for the group's lock.
+    pub in_flight: InFlightPosts,
+}
+
+/// A post queued for writing but not yet durable, and the requests that posted the same
+/// envelope meanwhile: they get its outcome when it has one, so a retry racing the first
+/// attempt is neither stored twice nor acknowledged before the first is durable.
+pub struct InFlight {
+    /// The seq the post will have.
+    pub seq: Seq,
+    /// Later posts of the same envelope: the connection and the request to answer.
+    pub waiting: Vec<(ConnHandle, RequestId)>,
+}
+
+/// One group's posts in flight, by message id.
+#[derive(Clone, Default)]
+pub struct InFlightPosts(Arc<std::sync::Mutex<HashMap<MessageId, InFlight>>>);
+
+impl InFlightPosts {
+    /// Runs `f` on the map. The lock is never held across an await or while anything can
+    /// panic, so a poisoned lock still holds consistent data and is used as is.
+    pub fn with<T>(&self, f: impl FnOnce(&mut HashMap<MessageId, InFlight>) -> T) -> T {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut map)
+    }
 }
 
 impl GroupEntry {
@@ -47,6 +78,7 @@ impl GroupEntry {
             last_post: HashMap::new(),
             previous_epoch: None,
             stored_head,
+            in_flight: InFlightPosts::default(),
         }
     }
 

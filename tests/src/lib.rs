@@ -79,17 +79,15 @@ impl TestServer {
         Self::launch_with(data_dir, port, limits, true).await
     }
 
-    /// Starts a server whose disk can be made to fail (as if full or unwritable) by setting the
-    /// returned flag: every durable write then fails until it is cleared.
-    pub async fn start_with_disk_faults(
-        limits: Limits,
-    ) -> (TestServer, Arc<std::sync::atomic::AtomicBool>) {
+    /// Starts a server whose disk can be made to fail (as if full or unwritable) or to stall,
+    /// through the returned [`DiskFaults`].
+    pub async fn start_with_disk_faults(limits: Limits) -> (TestServer, Arc<DiskFaults>) {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().to_path_buf();
-        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut server = Self::launch_inner(&data_dir, 0, limits, true, Some(flag.clone())).await;
+        let faults = Arc::new(DiskFaults::default());
+        let mut server = Self::launch_inner(&data_dir, 0, limits, true, Some(faults.clone())).await;
         server._tmp = Some(tmp);
-        (server, flag)
+        (server, faults)
     }
 
     async fn launch_with(data_dir: &Path, port: u16, limits: Limits, use_tls: bool) -> TestServer {
@@ -101,7 +99,7 @@ impl TestServer {
         port: u16,
         limits: Limits,
         use_tls: bool,
-        disk_fault: Option<Arc<std::sync::atomic::AtomicBool>>,
+        disk_fault: Option<Arc<DiskFaults>>,
     ) -> TestServer {
         let identity = TlsIdentity::dev(data_dir).unwrap();
         let pin = identity.fingerprint();
@@ -109,9 +107,9 @@ impl TestServer {
         let tls = use_tls.then_some(tls);
         let sled = Arc::new(SledStorage::open(&data_dir.join("db")).unwrap());
         let storage: Arc<dyn confide_server::Storage> = match disk_fault {
-            Some(flag) => Arc::new(FaultyDisk {
+            Some(faults) => Arc::new(FaultyDisk {
                 inner: sled,
-                full: flag,
+                faults,
             }),
             None => sled,
         };
@@ -361,6 +359,27 @@ impl RawClient {
                 return frame;
             }
             self.pending.push(frame);
+        }
+    }
+
+    /// The first page (up to 50 ops and 50 messages) of `group` from the beginning.
+    pub async fn sync_from_start(
+        &mut self,
+        group: GroupId,
+    ) -> (Vec<SignedOp>, Vec<frames::StoredMessage>) {
+        let reply = self
+            .request(|id| ClientFrame::Sync {
+                id,
+                group,
+                after_op_seq: None,
+                after_seq: confide_protocol::Seq(0),
+                limit: 50,
+                invite: None,
+            })
+            .await;
+        match reply {
+            ServerFrame::SyncPage { ops, messages, .. } => (ops, messages),
+            other => panic!("expected a sync page, got {other:?}"),
         }
     }
 
@@ -694,11 +713,21 @@ pub async fn users_in_group(
     (users, group)
 }
 
-/// The real sled storage, whose durable writes fail while `full` is set — a disk that is full
-/// or unwritable, simulated. Reads keep working.
+/// What a test can do to the disk of a server started with
+/// [`TestServer::start_with_disk_faults`].
+#[derive(Default)]
+pub struct DiskFaults {
+    /// While set, every durable write fails — a disk that is full or unwritable.
+    pub full: std::sync::atomic::AtomicBool,
+    /// While set, durable writes wait (before anything is written) — a disk that stalls, so that
+    /// a test can act while a write is in flight.
+    pub stalled: std::sync::atomic::AtomicBool,
+}
+
+/// The real sled storage, with the faults of [`DiskFaults`]. Reads keep working.
 pub struct FaultyDisk {
     inner: Arc<SledStorage>,
-    full: Arc<std::sync::atomic::AtomicBool>,
+    faults: Arc<DiskFaults>,
 }
 
 impl confide_server::Storage for FaultyDisk {
@@ -706,7 +735,14 @@ impl confide_server::Storage for FaultyDisk {
         &self,
         batch: &[confide_server::storage::Write],
     ) -> Result<(), confide_server::storage::StorageError> {
-        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+        while self
+            .faults
+            .stalled
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if self.faults.full.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(confide_server::storage::StorageError::Backend(
                 "No space left on device (os error 28)".into(),
             ));

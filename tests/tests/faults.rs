@@ -10,14 +10,14 @@ use confide_protocol::envelope::Envelope;
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use confide_protocol::group_log::OpBody;
 use confide_protocol::sender_key::SenderChain;
-use confide_protocol::{DeviceIdentity, Seq, UserId};
+use confide_protocol::{DeviceIdentity, UserId};
 use confide_server::Limits;
 use confide_tests::{RECV_TIMEOUT, RawClient, TestServer, error_code, raw_group_of_two, rng};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[tokio::test]
 async fn a_full_disk_gets_clear_errors_acknowledges_nothing_and_recovers() {
-    let (mut server, full) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut server, faults) = TestServer::start_with_disk_faults(Limits::default()).await;
     let (mut alice, mut bob, mut state) = raw_group_of_two(&server).await;
     let mut chain = SenderChain::generate(&mut rng());
     let post = |client: &RawClient,
@@ -40,7 +40,7 @@ async fn a_full_disk_gets_clear_errors_acknowledges_nothing_and_recovers() {
         ServerFrame::Posted { .. }
     ));
 
-    full.store(true, Ordering::SeqCst);
+    faults.full.store(true, Ordering::SeqCst);
     let envelope = post(&alice, &mut chain, &state, "while full");
     let reply = alice.request(|id| ClientFrame::Post { id, envelope }).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::Storage));
@@ -61,23 +61,11 @@ async fn a_full_disk_gets_clear_errors_acknowledges_nothing_and_recovers() {
         Some(ErrorCode::Storage)
     );
     // Reads still work, and show only what was stored.
-    let reply = bob
-        .request(|id| ClientFrame::Sync {
-            id,
-            group: state.group(),
-            after_op_seq: None,
-            after_seq: Seq(0),
-            limit: 50,
-            invite: None,
-        })
-        .await;
-    let ServerFrame::SyncPage { messages, .. } = reply else {
-        panic!("{reply:?}")
-    };
+    let (_, messages) = bob.sync_from_start(state.group()).await;
     assert_eq!(messages.len(), 1);
 
     // Space returns: everything works again, with nothing lost.
-    full.store(false, Ordering::SeqCst);
+    faults.full.store(false, Ordering::SeqCst);
     let envelope = post(&alice, &mut chain, &state, "after");
     assert!(matches!(
         alice.request(|id| ClientFrame::Post { id, envelope }).await,
@@ -89,19 +77,7 @@ async fn a_full_disk_gets_clear_errors_acknowledges_nothing_and_recovers() {
     ));
     server.restart().await;
     let mut bob = bob.close().await.connect(&server).await;
-    let reply = bob
-        .request(|id| ClientFrame::Sync {
-            id,
-            group: state.group(),
-            after_op_seq: None,
-            after_seq: Seq(0),
-            limit: 50,
-            invite: None,
-        })
-        .await;
-    let ServerFrame::SyncPage { messages, ops, .. } = reply else {
-        panic!("{reply:?}")
-    };
+    let (ops, messages) = bob.sync_from_start(state.group()).await;
     assert_eq!(
         messages.len(),
         2,

@@ -13,7 +13,9 @@ use confide_protocol::group_log::{GroupState, OpBody};
 use confide_protocol::seal::{self, SealKind};
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceIdentity, Seq, Signature, Timestamp};
+use confide_server::Limits;
 use confide_tests::{RawClient, TestServer, epoch_of, error_code, now, raw_group_of_two, rng};
+use std::sync::atomic::Ordering;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 fn seal_text(
@@ -861,4 +863,58 @@ async fn only_tls_1_3_is_offered() {
         "TLS 1.2 must be refused"
     );
     assert!(connect(&TLS13_ONLY).await.is_ok(), "TLS 1.3 works");
+}
+
+/// Posts one envelope on two connections of Alice's device while the disk stalls, so that the
+/// first copy is still being written when the second arrives — as when a client resends after a
+/// reconnect while its first attempt is in flight. If `disk_fails`, the stalled write then fails.
+/// Returns both replies, and the seqs Bob can sync afterwards.
+async fn race_the_same_post(disk_fails: bool) -> (ServerFrame, ServerFrame, Vec<Seq>) {
+    let (server, disk) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut alice, mut bob, state) = raw_group_of_two(&server).await;
+    let mut alice_again = alice.reconnect(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    let envelope = seal_text(&alice, &state, &mut chain, "only once");
+    let post_frame = |id| ClientFrame::Post {
+        id,
+        envelope: envelope.clone(),
+    };
+
+    disk.stalled.store(true, Ordering::SeqCst);
+    let first = alice.next_id();
+    alice.conn.send(&post_frame(first)).await.unwrap();
+    let second = alice_again.next_id();
+    alice_again.conn.send(&post_frame(second)).await.unwrap();
+    // Each connection handles its frames in order, so once both have answered a ping, both
+    // posts have been handled and the first is waiting for the stalled disk.
+    for client in [&mut alice, &mut alice_again] {
+        let pong = client.request(|id| ClientFrame::Ping { id }).await;
+        assert!(matches!(pong, ServerFrame::Pong { .. }), "{pong:?}");
+    }
+    disk.full.store(disk_fails, Ordering::SeqCst);
+    disk.stalled.store(false, Ordering::SeqCst);
+    let (one, two) = tokio::join!(alice.reply_to(first), alice_again.reply_to(second));
+
+    disk.full.store(false, Ordering::SeqCst);
+    let (_, messages) = bob.sync_from_start(state.group()).await;
+    (one, two, messages.iter().map(|m| m.seq).collect())
+}
+
+#[tokio::test]
+async fn the_same_post_sent_again_while_the_first_is_being_written_is_stored_once() {
+    let (one, two, stored) = race_the_same_post(false).await;
+    let (ServerFrame::Posted { seq: a, .. }, ServerFrame::Posted { seq: b, .. }) = (&one, &two)
+    else {
+        panic!("expected two acknowledgements, got {one:?} and {two:?}")
+    };
+    assert_eq!(a, b, "both acknowledgements name the one stored copy");
+    assert_eq!(stored, vec![*a], "stored once");
+}
+
+#[tokio::test]
+async fn a_retry_waiting_for_a_write_that_fails_is_told_so_and_nothing_is_stored() {
+    let (one, two, stored) = race_the_same_post(true).await;
+    assert_eq!(error_code(&one), Some(ErrorCode::Storage), "{one:?}");
+    assert_eq!(error_code(&two), Some(ErrorCode::Storage), "{two:?}");
+    assert!(stored.is_empty(), "{stored:?}");
 }

@@ -574,6 +574,7 @@ async fn authenticate(
             if let Err(e) = entry.validate() {
                 return Err(Reject::new(ErrorCode::BadFrame, e.to_string()));
             }
+            let _registering = shared.registering.lock().await;
             let stored = shared
                 .storage
                 .device(&keys.device)

@@ -71,6 +71,10 @@ pub struct Shared {
     pub rate: RateLimiter,
     /// Per-address registration rate.
     pub registrations: RateLimiter<std::net::IpAddr>,
+    /// Held from a registration's checks (is this device or user id taken?) until its record is
+    /// durable, so that two registrations can never both pass them. Registrations are rare and
+    /// rate-limited, so one lock for all of them costs nothing.
+    pub registering: tokio::sync::Mutex<()>,
     /// TLS acceptor, if TLS is on.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -176,6 +180,7 @@ pub async fn run(
             f64::from(config.limits.registrations_per_hour) / 3600.0,
             f64::from(config.limits.registration_burst),
         ),
+        registering: tokio::sync::Mutex::new(()),
         limits: config.limits,
         storage: config.storage,
         writer,

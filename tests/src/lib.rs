@@ -722,6 +722,21 @@ pub struct DiskFaults {
     /// While set, durable writes wait (before anything is written) — a disk that stalls, so that
     /// a test can act while a write is in flight.
     pub stalled: std::sync::atomic::AtomicBool,
+    /// How many durable writes are waiting on the stall right now.
+    pub waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl DiskFaults {
+    /// Waits until a durable write is held by the stall.
+    pub async fn until_a_write_is_stalled(&self) {
+        tokio::time::timeout(RECV_TIMEOUT, async {
+            while self.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("no write reached the stalled disk");
+    }
 }
 
 /// The real sled storage, with the faults of [`DiskFaults`]. Reads keep working.
@@ -735,12 +750,13 @@ impl confide_server::Storage for FaultyDisk {
         &self,
         batch: &[confide_server::storage::Write],
     ) -> Result<(), confide_server::storage::StorageError> {
-        while self
-            .faults
-            .stalled
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            std::thread::sleep(std::time::Duration::from_millis(2));
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.faults.stalled.load(SeqCst) {
+            self.faults.waiting.fetch_add(1, SeqCst);
+            while self.faults.stalled.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            self.faults.waiting.fetch_sub(1, SeqCst);
         }
         if self.faults.full.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(confide_server::storage::StorageError::Backend(

@@ -13,6 +13,8 @@ use confide_server::Limits;
 use confide_tests::{
     RECV_TIMEOUT, RawClient, TestServer, epoch_of, error_code, now, raw_group_of_two, rng,
 };
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 #[tokio::test]
 async fn flooding_past_the_rate_limit_is_refused_with_a_retry_hint() {
@@ -508,4 +510,37 @@ async fn a_stranger_cannot_make_the_server_hold_a_large_frame_before_authenticat
     assert_eq!(error_code(&reply), Some(ErrorCode::BadFrame), "{reply:?}");
     let pong = alice.request(|id| ClientFrame::Ping { id }).await;
     assert!(matches!(pong, ServerFrame::Pong { .. }), "{pong:?}");
+}
+
+#[tokio::test]
+async fn one_user_id_registered_from_two_devices_at_once_gets_exactly_one() {
+    let (server, disk) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let user = UserId::random(&mut rng());
+    let connect = |name: &'static str| {
+        RawClient::connect_as(&server, DeviceIdentity::generate(&mut rng()), user, name)
+    };
+    let (mut first, mut second) = (connect("Twin").await, connect("Twin").await);
+
+    // The first registration is being written (the disk stalls) when the second arrives.
+    disk.stalled.store(true, Ordering::SeqCst);
+    let first_id = first.next_id();
+    let first_frame = first.register_frame(first_id);
+    first.conn.send(&first_frame).await.unwrap();
+    disk.until_a_write_is_stalled().await;
+    let second_id = second.next_id();
+    let second_frame = second.register_frame(second_id);
+    second.conn.send(&second_frame).await.unwrap();
+    // Give the second registration time to reach the server's check (the outcome must be the
+    // same however long this takes; without the check being atomic it would be two devices).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    disk.stalled.store(false, Ordering::SeqCst);
+
+    let one = first.reply_to(first_id).await;
+    let two = second.reply_to(second_id).await;
+    assert!(matches!(one, ServerFrame::Authenticated { .. }), "{one:?}");
+    assert_eq!(
+        error_code(&two),
+        Some(ErrorCode::AlreadyRegistered),
+        "{two:?}"
+    );
 }

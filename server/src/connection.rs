@@ -24,9 +24,9 @@ use confide_protocol::frames::{
 };
 use confide_protocol::group_log::{LogError, MemberEntry, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
-use confide_protocol::{DeviceId, GroupId, RequestId, Seq};
+use confide_protocol::{DeviceId, GroupId, MessageId, RequestId, Seq};
 
-use crate::groups::{GroupEntry, InFlight, new_group};
+use crate::groups::{GroupEntry, InFlight, InFlightPosts, new_group};
 use crate::hub::{ConnHandle, Outbound, outbound};
 use crate::preauth;
 use crate::server::{Shared, now};
@@ -1080,32 +1080,51 @@ async fn post(
     // Checked before storage, and under the group's lock: a post leaves `in_flight` only once
     // it is durable, so one of the two always has it.
     let in_flight = entry.in_flight.clone();
-    let waiting = in_flight.with(|posts| match posts.get_mut(&message) {
-        Some(post) => {
+    let joined = in_flight.with(|posts| {
+        posts.get_mut(&message).map(|post| {
+            if post.waiting.len() >= MAX_WAITING_PER_POST {
+                return false;
+            }
             post.waiting.push((handle.clone(), id));
             true
-        }
-        None => false,
+        })
     });
-    if waiting {
-        return Ok(());
+    match joined {
+        Some(true) => return Ok(()),
+        Some(false) => {
+            return Err(Reject::new(
+                ErrorCode::RateLimited,
+                "this message is already being stored; retry shortly",
+            )
+            .retry(Duration::from_millis(250)));
+        }
+        None => {}
     }
     if let Some(seq) = shared
         .storage
         .message_seq(&group, &message)
         .map_err(storage_reject)?
     {
-        reply(
-            shared,
-            handle,
-            &ServerFrame::Posted {
-                id,
-                group,
-                seq,
-                message,
-            },
-        );
-        return Ok(());
+        // Stored — but if a flush failed after the batch was applied, stored is not yet durable.
+        // A (group-committed) flush first makes sure before this is acknowledged.
+        let (shared2, handle2) = (shared.clone(), handle.clone());
+        let done = Box::new(move |result: crate::writer::CommitResult| match result {
+            Ok(()) => {
+                let posted = ServerFrame::Posted {
+                    id,
+                    group,
+                    seq,
+                    message,
+                };
+                reply(&shared2, &handle2, &posted);
+            }
+            Err(e) => reply_error(&shared2, &handle2, Some(id), storage_reject(&e)),
+        });
+        return shared
+            .writer
+            .submit(Vec::new(), done)
+            .await
+            .map_err(|e| Reject::new(ErrorCode::ShuttingDown, e.to_string()));
     }
     check_post(shared, &mut entry, s, &envelope)?;
     let seq = Seq(entry.next_seq);
@@ -1138,14 +1157,17 @@ async fn post(
         received_at,
         envelope,
     };
-    let shared2 = shared.clone();
-    let handle2 = handle.clone();
-    let in_flight2 = in_flight.clone();
+    let mut pending = PendingPost {
+        shared: shared.clone(),
+        in_flight: in_flight.clone(),
+        group,
+        message,
+        seq,
+        finished: false,
+    };
+    let (shared2, handle2) = (shared.clone(), handle.clone());
     let done = Box::new(move |result: crate::writer::CommitResult| {
-        let waiting = in_flight2
-            .with(|posts| posts.remove(&message))
-            .map(|post| post.waiting)
-            .unwrap_or_default();
+        let waiting = pending.finish();
         match result {
             Ok(()) => {
                 shared2.metrics.messages_stored.fetch_add(1, Relaxed);
@@ -1153,12 +1175,7 @@ async fn post(
                     handle2.deliver(&ack, &shared2.metrics);
                 }
                 for (handle, id) in waiting {
-                    let posted = ServerFrame::Posted {
-                        id,
-                        group,
-                        seq,
-                        message,
-                    };
+                    let posted = pending.posted(id);
                     reply(&shared2, &handle, &posted);
                 }
                 if let Some(live) = live {
@@ -1185,12 +1202,61 @@ async fn post(
             done,
         )
         .await;
-    if let Err(e) = submitted {
-        // Nobody can be waiting: waiters join under the group's lock, which this post holds.
-        in_flight.with(|posts| posts.remove(&message));
-        return Err(Reject::new(ErrorCode::ShuttingDown, e.to_string()));
+    // If the writer has stopped, `done` was dropped unrun, and with it the `PendingPost`, which
+    // has left `in_flight` (nobody can be waiting yet: waiters join under the group's lock,
+    // which this post holds).
+    submitted.map_err(|e| Reject::new(ErrorCode::ShuttingDown, e.to_string()))
+}
+
+/// Later posts of the same envelope that may wait for one being written; more are refused with
+/// `rate_limited` (they can only come from the same device, retrying in a loop).
+const MAX_WAITING_PER_POST: usize = 16;
+
+/// A post being written: leaves the group's `in_flight` once the writer has an outcome, and hands
+/// over the requests waiting for it. If the writer drops it without an outcome (its thread
+/// died), the waiters are still answered, with `shutting_down`.
+struct PendingPost {
+    shared: Arc<Shared>,
+    in_flight: InFlightPosts,
+    group: GroupId,
+    message: MessageId,
+    seq: Seq,
+    finished: bool,
+}
+
+impl PendingPost {
+    /// Leaves `in_flight`; the requests that waited for this post.
+    fn finish(&mut self) -> Vec<(ConnHandle, RequestId)> {
+        self.finished = true;
+        self.in_flight
+            .with(|posts| posts.remove(&self.message))
+            .map(|post| post.waiting)
+            .unwrap_or_default()
     }
-    Ok(())
+
+    /// The acknowledgement for request `id`.
+    fn posted(&self, id: RequestId) -> ServerFrame {
+        ServerFrame::Posted {
+            id,
+            group: self.group,
+            seq: self.seq,
+            message: self.message,
+        }
+    }
+}
+
+impl Drop for PendingPost {
+    fn drop(&mut self) {
+        if !self.finished {
+            for (handle, id) in self.finish() {
+                let reject = Reject::new(
+                    ErrorCode::ShuttingDown,
+                    "the server stopped before this message was stored",
+                );
+                reply_error(&self.shared, &handle, Some(id), reject);
+            }
+        }
+    }
 }
 
 /// May `s` put `item` into its recipient's inbox? Members of a group may seal to each other; a

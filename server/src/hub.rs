@@ -120,8 +120,11 @@ impl ConnHandle {
             self.mark_slow(metrics);
             return;
         }
-        if self.tx.try_send(frame.clone()).is_err() {
-            self.mark_slow(metrics);
+        match self.tx.try_send(frame.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.mark_slow(metrics),
+            // The connection has closed: nobody to deliver to, and nothing slow about it.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 }

@@ -724,6 +724,9 @@ pub struct DiskFaults {
     pub stalled: std::sync::atomic::AtomicBool,
     /// How many durable writes are waiting on the stall right now.
     pub waiting: std::sync::atomic::AtomicUsize,
+    /// While set, durable writes are written and then reported as failed — a flush that fails
+    /// after the database has applied the batch, so the server cannot know what is durable.
+    pub fail_after_write: std::sync::atomic::AtomicBool,
 }
 
 impl DiskFaults {
@@ -758,12 +761,18 @@ impl confide_server::Storage for FaultyDisk {
             }
             self.faults.waiting.fetch_sub(1, SeqCst);
         }
-        if self.faults.full.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.faults.full.load(SeqCst) {
             return Err(confide_server::storage::StorageError::Backend(
                 "No space left on device (os error 28)".into(),
             ));
         }
-        self.inner.commit(batch)
+        self.inner.commit(batch)?;
+        if self.faults.fail_after_write.load(SeqCst) {
+            return Err(confide_server::storage::StorageError::Backend(
+                "Input/output error (os error 5)".into(),
+            ));
+        }
+        Ok(())
     }
     fn device(
         &self,

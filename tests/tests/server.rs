@@ -918,3 +918,29 @@ async fn a_retry_waiting_for_a_write_that_fails_is_told_so_and_nothing_is_stored
     assert_eq!(error_code(&two), Some(ErrorCode::Storage), "{two:?}");
     assert!(stored.is_empty(), "{stored:?}");
 }
+
+#[tokio::test]
+async fn a_retry_after_a_failed_flush_is_acknowledged_only_once_a_flush_succeeds() {
+    let (server, disk) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut alice, mut bob, state) = raw_group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    let envelope = seal_text(&alice, &state, &mut chain, "after the disk hiccup");
+
+    // The flush fails after the database applied the batch: the server cannot know whether
+    // the message is durable, so it must not say so — not now, and not to a retry either.
+    disk.fail_after_write.store(true, Ordering::SeqCst);
+    let first = post(&mut alice, &envelope).await;
+    assert_eq!(error_code(&first), Some(ErrorCode::Storage), "{first:?}");
+    let retry = post(&mut alice, &envelope).await;
+    assert_eq!(error_code(&retry), Some(ErrorCode::Storage), "{retry:?}");
+
+    // Once a flush succeeds, the retry is acknowledged with the copy already stored.
+    disk.fail_after_write.store(false, Ordering::SeqCst);
+    let retry = post(&mut alice, &envelope).await;
+    let ServerFrame::Posted { seq, .. } = retry else {
+        panic!("expected posted, got {retry:?}")
+    };
+    let (_, messages) = bob.sync_from_start(state.group()).await;
+    let stored: Vec<Seq> = messages.iter().map(|m| m.seq).collect();
+    assert_eq!(stored, vec![seq], "stored once");
+}

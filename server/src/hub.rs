@@ -123,8 +123,9 @@ impl ConnHandle {
         match self.tx.try_send(frame.clone()) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => self.mark_slow(metrics),
-            // The connection has closed: nobody to deliver to, and nothing slow about it.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            // The connection has closed: nobody to deliver to, and nothing slow about it (the
+            // bytes were never queued).
+            Err(mpsc::error::TrySendError::Closed(_)) => self.sent(len),
         }
     }
 }

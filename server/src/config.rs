@@ -57,6 +57,10 @@ pub const DEFAULT_SYNC_PAGE_LIMIT: u32 = 500;
 pub const DEFAULT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How often messages past a group's retention period are deleted.
 pub const DEFAULT_RETENTION_SWEEP: Duration = Duration::from_secs(60);
+/// Items one sender may have waiting in one device's inbox before it gets `inbox_full`: a tenth
+/// of the inbox, so that one disruptive member cannot fill a facilitator's inbox and block
+/// everyone else's reports and urgent requests.
+pub const DEFAULT_MAX_INBOX_ITEMS_PER_SENDER: usize = 1_000;
 /// Items one device's inbox may hold before senders get `inbox_full`.
 pub const DEFAULT_MAX_INBOX_ITEMS: usize = 10_000;
 /// Sealed payloads in one `send_sealed` frame (at most the protocol's own per-frame cap).
@@ -137,6 +141,8 @@ pub struct Limits {
     pub sync_page_limit: u32,
     /// See [`DEFAULT_MAX_INBOX_ITEMS`].
     pub max_inbox_items: usize,
+    /// See [`DEFAULT_MAX_INBOX_ITEMS_PER_SENDER`].
+    pub max_inbox_items_per_sender: usize,
     /// See [`DEFAULT_PAGE_BYTES`].
     pub page_bytes: usize,
     /// See [`DEFAULT_MAX_SEALED_PER_FRAME`].
@@ -181,6 +187,7 @@ impl Default for Limits {
             epoch_grace: DEFAULT_EPOCH_GRACE,
             sync_page_limit: DEFAULT_SYNC_PAGE_LIMIT,
             max_inbox_items: DEFAULT_MAX_INBOX_ITEMS,
+            max_inbox_items_per_sender: DEFAULT_MAX_INBOX_ITEMS_PER_SENDER,
             page_bytes: DEFAULT_PAGE_BYTES,
             max_sealed_per_frame: DEFAULT_MAX_SEALED_PER_FRAME,
             ws_read_buffer: DEFAULT_WS_READ_BUFFER,
@@ -239,6 +246,7 @@ pub struct FileConfig {
     pub epoch_grace_ms: Option<u64>,
     pub sync_page_limit: Option<u32>,
     pub max_inbox_items: Option<usize>,
+    pub max_inbox_items_per_sender: Option<usize>,
     pub page_bytes: Option<usize>,
     pub max_sealed_per_frame: Option<usize>,
     pub ws_read_buffer: Option<usize>,
@@ -332,6 +340,9 @@ impl FileConfig {
         }
         if let Some(v) = self.max_inbox_items {
             c.max_inbox_items = v
+        }
+        if let Some(v) = self.max_inbox_items_per_sender {
+            c.max_inbox_items_per_sender = v
         }
         if let Some(v) = self.max_sealed_per_frame {
             c.max_sealed_per_frame = v

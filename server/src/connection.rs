@@ -1321,6 +1321,7 @@ async fn send_sealed(
     let mut writes = Vec::with_capacity(items.len());
     let mut batch_counts: std::collections::HashMap<DeviceId, usize> =
         std::collections::HashMap::new();
+    let mut from_me: std::collections::HashMap<DeviceId, usize> = std::collections::HashMap::new();
     let mut deliveries = Vec::with_capacity(items.len());
     let received_at = now();
     for payload in items {
@@ -1360,6 +1361,28 @@ async fn send_sealed(
             return Err(Reject::new(
                 ErrorCode::InboxFull,
                 "the recipient's inbox is full; try again later",
+            )
+            .retry(Duration::from_secs(60)));
+        }
+        // And this sender's share of it (every item of the frame is from this device).
+        let mine = match from_me.get_mut(&payload.recipient) {
+            Some(n) => n,
+            None => {
+                let stored = shared
+                    .storage
+                    .inbox_len_from(&payload.recipient, &s.device)
+                    .map_err(storage_reject)?;
+                from_me.entry(payload.recipient).or_insert(stored)
+            }
+        };
+        *mine += 1;
+        if *mine > shared.limits.max_inbox_items_per_sender {
+            return Err(Reject::new(
+                ErrorCode::InboxFull,
+                format!(
+                    "you already have {} items waiting in the recipient's inbox; try again later",
+                    shared.limits.max_inbox_items_per_sender
+                ),
             )
             .retry(Duration::from_secs(60)));
         }

@@ -544,3 +544,74 @@ async fn one_user_id_registered_from_two_devices_at_once_gets_exactly_one() {
         "{two:?}"
     );
 }
+
+#[tokio::test]
+async fn one_member_cannot_fill_a_recipients_inbox_for_everyone_else() {
+    use confide_protocol::seal::{self, SealKind};
+    let limits = Limits {
+        max_inbox_items_per_sender: 3,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let (mut alice, bob, mut state) = raw_group_of_two(&server).await;
+    let mut carol = RawClient::register(&server, "Carol").await;
+    let add = OpBody::Add {
+        member: carol.member_entry(),
+        invite: None,
+        invite_sig: None,
+    };
+    let added = alice.append(&mut state, add).await;
+    assert!(matches!(added, ServerFrame::OpAppended { .. }), "{added:?}");
+    let bob = bob.close().await;
+    let bob_keys = bob.identity.public_keys();
+    let send = async |from: &mut RawClient| {
+        let item = seal::seal(
+            &from.identity,
+            &bob_keys,
+            SealKind::Direct,
+            state.group(),
+            state.epoch_ref(),
+            b"hello Bob",
+            &mut rng(),
+        )
+        .unwrap();
+        let items = vec![item];
+        from.request(|id| ClientFrame::SendSealed { id, items })
+            .await
+    };
+
+    // Carol fills her share of Bob's inbox, and no more…
+    for _ in 0..3 {
+        let reply = send(&mut carol).await;
+        assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    }
+    let refused = send(&mut carol).await;
+    assert_eq!(
+        error_code(&refused),
+        Some(ErrorCode::InboxFull),
+        "{refused:?}"
+    );
+    // …while Alice can still reach him.
+    let reply = send(&mut alice).await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+
+    // Once Bob has received and acknowledged Carol's items, she has room again.
+    let mut bob = bob.connect(&server).await;
+    let mut received = Vec::new();
+    while received.len() < 4 {
+        let frame = bob
+            .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+            .await;
+        let ServerFrame::Inbox { items } = frame else {
+            unreachable!()
+        };
+        received.extend(items);
+    }
+    let inbox_ids = received.iter().map(|i| i.inbox_id).collect();
+    let acked = bob
+        .request(|id| ClientFrame::AckInbox { id, inbox_ids })
+        .await;
+    assert!(matches!(acked, ServerFrame::Ok { .. }), "{acked:?}");
+    let reply = send(&mut carol).await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+}

@@ -127,6 +127,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<InboxItem>, StorageError>;
     /// How many items a device's inbox holds.
     fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError>;
+    /// How many items in a device's inbox came from `sender`.
+    fn inbox_len_from(&self, device: &DeviceId, sender: &DeviceId) -> Result<usize, StorageError>;
     /// A fresh, never reused, increasing id for inbox items.
     fn next_inbox_id(&self) -> Result<u64, StorageError>;
 }

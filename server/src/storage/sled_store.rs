@@ -11,9 +11,13 @@
 //! | `message_ids` | group (16) ‖ message id (16) | seq (8) |
 //! | `last_seq` | group (16) | highest seq ever used (8), kept when messages are deleted |
 //! | `inbox` | device (32) ‖ inbox id (8) | JSON `InboxItem` |
+//! | `inbox_senders` | device (32) ‖ sender device (32) ‖ inbox id (8) | empty: which sender each inbox item came from, for the per-sender share |
 //!
 //! A batch is applied with one sled transaction over all trees and then made durable with one
 //! `flush`: the writer task calls `commit` with many clients' writes at once (group commit).
+//!
+//! `inbox_senders` came after `inbox`: items stored by an older server have no entry there, so
+//! they do not count towards their sender's share until they are acknowledged.
 
 use confide_protocol::frames::{InboxItem, StoredMessage};
 use confide_protocol::group_log::SignedOp;
@@ -44,6 +48,7 @@ pub struct SledStorage {
     message_ids: sled::Tree,
     last_seq: sled::Tree,
     inbox: sled::Tree,
+    inbox_senders: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StorageError {
@@ -69,6 +74,13 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(value).map_err(backend)
+}
+
+/// The `inbox_senders` key of an inbox item.
+fn sender_key(device: &DeviceId, sender: &DeviceId, inbox_id: u64) -> Vec<u8> {
+    let mut k = key2(device.as_bytes(), sender.as_bytes());
+    k.extend_from_slice(&inbox_id.to_be_bytes());
+    k
 }
 
 fn be_u64(tree: &'static str, bytes: &[u8]) -> Result<u64, StorageError> {
@@ -106,6 +118,7 @@ impl SledStorage {
             message_ids: db.open_tree("message_ids").map_err(backend)?,
             last_seq: db.open_tree("last_seq").map_err(backend)?,
             inbox: db.open_tree("inbox").map_err(backend)?,
+            inbox_senders: db.open_tree("inbox_senders").map_err(backend)?,
             db,
         })
     }
@@ -122,6 +135,7 @@ impl SledStorage {
         // Only the highest seq of each group in the batch needs writing.
         let mut last_seq: std::collections::BTreeMap<GroupId, [u8; 8]> = Default::default();
         let mut inbox: Vec<Entry> = Vec::new();
+        let mut inbox_senders: Vec<Entry> = Vec::new();
         // Deletions by message id need the seq, looked up now (ids are written before deletes in
         // the same batch only for messages already committed, which is the only case we need).
         for write in batch {
@@ -152,12 +166,25 @@ impl SledStorage {
                         message_ids.push((id_key, None));
                     }
                 }
-                Write::Inbox { device, item } => inbox.push((
-                    key2(device.as_bytes(), &item.inbox_id.to_be_bytes()),
-                    Some(encode(item)?),
-                )),
+                Write::Inbox { device, item } => {
+                    let id = item.inbox_id.to_be_bytes();
+                    inbox.push((key2(device.as_bytes(), &id), Some(encode(item)?)));
+                    inbox_senders.push((
+                        sender_key(device, &item.payload.sender, item.inbox_id),
+                        Some(Vec::new()),
+                    ));
+                }
                 Write::AckInbox { device, inbox_id } => {
-                    inbox.push((key2(device.as_bytes(), &inbox_id.to_be_bytes()), None))
+                    let key = key2(device.as_bytes(), &inbox_id.to_be_bytes());
+                    // The sender is in the item, read now (an item written earlier in this
+                    // same batch has no sender entry to remove yet: only acknowledged items
+                    // are removed, and a client acknowledges what it has received).
+                    if let Some(stored) = self.inbox.get(&key).map_err(backend)? {
+                        let item: InboxItem = decode("inbox", &stored)?;
+                        inbox_senders
+                            .push((sender_key(device, &item.payload.sender, *inbox_id), None));
+                    }
+                    inbox.push((key, None))
                 }
             }
         }
@@ -173,6 +200,7 @@ impl SledStorage {
             &self.message_ids,
             &self.last_seq,
             &self.inbox,
+            &self.inbox_senders,
         );
         let lists = [
             &devices,
@@ -182,10 +210,11 @@ impl SledStorage {
             &message_ids,
             &last_seq,
             &inbox,
+            &inbox_senders,
         ];
         trees
-            .transaction(|(t0, t1, t2, t3, t4, t5, t6)| {
-                for (tree, list) in [t0, t1, t2, t3, t4, t5, t6].into_iter().zip(lists) {
+            .transaction(|(t0, t1, t2, t3, t4, t5, t6, t7)| {
+                for (tree, list) in [t0, t1, t2, t3, t4, t5, t6, t7].into_iter().zip(lists) {
                     for (k, v) in list {
                         match v {
                             Some(v) => {
@@ -317,6 +346,11 @@ impl Storage for SledStorage {
 
     fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError> {
         Ok(self.inbox.scan_prefix(device.as_bytes()).count())
+    }
+
+    fn inbox_len_from(&self, device: &DeviceId, sender: &DeviceId) -> Result<usize, StorageError> {
+        let prefix = key2(device.as_bytes(), sender.as_bytes());
+        Ok(self.inbox_senders.scan_prefix(prefix).count())
     }
 
     fn next_inbox_id(&self) -> Result<u64, StorageError> {

@@ -680,7 +680,10 @@ async fn handle_request(
         }
         ClientFrame::Post { id, envelope } => post(shared, handle, s, id, envelope).await,
         ClientFrame::SendSealed { id, items } => send_sealed(shared, handle, s, id, items).await,
-        ClientFrame::AckInbox { id, inbox_ids } => {
+        ClientFrame::AckInbox { id, mut inbox_ids } => {
+            // Each id once: repeats would only make the writer look the same item up again.
+            inbox_ids.sort_unstable();
+            inbox_ids.dedup();
             let writes = inbox_ids
                 .into_iter()
                 .map(|inbox_id| Write::AckInbox {
@@ -1321,7 +1324,8 @@ async fn send_sealed(
     let mut writes = Vec::with_capacity(items.len());
     let mut batch_counts: std::collections::HashMap<DeviceId, usize> =
         std::collections::HashMap::new();
-    let mut from_me: std::collections::HashMap<DeviceId, usize> = std::collections::HashMap::new();
+    let mut share_counts: std::collections::HashMap<(DeviceId, DeviceId), usize> =
+        std::collections::HashMap::new();
     let mut deliveries = Vec::with_capacity(items.len());
     let received_at = now();
     for payload in items {
@@ -1364,23 +1368,31 @@ async fn send_sealed(
             )
             .retry(Duration::from_secs(60)));
         }
-        // And this sender's share of it (every item of the frame is from this device).
-        let mine = match from_me.get_mut(&payload.recipient) {
+        // And the item's share of it: this sender's, or all join requests' together.
+        let share = crate::storage::inbox_share(&payload);
+        let in_share = match share_counts.get_mut(&(payload.recipient, share)) {
             Some(n) => n,
             None => {
                 let stored = shared
                     .storage
-                    .inbox_len_from(&payload.recipient, &s.device)
+                    .inbox_len_from(&payload.recipient, &share)
                     .map_err(storage_reject)?;
-                from_me.entry(payload.recipient).or_insert(stored)
+                share_counts
+                    .entry((payload.recipient, share))
+                    .or_insert(stored)
             }
         };
-        *mine += 1;
-        if *mine > shared.limits.max_inbox_items_per_sender {
+        *in_share += 1;
+        if *in_share > shared.limits.max_inbox_items_per_sender {
+            let whose = if share == crate::storage::JOIN_REQUESTS_SHARE {
+                "join requests are"
+            } else {
+                "items from you are"
+            };
             return Err(Reject::new(
                 ErrorCode::InboxFull,
                 format!(
-                    "you already have {} items waiting in the recipient's inbox; try again later",
+                    "{} {whose} already waiting in the recipient's inbox; try again later",
                     shared.limits.max_inbox_items_per_sender
                 ),
             )

@@ -839,9 +839,9 @@ impl confide_server::Storage for FaultyDisk {
     fn inbox_len_from(
         &self,
         d: &confide_protocol::DeviceId,
-        sender: &confide_protocol::DeviceId,
+        share: &confide_protocol::DeviceId,
     ) -> Result<usize, confide_server::storage::StorageError> {
-        self.inner.inbox_len_from(d, sender)
+        self.inner.inbox_len_from(d, share)
     }
     fn next_inbox_id(&self) -> Result<u64, confide_server::storage::StorageError> {
         self.inner.next_inbox_id()

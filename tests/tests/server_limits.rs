@@ -615,3 +615,66 @@ async fn one_member_cannot_fill_a_recipients_inbox_for_everyone_else() {
     let reply = send(&mut carol).await;
     assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
 }
+
+#[tokio::test]
+async fn strangers_join_requests_share_one_allowance_and_cannot_crowd_out_members() {
+    use confide_protocol::group_log::InviteSecret;
+    use confide_protocol::seal::{self, SealKind};
+    let limits = Limits {
+        max_inbox_items_per_sender: 2,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let (mut alice, mut bob, mut state) = raw_group_of_two(&server).await;
+    // An invite that needs approval is what lets non-members send join requests at all.
+    let invite = OpBody::Invite {
+        invite: InviteSecret::generate(&mut rng()).id(),
+        requires_approval: true,
+        max_uses: 10,
+        expires_at: confide_protocol::Timestamp(now().0 + 3_600_000),
+    };
+    let opened = alice.append(&mut state, invite).await;
+    assert!(
+        matches!(opened, ServerFrame::OpAppended { .. }),
+        "{opened:?}"
+    );
+    let alice_keys = alice.identity.public_keys();
+    let seal_to_alice = |from: &RawClient, kind| {
+        seal::seal(
+            &from.identity,
+            &alice_keys,
+            kind,
+            state.group(),
+            state.epoch_ref(),
+            b"hello",
+            &mut rng(),
+        )
+        .unwrap()
+    };
+
+    // Three strangers, one join request each: the third finds the allowance used up, although
+    // it is its own first item.
+    let mut replies = Vec::new();
+    for name in ["One", "Two", "Three"] {
+        let mut stranger = RawClient::register(&server, name).await;
+        let items = vec![seal_to_alice(&stranger, SealKind::JoinRequest)];
+        replies.push(
+            stranger
+                .request(|id| ClientFrame::SendSealed { id, items })
+                .await,
+        );
+    }
+    assert!(matches!(replies[0], ServerFrame::Ok { .. }), "{replies:?}");
+    assert!(matches!(replies[1], ServerFrame::Ok { .. }), "{replies:?}");
+    assert_eq!(
+        error_code(&replies[2]),
+        Some(ErrorCode::InboxFull),
+        "{replies:?}"
+    );
+    // A member still reaches the facilitator.
+    let items = vec![seal_to_alice(&bob, SealKind::Direct)];
+    let reply = bob
+        .request(|id| ClientFrame::SendSealed { id, items })
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+}

@@ -17,6 +17,22 @@ use confide_protocol::group_log::SignedOp;
 use confide_protocol::{DeviceId, DeviceKeys, GroupId, MessageId, Seq, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
+/// The share of a recipient's inbox every join request counts towards, whoever sent it: join
+/// requests come from devices that are not members yet, and one person can register many, so
+/// they share one allowance — and a flood of them can never crowd out members' reports and
+/// urgent requests. (The all-zero key is a small-order point, never a registered device.)
+pub const JOIN_REQUESTS_SHARE: DeviceId = DeviceId([0; 32]);
+
+/// The share of its recipient's inbox an item counts towards: its sender's, or for join
+/// requests [`JOIN_REQUESTS_SHARE`].
+pub fn inbox_share(payload: &confide_protocol::seal::SealedPayload) -> DeviceId {
+    if payload.kind == confide_protocol::seal::SealKind::JoinRequest {
+        JOIN_REQUESTS_SHARE
+    } else {
+        payload.sender
+    }
+}
+
 /// A registered device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
@@ -127,8 +143,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<InboxItem>, StorageError>;
     /// How many items a device's inbox holds.
     fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError>;
-    /// How many items in a device's inbox came from `sender`.
-    fn inbox_len_from(&self, device: &DeviceId, sender: &DeviceId) -> Result<usize, StorageError>;
+    /// How many items in a device's inbox count towards `share` (see [`inbox_share`]).
+    fn inbox_len_from(&self, device: &DeviceId, share: &DeviceId) -> Result<usize, StorageError>;
     /// A fresh, never reused, increasing id for inbox items.
     fn next_inbox_id(&self) -> Result<u64, StorageError>;
 }

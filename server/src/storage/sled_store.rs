@@ -11,13 +11,14 @@
 //! | `message_ids` | group (16) ‖ message id (16) | seq (8) |
 //! | `last_seq` | group (16) | highest seq ever used (8), kept when messages are deleted |
 //! | `inbox` | device (32) ‖ inbox id (8) | JSON `InboxItem` |
-//! | `inbox_senders` | device (32) ‖ sender device (32) ‖ inbox id (8) | empty: which sender each inbox item came from, for the per-sender share |
+//! | `inbox_shares` | device (32) ‖ share (32) ‖ inbox id (8) | empty: the inbox items counting towards each share ([`super::inbox_share`]: the sender, or all join requests together) |
+//! | `inbox_share_of` | device (32) ‖ inbox id (8) | the item's share (32), so that an acknowledgement finds its `inbox_shares` entry without reading the item |
 //!
 //! A batch is applied with one sled transaction over all trees and then made durable with one
 //! `flush`: the writer task calls `commit` with many clients' writes at once (group commit).
 //!
-//! `inbox_senders` came after `inbox`: items stored by an older server have no entry there, so
-//! they do not count towards their sender's share until they are acknowledged.
+//! `inbox_shares` and `inbox_share_of` came after `inbox`: items stored by an older server have
+//! no entries there, so they do not count towards any share.
 
 use confide_protocol::frames::{InboxItem, StoredMessage};
 use confide_protocol::group_log::SignedOp;
@@ -48,7 +49,8 @@ pub struct SledStorage {
     message_ids: sled::Tree,
     last_seq: sled::Tree,
     inbox: sled::Tree,
-    inbox_senders: sled::Tree,
+    inbox_shares: sled::Tree,
+    inbox_share_of: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StorageError {
@@ -76,9 +78,9 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(value).map_err(backend)
 }
 
-/// The `inbox_senders` key of an inbox item.
-fn sender_key(device: &DeviceId, sender: &DeviceId, inbox_id: u64) -> Vec<u8> {
-    let mut k = key2(device.as_bytes(), sender.as_bytes());
+/// The `inbox_shares` key of an inbox item.
+fn share_key(device: &DeviceId, share: &DeviceId, inbox_id: u64) -> Vec<u8> {
+    let mut k = key2(device.as_bytes(), share.as_bytes());
     k.extend_from_slice(&inbox_id.to_be_bytes());
     k
 }
@@ -118,7 +120,8 @@ impl SledStorage {
             message_ids: db.open_tree("message_ids").map_err(backend)?,
             last_seq: db.open_tree("last_seq").map_err(backend)?,
             inbox: db.open_tree("inbox").map_err(backend)?,
-            inbox_senders: db.open_tree("inbox_senders").map_err(backend)?,
+            inbox_shares: db.open_tree("inbox_shares").map_err(backend)?,
+            inbox_share_of: db.open_tree("inbox_share_of").map_err(backend)?,
             db,
         })
     }
@@ -135,7 +138,11 @@ impl SledStorage {
         // Only the highest seq of each group in the batch needs writing.
         let mut last_seq: std::collections::BTreeMap<GroupId, [u8; 8]> = Default::default();
         let mut inbox: Vec<Entry> = Vec::new();
-        let mut inbox_senders: Vec<Entry> = Vec::new();
+        let mut inbox_shares: Vec<Entry> = Vec::new();
+        let mut inbox_share_of: Vec<Entry> = Vec::new();
+        // The shares of inbox items written in this batch, for an acknowledgement in the same
+        // batch (ids are predictable, so a client can acknowledge an item before it exists).
+        let mut new_shares: std::collections::HashMap<Vec<u8>, [u8; 32]> = Default::default();
         // Deletions by message id need the seq, looked up now (ids are written before deletes in
         // the same batch only for messages already committed, which is the only case we need).
         for write in batch {
@@ -167,22 +174,27 @@ impl SledStorage {
                     }
                 }
                 Write::Inbox { device, item } => {
-                    let id = item.inbox_id.to_be_bytes();
-                    inbox.push((key2(device.as_bytes(), &id), Some(encode(item)?)));
-                    inbox_senders.push((
-                        sender_key(device, &item.payload.sender, item.inbox_id),
-                        Some(Vec::new()),
-                    ));
+                    let key = key2(device.as_bytes(), &item.inbox_id.to_be_bytes());
+                    let share = super::inbox_share(&item.payload);
+                    inbox.push((key.clone(), Some(encode(item)?)));
+                    inbox_shares.push((share_key(device, &share, item.inbox_id), Some(Vec::new())));
+                    inbox_share_of.push((key.clone(), Some(share.as_bytes().to_vec())));
+                    new_shares.insert(key, share.0);
                 }
                 Write::AckInbox { device, inbox_id } => {
                     let key = key2(device.as_bytes(), &inbox_id.to_be_bytes());
-                    // The sender is in the item, read now (an item written earlier in this
-                    // same batch has no sender entry to remove yet: only acknowledged items
-                    // are removed, and a client acknowledges what it has received).
-                    if let Some(stored) = self.inbox.get(&key).map_err(backend)? {
-                        let item: InboxItem = decode("inbox", &stored)?;
-                        inbox_senders
-                            .push((sender_key(device, &item.payload.sender, *inbox_id), None));
+                    let share = match new_shares.get(&key) {
+                        Some(share) => Some(*share),
+                        None => self
+                            .inbox_share_of
+                            .get(&key)
+                            .map_err(backend)?
+                            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok()),
+                    };
+                    if let Some(share) = share {
+                        let share = DeviceId(share);
+                        inbox_shares.push((share_key(device, &share, *inbox_id), None));
+                        inbox_share_of.push((key.clone(), None));
                     }
                     inbox.push((key, None))
                 }
@@ -192,7 +204,7 @@ impl SledStorage {
             .into_iter()
             .map(|(group, seq)| (group.as_bytes().to_vec(), Some(seq.to_vec())))
             .collect();
-        let trees = (
+        let trees: [&sled::Tree; 9] = [
             &self.devices,
             &self.user_devices,
             &self.ops,
@@ -200,8 +212,9 @@ impl SledStorage {
             &self.message_ids,
             &self.last_seq,
             &self.inbox,
-            &self.inbox_senders,
-        );
+            &self.inbox_shares,
+            &self.inbox_share_of,
+        ];
         let lists = [
             &devices,
             &user_devices,
@@ -210,11 +223,12 @@ impl SledStorage {
             &message_ids,
             &last_seq,
             &inbox,
-            &inbox_senders,
+            &inbox_shares,
+            &inbox_share_of,
         ];
-        trees
-            .transaction(|(t0, t1, t2, t3, t4, t5, t6, t7)| {
-                for (tree, list) in [t0, t1, t2, t3, t4, t5, t6, t7].into_iter().zip(lists) {
+        trees[..]
+            .transaction(|views| {
+                for (tree, list) in views.iter().zip(lists) {
                     for (k, v) in list {
                         match v {
                             Some(v) => {
@@ -348,9 +362,9 @@ impl Storage for SledStorage {
         Ok(self.inbox.scan_prefix(device.as_bytes()).count())
     }
 
-    fn inbox_len_from(&self, device: &DeviceId, sender: &DeviceId) -> Result<usize, StorageError> {
-        let prefix = key2(device.as_bytes(), sender.as_bytes());
-        Ok(self.inbox_senders.scan_prefix(prefix).count())
+    fn inbox_len_from(&self, device: &DeviceId, share: &DeviceId) -> Result<usize, StorageError> {
+        let prefix = key2(device.as_bytes(), share.as_bytes());
+        Ok(self.inbox_shares.scan_prefix(prefix).count())
     }
 
     fn next_inbox_id(&self) -> Result<u64, StorageError> {
@@ -362,6 +376,62 @@ impl Storage for SledStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(inbox_id: u64, sender: u8, kind: confide_protocol::seal::SealKind) -> InboxItem {
+        InboxItem {
+            inbox_id,
+            received_at: confide_protocol::Timestamp(1),
+            payload: confide_protocol::seal::SealedPayload {
+                kind,
+                group: GroupId([1; 16]),
+                epoch: confide_protocol::Epoch(1),
+                epoch_hash: confide_protocol::OpHash([2; 32]),
+                sender: DeviceId([sender; 32]),
+                recipient: DeviceId([9; 32]),
+                enc: [3; 32],
+                ciphertext: vec![4; 80],
+            },
+        }
+    }
+
+    #[test]
+    fn inbox_shares_follow_writes_and_acknowledgements_even_within_one_batch() {
+        use confide_protocol::seal::SealKind;
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStorage::open(dir.path()).unwrap();
+        let me = DeviceId([9; 32]);
+        let (alice, stranger) = (DeviceId([5; 32]), DeviceId([6; 32]));
+        let write = |i| Write::Inbox {
+            device: me,
+            item: item(i, 5, SealKind::Direct),
+        };
+        let ack = |inbox_id| Write::AckInbox {
+            device: me,
+            inbox_id,
+        };
+        db.commit(&[write(1), write(2), write(3)]).unwrap();
+        let join = Write::Inbox {
+            device: me,
+            item: item(4, 6, SealKind::JoinRequest),
+        };
+        db.commit(&[join]).unwrap();
+        assert_eq!(db.inbox_len_from(&me, &alice).unwrap(), 3);
+        assert_eq!(db.inbox_len_from(&me, &stranger).unwrap(), 0);
+        assert_eq!(
+            db.inbox_len_from(&me, &super::super::JOIN_REQUESTS_SHARE)
+                .unwrap(),
+            1
+        );
+
+        // Acknowledged (twice, and one unknown id): the share shrinks once per item.
+        db.commit(&[ack(1), ack(1), ack(99)]).unwrap();
+        assert_eq!(db.inbox_len_from(&me, &alice).unwrap(), 2);
+        // Written and acknowledged in the same batch: nothing is left behind.
+        db.commit(&[write(5), ack(5), ack(2)]).unwrap();
+        assert_eq!(db.inbox_len_from(&me, &alice).unwrap(), 1);
+        assert_eq!(db.inbox_len(&me).unwrap(), 2);
+        assert_eq!(db.inbox_share_of.len(), 2);
+    }
 
     #[test]
     fn a_cache_too_small_to_work_is_a_clear_error_not_a_panic() {

@@ -61,6 +61,10 @@ pub const DEFAULT_RETENTION_SWEEP: Duration = Duration::from_secs(60);
 /// of the inbox, so that one disruptive member cannot fill a facilitator's inbox and block
 /// everyone else's reports and urgent requests.
 pub const DEFAULT_MAX_INBOX_ITEMS_PER_SENDER: usize = 1_000;
+/// Items of any kind, join requests included, a sender may have waiting in one device's inbox
+/// for its join request to be accepted: a few, so that it takes many strangers to use up the
+/// allowance all join requests to a device share.
+pub const DEFAULT_MAX_JOIN_REQUESTS_PER_SENDER: usize = 5;
 /// Items one device's inbox may hold before senders get `inbox_full`.
 pub const DEFAULT_MAX_INBOX_ITEMS: usize = 10_000;
 /// Sealed payloads in one `send_sealed` frame (at most the protocol's own per-frame cap).
@@ -143,6 +147,8 @@ pub struct Limits {
     pub max_inbox_items: usize,
     /// See [`DEFAULT_MAX_INBOX_ITEMS_PER_SENDER`].
     pub max_inbox_items_per_sender: usize,
+    /// See [`DEFAULT_MAX_JOIN_REQUESTS_PER_SENDER`].
+    pub max_join_requests_per_sender: usize,
     /// See [`DEFAULT_PAGE_BYTES`].
     pub page_bytes: usize,
     /// See [`DEFAULT_MAX_SEALED_PER_FRAME`].
@@ -188,6 +194,7 @@ impl Default for Limits {
             sync_page_limit: DEFAULT_SYNC_PAGE_LIMIT,
             max_inbox_items: DEFAULT_MAX_INBOX_ITEMS,
             max_inbox_items_per_sender: DEFAULT_MAX_INBOX_ITEMS_PER_SENDER,
+            max_join_requests_per_sender: DEFAULT_MAX_JOIN_REQUESTS_PER_SENDER,
             page_bytes: DEFAULT_PAGE_BYTES,
             max_sealed_per_frame: DEFAULT_MAX_SEALED_PER_FRAME,
             ws_read_buffer: DEFAULT_WS_READ_BUFFER,
@@ -247,6 +254,7 @@ pub struct FileConfig {
     pub sync_page_limit: Option<u32>,
     pub max_inbox_items: Option<usize>,
     pub max_inbox_items_per_sender: Option<usize>,
+    pub max_join_requests_per_sender: Option<usize>,
     pub page_bytes: Option<usize>,
     pub max_sealed_per_frame: Option<usize>,
     pub ws_read_buffer: Option<usize>,
@@ -343,6 +351,9 @@ impl FileConfig {
         }
         if let Some(v) = self.max_inbox_items_per_sender {
             c.max_inbox_items_per_sender = v
+        }
+        if let Some(v) = self.max_join_requests_per_sender {
+            c.max_join_requests_per_sender = v
         }
         if let Some(v) = self.max_sealed_per_frame {
             c.max_sealed_per_frame = v

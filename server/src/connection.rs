@@ -1368,35 +1368,48 @@ async fn send_sealed(
             )
             .retry(Duration::from_secs(60)));
         }
-        // And the item's share of it: this sender's, or all join requests' together.
-        let share = crate::storage::inbox_share(&payload);
-        let in_share = match share_counts.get_mut(&(payload.recipient, share)) {
-            Some(n) => n,
-            None => {
-                let stored = shared
-                    .storage
-                    .inbox_len_from(&payload.recipient, &share)
-                    .map_err(storage_reject)?;
-                share_counts
-                    .entry((payload.recipient, share))
-                    .or_insert(stored)
-            }
-        };
-        *in_share += 1;
-        if *in_share > shared.limits.max_inbox_items_per_sender {
-            let whose = if share == crate::storage::JOIN_REQUESTS_SHARE {
-                "join requests are"
-            } else {
-                "items from you are"
+        // And the item's shares of it: this sender's (small for join requests), and for join
+        // requests also the allowance all join requests share.
+        let join_request = payload.kind == SealKind::JoinRequest;
+        for share in crate::storage::inbox_shares(&payload) {
+            let in_share = match share_counts.get_mut(&(payload.recipient, share)) {
+                Some(n) => n,
+                None => {
+                    let stored = shared
+                        .storage
+                        .inbox_len_from(&payload.recipient, &share)
+                        .map_err(storage_reject)?;
+                    share_counts
+                        .entry((payload.recipient, share))
+                        .or_insert(stored)
+                }
             };
-            return Err(Reject::new(
-                ErrorCode::InboxFull,
-                format!(
-                    "{} {whose} already waiting in the recipient's inbox; try again later",
-                    shared.limits.max_inbox_items_per_sender
-                ),
-            )
-            .retry(Duration::from_secs(60)));
+            *in_share += 1;
+            let (limit, whose) = if share == crate::storage::JOIN_REQUESTS_SHARE {
+                (
+                    shared.limits.max_inbox_items_per_sender,
+                    "join requests are",
+                )
+            } else if join_request {
+                (
+                    shared.limits.max_join_requests_per_sender,
+                    "items from you are",
+                )
+            } else {
+                (
+                    shared.limits.max_inbox_items_per_sender,
+                    "items from you are",
+                )
+            };
+            if *in_share > limit {
+                return Err(Reject::new(
+                    ErrorCode::InboxFull,
+                    format!(
+                        "{limit} {whose} already waiting in the recipient's inbox; try again later"
+                    ),
+                )
+                .retry(Duration::from_secs(60)));
+            }
         }
         let inbox_id = shared.storage.next_inbox_id().map_err(storage_reject)?;
         let device = payload.recipient;

@@ -622,6 +622,7 @@ async fn strangers_join_requests_share_one_allowance_and_cannot_crowd_out_member
     use confide_protocol::seal::{self, SealKind};
     let limits = Limits {
         max_inbox_items_per_sender: 2,
+        max_join_requests_per_sender: 1,
         ..Limits::default()
     };
     let server = TestServer::start_with(limits).await;
@@ -639,8 +640,8 @@ async fn strangers_join_requests_share_one_allowance_and_cannot_crowd_out_member
         "{opened:?}"
     );
     let alice_keys = alice.identity.public_keys();
-    let seal_to_alice = |from: &RawClient, kind| {
-        seal::seal(
+    let send = async |from: &mut RawClient, kind| {
+        let item = seal::seal(
             &from.identity,
             &alice_keys,
             kind,
@@ -649,32 +650,49 @@ async fn strangers_join_requests_share_one_allowance_and_cannot_crowd_out_member
             b"hello",
             &mut rng(),
         )
-        .unwrap()
+        .unwrap();
+        let items = vec![item];
+        from.request(|id| ClientFrame::SendSealed { id, items })
+            .await
     };
 
-    // Three strangers, one join request each: the third finds the allowance used up, although
-    // it is its own first item.
-    let mut replies = Vec::new();
-    for name in ["One", "Two", "Three"] {
-        let mut stranger = RawClient::register(&server, name).await;
-        let items = vec![seal_to_alice(&stranger, SealKind::JoinRequest)];
-        replies.push(
-            stranger
-                .request(|id| ClientFrame::SendSealed { id, items })
-                .await,
-        );
-    }
-    assert!(matches!(replies[0], ServerFrame::Ok { .. }), "{replies:?}");
-    assert!(matches!(replies[1], ServerFrame::Ok { .. }), "{replies:?}");
+    // One stranger may have one join request waiting (in this test), not two…
+    let mut one = RawClient::register(&server, "One").await;
+    let reply = send(&mut one, SealKind::JoinRequest).await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    let again = send(&mut one, SealKind::JoinRequest).await;
+    assert_eq!(error_code(&again), Some(ErrorCode::InboxFull), "{again:?}");
+    // …and all strangers together two: the third finds the allowance used up, although it is
+    // its own first join request.
+    let mut two = RawClient::register(&server, "Two").await;
+    let reply = send(&mut two, SealKind::JoinRequest).await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    let mut three = RawClient::register(&server, "Three").await;
+    let refused = send(&mut three, SealKind::JoinRequest).await;
     assert_eq!(
-        error_code(&replies[2]),
+        error_code(&refused),
         Some(ErrorCode::InboxFull),
-        "{replies:?}"
+        "{refused:?}"
     );
     // A member still reaches the facilitator.
-    let items = vec![seal_to_alice(&bob, SealKind::Direct)];
-    let reply = bob
-        .request(|id| ClientFrame::SendSealed { id, items })
+    let reply = send(&mut bob, SealKind::Direct).await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+
+    // Once the facilitator has received and acknowledged the join requests, there is room.
+    let mut inbox_ids = Vec::new();
+    while inbox_ids.len() < 3 {
+        let frame = alice
+            .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+            .await;
+        let ServerFrame::Inbox { items } = frame else {
+            unreachable!()
+        };
+        inbox_ids.extend(items.iter().map(|i| i.inbox_id));
+    }
+    let acked = alice
+        .request(|id| ClientFrame::AckInbox { id, inbox_ids })
         .await;
+    assert!(matches!(acked, ServerFrame::Ok { .. }), "{acked:?}");
+    let reply = send(&mut three, SealKind::JoinRequest).await;
     assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
 }

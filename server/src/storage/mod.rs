@@ -23,13 +23,14 @@ use serde::{Deserialize, Serialize};
 /// urgent requests. (The all-zero key is a small-order point, never a registered device.)
 pub const JOIN_REQUESTS_SHARE: DeviceId = DeviceId([0; 32]);
 
-/// The share of its recipient's inbox an item counts towards: its sender's, or for join
-/// requests [`JOIN_REQUESTS_SHARE`].
-pub fn inbox_share(payload: &confide_protocol::seal::SealedPayload) -> DeviceId {
+/// The shares of its recipient's inbox an item counts towards: its sender's, and for join
+/// requests also [`JOIN_REQUESTS_SHARE`] (so that one sender's join requests count against both:
+/// the joint allowance, and the sender's own, which is small for join requests).
+pub fn inbox_shares(payload: &confide_protocol::seal::SealedPayload) -> Vec<DeviceId> {
     if payload.kind == confide_protocol::seal::SealKind::JoinRequest {
-        JOIN_REQUESTS_SHARE
+        vec![payload.sender, JOIN_REQUESTS_SHARE]
     } else {
-        payload.sender
+        vec![payload.sender]
     }
 }
 
@@ -143,7 +144,7 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<InboxItem>, StorageError>;
     /// How many items a device's inbox holds.
     fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError>;
-    /// How many items in a device's inbox count towards `share` (see [`inbox_share`]).
+    /// How many items in a device's inbox count towards `share` (see [`inbox_shares`]).
     fn inbox_len_from(&self, device: &DeviceId, share: &DeviceId) -> Result<usize, StorageError>;
     /// A fresh, never reused, increasing id for inbox items.
     fn next_inbox_id(&self) -> Result<u64, StorageError>;

@@ -11,8 +11,8 @@
 //! | `message_ids` | group (16) ‖ message id (16) | seq (8) |
 //! | `last_seq` | group (16) | highest seq ever used (8), kept when messages are deleted |
 //! | `inbox` | device (32) ‖ inbox id (8) | JSON `InboxItem` |
-//! | `inbox_shares` | device (32) ‖ share (32) ‖ inbox id (8) | empty: the inbox items counting towards each share ([`super::inbox_share`]: the sender, or all join requests together) |
-//! | `inbox_share_of` | device (32) ‖ inbox id (8) | the item's share (32), so that an acknowledgement finds its `inbox_shares` entry without reading the item |
+//! | `inbox_shares` | device (32) ‖ share (32) ‖ inbox id (8) | empty: the inbox items counting towards each share ([`super::inbox_shares`]: the sender, and all join requests together) |
+//! | `inbox_share_of` | device (32) ‖ inbox id (8) | the item's shares (32 each), so that an acknowledgement finds its `inbox_shares` entries without reading the item |
 //!
 //! A batch is applied with one sled transaction over all trees and then made durable with one
 //! `flush`: the writer task calls `commit` with many clients' writes at once (group commit).
@@ -142,7 +142,7 @@ impl SledStorage {
         let mut inbox_share_of: Vec<Entry> = Vec::new();
         // The shares of inbox items written in this batch, for an acknowledgement in the same
         // batch (ids are predictable, so a client can acknowledge an item before it exists).
-        let mut new_shares: std::collections::HashMap<Vec<u8>, [u8; 32]> = Default::default();
+        let mut new_shares: std::collections::HashMap<Vec<u8>, Vec<u8>> = Default::default();
         // Deletions by message id need the seq, looked up now (ids are written before deletes in
         // the same batch only for messages already committed, which is the only case we need).
         for write in batch {
@@ -175,25 +175,37 @@ impl SledStorage {
                 }
                 Write::Inbox { device, item } => {
                     let key = key2(device.as_bytes(), &item.inbox_id.to_be_bytes());
-                    let share = super::inbox_share(&item.payload);
                     inbox.push((key.clone(), Some(encode(item)?)));
-                    inbox_shares.push((share_key(device, &share, item.inbox_id), Some(Vec::new())));
-                    inbox_share_of.push((key.clone(), Some(share.as_bytes().to_vec())));
-                    new_shares.insert(key, share.0);
+                    let mut shares = Vec::new();
+                    for share in super::inbox_shares(&item.payload) {
+                        inbox_shares
+                            .push((share_key(device, &share, item.inbox_id), Some(Vec::new())));
+                        shares.extend_from_slice(share.as_bytes());
+                    }
+                    inbox_share_of.push((key.clone(), Some(shares.clone())));
+                    new_shares.insert(key, shares);
                 }
                 Write::AckInbox { device, inbox_id } => {
                     let key = key2(device.as_bytes(), &inbox_id.to_be_bytes());
-                    let share = match new_shares.get(&key) {
-                        Some(share) => Some(*share),
+                    let shares = match new_shares.get(&key) {
+                        Some(shares) => Some(shares.clone()),
                         None => self
                             .inbox_share_of
                             .get(&key)
                             .map_err(backend)?
-                            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok()),
+                            .map(|v| v.to_vec()),
                     };
-                    if let Some(share) = share {
-                        let share = DeviceId(share);
-                        inbox_shares.push((share_key(device, &share, *inbox_id), None));
+                    if let Some(shares) = shares {
+                        if shares.len() % 32 != 0 {
+                            // Not ours to interpret; removed with the item all the same, so a
+                            // damaged entry cannot outlive it.
+                            tracing::warn!(len = shares.len(), "malformed inbox_share_of entry");
+                        }
+                        for share in shares.chunks_exact(32) {
+                            let mut id = [0u8; 32];
+                            id.copy_from_slice(share);
+                            inbox_shares.push((share_key(device, &DeviceId(id), *inbox_id), None));
+                        }
                         inbox_share_of.push((key.clone(), None));
                     }
                     inbox.push((key, None))
@@ -416,7 +428,7 @@ mod tests {
         };
         db.commit(&[join]).unwrap();
         assert_eq!(db.inbox_len_from(&me, &alice).unwrap(), 3);
-        assert_eq!(db.inbox_len_from(&me, &stranger).unwrap(), 0);
+        assert_eq!(db.inbox_len_from(&me, &stranger).unwrap(), 1);
         assert_eq!(
             db.inbox_len_from(&me, &super::super::JOIN_REQUESTS_SHARE)
                 .unwrap(),

@@ -72,6 +72,35 @@ pub const DEFAULT_MAX_SERVER_FRAME_BYTES: usize = 8 * 1024 * 1024;
 /// device of a large group fits; more is split across frames.
 pub const MAX_SEALED_PER_FRAME: usize = 256;
 
+/// Splits sealed payloads into the item lists of as few [`ClientFrame::SendSealed`] frames as
+/// needed for each to hold at most [`MAX_SEALED_PER_FRAME`] items and stay within `max_bytes` of
+/// JSON (for a server with the default limit, [`DEFAULT_MAX_CLIENT_FRAME_BYTES`]): a report of a
+/// large message to sixteen facilitators is over a megabyte. An item too large for any frame
+/// goes alone (the server will refuse it with `frame_too_large`). Order is kept.
+pub fn sealed_frames(items: Vec<SealedPayload>, max_bytes: usize) -> Vec<Vec<SealedPayload>> {
+    // The frame around the items: `{"type":"send_sealed","id":…,"items":[…]}`.
+    const ENVELOPE_BYTES: usize = 64;
+    let mut frames: Vec<Vec<SealedPayload>> = Vec::new();
+    let mut current: Vec<SealedPayload> = Vec::new();
+    let mut bytes = ENVELOPE_BYTES;
+    for item in items {
+        // The item's JSON plus a separating comma; serialization of a payload cannot fail (no
+        // maps with non-string keys), and a failure would only make the estimate generous.
+        let len = serde_json::to_vec(&item).map_or(max_bytes, |json| json.len()) + 1;
+        if !current.is_empty() && (current.len() >= MAX_SEALED_PER_FRAME || bytes + len > max_bytes)
+        {
+            frames.push(std::mem::take(&mut current));
+            bytes = ENVELOPE_BYTES;
+        }
+        bytes += len;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        frames.push(current);
+    }
+    frames
+}
+
 /// Most inbox ids in one [`ClientFrame::AckInbox`].
 pub const MAX_INBOX_ACKS_PER_FRAME: usize = 1024;
 
@@ -1117,6 +1146,51 @@ fn truncate(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sealed_frames_stay_within_the_count_and_the_bytes_and_keep_the_order() {
+        use crate::seal::{SealKind, seal};
+        let mut rng = crate::test_rng(41);
+        let me = DeviceIdentity::generate(&mut rng);
+        let them = DeviceIdentity::generate(&mut rng).public_keys();
+        let group = GroupId::random(&mut rng);
+        let epoch = crate::ids::EpochRef {
+            epoch: crate::ids::Epoch(1),
+            hash: crate::ids::OpHash([7; 32]),
+        };
+        let mut item = |size: usize| {
+            seal(
+                &me,
+                &them,
+                SealKind::Direct,
+                group,
+                epoch,
+                &vec![1u8; size],
+                &mut rng,
+            )
+            .unwrap()
+        };
+        // Sixteen 60 KB payloads (a report of a large message to sixteen facilitators) do not
+        // fit in one 1 MiB frame.
+        let big: Vec<_> = (0..16).map(|_| item(60_000)).collect();
+        let ids: Vec<_> = big.iter().map(|i| i.enc).collect();
+        let frames = sealed_frames(big, DEFAULT_MAX_CLIENT_FRAME_BYTES);
+        assert!(frames.len() > 1);
+        for items in &frames {
+            let frame = ClientFrame::SendSealed {
+                id: RequestId(u64::MAX),
+                items: items.clone(),
+            };
+            assert!(frame.to_json().unwrap().len() <= DEFAULT_MAX_CLIENT_FRAME_BYTES);
+        }
+        let order: Vec<_> = frames.iter().flatten().map(|i| i.enc).collect();
+        assert_eq!(order, ids);
+        // Many small ones are cut by count.
+        let small: Vec<_> = (0..300).map(|_| item(10)).collect();
+        let frames = sealed_frames(small, DEFAULT_MAX_CLIENT_FRAME_BYTES);
+        assert_eq!(frames.iter().map(Vec::len).collect::<Vec<_>>(), [256, 44]);
+        assert!(sealed_frames(Vec::new(), DEFAULT_MAX_CLIENT_FRAME_BYTES).is_empty());
+    }
+
     use super::*;
     use crate::seal::SealKind;
     use crate::test_rng;

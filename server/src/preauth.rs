@@ -1,10 +1,10 @@
 //! A byte budget for what a connection may send before it authenticates.
 //!
 //! Why: the websocket layer grows its read buffer to the length a frame header announces and
-//! keeps that capacity for the connection's lifetime (up to the hard cap of 4 ×
-//! `max_frame_bytes`). Without a budget, anyone could open connections and pin megabytes each
-//! without ever authenticating. With it, an unauthenticated connection can make the server hold
-//! at most [`crate::config::DEFAULT_MAX_PREAUTH_BYTES`] (plus one read) of its data.
+//! keeps that capacity for the connection's lifetime (up to the frame limit plus a margin, about
+//! 1 MiB). Without a budget, anyone could open connections and pin that much each without ever
+//! authenticating. With it, an unauthenticated connection can make the server hold at most
+//! [`crate::config::DEFAULT_MAX_PREAUTH_BYTES`] (plus one read) of its data.
 //!
 //! The budget counts every byte read from the socket — the TLS handshake, the websocket
 //! upgrade and the frames before `authenticated` — and is lifted for good when the connection

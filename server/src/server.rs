@@ -23,10 +23,12 @@ use crate::rate::RateLimiter;
 use crate::storage::{Storage, StorageError};
 use crate::writer::Writer;
 
-/// Hard cap on a websocket message, as a multiple of the configured frame limit: messages
-/// between the limit and this cap get a `frame_too_large` error and the connection survives;
-/// beyond it the websocket library closes the connection (1009, message too big).
-const WS_HARD_CAP_FACTOR: usize = 4;
+/// How far past the configured frame limit a websocket message may go and still be read, to be
+/// answered with a `frame_too_large` error while the connection survives; beyond it the websocket
+/// library closes the connection (1009, message too big). Small, because the websocket library
+/// keeps its read buffer at the largest message a connection sent (it was 4 × the limit, which
+/// let one connection pin 4 MiB; BENCHMARKS.md, bottleneck 9).
+const WS_HARD_CAP_MARGIN: usize = 64 * 1024;
 
 /// Everything `run` needs.
 pub struct Config {
@@ -93,7 +95,7 @@ impl Shared {
         let hard_cap = self
             .limits
             .max_frame_bytes
-            .saturating_mul(WS_HARD_CAP_FACTOR);
+            .saturating_add(WS_HARD_CAP_MARGIN);
         WebSocketConfig::default()
             .read_buffer_size(self.limits.ws_read_buffer)
             .write_buffer_size(self.limits.ws_write_buffer)

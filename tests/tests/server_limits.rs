@@ -696,3 +696,33 @@ async fn strangers_join_requests_share_one_allowance_and_cannot_crowd_out_member
     let reply = send(&mut three, SealKind::JoinRequest).await;
     assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
 }
+
+#[tokio::test]
+async fn a_message_far_over_the_frame_limit_closes_the_connection() {
+    let server = TestServer::start().await;
+    let mut alice = RawClient::register(&server, "Alice").await;
+    // Past the frame limit by more than the margin in which the server still answers
+    // `frame_too_large`: it stops reading at the header and closes (1009).
+    let limit = confide_protocol::frames::DEFAULT_MAX_CLIENT_FRAME_BYTES;
+    let huge = format!(
+        r#"{{"type":"ping","id":1,"pad":"{}"}}"#,
+        "x".repeat(limit + 200 * 1024)
+    );
+    let _ = alice.conn.send_raw(huge).await;
+    let closed = loop {
+        match tokio::time::timeout(RECV_TIMEOUT, alice.conn.recv()).await {
+            Ok(Ok(ServerFrame::GoingAway { reason })) => assert_eq!(reason, "message too big"),
+            Ok(Ok(other)) => panic!("expected the connection to close, got {other:?}"),
+            Ok(Err(e)) => break e,
+            Err(_) => panic!("the connection stayed open"),
+        }
+    };
+    assert!(
+        matches!(&closed, TransportError::Closed(_) | TransportError::Io(_)),
+        "{closed:?}"
+    );
+    // The server is fine, and so is the device on a new connection.
+    let mut again = alice.reconnect(&server).await;
+    let pong = again.request(|id| ClientFrame::Ping { id }).await;
+    assert!(matches!(pong, ServerFrame::Pong { .. }), "{pong:?}");
+}

@@ -8,8 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
 use confide_protocol::frames::{
-    self, ClientFrame, ErrorCode, InboxItem, MAX_SEALED_PER_FRAME, PROTOCOL_VERSION, ServerFrame,
-    StoredMessage,
+    self, ClientFrame, ErrorCode, InboxItem, PROTOCOL_VERSION, ServerFrame, StoredMessage,
 };
 use confide_protocol::group_log::{
     GroupSettings, GroupState, InviteSecret, MemberEntry, Op, OpBody, SignedOp,
@@ -1695,8 +1694,7 @@ impl Actor {
                     .map_err(protocol)?,
                 );
             }
-            self.request_ok(|id| ClientFrame::SendSealed { id, items })
-                .await?;
+            self.send_sealed(items).await?;
             // Remember the request, so the group is accepted when a facilitator approves it.
             self.store
                 .put(T_PENDING_JOINS, group.as_bytes(), &state.genesis_hash())?;
@@ -1809,14 +1807,20 @@ impl Actor {
                     .map_err(protocol)?,
                 );
             }
-            for chunk in items.chunks(MAX_SEALED_PER_FRAME) {
-                let chunk = chunk.to_vec();
-                self.request_ok(|id| ClientFrame::SendSealed { id, items: chunk })
-                    .await?;
-            }
+            self.send_sealed(items).await?;
             self.save_chain(&key, &chain, true)?;
         }
         Ok((epoch, chain))
+    }
+
+    /// Sends sealed payloads in as many `send_sealed` frames as the server's frame limit needs
+    /// (a report of a large message to many facilitators does not fit in one).
+    async fn send_sealed(&mut self, items: Vec<SealedPayload>) -> Result<(), ClientError> {
+        for items in frames::sealed_frames(items, frames::DEFAULT_MAX_CLIENT_FRAME_BYTES) {
+            self.request_ok(|id| ClientFrame::SendSealed { id, items })
+                .await?;
+        }
+        Ok(())
     }
 
     fn save_chain(

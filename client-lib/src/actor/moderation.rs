@@ -303,8 +303,7 @@ impl Actor {
             &mut crate::os_rng(),
         )
         .map_err(protocol)?;
-        self.request_ok(|id| ClientFrame::SendSealed { id, items })
-            .await?;
+        self.send_sealed(items).await?;
         Ok(())
     }
 
@@ -354,8 +353,7 @@ impl Actor {
                 .map_err(protocol)?,
             );
         }
-        self.request_ok(|id| ClientFrame::SendSealed { id, items })
-            .await?;
+        self.send_sealed(items).await?;
         Ok(())
     }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::writer::{DEFAULT_MAX_BATCH, DEFAULT_WRITE_QUEUE};
 
 /// Largest websocket message accepted from a client (the protocol's default client frame limit;
-/// a maximal envelope is ~88 KiB of base64, and a `send_sealed` may carry several reports).
+/// a maximal envelope or op is ~88 KiB of base64, and a `send_sealed` carries up to 256 sender
+/// keys or several reports — clients split larger ones, `frames::sealed_frames`). Messages up to
+/// 64 KiB larger are answered `frame_too_large`; larger still close the connection.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = confide_protocol::frames::DEFAULT_MAX_CLIENT_FRAME_BYTES;
 /// Frames queued for one connection before it counts as a slow consumer and is disconnected.
 pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;

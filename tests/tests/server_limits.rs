@@ -726,3 +726,42 @@ async fn a_message_far_over_the_frame_limit_closes_the_connection() {
     let pong = again.request(|id| ClientFrame::Ping { id }).await;
     assert!(matches!(pong, ServerFrame::Pong { .. }), "{pong:?}");
 }
+
+#[tokio::test]
+async fn a_sync_pages_ops_and_messages_share_one_byte_budget() {
+    let limits = Limits {
+        page_bytes: 4096,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let (mut alice, mut bob, state) = raw_group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    for _ in 0..20 {
+        let envelope = Envelope::seal(
+            &alice.identity,
+            state.group(),
+            epoch_of(&state),
+            &mut chain,
+            b"short",
+            &mut rng(),
+        )
+        .unwrap();
+        let reply = alice.request(|id| ClientFrame::Post { id, envelope }).await;
+        assert!(matches!(reply, ServerFrame::Posted { .. }), "{reply:?}");
+    }
+    // The first page completes the log (two ops) and then carries only as many messages as
+    // the rest of the budget allows — not another whole budget's worth.
+    let (ops, messages) = bob.sync_from_start(state.group()).await;
+    let op_bytes: usize = ops.iter().map(|op| op.op.len()).sum();
+    let message_bytes: usize = messages.iter().map(|m| m.envelope.ciphertext.len()).sum();
+    assert_eq!(ops.len(), 2);
+    assert!(
+        !messages.is_empty() && messages.len() < 20,
+        "{}",
+        messages.len()
+    );
+    assert!(
+        op_bytes + message_bytes <= 4096,
+        "ops {op_bytes} + messages {message_bytes} bytes in one page"
+    );
+}

@@ -41,11 +41,11 @@ pub enum ClientError {
     #[error("protocol error: {0}")]
     Protocol(String),
     /// The message was encrypted and handed to the server, but the connection failed before
-    /// the server acknowledged it. It is kept and sent again when the connection returns;
-    /// [`crate::Event::Sent`] or [`crate::Event::SendFailed`] reports the outcome.
-    #[error(
-        "not acknowledged yet: the message is kept and will be sent again when the connection returns"
-    )]
+    /// the server acknowledged it, or the server could not take it for a passing reason (its
+    /// disk, a restart, a rate limit). It is kept and sent again when the connection returns or
+    /// the server can take it; [`crate::Event::Sent`] or [`crate::Event::SendFailed`] reports
+    /// the outcome.
+    #[error("not acknowledged yet: the message is kept and will be sent again")]
     Pending,
     /// The client has been shut down.
     #[error("the client has shut down")]

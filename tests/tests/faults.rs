@@ -6,13 +6,16 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use confide_client::Event;
 use confide_protocol::envelope::Envelope;
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use confide_protocol::group_log::OpBody;
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceIdentity, UserId};
 use confide_server::Limits;
-use confide_tests::{RECV_TIMEOUT, RawClient, TestServer, error_code, raw_group_of_two, rng};
+use confide_tests::{
+    RECV_TIMEOUT, RawClient, TestServer, error_code, raw_group_of_two, rng, users_in_group,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[tokio::test]
@@ -154,4 +157,35 @@ async fn a_half_open_connection_is_closed_by_the_idle_timeout() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(silent);
+}
+
+#[tokio::test]
+async fn a_message_the_full_disk_refused_is_kept_and_sent_when_the_disk_recovers() {
+    let (server, faults) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    // A first message while all is well (it also hands Alice's sender key to Bob).
+    users[0]
+        .client
+        .send_text(group, "hello", None)
+        .await
+        .unwrap();
+    faults.full.store(true, Ordering::SeqCst);
+    let outcome = users[0]
+        .client
+        .send_text(group, "written while the disk was full", None)
+        .await;
+    assert!(
+        matches!(outcome, Err(confide_client::ClientError::Pending)),
+        "the message is kept, not failed: {outcome:?}"
+    );
+    faults.full.store(false, Ordering::SeqCst);
+    // The client posts it again by itself, and says so; Bob gets it once.
+    let (sent, _) = users[0].wait_event(|e| matches!(e, Event::Sent(_))).await;
+    let Event::Sent(sent) = sent else {
+        unreachable!()
+    };
+    assert_eq!(sent.text, "written while the disk was full");
+    let history = users[1].wait_history(group, 2).await;
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["hello", "written while the disk was full"]);
 }

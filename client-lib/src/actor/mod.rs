@@ -64,6 +64,12 @@ const MAX_PARKED_PER_SENDER: usize = 64;
 const MAX_EPOCH_AHEAD: u64 = 16;
 /// How long connecting (TCP, TLS, websocket, challenge) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the outbox waits before posting again after the server could not take a message
+/// for a passing reason (`storage`, `shutting_down`, `rate_limited`) and named no time itself.
+const OUTBOX_RETRY: Duration = Duration::from_secs(2);
+/// Bounds on any wait before the outbox posts again.
+const OUTBOX_RETRY_MIN: Duration = Duration::from_millis(250);
+const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(60);
 const T_PINNED: &str = "pinned";
 const T_NOTES: &str = "notes";
 const T_PRIVATE: &str = "private";
@@ -233,6 +239,8 @@ pub(crate) struct Actor {
     needs_repost: BTreeSet<GroupId>,
     /// Inbox items processed and stored, to acknowledge.
     pending_acks: Vec<u64>,
+    /// When to post the outbox again, after the server refused a message for a passing reason.
+    outbox_retry_at: Option<tokio::time::Instant>,
 }
 
 fn now() -> Timestamp {
@@ -304,6 +312,7 @@ impl Actor {
             needs_sync: BTreeSet::new(),
             needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),
+            outbox_retry_at: None,
         };
         actor.load_groups()?;
         Ok(actor)
@@ -402,9 +411,12 @@ impl Actor {
                 let Some(conn) = self.conn.as_mut() else {
                     continue;
                 };
+                let retry_at = self.outbox_retry_at;
                 tokio::select! {
                     cmd = commands.recv() => Next::Command(cmd),
                     frame = conn.recv() => Next::Frame(frame),
+                    // `retry_at` is `Some` whenever this branch is enabled.
+                    _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => Next::RetryOutbox,
                 }
             };
             match next {
@@ -419,6 +431,10 @@ impl Actor {
                 }
                 Next::Command(Some(cmd)) => self.handle_command(cmd).await,
                 Next::Frame(Ok(frame)) => self.handle_frame(frame),
+                Next::RetryOutbox => {
+                    self.outbox_retry_at = None;
+                    self.resend_outbox().await;
+                }
                 Next::Frame(Err(e)) => self.disconnected(e.to_string()),
             }
             self.flush_acks().await;
@@ -615,6 +631,16 @@ impl Actor {
 enum Next {
     Command(Option<Command>),
     Frame(Result<ServerFrame, crate::TransportError>),
+    RetryOutbox,
+}
+
+/// Whether the server refused a post for a passing reason, so that the identical envelope is
+/// posted again later (PROTOCOL.md §9.8) rather than reported as failed.
+fn is_passing(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Storage | ErrorCode::ShuttingDown | ErrorCode::RateLimited
+    )
 }
 
 impl Actor {
@@ -1239,6 +1265,17 @@ impl Actor {
                 Ok(reply) => reply,
                 Err(_) => return,
             };
+            if let ServerFrame::Error {
+                code,
+                retry_after_ms,
+                ..
+            } = &reply
+                && is_passing(*code)
+            {
+                // Kept, and this and the rest tried again later, in order.
+                self.schedule_outbox_retry(*retry_after_ms);
+                break;
+            }
             let _ = self.store.remove(T_OUTBOX, &key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
@@ -1254,6 +1291,16 @@ impl Actor {
             }
         }
         let _ = self.store.flush();
+    }
+
+    /// Posts the outbox again after `retry_after_ms` (or [`OUTBOX_RETRY`]), unless a retry is
+    /// already due sooner.
+    fn schedule_outbox_retry(&mut self, retry_after_ms: Option<u64>) {
+        let wait = retry_after_ms
+            .map_or(OUTBOX_RETRY, Duration::from_millis)
+            .clamp(OUTBOX_RETRY_MIN, OUTBOX_RETRY_MAX);
+        let at = tokio::time::Instant::now() + wait;
+        self.outbox_retry_at = Some(self.outbox_retry_at.map_or(at, |due| due.min(at)));
     }
 
     /// A message from the outbox reached the server (acknowledged late, or echoed by a sync):
@@ -1925,6 +1972,18 @@ impl Actor {
                 }
                 Err(e) => return Err(e),
             };
+            if let ServerFrame::Error {
+                code,
+                retry_after_ms,
+                ..
+            } = &reply
+                && is_passing(*code)
+            {
+                // Kept in the outbox and posted again later: the caller hears `Pending` now and
+                // `Sent` (or `SendFailed`) then.
+                self.schedule_outbox_retry(*retry_after_ms);
+                return Err(ClientError::Pending);
+            }
             let _ = self.store.remove(T_OUTBOX, &outbox_key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {

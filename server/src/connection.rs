@@ -580,8 +580,11 @@ async fn authenticate(
                 .device(&keys.device)
                 .map_err(storage_reject)?;
             let display_name = match stored {
-                // Registering again with identical keys (a retry after a lost reply) is fine.
+                // Registering again with identical keys (a retry after a lost reply) is fine —
+                // once a flush has succeeded, since the record may have been applied by a write
+                // whose flush failed.
                 Some(existing) if existing.user == user && existing.keys == keys => {
+                    commit(shared, Vec::new()).await?;
                     existing.display_name
                 }
                 Some(_) => {

@@ -4,7 +4,9 @@
 //! keeps that capacity for the connection's lifetime (up to the frame limit plus a margin, about
 //! 1 MiB). Without a budget, anyone could open connections and pin that much each without ever
 //! authenticating. With it, an unauthenticated connection can make the server hold at most
-//! [`crate::config::DEFAULT_MAX_PREAUTH_BYTES`] (plus one read) of its data.
+//! [`crate::config::DEFAULT_MAX_PREAUTH_BYTES`] (plus one read) of its data. (A frame header alone
+//! still makes the buffer reserve its announced length — address space, not resident memory —
+//! until the authentication deadline closes the connection.)
 //!
 //! The budget counts every byte read from the socket — the TLS handshake, the websocket
 //! upgrade and the frames before `authenticated` — and is lifted for good when the connection

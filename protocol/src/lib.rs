@@ -10,8 +10,9 @@
 //! - [`ids`]: [`DeviceId`], [`UserId`], [`GroupId`], [`Epoch`], [`Seq`] and friends.
 //! - [`identity`]: [`DeviceIdentity`] (secret keys), [`DeviceKeys`] (public keys), safety numbers,
 //!   the passphrase-encrypted export.
-//! - [`seal`]: HPKE sealing of signed payloads to one device ([`SealedPayload`]).
-//! - [`sender_key`]: the Sender Keys chain ratchet ([`SenderChain`], [`ReceiverChain`]).
+//! - [`seal`]: HPKE sealing of signed payloads to one device ([`seal::SealedPayload`]).
+//! - [`sender_key`]: the Sender Keys chain ratchet ([`sender_key::SenderChain`],
+//!   [`sender_key::ReceiverChain`]).
 //! - [`envelope`]: encrypted, signed, padded group messages with a franking commitment.
 //! - [`group_log`]: the signed, hash-chained log of membership and moderation, its policy and
 //!   its verifier ([`GroupState`]).

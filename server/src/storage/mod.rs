@@ -10,7 +10,7 @@
 
 mod sled_store;
 
-pub use sled_store::{DEFAULT_CACHE_BYTES, SledStorage};
+pub use sled_store::{DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, SledStorage};
 
 use confide_protocol::frames::{InboxItem, StoredMessage};
 use confide_protocol::group_log::SignedOp;

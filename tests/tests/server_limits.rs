@@ -545,9 +545,31 @@ async fn one_user_id_registered_from_two_devices_at_once_gets_exactly_one() {
     );
 }
 
+/// Seals a short payload of `kind` from `from` to `to` in the group's current epoch and sends it.
+async fn seal_and_send(
+    from: &mut RawClient,
+    to: &confide_protocol::DeviceKeys,
+    state: &GroupState,
+    kind: confide_protocol::seal::SealKind,
+) -> ServerFrame {
+    let item = confide_protocol::seal::seal(
+        &from.identity,
+        to,
+        kind,
+        state.group(),
+        state.epoch_ref(),
+        b"hello",
+        &mut rng(),
+    )
+    .unwrap();
+    let items = vec![item];
+    from.request(|id| ClientFrame::SendSealed { id, items })
+        .await
+}
+
 #[tokio::test]
 async fn one_member_cannot_fill_a_recipients_inbox_for_everyone_else() {
-    use confide_protocol::seal::{self, SealKind};
+    use confide_protocol::seal::SealKind::Direct;
     let limits = Limits {
         max_inbox_items_per_sender: 3,
         ..Limits::default()
@@ -564,21 +586,7 @@ async fn one_member_cannot_fill_a_recipients_inbox_for_everyone_else() {
     assert!(matches!(added, ServerFrame::OpAppended { .. }), "{added:?}");
     let bob = bob.close().await;
     let bob_keys = bob.identity.public_keys();
-    let send = async |from: &mut RawClient| {
-        let item = seal::seal(
-            &from.identity,
-            &bob_keys,
-            SealKind::Direct,
-            state.group(),
-            state.epoch_ref(),
-            b"hello Bob",
-            &mut rng(),
-        )
-        .unwrap();
-        let items = vec![item];
-        from.request(|id| ClientFrame::SendSealed { id, items })
-            .await
-    };
+    let send = async |from: &mut RawClient| seal_and_send(from, &bob_keys, &state, Direct).await;
 
     // Carol fills her share of Bob's inbox, and no more…
     for _ in 0..3 {
@@ -619,7 +627,7 @@ async fn one_member_cannot_fill_a_recipients_inbox_for_everyone_else() {
 #[tokio::test]
 async fn strangers_join_requests_share_one_allowance_and_cannot_crowd_out_members() {
     use confide_protocol::group_log::InviteSecret;
-    use confide_protocol::seal::{self, SealKind};
+    use confide_protocol::seal::SealKind;
     let limits = Limits {
         max_inbox_items_per_sender: 2,
         max_join_requests_per_sender: 1,
@@ -640,21 +648,8 @@ async fn strangers_join_requests_share_one_allowance_and_cannot_crowd_out_member
         "{opened:?}"
     );
     let alice_keys = alice.identity.public_keys();
-    let send = async |from: &mut RawClient, kind| {
-        let item = seal::seal(
-            &from.identity,
-            &alice_keys,
-            kind,
-            state.group(),
-            state.epoch_ref(),
-            b"hello",
-            &mut rng(),
-        )
-        .unwrap();
-        let items = vec![item];
-        from.request(|id| ClientFrame::SendSealed { id, items })
-            .await
-    };
+    let send =
+        async |from: &mut RawClient, kind| seal_and_send(from, &alice_keys, &state, kind).await;
 
     // One stranger may have one join request waiting (in this test), not two…
     let mut one = RawClient::register(&server, "One").await;

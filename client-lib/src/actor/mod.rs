@@ -1265,15 +1265,8 @@ impl Actor {
                 Ok(reply) => reply,
                 Err(_) => return,
             };
-            if let ServerFrame::Error {
-                code,
-                retry_after_ms,
-                ..
-            } = &reply
-                && is_passing(*code)
-            {
-                // Kept, and this and the rest tried again later, in order.
-                self.schedule_outbox_retry(*retry_after_ms);
+            if self.keep_for_retry(&reply) {
+                // This one and the rest are posted again later, in order.
                 break;
             }
             let _ = self.store.remove(T_OUTBOX, &key);
@@ -1293,14 +1286,27 @@ impl Actor {
         let _ = self.store.flush();
     }
 
-    /// Posts the outbox again after `retry_after_ms` (or [`OUTBOX_RETRY`]), unless a retry is
-    /// already due sooner.
-    fn schedule_outbox_retry(&mut self, retry_after_ms: Option<u64>) {
+    /// Whether `reply` to a post refuses it for a passing reason; if so, the message stays in
+    /// the outbox and the outbox is posted again after `retry_after_ms` (or [`OUTBOX_RETRY`]),
+    /// unless a retry is already due sooner.
+    fn keep_for_retry(&mut self, reply: &ServerFrame) -> bool {
+        let ServerFrame::Error {
+            code,
+            retry_after_ms,
+            ..
+        } = reply
+        else {
+            return false;
+        };
+        if !is_passing(*code) {
+            return false;
+        }
         let wait = retry_after_ms
             .map_or(OUTBOX_RETRY, Duration::from_millis)
             .clamp(OUTBOX_RETRY_MIN, OUTBOX_RETRY_MAX);
         let at = tokio::time::Instant::now() + wait;
         self.outbox_retry_at = Some(self.outbox_retry_at.map_or(at, |due| due.min(at)));
+        true
     }
 
     /// A message from the outbox reached the server (acknowledged late, or echoed by a sync):
@@ -1972,16 +1978,8 @@ impl Actor {
                 }
                 Err(e) => return Err(e),
             };
-            if let ServerFrame::Error {
-                code,
-                retry_after_ms,
-                ..
-            } = &reply
-                && is_passing(*code)
-            {
-                // Kept in the outbox and posted again later: the caller hears `Pending` now and
-                // `Sent` (or `SendFailed`) then.
-                self.schedule_outbox_retry(*retry_after_ms);
+            if self.keep_for_retry(&reply) {
+                // The caller hears `Pending` now, and `Sent` (or `SendFailed`) then.
                 return Err(ClientError::Pending);
             }
             let _ = self.store.remove(T_OUTBOX, &outbox_key);

@@ -45,6 +45,14 @@ pub enum StoreError {
     State(String),
 }
 
+/// Parses a decrypted JSON value; a value that does not parse is a corrupt store.
+fn parse<T: DeserializeOwned>(tree: &str, key: &[u8], plain: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(plain).map_err(|_| StoreError::Corrupt {
+        tree: tree.into(),
+        key: hex::encode(key),
+    })
+}
+
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
 }
@@ -200,16 +208,20 @@ impl Store {
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
         match self.get_bytes(tree, key)? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|_| StoreError::Corrupt {
-                        tree: tree.into(),
-                        key: hex::encode(key),
-                    })
-            }
+            Some(bytes) => parse(tree, key, &bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Decrypts and parses one entry of a scan.
+    fn read_entry<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        entry: sled::Result<(sled::IVec, sled::IVec)>,
+    ) -> Result<(Vec<u8>, T), StoreError> {
+        let (k, v) = entry.map_err(db_err)?;
+        let plain = self.decrypt(tree, &k, &v)?;
+        Ok((k.to_vec(), parse(tree, &k, &plain)?))
     }
 
     /// Deletes a value.
@@ -233,13 +245,7 @@ impl Store {
         let t = self.db.open_tree(tree).map_err(db_err)?;
         let mut out = Vec::new();
         for entry in t.scan_prefix(prefix).take(limit) {
-            let (k, v) = entry.map_err(db_err)?;
-            let plain = self.decrypt(tree, &k, &v)?;
-            let value = serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt {
-                tree: tree.into(),
-                key: hex::encode(&k),
-            })?;
-            out.push((k.to_vec(), value));
+            out.push(self.read_entry(tree, entry)?);
         }
         Ok(out)
     }
@@ -271,13 +277,7 @@ impl Store {
         let t = self.db.open_tree(tree).map_err(db_err)?;
         let mut out = Vec::new();
         for entry in t.range(start.to_vec()..end.to_vec()).rev().take(limit) {
-            let (k, v) = entry.map_err(db_err)?;
-            let plain = self.decrypt(tree, &k, &v)?;
-            let value = serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt {
-                tree: tree.into(),
-                key: hex::encode(&k),
-            })?;
-            out.push((k.to_vec(), value));
+            out.push(self.read_entry(tree, entry)?);
         }
         Ok(out)
     }

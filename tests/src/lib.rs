@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use confide_client::{Connection, ServerTrust};
 use confide_protocol::frames::{self, ClientFrame, PROTOCOL_VERSION, ServerFrame};
 use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody, SignedOp};
+use confide_protocol::seal::{SealKind, SealedPayload};
 use confide_protocol::{DeviceIdentity, GroupId, RequestId, Timestamp, UserId};
 use confide_server::{Config, Limits, SledStorage, TlsIdentity};
 
@@ -362,25 +363,40 @@ impl RawClient {
         }
     }
 
+    /// Asks for the first page (up to `limit` ops and messages) of `group`, with `invite` as
+    /// the proof of a device that is not a member; the server's reply.
+    pub async fn sync_page(
+        &mut self,
+        group: GroupId,
+        limit: u32,
+        invite: Option<frames::InviteProof>,
+    ) -> ServerFrame {
+        self.request(|id| ClientFrame::Sync {
+            id,
+            group,
+            after_op_seq: None,
+            after_seq: confide_protocol::Seq(0),
+            limit,
+            invite,
+        })
+        .await
+    }
+
     /// The first page (up to 50 ops and 50 messages) of `group` from the beginning.
     pub async fn sync_from_start(
         &mut self,
         group: GroupId,
     ) -> (Vec<SignedOp>, Vec<frames::StoredMessage>) {
-        let reply = self
-            .request(|id| ClientFrame::Sync {
-                id,
-                group,
-                after_op_seq: None,
-                after_seq: confide_protocol::Seq(0),
-                limit: 50,
-                invite: None,
-            })
-            .await;
-        match reply {
+        match self.sync_page(group, 50, None).await {
             ServerFrame::SyncPage { ops, messages, .. } => (ops, messages),
             other => panic!("expected a sync page, got {other:?}"),
         }
+    }
+
+    /// Sends sealed payloads; the server's reply.
+    pub async fn send_sealed(&mut self, items: Vec<SealedPayload>) -> ServerFrame {
+        self.request(|id| ClientFrame::SendSealed { id, items })
+            .await
     }
 
     /// Waits for the next live frame matching `pred`, keeping others.
@@ -711,6 +727,26 @@ pub async fn users_in_group(
         );
     }
     (users, group)
+}
+
+/// Seals `payload` of `kind` from `from` to `to` in the current epoch of `state`'s group.
+pub fn seal_to(
+    from: &DeviceIdentity,
+    to: &confide_protocol::DeviceKeys,
+    kind: SealKind,
+    state: &GroupState,
+    payload: &[u8],
+) -> SealedPayload {
+    confide_protocol::seal::seal(
+        from,
+        to,
+        kind,
+        state.group(),
+        state.epoch_ref(),
+        payload,
+        &mut rng(),
+    )
+    .unwrap()
 }
 
 /// What a test can do to the disk of a server started with

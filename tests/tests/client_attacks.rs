@@ -243,7 +243,7 @@ async fn an_urgent_request_across_an_epoch_change_reaches_the_offline_facilitato
 /// Review finding 3: payload kinds the client did not use stayed in the inbox forever.
 #[tokio::test]
 async fn every_inbox_item_is_acknowledged_so_nothing_piles_up() {
-    use confide_protocol::frames::{ClientFrame, ServerFrame};
+    use confide_protocol::frames::ServerFrame;
     use confide_protocol::seal::{self, SealKind};
     let mut server = TestServer::start().await;
     let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
@@ -287,9 +287,7 @@ async fn every_inbox_item_is_acknowledged_so_nothing_piles_up() {
             .unwrap()
         })
         .collect();
-    let reply = raw
-        .request(|id| ClientFrame::SendSealed { id, items })
-        .await;
+    let reply = raw.send_sealed(items).await;
     assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
     users[0].go_offline().await;
     users[0].come_back().await;

@@ -7,11 +7,11 @@ use confide_client::TransportError;
 use confide_protocol::envelope::Envelope;
 use confide_protocol::frames::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame, sign_auth};
 use confide_protocol::group_log::OpBody;
-use confide_protocol::seal::{self, SealKind};
+use confide_protocol::seal::SealKind;
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceIdentity, GroupId, Seq, Signature, UserId};
 use confide_server::Limits;
-use confide_tests::{RawClient, TestServer, error_code, now, raw_group_of_two, rng};
+use confide_tests::{RawClient, TestServer, error_code, now, raw_group_of_two, rng, seal_to};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Sends raw text and returns the next error frame's code.
@@ -197,16 +197,7 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
     assert_eq!(error_code(&reply), Some(ErrorCode::AlreadyAuthenticated));
     checked += 1;
     let unknown_group = GroupId::random(&mut rng());
-    let reply = alice
-        .request(|id| ClientFrame::Sync {
-            id,
-            group: unknown_group,
-            after_op_seq: None,
-            after_seq: Seq(0),
-            limit: 5,
-            invite: None,
-        })
-        .await;
+    let reply = alice.sync_page(unknown_group, 5, None).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::NoSuchGroup));
     checked += 1;
     // An op for another group than the request names.
@@ -416,72 +407,45 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
 
     // 5. Bad sealed payloads.
     let stranger = DeviceIdentity::generate(&mut rng());
-    let to_stranger = seal::seal(
+    let to_stranger = seal_to(
         &alice.identity,
         &stranger.public_keys(),
         SealKind::SenderKey,
-        group,
-        state.epoch_ref(),
+        &state,
         b"k",
-        &mut rng(),
-    )
-    .unwrap();
-    let reply = alice
-        .request(|id| ClientFrame::SendSealed {
-            id,
-            items: vec![to_stranger],
-        })
-        .await;
+    );
+    let reply = alice.send_sealed(vec![to_stranger]).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::NotMember));
     checked += 1;
-    let mut huge = seal::seal(
+    let mut huge = seal_to(
         &alice.identity,
         &bob.identity.public_keys(),
         SealKind::SenderKey,
-        group,
-        state.epoch_ref(),
+        &state,
         b"k",
-        &mut rng(),
-    )
-    .unwrap();
+    );
     huge.ciphertext = vec![0; 70 * 1024];
-    let reply = alice
-        .request(|id| ClientFrame::SendSealed {
-            id,
-            items: vec![huge],
-        })
-        .await;
+    let reply = alice.send_sealed(vec![huge]).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::MessageTooLarge));
     checked += 1;
-    let mut not_from_me = seal::seal(
+    let mut not_from_me = seal_to(
         &alice.identity,
         &bob.identity.public_keys(),
         SealKind::SenderKey,
-        group,
-        state.epoch_ref(),
+        &state,
         b"k",
-        &mut rng(),
-    )
-    .unwrap();
+    );
     not_from_me.sender = bob.identity.device_id();
-    let reply = alice
-        .request(|id| ClientFrame::SendSealed {
-            id,
-            items: vec![not_from_me],
-        })
-        .await;
+    let reply = alice.send_sealed(vec![not_from_me]).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::BadFrame));
     checked += 1;
-    let join_request = seal::seal(
+    let join_request = seal_to(
         &stranger,
         &alice.identity.public_keys(),
         SealKind::JoinRequest,
-        group,
-        state.epoch_ref(),
+        &state,
         b"let me in",
-        &mut rng(),
-    )
-    .unwrap();
+    );
     let mut outsider =
         RawClient::connect_as(&server, stranger, UserId::random(&mut rng()), "Outsider").await;
     let id = outsider.next_id();
@@ -490,12 +454,7 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
         outsider.send_request(&frame).await,
         ServerFrame::Authenticated { .. }
     ));
-    let reply = outsider
-        .request(|id| ClientFrame::SendSealed {
-            id,
-            items: vec![join_request],
-        })
-        .await;
+    let reply = outsider.send_sealed(vec![join_request]).await;
     assert_eq!(
         error_code(&reply),
         Some(ErrorCode::NotMember),
@@ -579,16 +538,7 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
         Some(ErrorCode::NotMember)
     );
     checked += 1;
-    let reply = outsider
-        .request(|id| ClientFrame::Sync {
-            id,
-            group,
-            after_op_seq: None,
-            after_seq: Seq(0),
-            limit: 5,
-            invite: None,
-        })
-        .await;
+    let reply = outsider.sync_page(group, 5, None).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::NotMember));
     checked += 1;
     // After removal, the removed member can no longer post.
@@ -693,38 +643,27 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
     let mut second = RawClient::connect_as(&server, bob.clone_identity(), bob.user, "Bob").await;
     let old = sign_auth(&bob.identity, "localhost", &bob.nonce);
     let device = bob.identity.device_id();
-    let reply = second
-        .request(|id| ClientFrame::Authenticate {
-            id,
-            version: PROTOCOL_VERSION,
-            device,
-            signature: old,
-        })
-        .await;
+    let authenticate = async |client: &mut RawClient, version, signature| {
+        client
+            .request(|id| ClientFrame::Authenticate {
+                id,
+                version,
+                device,
+                signature,
+            })
+            .await
+    };
+    let reply = authenticate(&mut second, PROTOCOL_VERSION, old).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::AuthFailed));
     checked += 1;
     // A signature for another server name.
     let wrong_name = sign_auth(&second.identity, "evil.example", &second.nonce);
-    let reply = second
-        .request(|id| ClientFrame::Authenticate {
-            id,
-            version: PROTOCOL_VERSION,
-            device,
-            signature: wrong_name,
-        })
-        .await;
+    let reply = authenticate(&mut second, PROTOCOL_VERSION, wrong_name).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::AuthFailed));
     checked += 1;
     // A future protocol version.
     let signature = sign_auth(&second.identity, "localhost", &second.nonce);
-    let reply = second
-        .request(|id| ClientFrame::Authenticate {
-            id,
-            version: 99,
-            device,
-            signature,
-        })
-        .await;
+    let reply = authenticate(&mut second, 99, signature).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::UnsupportedVersion));
     checked += 1;
     // Registration with bad names and a taken user id.
@@ -777,16 +716,7 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
 
     // Everything stored is intact, and Bob never noticed.
     still_fine(&mut bob, &state, &mut bob_chain).await;
-    let reply = bob
-        .request(|id| ClientFrame::Sync {
-            id,
-            group,
-            after_op_seq: None,
-            after_seq: Seq(0),
-            limit: 500,
-            invite: None,
-        })
-        .await;
+    let reply = bob.sync_page(group, 500, None).await;
     let ServerFrame::SyncPage { messages, .. } = reply else {
         panic!()
     };

@@ -14,7 +14,9 @@ use confide_protocol::seal::{self, SealKind};
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceIdentity, Seq, Signature, Timestamp};
 use confide_server::Limits;
-use confide_tests::{RawClient, TestServer, epoch_of, error_code, now, raw_group_of_two, rng};
+use confide_tests::{
+    RawClient, TestServer, epoch_of, error_code, now, raw_group_of_two, rng, seal_to,
+};
 use std::sync::atomic::Ordering;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -561,16 +563,13 @@ async fn inbox_items_are_delivered_until_acknowledged() {
     let server = TestServer::start().await;
     let (mut alice, bob, state) = raw_group_of_two(&server).await;
     let bob = bob.close().await;
-    let sealed = seal::seal(
+    let sealed = seal_to(
         &alice.identity,
         &bob.identity.public_keys(),
         SealKind::SenderKey,
-        state.group(),
-        epoch_of(&state),
+        &state,
         b"chain",
-        &mut rng(),
-    )
-    .unwrap();
+    );
     let reply = alice
         .request(|id| ClientFrame::SendSealed {
             id,
@@ -620,22 +619,14 @@ async fn inbox_items_are_delivered_until_acknowledged() {
 
     // An outsider cannot fill a member's inbox.
     let mut eve = RawClient::register(&server, "Eve").await;
-    let spam = seal::seal(
+    let spam = seal_to(
         &eve.identity,
         &bob.identity.public_keys(),
         SealKind::SenderKey,
-        state.group(),
-        epoch_of(&state),
+        &state,
         b"spam",
-        &mut rng(),
-    )
-    .unwrap();
-    let reply = eve
-        .request(|id| ClientFrame::SendSealed {
-            id,
-            items: vec![spam],
-        })
-        .await;
+    );
+    let reply = eve.send_sealed(vec![spam]).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::NotMember));
 }
 
@@ -732,32 +723,14 @@ async fn only_an_invite_holder_may_read_a_groups_log_before_joining() {
         id: secret.id(),
         signature: InviteSecret::generate(&mut rng()).sign_sync(&group, &device),
     };
-    let reply = dana
-        .request(|id| ClientFrame::Sync {
-            id,
-            group,
-            after_op_seq: None,
-            after_seq: Seq(0),
-            limit: 10,
-            invite: Some(forged),
-        })
-        .await;
+    let reply = dana.sync_page(group, 10, Some(forged)).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::NotMember));
     // A proof made for another device is useless too.
     let stolen = InviteProof {
         id: secret.id(),
         signature: secret.sign_sync(&group, &alice.identity.device_id()),
     };
-    let reply = dana
-        .request(|id| ClientFrame::Sync {
-            id,
-            group,
-            after_op_seq: None,
-            after_seq: Seq(0),
-            limit: 10,
-            invite: Some(stolen),
-        })
-        .await;
+    let reply = dana.sync_page(group, 10, Some(stolen)).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::NotMember));
     // The holder gets the ops, and no messages.
     say_ok(
@@ -771,16 +744,7 @@ async fn only_an_invite_holder_may_read_a_groups_log_before_joining() {
         id: secret.id(),
         signature: secret.sign_sync(&group, &device),
     };
-    let reply = dana
-        .request(|id| ClientFrame::Sync {
-            id,
-            group,
-            after_op_seq: None,
-            after_seq: Seq(0),
-            limit: 10,
-            invite: Some(proof),
-        })
-        .await;
+    let reply = dana.sync_page(group, 10, Some(proof)).await;
     let ServerFrame::SyncPage { ops, messages, .. } = reply else {
         panic!("{reply:?}")
     };

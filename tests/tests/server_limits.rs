@@ -11,7 +11,7 @@ use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceIdentity, GroupId, Seq, UserId};
 use confide_server::Limits;
 use confide_tests::{
-    RECV_TIMEOUT, RawClient, TestServer, epoch_of, error_code, now, raw_group_of_two, rng,
+    RECV_TIMEOUT, RawClient, TestServer, epoch_of, error_code, now, raw_group_of_two, rng, seal_to,
 };
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -327,7 +327,7 @@ async fn creating_a_group_is_idempotent_for_its_author_only() {
 
 #[tokio::test]
 async fn a_large_inbox_backlog_arrives_page_by_page_as_it_is_acknowledged() {
-    use confide_protocol::seal::{self, SealKind};
+    use confide_protocol::seal::SealKind;
     let limits = Limits {
         page_bytes: 64 * 1024,
         rate_per_second: 10_000,
@@ -342,22 +342,17 @@ async fn a_large_inbox_backlog_arrives_page_by_page_as_it_is_acknowledged() {
     for _ in 0..6 {
         let items: Vec<_> = (0..5)
             .map(|_| {
-                seal::seal(
+                seal_to(
                     &alice.identity,
                     &bob.identity.public_keys(),
                     SealKind::Direct,
-                    state.group(),
-                    state.epoch_ref(),
+                    &state,
                     &payload,
-                    &mut rng(),
                 )
-                .unwrap()
             })
             .collect();
         sent += items.len();
-        let reply = alice
-            .request(|id| ClientFrame::SendSealed { id, items })
-            .await;
+        let reply = alice.send_sealed(items).await;
         assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
     }
     let mut bob = bob.connect(&server).await;
@@ -552,19 +547,8 @@ async fn seal_and_send(
     state: &GroupState,
     kind: confide_protocol::seal::SealKind,
 ) -> ServerFrame {
-    let item = confide_protocol::seal::seal(
-        &from.identity,
-        to,
-        kind,
-        state.group(),
-        state.epoch_ref(),
-        b"hello",
-        &mut rng(),
-    )
-    .unwrap();
-    let items = vec![item];
-    from.request(|id| ClientFrame::SendSealed { id, items })
-        .await
+    let item = seal_to(&from.identity, to, kind, state, b"hello");
+    from.send_sealed(vec![item]).await
 }
 
 #[tokio::test]

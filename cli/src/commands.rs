@@ -191,12 +191,53 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Completions { .. } => {}
         command => {
             let (mut profile, client, events) = open(&args).await?;
-            let result = run_with_client(command, &out, &mut profile, &client, events).await;
+            let mut events = Some(events);
+            let result = run_with_client(command, &out, &mut profile, &client, &mut events).await;
             client.shutdown().await;
+            if let Some(events) = events.as_mut() {
+                print_warnings(events, &profile);
+            }
             result?;
         }
     }
     Ok(())
+}
+
+/// Tells the person, on standard error, what the client noticed while a scripted command ran
+/// and must not go unseen: refused ops, a log that is behind, messages out of order or refused.
+fn print_warnings(events: &mut Events, profile: &Profile) {
+    use confide_client::Event;
+    let label = |group: &confide_protocol::GroupId| {
+        profile
+            .label_of(group)
+            .map_or_else(|| group.to_string(), crate::tui::one_line)
+    };
+    while let Some(event) = events.try_next() {
+        let line = match event {
+            Event::GroupRejected(r) => format!(
+                "warning: the server sent {} a change that failed verification; it was refused and the group stays as last verified ({})",
+                label(&r.group),
+                crate::tui::one_line(&r.reason)
+            ),
+            Event::GroupBehind { group, .. } => format!(
+                "warning: others in {} are past a membership change this device has not been shown; your messages to it are held until it catches up",
+                label(&group)
+            ),
+            Event::OrderWarning(r) => format!(
+                "warning: messages in {} may be out of order: {}",
+                label(&r.group),
+                crate::tui::one_line(&r.reason)
+            ),
+            Event::MessageRejected(r) => format!(
+                "warning: message #{} in {} failed verification and is not shown ({})",
+                r.seq,
+                label(&r.group),
+                crate::tui::one_line(&r.reason)
+            ),
+            _ => continue,
+        };
+        eprintln!("{line}");
+    }
 }
 
 fn group_json(profile: &Profile, g: &confide_client::GroupInfo) -> serde_json::Value {
@@ -216,7 +257,7 @@ async fn run_with_client(
     out: &Out,
     profile: &mut Profile,
     client: &Client,
-    events: Events,
+    events: &mut Option<Events>,
 ) -> anyhow::Result<()> {
     match command {
         Command::Whoami => {
@@ -511,6 +552,9 @@ async fn run_with_client(
         Command::Chat { group } => {
             let group = group.as_deref().map(|g| profile.group(g)).transpose()?;
             let profile = Profile::load(&profile.dir)?;
+            let events = events
+                .take()
+                .ok_or_else(|| anyhow!("the chat needs the client's events"))?;
             crate::tui::run(profile, client.clone(), events, group).await?;
         }
         Command::Init { .. } | Command::Ping { .. } | Command::Completions { .. } => {}

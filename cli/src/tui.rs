@@ -44,6 +44,7 @@ use crate::profile::Profile;
 use app::App;
 use jobs::Runner;
 use text::Clock;
+pub(crate) use text::one_line;
 
 /// How often the clock ticks (mutes end, notices fade) when nothing else happens.
 const TICK: Duration = Duration::from_secs(1);

@@ -28,9 +28,22 @@ pub enum ClientError {
     /// The group is not known to this device.
     #[error("unknown group")]
     UnknownGroup,
-    /// The group's log failed verification; nothing more is done in it until it is resolved.
-    #[error("the group's log failed verification ({0}); the group is frozen on this device")]
+    /// The group's log as stored on this device no longer verifies (a damaged store): nothing
+    /// more is done in that group on this device.
+    #[error("the group's stored log failed verification ({0}); the group is frozen on this device")]
     GroupTampered(String),
+    /// The server served an op that does not verify; it was refused and the group keeps its
+    /// last verified state (see [`crate::Event::GroupRejected`]).
+    #[error("an op the server served was refused: {0}")]
+    OpRefused(String),
+    /// This device has seen members use an epoch its verified log has not reached (perhaps a
+    /// removal the server has not shown it); the message is held and sent once the log has
+    /// caught up (see [`crate::Event::GroupBehind`]).
+    #[error(
+        "held: this device has not yet seen the group's latest membership change; the message \
+         is kept and will be sent once it has"
+    )]
+    Held,
     /// This device is not (or no longer) a member of the group.
     #[error("this device is not a member of the group")]
     NotMember,

@@ -144,9 +144,35 @@ pub enum Event {
     },
     /// A message failed verification or decryption (forged, altered, replayed) and was dropped.
     MessageRejected(Rejection),
-    /// A group-log op failed verification (for example an op the facilitators did not sign);
-    /// it was not applied and the group is frozen on this device.
+    /// The server served a group-log op that does not verify (for example one the
+    /// facilitators did not sign, or a fork of the history this device verified). It was not
+    /// applied: the group keeps its last verified state and goes on syncing, so it recovers by
+    /// itself once the server serves the valid log. Emitted once per refused op.
     GroupRejected(Rejection),
+    /// A member's signed message or sealed key names an epoch this device's verified log has
+    /// not reached, and a sync did not bring the ops that lead there: the server may be
+    /// withholding a membership change (such as a removal). Until the log catches up, this
+    /// device's own messages to the group are held ([`crate::ClientError::Held`]) and no new
+    /// sender key is sealed, so nobody who may have been removed can read them.
+    GroupBehind {
+        /// The group.
+        group: GroupId,
+        /// The epoch members have been seen to use.
+        seen_epoch: u64,
+        /// This device's verified epoch.
+        log_epoch: u64,
+    },
+    /// A group that was behind ([`Event::GroupBehind`]) has caught up; held messages are being
+    /// sent.
+    CaughtUp {
+        /// The group.
+        group: GroupId,
+    },
+    /// The server's order of messages contradicts their authors' own: a sender's messages
+    /// stored out of the order that sender wrote them in, or a message stored before one its
+    /// author had already seen. The message is authentic and shown; only its position is in
+    /// doubt (the server alone orders messages: PROTOCOL.md §13).
+    OrderWarning(Rejection),
     /// Someone asks to join a group this device facilitates.
     JoinRequest(JoinRequest),
     /// A member reported a message (facilitators only). The text and its author are proven by

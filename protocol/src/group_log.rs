@@ -772,6 +772,23 @@ pub fn verify_invite_sync(
     .map_err(|_| LogError::InvalidInvite("the invite proof does not verify".into()))
 }
 
+/// The one device of a member entry that joins through an invite (a `join`, or an `add`
+/// approving a join request). Only the device that signs the join (or the request) proves it
+/// holds its key; any other device listed could belong to someone else, whose posts would then
+/// be attributed to the joiner. Until a user identity key signs a user's device list, such an
+/// entry lists exactly that one device.
+pub fn only_proven_device(member: &MemberEntry) -> Result<&DeviceKeys, LogError> {
+    match member.devices.as_slice() {
+        [device] => Ok(device),
+        [] => Err(LogError::InvalidMember("a member needs a device".into())),
+        _ => Err(LogError::InvalidMember(
+            "a member joining through an invite lists only the device that asks: other devices \
+             cannot prove they are theirs"
+                .into(),
+        )),
+    }
+}
+
 /// Checks an `invite_sig` made by [`InviteSecret::sign_join`].
 pub fn verify_join_sig(
     invite: &InviteId,
@@ -1315,9 +1332,7 @@ impl GroupState {
                         if state.uses >= state.max_uses {
                             return Err(LogError::InvalidInvite("the invite is used up".into()));
                         }
-                        let Some(device) = member.devices.first() else {
-                            return Err(LogError::InvalidMember("a member needs a device".into()));
-                        };
+                        let device = only_proven_device(member)?;
                         verify_join_sig(invite, &self.group, &member.user, &device.device, sig)
                     }
                     _ => Err(LogError::InvalidInvite(
@@ -1494,9 +1509,9 @@ impl GroupState {
         invite_sig: &Signature,
     ) -> Result<(), LogError> {
         self.check_new_member(member)?;
-        if !member.has_device(&op.author) {
+        if only_proven_device(member)?.device != op.author {
             return Err(LogError::InvalidMember(
-                "a join must be signed by one of the joining member's devices".into(),
+                "a join must be signed by the joining member's device".into(),
             ));
         }
         let state = self.usable_invite(invite)?;
@@ -3072,10 +3087,36 @@ mod tests {
         g.rejects(
             &fac,
             body,
-            LogError::InvalidMember(
-                "a join must be signed by one of the joining member's devices".into(),
-            ),
+            LogError::InvalidMember("a join must be signed by the joining member's device".into()),
         );
+        // A join, or an add approving a request, that also lists someone else's device would
+        // have that device's posts shown as the joiner's: refused.
+        let only_proven = LogError::InvalidMember(
+            "a member joining through an invite lists only the device that asks: other devices \
+             cannot prove they are theirs"
+                .into(),
+        );
+        let mut carol_and_erin = carol.entry();
+        carol_and_erin
+            .devices
+            .push(Person::new(6, "Erin").entry().devices[0].clone());
+        let body = OpBody::Join {
+            invite: open.id(),
+            member: carol_and_erin.clone(),
+            invite_sig: open.sign_join(&group, &carol.user, &carol.id()),
+        };
+        g.rejects(&carol, body, only_proven.clone());
+        let mut dave_and_erin = dave.entry();
+        dave_and_erin.devices = carol_and_erin.devices.split_off(1);
+        dave_and_erin
+            .devices
+            .insert(0, dave.entry().devices[0].clone());
+        let body = OpBody::Add {
+            member: dave_and_erin,
+            invite: Some(gated.id()),
+            invite_sig: Some(gated.sign_join(&group, &dave.user, &dave.id())),
+        };
+        g.rejects(&fac, body, only_proven);
         let body = g.join_body(&carol, &open);
         g.ok(&carol, body);
     }

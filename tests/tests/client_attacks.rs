@@ -305,3 +305,87 @@ async fn every_inbox_item_is_acknowledged_so_nothing_piles_up() {
             .is_empty()
     );
 }
+
+/// The invite's secret, read from its link as anyone holding the link can.
+fn invite_secret(link: &str) -> confide_protocol::group_log::InviteSecret {
+    use base64::Engine as _;
+    let body = link.strip_prefix("confide-invite:").unwrap();
+    let json: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .unwrap(),
+    )
+    .unwrap();
+    let secret = confide_protocol::encoding::b64_decode(json["secret"].as_str().unwrap()).unwrap();
+    confide_protocol::group_log::InviteSecret::from_bytes(&secret.try_into().unwrap())
+}
+
+/// Issue 12, point 7: the facilitator's client checked only the first device of a join
+/// request, so a requester could list someone else's device too and, once approved, have that
+/// device's posts shown under their own name.
+#[tokio::test]
+async fn a_join_request_listing_someone_elses_device_is_dropped() {
+    use confide_protocol::seal::SealKind;
+    let server = TestServer::start().await;
+    let mut fay = TestUser::new(&server, "Fay").await;
+    let bob = TestUser::new(&server, "Bob").await;
+    let group = fay.client.create_group().await.unwrap();
+    let invite = fay
+        .client
+        .create_invite(group, true, 5, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let secret = invite_secret(&invite.to_link());
+    let mut mallory = confide_tests::RawClient::register(&server, "Mallory").await;
+    let proof = confide_protocol::frames::InviteProof {
+        id: secret.id(),
+        signature: secret.sign_sync(&group, &mallory.identity.device_id()),
+    };
+    let confide_protocol::frames::ServerFrame::SyncPage { ops, .. } =
+        mallory.sync_page(group, 50, Some(proof)).await
+    else {
+        panic!("the invite did not let Mallory read the log");
+    };
+    let state = confide_protocol::group_log::verify_log(&ops).unwrap();
+    let fay_keys = state.facilitator_devices()[0].clone();
+    let request = |devices: Vec<confide_protocol::DeviceKeys>, note: &str| {
+        let member = MemberEntry {
+            user: mallory.user,
+            display_name: "Mallory".into(),
+            devices,
+        };
+        let sig = secret.sign_join(&group, &mallory.user, &mallory.identity.device_id());
+        let payload = serde_json::json!({
+            "invite": secret.id(),
+            "invite_sig": sig,
+            "member": member,
+            "note": note,
+        });
+        confide_tests::seal_to(
+            &mallory.identity,
+            &fay_keys,
+            SealKind::JoinRequest,
+            &state,
+            &serde_json::to_vec(&payload).unwrap(),
+        )
+    };
+    let bobs_device = entry_of(&bob, "Bob").devices[0].clone();
+    let forged = request(
+        vec![mallory.identity.public_keys(), bobs_device],
+        "with Bob's device",
+    );
+    let honest = request(vec![mallory.identity.public_keys()], "only mine");
+    assert!(matches!(
+        mallory.send_sealed(vec![forged, honest]).await,
+        confide_protocol::frames::ServerFrame::Ok { .. }
+    ));
+    let (event, before) = fay.wait_event(|e| matches!(e, Event::JoinRequest(_))).await;
+    let Event::JoinRequest(request) = event else {
+        unreachable!()
+    };
+    assert_eq!(request.note.as_deref(), Some("only mine"));
+    assert!(
+        !before.iter().any(|e| matches!(e, Event::JoinRequest(_))),
+        "the request listing Bob's device was shown"
+    );
+}

@@ -913,11 +913,37 @@ impl App {
                 self.notice(
                     Level::Error,
                     format!(
-                        "{label} is frozen on this device: a change to it failed verification ({}).",
+                        "The server sent {label} a change that failed verification; it was refused and the group stays as last verified ({}).",
                         one_line(&r.reason)
                     ),
                 );
                 jobs.extend(self.want_status(r.group));
+            }
+            Event::GroupBehind { group, .. } => {
+                let label = self.label(group);
+                self.notice(
+                    Level::Warning,
+                    format!(
+                        "Others in {label} are past a membership change this device has not been shown. Your messages to {label} are held until it catches up, so nobody who was removed can read them."
+                    ),
+                );
+            }
+            Event::CaughtUp { group } => {
+                let label = self.label(group);
+                self.notice(
+                    Level::Info,
+                    format!("{label} has caught up; held messages are being sent."),
+                );
+            }
+            Event::OrderWarning(r) => {
+                let label = self.label(r.group);
+                self.notice(
+                    Level::Warning,
+                    format!(
+                        "Messages in {label} may be out of order: {}.",
+                        one_line(&r.reason)
+                    ),
+                );
             }
             Event::JoinRequest(request) => {
                 let label = self.label(request.group);

@@ -453,12 +453,15 @@ fn send_failure(e: &ClientError, clock: &Clock) -> SendFailure {
         ClientError::Pending => {
             "The connection dropped before the server confirmed your message: it will be sent when the connection returns.".into()
         }
+        ClientError::Held => {
+            "Held: this device has not yet been shown the group's latest membership change. Your message is kept and will be sent once it has.".into()
+        }
         other => format!("Not sent: {}", describe(other)),
     };
     SendFailure {
         text,
         agreement_required: e.server_code() == Some(ErrorCode::AgreementRequired),
-        pending: matches!(e, ClientError::Pending),
+        pending: matches!(e, ClientError::Pending | ClientError::Held),
     }
 }
 

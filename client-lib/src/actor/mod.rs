@@ -76,6 +76,15 @@ const T_PRIVATE: &str = "private";
 /// Messages (or sender keys) kept per group while waiting for what they need; beyond this the
 /// oldest are dropped, so a member who never sends their key cannot fill the disk.
 const MAX_PARKED: usize = 10_000;
+/// How many refused ops a group remembers, so that a server serving them again and again does
+/// not warn the user again and again.
+const MAX_REFUSED_OPS_REMEMBERED: usize = 16;
+/// Messages written while the group is held (its log behind what members have been seen to
+/// use), sealed and posted once it has caught up.
+const T_HELD: &str = "held";
+/// Per (group, epoch, sender): the highest sender-key iteration seen and the seq it was stored
+/// at, to notice when the server stored one sender's messages out of their own order.
+const T_ORDER: &str = "order";
 
 /// The profile stored beside the identity.
 #[derive(Clone, Serialize, Deserialize)]
@@ -96,10 +105,33 @@ struct GroupMeta {
     /// added). Until then nothing from it is shown.
     #[serde(default)]
     accepted: bool,
-    /// The first message seq seen in each epoch, to refuse messages from an epoch that had
-    /// already ended with a removal when later epochs were under way.
+    /// The lowest message seq known in each epoch (received, or this device's own post), to
+    /// refuse messages from an epoch that had already ended with a removal when later epochs
+    /// were under way.
     #[serde(default)]
     epoch_first_seq: std::collections::BTreeMap<u64, u64>,
+    /// Log positions at which the server served an op that did not verify and was refused, so
+    /// that the user is told once per position however often (and in however many variants)
+    /// the server serves it again (at most [`MAX_REFUSED_OPS_REMEMBERED`], newest last).
+    #[serde(default)]
+    refused_at: Vec<u64>,
+    /// The highest epoch a member's signed message or sealed key named while this device's
+    /// verified log had not reached it: until the log catches up, this device holds its own
+    /// posts and seals no new sender key (PROTOCOL.md §12.3), since a removal it has not seen
+    /// may be what started that epoch.
+    #[serde(default)]
+    behind: Option<u64>,
+    /// Whether the user was already warned about `behind`.
+    #[serde(default)]
+    behind_warned: bool,
+}
+
+impl GroupMeta {
+    /// Records that message `seq` belongs to `epoch`, keeping the lowest seq per epoch.
+    fn note_epoch_seq(&mut self, epoch: u64, seq: u64) {
+        let first = self.epoch_first_seq.entry(epoch).or_insert(seq);
+        *first = (*first).min(seq);
+    }
 }
 
 /// A message encrypted and handed to the server but not yet acknowledged: kept (encrypted at
@@ -125,8 +157,9 @@ pub(crate) struct JoinRequestPayload {
 /// One group as this device holds it.
 struct GroupCtx {
     state: GroupState,
-    /// Epoch numbers that ended because someone was removed or left: no grace for them.
-    ended_by_removal: std::collections::HashSet<u64>,
+    /// Epoch numbers that ended because someone was removed or left (no grace for them), with
+    /// who went and when the op says it happened.
+    ended_by_removal: HashMap<u64, Removal>,
     /// Every epoch the verified log went through, with the devices (and their users and
     /// names) that were members in it: who may send in that epoch.
     epochs: HashMap<EpochRef, HashMap<DeviceId, (UserId, String)>>,
@@ -156,16 +189,41 @@ impl GroupCtx {
     }
 
     /// Records what an applied op means for message acceptance.
-    fn note_op(&mut self, body: &OpBody) {
-        if matches!(body, OpBody::Remove { .. } | OpBody::Leave {}) {
-            self.ended_by_removal
-                .insert(self.state.epoch().0.saturating_sub(1));
-        }
+    fn note_op(&mut self, op: &Op) {
+        let user = match &op.body {
+            OpBody::Remove { user, .. } => *user,
+            // The author's user, from the epochs before the op (they are gone from the state).
+            OpBody::Leave {} => match self.user_of_device(&op.author) {
+                Some(user) => user,
+                None => return,
+            },
+            _ => return,
+        };
+        self.ended_by_removal.insert(
+            self.state.epoch().0.saturating_sub(1),
+            Removal { user, at: op.at },
+        );
+    }
+
+    /// The user a device belonged to in any epoch of the verified log.
+    fn user_of_device(&self, device: &DeviceId) -> Option<UserId> {
+        self.epochs
+            .values()
+            .find_map(|devices| devices.get(device).map(|(user, _)| *user))
     }
 
     fn is_member(&self, device: &DeviceId) -> bool {
         self.state.member_of_device(device).is_some()
     }
+}
+
+/// A member's removal (or leaving) that ended an epoch.
+struct Removal {
+    /// Who went.
+    user: UserId,
+    /// When the op says it happened: their posts in the ended epoch that say they were written
+    /// later are refused (PROTOCOL.md §12.3).
+    at: Timestamp,
 }
 
 /// What the [`crate::Client`] handle asks for.
@@ -327,6 +385,12 @@ impl Actor {
             };
             let ops: Vec<(Vec<u8>, SignedOp)> =
                 self.store.scan(T_OPS, group.as_bytes(), usize::MAX)?;
+            // Frozen is recomputed from the stored log at every start: earlier versions also
+            // froze a group for an invalid op the server served, which must not last.
+            let meta = GroupMeta {
+                tampered: None,
+                ..meta
+            };
             let mut ctx: Option<GroupCtx> = None;
             for (_, op) in &ops {
                 match ctx.as_mut() {
@@ -337,7 +401,7 @@ impl Actor {
                     Some(c) => match c.state.apply(op) {
                         Ok(applied) => {
                             c.record_epoch();
-                            c.note_op(&applied.op.body);
+                            c.note_op(&applied.op);
                         }
                         Err(e) => {
                             // A damaged store freezes that group, not the whole client.
@@ -440,6 +504,7 @@ impl Actor {
             self.flush_acks().await;
             self.process_needs_sync().await;
             self.process_needs_repost().await;
+            self.process_held().await;
         }
     }
 
@@ -608,7 +673,11 @@ impl Actor {
                 }
             }
             ServerFrame::Op { group, op, seq } => match self.groups.get(&group) {
-                Some(ctx) if seq == ctx.state.seq() + 1 => {
+                // The next op, or a different op at the head's seq (a fork: refused and told).
+                Some(ctx)
+                    if seq == ctx.state.seq() + 1
+                        || (seq == ctx.state.seq() && op.hash() != ctx.state.head()) =>
+                {
                     let _ = self.apply_op(group, &op);
                 }
                 Some(ctx) if seq <= ctx.state.seq() => {}
@@ -744,9 +813,14 @@ impl Actor {
         }
         let Some(devices) = ctx.epochs.get(&env.epoch_ref()) else {
             if env.epoch > ctx.state.epoch() {
-                // From an epoch this device has not verified yet: wait for the log.
+                // From an epoch this device has not verified yet: wait for the log. Signed by
+                // a device the log knows, it shows that epoch is in use: hold our own posts.
+                let known_sender = ctx.user_of_device(&env.sender).is_some();
                 self.needs_sync.insert(group);
                 self.park_message(group, &m);
+                if known_sender {
+                    self.note_behind(group, env.epoch.0);
+                }
                 return;
             }
             return self.reject_message(
@@ -764,7 +838,11 @@ impl Actor {
         };
         // An epoch that ended with a removal accepts nothing stored after later epochs began:
         // the server allows no grace there, so such a message was slipped in afterwards.
-        if ctx.ended_by_removal.contains(&env.epoch.0)
+        let removal = ctx
+            .ended_by_removal
+            .get(&env.epoch.0)
+            .map(|r| (r.user, r.at));
+        if removal.is_some()
             && ctx
                 .meta
                 .epoch_first_seq
@@ -778,10 +856,7 @@ impl Actor {
             );
         }
         if let Some(ctx) = self.groups.get_mut(&group) {
-            ctx.meta
-                .epoch_first_seq
-                .entry(m.envelope.epoch.0)
-                .or_insert(m.seq.0);
+            ctx.meta.note_epoch_seq(m.envelope.epoch.0, m.seq.0);
         }
         let env = &m.envelope;
         if env.sender == me {
@@ -835,6 +910,19 @@ impl Actor {
                 return self.reject_message(group, &m, "the message content is not valid".into());
             }
         };
+        // The member whose removal ended this epoch wrote this after the removal (by their own
+        // clock): whatever the server's order says, it was posted after they were out.
+        if let Some((removed, removed_at)) = removal
+            && removed == sender
+            && content.sent_at > removed_at
+        {
+            return self.reject_message(
+                group,
+                &m,
+                "written by a removed member after their removal".into(),
+            );
+        }
+        self.check_order(group, &m, &sender_name);
         let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
         let (text, reply_to) = match content.body {
             ContentBody::Text { text, reply_to } => (text, reply_to),
@@ -879,6 +967,41 @@ impl Actor {
         );
         let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
         self.emit(Event::Message(message));
+    }
+
+    /// Warns when the server stored one sender's messages out of the order that sender wrote
+    /// them in: within an epoch a sender's chain iteration only grows, so a message stored
+    /// after another of theirs must have a higher iteration. Keeps, per (group, epoch,
+    /// sender), the highest iteration seen and where it was stored; messages processed late
+    /// (parked until their key came) are compared the other way round.
+    fn check_order(&mut self, group: GroupId, m: &StoredMessage, sender_name: &str) {
+        let env = &m.envelope;
+        let key = key3(
+            group.as_bytes(),
+            env.epoch_hash.as_bytes(),
+            env.sender.as_bytes(),
+        );
+        let seen: Option<(u32, u64)> = self.store.get(T_ORDER, &key).ok().flatten();
+        if let Some((iteration, seq)) = seen {
+            let swapped = (m.seq.0 > seq && env.iteration < iteration)
+                || (m.seq.0 < seq && env.iteration > iteration);
+            if swapped {
+                let (earlier, later) = (m.seq.0.min(seq), m.seq.0.max(seq));
+                tracing::warn!(%group, seq = m.seq.0, "one sender's messages stored out of their order");
+                self.emit(Event::OrderWarning(Rejection {
+                    group,
+                    seq: m.seq.0,
+                    reason: format!(
+                        "the server's order is wrong: {sender_name} wrote message #{later} \
+                         before message #{earlier}"
+                    ),
+                }));
+            }
+            if env.iteration <= iteration {
+                return;
+            }
+        }
+        let _ = self.store.put(T_ORDER, &key, &(env.iteration, m.seq.0));
     }
 
     /// Processes one inbox item. Returns whether it may be acknowledged: every item is, once
@@ -937,6 +1060,14 @@ impl Actor {
             return true;
         }
         self.needs_sync.insert(sealed.group);
+        // Opened and signed by a device the log knows: that member uses a later epoch.
+        if self
+            .groups
+            .get(&sealed.group)
+            .is_some_and(|ctx| ctx.user_of_device(&sealed.sender).is_some())
+        {
+            self.note_behind(sealed.group, sealed.epoch.0);
+        }
         let key = key3(
             sealed.group.as_bytes(),
             sealed.sender.as_bytes(),
@@ -1049,13 +1180,11 @@ impl Actor {
         let valid_invite = ctx.state.invite(&request.invite).is_some_and(|i| {
             i.requires_approval && !i.revoked && i.uses < i.max_uses && i.expires_at > t
         });
-        // The `add` that approves it checks the invite signature against the entry's first
-        // device, so that must be the device that asked.
-        let device_ok = request
-            .member
-            .devices
-            .first()
-            .is_some_and(|d| d.device == sealed.sender);
+        // Every device the request lists must be the one that asked (the only device whose
+        // key the request proves): another listed device could be someone else's, and its
+        // posts would be shown as the requester's. The `add` approving it checks the same.
+        let device_ok = confide_protocol::group_log::only_proven_device(&request.member)
+            .is_ok_and(|d| d.device == sealed.sender);
         let sig_ok = confide_protocol::group_log::verify_join_sig(
             &request.invite,
             &group,
@@ -1090,8 +1219,12 @@ impl Actor {
         true
     }
 
-    /// Verifies and applies the next op of a group, stores it, and reports the change. On a
-    /// verification failure the group is frozen and [`Event::GroupRejected`] is emitted.
+    /// Verifies and applies the next op of a group, stores it, and reports the change.
+    ///
+    /// An op that does not verify changes nothing: the group keeps its last verified head and
+    /// goes on syncing, so it recovers by itself once the server serves the valid chain. The
+    /// user is told once per refused op ([`Event::GroupRejected`]), however often the server
+    /// serves it again.
     fn apply_op(&mut self, group: GroupId, op: &SignedOp) -> Result<(), ClientError> {
         let me = self.device();
         let Some(ctx) = self.groups.get_mut(&group) else {
@@ -1104,37 +1237,45 @@ impl Actor {
         let old_role = ctx.state.member_of_device(&me).map(|(_, m)| m.role);
         let applied = match ctx.state.apply(op) {
             Ok(applied) => applied,
-            // Bytes that are not validly signed by their claimed author, or a genuine op of
-            // another group or another position (replayed by the server), say nothing about
-            // this group's log: refuse them without freezing the group.
-            Err(e)
-                if op.verify().map_or(true, |o| {
-                    o.group != group || o.seq != ctx.state.seq().saturating_add(1)
-                }) =>
-            {
-                let seq = ctx.state.seq().saturating_add(1);
-                self.emit(Event::GroupRejected(Rejection {
-                    group,
-                    seq,
-                    reason: format!("unsigned or corrupt op dropped: {e}"),
-                }));
-                return Err(protocol(e));
-            }
             Err(e) => {
-                let reason = format!("op #{} does not verify: {e}", ctx.state.seq() + 1);
-                ctx.meta.tampered = Some(reason.clone());
-                let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
-                let seq = ctx.state.seq() + 1;
-                self.emit(Event::GroupRejected(Rejection {
-                    group,
-                    seq,
-                    reason: reason.clone(),
-                }));
-                return Err(ClientError::GroupTampered(reason));
+                let seq = ctx.state.seq().saturating_add(1);
+                let reason = match &e {
+                    confide_protocol::group_log::LogError::Fork { seq } => format!(
+                        "the group's history has forked: the server showed a different op #{seq} \
+                         than the one this device verified; this device keeps its own"
+                    ),
+                    _ => format!(
+                        "the server served an op #{seq} that does not verify ({e}); it was \
+                         refused and this device keeps the group as last verified"
+                    ),
+                };
+                if !ctx.meta.refused_at.contains(&seq) {
+                    ctx.meta.refused_at.push(seq);
+                    let excess = ctx
+                        .meta
+                        .refused_at
+                        .len()
+                        .saturating_sub(MAX_REFUSED_OPS_REMEMBERED);
+                    ctx.meta.refused_at.drain(..excess);
+                    let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+                    tracing::warn!(%group, seq, code = e.code(), "op served by the server refused");
+                    self.emit(Event::GroupRejected(Rejection { group, seq, reason }));
+                }
+                return Err(ClientError::OpRefused(e.to_string()));
             }
         };
         ctx.record_epoch();
-        ctx.note_op(&applied.op.body);
+        ctx.note_op(&applied.op);
+        let caught_up = ctx
+            .meta
+            .behind
+            .is_some_and(|seen| seen <= ctx.state.epoch().0);
+        let was_warned = ctx.meta.behind_warned;
+        if caught_up {
+            ctx.meta.behind = None;
+            ctx.meta.behind_warned = false;
+            self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
+        }
         let epoch_changed = applied.op.body.changes_epoch();
         let seq = applied.op.seq;
         self.store
@@ -1158,6 +1299,9 @@ impl Actor {
         };
         self.check_key_change(group, &applied.op.body);
         self.emit(Event::GroupChanged(change));
+        if caught_up && was_warned {
+            self.emit(Event::CaughtUp { group });
+        }
         if epoch_changed {
             self.retry_parked_keys(group);
         }
@@ -1255,11 +1399,21 @@ impl Actor {
 
     /// Posts again every message that was handed to the server but not acknowledged.
     async fn resend_outbox(&mut self) {
-        let Ok(entries) = self.store.scan::<OutboxEntry>(T_OUTBOX, &[], usize::MAX) else {
+        let Ok(mut entries) = self.store.scan::<OutboxEntry>(T_OUTBOX, &[], usize::MAX) else {
             return;
         };
+        // In the order they were sealed, so the server stores each sender's messages in the
+        // order they were written (receivers check it: [`Self::check_order`]).
+        entries.sort_by_key(|(_, e)| (e.envelope.group, e.envelope.epoch, e.envelope.iteration));
         for (key, entry) in entries {
             let group = entry.envelope.group;
+            if self.is_held(group) {
+                // Sealed before this device saw that members use a later epoch: it must not
+                // reach anyone that epoch may have removed. Sealed again once caught up.
+                let _ = self.store.remove(T_OUTBOX, &key);
+                let _ = self.hold(group, &entry.content);
+                continue;
+            }
             let envelope = entry.envelope.clone();
             let reply = match self.request(|id| ClientFrame::Post { id, envelope }).await {
                 Ok(reply) => reply,
@@ -1273,6 +1427,15 @@ impl Actor {
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
                     self.outbox_delivered(group, seq, message, entry)
+                }
+                // Sealed for an epoch that has since ended: sealed again for the current one
+                // (after a sync), never lost.
+                ServerFrame::Error {
+                    code: ErrorCode::StaleEpoch,
+                    ..
+                } => {
+                    let _ = self.hold(group, &entry.content);
+                    self.needs_sync.insert(group);
                 }
                 ServerFrame::Error { message, .. } => {
                     self.emit(Event::SendFailed {
@@ -1315,24 +1478,8 @@ impl Actor {
         let _ = self
             .store
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
-        if let ContentBody::Text { text, reply_to } = entry.content.body {
-            let message = ChatMessage {
-                group,
-                seq,
-                id,
-                sender: self.profile.user,
-                sender_device: self.device(),
-                sender_name: self.profile.display_name.clone(),
-                sent_at: entry.content.sent_at,
-                received_at: now(),
-                text,
-                reply_to,
-            };
-            let _ = self.store.put(
-                T_MESSAGES,
-                &key2(group.as_bytes(), &seq.0.to_be_bytes()),
-                &message,
-            );
+        self.note_own_post(group, entry.envelope.epoch.0, seq);
+        if let Some(message) = self.own_message(group, seq, id, entry.content) {
             self.emit(Event::Sent(message));
         }
     }
@@ -1394,6 +1541,7 @@ impl Actor {
             else {
                 return Err(ClientError::Unexpected("sync_page".into()));
             };
+            let mut refused = false;
             for op in &ops {
                 if !self.groups.contains_key(&group) {
                     let state = match GroupState::from_genesis(op) {
@@ -1423,7 +1571,11 @@ impl Actor {
                     continue;
                 }
                 if self.apply_op(group, op).is_err() {
-                    return Ok(());
+                    // Refused (and the user told once): the rest of this page's ops cannot
+                    // chain onto the verified head. Its messages are still checked against
+                    // the verified log; the next sync asks from the verified head again.
+                    refused = true;
+                    break;
                 }
             }
             for m in messages {
@@ -1433,7 +1585,8 @@ impl Actor {
             }
             let before = (after_op_seq, after_seq);
             self.advance_cursor(group, next_seq);
-            if complete || self.conn.is_none() {
+            if complete || refused || self.conn.is_none() {
+                self.warn_if_behind(group);
                 return Ok(());
             }
             // A page that moves neither cursor would repeat forever: stop (a server bug or a
@@ -1895,11 +2048,27 @@ impl Actor {
         text: String,
         reply_to: Option<MessageId>,
     ) -> Result<ChatMessage, ClientError> {
-        let body = ContentBody::Text {
-            text: text.clone(),
-            reply_to,
+        let content = MessageContent {
+            sent_at: now(),
+            body: ContentBody::Text { text, reply_to },
         };
-        let (seq, id, sent_at) = self.post_content(group, body).await?;
+        let (seq, id) = self.post_content(group, content.clone()).await?;
+        self.own_message(group, seq, id, content)
+            .ok_or_else(|| ClientError::Unexpected("a text became something else".into()))
+    }
+
+    /// Stores this device's own text message, now that the server has acknowledged it at
+    /// `seq`, and returns it as shown. `None` for content that is not a text.
+    fn own_message(
+        &mut self,
+        group: GroupId,
+        seq: Seq,
+        id: MessageId,
+        content: MessageContent,
+    ) -> Option<ChatMessage> {
+        let ContentBody::Text { text, reply_to } = content.body else {
+            return None;
+        };
         let message = ChatMessage {
             group,
             seq,
@@ -1907,27 +2076,169 @@ impl Actor {
             sender: self.profile.user,
             sender_device: self.device(),
             sender_name: self.profile.display_name.clone(),
-            sent_at,
+            sent_at: content.sent_at,
             received_at: now(),
             text,
             reply_to,
         };
-        self.store.put(
+        let _ = self
+            .store
+            .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
+        let _ = self.store.put(
             T_MESSAGES,
             &key2(group.as_bytes(), &seq.0.to_be_bytes()),
             &message,
-        )?;
-        self.store.flush()?;
-        Ok(message)
+        );
+        let _ = self.store.flush();
+        Some(message)
     }
 
-    /// Encrypts `body` for the group's current epoch (distributing this device's sender key
-    /// first if needed) and posts it. Returns the seq, id and claimed time once durable.
+    /// This device's own post in `epoch` was stored at `seq`: it counts toward the cut-off
+    /// that refuses late posts in an epoch that ended with a removal, like anyone else's.
+    fn note_own_post(&mut self, group: GroupId, epoch: u64, seq: Seq) {
+        if let Some(ctx) = self.groups.get_mut(&group) {
+            ctx.meta.note_epoch_seq(epoch, seq.0);
+            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
+    }
+
+    /// Whether this device holds its posts to `group`: members have been seen to use an epoch
+    /// its verified log has not reached, or earlier held messages still wait (order is kept).
+    fn is_held(&self, group: GroupId) -> bool {
+        let behind = self.groups.get(&group).is_some_and(|ctx| {
+            ctx.meta
+                .behind
+                .is_some_and(|seen| seen > ctx.state.epoch().0)
+        });
+        behind || matches!(self.store.count(T_HELD, group.as_bytes()), Ok((n, _)) if n > 0)
+    }
+
+    /// Keeps a message to be sealed and posted once the group's log has caught up.
+    fn hold(&mut self, group: GroupId, content: &MessageContent) -> Result<(), ClientError> {
+        // Ordered by when the message was written; the random tail keeps equal times apart.
+        let mut tail = [0u8; 8];
+        rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut tail);
+        let key = key3(group.as_bytes(), &content.sent_at.0.to_be_bytes(), &tail);
+        self.store.put(T_HELD, &key, content)?;
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// Notes that a member's signed message or sealed key named `epoch`. If the verified log
+    /// has not reached it, this device holds its posts until it has (PROTOCOL.md §12.3).
+    fn note_behind(&mut self, group: GroupId, epoch: u64) {
+        let Some(ctx) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if epoch <= ctx.state.epoch().0 || ctx.meta.behind.is_some_and(|b| b >= epoch) {
+            return;
+        }
+        ctx.meta.behind = Some(epoch);
+        ctx.meta.behind_warned = false;
+        let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        self.needs_sync.insert(group);
+    }
+
+    /// After a sync of `group`: if its log is still behind what members use, tells the user
+    /// (once per epoch seen). Right after a reconnect keys often arrive before the sync that
+    /// brings their ops, so nobody is warned before a sync has had its chance.
+    fn warn_if_behind(&mut self, group: GroupId) {
+        let Some(ctx) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let log_epoch = ctx.state.epoch().0;
+        let Some(seen_epoch) = ctx.meta.behind.filter(|seen| *seen > log_epoch) else {
+            return;
+        };
+        if ctx.meta.behind_warned {
+            return;
+        }
+        ctx.meta.behind_warned = true;
+        let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        tracing::warn!(%group, seen_epoch, log_epoch, "members use an epoch the log has not reached: posts held");
+        self.emit(Event::GroupBehind {
+            group,
+            seen_epoch,
+            log_epoch,
+        });
+    }
+
+    /// Seals and posts the messages held for groups that have caught up, in the order they
+    /// were written.
+    pub(super) async fn process_held(&mut self) {
+        if self.conn.is_none() {
+            return;
+        }
+        let Ok(held) = self.store.scan::<MessageContent>(T_HELD, &[], usize::MAX) else {
+            return;
+        };
+        for (key, content) in held {
+            let Some(group) = key
+                .get(..16)
+                .and_then(|g| <[u8; 16]>::try_from(g).ok())
+                .map(GroupId)
+            else {
+                let _ = self.store.remove(T_HELD, &key);
+                continue;
+            };
+            if self.groups.get(&group).is_some_and(|ctx| {
+                ctx.meta
+                    .behind
+                    .is_some_and(|seen| seen > ctx.state.epoch().0)
+            }) {
+                continue;
+            }
+            match self.post_now(group, content.clone()).await {
+                Ok((seq, id)) => {
+                    let _ = self.store.remove(T_HELD, &key);
+                    if let Some(message) = self.own_message(group, seq, id, content) {
+                        self.emit(Event::Sent(message));
+                    }
+                }
+                // Sealed and in the outbox now: it reports `Sent` or `SendFailed` itself; or
+                // held again under a new key (the group fell behind once more).
+                Err(ClientError::Pending | ClientError::Held) => {
+                    let _ = self.store.remove(T_HELD, &key);
+                }
+                // Not connected: everything waits for the next connection.
+                Err(ClientError::Transport(_)) => return,
+                Err(e) => {
+                    let _ = self.store.remove(T_HELD, &key);
+                    self.emit(Event::SendFailed {
+                        group,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        let _ = self.store.flush();
+    }
+
+    /// Encrypts `content` for the group's current epoch and posts it, unless the group is held
+    /// ([`Self::is_held`]): then it is kept and [`ClientError::Held`] returned.
     async fn post_content(
         &mut self,
         group: GroupId,
-        body: ContentBody,
-    ) -> Result<(Seq, MessageId, Timestamp), ClientError> {
+        content: MessageContent,
+    ) -> Result<(Seq, MessageId), ClientError> {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        if !ctx.is_member(&self.device()) {
+            return Err(ClientError::NotMember);
+        }
+        if self.is_held(group) {
+            self.hold(group, &content)?;
+            return Err(ClientError::Held);
+        }
+        self.post_now(group, content).await
+    }
+
+    /// Encrypts `content` for the group's current epoch (distributing this device's sender key
+    /// first if needed) and posts it. Returns the seq and id once durable.
+    async fn post_now(
+        &mut self,
+        group: GroupId,
+        content: MessageContent,
+    ) -> Result<(Seq, MessageId), ClientError> {
         self.ensure_connected().await?;
         for attempt in 0..2 {
             let me = self.device();
@@ -1940,11 +2251,24 @@ impl Actor {
                     return Err(ClientError::NotMember);
                 }
             }
-            let (epoch, mut chain) = self.ensure_sender_key(group).await?;
-            let content = MessageContent {
-                sent_at: now(),
-                body: body.clone(),
+            // A sync (after a stale epoch) may have shown that members use an epoch this
+            // device's log has not reached: then nothing is sealed until it has.
+            if self.groups.get(&group).is_some_and(|ctx| {
+                ctx.meta
+                    .behind
+                    .is_some_and(|seen| seen > ctx.state.epoch().0)
+            }) {
+                self.hold(group, &content)?;
+                return Err(ClientError::Held);
+            }
+            // Earlier messages still waiting in the outbox go first, so that this one is not
+            // stored before them; if they still cannot go, this one waits behind them.
+            let waiting = |actor: &Self| matches!(actor.store.count(T_OUTBOX, group.as_bytes()), Ok((n, _)) if n > 0);
+            let behind_outbox = waiting(self) && {
+                self.resend_outbox().await;
+                waiting(self)
             };
+            let (epoch, mut chain) = self.ensure_sender_key(group).await?;
             let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
             let envelope = Envelope::seal(
                 &self.identity,
@@ -1967,6 +2291,10 @@ impl Actor {
                 },
             )?;
             self.save_chain(&key2(group.as_bytes(), epoch.hash.as_bytes()), &chain, true)?;
+            if behind_outbox {
+                // Posted in order by the outbox's retry; `Sent` (or `SendFailed`) follows.
+                return Err(ClientError::Pending);
+            }
             let env = envelope.clone();
             let reply = match self
                 .request(|id| ClientFrame::Post { id, envelope: env })
@@ -1987,6 +2315,7 @@ impl Actor {
                 ServerFrame::Posted { seq, message, .. } => {
                     self.store
                         .put(T_SEEN, &key2(group.as_bytes(), message.as_bytes()), &seq)?;
+                    self.note_own_post(group, epoch.epoch.0, seq);
                     if self
                         .groups
                         .get(&group)
@@ -1994,7 +2323,7 @@ impl Actor {
                     {
                         self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
                     }
-                    return Ok((seq, message, content.sent_at));
+                    return Ok((seq, message));
                 }
                 ServerFrame::Error {
                     code: ErrorCode::StaleEpoch,

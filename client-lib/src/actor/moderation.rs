@@ -564,7 +564,11 @@ impl Actor {
             text: record.text,
             key: record.key,
         };
-        self.post_content(group, body).await.map(|_| ())
+        let content = MessageContent {
+            sent_at: super::now(),
+            body,
+        };
+        self.post_content(group, content).await.map(|_| ())
     }
 
     pub(super) async fn process_needs_repost(&mut self) {

@@ -280,6 +280,11 @@ fn frank_input(header: &[u8; HEADER_LEN], body: &[u8]) -> Zeroizing<Vec<u8>> {
 pub struct MessageContent {
     /// When the sender says it sent the message.
     pub sent_at: Timestamp,
+    /// The highest message seq of the group the sender had received when it wrote this, if
+    /// any: the server must store the message after it, so a receiver that finds it stored at
+    /// or before that seq knows the server's order is wrong (PROTOCOL.md §6.7, §11.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_seq: Option<crate::Seq>,
     /// What the message is.
     pub body: ContentBody,
 }

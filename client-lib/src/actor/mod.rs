@@ -922,7 +922,7 @@ impl Actor {
                 "written by a removed member after their removal".into(),
             );
         }
-        self.check_order(group, &m, &sender_name);
+        self.check_order(group, &m, &sender_name, content.seen_seq);
         let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
         let (text, reply_to) = match content.body {
             ContentBody::Text { text, reply_to } => (text, reply_to),
@@ -969,12 +969,33 @@ impl Actor {
         self.emit(Event::Message(message));
     }
 
-    /// Warns when the server stored one sender's messages out of the order that sender wrote
-    /// them in: within an epoch a sender's chain iteration only grows, so a message stored
+    /// Warns when the server's order contradicts the author's: a message stored at or before
+    /// the seq its author says they had already read (`seen_seq`), or one sender's messages
+    /// stored out of the order that sender wrote them in: within an epoch a sender's chain iteration only grows, so a message stored
     /// after another of theirs must have a higher iteration. Keeps, per (group, epoch,
     /// sender), the highest iteration seen and where it was stored; messages processed late
     /// (parked until their key came) are compared the other way round.
-    fn check_order(&mut self, group: GroupId, m: &StoredMessage, sender_name: &str) {
+    fn check_order(
+        &mut self,
+        group: GroupId,
+        m: &StoredMessage,
+        sender_name: &str,
+        seen_seq: Option<Seq>,
+    ) {
+        if let Some(seen) = seen_seq
+            && seen >= m.seq
+        {
+            tracing::warn!(%group, seq = m.seq.0, "message stored before one its author had seen");
+            self.emit(Event::OrderWarning(Rejection {
+                group,
+                seq: m.seq.0,
+                reason: format!(
+                    "the server's order is wrong: {sender_name} had already read message #{} \
+                     when writing this one, yet the server stored it as #{}",
+                    seen.0, m.seq.0
+                ),
+            }));
+        }
         let env = &m.envelope;
         let key = key3(
             group.as_bytes(),
@@ -2050,11 +2071,22 @@ impl Actor {
     ) -> Result<ChatMessage, ClientError> {
         let content = MessageContent {
             sent_at: now(),
+            seen_seq: self.seen_seq(group),
             body: ContentBody::Text { text, reply_to },
         };
         let (seq, id) = self.post_content(group, content.clone()).await?;
         self.own_message(group, seq, id, content)
             .ok_or_else(|| ClientError::Unexpected("a text became something else".into()))
+    }
+
+    /// The highest message seq of `group` this device has processed, named in what it writes
+    /// so that receivers can tell when the server stores it too early (§6.7).
+    pub(super) fn seen_seq(&self, group: GroupId) -> Option<Seq> {
+        self.groups
+            .get(&group)
+            .and_then(|ctx| ctx.meta.next_seq.checked_sub(1))
+            .filter(|seq| *seq > 0)
+            .map(Seq)
     }
 
     /// Stores this device's own text message, now that the server has acknowledged it at

@@ -566,6 +566,7 @@ impl Actor {
         };
         let content = MessageContent {
             sent_at: super::now(),
+            seen_seq: self.seen_seq(group),
             body,
         };
         self.post_content(group, content).await.map(|_| ())

@@ -1,5 +1,5 @@
 //! A malicious server for end-to-end tests: a websocket man-in-the-middle in front of a real
-//! [`TestServer`](crate::TestServer).
+//! [`TestServer`].
 //!
 //! [`EvilServer`] listens on its own loopback port and presents the real server's own TLS
 //! certificate, so a client that pins the real server (or is told to trust "the server") cannot

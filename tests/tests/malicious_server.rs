@@ -65,14 +65,20 @@ fn is_held(result: &Result<confide_client::ChatMessage, ClientError>) -> bool {
     matches!(result, Err(ClientError::Pending))
 }
 
-/// Waits for an event matching `pred`, keeping every event seen (it included) in `log`.
-async fn wait_logged(user: &mut TestUser, log: &mut Vec<Event>, pred: impl Fn(&Event) -> bool) {
+/// Waits for an event matching `pred` (described by `what`, for the failure message), keeping
+/// every event seen (it included) in `log`.
+async fn wait_logged(
+    user: &mut TestUser,
+    log: &mut Vec<Event>,
+    what: &str,
+    pred: impl Fn(&Event) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
     loop {
         let event = match tokio::time::timeout_at(deadline, user.events.next()).await {
             Ok(Some(event)) => event,
-            Ok(None) => panic!("the client stopped; events seen: {log:#?}"),
-            Err(_) => panic!("the awaited event never came; events seen: {log:#?}"),
+            Ok(None) => panic!("the client stopped before {what}; events seen: {log:#?}"),
+            Err(_) => panic!("never saw {what}; events seen: {log:#?}"),
         };
         let found = pred(&event);
         log.push(event);
@@ -105,9 +111,11 @@ async fn until_shown(user: &mut TestUser, log: &mut Vec<Event>, group: GroupId, 
     if texts(user, group).await.iter().any(|t| t == text) {
         return;
     }
+    let what = format!("{text:?} arrive");
     wait_logged(
         user,
         log,
+        &what,
         |e| matches!(e, Event::Message(m) if m.group == group && m.text == text),
     )
     .await;
@@ -137,7 +145,7 @@ fn posted_envelope(evil: &EvilServer, user: &TestUser, message: MessageId) -> En
         .expect("the post went through the evil server")
 }
 
-/// Two users' worth of `users_in_group` through the evil server, split into named people.
+/// [`users_in_group`] with every client connected to the evil server.
 async fn group_of(evil: &EvilServer, names: &[&str]) -> (Vec<TestUser>, GroupId) {
     users_in_group(&evil.url, evil.trust(), names).await
 }
@@ -220,6 +228,7 @@ async fn a_forged_op_served_by_the_server_does_not_freeze_the_group() {
     wait_logged(
         &mut bob,
         &mut log,
+        "the forged op refused",
         |e| matches!(e, Event::GroupRejected(r) if r.group == group && r.seq == forged_seq),
     )
     .await;
@@ -267,7 +276,7 @@ async fn a_forged_op_served_by_the_server_does_not_freeze_the_group() {
     bob.go_offline().await;
     bob.come_back().await;
     let mut log = Vec::new();
-    wait_logged(&mut bob, &mut log, |e| matches!(e, Event::Synced)).await;
+    wait_logged(&mut bob, &mut log, "a sync", |e| matches!(e, Event::Synced)).await;
     assert_eq!(group_info(&bob, group).await.tampered, None);
 
     // The server serves the genuine chain again: the group recovers by itself.
@@ -277,7 +286,7 @@ async fn a_forged_op_served_by_the_server_does_not_freeze_the_group() {
         .create_invite(group, false, 1, Duration::from_secs(600))
         .await
         .unwrap();
-    wait_logged(&mut bob, &mut log, |e| {
+    wait_logged(&mut bob, &mut log, "the genuine next op applied", |e| {
         matches!(e, Event::GroupChanged(c) if c.group == group && c.op_seq == forged_seq && c.action == "invite")
     })
     .await;
@@ -492,6 +501,7 @@ async fn a_withheld_removal_does_not_let_the_removed_member_read_later_posts() {
     wait_logged(
         &mut bob,
         &mut bob_log,
+        "Bob's held message sent",
         |e| matches!(e, Event::Sent(m) if m.group == group && m.text == HELD),
     )
     .await;
@@ -699,7 +709,7 @@ async fn messages_one_sender_sent_in_order_and_the_server_swapped_are_flagged() 
 
     bob.come_back().await;
     let mut log = Vec::new();
-    wait_logged(&mut bob, &mut log, |e| matches!(e, Event::Synced)).await;
+    wait_logged(&mut bob, &mut log, "a sync", |e| matches!(e, Event::Synced)).await;
     bob.client.sync().await.unwrap();
     drain(&mut bob, &mut log);
     assert_eq!(

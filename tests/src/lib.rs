@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod evil;
+pub use evil::{EvilHandle, EvilServer, Verdict};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

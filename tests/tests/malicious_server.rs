@@ -1,0 +1,733 @@
+//! What a malicious server does to real clients, and what the users see instead.
+//!
+//! Every client here connects to an [`EvilServer`]: it presents the real server's certificate
+//! (the clients trust "the server", and this is the server), relays to a real one behind it, and
+//! rewrites, withholds, injects or answers frames per device as each test says.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use confide_client::{ClientError, Event};
+use confide_protocol::envelope::Envelope;
+use confide_protocol::frames::{ClientFrame, InboxItem, ServerFrame, StoredMessage};
+use confide_protocol::group_log::OpBody;
+use confide_protocol::{GroupId, MessageId, Seq, Timestamp};
+use confide_tests::evil::{map_messages, map_ops, op_seq};
+use confide_tests::{
+    EvilServer, RECV_TIMEOUT, RawClient, TestServer, TestUser, Verdict, now, users_in_group,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Whether `event` is `Event::GroupBehind { group, seen_epoch }` — which the fix for issue 12
+/// adds to client-lib/src/events.rs — for this group and epoch.
+///
+/// Matched by the variant's `Debug` form so that this file compiles before the variant exists
+/// (the test then fails at run time, as a test written before its fix should). Once the variant
+/// is merged, replace the body with
+/// `matches!(event, Event::GroupBehind { group: g, seen_epoch } if *g == group && *seen_epoch == epoch)`.
+fn is_group_behind(event: &Event, group: GroupId, epoch: u64) -> bool {
+    let text = format!("{event:?}");
+    text.starts_with("GroupBehind")
+        && text.contains(&format!("{group:?}"))
+        && number_after(&text, "seen_epoch: ") == Some(epoch)
+}
+
+/// The seq an `Event::OrderWarning(Rejection)` — which the fix for issue 12 adds to
+/// client-lib/src/events.rs — names for this group, if `event` is one.
+///
+/// Matched by `Debug` form for the same reason as [`is_group_behind`]; once merged, replace the
+/// body with `match event { Event::OrderWarning(r) if r.group == group => Some(r.seq), _ => None }`.
+fn order_warning(event: &Event, group: GroupId) -> Option<u64> {
+    let text = format!("{event:?}");
+    if !text.starts_with("OrderWarning") || !text.contains(&format!("{group:?}")) {
+        return None;
+    }
+    number_after(&text, "seq: ")
+}
+
+/// The number after the first `label` in `text` (also inside an `Epoch(..)`/`Seq(..)` wrapper).
+fn number_after(text: &str, label: &str) -> Option<u64> {
+    let rest = &text[text.find(label)? + label.len()..];
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == '(');
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Whether a `send_text` result means "held, sent later" — the fix may name it
+/// [`ClientError::Pending`] (as the brief for issue 12 says) or a new variant; adapt here.
+fn is_held(result: &Result<confide_client::ChatMessage, ClientError>) -> bool {
+    matches!(result, Err(ClientError::Pending))
+}
+
+/// Waits for an event matching `pred` (described by `what`, for the failure message), keeping
+/// every event seen (it included) in `log`.
+async fn wait_logged(
+    user: &mut TestUser,
+    log: &mut Vec<Event>,
+    what: &str,
+    pred: impl Fn(&Event) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+    loop {
+        let event = match tokio::time::timeout_at(deadline, user.events.next()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => panic!("the client stopped before {what}; events seen: {log:#?}"),
+            Err(_) => panic!("never saw {what}; events seen: {log:#?}"),
+        };
+        let found = pred(&event);
+        log.push(event);
+        if found {
+            return;
+        }
+    }
+}
+
+/// Keeps every event already reported in `log`, without waiting.
+fn drain(user: &mut TestUser, log: &mut Vec<Event>) {
+    while let Some(event) = user.events.try_next() {
+        log.push(event);
+    }
+}
+
+/// The texts of a user's history of `group`, oldest first.
+async fn texts(user: &TestUser, group: GroupId) -> Vec<String> {
+    user.client
+        .history(group, None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
+/// Waits until `text` is in the user's history of `group` (logging every event meanwhile).
+async fn until_shown(user: &mut TestUser, log: &mut Vec<Event>, group: GroupId, text: &str) {
+    if texts(user, group).await.iter().any(|t| t == text) {
+        return;
+    }
+    let what = format!("{text:?} arrive");
+    wait_logged(
+        user,
+        log,
+        &what,
+        |e| matches!(e, Event::Message(m) if m.group == group && m.text == text),
+    )
+    .await;
+}
+
+/// This device's view of `group`.
+async fn group_info(user: &TestUser, group: GroupId) -> confide_client::GroupInfo {
+    user.client
+        .groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.group == group)
+        .expect("the group is known")
+}
+
+/// The envelope of a message a device posted, as the evil server saw it go by.
+fn posted_envelope(evil: &EvilServer, user: &TestUser, message: MessageId) -> Envelope {
+    evil.requests_from(user.client.device())
+        .into_iter()
+        .find_map(|frame| match frame {
+            ClientFrame::Post { envelope, .. } if envelope.message_id() == message => {
+                Some(envelope)
+            }
+            _ => None,
+        })
+        .expect("the post went through the evil server")
+}
+
+/// [`users_in_group`] with every client connected to the evil server.
+async fn group_of(evil: &EvilServer, names: &[&str]) -> (Vec<TestUser>, GroupId) {
+    users_in_group(&evil.url, evil.trust(), names).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. A forged op
+// ---------------------------------------------------------------------------------------------
+
+/// The server serves, as the group's next op, a mute of Bob signed by a device of its own —
+/// not a member, so not allowed to sign anything in the group. Frames manipulated: one injected
+/// `op` push, and every `sync_page` Bob gets that reaches the log's head carries the forgery as
+/// its next op.
+///
+/// Bob's client must refuse it and say so once, keep the verified log, go on syncing (a message
+/// Alice sends meanwhile arrives), keep the group usable across a restart, and apply the genuine
+/// next op once the server serves it.
+#[tokio::test]
+async fn a_forged_op_served_by_the_server_does_not_freeze_the_group() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, group) = group_of(&evil, &["Alice", "Bob"]).await;
+    let mut bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    let mut log = Vec::new();
+    alice
+        .client
+        .send_text(group, "welcome", None)
+        .await
+        .unwrap();
+    until_shown(&mut bob, &mut log, group, "welcome").await;
+
+    // The forgery: the next op of the verified log, signed by the server's own device.
+    let mallory = RawClient::register(&server, "Mallory").await;
+    let state = evil.group_state(group);
+    let forged_seq = state.seq() + 1;
+    let forged = mallory.sign_next(
+        &state,
+        OpBody::Mute {
+            user: bob.client.user(),
+            until: Timestamp(now().0 + 3_600_000),
+        },
+    );
+    let served = Arc::new(AtomicUsize::new(0));
+    {
+        let (forged, served) = (forged.clone(), served.clone());
+        evil.on_server_frames(bob.client.device(), move |frame| match frame {
+            ServerFrame::SyncPage {
+                id,
+                group: g,
+                mut ops,
+                messages,
+                next_op_seq,
+                next_seq,
+                complete,
+            } if g == group && next_op_seq == forged_seq => {
+                ops.push(forged.clone());
+                served.fetch_add(1, SeqCst);
+                vec![ServerFrame::SyncPage {
+                    id,
+                    group: g,
+                    ops,
+                    messages,
+                    next_op_seq: forged_seq + 1,
+                    next_seq,
+                    complete,
+                }]
+            }
+            other => vec![other],
+        });
+    }
+    let pushed = evil.inject(
+        bob.client.device(),
+        ServerFrame::Op {
+            group,
+            op: forged.clone(),
+            seq: forged_seq,
+        },
+    );
+    assert_eq!(pushed, 1, "Bob is connected");
+    wait_logged(
+        &mut bob,
+        &mut log,
+        "the forged op refused",
+        |e| matches!(e, Event::GroupRejected(r) if r.group == group && r.seq == forged_seq),
+    )
+    .await;
+    // The server keeps serving it on every sync.
+    for _ in 0..3 {
+        bob.client.sync().await.unwrap();
+    }
+
+    // Syncing goes on: what Alice says meanwhile reaches Bob.
+    alice
+        .client
+        .send_text(group, "while the server forges", None)
+        .await
+        .unwrap();
+    until_shown(&mut bob, &mut log, group, "while the server forges").await;
+    bob.client.sync().await.unwrap();
+    drain(&mut bob, &mut log);
+    let told = log
+        .iter()
+        .filter(|e| matches!(e, Event::GroupRejected(r) if r.group == group && r.seq == forged_seq))
+        .count();
+    assert_eq!(
+        told, 1,
+        "Bob is told once about the forged op, however often it is served: {log:#?}"
+    );
+    assert!(
+        served.load(SeqCst) >= 3,
+        "Bob kept syncing the group (the forgery was served {} times)",
+        served.load(SeqCst)
+    );
+    let info = group_info(&bob, group).await;
+    assert_eq!(info.tampered, None, "the group is not frozen");
+    assert_eq!(info.epoch, state.epoch(), "the verified head is kept");
+    assert!(
+        bob.client
+            .members(group)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.muted_until.is_none()),
+        "the forged mute was not applied"
+    );
+
+    // A restart (while the server still forges) does not find the group frozen.
+    bob.go_offline().await;
+    bob.come_back().await;
+    let mut log = Vec::new();
+    wait_logged(&mut bob, &mut log, "a sync", |e| matches!(e, Event::Synced)).await;
+    assert_eq!(group_info(&bob, group).await.tampered, None);
+
+    // The server serves the genuine chain again: the group recovers by itself.
+    evil.honest(bob.client.device());
+    alice
+        .client
+        .create_invite(group, false, 1, Duration::from_secs(600))
+        .await
+        .unwrap();
+    wait_logged(&mut bob, &mut log, "the genuine next op applied", |e| {
+        matches!(e, Event::GroupChanged(c) if c.group == group && c.op_seq == forged_seq && c.action == "invite")
+    })
+    .await;
+    alice
+        .client
+        .send_text(group, "after the attack", None)
+        .await
+        .unwrap();
+    until_shown(&mut bob, &mut log, group, "after the attack").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A withheld removal
+// ---------------------------------------------------------------------------------------------
+
+/// Inbox ids the evil server makes up for payloads it relays itself (far above the real ones).
+const FAKE_INBOX_ID: u64 = 1 << 40;
+
+/// Alice removes Carol. The server keeps the removal (and every later op) from Bob and Carol,
+/// while Bob still gets what names the new epoch (Alice's new sender key, her new-epoch
+/// message). It relays whatever Bob sends in the old epoch to Carol itself: a sender key sealed
+/// to Carol goes into Carol's inbox, an old-epoch post is answered with a made-up `posted` and
+/// pushed to Carol; and it answers Carol's syncs itself (the real server would tell her she is
+/// no member). Frames manipulated: `op` pushes and `sync_page` ops to Bob and Carol (withheld
+/// from the removal on); Bob's `send_sealed` (Carol's items taken out and injected into Carol's
+/// inbox) and old-epoch `post`s (answered, injected to Carol as `message`); Carol's `sync`s.
+///
+/// Bob's client must notice it is behind, hold his message (nothing posted in the old epoch,
+/// no new sender key for Carol), and send it in the new epoch once the server stops
+/// withholding; Carol never reads it.
+#[tokio::test]
+async fn a_withheld_removal_does_not_let_the_removed_member_read_later_posts() {
+    const HELD: &str = "something only the group should read";
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, group) = group_of(&evil, &["Alice", "Bob", "Carol"]).await;
+    let mut carol = users.pop().unwrap();
+    let mut bob = users.pop().unwrap();
+    let mut alice = users.pop().unwrap();
+    let (bob_dev, carol_dev) = (bob.client.device(), carol.client.device());
+    let (mut bob_log, mut carol_log, mut alice_log) = (Vec::new(), Vec::new(), Vec::new());
+    alice
+        .client
+        .send_text(group, "welcome", None)
+        .await
+        .unwrap();
+    until_shown(&mut bob, &mut bob_log, group, "welcome").await;
+    until_shown(&mut carol, &mut carol_log, group, "welcome").await;
+    let state = evil.group_state(group);
+    let old_epoch = state.epoch();
+    let removal_seq = state.seq() + 1;
+
+    // The attack.
+    let withhold = move |frame| {
+        map_ops(frame, |_, op| {
+            if op_seq(&op) >= removal_seq {
+                vec![]
+            } else {
+                vec![op]
+            }
+        })
+    };
+    evil.on_server_frames(bob_dev, withhold);
+    evil.on_server_frames(carol_dev, withhold);
+    let relayed: Arc<Mutex<Vec<StoredMessage>>> = Arc::default();
+    {
+        let (handle, relayed) = (evil.handle(), relayed.clone());
+        let mut fake_inbox = FAKE_INBOX_ID;
+        evil.on_requests(bob_dev, move |frame| match frame {
+            ClientFrame::SendSealed { id, items }
+                if items.iter().any(|i| i.recipient == carol_dev) =>
+            {
+                let (to_carol, rest): (Vec<_>, Vec<_>) =
+                    items.into_iter().partition(|i| i.recipient == carol_dev);
+                let items = to_carol
+                    .into_iter()
+                    .map(|payload| {
+                        fake_inbox += 1;
+                        InboxItem {
+                            inbox_id: fake_inbox,
+                            received_at: now(),
+                            payload,
+                        }
+                    })
+                    .collect();
+                handle.inject(carol_dev, ServerFrame::Inbox { items });
+                if rest.is_empty() {
+                    Verdict::Answer(vec![ServerFrame::Ok { id }])
+                } else {
+                    Verdict::Forward(ClientFrame::SendSealed { id, items: rest })
+                }
+            }
+            ClientFrame::Post { id, envelope }
+                if envelope.group == group && envelope.epoch == old_epoch =>
+            {
+                let mut relayed = relayed.lock().unwrap();
+                let last = relayed.last().map_or(Seq(0), |m| m.seq);
+                let seq = Seq(handle.last_seq(group).0.max(last.0) + 1);
+                let message = envelope.message_id();
+                relayed.push(StoredMessage {
+                    seq,
+                    received_at: now(),
+                    envelope: envelope.clone(),
+                });
+                handle.inject(
+                    carol_dev,
+                    ServerFrame::Message {
+                        group,
+                        seq,
+                        received_at: now(),
+                        envelope,
+                    },
+                );
+                Verdict::Answer(vec![ServerFrame::Posted {
+                    id,
+                    group,
+                    seq,
+                    message,
+                }])
+            }
+            other => Verdict::Forward(other),
+        });
+    }
+    {
+        let relayed = relayed.clone();
+        evil.on_requests(carol_dev, move |frame| match frame {
+            ClientFrame::Sync {
+                id,
+                group: g,
+                after_op_seq,
+                after_seq,
+                ..
+            } if g == group => {
+                let messages: Vec<StoredMessage> = relayed
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m.seq > after_seq)
+                    .cloned()
+                    .collect();
+                let next_seq = Seq(messages.last().map_or(after_seq, |m| m.seq).0 + 1);
+                Verdict::Answer(vec![ServerFrame::SyncPage {
+                    id,
+                    group,
+                    ops: vec![],
+                    messages,
+                    next_op_seq: after_op_seq.map_or(0, |s| s + 1),
+                    next_seq,
+                    complete: true,
+                }])
+            }
+            other => Verdict::Forward(other),
+        });
+    }
+    let bob_before = evil.requests_from(bob_dev).len();
+
+    alice
+        .client
+        .remove(group, carol.client.user(), false)
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_text(group, "Carol has left the group", None)
+        .await
+        .unwrap();
+    let new_epoch = old_epoch.0 + 1;
+    // Bob gets what names the new epoch: Alice's sender key for it and her message in it.
+    evil.until_delivered(bob_dev, |f| {
+        matches!(f, ServerFrame::Inbox { items } if items.iter().any(|i| i.payload.epoch.0 == new_epoch))
+    })
+    .await;
+    evil.until_delivered(
+        bob_dev,
+        |f| matches!(f, ServerFrame::Message { envelope, .. } if envelope.epoch.0 == new_epoch),
+    )
+    .await;
+    bob.client.sync().await.unwrap();
+    drain(&mut bob, &mut bob_log);
+
+    let sent = bob.client.send_text(group, HELD, None).await;
+    let _ = carol.client.sync().await;
+    drain(&mut carol, &mut carol_log);
+    assert!(
+        !texts(&carol, group).await.iter().any(|t| t == HELD),
+        "Carol, removed, read what Bob sent after her removal (Bob's send returned {sent:?})"
+    );
+    let bob_during: Vec<ClientFrame> = evil.requests_from(bob_dev)[bob_before..].to_vec();
+    assert!(
+        !bob_during.iter().any(
+            |f| matches!(f, ClientFrame::Post { envelope, .. } if envelope.epoch == old_epoch)
+        ),
+        "Bob's client posted in an epoch it had seen end"
+    );
+    assert!(
+        !bob_during.iter().any(|f| matches!(f, ClientFrame::SendSealed { items, .. } if items.iter().any(|i| i.recipient == carol_dev))),
+        "Bob's client sealed a new sender key to Carol"
+    );
+    assert!(
+        is_held(&sent),
+        "Bob's message is held until his client catches up: {sent:?}"
+    );
+    assert!(
+        bob_log.iter().any(|e| is_group_behind(e, group, new_epoch)),
+        "Bob is warned that the server holds back the group's log: {bob_log:#?}"
+    );
+
+    // The server stops withholding (from Bob): he catches up and his message goes out in the
+    // new epoch. Old-epoch posts would still be relayed to Carol.
+    evil.on_server_frames(bob_dev, |frame| vec![frame]);
+    bob.client.sync().await.unwrap();
+    wait_logged(
+        &mut bob,
+        &mut bob_log,
+        "Bob's held message sent",
+        |e| matches!(e, Event::Sent(m) if m.group == group && m.text == HELD),
+    )
+    .await;
+    until_shown(&mut alice, &mut alice_log, group, HELD).await;
+    let bob_posts: Vec<Envelope> = evil.requests_from(bob_dev)[bob_before..]
+        .iter()
+        .filter_map(|f| match f {
+            ClientFrame::Post { envelope, .. } => Some(envelope.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !bob_posts.is_empty() && bob_posts.iter().all(|e| e.epoch.0 == new_epoch),
+        "Bob's message went out in the new epoch only"
+    );
+    let _ = carol.client.sync().await;
+    assert!(!texts(&carol, group).await.iter().any(|t| t == HELD));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A removed member's post slipped in after the removal
+// ---------------------------------------------------------------------------------------------
+
+/// Carol posts; the server keeps her post from Alice and Bob. Alice removes Carol and posts in
+/// the new epoch herself. The server then serves Carol's old-epoch post at a later seq, after
+/// Alice's. Frames manipulated: `message` pushes and `sync_page` messages to Alice and Bob
+/// (Carol's post taken out at its real seq, served again right after Alice's post with the
+/// seq after it), and one injected `message` push to Alice.
+///
+/// Alice's client — she removed Carol and posted in the new epoch — must refuse it, and so must
+/// Bob's.
+#[tokio::test]
+async fn a_removed_members_post_after_the_removal_is_refused_by_the_facilitator_who_removed_them() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, group) = group_of(&evil, &["Alice", "Bob", "Carol"]).await;
+    let mut carol = users.pop().unwrap();
+    let mut bob = users.pop().unwrap();
+    let mut alice = users.pop().unwrap();
+    let (alice_dev, bob_dev, carol_dev) = (
+        alice.client.device(),
+        bob.client.device(),
+        carol.client.device(),
+    );
+    let (mut alice_log, mut bob_log, mut carol_log) = (Vec::new(), Vec::new(), Vec::new());
+    alice
+        .client
+        .send_text(group, "welcome", None)
+        .await
+        .unwrap();
+    until_shown(&mut bob, &mut bob_log, group, "welcome").await;
+    until_shown(&mut carol, &mut carol_log, group, "welcome").await;
+
+    // The server keeps Carol's posts from Alice and Bob, and serves the one it holds right
+    // after the message whose seq precedes `late`'s.
+    let late: Arc<Mutex<Option<StoredMessage>>> = Arc::default();
+    for device in [alice_dev, bob_dev] {
+        let late = late.clone();
+        evil.on_server_frames(device, move |frame| {
+            let late = late.lock().unwrap().clone();
+            map_messages(frame, |_, m| {
+                if m.envelope.sender == carol_dev {
+                    return vec![];
+                }
+                match &late {
+                    Some(l) if m.seq.0 + 1 == l.seq.0 => vec![m, l.clone()],
+                    _ => vec![m],
+                }
+            })
+            .into_iter()
+            .map(|f| match f {
+                ServerFrame::SyncPage {
+                    id,
+                    group,
+                    ops,
+                    messages,
+                    next_op_seq,
+                    next_seq,
+                    complete,
+                } => {
+                    let next_seq = messages
+                        .last()
+                        .map_or(next_seq, |m| next_seq.max(Seq(m.seq.0 + 1)));
+                    ServerFrame::SyncPage {
+                        id,
+                        group,
+                        ops,
+                        messages,
+                        next_op_seq,
+                        next_seq,
+                        complete,
+                    }
+                }
+                other => other,
+            })
+            .collect()
+        });
+    }
+    let held = carol
+        .client
+        .send_text(group, "held back", None)
+        .await
+        .unwrap();
+    // Alice's post after the removal will get the next seq; Carol's is served after it.
+    let late_seq = Seq(held.seq.0 + 2);
+    let late_message = StoredMessage {
+        seq: late_seq,
+        received_at: now(),
+        envelope: posted_envelope(&evil, &carol, held.id),
+    };
+    *late.lock().unwrap() = Some(late_message.clone());
+
+    alice
+        .client
+        .remove(group, carol.client.user(), false)
+        .await
+        .unwrap();
+    let after = alice
+        .client
+        .send_text(group, "after the removal", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.seq.0 + 1,
+        late_seq.0,
+        "Alice's post got the seq before the slipped-in one"
+    );
+    evil.inject(
+        alice_dev,
+        ServerFrame::Message {
+            group,
+            seq: late_seq,
+            received_at: late_message.received_at,
+            envelope: late_message.envelope.clone(),
+        },
+    );
+    alice.client.sync().await.unwrap();
+    drain(&mut alice, &mut alice_log);
+    assert_eq!(
+        texts(&alice, group).await,
+        ["welcome", "after the removal"],
+        "Alice, who removed Carol, was shown Carol's old-epoch post stored after the removal"
+    );
+    assert!(
+        alice_log.iter().any(
+            |e| matches!(e, Event::MessageRejected(r) if r.group == group && r.seq == late_seq.0)
+        ),
+        "Alice is told a message was refused: {alice_log:#?}"
+    );
+
+    // Bob, who has the removal too, refuses it as well.
+    until_shown(&mut bob, &mut bob_log, group, "after the removal").await;
+    bob.client.sync().await.unwrap();
+    drain(&mut bob, &mut bob_log);
+    assert_eq!(texts(&bob, group).await, ["welcome", "after the removal"]);
+    assert!(
+        bob_log.iter().any(
+            |e| matches!(e, Event::MessageRejected(r) if r.group == group && r.seq == late_seq.0)
+        ),
+        "Bob is told a message was refused: {bob_log:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Reordered messages of one sender
+// ---------------------------------------------------------------------------------------------
+
+/// Alice sends two messages while Bob is offline; the server swaps them when Bob syncs. Frames
+/// manipulated: the `sync_page` messages to Bob (the envelopes at the two seqs swapped).
+///
+/// Both are authentic and are shown; Bob is warned that their order is not the order Alice sent
+/// them in (her sender-key iterations tell it), naming one of the two seqs.
+#[tokio::test]
+async fn messages_one_sender_sent_in_order_and_the_server_swapped_are_flagged() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, group) = group_of(&evil, &["Alice", "Bob"]).await;
+    let mut bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    let mut log = Vec::new();
+    alice.client.send_text(group, "hello", None).await.unwrap();
+    until_shown(&mut bob, &mut log, group, "hello").await;
+    bob.go_offline().await;
+
+    let first = alice.client.send_text(group, "first", None).await.unwrap();
+    let second = alice.client.send_text(group, "second", None).await.unwrap();
+    let first_env = posted_envelope(&evil, &alice, first.id);
+    let second_env = posted_envelope(&evil, &alice, second.id);
+    let (a, b) = (first.seq, second.seq);
+    evil.on_server_frames(bob.client.device(), move |frame| {
+        map_messages(frame, |g, m| {
+            if g != group {
+                return vec![m];
+            }
+            let envelope = if m.seq == a {
+                second_env.clone()
+            } else if m.seq == b {
+                first_env.clone()
+            } else {
+                m.envelope
+            };
+            vec![StoredMessage { envelope, ..m }]
+        })
+    });
+
+    bob.come_back().await;
+    let mut log = Vec::new();
+    wait_logged(&mut bob, &mut log, "a sync", |e| matches!(e, Event::Synced)).await;
+    bob.client.sync().await.unwrap();
+    drain(&mut bob, &mut log);
+    assert_eq!(
+        texts(&bob, group).await,
+        ["hello", "second", "first"],
+        "both messages are authentic and shown, in the server's order"
+    );
+    let warnings: Vec<u64> = log.iter().filter_map(|e| order_warning(e, group)).collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "Bob is warned once that the server changed the order of Alice's messages: {log:#?}"
+    );
+    assert!(
+        warnings[0] == a.0 || warnings[0] == b.0,
+        "the warning names a swapped message (seq {} or {}), not seq {}",
+        a.0,
+        b.0,
+        warnings[0]
+    );
+}

@@ -339,7 +339,7 @@ async fn run_with_client(
             if out.json {
                 let list: Vec<_> = members
                     .iter()
-                    .map(|m| json!({ "user": m.user, "name": m.display_name, "role": m.role, "muted_until": m.muted_until }))
+                    .map(|m| json!({ "user": m.user, "name": m.display_name, "role": m.role, "muted_until": m.muted_until, "looks_like": m.looks_like }))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
@@ -349,10 +349,11 @@ async fn run_with_client(
                         .map(|t| format!("  (muted until {})", local_time(t)))
                         .unwrap_or_default();
                     println!(
-                        "{:<20} {:<14} {}{muted}",
+                        "{:<20} {:<14} {}{muted}{}",
                         m.display_name,
                         m.role.as_str(),
-                        m.user
+                        m.user,
+                        crate::tui::text::look_alike_note(&m.looks_like)
                     );
                 }
             }
@@ -679,16 +680,17 @@ async fn moderate(
             let group = profile.group(group)?;
             let requests = client.join_requests(group).await?;
             if out.json {
-                let list: Vec<_> = requests.iter().map(|r| json!({ "user": r.user, "name": r.display_name, "note": r.note, "device": r.device })).collect();
+                let list: Vec<_> = requests.iter().map(|r| json!({ "user": r.user, "name": r.display_name, "note": r.note, "device": r.device, "looks_like": r.looks_like })).collect();
                 println!("{}", serde_json::Value::Array(list));
             } else if requests.is_empty() {
                 println!("no pending requests");
             } else {
                 for r in &requests {
                     println!(
-                        "{}  {}  {}",
+                        "{}  {}{}  {}",
                         r.user,
                         r.display_name,
+                        crate::tui::text::look_alike_note(&r.looks_like),
                         r.note.as_deref().unwrap_or("")
                     );
                 }

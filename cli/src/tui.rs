@@ -19,7 +19,7 @@
 mod app;
 mod jobs;
 mod slash;
-mod text;
+pub(crate) mod text;
 mod view;
 
 use std::collections::BTreeMap;

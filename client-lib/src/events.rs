@@ -82,6 +82,10 @@ pub struct JoinRequest {
     pub display_name: String,
     /// Their note to the facilitators.
     pub note: Option<String>,
+    /// The current members (the facilitator included) whose display names look like the
+    /// requester's (Unicode confusables, [`confide_protocol::names`]): warn before approving.
+    #[serde(default)]
+    pub looks_like: Vec<String>,
 }
 
 /// Everything the client reports, in the order it happened.

@@ -153,6 +153,9 @@ pub struct MemberInfo {
     pub devices: Vec<DeviceId>,
     /// Until when they are muted, if they are.
     pub muted_until: Option<Timestamp>,
+    /// The other members whose display names look like this one's (Unicode confusables,
+    /// [`confide_protocol::names`]): show a warning next to the name. Empty when none does.
+    pub looks_like: Vec<String>,
 }
 
 /// The group agreement as this device holds it.

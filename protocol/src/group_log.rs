@@ -1293,9 +1293,7 @@ impl GroupState {
                         "an invite with this id already exists".into(),
                     ));
                 }
-                let valid_key = ed25519_dalek::VerifyingKey::from_bytes(invite.as_bytes())
-                    .is_ok_and(|key| !key.is_weak());
-                if !valid_key {
+                if identity::check_public_key(invite.as_bytes()).is_err() {
                     return Err(LogError::InvalidInvite(
                         "the invite id is not a valid Ed25519 public key".into(),
                     ));
@@ -3411,6 +3409,28 @@ mod tests {
             &co,
             OpBody::Invite {
                 invite: InviteId([0; 32]), // a small-order point
+                requires_approval: false,
+                max_uses: 1,
+                expires_at: Timestamp(u64::MAX),
+            },
+            LogError::InvalidInvite("the invite id is not a valid Ed25519 public key".into()),
+        );
+    }
+
+    #[test]
+    fn an_invite_id_in_a_non_canonical_encoding_is_refused_so_strict_decoders_agree() {
+        // y = p + 3 (little-endian p = ed ff … ff 7f): a point of large order that lax
+        // decoders reduce to y = 3. An implementation that refuses non-canonical keys would
+        // reject this op, so every implementation must.
+        let mut non_canonical = [0xff; 32];
+        non_canonical[0] = 0xed + 3;
+        non_canonical[31] = 0x7f;
+        let fac = Person::new(1, "Fay");
+        let mut g = Group::new(&fac);
+        g.rejects(
+            &fac,
+            OpBody::Invite {
+                invite: InviteId(non_canonical),
                 requires_approval: false,
                 max_uses: 1,
                 expires_at: Timestamp(u64::MAX),

@@ -28,18 +28,41 @@ impl fmt::Debug for Signature {
     }
 }
 
-/// Verifies `signature` by `device` over `label || 0x00 || parts…` (strict Ed25519: rejects
-/// non-canonical encodings and small-order keys).
+/// Decodes an Ed25519 public key under the protocol's key rule (PROTOCOL.md §3.3): the 32 bytes
+/// must be the *canonical* encoding of a curve point (`y < p`, and no sign bit on `x = 0`) and
+/// the point must not be of small order. A mixed-order point (prime-order part plus a torsion
+/// component) is accepted, as RFC 8032 and libsodium accept it; its signatures then verify only
+/// where the cofactorless equation holds.
+///
+/// `ed25519-dalek` alone decodes non-canonical `y` (it reduces modulo `p`), so the canonical
+/// check is done here by re-encoding: every place that accepts a key without a signature (an
+/// invite id) must agree with every place that checks one.
+fn decode_public_key(bytes: &[u8; 32]) -> Result<VerifyingKey, CryptoError> {
+    let key = VerifyingKey::from_bytes(bytes).map_err(|_| CryptoError::BadPublicKey)?;
+    if key.to_edwards().compress().to_bytes() != *bytes || key.is_weak() {
+        return Err(CryptoError::BadPublicKey);
+    }
+    Ok(key)
+}
+
+/// Checks that `key` is acceptable as an Ed25519 public key (a device id or an invite id): the
+/// canonical encoding of a point that is not of small order (PROTOCOL.md §3.3).
+pub fn check_public_key(key: &[u8; 32]) -> Result<(), CryptoError> {
+    decode_public_key(key).map(|_| ())
+}
+
+/// Verifies `signature` by `device` over `label || 0x00 || parts…` under the strict rule of
+/// PROTOCOL.md §3.3: the key must pass [`check_public_key`]; `S` must be below the group order
+/// `L`; `R` must decode to a point that is not of small order; and the cofactorless equation
+/// `[S]B = R + [k]A` must hold, compared on `R`'s encoding (so a non-canonical `R` never
+/// verifies). This is `ed25519-dalek`'s `verify_strict` plus the canonical check on the key.
 pub fn verify(
     device: &DeviceId,
     label: &str,
     parts: &[&[u8]],
     signature: &Signature,
 ) -> Result<(), CryptoError> {
-    let key = VerifyingKey::from_bytes(device.as_bytes()).map_err(|_| CryptoError::BadPublicKey)?;
-    if key.is_weak() {
-        return Err(CryptoError::BadPublicKey);
-    }
+    let key = decode_public_key(device.as_bytes())?;
     let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
     key.verify_strict(&labelled(label, parts), &sig)
         .map_err(|_| CryptoError::BadSignature)

@@ -18,6 +18,7 @@
 //!   its verifier ([`GroupState`]).
 //! - [`report`]: verifiable reports (message franking) for facilitators.
 //! - [`frames`]: the JSON frames between client and server.
+//! - [`names`]: which display names look alike (Unicode TR39 confusables), a client rule.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -29,6 +30,7 @@ pub mod frames;
 pub mod group_log;
 pub mod identity;
 pub mod ids;
+pub mod names;
 pub mod primitives;
 pub mod report;
 pub mod seal;

@@ -317,3 +317,448 @@ fn auth_frame_vectors() {
         }),
     );
 }
+
+/// The strict Ed25519 rule of PROTOCOL.md §3.3, as negative (and two positive) vectors in the
+/// spirit of "Taming the many EdDSAs" (Chalkias, Garillot, Nikolaenko, 2020). Each case is built
+/// here from fixed inputs, its intended decision is asserted against the code's decision, and
+/// the file is compared byte for byte, so a change of either the rule or a byte fails.
+mod ed25519_rules {
+    use super::*;
+    use confide_protocol::envelope::{Envelope, LABEL_ENVELOPE_SIG};
+    use confide_protocol::group_log::{LABEL_OP, Op, OpBody, SignedOp};
+    use confide_protocol::identity::Signature;
+    use confide_protocol::ids::{DeviceId, Timestamp};
+    use confide_protocol::primitives::labelled;
+    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::scalar::Scalar;
+    use curve25519_dalek::traits::{Identity, IsIdentity};
+    use sha2::{Digest, Sha512};
+
+    /// The group order L, little-endian.
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    /// A point of order 8 (the usual one from the small-order blocklists).
+    const ORDER_8: [u8; 32] = [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ];
+    /// The identity point, canonically encoded (y = 1).
+    const IDENTITY: [u8; 32] = {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    };
+
+    /// `p + k` as a 32-byte little-endian y coordinate with a clear sign bit: a non-canonical
+    /// encoding of y = k.
+    fn p_plus(k: u8) -> [u8; 32] {
+        let mut b = [0xff; 32];
+        b[0] = 0xed + k;
+        b[31] = 0x7f;
+        b
+    }
+
+    fn point(bytes: [u8; 32]) -> EdwardsPoint {
+        CompressedEdwardsY(bytes).decompress().unwrap()
+    }
+
+    /// A public key as the vectors build it: the encoding `bytes` of `[a]B + torsion`.
+    struct RawKey {
+        bytes: [u8; 32],
+        a: Scalar,
+        torsion: EdwardsPoint,
+    }
+
+    /// The key of [`identity_from_seed`]`(1)`, with its RFC 8032 secret scalar.
+    fn honest_key() -> RawKey {
+        let h: [u8; 64] = Sha512::digest(seed_bytes(1)).into();
+        let mut clamped = [0u8; 32];
+        clamped.copy_from_slice(&h[..32]);
+        clamped[0] &= 248;
+        clamped[31] &= 127;
+        clamped[31] |= 64;
+        let a = Scalar::from_bytes_mod_order(clamped);
+        let bytes = EdwardsPoint::mul_base(&a).compress().to_bytes();
+        assert_eq!(
+            DeviceId(bytes),
+            identity_from_seed(1).device_id(),
+            "the honest key is seed 1's device"
+        );
+        RawKey {
+            bytes,
+            a,
+            torsion: EdwardsPoint::identity(),
+        }
+    }
+
+    fn small_key(bytes: [u8; 32]) -> RawKey {
+        RawKey {
+            bytes,
+            a: Scalar::ZERO,
+            torsion: point(bytes),
+        }
+    }
+
+    /// `[a]B + T` with `a` from seed 7 and `T` of order 8.
+    fn mixed_key() -> RawKey {
+        let a = Scalar::from_bytes_mod_order(seed_bytes(7));
+        let torsion = point(ORDER_8);
+        let bytes = (EdwardsPoint::mul_base(&a) + torsion).compress().to_bytes();
+        RawKey { bytes, a, torsion }
+    }
+
+    fn challenge(r: &[u8; 32], a: &[u8; 32], message: &[u8]) -> Scalar {
+        let h: [u8; 64] = Sha512::new()
+            .chain_update(r)
+            .chain_update(a)
+            .chain_update(message)
+            .finalize()
+            .into();
+        Scalar::from_bytes_mod_order_wide(&h)
+    }
+
+    fn signature(r: [u8; 32], s: Scalar) -> [u8; 64] {
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig[32..].copy_from_slice(s.as_bytes());
+        sig
+    }
+
+    /// `R = [r]B`, `S = r + k·a`, with the nonce `r` stepped deterministically until
+    /// `want(k·T is the identity)`: then `[S]B − [k]A = R − k·T`, so the cofactorless equation
+    /// holds exactly when `k·T` vanishes, and the cofactored one always holds.
+    fn sign_raw(key: &RawKey, message: &[u8], cofactorless_holds: bool) -> [u8; 64] {
+        for counter in 0u32.. {
+            let h: [u8; 64] = Sha512::new()
+                .chain_update(b"confide/test/nonce")
+                .chain_update(counter.to_be_bytes())
+                .chain_update(message)
+                .finalize()
+                .into();
+            let r = Scalar::from_bytes_mod_order_wide(&h);
+            let big_r = EdwardsPoint::mul_base(&r).compress().to_bytes();
+            let k = challenge(&big_r, &key.bytes, message);
+            if (k * key.torsion).is_identity() == cofactorless_holds {
+                return signature(big_r, r + k * key.a);
+            }
+        }
+        unreachable!("a 1-in-8 event happens within 2^32 tries")
+    }
+
+    /// `S = k·a` with a chosen `R`: `[S]B − [k]A` is then the identity, so the cofactorless
+    /// equation holds (on points) only for `R` = identity, and the cofactored one for any
+    /// small-order `R`.
+    fn sign_with_r(key: &RawKey, r: [u8; 32], message: &[u8]) -> [u8; 64] {
+        let k = challenge(&r, &key.bytes, message);
+        signature(r, k * key.a)
+    }
+
+    /// Adds L to the `S` half: the same value modulo L, in a non-canonical encoding.
+    fn add_l(mut sig: [u8; 64]) -> [u8; 64] {
+        let mut carry = 0u16;
+        for (s, l) in sig[32..].iter_mut().zip(L) {
+            let sum = u16::from(*s) + u16::from(l) + carry;
+            *s = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0, "S + L fits in 256 bits");
+        sig
+    }
+
+    #[derive(Clone, Copy)]
+    enum Sig {
+        /// A real signature (RFC 8032 for the honest key; [`sign_raw`] otherwise) on which the
+        /// cofactorless equation holds.
+        Valid,
+        /// The cofactored equation holds, the cofactorless one does not.
+        CofactoredOnly,
+        /// `S + L` of a valid signature.
+        SPlusL,
+        /// `R` given, `S = k·a`.
+        WithR([u8; 32]),
+        /// `R` = identity, `S` = 0.
+        Zero,
+    }
+
+    struct Case {
+        name: &'static str,
+        key: fn() -> RawKey,
+        sig: Sig,
+        accept: bool,
+        reason: &'static str,
+    }
+
+    fn cases() -> Vec<Case> {
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2; // y = 2 is not on the curve
+        vec![
+            Case {
+                name: "valid",
+                key: honest_key,
+                sig: Sig::Valid,
+                accept: true,
+                reason: "control: an ordinary RFC 8032 signature",
+            },
+            Case {
+                name: "s_not_canonical",
+                key: honest_key,
+                sig: Sig::SPlusL,
+                accept: false,
+                reason: "S >= L (S + L of the valid signature; the equation holds modulo L and the top three bits are clear)",
+            },
+            Case {
+                name: "small_order_r",
+                key: honest_key,
+                sig: Sig::WithR(IDENTITY),
+                accept: false,
+                reason: "R is the identity (small order); S = k*a, so the cofactorless equation holds",
+            },
+            Case {
+                name: "small_order_r_cofactored_only",
+                key: honest_key,
+                sig: Sig::WithR(ORDER_8),
+                accept: false,
+                reason: "R has order 8; S = k*a, so only the cofactored equation holds",
+            },
+            Case {
+                name: "non_canonical_r",
+                key: honest_key,
+                sig: Sig::WithR(p_plus(1)),
+                accept: false,
+                reason: "R is y = p + 1, a non-canonical encoding of the identity (so also small order); the equation holds on points but not on R's encoding",
+            },
+            Case {
+                name: "r_not_a_point",
+                key: honest_key,
+                sig: Sig::WithR(not_a_point),
+                accept: false,
+                reason: "R (y = 2) does not decode to a curve point",
+            },
+            Case {
+                name: "small_order_a",
+                key: || small_key(ORDER_8),
+                sig: Sig::Valid,
+                accept: false,
+                reason: "A has order 8; R = [r]B, S = r with k*A = 0, so the cofactorless equation holds",
+            },
+            Case {
+                name: "identity_a_zero_signature",
+                key: || small_key(IDENTITY),
+                sig: Sig::Zero,
+                accept: false,
+                reason: "A and R are the identity and S = 0: without the small-order checks this verifies for every message",
+            },
+            Case {
+                name: "non_canonical_a",
+                key: || small_key(p_plus(1)),
+                sig: Sig::Valid,
+                accept: false,
+                reason: "A is y = p + 1, a non-canonical encoding of the identity (so also small order); the cofactorless equation holds",
+            },
+            Case {
+                name: "non_canonical_a_negative_zero",
+                key: || {
+                    let mut bytes = IDENTITY;
+                    bytes[31] |= 0x80;
+                    small_key(bytes)
+                },
+                sig: Sig::Valid,
+                accept: false,
+                reason: "A is the identity with the sign bit set on x = 0 (non-canonical, small order); the cofactorless equation holds",
+            },
+            Case {
+                name: "mixed_order_a",
+                key: mixed_key,
+                sig: Sig::Valid,
+                accept: true,
+                reason: "A = [a]B + T (T of order 8) is accepted as a key; the nonce was chosen so that k*T = 0, so the cofactorless equation holds",
+            },
+            Case {
+                name: "mixed_order_a_cofactored_only",
+                key: mixed_key,
+                sig: Sig::CofactoredOnly,
+                accept: false,
+                reason: "A = [a]B + T; k*T != 0, so only the cofactored equation holds",
+            },
+        ]
+    }
+
+    /// The signature of `case` over `message`, made with its key (whose encoding the caller
+    /// has already put into `message` where the format requires).
+    fn sign_case(
+        case: &Case,
+        key: &RawKey,
+        message: &[u8],
+        rfc8032: impl Fn() -> [u8; 64],
+    ) -> [u8; 64] {
+        match case.sig {
+            Sig::Valid if key.bytes == honest_key().bytes => rfc8032(),
+            Sig::Valid => sign_raw(key, message, true),
+            Sig::CofactoredOnly => sign_raw(key, message, false),
+            Sig::SPlusL => add_l(rfc8032()),
+            Sig::WithR(r) => sign_with_r(key, r, message),
+            Sig::Zero => signature(IDENTITY, Scalar::ZERO),
+        }
+    }
+
+    fn decision(accept: bool) -> &'static str {
+        if accept { "accept" } else { "reject" }
+    }
+
+    fn assert_decision(kind: &str, case: &Case, accepted: bool) {
+        assert_eq!(
+            accepted,
+            case.accept,
+            "{kind} case {}: the code now decides {} ({})",
+            case.name,
+            decision(accepted),
+            case.reason
+        );
+    }
+
+    #[test]
+    fn ed25519_rule_vectors() {
+        let signer = identity_from_seed(1);
+
+        let mut mixed_y3 = [0u8; 32];
+        mixed_y3[0] = 3;
+        let key_cases: Vec<([u8; 32], bool, &str)> = vec![
+            (honest_key().bytes, true, "an ordinary key"),
+            (
+                mixed_key().bytes,
+                true,
+                "mixed order ([a]B + T, T of order 8): accepted",
+            ),
+            (mixed_y3, true, "y = 3, canonical, mixed order: accepted"),
+            (IDENTITY, false, "the identity (small order)"),
+            (ORDER_8, false, "a point of order 8"),
+            (
+                p_plus(3),
+                false,
+                "y = p + 3: non-canonical encoding of the mixed-order point y = 3",
+            ),
+            (
+                p_plus(1),
+                false,
+                "y = p + 1: non-canonical encoding of the identity",
+            ),
+            (
+                {
+                    let mut b = IDENTITY;
+                    b[31] |= 0x80;
+                    b
+                },
+                false,
+                "the identity with the sign bit set on x = 0",
+            ),
+            (
+                {
+                    let mut b = [0u8; 32];
+                    b[0] = 2;
+                    b
+                },
+                false,
+                "y = 2 is not on the curve",
+            ),
+        ];
+        let public_keys: Vec<Value> = key_cases
+            .iter()
+            .map(|(key, accept, reason)| {
+                let accepted = identity::check_public_key(key).is_ok();
+                assert_eq!(accepted, *accept, "public key case {reason}");
+                json!({ "public_key": b64_encode(key), "expected": decision(*accept), "reason": reason })
+            })
+            .collect();
+
+        // Plain signatures over labelled("confide/v1/test", "ed25519 edge case").
+        let (label, part): (&str, &[u8]) = ("confide/v1/test", b"ed25519 edge case");
+        let message = labelled(label, &[part]);
+        let signatures: Vec<Value> = cases()
+            .iter()
+            .map(|case| {
+                let key = (case.key)();
+                let sig = sign_case(case, &key, &message, || signer.sign(label, &[part]).0);
+                let accepted =
+                    identity::verify(&DeviceId(key.bytes), label, &[part], &Signature(sig)).is_ok();
+                assert_decision("signature", case, accepted);
+                json!({
+                    "name": case.name,
+                    "public_key": b64_encode(&key.bytes),
+                    "label": label,
+                    "message": b64_encode(part),
+                    "signed_bytes": b64_encode(&message),
+                    "signature": b64_encode(&sig),
+                    "expected": decision(case.accept),
+                    "reason": case.reason,
+                })
+            })
+            .collect();
+
+        // A whole signed op (set_slow_mode) whose author is each case's key.
+        let signed_ops: Vec<Value> = cases()
+            .iter()
+            .map(|case| {
+                let key = (case.key)();
+                let op = Op {
+                    v: 1,
+                    group: GroupId([7; 16]),
+                    seq: 4,
+                    prev: OpHash([4; 32]),
+                    author: DeviceId(key.bytes),
+                    at: Timestamp(1_767_225_604_000),
+                    body: OpBody::SetSlowMode { seconds: 30 },
+                };
+                let op_bytes = serde_json::to_vec(&op).unwrap();
+                let message = labelled(LABEL_OP, &[&op_bytes]);
+                let sig = sign_case(case, &key, &message, || signer.sign(LABEL_OP, &[&op_bytes]).0);
+                let signed = SignedOp { op: op_bytes, sig: Signature(sig) };
+                let accepted = signed.verify().is_ok();
+                assert_decision("signed op", case, accepted);
+                json!({ "name": case.name, "signed": signed, "expected": decision(case.accept), "reason": case.reason })
+            })
+            .collect();
+
+        // A whole envelope (the one of envelope_vectors) whose sender is each case's key.
+        let mut chain = SenderChain::generate(&mut rng(3));
+        let body = br#"{"sent_at":1767225600000,"body":{"type":"text","text":"Hello, group"}}"#;
+        let honest = Envelope::seal(
+            &signer,
+            GroupId([7; 16]),
+            ep(2),
+            &mut chain,
+            body,
+            &mut rng(4),
+        )
+        .unwrap();
+        let envelopes: Vec<Value> = cases()
+            .iter()
+            .map(|case| {
+                let key = (case.key)();
+                let mut env = honest.clone();
+                env.sender = DeviceId(key.bytes);
+                let header = env.header();
+                let parts: [&[u8]; 3] = [&header, &env.franking_tag, &env.ciphertext];
+                let message = labelled(LABEL_ENVELOPE_SIG, &parts);
+                let sig = sign_case(case, &key, &message, || signer.sign(LABEL_ENVELOPE_SIG, &parts).0);
+                env.signature = Signature(sig);
+                let accepted = env.verify().is_ok();
+                assert_decision("envelope", case, accepted);
+                json!({ "name": case.name, "envelope": env, "expected": decision(case.accept), "reason": case.reason })
+            })
+            .collect();
+
+        check(
+            "ed25519-rules",
+            json!({
+                "rule": "PROTOCOL.md §3.3: accept iff A is the canonical encoding of a point not of small order, S < L, R decodes to a point not of small order, and encode([S]B - [k]A) == R byte for byte (cofactorless), k = SHA-512(R || A || M) mod L",
+                "public_keys": public_keys,
+                "signatures": signatures,
+                "signed_ops": signed_ops,
+                "envelopes": envelopes,
+            }),
+        );
+    }
+}

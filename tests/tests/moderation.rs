@@ -620,3 +620,79 @@ async fn retention_deletes_old_messages_on_every_device() {
             .unwrap_err()
     ));
 }
+
+#[tokio::test]
+async fn a_cyrillic_look_alike_of_the_facilitators_name_is_flagged_at_approval_and_in_the_member_list()
+ {
+    let server = TestServer::start().await;
+    let mut alice = TestUser::new(&server, "Alice").await;
+    let group = alice.client.create_group().await.unwrap();
+    let invite = alice
+        .client
+        .create_invite(group, true, 5, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    // "Аlice" with a Cyrillic capital A (U+0410): looks exactly like "Alice".
+    let impostor = TestUser::new(&server, "\u{0410}lice").await;
+    let bob = TestUser::new(&server, "Bob").await;
+    for joiner in [&impostor, &bob] {
+        assert_eq!(
+            joiner.client.join(&invite, None).await.unwrap(),
+            JoinOutcome::Pending(group)
+        );
+        let (event, _) = alice
+            .wait_event(|e| matches!(e, Event::JoinRequest(r) if r.user == joiner.client.user()))
+            .await;
+        let Event::JoinRequest(request) = event else {
+            unreachable!()
+        };
+        let expected: Vec<String> = if joiner.client.user() == impostor.client.user() {
+            vec!["Alice".into()]
+        } else {
+            vec![]
+        };
+        assert_eq!(request.looks_like, expected, "join request event");
+    }
+    // The pending list the facilitator approves from carries the same warning.
+    let pending = alice.client.join_requests(group).await.unwrap();
+    let warning_of = |user| {
+        pending
+            .iter()
+            .find(|r| r.user == user)
+            .map(|r| r.looks_like.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        warning_of(impostor.client.user()),
+        vec!["Alice".to_string()]
+    );
+    assert!(warning_of(bob.client.user()).is_empty());
+
+    alice
+        .client
+        .approve(group, impostor.client.user())
+        .await
+        .unwrap();
+    alice
+        .client
+        .approve(group, bob.client.user())
+        .await
+        .unwrap();
+    let members = alice.client.members(group).await.unwrap();
+    let looks_like = |user| {
+        members
+            .iter()
+            .find(|m| m.user == user)
+            .map(|m| m.looks_like.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        looks_like(impostor.client.user()),
+        vec!["Alice".to_string()]
+    );
+    assert_eq!(
+        looks_like(alice.client.user()),
+        vec!["\u{0410}lice".to_string()]
+    );
+    assert!(looks_like(bob.client.user()).is_empty());
+}

@@ -14,7 +14,7 @@ use confide_protocol::{GroupId, Seq, Timestamp, UserId};
 
 use super::jobs::{HISTORY_PAGE, Job, Outcome, Reply, SendFailure};
 use super::slash::{self, COMMANDS, Slash};
-use super::text::{Clock, now, one_line, role_name};
+use super::text::{Clock, look_alike_note, now, one_line, role_name};
 
 /// How long an informational notice stays on the banner line.
 const INFO_NOTICE_TTL: Duration = Duration::from_secs(12);
@@ -950,8 +950,9 @@ impl App {
                 self.notice(
                     Level::Info,
                     format!(
-                        "{} asks to join {label} (see `confide mod requests`).",
-                        one_line(&request.display_name)
+                        "{}{} asks to join {label} (see `confide mod requests`).",
+                        one_line(&request.display_name),
+                        look_alike_note(&request.looks_like)
                     ),
                 );
             }

@@ -12,7 +12,7 @@ use confide_protocol::group_log::Role;
 use confide_protocol::{GroupId, Seq, UserId};
 
 use super::slash::Slash;
-use super::text::{Clock, role_name};
+use super::text::{Clock, look_alike_note, role_name};
 
 /// How many messages one history page holds.
 pub const HISTORY_PAGE: usize = 200;
@@ -383,6 +383,7 @@ fn members_text(members: &[MemberInfo], clock: &Clock) -> String {
         .iter()
         .map(|m| {
             let mut line = m.display_name.clone();
+            line.push_str(&look_alike_note(&m.looks_like));
             if m.role != Role::Member {
                 line.push_str(&format!(" — {}", role_name(m.role)));
             }

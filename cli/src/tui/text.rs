@@ -109,6 +109,21 @@ pub fn one_line(text: &str) -> String {
     clean(text).replace('\n', " ")
 }
 
+/// The warning shown after a display name that looks like other members' names (Unicode
+/// confusables): `" ⚠ looks like Alice (another member)"`, or nothing when `looks_like` is empty.
+pub fn look_alike_note(looks_like: &[String]) -> String {
+    if looks_like.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = looks_like.iter().map(|n| one_line(n)).collect();
+    let whom = if names.len() == 1 {
+        "another member"
+    } else {
+        "other members"
+    };
+    format!(" \u{26a0} looks like {} ({whom})", names.join(", "))
+}
+
 /// The width of `text` in terminal cells.
 pub fn width(text: &str) -> usize {
     Span::raw(text).width()
@@ -168,6 +183,19 @@ pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_look_alike_name_gets_a_visible_warning_and_others_none() {
+        assert_eq!(
+            look_alike_note(&["Alice".into()]),
+            " \u{26a0} looks like Alice (another member)"
+        );
+        assert_eq!(
+            look_alike_note(&["Alice".into(), "alice".into()]),
+            " \u{26a0} looks like Alice, alice (other members)"
+        );
+        assert_eq!(look_alike_note(&[]), "");
+    }
 
     #[test]
     fn wrapping_keeps_words_and_breaks_only_long_ones() {

@@ -309,6 +309,19 @@ fn now() -> Timestamp {
     Timestamp(ms)
 }
 
+/// The display names of `state`'s members other than `user` that look like `name`
+/// ([`confide_protocol::names`]).
+pub(crate) fn look_alikes(state: &GroupState, user: &UserId, name: &str) -> Vec<String> {
+    confide_protocol::names::confusable_with(
+        name,
+        state
+            .members()
+            .iter()
+            .filter(|(other, _)| *other != user)
+            .map(|(_, m)| m.entry.display_name.as_str()),
+    )
+}
+
 fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
     [a, b].concat()
 }
@@ -1219,6 +1232,7 @@ impl Actor {
             return true;
         }
         let user = request.member.user;
+        let looks_like = look_alikes(&ctx.state, &user, &request.member.display_name);
         let key = key2(group.as_bytes(), user.as_bytes());
         // A later request under the same user id from another device never replaces the first.
         if let Ok(Some(existing)) = self.store.get::<JoinRequestPayload>(T_JOIN_REQUESTS, &key)
@@ -1236,6 +1250,7 @@ impl Actor {
             device: sealed.sender,
             display_name: request.member.display_name.clone(),
             note: request.note.clone(),
+            looks_like,
         }));
         true
     }
@@ -2425,6 +2440,7 @@ impl Actor {
                     .get(user)
                     .copied()
                     .filter(|_| ctx.state.is_muted(user, now())),
+                looks_like: look_alikes(&ctx.state, user, &m.entry.display_name),
             })
             .collect())
     }

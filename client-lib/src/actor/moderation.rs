@@ -233,6 +233,16 @@ impl Actor {
                                     group,
                                     user: r.member.user,
                                     device,
+                                    looks_like: self.groups.get(&group).map_or_else(
+                                        Vec::new,
+                                        |c| {
+                                            super::look_alikes(
+                                                &c.state,
+                                                &r.member.user,
+                                                &r.member.display_name,
+                                            )
+                                        },
+                                    ),
                                     display_name: r.member.display_name,
                                     note: r.note,
                                 })

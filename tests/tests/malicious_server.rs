@@ -24,45 +24,22 @@ use confide_tests::{
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Whether `event` is `Event::GroupBehind { group, seen_epoch }` — which the fix for issue 12
-/// adds to client-lib/src/events.rs — for this group and epoch.
-///
-/// Matched by the variant's `Debug` form so that this file compiles before the variant exists
-/// (the test then fails at run time, as a test written before its fix should). Once the variant
-/// is merged, replace the body with
-/// `matches!(event, Event::GroupBehind { group: g, seen_epoch } if *g == group && *seen_epoch == epoch)`.
+/// Whether `event` is an `Event::GroupBehind` for this group and epoch.
 fn is_group_behind(event: &Event, group: GroupId, epoch: u64) -> bool {
-    let text = format!("{event:?}");
-    text.starts_with("GroupBehind")
-        && text.contains(&format!("{group:?}"))
-        && number_after(&text, "seen_epoch: ") == Some(epoch)
+    matches!(event, Event::GroupBehind { group: g, seen_epoch, .. } if *g == group && *seen_epoch == epoch)
 }
 
-/// The seq an `Event::OrderWarning(Rejection)` — which the fix for issue 12 adds to
-/// client-lib/src/events.rs — names for this group, if `event` is one.
-///
-/// Matched by `Debug` form for the same reason as [`is_group_behind`]; once merged, replace the
-/// body with `match event { Event::OrderWarning(r) if r.group == group => Some(r.seq), _ => None }`.
+/// The seq an `Event::OrderWarning` names for this group, if `event` is one.
 fn order_warning(event: &Event, group: GroupId) -> Option<u64> {
-    let text = format!("{event:?}");
-    if !text.starts_with("OrderWarning") || !text.contains(&format!("{group:?}")) {
-        return None;
+    match event {
+        Event::OrderWarning(r) if r.group == group => Some(r.seq),
+        _ => None,
     }
-    number_after(&text, "seq: ")
 }
 
-/// The number after the first `label` in `text` (also inside an `Epoch(..)`/`Seq(..)` wrapper).
-fn number_after(text: &str, label: &str) -> Option<u64> {
-    let rest = &text[text.find(label)? + label.len()..];
-    let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == '(');
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// Whether a `send_text` result means "held, sent later" — the fix may name it
-/// [`ClientError::Pending`] (as the brief for issue 12 says) or a new variant; adapt here.
+/// Whether a `send_text` result means "held, sent once the log has caught up".
 fn is_held(result: &Result<confide_client::ChatMessage, ClientError>) -> bool {
-    matches!(result, Err(ClientError::Pending))
+    matches!(result, Err(ClientError::Held))
 }
 
 /// Waits for an event matching `pred` (described by `what`, for the failure message), keeping
@@ -729,5 +706,202 @@ async fn messages_one_sender_sent_in_order_and_the_server_swapped_are_flagged() 
         a.0,
         b.0,
         warnings[0]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A post the removed member wrote after the removal, sequenced right after it
+// ---------------------------------------------------------------------------------------------
+
+/// The server withholds Carol's removal from Carol, accepts her old-epoch post written after
+/// it (the real server would refuse it) and serves it to Alice and Bob right after the removal,
+/// before anyone posted in the new epoch — where no seq cut-off can catch it. Frames
+/// manipulated: ops from the removal on are dropped for Carol; Carol's `post` is answered by the
+/// proxy and pushed to Alice and Bob as the next `message`.
+///
+/// Every client that has the removal refuses it: Carol wrote it after she was removed.
+#[tokio::test]
+async fn a_post_the_removed_member_wrote_after_the_removal_is_refused_even_right_after_it() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, group) = group_of(&evil, &["Alice", "Bob", "Carol"]).await;
+    let mut carol = users.pop().unwrap();
+    let mut bob = users.pop().unwrap();
+    let mut alice = users.pop().unwrap();
+    let (alice_dev, bob_dev, carol_dev) = (
+        alice.client.device(),
+        bob.client.device(),
+        carol.client.device(),
+    );
+    let (mut alice_log, mut bob_log, mut carol_log) = (Vec::new(), Vec::new(), Vec::new());
+    alice
+        .client
+        .send_text(group, "welcome", None)
+        .await
+        .unwrap();
+    until_shown(&mut bob, &mut bob_log, group, "welcome").await;
+    until_shown(&mut carol, &mut carol_log, group, "welcome").await;
+    let state = evil.group_state(group);
+    let old_epoch = state.epoch();
+    let removal_seq = state.seq() + 1;
+    evil.on_server_frames(carol_dev, move |frame| {
+        map_ops(frame, |_, op| {
+            if op_seq(&op) >= removal_seq {
+                vec![]
+            } else {
+                vec![op]
+            }
+        })
+    });
+    {
+        let handle = evil.handle();
+        let mut fake_inbox = FAKE_INBOX_ID;
+        evil.on_requests(carol_dev, move |frame| match frame {
+            // Carol's old-epoch sender key, which the real server would refuse now.
+            ClientFrame::SendSealed { id, items } => {
+                for payload in items {
+                    fake_inbox += 1;
+                    handle.inject(
+                        payload.recipient,
+                        ServerFrame::Inbox {
+                            items: vec![InboxItem {
+                                inbox_id: fake_inbox,
+                                received_at: now(),
+                                payload,
+                            }],
+                        },
+                    );
+                }
+                Verdict::Answer(vec![ServerFrame::Ok { id }])
+            }
+            ClientFrame::Post { id, envelope }
+                if envelope.group == group && envelope.epoch == old_epoch =>
+            {
+                let seq = Seq(handle.last_seq(group).0 + 1);
+                let message = envelope.message_id();
+                for device in [alice_dev, bob_dev] {
+                    handle.inject(
+                        device,
+                        ServerFrame::Message {
+                            group,
+                            seq,
+                            received_at: now(),
+                            envelope: envelope.clone(),
+                        },
+                    );
+                }
+                Verdict::Answer(vec![ServerFrame::Posted {
+                    id,
+                    group,
+                    seq,
+                    message,
+                }])
+            }
+            other => Verdict::Forward(other),
+        });
+    }
+
+    alice
+        .client
+        .remove(group, carol.client.user(), false)
+        .await
+        .unwrap();
+    wait_logged(
+        &mut bob,
+        &mut bob_log,
+        "Carol's removal",
+        |e| matches!(e, Event::GroupChanged(c) if c.group == group && c.action == "remove"),
+    )
+    .await;
+    // Carol's clock moves on past the removal (the comparison is by the authors' claims).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let late = carol
+        .client
+        .send_text(group, "I am still here", None)
+        .await
+        .unwrap();
+
+    for (user, log) in [(&mut alice, &mut alice_log), (&mut bob, &mut bob_log)] {
+        wait_logged(
+            user,
+            log,
+            "the refusal of Carol's late post",
+            |e| matches!(e, Event::MessageRejected(r) if r.group == group && r.seq == late.seq.0),
+        )
+        .await;
+        assert_eq!(
+            texts(user, group).await,
+            ["welcome"],
+            "a post Carol wrote after her removal was shown"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. A reply stored before what it replies to
+// ---------------------------------------------------------------------------------------------
+
+/// Alice asks, Bob (having read it) answers; the server swaps the two for Carol, who was
+/// offline. Different senders, so no chain iteration tells — but Bob's message names the last
+/// seq he had read (`seen_seq`), which the server put after it. Frames manipulated: the
+/// `sync_page` messages to Carol (the envelopes at the two seqs swapped).
+#[tokio::test]
+async fn a_reply_the_server_put_before_what_it_answers_is_flagged() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, group) = group_of(&evil, &["Alice", "Bob", "Carol"]).await;
+    let mut carol = users.pop().unwrap();
+    let mut bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    let mut log = Vec::new();
+    carol.go_offline().await;
+    let question = alice
+        .client
+        .send_text(group, "how was your week?", None)
+        .await
+        .unwrap();
+    until_shown(&mut bob, &mut log, group, "how was your week?").await;
+    let answer = bob
+        .client
+        .send_text(group, "better, thanks", None)
+        .await
+        .unwrap();
+    let question_env = posted_envelope(&evil, &alice, question.id);
+    let answer_env = posted_envelope(&evil, &bob, answer.id);
+    let (a, b) = (question.seq, answer.seq);
+    evil.on_server_frames(carol.client.device(), move |frame| {
+        map_messages(frame, |g, m| {
+            if g != group {
+                return vec![m];
+            }
+            let envelope = if m.seq == a {
+                answer_env.clone()
+            } else if m.seq == b {
+                question_env.clone()
+            } else {
+                m.envelope
+            };
+            vec![StoredMessage { envelope, ..m }]
+        })
+    });
+
+    carol.come_back().await;
+    let mut log = Vec::new();
+    wait_logged(&mut carol, &mut log, "a sync", |e| {
+        matches!(e, Event::Synced)
+    })
+    .await;
+    carol.client.sync().await.unwrap();
+    drain(&mut carol, &mut log);
+    assert_eq!(
+        texts(&carol, group).await,
+        ["better, thanks", "how was your week?"],
+        "both messages are authentic and shown, in the server's order"
+    );
+    let warnings: Vec<u64> = log.iter().filter_map(|e| order_warning(e, group)).collect();
+    assert_eq!(
+        warnings,
+        [a.0],
+        "Carol is warned that Bob's answer was put before what he had read: {log:#?}"
     );
 }

@@ -76,6 +76,8 @@ const T_PRIVATE: &str = "private";
 /// Messages (or sender keys) kept per group while waiting for what they need; beyond this the
 /// oldest are dropped, so a member who never sends their key cannot fill the disk.
 const MAX_PARKED: usize = 10_000;
+/// How many order warnings the client remembers, to report one swap once (memory bound).
+const MAX_ORDER_WARNED: usize = 1_000;
 /// How many refused ops a group remembers, so that a server serving them again and again does
 /// not warn the user again and again.
 const MAX_REFUSED_OPS_REMEMBERED: usize = 16;
@@ -299,6 +301,10 @@ pub(crate) struct Actor {
     pending_acks: Vec<u64>,
     /// When to post the outbox again, after the server refused a message for a passing reason.
     outbox_retry_at: Option<tokio::time::Instant>,
+    /// Messages already named in an [`Event::OrderWarning`] (group, seq), so that one swap is
+    /// reported once even when both of its messages show it; cleared when it grows past
+    /// [`MAX_ORDER_WARNED`].
+    order_warned: std::collections::HashSet<(GroupId, u64)>,
 }
 
 fn now() -> Timestamp {
@@ -384,6 +390,7 @@ impl Actor {
             needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),
             outbox_retry_at: None,
+            order_warned: Default::default(),
         };
         actor.load_groups()?;
         Ok(actor)
@@ -998,16 +1005,16 @@ impl Actor {
         if let Some(seen) = seen_seq
             && seen >= m.seq
         {
-            tracing::warn!(%group, seq = m.seq.0, "message stored before one its author had seen");
-            self.emit(Event::OrderWarning(Rejection {
+            self.order_warning(
                 group,
-                seq: m.seq.0,
-                reason: format!(
+                m.seq.0,
+                None,
+                format!(
                     "the server's order is wrong: {sender_name} had already read message #{} \
                      when writing this one, yet the server stored it as #{}",
                     seen.0, m.seq.0
                 ),
-            }));
+            );
         }
         let env = &m.envelope;
         let key = key3(
@@ -1021,21 +1028,36 @@ impl Actor {
                 || (m.seq.0 < seq && env.iteration > iteration);
             if swapped {
                 let (earlier, later) = (m.seq.0.min(seq), m.seq.0.max(seq));
-                tracing::warn!(%group, seq = m.seq.0, "one sender's messages stored out of their order");
-                self.emit(Event::OrderWarning(Rejection {
+                self.order_warning(
                     group,
-                    seq: m.seq.0,
-                    reason: format!(
+                    m.seq.0,
+                    Some(seq),
+                    format!(
                         "the server's order is wrong: {sender_name} wrote message #{later} \
                          before message #{earlier}"
                     ),
-                }));
+                );
             }
             if env.iteration <= iteration {
                 return;
             }
         }
         let _ = self.store.put(T_ORDER, &key, &(env.iteration, m.seq.0));
+    }
+
+    /// Reports that message `seq` is out of its author's order — unless it, or the message it
+    /// was found swapped with (`other`), was already reported.
+    fn order_warning(&mut self, group: GroupId, seq: u64, other: Option<u64>, reason: String) {
+        let known = |s: u64| self.order_warned.contains(&(group, s));
+        if known(seq) || other.is_some_and(known) {
+            return;
+        }
+        if self.order_warned.len() >= MAX_ORDER_WARNED {
+            self.order_warned.clear();
+        }
+        self.order_warned.insert((group, seq));
+        tracing::warn!(%group, seq, "the server's order contradicts the author's");
+        self.emit(Event::OrderWarning(Rejection { group, seq, reason }));
     }
 
     /// Processes one inbox item. Returns whether it may be acknowledged: every item is, once

@@ -727,6 +727,7 @@ async fn moderate(
             revoke_invite,
             reason,
         } => {
+            let label = group;
             let group = profile.group(group)?;
             let who = profile::user(client, group, user).await?;
             let invite = client.invite_of(group, who).await?;
@@ -755,7 +756,7 @@ async fn moderate(
                 } else {
                     lines.push(format!(
                         "they joined with invite {id}, which can still be used ({} of {} uses left): \
-                         revoke it with `confide invite revoke <group> {id}`",
+                         revoke it with `confide invite revoke {label} {id}`",
                         i.max_uses - i.uses,
                         i.max_uses,
                         id = i.id

@@ -44,6 +44,19 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// Asks a yes/no question on the terminal (stderr), reading the answer from stdin.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::Write as _;
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
 /// Parses `45s`, `30m`, `2h`, `7d` (or plain seconds).
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();
@@ -72,6 +85,57 @@ pub fn local_time(t: Timestamp) -> String {
     ts.to_zoned_datetime(jiff::tz::TimeZone::system())
         .strftime("%Y-%m-%d %H:%M")
         .to_string()
+}
+
+/// "you were removed from circle on 2026-05-01 18:30" for a group this device is no longer in.
+fn departure_line(label: &str, d: &confide_client::Departure) -> String {
+    let when = local_time(d.at);
+    match (d.left, d.banned) {
+        (true, _) => format!("you left {label} on {when}"),
+        (false, true) => format!("you were removed and banned from {label} on {when}"),
+        (false, false) => format!("you were removed from {label} on {when}"),
+    }
+}
+
+/// An invite of `group` by its id or a unique beginning of it.
+async fn find_invite(
+    client: &Client,
+    group: confide_protocol::GroupId,
+    text: &str,
+) -> anyhow::Result<confide_client::InviteInfo> {
+    let text = text.trim();
+    let invites = client.invites(group).await?;
+    let found: Vec<_> = invites
+        .into_iter()
+        .filter(|i| !text.is_empty() && i.id.to_string().starts_with(text))
+        .collect();
+    match <[_; 1]>::try_from(found) {
+        Ok([one]) => Ok(one),
+        Err(found) if found.is_empty() => {
+            bail!("no invite of this group starts with {text:?} (see `confide invite list`)")
+        }
+        Err(_) => bail!("several invites start with {text:?}: give more of the id"),
+    }
+}
+
+/// This computer's time in unix milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether an invite can still be used now, and if not why.
+fn invite_state(i: &confide_client::InviteInfo) -> &'static str {
+    if i.revoked {
+        "revoked"
+    } else if i.uses >= i.max_uses {
+        "used up"
+    } else if now_ms() > i.expires_at.0 {
+        "expired"
+    } else {
+        "active"
+    }
 }
 
 fn parse_role(text: &str) -> anyhow::Result<Role> {
@@ -240,7 +304,11 @@ fn print_warnings(events: &mut Events, profile: &Profile) {
     }
 }
 
-fn group_json(profile: &Profile, g: &confide_client::GroupInfo) -> serde_json::Value {
+fn group_json(
+    profile: &Profile,
+    g: &confide_client::GroupInfo,
+    departure: Option<&confide_client::Departure>,
+) -> serde_json::Value {
     json!({
         "group": g.group,
         "label": profile.label_of(&g.group),
@@ -249,6 +317,7 @@ fn group_json(profile: &Profile, g: &confide_client::GroupInfo) -> serde_json::V
         "members": g.members,
         "epoch": g.epoch,
         "tampered": g.tampered,
+        "departure": departure,
     })
 }
 
@@ -298,15 +367,34 @@ async fn run_with_client(
         }
         Command::Group(GroupCommand::List) => {
             let groups = client.groups().await?;
+            let mut departures = Vec::new();
+            for g in &groups {
+                departures.push(if g.member {
+                    None
+                } else {
+                    client.departure(g.group).await?
+                });
+            }
             if out.json {
                 println!(
                     "{}",
                     serde_json::Value::Array(
-                        groups.iter().map(|g| group_json(profile, g)).collect()
+                        groups
+                            .iter()
+                            .zip(&departures)
+                            .map(|(g, d)| group_json(profile, g, d.as_ref()))
+                            .collect()
                     )
                 );
             } else {
-                for g in &groups {
+                for (g, departure) in groups.iter().zip(&departures) {
+                    let label = profile
+                        .label_of(&g.group)
+                        .map_or_else(|| g.group.to_string(), str::to_string);
+                    if let Some(d) = departure {
+                        println!("{label:<16} {}  {}", g.group, departure_line(&label, d));
+                        continue;
+                    }
                     let role = g
                         .role
                         .map(|r| r.as_str().to_string())
@@ -377,6 +465,58 @@ async fn run_with_client(
                 json!({ "link": link, "requires_approval": approval, "uses": uses }),
             );
         }
+        Command::Invite(InviteCommand::List { group }) => {
+            let group = profile.group(group)?;
+            let invites = client.invites(group).await?;
+            if out.json {
+                let list: Vec<_> = invites
+                    .iter()
+                    .map(|i| json!({ "invite": i, "state": invite_state(i) }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if invites.is_empty() {
+                println!("this group has no invites");
+            } else {
+                for i in &invites {
+                    let by = i.created_by_name.as_deref().unwrap_or("?");
+                    let joined: Vec<&str> = i.joined.iter().map(|(_, n)| n.as_str()).collect();
+                    println!(
+                        "{}  {:<8} {}/{} used  {}  by {by} {}  expires {}{}",
+                        i.id,
+                        invite_state(i),
+                        i.uses,
+                        i.max_uses,
+                        if i.requires_approval {
+                            "approval"
+                        } else {
+                            "direct  "
+                        },
+                        local_time(i.created_at),
+                        local_time(i.expires_at),
+                        if joined.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  joined: {}", joined.join(", "))
+                        }
+                    );
+                }
+            }
+        }
+        Command::Invite(InviteCommand::Revoke { group, invite }) => {
+            let group = profile.group(group)?;
+            let found = find_invite(client, group, invite).await?;
+            if found.revoked {
+                bail!("invite {} is already revoked", found.id);
+            }
+            client.revoke_invite(group, found.id).await?;
+            out.print(
+                format!(
+                    "revoked invite {}: nobody can join with it any more",
+                    found.id
+                ),
+                json!({ "revoked": found.id }),
+            );
+        }
         Command::Join { link, note, label } => {
             let invite = confide_client::Invite::from_link(link)?;
             let outcome = client.join(&invite, note.clone()).await?;
@@ -424,8 +564,10 @@ async fn run_with_client(
             limit,
             before,
         } => {
+            let label = group.clone();
             let group = profile.group(group)?;
             let history = client.history(group, before.map(Seq), *limit).await?;
+            let departure = client.departure(group).await?;
             if out.json {
                 let list: Vec<_> = history
                     .iter()
@@ -441,6 +583,9 @@ async fn run_with_client(
                         m.sender_name,
                         m.text
                     );
+                }
+                if let Some(d) = departure {
+                    println!("{}", departure_line(&label, &d));
                 }
             }
         }
@@ -495,10 +640,40 @@ async fn run_with_client(
                 ),
             }
         }
-        Command::Agreement(AgreementCommand::Accept { group }) => {
+        Command::Agreement(AgreementCommand::Accept { group, yes }) => {
             let group = profile.group(group)?;
-            client.accept_agreement(group).await?;
-            out.print("agreement accepted", json!({ "accepted": true }));
+            let pinned = client.pinned(group).await?;
+            let Some(agreement) = pinned.agreement else {
+                return Err(match pinned.agreement_version {
+                    Some(version) => ClientError::AgreementNotReceived { version }.into(),
+                    None => anyhow!("this group has no agreement to accept"),
+                });
+            };
+            if agreement.accepted {
+                out.print(
+                    format!("you have already accepted version {}", agreement.version),
+                    json!({ "version": agreement.version, "accepted": true }),
+                );
+                return Ok(());
+            }
+            // Shown before anything is accepted, whatever the flags.
+            let shown = format!(
+                "Group agreement, version {}:\n\n{}\n",
+                agreement.version, agreement.text
+            );
+            if out.json {
+                eprintln!("{shown}");
+            } else {
+                println!("{shown}");
+            }
+            if !yes && !confirm(&format!("Accept version {}? Type yes: ", agreement.version))? {
+                bail!("not accepted");
+            }
+            client.accept_agreement(group, agreement.version).await?;
+            out.print(
+                format!("agreement version {} accepted", agreement.version),
+                json!({ "version": agreement.version, "accepted": true }),
+            );
         }
         Command::Agreement(AgreementCommand::Set { group, text }) => {
             let group = profile.group(group)?;
@@ -594,17 +769,49 @@ async fn moderate(
             group,
             user,
             ban,
+            revoke_invite,
             reason,
         } => {
+            let label = group;
             let group = profile.group(group)?;
             let who = profile::user(client, group, user).await?;
+            let invite = client.invite_of(group, who).await?;
             client
                 .remove_with_reason(group, who, *ban, reason.as_deref())
                 .await?;
-            done(&format!(
+            let mut lines = vec![format!(
                 "{user} was removed{}; new keys protect everything from now on",
                 if *ban { " and banned" } else { "" }
-            ));
+            )];
+            let usable = match invite {
+                Some(id) => client
+                    .invites(group)
+                    .await?
+                    .into_iter()
+                    .find(|i| i.id == id)
+                    .filter(|i| invite_state(i) == "active"),
+                None => None,
+            };
+            let mut revoked = None;
+            if let Some(i) = usable {
+                if *revoke_invite {
+                    client.revoke_invite(group, i.id).await?;
+                    lines.push(format!("revoked the invite they joined with ({})", i.id));
+                    revoked = Some(i.id);
+                } else {
+                    lines.push(format!(
+                        "they joined with invite {id}, which can still be used ({} of {} uses left): \
+                         revoke it with `confide invite revoke {label} {id}`",
+                        i.max_uses - i.uses,
+                        i.max_uses,
+                        id = i.id
+                    ));
+                }
+            }
+            out.print(
+                lines.join("\n"),
+                json!({ "ok": true, "joined_with": invite, "revoked_invite": revoked }),
+            );
         }
         ModCommand::Unban { group, user } => {
             let group = profile.group(group)?;

@@ -83,7 +83,7 @@ pub enum Command {
         /// The group.
         group: String,
     },
-    /// Invites: create a link to share privately.
+    /// Invites: create a link to share privately, list and revoke them.
     #[command(subcommand)]
     Invite(InviteCommand),
     /// Joins a group with an invite link (or asks to, if it needs approval).
@@ -229,6 +229,18 @@ pub enum InviteCommand {
         #[arg(long, default_value = "7d")]
         valid: String,
     },
+    /// Lists the group's invites: who made them, uses, expiry, revoked, who joined with them.
+    List {
+        /// The group.
+        group: String,
+    },
+    /// Revokes an invite (facilitators): nobody can join with it any more.
+    Revoke {
+        /// The group.
+        group: String,
+        /// The invite's id as `confide invite list` shows it (a unique beginning is enough).
+        invite: String,
+    },
 }
 
 /// Agreement subcommands.
@@ -239,10 +251,13 @@ pub enum AgreementCommand {
         /// The group.
         group: String,
     },
-    /// Accepts the current agreement.
+    /// Shows the current agreement and, once you confirm, accepts exactly that text.
     Accept {
         /// The group.
         group: String,
+        /// Accept without asking (the text is still printed first).
+        #[arg(long)]
+        yes: bool,
     },
     /// Sets a new version (facilitators); everyone must accept it again.
     Set {
@@ -301,6 +316,9 @@ pub enum ModCommand {
         /// Keep them out, also with old invites.
         #[arg(long)]
         ban: bool,
+        /// Also revoke the invite they joined with, so nobody can use it again.
+        #[arg(long)]
+        revoke_invite: bool,
         /// A reason only facilitators can read.
         #[arg(long)]
         reason: Option<String>,

@@ -128,8 +128,27 @@ fn two_people_chat_and_a_facilitator_moderates() {
     let shown = carol.ok(&["agreement", "show", "circle"]);
     assert!(shown.contains("What is shared here stays here."), "{shown}");
     assert_eq!(carol.run(&["send", "circle", "hi"]).status.code(), Some(3));
-    carol.ok(&["agreement", "accept", "circle"]);
+    // Accepting shows the text first and asks; no answer accepts nothing.
+    let unanswered = carol.run(&["agreement", "accept", "circle"]);
+    assert!(!unanswered.status.success());
+    assert!(
+        String::from_utf8_lossy(&unanswered.stdout).contains("What is shared here stays here.")
+    );
+    assert_eq!(carol.run(&["send", "circle", "hi"]).status.code(), Some(3));
+    let accepted = carol.ok(&["agreement", "accept", "circle", "--yes"]);
+    assert!(
+        accepted.contains("What is shared here stays here.")
+            && accepted.contains("version 1 accepted"),
+        "{accepted}"
+    );
     carol.ok(&["send", "circle", "I accept, thank you"]);
+
+    // Invites: listed with their uses and who joined with them.
+    let invites = alice.ok(&["invite", "list", "circle"]);
+    assert!(
+        invites.contains("used up") && invites.contains("2/2") && invites.contains("Bob, Carol"),
+        "{invites}"
+    );
 
     // Removal: Carol reads nothing new.
     alice.ok(&[
@@ -141,6 +160,14 @@ fn two_people_chat_and_a_facilitator_moderates() {
         "asked to leave",
     ]);
     alice.ok(&["send", "circle", "after Carol left"]);
+    let told = carol.ok(&["read", "circle"]);
+    assert!(told.contains("you were removed from circle on"), "{told}");
+    assert!(!told.contains("after Carol left"), "{told}");
+    let groups = carol.ok(&["group", "list"]);
+    assert!(
+        groups.contains("you were removed from circle on"),
+        "{groups}"
+    );
     let carols = carol.json(&["read", "circle"]);
     assert!(
         carols

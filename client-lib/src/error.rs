@@ -50,6 +50,25 @@ pub enum ClientError {
     /// The invite is malformed, does not match the group's log, or has expired.
     #[error("invalid invite: {0}")]
     BadInvite(String),
+    /// The agreement's text has not arrived on this device yet, so it cannot have been shown:
+    /// nothing was accepted.
+    #[error(
+        "the text of agreement version {version} has not arrived on this device yet: sync, read it, then accept"
+    )]
+    AgreementNotReceived {
+        /// The current version.
+        version: u32,
+    },
+    /// The agreement changed after the version that was shown: nothing was accepted.
+    #[error(
+        "the group agreement is now version {current}, not the version {shown} that was shown: read it again"
+    )]
+    AgreementChanged {
+        /// The version that was shown (and would have been accepted).
+        shown: u32,
+        /// The current version.
+        current: u32,
+    },
     /// A cryptographic or protocol step failed.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -132,10 +132,13 @@ pub enum Event {
         /// Their pseudonym.
         by_name: String,
     },
-    /// This device was removed from a group (or left it).
+    /// This device was removed from a group (or left it); also reported when a device that was
+    /// offline learns of it on its next sync. [`crate::Client::departure`] says by whom.
     Removed {
         /// The group.
         group: GroupId,
+        /// When the removal (or leave) happened: the op's claimed time.
+        at: Timestamp,
     },
     /// A member's keys changed since this device last saw them: compare safety numbers.
     KeyChanged {
@@ -283,4 +286,21 @@ pub enum FacilitatorItem {
     Report(ReportInfo),
     /// An urgent request.
     Urgent(UrgentRequest),
+}
+
+/// How this device's membership of a group ended ([`crate::Client::departure`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Departure {
+    /// The position in the group log of the op that ended it.
+    pub op_seq: u64,
+    /// When (the op's claimed time).
+    pub at: Timestamp,
+    /// True if the user left; false if a facilitator removed them.
+    pub left: bool,
+    /// Whether they were also banned.
+    pub banned: bool,
+    /// Who removed them (or the user themselves, for a leave).
+    pub by: UserId,
+    /// Their pseudonym, if known.
+    pub by_name: Option<String>,
 }

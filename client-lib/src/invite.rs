@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use confide_protocol::encoding::b64_array;
 use confide_protocol::group_log::InviteSecret;
-use confide_protocol::{DeviceId, GroupId, InviteId, OpHash};
+use confide_protocol::{DeviceId, GroupId, InviteId, OpHash, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -150,4 +150,30 @@ mod tests {
         assert!(Invite::from_link("confide-invite:!!!").is_err());
         assert!(Invite::from_link("https://example.org").is_err());
     }
+}
+
+/// An invite as the group's verified log records it, for facilitators to review and revoke
+/// ([`crate::Client::invites`]). Holds no secret: only the invite's public id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteInfo {
+    /// The invite's public id (what [`crate::Client::revoke_invite`] takes).
+    pub id: InviteId,
+    /// Who created it.
+    pub created_by: UserId,
+    /// Their pseudonym, if this device knows it.
+    pub created_by_name: Option<String>,
+    /// When it was created (the author's claim in the log).
+    pub created_at: Timestamp,
+    /// Whether joining needs a facilitator's approval.
+    pub requires_approval: bool,
+    /// How many people joined (or were approved) with it.
+    pub uses: u32,
+    /// How many may.
+    pub max_uses: u32,
+    /// When it stops accepting joins.
+    pub expires_at: Timestamp,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// Who joined with it (or was approved through it), oldest first, with their pseudonyms.
+    pub joined: Vec<(UserId, String)>,
 }

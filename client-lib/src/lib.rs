@@ -51,10 +51,10 @@ use confide_protocol::{
 
 pub use error::ClientError;
 pub use events::{
-    ChatMessage, Event, FacilitatorItem, GroupChange, JoinRequest, Rejection, ReportInfo,
-    UrgentRequest,
+    ChatMessage, Departure, Event, FacilitatorItem, GroupChange, JoinRequest, Rejection,
+    ReportInfo, UrgentRequest,
 };
-pub use invite::Invite;
+pub use invite::{Invite, InviteInfo};
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
 
@@ -674,9 +674,54 @@ impl Client {
         .await
     }
 
-    /// Accepts the group's current agreement.
-    pub async fn accept_agreement(&self, group: GroupId) -> Result<(), ClientError> {
-        self.moderation(|reply| ModerationCommand::AcceptAgreement { group, reply })
+    /// Accepts version `version` of the group agreement: the version whose text the person was
+    /// shown ([`Self::pinned`]). The signed acceptance names that exact text (its hash in the
+    /// log). Refused, accepting nothing, while the text has not arrived on this device
+    /// ([`ClientError::AgreementNotReceived`]) or when the agreement is no longer that version
+    /// ([`ClientError::AgreementChanged`]).
+    pub async fn accept_agreement(&self, group: GroupId, version: u32) -> Result<(), ClientError> {
+        self.moderation(|reply| ModerationCommand::AcceptAgreement {
+            group,
+            version,
+            reply,
+        })
+        .await
+    }
+
+    /// Every invite of the group, as its verified log records them: who made it, uses, expiry,
+    /// whether it was revoked, and who joined with it.
+    pub async fn invites(&self, group: GroupId) -> Result<Vec<InviteInfo>, ClientError> {
+        self.moderation(|reply| ModerationCommand::Invites { group, reply })
+            .await
+    }
+
+    /// Revokes an invite (facilitators and co-facilitators): nobody can join or be approved
+    /// with it any more, and whoever tries is told it was revoked.
+    pub async fn revoke_invite(
+        &self,
+        group: GroupId,
+        invite: confide_protocol::InviteId,
+    ) -> Result<(), ClientError> {
+        self.op(group, OpBody::RevokeInvite { invite })
+            .await
+            .map(|_| ())
+    }
+
+    /// The invite a member joined with (or was approved through), if any: to revoke it when
+    /// removing them, so they cannot come straight back with the same link.
+    pub async fn invite_of(
+        &self,
+        group: GroupId,
+        user: UserId,
+    ) -> Result<Option<confide_protocol::InviteId>, ClientError> {
+        self.moderation(|reply| ModerationCommand::InviteOf { group, user, reply })
+            .await
+    }
+
+    /// How this device's membership of the group ended, if it did (removed, banned or left):
+    /// when and by whom.
+    pub async fn departure(&self, group: GroupId) -> Result<Option<Departure>, ClientError> {
+        self.moderation(|reply| ModerationCommand::Departure { group, reply })
             .await
     }
 

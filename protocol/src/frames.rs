@@ -902,6 +902,13 @@ pub enum ErrorCode {
     /// group; or a join request is not addressed to a facilitator device of a group with an open
     /// invite that requires approval.
     NotMember,
+    /// `sync` named an invite (with a valid proof of holding it) that a facilitator revoked.
+    InviteRevoked,
+    /// `sync` named an invite (with a valid proof of holding it) whose time ran out.
+    InviteExpired,
+    /// `sync` named an invite (with a valid proof of holding it) that as many people have used
+    /// as it allows.
+    InviteUsedUp,
     /// The sender is muted.
     Muted,
     /// The group is locked, or outside its open hours.
@@ -937,7 +944,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server may send, in table order (without [`ErrorCode::Unrecognized`]).
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrame,
         ErrorCode::FrameTooLarge,
@@ -953,6 +960,9 @@ impl ErrorCode {
         ErrorCode::NoSuchGroup,
         ErrorCode::GroupExists,
         ErrorCode::NotMember,
+        ErrorCode::InviteRevoked,
+        ErrorCode::InviteExpired,
+        ErrorCode::InviteUsedUp,
         ErrorCode::Muted,
         ErrorCode::Locked,
         ErrorCode::SlowMode,
@@ -986,6 +996,9 @@ impl ErrorCode {
             ErrorCode::NoSuchGroup => "no_such_group",
             ErrorCode::GroupExists => "group_exists",
             ErrorCode::NotMember => "not_member",
+            ErrorCode::InviteRevoked => "invite_revoked",
+            ErrorCode::InviteExpired => "invite_expired",
+            ErrorCode::InviteUsedUp => "invite_used_up",
             ErrorCode::Muted => "muted",
             ErrorCode::Locked => "locked",
             ErrorCode::SlowMode => "slow_mode",
@@ -1918,6 +1931,9 @@ mod tests {
             "no_such_group",
             "group_exists",
             "not_member",
+            "invite_revoked",
+            "invite_expired",
+            "invite_used_up",
             "muted",
             "locked",
             "slow_mode",

@@ -267,6 +267,21 @@ impl Op {
         }
         Ok(())
     }
+
+    /// For the server, on a newly written op: refuses forms that replay still accepts in old
+    /// logs but that no client may write any more. Today one: an `accept_agreement` without its
+    /// `text_hash` (an acceptance must name the exact text that was shown).
+    pub fn check_current_form(&self) -> Result<(), LogError> {
+        if let OpBody::AcceptAgreement {
+            text_hash: None, ..
+        } = self.body
+        {
+            return Err(LogError::InvalidValue(
+                "an acceptance must name the agreement's text_hash: update the app".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What an op does. JSON: an object whose `"type"` is the variant's snake_case name, next to
@@ -408,10 +423,20 @@ pub enum OpBody {
         text_hash: [u8; 32],
     },
     /// The author's user accepts the agreement; `version` must be the current version, and one
-    /// the author's user has not accepted yet.
+    /// the author's user has not accepted yet. `text_hash`, when present, must be the current
+    /// agreement's `text_hash`: it names the exact text the person was shown. Clients write it
+    /// always and the server refuses a new acceptance without it ([`Op::check_current_form`]);
+    /// replay accepts its absence, so logs written before it existed keep verifying.
     AcceptAgreement {
         /// The version accepted.
         version: u32,
+        /// The `text_hash` of the agreement accepted (`SetAgreement::text_hash`).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "b64_array_opt"
+        )]
+        text_hash: Option<[u8; 32]>,
     },
     /// Sets how long messages are kept (`null` = no limit; 0 is rejected); must differ from the
     /// current retention. Facilitators only.
@@ -861,6 +886,37 @@ pub struct InviteState {
     pub revoked: bool,
 }
 
+impl InviteState {
+    /// Why the invite can no longer be used at `now`, if it cannot (revoked first, then used
+    /// up, then expired); `None` while it can. The server tells an invite holder this instead
+    /// of a bare "not a member".
+    pub fn problem(&self, now: Timestamp) -> Option<InviteProblem> {
+        if self.revoked {
+            Some(InviteProblem::Revoked)
+        } else if self.uses >= self.max_uses {
+            Some(InviteProblem::UsedUp)
+        } else if now > self.expires_at {
+            Some(InviteProblem::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why an invite can no longer be used ([`InviteState::problem`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum InviteProblem {
+    /// A facilitator revoked it.
+    #[error("this invite was revoked: ask a facilitator for a new one")]
+    Revoked,
+    /// As many people joined with it as it allows.
+    #[error("this invite has been used up: ask a facilitator for a new one")]
+    UsedUp,
+    /// Its time ran out.
+    #[error("this invite has expired: ask a facilitator for a new one")]
+    Expired,
+}
+
 /// The current group agreement.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Agreement {
@@ -907,6 +963,10 @@ pub struct GroupState {
     devices: BTreeMap<DeviceId, UserId>,
     /// Every invite ever created.
     invites: BTreeMap<InviteId, InviteState>,
+    /// For each device whose membership ended (`remove` or `leave`) and that has not come back:
+    /// the `seq` of the op that ended it. The server serves such a device the log up to and
+    /// including that op, so an offline device learns it was removed.
+    departed: BTreeMap<DeviceId, u64>,
     /// Users who may not join or be added.
     banned: BTreeSet<UserId>,
     /// Devices that may not be listed by a joining or added member: each device a banned user
@@ -984,6 +1044,7 @@ impl GroupState {
             members: BTreeMap::new(),
             devices: BTreeMap::new(),
             invites: BTreeMap::new(),
+            departed: BTreeMap::new(),
             banned: BTreeSet::new(),
             banned_devices: BTreeMap::new(),
             mutes: BTreeMap::new(),
@@ -1161,6 +1222,12 @@ impl GroupState {
     /// Every invite ever created.
     pub fn invites(&self) -> &BTreeMap<InviteId, InviteState> {
         &self.invites
+    }
+
+    /// The `seq` of the op (`remove` or `leave`) that ended `device`'s membership, if it was a
+    /// member's device once and is not one now.
+    pub fn departure_of(&self, device: &DeviceId) -> Option<u64> {
+        self.departed.get(device).copied()
     }
 
     /// Whether the chat was closed by hand.
@@ -1458,8 +1525,13 @@ impl GroupState {
                 }
                 Ok(())
             }
-            OpBody::AcceptAgreement { version } => match self.agreement {
+            OpBody::AcceptAgreement { version, text_hash } => match self.agreement {
                 Some(a) if a.version == *version => {
+                    if text_hash.is_some_and(|h| h != a.text_hash) {
+                        return Err(LogError::InvalidValue(format!(
+                            "the acceptance names another text than agreement version {version}"
+                        )));
+                    }
                     if author.accepted_agreement == *version {
                         return no_change(&op.body);
                     }
@@ -1668,7 +1740,7 @@ impl GroupState {
                     text_hash: *text_hash,
                 });
             }
-            OpBody::AcceptAgreement { version } => {
+            OpBody::AcceptAgreement { version, .. } => {
                 if let Some(member) = author_user.and_then(|u| self.members.get_mut(&u)) {
                     member.accepted_agreement = *version;
                 }
@@ -1687,6 +1759,7 @@ impl GroupState {
 
     fn admit(&mut self, entry: &MemberEntry, role: Role, joined_epoch: Epoch) {
         for keys in &entry.devices {
+            self.departed.remove(&keys.device);
             self.devices.insert(keys.device, entry.user);
         }
         self.members.insert(
@@ -1704,6 +1777,7 @@ impl GroupState {
     fn expel(&mut self, user: &UserId) -> Option<Member> {
         let member = self.members.remove(user)?;
         for keys in &member.entry.devices {
+            self.departed.insert(keys.device, self.seq);
             self.devices.remove(&keys.device);
         }
         Some(member)
@@ -2207,7 +2281,13 @@ mod tests {
             },
         );
         assert!(!g.state.has_accepted_agreement(&alice.user));
-        g.ok(&alice, OpBody::AcceptAgreement { version: 1 });
+        g.ok(
+            &alice,
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: None,
+            },
+        );
         assert!(g.state.has_accepted_agreement(&alice.user));
         g.ok(
             &fac,
@@ -2532,7 +2612,10 @@ mod tests {
                 version: 1,
                 text_hash: [0; 32],
             },
-            OpBody::AcceptAgreement { version: 1 },
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: None,
+            },
             OpBody::SetRetention { seconds: None },
             OpBody::SetSettings {
                 settings: GroupSettings::default(),
@@ -2638,7 +2721,13 @@ mod tests {
                 text_hash: [1; 32],
             },
         );
-        g.ok(&mia, OpBody::AcceptAgreement { version: 1 });
+        g.ok(
+            &mia,
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: None,
+            },
+        );
         g.ok(&mia, OpBody::Leave {});
     }
 
@@ -3337,7 +3426,14 @@ mod tests {
                 text_hash: [0; 32],
             },
         );
-        bad(&mut g, &mia, OpBody::AcceptAgreement { version: 1 });
+        bad(
+            &mut g,
+            &mia,
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: None,
+            },
+        );
         g.ok(
             &fac,
             OpBody::SetAgreement {
@@ -3360,8 +3456,21 @@ mod tests {
                 text_hash: [2; 32],
             },
         );
-        bad(&mut g, &mia, OpBody::AcceptAgreement { version: 1 });
-        g.ok(&mia, OpBody::AcceptAgreement { version: 2 });
+        bad(
+            &mut g,
+            &mia,
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: None,
+            },
+        );
+        g.ok(
+            &mia,
+            OpBody::AcceptAgreement {
+                version: 2,
+                text_hash: None,
+            },
+        );
         assert_eq!(g.state.member(&mia.user).unwrap().accepted_agreement, 2);
 
         bad(&mut g, &fac, OpBody::SetRetention { seconds: Some(0) });
@@ -3717,6 +3826,104 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_or_departed_device_is_remembered_until_it_comes_back() {
+        let (mut g, [fac, _co, mia, noor]) = populated();
+        assert_eq!(g.state.departure_of(&mia.id()), None);
+        g.ok(
+            &fac,
+            OpBody::Remove {
+                user: mia.user,
+                ban: false,
+            },
+        );
+        let removed_at = g.state.seq();
+        g.ok(&noor, OpBody::Leave {});
+        g.ok(&fac, OpBody::Lock {});
+        assert_eq!(g.state.departure_of(&mia.id()), Some(removed_at));
+        assert_eq!(g.state.departure_of(&noor.id()), Some(removed_at + 1));
+        let secret = g.invite(&fac, 101, false, 1);
+        let body = g.join_body(&mia, &secret);
+        g.ok(&mia, body);
+        assert_eq!(g.state.departure_of(&mia.id()), None);
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
+    fn an_unusable_invite_says_why() {
+        let state = |revoked, uses| InviteState {
+            requires_approval: false,
+            max_uses: 2,
+            expires_at: Timestamp(1000),
+            uses,
+            revoked,
+        };
+        assert_eq!(state(false, 1).problem(Timestamp(1000)), None);
+        assert_eq!(
+            state(false, 1).problem(Timestamp(1001)),
+            Some(InviteProblem::Expired)
+        );
+        assert_eq!(
+            state(false, 2).problem(Timestamp(1001)),
+            Some(InviteProblem::UsedUp)
+        );
+        assert_eq!(
+            state(true, 2).problem(Timestamp(1001)),
+            Some(InviteProblem::Revoked)
+        );
+        assert!(InviteProblem::Revoked.to_string().contains("revoked"));
+    }
+
+    #[test]
+    fn an_acceptance_naming_another_text_is_refused_and_old_acceptances_still_replay() {
+        let (mut g, [fac, _co, mia, noor]) = populated();
+        let hash = [7; 32];
+        g.ok(
+            &fac,
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: hash,
+            },
+        );
+        g.rejects(
+            &mia,
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: Some([8; 32]),
+            },
+            LogError::InvalidValue(
+                "the acceptance names another text than agreement version 1".into(),
+            ),
+        );
+        let named = OpBody::AcceptAgreement {
+            version: 1,
+            text_hash: Some(hash),
+        };
+        let op = g
+            .state
+            .next_op(mia.id(), Timestamp(g.clock + 1000), named.clone());
+        assert_eq!(op.check_current_form(), Ok(()));
+        g.ok(&mia, named);
+        assert!(g.state.has_accepted_agreement(&mia.user));
+
+        // The form written before `text_hash` existed: the same bytes as then, still replayed,
+        // but the server refuses it as a new op.
+        let old = OpBody::AcceptAgreement {
+            version: 1,
+            text_hash: None,
+        };
+        let op = g
+            .state
+            .next_op(noor.id(), Timestamp(g.clock + 1000), old.clone());
+        assert!(!serde_json::to_string(&op).unwrap().contains("text_hash"));
+        assert!(matches!(
+            op.check_current_form(),
+            Err(LogError::InvalidValue(_))
+        ));
+        g.ok(&noor, old);
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
     fn log_bloat_m3_no_op_moderation_and_repeated_acceptance_are_rejected() {
         let (mut g, [fac, co, mia, _noor]) = populated();
         let no_change = |action| LogError::NoChange { action };
@@ -3729,10 +3936,19 @@ mod tests {
                 text_hash: [1; 32],
             },
         );
-        g.ok(&mia, OpBody::AcceptAgreement { version: 1 });
+        g.ok(
+            &mia,
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: None,
+            },
+        );
         g.rejects(
             &mia,
-            OpBody::AcceptAgreement { version: 1 },
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: None,
+            },
             no_change("accept_agreement"),
         );
 
@@ -3863,7 +4079,13 @@ mod tests {
                 text_hash: [2; 32],
             },
         );
-        g.ok(&mia, OpBody::AcceptAgreement { version: 2 });
+        g.ok(
+            &mia,
+            OpBody::AcceptAgreement {
+                version: 2,
+                text_hash: None,
+            },
+        );
         assert!(g.state.has_accepted_agreement(&mia.user));
         assert_eq!(verify_log(&g.log).unwrap(), g.state);
     }

@@ -22,7 +22,7 @@ use confide_protocol::frames::{
     self, ClientFrame, DeviceInfo, ErrorCode, GroupSummary, InboxItem, PROTOCOL_VERSION,
     ServerFrame, StoredMessage,
 };
-use confide_protocol::group_log::{LogError, MemberEntry, OpBody, SignedOp};
+use confide_protocol::group_log::{InviteProblem, LogError, MemberEntry, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
 use confide_protocol::{DeviceId, GroupId, MessageId, RequestId, Seq};
 
@@ -882,6 +882,7 @@ async fn append_op(
         }
     }
     op.check_clock(now()).map_err(|e| log_reject(&e))?;
+    op.check_current_form().map_err(|e| log_reject(&e))?;
     // The server must be able to enforce a schedule it accepts.
     if let OpBody::SetOpenHours {
         schedule: Some(hours),
@@ -1468,36 +1469,47 @@ async fn sync(
         .get(&group)
         .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
     // Members get ops and the messages of the epochs since they joined; a device holding a
-    // valid invite gets only the ops, to verify the group before joining.
+    // usable invite gets only the ops, to verify the group before joining; a former member's
+    // device only the ops up to and including the one that ended its membership (its proof of
+    // removal), never a later op or any message.
     let (head, joined_epoch) = {
         let entry = entry.lock().await;
         match entry.state.member_of_device(&s.device) {
             Some((_, member)) => (entry.stored_head, Some(member.joined_epoch)),
             None => {
-                let t = now();
                 // The proof is signed by the invite's secret key and bound to this device, so
                 // knowing the invite's public id (as every former member does) is not enough.
-                let valid = invite.is_some_and(|proof| {
-                    let holds = confide_protocol::group_log::verify_invite_sync(
+                let held = invite.and_then(|proof| {
+                    confide_protocol::group_log::verify_invite_sync(
                         &proof.id,
                         &group,
                         &s.device,
                         &proof.signature,
                     )
-                    .is_ok();
-                    let active = entry
-                        .state
-                        .invite(&proof.id)
-                        .is_some_and(|i| !i.revoked && i.uses < i.max_uses && i.expires_at > t);
-                    holds && active
+                    .ok()
+                    .and(entry.state.invite(&proof.id))
                 });
-                if !valid {
-                    return Err(Reject::new(
-                        ErrorCode::NotMember,
-                        "this device is not a member of the group (and holds no valid invite to it)",
-                    ));
+                match (
+                    held.map(|i| i.problem(now())),
+                    entry.state.departure_of(&s.device),
+                ) {
+                    (Some(None), _) => (entry.stored_head, None),
+                    (Some(Some(problem)), _) => {
+                        let code = match problem {
+                            InviteProblem::Revoked => ErrorCode::InviteRevoked,
+                            InviteProblem::UsedUp => ErrorCode::InviteUsedUp,
+                            InviteProblem::Expired => ErrorCode::InviteExpired,
+                        };
+                        return Err(Reject::new(code, problem.to_string()));
+                    }
+                    (None, Some(departed)) => (departed, None),
+                    (None, None) => {
+                        return Err(Reject::new(
+                            ErrorCode::NotMember,
+                            "this device is not a member of the group (and holds no valid invite to it)",
+                        ));
+                    }
                 }
-                (entry.stored_head, None)
             }
         }
     };
@@ -1509,9 +1521,11 @@ async fn sync(
     let limit = limit.clamp(1, cap) as usize;
     let from_op = after_op_seq.map_or(0, |s| s.saturating_add(1));
     let ops = if from_op <= head {
+        // Never past `head`: for a former member it is the op that ended its membership.
+        let up_to_head = usize::try_from(head - from_op).map_or(limit, |n| n.saturating_add(1));
         shared
             .storage
-            .ops(&group, from_op, limit)
+            .ops(&group, from_op, limit.min(up_to_head))
             .map_err(storage_reject)?
     } else {
         Vec::new()

@@ -208,7 +208,7 @@ async fn a_removed_member_reads_nothing_new_and_a_joiner_reads_nothing_old() {
     let (event, _) = users[2]
         .wait_event(|e| matches!(e, Event::Removed { .. }))
         .await;
-    assert!(matches!(event, Event::Removed { group: g } if g == group));
+    assert!(matches!(event, Event::Removed { group: g, .. } if g == group));
     users[0]
         .client
         .send_text(group, "after the removal, from Alice", None)

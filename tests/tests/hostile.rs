@@ -246,7 +246,13 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
         .await;
     assert_eq!(error_code(&reply), Some(ErrorCode::InvalidOp));
     checked += 1;
-    let bobs = bob.sign_next(&state, OpBody::AcceptAgreement { version: 1 });
+    let bobs = bob.sign_next(
+        &state,
+        OpBody::AcceptAgreement {
+            version: 1,
+            text_hash: None,
+        },
+    );
     let reply = alice
         .request(|id| ClientFrame::AppendOp {
             id,

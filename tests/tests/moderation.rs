@@ -420,7 +420,11 @@ async fn the_agreement_must_be_accepted_and_reaches_new_members() {
         .await
         .unwrap_err();
     assert_eq!(server_code(&err), Some(ErrorCode::AgreementRequired));
-    users[1].client.accept_agreement(group).await.unwrap();
+    users[1]
+        .client
+        .accept_agreement(group, agreement.version)
+        .await
+        .unwrap();
     users[1]
         .client
         .send_text(group, "I agree", None)

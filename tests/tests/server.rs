@@ -451,8 +451,14 @@ async fn server_enforces_mute_lock_slow_mode_agreement_and_epoch() {
     let reply = say(&mut bob, &state, &mut bob_chain, "no agreement").await;
     assert_eq!(error_code(&reply), Some(ErrorCode::AgreementRequired));
     assert!(matches!(
-        bob.append(&mut state, OpBody::AcceptAgreement { version: 1 })
-            .await,
+        bob.append(
+            &mut state,
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: Some(text_hash)
+            }
+        )
+        .await,
         ServerFrame::OpAppended { .. }
     ));
     say_ok(&mut bob, &state, &mut bob_chain, "agreed").await;

@@ -200,6 +200,8 @@ pub enum Modal {
     Agreement {
         /// The group.
         group: GroupId,
+        /// The version shown: the one `y` accepts.
+        version: u32,
         /// The text, once it has arrived.
         text: Option<String>,
         /// Accepting is in progress.
@@ -650,6 +652,7 @@ impl App {
         match modal {
             Modal::Agreement {
                 group,
+                version,
                 text,
                 accepting,
                 since,
@@ -659,7 +662,10 @@ impl App {
                     if text.is_some() && !*accepting && since.elapsed() >= AGREEMENT_READ_DELAY =>
                 {
                     *accepting = true;
-                    return vec![Job::Accept { group: *group }];
+                    return vec![Job::Accept {
+                        group: *group,
+                        version: *version,
+                    }];
                 }
                 KeyCode::Esc | KeyCode::Char('n' | 'N') => {
                     let group = *group;
@@ -872,12 +878,18 @@ impl App {
                 );
                 jobs.extend(self.want_groups());
             }
-            Event::Removed { group } => {
+            Event::Removed { group, at } => {
                 let label = self.label(group);
                 let g = self.ensure_group(group);
                 g.removed = true;
                 g.member = false;
-                self.notice(Level::Warning, format!("You are no longer in {label}."));
+                self.notice(
+                    Level::Warning,
+                    format!(
+                        "You are no longer in {label} (since {}).",
+                        crate::commands::local_time(at)
+                    ),
+                );
             }
             Event::KeyChanged {
                 group,
@@ -1231,6 +1243,7 @@ impl App {
                 if asked || (self.current == Some(group) && self.modal_replaceable(group)) {
                     self.modal = Some(Modal::Agreement {
                         group,
+                        version: a.version,
                         text: Some(a.text),
                         accepting: false,
                         scroll: 0,
@@ -1256,6 +1269,8 @@ impl App {
                 if asked || (self.current == Some(group) && self.modal_replaceable(group)) {
                     self.modal = Some(Modal::Agreement {
                         group,
+                        // Some: the match arm's guard.
+                        version: pinned.agreement_version.unwrap_or_default(),
                         text: None,
                         accepting: false,
                         scroll: 0,

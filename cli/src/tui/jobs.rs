@@ -50,10 +50,12 @@ pub enum Job {
         /// The local echo to replace with the stored message.
         local_id: u64,
     },
-    /// Accepts the group's agreement.
+    /// Accepts the group's agreement: the version that was shown.
     Accept {
         /// The group.
         group: GroupId,
+        /// The version shown.
+        version: u32,
     },
     /// A slash command for the open group.
     Command {
@@ -86,7 +88,11 @@ impl std::fmt::Debug for Job {
                 .field("group", group)
                 .field("local_id", local_id)
                 .finish_non_exhaustive(),
-            Job::Accept { group } => f.debug_struct("Accept").field("group", group).finish(),
+            Job::Accept { group, version } => f
+                .debug_struct("Accept")
+                .field("group", group)
+                .field("version", version)
+                .finish(),
             Job::Command { group, .. } => f
                 .debug_struct("Command")
                 .field("group", group)
@@ -251,10 +257,10 @@ async fn run(client: &Client, clock: &Clock, job: Job) -> Outcome {
                 .await
                 .map_err(|e| send_failure(&e, clock)),
         },
-        Job::Accept { group } => Outcome::Accepted {
+        Job::Accept { group, version } => Outcome::Accepted {
             group,
             result: client
-                .accept_agreement(group)
+                .accept_agreement(group, version)
                 .await
                 .map_err(|e| describe(&e)),
         },

@@ -1365,7 +1365,10 @@ impl Actor {
         }
         self.after_op(group, &applied.op.body, epoch_changed);
         if was_member && !is_member {
-            self.emit(Event::Removed { group });
+            self.emit(Event::Removed {
+                group,
+                at: applied.op.at,
+            });
         }
         if !was_member && is_member {
             self.became_member(group, &applied.op.author);
@@ -1571,11 +1574,11 @@ impl Actor {
         group: GroupId,
         invite: Option<frames::InviteProof>,
     ) -> Result<(), ClientError> {
-        let me = self.device();
         loop {
             let (after_op_seq, after_seq) = match self.groups.get(&group) {
                 Some(ctx) if ctx.meta.tampered.is_some() => return Ok(()),
-                Some(ctx) if !ctx.is_member(&me) && invite.is_none() => return Ok(()),
+                // A former member still asks: the server answers with nothing new, or with the
+                // log since, if this device was admitted again.
                 Some(ctx) => (Some(ctx.state.seq()), Seq(ctx.meta.next_seq.max(1) - 1)),
                 None => (None, Seq(0)),
             };
@@ -1864,13 +1867,14 @@ impl Actor {
         note: Option<String>,
     ) -> Result<crate::JoinOutcome, ClientError> {
         self.ensure_connected().await?;
+        let me = self.device();
         let group = invite.group;
-        if self
-            .groups
-            .get(&group)
-            .is_some_and(|c| c.is_member(&self.device()))
-        {
-            return Ok(crate::JoinOutcome::Joined(group));
+        // Local state may be stale (removed while offline): ask the server first.
+        if self.groups.get(&group).is_some_and(|c| c.is_member(&me)) {
+            self.sync_group(group, None).await?;
+            if self.groups.get(&group).is_some_and(|c| c.is_member(&me)) {
+                return Ok(crate::JoinOutcome::Joined(group));
+            }
         }
         // Verify the whole log from genesis before trusting anything in it.
         let mut state: Option<GroupState> = None;

@@ -84,7 +84,21 @@ pub(crate) enum ModerationCommand {
     },
     AcceptAgreement {
         group: GroupId,
+        version: u32,
         reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Invites {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<crate::InviteInfo>, ClientError>>,
+    },
+    InviteOf {
+        group: GroupId,
+        user: UserId,
+        reply: oneshot::Sender<Result<Option<confide_protocol::InviteId>, ClientError>>,
+    },
+    Departure {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Option<crate::Departure>, ClientError>>,
     },
     Pinned {
         group: GroupId,
@@ -169,19 +183,24 @@ impl Actor {
             } => {
                 let _ = reply.send(self.pin(group, kind, text).await);
             }
-            M::AcceptAgreement { group, reply } => {
-                let version = self
-                    .groups
-                    .get(&group)
-                    .and_then(|c| c.state.agreement().map(|a| a.version));
-                let r = match version {
-                    Some(version) => self
-                        .append(group, OpBody::AcceptAgreement { version })
-                        .await
-                        .map(|_| ()),
-                    None => Err(ClientError::Protocol("the group has no agreement".into())),
-                };
+            M::AcceptAgreement {
+                group,
+                version,
+                reply,
+            } => {
+                let _ = reply.send(self.accept_agreement(group, version).await);
+            }
+            M::Invites { group, reply } => {
+                let _ = reply.send(self.invite_records(group).map(|(invites, _)| invites));
+            }
+            M::InviteOf { group, user, reply } => {
+                let r = self
+                    .invite_records(group)
+                    .map(|(_, admitted)| admitted.get(&user).copied().flatten());
                 let _ = reply.send(r);
+            }
+            M::Departure { group, reply } => {
+                let _ = reply.send(self.departure(group));
             }
             M::Pinned { group, reply } => {
                 let _ = reply.send(self.pinned(group));
@@ -252,6 +271,135 @@ impl Actor {
                 let _ = reply.send(r);
             }
         }
+    }
+
+    /// Accepts agreement `version`, naming its exact text, only if that text is on this device
+    /// (so it could be shown) and is still the current agreement.
+    async fn accept_agreement(&mut self, group: GroupId, version: u32) -> Result<(), ClientError> {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        let current = *ctx
+            .state
+            .agreement()
+            .ok_or_else(|| ClientError::Protocol("the group has no agreement".into()))?;
+        if current.version != version {
+            return Err(ClientError::AgreementChanged {
+                shown: version,
+                current: current.version,
+            });
+        }
+        if !self.pinned_is_current(group, PinnedKind::Agreement) {
+            return Err(ClientError::AgreementNotReceived { version });
+        }
+        let body = OpBody::AcceptAgreement {
+            version,
+            text_hash: Some(current.text_hash),
+        };
+        self.append(group, body).await.map(|_| ())
+    }
+}
+
+/// Names of every user the verified log has shown this device, and each device's user.
+fn known_people(ctx: &GroupCtx) -> (HashMap<UserId, String>, HashMap<DeviceId, UserId>) {
+    let mut names = HashMap::new();
+    let mut devices = HashMap::new();
+    for d in ctx.epochs.values() {
+        for (device, (user, name)) in d {
+            devices.insert(*device, *user);
+            names.insert(*user, name.clone());
+        }
+    }
+    (names, devices)
+}
+
+impl Actor {
+    /// The group's invites from its stored, verified log, and for each user admitted the invite
+    /// of their latest admission (`None`: added without one).
+    #[allow(clippy::type_complexity)]
+    fn invite_records(
+        &self,
+        group: GroupId,
+    ) -> Result<
+        (
+            Vec<crate::InviteInfo>,
+            HashMap<UserId, Option<confide_protocol::InviteId>>,
+        ),
+        ClientError,
+    > {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        let (names, devices) = known_people(ctx);
+        let ops: Vec<(Vec<u8>, SignedOp)> = self.store.scan(T_OPS, group.as_bytes(), usize::MAX)?;
+        let mut created = HashMap::new();
+        let mut joined: HashMap<confide_protocol::InviteId, Vec<(UserId, String)>> = HashMap::new();
+        let mut admitted = HashMap::new();
+        for (_, signed) in ops {
+            // Stored ops were verified when applied.
+            let Ok(op) = signed.parse_unverified() else {
+                continue;
+            };
+            let (member, invite) = match &op.body {
+                OpBody::Invite { invite, .. } => {
+                    created.insert(*invite, (devices.get(&op.author).copied(), op.at));
+                    continue;
+                }
+                OpBody::Join { invite, member, .. } => (member, Some(*invite)),
+                OpBody::Add { invite, member, .. } => (member, *invite),
+                _ => continue,
+            };
+            admitted.insert(member.user, invite);
+            if let Some(invite) = invite {
+                joined
+                    .entry(invite)
+                    .or_default()
+                    .push((member.user, member.display_name.clone()));
+            }
+        }
+        let invites = ctx
+            .state
+            .invites()
+            .iter()
+            .map(|(id, state)| {
+                let (by, at) = created.get(id).copied().unwrap_or((None, Timestamp(0)));
+                let by = by.unwrap_or(UserId([0; 16]));
+                crate::InviteInfo {
+                    id: *id,
+                    created_by: by,
+                    created_by_name: names.get(&by).cloned(),
+                    created_at: at,
+                    requires_approval: state.requires_approval,
+                    uses: state.uses,
+                    max_uses: state.max_uses,
+                    expires_at: state.expires_at,
+                    revoked: state.revoked,
+                    joined: joined.remove(id).unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok((invites, admitted))
+    }
+
+    /// How this device's membership ended, from the op the verified log names for it.
+    fn departure(&self, group: GroupId) -> Result<Option<crate::Departure>, ClientError> {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        let Some(seq) = ctx.state.departure_of(&self.device()) else {
+            return Ok(None);
+        };
+        let Some(signed) = self
+            .store
+            .get::<SignedOp>(T_OPS, &key2(group.as_bytes(), &seq.to_be_bytes()))?
+        else {
+            return Ok(None);
+        };
+        let op = signed.parse_unverified().map_err(protocol)?;
+        let (names, devices) = known_people(ctx);
+        let by = devices.get(&op.author).copied().unwrap_or(UserId([0; 16]));
+        Ok(Some(crate::Departure {
+            op_seq: seq,
+            at: op.at,
+            left: matches!(op.body, OpBody::Leave {}),
+            banned: matches!(op.body, OpBody::Remove { ban: true, .. }),
+            by,
+            by_name: names.get(&by).cloned(),
+        }))
     }
 
     /// Whether this device's user is a facilitator or co-facilitator of the group.
@@ -922,7 +1070,7 @@ fn moderation_details(body: &OpBody) -> serde_json::Value {
         OpBody::SetRole { role, .. } => json!({ "role": role }),
         OpBody::SetSlowMode { seconds } => json!({ "seconds": seconds }),
         OpBody::SetRetention { seconds } => json!({ "seconds": seconds }),
-        OpBody::SetAgreement { version, .. } | OpBody::AcceptAgreement { version } => {
+        OpBody::SetAgreement { version, .. } | OpBody::AcceptAgreement { version, .. } => {
             json!({ "version": version })
         }
         OpBody::DeleteMessages { messages } => json!({ "messages": messages.len() }),

@@ -228,7 +228,7 @@ async fn run_with_client(
     match command {
         Command::Whoami => {
             out.print(
-                format!("{} (user {}, device {})\nserver: {}", client.display_name(), client.user(), client.device().short(), profile.settings.server),
+                format!("{} (user {}, device {})\nserver: {}", one_line(client.display_name()), client.user(), client.device().short(), profile.settings.server),
                 json!({ "name": client.display_name(), "user": client.user(), "device": client.device(), "server": profile.settings.server }),
             );
         }

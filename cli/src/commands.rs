@@ -1,5 +1,7 @@
 //! The scripted subcommands: one function per command, printing a human line or, with
-//! `--json`, one JSON value.
+//! `--json`, one JSON value. Human output shows text from other people (and from the server)
+//! only through [`crate::text`], so it cannot take over the terminal or forge a line; JSON
+//! output carries the exact text.
 
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::json;
@@ -10,6 +12,7 @@ use confide_protocol::group_log::{GroupSettings, OpenHours, OpenWindow, Role};
 use confide_protocol::{MessageId, Seq, Timestamp, UserId};
 
 use crate::profile::{self, Profile, Settings};
+use crate::text::{entry, line, one_line, quoted};
 use crate::{
     AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_PROFILE, EXIT_REFUSED,
     EXIT_UNREACHABLE, GroupCommand, InviteCommand, ModCommand,
@@ -18,6 +21,8 @@ use crate::{
 /// How results are printed.
 struct Out {
     json: bool,
+    /// The terminal's width, to wrap other people's text (see [`crate::text::entry`]).
+    columns: Option<usize>,
 }
 
 impl Out {
@@ -182,7 +187,7 @@ fn parse_message_id(text: &str) -> anyhow::Result<MessageId> {
 
 async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
     let dir = Profile::locate(args.profile.as_deref());
-    let profile = Profile::load(&dir)?;
+    let mut profile = Profile::load(&dir)?;
     let passphrase = profile::passphrase(false)?;
     let (client, events) = profile.open(passphrase.bytes()).await?;
     Ok((profile, client, events))
@@ -190,7 +195,10 @@ async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
 
 /// Runs one command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let out = Out { json: args.json };
+    let out = Out {
+        json: args.json,
+        columns: crate::text::terminal_width(),
+    };
     match &args.command {
         Command::Init {
             server,
@@ -203,11 +211,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .as_deref()
                 .map(confide_client::tls::normalize_pin)
                 .transpose()?;
-            let settings = Settings {
-                server: server.clone(),
-                pin,
-                labels: Default::default(),
-            };
+            let settings = Settings::new(server.clone(), pin);
             let profile = Profile::create(&dir, settings)?;
             let passphrase = profile::passphrase(true)?;
             let mut config = profile.client_config();
@@ -247,7 +251,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 bail!("unexpected first frame: {}", frame.type_name());
             };
             out.print(
-                format!("connected to {server_name} (protocol version {version}); certificate pin matches"),
+                format!(
+                    "connected to {} (protocol version {version}); certificate pin matches",
+                    one_line(&server_name)
+                ),
                 json!({ "server_name": server_name, "version": version }),
             );
             conn.close().await;
@@ -274,14 +281,14 @@ fn print_warnings(events: &mut Events, profile: &Profile) {
     let label = |group: &confide_protocol::GroupId| {
         profile
             .label_of(group)
-            .map_or_else(|| group.to_string(), crate::tui::one_line)
+            .map_or_else(|| group.to_string(), crate::text::one_line)
     };
     while let Some(event) = events.try_next() {
         let line = match event {
             Event::GroupRejected(r) => format!(
                 "warning: the server sent {} a change that failed verification; it was refused and the group stays as last verified ({})",
                 label(&r.group),
-                crate::tui::one_line(&r.reason)
+                crate::text::one_line(&r.reason)
             ),
             Event::GroupBehind { group, .. } => format!(
                 "warning: others in {} are past a membership change this device has not been shown; your messages to it are held until it catches up",
@@ -290,13 +297,13 @@ fn print_warnings(events: &mut Events, profile: &Profile) {
             Event::OrderWarning(r) => format!(
                 "warning: messages in {} may be out of order: {}",
                 label(&r.group),
-                crate::tui::one_line(&r.reason)
+                crate::text::one_line(&r.reason)
             ),
             Event::MessageRejected(r) => format!(
                 "warning: message #{} in {} failed verification and is not shown ({})",
                 r.seq,
                 label(&r.group),
-                crate::tui::one_line(&r.reason)
+                crate::text::one_line(&r.reason)
             ),
             _ => continue,
         };
@@ -331,7 +338,7 @@ async fn run_with_client(
     match command {
         Command::Whoami => {
             out.print(
-                format!("{} (user {}, device {})\nserver: {}", client.display_name(), client.user(), client.device().short(), profile.settings.server),
+                format!("{} (user {}, device {})\nserver: {}", one_line(client.display_name()), client.user(), client.device().short(), profile.settings.server),
                 json!({ "name": client.display_name(), "user": client.user(), "device": client.device(), "server": profile.settings.server }),
             );
         }
@@ -351,15 +358,14 @@ async fn run_with_client(
         Command::Group(GroupCommand::Create { label }) => {
             let group = client.create_group().await?;
             if let Some(label) = label {
-                profile.settings.labels.insert(label.clone(), group);
-                profile.save()?;
+                profile.set_label(client, group, label).await?;
             }
             out.print(
                 format!(
                     "created group {group}{}",
                     label
                         .as_deref()
-                        .map(|l| format!(" ({l})"))
+                        .map(|l| format!(" ({})", one_line(l)))
                         .unwrap_or_default()
                 ),
                 json!({ "group": group, "label": label }),
@@ -399,25 +405,25 @@ async fn run_with_client(
                         .role
                         .map(|r| r.as_str().to_string())
                         .unwrap_or_else(|| "not a member".into());
-                    let label = profile.label_of(&g.group).unwrap_or("-");
+                    let label = one_line(profile.label_of(&g.group).unwrap_or("-"));
                     let warn = g
                         .tampered
                         .as_deref()
-                        .map(|t| format!("  ⚠ {t}"))
+                        .map(|t| format!("  ⚠ {}", one_line(t)))
                         .unwrap_or_default();
-                    println!(
+                    let shown = format!(
                         "{label:<16} {}  {role:<14} {} members{warn}",
                         g.group, g.members
                     );
+                    println!("{}", line(&shown, out.columns));
                 }
             }
         }
         Command::Group(GroupCommand::Label { group, label }) => {
             let id = profile.group(group)?;
-            profile.settings.labels.insert(label.clone(), id);
-            profile.save()?;
+            profile.set_label(client, id, label).await?;
             out.print(
-                format!("{id} is now labelled {label}"),
+                format!("{id} is now labelled {}", one_line(label)),
                 json!({ "group": id, "label": label }),
             );
         }
@@ -436,13 +442,14 @@ async fn run_with_client(
                         .muted_until
                         .map(|t| format!("  (muted until {})", local_time(t)))
                         .unwrap_or_default();
-                    println!(
+                    let shown = format!(
                         "{:<20} {:<14} {}{muted}{}",
-                        m.display_name,
+                        one_line(&m.display_name),
                         m.role.as_str(),
                         m.user,
                         crate::tui::text::look_alike_note(&m.looks_like)
                     );
+                    println!("{}", line(&shown, out.columns));
                 }
             }
         }
@@ -521,8 +528,7 @@ async fn run_with_client(
             let invite = confide_client::Invite::from_link(link)?;
             let outcome = client.join(&invite, note.clone()).await?;
             if let Some(label) = label {
-                profile.settings.labels.insert(label.clone(), invite.group);
-                profile.save()?;
+                profile.set_label(client, invite.group, label).await?;
             }
             match outcome {
                 JoinOutcome::Joined(g) => out.print(format!("joined {g}"), json!({ "joined": g })),
@@ -536,8 +542,7 @@ async fn run_with_client(
             let id = profile.group(group)?;
             client.accept_group(id).await?;
             if let Some(label) = label {
-                profile.settings.labels.insert(label.clone(), id);
-                profile.save()?;
+                profile.set_label(client, id, label).await?;
             }
             out.print(format!("accepted {id}"), json!({ "accepted": id }));
         }
@@ -576,13 +581,13 @@ async fn run_with_client(
                 println!("{}", serde_json::Value::Array(list));
             } else {
                 for m in &history {
-                    println!(
-                        "#{:<5} {}  {}: {}",
+                    let header = format!(
+                        "#{:<5} {}  {}: ",
                         m.seq.0,
                         local_time(m.sent_at),
-                        m.sender_name,
-                        m.text
+                        one_line(&m.sender_name)
                     );
+                    println!("{}", entry(&header, &m.text, out.columns));
                 }
                 if let Some(d) = departure {
                     println!("{}", departure_line(&label, &d));
@@ -630,7 +635,7 @@ async fn run_with_client(
                         "Group agreement, version {}{}:\n\n{}",
                         a.version,
                         if a.accepted { " (accepted)" } else { "" },
-                        a.text
+                        quoted(&a.text, out.columns)
                     ),
                     json!({ "version": a.version, "text": a.text, "accepted": a.accepted }),
                 ),
@@ -687,7 +692,7 @@ async fn run_with_client(
             let group = profile.group(group)?;
             match client.pinned(group).await?.crisis_resources {
                 Some(text) => out.print(
-                    format!("If you are in crisis:\n\n{text}"),
+                    format!("If you are in crisis:\n\n{}", quoted(&text, out.columns)),
                     json!({ "text": text }),
                 ),
                 None => out.print("no crisis resources are pinned to this group", json!(null)),
@@ -716,8 +721,7 @@ async fn run_with_client(
             let user = profile::user(client, group, user).await?;
             let private = client.open_private(group, user).await?;
             if let Some(label) = label {
-                profile.settings.labels.insert(label.clone(), private);
-                profile.save()?;
+                profile.set_label(client, private, label).await?;
             }
             out.print(
                 format!("opened private conversation {private}"),
@@ -727,11 +731,10 @@ async fn run_with_client(
         Command::Mod(cmd) => moderate(cmd, out, profile, client).await?,
         Command::Chat { group } => {
             let group = group.as_deref().map(|g| profile.group(g)).transpose()?;
-            let profile = Profile::load(&profile.dir)?;
             let events = events
                 .take()
                 .ok_or_else(|| anyhow!("the chat needs the client's events"))?;
-            crate::tui::run(profile, client.clone(), events, group).await?;
+            crate::tui::run(profile.labels().clone(), client.clone(), events, group).await?;
         }
         Command::Init { .. } | Command::Ping { .. } | Command::Completions { .. } => {}
     }
@@ -893,13 +896,14 @@ async fn moderate(
                 println!("no pending requests");
             } else {
                 for r in &requests {
-                    println!(
-                        "{}  {}{}  {}",
+                    let header = format!(
+                        "{}  {}{}  ",
                         r.user,
-                        r.display_name,
-                        crate::tui::text::look_alike_note(&r.looks_like),
-                        r.note.as_deref().unwrap_or("")
+                        one_line(&r.display_name),
+                        crate::tui::text::look_alike_note(&r.looks_like)
                     );
+                    let note = r.note.as_deref().unwrap_or("");
+                    println!("{}", entry(&header, note, out.columns));
                 }
             }
         }
@@ -935,13 +939,22 @@ async fn moderate(
                 for (id, item) in &queue {
                     match item {
                         confide_client::FacilitatorItem::Report(r) => {
-                            println!(
-                                "[{id}] REPORT by {} about {} (#{}): {:?} — reason: {}",
-                                r.reporter_name, r.offender_name, r.seq.0, r.text, r.reason
-                            )
+                            // The proven quote and the reporter's reason each start a line of
+                            // their own, so neither can pass for the other.
+                            let reporter = one_line(&r.reporter_name);
+                            let header = format!(
+                                "[{id}] REPORT by {reporter} about {} (#{}): ",
+                                one_line(&r.offender_name),
+                                r.seq.0,
+                            );
+                            println!("{}", entry(&header, &r.text, out.columns));
+                            let header = format!("[{id}] reason given by {reporter}: ");
+                            println!("{}", entry(&header, &r.reason, out.columns));
                         }
                         confide_client::FacilitatorItem::Urgent(u) => {
-                            println!("[{id}] URGENT from {}: {}", u.display_name, u.text)
+                            let header =
+                                format!("[{id}] URGENT from {}: ", one_line(&u.display_name));
+                            println!("{}", entry(&header, &u.text, out.columns))
                         }
                     }
                 }
@@ -957,24 +970,25 @@ async fn moderate(
                 println!("{}", client.export_moderation_log(group).await?);
             } else {
                 for e in client.moderation_log(group).await? {
-                    let author = e.author_name.as_deref().unwrap_or("?");
+                    let author = one_line(e.author_name.as_deref().unwrap_or("?"));
                     let target = e
                         .target_name
                         .as_deref()
-                        .map(|t| format!(" {t}"))
+                        .map(|t| format!(" {}", one_line(t)))
                         .unwrap_or_default();
                     let reason = e
                         .reason
                         .as_deref()
-                        .map(|r| format!(" — {r}"))
+                        .map(|r| format!(" — {}", one_line(r)))
                         .unwrap_or_default();
-                    println!(
+                    let shown = format!(
                         "{:>4} {}  {author}: {}{target} {}{reason}",
                         e.op_seq,
                         local_time(e.at),
-                        e.action,
-                        e.details
+                        one_line(&e.action),
+                        one_line(&e.details.to_string())
                     );
+                    println!("{}", line(&shown, out.columns));
                 }
             }
         }

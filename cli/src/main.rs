@@ -5,6 +5,7 @@
 
 mod commands;
 mod profile;
+mod text;
 mod tui;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
@@ -438,6 +439,10 @@ pub enum ModCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // Everything this process creates (profile files, the store's database files, now and as
+    // the database adds them) is readable only by this user.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let args = Args::parse();
     if let Command::Completions { shell } = &args.command {
         clap_complete::generate(
@@ -461,7 +466,8 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(commands::run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("confide: error: {e:#}");
+            // Errors can quote the server, which may be hostile: cleaned like other people's text.
+            eprintln!("confide: error: {}", text::one_line(&format!("{e:#}")));
             std::process::ExitCode::from(commands::exit_code(&e))
         }
     }

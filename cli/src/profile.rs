@@ -1,12 +1,21 @@
-//! The local profile: where the encrypted store lives, which server it talks to, and the
-//! labels the user gave to groups (kept on this device only, never sent anywhere).
+//! The local profile: a directory holding the encrypted store and the one file that must be
+//! read before the passphrase unlocks it, `settings.json` (the server and its certificate pin).
+//!
+//! Everything private is in the store: identity, messages, and the labels the user gave groups
+//! and conversations (kept on this device only, never sent anywhere; see
+//! [`confide_client::local`]). The directory and every directory in it are mode 0700 and every
+//! file 0600 (fixed when a profile is opened, so profiles made by older versions are too).
+//! Labels older versions kept in `settings.json` are moved into the store when the profile is
+//! next opened, and the file is rewritten without them.
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use confide_client::{Client, ClientConfig, Events, ServerTrust};
+use confide_client::store::restrict_permissions;
+use confide_client::{Client, ClientConfig, ClientError, Events, ServerTrust};
 use confide_protocol::{GroupId, UserId};
 
 /// Environment variable naming the profile directory.
@@ -15,19 +24,37 @@ pub const HOME_ENV: &str = "CONFIDE_HOME";
 pub const PASSPHRASE_ENV: &str = "CONFIDE_PASSPHRASE";
 /// The profile's settings file (no secrets in it).
 const SETTINGS_FILE: &str = "settings.json";
+/// Where a new settings file is written before it replaces the old one.
+const SETTINGS_TEMP_FILE: &str = "settings.json.new";
 /// The encrypted store's directory inside the profile.
 const STORE_DIR: &str = "store";
 
-/// Non-secret settings of a profile.
+/// What a profile keeps outside the encrypted store. Only what is needed to open the store
+/// may be here, because it is read before the passphrase is known: the server to connect to
+/// and its certificate pin both go into the [`ClientConfig`] the store is opened with. Neither
+/// is secret (both are public facts about the server), though together they say which service
+/// this profile uses; nothing the user wrote or chose about their groups belongs here.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Settings {
     /// `wss://host:port`.
     pub server: String,
     /// The server certificate's SHA-256 fingerprint, if pinned.
     pub pin: Option<String>,
-    /// Group labels chosen on this device.
-    #[serde(default)]
-    pub labels: BTreeMap<String, GroupId>,
+    /// Labels as older versions kept them here, in plaintext (label → group): only read, to
+    /// move them into the encrypted store ([`Profile::open`]); never written.
+    #[serde(default, rename = "labels", skip_serializing)]
+    legacy_labels: BTreeMap<String, GroupId>,
+}
+
+impl Settings {
+    /// Settings for a new profile.
+    pub fn new(server: String, pin: Option<String>) -> Settings {
+        Settings {
+            server,
+            pin,
+            ..Settings::default()
+        }
+    }
 }
 
 /// An opened profile directory.
@@ -36,6 +63,8 @@ pub struct Profile {
     pub dir: PathBuf,
     /// Its settings.
     pub settings: Settings,
+    /// The labels of groups and conversations, from the encrypted store once it is open.
+    labels: BTreeMap<GroupId, String>,
 }
 
 impl Profile {
@@ -53,9 +82,17 @@ impl Profile {
         home.join(".confide")
     }
 
-    /// Loads an existing profile.
+    /// Loads an existing profile, first making its files readable only by this user.
     pub fn load(dir: &Path) -> anyhow::Result<Profile> {
         let path = dir.join(SETTINGS_FILE);
+        if path.exists() {
+            restrict_permissions(dir).with_context(|| {
+                format!(
+                    "cannot make {} readable only by you; check who owns it",
+                    dir.display()
+                )
+            })?;
+        }
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "no Confide profile in {} (run `confide init` first)",
@@ -67,28 +104,49 @@ impl Profile {
         Ok(Profile {
             dir: dir.to_path_buf(),
             settings,
+            labels: BTreeMap::new(),
         })
     }
 
-    /// Creates a new profile directory with these settings.
+    /// Creates a new profile directory (readable only by this user) with these settings.
     pub fn create(dir: &Path, settings: Settings) -> anyhow::Result<Profile> {
         if dir.join(SETTINGS_FILE).exists() {
             bail!("a profile already exists in {}", dir.display());
         }
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        restrict_permissions(dir)
+            .with_context(|| format!("making {} readable only by you", dir.display()))?;
         let profile = Profile {
             dir: dir.to_path_buf(),
             settings,
+            labels: BTreeMap::new(),
         };
         profile.save()?;
         Ok(profile)
     }
 
-    /// Writes the settings back.
+    /// Writes the settings back: to a new file readable only by this user, which then
+    /// replaces the old one (so a crash leaves the old or the new file, never half of one).
     pub fn save(&self) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&self.settings)?;
-        std::fs::write(self.dir.join(SETTINGS_FILE), text)?;
-        Ok(())
+        let temp = self.dir.join(SETTINGS_TEMP_FILE);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let write = || -> std::io::Result<()> {
+            let mut file = options.open(&temp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, self.dir.join(SETTINGS_FILE))
+        };
+        write().with_context(|| format!("writing {}", self.dir.join(SETTINGS_FILE).display()))
     }
 
     /// The client configuration for this profile.
@@ -104,14 +162,82 @@ impl Profile {
         )
     }
 
-    /// Opens the encrypted store and connects.
-    pub async fn open(&self, passphrase: &[u8]) -> anyhow::Result<(Client, Events)> {
-        Ok(Client::open(self.client_config(), passphrase).await?)
+    /// Opens the encrypted store and connects; reads the labels from the store, after moving
+    /// any an older version left in `settings.json` into it.
+    pub async fn open(&mut self, passphrase: &[u8]) -> anyhow::Result<(Client, Events)> {
+        let (client, events) = Client::open(self.client_config(), passphrase).await?;
+        if let Err(e) = self.move_legacy_labels(&client).await {
+            client.shutdown().await;
+            return Err(e);
+        }
+        match client.labels().await {
+            Ok(labels) => self.labels = labels,
+            Err(e) => {
+                client.shutdown().await;
+                return Err(e.into());
+            }
+        }
+        Ok((client, events))
+    }
+
+    /// Moves labels from a `settings.json` of an older version into the encrypted store and
+    /// rewrites the file without them. A label the store already has for a group wins; of
+    /// several old labels for one group the first (alphabetically) is kept.
+    async fn move_legacy_labels(&mut self, client: &Client) -> anyhow::Result<()> {
+        if self.settings.legacy_labels.is_empty() {
+            return Ok(());
+        }
+        let mut labels = client.labels().await?;
+        for (label, group) in std::mem::take(&mut self.settings.legacy_labels) {
+            if labels.contains_key(&group) || labels.values().any(|l| *l == label) {
+                continue;
+            }
+            match client.set_label(group, Some(&label)).await {
+                Ok(()) => {
+                    labels.insert(group, label);
+                }
+                Err(ClientError::Invalid(why)) => {
+                    eprintln!(
+                        "confide: a label from settings.json was not kept ({why}); give the group a new one with `confide group label {group} NEW`"
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.save()
+    }
+
+    /// Gives `group` the label `label` on this device, in the encrypted store; a group that had
+    /// this label loses it (a label names one group).
+    pub async fn set_label(
+        &mut self,
+        client: &Client,
+        group: GroupId,
+        label: &str,
+    ) -> anyhow::Result<()> {
+        let others: Vec<GroupId> = self
+            .labels
+            .iter()
+            .filter(|(g, l)| **g != group && *l == label)
+            .map(|(g, _)| *g)
+            .collect();
+        for other in others {
+            client.set_label(other, None).await?;
+            self.labels.remove(&other);
+        }
+        client.set_label(group, Some(label)).await?;
+        self.labels.insert(group, label.to_string());
+        Ok(())
+    }
+
+    /// The labels of groups and conversations (after [`Self::open`]).
+    pub fn labels(&self) -> &BTreeMap<GroupId, String> {
+        &self.labels
     }
 
     /// A group by label or id.
     pub fn group(&self, name: &str) -> anyhow::Result<GroupId> {
-        if let Some(id) = self.settings.labels.get(name) {
+        if let Some((id, _)) = self.labels.iter().find(|(_, l)| *l == name) {
             return Ok(*id);
         }
         parse_id(name).map(GroupId).ok_or_else(|| {
@@ -121,11 +247,7 @@ impl Profile {
 
     /// The label of a group, if it has one.
     pub fn label_of(&self, group: &GroupId) -> Option<&str> {
-        self.settings
-            .labels
-            .iter()
-            .find(|(_, g)| *g == group)
-            .map(|(l, _)| l.as_str())
+        self.labels.get(group).map(String::as_str)
     }
 }
 

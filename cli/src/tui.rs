@@ -10,7 +10,8 @@
 //! - [`view`]: drawing it with ratatui.
 //! - [`jobs`]: the client calls, and errors as sentences for people.
 //! - [`slash`]: parsing `/mute @Bob 30m` and the other commands.
-//! - [`text`]: local times, wrapping, and cleaning other people's text for the terminal.
+//! - [`text`]: local times; wrapping and cleaning other people's text for the terminal are
+//!   shared with the scripted commands ([`crate::text`]).
 //!
 //! The terminal is put back (raw mode off, main screen, cursor shown) when the chat ends,
 //! however it ends: normally, by an error, or by a panic. Message text is only ever drawn on
@@ -40,11 +41,9 @@ use tokio::time::Instant;
 use confide_client::{Client, Events};
 use confide_protocol::GroupId;
 
-use crate::profile::Profile;
 use app::App;
 use jobs::Runner;
 use text::Clock;
-pub(crate) use text::one_line;
 
 /// How often the clock ticks (mutes end, notices fade) when nothing else happens.
 const TICK: Duration = Duration::from_secs(1);
@@ -55,19 +54,13 @@ const EVENT_BATCH: usize = 256;
 /// How long the keyboard thread waits for a key before checking whether the chat ended.
 const KEY_POLL: Duration = Duration::from_millis(100);
 
-/// Runs the chat until the user quits.
+/// Runs the chat until the user quits, showing groups by their `labels`.
 pub async fn run(
-    profile: Profile,
+    labels: BTreeMap<GroupId, String>,
     client: Client,
     mut events: Events,
     group: Option<GroupId>,
 ) -> anyhow::Result<()> {
-    let labels: BTreeMap<GroupId, String> = profile
-        .settings
-        .labels
-        .values()
-        .filter_map(|g| profile.label_of(g).map(|l| (*g, l.to_string())))
-        .collect();
     let clock = Clock::system();
     let mut app = App::new(
         client.user(),

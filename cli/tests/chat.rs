@@ -41,7 +41,7 @@ fn confide_binary() -> PathBuf {
 }
 
 /// A profile directory for the chat, as `confide init` would leave it: a registered,
-/// encrypted store and the settings naming the server and the group's label.
+/// encrypted store holding the group's label, and the settings naming the server.
 struct Profile {
     dir: tempfile::TempDir,
 }
@@ -67,7 +67,8 @@ impl Profile {
         (Profile { dir }, client, events)
     }
 
-    /// Closes the library client (the chat opens the store itself) and writes the settings.
+    /// Labels the group (in the encrypted store), closes the library client (the chat opens
+    /// the store itself) and writes the settings.
     async fn finish(
         &self,
         server: &TestServer,
@@ -75,12 +76,12 @@ impl Profile {
         mut events: Events,
         group: GroupId,
     ) {
+        client.set_label(group, Some(LABEL)).await.unwrap();
         client.shutdown().await;
         while events.next().await.is_some() {}
         let settings = serde_json::json!({
             "server": server.url,
             "pin": server.pin,
-            "labels": { LABEL: group },
         });
         std::fs::write(
             self.dir.path().join("settings.json"),

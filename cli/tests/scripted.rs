@@ -3,62 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+mod common;
 
+use common::{BIN, Person, person};
 use confide_tests::TestServer;
-
-const BIN: &str = env!("CARGO_BIN_EXE_confide");
-
-struct Person {
-    dir: PathBuf,
-}
-
-impl Person {
-    fn run(&self, args: &[&str]) -> Output {
-        std::process::Command::new(BIN)
-            .arg("--profile")
-            .arg(&self.dir)
-            .args(args)
-            .env("CONFIDE_PASSPHRASE", "a long passphrase")
-            .env("CONFIDE_INSECURE_FAST_KDF", "1")
-            .output()
-            .unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "confide {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-}
-
-fn person(root: &Path, name: &str, server: &TestServer) -> Person {
-    let p = Person {
-        dir: root.join(name),
-    };
-    p.ok(&[
-        "init",
-        "--server",
-        &server.url,
-        "--pin",
-        &server.pin,
-        "--name",
-        name,
-    ]);
-    p
-}
 
 #[test]
 fn two_people_chat_and_a_facilitator_moderates() {

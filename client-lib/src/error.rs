@@ -82,6 +82,9 @@ pub enum ClientError {
     /// The client has been shut down.
     #[error("the client has shut down")]
     Closed,
+    /// An argument was not acceptable (the message says what to change); nothing was done.
+    #[error("{0}")]
+    Invalid(String),
     /// The server sent something unexpected.
     #[error("unexpected reply from the server: {0}")]
     Unexpected(String),

@@ -8,6 +8,8 @@
 //!   ([`store`], Argon2id + ChaCha20-Poly1305);
 //! - the connection ([`transport`]) uses TLS 1.3 with a pinned certificate or CA roots
 //!   ([`ServerTrust`]), reconnects with back-off and resyncs, never showing a message twice;
+//! - labels and other front-end settings live in the same encrypted store ([`local`]), so a
+//!   front end keeps nothing private in plaintext beside it;
 //! - every group's signed log is verified from genesis; an op the facilitators did not sign is
 //!   rejected and reported ([`Event::GroupRejected`]), never applied;
 //! - sender keys are sealed to exactly the devices the verified log lists, a fresh one in every
@@ -34,11 +36,13 @@ mod actor;
 pub mod error;
 pub mod events;
 pub mod invite;
+pub mod local;
 pub mod store;
 pub mod tls;
 pub mod transport;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -249,6 +253,10 @@ pub struct Client {
     user: UserId,
     device: DeviceId,
     display_name: String,
+    /// The store, shared with the background task, for front-end settings ([`local`]), which
+    /// need neither the network nor group state. Taken at [`Client::shutdown`] so that the
+    /// store is closed and can be opened again.
+    local: Arc<Mutex<Option<store::Store>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -325,6 +333,7 @@ impl Client {
             user: profile.user,
             device: identity.device_id(),
             display_name: profile.display_name.clone(),
+            local: Arc::new(Mutex::new(Some(store.share()))),
         };
         let actor = Actor::new(
             config.server_url,
@@ -830,8 +839,14 @@ impl Client {
             .await
     }
 
-    /// Stops the background task, closing the connection and flushing the store.
+    /// Stops the background task, closing the connection and flushing the store, and makes
+    /// the store's files private (files the database added while open included).
     pub async fn shutdown(&self) {
         let _ = self.call(Command::Shutdown).await;
+        let local = self.local.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(store) = local {
+            // Best effort: the store was made private when opened; this covers newer files.
+            let _ = store.restrict_permissions();
+        }
     }
 }

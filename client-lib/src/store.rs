@@ -8,11 +8,16 @@
 //!
 //! A wrong passphrase is detected by a check value written when the store is created, and is
 //! reported as [`StoreError::WrongPassphrase`]; it never produces garbage.
+//!
+//! On Unix the store's directory and every directory in it are made mode 0700 and every file
+//! 0600 when the store is created or opened and when the client shuts down
+//! ([`restrict_permissions`]), so other users of the machine cannot read even the ciphertext or
+//! learn from file sizes and times how active a group is.
 
 use confide_protocol::identity::KdfParams;
 use confide_protocol::primitives::{aead_open, aead_seal, labelled};
 use serde::{Serialize, de::DeserializeOwned};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 /// Tree holding the KDF parameters and salt (in the clear) and the passphrase check value.
@@ -57,10 +62,65 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
+/// Makes `path` and everything under it private to this user: directories mode 0700, files
+/// 0600. Symbolic links are left alone (neither they nor what they point to are changed).
+/// A path that does not exist is not an error. Does nothing on systems without Unix modes.
+pub fn restrict_permissions(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        /// Owner may read, write and enter; nobody else anything.
+        const PRIVATE_DIR: u32 = 0o700;
+        /// Owner may read and write; nobody else anything.
+        const PRIVATE_FILE: u32 = 0o600;
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let wanted = if meta.is_dir() {
+            PRIVATE_DIR
+        } else if meta.is_file() {
+            PRIVATE_FILE
+        } else {
+            return Ok(());
+        };
+        if meta.permissions().mode() & 0o7777 != wanted {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))?;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                restrict_permissions(&entry?.path())?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Creates `path` (and missing parents) as a directory only this user can enter.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
+fn private_err(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Db(format!(
+        "cannot make {} readable only by you ({e}); check who owns it",
+        path.display()
+    ))
+}
+
 /// An open, unlocked store.
 pub struct Store {
     db: sled::Db,
     key: Zeroizing<[u8; 32]>,
+    /// Where it lives, to keep its files private as sled adds new ones.
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Store {
@@ -77,7 +137,9 @@ impl Store {
         params: KdfParams,
         rng: &mut impl rand_core::CryptoRng,
     ) -> Result<Store, StoreError> {
+        create_private_dir(path).map_err(|e| private_err(path, e))?;
         let db = sled::open(path).map_err(db_err)?;
+        restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let meta = db.open_tree(META_TREE).map_err(db_err)?;
         if meta.get("salt").map_err(db_err)?.is_some() {
             return Err(StoreError::State(format!(
@@ -91,7 +153,11 @@ impl Store {
             .derive(passphrase, &salt)
             .map_err(|e| StoreError::State(e.to_string()))?;
         let params_json = serde_json::to_vec(&params).map_err(db_err)?;
-        let store = Store { db, key };
+        let store = Store {
+            db,
+            key,
+            path: path.to_path_buf(),
+        };
         meta.insert("kdf", params_json).map_err(db_err)?;
         meta.insert("salt", &salt).map_err(db_err)?;
         let check = store.encrypt(META_TREE, b"check", CHECK_PLAINTEXT, rng)?;
@@ -105,7 +171,10 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::State(format!("no store in {}", path.display())));
         }
+        // Stores made before their files were kept private are fixed on the way in.
+        restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let db = sled::open(path).map_err(db_err)?;
+        restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let meta = db.open_tree(META_TREE).map_err(db_err)?;
         let (Some(params), Some(salt), Some(check)) = (
             meta.get("kdf").map_err(db_err)?,
@@ -122,11 +191,30 @@ impl Store {
         let key = params
             .derive(passphrase, &salt)
             .map_err(|e| StoreError::State(e.to_string()))?;
-        let store = Store { db, key };
+        let store = Store {
+            db,
+            key,
+            path: path.to_path_buf(),
+        };
         match store.decrypt(META_TREE, b"check", &check) {
             Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(store),
             _ => Err(StoreError::WrongPassphrase),
         }
+    }
+
+    /// A second handle on the same open database (sled handles share one database), for the
+    /// front-end settings the [`crate::Client`] reads and writes without the background task.
+    pub(crate) fn share(&self) -> Store {
+        Store {
+            db: self.db.clone(),
+            key: self.key.clone(),
+            path: self.path.clone(),
+        }
+    }
+
+    /// Makes the files sled added since the store was opened private too.
+    pub(crate) fn restrict_permissions(&self) -> Result<(), StoreError> {
+        restrict_permissions(&self.path).map_err(|e| private_err(&self.path, e))
     }
 
     fn encrypt(

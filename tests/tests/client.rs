@@ -570,3 +570,78 @@ async fn a_client_can_trust_the_server_through_a_ca_bundle_and_pages_history() {
     .await;
     assert!(conn.is_err());
 }
+
+#[tokio::test]
+async fn labels_and_front_end_settings_are_kept_encrypted_and_survive_a_restart() {
+    let server = TestServer::start().await;
+    let mut alice = TestUser::new(&server, "Alice").await;
+    let group = alice.client.create_group().await.unwrap();
+    alice
+        .client
+        .set_label(group, Some("my-secret-grief-circle"))
+        .await
+        .unwrap();
+    alice
+        .client
+        .set_setting("theme", Some(&"night-owl-secret-theme"))
+        .await
+        .unwrap();
+    // An unusable label is refused with a reason, and nothing changes.
+    let refused = alice.client.set_label(group, Some("   ")).await;
+    assert!(matches!(
+        refused,
+        Err(confide_client::ClientError::Invalid(_))
+    ));
+
+    alice.go_offline().await;
+    // After shutdown the store is closed: the calls say so instead of touching it.
+    assert!(matches!(
+        alice.client.labels().await,
+        Err(confide_client::ClientError::Closed)
+    ));
+    for (path, bytes) in read_tree(alice.dir.path()) {
+        for secret in ["my-secret-grief-circle", "night-owl-secret-theme"] {
+            assert!(
+                !contains(&bytes, secret.as_bytes()),
+                "{} holds {secret:?} in plaintext",
+                path.display()
+            );
+        }
+    }
+    // Every file of the store is readable by this user only, every directory enterable only
+    // by them (the test process's own umask would leave them open).
+    fn assert_private(path: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            for entry in std::fs::read_dir(path).unwrap() {
+                assert_private(&entry.unwrap().path());
+            }
+        } else {
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+    }
+    assert_private(&alice.config.store_path);
+
+    alice.come_back().await;
+    assert_eq!(
+        alice.client.label(group).await.unwrap().as_deref(),
+        Some("my-secret-grief-circle")
+    );
+    assert_eq!(
+        alice.client.labels().await.unwrap(),
+        std::collections::BTreeMap::from([(group, "my-secret-grief-circle".to_string())])
+    );
+    let theme: Option<String> = alice.client.setting("theme").await.unwrap();
+    assert_eq!(theme.as_deref(), Some("night-owl-secret-theme"));
+    alice.client.set_label(group, None).await.unwrap();
+    alice
+        .client
+        .set_setting::<String>("theme", None)
+        .await
+        .unwrap();
+    assert!(alice.client.labels().await.unwrap().is_empty());
+    assert_eq!(alice.client.setting::<String>("theme").await.unwrap(), None);
+}

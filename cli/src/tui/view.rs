@@ -405,7 +405,9 @@ fn notice_line(app: &App) -> Line<'static> {
             Level::Warning => ("⚠ ", Style::new().fg(Color::Yellow)),
             Level::Error => ("", Style::new().fg(Color::LightRed)),
         };
-        return Line::from(Span::styled(format!(" {mark}{}", n.text), style));
+        // Notices quote server messages and other people's names: cleaned here, where they
+        // reach the screen.
+        return Line::from(Span::styled(format!(" {mark}{}", one_line(&n.text)), style));
     }
     if let Some(w) = app.key_warnings.last() {
         let more = match app.key_warnings.len() {
@@ -415,7 +417,8 @@ fn notice_line(app: &App) -> Line<'static> {
         return Line::from(Span::styled(
             format!(
                 " ⚠ {}'s keys changed{more}: compare safety numbers with /safety @{}",
-                w.name, w.name
+                one_line(&w.name),
+                one_line(&w.name)
             ),
             Style::new().fg(Color::Yellow),
         ));

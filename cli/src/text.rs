@@ -1,0 +1,315 @@
+//! Text chosen by someone else, made safe to put on a terminal, and laid out so that it cannot
+//! pass for anything but what it is. Both the scripted commands and the chat screen use it.
+//!
+//! Someone else's text — a message, a pseudonym, a join-request note, a report, an agreement,
+//! a reason, a server's error message — could otherwise carry escape sequences that clear the
+//! screen, move the cursor, set the window title or draw a fake line; bidirectional controls
+//! that reorder what is shown; invisible characters that make two names look alike; or a plain
+//! line break followed by `Alice: …`, which looks like a line from Alice. [`clean`] replaces
+//! every control, bidirectional and invisible formatting character with `�` (so the reader
+//! sees that something was there); [`entry`] and [`quoted`] show multi-line text with every
+//! further line indented under [`CONTINUATION`]. `--json` output is never cleaned: it gives
+//! the exact text, and JSON escaping keeps it harmless.
+
+use std::borrow::Cow;
+use std::io::IsTerminal as _;
+
+use ratatui::text::Span;
+
+/// What replaces a character that must not reach the terminal.
+pub const REPLACEMENT: char = '\u{fffd}';
+/// What begins every further line of someone else's text in scripted output: indented, so it
+/// never starts where a new entry starts, and marked, so it is visibly part of the entry above.
+pub const CONTINUATION: &str = "    │ ";
+/// The fewest cells of text worth starting beside a header before wrapping; with less room
+/// the text starts on the next line.
+const MIN_TEXT_BESIDE_HEADER: usize = 8;
+
+/// Whether `c` changes how text is shown rather than showing something: control characters
+/// (C0, DEL, C1 — escape sequences start with them), bidirectional marks, embeddings,
+/// overrides and isolates, and the invisible formatting characters (Unicode category Cf) and
+/// fillers that render as nothing.
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{034f}'
+                | '\u{061c}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{06dd}'
+                | '\u{070f}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08e2}'
+                | '\u{115f}'..='\u{1160}'
+                | '\u{17b4}'..='\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1343f}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e007f}'
+        )
+}
+
+/// Zero-width (non-)joiners shape emoji sequences and many scripts (Persian, Indic); between
+/// two non-ASCII letters or symbols they are kept. Anywhere else they only hide something
+/// (`Al\u{200d}ice` looks like `Alice`).
+fn is_needed_joiner(prev: Option<char>, c: char, next: Option<char>) -> bool {
+    let visible_non_ascii =
+        |c: Option<char>| c.is_some_and(|c| !c.is_ascii() && !c.is_whitespace() && !is_hidden(c));
+    matches!(c, '\u{200c}' | '\u{200d}') && visible_non_ascii(prev) && visible_non_ascii(next)
+}
+
+/// Text from someone else, made safe for a terminal: line breaks (also `\r\n`, `\r` and the
+/// Unicode line and paragraph separators) become `\n`, tabs spaces, and every other control,
+/// bidirectional or invisible formatting character [`REPLACEMENT`].
+pub fn clean(text: &str) -> Cow<'_, str> {
+    if text
+        .chars()
+        .all(|c| c == '\n' || !(is_hidden(c) || matches!(c, '\u{2028}' | '\u{2029}')))
+    {
+        return Cow::Borrowed(text);
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let prev = i.checked_sub(1).and_then(|p| chars.get(p)).copied();
+        let next = chars.get(i + 1).copied();
+        match c {
+            '\n' | '\u{2028}' | '\u{2029}' => out.push('\n'),
+            // `\r\n` is one line break; a lone `\r` is one too.
+            '\r' if next == Some('\n') => {}
+            '\r' => out.push('\n'),
+            '\t' => out.push(' '),
+            c if is_needed_joiner(prev, c, next) => out.push(c),
+            c if is_hidden(c) => out.push(REPLACEMENT),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Someone else's text on one line (names, labels, reasons in a list): cleaned, and line
+/// breaks become spaces.
+pub fn one_line(text: &str) -> String {
+    clean(text).replace('\n', " ")
+}
+
+/// The width of `text` in terminal cells.
+pub fn width(text: &str) -> usize {
+    Span::raw(text).width()
+}
+
+fn char_width(c: char) -> usize {
+    let mut buf = [0u8; 4];
+    width(c.encode_utf8(&mut buf))
+}
+
+/// Wraps `text` into lines: the first at most `first` cells wide, the others at most `rest`.
+/// Words longer than a line are broken. Line breaks in the text are kept.
+pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
+    let first = first.max(1);
+    let rest = rest.max(1);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    let limit = |lines: &Vec<String>| if lines.is_empty() { first } else { rest };
+    for (i, paragraph) in text.split('\n').enumerate() {
+        if i > 0 {
+            lines.push(std::mem::take(&mut line));
+            used = 0;
+        }
+        for word in paragraph.split(' ').filter(|w| !w.is_empty()) {
+            let w = width(word);
+            if used > 0 {
+                if used + 1 + w <= limit(&lines) {
+                    line.push(' ');
+                    used += 1;
+                } else {
+                    lines.push(std::mem::take(&mut line));
+                    used = 0;
+                }
+            }
+            if used + w <= limit(&lines) {
+                line.push_str(word);
+                used += w;
+                continue;
+            }
+            // A word longer than the line: break it wherever it fills one.
+            for c in word.chars() {
+                let cw = char_width(c);
+                if used + cw > limit(&lines) && used > 0 {
+                    lines.push(std::mem::take(&mut line));
+                    used = 0;
+                }
+                line.push(c);
+                used += cw;
+            }
+        }
+    }
+    lines.push(line);
+    lines
+}
+
+/// The width of standard output in cells, if it is a terminal (which would otherwise wrap
+/// long lines itself, letting text start a line of its own).
+pub fn terminal_width() -> Option<usize> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let (columns, _) = crossterm::terminal::size().ok()?;
+    Some(usize::from(columns)).filter(|w| *w > width(CONTINUATION))
+}
+
+/// One line of output, `header` (already safe: built from [`one_line`] parts) followed by
+/// `text` from someone else, cleaned; every further line — a line break in the text or, with
+/// a terminal `columns` wide, where the line is wrapped — starts with [`CONTINUATION`], so no
+/// part of either can pass for a line of its own. Without `columns` (output to a file or a
+/// pipe) only line breaks in the text start further lines.
+pub fn entry(header: &str, text: &str, columns: Option<usize>) -> String {
+    let text = clean(text);
+    let Some(columns) = columns else {
+        return format!(
+            "{header}{}",
+            text.replace('\n', &format!("\n{CONTINUATION}"))
+        );
+    };
+    let rest = columns.saturating_sub(width(CONTINUATION)).max(1);
+    let mut out = String::with_capacity(header.len() + text.len());
+    // The header is broken wherever it fills a row, so the terminal never wraps it.
+    let mut used = 0;
+    let mut limit = columns;
+    for c in header.chars() {
+        let cw = char_width(c);
+        if used + cw > limit && used > 0 {
+            out.push('\n');
+            out.push_str(CONTINUATION);
+            used = 0;
+            limit = rest;
+        }
+        out.push(c);
+        used += cw;
+    }
+    if text.is_empty() {
+        return out;
+    }
+    let beside = limit.saturating_sub(used);
+    let lines = if !header.is_empty() && beside < MIN_TEXT_BESIDE_HEADER {
+        // Too little room left beside the header: the text starts on the next line.
+        out.push('\n');
+        out.push_str(CONTINUATION);
+        wrap(&text, rest, rest)
+    } else {
+        wrap(&text, beside, rest)
+    };
+    for (i, line) in lines.into_iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(CONTINUATION);
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
+/// A line of output built from safe parts ([`one_line`]), broken at the terminal's width
+/// with [`CONTINUATION`] as [`entry`] does.
+pub fn line(text: &str, columns: Option<usize>) -> String {
+    entry(text, "", columns)
+}
+
+/// A whole text from someone else (an agreement, crisis resources), cleaned, every line
+/// starting with [`CONTINUATION`].
+pub fn quoted(text: &str, columns: Option<usize>) -> String {
+    entry(CONTINUATION, text, columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapping_keeps_words_and_breaks_only_long_ones() {
+        assert_eq!(wrap("one two three", 7, 7), ["one two", "three"]);
+        assert_eq!(wrap("one two three", 3, 10), ["one", "two three"]);
+        assert_eq!(wrap("abcdefghij", 4, 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("a\nb", 10, 10), ["a", "b"]);
+        assert_eq!(wrap("", 10, 10), [""]);
+    }
+
+    #[test]
+    fn escape_sequences_cannot_reach_the_terminal() {
+        assert_eq!(clean("hi\u{1b}[2J there\n"), "hi\u{fffd}[2J there\n");
+        assert_eq!(clean("\u{9b}31m"), "\u{fffd}31m");
+        assert_eq!(clean("\u{1b}]0;title\u{7}"), "\u{fffd}]0;title\u{fffd}");
+        assert_eq!(one_line("two\nlines"), "two lines");
+        assert_eq!(
+            one_line("two\r\nlines\rand\u{2028}more"),
+            "two lines and more"
+        );
+    }
+
+    #[test]
+    fn bidirectional_and_invisible_characters_are_shown_as_replacements() {
+        assert_eq!(clean("abc\u{202e}fed"), "abc\u{fffd}fed");
+        assert_eq!(clean("\u{2067}x\u{2069}"), "\u{fffd}x\u{fffd}");
+        assert_eq!(one_line("Al\u{200b}ice"), "Al\u{fffd}ice");
+        assert_eq!(one_line("Al\u{200d}ice"), "Al\u{fffd}ice");
+        assert_eq!(one_line("\u{feff}Alice\u{e0041}"), "\u{fffd}Alice\u{fffd}");
+        // Joiners inside emoji sequences and scripts that need them stay.
+        let family = "👩\u{200d}👧";
+        assert_eq!(clean(family), family);
+        let persian = "می\u{200c}خواهم";
+        assert_eq!(clean(persian), persian);
+        // Ordinary text, emoji with variation selectors and accents pass unchanged.
+        let ordinary = "Héllo ❤\u{fe0f} — ça va? 你好";
+        assert!(matches!(clean(ordinary), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_line_break_cannot_start_a_line_of_its_own() {
+        let shown = entry("#3 Mallory: ", "hi\nAlice: your phone number?", None);
+        assert_eq!(
+            shown,
+            format!("#3 Mallory: hi\n{CONTINUATION}Alice: your phone number?")
+        );
+        assert_eq!(
+            quoted("one\ntwo", None),
+            format!("{CONTINUATION}one\n{CONTINUATION}two")
+        );
+    }
+
+    #[test]
+    fn text_wrapped_at_the_terminal_width_is_indented_too() {
+        // Padding that would make the terminal wrap right before the forged name.
+        let text = format!("{}Alice: your phone number?", "x".repeat(20));
+        let shown = entry("#3 Bob: ", &text, Some(28));
+        for line in shown.lines() {
+            assert!(width(line) <= 28, "{line:?}");
+        }
+        for line in shown.lines().skip(1) {
+            assert!(line.starts_with(CONTINUATION), "{shown}");
+        }
+        // A header that fills the row exactly: the text starts on a continuation line.
+        let shown = entry("01234567890123456789", "Alice: hi", Some(20));
+        assert_eq!(
+            shown,
+            format!("01234567890123456789\n{CONTINUATION}Alice: hi")
+        );
+        // A header longer than the row is broken too, keeping its spacing.
+        let shown = line("#1     12:00  Bob", Some(10));
+        assert_eq!(
+            shown,
+            format!("#1     12:\n{CONTINUATION}00  \n{CONTINUATION}Bob")
+        );
+    }
+}

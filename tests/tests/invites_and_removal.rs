@@ -309,3 +309,63 @@ async fn a_device_removed_while_offline_learns_it_and_can_rejoin_after_approval(
             .all(|m| m.text != "sent after Eve was removed")
     );
 }
+
+/// A removed member's device kept its old consent: when a facilitator (or the server's own
+/// device, as anyone can build such a group) put them back without their asking, they were in at
+/// once and shown everything. Being put back asks again, like any group they did not ask for.
+#[tokio::test]
+async fn a_removed_member_put_back_without_asking_is_asked_again() {
+    let server = TestServer::start().await;
+    let (alice, group, invite) = group_with_invite(&server, 5).await;
+    let mut bob = TestUser::new(&server, "Bob").await;
+    assert_eq!(
+        bob.client.join(&invite, None).await.unwrap(),
+        JoinOutcome::Joined(group)
+    );
+    alice
+        .client
+        .remove(group, bob.client.user(), false)
+        .await
+        .unwrap();
+    bob.wait_event(|e| matches!(e, Event::Removed { group: g, .. } if *g == group))
+        .await;
+    let member = alice.client.members(group).await.unwrap();
+    assert_eq!(member.len(), 1);
+    let bob_entry = confide_protocol::group_log::MemberEntry {
+        user: bob.client.user(),
+        display_name: "Bob".into(),
+        devices: vec![
+            confide_protocol::DeviceIdentity::from_secret_pair(
+                &bob.secret.clone().try_into().unwrap(),
+            )
+            .public_keys(),
+        ],
+    };
+    alice
+        .client
+        .op(
+            group,
+            OpBody::Add {
+                member: bob_entry,
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_text(group, "welcome back?", None)
+        .await
+        .unwrap();
+    let (event, before) = bob
+        .wait_event(|e| matches!(e, Event::Invited { group: g, .. } if *g == group))
+        .await;
+    assert!(matches!(event, Event::Invited { .. }));
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e, Event::Joined { .. } | Event::Message(_))),
+        "Bob was put back in without being asked: {before:?}"
+    );
+}

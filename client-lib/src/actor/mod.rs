@@ -465,7 +465,12 @@ impl Actor {
         loop {
             if self.conn.is_none() {
                 match self.connect().await {
-                    Ok(()) => backoff = MIN_BACKOFF,
+                    Ok(()) => {
+                        backoff = MIN_BACKOFF;
+                        // What waited for the connection goes now, not at the next event.
+                        self.process_needs_repost().await;
+                        self.process_held().await;
+                    }
                     Err(e) => {
                         self.emit(Event::Disconnected {
                             reason: e.to_string(),
@@ -1365,6 +1370,12 @@ impl Actor {
         }
         self.after_op(group, &applied.op.body, epoch_changed);
         if was_member && !is_member {
+            // Being in the group again later needs the user's consent again (their own join
+            // request, or accepting an invitation), as for any group: §11.7.
+            if let Some(ctx) = self.groups.get_mut(&group) {
+                ctx.meta.accepted = false;
+                self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
+            }
             self.emit(Event::Removed {
                 group,
                 at: applied.op.at,
@@ -1384,9 +1395,19 @@ impl Actor {
     /// This device was added to a group (or its join was approved): joined if the user asked
     /// for it, otherwise an invitation the user accepts or declines.
     fn became_member(&mut self, group: GroupId, author: &DeviceId) {
-        let Some(ctx) = self.groups.get(&group) else {
+        let asked: Option<confide_protocol::OpHash> = self
+            .store
+            .get(T_PENDING_JOINS, group.as_bytes())
+            .ok()
+            .flatten();
+        let Some(ctx) = self.groups.get_mut(&group) else {
             return;
         };
+        // A former member whose own join request was approved.
+        if !ctx.meta.accepted && asked == Some(ctx.state.genesis_hash()) {
+            ctx.meta.accepted = true;
+            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
         if ctx.meta.accepted {
             let _ = self.store.remove(T_PENDING_JOINS, group.as_bytes());
             self.emit(Event::Joined { group });

@@ -127,6 +127,24 @@ async fn group_of(evil: &EvilServer, names: &[&str]) -> (Vec<TestUser>, GroupId)
     users_in_group(&evil.url, evil.trust(), names).await
 }
 
+/// Alice (facilitator), Bob and Carol in a group behind `evil`, Bob and Carol having read
+/// Alice's "welcome"; with the events each has seen so far.
+async fn welcomed_three(evil: &EvilServer) -> (GroupId, [TestUser; 3], [Vec<Event>; 3]) {
+    let (mut users, group) = group_of(evil, &["Alice", "Bob", "Carol"]).await;
+    let mut carol = users.pop().unwrap();
+    let mut bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    let (mut bob_log, mut carol_log) = (Vec::new(), Vec::new());
+    alice
+        .client
+        .send_text(group, "welcome", None)
+        .await
+        .unwrap();
+    until_shown(&mut bob, &mut bob_log, group, "welcome").await;
+    until_shown(&mut carol, &mut carol_log, group, "welcome").await;
+    (group, [alice, bob, carol], [Vec::new(), bob_log, carol_log])
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. A forged op
 // ---------------------------------------------------------------------------------------------
@@ -299,19 +317,9 @@ async fn a_withheld_removal_does_not_let_the_removed_member_read_later_posts() {
     const HELD: &str = "something only the group should read";
     let server = TestServer::start().await;
     let evil = EvilServer::start(&server).await;
-    let (mut users, group) = group_of(&evil, &["Alice", "Bob", "Carol"]).await;
-    let mut carol = users.pop().unwrap();
-    let mut bob = users.pop().unwrap();
-    let mut alice = users.pop().unwrap();
+    let (group, [mut alice, mut bob, mut carol], [mut alice_log, mut bob_log, mut carol_log]) =
+        welcomed_three(&evil).await;
     let (bob_dev, carol_dev) = (bob.client.device(), carol.client.device());
-    let (mut bob_log, mut carol_log, mut alice_log) = (Vec::new(), Vec::new(), Vec::new());
-    alice
-        .client
-        .send_text(group, "welcome", None)
-        .await
-        .unwrap();
-    until_shown(&mut bob, &mut bob_log, group, "welcome").await;
-    until_shown(&mut carol, &mut carol_log, group, "welcome").await;
     let state = evil.group_state(group);
     let old_epoch = state.epoch();
     let removal_seq = state.seq() + 1;
@@ -514,23 +522,13 @@ async fn a_withheld_removal_does_not_let_the_removed_member_read_later_posts() {
 async fn a_removed_members_post_after_the_removal_is_refused_by_the_facilitator_who_removed_them() {
     let server = TestServer::start().await;
     let evil = EvilServer::start(&server).await;
-    let (mut users, group) = group_of(&evil, &["Alice", "Bob", "Carol"]).await;
-    let mut carol = users.pop().unwrap();
-    let mut bob = users.pop().unwrap();
-    let mut alice = users.pop().unwrap();
+    let (group, [mut alice, mut bob, carol], [mut alice_log, mut bob_log, _]) =
+        welcomed_three(&evil).await;
     let (alice_dev, bob_dev, carol_dev) = (
         alice.client.device(),
         bob.client.device(),
         carol.client.device(),
     );
-    let (mut alice_log, mut bob_log, mut carol_log) = (Vec::new(), Vec::new(), Vec::new());
-    alice
-        .client
-        .send_text(group, "welcome", None)
-        .await
-        .unwrap();
-    until_shown(&mut bob, &mut bob_log, group, "welcome").await;
-    until_shown(&mut carol, &mut carol_log, group, "welcome").await;
 
     // The server keeps Carol's posts from Alice and Bob, and serves the one it holds right
     // after the message whose seq precedes `late`'s.
@@ -724,23 +722,13 @@ async fn messages_one_sender_sent_in_order_and_the_server_swapped_are_flagged() 
 async fn a_post_the_removed_member_wrote_after_the_removal_is_refused_even_right_after_it() {
     let server = TestServer::start().await;
     let evil = EvilServer::start(&server).await;
-    let (mut users, group) = group_of(&evil, &["Alice", "Bob", "Carol"]).await;
-    let mut carol = users.pop().unwrap();
-    let mut bob = users.pop().unwrap();
-    let mut alice = users.pop().unwrap();
+    let (group, [mut alice, mut bob, carol], [mut alice_log, mut bob_log, _]) =
+        welcomed_three(&evil).await;
     let (alice_dev, bob_dev, carol_dev) = (
         alice.client.device(),
         bob.client.device(),
         carol.client.device(),
     );
-    let (mut alice_log, mut bob_log, mut carol_log) = (Vec::new(), Vec::new(), Vec::new());
-    alice
-        .client
-        .send_text(group, "welcome", None)
-        .await
-        .unwrap();
-    until_shown(&mut bob, &mut bob_log, group, "welcome").await;
-    until_shown(&mut carol, &mut carol_log, group, "welcome").await;
     let state = evil.group_state(group);
     let old_epoch = state.epoch();
     let removal_seq = state.seq() + 1;

@@ -1945,6 +1945,24 @@ impl Actor {
             }
         }
         let state = state.ok_or_else(|| ClientError::BadInvite("the group has no log".into()))?;
+        // A group this device was in before: the log it is shown now must extend the one it
+        // verified then, op for op. An older or different history (a rollback to before a
+        // removal, say) would make it seal keys to people it knows are gone.
+        let verified: Vec<(Vec<u8>, SignedOp)> =
+            self.store.scan(T_OPS, group.as_bytes(), usize::MAX)?;
+        if !verified.is_empty()
+            && (ops_held.len() < verified.len()
+                || verified
+                    .iter()
+                    .zip(&ops_held)
+                    .any(|((_, mine), shown)| mine.hash() != shown.hash()))
+        {
+            return Err(ClientError::BadInvite(
+                "the server showed an older or different history of this group than this device \
+                 verified before; not joining"
+                    .into(),
+            ));
+        }
         if state.group() != invite.group || state.genesis_hash() != invite.genesis {
             return Err(ClientError::BadInvite(
                 "the server showed a different group than the invite names".into(),

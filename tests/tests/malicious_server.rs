@@ -893,3 +893,269 @@ async fn a_reply_the_server_put_before_what_it_answers_is_flagged() {
         "Carol is warned that Bob's answer was put before what he had read: {log:#?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. Found in review: holding, rejoining, forks
+// ---------------------------------------------------------------------------------------------
+
+/// Review of issue 12: a member sealed a junk "sender key" naming an epoch 16 ahead to Bob, so
+/// Bob held all his posts — and removing that member did not release him. Honest server.
+#[tokio::test]
+async fn a_member_who_made_others_hold_their_posts_no_longer_can_once_removed() {
+    let server = TestServer::start().await;
+    let (mut users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Mallory"]).await;
+    // Mallory's own device, on a second raw connection.
+    let secret = users[2].secret.clone();
+    let identity = confide_protocol::identity::DeviceIdentity::from_secret_bytes(
+        secret[..32].try_into().unwrap(),
+        secret[32..64].try_into().unwrap(),
+    );
+    let mallory_user = users[2].client.user();
+    let mut raw = RawClient::connect_as(
+        &server,
+        identity,
+        confide_protocol::UserId::random(&mut confide_tests::rng()),
+        "M",
+    )
+    .await;
+    let r = raw.authenticate().await;
+    assert!(
+        matches!(
+            r,
+            confide_protocol::frames::ServerFrame::Authenticated { .. }
+        ),
+        "{r:?}"
+    );
+    let (ops, _) = raw.sync_from_start(group).await;
+    let mut state = confide_protocol::group_log::GroupState::from_genesis(&ops[0]).unwrap();
+    for op in &ops[1..] {
+        state.apply(op).unwrap();
+    }
+    let bob_keys = state
+        .current_devices()
+        .into_iter()
+        .find(|k| k.device == users[1].client.device())
+        .unwrap()
+        .clone();
+    let fake = confide_protocol::EpochRef {
+        epoch: confide_protocol::Epoch(state.epoch().0 + 16),
+        hash: confide_protocol::OpHash([7; 32]),
+    };
+    let sealed = confide_protocol::seal::seal(
+        &raw.identity,
+        &bob_keys,
+        confide_protocol::seal::SealKind::SenderKey,
+        group,
+        fake,
+        b"not a distribution",
+        &mut confide_tests::rng(),
+    )
+    .unwrap();
+    let reply = raw.send_sealed(vec![sealed]).await;
+    assert!(
+        matches!(reply, confide_protocol::frames::ServerFrame::Ok { .. }),
+        "{reply:?}"
+    );
+    users[1]
+        .wait_event(|e| matches!(e, Event::GroupBehind { .. }))
+        .await;
+    let r = users[1].client.send_text(group, "hello", None).await;
+    assert!(matches!(r, Err(ClientError::Held)), "{r:?}");
+    // The facilitator removes Mallory.
+    users[0]
+        .client
+        .remove(group, mallory_user, true)
+        .await
+        .unwrap();
+    users[1]
+        .wait_event(|e| matches!(e, Event::GroupChanged(..)))
+        .await;
+    let r = users[1]
+        .client
+        .send_text(group, "after removal", None)
+        .await;
+    assert!(
+        !matches!(r, Err(ClientError::Held)),
+        "Bob still holds after the culprit was removed: {r:?}"
+    );
+}
+
+/// Review of issue 12: Bob, removed after Eve was removed, rejoins with the still-valid invite.
+/// The server shows him a prefix of the log from before Eve's removal and fakes the join's
+/// acceptance. Bob's client discards the longer log it had verified and seals his sender key
+/// to Eve's device.
+#[tokio::test]
+async fn a_former_member_rejoining_refuses_a_log_rolled_back_to_before_a_removal() {
+    use confide_protocol::frames::{ClientFrame, ServerFrame};
+    use confide_tests::{
+        EvilServer, Verdict,
+        evil::{map_ops, op_seq},
+    };
+    use std::time::Duration;
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let mut users = Vec::new();
+    for name in ["Alice", "Bob", "Eve"] {
+        users.push(confide_tests::TestUser::register(&evil.url, evil.trust(), name).await);
+    }
+    let group = users[0].client.create_group().await.unwrap();
+    let invite = users[0]
+        .client
+        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let link = invite.to_link();
+    for i in [2usize, 1] {
+        let inv = confide_client::Invite::from_link(&link).unwrap();
+        users[i].client.join(&inv, None).await.unwrap();
+    }
+    // Bob's first join is the head now; Eve joined before it.
+    let bob_joined_at = evil.group_state(group).seq();
+    let eve_device = users[2].client.device();
+    let eve_user = users[2].client.user();
+    let bob_user = users[1].client.user();
+    users[0]
+        .client
+        .remove(group, eve_user, false)
+        .await
+        .unwrap();
+
+    users[0]
+        .client
+        .remove(group, bob_user, false)
+        .await
+        .unwrap();
+    users[1]
+        .wait_event(|e| matches!(e, Event::Removed { .. }))
+        .await;
+    // Bob's verified log has Eve's removal.
+    let bob = users[1].client.device();
+    // The server: every sync Bob makes shows only the log before Eve's removal; his join is
+    // "accepted"; his sealed keys and posts are "accepted".
+    evil.on_server_frames(bob, move |frame| {
+        let frame = match frame {
+            ServerFrame::SyncPage {
+                id,
+                group,
+                next_seq,
+                ..
+            } => {
+                // handled by map below: keep ops < eve_removed_at
+                let _ = (id, group, next_seq);
+                frame
+            }
+            f => f,
+        };
+        let frames = map_ops(frame, |_, op| {
+            if op_seq(&op) < bob_joined_at {
+                vec![op]
+            } else {
+                vec![]
+            }
+        });
+        frames
+            .into_iter()
+            .map(|f| match f {
+                ServerFrame::SyncPage {
+                    id,
+                    group,
+                    ops,
+                    messages,
+                    next_op_seq,
+                    next_seq,
+                    ..
+                } => ServerFrame::SyncPage {
+                    id,
+                    group,
+                    ops,
+                    messages,
+                    next_op_seq,
+                    next_seq,
+                    complete: true,
+                },
+                f => f,
+            })
+            .collect()
+    });
+    evil.on_requests(bob, move |frame| match frame {
+        ClientFrame::AppendOp { id, group, op } => Verdict::Answer(vec![ServerFrame::OpAppended {
+            id,
+            group,
+            seq: op_seq(&op),
+        }]),
+        ClientFrame::SendSealed { id, .. } => Verdict::Answer(vec![ServerFrame::Ok { id }]),
+        f => Verdict::Forward(f),
+    });
+    let inv = confide_client::Invite::from_link(&link).unwrap();
+    let outcome = users[1].client.join(&inv, None).await;
+    assert!(
+        matches!(outcome, Err(ClientError::BadInvite(_))),
+        "Bob joined on a rolled-back log: {outcome:?}"
+    );
+    let members = users[1].client.members(group).await.unwrap();
+    assert!(
+        members.iter().all(|m| m.user != eve_user),
+        "Eve, whose removal Bob verified, is a member again on Bob's device"
+    );
+    let _ = users[1]
+        .client
+        .send_text(group, "only for current members", None)
+        .await;
+    let sealed_to_eve = evil.requests_from(bob).iter().any(|f| match f {
+        ClientFrame::SendSealed { items, .. } => items.iter().any(|i| i.recipient == eve_device),
+        _ => false,
+    });
+    assert!(
+        !sealed_to_eve,
+        "Bob sealed his sender key to Eve, whose removal his client had verified"
+    );
+    evil.honest(bob);
+    users[1].go_offline().await;
+    users[1].come_back().await;
+    let infos = users[1].client.groups().await.unwrap();
+    assert!(
+        infos.iter().all(|g| g.tampered.is_none()),
+        "the server froze the group on Bob's device: {infos:?}"
+    );
+}
+
+/// Review of issue 12: an op at the head's seq signed by a key of the server's own (no member)
+/// was reported to the user as a fork of the group's history — a lever to make people leave.
+#[tokio::test]
+async fn an_op_signed_by_the_servers_own_key_is_not_told_as_a_fork() {
+    use confide_protocol::frames::ServerFrame;
+    use confide_protocol::group_log::{Op, OpBody};
+    use confide_tests::EvilServer;
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, group) = users_in_group(&evil.url, evil.trust(), &["Alice", "Bob"]).await;
+    let state = evil.group_state(group);
+    let own = confide_protocol::identity::DeviceIdentity::generate(&mut confide_tests::rng());
+    let forged = Op {
+        v: 1,
+        group,
+        seq: state.seq(),
+        prev: confide_protocol::OpHash([0; 32]),
+        author: own.device_id(),
+        at: confide_tests::now(),
+        body: OpBody::Lock {},
+    }
+    .sign(&own)
+    .unwrap();
+    evil.inject(
+        users[1].client.device(),
+        ServerFrame::Op {
+            group,
+            op: forged,
+            seq: state.seq(),
+        },
+    );
+    let (e, _) = users[1]
+        .wait_event(|e| matches!(e, Event::GroupRejected(..)))
+        .await;
+    let Event::GroupRejected(r) = e else {
+        unreachable!()
+    };
+    assert!(!r.reason.contains("forked"), "told of a fork: {}", r.reason);
+}

@@ -78,6 +78,12 @@ const T_PRIVATE: &str = "private";
 const MAX_PARKED: usize = 10_000;
 /// How many order warnings the client remembers, to report one swap once (memory bound).
 const MAX_ORDER_WARNED: usize = 1_000;
+/// How many messages a group may hold while its log is behind; a further one is refused (not
+/// kept), so that a log that never catches up cannot fill the disk.
+const MAX_HELD_PER_GROUP: usize = 1_000;
+/// How many sync pages one sync of a group fetches before it lets other work in; the rest
+/// follows in a later sync (a server that never says `complete` cannot starve commands).
+const MAX_SYNC_PAGES: usize = 1_000;
 /// How many refused ops a group remembers, so that a server serving them again and again does
 /// not warn the user again and again.
 const MAX_REFUSED_OPS_REMEMBERED: usize = 16;
@@ -126,6 +132,15 @@ struct GroupMeta {
     /// Whether the user was already warned about `behind`.
     #[serde(default)]
     behind_warned: bool,
+    /// The device whose signed claim set `behind`: if the verified log shows it is no longer a
+    /// member, its claim no longer holds anything back (a member cannot keep others silent
+    /// beyond their own removal).
+    #[serde(default)]
+    behind_by: Option<DeviceId>,
+    /// The highest message seq of this group this device has processed (received or posted),
+    /// named as `seen_seq` in what it writes. Not the sync cursor, which the server moves.
+    #[serde(default)]
+    last_seen_seq: u64,
 }
 
 impl GroupMeta {
@@ -133,6 +148,7 @@ impl GroupMeta {
     fn note_epoch_seq(&mut self, epoch: u64, seq: u64) {
         let first = self.epoch_first_seq.entry(epoch).or_insert(seq);
         *first = (*first).min(seq);
+        self.last_seen_seq = self.last_seen_seq.max(seq);
     }
 }
 
@@ -305,6 +321,9 @@ pub(crate) struct Actor {
     /// reported once even when both of its messages show it; cleared when it grows past
     /// [`MAX_ORDER_WARNED`].
     order_warned: std::collections::HashSet<(GroupId, u64)>,
+    /// Whether held messages may be ready to go (something was held, a group caught up, a
+    /// connection or a retry came): [`Self::process_held`] reads the store only then.
+    held_dirty: bool,
 }
 
 fn now() -> Timestamp {
@@ -391,6 +410,7 @@ impl Actor {
             pending_acks: Vec::new(),
             outbox_retry_at: None,
             order_warned: Default::default(),
+            held_dirty: true,
         };
         actor.load_groups()?;
         Ok(actor)
@@ -467,6 +487,7 @@ impl Actor {
                 match self.connect().await {
                     Ok(()) => {
                         backoff = MIN_BACKOFF;
+                        self.held_dirty = true;
                         // What waited for the connection goes now, not at the next event.
                         self.process_needs_repost().await;
                         self.process_held().await;
@@ -522,6 +543,7 @@ impl Actor {
                 Next::Frame(Ok(frame)) => self.handle_frame(frame),
                 Next::RetryOutbox => {
                     self.outbox_retry_at = None;
+                    self.held_dirty = true;
                     self.resend_outbox().await;
                 }
                 Next::Frame(Err(e)) => self.disconnected(e.to_string()),
@@ -840,11 +862,11 @@ impl Actor {
             if env.epoch > ctx.state.epoch() {
                 // From an epoch this device has not verified yet: wait for the log. Signed by
                 // a device the log knows, it shows that epoch is in use: hold our own posts.
-                let known_sender = ctx.user_of_device(&env.sender).is_some();
+                let claimant = ctx.is_member(&env.sender).then_some(env.sender);
                 self.needs_sync.insert(group);
                 self.park_message(group, &m);
-                if known_sender {
-                    self.note_behind(group, env.epoch.0);
+                if let Some(claimant) = claimant {
+                    self.note_behind(group, env.epoch.0, claimant);
                 }
                 return;
             }
@@ -1121,13 +1143,13 @@ impl Actor {
             return true;
         }
         self.needs_sync.insert(sealed.group);
-        // Opened and signed by a device the log knows: that member uses a later epoch.
+        // Opened and signed by a current member's device: that member uses a later epoch.
         if self
             .groups
             .get(&sealed.group)
-            .is_some_and(|ctx| ctx.user_of_device(&sealed.sender).is_some())
+            .is_some_and(|ctx| ctx.is_member(&sealed.sender))
         {
-            self.note_behind(sealed.group, sealed.epoch.0);
+            self.note_behind(sealed.group, sealed.epoch.0, sealed.sender);
         }
         let key = key3(
             sealed.group.as_bytes(),
@@ -1301,16 +1323,40 @@ impl Actor {
         let applied = match ctx.state.apply(op) {
             Ok(applied) => applied,
             Err(e) => {
-                let seq = ctx.state.seq().saturating_add(1);
-                let reason = match &e {
-                    confide_protocol::group_log::LogError::Fork { seq } => format!(
-                        "the group's history has forked: the server showed a different op #{seq} \
-                         than the one this device verified; this device keeps its own"
+                // A fork is told as such only when the other op is validly signed by a device
+                // of the log and chains onto the same predecessor: anything else at that
+                // position is just an op that does not verify.
+                let (seq, reason) = match &e {
+                    confide_protocol::group_log::LogError::Fork { seq }
+                        if is_signed_fork(&self.store, ctx, group, op) =>
+                    {
+                        (
+                            *seq,
+                            format!(
+                                "the group's history has forked: a device of the group signed a \
+                                 different op #{seq} than the one this device verified; this \
+                                 device keeps its own"
+                            ),
+                        )
+                    }
+                    confide_protocol::group_log::LogError::Fork { seq } => (
+                        *seq,
+                        format!(
+                            "the server served a second op #{seq} that no device of the group \
+                             signed onto the verified history; it was refused and this device \
+                             keeps the group as last verified"
+                        ),
                     ),
-                    _ => format!(
-                        "the server served an op #{seq} that does not verify ({e}); it was \
-                         refused and this device keeps the group as last verified"
-                    ),
+                    _ => {
+                        let seq = ctx.state.seq().saturating_add(1);
+                        (
+                            seq,
+                            format!(
+                                "the server served an op #{seq} that does not verify ({e}); it \
+                                 was refused and this device keeps the group as last verified"
+                            ),
+                        )
+                    }
                 };
                 if !ctx.meta.refused_at.contains(&seq) {
                     ctx.meta.refused_at.push(seq);
@@ -1329,14 +1375,20 @@ impl Actor {
         };
         ctx.record_epoch();
         ctx.note_op(&applied.op);
-        let caught_up = ctx
-            .meta
-            .behind
-            .is_some_and(|seen| seen <= ctx.state.epoch().0);
+        // Caught up — or the member whose claim held us back is no longer a member.
+        let caught_up = ctx.meta.behind.is_some_and(|seen| {
+            seen <= ctx.state.epoch().0
+                || ctx
+                    .meta
+                    .behind_by
+                    .is_some_and(|claimant| !ctx.is_member(&claimant))
+        });
         let was_warned = ctx.meta.behind_warned;
         if caught_up {
             ctx.meta.behind = None;
+            ctx.meta.behind_by = None;
             ctx.meta.behind_warned = false;
+            self.held_dirty = true;
             self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         }
         let epoch_changed = applied.op.body.changes_epoch();
@@ -1489,11 +1541,11 @@ impl Actor {
         entries.sort_by_key(|(_, e)| (e.envelope.group, e.envelope.epoch, e.envelope.iteration));
         for (key, entry) in entries {
             let group = entry.envelope.group;
-            if self.is_held(group) {
-                // Sealed before this device saw that members use a later epoch: it must not
-                // reach anyone that epoch may have removed. Sealed again once caught up.
-                let _ = self.store.remove(T_OUTBOX, &key);
-                let _ = self.hold(group, &entry.content);
+            if self.is_behind(group) {
+                // Sealed before this device saw that members use a later epoch: not posted
+                // while behind. Once caught up it is posted as it is (an honest server that has
+                // it already answers with its seq; one that does not refuses it as stale, and
+                // it is sealed again below), so it is never stored twice.
                 continue;
             }
             let envelope = entry.envelope.clone();
@@ -1505,19 +1557,23 @@ impl Actor {
                 // This one and the rest are posted again later, in order.
                 break;
             }
+            // Sealed for an epoch that has since ended: held, to be sealed again for the
+            // current one (after a sync) — kept before the outbox copy goes, never lost.
+            if let ServerFrame::Error {
+                code: ErrorCode::StaleEpoch,
+                ..
+            } = reply
+            {
+                if self.hold(group, &entry.content).is_ok() {
+                    let _ = self.store.remove(T_OUTBOX, &key);
+                }
+                self.needs_sync.insert(group);
+                continue;
+            }
             let _ = self.store.remove(T_OUTBOX, &key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
                     self.outbox_delivered(group, seq, message, entry)
-                }
-                // Sealed for an epoch that has since ended: sealed again for the current one
-                // (after a sync), never lost.
-                ServerFrame::Error {
-                    code: ErrorCode::StaleEpoch,
-                    ..
-                } => {
-                    let _ = self.hold(group, &entry.content);
-                    self.needs_sync.insert(group);
                 }
                 ServerFrame::Error { message, .. } => {
                     self.emit(Event::SendFailed {
@@ -1595,7 +1651,7 @@ impl Actor {
         group: GroupId,
         invite: Option<frames::InviteProof>,
     ) -> Result<(), ClientError> {
-        loop {
+        for _ in 0..MAX_SYNC_PAGES {
             let (after_op_seq, after_seq) = match self.groups.get(&group) {
                 Some(ctx) if ctx.meta.tampered.is_some() => return Ok(()),
                 // A former member still asks: the server answers with nothing new, or with the
@@ -1683,7 +1739,28 @@ impl Actor {
                 ));
             }
         }
+        // Enough for one go: the rest follows in a later sync, after other work.
+        self.needs_sync.insert(group);
+        Ok(())
     }
+}
+
+/// Whether `op`, which conflicts with the op this device holds at the head's position, is
+/// evidence of a real fork: validly signed by a device the verified log knows, and chained onto
+/// the same predecessor as the op it conflicts with.
+fn is_signed_fork(store: &Store, ctx: &GroupCtx, group: GroupId, op: &SignedOp) -> bool {
+    let Ok(other) = op.verify() else {
+        return false;
+    };
+    let Some(before) = other.seq.checked_sub(1) else {
+        return false;
+    };
+    let predecessor: Option<SignedOp> = store
+        .get(T_OPS, &key2(group.as_bytes(), &before.to_be_bytes()))
+        .ok()
+        .flatten();
+    ctx.user_of_device(&other.author).is_some()
+        && predecessor.is_some_and(|p| p.hash() == other.prev)
 }
 
 /// The body of a genesis op, for key-change bookkeeping (empty when it does not parse).
@@ -2164,7 +2241,7 @@ impl Actor {
     pub(super) fn seen_seq(&self, group: GroupId) -> Option<Seq> {
         self.groups
             .get(&group)
-            .and_then(|ctx| ctx.meta.next_seq.checked_sub(1))
+            .map(|ctx| ctx.meta.last_seen_seq)
             .filter(|seq| *seq > 0)
             .map(Seq)
     }
@@ -2217,16 +2294,30 @@ impl Actor {
     /// Whether this device holds its posts to `group`: members have been seen to use an epoch
     /// its verified log has not reached, or earlier held messages still wait (order is kept).
     fn is_held(&self, group: GroupId) -> bool {
-        let behind = self.groups.get(&group).is_some_and(|ctx| {
+        self.is_behind(group)
+            || matches!(self.store.count(T_HELD, group.as_bytes()), Ok((n, _)) if n > 0)
+    }
+
+    /// Whether members have been seen to use an epoch of `group` its verified log has not
+    /// reached (and the claim still holds).
+    fn is_behind(&self, group: GroupId) -> bool {
+        self.groups.get(&group).is_some_and(|ctx| {
             ctx.meta
                 .behind
                 .is_some_and(|seen| seen > ctx.state.epoch().0)
-        });
-        behind || matches!(self.store.count(T_HELD, group.as_bytes()), Ok((n, _)) if n > 0)
+        })
     }
 
     /// Keeps a message to be sealed and posted once the group's log has caught up.
     fn hold(&mut self, group: GroupId, content: &MessageContent) -> Result<(), ClientError> {
+        if matches!(self.store.count(T_HELD, group.as_bytes()), Ok((n, _)) if n >= MAX_HELD_PER_GROUP)
+        {
+            return Err(ClientError::Invalid(format!(
+                "{MAX_HELD_PER_GROUP} messages are already held for this group until this device \
+                 catches up; this one was not kept"
+            )));
+        }
+        self.held_dirty = true;
         // Ordered by when the message was written; the random tail keeps equal times apart.
         let mut tail = [0u8; 8];
         rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut tail);
@@ -2238,14 +2329,21 @@ impl Actor {
 
     /// Notes that a member's signed message or sealed key named `epoch`. If the verified log
     /// has not reached it, this device holds its posts until it has (PROTOCOL.md §12.3).
-    fn note_behind(&mut self, group: GroupId, epoch: u64) {
+    fn note_behind(&mut self, group: GroupId, epoch: u64, claimant: DeviceId) {
         let Some(ctx) = self.groups.get_mut(&group) else {
             return;
         };
-        if epoch <= ctx.state.epoch().0 || ctx.meta.behind.is_some_and(|b| b >= epoch) {
+        let log_epoch = ctx.state.epoch().0;
+        // A claim further ahead than any log plausibly moves between two syncs is not believed
+        // (the same bound as for keeping early sealed payloads).
+        if epoch <= log_epoch
+            || epoch > log_epoch.saturating_add(MAX_EPOCH_AHEAD)
+            || ctx.meta.behind.is_some_and(|b| b >= epoch)
+        {
             return;
         }
         ctx.meta.behind = Some(epoch);
+        ctx.meta.behind_by = Some(claimant);
         ctx.meta.behind_warned = false;
         let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         self.needs_sync.insert(group);
@@ -2276,14 +2374,17 @@ impl Actor {
     }
 
     /// Seals and posts the messages held for groups that have caught up, in the order they
-    /// were written.
+    /// were written. A group whose post is refused for a while (slow mode, rate limit) waits
+    /// for the outbox's retry with the rest of its held messages.
     pub(super) async fn process_held(&mut self) {
-        if self.conn.is_none() {
+        if self.conn.is_none() || !self.held_dirty {
             return;
         }
+        self.held_dirty = false;
         let Ok(held) = self.store.scan::<MessageContent>(T_HELD, &[], usize::MAX) else {
             return;
         };
+        let mut waiting: BTreeSet<GroupId> = BTreeSet::new();
         for (key, content) in held {
             let Some(group) = key
                 .get(..16)
@@ -2293,27 +2394,40 @@ impl Actor {
                 let _ = self.store.remove(T_HELD, &key);
                 continue;
             };
-            if self.groups.get(&group).is_some_and(|ctx| {
-                ctx.meta
-                    .behind
-                    .is_some_and(|seen| seen > ctx.state.epoch().0)
-            }) {
+            if waiting.contains(&group) || self.is_behind(group) {
                 continue;
             }
-            match self.post_now(group, content.clone()).await {
+            match self.post_now(group, content.clone(), Some(&key)).await {
                 Ok((seq, id)) => {
-                    let _ = self.store.remove(T_HELD, &key);
                     if let Some(message) = self.own_message(group, seq, id, content) {
                         self.emit(Event::Sent(message));
                     }
                 }
-                // Sealed and in the outbox now: it reports `Sent` or `SendFailed` itself; or
-                // held again under a new key (the group fell behind once more).
-                Err(ClientError::Pending | ClientError::Held) => {
-                    let _ = self.store.remove(T_HELD, &key);
-                }
+                // Sealed and in the outbox now (it reports `Sent` or `SendFailed` itself), or
+                // still held because the group fell behind again.
+                Err(ClientError::Pending | ClientError::Held) => {}
                 // Not connected: everything waits for the next connection.
-                Err(ClientError::Transport(_)) => return,
+                Err(ClientError::Transport(_)) => {
+                    self.held_dirty = true;
+                    return;
+                }
+                Err(
+                    ref e @ ClientError::Server {
+                        code: ErrorCode::SlowMode,
+                        retry_after_ms,
+                        ..
+                    },
+                ) => {
+                    // Held again by `post_now`: the user was told it would be sent. Tried
+                    // again with the outbox's retry.
+                    tracing::debug!(%group, error = %e, "held message waits");
+                    let wait = retry_after_ms
+                        .map_or(OUTBOX_RETRY, Duration::from_millis)
+                        .clamp(OUTBOX_RETRY_MIN, OUTBOX_RETRY_MAX);
+                    let at = tokio::time::Instant::now() + wait;
+                    self.outbox_retry_at = Some(self.outbox_retry_at.map_or(at, |due| due.min(at)));
+                    waiting.insert(group);
+                }
                 Err(e) => {
                     let _ = self.store.remove(T_HELD, &key);
                     self.emit(Event::SendFailed {
@@ -2324,6 +2438,22 @@ impl Actor {
             }
         }
         let _ = self.store.flush();
+        // What is still held waits for its group to catch up or for the retry timer; both set
+        // the flag again.
+        self.held_dirty = false;
+    }
+
+    /// Leaves a message held: the entry it came from stays, or a new one is made.
+    fn keep_held(
+        &mut self,
+        group: GroupId,
+        content: &MessageContent,
+        held_key: Option<&[u8]>,
+    ) -> Result<(Seq, MessageId), ClientError> {
+        if held_key.is_none() {
+            self.hold(group, content)?;
+        }
+        Err(ClientError::Held)
     }
 
     /// Encrypts `content` for the group's current epoch and posts it, unless the group is held
@@ -2341,7 +2471,7 @@ impl Actor {
             self.hold(group, &content)?;
             return Err(ClientError::Held);
         }
-        self.post_now(group, content).await
+        self.post_now(group, content, None).await
     }
 
     /// Encrypts `content` for the group's current epoch (distributing this device's sender key
@@ -2350,8 +2480,13 @@ impl Actor {
         &mut self,
         group: GroupId,
         content: MessageContent,
+        held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
         self.ensure_connected().await?;
+        let from_held = held_key.is_some();
+        // The held entry this message comes from, removed in the same flush that puts it into
+        // the outbox (so a crash leaves exactly one copy), and only once.
+        let mut held_key = held_key;
         for attempt in 0..2 {
             let me = self.device();
             {
@@ -2363,16 +2498,6 @@ impl Actor {
                     return Err(ClientError::NotMember);
                 }
             }
-            // A sync (after a stale epoch) may have shown that members use an epoch this
-            // device's log has not reached: then nothing is sealed until it has.
-            if self.groups.get(&group).is_some_and(|ctx| {
-                ctx.meta
-                    .behind
-                    .is_some_and(|seen| seen > ctx.state.epoch().0)
-            }) {
-                self.hold(group, &content)?;
-                return Err(ClientError::Held);
-            }
             // Earlier messages still waiting in the outbox go first, so that this one is not
             // stored before them; if they still cannot go, this one waits behind them.
             let waiting = |actor: &Self| matches!(actor.store.count(T_OUTBOX, group.as_bytes()), Ok((n, _)) if n > 0);
@@ -2380,7 +2505,15 @@ impl Actor {
                 self.resend_outbox().await;
                 waiting(self)
             };
+            // Frames handled meanwhile (or a sync after a stale epoch) may have shown that
+            // members use an epoch this device's log has not reached: then nothing is sealed.
+            if self.is_behind(group) {
+                return self.keep_held(group, &content, held_key);
+            }
             let (epoch, mut chain) = self.ensure_sender_key(group).await?;
+            if self.is_behind(group) {
+                return self.keep_held(group, &content, held_key);
+            }
             let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
             let envelope = Envelope::seal(
                 &self.identity,
@@ -2402,6 +2535,9 @@ impl Actor {
                     content: content.clone(),
                 },
             )?;
+            if let Some(key) = held_key.take() {
+                self.store.remove(T_HELD, key)?;
+            }
             self.save_chain(&key2(group.as_bytes(), epoch.hash.as_bytes()), &chain, true)?;
             if behind_outbox {
                 // Posted in order by the outbox's retry; `Sent` (or `SendFailed`) follows.
@@ -2442,6 +2578,14 @@ impl Actor {
                     ..
                 } if attempt == 0 => {
                     self.sync_group(group, None).await?;
+                }
+                // A held message the user was told would be sent is kept through slow mode.
+                ServerFrame::Error {
+                    code: ErrorCode::SlowMode,
+                    ..
+                } if from_held => {
+                    self.hold(group, &content)?;
+                    return Err(server_error(reply));
                 }
                 other => return Err(server_error(other)),
             }

@@ -197,7 +197,7 @@ async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let out = Out {
         json: args.json,
-        columns: crate::text::terminal_width(),
+        columns: Some(crate::text::terminal_width()),
     };
     match &args.command {
         Command::Init {
@@ -485,9 +485,9 @@ async fn run_with_client(
                 println!("this group has no invites");
             } else {
                 for i in &invites {
-                    let by = i.created_by_name.as_deref().unwrap_or("?");
-                    let joined: Vec<&str> = i.joined.iter().map(|(_, n)| n.as_str()).collect();
-                    println!(
+                    let by = one_line(i.created_by_name.as_deref().unwrap_or("?"));
+                    let joined: Vec<String> = i.joined.iter().map(|(_, n)| one_line(n)).collect();
+                    let shown = format!(
                         "{}  {:<8} {}/{} used  {}  by {by} {}  expires {}{}",
                         i.id,
                         invite_state(i),
@@ -506,6 +506,7 @@ async fn run_with_client(
                             format!("  joined: {}", joined.join(", "))
                         }
                     );
+                    println!("{}", line(&shown, out.columns));
                 }
             }
         }
@@ -664,7 +665,8 @@ async fn run_with_client(
             // Shown before anything is accepted, whatever the flags.
             let shown = format!(
                 "Group agreement, version {}:\n\n{}\n",
-                agreement.version, agreement.text
+                agreement.version,
+                quoted(&agreement.text, out.columns)
             );
             if out.json {
                 eprintln!("{shown}");
@@ -976,19 +978,20 @@ async fn moderate(
                         .as_deref()
                         .map(|t| format!(" {}", one_line(t)))
                         .unwrap_or_default();
-                    let reason = e
-                        .reason
-                        .as_deref()
-                        .map(|r| format!(" — {}", one_line(r)))
-                        .unwrap_or_default();
                     let shown = format!(
-                        "{:>4} {}  {author}: {}{target} {}{reason}",
+                        "{:>4} {}  {author}: {}{target} {}",
                         e.op_seq,
                         local_time(e.at),
                         one_line(&e.action),
                         one_line(&e.details.to_string())
                     );
-                    println!("{}", line(&shown, out.columns));
+                    match e.reason.as_deref() {
+                        // The reason wraps at word boundaries, like any text of someone else's.
+                        Some(r) => {
+                            println!("{}", entry(&format!("{shown} — "), r, out.columns))
+                        }
+                        None => println!("{}", line(&shown, out.columns)),
+                    }
                 }
             }
         }

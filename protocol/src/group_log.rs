@@ -3266,7 +3266,10 @@ mod tests {
         ] {
             entry.display_name = name.into();
             let err = entry.validate().unwrap_err();
-            assert!(matches!(err, LogError::InvalidMember(_)), "{name:?}: {err:?}");
+            assert!(
+                matches!(err, LogError::InvalidMember(_)),
+                "{name:?}: {err:?}"
+            );
         }
         // Invisible characters that only make a name look like another's stay valid: clients
         // warn about them (§11.9).

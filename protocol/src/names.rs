@@ -146,4 +146,3 @@ mod tests {
         assert!(confusable_with("Carol", others).is_empty());
     }
 }
-

@@ -12,7 +12,7 @@ use confide_protocol::group_log::Role;
 use confide_protocol::{GroupId, Seq, UserId};
 
 use super::slash::Slash;
-use super::text::{Clock, look_alike_note, role_name};
+use super::text::{Clock, look_alike_note, one_line, role_name};
 
 /// How many messages one history page holds.
 pub const HISTORY_PAGE: usize = 200;
@@ -352,12 +352,13 @@ async fn command_reply(
         Slash::Safety { who } => {
             let member = resolve(client, group, &who).await?;
             let number = client.safety_number(member.user).await.map_err(e)?;
+            let name = one_line(&member.display_name);
             Reply::SafetyChecked {
                 user: member.user,
-                title: format!("Safety number with {}", member.display_name),
+                title: format!("Safety number with {name}"),
                 body: format!(
-                    "{number}\n\nCompare it with {} in person or on a call. If it matches, your conversation is private between the members you see.",
-                    member.display_name
+                    "{number}\n\nCompare it with {name}{} in person or on a call. If it matches, your conversation is private between the members you see.",
+                    look_alike_note(&member.looks_like)
                 ),
             }
         }
@@ -388,7 +389,8 @@ fn members_text(members: &[MemberInfo], clock: &Clock) -> String {
     sorted
         .iter()
         .map(|m| {
-            let mut line = m.display_name.clone();
+            // One line per member, whatever the name holds (a name cannot forge another entry).
+            let mut line = one_line(&m.display_name);
             line.push_str(&look_alike_note(&m.looks_like));
             if m.role != Role::Member {
                 line.push_str(&format!(" — {}", role_name(m.role)));
@@ -534,5 +536,33 @@ mod tests {
             retry_after_ms: None,
         };
         assert!(send_failure(&agreement, &clock).agreement_required);
+    }
+
+    #[test]
+    fn a_line_separator_in_a_name_cannot_forge_a_facilitator_in_the_members_window() {
+        // Names from an older or hostile log: the log refuses U+2028 in names now, but the
+        // member list must not depend on it.
+        let m = |u: u8, name: &str, role| MemberInfo {
+            user: UserId([u; 16]),
+            display_name: name.into(),
+            role,
+            devices: vec![],
+            muted_until: None,
+            looks_like: vec![],
+        };
+        let members = vec![
+            m(1, "Alice", Role::Facilitator),
+            m(2, "Mallory\u{2028}Bob \u{2014} facilitator", Role::Member),
+            m(3, "Eve\u{2029}Carol \u{2014} facilitator", Role::Member),
+        ];
+        let body = members_text(&members, &Clock::utc());
+        let shown = crate::text::clean(&body);
+        assert_eq!(shown.lines().count(), 3, "{shown}");
+        assert!(
+            !shown
+                .lines()
+                .any(|l| l.starts_with("Bob") || l.starts_with("Carol")),
+            "{shown}"
+        );
     }
 }

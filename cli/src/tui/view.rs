@@ -8,7 +8,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Clear, Padding, Paragraph, Wrap};
+use ratatui::widgets::{Block, Clear, Padding, Paragraph};
 
 use confide_client::ChatMessage;
 use confide_protocol::UserId;
@@ -27,6 +27,8 @@ const MIN_TEXT_BESIDE_HEADER: usize = 12;
 /// The window's share of the screen width, and its widest.
 const MODAL_WIDTH_PERCENT: u16 = 70;
 const MODAL_MAX_WIDTH: u16 = 90;
+/// How far a window's wrapped lines are indented under the line they continue.
+const WINDOW_INDENT: usize = 4;
 
 fn dim() -> Style {
     Style::new().add_modifier(Modifier::DIM)
@@ -539,7 +541,8 @@ fn draw_modal(frame: &mut Frame, area: Rect, modal: &mut Modal, label: &str) {
         .min(MODAL_MAX_WIDTH)
         .min(area.width);
     let text_width = usize::from(w.saturating_sub(4)).max(1);
-    let body_lines = wrap(&body, text_width, text_width).len();
+    let body = window_lines(&body, text_width);
+    let body_lines = body.len();
     let wanted = u16::try_from(body_lines + 4).unwrap_or(u16::MAX);
     let h = wanted
         .min(area.height.saturating_sub(2))
@@ -566,13 +569,35 @@ fn draw_modal(frame: &mut Frame, area: Rect, modal: &mut Modal, label: &str) {
     .areas(inner);
     let max_scroll = body_lines.saturating_sub(usize::from(text_area.height));
     *scroll = (*scroll).min(u16::try_from(max_scroll).unwrap_or(u16::MAX));
+    // Wrapped already, by the CLI's conservative width: ratatui's own wrapping measures
+    // emoji sequences narrower than many terminals draw them.
     frame.render_widget(
-        Paragraph::new(Text::raw(body))
-            .wrap(Wrap { trim: false })
-            .scroll((*scroll, 0)),
+        Paragraph::new(Text::from(
+            body.into_iter().map(Line::raw).collect::<Vec<_>>(),
+        ))
+        .scroll((*scroll, 0)),
         text_area,
     );
     frame.render_widget(Paragraph::new(footer), footer_area);
+}
+
+/// A window's text (already cleaned) as the lines shown `text_width` cells wide: each line of
+/// the text wrapped, its further lines indented by [`WINDOW_INDENT`], so a wrapped line never
+/// starts where an entry (a member in the member list) starts.
+fn window_lines(body: &str, text_width: usize) -> Vec<String> {
+    let indent = WINDOW_INDENT.min(text_width.saturating_sub(1));
+    let rest = text_width.saturating_sub(indent).max(1);
+    let mut lines = Vec::new();
+    for paragraph in body.split('\n') {
+        for (i, line) in wrap(paragraph, text_width, rest).into_iter().enumerate() {
+            lines.push(if i == 0 {
+                line
+            } else {
+                format!("{}{line}", " ".repeat(indent))
+            });
+        }
+    }
+    lines
 }
 
 /// At most `max` cells of `text`, with `…` if cut.
@@ -724,5 +749,25 @@ mod tests {
                 "      eight nine ten"
             ]
         );
+    }
+
+    #[test]
+    fn a_long_line_in_a_window_wraps_indented_and_within_any_terminals_width() {
+        let name = format!("Mallory{}", "👩\u{200d}👧".repeat(8));
+        let body = format!("Alice \u{2014} facilitator\n{name} Bob \u{2014} facilitator");
+        let lines = window_lines(&body, 24);
+        assert!(lines.len() > 2, "{lines:?}");
+        for (i, line) in lines.iter().enumerate() {
+            assert!(width(line) <= 24, "{line:?}");
+            // xterm draws each code point of a ZWJ sequence: no wider than the window either.
+            let xterm: usize = line
+                .chars()
+                .map(|c| unicode_width::UnicodeWidthChar::width(c).unwrap_or(0))
+                .sum();
+            assert!(xterm <= 24, "{line:?}");
+            if i > 1 {
+                assert!(line.starts_with("    "), "{lines:?}");
+            }
+        }
     }
 }

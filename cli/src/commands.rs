@@ -13,6 +13,7 @@ use confide_protocol::{MessageId, Seq, Timestamp, UserId};
 
 use crate::profile::{self, Profile, Settings};
 use crate::text::{entry, line, one_line, quoted};
+use crate::tui::text::{look_alike_mark, looks_like, name_with_note};
 use crate::{
     AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_PROFILE, EXIT_REFUSED,
     EXIT_UNREACHABLE, GroupCommand, InviteCommand, ModCommand,
@@ -574,19 +575,22 @@ async fn run_with_client(
             let group = profile.group(group)?;
             let history = client.history(group, before.map(Seq), *limit).await?;
             let departure = client.departure(group).await?;
+            // Only to mark look-alike names: a former member reads the history without them.
+            let members = client.members(group).await.unwrap_or_default();
             if out.json {
                 let list: Vec<_> = history
                     .iter()
-                    .map(|m| json!({ "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "sent_at": m.sent_at, "text": m.text, "reply_to": m.reply_to }))
+                    .map(|m| json!({ "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "looks_like": looks_like(m.sender, &m.sender_name, &members), "sent_at": m.sent_at, "text": m.text, "reply_to": m.reply_to }))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
                 for m in &history {
                     let header = format!(
-                        "#{:<5} {}  {}: ",
+                        "#{:<5} {}  {}{}: ",
                         m.seq.0,
                         local_time(m.sent_at),
-                        one_line(&m.sender_name)
+                        one_line(&m.sender_name),
+                        look_alike_mark(m.sender, &m.sender_name, &members)
                     );
                     println!("{}", entry(&header, &m.text, out.columns));
                 }
@@ -929,6 +933,7 @@ async fn moderate(
         ModCommand::Queue { group } => {
             let group = profile.group(group)?;
             let queue = client.facilitator_queue(group).await?;
+            let members = client.members(group).await?;
             if out.json {
                 let list: Vec<_> = queue
                     .iter()
@@ -943,10 +948,10 @@ async fn moderate(
                         confide_client::FacilitatorItem::Report(r) => {
                             // The proven quote and the reporter's reason each start a line of
                             // their own, so neither can pass for the other.
-                            let reporter = one_line(&r.reporter_name);
+                            let reporter = name_with_note(r.reporter, &r.reporter_name, &members);
                             let header = format!(
                                 "[{id}] REPORT by {reporter} about {} (#{}): ",
-                                one_line(&r.offender_name),
+                                name_with_note(r.offender, &r.offender_name, &members),
                                 r.seq.0,
                             );
                             println!("{}", entry(&header, &r.text, out.columns));
@@ -954,8 +959,10 @@ async fn moderate(
                             println!("{}", entry(&header, &r.reason, out.columns));
                         }
                         confide_client::FacilitatorItem::Urgent(u) => {
-                            let header =
-                                format!("[{id}] URGENT from {}: ", one_line(&u.display_name));
+                            let header = format!(
+                                "[{id}] URGENT from {}: ",
+                                name_with_note(u.user, &u.display_name, &members)
+                            );
                             println!("{}", entry(&header, &u.text, out.columns))
                         }
                     }

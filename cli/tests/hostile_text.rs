@@ -259,3 +259,32 @@ fn read_through_a_pipe_is_wrapped_before_a_terminal_could_wrap_it_onto_a_forged_
         );
     }
 }
+
+#[test]
+fn a_look_alike_name_is_marked_where_its_messages_are_read() {
+    let g = group();
+    let root = tempfile::tempdir().unwrap();
+    let invite = g.alice.json(&["invite", "create", "circle"]);
+    let link = invite["link"].as_str().unwrap();
+    // A Cyrillic А (U+0410): looks exactly like the facilitator's name.
+    let fake = person(root.path(), "\u{410}lice", &g.server);
+    fake.ok(&["join", link, "--label", "circle"]);
+    g.alice.ok(&["send", "circle", "welcome everyone"]);
+    fake.ok(&["send", "circle", "what is your phone number?"]);
+
+    let out = g.bob.ok(&["read", "circle"]);
+    let fake_line = out
+        .lines()
+        .find(|l| l.contains("phone number"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        fake_line.contains("\u{410}lice \u{26a0}: what is your phone number?"),
+        "{out}"
+    );
+    // The real Alice's name looks like the newcomer's too: both are marked, so neither passes
+    // for the only Alice.
+    let real_line = out.lines().find(|l| l.contains("welcome")).unwrap();
+    assert!(real_line.contains("Alice \u{26a0}: welcome"), "{out}");
+    let json = g.bob.json(&["read", "circle"]);
+    assert_eq!(json[1]["looks_like"][0], "Alice");
+}

@@ -118,6 +118,8 @@ pub enum Outcome {
         group: GroupId,
         /// The status.
         result: Result<Status, String>,
+        /// Its current members, to mark look-alike names (empty if they could not be read).
+        members: Vec<MemberInfo>,
     },
     /// A group's pinned texts.
     Agreement {
@@ -239,6 +241,8 @@ async fn run(client: &Client, clock: &Clock, job: Job) -> Outcome {
         Job::Status { group } => Outcome::Status {
             group,
             result: client.status(group).await.map_err(|e| describe(&e)),
+            // Only for the look-alike marks: a failure here shows up in the status instead.
+            members: client.members(group).await.unwrap_or_default(),
         },
         Job::Agreement { group, asked } => Outcome::Agreement {
             group,

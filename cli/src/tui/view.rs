@@ -10,11 +10,11 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Clear, Padding, Paragraph};
 
-use confide_client::ChatMessage;
+use confide_client::{ChatMessage, MemberInfo};
 use confide_protocol::UserId;
 
 use super::app::{AGREEMENT_READ_DELAY, App, Connection, GroupView, Level, Modal};
-use super::text::{Clock, clean, one_line, width, wrap};
+use super::text::{Clock, clean, look_alike_mark, one_line, width, wrap};
 
 /// Columns below which the group list is hidden to leave room for the conversation.
 const SIDEBAR_MIN_TERMINAL_WIDTH: u16 = 60;
@@ -235,7 +235,7 @@ fn visible_lines(
     let mut messages = g.messages.values().rev().peekable();
     let mut reached_oldest = true;
     while let Some(m) = messages.next() {
-        let mut lines = message_lines(m, app.me, &app.clock, pane_width);
+        let mut lines = message_lines(m, app.me, &app.clock, &g.members, pane_width);
         let day = app.clock.day(m.received_at);
         let separator = match messages.peek() {
             Some(older) => app.clock.day(older.received_at) != day,
@@ -267,18 +267,31 @@ fn visible_lines(
 }
 
 /// How many lines a message takes at this width (to keep a scrolled reader's place).
-pub fn message_height(m: &ChatMessage, me: UserId, clock: &Clock, pane_width: u16) -> usize {
-    message_lines(m, me, clock, pane_width).len()
+pub fn message_height(
+    m: &ChatMessage,
+    me: UserId,
+    clock: &Clock,
+    members: &[MemberInfo],
+    pane_width: u16,
+) -> usize {
+    message_lines(m, me, clock, members, pane_width).len()
 }
 
+/// A message's lines; a sender whose name looks like another member's is marked
+/// ([`LOOK_ALIKE_MARK`](super::text::LOOK_ALIKE_MARK)).
 fn message_lines(
     m: &ChatMessage,
     me: UserId,
     clock: &Clock,
+    members: &[MemberInfo],
     pane_width: u16,
 ) -> Vec<Line<'static>> {
     let mine = m.sender == me;
-    let name = one_line(&m.sender_name);
+    let name = format!(
+        "{}{}",
+        one_line(&m.sender_name),
+        look_alike_mark(m.sender, &m.sender_name, members)
+    );
     let (name, style) = if mine {
         (format!("{name} (you)"), Style::new().fg(Color::Cyan))
     } else {
@@ -418,8 +431,9 @@ fn notice_line(app: &App) -> Line<'static> {
         };
         return Line::from(Span::styled(
             format!(
-                " ⚠ {}'s keys changed{more}: compare safety numbers with /safety @{}",
+                " ⚠ {}'s keys changed{more}{}: compare safety numbers with /safety @{}",
                 one_line(&w.name),
+                w.look_alike,
                 one_line(&w.name)
             ),
             Style::new().fg(Color::Yellow),
@@ -679,6 +693,7 @@ mod tests {
                 slow_mode_seconds: 0,
                 agreement_pending: None,
             }),
+            members: vec![],
         });
         let shown = screen(&mut app, 100, 20);
         assert!(shown.contains("support"), "{shown}");
@@ -769,5 +784,57 @@ mod tests {
                 assert!(line.starts_with("    "), "{lines:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_sender_whose_name_looks_like_another_members_is_marked_in_the_chat() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let mut app = App::new(me, "Bob", Clock::utc(), BTreeMap::new(), Some(group));
+        app.start();
+        let member = |u: u8, name: &str, looks_like: &[&str]| MemberInfo {
+            user: UserId([u; 16]),
+            display_name: name.into(),
+            role: Role::Member,
+            devices: vec![],
+            muted_until: None,
+            looks_like: looks_like.iter().map(|n| n.to_string()).collect(),
+        };
+        app.handle_outcome(Outcome::Status {
+            group,
+            result: Err("offline".into()),
+            members: vec![
+                member(1, "Alice", &["\u{410}lice"]),
+                member(2, "\u{410}lice", &["Alice"]),
+                member(3, "Carol", &[]),
+                member(9, "Bob", &[]),
+            ],
+        });
+        // 2 is a current member; 7 left, but their name is Carol's.
+        for (seq, sender, name, text) in [
+            (1, 2, "\u{410}lice", "your phone number?"),
+            (2, 7, "Carol", "me too"),
+            (3, 3, "Carol", "hello"),
+        ] {
+            app.handle_event(Event::Message(ChatMessage {
+                group,
+                seq: Seq(seq),
+                id: MessageId([seq as u8; 16]),
+                sender: UserId([sender; 16]),
+                sender_device: DeviceId([0; 32]),
+                sender_name: name.into(),
+                sent_at: Timestamp(0),
+                received_at: Timestamp(60_000),
+                text: text.into(),
+                reply_to: None,
+            }));
+        }
+        let shown = screen(&mut app, 100, 20);
+        assert!(
+            shown.contains("#1 \u{410}lice \u{26a0}: your phone number?"),
+            "{shown}"
+        );
+        assert!(shown.contains("#2 Carol \u{26a0}: me too"), "{shown}");
+        assert!(shown.contains("#3 Carol: hello"), "{shown}");
     }
 }

@@ -779,8 +779,12 @@ async fn moderate(
             user,
             ban,
             revoke_invite,
+            keep_invite,
             reason,
         } => {
+            // A ban revokes the invite the person joined with unless asked not to: a banned
+            // person holding it could otherwise still ask to join, or try to.
+            let revoke_invite = *revoke_invite || (*ban && !*keep_invite);
             let label = group;
             let group = profile.group(group)?;
             let who = profile::user(client, group, user).await?;
@@ -803,9 +807,17 @@ async fn moderate(
             };
             let mut revoked = None;
             if let Some(i) = usable {
-                if *revoke_invite {
+                if revoke_invite {
                     client.revoke_invite(group, i.id).await?;
-                    lines.push(format!("revoked the invite they joined with ({})", i.id));
+                    lines.push(format!(
+                        "revoked the invite they joined with ({}){}",
+                        i.id,
+                        if *ban && !*keep_invite {
+                            " (a ban does this unless you add --keep-invite)"
+                        } else {
+                            ""
+                        }
+                    ));
                     revoked = Some(i.id);
                 } else {
                     lines.push(format!(

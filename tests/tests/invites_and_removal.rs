@@ -369,3 +369,22 @@ async fn a_removed_member_put_back_without_asking_is_asked_again() {
         "Bob was put back in without being asked: {before:?}"
     );
 }
+
+#[tokio::test]
+async fn a_banned_member_holding_a_usable_invite_cannot_read_the_log_with_it() {
+    let server = TestServer::start().await;
+    let (alice, group, invite) = group_with_invite(&server, 5).await;
+    let mut eve = TestUser::new(&server, "Eve").await;
+    eve.client.join(&invite, None).await.unwrap();
+    let eve_user = eve.client.user();
+    // Banned, but the invite she joined with is left usable (as a facilitator could forget).
+    alice.client.remove(group, eve_user, true).await.unwrap();
+    eve.wait_event(|e| matches!(e, Event::Removed { .. })).await;
+    assert!(!alice.client.invites(group).await.unwrap()[0].revoked);
+
+    // Joining starts with reading the log with the invite: refused, saying why.
+    let err = eve.client.join(&invite, None).await.unwrap_err();
+    let (code, text) = refusal(&err);
+    assert_eq!(code, Some(ErrorCode::Banned), "{err}");
+    assert!(text.contains("banned"), "{text}");
+}

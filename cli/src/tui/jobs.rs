@@ -307,14 +307,36 @@ async fn command_reply(
         }
         Slash::Remove { who, ban, reason } => {
             let member = resolve(client, group, &who).await?;
+            let name = one_line(&member.display_name);
+            // A ban also revokes the invite the person joined with (as `confide mod remove
+            // --ban` does), so they cannot even read the group's log with it.
+            let invite = if ban {
+                client.invite_of(group, member.user).await.map_err(e)?
+            } else {
+                None
+            };
             client
                 .remove_with_reason(group, member.user, ban, reason.as_deref())
                 .await
                 .map_err(e)?;
-            Reply::Notice(if ban {
-                format!("{} was removed and cannot come back.", member.display_name)
-            } else {
-                format!("{} was removed from the group.", member.display_name)
+            let usable = match invite {
+                Some(id) => client
+                    .invites(group)
+                    .await
+                    .map_err(e)?
+                    .into_iter()
+                    .any(|i| i.id == id && !i.revoked && i.uses < i.max_uses),
+                None => false,
+            };
+            if let Some(id) = invite.filter(|_| usable) {
+                client.revoke_invite(group, id).await.map_err(e)?;
+            }
+            Reply::Notice(match (ban, usable) {
+                (true, true) => format!(
+                    "{name} was removed and cannot come back; the invite they joined with is revoked."
+                ),
+                (true, false) => format!("{name} was removed and cannot come back."),
+                (false, _) => format!("{name} was removed from the group."),
             })
         }
         Slash::Lock(locked) => {

@@ -680,7 +680,7 @@ async fn run_with_client(
             if !yes && !confirm(&format!("Accept version {}? Type yes: ", agreement.version))? {
                 bail!("not accepted");
             }
-            client.accept_agreement(group, agreement.version).await?;
+            client.accept_agreement(group, &agreement).await?;
             out.print(
                 format!("agreement version {} accepted", agreement.version),
                 json!({ "version": agreement.version, "accepted": true }),

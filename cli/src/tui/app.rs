@@ -670,7 +670,12 @@ impl App {
                     *accepting = true;
                     return vec![Job::Accept {
                         group: *group,
-                        version: *version,
+                        // The text on the screen, as `pinned()` gave it.
+                        shown: confide_client::AgreementInfo {
+                            version: *version,
+                            text: text.clone().unwrap_or_default(),
+                            accepted: false,
+                        },
                     }];
                 }
                 KeyCode::Esc | KeyCode::Char('n' | 'N') => {

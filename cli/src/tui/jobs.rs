@@ -6,7 +6,9 @@
 
 use tokio::sync::mpsc;
 
-use confide_client::{ChatMessage, Client, ClientError, GroupInfo, MemberInfo, PinnedInfo, Status};
+use confide_client::{
+    AgreementInfo, ChatMessage, Client, ClientError, GroupInfo, MemberInfo, PinnedInfo, Status,
+};
 use confide_protocol::frames::ErrorCode;
 use confide_protocol::group_log::Role;
 use confide_protocol::{GroupId, Seq, UserId};
@@ -50,12 +52,12 @@ pub enum Job {
         /// The local echo to replace with the stored message.
         local_id: u64,
     },
-    /// Accepts the group's agreement: the version that was shown.
+    /// Accepts the group's agreement: the one that was shown.
     Accept {
         /// The group.
         group: GroupId,
-        /// The version shown.
-        version: u32,
+        /// The agreement shown (version and text, from [`Client::pinned`]).
+        shown: AgreementInfo,
     },
     /// A slash command for the open group.
     Command {
@@ -88,11 +90,11 @@ impl std::fmt::Debug for Job {
                 .field("group", group)
                 .field("local_id", local_id)
                 .finish_non_exhaustive(),
-            Job::Accept { group, version } => f
+            Job::Accept { group, shown } => f
                 .debug_struct("Accept")
                 .field("group", group)
-                .field("version", version)
-                .finish(),
+                .field("version", &shown.version)
+                .finish_non_exhaustive(),
             Job::Command { group, .. } => f
                 .debug_struct("Command")
                 .field("group", group)
@@ -261,10 +263,10 @@ async fn run(client: &Client, clock: &Clock, job: Job) -> Outcome {
                 .await
                 .map_err(|e| send_failure(&e, clock)),
         },
-        Job::Accept { group, version } => Outcome::Accepted {
+        Job::Accept { group, shown } => Outcome::Accepted {
             group,
             result: client
-                .accept_agreement(group, version)
+                .accept_agreement(group, &shown)
                 .await
                 .map_err(|e| describe(&e)),
         },

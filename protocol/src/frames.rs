@@ -202,8 +202,9 @@ pub enum ClientFrame {
         version: u16,
         /// The new user's id, chosen at random by the client.
         user: UserId,
-        /// The name other members see, 1 to [`MAX_DISPLAY_NAME_BYTES`] bytes, not blank, without
-        /// control or bidirectional characters. Visible to the server.
+        /// The name other members see, 1 to [`MAX_DISPLAY_NAME_BYTES`] bytes, following the
+        /// member-entry rules ([`crate::group_log::MemberEntry`]: not blank, no control,
+        /// bidirectional or line-separator characters). Visible to the server.
         display_name: String,
         /// The device's public keys; `keys.device` is the device id.
         keys: DeviceKeys,

@@ -560,8 +560,8 @@ impl fmt::Display for Role {
 /// may receive the group's sender keys.
 ///
 /// Valid when: `display_name` has 1 to [`MAX_DISPLAY_NAME_CHARS`] characters, is not blank and
-/// contains no control characters and no bidirectional-override or -isolate characters (which
-/// could disguise a name); `devices` lists 1 to [`MAX_DEVICES_PER_USER`] distinct devices, each
+/// contains no control characters, no bidirectional marks, overrides or isolates (which could
+/// disguise a name) and no line or paragraph separator (which could make it pass for two lines); `devices` lists 1 to [`MAX_DEVICES_PER_USER`] distinct devices, each
 /// of whose sealing key verifies ([`DeviceKeys::verify`]); and no device already belongs to
 /// another member.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

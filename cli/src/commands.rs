@@ -13,6 +13,7 @@ use confide_protocol::{MessageId, Seq, Timestamp, UserId};
 
 use crate::profile::{self, Profile, Settings};
 use crate::text::{entry, line, one_line, quoted};
+use crate::tui::text::{look_alike_mark, looks_like, name_with_note};
 use crate::{
     AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_PROFILE, EXIT_REFUSED,
     EXIT_UNREACHABLE, GroupCommand, InviteCommand, ModCommand,
@@ -197,7 +198,7 @@ async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let out = Out {
         json: args.json,
-        columns: crate::text::terminal_width(),
+        columns: Some(crate::text::terminal_width()),
     };
     match &args.command {
         Command::Init {
@@ -485,9 +486,9 @@ async fn run_with_client(
                 println!("this group has no invites");
             } else {
                 for i in &invites {
-                    let by = i.created_by_name.as_deref().unwrap_or("?");
-                    let joined: Vec<&str> = i.joined.iter().map(|(_, n)| n.as_str()).collect();
-                    println!(
+                    let by = one_line(i.created_by_name.as_deref().unwrap_or("?"));
+                    let joined: Vec<String> = i.joined.iter().map(|(_, n)| one_line(n)).collect();
+                    let shown = format!(
                         "{}  {:<8} {}/{} used  {}  by {by} {}  expires {}{}",
                         i.id,
                         invite_state(i),
@@ -506,6 +507,7 @@ async fn run_with_client(
                             format!("  joined: {}", joined.join(", "))
                         }
                     );
+                    println!("{}", line(&shown, out.columns));
                 }
             }
         }
@@ -573,19 +575,22 @@ async fn run_with_client(
             let group = profile.group(group)?;
             let history = client.history(group, before.map(Seq), *limit).await?;
             let departure = client.departure(group).await?;
+            // Only to mark look-alike names: a former member reads the history without them.
+            let members = client.members(group).await.unwrap_or_default();
             if out.json {
                 let list: Vec<_> = history
                     .iter()
-                    .map(|m| json!({ "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "sent_at": m.sent_at, "text": m.text, "reply_to": m.reply_to }))
+                    .map(|m| json!({ "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "looks_like": looks_like(m.sender, &m.sender_name, &members), "sent_at": m.sent_at, "text": m.text, "reply_to": m.reply_to }))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
                 for m in &history {
                     let header = format!(
-                        "#{:<5} {}  {}: ",
+                        "#{:<5} {}  {}{}: ",
                         m.seq.0,
                         local_time(m.sent_at),
-                        one_line(&m.sender_name)
+                        one_line(&m.sender_name),
+                        look_alike_mark(m.sender, &m.sender_name, &members)
                     );
                     println!("{}", entry(&header, &m.text, out.columns));
                 }
@@ -664,7 +669,8 @@ async fn run_with_client(
             // Shown before anything is accepted, whatever the flags.
             let shown = format!(
                 "Group agreement, version {}:\n\n{}\n",
-                agreement.version, agreement.text
+                agreement.version,
+                quoted(&agreement.text, out.columns)
             );
             if out.json {
                 eprintln!("{shown}");
@@ -674,7 +680,7 @@ async fn run_with_client(
             if !yes && !confirm(&format!("Accept version {}? Type yes: ", agreement.version))? {
                 bail!("not accepted");
             }
-            client.accept_agreement(group, agreement.version).await?;
+            client.accept_agreement(group, &agreement).await?;
             out.print(
                 format!("agreement version {} accepted", agreement.version),
                 json!({ "version": agreement.version, "accepted": true }),
@@ -773,8 +779,12 @@ async fn moderate(
             user,
             ban,
             revoke_invite,
+            keep_invite,
             reason,
         } => {
+            // A ban revokes the invite the person joined with unless asked not to: a banned
+            // person holding it could otherwise still ask to join, or try to.
+            let revoke_invite = *revoke_invite || (*ban && !*keep_invite);
             let label = group;
             let group = profile.group(group)?;
             let who = profile::user(client, group, user).await?;
@@ -797,9 +807,17 @@ async fn moderate(
             };
             let mut revoked = None;
             if let Some(i) = usable {
-                if *revoke_invite {
+                if revoke_invite {
                     client.revoke_invite(group, i.id).await?;
-                    lines.push(format!("revoked the invite they joined with ({})", i.id));
+                    lines.push(format!(
+                        "revoked the invite they joined with ({}){}",
+                        i.id,
+                        if *ban && !*keep_invite {
+                            " (a ban does this unless you add --keep-invite)"
+                        } else {
+                            ""
+                        }
+                    ));
                     revoked = Some(i.id);
                 } else {
                     lines.push(format!(
@@ -927,6 +945,7 @@ async fn moderate(
         ModCommand::Queue { group } => {
             let group = profile.group(group)?;
             let queue = client.facilitator_queue(group).await?;
+            let members = client.members(group).await?;
             if out.json {
                 let list: Vec<_> = queue
                     .iter()
@@ -941,10 +960,10 @@ async fn moderate(
                         confide_client::FacilitatorItem::Report(r) => {
                             // The proven quote and the reporter's reason each start a line of
                             // their own, so neither can pass for the other.
-                            let reporter = one_line(&r.reporter_name);
+                            let reporter = name_with_note(r.reporter, &r.reporter_name, &members);
                             let header = format!(
                                 "[{id}] REPORT by {reporter} about {} (#{}): ",
-                                one_line(&r.offender_name),
+                                name_with_note(r.offender, &r.offender_name, &members),
                                 r.seq.0,
                             );
                             println!("{}", entry(&header, &r.text, out.columns));
@@ -952,8 +971,10 @@ async fn moderate(
                             println!("{}", entry(&header, &r.reason, out.columns));
                         }
                         confide_client::FacilitatorItem::Urgent(u) => {
-                            let header =
-                                format!("[{id}] URGENT from {}: ", one_line(&u.display_name));
+                            let header = format!(
+                                "[{id}] URGENT from {}: ",
+                                name_with_note(u.user, &u.display_name, &members)
+                            );
                             println!("{}", entry(&header, &u.text, out.columns))
                         }
                     }
@@ -976,19 +997,20 @@ async fn moderate(
                         .as_deref()
                         .map(|t| format!(" {}", one_line(t)))
                         .unwrap_or_default();
-                    let reason = e
-                        .reason
-                        .as_deref()
-                        .map(|r| format!(" — {}", one_line(r)))
-                        .unwrap_or_default();
                     let shown = format!(
-                        "{:>4} {}  {author}: {}{target} {}{reason}",
+                        "{:>4} {}  {author}: {}{target} {}",
                         e.op_seq,
                         local_time(e.at),
                         one_line(&e.action),
                         one_line(&e.details.to_string())
                     );
-                    println!("{}", line(&shown, out.columns));
+                    match e.reason.as_deref() {
+                        // The reason wraps at word boundaries, like any text of someone else's.
+                        Some(r) => {
+                            println!("{}", entry(&format!("{shown} — "), r, out.columns))
+                        }
+                        None => println!("{}", line(&shown, out.columns)),
+                    }
                 }
             }
         }

@@ -317,9 +317,13 @@ pub enum ModCommand {
         /// Keep them out, also with old invites.
         #[arg(long)]
         ban: bool,
-        /// Also revoke the invite they joined with, so nobody can use it again.
+        /// Also revoke the invite they joined with, so nobody can use it again (the default
+        /// with --ban).
         #[arg(long)]
         revoke_invite: bool,
+        /// With --ban, leave the invite they joined with usable (others may still be using it).
+        #[arg(long, requires = "ban", conflicts_with = "revoke_invite")]
+        keep_invite: bool,
         /// A reason only facilitators can read.
         #[arg(long)]
         reason: Option<String>,

@@ -3,8 +3,11 @@
 //!
 //! Everything private is in the store: identity, messages, and the labels the user gave groups
 //! and conversations (kept on this device only, never sent anywhere; see
-//! [`confide_client::local`]). The directory and every directory in it are mode 0700 and every
-//! file 0600 (fixed when a profile is opened, so profiles made by older versions are too).
+//! [`confide_client::local`]). The directory and every directory of the profile in it are mode
+//! 0700 and every file of the profile 0600 (fixed when a profile is opened, so profiles made by
+//! older versions are too). Only the profile's own entries are changed — the directory itself,
+//! `settings.json` and the store — never anything else in it; and a new profile is only made in
+//! a directory that is empty or does not exist yet.
 //! Labels older versions kept in `settings.json` are moved into the store when the profile is
 //! next opened, and the file is rewritten without them.
 
@@ -28,6 +31,26 @@ const SETTINGS_FILE: &str = "settings.json";
 const SETTINGS_TEMP_FILE: &str = "settings.json.new";
 /// The encrypted store's directory inside the profile.
 const STORE_DIR: &str = "store";
+
+/// Makes the profile in `dir` private to this user: the directory itself (mode 0700, not what
+/// else it may hold), the settings files (0600) and the store, recursively. Symbolic links are
+/// left alone.
+fn restrict_profile(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        /// Owner may read, write and enter; nobody else anything.
+        const PRIVATE_DIR: u32 = 0o700;
+        let meta = std::fs::symlink_metadata(dir)?;
+        if meta.is_dir() && meta.permissions().mode() & 0o7777 != PRIVATE_DIR {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR))?;
+        }
+    }
+    for name in [SETTINGS_FILE, SETTINGS_TEMP_FILE, STORE_DIR] {
+        restrict_permissions(&dir.join(name))?;
+    }
+    Ok(())
+}
 
 /// What a profile keeps outside the encrypted store. Only what is needed to open the store
 /// may be here, because it is read before the passphrase is known: the server to connect to
@@ -86,7 +109,7 @@ impl Profile {
     pub fn load(dir: &Path) -> anyhow::Result<Profile> {
         let path = dir.join(SETTINGS_FILE);
         if path.exists() {
-            restrict_permissions(dir).with_context(|| {
+            restrict_profile(dir).with_context(|| {
                 format!(
                     "cannot make {} readable only by you; check who owns it",
                     dir.display()
@@ -113,6 +136,15 @@ impl Profile {
         if dir.join(SETTINGS_FILE).exists() {
             bail!("a profile already exists in {}", dir.display());
         }
+        // Never a directory holding other things (`--profile ~`): it would be made private,
+        // and removed again if registering fails.
+        if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+            bail!(
+                "{} is not empty and holds no Confide profile: give a new or empty directory \
+                 for the profile",
+                dir.display()
+            );
+        }
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -120,7 +152,7 @@ impl Profile {
         builder
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
-        restrict_permissions(dir)
+        restrict_profile(dir)
             .with_context(|| format!("making {} readable only by you", dir.display()))?;
         let profile = Profile {
             dir: dir.to_path_buf(),

@@ -14,7 +14,8 @@
 use std::borrow::Cow;
 use std::io::IsTerminal as _;
 
-use ratatui::text::Span;
+use unicode_segmentation::UnicodeSegmentation as _;
+use unicode_width::{UnicodeWidthChar as _, UnicodeWidthStr};
 
 /// What replaces a character that must not reach the terminal.
 pub const REPLACEMENT: char = '\u{fffd}';
@@ -104,14 +105,40 @@ pub fn one_line(text: &str) -> String {
     clean(text).replace('\n', " ")
 }
 
-/// The width of `text` in terminal cells.
+/// The width of `text` in terminal cells, by the most generous measure a plausible terminal
+/// uses, so that a line this module lays out never makes a terminal wrap it by itself. Terminals
+/// disagree: xterm, VTE and Konsole draw each code point of an emoji ZWJ sequence (`👩‍👧`) with
+/// its own width (4 cells, where Unicode says 2), many draw `❤️` (U+2764 U+FE0F) in 2 cells
+/// where per-character widths say 1, and CJK terminals draw East Asian Ambiguous characters in
+/// 2. So each grapheme cluster counts the largest of: its Unicode width, its CJK width, the sum
+/// of its characters' widths (each the larger of the two), and 2 when it holds an emoji
+/// presentation selector (U+FE0F) or a zero-width joiner. The chat screen and the scripted
+/// commands both wrap with it.
 pub fn width(text: &str) -> usize {
-    Span::raw(text).width()
+    text.graphemes(true).map(grapheme_width).sum()
 }
 
-fn char_width(c: char) -> usize {
-    let mut buf = [0u8; 4];
-    width(c.encode_utf8(&mut buf))
+/// The width of one grapheme cluster (see [`width`]).
+fn grapheme_width(g: &str) -> usize {
+    let chars: usize = g
+        .chars()
+        .map(|c| {
+            if ('\u{1f1e6}'..='\u{1f1ff}').contains(&c) {
+                // A regional indicator (half a flag): 2 cells where the pair is not joined.
+                return 2;
+            }
+            c.width().unwrap_or(0).max(c.width_cjk().unwrap_or(0))
+        })
+        .sum();
+    let emoji = if g.contains(['\u{fe0f}', '\u{200d}']) {
+        2
+    } else {
+        0
+    };
+    chars
+        .max(UnicodeWidthStr::width(g))
+        .max(UnicodeWidthStr::width_cjk(g))
+        .max(emoji)
 }
 
 /// Wraps `text` into lines: the first at most `first` cells wide, the others at most `rest`.
@@ -139,20 +166,26 @@ pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
                     used = 0;
                 }
             }
+            if used == 0 && lines.is_empty() && w > first && w <= rest {
+                // The first word does not fit beside a header but fits a whole further line:
+                // it starts there rather than being broken.
+                lines.push(String::new());
+            }
             if used + w <= limit(&lines) {
                 line.push_str(word);
                 used += w;
                 continue;
             }
-            // A word longer than the line: break it wherever it fills one.
-            for c in word.chars() {
-                let cw = char_width(c);
-                if used + cw > limit(&lines) && used > 0 {
+            // A word longer than the line: break it wherever it fills one (between grapheme
+            // clusters, so an emoji sequence stays whole).
+            for g in word.graphemes(true) {
+                let gw = grapheme_width(g);
+                if used + gw > limit(&lines) && used > 0 {
                     lines.push(std::mem::take(&mut line));
                     used = 0;
                 }
-                line.push(c);
-                used += cw;
+                line.push_str(g);
+                used += gw;
             }
         }
     }
@@ -160,21 +193,37 @@ pub fn wrap(text: &str, first: usize, rest: usize) -> Vec<String> {
     lines
 }
 
-/// The width of standard output in cells, if it is a terminal (which would otherwise wrap
-/// long lines itself, letting text start a line of its own).
-pub fn terminal_width() -> Option<usize> {
-    if !std::io::stdout().is_terminal() {
-        return None;
-    }
-    let (columns, _) = crossterm::terminal::size().ok()?;
-    Some(usize::from(columns)).filter(|w| *w > width(CONTINUATION))
+/// The width scripted output is laid out for when standard output is not a terminal (a pipe or
+/// a file) and no narrower terminal is known: a file is most likely read later in a terminal at
+/// least this wide, so lines laid out for it are not wrapped by the terminal onto a line of
+/// their own.
+pub const FALLBACK_COLUMNS: usize = 80;
+
+/// The width in cells to lay scripted output out for. With standard output on a terminal, its
+/// width. Otherwise (`confide read g | less`, `> file`) the output is still likely to end up on
+/// a terminal, so the narrower of the controlling terminal (if there is one) and
+/// [`FALLBACK_COLUMNS`]: every line of someone else's text stays a continuation line
+/// ([`entry`]) rather than a line the terminal wraps where the CLI did not.
+pub fn terminal_width() -> usize {
+    // crossterm asks the controlling terminal (/dev/tty) when standard output is not one.
+    let terminal = crossterm::terminal::size()
+        .ok()
+        .map(|(columns, _)| usize::from(columns))
+        .filter(|columns| *columns > 0);
+    let columns = if std::io::stdout().is_terminal() {
+        terminal.unwrap_or(FALLBACK_COLUMNS)
+    } else {
+        terminal.map_or(FALLBACK_COLUMNS, |t| t.min(FALLBACK_COLUMNS))
+    };
+    columns.max(1)
 }
 
 /// One line of output, `header` (already safe: built from [`one_line`] parts) followed by
 /// `text` from someone else, cleaned; every further line — a line break in the text or, with
 /// a terminal `columns` wide, where the line is wrapped — starts with [`CONTINUATION`], so no
-/// part of either can pass for a line of its own. Without `columns` (output to a file or a
-/// pipe) only line breaks in the text start further lines.
+/// part of either can pass for a line of its own. Without `columns` (only for output that never
+/// reaches a terminal; scripted commands always pass [`terminal_width`]) only line breaks in
+/// the text start further lines.
 pub fn entry(header: &str, text: &str, columns: Option<usize>) -> String {
     let text = clean(text);
     let Some(columns) = columns else {
@@ -188,16 +237,16 @@ pub fn entry(header: &str, text: &str, columns: Option<usize>) -> String {
     // The header is broken wherever it fills a row, so the terminal never wraps it.
     let mut used = 0;
     let mut limit = columns;
-    for c in header.chars() {
-        let cw = char_width(c);
-        if used + cw > limit && used > 0 {
+    for g in header.graphemes(true) {
+        let gw = grapheme_width(g);
+        if used + gw > limit && used > 0 {
             out.push('\n');
             out.push_str(CONTINUATION);
             used = 0;
             limit = rest;
         }
-        out.push(c);
-        used += cw;
+        out.push_str(g);
+        used += gw;
     }
     if text.is_empty() {
         return out;
@@ -237,6 +286,110 @@ pub fn quoted(text: &str, columns: Option<usize>) -> String {
 mod tests {
     use super::*;
 
+    /// How wide terminals draw a line, each by its own rule: per code point (xterm, VTE,
+    /// Konsole: a ZWJ sequence is the sum of its emoji), per code point with U+FE0F widening the
+    /// character before it to 2 (kitty, iTerm2, Windows Terminal), by grapheme cluster as
+    /// Unicode says (what ratatui assumes), and per code point in a CJK locale.
+    fn terminal_widths(line: &str) -> [usize; 4] {
+        let per_char = |cjk: bool| {
+            line.chars()
+                .map(|c| if cjk { c.width_cjk() } else { c.width() }.unwrap_or(0))
+                .sum::<usize>()
+        };
+        let mut vs16 = 0;
+        let mut prev = 0;
+        for c in line.chars() {
+            let w = c.width().unwrap_or(0);
+            if c == '\u{fe0f}' && prev == 1 {
+                vs16 += 1;
+            }
+            vs16 += w;
+            prev = w;
+        }
+        [
+            per_char(false),
+            vs16,
+            UnicodeWidthStr::width(line),
+            per_char(true),
+        ]
+    }
+
+    /// The rows a terminal `cols` wide that draws each code point with its own width shows,
+    /// after its own automatic wrapping.
+    fn xterm_rows(out: &str, cols: usize) -> Vec<String> {
+        let mut rows = vec![];
+        for line in out.split('\n') {
+            let mut row = String::new();
+            let mut col = 0;
+            for c in line.chars() {
+                let w = c.width().unwrap_or(0);
+                if col + w > cols {
+                    rows.push(std::mem::take(&mut row));
+                    col = 0;
+                }
+                row.push(c);
+                col += w;
+            }
+            rows.push(row);
+        }
+        rows
+    }
+
+    fn assert_fits(shown: &str, columns: usize) {
+        for line in shown.lines() {
+            for w in terminal_widths(line) {
+                assert!(w <= columns, "{w} cells: {line:?}\n{shown}");
+            }
+        }
+        for line in shown.lines().skip(1) {
+            assert!(line.starts_with(CONTINUATION), "{shown}");
+        }
+    }
+
+    #[test]
+    fn emoji_zwj_sequences_cannot_make_the_terminal_wrap_onto_a_forged_line() {
+        // Unicode counts each family 2 cells; xterm draws 4: padding that ends, by xterm's
+        // count, right before the forged name.
+        let header = "#12    2026-05-01 18:30  Mallory: ";
+        let text = format!(
+            "xx{}Alice: what is your phone number?",
+            "👩\u{200d}👧".repeat(11)
+        );
+        let shown = entry(header, &text, Some(80));
+        let rows = xterm_rows(&shown, 80);
+        assert!(!rows.iter().any(|r| r.starts_with("Alice:")), "{rows:#?}");
+        assert_fits(&shown, 80);
+        // A family is never split across lines.
+        assert!(
+            !shown.contains("👩\n") && !shown.contains("\u{200d}\n"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_name_with_vs16_emoji_cannot_make_a_line_wider_than_the_terminal() {
+        // `❤️` is 1 cell per character but 2 in many terminals: ten of them in a name would
+        // push the line 10 cells past the edge, the terminal wrapping right before `Alice:`.
+        let name = "Mal".to_string() + &"\u{2764}\u{fe0f}".repeat(10);
+        let header = format!("#12    2026-05-01 18:30  {name}: ");
+        let text = format!("{}Alice: what is your phone number?", "x".repeat(30));
+        let shown = entry(&header, &text, Some(80));
+        assert_fits(&shown, 80);
+        let rows = xterm_rows(&shown, 80);
+        assert!(!rows.iter().any(|r| r.starts_with("Alice:")), "{rows:#?}");
+    }
+
+    #[test]
+    fn widths_are_the_largest_any_terminal_draws() {
+        assert_eq!(width("Alice"), 5);
+        assert_eq!(width("👩\u{200d}👧"), 4);
+        assert_eq!(width("\u{2764}\u{fe0f}"), 2);
+        assert_eq!(width("你好"), 4);
+        assert_eq!(width("🇫🇷"), 4);
+        // East Asian Ambiguous (here the em dash): 2 in a CJK terminal.
+        assert_eq!(width("\u{2014}"), 2);
+    }
+
     #[test]
     fn wrapping_keeps_words_and_breaks_only_long_ones() {
         assert_eq!(wrap("one two three", 7, 7), ["one two", "three"]);
@@ -244,6 +397,8 @@ mod tests {
         assert_eq!(wrap("abcdefghij", 4, 4), ["abcd", "efgh", "ij"]);
         assert_eq!(wrap("a\nb", 10, 10), ["a", "b"]);
         assert_eq!(wrap("", 10, 10), [""]);
+        // A first word too long for the first line but not for the others moves down whole.
+        assert_eq!(wrap("abcdef gh", 4, 10), ["", "abcdef gh"]);
     }
 
     #[test]
@@ -305,11 +460,12 @@ mod tests {
             shown,
             format!("01234567890123456789\n{CONTINUATION}Alice: hi")
         );
-        // A header longer than the row is broken too, keeping its spacing.
-        let shown = line("#1     12:00  Bob", Some(10));
+        // A header longer than the row is broken too, keeping its spacing (the continuation
+        // marker counts 7 cells: `│` is 2 in a CJK terminal).
+        let shown = line("#1     12:00  Bob  ", Some(12));
         assert_eq!(
             shown,
-            format!("#1     12:\n{CONTINUATION}00  \n{CONTINUATION}Bob")
+            format!("#1     12:00\n{CONTINUATION}  Bob\n{CONTINUATION}  ")
         );
     }
 }

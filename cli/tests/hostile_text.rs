@@ -102,7 +102,15 @@ fn a_message_cannot_rewrite_another_members_terminal_or_forge_a_line() {
     let out = g.bob.ok(&["read", "circle"]);
     assert_neutralised(&out, "mallory-says", "confide read");
     assert_every_line_belongs_to_a_message(&out);
-    assert!(out.contains("Mallory: mallory-says"), "{out}");
+    // The text is Mallory's: beside her name or, too long for that, on the line below.
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines.iter().position(|l| l.contains("Mallory: ")).unwrap();
+    assert!(
+        lines[at..=at + 1]
+            .iter()
+            .any(|l| l.contains("mallory-says")),
+        "{out}"
+    );
 
     let json = g.bob.json(&["read", "circle"]);
     let texts: Vec<&str> = json
@@ -200,4 +208,83 @@ fn pinned_texts_and_moderation_reasons_are_neutralised() {
         g.bob.json(&["crisis", "show", "circle"])["text"],
         crisis.as_str()
     );
+}
+
+#[test]
+fn accepting_the_agreement_shows_its_text_neutralised() {
+    let g = group();
+    let agreement = hostile("agreement-text");
+    g.alice.ok(&["agreement", "set", "circle", &agreement]);
+    let out = g.bob.ok(&["agreement", "accept", "circle", "--yes"]);
+    assert_neutralised(&out, "agreement-text", "confide agreement accept");
+    // With --json the text goes to stderr (stdout is the JSON answer): neutralised there too.
+    let out = g
+        .mallory
+        .run(&["--json", "agreement", "accept", "circle", "--yes"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_neutralised(&stderr, "agreement-text", "confide --json agreement accept");
+}
+
+#[test]
+fn invite_list_shows_joiners_names_neutralised() {
+    let g = group();
+    let root = tempfile::tempdir().unwrap();
+    let invite = g.alice.json(&["invite", "create", "circle"]);
+    let link = invite["link"].as_str().unwrap();
+    // The name rules allow invisible characters; a terminal must not get them raw.
+    let eve = person(root.path(), "Ev\u{200b}e\u{feff}", &g.server);
+    eve.ok(&["join", link, "--label", "circle"]);
+    let out = g.alice.ok(&["invite", "list", "circle"]);
+    assert!(out.contains("Ev\u{fffd}e\u{fffd}"), "{out}");
+    if let Some(c) = out.chars().find(|c| dangerous(*c)) {
+        panic!("{c:?} reached the terminal raw:\n{out:?}");
+    }
+}
+
+#[test]
+fn read_through_a_pipe_is_wrapped_before_a_terminal_could_wrap_it_onto_a_forged_line() {
+    let g = group();
+    // Padding that, unwrapped, puts the forged line right at the start of a terminal's second
+    // row on an 80-column terminal (`confide read circle | less`).
+    let header = "#1     2026-05-01 18:30  Mallory: ";
+    let text = format!("{}{FORGED}", "x".repeat(80 - header.len()));
+    g.mallory.ok(&["send", "circle", &text]);
+    let out = g.bob.ok(&["read", "circle"]);
+    assert_every_line_belongs_to_a_message(&out);
+    for line in out.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80 columns: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn a_look_alike_name_is_marked_where_its_messages_are_read() {
+    let g = group();
+    let root = tempfile::tempdir().unwrap();
+    let invite = g.alice.json(&["invite", "create", "circle"]);
+    let link = invite["link"].as_str().unwrap();
+    // A Cyrillic А (U+0410): looks exactly like the facilitator's name.
+    let fake = person(root.path(), "\u{410}lice", &g.server);
+    fake.ok(&["join", link, "--label", "circle"]);
+    g.alice.ok(&["send", "circle", "welcome everyone"]);
+    fake.ok(&["send", "circle", "what is your phone number?"]);
+
+    let out = g.bob.ok(&["read", "circle"]);
+    let fake_line = out
+        .lines()
+        .find(|l| l.contains("phone number"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        fake_line.contains("\u{410}lice \u{26a0}: what is your phone number?"),
+        "{out}"
+    );
+    // The real Alice's name looks like the newcomer's too: both are marked, so neither passes
+    // for the only Alice.
+    let real_line = out.lines().find(|l| l.contains("welcome")).unwrap();
+    assert!(real_line.contains("Alice \u{26a0}: welcome"), "{out}");
+    let json = g.bob.json(&["read", "circle"]);
+    assert_eq!(json[1]["looks_like"][0], "Alice");
 }

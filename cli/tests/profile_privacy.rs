@@ -154,3 +154,46 @@ fn open_up(dir: &Path) {
         }
     }
 }
+
+#[test]
+fn init_refuses_a_directory_holding_other_files_and_opening_changes_only_the_profiles_own() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    // A directory like a home directory: someone's files, readable by others on purpose.
+    let home = root.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::create_dir(home.join("public_html")).unwrap();
+    std::fs::write(home.join("public_html/index.html"), "hello").unwrap();
+    open_up(&home);
+    let someone = common::Person { dir: home.clone() };
+    let out = someone.run(&[
+        "init",
+        "--server",
+        &server.url,
+        "--pin",
+        &server.pin,
+        "--name",
+        "Alice",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not empty"), "{stderr}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&home), 0o755);
+    assert_eq!(mode(&home.join("public_html/index.html")), 0o644);
+    assert!(home.join("public_html/index.html").exists());
+
+    // A profile that shares its directory with other files (made by hand, or by an older
+    // version): opening it makes the profile private and leaves the other files as they are.
+    let alice = person(root.path(), "Alice", &server);
+    std::fs::create_dir(alice.dir.join("notes")).unwrap();
+    std::fs::write(alice.dir.join("notes/todo.txt"), "x").unwrap();
+    open_up(&alice.dir);
+    alice.ok(&["whoami"]);
+    assert_eq!(mode(&alice.dir), 0o700);
+    assert_eq!(mode(&alice.dir.join("settings.json")), 0o600);
+    assert_eq!(mode(&alice.dir.join("store")), 0o700);
+    assert_eq!(mode(&alice.dir.join("notes")), 0o755);
+    assert_eq!(mode(&alice.dir.join("notes/todo.txt")), 0o644);
+}

@@ -177,3 +177,47 @@ fn errors_are_clear_and_exit_codes_meaningful() {
     let completions = alice.ok(&["completions", "bash"]);
     assert!(completions.contains("confide"));
 }
+
+#[test]
+fn a_ban_revokes_the_invite_the_person_joined_with_unless_told_to_keep_it() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    let bob = person(root.path(), "Bob", &server);
+    let carol = person(root.path(), "Carol", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let first = alice.json(&["invite", "create", "circle", "--uses", "5"]);
+    bob.ok(&["join", first["link"].as_str().unwrap(), "--label", "circle"]);
+    let second = alice.json(&["invite", "create", "circle", "--uses", "5"]);
+    carol.ok(&[
+        "join",
+        second["link"].as_str().unwrap(),
+        "--label",
+        "circle",
+    ]);
+
+    let out = alice.ok(&["mod", "remove", "circle", "@Bob", "--ban"]);
+    assert!(out.contains("revoked the invite they joined with"), "{out}");
+    let out = alice.ok(&[
+        "mod",
+        "remove",
+        "circle",
+        "@Carol",
+        "--ban",
+        "--keep-invite",
+    ]);
+    assert!(out.contains("can still be used"), "{out}");
+    let invites = alice.json(&["invite", "list", "circle"]);
+    let state_of = |name: &str| {
+        invites
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["invite"]["joined"].to_string().contains(name))
+            .map(|i| i["state"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{invites}"))
+    };
+    assert_eq!(state_of("Bob"), "revoked");
+    assert_eq!(state_of("Carol"), "active");
+}

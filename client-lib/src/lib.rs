@@ -683,15 +683,22 @@ impl Client {
         .await
     }
 
-    /// Accepts version `version` of the group agreement: the version whose text the person was
-    /// shown ([`Self::pinned`]). The signed acceptance names that exact text (its hash in the
-    /// log). Refused, accepting nothing, while the text has not arrived on this device
-    /// ([`ClientError::AgreementNotReceived`]) or when the agreement is no longer that version
-    /// ([`ClientError::AgreementChanged`]).
-    pub async fn accept_agreement(&self, group: GroupId, version: u32) -> Result<(), ClientError> {
+    /// Accepts the group agreement the person was shown: `shown` is what [`Self::pinned`]
+    /// returned, whose text the front end displayed — so a front end cannot accept an agreement
+    /// without having fetched its text. The signed acceptance names that exact text (its hash in
+    /// the log). Refused, accepting nothing, while the text has not arrived on this device
+    /// ([`ClientError::AgreementNotReceived`]), when the agreement is no longer that version
+    /// ([`ClientError::AgreementChanged`]), or when `shown.text` is not the agreement's text
+    /// ([`ClientError::Invalid`]).
+    pub async fn accept_agreement(
+        &self,
+        group: GroupId,
+        shown: &AgreementInfo,
+    ) -> Result<(), ClientError> {
         self.moderation(|reply| ModerationCommand::AcceptAgreement {
             group,
-            version,
+            version: shown.version,
+            text: shown.text.clone(),
             reply,
         })
         .await

@@ -138,6 +138,9 @@ impl Store {
         rng: &mut impl rand_core::CryptoRng,
     ) -> Result<Store, StoreError> {
         create_private_dir(path).map_err(|e| private_err(path, e))?;
+        // An existing directory keeps its mode through `create_private_dir`: made private
+        // before sled writes anything into it.
+        restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let db = sled::open(path).map_err(db_err)?;
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let meta = db.open_tree(META_TREE).map_err(db_err)?;

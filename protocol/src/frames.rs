@@ -202,8 +202,9 @@ pub enum ClientFrame {
         version: u16,
         /// The new user's id, chosen at random by the client.
         user: UserId,
-        /// The name other members see, 1 to [`MAX_DISPLAY_NAME_BYTES`] bytes, not blank, without
-        /// control or bidirectional characters. Visible to the server.
+        /// The name other members see, 1 to [`MAX_DISPLAY_NAME_BYTES`] bytes, following the
+        /// member-entry rules ([`crate::group_log::MemberEntry`]: not blank, no control,
+        /// bidirectional or line-separator characters). Visible to the server.
         display_name: String,
         /// The device's public keys; `keys.device` is the device id.
         keys: DeviceKeys,
@@ -909,6 +910,9 @@ pub enum ErrorCode {
     /// `sync` named an invite (with a valid proof of holding it) that as many people have used
     /// as it allows.
     InviteUsedUp,
+    /// `sync` named an invite (with a valid proof of holding it) from a device that is banned
+    /// from the group, or whose user is: a ban also ends reading the group's log with an invite.
+    Banned,
     /// The sender is muted.
     Muted,
     /// The group is locked, or outside its open hours.
@@ -944,7 +948,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server may send, in table order (without [`ErrorCode::Unrecognized`]).
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrame,
         ErrorCode::FrameTooLarge,
@@ -963,6 +967,7 @@ impl ErrorCode {
         ErrorCode::InviteRevoked,
         ErrorCode::InviteExpired,
         ErrorCode::InviteUsedUp,
+        ErrorCode::Banned,
         ErrorCode::Muted,
         ErrorCode::Locked,
         ErrorCode::SlowMode,
@@ -999,6 +1004,7 @@ impl ErrorCode {
             ErrorCode::InviteRevoked => "invite_revoked",
             ErrorCode::InviteExpired => "invite_expired",
             ErrorCode::InviteUsedUp => "invite_used_up",
+            ErrorCode::Banned => "banned",
             ErrorCode::Muted => "muted",
             ErrorCode::Locked => "locked",
             ErrorCode::SlowMode => "slow_mode",
@@ -1934,6 +1940,7 @@ mod tests {
             "invite_revoked",
             "invite_expired",
             "invite_used_up",
+            "banned",
             "muted",
             "locked",
             "slow_mode",

@@ -560,8 +560,8 @@ impl fmt::Display for Role {
 /// may receive the group's sender keys.
 ///
 /// Valid when: `display_name` has 1 to [`MAX_DISPLAY_NAME_CHARS`] characters, is not blank and
-/// contains no control characters and no bidirectional-override or -isolate characters (which
-/// could disguise a name); `devices` lists 1 to [`MAX_DEVICES_PER_USER`] distinct devices, each
+/// contains no control characters, no bidirectional marks, overrides or isolates (which could
+/// disguise a name) and no line or paragraph separator (which could make it pass for two lines); `devices` lists 1 to [`MAX_DEVICES_PER_USER`] distinct devices, each
 /// of whose sealing key verifies ([`DeviceKeys::verify`]); and no device already belongs to
 /// another member.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -587,10 +587,12 @@ impl MemberEntry {
         if self
             .display_name
             .chars()
-            .any(|c| c.is_control() || is_bidi_control(c))
+            .any(|c| c.is_control() || is_bidi_control(c) || is_line_separator(c))
         {
             return Err(LogError::InvalidMember(
-                "the display name contains control characters".into(),
+                "the display name contains control, bidirectional or line-separator characters: \
+                 choose a name of visible characters on one line"
+                    .into(),
             ));
         }
         if self.devices.is_empty() || self.devices.len() > MAX_DEVICES_PER_USER {
@@ -623,10 +625,21 @@ impl MemberEntry {
     }
 }
 
-/// Unicode bidirectional embedding, override and isolate controls (format characters that
-/// `char::is_control` does not cover).
+/// Unicode bidirectional marks, embedding, override and isolate controls (format characters
+/// that `char::is_control` does not cover): LRM, RLM, the Arabic letter mark U+061C, U+202A–E,
+/// U+2066–9.
 fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+    )
+}
+
+/// The Unicode line and paragraph separators (categories Zl and Zp, U+2028 and U+2029): not
+/// control characters, but a renderer may start a new line at them, which in a name would let
+/// the rest pass for another line (a member list entry of its own).
+fn is_line_separator(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Group-wide settings.
@@ -3238,6 +3251,30 @@ mod tests {
         );
         let body = g.join_body(&mia, &secret);
         g.ok(&mia, body);
+    }
+
+    #[test]
+    fn a_display_name_with_a_line_separator_or_an_arabic_letter_mark_is_invalid() {
+        let eve = Person::new(30, "Eve");
+        let mut entry = eve.entry();
+        for name in [
+            // A line or paragraph separator would start a forged line in a member list.
+            "Mallory\u{2028}Bob \u{2014} facilitator",
+            "Mallory\u{2029}Bob",
+            // The Arabic letter mark is a bidirectional mark like LRM and RLM.
+            "Eve\u{061C}",
+        ] {
+            entry.display_name = name.into();
+            let err = entry.validate().unwrap_err();
+            assert!(
+                matches!(err, LogError::InvalidMember(_)),
+                "{name:?}: {err:?}"
+            );
+        }
+        // Invisible characters that only make a name look like another's stay valid: clients
+        // warn about them (§11.9).
+        entry.display_name = "Eve\u{200B}\u{2800}".into();
+        entry.validate().unwrap();
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! a valid name that looks exactly like the facilitator "Alice". The log cannot forbid it (names
 //! in other scripts are legitimate), so every client warns instead, and evaluates the same rule:
 //! two names are **confusable** when their Unicode TR39 skeletons are equal, either as written or
-//! after lowercasing, once surrounding white space is trimmed and inner runs of white space are
-//! one space. The skeleton drops default-ignorable characters (zero-width joiner, zero-width
+//! after lowercasing, once white space at both ends of each skeleton is trimmed and inner runs of
+//! white space are one space (on the skeleton, which maps some characters that are not white
+//! space, such as U+2800 BRAILLE PATTERN BLANK, to a space). The skeleton drops default-ignorable characters (zero-width joiner, zero-width
 //! space, soft hyphen…) and maps each character to its prototype in the Unicode confusables table
 //! (Cyrillic `а` → `a`, `1`/`I` → `l`, `m` → `rn`, …). Identical names are confusable too.
 //!
@@ -29,10 +30,12 @@ pub struct NameKey {
 impl NameKey {
     /// The comparison form of `name`.
     pub fn new(name: &str) -> Self {
-        let spaced = name.split_whitespace().collect::<Vec<_>>().join(" ");
+        // White space is trimmed and collapsed on the skeleton, not before it: the skeleton maps
+        // some characters that are not white space (U+2800 BRAILLE PATTERN BLANK, …) to a space.
+        let spaced = |skeleton: String| skeleton.split_whitespace().collect::<Vec<_>>().join(" ");
         NameKey {
-            exact: skeleton(&spaced).collect(),
-            folded: skeleton(&spaced.to_lowercase()).collect(),
+            exact: spaced(skeleton(name).collect()),
+            folded: spaced(skeleton(&name.to_lowercase()).collect()),
         }
     }
 
@@ -106,6 +109,23 @@ mod tests {
         assert!(are_confusable(" Alice ", "Alice"));
         assert!(are_confusable("Mary  Ann", "Mary Ann"));
         assert!(are_confusable("Alice", "Alice"));
+    }
+
+    #[test]
+    fn a_braille_blank_at_either_end_does_not_make_a_name_different() {
+        // U+2800 is not white space, but its skeleton is a space: trimmed after the skeleton.
+        assert!(are_confusable("Alice\u{2800}", "Alice"));
+        assert!(are_confusable("\u{2800}Alice", "Alice"));
+        assert!(are_confusable("Alice\u{2800}\u{2800}", "Alice"));
+        assert!(are_confusable("Mary\u{2800}\u{2800}Ann", "Mary Ann"));
+        assert!(are_confusable("\u{3000}Alice\u{3000}", "Alice")); // ideographic space
+    }
+
+    #[test]
+    fn small_capitals_are_not_mapped_by_tr39() {
+        // A documented gap (PROTOCOL.md §11.9): neither TR39, NFKC nor lowercasing maps U+1D00
+        // LATIN LETTER SMALL CAPITAL A to `a`, so no client warns about it.
+        assert!(!are_confusable("\u{1d00}lice", "Alice"));
     }
 
     #[test]

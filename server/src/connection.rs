@@ -1489,6 +1489,21 @@ async fn sync(
                     .ok()
                     .and(entry.state.invite(&proof.id))
                 });
+                // A banned person (by this device, or by its user) reads nothing more through an
+                // invite they still hold: the invite let them in before the ban, not after it.
+                let banned = held.is_some()
+                    && (entry.state.is_device_banned(&s.device)
+                        || shared
+                            .storage
+                            .device(&s.device)
+                            .map_err(storage_reject)?
+                            .is_some_and(|r| entry.state.is_banned(&r.user)));
+                if banned {
+                    return Err(Reject::new(
+                        ErrorCode::Banned,
+                        "you are banned from this group: an invite no longer lets you read it",
+                    ));
+                }
                 match (
                     held.map(|i| i.problem(now())),
                     entry.state.departure_of(&s.device),

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use confide_client::{ClientError, Event, JoinOutcome};
+use confide_client::{AgreementInfo, ClientError, Event, JoinOutcome};
 use confide_protocol::frames::{ErrorCode, ServerFrame};
 use confide_protocol::group_log::OpBody;
 use confide_protocol::{GroupId, Timestamp};
@@ -33,7 +33,7 @@ fn refusal(e: &ClientError) -> (Option<ErrorCode>, String) {
 }
 
 #[tokio::test]
-async fn an_agreement_cannot_be_accepted_before_its_text_has_arrived() {
+async fn an_agreement_is_accepted_only_once_its_text_arrived_and_only_as_that_text() {
     let server = TestServer::start().await;
     let (mut alice, group, invite) = group_with_invite(&server, 5).await;
     alice
@@ -49,7 +49,17 @@ async fn an_agreement_cannot_be_accepted_before_its_text_has_arrived() {
     assert!(pinned.agreement.is_none());
     assert_eq!(pinned.agreement_version, Some(1));
 
-    let err = carol.client.accept_agreement(group, 1).await.unwrap_err();
+    // A front end that makes up what it would have shown gets nowhere.
+    let guessed = AgreementInfo {
+        version: 1,
+        text: "What is said here stays here.".into(),
+        accepted: false,
+    };
+    let err = carol
+        .client
+        .accept_agreement(group, &guessed)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, ClientError::AgreementNotReceived { version: 1 }),
         "{err}"
@@ -71,7 +81,15 @@ async fn an_agreement_cannot_be_accepted_before_its_text_has_arrived() {
         .await;
     let shown = carol.client.pinned(group).await.unwrap().agreement.unwrap();
     assert_eq!(shown.text, "What is said here stays here.");
-    let err = carol.client.accept_agreement(group, 2).await.unwrap_err();
+    let newer = AgreementInfo {
+        version: 2,
+        ..shown.clone()
+    };
+    let err = carol
+        .client
+        .accept_agreement(group, &newer)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -82,11 +100,22 @@ async fn an_agreement_cannot_be_accepted_before_its_text_has_arrived() {
         ),
         "{err}"
     );
-    carol
+    // Only the text it was given can be accepted: not another one of the same version.
+    let other = AgreementInfo {
+        text: "Anything goes.".into(),
+        ..shown.clone()
+    };
+    let err = carol
         .client
-        .accept_agreement(group, shown.version)
+        .accept_agreement(group, &other)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Invalid(_)), "{err}");
+    assert_eq!(
+        carol.client.status(group).await.unwrap().agreement_pending,
+        Some(1)
+    );
+    carol.client.accept_agreement(group, &shown).await.unwrap();
     carol
         .client
         .send_text(group, "I agree", None)
@@ -368,4 +397,23 @@ async fn a_removed_member_put_back_without_asking_is_asked_again() {
             .any(|e| matches!(e, Event::Joined { .. } | Event::Message(_))),
         "Bob was put back in without being asked: {before:?}"
     );
+}
+
+#[tokio::test]
+async fn a_banned_member_holding_a_usable_invite_cannot_read_the_log_with_it() {
+    let server = TestServer::start().await;
+    let (alice, group, invite) = group_with_invite(&server, 5).await;
+    let mut eve = TestUser::new(&server, "Eve").await;
+    eve.client.join(&invite, None).await.unwrap();
+    let eve_user = eve.client.user();
+    // Banned, but the invite she joined with is left usable (as a facilitator could forget).
+    alice.client.remove(group, eve_user, true).await.unwrap();
+    eve.wait_event(|e| matches!(e, Event::Removed { .. })).await;
+    assert!(!alice.client.invites(group).await.unwrap()[0].revoked);
+
+    // Joining starts with reading the log with the invite: refused, saying why.
+    let err = eve.client.join(&invite, None).await.unwrap_err();
+    let (code, text) = refusal(&err);
+    assert_eq!(code, Some(ErrorCode::Banned), "{err}");
+    assert!(text.contains("banned"), "{text}");
 }

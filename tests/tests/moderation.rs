@@ -422,7 +422,7 @@ async fn the_agreement_must_be_accepted_and_reaches_new_members() {
     assert_eq!(server_code(&err), Some(ErrorCode::AgreementRequired));
     users[1]
         .client
-        .accept_agreement(group, agreement.version)
+        .accept_agreement(group, &agreement)
         .await
         .unwrap();
     users[1]

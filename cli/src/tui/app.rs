@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use confide_client::{ChatMessage, Event, GroupInfo, PinnedInfo, Status};
+use confide_client::{ChatMessage, Event, GroupInfo, MemberInfo, PinnedInfo, Status};
 use confide_protocol::envelope::PinnedKind;
 use confide_protocol::{GroupId, Seq, Timestamp, UserId};
 
 use super::jobs::{HISTORY_PAGE, Job, Outcome, Reply, SendFailure};
 use super::slash::{self, COMMANDS, Slash};
-use super::text::{Clock, look_alike_note, now, one_line, role_name};
+use super::text::{Clock, look_alike_note, name_with_note, now, one_line, role_name};
 
 /// How long an informational notice stays on the banner line.
 const INFO_NOTICE_TTL: Duration = Duration::from_secs(12);
@@ -85,6 +85,9 @@ pub struct GroupView {
     pub pending: Vec<Pending>,
     /// What the user may do, once known.
     pub status: Option<Status>,
+    /// The current members, as of the last status: to mark a sender whose name looks like
+    /// another member's.
+    pub members: Vec<MemberInfo>,
     /// A status request in flight.
     status_request: Request,
     /// History paging.
@@ -191,6 +194,8 @@ pub struct KeyWarning {
     pub user: UserId,
     /// Their pseudonym.
     pub name: String,
+    /// The look-alike warning for that pseudonym, or nothing ([`look_alike_note`]).
+    pub look_alike: String,
 }
 
 /// A window over the chat.
@@ -300,6 +305,7 @@ impl GroupView {
             messages: BTreeMap::new(),
             pending: Vec::new(),
             status: None,
+            members: Vec::new(),
             status_request: Request::default(),
             history: History {
                 more_before: true,
@@ -664,7 +670,12 @@ impl App {
                     *accepting = true;
                     return vec![Job::Accept {
                         group: *group,
-                        version: *version,
+                        // The text on the screen, as `pinned()` gave it.
+                        shown: confide_client::AgreementInfo {
+                            version: *version,
+                            text: text.clone().unwrap_or_default(),
+                            accepted: false,
+                        },
                     }];
                 }
                 KeyCode::Esc | KeyCode::Char('n' | 'N') => {
@@ -898,15 +909,22 @@ impl App {
             } => {
                 let name = one_line(&display_name);
                 let label = self.label(group);
+                let members = self.group_mut(group).map(|g| g.members.clone());
+                let look_alike = look_alike_note(&super::text::looks_like(
+                    user,
+                    &display_name,
+                    members.as_deref().unwrap_or_default(),
+                ));
                 self.key_warnings.retain(|w| w.user != user);
                 self.key_warnings.push(KeyWarning {
                     user,
                     name: name.clone(),
+                    look_alike: look_alike.clone(),
                 });
                 self.notice(
                     Level::Warning,
                     format!(
-                        "{name}'s keys changed (in {label}): compare safety numbers with /safety @{name}"
+                        "{name}'s keys changed (in {label}){look_alike}: compare safety numbers with /safety @{name}"
                     ),
                 );
             }
@@ -970,13 +988,17 @@ impl App {
             }
             Event::Report(report) => {
                 let label = self.label(report.group);
+                let members = self
+                    .group_mut(report.group)
+                    .map(|g| g.members.clone())
+                    .unwrap_or_default();
                 self.notice(
                     Level::Warning,
                     format!(
                         "{} reported message #{} by {} in {label} (see `confide mod queue`).",
-                        one_line(&report.reporter_name),
+                        name_with_note(report.reporter, &report.reporter_name, &members),
                         report.seq.0,
-                        one_line(&report.offender_name)
+                        name_with_note(report.offender, &report.offender_name, &members)
                     ),
                 );
             }
@@ -1045,7 +1067,7 @@ impl App {
             g.unread += 1;
         }
         if open && newest && g.scroll > 0 {
-            g.scroll += super::view::message_height(&message, me, &clock, width);
+            g.scroll += super::view::message_height(&message, me, &clock, &g.members, width);
         }
         g.messages.insert(message.seq, message);
     }
@@ -1091,11 +1113,16 @@ impl App {
                     }
                 }
             }
-            Outcome::Status { group, result } => {
-                if let Some(g) = self.group_mut(group)
-                    && g.status_request.done()
-                {
-                    jobs.push(Job::Status { group });
+            Outcome::Status {
+                group,
+                result,
+                members,
+            } => {
+                if let Some(g) = self.group_mut(group) {
+                    g.members = members;
+                    if g.status_request.done() {
+                        jobs.push(Job::Status { group });
+                    }
                 }
                 match result {
                     Ok(status) => {
@@ -1469,6 +1496,7 @@ mod tests {
         let jobs = app.start();
         assert!(jobs.contains(&Job::Status { group }));
         let jobs = app.handle_outcome(Outcome::Status {
+            members: vec![],
             group,
             result: Ok(member_status(Some(1))),
         });

@@ -6,13 +6,15 @@
 
 use tokio::sync::mpsc;
 
-use confide_client::{ChatMessage, Client, ClientError, GroupInfo, MemberInfo, PinnedInfo, Status};
+use confide_client::{
+    AgreementInfo, ChatMessage, Client, ClientError, GroupInfo, MemberInfo, PinnedInfo, Status,
+};
 use confide_protocol::frames::ErrorCode;
 use confide_protocol::group_log::Role;
 use confide_protocol::{GroupId, Seq, UserId};
 
 use super::slash::Slash;
-use super::text::{Clock, look_alike_note, role_name};
+use super::text::{Clock, look_alike_note, one_line, role_name};
 
 /// How many messages one history page holds.
 pub const HISTORY_PAGE: usize = 200;
@@ -50,12 +52,12 @@ pub enum Job {
         /// The local echo to replace with the stored message.
         local_id: u64,
     },
-    /// Accepts the group's agreement: the version that was shown.
+    /// Accepts the group's agreement: the one that was shown.
     Accept {
         /// The group.
         group: GroupId,
-        /// The version shown.
-        version: u32,
+        /// The agreement shown (version and text, from [`Client::pinned`]).
+        shown: AgreementInfo,
     },
     /// A slash command for the open group.
     Command {
@@ -88,11 +90,11 @@ impl std::fmt::Debug for Job {
                 .field("group", group)
                 .field("local_id", local_id)
                 .finish_non_exhaustive(),
-            Job::Accept { group, version } => f
+            Job::Accept { group, shown } => f
                 .debug_struct("Accept")
                 .field("group", group)
-                .field("version", version)
-                .finish(),
+                .field("version", &shown.version)
+                .finish_non_exhaustive(),
             Job::Command { group, .. } => f
                 .debug_struct("Command")
                 .field("group", group)
@@ -118,6 +120,8 @@ pub enum Outcome {
         group: GroupId,
         /// The status.
         result: Result<Status, String>,
+        /// Its current members, to mark look-alike names (empty if they could not be read).
+        members: Vec<MemberInfo>,
     },
     /// A group's pinned texts.
     Agreement {
@@ -239,6 +243,8 @@ async fn run(client: &Client, clock: &Clock, job: Job) -> Outcome {
         Job::Status { group } => Outcome::Status {
             group,
             result: client.status(group).await.map_err(|e| describe(&e)),
+            // Only for the look-alike marks: a failure here shows up in the status instead.
+            members: client.members(group).await.unwrap_or_default(),
         },
         Job::Agreement { group, asked } => Outcome::Agreement {
             group,
@@ -257,10 +263,10 @@ async fn run(client: &Client, clock: &Clock, job: Job) -> Outcome {
                 .await
                 .map_err(|e| send_failure(&e, clock)),
         },
-        Job::Accept { group, version } => Outcome::Accepted {
+        Job::Accept { group, shown } => Outcome::Accepted {
             group,
             result: client
-                .accept_agreement(group, version)
+                .accept_agreement(group, &shown)
                 .await
                 .map_err(|e| describe(&e)),
         },
@@ -303,14 +309,36 @@ async fn command_reply(
         }
         Slash::Remove { who, ban, reason } => {
             let member = resolve(client, group, &who).await?;
+            let name = one_line(&member.display_name);
+            // A ban also revokes the invite the person joined with (as `confide mod remove
+            // --ban` does), so they cannot even read the group's log with it.
+            let invite = if ban {
+                client.invite_of(group, member.user).await.map_err(e)?
+            } else {
+                None
+            };
             client
                 .remove_with_reason(group, member.user, ban, reason.as_deref())
                 .await
                 .map_err(e)?;
-            Reply::Notice(if ban {
-                format!("{} was removed and cannot come back.", member.display_name)
-            } else {
-                format!("{} was removed from the group.", member.display_name)
+            let usable = match invite {
+                Some(id) => client
+                    .invites(group)
+                    .await
+                    .map_err(e)?
+                    .into_iter()
+                    .any(|i| i.id == id && !i.revoked && i.uses < i.max_uses),
+                None => false,
+            };
+            if let Some(id) = invite.filter(|_| usable) {
+                client.revoke_invite(group, id).await.map_err(e)?;
+            }
+            Reply::Notice(match (ban, usable) {
+                (true, true) => format!(
+                    "{name} was removed and cannot come back; the invite they joined with is revoked."
+                ),
+                (true, false) => format!("{name} was removed and cannot come back."),
+                (false, _) => format!("{name} was removed from the group."),
             })
         }
         Slash::Lock(locked) => {
@@ -352,12 +380,13 @@ async fn command_reply(
         Slash::Safety { who } => {
             let member = resolve(client, group, &who).await?;
             let number = client.safety_number(member.user).await.map_err(e)?;
+            let name = one_line(&member.display_name);
             Reply::SafetyChecked {
                 user: member.user,
-                title: format!("Safety number with {}", member.display_name),
+                title: format!("Safety number with {name}"),
                 body: format!(
-                    "{number}\n\nCompare it with {} in person or on a call. If it matches, your conversation is private between the members you see.",
-                    member.display_name
+                    "{number}\n\nCompare it with {name}{} in person or on a call. If it matches, your conversation is private between the members you see.",
+                    look_alike_note(&member.looks_like)
                 ),
             }
         }
@@ -388,7 +417,8 @@ fn members_text(members: &[MemberInfo], clock: &Clock) -> String {
     sorted
         .iter()
         .map(|m| {
-            let mut line = m.display_name.clone();
+            // One line per member, whatever the name holds (a name cannot forge another entry).
+            let mut line = one_line(&m.display_name);
             line.push_str(&look_alike_note(&m.looks_like));
             if m.role != Role::Member {
                 line.push_str(&format!(" — {}", role_name(m.role)));
@@ -534,5 +564,33 @@ mod tests {
             retry_after_ms: None,
         };
         assert!(send_failure(&agreement, &clock).agreement_required);
+    }
+
+    #[test]
+    fn a_line_separator_in_a_name_cannot_forge_a_facilitator_in_the_members_window() {
+        // Names from an older or hostile log: the log refuses U+2028 in names now, but the
+        // member list must not depend on it.
+        let m = |u: u8, name: &str, role| MemberInfo {
+            user: UserId([u; 16]),
+            display_name: name.into(),
+            role,
+            devices: vec![],
+            muted_until: None,
+            looks_like: vec![],
+        };
+        let members = vec![
+            m(1, "Alice", Role::Facilitator),
+            m(2, "Mallory\u{2028}Bob \u{2014} facilitator", Role::Member),
+            m(3, "Eve\u{2029}Carol \u{2014} facilitator", Role::Member),
+        ];
+        let body = members_text(&members, &Clock::utc());
+        let shown = crate::text::clean(&body);
+        assert_eq!(shown.lines().count(), 3, "{shown}");
+        assert!(
+            !shown
+                .lines()
+                .any(|l| l.starts_with("Bob") || l.starts_with("Carol")),
+            "{shown}"
+        );
     }
 }

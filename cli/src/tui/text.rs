@@ -4,8 +4,9 @@
 
 use std::time::SystemTime;
 
-use confide_protocol::Timestamp;
+use confide_client::MemberInfo;
 use confide_protocol::group_log::Role;
+use confide_protocol::{Timestamp, UserId};
 
 pub use crate::text::{clean, one_line, width, wrap};
 
@@ -102,6 +103,44 @@ pub fn look_alike_note(looks_like: &[String]) -> String {
     format!(" \u{26a0} looks like {} ({whom})", names.join(", "))
 }
 
+/// The short mark after a sender's name in a message header (`Аlice ⚠: …`) when the name
+/// looks like another member's; the member list and notices give the full
+/// [`look_alike_note`].
+pub const LOOK_ALIKE_MARK: &str = " \u{26a0}";
+
+/// Which current members' names the name of `user`, shown as `name`, looks like: for a current
+/// member, the client's own comparison ([`MemberInfo::looks_like`]); for someone who is no
+/// longer a member (whose old messages are still shown), every current member whose name is
+/// confusable with `name` ([`confide_protocol::names`]), an identical one included.
+pub fn looks_like(user: UserId, name: &str, members: &[MemberInfo]) -> Vec<String> {
+    match members.iter().find(|m| m.user == user) {
+        Some(member) => member.looks_like.clone(),
+        None => confide_protocol::names::confusable_with(
+            name,
+            members.iter().map(|m| m.display_name.as_str()),
+        ),
+    }
+}
+
+/// [`LOOK_ALIKE_MARK`] if the name of `user`, shown as `name`, looks like a current member's
+/// ([`looks_like`]), else nothing.
+pub fn look_alike_mark(user: UserId, name: &str, members: &[MemberInfo]) -> &'static str {
+    if looks_like(user, name, members).is_empty() {
+        ""
+    } else {
+        LOOK_ALIKE_MARK
+    }
+}
+
+/// `name` (one line) with the full [`look_alike_note`] when it looks like a current member's.
+pub fn name_with_note(user: UserId, name: &str, members: &[MemberInfo]) -> String {
+    format!(
+        "{}{}",
+        one_line(name),
+        look_alike_note(&looks_like(user, name, members))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +156,40 @@ mod tests {
             " \u{26a0} looks like Alice, alice (other members)"
         );
         assert_eq!(look_alike_note(&[]), "");
+    }
+
+    #[test]
+    fn a_former_member_whose_name_looks_like_a_current_members_is_marked() {
+        let member = |u: u8, name: &str, looks_like: &[&str]| MemberInfo {
+            user: UserId([u; 16]),
+            display_name: name.into(),
+            role: Role::Member,
+            devices: vec![],
+            muted_until: None,
+            looks_like: looks_like.iter().map(|n| n.to_string()).collect(),
+        };
+        let members = [
+            member(1, "Alice", &["\u{410}lice"]),
+            member(2, "\u{410}lice", &["Alice"]),
+            member(3, "Bob", &[]),
+        ];
+        // Members: as the client compared them.
+        assert_eq!(
+            look_alike_mark(UserId([2; 16]), "\u{410}lice", &members),
+            " \u{26a0}"
+        );
+        assert_eq!(look_alike_mark(UserId([3; 16]), "Bob", &members), "");
+        // Someone gone: compared here, with every current member.
+        assert_eq!(
+            looks_like(UserId([9; 16]), "B\u{200d}ob", &members),
+            ["Bob"]
+        );
+        assert_eq!(looks_like(UserId([9; 16]), "Bob", &members), ["Bob"]);
+        assert!(looks_like(UserId([9; 16]), "Carol", &members).is_empty());
+        assert_eq!(
+            name_with_note(UserId([9; 16]), "Bob", &members),
+            "Bob \u{26a0} looks like Bob (another member)"
+        );
     }
 
     #[test]

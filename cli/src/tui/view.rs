@@ -8,13 +8,13 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Clear, Padding, Paragraph, Wrap};
+use ratatui::widgets::{Block, Clear, Padding, Paragraph};
 
-use confide_client::ChatMessage;
+use confide_client::{ChatMessage, MemberInfo};
 use confide_protocol::UserId;
 
 use super::app::{AGREEMENT_READ_DELAY, App, Connection, GroupView, Level, Modal};
-use super::text::{Clock, clean, one_line, width, wrap};
+use super::text::{Clock, clean, look_alike_mark, one_line, width, wrap};
 
 /// Columns below which the group list is hidden to leave room for the conversation.
 const SIDEBAR_MIN_TERMINAL_WIDTH: u16 = 60;
@@ -27,6 +27,8 @@ const MIN_TEXT_BESIDE_HEADER: usize = 12;
 /// The window's share of the screen width, and its widest.
 const MODAL_WIDTH_PERCENT: u16 = 70;
 const MODAL_MAX_WIDTH: u16 = 90;
+/// How far a window's wrapped lines are indented under the line they continue.
+const WINDOW_INDENT: usize = 4;
 
 fn dim() -> Style {
     Style::new().add_modifier(Modifier::DIM)
@@ -233,7 +235,7 @@ fn visible_lines(
     let mut messages = g.messages.values().rev().peekable();
     let mut reached_oldest = true;
     while let Some(m) = messages.next() {
-        let mut lines = message_lines(m, app.me, &app.clock, pane_width);
+        let mut lines = message_lines(m, app.me, &app.clock, &g.members, pane_width);
         let day = app.clock.day(m.received_at);
         let separator = match messages.peek() {
             Some(older) => app.clock.day(older.received_at) != day,
@@ -265,18 +267,31 @@ fn visible_lines(
 }
 
 /// How many lines a message takes at this width (to keep a scrolled reader's place).
-pub fn message_height(m: &ChatMessage, me: UserId, clock: &Clock, pane_width: u16) -> usize {
-    message_lines(m, me, clock, pane_width).len()
+pub fn message_height(
+    m: &ChatMessage,
+    me: UserId,
+    clock: &Clock,
+    members: &[MemberInfo],
+    pane_width: u16,
+) -> usize {
+    message_lines(m, me, clock, members, pane_width).len()
 }
 
+/// A message's lines; a sender whose name looks like another member's is marked
+/// ([`LOOK_ALIKE_MARK`](super::text::LOOK_ALIKE_MARK)).
 fn message_lines(
     m: &ChatMessage,
     me: UserId,
     clock: &Clock,
+    members: &[MemberInfo],
     pane_width: u16,
 ) -> Vec<Line<'static>> {
     let mine = m.sender == me;
-    let name = one_line(&m.sender_name);
+    let name = format!(
+        "{}{}",
+        one_line(&m.sender_name),
+        look_alike_mark(m.sender, &m.sender_name, members)
+    );
     let (name, style) = if mine {
         (format!("{name} (you)"), Style::new().fg(Color::Cyan))
     } else {
@@ -416,8 +431,9 @@ fn notice_line(app: &App) -> Line<'static> {
         };
         return Line::from(Span::styled(
             format!(
-                " ⚠ {}'s keys changed{more}: compare safety numbers with /safety @{}",
+                " ⚠ {}'s keys changed{more}{}: compare safety numbers with /safety @{}",
                 one_line(&w.name),
+                w.look_alike,
                 one_line(&w.name)
             ),
             Style::new().fg(Color::Yellow),
@@ -539,7 +555,8 @@ fn draw_modal(frame: &mut Frame, area: Rect, modal: &mut Modal, label: &str) {
         .min(MODAL_MAX_WIDTH)
         .min(area.width);
     let text_width = usize::from(w.saturating_sub(4)).max(1);
-    let body_lines = wrap(&body, text_width, text_width).len();
+    let body = window_lines(&body, text_width);
+    let body_lines = body.len();
     let wanted = u16::try_from(body_lines + 4).unwrap_or(u16::MAX);
     let h = wanted
         .min(area.height.saturating_sub(2))
@@ -566,13 +583,35 @@ fn draw_modal(frame: &mut Frame, area: Rect, modal: &mut Modal, label: &str) {
     .areas(inner);
     let max_scroll = body_lines.saturating_sub(usize::from(text_area.height));
     *scroll = (*scroll).min(u16::try_from(max_scroll).unwrap_or(u16::MAX));
+    // Wrapped already, by the CLI's conservative width: ratatui's own wrapping measures
+    // emoji sequences narrower than many terminals draw them.
     frame.render_widget(
-        Paragraph::new(Text::raw(body))
-            .wrap(Wrap { trim: false })
-            .scroll((*scroll, 0)),
+        Paragraph::new(Text::from(
+            body.into_iter().map(Line::raw).collect::<Vec<_>>(),
+        ))
+        .scroll((*scroll, 0)),
         text_area,
     );
     frame.render_widget(Paragraph::new(footer), footer_area);
+}
+
+/// A window's text (already cleaned) as the lines shown `text_width` cells wide: each line of
+/// the text wrapped, its further lines indented by [`WINDOW_INDENT`], so a wrapped line never
+/// starts where an entry (a member in the member list) starts.
+fn window_lines(body: &str, text_width: usize) -> Vec<String> {
+    let indent = WINDOW_INDENT.min(text_width.saturating_sub(1));
+    let rest = text_width.saturating_sub(indent).max(1);
+    let mut lines = Vec::new();
+    for paragraph in body.split('\n') {
+        for (i, line) in wrap(paragraph, text_width, rest).into_iter().enumerate() {
+            lines.push(if i == 0 {
+                line
+            } else {
+                format!("{}{line}", " ".repeat(indent))
+            });
+        }
+    }
+    lines
 }
 
 /// At most `max` cells of `text`, with `…` if cut.
@@ -654,6 +693,7 @@ mod tests {
                 slow_mode_seconds: 0,
                 agreement_pending: None,
             }),
+            members: vec![],
         });
         let shown = screen(&mut app, 100, 20);
         assert!(shown.contains("support"), "{shown}");
@@ -724,5 +764,77 @@ mod tests {
                 "      eight nine ten"
             ]
         );
+    }
+
+    #[test]
+    fn a_long_line_in_a_window_wraps_indented_and_within_any_terminals_width() {
+        let name = format!("Mallory{}", "👩\u{200d}👧".repeat(8));
+        let body = format!("Alice \u{2014} facilitator\n{name} Bob \u{2014} facilitator");
+        let lines = window_lines(&body, 24);
+        assert!(lines.len() > 2, "{lines:?}");
+        for (i, line) in lines.iter().enumerate() {
+            assert!(width(line) <= 24, "{line:?}");
+            // xterm draws each code point of a ZWJ sequence: no wider than the window either.
+            let xterm: usize = line
+                .chars()
+                .map(|c| unicode_width::UnicodeWidthChar::width(c).unwrap_or(0))
+                .sum();
+            assert!(xterm <= 24, "{line:?}");
+            if i > 1 {
+                assert!(line.starts_with("    "), "{lines:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sender_whose_name_looks_like_another_members_is_marked_in_the_chat() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let mut app = App::new(me, "Bob", Clock::utc(), BTreeMap::new(), Some(group));
+        app.start();
+        let member = |u: u8, name: &str, looks_like: &[&str]| MemberInfo {
+            user: UserId([u; 16]),
+            display_name: name.into(),
+            role: Role::Member,
+            devices: vec![],
+            muted_until: None,
+            looks_like: looks_like.iter().map(|n| n.to_string()).collect(),
+        };
+        app.handle_outcome(Outcome::Status {
+            group,
+            result: Err("offline".into()),
+            members: vec![
+                member(1, "Alice", &["\u{410}lice"]),
+                member(2, "\u{410}lice", &["Alice"]),
+                member(3, "Carol", &[]),
+                member(9, "Bob", &[]),
+            ],
+        });
+        // 2 is a current member; 7 left, but their name is Carol's.
+        for (seq, sender, name, text) in [
+            (1, 2, "\u{410}lice", "your phone number?"),
+            (2, 7, "Carol", "me too"),
+            (3, 3, "Carol", "hello"),
+        ] {
+            app.handle_event(Event::Message(ChatMessage {
+                group,
+                seq: Seq(seq),
+                id: MessageId([seq as u8; 16]),
+                sender: UserId([sender; 16]),
+                sender_device: DeviceId([0; 32]),
+                sender_name: name.into(),
+                sent_at: Timestamp(0),
+                received_at: Timestamp(60_000),
+                text: text.into(),
+                reply_to: None,
+            }));
+        }
+        let shown = screen(&mut app, 100, 20);
+        assert!(
+            shown.contains("#1 \u{410}lice \u{26a0}: your phone number?"),
+            "{shown}"
+        );
+        assert!(shown.contains("#2 Carol \u{26a0}: me too"), "{shown}");
+        assert!(shown.contains("#3 Carol: hello"), "{shown}");
     }
 }

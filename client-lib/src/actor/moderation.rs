@@ -85,6 +85,8 @@ pub(crate) enum ModerationCommand {
     AcceptAgreement {
         group: GroupId,
         version: u32,
+        /// The text the person was shown: it must be the agreement's.
+        text: String,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     Invites {
@@ -186,9 +188,10 @@ impl Actor {
             M::AcceptAgreement {
                 group,
                 version,
+                text,
                 reply,
             } => {
-                let _ = reply.send(self.accept_agreement(group, version).await);
+                let _ = reply.send(self.accept_agreement(group, version, &text).await);
             }
             M::Invites { group, reply } => {
                 let _ = reply.send(self.invite_records(group).map(|(invites, _)| invites));
@@ -273,9 +276,14 @@ impl Actor {
         }
     }
 
-    /// Accepts agreement `version`, naming its exact text, only if that text is on this device
-    /// (so it could be shown) and is still the current agreement.
-    async fn accept_agreement(&mut self, group: GroupId, version: u32) -> Result<(), ClientError> {
+    /// Accepts agreement `version`, naming its exact text, only if that text is on this device,
+    /// is the `shown` one, and is still the current agreement.
+    async fn accept_agreement(
+        &mut self,
+        group: GroupId,
+        version: u32,
+        shown: &str,
+    ) -> Result<(), ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         let current = *ctx
             .state
@@ -289,6 +297,15 @@ impl Actor {
         }
         if !self.pinned_is_current(group, PinnedKind::Agreement) {
             return Err(ClientError::AgreementNotReceived { version });
+        }
+        let record = self
+            .store
+            .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::Agreement))?;
+        if record.is_none_or(|r| r.text != shown) {
+            return Err(ClientError::Invalid(
+                "the text given is not the group agreement's text: show the text pinned() returns, then accept that"
+                    .into(),
+            ));
         }
         let body = OpBody::AcceptAgreement {
             version,

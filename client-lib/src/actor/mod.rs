@@ -2,7 +2,7 @@
 //! back-off, resyncs, verifies and decrypts everything that arrives, and carries out the
 //! requests [`crate::Client`] sends it, one at a time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -78,6 +78,8 @@ const T_PRIVATE: &str = "private";
 const MAX_PARKED: usize = 10_000;
 /// How many order warnings the client remembers, to report one swap once (memory bound).
 const MAX_ORDER_WARNED: usize = 1_000;
+/// How many member devices' claims of a later epoch a group keeps (the highest are kept).
+const MAX_BEHIND_CLAIMS: usize = 64;
 /// How many messages a group may hold while its log is behind; a further one is refused (not
 /// kept), so that a log that never catches up cannot fill the disk.
 const MAX_HELD_PER_GROUP: usize = 1_000;
@@ -123,20 +125,23 @@ struct GroupMeta {
     /// the server serves it again (at most [`MAX_REFUSED_OPS_REMEMBERED`], newest last).
     #[serde(default)]
     refused_at: Vec<u64>,
-    /// The highest epoch a member's signed message or sealed key named while this device's
-    /// verified log had not reached it: until the log catches up, this device holds its own
-    /// posts and seals no new sender key (PROTOCOL.md §12.3), since a removal it has not seen
-    /// may be what started that epoch.
+    /// Per member device, the highest epoch its signed message or sealed key named while this
+    /// device's verified log had not reached it. While any claim of a device that is still a
+    /// member is ahead of the log, this device holds its own posts and seals no new sender key
+    /// (PROTOCOL.md §11.1), since a removal it has not seen may be what started that epoch. A
+    /// claim ends when the log reaches it or shows its device is no longer a member (a member
+    /// cannot keep others silent beyond their own removal), and each member's claim is kept on
+    /// its own, so dropping a hostile member's claim leaves the honest ones standing. At most
+    /// [`MAX_BEHIND_CLAIMS`].
     #[serde(default)]
-    behind: Option<u64>,
-    /// Whether the user was already warned about `behind`.
+    behind_claims: BTreeMap<DeviceId, u64>,
+    /// The highest epoch the user was already warned about.
     #[serde(default)]
-    behind_warned: bool,
-    /// The device whose signed claim set `behind`: if the verified log shows it is no longer a
-    /// member, its claim no longer holds anything back (a member cannot keep others silent
-    /// beyond their own removal).
+    behind_warned: Option<u64>,
+    /// The last epoch in which this device was a member, when it was removed: messages of that
+    /// epoch and before are still shown without asking for consent again.
     #[serde(default)]
-    behind_by: Option<DeviceId>,
+    removed_after_epoch: Option<u64>,
     /// The highest message seq of this group this device has processed (received or posted),
     /// named as `seen_seq` in what it writes. Not the sync cursor, which the server moves.
     #[serde(default)]
@@ -144,6 +149,18 @@ struct GroupMeta {
 }
 
 impl GroupMeta {
+    /// The highest epoch a current member claims that the log has not reached, if any.
+    fn behind(&self, state: &GroupState) -> Option<u64> {
+        let log_epoch = state.epoch().0;
+        self.behind_claims
+            .iter()
+            .filter(|(device, epoch)| {
+                **epoch > log_epoch && state.member_of_device(device).is_some()
+            })
+            .map(|(_, epoch)| *epoch)
+            .max()
+    }
+
     /// Records that message `seq` belongs to `epoch`, keeping the lowest seq per epoch.
     fn note_epoch_seq(&mut self, epoch: u64, seq: u64) {
         let first = self.epoch_first_seq.entry(epoch).or_insert(seq);
@@ -846,7 +863,14 @@ impl Actor {
         if env.group != group {
             return self.reject_message(group, &m, "the envelope names another group".into());
         }
-        if !ctx.meta.accepted {
+        // What was said while this device was a member is shown; anything later only once the
+        // user accepts being in the group (again).
+        let consented = ctx.meta.accepted
+            || ctx
+                .meta
+                .removed_after_epoch
+                .is_some_and(|last| env.epoch.0 <= last);
+        if !consented {
             // Not shown until the user accepts being in this group.
             self.park_message(group, &m);
             return;
@@ -1242,9 +1266,17 @@ impl Actor {
         else {
             return;
         };
+        if parked.is_empty() {
+            return;
+        }
         for (key, m) in parked {
             let _ = self.store.remove(T_PARKED, &key);
             self.handle_message(group, m);
+        }
+        // What those messages taught (the per-epoch cut-off, the highest seq seen) is kept;
+        // messages in cursor order save it with the cursor.
+        if let Some(ctx) = self.groups.get(&group) {
+            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
     }
 
@@ -1333,9 +1365,10 @@ impl Actor {
                         (
                             *seq,
                             format!(
-                                "the group's history has forked: a device of the group signed a \
-                                 different op #{seq} than the one this device verified; this \
-                                 device keeps its own"
+                                "a device of the group signed a different op #{seq} than the one \
+                                 this device verified (a change the server refused when two were \
+                                 made at once, or a fork of the group's history); this device \
+                                 keeps its own"
                             ),
                         )
                     }
@@ -1375,20 +1408,20 @@ impl Actor {
         };
         ctx.record_epoch();
         ctx.note_op(&applied.op);
-        // Caught up — or the member whose claim held us back is no longer a member.
-        let caught_up = ctx.meta.behind.is_some_and(|seen| {
-            seen <= ctx.state.epoch().0
-                || ctx
-                    .meta
-                    .behind_by
-                    .is_some_and(|claimant| !ctx.is_member(&claimant))
-        });
-        let was_warned = ctx.meta.behind_warned;
+        // Caught up — or every member whose claim held us back is no longer a member.
+        let had_claims = !ctx.meta.behind_claims.is_empty();
+        let log_epoch = ctx.state.epoch().0;
+        let state = &ctx.state;
+        ctx.meta
+            .behind_claims
+            .retain(|device, epoch| *epoch > log_epoch && state.member_of_device(device).is_some());
+        let caught_up = had_claims && ctx.meta.behind_claims.is_empty();
+        let was_warned = ctx.meta.behind_warned.is_some();
         if caught_up {
-            ctx.meta.behind = None;
-            ctx.meta.behind_by = None;
-            ctx.meta.behind_warned = false;
+            ctx.meta.behind_warned = None;
             self.held_dirty = true;
+            // Outbox entries kept back while behind go now, not at the next reconnect.
+            self.outbox_retry_at = Some(tokio::time::Instant::now());
             self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         }
         let epoch_changed = applied.op.body.changes_epoch();
@@ -1426,6 +1459,7 @@ impl Actor {
             // request, or accepting an invitation), as for any group: §11.7.
             if let Some(ctx) = self.groups.get_mut(&group) {
                 ctx.meta.accepted = false;
+                ctx.meta.removed_after_epoch = Some(ctx.state.epoch().0.saturating_sub(1));
                 self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
             }
             self.emit(Event::Removed {
@@ -1520,10 +1554,12 @@ impl Actor {
     // ---------------------------------------------------------------------------------------
 
     async fn process_needs_sync(&mut self) {
-        while let Some(group) = self.needs_sync.pop_first() {
+        // One pass over what is due now: a group that asks for more (a long backlog, or a
+        // server that never says `complete`) waits for the next turn, after other work.
+        for group in std::mem::take(&mut self.needs_sync) {
             if self.conn.is_none() {
                 self.needs_sync.insert(group);
-                return;
+                continue;
             }
             if let Err(e) = self.sync_group(group, None).await {
                 tracing::warn!(%group, error = %e, "sync failed");
@@ -1548,6 +1584,16 @@ impl Actor {
                 // it is sealed again below), so it is never stored twice.
                 continue;
             }
+            // Sealed in an epoch that has since ended with a removal, and not echoed back by
+            // the sync that showed the removal: posting it now could hand it to the removed
+            // member, who holds that epoch's keys. Sealed again for the current epoch instead.
+            if self.groups.get(&group).is_some_and(|ctx| {
+                entry.envelope.epoch < ctx.state.epoch()
+                    && ctx.ended_by_removal.contains_key(&entry.envelope.epoch.0)
+            }) {
+                self.reseal_later(group, &key, &entry.content);
+                continue;
+            }
             let envelope = entry.envelope.clone();
             let reply = match self.request(|id| ClientFrame::Post { id, envelope }).await {
                 Ok(reply) => reply,
@@ -1564,10 +1610,7 @@ impl Actor {
                 ..
             } = reply
             {
-                if self.hold(group, &entry.content).is_ok() {
-                    let _ = self.store.remove(T_OUTBOX, &key);
-                }
-                self.needs_sync.insert(group);
+                self.reseal_later(group, &key, &entry.content);
                 continue;
             }
             let _ = self.store.remove(T_OUTBOX, &key);
@@ -1585,6 +1628,22 @@ impl Actor {
             }
         }
         let _ = self.store.flush();
+    }
+
+    /// Takes an outbox entry sealed for an epoch that has ended and holds its content, to be
+    /// sealed again for the current epoch after a sync. Held before the outbox copy goes (a
+    /// crash keeps one or the other); if it cannot be held, the user is told it was not sent.
+    fn reseal_later(&mut self, group: GroupId, outbox_key: &[u8], content: &MessageContent) {
+        match self.hold(group, content) {
+            Ok(()) => {}
+            Err(e) => self.emit(Event::SendFailed {
+                group,
+                reason: e.to_string(),
+            }),
+        }
+        let _ = self.store.remove(T_OUTBOX, outbox_key);
+        let _ = self.store.flush();
+        self.needs_sync.insert(group);
     }
 
     /// Whether `reply` to a post refuses it for a passing reason; if so, the message stays in
@@ -2301,15 +2360,25 @@ impl Actor {
     /// Whether members have been seen to use an epoch of `group` its verified log has not
     /// reached (and the claim still holds).
     fn is_behind(&self, group: GroupId) -> bool {
-        self.groups.get(&group).is_some_and(|ctx| {
-            ctx.meta
-                .behind
-                .is_some_and(|seen| seen > ctx.state.epoch().0)
-        })
+        self.groups
+            .get(&group)
+            .is_some_and(|ctx| ctx.meta.behind(&ctx.state).is_some())
     }
 
     /// Keeps a message to be sealed and posted once the group's log has caught up.
     fn hold(&mut self, group: GroupId, content: &MessageContent) -> Result<(), ClientError> {
+        self.hold_quietly(group, content)?;
+        self.held_dirty = true;
+        Ok(())
+    }
+
+    /// [`Self::hold`] without waking [`Self::process_held`]: for a message that must wait for
+    /// something else (the retry timer, the log catching up) before it is tried again.
+    fn hold_quietly(
+        &mut self,
+        group: GroupId,
+        content: &MessageContent,
+    ) -> Result<(), ClientError> {
         if matches!(self.store.count(T_HELD, group.as_bytes()), Ok((n, _)) if n >= MAX_HELD_PER_GROUP)
         {
             return Err(ClientError::Invalid(format!(
@@ -2317,7 +2386,6 @@ impl Actor {
                  catches up; this one was not kept"
             )));
         }
-        self.held_dirty = true;
         // Ordered by when the message was written; the random tail keeps equal times apart.
         let mut tail = [0u8; 8];
         rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut tail);
@@ -2334,17 +2402,29 @@ impl Actor {
             return;
         };
         let log_epoch = ctx.state.epoch().0;
-        // A claim further ahead than any log plausibly moves between two syncs is not believed
-        // (the same bound as for keeping early sealed payloads).
+        // A claim further ahead than any log plausibly moves between two syncs counts as that
+        // far (the same bound as for keeping early sealed payloads).
+        let epoch = epoch.min(log_epoch.saturating_add(MAX_EPOCH_AHEAD));
         if epoch <= log_epoch
-            || epoch > log_epoch.saturating_add(MAX_EPOCH_AHEAD)
-            || ctx.meta.behind.is_some_and(|b| b >= epoch)
+            || ctx
+                .meta
+                .behind_claims
+                .get(&claimant)
+                .is_some_and(|e| *e >= epoch)
         {
             return;
         }
-        ctx.meta.behind = Some(epoch);
-        ctx.meta.behind_by = Some(claimant);
-        ctx.meta.behind_warned = false;
+        ctx.meta.behind_claims.insert(claimant, epoch);
+        if ctx.meta.behind_claims.len() > MAX_BEHIND_CLAIMS
+            && let Some((lowest, _)) = ctx
+                .meta
+                .behind_claims
+                .iter()
+                .min_by_key(|(_, e)| **e)
+                .map(|(d, e)| (*d, *e))
+        {
+            ctx.meta.behind_claims.remove(&lowest);
+        }
         let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         self.needs_sync.insert(group);
     }
@@ -2357,13 +2437,17 @@ impl Actor {
             return;
         };
         let log_epoch = ctx.state.epoch().0;
-        let Some(seen_epoch) = ctx.meta.behind.filter(|seen| *seen > log_epoch) else {
+        let Some(seen_epoch) = ctx.meta.behind(&ctx.state) else {
             return;
         };
-        if ctx.meta.behind_warned {
+        if ctx
+            .meta
+            .behind_warned
+            .is_some_and(|warned| warned >= seen_epoch)
+        {
             return;
         }
-        ctx.meta.behind_warned = true;
+        ctx.meta.behind_warned = Some(seen_epoch);
         let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         tracing::warn!(%group, seen_epoch, log_epoch, "members use an epoch the log has not reached: posts held");
         self.emit(Event::GroupBehind {
@@ -2438,9 +2522,6 @@ impl Actor {
             }
         }
         let _ = self.store.flush();
-        // What is still held waits for its group to catch up or for the retry timer; both set
-        // the flag again.
-        self.held_dirty = false;
     }
 
     /// Leaves a message held: the entry it came from stays, or a new one is made.
@@ -2451,7 +2532,7 @@ impl Actor {
         held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
         if held_key.is_none() {
-            self.hold(group, content)?;
+            self.hold_quietly(group, content)?;
         }
         Err(ClientError::Held)
     }
@@ -2507,7 +2588,8 @@ impl Actor {
             };
             // Frames handled meanwhile (or a sync after a stale epoch) may have shown that
             // members use an epoch this device's log has not reached: then nothing is sealed.
-            if self.is_behind(group) {
+            // A new message also waits behind any that the outbox just held again.
+            if self.is_behind(group) || (!from_held && self.is_held(group)) {
                 return self.keep_held(group, &content, held_key);
             }
             let (epoch, mut chain) = self.ensure_sender_key(group).await?;
@@ -2573,6 +2655,16 @@ impl Actor {
                     }
                     return Ok((seq, message));
                 }
+                // A held message (already out of the held queue) is held again before anything
+                // can fail, and goes with the others once the sync has shown the new epoch.
+                ServerFrame::Error {
+                    code: ErrorCode::StaleEpoch,
+                    ..
+                } if from_held => {
+                    self.hold(group, &content)?;
+                    self.needs_sync.insert(group);
+                    return Err(ClientError::Held);
+                }
                 ServerFrame::Error {
                     code: ErrorCode::StaleEpoch,
                     ..
@@ -2584,7 +2676,7 @@ impl Actor {
                     code: ErrorCode::SlowMode,
                     ..
                 } if from_held => {
-                    self.hold(group, &content)?;
+                    self.hold_quietly(group, &content)?;
                     return Err(server_error(reply));
                 }
                 other => return Err(server_error(other)),

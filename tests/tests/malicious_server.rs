@@ -1159,3 +1159,122 @@ async fn an_op_signed_by_the_servers_own_key_is_not_told_as_a_fork() {
     };
     assert!(!r.reason.contains("forked"), "told of a fork: {}", r.reason);
 }
+
+/// Second review of issue 12: only the highest claim of a later epoch was kept, with its
+/// claimant. A hostile member (Mallory) claims an epoch far ahead, overwriting Alice's honest
+/// claim; the server then shows Bob only Mallory's removal and withholds Carol's. Releasing
+/// Mallory's claim released the hold, and Bob sealed a new key to Carol. Frames manipulated: ops
+/// from Mallory's removal on are withheld from Bob, then only those from Carol's removal on.
+#[tokio::test]
+async fn removing_a_hostile_member_does_not_drop_an_honest_members_claim_of_a_later_epoch() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, group) = group_of(&evil, &["Alice", "Bob", "Carol", "Mallory"]).await;
+    let mallory = users.pop().unwrap();
+    let carol = users.pop().unwrap();
+    let mut bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    let mut bob_log = Vec::new();
+    alice
+        .client
+        .send_text(group, "welcome", None)
+        .await
+        .unwrap();
+    until_shown(&mut bob, &mut bob_log, group, "welcome").await;
+    let (bob_dev, carol_dev) = (bob.client.device(), carol.client.device());
+    let state = evil.group_state(group);
+    let epoch = state.epoch();
+
+    // Mallory, still a member, seals junk to Bob naming an epoch 16 ahead.
+    let mallory_identity = confide_protocol::identity::DeviceIdentity::from_secret_pair(
+        &mallory.secret.clone().try_into().unwrap(),
+    );
+    let mut raw =
+        RawClient::connect_as(&server, mallory_identity, mallory.client.user(), "Mallory").await;
+    assert!(matches!(
+        raw.authenticate().await,
+        ServerFrame::Authenticated { .. }
+    ));
+    let bob_keys = state
+        .current_devices()
+        .into_iter()
+        .find(|k| k.device == bob_dev)
+        .unwrap()
+        .clone();
+    let junk = confide_protocol::seal::seal(
+        &raw.identity,
+        &bob_keys,
+        confide_protocol::seal::SealKind::SenderKey,
+        group,
+        confide_protocol::EpochRef {
+            epoch: confide_protocol::Epoch(epoch.0 + 16),
+            hash: confide_protocol::OpHash([7; 32]),
+        },
+        b"not a distribution",
+        &mut confide_tests::rng(),
+    )
+    .unwrap();
+    assert!(matches!(
+        raw.send_sealed(vec![junk]).await,
+        ServerFrame::Ok { .. }
+    ));
+
+    // The server withholds every op from Mallory's removal on from Bob, while Alice removes
+    // Mallory, then Carol, and posts in the new epoch.
+    let mallory_removal = state.seq() + 1;
+    let withhold_from = Arc::new(AtomicUsize::new(mallory_removal as usize));
+    {
+        let withhold_from = withhold_from.clone();
+        evil.on_server_frames(bob_dev, move |frame| {
+            map_ops(frame, |_, op| {
+                if op_seq(&op) >= withhold_from.load(SeqCst) as u64 {
+                    vec![]
+                } else {
+                    vec![op]
+                }
+            })
+        });
+    }
+    alice
+        .client
+        .remove(group, mallory.client.user(), false)
+        .await
+        .unwrap();
+    alice
+        .client
+        .remove(group, carol.client.user(), false)
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_text(group, "only for Alice and Bob now", None)
+        .await
+        .unwrap();
+    wait_logged(
+        &mut bob,
+        &mut bob_log,
+        "a warning that Bob is behind",
+        |e| matches!(e, Event::GroupBehind { group: g, .. } if *g == group),
+    )
+    .await;
+
+    // Now the server shows Bob Mallory's removal, and still not Carol's.
+    withhold_from.store(mallory_removal as usize + 1, SeqCst);
+    bob.client.sync().await.unwrap();
+    wait_logged(&mut bob, &mut bob_log, "Mallory's removal", |e| {
+        matches!(e, Event::GroupChanged(c) if c.group == group && c.target == Some(mallory.client.user()))
+    })
+    .await;
+    let sent = bob
+        .client
+        .send_text(group, "something Carol must not read", None)
+        .await;
+    assert!(
+        is_held(&sent),
+        "Bob posted while Alice's epoch was still ahead of his log: {sent:?}"
+    );
+    let sealed_to_carol = evil.requests_from(bob_dev).iter().any(|f| {
+        matches!(f, ClientFrame::SendSealed { items, .. } if items.iter().any(|i| i.recipient == carol_dev))
+    });
+    assert!(!sealed_to_carol, "Bob sealed a new key to Carol");
+}

@@ -560,11 +560,21 @@ async fn run_with_client(
         } => {
             let group = profile.group(group)?;
             let reply_to = reply_to.as_deref().map(parse_message_id).transpose()?;
-            let m = client.send_text(group, text, reply_to).await?;
-            out.print(
-                format!("sent #{} ({})", m.seq.0, m.id),
-                json!({ "seq": m.seq, "id": m.id }),
-            );
+            match client.send_text(group, text, reply_to).await {
+                Ok(m) => out.print(
+                    format!("sent #{} ({})", m.seq.0, m.id),
+                    json!({ "seq": m.seq, "id": m.id }),
+                ),
+                // Kept (encrypted) on this device; any later command or the chat sends it once
+                // the group's log has caught up.
+                Err(ClientError::Held) => out.print(
+                    "held: this device has not yet been shown the group's latest membership \
+                     change; your message is kept and will be sent once it has (by any later \
+                     confide command or the chat)",
+                    json!({ "held": true }),
+                ),
+                Err(e) => return Err(e.into()),
+            }
         }
         Command::Read {
             group,

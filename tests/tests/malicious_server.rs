@@ -127,6 +127,37 @@ async fn group_of(evil: &EvilServer, names: &[&str]) -> (Vec<TestUser>, GroupId)
     users_in_group(&evil.url, evil.trust(), names).await
 }
 
+/// Makes the server serve `device`, in `group`, the first message's envelope at the second's
+/// seq and the other way round (each given as its author and the message as posted).
+fn swap_for(
+    evil: &EvilServer,
+    device: confide_protocol::DeviceId,
+    group: GroupId,
+    ((first_author, first), (second_author, second)): (
+        (&TestUser, &confide_client::ChatMessage),
+        (&TestUser, &confide_client::ChatMessage),
+    ),
+) {
+    let first_env = posted_envelope(evil, first_author, first.id);
+    let second_env = posted_envelope(evil, second_author, second.id);
+    let (a, b) = (first.seq, second.seq);
+    evil.on_server_frames(device, move |frame| {
+        map_messages(frame, |g, m| {
+            if g != group {
+                return vec![m];
+            }
+            let envelope = if m.seq == a {
+                second_env.clone()
+            } else if m.seq == b {
+                first_env.clone()
+            } else {
+                m.envelope
+            };
+            vec![StoredMessage { envelope, ..m }]
+        })
+    });
+}
+
 /// Alice (facilitator), Bob and Carol in a group behind `evil`, Bob and Carol having read
 /// Alice's "welcome"; with the events each has seen so far.
 async fn welcomed_three(evil: &EvilServer) -> (GroupId, [TestUser; 3], [Vec<Event>; 3]) {
@@ -663,24 +694,13 @@ async fn messages_one_sender_sent_in_order_and_the_server_swapped_are_flagged() 
 
     let first = alice.client.send_text(group, "first", None).await.unwrap();
     let second = alice.client.send_text(group, "second", None).await.unwrap();
-    let first_env = posted_envelope(&evil, &alice, first.id);
-    let second_env = posted_envelope(&evil, &alice, second.id);
     let (a, b) = (first.seq, second.seq);
-    evil.on_server_frames(bob.client.device(), move |frame| {
-        map_messages(frame, |g, m| {
-            if g != group {
-                return vec![m];
-            }
-            let envelope = if m.seq == a {
-                second_env.clone()
-            } else if m.seq == b {
-                first_env.clone()
-            } else {
-                m.envelope
-            };
-            vec![StoredMessage { envelope, ..m }]
-        })
-    });
+    swap_for(
+        &evil,
+        bob.client.device(),
+        group,
+        ((&alice, &first), (&alice, &second)),
+    );
 
     bob.come_back().await;
     let mut log = Vec::new();
@@ -854,24 +874,13 @@ async fn a_reply_the_server_put_before_what_it_answers_is_flagged() {
         .send_text(group, "better, thanks", None)
         .await
         .unwrap();
-    let question_env = posted_envelope(&evil, &alice, question.id);
-    let answer_env = posted_envelope(&evil, &bob, answer.id);
-    let (a, b) = (question.seq, answer.seq);
-    evil.on_server_frames(carol.client.device(), move |frame| {
-        map_messages(frame, |g, m| {
-            if g != group {
-                return vec![m];
-            }
-            let envelope = if m.seq == a {
-                answer_env.clone()
-            } else if m.seq == b {
-                question_env.clone()
-            } else {
-                m.envelope
-            };
-            vec![StoredMessage { envelope, ..m }]
-        })
-    });
+    let a = question.seq;
+    swap_for(
+        &evil,
+        carol.client.device(),
+        group,
+        ((&alice, &question), (&bob, &answer)),
+    );
 
     carol.come_back().await;
     let mut log = Vec::new();

@@ -150,6 +150,77 @@ mod tests {
         assert!(Invite::from_link("confide-invite:!!!").is_err());
         assert!(Invite::from_link("https://example.org").is_err());
     }
+
+    /// The link format of PROTOCOL.md §8.9 byte for byte, against
+    /// `protocol/test-vectors/invite-link.json` (regenerate deliberately with
+    /// `CONFIDE_REGENERATE_VECTORS=1`).
+    #[test]
+    fn the_link_format_matches_its_test_vector() {
+        let secret = InviteSecret::from_bytes(&[0x32; 32]);
+        let invite = Invite::new(
+            GroupId([7; 16]),
+            OpHash([8; 32]),
+            DeviceId([9; 32]),
+            true,
+            &secret,
+        );
+        let link = invite.to_link();
+        let payload = URL_SAFE_NO_PAD
+            .decode(link.trim_start_matches(INVITE_PREFIX))
+            .unwrap();
+        let actual = serde_json::json!({
+            "description": "An invite link (PROTOCOL.md §8.9): the prefix, then the unpadded URL-safe base64 of the JSON object shown as `json`.",
+            "inputs": {
+                "group": GroupId([7; 16]),
+                "genesis": OpHash([8; 32]),
+                "inviter": DeviceId([9; 32]),
+                "secret": confide_protocol::encoding::b64_encode(&[0x32; 32]),
+                "requires_approval": true,
+            },
+            "invite_id": secret.id(),
+            "json": String::from_utf8(payload).unwrap(),
+            "link": link,
+        });
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../protocol/test-vectors/invite-link.json");
+        let pretty = serde_json::to_string_pretty(&actual).unwrap() + "\n";
+        if std::env::var_os("CONFIDE_REGENERATE_VECTORS").is_some() {
+            std::fs::write(&path, pretty).unwrap();
+            return;
+        }
+        let stored: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(stored, actual, "the invite-link format changed");
+        // And a link written by another implementation parses back to the same invite.
+        let parsed = Invite::from_link(stored["link"].as_str().unwrap()).unwrap();
+        assert_eq!(parsed.id(), secret.id());
+        assert_eq!(parsed.group, GroupId([7; 16]));
+        assert!(parsed.requires_approval);
+        // Members in another order are the same link; an unknown member or version is refused.
+        let reordered = format!(
+            "{INVITE_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(
+                serde_json::to_vec(
+                    &serde_json::from_str::<serde_json::Value>(stored["json"].as_str().unwrap())
+                        .unwrap()
+                )
+                .unwrap()
+            )
+        );
+        assert_eq!(Invite::from_link(&reordered).unwrap().id(), secret.id());
+        let with = |extra: &str| {
+            let json = stored["json"].as_str().unwrap().replacen('{', extra, 1);
+            format!("{INVITE_PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
+        };
+        assert!(Invite::from_link(&with("{\"x\":1,")).is_err());
+        let v2 = stored["json"]
+            .as_str()
+            .unwrap()
+            .replace("\"v\":1", "\"v\":2");
+        assert!(
+            Invite::from_link(&format!("{INVITE_PREFIX}{}", URL_SAFE_NO_PAD.encode(v2))).is_err()
+        );
+    }
 }
 
 /// An invite as the group's verified log records it, for facilitators to review and revoke

@@ -762,3 +762,60 @@ mod ed25519_rules {
         );
     }
 }
+
+/// The invite proofs (§8.9) and pinned-text commitments (§6.7): signed and MACed messages that
+/// the other files show only inside larger structures.
+#[test]
+fn invite_proof_and_pinned_commitment_vectors() {
+    use confide_protocol::envelope::{PinnedKind, pinned_commitment};
+    use confide_protocol::group_log::{InviteSecret, verify_invite_sync, verify_join_sig};
+    let invite = InviteSecret::from_bytes(&seed_bytes(50));
+    let group = GroupId([7; 16]);
+    let bob = identity_from_seed(2);
+    let user = UserId([0x22; 16]);
+    let sync_sig = invite.sign_sync(&group, &bob.device_id());
+    let join_sig = invite.sign_join(&group, &user, &bob.device_id());
+    // The signatures verify as the server and clients check them.
+    verify_invite_sync(&invite.id(), &group, &bob.device_id(), &sync_sig).unwrap();
+    verify_join_sig(&invite.id(), &group, &user, &bob.device_id(), &join_sig).unwrap();
+    let key = seed_bytes(51);
+    let agreement = "Be kind. What is shared here stays here.";
+    let crisis = "In an emergency call 112.";
+    check(
+        "invite-and-pinned",
+        json!({
+            "invite_secret": b64_encode(&seed_bytes(50)),
+            "invite_id": invite.id(),
+            "group": group,
+            "device": bob.device_id(),
+            "user": user,
+            "invite_proof": {
+                "signed_message": b64_encode(&confide_protocol::primitives::labelled(
+                    "confide/v1/invite-sync",
+                    &[group.as_bytes(), bob.device_id().as_bytes()],
+                )),
+                "signature": sync_sig,
+            },
+            "join": {
+                "signed_message": b64_encode(&confide_protocol::primitives::labelled(
+                    "confide/v1/join",
+                    &[group.as_bytes(), user.as_bytes(), bob.device_id().as_bytes()],
+                )),
+                "invite_sig": join_sig,
+            },
+            "pinned": {
+                "key": b64_encode(&key),
+                "agreement": {
+                    "version": 3,
+                    "text": agreement,
+                    "commitment": b64_encode(&pinned_commitment(&key, PinnedKind::Agreement, 3, agreement)),
+                },
+                "crisis_resources": {
+                    "version": 0,
+                    "text": crisis,
+                    "commitment": b64_encode(&pinned_commitment(&key, PinnedKind::CrisisResources, 0, crisis)),
+                },
+            },
+        }),
+    );
+}

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError, Write};
@@ -43,6 +43,10 @@ pub struct Writer {
 #[error("the writer has stopped (server shutting down)")]
 pub struct WriterClosed;
 
+/// Set (once) when storage reports that it cannot write again until the server restarts
+/// ([`StorageError::NeedsRestart`]): the reason, for the server to shut down with.
+pub type Fatal = watch::Receiver<Option<String>>;
+
 impl Writer {
     /// Starts the writer thread.
     pub fn start(
@@ -50,12 +54,13 @@ impl Writer {
         queue: usize,
         max_batch: usize,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>, Fatal)> {
         let (tx, rx) = mpsc::channel(queue.max(1));
+        let (fatal_tx, fatal_rx) = watch::channel(None);
         let handle = std::thread::Builder::new()
             .name("confide-writer".into())
-            .spawn(move || writer_loop(storage, rx, max_batch.max(1), metrics))?;
-        Ok((Writer { tx }, handle))
+            .spawn(move || writer_loop(storage, rx, max_batch.max(1), metrics, fatal_tx))?;
+        Ok((Writer { tx }, handle, fatal_rx))
     }
 
     /// Queues `writes`; `done` runs on the writer thread once they are durable or have failed.
@@ -86,6 +91,7 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Request>,
     max_batch: usize,
     metrics: Arc<Metrics>,
+    fatal: watch::Sender<Option<String>>,
 ) {
     let mut batch: Vec<Request> = Vec::new();
     let mut writes: Vec<Write> = Vec::new();
@@ -104,8 +110,20 @@ fn writer_loop(
         let started = Instant::now();
         let result = storage.commit(&writes).map_err(Arc::new);
         metrics.record_flush(started.elapsed(), batch.len(), result.is_ok());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, requests = batch.len(), "durable write failed; nothing in the batch is acknowledged");
+        match &result {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, requests = batch.len(), "durable write failed; nothing in the batch is acknowledged");
+                if let StorageError::NeedsRestart(reason) = e.as_ref() {
+                    fatal.send_if_modified(|fatal| {
+                        let first = fatal.is_none();
+                        if first {
+                            *fatal = Some(reason.clone());
+                        }
+                        first
+                    });
+                }
+            }
         }
         for request in batch.drain(..) {
             (request.done)(result.clone());

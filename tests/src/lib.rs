@@ -796,6 +796,9 @@ pub struct DiskFaults {
     /// While set, durable writes are written and then reported as failed — a flush that fails
     /// after the database has applied the batch, so the server cannot know what is durable.
     pub fail_after_write: std::sync::atomic::AtomicBool,
+    /// While set, durable writes fail as sled's do after a write error: the storage says it
+    /// cannot write again until the server restarts.
+    pub broken: std::sync::atomic::AtomicBool,
 }
 
 impl DiskFaults {
@@ -829,6 +832,11 @@ impl confide_server::Storage for FaultyDisk {
                 std::thread::sleep(Duration::from_millis(2));
             }
             self.faults.waiting.fetch_sub(1, SeqCst);
+        }
+        if self.faults.broken.load(SeqCst) {
+            return Err(confide_server::storage::StorageError::NeedsRestart(
+                "Input/output error (os error 5)".into(),
+            ));
         }
         if self.faults.full.load(SeqCst) {
             return Err(confide_server::storage::StorageError::Backend(

@@ -347,3 +347,21 @@ async fn shutdown_completes_while_a_durable_write_is_stuck() {
     posting.abort();
     faults.stalled.store(false, Ordering::SeqCst);
 }
+
+#[tokio::test]
+async fn a_write_the_database_cannot_recover_from_shuts_the_server_down_cleanly() {
+    let (mut server, faults) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut alice, _bob, state) = raw_group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    // What sled does after a failed write: it cannot write again until it is reopened.
+    faults.broken.store(true, Ordering::SeqCst);
+    let envelope = seal_post(&alice, &mut chain, &state, "on a broken disk");
+    let reply = alice.request(|id| ClientFrame::Post { id, envelope }).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::Storage), "{reply:?}");
+    // The server says it must restart, and stops by itself, gracefully.
+    let outcome = server.exited().await;
+    let message = outcome
+        .expect_err("the server reports why it stopped")
+        .to_string();
+    assert!(message.contains("must restart"), "{message}");
+}

@@ -177,7 +177,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::default());
     let groups = Groups::load(config.storage.as_ref())?;
-    let (writer, writer_thread, mut fatal) = Writer::start(
+    let (writer, writer_thread, mut status) = Writer::start(
         config.storage.clone(),
         config.limits.write_queue,
         config.limits.max_batch,
@@ -208,17 +208,8 @@ pub async fn run(
     let per_ip: PerIp = Arc::new(std::sync::Mutex::new(HashMap::new()));
     tokio::pin!(shutdown);
     // Completes once storage says only a restart can make it write again.
-    let storage_failed = async move {
-        let reason = match fatal.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone(),
-            Err(_) => None,
-        };
-        match reason {
-            Some(reason) => reason,
-            // The writer is gone without saying so: nothing to report; wait for the signal.
-            None => std::future::pending().await,
-        }
-    };
+    let stuck_after = shared.limits.stuck_write_timeout;
+    let storage_failed = async move { status.failed(stuck_after).await };
     tokio::pin!(storage_failed);
     let mut failure = None;
     tracing::info!(addr = ?listener.local_addr().ok(), tls = shared.tls.is_some(), "listening");

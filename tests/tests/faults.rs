@@ -365,3 +365,31 @@ async fn a_write_the_database_cannot_recover_from_shuts_the_server_down_cleanly(
         .to_string();
     assert!(message.contains("must restart"), "{message}");
 }
+
+#[tokio::test]
+async fn a_disk_that_stops_answering_shuts_the_server_down_cleanly() {
+    let limits = Limits {
+        stuck_write_timeout: Duration::from_millis(200),
+        shutdown_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (mut server, faults) = TestServer::start_with_disk_faults(limits).await;
+    let (alice, _bob, state) = raw_group_of_two(&server).await;
+    let mut alice = alice;
+    let mut chain = SenderChain::generate(&mut rng());
+    faults.stalled.store(true, Ordering::SeqCst);
+    let envelope = seal_post(&alice, &mut chain, &state, "never written");
+    let id = alice.next_id();
+    let frame = ClientFrame::Post { id, envelope };
+    let posting = tokio::spawn(async move { alice.send_request(&frame).await });
+    faults.until_a_write_is_stalled().await;
+    // Instead of leaving posts unanswered forever, the server says it must restart and stops.
+    let outcome = server.exited().await;
+    let message = outcome
+        .expect_err("the server reports why it stopped")
+        .to_string();
+    assert!(message.contains("must restart"), "{message}");
+    assert!(message.contains("not answering"), "{message}");
+    posting.abort();
+    faults.stalled.store(false, Ordering::SeqCst);
+}

@@ -539,6 +539,32 @@ mod tests {
     }
 
     #[test]
+    fn a_disk_short_of_the_free_margin_refuses_writes_before_writing_and_reads_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, 0).unwrap();
+        let me = DeviceId([9; 32]);
+        let write = |i| Write::Inbox {
+            device: me,
+            item: item(i, 5, confide_protocol::seal::SealKind::Direct),
+        };
+        db.commit(&[write(1)]).unwrap();
+        drop(db);
+        // No disk has this much free.
+        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, u64::MAX).unwrap();
+        for _ in 0..2 {
+            let err = db.commit(&[write(2)]).unwrap_err();
+            assert!(matches!(err, StorageError::Full { .. }), "{err}");
+            assert!(err.to_string().contains("free space"), "{err}");
+        }
+        assert_eq!(
+            db.inbox_len(&me).unwrap(),
+            1,
+            "nothing of the refused batch"
+        );
+        assert_eq!(db.inbox(&me, 0, 10).unwrap().len(), 1);
+    }
+
+    #[test]
     fn a_cache_too_small_to_work_is_a_clear_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let err = SledStorage::open_with_cache(dir.path(), 100)

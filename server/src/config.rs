@@ -18,6 +18,14 @@ pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// A single websocket send that takes longer than this means the peer has stopped reading; the
 /// connection is dropped.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default bound on each of the two waits of graceful shutdown (connections, then the writer):
+/// long enough for a healthy disk to finish a full write queue, short enough that a stalled disk
+/// cannot keep a stopping server alive until a supervisor kills it.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time one durable write (one batch and its flush) may take before the disk is deemed
+/// stuck: healthy flushes take milliseconds, a busy disk seconds; two minutes without an answer
+/// means the storage will not recover in this process.
+pub const DEFAULT_STUCK_WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Simultaneous connections from one IP address (authenticated or not).
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 /// Simultaneous connections the server accepts; more wait in the kernel's accept queue.
@@ -163,6 +171,14 @@ pub struct Limits {
     pub write_queue: usize,
     /// See [`crate::writer::DEFAULT_MAX_BATCH`].
     pub max_batch: usize,
+    /// How long graceful shutdown waits for connections to close, and then for the writer to
+    /// finish the writes already queued, before it gives up on them and completes anyway
+    /// (nothing unfinished was acknowledged). Bounds shutdown when the disk stalls.
+    pub shutdown_timeout: Duration,
+    /// How long one durable write may take before the server decides the disk has stopped
+    /// answering and shuts down (gracefully, within `shutdown_timeout`) so that a supervisor
+    /// restarts it; see [`DEFAULT_STUCK_WRITE_TIMEOUT`].
+    pub stuck_write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -203,6 +219,8 @@ impl Default for Limits {
             ws_write_buffer: DEFAULT_WS_WRITE_BUFFER,
             write_queue: DEFAULT_WRITE_QUEUE,
             max_batch: DEFAULT_MAX_BATCH,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            stuck_write_timeout: DEFAULT_STUCK_WRITE_TIMEOUT,
         }
     }
 }
@@ -263,8 +281,13 @@ pub struct FileConfig {
     pub ws_write_buffer: Option<usize>,
     pub write_queue: Option<usize>,
     pub max_batch: Option<usize>,
+    pub shutdown_timeout_ms: Option<u64>,
+    pub stuck_write_timeout_ms: Option<u64>,
     /// sled's page cache in bytes (default [`crate::storage::DEFAULT_CACHE_BYTES`]).
     pub storage_cache_bytes: Option<u64>,
+    /// Bytes that must stay free on the database's disk for writes to go ahead (default
+    /// [`crate::storage::DEFAULT_MIN_FREE_BYTES`]).
+    pub storage_min_free_bytes: Option<u64>,
 }
 
 impl FileConfig {
@@ -368,6 +391,12 @@ impl FileConfig {
         }
         if let Some(v) = self.write_queue {
             c.write_queue = v
+        }
+        if let Some(v) = self.shutdown_timeout_ms {
+            c.shutdown_timeout = Duration::from_millis(v)
+        }
+        if let Some(v) = self.stuck_write_timeout_ms {
+            c.stuck_write_timeout = Duration::from_millis(v)
         }
         if let Some(v) = self.max_batch {
             c.max_batch = v

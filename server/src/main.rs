@@ -180,9 +180,13 @@ fn real_main() -> anyhow::Result<()> {
         let cache = file
             .storage_cache_bytes
             .unwrap_or(confide_server::storage::DEFAULT_CACHE_BYTES);
-        let storage = Arc::new(SledStorage::open_with_cache(
+        let min_free = file
+            .storage_min_free_bytes
+            .unwrap_or(confide_server::storage::DEFAULT_MIN_FREE_BYTES);
+        let storage = Arc::new(SledStorage::open_with(
             &data_dir.join(DB_SUBDIR),
             cache,
+            min_free,
         )?);
         let listener = tokio::net::TcpListener::bind(listen)
             .await

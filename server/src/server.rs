@@ -50,6 +50,13 @@ pub enum ServerError {
     /// Stored data could not be loaded.
     #[error("cannot load stored data: {0}")]
     Storage(#[from] StorageError),
+    /// Storage failed in a way only a restart recovers from; the server shut down gracefully
+    /// (every acknowledged write is durable) so that its supervisor can start it again.
+    #[error(
+        "storage failed and the server must restart: {0}. It shut down cleanly; nothing \
+         acknowledged was lost. Check the disk (free space, I/O errors) and start it again"
+    )]
+    StorageFailed(String),
     /// An OS resource (thread, socket) could not be had.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -170,7 +177,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::default());
     let groups = Groups::load(config.storage.as_ref())?;
-    let (writer, writer_thread) = Writer::start(
+    let (writer, writer_thread, mut status) = Writer::start(
         config.storage.clone(),
         config.limits.write_queue,
         config.limits.max_batch,
@@ -200,16 +207,29 @@ pub async fn run(
     let mut connections = JoinSet::new();
     let per_ip: PerIp = Arc::new(std::sync::Mutex::new(HashMap::new()));
     tokio::pin!(shutdown);
+    // Completes once storage says only a restart can make it write again.
+    let stuck_after = shared.limits.stuck_write_timeout;
+    let storage_failed = async move { status.failed(stuck_after).await };
+    tokio::pin!(storage_failed);
+    let mut failure = None;
     tracing::info!(addr = ?listener.local_addr().ok(), tls = shared.tls.is_some(), "listening");
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit,
             _ = &mut shutdown => break,
+            reason = &mut storage_failed => {
+                failure = Some(reason);
+                break;
+            }
         };
         let Ok(permit) = permit else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = &mut shutdown => break,
+            reason = &mut storage_failed => {
+                failure = Some(reason);
+                break;
+            }
         };
         // Reap finished connection tasks so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
@@ -241,16 +261,62 @@ pub async fn run(
             }
         }
     }
+    if let Some(reason) = &failure {
+        tracing::error!(
+            %reason,
+            "storage cannot write again until the server restarts; shutting down"
+        );
+    }
     tracing::info!("shutting down: closing connections");
     let _ = stop_tx.send(true);
-    while connections.join_next().await.is_some() {}
+    // Every wait is bounded: a stalled disk can hold a connection (waiting for its write) and
+    // the writer forever, and a stopping server must still stop. What is abandoned was never
+    // acknowledged.
+    let wait = shared.limits.shutdown_timeout;
+    let closed = tokio::time::timeout(wait, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if closed.is_err() {
+        tracing::warn!(
+            left = connections.len(),
+            "connections still open after the shutdown timeout (waiting for the disk?); closing them"
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
     if let Some(task) = metrics_task {
         task.abort();
     }
+    retention_task.abort();
     let _ = retention_task.await;
     // Every connection is gone; dropping the last writer handle lets the writer drain and stop.
     drop(shared);
-    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    // Joined from a plain thread, not `spawn_blocking`: the runtime waits for its blocking
+    // tasks when it is dropped, which would bring back the hang on a writer that never returns.
+    let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
+    let joiner = std::thread::Builder::new()
+        .name("confide-writer-join".into())
+        .spawn(move || {
+            let _ = writer_thread.join();
+            let _ = joined_tx.send(());
+        });
+    let joined = match joiner {
+        Ok(_) => tokio::time::timeout(wait, joined_rx).await.is_ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a thread to wait for the writer");
+            false
+        }
+    };
+    if !joined {
+        tracing::error!(
+            "the writer did not finish within the shutdown timeout (the disk is not answering); \
+             its unfinished writes were never acknowledged"
+        );
+    }
     tracing::info!("shutdown complete");
-    Ok(())
+    match failure {
+        Some(reason) => Err(ServerError::StorageFailed(reason)),
+        None => Ok(()),
+    }
 }

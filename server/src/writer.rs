@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
 use crate::storage::{Storage, StorageError, Write};
@@ -43,6 +43,51 @@ pub struct Writer {
 #[error("the writer has stopped (server shutting down)")]
 pub struct WriterClosed;
 
+/// How often [`WriterStatus::failed`] looks whether a durable write is stuck.
+const STUCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Watches the writer for the failures that only a restart repairs: storage reporting it cannot
+/// write again ([`StorageError::NeedsRestart`]), or one durable write taking so long that the
+/// disk has stopped answering (sled can wait forever on a flush after a write error).
+pub struct WriterStatus {
+    fatal: watch::Receiver<Option<String>>,
+    busy_since: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl WriterStatus {
+    /// Completes, with the reason, once the writer cannot go on: storage said so, or one
+    /// durable write has been running for longer than `stuck_after`.
+    pub async fn failed(&mut self, stuck_after: std::time::Duration) -> String {
+        let mut tick = tokio::time::interval(
+            STUCK_CHECK_INTERVAL.min(stuck_after.max(std::time::Duration::from_millis(1))),
+        );
+        loop {
+            tokio::select! {
+                changed = self.fatal.changed() => {
+                    if changed.is_err() {
+                        // The writer has stopped (shutdown); nothing more to watch.
+                        return std::future::pending().await;
+                    }
+                    if let Some(reason) = self.fatal.borrow_and_update().clone() {
+                        return reason;
+                    }
+                }
+                _ = tick.tick() => {
+                    let since = self.busy_since.lock().map(|busy| *busy).unwrap_or(None);
+                    if let Some(since) = since
+                        && since.elapsed() > stuck_after
+                    {
+                        return format!(
+                            "a durable write has not finished in {} s: the disk is not answering",
+                            stuck_after.as_secs_f64()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Writer {
     /// Starts the writer thread.
     pub fn start(
@@ -50,12 +95,20 @@ impl Writer {
         queue: usize,
         max_batch: usize,
         metrics: Arc<Metrics>,
-    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>)> {
+    ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>, WriterStatus)> {
         let (tx, rx) = mpsc::channel(queue.max(1));
+        let (fatal_tx, fatal_rx) = watch::channel(None);
+        let busy_since = Arc::new(std::sync::Mutex::new(None));
+        let status = WriterStatus {
+            fatal: fatal_rx,
+            busy_since: busy_since.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name("confide-writer".into())
-            .spawn(move || writer_loop(storage, rx, max_batch.max(1), metrics))?;
-        Ok((Writer { tx }, handle))
+            .spawn(move || {
+                writer_loop(storage, rx, max_batch.max(1), metrics, fatal_tx, busy_since)
+            })?;
+        Ok((Writer { tx }, handle, status))
     }
 
     /// Queues `writes`; `done` runs on the writer thread once they are durable or have failed.
@@ -86,6 +139,8 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Request>,
     max_batch: usize,
     metrics: Arc<Metrics>,
+    fatal: watch::Sender<Option<String>>,
+    busy_since: Arc<std::sync::Mutex<Option<Instant>>>,
 ) {
     let mut batch: Vec<Request> = Vec::new();
     let mut writes: Vec<Write> = Vec::new();
@@ -102,10 +157,28 @@ fn writer_loop(
             writes.append(&mut request.writes);
         }
         let started = Instant::now();
+        if let Ok(mut busy) = busy_since.lock() {
+            *busy = Some(started);
+        }
         let result = storage.commit(&writes).map_err(Arc::new);
+        if let Ok(mut busy) = busy_since.lock() {
+            *busy = None;
+        }
         metrics.record_flush(started.elapsed(), batch.len(), result.is_ok());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, requests = batch.len(), "durable write failed; nothing in the batch is acknowledged");
+        match &result {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, requests = batch.len(), "durable write failed; nothing in the batch is acknowledged");
+                if let StorageError::NeedsRestart(reason) = e.as_ref() {
+                    fatal.send_if_modified(|fatal| {
+                        let first = fatal.is_none();
+                        if first {
+                            *fatal = Some(reason.clone());
+                        }
+                        first
+                    });
+                }
+            }
         }
         for request in batch.drain(..) {
             (request.done)(result.clone());

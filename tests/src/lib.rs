@@ -50,7 +50,7 @@ pub struct TestServer {
     pub port: u16,
     limits: Limits,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    task: Option<JoinHandle<Result<(), confide_server::ServerError>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -98,6 +98,18 @@ impl TestServer {
         Self::launch_inner(data_dir, port, limits, use_tls, None).await
     }
 
+    /// Starts a server whose data lives in `data_dir` (for example a small filesystem the test
+    /// mounted), writing only while at least `min_free_bytes` stay free on it.
+    pub async fn start_in(data_dir: &Path, limits: Limits, min_free_bytes: u64) -> TestServer {
+        let sled = SledStorage::open_with(
+            &data_dir.join("db"),
+            confide_server::storage::MIN_CACHE_BYTES,
+            min_free_bytes,
+        )
+        .unwrap();
+        Self::launch_storage(data_dir, 0, limits, true, Arc::new(sled)).await
+    }
+
     async fn launch_inner(
         data_dir: &Path,
         port: u16,
@@ -105,10 +117,6 @@ impl TestServer {
         use_tls: bool,
         disk_fault: Option<Arc<DiskFaults>>,
     ) -> TestServer {
-        let identity = TlsIdentity::dev(data_dir).unwrap();
-        let pin = identity.fingerprint();
-        let tls = identity.server_config().unwrap();
-        let tls = use_tls.then_some(tls);
         let sled = Arc::new(SledStorage::open(&data_dir.join("db")).unwrap());
         let storage: Arc<dyn confide_server::Storage> = match disk_fault {
             Some(faults) => Arc::new(FaultyDisk {
@@ -117,6 +125,20 @@ impl TestServer {
             }),
             None => sled,
         };
+        Self::launch_storage(data_dir, port, limits, use_tls, storage).await
+    }
+
+    async fn launch_storage(
+        data_dir: &Path,
+        port: u16,
+        limits: Limits,
+        use_tls: bool,
+        storage: Arc<dyn confide_server::Storage>,
+    ) -> TestServer {
+        let identity = TlsIdentity::dev(data_dir).unwrap();
+        let pin = identity.fingerprint();
+        let tls = identity.server_config().unwrap();
+        let tls = use_tls.then_some(tls);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
@@ -133,7 +155,6 @@ impl TestServer {
                 let _ = stop_rx.await;
             })
             .await
-            .unwrap();
         });
         TestServer {
             url: if use_tls {
@@ -157,8 +178,17 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.unwrap();
+            task.await.unwrap().unwrap();
         }
+    }
+
+    /// Waits until the server stops by itself (without being asked to), and returns why.
+    pub async fn exited(&mut self) -> Result<(), confide_server::ServerError> {
+        let task = self.task.take().expect("the server was already stopped");
+        tokio::time::timeout(RECV_TIMEOUT, task)
+            .await
+            .expect("the server did not stop by itself")
+            .unwrap()
     }
 
     /// Stops and starts again on the same port and data directory.
@@ -766,6 +796,9 @@ pub struct DiskFaults {
     /// While set, durable writes are written and then reported as failed — a flush that fails
     /// after the database has applied the batch, so the server cannot know what is durable.
     pub fail_after_write: std::sync::atomic::AtomicBool,
+    /// While set, durable writes fail as sled's do after a write error: the storage says it
+    /// cannot write again until the server restarts.
+    pub broken: std::sync::atomic::AtomicBool,
 }
 
 impl DiskFaults {
@@ -799,6 +832,11 @@ impl confide_server::Storage for FaultyDisk {
                 std::thread::sleep(Duration::from_millis(2));
             }
             self.faults.waiting.fetch_sub(1, SeqCst);
+        }
+        if self.faults.broken.load(SeqCst) {
+            return Err(confide_server::storage::StorageError::NeedsRestart(
+                "Input/output error (os error 5)".into(),
+            ));
         }
         if self.faults.full.load(SeqCst) {
             return Err(confide_server::storage::StorageError::Backend(

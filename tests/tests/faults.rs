@@ -189,3 +189,207 @@ async fn a_message_the_full_disk_refused_is_kept_and_sent_when_the_disk_recovers
     let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["hello", "written while the disk was full"]);
 }
+
+/// A real filesystem of a few MiB (a tmpfs mounted for the test, unmounted when dropped), so that
+/// the database meets a genuinely full disk. Mounting needs root, as in CI.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+/// Size of [`SmallDisk`]: room for the database and a few hundred messages.
+const SMALL_DISK_BYTES: u64 = 32 * 1024 * 1024;
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={SMALL_DISK_BYTES}"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "mounting a small tmpfs failed (this test needs root): {status}"
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk to the last byte.
+    fn fill(&self) {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(self.path().join("filler")).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        while file.write_all(&chunk[..512]).is_ok() {}
+        while file.write_all(&chunk[..1]).is_ok() {}
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn seal_post(
+    client: &RawClient,
+    chain: &mut SenderChain,
+    state: &confide_protocol::group_log::GroupState,
+    text: &str,
+) -> Envelope {
+    Envelope::seal(
+        &client.identity,
+        state.group(),
+        state.epoch_ref(),
+        chain,
+        text.as_bytes(),
+        &mut rng(),
+    )
+    .unwrap()
+}
+
+/// Posts tried on a full [`SmallDisk`] before the test gives up waiting for a refusal.
+const MAX_POSTS_TO_FILL: usize = 1000;
+
+#[tokio::test]
+async fn a_really_full_disk_keeps_reads_working_and_writes_resume_once_space_is_back() {
+    let disk = SmallDisk::mount();
+    let mut server = TestServer::start_in(disk.path(), Limits::default(), 4 * 1024 * 1024).await;
+    let (mut alice, mut bob, state) = raw_group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    let envelope = seal_post(&alice, &mut chain, &state, "before");
+    assert!(matches!(
+        alice.request(|id| ClientFrame::Post { id, envelope }).await,
+        ServerFrame::Posted { .. }
+    ));
+
+    disk.fill();
+    // The database may still fit a few posts into space it had already taken; sooner or later
+    // (at once, with the server's margin of free space) posts are refused with `storage`.
+    let mut acknowledged = 1;
+    let mut refused = 0;
+    let filler = "x".repeat(4000);
+    for _ in 0..MAX_POSTS_TO_FILL {
+        let envelope = seal_post(&alice, &mut chain, &state, &filler);
+        let reply = alice.request(|id| ClientFrame::Post { id, envelope }).await;
+        match error_code(&reply) {
+            None => acknowledged += 1,
+            Some(code) => {
+                assert_eq!(code, ErrorCode::Storage, "{reply:?}");
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(refused, 3, "posts were still accepted on a full disk");
+    // Members can still read everything acknowledged.
+    let (ops, messages) = bob.sync_from_start(state.group()).await;
+    assert_eq!((ops.len(), messages.len()), (2, acknowledged));
+
+    // Space returns: writes work again without a restart.
+    disk.free();
+    let envelope = seal_post(&alice, &mut chain, &state, "after");
+    let reply = alice.request(|id| ClientFrame::Post { id, envelope }).await;
+    assert!(matches!(reply, ServerFrame::Posted { .. }), "{reply:?}");
+    let (_, messages) = bob.sync_from_start(state.group()).await;
+    assert_eq!(messages.len(), acknowledged + 1, "every acknowledged post");
+    tokio::time::timeout(RECV_TIMEOUT, server.stop())
+        .await
+        .expect("graceful shutdown completes");
+}
+
+#[tokio::test]
+async fn shutdown_completes_while_a_durable_write_is_stuck() {
+    let limits = Limits {
+        shutdown_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (mut server, faults) = TestServer::start_with_disk_faults(limits).await;
+    let (alice, _bob, state) = raw_group_of_two(&server).await;
+    let mut alice = alice;
+    let mut chain = SenderChain::generate(&mut rng());
+    faults.stalled.store(true, Ordering::SeqCst);
+    let envelope = seal_post(&alice, &mut chain, &state, "stuck");
+    let id = alice.next_id();
+    let frame = ClientFrame::Post { id, envelope };
+    let posting = tokio::spawn(async move { alice.send_request(&frame).await });
+    faults.until_a_write_is_stalled().await;
+    // A registration waits for the stuck writer too.
+    let mut dana = RawClient::connect_as(
+        &server,
+        DeviceIdentity::generate(&mut rng()),
+        UserId::random(&mut rng()),
+        "Dana",
+    )
+    .await;
+    let id = dana.next_id();
+    let frame = dana.register_frame(id);
+    let waiting = tokio::spawn(async move { dana.send_request(&frame).await });
+    tokio::time::timeout(RECV_TIMEOUT, server.stop())
+        .await
+        .expect("graceful shutdown completes even though the disk never answers");
+    waiting.abort();
+    posting.abort();
+    faults.stalled.store(false, Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn a_write_the_database_cannot_recover_from_shuts_the_server_down_cleanly() {
+    let (mut server, faults) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut alice, _bob, state) = raw_group_of_two(&server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    // What sled does after a failed write: it cannot write again until it is reopened.
+    faults.broken.store(true, Ordering::SeqCst);
+    let envelope = seal_post(&alice, &mut chain, &state, "on a broken disk");
+    let reply = alice.request(|id| ClientFrame::Post { id, envelope }).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::Storage), "{reply:?}");
+    // The server says it must restart, and stops by itself, gracefully.
+    let outcome = server.exited().await;
+    let message = outcome
+        .expect_err("the server reports why it stopped")
+        .to_string();
+    assert!(message.contains("must restart"), "{message}");
+}
+
+#[tokio::test]
+async fn a_disk_that_stops_answering_shuts_the_server_down_cleanly() {
+    let limits = Limits {
+        stuck_write_timeout: Duration::from_millis(200),
+        shutdown_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (mut server, faults) = TestServer::start_with_disk_faults(limits).await;
+    let (alice, _bob, state) = raw_group_of_two(&server).await;
+    let mut alice = alice;
+    let mut chain = SenderChain::generate(&mut rng());
+    faults.stalled.store(true, Ordering::SeqCst);
+    let envelope = seal_post(&alice, &mut chain, &state, "never written");
+    let id = alice.next_id();
+    let frame = ClientFrame::Post { id, envelope };
+    let posting = tokio::spawn(async move { alice.send_request(&frame).await });
+    faults.until_a_write_is_stalled().await;
+    // Instead of leaving posts unanswered forever, the server says it must restart and stops.
+    let outcome = server.exited().await;
+    let message = outcome
+        .expect_err("the server reports why it stopped")
+        .to_string();
+    assert!(message.contains("must restart"), "{message}");
+    assert!(message.contains("not answering"), "{message}");
+    posting.abort();
+    faults.stalled.store(false, Ordering::SeqCst);
+}

@@ -10,7 +10,7 @@
 
 mod sled_store;
 
-pub use sled_store::{DEFAULT_CACHE_BYTES, MIN_CACHE_BYTES, SledStorage};
+pub use sled_store::{DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_BYTES, MIN_CACHE_BYTES, SledStorage};
 
 use confide_protocol::frames::{InboxItem, StoredMessage};
 use confide_protocol::group_log::SignedOp;
@@ -98,6 +98,22 @@ pub enum StorageError {
     /// The database reported an I/O or corruption error.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The disk is (nearly) full: the batch was refused before anything was written, the
+    /// database is intact, and writes go ahead again by themselves once space is freed.
+    #[error(
+        "the disk holding the database is nearly full ({available} bytes free, {needed} needed \
+         to write safely); nothing was written; free space and writes resume by themselves"
+    )]
+    Full {
+        /// Bytes free on the disk.
+        available: u64,
+        /// Bytes that must be free for this batch.
+        needed: u64,
+    },
+    /// A write failed in a way the database cannot recover from while it stays open (sled keeps
+    /// failing every later write and some reads): the server must restart.
+    #[error("the database failed to write ({0}) and cannot write again until the server restarts")]
+    NeedsRestart(String),
     /// A stored record could not be decoded (corruption or an incompatible version).
     #[error("corrupt record in {tree}: {reason}")]
     Corrupt {

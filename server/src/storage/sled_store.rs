@@ -39,9 +39,31 @@ pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 /// make every post a disk read anyway).
 pub const MIN_CACHE_BYTES: u64 = 1024 * 1024;
 
+/// Bytes that must stay free on the database's disk for a batch to be written, unless the config
+/// file says otherwise (`storage_min_free_bytes`). See [`SledStorage::open_with`].
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// sled-backed [`Storage`].
+///
+/// A full disk, and what it does to sled: once one of sled's writes fails (`ENOSPC`, `EIO`), sled
+/// keeps an error it never clears while the database is open. Every later write and flush fails,
+/// some reads fail, iterators can repeat the error forever, and a flush can even wait forever;
+/// reopening needs free space too. So a failed write cannot be retried in-process. Hence two
+/// defences:
+/// - before each batch, the free space of the disk is checked, and the batch is refused
+///   ([`StorageError::Full`]) unless `min_free_bytes` plus twice the batch's size stay free.
+///   sled is never pushed into its error, reads keep working, and writes resume by themselves
+///   once space is freed;
+/// - if a write fails all the same (the disk filled faster than the margin, or an I/O error),
+///   the storage is marked failed: every later call returns [`StorageError::NeedsRestart`]
+///   at once (no hang, no stale reads), and the server shuts down cleanly so that its
+///   supervisor restarts it.
 pub struct SledStorage {
     db: sled::Db,
+    path: std::path::PathBuf,
+    min_free_bytes: u64,
+    /// Set once a write has failed: the database can no longer be trusted until reopened.
+    failed: std::sync::OnceLock<String>,
     devices: sled::Tree,
     user_devices: sled::Tree,
     ops: sled::Tree,
@@ -85,6 +107,17 @@ fn share_key(device: &DeviceId, share: &DeviceId, inbox_id: u64) -> Vec<u8> {
     k
 }
 
+/// Counts entries, stopping at the first error (a failed sled iterator can repeat its error
+/// forever, so counting every item would never end).
+fn count(iter: sled::Iter) -> Result<usize, StorageError> {
+    let mut n = 0;
+    for entry in iter {
+        entry.map_err(backend)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 fn be_u64(tree: &'static str, bytes: &[u8]) -> Result<u64, StorageError> {
     let arr: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt {
         tree,
@@ -102,6 +135,17 @@ impl SledStorage {
     /// Opens (or creates) the database in `path`, with a page cache of at most `cache_bytes`
     /// (at least [`MIN_CACHE_BYTES`]).
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StorageError> {
+        Self::open_with(path, cache_bytes, DEFAULT_MIN_FREE_BYTES)
+    }
+
+    /// Opens (or creates) the database in `path`, with a page cache of at most `cache_bytes`
+    /// (at least [`MIN_CACHE_BYTES`]), writing only while at least `min_free_bytes` stay free on
+    /// its disk (see [`DEFAULT_MIN_FREE_BYTES`]).
+    pub fn open_with(
+        path: &Path,
+        cache_bytes: u64,
+        min_free_bytes: u64,
+    ) -> Result<Self, StorageError> {
         if cache_bytes < MIN_CACHE_BYTES {
             return Err(StorageError::Backend(format!(
                 "the storage cache must be at least {MIN_CACHE_BYTES} bytes (1 MiB), not {cache_bytes}"
@@ -123,7 +167,38 @@ impl SledStorage {
             inbox_shares: db.open_tree("inbox_shares").map_err(backend)?,
             inbox_share_of: db.open_tree("inbox_share_of").map_err(backend)?,
             db,
+            path: path.to_path_buf(),
+            min_free_bytes,
+            failed: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Fails at once if an earlier write failed (see the type's documentation).
+    fn healthy(&self) -> Result<(), StorageError> {
+        match self.failed.get() {
+            Some(reason) => Err(StorageError::NeedsRestart(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the database failed after a write error and says so.
+    fn fail(&self, e: impl std::fmt::Display) -> StorageError {
+        let reason = self.failed.get_or_init(|| e.to_string()).clone();
+        StorageError::NeedsRestart(reason)
+    }
+
+    /// Refuses a batch of about `bytes` bytes unless it leaves the margin free on the disk.
+    fn check_space(&self, bytes: u64) -> Result<(), StorageError> {
+        let needed = self.min_free_bytes.saturating_add(bytes.saturating_mul(2));
+        match fs2::available_space(&self.path) {
+            Ok(available) if available < needed => Err(StorageError::Full { available, needed }),
+            Ok(_) => Ok(()),
+            // Without an answer, write: sled reports a full disk all the same.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the free space of the database's disk");
+                Ok(())
+            }
+        }
     }
 
     /// Serializes a batch into per-tree (key, value-or-delete) lists before the transaction, so
@@ -238,6 +313,12 @@ impl SledStorage {
             &inbox_shares,
             &inbox_share_of,
         ];
+        let bytes: usize = lists
+            .iter()
+            .flat_map(|list| list.iter())
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.check_space(u64::try_from(bytes).unwrap_or(u64::MAX))?;
         trees[..]
             .transaction(|views| {
                 for (tree, list) in views.iter().zip(lists) {
@@ -254,18 +335,20 @@ impl SledStorage {
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
-            .map_err(|e: TransactionError<()>| backend(format!("{e:?}")))
+            .map_err(|e: TransactionError<()>| self.fail(format!("{e:?}")))
     }
 }
 
 impl Storage for SledStorage {
     fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
+        self.healthy()?;
         self.apply(batch)?;
-        self.db.flush().map_err(backend)?;
+        self.db.flush().map_err(|e| self.fail(e))?;
         Ok(())
     }
 
     fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>, StorageError> {
+        self.healthy()?;
         self.devices
             .get(device.as_bytes())
             .map_err(backend)?
@@ -274,6 +357,7 @@ impl Storage for SledStorage {
     }
 
     fn devices_of_user(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StorageError> {
+        self.healthy()?;
         let mut out = Vec::new();
         for entry in self.user_devices.scan_prefix(user.as_bytes()) {
             let (k, _) = entry.map_err(backend)?;
@@ -293,6 +377,7 @@ impl Storage for SledStorage {
         group: &GroupId,
         message: &MessageId,
     ) -> Result<Option<Seq>, StorageError> {
+        self.healthy()?;
         match self
             .message_ids
             .get(key2(group.as_bytes(), message.as_bytes()))
@@ -304,6 +389,7 @@ impl Storage for SledStorage {
     }
 
     fn groups(&self) -> Result<Vec<GroupId>, StorageError> {
+        self.healthy()?;
         // Genesis ops have seq 0, so every group has a key `group ‖ 0u64`.
         let mut out = Vec::new();
         for entry in self.ops.iter() {
@@ -318,6 +404,7 @@ impl Storage for SledStorage {
     }
 
     fn ops(&self, group: &GroupId, from: u64, limit: usize) -> Result<Vec<SignedOp>, StorageError> {
+        self.healthy()?;
         let start = key2(group.as_bytes(), &from.to_be_bytes());
         let end = key2(group.as_bytes(), &u64::MAX.to_be_bytes());
         self.ops
@@ -333,6 +420,7 @@ impl Storage for SledStorage {
         after: Seq,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StorageError> {
+        self.healthy()?;
         let Some(first) = after.0.checked_add(1) else {
             return Ok(Vec::new());
         };
@@ -346,6 +434,7 @@ impl Storage for SledStorage {
     }
 
     fn last_seq(&self, group: &GroupId) -> Result<Seq, StorageError> {
+        self.healthy()?;
         match self.last_seq.get(group.as_bytes()).map_err(backend)? {
             Some(v) => Ok(Seq(be_u64("last_seq", &v)?)),
             None => Ok(Seq(0)),
@@ -358,6 +447,7 @@ impl Storage for SledStorage {
         after: u64,
         limit: usize,
     ) -> Result<Vec<InboxItem>, StorageError> {
+        self.healthy()?;
         let Some(first) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
@@ -371,15 +461,18 @@ impl Storage for SledStorage {
     }
 
     fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError> {
-        Ok(self.inbox.scan_prefix(device.as_bytes()).count())
+        self.healthy()?;
+        count(self.inbox.scan_prefix(device.as_bytes()))
     }
 
     fn inbox_len_from(&self, device: &DeviceId, share: &DeviceId) -> Result<usize, StorageError> {
+        self.healthy()?;
         let prefix = key2(device.as_bytes(), share.as_bytes());
-        Ok(self.inbox_shares.scan_prefix(prefix).count())
+        count(self.inbox_shares.scan_prefix(prefix))
     }
 
     fn next_inbox_id(&self) -> Result<u64, StorageError> {
+        self.healthy()?;
         // sled's id generator is persistent and monotonic; +1 keeps 0 free as "before the first".
         Ok(self.db.generate_id().map_err(backend)? + 1)
     }
@@ -443,6 +536,32 @@ mod tests {
         assert_eq!(db.inbox_len_from(&me, &alice).unwrap(), 1);
         assert_eq!(db.inbox_len(&me).unwrap(), 2);
         assert_eq!(db.inbox_share_of.len(), 2);
+    }
+
+    #[test]
+    fn a_disk_short_of_the_free_margin_refuses_writes_before_writing_and_reads_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, 0).unwrap();
+        let me = DeviceId([9; 32]);
+        let write = |i| Write::Inbox {
+            device: me,
+            item: item(i, 5, confide_protocol::seal::SealKind::Direct),
+        };
+        db.commit(&[write(1)]).unwrap();
+        drop(db);
+        // No disk has this much free.
+        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, u64::MAX).unwrap();
+        for _ in 0..2 {
+            let err = db.commit(&[write(2)]).unwrap_err();
+            assert!(matches!(err, StorageError::Full { .. }), "{err}");
+            assert!(err.to_string().contains("free space"), "{err}");
+        }
+        assert_eq!(
+            db.inbox_len(&me).unwrap(),
+            1,
+            "nothing of the refused batch"
+        );
+        assert_eq!(db.inbox(&me, 0, 10).unwrap().len(), 1);
     }
 
     #[test]

@@ -379,7 +379,9 @@ impl Client {
         &self.display_name
     }
 
-    /// Connects if needed and fetches everything new in every group.
+    /// Connects if needed and fetches everything new in every group. If the server refused to
+    /// serve any group (or the connection failed meanwhile), the first such error is returned
+    /// after the other groups were fetched: not everything new has arrived.
     pub async fn sync(&self) -> Result<(), ClientError> {
         self.call(Command::Sync).await?
     }

@@ -1,0 +1,51 @@
+//! The `confide` binary when things go wrong: a server that refuses, a server that is down, a
+//! profile that another `confide` holds, bad input. Each command must say what happened and
+//! exit with a code that says it, never report success for something that did not happen.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Person, person};
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_tests::{EvilServer, TestServer, Verdict};
+
+/// The device id a person's profile registered, as `whoami --json` prints it.
+fn device_of(p: &Person) -> confide_protocol::DeviceId {
+    serde_json::from_value(p.json(&["whoami"])["device"].clone()).unwrap()
+}
+
+#[test]
+fn sync_refused_by_the_server_exits_with_the_refused_code_not_synced() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let evil = runtime.block_on(async { EvilServer::start(&server).await });
+    let root = tempfile::tempdir().unwrap();
+    let alice = Person {
+        dir: root.path().join("Alice"),
+    };
+    alice.ok(&[
+        "init", "--server", &evil.url, "--pin", &evil.pin, "--name", "Alice",
+    ]);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let device = device_of(&alice);
+    // The server's disk is full: every group's sync is refused with `storage`.
+    evil.on_requests(device, |frame| match frame {
+        ClientFrame::Sync { id, .. } => Verdict::Answer(vec![ServerFrame::Error {
+            id: Some(id),
+            code: ErrorCode::Storage,
+            message: "the server's storage failed".into(),
+            retry_after_ms: None,
+        }]),
+        other => Verdict::Forward(other),
+    });
+    let out = alice.run(&["sync"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("synced"), "{stdout}");
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("storage"), "{stderr}");
+    // Once the server answers again, sync succeeds.
+    evil.honest(device);
+    assert!(alice.ok(&["sync"]).contains("synced"));
+}

@@ -573,6 +573,13 @@ async fn run_with_client(
                      confide command or the chat)",
                     json!({ "held": true }),
                 ),
+                // Failed before the message was sealed: nothing was kept to go out later.
+                Err(e @ (ClientError::Transport(_) | ClientError::Unexpected(_))) => {
+                    return Err(anyhow::Error::from(e).context(
+                        "your message was not sent and was not kept: send it again once the \
+                         server is reachable",
+                    ));
+                }
                 Err(e) => return Err(e.into()),
             }
         }

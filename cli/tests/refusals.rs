@@ -49,3 +49,25 @@ fn sync_refused_by_the_server_exits_with_the_refused_code_not_synced() {
     evil.honest(device);
     assert!(alice.ok(&["sync"]).contains("synced"));
 }
+
+#[test]
+fn send_with_the_server_down_says_plainly_that_the_message_was_not_sent() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    runtime.block_on(server.stop());
+    let out = alice.run(&["send", "circle", "is anyone there?"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("was not sent") && stderr.contains("send it again"),
+        "{stderr}"
+    );
+    // Nothing was kept to go out later: after the server is back, a sync sends nothing.
+    runtime.block_on(server.restart());
+    alice.ok(&["sync"]);
+    let read = alice.json(&["read", "circle"]);
+    assert_eq!(read.as_array().unwrap().len(), 0, "{read}");
+}

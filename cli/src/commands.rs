@@ -15,8 +15,8 @@ use crate::profile::{self, Profile, Settings};
 use crate::text::{entry, line, one_line, quoted};
 use crate::tui::text::{look_alike_mark, looks_like, name_with_note};
 use crate::{
-    AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_PROFILE, EXIT_REFUSED,
-    EXIT_UNREACHABLE, GroupCommand, InviteCommand, ModCommand,
+    AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_PROFILE,
+    EXIT_PROFILE_IN_USE, EXIT_REFUSED, EXIT_UNREACHABLE, GroupCommand, InviteCommand, ModCommand,
 };
 
 /// How results are printed.
@@ -42,6 +42,9 @@ impl Out {
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Server { .. }) => EXIT_REFUSED,
+        Some(ClientError::Store(confide_client::store::StoreError::InUse(_))) => {
+            EXIT_PROFILE_IN_USE
+        }
         Some(ClientError::Store(_)) => EXIT_PROFILE,
         Some(ClientError::Transport(_)) => EXIT_UNREACHABLE,
         Some(_) => EXIT_FAILURE,
@@ -190,7 +193,18 @@ async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
     let dir = Profile::locate(args.profile.as_deref());
     let mut profile = Profile::load(&dir)?;
     let passphrase = profile::passphrase(false)?;
-    let (client, events) = profile.open(passphrase.bytes()).await?;
+    let (client, events) = profile.open(passphrase.bytes()).await.map_err(|e| match e
+        .downcast_ref::<ClientError>()
+    {
+        Some(ClientError::Store(confide_client::store::StoreError::InUse(_))) => {
+            e.context(format!(
+                "this profile ({}) is open in another confide process (the chat?): close \
+                     it, or do this from the chat (/help lists its commands), then try again",
+                dir.display()
+            ))
+        }
+        _ => e,
+    })?;
     Ok((profile, client, events))
 }
 

@@ -21,6 +21,8 @@ pub const EXIT_REFUSED: u8 = 3;
 pub const EXIT_PROFILE: u8 = 4;
 /// Exit code: the server could not be reached.
 pub const EXIT_UNREACHABLE: u8 = 5;
+/// Exit code: the profile is open in another `confide` process (the chat, say).
+pub const EXIT_PROFILE_IN_USE: u8 = 6;
 
 /// confide — end-to-end encrypted group chat for facilitated peer-support groups.
 ///

@@ -71,3 +71,31 @@ fn send_with_the_server_down_says_plainly_that_the_message_was_not_sent() {
     let read = alice.json(&["read", "circle"]);
     assert_eq!(read.as_array().unwrap().len(), 0, "{read}");
 }
+
+#[test]
+fn a_profile_open_in_another_confide_is_named_with_what_to_do_and_its_own_exit_code() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    // Another process holds the profile's store open, as `confide chat` does.
+    let mut config =
+        confide_client::ClientConfig::new(&server.url, server.trust(), alice.dir.join("store"));
+    config.kdf = confide_protocol::identity::KdfParams::INSECURE_FOR_TESTS;
+    let (client, _events) = runtime
+        .block_on(confide_client::Client::open(
+            config,
+            common::PASSPHRASE.as_bytes(),
+        ))
+        .unwrap();
+    let out = alice.run(&["whoami"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("open in another confide process") && !stderr.contains("acquire lock"),
+        "{stderr}"
+    );
+    runtime.block_on(client.shutdown());
+    drop(client);
+    alice.ok(&["whoami"]);
+}

@@ -96,6 +96,96 @@ pub fn local_time(t: Timestamp) -> String {
         .to_string()
 }
 
+/// `text` with every `N (unix ms)` (as servers write times) replaced by the local date and time,
+/// e.g. "you are muted until 2026-05-01 18:30".
+pub fn human_times(text: &str) -> String {
+    const MARK: &str = " (unix ms)";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        let before = &rest[..at];
+        let digits = before.len() - before.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        match before[before.len() - digits..].parse::<u64>() {
+            Ok(ms) if digits > 0 => {
+                out.push_str(&before[..before.len() - digits]);
+                out.push_str(&local_time(Timestamp(ms)));
+            }
+            _ => {
+                out.push_str(before);
+                out.push_str(MARK);
+            }
+        }
+        rest = &rest[at + MARK.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A moderation log entry's details for people: times as local dates, durations in words, no
+/// JSON (`--json` keeps the exact values).
+fn details_text(details: &serde_json::Value) -> String {
+    let Some(fields) = details.as_object() else {
+        return one_line(&details.to_string());
+    };
+    let seconds = |v: &serde_json::Value| match v.as_u64() {
+        Some(0) => "off".to_string(),
+        Some(s) if s % 86_400 == 0 => format!("{} d", s / 86_400),
+        Some(s) if s % 3_600 == 0 => format!("{} h", s / 3_600),
+        Some(s) if s % 60 == 0 => format!("{} min", s / 60),
+        Some(s) => format!("{s} s"),
+        None => one_line(&v.to_string()),
+    };
+    let time = |v: &serde_json::Value| {
+        v.as_u64()
+            .map_or_else(|| one_line(&v.to_string()), |t| local_time(Timestamp(t)))
+    };
+    let mut parts = Vec::new();
+    for (key, value) in fields {
+        parts.push(match (key.as_str(), value) {
+            ("until", v) => format!("until {}", time(v)),
+            ("expires_at", v) => format!("expires {}", time(v)),
+            ("seconds", v) => seconds(v),
+            ("ban", serde_json::Value::Bool(true)) => "and banned".into(),
+            ("ban", serde_json::Value::Bool(false)) => continue,
+            ("requires_approval", serde_json::Value::Bool(b)) => {
+                (if *b { "needs approval" } else { "direct" }).into()
+            }
+            ("max_uses", v) => format!("{} uses", one_line(&v.to_string())),
+            ("messages", v) => format!("{} messages", one_line(&v.to_string())),
+            ("schedule", serde_json::Value::Null) => "cleared".into(),
+            ("windows", serde_json::Value::Array(windows)) => windows
+                .iter()
+                .map(|w| match serde_json::from_value::<OpenWindow>(w.clone()) {
+                    Ok(w) => window_text(&w),
+                    Err(_) => one_line(&w.to_string()),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            (key, serde_json::Value::String(v)) => format!("{key} {}", one_line(v)),
+            (key, serde_json::Value::Number(v)) => format!("{key} {v}"),
+            (key, serde_json::Value::Bool(v)) => format!("{key} {}", if *v { "on" } else { "off" }),
+            (key, serde_json::Value::Object(inner)) if !inner.is_empty() => format!(
+                "{key}: {}",
+                details_text(&serde_json::Value::Object(inner.clone()))
+            ),
+            (key, v) => format!("{key} {}", one_line(&v.to_string())),
+        });
+    }
+    parts.join(", ")
+}
+
+/// `mon 18:00-20:00`, as `--window` takes it.
+fn window_text(w: &OpenWindow) -> String {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+    format!(
+        "{} {}-{}",
+        DAYS.get(usize::from(w.day)).unwrap_or(&"?"),
+        hm(w.start_minute),
+        hm(w.end_minute)
+    )
+}
+
 /// "you were removed from circle on 2026-05-01 18:30" for a group this device is no longer in.
 fn departure_line(label: &str, d: &confide_client::Departure) -> String {
     let when = local_time(d.at);
@@ -1033,7 +1123,7 @@ async fn moderate(
                         e.op_seq,
                         local_time(e.at),
                         one_line(&e.action),
-                        one_line(&e.details.to_string())
+                        details_text(&e.details)
                     );
                     match e.reason.as_deref() {
                         // The reason wraps at word boundaries, like any text of someone else's.
@@ -1079,4 +1169,37 @@ async fn moderate(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_times_in_unix_ms_are_shown_as_local_dates() {
+        let shown = human_times("you are muted until 1796285760874 (unix ms) (muted)");
+        assert_eq!(
+            shown,
+            format!(
+                "you are muted until {} (muted)",
+                local_time(Timestamp(1_796_285_760_874))
+            )
+        );
+        assert!(shown.contains("until 2026-") || shown.contains("until 2027-"));
+        assert_eq!(human_times("no number (unix ms)"), "no number (unix ms)");
+    }
+
+    #[test]
+    fn moderation_details_read_as_words_not_json() {
+        let open_hours = json!({ "schedule": { "time_zone": "Europe/Berlin", "windows": [{ "day": 0, "start_minute": 1080, "end_minute": 1200 }] } });
+        let shown = details_text(&open_hours);
+        assert!(
+            shown.contains("Europe/Berlin") && shown.contains("mon 18:00-20:00"),
+            "{shown}"
+        );
+        assert!(!shown.contains('{') && !shown.contains('"'), "{shown}");
+        assert_eq!(details_text(&json!({ "seconds": 2_592_000 })), "30 d");
+        assert_eq!(details_text(&json!({ "ban": true })), "and banned");
+        assert_eq!(details_text(&json!({})), "");
+    }
 }

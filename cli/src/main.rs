@@ -473,7 +473,10 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // Errors can quote the server, which may be hostile: cleaned like other people's text.
-            eprintln!("confide: error: {}", text::one_line(&format!("{e:#}")));
+            eprintln!(
+                "confide: error: {}",
+                text::one_line(&commands::human_times(&format!("{e:#}")))
+            );
             std::process::ExitCode::from(commands::exit_code(&e))
         }
     }

@@ -99,3 +99,45 @@ fn a_profile_open_in_another_confide_is_named_with_what_to_do_and_its_own_exit_c
     drop(client);
     alice.ok(&["whoami"]);
 }
+
+#[test]
+fn times_are_shown_as_local_dates_not_unix_milliseconds_except_in_json() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    let bob = person(root.path(), "Bob", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let invite = alice.json(&["invite", "create", "circle"]);
+    bob.ok(&[
+        "join",
+        invite["link"].as_str().unwrap(),
+        "--label",
+        "circle",
+    ]);
+    alice.ok(&["mod", "mute", "circle", "@Bob", "30m"]);
+    let log = alice.json(&["mod", "log", "circle"]);
+    let until = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "mute")
+        .map(|e| e["details"]["until"].as_u64().unwrap())
+        .unwrap();
+    let human = alice.ok(&["mod", "log", "circle"]);
+    assert!(
+        !human.contains(&until.to_string()) && human.contains("until 20"),
+        "{human}"
+    );
+    assert!(
+        !human.contains('{'),
+        "no raw JSON in the human log: {human}"
+    );
+    let refused = bob.run(&["send", "circle", "hello?"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(
+        !stderr.contains("unix ms") && stderr.contains("muted until 20"),
+        "{stderr}"
+    );
+}

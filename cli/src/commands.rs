@@ -279,6 +279,29 @@ fn parse_message_id(text: &str) -> anyhow::Result<MessageId> {
         .ok_or_else(|| anyhow!("invalid message id {text:?}"))
 }
 
+/// A message of `group` by the number `confide read` shows (`#5` or `5`) or by its id.
+async fn message_id(
+    client: &Client,
+    group: confide_protocol::GroupId,
+    text: &str,
+) -> anyhow::Result<MessageId> {
+    let text = text.trim();
+    let number = text.strip_prefix('#').unwrap_or(text);
+    let Ok(seq) = number.parse::<u64>() else {
+        return parse_message_id(text).map_err(|_| {
+            anyhow!("{text:?} is neither a message number (#5, as `confide read` shows) nor a message id")
+        });
+    };
+    let found = client
+        .history(group, Some(Seq(seq.saturating_add(1))), 1)
+        .await?
+        .into_iter()
+        .find(|m| m.seq.0 == seq);
+    found.map(|m| m.id).ok_or_else(|| {
+        anyhow!("no message #{seq} on this device in this group (see `confide read`)")
+    })
+}
+
 async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
     let dir = Profile::locate(args.profile.as_deref());
     let mut profile = Profile::load(&dir)?;
@@ -663,7 +686,10 @@ async fn run_with_client(
             reply_to,
         } => {
             let group = profile.group(group)?;
-            let reply_to = reply_to.as_deref().map(parse_message_id).transpose()?;
+            let reply_to = match reply_to {
+                Some(m) => Some(message_id(client, group, m).await?),
+                None => None,
+            };
             match client.send_text(group, text, reply_to).await {
                 Ok(m) => out.print(
                     format!("sent #{} ({})", m.seq.0, m.id),
@@ -1009,10 +1035,10 @@ async fn moderate(
         }
         ModCommand::Delete { group, messages } => {
             let group = profile.group(group)?;
-            let ids = messages
-                .iter()
-                .map(|m| parse_message_id(m))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut ids = Vec::new();
+            for m in messages {
+                ids.push(message_id(client, group, m).await?);
+            }
             client.delete_for_everyone(group, ids).await?;
             done("deleted for everyone");
         }

@@ -141,3 +141,41 @@ fn times_are_shown_as_local_dates_not_unix_milliseconds_except_in_json() {
         "{stderr}"
     );
 }
+
+#[test]
+fn mod_delete_takes_the_message_number_read_shows() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    let bob = person(root.path(), "Bob", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let invite = alice.json(&["invite", "create", "circle"]);
+    bob.ok(&[
+        "join",
+        invite["link"].as_str().unwrap(),
+        "--label",
+        "circle",
+    ]);
+    let first = bob.json(&["send", "circle", "first unkind thing"]);
+    let second = bob.json(&["send", "circle", "second unkind thing"]);
+    bob.ok(&["send", "circle", "a kind thing"]);
+    let shown = alice.ok(&["read", "circle"]);
+    let first_seq = first["seq"].as_u64().unwrap();
+    assert!(shown.contains(&format!("#{first_seq}")), "{shown}");
+    alice.ok(&["mod", "delete", "circle", &format!("#{first_seq}")]);
+    alice.ok(&["mod", "delete", "circle", &second["seq"].to_string()]);
+    let read = alice.ok(&["read", "circle"]);
+    assert!(
+        !read.contains("unkind") && read.contains("a kind thing"),
+        "{read}"
+    );
+    // A number that names no message is an error, and nothing is deleted.
+    let out = alice.run(&["mod", "delete", "circle", "#999"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no message #999"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -340,8 +340,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .map(confide_client::tls::normalize_pin)
                 .transpose()?;
             let settings = Settings::new(server.clone(), pin);
-            let profile = Profile::create(&dir, settings)?;
+            // All or nothing: everything that can fail before registering is asked first, and
+            // nothing is written until it has.
+            Profile::check_new(&dir)?;
             let passphrase = profile::passphrase(true)?;
+            let profile = Profile::create(&dir, settings)?;
             let mut config = profile.client_config();
             config.registration_token = token.clone();
             if std::env::var_os("CONFIDE_INSECURE_FAST_KDF").is_some() {

@@ -179,3 +179,103 @@ fn mod_delete_takes_the_message_number_read_shows() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `confide init` for Alice in `dir` against `server`, with `passphrase` in the environment
+/// (or none at all, and no terminal to ask on).
+fn init(
+    dir: &std::path::Path,
+    server: &TestServer,
+    passphrase: Option<&str>,
+) -> std::process::Output {
+    // A session of its own (util-linux `setsid`), without a controlling terminal: asking for
+    // the passphrase fails at once, as a mistyped confirmation does.
+    let mut command = std::process::Command::new("setsid");
+    command
+        .args(["--wait", common::BIN])
+        .arg("--profile")
+        .arg(dir)
+        .args([
+            "init",
+            "--server",
+            &server.url,
+            "--pin",
+            &server.pin,
+            "--name",
+            "Alice",
+        ])
+        .env("CONFIDE_INSECURE_FAST_KDF", "1")
+        .env_remove("CONFIDE_PASSPHRASE")
+        .stdin(std::process::Stdio::null());
+    if let Some(p) = passphrase {
+        command.env("CONFIDE_PASSPHRASE", p);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_failed_init_leaves_nothing_behind_and_the_next_init_works() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("Alice");
+    let failed = init(&dir, &server, None);
+    assert!(!failed.status.success());
+    assert!(
+        !dir.join("settings.json").exists(),
+        "a half-made profile was left"
+    );
+    let out = init(&dir, &server, Some(common::PASSPHRASE));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A half-made profile an older version left behind is named as such, with what to do.
+    let old = root.path().join("Old");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("settings.json"), "{\"server\":\"wss://x\"}").unwrap();
+    let out = init(&old, &server, Some(common::PASSPHRASE));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unfinished profile") && stderr.contains("remove"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_short_or_empty_passphrase_is_refused_and_says_the_minimum() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("Alice");
+    for weak in ["", "   ", "short"] {
+        let out = init(&dir, &server, Some(weak));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{weak:?} was accepted");
+        assert!(stderr.contains("at least 8 characters"), "{stderr}");
+        assert!(!dir.join("settings.json").exists());
+    }
+    assert!(
+        init(&dir, &server, Some(common::PASSPHRASE))
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn an_empty_message_is_refused_with_a_clear_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    for empty in ["", "  \n\t "] {
+        let out = alice.run(&["send", "circle", empty]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("empty message"), "{stderr}");
+    }
+    let read = alice.json(&["read", "circle"]);
+    assert_eq!(read.as_array().unwrap().len(), 0, "{read}");
+}

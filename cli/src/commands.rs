@@ -723,6 +723,9 @@ async fn run_with_client(
         } => {
             let label = group.clone();
             let group = profile.group(group)?;
+            // What this device has is shown even if the server cannot be asked for what is
+            // new; the command then fails, saying so, after printing it.
+            let fetched = client.sync().await;
             let history = client.history(group, before.map(Seq), *limit).await?;
             let departure = client.departure(group).await?;
             // Only to mark look-alike names: a former member reads the history without them.
@@ -748,6 +751,12 @@ async fn run_with_client(
                     println!("{}", departure_line(&label, &d));
                 }
             }
+            fetched.map_err(|e| {
+                anyhow::Error::from(e).context(
+                    "these are the messages this device already had; newer ones may be missing \
+                     because the server could not be asked for them",
+                )
+            })?;
         }
         Command::Status { group } => {
             let group = profile.group(group)?;

@@ -45,9 +45,15 @@ fn sync_refused_by_the_server_exits_with_the_refused_code_not_synced() {
     assert!(!stdout.contains("synced"), "{stdout}");
     assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
     assert!(stderr.contains("storage"), "{stderr}");
+    // Reading shows what this device has, but says it may be missing what is new.
+    let out = alice.run(&["read", "circle"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("may be missing"), "{stderr}");
     // Once the server answers again, sync succeeds.
     evil.honest(device);
     assert!(alice.ok(&["sync"]).contains("synced"));
+    alice.ok(&["read", "circle"]);
 }
 
 #[test]

@@ -906,11 +906,12 @@ impl App {
                     jobs.extend(self.enter(group));
                 }
             }
-            Event::Invited { by_name, .. } => {
+            Event::Invited { group, by_name, .. } => {
+                let label = self.label(group);
                 self.notice(
                     Level::Info,
                     format!(
-                        "{} added you to a group. Accept it with `confide accept`, or leave it.",
+                        "{} added you to {label}. Open it (Tab) and type /accept to join it.",
                         one_line(&by_name)
                     ),
                 );
@@ -1515,6 +1516,31 @@ mod tests {
             text: text.into(),
             reply_to: None,
         }
+    }
+
+    #[test]
+    fn being_added_to_a_group_is_accepted_from_the_chat_itself() {
+        let (mut app, _) = app();
+        let other = GroupId([2; 16]);
+        app.handle_event(Event::Invited {
+            group: other,
+            by: UserId([1; 16]),
+            by_name: "Alice".into(),
+        });
+        let notice = app.current_notice().unwrap().text.clone();
+        assert!(
+            notice.contains("/accept") && !notice.contains("confide accept"),
+            "{notice}"
+        );
+        app.current = Some(other);
+        let jobs = typed(&mut app, "/accept");
+        assert_eq!(
+            jobs,
+            vec![Job::Command {
+                group: other,
+                command: Slash::AcceptGroup
+            }]
+        );
     }
 
     #[test]

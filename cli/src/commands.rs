@@ -15,8 +15,8 @@ use crate::profile::{self, Profile, Settings};
 use crate::text::{entry, line, one_line, quoted};
 use crate::tui::text::{look_alike_mark, looks_like, name_with_note};
 use crate::{
-    AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_PROFILE, EXIT_REFUSED,
-    EXIT_UNREACHABLE, GroupCommand, InviteCommand, ModCommand,
+    AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_PROFILE,
+    EXIT_PROFILE_IN_USE, EXIT_REFUSED, EXIT_UNREACHABLE, GroupCommand, InviteCommand, ModCommand,
 };
 
 /// How results are printed.
@@ -42,6 +42,9 @@ impl Out {
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Server { .. }) => EXIT_REFUSED,
+        Some(ClientError::Store(confide_client::store::StoreError::InUse(_))) => {
+            EXIT_PROFILE_IN_USE
+        }
         Some(ClientError::Store(_)) => EXIT_PROFILE,
         Some(ClientError::Transport(_)) => EXIT_UNREACHABLE,
         Some(_) => EXIT_FAILURE,
@@ -91,6 +94,96 @@ pub fn local_time(t: Timestamp) -> String {
     ts.to_zoned_datetime(jiff::tz::TimeZone::system())
         .strftime("%Y-%m-%d %H:%M")
         .to_string()
+}
+
+/// `text` with every `N (unix ms)` (as servers write times) replaced by the local date and time,
+/// e.g. "you are muted until 2026-05-01 18:30".
+pub fn human_times(text: &str) -> String {
+    const MARK: &str = " (unix ms)";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        let before = &rest[..at];
+        let digits = before.len() - before.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        match before[before.len() - digits..].parse::<u64>() {
+            Ok(ms) if digits > 0 => {
+                out.push_str(&before[..before.len() - digits]);
+                out.push_str(&local_time(Timestamp(ms)));
+            }
+            _ => {
+                out.push_str(before);
+                out.push_str(MARK);
+            }
+        }
+        rest = &rest[at + MARK.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A moderation log entry's details for people: times as local dates, durations in words, no
+/// JSON (`--json` keeps the exact values).
+fn details_text(details: &serde_json::Value) -> String {
+    let Some(fields) = details.as_object() else {
+        return one_line(&details.to_string());
+    };
+    let seconds = |v: &serde_json::Value| match v.as_u64() {
+        Some(0) => "off".to_string(),
+        Some(s) if s % 86_400 == 0 => format!("{} d", s / 86_400),
+        Some(s) if s % 3_600 == 0 => format!("{} h", s / 3_600),
+        Some(s) if s % 60 == 0 => format!("{} min", s / 60),
+        Some(s) => format!("{s} s"),
+        None => one_line(&v.to_string()),
+    };
+    let time = |v: &serde_json::Value| {
+        v.as_u64()
+            .map_or_else(|| one_line(&v.to_string()), |t| local_time(Timestamp(t)))
+    };
+    let mut parts = Vec::new();
+    for (key, value) in fields {
+        parts.push(match (key.as_str(), value) {
+            ("until", v) => format!("until {}", time(v)),
+            ("expires_at", v) => format!("expires {}", time(v)),
+            ("seconds", v) => seconds(v),
+            ("ban", serde_json::Value::Bool(true)) => "and banned".into(),
+            ("ban", serde_json::Value::Bool(false)) => continue,
+            ("requires_approval", serde_json::Value::Bool(b)) => {
+                (if *b { "needs approval" } else { "direct" }).into()
+            }
+            ("max_uses", v) => format!("{} uses", one_line(&v.to_string())),
+            ("messages", v) => format!("{} messages", one_line(&v.to_string())),
+            ("schedule", serde_json::Value::Null) => "cleared".into(),
+            ("windows", serde_json::Value::Array(windows)) => windows
+                .iter()
+                .map(|w| match serde_json::from_value::<OpenWindow>(w.clone()) {
+                    Ok(w) => window_text(&w),
+                    Err(_) => one_line(&w.to_string()),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            (key, serde_json::Value::String(v)) => format!("{key} {}", one_line(v)),
+            (key, serde_json::Value::Number(v)) => format!("{key} {v}"),
+            (key, serde_json::Value::Bool(v)) => format!("{key} {}", if *v { "on" } else { "off" }),
+            (key, serde_json::Value::Object(inner)) if !inner.is_empty() => format!(
+                "{key}: {}",
+                details_text(&serde_json::Value::Object(inner.clone()))
+            ),
+            (key, v) => format!("{key} {}", one_line(&v.to_string())),
+        });
+    }
+    parts.join(", ")
+}
+
+/// `mon 18:00-20:00`, as `--window` takes it.
+fn window_text(w: &OpenWindow) -> String {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+    format!(
+        "{} {}-{}",
+        DAYS.get(usize::from(w.day)).unwrap_or(&"?"),
+        hm(w.start_minute),
+        hm(w.end_minute)
+    )
 }
 
 /// "you were removed from circle on 2026-05-01 18:30" for a group this device is no longer in.
@@ -186,11 +279,45 @@ fn parse_message_id(text: &str) -> anyhow::Result<MessageId> {
         .ok_or_else(|| anyhow!("invalid message id {text:?}"))
 }
 
+/// A message of `group` by the number `confide read` shows (`#5` or `5`) or by its id.
+async fn message_id(
+    client: &Client,
+    group: confide_protocol::GroupId,
+    text: &str,
+) -> anyhow::Result<MessageId> {
+    let text = text.trim();
+    let number = text.strip_prefix('#').unwrap_or(text);
+    let Ok(seq) = number.parse::<u64>() else {
+        return parse_message_id(text).map_err(|_| {
+            anyhow!("{text:?} is neither a message number (#5, as `confide read` shows) nor a message id")
+        });
+    };
+    let found = client
+        .history(group, Some(Seq(seq.saturating_add(1))), 1)
+        .await?
+        .into_iter()
+        .find(|m| m.seq.0 == seq);
+    found.map(|m| m.id).ok_or_else(|| {
+        anyhow!("no message #{seq} on this device in this group (see `confide read`)")
+    })
+}
+
 async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
     let dir = Profile::locate(args.profile.as_deref());
     let mut profile = Profile::load(&dir)?;
     let passphrase = profile::passphrase(false)?;
-    let (client, events) = profile.open(passphrase.bytes()).await?;
+    let (client, events) = profile.open(passphrase.bytes()).await.map_err(|e| match e
+        .downcast_ref::<ClientError>()
+    {
+        Some(ClientError::Store(confide_client::store::StoreError::InUse(_))) => {
+            e.context(format!(
+                "this profile ({}) is open in another confide process (the chat?): close \
+                     it, or do this from the chat (/help lists its commands), then try again",
+                dir.display()
+            ))
+        }
+        _ => e,
+    })?;
     Ok((profile, client, events))
 }
 
@@ -213,8 +340,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .map(confide_client::tls::normalize_pin)
                 .transpose()?;
             let settings = Settings::new(server.clone(), pin);
-            let profile = Profile::create(&dir, settings)?;
+            // All or nothing: everything that can fail before registering is asked first, and
+            // nothing is written until it has.
+            Profile::check_new(&dir)?;
             let passphrase = profile::passphrase(true)?;
+            let profile = Profile::create(&dir, settings)?;
             let mut config = profile.client_config();
             config.registration_token = token.clone();
             if std::env::var_os("CONFIDE_INSECURE_FAST_KDF").is_some() {
@@ -559,7 +689,10 @@ async fn run_with_client(
             reply_to,
         } => {
             let group = profile.group(group)?;
-            let reply_to = reply_to.as_deref().map(parse_message_id).transpose()?;
+            let reply_to = match reply_to {
+                Some(m) => Some(message_id(client, group, m).await?),
+                None => None,
+            };
             match client.send_text(group, text, reply_to).await {
                 Ok(m) => out.print(
                     format!("sent #{} ({})", m.seq.0, m.id),
@@ -573,6 +706,13 @@ async fn run_with_client(
                      confide command or the chat)",
                     json!({ "held": true }),
                 ),
+                // Failed before the message was sealed: nothing was kept to go out later.
+                Err(e @ (ClientError::Transport(_) | ClientError::Unexpected(_))) => {
+                    return Err(anyhow::Error::from(e).context(
+                        "your message was not sent and was not kept: send it again once the \
+                         server is reachable",
+                    ));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -583,6 +723,9 @@ async fn run_with_client(
         } => {
             let label = group.clone();
             let group = profile.group(group)?;
+            // What this device has is shown even if the server cannot be asked for what is
+            // new; the command then fails, saying so, after printing it.
+            let fetched = client.sync().await;
             let history = client.history(group, before.map(Seq), *limit).await?;
             let departure = client.departure(group).await?;
             // Only to mark look-alike names: a former member reads the history without them.
@@ -608,6 +751,12 @@ async fn run_with_client(
                     println!("{}", departure_line(&label, &d));
                 }
             }
+            fetched.map_err(|e| {
+                anyhow::Error::from(e).context(
+                    "these are the messages this device already had; newer ones may be missing \
+                     because the server could not be asked for them",
+                )
+            })?;
         }
         Command::Status { group } => {
             let group = profile.group(group)?;
@@ -898,10 +1047,10 @@ async fn moderate(
         }
         ModCommand::Delete { group, messages } => {
             let group = profile.group(group)?;
-            let ids = messages
-                .iter()
-                .map(|m| parse_message_id(m))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut ids = Vec::new();
+            for m in messages {
+                ids.push(message_id(client, group, m).await?);
+            }
             client.delete_for_everyone(group, ids).await?;
             done("deleted for everyone");
         }
@@ -1012,7 +1161,7 @@ async fn moderate(
                         e.op_seq,
                         local_time(e.at),
                         one_line(&e.action),
-                        one_line(&e.details.to_string())
+                        details_text(&e.details)
                     );
                     match e.reason.as_deref() {
                         // The reason wraps at word boundaries, like any text of someone else's.
@@ -1058,4 +1207,37 @@ async fn moderate(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_times_in_unix_ms_are_shown_as_local_dates() {
+        let shown = human_times("you are muted until 1796285760874 (unix ms) (muted)");
+        assert_eq!(
+            shown,
+            format!(
+                "you are muted until {} (muted)",
+                local_time(Timestamp(1_796_285_760_874))
+            )
+        );
+        assert!(shown.contains("until 2026-") || shown.contains("until 2027-"));
+        assert_eq!(human_times("no number (unix ms)"), "no number (unix ms)");
+    }
+
+    #[test]
+    fn moderation_details_read_as_words_not_json() {
+        let open_hours = json!({ "schedule": { "time_zone": "Europe/Berlin", "windows": [{ "day": 0, "start_minute": 1080, "end_minute": 1200 }] } });
+        let shown = details_text(&open_hours);
+        assert!(
+            shown.contains("Europe/Berlin") && shown.contains("mon 18:00-20:00"),
+            "{shown}"
+        );
+        assert!(!shown.contains('{') && !shown.contains('"'), "{shown}");
+        assert_eq!(details_text(&json!({ "seconds": 2_592_000 })), "30 d");
+        assert_eq!(details_text(&json!({ "ban": true })), "and banned");
+        assert_eq!(details_text(&json!({})), "");
+    }
 }

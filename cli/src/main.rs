@@ -21,6 +21,8 @@ pub const EXIT_REFUSED: u8 = 3;
 pub const EXIT_PROFILE: u8 = 4;
 /// Exit code: the server could not be reached.
 pub const EXIT_UNREACHABLE: u8 = 5;
+/// Exit code: the profile is open in another `confide` process (the chat, say).
+pub const EXIT_PROFILE_IN_USE: u8 = 6;
 
 /// confide — end-to-end encrypted group chat for facilitated peer-support groups.
 ///
@@ -117,7 +119,7 @@ pub enum Command {
         group: String,
         /// The text.
         text: String,
-        /// Reply to this message id.
+        /// Reply to this message: its number as `confide read` shows it (#5) or its id.
         #[arg(long)]
         reply_to: Option<String>,
     },
@@ -375,11 +377,11 @@ pub enum ModCommand {
         #[arg(long)]
         clear: bool,
     },
-    /// Deletes messages for everyone (by message id).
+    /// Deletes messages for everyone (by number as `confide read` shows it, e.g. #5, or id).
     Delete {
         /// The group.
         group: String,
-        /// Message ids.
+        /// Message numbers (#5 or 5) or ids.
         #[arg(required = true)]
         messages: Vec<String>,
     },
@@ -471,7 +473,10 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // Errors can quote the server, which may be hostile: cleaned like other people's text.
-            eprintln!("confide: error: {}", text::one_line(&format!("{e:#}")));
+            eprintln!(
+                "confide: error: {}",
+                text::one_line(&commands::human_times(&format!("{e:#}")))
+            );
             std::process::ExitCode::from(commands::exit_code(&e))
         }
     }

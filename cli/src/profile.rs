@@ -31,6 +31,8 @@ const SETTINGS_FILE: &str = "settings.json";
 const SETTINGS_TEMP_FILE: &str = "settings.json.new";
 /// The encrypted store's directory inside the profile.
 const STORE_DIR: &str = "store";
+/// The fewest characters a new passphrase may have (not counting spaces at either end).
+pub const MIN_PASSPHRASE_CHARS: usize = 8;
 
 /// Makes the profile in `dir` private to this user: the directory itself (mode 0700, not what
 /// else it may hold), the settings files (0600) and the store, recursively. Symbolic links are
@@ -131,8 +133,15 @@ impl Profile {
         })
     }
 
-    /// Creates a new profile directory (readable only by this user) with these settings.
-    pub fn create(dir: &Path, settings: Settings) -> anyhow::Result<Profile> {
+    /// Whether a new profile may be made in `dir`: it holds no profile and nothing else.
+    pub fn check_new(dir: &Path) -> anyhow::Result<()> {
+        if dir.join(SETTINGS_FILE).exists() && !dir.join(STORE_DIR).exists() {
+            bail!(
+                "{} holds an unfinished profile (a `confide init` that failed): remove that \
+                 directory and run `confide init` again",
+                dir.display()
+            );
+        }
         if dir.join(SETTINGS_FILE).exists() {
             bail!("a profile already exists in {}", dir.display());
         }
@@ -145,6 +154,12 @@ impl Profile {
                 dir.display()
             );
         }
+        Ok(())
+    }
+
+    /// Creates a new profile directory (readable only by this user) with these settings.
+    pub fn create(dir: &Path, settings: Settings) -> anyhow::Result<Profile> {
+        Self::check_new(dir)?;
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -308,19 +323,37 @@ pub async fn user(client: &Client, group: GroupId, name: &str) -> anyhow::Result
     bail!("no member called {wanted:?} in this group")
 }
 
-/// The passphrase: from `$CONFIDE_PASSPHRASE` (scripts), or asked for on the terminal.
-pub fn passphrase(confirm: bool) -> anyhow::Result<zeroize_string::Secret> {
-    if let Some(p) = std::env::var_os(PASSPHRASE_ENV) {
-        return Ok(zeroize_string::Secret(p.to_string_lossy().into_owned()));
-    }
-    let first = rpassword::prompt_password("Passphrase: ").context("reading the passphrase")?;
-    if confirm {
-        let second = rpassword::prompt_password("Repeat it: ")?;
-        if first != second {
-            bail!("the passphrases differ");
+/// The passphrase: from `$CONFIDE_PASSPHRASE` (scripts), or asked for on the terminal. A new
+/// one (`new`: asked twice on the terminal) must have [`MIN_PASSPHRASE_CHARS`] characters.
+pub fn passphrase(new: bool) -> anyhow::Result<zeroize_string::Secret> {
+    let secret = if let Some(p) = std::env::var_os(PASSPHRASE_ENV) {
+        zeroize_string::Secret(p.to_string_lossy().into_owned())
+    } else {
+        let prompt = if new {
+            format!("New passphrase (at least {MIN_PASSPHRASE_CHARS} characters): ")
+        } else {
+            "Passphrase: ".to_string()
+        };
+        let first = zeroize_string::Secret(
+            rpassword::prompt_password(prompt).context("reading the passphrase")?,
+        );
+        if new {
+            let second = zeroize_string::Secret(
+                rpassword::prompt_password("Repeat it: ").context("reading the passphrase")?,
+            );
+            if first.0 != second.0 {
+                bail!("the passphrases differ: nothing was created; run `confide init` again");
+            }
         }
+        first
+    };
+    if new && secret.0.trim().chars().count() < MIN_PASSPHRASE_CHARS {
+        bail!(
+            "the passphrase must have at least {MIN_PASSPHRASE_CHARS} characters (a few words \
+             are easier to remember and harder to guess): nothing was created"
+        );
     }
-    Ok(zeroize_string::Secret(first))
+    Ok(secret)
 }
 
 /// A passphrase string that is wiped when dropped.

@@ -379,7 +379,9 @@ impl Client {
         &self.display_name
     }
 
-    /// Connects if needed and fetches everything new in every group.
+    /// Connects if needed and fetches everything new in every group. If the server refused to
+    /// serve any group (or the connection failed meanwhile), the first such error is returned
+    /// after the other groups were fetched: not everything new has arrived.
     pub async fn sync(&self) -> Result<(), ClientError> {
         self.call(Command::Sync).await?
     }
@@ -450,13 +452,19 @@ impl Client {
     }
 
     /// Sends a text message, optionally replying to another. Returns the message as stored,
-    /// once the server has acknowledged it durably.
+    /// once the server has acknowledged it durably. An empty (or only white space) text is
+    /// refused with [`ClientError::Invalid`].
     pub async fn send_text(
         &self,
         group: GroupId,
         text: &str,
         reply_to: Option<MessageId>,
     ) -> Result<ChatMessage, ClientError> {
+        if text.trim().is_empty() {
+            return Err(ClientError::Invalid(
+                "an empty message is not sent: write something first".into(),
+            ));
+        }
         let text = text.to_string();
         self.call(|reply| Command::Send {
             group,

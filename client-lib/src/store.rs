@@ -48,6 +48,9 @@ pub enum StoreError {
     /// The store does not exist yet, or exists when it should not.
     #[error("{0}")]
     State(String),
+    /// Another process has this store open (its database is locked): only one may use it.
+    #[error("the store in {0} is open in another process")]
+    InUse(String),
 }
 
 /// Parses a decrypted JSON value; a value that does not parse is a corrupt store.
@@ -60,6 +63,17 @@ fn parse<T: DeserializeOwned>(tree: &str, key: &[u8], plain: &[u8]) -> Result<T,
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
+}
+
+/// Opens the database in `path`; a database another process holds is [`StoreError::InUse`].
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    sled::open(path).map_err(|e| match &e {
+        // sled reports its lock file held elsewhere only by this message.
+        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+            StoreError::InUse(path.display().to_string())
+        }
+        _ => db_err(e),
+    })
 }
 
 /// Makes `path` and everything under it private to this user: directories mode 0700, files
@@ -141,7 +155,7 @@ impl Store {
         // An existing directory keeps its mode through `create_private_dir`: made private
         // before sled writes anything into it.
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
-        let db = sled::open(path).map_err(db_err)?;
+        let db = open_db(path)?;
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let meta = db.open_tree(META_TREE).map_err(db_err)?;
         if meta.get("salt").map_err(db_err)?.is_some() {
@@ -176,7 +190,7 @@ impl Store {
         }
         // Stores made before their files were kept private are fixed on the way in.
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
-        let db = sled::open(path).map_err(db_err)?;
+        let db = open_db(path)?;
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let meta = db.open_tree(META_TREE).map_err(db_err)?;
         let (Some(params), Some(salt), Some(check)) = (

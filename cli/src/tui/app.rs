@@ -26,6 +26,10 @@ const MAX_NOTICES: usize = 20;
 pub const AGREEMENT_READ_DELAY: Duration = Duration::from_secs(1);
 /// How many characters of group id name a group that has no label.
 const SHORT_ID_CHARS: usize = 8;
+/// The most text the input line holds, in bytes: a message this long always fits the envelope
+/// ([`confide_protocol::envelope::MAX_BODY_LEN`]) even if every byte doubles when encoded,
+/// with room left for the rest of the message. Typing or pasting more is refused with a notice.
+pub const MAX_INPUT_BYTES: usize = 30_000;
 
 /// The state of the chat screen.
 pub struct App {
@@ -431,6 +435,19 @@ impl App {
         &mut self.groups[index]
     }
 
+    /// Tells the person that `adding` more bytes would make the input longer than one message
+    /// may be; nothing was added.
+    fn too_long(&mut self, adding: usize) {
+        self.notice(
+            Level::Error,
+            format!(
+                "Too long for one message: it would be {} bytes, at most {MAX_INPUT_BYTES} fit. \
+                 Nothing was added; send it in parts.",
+                self.input.text.len() + adding
+            ),
+        );
+    }
+
     fn notice(&mut self, level: Level, text: impl Into<String>) {
         let text = text.into();
         if text.is_empty() {
@@ -558,7 +575,11 @@ impl App {
                         .chars()
                         .map(|c| if c.is_control() { ' ' } else { c })
                         .collect();
-                    self.input.insert_str(&flat);
+                    if self.input.text.len() + flat.len() > MAX_INPUT_BYTES {
+                        self.too_long(flat.len());
+                    } else {
+                        self.input.insert_str(&flat);
+                    }
                     self.dirty = true;
                 }
                 Vec::new()
@@ -615,7 +636,13 @@ impl App {
                 self.input.take();
             }
             KeyCode::Char('w') if ctrl => self.input.delete_word(),
-            KeyCode::Char(c) if !ctrl => self.input.insert(c),
+            KeyCode::Char(c) if !ctrl => {
+                if self.input.text.len() + c.len_utf8() > MAX_INPUT_BYTES {
+                    self.too_long(c.len_utf8());
+                } else {
+                    self.input.insert(c);
+                }
+            }
             _ => {}
         }
         Vec::new()
@@ -879,11 +906,12 @@ impl App {
                     jobs.extend(self.enter(group));
                 }
             }
-            Event::Invited { by_name, .. } => {
+            Event::Invited { group, by_name, .. } => {
+                let label = self.label(group);
                 self.notice(
                     Level::Info,
                     format!(
-                        "{} added you to a group. Accept it with `confide accept`, or leave it.",
+                        "{} added you to {label}. Open it (Tab) and type /accept to join it.",
                         one_line(&by_name)
                     ),
                 );
@@ -1488,6 +1516,51 @@ mod tests {
             text: text.into(),
             reply_to: None,
         }
+    }
+
+    #[test]
+    fn being_added_to_a_group_is_accepted_from_the_chat_itself() {
+        let (mut app, _) = app();
+        let other = GroupId([2; 16]);
+        app.handle_event(Event::Invited {
+            group: other,
+            by: UserId([1; 16]),
+            by_name: "Alice".into(),
+        });
+        let notice = app.current_notice().unwrap().text.clone();
+        assert!(
+            notice.contains("/accept") && !notice.contains("confide accept"),
+            "{notice}"
+        );
+        app.current = Some(other);
+        let jobs = typed(&mut app, "/accept");
+        assert_eq!(
+            jobs,
+            vec![Job::Command {
+                group: other,
+                command: Slash::AcceptGroup
+            }]
+        );
+    }
+
+    #[test]
+    fn input_longer_than_one_message_is_refused_with_a_notice() {
+        let (mut app, _) = app();
+        let big = "x".repeat(MAX_INPUT_BYTES + 1);
+        app.handle_terminal(TermEvent::Paste(big));
+        assert!(app.input.text.is_empty());
+        let notice = app.current_notice().unwrap();
+        assert_eq!(notice.level, Level::Error);
+        assert!(
+            notice.text.contains("Too long for one message"),
+            "{}",
+            notice.text
+        );
+        // Up to the limit fits; one more typed character does not.
+        app.handle_terminal(TermEvent::Paste("y".repeat(MAX_INPUT_BYTES)));
+        assert_eq!(app.input.text.len(), MAX_INPUT_BYTES);
+        app.handle_key(key(KeyCode::Char('z')));
+        assert_eq!(app.input.text.len(), MAX_INPUT_BYTES);
     }
 
     #[test]

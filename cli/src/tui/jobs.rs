@@ -397,6 +397,11 @@ async fn command_reply(
                 body: members_text(&members, clock),
             }
         }
+        Slash::AcceptGroup => {
+            // The library then reports `Joined`, which the chat shows.
+            client.accept_group(group).await.map_err(e)?;
+            Reply::Notice(String::new())
+        }
         Slash::Help | Slash::Quit => Reply::Notice(String::new()),
     };
     Ok(reply)

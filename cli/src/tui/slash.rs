@@ -16,6 +16,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "pin a new agreement (facilitators)",
     ),
     ("/members", "who is in this group"),
+    (
+        "/accept",
+        "join the group someone added you to (open it with Tab first)",
+    ),
     ("/safety @name", "the safety number to compare with someone"),
     (
         "/report <number> <reason>",
@@ -89,6 +93,8 @@ pub enum Slash {
     },
     /// Lists the members.
     Members,
+    /// Accepts being in the open group, which someone added this user to.
+    AcceptGroup,
     /// Leaves the chat.
     Quit,
 }
@@ -115,6 +121,7 @@ pub fn parse(line: &str) -> Result<Slash, String> {
         "unlock" => Slash::Lock(false),
         "crisis" => Slash::Crisis,
         "members" | "who" => Slash::Members,
+        "accept" => Slash::AcceptGroup,
         "agreement" => {
             let (sub, text) = split_word(rest);
             match sub {
@@ -288,6 +295,7 @@ mod tests {
         assert!(parse("/report twelve rude").unwrap_err().contains("Usage"));
         assert!(parse("/urgent").unwrap_err().contains("/urgent <text>"));
         assert!(parse("/frobnicate").unwrap_err().contains("/help"));
+        assert_eq!(parse("/accept"), Ok(Slash::AcceptGroup));
     }
 
     #[test]

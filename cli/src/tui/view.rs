@@ -442,6 +442,33 @@ fn notice_line(app: &App) -> Line<'static> {
     Line::raw("")
 }
 
+/// The part of the input line to show in `room` columns with the cursor visible: the byte
+/// range `start..end` and the width of `start..cursor`. Only the graphemes around the cursor
+/// are measured (at most `room` columns each way), never the whole line, so a redraw costs the
+/// same however long the input is.
+fn input_window(text: &str, cursor: usize, room: usize) -> (usize, usize, usize) {
+    use unicode_segmentation::UnicodeSegmentation as _;
+    let (mut start, mut before) = (cursor, 0);
+    for (i, g) in text[..cursor].grapheme_indices(true).rev() {
+        let w = width(g);
+        if before + w > room {
+            break;
+        }
+        before += w;
+        start = i;
+    }
+    let (mut end, mut shown) = (cursor, before);
+    for (i, g) in text[cursor..].grapheme_indices(true) {
+        let w = width(g);
+        if shown + w > room {
+            break;
+        }
+        shown += w;
+        end = cursor + i + g.len();
+    }
+    (start, end, before)
+}
+
 fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
     let title = " Message · Enter sends · /help · Tab switches group · Ctrl-C quits ";
     let block = Block::bordered().title(title).border_style(dim());
@@ -477,19 +504,15 @@ fn draw_input(frame: &mut Frame, area: Rect, app: &App) {
         );
     } else {
         // Scroll sideways so the cursor stays visible.
-        let mut start = 0;
-        while width(&input.text[start..input.cursor]) > room {
-            let step = input.text[start..].chars().next().map_or(1, char::len_utf8);
-            start += step;
-        }
+        let (start, end, before) = input_window(&input.text, input.cursor, room);
         frame.render_widget(
             Paragraph::new(Line::from(vec![
                 Span::raw(prompt),
-                Span::raw(input.text[start..].to_string()),
+                Span::raw(input.text[start..end].to_string()),
             ])),
             inner,
         );
-        let column = width(prompt) + width(&input.text[start..input.cursor]);
+        let column = width(prompt) + before;
         if app.modal.is_none() {
             let x = inner.x + u16::try_from(column).unwrap_or(inner.width - 1);
             frame.set_cursor_position(Position::new(x.min(inner.right() - 1), inner.y));
@@ -659,6 +682,41 @@ mod tests {
             out.push('\n');
         }
         out
+    }
+
+    #[test]
+    fn the_input_window_keeps_the_cursor_visible_and_ends_on_grapheme_boundaries() {
+        let text = "hello wörld 👩\u{200d}👧 and more";
+        let cursor = text.find(" and").unwrap();
+        let (start, end, before) = input_window(text, cursor, 8);
+        assert_eq!(&text[start..cursor], "rld 👩\u{200d}👧");
+        assert_eq!(before, width(&text[start..cursor]));
+        assert!(before <= 8);
+        assert_eq!(end, cursor, "no room is left after the cursor");
+        let (start, end, before) = input_window(text, 3, 40);
+        assert_eq!((start, end, before), (0, text.len(), 3));
+    }
+
+    #[test]
+    fn typing_a_message_as_long_as_the_limit_redraws_each_key_without_rescanning_the_line() {
+        // 30,000 keys, each drawn: with a redraw that measures the whole line again for every
+        // column it scrolls (as before), this is ~10^13 steps and never finishes; drawing only
+        // what is around the cursor makes it ~30,000 small draws.
+        let group = GroupId([1; 16]);
+        let labels = BTreeMap::from([(group, "support".to_string())]);
+        let mut app = App::new(UserId([9; 16]), "Bob", Clock::utc(), labels, Some(group));
+        app.start();
+        let mut terminal = Terminal::new(TestBackend::new(60, 12)).unwrap();
+        let text: String = "abcdefghij".repeat(super::super::app::MAX_INPUT_BYTES / 10);
+        for c in text.chars() {
+            app.handle_terminal(crossterm::event::Event::Key(
+                crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c)),
+            ));
+            terminal.draw(|f| draw(f, &mut app)).unwrap();
+        }
+        assert_eq!(app.input.text, text);
+        let shown = screen(&mut app, 60, 12);
+        assert!(shown.contains("defghijabcdefghij"), "{shown}");
     }
 
     #[test]

@@ -328,6 +328,9 @@ pub(crate) struct Actor {
     next_id: u64,
     groups: HashMap<GroupId, GroupCtx>,
     needs_sync: BTreeSet<GroupId>,
+    /// Why the last full sync could not fetch some group (refused by the server, or the
+    /// connection failed), for [`Command::Sync`] to report instead of success.
+    sync_failure: Option<ClientError>,
     /// Groups whose pinned texts this facilitator device should post again (new epoch).
     needs_repost: BTreeSet<GroupId>,
     /// Inbox items processed and stored, to acknowledge.
@@ -423,6 +426,7 @@ impl Actor {
             next_id: 0,
             groups: HashMap::new(),
             needs_sync: BTreeSet::new(),
+            sync_failure: None,
             needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),
             outbox_retry_at: None,
@@ -1689,9 +1693,18 @@ impl Actor {
         let mut all: BTreeSet<GroupId> = groups.iter().map(|g| g.group).collect();
         all.extend(self.groups.keys().copied());
         all.extend(std::mem::take(&mut self.needs_sync));
+        self.sync_failure = None;
         for group in all {
             if let Err(e) = self.sync_group(group, None).await {
                 tracing::warn!(%group, error = %e, "sync failed");
+                if matches!(
+                    e,
+                    ClientError::Server { .. }
+                        | ClientError::Transport(_)
+                        | ClientError::Unexpected(_)
+                ) {
+                    self.sync_failure.get_or_insert(e);
+                }
             }
         }
         self.flush_acks().await;
@@ -1902,6 +1915,9 @@ impl Actor {
                 } else {
                     self.sync_all().await
                 };
+                // A group that could not be fetched makes the whole sync fail: the caller
+                // must not believe it has everything.
+                let r = r.and_then(|()| self.sync_failure.take().map_or(Ok(()), Err));
                 let _ = reply.send(r);
             }
             Command::Moderation(cmd) => self.handle_moderation(cmd).await,

@@ -1,0 +1,287 @@
+//! The `confide` binary when things go wrong: a server that refuses, a server that is down, a
+//! profile that another `confide` holds, bad input. Each command must say what happened and
+//! exit with a code that says it, never report success for something that did not happen.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Person, person};
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_tests::{EvilServer, TestServer, Verdict};
+
+/// The device id a person's profile registered, as `whoami --json` prints it.
+fn device_of(p: &Person) -> confide_protocol::DeviceId {
+    serde_json::from_value(p.json(&["whoami"])["device"].clone()).unwrap()
+}
+
+#[test]
+fn sync_refused_by_the_server_exits_with_the_refused_code_not_synced() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let evil = runtime.block_on(async { EvilServer::start(&server).await });
+    let root = tempfile::tempdir().unwrap();
+    let alice = Person {
+        dir: root.path().join("Alice"),
+    };
+    alice.ok(&[
+        "init", "--server", &evil.url, "--pin", &evil.pin, "--name", "Alice",
+    ]);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let device = device_of(&alice);
+    // The server's disk is full: every group's sync is refused with `storage`.
+    evil.on_requests(device, |frame| match frame {
+        ClientFrame::Sync { id, .. } => Verdict::Answer(vec![ServerFrame::Error {
+            id: Some(id),
+            code: ErrorCode::Storage,
+            message: "the server's storage failed".into(),
+            retry_after_ms: None,
+        }]),
+        other => Verdict::Forward(other),
+    });
+    let out = alice.run(&["sync"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("synced"), "{stdout}");
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("storage"), "{stderr}");
+    // Reading shows what this device has, but says it may be missing what is new.
+    let out = alice.run(&["read", "circle"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("may be missing"), "{stderr}");
+    // Once the server answers again, sync succeeds.
+    evil.honest(device);
+    assert!(alice.ok(&["sync"]).contains("synced"));
+    alice.ok(&["read", "circle"]);
+}
+
+#[test]
+fn send_with_the_server_down_says_plainly_that_the_message_was_not_sent() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    runtime.block_on(server.stop());
+    let out = alice.run(&["send", "circle", "is anyone there?"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("was not sent") && stderr.contains("send it again"),
+        "{stderr}"
+    );
+    // Nothing was kept to go out later: after the server is back, a sync sends nothing.
+    runtime.block_on(server.restart());
+    alice.ok(&["sync"]);
+    let read = alice.json(&["read", "circle"]);
+    assert_eq!(read.as_array().unwrap().len(), 0, "{read}");
+}
+
+#[test]
+fn a_profile_open_in_another_confide_is_named_with_what_to_do_and_its_own_exit_code() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    // Another process holds the profile's store open, as `confide chat` does.
+    let mut config =
+        confide_client::ClientConfig::new(&server.url, server.trust(), alice.dir.join("store"));
+    config.kdf = confide_protocol::identity::KdfParams::INSECURE_FOR_TESTS;
+    let (client, _events) = runtime
+        .block_on(confide_client::Client::open(
+            config,
+            common::PASSPHRASE.as_bytes(),
+        ))
+        .unwrap();
+    let out = alice.run(&["whoami"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("open in another confide process") && !stderr.contains("acquire lock"),
+        "{stderr}"
+    );
+    runtime.block_on(client.shutdown());
+    drop(client);
+    alice.ok(&["whoami"]);
+}
+
+#[test]
+fn times_are_shown_as_local_dates_not_unix_milliseconds_except_in_json() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    let bob = person(root.path(), "Bob", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let invite = alice.json(&["invite", "create", "circle"]);
+    bob.ok(&[
+        "join",
+        invite["link"].as_str().unwrap(),
+        "--label",
+        "circle",
+    ]);
+    alice.ok(&["mod", "mute", "circle", "@Bob", "30m"]);
+    let log = alice.json(&["mod", "log", "circle"]);
+    let until = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "mute")
+        .map(|e| e["details"]["until"].as_u64().unwrap())
+        .unwrap();
+    let human = alice.ok(&["mod", "log", "circle"]);
+    assert!(
+        !human.contains(&until.to_string()) && human.contains("until 20"),
+        "{human}"
+    );
+    assert!(
+        !human.contains('{'),
+        "no raw JSON in the human log: {human}"
+    );
+    let refused = bob.run(&["send", "circle", "hello?"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(
+        !stderr.contains("unix ms") && stderr.contains("muted until 20"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn mod_delete_takes_the_message_number_read_shows() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    let bob = person(root.path(), "Bob", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let invite = alice.json(&["invite", "create", "circle"]);
+    bob.ok(&[
+        "join",
+        invite["link"].as_str().unwrap(),
+        "--label",
+        "circle",
+    ]);
+    let first = bob.json(&["send", "circle", "first unkind thing"]);
+    let second = bob.json(&["send", "circle", "second unkind thing"]);
+    bob.ok(&["send", "circle", "a kind thing"]);
+    let shown = alice.ok(&["read", "circle"]);
+    let first_seq = first["seq"].as_u64().unwrap();
+    assert!(shown.contains(&format!("#{first_seq}")), "{shown}");
+    alice.ok(&["mod", "delete", "circle", &format!("#{first_seq}")]);
+    alice.ok(&["mod", "delete", "circle", &second["seq"].to_string()]);
+    let read = alice.ok(&["read", "circle"]);
+    assert!(
+        !read.contains("unkind") && read.contains("a kind thing"),
+        "{read}"
+    );
+    // A number that names no message is an error, and nothing is deleted.
+    let out = alice.run(&["mod", "delete", "circle", "#999"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no message #999"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `confide init` for Alice in `dir` against `server`, with `passphrase` in the environment
+/// (or none at all, and no terminal to ask on).
+fn init(
+    dir: &std::path::Path,
+    server: &TestServer,
+    passphrase: Option<&str>,
+) -> std::process::Output {
+    // A session of its own (util-linux `setsid`), without a controlling terminal: asking for
+    // the passphrase fails at once, as a mistyped confirmation does.
+    let mut command = std::process::Command::new("setsid");
+    command
+        .args(["--wait", common::BIN])
+        .arg("--profile")
+        .arg(dir)
+        .args([
+            "init",
+            "--server",
+            &server.url,
+            "--pin",
+            &server.pin,
+            "--name",
+            "Alice",
+        ])
+        .env("CONFIDE_INSECURE_FAST_KDF", "1")
+        .env_remove("CONFIDE_PASSPHRASE")
+        .stdin(std::process::Stdio::null());
+    if let Some(p) = passphrase {
+        command.env("CONFIDE_PASSPHRASE", p);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_failed_init_leaves_nothing_behind_and_the_next_init_works() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("Alice");
+    let failed = init(&dir, &server, None);
+    assert!(!failed.status.success());
+    assert!(
+        !dir.join("settings.json").exists(),
+        "a half-made profile was left"
+    );
+    let out = init(&dir, &server, Some(common::PASSPHRASE));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A half-made profile an older version left behind is named as such, with what to do.
+    let old = root.path().join("Old");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("settings.json"), "{\"server\":\"wss://x\"}").unwrap();
+    let out = init(&old, &server, Some(common::PASSPHRASE));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unfinished profile") && stderr.contains("remove"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_short_or_empty_passphrase_is_refused_and_says_the_minimum() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("Alice");
+    for weak in ["", "   ", "short"] {
+        let out = init(&dir, &server, Some(weak));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{weak:?} was accepted");
+        assert!(stderr.contains("at least 8 characters"), "{stderr}");
+        assert!(!dir.join("settings.json").exists());
+    }
+    assert!(
+        init(&dir, &server, Some(common::PASSPHRASE))
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn an_empty_message_is_refused_with_a_clear_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    for empty in ["", "  \n\t "] {
+        let out = alice.run(&["send", "circle", empty]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("empty message"), "{stderr}");
+    }
+    let read = alice.json(&["read", "circle"]);
+    assert_eq!(read.as_array().unwrap().len(), 0, "{read}");
+}

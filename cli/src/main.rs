@@ -119,7 +119,7 @@ pub enum Command {
         group: String,
         /// The text.
         text: String,
-        /// Reply to this message: its number as `confide read` shows it (#5) or its id.
+        /// Reply to this message: its number as `confide read` shows it (5, or quoted: `'#5'`) or its id.
         #[arg(long)]
         reply_to: Option<String>,
     },
@@ -377,11 +377,11 @@ pub enum ModCommand {
         #[arg(long)]
         clear: bool,
     },
-    /// Deletes messages for everyone (by number as `confide read` shows it, e.g. #5, or id).
+    /// Deletes messages for everyone (by number as `confide read` shows it, e.g. 5 — quote `'#5'` in a shell, where # starts a comment — or id).
     Delete {
         /// The group.
         group: String,
-        /// Message numbers (#5 or 5) or ids.
+        /// Message numbers (5, or `'#5'` quoted) or ids.
         #[arg(required = true)]
         messages: Vec<String>,
     },

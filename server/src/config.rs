@@ -26,6 +26,12 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// stuck: healthy flushes take milliseconds, a busy disk seconds; two minutes without an answer
 /// means the storage will not recover in this process.
 pub const DEFAULT_STUCK_WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The least `stuck_write_timeout_ms` the config file may set: below it an ordinary busy flush
+/// would shut the server down (0 would stop it at the first write caught in progress).
+pub const MIN_STUCK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The least `shutdown_timeout_ms` the config file may set: below it every shutdown would
+/// abandon the write queue instead of letting a healthy disk finish it.
+pub const MIN_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Simultaneous connections from one IP address (authenticated or not).
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 /// Simultaneous connections the server accepts; more wait in the kernel's accept queue.
@@ -393,10 +399,10 @@ impl FileConfig {
             c.write_queue = v
         }
         if let Some(v) = self.shutdown_timeout_ms {
-            c.shutdown_timeout = Duration::from_millis(v)
+            c.shutdown_timeout = Duration::from_millis(v).max(MIN_SHUTDOWN_TIMEOUT)
         }
         if let Some(v) = self.stuck_write_timeout_ms {
-            c.stuck_write_timeout = Duration::from_millis(v)
+            c.stuck_write_timeout = Duration::from_millis(v).max(MIN_STUCK_WRITE_TIMEOUT)
         }
         if let Some(v) = self.max_batch {
             c.max_batch = v
@@ -417,5 +423,18 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_millis(1000));
         assert_eq!(c.max_frame_bytes, DEFAULT_MAX_FRAME_BYTES);
         assert!(FileConfig::parse("rate_per_secnd = 5").is_err());
+    }
+
+    #[test]
+    fn timeouts_that_would_stop_the_server_at_once_are_raised_to_their_floor() {
+        let file = FileConfig::parse(
+            "stuck_write_timeout_ms = 0
+shutdown_timeout_ms = 0
+",
+        )
+        .unwrap();
+        let c = file.apply_to(Limits::default());
+        assert_eq!(c.stuck_write_timeout, MIN_STUCK_WRITE_TIMEOUT);
+        assert_eq!(c.shutdown_timeout, MIN_SHUTDOWN_TIMEOUT);
     }
 }

@@ -1472,9 +1472,15 @@ async fn sync(
     // usable invite gets only the ops, to verify the group before joining; a former member's
     // device only the ops up to and including the one that ended its membership (its proof of
     // removal), never a later op or any message.
-    let (head, joined_epoch) = {
+    let (head, joined_epoch, durable_below) = {
         let entry = entry.lock().await;
-        match entry.state.member_of_device(&s.device) {
+        // The storage shows a batch to readers once applied, before it is durable: messages
+        // from the lowest seq still in flight on are not served yet (they reach members as
+        // deliveries once durable), so nothing a crash could still lose is ever read.
+        let durable_below = entry
+            .in_flight
+            .with(|posts| posts.values().map(|p| p.seq).min());
+        let (head, joined_epoch) = match entry.state.member_of_device(&s.device) {
             Some((_, member)) => (entry.stored_head, Some(member.joined_epoch)),
             None => {
                 // The proof is signed by the invite's secret key and bound to this device, so
@@ -1526,7 +1532,8 @@ async fn sync(
                     }
                 }
             }
-        }
+        };
+        (head, joined_epoch, durable_below)
     };
     // MAX_SYNC_LIMIT is a constant above 1, so neither clamp can panic.
     let cap = shared
@@ -1558,6 +1565,9 @@ async fn sync(
     } else {
         Vec::new()
     };
+    if let Some(first_in_flight) = durable_below {
+        messages.retain(|m| m.seq < first_in_flight);
+    }
     let fetched = messages.len();
     // One budget for the whole page: what the ops used is not left for messages.
     let ops_bytes: usize = ops.iter().map(|op| op.op.len()).sum();

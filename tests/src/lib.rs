@@ -799,6 +799,9 @@ pub struct DiskFaults {
     /// While set, durable writes fail as sled's do after a write error: the storage says it
     /// cannot write again until the server restarts.
     pub broken: std::sync::atomic::AtomicBool,
+    /// While set, durable writes wait *after* the database has the batch and before the server
+    /// hears that it is durable — the window in which sled shows applied data to readers.
+    pub stalled_after_write: std::sync::atomic::AtomicBool,
 }
 
 impl DiskFaults {
@@ -844,6 +847,13 @@ impl confide_server::Storage for FaultyDisk {
             ));
         }
         self.inner.commit(batch)?;
+        if self.faults.stalled_after_write.load(SeqCst) {
+            self.faults.waiting.fetch_add(1, SeqCst);
+            while self.faults.stalled_after_write.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            self.faults.waiting.fetch_sub(1, SeqCst);
+        }
         if self.faults.fail_after_write.load(SeqCst) {
             return Err(confide_server::storage::StorageError::Backend(
                 "Input/output error (os error 5)".into(),

@@ -393,3 +393,42 @@ async fn a_disk_that_stops_answering_shuts_the_server_down_cleanly() {
     posting.abort();
     faults.stalled.store(false, Ordering::SeqCst);
 }
+
+/// Review of issue 13: sled shows a batch to readers once it is applied, before it is durable,
+/// so a sync could serve a post the server had not acknowledged — which a crash could then lose
+/// after the reader had moved past its seq. Sync serves only what is durable.
+#[tokio::test]
+async fn a_post_not_yet_durable_is_not_served_to_readers() {
+    let (_server, faults) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut alice, mut bob, state) = raw_group_of_two(&_server).await;
+    let mut chain = SenderChain::generate(&mut rng());
+    let envelope = Envelope::seal(
+        &alice.identity,
+        state.group(),
+        state.epoch_ref(),
+        &mut chain,
+        b"not yet durable",
+        &mut rng(),
+    )
+    .unwrap();
+    faults.stalled_after_write.store(true, Ordering::SeqCst);
+    let id = alice.next_id();
+    alice
+        .conn
+        .send(&ClientFrame::Post { id, envelope })
+        .await
+        .unwrap();
+    faults.until_a_write_is_stalled().await;
+    let (_, messages) = bob.sync_from_start(state.group()).await;
+    assert!(
+        messages.is_empty(),
+        "a post the server had not acknowledged was served: {messages:?}"
+    );
+    faults.stalled_after_write.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        alice.reply_to(id).await,
+        ServerFrame::Posted { .. }
+    ));
+    let (_, messages) = bob.sync_from_start(state.group()).await;
+    assert_eq!(messages.len(), 1, "served once durable");
+}

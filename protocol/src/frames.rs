@@ -935,6 +935,9 @@ pub enum ErrorCode {
     TooManyConnections,
     /// A recipient's inbox would be over its limit with this frame's items.
     InboxFull,
+    /// A fixed limit of the server was reached that waiting does not lift (for instance the
+    /// groups one device may create): retrying the same request does not help.
+    LimitReached,
     /// Nothing was stored: the server could not write durably.
     Storage,
     /// The server is shutting down.
@@ -948,7 +951,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server may send, in table order (without [`ErrorCode::Unrecognized`]).
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrame,
         ErrorCode::FrameTooLarge,
@@ -978,6 +981,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::TooManyConnections,
         ErrorCode::InboxFull,
+        ErrorCode::LimitReached,
         ErrorCode::Storage,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
@@ -1015,6 +1019,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::InboxFull => "inbox_full",
+            ErrorCode::LimitReached => "limit_reached",
             ErrorCode::Storage => "storage",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
@@ -1951,6 +1956,7 @@ mod tests {
             "rate_limited",
             "too_many_connections",
             "inbox_full",
+            "limit_reached",
             "storage",
             "shutting_down",
             "internal",

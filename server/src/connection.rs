@@ -809,8 +809,9 @@ async fn create_group(
     check_member_entries(shared, &op.body)?;
     if shared.groups.created_by(&s.device) >= shared.limits.max_groups_created_per_device {
         return Err(Reject::new(
-            ErrorCode::RateLimited,
-            "this device has created the maximum number of groups",
+            ErrorCode::LimitReached,
+            "this device has created the maximum number of groups this server allows \
+             (max_groups_created_per_device); retrying will not help",
         ));
     }
     // Reserve the id so that two concurrent creations cannot both write a genesis op.

@@ -176,7 +176,7 @@ fn real_main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let cache = file
             .storage_cache_bytes
             .unwrap_or(confide_server::storage::DEFAULT_CACHE_BYTES);
@@ -215,8 +215,16 @@ fn real_main() -> anyhow::Result<()> {
         };
         confide_server::run(listener, config, shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    // `run` has bounded every wait of its own; a worker thread still inside a synchronous
+    // storage call on a stuck disk must not keep the process from exiting either.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
+    result
 }
+
+/// How long the process waits, after the server stopped, for runtime threads still blocked in
+/// a storage call (a stuck disk) before it exits anyway.
+const RUNTIME_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
 async fn shutdown_signal() {

@@ -283,13 +283,27 @@ pub async fn run(
             "connections still open after the shutdown timeout (waiting for the disk?); closing them"
         );
         connections.abort_all();
-        while connections.join_next().await.is_some() {}
+        // An aborted task stops at its next await; one inside a synchronous storage call on a
+        // stuck disk never gets there, so this wait is bounded too.
+        let aborted = tokio::time::timeout(wait, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if aborted.is_err() {
+            tracing::warn!(
+                left = connections.len(),
+                "connections did not stop after being aborted (stuck in storage?); leaving them"
+            );
+            connections.detach_all();
+        }
     }
     if let Some(task) = metrics_task {
         task.abort();
     }
     retention_task.abort();
-    let _ = retention_task.await;
+    if tokio::time::timeout(wait, retention_task).await.is_err() {
+        tracing::warn!("the retention task did not stop (stuck in storage?); leaving it");
+    }
     // Every connection is gone; dropping the last writer handle lets the writer drain and stop.
     drop(shared);
     // Joined from a plain thread, not `spawn_blocking`: the runtime waits for its blocking

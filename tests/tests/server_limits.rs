@@ -744,3 +744,39 @@ async fn a_sync_pages_ops_and_messages_share_one_byte_budget() {
         "ops {op_bytes} + messages {message_bytes} bytes in one page"
     );
 }
+
+/// Issue 13: the cap on groups one device may create answered `rate_limited` without a retry
+/// hint, so a client following PROTOCOL.md would retry forever. It is a fixed limit: it says
+/// so, with a code that tells clients retrying does not help.
+#[tokio::test]
+async fn the_groups_per_device_cap_says_retrying_will_not_help() {
+    let server = TestServer::start_with(Limits {
+        max_groups_created_per_device: 2,
+        ..Limits::default()
+    })
+    .await;
+    let mut alice = RawClient::register(&server, "Alice").await;
+    alice.create_group().await;
+    alice.create_group().await;
+    let genesis = Op::genesis(
+        GroupId::random(&mut rng()),
+        alice.identity.device_id(),
+        now(),
+        alice.member_entry(),
+        GroupSettings::default(),
+    )
+    .sign(&alice.identity)
+    .unwrap();
+    let reply = alice
+        .request(|id| ClientFrame::CreateGroup { id, genesis })
+        .await;
+    assert_eq!(
+        error_code(&reply),
+        Some(ErrorCode::LimitReached),
+        "{reply:?}"
+    );
+    assert!(
+        matches!(&reply, ServerFrame::Error { retry_after_ms: None, message, .. } if message.contains("retrying will not help")),
+        "{reply:?}"
+    );
+}

@@ -553,23 +553,19 @@ pub fn map_messages(
             envelope: m.envelope,
         })
         .collect(),
-        ServerFrame::SyncPage {
-            id,
-            group,
-            ops,
-            messages,
-            next_op_seq,
-            next_seq,
-            complete,
-        } => vec![ServerFrame::SyncPage {
-            id,
-            group,
-            ops,
-            messages: messages.into_iter().flat_map(|m| f(group, m)).collect(),
-            next_op_seq,
-            next_seq,
-            complete,
-        }],
+        mut page @ ServerFrame::SyncPage { .. } => {
+            if let ServerFrame::SyncPage {
+                group, messages, ..
+            } = &mut page
+            {
+                let group = *group;
+                *messages = std::mem::take(messages)
+                    .into_iter()
+                    .flat_map(|m| f(group, m))
+                    .collect();
+            }
+            vec![page]
+        }
         other => vec![other],
     }
 }
@@ -590,23 +586,16 @@ pub fn map_ops(
                 ServerFrame::Op { group, op, seq }
             })
             .collect(),
-        ServerFrame::SyncPage {
-            id,
-            group,
-            ops,
-            messages,
-            next_op_seq,
-            next_seq,
-            complete,
-        } => vec![ServerFrame::SyncPage {
-            id,
-            group,
-            ops: ops.into_iter().flat_map(|op| f(group, op)).collect(),
-            messages,
-            next_op_seq,
-            next_seq,
-            complete,
-        }],
+        mut page @ ServerFrame::SyncPage { .. } => {
+            if let ServerFrame::SyncPage { group, ops, .. } = &mut page {
+                let group = *group;
+                *ops = std::mem::take(ops)
+                    .into_iter()
+                    .flat_map(|op| f(group, op))
+                    .collect();
+            }
+            vec![page]
+        }
         other => vec![other],
     }
 }

@@ -578,30 +578,16 @@ async fn a_removed_members_post_after_the_removal_is_refused_by_the_facilitator_
                 }
             })
             .into_iter()
-            .map(|f| match f {
-                ServerFrame::SyncPage {
-                    id,
-                    group,
-                    ops,
-                    messages,
-                    next_op_seq,
-                    next_seq,
-                    complete,
-                } => {
-                    let next_seq = messages
-                        .last()
-                        .map_or(next_seq, |m| next_seq.max(Seq(m.seq.0 + 1)));
-                    ServerFrame::SyncPage {
-                        id,
-                        group,
-                        ops,
-                        messages,
-                        next_op_seq,
-                        next_seq,
-                        complete,
-                    }
+            .map(|mut f| {
+                // A page that now ends further on says so in its cursor.
+                if let ServerFrame::SyncPage {
+                    messages, next_seq, ..
+                } = &mut f
+                    && let Some(last) = messages.last()
+                {
+                    *next_seq = (*next_seq).max(Seq(last.seq.0 + 1));
                 }
-                other => other,
+                f
             })
             .collect()
         });
@@ -1043,49 +1029,22 @@ async fn a_former_member_rejoining_refuses_a_log_rolled_back_to_before_a_removal
     // The server: every sync Bob makes shows only the log before Eve's removal; his join is
     // "accepted"; his sealed keys and posts are "accepted".
     evil.on_server_frames(bob, move |frame| {
-        let frame = match frame {
-            ServerFrame::SyncPage {
-                id,
-                group,
-                next_seq,
-                ..
-            } => {
-                // handled by map below: keep ops < eve_removed_at
-                let _ = (id, group, next_seq);
-                frame
-            }
-            f => f,
-        };
-        let frames = map_ops(frame, |_, op| {
+        // Only the log from before Bob's first join, presented as all there is.
+        map_ops(frame, |_, op| {
             if op_seq(&op) < bob_joined_at {
                 vec![op]
             } else {
                 vec![]
             }
-        });
-        frames
-            .into_iter()
-            .map(|f| match f {
-                ServerFrame::SyncPage {
-                    id,
-                    group,
-                    ops,
-                    messages,
-                    next_op_seq,
-                    next_seq,
-                    ..
-                } => ServerFrame::SyncPage {
-                    id,
-                    group,
-                    ops,
-                    messages,
-                    next_op_seq,
-                    next_seq,
-                    complete: true,
-                },
-                f => f,
-            })
-            .collect()
+        })
+        .into_iter()
+        .map(|mut f| {
+            if let ServerFrame::SyncPage { complete, .. } = &mut f {
+                *complete = true;
+            }
+            f
+        })
+        .collect()
     });
     evil.on_requests(bob, move |frame| match frame {
         ClientFrame::AppendOp { id, group, op } => Verdict::Answer(vec![ServerFrame::OpAppended {

@@ -1435,9 +1435,7 @@ impl Actor {
         // The author's user: from the epoch before the op (a member who just left is no longer
         // in the current state).
         let author = ctx
-            .epochs
-            .values()
-            .find_map(|devices| devices.get(&applied.op.author).map(|(user, _)| *user))
+            .user_of_device(&applied.op.author)
             .unwrap_or(UserId([0; 16]));
         let is_member = ctx.is_member(&me);
         let new_role = ctx.state.member_of_device(&me).map(|(_, m)| m.role);
@@ -1665,12 +1663,18 @@ impl Actor {
         if !is_passing(*code) {
             return false;
         }
+        self.retry_outbox_after(*retry_after_ms);
+        true
+    }
+
+    /// Schedules the outbox (and held messages) to be posted again after `retry_after_ms` (or
+    /// [`OUTBOX_RETRY`]), unless a retry is already due sooner.
+    fn retry_outbox_after(&mut self, retry_after_ms: Option<u64>) {
         let wait = retry_after_ms
             .map_or(OUTBOX_RETRY, Duration::from_millis)
             .clamp(OUTBOX_RETRY_MIN, OUTBOX_RETRY_MAX);
         let at = tokio::time::Instant::now() + wait;
         self.outbox_retry_at = Some(self.outbox_retry_at.map_or(at, |due| due.min(at)));
-        true
     }
 
     /// A message from the outbox reached the server (acknowledged late, or echoed by a sync):
@@ -2521,11 +2525,7 @@ impl Actor {
                     // Held again by `post_now`: the user was told it would be sent. Tried
                     // again with the outbox's retry.
                     tracing::debug!(%group, error = %e, "held message waits");
-                    let wait = retry_after_ms
-                        .map_or(OUTBOX_RETRY, Duration::from_millis)
-                        .clamp(OUTBOX_RETRY_MIN, OUTBOX_RETRY_MAX);
-                    let at = tokio::time::Instant::now() + wait;
-                    self.outbox_retry_at = Some(self.outbox_retry_at.map_or(at, |due| due.min(at)));
+                    self.retry_outbox_after(retry_after_ms);
                     waiting.insert(group);
                 }
                 Err(e) => {

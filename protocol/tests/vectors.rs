@@ -819,3 +819,324 @@ fn invite_proof_and_pinned_commitment_vectors() {
         }),
     );
 }
+
+/// What a receiving client does with a message body from `sender`, as PROTOCOL.md §6.7 and
+/// §11.2 steps 13 and 16 say (the reference client's `receive_pinned`): `reject` a body that
+/// does not parse as `MessageContent`; `ignore` a pinned text that is not from a current
+/// moderator's device or whose commitment is not what the log currently commits to; `accept`
+/// one that is. Returns the decision and the check that decided it.
+fn pinned_decision(
+    state: &confide_protocol::group_log::GroupState,
+    sender: &confide_protocol::ids::DeviceId,
+    body: &[u8],
+) -> (&'static str, &'static str) {
+    use confide_protocol::envelope::{ContentBody, MessageContent, PinnedKind, pinned_commitment};
+    let Ok(content) = serde_json::from_slice::<MessageContent>(body) else {
+        return ("reject", "parse");
+    };
+    let ContentBody::Pinned {
+        kind,
+        version,
+        text,
+        key,
+    } = content.body
+    else {
+        return ("not_pinned", "type");
+    };
+    if !state
+        .member_of_device(sender)
+        .is_some_and(|(_, m)| m.role.is_moderator())
+    {
+        return ("ignore", "moderator");
+    }
+    let commitment = pinned_commitment(&key, kind, version, &text);
+    let current = match kind {
+        PinnedKind::Agreement => state
+            .agreement()
+            .is_some_and(|a| a.version == version && a.text_hash == commitment),
+        PinnedKind::CrisisResources => state.crisis_resources() == Some(&commitment),
+    };
+    if current {
+        ("accept", "commitment")
+    } else {
+        ("ignore", "commitment")
+    }
+}
+
+/// The pinned-text content message (§6.7) end to end: the group log that commits to an
+/// agreement and to crisis resources, the exact `MessageContent` bodies that carry the texts,
+/// their commitments (HMAC input and output), the envelopes a facilitator sends them in, and
+/// bodies a receiver must reject or ignore. Each decision is asserted against the log replayed
+/// by the real code, so a vector that no longer matches the rules fails here.
+#[test]
+fn pinned_message_vectors() {
+    use confide_protocol::envelope::{ContentBody, MessageContent, PinnedKind, pinned_commitment};
+    use confide_protocol::group_log::{
+        GroupSettings, GroupState, MemberEntry, Op, OpBody, Role, verify_log,
+    };
+    use confide_protocol::ids::Timestamp;
+    use confide_protocol::primitives::labelled;
+
+    let alice = identity_from_seed(1);
+    let bob = identity_from_seed(2);
+    let (ua, ub) = (UserId([0x11; 16]), UserId([0x22; 16]));
+    let group = GroupId([7; 16]);
+    let entry = |user, name: &str, id: &DeviceIdentity| MemberEntry {
+        user,
+        display_name: name.into(),
+        devices: vec![id.public_keys()],
+    };
+    let t0 = 1_767_225_600_000u64;
+    let agreement = "Be kind. What is shared here stays here.";
+    let crisis = "In an emergency call 112.";
+    let (agreement_key, crisis_key) = ([0x0a; 32], [0x0b; 32]);
+    let agreement_hash = pinned_commitment(&agreement_key, PinnedKind::Agreement, 1, agreement);
+    let crisis_hash = pinned_commitment(&crisis_key, PinnedKind::CrisisResources, 0, crisis);
+
+    // The log: Alice creates the group, adds Bob (epoch 1), then commits to both texts.
+    let genesis = Op::genesis(
+        group,
+        alice.device_id(),
+        Timestamp(t0),
+        entry(ua, "Alice", &alice),
+        GroupSettings::default(),
+    )
+    .sign(&alice)
+    .unwrap();
+    let mut state = GroupState::from_genesis(&genesis).unwrap();
+    let mut log = vec![genesis];
+    for (i, body) in [
+        OpBody::Add {
+            member: entry(ub, "Bob", &bob),
+            invite: None,
+            invite_sig: None,
+        },
+        OpBody::SetAgreement {
+            version: 1,
+            text_hash: agreement_hash,
+        },
+        OpBody::SetCrisisResources {
+            text_hash: Some(crisis_hash),
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = Timestamp(t0 + 1000 * (i as u64 + 1));
+        let signed = state
+            .next_op(alice.device_id(), at, body)
+            .sign(&alice)
+            .unwrap();
+        state.apply(&signed).unwrap();
+        log.push(signed);
+    }
+    assert_eq!(verify_log(&log).unwrap(), state);
+    assert_eq!(state.role_of(&ub), Some(Role::Member));
+    let epoch = state.epoch_ref();
+    assert_eq!(epoch.hash, log[1].hash(), "Bob's add started epoch 1");
+
+    // The pinned texts as Alice posts them, in one chain of epoch 1.
+    let mut chain = SenderChain::generate(&mut rng(5));
+    let distribution = chain.distribution();
+    let mut franking_rng = rng(6);
+    let pinned = |kind, version, text: &str, key: [u8; 32], sent_at| MessageContent {
+        sent_at: Timestamp(sent_at),
+        seen_seq: None,
+        body: ContentBody::Pinned {
+            kind,
+            version,
+            text: text.into(),
+            key,
+        },
+    };
+    let contents = [
+        (
+            "agreement",
+            pinned(PinnedKind::Agreement, 1, agreement, agreement_key, t0 + 4000),
+            1u8,
+            1u32,
+            agreement,
+            agreement_key,
+        ),
+        (
+            "crisis_resources",
+            pinned(PinnedKind::CrisisResources, 0, crisis, crisis_key, t0 + 5000),
+            2u8,
+            0u32,
+            crisis,
+            crisis_key,
+        ),
+    ];
+    let mut receiver = ReceiverChain::from_distribution(&distribution).unwrap();
+    let messages: Vec<Value> = contents
+        .iter()
+        .map(|(name, content, code, version, text, key)| {
+            let body = serde_json::to_vec(content).unwrap();
+            let hmac_input = labelled(
+                "confide/v1/pinned",
+                &[&[*code], &version.to_be_bytes(), text.as_bytes()],
+            );
+            let kind = if *code == 1 {
+                PinnedKind::Agreement
+            } else {
+                PinnedKind::CrisisResources
+            };
+            let commitment = pinned_commitment(key, kind, *version, text);
+            let env = Envelope::seal(
+                &alice,
+                group,
+                epoch,
+                &mut chain,
+                &body,
+                &mut franking_rng,
+            )
+            .unwrap();
+            let opened = env.open(&mut receiver).unwrap();
+            assert_eq!(&*opened.body, &body[..]);
+            assert_eq!(
+                pinned_decision(&state, &alice.device_id(), &body),
+                ("accept", "commitment"),
+                "Alice's {name} is accepted"
+            );
+            json!({
+                "name": name,
+                "body": String::from_utf8(body).unwrap(),
+                "hmac_input": b64_encode(&hmac_input),
+                "commitment": b64_encode(&commitment),
+                "header": b64_encode(&env.header()),
+                "message_id": env.message_id(),
+                "franking_key": b64_encode(&*opened.franking_key),
+                "envelope": env,
+                "expected": "accept",
+            })
+        })
+        .collect();
+
+    // Bodies a receiver holding this log must not accept as pinned texts.
+    // Each is the accepted agreement body with one textual change, so members stay in wire order.
+    let valid = String::from_utf8(serde_json::to_vec(&contents[0].1).unwrap()).unwrap();
+    let with = |from: &str, to: &str| {
+        assert_eq!(valid.matches(from).count(), 1, "{from} occurs once");
+        valid.replacen(from, to, 1).into_bytes()
+    };
+    let honest = |c: MessageContent| serde_json::to_vec(&c).unwrap();
+    let cases: Vec<(&str, DeviceIdentity, Vec<u8>, &str, &str, &str)> = vec![
+        (
+            "altered_text",
+            identity_from_seed(1),
+            with("stays here.", "stays here!"),
+            "ignore",
+            "commitment",
+            "the text differs by one character from the one the log commits to",
+        ),
+        (
+            "other_key",
+            identity_from_seed(1),
+            with(&b64_encode(&agreement_key), &b64_encode(&[0x0c; 32])),
+            "ignore",
+            "commitment",
+            "the right text under another key: the commitment is keyed, the key is part of what is committed",
+        ),
+        (
+            "other_version",
+            identity_from_seed(1),
+            honest(pinned(PinnedKind::Agreement, 2, agreement, agreement_key, t0 + 4000)),
+            "ignore",
+            "commitment",
+            "an honest commitment for version 2, but the log's current agreement is version 1",
+        ),
+        (
+            "kind_swapped",
+            identity_from_seed(1),
+            with(
+                r#""kind":"agreement","version":1"#,
+                r#""kind":"crisis_resources","version":0"#,
+            ),
+            "ignore",
+            "commitment",
+            "the agreement's text and key sent as crisis resources: the kind code is committed to",
+        ),
+        (
+            "not_a_moderator",
+            identity_from_seed(2),
+            valid.clone().into_bytes(),
+            "ignore",
+            "moderator",
+            "exactly the accepted agreement body, but sent by Bob, a plain member: only a current moderator's device may pin",
+        ),
+        (
+            "unknown_member",
+            identity_from_seed(1),
+            with("}}", r#"},"pinned_at":1767225600000}"#),
+            "reject",
+            "parse",
+            "an unknown top-level member: MessageContent is parsed strictly (§1.4)",
+        ),
+        (
+            "unknown_body_type",
+            identity_from_seed(1),
+            with(r#""type":"pinned""#, r#""type":"pinned_v2""#),
+            "reject",
+            "parse",
+            "an unknown body.type does not parse (§6.7)",
+        ),
+        (
+            "short_key",
+            identity_from_seed(1),
+            with(&b64_encode(&agreement_key), &b64_encode(&[0x0a; 31])),
+            "reject",
+            "parse",
+            "the key decodes to 31 bytes, not 32 (§1.4: fixed sizes are exact)",
+        ),
+        (
+            "missing_version",
+            identity_from_seed(1),
+            with(r#""version":1,"#, ""),
+            "reject",
+            "parse",
+            "body.version is required",
+        ),
+    ];
+    let negative: Vec<Value> = cases
+        .iter()
+        .map(|(name, sender, body, expected, check, reason)| {
+            let (decision, decided_by) = pinned_decision(&state, &sender.device_id(), body);
+            assert_eq!(
+                (decision, decided_by),
+                (*expected, *check),
+                "pinned case {name}: {reason}"
+            );
+            json!({
+                "name": name,
+                "sender": sender.device_id(),
+                "body": String::from_utf8(body.clone()).unwrap(),
+                "expected": expected,
+                "check": check,
+                "reason": reason,
+            })
+        })
+        .collect();
+    let ops: Vec<Value> = log
+        .iter()
+        .map(|s| {
+            json!({
+                "signed": s,
+                "op_json": String::from_utf8(s.op.clone()).unwrap(),
+                "hash": s.hash(),
+            })
+        })
+        .collect();
+    check(
+        "pinned-message",
+        json!({
+            "description": "Pinned texts (PROTOCOL.md §6.7): a log that commits to an agreement (version 1, key 0a…0a) and to crisis resources (key 0b…0b), the MessageContent bodies that carry the texts, and the envelopes Alice posts them in (epoch 1, chain seed(5), franking keys from the seed-6 keystream). `expected`: accept = keep as the pinned text of its kind; ignore = a valid message that is not a pinned text the log commits to (marked seen, nothing kept); reject = the body does not parse (§11.2 step 13). `check`: parse (MessageContent, strictly), moderator (the sender device is a current facilitator or co-facilitator in the receiver's log), commitment (HMAC-SHA256(key, labelled(\"confide/v1/pinned\", kind code || version u32 || text)) equals the log's current set_agreement text_hash with the same version, or the current set_crisis_resources text_hash).",
+            "alice_public": alice.public_keys(),
+            "bob_public": bob.public_keys(),
+            "ops": ops,
+            "epoch": { "epoch": epoch.epoch, "epoch_hash": epoch.hash },
+            "sender_key_distribution": b64_encode(&distribution),
+            "messages": messages,
+            "cases": negative,
+        }),
+    );
+}

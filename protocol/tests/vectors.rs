@@ -952,7 +952,13 @@ fn pinned_message_vectors() {
     let contents = [
         (
             "agreement",
-            pinned(PinnedKind::Agreement, 1, agreement, agreement_key, t0 + 4000),
+            pinned(
+                PinnedKind::Agreement,
+                1,
+                agreement,
+                agreement_key,
+                t0 + 4000,
+            ),
             1u8,
             1u32,
             agreement,
@@ -960,7 +966,13 @@ fn pinned_message_vectors() {
         ),
         (
             "crisis_resources",
-            pinned(PinnedKind::CrisisResources, 0, crisis, crisis_key, t0 + 5000),
+            pinned(
+                PinnedKind::CrisisResources,
+                0,
+                crisis,
+                crisis_key,
+                t0 + 5000,
+            ),
             2u8,
             0u32,
             crisis,
@@ -982,15 +994,8 @@ fn pinned_message_vectors() {
                 PinnedKind::CrisisResources
             };
             let commitment = pinned_commitment(key, kind, *version, text);
-            let env = Envelope::seal(
-                &alice,
-                group,
-                epoch,
-                &mut chain,
-                &body,
-                &mut franking_rng,
-            )
-            .unwrap();
+            let env =
+                Envelope::seal(&alice, group, epoch, &mut chain, &body, &mut franking_rng).unwrap();
             let opened = env.open(&mut receiver).unwrap();
             assert_eq!(&*opened.body, &body[..]);
             assert_eq!(
@@ -1020,7 +1025,16 @@ fn pinned_message_vectors() {
         valid.replacen(from, to, 1).into_bytes()
     };
     let honest = |c: MessageContent| serde_json::to_vec(&c).unwrap();
-    let cases: Vec<(&str, DeviceIdentity, Vec<u8>, &str, &str, &str)> = vec![
+    /// Name, sender, body, expected decision, deciding check, reason.
+    type Case = (
+        &'static str,
+        DeviceIdentity,
+        Vec<u8>,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "altered_text",
             identity_from_seed(1),
@@ -1040,7 +1054,13 @@ fn pinned_message_vectors() {
         (
             "other_version",
             identity_from_seed(1),
-            honest(pinned(PinnedKind::Agreement, 2, agreement, agreement_key, t0 + 4000)),
+            honest(pinned(
+                PinnedKind::Agreement,
+                2,
+                agreement,
+                agreement_key,
+                t0 + 4000,
+            )),
             "ignore",
             "commitment",
             "an honest commitment for version 2, but the log's current agreement is version 1",

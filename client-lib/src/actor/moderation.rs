@@ -10,6 +10,11 @@ use confide_protocol::report::{self, ReportPayload};
 use super::*;
 use crate::{AgreementInfo, ModerationEntry, PinnedInfo, Status};
 
+/// The join-request and facilitator-note test vectors (`protocol/test-vectors/`), checked
+/// against the payload types of this module and of `actor`.
+#[cfg(test)]
+mod vectors;
+
 /// What a received message needs to be reported verifiably later. Encrypted at rest.
 #[derive(Clone, Serialize, Deserialize)]
 pub(super) struct Evidence {

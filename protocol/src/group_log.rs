@@ -316,9 +316,9 @@ pub enum OpBody {
         invite: InviteId,
     },
     /// A person joins through an invite link. Authored by the joining device itself, which must
-    /// be one of `member.devices`. Accepted only if the invite exists, is not revoked, does not
-    /// require approval, `at` ≤ `expires_at`, and it has been used fewer than `max_uses` times;
-    /// the group has a facilitator; the user is neither banned nor a member and no listed device
+    /// be the only device in `member.devices` ([`only_proven_device`]). Accepted only if the
+    /// invite exists, is not revoked, does not require approval, `at` ≤ `expires_at`, and it
+    /// has been used fewer than `max_uses` times; the group has a facilitator; the user is neither banned nor a member and no listed device
     /// is banned; the entry is valid ([`MemberEntry`]); and `invite_sig` is the invite key's
     /// signature over
     /// `"confide/v1/join" || 0x00 || group || user || device` with `device` the author.
@@ -336,8 +336,9 @@ pub enum OpBody {
     /// and the entry must be valid. When this approves a join request made
     /// through an invite, `invite` and `invite_sig` are both present: the invite must exist,
     /// not be revoked and not be used up (its expiry is not checked: a request made in time may
-    /// be approved later), `invite_sig` must verify as for `join` with `device` the first
-    /// device of the entry, and the invite's use count increments. New epoch.
+    /// be approved later), `invite_sig` must verify as for `join` with `device` the entry's
+    /// only device (an entry made from a request lists exactly one: [`only_proven_device`]), and
+    /// the invite's use count increments. New epoch.
     Add {
         /// Who is admitted, with their devices.
         member: MemberEntry,
@@ -413,12 +414,13 @@ pub enum OpBody {
         messages: Vec<MessageId>,
     },
     /// Publishes a new version of the group agreement (its text travels encrypted; the log holds
-    /// its hash). Facilitators only. `version` must be exactly the previous version + 1 (the
-    /// first agreement is version 1).
+    /// its keyed commitment, [`crate::envelope::pinned_commitment`]). Facilitators only.
+    /// `version` must be exactly the previous version + 1 (the first agreement is version 1).
     SetAgreement {
         /// The new version.
         version: u32,
-        /// SHA-256 of the agreement text.
+        /// The keyed commitment to the agreement text
+        /// ([`crate::envelope::pinned_commitment`]).
         #[serde(with = "b64_array")]
         text_hash: [u8; 32],
     },
@@ -935,7 +937,9 @@ pub enum InviteProblem {
 pub struct Agreement {
     /// Its version (1, 2, …).
     pub version: u32,
-    /// SHA-256 of its text.
+    /// The keyed commitment to its text
+    /// ([`crate::envelope::pinned_commitment`]), not a plain hash: the log does not reveal a
+    /// guessable text.
     pub text_hash: [u8; 32],
 }
 

@@ -318,9 +318,9 @@ pub enum OpBody {
     /// A person joins through an invite link. Authored by the joining device itself, which must
     /// be the only device in `member.devices` ([`only_proven_device`]). Accepted only if the
     /// invite exists, is not revoked, does not require approval, `at` ≤ `expires_at`, and it
-    /// has been used fewer than `max_uses` times; the group has a facilitator; the user is neither banned nor a member and no listed device
-    /// is banned; the entry is valid ([`MemberEntry`]); and `invite_sig` is the invite key's
-    /// signature over
+    /// has been used fewer than `max_uses` times; the group has a facilitator; the user is
+    /// neither banned nor a member and no listed device is banned; the entry is valid
+    /// ([`MemberEntry`]); and `invite_sig` is the invite key's signature over
     /// `"confide/v1/join" || 0x00 || group || user || device` with `device` the author.
     /// Uses the invite once; new epoch.
     Join {

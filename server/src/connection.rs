@@ -214,6 +214,7 @@ async fn serve_split<S>(
         shared.limits.bad_frame_burst,
         Instant::now(),
     );
+    let mut writer_done = false;
     let close: Option<(CloseCode, String)> = loop {
         tokio::select! {
             incoming = stream.next() => {
@@ -295,7 +296,11 @@ async fn serve_split<S>(
                     }
                 }
             }
-            _ = &mut writer => break None,
+            _ = &mut writer => {
+                // A finished task must not be polled again (it panics).
+                writer_done = true;
+                break None;
+            }
             // Notified only when the queue overflowed. (No `if` precondition here: it would be
             // evaluated once per loop, and a wake-up arriving mid-wait would go unnoticed.)
             _ = handle.overflowed() => {
@@ -335,30 +340,30 @@ async fn serve_split<S>(
     // The writer finishes within one write timeout per frame it still sends; beyond twice that,
     // give up on the peer.
     let writer_deadline = tokio::time::Instant::now() + shared.limits.write_timeout * 2;
+    let mut finish_writer = async || {
+        if !writer_done {
+            if tokio::time::timeout_at(writer_deadline, &mut writer)
+                .await
+                .is_err()
+            {
+                writer.abort();
+            }
+            writer_done = true;
+        }
+    };
     if closing {
         // The close handshake (RFC 6455 §7.1.1): keep reading, and discarding, until the peer
         // answers the close frame (or gives up), for a bounded time. Dropping a socket with
         // unread data makes the kernel reset the connection, and a client still sending would
         // then see a reset instead of the `going_away` frame and the close code.
         let drained = async { while let Some(Ok(_)) = stream.next().await {} };
-        let linger = tokio::time::timeout(shared.limits.close_linger, async {
-            tokio::join!(drained, async {
-                if tokio::time::timeout_at(writer_deadline, &mut writer)
-                    .await
-                    .is_err()
-                {
-                    writer.abort();
-                }
-            })
-        });
-        let _ = linger.await;
+        let _ = tokio::time::timeout(
+            shared.limits.close_linger,
+            futures_util::future::join(drained, finish_writer()),
+        )
+        .await;
     }
-    if tokio::time::timeout_at(writer_deadline, &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
-    }
+    finish_writer().await;
 }
 
 /// Answers the frame that went over a connection's allowance of frames the server cannot use,

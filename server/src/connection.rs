@@ -51,6 +51,9 @@ pub const TOO_MANY_CONNECTIONS_RETRY_AFTER: Duration = Duration::from_secs(5);
 pub const INBOX_FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// The wait announced to a post that finds 16 requests already waiting for the same envelope.
 pub const SAME_POST_RETRY_AFTER: Duration = Duration::from_millis(250);
+/// The wait given with a retryable refusal that was built without one — a bug, which the tests
+/// catch, but the client still gets a sensible wait rather than none.
+const FALLBACK_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Whether a refusal with `code` is one a client may retry unchanged once the reason passes —
 /// every such refusal carries `retry_after_ms` (PROTOCOL.md §9.9). Every other code means that
@@ -219,6 +222,7 @@ async fn serve_split<S>(
         tokio::select! {
             incoming = stream.next() => {
                 use tokio_tungstenite::tungstenite::Error as WsError;
+                use tokio_tungstenite::tungstenite::error::ProtocolError;
                 let message = match incoming {
                     Some(Ok(message)) => message,
                     Some(Err(WsError::Capacity(_))) => {
@@ -233,6 +237,8 @@ async fn serve_split<S>(
                     Some(Err(WsError::Utf8(_))) => {
                         break Some((CloseCode::Invalid, "invalid UTF-8 in a text frame".into()));
                     }
+                    // The peer dropped the connection: nobody is left to tell.
+                    Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => break None,
                     Some(Err(WsError::Protocol(e))) => {
                         break Some((CloseCode::Protocol, format!("websocket protocol error: {e}")));
                     }
@@ -578,8 +584,7 @@ fn reply(shared: &Shared, handle: &ConnHandle, frame: &ServerFrame) {
 
 fn reply_error(shared: &Shared, handle: &ConnHandle, id: Option<RequestId>, mut reject: Reject) {
     // Every retryable refusal says when to retry, every other one does not (a hint would invite
-    // a loop). A missing hint is a bug caught by the tests; in production the client still gets
-    // a sensible wait.
+    // a loop).
     debug_assert_eq!(
         is_retryable(reject.code),
         reject.retry_after.is_some(),
@@ -587,7 +592,7 @@ fn reply_error(shared: &Shared, handle: &ConnHandle, id: Option<RequestId>, mut 
         reject.code
     );
     if is_retryable(reject.code) && reject.retry_after.is_none() {
-        reject.retry_after = Some(STORAGE_RETRY_AFTER);
+        reject.retry_after = Some(FALLBACK_RETRY_AFTER);
     } else if !is_retryable(reject.code) {
         reject.retry_after = None;
     }

@@ -63,7 +63,7 @@ pub fn bench_limits(connections: usize) -> Limits {
         registrations_per_hour: 1_000_000_000,
         registration_burst: 1_000_000,
         max_connections: connections,
-        max_connections_per_ip: connections,
+        max_unauthenticated_per_ip: connections,
         ..Limits::default()
     }
 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use std::time::Duration;
 
-use crate::writer::{DEFAULT_MAX_BATCH, DEFAULT_WRITE_QUEUE};
+use crate::writer::{DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BYTES, DEFAULT_WRITE_QUEUE};
 
 /// Largest websocket message accepted from a client (the protocol's default client frame limit;
 /// a maximal envelope or op is ~88 KiB of base64, and a `send_sealed` carries up to 256 sender
@@ -22,6 +22,12 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// long enough for a healthy disk to finish a full write queue, short enough that a stalled disk
 /// cannot keep a stopping server alive until a supervisor kills it.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the server sends a close frame, how long it keeps reading (and discarding) what the
+/// peer still sends while it waits for the peer's close frame, before it drops the connection:
+/// dropping a socket with unread data resets the connection, and a client still sending would
+/// see the reset instead of the `going_away` frame and the close code. Long enough for a peer
+/// on a slow link to answer, short enough that a peer that never answers holds nothing for long.
+pub const DEFAULT_CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Default time one durable write (one batch and its flush) may take before the disk is deemed
 /// stuck: healthy flushes take milliseconds, a busy disk seconds; two minutes without an answer
 /// means the storage will not recover in this process.
@@ -32,8 +38,13 @@ pub const MIN_STUCK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The least `shutdown_timeout_ms` the config file may set: below it every shutdown would
 /// abandon the write queue instead of letting a healthy disk finish it.
 pub const MIN_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
-/// Simultaneous connections from one IP address (authenticated or not).
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
+/// Simultaneous connections from one IP address that have not authenticated yet (each lasts at
+/// most the authentication timeout). Only these are counted per address: many people can share
+/// one address (a workplace or mobile carrier's NAT), and counting their authenticated
+/// connections would let one host there lock everyone else out. Authenticated connections are
+/// limited per device ([`DEFAULT_MAX_CONNECTIONS_PER_DEVICE`]) and in total
+/// ([`DEFAULT_MAX_CONNECTIONS`]).
+pub const DEFAULT_MAX_UNAUTHENTICATED_PER_IP: usize = 1_000;
 /// Simultaneous connections the server accepts; more wait in the kernel's accept queue.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Simultaneous authenticated connections of one device (two terminals, a phone and a laptop).
@@ -49,6 +60,15 @@ pub const DEFAULT_REGISTRATIONS_PER_HOUR: u32 = 60;
 pub const DEFAULT_REGISTRATION_BURST: u32 = 20;
 /// Groups one device may create (each lives in the server's memory).
 pub const DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE: usize = 1_000;
+/// Frames the server cannot use (not valid JSON or not a valid frame, of an unknown type, too
+/// large, or binary) a connection may send in a burst; then it is closed (1008). Parsing such
+/// frames costs the server CPU (a megabyte each, at worst) and they are never part of a working
+/// client's traffic, so a few are answered — a client bug should be visible, not fatal — and a
+/// stream of them is not.
+pub const DEFAULT_BAD_FRAME_BURST: u32 = 16;
+/// Frames the server cannot use that a connection may send per minute, sustained, beyond
+/// [`DEFAULT_BAD_FRAME_BURST`].
+pub const DEFAULT_BAD_FRAMES_PER_MINUTE: u32 = 6;
 /// Frames a connection may send before it has authenticated.
 pub const DEFAULT_MAX_PREAUTH_FRAMES: u32 = 16;
 /// Bytes a connection may send before it has authenticated: the TLS handshake, the websocket
@@ -123,8 +143,8 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// See [`DEFAULT_OUTBOUND_QUEUE`].
     pub outbound_queue: usize,
-    /// See [`DEFAULT_MAX_CONNECTIONS_PER_IP`].
-    pub max_connections_per_ip: usize,
+    /// See [`DEFAULT_MAX_UNAUTHENTICATED_PER_IP`].
+    pub max_unauthenticated_per_ip: usize,
     /// See [`DEFAULT_OUTBOUND_QUEUE_BYTES`].
     pub outbound_queue_bytes: usize,
     /// See [`DEFAULT_MAX_CONNECTIONS`].
@@ -143,6 +163,10 @@ pub struct Limits {
     pub registration_burst: u32,
     /// See [`DEFAULT_MAX_PREAUTH_FRAMES`].
     pub max_preauth_frames: u32,
+    /// See [`DEFAULT_BAD_FRAME_BURST`].
+    pub bad_frame_burst: u32,
+    /// See [`DEFAULT_BAD_FRAMES_PER_MINUTE`].
+    pub bad_frames_per_minute: u32,
     /// See [`DEFAULT_MAX_PREAUTH_BYTES`].
     pub max_preauth_bytes: usize,
     /// See [`DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE`].
@@ -153,6 +177,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// See [`DEFAULT_WRITE_TIMEOUT`].
     pub write_timeout: Duration,
+    /// See [`DEFAULT_CLOSE_LINGER`].
+    pub close_linger: Duration,
     /// See [`DEFAULT_RETENTION_SWEEP`].
     pub retention_sweep: Duration,
     /// See [`DEFAULT_EPOCH_GRACE`].
@@ -177,6 +203,8 @@ pub struct Limits {
     pub write_queue: usize,
     /// See [`crate::writer::DEFAULT_MAX_BATCH`].
     pub max_batch: usize,
+    /// See [`crate::writer::DEFAULT_MAX_BATCH_BYTES`].
+    pub max_batch_bytes: usize,
     /// How long graceful shutdown waits for connections to close, and then for the writer to
     /// finish the writes already queued, before it gives up on them and completes anyway
     /// (nothing unfinished was acknowledged). Bounds shutdown when the disk stalls.
@@ -198,7 +226,7 @@ impl Default for Limits {
             registration_token: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
-            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_unauthenticated_per_ip: DEFAULT_MAX_UNAUTHENTICATED_PER_IP,
             outbound_queue_bytes: DEFAULT_OUTBOUND_QUEUE_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_device: DEFAULT_MAX_CONNECTIONS_PER_DEVICE,
@@ -208,11 +236,14 @@ impl Default for Limits {
             registrations_per_hour: DEFAULT_REGISTRATIONS_PER_HOUR,
             registration_burst: DEFAULT_REGISTRATION_BURST,
             max_preauth_frames: DEFAULT_MAX_PREAUTH_FRAMES,
+            bad_frame_burst: DEFAULT_BAD_FRAME_BURST,
+            bad_frames_per_minute: DEFAULT_BAD_FRAMES_PER_MINUTE,
             max_preauth_bytes: DEFAULT_MAX_PREAUTH_BYTES,
             max_groups_created_per_device: DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE,
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            close_linger: DEFAULT_CLOSE_LINGER,
             retention_sweep: DEFAULT_RETENTION_SWEEP,
             epoch_grace: DEFAULT_EPOCH_GRACE,
             sync_page_limit: DEFAULT_SYNC_PAGE_LIMIT,
@@ -225,6 +256,7 @@ impl Default for Limits {
             ws_write_buffer: DEFAULT_WS_WRITE_BUFFER,
             write_queue: DEFAULT_WRITE_QUEUE,
             max_batch: DEFAULT_MAX_BATCH,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             stuck_write_timeout: DEFAULT_STUCK_WRITE_TIMEOUT,
         }
@@ -260,7 +292,10 @@ pub struct FileConfig {
     pub registration_token: Option<String>,
     pub max_frame_bytes: Option<usize>,
     pub outbound_queue: Option<usize>,
-    pub max_connections_per_ip: Option<usize>,
+    /// Also accepted under its older name `max_connections_per_ip` (which counted every
+    /// connection; now only unauthenticated ones are counted per address).
+    #[serde(alias = "max_connections_per_ip")]
+    pub max_unauthenticated_per_ip: Option<usize>,
     pub outbound_queue_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_device: Option<usize>,
@@ -270,11 +305,14 @@ pub struct FileConfig {
     pub registrations_per_hour: Option<u32>,
     pub registration_burst: Option<u32>,
     pub max_preauth_frames: Option<u32>,
+    pub bad_frame_burst: Option<u32>,
+    pub bad_frames_per_minute: Option<u32>,
     pub max_preauth_bytes: Option<usize>,
     pub max_groups_created_per_device: Option<usize>,
     pub ping_interval_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,
+    pub close_linger_ms: Option<u64>,
     pub retention_sweep_ms: Option<u64>,
     pub epoch_grace_ms: Option<u64>,
     pub sync_page_limit: Option<u32>,
@@ -287,6 +325,7 @@ pub struct FileConfig {
     pub ws_write_buffer: Option<usize>,
     pub write_queue: Option<usize>,
     pub max_batch: Option<usize>,
+    pub max_batch_bytes: Option<usize>,
     pub shutdown_timeout_ms: Option<u64>,
     pub stuck_write_timeout_ms: Option<u64>,
     /// sled's page cache in bytes (default [`crate::storage::DEFAULT_CACHE_BYTES`]).
@@ -320,8 +359,8 @@ impl FileConfig {
         if let Some(v) = self.outbound_queue_bytes {
             c.outbound_queue_bytes = v
         }
-        if let Some(v) = self.max_connections_per_ip {
-            c.max_connections_per_ip = v
+        if let Some(v) = self.max_unauthenticated_per_ip {
+            c.max_unauthenticated_per_ip = v
         }
         if let Some(v) = self.outbound_queue {
             c.outbound_queue = v
@@ -347,6 +386,12 @@ impl FileConfig {
         if let Some(v) = self.max_preauth_frames {
             c.max_preauth_frames = v
         }
+        if let Some(v) = self.bad_frame_burst {
+            c.bad_frame_burst = v
+        }
+        if let Some(v) = self.bad_frames_per_minute {
+            c.bad_frames_per_minute = v
+        }
         if let Some(v) = self.max_preauth_bytes {
             c.max_preauth_bytes = v
         }
@@ -364,6 +409,9 @@ impl FileConfig {
         }
         if let Some(v) = self.write_timeout_ms {
             c.write_timeout = ms(v)
+        }
+        if let Some(v) = self.close_linger_ms {
+            c.close_linger = ms(v)
         }
         if let Some(v) = self.idle_timeout_ms {
             c.idle_timeout = ms(v)
@@ -407,6 +455,9 @@ impl FileConfig {
         if let Some(v) = self.max_batch {
             c.max_batch = v
         }
+        if let Some(v) = self.max_batch_bytes {
+            c.max_batch_bytes = v
+        }
         c
     }
 }
@@ -423,6 +474,17 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_millis(1000));
         assert_eq!(c.max_frame_bytes, DEFAULT_MAX_FRAME_BYTES);
         assert!(FileConfig::parse("rate_per_secnd = 5").is_err());
+    }
+
+    #[test]
+    fn the_per_address_limit_keeps_its_older_name_in_config_files() {
+        for key in ["max_unauthenticated_per_ip", "max_connections_per_ip"] {
+            let file = FileConfig::parse(&format!("{key} = 7")).unwrap();
+            assert_eq!(
+                file.apply_to(Limits::default()).max_unauthenticated_per_ip,
+                7
+            );
+        }
     }
 
     #[test]

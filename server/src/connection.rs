@@ -37,6 +37,41 @@ const INBOX_PAGE: usize = 100;
 /// Largest sealed ciphertext: the largest payload plus the inner signature and the AEAD tag.
 const MAX_SEALED_CIPHERTEXT: usize = confide_protocol::seal::MAX_SEALED_PAYLOAD + 64 + 16;
 
+/// How long a client is told to wait before retrying a request refused with `storage`: long
+/// enough that a full disk is not hammered by every client's outbox, short enough that messages
+/// go out soon after space is freed.
+pub const STORAGE_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// How long a client is told to wait before retrying a request refused with `shutting_down`:
+/// about the time a supervisor takes to start the server again.
+pub const SHUTTING_DOWN_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// The wait announced with `too_many_connections`: another connection of the device may close.
+pub const TOO_MANY_CONNECTIONS_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// The wait announced with `inbox_full`: the recipient's devices acknowledge items as they come
+/// online.
+pub const INBOX_FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// The wait announced to a post that finds 16 requests already waiting for the same envelope.
+pub const SAME_POST_RETRY_AFTER: Duration = Duration::from_millis(250);
+/// The wait given with a retryable refusal that was built without one — a bug, which the tests
+/// catch, but the client still gets a sensible wait rather than none.
+const FALLBACK_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Whether a refusal with `code` is one a client may retry unchanged once the reason passes —
+/// every such refusal carries `retry_after_ms` (PROTOCOL.md §9.9). Every other code means that
+/// the same request will be refused again, and carries no hint, so that a client following the
+/// specification never retries it in a loop.
+pub fn is_retryable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::RateLimited
+            | ErrorCode::TooManyConnections
+            | ErrorCode::InboxFull
+            | ErrorCode::Muted
+            | ErrorCode::SlowMode
+            | ErrorCode::Storage
+            | ErrorCode::ShuttingDown
+    )
+}
+
 /// A request failed: what to tell the client.
 struct Reject {
     code: ErrorCode,
@@ -56,14 +91,19 @@ impl Reject {
         self.retry_after = Some(after);
         self
     }
+    /// The server is stopping (its writer has stopped): retry on a new connection later.
+    fn shutting_down(message: impl Into<String>) -> Self {
+        Reject::new(ErrorCode::ShuttingDown, message).retry(SHUTTING_DOWN_RETRY_AFTER)
+    }
 }
 
 fn storage_reject(e: impl std::fmt::Display) -> Reject {
-    tracing::error!(error = %e, "storage failure");
+    crate::throttle::storage_error(&e);
     Reject::new(
         ErrorCode::Storage,
         "the server could not store this durably; nothing was acknowledged, retry later",
     )
+    .retry(STORAGE_RETRY_AFTER)
 }
 
 fn log_reject(e: &LogError) -> Reject {
@@ -172,17 +212,35 @@ async fn serve_split<S>(
         tokio::time::interval(shared.limits.ping_interval.max(Duration::from_millis(10)));
     ping.reset();
     let mut last_heard = Instant::now();
+    let mut bad_frames = crate::rate::TokenBucket::new(
+        f64::from(shared.limits.bad_frames_per_minute) / 60.0,
+        shared.limits.bad_frame_burst,
+        Instant::now(),
+    );
+    let mut writer_done = false;
     let close: Option<(CloseCode, String)> = loop {
         tokio::select! {
             incoming = stream.next() => {
+                use tokio_tungstenite::tungstenite::Error as WsError;
+                use tokio_tungstenite::tungstenite::error::ProtocolError;
                 let message = match incoming {
                     Some(Ok(message)) => message,
-                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
+                    Some(Err(WsError::Capacity(_))) => {
                         break Some((CloseCode::Size, "message too big".into()));
                     }
-                    Some(Err(tokio_tungstenite::tungstenite::Error::Io(e))) if preauth::is_exhausted(&e) => {
+                    Some(Err(WsError::Io(e))) if preauth::is_exhausted(&e) => {
                         reply_error(&shared, &handle, None, Reject::new(ErrorCode::NotAuthenticated, "too much data before authentication"));
                         break Some((CloseCode::Policy, "too much data before authentication".into()));
+                    }
+                    // RFC 6455 §8.1: invalid UTF-8 in a text message fails the connection with
+                    // 1007 (the message cannot be read, so there is no request to answer).
+                    Some(Err(WsError::Utf8(_))) => {
+                        break Some((CloseCode::Invalid, "invalid UTF-8 in a text frame".into()));
+                    }
+                    // The peer dropped the connection: nobody is left to tell.
+                    Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => break None,
+                    Some(Err(WsError::Protocol(e))) => {
+                        break Some((CloseCode::Protocol, format!("websocket protocol error: {e}")));
                     }
                     _ => break None,
                 };
@@ -190,6 +248,9 @@ async fn serve_split<S>(
                 let text = match message {
                     WsMessage::Text(text) => text,
                     WsMessage::Binary(_) => {
+                        if !bad_frames.take(Instant::now()) {
+                            break Some(too_many_bad_frames(&shared, &handle));
+                        }
                         reply_error(&shared, &handle, None, Reject::new(ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text frames"));
                         continue;
                     }
@@ -201,6 +262,11 @@ async fn serve_split<S>(
                 let frame = match ClientFrame::from_json(text.as_str(), shared.limits.max_frame_bytes) {
                     Ok(frame) => frame,
                     Err(e) => {
+                        // Counted before the error is answered: the frame's cost (parsing) is
+                        // already paid, the next one's is not.
+                        if !bad_frames.take(Instant::now()) {
+                            break Some(too_many_bad_frames(&shared, &handle));
+                        }
                         reply_error(&shared, &handle, e.request_id(), Reject::new(e.code(), e.to_string()));
                         continue;
                     }
@@ -218,7 +284,7 @@ async fn serve_split<S>(
                             tracing::Span::current().record("device", tracing::field::display(s.device.short()));
                             if shared.hub.register(s.device, handle.clone(), shared.limits.max_connections_per_device).is_err() {
                                 reply_error(&shared, &handle, Some(id), Reject::new(ErrorCode::TooManyConnections, format!(
-                                    "this device already has {} connections open", shared.limits.max_connections_per_device)).retry(Duration::from_secs(5)));
+                                    "this device already has {} connections open", shared.limits.max_connections_per_device)).retry(TOO_MANY_CONNECTIONS_RETRY_AFTER));
                                 break Some((CloseCode::Policy, "too many connections for this device".into()));
                             }
                             reply(&shared, &handle, &authenticated);
@@ -236,7 +302,11 @@ async fn serve_split<S>(
                     }
                 }
             }
-            _ = &mut writer => break None,
+            _ = &mut writer => {
+                // A finished task must not be polled again (it panics).
+                writer_done = true;
+                break None;
+            }
             // Notified only when the queue overflowed. (No `if` precondition here: it would be
             // evaluated once per loop, and a wake-up arriving mid-wait would go unnoticed.)
             _ = handle.overflowed() => {
@@ -260,6 +330,7 @@ async fn serve_split<S>(
     if let Some(s) = session {
         shared.hub.unregister(&s.device, conn_id);
     }
+    let closing = close.is_some();
     if let Some((code, reason)) = close {
         // The going-away notice bypasses the queue, which may be full (slow consumer).
         let frame = serialize(&ServerFrame::GoingAway {
@@ -274,12 +345,50 @@ async fn serve_split<S>(
     drop(control);
     // The writer finishes within one write timeout per frame it still sends; beyond twice that,
     // give up on the peer.
-    if tokio::time::timeout(shared.limits.write_timeout * 2, &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
+    let writer_deadline = tokio::time::Instant::now() + shared.limits.write_timeout * 2;
+    let mut finish_writer = async || {
+        if !writer_done {
+            if tokio::time::timeout_at(writer_deadline, &mut writer)
+                .await
+                .is_err()
+            {
+                writer.abort();
+            }
+            writer_done = true;
+        }
+    };
+    if closing {
+        // The close handshake (RFC 6455 §7.1.1): keep reading, and discarding, until the peer
+        // answers the close frame (or gives up), for a bounded time. Dropping a socket with
+        // unread data makes the kernel reset the connection, and a client still sending would
+        // then see a reset instead of the `going_away` frame and the close code.
+        let drained = async { while let Some(Ok(_)) = stream.next().await {} };
+        let _ = tokio::time::timeout(
+            shared.limits.close_linger,
+            futures_util::future::join(drained, finish_writer()),
+        )
+        .await;
     }
+    finish_writer().await;
+}
+
+/// Answers the frame that went over a connection's allowance of frames the server cannot use,
+/// and says how to close the connection.
+fn too_many_bad_frames(shared: &Shared, handle: &ConnHandle) -> (CloseCode, String) {
+    let reason = "too many malformed, binary or unknown frames";
+    reply_error(
+        shared,
+        handle,
+        None,
+        Reject::new(
+            ErrorCode::BadFrame,
+            format!(
+                "{reason} (more than {} at once, or {} a minute); closing the connection",
+                shared.limits.bad_frame_burst, shared.limits.bad_frames_per_minute
+            ),
+        ),
+    );
+    (CloseCode::Policy, reason.into())
 }
 
 /// Sends queued frames and control messages until told to close, the peer fails, or a send
@@ -323,7 +432,13 @@ async fn write_loop<S>(
                     }
                     return;
                 }
-                None => return,
+                None => {
+                    // The reader has stopped: the peer closed (send the reply to its close
+                    // frame, which the websocket has queued) or the transport failed (this
+                    // fails at once).
+                    let _ = tokio::time::timeout(timeout, sink.close()).await;
+                    return;
+                }
             },
             text = outbound.recv() => match text {
                 Some(text) => {
@@ -467,7 +582,20 @@ fn reply(shared: &Shared, handle: &ConnHandle, frame: &ServerFrame) {
     }
 }
 
-fn reply_error(shared: &Shared, handle: &ConnHandle, id: Option<RequestId>, reject: Reject) {
+fn reply_error(shared: &Shared, handle: &ConnHandle, id: Option<RequestId>, mut reject: Reject) {
+    // Every retryable refusal says when to retry, every other one does not (a hint would invite
+    // a loop).
+    debug_assert_eq!(
+        is_retryable(reject.code),
+        reject.retry_after.is_some(),
+        "retry hint of {:?}",
+        reject.code
+    );
+    if is_retryable(reject.code) && reject.retry_after.is_none() {
+        reject.retry_after = Some(FALLBACK_RETRY_AFTER);
+    } else if !is_retryable(reject.code) {
+        reject.retry_after = None;
+    }
     shared.metrics.record_error(reject.code.as_str());
     tracing::debug!(code = reject.code.as_str(), message = %reject.message, "request rejected");
     let frame = ServerFrame::Error {
@@ -773,7 +901,7 @@ async fn commit(shared: &Shared, writes: Vec<Write>) -> Result<(), Reject> {
     match shared.writer.commit(writes).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(storage_reject(e)),
-        Err(e) => Err(Reject::new(ErrorCode::ShuttingDown, e.to_string())),
+        Err(e) => Err(Reject::shutting_down(e.to_string())),
     }
 }
 
@@ -1104,7 +1232,7 @@ async fn post(
                 ErrorCode::RateLimited,
                 "this message is already being stored; retry shortly",
             )
-            .retry(Duration::from_millis(250)));
+            .retry(SAME_POST_RETRY_AFTER));
         }
         None => {}
     }
@@ -1132,7 +1260,7 @@ async fn post(
             .writer
             .submit(Vec::new(), done)
             .await
-            .map_err(|e| Reject::new(ErrorCode::ShuttingDown, e.to_string()));
+            .map_err(|e| Reject::shutting_down(e.to_string()));
     }
     check_post(shared, &mut entry, s, &envelope)?;
     let seq = Seq(entry.next_seq);
@@ -1213,7 +1341,7 @@ async fn post(
     // If the writer has stopped, `done` was dropped unrun, and with it the `PendingPost`, which
     // has left `in_flight` (nobody can be waiting yet: waiters join under the group's lock,
     // which this post holds).
-    submitted.map_err(|e| Reject::new(ErrorCode::ShuttingDown, e.to_string()))
+    submitted.map_err(|e| Reject::shutting_down(e.to_string()))
 }
 
 /// Later posts of the same envelope that may wait for one being written; more are refused with
@@ -1257,10 +1385,8 @@ impl Drop for PendingPost {
     fn drop(&mut self) {
         if !self.finished {
             for (handle, id) in self.finish() {
-                let reject = Reject::new(
-                    ErrorCode::ShuttingDown,
-                    "the server stopped before this message was stored",
-                );
+                let reject =
+                    Reject::shutting_down("the server stopped before this message was stored");
                 reply_error(&self.shared, &handle, Some(id), reject);
             }
         }
@@ -1371,7 +1497,7 @@ async fn send_sealed(
                 ErrorCode::InboxFull,
                 "the recipient's inbox is full; try again later",
             )
-            .retry(Duration::from_secs(60)));
+            .retry(INBOX_FULL_RETRY_AFTER));
         }
         // And the item's shares of it: this sender's (small for join requests), and for join
         // requests also the allowance all join requests share.
@@ -1413,7 +1539,7 @@ async fn send_sealed(
                         "{limit} {whose} already waiting in the recipient's inbox; try again later"
                     ),
                 )
-                .retry(Duration::from_secs(60)));
+                .retry(INBOX_FULL_RETRY_AFTER));
             }
         }
         let inbox_id = shared.storage.next_inbox_id().map_err(storage_reject)?;
@@ -1675,17 +1801,20 @@ async fn websocket<S>(
 }
 
 /// Runs one connection: TLS (if configured), the websocket handshake, then [`serve`].
+///
+/// `gate` holds the connection's place among its address's unauthenticated connections until it
+/// authenticates.
 pub async fn handle_tcp(
     shared: Arc<Shared>,
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
+    gate: preauth::Gate,
     shutdown: watch::Receiver<bool>,
 ) {
     let conn_id = shared.hub.next_conn_id();
     let span = tracing::info_span!("conn", id = conn_id, %peer, device = tracing::field::Empty);
     async move {
         let _ = tcp.set_nodelay(true);
-        let gate = preauth::Gate::default();
         let tcp = preauth::Budgeted::new(tcp, shared.limits.max_preauth_bytes, gate.clone());
         let deadline = shared.limits.auth_timeout;
         match shared.tls.clone() {

@@ -24,6 +24,7 @@ pub mod rate;
 pub mod retention;
 pub mod server;
 pub mod storage;
+pub mod throttle;
 pub mod tls;
 pub mod writer;
 

@@ -11,11 +11,17 @@
 //! The budget counts every byte read from the socket — the TLS handshake, the websocket
 //! upgrade and the frames before `authenticated` — and is lifted for good when the connection
 //! authenticates.
+//!
+//! The same [`Gate`] holds the connection's place among its address's unauthenticated
+//! connections ([`PerAddress`]), and gives it up on authentication: only connections that have
+//! not authenticated yet are limited per address.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -37,18 +43,82 @@ pub fn is_exhausted(e: &io::Error) -> bool {
         .is_some_and(|inner| inner.is::<BudgetExhausted>())
 }
 
-/// Lifts the budget of one connection once it has authenticated.
+/// Counts the connections of each address that have not authenticated yet.
 #[derive(Clone, Debug, Default)]
-pub struct Gate(Arc<AtomicBool>);
+pub struct PerAddress(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl PerAddress {
+    /// A place for one more unauthenticated connection from `ip`, if it has fewer than `max`.
+    pub fn take(&self, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut counts = self.0.lock().ok()?;
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            map: self.clone(),
+            ip,
+        })
+    }
+
+    /// How many unauthenticated connections `ip` has.
+    pub fn count(&self, ip: IpAddr) -> usize {
+        self.0
+            .lock()
+            .map(|counts| counts.get(&ip).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+/// One unauthenticated connection's place in its address's count; given up when dropped.
+#[derive(Debug)]
+pub struct AddressSlot {
+    map: PerAddress,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.map.0.lock()
+            && let Some(count) = counts.get_mut(&self.ip)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Lifts the budget of one connection once it has authenticated, and gives up its place among
+/// its address's unauthenticated connections.
+#[derive(Clone, Debug, Default)]
+pub struct Gate {
+    lifted: Arc<AtomicBool>,
+    slot: Arc<Mutex<Option<AddressSlot>>>,
+}
 
 impl Gate {
-    /// The connection has authenticated: its reads are no longer counted.
+    /// A gate for a connection holding `slot` until it authenticates.
+    pub fn holding(slot: AddressSlot) -> Self {
+        Gate {
+            lifted: Arc::default(),
+            slot: Arc::new(Mutex::new(Some(slot))),
+        }
+    }
+
+    /// The connection has authenticated: its reads are no longer counted, and it no longer
+    /// counts towards its address's unauthenticated connections.
     pub fn lift(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.lifted.store(true, Ordering::Relaxed);
+        if let Ok(mut slot) = self.slot.lock() {
+            slot.take();
+        }
     }
 
     fn is_lifted(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.lifted.load(Ordering::Relaxed)
     }
 }
 
@@ -176,6 +246,20 @@ mod tests {
         peer.write_all(&[1u8; MIN_BUDGET]).await.unwrap();
         let mut buf = vec![0u8; MIN_BUDGET];
         budgeted.read_exact(&mut buf).await.unwrap();
+    }
+
+    #[test]
+    fn an_address_place_is_given_up_on_authentication_or_when_the_connection_ends() {
+        let per = PerAddress::default();
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        let first = Gate::holding(per.take(ip, 2).unwrap());
+        let second = Gate::holding(per.take(ip, 2).unwrap());
+        assert!(per.take(ip, 2).is_none(), "two places, both taken");
+        first.lift();
+        assert_eq!(per.count(ip), 1);
+        drop(second);
+        assert_eq!(per.count(ip), 0);
+        assert!(per.take(ip, 2).is_some());
     }
 
     #[test]

@@ -62,9 +62,57 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
     }
 }
 
+/// One token bucket, for a limit that belongs to a single owner (such as one connection's
+/// allowance of frames the server cannot use), so needs no map and no lock.
+#[derive(Debug)]
+pub struct TokenBucket {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens (at least 1), refilled at `per_second`.
+    pub fn new(per_second: f64, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            per_second: per_second.max(0.0),
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token at `now`; `false` if none is left.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refills_over_time() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(0.5, 3, t0);
+        assert!((0..3).all(|_| bucket.take(t0)));
+        assert!(!bucket.take(t0));
+        assert!(!bucket.take(t0 + Duration::from_millis(1500)));
+        // 0.75 tokens at 1.5 s, 1.5 at 3 s: one more frame.
+        assert!(bucket.take(t0 + Duration::from_secs(3)));
+        assert!(!bucket.take(t0 + Duration::from_secs(3)));
+    }
 
     #[test]
     fn burst_then_refusal_per_device() {

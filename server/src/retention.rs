@@ -42,7 +42,9 @@ pub async fn sweep(shared: &Shared) {
             let page = match shared.storage.messages(&group, after, SWEEP_PAGE) {
                 Ok(page) => page,
                 Err(e) => {
-                    tracing::warn!(%group, error = %e, "retention sweep could not read messages");
+                    crate::throttle::storage_error(&format_args!(
+                        "retention sweep could not read messages: {e}"
+                    ));
                     break;
                 }
             };
@@ -66,10 +68,14 @@ pub async fn sweep(shared: &Shared) {
                     Ok(Ok(())) => {
                         tracing::info!(%group, count, "deleted messages past the retention period")
                     }
-                    _ => {
-                        tracing::warn!(%group, "retention sweep could not delete");
+                    Ok(Err(e)) => {
+                        crate::throttle::storage_error(&format_args!(
+                            "retention sweep could not delete: {e}"
+                        ));
                         break;
                     }
+                    // The writer has stopped: the server is shutting down.
+                    Err(_) => break,
                 }
             }
             if reached_newer || !full {

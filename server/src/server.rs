@@ -2,9 +2,7 @@
 //! [`crate::connection`], and on shutdown stops accepting, tells every connection to go away,
 //! waits for them, and lets the writer finish every accepted write.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -123,42 +121,6 @@ impl Shared {
     }
 }
 
-type PerIp = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
-
-/// One connection's place in the per-address count; released on drop.
-struct IpSlot {
-    map: PerIp,
-    ip: IpAddr,
-}
-
-impl IpSlot {
-    fn take(map: &PerIp, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut counts = map.lock().ok()?;
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            map: map.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        if let Ok(mut counts) = self.map.lock()
-            && let Some(count) = counts.get_mut(&self.ip)
-        {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// The server's clock as a protocol timestamp.
 pub fn now() -> Timestamp {
     let ms = SystemTime::now()
@@ -181,6 +143,7 @@ pub async fn run(
         config.storage.clone(),
         config.limits.write_queue,
         config.limits.max_batch,
+        config.limits.max_batch_bytes,
         metrics.clone(),
     )?;
     let shared = Arc::new(Shared {
@@ -205,7 +168,7 @@ pub async fn run(
     let retention_task = tokio::spawn(crate::retention::run(shared.clone(), stop_rx.clone()));
     let permits = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
-    let per_ip: PerIp = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let per_ip = crate::preauth::PerAddress::default();
     tokio::pin!(shutdown);
     // Completes once storage says only a restart can make it write again.
     let stuck_after = shared.limits.stuck_write_timeout;
@@ -235,23 +198,26 @@ pub async fn run(
         while connections.try_join_next().is_some() {}
         match accepted {
             Ok((tcp, peer)) => {
-                let Some(ip_slot) =
-                    IpSlot::take(&per_ip, peer.ip(), shared.limits.max_connections_per_ip)
+                let Some(slot) = per_ip.take(peer.ip(), shared.limits.max_unauthenticated_per_ip)
                 else {
-                    tracing::debug!(%peer, "too many connections from this address; dropped");
+                    tracing::debug!(
+                        %peer,
+                        "too many unauthenticated connections from this address; dropped"
+                    );
                     drop(tcp);
                     continue;
                 };
+                // Held until the connection authenticates (or ends).
+                let gate = crate::preauth::Gate::holding(slot);
                 metrics.connections_total.fetch_add(1, Relaxed);
                 metrics.connections_open.fetch_add(1, Relaxed);
                 let shared = shared.clone();
                 let stop = stop_rx.clone();
                 let metrics = metrics.clone();
                 connections.spawn(async move {
-                    crate::connection::handle_tcp(shared, tcp, peer, stop).await;
+                    crate::connection::handle_tcp(shared, tcp, peer, gate, stop).await;
                     metrics.connections_open.fetch_sub(1, Relaxed);
                     drop(permit);
-                    drop(ip_slot);
                 });
             }
             Err(e) => {

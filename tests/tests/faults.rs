@@ -190,10 +190,40 @@ async fn a_message_the_full_disk_refused_is_kept_and_sent_when_the_disk_recovers
     assert_eq!(texts, ["hello", "written while the disk was full"]);
 }
 
-/// A real filesystem of a few MiB (a tmpfs mounted for the test, unmounted when dropped), so that
-/// the database meets a genuinely full disk. Mounting needs root, as in CI.
+/// A real filesystem of a few MiB (a tmpfs mounted for the test), so that the database meets a
+/// genuinely full disk. Mounting needs root, as in CI.
+///
+/// Only ever mounted in a private mount namespace (see [`in_private_mount_namespace`]): the
+/// mount belongs to the test's own process and vanishes with it, even if the test is killed
+/// before it can unmount (a test killed mid-way used to leave the mount behind).
 struct SmallDisk {
     dir: tempfile::TempDir,
+}
+
+/// Set in the environment of a test re-run inside its own mount namespace.
+const IN_MOUNT_NAMESPACE: &str = "CONFIDE_TEST_IN_MOUNT_NAMESPACE";
+
+/// Runs the test named `test` (this function's caller) again in a child process with a private
+/// mount namespace (`unshare --mount --propagation private`), and returns `true` once it has
+/// passed there; returns `false` when already inside, where the caller goes on with the test.
+/// Every mount the child makes is gone when it exits, however it exits.
+fn in_private_mount_namespace(test: &str) -> bool {
+    if std::env::var_os(IN_MOUNT_NAMESPACE).is_some() {
+        return false;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let status = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(&exe)
+        .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+        .env(IN_MOUNT_NAMESPACE, "1")
+        .status()
+        .expect("running unshare (util-linux) to give the test a private mount namespace");
+    assert!(
+        status.success(),
+        "{test} failed in its private mount namespace (it needs root to mount): {status}"
+    );
+    true
 }
 
 /// Size of [`SmallDisk`]: room for the database and a few hundred messages.
@@ -201,6 +231,10 @@ const SMALL_DISK_BYTES: u64 = 32 * 1024 * 1024;
 
 impl SmallDisk {
     fn mount() -> SmallDisk {
+        assert!(
+            std::env::var_os(IN_MOUNT_NAMESPACE).is_some(),
+            "mount only in a private mount namespace, so the mount cannot outlive the test"
+        );
         let dir = tempfile::tempdir().unwrap();
         let status = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o"])
@@ -266,6 +300,11 @@ const MAX_POSTS_TO_FILL: usize = 1000;
 
 #[tokio::test]
 async fn a_really_full_disk_keeps_reads_working_and_writes_resume_once_space_is_back() {
+    if in_private_mount_namespace(
+        "a_really_full_disk_keeps_reads_working_and_writes_resume_once_space_is_back",
+    ) {
+        return;
+    }
     let disk = SmallDisk::mount();
     let mut server = TestServer::start_in(disk.path(), Limits::default(), 4 * 1024 * 1024).await;
     let (mut alice, mut bob, state) = raw_group_of_two(&server).await;

@@ -91,6 +91,28 @@ pub enum Write {
     },
 }
 
+/// What each write is counted as beyond its variable-size content (keys, indexes, JSON framing,
+/// timestamps), in [`Write::size`].
+const RECORD_OVERHEAD: usize = 256;
+
+impl Write {
+    /// About how many bytes the write stores: its ciphertext or op bytes as base64, plus
+    /// [`RECORD_OVERHEAD`]. Used to keep write batches within their byte cap; the free-space
+    /// check uses the exact encoded size.
+    pub fn size(&self) -> usize {
+        let content = match self {
+            Write::Op { op, .. } => op.op.len(),
+            Write::Message { message, .. } => message.envelope.ciphertext.len(),
+            Write::Inbox { item, .. } => item.payload.ciphertext.len(),
+            Write::Device(_) | Write::DeleteMessage { .. } | Write::AckInbox { .. } => 0,
+        };
+        // Base64 stores 4 bytes for every 3.
+        (content / 3)
+            .saturating_mul(4)
+            .saturating_add(RECORD_OVERHEAD)
+    }
+}
+
 /// A storage failure. Nothing in the failed batch was acknowledged.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -162,6 +184,9 @@ pub trait Storage: Send + Sync + 'static {
     fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError>;
     /// How many items in a device's inbox count towards `share` (see [`inbox_shares`]).
     fn inbox_len_from(&self, device: &DeviceId, share: &DeviceId) -> Result<usize, StorageError>;
-    /// A fresh, never reused, increasing id for inbox items.
+    /// A fresh, never reused, increasing id for inbox items (at least 1). Called on the async
+    /// runtime for every sealed item, so it must not wait for the disk: an implementation hands
+    /// ids out from memory and persists the highest one it stores with the items (an id whose
+    /// batch fails may simply go unused).
     fn next_inbox_id(&self) -> Result<u64, StorageError>;
 }

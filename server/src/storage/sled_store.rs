@@ -13,12 +13,19 @@
 //! | `inbox` | device (32) ‖ inbox id (8) | JSON `InboxItem` |
 //! | `inbox_shares` | device (32) ‖ share (32) ‖ inbox id (8) | empty: the inbox items counting towards each share ([`super::inbox_shares`]: the sender, and all join requests together) |
 //! | `inbox_share_of` | device (32) ‖ inbox id (8) | the item's shares (32 each), so that an acknowledgement finds its `inbox_shares` entries without reading the item |
+//! | `meta` | `inbox_id_high` | the highest inbox id ever stored (8), written in the same transaction as the items |
 //!
 //! A batch is applied with one sled transaction over all trees and then made durable with one
 //! `flush`: the writer task calls `commit` with many clients' writes at once (group commit).
 //!
 //! `inbox_shares` and `inbox_share_of` came after `inbox`: items stored by an older server have
 //! no entries there, so they do not count towards any share.
+//!
+//! Inbox ids are handed out from a counter in memory ([`Storage::next_inbox_id`] does no I/O),
+//! which starts above the highest id stored (`meta`). Older servers took them from sled's id
+//! generator, which writes and flushes now and then from whichever thread asks — an async
+//! runtime thread — and past the free-space check; a database without `meta` continues above
+//! that generator's last id.
 
 use confide_protocol::frames::{InboxItem, StoredMessage};
 use confide_protocol::group_log::SignedOp;
@@ -42,6 +49,14 @@ pub const MIN_CACHE_BYTES: u64 = 1024 * 1024;
 /// Bytes that must stay free on the database's disk for a batch to be written, unless the config
 /// file says otherwise (`storage_min_free_bytes`). See [`SledStorage::open_with`].
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A batch that only deletes (acknowledged inbox items, messages deleted for everyone or past
+/// their retention) needs only this fraction of the free-space margin: deleting is how space is
+/// won back on a nearly full disk, and it writes only small records.
+pub const DELETE_MARGIN_DIVISOR: u64 = 4;
+
+/// The `meta` key under which the highest inbox id ever stored is kept.
+const INBOX_ID_HIGH: &[u8] = b"inbox_id_high";
 
 /// sled-backed [`Storage`].
 ///
@@ -73,6 +88,9 @@ pub struct SledStorage {
     inbox: sled::Tree,
     inbox_shares: sled::Tree,
     inbox_share_of: sled::Tree,
+    meta: sled::Tree,
+    /// The next inbox id to hand out; above every id stored.
+    next_inbox_id: std::sync::atomic::AtomicU64,
 }
 
 fn backend(e: impl std::fmt::Display) -> StorageError {
@@ -156,7 +174,16 @@ impl SledStorage {
             .cache_capacity(cache_bytes)
             .open()
             .map_err(backend)?;
+        let meta = db.open_tree("meta").map_err(backend)?;
+        let high = match meta.get(INBOX_ID_HIGH).map_err(backend)? {
+            Some(v) => be_u64("meta", &v)?,
+            // Written by an older server (or new): its ids came from sled's generator as
+            // `generate_id() + 1`, and the generator only goes up, also across restarts.
+            None => db.generate_id().map_err(backend)?,
+        };
         Ok(SledStorage {
+            meta,
+            next_inbox_id: std::sync::atomic::AtomicU64::new(high.saturating_add(1)),
             devices: db.open_tree("devices").map_err(backend)?,
             user_devices: db.open_tree("user_devices").map_err(backend)?,
             ops: db.open_tree("ops").map_err(backend)?,
@@ -187,9 +214,15 @@ impl SledStorage {
         StorageError::NeedsRestart(reason)
     }
 
-    /// Refuses a batch of about `bytes` bytes unless it leaves the margin free on the disk.
-    fn check_space(&self, bytes: u64) -> Result<(), StorageError> {
-        let needed = self.min_free_bytes.saturating_add(bytes.saturating_mul(2));
+    /// Refuses a batch of about `bytes` bytes unless it leaves the margin free on the disk (a
+    /// [`DELETE_MARGIN_DIVISOR`]th of it for a batch that only deletes).
+    fn check_space(&self, bytes: u64, only_deletes: bool) -> Result<(), StorageError> {
+        let margin = if only_deletes {
+            self.min_free_bytes / DELETE_MARGIN_DIVISOR
+        } else {
+            self.min_free_bytes
+        };
+        let needed = margin.saturating_add(bytes.saturating_mul(2));
         match fs2::available_space(&self.path) {
             Ok(available) if available < needed => Err(StorageError::Full { available, needed }),
             Ok(_) => Ok(()),
@@ -218,6 +251,7 @@ impl SledStorage {
         // The shares of inbox items written in this batch, for an acknowledgement in the same
         // batch (ids are predictable, so a client can acknowledge an item before it exists).
         let mut new_shares: std::collections::HashMap<Vec<u8>, Vec<u8>> = Default::default();
+        let mut highest_inbox_id: Option<u64> = None;
         // Deletions by message id need the seq, looked up now (ids are written before deletes in
         // the same batch only for messages already committed, which is the only case we need).
         for write in batch {
@@ -249,6 +283,7 @@ impl SledStorage {
                     }
                 }
                 Write::Inbox { device, item } => {
+                    highest_inbox_id = highest_inbox_id.max(Some(item.inbox_id));
                     let key = key2(device.as_bytes(), &item.inbox_id.to_be_bytes());
                     inbox.push((key.clone(), Some(encode(item)?)));
                     let mut shares = Vec::new();
@@ -291,7 +326,20 @@ impl SledStorage {
             .into_iter()
             .map(|(group, seq)| (group.as_bytes().to_vec(), Some(seq.to_vec())))
             .collect();
-        let trees: [&sled::Tree; 9] = [
+        // The highest inbox id stored only goes up (ids are handed out before their batches
+        // are written, so a batch may hold lower ones than the last). The writer is the only
+        // caller, so reading it here cannot race.
+        let mut meta: Vec<Entry> = Vec::new();
+        if let Some(id) = highest_inbox_id {
+            let stored = match self.meta.get(INBOX_ID_HIGH).map_err(backend)? {
+                Some(v) => be_u64("meta", &v)?,
+                None => 0,
+            };
+            if id > stored {
+                meta.push((INBOX_ID_HIGH.to_vec(), Some(id.to_be_bytes().to_vec())));
+            }
+        }
+        let trees: [&sled::Tree; 10] = [
             &self.devices,
             &self.user_devices,
             &self.ops,
@@ -301,6 +349,7 @@ impl SledStorage {
             &self.inbox,
             &self.inbox_shares,
             &self.inbox_share_of,
+            &self.meta,
         ];
         let lists = [
             &devices,
@@ -312,13 +361,18 @@ impl SledStorage {
             &inbox,
             &inbox_shares,
             &inbox_share_of,
+            &meta,
         ];
+        let only_deletes = lists
+            .iter()
+            .flat_map(|list| list.iter())
+            .all(|(_, v)| v.is_none());
         let bytes: usize = lists
             .iter()
             .flat_map(|list| list.iter())
             .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
             .sum();
-        self.check_space(u64::try_from(bytes).unwrap_or(u64::MAX))?;
+        self.check_space(u64::try_from(bytes).unwrap_or(u64::MAX), only_deletes)?;
         trees[..]
             .transaction(|views| {
                 for (tree, list) in views.iter().zip(lists) {
@@ -473,8 +527,13 @@ impl Storage for SledStorage {
 
     fn next_inbox_id(&self) -> Result<u64, StorageError> {
         self.healthy()?;
-        // sled's id generator is persistent and monotonic; +1 keeps 0 free as "before the first".
-        Ok(self.db.generate_id().map_err(backend)? + 1)
+        // In memory: no I/O on the caller's (async) thread and no write past the free-space
+        // check. The id is persisted with its item, in the same transaction, as the highest
+        // stored; an id whose batch fails is simply never used. Starts at 1 at the least, so
+        // that 0 stays free as "before the first".
+        Ok(self
+            .next_inbox_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 }
 
@@ -562,6 +621,117 @@ mod tests {
             "nothing of the refused batch"
         );
         assert_eq!(db.inbox(&me, 0, 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn inbox_ids_keep_increasing_across_restarts_even_when_every_item_was_acknowledged() {
+        use confide_protocol::seal::SealKind;
+        let dir = tempfile::tempdir().unwrap();
+        let me = DeviceId([9; 32]);
+        let mut last = 0;
+        for _ in 0..3 {
+            // sled lets go of its file lock shortly after the last handle is dropped.
+            let db = (0..200)
+                .find_map(|_| {
+                    SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, 0)
+                        .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(25)))
+                        .ok()
+                })
+                .expect("the database opens again");
+            let id = db.next_inbox_id().unwrap();
+            assert!(id > last, "{id} after {last}");
+            db.commit(&[Write::Inbox {
+                device: me,
+                item: item(id, 5, SealKind::Direct),
+            }])
+            .unwrap();
+            db.commit(&[Write::AckInbox {
+                device: me,
+                inbox_id: id,
+            }])
+            .unwrap();
+            assert_eq!(db.inbox_len(&me).unwrap(), 0);
+            last = id;
+        }
+    }
+
+    /// The bytes of every file of the database together.
+    fn bytes_on_disk(dir: &Path) -> u64 {
+        let mut total = 0;
+        let mut dirs = vec![dir.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let entry = entry.unwrap();
+                if entry.path().is_dir() {
+                    dirs.push(entry.path());
+                } else {
+                    total += entry.metadata().unwrap().len();
+                }
+            }
+        }
+        total
+    }
+
+    /// Review of issue 13: inbox ids came from sled's id generator, which updates its stored
+    /// counter every million ids — from whichever async runtime thread asked (waiting for the
+    /// disk if an earlier update is not yet durable), and past the free-space check: the next
+    /// flush writes it, and on a full disk a failed write breaks sled until it is reopened.
+    #[test]
+    fn handing_out_inbox_ids_leaves_nothing_for_the_disk_to_write() {
+        use confide_protocol::seal::SealKind;
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, 0).unwrap();
+        let first = db.next_inbox_id().unwrap();
+        db.commit(&[Write::Inbox {
+            device: DeviceId([9; 32]),
+            item: item(first, 5, SealKind::Direct),
+        }])
+        .unwrap();
+        // What a flush with nothing to write adds (sled logs a small marker each time).
+        let flushed = bytes_on_disk(dir.path());
+        db.commit(&[]).unwrap();
+        let marker = bytes_on_disk(dir.path()) - flushed;
+        // More ids than the generator hands out between two updates of its counter.
+        let mut last = first;
+        for _ in 0..1_100_000 {
+            let id = db.next_inbox_id().unwrap();
+            assert!(id > last);
+            last = id;
+        }
+        let before = bytes_on_disk(dir.path());
+        db.commit(&[]).unwrap();
+        assert_eq!(
+            bytes_on_disk(dir.path()) - before,
+            marker,
+            "handing out inbox ids left writes for the next flush"
+        );
+    }
+
+    #[test]
+    fn deletions_go_ahead_on_a_disk_short_of_the_margin_for_new_data() {
+        use confide_protocol::seal::SealKind;
+        let dir = tempfile::tempdir().unwrap();
+        let me = DeviceId([9; 32]);
+        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, 0).unwrap();
+        let write = |i| Write::Inbox {
+            device: me,
+            item: item(i, 5, SealKind::Direct),
+        };
+        db.commit(&[write(1), write(2)]).unwrap();
+        drop(db);
+        // A margin of twice what is free: new data is refused, deletions (which need a quarter
+        // of the margin) go ahead.
+        let free = fs2::available_space(dir.path()).unwrap();
+        let db =
+            SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, free.saturating_mul(2)).unwrap();
+        let err = db.commit(&[write(3)]).unwrap_err();
+        assert!(matches!(err, StorageError::Full { .. }), "{err}");
+        db.commit(&[Write::AckInbox {
+            device: me,
+            inbox_id: 1,
+        }])
+        .unwrap();
+        assert_eq!(db.inbox_len(&me).unwrap(), 1);
     }
 
     #[test]

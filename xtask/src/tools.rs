@@ -81,13 +81,16 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     let root = cmd::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid == "0");
     let apt_get = |args: &[&str]| {
         let mut command = if root {
-            Command::new("apt-get")
+            let mut apt = Command::new("apt-get");
+            apt.env("DEBIAN_FRONTEND", "noninteractive");
+            apt
         } else {
+            // sudo clears the environment, so the variable goes on its command line.
             let mut sudo = Command::new("sudo");
-            sudo.arg("apt-get");
+            sudo.args(["DEBIAN_FRONTEND=noninteractive", "apt-get"]);
             sudo
         };
-        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command.args(args);
         command
     };
     cmd::run(&mut apt_get(&["update"]))?;

@@ -1,0 +1,14 @@
+//! # confide-wasm-tests
+//!
+//! Confide's protocol in a real browser. The tests are in `tests/browser.rs`: they run in
+//! headless Chromium under `wasm-bindgen-test-runner`, and `cargo xtask test` installs the
+//! tools and runs them (README, "Running the tests"). On native targets this crate is empty,
+//! so `cargo test --workspace` builds it in a moment and runs none of its tests.
+//!
+//! With the `size-probe` feature, on wasm32, the library exports through wasm-bindgen the
+//! calls a browser client makes into the protocol (`src/size_probe.rs`). `cargo xtask wasm-size`
+//! builds it as an optimised cdylib and reports its compressed size: without exports the linker
+//! would drop nearly all of the protocol and the figure would mean nothing.
+
+#[cfg(all(feature = "size-probe", target_arch = "wasm32"))]
+pub mod size_probe;

@@ -1,0 +1,73 @@
+//! Confide's task runner (the cargo-xtask convention: `cargo xtask …` is an alias, in
+//! `.cargo/config.toml`, for `cargo run --package xtask --`). The tests need more than
+//! `cargo test` since the protocol also runs in a browser:
+//!
+//! - `cargo xtask test`: the README's test command and what CI runs (`src/test.rs`).
+//! - `cargo xtask wasm-size`: the browser download's size, for BENCHMARKS.md (`src/size.rs`).
+//!
+//! Everything it needs and does not find it installs, by name, from the package registries
+//! (rustup's wasm32 target, Debian's Chromium, wasm-bindgen-cli from crates.io); it never
+//! downloads a browser build of its own.
+
+mod cmd;
+mod size;
+mod test;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+/// What `cargo xtask help` prints.
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  test        install what the tests need if it is missing, then run them all: cargo test
+              --workspace, the wasm32 builds, and the browser tests in headless Chromium
+  wasm-size   build the wasm size probe optimised for the browser and print its size raw,
+              gzip -9 and brotli 11 (the figure BENCHMARKS.md records)
+  help        this text";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let root = workspace_root()?;
+    match args.as_slice() {
+        ["test"] => test::run(&root),
+        ["wasm-size"] => size::run(&root),
+        [] | ["help" | "--help" | "-h"] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown task or arguments {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// The workspace root: the parent of this crate's directory, fixed at compile time, so the
+/// tasks work from any directory inside the workspace.
+fn workspace_root() -> Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .context("xtask/ has no parent directory")?
+        .to_path_buf();
+    if !root.join("Cargo.lock").is_file() {
+        bail!(
+            "{} holds no Cargo.lock: not the workspace root",
+            root.display()
+        );
+    }
+    Ok(root)
+}

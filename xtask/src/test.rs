@@ -1,0 +1,88 @@
+//! `cargo xtask test`: every test of the project, the README's one test command and what CI
+//! runs. In order: the tools (installed if missing), `cargo test --workspace`, the wasm32 builds
+//! of the crates a browser client links ([`WASM_CRATES`]), and the browser tests in headless
+//! Chromium ([`BROWSER_TEST_CRATE`]). Any failure, a missing browser included, stops it with a
+//! non-zero exit; nothing is skipped.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::cmd::{self, TestCounts};
+use crate::tools::{self, CHROMEDRIVER, WASM_TARGET};
+
+/// The crates that must build for `wasm32-unknown-unknown`: what a browser client links.
+/// Add `confide-client-core` here when it exists.
+pub const WASM_CRATES: &[&str] = &["confide-protocol"];
+
+/// The crate of wasm-bindgen tests that run in headless Chromium (`wasm-tests/`).
+pub const BROWSER_TEST_CRATE: &str = "confide-wasm-tests";
+
+/// What `wasm-bindgen-test-runner` prints once it drives Chromium through ChromeDriver: seen,
+/// it proves the browser tests ran in the browser and not somewhere else.
+const IN_CHROMIUM: &str = "Running headless tests in Chrome";
+
+/// Runs every test; see the module documentation.
+pub fn run(root: &Path) -> Result<()> {
+    let mut timings: Vec<(&str, Duration)> = Vec::new();
+
+    let start = Instant::now();
+    tools::ensure_wasm_target()?;
+    tools::ensure_browser()?;
+    let wasm_bindgen = tools::ensure_wasm_bindgen(root)?;
+    timings.push(("tools", start.elapsed()));
+
+    let start = Instant::now();
+    let native = cmd::run_tests(cmd::cargo(root).args(["test", "--workspace"]), |_| {})?;
+    timings.push(("cargo test --workspace", start.elapsed()));
+
+    let start = Instant::now();
+    let mut build = cmd::cargo(root);
+    build.args(["build", "--target", WASM_TARGET]);
+    for krate in WASM_CRATES {
+        build.args(["-p", krate]);
+    }
+    cmd::run(&mut build)?;
+    timings.push(("wasm32 builds", start.elapsed()));
+
+    let start = Instant::now();
+    let mut in_chromium = false;
+    let mut browser = cmd::cargo(root);
+    browser
+        .args(["test", "-p", BROWSER_TEST_CRATE, "--target", WASM_TARGET])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            &wasm_bindgen.test_runner,
+        )
+        .env("CHROMEDRIVER", CHROMEDRIVER);
+    let browser_counts = cmd::run_tests(&mut browser, |line| {
+        in_chromium |= line.contains(IN_CHROMIUM);
+    })?;
+    timings.push(("browser tests", start.elapsed()));
+    if !in_chromium {
+        bail!(
+            "the browser tests did not say they ran in Chromium (no `{IN_CHROMIUM}` line): \
+             is `wasm_bindgen_test_configure!(run_in_browser)` still in {BROWSER_TEST_CRATE}?"
+        );
+    }
+    if browser_counts.passed == 0 {
+        bail!("no browser test ran: {BROWSER_TEST_CRATE} must test something in Chromium");
+    }
+
+    let timing: Vec<String> = timings
+        .iter()
+        .map(|(what, took)| format!("{what} {:.1} s", took.as_secs_f64()))
+        .collect();
+    println!("xtask: {}", timing.join(", "));
+    println!(
+        "xtask: {} native and {} browser tests passed (wasm-bindgen {})",
+        native.passed, browser_counts.passed, wasm_bindgen.version
+    );
+    let all = TestCounts {
+        passed: native.passed + browser_counts.passed,
+        failed: native.failed + browser_counts.failed,
+    };
+    println!("tests: {} passed, {} failed", all.passed, all.failed);
+    Ok(())
+}

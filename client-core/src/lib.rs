@@ -9,10 +9,10 @@
 //! Everything the core needs from the outside comes through three seams, which the caller
 //! implements:
 //!
-//! - **store**: `ClientStore`, persistence of plaintext bytes by tree and key. Reads are single
-//!   values, prefix scans and reverse range scans; the only write is `ClientStore::commit` of
-//!   one `Batch`, applied atomically and durably. Encryption at rest is the backend's job,
-//!   because the backend holds the key. Backends: `MemoryStore` here, the encrypted sled store
+//! - **store**: [`ClientStore`], persistence of plaintext bytes by tree and key. Reads are single
+//!   values, prefix scans and reverse range scans; the only write is [`ClientStore::commit`] of
+//!   one [`Batch`], applied atomically and durably. Encryption at rest is the backend's job,
+//!   because the backend holds the key. Backends: [`MemoryStore`] here, the encrypted sled store
 //!   in `confide-client`, IndexedDB later in the browser.
 //! - **host**: the wall clock, cryptographic randomness, and the sink that events for the
 //!   application are handed to.
@@ -21,8 +21,8 @@
 //! ## The commit rule
 //!
 //! Every change a step makes (a received frame, a command, a retry) goes into one in-memory
-//! batch, which the step's own reads see (`Tx`). That batch is persisted atomically, in one
-//! `ClientStore::commit`, **before anything it implies is sent to the server or shown to the
+//! batch, which the step's own reads see ([`Tx`]). That batch is persisted atomically, in one
+//! [`ClientStore::commit`], **before anything it implies is sent to the server or shown to the
 //! application**. A crash therefore leaves either the whole step or none of it on disk, and a
 //! message is never shown, or acknowledged to the server, before it is stored: after a restart
 //! nothing acknowledged or shown is lost, and nothing is shown twice.
@@ -35,6 +35,14 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod error;
+pub mod memory;
+pub mod store;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use store::{Batch, ClientStore, Tx};
 
 /// `Send` where the core may run on several threads (everywhere but wasm), nothing on wasm,
 /// where browser futures (IndexedDB, fetch) are not `Send`. Implemented for every type that

@@ -14,9 +14,13 @@
 //! ([`restrict_permissions`]), so other users of the machine cannot read even the ciphertext or
 //! learn from file sizes and times how active a group is.
 
+use confide_client_core::store::{Batch, ClientStore, Entry};
 use confide_protocol::identity::KdfParams;
 use confide_protocol::primitives::{aead_open, aead_seal, labelled};
 use serde::{Serialize, de::DeserializeOwned};
+use sled::Transactional as _;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -27,31 +31,8 @@ const LABEL_STORE_VALUE: &str = "confide/v1/store-value";
 /// Plaintext of the passphrase check value.
 const CHECK_PLAINTEXT: &[u8] = b"confide store v1";
 
-/// Why the store failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The passphrase does not open this store.
-    #[error("wrong passphrase for this store")]
-    WrongPassphrase,
-    /// The database could not be opened, read or written.
-    #[error("local store error: {0}")]
-    Db(String),
-    /// A stored value could not be decrypted or decoded: the store is damaged or was altered.
-    #[error("local store value {tree}/{key} is damaged or was altered")]
-    Corrupt {
-        /// Tree.
-        tree: String,
-        /// Key, hex.
-        key: String,
-    },
-    /// The store does not exist yet, or exists when it should not.
-    #[error("{0}")]
-    State(String),
-    /// Another process has this store open (its database is locked): only one may use it.
-    #[error("the store in {0} is open in another process")]
-    InUse(String),
-}
+// Defined in the client core, which every store backend shares; kept at this path for callers.
+pub use confide_client_core::StoreError;
 
 /// Parses a decrypted JSON value; a value that does not parse is a corrupt store.
 fn parse<T: DeserializeOwned>(tree: &str, key: &[u8], plain: &[u8]) -> Result<T, StoreError> {
@@ -128,6 +109,9 @@ fn private_err(path: &Path, e: std::io::Error) -> StoreError {
         path.display()
     ))
 }
+
+/// One write of a batch with its value sealed: (key, sealed value or `None` to remove).
+type SealedWrite<'a> = (&'a [u8], Option<Vec<u8>>);
 
 /// An open, unlocked store.
 pub struct Store {
@@ -318,15 +302,29 @@ impl Store {
         }
     }
 
-    /// Decrypts and parses one entry of a scan.
-    fn read_entry<T: DeserializeOwned>(
+    /// Decrypts one entry of a scan.
+    fn open_entry(
         &self,
         tree: &str,
         entry: sled::Result<(sled::IVec, sled::IVec)>,
-    ) -> Result<(Vec<u8>, T), StoreError> {
+    ) -> Result<Entry, StoreError> {
         let (k, v) = entry.map_err(db_err)?;
         let plain = self.decrypt(tree, &k, &v)?;
-        Ok((k.to_vec(), parse(tree, &k, &plain)?))
+        Ok((k.to_vec(), plain))
+    }
+
+    /// Parses decrypted entries as JSON.
+    fn parse_entries<T: DeserializeOwned>(
+        tree: &str,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        entries
+            .into_iter()
+            .map(|(key, plain)| {
+                let value = parse(tree, &key, &plain)?;
+                Ok((key, value))
+            })
+            .collect()
     }
 
     /// Deletes a value.
@@ -339,20 +337,37 @@ impl Store {
         Ok(())
     }
 
-    /// Values whose key starts with `prefix`, in key order, starting after `after` if given,
-    /// at most `limit`.
+    /// Decrypted values whose key starts with `prefix`, in key order, at most `limit`.
+    fn scan_entries(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let t = self.db.open_tree(tree).map_err(db_err)?;
+        t.scan_prefix(prefix)
+            .take(limit)
+            .map(|entry| self.open_entry(tree, entry))
+            .collect()
+    }
+
+    /// Values whose key starts with `prefix`, in key order, at most `limit`.
     pub fn scan<T: DeserializeOwned>(
         &self,
         tree: &str,
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        Self::parse_entries(tree, self.scan_entries(tree, prefix, limit)?)
+    }
+
+    /// The keys starting with `prefix`, in order; nothing is decrypted.
+    fn key_list(&self, tree: &str, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         let t = self.db.open_tree(tree).map_err(db_err)?;
-        let mut out = Vec::new();
-        for entry in t.scan_prefix(prefix).take(limit) {
-            out.push(self.read_entry(tree, entry)?);
-        }
-        Ok(out)
+        t.scan_prefix(prefix)
+            .keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(db_err))
+            .collect()
     }
 
     /// How many values have a key starting with `prefix` (nothing is decrypted), and the
@@ -371,6 +386,22 @@ impl Store {
         Ok((n, first))
     }
 
+    /// Decrypted values with keys in `[start, end)`, highest key first, at most `limit`.
+    fn range_rev_entries(
+        &self,
+        tree: &str,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let t = self.db.open_tree(tree).map_err(db_err)?;
+        t.range(start.to_vec()..end.to_vec())
+            .rev()
+            .take(limit)
+            .map(|entry| self.open_entry(tree, entry))
+            .collect()
+    }
+
     /// Values with keys in `[start, end)`, newest (highest key) first, at most `limit`.
     pub fn scan_range_rev<T: DeserializeOwned>(
         &self,
@@ -379,18 +410,110 @@ impl Store {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
-        let t = self.db.open_tree(tree).map_err(db_err)?;
-        let mut out = Vec::new();
-        for entry in t.range(start.to_vec()..end.to_vec()).rev().take(limit) {
-            out.push(self.read_entry(tree, entry)?);
+        Self::parse_entries(tree, self.range_rev_entries(tree, start, end, limit)?)
+    }
+
+    /// Writes `batch` all or nothing and makes it durable: every value is sealed first (the
+    /// transaction closure below may run more than once, so it must draw no randomness), then
+    /// all writes go into one sled transaction over the trees the batch touches, which sled
+    /// logs as one batch and so recovers after a crash whole or not at all; then one flush.
+    ///
+    /// `abort_after` is for tests only (production passes `None`): the transaction gives up
+    /// after that many writes, to show that nothing of an aborted batch is kept.
+    fn commit_batch(&self, batch: &Batch, abort_after: Option<usize>) -> Result<(), StoreError> {
+        // sled's multi-tree transaction indexes its first tree, so an empty one must not start.
+        if batch.is_empty() {
+            return Ok(());
         }
-        Ok(out)
+        let mut rng = crate::os_rng();
+        // Per tree, its (key, sealed value or `None` to remove) writes.
+        let mut lists: BTreeMap<&'static str, Vec<SealedWrite<'_>>> = BTreeMap::new();
+        for (tree, key, value) in batch.iter() {
+            let sealed = match value {
+                Some(plain) => Some(self.encrypt(tree, key, plain, &mut rng)?),
+                None => None,
+            };
+            lists.entry(tree).or_default().push((key, sealed));
+        }
+        let trees = lists
+            .keys()
+            .map(|tree| self.db.open_tree(tree).map_err(db_err))
+            .collect::<Result<Vec<sled::Tree>, StoreError>>()?;
+        trees[..]
+            .transaction(|views| {
+                let mut written = 0;
+                for (view, list) in views.iter().zip(lists.values()) {
+                    for (key, sealed) in list {
+                        if abort_after == Some(written) {
+                            return Err(ConflictableTransactionError::Abort(()));
+                        }
+                        match sealed {
+                            Some(sealed) => {
+                                view.insert(*key, sealed.as_slice())?;
+                            }
+                            None => {
+                                view.remove(*key)?;
+                            }
+                        }
+                        written += 1;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e: TransactionError<()>| match e {
+                TransactionError::Abort(()) => {
+                    StoreError::Db("the store transaction was aborted".into())
+                }
+                TransactionError::Storage(e) => db_err(e),
+            })?;
+        self.flush()
     }
 
     /// Makes everything written so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(db_err)?;
         Ok(())
+    }
+}
+
+/// The client core's store seam over this store. Values are sealed and opened exactly as by
+/// [`Store::put_bytes`] and [`Store::get_bytes`], so both read each other's values: the format
+/// on disk is the same. The work is synchronous (sled is); each future is ready when first
+/// polled.
+impl ClientStore for Store {
+    async fn get(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        self.get_bytes(tree, key)
+    }
+
+    async fn scan(
+        &self,
+        tree: &'static str,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.scan_entries(tree, prefix, limit)
+    }
+
+    async fn scan_range_rev(
+        &self,
+        tree: &'static str,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.range_rev_entries(tree, start, end, limit)
+    }
+
+    async fn keys(&self, tree: &'static str, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.key_list(tree, prefix)
+    }
+
+    async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        self.commit_batch(&batch, None)
     }
 }
 
@@ -432,6 +555,148 @@ mod tests {
                 entry.display()
             );
         }
+    }
+
+    fn plain(s: &str) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(serde_json::to_vec(s).unwrap())
+    }
+
+    fn create(path: &Path) -> Store {
+        Store::create(
+            path,
+            b"pass phrase",
+            KdfParams::INSECURE_FOR_TESTS,
+            &mut crate::os_rng(),
+        )
+        .unwrap()
+    }
+
+    /// Writes "old" values the way the client did before batches, then a batch over three
+    /// trees that adds, overwrites and removes.
+    fn write_history(store: &Store) -> Batch {
+        store.put("seen", b"g1-old", &"0".to_string()).unwrap();
+        store.put("groups", b"g1", &"cursor 1".to_string()).unwrap();
+        store.flush().unwrap();
+        let mut batch = Batch::new();
+        batch.put("messages", b"g1-0001", plain("hello"));
+        batch.put("seen", b"g1-id", plain("1"));
+        batch.put("groups", b"g1", plain("cursor 2"));
+        batch.remove("seen", b"g1-old");
+        batch
+    }
+
+    #[tokio::test]
+    async fn a_batch_over_three_trees_is_all_there_after_the_store_is_closed_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let store = create(&path);
+            let batch = write_history(&store);
+            ClientStore::commit(&store, batch).await.unwrap();
+        }
+        let store = Store::open(&path, b"pass phrase").unwrap();
+        // Read back through the old typed reads: the values are stored as before batches.
+        assert_eq!(
+            store
+                .get::<String>("messages", b"g1-0001")
+                .unwrap()
+                .as_deref(),
+            Some("hello")
+        );
+        assert_eq!(
+            store.get::<String>("seen", b"g1-id").unwrap().as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            store.get::<String>("groups", b"g1").unwrap().as_deref(),
+            Some("cursor 2")
+        );
+        assert_eq!(store.get::<String>("seen", b"g1-old").unwrap(), None);
+        // And through the core's seam, which sees values the old writes made.
+        assert_eq!(
+            ClientStore::get(&store, "groups", b"g1").await.unwrap(),
+            Some(plain("cursor 2"))
+        );
+        assert_eq!(
+            ClientStore::keys(&store, "seen", b"g1-").await.unwrap(),
+            vec![b"g1-id".to_vec()]
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_of_a_batch_is_kept_when_its_transaction_fails_part_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let store = create(&path);
+            let batch = write_history(&store);
+            // Batch order is groups/g1, messages/g1-0001, seen/g1-id, seen/g1-old: give up
+            // after the first two writes.
+            assert!(matches!(
+                store.commit_batch(&batch, Some(2)),
+                Err(StoreError::Db(_))
+            ));
+            store.flush().unwrap();
+        }
+        let store = Store::open(&path, b"pass phrase").unwrap();
+        assert_eq!(
+            store.get::<String>("groups", b"g1").unwrap().as_deref(),
+            Some("cursor 1")
+        );
+        assert_eq!(store.get::<String>("messages", b"g1-0001").unwrap(), None);
+        assert_eq!(store.get::<String>("seen", b"g1-id").unwrap(), None);
+        assert_eq!(
+            store.get::<String>("seen", b"g1-old").unwrap().as_deref(),
+            Some("0")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_core_overlay_reads_and_scans_the_sled_store_in_key_order() {
+        use confide_client_core::Tx;
+        let dir = tempfile::tempdir().unwrap();
+        let store = create(&dir.path().join("store"));
+        for seq in 1u8..=5 {
+            store
+                .put("messages", &[b'g', seq], &format!("m{seq}"))
+                .unwrap();
+        }
+        store
+            .put("messages", b"h\x01", &"other group".to_string())
+            .unwrap();
+        let mut tx = Tx::new(store);
+        tx.remove("messages", &[b'g', 1]);
+        tx.put("messages", &[b'g', 6], &"m6".to_string()).unwrap();
+
+        let first_two: Vec<(Vec<u8>, String)> = tx.scan("messages", b"g", 2).await.unwrap();
+        assert_eq!(
+            first_two,
+            vec![(vec![b'g', 2], "m2".into()), (vec![b'g', 3], "m3".into())]
+        );
+        let newest: Vec<(Vec<u8>, String)> = tx
+            .scan_range_rev("messages", &[b'g', 2], &[b'g', 5], 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            newest,
+            vec![(vec![b'g', 4], "m4".into()), (vec![b'g', 3], "m3".into())]
+        );
+        assert!(
+            tx.scan_range_rev_bytes("messages", &[b'g', 5], &[b'g', 2], 9)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            tx.count("messages", b"g").await.unwrap(),
+            (5, Some(vec![b'g', 2]))
+        );
+
+        tx.commit().await.unwrap();
+        assert_eq!(
+            tx.store().count("messages", b"g").unwrap(),
+            (5, Some(vec![b'g', 2]))
+        );
     }
 
     fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -1,0 +1,73 @@
+//! # confide-client-core
+//!
+//! The Confide client's decisions without any I/O of its own: group logs and their
+//! verification, epochs and sender keys, sealing and opening, the outbox, sync cursors, invites,
+//! moderation and retention. It has no async runtime, no sockets, no file system, no clock and
+//! no OS randomness, so the same code runs natively (inside `confide-client`, the tokio shell)
+//! and on `wasm32-unknown-unknown` (in a browser worker).
+//!
+//! Everything the core needs from the outside comes through three seams, which the caller
+//! implements:
+//!
+//! - **store**: [`ClientStore`], persistence of plaintext bytes by tree and key. Reads are single
+//!   values, prefix scans and reverse range scans; the only write is [`ClientStore::commit`] of
+//!   one [`Batch`], applied atomically and durably. Encryption at rest is the backend's job,
+//!   because the backend holds the key. Backends: [`MemoryStore`] here, the encrypted sled store
+//!   in `confide-client`, IndexedDB later in the browser.
+//! - **host**: the wall clock, cryptographic randomness, and the sink that events for the
+//!   application are handed to.
+//! - **link**: the connection to the server, as whole frames sent and received.
+//!
+//! ## The commit rule
+//!
+//! Every change a step makes (a received frame, a command, a retry) goes into one in-memory
+//! batch, which the step's own reads see ([`Tx`]). That batch is persisted atomically, in one
+//! [`ClientStore::commit`], **before anything it implies is sent to the server or shown to the
+//! application**. A crash therefore leaves either the whole step or none of it on disk, and a
+//! message is never shown, or acknowledged to the server, before it is stored: after a restart
+//! nothing acknowledged or shown is lost, and nothing is shown twice.
+//!
+//! ## Send and wasm
+//!
+//! The store's futures are [`MaybeSend`]: `Send` natively, so the shell can spawn the core on a
+//! multi-threaded runtime, and not required on wasm32, where browser storage futures are not
+//! `Send`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+pub mod memory;
+pub mod store;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use store::{Batch, ClientStore, Tx};
+
+/// `Send` where the core may run on several threads (everywhere but wasm), nothing on wasm,
+/// where browser futures (IndexedDB, fetch) are not `Send`. Implemented for every type that
+/// qualifies.
+#[cfg(not(target_family = "wasm"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_family = "wasm"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+
+/// `Send` where the core may run on several threads (everywhere but wasm), nothing on wasm,
+/// where browser futures (IndexedDB, fetch) are not `Send`. Implemented for every type.
+#[cfg(target_family = "wasm")]
+pub trait MaybeSend {}
+#[cfg(target_family = "wasm")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// `Sync` everywhere but wasm, nothing on wasm; see [`MaybeSend`]. Implemented for every type
+/// that qualifies.
+#[cfg(not(target_family = "wasm"))]
+pub trait MaybeSync: Sync {}
+#[cfg(not(target_family = "wasm"))]
+impl<T: Sync + ?Sized> MaybeSync for T {}
+
+/// `Sync` everywhere but wasm, nothing on wasm; see [`MaybeSend`]. Implemented for every type.
+#[cfg(target_family = "wasm")]
+pub trait MaybeSync {}
+#[cfg(target_family = "wasm")]
+impl<T: ?Sized> MaybeSync for T {}

@@ -13,8 +13,7 @@ use crate::cmd::{self, TestCounts};
 use crate::tools::{self, CHROMEDRIVER, WASM_TARGET};
 
 /// The crates that must build for `wasm32-unknown-unknown`: what a browser client links.
-/// Add `confide-client-core` here when it exists.
-pub const WASM_CRATES: &[&str] = &["confide-protocol"];
+pub const WASM_CRATES: &[&str] = &["confide-protocol", "confide-client-core"];
 
 /// The crate of wasm-bindgen tests that run in headless Chromium (`wasm-tests/`).
 pub const BROWSER_TEST_CRATE: &str = "confide-wasm-tests";

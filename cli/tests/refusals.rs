@@ -49,7 +49,7 @@ fn sync_refused_by_the_server_exits_with_the_refused_code_not_synced() {
     let out = alice.run(&["read", "circle"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("may be missing"), "{stderr}");
+    assert!(stderr.contains("may be out of date"), "{stderr}");
     // Once the server answers again, sync succeeds.
     evil.honest(device);
     assert!(alice.ok(&["sync"]).contains("synced"));

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use confide_protocol::Seq;
-
 /// Every command with its usage and what it does, in the order `/help` lists them.
 pub const COMMANDS: &[(&str, &str)] = &[
     ("/help", "this list"),
@@ -79,8 +77,8 @@ pub enum Slash {
     Crisis,
     /// Reports a message by its number.
     Report {
-        /// The message's number in the group.
-        seq: Seq,
+        /// The message's number as the chat shows it (`#12`).
+        number: u64,
         /// Why.
         reason: String,
     },
@@ -138,7 +136,7 @@ pub fn parse(line: &str) -> Result<Slash, String> {
         }
         "report" => {
             let (number, reason) = split_word(rest);
-            let seq = number
+            let number = number
                 .trim_start_matches('#')
                 .parse::<u64>()
                 .map_err(|_| usage("/report"))?;
@@ -147,7 +145,7 @@ pub fn parse(line: &str) -> Result<Slash, String> {
                 return Err(usage("/report"));
             }
             Slash::Report {
-                seq: Seq(seq),
+                number,
                 reason: reason.to_string(),
             }
         }
@@ -278,7 +276,7 @@ mod tests {
         assert_eq!(
             parse("/report #12 personal attack").unwrap(),
             Slash::Report {
-                seq: Seq(12),
+                number: 12,
                 reason: "personal attack".into()
             }
         );

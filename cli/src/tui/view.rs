@@ -10,7 +10,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Clear, Padding, Paragraph};
 
-use confide_client::{ChatMessage, MemberInfo};
+use confide_client::{ChatMessage, GroupNotice, MemberInfo};
 use confide_protocol::UserId;
 
 use super::app::{AGREEMENT_READ_DELAY, App, Connection, GroupView, Level, Modal};
@@ -79,21 +79,22 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
             continue;
         }
         let marker = if open { "› " } else { "  " };
-        let badge = match (g.unread, g.removed, g.member) {
+        let badge = match (g.unread, g.removed || !g.member, g.invited) {
             (_, true, _) => " (left)".to_string(),
-            (_, _, false) => " (invited)".to_string(),
+            (_, _, true) if g.waiting > 0 => format!(" ({} waiting)", g.waiting),
+            (_, _, true) => " (invited)".to_string(),
             (0, _, _) => String::new(),
             (n, _, _) => format!(" {n}"),
         };
         let label = truncate(&g.label, room.saturating_sub(2 + width(&badge)));
         let style = if open {
             Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan)
-        } else if g.removed || !g.member {
+        } else if g.removed || !g.member || g.invited {
             dim()
         } else {
             Style::new()
         };
-        let badge_style = if g.unread > 0 && !g.removed {
+        let badge_style = if (g.unread > 0 || g.waiting > 0) && !g.removed {
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
         } else {
             dim()
@@ -140,7 +141,38 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
     let Some(g) = app.groups.iter().find(|g| g.id == id) else {
         return;
     };
-    if g.messages.is_empty() && g.pending.is_empty() {
+    if g.invited {
+        // Nothing of it is shown before the user accepts: say what waits, and how to accept.
+        let who = match app.private_name(id) {
+            Some(name) => format!("{name} wants to talk with you privately."),
+            None => "Someone added you to this group.".into(),
+        };
+        let waiting = match g.waiting {
+            0 => "No messages yet".to_string(),
+            1 => "1 message waiting".to_string(),
+            n => format!("{n} messages waiting"),
+        };
+        let text = vec![
+            Line::raw(""),
+            Line::raw(who).centered(),
+            Line::styled(
+                format!("{waiting} — accept with /accept to read and reply."),
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            )
+            .centered(),
+            Line::styled(
+                "Not now? Just switch away (Tab). To decline, leave it: confide leave",
+                dim(),
+            )
+            .centered(),
+        ];
+        frame.render_widget(
+            Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }),
+            inner,
+        );
+        return;
+    }
+    if g.messages.is_empty() && g.pending.is_empty() && g.notices.is_empty() {
         let waiting = !g.history.loaded || app.syncing.is_some();
         let text = if waiting {
             vec![
@@ -232,13 +264,44 @@ fn visible_lines(
         total += lines.len();
         blocks.push(std::mem::take(&mut lines));
     }
-    let mut messages = g.messages.values().rev().peekable();
+    // Notices go where they happened, between the loaded messages: slot i is above message
+    // i (oldest first), the last slot below the newest.
+    let loaded: Vec<&ChatMessage> = g.messages.values().collect();
+    let shown = crate::timeline::Shown {
+        messages: &loaded,
+        before: None,
+        older_unknown: g.history.more_before,
+        newest: true,
+    };
+    let mut slots: Vec<Vec<&GroupNotice>> = vec![Vec::new(); loaded.len() + 1];
+    for n in &g.notices {
+        if let Some(slot) = crate::timeline::place(n, &shown) {
+            slots[slot].push(n);
+        }
+    }
+    let notice_block = |slot: &[&GroupNotice]| -> Vec<Line<'static>> {
+        slot.iter()
+            .flat_map(|n| notice_lines(n, app.me, &app.clock, pane_width))
+            .collect()
+    };
+    if let Some(last) = slots.last().filter(|s| !s.is_empty()) {
+        let lines = notice_block(last);
+        total += lines.len();
+        blocks.push(lines);
+    }
+    let mut messages = loaded.iter().enumerate().rev().peekable();
     let mut reached_oldest = true;
-    while let Some(m) = messages.next() {
+    while let Some((i, m)) = messages.next() {
+        let m = *m;
         let mut lines = message_lines(m, app.me, &app.clock, &g.members, pane_width);
+        // Its notices above it (the block is reversed into place below).
+        let above = notice_block(&slots[i]);
+        if !above.is_empty() {
+            lines.splice(0..0, above);
+        }
         let day = app.clock.day(m.received_at);
         let separator = match messages.peek() {
-            Some(older) => app.clock.day(older.received_at) != day,
+            Some((_, older)) => app.clock.day(older.received_at) != day,
             // Above the oldest loaded message too: it may be the first of its day.
             None => true,
         };
@@ -299,13 +362,42 @@ fn message_lines(
     };
     entry_lines(
         &clock.hhmm(m.received_at),
-        Some(m.seq.0),
+        Some(m.number),
         &name,
         style,
         &clean(&m.text),
         Style::new(),
         pane_width,
     )
+}
+
+/// A notice's lines, dimmed and without a name column: `HH:MM #4 — a message was deleted by
+/// Alice` (the number only for a deleted message this device had shown), wrapped like a
+/// message.
+fn notice_lines(n: &GroupNotice, me: UserId, clock: &Clock, pane_width: u16) -> Vec<Line<'static>> {
+    let pane_width = usize::from(pane_width).max(1);
+    let number = crate::timeline::notice_number(n)
+        .map(|n| format!("#{n} "))
+        .unwrap_or_default();
+    let text = format!(
+        "{} {number}— {}",
+        clock.hhmm(n.at),
+        crate::timeline::notice_text(n, me)
+    );
+    let rest = pane_width.saturating_sub(INDENT).max(1);
+    let style = dim().add_modifier(Modifier::ITALIC);
+    let indent = " ".repeat(INDENT.min(pane_width.saturating_sub(1)));
+    wrap(&text, pane_width, rest)
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                Line::styled(line, style)
+            } else {
+                Line::from(vec![Span::raw(indent.clone()), Span::styled(line, style)])
+            }
+        })
+        .collect()
 }
 
 /// `HH:MM #seq Name: text`, wrapped, continuation lines indented.
@@ -731,6 +823,7 @@ mod tests {
             app.handle_event(Event::Message(ChatMessage {
                 group,
                 seq: Seq(seq),
+                number: seq,
                 id: MessageId([seq as u8; 16]),
                 sender,
                 sender_device: DeviceId([0; 32]),
@@ -777,6 +870,7 @@ mod tests {
         app.handle_event(Event::Message(ChatMessage {
             group,
             seq: Seq(1),
+            number: 1,
             id: MessageId([1; 16]),
             sender: UserId([1; 16]),
             sender_device: DeviceId([0; 32]),
@@ -877,6 +971,7 @@ mod tests {
             app.handle_event(Event::Message(ChatMessage {
                 group,
                 seq: Seq(seq),
+                number: seq,
                 id: MessageId([seq as u8; 16]),
                 sender: UserId([sender; 16]),
                 sender_device: DeviceId([0; 32]),

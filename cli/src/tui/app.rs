@@ -359,9 +359,10 @@ impl GroupView {
             .is_some_and(|r| r.is_moderator())
     }
 
-    /// The agreement version the user still has to accept before posting.
+    /// The agreement version the user still has to accept before posting (never for a group
+    /// they are no longer in, or have not accepted being in).
     pub fn agreement_pending(&self) -> Option<u32> {
-        if self.moderator() {
+        if self.moderator() || self.removed || !self.member || self.invited {
             return None;
         }
         self.status.as_ref().and_then(|s| s.agreement_pending)
@@ -1634,6 +1635,67 @@ mod tests {
                 command: Slash::AcceptGroup
             }]
         );
+    }
+
+    #[test]
+    fn a_removed_member_is_not_asked_to_accept_the_agreement_and_is_told_plainly() {
+        let (mut app, group) = app();
+        app.start();
+        app.handle_event(Event::Removed {
+            group,
+            at: Timestamp(0),
+        });
+        // Even a status that still names an agreement (an older client library) asks nothing.
+        let jobs = app.handle_outcome(Outcome::Status {
+            members: vec![],
+            group,
+            result: Ok(Status {
+                role: None,
+                ..member_status(Some(1))
+            }),
+        });
+        assert!(
+            !jobs.iter().any(|j| matches!(j, Job::Agreement { .. })),
+            "{jobs:?}"
+        );
+        assert!(app.modal.is_none());
+        assert!(typed(&mut app, "hello?").is_empty());
+        let notice = app.current_notice().unwrap().text.clone();
+        assert!(notice.contains("no longer in support"), "{notice}");
+        assert_eq!(app.input.text, "hello?");
+    }
+
+    #[test]
+    fn a_notice_is_shown_where_it_happened_among_the_messages() {
+        let (mut app, group) = app();
+        app.start();
+        let alice = UserId([1; 16]);
+        app.handle_event(Event::Message(message(group, 1, alice, "before")));
+        app.handle_event(Event::Message(message(group, 3, alice, "after")));
+        app.handle_event(Event::Notice(GroupNotice {
+            group,
+            op_seq: 4,
+            index: 0,
+            at: Timestamp(0),
+            by: alice,
+            by_name: "Alice".into(),
+            kind: confide_client::NoticeKind::Removed {
+                user: UserId([2; 16]),
+                name: "Mallory".into(),
+                banned: false,
+            },
+            after_seq: Some(Seq(2)),
+        }));
+        let g = app.current_group().unwrap();
+        assert_eq!(g.notices.len(), 1);
+        let loaded: Vec<&ChatMessage> = g.messages.values().collect();
+        let shown = crate::timeline::Shown {
+            messages: &loaded,
+            before: None,
+            older_unknown: false,
+            newest: true,
+        };
+        assert_eq!(crate::timeline::place(&g.notices[0], &shown), Some(1));
     }
 
     #[test]

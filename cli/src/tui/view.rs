@@ -81,7 +81,8 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
         let marker = if open { "› " } else { "  " };
         let badge = match (g.unread, g.removed || !g.member, g.invited) {
             (_, true, _) => " (left)".to_string(),
-            (_, _, true) if g.waiting > 0 => format!(" ({} waiting)", g.waiting),
+            // Waiting to be accepted: counted like unread messages (the room is narrow).
+            (_, _, true) if g.waiting > 0 => format!(" {}", g.waiting),
             (_, _, true) => " (invited)".to_string(),
             (0, _, _) => String::new(),
             (n, _, _) => format!(" {n}"),
@@ -860,6 +861,119 @@ mod tests {
         );
         assert!(shown.contains("muted until"), "{shown}");
         assert!(shown.contains("Thursday 1 January 1970"), "{shown}");
+    }
+
+    fn chat_message(group: GroupId, seq: u64, number: u64, text: &str) -> ChatMessage {
+        ChatMessage {
+            group,
+            seq: Seq(seq),
+            number,
+            id: MessageId([seq as u8; 16]),
+            sender: UserId([1; 16]),
+            sender_device: DeviceId([0; 32]),
+            sender_name: "Alice".into(),
+            sent_at: Timestamp(0),
+            received_at: Timestamp(60_000),
+            text: text.into(),
+            reply_to: None,
+        }
+    }
+
+    #[test]
+    fn messages_show_their_numbers_and_notices_where_they_happened() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let labels = BTreeMap::from([(group, "support".to_string())]);
+        let mut app = App::new(me, "Bob", Clock::utc(), labels, Some(group));
+        app.start();
+        app.handle_event(Event::Connected);
+        app.handle_event(Event::Synced);
+        // Server positions 7 and 9 (pinned texts came before): shown as #1 and #2.
+        app.handle_event(Event::Message(chat_message(group, 7, 1, "first")));
+        app.handle_event(Event::Message(chat_message(group, 9, 2, "third")));
+        app.handle_outcome(Outcome::History {
+            group,
+            result: Ok(Vec::new()),
+        });
+        let notice = |op_seq, kind, after_seq| GroupNotice {
+            group,
+            op_seq,
+            index: 0,
+            at: Timestamp(120_000),
+            by: UserId([1; 16]),
+            by_name: "Alice\u{1b}[2J".into(),
+            kind,
+            after_seq: Some(Seq(after_seq)),
+        };
+        app.handle_event(Event::Notice(notice(
+            5,
+            confide_client::NoticeKind::MessageDeleted { number: None },
+            8,
+        )));
+        app.handle_event(Event::Notice(notice(
+            6,
+            confide_client::NoticeKind::Removed {
+                user: UserId([3; 16]),
+                name: "Mallory".into(),
+                banned: false,
+            },
+            9,
+        )));
+        let shown = screen(&mut app, 100, 20);
+        let rows: Vec<&str> = shown.lines().collect();
+        let row = |needle: &str| {
+            rows.iter()
+                .position(|r| r.contains(needle))
+                .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{shown}"))
+        };
+        assert!(shown.contains("00:01 #1 Alice: first"), "{shown}");
+        assert!(!shown.contains("#7") && !shown.contains("#9"), "{shown}");
+        let deleted = row("00:02 — a message was deleted by Alice\u{fffd}[2J");
+        let removed = row("00:02 — Alice\u{fffd}[2J removed Mallory");
+        assert!(row("#1 Alice: first") < deleted, "{shown}");
+        assert!(deleted < row("#2 Alice: third"), "{shown}");
+        assert!(row("#2 Alice: third") < removed, "{shown}");
+    }
+
+    #[test]
+    fn an_invitation_to_a_private_conversation_names_the_person_and_what_waits() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let mut app = App::new(me, "Bob", Clock::utc(), BTreeMap::new(), None);
+        app.start();
+        app.handle_outcome(Outcome::Groups(Ok(vec![confide_client::GroupInfo {
+            group,
+            member: true,
+            role: Some(Role::Member),
+            members: 2,
+            epoch: confide_protocol::Epoch(1),
+            tampered: None,
+            invited: true,
+            waiting: 1,
+            private_with: Some(confide_client::Peer {
+                user: UserId([1; 16]),
+                display_name: "Alice".into(),
+            }),
+        }])));
+        // Not opened by itself: it is only an invitation.
+        assert_eq!(app.current, None);
+        app.handle_key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Tab,
+            crossterm::event::KeyModifiers::NONE,
+        ));
+        let shown = screen(&mut app, 100, 20);
+        assert!(shown.contains("› private: Alice 1"), "{shown}");
+        assert!(shown.contains("┌ private: Alice ─"), "{shown}");
+        assert!(
+            shown.contains("Alice wants to talk with you privately."),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("1 message waiting — accept with /accept"),
+            "{shown}"
+        );
+        assert!(!shown.contains("No messages yet"), "{shown}");
+        assert!(!shown.contains("group AQEB"), "{shown}");
     }
 
     #[test]

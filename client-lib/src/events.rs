@@ -192,6 +192,16 @@ pub enum Event {
         by: UserId,
         /// Their pseudonym.
         by_name: String,
+        /// Whether it is a private conversation with them ([`crate::GroupInfo::private_with`]).
+        private: bool,
+    },
+    /// A message arrived in a group the user has not accepted yet ([`Event::Invited`]): it is
+    /// kept, not shown, until they do. Front ends say how many wait.
+    MessageWaiting {
+        /// The group.
+        group: GroupId,
+        /// How many messages wait now ([`crate::GroupInfo::waiting`]).
+        waiting: usize,
     },
     /// This device was removed from a group (or left it); also reported when a device that was
     /// offline learns of it on its next sync. [`crate::Client::departure`] says by whom.

@@ -949,17 +949,42 @@ impl App {
                     jobs.extend(self.enter(group));
                 }
             }
-            Event::Invited { group, by_name, .. } => {
+            Event::Invited {
+                group,
+                by_name,
+                private,
+                ..
+            } => {
+                if private && !self.labels.contains_key(&group) {
+                    self.private_names.insert(group, by_name.clone());
+                }
+                let label = self.label(group);
                 let g = self.ensure_group(group);
                 g.invited = true;
-                let label = self.label(group);
+                g.label = label.clone();
+                let by = one_line(&by_name);
                 self.notice(
                     Level::Info,
-                    format!(
-                        "{} added you to {label}. Open it (Tab) and type /accept to join it.",
-                        one_line(&by_name)
-                    ),
+                    if private {
+                        format!(
+                            "{by} wants to talk with you privately ({label}). Open it (Tab) and \
+                             type /accept to read it."
+                        )
+                    } else {
+                        format!(
+                            "{by} added you to {label}. Open it (Tab) and type /accept to join it."
+                        )
+                    },
                 );
+                jobs.extend(self.want_groups());
+            }
+            Event::MessageWaiting { group, waiting } => {
+                let g = self.ensure_group(group);
+                if g.invited {
+                    g.waiting = waiting;
+                }
+                // A group list asked for before this message came would count it out again:
+                // ask once more after it.
                 jobs.extend(self.want_groups());
             }
             Event::Notice(notice) => {
@@ -1620,6 +1645,7 @@ mod tests {
             group: other,
             by: UserId([1; 16]),
             by_name: "Alice".into(),
+            private: true,
         });
         let notice = app.current_notice().unwrap().text.clone();
         assert!(

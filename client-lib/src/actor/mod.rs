@@ -952,8 +952,13 @@ impl Actor {
                 .removed_after_epoch
                 .is_some_and(|last| env.epoch.0 <= last);
         if !consented {
-            // Not shown until the user accepts being in this group.
+            // Not shown until the user accepts being in this group; they are told it waits.
             self.park_message(group, &m);
+            let waiting = self
+                .store
+                .count(T_PARKED, group.as_bytes())
+                .map_or(0, |(n, _)| n);
+            self.emit(Event::MessageWaiting { group, waiting });
             return;
         }
         // Messages from before this device joined cannot be read, by design.
@@ -1593,7 +1598,13 @@ impl Actor {
             .values()
             .find_map(|d| d.get(author).cloned())
             .unwrap_or((UserId([0; 16]), String::new()));
-        self.emit(Event::Invited { group, by, by_name });
+        let private = private_peer(ctx, &self.profile.user).is_some();
+        self.emit(Event::Invited {
+            group,
+            by,
+            by_name,
+            private,
+        });
     }
 
     /// Accepts being in a group someone else added this device to.
@@ -1953,6 +1964,22 @@ impl Actor {
         self.needs_sync.insert(group);
         Ok(())
     }
+}
+
+/// The other person, if `ctx` is a private conversation of `me`'s: a group of exactly two
+/// members, `me` and one other, for which no invite was ever made (what `open_private` makes).
+fn private_peer(ctx: &GroupCtx, me: &UserId) -> Option<crate::Peer> {
+    let members = ctx.state.members();
+    if members.len() != 2 || !members.contains_key(me) || !ctx.state.invites().is_empty() {
+        return None;
+    }
+    members
+        .iter()
+        .find(|(user, _)| *user != me)
+        .map(|(user, m)| crate::Peer {
+            user: *user,
+            display_name: m.entry.display_name.clone(),
+        })
 }
 
 /// Whether `op`, which conflicts with the op this device holds at the head's position, is
@@ -2955,17 +2982,11 @@ impl Actor {
                     0
                 };
                 let members = ctx.state.members();
-                let private_with = (member && members.len() == 2 && ctx.state.invites().is_empty())
-                    .then(|| {
-                        members
-                            .iter()
-                            .find(|(user, _)| **user != self.profile.user)
-                            .map(|(user, m)| crate::Peer {
-                                user: *user,
-                                display_name: m.entry.display_name.clone(),
-                            })
-                    })
-                    .flatten();
+                let private_with = if member {
+                    private_peer(ctx, &self.profile.user)
+                } else {
+                    None
+                };
                 crate::GroupInfo {
                     group: *group,
                     member,

@@ -814,7 +814,7 @@ impl App {
             self.input.set(line);
             self.notice(
                 Level::Error,
-                "You are not in a group yet: join one with an invite link (`confide join`).",
+                "You are not in a group yet: close the chat (Ctrl-C) and join one with an invite link (`confide join`).",
             );
             return Vec::new();
         };
@@ -1094,7 +1094,7 @@ impl App {
                 self.notice(
                     Level::Info,
                     format!(
-                        "{}{} asks to join {label} (see `confide mod requests`).",
+                        "{}{} asks to join {label} (to decide, close the chat and run `confide mod requests`).",
                         one_line(&request.display_name),
                         look_alike_note(&request.looks_like)
                     ),
@@ -1115,7 +1115,7 @@ impl App {
                 self.notice(
                     Level::Warning,
                     format!(
-                        "{} reported {which} by {} in {label} (see `confide mod queue`).",
+                        "{} reported {which} by {} in {label} (to read it, close the chat and run `confide mod queue`).",
                         name_with_note(report.reporter, &report.reporter_name, &members),
                         name_with_note(report.offender, &report.offender_name, &members)
                     ),

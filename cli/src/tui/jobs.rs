@@ -420,6 +420,11 @@ async fn command_reply(
                 body: members_text(&members, clock),
             }
         }
+        Slash::Leave => {
+            // The library then reports `Removed`, which the chat shows.
+            client.leave(group).await.map_err(e)?;
+            Reply::Notice("You left. You can still read what was said while you were in it.".into())
+        }
         Slash::AcceptGroup => {
             // The library then reports `Joined`, which the chat shows.
             client.accept_group(group).await.map_err(e)?;

@@ -18,6 +18,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "/accept",
         "join the group someone added you to (open it with Tab first)",
     ),
+    (
+        "/leave",
+        "leave this group, or decline one someone added you to",
+    ),
     ("/safety @name", "the safety number to compare with someone"),
     (
         "/report <number> <reason>",
@@ -93,6 +97,8 @@ pub enum Slash {
     Members,
     /// Accepts being in the open group, which someone added this user to.
     AcceptGroup,
+    /// Leaves the open group (declines it, if someone added the user and they did not accept).
+    Leave,
     /// Leaves the chat.
     Quit,
 }
@@ -120,6 +126,9 @@ pub fn parse(line: &str) -> Result<Slash, String> {
         "crisis" => Slash::Crisis,
         "members" | "who" => Slash::Members,
         "accept" => Slash::AcceptGroup,
+        // Nothing may follow: a typo such as "/leave it be" does not leave a group.
+        "leave" if rest.is_empty() => Slash::Leave,
+        "leave" => return Err(usage("/leave")),
         "agreement" => {
             let (sub, text) = split_word(rest);
             match sub {
@@ -294,6 +303,8 @@ mod tests {
         assert!(parse("/urgent").unwrap_err().contains("/urgent <text>"));
         assert!(parse("/frobnicate").unwrap_err().contains("/help"));
         assert_eq!(parse("/accept"), Ok(Slash::AcceptGroup));
+        assert_eq!(parse("/leave"), Ok(Slash::Leave));
+        assert!(parse("/leave it be").unwrap_err().contains("/leave"));
     }
 
     #[test]

@@ -131,7 +131,11 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
             vec![
                 Line::raw(""),
                 Line::raw("You are not in a group yet.").centered(),
-                Line::styled("Join one with an invite link: confide join <link>", dim()).centered(),
+                Line::styled(
+                    "Close the chat (Ctrl-C) and join one with an invite link: confide join <link>",
+                    dim(),
+                )
+                .centered(),
                 Line::styled("Facilitators start one with: confide group create", dim()).centered(),
             ]
         };
@@ -162,7 +166,7 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
             )
             .centered(),
             Line::styled(
-                "Not now? Just switch away (Tab). To decline, leave it: confide leave",
+                "Not now? Switch away with Tab. To decline, type /leave.",
                 dim(),
             )
             .centered(),

@@ -1343,6 +1343,15 @@ impl Actor {
     }
 
     fn retry_parked(&mut self, group: GroupId) {
+        // Held for the user's consent (§11.7), nothing can be shown yet, whatever key came:
+        // they are processed when the user accepts the group.
+        if self
+            .groups
+            .get(&group)
+            .is_some_and(|c| !c.meta.accepted && c.meta.removed_after_epoch.is_none())
+        {
+            return;
+        }
         let Ok(parked) = self
             .store
             .scan::<StoredMessage>(T_PARKED, group.as_bytes(), usize::MAX)

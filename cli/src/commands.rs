@@ -15,8 +15,9 @@ use crate::profile::{self, Profile, Settings};
 use crate::text::{entry, line, one_line, quoted};
 use crate::tui::text::{look_alike_mark, looks_like, name_with_note};
 use crate::{
-    AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_PROFILE,
-    EXIT_PROFILE_IN_USE, EXIT_REFUSED, EXIT_UNREACHABLE, GroupCommand, InviteCommand, ModCommand,
+    AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_KEPT, EXIT_NOT_MEMBER,
+    EXIT_PROFILE, EXIT_PROFILE_IN_USE, EXIT_REFUSED, EXIT_UNREACHABLE, GroupCommand, InviteCommand,
+    ModCommand,
 };
 
 /// How results are printed.
@@ -37,10 +38,31 @@ impl Out {
     }
 }
 
+/// A failure already put in words for people, with its exit code.
+#[derive(Debug)]
+struct Said {
+    /// What to print (already safe for a terminal).
+    text: String,
+    /// The exit code.
+    exit: u8,
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Said {}
+
 /// The exit code for an error: refused by the server, profile or passphrase trouble,
-/// unreachable server, or anything else.
+/// unreachable server, not in the group, or anything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(said) = e.downcast_ref::<Said>() {
+        return said.exit;
+    }
     match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Removed { .. } | ClientError::NotMember) => EXIT_NOT_MEMBER,
         Some(ClientError::Server { .. }) => EXIT_REFUSED,
         Some(ClientError::Store(confide_client::store::StoreError::InUse(_))) => {
             EXIT_PROFILE_IN_USE
@@ -186,6 +208,35 @@ fn window_text(w: &OpenWindow) -> String {
     )
 }
 
+/// `e` said plainly where the library's words need the group's name: "you were removed from
+/// circle on 2026-05-01 18:30 (removed)" rather than "you were removed from this group".
+fn in_words(e: anyhow::Error, profile: &Profile) -> anyhow::Error {
+    match e.downcast_ref::<ClientError>() {
+        Some(c @ ClientError::Removed { group, departure }) => {
+            let label = profile
+                .label_of(group)
+                .map_or_else(|| group.to_string(), one_line);
+            anyhow::Error::new(Said {
+                text: format!("{} ({})", departure_line(&label, departure), c.code()),
+                exit: EXIT_NOT_MEMBER,
+            })
+        }
+        _ => e,
+    }
+}
+
+/// After showing what this device has: fails, saying so, if the sync at start could not ask
+/// the server for everything new (refused, or unreachable), so that a script never takes
+/// possibly stale output for current.
+fn fresh(synced: Result<(), ClientError>) -> anyhow::Result<()> {
+    synced.map_err(|e| {
+        anyhow::Error::from(e).context(
+            "this is what this device already had; it may be out of date because the server \
+             could not be asked for what is new",
+        )
+    })
+}
+
 /// "you were removed from circle on 2026-05-01 18:30" for a group this device is no longer in.
 fn departure_line(label: &str, d: &confide_client::Departure) -> String {
     let when = local_time(d.at);
@@ -279,6 +330,31 @@ fn parse_message_id(text: &str) -> anyhow::Result<MessageId> {
         .ok_or_else(|| anyhow!("invalid message id {text:?}"))
 }
 
+/// A number as `confide read` shows it, `#5` or `5`; `None` if `text` is not one.
+fn parse_number(text: &str) -> Option<u64> {
+    let text = text.trim();
+    text.strip_prefix('#').unwrap_or(text).parse().ok()
+}
+
+/// The message `confide read` showed as `number` in `group`. Numbers are this device's own and
+/// never change ([`confide_client::ChatMessage::number`]), so the number names what the person
+/// saw, whatever arrived since; one whose message was deleted (or expired) says so.
+async fn numbered_message(
+    client: &Client,
+    group: confide_protocol::GroupId,
+    number: u64,
+) -> anyhow::Result<confide_client::ChatMessage> {
+    let Some(seq) = client.seq_of_number(group, number).await? else {
+        bail!("no message #{number} on this device in this group (see `confide read`)");
+    };
+    client
+        .history(group, Some(Seq(seq.0.saturating_add(1))), 1)
+        .await?
+        .into_iter()
+        .find(|m| m.seq == seq)
+        .ok_or_else(|| anyhow!("message #{number} was deleted (or expired) already"))
+}
+
 /// A message of `group` by the number `confide read` shows (`#5` or `5`) or by its id.
 async fn message_id(
     client: &Client,
@@ -286,26 +362,39 @@ async fn message_id(
     text: &str,
 ) -> anyhow::Result<MessageId> {
     let text = text.trim();
-    let number = text.strip_prefix('#').unwrap_or(text);
-    let Ok(seq) = number.parse::<u64>() else {
-        return parse_message_id(text).map_err(|_| {
+    match parse_number(text) {
+        Some(number) => Ok(numbered_message(client, group, number).await?.id),
+        None => parse_message_id(text).map_err(|_| {
             anyhow!("{text:?} is neither a message number (#5, as `confide read` shows) nor a message id")
-        });
-    };
-    let found = client
-        .history(group, Some(Seq(seq.saturating_add(1))), 1)
-        .await?
+        }),
+    }
+}
+
+/// The number this device shows for message `seq` of `group`, if it has the message.
+async fn number_of(client: &Client, group: confide_protocol::GroupId, seq: Seq) -> Option<u64> {
+    client
+        .history(group, Some(Seq(seq.0.saturating_add(1))), 1)
+        .await
+        .ok()?
         .into_iter()
-        .find(|m| m.seq.0 == seq);
-    found.map(|m| m.id).ok_or_else(|| {
-        anyhow!("no message #{seq} on this device in this group (see `confide read`)")
-    })
+        .find(|m| m.seq == seq)
+        .map(|m| m.number)
+}
+
+/// The name of a group for people: the label the user gave it, "private: Alice" for a private
+/// conversation, else its id.
+fn group_name(profile: &Profile, g: &confide_client::GroupInfo) -> String {
+    match (profile.label_of(&g.group), &g.private_with) {
+        (Some(label), _) => one_line(label),
+        (None, Some(peer)) => format!("private: {}", one_line(&peer.display_name)),
+        (None, None) => g.group.to_string(),
+    }
 }
 
 async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
     let dir = Profile::locate(args.profile.as_deref());
     let mut profile = Profile::load(&dir)?;
-    let passphrase = profile::passphrase(false)?;
+    let passphrase = profile::passphrase(false, &[])?;
     let (client, events) = profile.open(passphrase.bytes()).await.map_err(|e| match e
         .downcast_ref::<ClientError>()
     {
@@ -343,23 +432,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             // All or nothing: everything that can fail before registering is asked first, and
             // nothing is written until it has.
             Profile::check_new(&dir)?;
-            let passphrase = profile::passphrase(true)?;
-            let profile = Profile::create(&dir, settings)?;
+            let passphrase = profile::passphrase(true, &[name.as_str(), "confide"])?;
+            let (profile, created) = Profile::create(&dir, settings)?;
             let mut config = profile.client_config();
             config.registration_token = token.clone();
             if std::env::var_os("CONFIDE_INSECURE_FAST_KDF").is_some() {
                 // For tests only: a weak key derivation so test suites stay fast.
                 config.kdf = confide_protocol::identity::KdfParams::INSECURE_FOR_TESTS;
             }
-            let (client, _events) = Client::register(config, name, passphrase.bytes())
-                .await
-                .inspect_err(|_| {
-                    // Leave no half-made profile behind.
-                    let _ = std::fs::remove_dir_all(&dir);
-                })?;
+            // `register` closes the store before it reports a failure, and succeeds once the
+            // server has registered the identity: a failure here means nothing is registered,
+            // and what this init made can go.
+            let (client, _events) = match Client::register(config, name, passphrase.bytes()).await {
+                Ok(registered) => registered,
+                Err(e) => {
+                    let left = created.undo();
+                    let e = anyhow::Error::from(e);
+                    return Err(if left.is_empty() {
+                        e.context("nothing was created; run `confide init` again")
+                    } else {
+                        e.context(format!(
+                            "not registered; these could not be removed: {}",
+                            left.join(", ")
+                        ))
+                    });
+                }
+            };
             out.print(
                 format!(
-                    "Welcome, {name}. Your profile is in {}.\nuser id: {}",
+                    "Welcome, {}. Your profile is in {}.\nuser id: {}",
+                    one_line(name),
                     dir.display(),
                     client.user()
                 ),
@@ -399,7 +501,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             if let Some(events) = events.as_mut() {
                 print_warnings(events, &profile);
             }
-            result?;
+            result.map_err(|e| in_words(e, &profile))?;
         }
     }
     Ok(())
@@ -430,6 +532,12 @@ fn print_warnings(events: &mut Events, profile: &Profile) {
                 label(&r.group),
                 crate::text::one_line(&r.reason)
             ),
+            Event::SyncRefused { group, reason } => format!(
+                "warning: the server refuses to serve {} ({}); this is said once, and later syncs \
+                 go on without it",
+                label(&group),
+                crate::text::one_line(&reason)
+            ),
             Event::MessageRejected(r) => format!(
                 "warning: message #{} in {} failed verification and is not shown ({})",
                 r.seq,
@@ -442,6 +550,15 @@ fn print_warnings(events: &mut Events, profile: &Profile) {
     }
 }
 
+/// "1 message waiting", "3 messages waiting", "no messages yet".
+fn waiting_text(waiting: usize) -> String {
+    match waiting {
+        0 => "no messages yet".into(),
+        1 => "1 message waiting".into(),
+        n => format!("{n} messages waiting"),
+    }
+}
+
 fn group_json(
     profile: &Profile,
     g: &confide_client::GroupInfo,
@@ -450,6 +567,9 @@ fn group_json(
     json!({
         "group": g.group,
         "label": profile.label_of(&g.group),
+        "private_with": g.private_with.as_ref().map(|p| json!({ "user": p.user, "name": p.display_name })),
+        "invited": g.invited,
+        "waiting": g.waiting,
         "member": g.member,
         "role": g.role,
         "members": g.members,
@@ -483,7 +603,9 @@ async fn run_with_client(
             );
         }
         Command::Sync => {
-            client.sync().await?;
+            // The sync every command starts with is the one asked for: its outcome is waited
+            // for, not a second one run.
+            client.synced().await?;
             out.print("synced", json!({ "synced": true }));
         }
         Command::Group(GroupCommand::Create { label }) => {
@@ -503,6 +625,7 @@ async fn run_with_client(
             );
         }
         Command::Group(GroupCommand::List) => {
+            let synced = client.synced().await;
             let groups = client.groups().await?;
             let mut departures = Vec::new();
             for g in &groups {
@@ -525,30 +648,39 @@ async fn run_with_client(
                 );
             } else {
                 for (g, departure) in groups.iter().zip(&departures) {
-                    let label = profile
-                        .label_of(&g.group)
-                        .map_or_else(|| g.group.to_string(), str::to_string);
+                    let name = group_name(profile, g);
                     if let Some(d) = departure {
-                        println!("{label:<16} {}  {}", g.group, departure_line(&label, d));
+                        let shown = format!("{name:<16} {}  {}", g.group, departure_line(&name, d));
+                        println!("{}", line(&shown, out.columns));
                         continue;
                     }
-                    let role = g
-                        .role
-                        .map(|r| r.as_str().to_string())
-                        .unwrap_or_else(|| "not a member".into());
-                    let label = one_line(profile.label_of(&g.group).unwrap_or("-"));
+                    let role = match (g.invited, g.role) {
+                        (true, _) => "invited".to_string(),
+                        (false, Some(r)) => r.as_str().to_string(),
+                        (false, None) => "not a member".into(),
+                    };
                     let warn = g
                         .tampered
                         .as_deref()
                         .map(|t| format!("  ⚠ {}", one_line(t)))
                         .unwrap_or_default();
+                    let waiting = if g.invited {
+                        format!(
+                            "  {}: accept with `confide accept {}`",
+                            waiting_text(g.waiting),
+                            g.group
+                        )
+                    } else {
+                        String::new()
+                    };
                     let shown = format!(
-                        "{label:<16} {}  {role:<14} {} members{warn}",
+                        "{name:<16} {}  {role:<14} {} members{warn}{waiting}",
                         g.group, g.members
                     );
                     println!("{}", line(&shown, out.columns));
                 }
             }
+            fresh(synced)?;
         }
         Command::Group(GroupCommand::Label { group, label }) => {
             let id = profile.group(group)?;
@@ -560,6 +692,7 @@ async fn run_with_client(
         }
         Command::Members { group } => {
             let group = profile.group(group)?;
+            let synced = client.synced().await;
             let members = client.members(group).await?;
             if out.json {
                 let list: Vec<_> = members
@@ -583,6 +716,7 @@ async fn run_with_client(
                     println!("{}", line(&shown, out.columns));
                 }
             }
+            fresh(synced)?;
         }
         Command::Invite(InviteCommand::Create {
             group,
@@ -695,17 +829,38 @@ async fn run_with_client(
             };
             match client.send_text(group, text, reply_to).await {
                 Ok(m) => out.print(
-                    format!("sent #{} ({})", m.seq.0, m.id),
-                    json!({ "seq": m.seq, "id": m.id }),
+                    format!("sent #{} ({})", m.number, m.id),
+                    json!({ "sent": true, "number": m.number, "seq": m.seq, "id": m.id }),
                 ),
-                // Kept (encrypted) on this device; any later command or the chat sends it once
-                // the group's log has caught up.
-                Err(ClientError::Held) => out.print(
-                    "held: this device has not yet been shown the group's latest membership \
-                     change; your message is kept and will be sent once it has (by any later \
-                     confide command or the chat)",
-                    json!({ "held": true }),
-                ),
+                // Kept (encrypted) on this device: the next command that reaches the server,
+                // or the chat, sends it. Not sent yet, so not a success (exit 1).
+                Err(e @ (ClientError::Held | ClientError::Pending)) => {
+                    let why = match e {
+                        ClientError::Held => {
+                            "this device has not yet been shown the group's latest membership \
+                             change, and sends nothing to it until it has"
+                        }
+                        _ => {
+                            "the server did not confirm it (the connection dropped, or the \
+                              server could not take it just now)"
+                        }
+                    };
+                    if out.json {
+                        println!(
+                            "{}",
+                            json!({ "sent": false, "kept": true, "reason": e.code() })
+                        );
+                    }
+                    return Err(anyhow::Error::new(Said {
+                        text: format!(
+                            "not sent yet: {why}. Your message is kept on this device and will \
+                             be sent by the next confide command that reaches the server (such \
+                             as `confide sync`) or by the chat ({})",
+                            e.code()
+                        ),
+                        exit: EXIT_KEPT,
+                    }));
+                }
                 // Failed before the message was sealed: nothing was kept to go out later.
                 Err(e @ (ClientError::Transport(_) | ClientError::Unexpected(_))) => {
                     return Err(anyhow::Error::from(e).context(
@@ -721,26 +876,88 @@ async fn run_with_client(
             limit,
             before,
         } => {
-            let label = group.clone();
             let group = profile.group(group)?;
-            // What this device has is shown even if the server cannot be asked for what is
-            // new; the command then fails, saying so, after printing it.
-            let fetched = client.sync().await;
-            let history = client.history(group, before.map(Seq), *limit).await?;
+            // What this device has is shown even if the start-up sync could not ask the server
+            // for what is new; the command then fails, saying so, after printing it.
+            let synced = client.synced().await;
+            // A number names its place also once its message is deleted.
+            let before = match before {
+                Some(number) => {
+                    Some(client.seq_of_number(group, *number).await?.ok_or_else(|| {
+                        anyhow!("no message #{number} on this device in this group")
+                    })?)
+                }
+                None => None,
+            };
+            // One more than shown: the message before the page tells which notices go on it.
+            let mut history = client
+                .history(group, before, limit.saturating_add(1))
+                .await?;
+            let older = (history.len() > *limit).then(|| history.remove(0));
             let departure = client.departure(group).await?;
+            let info = client
+                .groups()
+                .await?
+                .into_iter()
+                .find(|g| g.group == group);
+            let name = info
+                .as_ref()
+                .map_or_else(|| group.to_string(), |g| group_name(profile, g));
             // Only to mark look-alike names: a former member reads the history without them.
             let members = client.members(group).await.unwrap_or_default();
             if out.json {
                 let list: Vec<_> = history
                     .iter()
-                    .map(|m| json!({ "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "looks_like": looks_like(m.sender, &m.sender_name, &members), "sent_at": m.sent_at, "text": m.text, "reply_to": m.reply_to }))
+                    .map(|m| json!({ "number": m.number, "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "looks_like": looks_like(m.sender, &m.sender_name, &members), "sent_at": m.sent_at, "text": m.text, "reply_to": m.reply_to }))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
+            } else if let Some(g) = info.as_ref().filter(|g| g.invited) {
+                println!(
+                    "{}",
+                    line(
+                        &format!(
+                            "Someone added you to {name}: {}. To read and take part, accept it \
+                             with `confide accept {}` (or leave it with `confide leave {}`).",
+                            waiting_text(g.waiting),
+                            g.group,
+                            g.group
+                        ),
+                        out.columns
+                    )
+                );
             } else {
-                for m in &history {
+                let notices = client.notices(group).await?;
+                let shown: Vec<&confide_client::ChatMessage> = history.iter().collect();
+                let page = crate::timeline::Shown {
+                    messages: &shown,
+                    before: older.as_ref(),
+                    older_unknown: false,
+                    newest: before.is_none(),
+                };
+                let mut slots: Vec<Vec<&confide_client::GroupNotice>> =
+                    vec![Vec::new(); shown.len() + 1];
+                for n in &notices {
+                    if let Some(slot) = crate::timeline::place(n, &page) {
+                        slots[slot].push(n);
+                    }
+                }
+                let me = client.user();
+                for (i, at_slot) in slots.iter().enumerate() {
+                    for n in at_slot {
+                        let number = crate::timeline::notice_number(n)
+                            .map(|n| format!("#{n}"))
+                            .unwrap_or_default();
+                        let shown = format!(
+                            "{number:<6} {}  — {}",
+                            local_time(n.at),
+                            crate::timeline::notice_text(n, me)
+                        );
+                        println!("{}", line(&shown, out.columns));
+                    }
+                    let Some(m) = history.get(i) else { break };
                     let header = format!(
-                        "#{:<5} {}  {}{}: ",
-                        m.seq.0,
+                        "{:<6} {}  {}{}: ",
+                        format!("#{}", m.number),
                         local_time(m.sent_at),
                         one_line(&m.sender_name),
                         look_alike_mark(m.sender, &m.sender_name, &members)
@@ -748,23 +965,27 @@ async fn run_with_client(
                     println!("{}", entry(&header, &m.text, out.columns));
                 }
                 if let Some(d) = departure {
-                    println!("{}", departure_line(&label, &d));
+                    println!("{}", line(&departure_line(&name, &d), out.columns));
                 }
             }
-            fetched.map_err(|e| {
-                anyhow::Error::from(e).context(
-                    "these are the messages this device already had; newer ones may be missing \
-                     because the server could not be asked for them",
-                )
-            })?;
+            fresh(synced)?;
         }
         Command::Status { group } => {
+            let label = group;
             let group = profile.group(group)?;
+            let synced = client.synced().await;
             let s = client.status(group).await?;
-            let mut lines = vec![format!(
-                "role: {}",
-                s.role.map(|r| r.as_str()).unwrap_or("not a member")
-            )];
+            let mut lines = match client.departure(group).await? {
+                // Said plainly, instead of a role and rules that no longer concern them.
+                Some(d) if s.role.is_none() => vec![format!(
+                    "{}; you can still read what was said while you were in it",
+                    departure_line(&one_line(label), &d)
+                )],
+                _ => vec![format!(
+                    "role: {}",
+                    s.role.map(|r| r.as_str()).unwrap_or("not a member")
+                )],
+            };
             if let Some(t) = s.muted_until {
                 lines.push(format!("muted until {}", local_time(t)));
             }
@@ -789,6 +1010,7 @@ async fn run_with_client(
                 lines.join("\n"),
                 json!({ "role": s.role, "muted_until": s.muted_until, "locked": s.locked, "open_now": s.open_now, "slow_mode_seconds": s.slow_mode_seconds, "agreement_pending": s.agreement_pending }),
             );
+            fresh(synced)?;
         }
         Command::Agreement(AgreementCommand::Show { group }) => {
             let group = profile.group(group)?;
@@ -868,10 +1090,21 @@ async fn run_with_client(
             client.set_crisis_resources(group, text).await?;
             out.print("crisis resources pinned", json!({ "pinned": true }));
         }
-        Command::Report { group, seq, reason } => {
+        Command::Report {
+            group,
+            message,
+            reason,
+        } => {
             let group = profile.group(group)?;
-            client.report(group, Seq(*seq), reason).await?;
-            out.print("reported to the facilitators", json!({ "reported": seq }));
+            let number = parse_number(message).ok_or_else(|| {
+                anyhow!("{message:?} is not a message number (#5, as `confide read` shows)")
+            })?;
+            let m = numbered_message(client, group, number).await?;
+            client.report(group, m.seq, reason).await?;
+            out.print(
+                format!("message #{number} was reported to the facilitators"),
+                json!({ "reported": number }),
+            );
         }
         Command::Urgent { group, text } => {
             let group = profile.group(group)?;
@@ -883,13 +1116,18 @@ async fn run_with_client(
         }
         Command::Private { group, user, label } => {
             let group = profile.group(group)?;
+            let user_name = user.trim_start_matches('@');
             let user = profile::user(client, group, user).await?;
             let private = client.open_private(group, user).await?;
             if let Some(label) = label {
                 profile.set_label(client, private, label).await?;
             }
             out.print(
-                format!("opened private conversation {private}"),
+                format!(
+                    "opened a private conversation with {} ({private}); they see it once they \
+                     accept it",
+                    one_line(user_name)
+                ),
                 json!({ "group": private }),
             );
         }
@@ -1120,10 +1358,14 @@ async fn moderate(
                             // The proven quote and the reporter's reason each start a line of
                             // their own, so neither can pass for the other.
                             let reporter = name_with_note(r.reporter, &r.reporter_name, &members);
+                            // The number this device shows for the message, if it has it.
+                            let which = match number_of(client, group, r.seq).await {
+                                Some(n) => format!("#{n}"),
+                                None => "a message not on this device".into(),
+                            };
                             let header = format!(
-                                "[{id}] REPORT by {reporter} about {} (#{}): ",
+                                "[{id}] REPORT by {reporter} about {} ({which}): ",
                                 name_with_note(r.offender, &r.offender_name, &members),
-                                r.seq.0,
                             );
                             println!("{}", entry(&header, &r.text, out.columns));
                             let header = format!("[{id}] reason given by {reporter}: ");

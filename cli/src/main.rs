@@ -6,6 +6,7 @@
 mod commands;
 mod profile;
 mod text;
+mod timeline;
 mod tui;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
@@ -23,6 +24,12 @@ pub const EXIT_PROFILE: u8 = 4;
 pub const EXIT_UNREACHABLE: u8 = 5;
 /// Exit code: the profile is open in another `confide` process (the chat, say).
 pub const EXIT_PROFILE_IN_USE: u8 = 6;
+/// Exit code: you are not (or no longer) in that group: you were removed, or left.
+pub const EXIT_NOT_MEMBER: u8 = 7;
+/// Exit code of `confide send` for a message that was not sent yet but is kept on this device,
+/// to be sent by the next `confide` command that reaches the server, or by the chat (the same
+/// as [`EXIT_FAILURE`]: the command did not do what it was asked, yet).
+pub const EXIT_KEPT: u8 = EXIT_FAILURE;
 
 /// confide — end-to-end encrypted group chat for facilitated peer-support groups.
 ///
@@ -114,6 +121,13 @@ pub enum Command {
         group: String,
     },
     /// Sends a message.
+    ///
+    /// Exit status: 0 sent (the server stored it); 1 not sent yet but kept on this device,
+    /// encrypted, and sent by the next confide command that reaches the server (such as
+    /// `confide sync`) or by the chat; 3 refused by the server (muted, locked, …: not kept);
+    /// 5 the server could not be reached (not kept: send it again later); 7 you are no longer
+    /// in the group.
+    #[command(verbatim_doc_comment)]
     Send {
         /// The group.
         group: String,
@@ -130,8 +144,8 @@ pub enum Command {
         /// How many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        /// Only messages before this number (to page back).
-        #[arg(long)]
+        /// Only messages before this number, as read shows it (to page back).
+        #[arg(long, value_name = "NUMBER")]
         before: Option<u64>,
     },
     /// Shows what you may do in a group right now (muted, locked, open hours, agreement).
@@ -149,8 +163,8 @@ pub enum Command {
     Report {
         /// The group.
         group: String,
-        /// The message number (as `confide read` shows it).
-        seq: u64,
+        /// The message number as `confide read` shows it (5, or quoted: `'#5'`).
+        message: String,
         /// Why.
         reason: String,
     },

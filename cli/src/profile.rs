@@ -33,6 +33,14 @@ const SETTINGS_TEMP_FILE: &str = "settings.json.new";
 const STORE_DIR: &str = "store";
 /// The fewest characters a new passphrase may have (not counting spaces at either end).
 pub const MIN_PASSPHRASE_CHARS: usize = 8;
+/// The lowest strength a new passphrase may have, on zxcvbn's scale from 0 (guessed within
+/// about a thousand tries) to 4 (more than 10^10): 2 means more than about a million guesses,
+/// the least that slows down someone who copied the store file, given that every guess also
+/// costs an Argon2id derivation.
+pub const MIN_PASSPHRASE_SCORE: u8 = 2;
+/// How many characters of a new passphrase the strength estimate looks at (its cost grows
+/// quickly with the length; a passphrase whose first 100 characters are strong is strong).
+const MAX_STRENGTH_CHARS: usize = 100;
 
 /// Makes the profile in `dir` private to this user: the directory itself (mode 0700, not what
 /// else it may hold), the settings files (0600) and the store, recursively. Symbolic links are
@@ -158,8 +166,16 @@ impl Profile {
     }
 
     /// Creates a new profile directory (readable only by this user) with these settings.
-    pub fn create(dir: &Path, settings: Settings) -> anyhow::Result<Profile> {
+    /// Returns the profile and a record of what was created, to undo it if `init` fails.
+    pub fn create(dir: &Path, settings: Settings) -> anyhow::Result<(Profile, Created)> {
         Self::check_new(dir)?;
+        // The directory and any missing parents are made here: only those are removed again.
+        let mut made_dirs: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        made_dirs.reverse();
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -167,15 +183,23 @@ impl Profile {
         builder
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
-        restrict_profile(dir)
-            .with_context(|| format!("making {} readable only by you", dir.display()))?;
+        let created = Created {
+            dir: dir.to_path_buf(),
+            made_dirs,
+        };
         let profile = Profile {
             dir: dir.to_path_buf(),
             settings,
             labels: BTreeMap::new(),
         };
-        profile.save()?;
-        Ok(profile)
+        let made = restrict_profile(dir)
+            .with_context(|| format!("making {} readable only by you", dir.display()))
+            .and_then(|()| profile.save());
+        if let Err(e) = made {
+            created.undo();
+            return Err(e);
+        }
+        Ok((profile, created))
     }
 
     /// Writes the settings back: to a new file readable only by this user, which then
@@ -298,6 +322,68 @@ impl Profile {
     }
 }
 
+/// What `confide init` created, so that a failed init removes exactly that and nothing else.
+#[must_use = "a failed init must undo what it created"]
+pub struct Created {
+    /// The profile directory.
+    dir: PathBuf,
+    /// The directories init made (the profile directory and any missing parents), outermost
+    /// first; a directory that existed before (empty) is kept.
+    made_dirs: Vec<PathBuf>,
+}
+
+impl Created {
+    /// Removes what init created: its files in the profile directory and the store, then the
+    /// directories it made, if they are empty by then. Nothing is followed through a symbolic
+    /// link (a link found where init wrote a file was not made by init and is left), and the
+    /// store is removed only while this process holds its lock, so never while another
+    /// `confide` has it open. Returns what could not be removed, for the person to see.
+    pub fn undo(self) -> Vec<String> {
+        let mut left = Vec::new();
+        for name in [SETTINGS_FILE, SETTINGS_TEMP_FILE] {
+            let path = self.dir.join(name);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        left.push(format!("{} ({e})", path.display()));
+                    }
+                }
+                Ok(_) => left.push(format!("{} (not a file this init wrote)", path.display())),
+                Err(_) => {}
+            }
+        }
+        let store = self.dir.join(STORE_DIR);
+        match std::fs::symlink_metadata(&store) {
+            Ok(meta) if meta.is_dir() => {
+                match confide_client::store::StoreLock::acquire(&store) {
+                    // `remove_dir_all` never follows symbolic links inside the directory.
+                    Ok(_lock) => {
+                        if let Err(e) = std::fs::remove_dir_all(&store) {
+                            left.push(format!("{} ({e})", store.display()));
+                        }
+                    }
+                    Err(e) => left.push(format!("{} ({e})", store.display())),
+                }
+            }
+            Ok(_) => left.push(format!("{} (not a store this init made)", store.display())),
+            Err(_) => {}
+        }
+        for made in self.made_dirs.iter().rev() {
+            // Only an empty directory goes: anything someone else put there stays.
+            if std::fs::symlink_metadata(made).is_ok_and(|m| m.is_dir())
+                && let Err(e) = std::fs::remove_dir(made)
+            {
+                // Holding what someone else put there is no failure of the undo.
+                if e.kind() != std::io::ErrorKind::DirectoryNotEmpty {
+                    left.push(format!("{} ({e})", made.display()));
+                }
+                break;
+            }
+        }
+        left
+    }
+}
+
 /// Parses a base64 id of `N` bytes.
 pub fn parse_id<const N: usize>(text: &str) -> Option<[u8; N]> {
     let bytes = confide_protocol::encoding::b64_decode(text).ok()?;
@@ -324,13 +410,18 @@ pub async fn user(client: &Client, group: GroupId, name: &str) -> anyhow::Result
 }
 
 /// The passphrase: from `$CONFIDE_PASSPHRASE` (scripts), or asked for on the terminal. A new
-/// one (`new`: asked twice on the terminal) must have [`MIN_PASSPHRASE_CHARS`] characters.
-pub fn passphrase(new: bool) -> anyhow::Result<zeroize_string::Secret> {
+/// one (`new`: asked twice on the terminal) must have [`MIN_PASSPHRASE_CHARS`] characters and a
+/// strength of at least [`MIN_PASSPHRASE_SCORE`] ([`strength`]; `user_inputs`, such as the
+/// pseudonym, count as easy to guess); its strength is shown on standard error.
+pub fn passphrase(new: bool, user_inputs: &[&str]) -> anyhow::Result<zeroize_string::Secret> {
     let secret = if let Some(p) = std::env::var_os(PASSPHRASE_ENV) {
         zeroize_string::Secret(p.to_string_lossy().into_owned())
     } else {
         let prompt = if new {
-            format!("New passphrase (at least {MIN_PASSPHRASE_CHARS} characters): ")
+            format!(
+                "New passphrase (at least {MIN_PASSPHRASE_CHARS} characters; a few unrelated \
+                 words work well): "
+            )
         } else {
             "Passphrase: ".to_string()
         };
@@ -338,6 +429,8 @@ pub fn passphrase(new: bool) -> anyhow::Result<zeroize_string::Secret> {
             rpassword::prompt_password(prompt).context("reading the passphrase")?,
         );
         if new {
+            // Checked before it is asked again, so a weak one is not typed twice for nothing.
+            check_new_passphrase(&first.0, user_inputs)?;
             let second = zeroize_string::Secret(
                 rpassword::prompt_password("Repeat it: ").context("reading the passphrase")?,
             );
@@ -347,13 +440,73 @@ pub fn passphrase(new: bool) -> anyhow::Result<zeroize_string::Secret> {
         }
         first
     };
-    if new && secret.0.trim().chars().count() < MIN_PASSPHRASE_CHARS {
+    if new {
+        let strength = check_new_passphrase(&secret.0, user_inputs)?;
+        eprintln!("Passphrase strength: {strength}.");
+    }
+    Ok(secret)
+}
+
+/// How hard a passphrase is to guess, as `confide init` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Strength {
+    /// zxcvbn's score, 0 (very weak) to 4 (strong).
+    pub score: u8,
+    /// What makes it weak, and what would help (empty when nothing does).
+    pub hint: String,
+}
+
+impl std::fmt::Display for Strength {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let word = match self.score {
+            0 => "very weak",
+            1 => "weak",
+            2 => "fair",
+            3 => "good",
+            _ => "strong",
+        };
+        write!(f, "{word} ({} of 4)", self.score)
+    }
+}
+
+/// Estimates how hard `passphrase` is to guess (zxcvbn, on its first [`MAX_STRENGTH_CHARS`]
+/// characters), with `user_inputs` counted as known to an attacker.
+pub fn strength(passphrase: &str, user_inputs: &[&str]) -> Strength {
+    let head: String = passphrase.chars().take(MAX_STRENGTH_CHARS).collect();
+    let estimate = zxcvbn::zxcvbn(&head, user_inputs);
+    let hint = estimate.feedback().map_or_else(String::new, |f| {
+        let mut parts: Vec<String> = f.warning().map(|w| w.to_string()).into_iter().collect();
+        parts.extend(f.suggestions().iter().map(|s| s.to_string()));
+        parts.join(" ")
+    });
+    Strength {
+        score: u8::from(estimate.score()),
+        hint,
+    }
+}
+
+/// Refuses a new passphrase that is too short or too easy to guess, saying why and what helps;
+/// returns its strength otherwise.
+fn check_new_passphrase(passphrase: &str, user_inputs: &[&str]) -> anyhow::Result<Strength> {
+    if passphrase.trim().chars().count() < MIN_PASSPHRASE_CHARS {
         bail!(
             "the passphrase must have at least {MIN_PASSPHRASE_CHARS} characters (a few words \
              are easier to remember and harder to guess): nothing was created"
         );
     }
-    Ok(secret)
+    let strength = strength(passphrase, user_inputs);
+    if strength.score < MIN_PASSPHRASE_SCORE {
+        let hint = if strength.hint.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", strength.hint)
+        };
+        bail!(
+            "this passphrase would be easy to guess (strength: {strength}).{hint} Try a few \
+             unrelated words, such as four words picked at random: nothing was created"
+        );
+    }
+    Ok(strength)
 }
 
 /// A passphrase string that is wiped when dropped.
@@ -375,6 +528,83 @@ pub mod zeroize_string {
         /// The bytes.
         pub fn bytes(&self) -> &[u8] {
             self.0.as_bytes()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn weak_passphrases_are_refused_with_a_hint_and_good_ones_show_their_strength() {
+        for weak in [
+            "password",
+            "12345678",
+            "aaaaaaaaaaaa",
+            "qwertyuiop",
+            "Alice123",
+        ] {
+            let refused = check_new_passphrase(weak, &["Alice", "confide"])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.contains("easy to guess") && refused.contains("unrelated words"),
+                "{weak:?}: {refused}"
+            );
+        }
+        // Still the length rule first, with its own message.
+        let short = check_new_passphrase("x7#Qp", &[]).unwrap_err().to_string();
+        assert!(short.contains("at least 8 characters"), "{short}");
+        let good = check_new_passphrase("maple trumpet gravel onion", &[]).unwrap();
+        assert!(good.score >= MIN_PASSPHRASE_SCORE);
+        assert!(good.to_string().ends_with("of 4)"), "{good}");
+        // The test suites' passphrases pass.
+        assert!(check_new_passphrase("a long passphrase", &["Alice", "confide"]).is_ok());
+    }
+
+    #[test]
+    fn a_very_long_passphrase_is_estimated_on_its_beginning() {
+        let long = "maple trumpet gravel onion ".repeat(1_000);
+        assert!(strength(&long, &[]).score >= MIN_PASSPHRASE_SCORE);
+    }
+
+    #[test]
+    fn a_failed_init_removes_only_what_it_made() {
+        let root = tempfile::tempdir().unwrap();
+        // Into an empty directory that existed before: the directory stays, empty.
+        let existing = root.path().join("existing");
+        std::fs::create_dir(&existing).unwrap();
+        let (_, created) =
+            Profile::create(&existing, Settings::new("wss://x".into(), None)).unwrap();
+        std::fs::create_dir(existing.join(STORE_DIR)).unwrap();
+        std::fs::write(existing.join(STORE_DIR).join("db"), b"x").unwrap();
+        assert!(created.undo().is_empty());
+        assert!(existing.is_dir());
+        assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+        // New directories (and parents) go; a file someone else put there keeps them.
+        let nested = root.path().join("a").join("b");
+        let (_, created) = Profile::create(&nested, Settings::new("wss://x".into(), None)).unwrap();
+        std::fs::write(root.path().join("a").join("other"), b"keep").unwrap();
+        assert!(created.undo().is_empty());
+        assert!(!nested.exists());
+        assert!(root.path().join("a").join("other").exists());
+        // A symbolic link where init wrote its settings is not followed.
+        #[cfg(unix)]
+        {
+            let target = root.path().join("precious");
+            std::fs::write(&target, b"keep me").unwrap();
+            let dir = root.path().join("linked");
+            let (_, created) =
+                Profile::create(&dir, Settings::new("wss://x".into(), None)).unwrap();
+            std::fs::remove_file(dir.join(SETTINGS_FILE)).unwrap();
+            std::os::unix::fs::symlink(&target, dir.join(SETTINGS_FILE)).unwrap();
+            let left = created.undo();
+            assert_eq!(left.len(), 1, "{left:?}");
+            assert!(left[0].contains("not a file this init wrote"), "{left:?}");
+            assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
         }
     }
 }

@@ -378,3 +378,77 @@ async fn a_muted_member_sees_the_mute_and_the_servers_refusal() {
     chat.wait_for("Not sent: you are muted until").await;
     chat.wait_for("› can I say something?").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_conversation_is_named_by_the_person_and_accepted_with_slash_accept() {
+    let server = TestServer::start().await;
+    let (alice, group, invite) = facilitated_group(&server).await;
+    let (profile, bob, bob_events) = Profile::register(&server, "Bob").await;
+    bob.join(&invite, None).await.unwrap();
+    let bob_id = bob.user();
+    profile.finish(&server, bob, bob_events, group).await;
+
+    let mut chat = Chat::start(&profile);
+    chat.wait_for(LABEL).await;
+    chat.wait_for("● connected").await;
+    let private = alice.client.open_private(group, bob_id).await.unwrap();
+    alice
+        .client
+        .send_text(private, "Are you OK after today?", None)
+        .await
+        .unwrap();
+    // Told who and what to type: /accept, in the chat itself.
+    chat.wait_for("Alice wants to talk with you privately (private: Alice)")
+        .await;
+    chat.wait_for("/accept").await;
+    chat.type_text("\t");
+    chat.wait_for("Alice wants to talk with you privately.")
+        .await;
+    chat.wait_for("1 message waiting — accept with /accept")
+        .await;
+    let screen = chat.text();
+    assert!(!screen.contains("No messages yet"), "{screen}");
+    // Nothing points at a command that cannot run while the chat holds the profile.
+    assert!(
+        !screen.contains("confide accept") && !screen.contains("confide leave"),
+        "{screen}"
+    );
+    assert!(screen.contains("/leave"), "{screen}");
+    chat.enter("/accept");
+    chat.wait_for("Alice: Are you OK after today?").await;
+    chat.wait_for("#1 Alice").await;
+    chat.enter("I am, thank you");
+    chat.wait_for("Bob (you): I am, thank you").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_not_asked_to_accept_the_agreement_and_sees_who_removed_them() {
+    let server = TestServer::start().await;
+    let (alice, group, invite) = facilitated_group(&server).await;
+    let (profile, bob, bob_events) = Profile::register(&server, "Bob").await;
+    bob.join(&invite, None).await.unwrap();
+    let bob_id = bob.user();
+    // An agreement Bob has not accepted yet when he is removed.
+    alice.client.set_agreement(group, "Be kind.").await.unwrap();
+    alice
+        .client
+        .send_text(group, "Welcome, everyone", None)
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    alice.client.remove(group, bob_id, false).await.unwrap();
+    bob.sync().await.unwrap();
+    profile.finish(&server, bob, bob_events, group).await;
+
+    let mut chat = Chat::start(&profile);
+    chat.wait_for("Alice: Welcome, everyone").await;
+    chat.wait_for("— Alice removed you").await;
+    chat.wait_for("(left)").await;
+    chat.enter("still there?");
+    chat.wait_for("You are no longer in support: you can read what was said, not post.")
+        .await;
+    let screen = chat.text();
+    assert!(!screen.contains("Be kind."), "asked to accept: {screen}");
+    assert!(!screen.contains("I accept"), "asked to accept: {screen}");
+    assert!(!screen.contains("protocol"), "{screen}");
+}

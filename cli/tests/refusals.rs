@@ -49,7 +49,7 @@ fn sync_refused_by_the_server_exits_with_the_refused_code_not_synced() {
     let out = alice.run(&["read", "circle"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("may be missing"), "{stderr}");
+    assert!(stderr.contains("may be out of date"), "{stderr}");
     // Once the server answers again, sync succeeds.
     evil.honest(device);
     assert!(alice.ok(&["sync"]).contains("synced"));
@@ -284,4 +284,224 @@ fn an_empty_message_is_refused_with_a_clear_error() {
     }
     let read = alice.json(&["read", "circle"]);
     assert_eq!(read.as_array().unwrap().len(), 0, "{read}");
+}
+
+#[test]
+fn a_message_the_server_could_not_take_is_kept_says_so_and_exits_1_then_the_next_sync_sends_it() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let evil = runtime.block_on(async { EvilServer::start(&server).await });
+    let root = tempfile::tempdir().unwrap();
+    let alice = Person {
+        dir: root.path().join("Alice"),
+    };
+    alice.ok(&[
+        "init", "--server", &evil.url, "--pin", &evil.pin, "--name", "Alice",
+    ]);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let device = device_of(&alice);
+    // The server's disk is full for posts: the message is sealed, kept, not stored.
+    evil.on_requests(device, |frame| match frame {
+        ClientFrame::Post { id, .. } => Verdict::Answer(vec![ServerFrame::Error {
+            id: Some(id),
+            code: ErrorCode::Storage,
+            message: "the server's storage failed".into(),
+            retry_after_ms: None,
+        }]),
+        other => Verdict::Forward(other),
+    });
+    let out = alice.run(&["send", "circle", "kept for later"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("sent") && !stdout.contains("queued"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("not sent yet")
+            && stderr.contains("kept on this device")
+            && stderr.contains("confide sync"),
+        "{stderr}"
+    );
+    // Scripts get the same answer as JSON.
+    let out = alice.run(&["--json", "send", "circle", "also kept"]);
+    assert_eq!(out.status.code(), Some(1));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["kept"], true, "{value}");
+    assert_eq!(value["sent"], false, "{value}");
+    // Once the server takes posts again, the next command sends them, in order.
+    evil.honest(device);
+    alice.ok(&["sync"]);
+    let read = alice.json(&["read", "circle"]);
+    let texts: Vec<&str> = read
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["kept for later", "also kept"], "{read}");
+    // The help says what each exit status means.
+    let help = alice.ok(&["send", "--help"]);
+    assert!(
+        help.contains("1 not sent yet but kept")
+            && help.contains("5 the server could not be reached"),
+        "{help}"
+    );
+}
+
+#[test]
+fn group_list_members_and_status_fail_after_showing_what_they_have_when_the_server_refuses() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let evil = runtime.block_on(async { EvilServer::start(&server).await });
+    let root = tempfile::tempdir().unwrap();
+    let alice = Person {
+        dir: root.path().join("Alice"),
+    };
+    alice.ok(&[
+        "init", "--server", &evil.url, "--pin", &evil.pin, "--name", "Alice",
+    ]);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let device = device_of(&alice);
+    evil.on_requests(device, |frame| match frame {
+        ClientFrame::Sync { id, .. } => Verdict::Answer(vec![ServerFrame::Error {
+            id: Some(id),
+            code: ErrorCode::Storage,
+            message: "the server's storage failed".into(),
+            retry_after_ms: None,
+        }]),
+        other => Verdict::Forward(other),
+    });
+    for (args, shows) in [
+        (&["group", "list"][..], "circle"),
+        (&["members", "circle"], "Alice"),
+        (&["status", "circle"], "role: facilitator"),
+    ] {
+        let out = alice.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stdout}\n{stderr}");
+        assert!(stdout.contains(shows), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains("may be out of date") && stderr.contains("storage"),
+            "{args:?}: {stderr}"
+        );
+    }
+    evil.honest(device);
+    alice.ok(&["group", "list"]);
+    alice.ok(&["status", "circle"]);
+}
+
+#[test]
+fn a_group_the_server_refuses_for_good_fails_one_sync_not_every_one() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let evil = runtime.block_on(async { EvilServer::start(&server).await });
+    let root = tempfile::tempdir().unwrap();
+    let alice = Person {
+        dir: root.path().join("Alice"),
+    };
+    alice.ok(&[
+        "init", "--server", &evil.url, "--pin", &evil.pin, "--name", "Alice",
+    ]);
+    let gone: confide_protocol::GroupId = serde_json::from_value(
+        alice.json(&["group", "create", "--label", "gone"])["group"].clone(),
+    )
+    .unwrap();
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let device = device_of(&alice);
+    // The server no longer knows one of the groups (its data was lost, say).
+    evil.on_requests(device, move |frame| match frame {
+        ClientFrame::Sync { id, group, .. } if group == gone => {
+            Verdict::Answer(vec![ServerFrame::Error {
+                id: Some(id),
+                code: ErrorCode::NoSuchGroup,
+                message: "no such group".into(),
+                retry_after_ms: None,
+            }])
+        }
+        other => Verdict::Forward(other),
+    });
+    let out = alice.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("refuses to serve gone") && stderr.contains("no_such_group"),
+        "{stderr}"
+    );
+    // Said once: the next syncs work, and the other group goes on as usual.
+    for _ in 0..2 {
+        let out = alice.run(&["sync"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).is_empty());
+    }
+    alice.ok(&["send", "circle", "still working"]);
+    // A passing refusal, by contrast, fails every sync that meets it.
+    evil.on_requests(device, |frame| match frame {
+        ClientFrame::Sync { id, .. } => Verdict::Answer(vec![ServerFrame::Error {
+            id: Some(id),
+            code: ErrorCode::ShuttingDown,
+            message: "the server is restarting".into(),
+            retry_after_ms: None,
+        }]),
+        other => Verdict::Forward(other),
+    });
+    for _ in 0..2 {
+        assert_eq!(alice.run(&["sync"]).status.code(), Some(3));
+    }
+}
+
+#[test]
+fn init_shows_the_passphrase_strength_and_refuses_an_easy_one_with_a_hint() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("Alice");
+    for weak in ["password1", "12345678", "Alice1234"] {
+        let out = init(&dir, &server, Some(weak));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{weak:?} was accepted");
+        assert!(
+            stderr.contains("easy to guess") && stderr.contains("a few unrelated words"),
+            "{weak:?}: {stderr}"
+        );
+        assert!(!dir.exists(), "{weak:?} left something behind");
+    }
+    let out = init(&dir, &server, Some("maple trumpet gravel onion"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Passphrase strength: "), "{stderr}");
+}
+
+#[test]
+fn a_failed_registration_removes_only_what_init_made() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut server = runtime.block_on(TestServer::start());
+    runtime.block_on(server.stop());
+    let root = tempfile::tempdir().unwrap();
+    // An empty directory made beforehand (by the person, or a dotfile manager) stays.
+    let dir = root.path().join("Alice");
+    std::fs::create_dir(&dir).unwrap();
+    let out = init(&dir, &server, Some(common::PASSPHRASE));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("nothing was created"), "{stderr}");
+    assert!(dir.is_dir(), "the directory that was there before is gone");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{stderr}");
+    // One init made, parents included, goes entirely.
+    let nested = root.path().join("new").join("Alice");
+    let out = init(&nested, &server, Some(common::PASSPHRASE));
+    assert!(!out.status.success());
+    assert!(!root.path().join("new").exists());
+    runtime.block_on(server.restart());
+    assert!(
+        init(&dir, &server, Some(common::PASSPHRASE))
+            .status
+            .success()
+    );
 }

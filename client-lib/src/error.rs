@@ -1,6 +1,9 @@
 //! The client's error type.
 
+use confide_protocol::GroupId;
 use confide_protocol::frames::ErrorCode;
+
+use crate::events::Departure;
 
 use crate::store::StoreError;
 use crate::transport::TransportError;
@@ -44,9 +47,20 @@ pub enum ClientError {
          is kept and will be sent once it has"
     )]
     Held,
-    /// This device is not (or no longer) a member of the group.
+    /// This device is not a member of the group (it never was, or its join request is still
+    /// waiting).
     #[error("this device is not a member of the group")]
     NotMember,
+    /// This device is no longer in the group: a facilitator removed it (or banned it), or its
+    /// user left. Nothing can be done in the group any more; what was said while it was a
+    /// member can still be read.
+    #[error("{}", removed_text(.departure))]
+    Removed {
+        /// The group.
+        group: GroupId,
+        /// How and when it ended ([`crate::Client::departure`]).
+        departure: Departure,
+    },
     /// The invite is malformed, does not match the group's log, or has expired.
     #[error("invalid invite: {0}")]
     BadInvite(String),
@@ -90,12 +104,53 @@ pub enum ClientError {
     Unexpected(String),
 }
 
+/// [`ClientError::Removed`] for people (the group's name is the front end's to add).
+fn removed_text(d: &Departure) -> &'static str {
+    match (d.left, d.banned) {
+        (true, _) => "you left this group",
+        (false, true) => "you were removed and banned from this group",
+        (false, false) => "you were removed from this group",
+    }
+}
+
 impl ClientError {
     /// The server's error code, if this is a refusal by the server.
     pub fn server_code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// A stable, machine-readable name for what went wrong, for scripts and front ends (the
+    /// message is for people and may change): the server's code for a refusal
+    /// ([`ErrorCode::as_str`], e.g. `muted`), otherwise one of `wrong_passphrase`,
+    /// `profile_in_use`, `store`, `unreachable`, `unknown_group`, `group_tampered`,
+    /// `op_refused`, `held`, `not_member`, `removed`, `left`, `bad_invite`,
+    /// `agreement_not_received`, `agreement_changed`, `protocol`, `pending`, `closed`,
+    /// `invalid`, `unexpected`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClientError::Store(StoreError::WrongPassphrase) => "wrong_passphrase",
+            ClientError::Store(StoreError::InUse(_)) => "profile_in_use",
+            ClientError::Store(_) => "store",
+            ClientError::Transport(_) => "unreachable",
+            ClientError::Server { code, .. } => code.as_str(),
+            ClientError::UnknownGroup => "unknown_group",
+            ClientError::GroupTampered(_) => "group_tampered",
+            ClientError::OpRefused(_) => "op_refused",
+            ClientError::Held => "held",
+            ClientError::NotMember => "not_member",
+            ClientError::Removed { departure, .. } if departure.left => "left",
+            ClientError::Removed { .. } => "removed",
+            ClientError::BadInvite(_) => "bad_invite",
+            ClientError::AgreementNotReceived { .. } => "agreement_not_received",
+            ClientError::AgreementChanged { .. } => "agreement_changed",
+            ClientError::Protocol(_) => "protocol",
+            ClientError::Pending => "pending",
+            ClientError::Closed => "closed",
+            ClientError::Invalid(_) => "invalid",
+            ClientError::Unexpected(_) => "unexpected",
         }
     }
 }

@@ -10,8 +10,16 @@ use serde::{Deserialize, Serialize};
 pub struct ChatMessage {
     /// The group.
     pub group: GroupId,
-    /// Its position in the group (the server's order, the same for every member).
+    /// Its position in the group (the server's order, the same for every member). It counts
+    /// everything stored in the group (pinned texts too), so it is not what people are shown:
+    /// see [`Self::number`].
     pub seq: Seq,
+    /// Its number as people see it: the group's messages on this device are numbered 1, 2, 3,
+    /// … in the order they became readable here (almost always the server's order), and a
+    /// number never changes or goes to another message, also when a message is deleted or
+    /// expires. Each device numbers its own messages: someone who joined later starts at 1 too.
+    #[serde(default)]
+    pub number: u64,
     /// Its id.
     pub id: MessageId,
     /// The author (verified by signature and by the group log).
@@ -35,6 +43,7 @@ impl std::fmt::Debug for ChatMessage {
         f.debug_struct("ChatMessage")
             .field("group", &self.group)
             .field("seq", &self.seq)
+            .field("number", &self.number)
             .field("id", &self.id)
             .field("sender", &self.sender)
             .finish_non_exhaustive()
@@ -56,6 +65,54 @@ pub struct GroupChange {
     pub target: Option<UserId>,
     /// When the author says it happened.
     pub at: Timestamp,
+}
+
+/// Something that happened in a group that its members see among its messages, where it
+/// happened: a member removed or gone, a message deleted for everyone ([`crate::Client::notices`],
+/// [`Event::Notice`]). Never message content.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupNotice {
+    /// The group.
+    pub group: GroupId,
+    /// The op in the group log that did it.
+    pub op_seq: u64,
+    /// Which of the op's messages, for a deletion of several (0 otherwise): with `op_seq`, it
+    /// tells notices apart.
+    pub index: usize,
+    /// When the op says it happened.
+    pub at: Timestamp,
+    /// Who did it (the member who left, for [`NoticeKind::Left`]).
+    pub by: UserId,
+    /// Their pseudonym.
+    pub by_name: String,
+    /// What happened.
+    pub kind: NoticeKind,
+    /// Where it goes among the messages: after every message up to this position
+    /// ([`ChatMessage::seq`]) and before any later one. `None` when this device cannot tell (a
+    /// message deleted before it ever arrived here): then by `at`, among the messages' times.
+    pub after_seq: Option<Seq>,
+}
+
+/// What a [`GroupNotice`] tells.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// A facilitator removed a member (perhaps this device's own user).
+    Removed {
+        /// Who was removed.
+        user: UserId,
+        /// Their pseudonym.
+        name: String,
+        /// Whether they were also banned.
+        banned: bool,
+    },
+    /// A member left (`by` is who).
+    Left,
+    /// A facilitator deleted a message for everyone; it is gone from every device.
+    MessageDeleted {
+        /// Its number on this device ([`ChatMessage::number`]), if it was shown here.
+        number: Option<u64>,
+    },
 }
 
 /// Why something from the server was rejected.
@@ -116,6 +173,10 @@ pub enum Event {
     },
     /// A membership or moderation change.
     GroupChanged(GroupChange),
+    /// Something to show among the group's messages, where it happened: a member removed or
+    /// gone, a message deleted for everyone ([`GroupNotice`]). Only for groups the user is
+    /// in (and has accepted).
+    Notice(GroupNotice),
     /// This device joined a group (directly, or when a facilitator approved its request).
     Joined {
         /// The group.
@@ -131,6 +192,16 @@ pub enum Event {
         by: UserId,
         /// Their pseudonym.
         by_name: String,
+        /// Whether it is a private conversation with them ([`crate::GroupInfo::private_with`]).
+        private: bool,
+    },
+    /// A message arrived in a group the user has not accepted yet ([`Event::Invited`]): it is
+    /// kept, not shown, until they do. Front ends say how many wait.
+    MessageWaiting {
+        /// The group.
+        group: GroupId,
+        /// How many messages wait now ([`crate::GroupInfo::waiting`]).
+        waiting: usize,
     },
     /// This device was removed from a group (or left it); also reported when a device that was
     /// offline learns of it on its next sync. [`crate::Client::departure`] says by whom.
@@ -139,6 +210,16 @@ pub enum Event {
         group: GroupId,
         /// When the removal (or leave) happened: the op's claimed time.
         at: Timestamp,
+    },
+    /// The server refused to sync a group for a reason that will not pass by itself (it does
+    /// not know the group, or says this device is not in it). Reported once, by the sync that
+    /// first meets it (which fails); later syncs that meet it again do not fail for it, and a
+    /// sync that works again ends it.
+    SyncRefused {
+        /// The group.
+        group: GroupId,
+        /// Why, for people (the server's message and code).
+        reason: String,
     },
     /// A member's keys changed since this device last saw them: compare safety numbers.
     KeyChanged {

@@ -55,8 +55,8 @@ use confide_protocol::{
 
 pub use error::ClientError;
 pub use events::{
-    ChatMessage, Departure, Event, FacilitatorItem, GroupChange, JoinRequest, Rejection,
-    ReportInfo, UrgentRequest,
+    ChatMessage, Departure, Event, FacilitatorItem, GroupChange, GroupNotice, JoinRequest,
+    NoticeKind, Rejection, ReportInfo, UrgentRequest,
 };
 pub use invite::{Invite, InviteInfo};
 pub use tls::ServerTrust;
@@ -142,6 +142,26 @@ pub struct GroupInfo {
     pub epoch: Epoch,
     /// Why the group's log was rejected, if it was.
     pub tampered: Option<String>,
+    /// Someone added this device to the group and the user has not accepted it yet
+    /// ([`Client::accept_group`]): nothing of it is shown until then.
+    pub invited: bool,
+    /// While [`Self::invited`]: how many messages have arrived and wait for the user to accept
+    /// the group (0 otherwise).
+    pub waiting: usize,
+    /// For a private conversation — a group of exactly two members, this device's user and one
+    /// other, for which no invite was ever made (what [`Client::open_private`] makes, as does
+    /// adding one person to a new group) — the other person. Front ends name it by them
+    /// rather than by its id.
+    pub private_with: Option<Peer>,
+}
+
+/// Another person, as a group's verified log names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The user.
+    pub user: UserId,
+    /// Their pseudonym.
+    pub display_name: String,
 }
 
 /// A member as the verified log lists them.
@@ -270,6 +290,11 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Creates a new identity and local store, registers with the server and connects.
+    ///
+    /// If registering fails, the error is returned only after the store is closed again, so
+    /// the caller may remove its files. Once the server has registered the identity, the call
+    /// succeeds even if the first sync after it fails (the client retries it by itself): the
+    /// store then holds an identity the server knows, which must not be thrown away.
     pub async fn register(
         config: ClientConfig,
         display_name: &str,
@@ -345,9 +370,18 @@ impl Client {
             events_tx,
         )?;
         tokio::spawn(actor.run(commands_rx));
-        if must_connect {
-            // Registration must reach the server: surface its error to the caller now.
-            client.sync().await?;
+        if must_connect && let Err(e) = client.sync().await {
+            // Registration must reach the server: its error goes to the caller now. Once the
+            // server has registered the identity, a later step failing (the first sync, say)
+            // does not undo that: the client goes on, and retries the sync by itself.
+            if client.call(Command::Registered).await.unwrap_or(false) {
+                tracing::warn!(error = %e, "registered, but the first sync failed");
+            } else {
+                // Closed before the caller hears of it, so the caller may remove the store's
+                // files without racing the background task still writing them.
+                client.shutdown().await;
+                return Err(e);
+            }
         }
         Ok((client, Events(events_rx)))
     }
@@ -381,9 +415,21 @@ impl Client {
 
     /// Connects if needed and fetches everything new in every group. If the server refused to
     /// serve any group (or the connection failed meanwhile), the first such error is returned
-    /// after the other groups were fetched: not everything new has arrived.
+    /// after the other groups were fetched: not everything new has arrived. A refusal that will
+    /// not pass by itself (the server does not know the group, say) fails only the first sync
+    /// that meets it ([`Event::SyncRefused`]), so that one such group does not make every sync
+    /// fail; a passing one (the server's disk, a restart, a rate limit) fails every sync.
     pub async fn sync(&self) -> Result<(), ClientError> {
         self.call(Command::Sync).await?
+    }
+
+    /// The outcome of the first full sync since this client started (connecting, and so
+    /// syncing, if it is not connected), without fetching again: for a short-lived front end
+    /// (one command) that shows what it has and must say if that may be out of date. Fails like
+    /// [`Self::sync`]: a group the server refused for a passing reason, or one refused for a
+    /// lasting reason for the first time ([`Event::SyncRefused`]).
+    pub async fn synced(&self) -> Result<(), ClientError> {
+        self.call(Command::Synced).await?
     }
 
     /// Creates a group with this user as its facilitator.
@@ -489,6 +535,32 @@ impl Client {
             reply,
         })
         .await?
+    }
+
+    /// The position ([`ChatMessage::seq`]) of the message this device numbered `number`
+    /// ([`ChatMessage::number`]: what people see and type, e.g. `#5`), also if it was deleted
+    /// since; `None` if no message of the group had that number here. For front ends that take
+    /// a number from people, to find the message (with [`Self::history`]) or report it.
+    pub async fn seq_of_number(
+        &self,
+        group: GroupId,
+        number: u64,
+    ) -> Result<Option<Seq>, ClientError> {
+        self.call(|reply| Command::SeqOfNumber {
+            group,
+            number,
+            reply,
+        })
+        .await?
+    }
+
+    /// What happened in the group that its members see among its messages (a member removed
+    /// or gone, a message deleted for everyone), oldest first, from the verified log: only
+    /// while this device was in the group, and nothing for a group the user has not accepted.
+    /// Each notice says where among the messages it goes ([`GroupNotice::after_seq`]).
+    pub async fn notices(&self, group: GroupId) -> Result<Vec<GroupNotice>, ClientError> {
+        self.moderation(|reply| ModerationCommand::Notices { group, reply })
+            .await
     }
 
     /// The groups this device knows.

@@ -9,6 +9,12 @@
 //! A wrong passphrase is detected by a check value written when the store is created, and is
 //! reported as [`StoreError::WrongPassphrase`]; it never produces garbage.
 //!
+//! Only one process may have a store open: [`Store::create`] and [`Store::open`] take an
+//! exclusive lock on [`LOCK_FILE`] in the store's directory (an OS file lock, released when the
+//! last handle of the store is dropped or the process ends), and a store another process holds
+//! is [`StoreError::InUse`]. The lock is taken before the database is opened, so the answer never
+//! depends on the database's own error messages.
+//!
 //! On Unix the store's directory and every directory in it are made mode 0700 and every file
 //! 0600 when the store is created or opened and when the client shuts down
 //! ([`restrict_permissions`]), so other users of the machine cannot read even the ciphertext or
@@ -30,6 +36,9 @@ const META_TREE: &str = "meta";
 const LABEL_STORE_VALUE: &str = "confide/v1/store-value";
 /// Plaintext of the passphrase check value.
 const CHECK_PLAINTEXT: &[u8] = b"confide store v1";
+/// The file in the store's directory whose exclusive lock says which process has the store
+/// open. It holds nothing; the database never touches it.
+pub const LOCK_FILE: &str = "confide.lock";
 
 // Defined in the client core, which every store backend shares; kept at this path for callers.
 pub use confide_client_core::StoreError;
@@ -46,15 +55,54 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-/// Opens the database in `path`; a database another process holds is [`StoreError::InUse`].
-fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
-    sled::open(path).map_err(|e| match &e {
-        // sled reports its lock file held elsewhere only by this message.
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            StoreError::InUse(path.display().to_string())
+/// The exclusive lock on a store's directory: while a process holds it, no other process can
+/// open the store ([`StoreError::InUse`]). Released when dropped.
+#[derive(Debug)]
+pub struct StoreLock {
+    /// The open lock file; the OS lock lives as long as this handle.
+    _file: std::fs::File,
+}
+
+impl StoreLock {
+    /// Takes the lock on the store in `path` without waiting. A directory that does not exist
+    /// is [`StoreError::State`]; a store another process holds is [`StoreError::InUse`]. The
+    /// lock file is created (private to this user) if needed; a lock file that is a symbolic
+    /// link is refused rather than followed.
+    pub fn acquire(path: &Path) -> Result<StoreLock, StoreError> {
+        let lock_path = path.join(LOCK_FILE);
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            /// Owner may read and write; nobody else anything.
+            const PRIVATE_FILE: u32 = 0o600;
+            options
+                .mode(PRIVATE_FILE)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
         }
-        _ => db_err(e),
-    })
+        let file = options.open(&lock_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                StoreError::State(format!("no store in {}", path.display()))
+            }
+            _ => StoreError::Db(format!("cannot open {}: {e}", lock_path.display())),
+        })?;
+        match file.try_lock() {
+            Ok(()) => Ok(StoreLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(StoreError::InUse(path.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Db(format!(
+                "cannot lock {}: {e}",
+                lock_path.display()
+            ))),
+        }
+    }
+}
+
+/// Opens the database in `path` (whose [`StoreLock`] the caller holds).
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    sled::open(path).map_err(db_err)
 }
 
 /// Makes `path` and everything under it private to this user: directories mode 0700, files
@@ -119,6 +167,9 @@ pub struct Store {
     key: Zeroizing<[u8; 32]>,
     /// Where it lives, to keep its files private as sled adds new ones.
     path: PathBuf,
+    /// The lock that keeps other processes out, shared by every handle ([`Store::share`]):
+    /// released with the last one, after the database (declared before it) is closed.
+    _lock: std::sync::Arc<StoreLock>,
 }
 
 impl std::fmt::Debug for Store {
@@ -139,6 +190,7 @@ impl Store {
         // An existing directory keeps its mode through `create_private_dir`: made private
         // before sled writes anything into it.
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
+        let lock = StoreLock::acquire(path)?;
         let db = open_db(path)?;
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let meta = db.open_tree(META_TREE).map_err(db_err)?;
@@ -158,6 +210,7 @@ impl Store {
             db,
             key,
             path: path.to_path_buf(),
+            _lock: std::sync::Arc::new(lock),
         };
         meta.insert("kdf", params_json).map_err(db_err)?;
         meta.insert("salt", &salt).map_err(db_err)?;
@@ -174,6 +227,7 @@ impl Store {
         }
         // Stores made before their files were kept private are fixed on the way in.
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
+        let lock = StoreLock::acquire(path)?;
         let db = open_db(path)?;
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let meta = db.open_tree(META_TREE).map_err(db_err)?;
@@ -196,6 +250,7 @@ impl Store {
             db,
             key,
             path: path.to_path_buf(),
+            _lock: std::sync::Arc::new(lock),
         };
         match store.decrypt(META_TREE, b"check", &check) {
             Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(store),
@@ -210,6 +265,7 @@ impl Store {
             db: self.db.clone(),
             key: self.key.clone(),
             path: self.path.clone(),
+            _lock: self._lock.clone(),
         }
     }
 
@@ -697,6 +753,38 @@ mod tests {
             tx.store().count("messages", b"g").unwrap(),
             (5, Some(vec![b'g', 2]))
         );
+    }
+
+    #[test]
+    fn a_store_open_elsewhere_is_in_use_until_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let first = Store::create(
+            &path,
+            b"pass phrase",
+            KdfParams::INSECURE_FOR_TESTS,
+            &mut crate::os_rng(),
+        )
+        .unwrap();
+        let second = first.share();
+        // Another opener (here in the same process: the OS lock is per open file) is told the
+        // store is in use, from the lock itself rather than from the database's message.
+        assert!(matches!(
+            Store::open(&path, b"pass phrase"),
+            Err(StoreError::InUse(_))
+        ));
+        assert!(matches!(
+            StoreLock::acquire(&path),
+            Err(StoreError::InUse(_))
+        ));
+        // Held until the last handle goes.
+        drop(first);
+        assert!(matches!(
+            Store::open(&path, b"pass phrase"),
+            Err(StoreError::InUse(_))
+        ));
+        drop(second);
+        Store::open(&path, b"pass phrase").unwrap();
     }
 
     fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use confide_client::{ChatMessage, Event, GroupInfo, MemberInfo, PinnedInfo, Status};
+use confide_client::{ChatMessage, Event, GroupInfo, GroupNotice, MemberInfo, PinnedInfo, Status};
 use confide_protocol::envelope::PinnedKind;
 use confide_protocol::{GroupId, Seq, Timestamp, UserId};
 
@@ -41,6 +41,9 @@ pub struct App {
     pub clock: Clock,
     /// Labels the user gave groups on this device.
     labels: BTreeMap<GroupId, String>,
+    /// The other person's pseudonym for each private conversation (from the group list), to
+    /// name a conversation the user did not label "private: Alice".
+    private_names: BTreeMap<GroupId, String>,
     /// Every group shown in the list, sorted by label.
     pub groups: Vec<GroupView>,
     /// The open group.
@@ -79,8 +82,16 @@ pub struct GroupView {
     pub label: String,
     /// Whether this device is a member (the client lists held invitations too).
     pub member: bool,
-    /// Removed (or left) during this session.
+    /// Removed (or left): during this session, or before it (a group this device is no longer
+    /// a member of).
     pub removed: bool,
+    /// Someone added the user and they have not accepted yet: nothing of it is shown until
+    /// they do (`/accept`).
+    pub invited: bool,
+    /// While invited: how many messages wait for the user to accept.
+    pub waiting: usize,
+    /// What happened among the messages (removals, deletions), where it happened.
+    pub notices: Vec<GroupNotice>,
     /// Messages from others not yet seen (for the open group: below the scrolled view).
     pub unread: usize,
     /// Messages by their number in the group; history pages and live ones merge here.
@@ -305,6 +316,9 @@ impl GroupView {
             label,
             member: true,
             removed: false,
+            invited: false,
+            waiting: 0,
+            notices: Vec::new(),
             unread: 0,
             messages: BTreeMap::new(),
             pending: Vec::new(),
@@ -345,9 +359,10 @@ impl GroupView {
             .is_some_and(|r| r.is_moderator())
     }
 
-    /// The agreement version the user still has to accept before posting.
+    /// The agreement version the user still has to accept before posting (never for a group
+    /// they are no longer in, or have not accepted being in).
     pub fn agreement_pending(&self) -> Option<u32> {
-        if self.moderator() {
+        if self.moderator() || self.removed || !self.member || self.invited {
             return None;
         }
         self.status.as_ref().and_then(|s| s.agreement_pending)
@@ -368,6 +383,7 @@ impl App {
             my_name: my_name.to_string(),
             clock,
             labels,
+            private_names: BTreeMap::new(),
             groups: Vec::new(),
             current: None,
             input: Input::default(),
@@ -412,15 +428,22 @@ impl App {
         self.groups.iter_mut().find(|g| g.id == id)
     }
 
-    /// The name of a group for people.
+    /// The name of a group for people: the user's label, "private: Alice" for a private
+    /// conversation, else "group" and the beginning of its id.
     pub fn label(&self, id: GroupId) -> String {
-        match self.labels.get(&id) {
-            Some(label) => one_line(label),
-            None => {
-                let short: String = id.to_string().chars().take(SHORT_ID_CHARS).collect();
-                format!("group {short}")
-            }
+        if let Some(label) = self.labels.get(&id) {
+            return one_line(label);
         }
+        if let Some(name) = self.private_names.get(&id) {
+            return format!("private: {}", one_line(name));
+        }
+        let short: String = id.to_string().chars().take(SHORT_ID_CHARS).collect();
+        format!("group {short}")
+    }
+
+    /// The other person's pseudonym (cleaned) if the group is a private conversation.
+    pub fn private_name(&self, id: GroupId) -> Option<String> {
+        self.private_names.get(&id).map(|n| one_line(n))
     }
 
     fn ensure_group(&mut self, id: GroupId) -> &mut GroupView {
@@ -494,6 +517,7 @@ impl App {
                 before: None,
             });
         }
+        jobs.push(Job::Notices { group: id });
         jobs.extend(self.want_status(id));
         jobs.extend(self.check_agreement(id));
         jobs
@@ -790,16 +814,28 @@ impl App {
             self.input.set(line);
             self.notice(
                 Level::Error,
-                "You are not in a group yet: join one with an invite link (`confide join`).",
+                "You are not in a group yet: close the chat (Ctrl-C) and join one with an invite link (`confide join`).",
             );
             return Vec::new();
         };
         let Some(g) = self.group_mut(group) else {
             return Vec::new();
         };
-        if g.removed {
+        if g.removed || !g.member {
+            let label = self.label(group);
             self.input.set(line);
-            self.notice(Level::Error, "You are no longer in this group.");
+            self.notice(
+                Level::Error,
+                format!("You are no longer in {label}: you can read what was said, not post."),
+            );
+            return Vec::new();
+        }
+        if g.invited {
+            self.input.set(line);
+            self.notice(
+                Level::Info,
+                "First accept being in this conversation: type /accept (nothing is sent before).",
+            );
             return Vec::new();
         }
         if g.agreement_pending().is_some() {
@@ -855,6 +891,8 @@ impl App {
                 self.syncing = None;
                 jobs.extend(self.want_groups());
                 if let Some(group) = self.current {
+                    // Where a removal goes can only be told once later messages came.
+                    jobs.push(Job::Notices { group });
                     jobs.extend(self.want_status(group));
                     if let Some(g) = self.group_mut(group)
                         && !g.history.loading
@@ -898,24 +936,72 @@ impl App {
             }
             Event::GroupChanged(change) => jobs.extend(self.want_status(change.group)),
             Event::Joined { group } => {
-                self.ensure_group(group).member = true;
+                let g = self.ensure_group(group);
+                g.member = true;
+                g.removed = false;
+                g.invited = false;
+                g.waiting = 0;
                 let label = self.label(group);
                 self.notice(Level::Info, format!("You joined {label}."));
                 jobs.extend(self.want_groups());
+                jobs.push(Job::Notices { group });
                 if self.current.is_none() {
                     jobs.extend(self.enter(group));
                 }
             }
-            Event::Invited { group, by_name, .. } => {
+            Event::Invited {
+                group,
+                by_name,
+                private,
+                ..
+            } => {
+                if private && !self.labels.contains_key(&group) {
+                    self.private_names.insert(group, by_name.clone());
+                }
                 let label = self.label(group);
+                let g = self.ensure_group(group);
+                g.invited = true;
+                g.label = label.clone();
+                let by = one_line(&by_name);
                 self.notice(
                     Level::Info,
-                    format!(
-                        "{} added you to {label}. Open it (Tab) and type /accept to join it.",
-                        one_line(&by_name)
-                    ),
+                    if private {
+                        format!(
+                            "{by} wants to talk with you privately ({label}). Open it (Tab) and \
+                             type /accept to read it."
+                        )
+                    } else {
+                        format!(
+                            "{by} added you to {label}. Open it (Tab) and type /accept to join it."
+                        )
+                    },
                 );
                 jobs.extend(self.want_groups());
+            }
+            Event::MessageWaiting { group, waiting } => {
+                let g = self.ensure_group(group);
+                if g.invited {
+                    g.waiting = waiting;
+                }
+                // A group list asked for before this message came would count it out again:
+                // ask once more after it.
+                jobs.extend(self.want_groups());
+            }
+            Event::Notice(notice) => {
+                let g = self.ensure_group(notice.group);
+                g.notices
+                    .retain(|n| (n.op_seq, n.index) != (notice.op_seq, notice.index));
+                g.notices.push(notice);
+            }
+            Event::SyncRefused { group, reason } => {
+                let label = self.label(group);
+                self.notice(
+                    Level::Warning,
+                    format!(
+                        "The server no longer serves {label} ({}).",
+                        one_line(&reason)
+                    ),
+                );
             }
             Event::Removed { group, at } => {
                 let label = self.label(group);
@@ -1008,7 +1094,7 @@ impl App {
                 self.notice(
                     Level::Info,
                     format!(
-                        "{}{} asks to join {label} (see `confide mod requests`).",
+                        "{}{} asks to join {label} (to decide, close the chat and run `confide mod requests`).",
                         one_line(&request.display_name),
                         look_alike_note(&request.looks_like)
                     ),
@@ -1016,16 +1102,21 @@ impl App {
             }
             Event::Report(report) => {
                 let label = self.label(report.group);
-                let members = self
+                let (members, number) = self
                     .group_mut(report.group)
-                    .map(|g| g.members.clone())
+                    .map(|g| {
+                        let number = g.messages.get(&report.seq).map(|m| m.number);
+                        (g.members.clone(), number)
+                    })
                     .unwrap_or_default();
+                // The number this device shows for it, if the message is loaded here.
+                let which =
+                    number.map_or_else(|| "a message".to_string(), |n| format!("message #{n}"));
                 self.notice(
                     Level::Warning,
                     format!(
-                        "{} reported message #{} by {} in {label} (see `confide mod queue`).",
+                        "{} reported {which} by {} in {label} (to read it, close the chat and run `confide mod queue`).",
                         name_with_note(report.reporter, &report.reporter_name, &members),
-                        report.seq.0,
                         name_with_note(report.offender, &report.offender_name, &members)
                     ),
                 );
@@ -1141,6 +1232,18 @@ impl App {
                     }
                 }
             }
+            Outcome::Notices { group, result } => match result {
+                Ok(notices) => {
+                    if let Some(g) = self.group_mut(group) {
+                        g.notices = notices;
+                    }
+                }
+                Err(e) => {
+                    if self.current == Some(group) {
+                        self.notice(Level::Error, format!("Could not load what happened: {e}"));
+                    }
+                }
+            },
             Outcome::Status {
                 group,
                 result,
@@ -1233,14 +1336,29 @@ impl App {
 
     fn merge_groups(&mut self, list: Vec<GroupInfo>) -> Vec<Job> {
         for info in &list {
+            match &info.private_with {
+                Some(peer) => {
+                    self.private_names
+                        .insert(info.group, peer.display_name.clone());
+                }
+                None => {
+                    self.private_names.remove(&info.group);
+                }
+            }
+            let label = self.label(info.group);
             let g = self.ensure_group(info.group);
+            g.label = label;
             g.member = info.member;
+            // A group this device holds but is not in: it was removed, or left.
+            g.removed = !info.member;
+            g.invited = info.invited;
+            g.waiting = info.waiting;
         }
         self.groups
             .sort_by_key(|g| (g.label.to_lowercase(), g.id.to_string()));
         match self.current {
             Some(_) => Vec::new(),
-            None => match self.groups.iter().find(|g| g.member) {
+            None => match self.groups.iter().find(|g| g.member && !g.invited) {
                 Some(first) => {
                     let id = first.id;
                     self.enter(id)
@@ -1507,6 +1625,7 @@ mod tests {
         ChatMessage {
             group,
             seq: Seq(seq),
+            number: seq,
             id: MessageId([seq as u8; 16]),
             sender,
             sender_device: DeviceId([0; 32]),
@@ -1526,6 +1645,7 @@ mod tests {
             group: other,
             by: UserId([1; 16]),
             by_name: "Alice".into(),
+            private: true,
         });
         let notice = app.current_notice().unwrap().text.clone();
         assert!(
@@ -1541,6 +1661,67 @@ mod tests {
                 command: Slash::AcceptGroup
             }]
         );
+    }
+
+    #[test]
+    fn a_removed_member_is_not_asked_to_accept_the_agreement_and_is_told_plainly() {
+        let (mut app, group) = app();
+        app.start();
+        app.handle_event(Event::Removed {
+            group,
+            at: Timestamp(0),
+        });
+        // Even a status that still names an agreement (an older client library) asks nothing.
+        let jobs = app.handle_outcome(Outcome::Status {
+            members: vec![],
+            group,
+            result: Ok(Status {
+                role: None,
+                ..member_status(Some(1))
+            }),
+        });
+        assert!(
+            !jobs.iter().any(|j| matches!(j, Job::Agreement { .. })),
+            "{jobs:?}"
+        );
+        assert!(app.modal.is_none());
+        assert!(typed(&mut app, "hello?").is_empty());
+        let notice = app.current_notice().unwrap().text.clone();
+        assert!(notice.contains("no longer in support"), "{notice}");
+        assert_eq!(app.input.text, "hello?");
+    }
+
+    #[test]
+    fn a_notice_is_shown_where_it_happened_among_the_messages() {
+        let (mut app, group) = app();
+        app.start();
+        let alice = UserId([1; 16]);
+        app.handle_event(Event::Message(message(group, 1, alice, "before")));
+        app.handle_event(Event::Message(message(group, 3, alice, "after")));
+        app.handle_event(Event::Notice(GroupNotice {
+            group,
+            op_seq: 4,
+            index: 0,
+            at: Timestamp(0),
+            by: alice,
+            by_name: "Alice".into(),
+            kind: confide_client::NoticeKind::Removed {
+                user: UserId([2; 16]),
+                name: "Mallory".into(),
+                banned: false,
+            },
+            after_seq: Some(Seq(2)),
+        }));
+        let g = app.current_group().unwrap();
+        assert_eq!(g.notices.len(), 1);
+        let loaded: Vec<&ChatMessage> = g.messages.values().collect();
+        let shown = crate::timeline::Shown {
+            messages: &loaded,
+            before: None,
+            older_unknown: false,
+            newest: true,
+        };
+        assert_eq!(crate::timeline::place(&g.notices[0], &shown), Some(1));
     }
 
     #[test]

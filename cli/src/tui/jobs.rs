@@ -7,7 +7,8 @@
 use tokio::sync::mpsc;
 
 use confide_client::{
-    AgreementInfo, ChatMessage, Client, ClientError, GroupInfo, MemberInfo, PinnedInfo, Status,
+    AgreementInfo, ChatMessage, Client, ClientError, GroupInfo, GroupNotice, MemberInfo,
+    PinnedInfo, Status,
 };
 use confide_protocol::frames::ErrorCode;
 use confide_protocol::group_log::Role;
@@ -30,6 +31,11 @@ pub enum Job {
         group: GroupId,
         /// Only messages before this one.
         before: Option<Seq>,
+    },
+    /// What happened among a group's messages (removals, deletions).
+    Notices {
+        /// The group.
+        group: GroupId,
     },
     /// What the user may do in a group.
     Status {
@@ -78,6 +84,7 @@ impl std::fmt::Debug for Job {
                 .field("before", before)
                 .finish(),
             Job::Status { group } => f.debug_struct("Status").field("group", group).finish(),
+            Job::Notices { group } => f.debug_struct("Notices").field("group", group).finish(),
             Job::Agreement { group, asked } => f
                 .debug_struct("Agreement")
                 .field("group", group)
@@ -113,6 +120,13 @@ pub enum Outcome {
         group: GroupId,
         /// The page.
         result: Result<Vec<ChatMessage>, String>,
+    },
+    /// What happened among a group's messages.
+    Notices {
+        /// The group.
+        group: GroupId,
+        /// The notices, oldest first.
+        result: Result<Vec<GroupNotice>, String>,
     },
     /// A group's status.
     Status {
@@ -240,6 +254,10 @@ async fn run(client: &Client, clock: &Clock, job: Job) -> Outcome {
                 .await
                 .map_err(|e| describe(&e)),
         },
+        Job::Notices { group } => Outcome::Notices {
+            group,
+            result: client.notices(group).await.map_err(|e| describe(&e)),
+        },
         Job::Status { group } => Outcome::Status {
             group,
             result: client.status(group).await.map_err(|e| describe(&e)),
@@ -363,11 +381,16 @@ async fn command_reply(
                     .unwrap_or_else(|| NO_CRISIS_RESOURCES.into()),
             }
         }
-        Slash::Report { seq, reason } => {
+        Slash::Report { number, reason } => {
+            // The number the chat shows (this device's own, [`ChatMessage::number`]).
+            let seq = client
+                .seq_of_number(group, number)
+                .await
+                .map_err(e)?
+                .ok_or_else(|| format!("There is no message #{number} here."))?;
             client.report(group, seq, &reason).await.map_err(e)?;
             Reply::Notice(format!(
-                "Thank you. Message #{} was reported to the facilitators.",
-                seq.0
+                "Thank you. Message #{number} was reported to the facilitators."
             ))
         }
         Slash::Urgent(text) => {
@@ -396,6 +419,11 @@ async fn command_reply(
                 title: format!("Members ({})", members.len()),
                 body: members_text(&members, clock),
             }
+        }
+        Slash::Leave => {
+            // The library then reports `Removed`, which the chat shows.
+            client.leave(group).await.map_err(e)?;
+            Reply::Notice("You left. You can still read what was said while you were in it.".into())
         }
         Slash::AcceptGroup => {
             // The library then reports `Joined`, which the chat shows.
@@ -515,6 +543,13 @@ pub fn describe(e: &ClientError) -> String {
             "The server cannot be reached right now; the chat keeps trying.".into()
         }
         ClientError::NotMember => "You are not a member of this group.".into(),
+        ClientError::Removed { departure, .. } => match (departure.left, departure.banned) {
+            (true, _) => "You left this group: you can read what was said, not post.".into(),
+            (false, true) => "You were removed and banned from this group.".into(),
+            (false, false) => {
+                "You were removed from this group: you can read what was said, not post.".into()
+            }
+        },
         ClientError::UnknownGroup => {
             "This device does not know that group (yet): wait for the sync to finish.".into()
         }

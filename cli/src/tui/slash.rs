@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use confide_protocol::Seq;
-
 /// Every command with its usage and what it does, in the order `/help` lists them.
 pub const COMMANDS: &[(&str, &str)] = &[
     ("/help", "this list"),
@@ -19,6 +17,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "/accept",
         "join the group someone added you to (open it with Tab first)",
+    ),
+    (
+        "/leave",
+        "leave this group, or decline one someone added you to",
     ),
     ("/safety @name", "the safety number to compare with someone"),
     (
@@ -79,8 +81,8 @@ pub enum Slash {
     Crisis,
     /// Reports a message by its number.
     Report {
-        /// The message's number in the group.
-        seq: Seq,
+        /// The message's number as the chat shows it (`#12`).
+        number: u64,
         /// Why.
         reason: String,
     },
@@ -95,6 +97,8 @@ pub enum Slash {
     Members,
     /// Accepts being in the open group, which someone added this user to.
     AcceptGroup,
+    /// Leaves the open group (declines it, if someone added the user and they did not accept).
+    Leave,
     /// Leaves the chat.
     Quit,
 }
@@ -122,6 +126,9 @@ pub fn parse(line: &str) -> Result<Slash, String> {
         "crisis" => Slash::Crisis,
         "members" | "who" => Slash::Members,
         "accept" => Slash::AcceptGroup,
+        // Nothing may follow: a typo such as "/leave it be" does not leave a group.
+        "leave" if rest.is_empty() => Slash::Leave,
+        "leave" => return Err(usage("/leave")),
         "agreement" => {
             let (sub, text) = split_word(rest);
             match sub {
@@ -138,7 +145,7 @@ pub fn parse(line: &str) -> Result<Slash, String> {
         }
         "report" => {
             let (number, reason) = split_word(rest);
-            let seq = number
+            let number = number
                 .trim_start_matches('#')
                 .parse::<u64>()
                 .map_err(|_| usage("/report"))?;
@@ -147,7 +154,7 @@ pub fn parse(line: &str) -> Result<Slash, String> {
                 return Err(usage("/report"));
             }
             Slash::Report {
-                seq: Seq(seq),
+                number,
                 reason: reason.to_string(),
             }
         }
@@ -278,7 +285,7 @@ mod tests {
         assert_eq!(
             parse("/report #12 personal attack").unwrap(),
             Slash::Report {
-                seq: Seq(12),
+                number: 12,
                 reason: "personal attack".into()
             }
         );
@@ -296,6 +303,8 @@ mod tests {
         assert!(parse("/urgent").unwrap_err().contains("/urgent <text>"));
         assert!(parse("/frobnicate").unwrap_err().contains("/help"));
         assert_eq!(parse("/accept"), Ok(Slash::AcceptGroup));
+        assert_eq!(parse("/leave"), Ok(Slash::Leave));
+        assert!(parse("/leave it be").unwrap_err().contains("/leave"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Clear, Padding, Paragraph};
 
-use confide_client::{ChatMessage, MemberInfo};
+use confide_client::{ChatMessage, GroupNotice, MemberInfo};
 use confide_protocol::UserId;
 
 use super::app::{AGREEMENT_READ_DELAY, App, Connection, GroupView, Level, Modal};
@@ -79,21 +79,23 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
             continue;
         }
         let marker = if open { "› " } else { "  " };
-        let badge = match (g.unread, g.removed, g.member) {
+        let badge = match (g.unread, g.removed || !g.member, g.invited) {
             (_, true, _) => " (left)".to_string(),
-            (_, _, false) => " (invited)".to_string(),
+            // Waiting to be accepted: counted like unread messages (the room is narrow).
+            (_, _, true) if g.waiting > 0 => format!(" {}", g.waiting),
+            (_, _, true) => " (invited)".to_string(),
             (0, _, _) => String::new(),
             (n, _, _) => format!(" {n}"),
         };
         let label = truncate(&g.label, room.saturating_sub(2 + width(&badge)));
         let style = if open {
             Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan)
-        } else if g.removed || !g.member {
+        } else if g.removed || !g.member || g.invited {
             dim()
         } else {
             Style::new()
         };
-        let badge_style = if g.unread > 0 && !g.removed {
+        let badge_style = if (g.unread > 0 || g.waiting > 0) && !g.removed {
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
         } else {
             dim()
@@ -129,7 +131,11 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
             vec![
                 Line::raw(""),
                 Line::raw("You are not in a group yet.").centered(),
-                Line::styled("Join one with an invite link: confide join <link>", dim()).centered(),
+                Line::styled(
+                    "Close the chat (Ctrl-C) and join one with an invite link: confide join <link>",
+                    dim(),
+                )
+                .centered(),
                 Line::styled("Facilitators start one with: confide group create", dim()).centered(),
             ]
         };
@@ -140,7 +146,38 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
     let Some(g) = app.groups.iter().find(|g| g.id == id) else {
         return;
     };
-    if g.messages.is_empty() && g.pending.is_empty() {
+    if g.invited {
+        // Nothing of it is shown before the user accepts: say what waits, and how to accept.
+        let who = match app.private_name(id) {
+            Some(name) => format!("{name} wants to talk with you privately."),
+            None => "Someone added you to this group.".into(),
+        };
+        let waiting = match g.waiting {
+            0 => "No messages yet".to_string(),
+            1 => "1 message waiting".to_string(),
+            n => format!("{n} messages waiting"),
+        };
+        let text = vec![
+            Line::raw(""),
+            Line::raw(who).centered(),
+            Line::styled(
+                format!("{waiting} — accept with /accept to read and reply."),
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            )
+            .centered(),
+            Line::styled(
+                "Not now? Switch away with Tab. To decline, type /leave.",
+                dim(),
+            )
+            .centered(),
+        ];
+        frame.render_widget(
+            Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }),
+            inner,
+        );
+        return;
+    }
+    if g.messages.is_empty() && g.pending.is_empty() && g.notices.is_empty() {
         let waiting = !g.history.loaded || app.syncing.is_some();
         let text = if waiting {
             vec![
@@ -232,13 +269,44 @@ fn visible_lines(
         total += lines.len();
         blocks.push(std::mem::take(&mut lines));
     }
-    let mut messages = g.messages.values().rev().peekable();
+    // Notices go where they happened, between the loaded messages: slot i is above message
+    // i (oldest first), the last slot below the newest.
+    let loaded: Vec<&ChatMessage> = g.messages.values().collect();
+    let shown = crate::timeline::Shown {
+        messages: &loaded,
+        before: None,
+        older_unknown: g.history.more_before,
+        newest: true,
+    };
+    let mut slots: Vec<Vec<&GroupNotice>> = vec![Vec::new(); loaded.len() + 1];
+    for n in &g.notices {
+        if let Some(slot) = crate::timeline::place(n, &shown) {
+            slots[slot].push(n);
+        }
+    }
+    let notice_block = |slot: &[&GroupNotice]| -> Vec<Line<'static>> {
+        slot.iter()
+            .flat_map(|n| notice_lines(n, app.me, &app.clock, pane_width))
+            .collect()
+    };
+    if let Some(last) = slots.last().filter(|s| !s.is_empty()) {
+        let lines = notice_block(last);
+        total += lines.len();
+        blocks.push(lines);
+    }
+    let mut messages = loaded.iter().enumerate().rev().peekable();
     let mut reached_oldest = true;
-    while let Some(m) = messages.next() {
+    while let Some((i, m)) = messages.next() {
+        let m = *m;
         let mut lines = message_lines(m, app.me, &app.clock, &g.members, pane_width);
+        // Its notices above it (the block is reversed into place below).
+        let above = notice_block(&slots[i]);
+        if !above.is_empty() {
+            lines.splice(0..0, above);
+        }
         let day = app.clock.day(m.received_at);
         let separator = match messages.peek() {
-            Some(older) => app.clock.day(older.received_at) != day,
+            Some((_, older)) => app.clock.day(older.received_at) != day,
             // Above the oldest loaded message too: it may be the first of its day.
             None => true,
         };
@@ -299,13 +367,42 @@ fn message_lines(
     };
     entry_lines(
         &clock.hhmm(m.received_at),
-        Some(m.seq.0),
+        Some(m.number),
         &name,
         style,
         &clean(&m.text),
         Style::new(),
         pane_width,
     )
+}
+
+/// A notice's lines, dimmed and without a name column: `HH:MM #4 — a message was deleted by
+/// Alice` (the number only for a deleted message this device had shown), wrapped like a
+/// message.
+fn notice_lines(n: &GroupNotice, me: UserId, clock: &Clock, pane_width: u16) -> Vec<Line<'static>> {
+    let pane_width = usize::from(pane_width).max(1);
+    let number = crate::timeline::notice_number(n)
+        .map(|n| format!("#{n} "))
+        .unwrap_or_default();
+    let text = format!(
+        "{} {number}— {}",
+        clock.hhmm(n.at),
+        crate::timeline::notice_text(n, me)
+    );
+    let rest = pane_width.saturating_sub(INDENT).max(1);
+    let style = dim().add_modifier(Modifier::ITALIC);
+    let indent = " ".repeat(INDENT.min(pane_width.saturating_sub(1)));
+    wrap(&text, pane_width, rest)
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                Line::styled(line, style)
+            } else {
+                Line::from(vec![Span::raw(indent.clone()), Span::styled(line, style)])
+            }
+        })
+        .collect()
 }
 
 /// `HH:MM #seq Name: text`, wrapped, continuation lines indented.
@@ -731,6 +828,7 @@ mod tests {
             app.handle_event(Event::Message(ChatMessage {
                 group,
                 seq: Seq(seq),
+                number: seq,
                 id: MessageId([seq as u8; 16]),
                 sender,
                 sender_device: DeviceId([0; 32]),
@@ -769,6 +867,119 @@ mod tests {
         assert!(shown.contains("Thursday 1 January 1970"), "{shown}");
     }
 
+    fn chat_message(group: GroupId, seq: u64, number: u64, text: &str) -> ChatMessage {
+        ChatMessage {
+            group,
+            seq: Seq(seq),
+            number,
+            id: MessageId([seq as u8; 16]),
+            sender: UserId([1; 16]),
+            sender_device: DeviceId([0; 32]),
+            sender_name: "Alice".into(),
+            sent_at: Timestamp(0),
+            received_at: Timestamp(60_000),
+            text: text.into(),
+            reply_to: None,
+        }
+    }
+
+    #[test]
+    fn messages_show_their_numbers_and_notices_where_they_happened() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let labels = BTreeMap::from([(group, "support".to_string())]);
+        let mut app = App::new(me, "Bob", Clock::utc(), labels, Some(group));
+        app.start();
+        app.handle_event(Event::Connected);
+        app.handle_event(Event::Synced);
+        // Server positions 7 and 9 (pinned texts came before): shown as #1 and #2.
+        app.handle_event(Event::Message(chat_message(group, 7, 1, "first")));
+        app.handle_event(Event::Message(chat_message(group, 9, 2, "third")));
+        app.handle_outcome(Outcome::History {
+            group,
+            result: Ok(Vec::new()),
+        });
+        let notice = |op_seq, kind, after_seq| GroupNotice {
+            group,
+            op_seq,
+            index: 0,
+            at: Timestamp(120_000),
+            by: UserId([1; 16]),
+            by_name: "Alice\u{1b}[2J".into(),
+            kind,
+            after_seq: Some(Seq(after_seq)),
+        };
+        app.handle_event(Event::Notice(notice(
+            5,
+            confide_client::NoticeKind::MessageDeleted { number: None },
+            8,
+        )));
+        app.handle_event(Event::Notice(notice(
+            6,
+            confide_client::NoticeKind::Removed {
+                user: UserId([3; 16]),
+                name: "Mallory".into(),
+                banned: false,
+            },
+            9,
+        )));
+        let shown = screen(&mut app, 100, 20);
+        let rows: Vec<&str> = shown.lines().collect();
+        let row = |needle: &str| {
+            rows.iter()
+                .position(|r| r.contains(needle))
+                .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{shown}"))
+        };
+        assert!(shown.contains("00:01 #1 Alice: first"), "{shown}");
+        assert!(!shown.contains("#7") && !shown.contains("#9"), "{shown}");
+        let deleted = row("00:02 — a message was deleted by Alice\u{fffd}[2J");
+        let removed = row("00:02 — Alice\u{fffd}[2J removed Mallory");
+        assert!(row("#1 Alice: first") < deleted, "{shown}");
+        assert!(deleted < row("#2 Alice: third"), "{shown}");
+        assert!(row("#2 Alice: third") < removed, "{shown}");
+    }
+
+    #[test]
+    fn an_invitation_to_a_private_conversation_names_the_person_and_what_waits() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let mut app = App::new(me, "Bob", Clock::utc(), BTreeMap::new(), None);
+        app.start();
+        app.handle_outcome(Outcome::Groups(Ok(vec![confide_client::GroupInfo {
+            group,
+            member: true,
+            role: Some(Role::Member),
+            members: 2,
+            epoch: confide_protocol::Epoch(1),
+            tampered: None,
+            invited: true,
+            waiting: 1,
+            private_with: Some(confide_client::Peer {
+                user: UserId([1; 16]),
+                display_name: "Alice".into(),
+            }),
+        }])));
+        // Not opened by itself: it is only an invitation.
+        assert_eq!(app.current, None);
+        app.handle_key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Tab,
+            crossterm::event::KeyModifiers::NONE,
+        ));
+        let shown = screen(&mut app, 100, 20);
+        assert!(shown.contains("› private: Alice 1"), "{shown}");
+        assert!(shown.contains("┌ private: Alice ─"), "{shown}");
+        assert!(
+            shown.contains("Alice wants to talk with you privately."),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("1 message waiting — accept with /accept"),
+            "{shown}"
+        );
+        assert!(!shown.contains("No messages yet"), "{shown}");
+        assert!(!shown.contains("group AQEB"), "{shown}");
+    }
+
     #[test]
     fn any_terminal_size_draws_without_failing() {
         let group = GroupId([1; 16]);
@@ -777,6 +988,7 @@ mod tests {
         app.handle_event(Event::Message(ChatMessage {
             group,
             seq: Seq(1),
+            number: 1,
             id: MessageId([1; 16]),
             sender: UserId([1; 16]),
             sender_device: DeviceId([0; 32]),
@@ -877,6 +1089,7 @@ mod tests {
             app.handle_event(Event::Message(ChatMessage {
                 group,
                 seq: Seq(seq),
+                number: seq,
                 id: MessageId([seq as u8; 16]),
                 sender: UserId([sender; 16]),
                 sender_device: DeviceId([0; 32]),

@@ -89,6 +89,11 @@ const MAX_SYNC_PAGES: usize = 1_000;
 /// How many refused ops a group remembers, so that a server serving them again and again does
 /// not warn the user again and again.
 const MAX_REFUSED_OPS_REMEMBERED: usize = 16;
+/// Per group, the number people see of each message (PROTOCOL.md §11.11), both ways:
+/// (group, number) → seq and (group, seq) → number. Kept when the message is deleted, so
+/// that a number never names another message and a deletion notice can name its number.
+const T_NUMBER_SEQ: &str = "number_seq";
+const T_SEQ_NUMBER: &str = "seq_number";
 /// Messages written while the group is held (its log behind what members have been seen to
 /// use), sealed and posted once it has caught up.
 const T_HELD: &str = "held";
@@ -146,6 +151,15 @@ struct GroupMeta {
     /// named as `seen_seq` in what it writes. Not the sync cursor, which the server moves.
     #[serde(default)]
     last_seen_seq: u64,
+    /// The code ([`ClientError::code`]) of a lasting refusal of this group's sync (the server
+    /// no longer knows the group, say) once it was reported, so that it is reported once, not
+    /// at every sync; cleared when a sync of the group works again.
+    #[serde(default)]
+    sync_refused: Option<String>,
+    /// The number ([`ChatMessage::number`]) of the last message stored in this group; the
+    /// next one gets the one after.
+    #[serde(default)]
+    last_number: u64,
 }
 
 impl GroupMeta {
@@ -298,6 +312,11 @@ pub(crate) enum Command {
         limit: usize,
         reply: oneshot::Sender<Result<Vec<ChatMessage>, ClientError>>,
     },
+    SeqOfNumber {
+        group: GroupId,
+        number: u64,
+        reply: oneshot::Sender<Result<Option<Seq>, ClientError>>,
+    },
     Groups(oneshot::Sender<Vec<crate::GroupInfo>>),
     Members {
         group: GroupId,
@@ -312,6 +331,11 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<Vec<u8>, ClientError>>,
     },
     Sync(oneshot::Sender<Result<(), ClientError>>),
+    /// The outcome of the latest full sync (connecting, and so syncing, first if needed),
+    /// without fetching again.
+    Synced(oneshot::Sender<Result<(), ClientError>>),
+    /// Whether the server has registered this device (answered `authenticated` to `register`).
+    Registered(oneshot::Sender<bool>),
     Moderation(ModerationCommand),
     Shutdown(oneshot::Sender<()>),
 }
@@ -328,9 +352,19 @@ pub(crate) struct Actor {
     next_id: u64,
     groups: HashMap<GroupId, GroupCtx>,
     needs_sync: BTreeSet<GroupId>,
-    /// Why the last full sync could not fetch some group (refused by the server, or the
-    /// connection failed), for [`Command::Sync`] to report instead of success.
+    /// Why the last full sync could not fetch some group for a passing reason (the server's
+    /// disk, a restart, a rate limit, the connection), for [`Command::Sync`] to report instead
+    /// of success: such a failure is reported by every sync that meets it.
     sync_failure: Option<ClientError>,
+    /// Lasting refusals of a group's sync met for the first time and not yet reported by a
+    /// [`Command::Sync`] or [`Command::Synced`]: each is reported once (and as
+    /// [`Event::SyncRefused`]); later syncs that meet it again do not fail for it.
+    refusals_unreported: Vec<ClientError>,
+    /// Groups this device does not hold whose sync was refused for a lasting reason, with its
+    /// code (for held groups it is [`GroupMeta::sync_refused`]).
+    refused_unheld: HashMap<GroupId, String>,
+    /// Whether a full sync has run since this client started.
+    full_sync_done: bool,
     /// Groups whose pinned texts this facilitator device should post again (new epoch).
     needs_repost: BTreeSet<GroupId>,
     /// Inbox items processed and stored, to acknowledge.
@@ -427,6 +461,9 @@ impl Actor {
             groups: HashMap::new(),
             needs_sync: BTreeSet::new(),
             sync_failure: None,
+            refusals_unreported: Vec::new(),
+            refused_unheld: HashMap::new(),
+            full_sync_done: false,
             needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),
             outbox_retry_at: None,
@@ -476,6 +513,7 @@ impl Actor {
             }
             if let Some(ctx) = ctx {
                 self.groups.insert(group, ctx);
+                self.number_old_messages(group)?;
             }
         }
         Ok(())
@@ -487,6 +525,23 @@ impl Actor {
 
     fn device(&self) -> DeviceId {
         self.identity.device_id()
+    }
+
+    /// The group, if this device may act in it: known, not frozen, and a member of it. A device
+    /// that was removed from it (or left) is told so, with how and when
+    /// ([`ClientError::Removed`]), rather than meeting a protocol error further on.
+    fn member_ctx(&self, group: GroupId) -> Result<&GroupCtx, ClientError> {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        if let Some(why) = &ctx.meta.tampered {
+            return Err(ClientError::GroupTampered(why.clone()));
+        }
+        if !ctx.is_member(&self.device()) {
+            return Err(match self.departure(group)? {
+                Some(departure) => ClientError::Removed { group, departure },
+                None => ClientError::NotMember,
+            });
+        }
+        Ok(ctx)
     }
 
     fn member_entry(&self) -> MemberEntry {
@@ -529,7 +584,12 @@ impl Actor {
                                 _ = &mut sleep => break,
                                 cmd = commands.recv() => match cmd {
                                     None => return,
-                                    Some(Command::Shutdown(done)) => { let _ = done.send(()); return; }
+                                    Some(Command::Shutdown(done)) => {
+                                        // The store is closed before the caller hears of it.
+                                        drop(self);
+                                        let _ = done.send(());
+                                        return;
+                                    }
                                     Some(cmd) => self.handle_command(cmd).await,
                                 },
                             }
@@ -557,6 +617,9 @@ impl Actor {
                         conn.close().await;
                     }
                     let _ = self.store.flush();
+                    // The store is closed before the caller hears of it, so the caller may
+                    // open it again (or remove it) at once.
+                    drop(self);
                     let _ = done.send(());
                     return;
                 }
@@ -771,6 +834,20 @@ enum Next {
     RetryOutbox,
 }
 
+/// Whether a group's sync failed for a reason that passes by itself (the server's disk, a
+/// restart, a rate limit or a bug of its own, the connection, this device's own store): then
+/// every sync that meets it fails, as the caller must not believe it has everything.
+fn is_passing_failure(e: &ClientError) -> bool {
+    match e {
+        ClientError::Server { code, .. } => is_passing(*code) || *code == ErrorCode::Internal,
+        ClientError::Transport(_)
+        | ClientError::Unexpected(_)
+        | ClientError::Closed
+        | ClientError::Store(_) => true,
+        _ => false,
+    }
+}
+
 /// Whether the server refused a post for a passing reason, so that the identical envelope is
 /// posted again later (PROTOCOL.md §9.8) rather than reported as failed.
 fn is_passing(code: ErrorCode) -> bool {
@@ -875,8 +952,13 @@ impl Actor {
                 .removed_after_epoch
                 .is_some_and(|last| env.epoch.0 <= last);
         if !consented {
-            // Not shown until the user accepts being in this group.
+            // Not shown until the user accepts being in this group; they are told it waits.
             self.park_message(group, &m);
+            let waiting = self
+                .store
+                .count(T_PARKED, group.as_bytes())
+                .map_or(0, |(n, _)| n);
+            self.emit(Event::MessageWaiting { group, waiting });
             return;
         }
         // Messages from before this device joined cannot be read, by design.
@@ -1023,9 +1105,10 @@ impl Actor {
             &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
             &evidence,
         );
-        let message = ChatMessage {
+        let mut message = ChatMessage {
             group,
             seq: m.seq,
+            number: 0,
             id,
             sender,
             sender_device: env.sender,
@@ -1035,11 +1118,7 @@ impl Actor {
             text,
             reply_to,
         };
-        let _ = self.store.put(
-            T_MESSAGES,
-            &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
-            &message,
-        );
+        let _ = self.store_message(&mut message);
         let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
         self.emit(Event::Message(message));
     }
@@ -1264,6 +1343,15 @@ impl Actor {
     }
 
     fn retry_parked(&mut self, group: GroupId) {
+        // Held for the user's consent (§11.7), nothing can be shown yet, whatever key came:
+        // they are processed when the user accepts the group.
+        if self
+            .groups
+            .get(&group)
+            .is_some_and(|c| !c.meta.accepted && c.meta.removed_after_epoch.is_none())
+        {
+            return;
+        }
         let Ok(parked) = self
             .store
             .scan::<StoredMessage>(T_PARKED, group.as_bytes(), usize::MAX)
@@ -1456,6 +1544,19 @@ impl Actor {
             self.retry_parked_keys(group);
         }
         self.after_op(group, &applied.op.body, epoch_changed);
+        // What members see among the messages (a removal, a deletion), while this device is in
+        // the group and the user has accepted it.
+        if was_member && let Some(ctx) = self.groups.get(&group) {
+            let notices = if ctx.meta.accepted {
+                let people = moderation::known_people(ctx);
+                self.op_notices(group, ctx, &people, &applied.op, ctx.state.epoch().0)
+            } else {
+                Vec::new()
+            };
+            for notice in notices {
+                self.emit(Event::Notice(notice));
+            }
+        }
         if was_member && !is_member {
             // Being in the group again later needs the user's consent again (their own join
             // request, or accepting an invitation), as for any group: §11.7.
@@ -1506,11 +1607,18 @@ impl Actor {
             .values()
             .find_map(|d| d.get(author).cloned())
             .unwrap_or((UserId([0; 16]), String::new()));
-        self.emit(Event::Invited { group, by, by_name });
+        let private = private_peer(ctx, &self.profile.user).is_some();
+        self.emit(Event::Invited {
+            group,
+            by,
+            by_name,
+            private,
+        });
     }
 
     /// Accepts being in a group someone else added this device to.
     pub(crate) fn accept_group(&mut self, group: GroupId) -> Result<(), ClientError> {
+        self.member_ctx(group)?;
         let ctx = self
             .groups
             .get_mut(&group)
@@ -1699,18 +1807,16 @@ impl Actor {
         all.extend(std::mem::take(&mut self.needs_sync));
         self.sync_failure = None;
         for group in all {
-            if let Err(e) = self.sync_group(group, None).await {
-                tracing::warn!(%group, error = %e, "sync failed");
-                if matches!(
-                    e,
-                    ClientError::Server { .. }
-                        | ClientError::Transport(_)
-                        | ClientError::Unexpected(_)
-                ) {
+            match self.sync_group(group, None).await {
+                Ok(()) => self.sync_works_again(group),
+                Err(e) if is_passing_failure(&e) => {
+                    tracing::warn!(%group, error = %e, "sync failed");
                     self.sync_failure.get_or_insert(e);
                 }
+                Err(e) => self.sync_refused(group, e),
             }
         }
+        self.full_sync_done = true;
         self.flush_acks().await;
         let groups: Vec<GroupId> = self.groups.keys().copied().collect();
         for group in groups {
@@ -1719,6 +1825,54 @@ impl Actor {
         let _ = self.store.flush();
         self.emit(Event::Synced);
         Ok(())
+    }
+
+    /// A group's sync was refused (or failed) for a reason that will not pass by itself (the
+    /// server does not know the group, or says this device is not in it; it served a log that
+    /// cannot be its genesis). Reported once — as [`Event::SyncRefused`] and by the next
+    /// [`Command::Sync`] — and then only logged, so that one such group does not make every
+    /// later sync fail.
+    fn sync_refused(&mut self, group: GroupId, e: ClientError) {
+        let code = e.code().to_string();
+        let known = match self.groups.get_mut(&group) {
+            Some(ctx) => {
+                let known = ctx.meta.sync_refused.as_deref() == Some(code.as_str());
+                ctx.meta.sync_refused = Some(code.clone());
+                let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+                known
+            }
+            None => self.refused_unheld.insert(group, code.clone()).as_deref() == Some(&code),
+        };
+        tracing::warn!(%group, error = %e, reported = known, "sync refused");
+        if known {
+            return;
+        }
+        self.emit(Event::SyncRefused {
+            group,
+            reason: e.to_string(),
+        });
+        self.refusals_unreported.push(e);
+    }
+
+    /// A group's sync worked: a lasting refusal noted for it is over.
+    fn sync_works_again(&mut self, group: GroupId) {
+        self.refused_unheld.remove(&group);
+        if let Some(ctx) = self.groups.get_mut(&group)
+            && ctx.meta.sync_refused.take().is_some()
+        {
+            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
+    }
+
+    /// What the latest full sync should report, once: a passing failure of its own, else the
+    /// first lasting refusal not reported yet (all of them are then reported: each was also
+    /// an [`Event::SyncRefused`]).
+    fn take_sync_outcome(&mut self) -> Result<(), ClientError> {
+        if let Some(e) = self.sync_failure.take() {
+            return Err(e);
+        }
+        let mut refusals = std::mem::take(&mut self.refusals_unreported).into_iter();
+        refusals.next().map_or(Ok(()), Err)
     }
 
     /// Fetches and processes everything new in one group (ops first, then messages).
@@ -1821,6 +1975,22 @@ impl Actor {
     }
 }
 
+/// The other person, if `ctx` is a private conversation of `me`'s: a group of exactly two
+/// members, `me` and one other, for which no invite was ever made (what `open_private` makes).
+fn private_peer(ctx: &GroupCtx, me: &UserId) -> Option<crate::Peer> {
+    let members = ctx.state.members();
+    if members.len() != 2 || !members.contains_key(me) || !ctx.state.invites().is_empty() {
+        return None;
+    }
+    members
+        .iter()
+        .find(|(user, _)| *user != me)
+        .map(|(user, m)| crate::Peer {
+            user: *user,
+            display_name: m.entry.display_name.clone(),
+        })
+}
+
 /// Whether `op`, which conflicts with the op this device holds at the head's position, is
 /// evidence of a real fork: validly signed by a device the verified log knows, and chained onto
 /// the same predecessor as the op it conflicts with.
@@ -1900,6 +2070,13 @@ impl Actor {
             } => {
                 let _ = reply.send(self.history(group, before, limit));
             }
+            Command::SeqOfNumber {
+                group,
+                number,
+                reply,
+            } => {
+                let _ = reply.send(self.seq_of_number(group, number));
+            }
             Command::Groups(reply) => {
                 let _ = reply.send(self.group_infos());
             }
@@ -1921,8 +2098,24 @@ impl Actor {
                 };
                 // A group that could not be fetched makes the whole sync fail: the caller
                 // must not believe it has everything.
-                let r = r.and_then(|()| self.sync_failure.take().map_or(Ok(()), Err));
+                let r = r.and_then(|()| self.take_sync_outcome());
                 let _ = reply.send(r);
+            }
+            Command::Synced(reply) => {
+                let r = if self.conn.is_none() {
+                    self.connect().await
+                } else if !self.full_sync_done {
+                    // Connected, but the first full sync did not get through (the server
+                    // refused to list the groups, say): try it again now.
+                    self.sync_all().await
+                } else {
+                    Ok(())
+                };
+                let r = r.and_then(|()| self.take_sync_outcome());
+                let _ = reply.send(r);
+            }
+            Command::Registered(reply) => {
+                let _ = reply.send(self.profile.registered);
             }
             Command::Moderation(cmd) => self.handle_moderation(cmd).await,
             Command::Shutdown(done) => {
@@ -1970,12 +2163,11 @@ impl Actor {
     /// Signs `body` as the next op of `group` and appends it; on a conflict (someone else's op
     /// got there first) syncs and tries once more on the new head.
     async fn append(&mut self, group: GroupId, body: OpBody) -> Result<u64, ClientError> {
+        // Said plainly before anything goes out, also when the server cannot be reached.
+        self.member_ctx(group)?;
         self.ensure_connected().await?;
         for attempt in 0..2 {
-            let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
-            if let Some(why) = &ctx.meta.tampered {
-                return Err(ClientError::GroupTampered(why.clone()));
-            }
+            let ctx = self.member_ctx(group)?;
             let op = ctx
                 .state
                 .next_op(self.device(), Self::op_time(&ctx.state), body.clone())
@@ -2337,9 +2529,10 @@ impl Actor {
         let ContentBody::Text { text, reply_to } = content.body else {
             return None;
         };
-        let message = ChatMessage {
+        let mut message = ChatMessage {
             group,
             seq,
+            number: 0,
             id,
             sender: self.profile.user,
             sender_device: self.device(),
@@ -2352,13 +2545,83 @@ impl Actor {
         let _ = self
             .store
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
-        let _ = self.store.put(
-            T_MESSAGES,
-            &key2(group.as_bytes(), &seq.0.to_be_bytes()),
-            &message,
-        );
+        let _ = self.store_message(&mut message);
         let _ = self.store.flush();
         Some(message)
+    }
+
+    /// Stores a message to show, giving it the group's next number ([`ChatMessage::number`]).
+    /// The counter is saved before the message, so that a crash between the two can skip a
+    /// number but never give one twice.
+    fn store_message(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
+        let group = message.group;
+        let ctx = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ClientError::UnknownGroup)?;
+        ctx.meta.last_number = ctx.meta.last_number.saturating_add(1);
+        message.number = ctx.meta.last_number;
+        self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
+        self.store_number(group, message.number, message.seq)?;
+        self.store.put(
+            T_MESSAGES,
+            &key2(group.as_bytes(), &message.seq.0.to_be_bytes()),
+            message,
+        )?;
+        Ok(())
+    }
+
+    /// Records that message `seq` of `group` is number `number`, both ways.
+    fn store_number(&self, group: GroupId, number: u64, seq: Seq) -> Result<(), ClientError> {
+        self.store.put(
+            T_NUMBER_SEQ,
+            &key2(group.as_bytes(), &number.to_be_bytes()),
+            &seq,
+        )?;
+        self.store.put(
+            T_SEQ_NUMBER,
+            &key2(group.as_bytes(), &seq.0.to_be_bytes()),
+            &number,
+        )?;
+        Ok(())
+    }
+
+    /// The seq of message `number` of `group` ([`ChatMessage::number`]), also for a message
+    /// deleted since; `None` if no message had that number here.
+    fn seq_of_number(&self, group: GroupId, number: u64) -> Result<Option<Seq>, ClientError> {
+        if !self.groups.contains_key(&group) {
+            return Err(ClientError::UnknownGroup);
+        }
+        Ok(self
+            .store
+            .get(T_NUMBER_SEQ, &key2(group.as_bytes(), &number.to_be_bytes()))?)
+    }
+
+    /// The number message `seq` of `group` had or has, if it was shown here.
+    pub(super) fn number_of_seq(&self, group: GroupId, seq: Seq) -> Option<u64> {
+        self.store
+            .get(T_SEQ_NUMBER, &key2(group.as_bytes(), &seq.0.to_be_bytes()))
+            .ok()
+            .flatten()
+    }
+
+    /// Numbers the messages a store made before numbers existed held ([`ChatMessage::number`]),
+    /// in the server's order, once.
+    fn number_old_messages(&mut self, group: GroupId) -> Result<(), ClientError> {
+        let first: Vec<(Vec<u8>, ChatMessage)> =
+            self.store.scan(T_MESSAGES, group.as_bytes(), 1)?;
+        if first.first().is_none_or(|(_, m)| m.number != 0) {
+            return Ok(());
+        }
+        let messages: Vec<(Vec<u8>, ChatMessage)> =
+            self.store.scan(T_MESSAGES, group.as_bytes(), usize::MAX)?;
+        for (_, mut message) in messages {
+            if message.number == 0 {
+                self.store_message(&mut message)?;
+            }
+        }
+        self.store.flush()?;
+        Ok(())
     }
 
     /// This device's own post in `epoch` was stored at `seq`: it counts toward the cut-off
@@ -2560,10 +2823,7 @@ impl Actor {
         group: GroupId,
         content: MessageContent,
     ) -> Result<(Seq, MessageId), ClientError> {
-        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
-        if !ctx.is_member(&self.device()) {
-            return Err(ClientError::NotMember);
-        }
+        self.member_ctx(group)?;
         if self.is_held(group) {
             self.hold(group, &content)?;
             return Err(ClientError::Held);
@@ -2585,16 +2845,7 @@ impl Actor {
         // the outbox (so a crash leaves exactly one copy), and only once.
         let mut held_key = held_key;
         for attempt in 0..2 {
-            let me = self.device();
-            {
-                let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
-                if let Some(why) = &ctx.meta.tampered {
-                    return Err(ClientError::GroupTampered(why.clone()));
-                }
-                if !ctx.is_member(&me) {
-                    return Err(ClientError::NotMember);
-                }
-            }
+            self.member_ctx(group)?;
             // Earlier messages still waiting in the outbox go first, so that this one is not
             // stored before them; if they still cannot go, this one waits behind them.
             let waiting = |actor: &Self| matches!(actor.store.count(T_OUTBOX, group.as_bytes()), Ok((n, _)) if n > 0);
@@ -2729,13 +2980,33 @@ impl Actor {
         let me = self.device();
         self.groups
             .iter()
-            .map(|(group, ctx)| crate::GroupInfo {
-                group: *group,
-                member: ctx.is_member(&me),
-                role: ctx.state.member_of_device(&me).map(|(_, m)| m.role),
-                members: ctx.state.members().len(),
-                epoch: ctx.state.epoch(),
-                tampered: ctx.meta.tampered.clone(),
+            .map(|(group, ctx)| {
+                let member = ctx.is_member(&me);
+                let invited = member && !ctx.meta.accepted;
+                let waiting = if invited {
+                    self.store
+                        .count(T_PARKED, group.as_bytes())
+                        .map_or(0, |(n, _)| n)
+                } else {
+                    0
+                };
+                let members = ctx.state.members();
+                let private_with = if member {
+                    private_peer(ctx, &self.profile.user)
+                } else {
+                    None
+                };
+                crate::GroupInfo {
+                    group: *group,
+                    member,
+                    role: ctx.state.member_of_device(&me).map(|(_, m)| m.role),
+                    members: members.len(),
+                    epoch: ctx.state.epoch(),
+                    tampered: ctx.meta.tampered.clone(),
+                    invited,
+                    waiting,
+                    private_with,
+                }
             })
             .collect()
     }

@@ -151,6 +151,10 @@ pub(crate) enum ModerationCommand {
         group: GroupId,
         reply: oneshot::Sender<Result<Vec<JoinRequest>, ClientError>>,
     },
+    Notices {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<crate::GroupNotice>, ClientError>>,
+    },
 }
 
 impl Actor {
@@ -246,6 +250,9 @@ impl Actor {
             M::AcceptGroup { group, reply } => {
                 let _ = reply.send(self.accept_group(group));
             }
+            M::Notices { group, reply } => {
+                let _ = reply.send(self.notices(group));
+            }
             M::JoinRequests { group, reply } => {
                 let r = self
                     .store
@@ -289,7 +296,7 @@ impl Actor {
         version: u32,
         shown: &str,
     ) -> Result<(), ClientError> {
-        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        let ctx = self.member_ctx(group)?;
         let current = *ctx
             .state
             .agreement()
@@ -321,7 +328,7 @@ impl Actor {
 }
 
 /// Names of every user the verified log has shown this device, and each device's user.
-fn known_people(ctx: &GroupCtx) -> (HashMap<UserId, String>, HashMap<DeviceId, UserId>) {
+pub(super) fn known_people(ctx: &GroupCtx) -> (HashMap<UserId, String>, HashMap<DeviceId, UserId>) {
     let mut names = HashMap::new();
     let mut devices = HashMap::new();
     for d in ctx.epochs.values() {
@@ -400,7 +407,10 @@ impl Actor {
     }
 
     /// How this device's membership ended, from the op the verified log names for it.
-    fn departure(&self, group: GroupId) -> Result<Option<crate::Departure>, ClientError> {
+    pub(super) fn departure(
+        &self,
+        group: GroupId,
+    ) -> Result<Option<crate::Departure>, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         let Some(seq) = ctx.state.departure_of(&self.device()) else {
             return Ok(None);
@@ -454,6 +464,7 @@ impl Actor {
         seq: Seq,
         reason: String,
     ) -> Result<(), ClientError> {
+        self.member_ctx(group)?;
         self.ensure_connected().await?;
         let evidence: Evidence = self
             .store
@@ -492,6 +503,7 @@ impl Actor {
         group: GroupId,
         note: FacilitatorNote,
     ) -> Result<(), ClientError> {
+        self.member_ctx(group)?;
         self.ensure_connected().await?;
         let text_len = match &note {
             FacilitatorNote::Urgent { text } | FacilitatorNote::Reason { text, .. } => text.len(),
@@ -711,7 +723,7 @@ impl Actor {
         rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut key);
         let version = match kind {
             PinnedKind::Agreement => {
-                let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+                let ctx = self.member_ctx(group)?;
                 ctx.state.agreement().map_or(1, |a| a.version + 1)
             }
             PinnedKind::CrisisResources => 0,
@@ -961,11 +973,10 @@ impl Actor {
             locked: ctx.state.locked(),
             open_now,
             slow_mode_seconds: ctx.state.slow_mode_seconds(),
-            agreement_pending: ctx
-                .state
-                .agreement()
-                .map(|a| a.version)
-                .filter(|_| !ctx.state.has_accepted_agreement(&user)),
+            // Only a member is asked to accept it: someone removed has nothing to accept.
+            agreement_pending: ctx.state.agreement().map(|a| a.version).filter(|_| {
+                ctx.is_member(&self.device()) && !ctx.state.has_accepted_agreement(&user)
+            }),
         })
     }
 
@@ -1045,7 +1056,7 @@ impl Actor {
     async fn open_private(&mut self, group: GroupId, with: UserId) -> Result<GroupId, ClientError> {
         let me = self.device();
         let entry = {
-            let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+            let ctx = self.member_ctx(group)?;
             let my_role = ctx
                 .state
                 .member_of_device(&me)
@@ -1075,6 +1086,112 @@ impl Actor {
         self.store
             .put(T_PRIVATE, private.as_bytes(), &(group, with))?;
         Ok(private)
+    }
+}
+
+impl Actor {
+    /// The notices of `group` ([`crate::Client::notices`]): the group log replayed from the
+    /// store, keeping the ops made while this device was in the group.
+    fn notices(&self, group: GroupId) -> Result<Vec<crate::GroupNotice>, ClientError> {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        // Nothing is shown of a group the user did not accept (§11.7); one they were removed
+        // from shows what happened while they were in it.
+        if !ctx.meta.accepted && ctx.meta.removed_after_epoch.is_none() {
+            return Ok(Vec::new());
+        }
+        let ops: Vec<Op> = self
+            .store
+            .scan::<SignedOp>(T_OPS, group.as_bytes(), usize::MAX)?
+            .into_iter()
+            // Stored ops were verified when applied.
+            .filter_map(|(_, signed)| signed.parse_unverified().ok())
+            .collect();
+        let changes = ops.iter().filter(|op| op.body.changes_epoch()).count() as u64;
+        let mut epoch = ctx.state.epoch().0.saturating_sub(changes);
+        let people = known_people(ctx);
+        let (me, my_device) = (self.profile.user, self.device());
+        let mut inside = false;
+        let mut out = Vec::new();
+        for op in &ops {
+            if op.body.changes_epoch() {
+                epoch = epoch.saturating_add(1);
+            }
+            if inside {
+                out.extend(self.op_notices(group, ctx, &people, op, epoch));
+            }
+            inside = match &op.body {
+                OpBody::Genesis { creator, .. } => creator.user == me,
+                OpBody::Join { member, .. } | OpBody::Add { member, .. } if member.user == me => {
+                    true
+                }
+                OpBody::Remove { user, .. } if *user == me => false,
+                OpBody::Leave {} if op.author == my_device => false,
+                _ => inside,
+            };
+        }
+        Ok(out)
+    }
+
+    /// The notices one op makes, `epoch` being the epoch after it.
+    pub(super) fn op_notices(
+        &self,
+        group: GroupId,
+        ctx: &GroupCtx,
+        (names, devices): &(HashMap<UserId, String>, HashMap<DeviceId, UserId>),
+        op: &Op,
+        epoch: u64,
+    ) -> Vec<crate::GroupNotice> {
+        let by = devices.get(&op.author).copied().unwrap_or(UserId([0; 16]));
+        let name_of = |user: &UserId| names.get(user).cloned().unwrap_or_default();
+        let notice = |index, kind, after_seq| crate::GroupNotice {
+            group,
+            op_seq: op.seq,
+            index,
+            at: op.at,
+            by,
+            by_name: name_of(&by),
+            kind,
+            after_seq,
+        };
+        // A removal goes after every message of the epochs before it: before the first
+        // message of a later epoch, or after everything so far if none came yet (the server
+        // takes nothing more in the ended epoch).
+        let after_removal = || {
+            Some(Seq(ctx
+                .meta
+                .epoch_first_seq
+                .range(epoch..)
+                .map(|(_, first)| first.saturating_sub(1))
+                .min()
+                .unwrap_or(ctx.meta.last_seen_seq)))
+        };
+        match &op.body {
+            OpBody::Remove { user, ban } => vec![notice(
+                0,
+                crate::NoticeKind::Removed {
+                    user: *user,
+                    name: name_of(user),
+                    banned: *ban,
+                },
+                after_removal(),
+            )],
+            OpBody::Leave {} => vec![notice(0, crate::NoticeKind::Left, after_removal())],
+            OpBody::DeleteMessages { messages } => messages
+                .iter()
+                .enumerate()
+                .map(|(index, id)| {
+                    // Where the message was, if it ever reached this device.
+                    let seq: Option<Seq> = self
+                        .store
+                        .get(T_SEEN, &key2(group.as_bytes(), id.as_bytes()))
+                        .ok()
+                        .flatten();
+                    let number = seq.and_then(|seq| self.number_of_seq(group, seq));
+                    notice(index, crate::NoticeKind::MessageDeleted { number }, seq)
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -1,0 +1,199 @@
+//! What a member sees with the `confide` binary around moderation: message numbers from #1
+//! that `mod delete` takes as shown, notices where someone was removed or a message deleted, a
+//! removed member told so plainly, and a private conversation named by the other person while
+//! its first message waits to be accepted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Person, person};
+use confide_tests::TestServer;
+
+/// Alice's group "circle" with an agreement and crisis resources pinned (each pinned text is
+/// stored in the group as a message too), and Bob and Carol in it, having accepted.
+fn circle(root: &std::path::Path, server: &TestServer) -> (Person, Person, Person) {
+    let alice = person(root, "Alice", server);
+    let bob = person(root, "Bob", server);
+    let carol = person(root, "Carol", server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let invite = alice.json(&["invite", "create", "circle", "--uses", "2"]);
+    let link = invite["link"].as_str().unwrap();
+    for p in [&bob, &carol] {
+        p.ok(&["join", link, "--label", "circle"]);
+    }
+    alice.ok(&["agreement", "set", "circle", "Be kind."]);
+    alice.ok(&["crisis", "set", "circle", "Call 116 123."]);
+    for p in [&bob, &carol] {
+        p.ok(&["agreement", "accept", "circle", "--yes"]);
+    }
+    (alice, bob, carol)
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn messages_are_numbered_from_one_and_mod_delete_takes_the_number_read_shows() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob, carol) = circle(root.path(), &server);
+    let first = bob.json(&["send", "circle", "first unkind thing"]);
+    bob.ok(&["send", "circle", "a kind thing"]);
+    bob.ok(&["send", "circle", "third"]);
+    // The server's position counts the pinned texts; what people see starts at #1.
+    assert!(first["seq"].as_u64().unwrap() > 1, "{first}");
+    assert_eq!(first["number"], 1, "{first}");
+    let shown = alice.ok(&["read", "circle"]);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(
+        lines[0].starts_with("#1 ") && lines[0].contains("first unkind thing"),
+        "{shown}"
+    );
+    assert!(
+        lines[1].starts_with("#2 ") && lines[1].contains("a kind thing"),
+        "{shown}"
+    );
+    assert!(lines[2].starts_with("#3 "), "{shown}");
+
+    // Deleting #1 deletes what read showed as #1; the others keep their numbers.
+    alice.ok(&["mod", "delete", "circle", "#1"]);
+    let after = alice.ok(&["read", "circle"]);
+    assert!(!after.contains("unkind"), "{after}");
+    let lines: Vec<&str> = after.lines().collect();
+    // Where #1 was, every member sees that it was deleted, and by whom.
+    assert!(
+        lines[0].starts_with("#1 ") && lines[0].contains("— you deleted a message for everyone"),
+        "{after}"
+    );
+    assert!(
+        lines[1].starts_with("#2 ") && lines[1].contains("a kind thing"),
+        "{after}"
+    );
+    let bobs = bob.ok(&["read", "circle"]);
+    let first_line = bobs.lines().next().unwrap();
+    assert!(
+        first_line.starts_with("#1 ")
+            && first_line.contains("— a message was deleted by Alice")
+            && first_line.contains(" 20"),
+        "{bobs}"
+    );
+    // The same numbers on the next run, and #1 now names a deleted message, not #2.
+    assert_eq!(bob.ok(&["read", "circle"]), bobs);
+    let again = alice.run(&["mod", "delete", "circle", "1"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("#1 was deleted"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(alice.ok(&["read", "circle"]).contains("a kind thing"));
+    // Paging back takes the numbers read shows.
+    let before = alice.ok(&["read", "circle", "--before", "3"]);
+    assert!(
+        before.contains("a kind thing") && !before.contains("third"),
+        "{before}"
+    );
+    // A report names the message by the number the reporter sees; the facilitators' queue by
+    // the number each of them sees.
+    let carols = carol.ok(&["read", "circle"]);
+    let kind = carols.lines().find(|l| l.contains("a kind thing")).unwrap();
+    let number = kind.split_whitespace().next().unwrap();
+    carol.ok(&["report", "circle", number, "checking reports"]);
+    let queue = alice.ok(&["mod", "queue", "circle"]);
+    assert!(queue.contains("about Bob (#2)"), "{queue}");
+}
+
+#[test]
+fn members_see_who_was_removed_and_the_removed_member_is_told_plainly() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob, carol) = circle(root.path(), &server);
+    bob.ok(&["send", "circle", "hello from Bob"]);
+    alice.ok(&["mod", "remove", "circle", "@Bob"]);
+    carol.ok(&["send", "circle", "hello from Carol"]);
+
+    // Carol sees the removal between the two messages, with its time.
+    let read = carol.ok(&["read", "circle"]);
+    let lines: Vec<&str> = read.lines().collect();
+    assert!(lines[0].contains("hello from Bob"), "{read}");
+    assert!(
+        lines[1].contains("— Alice removed Bob") && lines[1].contains(" 20"),
+        "{read}"
+    );
+    assert!(lines[2].contains("hello from Carol"), "{read}");
+
+    // Bob: no agreement to accept, no protocol error; said plainly, with a code of its own.
+    let status = bob.ok(&["status", "circle"]);
+    assert!(
+        status.contains("you were removed from circle on"),
+        "{status}"
+    );
+    assert!(!status.contains("agreement"), "{status}");
+    for args in [
+        &["send", "circle", "still here?"][..],
+        &["agreement", "accept", "circle", "--yes"],
+        &["urgent", "circle", "help"],
+        &["report", "circle", "1", "why"],
+    ] {
+        let out = bob.run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(7), "{args:?}: {err}");
+        assert!(
+            err.contains("you were removed from circle on") && err.contains("(removed)"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("protocol"), "{args:?}: {err}");
+    }
+    let bobs = bob.ok(&["read", "circle"]);
+    assert!(bobs.contains("— Alice removed you"), "{bobs}");
+    assert!(!bobs.contains("hello from Carol"), "{bobs}");
+}
+
+#[test]
+fn a_private_conversation_is_named_by_the_other_person_and_says_a_message_waits() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob, _carol) = circle(root.path(), &server);
+    let opened = alice.json(&["private", "circle", "@Bob", "--label", "with Bob"]);
+    let private = opened["group"].as_str().unwrap();
+    alice.ok(&["send", private, "Are you OK after today?"]);
+
+    // (Lines wrapped for the terminal joined again.)
+    let groups = bob.ok(&["group", "list"]).replace("\n    │ ", "");
+    let line = groups.lines().find(|l| l.contains(private)).unwrap();
+    assert!(line.starts_with("private: Alice"), "{groups}");
+    assert!(
+        line.contains("1 message waiting") && line.contains(&format!("confide accept {private}")),
+        "{groups}"
+    );
+    let read = bob.ok(&["read", private]).replace("\n    │ ", "");
+    assert!(
+        read.contains("1 message waiting") && !read.contains("No messages"),
+        "{read}"
+    );
+    assert!(!read.contains("Are you OK"), "{read}");
+    let listed = bob.json(&["group", "list"]);
+    let entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == private)
+        .unwrap();
+    assert_eq!(entry["private_with"]["name"], "Alice", "{entry}");
+    assert_eq!(entry["waiting"], 1, "{entry}");
+
+    bob.ok(&["accept", private]);
+    let read = bob.ok(&["read", private]);
+    assert!(
+        read.contains("#1 ") && read.contains("Are you OK after today?"),
+        "{read}"
+    );
+    // Alice's own label wins over the name for her.
+    let hers = alice.ok(&["group", "list"]);
+    assert!(hers.lines().any(|l| l.starts_with("with Bob")), "{hers}");
+}

@@ -368,7 +368,8 @@ impl Client {
             profile,
             config.registration_token,
             events_tx,
-        )?;
+        )
+        .await?;
         tokio::spawn(actor.run(commands_rx));
         if must_connect && let Err(e) = client.sync().await {
             // Registration must reach the server: its error goes to the caller now. Once the

@@ -39,9 +39,10 @@ pub enum TransportError {
     Closed(Option<String>),
 }
 
-/// A TCP or TLS byte stream.
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+/// A TCP or TLS byte stream. `Sync` because the client's background task holds shared
+/// references to its state, connection included, across awaits and must still be `Send`.
+trait Io: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Io for T {}
 
 /// A dialled websocket to a Confide server.
 pub struct Connection {

@@ -27,6 +27,7 @@ use crate::invite::Invite;
 use crate::store::Store;
 use crate::tls::ServerTrust;
 use crate::transport::Connection;
+use confide_client_core::Tx;
 
 mod moderation;
 
@@ -343,11 +344,17 @@ pub(crate) enum Command {
 pub(crate) struct Actor {
     pub url: String,
     pub trust: ServerTrust,
-    pub store: Store,
+    /// The store, read and written through one step's change batch: every write waits in it
+    /// until [`Self::commit`], which persists the step atomically before anything it implies
+    /// is sent or shown.
+    db: Tx<Store>,
     pub identity: DeviceIdentity,
     pub profile: Profile,
     pub registration_token: Option<String>,
     pub events: mpsc::UnboundedSender<Event>,
+    /// Events of the step under way, handed out only once the batch they report is committed
+    /// (and dropped if it fails).
+    pending_events: Vec<Event>,
     conn: Option<Connection>,
     next_id: u64,
     groups: HashMap<GroupId, GroupCtx>,
@@ -439,7 +446,7 @@ fn op_target(body: &OpBody) -> Option<UserId> {
 }
 
 impl Actor {
-    pub(crate) fn new(
+    pub(crate) async fn new(
         url: String,
         trust: ServerTrust,
         store: Store,
@@ -451,11 +458,12 @@ impl Actor {
         let mut actor = Actor {
             url,
             trust,
-            store,
+            db: Tx::new(store),
             identity,
             profile,
             registration_token,
             events,
+            pending_events: Vec::new(),
             conn: None,
             next_id: 0,
             groups: HashMap::new(),
@@ -470,19 +478,21 @@ impl Actor {
             order_warned: Default::default(),
             held_dirty: true,
         };
-        actor.load_groups()?;
+        actor.load_groups().await?;
+        // Numbers given to messages of an older store are kept.
+        actor.commit().await?;
         Ok(actor)
     }
 
     /// Replays every stored group log (verifying it again) into memory.
-    fn load_groups(&mut self) -> Result<(), ClientError> {
-        let metas: Vec<(Vec<u8>, GroupMeta)> = self.store.scan(T_GROUPS, &[], usize::MAX)?;
+    async fn load_groups(&mut self) -> Result<(), ClientError> {
+        let metas: Vec<(Vec<u8>, GroupMeta)> = self.db.scan(T_GROUPS, &[], usize::MAX).await?;
         for (key, meta) in metas {
             let Ok(group) = <[u8; 16]>::try_from(key.as_slice()).map(GroupId) else {
                 continue;
             };
             let ops: Vec<(Vec<u8>, SignedOp)> =
-                self.store.scan(T_OPS, group.as_bytes(), usize::MAX)?;
+                self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
             // Frozen is recomputed from the stored log at every start: earlier versions also
             // froze a group for an invalid op the server served, which must not last.
             let meta = GroupMeta {
@@ -513,14 +523,70 @@ impl Actor {
             }
             if let Some(ctx) = ctx {
                 self.groups.insert(group, ctx);
-                self.number_old_messages(group)?;
+                self.number_old_messages(group).await?;
             }
         }
         Ok(())
     }
 
-    fn emit(&self, event: Event) {
-        let _ = self.events.send(event);
+    /// Queues an event for the application: it is handed out once the step's batch, which
+    /// holds what the event reports, is committed ([`Self::commit`]).
+    fn emit(&mut self, event: Event) {
+        self.pending_events.push(event);
+    }
+
+    /// Persists the step's changes atomically and durably, then hands out the events they
+    /// back. Called before any frame is sent ([`Self::send_frame`]), where the store was
+    /// flushed before, and at the end of every command and loop turn: so nothing is sent or
+    /// shown that a crash could take back. If the store fails, the step is reverted
+    /// ([`Self::revert`]) and the error returned.
+    async fn commit(&mut self) -> Result<(), ClientError> {
+        match self.db.commit().await {
+            Ok(()) => {
+                for event in std::mem::take(&mut self.pending_events) {
+                    let _ = self.events.send(event);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.revert(&e).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Undoes a step whose changes could not be stored: its batch (already dropped by the
+    /// failed commit), its events and the acknowledgements it meant to send are forgotten,
+    /// the groups are read again from the store, and the connection is dropped, so that the
+    /// next connection resyncs from the cursors stored: nothing acknowledged or shown is lost.
+    async fn revert(&mut self, e: &confide_client_core::StoreError) {
+        tracing::warn!(error = %e, "the local store failed: the step is undone");
+        self.db.discard();
+        self.pending_events.clear();
+        self.pending_acks.clear();
+        self.order_warned.clear();
+        self.held_dirty = true;
+        self.groups.clear();
+        if let Err(e) = self.load_groups().await {
+            tracing::warn!(error = %e, "the groups could not be read again from the store");
+        }
+        // Renumbering an older store's messages is left to the next start.
+        self.db.discard();
+        self.disconnected(format!("the local store failed: {e}"));
+        // Told at once: no commit backs this event.
+        for event in std::mem::take(&mut self.pending_events) {
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// Commits the step a command or loop turn made ([`Self::commit`]) and returns the
+    /// command's result: a result that cannot be stored is not reported as a success.
+    async fn end_step<T>(&mut self, r: Result<T, ClientError>) -> Result<T, ClientError> {
+        let committed = self.commit().await;
+        match (r, committed) {
+            (Ok(_), Err(e)) => Err(e),
+            (r, _) => r,
+        }
     }
 
     fn device(&self) -> DeviceId {
@@ -530,13 +596,13 @@ impl Actor {
     /// The group, if this device may act in it: known, not frozen, and a member of it. A device
     /// that was removed from it (or left) is told so, with how and when
     /// ([`ClientError::Removed`]), rather than meeting a protocol error further on.
-    fn member_ctx(&self, group: GroupId) -> Result<&GroupCtx, ClientError> {
+    async fn member_ctx(&self, group: GroupId) -> Result<&GroupCtx, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         if let Some(why) = &ctx.meta.tampered {
             return Err(ClientError::GroupTampered(why.clone()));
         }
         if !ctx.is_member(&self.device()) {
-            return Err(match self.departure(group)? {
+            return Err(match self.departure(group).await? {
                 Some(departure) => ClientError::Removed { group, departure },
                 None => ClientError::NotMember,
             });
@@ -567,11 +633,13 @@ impl Actor {
                         // What waited for the connection goes now, not at the next event.
                         self.process_needs_repost().await;
                         self.process_held().await;
+                        let _ = self.commit().await;
                     }
                     Err(e) => {
                         self.emit(Event::Disconnected {
                             reason: e.to_string(),
                         });
+                        let _ = self.commit().await;
                         // Wait out the back-off, but keep serving commands (which fail fast
                         // or try to connect themselves).                        // Jitter spreads reconnects when a server comes back to many clients.
                         let jitter = rand_core::Rng::next_u32(&mut crate::os_rng()) % 1000;
@@ -590,7 +658,10 @@ impl Actor {
                                         let _ = done.send(());
                                         return;
                                     }
-                                    Some(cmd) => self.handle_command(cmd).await,
+                                    Some(cmd) => {
+                                        self.handle_command(cmd).await;
+                                        let _ = self.commit().await;
+                                    }
                                 },
                             }
                         }
@@ -613,10 +684,10 @@ impl Actor {
             match next {
                 Next::Command(None) => return,
                 Next::Command(Some(Command::Shutdown(done))) => {
+                    let _ = self.commit().await;
                     if let Some(conn) = self.conn.take() {
                         conn.close().await;
                     }
-                    let _ = self.store.flush();
                     // The store is closed before the caller hears of it, so the caller may
                     // open it again (or remove it) at once.
                     drop(self);
@@ -624,7 +695,7 @@ impl Actor {
                     return;
                 }
                 Next::Command(Some(cmd)) => self.handle_command(cmd).await,
-                Next::Frame(Ok(frame)) => self.handle_frame(frame),
+                Next::Frame(Ok(frame)) => self.handle_frame(frame).await,
                 Next::RetryOutbox => {
                     self.outbox_retry_at = None;
                     self.held_dirty = true;
@@ -632,10 +703,14 @@ impl Actor {
                 }
                 Next::Frame(Err(e)) => self.disconnected(e.to_string()),
             }
+            // The turn's changes are stored before the acknowledgements they allow go out
+            // (`flush_acks` commits first) and before its events are handed out.
             self.flush_acks().await;
+            let _ = self.commit().await;
             self.process_needs_sync().await;
             self.process_needs_repost().await;
             self.process_held().await;
+            let _ = self.commit().await;
         }
     }
 
@@ -701,8 +776,8 @@ impl Actor {
         }
         if !self.profile.registered {
             self.profile.registered = true;
-            self.store.put(T_PROFILE, b"profile", &self.profile)?;
-            self.store.flush()?;
+            self.db.put(T_PROFILE, b"profile", &self.profile)?;
+            self.commit().await?;
         }
         self.emit(Event::Connected);
         self.sync_all().await?;
@@ -726,13 +801,7 @@ impl Actor {
         self.next_id += 1;
         let id = RequestId(self.next_id);
         let frame = make(id);
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(ClientError::Transport(crate::TransportError::Closed(None)));
-        };
-        if let Err(e) = conn.send(&frame).await {
-            self.disconnected(e.to_string());
-            return Err(e.into());
-        }
+        self.send_frame(&frame).await?;
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
             let Some(conn) = self.conn.as_mut() else {
@@ -752,8 +821,11 @@ impl Actor {
                 }
                 Ok(Ok(reply)) if reply.request_id() == Some(id) => return Ok(reply),
                 Ok(Ok(other)) => {
-                    self.handle_frame(other);
+                    // A frame that arrives meanwhile is a step of its own: stored, and shown,
+                    // before the wait goes on. Boxed: the request's own future stays small.
+                    Box::pin(self.handle_frame(other)).await;
                     self.flush_acks().await;
+                    self.commit().await?;
                 }
             }
         }
@@ -774,7 +846,7 @@ impl Actor {
     // Incoming frames (never send requests from here: only fire-and-forget acks)
     // ---------------------------------------------------------------------------------------
 
-    fn handle_frame(&mut self, frame: ServerFrame) {
+    async fn handle_frame(&mut self, frame: ServerFrame) {
         match frame {
             ServerFrame::Message {
                 group,
@@ -797,7 +869,8 @@ impl Actor {
                             received_at,
                             envelope,
                         },
-                    );
+                    )
+                    .await;
                     self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
                 } else if seq > next {
                     self.needs_sync.insert(group);
@@ -809,7 +882,7 @@ impl Actor {
                     if seq == ctx.state.seq() + 1
                         || (seq == ctx.state.seq() && op.hash() != ctx.state.head()) =>
                 {
-                    let _ = self.apply_op(group, &op);
+                    let _ = self.apply_op(group, &op).await;
                 }
                 Some(ctx) if seq <= ctx.state.seq() => {}
                 _ => {
@@ -818,7 +891,7 @@ impl Actor {
             },
             ServerFrame::Inbox { items } => {
                 for item in items {
-                    if self.handle_inbox(&item) {
+                    if self.handle_inbox(&item).await {
                         self.pending_acks.push(item.inbox_id);
                     }
                 }
@@ -864,7 +937,8 @@ impl Actor {
         if self.pending_acks.is_empty() {
             return;
         }
-        if self.store.flush().is_err() {
+        // Stored first: a failed commit reverts the step, acknowledgements included.
+        if self.commit().await.is_err() {
             return;
         }
         let inbox_ids: Vec<u64> = std::mem::take(&mut self.pending_acks);
@@ -874,13 +948,32 @@ impl Actor {
                 id: RequestId(self.next_id),
                 inbox_ids: chunk.to_vec(),
             };
-            if let Some(conn) = self.conn.as_mut()
-                && conn.send(&ack).await.is_err()
-            {
-                self.disconnected("connection lost while acknowledging".into());
+            if self.conn.is_none() {
+                return;
+            }
+            if self.send_frame(&ack).await.is_err() {
                 return;
             }
         }
+    }
+
+    /// Sends one frame, after committing the step so far: nothing leaves before what it
+    /// implies is stored (a sender key before it is sealed to anyone, a message in the
+    /// outbox before it is posted, a received item before it is acknowledged).
+    async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.commit().await?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ClientError::Transport(crate::TransportError::Closed(None)));
+        };
+        if let Err(e) = conn.send(frame).await {
+            let reason = match frame {
+                ClientFrame::AckInbox { .. } => "connection lost while acknowledging".to_string(),
+                _ => e.to_string(),
+            };
+            self.disconnected(reason);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     fn advance_cursor(&mut self, group: GroupId, next: Seq) {
@@ -888,13 +981,13 @@ impl Actor {
             && next.0 > ctx.meta.next_seq
         {
             ctx.meta.next_seq = next.0;
-            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
     }
 
     fn reject_message(&mut self, group: GroupId, m: &StoredMessage, reason: String) {
         tracing::warn!(%group, seq = m.seq.0, %reason, "message rejected");
-        let _ = self.store.put(
+        let _ = self.db.put(
             T_SEEN,
             &key2(group.as_bytes(), m.envelope.message_id().as_bytes()),
             &m.seq,
@@ -907,7 +1000,7 @@ impl Actor {
     }
 
     /// Verifies, decrypts and stores one message, or parks it until its sender key arrives.
-    fn handle_message(&mut self, group: GroupId, m: StoredMessage) {
+    async fn handle_message(&mut self, group: GroupId, m: StoredMessage) {
         let id = m.envelope.message_id();
         let seen_key = key2(group.as_bytes(), id.as_bytes());
         // Nothing from the server changes any state unless its sender's signature holds: a
@@ -921,12 +1014,12 @@ impl Actor {
             }));
             return;
         }
-        if matches!(self.store.get_bytes(T_DELETED, &seen_key), Ok(Some(_))) {
+        if matches!(self.db.get_bytes(T_DELETED, &seen_key).await, Ok(Some(_))) {
             // Deleted for everyone before it reached this device.
-            let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+            let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
             return;
         }
-        if let Ok(Some(seen)) = self.store.get::<Seq>(T_SEEN, &seen_key) {
+        if let Ok(Some(seen)) = self.db.get::<Seq>(T_SEEN, &seen_key).await {
             if seen != m.seq {
                 self.emit(Event::MessageRejected(Rejection {
                     group,
@@ -953,10 +1046,11 @@ impl Actor {
                 .is_some_and(|last| env.epoch.0 <= last);
         if !consented {
             // Not shown until the user accepts being in this group; they are told it waits.
-            self.park_message(group, &m);
+            self.park_message(group, &m).await;
             let waiting = self
-                .store
+                .db
                 .count(T_PARKED, group.as_bytes())
+                .await
                 .map_or(0, |(n, _)| n);
             self.emit(Event::MessageWaiting { group, waiting });
             return;
@@ -965,7 +1059,7 @@ impl Actor {
         if let Some((_, member)) = ctx.state.member_of_device(&me)
             && env.epoch < member.joined_epoch
         {
-            let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+            let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
             return;
         }
         let Some(devices) = ctx.epochs.get(&env.epoch_ref()) else {
@@ -974,7 +1068,7 @@ impl Actor {
                 // a device the log knows, it shows that epoch is in use: hold our own posts.
                 let claimant = ctx.is_member(&env.sender).then_some(env.sender);
                 self.needs_sync.insert(group);
-                self.park_message(group, &m);
+                self.park_message(group, &m).await;
                 if let Some(claimant) = claimant {
                     self.note_behind(group, env.epoch.0, claimant);
                 }
@@ -1020,21 +1114,21 @@ impl Actor {
             // Our own message (echoed by a sync, or sent before a crash or a restore from
             // backup): make sure our chain never uses that key again.
             let own_key = key2(group.as_bytes(), env.epoch_hash.as_bytes());
-            if let Ok(Some(bytes)) = self.store.get_bytes(T_OWN_CHAINS, &own_key)
+            if let Ok(Some(bytes)) = self.db.get_bytes(T_OWN_CHAINS, &own_key).await
                 && bytes.len() > 1
                 && let Ok(mut chain) = SenderChain::from_bytes(&bytes[1..])
                 && chain.iteration() <= env.iteration
             {
                 chain.advance_to(env.iteration.saturating_add(1));
-                let _ = self.save_chain(&own_key, &chain, bytes[0] == 1);
+                Self::save_chain(&mut self.db, &own_key, &chain, bytes[0] == 1);
             }
             // A message still in the outbox reached the server after all.
-            if let Ok(Some(entry)) = self.store.get::<OutboxEntry>(T_OUTBOX, &seen_key) {
-                let _ = self.store.remove(T_OUTBOX, &seen_key);
+            if let Ok(Some(entry)) = self.db.get::<OutboxEntry>(T_OUTBOX, &seen_key).await {
+                self.db.remove(T_OUTBOX, &seen_key);
                 self.outbox_delivered(group, m.seq, id, entry);
                 return;
             }
-            let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+            let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
             return;
         }
         let chain_key = key3(
@@ -1042,11 +1136,11 @@ impl Actor {
             env.epoch_hash.as_bytes(),
             env.sender.as_bytes(),
         );
-        let chain_bytes = match self.store.get_bytes(T_RECV_CHAINS, &chain_key) {
+        let chain_bytes = match self.db.get_bytes(T_RECV_CHAINS, &chain_key).await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 // The sender key has not arrived yet: keep the message until it does.
-                self.park_message(group, &m);
+                self.park_message(group, &m).await;
                 return;
             }
             Err(e) => return self.reject_message(group, &m, e.to_string()),
@@ -1058,8 +1152,7 @@ impl Actor {
             Ok(opened) => opened,
             Err(e) => return self.reject_message(group, &m, e.to_string()),
         };
-        let _ = self
-            .store
+        self.db
             .put_bytes(T_RECV_CHAINS, &chain_key, &chain.to_bytes());
         let content: MessageContent = match serde_json::from_slice(&opened.body) {
             Ok(c) => c,
@@ -1079,8 +1172,9 @@ impl Actor {
                 "written by a removed member after their removal".into(),
             );
         }
-        self.check_order(group, &m, &sender_name, content.seen_seq);
-        let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+        self.check_order(group, &m, &sender_name, content.seen_seq)
+            .await;
+        let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
         let (text, reply_to) = match content.body {
             ContentBody::Text { text, reply_to } => (text, reply_to),
             ContentBody::Pinned {
@@ -1100,7 +1194,7 @@ impl Actor {
             body: opened.body.to_vec(),
             franking_key: *opened.franking_key,
         };
-        let _ = self.store.put(
+        let _ = self.db.put(
             T_EVIDENCE,
             &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
             &evidence,
@@ -1119,7 +1213,7 @@ impl Actor {
             reply_to,
         };
         let _ = self.store_message(&mut message);
-        let _ = self.store.put(T_SEEN, &seen_key, &m.seq);
+        let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
         self.emit(Event::Message(message));
     }
 
@@ -1129,7 +1223,7 @@ impl Actor {
     /// after another of theirs must have a higher iteration. Keeps, per (group, epoch,
     /// sender), the highest iteration seen and where it was stored; messages processed late
     /// (parked until their key came) are compared the other way round.
-    fn check_order(
+    async fn check_order(
         &mut self,
         group: GroupId,
         m: &StoredMessage,
@@ -1156,7 +1250,7 @@ impl Actor {
             env.epoch_hash.as_bytes(),
             env.sender.as_bytes(),
         );
-        let seen: Option<(u32, u64)> = self.store.get(T_ORDER, &key).ok().flatten();
+        let seen: Option<(u32, u64)> = self.db.get(T_ORDER, &key).await.ok().flatten();
         if let Some((iteration, seq)) = seen {
             let swapped = (m.seq.0 > seq && env.iteration < iteration)
                 || (m.seq.0 < seq && env.iteration > iteration);
@@ -1176,7 +1270,7 @@ impl Actor {
                 return;
             }
         }
-        let _ = self.store.put(T_ORDER, &key, &(env.iteration, m.seq.0));
+        let _ = self.db.put(T_ORDER, &key, &(env.iteration, m.seq.0));
     }
 
     /// Reports that message `seq` is out of its author's order — unless it, or the message it
@@ -1196,7 +1290,7 @@ impl Actor {
 
     /// Processes one inbox item. Returns whether it may be acknowledged: every item is, once
     /// it is stored or deliberately dropped, so nothing piles up on the server.
-    fn handle_inbox(&mut self, item: &InboxItem) -> bool {
+    async fn handle_inbox(&mut self, item: &InboxItem) -> bool {
         let sealed = &item.payload;
         if !matches!(
             sealed.kind,
@@ -1209,13 +1303,13 @@ impl Actor {
             return true;
         }
         if sealed.kind != SealKind::JoinRequest && self.is_early(sealed) {
-            return self.park_sealed(item);
+            return self.park_sealed(item).await;
         }
         match sealed.kind {
-            SealKind::SenderKey => self.receive_sender_key(sealed),
-            SealKind::JoinRequest => self.receive_join_request(sealed),
+            SealKind::SenderKey => self.receive_sender_key(sealed).await,
+            SealKind::JoinRequest => self.receive_join_request(sealed).await,
             SealKind::Report => self.receive_report(sealed),
-            _ => self.receive_note(sealed),
+            _ => self.receive_note(sealed).await,
         }
     }
 
@@ -1233,7 +1327,7 @@ impl Actor {
     /// Keeps an early sealed payload until the log gets to its epoch. Only payloads that open
     /// and are signed by their sender are kept, at most [`MAX_PARKED_PER_SENDER`] per sender,
     /// and only for epochs at most [`MAX_EPOCH_AHEAD`] ahead, so junk cannot crowd out real keys.
-    fn park_sealed(&mut self, item: &InboxItem) -> bool {
+    async fn park_sealed(&mut self, item: &InboxItem) -> bool {
         let sealed = &item.payload;
         if seal::open(&self.identity, sealed).is_err() {
             return true;
@@ -1244,7 +1338,7 @@ impl Actor {
             return true;
         }
         let prefix = key2(sealed.group.as_bytes(), sealed.sender.as_bytes());
-        if let Ok((n, _)) = self.store.count(T_PARKED_KEYS, &prefix)
+        if let Ok((n, _)) = self.db.count(T_PARKED_KEYS, &prefix).await
             && n >= MAX_PARKED_PER_SENDER
         {
             return true;
@@ -1263,14 +1357,15 @@ impl Actor {
             sealed.sender.as_bytes(),
             &item.inbox_id.to_be_bytes(),
         );
-        self.store.put(T_PARKED_KEYS, &key, sealed).is_ok()
+        self.db.put(T_PARKED_KEYS, &key, sealed).is_ok()
     }
 
     /// Processes the sealed payloads kept for a group whose log has since moved on.
-    fn retry_parked_keys(&mut self, group: GroupId) {
-        let Ok(parked) =
-            self.store
-                .scan::<SealedPayload>(T_PARKED_KEYS, group.as_bytes(), usize::MAX)
+    async fn retry_parked_keys(&mut self, group: GroupId) {
+        let Ok(parked) = self
+            .db
+            .scan::<SealedPayload>(T_PARKED_KEYS, group.as_bytes(), usize::MAX)
+            .await
         else {
             return;
         };
@@ -1278,16 +1373,16 @@ impl Actor {
             if self.is_early(&sealed) {
                 continue;
             }
-            let _ = self.store.remove(T_PARKED_KEYS, &key);
+            self.db.remove(T_PARKED_KEYS, &key);
             match sealed.kind {
-                SealKind::SenderKey => self.receive_sender_key(&sealed),
+                SealKind::SenderKey => self.receive_sender_key(&sealed).await,
                 SealKind::Report => self.receive_report(&sealed),
-                _ => self.receive_note(&sealed),
+                _ => self.receive_note(&sealed).await,
             };
         }
     }
 
-    fn receive_sender_key(&mut self, sealed: &SealedPayload) -> bool {
+    async fn receive_sender_key(&mut self, sealed: &SealedPayload) -> bool {
         let group = sealed.group;
         let Some(ctx) = self.groups.get(&group) else {
             return true;
@@ -1311,38 +1406,36 @@ impl Actor {
         );
         // The first distribution per (group, epoch, sender) wins: a replayed one must never
         // rewind the chain and make old messages decrypt again.
-        if matches!(self.store.get_bytes(T_RECV_CHAINS, &chain_key), Ok(Some(_))) {
+        if matches!(
+            self.db.get_bytes(T_RECV_CHAINS, &chain_key).await,
+            Ok(Some(_))
+        ) {
             return true;
         }
         let Ok(chain) = ReceiverChain::from_distribution(&distribution) else {
             return true;
         };
-        if self
-            .store
-            .put_bytes(T_RECV_CHAINS, &chain_key, &chain.to_bytes())
-            .is_err()
-        {
-            return false;
-        }
-        self.retry_parked(group);
+        self.db
+            .put_bytes(T_RECV_CHAINS, &chain_key, &chain.to_bytes());
+        self.retry_parked(group).await;
         true
     }
 
-    fn park_message(&mut self, group: GroupId, m: &StoredMessage) {
-        if let Ok((n, Some(oldest_key))) = self.store.count(T_PARKED, group.as_bytes())
+    async fn park_message(&mut self, group: GroupId, m: &StoredMessage) {
+        if let Ok((n, Some(oldest_key))) = self.db.count(T_PARKED, group.as_bytes()).await
             && n >= MAX_PARKED
         {
-            if let Ok(Some(oldest)) = self.store.get::<StoredMessage>(T_PARKED, &oldest_key) {
+            if let Ok(Some(oldest)) = self.db.get::<StoredMessage>(T_PARKED, &oldest_key).await {
                 self.reject_message(group, &oldest, "its sender key never arrived".into());
             }
-            let _ = self.store.remove(T_PARKED, &oldest_key);
+            self.db.remove(T_PARKED, &oldest_key);
         }
         let _ = self
-            .store
+            .db
             .put(T_PARKED, &key2(group.as_bytes(), &m.seq.0.to_be_bytes()), m);
     }
 
-    fn retry_parked(&mut self, group: GroupId) {
+    async fn retry_parked(&mut self, group: GroupId) {
         // Held for the user's consent (§11.7), nothing can be shown yet, whatever key came:
         // they are processed when the user accepts the group.
         if self
@@ -1353,8 +1446,9 @@ impl Actor {
             return;
         }
         let Ok(parked) = self
-            .store
+            .db
             .scan::<StoredMessage>(T_PARKED, group.as_bytes(), usize::MAX)
+            .await
         else {
             return;
         };
@@ -1362,17 +1456,17 @@ impl Actor {
             return;
         }
         for (key, m) in parked {
-            let _ = self.store.remove(T_PARKED, &key);
-            self.handle_message(group, m);
+            self.db.remove(T_PARKED, &key);
+            self.handle_message(group, m).await;
         }
         // What those messages taught (the per-epoch cut-off, the highest seq seen) is kept;
         // messages in cursor order save it with the cursor.
         if let Some(ctx) = self.groups.get(&group) {
-            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
     }
 
-    fn receive_join_request(&mut self, sealed: &SealedPayload) -> bool {
+    async fn receive_join_request(&mut self, sealed: &SealedPayload) -> bool {
         let group = sealed.group;
         let Ok(bytes) = seal::open(&self.identity, sealed) else {
             return true;
@@ -1408,13 +1502,17 @@ impl Actor {
         let looks_like = look_alikes(&ctx.state, &user, &request.member.display_name);
         let key = key2(group.as_bytes(), user.as_bytes());
         // A later request under the same user id from another device never replaces the first.
-        if let Ok(Some(existing)) = self.store.get::<JoinRequestPayload>(T_JOIN_REQUESTS, &key)
+        if let Ok(Some(existing)) = self
+            .db
+            .get::<JoinRequestPayload>(T_JOIN_REQUESTS, &key)
+            .await
             && existing.member.devices.first().map(|d| d.device) != Some(sealed.sender)
         {
             tracing::warn!(%group, "conflicting join request dropped");
             return true;
         }
-        if self.store.put(T_JOIN_REQUESTS, &key, &request).is_err() || self.store.flush().is_err() {
+        // Stored with the step, before the request is acknowledged or shown.
+        if self.db.put(T_JOIN_REQUESTS, &key, &request).is_err() {
             return false;
         }
         self.emit(Event::JoinRequest(JoinRequest {
@@ -1434,7 +1532,7 @@ impl Actor {
     /// goes on syncing, so it recovers by itself once the server serves the valid chain. The
     /// user is told once per refused op ([`Event::GroupRejected`]), however often the server
     /// serves it again.
-    fn apply_op(&mut self, group: GroupId, op: &SignedOp) -> Result<(), ClientError> {
+    async fn apply_op(&mut self, group: GroupId, op: &SignedOp) -> Result<(), ClientError> {
         let me = self.device();
         let Some(ctx) = self.groups.get_mut(&group) else {
             return Err(ClientError::UnknownGroup);
@@ -1447,23 +1545,21 @@ impl Actor {
         let applied = match ctx.state.apply(op) {
             Ok(applied) => applied,
             Err(e) => {
+                let signed_fork = matches!(e, confide_protocol::group_log::LogError::Fork { .. })
+                    && is_signed_fork(&self.db, ctx, group, op).await;
                 // A fork is told as such only when the other op is validly signed by a device
                 // of the log and chains onto the same predecessor: anything else at that
                 // position is just an op that does not verify.
                 let (seq, reason) = match &e {
-                    confide_protocol::group_log::LogError::Fork { seq }
-                        if is_signed_fork(&self.store, ctx, group, op) =>
-                    {
-                        (
-                            *seq,
-                            format!(
-                                "a device of the group signed a different op #{seq} than the one \
+                    confide_protocol::group_log::LogError::Fork { seq } if signed_fork => (
+                        *seq,
+                        format!(
+                            "a device of the group signed a different op #{seq} than the one \
                                  this device verified (a change the server refused when two were \
                                  made at once, or a fork of the group's history); this device \
                                  keeps its own"
-                            ),
-                        )
-                    }
+                        ),
+                    ),
                     confide_protocol::group_log::LogError::Fork { seq } => (
                         *seq,
                         format!(
@@ -1491,7 +1587,7 @@ impl Actor {
                         .len()
                         .saturating_sub(MAX_REFUSED_OPS_REMEMBERED);
                     ctx.meta.refused_at.drain(..excess);
-                    let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+                    let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
                     tracing::warn!(%group, seq, code = e.code(), "op served by the server refused");
                     self.emit(Event::GroupRejected(Rejection { group, seq, reason }));
                 }
@@ -1514,11 +1610,11 @@ impl Actor {
             self.held_dirty = true;
             // Outbox entries kept back while behind go now, not at the next reconnect.
             self.outbox_retry_at = Some(tokio::time::Instant::now());
-            self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
+            self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         }
         let epoch_changed = applied.op.body.changes_epoch();
         let seq = applied.op.seq;
-        self.store
+        self.db
             .put(T_OPS, &key2(group.as_bytes(), &seq.to_be_bytes()), op)?;
         // The author's user: from the epoch before the op (a member who just left is no longer
         // in the current state).
@@ -1535,21 +1631,22 @@ impl Actor {
             target: op_target(&applied.op.body),
             at: applied.op.at,
         };
-        self.check_key_change(group, &applied.op.body);
+        self.check_key_change(group, &applied.op.body).await;
         self.emit(Event::GroupChanged(change));
         if caught_up && was_warned {
             self.emit(Event::CaughtUp { group });
         }
         if epoch_changed {
-            self.retry_parked_keys(group);
+            self.retry_parked_keys(group).await;
         }
-        self.after_op(group, &applied.op.body, epoch_changed);
+        self.after_op(group, &applied.op.body, epoch_changed).await;
         // What members see among the messages (a removal, a deletion), while this device is in
         // the group and the user has accepted it.
         if was_member && let Some(ctx) = self.groups.get(&group) {
             let notices = if ctx.meta.accepted {
                 let people = moderation::known_people(ctx);
                 self.op_notices(group, ctx, &people, &applied.op, ctx.state.epoch().0)
+                    .await
             } else {
                 Vec::new()
             };
@@ -1563,7 +1660,7 @@ impl Actor {
             if let Some(ctx) = self.groups.get_mut(&group) {
                 ctx.meta.accepted = false;
                 ctx.meta.removed_after_epoch = Some(ctx.state.epoch().0.saturating_sub(1));
-                self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
+                self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
             }
             self.emit(Event::Removed {
                 group,
@@ -1571,7 +1668,7 @@ impl Actor {
             });
         }
         if !was_member && is_member {
-            self.became_member(group, &applied.op.author);
+            self.became_member(group, &applied.op.author).await;
         }
         if let (Some(old), Some(new)) = (old_role, new_role)
             && old != new
@@ -1583,10 +1680,11 @@ impl Actor {
 
     /// This device was added to a group (or its join was approved): joined if the user asked
     /// for it, otherwise an invitation the user accepts or declines.
-    fn became_member(&mut self, group: GroupId, author: &DeviceId) {
+    async fn became_member(&mut self, group: GroupId, author: &DeviceId) {
         let asked: Option<confide_protocol::OpHash> = self
-            .store
+            .db
             .get(T_PENDING_JOINS, group.as_bytes())
+            .await
             .ok()
             .flatten();
         let Some(ctx) = self.groups.get_mut(&group) else {
@@ -1595,10 +1693,10 @@ impl Actor {
         // A former member whose own join request was approved.
         if !ctx.meta.accepted && asked == Some(ctx.state.genesis_hash()) {
             ctx.meta.accepted = true;
-            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
         if ctx.meta.accepted {
-            let _ = self.store.remove(T_PENDING_JOINS, group.as_bytes());
+            self.db.remove(T_PENDING_JOINS, group.as_bytes());
             self.emit(Event::Joined { group });
             return;
         }
@@ -1617,22 +1715,22 @@ impl Actor {
     }
 
     /// Accepts being in a group someone else added this device to.
-    pub(crate) fn accept_group(&mut self, group: GroupId) -> Result<(), ClientError> {
-        self.member_ctx(group)?;
+    pub(crate) async fn accept_group(&mut self, group: GroupId) -> Result<(), ClientError> {
+        self.member_ctx(group).await?;
         let ctx = self
             .groups
             .get_mut(&group)
             .ok_or(ClientError::UnknownGroup)?;
         ctx.meta.accepted = true;
         let meta = ctx.meta.clone();
-        self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
+        self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
         self.emit(Event::Joined { group });
-        self.retry_parked(group);
+        self.retry_parked(group).await;
         Ok(())
     }
 
     /// Warns when a user the device has seen before appears with other device keys.
-    fn check_key_change(&mut self, group: GroupId, body: &OpBody) {
+    async fn check_key_change(&mut self, group: GroupId, body: &OpBody) {
         let entry = match body {
             OpBody::Genesis { creator, .. } => creator,
             OpBody::Join { member, .. } | OpBody::Add { member, .. } => member,
@@ -1643,18 +1741,18 @@ impl Actor {
         }
         let key = entry.user.as_bytes().to_vec();
         let devices: Vec<DeviceKeys> = entry.devices.clone();
-        match self.store.get::<Vec<DeviceKeys>>(T_KNOWN_KEYS, &key) {
+        match self.db.get::<Vec<DeviceKeys>>(T_KNOWN_KEYS, &key).await {
             Ok(Some(known)) if known != devices => {
                 self.emit(Event::KeyChanged {
                     group,
                     user: entry.user,
                     display_name: entry.display_name.clone(),
                 });
-                let _ = self.store.put(T_KNOWN_KEYS, &key, &devices);
+                let _ = self.db.put(T_KNOWN_KEYS, &key, &devices);
             }
             Ok(Some(_)) => {}
             _ => {
-                let _ = self.store.put(T_KNOWN_KEYS, &key, &devices);
+                let _ = self.db.put(T_KNOWN_KEYS, &key, &devices);
             }
         }
     }
@@ -1679,7 +1777,7 @@ impl Actor {
 
     /// Posts again every message that was handed to the server but not acknowledged.
     async fn resend_outbox(&mut self) {
-        let Ok(mut entries) = self.store.scan::<OutboxEntry>(T_OUTBOX, &[], usize::MAX) else {
+        let Ok(mut entries) = self.db.scan::<OutboxEntry>(T_OUTBOX, &[], usize::MAX).await else {
             return;
         };
         // In the order they were sealed, so the server stores each sender's messages in the
@@ -1701,7 +1799,7 @@ impl Actor {
                 entry.envelope.epoch < ctx.state.epoch()
                     && ctx.ended_by_removal.contains_key(&entry.envelope.epoch.0)
             }) {
-                self.reseal_later(group, &key, &entry.content);
+                self.reseal_later(group, &key, &entry.content).await;
                 continue;
             }
             let envelope = entry.envelope.clone();
@@ -1720,10 +1818,10 @@ impl Actor {
                 ..
             } = reply
             {
-                self.reseal_later(group, &key, &entry.content);
+                self.reseal_later(group, &key, &entry.content).await;
                 continue;
             }
-            let _ = self.store.remove(T_OUTBOX, &key);
+            self.db.remove(T_OUTBOX, &key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
                     self.outbox_delivered(group, seq, message, entry)
@@ -1737,22 +1835,22 @@ impl Actor {
                 _ => {}
             }
         }
-        let _ = self.store.flush();
+        let _ = self.commit().await;
     }
 
     /// Takes an outbox entry sealed for an epoch that has ended and holds its content, to be
     /// sealed again for the current epoch after a sync. Held before the outbox copy goes (a
     /// crash keeps one or the other); if it cannot be held, the user is told it was not sent.
-    fn reseal_later(&mut self, group: GroupId, outbox_key: &[u8], content: &MessageContent) {
-        match self.hold(group, content) {
+    async fn reseal_later(&mut self, group: GroupId, outbox_key: &[u8], content: &MessageContent) {
+        match self.hold(group, content).await {
             Ok(()) => {}
             Err(e) => self.emit(Event::SendFailed {
                 group,
                 reason: e.to_string(),
             }),
         }
-        let _ = self.store.remove(T_OUTBOX, outbox_key);
-        let _ = self.store.flush();
+        // In the same batch as the hold: a crash keeps one copy or the other.
+        self.db.remove(T_OUTBOX, outbox_key);
         self.needs_sync.insert(group);
     }
 
@@ -1789,7 +1887,7 @@ impl Actor {
     /// it becomes part of this device's history.
     fn outbox_delivered(&mut self, group: GroupId, seq: Seq, id: MessageId, entry: OutboxEntry) {
         let _ = self
-            .store
+            .db
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
         self.note_own_post(group, entry.envelope.epoch.0, seq);
         if let Some(message) = self.own_message(group, seq, id, entry.content) {
@@ -1820,10 +1918,10 @@ impl Actor {
         self.flush_acks().await;
         let groups: Vec<GroupId> = self.groups.keys().copied().collect();
         for group in groups {
-            self.enforce_retention(group);
+            self.enforce_retention(group).await;
         }
-        let _ = self.store.flush();
         self.emit(Event::Synced);
+        self.commit().await?;
         Ok(())
     }
 
@@ -1838,7 +1936,7 @@ impl Actor {
             Some(ctx) => {
                 let known = ctx.meta.sync_refused.as_deref() == Some(code.as_str());
                 ctx.meta.sync_refused = Some(code.clone());
-                let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+                let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
                 known
             }
             None => self.refused_unheld.insert(group, code.clone()).as_deref() == Some(&code),
@@ -1860,7 +1958,7 @@ impl Actor {
         if let Some(ctx) = self.groups.get_mut(&group)
             && ctx.meta.sync_refused.take().is_some()
         {
-            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
     }
 
@@ -1923,22 +2021,22 @@ impl Actor {
                     // A group this device did not create or join itself: accepted only if it
                     // matches a join request the user made; otherwise the user is asked.
                     let pending: Option<confide_protocol::OpHash> =
-                        self.store.get(T_PENDING_JOINS, group.as_bytes())?;
+                        self.db.get(T_PENDING_JOINS, group.as_bytes()).await?;
                     let accepted = pending == Some(state.genesis_hash());
-                    self.store
+                    self.db
                         .put(T_OPS, &key2(group.as_bytes(), &0u64.to_be_bytes()), op)?;
                     let meta = GroupMeta {
                         next_seq: 1,
                         accepted,
                         ..GroupMeta::default()
                     };
-                    self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
-                    self.check_key_change(group, &state_genesis_body(op));
+                    self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
+                    self.check_key_change(group, &state_genesis_body(op)).await;
                     self.groups.insert(group, GroupCtx::new(state, meta));
-                    self.retry_parked_keys(group);
+                    self.retry_parked_keys(group).await;
                     continue;
                 }
-                if self.apply_op(group, op).is_err() {
+                if self.apply_op(group, op).await.is_err() {
                     // Refused (and the user told once): the rest of this page's ops cannot
                     // chain onto the verified head. Its messages are still checked against
                     // the verified log; the next sync asks from the verified head again.
@@ -1948,7 +2046,7 @@ impl Actor {
             }
             for m in messages {
                 let seq = m.seq;
-                self.handle_message(group, m);
+                self.handle_message(group, m).await;
                 self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
             }
             let before = (after_op_seq, after_seq);
@@ -1994,15 +2092,16 @@ fn private_peer(ctx: &GroupCtx, me: &UserId) -> Option<crate::Peer> {
 /// Whether `op`, which conflicts with the op this device holds at the head's position, is
 /// evidence of a real fork: validly signed by a device the verified log knows, and chained onto
 /// the same predecessor as the op it conflicts with.
-fn is_signed_fork(store: &Store, ctx: &GroupCtx, group: GroupId, op: &SignedOp) -> bool {
+async fn is_signed_fork(db: &Tx<Store>, ctx: &GroupCtx, group: GroupId, op: &SignedOp) -> bool {
     let Ok(other) = op.verify() else {
         return false;
     };
     let Some(before) = other.seq.checked_sub(1) else {
         return false;
     };
-    let predecessor: Option<SignedOp> = store
+    let predecessor: Option<SignedOp> = db
         .get(T_OPS, &key2(group.as_bytes(), &before.to_be_bytes()))
+        .await
         .ok()
         .flatten();
     ctx.user_of_device(&other.author).is_some()
@@ -2023,7 +2122,7 @@ impl Actor {
         match cmd {
             Command::CreateGroup(reply) => {
                 let r = self.create_group().await;
-                let _ = reply.send(r);
+                let _ = reply.send(self.end_step(r).await);
             }
             Command::CreateInvite {
                 group,
@@ -2035,7 +2134,7 @@ impl Actor {
                 let r = self
                     .create_invite(group, requires_approval, max_uses, valid_for)
                     .await;
-                let _ = reply.send(r);
+                let _ = reply.send(self.end_step(r).await);
             }
             Command::Join {
                 invite,
@@ -2043,15 +2142,15 @@ impl Actor {
                 reply,
             } => {
                 let r = self.join(invite, note).await;
-                let _ = reply.send(r);
+                let _ = reply.send(self.end_step(r).await);
             }
             Command::Approve { group, user, reply } => {
                 let r = self.approve(group, user).await;
-                let _ = reply.send(r);
+                let _ = reply.send(self.end_step(r).await);
             }
             Command::Op { group, body, reply } => {
                 let r = self.append(group, body).await;
-                let _ = reply.send(r);
+                let _ = reply.send(self.end_step(r).await);
             }
             Command::Send {
                 group,
@@ -2060,7 +2159,7 @@ impl Actor {
                 reply,
             } => {
                 let r = self.send_text(group, text, reply_to).await;
-                let _ = reply.send(r);
+                let _ = reply.send(self.end_step(r).await);
             }
             Command::History {
                 group,
@@ -2068,17 +2167,17 @@ impl Actor {
                 limit,
                 reply,
             } => {
-                let _ = reply.send(self.history(group, before, limit));
+                let _ = reply.send(self.history(group, before, limit).await);
             }
             Command::SeqOfNumber {
                 group,
                 number,
                 reply,
             } => {
-                let _ = reply.send(self.seq_of_number(group, number));
+                let _ = reply.send(self.seq_of_number(group, number).await);
             }
             Command::Groups(reply) => {
-                let _ = reply.send(self.group_infos());
+                let _ = reply.send(self.group_infos().await);
             }
             Command::Members { group, reply } => {
                 let _ = reply.send(self.members(group));
@@ -2087,7 +2186,7 @@ impl Actor {
                 let _ = reply.send(self.safety_number(user));
             }
             Command::Inspect { envelope, reply } => {
-                let _ = reply.send(self.inspect(&envelope));
+                let _ = reply.send(self.inspect(&envelope).await);
             }
             Command::Sync(reply) => {
                 // Connecting syncs everything already.
@@ -2098,6 +2197,7 @@ impl Actor {
                 };
                 // A group that could not be fetched makes the whole sync fail: the caller
                 // must not believe it has everything.
+                let r = self.end_step(r).await;
                 let r = r.and_then(|()| self.take_sync_outcome());
                 let _ = reply.send(r);
             }
@@ -2111,6 +2211,7 @@ impl Actor {
                 } else {
                     Ok(())
                 };
+                let r = self.end_step(r).await;
                 let r = r.and_then(|()| self.take_sync_outcome());
                 let _ = reply.send(r);
             }
@@ -2144,7 +2245,7 @@ impl Actor {
         let g = genesis.clone();
         self.request_ok(|id| ClientFrame::CreateGroup { id, genesis: g })
             .await?;
-        self.store.put(
+        self.db.put(
             T_OPS,
             &key2(group.as_bytes(), &0u64.to_be_bytes()),
             &genesis,
@@ -2154,8 +2255,8 @@ impl Actor {
             accepted: true,
             ..GroupMeta::default()
         };
-        self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
-        self.store.flush()?;
+        self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
+        self.commit().await?;
         self.groups.insert(group, GroupCtx::new(state, meta));
         Ok(group)
     }
@@ -2164,10 +2265,10 @@ impl Actor {
     /// got there first) syncs and tries once more on the new head.
     async fn append(&mut self, group: GroupId, body: OpBody) -> Result<u64, ClientError> {
         // Said plainly before anything goes out, also when the server cannot be reached.
-        self.member_ctx(group)?;
+        self.member_ctx(group).await?;
         self.ensure_connected().await?;
         for attempt in 0..2 {
-            let ctx = self.member_ctx(group)?;
+            let ctx = self.member_ctx(group).await?;
             let op = ctx
                 .state
                 .next_op(self.device(), Self::op_time(&ctx.state), body.clone())
@@ -2186,8 +2287,8 @@ impl Actor {
                 .await?
             {
                 ServerFrame::OpAppended { seq, .. } => {
-                    self.apply_op(group, &op)?;
-                    self.store.flush()?;
+                    self.apply_op(group, &op).await?;
+                    self.commit().await?;
                     return Ok(seq);
                 }
                 ServerFrame::Error {
@@ -2297,7 +2398,7 @@ impl Actor {
         // verified then, op for op. An older or different history (a rollback to before a
         // removal, say) would make it seal keys to people it knows are gone.
         let verified: Vec<(Vec<u8>, SignedOp)> =
-            self.store.scan(T_OPS, group.as_bytes(), usize::MAX)?;
+            self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
         if !verified.is_empty()
             && (ops_held.len() < verified.len()
                 || verified
@@ -2351,9 +2452,9 @@ impl Actor {
             }
             self.send_sealed(items).await?;
             // Remember the request, so the group is accepted when a facilitator approves it.
-            self.store
+            self.db
                 .put(T_PENDING_JOINS, group.as_bytes(), &state.genesis_hash())?;
-            self.store.flush()?;
+            self.commit().await?;
             return Ok(crate::JoinOutcome::Pending(group));
         }
         let body = OpBody::Join {
@@ -2378,7 +2479,7 @@ impl Actor {
         .await?;
         // Adopt the verified log.
         for (seq, held) in ops_held.iter().chain(std::iter::once(&op)).enumerate() {
-            self.store.put(
+            self.db.put(
                 T_OPS,
                 &key2(group.as_bytes(), &(seq as u64).to_be_bytes()),
                 held,
@@ -2389,8 +2490,8 @@ impl Actor {
             accepted: true,
             ..GroupMeta::default()
         };
-        self.store.put(T_GROUPS, group.as_bytes(), &meta)?;
-        self.store.flush()?;
+        self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
+        self.commit().await?;
         let mut ctx = GroupCtx::new(state, meta);
         ctx.state = joined;
         ctx.record_epoch();
@@ -2403,7 +2504,7 @@ impl Actor {
     async fn approve(&mut self, group: GroupId, user: UserId) -> Result<(), ClientError> {
         let key = key2(group.as_bytes(), user.as_bytes());
         let request: JoinRequestPayload =
-            self.store.get(T_JOIN_REQUESTS, &key)?.ok_or_else(|| {
+            self.db.get(T_JOIN_REQUESTS, &key).await?.ok_or_else(|| {
                 ClientError::Protocol("no pending join request from that user".into())
             })?;
         let body = OpBody::Add {
@@ -2412,7 +2513,7 @@ impl Actor {
             invite_sig: Some(request.invite_sig),
         };
         self.append(group, body).await?;
-        self.store.remove(T_JOIN_REQUESTS, &key)?;
+        self.db.remove(T_JOIN_REQUESTS, &key);
         Ok(())
     }
 
@@ -2426,15 +2527,15 @@ impl Actor {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         let epoch = ctx.state.epoch_ref();
         let key = key2(group.as_bytes(), epoch.hash.as_bytes());
-        let (chain, distributed) = match self.store.get_bytes(T_OWN_CHAINS, &key)? {
+        let (chain, distributed) = match self.db.get_bytes(T_OWN_CHAINS, &key).await? {
             Some(bytes) if !bytes.is_empty() => (
                 SenderChain::from_bytes(&bytes[1..]).map_err(protocol)?,
                 bytes[0] == 1,
             ),
             _ => {
                 let chain = SenderChain::generate(&mut crate::os_rng());
-                // Persist before anything is sealed or sent with it.
-                self.save_chain(&key, &chain, false)?;
+                // Stored before anything is sealed or sent with it (`send_frame` commits).
+                Self::save_chain(&mut self.db, &key, &chain, false);
                 (chain, false)
             }
         };
@@ -2463,7 +2564,7 @@ impl Actor {
                 );
             }
             self.send_sealed(items).await?;
-            self.save_chain(&key, &chain, true)?;
+            Self::save_chain(&mut self.db, &key, &chain, true);
         }
         Ok((epoch, chain))
     }
@@ -2478,17 +2579,12 @@ impl Actor {
         Ok(())
     }
 
-    fn save_chain(
-        &self,
-        key: &[u8],
-        chain: &SenderChain,
-        distributed: bool,
-    ) -> Result<(), ClientError> {
+    /// Keeps this device's sender chain for an epoch (and whether it was distributed) in the
+    /// step's batch, which is committed before anything sealed with it is sent.
+    fn save_chain(db: &mut Tx<Store>, key: &[u8], chain: &SenderChain, distributed: bool) {
         let mut bytes = zeroize::Zeroizing::new(vec![u8::from(distributed)]);
         bytes.extend_from_slice(&chain.to_bytes());
-        self.store.put_bytes(T_OWN_CHAINS, key, &bytes)?;
-        self.store.flush()?;
-        Ok(())
+        db.put_bytes(T_OWN_CHAINS, key, &bytes);
     }
 
     async fn send_text(
@@ -2543,10 +2639,10 @@ impl Actor {
             reply_to,
         };
         let _ = self
-            .store
+            .db
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
+        // Committed before the message is returned or reported as sent.
         let _ = self.store_message(&mut message);
-        let _ = self.store.flush();
         Some(message)
     }
 
@@ -2561,9 +2657,9 @@ impl Actor {
             .ok_or(ClientError::UnknownGroup)?;
         ctx.meta.last_number = ctx.meta.last_number.saturating_add(1);
         message.number = ctx.meta.last_number;
-        self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
+        self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         self.store_number(group, message.number, message.seq)?;
-        self.store.put(
+        self.db.put(
             T_MESSAGES,
             &key2(group.as_bytes(), &message.seq.0.to_be_bytes()),
             message,
@@ -2572,13 +2668,13 @@ impl Actor {
     }
 
     /// Records that message `seq` of `group` is number `number`, both ways.
-    fn store_number(&self, group: GroupId, number: u64, seq: Seq) -> Result<(), ClientError> {
-        self.store.put(
+    fn store_number(&mut self, group: GroupId, number: u64, seq: Seq) -> Result<(), ClientError> {
+        self.db.put(
             T_NUMBER_SEQ,
             &key2(group.as_bytes(), &number.to_be_bytes()),
             &seq,
         )?;
-        self.store.put(
+        self.db.put(
             T_SEQ_NUMBER,
             &key2(group.as_bytes(), &seq.0.to_be_bytes()),
             &number,
@@ -2588,39 +2684,43 @@ impl Actor {
 
     /// The seq of message `number` of `group` ([`ChatMessage::number`]), also for a message
     /// deleted since; `None` if no message had that number here.
-    fn seq_of_number(&self, group: GroupId, number: u64) -> Result<Option<Seq>, ClientError> {
+    async fn seq_of_number(&self, group: GroupId, number: u64) -> Result<Option<Seq>, ClientError> {
         if !self.groups.contains_key(&group) {
             return Err(ClientError::UnknownGroup);
         }
         Ok(self
-            .store
-            .get(T_NUMBER_SEQ, &key2(group.as_bytes(), &number.to_be_bytes()))?)
+            .db
+            .get(T_NUMBER_SEQ, &key2(group.as_bytes(), &number.to_be_bytes()))
+            .await?)
     }
 
     /// The number message `seq` of `group` had or has, if it was shown here.
-    pub(super) fn number_of_seq(&self, group: GroupId, seq: Seq) -> Option<u64> {
-        self.store
+    pub(super) async fn number_of_seq(&self, group: GroupId, seq: Seq) -> Option<u64> {
+        self.db
             .get(T_SEQ_NUMBER, &key2(group.as_bytes(), &seq.0.to_be_bytes()))
+            .await
             .ok()
             .flatten()
     }
 
     /// Numbers the messages a store made before numbers existed held ([`ChatMessage::number`]),
     /// in the server's order, once.
-    fn number_old_messages(&mut self, group: GroupId) -> Result<(), ClientError> {
+    async fn number_old_messages(&mut self, group: GroupId) -> Result<(), ClientError> {
         let first: Vec<(Vec<u8>, ChatMessage)> =
-            self.store.scan(T_MESSAGES, group.as_bytes(), 1)?;
+            self.db.scan(T_MESSAGES, group.as_bytes(), 1).await?;
         if first.first().is_none_or(|(_, m)| m.number != 0) {
             return Ok(());
         }
-        let messages: Vec<(Vec<u8>, ChatMessage)> =
-            self.store.scan(T_MESSAGES, group.as_bytes(), usize::MAX)?;
+        let messages: Vec<(Vec<u8>, ChatMessage)> = self
+            .db
+            .scan(T_MESSAGES, group.as_bytes(), usize::MAX)
+            .await?;
         for (_, mut message) in messages {
             if message.number == 0 {
                 self.store_message(&mut message)?;
             }
         }
-        self.store.flush()?;
+        // Committed by the caller ([`Self::new`]).
         Ok(())
     }
 
@@ -2629,15 +2729,15 @@ impl Actor {
     fn note_own_post(&mut self, group: GroupId, epoch: u64, seq: Seq) {
         if let Some(ctx) = self.groups.get_mut(&group) {
             ctx.meta.note_epoch_seq(epoch, seq.0);
-            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
     }
 
     /// Whether this device holds its posts to `group`: members have been seen to use an epoch
     /// its verified log has not reached, or earlier held messages still wait (order is kept).
-    fn is_held(&self, group: GroupId) -> bool {
+    async fn is_held(&self, group: GroupId) -> bool {
         self.is_behind(group)
-            || matches!(self.store.count(T_HELD, group.as_bytes()), Ok((n, _)) if n > 0)
+            || matches!(self.db.count(T_HELD, group.as_bytes()).await, Ok((n, _)) if n > 0)
     }
 
     /// Whether members have been seen to use an epoch of `group` its verified log has not
@@ -2649,20 +2749,20 @@ impl Actor {
     }
 
     /// Keeps a message to be sealed and posted once the group's log has caught up.
-    fn hold(&mut self, group: GroupId, content: &MessageContent) -> Result<(), ClientError> {
-        self.hold_quietly(group, content)?;
+    async fn hold(&mut self, group: GroupId, content: &MessageContent) -> Result<(), ClientError> {
+        self.hold_quietly(group, content).await?;
         self.held_dirty = true;
         Ok(())
     }
 
     /// [`Self::hold`] without waking [`Self::process_held`]: for a message that must wait for
     /// something else (the retry timer, the log catching up) before it is tried again.
-    fn hold_quietly(
+    async fn hold_quietly(
         &mut self,
         group: GroupId,
         content: &MessageContent,
     ) -> Result<(), ClientError> {
-        if matches!(self.store.count(T_HELD, group.as_bytes()), Ok((n, _)) if n >= MAX_HELD_PER_GROUP)
+        if matches!(self.db.count(T_HELD, group.as_bytes()).await, Ok((n, _)) if n >= MAX_HELD_PER_GROUP)
         {
             return Err(ClientError::Invalid(format!(
                 "{MAX_HELD_PER_GROUP} messages are already held for this group until this device \
@@ -2673,8 +2773,7 @@ impl Actor {
         let mut tail = [0u8; 8];
         rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut tail);
         let key = key3(group.as_bytes(), &content.sent_at.0.to_be_bytes(), &tail);
-        self.store.put(T_HELD, &key, content)?;
-        self.store.flush()?;
+        self.db.put(T_HELD, &key, content)?;
         Ok(())
     }
 
@@ -2708,7 +2807,7 @@ impl Actor {
         {
             ctx.meta.behind_claims.remove(&lowest);
         }
-        let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         self.needs_sync.insert(group);
     }
 
@@ -2731,7 +2830,7 @@ impl Actor {
             return;
         }
         ctx.meta.behind_warned = Some(seen_epoch);
-        let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         tracing::warn!(%group, seen_epoch, log_epoch, "members use an epoch the log has not reached: posts held");
         self.emit(Event::GroupBehind {
             group,
@@ -2748,7 +2847,11 @@ impl Actor {
             return;
         }
         self.held_dirty = false;
-        let Ok(held) = self.store.scan::<MessageContent>(T_HELD, &[], usize::MAX) else {
+        let Ok(held) = self
+            .db
+            .scan::<MessageContent>(T_HELD, &[], usize::MAX)
+            .await
+        else {
             return;
         };
         let mut waiting: BTreeSet<GroupId> = BTreeSet::new();
@@ -2758,7 +2861,7 @@ impl Actor {
                 .and_then(|g| <[u8; 16]>::try_from(g).ok())
                 .map(GroupId)
             else {
-                let _ = self.store.remove(T_HELD, &key);
+                self.db.remove(T_HELD, &key);
                 continue;
             };
             if waiting.contains(&group) || self.is_behind(group) {
@@ -2792,7 +2895,7 @@ impl Actor {
                     waiting.insert(group);
                 }
                 Err(e) => {
-                    let _ = self.store.remove(T_HELD, &key);
+                    self.db.remove(T_HELD, &key);
                     self.emit(Event::SendFailed {
                         group,
                         reason: e.to_string(),
@@ -2800,18 +2903,18 @@ impl Actor {
                 }
             }
         }
-        let _ = self.store.flush();
+        let _ = self.commit().await;
     }
 
     /// Leaves a message held: the entry it came from stays, or a new one is made.
-    fn keep_held(
+    async fn keep_held(
         &mut self,
         group: GroupId,
         content: &MessageContent,
         held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
         if held_key.is_none() {
-            self.hold_quietly(group, content)?;
+            self.hold_quietly(group, content).await?;
         }
         Err(ClientError::Held)
     }
@@ -2823,12 +2926,17 @@ impl Actor {
         group: GroupId,
         content: MessageContent,
     ) -> Result<(Seq, MessageId), ClientError> {
-        self.member_ctx(group)?;
-        if self.is_held(group) {
-            self.hold(group, &content)?;
+        self.member_ctx(group).await?;
+        if self.is_held(group).await {
+            self.hold(group, &content).await?;
             return Err(ClientError::Held);
         }
         self.post_now(group, content, None).await
+    }
+
+    /// Whether messages of `group` still wait in the outbox.
+    async fn outbox_waiting(&self, group: GroupId) -> bool {
+        matches!(self.db.count(T_OUTBOX, group.as_bytes()).await, Ok((n, _)) if n > 0)
     }
 
     /// Encrypts `content` for the group's current epoch (distributing this device's sender key
@@ -2845,23 +2953,22 @@ impl Actor {
         // the outbox (so a crash leaves exactly one copy), and only once.
         let mut held_key = held_key;
         for attempt in 0..2 {
-            self.member_ctx(group)?;
+            self.member_ctx(group).await?;
             // Earlier messages still waiting in the outbox go first, so that this one is not
             // stored before them; if they still cannot go, this one waits behind them.
-            let waiting = |actor: &Self| matches!(actor.store.count(T_OUTBOX, group.as_bytes()), Ok((n, _)) if n > 0);
-            let behind_outbox = waiting(self) && {
+            let behind_outbox = self.outbox_waiting(group).await && {
                 self.resend_outbox().await;
-                waiting(self)
+                self.outbox_waiting(group).await
             };
             // Frames handled meanwhile (or a sync after a stale epoch) may have shown that
             // members use an epoch this device's log has not reached: then nothing is sealed.
             // A new message also waits behind any that the outbox just held again.
-            if self.is_behind(group) || (!from_held && self.is_held(group)) {
-                return self.keep_held(group, &content, held_key);
+            if self.is_behind(group) || (!from_held && self.is_held(group).await) {
+                return self.keep_held(group, &content, held_key).await;
             }
             let (epoch, mut chain) = self.ensure_sender_key(group).await?;
             if self.is_behind(group) {
-                return self.keep_held(group, &content, held_key);
+                return self.keep_held(group, &content, held_key).await;
             }
             let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
             let envelope = Envelope::seal(
@@ -2876,7 +2983,7 @@ impl Actor {
             // The message goes into the outbox before it leaves, and the advanced chain is
             // saved with it: a key is never used twice, and a message is never lost.
             let outbox_key = key2(group.as_bytes(), envelope.message_id().as_bytes());
-            self.store.put(
+            self.db.put(
                 T_OUTBOX,
                 &outbox_key,
                 &OutboxEntry {
@@ -2885,9 +2992,14 @@ impl Actor {
                 },
             )?;
             if let Some(key) = held_key.take() {
-                self.store.remove(T_HELD, key)?;
+                self.db.remove(T_HELD, key);
             }
-            self.save_chain(&key2(group.as_bytes(), epoch.hash.as_bytes()), &chain, true)?;
+            Self::save_chain(
+                &mut self.db,
+                &key2(group.as_bytes(), epoch.hash.as_bytes()),
+                &chain,
+                true,
+            );
             if behind_outbox {
                 // Posted in order by the outbox's retry; `Sent` (or `SendFailed`) follows.
                 return Err(ClientError::Pending);
@@ -2907,10 +3019,10 @@ impl Actor {
                 // The caller hears `Pending` now, and `Sent` (or `SendFailed`) then.
                 return Err(ClientError::Pending);
             }
-            let _ = self.store.remove(T_OUTBOX, &outbox_key);
+            self.db.remove(T_OUTBOX, &outbox_key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
-                    self.store
+                    self.db
                         .put(T_SEEN, &key2(group.as_bytes(), message.as_bytes()), &seq)?;
                     self.note_own_post(group, epoch.epoch.0, seq);
                     if self
@@ -2928,7 +3040,7 @@ impl Actor {
                     code: ErrorCode::StaleEpoch,
                     ..
                 } if from_held => {
-                    self.hold(group, &content)?;
+                    self.hold(group, &content).await?;
                     self.needs_sync.insert(group);
                     return Err(ClientError::Held);
                 }
@@ -2943,7 +3055,7 @@ impl Actor {
                     code: ErrorCode::SlowMode,
                     ..
                 } if from_held => {
-                    self.hold_quietly(group, &content)?;
+                    self.hold_quietly(group, &content).await?;
                     return Err(server_error(reply));
                 }
                 other => return Err(server_error(other)),
@@ -2952,7 +3064,7 @@ impl Actor {
         Err(ClientError::Unexpected("epoch kept changing".into()))
     }
 
-    fn history(
+    async fn history(
         &self,
         group: GroupId,
         before: Option<Seq>,
@@ -2967,8 +3079,9 @@ impl Actor {
             &before.map_or(u64::MAX, |s| s.0).to_be_bytes(),
         );
         let mut page: Vec<ChatMessage> = self
-            .store
-            .scan_range_rev::<ChatMessage>(T_MESSAGES, &start, &end, limit)?
+            .db
+            .scan_range_rev::<ChatMessage>(T_MESSAGES, &start, &end, limit)
+            .await?
             .into_iter()
             .map(|(_, m)| m)
             .collect();
@@ -2976,39 +3089,39 @@ impl Actor {
         Ok(page)
     }
 
-    fn group_infos(&self) -> Vec<crate::GroupInfo> {
+    async fn group_infos(&self) -> Vec<crate::GroupInfo> {
         let me = self.device();
-        self.groups
-            .iter()
-            .map(|(group, ctx)| {
-                let member = ctx.is_member(&me);
-                let invited = member && !ctx.meta.accepted;
-                let waiting = if invited {
-                    self.store
-                        .count(T_PARKED, group.as_bytes())
-                        .map_or(0, |(n, _)| n)
-                } else {
-                    0
-                };
-                let members = ctx.state.members();
-                let private_with = if member {
-                    private_peer(ctx, &self.profile.user)
-                } else {
-                    None
-                };
-                crate::GroupInfo {
-                    group: *group,
-                    member,
-                    role: ctx.state.member_of_device(&me).map(|(_, m)| m.role),
-                    members: members.len(),
-                    epoch: ctx.state.epoch(),
-                    tampered: ctx.meta.tampered.clone(),
-                    invited,
-                    waiting,
-                    private_with,
-                }
-            })
-            .collect()
+        let mut infos = Vec::with_capacity(self.groups.len());
+        for (group, ctx) in &self.groups {
+            let member = ctx.is_member(&me);
+            let invited = member && !ctx.meta.accepted;
+            let waiting = if invited {
+                self.db
+                    .count(T_PARKED, group.as_bytes())
+                    .await
+                    .map_or(0, |(n, _)| n)
+            } else {
+                0
+            };
+            let members = ctx.state.members();
+            let private_with = if member {
+                private_peer(ctx, &self.profile.user)
+            } else {
+                None
+            };
+            infos.push(crate::GroupInfo {
+                group: *group,
+                member,
+                role: ctx.state.member_of_device(&me).map(|(_, m)| m.role),
+                members: members.len(),
+                epoch: ctx.state.epoch(),
+                tampered: ctx.meta.tampered.clone(),
+                invited,
+                waiting,
+                private_with,
+            });
+        }
+        infos
     }
 
     fn members(&self, group: GroupId) -> Result<Vec<crate::MemberInfo>, ClientError> {
@@ -3050,15 +3163,16 @@ impl Actor {
     }
 
     /// Tries to decrypt an envelope with the keys this device holds, without changing them.
-    fn inspect(&self, envelope: &Envelope) -> Result<Vec<u8>, ClientError> {
+    async fn inspect(&self, envelope: &Envelope) -> Result<Vec<u8>, ClientError> {
         let chain_key = key3(
             envelope.group.as_bytes(),
             envelope.epoch_hash.as_bytes(),
             envelope.sender.as_bytes(),
         );
         let bytes = self
-            .store
-            .get_bytes(T_RECV_CHAINS, &chain_key)?
+            .db
+            .get_bytes(T_RECV_CHAINS, &chain_key)
+            .await?
             .ok_or_else(|| {
                 ClientError::Protocol("this device holds no key for that sender and epoch".into())
             })?;

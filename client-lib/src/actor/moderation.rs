@@ -167,13 +167,14 @@ impl Actor {
                 reason,
                 reply,
             } => {
-                let _ = reply.send(self.report(group, seq, reason).await);
+                let r = self.report(group, seq, reason).await;
+                let _ = reply.send(self.end_step(r).await);
             }
             M::Urgent { group, text, reply } => {
-                let _ = reply.send(
-                    self.send_note(group, FacilitatorNote::Urgent { text })
-                        .await,
-                );
+                let r = self
+                    .send_note(group, FacilitatorNote::Urgent { text })
+                    .await;
+                let _ = reply.send(self.end_step(r).await);
             }
             M::Reason {
                 group,
@@ -181,10 +182,10 @@ impl Actor {
                 text,
                 reply,
             } => {
-                let _ = reply.send(
-                    self.send_note(group, FacilitatorNote::Reason { op_seq, text })
-                        .await,
-                );
+                let r = self
+                    .send_note(group, FacilitatorNote::Reason { op_seq, text })
+                    .await;
+                let _ = reply.send(self.end_step(r).await);
             }
             M::Pin {
                 group,
@@ -192,7 +193,8 @@ impl Actor {
                 text,
                 reply,
             } => {
-                let _ = reply.send(self.pin(group, kind, text).await);
+                let r = self.pin(group, kind, text).await;
+                let _ = reply.send(self.end_step(r).await);
             }
             M::AcceptAgreement {
                 group,
@@ -200,28 +202,31 @@ impl Actor {
                 text,
                 reply,
             } => {
-                let _ = reply.send(self.accept_agreement(group, version, &text).await);
+                let r = self.accept_agreement(group, version, &text).await;
+                let _ = reply.send(self.end_step(r).await);
             }
             M::Invites { group, reply } => {
-                let _ = reply.send(self.invite_records(group).map(|(invites, _)| invites));
+                let r = self.invite_records(group).await;
+                let _ = reply.send(r.map(|(invites, _)| invites));
             }
             M::InviteOf { group, user, reply } => {
                 let r = self
                     .invite_records(group)
+                    .await
                     .map(|(_, admitted)| admitted.get(&user).copied().flatten());
                 let _ = reply.send(r);
             }
             M::Departure { group, reply } => {
-                let _ = reply.send(self.departure(group));
+                let _ = reply.send(self.departure(group).await);
             }
             M::Pinned { group, reply } => {
-                let _ = reply.send(self.pinned(group));
+                let _ = reply.send(self.pinned(group).await);
             }
             M::Status { group, reply } => {
                 let _ = reply.send(self.status(group));
             }
             M::Log { group, reply } => {
-                let _ = reply.send(self.moderation_log(group));
+                let _ = reply.send(self.moderation_log(group).await);
             }
             M::DeleteRecentOf {
                 group,
@@ -229,34 +234,37 @@ impl Actor {
                 count,
                 reply,
             } => {
-                let _ = reply.send(self.delete_recent_of(group, user, count).await);
+                let r = self.delete_recent_of(group, user, count).await;
+                let _ = reply.send(self.end_step(r).await);
             }
             M::Decline { group, user, reply } => {
-                let r = self
-                    .store
-                    .remove(T_JOIN_REQUESTS, &key2(group.as_bytes(), user.as_bytes()))
-                    .map_err(ClientError::from);
-                let _ = reply.send(r);
+                self.db
+                    .remove(T_JOIN_REQUESTS, &key2(group.as_bytes(), user.as_bytes()));
+                let _ = reply.send(self.end_step(Ok(())).await);
             }
             M::OpenPrivate { group, with, reply } => {
-                let _ = reply.send(self.open_private(group, with).await);
+                let r = self.open_private(group, with).await;
+                let _ = reply.send(self.end_step(r).await);
             }
             M::Queue { group, reply } => {
-                let _ = reply.send(self.facilitator_queue(group));
+                let _ = reply.send(self.facilitator_queue(group).await);
             }
             M::Resolve { id, reply } => {
-                let _ = reply.send(self.resolve(&id));
+                let r = self.resolve(&id);
+                let _ = reply.send(self.end_step(r).await);
             }
             M::AcceptGroup { group, reply } => {
-                let _ = reply.send(self.accept_group(group));
+                let r = self.accept_group(group).await;
+                let _ = reply.send(self.end_step(r).await);
             }
             M::Notices { group, reply } => {
-                let _ = reply.send(self.notices(group));
+                let _ = reply.send(self.notices(group).await);
             }
             M::JoinRequests { group, reply } => {
                 let r = self
-                    .store
+                    .db
                     .scan::<JoinRequestPayload>(T_JOIN_REQUESTS, group.as_bytes(), usize::MAX)
+                    .await
                     .map_err(ClientError::from)
                     .map(|items| {
                         items
@@ -296,7 +304,7 @@ impl Actor {
         version: u32,
         shown: &str,
     ) -> Result<(), ClientError> {
-        let ctx = self.member_ctx(group)?;
+        let ctx = self.member_ctx(group).await?;
         let current = *ctx
             .state
             .agreement()
@@ -307,12 +315,13 @@ impl Actor {
                 current: current.version,
             });
         }
-        if !self.pinned_is_current(group, PinnedKind::Agreement) {
+        if !self.pinned_is_current(group, PinnedKind::Agreement).await {
             return Err(ClientError::AgreementNotReceived { version });
         }
         let record = self
-            .store
-            .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::Agreement))?;
+            .db
+            .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::Agreement))
+            .await?;
         if record.is_none_or(|r| r.text != shown) {
             return Err(ClientError::Invalid(
                 "the text given is not the group agreement's text: show the text pinned() returns, then accept that"
@@ -344,7 +353,7 @@ impl Actor {
     /// The group's invites from its stored, verified log, and for each user admitted the invite
     /// of their latest admission (`None`: added without one).
     #[allow(clippy::type_complexity)]
-    fn invite_records(
+    async fn invite_records(
         &self,
         group: GroupId,
     ) -> Result<
@@ -356,7 +365,8 @@ impl Actor {
     > {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         let (names, devices) = known_people(ctx);
-        let ops: Vec<(Vec<u8>, SignedOp)> = self.store.scan(T_OPS, group.as_bytes(), usize::MAX)?;
+        let ops: Vec<(Vec<u8>, SignedOp)> =
+            self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
         let mut created = HashMap::new();
         let mut joined: HashMap<confide_protocol::InviteId, Vec<(UserId, String)>> = HashMap::new();
         let mut admitted = HashMap::new();
@@ -407,7 +417,7 @@ impl Actor {
     }
 
     /// How this device's membership ended, from the op the verified log names for it.
-    pub(super) fn departure(
+    pub(super) async fn departure(
         &self,
         group: GroupId,
     ) -> Result<Option<crate::Departure>, ClientError> {
@@ -416,8 +426,9 @@ impl Actor {
             return Ok(None);
         };
         let Some(signed) = self
-            .store
-            .get::<SignedOp>(T_OPS, &key2(group.as_bytes(), &seq.to_be_bytes()))?
+            .db
+            .get::<SignedOp>(T_OPS, &key2(group.as_bytes(), &seq.to_be_bytes()))
+            .await?
         else {
             return Ok(None);
         };
@@ -464,11 +475,12 @@ impl Actor {
         seq: Seq,
         reason: String,
     ) -> Result<(), ClientError> {
-        self.member_ctx(group)?;
+        self.member_ctx(group).await?;
         self.ensure_connected().await?;
         let evidence: Evidence = self
-            .store
-            .get(T_EVIDENCE, &key2(group.as_bytes(), &seq.0.to_be_bytes()))?
+            .db
+            .get(T_EVIDENCE, &key2(group.as_bytes(), &seq.0.to_be_bytes()))
+            .await?
             .ok_or_else(|| {
                 ClientError::Protocol("no received message with that number to report".into())
             })?;
@@ -503,7 +515,7 @@ impl Actor {
         group: GroupId,
         note: FacilitatorNote,
     ) -> Result<(), ClientError> {
-        self.member_ctx(group)?;
+        self.member_ctx(group).await?;
         self.ensure_connected().await?;
         let text_len = match &note {
             FacilitatorNote::Urgent { text } | FacilitatorNote::Reason { text, .. } => text.len(),
@@ -519,7 +531,7 @@ impl Actor {
                 from: self.profile.user,
                 text: text.clone(),
             };
-            self.store.put(
+            self.db.put(
                 T_NOTES,
                 &key2(group.as_bytes(), &op_seq.to_be_bytes()),
                 &record,
@@ -616,7 +628,7 @@ impl Actor {
         true
     }
 
-    pub(super) fn receive_note(&mut self, sealed: &SealedPayload) -> bool {
+    pub(super) async fn receive_note(&mut self, sealed: &SealedPayload) -> bool {
         let group = sealed.group;
         if !self.is_moderator_here(group) {
             return true;
@@ -658,8 +670,9 @@ impl Actor {
                 // Only a moderator's reason for their own op is kept.
                 let is_moderator = ctx.state.role_of(&from).is_some_and(|r| r.is_moderator());
                 let author_ok = self
-                    .store
+                    .db
                     .get::<SignedOp>(T_OPS, &key2(group.as_bytes(), &op_seq.to_be_bytes()))
+                    .await
                     .ok()
                     .flatten()
                     .and_then(|op| op.parse_unverified().ok())
@@ -667,7 +680,7 @@ impl Actor {
                 if is_moderator && author_ok {
                     let record = ReasonRecord { from, text };
                     if self
-                        .store
+                        .db
                         .put(
                             T_NOTES,
                             &key2(group.as_bytes(), &op_seq.to_be_bytes()),
@@ -690,25 +703,27 @@ impl Actor {
         item: &crate::FacilitatorItem,
     ) -> bool {
         let key = key3(group.as_bytes(), &now().0.to_be_bytes(), from.as_bytes());
-        self.store.put(T_FACILITATOR_QUEUE, &key, item).is_ok() && self.store.flush().is_ok()
+        // Stored with the step, before the item is acknowledged or shown.
+        self.db.put(T_FACILITATOR_QUEUE, &key, item).is_ok()
     }
 
-    fn facilitator_queue(
+    async fn facilitator_queue(
         &self,
         group: GroupId,
     ) -> Result<Vec<(String, crate::FacilitatorItem)>, ClientError> {
-        let items: Vec<(Vec<u8>, crate::FacilitatorItem)> =
-            self.store
-                .scan(T_FACILITATOR_QUEUE, group.as_bytes(), usize::MAX)?;
+        let items: Vec<(Vec<u8>, crate::FacilitatorItem)> = self
+            .db
+            .scan(T_FACILITATOR_QUEUE, group.as_bytes(), usize::MAX)
+            .await?;
         Ok(items
             .into_iter()
             .map(|(k, item)| (hex::encode(k), item))
             .collect())
     }
 
-    fn resolve(&self, id: &str) -> Result<(), ClientError> {
+    fn resolve(&mut self, id: &str) -> Result<(), ClientError> {
         let key = hex::decode(id).map_err(|_| ClientError::Protocol("unknown item".into()))?;
-        self.store.remove(T_FACILITATOR_QUEUE, &key)?;
+        self.db.remove(T_FACILITATOR_QUEUE, &key);
         Ok(())
     }
 
@@ -723,7 +738,7 @@ impl Actor {
         rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut key);
         let version = match kind {
             PinnedKind::Agreement => {
-                let ctx = self.member_ctx(group)?;
+                let ctx = self.member_ctx(group).await?;
                 ctx.state.agreement().map_or(1, |a| a.version + 1)
             }
             PinnedKind::CrisisResources => 0,
@@ -737,16 +752,16 @@ impl Actor {
         };
         self.append(group, body).await?;
         let record = PinnedRecord { version, text, key };
-        self.store
-            .put(T_PINNED, &pinned_key(&group, kind), &record)?;
-        self.store.flush()?;
+        self.db.put(T_PINNED, &pinned_key(&group, kind), &record)?;
+        self.commit().await?;
         self.post_pinned(group, kind).await
     }
 
     async fn post_pinned(&mut self, group: GroupId, kind: PinnedKind) -> Result<(), ClientError> {
         let Some(record) = self
-            .store
-            .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, kind))?
+            .db
+            .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, kind))
+            .await?
         else {
             return Ok(());
         };
@@ -771,7 +786,7 @@ impl Actor {
                 return;
             }
             for kind in [PinnedKind::Agreement, PinnedKind::CrisisResources] {
-                if self.pinned_is_current(group, kind)
+                if self.pinned_is_current(group, kind).await
                     && let Err(e) = self.post_pinned(group, kind).await
                 {
                     tracing::warn!(%group, error = %e, "could not re-send a pinned text");
@@ -781,13 +796,14 @@ impl Actor {
     }
 
     /// Whether the stored pinned text is the one the log currently commits to.
-    fn pinned_is_current(&self, group: GroupId, kind: PinnedKind) -> bool {
+    async fn pinned_is_current(&self, group: GroupId, kind: PinnedKind) -> bool {
         let Some(ctx) = self.groups.get(&group) else {
             return false;
         };
         let Ok(Some(record)) = self
-            .store
+            .db
             .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, kind))
+            .await
         else {
             return false;
         };
@@ -838,7 +854,7 @@ impl Actor {
             key: *key,
         };
         if self
-            .store
+            .db
             .put(T_PINNED, &pinned_key(&group, kind), &record)
             .is_ok()
         {
@@ -852,24 +868,22 @@ impl Actor {
 
     /// Side effects of an op on this device's data: deletions, retention, re-sending pinned
     /// texts to a new epoch.
-    pub(super) fn after_op(&mut self, group: GroupId, body: &OpBody, epoch_changed: bool) {
+    pub(super) async fn after_op(&mut self, group: GroupId, body: &OpBody, epoch_changed: bool) {
         match body {
             OpBody::DeleteMessages { messages } => {
                 let mut deleted = Vec::new();
                 for id in messages {
                     // Remember the deletion, so the message is never shown if it arrives later.
-                    let _ = self.store.put_bytes(
-                        T_DELETED,
-                        &key2(group.as_bytes(), id.as_bytes()),
-                        &[1],
-                    );
+                    self.db
+                        .put_bytes(T_DELETED, &key2(group.as_bytes(), id.as_bytes()), &[1]);
                     if let Ok(Some(seq)) = self
-                        .store
+                        .db
                         .get::<Seq>(T_SEEN, &key2(group.as_bytes(), id.as_bytes()))
+                        .await
                     {
                         let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
-                        let _ = self.store.remove(T_MESSAGES, &key);
-                        let _ = self.store.remove(T_EVIDENCE, &key);
+                        self.db.remove(T_MESSAGES, &key);
+                        self.db.remove(T_EVIDENCE, &key);
                         deleted.push(*id);
                     }
                 }
@@ -880,7 +894,7 @@ impl Actor {
                     });
                 }
             }
-            OpBody::SetRetention { .. } => self.enforce_retention(group),
+            OpBody::SetRetention { .. } => self.enforce_retention(group).await,
             _ => {}
         }
         let me = self.device();
@@ -896,7 +910,7 @@ impl Actor {
     }
 
     /// Deletes local messages older than the group's retention period.
-    pub(super) fn enforce_retention(&mut self, group: GroupId) {
+    pub(super) async fn enforce_retention(&mut self, group: GroupId) {
         let Some(seconds) = self
             .groups
             .get(&group)
@@ -906,16 +920,17 @@ impl Actor {
         };
         let cutoff = now().0.saturating_sub(seconds.saturating_mul(1000));
         let Ok(messages) = self
-            .store
+            .db
             .scan::<ChatMessage>(T_MESSAGES, group.as_bytes(), usize::MAX)
+            .await
         else {
             return;
         };
         let mut deleted = Vec::new();
         for (key, m) in messages {
             if m.received_at.0 < cutoff {
-                let _ = self.store.remove(T_MESSAGES, &key);
-                let _ = self.store.remove(T_EVIDENCE, &key);
+                self.db.remove(T_MESSAGES, &key);
+                self.db.remove(T_EVIDENCE, &key);
                 deleted.push(m.id);
             }
         }
@@ -927,11 +942,12 @@ impl Actor {
         }
     }
 
-    fn pinned(&self, group: GroupId) -> Result<PinnedInfo, ClientError> {
+    async fn pinned(&self, group: GroupId) -> Result<PinnedInfo, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
-        let agreement = if self.pinned_is_current(group, PinnedKind::Agreement) {
-            self.store
-                .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::Agreement))?
+        let agreement = if self.pinned_is_current(group, PinnedKind::Agreement).await {
+            self.db
+                .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::Agreement))
+                .await?
                 .map(|r| AgreementInfo {
                     version: r.version,
                     text: r.text,
@@ -940,9 +956,13 @@ impl Actor {
         } else {
             None
         };
-        let crisis_resources = if self.pinned_is_current(group, PinnedKind::CrisisResources) {
-            self.store
-                .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::CrisisResources))?
+        let crisis_resources = if self
+            .pinned_is_current(group, PinnedKind::CrisisResources)
+            .await
+        {
+            self.db
+                .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::CrisisResources))
+                .await?
                 .map(|r| r.text)
         } else {
             None
@@ -982,9 +1002,10 @@ impl Actor {
 
     /// The group log as an audit trail: who did what and when; reasons only where this device
     /// received them (facilitators).
-    fn moderation_log(&self, group: GroupId) -> Result<Vec<ModerationEntry>, ClientError> {
+    async fn moderation_log(&self, group: GroupId) -> Result<Vec<ModerationEntry>, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
-        let ops: Vec<(Vec<u8>, SignedOp)> = self.store.scan(T_OPS, group.as_bytes(), usize::MAX)?;
+        let ops: Vec<(Vec<u8>, SignedOp)> =
+            self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
         let mut names: HashMap<UserId, String> = HashMap::new();
         let mut devices: HashMap<DeviceId, UserId> = HashMap::new();
         for d in ctx.epochs.values() {
@@ -1001,8 +1022,9 @@ impl Actor {
             let author = devices.get(&op.author).copied();
             let target = op_target(&op.body);
             let reason = self
-                .store
-                .get::<ReasonRecord>(T_NOTES, &key2(group.as_bytes(), &op.seq.to_be_bytes()))?
+                .db
+                .get::<ReasonRecord>(T_NOTES, &key2(group.as_bytes(), &op.seq.to_be_bytes()))
+                .await?
                 .map(|r| r.text);
             let details = moderation_details(&op.body);
             out.push(ModerationEntry {
@@ -1027,8 +1049,10 @@ impl Actor {
         user: UserId,
         count: usize,
     ) -> Result<usize, ClientError> {
-        let messages: Vec<(Vec<u8>, ChatMessage)> =
-            self.store.scan(T_MESSAGES, group.as_bytes(), usize::MAX)?;
+        let messages: Vec<(Vec<u8>, ChatMessage)> = self
+            .db
+            .scan(T_MESSAGES, group.as_bytes(), usize::MAX)
+            .await?;
         let ids: Vec<MessageId> = messages
             .iter()
             .rev()
@@ -1056,7 +1080,7 @@ impl Actor {
     async fn open_private(&mut self, group: GroupId, with: UserId) -> Result<GroupId, ClientError> {
         let me = self.device();
         let entry = {
-            let ctx = self.member_ctx(group)?;
+            let ctx = self.member_ctx(group).await?;
             let my_role = ctx
                 .state
                 .member_of_device(&me)
@@ -1083,8 +1107,7 @@ impl Actor {
             },
         )
         .await?;
-        self.store
-            .put(T_PRIVATE, private.as_bytes(), &(group, with))?;
+        self.db.put(T_PRIVATE, private.as_bytes(), &(group, with))?;
         Ok(private)
     }
 }
@@ -1092,7 +1115,7 @@ impl Actor {
 impl Actor {
     /// The notices of `group` ([`crate::Client::notices`]): the group log replayed from the
     /// store, keeping the ops made while this device was in the group.
-    fn notices(&self, group: GroupId) -> Result<Vec<crate::GroupNotice>, ClientError> {
+    async fn notices(&self, group: GroupId) -> Result<Vec<crate::GroupNotice>, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         // Nothing is shown of a group the user did not accept (§11.7); one they were removed
         // from shows what happened while they were in it.
@@ -1100,8 +1123,9 @@ impl Actor {
             return Ok(Vec::new());
         }
         let ops: Vec<Op> = self
-            .store
-            .scan::<SignedOp>(T_OPS, group.as_bytes(), usize::MAX)?
+            .db
+            .scan::<SignedOp>(T_OPS, group.as_bytes(), usize::MAX)
+            .await?
             .into_iter()
             // Stored ops were verified when applied.
             .filter_map(|(_, signed)| signed.parse_unverified().ok())
@@ -1117,7 +1141,7 @@ impl Actor {
                 epoch = epoch.saturating_add(1);
             }
             if inside {
-                out.extend(self.op_notices(group, ctx, &people, op, epoch));
+                out.extend(self.op_notices(group, ctx, &people, op, epoch).await);
             }
             inside = match &op.body {
                 OpBody::Genesis { creator, .. } => creator.user == me,
@@ -1133,7 +1157,7 @@ impl Actor {
     }
 
     /// The notices one op makes, `epoch` being the epoch after it.
-    pub(super) fn op_notices(
+    pub(super) async fn op_notices(
         &self,
         group: GroupId,
         ctx: &GroupCtx,
@@ -1176,20 +1200,28 @@ impl Actor {
                 after_removal(),
             )],
             OpBody::Leave {} => vec![notice(0, crate::NoticeKind::Left, after_removal())],
-            OpBody::DeleteMessages { messages } => messages
-                .iter()
-                .enumerate()
-                .map(|(index, id)| {
+            OpBody::DeleteMessages { messages } => {
+                let mut out = Vec::with_capacity(messages.len());
+                for (index, id) in messages.iter().enumerate() {
                     // Where the message was, if it ever reached this device.
                     let seq: Option<Seq> = self
-                        .store
+                        .db
                         .get(T_SEEN, &key2(group.as_bytes(), id.as_bytes()))
+                        .await
                         .ok()
                         .flatten();
-                    let number = seq.and_then(|seq| self.number_of_seq(group, seq));
-                    notice(index, crate::NoticeKind::MessageDeleted { number }, seq)
-                })
-                .collect(),
+                    let number = match seq {
+                        Some(seq) => self.number_of_seq(group, seq).await,
+                        None => None,
+                    };
+                    out.push(notice(
+                        index,
+                        crate::NoticeKind::MessageDeleted { number },
+                        seq,
+                    ));
+                }
+                out
+            }
             _ => Vec::new(),
         }
     }

@@ -37,10 +37,16 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod events;
+pub mod host;
+pub mod link;
 pub mod memory;
 pub mod store;
 
-pub use error::StoreError;
+pub use error::{ClientError, StoreError};
+pub use events::Event;
+pub use host::{Host, HostRng};
+pub use link::{Link, Network, TransportError};
 pub use memory::MemoryStore;
 pub use store::{Batch, ClientStore, Tx};
 

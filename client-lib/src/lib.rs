@@ -37,6 +37,7 @@ pub mod error;
 pub mod events;
 pub mod invite;
 pub mod local;
+mod native;
 pub mod store;
 pub mod tls;
 pub mod transport;
@@ -360,14 +361,18 @@ impl Client {
             display_name: profile.display_name.clone(),
             local: Arc::new(Mutex::new(Some(store.share()))),
         };
+        let net = native::WsNetwork {
+            url: config.server_url,
+            trust: config.trust,
+        };
+        let host = Box::new(native::NativeHost { events: events_tx });
         let actor = Actor::new(
-            config.server_url,
-            config.trust,
+            net,
+            host,
             store,
             identity,
             profile,
             config.registration_token,
-            events_tx,
         )
         .await?;
         tokio::spawn(actor.run(commands_rx));

@@ -9,34 +9,18 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::http::Uri;
 
-use confide_protocol::frames::{
-    ClientFrame, DEFAULT_MAX_SERVER_FRAME_BYTES, FrameError, ServerFrame,
-};
+use confide_protocol::frames::{ClientFrame, DEFAULT_MAX_SERVER_FRAME_BYTES, ServerFrame};
 
 use crate::tls::{ServerTrust, TrustError};
 
-/// Why the transport failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransportError {
-    /// The server address is not a `wss://host:port` (or loopback `ws://`) URL.
-    #[error("invalid server URL {0:?}: expected wss://host:port")]
-    BadUrl(String),
-    /// Plain `ws://` was requested for a host that is not loopback.
-    #[error("refusing unencrypted ws:// to {0}: only loopback addresses may skip TLS")]
-    PlaintextRefused(String),
-    /// TLS configuration failed.
-    #[error(transparent)]
-    Trust(#[from] TrustError),
-    /// TCP, TLS (including a wrong pinned fingerprint) or websocket failure.
-    #[error("connection failed: {0}")]
-    Io(String),
-    /// The server sent a frame this client cannot parse.
-    #[error("bad frame from server: {0}")]
-    Frame(#[from] FrameError),
-    /// The server closed the connection.
-    #[error("connection closed by the server{}", .0.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
-    Closed(Option<String>),
+// Defined in the client core, whose link seam reports it; kept at this path for callers.
+pub use confide_client_core::TransportError;
+
+impl From<TrustError> for TransportError {
+    /// The core's error carries the reason as text: it knows nothing of rustls.
+    fn from(e: TrustError) -> TransportError {
+        TransportError::Trust(e.to_string())
+    }
 }
 
 /// A TCP or TLS byte stream. `Sync` because the client's background task holds shared

@@ -24,10 +24,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ClientError, protocol};
 use crate::events::{ChatMessage, Event, GroupChange, JoinRequest, Rejection};
 use crate::invite::Invite;
+use crate::native::WsNetwork;
 use crate::store::Store;
-use crate::tls::ServerTrust;
 use crate::transport::Connection;
 use confide_client_core::Tx;
+use confide_client_core::{Host, HostRng, Link, Network as _};
 
 mod moderation;
 
@@ -63,8 +64,6 @@ const T_FACILITATOR_QUEUE: &str = "facilitator_queue";
 const MAX_PARKED_PER_SENDER: usize = 64;
 /// How far ahead of the verified log a sealed payload's epoch may be to be kept for later.
 const MAX_EPOCH_AHEAD: u64 = 16;
-/// How long connecting (TCP, TLS, websocket, challenge) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the outbox waits before posting again after the server could not take a message
 /// for a passing reason (`storage`, `shutting_down`, `rate_limited`) and named no time itself.
 const OUTBOX_RETRY: Duration = Duration::from_secs(2);
@@ -342,8 +341,10 @@ pub(crate) enum Command {
 }
 
 pub(crate) struct Actor {
-    pub url: String,
-    pub trust: ServerTrust,
+    /// Dials the server.
+    net: WsNetwork,
+    /// The clock, randomness and the application's event sink.
+    host: Box<dyn Host>,
     /// The store, read and written through one step's change batch: every write waits in it
     /// until [`Self::commit`], which persists the step atomically before anything it implies
     /// is sent or shown.
@@ -351,7 +352,6 @@ pub(crate) struct Actor {
     pub identity: DeviceIdentity,
     pub profile: Profile,
     pub registration_token: Option<String>,
-    pub events: mpsc::UnboundedSender<Event>,
     /// Events of the step under way, handed out only once the batch they report is committed
     /// (and dropped if it fails).
     pending_events: Vec<Event>,
@@ -377,7 +377,7 @@ pub(crate) struct Actor {
     /// Inbox items processed and stored, to acknowledge.
     pending_acks: Vec<u64>,
     /// When to post the outbox again, after the server refused a message for a passing reason.
-    outbox_retry_at: Option<tokio::time::Instant>,
+    outbox_retry_at: Option<Timestamp>,
     /// Messages already named in an [`Event::OrderWarning`] (group, seq), so that one swap is
     /// reported once even when both of its messages show it; cleared when it grows past
     /// [`MAX_ORDER_WARNED`].
@@ -387,12 +387,14 @@ pub(crate) struct Actor {
     held_dirty: bool,
 }
 
-fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Timestamp(ms)
+/// The time to put on an op made `now`: never before the time the log allows next.
+fn op_time(now: Timestamp, state: &GroupState) -> Timestamp {
+    Timestamp(now.0.max(state.min_next_at().0))
+}
+
+/// `d` in milliseconds, as protocol timestamps count.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The display names of `state`'s members other than `user` that look like `name`
@@ -447,22 +449,20 @@ fn op_target(body: &OpBody) -> Option<UserId> {
 
 impl Actor {
     pub(crate) async fn new(
-        url: String,
-        trust: ServerTrust,
+        net: WsNetwork,
+        host: Box<dyn Host>,
         store: Store,
         identity: DeviceIdentity,
         profile: Profile,
         registration_token: Option<String>,
-        events: mpsc::UnboundedSender<Event>,
     ) -> Result<Actor, ClientError> {
         let mut actor = Actor {
-            url,
-            trust,
+            net,
+            host,
             db: Tx::new(store),
             identity,
             profile,
             registration_token,
-            events,
             pending_events: Vec::new(),
             conn: None,
             next_id: 0,
@@ -544,7 +544,7 @@ impl Actor {
         match self.db.commit().await {
             Ok(()) => {
                 for event in std::mem::take(&mut self.pending_events) {
-                    let _ = self.events.send(event);
+                    self.host.event(event);
                 }
                 Ok(())
             }
@@ -575,7 +575,7 @@ impl Actor {
         self.disconnected(format!("the local store failed: {e}"));
         // Told at once: no commit backs this event.
         for event in std::mem::take(&mut self.pending_events) {
-            let _ = self.events.send(event);
+            self.host.event(event);
         }
     }
 
@@ -673,12 +673,15 @@ impl Actor {
                 let Some(conn) = self.conn.as_mut() else {
                     continue;
                 };
-                let retry_at = self.outbox_retry_at;
+                // The wait until the outbox's retry is due, by the host's clock.
+                let retry_in = self
+                    .outbox_retry_at
+                    .map(|at| Duration::from_millis(at.0.saturating_sub(self.host.now().0)));
                 tokio::select! {
                     cmd = commands.recv() => Next::Command(cmd),
                     frame = conn.recv() => Next::Frame(frame),
-                    // `retry_at` is `Some` whenever this branch is enabled.
-                    _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => Next::RetryOutbox,
+                    // `retry_in` is `Some` whenever this branch is enabled.
+                    _ = tokio::time::sleep(retry_in.unwrap_or_default()), if retry_in.is_some() => Next::RetryOutbox,
                 }
             };
             match next {
@@ -722,13 +725,10 @@ impl Actor {
 
     /// Connects, authenticates (registering on first use), and resyncs every group.
     async fn connect(&mut self) -> Result<(), ClientError> {
-        let mut conn =
-            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, &self.trust))
-                .await
-                .map_err(|_| ClientError::Unexpected("connecting timed out".into()))??;
-        let challenge = tokio::time::timeout(REQUEST_TIMEOUT, conn.recv())
-            .await
-            .map_err(|_| ClientError::Unexpected("no challenge".into()))??;
+        let mut conn = self.net.dial().await?;
+        let challenge = Link::recv(&mut conn, REQUEST_TIMEOUT)
+            .await?
+            .ok_or_else(|| ClientError::Unexpected("no challenge".into()))?;
         let ServerFrame::Challenge { nonce, version, .. } = challenge else {
             return Err(ClientError::Unexpected(challenge.type_name().into()));
         };
@@ -802,25 +802,30 @@ impl Actor {
         let id = RequestId(self.next_id);
         let frame = make(id);
         self.send_frame(&frame).await?;
-        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        // By the host's wall clock: the core has no monotonic clock of its own.
+        let deadline = self.host.now().0.saturating_add(millis(REQUEST_TIMEOUT));
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(ClientError::Transport(crate::TransportError::Closed(None)));
             };
-            let received = tokio::time::timeout_at(deadline, conn.recv()).await;
+            let left = Duration::from_millis(deadline.saturating_sub(self.host.now().0));
+            let received = match left.is_zero() {
+                true => Ok(None),
+                false => Link::recv(conn, left).await,
+            };
             match received {
-                Err(_) => {
+                Ok(None) => {
                     self.disconnected("request timed out".into());
                     return Err(ClientError::Unexpected(
                         "the server did not answer in time".into(),
                     ));
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     self.disconnected(e.to_string());
                     return Err(e.into());
                 }
-                Ok(Ok(reply)) if reply.request_id() == Some(id) => return Ok(reply),
-                Ok(Ok(other)) => {
+                Ok(Some(reply)) if reply.request_id() == Some(id) => return Ok(reply),
+                Ok(Some(other)) => {
                     // A frame that arrives meanwhile is a step of its own: stored, and shown,
                     // before the wait goes on. Boxed: the request's own future stays small.
                     Box::pin(self.handle_frame(other)).await;
@@ -1477,7 +1482,7 @@ impl Actor {
         let Some(ctx) = self.groups.get(&group) else {
             return true;
         };
-        let t = now();
+        let t = self.host.now();
         let valid_invite = ctx.state.invite(&request.invite).is_some_and(|i| {
             i.requires_approval && !i.revoked && i.uses < i.max_uses && i.expires_at > t
         });
@@ -1609,7 +1614,7 @@ impl Actor {
             ctx.meta.behind_warned = None;
             self.held_dirty = true;
             // Outbox entries kept back while behind go now, not at the next reconnect.
-            self.outbox_retry_at = Some(tokio::time::Instant::now());
+            self.outbox_retry_at = Some(self.host.now());
             self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         }
         let epoch_changed = applied.op.body.changes_epoch();
@@ -1879,7 +1884,7 @@ impl Actor {
         let wait = retry_after_ms
             .map_or(OUTBOX_RETRY, Duration::from_millis)
             .clamp(OUTBOX_RETRY_MIN, OUTBOX_RETRY_MAX);
-        let at = tokio::time::Instant::now() + wait;
+        let at = Timestamp(self.host.now().0.saturating_add(millis(wait)));
         self.outbox_retry_at = Some(self.outbox_retry_at.map_or(at, |due| due.min(at)));
     }
 
@@ -2225,17 +2230,13 @@ impl Actor {
         }
     }
 
-    fn op_time(state: &GroupState) -> Timestamp {
-        Timestamp(now().0.max(state.min_next_at().0))
-    }
-
     async fn create_group(&mut self) -> Result<GroupId, ClientError> {
         self.ensure_connected().await?;
-        let group = GroupId::random(&mut crate::os_rng());
+        let group = GroupId::random(&mut HostRng(&mut *self.host));
         let genesis = Op::genesis(
             group,
             self.device(),
-            now(),
+            self.host.now(),
             self.member_entry(),
             GroupSettings::default(),
         )
@@ -2271,7 +2272,11 @@ impl Actor {
             let ctx = self.member_ctx(group).await?;
             let op = ctx
                 .state
-                .next_op(self.device(), Self::op_time(&ctx.state), body.clone())
+                .next_op(
+                    self.device(),
+                    op_time(self.host.now(), &ctx.state),
+                    body.clone(),
+                )
                 .sign(&self.identity)
                 .map_err(protocol)?;
             // Check locally first: a refused op gets the protocol's own explanation.
@@ -2310,8 +2315,13 @@ impl Actor {
         max_uses: u32,
         valid_for: Duration,
     ) -> Result<Invite, ClientError> {
-        let secret = InviteSecret::generate(&mut crate::os_rng());
-        let expires_at = Timestamp(now().0.saturating_add(valid_for.as_millis() as u64));
+        let secret = InviteSecret::generate(&mut HostRng(&mut *self.host));
+        let expires_at = Timestamp(
+            self.host
+                .now()
+                .0
+                .saturating_add(valid_for.as_millis() as u64),
+        );
         let body = OpBody::Invite {
             invite: secret.id(),
             requires_approval,
@@ -2445,7 +2455,7 @@ impl Actor {
                         group,
                         state.epoch_ref(),
                         &bytes,
-                        &mut crate::os_rng(),
+                        &mut HostRng(&mut *self.host),
                     )
                     .map_err(protocol)?,
                 );
@@ -2463,7 +2473,7 @@ impl Actor {
             invite_sig,
         };
         let op = state
-            .next_op(self.device(), Self::op_time(&state), body)
+            .next_op(self.device(), op_time(self.host.now(), &state), body)
             .sign(&self.identity)
             .map_err(protocol)?;
         let mut joined = state.clone();
@@ -2533,7 +2543,7 @@ impl Actor {
                 bytes[0] == 1,
             ),
             _ => {
-                let chain = SenderChain::generate(&mut crate::os_rng());
+                let chain = SenderChain::generate(&mut HostRng(&mut *self.host));
                 // Stored before anything is sealed or sent with it (`send_frame` commits).
                 Self::save_chain(&mut self.db, &key, &chain, false);
                 (chain, false)
@@ -2558,7 +2568,7 @@ impl Actor {
                         group,
                         epoch,
                         &distribution,
-                        &mut crate::os_rng(),
+                        &mut HostRng(&mut *self.host),
                     )
                     .map_err(protocol)?,
                 );
@@ -2594,7 +2604,7 @@ impl Actor {
         reply_to: Option<MessageId>,
     ) -> Result<ChatMessage, ClientError> {
         let content = MessageContent {
-            sent_at: now(),
+            sent_at: self.host.now(),
             seen_seq: self.seen_seq(group),
             body: ContentBody::Text { text, reply_to },
         };
@@ -2634,7 +2644,7 @@ impl Actor {
             sender_device: self.device(),
             sender_name: self.profile.display_name.clone(),
             sent_at: content.sent_at,
-            received_at: now(),
+            received_at: self.host.now(),
             text,
             reply_to,
         };
@@ -2771,7 +2781,7 @@ impl Actor {
         }
         // Ordered by when the message was written; the random tail keeps equal times apart.
         let mut tail = [0u8; 8];
-        rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut tail);
+        self.host.fill_random(&mut tail);
         let key = key3(group.as_bytes(), &content.sent_at.0.to_be_bytes(), &tail);
         self.db.put(T_HELD, &key, content)?;
         Ok(())
@@ -2977,7 +2987,7 @@ impl Actor {
                 epoch,
                 &mut chain,
                 &bytes,
-                &mut crate::os_rng(),
+                &mut HostRng(&mut *self.host),
             )
             .map_err(protocol)?;
             // The message goes into the outbox before it leaves, and the advanced chain is
@@ -3140,7 +3150,7 @@ impl Actor {
                     .mutes()
                     .get(user)
                     .copied()
-                    .filter(|_| ctx.state.is_muted(user, now())),
+                    .filter(|_| ctx.state.is_muted(user, self.host.now())),
                 looks_like: look_alikes(&ctx.state, user, &m.entry.display_name),
             })
             .collect())

@@ -496,14 +496,14 @@ impl Actor {
             body: evidence.body,
             franking_key: evidence.franking_key,
             reason,
-            reported_at: now(),
+            reported_at: self.host.now(),
         };
         let items = report::seal_report(
             &self.identity,
             &facilitators,
             epoch,
             &payload,
-            &mut crate::os_rng(),
+            &mut HostRng(&mut *self.host),
         )
         .map_err(protocol)?;
         self.send_sealed(items).await?;
@@ -552,7 +552,7 @@ impl Actor {
                     group,
                     epoch,
                     &bytes,
-                    &mut crate::os_rng(),
+                    &mut HostRng(&mut *self.host),
                 )
                 .map_err(protocol)?,
             );
@@ -702,7 +702,11 @@ impl Actor {
         from: &DeviceId,
         item: &crate::FacilitatorItem,
     ) -> bool {
-        let key = key3(group.as_bytes(), &now().0.to_be_bytes(), from.as_bytes());
+        let key = key3(
+            group.as_bytes(),
+            &self.host.now().0.to_be_bytes(),
+            from.as_bytes(),
+        );
         // Stored with the step, before the item is acknowledged or shown.
         self.db.put(T_FACILITATOR_QUEUE, &key, item).is_ok()
     }
@@ -735,7 +739,7 @@ impl Actor {
         text: String,
     ) -> Result<(), ClientError> {
         let mut key = [0u8; 32];
-        rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut key);
+        self.host.fill_random(&mut key);
         let version = match kind {
             PinnedKind::Agreement => {
                 let ctx = self.member_ctx(group).await?;
@@ -772,7 +776,7 @@ impl Actor {
             key: record.key,
         };
         let content = MessageContent {
-            sent_at: super::now(),
+            sent_at: self.host.now(),
             seen_seq: self.seen_seq(group),
             body,
         };
@@ -918,7 +922,11 @@ impl Actor {
         else {
             return;
         };
-        let cutoff = now().0.saturating_sub(seconds.saturating_mul(1000));
+        let cutoff = self
+            .host
+            .now()
+            .0
+            .saturating_sub(seconds.saturating_mul(1000));
         let Ok(messages) = self
             .db
             .scan::<ChatMessage>(T_MESSAGES, group.as_bytes(), usize::MAX)
@@ -977,7 +985,7 @@ impl Actor {
     fn status(&self, group: GroupId) -> Result<Status, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         let user = self.profile.user;
-        let t = now();
+        let t = self.host.now();
         let open_now = match ctx.state.open_hours() {
             None => true,
             Some(hours) => hours.is_open_at(t).unwrap_or(false),

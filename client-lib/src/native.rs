@@ -1,0 +1,84 @@
+//! The native platform under the client core: the host (system clock, OS randomness, the
+//! [`crate::Events`] channel) and the network (TLS websockets through [`Connection`], with the
+//! dial bounded by [`CONNECT_TIMEOUT`]).
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use confide_client_core::{ClientError, Event, Host, Link, Network, TransportError};
+use confide_protocol::Timestamp;
+use confide_protocol::frames::{ClientFrame, ServerFrame};
+
+use crate::tls::ServerTrust;
+use crate::transport::Connection;
+
+/// How long dialling the server (TCP, TLS, websocket) may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The system clock, the operating system's randomness, and the channel [`crate::Events`]
+/// reads.
+pub(crate) struct NativeHost {
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+}
+
+impl Host for NativeHost {
+    fn now(&self) -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            // A clock before 1970 is taken as 1970: times only order messages and expiries.
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+
+    fn fill_random(&mut self, out: &mut [u8]) {
+        rand_core::Rng::fill_bytes(&mut crate::os_rng(), out);
+    }
+
+    fn event(&mut self, event: Event) {
+        // The application dropped its `Events`: nobody is listening, and nothing is lost that
+        // the store does not keep.
+        let _ = self.events.send(event);
+    }
+}
+
+/// Dials `url` with `trust`, as the [`crate::ClientConfig`] says.
+pub(crate) struct WsNetwork {
+    pub(crate) url: String,
+    pub(crate) trust: ServerTrust,
+}
+
+impl Network for WsNetwork {
+    type Link = Connection;
+
+    async fn dial(&mut self) -> Result<Connection, ClientError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, &self.trust))
+            .await
+            .map_err(|_| ClientError::Unexpected("connecting timed out".into()))?
+            .map_err(ClientError::from)
+    }
+}
+
+impl Link for Connection {
+    fn host(&self) -> &str {
+        Connection::host(self)
+    }
+
+    async fn send(&mut self, frame: &ClientFrame) -> Result<(), TransportError> {
+        Connection::send(self, frame).await
+    }
+
+    async fn recv(&mut self, within: Duration) -> Result<Option<ServerFrame>, TransportError> {
+        // Receiving is cancel-safe (a websocket stream's `next`), so giving up on time loses
+        // no frame.
+        match tokio::time::timeout(within, Connection::recv(self)).await {
+            Ok(frame) => frame.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn close(self) {
+        Connection::close(self).await
+    }
+}

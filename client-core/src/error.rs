@@ -83,7 +83,7 @@ pub enum ClientError {
     Removed {
         /// The group.
         group: GroupId,
-        /// How and when it ended (`Client::departure`).
+        /// How and when it ended ([`crate::ClientCore::departure`]).
         departure: Departure,
     },
     /// The invite is malformed, does not match the group's log, or has expired.
@@ -177,5 +177,28 @@ impl ClientError {
             ClientError::Invalid(_) => "invalid",
             ClientError::Unexpected(_) => "unexpected",
         }
+    }
+}
+
+/// A failed cryptographic or protocol step, as a [`ClientError::Protocol`].
+pub(crate) fn protocol(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Protocol(e.to_string())
+}
+
+/// A server's error reply as a [`ClientError::Server`]; any other frame where an error was
+/// expected is [`ClientError::Unexpected`].
+pub(crate) fn server_error(frame: confide_protocol::frames::ServerFrame) -> ClientError {
+    match frame {
+        confide_protocol::frames::ServerFrame::Error {
+            code,
+            message,
+            retry_after_ms,
+            ..
+        } => ClientError::Server {
+            code,
+            message,
+            retry_after_ms,
+        },
+        other => ClientError::Unexpected(other.type_name().to_string()),
     }
 }

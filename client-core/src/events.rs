@@ -68,7 +68,7 @@ pub struct GroupChange {
 }
 
 /// Something that happened in a group that its members see among its messages, where it
-/// happened: a member removed or gone, a message deleted for everyone (`Client::notices`,
+/// happened: a member removed or gone, a message deleted for everyone ([`crate::ClientCore::notices`],
 /// [`Event::Notice`]). Never message content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupNotice {
@@ -184,7 +184,7 @@ pub enum Event {
     },
     /// Someone added this device to a group it did not ask to join. Nothing from the group is
     /// shown and no keys are sent to it until the user accepts
-    /// (`Client::accept_group`) — or they decline (`Client::leave`).
+    /// ([`crate::ClientCore::accept_group`]) — or they decline (leave it).
     Invited {
         /// The group.
         group: GroupId,
@@ -192,7 +192,7 @@ pub enum Event {
         by: UserId,
         /// Their pseudonym.
         by_name: String,
-        /// Whether it is a private conversation with them (`GroupInfo::private_with`).
+        /// Whether it is a private conversation with them ([`crate::GroupInfo::private_with`]).
         private: bool,
     },
     /// A message arrived in a group the user has not accepted yet ([`Event::Invited`]): it is
@@ -200,11 +200,11 @@ pub enum Event {
     MessageWaiting {
         /// The group.
         group: GroupId,
-        /// How many messages wait now (`GroupInfo::waiting`).
+        /// How many messages wait now ([`crate::GroupInfo::waiting`]).
         waiting: usize,
     },
     /// This device was removed from a group (or left it); also reported when a device that was
-    /// offline learns of it on its next sync. `Client::departure` says by whom.
+    /// offline learns of it on its next sync. [`crate::ClientCore::departure`] says by whom.
     Removed {
         /// The group.
         group: GroupId,
@@ -369,7 +369,7 @@ pub enum FacilitatorItem {
     Urgent(UrgentRequest),
 }
 
-/// How this device's membership of a group ended (`Client::departure`).
+/// How this device's membership of a group ended ([`crate::ClientCore::departure`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Departure {
     /// The position in the group log of the op that ended it.

@@ -6,6 +6,12 @@
 //! no OS randomness, so the same code runs natively (inside `confide-client`, the tokio shell)
 //! and on `wasm32-unknown-unknown` (in a browser worker).
 //!
+//! The main type is [`ClientCore`]: one device of one user. Its commands (create a group, join
+//! with an [`Invite`], send a text, moderate, …) and reads (history, members, …) are `async`
+//! methods; a request to the server waits for its reply inside the method that makes it, on
+//! whatever executor the caller runs (tokio natively, the browser's event loop on wasm32).
+//! What happens without being asked for reaches the application as [`Event`]s.
+//!
 //! Everything the core needs from the outside comes through three seams, which the caller
 //! implements:
 //!
@@ -14,9 +20,14 @@
 //!   one [`Batch`], applied atomically and durably. Encryption at rest is the backend's job,
 //!   because the backend holds the key. Backends: [`MemoryStore`] here, the encrypted sled store
 //!   in `confide-client`, IndexedDB later in the browser.
-//! - **host**: the wall clock, cryptographic randomness, and the sink that events for the
-//!   application are handed to.
-//! - **link**: the connection to the server, as whole frames sent and received.
+//! - **host**: [`Host`], the wall clock, cryptographic randomness, and the sink that events
+//!   for the application are handed to.
+//! - **link**: [`Network`] and [`Link`], the connection to the server, as whole frames sent
+//!   and received.
+//!
+//! The code is split by concept, one file each, every one adding methods to [`ClientCore`]:
+//! the session with the server, group state, receiving messages, sender keys, the outbox,
+//! sync, joining, reports, pinned texts, moderation, and queries.
 //!
 //! ## The commit rule
 //!
@@ -39,16 +50,42 @@
 mod error;
 pub mod events;
 pub mod host;
+pub mod invite;
 pub mod link;
 pub mod memory;
+pub mod profile;
 pub mod store;
+mod types;
+
+// The core itself, one file per concept; each holds an `impl ClientCore` block.
+mod group;
+mod joining;
+mod machine;
+mod moderation;
+mod outbox;
+mod pinned;
+mod queries;
+mod receive;
+mod reports;
+mod sender_keys;
+mod session;
+mod sync;
 
 pub use error::{ClientError, StoreError};
-pub use events::Event;
+pub use events::{
+    ChatMessage, Departure, Event, FacilitatorItem, GroupChange, GroupNotice, JoinRequest,
+    NoticeKind, Rejection, ReportInfo, UrgentRequest,
+};
 pub use host::{Host, HostRng};
+pub use invite::{Invite, InviteInfo};
 pub use link::{Link, Network, TransportError};
+pub use machine::ClientCore;
 pub use memory::MemoryStore;
+pub use profile::Profile;
 pub use store::{Batch, ClientStore, Tx};
+pub use types::{
+    AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, ModerationEntry, Peer, PinnedInfo, Status,
+};
 
 /// `Send` where the core may run on several threads (everywhere but wasm), nothing on wasm,
 /// where browser futures (IndexedDB, fetch) are not `Send`. Implemented for every type that

@@ -67,6 +67,49 @@ pub trait ClientStore: MaybeSend + MaybeSync {
     fn commit(&self, batch: Batch) -> impl Future<Output = Result<(), StoreError>> + MaybeSend;
 }
 
+// The trees the core keeps (values are JSON unless a comment says raw bytes); keys are in the
+// clear, values encrypted by the backend. The native store's format: renaming one loses data.
+pub(crate) const T_PROFILE: &str = "profile";
+pub(crate) const T_GROUPS: &str = "groups";
+pub(crate) const T_OPS: &str = "ops";
+pub(crate) const T_MESSAGES: &str = "messages";
+pub(crate) const T_SEEN: &str = "seen";
+pub(crate) const T_OWN_CHAINS: &str = "own_chains";
+pub(crate) const T_RECV_CHAINS: &str = "recv_chains";
+pub(crate) const T_PARKED: &str = "parked";
+pub(crate) const T_KNOWN_KEYS: &str = "known_keys";
+pub(crate) const T_JOIN_REQUESTS: &str = "join_requests";
+pub(crate) const T_PARKED_KEYS: &str = "parked_keys";
+pub(crate) const T_EVIDENCE: &str = "evidence";
+pub(crate) const T_DELETED: &str = "deleted";
+pub(crate) const T_OUTBOX: &str = "outbox";
+pub(crate) const T_PENDING_JOINS: &str = "pending_joins";
+pub(crate) const T_FACILITATOR_QUEUE: &str = "facilitator_queue";
+pub(crate) const T_PINNED: &str = "pinned";
+pub(crate) const T_NOTES: &str = "notes";
+pub(crate) const T_PRIVATE: &str = "private";
+/// Per group, the number people see of each message (PROTOCOL.md §11.11), both ways:
+/// (group, number) → seq and (group, seq) → number. Kept when the message is deleted, so
+/// that a number never names another message and a deletion notice can name its number.
+pub(crate) const T_NUMBER_SEQ: &str = "number_seq";
+pub(crate) const T_SEQ_NUMBER: &str = "seq_number";
+/// Messages written while the group is held (its log behind what members have been seen to
+/// use), sealed and posted once it has caught up.
+pub(crate) const T_HELD: &str = "held";
+/// Per (group, epoch, sender): the highest sender-key iteration seen and the seq it was stored
+/// at, to notice when the server stored one sender's messages out of their own order.
+pub(crate) const T_ORDER: &str = "order";
+
+/// A store key made of two parts (a group and what follows), for prefix scans by the first.
+pub(crate) fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
+    [a, b].concat()
+}
+
+/// A store key made of three parts.
+pub(crate) fn key3(a: &[u8], b: &[u8], c: &[u8]) -> Vec<u8> {
+    [a, b, c].concat()
+}
+
 /// Where a write goes: tree, then key.
 type Place = (&'static str, Vec<u8>);
 

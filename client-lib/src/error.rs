@@ -2,8 +2,3 @@
 //! which the shell shares; kept at this path for callers.
 
 pub use confide_client_core::ClientError;
-
-/// A failed cryptographic or protocol step, as a [`ClientError::Protocol`].
-pub(crate) fn protocol(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Protocol(e.to_string())
-}

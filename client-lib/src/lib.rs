@@ -32,12 +32,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod actor;
+mod commands;
 pub mod error;
 pub mod events;
 pub mod invite;
 pub mod local;
 mod native;
+mod runner;
 pub mod store;
 pub mod tls;
 pub mod transport;
@@ -50,9 +51,7 @@ use tokio::sync::{mpsc, oneshot};
 use confide_protocol::envelope::Envelope;
 use confide_protocol::group_log::{OpBody, Role};
 use confide_protocol::identity::KdfParams;
-use confide_protocol::{
-    DeviceId, DeviceIdentity, Epoch, GroupId, MessageId, Seq, Timestamp, UserId,
-};
+use confide_protocol::{DeviceId, DeviceIdentity, GroupId, MessageId, Seq, Timestamp, UserId};
 
 pub use error::ClientError;
 pub use events::{
@@ -60,10 +59,15 @@ pub use events::{
     NoticeKind, Rejection, ReportInfo, UrgentRequest,
 };
 pub use invite::{Invite, InviteInfo};
+// Defined in the client core (what its queries return); kept at these paths for callers.
+pub use confide_client_core::{
+    AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, ModerationEntry, Peer, PinnedInfo, Status,
+};
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
 
-use actor::{Actor, Command, ModerationCommand, Profile};
+use commands::{Command, ModerationCommand};
+use confide_client_core::{ClientCore, Profile};
 use confide_protocol::envelope::PinnedKind;
 use confide_protocol::group_log::{GroupSettings, OpenHours};
 
@@ -117,132 +121,6 @@ impl ClientConfig {
             registration_token: None,
         }
     }
-}
-
-/// The result of [`Client::join`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JoinOutcome {
-    /// This device is now a member.
-    Joined(GroupId),
-    /// The request went to the facilitators; [`Event::Joined`] follows if they approve.
-    Pending(GroupId),
-}
-
-/// A group as this device sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupInfo {
-    /// The group.
-    pub group: GroupId,
-    /// Whether this device is a member.
-    pub member: bool,
-    /// This device's user's role.
-    pub role: Option<Role>,
-    /// Number of members.
-    pub members: usize,
-    /// The current epoch.
-    pub epoch: Epoch,
-    /// Why the group's log was rejected, if it was.
-    pub tampered: Option<String>,
-    /// Someone added this device to the group and the user has not accepted it yet
-    /// ([`Client::accept_group`]): nothing of it is shown until then.
-    pub invited: bool,
-    /// While [`Self::invited`]: how many messages have arrived and wait for the user to accept
-    /// the group (0 otherwise).
-    pub waiting: usize,
-    /// For a private conversation — a group of exactly two members, this device's user and one
-    /// other, for which no invite was ever made (what [`Client::open_private`] makes, as does
-    /// adding one person to a new group) — the other person. Front ends name it by them
-    /// rather than by its id.
-    pub private_with: Option<Peer>,
-}
-
-/// Another person, as a group's verified log names them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Peer {
-    /// The user.
-    pub user: UserId,
-    /// Their pseudonym.
-    pub display_name: String,
-}
-
-/// A member as the verified log lists them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberInfo {
-    /// The user.
-    pub user: UserId,
-    /// Their pseudonym.
-    pub display_name: String,
-    /// Their role.
-    pub role: Role,
-    /// Their devices.
-    pub devices: Vec<DeviceId>,
-    /// Until when they are muted, if they are.
-    pub muted_until: Option<Timestamp>,
-    /// The other members whose display names look like this one's (Unicode confusables,
-    /// [`confide_protocol::names`]): show a warning next to the name. Empty when none does.
-    pub looks_like: Vec<String>,
-}
-
-/// The group agreement as this device holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgreementInfo {
-    /// Its version.
-    pub version: u32,
-    /// Its text (checked against the commitment in the signed log).
-    pub text: String,
-    /// Whether this device's user has accepted this version.
-    pub accepted: bool,
-}
-
-/// The texts pinned to a group.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PinnedInfo {
-    /// The current agreement, once its text has arrived.
-    pub agreement: Option<AgreementInfo>,
-    /// The current agreement version in the log (its text may still be on its way).
-    pub agreement_version: Option<u32>,
-    /// "If you are in crisis" resources, readable at any time (also while the chat is locked).
-    pub crisis_resources: Option<String>,
-}
-
-/// What this device's user may do in a group right now, and why not.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Status {
-    /// The user's role (`None`: not a member).
-    pub role: Option<Role>,
-    /// Until when the user is muted.
-    pub muted_until: Option<Timestamp>,
-    /// Whether the chat is locked by hand.
-    pub locked: bool,
-    /// Whether the chat is inside its open hours (always true without a schedule).
-    pub open_now: bool,
-    /// Slow mode interval in seconds (0: off).
-    pub slow_mode_seconds: u32,
-    /// The agreement version the user must accept before posting, if any.
-    pub agreement_pending: Option<u32>,
-}
-
-/// One line of the moderation log.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ModerationEntry {
-    /// Position in the group log.
-    pub op_seq: u64,
-    /// When the author says it happened.
-    pub at: Timestamp,
-    /// What happened (the op type).
-    pub action: String,
-    /// Who did it.
-    pub author: Option<UserId>,
-    /// Their pseudonym.
-    pub author_name: Option<String>,
-    /// Whom it concerned.
-    pub target: Option<UserId>,
-    /// Their pseudonym.
-    pub target_name: Option<String>,
-    /// Non-content details (mute end, ban, role, interval, …).
-    pub details: serde_json::Value,
-    /// The reason, if this device received it (facilitators only).
-    pub reason: Option<String>,
 }
 
 /// The stream of [`Event`]s, in order.
@@ -314,14 +192,8 @@ impl Client {
     ) -> Result<(Client, Events), ClientError> {
         let store =
             store::Store::create(&config.store_path, passphrase, config.kdf, &mut os_rng())?;
-        let profile = Profile {
-            user: UserId::random(&mut os_rng()),
-            display_name: display_name.to_string(),
-            registered: false,
-        };
-        store.put_bytes("profile", b"identity", identity.to_secret_bytes().as_ref())?;
-        store.put("profile", b"profile", &profile)?;
-        store.flush()?;
+        let profile = Profile::new(UserId::random(&mut os_rng()), display_name);
+        confide_client_core::profile::create(&store, &identity, &profile).await?;
         Self::start(config, store, identity, profile, true).await
     }
 
@@ -331,17 +203,7 @@ impl Client {
         passphrase: &[u8],
     ) -> Result<(Client, Events), ClientError> {
         let store = store::Store::open(&config.store_path, passphrase)?;
-        let secret = store
-            .get_bytes("profile", b"identity")?
-            .ok_or_else(|| ClientError::Protocol("the store holds no identity".into()))?;
-        let secret: [u8; 64] = secret
-            .as_slice()
-            .try_into()
-            .map_err(|_| ClientError::Protocol("damaged identity".into()))?;
-        let identity = DeviceIdentity::from_secret_pair(&zeroize::Zeroizing::new(secret));
-        let profile: Profile = store
-            .get("profile", b"profile")?
-            .ok_or_else(|| ClientError::Protocol("the store holds no profile".into()))?;
+        let (identity, profile) = confide_client_core::profile::load(&store).await?;
         Self::start(config, store, identity, profile, false).await
     }
 
@@ -366,16 +228,16 @@ impl Client {
             trust: config.trust,
         };
         let host = Box::new(native::NativeHost { events: events_tx });
-        let actor = Actor::new(
+        let core = ClientCore::new(
+            store,
             net,
             host,
-            store,
             identity,
             profile,
             config.registration_token,
         )
         .await?;
-        tokio::spawn(actor.run(commands_rx));
+        tokio::spawn(runner::run(core, commands_rx));
         if must_connect && let Err(e) = client.sync().await {
             // Registration must reach the server: its error goes to the caller now. Once the
             // server has registered the identity, a later step failing (the first sync, say)

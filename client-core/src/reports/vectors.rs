@@ -7,8 +7,8 @@
 //!
 //! Each case also carries the decision a receiving client must make, with the check that makes
 //! it. The decisions are computed by `join_request_decision` and `note_decision` below, which
-//! follow the receiving code (`Actor::receive_join_request`, `Actor::receive_note`) check by check
-//! with the same protocol functions; that code needs a running actor, so it is not called here.
+//! follow the receiving code (`ClientCore::receive_join_request`, `ClientCore::receive_note`) check by check
+//! with the same protocol functions; that code needs a running core, so it is not called here.
 //!
 //! Regenerate (after a deliberate format change, which is a version bump) with
 //! `CONFIDE_REGENERATE_VECTORS=1 cargo test -p confide-client vectors`.
@@ -29,7 +29,7 @@ use rand_core::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use super::FacilitatorNote;
-use crate::actor::JoinRequestPayload;
+use crate::joining::JoinRequestPayload;
 
 type ChaCha = chacha20::ChaCha20Rng;
 
@@ -175,7 +175,7 @@ fn replace_once(text: &str, from: &str, to: &str) -> Vec<u8> {
 }
 
 /// What a facilitator client decides about a sealed join request, check by check as
-/// `Actor::receive_join_request` makes them (§8.9): `Ok` keeps the request for approval; `Err`
+/// `ClientCore::receive_join_request` makes them (§8.9): `Ok` keeps the request for approval; `Err`
 /// lists every check that fails (`open` and `parse` stop at once, the others are all made).
 fn join_request_decision(
     state: &GroupState,
@@ -525,7 +525,7 @@ fn join_request_vectors() {
 }
 
 /// What a receiving client decides about a sealed facilitator note, check by check as
-/// `Actor::receive_note` makes them (§7.2): `Ok("queue")` keeps an urgent request for the
+/// `ClientCore::receive_note` makes them (§7.2): `Ok("queue")` keeps an urgent request for the
 /// facilitators, `Ok("keep")` keeps a reason for its op; `Err` lists every check that fails
 /// (the client stops at the first; `open` and `parse` stop here too, and `sender` and
 /// `moderator` cannot be checked without an epoch).

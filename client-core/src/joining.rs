@@ -1,0 +1,373 @@
+//! Invites and join requests: making an invite, joining with one (verifying the group's log
+//! against it from genesis first), asking the facilitators when the invite needs approval,
+//! and the facilitators' side (receiving, approving and declining requests).
+
+use std::time::Duration;
+
+use confide_protocol::frames::{self, ClientFrame, ServerFrame};
+use confide_protocol::group_log::{GroupState, InviteSecret, MemberEntry, OpBody, SignedOp};
+use confide_protocol::seal::{self, SealKind, SealedPayload};
+use confide_protocol::{GroupId, Seq, Signature, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ClientError, protocol};
+use crate::events::{Event, JoinRequest};
+use crate::group::{GroupCtx, GroupMeta, look_alikes, op_time};
+use crate::invite::Invite;
+use crate::machine::ClientCore;
+use crate::store::{ClientStore, T_GROUPS, T_JOIN_REQUESTS, T_OPS, T_PENDING_JOINS, key2};
+use crate::sync::SYNC_PAGE;
+use crate::{HostRng, Network};
+
+/// The plaintext of a join request (sealed with [`SealKind::JoinRequest`]).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JoinRequestPayload {
+    pub(crate) invite: confide_protocol::InviteId,
+    pub(crate) invite_sig: Signature,
+    pub(crate) member: MemberEntry,
+    pub(crate) note: Option<String>,
+}
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// Creates an invite (facilitators): single- or limited-use, valid for `valid_for`.
+    pub async fn create_invite(
+        &mut self,
+        group: GroupId,
+        requires_approval: bool,
+        max_uses: u32,
+        valid_for: Duration,
+    ) -> Result<Invite, ClientError> {
+        let r = self
+            .make_invite(group, requires_approval, max_uses, valid_for)
+            .await;
+        self.end_step(r).await
+    }
+
+    /// Joins with an invite, after verifying the group's log against it. With an invite that
+    /// needs approval, sends a join request (with an optional note) to the facilitators.
+    pub async fn join(
+        &mut self,
+        invite: Invite,
+        note: Option<String>,
+    ) -> Result<crate::JoinOutcome, ClientError> {
+        let r = self.join_with(invite, note).await;
+        self.end_step(r).await
+    }
+
+    /// Approves a pending join request (facilitators).
+    pub async fn approve(&mut self, group: GroupId, user: UserId) -> Result<(), ClientError> {
+        let r = self.admit(group, user).await;
+        self.end_step(r).await
+    }
+
+    /// Declines a pending join request (facilitators): it is forgotten.
+    pub async fn decline(&mut self, group: GroupId, user: UserId) -> Result<(), ClientError> {
+        self.db
+            .remove(T_JOIN_REQUESTS, &key2(group.as_bytes(), user.as_bytes()));
+        self.end_step(Ok(())).await
+    }
+
+    /// Pending join requests (facilitators), to approve or decline.
+    pub async fn join_requests(&self, group: GroupId) -> Result<Vec<JoinRequest>, ClientError> {
+        let items = self
+            .db
+            .scan::<JoinRequestPayload>(T_JOIN_REQUESTS, group.as_bytes(), usize::MAX)
+            .await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|(_, r)| {
+                let device = r.member.devices.first()?.device;
+                Some(JoinRequest {
+                    group,
+                    user: r.member.user,
+                    device,
+                    looks_like: self.groups.get(&group).map_or_else(Vec::new, |c| {
+                        look_alikes(&c.state, &r.member.user, &r.member.display_name)
+                    }),
+                    display_name: r.member.display_name,
+                    note: r.note,
+                })
+            })
+            .collect())
+    }
+
+    pub(crate) async fn make_invite(
+        &mut self,
+        group: GroupId,
+        requires_approval: bool,
+        max_uses: u32,
+        valid_for: Duration,
+    ) -> Result<Invite, ClientError> {
+        let secret = InviteSecret::generate(&mut HostRng(&mut *self.host));
+        let expires_at = Timestamp(
+            self.host
+                .now()
+                .0
+                .saturating_add(valid_for.as_millis() as u64),
+        );
+        let body = OpBody::Invite {
+            invite: secret.id(),
+            requires_approval,
+            max_uses,
+            expires_at,
+        };
+        self.append_op(group, body).await?;
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        Ok(Invite::new(
+            group,
+            ctx.state.genesis_hash(),
+            self.device(),
+            requires_approval,
+            &secret,
+        ))
+    }
+
+    /// Fetches the group's log with the invite, checks it against the invite, then joins (or
+    /// asks the facilitators to let us in).
+    pub(crate) async fn join_with(
+        &mut self,
+        invite: Invite,
+        note: Option<String>,
+    ) -> Result<crate::JoinOutcome, ClientError> {
+        self.ensure_connected().await?;
+        let me = self.device();
+        let group = invite.group;
+        // Local state may be stale (removed while offline): ask the server first.
+        if self.groups.get(&group).is_some_and(|c| c.is_member(&me)) {
+            self.sync_group(group, None).await?;
+            if self.groups.get(&group).is_some_and(|c| c.is_member(&me)) {
+                return Ok(crate::JoinOutcome::Joined(group));
+            }
+        }
+        // Verify the whole log from genesis before trusting anything in it.
+        let mut state: Option<GroupState> = None;
+        let mut ops_held: Vec<SignedOp> = Vec::new();
+        loop {
+            let after_op_seq = state.as_ref().map(|s| s.seq());
+            let invite_id = Some(frames::InviteProof {
+                id: invite.id(),
+                signature: invite.secret().sign_sync(&group, &self.device()),
+            });
+            let reply = self
+                .request_ok(|id| ClientFrame::Sync {
+                    id,
+                    group,
+                    after_op_seq,
+                    after_seq: Seq(0),
+                    limit: SYNC_PAGE,
+                    invite: invite_id,
+                })
+                .await?;
+            let ServerFrame::SyncPage { ops, complete, .. } = reply else {
+                return Err(ClientError::Unexpected("sync_page".into()));
+            };
+            for op in ops {
+                match state.as_mut() {
+                    None => {
+                        state = Some(
+                            GroupState::from_genesis(&op)
+                                .map_err(|e| ClientError::BadInvite(e.to_string()))?,
+                        )
+                    }
+                    Some(s) => {
+                        s.apply(&op).map_err(|e| {
+                            ClientError::BadInvite(format!("the group's log does not verify: {e}"))
+                        })?;
+                    }
+                }
+                ops_held.push(op);
+            }
+            if complete {
+                break;
+            }
+            if state.as_ref().map(|s| s.seq()) == after_op_seq {
+                return Err(ClientError::Unexpected(
+                    "the server's sync made no progress".into(),
+                ));
+            }
+        }
+        let state = state.ok_or_else(|| ClientError::BadInvite("the group has no log".into()))?;
+        // A group this device was in before: the log it is shown now must extend the one it
+        // verified then, op for op. An older or different history (a rollback to before a
+        // removal, say) would make it seal keys to people it knows are gone.
+        let verified: Vec<(Vec<u8>, SignedOp)> =
+            self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
+        if !verified.is_empty()
+            && (ops_held.len() < verified.len()
+                || verified
+                    .iter()
+                    .zip(&ops_held)
+                    .any(|((_, mine), shown)| mine.hash() != shown.hash()))
+        {
+            return Err(ClientError::BadInvite(
+                "the server showed an older or different history of this group than this device \
+                 verified before; not joining"
+                    .into(),
+            ));
+        }
+        if state.group() != invite.group || state.genesis_hash() != invite.genesis {
+            return Err(ClientError::BadInvite(
+                "the server showed a different group than the invite names".into(),
+            ));
+        }
+        if !state
+            .member_of_device(&invite.inviter)
+            .is_some_and(|(_, m)| m.role.is_moderator())
+        {
+            return Err(ClientError::BadInvite(
+                "the inviter is not a facilitator of the group".into(),
+            ));
+        }
+        let secret = invite.secret();
+        let invite_sig = secret.sign_join(&group, &self.profile.user, &self.device());
+        if invite.requires_approval {
+            let request = JoinRequestPayload {
+                invite: invite.id(),
+                invite_sig,
+                member: self.member_entry(),
+                note,
+            };
+            let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(protocol)?);
+            let mut items = Vec::new();
+            for keys in state.facilitator_devices() {
+                items.push(
+                    seal::seal(
+                        &self.identity,
+                        keys,
+                        SealKind::JoinRequest,
+                        group,
+                        state.epoch_ref(),
+                        &bytes,
+                        &mut HostRng(&mut *self.host),
+                    )
+                    .map_err(protocol)?,
+                );
+            }
+            self.send_sealed(items).await?;
+            // Remember the request, so the group is accepted when a facilitator approves it.
+            self.db
+                .put(T_PENDING_JOINS, group.as_bytes(), &state.genesis_hash())?;
+            self.commit().await?;
+            return Ok(crate::JoinOutcome::Pending(group));
+        }
+        let body = OpBody::Join {
+            invite: invite.id(),
+            member: self.member_entry(),
+            invite_sig,
+        };
+        let op = state
+            .next_op(self.device(), op_time(self.host.now(), &state), body)
+            .sign(&self.identity)
+            .map_err(protocol)?;
+        let mut joined = state.clone();
+        joined
+            .apply(&op)
+            .map_err(|e| ClientError::BadInvite(e.to_string()))?;
+        let signed = op.clone();
+        self.request_ok(|id| ClientFrame::AppendOp {
+            id,
+            group,
+            op: signed,
+        })
+        .await?;
+        // Adopt the verified log.
+        for (seq, held) in ops_held.iter().chain(std::iter::once(&op)).enumerate() {
+            self.db.put(
+                T_OPS,
+                &key2(group.as_bytes(), &(seq as u64).to_be_bytes()),
+                held,
+            )?;
+        }
+        let meta = GroupMeta {
+            next_seq: 1,
+            accepted: true,
+            ..GroupMeta::default()
+        };
+        self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
+        self.commit().await?;
+        let mut ctx = GroupCtx::new(state, meta);
+        ctx.state = joined;
+        ctx.record_epoch();
+        self.groups.insert(group, ctx);
+        self.emit(Event::Joined { group });
+        self.sync_group(group, None).await?;
+        Ok(crate::JoinOutcome::Joined(group))
+    }
+
+    pub(crate) async fn admit(&mut self, group: GroupId, user: UserId) -> Result<(), ClientError> {
+        let key = key2(group.as_bytes(), user.as_bytes());
+        let request: JoinRequestPayload =
+            self.db.get(T_JOIN_REQUESTS, &key).await?.ok_or_else(|| {
+                ClientError::Protocol("no pending join request from that user".into())
+            })?;
+        let body = OpBody::Add {
+            member: request.member,
+            invite: Some(request.invite),
+            invite_sig: Some(request.invite_sig),
+        };
+        self.append_op(group, body).await?;
+        self.db.remove(T_JOIN_REQUESTS, &key);
+        Ok(())
+    }
+
+    pub(crate) async fn receive_join_request(&mut self, sealed: &SealedPayload) -> bool {
+        let group = sealed.group;
+        let Ok(bytes) = seal::open(&self.identity, sealed) else {
+            return true;
+        };
+        let Ok(request) = serde_json::from_slice::<JoinRequestPayload>(&bytes) else {
+            return true;
+        };
+        let Some(ctx) = self.groups.get(&group) else {
+            return true;
+        };
+        let t = self.host.now();
+        let valid_invite = ctx.state.invite(&request.invite).is_some_and(|i| {
+            i.requires_approval && !i.revoked && i.uses < i.max_uses && i.expires_at > t
+        });
+        // Every device the request lists must be the one that asked (the only device whose
+        // key the request proves): another listed device could be someone else's, and its
+        // posts would be shown as the requester's. The `add` approving it checks the same.
+        let device_ok = confide_protocol::group_log::only_proven_device(&request.member)
+            .is_ok_and(|d| d.device == sealed.sender);
+        let sig_ok = confide_protocol::group_log::verify_join_sig(
+            &request.invite,
+            &group,
+            &request.member.user,
+            &sealed.sender,
+            &request.invite_sig,
+        )
+        .is_ok();
+        if !(valid_invite && device_ok && sig_ok && request.member.validate().is_ok()) {
+            tracing::warn!(%group, "invalid join request dropped");
+            return true;
+        }
+        let user = request.member.user;
+        let looks_like = look_alikes(&ctx.state, &user, &request.member.display_name);
+        let key = key2(group.as_bytes(), user.as_bytes());
+        // A later request under the same user id from another device never replaces the first.
+        if let Ok(Some(existing)) = self
+            .db
+            .get::<JoinRequestPayload>(T_JOIN_REQUESTS, &key)
+            .await
+            && existing.member.devices.first().map(|d| d.device) != Some(sealed.sender)
+        {
+            tracing::warn!(%group, "conflicting join request dropped");
+            return true;
+        }
+        // Stored with the step, before the request is acknowledged or shown.
+        if self.db.put(T_JOIN_REQUESTS, &key, &request).is_err() {
+            return false;
+        }
+        self.emit(Event::JoinRequest(JoinRequest {
+            group,
+            user,
+            device: sealed.sender,
+            display_name: request.member.display_name.clone(),
+            note: request.note.clone(),
+            looks_like,
+        }));
+        true
+    }
+}

@@ -1,0 +1,360 @@
+//! [`ClientCore`]: the client's state, how it is built and loaded, and the step discipline
+//! every entry point follows (changes into the batch, events queued, one commit, then the
+//! events; a failed commit reverts the step). Also the entry points a driver calls between
+//! commands: connection changes, pushed frames, retries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use confide_protocol::frames::ServerFrame;
+use confide_protocol::group_log::{GroupState, MemberEntry, SignedOp};
+use confide_protocol::{DeviceId, DeviceIdentity, GroupId, Timestamp};
+
+use crate::error::ClientError;
+use crate::events::Event;
+use crate::group::{GroupCtx, GroupMeta};
+use crate::profile::Profile;
+use crate::store::{ClientStore, T_GROUPS, T_OPS, Tx};
+use crate::{Host, Link, Network};
+
+/// One device of one user: its groups as verified from their logs, its keys, its outbox, and
+/// every decision about what arrives and what goes out, with no I/O of its own.
+///
+/// Its three seams are given at [`ClientCore::new`]: a [`ClientStore`] (`S`), a [`Network`]
+/// (`N`) and a [`Host`]. Every method is one *step*: its changes are committed to the store
+/// in one batch before anything they imply is sent to the server or handed to
+/// [`Host::event`] (see the crate overview). Commands take `&mut self`; reads of what is
+/// stored take `&self`.
+///
+/// The caller drives it: [`ClientCore::connect`] (then [`ClientCore::after_connect`]), and for
+/// every frame the server pushes [`ClientCore::receive`], for every due retry
+/// ([`ClientCore::retry_due_at`]) [`ClientCore::retry_now`], and after each of these and each
+/// command [`ClientCore::after_input`]. A request waits for its reply inside the call that
+/// makes it, handling whatever else arrives meanwhile.
+pub struct ClientCore<S: ClientStore, N: Network> {
+    /// Dials the server.
+    pub(crate) net: N,
+    /// The clock, randomness and the application's event sink.
+    pub(crate) host: Box<dyn Host>,
+    /// The store, read and written through one step's change batch: every write waits in it
+    /// until [`Self::commit`], which persists the step atomically before anything it implies
+    /// is sent or shown.
+    pub(crate) db: Tx<S>,
+    /// This device's keys: it signs, seals and opens with them.
+    pub(crate) identity: DeviceIdentity,
+    /// Who this device's user is, and whether the server has registered the device.
+    pub(crate) profile: Profile,
+    /// Sent when registering with a server that requires one.
+    pub(crate) registration_token: Option<String>,
+    /// Events of the step under way, handed out only once the batch they report is committed
+    /// (and dropped if it fails).
+    pub(crate) pending_events: Vec<Event>,
+    /// The connection to the server, while one is open.
+    pub(crate) conn: Option<N::Link>,
+    /// The last request id used: each request gets the next, so its reply can be told apart.
+    pub(crate) next_id: u64,
+    /// Every group this device holds, as replayed from its verified log.
+    pub(crate) groups: HashMap<GroupId, GroupCtx>,
+    /// Groups found to need a sync (a gap in what arrived, an epoch ahead of the log), synced
+    /// after the current input.
+    pub(crate) needs_sync: BTreeSet<GroupId>,
+    /// Why the last full sync could not fetch some group for a passing reason (the server's
+    /// disk, a restart, a rate limit, the connection), for [`ClientCore::sync`] to report instead
+    /// of success: such a failure is reported by every sync that meets it.
+    pub(crate) sync_failure: Option<ClientError>,
+    /// Lasting refusals of a group's sync met for the first time and not yet reported by a
+    /// [`ClientCore::sync`] or [`ClientCore::synced`]: each is reported once (and as
+    /// [`Event::SyncRefused`]); later syncs that meet it again do not fail for it.
+    pub(crate) refusals_unreported: Vec<ClientError>,
+    /// Groups this device does not hold whose sync was refused for a lasting reason, with its
+    /// code (for held groups it is [`GroupMeta::sync_refused`]).
+    pub(crate) refused_unheld: HashMap<GroupId, String>,
+    /// Whether a full sync has run since this client started.
+    pub(crate) full_sync_done: bool,
+    /// Groups whose pinned texts this facilitator device should post again (new epoch).
+    pub(crate) needs_repost: BTreeSet<GroupId>,
+    /// Inbox items processed and stored, to acknowledge.
+    pub(crate) pending_acks: Vec<u64>,
+    /// When to post the outbox again, after the server refused a message for a passing reason.
+    pub(crate) outbox_retry_at: Option<Timestamp>,
+    /// Messages already named in an [`Event::OrderWarning`] (group, seq), so that one swap is
+    /// reported once even when both of its messages show it; cleared when it grows past
+    /// [`crate::receive::MAX_ORDER_WARNED`].
+    pub(crate) order_warned: std::collections::HashSet<(GroupId, u64)>,
+    /// Whether held messages may be ready to go (something was held, a group caught up, a
+    /// connection or a retry came): [`Self::process_held`] reads the store only then.
+    pub(crate) held_dirty: bool,
+}
+
+/// `d` in milliseconds, as protocol timestamps count.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// A core over `store`, reaching the server through `net` and the platform through
+    /// `host`, for the device `identity` of `profile`'s user. `registration_token` is sent
+    /// when registering with a server that requires one. Every stored group log is replayed
+    /// and verified again; a log that no longer verifies freezes only its group.
+    ///
+    /// Nothing is dialled yet: call [`Self::connect`].
+    pub async fn new(
+        store: S,
+        net: N,
+        host: Box<dyn Host>,
+        identity: DeviceIdentity,
+        profile: Profile,
+        registration_token: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let mut core = ClientCore {
+            net,
+            host,
+            db: Tx::new(store),
+            identity,
+            profile,
+            registration_token,
+            pending_events: Vec::new(),
+            conn: None,
+            next_id: 0,
+            groups: HashMap::new(),
+            needs_sync: BTreeSet::new(),
+            sync_failure: None,
+            refusals_unreported: Vec::new(),
+            refused_unheld: HashMap::new(),
+            full_sync_done: false,
+            needs_repost: BTreeSet::new(),
+            pending_acks: Vec::new(),
+            outbox_retry_at: None,
+            order_warned: Default::default(),
+            held_dirty: true,
+        };
+        core.load_groups().await?;
+        // Numbers given to messages of an older store are kept.
+        core.commit().await?;
+        Ok(core)
+    }
+
+    /// Replays every stored group log (verifying it again) into memory.
+    pub(crate) async fn load_groups(&mut self) -> Result<(), ClientError> {
+        let metas: Vec<(Vec<u8>, GroupMeta)> = self.db.scan(T_GROUPS, &[], usize::MAX).await?;
+        for (key, meta) in metas {
+            let Ok(group) = <[u8; 16]>::try_from(key.as_slice()).map(GroupId) else {
+                continue;
+            };
+            let ops: Vec<(Vec<u8>, SignedOp)> =
+                self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
+            // Frozen is recomputed from the stored log at every start: earlier versions also
+            // froze a group for an invalid op the server served, which must not last.
+            let meta = GroupMeta {
+                tampered: None,
+                ..meta
+            };
+            let mut ctx: Option<GroupCtx> = None;
+            for (_, op) in &ops {
+                match ctx.as_mut() {
+                    None => match GroupState::from_genesis(op) {
+                        Ok(state) => ctx = Some(GroupCtx::new(state, meta.clone())),
+                        Err(_) => break,
+                    },
+                    Some(c) => match c.state.apply(op) {
+                        Ok(applied) => {
+                            c.record_epoch();
+                            c.note_op(&applied.op);
+                        }
+                        Err(e) => {
+                            // A damaged store freezes that group, not the whole client.
+                            c.meta
+                                .tampered
+                                .get_or_insert_with(|| format!("stored log does not verify: {e}"));
+                            break;
+                        }
+                    },
+                }
+            }
+            if let Some(ctx) = ctx {
+                self.groups.insert(group, ctx);
+                self.number_old_messages(group).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues an event for the application: it is handed out once the step's batch, which
+    /// holds what the event reports, is committed ([`Self::commit`]).
+    pub(crate) fn emit(&mut self, event: Event) {
+        self.pending_events.push(event);
+    }
+
+    /// Persists the step's changes atomically and durably, then hands out the events they
+    /// back. Called before any frame is sent ([`Self::send_frame`]), where the store was
+    /// flushed before, and at the end of every command and loop turn: so nothing is sent or
+    /// shown that a crash could take back. If the store fails, the step is reverted
+    /// ([`Self::revert`]) and the error returned.
+    pub(crate) async fn commit(&mut self) -> Result<(), ClientError> {
+        match self.db.commit().await {
+            Ok(()) => {
+                for event in std::mem::take(&mut self.pending_events) {
+                    self.host.event(event);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.revert(&e).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Undoes a step whose changes could not be stored: its batch (already dropped by the
+    /// failed commit), its events and the acknowledgements it meant to send are forgotten,
+    /// the groups are read again from the store, and the connection is dropped, so that the
+    /// next connection resyncs from the cursors stored: nothing acknowledged or shown is lost.
+    pub(crate) async fn revert(&mut self, e: &crate::StoreError) {
+        tracing::warn!(error = %e, "the local store failed: the step is undone");
+        self.db.discard();
+        self.pending_events.clear();
+        self.pending_acks.clear();
+        self.order_warned.clear();
+        self.held_dirty = true;
+        self.groups.clear();
+        if let Err(e) = self.load_groups().await {
+            tracing::warn!(error = %e, "the groups could not be read again from the store");
+        }
+        // Renumbering an older store's messages is left to the next start.
+        self.db.discard();
+        self.disconnected(format!("the local store failed: {e}"));
+        // Told at once: no commit backs this event.
+        for event in std::mem::take(&mut self.pending_events) {
+            self.host.event(event);
+        }
+    }
+
+    /// Commits the step a command or loop turn made ([`Self::commit`]) and returns the
+    /// command's result: a result that cannot be stored is not reported as a success.
+    pub(crate) async fn end_step<T>(
+        &mut self,
+        r: Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let committed = self.commit().await;
+        match (r, committed) {
+            (Ok(_), Err(e)) => Err(e),
+            (r, _) => r,
+        }
+    }
+
+    pub(crate) fn device(&self) -> DeviceId {
+        self.identity.device_id()
+    }
+
+    /// The group, if this device may act in it: known, not frozen, and a member of it. A device
+    /// that was removed from it (or left) is told so, with how and when
+    /// ([`ClientError::Removed`]), rather than meeting a protocol error further on.
+    pub(crate) async fn member_ctx(&self, group: GroupId) -> Result<&GroupCtx, ClientError> {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        if let Some(why) = &ctx.meta.tampered {
+            return Err(ClientError::GroupTampered(why.clone()));
+        }
+        if !ctx.is_member(&self.device()) {
+            return Err(match self.departure(group).await? {
+                Some(departure) => ClientError::Removed { group, departure },
+                None => ClientError::NotMember,
+            });
+        }
+        Ok(ctx)
+    }
+
+    pub(crate) fn member_entry(&self) -> MemberEntry {
+        MemberEntry {
+            user: self.profile.user,
+            display_name: self.profile.display_name.clone(),
+            devices: vec![self.identity.public_keys()],
+        }
+    }
+
+    /// Whether this device is registered with the server (the server answered `authenticated`
+    /// to its registration, now or earlier).
+    pub fn is_registered(&self) -> bool {
+        self.profile.registered
+    }
+
+    /// Whether a connection to the server is open.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The open connection, for a caller that waits on it between steps (the native shell
+    /// receives on it beside its command queue) and hands each frame to [`Self::receive`].
+    pub fn link_mut(&mut self) -> Option<&mut N::Link> {
+        self.conn.as_mut()
+    }
+
+    /// The connection failed or the server closed it: it is dropped and the application told
+    /// once ([`Event::Disconnected`]). The next [`Self::connect`] resyncs.
+    pub async fn connection_lost(&mut self, reason: String) {
+        self.disconnected(reason);
+        let _ = self.commit().await;
+    }
+
+    /// A [`Self::connect`] failed: the application is told ([`Event::Disconnected`]), for
+    /// every attempt, so it can show that the client is trying again.
+    pub async fn connect_failed(&mut self, reason: String) {
+        self.emit(Event::Disconnected { reason });
+        let _ = self.commit().await;
+    }
+
+    /// What waited for a connection goes now, after a successful [`Self::connect`]: pinned
+    /// texts to post again, messages held while offline.
+    pub async fn after_connect(&mut self) {
+        self.held_dirty = true;
+        self.process_needs_repost().await;
+        self.process_held().await;
+        let _ = self.commit().await;
+    }
+
+    /// One frame the server pushed (a message, an op, inbox items): verified, applied and
+    /// stored as one step, then acknowledged where the protocol asks for it. Replies to this
+    /// core's requests never come here: the request waiting for them takes them.
+    pub async fn receive(&mut self, frame: ServerFrame) {
+        self.handle_frame(frame).await;
+        self.flush_acks().await;
+        let _ = self.commit().await;
+    }
+
+    /// When the outbox (and held messages) should be posted again, after the server refused
+    /// a post for a passing reason; `None` when no retry waits. Then call
+    /// [`Self::retry_now`].
+    pub fn retry_due_at(&self) -> Option<Timestamp> {
+        self.outbox_retry_at
+    }
+
+    /// Posts the outbox again, in order (its retry is due: [`Self::retry_due_at`]).
+    pub async fn retry_now(&mut self) {
+        self.outbox_retry_at = None;
+        self.held_dirty = true;
+        self.resend_outbox().await;
+        let _ = self.commit().await;
+    }
+
+    /// The follow-up work after any input (a command, a frame, a retry): acknowledgements,
+    /// groups found to need a sync, pinned texts to post to a new epoch, held messages whose
+    /// group has caught up.
+    pub async fn after_input(&mut self) {
+        // The step's changes are stored before the acknowledgements they allow go out
+        // (`flush_acks` commits first) and before its events are handed out.
+        self.flush_acks().await;
+        let _ = self.commit().await;
+        self.process_needs_sync().await;
+        self.process_needs_repost().await;
+        self.process_held().await;
+        let _ = self.commit().await;
+    }
+
+    /// Stores whatever is pending and closes the connection politely. The core can be
+    /// dropped afterwards (or connect again).
+    pub async fn shutdown(&mut self) {
+        let _ = self.commit().await;
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! What this device sends: sealing and posting its messages, the outbox of messages handed
+//! to the server but not yet acknowledged (posted again, in order, after a reconnect or a
+//! passing refusal), and messages held while the group's log is behind what members use.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_protocol::{GroupId, MessageId, Seq, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ClientError, protocol, server_error};
+use crate::events::{ChatMessage, Event};
+use crate::machine::{ClientCore, millis};
+use crate::session::is_passing;
+use crate::store::{ClientStore, T_GROUPS, T_HELD, T_OUTBOX, T_SEEN, key2, key3};
+use crate::{HostRng, Network};
+
+/// How long the outbox waits before posting again after the server could not take a message
+/// for a passing reason (`storage`, `shutting_down`, `rate_limited`) and named no time itself.
+pub(crate) const OUTBOX_RETRY: Duration = Duration::from_secs(2);
+
+/// Bounds on any wait before the outbox posts again.
+pub(crate) const OUTBOX_RETRY_MIN: Duration = Duration::from_millis(250);
+
+pub(crate) const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How many messages a group may hold while its log is behind; a further one is refused (not
+/// kept), so that a log that never catches up cannot fill the disk.
+pub(crate) const MAX_HELD_PER_GROUP: usize = 1_000;
+
+/// A message encrypted and handed to the server but not yet acknowledged: kept (encrypted at
+/// rest) and posted again after a reconnect, so nothing unacknowledged is lost and nothing is
+/// shown as sent before the server has it. The server answers a re-post of a stored envelope
+/// with the seq it already has, so a retry never duplicates.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct OutboxEntry {
+    pub(crate) envelope: Envelope,
+    pub(crate) content: MessageContent,
+}
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// Sends a text message, optionally replying to another. Returns the message as stored,
+    /// once the server has acknowledged it durably. [`ClientError::Held`] and
+    /// [`ClientError::Pending`] mean it is kept and sent later ([`Event::Sent`] or
+    /// [`Event::SendFailed`] follows).
+    pub async fn send_text(
+        &mut self,
+        group: GroupId,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<ChatMessage, ClientError> {
+        let r = self.post_text(group, text, reply_to).await;
+        self.end_step(r).await
+    }
+
+    pub(crate) async fn post_text(
+        &mut self,
+        group: GroupId,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<ChatMessage, ClientError> {
+        let content = MessageContent {
+            sent_at: self.host.now(),
+            seen_seq: self.seen_seq(group),
+            body: ContentBody::Text { text, reply_to },
+        };
+        let (seq, id) = self.post_content(group, content.clone()).await?;
+        self.own_message(group, seq, id, content)
+            .ok_or_else(|| ClientError::Unexpected("a text became something else".into()))
+    }
+
+    /// The highest message seq of `group` this device has processed, named in what it writes
+    /// so that receivers can tell when the server stores it too early (§6.7).
+    pub(crate) fn seen_seq(&self, group: GroupId) -> Option<Seq> {
+        self.groups
+            .get(&group)
+            .map(|ctx| ctx.meta.last_seen_seq)
+            .filter(|seq| *seq > 0)
+            .map(Seq)
+    }
+
+    /// Stores this device's own text message, now that the server has acknowledged it at
+    /// `seq`, and returns it as shown. `None` for content that is not a text.
+    pub(crate) fn own_message(
+        &mut self,
+        group: GroupId,
+        seq: Seq,
+        id: MessageId,
+        content: MessageContent,
+    ) -> Option<ChatMessage> {
+        let ContentBody::Text { text, reply_to } = content.body else {
+            return None;
+        };
+        let mut message = ChatMessage {
+            group,
+            seq,
+            number: 0,
+            id,
+            sender: self.profile.user,
+            sender_device: self.device(),
+            sender_name: self.profile.display_name.clone(),
+            sent_at: content.sent_at,
+            received_at: self.host.now(),
+            text,
+            reply_to,
+        };
+        let _ = self
+            .db
+            .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
+        // Committed before the message is returned or reported as sent.
+        let _ = self.store_message(&mut message);
+        Some(message)
+    }
+
+    /// This device's own post in `epoch` was stored at `seq`: it counts toward the cut-off
+    /// that refuses late posts in an epoch that ended with a removal, like anyone else's.
+    pub(crate) fn note_own_post(&mut self, group: GroupId, epoch: u64, seq: Seq) {
+        if let Some(ctx) = self.groups.get_mut(&group) {
+            ctx.meta.note_epoch_seq(epoch, seq.0);
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
+    }
+
+    /// Whether this device holds its posts to `group`: members have been seen to use an epoch
+    /// its verified log has not reached, or earlier held messages still wait (order is kept).
+    pub(crate) async fn is_held(&self, group: GroupId) -> bool {
+        self.is_behind(group)
+            || matches!(self.db.count(T_HELD, group.as_bytes()).await, Ok((n, _)) if n > 0)
+    }
+
+    /// Keeps a message to be sealed and posted once the group's log has caught up.
+    pub(crate) async fn hold(
+        &mut self,
+        group: GroupId,
+        content: &MessageContent,
+    ) -> Result<(), ClientError> {
+        self.hold_quietly(group, content).await?;
+        self.held_dirty = true;
+        Ok(())
+    }
+
+    /// [`Self::hold`] without waking [`Self::process_held`]: for a message that must wait for
+    /// something else (the retry timer, the log catching up) before it is tried again.
+    pub(crate) async fn hold_quietly(
+        &mut self,
+        group: GroupId,
+        content: &MessageContent,
+    ) -> Result<(), ClientError> {
+        if matches!(self.db.count(T_HELD, group.as_bytes()).await, Ok((n, _)) if n >= MAX_HELD_PER_GROUP)
+        {
+            return Err(ClientError::Invalid(format!(
+                "{MAX_HELD_PER_GROUP} messages are already held for this group until this device \
+                 catches up; this one was not kept"
+            )));
+        }
+        // Ordered by when the message was written; the random tail keeps equal times apart.
+        let mut tail = [0u8; 8];
+        self.host.fill_random(&mut tail);
+        let key = key3(group.as_bytes(), &content.sent_at.0.to_be_bytes(), &tail);
+        self.db.put(T_HELD, &key, content)?;
+        Ok(())
+    }
+
+    /// Seals and posts the messages held for groups that have caught up, in the order they
+    /// were written. A group whose post is refused for a while (slow mode, rate limit) waits
+    /// for the outbox's retry with the rest of its held messages.
+    pub(crate) async fn process_held(&mut self) {
+        if self.conn.is_none() || !self.held_dirty {
+            return;
+        }
+        self.held_dirty = false;
+        let Ok(held) = self
+            .db
+            .scan::<MessageContent>(T_HELD, &[], usize::MAX)
+            .await
+        else {
+            return;
+        };
+        let mut waiting: BTreeSet<GroupId> = BTreeSet::new();
+        for (key, content) in held {
+            let Some(group) = key
+                .get(..16)
+                .and_then(|g| <[u8; 16]>::try_from(g).ok())
+                .map(GroupId)
+            else {
+                self.db.remove(T_HELD, &key);
+                continue;
+            };
+            if waiting.contains(&group) || self.is_behind(group) {
+                continue;
+            }
+            match self.post_now(group, content.clone(), Some(&key)).await {
+                Ok((seq, id)) => {
+                    if let Some(message) = self.own_message(group, seq, id, content) {
+                        self.emit(Event::Sent(message));
+                    }
+                }
+                // Sealed and in the outbox now (it reports `Sent` or `SendFailed` itself), or
+                // still held because the group fell behind again.
+                Err(ClientError::Pending | ClientError::Held) => {}
+                // Not connected: everything waits for the next connection.
+                Err(ClientError::Transport(_)) => {
+                    self.held_dirty = true;
+                    return;
+                }
+                Err(
+                    ref e @ ClientError::Server {
+                        code: ErrorCode::SlowMode,
+                        retry_after_ms,
+                        ..
+                    },
+                ) => {
+                    // Held again by `post_now`: the user was told it would be sent. Tried
+                    // again with the outbox's retry.
+                    tracing::debug!(%group, error = %e, "held message waits");
+                    self.retry_outbox_after(retry_after_ms);
+                    waiting.insert(group);
+                }
+                Err(e) => {
+                    self.db.remove(T_HELD, &key);
+                    self.emit(Event::SendFailed {
+                        group,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        let _ = self.commit().await;
+    }
+
+    /// Leaves a message held: the entry it came from stays, or a new one is made.
+    pub(crate) async fn keep_held(
+        &mut self,
+        group: GroupId,
+        content: &MessageContent,
+        held_key: Option<&[u8]>,
+    ) -> Result<(Seq, MessageId), ClientError> {
+        if held_key.is_none() {
+            self.hold_quietly(group, content).await?;
+        }
+        Err(ClientError::Held)
+    }
+
+    /// Encrypts `content` for the group's current epoch and posts it, unless the group is held
+    /// ([`Self::is_held`]): then it is kept and [`ClientError::Held`] returned.
+    pub(crate) async fn post_content(
+        &mut self,
+        group: GroupId,
+        content: MessageContent,
+    ) -> Result<(Seq, MessageId), ClientError> {
+        self.member_ctx(group).await?;
+        if self.is_held(group).await {
+            self.hold(group, &content).await?;
+            return Err(ClientError::Held);
+        }
+        self.post_now(group, content, None).await
+    }
+
+    /// Whether messages of `group` still wait in the outbox.
+    pub(crate) async fn outbox_waiting(&self, group: GroupId) -> bool {
+        matches!(self.db.count(T_OUTBOX, group.as_bytes()).await, Ok((n, _)) if n > 0)
+    }
+
+    /// Encrypts `content` for the group's current epoch (distributing this device's sender key
+    /// first if needed) and posts it. Returns the seq and id once durable.
+    pub(crate) async fn post_now(
+        &mut self,
+        group: GroupId,
+        content: MessageContent,
+        held_key: Option<&[u8]>,
+    ) -> Result<(Seq, MessageId), ClientError> {
+        self.ensure_connected().await?;
+        let from_held = held_key.is_some();
+        // The held entry this message comes from, removed in the same flush that puts it into
+        // the outbox (so a crash leaves exactly one copy), and only once.
+        let mut held_key = held_key;
+        for attempt in 0..2 {
+            self.member_ctx(group).await?;
+            // Earlier messages still waiting in the outbox go first, so that this one is not
+            // stored before them; if they still cannot go, this one waits behind them.
+            let behind_outbox = self.outbox_waiting(group).await && {
+                self.resend_outbox().await;
+                self.outbox_waiting(group).await
+            };
+            // Frames handled meanwhile (or a sync after a stale epoch) may have shown that
+            // members use an epoch this device's log has not reached: then nothing is sealed.
+            // A new message also waits behind any that the outbox just held again.
+            if self.is_behind(group) || (!from_held && self.is_held(group).await) {
+                return self.keep_held(group, &content, held_key).await;
+            }
+            let (epoch, mut chain) = self.ensure_sender_key(group).await?;
+            if self.is_behind(group) {
+                return self.keep_held(group, &content, held_key).await;
+            }
+            let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
+            let envelope = Envelope::seal(
+                &self.identity,
+                group,
+                epoch,
+                &mut chain,
+                &bytes,
+                &mut HostRng(&mut *self.host),
+            )
+            .map_err(protocol)?;
+            // The message goes into the outbox before it leaves, and the advanced chain is
+            // saved with it: a key is never used twice, and a message is never lost.
+            let outbox_key = key2(group.as_bytes(), envelope.message_id().as_bytes());
+            self.db.put(
+                T_OUTBOX,
+                &outbox_key,
+                &OutboxEntry {
+                    envelope: envelope.clone(),
+                    content: content.clone(),
+                },
+            )?;
+            if let Some(key) = held_key.take() {
+                self.db.remove(T_HELD, key);
+            }
+            Self::save_chain(
+                &mut self.db,
+                &key2(group.as_bytes(), epoch.hash.as_bytes()),
+                &chain,
+                true,
+            );
+            if behind_outbox {
+                // Posted in order by the outbox's retry; `Sent` (or `SendFailed`) follows.
+                return Err(ClientError::Pending);
+            }
+            let env = envelope.clone();
+            let reply = match self
+                .request(|id| ClientFrame::Post { id, envelope: env })
+                .await
+            {
+                Ok(reply) => reply,
+                Err(ClientError::Transport(_)) | Err(ClientError::Unexpected(_)) => {
+                    return Err(ClientError::Pending);
+                }
+                Err(e) => return Err(e),
+            };
+            if self.keep_for_retry(&reply) {
+                // The caller hears `Pending` now, and `Sent` (or `SendFailed`) then.
+                return Err(ClientError::Pending);
+            }
+            self.db.remove(T_OUTBOX, &outbox_key);
+            match reply {
+                ServerFrame::Posted { seq, message, .. } => {
+                    self.db
+                        .put(T_SEEN, &key2(group.as_bytes(), message.as_bytes()), &seq)?;
+                    self.note_own_post(group, epoch.epoch.0, seq);
+                    if self
+                        .groups
+                        .get(&group)
+                        .is_some_and(|c| c.meta.next_seq.max(1) == seq.0)
+                    {
+                        self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
+                    }
+                    return Ok((seq, message));
+                }
+                // A held message (already out of the held queue) is held again before anything
+                // can fail, and goes with the others once the sync has shown the new epoch.
+                ServerFrame::Error {
+                    code: ErrorCode::StaleEpoch,
+                    ..
+                } if from_held => {
+                    self.hold(group, &content).await?;
+                    self.needs_sync.insert(group);
+                    return Err(ClientError::Held);
+                }
+                ServerFrame::Error {
+                    code: ErrorCode::StaleEpoch,
+                    ..
+                } if attempt == 0 => {
+                    self.sync_group(group, None).await?;
+                }
+                // A held message the user was told would be sent is kept through slow mode.
+                ServerFrame::Error {
+                    code: ErrorCode::SlowMode,
+                    ..
+                } if from_held => {
+                    self.hold_quietly(group, &content).await?;
+                    return Err(server_error(reply));
+                }
+                other => return Err(server_error(other)),
+            }
+        }
+        Err(ClientError::Unexpected("epoch kept changing".into()))
+    }
+
+    /// Posts again every message that was handed to the server but not acknowledged.
+    pub(crate) async fn resend_outbox(&mut self) {
+        let Ok(mut entries) = self.db.scan::<OutboxEntry>(T_OUTBOX, &[], usize::MAX).await else {
+            return;
+        };
+        // In the order they were sealed, so the server stores each sender's messages in the
+        // order they were written (receivers check it: [`Self::check_order`]).
+        entries.sort_by_key(|(_, e)| (e.envelope.group, e.envelope.epoch, e.envelope.iteration));
+        for (key, entry) in entries {
+            let group = entry.envelope.group;
+            if self.is_behind(group) {
+                // Sealed before this device saw that members use a later epoch: not posted
+                // while behind. Once caught up it is posted as it is (an honest server that has
+                // it already answers with its seq; one that does not refuses it as stale, and
+                // it is sealed again below), so it is never stored twice.
+                continue;
+            }
+            // Sealed in an epoch that has since ended with a removal, and not echoed back by
+            // the sync that showed the removal: posting it now could hand it to the removed
+            // member, who holds that epoch's keys. Sealed again for the current epoch instead.
+            if self.groups.get(&group).is_some_and(|ctx| {
+                entry.envelope.epoch < ctx.state.epoch()
+                    && ctx.ended_by_removal.contains_key(&entry.envelope.epoch.0)
+            }) {
+                self.reseal_later(group, &key, &entry.content).await;
+                continue;
+            }
+            let envelope = entry.envelope.clone();
+            let reply = match self.request(|id| ClientFrame::Post { id, envelope }).await {
+                Ok(reply) => reply,
+                Err(_) => return,
+            };
+            if self.keep_for_retry(&reply) {
+                // This one and the rest are posted again later, in order.
+                break;
+            }
+            // Sealed for an epoch that has since ended: held, to be sealed again for the
+            // current one (after a sync) — kept before the outbox copy goes, never lost.
+            if let ServerFrame::Error {
+                code: ErrorCode::StaleEpoch,
+                ..
+            } = reply
+            {
+                self.reseal_later(group, &key, &entry.content).await;
+                continue;
+            }
+            self.db.remove(T_OUTBOX, &key);
+            match reply {
+                ServerFrame::Posted { seq, message, .. } => {
+                    self.outbox_delivered(group, seq, message, entry)
+                }
+                ServerFrame::Error { message, .. } => {
+                    self.emit(Event::SendFailed {
+                        group,
+                        reason: message,
+                    });
+                }
+                _ => {}
+            }
+        }
+        let _ = self.commit().await;
+    }
+
+    /// Takes an outbox entry sealed for an epoch that has ended and holds its content, to be
+    /// sealed again for the current epoch after a sync. Held before the outbox copy goes (a
+    /// crash keeps one or the other); if it cannot be held, the user is told it was not sent.
+    pub(crate) async fn reseal_later(
+        &mut self,
+        group: GroupId,
+        outbox_key: &[u8],
+        content: &MessageContent,
+    ) {
+        match self.hold(group, content).await {
+            Ok(()) => {}
+            Err(e) => self.emit(Event::SendFailed {
+                group,
+                reason: e.to_string(),
+            }),
+        }
+        // In the same batch as the hold: a crash keeps one copy or the other.
+        self.db.remove(T_OUTBOX, outbox_key);
+        self.needs_sync.insert(group);
+    }
+
+    /// Whether `reply` to a post refuses it for a passing reason; if so, the message stays in
+    /// the outbox and the outbox is posted again after `retry_after_ms` (or [`OUTBOX_RETRY`]),
+    /// unless a retry is already due sooner.
+    pub(crate) fn keep_for_retry(&mut self, reply: &ServerFrame) -> bool {
+        let ServerFrame::Error {
+            code,
+            retry_after_ms,
+            ..
+        } = reply
+        else {
+            return false;
+        };
+        if !is_passing(*code) {
+            return false;
+        }
+        self.retry_outbox_after(*retry_after_ms);
+        true
+    }
+
+    /// Schedules the outbox (and held messages) to be posted again after `retry_after_ms` (or
+    /// [`OUTBOX_RETRY`]), unless a retry is already due sooner.
+    pub(crate) fn retry_outbox_after(&mut self, retry_after_ms: Option<u64>) {
+        let wait = retry_after_ms
+            .map_or(OUTBOX_RETRY, Duration::from_millis)
+            .clamp(OUTBOX_RETRY_MIN, OUTBOX_RETRY_MAX);
+        let at = Timestamp(self.host.now().0.saturating_add(millis(wait)));
+        self.outbox_retry_at = Some(self.outbox_retry_at.map_or(at, |due| due.min(at)));
+    }
+
+    /// A message from the outbox reached the server (acknowledged late, or echoed by a sync):
+    /// it becomes part of this device's history.
+    pub(crate) fn outbox_delivered(
+        &mut self,
+        group: GroupId,
+        seq: Seq,
+        id: MessageId,
+        entry: OutboxEntry,
+    ) {
+        let _ = self
+            .db
+            .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
+        self.note_own_post(group, entry.envelope.epoch.0, seq);
+        if let Some(message) = self.own_message(group, seq, id, entry.content) {
+            self.emit(Event::Sent(message));
+        }
+    }
+}

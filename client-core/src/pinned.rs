@@ -1,0 +1,278 @@
+//! Pinned texts (the group agreement and crisis resources): committed to in the log by a
+//! facilitator, carried to members inside the encryption, kept only when they match the
+//! commitment, posted again to each new epoch, and the agreement's acceptance.
+
+use confide_protocol::encoding::b64_array;
+use confide_protocol::envelope::{ContentBody, MessageContent, PinnedKind, pinned_commitment};
+use confide_protocol::group_log::OpBody;
+use confide_protocol::{DeviceId, GroupId};
+use serde::{Deserialize, Serialize};
+
+use crate::Network;
+use crate::error::ClientError;
+use crate::events::Event;
+use crate::machine::ClientCore;
+use crate::store::{ClientStore, T_PINNED, key2};
+use crate::types::{AgreementInfo, PinnedInfo};
+
+/// A pinned text as this device holds it.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct PinnedRecord {
+    pub(crate) version: u32,
+    pub(crate) text: String,
+    #[serde(with = "b64_array")]
+    pub(crate) key: [u8; 32],
+}
+
+pub(crate) fn pinned_key(group: &GroupId, kind: PinnedKind) -> Vec<u8> {
+    let code = match kind {
+        PinnedKind::Agreement => 1u8,
+        PinnedKind::CrisisResources => 2u8,
+    };
+    key2(group.as_bytes(), &[code])
+}
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// Pins a text (facilitators): commits to it in the log, then sends it to the members.
+    /// A new agreement must be accepted by members before they can post again.
+    pub async fn pin(
+        &mut self,
+        group: GroupId,
+        kind: PinnedKind,
+        text: String,
+    ) -> Result<(), ClientError> {
+        let r = self.pin_text(group, kind, text).await;
+        self.end_step(r).await
+    }
+
+    /// Accepts agreement `version` whose text `shown` the person was shown (what
+    /// [`Self::pinned`] returned). Refused, accepting nothing, while the text has not arrived
+    /// on this device ([`ClientError::AgreementNotReceived`]), when the agreement is no longer
+    /// that version ([`ClientError::AgreementChanged`]), or when `shown` is not its text
+    /// ([`ClientError::Invalid`]).
+    pub async fn accept_agreement(
+        &mut self,
+        group: GroupId,
+        version: u32,
+        shown: &str,
+    ) -> Result<(), ClientError> {
+        let r = self.agree(group, version, shown).await;
+        self.end_step(r).await
+    }
+
+    /// Pins a text: commits to it in the log, then sends it to the members.
+    pub(crate) async fn pin_text(
+        &mut self,
+        group: GroupId,
+        kind: PinnedKind,
+        text: String,
+    ) -> Result<(), ClientError> {
+        let mut key = [0u8; 32];
+        self.host.fill_random(&mut key);
+        let version = match kind {
+            PinnedKind::Agreement => {
+                let ctx = self.member_ctx(group).await?;
+                ctx.state.agreement().map_or(1, |a| a.version + 1)
+            }
+            PinnedKind::CrisisResources => 0,
+        };
+        let text_hash = pinned_commitment(&key, kind, version, &text);
+        let body = match kind {
+            PinnedKind::Agreement => OpBody::SetAgreement { version, text_hash },
+            PinnedKind::CrisisResources => OpBody::SetCrisisResources {
+                text_hash: Some(text_hash),
+            },
+        };
+        self.append_op(group, body).await?;
+        let record = PinnedRecord { version, text, key };
+        self.db.put(T_PINNED, &pinned_key(&group, kind), &record)?;
+        self.commit().await?;
+        self.post_pinned(group, kind).await
+    }
+
+    pub(crate) async fn post_pinned(
+        &mut self,
+        group: GroupId,
+        kind: PinnedKind,
+    ) -> Result<(), ClientError> {
+        let Some(record) = self
+            .db
+            .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, kind))
+            .await?
+        else {
+            return Ok(());
+        };
+        let body = ContentBody::Pinned {
+            kind,
+            version: record.version,
+            text: record.text,
+            key: record.key,
+        };
+        let content = MessageContent {
+            sent_at: self.host.now(),
+            seen_seq: self.seen_seq(group),
+            body,
+        };
+        self.post_content(group, content).await.map(|_| ())
+    }
+
+    pub(crate) async fn process_needs_repost(&mut self) {
+        while let Some(group) = self.needs_repost.pop_first() {
+            if self.conn.is_none() {
+                self.needs_repost.insert(group);
+                return;
+            }
+            for kind in [PinnedKind::Agreement, PinnedKind::CrisisResources] {
+                if self.pinned_is_current(group, kind).await
+                    && let Err(e) = self.post_pinned(group, kind).await
+                {
+                    tracing::warn!(%group, error = %e, "could not re-send a pinned text");
+                }
+            }
+        }
+    }
+
+    /// Whether the stored pinned text is the one the log currently commits to.
+    pub(crate) async fn pinned_is_current(&self, group: GroupId, kind: PinnedKind) -> bool {
+        let Some(ctx) = self.groups.get(&group) else {
+            return false;
+        };
+        let Ok(Some(record)) = self
+            .db
+            .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, kind))
+            .await
+        else {
+            return false;
+        };
+        let commitment = pinned_commitment(&record.key, kind, record.version, &record.text);
+        match kind {
+            PinnedKind::Agreement => ctx
+                .state
+                .agreement()
+                .is_some_and(|a| a.version == record.version && a.text_hash == commitment),
+            PinnedKind::CrisisResources => ctx.state.crisis_resources() == Some(&commitment),
+        }
+    }
+
+    /// A pinned text arrived: keep it if the log commits to exactly this text.
+    pub(crate) fn receive_pinned(
+        &mut self,
+        group: GroupId,
+        sender: DeviceId,
+        kind: PinnedKind,
+        version: u32,
+        text: String,
+        key: &[u8; 32],
+    ) {
+        let Some(ctx) = self.groups.get(&group) else {
+            return;
+        };
+        if !ctx
+            .state
+            .member_of_device(&sender)
+            .is_some_and(|(_, m)| m.role.is_moderator())
+        {
+            return;
+        }
+        let commitment = pinned_commitment(key, kind, version, &text);
+        let current = match kind {
+            PinnedKind::Agreement => ctx
+                .state
+                .agreement()
+                .is_some_and(|a| a.version == version && a.text_hash == commitment),
+            PinnedKind::CrisisResources => ctx.state.crisis_resources() == Some(&commitment),
+        };
+        if !current {
+            return;
+        }
+        let record = PinnedRecord {
+            version,
+            text,
+            key: *key,
+        };
+        if self
+            .db
+            .put(T_PINNED, &pinned_key(&group, kind), &record)
+            .is_ok()
+        {
+            self.emit(Event::Pinned {
+                group,
+                kind,
+                version,
+            });
+        }
+    }
+
+    /// The group's pinned texts, each only once its text has arrived and matches what the
+    /// log commits to.
+    pub async fn pinned(&self, group: GroupId) -> Result<PinnedInfo, ClientError> {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        let agreement = if self.pinned_is_current(group, PinnedKind::Agreement).await {
+            self.db
+                .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::Agreement))
+                .await?
+                .map(|r| AgreementInfo {
+                    version: r.version,
+                    text: r.text,
+                    accepted: ctx.state.has_accepted_agreement(&self.profile.user),
+                })
+        } else {
+            None
+        };
+        let crisis_resources = if self
+            .pinned_is_current(group, PinnedKind::CrisisResources)
+            .await
+        {
+            self.db
+                .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::CrisisResources))
+                .await?
+                .map(|r| r.text)
+        } else {
+            None
+        };
+        Ok(PinnedInfo {
+            agreement,
+            agreement_version: ctx.state.agreement().map(|a| a.version),
+            crisis_resources,
+        })
+    }
+
+    /// Accepts agreement `version`, naming its exact text, only if that text is on this device,
+    /// is the `shown` one, and is still the current agreement.
+    pub(crate) async fn agree(
+        &mut self,
+        group: GroupId,
+        version: u32,
+        shown: &str,
+    ) -> Result<(), ClientError> {
+        let ctx = self.member_ctx(group).await?;
+        let current = *ctx
+            .state
+            .agreement()
+            .ok_or_else(|| ClientError::Protocol("the group has no agreement".into()))?;
+        if current.version != version {
+            return Err(ClientError::AgreementChanged {
+                shown: version,
+                current: current.version,
+            });
+        }
+        if !self.pinned_is_current(group, PinnedKind::Agreement).await {
+            return Err(ClientError::AgreementNotReceived { version });
+        }
+        let record = self
+            .db
+            .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, PinnedKind::Agreement))
+            .await?;
+        if record.is_none_or(|r| r.text != shown) {
+            return Err(ClientError::Invalid(
+                "the text given is not the group agreement's text: show the text pinned() returns, then accept that"
+                    .into(),
+            ));
+        }
+        let body = OpBody::AcceptAgreement {
+            version,
+            text_hash: Some(current.text_hash),
+        };
+        self.append_op(group, body).await.map(|_| ())
+    }
+}

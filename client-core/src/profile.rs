@@ -1,0 +1,78 @@
+//! The device's profile: its identity secret and who its user is, stored in the `profile`
+//! tree beside everything else. Written once when the device is set up, and again when the
+//! server first registers it.
+
+use confide_protocol::{DeviceIdentity, UserId};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::store::{Batch, ClientStore, T_PROFILE};
+use crate::{ClientError, StoreError};
+
+/// Key of the identity secret (raw 64 bytes) in the `profile` tree.
+const IDENTITY_KEY: &[u8] = b"identity";
+/// Key of the [`Profile`] (JSON) in the `profile` tree.
+const PROFILE_KEY: &[u8] = b"profile";
+
+/// Who this device's user is, as stored beside the identity.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Profile {
+    /// The user (random, chosen at setup).
+    pub user: UserId,
+    /// Their pseudonym in every group.
+    pub display_name: String,
+    /// Whether the server has registered this device (it answered `authenticated` to the
+    /// registration). Until then every connection registers again.
+    pub registered: bool,
+}
+
+impl Profile {
+    /// The profile of a new device, not yet registered.
+    pub fn new(user: UserId, display_name: impl Into<String>) -> Profile {
+        Profile {
+            user,
+            display_name: display_name.into(),
+            registered: false,
+        }
+    }
+}
+
+/// Stores a new device's identity and profile in `store`, both in one commit.
+pub async fn create<S: ClientStore>(
+    store: &S,
+    identity: &DeviceIdentity,
+    profile: &Profile,
+) -> Result<(), StoreError> {
+    let mut batch = Batch::new();
+    batch.put(
+        T_PROFILE,
+        IDENTITY_KEY,
+        Zeroizing::new(identity.to_secret_bytes().to_vec()),
+    );
+    let json = serde_json::to_vec(profile).map_err(|e| StoreError::Db(e.to_string()))?;
+    batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
+    store.commit(batch).await
+}
+
+/// The identity and profile stored in `store`.
+pub async fn load<S: ClientStore>(store: &S) -> Result<(DeviceIdentity, Profile), ClientError> {
+    let secret = store
+        .get(T_PROFILE, IDENTITY_KEY)
+        .await?
+        .ok_or_else(|| ClientError::Protocol("the store holds no identity".into()))?;
+    let secret: [u8; 64] = secret
+        .as_slice()
+        .try_into()
+        .map_err(|_| ClientError::Protocol("damaged identity".into()))?;
+    let identity = DeviceIdentity::from_secret_pair(&Zeroizing::new(secret));
+    let plain = store
+        .get(T_PROFILE, PROFILE_KEY)
+        .await?
+        .ok_or_else(|| ClientError::Protocol("the store holds no profile".into()))?;
+    let profile = serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt {
+        tree: T_PROFILE.into(),
+        key: hex::encode(PROFILE_KEY),
+    })?;
+    Ok((identity, profile))
+}

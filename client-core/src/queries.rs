@@ -1,0 +1,131 @@
+//! Reads for the application that change nothing: history, the groups and their members,
+//! safety numbers, and message numbers.
+
+use confide_protocol::{GroupId, Seq, UserId};
+
+use crate::Network;
+use crate::error::ClientError;
+use crate::events::ChatMessage;
+use crate::group::{look_alikes, private_peer};
+use crate::machine::ClientCore;
+use crate::store::{ClientStore, T_MESSAGES, T_NUMBER_SEQ, T_PARKED, key2};
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// Up to `limit` messages before `before` (or the newest), oldest first.
+    pub async fn history(
+        &self,
+        group: GroupId,
+        before: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, ClientError> {
+        if !self.groups.contains_key(&group) {
+            return Err(ClientError::UnknownGroup);
+        }
+        let start = key2(group.as_bytes(), &0u64.to_be_bytes());
+        let end = key2(
+            group.as_bytes(),
+            &before.map_or(u64::MAX, |s| s.0).to_be_bytes(),
+        );
+        let mut page: Vec<ChatMessage> = self
+            .db
+            .scan_range_rev::<ChatMessage>(T_MESSAGES, &start, &end, limit)
+            .await?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
+        page.reverse();
+        Ok(page)
+    }
+
+    /// The seq of message `number` of `group` ([`ChatMessage::number`]), also for a message
+    /// deleted since; `None` if no message had that number here.
+    pub async fn seq_of_number(
+        &self,
+        group: GroupId,
+        number: u64,
+    ) -> Result<Option<Seq>, ClientError> {
+        if !self.groups.contains_key(&group) {
+            return Err(ClientError::UnknownGroup);
+        }
+        Ok(self
+            .db
+            .get(T_NUMBER_SEQ, &key2(group.as_bytes(), &number.to_be_bytes()))
+            .await?)
+    }
+
+    /// The groups this device knows.
+    pub async fn groups(&self) -> Vec<crate::GroupInfo> {
+        let me = self.device();
+        let mut infos = Vec::with_capacity(self.groups.len());
+        for (group, ctx) in &self.groups {
+            let member = ctx.is_member(&me);
+            let invited = member && !ctx.meta.accepted;
+            let waiting = if invited {
+                self.db
+                    .count(T_PARKED, group.as_bytes())
+                    .await
+                    .map_or(0, |(n, _)| n)
+            } else {
+                0
+            };
+            let members = ctx.state.members();
+            let private_with = if member {
+                private_peer(ctx, &self.profile.user)
+            } else {
+                None
+            };
+            infos.push(crate::GroupInfo {
+                group: *group,
+                member,
+                role: ctx.state.member_of_device(&me).map(|(_, m)| m.role),
+                members: members.len(),
+                epoch: ctx.state.epoch(),
+                tampered: ctx.meta.tampered.clone(),
+                invited,
+                waiting,
+                private_with,
+            });
+        }
+        infos
+    }
+
+    /// A group's members, from its verified log.
+    pub fn members(&self, group: GroupId) -> Result<Vec<crate::MemberInfo>, ClientError> {
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        Ok(ctx
+            .state
+            .members()
+            .iter()
+            .map(|(user, m)| crate::MemberInfo {
+                user: *user,
+                display_name: m.entry.display_name.clone(),
+                role: m.role,
+                devices: m.entry.devices.iter().map(|d| d.device).collect(),
+                muted_until: ctx
+                    .state
+                    .mutes()
+                    .get(user)
+                    .copied()
+                    .filter(|_| ctx.state.is_muted(user, self.host.now())),
+                looks_like: look_alikes(&ctx.state, user, &m.entry.display_name),
+            })
+            .collect())
+    }
+
+    /// The safety number to compare with `user` out of band.
+    pub fn safety_number(&self, user: UserId) -> Result<String, ClientError> {
+        for ctx in self.groups.values() {
+            if let Some(member) = ctx.state.member(&user)
+                && let Some(keys) = member.entry.devices.first()
+            {
+                return Ok(confide_protocol::identity::safety_number(
+                    (&self.profile.user, &self.device()),
+                    (&user, &keys.device),
+                ));
+            }
+        }
+        Err(ClientError::Protocol(
+            "no group shared with that user".into(),
+        ))
+    }
+}

@@ -1,0 +1,516 @@
+//! Messages as they arrive: in cursor order, verified, checked against the epoch they name
+//! and the author's own order, decrypted, numbered and stored to be shown; or parked until
+//! their sender key (or the user's consent) arrives; or rejected with a reason.
+
+use confide_protocol::envelope::{ContentBody, MessageContent};
+use confide_protocol::frames::{ServerFrame, StoredMessage};
+use confide_protocol::sender_key::{ReceiverChain, SenderChain};
+use confide_protocol::{GroupId, Seq};
+
+use crate::Network;
+use crate::error::ClientError;
+use crate::events::{ChatMessage, Event, Rejection};
+use crate::machine::ClientCore;
+use crate::outbox::OutboxEntry;
+use crate::reports::Evidence;
+use crate::store::{
+    ClientStore, T_DELETED, T_EVIDENCE, T_GROUPS, T_MESSAGES, T_NUMBER_SEQ, T_ORDER, T_OUTBOX,
+    T_OWN_CHAINS, T_PARKED, T_RECV_CHAINS, T_SEEN, T_SEQ_NUMBER, key2, key3,
+};
+
+/// Messages (or sender keys) kept per group while waiting for what they need; beyond this the
+/// oldest are dropped, so a member who never sends their key cannot fill the disk.
+pub(crate) const MAX_PARKED: usize = 10_000;
+
+/// How many order warnings the client remembers, to report one swap once (memory bound).
+pub(crate) const MAX_ORDER_WARNED: usize = 1_000;
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    pub(crate) async fn handle_frame(&mut self, frame: ServerFrame) {
+        match frame {
+            ServerFrame::Message {
+                group,
+                seq,
+                received_at,
+                envelope,
+            } => {
+                let Some(ctx) = self.groups.get(&group) else {
+                    return;
+                };
+                if ctx.meta.tampered.is_some() {
+                    return;
+                }
+                let next = Seq(ctx.meta.next_seq.max(1));
+                if seq == next {
+                    self.handle_message(
+                        group,
+                        StoredMessage {
+                            seq,
+                            received_at,
+                            envelope,
+                        },
+                    )
+                    .await;
+                    self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
+                } else if seq > next {
+                    self.needs_sync.insert(group);
+                }
+            }
+            ServerFrame::Op { group, op, seq } => match self.groups.get(&group) {
+                // The next op, or a different op at the head's seq (a fork: refused and told).
+                Some(ctx)
+                    if seq == ctx.state.seq() + 1
+                        || (seq == ctx.state.seq() && op.hash() != ctx.state.head()) =>
+                {
+                    let _ = self.apply_op(group, &op).await;
+                }
+                Some(ctx) if seq <= ctx.state.seq() => {}
+                _ => {
+                    self.needs_sync.insert(group);
+                }
+            },
+            ServerFrame::Inbox { items } => {
+                for item in items {
+                    if self.handle_inbox(&item).await {
+                        self.pending_acks.push(item.inbox_id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn advance_cursor(&mut self, group: GroupId, next: Seq) {
+        if let Some(ctx) = self.groups.get_mut(&group)
+            && next.0 > ctx.meta.next_seq
+        {
+            ctx.meta.next_seq = next.0;
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
+    }
+
+    pub(crate) fn reject_message(&mut self, group: GroupId, m: &StoredMessage, reason: String) {
+        tracing::warn!(%group, seq = m.seq.0, %reason, "message rejected");
+        let _ = self.db.put(
+            T_SEEN,
+            &key2(group.as_bytes(), m.envelope.message_id().as_bytes()),
+            &m.seq,
+        );
+        self.emit(Event::MessageRejected(Rejection {
+            group,
+            seq: m.seq.0,
+            reason,
+        }));
+    }
+
+    /// Verifies, decrypts and stores one message, or parks it until its sender key arrives.
+    pub(crate) async fn handle_message(&mut self, group: GroupId, m: StoredMessage) {
+        let id = m.envelope.message_id();
+        let seen_key = key2(group.as_bytes(), id.as_bytes());
+        // Nothing from the server changes any state unless its sender's signature holds: a
+        // forgery must not get the genuine message refused later as a "replay".
+        if let Err(e) = m.envelope.verify() {
+            tracing::warn!(%group, seq = m.seq.0, "message with a bad signature dropped");
+            self.emit(Event::MessageRejected(Rejection {
+                group,
+                seq: m.seq.0,
+                reason: e.to_string(),
+            }));
+            return;
+        }
+        if matches!(self.db.get_bytes(T_DELETED, &seen_key).await, Ok(Some(_))) {
+            // Deleted for everyone before it reached this device.
+            let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
+            return;
+        }
+        if let Ok(Some(seen)) = self.db.get::<Seq>(T_SEEN, &seen_key).await {
+            if seen != m.seq {
+                self.emit(Event::MessageRejected(Rejection {
+                    group,
+                    seq: m.seq.0,
+                    reason: format!("replay of message {id} already received as #{}", seen.0),
+                }));
+            }
+            return;
+        }
+        let me = self.device();
+        let Some(ctx) = self.groups.get(&group) else {
+            return;
+        };
+        let env = &m.envelope;
+        if env.group != group {
+            return self.reject_message(group, &m, "the envelope names another group".into());
+        }
+        // What was said while this device was a member is shown; anything later only once the
+        // user accepts being in the group (again).
+        let consented = ctx.meta.accepted
+            || ctx
+                .meta
+                .removed_after_epoch
+                .is_some_and(|last| env.epoch.0 <= last);
+        if !consented {
+            // Not shown until the user accepts being in this group; they are told it waits.
+            self.park_message(group, &m).await;
+            let waiting = self
+                .db
+                .count(T_PARKED, group.as_bytes())
+                .await
+                .map_or(0, |(n, _)| n);
+            self.emit(Event::MessageWaiting { group, waiting });
+            return;
+        }
+        // Messages from before this device joined cannot be read, by design.
+        if let Some((_, member)) = ctx.state.member_of_device(&me)
+            && env.epoch < member.joined_epoch
+        {
+            let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
+            return;
+        }
+        let Some(devices) = ctx.epochs.get(&env.epoch_ref()) else {
+            if env.epoch > ctx.state.epoch() {
+                // From an epoch this device has not verified yet: wait for the log. Signed by
+                // a device the log knows, it shows that epoch is in use: hold our own posts.
+                let claimant = ctx.is_member(&env.sender).then_some(env.sender);
+                self.needs_sync.insert(group);
+                self.park_message(group, &m).await;
+                if let Some(claimant) = claimant {
+                    self.note_behind(group, env.epoch.0, claimant);
+                }
+                return;
+            }
+            return self.reject_message(
+                group,
+                &m,
+                "the message's epoch is not in the verified group log".into(),
+            );
+        };
+        let Some((sender, sender_name)) = devices.get(&env.sender).cloned() else {
+            return self.reject_message(
+                group,
+                &m,
+                "the sender was not a member in that epoch".into(),
+            );
+        };
+        // An epoch that ended with a removal accepts nothing stored after later epochs began:
+        // the server allows no grace there, so such a message was slipped in afterwards.
+        let removal = ctx
+            .ended_by_removal
+            .get(&env.epoch.0)
+            .map(|r| (r.user, r.at));
+        if removal.is_some()
+            && ctx
+                .meta
+                .epoch_first_seq
+                .range(env.epoch.0.saturating_add(1)..)
+                .any(|(_, first)| *first < m.seq.0)
+        {
+            return self.reject_message(
+                group,
+                &m,
+                "sent in an epoch that had already ended with a removal".into(),
+            );
+        }
+        if let Some(ctx) = self.groups.get_mut(&group) {
+            ctx.meta.note_epoch_seq(m.envelope.epoch.0, m.seq.0);
+        }
+        let env = &m.envelope;
+        if env.sender == me {
+            // Our own message (echoed by a sync, or sent before a crash or a restore from
+            // backup): make sure our chain never uses that key again.
+            let own_key = key2(group.as_bytes(), env.epoch_hash.as_bytes());
+            if let Ok(Some(bytes)) = self.db.get_bytes(T_OWN_CHAINS, &own_key).await
+                && bytes.len() > 1
+                && let Ok(mut chain) = SenderChain::from_bytes(&bytes[1..])
+                && chain.iteration() <= env.iteration
+            {
+                chain.advance_to(env.iteration.saturating_add(1));
+                Self::save_chain(&mut self.db, &own_key, &chain, bytes[0] == 1);
+            }
+            // A message still in the outbox reached the server after all.
+            if let Ok(Some(entry)) = self.db.get::<OutboxEntry>(T_OUTBOX, &seen_key).await {
+                self.db.remove(T_OUTBOX, &seen_key);
+                self.outbox_delivered(group, m.seq, id, entry);
+                return;
+            }
+            let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
+            return;
+        }
+        let chain_key = key3(
+            group.as_bytes(),
+            env.epoch_hash.as_bytes(),
+            env.sender.as_bytes(),
+        );
+        let chain_bytes = match self.db.get_bytes(T_RECV_CHAINS, &chain_key).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                // The sender key has not arrived yet: keep the message until it does.
+                self.park_message(group, &m).await;
+                return;
+            }
+            Err(e) => return self.reject_message(group, &m, e.to_string()),
+        };
+        let Ok(mut chain) = ReceiverChain::from_bytes(&chain_bytes) else {
+            return self.reject_message(group, &m, "stored sender key is damaged".into());
+        };
+        let opened = match env.open(&mut chain) {
+            Ok(opened) => opened,
+            Err(e) => return self.reject_message(group, &m, e.to_string()),
+        };
+        self.db
+            .put_bytes(T_RECV_CHAINS, &chain_key, &chain.to_bytes());
+        let content: MessageContent = match serde_json::from_slice(&opened.body) {
+            Ok(c) => c,
+            Err(_) => {
+                return self.reject_message(group, &m, "the message content is not valid".into());
+            }
+        };
+        // The member whose removal ended this epoch wrote this after the removal (by their own
+        // clock): whatever the server's order says, it was posted after they were out.
+        if let Some((removed, removed_at)) = removal
+            && removed == sender
+            && content.sent_at > removed_at
+        {
+            return self.reject_message(
+                group,
+                &m,
+                "written by a removed member after their removal".into(),
+            );
+        }
+        self.check_order(group, &m, &sender_name, content.seen_seq)
+            .await;
+        let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
+        let (text, reply_to) = match content.body {
+            ContentBody::Text { text, reply_to } => (text, reply_to),
+            ContentBody::Pinned {
+                kind,
+                version,
+                text,
+                key,
+            } => {
+                self.receive_pinned(group, env.sender, kind, version, text, &key);
+                return;
+            }
+            _ => return,
+        };
+        // Kept (encrypted at rest) so this message can be reported verifiably later.
+        let evidence = Evidence {
+            envelope: m.envelope.clone(),
+            body: opened.body.to_vec(),
+            franking_key: *opened.franking_key,
+        };
+        let _ = self.db.put(
+            T_EVIDENCE,
+            &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
+            &evidence,
+        );
+        let mut message = ChatMessage {
+            group,
+            seq: m.seq,
+            number: 0,
+            id,
+            sender,
+            sender_device: env.sender,
+            sender_name,
+            sent_at: content.sent_at,
+            received_at: m.received_at,
+            text,
+            reply_to,
+        };
+        let _ = self.store_message(&mut message);
+        let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
+        self.emit(Event::Message(message));
+    }
+
+    /// Warns when the server's order contradicts the author's: a message stored at or before
+    /// the seq its author says they had already read (`seen_seq`), or one sender's messages
+    /// stored out of the order that sender wrote them in: within an epoch a sender's chain iteration only grows, so a message stored
+    /// after another of theirs must have a higher iteration. Keeps, per (group, epoch,
+    /// sender), the highest iteration seen and where it was stored; messages processed late
+    /// (parked until their key came) are compared the other way round.
+    pub(crate) async fn check_order(
+        &mut self,
+        group: GroupId,
+        m: &StoredMessage,
+        sender_name: &str,
+        seen_seq: Option<Seq>,
+    ) {
+        if let Some(seen) = seen_seq
+            && seen >= m.seq
+        {
+            self.order_warning(
+                group,
+                m.seq.0,
+                None,
+                format!(
+                    "the server's order is wrong: {sender_name} had already read message #{} \
+                     when writing this one, yet the server stored it as #{}",
+                    seen.0, m.seq.0
+                ),
+            );
+        }
+        let env = &m.envelope;
+        let key = key3(
+            group.as_bytes(),
+            env.epoch_hash.as_bytes(),
+            env.sender.as_bytes(),
+        );
+        let seen: Option<(u32, u64)> = self.db.get(T_ORDER, &key).await.ok().flatten();
+        if let Some((iteration, seq)) = seen {
+            let swapped = (m.seq.0 > seq && env.iteration < iteration)
+                || (m.seq.0 < seq && env.iteration > iteration);
+            if swapped {
+                let (earlier, later) = (m.seq.0.min(seq), m.seq.0.max(seq));
+                self.order_warning(
+                    group,
+                    m.seq.0,
+                    Some(seq),
+                    format!(
+                        "the server's order is wrong: {sender_name} wrote message #{later} \
+                         before message #{earlier}"
+                    ),
+                );
+            }
+            if env.iteration <= iteration {
+                return;
+            }
+        }
+        let _ = self.db.put(T_ORDER, &key, &(env.iteration, m.seq.0));
+    }
+
+    /// Reports that message `seq` is out of its author's order — unless it, or the message it
+    /// was found swapped with (`other`), was already reported.
+    pub(crate) fn order_warning(
+        &mut self,
+        group: GroupId,
+        seq: u64,
+        other: Option<u64>,
+        reason: String,
+    ) {
+        let known = |s: u64| self.order_warned.contains(&(group, s));
+        if known(seq) || other.is_some_and(known) {
+            return;
+        }
+        if self.order_warned.len() >= MAX_ORDER_WARNED {
+            self.order_warned.clear();
+        }
+        self.order_warned.insert((group, seq));
+        tracing::warn!(%group, seq, "the server's order contradicts the author's");
+        self.emit(Event::OrderWarning(Rejection { group, seq, reason }));
+    }
+
+    pub(crate) async fn park_message(&mut self, group: GroupId, m: &StoredMessage) {
+        if let Ok((n, Some(oldest_key))) = self.db.count(T_PARKED, group.as_bytes()).await
+            && n >= MAX_PARKED
+        {
+            if let Ok(Some(oldest)) = self.db.get::<StoredMessage>(T_PARKED, &oldest_key).await {
+                self.reject_message(group, &oldest, "its sender key never arrived".into());
+            }
+            self.db.remove(T_PARKED, &oldest_key);
+        }
+        let _ = self
+            .db
+            .put(T_PARKED, &key2(group.as_bytes(), &m.seq.0.to_be_bytes()), m);
+    }
+
+    pub(crate) async fn retry_parked(&mut self, group: GroupId) {
+        // Held for the user's consent (§11.7), nothing can be shown yet, whatever key came:
+        // they are processed when the user accepts the group.
+        if self
+            .groups
+            .get(&group)
+            .is_some_and(|c| !c.meta.accepted && c.meta.removed_after_epoch.is_none())
+        {
+            return;
+        }
+        let Ok(parked) = self
+            .db
+            .scan::<StoredMessage>(T_PARKED, group.as_bytes(), usize::MAX)
+            .await
+        else {
+            return;
+        };
+        if parked.is_empty() {
+            return;
+        }
+        for (key, m) in parked {
+            self.db.remove(T_PARKED, &key);
+            self.handle_message(group, m).await;
+        }
+        // What those messages taught (the per-epoch cut-off, the highest seq seen) is kept;
+        // messages in cursor order save it with the cursor.
+        if let Some(ctx) = self.groups.get(&group) {
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
+    }
+
+    /// Stores a message to show, giving it the group's next number ([`ChatMessage::number`]).
+    /// The counter is saved before the message, so that a crash between the two can skip a
+    /// number but never give one twice.
+    pub(crate) fn store_message(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
+        let group = message.group;
+        let ctx = self
+            .groups
+            .get_mut(&group)
+            .ok_or(ClientError::UnknownGroup)?;
+        ctx.meta.last_number = ctx.meta.last_number.saturating_add(1);
+        message.number = ctx.meta.last_number;
+        self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
+        self.store_number(group, message.number, message.seq)?;
+        self.db.put(
+            T_MESSAGES,
+            &key2(group.as_bytes(), &message.seq.0.to_be_bytes()),
+            message,
+        )?;
+        Ok(())
+    }
+
+    /// Records that message `seq` of `group` is number `number`, both ways.
+    pub(crate) fn store_number(
+        &mut self,
+        group: GroupId,
+        number: u64,
+        seq: Seq,
+    ) -> Result<(), ClientError> {
+        self.db.put(
+            T_NUMBER_SEQ,
+            &key2(group.as_bytes(), &number.to_be_bytes()),
+            &seq,
+        )?;
+        self.db.put(
+            T_SEQ_NUMBER,
+            &key2(group.as_bytes(), &seq.0.to_be_bytes()),
+            &number,
+        )?;
+        Ok(())
+    }
+
+    /// The number message `seq` of `group` had or has, if it was shown here.
+    pub(crate) async fn number_of_seq(&self, group: GroupId, seq: Seq) -> Option<u64> {
+        self.db
+            .get(T_SEQ_NUMBER, &key2(group.as_bytes(), &seq.0.to_be_bytes()))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Numbers the messages a store made before numbers existed held ([`ChatMessage::number`]),
+    /// in the server's order, once.
+    pub(crate) async fn number_old_messages(&mut self, group: GroupId) -> Result<(), ClientError> {
+        let first: Vec<(Vec<u8>, ChatMessage)> =
+            self.db.scan(T_MESSAGES, group.as_bytes(), 1).await?;
+        if first.first().is_none_or(|(_, m)| m.number != 0) {
+            return Ok(());
+        }
+        let messages: Vec<(Vec<u8>, ChatMessage)> = self
+            .db
+            .scan(T_MESSAGES, group.as_bytes(), usize::MAX)
+            .await?;
+        for (_, mut message) in messages {
+            if message.number == 0 {
+                self.store_message(&mut message)?;
+            }
+        }
+        // Committed by the caller ([`Self::new`]).
+        Ok(())
+    }
+}

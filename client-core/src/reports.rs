@@ -1,0 +1,394 @@
+//! Facilitator tools inside the encryption: verifiable reports of received messages, urgent
+//! requests and moderation reasons sealed to the facilitators, and the queue in which a
+//! facilitator device keeps what it received until someone resolves it.
+
+use confide_protocol::encoding::{b64, b64_array};
+use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
+use confide_protocol::group_log::SignedOp;
+use confide_protocol::report::{self, ReportPayload};
+use confide_protocol::seal::{self, SealKind, SealedPayload};
+use confide_protocol::{DeviceId, DeviceKeys, EpochRef, GroupId, Seq, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ClientError, protocol};
+use crate::events::Event;
+use crate::machine::ClientCore;
+use crate::store::{ClientStore, T_EVIDENCE, T_FACILITATOR_QUEUE, T_NOTES, T_OPS, key2, key3};
+use crate::{HostRng, Network};
+
+/// The join-request and facilitator-note test vectors (`protocol/test-vectors/`), checked
+/// against the payload types of this crate.
+#[cfg(test)]
+mod vectors;
+
+/// What a received message needs to be reported verifiably later. Encrypted at rest.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Evidence {
+    pub(crate) envelope: Envelope,
+    #[serde(with = "b64")]
+    pub(crate) body: Vec<u8>,
+    #[serde(with = "b64_array")]
+    pub(crate) franking_key: [u8; 32],
+}
+
+/// A note sealed to the facilitators ([`SealKind::FacilitatorNote`]).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum FacilitatorNote {
+    /// "I need a facilitator": a member in distress.
+    Urgent { text: String },
+    /// The reason for a moderation op, readable only by facilitators.
+    Reason { op_seq: u64, text: String },
+}
+
+/// A reason as a facilitator device keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct ReasonRecord {
+    pub(crate) from: UserId,
+    pub(crate) text: String,
+}
+
+/// Longest note or reason, in bytes.
+pub(crate) const MAX_NOTE_LEN: usize = 4000;
+
+/// The epoch of the reported message (its envelope names it; the envelope was verified).
+pub(crate) fn sealed_report_epoch(verified: &report::VerifiedReport) -> EpochRef {
+    verified.epoch
+}
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// Reports a received message to the facilitators, with proof of who said it.
+    pub async fn report(
+        &mut self,
+        group: GroupId,
+        seq: Seq,
+        reason: String,
+    ) -> Result<(), ClientError> {
+        let r = self.report_message(group, seq, reason).await;
+        self.end_step(r).await
+    }
+
+    /// "I need a facilitator": an urgent request that only the facilitators can read.
+    pub async fn request_facilitator(
+        &mut self,
+        group: GroupId,
+        text: String,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .send_note(group, FacilitatorNote::Urgent { text })
+            .await;
+        self.end_step(r).await
+    }
+
+    /// The reason for moderation op `op_seq`, sealed so that only the facilitators can read
+    /// it (and kept here for the moderation log).
+    pub async fn reason(
+        &mut self,
+        group: GroupId,
+        op_seq: u64,
+        text: String,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .send_note(group, FacilitatorNote::Reason { op_seq, text })
+            .await;
+        self.end_step(r).await
+    }
+
+    /// Marks a queued report or urgent request ([`Self::facilitator_queue`]) as handled.
+    pub async fn resolve(&mut self, id: &str) -> Result<(), ClientError> {
+        let r = self.resolve_item(id);
+        self.end_step(r).await
+    }
+
+    /// Whether this device's user is a facilitator or co-facilitator of the group.
+    pub(crate) fn is_moderator_here(&self, group: GroupId) -> bool {
+        let me = self.device();
+        self.groups.get(&group).is_some_and(|c| {
+            c.state
+                .member_of_device(&me)
+                .is_some_and(|(_, m)| m.role.is_moderator())
+        })
+    }
+
+    pub(crate) fn facilitator_keys(
+        &self,
+        group: GroupId,
+    ) -> Result<(EpochRef, Vec<DeviceKeys>), ClientError> {
+        let me = self.device();
+        let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+        let keys: Vec<DeviceKeys> = ctx
+            .state
+            .facilitator_devices()
+            .into_iter()
+            .filter(|k| k.device != me)
+            .cloned()
+            .collect();
+        Ok((ctx.state.epoch_ref(), keys))
+    }
+
+    /// Reports a received message to the facilitators, with proof of who said it.
+    pub(crate) async fn report_message(
+        &mut self,
+        group: GroupId,
+        seq: Seq,
+        reason: String,
+    ) -> Result<(), ClientError> {
+        self.member_ctx(group).await?;
+        self.ensure_connected().await?;
+        let evidence: Evidence = self
+            .db
+            .get(T_EVIDENCE, &key2(group.as_bytes(), &seq.0.to_be_bytes()))
+            .await?
+            .ok_or_else(|| {
+                ClientError::Protocol("no received message with that number to report".into())
+            })?;
+        let (epoch, facilitators) = self.facilitator_keys(group)?;
+        if facilitators.is_empty() {
+            return Err(ClientError::Protocol(
+                "the group has no other facilitator to report to".into(),
+            ));
+        }
+        let payload = ReportPayload {
+            seq,
+            envelope: evidence.envelope,
+            body: evidence.body,
+            franking_key: evidence.franking_key,
+            reason,
+            reported_at: self.host.now(),
+        };
+        let items = report::seal_report(
+            &self.identity,
+            &facilitators,
+            epoch,
+            &payload,
+            &mut HostRng(&mut *self.host),
+        )
+        .map_err(protocol)?;
+        self.send_sealed(items).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn send_note(
+        &mut self,
+        group: GroupId,
+        note: FacilitatorNote,
+    ) -> Result<(), ClientError> {
+        self.member_ctx(group).await?;
+        self.ensure_connected().await?;
+        let text_len = match &note {
+            FacilitatorNote::Urgent { text } | FacilitatorNote::Reason { text, .. } => text.len(),
+        };
+        if text_len > MAX_NOTE_LEN {
+            return Err(ClientError::Protocol(format!(
+                "a note is at most {MAX_NOTE_LEN} bytes"
+            )));
+        }
+        if let FacilitatorNote::Reason { op_seq, text } = &note {
+            // Keep our own reasons too: the moderation log shows them.
+            let record = ReasonRecord {
+                from: self.profile.user,
+                text: text.clone(),
+            };
+            self.db.put(
+                T_NOTES,
+                &key2(group.as_bytes(), &op_seq.to_be_bytes()),
+                &record,
+            )?;
+        }
+        let (epoch, facilitators) = self.facilitator_keys(group)?;
+        if facilitators.is_empty() {
+            return Ok(());
+        }
+        let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&note).map_err(protocol)?);
+        let mut items = Vec::new();
+        for keys in &facilitators {
+            items.push(
+                seal::seal(
+                    &self.identity,
+                    keys,
+                    SealKind::FacilitatorNote,
+                    group,
+                    epoch,
+                    &bytes,
+                    &mut HostRng(&mut *self.host),
+                )
+                .map_err(protocol)?,
+            );
+        }
+        self.send_sealed(items).await?;
+        Ok(())
+    }
+
+    pub(crate) fn receive_report(&mut self, sealed: &SealedPayload) -> bool {
+        let group = sealed.group;
+        if !self.is_moderator_here(group) {
+            return true;
+        }
+        let Some(ctx) = self.groups.get(&group) else {
+            return true;
+        };
+        if !ctx
+            .epochs
+            .get(&sealed.epoch_ref())
+            .is_some_and(|d| d.contains_key(&sealed.sender))
+        {
+            return true;
+        }
+        let verified = match report::open_report(&self.identity, sealed) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(%group, error = %e, "a report did not verify");
+                return true;
+            }
+        };
+        // The offender must have been a member in the reported message's epoch.
+        let offender = ctx
+            .epochs
+            .get(&sealed_report_epoch(&verified))
+            .and_then(|d| d.get(&verified.offender).cloned());
+        let reporter = ctx
+            .epochs
+            .get(&sealed.epoch_ref())
+            .and_then(|d| d.get(&sealed.sender).cloned());
+        let (Some((offender, offender_name)), Some((reporter, reporter_name))) =
+            (offender, reporter)
+        else {
+            return true;
+        };
+        let text = String::from_utf8(verified.body.clone())
+            .ok()
+            .and_then(|b| serde_json::from_str::<MessageContent>(&b).ok())
+            .and_then(|c| match c.body {
+                ContentBody::Text { text, .. } => Some(text),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let info = crate::ReportInfo {
+            group,
+            seq: verified.seq,
+            message: verified.message,
+            offender,
+            offender_name,
+            reporter,
+            reporter_name,
+            text,
+            reason: verified.reason,
+        };
+        // Stored before it is acknowledged: a report is never lost to a crash.
+        if !self.queue_for_facilitators(
+            group,
+            &sealed.sender,
+            &crate::FacilitatorItem::Report(info.clone()),
+        ) {
+            return false;
+        }
+        self.emit(Event::Report(info));
+        true
+    }
+
+    pub(crate) async fn receive_note(&mut self, sealed: &SealedPayload) -> bool {
+        let group = sealed.group;
+        if !self.is_moderator_here(group) {
+            return true;
+        }
+        let Some(ctx) = self.groups.get(&group) else {
+            return true;
+        };
+        let Some((from, name)) = ctx
+            .epochs
+            .get(&sealed.epoch_ref())
+            .and_then(|d| d.get(&sealed.sender).cloned())
+        else {
+            return true;
+        };
+        let Ok(bytes) = seal::open(&self.identity, sealed) else {
+            return true;
+        };
+        let Ok(note) = serde_json::from_slice::<FacilitatorNote>(&bytes) else {
+            return true;
+        };
+        match note {
+            FacilitatorNote::Urgent { text } => {
+                let request = crate::UrgentRequest {
+                    group,
+                    user: from,
+                    display_name: name,
+                    text,
+                };
+                if !self.queue_for_facilitators(
+                    group,
+                    &sealed.sender,
+                    &crate::FacilitatorItem::Urgent(request.clone()),
+                ) {
+                    return false;
+                }
+                self.emit(Event::UrgentRequest(request));
+            }
+            FacilitatorNote::Reason { op_seq, text } => {
+                // Only a moderator's reason for their own op is kept.
+                let is_moderator = ctx.state.role_of(&from).is_some_and(|r| r.is_moderator());
+                let author_ok = self
+                    .db
+                    .get::<SignedOp>(T_OPS, &key2(group.as_bytes(), &op_seq.to_be_bytes()))
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|op| op.parse_unverified().ok())
+                    .is_some_and(|op| op.author == sealed.sender);
+                if is_moderator && author_ok {
+                    let record = ReasonRecord { from, text };
+                    if self
+                        .db
+                        .put(
+                            T_NOTES,
+                            &key2(group.as_bytes(), &op_seq.to_be_bytes()),
+                            &record,
+                        )
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Keeps a report or urgent request in the encrypted store until a facilitator resolves it.
+    pub(crate) fn queue_for_facilitators(
+        &mut self,
+        group: GroupId,
+        from: &DeviceId,
+        item: &crate::FacilitatorItem,
+    ) -> bool {
+        let key = key3(
+            group.as_bytes(),
+            &self.host.now().0.to_be_bytes(),
+            from.as_bytes(),
+        );
+        // Stored with the step, before the item is acknowledged or shown.
+        self.db.put(T_FACILITATOR_QUEUE, &key, item).is_ok()
+    }
+
+    /// Reports and urgent requests waiting for a facilitator, oldest first, each with an id
+    /// for [`Self::resolve`]. Kept in the store until resolved.
+    pub async fn facilitator_queue(
+        &self,
+        group: GroupId,
+    ) -> Result<Vec<(String, crate::FacilitatorItem)>, ClientError> {
+        let items: Vec<(Vec<u8>, crate::FacilitatorItem)> = self
+            .db
+            .scan(T_FACILITATOR_QUEUE, group.as_bytes(), usize::MAX)
+            .await?;
+        Ok(items
+            .into_iter()
+            .map(|(k, item)| (hex::encode(k), item))
+            .collect())
+    }
+
+    pub(crate) fn resolve_item(&mut self, id: &str) -> Result<(), ClientError> {
+        let key = hex::decode(id).map_err(|_| ClientError::Protocol("unknown item".into()))?;
+        self.db.remove(T_FACILITATOR_QUEUE, &key);
+        Ok(())
+    }
+}

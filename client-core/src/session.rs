@@ -1,0 +1,219 @@
+//! The session with the server: connecting and authenticating, requests and their replies
+//! (handling every other frame that arrives meanwhile), sending frames only after the step
+//! so far is committed, acknowledging inbox items, and noticing a lost connection.
+
+use std::time::Duration;
+
+use confide_protocol::RequestId;
+use confide_protocol::frames::{self, ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
+
+use crate::error::{ClientError, protocol, server_error};
+use crate::events::Event;
+use crate::machine::{ClientCore, millis};
+use crate::store::{ClientStore, T_PROFILE};
+use crate::{Link, Network};
+
+/// How long a request waits for its reply.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether a group's sync failed for a reason that passes by itself (the server's disk, a
+/// restart, a rate limit or a bug of its own, the connection, this device's own store): then
+/// every sync that meets it fails, as the caller must not believe it has everything.
+pub(crate) fn is_passing_failure(e: &ClientError) -> bool {
+    match e {
+        ClientError::Server { code, .. } => is_passing(*code) || *code == ErrorCode::Internal,
+        ClientError::Transport(_)
+        | ClientError::Unexpected(_)
+        | ClientError::Closed
+        | ClientError::Store(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether the server refused a post for a passing reason, so that the identical envelope is
+/// posted again later (PROTOCOL.md §9.8) rather than reported as failed.
+pub(crate) fn is_passing(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Storage | ErrorCode::ShuttingDown | ErrorCode::RateLimited
+    )
+}
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    pub(crate) fn disconnected(&mut self, reason: String) {
+        if self.conn.take().is_some() {
+            self.emit(Event::Disconnected { reason });
+        }
+    }
+
+    /// Dials the server, authenticates (registering on first use), resyncs every group and
+    /// posts the outbox again. On success the application has had [`Event::Connected`] and
+    /// [`Event::Synced`].
+    pub async fn connect(&mut self) -> Result<(), ClientError> {
+        let mut conn = self.net.dial().await?;
+        let challenge = Link::recv(&mut conn, REQUEST_TIMEOUT)
+            .await?
+            .ok_or_else(|| ClientError::Unexpected("no challenge".into()))?;
+        let ServerFrame::Challenge { nonce, version, .. } = challenge else {
+            return Err(ClientError::Unexpected(challenge.type_name().into()));
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(protocol(format!(
+                "server speaks protocol version {version}"
+            )));
+        }
+        let signature = frames::sign_auth(&self.identity, conn.host(), &nonce);
+        self.conn = Some(conn);
+        let reply = if self.profile.registered {
+            let device = self.device();
+            self.request(|id| ClientFrame::Authenticate {
+                id,
+                version: PROTOCOL_VERSION,
+                device,
+                signature,
+            })
+            .await
+        } else {
+            let frame_token = self.registration_token.clone();
+            let keys = self.identity.public_keys();
+            let (user, display_name) = (self.profile.user, self.profile.display_name.clone());
+            self.request(|id| ClientFrame::Register {
+                id,
+                version: PROTOCOL_VERSION,
+                user,
+                display_name,
+                keys,
+                registration_token: frame_token,
+                signature,
+            })
+            .await
+        };
+        match reply {
+            Ok(ServerFrame::Authenticated { .. }) => {}
+            Ok(other) => {
+                self.conn = None;
+                return Err(server_error(other));
+            }
+            Err(e) => {
+                self.conn = None;
+                return Err(e);
+            }
+        }
+        if !self.profile.registered {
+            self.profile.registered = true;
+            self.db.put(T_PROFILE, b"profile", &self.profile)?;
+            self.commit().await?;
+        }
+        self.emit(Event::Connected);
+        self.sync_all().await?;
+        self.resend_outbox().await;
+        self.commit().await
+    }
+
+    pub(crate) async fn ensure_connected(&mut self) -> Result<(), ClientError> {
+        if self.conn.is_none() {
+            self.connect().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a request and waits for its reply, handling every other frame that arrives
+    /// meanwhile. A server error reply is returned as `Ok(ServerFrame::Error { .. })`.
+    pub(crate) async fn request(
+        &mut self,
+        make: impl FnOnce(RequestId) -> ClientFrame,
+    ) -> Result<ServerFrame, ClientError> {
+        self.next_id += 1;
+        let id = RequestId(self.next_id);
+        let frame = make(id);
+        self.send_frame(&frame).await?;
+        // By the host's wall clock: the core has no monotonic clock of its own.
+        let deadline = self.host.now().0.saturating_add(millis(REQUEST_TIMEOUT));
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(ClientError::Transport(crate::TransportError::Closed(None)));
+            };
+            let left = Duration::from_millis(deadline.saturating_sub(self.host.now().0));
+            let received = match left.is_zero() {
+                true => Ok(None),
+                false => Link::recv(conn, left).await,
+            };
+            match received {
+                Ok(None) => {
+                    self.disconnected("request timed out".into());
+                    return Err(ClientError::Unexpected(
+                        "the server did not answer in time".into(),
+                    ));
+                }
+                Err(e) => {
+                    self.disconnected(e.to_string());
+                    return Err(e.into());
+                }
+                Ok(Some(reply)) if reply.request_id() == Some(id) => return Ok(reply),
+                Ok(Some(other)) => {
+                    // A frame that arrives meanwhile is a step of its own: stored, and shown,
+                    // before the wait goes on. Boxed: the request's own future stays small.
+                    Box::pin(self.handle_frame(other)).await;
+                    self.flush_acks().await;
+                    self.commit().await?;
+                }
+            }
+        }
+    }
+
+    /// Like [`Self::request`], turning an error reply into `Err`.
+    pub(crate) async fn request_ok(
+        &mut self,
+        make: impl FnOnce(RequestId) -> ClientFrame,
+    ) -> Result<ServerFrame, ClientError> {
+        match self.request(make).await? {
+            e @ ServerFrame::Error { .. } => Err(server_error(e)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Acknowledges processed inbox items (after the store is flushed, so nothing acknowledged
+    /// can be lost locally). The `ok` reply is ignored when it arrives.
+    pub(crate) async fn flush_acks(&mut self) {
+        if self.pending_acks.is_empty() {
+            return;
+        }
+        // Stored first: a failed commit reverts the step, acknowledgements included.
+        if self.commit().await.is_err() {
+            return;
+        }
+        let inbox_ids: Vec<u64> = std::mem::take(&mut self.pending_acks);
+        for chunk in inbox_ids.chunks(frames::MAX_INBOX_ACKS_PER_FRAME) {
+            self.next_id += 1;
+            let ack = ClientFrame::AckInbox {
+                id: RequestId(self.next_id),
+                inbox_ids: chunk.to_vec(),
+            };
+            if self.conn.is_none() {
+                return;
+            }
+            if self.send_frame(&ack).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sends one frame, after committing the step so far: nothing leaves before what it
+    /// implies is stored (a sender key before it is sealed to anyone, a message in the
+    /// outbox before it is posted, a received item before it is acknowledged).
+    pub(crate) async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.commit().await?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ClientError::Transport(crate::TransportError::Closed(None)));
+        };
+        if let Err(e) = conn.send(frame).await {
+            let reason = match frame {
+                ClientFrame::AckInbox { .. } => "connection lost while acknowledging".to_string(),
+                _ => e.to_string(),
+            };
+            self.disconnected(reason);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! Sync: fetching each group's ops and messages from its cursors, page by page, and the
+//! outcome a full sync reports (passing failures every time, lasting refusals once).
+
+use std::collections::BTreeSet;
+
+use confide_protocol::frames::{self, ClientFrame, ServerFrame};
+use confide_protocol::group_log::GroupState;
+use confide_protocol::{GroupId, Seq};
+
+use crate::Network;
+use crate::error::{ClientError, protocol};
+use crate::events::Event;
+use crate::group::{GroupCtx, GroupMeta, state_genesis_body};
+use crate::machine::ClientCore;
+use crate::session::is_passing_failure;
+use crate::store::{ClientStore, T_GROUPS, T_OPS, T_PENDING_JOINS, key2};
+
+/// Ops and messages asked for per sync request.
+pub(crate) const SYNC_PAGE: u32 = 500;
+
+/// How many sync pages one sync of a group fetches before it lets other work in; the rest
+/// follows in a later sync (a server that never says `complete` cannot starve commands).
+pub(crate) const MAX_SYNC_PAGES: usize = 1_000;
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// Connects if needed and fetches everything new in every group. If the server refused to
+    /// serve any group (or the connection failed meanwhile), the first such error is returned
+    /// after the other groups were fetched: not everything new has arrived. A refusal that will
+    /// not pass by itself (the server does not know the group, say) fails only the first sync
+    /// that meets it ([`Event::SyncRefused`]); a passing one fails every sync.
+    pub async fn sync(&mut self) -> Result<(), ClientError> {
+        // Connecting syncs everything already.
+        let r = if self.conn.is_none() {
+            self.connect().await
+        } else {
+            self.sync_all().await
+        };
+        // A group that could not be fetched makes the whole sync fail: the caller must not
+        // believe it has everything.
+        let r = self.end_step(r).await;
+        r.and_then(|()| self.take_sync_outcome())
+    }
+
+    /// The outcome of the first full sync since this core started (connecting, and so
+    /// syncing, if it is not connected), without fetching again. Fails like [`Self::sync`].
+    pub async fn synced(&mut self) -> Result<(), ClientError> {
+        let r = if self.conn.is_none() {
+            self.connect().await
+        } else if !self.full_sync_done {
+            // Connected, but the first full sync did not get through (the server refused to
+            // list the groups, say): try it again now.
+            self.sync_all().await
+        } else {
+            Ok(())
+        };
+        let r = self.end_step(r).await;
+        r.and_then(|()| self.take_sync_outcome())
+    }
+
+    pub(crate) async fn process_needs_sync(&mut self) {
+        // One pass over what is due now: a group that asks for more (a long backlog, or a
+        // server that never says `complete`) waits for the next turn, after other work.
+        for group in std::mem::take(&mut self.needs_sync) {
+            if self.conn.is_none() {
+                self.needs_sync.insert(group);
+                continue;
+            }
+            if let Err(e) = self.sync_group(group, None).await {
+                tracing::warn!(%group, error = %e, "sync failed");
+            }
+        }
+    }
+
+    pub(crate) async fn sync_all(&mut self) -> Result<(), ClientError> {
+        let reply = self.request_ok(|id| ClientFrame::ListGroups { id }).await?;
+        let ServerFrame::Groups { groups, .. } = reply else {
+            return Err(ClientError::Unexpected("groups".into()));
+        };
+        let mut all: BTreeSet<GroupId> = groups.iter().map(|g| g.group).collect();
+        all.extend(self.groups.keys().copied());
+        all.extend(std::mem::take(&mut self.needs_sync));
+        self.sync_failure = None;
+        for group in all {
+            match self.sync_group(group, None).await {
+                Ok(()) => self.sync_works_again(group),
+                Err(e) if is_passing_failure(&e) => {
+                    tracing::warn!(%group, error = %e, "sync failed");
+                    self.sync_failure.get_or_insert(e);
+                }
+                Err(e) => self.sync_refused(group, e),
+            }
+        }
+        self.full_sync_done = true;
+        self.flush_acks().await;
+        let groups: Vec<GroupId> = self.groups.keys().copied().collect();
+        for group in groups {
+            self.enforce_retention(group).await;
+        }
+        self.emit(Event::Synced);
+        self.commit().await?;
+        Ok(())
+    }
+
+    /// A group's sync was refused (or failed) for a reason that will not pass by itself (the
+    /// server does not know the group, or says this device is not in it; it served a log that
+    /// cannot be its genesis). Reported once — as [`Event::SyncRefused`] and by the next
+    /// [`Self::sync`] — and then only logged, so that one such group does not make every
+    /// later sync fail.
+    pub(crate) fn sync_refused(&mut self, group: GroupId, e: ClientError) {
+        let code = e.code().to_string();
+        let known = match self.groups.get_mut(&group) {
+            Some(ctx) => {
+                let known = ctx.meta.sync_refused.as_deref() == Some(code.as_str());
+                ctx.meta.sync_refused = Some(code.clone());
+                let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+                known
+            }
+            None => self.refused_unheld.insert(group, code.clone()).as_deref() == Some(&code),
+        };
+        tracing::warn!(%group, error = %e, reported = known, "sync refused");
+        if known {
+            return;
+        }
+        self.emit(Event::SyncRefused {
+            group,
+            reason: e.to_string(),
+        });
+        self.refusals_unreported.push(e);
+    }
+
+    /// A group's sync worked: a lasting refusal noted for it is over.
+    pub(crate) fn sync_works_again(&mut self, group: GroupId) {
+        self.refused_unheld.remove(&group);
+        if let Some(ctx) = self.groups.get_mut(&group)
+            && ctx.meta.sync_refused.take().is_some()
+        {
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
+    }
+
+    /// What the latest full sync should report, once: a passing failure of its own, else the
+    /// first lasting refusal not reported yet (all of them are then reported: each was also
+    /// an [`Event::SyncRefused`]).
+    pub(crate) fn take_sync_outcome(&mut self) -> Result<(), ClientError> {
+        if let Some(e) = self.sync_failure.take() {
+            return Err(e);
+        }
+        let mut refusals = std::mem::take(&mut self.refusals_unreported).into_iter();
+        refusals.next().map_or(Ok(()), Err)
+    }
+
+    /// Fetches and processes everything new in one group (ops first, then messages).
+    pub(crate) async fn sync_group(
+        &mut self,
+        group: GroupId,
+        invite: Option<frames::InviteProof>,
+    ) -> Result<(), ClientError> {
+        for _ in 0..MAX_SYNC_PAGES {
+            let (after_op_seq, after_seq) = match self.groups.get(&group) {
+                Some(ctx) if ctx.meta.tampered.is_some() => return Ok(()),
+                // A former member still asks: the server answers with nothing new, or with the
+                // log since, if this device was admitted again.
+                Some(ctx) => (Some(ctx.state.seq()), Seq(ctx.meta.next_seq.max(1) - 1)),
+                None => (None, Seq(0)),
+            };
+            let reply = self
+                .request_ok(|id| ClientFrame::Sync {
+                    id,
+                    group,
+                    after_op_seq,
+                    after_seq,
+                    limit: SYNC_PAGE,
+                    invite,
+                })
+                .await?;
+            let ServerFrame::SyncPage {
+                ops,
+                messages,
+                next_seq,
+                complete,
+                ..
+            } = reply
+            else {
+                return Err(ClientError::Unexpected("sync_page".into()));
+            };
+            let mut refused = false;
+            for op in &ops {
+                if !self.groups.contains_key(&group) {
+                    let state = match GroupState::from_genesis(op) {
+                        Ok(state) => state,
+                        Err(e) => {
+                            return Err(protocol(format!(
+                                "the group's first op is not a valid genesis: {e}"
+                            )));
+                        }
+                    };
+                    // A group this device did not create or join itself: accepted only if it
+                    // matches a join request the user made; otherwise the user is asked.
+                    let pending: Option<confide_protocol::OpHash> =
+                        self.db.get(T_PENDING_JOINS, group.as_bytes()).await?;
+                    let accepted = pending == Some(state.genesis_hash());
+                    self.db
+                        .put(T_OPS, &key2(group.as_bytes(), &0u64.to_be_bytes()), op)?;
+                    let meta = GroupMeta {
+                        next_seq: 1,
+                        accepted,
+                        ..GroupMeta::default()
+                    };
+                    self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
+                    self.check_key_change(group, &state_genesis_body(op)).await;
+                    self.groups.insert(group, GroupCtx::new(state, meta));
+                    self.retry_parked_keys(group).await;
+                    continue;
+                }
+                if self.apply_op(group, op).await.is_err() {
+                    // Refused (and the user told once): the rest of this page's ops cannot
+                    // chain onto the verified head. Its messages are still checked against
+                    // the verified log; the next sync asks from the verified head again.
+                    refused = true;
+                    break;
+                }
+            }
+            for m in messages {
+                let seq = m.seq;
+                self.handle_message(group, m).await;
+                self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
+            }
+            let before = (after_op_seq, after_seq);
+            self.advance_cursor(group, next_seq);
+            if complete || refused || self.conn.is_none() {
+                self.warn_if_behind(group);
+                return Ok(());
+            }
+            // A page that moves neither cursor would repeat forever: stop (a server bug or a
+            // hostile server).
+            let now_at = self
+                .groups
+                .get(&group)
+                .map(|c| (Some(c.state.seq()), Seq(c.meta.next_seq.max(1) - 1)));
+            if now_at == Some(before) {
+                return Err(ClientError::Unexpected(
+                    "the server's sync made no progress".into(),
+                ));
+            }
+        }
+        // Enough for one go: the rest follows in a later sync, after other work.
+        self.needs_sync.insert(group);
+        Ok(())
+    }
+}

@@ -1,0 +1,353 @@
+//! The requests [`crate::Client`] queues for its background task, and how each becomes one
+//! call on the client core ([`dispatch`]). Each command is one step of the core: what it
+//! changes is stored before its reply is sent.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use confide_client_core::{
+    ChatMessage, ClientCore, ClientError, Departure, FacilitatorItem, GroupInfo, GroupNotice,
+    Invite, InviteInfo, JoinOutcome, JoinRequest, MemberInfo, ModerationEntry, PinnedInfo, Status,
+};
+use confide_protocol::envelope::{Envelope, PinnedKind};
+use confide_protocol::group_log::OpBody;
+use confide_protocol::{GroupId, InviteId, MessageId, Seq, UserId};
+
+use crate::native::WsNetwork;
+use crate::store::Store;
+
+/// The core as the native shell runs it: over the encrypted sled store and TLS websockets.
+pub(crate) type Core = ClientCore<Store, WsNetwork>;
+
+/// What the [`crate::Client`] handle asks for.
+pub(crate) enum Command {
+    CreateGroup(oneshot::Sender<Result<GroupId, ClientError>>),
+    CreateInvite {
+        group: GroupId,
+        requires_approval: bool,
+        max_uses: u32,
+        valid_for: Duration,
+        reply: oneshot::Sender<Result<Invite, ClientError>>,
+    },
+    Join {
+        invite: Invite,
+        note: Option<String>,
+        reply: oneshot::Sender<Result<JoinOutcome, ClientError>>,
+    },
+    Approve {
+        group: GroupId,
+        user: UserId,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Op {
+        group: GroupId,
+        body: OpBody,
+        reply: oneshot::Sender<Result<u64, ClientError>>,
+    },
+    Send {
+        group: GroupId,
+        text: String,
+        reply_to: Option<MessageId>,
+        reply: oneshot::Sender<Result<ChatMessage, ClientError>>,
+    },
+    History {
+        group: GroupId,
+        before: Option<Seq>,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<ChatMessage>, ClientError>>,
+    },
+    SeqOfNumber {
+        group: GroupId,
+        number: u64,
+        reply: oneshot::Sender<Result<Option<Seq>, ClientError>>,
+    },
+    Groups(oneshot::Sender<Vec<GroupInfo>>),
+    Members {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<MemberInfo>, ClientError>>,
+    },
+    SafetyNumber {
+        user: UserId,
+        reply: oneshot::Sender<Result<String, ClientError>>,
+    },
+    Inspect {
+        envelope: Box<Envelope>,
+        reply: oneshot::Sender<Result<Vec<u8>, ClientError>>,
+    },
+    Sync(oneshot::Sender<Result<(), ClientError>>),
+    /// The outcome of the latest full sync (connecting, and so syncing, first if needed),
+    /// without fetching again.
+    Synced(oneshot::Sender<Result<(), ClientError>>),
+    /// Whether the server has registered this device (answered `authenticated` to `register`).
+    Registered(oneshot::Sender<bool>),
+    Moderation(ModerationCommand),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Requests for the facilitator tools.
+pub(crate) enum ModerationCommand {
+    Report {
+        group: GroupId,
+        seq: Seq,
+        reason: String,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Urgent {
+        group: GroupId,
+        text: String,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Reason {
+        group: GroupId,
+        op_seq: u64,
+        text: String,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Pin {
+        group: GroupId,
+        kind: PinnedKind,
+        text: String,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    AcceptAgreement {
+        group: GroupId,
+        version: u32,
+        /// The text the person was shown: it must be the agreement's.
+        text: String,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Invites {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<InviteInfo>, ClientError>>,
+    },
+    InviteOf {
+        group: GroupId,
+        user: UserId,
+        reply: oneshot::Sender<Result<Option<InviteId>, ClientError>>,
+    },
+    Departure {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Option<Departure>, ClientError>>,
+    },
+    Pinned {
+        group: GroupId,
+        reply: oneshot::Sender<Result<PinnedInfo, ClientError>>,
+    },
+    Status {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Status, ClientError>>,
+    },
+    Log {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<ModerationEntry>, ClientError>>,
+    },
+    DeleteRecentOf {
+        group: GroupId,
+        user: UserId,
+        count: usize,
+        reply: oneshot::Sender<Result<usize, ClientError>>,
+    },
+    Decline {
+        group: GroupId,
+        user: UserId,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    OpenPrivate {
+        group: GroupId,
+        with: UserId,
+        reply: oneshot::Sender<Result<GroupId, ClientError>>,
+    },
+    Queue {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<(String, FacilitatorItem)>, ClientError>>,
+    },
+    Resolve {
+        id: String,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    AcceptGroup {
+        group: GroupId,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    JoinRequests {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<JoinRequest>, ClientError>>,
+    },
+    Notices {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<GroupNotice>, ClientError>>,
+    },
+}
+
+/// Carries out one command on the core and sends its reply. [`Command::Shutdown`] is the
+/// runner's to handle (it closes the core first); here it is only acknowledged.
+pub(crate) async fn dispatch(core: &mut Core, cmd: Command) {
+    match cmd {
+        Command::CreateGroup(reply) => {
+            let _ = reply.send(core.create_group().await);
+        }
+        Command::CreateInvite {
+            group,
+            requires_approval,
+            max_uses,
+            valid_for,
+            reply,
+        } => {
+            let r = core
+                .create_invite(group, requires_approval, max_uses, valid_for)
+                .await;
+            let _ = reply.send(r);
+        }
+        Command::Join {
+            invite,
+            note,
+            reply,
+        } => {
+            let _ = reply.send(core.join(invite, note).await);
+        }
+        Command::Approve { group, user, reply } => {
+            let _ = reply.send(core.approve(group, user).await);
+        }
+        Command::Op { group, body, reply } => {
+            let _ = reply.send(core.append(group, body).await);
+        }
+        Command::Send {
+            group,
+            text,
+            reply_to,
+            reply,
+        } => {
+            let _ = reply.send(core.send_text(group, text, reply_to).await);
+        }
+        Command::History {
+            group,
+            before,
+            limit,
+            reply,
+        } => {
+            let _ = reply.send(core.history(group, before, limit).await);
+        }
+        Command::SeqOfNumber {
+            group,
+            number,
+            reply,
+        } => {
+            let _ = reply.send(core.seq_of_number(group, number).await);
+        }
+        Command::Groups(reply) => {
+            let _ = reply.send(core.groups().await);
+        }
+        Command::Members { group, reply } => {
+            let _ = reply.send(core.members(group));
+        }
+        Command::SafetyNumber { user, reply } => {
+            let _ = reply.send(core.safety_number(user));
+        }
+        Command::Inspect { envelope, reply } => {
+            let _ = reply.send(core.inspect(&envelope).await);
+        }
+        Command::Sync(reply) => {
+            let _ = reply.send(core.sync().await);
+        }
+        Command::Synced(reply) => {
+            let _ = reply.send(core.synced().await);
+        }
+        Command::Registered(reply) => {
+            let _ = reply.send(core.is_registered());
+        }
+        Command::Moderation(cmd) => moderate(core, cmd).await,
+        Command::Shutdown(done) => {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Carries out one facilitator-tool command on the core and sends its reply.
+async fn moderate(core: &mut Core, cmd: ModerationCommand) {
+    use ModerationCommand as M;
+    match cmd {
+        M::Report {
+            group,
+            seq,
+            reason,
+            reply,
+        } => {
+            let _ = reply.send(core.report(group, seq, reason).await);
+        }
+        M::Urgent { group, text, reply } => {
+            let _ = reply.send(core.request_facilitator(group, text).await);
+        }
+        M::Reason {
+            group,
+            op_seq,
+            text,
+            reply,
+        } => {
+            let _ = reply.send(core.reason(group, op_seq, text).await);
+        }
+        M::Pin {
+            group,
+            kind,
+            text,
+            reply,
+        } => {
+            let _ = reply.send(core.pin(group, kind, text).await);
+        }
+        M::AcceptAgreement {
+            group,
+            version,
+            text,
+            reply,
+        } => {
+            let _ = reply.send(core.accept_agreement(group, version, &text).await);
+        }
+        M::Invites { group, reply } => {
+            let _ = reply.send(core.invites(group).await);
+        }
+        M::InviteOf { group, user, reply } => {
+            let _ = reply.send(core.invite_of(group, user).await);
+        }
+        M::Departure { group, reply } => {
+            let _ = reply.send(core.departure(group).await);
+        }
+        M::Pinned { group, reply } => {
+            let _ = reply.send(core.pinned(group).await);
+        }
+        M::Status { group, reply } => {
+            let _ = reply.send(core.status(group));
+        }
+        M::Log { group, reply } => {
+            let _ = reply.send(core.moderation_log(group).await);
+        }
+        M::DeleteRecentOf {
+            group,
+            user,
+            count,
+            reply,
+        } => {
+            let _ = reply.send(core.delete_recent_of(group, user, count).await);
+        }
+        M::Decline { group, user, reply } => {
+            let _ = reply.send(core.decline(group, user).await);
+        }
+        M::OpenPrivate { group, with, reply } => {
+            let _ = reply.send(core.open_private(group, with).await);
+        }
+        M::Queue { group, reply } => {
+            let _ = reply.send(core.facilitator_queue(group).await);
+        }
+        M::Resolve { id, reply } => {
+            let _ = reply.send(core.resolve(&id).await);
+        }
+        M::AcceptGroup { group, reply } => {
+            let _ = reply.send(core.accept_group(group).await);
+        }
+        M::Notices { group, reply } => {
+            let _ = reply.send(core.notices(group).await);
+        }
+        M::JoinRequests { group, reply } => {
+            let _ = reply.send(core.join_requests(group).await);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The client's background task: it owns the core, connects and reconnects with back-off,
+//! and feeds the core what arrives (commands from [`crate::Client`], frames from the server,
+//! the outbox's retry timer), one at a time.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use confide_protocol::frames::ServerFrame;
+
+use crate::TransportError;
+use crate::commands::{self, Command, Core};
+
+/// First reconnect delay; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest reconnect delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What woke the task while connected.
+enum Next {
+    Command(Option<Command>),
+    Frame(Result<ServerFrame, TransportError>),
+    RetryOutbox,
+}
+
+/// Runs the core until [`Command::Shutdown`] (or until every [`crate::Client`] is dropped).
+pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if !core.is_connected() {
+            match core.connect().await {
+                Ok(()) => {
+                    backoff = MIN_BACKOFF;
+                    // What waited for the connection goes now, not at the next event.
+                    core.after_connect().await;
+                }
+                Err(e) => {
+                    core.connect_failed(e.to_string()).await;
+                    // Wait out the back-off, but keep serving commands (which fail fast or try
+                    // to connect themselves). Jitter spreads reconnects when a server comes
+                    // back to many clients.
+                    let jitter = rand_core::Rng::next_u32(&mut crate::os_rng()) % 1000;
+                    let sleep =
+                        tokio::time::sleep(backoff.mul_f64(0.5 + f64::from(jitter) / 1000.0));
+                    tokio::pin!(sleep);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    loop {
+                        tokio::select! {
+                            _ = &mut sleep => break,
+                            cmd = commands.recv() => match cmd {
+                                None => return,
+                                Some(Command::Shutdown(done)) => {
+                                    // The store is closed before the caller hears of it.
+                                    core.shutdown().await;
+                                    drop(core);
+                                    let _ = done.send(());
+                                    return;
+                                }
+                                Some(cmd) => commands::dispatch(&mut core, cmd).await,
+                            },
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
+        let next = {
+            // The wait until the outbox's retry is due, by the same clock the core uses.
+            let retry_in = core
+                .retry_due_at()
+                .map(|at| Duration::from_millis(at.0.saturating_sub(crate::native::now().0)));
+            let Some(conn) = core.link_mut() else {
+                continue;
+            };
+            tokio::select! {
+                cmd = commands.recv() => Next::Command(cmd),
+                frame = conn.recv() => Next::Frame(frame),
+                // `retry_in` is `Some` whenever this branch is enabled.
+                _ = tokio::time::sleep(retry_in.unwrap_or_default()), if retry_in.is_some() => Next::RetryOutbox,
+            }
+        };
+        match next {
+            Next::Command(None) => return,
+            Next::Command(Some(Command::Shutdown(done))) => {
+                core.shutdown().await;
+                // The store is closed before the caller hears of it, so the caller may open
+                // it again (or remove it) at once.
+                drop(core);
+                let _ = done.send(());
+                return;
+            }
+            Next::Command(Some(cmd)) => commands::dispatch(&mut core, cmd).await,
+            Next::Frame(Ok(frame)) => core.receive(frame).await,
+            Next::RetryOutbox => core.retry_now().await,
+            Next::Frame(Err(e)) => core.connection_lost(e.to_string()).await,
+        }
+        core.after_input().await;
+    }
+}

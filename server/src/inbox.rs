@@ -5,7 +5,9 @@
 //! seen, and perhaps acknowledged by id. So every inbox id is handed out through
 //! [`InboxInFlight`], which remembers it until the writer has an outcome for the item's batch,
 //! and a backlog read keeps only items whose ids were handed out before the read began and are
-//! no longer in flight. The others reach the recipient's connections live, once durable.
+//! no longer in flight. The others reach the recipient's connections live, once durable. Items
+//! stored by an earlier run of the server are all durable: [`InboxInFlight::starting_at`] takes
+//! the first id of this run, and every id below it counts as handed out and finished.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -13,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use crate::storage::{Storage, StorageError};
 
 /// The inbox ids handed out whose items are not yet known to be durable (or refused).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct InboxInFlight(Arc<Mutex<State>>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Ids whose items are being written.
     in_flight: BTreeSet<u64>,
-    /// The highest id handed out so far (ids only go up).
+    /// The highest id handed out so far (ids only go up), or known to be from an earlier run.
     highest: u64,
 }
 
@@ -56,6 +58,16 @@ pub struct DurableView {
 }
 
 impl InboxInFlight {
+    /// Starts tracking with `first`, an id that `storage` handed out before any item of this
+    /// run (and that stays unused): every id below it was handed out by an earlier run, whose
+    /// items are durable if they are stored at all.
+    pub fn starting_at(first: u64) -> Self {
+        InboxInFlight(Arc::new(Mutex::new(State {
+            in_flight: BTreeSet::new(),
+            highest: first,
+        })))
+    }
+
     /// Runs `f` on the state. The lock is never held across an await or while anything can
     /// panic, so a poisoned lock still holds consistent data and is used as is.
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -184,9 +196,18 @@ mod tests {
     }
 
     #[test]
+    fn items_of_an_earlier_run_are_served() {
+        let storage = Counter(100.into());
+        let ids = InboxInFlight::starting_at(storage.next_inbox_id().unwrap());
+        let mut items = vec![1, 57, 99];
+        ids.view().retain_durable(&mut items, |&id| id);
+        assert_eq!(items, [1, 57, 99]);
+    }
+
+    #[test]
     fn only_items_handed_out_before_the_read_and_no_longer_in_flight_are_served() {
         let storage = Counter(1.into());
-        let ids = InboxInFlight::default();
+        let ids = InboxInFlight::starting_at(0);
         let done = ids.allocate(&storage).unwrap();
         let writing = ids.allocate(&storage).unwrap();
         let finishing = ids.allocate(&storage).unwrap();

@@ -172,7 +172,8 @@ pub async fn run(
             ),
         ),
         authenticated_per_address: crate::address::PerAddress::default(),
-        inbox_in_flight: crate::inbox::InboxInFlight::default(),
+        // Every id below this one was handed out by an earlier run.
+        inbox_in_flight: crate::inbox::InboxInFlight::starting_at(config.storage.next_inbox_id()?),
         registrations: RateLimiter::with_rate(
             f64::from(config.limits.registrations_per_hour) / 3600.0,
             f64::from(config.limits.registration_burst),

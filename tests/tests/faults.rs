@@ -606,3 +606,34 @@ async fn a_post_the_disk_refused_does_not_use_up_the_senders_slow_mode_interval(
     let reply = bob.request(|id| ClientFrame::Post { id, envelope }).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::SlowMode), "{reply:?}");
 }
+
+/// The backlog serves only items whose writes it knows finished; items stored before a restart
+/// all did, and are served after it.
+#[tokio::test]
+async fn inbox_items_stored_before_a_restart_are_in_the_backlog_after_it() {
+    let mut server = TestServer::start().await;
+    let (mut alice, bob, state) = raw_group_of_two(&server).await;
+    let bob_keys = bob.identity.public_keys();
+    let bob = bob.close().await;
+    let item = confide_tests::seal_to(
+        &alice.identity,
+        &bob_keys,
+        confide_protocol::seal::SealKind::Direct,
+        &state,
+        b"stored before the restart",
+    );
+    assert!(matches!(
+        alice.send_sealed(vec![item]).await,
+        ServerFrame::Ok { .. }
+    ));
+    drop(alice);
+    server.restart().await;
+    let mut bob = bob.connect(&server).await;
+    let backlog = bob
+        .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+        .await;
+    let ServerFrame::Inbox { items } = backlog else {
+        unreachable!()
+    };
+    assert_eq!(items.len(), 1);
+}

@@ -65,17 +65,17 @@ pub async fn sweep(shared: &Shared) {
                     .map(|message| Write::DeleteMessage { group, message })
                     .collect();
                 match shared.writer.commit(writes).await {
-                    Ok(Ok(())) => {
+                    Ok(()) => {
                         tracing::info!(%group, count, "deleted messages past the retention period")
                     }
-                    Ok(Err(e)) => {
+                    Err(crate::writer::CommitError::Storage(e)) => {
                         crate::throttle::storage_error(&format_args!(
                             "retention sweep could not delete: {e}"
                         ));
                         break;
                     }
                     // The writer has stopped: the server is shutting down.
-                    Err(_) => break,
+                    Err(crate::writer::CommitError::Stopped) => break,
                 }
             }
             if reached_newer || !full {

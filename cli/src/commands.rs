@@ -347,12 +347,40 @@ async fn numbered_message(
     let Some(seq) = client.seq_of_number(group, number).await? else {
         bail!("no message #{number} on this device in this group (see `confide read`)");
     };
-    client
+    let message = client
         .history(group, Some(Seq(seq.0.saturating_add(1))), 1)
         .await?
         .into_iter()
         .find(|m| m.seq == seq)
-        .ok_or_else(|| anyhow!("message #{number} was deleted (or expired) already"))
+        .ok_or_else(|| anyhow!("message #{number} was deleted (or expired) already"))?;
+    // The message at that position must be the one read showed as this number: anything else
+    // would make a command act on another message than the one the person named.
+    if message.number != number {
+        bail!(
+            "message #{number} is not where this device recorded it (it now finds #{} there):              nothing was done; see `confide read`",
+            message.number
+        );
+    }
+    Ok(message)
+}
+
+/// How many characters of a message `mod delete` shows, to say which message it deletes.
+const DELETE_PREVIEW_CHARS: usize = 40;
+
+/// "#3 Bob, 2026-05-01 18:30: “first words…”": which message a command acts on, for people
+/// (the name and the text made safe for a terminal, the text cut short).
+fn message_summary(m: &confide_client::ChatMessage) -> String {
+    let text = one_line(&m.text);
+    let mut words: String = text.chars().take(DELETE_PREVIEW_CHARS).collect();
+    if text.chars().count() > DELETE_PREVIEW_CHARS {
+        words.push('…');
+    }
+    format!(
+        "#{} {}, {}: “{words}”",
+        m.number,
+        one_line(&m.sender_name),
+        local_time(m.sent_at)
+    )
 }
 
 /// A message of `group` by the number `confide read` shows (`#5` or `5`) or by its id.
@@ -1286,11 +1314,34 @@ async fn moderate(
         ModCommand::Delete { group, messages } => {
             let group = profile.group(group)?;
             let mut ids = Vec::new();
+            // Who said each message, when, and how it starts: the person sees what they
+            // deleted, not only a number.
+            let mut shown = Vec::new();
+            let mut listed = Vec::new();
             for m in messages {
-                ids.push(message_id(client, group, m).await?);
+                match parse_number(m) {
+                    Some(number) => {
+                        let message = numbered_message(client, group, number).await?;
+                        shown.push(message_summary(&message));
+                        listed.push(json!({ "number": number, "id": message.id, "sender": message.sender, "name": message.sender_name, "sent_at": message.sent_at }));
+                        ids.push(message.id);
+                    }
+                    None => {
+                        let id = message_id(client, group, m).await?;
+                        shown.push(format!("message {id}"));
+                        listed.push(json!({ "id": id }));
+                        ids.push(id);
+                    }
+                }
             }
             client.delete_for_everyone(group, ids).await?;
-            done("deleted for everyone");
+            let lines: Vec<String> = std::iter::once("deleted for everyone:".to_string())
+                .chain(shown.iter().map(|s| line(&format!("  {s}"), out.columns)))
+                .collect();
+            out.print(
+                lines.join("\n"),
+                json!({ "ok": true, "deleted": listed }),
+            );
         }
         ModCommand::DeleteRecent { group, user, count } => {
             let group = profile.group(group)?;

@@ -58,8 +58,13 @@ fn messages_are_numbered_from_one_and_mod_delete_takes_the_number_read_shows() {
     );
     assert!(lines[2].starts_with("#3 "), "{shown}");
 
-    // Deleting #1 deletes what read showed as #1; the others keep their numbers.
-    alice.ok(&["mod", "delete", "circle", "#1"]);
+    // Deleting #1 deletes what read showed as #1, saying who wrote it, when, and how it
+    // began; the others keep their numbers.
+    let deleted = alice.ok(&["mod", "delete", "circle", "#1"]);
+    assert!(
+        deleted.contains("#1 Bob, 20") && deleted.contains("“first unkind thing”"),
+        "{deleted}"
+    );
     let after = alice.ok(&["read", "circle"]);
     assert!(!after.contains("unkind"), "{after}");
     let lines: Vec<&str> = after.lines().collect();

@@ -944,6 +944,18 @@ impl Actor {
         if env.group != group {
             return self.reject_message(group, &m, "the envelope names another group".into());
         }
+        // A position names one message: one served where another is (or was) stored here would
+        // take its number, and its report evidence, from it. Refused without being marked seen,
+        // so that the message is still taken where the server really stored it.
+        if let Some(reason) = self.seq_taken(group, m.seq, id) {
+            tracing::warn!(%group, seq = m.seq.0, "message served at another message's position");
+            self.emit(Event::MessageRejected(Rejection {
+                group,
+                seq: m.seq.0,
+                reason,
+            }));
+            return;
+        }
         // What was said while this device was a member is shown; anything later only once the
         // user accepts being in the group (again).
         let consented = ctx.meta.accepted
@@ -1723,6 +1735,13 @@ impl Actor {
                 self.reseal_later(group, &key, &entry.content);
                 continue;
             }
+            if let ServerFrame::Posted { seq, message, .. } = &reply
+                && let Err(reason) = self.check_posted(group, *seq, *message, &entry.envelope)
+            {
+                // Kept, with the rest behind it, and posted again later.
+                self.refuse_posted(group, *seq, reason);
+                break;
+            }
             let _ = self.store.remove(T_OUTBOX, &key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
@@ -1946,8 +1965,17 @@ impl Actor {
                     break;
                 }
             }
+            // Only messages after the position asked from, each after the one before: a page
+            // that serves one again at or below a position already passed would give it
+            // another message's place (PROTOCOL.md §11.2).
+            let mut last = after_seq;
             for m in messages {
                 let seq = m.seq;
+                if seq <= last {
+                    tracing::warn!(%group, seq = seq.0, after = last.0, "sync page message out of order: ignored");
+                    continue;
+                }
+                last = seq;
                 self.handle_message(group, m);
                 self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
             }
@@ -2553,8 +2581,30 @@ impl Actor {
     /// Stores a message to show, giving it the group's next number ([`ChatMessage::number`]).
     /// The counter is saved before the message, so that a crash between the two can skip a
     /// number but never give one twice.
+    ///
+    /// A position that already holds (or held) another message is refused and reported
+    /// ([`Event::MessageRejected`]): a number names one message, and a message stored over
+    /// another would take its number and its report evidence. The same message stored again
+    /// keeps its number.
     fn store_message(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
         let group = message.group;
+        let key = key2(group.as_bytes(), &message.seq.0.to_be_bytes());
+        if let Some(stored) = self.store.get::<ChatMessage>(T_MESSAGES, &key)?
+            && stored.id == message.id
+            && stored.number != 0
+        {
+            message.number = stored.number;
+            return Ok(());
+        }
+        if let Some(reason) = self.seq_taken(group, message.seq, message.id) {
+            tracing::warn!(%group, seq = message.seq.0, "a message at another message's position refused");
+            self.emit(Event::MessageRejected(Rejection {
+                group,
+                seq: message.seq.0,
+                reason: reason.clone(),
+            }));
+            return Err(ClientError::Protocol(reason));
+        }
         let ctx = self
             .groups
             .get_mut(&group)
@@ -2563,12 +2613,66 @@ impl Actor {
         message.number = ctx.meta.last_number;
         self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         self.store_number(group, message.number, message.seq)?;
-        self.store.put(
-            T_MESSAGES,
-            &key2(group.as_bytes(), &message.seq.0.to_be_bytes()),
-            message,
-        )?;
+        self.store.put(T_MESSAGES, &key, message)?;
         Ok(())
+    }
+
+    /// Why position `seq` of `group` cannot hold message `id`, if it cannot: another message
+    /// is stored there, was (and was deleted or expired since: its number stays), or waits
+    /// there to be processed. `None` when it is free or holds this very message.
+    fn seq_taken(&self, group: GroupId, seq: Seq, id: MessageId) -> Option<String> {
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        let taken = match self.store.get::<ChatMessage>(T_MESSAGES, &key) {
+            Ok(Some(stored)) => stored.id != id,
+            // Numbered once, and gone since.
+            _ => {
+                self.number_of_seq(group, seq).is_some()
+                    || self
+                        .store
+                        .get::<StoredMessage>(T_PARKED, &key)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|parked| parked.envelope.message_id() != id)
+            }
+        };
+        taken.then(|| {
+            format!(
+                "the server gave this message position {}, where another message is (or was) \
+                 on this device; it is not shown there",
+                seq.0
+            )
+        })
+    }
+
+    /// Checks the server's acknowledgement of this device's post of `envelope`: it must name
+    /// that message, at a position no other message has here.
+    fn check_posted(
+        &self,
+        group: GroupId,
+        seq: Seq,
+        message: MessageId,
+        envelope: &Envelope,
+    ) -> Result<(), String> {
+        if message != envelope.message_id() {
+            return Err("the server acknowledged another message than the one posted".into());
+        }
+        match self.seq_taken(group, seq, message) {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// The server acknowledged a post at a position that cannot be its own: the message stays
+    /// in the outbox (posted again later: an honest server answers with its real position) and
+    /// the user is told.
+    fn refuse_posted(&mut self, group: GroupId, seq: Seq, reason: String) {
+        tracing::warn!(%group, seq = seq.0, "acknowledgement of a post refused");
+        self.emit(Event::MessageRejected(Rejection {
+            group,
+            seq: seq.0,
+            reason: format!("your message was kept to be sent again: {reason}"),
+        }));
+        self.retry_outbox_after(None);
     }
 
     /// Records that message `seq` of `group` is number `number`, both ways.
@@ -2905,6 +3009,13 @@ impl Actor {
             };
             if self.keep_for_retry(&reply) {
                 // The caller hears `Pending` now, and `Sent` (or `SendFailed`) then.
+                return Err(ClientError::Pending);
+            }
+            if let ServerFrame::Posted { seq, message, .. } = &reply
+                && let Err(reason) = self.check_posted(group, *seq, *message, &envelope)
+            {
+                // Still in the outbox: posted again later, `Sent` (or `SendFailed`) then.
+                self.refuse_posted(group, *seq, reason);
                 return Err(ClientError::Pending);
             }
             let _ = self.store.remove(T_OUTBOX, &outbox_key);

@@ -398,15 +398,27 @@ async fn message_id(
     }
 }
 
-/// The number this device shows for message `seq` of `group`, if it has the message.
-async fn number_of(client: &Client, group: confide_protocol::GroupId, seq: Seq) -> Option<u64> {
-    client
-        .history(group, Some(Seq(seq.0.saturating_add(1))), 1)
-        .await
-        .ok()?
-        .into_iter()
-        .find(|m| m.seq == seq)
-        .map(|m| m.number)
+/// Which message a report is about, as this device shows it: "#5", found by the reported
+/// message's id (which franking proves), never by the position the reporter's client names
+/// (which it does not); with a warning when that position is not where this device has it.
+async fn report_place(client: &Client, r: &confide_client::ReportInfo) -> anyhow::Result<String> {
+    Ok(match client.message_place(r.group, r.message).await? {
+        Some(place) => {
+            let which = place.number.map_or_else(
+                || "a message not shown on this device".to_string(),
+                |n| format!("#{n}"),
+            );
+            if place.seq == r.seq {
+                which
+            } else {
+                format!(
+                    "{which}; ⚠ the reporter's device named another position for it, so go by \
+                     the text below"
+                )
+            }
+        }
+        None => "a message not on this device".into(),
+    })
 }
 
 /// The name of a group for people: the label the user gave it, "private: Alice" for a private
@@ -1395,10 +1407,18 @@ async fn moderate(
             let queue = client.facilitator_queue(group).await?;
             let members = client.members(group).await?;
             if out.json {
-                let list: Vec<_> = queue
-                    .iter()
-                    .map(|(id, item)| json!({ "id": id, "item": item }))
-                    .collect();
+                let mut list = Vec::new();
+                for (id, item) in &queue {
+                    // The number this device shows for a reported message, found by its id.
+                    let number = match item {
+                        confide_client::FacilitatorItem::Report(r) => client
+                            .message_place(group, r.message)
+                            .await?
+                            .and_then(|p| p.number),
+                        confide_client::FacilitatorItem::Urgent(_) => None,
+                    };
+                    list.push(json!({ "id": id, "item": item, "number": number }));
+                }
                 println!("{}", serde_json::Value::Array(list));
             } else if queue.is_empty() {
                 println!("nothing waiting");
@@ -1409,11 +1429,7 @@ async fn moderate(
                             // The proven quote and the reporter's reason each start a line of
                             // their own, so neither can pass for the other.
                             let reporter = name_with_note(r.reporter, &r.reporter_name, &members);
-                            // The number this device shows for the message, if it has it.
-                            let which = match number_of(client, group, r.seq).await {
-                                Some(n) => format!("#{n}"),
-                                None => "a message not on this device".into(),
-                            };
+                            let which = report_place(client, r).await?;
                             let header = format!(
                                 "[{id}] REPORT by {reporter} about {} ({which}): ",
                                 name_with_note(r.offender, &r.offender_name, &members),

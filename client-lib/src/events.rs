@@ -298,9 +298,11 @@ pub enum Event {
 pub struct ReportInfo {
     /// The group.
     pub group: GroupId,
-    /// The reported message's position.
+    /// The reported message's position as the reporter's client names it. Franking does not
+    /// cover it, so a hostile reporter can name any: never show a number from it alone; find
+    /// the message by [`Self::message`] ([`crate::Client::message_place`]).
     pub seq: Seq,
-    /// The reported message.
+    /// The reported message (proven, with its text and author).
     pub message: MessageId,
     /// Who wrote it (proven).
     pub offender: UserId,

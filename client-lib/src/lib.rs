@@ -155,6 +155,16 @@ pub struct GroupInfo {
     pub private_with: Option<Peer>,
 }
 
+/// Where a message is on this device ([`Client::message_place`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessagePlace {
+    /// The position this device processed it at.
+    pub seq: Seq,
+    /// The number people were shown for it ([`ChatMessage::number`]), also once it was deleted
+    /// or expired; `None` if it was never shown here (refused, say).
+    pub number: Option<u64>,
+}
+
 /// Another person, as a group's verified log names them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -549,6 +559,22 @@ impl Client {
         self.call(|reply| Command::SeqOfNumber {
             group,
             number,
+            reply,
+        })
+        .await?
+    }
+
+    /// Where message `message` of `group` is on this device, found by its id — the part of a
+    /// report that franking proves ([`ReportInfo::message`]), unlike the position the reporter
+    /// names ([`ReportInfo::seq`]); `None` if the message never reached this device.
+    pub async fn message_place(
+        &self,
+        group: GroupId,
+        message: MessageId,
+    ) -> Result<Option<MessagePlace>, ClientError> {
+        self.call(|reply| Command::MessagePlace {
+            group,
+            message,
             reply,
         })
         .await?

@@ -1102,16 +1102,27 @@ impl App {
             }
             Event::Report(report) => {
                 let label = self.label(report.group);
-                let (members, number) = self
+                // The number this device shows for it, if the message is loaded here: found by
+                // its id, which franking proves, never by the position the reporter's device
+                // names (which it does not), and a warning when that position is another.
+                let (members, found) = self
                     .group_mut(report.group)
                     .map(|g| {
-                        let number = g.messages.get(&report.seq).map(|m| m.number);
-                        (g.members.clone(), number)
+                        let found = g
+                            .messages
+                            .values()
+                            .find(|m| m.id == report.message)
+                            .map(|m| (m.number, m.seq));
+                        (g.members.clone(), found)
                     })
                     .unwrap_or_default();
-                // The number this device shows for it, if the message is loaded here.
-                let which =
-                    number.map_or_else(|| "a message".to_string(), |n| format!("message #{n}"));
+                let which = match found {
+                    None => "a message".to_string(),
+                    Some((n, seq)) if seq == report.seq => format!("message #{n}"),
+                    Some((n, _)) => format!(
+                        "message #{n} (⚠ their device named another position for it)"
+                    ),
+                };
                 self.notice(
                     Level::Warning,
                     format!(
@@ -1828,6 +1839,33 @@ mod tests {
         assert_eq!(app.current, Some(other));
         assert!(jobs.contains(&Job::Status { group: other }));
         assert_eq!(unread(&app, other), 0);
+    }
+
+    #[test]
+    fn a_report_names_the_reported_message_by_its_id_not_the_position_the_reporter_gave() {
+        let (mut app, group) = app();
+        app.start();
+        let (bob, carol) = (UserId([2; 16]), UserId([3; 16]));
+        let reported = message(group, 1, bob, "the reported text");
+        app.handle_event(Event::Message(reported.clone()));
+        app.handle_event(Event::Message(message(group, 2, bob, "something else")));
+        // The reporter's device names the other message's position.
+        app.handle_event(Event::Report(confide_client::ReportInfo {
+            group,
+            seq: Seq(2),
+            message: reported.id,
+            offender: bob,
+            offender_name: "Bob".into(),
+            reporter: carol,
+            reporter_name: "Carol".into(),
+            text: reported.text.clone(),
+            reason: "unkind".into(),
+        }));
+        let notice = app.current_notice().unwrap().text.clone();
+        assert!(
+            notice.contains("message #1 (⚠") && !notice.contains("#2"),
+            "{notice}"
+        );
     }
 
     #[test]

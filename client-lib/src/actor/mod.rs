@@ -317,6 +317,11 @@ pub(crate) enum Command {
         number: u64,
         reply: oneshot::Sender<Result<Option<Seq>, ClientError>>,
     },
+    MessagePlace {
+        group: GroupId,
+        message: MessageId,
+        reply: oneshot::Sender<Result<Option<crate::MessagePlace>, ClientError>>,
+    },
     Groups(oneshot::Sender<Vec<crate::GroupInfo>>),
     Members {
         group: GroupId,
@@ -2105,6 +2110,13 @@ impl Actor {
             } => {
                 let _ = reply.send(self.seq_of_number(group, number));
             }
+            Command::MessagePlace {
+                group,
+                message,
+                reply,
+            } => {
+                let _ = reply.send(self.message_place(group, message));
+            }
             Command::Groups(reply) => {
                 let _ = reply.send(self.group_infos());
             }
@@ -2699,6 +2711,31 @@ impl Actor {
         Ok(self
             .store
             .get(T_NUMBER_SEQ, &key2(group.as_bytes(), &number.to_be_bytes()))?)
+    }
+
+    /// Where message `id` of `group` was processed on this device, and the number it was
+    /// shown as there (if it was): found by the id, whatever position anyone else names.
+    fn message_place(
+        &self,
+        group: GroupId,
+        id: MessageId,
+    ) -> Result<Option<crate::MessagePlace>, ClientError> {
+        if !self.groups.contains_key(&group) {
+            return Err(ClientError::UnknownGroup);
+        }
+        let Some(seq) = self
+            .store
+            .get::<Seq>(T_SEEN, &key2(group.as_bytes(), id.as_bytes()))?
+        else {
+            return Ok(None);
+        };
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        let number = match self.store.get::<ChatMessage>(T_MESSAGES, &key)? {
+            Some(stored) => (stored.id == id).then_some(stored.number),
+            // Deleted or expired since (its number stays), or never shown.
+            None => self.number_of_seq(group, seq),
+        };
+        Ok(Some(crate::MessagePlace { seq, number }))
     }
 
     /// The number message `seq` of `group` had or has, if it was shown here.

@@ -590,6 +590,19 @@ fn print_warnings(events: &mut Events, profile: &Profile) {
     }
 }
 
+/// "the server refuses to serve circle since 2026-05-01 18:30 (no_such_group)": a lasting
+/// refusal of a group's sync, said wherever the group is shown.
+fn refusal_line(name: &str, r: &confide_client::SyncRefusal) -> String {
+    let since = r
+        .since
+        .map(|t| format!(" since {}", local_time(t)))
+        .unwrap_or_default();
+    format!(
+        "the server refuses to serve {name}{since} ({}): nothing new arrives from it",
+        one_line(&r.code)
+    )
+}
+
 /// "1 message waiting", "3 messages waiting", "no messages yet".
 fn waiting_text(waiting: usize) -> String {
     match waiting {
@@ -615,6 +628,7 @@ fn group_json(
         "members": g.members,
         "epoch": g.epoch,
         "tampered": g.tampered,
+        "sync_refused": g.sync_refused.as_ref().map(|r| json!({ "code": r.code, "since": r.since })),
         "departure": departure,
     })
 }
@@ -699,11 +713,14 @@ async fn run_with_client(
                         (false, Some(r)) => r.as_str().to_string(),
                         (false, None) => "not a member".into(),
                     };
-                    let warn = g
+                    let mut warn = g
                         .tampered
                         .as_deref()
                         .map(|t| format!("  ⚠ {}", one_line(t)))
                         .unwrap_or_default();
+                    if let Some(r) = &g.sync_refused {
+                        warn.push_str(&format!("  ⚠ {}", refusal_line("it", r)));
+                    }
                     let waiting = if g.invited {
                         format!(
                             "  {}: accept with `confide accept {}`",
@@ -1007,6 +1024,17 @@ async fn run_with_client(
                 if let Some(d) = departure {
                     println!("{}", line(&departure_line(&name, &d), out.columns));
                 }
+            }
+            // A group the server no longer serves: every read says so and fails, so that
+            // neither a person nor a script takes what this device had for current.
+            if let Some(r) = info.as_ref().and_then(|g| g.sync_refused.as_ref()) {
+                return Err(anyhow::Error::new(Said {
+                    text: format!(
+                        "{}; this is what this device had when it stopped",
+                        refusal_line(&name, r)
+                    ),
+                    exit: EXIT_REFUSED,
+                }));
             }
             fresh(synced)?;
         }

@@ -441,6 +441,27 @@ fn a_group_the_server_refuses_for_good_fails_one_sync_not_every_one() {
         assert!(String::from_utf8_lossy(&out.stderr).is_empty());
     }
     alice.ok(&["send", "circle", "still working"]);
+    // Said once as news, but every read of the group says the server no longer serves it
+    // (and since when) and fails, and the group list marks it.
+    for _ in 0..2 {
+        let out = alice.run(&["read", "gone"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(
+            stderr.contains("the server refuses to serve gone since 20")
+                && stderr.contains("(no_such_group)"),
+            "{stderr}"
+        );
+    }
+    alice.ok(&["read", "circle"]);
+    let list = alice.ok(&["group", "list"]).replace("\n    │ ", "");
+    let gone_line = list.lines().find(|l| l.starts_with("gone")).unwrap();
+    assert!(
+        gone_line.contains("⚠ the server refuses to serve it since 20"),
+        "{list}"
+    );
+    let circle_line = list.lines().find(|l| l.starts_with("circle")).unwrap();
+    assert!(!circle_line.contains('⚠'), "{list}");
     // A passing refusal, by contrast, fails every sync that meets it.
     evil.on_requests(device, |frame| match frame {
         ClientFrame::Sync { id, .. } => Verdict::Answer(vec![ServerFrame::Error {

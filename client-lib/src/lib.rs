@@ -153,6 +153,22 @@ pub struct GroupInfo {
     /// adding one person to a new group) — the other person. Front ends name it by them
     /// rather than by its id.
     pub private_with: Option<Peer>,
+    /// The server refuses to serve this group for a reason that does not pass by itself (it
+    /// no longer knows the group, or says this device is not in it), since the date given:
+    /// nothing new arrives, and what is shown may be long out of date. Stays until a sync of
+    /// the group works again; front ends show it wherever the group is shown
+    /// ([`Event::SyncRefused`] is said only once).
+    pub sync_refused: Option<SyncRefusal>,
+}
+
+/// A lasting refusal of a group's sync ([`GroupInfo::sync_refused`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncRefusal {
+    /// Why ([`ClientError::code`]: the server's code, such as `no_such_group` or
+    /// `not_member`, or `protocol` for a log that cannot be the group's).
+    pub code: String,
+    /// When this device first met it (`None` for a refusal recorded by an older version).
+    pub since: Option<Timestamp>,
 }
 
 /// Where a message is on this device ([`Client::message_place`]).

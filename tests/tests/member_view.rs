@@ -282,15 +282,33 @@ async fn a_group_the_server_refuses_for_good_is_reported_once_until_it_is_served
         .await;
     assert!(matches!(event, Event::SyncRefused { group, .. } if group == gone));
     alice.client.sync().await.unwrap();
-    // Also after a restart: it was reported, and stays reported.
+    // Said once, but kept where front ends look every time: the group stays marked as
+    // refused, with the date it started, whoever saw the event.
+    let refusal = |groups: Vec<confide_client::GroupInfo>, group| {
+        groups
+            .into_iter()
+            .find(|g| g.group == group)
+            .unwrap()
+            .sync_refused
+    };
+    let marked = refusal(alice.client.groups().await.unwrap(), gone).unwrap();
+    assert_eq!(marked.code, "not_member");
+    assert!(marked.since.is_some());
+    assert_eq!(refusal(alice.client.groups().await.unwrap(), kept), None);
+    // Also after a restart: it was reported, and stays reported — and marked.
     alice.go_offline().await;
     alice.come_back().await;
     alice.client.synced().await.unwrap();
     alice.client.sync().await.unwrap();
+    assert_eq!(
+        refusal(alice.client.groups().await.unwrap(), gone),
+        Some(marked)
+    );
     alice.client.send_text(kept, "fine", None).await.unwrap();
-    // Served again: a later refusal is news again.
+    // Served again: the mark goes, and a later refusal is news again.
     evil.honest(device);
     alice.client.sync().await.unwrap();
+    assert_eq!(refusal(alice.client.groups().await.unwrap(), gone), None);
     evil.on_requests(device, move |frame| match frame {
         ClientFrame::Sync { id, group, .. } if group == gone => {
             Verdict::Answer(vec![ServerFrame::Error {
@@ -304,6 +322,52 @@ async fn a_group_the_server_refuses_for_good_is_reported_once_until_it_is_served
     });
     assert!(alice.client.sync().await.is_err());
     alice.client.sync().await.unwrap();
+}
+
+/// The server lists a group this device never held and refuses to serve it (frames
+/// manipulated: the `groups` reply gets a made-up group; every `sync` of it is answered
+/// `no_such_group`). That is no concern of the user's: no sync may fail for it, or every
+/// short-lived front end (one command, one sync) would fail at start, every time.
+#[tokio::test]
+async fn a_made_up_group_the_server_lists_and_refuses_does_not_fail_any_sync() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let mut alice = TestUser::register(&evil.url, evil.trust(), "Alice").await;
+    let kept = alice.client.create_group().await.unwrap();
+    let device = alice.client.device();
+    let made_up = confide_protocol::GroupId::random(&mut rng());
+    evil.on_server_frames(device, move |frame| match frame {
+        ServerFrame::Groups { id, mut groups } => {
+            groups.push(confide_protocol::frames::GroupSummary {
+                group: made_up,
+                op_head_seq: 0,
+                last_seq: Seq(0),
+            });
+            vec![ServerFrame::Groups { id, groups }]
+        }
+        other => vec![other],
+    });
+    evil.on_requests(device, move |frame| match frame {
+        ClientFrame::Sync { id, group, .. } if group == made_up => {
+            Verdict::Answer(vec![ServerFrame::Error {
+                id: Some(id),
+                code: ErrorCode::NoSuchGroup,
+                message: "no such group".into(),
+                retry_after_ms: None,
+            }])
+        }
+        other => Verdict::Forward(other),
+    });
+    for _ in 0..2 {
+        alice.client.sync().await.unwrap();
+    }
+    alice.go_offline().await;
+    alice.come_back().await;
+    alice.client.synced().await.unwrap();
+    let groups = alice.client.groups().await.unwrap();
+    assert!(groups.iter().all(|g| g.group != made_up), "{groups:?}");
+    assert!(groups.iter().all(|g| g.sync_refused.is_none()), "{groups:?}");
+    alice.client.send_text(kept, "fine", None).await.unwrap();
 }
 
 #[tokio::test]

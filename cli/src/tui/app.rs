@@ -90,6 +90,9 @@ pub struct GroupView {
     pub invited: bool,
     /// While invited: how many messages wait for the user to accept.
     pub waiting: usize,
+    /// The server refuses to serve this group for good, since when (from the group list):
+    /// shown as a lasting badge, since the event that says it comes once.
+    pub refused: Option<confide_client::SyncRefusal>,
     /// What happened among the messages (removals, deletions), where it happened.
     pub notices: Vec<GroupNotice>,
     /// Messages from others not yet seen (for the open group: below the scrolled view).
@@ -318,6 +321,7 @@ impl GroupView {
             removed: false,
             invited: false,
             waiting: 0,
+            refused: None,
             notices: Vec::new(),
             unread: 0,
             messages: BTreeMap::new(),
@@ -1002,6 +1006,8 @@ impl App {
                         one_line(&reason)
                     ),
                 );
+                // The list brings the lasting badge, with its date.
+                jobs.extend(self.want_groups());
             }
             Event::Removed { group, at } => {
                 let label = self.label(group);
@@ -1364,6 +1370,7 @@ impl App {
             g.removed = !info.member;
             g.invited = info.invited;
             g.waiting = info.waiting;
+            g.refused = info.sync_refused.clone();
         }
         self.groups
             .sort_by_key(|g| (g.label.to_lowercase(), g.id.to_string()));

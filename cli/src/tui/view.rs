@@ -80,6 +80,8 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
         }
         let marker = if open { "› " } else { "  " };
         let badge = match (g.unread, g.removed || !g.member, g.invited) {
+            // Silent for good: said before anything else, as long as it lasts.
+            _ if g.refused.is_some() => " ⚠".to_string(),
             (_, true, _) => " (left)".to_string(),
             // Waiting to be accepted: counted like unread messages (the room is narrow).
             (_, _, true) if g.waiting > 0 => format!(" {}", g.waiting),
@@ -95,7 +97,9 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             Style::new()
         };
-        let badge_style = if (g.unread > 0 || g.waiting > 0) && !g.removed {
+        let badge_style = if g.refused.is_some() {
+            Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD)
+        } else if (g.unread > 0 || g.waiting > 0) && !g.removed {
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
         } else {
             dim()
@@ -463,6 +467,19 @@ fn status_line(app: &App) -> Line<'static> {
         parts.push(Span::styled(text, Style::new().fg(Color::Yellow)));
     }
     if let Some(g) = app.current_group() {
+        if let Some(r) = &g.refused {
+            let since = r
+                .since
+                .map(|t| format!(" since {}", app.clock.day(t)))
+                .unwrap_or_default();
+            parts.push(Span::styled(
+                format!(
+                    "⚠ the server no longer serves this group{since} ({}): nothing new arrives",
+                    one_line(&r.code)
+                ),
+                Style::new().fg(Color::LightRed),
+            ));
+        }
         if g.removed {
             parts.push(Span::styled(
                 "you are no longer in this group",
@@ -958,6 +975,7 @@ mod tests {
                 user: UserId([1; 16]),
                 display_name: "Alice".into(),
             }),
+            sync_refused: None,
         }])));
         // Not opened by itself: it is only an invitation.
         assert_eq!(app.current, None);
@@ -978,6 +996,47 @@ mod tests {
         );
         assert!(!shown.contains("No messages yet"), "{shown}");
         assert!(!shown.contains("group AQEB"), "{shown}");
+    }
+
+    #[test]
+    fn a_group_the_server_no_longer_serves_keeps_a_badge_while_it_lasts() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let mut labels = BTreeMap::new();
+        labels.insert(group, "circle".to_string());
+        let mut app = App::new(me, "Bob", Clock::utc(), labels, Some(group));
+        app.start();
+        let info = |refused| confide_client::GroupInfo {
+            group,
+            member: true,
+            role: Some(Role::Member),
+            members: 3,
+            epoch: confide_protocol::Epoch(1),
+            tampered: None,
+            invited: false,
+            waiting: 0,
+            private_with: None,
+            sync_refused: refused,
+        };
+        app.handle_outcome(Outcome::Groups(Ok(vec![info(Some(
+            confide_client::SyncRefusal {
+                code: "no_such_group".into(),
+                since: Some(Timestamp(0)),
+            },
+        ))])));
+        let shown = screen(&mut app, 160, 20);
+        assert!(shown.contains("› circle ⚠"), "{shown}");
+        assert!(
+            shown.contains(
+                "⚠ the server no longer serves this group since Thursday 1 January 1970 \
+                 (no_such_group)"
+            ),
+            "{shown}"
+        );
+        // Served again: the badge goes.
+        app.handle_outcome(Outcome::Groups(Ok(vec![info(None)])));
+        let shown = screen(&mut app, 160, 20);
+        assert!(!shown.contains('⚠'), "{shown}");
     }
 
     #[test]

@@ -156,6 +156,10 @@ struct GroupMeta {
     /// at every sync; cleared when a sync of the group works again.
     #[serde(default)]
     sync_refused: Option<String>,
+    /// When this device first met that refusal (stores from before this field have none), to
+    /// show how long the group has been silent ([`crate::GroupInfo::sync_refused`]).
+    #[serde(default)]
+    sync_refused_at: Option<Timestamp>,
     /// The number ([`ChatMessage::number`]) of the last message stored in this group; the
     /// next one gets the one after.
     #[serde(default)]
@@ -365,9 +369,6 @@ pub(crate) struct Actor {
     /// [`Command::Sync`] or [`Command::Synced`]: each is reported once (and as
     /// [`Event::SyncRefused`]); later syncs that meet it again do not fail for it.
     refusals_unreported: Vec<ClientError>,
-    /// Groups this device does not hold whose sync was refused for a lasting reason, with its
-    /// code (for held groups it is [`GroupMeta::sync_refused`]).
-    refused_unheld: HashMap<GroupId, String>,
     /// Whether a full sync has run since this client started.
     full_sync_done: bool,
     /// Groups whose pinned texts this facilitator device should post again (new epoch).
@@ -467,7 +468,6 @@ impl Actor {
             needs_sync: BTreeSet::new(),
             sync_failure: None,
             refusals_unreported: Vec::new(),
-            refused_unheld: HashMap::new(),
             full_sync_done: false,
             needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),
@@ -1855,18 +1855,23 @@ impl Actor {
     /// server does not know the group, or says this device is not in it; it served a log that
     /// cannot be its genesis). Reported once — as [`Event::SyncRefused`] and by the next
     /// [`Command::Sync`] — and then only logged, so that one such group does not make every
-    /// later sync fail.
+    /// later sync fail; the refusal and its date stay in [`crate::GroupInfo::sync_refused`]
+    /// until a sync works again, for front ends to show wherever the group is.
+    ///
+    /// A group this device never held is no concern of its user's: a server listing a made-up
+    /// group and refusing it must not make syncs fail, so that is only logged.
     fn sync_refused(&mut self, group: GroupId, e: ClientError) {
         let code = e.code().to_string();
-        let known = match self.groups.get_mut(&group) {
-            Some(ctx) => {
-                let known = ctx.meta.sync_refused.as_deref() == Some(code.as_str());
-                ctx.meta.sync_refused = Some(code.clone());
-                let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
-                known
-            }
-            None => self.refused_unheld.insert(group, code.clone()).as_deref() == Some(&code),
+        let Some(ctx) = self.groups.get_mut(&group) else {
+            tracing::debug!(%group, error = %e, "sync of a group this device never held refused");
+            return;
         };
+        let known = ctx.meta.sync_refused.as_deref() == Some(code.as_str());
+        if !known {
+            ctx.meta.sync_refused = Some(code.clone());
+            ctx.meta.sync_refused_at = Some(now());
+            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
         tracing::warn!(%group, error = %e, reported = known, "sync refused");
         if known {
             return;
@@ -1880,10 +1885,10 @@ impl Actor {
 
     /// A group's sync worked: a lasting refusal noted for it is over.
     fn sync_works_again(&mut self, group: GroupId) {
-        self.refused_unheld.remove(&group);
         if let Some(ctx) = self.groups.get_mut(&group)
             && ctx.meta.sync_refused.take().is_some()
         {
+            ctx.meta.sync_refused_at = None;
             let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
     }
@@ -3154,6 +3159,12 @@ impl Actor {
                     invited,
                     waiting,
                     private_with,
+                    sync_refused: ctx.meta.sync_refused.clone().map(|code| {
+                        crate::SyncRefusal {
+                            code,
+                            since: ctx.meta.sync_refused_at,
+                        }
+                    }),
                 }
             })
             .collect()

@@ -603,6 +603,17 @@ fn refusal_line(name: &str, r: &confide_client::SyncRefusal) -> String {
     )
 }
 
+/// For an invitation to a private conversation, whether its other person is someone from
+/// the user's groups: "⚠ looks like Alice (circle)" or "not in any of your groups".
+fn private_note(profile: &Profile, g: &confide_client::GroupInfo) -> Option<String> {
+    let peer = g.private_with.as_ref()?;
+    crate::tui::text::peer_note(peer, |group| {
+        profile
+            .label_of(&group)
+            .map_or_else(|| group.to_string(), one_line)
+    })
+}
+
 /// "1 message waiting", "3 messages waiting", "no messages yet".
 fn waiting_text(waiting: usize) -> String {
     match waiting {
@@ -723,7 +734,10 @@ async fn run_with_client(
                     }
                     let waiting = if g.invited {
                         format!(
-                            "  {}: accept with `confide accept {}`",
+                            "{}  {}: accept with `confide accept {}`",
+                            private_note(profile, g)
+                                .map(|n| format!("  {n}"))
+                                .unwrap_or_default(),
                             waiting_text(g.waiting),
                             g.group
                         )
@@ -973,8 +987,11 @@ async fn run_with_client(
                     "{}",
                     line(
                         &format!(
-                            "Someone added you to {name}: {}. To read and take part, accept it \
+                            "Someone added you to {name}{}: {}. To read and take part, accept it \
                              with `confide accept {}` (or leave it with `confide leave {}`).",
+                            private_note(profile, g)
+                                .map(|n| format!(" ({n})"))
+                                .unwrap_or_default(),
                             waiting_text(g.waiting),
                             g.group,
                             g.group

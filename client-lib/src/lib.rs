@@ -149,9 +149,10 @@ pub struct GroupInfo {
     /// the group (0 otherwise).
     pub waiting: usize,
     /// For a private conversation — a group of exactly two members, this device's user and one
-    /// other, for which no invite was ever made (what [`Client::open_private`] makes, as does
-    /// adding one person to a new group) — the other person. Front ends name it by them
-    /// rather than by its id.
+    /// other, that never had anyone else in it and for which no invite was ever made (what
+    /// [`Client::open_private`] makes, as does adding one person to a new group) — the other
+    /// person. Front ends name it by them rather than by its id, and say whether they are
+    /// someone from the user's groups ([`Peer::shared_groups`], [`Peer::looks_like`]).
     pub private_with: Option<Peer>,
     /// The server refuses to serve this group for a reason that does not pass by itself (it
     /// no longer knows the group, or says this device is not in it), since the date given:
@@ -188,6 +189,13 @@ pub struct Peer {
     pub user: UserId,
     /// Their pseudonym.
     pub display_name: String,
+    /// The user's other groups (accepted, this device still in them) in which this same person
+    /// is a member: empty when they are in none of them, a stranger whatever their name says.
+    pub shared_groups: Vec<GroupId>,
+    /// Members of the user's other groups — other people — whose display names look like this
+    /// person's (Unicode confusables, [`confide_protocol::names`]), each with its group:
+    /// someone may be passing for them. Warn before accepting.
+    pub looks_like: Vec<(String, GroupId)>,
 }
 
 /// A member as the verified log lists them.

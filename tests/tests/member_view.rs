@@ -7,7 +7,8 @@
 
 use confide_client::{ClientError, Event, NoticeKind};
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::{DeviceIdentity, Seq};
+use confide_protocol::group_log::{MemberEntry, OpBody, Role};
+use confide_protocol::{DeviceIdentity, GroupId, Seq};
 use confide_tests::{EvilServer, TestServer, TestUser, Verdict, rng, users_in_group};
 
 #[tokio::test]
@@ -254,6 +255,88 @@ async fn a_private_conversation_names_the_other_person_and_counts_what_waits() {
     let bobs = info(&users, 1).await;
     assert!(!bobs.invited);
     assert_eq!(bobs.waiting, 0);
+}
+
+/// A test user's member entry, as a group's `add` names them.
+fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
+    let secret = <[u8; 64]>::try_from(user.secret.as_slice()).unwrap();
+    MemberEntry {
+        user: user.client.user(),
+        display_name: name.into(),
+        devices: vec![DeviceIdentity::from_secret_pair(&secret).public_keys()],
+    }
+}
+
+/// Adds `user` (as `name`) to `group`, by `by`, without an invite.
+async fn add(by: &TestUser, group: GroupId, user: &TestUser, name: &str) {
+    by.client
+        .op(
+            group,
+            OpBody::Add {
+                member: entry_of(user, name),
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// This device's view of `group`, after a sync.
+async fn info_of(user: &TestUser, group: GroupId) -> confide_client::GroupInfo {
+    user.client.sync().await.unwrap();
+    user.client
+        .groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.group == group)
+        .unwrap()
+}
+
+/// Mallory makes a group, adds Alice and Bob, hands Alice the facilitator role and leaves: two
+/// members, no invite, yet no private conversation with Alice, who never started one. A real
+/// private conversation says whether its other person is someone from the user's groups: a
+/// stranger whose name passes for Alice is named as looking like her.
+#[tokio::test]
+async fn only_a_group_of_the_two_alone_is_a_private_conversation_and_look_alikes_are_named() {
+    let server = TestServer::start().await;
+    let (mut users, shared) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Mallory"]).await;
+    let mallory = users.pop().unwrap();
+    let bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    let made = mallory.client.create_group().await.unwrap();
+    add(&mallory, made, &alice, "Alice").await;
+    add(&mallory, made, &bob, "Bob").await;
+    mallory
+        .client
+        .set_role(made, alice.client.user(), Role::Facilitator)
+        .await
+        .unwrap();
+    mallory.client.leave(made).await.unwrap();
+    let info = info_of(&bob, made).await;
+    assert!(info.invited && info.members == 2, "{info:?}");
+    assert_eq!(info.private_with, None);
+
+    // Someone from none of Bob's groups, named like Alice (a Cyrillic А).
+    let stranger = TestUser::new(&server, "\u{410}lice").await;
+    let theirs = stranger.client.create_group().await.unwrap();
+    add(&stranger, theirs, &bob, "Bob").await;
+    let peer = info_of(&bob, theirs).await.private_with.unwrap();
+    assert_eq!(peer.display_name, "\u{410}lice");
+    assert_eq!(peer.shared_groups, []);
+    assert_eq!(peer.looks_like, [("Alice".to_string(), shared)]);
+    // The real Alice: from Bob's group, and passing for nobody.
+    let hers = alice
+        .client
+        .open_private(shared, bob.client.user())
+        .await
+        .unwrap();
+    let peer = info_of(&bob, hers).await.private_with.unwrap();
+    assert_eq!(peer.user, alice.client.user());
+    assert_eq!(peer.shared_groups, [shared]);
+    assert_eq!(peer.looks_like, []);
 }
 
 #[tokio::test]

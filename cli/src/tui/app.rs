@@ -93,6 +93,9 @@ pub struct GroupView {
     /// The server refuses to serve this group for good, since when (from the group list):
     /// shown as a lasting badge, since the event that says it comes once.
     pub refused: Option<confide_client::SyncRefusal>,
+    /// For a private conversation: whether its other person is someone from the user's
+    /// groups ("⚠ looks like Alice (circle)", "not in any of your groups"), for its invitation.
+    pub peer_note: Option<String>,
     /// What happened among the messages (removals, deletions), where it happened.
     pub notices: Vec<GroupNotice>,
     /// Messages from others not yet seen (for the open group: below the scrolled view).
@@ -322,6 +325,7 @@ impl GroupView {
             invited: false,
             waiting: 0,
             refused: None,
+            peer_note: None,
             notices: Vec::new(),
             unread: 0,
             messages: BTreeMap::new(),
@@ -1363,8 +1367,13 @@ impl App {
                 }
             }
             let label = self.label(info.group);
+            let peer_note = info
+                .private_with
+                .as_ref()
+                .and_then(|peer| super::text::peer_note(peer, |group| self.label(group)));
             let g = self.ensure_group(info.group);
             g.label = label;
+            g.peer_note = peer_note;
             g.member = info.member;
             // A group this device holds but is not in: it was removed, or left.
             g.removed = !info.member;

@@ -161,9 +161,18 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
             1 => "1 message waiting".to_string(),
             n => format!("{n} messages waiting"),
         };
-        let text = vec![
-            Line::raw(""),
-            Line::raw(who).centered(),
+        let mut text = vec![Line::raw(""), Line::raw(who).centered()];
+        // Whether they are someone from the user's groups, before anything is accepted.
+        if let Some(note) = &g.peer_note {
+            text.push(
+                Line::styled(
+                    format!("({note})"),
+                    Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD),
+                )
+                .centered(),
+            );
+        }
+        text.extend([
             Line::styled(
                 format!("{waiting} — accept with /accept to read and reply."),
                 Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
@@ -174,7 +183,7 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
                 dim(),
             )
             .centered(),
-        ];
+        ]);
         frame.render_widget(
             Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }),
             inner,
@@ -974,6 +983,8 @@ mod tests {
             private_with: Some(confide_client::Peer {
                 user: UserId([1; 16]),
                 display_name: "Alice".into(),
+                shared_groups: Vec::new(),
+                looks_like: Vec::new(),
             }),
             sync_refused: None,
         }])));
@@ -996,6 +1007,49 @@ mod tests {
         );
         assert!(!shown.contains("No messages yet"), "{shown}");
         assert!(!shown.contains("group AQEB"), "{shown}");
+        // Nobody from the user's groups: said on the invitation.
+        assert!(shown.contains("(not in any of your groups)"), "{shown}");
+    }
+
+    #[test]
+    fn an_invitation_from_a_name_that_passes_for_someone_in_your_groups_says_so() {
+        let (group, circle) = (GroupId([1; 16]), GroupId([2; 16]));
+        let me = UserId([9; 16]);
+        let labels = BTreeMap::from([(circle, "circle".to_string())]);
+        let mut app = App::new(me, "Bob", Clock::utc(), labels, None);
+        app.start();
+        let info = |id, invited, private_with| confide_client::GroupInfo {
+            group: id,
+            member: true,
+            role: Some(Role::Member),
+            members: 2,
+            epoch: confide_protocol::Epoch(1),
+            tampered: None,
+            invited,
+            waiting: 0,
+            private_with,
+            sync_refused: None,
+        };
+        app.handle_outcome(Outcome::Groups(Ok(vec![
+            info(circle, false, None),
+            info(
+                group,
+                true,
+                Some(confide_client::Peer {
+                    user: UserId([1; 16]),
+                    // A Cyrillic А.
+                    display_name: "\u{410}lice".into(),
+                    shared_groups: Vec::new(),
+                    looks_like: vec![("Alice".into(), circle)],
+                }),
+            ),
+        ])));
+        app.current = Some(group);
+        let shown = screen(&mut app, 100, 20);
+        assert!(
+            shown.contains("(⚠ looks like Alice (circle))"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -2013,20 +2013,29 @@ impl Actor {
     }
 }
 
-/// The other person, if `ctx` is a private conversation of `me`'s: a group of exactly two
-/// members, `me` and one other, for which no invite was ever made (what `open_private` makes).
+/// The other person, if `ctx` is a private conversation of `me`'s (what `open_private`
+/// makes): a group of exactly two members, `me` and one other, for which no invite was ever
+/// made, and in which nobody else was ever a member — so one of the two created it and added
+/// the other. "Two members now" alone is not enough: someone could create a group, add two
+/// people, hand one of them the facilitator role and leave, and it would pass as a private
+/// conversation with a person who never started it.
 fn private_peer(ctx: &GroupCtx, me: &UserId) -> Option<crate::Peer> {
     let members = ctx.state.members();
     if members.len() != 2 || !members.contains_key(me) || !ctx.state.invites().is_empty() {
         return None;
     }
-    members
-        .iter()
-        .find(|(user, _)| *user != me)
-        .map(|(user, m)| crate::Peer {
-            user: *user,
-            display_name: m.entry.display_name.clone(),
-        })
+    let (peer, entry) = members.iter().find(|(user, _)| *user != me)?;
+    // Every epoch of the verified log, the genesis (its creator alone) included.
+    let only_the_two = ctx
+        .epochs
+        .values()
+        .all(|devices| devices.values().all(|(user, _)| user == me || user == peer));
+    only_the_two.then(|| crate::Peer {
+        user: *peer,
+        display_name: entry.entry.display_name.clone(),
+        shared_groups: Vec::new(),
+        looks_like: Vec::new(),
+    })
 }
 
 /// Whether `op`, which conflicts with the op this device holds at the head's position, is
@@ -3146,6 +3155,7 @@ impl Actor {
                 let members = ctx.state.members();
                 let private_with = if member {
                     private_peer(ctx, &self.profile.user)
+                        .map(|peer| self.peer_among_groups(*group, peer))
                 } else {
                     None
                 };
@@ -3168,6 +3178,34 @@ impl Actor {
                 }
             })
             .collect()
+    }
+
+    /// What the user's other groups say of the other person of private conversation
+    /// `private`: the groups (accepted, and this device still in them) where the same user is
+    /// a member, and the members there, other people, whose names look like theirs.
+    fn peer_among_groups(&self, private: GroupId, mut peer: crate::Peer) -> crate::Peer {
+        let me = self.device();
+        let mut groups: Vec<(&GroupId, &GroupCtx)> = self
+            .groups
+            .iter()
+            .filter(|(g, ctx)| **g != private && ctx.meta.accepted && ctx.is_member(&me))
+            .collect();
+        groups.sort_by_key(|(g, _)| **g);
+        for (group, ctx) in groups {
+            if ctx.state.member(&peer.user).is_some() {
+                peer.shared_groups.push(*group);
+            }
+            let others = ctx
+                .state
+                .members()
+                .iter()
+                .filter(|(user, _)| **user != peer.user && **user != self.profile.user)
+                .map(|(_, m)| m.entry.display_name.as_str());
+            for name in confide_protocol::names::confusable_with(&peer.display_name, others) {
+                peer.looks_like.push((name, *group));
+            }
+        }
+        peer
     }
 
     fn members(&self, group: GroupId) -> Result<Vec<crate::MemberInfo>, ClientError> {

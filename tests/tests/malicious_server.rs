@@ -1368,3 +1368,62 @@ async fn a_message_served_again_at_a_position_already_passed_does_not_replace_th
     };
     assert_eq!(report.text, "A");
 }
+
+/// Alice opens a private conversation with Bob and writes once; Bob has not accepted it yet.
+/// The server then pushes Bob messages signed by a key of its own (frames injected: three
+/// `message` pushes, validly signed, by a device no log lists). Bob's client must not count
+/// them as waiting: only what a device of the verified log signed can be.
+#[tokio::test]
+async fn messages_signed_by_a_device_the_log_does_not_know_are_not_counted_as_waiting() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, shared) = group_of(&evil, &["Alice", "Bob"]).await;
+    let mut bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    let mut log = Vec::new();
+    let private = alice
+        .client
+        .open_private(shared, bob.client.user())
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_text(private, "Are you OK?", None)
+        .await
+        .unwrap();
+    wait_logged(&mut bob, &mut log, "the message waiting", |e| {
+        matches!(e, Event::MessageWaiting { group, waiting: 1 } if *group == private)
+    })
+    .await;
+    let state = evil.group_state(private);
+    let forger = confide_protocol::DeviceIdentity::generate(&mut confide_tests::rng());
+    let mut chain = confide_protocol::sender_key::SenderChain::generate(&mut confide_tests::rng());
+    let last = evil.last_seq(private);
+    for i in 1..=3 {
+        let envelope = Envelope::seal(
+            &forger,
+            private,
+            state.epoch_ref(),
+            &mut chain,
+            b"made up",
+            &mut confide_tests::rng(),
+        )
+        .unwrap();
+        let frame = ServerFrame::Message {
+            group: private,
+            seq: Seq(last.0 + i),
+            received_at: now(),
+            envelope,
+        };
+        assert_eq!(evil.inject(bob.client.device(), frame), 1);
+    }
+    // The sync's reply comes after the injected pushes.
+    bob.client.sync().await.unwrap();
+    drain(&mut bob, &mut log);
+    assert_eq!(group_info(&bob, private).await.waiting, 1, "{log:#?}");
+    assert!(
+        !log.iter()
+            .any(|e| matches!(e, Event::MessageWaiting { waiting, .. } if *waiting > 1)),
+        "{log:#?}"
+    );
+}

@@ -969,6 +969,21 @@ impl Actor {
                 .removed_after_epoch
                 .is_some_and(|last| env.epoch.0 <= last);
         if !consented {
+            // Only what a device of the verified log signed can be waiting: a message signed by
+            // any other key (one the server made up) is not kept, so that the server cannot
+            // inflate the count of messages waiting. One from an epoch the log has not reached
+            // makes it sync; sync pages bring ops before messages.
+            let known = match ctx.epochs.get(&env.epoch_ref()) {
+                Some(devices) => devices.contains_key(&env.sender),
+                None => ctx.user_of_device(&env.sender).is_some(),
+            };
+            if env.epoch > ctx.state.epoch() {
+                self.needs_sync.insert(group);
+            }
+            if !known {
+                tracing::debug!(%group, seq = m.seq.0, "message from a device the log does not know, in a group not accepted: dropped");
+                return;
+            }
             // Not shown until the user accepts being in this group; they are told it waits.
             self.park_message(group, &m);
             let waiting = self

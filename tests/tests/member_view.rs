@@ -339,6 +339,53 @@ async fn only_a_group_of_the_two_alone_is_a_private_conversation_and_look_alikes
     assert_eq!(peer.looks_like, []);
 }
 
+/// Bob is removed, then added back without asking: until he accepts the group again, his
+/// notices end at the removal — nothing of what happened after he was put back is shown.
+#[tokio::test]
+async fn notices_stop_where_a_removed_member_was_put_back_until_they_accept_again() {
+    let server = TestServer::start().await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    let mut bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    alice
+        .client
+        .remove(group, bob.client.user(), false)
+        .await
+        .unwrap();
+    bob.wait_event(|e| matches!(e, Event::Removed { .. })).await;
+    add(&alice, group, &bob, "Bob").await;
+    bob.wait_event(|e| matches!(e, Event::Invited { .. })).await;
+    let after = alice
+        .client
+        .send_text(group, "while Bob has not accepted", None)
+        .await
+        .unwrap();
+    alice
+        .client
+        .delete_for_everyone(group, vec![after.id])
+        .await
+        .unwrap();
+    bob.wait_event(|e| matches!(e, Event::GroupChanged(c) if c.action == "delete_messages"))
+        .await;
+    let kinds = |notices: Vec<confide_client::GroupNotice>| -> Vec<NoticeKind> {
+        notices.into_iter().map(|n| n.kind).collect()
+    };
+    let notices = kinds(bob.client.notices(group).await.unwrap());
+    assert!(
+        matches!(notices.as_slice(), [NoticeKind::Removed { .. }]),
+        "{notices:?}"
+    );
+    bob.client.accept_group(group).await.unwrap();
+    let notices = kinds(bob.client.notices(group).await.unwrap());
+    assert!(
+        matches!(
+            notices.as_slice(),
+            [NoticeKind::Removed { .. }, NoticeKind::MessageDeleted { .. }]
+        ),
+        "{notices:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_group_the_server_refuses_for_good_is_reported_once_until_it_is_served_again() {
     let server = TestServer::start().await;

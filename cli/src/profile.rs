@@ -472,7 +472,11 @@ impl std::fmt::Display for Strength {
 /// Estimates how hard `passphrase` is to guess (zxcvbn, on its first [`MAX_STRENGTH_CHARS`]
 /// characters), with `user_inputs` counted as known to an attacker.
 pub fn strength(passphrase: &str, user_inputs: &[&str]) -> Strength {
-    let head: String = passphrase.chars().take(MAX_STRENGTH_CHARS).collect();
+    // The copy made here is wiped when dropped. zxcvbn makes copies of its own (lowercased
+    // forms, the matched tokens kept in its estimate) and frees them without wiping: those
+    // cannot be reached from here to wipe.
+    let head: zeroize::Zeroizing<String> =
+        zeroize::Zeroizing::new(passphrase.chars().take(MAX_STRENGTH_CHARS).collect());
     let estimate = zxcvbn::zxcvbn(&head, user_inputs);
     let hint = estimate.feedback().map_or_else(String::new, |f| {
         let mut parts: Vec<String> = f.warning().map(|w| w.to_string()).into_iter().collect();

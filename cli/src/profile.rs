@@ -170,11 +170,21 @@ impl Profile {
     pub fn create(dir: &Path, settings: Settings) -> anyhow::Result<(Profile, Created)> {
         Self::check_new(dir)?;
         // The directory and any missing parents are made here: only those are removed again.
-        let mut made_dirs: Vec<PathBuf> = dir
-            .ancestors()
-            .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
-            .map(Path::to_path_buf)
-            .collect();
+        // Only a directory that is certainly missing counts as one made here: one that could not
+        // be looked at (no permission, say) may well exist and hold someone's files.
+        let mut made_dirs: Vec<PathBuf> = Vec::new();
+        for d in dir.ancestors().take_while(|d| !d.as_os_str().is_empty()) {
+            match std::fs::symlink_metadata(d) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => made_dirs.push(d.to_path_buf()),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "cannot tell whether {} exists: nothing was created",
+                        d.display()
+                    )));
+                }
+            }
+        }
         made_dirs.reverse();
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);

@@ -526,3 +526,29 @@ fn a_failed_registration_removes_only_what_init_made() {
             .success()
     );
 }
+
+/// A profile directory whose parent cannot be looked at (here: a path through a regular file)
+/// is refused before anything is made, saying why; no directory it could not see is taken for
+/// one that init made (and would remove again).
+#[test]
+fn init_refuses_a_profile_path_it_cannot_look_at_before_making_anything() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("a file");
+    std::fs::write(&file, b"keep me").unwrap();
+    let dir = file.join("sub").join("profile");
+    let out = std::process::Command::new(common::BIN)
+        .arg("--profile")
+        .arg(&dir)
+        .args(["init", "--server", "wss://localhost:1", "--name", "Alice"])
+        .env("CONFIDE_PASSPHRASE", common::PASSPHRASE)
+        .env("CONFIDE_INSECURE_FAST_KDF", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot tell whether") && stderr.contains("nothing was created"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+}

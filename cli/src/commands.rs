@@ -1395,10 +1395,7 @@ async fn moderate(
             let lines: Vec<String> = std::iter::once("deleted for everyone:".to_string())
                 .chain(shown.iter().map(|s| line(&format!("  {s}"), out.columns)))
                 .collect();
-            out.print(
-                lines.join("\n"),
-                json!({ "ok": true, "deleted": listed }),
-            );
+            out.print(lines.join("\n"), json!({ "ok": true, "deleted": listed }));
         }
         ModCommand::DeleteRecent { group, user, count } => {
             let group = profile.group(group)?;

@@ -176,7 +176,9 @@ impl Profile {
         for d in dir.ancestors().take_while(|d| !d.as_os_str().is_empty()) {
             match std::fs::symlink_metadata(d) {
                 Ok(_) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => made_dirs.push(d.to_path_buf()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    made_dirs.push(d.to_path_buf())
+                }
                 Err(e) => {
                     return Err(anyhow::Error::new(e).context(format!(
                         "cannot tell whether {} exists: nothing was created",

@@ -296,7 +296,11 @@ fn the_facilitators_queue_names_a_reported_message_by_what_franking_proves() {
         "{queue}"
     );
     assert!(!queue.contains("#2"), "{queue}");
-    let listed = run_on(&alice, &evil, &["--json", "mod", "queue", &group.to_string()]);
+    let listed = run_on(
+        &alice,
+        &evil,
+        &["--json", "mod", "queue", &group.to_string()],
+    );
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed[0]["number"], 1, "{listed}");
 }

@@ -1266,11 +1266,7 @@ async fn a_posted_reply_naming_another_messages_position_does_not_take_its_numbe
     let bob = users.pop().unwrap();
     let mut alice = users.pop().unwrap();
     let mut log = Vec::new();
-    let bobs = bob
-        .client
-        .send_text(group, "from Bob", None)
-        .await
-        .unwrap();
+    let bobs = bob.client.send_text(group, "from Bob", None).await.unwrap();
     until_shown(&mut alice, &mut log, group, "from Bob").await;
     let taken = bobs.seq;
     evil.on_requests(alice.client.device(), move |frame| match frame {
@@ -1284,9 +1280,12 @@ async fn a_posted_reply_naming_another_messages_position_does_not_take_its_numbe
     });
     let sent = alice.client.send_text(group, "from Alice", None).await;
     assert!(matches!(sent, Err(ClientError::Pending)), "{sent:?}");
-    wait_logged(&mut alice, &mut log, "the refused acknowledgement", |e| {
-        matches!(e, Event::MessageRejected(r) if r.group == group && r.seq == taken.0)
-    })
+    wait_logged(
+        &mut alice,
+        &mut log,
+        "the refused acknowledgement",
+        |e| matches!(e, Event::MessageRejected(r) if r.group == group && r.seq == taken.0),
+    )
     .await;
     let number = alice.client.seq_of_number(group, 1).await.unwrap();
     assert_eq!(number, Some(taken));
@@ -1345,23 +1344,33 @@ async fn a_message_served_again_at_a_position_already_passed_does_not_replace_th
     });
     bob.client.send_text(group, "B", None).await.unwrap();
     let device = carol.client.device();
-    evil.until_delivered(device, |f| matches!(f, ServerFrame::Message { seq, .. } if *seq == a_seq))
-        .await;
+    evil.until_delivered(
+        device,
+        |f| matches!(f, ServerFrame::Message { seq, .. } if *seq == a_seq),
+    )
+    .await;
     carol.client.sync().await.unwrap();
     assert_eq!(
         carol.client.seq_of_number(group, a_number).await.unwrap(),
         Some(a_seq)
     );
-    assert_eq!(texts(&carol, group).await, ["welcome", "A"], "{carol_log:#?}");
+    assert_eq!(
+        texts(&carol, group).await,
+        ["welcome", "A"],
+        "{carol_log:#?}"
+    );
     // Reporting A reports A: its evidence is intact.
     carol
         .client
         .report(group, a_seq, "checking what is reported")
         .await
         .unwrap();
-    wait_logged(&mut alice, &mut alice_log, "the report", |e| {
-        matches!(e, Event::Report(r) if r.group == group)
-    })
+    wait_logged(
+        &mut alice,
+        &mut alice_log,
+        "the report",
+        |e| matches!(e, Event::Report(r) if r.group == group),
+    )
     .await;
     let Some(Event::Report(report)) = alice_log.last() else {
         unreachable!()
@@ -1391,9 +1400,12 @@ async fn messages_signed_by_a_device_the_log_does_not_know_are_not_counted_as_wa
         .send_text(private, "Are you OK?", None)
         .await
         .unwrap();
-    wait_logged(&mut bob, &mut log, "the message waiting", |e| {
-        matches!(e, Event::MessageWaiting { group, waiting: 1 } if *group == private)
-    })
+    wait_logged(
+        &mut bob,
+        &mut log,
+        "the message waiting",
+        |e| matches!(e, Event::MessageWaiting { group, waiting: 1 } if *group == private),
+    )
     .await;
     let state = evil.group_state(private);
     let forger = confide_protocol::DeviceIdentity::generate(&mut confide_tests::rng());

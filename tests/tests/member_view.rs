@@ -380,7 +380,10 @@ async fn notices_stop_where_a_removed_member_was_put_back_until_they_accept_agai
     assert!(
         matches!(
             notices.as_slice(),
-            [NoticeKind::Removed { .. }, NoticeKind::MessageDeleted { .. }]
+            [
+                NoticeKind::Removed { .. },
+                NoticeKind::MessageDeleted { .. }
+            ]
         ),
         "{notices:?}"
     );
@@ -496,7 +499,10 @@ async fn a_made_up_group_the_server_lists_and_refuses_does_not_fail_any_sync() {
     alice.client.synced().await.unwrap();
     let groups = alice.client.groups().await.unwrap();
     assert!(groups.iter().all(|g| g.group != made_up), "{groups:?}");
-    assert!(groups.iter().all(|g| g.sync_refused.is_none()), "{groups:?}");
+    assert!(
+        groups.iter().all(|g| g.sync_refused.is_none()),
+        "{groups:?}"
+    );
     alice.client.send_text(kept, "fine", None).await.unwrap();
 }
 

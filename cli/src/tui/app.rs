@@ -1129,9 +1129,9 @@ impl App {
                 let which = match found {
                     None => "a message".to_string(),
                     Some((n, seq)) if seq == report.seq => format!("message #{n}"),
-                    Some((n, _)) => format!(
-                        "message #{n} (⚠ their device named another position for it)"
-                    ),
+                    Some((n, _)) => {
+                        format!("message #{n} (⚠ their device named another position for it)")
+                    }
                 };
                 self.notice(
                     Level::Warning,

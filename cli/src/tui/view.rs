@@ -98,7 +98,9 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
             Style::new()
         };
         let badge_style = if g.refused.is_some() {
-            Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD)
+            Style::new()
+                .fg(Color::LightRed)
+                .add_modifier(Modifier::BOLD)
         } else if (g.unread > 0 || g.waiting > 0) && !g.removed {
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
         } else {
@@ -167,7 +169,9 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
             text.push(
                 Line::styled(
                     format!("({note})"),
-                    Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD),
+                    Style::new()
+                        .fg(Color::LightRed)
+                        .add_modifier(Modifier::BOLD),
                 )
                 .centered(),
             );
@@ -1046,10 +1050,7 @@ mod tests {
         ])));
         app.current = Some(group);
         let shown = screen(&mut app, 100, 20);
-        assert!(
-            shown.contains("(⚠ looks like Alice (circle))"),
-            "{shown}"
-        );
+        assert!(shown.contains("(⚠ looks like Alice (circle))"), "{shown}");
     }
 
     #[test]

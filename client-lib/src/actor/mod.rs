@@ -3184,12 +3184,14 @@ impl Actor {
                     invited,
                     waiting,
                     private_with,
-                    sync_refused: ctx.meta.sync_refused.clone().map(|code| {
-                        crate::SyncRefusal {
+                    sync_refused: ctx
+                        .meta
+                        .sync_refused
+                        .clone()
+                        .map(|code| crate::SyncRefusal {
                             code,
                             since: ctx.meta.sync_refused_at,
-                        }
-                    }),
+                        }),
                 }
             })
             .collect()

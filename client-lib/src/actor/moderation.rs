@@ -1112,9 +1112,7 @@ impl Actor {
         let (me, my_device) = (self.profile.user, self.device());
         // Put back after a removal (or after leaving) without the user accepting again: nothing
         // from that admission on is shown until they do (§11.7), as for any group not accepted.
-        let admits_me = |op: &Op| {
-            matches!(&op.body, OpBody::Join { member, .. } | OpBody::Add { member, .. } if member.user == me)
-        };
+        let admits_me = |op: &Op| matches!(&op.body, OpBody::Join { member, .. } | OpBody::Add { member, .. } if member.user == me);
         let ends_mine = |op: &Op| match &op.body {
             OpBody::Remove { user, .. } => *user == me,
             OpBody::Leave {} => op.author == my_device,

@@ -156,6 +156,10 @@ struct GroupMeta {
     /// at every sync; cleared when a sync of the group works again.
     #[serde(default)]
     sync_refused: Option<String>,
+    /// When this device first met that refusal (stores from before this field have none), to
+    /// show how long the group has been silent ([`crate::GroupInfo::sync_refused`]).
+    #[serde(default)]
+    sync_refused_at: Option<Timestamp>,
     /// The number ([`ChatMessage::number`]) of the last message stored in this group; the
     /// next one gets the one after.
     #[serde(default)]
@@ -317,6 +321,11 @@ pub(crate) enum Command {
         number: u64,
         reply: oneshot::Sender<Result<Option<Seq>, ClientError>>,
     },
+    MessagePlace {
+        group: GroupId,
+        message: MessageId,
+        reply: oneshot::Sender<Result<Option<crate::MessagePlace>, ClientError>>,
+    },
     Groups(oneshot::Sender<Vec<crate::GroupInfo>>),
     Members {
         group: GroupId,
@@ -360,9 +369,6 @@ pub(crate) struct Actor {
     /// [`Command::Sync`] or [`Command::Synced`]: each is reported once (and as
     /// [`Event::SyncRefused`]); later syncs that meet it again do not fail for it.
     refusals_unreported: Vec<ClientError>,
-    /// Groups this device does not hold whose sync was refused for a lasting reason, with its
-    /// code (for held groups it is [`GroupMeta::sync_refused`]).
-    refused_unheld: HashMap<GroupId, String>,
     /// Whether a full sync has run since this client started.
     full_sync_done: bool,
     /// Groups whose pinned texts this facilitator device should post again (new epoch).
@@ -462,7 +468,6 @@ impl Actor {
             needs_sync: BTreeSet::new(),
             sync_failure: None,
             refusals_unreported: Vec::new(),
-            refused_unheld: HashMap::new(),
             full_sync_done: false,
             needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),
@@ -944,6 +949,18 @@ impl Actor {
         if env.group != group {
             return self.reject_message(group, &m, "the envelope names another group".into());
         }
+        // A position names one message: one served where another is (or was) stored here would
+        // take its number, and its report evidence, from it. Refused without being marked seen,
+        // so that the message is still taken where the server really stored it.
+        if let Some(reason) = self.seq_taken(group, m.seq, id) {
+            tracing::warn!(%group, seq = m.seq.0, "message served at another message's position");
+            self.emit(Event::MessageRejected(Rejection {
+                group,
+                seq: m.seq.0,
+                reason,
+            }));
+            return;
+        }
         // What was said while this device was a member is shown; anything later only once the
         // user accepts being in the group (again).
         let consented = ctx.meta.accepted
@@ -952,6 +969,21 @@ impl Actor {
                 .removed_after_epoch
                 .is_some_and(|last| env.epoch.0 <= last);
         if !consented {
+            // Only what a device of the verified log signed can be waiting: a message signed by
+            // any other key (one the server made up) is not kept, so that the server cannot
+            // inflate the count of messages waiting. One from an epoch the log has not reached
+            // makes it sync; sync pages bring ops before messages.
+            let known = match ctx.epochs.get(&env.epoch_ref()) {
+                Some(devices) => devices.contains_key(&env.sender),
+                None => ctx.user_of_device(&env.sender).is_some(),
+            };
+            if env.epoch > ctx.state.epoch() {
+                self.needs_sync.insert(group);
+            }
+            if !known {
+                tracing::debug!(%group, seq = m.seq.0, "message from a device the log does not know, in a group not accepted: dropped");
+                return;
+            }
             // Not shown until the user accepts being in this group; they are told it waits.
             self.park_message(group, &m);
             let waiting = self
@@ -1723,6 +1755,13 @@ impl Actor {
                 self.reseal_later(group, &key, &entry.content);
                 continue;
             }
+            if let ServerFrame::Posted { seq, message, .. } = &reply
+                && let Err(reason) = self.check_posted(group, *seq, *message, &entry.envelope)
+            {
+                // Kept, with the rest behind it, and posted again later.
+                self.refuse_posted(group, *seq, reason);
+                break;
+            }
             let _ = self.store.remove(T_OUTBOX, &key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
@@ -1831,18 +1870,23 @@ impl Actor {
     /// server does not know the group, or says this device is not in it; it served a log that
     /// cannot be its genesis). Reported once — as [`Event::SyncRefused`] and by the next
     /// [`Command::Sync`] — and then only logged, so that one such group does not make every
-    /// later sync fail.
+    /// later sync fail; the refusal and its date stay in [`crate::GroupInfo::sync_refused`]
+    /// until a sync works again, for front ends to show wherever the group is.
+    ///
+    /// A group this device never held is no concern of its user's: a server listing a made-up
+    /// group and refusing it must not make syncs fail, so that is only logged.
     fn sync_refused(&mut self, group: GroupId, e: ClientError) {
         let code = e.code().to_string();
-        let known = match self.groups.get_mut(&group) {
-            Some(ctx) => {
-                let known = ctx.meta.sync_refused.as_deref() == Some(code.as_str());
-                ctx.meta.sync_refused = Some(code.clone());
-                let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
-                known
-            }
-            None => self.refused_unheld.insert(group, code.clone()).as_deref() == Some(&code),
+        let Some(ctx) = self.groups.get_mut(&group) else {
+            tracing::debug!(%group, error = %e, "sync of a group this device never held refused");
+            return;
         };
+        let known = ctx.meta.sync_refused.as_deref() == Some(code.as_str());
+        if !known {
+            ctx.meta.sync_refused = Some(code.clone());
+            ctx.meta.sync_refused_at = Some(now());
+            let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
         tracing::warn!(%group, error = %e, reported = known, "sync refused");
         if known {
             return;
@@ -1856,10 +1900,10 @@ impl Actor {
 
     /// A group's sync worked: a lasting refusal noted for it is over.
     fn sync_works_again(&mut self, group: GroupId) {
-        self.refused_unheld.remove(&group);
         if let Some(ctx) = self.groups.get_mut(&group)
             && ctx.meta.sync_refused.take().is_some()
         {
+            ctx.meta.sync_refused_at = None;
             let _ = self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
     }
@@ -1946,8 +1990,17 @@ impl Actor {
                     break;
                 }
             }
+            // Only messages after the position asked from, each after the one before: a page
+            // that serves one again at or below a position already passed would give it
+            // another message's place (PROTOCOL.md §11.2).
+            let mut last = after_seq;
             for m in messages {
                 let seq = m.seq;
+                if seq <= last {
+                    tracing::warn!(%group, seq = seq.0, after = last.0, "sync page message out of order: ignored");
+                    continue;
+                }
+                last = seq;
                 self.handle_message(group, m);
                 self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
             }
@@ -1975,20 +2028,29 @@ impl Actor {
     }
 }
 
-/// The other person, if `ctx` is a private conversation of `me`'s: a group of exactly two
-/// members, `me` and one other, for which no invite was ever made (what `open_private` makes).
+/// The other person, if `ctx` is a private conversation of `me`'s (what `open_private`
+/// makes): a group of exactly two members, `me` and one other, for which no invite was ever
+/// made, and in which nobody else was ever a member — so one of the two created it and added
+/// the other. "Two members now" alone is not enough: someone could create a group, add two
+/// people, hand one of them the facilitator role and leave, and it would pass as a private
+/// conversation with a person who never started it.
 fn private_peer(ctx: &GroupCtx, me: &UserId) -> Option<crate::Peer> {
     let members = ctx.state.members();
     if members.len() != 2 || !members.contains_key(me) || !ctx.state.invites().is_empty() {
         return None;
     }
-    members
-        .iter()
-        .find(|(user, _)| *user != me)
-        .map(|(user, m)| crate::Peer {
-            user: *user,
-            display_name: m.entry.display_name.clone(),
-        })
+    let (peer, entry) = members.iter().find(|(user, _)| *user != me)?;
+    // Every epoch of the verified log, the genesis (its creator alone) included.
+    let only_the_two = ctx
+        .epochs
+        .values()
+        .all(|devices| devices.values().all(|(user, _)| user == me || user == peer));
+    only_the_two.then(|| crate::Peer {
+        user: *peer,
+        display_name: entry.entry.display_name.clone(),
+        shared_groups: Vec::new(),
+        looks_like: Vec::new(),
+    })
 }
 
 /// Whether `op`, which conflicts with the op this device holds at the head's position, is
@@ -2076,6 +2138,13 @@ impl Actor {
                 reply,
             } => {
                 let _ = reply.send(self.seq_of_number(group, number));
+            }
+            Command::MessagePlace {
+                group,
+                message,
+                reply,
+            } => {
+                let _ = reply.send(self.message_place(group, message));
             }
             Command::Groups(reply) => {
                 let _ = reply.send(self.group_infos());
@@ -2553,8 +2622,30 @@ impl Actor {
     /// Stores a message to show, giving it the group's next number ([`ChatMessage::number`]).
     /// The counter is saved before the message, so that a crash between the two can skip a
     /// number but never give one twice.
+    ///
+    /// A position that already holds (or held) another message is refused and reported
+    /// ([`Event::MessageRejected`]): a number names one message, and a message stored over
+    /// another would take its number and its report evidence. The same message stored again
+    /// keeps its number.
     fn store_message(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
         let group = message.group;
+        let key = key2(group.as_bytes(), &message.seq.0.to_be_bytes());
+        if let Some(stored) = self.store.get::<ChatMessage>(T_MESSAGES, &key)?
+            && stored.id == message.id
+            && stored.number != 0
+        {
+            message.number = stored.number;
+            return Ok(());
+        }
+        if let Some(reason) = self.seq_taken(group, message.seq, message.id) {
+            tracing::warn!(%group, seq = message.seq.0, "a message at another message's position refused");
+            self.emit(Event::MessageRejected(Rejection {
+                group,
+                seq: message.seq.0,
+                reason: reason.clone(),
+            }));
+            return Err(ClientError::Protocol(reason));
+        }
         let ctx = self
             .groups
             .get_mut(&group)
@@ -2563,12 +2654,66 @@ impl Actor {
         message.number = ctx.meta.last_number;
         self.store.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         self.store_number(group, message.number, message.seq)?;
-        self.store.put(
-            T_MESSAGES,
-            &key2(group.as_bytes(), &message.seq.0.to_be_bytes()),
-            message,
-        )?;
+        self.store.put(T_MESSAGES, &key, message)?;
         Ok(())
+    }
+
+    /// Why position `seq` of `group` cannot hold message `id`, if it cannot: another message
+    /// is stored there, was (and was deleted or expired since: its number stays), or waits
+    /// there to be processed. `None` when it is free or holds this very message.
+    fn seq_taken(&self, group: GroupId, seq: Seq, id: MessageId) -> Option<String> {
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        let taken = match self.store.get::<ChatMessage>(T_MESSAGES, &key) {
+            Ok(Some(stored)) => stored.id != id,
+            // Numbered once, and gone since.
+            _ => {
+                self.number_of_seq(group, seq).is_some()
+                    || self
+                        .store
+                        .get::<StoredMessage>(T_PARKED, &key)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|parked| parked.envelope.message_id() != id)
+            }
+        };
+        taken.then(|| {
+            format!(
+                "the server gave this message position {}, where another message is (or was) \
+                 on this device; it is not shown there",
+                seq.0
+            )
+        })
+    }
+
+    /// Checks the server's acknowledgement of this device's post of `envelope`: it must name
+    /// that message, at a position no other message has here.
+    fn check_posted(
+        &self,
+        group: GroupId,
+        seq: Seq,
+        message: MessageId,
+        envelope: &Envelope,
+    ) -> Result<(), String> {
+        if message != envelope.message_id() {
+            return Err("the server acknowledged another message than the one posted".into());
+        }
+        match self.seq_taken(group, seq, message) {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// The server acknowledged a post at a position that cannot be its own: the message stays
+    /// in the outbox (posted again later: an honest server answers with its real position) and
+    /// the user is told.
+    fn refuse_posted(&mut self, group: GroupId, seq: Seq, reason: String) {
+        tracing::warn!(%group, seq = seq.0, "acknowledgement of a post refused");
+        self.emit(Event::MessageRejected(Rejection {
+            group,
+            seq: seq.0,
+            reason: format!("your message was kept to be sent again: {reason}"),
+        }));
+        self.retry_outbox_after(None);
     }
 
     /// Records that message `seq` of `group` is number `number`, both ways.
@@ -2595,6 +2740,31 @@ impl Actor {
         Ok(self
             .store
             .get(T_NUMBER_SEQ, &key2(group.as_bytes(), &number.to_be_bytes()))?)
+    }
+
+    /// Where message `id` of `group` was processed on this device, and the number it was
+    /// shown as there (if it was): found by the id, whatever position anyone else names.
+    fn message_place(
+        &self,
+        group: GroupId,
+        id: MessageId,
+    ) -> Result<Option<crate::MessagePlace>, ClientError> {
+        if !self.groups.contains_key(&group) {
+            return Err(ClientError::UnknownGroup);
+        }
+        let Some(seq) = self
+            .store
+            .get::<Seq>(T_SEEN, &key2(group.as_bytes(), id.as_bytes()))?
+        else {
+            return Ok(None);
+        };
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        let number = match self.store.get::<ChatMessage>(T_MESSAGES, &key)? {
+            Some(stored) => (stored.id == id).then_some(stored.number),
+            // Deleted or expired since (its number stays), or never shown.
+            None => self.number_of_seq(group, seq),
+        };
+        Ok(Some(crate::MessagePlace { seq, number }))
     }
 
     /// The number message `seq` of `group` had or has, if it was shown here.
@@ -2907,6 +3077,13 @@ impl Actor {
                 // The caller hears `Pending` now, and `Sent` (or `SendFailed`) then.
                 return Err(ClientError::Pending);
             }
+            if let ServerFrame::Posted { seq, message, .. } = &reply
+                && let Err(reason) = self.check_posted(group, *seq, *message, &envelope)
+            {
+                // Still in the outbox: posted again later, `Sent` (or `SendFailed`) then.
+                self.refuse_posted(group, *seq, reason);
+                return Err(ClientError::Pending);
+            }
             let _ = self.store.remove(T_OUTBOX, &outbox_key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
@@ -2993,6 +3170,7 @@ impl Actor {
                 let members = ctx.state.members();
                 let private_with = if member {
                     private_peer(ctx, &self.profile.user)
+                        .map(|peer| self.peer_among_groups(*group, peer))
                 } else {
                     None
                 };
@@ -3006,9 +3184,45 @@ impl Actor {
                     invited,
                     waiting,
                     private_with,
+                    sync_refused: ctx
+                        .meta
+                        .sync_refused
+                        .clone()
+                        .map(|code| crate::SyncRefusal {
+                            code,
+                            since: ctx.meta.sync_refused_at,
+                        }),
                 }
             })
             .collect()
+    }
+
+    /// What the user's other groups say of the other person of private conversation
+    /// `private`: the groups (accepted, and this device still in them) where the same user is
+    /// a member, and the members there, other people, whose names look like theirs.
+    fn peer_among_groups(&self, private: GroupId, mut peer: crate::Peer) -> crate::Peer {
+        let me = self.device();
+        let mut groups: Vec<(&GroupId, &GroupCtx)> = self
+            .groups
+            .iter()
+            .filter(|(g, ctx)| **g != private && ctx.meta.accepted && ctx.is_member(&me))
+            .collect();
+        groups.sort_by_key(|(g, _)| **g);
+        for (group, ctx) in groups {
+            if ctx.state.member(&peer.user).is_some() {
+                peer.shared_groups.push(*group);
+            }
+            let others = ctx
+                .state
+                .members()
+                .iter()
+                .filter(|(user, _)| **user != peer.user && **user != self.profile.user)
+                .map(|(_, m)| m.entry.display_name.as_str());
+            for name in confide_protocol::names::confusable_with(&peer.display_name, others) {
+                peer.looks_like.push((name, *group));
+            }
+        }
+        peer
     }
 
     fn members(&self, group: GroupId) -> Result<Vec<crate::MemberInfo>, ClientError> {

@@ -903,6 +903,13 @@ pub struct Member {
     pub accepted_agreement: u32,
 }
 
+impl Member {
+    /// Whether this member can read messages of `epoch` ([`crate::policy::can_read_epoch`]).
+    pub fn can_read_epoch(&self, epoch: Epoch) -> bool {
+        crate::policy::can_read_epoch(self.joined_epoch, epoch)
+    }
+}
+
 /// An invite as the log sees it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct InviteState {

@@ -14,7 +14,9 @@
 //! - **Posting** (PROTOCOL.md §10.1 `post` steps 5–7, §10.2): [`may_post`], built from
 //!   [`GroupState::muted_until`], [`GroupState::locked`], [`GroupState::within_open_hours`],
 //!   [`GroupState::agreement_pending`] and [`slow_mode_wait`].
-//! - **Epochs** (§10.1 `post` step 8, §11.2 step 9): [`accepts_post_epoch`] with
+//! - **Epochs** (§8.8, §10.1 `post` step 8, §11.2 steps 6 and 9): [`can_read_epoch`] and
+//!   [`Member::can_read_epoch`](crate::group_log::Member::can_read_epoch),
+//!   [`accepts_post_epoch`] with
 //!   [`EpochGrace`], [`OpBody::grants_epoch_grace`](crate::OpBody::grants_epoch_grace),
 //!   [`OpBody::ends_epoch_by_departure`](crate::OpBody::ends_epoch_by_departure), and
 //!   [`slipped_in_after_departure`].
@@ -28,6 +30,8 @@
 //!   [`sync_next_seq`], [`sync_page_complete`], [`SYNC_PAGE_REQUEST`].
 //! - **Retries** (§9.8, §9.9): [`ErrorCode::is_retryable`](crate::ErrorCode::is_retryable),
 //!   [`ErrorCode::retry_hint_ms`](crate::ErrorCode::retry_hint_ms).
+//! - **Limits** both sides check: [`MAX_SYNC_LIMIT`], [`crate::seal::MAX_SEALED_CIPHERTEXT`]
+//!   (and the others of PROTOCOL.md §10.4, each beside the format it bounds).
 //! - **Clock conversions**: [`Timestamp::from_unix_duration`],
 //!   [`Timestamp::saturating_add`], [`Timestamp::saturating_sub`], [`Timestamp::until`],
 //!   [`duration_ms`](crate::ids::duration_ms), and the time a new op claims,
@@ -37,7 +41,7 @@ use std::time::Duration;
 
 use crate::frames::{ErrorCode, MAX_SYNC_LIMIT};
 use crate::group_log::GroupState;
-use crate::ids::{DeviceId, EpochRef, Seq, Timestamp, UserId};
+use crate::ids::{DeviceId, Epoch, EpochRef, Seq, Timestamp, UserId};
 
 // ---------------------------------------------------------------------------------------------
 // Posting
@@ -228,6 +232,14 @@ pub fn accepts_post_epoch(
     claimed == current || grace.is_some_and(|g| g.previous == claimed && g.elapsed < period)
 }
 
+/// Whether a member who joined in `joined_epoch` can read messages of `epoch` (PROTOCOL.md
+/// §8.8): from the epoch they joined in on, never before, as they hold no key for it. The
+/// server leaves older messages out of a member's sync pages (§9.6 "No ciphertext from before
+/// joining"); a client drops one it is sent anyway without reporting it (§11.2 step 6).
+pub fn can_read_epoch(joined_epoch: Epoch, epoch: Epoch) -> bool {
+    epoch >= joined_epoch
+}
+
 /// The client's side of "no grace after a departure" (PROTOCOL.md §11.2 step 9): a message
 /// stored at `seq` in an epoch that ended with a `remove` or `leave` was slipped in after the
 /// departure — possibly under keys the departed member holds — if a message of **any** later
@@ -359,7 +371,7 @@ mod tests {
         GroupSettings, InviteSecret, MemberEntry, Op, OpBody, OpenHours, OpenWindow, Role,
     };
     use crate::identity::DeviceIdentity;
-    use crate::ids::{Epoch, GroupId, OpHash, duration_ms};
+    use crate::ids::{GroupId, OpHash, duration_ms};
     use crate::test_rng;
 
     /// 2026-01-05T12:00:00Z, a Monday.
@@ -874,6 +886,31 @@ mod tests {
             assert!(!body.grants_epoch_grace(), "{}", body.action());
             assert!(!body.ends_epoch_by_departure(), "{}", body.action());
         }
+    }
+
+    #[test]
+    fn a_member_reads_from_the_epoch_they_joined_in_on() {
+        let mut g = Group::new();
+        let (mia, _) = g.state.member_of_device(&g.member.id()).unwrap();
+        let mia = *mia;
+        let joined = g.state.member(&mia).unwrap().joined_epoch;
+        assert_eq!(joined, Epoch(1), "added in the op that started epoch 1");
+        let member = g.state.member(&mia).unwrap().clone();
+        assert!(!member.can_read_epoch(Epoch(0)));
+        assert!(member.can_read_epoch(Epoch(1)));
+        assert!(member.can_read_epoch(Epoch(7)));
+        // A later joiner reads nothing from before, even of the epoch just before theirs.
+        let noor = Person::new(5);
+        g.by_fac(OpBody::Add {
+            member: noor.entry("Noor"),
+            invite: None,
+            invite_sig: None,
+        });
+        let noor = g.state.member(&noor.user).unwrap();
+        assert!(!noor.can_read_epoch(Epoch(1)));
+        assert!(noor.can_read_epoch(Epoch(2)));
+        assert!(can_read_epoch(Epoch(2), Epoch(2)));
+        assert!(!can_read_epoch(Epoch(2), Epoch(1)));
     }
 
     #[test]

@@ -23,7 +23,8 @@ use confide_protocol::frames::{
     ServerFrame, StoredMessage,
 };
 use confide_protocol::group_log::{InviteProblem, LogError, MemberEntry, OpBody, SignedOp};
-use confide_protocol::seal::{SealKind, SealedPayload};
+use confide_protocol::policy;
+use confide_protocol::seal::{MAX_SEALED_CIPHERTEXT, SealKind, SealedPayload};
 use confide_protocol::{DeviceId, GroupId, MessageId, RequestId, Seq, UserId};
 
 use crate::groups::{GroupEntry, InFlight, InFlightPosts, new_group};
@@ -35,8 +36,6 @@ use crate::writer::{CommitError, CommitResult};
 
 /// Inbox items read per storage call when delivering a backlog.
 const INBOX_PAGE: usize = 100;
-/// Largest sealed ciphertext: the largest payload plus the inner signature and the AEAD tag.
-const MAX_SEALED_CIPHERTEXT: usize = confide_protocol::seal::MAX_SEALED_PAYLOAD + 64 + 16;
 
 /// How long a client is told to wait before retrying a request refused with `storage`: long
 /// enough that a full disk is not hammered by every client's outbox, short enough that messages
@@ -55,23 +54,6 @@ pub const SAME_POST_RETRY_AFTER: Duration = Duration::from_millis(250);
 /// The wait given with a retryable refusal that was built without one — a bug, which the tests
 /// catch, but the client still gets a sensible wait rather than none.
 const FALLBACK_RETRY_AFTER: Duration = Duration::from_secs(5);
-
-/// Whether a refusal with `code` is one a client may retry unchanged once the reason passes —
-/// every such refusal carries `retry_after_ms` (PROTOCOL.md §9.9). Every other code means that
-/// the same request will be refused again, and carries no hint, so that a client following the
-/// specification never retries it in a loop.
-pub fn is_retryable(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::RateLimited
-            | ErrorCode::TooManyConnections
-            | ErrorCode::InboxFull
-            | ErrorCode::Muted
-            | ErrorCode::SlowMode
-            | ErrorCode::Storage
-            | ErrorCode::ShuttingDown
-    )
-}
 
 /// A request failed: what to tell the client.
 struct Reject {
@@ -607,27 +589,24 @@ fn reply(shared: &Shared, handle: &ConnHandle, frame: &ServerFrame) {
     }
 }
 
-fn reply_error(shared: &Shared, handle: &ConnHandle, id: Option<RequestId>, mut reject: Reject) {
+fn reply_error(shared: &Shared, handle: &ConnHandle, id: Option<RequestId>, reject: Reject) {
     // Every retryable refusal says when to retry, every other one does not (a hint would invite
-    // a loop).
+    // a loop): `retry_hint_ms` enforces it; a mismatch here is a bug the tests catch.
     debug_assert_eq!(
-        is_retryable(reject.code),
+        reject.code.is_retryable(),
         reject.retry_after.is_some(),
         "retry hint of {:?}",
         reject.code
     );
-    if is_retryable(reject.code) && reject.retry_after.is_none() {
-        reject.retry_after = Some(FALLBACK_RETRY_AFTER);
-    } else if !is_retryable(reject.code) {
-        reject.retry_after = None;
-    }
     shared.metrics.record_error(reject.code.as_str());
     tracing::debug!(code = reject.code.as_str(), message = %reject.message, "request rejected");
     let frame = ServerFrame::Error {
         id,
         code: reject.code,
+        retry_after_ms: reject
+            .code
+            .retry_hint_ms(reject.retry_after, FALLBACK_RETRY_AFTER),
         message: reject.message,
-        retry_after_ms: reject.retry_after.map(|d| d.as_millis().max(1) as u64),
     };
     reply(shared, handle, &frame);
 }
@@ -1116,8 +1095,7 @@ async fn append_op(
     commit(shared, writes).await?;
     shared.metrics.ops_stored.fetch_add(1, Relaxed);
     let before = entry.devices.clone();
-    let grace = matches!(op.body, OpBody::Join { .. } | OpBody::Add { .. });
-    entry.replace_state(next, grace);
+    entry.replace_state(next, op.body.grants_epoch_grace());
     let after = entry.devices.clone();
     shared.groups.update_devices(group, &before, &after);
     reply(
@@ -1172,7 +1150,8 @@ fn check_member_entries(shared: &Shared, body: &OpBody) -> Result<(), Reject> {
     Ok(())
 }
 
-/// Checks what the server enforces on a post, under the group's lock; the posting user.
+/// Checks what the server enforces on a post, under the group's lock (PROTOCOL.md §10.1
+/// `post` steps 5–8, the rules in [`policy`]); the posting user.
 fn check_post(
     shared: &Shared,
     entry: &GroupEntry,
@@ -1180,76 +1159,30 @@ fn check_post(
     envelope: &Envelope,
 ) -> Result<UserId, Reject> {
     let state = &entry.state;
-    let Some((user, member)) = state.member_of_device(&s.device) else {
-        return Err(Reject::new(
-            ErrorCode::NotMember,
-            "this device is not a member of the group",
-        ));
-    };
-    let moderator = member.role.is_moderator();
-    let t = now();
-    if state.is_muted(user, t) {
-        let until = state.mutes().get(user).map(|u| u.0).unwrap_or(t.0);
-        return Err(Reject::new(
-            ErrorCode::Muted,
-            format!("you are muted until {until} (unix ms)"),
-        )
-        .retry(Duration::from_millis(until.saturating_sub(t.0))));
-    }
-    if !moderator && state.locked() {
-        return Err(Reject::new(
-            ErrorCode::Locked,
-            "the group is locked; only facilitators can post",
-        ));
-    }
-    if !moderator && let Some(hours) = state.open_hours() {
-        match hours.is_open_at(t) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(Reject::new(
-                    ErrorCode::Locked,
-                    format!(
-                        "the group is outside its open hours ({}); only facilitators can post",
-                        hours.time_zone
-                    ),
-                ));
-            }
-            Err(e) => {
-                return Err(Reject::new(
-                    ErrorCode::Locked,
-                    format!(
-                        "the group's open hours cannot be evaluated ({e}); only facilitators can post"
-                    ),
-                ));
-            }
+    // Slow mode counts from the user's last accepted post, on this server's monotonic clock
+    // (looked up only while slow mode is on: it takes a lock shared with the writer).
+    let since = state
+        .member_of_device(&s.device)
+        .filter(|_| state.slow_mode_seconds() > 0)
+        .and_then(|(user, _)| entry.last_post.get(user))
+        .map(|at| at.elapsed());
+    let user = policy::may_post(state, &s.device, now(), since).map_err(|refusal| {
+        let retry_after = refusal.retry_after();
+        Reject {
+            code: refusal.code(),
+            message: refusal.to_string(),
+            retry_after,
         }
-    }
-    if !moderator && !state.has_accepted_agreement(user) {
-        return Err(Reject::new(
-            ErrorCode::AgreementRequired,
-            "accept the current group agreement before posting",
-        ));
-    }
-    let slow = state.slow_mode_seconds();
-    if !moderator
-        && slow > 0
-        && let Some(last) = entry.last_post.get(user)
-    {
-        let interval = Duration::from_secs(u64::from(slow));
-        let elapsed = last.elapsed();
-        if elapsed < interval {
-            return Err(Reject::new(
-                ErrorCode::SlowMode,
-                format!("slow mode: one message per {slow} s"),
-            )
-            .retry(interval - elapsed));
-        }
-    }
+    })?;
     let current = state.epoch_ref();
     let claimed = envelope.epoch_ref();
-    let in_grace = matches!(entry.previous_epoch, Some((prev, since))
-        if prev == claimed && since.elapsed() < shared.limits.epoch_grace);
-    if claimed != current && !in_grace {
+    let grace = entry
+        .previous_epoch
+        .map(|(previous, since)| policy::EpochGrace {
+            previous,
+            elapsed: since.elapsed(),
+        });
+    if !policy::accepts_post_epoch(current, claimed, grace, shared.limits.epoch_grace) {
         return Err(Reject::new(
             ErrorCode::StaleEpoch,
             format!(
@@ -1258,7 +1191,7 @@ fn check_post(
             ),
         ));
     }
-    Ok(*user)
+    Ok(user)
 }
 
 async fn post(
@@ -1466,12 +1399,7 @@ async fn authorize_sealed(shared: &Shared, s: Session, item: &SealedPayload) -> 
     let allowed = if item.kind == SealKind::JoinRequest {
         // Only to facilitators, and only while the group has an invite that needs approval
         // (otherwise there is nothing to request, and the inbox would be open to anyone).
-        let t = now();
-        let open_invite =
-            entry.state.invites().values().any(|i| {
-                i.requires_approval && !i.revoked && i.uses < i.max_uses && i.expires_at > t
-            });
-        open_invite
+        entry.state.takes_join_requests(now())
             && entry
                 .state
                 .facilitator_devices()
@@ -1727,13 +1655,12 @@ async fn sync(
         };
         (head, joined_epoch, durable_below)
     };
-    // MAX_SYNC_LIMIT is a constant above 1, so neither clamp can panic.
-    let cap = shared
-        .limits
-        .sync_page_limit
-        .clamp(1, frames::MAX_SYNC_LIMIT);
-    let limit = limit.clamp(1, cap) as usize;
-    let from_op = after_op_seq.map_or(0, |s| s.saturating_add(1));
+    let limit = policy::sync_page_limit(limit, shared.limits.sync_page_limit);
+    let from_op = policy::SyncCursor {
+        after_op_seq,
+        after_seq,
+    }
+    .first_op();
     let ops = if from_op <= head {
         // Never past `head`: for a former member it is the op that ended its membership.
         let up_to_head = usize::try_from(head - from_op).map_or(limit, |n| n.saturating_add(1));
@@ -1747,7 +1674,7 @@ async fn sync(
     let mut ops = ops;
     truncate_to_budget(&mut ops, shared.limits.page_bytes, |op| op.op.len());
     let next_op_seq = from_op + ops.len() as u64;
-    let ops_complete = next_op_seq > head;
+    let ops_complete = policy::ops_complete(next_op_seq, head);
     // Messages only once the client has every op, so it can always verify their epochs.
     let mut messages = if ops_complete && joined_epoch.is_some() {
         shared
@@ -1763,14 +1690,12 @@ async fn sync(
     let ops_bytes: usize = ops.iter().map(|op| op.op.len()).sum();
     let budget = shared.limits.page_bytes.saturating_sub(ops_bytes).max(1);
     truncate_to_budget(&mut messages, budget, |m| m.envelope.ciphertext.len());
-    let next_seq = messages
-        .last()
-        .map_or(Seq(after_seq.0.saturating_add(1)), |m| Seq(m.seq.0 + 1));
-    let complete = ops_complete && fetched < limit && messages.len() == fetched;
+    let next_seq = policy::sync_next_seq(after_seq, messages.last().map(|m| m.seq));
+    let complete = policy::sync_page_complete(ops_complete, fetched, limit, messages.len());
     // Ciphertext from before the member joined is useless to them (they hold no key for it)
     // and is not theirs to collect.
     if let Some(joined) = joined_epoch {
-        messages.retain(|m| m.envelope.epoch >= joined);
+        messages.retain(|m| policy::can_read_epoch(joined, m.envelope.epoch));
     }
     reply(
         shared,

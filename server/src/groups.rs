@@ -33,7 +33,8 @@ pub struct GroupEntry {
     /// The seq of the last op in storage: the verified head, unless storage holds ops beyond it
     /// that do not verify (which sync still serves, for clients to refuse).
     pub stored_head: u64,
-    /// The epoch before the current one and when the current one began, for the grace period.
+    /// The epoch before the current one and when the current one began, for the grace period
+    /// (`confide_protocol::policy::accepts_post_epoch`); `None` when it gets no grace.
     pub previous_epoch: Option<(EpochRef, Instant)>,
     /// Posts queued for writing and not yet durable. Shared with the writer's completions,
     /// which run on the writer thread and must not wait for the group's lock.
@@ -143,9 +144,10 @@ impl GroupEntry {
     }
 
     /// Replaces the state after an op was applied and stored. `grace` says whether posts in
-    /// the epoch that just ended may still be accepted for a while: yes after someone joined
-    /// (their messages were in flight), never after someone was removed or left, so nothing
-    /// the removed member could read is accepted after their removal.
+    /// the epoch that just ended may still be accepted for a while
+    /// ([`confide_protocol::OpBody::grants_epoch_grace`]): yes after someone joined (their
+    /// messages were in flight), never after someone was removed or left, so nothing the
+    /// removed member could read is accepted after their removal.
     pub fn replace_state(&mut self, state: GroupState, grace: bool) {
         if state.epoch() != self.state.epoch() {
             let previous = self.state.epoch_ref();

@@ -130,11 +130,10 @@ impl Shared {
 
 /// The server's clock as a protocol timestamp.
 pub fn now() -> Timestamp {
-    let ms = SystemTime::now()
+    // A host clock set before 1970 reads as 1970 (and every op is then refused as clock skew).
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Timestamp(ms)
+        .map_or(Timestamp(0), Timestamp::from_unix_duration)
 }
 
 /// The share of the shutdown timeout that connections get to close gracefully; the rest is for

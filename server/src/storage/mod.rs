@@ -93,7 +93,7 @@ pub enum Write {
 
 /// What each write is counted as beyond its variable-size content (keys, indexes, JSON framing,
 /// timestamps), in [`Write::size`].
-const RECORD_OVERHEAD: usize = 256;
+pub const RECORD_OVERHEAD: usize = 256;
 
 impl Write {
     /// About how many bytes the write stores: its ciphertext or op bytes as base64, plus

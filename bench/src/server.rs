@@ -64,6 +64,7 @@ pub fn bench_limits(connections: usize) -> Limits {
         registration_burst: 1_000_000,
         max_connections: connections,
         max_unauthenticated_per_ip: connections,
+        max_authenticated_per_ip: connections,
         ..Limits::default()
     }
 }

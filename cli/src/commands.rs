@@ -347,12 +347,40 @@ async fn numbered_message(
     let Some(seq) = client.seq_of_number(group, number).await? else {
         bail!("no message #{number} on this device in this group (see `confide read`)");
     };
-    client
+    let message = client
         .history(group, Some(Seq(seq.0.saturating_add(1))), 1)
         .await?
         .into_iter()
         .find(|m| m.seq == seq)
-        .ok_or_else(|| anyhow!("message #{number} was deleted (or expired) already"))
+        .ok_or_else(|| anyhow!("message #{number} was deleted (or expired) already"))?;
+    // The message at that position must be the one read showed as this number: anything else
+    // would make a command act on another message than the one the person named.
+    if message.number != number {
+        bail!(
+            "message #{number} is not where this device recorded it (it now finds #{} there):              nothing was done; see `confide read`",
+            message.number
+        );
+    }
+    Ok(message)
+}
+
+/// How many characters of a message `mod delete` shows, to say which message it deletes.
+const DELETE_PREVIEW_CHARS: usize = 40;
+
+/// "#3 Bob, 2026-05-01 18:30: “first words…”": which message a command acts on, for people
+/// (the name and the text made safe for a terminal, the text cut short).
+fn message_summary(m: &confide_client::ChatMessage) -> String {
+    let text = one_line(&m.text);
+    let mut words: String = text.chars().take(DELETE_PREVIEW_CHARS).collect();
+    if text.chars().count() > DELETE_PREVIEW_CHARS {
+        words.push('…');
+    }
+    format!(
+        "#{} {}, {}: “{words}”",
+        m.number,
+        one_line(&m.sender_name),
+        local_time(m.sent_at)
+    )
 }
 
 /// A message of `group` by the number `confide read` shows (`#5` or `5`) or by its id.
@@ -370,15 +398,27 @@ async fn message_id(
     }
 }
 
-/// The number this device shows for message `seq` of `group`, if it has the message.
-async fn number_of(client: &Client, group: confide_protocol::GroupId, seq: Seq) -> Option<u64> {
-    client
-        .history(group, Some(Seq(seq.0.saturating_add(1))), 1)
-        .await
-        .ok()?
-        .into_iter()
-        .find(|m| m.seq == seq)
-        .map(|m| m.number)
+/// Which message a report is about, as this device shows it: "#5", found by the reported
+/// message's id (which franking proves), never by the position the reporter's client names
+/// (which it does not); with a warning when that position is not where this device has it.
+async fn report_place(client: &Client, r: &confide_client::ReportInfo) -> anyhow::Result<String> {
+    Ok(match client.message_place(r.group, r.message).await? {
+        Some(place) => {
+            let which = place.number.map_or_else(
+                || "a message not shown on this device".to_string(),
+                |n| format!("#{n}"),
+            );
+            if place.seq == r.seq {
+                which
+            } else {
+                format!(
+                    "{which}; ⚠ the reporter's device named another position for it, so go by \
+                     the text below"
+                )
+            }
+        }
+        None => "a message not on this device".into(),
+    })
 }
 
 /// The name of a group for people: the label the user gave it, "private: Alice" for a private
@@ -550,6 +590,30 @@ fn print_warnings(events: &mut Events, profile: &Profile) {
     }
 }
 
+/// "the server refuses to serve circle since 2026-05-01 18:30 (no_such_group)": a lasting
+/// refusal of a group's sync, said wherever the group is shown.
+fn refusal_line(name: &str, r: &confide_client::SyncRefusal) -> String {
+    let since = r
+        .since
+        .map(|t| format!(" since {}", local_time(t)))
+        .unwrap_or_default();
+    format!(
+        "the server refuses to serve {name}{since} ({}): nothing new arrives from it",
+        one_line(&r.code)
+    )
+}
+
+/// For an invitation to a private conversation, whether its other person is someone from
+/// the user's groups: "⚠ looks like Alice (circle)" or "not in any of your groups".
+fn private_note(profile: &Profile, g: &confide_client::GroupInfo) -> Option<String> {
+    let peer = g.private_with.as_ref()?;
+    crate::tui::text::peer_note(peer, |group| {
+        profile
+            .label_of(&group)
+            .map_or_else(|| group.to_string(), one_line)
+    })
+}
+
 /// "1 message waiting", "3 messages waiting", "no messages yet".
 fn waiting_text(waiting: usize) -> String {
     match waiting {
@@ -575,6 +639,7 @@ fn group_json(
         "members": g.members,
         "epoch": g.epoch,
         "tampered": g.tampered,
+        "sync_refused": g.sync_refused.as_ref().map(|r| json!({ "code": r.code, "since": r.since })),
         "departure": departure,
     })
 }
@@ -659,14 +724,20 @@ async fn run_with_client(
                         (false, Some(r)) => r.as_str().to_string(),
                         (false, None) => "not a member".into(),
                     };
-                    let warn = g
+                    let mut warn = g
                         .tampered
                         .as_deref()
                         .map(|t| format!("  ⚠ {}", one_line(t)))
                         .unwrap_or_default();
+                    if let Some(r) = &g.sync_refused {
+                        warn.push_str(&format!("  ⚠ {}", refusal_line("it", r)));
+                    }
                     let waiting = if g.invited {
                         format!(
-                            "  {}: accept with `confide accept {}`",
+                            "{}  {}: accept with `confide accept {}`",
+                            private_note(profile, g)
+                                .map(|n| format!("  {n}"))
+                                .unwrap_or_default(),
                             waiting_text(g.waiting),
                             g.group
                         )
@@ -916,8 +987,11 @@ async fn run_with_client(
                     "{}",
                     line(
                         &format!(
-                            "Someone added you to {name}: {}. To read and take part, accept it \
+                            "Someone added you to {name}{}: {}. To read and take part, accept it \
                              with `confide accept {}` (or leave it with `confide leave {}`).",
+                            private_note(profile, g)
+                                .map(|n| format!(" ({n})"))
+                                .unwrap_or_default(),
                             waiting_text(g.waiting),
                             g.group,
                             g.group
@@ -967,6 +1041,17 @@ async fn run_with_client(
                 if let Some(d) = departure {
                     println!("{}", line(&departure_line(&name, &d), out.columns));
                 }
+            }
+            // A group the server no longer serves: every read says so and fails, so that
+            // neither a person nor a script takes what this device had for current.
+            if let Some(r) = info.as_ref().and_then(|g| g.sync_refused.as_ref()) {
+                return Err(anyhow::Error::new(Said {
+                    text: format!(
+                        "{}; this is what this device had when it stopped",
+                        refusal_line(&name, r)
+                    ),
+                    exit: EXIT_REFUSED,
+                }));
             }
             fresh(synced)?;
         }
@@ -1286,11 +1371,31 @@ async fn moderate(
         ModCommand::Delete { group, messages } => {
             let group = profile.group(group)?;
             let mut ids = Vec::new();
+            // Who said each message, when, and how it starts: the person sees what they
+            // deleted, not only a number.
+            let mut shown = Vec::new();
+            let mut listed = Vec::new();
             for m in messages {
-                ids.push(message_id(client, group, m).await?);
+                match parse_number(m) {
+                    Some(number) => {
+                        let message = numbered_message(client, group, number).await?;
+                        shown.push(message_summary(&message));
+                        listed.push(json!({ "number": number, "id": message.id, "sender": message.sender, "name": message.sender_name, "sent_at": message.sent_at }));
+                        ids.push(message.id);
+                    }
+                    None => {
+                        let id = message_id(client, group, m).await?;
+                        shown.push(format!("message {id}"));
+                        listed.push(json!({ "id": id }));
+                        ids.push(id);
+                    }
+                }
             }
             client.delete_for_everyone(group, ids).await?;
-            done("deleted for everyone");
+            let lines: Vec<String> = std::iter::once("deleted for everyone:".to_string())
+                .chain(shown.iter().map(|s| line(&format!("  {s}"), out.columns)))
+                .collect();
+            out.print(lines.join("\n"), json!({ "ok": true, "deleted": listed }));
         }
         ModCommand::DeleteRecent { group, user, count } => {
             let group = profile.group(group)?;
@@ -1344,10 +1449,18 @@ async fn moderate(
             let queue = client.facilitator_queue(group).await?;
             let members = client.members(group).await?;
             if out.json {
-                let list: Vec<_> = queue
-                    .iter()
-                    .map(|(id, item)| json!({ "id": id, "item": item }))
-                    .collect();
+                let mut list = Vec::new();
+                for (id, item) in &queue {
+                    // The number this device shows for a reported message, found by its id.
+                    let number = match item {
+                        confide_client::FacilitatorItem::Report(r) => client
+                            .message_place(group, r.message)
+                            .await?
+                            .and_then(|p| p.number),
+                        confide_client::FacilitatorItem::Urgent(_) => None,
+                    };
+                    list.push(json!({ "id": id, "item": item, "number": number }));
+                }
                 println!("{}", serde_json::Value::Array(list));
             } else if queue.is_empty() {
                 println!("nothing waiting");
@@ -1358,11 +1471,7 @@ async fn moderate(
                             // The proven quote and the reporter's reason each start a line of
                             // their own, so neither can pass for the other.
                             let reporter = name_with_note(r.reporter, &r.reporter_name, &members);
-                            // The number this device shows for the message, if it has it.
-                            let which = match number_of(client, group, r.seq).await {
-                                Some(n) => format!("#{n}"),
-                                None => "a message not on this device".into(),
-                            };
+                            let which = report_place(client, r).await?;
                             let header = format!(
                                 "[{id}] REPORT by {reporter} about {} ({which}): ",
                                 name_with_note(r.offender, &r.offender_name, &members),

@@ -170,11 +170,23 @@ impl Profile {
     pub fn create(dir: &Path, settings: Settings) -> anyhow::Result<(Profile, Created)> {
         Self::check_new(dir)?;
         // The directory and any missing parents are made here: only those are removed again.
-        let mut made_dirs: Vec<PathBuf> = dir
-            .ancestors()
-            .take_while(|d| !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err())
-            .map(Path::to_path_buf)
-            .collect();
+        // Only a directory that is certainly missing counts as one made here: one that could not
+        // be looked at (no permission, say) may well exist and hold someone's files.
+        let mut made_dirs: Vec<PathBuf> = Vec::new();
+        for d in dir.ancestors().take_while(|d| !d.as_os_str().is_empty()) {
+            match std::fs::symlink_metadata(d) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    made_dirs.push(d.to_path_buf())
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "cannot tell whether {} exists: nothing was created",
+                        d.display()
+                    )));
+                }
+            }
+        }
         made_dirs.reverse();
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
@@ -472,7 +484,11 @@ impl std::fmt::Display for Strength {
 /// Estimates how hard `passphrase` is to guess (zxcvbn, on its first [`MAX_STRENGTH_CHARS`]
 /// characters), with `user_inputs` counted as known to an attacker.
 pub fn strength(passphrase: &str, user_inputs: &[&str]) -> Strength {
-    let head: String = passphrase.chars().take(MAX_STRENGTH_CHARS).collect();
+    // The copy made here is wiped when dropped. zxcvbn makes copies of its own (lowercased
+    // forms, the matched tokens kept in its estimate) and frees them without wiping: those
+    // cannot be reached from here to wipe.
+    let head: zeroize::Zeroizing<String> =
+        zeroize::Zeroizing::new(passphrase.chars().take(MAX_STRENGTH_CHARS).collect());
     let estimate = zxcvbn::zxcvbn(&head, user_inputs);
     let hint = estimate.feedback().map_or_else(String::new, |f| {
         let mut parts: Vec<String> = f.warning().map(|w| w.to_string()).into_iter().collect();

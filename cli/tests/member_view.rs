@@ -8,7 +8,12 @@
 mod common;
 
 use common::{Person, person};
-use confide_tests::TestServer;
+use confide_client::Event;
+use confide_protocol::frames::ClientFrame;
+use confide_protocol::report::{self, ReportPayload};
+use confide_protocol::seal::{self, SealKind};
+use confide_protocol::{DeviceIdentity, GroupId};
+use confide_tests::{EvilServer, TestServer, TestUser, Verdict, rng, users_in_group};
 
 /// Alice's group "circle" with an agreement and crisis resources pinned (each pinned text is
 /// stored in the group as a message too), and Bob and Carol in it, having accepted.
@@ -58,8 +63,13 @@ fn messages_are_numbered_from_one_and_mod_delete_takes_the_number_read_shows() {
     );
     assert!(lines[2].starts_with("#3 "), "{shown}");
 
-    // Deleting #1 deletes what read showed as #1; the others keep their numbers.
-    alice.ok(&["mod", "delete", "circle", "#1"]);
+    // Deleting #1 deletes what read showed as #1, saying who wrote it, when, and how it
+    // began; the others keep their numbers.
+    let deleted = alice.ok(&["mod", "delete", "circle", "#1"]);
+    assert!(
+        deleted.contains("#1 Bob, 20") && deleted.contains("“first unkind thing”"),
+        "{deleted}"
+    );
     let after = alice.ok(&["read", "circle"]);
     assert!(!after.contains("unkind"), "{after}");
     let lines: Vec<&str> = after.lines().collect();
@@ -196,4 +206,101 @@ fn a_private_conversation_is_named_by_the_other_person_and_says_a_message_waits(
     // Alice's own label wins over the name for her.
     let hers = alice.ok(&["group", "list"]);
     assert!(hers.lines().any(|l| l.starts_with("with Bob")), "{hers}");
+}
+
+/// A library test user's identity, to act for their device in a test.
+fn identity_of(user: &TestUser) -> DeviceIdentity {
+    DeviceIdentity::from_secret_pair(&<[u8; 64]>::try_from(user.secret.as_slice()).unwrap())
+}
+
+/// Runs `confide ARGS…` on a library test user's store, as a profile of `server` (whose client
+/// must be shut down: the store is opened by one process at a time).
+fn run_on(user: &TestUser, server: &EvilServer, args: &[&str]) -> std::process::Output {
+    let settings = serde_json::json!({ "server": server.url, "pin": server.pin });
+    std::fs::write(user.dir.path().join("settings.json"), settings.to_string()).unwrap();
+    std::process::Command::new(common::BIN)
+        .arg("--profile")
+        .arg(user.dir.path())
+        .args(args)
+        .env(
+            "CONFIDE_PASSPHRASE",
+            std::str::from_utf8(confide_tests::PASSPHRASE).unwrap(),
+        )
+        .output()
+        .unwrap()
+}
+
+/// Carol reports Bob's first message, and her device names the second message's position in
+/// the report (a hostile reporter's device may name any: franking proves the message, its
+/// author and its text, not the position). The facilitator's queue must name the message that
+/// was proven — by its id, as this device numbered it — and warn that the position differs.
+#[test]
+fn the_facilitators_queue_names_a_reported_message_by_what_franking_proves() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let evil = runtime.block_on(EvilServer::start(&server));
+    let (alice, group): (TestUser, GroupId) = runtime.block_on(async {
+        let (mut users, group) =
+            users_in_group(&evil.url, evil.trust(), &["Alice", "Bob", "Carol"]).await;
+        let mut carol = users.pop().unwrap();
+        let bob = users.pop().unwrap();
+        let mut alice = users.pop().unwrap();
+        let first = bob.client.send_text(group, "first", None).await.unwrap();
+        let second = bob.client.send_text(group, "second", None).await.unwrap();
+        alice.wait_history(group, 2).await;
+        carol.wait_history(group, 2).await;
+        let (opener, sealer) = (identity_of(&alice), identity_of(&carol));
+        let facilitator = opener.public_keys();
+        let claimed = second.seq;
+        evil.on_requests(carol.client.device(), move |frame| match frame {
+            ClientFrame::SendSealed { id, items } => {
+                let items = items
+                    .into_iter()
+                    .map(|sealed| {
+                        if sealed.kind != SealKind::Report {
+                            return sealed;
+                        }
+                        let bytes = seal::open(&opener, &sealed).unwrap();
+                        let mut payload: ReportPayload = serde_json::from_slice(&bytes).unwrap();
+                        payload.seq = claimed;
+                        report::seal_report(
+                            &sealer,
+                            std::slice::from_ref(&facilitator),
+                            sealed.epoch_ref(),
+                            &payload,
+                            &mut rng(),
+                        )
+                        .unwrap()
+                        .remove(0)
+                    })
+                    .collect();
+                Verdict::Forward(ClientFrame::SendSealed { id, items })
+            }
+            other => Verdict::Forward(other),
+        });
+        carol
+            .client
+            .report(group, first.seq, "unkind")
+            .await
+            .unwrap();
+        alice.wait_event(|e| matches!(e, Event::Report(_))).await;
+        alice.go_offline().await;
+        (alice, group)
+    });
+    let out = run_on(&alice, &evil, &["mod", "queue", &group.to_string()]);
+    // (Lines wrapped for the terminal joined again.)
+    let queue = String::from_utf8_lossy(&out.stdout).replace("\n    │ ", "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        queue.contains("about Bob (#1; ⚠ the reporter's device named another position"),
+        "{queue}"
+    );
+    assert!(!queue.contains("#2"), "{queue}");
+    let listed = run_on(
+        &alice,
+        &evil,
+        &["--json", "mod", "queue", &group.to_string()],
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["number"], 1, "{listed}");
 }

@@ -441,6 +441,27 @@ fn a_group_the_server_refuses_for_good_fails_one_sync_not_every_one() {
         assert!(String::from_utf8_lossy(&out.stderr).is_empty());
     }
     alice.ok(&["send", "circle", "still working"]);
+    // Said once as news, but every read of the group says the server no longer serves it
+    // (and since when) and fails, and the group list marks it.
+    for _ in 0..2 {
+        let out = alice.run(&["read", "gone"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(
+            stderr.contains("the server refuses to serve gone since 20")
+                && stderr.contains("(no_such_group)"),
+            "{stderr}"
+        );
+    }
+    alice.ok(&["read", "circle"]);
+    let list = alice.ok(&["group", "list"]).replace("\n    │ ", "");
+    let gone_line = list.lines().find(|l| l.starts_with("gone")).unwrap();
+    assert!(
+        gone_line.contains("⚠ the server refuses to serve it since 20"),
+        "{list}"
+    );
+    let circle_line = list.lines().find(|l| l.starts_with("circle")).unwrap();
+    assert!(!circle_line.contains('⚠'), "{list}");
     // A passing refusal, by contrast, fails every sync that meets it.
     evil.on_requests(device, |frame| match frame {
         ClientFrame::Sync { id, .. } => Verdict::Answer(vec![ServerFrame::Error {
@@ -504,4 +525,30 @@ fn a_failed_registration_removes_only_what_init_made() {
             .status
             .success()
     );
+}
+
+/// A profile directory whose parent cannot be looked at (here: a path through a regular file)
+/// is refused before anything is made, saying why; no directory it could not see is taken for
+/// one that init made (and would remove again).
+#[test]
+fn init_refuses_a_profile_path_it_cannot_look_at_before_making_anything() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("a file");
+    std::fs::write(&file, b"keep me").unwrap();
+    let dir = file.join("sub").join("profile");
+    let out = std::process::Command::new(common::BIN)
+        .arg("--profile")
+        .arg(&dir)
+        .args(["init", "--server", "wss://localhost:1", "--name", "Alice"])
+        .env("CONFIDE_PASSPHRASE", common::PASSPHRASE)
+        .env("CONFIDE_INSECURE_FAST_KDF", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot tell whether") && stderr.contains("nothing was created"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
 }

@@ -214,7 +214,8 @@ pub enum Event {
     /// The server refused to sync a group for a reason that will not pass by itself (it does
     /// not know the group, or says this device is not in it). Reported once, by the sync that
     /// first meets it (which fails); later syncs that meet it again do not fail for it, and a
-    /// sync that works again ends it.
+    /// sync that works again ends it. It lasts in [`crate::GroupInfo::sync_refused`], for front
+    /// ends to show wherever the group is. Never for a group this device does not hold.
     SyncRefused {
         /// The group.
         group: GroupId,
@@ -298,9 +299,11 @@ pub enum Event {
 pub struct ReportInfo {
     /// The group.
     pub group: GroupId,
-    /// The reported message's position.
+    /// The reported message's position as the reporter's client names it. Franking does not
+    /// cover it, so a hostile reporter can name any: never show a number from it alone; find
+    /// the message by [`Self::message`] ([`crate::ClientCore::message_place`]).
     pub seq: Seq,
-    /// The reported message.
+    /// The reported message (proven, with its text and author).
     pub message: MessageId,
     /// Who wrote it (proven).
     pub offender: UserId,

@@ -74,6 +74,10 @@ pub(crate) struct GroupMeta {
     /// at every sync; cleared when a sync of the group works again.
     #[serde(default)]
     pub(crate) sync_refused: Option<String>,
+    /// When this device first met that refusal (stores from before this field have none), to
+    /// show how long the group has been silent ([`crate::GroupInfo::sync_refused`]).
+    #[serde(default)]
+    pub(crate) sync_refused_at: Option<Timestamp>,
     /// The number ([`crate::ChatMessage::number`]) of the last message stored in this group; the
     /// next one gets the one after.
     #[serde(default)]
@@ -204,20 +208,29 @@ pub(crate) fn op_target(body: &OpBody) -> Option<UserId> {
     }
 }
 
-/// The other person, if `ctx` is a private conversation of `me`'s: a group of exactly two
-/// members, `me` and one other, for which no invite was ever made (what `open_private` makes).
+/// The other person, if `ctx` is a private conversation of `me`'s (what `open_private`
+/// makes): a group of exactly two members, `me` and one other, for which no invite was ever
+/// made, and in which nobody else was ever a member — so one of the two created it and added
+/// the other. "Two members now" alone is not enough: someone could create a group, add two
+/// people, hand one of them the facilitator role and leave, and it would pass as a private
+/// conversation with a person who never started it.
 pub(crate) fn private_peer(ctx: &GroupCtx, me: &UserId) -> Option<crate::Peer> {
     let members = ctx.state.members();
     if members.len() != 2 || !members.contains_key(me) || !ctx.state.invites().is_empty() {
         return None;
     }
-    members
-        .iter()
-        .find(|(user, _)| *user != me)
-        .map(|(user, m)| crate::Peer {
-            user: *user,
-            display_name: m.entry.display_name.clone(),
-        })
+    let (peer, entry) = members.iter().find(|(user, _)| *user != me)?;
+    // Every epoch of the verified log, the genesis (its creator alone) included.
+    let only_the_two = ctx
+        .epochs
+        .values()
+        .all(|devices| devices.values().all(|(user, _)| user == me || user == peer));
+    only_the_two.then(|| crate::Peer {
+        user: *peer,
+        display_name: entry.entry.display_name.clone(),
+        shared_groups: Vec::new(),
+        looks_like: Vec::new(),
+    })
 }
 
 /// Whether `op`, which conflicts with the op this device holds at the head's position, is

@@ -84,7 +84,8 @@ pub use memory::MemoryStore;
 pub use profile::Profile;
 pub use store::{Batch, ClientStore, Tx};
 pub use types::{
-    AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, ModerationEntry, Peer, PinnedInfo, Status,
+    AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, MessagePlace, ModerationEntry, Peer,
+    PinnedInfo, Status, SyncRefusal,
 };
 
 /// `Send` where the core may run on several threads (everywhere but wasm), nothing on wasm,

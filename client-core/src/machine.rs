@@ -66,9 +66,6 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// [`ClientCore::sync`] or [`ClientCore::synced`]: each is reported once (and as
     /// [`Event::SyncRefused`]); later syncs that meet it again do not fail for it.
     pub(crate) refusals_unreported: Vec<ClientError>,
-    /// Groups this device does not hold whose sync was refused for a lasting reason, with its
-    /// code (for held groups it is [`GroupMeta::sync_refused`]).
-    pub(crate) refused_unheld: HashMap<GroupId, String>,
     /// Whether a full sync has run since this client started.
     pub(crate) full_sync_done: bool,
     /// Groups whose pinned texts this facilitator device should post again (new epoch).
@@ -120,7 +117,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             needs_sync: BTreeSet::new(),
             sync_failure: None,
             refusals_unreported: Vec::new(),
-            refused_unheld: HashMap::new(),
             full_sync_done: false,
             needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),

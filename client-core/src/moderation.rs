@@ -442,9 +442,23 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let mut epoch = ctx.state.epoch().0.saturating_sub(changes);
         let people = known_people(ctx);
         let (me, my_device) = (self.profile.user, self.device());
+        // Put back after a removal (or after leaving) without the user accepting again: nothing
+        // from that admission on is shown until they do (§11.7), as for any group not accepted.
+        let admits_me = |op: &Op| matches!(&op.body, OpBody::Join { member, .. } | OpBody::Add { member, .. } if member.user == me);
+        let ends_mine = |op: &Op| match &op.body {
+            OpBody::Remove { user, .. } => *user == me,
+            OpBody::Leave {} => op.author == my_device,
+            _ => false,
+        };
+        let end = match ops.iter().rposition(admits_me) {
+            Some(readmitted) if !ctx.meta.accepted && ops[..readmitted].iter().any(ends_mine) => {
+                readmitted
+            }
+            _ => ops.len(),
+        };
         let mut inside = false;
         let mut out = Vec::new();
-        for op in &ops {
+        for op in &ops[..end] {
             if op.body.changes_epoch() {
                 epoch = epoch.saturating_add(1);
             }

@@ -68,6 +68,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         let (seq, id) = self.post_content(group, content.clone()).await?;
         self.own_message(group, seq, id, content)
+            .await
             .ok_or_else(|| ClientError::Unexpected("a text became something else".into()))
     }
 
@@ -83,7 +84,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Stores this device's own text message, now that the server has acknowledged it at
     /// `seq`, and returns it as shown. `None` for content that is not a text.
-    pub(crate) fn own_message(
+    pub(crate) async fn own_message(
         &mut self,
         group: GroupId,
         seq: Seq,
@@ -110,7 +111,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .db
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
         // Committed before the message is returned or reported as sent.
-        let _ = self.store_message(&mut message);
+        let _ = self.store_message(&mut message).await;
         Some(message)
     }
 
@@ -193,7 +194,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             }
             match self.post_now(group, content.clone(), Some(&key)).await {
                 Ok((seq, id)) => {
-                    if let Some(message) = self.own_message(group, seq, id, content) {
+                    if let Some(message) = self.own_message(group, seq, id, content).await {
                         self.emit(Event::Sent(message));
                     }
                 }
@@ -343,6 +344,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 // The caller hears `Pending` now, and `Sent` (or `SendFailed`) then.
                 return Err(ClientError::Pending);
             }
+            if let ServerFrame::Posted { seq, message, .. } = &reply
+                && let Err(reason) = self.check_posted(group, *seq, *message, &envelope).await
+            {
+                // Still in the outbox: posted again later, `Sent` (or `SendFailed`) then.
+                self.refuse_posted(group, *seq, reason);
+                return Err(ClientError::Pending);
+            }
             self.db.remove(T_OUTBOX, &outbox_key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
@@ -434,10 +442,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 self.reseal_later(group, &key, &entry.content).await;
                 continue;
             }
+            if let ServerFrame::Posted { seq, message, .. } = &reply
+                && let Err(reason) = self
+                    .check_posted(group, *seq, *message, &entry.envelope)
+                    .await
+            {
+                // Kept, with the rest behind it, and posted again later.
+                self.refuse_posted(group, *seq, reason);
+                break;
+            }
             self.db.remove(T_OUTBOX, &key);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
-                    self.outbox_delivered(group, seq, message, entry)
+                    self.outbox_delivered(group, seq, message, entry).await
                 }
                 ServerFrame::Error { message, .. } => {
                     self.emit(Event::SendFailed {
@@ -503,7 +520,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// A message from the outbox reached the server (acknowledged late, or echoed by a sync):
     /// it becomes part of this device's history.
-    pub(crate) fn outbox_delivered(
+    pub(crate) async fn outbox_delivered(
         &mut self,
         group: GroupId,
         seq: Seq,
@@ -514,7 +531,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .db
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
         self.note_own_post(group, entry.envelope.epoch.0, seq);
-        if let Some(message) = self.own_message(group, seq, id, entry.content) {
+        if let Some(message) = self.own_message(group, seq, id, entry.content).await {
             self.emit(Event::Sent(message));
         }
     }

@@ -6,7 +6,7 @@ use confide_protocol::{GroupId, Seq, UserId};
 use crate::Network;
 use crate::error::ClientError;
 use crate::events::ChatMessage;
-use crate::group::{look_alikes, private_peer};
+use crate::group::{GroupCtx, look_alikes, private_peer};
 use crate::machine::ClientCore;
 use crate::store::{ClientStore, T_MESSAGES, T_NUMBER_SEQ, T_PARKED, key2};
 
@@ -71,6 +71,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             let members = ctx.state.members();
             let private_with = if member {
                 private_peer(ctx, &self.profile.user)
+                    .map(|peer| self.peer_among_groups(*group, peer))
             } else {
                 None
             };
@@ -84,9 +85,45 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 invited,
                 waiting,
                 private_with,
+                sync_refused: ctx
+                    .meta
+                    .sync_refused
+                    .clone()
+                    .map(|code| crate::SyncRefusal {
+                        code,
+                        since: ctx.meta.sync_refused_at,
+                    }),
             });
         }
         infos
+    }
+
+    /// What the user's other groups say of the other person of private conversation
+    /// `private`: the groups (accepted, and this device still in them) where the same user is
+    /// a member, and the members there, other people, whose names look like theirs.
+    fn peer_among_groups(&self, private: GroupId, mut peer: crate::Peer) -> crate::Peer {
+        let me = self.device();
+        let mut groups: Vec<(&GroupId, &GroupCtx)> = self
+            .groups
+            .iter()
+            .filter(|(g, ctx)| **g != private && ctx.meta.accepted && ctx.is_member(&me))
+            .collect();
+        groups.sort_by_key(|(g, _)| **g);
+        for (group, ctx) in groups {
+            if ctx.state.member(&peer.user).is_some() {
+                peer.shared_groups.push(*group);
+            }
+            let others = ctx
+                .state
+                .members()
+                .iter()
+                .filter(|(user, _)| **user != peer.user && **user != self.profile.user)
+                .map(|(_, m)| m.entry.display_name.as_str());
+            for name in confide_protocol::names::confusable_with(&peer.display_name, others) {
+                peer.looks_like.push((name, *group));
+            }
+        }
+        peer
     }
 
     /// A group's members, from its verified log.

@@ -2,10 +2,11 @@
 //! and the author's own order, decrypted, numbered and stored to be shown; or parked until
 //! their sender key (or the user's consent) arrives; or rejected with a reason.
 
+use confide_protocol::envelope::Envelope;
 use confide_protocol::envelope::{ContentBody, MessageContent};
 use confide_protocol::frames::{ServerFrame, StoredMessage};
 use confide_protocol::sender_key::{ReceiverChain, SenderChain};
-use confide_protocol::{GroupId, Seq};
+use confide_protocol::{GroupId, MessageId, Seq};
 
 use crate::Network;
 use crate::error::ClientError;
@@ -141,6 +142,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if env.group != group {
             return self.reject_message(group, &m, "the envelope names another group".into());
         }
+        // A position names one message: one served where another is (or was) stored here would
+        // take its number, and its report evidence, from it. Refused without being marked seen,
+        // so that the message is still taken where the server really stored it.
+        if let Some(reason) = self.seq_taken(group, m.seq, id).await {
+            tracing::warn!(%group, seq = m.seq.0, "message served at another message's position");
+            self.emit(Event::MessageRejected(Rejection {
+                group,
+                seq: m.seq.0,
+                reason,
+            }));
+            return;
+        }
         // What was said while this device was a member is shown; anything later only once the
         // user accepts being in the group (again).
         let consented = ctx.meta.accepted
@@ -149,6 +162,21 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .removed_after_epoch
                 .is_some_and(|last| env.epoch.0 <= last);
         if !consented {
+            // Only what a device of the verified log signed can be waiting: a message signed by
+            // any other key (one the server made up) is not kept, so that the server cannot
+            // inflate the count of messages waiting. One from an epoch the log has not reached
+            // makes it sync; sync pages bring ops before messages.
+            let known = match ctx.epochs.get(&env.epoch_ref()) {
+                Some(devices) => devices.contains_key(&env.sender),
+                None => ctx.user_of_device(&env.sender).is_some(),
+            };
+            if env.epoch > ctx.state.epoch() {
+                self.needs_sync.insert(group);
+            }
+            if !known {
+                tracing::debug!(%group, seq = m.seq.0, "message from a device the log does not know, in a group not accepted: dropped");
+                return;
+            }
             // Not shown until the user accepts being in this group; they are told it waits.
             self.park_message(group, &m).await;
             let waiting = self
@@ -229,7 +257,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // A message still in the outbox reached the server after all.
             if let Ok(Some(entry)) = self.db.get::<OutboxEntry>(T_OUTBOX, &seen_key).await {
                 self.db.remove(T_OUTBOX, &seen_key);
-                self.outbox_delivered(group, m.seq, id, entry);
+                self.outbox_delivered(group, m.seq, id, entry).await;
                 return;
             }
             let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
@@ -316,7 +344,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             text,
             reply_to,
         };
-        let _ = self.store_message(&mut message);
+        let _ = self.store_message(&mut message).await;
         let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
         self.emit(Event::Message(message));
     }
@@ -446,8 +474,33 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Stores a message to show, giving it the group's next number ([`ChatMessage::number`]).
     /// The counter is saved before the message, so that a crash between the two can skip a
     /// number but never give one twice.
-    pub(crate) fn store_message(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
+    ///
+    /// A position that already holds (or held) another message is refused and reported
+    /// ([`Event::MessageRejected`]): a number names one message, and a message stored over
+    /// another would take its number and its report evidence. The same message stored again
+    /// keeps its number.
+    pub(crate) async fn store_message(
+        &mut self,
+        message: &mut ChatMessage,
+    ) -> Result<(), ClientError> {
         let group = message.group;
+        let key = key2(group.as_bytes(), &message.seq.0.to_be_bytes());
+        if let Some(stored) = self.db.get::<ChatMessage>(T_MESSAGES, &key).await?
+            && stored.id == message.id
+            && stored.number != 0
+        {
+            message.number = stored.number;
+            return Ok(());
+        }
+        if let Some(reason) = self.seq_taken(group, message.seq, message.id).await {
+            tracing::warn!(%group, seq = message.seq.0, "a message at another message's position refused");
+            self.emit(Event::MessageRejected(Rejection {
+                group,
+                seq: message.seq.0,
+                reason: reason.clone(),
+            }));
+            return Err(ClientError::Protocol(reason));
+        }
         let ctx = self
             .groups
             .get_mut(&group)
@@ -456,12 +509,103 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         message.number = ctx.meta.last_number;
         self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         self.store_number(group, message.number, message.seq)?;
-        self.db.put(
-            T_MESSAGES,
-            &key2(group.as_bytes(), &message.seq.0.to_be_bytes()),
-            message,
-        )?;
+        self.db.put(T_MESSAGES, &key, message)?;
         Ok(())
+    }
+
+    /// Why position `seq` of `group` cannot hold message `id`, if it cannot: another message
+    /// is stored there, was (and was deleted or expired since: its number stays), or waits
+    /// there to be processed. `None` when it is free or holds this very message.
+    pub(crate) async fn seq_taken(
+        &self,
+        group: GroupId,
+        seq: Seq,
+        id: MessageId,
+    ) -> Option<String> {
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        let taken = match self.db.get::<ChatMessage>(T_MESSAGES, &key).await {
+            Ok(Some(stored)) => stored.id != id,
+            // Numbered once, and gone since.
+            _ => {
+                self.number_of_seq(group, seq).await.is_some()
+                    || self
+                        .db
+                        .get::<StoredMessage>(T_PARKED, &key)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|parked| parked.envelope.message_id() != id)
+            }
+        };
+        taken.then(|| {
+            format!(
+                "the server gave this message position {}, where another message is (or was) \
+                 on this device; it is not shown there",
+                seq.0
+            )
+        })
+    }
+
+    /// Checks the server's acknowledgement of this device's post of `envelope`: it must name
+    /// that message, at a position no other message has here.
+    pub(crate) async fn check_posted(
+        &self,
+        group: GroupId,
+        seq: Seq,
+        message: MessageId,
+        envelope: &Envelope,
+    ) -> Result<(), String> {
+        if message != envelope.message_id() {
+            return Err("the server acknowledged another message than the one posted".into());
+        }
+        match self.seq_taken(group, seq, message).await {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// The server acknowledged a post at a position that cannot be its own: the message stays
+    /// in the outbox (posted again later: an honest server answers with its real position) and
+    /// the user is told.
+    pub(crate) fn refuse_posted(&mut self, group: GroupId, seq: Seq, reason: String) {
+        tracing::warn!(%group, seq = seq.0, "acknowledgement of a post refused");
+        self.emit(Event::MessageRejected(Rejection {
+            group,
+            seq: seq.0,
+            reason: format!("your message was kept to be sent again: {reason}"),
+        }));
+        self.retry_outbox_after(None);
+    }
+
+    /// Where message `id` of `group` was processed on this device, and the number it was
+    /// shown as there (if it was): found by the id, whatever position anyone else names.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not hold;
+    /// [`ClientError::Store`] if the store cannot be read.
+    pub async fn message_place(
+        &self,
+        group: GroupId,
+        id: MessageId,
+    ) -> Result<Option<crate::MessagePlace>, ClientError> {
+        if !self.groups.contains_key(&group) {
+            return Err(ClientError::UnknownGroup);
+        }
+        let Some(seq) = self
+            .db
+            .get::<Seq>(T_SEEN, &key2(group.as_bytes(), id.as_bytes()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        let number = match self.db.get::<ChatMessage>(T_MESSAGES, &key).await? {
+            Some(stored) => (stored.id == id).then_some(stored.number),
+            // Deleted or expired since (its number stays), or never shown.
+            None => self.number_of_seq(group, seq).await,
+        };
+        Ok(Some(crate::MessagePlace { seq, number }))
     }
 
     /// Records that message `seq` of `group` is number `number`, both ways.
@@ -507,7 +651,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .await?;
         for (_, mut message) in messages {
             if message.number == 0 {
-                self.store_message(&mut message)?;
+                self.store_message(&mut message).await?;
             }
         }
         // Committed by the caller ([`Self::new`]).

@@ -105,18 +105,24 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// server does not know the group, or says this device is not in it; it served a log that
     /// cannot be its genesis). Reported once — as [`Event::SyncRefused`] and by the next
     /// [`Self::sync`] — and then only logged, so that one such group does not make every
-    /// later sync fail.
+    /// later sync fail; the refusal and its date stay in [`crate::GroupInfo::sync_refused`]
+    /// until a sync works again, for front ends to show wherever the group is.
+    ///
+    /// A group this device never held is no concern of its user's: a server listing a made-up
+    /// group and refusing it must not make syncs fail, so that is only logged.
     pub(crate) fn sync_refused(&mut self, group: GroupId, e: ClientError) {
         let code = e.code().to_string();
-        let known = match self.groups.get_mut(&group) {
-            Some(ctx) => {
-                let known = ctx.meta.sync_refused.as_deref() == Some(code.as_str());
-                ctx.meta.sync_refused = Some(code.clone());
-                let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
-                known
-            }
-            None => self.refused_unheld.insert(group, code.clone()).as_deref() == Some(&code),
+        let now = self.host.now();
+        let Some(ctx) = self.groups.get_mut(&group) else {
+            tracing::debug!(%group, error = %e, "sync of a group this device never held refused");
+            return;
         };
+        let known = ctx.meta.sync_refused.as_deref() == Some(code.as_str());
+        if !known {
+            ctx.meta.sync_refused = Some(code.clone());
+            ctx.meta.sync_refused_at = Some(now);
+            let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
         tracing::warn!(%group, error = %e, reported = known, "sync refused");
         if known {
             return;
@@ -130,10 +136,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// A group's sync worked: a lasting refusal noted for it is over.
     pub(crate) fn sync_works_again(&mut self, group: GroupId) {
-        self.refused_unheld.remove(&group);
         if let Some(ctx) = self.groups.get_mut(&group)
             && ctx.meta.sync_refused.take().is_some()
         {
+            ctx.meta.sync_refused_at = None;
             let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
     }
@@ -220,8 +226,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     break;
                 }
             }
+            // Only messages after the position asked from, each after the one before: a page
+            // that serves one again at or below a position already passed would give it
+            // another message's place (PROTOCOL.md §11.2).
+            let mut last = after_seq;
             for m in messages {
                 let seq = m.seq;
+                if seq <= last {
+                    tracing::warn!(%group, seq = seq.0, after = last.0, "sync page message out of order: ignored");
+                    continue;
+                }
+                last = seq;
                 self.handle_message(group, m).await;
                 self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
             }

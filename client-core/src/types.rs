@@ -2,7 +2,7 @@
 //! and the outcome of a join.
 
 use confide_protocol::group_log::Role;
-use confide_protocol::{DeviceId, Epoch, GroupId, Timestamp, UserId};
+use confide_protocol::{DeviceId, Epoch, GroupId, Seq, Timestamp, UserId};
 
 /// The result of [`crate::ClientCore::join`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,10 +35,37 @@ pub struct GroupInfo {
     /// the group (0 otherwise).
     pub waiting: usize,
     /// For a private conversation — a group of exactly two members, this device's user and one
-    /// other, for which no invite was ever made (what [`crate::ClientCore::open_private`] makes, as does
-    /// adding one person to a new group) — the other person. Front ends name it by them
-    /// rather than by its id.
+    /// other, that never had anyone else in it and for which no invite was ever made (what
+    /// [`crate::ClientCore::open_private`] makes, as does adding one person to a new group) — the
+    /// other person. Front ends name it by them rather than by its id, and say whether they are
+    /// someone from the user's groups ([`Peer::shared_groups`], [`Peer::looks_like`]).
     pub private_with: Option<Peer>,
+    /// The server refuses to serve this group for a reason that does not pass by itself (it
+    /// no longer knows the group, or says this device is not in it), since the date given:
+    /// nothing new arrives, and what is shown may be long out of date. Stays until a sync of
+    /// the group works again; front ends show it wherever the group is shown
+    /// ([`crate::Event::SyncRefused`] is said only once).
+    pub sync_refused: Option<SyncRefusal>,
+}
+
+/// A lasting refusal of a group's sync ([`GroupInfo::sync_refused`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncRefusal {
+    /// Why ([`crate::ClientError::code`]: the server's code, such as `no_such_group` or
+    /// `not_member`, or `protocol` for a log that cannot be the group's).
+    pub code: String,
+    /// When this device first met it (`None` for a refusal recorded by an older version).
+    pub since: Option<Timestamp>,
+}
+
+/// Where a message is on this device ([`crate::ClientCore::message_place`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessagePlace {
+    /// The position this device processed it at.
+    pub seq: Seq,
+    /// The number people were shown for it ([`crate::ChatMessage::number`]), also once it was
+    /// deleted or expired; `None` if it was never shown here (refused, say).
+    pub number: Option<u64>,
 }
 
 /// Another person, as a group's verified log names them.
@@ -48,6 +75,13 @@ pub struct Peer {
     pub user: UserId,
     /// Their pseudonym.
     pub display_name: String,
+    /// The user's other groups (accepted, this device still in them) in which this same person
+    /// is a member: empty when they are in none of them, a stranger whatever their name says.
+    pub shared_groups: Vec<GroupId>,
+    /// Members of the user's other groups — other people — whose display names look like this
+    /// person's (Unicode confusables, [`confide_protocol::names`]), each with its group:
+    /// someone may be passing for them. Warn before accepting.
+    pub looks_like: Vec<(String, GroupId)>,
 }
 
 /// A member as the verified log lists them.

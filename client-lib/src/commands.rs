@@ -8,7 +8,8 @@ use tokio::sync::oneshot;
 
 use confide_client_core::{
     ChatMessage, ClientCore, ClientError, Departure, FacilitatorItem, GroupInfo, GroupNotice,
-    Invite, InviteInfo, JoinOutcome, JoinRequest, MemberInfo, ModerationEntry, PinnedInfo, Status,
+    Invite, InviteInfo, JoinOutcome, JoinRequest, MemberInfo, MessagePlace, ModerationEntry,
+    PinnedInfo, Status,
 };
 use confide_protocol::envelope::{Envelope, PinnedKind};
 use confide_protocol::group_log::OpBody;
@@ -61,6 +62,11 @@ pub(crate) enum Command {
         group: GroupId,
         number: u64,
         reply: oneshot::Sender<Result<Option<Seq>, ClientError>>,
+    },
+    MessagePlace {
+        group: GroupId,
+        message: MessageId,
+        reply: oneshot::Sender<Result<Option<MessagePlace>, ClientError>>,
     },
     Groups(oneshot::Sender<Vec<GroupInfo>>),
     Members {
@@ -234,6 +240,13 @@ pub(crate) async fn dispatch(core: &mut Core, cmd: Command) {
             reply,
         } => {
             let _ = reply.send(core.seq_of_number(group, number).await);
+        }
+        Command::MessagePlace {
+            group,
+            message,
+            reply,
+        } => {
+            let _ = reply.send(core.message_place(group, message).await);
         }
         Command::Groups(reply) => {
             let _ = reply.send(core.groups().await);

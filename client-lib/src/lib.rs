@@ -61,7 +61,8 @@ pub use events::{
 pub use invite::{Invite, InviteInfo};
 // Defined in the client core (what its queries return); kept at these paths for callers.
 pub use confide_client_core::{
-    AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, ModerationEntry, Peer, PinnedInfo, Status,
+    AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, MessagePlace, ModerationEntry, Peer,
+    PinnedInfo, Status, SyncRefusal,
 };
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
@@ -417,6 +418,22 @@ impl Client {
         self.call(|reply| Command::SeqOfNumber {
             group,
             number,
+            reply,
+        })
+        .await?
+    }
+
+    /// Where message `message` of `group` is on this device, found by its id — the part of a
+    /// report that franking proves ([`ReportInfo::message`]), unlike the position the reporter
+    /// names ([`ReportInfo::seq`]); `None` if the message never reached this device.
+    pub async fn message_place(
+        &self,
+        group: GroupId,
+        message: MessageId,
+    ) -> Result<Option<MessagePlace>, ClientError> {
+        self.call(|reply| Command::MessagePlace {
+            group,
+            message,
             reply,
         })
         .await?

@@ -40,6 +40,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
 
 use crate::encoding::b64_array;
 use crate::envelope::Envelope;
@@ -986,6 +987,40 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
     ];
+
+    /// Whether a refusal with this code is one a client may send again unchanged once the
+    /// reason has passed (PROTOCOL.md §9.9, "Retryable codes"): `rate_limited`,
+    /// `too_many_connections`, `inbox_full`, `muted`, `slow_mode`, `storage` and
+    /// `shutting_down`. Exactly these carry `retry_after_ms` ([`Self::retry_hint_ms`]). Every
+    /// other code means the same request will be refused again until the client, a person or
+    /// the group's log changes something — including `locked` and `group_exists`, which clear
+    /// at a time nobody announces, and `internal` and [`ErrorCode::Unrecognized`] — so a client
+    /// following the specification never retries them in a loop.
+    ///
+    /// This says what *may* be retried; which refusals a client retries by itself is its own
+    /// policy (the reference client re-posts after `storage`, `shutting_down` and
+    /// `rate_limited`, and tells the user about `muted` and `slow_mode`, §9.8).
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RateLimited
+                | ErrorCode::TooManyConnections
+                | ErrorCode::InboxFull
+                | ErrorCode::Muted
+                | ErrorCode::SlowMode
+                | ErrorCode::Storage
+                | ErrorCode::ShuttingDown
+        )
+    }
+
+    /// The `retry_after_ms` an `error` frame with this code carries (PROTOCOL.md §9.9): for a
+    /// [retryable](Self::is_retryable) code, `wait` (or `fallback` when the refusal named none)
+    /// in whole milliseconds, at least 1; for every other code none, whatever `wait` says, as
+    /// a hint would invite a retry loop.
+    pub fn retry_hint_ms(self, wait: Option<Duration>, fallback: Duration) -> Option<u64> {
+        self.is_retryable()
+            .then(|| crate::ids::duration_ms(wait.unwrap_or(fallback)).max(1))
+    }
 
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {

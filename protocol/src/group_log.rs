@@ -497,6 +497,23 @@ impl OpBody {
             OpBody::Join { .. } | OpBody::Add { .. } | OpBody::Remove { .. } | OpBody::Leave {}
         )
     }
+
+    /// Whether this op starts a new epoch by someone's departure (`remove` or `leave`): the
+    /// epoch it ends gets **no** grace (PROTOCOL.md §10.1 `post` step 8), so from the moment the
+    /// op is applied nothing encrypted under keys the departed member holds is accepted, and a
+    /// client rejects a message of that epoch stored after a later epoch began (§11.2 step 9,
+    /// [`crate::policy::slipped_in_after_departure`]).
+    pub fn ends_epoch_by_departure(&self) -> bool {
+        matches!(self, OpBody::Remove { .. } | OpBody::Leave {})
+    }
+
+    /// Whether the epoch this op ends still accepts posts for a grace period after it
+    /// (PROTOCOL.md §10.1 `post` step 8): exactly the admissions, `join` and `add`, so that
+    /// messages already in flight when someone joined are not lost. Never after a departure
+    /// ([`Self::ends_epoch_by_departure`]); no other op ends an epoch.
+    pub fn grants_epoch_grace(&self) -> bool {
+        self.changes_epoch() && !self.ends_epoch_by_departure()
+    }
 }
 
 /// Serde helpers for an optional 32-byte value carried as base64 or `null`.
@@ -886,6 +903,13 @@ pub struct Member {
     pub accepted_agreement: u32,
 }
 
+impl Member {
+    /// Whether this member can read messages of `epoch` ([`crate::policy::can_read_epoch`]).
+    pub fn can_read_epoch(&self, epoch: Epoch) -> bool {
+        crate::policy::can_read_epoch(self.joined_epoch, epoch)
+    }
+}
+
 /// An invite as the log sees it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct InviteState {
@@ -903,8 +927,13 @@ pub struct InviteState {
 
 impl InviteState {
     /// Why the invite can no longer be used at `now`, if it cannot (revoked first, then used
-    /// up, then expired); `None` while it can. The server tells an invite holder this instead
-    /// of a bare "not a member".
+    /// up, then expired); `None` while it can (PROTOCOL.md §8.9). The server tells an invite
+    /// holder this instead of a bare "not a member".
+    ///
+    /// An invite is usable up to and including the millisecond `expires_at`, and expired from
+    /// the one after: the same bound as the log's own rule for a `join` (`at ≤ expires_at`),
+    /// so that whatever the clock says the invite may be used for, a `join` claiming that
+    /// time is valid too.
     pub fn problem(&self, now: Timestamp) -> Option<InviteProblem> {
         if self.revoked {
             Some(InviteProblem::Revoked)
@@ -915,6 +944,23 @@ impl InviteState {
         } else {
             None
         }
+    }
+}
+
+impl InviteState {
+    /// Whether the invite can be used at `now`: not revoked, not used up, not expired
+    /// ([`Self::problem`] is `None`). What the server checks before serving an invited device
+    /// the log (PROTOCOL.md §9.6) and before taking a join request (§10.1 `send_sealed`).
+    pub fn is_usable(&self, now: Timestamp) -> bool {
+        self.problem(now).is_none()
+    }
+
+    /// Whether a join request naming this invite may be made at `now`: it requires approval
+    /// and is usable (PROTOCOL.md §8.9, "Approval"). The server accepts a `join_request` only
+    /// while the group has such an invite; a facilitator's client drops a request whose invite
+    /// is not one by its own clock.
+    pub fn takes_join_requests(&self, now: Timestamp) -> bool {
+        self.requires_approval && self.is_usable(now)
     }
 }
 
@@ -1187,6 +1233,12 @@ impl GroupState {
         self.mutes.get(user).is_some_and(|until| *until > now)
     }
 
+    /// When `user`'s mute ends, if they are muted at `now` (PROTOCOL.md §8.10): what the server
+    /// tells a muted poster to wait for (§10.1 `post` step 6) and what a client shows.
+    pub fn muted_until(&self, user: &UserId, now: Timestamp) -> Option<Timestamp> {
+        self.mutes.get(user).copied().filter(|until| *until > now)
+    }
+
     /// Whether `user` is banned.
     pub fn is_banned(&self, user: &UserId) -> bool {
         self.banned.contains(user)
@@ -1257,6 +1309,16 @@ impl GroupState {
         self.open_hours.as_ref()
     }
 
+    /// Whether the group's open hours let people post at `now` (PROTOCOL.md §8.6): `Ok(true)`
+    /// when no hours are set. An error when they cannot be evaluated (a time zone this
+    /// crate's tz database does not know), which callers treat as closed (§10.1 `post` step
+    /// 7.2: "fails closed"). Says nothing about [`Self::locked`], which is separate.
+    pub fn within_open_hours(&self, now: Timestamp) -> Result<bool, LogError> {
+        self.open_hours
+            .as_ref()
+            .map_or(Ok(true), |hours| hours.is_open_at(now))
+    }
+
     /// Slow-mode interval in seconds (0 = off).
     pub fn slow_mode_seconds(&self) -> u32 {
         self.slow_mode_seconds
@@ -1277,9 +1339,44 @@ impl GroupState {
         }
     }
 
+    /// The agreement version `user` must accept before posting: `Some` only for a current
+    /// member who has not accepted the current agreement (PROTOCOL.md §8.10, §10.1 `post` step
+    /// 7.3); someone who is not a member has nothing to accept.
+    pub fn agreement_pending(&self, user: &UserId) -> Option<u32> {
+        let member = self.members.get(user)?;
+        self.agreement
+            .map(|a| a.version)
+            .filter(|version| member.accepted_agreement != *version)
+    }
+
     /// Message retention in seconds (`None`: no limit).
     pub fn retention_seconds(&self) -> Option<u64> {
         self.retention_seconds
+    }
+
+    /// With a retention period set, the cutoff at `now`: a message whose `received_at` is
+    /// before it is past retention ([`crate::policy::retention_cutoff`]). `None` keeps
+    /// everything.
+    pub fn retention_cutoff(&self, now: Timestamp) -> Option<Timestamp> {
+        self.retention_seconds
+            .map(|seconds| crate::policy::retention_cutoff(now, seconds))
+    }
+
+    /// The `at` a new op should claim when its author's clock reads `now`:
+    /// `max(now, min_next_at)` (PROTOCOL.md §8.11), so that an author whose clock is behind
+    /// the log's latest claim by more than [`MAX_CLOCK_SKEW_MS`] still writes an op that is
+    /// not `backdated`.
+    pub fn claim_time(&self, now: Timestamp) -> Timestamp {
+        now.max(self.min_next_at())
+    }
+
+    /// Whether the group has an invite that takes join requests at `now`
+    /// ([`InviteState::takes_join_requests`]): the server accepts a `join_request` only then
+    /// (PROTOCOL.md §8.9, §10.1 `send_sealed` step 4).
+    pub fn takes_join_requests(&self, now: Timestamp) -> bool {
+        self.invites
+            .values()
+            .any(|invite| invite.takes_join_requests(now))
     }
 
     /// Group settings.

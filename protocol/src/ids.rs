@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::time::Duration;
 
 use crate::encoding::{b64_array, b64_encode};
 
@@ -137,6 +138,39 @@ pub struct Seq(pub u64);
 )]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
+
+/// `d` in whole milliseconds, saturating at `u64::MAX` (about 584 million years) instead of
+/// wrapping: the one conversion from [`Duration`] to the milliseconds the wire carries
+/// (timestamps, `retry_after_ms`, retention periods).
+pub fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Timestamp {
+    /// The time `since_unix_epoch` after 1970-01-01T00:00:00Z, in whole milliseconds: what a
+    /// caller with a clock passes in (`SystemTime::now().duration_since(UNIX_EPOCH)` natively,
+    /// `Date.now()` in a browser). Saturates rather than wraps.
+    pub fn from_unix_duration(since_unix_epoch: Duration) -> Timestamp {
+        Timestamp(duration_ms(since_unix_epoch))
+    }
+
+    /// `d` later (an invite's `expires_at`, a mute's `until`), saturating at the largest
+    /// timestamp: a huge duration means "practically never", not a time in the past.
+    pub fn saturating_add(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(duration_ms(d)))
+    }
+
+    /// `d` earlier (a retention cutoff), saturating at 0.
+    pub fn saturating_sub(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_sub(duration_ms(d)))
+    }
+
+    /// How long from `self` until `later`; zero when `later` is not after `self` (a wait that
+    /// is already over).
+    pub fn until(self, later: Timestamp) -> Duration {
+        Duration::from_millis(later.0.saturating_sub(self.0))
+    }
+}
 
 /// A request id chosen by the client, echoed in the server's reply to that request.
 #[derive(

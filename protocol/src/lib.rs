@@ -19,6 +19,8 @@
 //! - [`report`]: verifiable reports (message franking) for facilitators.
 //! - [`frames`]: the JSON frames between client and server.
 //! - [`names`]: which display names look alike (Unicode TR39 confusables), a client rule.
+//! - [`policy`]: the rules the server and clients both evaluate, written once: who may post
+//!   now, the epoch grace, open invites, retention, sync paging, retryable codes.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -31,6 +33,7 @@ pub mod group_log;
 pub mod identity;
 pub mod ids;
 pub mod names;
+pub mod policy;
 pub mod primitives;
 pub mod report;
 pub mod seal;

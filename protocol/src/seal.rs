@@ -74,6 +74,11 @@ pub const LABEL_SEAL_INFO: &str = "confide/v1/seal";
 pub const LABEL_SEAL_SIG: &str = "confide/v1/seal-sig";
 /// Largest payload that may be sealed (before the 64-byte signature and the 16-byte tag).
 pub const MAX_SEALED_PAYLOAD: usize = 64 * 1024;
+/// Largest ciphertext of a sealed payload: [`MAX_SEALED_PAYLOAD`] plus the 64-byte inner
+/// signature and the 16-byte AEAD tag (65,616 bytes; PROTOCOL.md §4.6 step 2). A recipient
+/// refuses to open a longer one, and the server refuses to store it (`message_too_large`,
+/// §10.1 `send_sealed` step 1).
+pub const MAX_SEALED_CIPHERTEXT: usize = MAX_SEALED_PAYLOAD + 64 + 16;
 
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,7 +196,7 @@ pub fn open(
     if sealed.recipient != recipient.device_id() {
         return Err(SealError::WrongRecipient);
     }
-    if sealed.ciphertext.len() > MAX_SEALED_PAYLOAD + 64 + 16 {
+    if sealed.ciphertext.len() > MAX_SEALED_CIPHERTEXT {
         return Err(SealError::TooLarge(sealed.ciphertext.len()));
     }
     let info = seal_info(

@@ -18,9 +18,10 @@ pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// A single websocket send that takes longer than this means the peer has stopped reading; the
 /// connection is dropped.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Default bound on each of the two waits of graceful shutdown (connections, then the writer):
-/// long enough for a healthy disk to finish a full write queue, short enough that a stalled disk
-/// cannot keep a stopping server alive until a supervisor kills it.
+/// Default bound on graceful shutdown as a whole: closing connections, then finishing the
+/// writes already queued, share this one deadline (see [`crate::server::run`]). Long enough for
+/// a healthy disk to finish a full write queue, short enough that a stalled disk cannot keep a
+/// stopping server alive until a supervisor kills it.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the server sends a close frame, how long it keeps reading (and discarding) what the
 /// peer still sends while it waits for the peer's close frame, before it drops the connection:
@@ -38,19 +39,33 @@ pub const MIN_STUCK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The least `shutdown_timeout_ms` the config file may set: below it every shutdown would
 /// abandon the write queue instead of letting a healthy disk finish it.
 pub const MIN_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
-/// Simultaneous connections from one IP address that have not authenticated yet (each lasts at
-/// most the authentication timeout). Only these are counted per address: many people can share
-/// one address (a workplace or mobile carrier's NAT), and counting their authenticated
-/// connections would let one host there lock everyone else out. Authenticated connections are
-/// limited per device ([`DEFAULT_MAX_CONNECTIONS_PER_DEVICE`]) and in total
-/// ([`DEFAULT_MAX_CONNECTIONS`]).
+/// Simultaneous connections from one address (an IPv4 address, or an IPv6 /64: see
+/// [`crate::address`]) that have not authenticated yet. Each lasts at most the authentication
+/// timeout (which bounds the TLS and websocket handshakes too) plus its close: the larger of
+/// the close linger and twice the write timeout. Cheap to open, so limited tightly.
 pub const DEFAULT_MAX_UNAUTHENTICATED_PER_IP: usize = 1_000;
+/// Simultaneous authenticated connections from one address (an IPv4 address, or an IPv6 /64),
+/// so that one host cannot take every connection slot ([`DEFAULT_MAX_CONNECTIONS`]) — devices
+/// are free to register, so the per-device limit alone does not stop it. Far above what one
+/// person needs, because many people can share one address (a workplace, or a mobile carrier's
+/// NAT): 2,000 is 250 people with all 8 connections open, or 1,000 with two each, and a tenth of
+/// the default total, so it takes ten addresses to fill the server. Behind a TLS-terminating
+/// proxy every client has the proxy's address: raise it there to `max_connections`.
+pub const DEFAULT_MAX_AUTHENTICATED_PER_IP: usize = 2_000;
 /// Simultaneous connections the server accepts; more wait in the kernel's accept queue.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Simultaneous authenticated connections of one device (two terminals, a phone and a laptop).
 pub const DEFAULT_MAX_CONNECTIONS_PER_DEVICE: usize = 8;
 /// Sustained requests per second per device (posts, ops, sealed payloads, syncs).
 pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
+/// Inbox ids one device may acknowledge per second, sustained (`ack_inbox` is not counted as a
+/// request, since one acknowledges a whole page of the backlog; it is counted by ids instead:
+/// each id is a lookup, and a removal by the shared writer). A client clearing its backlog
+/// receives 100 items per round trip, far below this.
+pub const DEFAULT_INBOX_ACKS_PER_SECOND: u32 = 1_000;
+/// Inbox ids one device may acknowledge at once: four full `ack_inbox` frames. Never below
+/// `MAX_INBOX_ACKS_PER_FRAME` (1,024), so that a full frame can always pass.
+pub const DEFAULT_INBOX_ACK_BURST: u32 = 4_096;
 /// Burst allowance above the sustained rate.
 pub const DEFAULT_RATE_BURST: u32 = 200;
 /// New devices one IP address may register per hour (sustained), beyond a burst of
@@ -145,6 +160,8 @@ pub struct Limits {
     pub outbound_queue: usize,
     /// See [`DEFAULT_MAX_UNAUTHENTICATED_PER_IP`].
     pub max_unauthenticated_per_ip: usize,
+    /// See [`DEFAULT_MAX_AUTHENTICATED_PER_IP`].
+    pub max_authenticated_per_ip: usize,
     /// See [`DEFAULT_OUTBOUND_QUEUE_BYTES`].
     pub outbound_queue_bytes: usize,
     /// See [`DEFAULT_MAX_CONNECTIONS`].
@@ -155,6 +172,10 @@ pub struct Limits {
     pub rate_per_second: u32,
     /// See [`DEFAULT_RATE_BURST`].
     pub rate_burst: u32,
+    /// See [`DEFAULT_INBOX_ACKS_PER_SECOND`].
+    pub inbox_acks_per_second: u32,
+    /// See [`DEFAULT_INBOX_ACK_BURST`].
+    pub inbox_ack_burst: u32,
     /// See [`DEFAULT_AUTH_TIMEOUT`].
     pub auth_timeout: Duration,
     /// See [`DEFAULT_REGISTRATIONS_PER_HOUR`].
@@ -205,9 +226,10 @@ pub struct Limits {
     pub max_batch: usize,
     /// See [`crate::writer::DEFAULT_MAX_BATCH_BYTES`].
     pub max_batch_bytes: usize,
-    /// How long graceful shutdown waits for connections to close, and then for the writer to
-    /// finish the writes already queued, before it gives up on them and completes anyway
-    /// (nothing unfinished was acknowledged). Bounds shutdown when the disk stalls.
+    /// The one deadline of graceful shutdown: closing connections, then letting the writer
+    /// finish the writes already queued, all within it; then it completes anyway (nothing
+    /// unfinished was acknowledged). Bounds shutdown when the disk stalls. See
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
     /// How long one durable write may take before the server decides the disk has stopped
     /// answering and shuts down (gracefully, within `shutdown_timeout`) so that a supervisor
@@ -227,11 +249,14 @@ impl Default for Limits {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
             max_unauthenticated_per_ip: DEFAULT_MAX_UNAUTHENTICATED_PER_IP,
+            max_authenticated_per_ip: DEFAULT_MAX_AUTHENTICATED_PER_IP,
             outbound_queue_bytes: DEFAULT_OUTBOUND_QUEUE_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_device: DEFAULT_MAX_CONNECTIONS_PER_DEVICE,
             rate_per_second: DEFAULT_RATE_PER_SECOND,
             rate_burst: DEFAULT_RATE_BURST,
+            inbox_acks_per_second: DEFAULT_INBOX_ACKS_PER_SECOND,
+            inbox_ack_burst: DEFAULT_INBOX_ACK_BURST,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             registrations_per_hour: DEFAULT_REGISTRATIONS_PER_HOUR,
             registration_burst: DEFAULT_REGISTRATION_BURST,
@@ -293,14 +318,17 @@ pub struct FileConfig {
     pub max_frame_bytes: Option<usize>,
     pub outbound_queue: Option<usize>,
     /// Also accepted under its older name `max_connections_per_ip` (which counted every
-    /// connection; now only unauthenticated ones are counted per address).
+    /// connection; now unauthenticated ones are counted apart, against this limit).
     #[serde(alias = "max_connections_per_ip")]
     pub max_unauthenticated_per_ip: Option<usize>,
+    pub max_authenticated_per_ip: Option<usize>,
     pub outbound_queue_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_connections_per_device: Option<usize>,
     pub rate_per_second: Option<u32>,
     pub rate_burst: Option<u32>,
+    pub inbox_acks_per_second: Option<u32>,
+    pub inbox_ack_burst: Option<u32>,
     pub auth_timeout_ms: Option<u64>,
     pub registrations_per_hour: Option<u32>,
     pub registration_burst: Option<u32>,
@@ -362,6 +390,9 @@ impl FileConfig {
         if let Some(v) = self.max_unauthenticated_per_ip {
             c.max_unauthenticated_per_ip = v
         }
+        if let Some(v) = self.max_authenticated_per_ip {
+            c.max_authenticated_per_ip = v
+        }
         if let Some(v) = self.outbound_queue {
             c.outbound_queue = v
         }
@@ -376,6 +407,12 @@ impl FileConfig {
         }
         if let Some(v) = self.rate_burst {
             c.rate_burst = v
+        }
+        if let Some(v) = self.inbox_acks_per_second {
+            c.inbox_acks_per_second = v
+        }
+        if let Some(v) = self.inbox_ack_burst {
+            c.inbox_ack_burst = v
         }
         if let Some(v) = self.registrations_per_hour {
             c.registrations_per_hour = v

@@ -23,19 +23,19 @@ use confide_protocol::frames::{
     ServerFrame, StoredMessage,
 };
 use confide_protocol::group_log::{InviteProblem, LogError, MemberEntry, OpBody, SignedOp};
-use confide_protocol::seal::{SealKind, SealedPayload};
-use confide_protocol::{DeviceId, GroupId, MessageId, RequestId, Seq};
+use confide_protocol::policy;
+use confide_protocol::seal::{MAX_SEALED_CIPHERTEXT, SealKind, SealedPayload};
+use confide_protocol::{DeviceId, GroupId, MessageId, RequestId, Seq, UserId};
 
 use crate::groups::{GroupEntry, InFlight, InFlightPosts, new_group};
 use crate::hub::{ConnHandle, Outbound, outbound};
 use crate::preauth;
 use crate::server::{Shared, now};
 use crate::storage::{DeviceRecord, Write};
+use crate::writer::{CommitError, CommitResult};
 
 /// Inbox items read per storage call when delivering a backlog.
 const INBOX_PAGE: usize = 100;
-/// Largest sealed ciphertext: the largest payload plus the inner signature and the AEAD tag.
-const MAX_SEALED_CIPHERTEXT: usize = confide_protocol::seal::MAX_SEALED_PAYLOAD + 64 + 16;
 
 /// How long a client is told to wait before retrying a request refused with `storage`: long
 /// enough that a full disk is not hammered by every client's outbox, short enough that messages
@@ -54,23 +54,6 @@ pub const SAME_POST_RETRY_AFTER: Duration = Duration::from_millis(250);
 /// The wait given with a retryable refusal that was built without one — a bug, which the tests
 /// catch, but the client still gets a sensible wait rather than none.
 const FALLBACK_RETRY_AFTER: Duration = Duration::from_secs(5);
-
-/// Whether a refusal with `code` is one a client may retry unchanged once the reason passes —
-/// every such refusal carries `retry_after_ms` (PROTOCOL.md §9.9). Every other code means that
-/// the same request will be refused again, and carries no hint, so that a client following the
-/// specification never retries it in a loop.
-pub fn is_retryable(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::RateLimited
-            | ErrorCode::TooManyConnections
-            | ErrorCode::InboxFull
-            | ErrorCode::Muted
-            | ErrorCode::SlowMode
-            | ErrorCode::Storage
-            | ErrorCode::ShuttingDown
-    )
-}
 
 /// A request failed: what to tell the client.
 struct Reject {
@@ -149,20 +132,30 @@ struct Closing {
 ///
 /// The websocket is split before the returned future is created, so that the future does not
 /// keep room for the whole websocket (over a kilobyte with TLS) for the connection's lifetime.
-/// `gate` is lifted when the connection authenticates (see [`crate::preauth`]).
 pub fn serve<S>(
     shared: Arc<Shared>,
     ws: WebSocketStream<S>,
     conn_id: u64,
-    peer: std::net::IpAddr,
-    gate: preauth::Gate,
+    peer: Peer,
     shutdown: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, stream) = ws.split();
-    serve_split(shared, sink, stream, conn_id, peer, gate, shutdown)
+    serve_split(shared, sink, stream, conn_id, peer, shutdown)
+}
+
+/// Where a connection comes from, and what it has until it authenticates.
+pub struct Peer {
+    /// The peer's IP address, for the per-address limits.
+    pub ip: std::net::IpAddr,
+    /// Lifted when the connection authenticates (see [`crate::preauth`]); holds its place among
+    /// its address's unauthenticated connections until then.
+    pub gate: preauth::Gate,
+    /// When the connection must have authenticated: one deadline from the moment it was
+    /// accepted, for the TLS handshake, the websocket handshake and authentication together.
+    pub auth_deadline: tokio::time::Instant,
 }
 
 async fn serve_split<S>(
@@ -170,8 +163,7 @@ async fn serve_split<S>(
     sink: WsSink<S>,
     mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     conn_id: u64,
-    peer: std::net::IpAddr,
-    gate: preauth::Gate,
+    peer: Peer,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -205,8 +197,15 @@ async fn serve_split<S>(
 
     let mut session: Option<Session> = None;
     let mut preauth_frames = 0u32;
-    let auth_deadline = tokio::time::sleep(shared.limits.auth_timeout);
+    let Peer {
+        ip: peer,
+        gate,
+        auth_deadline,
+    } = peer;
+    let auth_deadline = tokio::time::sleep_until(auth_deadline);
     tokio::pin!(auth_deadline);
+    // This connection's place among its address's authenticated connections, once it has one.
+    let mut _address_slot = None;
     // A zero interval would make tokio panic.
     let mut ping =
         tokio::time::interval(shared.limits.ping_interval.max(Duration::from_millis(10)));
@@ -282,6 +281,14 @@ async fn serve_split<S>(
                     None => match Box::pin(authenticate(&shared, &handle, frame, &nonce, peer, &mut preauth_frames)).await {
                         Ok(Some((s, authenticated))) => {
                             tracing::Span::current().record("device", tracing::field::display(s.device.short()));
+                            // Devices are free to register, so the per-device limit alone would
+                            // let one host take every connection slot.
+                            let Some(slot) = shared.authenticated_per_address.take(peer, shared.limits.max_authenticated_per_ip) else {
+                                reply_error(&shared, &handle, Some(id), Reject::new(ErrorCode::TooManyConnections, format!(
+                                    "this address already has {} connections open", shared.limits.max_authenticated_per_ip)).retry(TOO_MANY_CONNECTIONS_RETRY_AFTER));
+                                break Some((CloseCode::Policy, "too many connections from this address".into()));
+                            };
+                            _address_slot = Some(slot);
                             if shared.hub.register(s.device, handle.clone(), shared.limits.max_connections_per_device).is_err() {
                                 reply_error(&shared, &handle, Some(id), Reject::new(ErrorCode::TooManyConnections, format!(
                                     "this device already has {} connections open", shared.limits.max_connections_per_device)).retry(TOO_MANY_CONNECTIONS_RETRY_AFTER));
@@ -582,27 +589,24 @@ fn reply(shared: &Shared, handle: &ConnHandle, frame: &ServerFrame) {
     }
 }
 
-fn reply_error(shared: &Shared, handle: &ConnHandle, id: Option<RequestId>, mut reject: Reject) {
+fn reply_error(shared: &Shared, handle: &ConnHandle, id: Option<RequestId>, reject: Reject) {
     // Every retryable refusal says when to retry, every other one does not (a hint would invite
-    // a loop).
+    // a loop): `retry_hint_ms` enforces it; a mismatch here is a bug the tests catch.
     debug_assert_eq!(
-        is_retryable(reject.code),
+        reject.code.is_retryable(),
         reject.retry_after.is_some(),
         "retry hint of {:?}",
         reject.code
     );
-    if is_retryable(reject.code) && reject.retry_after.is_none() {
-        reject.retry_after = Some(FALLBACK_RETRY_AFTER);
-    } else if !is_retryable(reject.code) {
-        reject.retry_after = None;
-    }
     shared.metrics.record_error(reject.code.as_str());
     tracing::debug!(code = reject.code.as_str(), message = %reject.message, "request rejected");
     let frame = ServerFrame::Error {
         id,
         code: reject.code,
+        retry_after_ms: reject
+            .code
+            .retry_hint_ms(reject.retry_after, FALLBACK_RETRY_AFTER),
         message: reject.message,
-        retry_after_ms: reject.retry_after.map(|d| d.as_millis().max(1) as u64),
     };
     reply(shared, handle, &frame);
 }
@@ -722,7 +726,10 @@ async fn authenticate(
                     ));
                 }
                 None => {
-                    if let Err(wait) = shared.registrations.check(&peer) {
+                    if let Err(wait) = shared
+                        .registrations
+                        .check(&crate::address::AddressKey::of(peer))
+                    {
                         return Err(Reject::new(
                             ErrorCode::RateLimited,
                             "too many registrations from this address; try later",
@@ -812,17 +819,37 @@ async fn handle_request(
         ClientFrame::Post { id, envelope } => post(shared, handle, s, id, envelope).await,
         ClientFrame::SendSealed { id, items } => send_sealed(shared, handle, s, id, items).await,
         ClientFrame::AckInbox { id, mut inbox_ids } => {
-            // Each id once: repeats would only make the writer look the same item up again.
+            // Not a request of the request rate (one acknowledges a whole backlog page), but
+            // limited by its ids: each costs a lookup, and its removal a write.
+            let cost = u32::try_from(inbox_ids.len()).unwrap_or(u32::MAX);
+            if let Err(wait) = shared.inbox_acks.check_n(&s.device, cost) {
+                return Err(Reject::new(
+                    ErrorCode::RateLimited,
+                    "too many inbox ids acknowledged; slow down",
+                )
+                .retry(wait));
+            }
+            // Each id once, and only items that are in this device's inbox: anything else
+            // would only give the shared writer work (acknowledging is idempotent, so an id
+            // already gone is simply done).
             inbox_ids.sort_unstable();
             inbox_ids.dedup();
-            let writes = inbox_ids
-                .into_iter()
-                .map(|inbox_id| Write::AckInbox {
-                    device: s.device,
-                    inbox_id,
-                })
-                .collect();
-            commit(shared, writes).await?;
+            let mut writes = Vec::with_capacity(inbox_ids.len());
+            for inbox_id in inbox_ids {
+                if shared
+                    .storage
+                    .inbox_has(&s.device, inbox_id)
+                    .map_err(storage_reject)?
+                {
+                    writes.push(Write::AckInbox {
+                        device: s.device,
+                        inbox_id,
+                    });
+                }
+            }
+            if !writes.is_empty() {
+                commit(shared, writes).await?;
+            }
             reply(shared, handle, &ServerFrame::Ok { id });
             let after = handle.backlog_after();
             if after > 0 {
@@ -898,10 +925,36 @@ async fn handle_request(
 }
 
 async fn commit(shared: &Shared, writes: Vec<Write>) -> Result<(), Reject> {
-    match shared.writer.commit(writes).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(storage_reject(e)),
-        Err(e) => Err(Reject::shutting_down(e.to_string())),
+    shared
+        .writer
+        .commit(writes)
+        .await
+        .map_err(|e| commit_reject(&e))
+}
+
+/// Like [`commit`], but keeps `guard` until the writer has an outcome for the writes (it runs
+/// on the writer thread then), even if this request's task is cancelled meanwhile.
+async fn commit_holding<G: Send + 'static>(
+    shared: &Shared,
+    writes: Vec<Write>,
+    guard: G,
+) -> Result<(), Reject> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let done = Box::new(move |result: CommitResult| {
+        drop(guard);
+        let _ = tx.send(result);
+    });
+    shared.writer.submit(writes, done).await;
+    rx.await
+        .unwrap_or(Err(CommitError::Stopped))
+        .map_err(|e| commit_reject(&e))
+}
+
+/// What to tell a client whose writes were not made durable.
+fn commit_reject(e: &CommitError) -> Reject {
+    match e {
+        CommitError::Storage(e) => storage_reject(e),
+        CommitError::Stopped => Reject::shutting_down(e.to_string()),
     }
 }
 
@@ -1042,8 +1095,7 @@ async fn append_op(
     commit(shared, writes).await?;
     shared.metrics.ops_stored.fetch_add(1, Relaxed);
     let before = entry.devices.clone();
-    let grace = matches!(op.body, OpBody::Join { .. } | OpBody::Add { .. });
-    entry.replace_state(next, grace);
+    entry.replace_state(next, op.body.grants_epoch_grace());
     let after = entry.devices.clone();
     shared.groups.update_devices(group, &before, &after);
     reply(
@@ -1098,84 +1150,39 @@ fn check_member_entries(shared: &Shared, body: &OpBody) -> Result<(), Reject> {
     Ok(())
 }
 
-/// Checks what the server enforces on a post, under the group's lock.
+/// Checks what the server enforces on a post, under the group's lock (PROTOCOL.md §10.1
+/// `post` steps 5–8, the rules in [`policy`]); the posting user.
 fn check_post(
     shared: &Shared,
-    entry: &mut GroupEntry,
+    entry: &GroupEntry,
     s: Session,
     envelope: &Envelope,
-) -> Result<(), Reject> {
+) -> Result<UserId, Reject> {
     let state = &entry.state;
-    let Some((user, member)) = state.member_of_device(&s.device) else {
-        return Err(Reject::new(
-            ErrorCode::NotMember,
-            "this device is not a member of the group",
-        ));
-    };
-    let moderator = member.role.is_moderator();
-    let t = now();
-    if state.is_muted(user, t) {
-        let until = state.mutes().get(user).map(|u| u.0).unwrap_or(t.0);
-        return Err(Reject::new(
-            ErrorCode::Muted,
-            format!("you are muted until {until} (unix ms)"),
-        )
-        .retry(Duration::from_millis(until.saturating_sub(t.0))));
-    }
-    if !moderator && state.locked() {
-        return Err(Reject::new(
-            ErrorCode::Locked,
-            "the group is locked; only facilitators can post",
-        ));
-    }
-    if !moderator && let Some(hours) = state.open_hours() {
-        match hours.is_open_at(t) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(Reject::new(
-                    ErrorCode::Locked,
-                    format!(
-                        "the group is outside its open hours ({}); only facilitators can post",
-                        hours.time_zone
-                    ),
-                ));
-            }
-            Err(e) => {
-                return Err(Reject::new(
-                    ErrorCode::Locked,
-                    format!(
-                        "the group's open hours cannot be evaluated ({e}); only facilitators can post"
-                    ),
-                ));
-            }
+    // Slow mode counts from the user's last accepted post, on this server's monotonic clock
+    // (looked up only while slow mode is on: it takes a lock shared with the writer).
+    let since = state
+        .member_of_device(&s.device)
+        .filter(|_| state.slow_mode_seconds() > 0)
+        .and_then(|(user, _)| entry.last_post.get(user))
+        .map(|at| at.elapsed());
+    let user = policy::may_post(state, &s.device, now(), since).map_err(|refusal| {
+        let retry_after = refusal.retry_after();
+        Reject {
+            code: refusal.code(),
+            message: refusal.to_string(),
+            retry_after,
         }
-    }
-    if !moderator && !state.has_accepted_agreement(user) {
-        return Err(Reject::new(
-            ErrorCode::AgreementRequired,
-            "accept the current group agreement before posting",
-        ));
-    }
-    let slow = state.slow_mode_seconds();
-    if !moderator
-        && slow > 0
-        && let Some(last) = entry.last_post.get(user)
-    {
-        let interval = Duration::from_secs(u64::from(slow));
-        let elapsed = last.elapsed();
-        if elapsed < interval {
-            return Err(Reject::new(
-                ErrorCode::SlowMode,
-                format!("slow mode: one message per {slow} s"),
-            )
-            .retry(interval - elapsed));
-        }
-    }
+    })?;
     let current = state.epoch_ref();
     let claimed = envelope.epoch_ref();
-    let in_grace = matches!(entry.previous_epoch, Some((prev, since))
-        if prev == claimed && since.elapsed() < shared.limits.epoch_grace);
-    if claimed != current && !in_grace {
+    let grace = entry
+        .previous_epoch
+        .map(|(previous, since)| policy::EpochGrace {
+            previous,
+            elapsed: since.elapsed(),
+        });
+    if !policy::accepts_post_epoch(current, claimed, grace, shared.limits.epoch_grace) {
         return Err(Reject::new(
             ErrorCode::StaleEpoch,
             format!(
@@ -1184,9 +1191,7 @@ fn check_post(
             ),
         ));
     }
-    let user = *user;
-    entry.last_post.insert(user, Instant::now());
-    Ok(())
+    Ok(user)
 }
 
 async fn post(
@@ -1244,7 +1249,7 @@ async fn post(
         // Stored — but if a flush failed after the batch was applied, stored is not yet durable.
         // A (group-committed) flush first makes sure before this is acknowledged.
         let (shared2, handle2) = (shared.clone(), handle.clone());
-        let done = Box::new(move |result: crate::writer::CommitResult| match result {
+        let done = Box::new(move |result: CommitResult| match result {
             Ok(()) => {
                 let posted = ServerFrame::Posted {
                     id,
@@ -1254,15 +1259,14 @@ async fn post(
                 };
                 reply(&shared2, &handle2, &posted);
             }
-            Err(e) => reply_error(&shared2, &handle2, Some(id), storage_reject(&e)),
+            Err(e) => reply_error(&shared2, &handle2, Some(id), commit_reject(&e)),
         });
-        return shared
-            .writer
-            .submit(Vec::new(), done)
-            .await
-            .map_err(|e| Reject::shutting_down(e.to_string()));
+        shared.writer.submit(Vec::new(), done).await;
+        return Ok(());
     }
-    check_post(shared, &mut entry, s, &envelope)?;
+    let user = check_post(shared, &entry, s, &envelope)?;
+    // Slow mode counts from this post — undone below if it is not stored.
+    let mark = entry.last_post.record(user);
     let seq = Seq(entry.next_seq);
     entry.next_seq += 1;
     in_flight.with(|posts| {
@@ -1293,16 +1297,16 @@ async fn post(
         received_at,
         envelope,
     };
-    let mut pending = PendingPost {
-        shared: shared.clone(),
+    let pending = PendingPost {
         in_flight: in_flight.clone(),
         group,
         message,
         seq,
-        finished: false,
     };
     let (shared2, handle2) = (shared.clone(), handle.clone());
-    let done = Box::new(move |result: crate::writer::CommitResult| {
+    // Runs exactly once, also when the writer stops or dies before it has an outcome (then with
+    // `CommitError::Stopped`), so the poster and every waiter always get an answer.
+    let done = Box::new(move |result: CommitResult| {
         let waiting = pending.finish();
         match result {
             Ok(()) => {
@@ -1321,14 +1325,16 @@ async fn post(
                 }
             }
             Err(e) => {
-                reply_error(&shared2, &handle2, Some(id), storage_reject(&e));
+                // Not stored: slow mode does not hold it against the sender, who retries.
+                mark.undo();
+                reply_error(&shared2, &handle2, Some(id), commit_reject(&e));
                 for (handle, id) in waiting {
-                    reply_error(&shared2, &handle, Some(id), storage_reject(&e));
+                    reply_error(&shared2, &handle, Some(id), commit_reject(&e));
                 }
             }
         }
     });
-    let submitted = shared
+    shared
         .writer
         .submit(
             vec![Write::Message {
@@ -1338,10 +1344,7 @@ async fn post(
             done,
         )
         .await;
-    // If the writer has stopped, `done` was dropped unrun, and with it the `PendingPost`, which
-    // has left `in_flight` (nobody can be waiting yet: waiters join under the group's lock,
-    // which this post holds).
-    submitted.map_err(|e| Reject::shutting_down(e.to_string()))
+    Ok(())
 }
 
 /// Later posts of the same envelope that may wait for one being written; more are refused with
@@ -1349,21 +1352,17 @@ async fn post(
 const MAX_WAITING_PER_POST: usize = 16;
 
 /// A post being written: leaves the group's `in_flight` once the writer has an outcome, and hands
-/// over the requests waiting for it. If the writer drops it without an outcome (its thread
-/// died), the waiters are still answered, with `shutting_down`.
+/// over the requests waiting for it.
 struct PendingPost {
-    shared: Arc<Shared>,
     in_flight: InFlightPosts,
     group: GroupId,
     message: MessageId,
     seq: Seq,
-    finished: bool,
 }
 
 impl PendingPost {
     /// Leaves `in_flight`; the requests that waited for this post.
-    fn finish(&mut self) -> Vec<(ConnHandle, RequestId)> {
-        self.finished = true;
+    fn finish(&self) -> Vec<(ConnHandle, RequestId)> {
         self.in_flight
             .with(|posts| posts.remove(&self.message))
             .map(|post| post.waiting)
@@ -1377,18 +1376,6 @@ impl PendingPost {
             group: self.group,
             seq: self.seq,
             message: self.message,
-        }
-    }
-}
-
-impl Drop for PendingPost {
-    fn drop(&mut self) {
-        if !self.finished {
-            for (handle, id) in self.finish() {
-                let reject =
-                    Reject::shutting_down("the server stopped before this message was stored");
-                reply_error(&self.shared, &handle, Some(id), reject);
-            }
         }
     }
 }
@@ -1412,12 +1399,7 @@ async fn authorize_sealed(shared: &Shared, s: Session, item: &SealedPayload) -> 
     let allowed = if item.kind == SealKind::JoinRequest {
         // Only to facilitators, and only while the group has an invite that needs approval
         // (otherwise there is nothing to request, and the inbox would be open to anyone).
-        let t = now();
-        let open_invite =
-            entry.state.invites().values().any(|i| {
-                i.requires_approval && !i.revoked && i.uses < i.max_uses && i.expires_at > t
-            });
-        open_invite
+        entry.state.takes_join_requests(now())
             && entry
                 .state
                 .facilitator_devices()
@@ -1458,6 +1440,7 @@ async fn send_sealed(
     let mut share_counts: std::collections::HashMap<(DeviceId, DeviceId), usize> =
         std::collections::HashMap::new();
     let mut deliveries = Vec::with_capacity(items.len());
+    let mut tickets = Vec::with_capacity(items.len());
     let received_at = now();
     for payload in items {
         if payload.ciphertext.len() > MAX_SEALED_CIPHERTEXT {
@@ -1542,7 +1525,14 @@ async fn send_sealed(
                 .retry(INBOX_FULL_RETRY_AFTER));
             }
         }
-        let inbox_id = shared.storage.next_inbox_id().map_err(storage_reject)?;
+        // In flight from now until the writer has an outcome for the batch: the backlog does
+        // not serve it before it is durable.
+        let ticket = shared
+            .inbox_in_flight
+            .allocate(shared.storage.as_ref())
+            .map_err(storage_reject)?;
+        let inbox_id = ticket.id();
+        tickets.push(ticket);
         let device = payload.recipient;
         let item = InboxItem {
             inbox_id,
@@ -1556,7 +1546,7 @@ async fn send_sealed(
         deliveries.push((device, item));
     }
     let count = writes.len() as u64;
-    commit(shared, writes).await?;
+    commit_holding(shared, writes, tickets).await?;
     shared.metrics.inbox_stored.fetch_add(count, Relaxed);
     reply(shared, handle, &ServerFrame::Ok { id });
     for (device, item) in deliveries {
@@ -1603,10 +1593,13 @@ async fn sync(
         let entry = entry.lock().await;
         // The storage shows a batch to readers once applied, before it is durable: messages
         // from the lowest seq still in flight on are not served yet (they reach members as
-        // deliveries once durable), so nothing a crash could still lose is ever read.
+        // deliveries once durable), so nothing a crash could still lose is ever read. Nor is
+        // any seq handed out after this point: a post that takes its seq (and is applied)
+        // between this lock and the storage read below is in flight too, but not in this view.
         let durable_below = entry
             .in_flight
-            .with(|posts| posts.values().map(|p| p.seq).min());
+            .with(|posts| posts.values().map(|p| p.seq).min())
+            .unwrap_or(Seq(entry.next_seq));
         let (head, joined_epoch) = match entry.state.member_of_device(&s.device) {
             Some((_, member)) => (entry.stored_head, Some(member.joined_epoch)),
             None => {
@@ -1662,13 +1655,12 @@ async fn sync(
         };
         (head, joined_epoch, durable_below)
     };
-    // MAX_SYNC_LIMIT is a constant above 1, so neither clamp can panic.
-    let cap = shared
-        .limits
-        .sync_page_limit
-        .clamp(1, frames::MAX_SYNC_LIMIT);
-    let limit = limit.clamp(1, cap) as usize;
-    let from_op = after_op_seq.map_or(0, |s| s.saturating_add(1));
+    let limit = policy::sync_page_limit(limit, shared.limits.sync_page_limit);
+    let from_op = policy::SyncCursor {
+        after_op_seq,
+        after_seq,
+    }
+    .first_op();
     let ops = if from_op <= head {
         // Never past `head`: for a former member it is the op that ended its membership.
         let up_to_head = usize::try_from(head - from_op).map_or(limit, |n| n.saturating_add(1));
@@ -1682,7 +1674,7 @@ async fn sync(
     let mut ops = ops;
     truncate_to_budget(&mut ops, shared.limits.page_bytes, |op| op.op.len());
     let next_op_seq = from_op + ops.len() as u64;
-    let ops_complete = next_op_seq > head;
+    let ops_complete = policy::ops_complete(next_op_seq, head);
     // Messages only once the client has every op, so it can always verify their epochs.
     let mut messages = if ops_complete && joined_epoch.is_some() {
         shared
@@ -1692,22 +1684,18 @@ async fn sync(
     } else {
         Vec::new()
     };
-    if let Some(first_in_flight) = durable_below {
-        messages.retain(|m| m.seq < first_in_flight);
-    }
+    messages.retain(|m| m.seq < durable_below);
     let fetched = messages.len();
     // One budget for the whole page: what the ops used is not left for messages.
     let ops_bytes: usize = ops.iter().map(|op| op.op.len()).sum();
     let budget = shared.limits.page_bytes.saturating_sub(ops_bytes).max(1);
     truncate_to_budget(&mut messages, budget, |m| m.envelope.ciphertext.len());
-    let next_seq = messages
-        .last()
-        .map_or(Seq(after_seq.0.saturating_add(1)), |m| Seq(m.seq.0 + 1));
-    let complete = ops_complete && fetched < limit && messages.len() == fetched;
+    let next_seq = policy::sync_next_seq(after_seq, messages.last().map(|m| m.seq));
+    let complete = policy::sync_page_complete(ops_complete, fetched, limit, messages.len());
     // Ciphertext from before the member joined is useless to them (they hold no key for it)
     // and is not theirs to collect.
     if let Some(joined) = joined_epoch {
-        messages.retain(|m| m.envelope.epoch >= joined);
+        messages.retain(|m| policy::can_read_epoch(joined, m.envelope.epoch));
     }
     reply(
         shared,
@@ -1755,27 +1743,49 @@ fn truncate_to_budget<T>(items: &mut Vec<T>, budget: usize, size: impl Fn(&T) ->
     *items = keep;
 }
 
-/// Queues every pending inbox item for a freshly authenticated device.
+/// Queues the next page of the device's inbox backlog, the items after `after` (0: from the
+/// start); the connection must already be registered for live deliveries.
 fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId, after: u64) {
     // One page of at most `page_bytes` per round: the next page follows the client's
     // acknowledgement, so a large backlog never overflows the connection's queue.
-    let items = match shared.storage.inbox(device, after, INBOX_PAGE) {
-        Ok(items) => items,
-        Err(e) => {
-            reply_error(shared, handle, None, storage_reject(e));
-            return;
+    let mut after = after;
+    loop {
+        // Only durable items (see `crate::inbox`): the view is taken before the read. Items
+        // left out are still being written, and reach this connection live once durable (it
+        // is registered for deliveries), so the next page goes on after them.
+        let durable = shared.inbox_in_flight.view();
+        let mut page = match shared.storage.inbox(device, after, INBOX_PAGE) {
+            Ok(items) => items,
+            Err(e) => {
+                reply_error(shared, handle, None, storage_reject(e));
+                return;
+            }
+        };
+        let fetched = page.len();
+        let last_fetched = page.last().map_or(after, |i| i.inbox_id);
+        durable.retain_durable(&mut page, |i| i.inbox_id);
+        let durable_count = page.len();
+        truncate_to_budget(&mut page, shared.limits.page_bytes, |i| {
+            i.payload.ciphertext.len()
+        });
+        let cut = page.len() < durable_count;
+        let more = cut || fetched == INBOX_PAGE;
+        let last = if cut {
+            page.last().map_or(after, |i| i.inbox_id)
+        } else {
+            last_fetched
+        };
+        if page.is_empty() && more {
+            // Everything fetched is still in flight: no page would mean no acknowledgement,
+            // and so no next page; read on instead (bounded: the inbox is).
+            after = last;
+            continue;
         }
-    };
-    let fetched = items.len();
-    let mut page = items;
-    truncate_to_budget(&mut page, shared.limits.page_bytes, |i| {
-        i.payload.ciphertext.len()
-    });
-    let more = page.len() < fetched || fetched == INBOX_PAGE;
-    let last = page.last().map_or(0, |i| i.inbox_id);
-    handle.set_backlog_after(if more { last } else { 0 });
-    if !page.is_empty() {
-        reply(shared, handle, &ServerFrame::Inbox { items: page });
+        handle.set_backlog_after(if more { last } else { 0 });
+        if !page.is_empty() {
+            reply(shared, handle, &ServerFrame::Inbox { items: page });
+        }
+        return;
     }
 }
 
@@ -1785,19 +1795,17 @@ async fn websocket<S>(
     shared: Arc<Shared>,
     stream: S,
     conn_id: u64,
-    peer: std::net::IpAddr,
-    gate: preauth::Gate,
+    peer: Peer,
     shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(shared.ws_config()));
-    let Ok(Ok(ws)) = tokio::time::timeout(shared.limits.auth_timeout, Box::pin(handshake)).await
-    else {
+    let Ok(Ok(ws)) = tokio::time::timeout_at(peer.auth_deadline, Box::pin(handshake)).await else {
         tracing::debug!("websocket handshake failed or timed out");
         return;
     };
-    Box::pin(serve(shared, ws, conn_id, peer, gate, shutdown)).await;
+    Box::pin(serve(shared, ws, conn_id, peer, shutdown)).await;
 }
 
 /// Runs one connection: TLS (if configured), the websocket handshake, then [`serve`].
@@ -1816,11 +1824,16 @@ pub async fn handle_tcp(
     async move {
         let _ = tcp.set_nodelay(true);
         let tcp = preauth::Budgeted::new(tcp, shared.limits.max_preauth_bytes, gate.clone());
-        let deadline = shared.limits.auth_timeout;
+        let peer = Peer {
+            ip: peer.ip(),
+            gate,
+            auth_deadline: tokio::time::Instant::now() + shared.limits.auth_timeout,
+        };
         match shared.tls.clone() {
             Some(acceptor) => {
                 let Ok(Ok(tls)) =
-                    tokio::time::timeout(deadline, Box::pin(acceptor.accept(tcp))).await
+                    tokio::time::timeout_at(peer.auth_deadline, Box::pin(acceptor.accept(tcp)))
+                        .await
                 else {
                     tracing::debug!("TLS handshake failed or timed out");
                     return;
@@ -1828,9 +1841,9 @@ pub async fn handle_tcp(
                 // Boxed: the TLS stream is over a kilobyte, and would otherwise be stored in
                 // this task, again in the websocket future and again in the websocket.
                 let tls = Box::new(tls);
-                Box::pin(websocket(shared, tls, conn_id, peer.ip(), gate, shutdown)).await;
+                Box::pin(websocket(shared, tls, conn_id, peer, shutdown)).await;
             }
-            None => Box::pin(websocket(shared, tcp, conn_id, peer.ip(), gate, shutdown)).await,
+            None => Box::pin(websocket(shared, tcp, conn_id, peer, shutdown)).await,
         }
         tracing::debug!("connection closed");
     }

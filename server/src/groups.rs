@@ -29,11 +29,12 @@ pub struct GroupEntry {
     /// Every device of every current member: who receives the group's traffic.
     pub devices: Arc<Vec<DeviceId>>,
     /// When each member last posted, for slow mode.
-    pub last_post: HashMap<UserId, Instant>,
+    pub last_post: LastPosts,
     /// The seq of the last op in storage: the verified head, unless storage holds ops beyond it
     /// that do not verify (which sync still serves, for clients to refuse).
     pub stored_head: u64,
-    /// The epoch before the current one and when the current one began, for the grace period.
+    /// The epoch before the current one and when the current one began, for the grace period
+    /// (`confide_protocol::policy::accepts_post_epoch`); `None` when it gets no grace.
     pub previous_epoch: Option<(EpochRef, Instant)>,
     /// Posts queued for writing and not yet durable. Shared with the writer's completions,
     /// which run on the writer thread and must not wait for the group's lock.
@@ -66,6 +67,66 @@ impl InFlightPosts {
     }
 }
 
+/// When each member of a group last posted, for slow mode. A post is recorded when it is
+/// accepted (so that posts pipelined behind it wait their turn) and the record is undone if the
+/// post is not stored (so that a client retrying after `storage` is not refused `slow_mode` for
+/// a message nobody received). Shared with the writer's completions, which do the undoing and
+/// must not wait for the group's lock.
+#[derive(Clone, Default)]
+pub struct LastPosts(Arc<std::sync::Mutex<HashMap<UserId, Instant>>>);
+
+/// A post recorded in [`LastPosts`], to undo if it is not stored.
+pub struct PostMark {
+    posts: LastPosts,
+    user: UserId,
+    at: Instant,
+    previous: Option<Instant>,
+}
+
+impl LastPosts {
+    /// Runs `f` on the map. The lock is never held across an await or while anything can
+    /// panic, so a poisoned lock still holds consistent data and is used as is.
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<UserId, Instant>) -> T) -> T {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut map)
+    }
+
+    /// When `user` last posted (as far as slow mode knows).
+    pub fn get(&self, user: &UserId) -> Option<Instant> {
+        self.with(|map| map.get(user).copied())
+    }
+
+    /// Records a post by `user` now.
+    pub fn record(&self, user: UserId) -> PostMark {
+        let at = Instant::now();
+        let previous = self.with(|map| map.insert(user, at));
+        PostMark {
+            posts: self.clone(),
+            user,
+            at,
+            previous,
+        }
+    }
+}
+
+impl PostMark {
+    /// The post was not stored: slow mode counts from the user's post before it again (unless
+    /// a later post has been recorded since).
+    pub fn undo(self) {
+        self.posts.with(|map| {
+            if map.get(&self.user) == Some(&self.at) {
+                match self.previous {
+                    Some(previous) => map.insert(self.user, previous),
+                    None => map.remove(&self.user),
+                };
+            }
+        });
+    }
+}
+
 impl GroupEntry {
     /// Wraps a verified state.
     pub fn new(state: GroupState, next_seq: u64) -> Self {
@@ -75,7 +136,7 @@ impl GroupEntry {
             state,
             next_seq,
             devices,
-            last_post: HashMap::new(),
+            last_post: LastPosts::default(),
             previous_epoch: None,
             stored_head,
             in_flight: InFlightPosts::default(),
@@ -83,9 +144,10 @@ impl GroupEntry {
     }
 
     /// Replaces the state after an op was applied and stored. `grace` says whether posts in
-    /// the epoch that just ended may still be accepted for a while: yes after someone joined
-    /// (their messages were in flight), never after someone was removed or left, so nothing
-    /// the removed member could read is accepted after their removal.
+    /// the epoch that just ended may still be accepted for a while
+    /// ([`confide_protocol::OpBody::grants_epoch_grace`]): yes after someone joined (their
+    /// messages were in flight), never after someone was removed or left, so nothing the
+    /// removed member could read is accepted after their removal.
     pub fn replace_state(&mut self, state: GroupState, grace: bool) {
         if state.epoch() != self.state.epoch() {
             let previous = self.state.epoch_ref();

@@ -8,16 +8,19 @@
 //! Start it with [`run`]; the `confide-server` binary parses flags into a [`Config`] and calls
 //! it. Main pieces: [`server`] (accept loop, shutdown), [`connection`] (one client),
 //! [`writer`] (group commit), [`storage`] (the [`Storage`] trait and [`SledStorage`]),
-//! [`groups`] (verified group state), [`hub`] (delivery), [`preauth`] (the byte budget before
-//! authentication), [`tls`], [`metrics`].
+//! [`groups`] (verified group state), [`hub`] (delivery), [`inbox`] (which inbox items are
+//! durable), [`preauth`] (the byte budget before authentication), [`address`] (per-address
+//! limits), [`tls`], [`metrics`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod address;
 pub mod config;
 pub mod connection;
 pub mod groups;
 pub mod hub;
+pub mod inbox;
 pub mod metrics;
 pub mod preauth;
 pub mod rate;

@@ -13,12 +13,10 @@
 //! authenticates.
 //!
 //! The same [`Gate`] holds the connection's place among its address's unauthenticated
-//! connections ([`PerAddress`]), and gives it up on authentication: only connections that have
-//! not authenticated yet are limited per address.
+//! connections ([`PerAddress`]), and gives it up on authentication (an authenticated connection
+//! counts towards its address's separate, higher limit instead).
 
-use std::collections::HashMap;
 use std::io;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,53 +41,7 @@ pub fn is_exhausted(e: &io::Error) -> bool {
         .is_some_and(|inner| inner.is::<BudgetExhausted>())
 }
 
-/// Counts the connections of each address that have not authenticated yet.
-#[derive(Clone, Debug, Default)]
-pub struct PerAddress(Arc<Mutex<HashMap<IpAddr, usize>>>);
-
-impl PerAddress {
-    /// A place for one more unauthenticated connection from `ip`, if it has fewer than `max`.
-    pub fn take(&self, ip: IpAddr, max: usize) -> Option<AddressSlot> {
-        let mut counts = self.0.lock().ok()?;
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(AddressSlot {
-            map: self.clone(),
-            ip,
-        })
-    }
-
-    /// How many unauthenticated connections `ip` has.
-    pub fn count(&self, ip: IpAddr) -> usize {
-        self.0
-            .lock()
-            .map(|counts| counts.get(&ip).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-}
-
-/// One unauthenticated connection's place in its address's count; given up when dropped.
-#[derive(Debug)]
-pub struct AddressSlot {
-    map: PerAddress,
-    ip: IpAddr,
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        if let Ok(mut counts) = self.map.0.lock()
-            && let Some(count) = counts.get_mut(&self.ip)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
+pub use crate::address::{AddressSlot, PerAddress};
 
 /// Lifts the budget of one connection once it has authenticated, and gives up its place among
 /// its address's unauthenticated connections.
@@ -251,7 +203,7 @@ mod tests {
     #[test]
     fn an_address_place_is_given_up_on_authentication_or_when_the_connection_ends() {
         let per = PerAddress::default();
-        let ip: IpAddr = [192, 0, 2, 1].into();
+        let ip: std::net::IpAddr = [192, 0, 2, 1].into();
         let first = Gate::holding(per.take(ip, 2).unwrap());
         let second = Gate::holding(per.take(ip, 2).unwrap());
         assert!(per.take(ip, 2).is_none(), "two places, both taken");

@@ -39,6 +39,14 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
 
     /// Takes one token for `key`. `Err(wait)` says how long until a token is available.
     pub fn check(&self, key: &K) -> Result<(), Duration> {
+        self.check_n(key, 1)
+    }
+
+    /// Takes `n` tokens for `key` (a request that costs `n`), all or none; a cost above the
+    /// burst counts as the burst, so that it can pass with a full bucket. `Err(wait)` says how
+    /// long until that many are available.
+    pub fn check_n(&self, key: &K, n: u32) -> Result<(), Duration> {
+        let cost = f64::from(n).min(self.burst);
         let now = Instant::now();
         let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(());
@@ -53,11 +61,11 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
         let refill = now.duration_since(*last).as_secs_f64() * self.per_second;
         *tokens = (*tokens + refill).min(self.burst);
         *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if *tokens >= cost {
+            *tokens -= cost;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_second))
+            Err(Duration::from_secs_f64((cost - *tokens) / self.per_second))
         }
     }
 }
@@ -125,5 +133,23 @@ mod tests {
         let wait = limiter.check(&a).unwrap_err();
         assert!(wait > Duration::ZERO);
         limiter.check(&b).unwrap();
+    }
+
+    #[test]
+    fn a_costly_request_takes_its_cost_and_waits_for_all_of_it() {
+        let limiter: RateLimiter = RateLimiter::new(100, 1_000);
+        let a = DeviceId([1; 32]);
+        limiter.check_n(&a, 600).unwrap();
+        let wait = limiter.check_n(&a, 600).unwrap_err();
+        // 200 tokens short at 100 a second.
+        assert!(
+            wait > Duration::from_millis(1_900) && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+        limiter.check_n(&a, 400).unwrap();
+        // More than the burst still passes once the bucket is full again.
+        let b = DeviceId([2; 32]);
+        limiter.check_n(&b, 5_000).unwrap();
+        assert!(limiter.check_n(&b, 1).is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use tokio::sync::watch;
 
-use confide_protocol::{MessageId, Seq};
+use confide_protocol::{MessageId, Seq, policy};
 
 use crate::server::{Shared, now};
 use crate::storage::Write;
@@ -33,10 +33,9 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 pub async fn sweep(shared: &Shared) {
     let t = now();
     for (group, entry) in shared.groups.all() {
-        let Some(seconds) = entry.lock().await.state.retention_seconds() else {
+        let Some(cutoff) = entry.lock().await.state.retention_cutoff(t) else {
             continue;
         };
-        let cutoff = t.0.saturating_sub(seconds.saturating_mul(1000));
         let mut after = Seq(0);
         loop {
             let page = match shared.storage.messages(&group, after, SWEEP_PAGE) {
@@ -51,7 +50,7 @@ pub async fn sweep(shared: &Shared) {
             let full = page.len() == SWEEP_PAGE;
             let expired: Vec<MessageId> = page
                 .iter()
-                .take_while(|m| m.received_at.0 < cutoff)
+                .take_while(|m| policy::is_past_retention(m.received_at, cutoff))
                 .map(|m| m.envelope.message_id())
                 .collect();
             let reached_newer = expired.len() < page.len();
@@ -65,17 +64,17 @@ pub async fn sweep(shared: &Shared) {
                     .map(|message| Write::DeleteMessage { group, message })
                     .collect();
                 match shared.writer.commit(writes).await {
-                    Ok(Ok(())) => {
+                    Ok(()) => {
                         tracing::info!(%group, count, "deleted messages past the retention period")
                     }
-                    Ok(Err(e)) => {
+                    Err(crate::writer::CommitError::Storage(e)) => {
                         crate::throttle::storage_error(&format_args!(
                             "retention sweep could not delete: {e}"
                         ));
                         break;
                     }
                     // The writer has stopped: the server is shutting down.
-                    Err(_) => break,
+                    Err(crate::writer::CommitError::Stopped) => break,
                 }
             }
             if reached_newer || !full {

@@ -76,8 +76,15 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Per-device request rate.
     pub rate: RateLimiter,
+    /// Per-device rate of acknowledged inbox ids (`ack_inbox` costs one per id).
+    pub inbox_acks: RateLimiter,
     /// Per-address registration rate.
-    pub registrations: RateLimiter<std::net::IpAddr>,
+    pub registrations: RateLimiter<crate::address::AddressKey>,
+    /// Authenticated connections per address (unauthenticated ones are counted apart, by the
+    /// accept loop).
+    pub authenticated_per_address: crate::address::PerAddress,
+    /// Inbox ids being written, so that the inbox backlog serves only durable items.
+    pub inbox_in_flight: crate::inbox::InboxInFlight,
     /// Held from a registration's checks (is this device or user id taken?) until its record is
     /// durable, so that two registrations can never both pass them. Registrations are rare and
     /// rate-limited, so one lock for all of them costs nothing.
@@ -123,15 +130,22 @@ impl Shared {
 
 /// The server's clock as a protocol timestamp.
 pub fn now() -> Timestamp {
-    let ms = SystemTime::now()
+    // A host clock set before 1970 reads as 1970 (and every op is then refused as clock skew).
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Timestamp(ms)
+        .map_or(Timestamp(0), Timestamp::from_unix_duration)
 }
+
+/// The share of the shutdown timeout that connections get to close gracefully; the rest is for
+/// aborting those still open (stuck waiting for the disk) and for the writer to finish.
+const GRACEFUL_CLOSE_SHARE: f64 = 0.75;
 
 /// Serves `listener` until `shutdown` completes, then shuts down gracefully: stops accepting,
 /// sends every connection a going-away close, waits for them, and finishes every durable write.
+///
+/// Shutdown completes within `limits.shutdown_timeout` in all: connections get three quarters
+/// of it to close, and whatever is still running at the deadline (a connection or the writer
+/// inside a storage call on a stalled disk) is left behind; none of it was acknowledged.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -148,6 +162,17 @@ pub async fn run(
     )?;
     let shared = Arc::new(Shared {
         rate: RateLimiter::new(config.limits.rate_per_second, config.limits.rate_burst),
+        inbox_acks: RateLimiter::new(
+            config.limits.inbox_acks_per_second,
+            // A full frame must always be able to pass.
+            config.limits.inbox_ack_burst.max(
+                u32::try_from(confide_protocol::frames::MAX_INBOX_ACKS_PER_FRAME)
+                    .unwrap_or(u32::MAX),
+            ),
+        ),
+        authenticated_per_address: crate::address::PerAddress::default(),
+        // Every id below this one was handed out by an earlier run.
+        inbox_in_flight: crate::inbox::InboxInFlight::starting_at(config.storage.next_inbox_id()?),
         registrations: RateLimiter::with_rate(
             f64::from(config.limits.registrations_per_hour) / 3600.0,
             f64::from(config.limits.registration_burst),
@@ -168,7 +193,7 @@ pub async fn run(
     let retention_task = tokio::spawn(crate::retention::run(shared.clone(), stop_rx.clone()));
     let permits = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
-    let per_ip = crate::preauth::PerAddress::default();
+    let per_ip = crate::address::PerAddress::default();
     tokio::pin!(shutdown);
     // Completes once storage says only a restart can make it write again.
     let stuck_after = shared.limits.stuck_write_timeout;
@@ -235,23 +260,28 @@ pub async fn run(
     }
     tracing::info!("shutting down: closing connections");
     let _ = stop_tx.send(true);
-    // Every wait is bounded: a stalled disk can hold a connection (waiting for its write) and
-    // the writer forever, and a stopping server must still stop. What is abandoned was never
-    // acknowledged.
+    // One deadline for the whole shutdown: a stalled disk can hold a connection (waiting for
+    // its write) and the writer forever, and a stopping server must still stop, in a time an
+    // operator can rely on. What is abandoned was never acknowledged. Connections get most of
+    // it to close gracefully; what is left is for forcing the stragglers and for the writer
+    // (which works through its queue meanwhile anyway).
     let wait = shared.limits.shutdown_timeout;
-    let closed = tokio::time::timeout(wait, async {
+    let started = tokio::time::Instant::now();
+    let deadline = started + wait;
+    let graceful_until = started + wait.mul_f64(GRACEFUL_CLOSE_SHARE);
+    let closed = tokio::time::timeout_at(graceful_until, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
     if closed.is_err() {
         tracing::warn!(
             left = connections.len(),
-            "connections still open after the shutdown timeout (waiting for the disk?); closing them"
+            "connections still open late in the shutdown (waiting for the disk?); closing them"
         );
         connections.abort_all();
         // An aborted task stops at its next await; one inside a synchronous storage call on a
         // stuck disk never gets there, so this wait is bounded too.
-        let aborted = tokio::time::timeout(wait, async {
+        let aborted = tokio::time::timeout_at(deadline, async {
             while connections.join_next().await.is_some() {}
         })
         .await;
@@ -267,7 +297,10 @@ pub async fn run(
         task.abort();
     }
     retention_task.abort();
-    if tokio::time::timeout(wait, retention_task).await.is_err() {
+    if tokio::time::timeout_at(deadline, retention_task)
+        .await
+        .is_err()
+    {
         tracing::warn!("the retention task did not stop (stuck in storage?); leaving it");
     }
     // Every connection is gone; dropping the last writer handle lets the writer drain and stop.
@@ -282,7 +315,7 @@ pub async fn run(
             let _ = joined_tx.send(());
         });
     let joined = match joiner {
-        Ok(_) => tokio::time::timeout(wait, joined_rx).await.is_ok(),
+        Ok(_) => tokio::time::timeout_at(deadline, joined_rx).await.is_ok(),
         Err(e) => {
             tracing::error!(error = %e, "cannot start a thread to wait for the writer");
             false

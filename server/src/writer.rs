@@ -26,17 +26,49 @@ pub const DEFAULT_MAX_BATCH: usize = 4_096;
 /// other request in it refused; and a huge batch holds every small write behind it.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
+/// Why a request's writes were not made durable.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The storage refused or failed the batch holding them.
+    #[error(transparent)]
+    Storage(Arc<StorageError>),
+    /// The writer has stopped (shutdown, or its thread died) before it had an outcome for them.
+    #[error("the writer has stopped (server shutting down)")]
+    Stopped,
+}
+
 /// The outcome a completion receives.
-pub type CommitResult = Result<(), Arc<StorageError>>;
+pub type CommitResult = Result<(), CommitError>;
 
 /// Runs after the batch holding the request is durable (or failed).
 pub type Completion = Box<dyn FnOnce(CommitResult) + Send>;
 
+/// One queued request. Its completion runs exactly once: with the batch's outcome, or — if the
+/// request is dropped unrun (the queue closed, or the writer thread died and unwound) — with
+/// [`CommitError::Stopped`], so that whoever waits for it is always answered.
 struct Request {
     writes: Vec<Write>,
     /// The writes' approximate size, for the batch's byte cap.
     bytes: usize,
-    done: Completion,
+    /// `None` once run.
+    done: Option<Completion>,
+}
+
+impl Request {
+    /// Runs the completion with `result`.
+    fn finish(mut self, result: CommitResult) {
+        if let Some(done) = self.done.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(Err(CommitError::Stopped));
+        }
+    }
 }
 
 /// Handle for submitting writes. Cloning is cheap; the writer thread stops once every handle is
@@ -45,11 +77,6 @@ struct Request {
 pub struct Writer {
     tx: mpsc::Sender<Request>,
 }
-
-/// The writer queue is closed: the server is shutting down.
-#[derive(Debug, thiserror::Error)]
-#[error("the writer has stopped (server shutting down)")]
-pub struct WriterClosed;
 
 /// How often [`WriterStatus::failed`] looks whether a durable write is stuck.
 const STUCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -128,8 +155,8 @@ impl Writer {
                 // A panic (in the storage or in a completion) has stopped the writer: every
                 // later write would be refused with `shutting_down` while the server went on
                 // serving. Say so, so that the server shuts down for a restart. (The requests
-                // of the batch were dropped unanswered by the unwinding; their waiters get
-                // `shutting_down`.)
+                // of the batch, and those still queued, are dropped by the unwinding: each
+                // completion then runs with `CommitError::Stopped`.)
                 if let Err(panic) = looped {
                     let what = panic
                         .downcast_ref::<&str>()
@@ -144,25 +171,28 @@ impl Writer {
         Ok((Writer { tx }, handle, status))
     }
 
-    /// Queues `writes`; `done` runs on the writer thread once they are durable or have failed.
-    /// Waits if the queue is full (back-pressure).
-    pub async fn submit(&self, writes: Vec<Write>, done: Completion) -> Result<(), WriterClosed> {
+    /// Queues `writes`; `done` runs exactly once: on the writer thread once they are durable or
+    /// have failed, or with [`CommitError::Stopped`] if the writer has stopped or stops first
+    /// (then on whichever thread finds out, possibly this one, before this returns). Waits if
+    /// the queue is full (back-pressure).
+    pub async fn submit(&self, writes: Vec<Write>, done: Completion) {
         let bytes = writes
             .iter()
             .map(Write::size)
             .fold(0, usize::saturating_add);
-        self.tx
+        // A closed queue hands the request back, and dropping it runs `done`.
+        let _ = self
+            .tx
             .send(Request {
                 writes,
                 bytes,
-                done,
+                done: Some(done),
             })
-            .await
-            .map_err(|_| WriterClosed)
+            .await;
     }
 
     /// Queues `writes` and waits until they are durable.
-    pub async fn commit(&self, writes: Vec<Write>) -> Result<CommitResult, WriterClosed> {
+    pub async fn commit(&self, writes: Vec<Write>) -> CommitResult {
         let (tx, rx) = oneshot::channel();
         self.submit(
             writes,
@@ -170,8 +200,10 @@ impl Writer {
                 let _ = tx.send(result);
             }),
         )
-        .await?;
-        rx.await.map_err(|_| WriterClosed)
+        .await;
+        // The completion always runs, so the sender is never dropped unsent; if it were, the
+        // writer is gone all the same.
+        rx.await.unwrap_or(Err(CommitError::Stopped))
     }
 }
 
@@ -191,7 +223,7 @@ struct Committer<'a> {
 }
 
 impl Committer<'_> {
-    fn commit(&self, writes: &[Write], requests: usize) -> CommitResult {
+    fn commit(&self, writes: &[Write], requests: usize) -> Result<(), Arc<StorageError>> {
         let started = Instant::now();
         if let Ok(mut busy) = self.busy_since.lock() {
             *busy = Some(started);
@@ -278,11 +310,12 @@ fn writer_loop(
             // like every completion.
             for (request, range) in batch.drain(..).zip(ranges.drain(..)) {
                 let result = committer.commit(&writes[range], 1);
-                (request.done)(result);
+                request.finish(result.map_err(CommitError::Storage));
             }
         } else {
+            let result = result.map_err(CommitError::Storage);
             for request in batch.drain(..) {
-                (request.done)(result.clone());
+                request.finish(result.clone());
             }
         }
     }
@@ -431,12 +464,11 @@ mod tests {
                         let _ = tx.send(r);
                     }),
                 )
-                .await
-                .unwrap();
+                .await;
             outcomes.push(rx);
         }
         storage.hold.store(false, SeqCst);
-        first.await.unwrap().unwrap().unwrap();
+        first.await.unwrap().unwrap();
         let mut results = Vec::new();
         for rx in outcomes {
             results.push(rx.await.unwrap());
@@ -497,7 +529,10 @@ mod tests {
         )
         .unwrap();
         storage.panic_on_commit.store(true, SeqCst);
-        assert!(writer.commit(vec![write_of(10)]).await.is_err());
+        assert!(matches!(
+            writer.commit(vec![write_of(10)]).await,
+            Err(CommitError::Stopped)
+        ));
         let reason = tokio::time::timeout(
             std::time::Duration::from_secs(20),
             status.failed(std::time::Duration::from_secs(3600)),

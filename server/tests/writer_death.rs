@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{Mode, Server, WAIT, refusal, register};
-use confide_protocol::frames::{ErrorCode, ServerFrame};
+use common::{Device, Mode, Server, WAIT, chain, refusal, register};
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use confide_server::{Limits, ServerError};
 
 #[tokio::test]
@@ -34,4 +34,23 @@ async fn a_writer_that_dies_shuts_the_server_down_for_a_restart() {
     let message = err.to_string();
     assert!(message.contains("must restart"), "{message}");
     assert!(message.contains("a bug in the storage"), "{message}");
+}
+
+/// Review of issue 13: a post's completion, dropped unrun when the writer died, answered the
+/// requests waiting for the same envelope but not the post itself: its sender waited forever.
+#[tokio::test]
+async fn a_post_whose_writer_dies_is_answered_shutting_down() {
+    let server = Server::start(Limits::default()).await;
+    let mut alice = Device::register(&server.url).await;
+    let state = alice.create_group().await;
+
+    server.storage.set(Mode::Panic);
+    let post = ClientFrame::Post {
+        id: alice.next_id(),
+        envelope: alice.envelope(&state, &mut chain(), "the writer dies on this one"),
+    };
+    let reply = alice.request(post).await;
+    let (code, retry_after) = refusal(&reply).expect("the post is refused");
+    assert_eq!(code, ErrorCode::ShuttingDown, "{reply:?}");
+    assert!(retry_after.is_some(), "told when to come back: {reply:?}");
 }

@@ -471,3 +471,169 @@ async fn a_post_not_yet_durable_is_not_served_to_readers() {
     let (_, messages) = bob.sync_from_start(state.group()).await;
     assert_eq!(messages.len(), 1, "served once durable");
 }
+
+/// Review of issue 13: the inbox backlog read the database directly, which shows a batch as
+/// soon as it is applied: an item a crash could still lose was shown to its recipient (who may
+/// acknowledge it by id). The backlog serves only durable items; the others come live once
+/// durable.
+#[tokio::test]
+async fn an_inbox_item_not_yet_durable_is_not_in_the_backlog_and_comes_live_once_it_is() {
+    let (server, faults) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut alice, bob, state) = raw_group_of_two(&server).await;
+    let bob_keys = bob.identity.public_keys();
+    let bob = bob.close().await;
+    let item = confide_tests::seal_to(
+        &alice.identity,
+        &bob_keys,
+        confide_protocol::seal::SealKind::Direct,
+        &state,
+        b"not yet durable",
+    );
+    faults.stalled_after_write.store(true, Ordering::SeqCst);
+    let id = alice.next_id();
+    alice
+        .conn
+        .send(&ClientFrame::SendSealed {
+            id,
+            items: vec![item],
+        })
+        .await
+        .unwrap();
+    faults.until_a_write_is_stalled().await;
+
+    // Bob comes online: his backlog is queued right after `authenticated`, before the pong.
+    let mut bob = bob.connect(&server).await;
+    let pong = bob.request(|id| ClientFrame::Ping { id }).await;
+    assert!(matches!(pong, ServerFrame::Pong { .. }), "{pong:?}");
+    assert!(
+        !bob.pending
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Inbox { .. })),
+        "an item the server had not acknowledged was served: {:?}",
+        bob.pending
+    );
+
+    faults.stalled_after_write.store(false, Ordering::SeqCst);
+    assert!(matches!(alice.reply_to(id).await, ServerFrame::Ok { .. }));
+    let live = bob
+        .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+        .await;
+    let ServerFrame::Inbox { items } = live else {
+        unreachable!()
+    };
+    assert_eq!(items.len(), 1, "delivered live once durable");
+}
+
+/// Review of issue 13: each id of an `ack_inbox` (up to 1,024 a frame) went to the shared
+/// writer, whether or not the device's inbox held it. Ids of items that do not exist are done
+/// at once, without a write: a disk that cannot write does not even notice them.
+#[tokio::test]
+async fn acknowledging_items_that_do_not_exist_writes_nothing() {
+    let (server, faults) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut alice, mut bob, state) = raw_group_of_two(&server).await;
+    let bob_keys = bob.identity.public_keys();
+    let item = confide_tests::seal_to(
+        &alice.identity,
+        &bob_keys,
+        confide_protocol::seal::SealKind::Direct,
+        &state,
+        b"Bob's",
+    );
+    assert!(matches!(
+        alice.send_sealed(vec![item]).await,
+        ServerFrame::Ok { .. }
+    ));
+    let ServerFrame::Inbox { items } = bob
+        .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let bobs = items[0].inbox_id;
+
+    faults.full.store(true, Ordering::SeqCst);
+    // Bob's item is not Alice's to acknowledge, and the others do not exist.
+    let reply = alice
+        .request(|id| ClientFrame::AckInbox {
+            id,
+            inbox_ids: vec![bobs, bobs + 1, 7, u64::MAX],
+        })
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    faults.full.store(false, Ordering::SeqCst);
+
+    // Bob's item is still there for him.
+    let mut bob = bob.close().await.connect(&server).await;
+    let backlog = bob
+        .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+        .await;
+    let ServerFrame::Inbox { items } = backlog else {
+        unreachable!()
+    };
+    assert_eq!(items[0].inbox_id, bobs);
+}
+
+/// Review of issue 13: slow mode counted a post from the moment it was accepted, so a post the
+/// disk then refused still used up its sender's interval, and the client's retry (after the
+/// `storage` wait it was told) got `slow_mode` for a message nobody had received.
+#[tokio::test]
+async fn a_post_the_disk_refused_does_not_use_up_the_senders_slow_mode_interval() {
+    let (server, faults) = TestServer::start_with_disk_faults(Limits::default()).await;
+    let (mut alice, mut bob, mut state) = raw_group_of_two(&server).await;
+    assert!(matches!(
+        alice
+            .append(&mut state, OpBody::SetSlowMode { seconds: 3600 })
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    let mut chain = SenderChain::generate(&mut rng());
+    let envelope = seal_post(&bob, &mut chain, &state, "refused by the disk");
+    faults.full.store(true, Ordering::SeqCst);
+    let again = envelope.clone();
+    let reply = bob.request(|id| ClientFrame::Post { id, envelope }).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::Storage), "{reply:?}");
+    faults.full.store(false, Ordering::SeqCst);
+
+    let reply = bob
+        .request(|id| ClientFrame::Post {
+            id,
+            envelope: again,
+        })
+        .await;
+    assert!(matches!(reply, ServerFrame::Posted { .. }), "{reply:?}");
+    // Slow mode counts from the post that was stored.
+    let envelope = seal_post(&bob, &mut chain, &state, "too soon");
+    let reply = bob.request(|id| ClientFrame::Post { id, envelope }).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::SlowMode), "{reply:?}");
+}
+
+/// The backlog serves only items whose writes it knows finished; items stored before a restart
+/// all did, and are served after it.
+#[tokio::test]
+async fn inbox_items_stored_before_a_restart_are_in_the_backlog_after_it() {
+    let mut server = TestServer::start().await;
+    let (mut alice, bob, state) = raw_group_of_two(&server).await;
+    let bob_keys = bob.identity.public_keys();
+    let bob = bob.close().await;
+    let item = confide_tests::seal_to(
+        &alice.identity,
+        &bob_keys,
+        confide_protocol::seal::SealKind::Direct,
+        &state,
+        b"stored before the restart",
+    );
+    assert!(matches!(
+        alice.send_sealed(vec![item]).await,
+        ServerFrame::Ok { .. }
+    ));
+    drop(alice);
+    server.restart().await;
+    let mut bob = bob.connect(&server).await;
+    let backlog = bob
+        .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+        .await;
+    let ServerFrame::Inbox { items } = backlog else {
+        unreachable!()
+    };
+    assert_eq!(items.len(), 1);
+}

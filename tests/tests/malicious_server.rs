@@ -1246,3 +1246,196 @@ async fn removing_a_hostile_member_does_not_drop_an_honest_members_claim_of_a_la
     });
     assert!(!sealed_to_carol, "Bob sealed a new key to Carol");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A message's number taken over by another message
+// ---------------------------------------------------------------------------------------------
+
+/// The facilitator posts; the server answers with the position of a message Bob wrote earlier
+/// (frame manipulated: the `posted` reply to Alice's `post`, made up by the server, which
+/// never stores her post). Had Alice's client believed it, her own post would sit where Bob's
+/// was, and `mod delete #1` would delete her own message instead of Bob's.
+///
+/// Her client must keep her message (in the outbox, told `Pending`), say why, leave #1 as
+/// Bob's message, and send hers once the server answers honestly.
+#[tokio::test]
+async fn a_posted_reply_naming_another_messages_position_does_not_take_its_number() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, group) = group_of(&evil, &["Alice", "Bob"]).await;
+    let bob = users.pop().unwrap();
+    let mut alice = users.pop().unwrap();
+    let mut log = Vec::new();
+    let bobs = bob.client.send_text(group, "from Bob", None).await.unwrap();
+    until_shown(&mut alice, &mut log, group, "from Bob").await;
+    let taken = bobs.seq;
+    evil.on_requests(alice.client.device(), move |frame| match frame {
+        ClientFrame::Post { id, envelope } => Verdict::Answer(vec![ServerFrame::Posted {
+            id,
+            group,
+            seq: taken,
+            message: envelope.message_id(),
+        }]),
+        other => Verdict::Forward(other),
+    });
+    let sent = alice.client.send_text(group, "from Alice", None).await;
+    assert!(matches!(sent, Err(ClientError::Pending)), "{sent:?}");
+    wait_logged(
+        &mut alice,
+        &mut log,
+        "the refused acknowledgement",
+        |e| matches!(e, Event::MessageRejected(r) if r.group == group && r.seq == taken.0),
+    )
+    .await;
+    let number = alice.client.seq_of_number(group, 1).await.unwrap();
+    assert_eq!(number, Some(taken));
+    let history = alice.client.history(group, None, 10).await.unwrap();
+    let shown: Vec<(u64, &str)> = history
+        .iter()
+        .map(|m| (m.number, m.text.as_str()))
+        .collect();
+    assert_eq!(shown, [(1, "from Bob")]);
+    // Honest again: the kept message goes out, at a position of its own, as #2.
+    evil.honest(alice.client.device());
+    wait_logged(&mut alice, &mut log, "her message sent", |e| {
+        matches!(e, Event::Sent(m) if m.text == "from Alice" && m.number == 2 && m.seq != taken)
+    })
+    .await;
+    assert_eq!(
+        texts(&alice, group).await,
+        ["from Bob", "from Alice"],
+        "{log:#?}"
+    );
+}
+
+/// Carol has read Bob's message A; the server then serves Bob's next message B at A's
+/// position, in the sync page after it (frames manipulated: the seq of B in every `message`
+/// push and `sync_page` Carol gets). Had Carol's client taken it, B would have replaced A,
+/// report evidence included: A's number would show B, and reporting "A" would report B.
+///
+/// Her client must ignore a message at or below the position it asked to sync after: A keeps
+/// its number and its evidence.
+#[tokio::test]
+async fn a_message_served_again_at_a_position_already_passed_does_not_replace_the_one_there() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (group, [mut alice, bob, mut carol], [mut alice_log, _, mut carol_log]) =
+        welcomed_three(&evil).await;
+    let a = bob.client.send_text(group, "A", None).await.unwrap();
+    until_shown(&mut carol, &mut carol_log, group, "A").await;
+    let a_number = carol
+        .client
+        .history(group, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.text == "A")
+        .unwrap()
+        .number;
+    let a_seq = a.seq;
+    evil.on_server_frames(carol.client.device(), move |frame| {
+        map_messages(frame, |g, m| {
+            if g == group && m.seq > a_seq {
+                vec![StoredMessage { seq: a_seq, ..m }]
+            } else {
+                vec![m]
+            }
+        })
+    });
+    bob.client.send_text(group, "B", None).await.unwrap();
+    let device = carol.client.device();
+    evil.until_delivered(
+        device,
+        |f| matches!(f, ServerFrame::Message { seq, .. } if *seq == a_seq),
+    )
+    .await;
+    carol.client.sync().await.unwrap();
+    assert_eq!(
+        carol.client.seq_of_number(group, a_number).await.unwrap(),
+        Some(a_seq)
+    );
+    assert_eq!(
+        texts(&carol, group).await,
+        ["welcome", "A"],
+        "{carol_log:#?}"
+    );
+    // Reporting A reports A: its evidence is intact.
+    carol
+        .client
+        .report(group, a_seq, "checking what is reported")
+        .await
+        .unwrap();
+    wait_logged(
+        &mut alice,
+        &mut alice_log,
+        "the report",
+        |e| matches!(e, Event::Report(r) if r.group == group),
+    )
+    .await;
+    let Some(Event::Report(report)) = alice_log.last() else {
+        unreachable!()
+    };
+    assert_eq!(report.text, "A");
+}
+
+/// Alice opens a private conversation with Bob and writes once; Bob has not accepted it yet.
+/// The server then pushes Bob messages signed by a key of its own (frames injected: three
+/// `message` pushes, validly signed, by a device no log lists). Bob's client must not count
+/// them as waiting: only what a device of the verified log signed can be.
+#[tokio::test]
+async fn messages_signed_by_a_device_the_log_does_not_know_are_not_counted_as_waiting() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let (mut users, shared) = group_of(&evil, &["Alice", "Bob"]).await;
+    let mut bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    let mut log = Vec::new();
+    let private = alice
+        .client
+        .open_private(shared, bob.client.user())
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_text(private, "Are you OK?", None)
+        .await
+        .unwrap();
+    wait_logged(
+        &mut bob,
+        &mut log,
+        "the message waiting",
+        |e| matches!(e, Event::MessageWaiting { group, waiting: 1 } if *group == private),
+    )
+    .await;
+    let state = evil.group_state(private);
+    let forger = confide_protocol::DeviceIdentity::generate(&mut confide_tests::rng());
+    let mut chain = confide_protocol::sender_key::SenderChain::generate(&mut confide_tests::rng());
+    let last = evil.last_seq(private);
+    for i in 1..=3 {
+        let envelope = Envelope::seal(
+            &forger,
+            private,
+            state.epoch_ref(),
+            &mut chain,
+            b"made up",
+            &mut confide_tests::rng(),
+        )
+        .unwrap();
+        let frame = ServerFrame::Message {
+            group: private,
+            seq: Seq(last.0 + i),
+            received_at: now(),
+            envelope,
+        };
+        assert_eq!(evil.inject(bob.client.device(), frame), 1);
+    }
+    // The sync's reply comes after the injected pushes.
+    bob.client.sync().await.unwrap();
+    drain(&mut bob, &mut log);
+    assert_eq!(group_info(&bob, private).await.waiting, 1, "{log:#?}");
+    assert!(
+        !log.iter()
+            .any(|e| matches!(e, Event::MessageWaiting { waiting, .. } if *waiting > 1)),
+        "{log:#?}"
+    );
+}

@@ -7,7 +7,8 @@
 
 use confide_client::{ClientError, Event, NoticeKind};
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::{DeviceIdentity, Seq};
+use confide_protocol::group_log::{MemberEntry, OpBody, Role};
+use confide_protocol::{DeviceIdentity, GroupId, Seq};
 use confide_tests::{EvilServer, TestServer, TestUser, Verdict, rng, users_in_group};
 
 #[tokio::test]
@@ -256,6 +257,138 @@ async fn a_private_conversation_names_the_other_person_and_counts_what_waits() {
     assert_eq!(bobs.waiting, 0);
 }
 
+/// A test user's member entry, as a group's `add` names them.
+fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
+    let secret = <[u8; 64]>::try_from(user.secret.as_slice()).unwrap();
+    MemberEntry {
+        user: user.client.user(),
+        display_name: name.into(),
+        devices: vec![DeviceIdentity::from_secret_pair(&secret).public_keys()],
+    }
+}
+
+/// Adds `user` (as `name`) to `group`, by `by`, without an invite.
+async fn add(by: &TestUser, group: GroupId, user: &TestUser, name: &str) {
+    by.client
+        .op(
+            group,
+            OpBody::Add {
+                member: entry_of(user, name),
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// This device's view of `group`, after a sync.
+async fn info_of(user: &TestUser, group: GroupId) -> confide_client::GroupInfo {
+    user.client.sync().await.unwrap();
+    user.client
+        .groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.group == group)
+        .unwrap()
+}
+
+/// Mallory makes a group, adds Alice and Bob, hands Alice the facilitator role and leaves: two
+/// members, no invite, yet no private conversation with Alice, who never started one. A real
+/// private conversation says whether its other person is someone from the user's groups: a
+/// stranger whose name passes for Alice is named as looking like her.
+#[tokio::test]
+async fn only_a_group_of_the_two_alone_is_a_private_conversation_and_look_alikes_are_named() {
+    let server = TestServer::start().await;
+    let (mut users, shared) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Mallory"]).await;
+    let mallory = users.pop().unwrap();
+    let bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    let made = mallory.client.create_group().await.unwrap();
+    add(&mallory, made, &alice, "Alice").await;
+    add(&mallory, made, &bob, "Bob").await;
+    mallory
+        .client
+        .set_role(made, alice.client.user(), Role::Facilitator)
+        .await
+        .unwrap();
+    mallory.client.leave(made).await.unwrap();
+    let info = info_of(&bob, made).await;
+    assert!(info.invited && info.members == 2, "{info:?}");
+    assert_eq!(info.private_with, None);
+
+    // Someone from none of Bob's groups, named like Alice (a Cyrillic А).
+    let stranger = TestUser::new(&server, "\u{410}lice").await;
+    let theirs = stranger.client.create_group().await.unwrap();
+    add(&stranger, theirs, &bob, "Bob").await;
+    let peer = info_of(&bob, theirs).await.private_with.unwrap();
+    assert_eq!(peer.display_name, "\u{410}lice");
+    assert_eq!(peer.shared_groups, []);
+    assert_eq!(peer.looks_like, [("Alice".to_string(), shared)]);
+    // The real Alice: from Bob's group, and passing for nobody.
+    let hers = alice
+        .client
+        .open_private(shared, bob.client.user())
+        .await
+        .unwrap();
+    let peer = info_of(&bob, hers).await.private_with.unwrap();
+    assert_eq!(peer.user, alice.client.user());
+    assert_eq!(peer.shared_groups, [shared]);
+    assert_eq!(peer.looks_like, []);
+}
+
+/// Bob is removed, then added back without asking: until he accepts the group again, his
+/// notices end at the removal — nothing of what happened after he was put back is shown.
+#[tokio::test]
+async fn notices_stop_where_a_removed_member_was_put_back_until_they_accept_again() {
+    let server = TestServer::start().await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    let mut bob = users.pop().unwrap();
+    let alice = users.pop().unwrap();
+    alice
+        .client
+        .remove(group, bob.client.user(), false)
+        .await
+        .unwrap();
+    bob.wait_event(|e| matches!(e, Event::Removed { .. })).await;
+    add(&alice, group, &bob, "Bob").await;
+    bob.wait_event(|e| matches!(e, Event::Invited { .. })).await;
+    let after = alice
+        .client
+        .send_text(group, "while Bob has not accepted", None)
+        .await
+        .unwrap();
+    alice
+        .client
+        .delete_for_everyone(group, vec![after.id])
+        .await
+        .unwrap();
+    bob.wait_event(|e| matches!(e, Event::GroupChanged(c) if c.action == "delete_messages"))
+        .await;
+    let kinds = |notices: Vec<confide_client::GroupNotice>| -> Vec<NoticeKind> {
+        notices.into_iter().map(|n| n.kind).collect()
+    };
+    let notices = kinds(bob.client.notices(group).await.unwrap());
+    assert!(
+        matches!(notices.as_slice(), [NoticeKind::Removed { .. }]),
+        "{notices:?}"
+    );
+    bob.client.accept_group(group).await.unwrap();
+    let notices = kinds(bob.client.notices(group).await.unwrap());
+    assert!(
+        matches!(
+            notices.as_slice(),
+            [
+                NoticeKind::Removed { .. },
+                NoticeKind::MessageDeleted { .. }
+            ]
+        ),
+        "{notices:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_group_the_server_refuses_for_good_is_reported_once_until_it_is_served_again() {
     let server = TestServer::start().await;
@@ -282,15 +415,33 @@ async fn a_group_the_server_refuses_for_good_is_reported_once_until_it_is_served
         .await;
     assert!(matches!(event, Event::SyncRefused { group, .. } if group == gone));
     alice.client.sync().await.unwrap();
-    // Also after a restart: it was reported, and stays reported.
+    // Said once, but kept where front ends look every time: the group stays marked as
+    // refused, with the date it started, whoever saw the event.
+    let refusal = |groups: Vec<confide_client::GroupInfo>, group| {
+        groups
+            .into_iter()
+            .find(|g| g.group == group)
+            .unwrap()
+            .sync_refused
+    };
+    let marked = refusal(alice.client.groups().await.unwrap(), gone).unwrap();
+    assert_eq!(marked.code, "not_member");
+    assert!(marked.since.is_some());
+    assert_eq!(refusal(alice.client.groups().await.unwrap(), kept), None);
+    // Also after a restart: it was reported, and stays reported — and marked.
     alice.go_offline().await;
     alice.come_back().await;
     alice.client.synced().await.unwrap();
     alice.client.sync().await.unwrap();
+    assert_eq!(
+        refusal(alice.client.groups().await.unwrap(), gone),
+        Some(marked)
+    );
     alice.client.send_text(kept, "fine", None).await.unwrap();
-    // Served again: a later refusal is news again.
+    // Served again: the mark goes, and a later refusal is news again.
     evil.honest(device);
     alice.client.sync().await.unwrap();
+    assert_eq!(refusal(alice.client.groups().await.unwrap(), gone), None);
     evil.on_requests(device, move |frame| match frame {
         ClientFrame::Sync { id, group, .. } if group == gone => {
             Verdict::Answer(vec![ServerFrame::Error {
@@ -304,6 +455,55 @@ async fn a_group_the_server_refuses_for_good_is_reported_once_until_it_is_served
     });
     assert!(alice.client.sync().await.is_err());
     alice.client.sync().await.unwrap();
+}
+
+/// The server lists a group this device never held and refuses to serve it (frames
+/// manipulated: the `groups` reply gets a made-up group; every `sync` of it is answered
+/// `no_such_group`). That is no concern of the user's: no sync may fail for it, or every
+/// short-lived front end (one command, one sync) would fail at start, every time.
+#[tokio::test]
+async fn a_made_up_group_the_server_lists_and_refuses_does_not_fail_any_sync() {
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let mut alice = TestUser::register(&evil.url, evil.trust(), "Alice").await;
+    let kept = alice.client.create_group().await.unwrap();
+    let device = alice.client.device();
+    let made_up = confide_protocol::GroupId::random(&mut rng());
+    evil.on_server_frames(device, move |frame| match frame {
+        ServerFrame::Groups { id, mut groups } => {
+            groups.push(confide_protocol::frames::GroupSummary {
+                group: made_up,
+                op_head_seq: 0,
+                last_seq: Seq(0),
+            });
+            vec![ServerFrame::Groups { id, groups }]
+        }
+        other => vec![other],
+    });
+    evil.on_requests(device, move |frame| match frame {
+        ClientFrame::Sync { id, group, .. } if group == made_up => {
+            Verdict::Answer(vec![ServerFrame::Error {
+                id: Some(id),
+                code: ErrorCode::NoSuchGroup,
+                message: "no such group".into(),
+                retry_after_ms: None,
+            }])
+        }
+        other => Verdict::Forward(other),
+    });
+    for _ in 0..2 {
+        alice.client.sync().await.unwrap();
+    }
+    alice.go_offline().await;
+    alice.come_back().await;
+    alice.client.synced().await.unwrap();
+    let groups = alice.client.groups().await.unwrap();
+    assert!(groups.iter().all(|g| g.group != made_up), "{groups:?}");
+    assert!(
+        groups.iter().all(|g| g.sync_refused.is_none()),
+        "{groups:?}"
+    );
+    alice.client.send_text(kept, "fine", None).await.unwrap();
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! What a client is told when the server refuses it or closes on it: every retryable refusal
 //! says when to retry and no other does; a stream of unusable frames, or invalid UTF-8, closes
 //! the connection with a clear code and reason, delivered through a proper close handshake even
-//! to a client that is still sending; and the per-address limit counts only connections that
-//! have not authenticated, so one host cannot lock out everyone behind the same address.
+//! to a client that is still sending; and an address has a tight limit of connections that have
+//! not authenticated and a far higher one of authenticated connections, so that one host can
+//! neither lock out everyone behind the same address nor take every connection slot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -107,13 +108,10 @@ async fn a_new_device(server: &TestServer) -> RawClient {
 
 #[tokio::test]
 async fn every_refusal_a_client_can_trigger_says_whether_and_when_to_retry() {
-    // The server's own classification agrees with the specification, code for code.
+    // The protocol's classification (which the server answers by) agrees with the
+    // specification, code for code.
     for code in ErrorCode::ALL {
-        assert_eq!(
-            confide_server::connection::is_retryable(code),
-            retryable_by_the_spec(code),
-            "{code:?}"
-        );
+        assert_eq!(code.is_retryable(), retryable_by_the_spec(code), "{code:?}");
     }
     let mut refusals = Refusals::default();
 
@@ -202,6 +200,21 @@ async fn every_refusal_a_client_can_trigger_says_whether_and_when_to_retry() {
     let reply = second.authenticate().await;
     refusals.expect(
         "a connection over the device's limit",
+        ErrorCode::TooManyConnections,
+        reply,
+    );
+    let crowded = TestServer::start_with(Limits {
+        max_authenticated_per_ip: 1,
+        ..Limits::default()
+    })
+    .await;
+    let _first = RawClient::register(&crowded, "First").await;
+    let mut next = a_new_device(&crowded).await;
+    let id = next.next_id();
+    let frame = next.register_frame(id);
+    let reply = next.send_request(&frame).await;
+    refusals.expect(
+        "a connection over the address's limit",
         ErrorCode::TooManyConnections,
         reply,
     );
@@ -295,6 +308,33 @@ async fn every_refusal_a_client_can_trigger_says_whether_and_when_to_retry() {
         reply,
     );
     let server = TestServer::start_with(Limits {
+        inbox_acks_per_second: 1,
+        inbox_ack_burst: 0,
+        ..Limits::default()
+    })
+    .await;
+    let mut hal = RawClient::register(&server, "Hal").await;
+    // The burst is never below one full frame.
+    let full_frame: Vec<u64> = (1..=frames::MAX_INBOX_ACKS_PER_FRAME as u64).collect();
+    let reply = hal
+        .request(|id| ClientFrame::AckInbox {
+            id,
+            inbox_ids: full_frame.clone(),
+        })
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    let reply = hal
+        .request(|id| ClientFrame::AckInbox {
+            id,
+            inbox_ids: full_frame,
+        })
+        .await;
+    refusals.expect(
+        "inbox acknowledgements over the device's rate",
+        ErrorCode::RateLimited,
+        reply,
+    );
+    let server = TestServer::start_with(Limits {
         registration_burst: 1,
         registrations_per_hour: 1,
         ..Limits::default()
@@ -313,14 +353,26 @@ async fn every_refusal_a_client_can_trigger_says_whether_and_when_to_retry() {
 
     // A disk that cannot write: every kind of write.
     let (server, faults) = TestServer::start_with_disk_faults(Limits::default()).await;
-    let (mut alice, bob, state) = raw_group_of_two(&server).await;
+    let (mut alice, mut bob, state) = raw_group_of_two(&server).await;
+    let bob_keys = bob.identity.public_keys();
+    let item = seal_to(&alice.identity, &bob_keys, SealKind::Direct, &state, b"i");
+    assert!(matches!(
+        alice.send_sealed(vec![item]).await,
+        ServerFrame::Ok { .. }
+    ));
+    let ServerFrame::Inbox { items } = bob
+        .wait_for(|f| matches!(f, ServerFrame::Inbox { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let waiting = items[0].inbox_id;
     faults.full.store(true, Ordering::SeqCst);
     let envelope = post_of(&alice, &mut SenderChain::generate(&mut rng()), &state);
     let reply = alice.request(|id| ClientFrame::Post { id, envelope }).await;
     refusals.expect("a post on a full disk", ErrorCode::Storage, reply);
     let reply = alice.append(&mut state.clone(), OpBody::Lock {}).await;
     refusals.expect("an op on a full disk", ErrorCode::Storage, reply);
-    let bob_keys = bob.identity.public_keys();
     let items = vec![seal_to(
         &alice.identity,
         &bob_keys,
@@ -330,10 +382,10 @@ async fn every_refusal_a_client_can_trigger_says_whether_and_when_to_retry() {
     )];
     let reply = alice.send_sealed(items).await;
     refusals.expect("sealed items on a full disk", ErrorCode::Storage, reply);
-    let reply = alice
+    let reply = bob
         .request(|id| ClientFrame::AckInbox {
             id,
-            inbox_ids: vec![1],
+            inbox_ids: vec![waiting],
         })
         .await;
     refusals.expect(
@@ -349,7 +401,7 @@ async fn every_refusal_a_client_can_trigger_says_whether_and_when_to_retry() {
     faults.full.store(false, Ordering::SeqCst);
 
     refusals.check();
-    assert!(refusals.0.len() >= 20, "{} refusals", refusals.0.len());
+    assert!(refusals.0.len() >= 22, "{} refusals", refusals.0.len());
 }
 
 /// A plain websocket to a plaintext [`TestServer`], registered as a new device: a client that
@@ -564,5 +616,53 @@ async fn many_authenticated_connections_from_one_address_do_not_lock_out_others_
     {
         assert!(tokio::time::Instant::now() < deadline, "still locked out");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Review of issue 13: authenticated connections were not counted per address at all, and
+/// devices are free to register, so one host could take every connection slot of the server.
+#[tokio::test]
+async fn one_address_cannot_hold_more_authenticated_connections_than_its_limit() {
+    let limits = Limits {
+        max_authenticated_per_ip: 3,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(limits).await;
+    let mut people = Vec::new();
+    for name in ["Ann", "Ben", "Cat"] {
+        people.push(RawClient::register(&server, name).await);
+    }
+    let mut dan = a_new_device(&server).await;
+    let id = dan.next_id();
+    let frame = dan.register_frame(id);
+    let reply = dan.send_request(&frame).await;
+    let ServerFrame::Error {
+        code,
+        retry_after_ms,
+        ..
+    } = &reply
+    else {
+        panic!("a fourth authenticated connection was served: {reply:?}");
+    };
+    assert_eq!(*code, ErrorCode::TooManyConnections);
+    assert!(retry_after_ms.is_some());
+    let going = dan
+        .wait_for(|f| matches!(f, ServerFrame::GoingAway { .. }))
+        .await;
+    assert!(matches!(going, ServerFrame::GoingAway { .. }));
+
+    // One leaves: the device gets in (bounded wait: the server notices the close as it reads).
+    let ann = people.remove(0).close().await;
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+    let mut ann = ann;
+    loop {
+        let mut again = RawClient::connect_as(&server, ann.identity, ann.user, &ann.name).await;
+        match again.authenticate().await {
+            ServerFrame::Authenticated { .. } => break,
+            other => assert_eq!(error_code(&other), Some(ErrorCode::TooManyConnections)),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still locked out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ann = again.close().await;
     }
 }

@@ -90,6 +90,12 @@ pub struct GroupView {
     pub invited: bool,
     /// While invited: how many messages wait for the user to accept.
     pub waiting: usize,
+    /// The server refuses to serve this group for good, since when (from the group list):
+    /// shown as a lasting badge, since the event that says it comes once.
+    pub refused: Option<confide_client::SyncRefusal>,
+    /// For a private conversation: whether its other person is someone from the user's
+    /// groups ("⚠ looks like Alice (circle)", "not in any of your groups"), for its invitation.
+    pub peer_note: Option<String>,
     /// What happened among the messages (removals, deletions), where it happened.
     pub notices: Vec<GroupNotice>,
     /// Messages from others not yet seen (for the open group: below the scrolled view).
@@ -318,6 +324,8 @@ impl GroupView {
             removed: false,
             invited: false,
             waiting: 0,
+            refused: None,
+            peer_note: None,
             notices: Vec::new(),
             unread: 0,
             messages: BTreeMap::new(),
@@ -1002,6 +1010,8 @@ impl App {
                         one_line(&reason)
                     ),
                 );
+                // The list brings the lasting badge, with its date.
+                jobs.extend(self.want_groups());
             }
             Event::Removed { group, at } => {
                 let label = self.label(group);
@@ -1102,16 +1112,27 @@ impl App {
             }
             Event::Report(report) => {
                 let label = self.label(report.group);
-                let (members, number) = self
+                // The number this device shows for it, if the message is loaded here: found by
+                // its id, which franking proves, never by the position the reporter's device
+                // names (which it does not), and a warning when that position is another.
+                let (members, found) = self
                     .group_mut(report.group)
                     .map(|g| {
-                        let number = g.messages.get(&report.seq).map(|m| m.number);
-                        (g.members.clone(), number)
+                        let found = g
+                            .messages
+                            .values()
+                            .find(|m| m.id == report.message)
+                            .map(|m| (m.number, m.seq));
+                        (g.members.clone(), found)
                     })
                     .unwrap_or_default();
-                // The number this device shows for it, if the message is loaded here.
-                let which =
-                    number.map_or_else(|| "a message".to_string(), |n| format!("message #{n}"));
+                let which = match found {
+                    None => "a message".to_string(),
+                    Some((n, seq)) if seq == report.seq => format!("message #{n}"),
+                    Some((n, _)) => {
+                        format!("message #{n} (⚠ their device named another position for it)")
+                    }
+                };
                 self.notice(
                     Level::Warning,
                     format!(
@@ -1346,13 +1367,19 @@ impl App {
                 }
             }
             let label = self.label(info.group);
+            let peer_note = info
+                .private_with
+                .as_ref()
+                .and_then(|peer| super::text::peer_note(peer, |group| self.label(group)));
             let g = self.ensure_group(info.group);
             g.label = label;
+            g.peer_note = peer_note;
             g.member = info.member;
             // A group this device holds but is not in: it was removed, or left.
             g.removed = !info.member;
             g.invited = info.invited;
             g.waiting = info.waiting;
+            g.refused = info.sync_refused.clone();
         }
         self.groups
             .sort_by_key(|g| (g.label.to_lowercase(), g.id.to_string()));
@@ -1828,6 +1855,33 @@ mod tests {
         assert_eq!(app.current, Some(other));
         assert!(jobs.contains(&Job::Status { group: other }));
         assert_eq!(unread(&app, other), 0);
+    }
+
+    #[test]
+    fn a_report_names_the_reported_message_by_its_id_not_the_position_the_reporter_gave() {
+        let (mut app, group) = app();
+        app.start();
+        let (bob, carol) = (UserId([2; 16]), UserId([3; 16]));
+        let reported = message(group, 1, bob, "the reported text");
+        app.handle_event(Event::Message(reported.clone()));
+        app.handle_event(Event::Message(message(group, 2, bob, "something else")));
+        // The reporter's device names the other message's position.
+        app.handle_event(Event::Report(confide_client::ReportInfo {
+            group,
+            seq: Seq(2),
+            message: reported.id,
+            offender: bob,
+            offender_name: "Bob".into(),
+            reporter: carol,
+            reporter_name: "Carol".into(),
+            text: reported.text.clone(),
+            reason: "unkind".into(),
+        }));
+        let notice = app.current_notice().unwrap().text.clone();
+        assert!(
+            notice.contains("message #1 (⚠") && !notice.contains("#2"),
+            "{notice}"
+        );
     }
 
     #[test]

@@ -103,6 +103,27 @@ pub fn look_alike_note(looks_like: &[String]) -> String {
     format!(" \u{26a0} looks like {} ({whom})", names.join(", "))
 }
 
+/// What the user's groups say of the other person of a private conversation, for its
+/// invitation: `"⚠ looks like Alice (circle)"` when their name passes for someone else's in
+/// one of the user's groups, `"not in any of your groups"` for a stranger, nothing for someone
+/// from the user's groups. `label` names a group (text already safe to show).
+pub fn peer_note(
+    peer: &confide_client::Peer,
+    label: impl Fn(confide_protocol::GroupId) -> String,
+) -> Option<String> {
+    if !peer.looks_like.is_empty() {
+        let names: Vec<String> = peer
+            .looks_like
+            .iter()
+            .map(|(name, group)| format!("{} ({})", one_line(name), label(*group)))
+            .collect();
+        return Some(format!("\u{26a0} looks like {}", names.join(", ")));
+    }
+    peer.shared_groups
+        .is_empty()
+        .then(|| "not in any of your groups".to_string())
+}
+
 /// The short mark after a sender's name in a message header (`Аlice ⚠: …`) when the name
 /// looks like another member's; the member list and notices give the full
 /// [`look_alike_note`].

@@ -80,6 +80,8 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
         }
         let marker = if open { "› " } else { "  " };
         let badge = match (g.unread, g.removed || !g.member, g.invited) {
+            // Silent for good: said before anything else, as long as it lasts.
+            _ if g.refused.is_some() => " ⚠".to_string(),
             (_, true, _) => " (left)".to_string(),
             // Waiting to be accepted: counted like unread messages (the room is narrow).
             (_, _, true) if g.waiting > 0 => format!(" {}", g.waiting),
@@ -95,7 +97,11 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             Style::new()
         };
-        let badge_style = if (g.unread > 0 || g.waiting > 0) && !g.removed {
+        let badge_style = if g.refused.is_some() {
+            Style::new()
+                .fg(Color::LightRed)
+                .add_modifier(Modifier::BOLD)
+        } else if (g.unread > 0 || g.waiting > 0) && !g.removed {
             Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
         } else {
             dim()
@@ -157,9 +163,20 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
             1 => "1 message waiting".to_string(),
             n => format!("{n} messages waiting"),
         };
-        let text = vec![
-            Line::raw(""),
-            Line::raw(who).centered(),
+        let mut text = vec![Line::raw(""), Line::raw(who).centered()];
+        // Whether they are someone from the user's groups, before anything is accepted.
+        if let Some(note) = &g.peer_note {
+            text.push(
+                Line::styled(
+                    format!("({note})"),
+                    Style::new()
+                        .fg(Color::LightRed)
+                        .add_modifier(Modifier::BOLD),
+                )
+                .centered(),
+            );
+        }
+        text.extend([
             Line::styled(
                 format!("{waiting} — accept with /accept to read and reply."),
                 Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
@@ -170,7 +187,7 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
                 dim(),
             )
             .centered(),
-        ];
+        ]);
         frame.render_widget(
             Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }),
             inner,
@@ -463,6 +480,19 @@ fn status_line(app: &App) -> Line<'static> {
         parts.push(Span::styled(text, Style::new().fg(Color::Yellow)));
     }
     if let Some(g) = app.current_group() {
+        if let Some(r) = &g.refused {
+            let since = r
+                .since
+                .map(|t| format!(" since {}", app.clock.day(t)))
+                .unwrap_or_default();
+            parts.push(Span::styled(
+                format!(
+                    "⚠ the server no longer serves this group{since} ({}): nothing new arrives",
+                    one_line(&r.code)
+                ),
+                Style::new().fg(Color::LightRed),
+            ));
+        }
         if g.removed {
             parts.push(Span::styled(
                 "you are no longer in this group",
@@ -957,7 +987,10 @@ mod tests {
             private_with: Some(confide_client::Peer {
                 user: UserId([1; 16]),
                 display_name: "Alice".into(),
+                shared_groups: Vec::new(),
+                looks_like: Vec::new(),
             }),
+            sync_refused: None,
         }])));
         // Not opened by itself: it is only an invitation.
         assert_eq!(app.current, None);
@@ -978,6 +1011,87 @@ mod tests {
         );
         assert!(!shown.contains("No messages yet"), "{shown}");
         assert!(!shown.contains("group AQEB"), "{shown}");
+        // Nobody from the user's groups: said on the invitation.
+        assert!(shown.contains("(not in any of your groups)"), "{shown}");
+    }
+
+    #[test]
+    fn an_invitation_from_a_name_that_passes_for_someone_in_your_groups_says_so() {
+        let (group, circle) = (GroupId([1; 16]), GroupId([2; 16]));
+        let me = UserId([9; 16]);
+        let labels = BTreeMap::from([(circle, "circle".to_string())]);
+        let mut app = App::new(me, "Bob", Clock::utc(), labels, None);
+        app.start();
+        let info = |id, invited, private_with| confide_client::GroupInfo {
+            group: id,
+            member: true,
+            role: Some(Role::Member),
+            members: 2,
+            epoch: confide_protocol::Epoch(1),
+            tampered: None,
+            invited,
+            waiting: 0,
+            private_with,
+            sync_refused: None,
+        };
+        app.handle_outcome(Outcome::Groups(Ok(vec![
+            info(circle, false, None),
+            info(
+                group,
+                true,
+                Some(confide_client::Peer {
+                    user: UserId([1; 16]),
+                    // A Cyrillic А.
+                    display_name: "\u{410}lice".into(),
+                    shared_groups: Vec::new(),
+                    looks_like: vec![("Alice".into(), circle)],
+                }),
+            ),
+        ])));
+        app.current = Some(group);
+        let shown = screen(&mut app, 100, 20);
+        assert!(shown.contains("(⚠ looks like Alice (circle))"), "{shown}");
+    }
+
+    #[test]
+    fn a_group_the_server_no_longer_serves_keeps_a_badge_while_it_lasts() {
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let mut labels = BTreeMap::new();
+        labels.insert(group, "circle".to_string());
+        let mut app = App::new(me, "Bob", Clock::utc(), labels, Some(group));
+        app.start();
+        let info = |refused| confide_client::GroupInfo {
+            group,
+            member: true,
+            role: Some(Role::Member),
+            members: 3,
+            epoch: confide_protocol::Epoch(1),
+            tampered: None,
+            invited: false,
+            waiting: 0,
+            private_with: None,
+            sync_refused: refused,
+        };
+        app.handle_outcome(Outcome::Groups(Ok(vec![info(Some(
+            confide_client::SyncRefusal {
+                code: "no_such_group".into(),
+                since: Some(Timestamp(0)),
+            },
+        ))])));
+        let shown = screen(&mut app, 160, 20);
+        assert!(shown.contains("› circle ⚠"), "{shown}");
+        assert!(
+            shown.contains(
+                "⚠ the server no longer serves this group since Thursday 1 January 1970 \
+                 (no_such_group)"
+            ),
+            "{shown}"
+        );
+        // Served again: the badge goes.
+        app.handle_outcome(Outcome::Groups(Ok(vec![info(None)])));
+        let shown = screen(&mut app, 160, 20);
+        assert!(!shown.contains('⚠'), "{shown}");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub enum Write {
 
 /// What each write is counted as beyond its variable-size content (keys, indexes, JSON framing,
 /// timestamps), in [`Write::size`].
-const RECORD_OVERHEAD: usize = 256;
+pub const RECORD_OVERHEAD: usize = 256;
 
 impl Write {
     /// About how many bytes the write stores: its ciphertext or op bytes as base64, plus
@@ -180,6 +180,18 @@ pub trait Storage: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<InboxItem>, StorageError>;
+    /// Whether a device's inbox holds the item `inbox_id`. (The default reads it through
+    /// [`Storage::inbox`]; a backend can look the key up directly.)
+    fn inbox_has(&self, device: &DeviceId, inbox_id: u64) -> Result<bool, StorageError> {
+        let Some(after) = inbox_id.checked_sub(1) else {
+            // Ids start at 1.
+            return Ok(false);
+        };
+        Ok(self
+            .inbox(device, after, 1)?
+            .first()
+            .is_some_and(|item| item.inbox_id == inbox_id))
+    }
     /// How many items a device's inbox holds.
     fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError>;
     /// How many items in a device's inbox count towards `share` (see [`inbox_shares`]).
@@ -187,6 +199,8 @@ pub trait Storage: Send + Sync + 'static {
     /// A fresh, never reused, increasing id for inbox items (at least 1). Called on the async
     /// runtime for every sealed item, so it must not wait for the disk: an implementation hands
     /// ids out from memory and persists the highest one it stores with the items (an id whose
-    /// batch fails may simply go unused).
+    /// batch fails may simply go unused). Never reused also across a crash that loses the
+    /// latest items together with the stored highest id: a client may have seen such an id,
+    /// and acknowledging it must never remove a later item that got the same id.
     fn next_inbox_id(&self) -> Result<u64, StorageError>;
 }

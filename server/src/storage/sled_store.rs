@@ -22,7 +22,8 @@
 //! no entries there, so they do not count towards any share.
 //!
 //! Inbox ids are handed out from a counter in memory ([`Storage::next_inbox_id`] does no I/O),
-//! which starts above the highest id stored (`meta`). Older servers took them from sled's id
+//! which starts [`INBOX_ID_RESTART_GAP`] above the highest id stored (`meta`), so that no id of
+//! a run is used again after a crash that lost its last items and their mark. Older servers took them from sled's id
 //! generator, which writes and flushes now and then from whichever thread asks — an async
 //! runtime thread — and past the free-space check; a database without `meta` continues above
 //! that generator's last id.
@@ -58,6 +59,16 @@ pub const DELETE_MARGIN_DIVISOR: u64 = 4;
 /// The `meta` key under which the highest inbox id ever stored is kept.
 const INBOX_ID_HIGH: &[u8] = b"inbox_id_high";
 
+/// How far above the highest inbox id stored the ids of a new run start. A crash can lose the
+/// last batches together with the highest id they stored, and a client may have seen their ids
+/// already (an item is served once durable, but a failing disk can lose what it reported
+/// durable); starting just above the stored mark would hand those ids out again, and a client
+/// acknowledging one would delete a different item (a sender key, say). The gap is far more
+/// than one run hands out between two durable inbox writes, and leaves room for 2^21 restarts
+/// before ids pass 2^53 (the largest integer every JSON parser reads exactly) and 2^32 before
+/// they run out.
+pub const INBOX_ID_RESTART_GAP: u64 = 1 << 32;
+
 /// sled-backed [`Storage`].
 ///
 /// A full disk, and what it does to sled: once one of sled's writes fails (`ENOSPC`, `EIO`), sled
@@ -89,7 +100,7 @@ pub struct SledStorage {
     inbox_shares: sled::Tree,
     inbox_share_of: sled::Tree,
     meta: sled::Tree,
-    /// The next inbox id to hand out; above every id stored.
+    /// The next inbox id to hand out; above every id stored, and every id handed out before.
     next_inbox_id: std::sync::atomic::AtomicU64,
 }
 
@@ -183,7 +194,9 @@ impl SledStorage {
         };
         Ok(SledStorage {
             meta,
-            next_inbox_id: std::sync::atomic::AtomicU64::new(high.saturating_add(1)),
+            next_inbox_id: std::sync::atomic::AtomicU64::new(
+                high.saturating_add(INBOX_ID_RESTART_GAP),
+            ),
             devices: db.open_tree("devices").map_err(backend)?,
             user_devices: db.open_tree("user_devices").map_err(backend)?,
             ops: db.open_tree("ops").map_err(backend)?,
@@ -514,6 +527,13 @@ impl Storage for SledStorage {
             .collect()
     }
 
+    fn inbox_has(&self, device: &DeviceId, inbox_id: u64) -> Result<bool, StorageError> {
+        self.healthy()?;
+        self.inbox
+            .contains_key(key2(device.as_bytes(), &inbox_id.to_be_bytes()))
+            .map_err(backend)
+    }
+
     fn inbox_len(&self, device: &DeviceId) -> Result<usize, StorageError> {
         self.healthy()?;
         count(self.inbox.scan_prefix(device.as_bytes()))
@@ -556,6 +576,20 @@ mod tests {
                 ciphertext: vec![4; 80],
             },
         }
+    }
+
+    /// Opens the database in `dir` again, as soon as sled has let go of its file lock (shortly
+    /// after the last handle was dropped).
+    fn reopen(dir: &Path, min_free_bytes: u64) -> SledStorage {
+        let mut last = None;
+        for _ in 0..200 {
+            match SledStorage::open_with(dir, MIN_CACHE_BYTES, min_free_bytes) {
+                Ok(db) => return db,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("the database does not open again: {last:?}");
     }
 
     #[test]
@@ -609,7 +643,7 @@ mod tests {
         db.commit(&[write(1)]).unwrap();
         drop(db);
         // No disk has this much free.
-        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, u64::MAX).unwrap();
+        let db = reopen(dir.path(), u64::MAX);
         for _ in 0..2 {
             let err = db.commit(&[write(2)]).unwrap_err();
             assert!(matches!(err, StorageError::Full { .. }), "{err}");
@@ -623,6 +657,30 @@ mod tests {
         assert_eq!(db.inbox(&me, 0, 10).unwrap().len(), 1);
     }
 
+    /// Review of issue 13: the counter restarted just above the highest id stored. Items lost in
+    /// a crash take their ids' mark with them, so ids a client had already been shown were
+    /// handed out again — and a client acknowledging such an id after the restart deleted a
+    /// different item.
+    #[test]
+    fn an_inbox_id_handed_out_before_a_crash_is_never_handed_out_again() {
+        use confide_protocol::seal::SealKind;
+        let dir = tempfile::tempdir().unwrap();
+        let me = DeviceId([9; 32]);
+        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, 0).unwrap();
+        let stored = db.next_inbox_id().unwrap();
+        db.commit(&[Write::Inbox {
+            device: me,
+            item: item(stored, 5, SealKind::Direct),
+        }])
+        .unwrap();
+        // Handed out, shown, and lost in the crash with its batch (here: never written).
+        let lost = db.next_inbox_id().unwrap();
+        drop(db);
+        let db = reopen(dir.path(), 0);
+        let next = db.next_inbox_id().unwrap();
+        assert!(next > lost, "id {next} was handed out before the crash");
+    }
+
     #[test]
     fn inbox_ids_keep_increasing_across_restarts_even_when_every_item_was_acknowledged() {
         use confide_protocol::seal::SealKind;
@@ -630,14 +688,7 @@ mod tests {
         let me = DeviceId([9; 32]);
         let mut last = 0;
         for _ in 0..3 {
-            // sled lets go of its file lock shortly after the last handle is dropped.
-            let db = (0..200)
-                .find_map(|_| {
-                    SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, 0)
-                        .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(25)))
-                        .ok()
-                })
-                .expect("the database opens again");
+            let db = reopen(dir.path(), 0);
             let id = db.next_inbox_id().unwrap();
             assert!(id > last, "{id} after {last}");
             db.commit(&[Write::Inbox {
@@ -722,8 +773,7 @@ mod tests {
         // A margin of twice what is free: new data is refused, deletions (which need a quarter
         // of the margin) go ahead.
         let free = fs2::available_space(dir.path()).unwrap();
-        let db =
-            SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, free.saturating_mul(2)).unwrap();
+        let db = reopen(dir.path(), free.saturating_mul(2));
         let err = db.commit(&[write(3)]).unwrap_err();
         assert!(matches!(err, StorageError::Full { .. }), "{err}");
         db.commit(&[Write::AckInbox {

@@ -1,18 +1,21 @@
 //! Shared by the server's storage-failure tests: real sled storage whose writes can be made to
-//! fail as on a full disk, or to panic as a bug would; and a plain-websocket client that
-//! registers devices.
+//! fail as on a full disk, or to panic as a bug would, and whose reads and writes can be held
+//! at chosen points; and a plain-websocket client that registers devices, creates groups and
+//! posts.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use confide_client::{Connection, ServerTrust};
+use confide_protocol::envelope::Envelope;
 use confide_protocol::frames::{
     self, ClientFrame, ErrorCode, InboxItem, PROTOCOL_VERSION, ServerFrame, StoredMessage,
 };
-use confide_protocol::group_log::SignedOp;
+use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, SignedOp};
+use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceId, DeviceIdentity, GroupId, MessageId, RequestId, Seq, UserId};
 use confide_server::storage::{DeviceRecord, StorageError, Write};
 use confide_server::{Config, Limits, ServerError, SledStorage, Storage};
@@ -32,10 +35,58 @@ pub enum Mode {
     Panic = 2,
 }
 
-/// Real sled storage whose writes behave as [`Mode`] says.
+/// A point where [`Breakable`] can hold the thread that reaches it, until released.
+#[derive(Default)]
+pub struct Hold {
+    on: AtomicBool,
+    held: AtomicUsize,
+}
+
+impl Hold {
+    /// Holds every thread that reaches the point from now on.
+    pub fn close(&self) {
+        self.on.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets every held thread go on, and no longer holds any.
+    pub fn open(&self) {
+        self.on.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits until a thread is held here.
+    pub async fn until_held(&self) {
+        tokio::time::timeout(WAIT, async {
+            while self.held.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("nothing reached the hold");
+    }
+
+    /// Called at the point: waits while the hold is closed. (A plain thread sleep: storage
+    /// calls are synchronous.)
+    fn pass(&self) {
+        if self.on.load(Ordering::SeqCst) {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            while self.on.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.held.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Real sled storage whose writes behave as [`Mode`] says, with holds.
 pub struct Breakable {
     inner: SledStorage,
     mode: AtomicU8,
+    /// Holds a reader of group-log ops before it reads (a `sync` reads the ops of its page
+    /// between the group's lock and its read of the messages).
+    pub before_op_read: Hold,
+    /// Holds the writer after the database has applied a batch and before the server hears
+    /// it is durable: the window in which sled shows applied data to readers.
+    pub after_write: Hold,
 }
 
 impl Breakable {
@@ -52,7 +103,11 @@ impl Storage for Breakable {
                 needed: 1 << 28,
             }),
             2 => panic!("a bug in the storage"),
-            _ => self.inner.commit(batch),
+            _ => {
+                self.inner.commit(batch)?;
+                self.after_write.pass();
+                Ok(())
+            }
         }
     }
     fn device(&self, d: &DeviceId) -> Result<Option<DeviceRecord>, StorageError> {
@@ -68,6 +123,7 @@ impl Storage for Breakable {
         self.inner.groups()
     }
     fn ops(&self, g: &GroupId, from: u64, limit: usize) -> Result<Vec<SignedOp>, StorageError> {
+        self.before_op_read.pass();
         self.inner.ops(g, from, limit)
     }
     fn messages(
@@ -115,6 +171,8 @@ impl Server {
         let storage = Arc::new(Breakable {
             inner: SledStorage::open_with(&dir.path().join("db"), 1 << 20, 0).unwrap(),
             mode: AtomicU8::new(Mode::Normal as u8),
+            before_op_read: Hold::default(),
+            after_write: Hold::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -170,6 +228,161 @@ pub async fn register(url: &str) -> (ServerFrame, Connection) {
         .unwrap()
         .unwrap();
     (reply, conn)
+}
+
+/// A registered device and one authenticated connection of it.
+pub struct Device {
+    pub identity: DeviceIdentity,
+    pub user: UserId,
+    pub conn: Connection,
+    next_id: u64,
+}
+
+impl Device {
+    /// Registers a new device and user.
+    pub async fn register(url: &str) -> Device {
+        let identity = DeviceIdentity::generate(&mut rng());
+        let user = UserId::random(&mut rng());
+        let mut device = Device::connect(url, identity, user).await;
+        let frame = ClientFrame::Register {
+            id: device.next_id(),
+            version: PROTOCOL_VERSION,
+            user,
+            display_name: "Someone".into(),
+            keys: device.identity.public_keys(),
+            registration_token: None,
+            signature: device.sign_challenge().await,
+        };
+        let reply = device.request(frame).await;
+        assert!(
+            matches!(reply, ServerFrame::Authenticated { .. }),
+            "{reply:?}"
+        );
+        device
+    }
+
+    /// Another authenticated connection of the same device.
+    pub async fn again(&self, url: &str) -> Device {
+        let secret = self.identity.to_secret_bytes();
+        let identity = DeviceIdentity::from_secret_pair(&secret);
+        let mut device = Device::connect(url, identity, self.user).await;
+        let frame = ClientFrame::Authenticate {
+            id: device.next_id(),
+            version: PROTOCOL_VERSION,
+            device: device.identity.device_id(),
+            signature: device.sign_challenge().await,
+        };
+        let reply = device.request(frame).await;
+        assert!(
+            matches!(reply, ServerFrame::Authenticated { .. }),
+            "{reply:?}"
+        );
+        device
+    }
+
+    async fn connect(url: &str, identity: DeviceIdentity, user: UserId) -> Device {
+        let conn = Connection::connect(url, &ServerTrust::SystemRoots)
+            .await
+            .unwrap();
+        Device {
+            identity,
+            user,
+            conn,
+            next_id: 0,
+        }
+    }
+
+    /// Reads the challenge and signs it.
+    async fn sign_challenge(&mut self) -> confide_protocol::Signature {
+        let challenge = self.recv().await;
+        let ServerFrame::Challenge { nonce, .. } = challenge else {
+            panic!("expected a challenge, got {challenge:?}");
+        };
+        frames::sign_auth(&self.identity, self.conn.host(), &nonce)
+    }
+
+    /// A fresh request id.
+    pub fn next_id(&mut self) -> RequestId {
+        self.next_id += 1;
+        RequestId(self.next_id)
+    }
+
+    /// The next frame.
+    pub async fn recv(&mut self) -> ServerFrame {
+        tokio::time::timeout(WAIT, self.conn.recv())
+            .await
+            .expect("no frame came")
+            .unwrap()
+    }
+
+    /// Sends `frame` without waiting for the reply.
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        self.conn.send(frame).await.unwrap();
+    }
+
+    /// The reply to request `id`; other frames are dropped.
+    pub async fn reply_to(&mut self, id: RequestId) -> ServerFrame {
+        loop {
+            let frame = self.recv().await;
+            if frame.request_id() == Some(id) {
+                return frame;
+            }
+        }
+    }
+
+    /// Sends `frame` and waits for its reply.
+    pub async fn request(&mut self, frame: ClientFrame) -> ServerFrame {
+        let id = frame.request_id();
+        self.send(&frame).await;
+        self.reply_to(id).await
+    }
+
+    /// Creates a group with this device's user as its only member (and facilitator).
+    pub async fn create_group(&mut self) -> GroupState {
+        let entry = MemberEntry {
+            user: self.user,
+            display_name: "Someone".into(),
+            devices: vec![self.identity.public_keys()],
+        };
+        let now = confide_server::server::now();
+        let genesis = Op::genesis(
+            GroupId::random(&mut rng()),
+            self.identity.device_id(),
+            now,
+            entry,
+            GroupSettings::default(),
+        )
+        .sign(&self.identity)
+        .unwrap();
+        let frame = ClientFrame::CreateGroup {
+            id: self.next_id(),
+            genesis: genesis.clone(),
+        };
+        let reply = self.request(frame).await;
+        assert!(
+            matches!(reply, ServerFrame::GroupCreated { .. }),
+            "{reply:?}"
+        );
+        GroupState::from_genesis(&genesis).unwrap()
+    }
+
+    /// A message of this device in `state`'s group and epoch.
+    pub fn envelope(&self, state: &GroupState, chain: &mut SenderChain, text: &str) -> Envelope {
+        Envelope::seal(
+            &self.identity,
+            state.group(),
+            state.epoch_ref(),
+            chain,
+            text.as_bytes(),
+            &mut rng(),
+        )
+        .unwrap()
+    }
+}
+
+/// A fresh sender chain.
+pub fn chain() -> SenderChain {
+    SenderChain::generate(&mut rng())
 }
 
 /// The code and retry hint of an error frame.

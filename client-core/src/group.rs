@@ -141,6 +141,9 @@ impl GroupCtx {
 
     /// Records what an applied op means for message acceptance.
     pub(crate) fn note_op(&mut self, op: &Op) {
+        if !op.body.ends_epoch_by_departure() {
+            return;
+        }
         let user = match &op.body {
             OpBody::Remove { user, .. } => *user,
             // The author's user, from the epochs before the op (they are gone from the state).
@@ -175,11 +178,6 @@ pub(crate) struct Removal {
     /// When the op says it happened: their posts in the ended epoch that say they were written
     /// later are refused (PROTOCOL.md §12.3).
     pub(crate) at: Timestamp,
-}
-
-/// The time to put on an op made `now`: never before the time the log allows next.
-pub(crate) fn op_time(now: Timestamp, state: &GroupState) -> Timestamp {
-    Timestamp(now.0.max(state.min_next_at().0))
 }
 
 /// The display names of `state`'s members other than `user` that look like `name`
@@ -636,7 +634,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .state
                 .next_op(
                     self.device(),
-                    op_time(self.host.now(), &ctx.state),
+                    ctx.state.claim_time(self.host.now()),
                     body.clone(),
                 )
                 .sign(&self.identity)

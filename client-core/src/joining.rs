@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use confide_protocol::frames::{self, ClientFrame, ServerFrame};
 use confide_protocol::group_log::{GroupState, InviteSecret, MemberEntry, OpBody, SignedOp};
+use confide_protocol::policy::{SYNC_PAGE_REQUEST, SyncCursor};
 use confide_protocol::seal::{self, SealKind, SealedPayload};
-use confide_protocol::{GroupId, Seq, Signature, Timestamp, UserId};
+use confide_protocol::{GroupId, Seq, Signature, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, protocol};
 use crate::events::{Event, JoinRequest};
-use crate::group::{GroupCtx, GroupMeta, look_alikes, op_time};
+use crate::group::{GroupCtx, GroupMeta, look_alikes};
 use crate::invite::Invite;
 use crate::machine::ClientCore;
 use crate::store::{ClientStore, T_GROUPS, T_JOIN_REQUESTS, T_OPS, T_PENDING_JOINS, key2};
-use crate::sync::SYNC_PAGE;
 use crate::{HostRng, Network};
 
 /// The plaintext of a join request (sealed with [`SealKind::JoinRequest`]).
@@ -100,12 +100,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         valid_for: Duration,
     ) -> Result<Invite, ClientError> {
         let secret = InviteSecret::generate(&mut HostRng(&mut *self.host));
-        let expires_at = Timestamp(
-            self.host
-                .now()
-                .0
-                .saturating_add(valid_for.as_millis() as u64),
-        );
+        let expires_at = self.host.now().saturating_add(valid_for);
         let body = OpBody::Invite {
             invite: secret.id(),
             requires_approval,
@@ -144,7 +139,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let mut state: Option<GroupState> = None;
         let mut ops_held: Vec<SignedOp> = Vec::new();
         loop {
-            let after_op_seq = state.as_ref().map(|s| s.seq());
+            // The whole log from the genesis: no message is served before the device is in.
+            let cursor = SyncCursor {
+                after_op_seq: state.as_ref().map(|s| s.seq()),
+                after_seq: Seq(0),
+            };
             let invite_id = Some(frames::InviteProof {
                 id: invite.id(),
                 signature: invite.secret().sign_sync(&group, &self.device()),
@@ -153,9 +152,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .request_ok(|id| ClientFrame::Sync {
                     id,
                     group,
-                    after_op_seq,
-                    after_seq: Seq(0),
-                    limit: SYNC_PAGE,
+                    after_op_seq: cursor.after_op_seq,
+                    after_seq: cursor.after_seq,
+                    limit: SYNC_PAGE_REQUEST,
                     invite: invite_id,
                 })
                 .await?;
@@ -181,7 +180,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             if complete {
                 break;
             }
-            if state.as_ref().map(|s| s.seq()) == after_op_seq {
+            if state.as_ref().map(|s| s.seq()) == cursor.after_op_seq {
                 return Err(ClientError::Unexpected(
                     "the server's sync made no progress".into(),
                 ));
@@ -257,7 +256,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             invite_sig,
         };
         let op = state
-            .next_op(self.device(), op_time(self.host.now(), &state), body)
+            .next_op(self.device(), state.claim_time(self.host.now()), body)
             .sign(&self.identity)
             .map_err(protocol)?;
         let mut joined = state.clone();
@@ -323,9 +322,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return true;
         };
         let t = self.host.now();
-        let valid_invite = ctx.state.invite(&request.invite).is_some_and(|i| {
-            i.requires_approval && !i.revoked && i.uses < i.max_uses && i.expires_at > t
-        });
+        // The server's own rule (PROTOCOL.md §8.9): usable through the millisecond
+        // `expires_at`.
+        let valid_invite = ctx
+            .state
+            .invite(&request.invite)
+            .is_some_and(|i| i.takes_join_requests(t));
         // Every device the request lists must be the one that asked (the only device whose
         // key the request proves): another listed device could be someone else's, and its
         // posts would be shown as the requester's. The `add` approving it checks the same.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use confide_protocol::group_log::{Op, OpBody, SignedOp};
-use confide_protocol::{DeviceId, GroupId, MessageId, Seq, Timestamp, UserId};
+use confide_protocol::{DeviceId, GroupId, MessageId, Seq, Timestamp, UserId, policy};
 
 use crate::Network;
 use crate::error::{ClientError, protocol};
@@ -146,18 +146,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Deletes local messages older than the group's retention period.
     pub(crate) async fn enforce_retention(&mut self, group: GroupId) {
-        let Some(seconds) = self
+        let now = self.host.now();
+        let Some(cutoff) = self
             .groups
             .get(&group)
-            .and_then(|c| c.state.retention_seconds())
+            .and_then(|c| c.state.retention_cutoff(now))
         else {
             return;
         };
-        let cutoff = self
-            .host
-            .now()
-            .0
-            .saturating_sub(seconds.saturating_mul(1000));
         let Ok(messages) = self
             .db
             .scan::<ChatMessage>(T_MESSAGES, group.as_bytes(), usize::MAX)
@@ -167,7 +163,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         let mut deleted = Vec::new();
         for (key, m) in messages {
-            if m.received_at.0 < cutoff {
+            if policy::is_past_retention(m.received_at, cutoff) {
                 self.db.remove(T_MESSAGES, &key);
                 self.db.remove(T_EVIDENCE, &key);
                 deleted.push(m.id);
@@ -187,25 +183,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         let user = self.profile.user;
         let t = self.host.now();
-        let open_now = match ctx.state.open_hours() {
-            None => true,
-            Some(hours) => hours.is_open_at(t).unwrap_or(false),
-        };
+        // Fails closed: hours that cannot be evaluated count as closed (§10.1 `post` 7.2).
+        let open_now = ctx.state.within_open_hours(t).unwrap_or(false);
         Ok(Status {
             role: ctx.state.role_of(&user),
-            muted_until: ctx
-                .state
-                .mutes()
-                .get(&user)
-                .copied()
-                .filter(|_| ctx.state.is_muted(&user, t)),
+            muted_until: ctx.state.muted_until(&user, t),
             locked: ctx.state.locked(),
             open_now,
             slow_mode_seconds: ctx.state.slow_mode_seconds(),
-            // Only a member is asked to accept it: someone removed has nothing to accept.
-            agreement_pending: ctx.state.agreement().map(|a| a.version).filter(|_| {
-                ctx.is_member(&self.device()) && !ctx.state.has_accepted_agreement(&user)
-            }),
+            // Only a member is asked to accept it: someone removed has nothing to accept. The
+            // server's rule, by user (the same as by this device while a user has one device).
+            agreement_pending: ctx.state.agreement_pending(&user),
         })
     }
 

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::{GroupId, MessageId, Seq, Timestamp};
+use confide_protocol::{GroupId, MessageId, Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, protocol, server_error};
 use crate::events::{ChatMessage, Event};
-use crate::machine::{ClientCore, millis};
+use crate::machine::ClientCore;
 use crate::session::is_passing;
 use crate::store::{ClientStore, T_GROUPS, T_HELD, T_OUTBOX, T_SEEN, key2, key3};
 use crate::{HostRng, Network};
@@ -514,7 +514,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let wait = retry_after_ms
             .map_or(OUTBOX_RETRY, Duration::from_millis)
             .clamp(OUTBOX_RETRY_MIN, OUTBOX_RETRY_MAX);
-        let at = Timestamp(self.host.now().0.saturating_add(millis(wait)));
+        let at = self.host.now().saturating_add(wait);
         self.outbox_retry_at = Some(self.outbox_retry_at.map_or(at, |due| due.min(at)));
     }
 

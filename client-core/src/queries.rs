@@ -138,12 +138,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 display_name: m.entry.display_name.clone(),
                 role: m.role,
                 devices: m.entry.devices.iter().map(|d| d.device).collect(),
-                muted_until: ctx
-                    .state
-                    .mutes()
-                    .get(user)
-                    .copied()
-                    .filter(|_| ctx.state.is_muted(user, self.host.now())),
+                muted_until: ctx.state.muted_until(user, self.host.now()),
                 looks_like: look_alikes(&ctx.state, user, &m.entry.display_name),
             })
             .collect())

@@ -6,7 +6,7 @@ use confide_protocol::envelope::Envelope;
 use confide_protocol::envelope::{ContentBody, MessageContent};
 use confide_protocol::frames::{ServerFrame, StoredMessage};
 use confide_protocol::sender_key::{ReceiverChain, SenderChain};
-use confide_protocol::{GroupId, MessageId, Seq};
+use confide_protocol::{GroupId, MessageId, Seq, policy};
 
 use crate::Network;
 use crate::error::ClientError;
@@ -189,7 +189,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         // Messages from before this device joined cannot be read, by design.
         if let Some((_, member)) = ctx.state.member_of_device(&me)
-            && env.epoch < member.joined_epoch
+            && !member.can_read_epoch(env.epoch)
         {
             let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
             return;
@@ -226,11 +226,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .get(&env.epoch.0)
             .map(|r| (r.user, r.at));
         if removal.is_some()
-            && ctx
-                .meta
-                .epoch_first_seq
-                .range(env.epoch.0.saturating_add(1)..)
-                .any(|(_, first)| *first < m.seq.0)
+            && policy::slipped_in_after_departure(
+                m.seq,
+                ctx.meta
+                    .epoch_first_seq
+                    .range(env.epoch.0.saturating_add(1)..)
+                    .map(|(_, first)| Seq(*first)),
+            )
         {
             return self.reject_message(
                 group,

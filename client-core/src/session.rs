@@ -32,6 +32,11 @@ pub(crate) fn is_passing_failure(e: &ClientError) -> bool {
 
 /// Whether the server refused a post for a passing reason, so that the identical envelope is
 /// posted again later (PROTOCOL.md §9.8) rather than reported as failed.
+///
+/// The reference client's re-post policy, a subset of the codes the protocol says a client
+/// may retry ([`ErrorCode::is_retryable`], §9.9): `muted` and `slow_mode` are told to the
+/// user (or handled by the held-message path), and `inbox_full` and `too_many_connections`
+/// never answer a post or a sync. The test below keeps it a subset.
 pub(crate) fn is_passing(code: ErrorCode) -> bool {
     matches!(
         code,
@@ -215,5 +220,23 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return Err(e.into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The client re-posts only what the protocol allows a client to retry (§9.9): a code
+    /// added to `is_passing` but not retryable would make it post again against the rules.
+    #[test]
+    fn every_code_the_client_reposts_is_one_the_protocol_lets_it_retry() {
+        for code in ErrorCode::ALL {
+            assert!(
+                !is_passing(code) || code.is_retryable(),
+                "{} is re-posted but not retryable",
+                code.as_str()
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use confide_protocol::frames::{self, ClientFrame, ServerFrame};
 use confide_protocol::group_log::GroupState;
+use confide_protocol::policy::{SYNC_PAGE_REQUEST, SyncCursor};
 use confide_protocol::{GroupId, Seq};
 
 use crate::Network;
@@ -14,9 +15,6 @@ use crate::group::{GroupCtx, GroupMeta, state_genesis_body};
 use crate::machine::ClientCore;
 use crate::session::is_passing_failure;
 use crate::store::{ClientStore, T_GROUPS, T_OPS, T_PENDING_JOINS, key2};
-
-/// Ops and messages asked for per sync request.
-pub(crate) const SYNC_PAGE: u32 = 500;
 
 /// How many sync pages one sync of a group fetches before it lets other work in; the rest
 /// follows in a later sync (a server that never says `complete` cannot starve commands).
@@ -162,20 +160,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         invite: Option<frames::InviteProof>,
     ) -> Result<(), ClientError> {
         for _ in 0..MAX_SYNC_PAGES {
-            let (after_op_seq, after_seq) = match self.groups.get(&group) {
+            let cursor = match self.groups.get(&group) {
                 Some(ctx) if ctx.meta.tampered.is_some() => return Ok(()),
                 // A former member still asks: the server answers with nothing new, or with the
                 // log since, if this device was admitted again.
-                Some(ctx) => (Some(ctx.state.seq()), Seq(ctx.meta.next_seq.max(1) - 1)),
-                None => (None, Seq(0)),
+                Some(ctx) => SyncCursor::resume(ctx.state.seq(), Seq(ctx.meta.next_seq)),
+                None => SyncCursor::START,
             };
             let reply = self
                 .request_ok(|id| ClientFrame::Sync {
                     id,
                     group,
-                    after_op_seq,
-                    after_seq,
-                    limit: SYNC_PAGE,
+                    after_op_seq: cursor.after_op_seq,
+                    after_seq: cursor.after_seq,
+                    limit: SYNC_PAGE_REQUEST,
                     invite,
                 })
                 .await?;
@@ -229,7 +227,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // Only messages after the position asked from, each after the one before: a page
             // that serves one again at or below a position already passed would give it
             // another message's place (PROTOCOL.md §11.2).
-            let mut last = after_seq;
+            let mut last = cursor.after_seq;
             for m in messages {
                 let seq = m.seq;
                 if seq <= last {
@@ -240,7 +238,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 self.handle_message(group, m).await;
                 self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
             }
-            let before = (after_op_seq, after_seq);
             self.advance_cursor(group, next_seq);
             if complete || refused || self.conn.is_none() {
                 self.warn_if_behind(group);
@@ -251,8 +248,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             let now_at = self
                 .groups
                 .get(&group)
-                .map(|c| (Some(c.state.seq()), Seq(c.meta.next_seq.max(1) - 1)));
-            if now_at == Some(before) {
+                .map(|c| SyncCursor::resume(c.state.seq(), Seq(c.meta.next_seq)));
+            if now_at == Some(cursor) {
                 return Err(ClientError::Unexpected(
                     "the server's sync made no progress".into(),
                 ));

@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, oneshot};
 use confide_protocol::envelope::Envelope;
 use confide_protocol::group_log::{OpBody, Role};
 use confide_protocol::identity::KdfParams;
-use confide_protocol::{DeviceId, DeviceIdentity, GroupId, MessageId, Seq, Timestamp, UserId};
+use confide_protocol::{DeviceId, DeviceIdentity, GroupId, MessageId, Seq, UserId};
 
 pub use error::ClientError;
 pub use events::{
@@ -500,11 +500,7 @@ impl Client {
         duration: Duration,
         reason: Option<&str>,
     ) -> Result<(), ClientError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let until = Timestamp(now.saturating_add(duration.as_millis() as u64));
+        let until = native::now().saturating_add(duration);
         let seq = self.op(group, OpBody::Mute { user, until }).await?;
         self.reason(group, seq, reason).await
     }

@@ -24,12 +24,10 @@ pub(crate) struct NativeHost {
 
 /// The system clock, in milliseconds since the Unix epoch.
 pub(crate) fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         // A clock before 1970 is taken as 1970: times only order messages and expiries.
-        .unwrap_or(0);
-    Timestamp(ms)
+        .map_or(Timestamp(0), Timestamp::from_unix_duration)
 }
 
 impl Host for NativeHost {

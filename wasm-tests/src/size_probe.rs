@@ -2,9 +2,8 @@
 //! wasm-bindgen so that everything it reaches is kept by the linker and measured by
 //! `cargo xtask wasm-size`. Inputs come from JavaScript, so nothing is constant-folded away.
 //!
-//! This is a measuring device, not an API: the browser client's real interface comes with
-//! confide-client-core, and when it exists its entry points belong here too, so the figure in
-//! BENCHMARKS.md is the core and the protocol together.
+//! This is a measuring device, not an API. The client core's entry points are in
+//! [`crate::client_probe`], so the figure in BENCHMARKS.md is the core and the protocol together.
 
 use chacha20::ChaCha20Rng;
 use confide_protocol::envelope::{Envelope, MessageContent};

@@ -222,6 +222,20 @@ fn parse<T: DeserializeOwned>(tree: &str, key: &[u8], plain: &[u8]) -> Result<T,
     })
 }
 
+/// Parses every entry of a scan as JSON, in order (the typed scans share this).
+fn parse_all<T: DeserializeOwned>(
+    tree: &str,
+    entries: Vec<Entry>,
+) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+    entries
+        .into_iter()
+        .map(|(key, plain)| {
+            let value = parse(tree, &key, &plain)?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
 /// Store entries overlaid with a batch's writes (the batch wins), ordered by key (highest
 /// first if `reverse`), at most `limit`.
 fn merge(
@@ -395,14 +409,7 @@ impl<S: ClientStore> Tx<S> {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
-        self.scan_bytes(tree, prefix, limit)
-            .await?
-            .into_iter()
-            .map(|(key, plain)| {
-                let value = parse(tree, &key, &plain)?;
-                Ok((key, value))
-            })
-            .collect()
+        parse_all(tree, self.scan_bytes(tree, prefix, limit).await?)
     }
 
     /// Raw values with keys in `[start, end)`, highest first, at most `limit`, as they will be
@@ -434,14 +441,10 @@ impl<S: ClientStore> Tx<S> {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
-        self.scan_range_rev_bytes(tree, start, end, limit)
-            .await?
-            .into_iter()
-            .map(|(key, plain)| {
-                let value = parse(tree, &key, &plain)?;
-                Ok((key, value))
-            })
-            .collect()
+        parse_all(
+            tree,
+            self.scan_range_rev_bytes(tree, start, end, limit).await?,
+        )
     }
 
     /// How many values have a key starting with `prefix` once this step is committed, and the

@@ -170,6 +170,13 @@ pub struct Store {
     /// The lock that keeps other processes out, shared by every handle ([`Store::share`]):
     /// released with the last one, after the database (declared before it) is closed.
     _lock: std::sync::Arc<StoreLock>,
+    /// Set, for every handle, once a flush has failed. sled applies a transaction in memory
+    /// before the flush makes it durable, so after a failed flush what this process reads may
+    /// include a step the core was told failed (and undid): a step whose events were never
+    /// shown and whose inbox items were never acknowledged, yet which may reach the disk later.
+    /// Rather than act on such state the store refuses every further read and write; the
+    /// client stops, and a restart reads back exactly what is on disk.
+    flush_failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -211,6 +218,7 @@ impl Store {
             key,
             path: path.to_path_buf(),
             _lock: std::sync::Arc::new(lock),
+            flush_failed: Default::default(),
         };
         meta.insert("kdf", params_json).map_err(db_err)?;
         meta.insert("salt", &salt).map_err(db_err)?;
@@ -251,6 +259,7 @@ impl Store {
             key,
             path: path.to_path_buf(),
             _lock: std::sync::Arc::new(lock),
+            flush_failed: Default::default(),
         };
         match store.decrypt(META_TREE, b"check", &check) {
             Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(store),
@@ -266,6 +275,7 @@ impl Store {
             key: self.key.clone(),
             path: self.path.clone(),
             _lock: self._lock.clone(),
+            flush_failed: self.flush_failed.clone(),
         }
     }
 
@@ -477,6 +487,7 @@ impl Store {
     /// `abort_after` is for tests only (production passes `None`): the transaction gives up
     /// after that many writes, to show that nothing of an aborted batch is kept.
     fn commit_batch(&self, batch: &Batch, abort_after: Option<usize>) -> Result<(), StoreError> {
+        self.usable()?;
         // sled's multi-tree transaction indexes its first tree, so an empty one must not start.
         if batch.is_empty() {
             return Ok(());
@@ -525,9 +536,39 @@ impl Store {
         self.flush()
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable. A failure is lasting: from then on every
+    /// read and write of the client core fails too (see `flush_failed`), until the store is
+    /// opened again.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(db_err)?;
+        self.usable()?;
+        if let Err(e) = self.flush_db() {
+            self.flush_failed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(db_err(e));
+        }
+        Ok(())
+    }
+
+    /// sled's flush; in this crate's unit tests it can be made to fail once.
+    fn flush_db(&self) -> sled::Result<usize> {
+        #[cfg(test)]
+        if tests::FAIL_NEXT_FLUSH.with(|fail| fail.replace(false)) {
+            return Err(sled::Error::Io(std::io::Error::other(
+                "injected flush failure",
+            )));
+        }
+        self.db.flush()
+    }
+
+    /// Refuses to go on after a failed flush (see `flush_failed`).
+    fn usable(&self) -> Result<(), StoreError> {
+        if self.flush_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Db(
+                "an earlier write could not be made durable; open the store again (restart) \
+                 to continue from what is on disk"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -542,6 +583,7 @@ impl ClientStore for Store {
         tree: &'static str,
         key: &[u8],
     ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        self.usable()?;
         self.get_bytes(tree, key)
     }
 
@@ -551,6 +593,7 @@ impl ClientStore for Store {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.usable()?;
         self.scan_entries(tree, prefix, limit)
     }
 
@@ -561,10 +604,12 @@ impl ClientStore for Store {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.usable()?;
         self.range_rev_entries(tree, start, end, limit)
     }
 
     async fn keys(&self, tree: &'static str, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.usable()?;
         self.key_list(tree, prefix)
     }
 
@@ -576,6 +621,11 @@ impl ClientStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Makes this thread's next [`Store::flush`] fail, as a full or failing disk would.
+        pub(super) static FAIL_NEXT_FLUSH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
 
     #[test]
     fn values_are_encrypted_and_a_wrong_passphrase_is_a_clear_error() {
@@ -705,6 +755,47 @@ mod tests {
             store.get::<String>("seen", b"g1-old").unwrap().as_deref(),
             Some("0")
         );
+    }
+
+    /// A step whose transaction applied but whose flush failed is reported as failed and undone
+    /// by the core, yet sled shows it to later reads. Acting on it would mean a message marked
+    /// seen whose event was never shown, an item stored but not acknowledged: so after a failed
+    /// flush the store refuses everything until it is opened again (review finding).
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_a_failed_flush_the_store_refuses_to_go_on_until_it_is_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let store = create(&path);
+            let batch = write_history(&store);
+            FAIL_NEXT_FLUSH.with(|fail| fail.set(true));
+            assert!(matches!(
+                ClientStore::commit(&store, batch).await,
+                Err(StoreError::Db(_))
+            ));
+            // The applied but undurable step is not read back, by this handle or another.
+            assert!(ClientStore::get(&store, "groups", b"g1").await.is_err());
+            assert!(
+                ClientStore::scan(&store.share(), "seen", b"g1-", 9)
+                    .await
+                    .is_err()
+            );
+            assert!(
+                ClientStore::commit(&store, Batch::new()).await.is_err(),
+                "no further step is taken"
+            );
+        }
+        // Opened again, the store works and holds the step whole or not at all (sled may have
+        // written it after all when the database closed).
+        let store = Store::open(&path, b"pass phrase").unwrap();
+        let cursor = store.get::<String>("groups", b"g1").unwrap();
+        let message = store.get::<String>("messages", b"g1-0001").unwrap();
+        match cursor.as_deref() {
+            Some("cursor 1") => assert_eq!(message, None),
+            Some("cursor 2") => assert_eq!(message.as_deref(), Some("hello")),
+            other => panic!("unexpected cursor {other:?}"),
+        }
+        ClientStore::commit(&store, Batch::new()).await.unwrap();
     }
 
     #[tokio::test]

@@ -108,9 +108,12 @@ impl GroupMeta {
 /// One group as this device holds it.
 pub(crate) struct GroupCtx {
     pub(crate) state: GroupState,
-    /// Epoch numbers that ended because someone was removed or left (no grace for them), with
-    /// who went and when the op says it happened.
-    pub(crate) ended_by_removal: HashMap<u64, Removal>,
+    /// Every departure of the verified log: per epoch number that ended because someone was
+    /// removed or left (no grace for it), who went and when the op says it happened. Rebuilt
+    /// from the stored log at every start, like the rest of this context. A departure covers
+    /// every epoch up to the one it ended, not only that one: the member holds the keys of all
+    /// of them ([`Self::departure_covering`], [`Self::departure_of`]).
+    pub(crate) ended_by_removal: BTreeMap<u64, Removal>,
     /// Every epoch the verified log went through, with the devices (and their users and
     /// names) that were members in it: who may send in that epoch.
     pub(crate) epochs: HashMap<EpochRef, HashMap<DeviceId, (UserId, String)>>,
@@ -159,6 +162,26 @@ impl GroupCtx {
         );
     }
 
+    /// The epoch the first departure at or after `epoch` ended, if any. Whoever went then can
+    /// still read (and write) messages of `epoch` (PROTOCOL.md §11.2 step 9): nothing of
+    /// `epoch` may be stored after a message of an epoch that began after that one.
+    pub(crate) fn departure_covering(&self, epoch: u64) -> Option<u64> {
+        self.ended_by_removal
+            .range(epoch..)
+            .next()
+            .map(|(ended, _)| *ended)
+    }
+
+    /// When `user` went after being a member in `epoch`: their first removal or leaving that
+    /// ended `epoch` or a later one (PROTOCOL.md §11.2 step 14). Anything they say they wrote
+    /// in `epoch` after that moment was written when they were out, whichever epoch it names.
+    pub(crate) fn departure_of(&self, user: &UserId, epoch: u64) -> Option<Timestamp> {
+        self.ended_by_removal
+            .range(epoch..)
+            .find(|(_, removal)| removal.user == *user)
+            .map(|(_, removal)| removal.at)
+    }
+
     /// The user a device belonged to in any epoch of the verified log.
     pub(crate) fn user_of_device(&self, device: &DeviceId) -> Option<UserId> {
         self.epochs
@@ -175,8 +198,9 @@ impl GroupCtx {
 pub(crate) struct Removal {
     /// Who went.
     pub(crate) user: UserId,
-    /// When the op says it happened: their posts in the ended epoch that say they were written
-    /// later are refused (PROTOCOL.md §12.3).
+    /// When the op says it happened: their posts in the ended epoch, or any earlier one they
+    /// were a member in, that say they were written later are refused (PROTOCOL.md §11.2 step
+    /// 14, §12.3).
     pub(crate) at: Timestamp,
 }
 
@@ -476,15 +500,26 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Accepts being in a group someone else added this device to.
     pub(crate) async fn accept_membership(&mut self, group: GroupId) -> Result<(), ClientError> {
         self.member_ctx(group).await?;
+        let me = self.device();
         let ctx = self
             .groups
             .get_mut(&group)
             .ok_or(ClientError::UnknownGroup)?;
         ctx.meta.accepted = true;
         let meta = ctx.meta.clone();
+        let moderator = ctx
+            .state
+            .member_of_device(&me)
+            .is_some_and(|(_, m)| m.role.is_moderator());
         self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
         self.emit(Event::Joined { group });
         self.retry_parked(group).await;
+        // What waited for the user's consent goes now: pinned texts a moderator re-sends to
+        // the current epoch, messages held while the group was not accepted.
+        if moderator {
+            self.needs_repost.insert(group);
+        }
+        self.held_dirty = true;
         Ok(())
     }
 
@@ -584,6 +619,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.groups
             .get(&group)
             .is_some_and(|ctx| ctx.meta.behind(&ctx.state).is_some())
+    }
+
+    /// Whether the user has agreed to be in `group` (§11.7): until then this device sends
+    /// nothing there of its own accord — no pinned text re-sent, no held message posted.
+    pub(crate) fn is_accepted(&self, group: GroupId) -> bool {
+        self.groups.get(&group).is_some_and(|ctx| ctx.meta.accepted)
     }
 
     pub(crate) async fn new_group(&mut self) -> Result<GroupId, ClientError> {

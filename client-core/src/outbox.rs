@@ -30,6 +30,11 @@ pub(crate) const OUTBOX_RETRY_MAX: Duration = Duration::from_secs(60);
 /// kept), so that a log that never catches up cannot fill the disk.
 pub(crate) const MAX_HELD_PER_GROUP: usize = 1_000;
 
+/// How many times one post may find the group's epoch changed under it (while its sender key
+/// was being sent, or refused as stale) before it gives up: each change needs a new signed op,
+/// so an honest group never comes near this.
+pub(crate) const MAX_SEAL_ROUNDS: usize = 4;
+
 /// A message encrypted and handed to the server but not yet acknowledged: kept (encrypted at
 /// rest) and posted again after a reconnect, so nothing unacknowledged is lost and nothing is
 /// shown as sent before the server has it. The server answers a re-post of a stored envelope
@@ -68,7 +73,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         let (seq, id) = self.post_content(group, content.clone()).await?;
         self.own_message(group, seq, id, content)
-            .await
+            .await?
             .ok_or_else(|| ClientError::Unexpected("a text became something else".into()))
     }
 
@@ -83,16 +88,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Stores this device's own text message, now that the server has acknowledged it at
-    /// `seq`, and returns it as shown. `None` for content that is not a text.
+    /// `seq`, and returns it as shown. `None` for content that is not a text; an error, and
+    /// nothing to show, if it cannot be stored.
     pub(crate) async fn own_message(
         &mut self,
         group: GroupId,
         seq: Seq,
         id: MessageId,
         content: MessageContent,
-    ) -> Option<ChatMessage> {
+    ) -> Result<Option<ChatMessage>, ClientError> {
         let ContentBody::Text { text, reply_to } = content.body else {
-            return None;
+            return Ok(None);
         };
         let mut message = ChatMessage {
             group,
@@ -107,12 +113,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             text,
             reply_to,
         };
-        let _ = self
-            .db
-            .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
         // Committed before the message is returned or reported as sent.
-        let _ = self.store_message(&mut message).await;
-        Some(message)
+        self.store_message(&mut message).await?;
+        self.db
+            .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq)?;
+        Ok(Some(message))
     }
 
     /// This device's own post in `epoch` was stored at `seq`: it counts toward the cut-off
@@ -189,15 +194,24 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 self.db.remove(T_HELD, &key);
                 continue;
             };
-            if waiting.contains(&group) || self.is_behind(group) {
+            // A group the device was put back into without asking waits for the user's
+            // consent (§11.7); accepting it sends what is held. (One it is no longer in at all
+            // goes on, to be reported as not sent.)
+            let me = self.device();
+            let put_back_unasked = !self.is_accepted(group)
+                && self.groups.get(&group).is_some_and(|c| c.is_member(&me));
+            if waiting.contains(&group) || self.is_behind(group) || put_back_unasked {
                 continue;
             }
             match self.post_now(group, content.clone(), Some(&key)).await {
-                Ok((seq, id)) => {
-                    if let Some(message) = self.own_message(group, seq, id, content).await {
-                        self.emit(Event::Sent(message));
+                Ok((seq, id)) => match self.own_message(group, seq, id, content).await {
+                    Ok(Some(message)) => self.emit(Event::Sent(message)),
+                    Ok(None) => {}
+                    // Posted, but not stored here: not shown as sent either.
+                    Err(e) => {
+                        tracing::warn!(%group, error = %e, "a sent message could not be stored")
                     }
-                }
+                },
                 // Sealed and in the outbox now (it reports `Sent` or `SendFailed` itself), or
                 // still held because the group fell behind again.
                 Err(ClientError::Pending | ClientError::Held) => {}
@@ -277,7 +291,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // The held entry this message comes from, removed in the same flush that puts it into
         // the outbox (so a crash leaves exactly one copy), and only once.
         let mut held_key = held_key;
-        for attempt in 0..2 {
+        // Encrypted again at most once after a `stale_epoch` refusal.
+        let mut stale_retried = false;
+        for _ in 0..MAX_SEAL_ROUNDS {
             self.member_ctx(group).await?;
             // Earlier messages still waiting in the outbox go first, so that this one is not
             // stored before them; if they still cannot go, this one waits behind them.
@@ -294,6 +310,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             let (epoch, mut chain) = self.ensure_sender_key(group).await?;
             if self.is_behind(group) {
                 return self.keep_held(group, &content, held_key).await;
+            }
+            // Frames handled while the sender key was being sent may have moved the log on: a
+            // removal among them ends the epoch the key is for, and a message encrypted in it
+            // could be read by the removed member (§5.5). Round again, in the new epoch.
+            if self
+                .groups
+                .get(&group)
+                .is_none_or(|ctx| ctx.state.epoch_ref() != epoch)
+            {
+                continue;
             }
             let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
             let envelope = Envelope::seal(
@@ -379,7 +405,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ServerFrame::Error {
                     code: ErrorCode::StaleEpoch,
                     ..
-                } if attempt == 0 => {
+                } if !stale_retried => {
+                    stale_retried = true;
                     self.sync_group(group, None).await?;
                 }
                 // A held message the user was told would be sent is kept through slow mode.
@@ -413,12 +440,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 // it is sealed again below), so it is never stored twice.
                 continue;
             }
-            // Sealed in an epoch that has since ended with a removal, and not echoed back by
-            // the sync that showed the removal: posting it now could hand it to the removed
-            // member, who holds that epoch's keys. Sealed again for the current epoch instead.
+            // Sealed in an epoch that has since ended with a removal (or in an earlier one), and
+            // not echoed back by the sync that showed the removal: posting it now could hand it
+            // to the removed member, who holds that epoch's keys. Sealed again for the current
+            // epoch instead.
             if self.groups.get(&group).is_some_and(|ctx| {
                 entry.envelope.epoch < ctx.state.epoch()
-                    && ctx.ended_by_removal.contains_key(&entry.envelope.epoch.0)
+                    && ctx.departure_covering(entry.envelope.epoch.0).is_some()
             }) {
                 self.reseal_later(group, &key, &entry.content).await;
                 continue;
@@ -531,8 +559,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .db
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
         self.note_own_post(group, entry.envelope.epoch.0, seq);
-        if let Some(message) = self.own_message(group, seq, id, entry.content).await {
-            self.emit(Event::Sent(message));
+        match self.own_message(group, seq, id, entry.content).await {
+            Ok(Some(message)) => self.emit(Event::Sent(message)),
+            Ok(None) => {}
+            // Posted, but not stored here: not shown as sent either.
+            Err(e) => tracing::warn!(%group, error = %e, "a sent message could not be stored"),
         }
     }
 }

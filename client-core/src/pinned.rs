@@ -122,6 +122,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 self.needs_repost.insert(group);
                 return;
             }
+            // Put back into the group without asking: nothing is posted there before the user
+            // accepts it (§11.7); accepting queues the re-send again.
+            if !self.is_accepted(group) {
+                continue;
+            }
             for kind in [PinnedKind::Agreement, PinnedKind::CrisisResources] {
                 if self.pinned_is_current(group, kind).await
                     && let Err(e) = self.post_pinned(group, kind).await

@@ -219,27 +219,30 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 "the sender was not a member in that epoch".into(),
             );
         };
-        // An epoch that ended with a removal accepts nothing stored after later epochs began:
-        // the server allows no grace there, so such a message was slipped in afterwards.
-        let removal = ctx
-            .ended_by_removal
-            .get(&env.epoch.0)
-            .map(|r| (r.user, r.at));
-        if removal.is_some()
-            && policy::slipped_in_after_departure(
+        // An epoch at or before one that ended with a departure accepts nothing stored after an
+        // epoch that began after that departure: the server allows no grace once someone went,
+        // so such a message was slipped in afterwards, under keys the departed member holds.
+        // Not only the epoch the departure ended: the departed member holds every earlier
+        // epoch's keys too.
+        let slipped_in = ctx.departure_covering(env.epoch.0).is_some_and(|ended| {
+            policy::slipped_in_after_departure(
                 m.seq,
                 ctx.meta
                     .epoch_first_seq
-                    .range(env.epoch.0.saturating_add(1)..)
+                    .range(ended.saturating_add(1)..)
                     .map(|(_, first)| Seq(*first)),
             )
-        {
+        });
+        if slipped_in {
             return self.reject_message(
                 group,
                 &m,
                 "sent in an epoch that had already ended with a removal".into(),
             );
         }
+        // When the author went (removed, or left) after being a member in this epoch, if they
+        // did: anything they say they wrote later was written when they were out.
+        let author_left_at = ctx.departure_of(&sender, env.epoch.0);
         if let Some(ctx) = self.groups.get_mut(&group) {
             ctx.meta.note_epoch_seq(m.envelope.epoch.0, m.seq.0);
         }
@@ -294,12 +297,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 return self.reject_message(group, &m, "the message content is not valid".into());
             }
         };
-        // The member whose removal ended this epoch wrote this after the removal (by their own
-        // clock): whatever the server's order says, it was posted after they were out.
-        if let Some((removed, removed_at)) = removal
-            && removed == sender
-            && content.sent_at > removed_at
-        {
+        // The author wrote this after their removal (by their own clock), in this epoch or in
+        // an earlier one whose keys they kept: whatever the server's order says, it was posted
+        // after they were out.
+        if author_left_at.is_some_and(|left_at| content.sent_at > left_at) {
             return self.reject_message(
                 group,
                 &m,
@@ -308,7 +309,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         self.check_order(group, &m, &sender_name, content.seen_seq)
             .await;
-        let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
         let (text, reply_to) = match content.body {
             ContentBody::Text { text, reply_to } => (text, reply_to),
             ContentBody::Pinned {
@@ -317,22 +317,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 text,
                 key,
             } => {
+                let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
                 self.receive_pinned(group, env.sender, kind, version, text, &key);
                 return;
             }
-            _ => return,
+            _ => {
+                let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
+                return;
+            }
         };
-        // Kept (encrypted at rest) so this message can be reported verifiably later.
         let evidence = Evidence {
             envelope: m.envelope.clone(),
             body: opened.body.to_vec(),
             franking_key: *opened.franking_key,
         };
-        let _ = self.db.put(
-            T_EVIDENCE,
-            &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
-            &evidence,
-        );
         let mut message = ChatMessage {
             group,
             seq: m.seq,
@@ -346,7 +344,25 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             text,
             reply_to,
         };
-        let _ = self.store_message(&mut message).await;
+        // Shown only once stored: a message the store cannot take is neither shown nor taken
+        // as processed (a position another message holds was reported by `store_message`).
+        if let Err(e) = self.store_message(&mut message).await {
+            tracing::warn!(%group, seq = m.seq.0, error = %e, "a message could not be stored: not shown");
+            if matches!(e, ClientError::Store(_)) {
+                self.emit(Event::MessageRejected(Rejection {
+                    group,
+                    seq: m.seq.0,
+                    reason: format!("this message could not be stored on this device: {e}"),
+                }));
+            }
+            return;
+        }
+        // Kept (encrypted at rest) so this message can be reported verifiably later.
+        let _ = self.db.put(
+            T_EVIDENCE,
+            &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
+            &evidence,
+        );
         let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
         self.emit(Event::Message(message));
     }

@@ -241,12 +241,14 @@ pub fn can_read_epoch(joined_epoch: Epoch, epoch: Epoch) -> bool {
 }
 
 /// The client's side of "no grace after a departure" (PROTOCOL.md §11.2 step 9): a message
-/// stored at `seq` in an epoch that ended with a `remove` or `leave` was slipped in after the
-/// departure — possibly under keys the departed member holds — if a message of **any** later
-/// epoch was stored before it. `later_epochs_first_seqs` are the lowest seqs the client knows
-/// of messages in each later epoch (processed, or posted by itself). The server accepts
-/// nothing in such an epoch once the departure is applied, so an honest server never stores
-/// one.
+/// stored at `seq` in an epoch that ended with a `remove` or `leave` — **or in any earlier
+/// epoch** — was slipped in after the departure, possibly under keys the departed member
+/// holds, if a message of an epoch after the departure was stored before it.
+/// `later_epochs_first_seqs` are the lowest seqs the client knows of messages in each epoch
+/// after the departure (processed, or posted by itself). Once the departure is applied the
+/// server accepts nothing in the epoch it ended nor in any earlier one (§10.1: the grace covers
+/// only the epoch just before the current one, and never one a departure ended), so an honest
+/// server never stores one.
 pub fn slipped_in_after_departure(
     seq: Seq,
     later_epochs_first_seqs: impl IntoIterator<Item = Seq>,

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::{GroupId, MessageId, Seq};
+use confide_protocol::{GroupId, MessageId, Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ClientError, protocol, server_error};
+use crate::error::{ClientError, EncryptError, unexpected_reply};
 use crate::events::{ChatMessage, Event};
 use crate::machine::ClientCore;
 use crate::session::is_passing;
@@ -45,6 +45,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// once the server has acknowledged it durably. [`ClientError::Held`] and
     /// [`ClientError::Pending`] mean it is kept and sent later ([`Event::Sent`] or
     /// [`Event::SendFailed`] follows).
+    ///
+    /// # Errors
+    ///
+    /// Those of a command in a group that reaches the server ([the errors every command
+    /// shares](crate::ClientCore#errors)); [`ClientError::Held`] and [`ClientError::Pending`] when
+    /// the message is kept to be sent later (not failures: the message is not lost);
+    /// [`ClientError::Server`] when the server refuses it (`muted`, `slow_mode`, `locked`, …;
+    /// nothing is kept); [`ClientError::Encrypt`] if it cannot be encrypted (nothing is kept).
     pub async fn send_text(
         &mut self,
         group: GroupId,
@@ -61,15 +69,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         text: String,
         reply_to: Option<MessageId>,
     ) -> Result<ChatMessage, ClientError> {
+        let sent_at = self.host.now();
         let content = MessageContent {
-            sent_at: self.host.now(),
+            sent_at,
             seen_seq: self.seen_seq(group),
-            body: ContentBody::Text { text, reply_to },
+            body: ContentBody::Text {
+                text: text.clone(),
+                reply_to,
+            },
         };
-        let (seq, id) = self.post_content(group, content.clone()).await?;
-        self.own_message(group, seq, id, content)
-            .await
-            .ok_or_else(|| ClientError::Unexpected("a text became something else".into()))
+        let (seq, id) = self.post_content(group, content).await?;
+        Ok(self.own_text(group, seq, id, sent_at, text, reply_to).await)
     }
 
     /// The highest message seq of `group` this device has processed, named in what it writes
@@ -94,6 +104,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let ContentBody::Text { text, reply_to } = content.body else {
             return None;
         };
+        Some(
+            self.own_text(group, seq, id, content.sent_at, text, reply_to)
+                .await,
+        )
+    }
+
+    /// Stores this device's own text, acknowledged at `seq`, and returns it as shown.
+    async fn own_text(
+        &mut self,
+        group: GroupId,
+        seq: Seq,
+        id: MessageId,
+        sent_at: Timestamp,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> ChatMessage {
         let mut message = ChatMessage {
             group,
             seq,
@@ -102,7 +128,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             sender: self.profile.user,
             sender_device: self.device(),
             sender_name: self.profile.display_name.clone(),
-            sent_at: content.sent_at,
+            sent_at,
             received_at: self.host.now(),
             text,
             reply_to,
@@ -112,7 +138,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
         // Committed before the message is returned or reported as sent.
         let _ = self.store_message(&mut message).await;
-        Some(message)
+        message
     }
 
     /// This device's own post in `epoch` was stored at `seq`: it counts toward the cut-off
@@ -277,7 +303,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // The held entry this message comes from, removed in the same flush that puts it into
         // the outbox (so a crash leaves exactly one copy), and only once.
         let mut held_key = held_key;
-        for attempt in 0..2 {
+        // Once more after a stale epoch, then the server's refusal is the answer.
+        let mut retried = false;
+        loop {
             self.member_ctx(group).await?;
             // Earlier messages still waiting in the outbox go first, so that this one is not
             // stored before them; if they still cannot go, this one waits behind them.
@@ -295,7 +323,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             if self.is_behind(group) {
                 return self.keep_held(group, &content, held_key).await;
             }
-            let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
+            let bytes =
+                zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(ClientError::Encode)?);
             let envelope = Envelope::seal(
                 &self.identity,
                 group,
@@ -304,7 +333,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 &bytes,
                 &mut HostRng(&mut *self.host),
             )
-            .map_err(protocol)?;
+            .map_err(|e| ClientError::Encrypt(EncryptError::Envelope(e)))?;
             // The message goes into the outbox before it leaves, and the advanced chain is
             // saved with it: a key is never used twice, and a message is never lost.
             let outbox_key = key2(group.as_bytes(), envelope.message_id().as_bytes());
@@ -335,7 +364,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .await
             {
                 Ok(reply) => reply,
-                Err(ClientError::Transport(_)) | Err(ClientError::Unexpected(_)) => {
+                Err(ClientError::Transport(_)) | Err(ClientError::Timeout { .. }) => {
                     return Err(ClientError::Pending);
                 }
                 Err(e) => return Err(e),
@@ -379,7 +408,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ServerFrame::Error {
                     code: ErrorCode::StaleEpoch,
                     ..
-                } if attempt == 0 => {
+                } if !retried => {
+                    retried = true;
                     self.sync_group(group, None).await?;
                 }
                 // A held message the user was told would be sent is kept through slow mode.
@@ -388,12 +418,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     ..
                 } if from_held => {
                     self.hold_quietly(group, &content).await?;
-                    return Err(server_error(reply));
+                    return Err(unexpected_reply(reply, "posted"));
                 }
-                other => return Err(server_error(other)),
+                other => return Err(unexpected_reply(other, "posted")),
             }
         }
-        Err(ClientError::Unexpected("epoch kept changing".into()))
     }
 
     /// Posts again every message that was handed to the server but not acknowledged.

@@ -933,7 +933,11 @@ async fn run_with_client(
                     }));
                 }
                 // Failed before the message was sealed: nothing was kept to go out later.
-                Err(e @ (ClientError::Transport(_) | ClientError::Unexpected(_))) => {
+                Err(
+                    e @ (ClientError::Transport(_)
+                    | ClientError::Timeout { .. }
+                    | ClientError::UnexpectedReply { .. }),
+                ) => {
                     return Err(anyhow::Error::from(e).context(
                         "your message was not sent and was not kept: send it again once the \
                          server is reachable",

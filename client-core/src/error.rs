@@ -1,8 +1,20 @@
 //! The client's errors: [`ClientError`] for every operation, and [`StoreError`] for the store
-//! seam, shared by every backend.
+//! seam, shared by every backend. What failed is told by the variant, carrying the protocol
+//! crate's own error where there is one ([`VerificationError`], [`EncryptError`],
+//! [`ClientError::NotAllowed`]); [`ClientError::code`] names each for scripts. A protocol error a variant carries is part of its message, so it is not repeated
+//! as [`std::error::Error::source`] (an error chain printed in full would say it twice).
+//!
+//! The messages are for people. None holds a secret or a message's text: the protocol errors
+//! they show name lengths, positions, versions and ids, never contents.
 
-use confide_protocol::GroupId;
-use confide_protocol::frames::ErrorCode;
+use std::time::Duration;
+
+use confide_protocol::envelope::EnvelopeError;
+use confide_protocol::frames::{ErrorCode, ServerFrame};
+use confide_protocol::group_log::LogError;
+use confide_protocol::report::ReportError;
+use confide_protocol::seal::SealError;
+use confide_protocol::{GroupId, UserId};
 
 use crate::events::Departure;
 use crate::link::TransportError;
@@ -20,6 +32,15 @@ pub enum StoreError {
     /// A stored value could not be decrypted or decoded: the store is damaged or was altered.
     #[error("local store value {tree}/{key} is damaged or was altered")]
     Corrupt {
+        /// Tree.
+        tree: String,
+        /// Key, hex.
+        key: String,
+    },
+    /// A value every set-up store holds is not there: the store was never set up
+    /// ([`crate::profile::create`]), or it is damaged.
+    #[error("local store value {tree}/{key} is missing: the store was never set up, or is damaged")]
+    Missing {
         /// Tree.
         tree: String,
         /// Key, hex.
@@ -43,6 +64,17 @@ pub enum ClientError {
     /// The connection to the server failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The server did not answer in time; the connection was dropped (the next operation
+    /// connects again). Whether a request that timed out took effect on the server is
+    /// unknown: what this device sends again is built so that doing it twice is harmless.
+    #[error("timed out: the server did not answer {waiting_for} within {after:?}")]
+    Timeout {
+        /// What was waited for: the frame type of the request (`post`, `sync`,
+        /// `append_op`, …), or `connect` for the connection and the server's greeting.
+        waiting_for: &'static str,
+        /// How long it was waited for.
+        after: Duration,
+    },
     /// The server refused the request; `code` is stable, `message` is for people.
     #[error("the server refused: {message} ({})", code.as_str())]
     Server {
@@ -63,7 +95,19 @@ pub enum ClientError {
     /// The server served an op that does not verify; it was refused and the group keeps its
     /// last verified state (see [`crate::Event::GroupRejected`]).
     #[error("an op the server served was refused: {0}")]
-    OpRefused(String),
+    OpRefused(LogError),
+    /// Something the server served, or this device's own store, failed a check: a signature,
+    /// a seal, a decryption, the group log's rules, or the position of a message. Nothing of
+    /// it was accepted.
+    #[error(transparent)]
+    Verification(#[from] VerificationError),
+    /// The group's rules, as this device's verified log has them, do not allow this change
+    /// (or it would change nothing); nothing was sent. The source says which rule.
+    #[error("not allowed: {0}")]
+    NotAllowed(LogError),
+    /// What the operation names is not on this device; nothing was done.
+    #[error(transparent)]
+    NotFound(#[from] Missing),
     /// This device has seen members use an epoch its verified log has not reached (perhaps a
     /// removal the server has not shown it); the message is held and sent once the log has
     /// caught up (see [`crate::Event::GroupBehind`]).
@@ -108,9 +152,12 @@ pub enum ClientError {
         /// The current version.
         current: u32,
     },
-    /// A cryptographic or protocol step failed.
-    #[error("protocol error: {0}")]
-    Protocol(String),
+    /// This device could not encrypt or seal what it was sending; nothing was sent.
+    #[error(transparent)]
+    Encrypt(#[from] EncryptError),
+    /// A value could not be encoded as JSON (to be encrypted, or exported); nothing was sent.
+    #[error("could not encode: {0}")]
+    Encode(serde_json::Error),
     /// The message was encrypted and handed to the server, but the connection failed before
     /// the server acknowledged it, or the server could not take it for a passing reason (its
     /// disk, a restart, a rate limit). It is kept and sent again when the connection returns or
@@ -124,9 +171,114 @@ pub enum ClientError {
     /// An argument was not acceptable (the message says what to change); nothing was done.
     #[error("{0}")]
     Invalid(String),
-    /// The server sent something unexpected.
-    #[error("unexpected reply from the server: {0}")]
-    Unexpected(String),
+    /// The server answered a request with a frame of another type than the request calls
+    /// for (and not an `error`): a server fault.
+    #[error("unexpected reply from the server: expected {expected}, got {got}")]
+    UnexpectedReply {
+        /// The frame type the request calls for.
+        expected: &'static str,
+        /// The frame type that came.
+        got: &'static str,
+    },
+    /// The server speaks another protocol version than this client: one of them must be
+    /// updated. Nothing was sent.
+    #[error(
+        "the server speaks protocol version {version}, this client version {}: one of them must \
+         be updated",
+        confide_protocol::frames::PROTOCOL_VERSION
+    )]
+    IncompatibleServer {
+        /// The server's protocol version.
+        version: u16,
+    },
+    /// The server's sync of a group stopped moving forward (a page that advanced neither the
+    /// log nor the messages): a server fault. What came so far is kept; a later sync asks
+    /// again.
+    #[error("the server's sync of the group made no progress")]
+    SyncStalled {
+        /// The group.
+        group: GroupId,
+    },
+}
+
+/// What failed a check ([`ClientError::Verification`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerificationError {
+    /// An op of a group's log: its signature, its chain, or the log's rules.
+    #[error("the group's log does not verify: {0}")]
+    Log(LogError),
+    /// A message envelope: its signature, its decryption, its padding or its sender key.
+    #[error("the message does not verify: {0}")]
+    Envelope(EnvelopeError),
+    /// The server put a message at a position (`seq`) of the group where another message is,
+    /// or was, on this device. It is not stored there: a position names one message.
+    #[error(
+        "the server gave a message position {seq}, where another message is (or was) on this \
+         device"
+    )]
+    PositionTaken {
+        /// The position.
+        seq: u64,
+    },
+}
+
+/// Why this device could not encrypt or seal what it was sending ([`ClientError::Encrypt`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncryptError {
+    /// A message could not be encrypted under this device's sender key (its body is too
+    /// large, or the key's chain is used up).
+    #[error("could not encrypt the message: {0}")]
+    Envelope(EnvelopeError),
+    /// A payload (a sender key, a join request, a note) could not be sealed to a device.
+    #[error("could not seal to a device: {0}")]
+    Seal(SealError),
+    /// A report could not be sealed to the facilitators.
+    #[error("could not seal the report: {0}")]
+    Report(ReportError),
+}
+
+/// What was not found ([`ClientError::NotFound`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Missing {
+    /// No message received at that position of the group is on this device (to report).
+    #[error("no received message with that number to report")]
+    Message {
+        /// The position asked for.
+        seq: u64,
+    },
+    /// No item of the facilitator queue has that id.
+    #[error("unknown item")]
+    QueueItem,
+    /// This device holds no key for that sender and epoch, so it cannot open the message.
+    #[error("this device holds no key for that sender and epoch")]
+    SenderKey,
+    /// No join request from that user is waiting in the group.
+    #[error("no pending join request from that user")]
+    JoinRequest {
+        /// The user.
+        user: UserId,
+    },
+    /// That user is not a member of the group.
+    #[error("that user is not a member of the group")]
+    Member {
+        /// The user.
+        user: UserId,
+    },
+    /// This device shares no group with that user, so it has no key of theirs to compare.
+    #[error("no group shared with that user")]
+    SharedGroup {
+        /// The user.
+        user: UserId,
+    },
+    /// The group has no agreement to accept.
+    #[error("the group has no agreement")]
+    Agreement,
+    /// The group has no facilitator (besides this device's user) to report to.
+    #[error("the group has no other facilitator to report to")]
+    Facilitator,
 }
 
 /// [`ClientError::Removed`] for people (the group's name is the front end's to add).
@@ -150,20 +302,25 @@ impl ClientError {
     /// A stable, machine-readable name for what went wrong, for scripts and front ends (the
     /// message is for people and may change): the server's code for a refusal
     /// ([`ErrorCode::as_str`], e.g. `muted`), otherwise one of `wrong_passphrase`,
-    /// `profile_in_use`, `store`, `unreachable`, `unknown_group`, `group_tampered`,
-    /// `op_refused`, `held`, `not_member`, `removed`, `left`, `bad_invite`,
-    /// `agreement_not_received`, `agreement_changed`, `protocol`, `pending`, `closed`,
-    /// `invalid`, `unexpected`.
+    /// `profile_in_use`, `store`, `unreachable`, `timeout`, `unknown_group`, `group_tampered`,
+    /// `op_refused`, `verification`, `not_allowed`, `not_found`, `held`, `not_member`,
+    /// `removed`, `left`, `bad_invite`, `agreement_not_received`, `agreement_changed`,
+    /// `encrypt`, `encode`, `pending`, `closed`, `invalid`, `unexpected` (a reply of the wrong
+    /// type), `incompatible_server`, `sync_stalled`.
     pub fn code(&self) -> &'static str {
         match self {
             ClientError::Store(StoreError::WrongPassphrase) => "wrong_passphrase",
             ClientError::Store(StoreError::InUse(_)) => "profile_in_use",
             ClientError::Store(_) => "store",
             ClientError::Transport(_) => "unreachable",
+            ClientError::Timeout { .. } => "timeout",
             ClientError::Server { code, .. } => code.as_str(),
             ClientError::UnknownGroup => "unknown_group",
             ClientError::GroupTampered(_) => "group_tampered",
             ClientError::OpRefused(_) => "op_refused",
+            ClientError::Verification(_) => "verification",
+            ClientError::NotAllowed(_) => "not_allowed",
+            ClientError::NotFound(_) => "not_found",
             ClientError::Held => "held",
             ClientError::NotMember => "not_member",
             ClientError::Removed { departure, .. } if departure.left => "left",
@@ -171,25 +328,23 @@ impl ClientError {
             ClientError::BadInvite(_) => "bad_invite",
             ClientError::AgreementNotReceived { .. } => "agreement_not_received",
             ClientError::AgreementChanged { .. } => "agreement_changed",
-            ClientError::Protocol(_) => "protocol",
+            ClientError::Encrypt(_) => "encrypt",
+            ClientError::Encode(_) => "encode",
             ClientError::Pending => "pending",
             ClientError::Closed => "closed",
             ClientError::Invalid(_) => "invalid",
-            ClientError::Unexpected(_) => "unexpected",
+            ClientError::UnexpectedReply { .. } => "unexpected",
+            ClientError::IncompatibleServer { .. } => "incompatible_server",
+            ClientError::SyncStalled { .. } => "sync_stalled",
         }
     }
 }
 
-/// A failed cryptographic or protocol step, as a [`ClientError::Protocol`].
-pub(crate) fn protocol(e: impl std::fmt::Display) -> ClientError {
-    ClientError::Protocol(e.to_string())
-}
-
-/// A server's error reply as a [`ClientError::Server`]; any other frame where an error was
-/// expected is [`ClientError::Unexpected`].
-pub(crate) fn server_error(frame: confide_protocol::frames::ServerFrame) -> ClientError {
+/// The reply `frame` to a request that calls for an `expected` frame, as an error: the
+/// server's refusal if it is an `error` frame, otherwise [`ClientError::UnexpectedReply`].
+pub(crate) fn unexpected_reply(frame: ServerFrame, expected: &'static str) -> ClientError {
     match frame {
-        confide_protocol::frames::ServerFrame::Error {
+        ServerFrame::Error {
             code,
             message,
             retry_after_ms,
@@ -199,6 +354,9 @@ pub(crate) fn server_error(frame: confide_protocol::frames::ServerFrame) -> Clie
             message,
             retry_after_ms,
         },
-        other => ClientError::Unexpected(other.type_name().to_string()),
+        other => ClientError::UnexpectedReply {
+            expected,
+            got: other.type_name(),
+        },
     }
 }

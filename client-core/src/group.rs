@@ -10,7 +10,7 @@ use confide_protocol::group_log::{GroupSettings, GroupState, Op, OpBody, SignedO
 use confide_protocol::{DeviceId, DeviceKeys, EpochRef, GroupId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ClientError, protocol, server_error};
+use crate::error::{ClientError, unexpected_reply};
 use crate::events::{Event, GroupChange, Rejection};
 use crate::machine::ClientCore;
 use crate::moderation::known_people;
@@ -286,6 +286,12 @@ pub(crate) fn state_genesis_body(op: &SignedOp) -> OpBody {
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Creates a group with this device's user as its facilitator.
+    ///
+    /// # Errors
+    ///
+    /// Those of a command that reaches the server ([the errors every command
+    /// shares](crate::ClientCore#errors)); [`ClientError::Server`] if the server refuses the
+    /// group.
     pub async fn create_group(&mut self) -> Result<GroupId, ClientError> {
         let r = self.new_group().await;
         self.end_step(r).await
@@ -293,6 +299,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Signs and appends any group-log op (the moderation commands are built on this).
     /// Returns the op's position in the log.
+    ///
+    /// # Errors
+    ///
+    /// Those of a command in a group that reaches the server ([the errors every command
+    /// shares](crate::ClientCore#errors)); [`ClientError::NotAllowed`] when the group's rules, as
+    /// this device's verified log has them, refuse the op (nothing is sent);
+    /// [`ClientError::Server`] when the server refuses it (after an `op_conflict` the group is
+    /// synced and the op tried once more on the new head).
     pub async fn append(&mut self, group: GroupId, body: OpBody) -> Result<u64, ClientError> {
         let r = self.append_op(group, body).await;
         self.end_step(r).await
@@ -300,6 +314,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Accepts being in a group someone added this device to ([`Event::Invited`]): its
     /// messages are shown from then on. To decline, leave it (an [`OpBody::Leave`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`], [`ClientError::GroupTampered`], [`ClientError::Removed`] or
+    /// [`ClientError::NotMember`] if this device is not in that group ([the errors every command
+    /// shares](crate::ClientCore#errors)); [`ClientError::Store`] if the acceptance cannot be
+    /// stored.
     pub async fn accept_group(&mut self, group: GroupId) -> Result<(), ClientError> {
         let r = self.accept_membership(group).await;
         self.end_step(r).await
@@ -374,7 +395,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     tracing::warn!(%group, seq, code = e.code(), "op served by the server refused");
                     self.emit(Event::GroupRejected(Rejection { group, seq, reason }));
                 }
-                return Err(ClientError::OpRefused(e.to_string()));
+                return Err(ClientError::OpRefused(e));
             }
         };
         ctx.record_epoch();
@@ -638,8 +659,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             GroupSettings::default(),
         )
         .sign(&self.identity)
-        .map_err(protocol)?;
-        let state = GroupState::from_genesis(&genesis).map_err(protocol)?;
+        .map_err(ClientError::NotAllowed)?;
+        let state = GroupState::from_genesis(&genesis).map_err(ClientError::NotAllowed)?;
         let g = genesis.clone();
         self.request_ok(|id| ClientFrame::CreateGroup { id, genesis: g })
             .await?;
@@ -669,7 +690,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // Said plainly before anything goes out, also when the server cannot be reached.
         self.member_ctx(group).await?;
         self.ensure_connected().await?;
-        for attempt in 0..2 {
+        // Once more after a conflict, then the server's refusal is the answer.
+        let mut retried = false;
+        loop {
             let ctx = self.member_ctx(group).await?;
             let op = ctx
                 .state
@@ -679,10 +702,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     body.clone(),
                 )
                 .sign(&self.identity)
-                .map_err(protocol)?;
+                .map_err(ClientError::NotAllowed)?;
             // Check locally first: a refused op gets the protocol's own explanation.
             let mut preview = ctx.state.clone();
-            preview.apply(&op).map_err(protocol)?;
+            preview.apply(&op).map_err(ClientError::NotAllowed)?;
             let signed = op.clone();
             match self
                 .request(|id| ClientFrame::AppendOp {
@@ -700,12 +723,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ServerFrame::Error {
                     code: ErrorCode::OpConflict,
                     ..
-                } if attempt == 0 => {
+                } if !retried => {
+                    retried = true;
                     self.sync_group(group, None).await?;
                 }
-                other => return Err(server_error(other)),
+                other => return Err(unexpected_reply(other, "op_appended")),
             }
         }
-        Err(ClientError::Unexpected("op conflict persisted".into()))
     }
 }

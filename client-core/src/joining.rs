@@ -11,7 +11,7 @@ use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::{GroupId, Seq, Signature, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ClientError, protocol};
+use crate::error::{ClientError, EncryptError, Missing, unexpected_reply};
 use crate::events::{Event, JoinRequest};
 use crate::group::{GroupCtx, GroupMeta, look_alikes};
 use crate::invite::Invite;
@@ -46,6 +46,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Joins with an invite, after verifying the group's log against it. With an invite that
     /// needs approval, sends a join request (with an optional note) to the facilitators.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::BadInvite`] when the group's log the server shows does not verify, does not
+    /// match the invite, or is older than the one this device verified before;
+    /// [`ClientError::SyncStalled`] if the server's log stops coming; [`ClientError::NotAllowed`]
+    /// if the join op cannot be made; [`ClientError::Encrypt`] or [`ClientError::Encode`] if a
+    /// join request cannot be sealed; and those of a command that reaches the server ([the errors
+    /// every command shares](crate::ClientCore#errors)), such as [`ClientError::Server`] for an
+    /// invite the server knows is revoked, expired or used up.
     pub async fn join(
         &mut self,
         invite: Invite,
@@ -56,12 +66,21 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Approves a pending join request (facilitators).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotFound`] ([`Missing::JoinRequest`](crate::Missing::JoinRequest)) if no
+    /// request from `user` is waiting; otherwise as [`Self::append`].
     pub async fn approve(&mut self, group: GroupId, user: UserId) -> Result<(), ClientError> {
         let r = self.admit(group, user).await;
         self.end_step(r).await
     }
 
     /// Declines a pending join request (facilitators): it is forgotten.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be written.
     pub async fn decline(&mut self, group: GroupId, user: UserId) -> Result<(), ClientError> {
         self.db
             .remove(T_JOIN_REQUESTS, &key2(group.as_bytes(), user.as_bytes()));
@@ -69,6 +88,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Pending join requests (facilitators), to approve or decline.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be read (a group this device does not know has
+    /// none).
     pub async fn join_requests(&self, group: GroupId) -> Result<Vec<JoinRequest>, ClientError> {
         let items = self
             .db
@@ -159,7 +183,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 })
                 .await?;
             let ServerFrame::SyncPage { ops, complete, .. } = reply else {
-                return Err(ClientError::Unexpected("sync_page".into()));
+                return Err(unexpected_reply(reply, "sync_page"));
             };
             for op in ops {
                 match state.as_mut() {
@@ -181,9 +205,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 break;
             }
             if state.as_ref().map(|s| s.seq()) == cursor.after_op_seq {
-                return Err(ClientError::Unexpected(
-                    "the server's sync made no progress".into(),
-                ));
+                return Err(ClientError::SyncStalled { group });
             }
         }
         let state = state.ok_or_else(|| ClientError::BadInvite("the group has no log".into()))?;
@@ -227,7 +249,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 member: self.member_entry(),
                 note,
             };
-            let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(protocol)?);
+            let bytes =
+                zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(ClientError::Encode)?);
             let mut items = Vec::new();
             for keys in state.facilitator_devices() {
                 items.push(
@@ -240,7 +263,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         &bytes,
                         &mut HostRng(&mut *self.host),
                     )
-                    .map_err(protocol)?,
+                    .map_err(|e| ClientError::Encrypt(EncryptError::Seal(e)))?,
                 );
             }
             self.send_sealed(items).await?;
@@ -258,7 +281,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let op = state
             .next_op(self.device(), state.claim_time(self.host.now()), body)
             .sign(&self.identity)
-            .map_err(protocol)?;
+            .map_err(ClientError::NotAllowed)?;
         let mut joined = state.clone();
         joined
             .apply(&op)
@@ -296,10 +319,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     pub(crate) async fn admit(&mut self, group: GroupId, user: UserId) -> Result<(), ClientError> {
         let key = key2(group.as_bytes(), user.as_bytes());
-        let request: JoinRequestPayload =
-            self.db.get(T_JOIN_REQUESTS, &key).await?.ok_or_else(|| {
-                ClientError::Protocol("no pending join request from that user".into())
-            })?;
+        let request: JoinRequestPayload = self
+            .db
+            .get(T_JOIN_REQUESTS, &key)
+            .await?
+            .ok_or(ClientError::NotFound(Missing::JoinRequest { user }))?;
         let body = OpBody::Add {
             member: request.member,
             invite: Some(request.invite),

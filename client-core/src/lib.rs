@@ -71,7 +71,7 @@ mod sender_keys;
 mod session;
 mod sync;
 
-pub use error::{ClientError, StoreError};
+pub use error::{ClientError, EncryptError, Missing, StoreError, VerificationError};
 pub use events::{
     ChatMessage, Departure, Event, FacilitatorItem, GroupChange, GroupNotice, JoinRequest,
     NoticeKind, Rejection, ReportInfo, UrgentRequest,

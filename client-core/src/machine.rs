@@ -31,6 +31,24 @@ use crate::{Host, Link, Network};
 /// ([`ClientCore::retry_due_at`]) [`ClientCore::retry_now`], and after each of these and each
 /// command [`ClientCore::after_input`]. A request waits for its reply inside the call that
 /// makes it, handling whatever else arrives meanwhile.
+///
+/// # Errors
+///
+/// Each fallible method says what is its own. Besides that:
+///
+/// - a command that needs the server connects first when it is not connected, failing as
+///   [`ClientCore::connect`] does; its own requests fail with [`ClientError::Transport`] when
+///   the connection fails, [`ClientError::Timeout`] when the reply does not come in time (the
+///   connection is then dropped), [`ClientError::Server`] when the server refuses, with its
+///   code, and [`ClientError::UnexpectedReply`] for a reply of the wrong type;
+/// - a command in a group fails, before anything is sent, with [`ClientError::UnknownGroup`]
+///   for a group this device does not know, [`ClientError::GroupTampered`] for one whose
+///   stored log no longer verifies, [`ClientError::Removed`] once this device has left it or
+///   was removed, and [`ClientError::NotMember`] for one it is not (yet) in;
+/// - every method fails with [`ClientError::Store`] when the store cannot be read or the
+///   step cannot be committed; nothing of the step is then kept.
+///
+/// [`ClientError::code`] names each for scripts.
 pub struct ClientCore<S: ClientStore, N: Network> {
     /// Dials the server.
     pub(crate) net: N,
@@ -95,6 +113,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// and verified again; a log that no longer verifies freezes only its group.
     ///
     /// Nothing is dialled yet: call [`Self::connect`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be read, or the step (numbering the messages of
+    /// an older store) cannot be committed. A stored log that no longer verifies is not an error:
+    /// it freezes its group ([`ClientError::GroupTampered`]).
     pub async fn new(
         store: S,
         net: N,

@@ -5,17 +5,18 @@
 
 use std::collections::HashMap;
 
-use confide_protocol::group_log::{Op, OpBody, SignedOp};
+use confide_protocol::group_log::{LogError, Op, OpBody, SignedOp};
 use confide_protocol::{DeviceId, GroupId, MessageId, Seq, Timestamp, UserId, policy};
 
 use crate::Network;
-use crate::error::{ClientError, protocol};
+use crate::error::{ClientError, Missing};
 use crate::events::{ChatMessage, Event};
 use crate::group::{GroupCtx, op_target};
 use crate::machine::ClientCore;
 use crate::reports::ReasonRecord;
 use crate::store::{
-    ClientStore, T_DELETED, T_EVIDENCE, T_MESSAGES, T_NOTES, T_OPS, T_PRIVATE, T_SEEN, key2,
+    ClientStore, T_DELETED, T_EVIDENCE, T_MESSAGES, T_NOTES, T_OPS, T_PRIVATE, T_SEEN, corrupt,
+    key2,
 };
 use crate::types::{ModerationEntry, Status};
 
@@ -62,11 +63,21 @@ pub(crate) fn moderation_details(body: &OpBody) -> serde_json::Value {
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Every invite of the group, as its verified log records them: who made it, uses,
     /// expiry, whether it was revoked, and who joined with it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know, and
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn invites(&self, group: GroupId) -> Result<Vec<crate::InviteInfo>, ClientError> {
         self.invite_records(group).await.map(|(invites, _)| invites)
     }
 
     /// The invite a member joined with (or was approved through), if any.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know, and
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn invite_of(
         &self,
         group: GroupId,
@@ -79,6 +90,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Deletes for everyone the last `count` messages of `user` this device holds. Returns
     /// how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::append`], for each op of deletions; [`ClientError::Store`] if this device's
+    /// messages cannot be read. Ops appended before a failure stay.
     pub async fn delete_recent_of(
         &mut self,
         group: GroupId,
@@ -92,6 +108,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Opens a private, equally encrypted conversation with a member of `group`
     /// (facilitators always; members only when the group's settings allow). Returns the new
     /// group.
+    ///
+    /// # Errors
+    ///
+    /// Those of a command in a group that reaches the server ([the errors every command
+    /// shares](crate::ClientCore#errors)); [`ClientError::NotAllowed`] when the group's settings
+    /// do not let members start private conversations; [`ClientError::NotFound`]
+    /// ([`Missing::Member`](crate::Missing::Member)) if `with` is not a member; and as
+    /// [`Self::create_group`] and [`Self::append`] for the new group.
     pub async fn open_private(
         &mut self,
         group: GroupId,
@@ -179,6 +203,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// What this device's user may do in the group right now (muted until, locked, open
     /// hours, an agreement to accept).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know.
     pub fn status(&self, group: GroupId) -> Result<Status, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         let user = self.profile.user;
@@ -199,6 +227,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// The group log as an audit trail: who did what and when; reasons only where this device
     /// received them (facilitators).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know, and
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn moderation_log(
         &self,
         group: GroupId,
@@ -309,6 +342,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// How this device's membership ended, from the op the verified log names for it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know; [`ClientError::Store`]
+    /// if the store cannot be read, or the op it names is damaged.
     pub async fn departure(&self, group: GroupId) -> Result<Option<crate::Departure>, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         let Some(seq) = ctx.state.departure_of(&self.device()) else {
@@ -321,7 +359,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         else {
             return Ok(None);
         };
-        let op = signed.parse_unverified().map_err(protocol)?;
+        // Verified when it was stored: one that no longer parses is a damaged store.
+        let op = signed
+            .parse_unverified()
+            .map_err(|_| corrupt(T_OPS, &key2(group.as_bytes(), &seq.to_be_bytes())))?;
         let (names, devices) = known_people(ctx);
         let by = devices.get(&op.author).copied().unwrap_or(UserId([0; 16]));
         Ok(Some(crate::Departure {
@@ -383,15 +424,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .map(|(_, m)| m.role)
                 .ok_or(ClientError::NotMember)?;
             if !my_role.is_moderator() && !ctx.state.settings().members_may_message_privately {
-                return Err(ClientError::Protocol(
-                    "this group's setting does not allow members to start private conversations"
-                        .into(),
-                ));
+                return Err(ClientError::NotAllowed(LogError::NotAllowed {
+                    role: my_role,
+                    action: "start a private conversation in this group",
+                }));
             }
             ctx.state
                 .member(&with)
                 .map(|m| m.entry.clone())
-                .ok_or_else(|| ClientError::Protocol("not a member of the group".into()))?
+                .ok_or(ClientError::NotFound(Missing::Member { user: with }))?
         };
         let private = self.new_group().await?;
         self.append_op(
@@ -411,6 +452,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// or gone, a message deleted for everyone), oldest first: the verified log replayed from
     /// the store, keeping the ops made while this device was in the group, and nothing for a
     /// group the user has not accepted. Each notice says where among the messages it goes.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know, and
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn notices(&self, group: GroupId) -> Result<Vec<crate::GroupNotice>, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         // Nothing is shown of a group the user did not accept (§11.7); one they were removed

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::{GroupId, MessageId, Seq};
+use confide_protocol::{GroupId, MessageId, Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ClientError, protocol, server_error};
+use crate::error::{ClientError, EncryptError, unexpected_reply};
 use crate::events::{ChatMessage, Event};
 use crate::machine::ClientCore;
 use crate::session::is_passing;
@@ -50,6 +50,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// once the server has acknowledged it durably. [`ClientError::Held`] and
     /// [`ClientError::Pending`] mean it is kept and sent later ([`Event::Sent`] or
     /// [`Event::SendFailed`] follows).
+    ///
+    /// # Errors
+    ///
+    /// Those of a command in a group that reaches the server ([the errors every command
+    /// shares](crate::ClientCore#errors)); [`ClientError::Held`] and [`ClientError::Pending`] when
+    /// the message is kept to be sent later (not failures: the message is not lost);
+    /// [`ClientError::Server`] when the server refuses it (`muted`, `slow_mode`, `locked`, …;
+    /// nothing is kept); [`ClientError::Encrypt`] if it cannot be encrypted (nothing is kept).
     pub async fn send_text(
         &mut self,
         group: GroupId,
@@ -66,15 +74,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         text: String,
         reply_to: Option<MessageId>,
     ) -> Result<ChatMessage, ClientError> {
+        let sent_at = self.host.now();
         let content = MessageContent {
-            sent_at: self.host.now(),
+            sent_at,
             seen_seq: self.seen_seq(group),
-            body: ContentBody::Text { text, reply_to },
+            body: ContentBody::Text {
+                text: text.clone(),
+                reply_to,
+            },
         };
-        let (seq, id) = self.post_content(group, content.clone()).await?;
-        self.own_message(group, seq, id, content)
-            .await?
-            .ok_or_else(|| ClientError::Unexpected("a text became something else".into()))
+        let (seq, id) = self.post_content(group, content).await?;
+        self.own_text(group, seq, id, sent_at, text, reply_to).await
     }
 
     /// The highest message seq of `group` this device has processed, named in what it writes
@@ -100,6 +110,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let ContentBody::Text { text, reply_to } = content.body else {
             return Ok(None);
         };
+        Ok(Some(
+            self.own_text(group, seq, id, content.sent_at, text, reply_to)
+                .await?,
+        ))
+    }
+
+    /// Stores this device's own text, acknowledged at `seq`, and returns it as shown.
+    async fn own_text(
+        &mut self,
+        group: GroupId,
+        seq: Seq,
+        id: MessageId,
+        sent_at: Timestamp,
+        text: String,
+        reply_to: Option<MessageId>,
+    ) -> Result<ChatMessage, ClientError> {
         let mut message = ChatMessage {
             group,
             seq,
@@ -108,7 +134,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             sender: self.profile.user,
             sender_device: self.device(),
             sender_name: self.profile.display_name.clone(),
-            sent_at: content.sent_at,
+            sent_at,
             received_at: self.host.now(),
             text,
             reply_to,
@@ -117,7 +143,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.store_message(&mut message).await?;
         self.db
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq)?;
-        Ok(Some(message))
+        Ok(message)
     }
 
     /// This device's own post in `epoch` was stored at `seq`: it counts toward the cut-off
@@ -293,7 +319,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let mut held_key = held_key;
         // Encrypted again at most once after a `stale_epoch` refusal.
         let mut stale_retried = false;
-        for _ in 0..MAX_SEAL_ROUNDS {
+        // Rounds in which the epoch moved on while the sender key was being sent.
+        let mut epoch_moves = 0;
+        loop {
             self.member_ctx(group).await?;
             // Earlier messages still waiting in the outbox go first, so that this one is not
             // stored before them; if they still cannot go, this one waits behind them.
@@ -313,15 +341,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             }
             // Frames handled while the sender key was being sent may have moved the log on: a
             // removal among them ends the epoch the key is for, and a message encrypted in it
-            // could be read by the removed member (§5.5). Round again, in the new epoch.
+            // could be read by the removed member (§5.5). Round again, in the new epoch; a log
+            // that keeps moving (only a hostile server makes it) gets the message held, to be
+            // sent later like any held message.
             if self
                 .groups
                 .get(&group)
                 .is_none_or(|ctx| ctx.state.epoch_ref() != epoch)
             {
+                epoch_moves += 1;
+                if epoch_moves >= MAX_SEAL_ROUNDS {
+                    return self.keep_held(group, &content, held_key).await;
+                }
                 continue;
             }
-            let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(protocol)?);
+            let bytes =
+                zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(ClientError::Encode)?);
             let envelope = Envelope::seal(
                 &self.identity,
                 group,
@@ -330,7 +365,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 &bytes,
                 &mut HostRng(&mut *self.host),
             )
-            .map_err(protocol)?;
+            .map_err(|e| ClientError::Encrypt(EncryptError::Envelope(e)))?;
             // The message goes into the outbox before it leaves, and the advanced chain is
             // saved with it: a key is never used twice, and a message is never lost.
             let outbox_key = key2(group.as_bytes(), envelope.message_id().as_bytes());
@@ -361,7 +396,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .await
             {
                 Ok(reply) => reply,
-                Err(ClientError::Transport(_)) | Err(ClientError::Unexpected(_)) => {
+                Err(ClientError::Transport(_)) | Err(ClientError::Timeout { .. }) => {
                     return Err(ClientError::Pending);
                 }
                 Err(e) => return Err(e),
@@ -415,12 +450,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     ..
                 } if from_held => {
                     self.hold_quietly(group, &content).await?;
-                    return Err(server_error(reply));
+                    return Err(unexpected_reply(reply, "posted"));
                 }
-                other => return Err(server_error(other)),
+                other => return Err(unexpected_reply(other, "posted")),
             }
         }
-        Err(ClientError::Unexpected("epoch kept changing".into()))
     }
 
     /// Posts again every message that was handed to the server but not acknowledged.

@@ -9,7 +9,7 @@ use confide_protocol::{DeviceId, GroupId};
 use serde::{Deserialize, Serialize};
 
 use crate::Network;
-use crate::error::ClientError;
+use crate::error::{ClientError, Missing};
 use crate::events::Event;
 use crate::machine::ClientCore;
 use crate::store::{ClientStore, T_PINNED, key2};
@@ -35,6 +35,12 @@ pub(crate) fn pinned_key(group: &GroupId, kind: PinnedKind) -> Vec<u8> {
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Pins a text (facilitators): commits to it in the log, then sends it to the members.
     /// A new agreement must be accepted by members before they can post again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::append`] for the commitment (an op), then as [`Self::send_text`] for the text,
+    /// which goes to the members as a message: [`ClientError::Held`] or [`ClientError::Pending`]
+    /// mean it is committed to and will be sent later.
     pub async fn pin(
         &mut self,
         group: GroupId,
@@ -50,6 +56,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// on this device ([`ClientError::AgreementNotReceived`]), when the agreement is no longer
     /// that version ([`ClientError::AgreementChanged`]), or when `shown` is not its text
     /// ([`ClientError::Invalid`]).
+    ///
+    /// # Errors
+    ///
+    /// Those named above, [`ClientError::NotFound`]
+    /// ([`Missing::Agreement`](crate::Missing::Agreement)) if the group has no agreement, and as
+    /// [`Self::append`] (the acceptance is an op).
     pub async fn accept_agreement(
         &mut self,
         group: GroupId,
@@ -210,6 +222,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// The group's pinned texts, each only once its text has arrived and matches what the
     /// log commits to.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know, and
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn pinned(&self, group: GroupId) -> Result<PinnedInfo, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         let agreement = if self.pinned_is_current(group, PinnedKind::Agreement).await {
@@ -254,7 +271,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let current = *ctx
             .state
             .agreement()
-            .ok_or_else(|| ClientError::Protocol("the group has no agreement".into()))?;
+            .ok_or(ClientError::NotFound(Missing::Agreement))?;
         if current.version != version {
             return Err(ClientError::AgreementChanged {
                 shown: version,

@@ -6,8 +6,8 @@ use confide_protocol::{DeviceIdentity, UserId};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::store::{Batch, ClientStore, T_PROFILE};
-use crate::{ClientError, StoreError};
+use crate::StoreError;
+use crate::store::{Batch, ClientStore, T_PROFILE, corrupt};
 
 /// Key of the identity secret (raw 64 bytes) in the `profile` tree.
 const IDENTITY_KEY: &[u8] = b"identity";
@@ -39,6 +39,10 @@ impl Profile {
 }
 
 /// Stores a new device's identity and profile in `store`, both in one commit.
+///
+/// # Errors
+///
+/// Whatever the store's [`ClientStore::commit`] fails with; then nothing was stored.
 pub async fn create<S: ClientStore>(
     store: &S,
     identity: &DeviceIdentity,
@@ -56,23 +60,34 @@ pub async fn create<S: ClientStore>(
 }
 
 /// The identity and profile stored in `store`.
-pub async fn load<S: ClientStore>(store: &S) -> Result<(DeviceIdentity, Profile), ClientError> {
+///
+/// # Errors
+///
+/// [`StoreError::Missing`] if the store holds no identity or no profile (it was never set up
+/// with [`create`], or is damaged), [`StoreError::Corrupt`] if either is there but unreadable,
+/// and whatever the store's own reads fail with ([`ClientStore::get`]).
+pub async fn load<S: ClientStore>(store: &S) -> Result<(DeviceIdentity, Profile), StoreError> {
     let secret = store
         .get(T_PROFILE, IDENTITY_KEY)
         .await?
-        .ok_or_else(|| ClientError::Protocol("the store holds no identity".into()))?;
+        .ok_or_else(|| missing(IDENTITY_KEY))?;
     let secret: [u8; 64] = secret
         .as_slice()
         .try_into()
-        .map_err(|_| ClientError::Protocol("damaged identity".into()))?;
+        .map_err(|_| corrupt(T_PROFILE, IDENTITY_KEY))?;
     let identity = DeviceIdentity::from_secret_pair(&Zeroizing::new(secret));
     let plain = store
         .get(T_PROFILE, PROFILE_KEY)
         .await?
-        .ok_or_else(|| ClientError::Protocol("the store holds no profile".into()))?;
-    let profile = serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt {
-        tree: T_PROFILE.into(),
-        key: hex::encode(PROFILE_KEY),
-    })?;
+        .ok_or_else(|| missing(PROFILE_KEY))?;
+    let profile = serde_json::from_slice(&plain).map_err(|_| corrupt(T_PROFILE, PROFILE_KEY))?;
     Ok((identity, profile))
+}
+
+/// [`StoreError::Missing`] for a value of the `profile` tree.
+fn missing(key: &[u8]) -> StoreError {
+    StoreError::Missing {
+        tree: T_PROFILE.into(),
+        key: hex::encode(key),
+    }
 }

@@ -4,7 +4,7 @@
 use confide_protocol::{GroupId, Seq, UserId};
 
 use crate::Network;
-use crate::error::ClientError;
+use crate::error::{ClientError, Missing};
 use crate::events::ChatMessage;
 use crate::group::{GroupCtx, look_alikes, private_peer};
 use crate::machine::ClientCore;
@@ -12,6 +12,11 @@ use crate::store::{ClientStore, T_MESSAGES, T_NUMBER_SEQ, T_PARKED, key2};
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Up to `limit` messages before `before` (or the newest), oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know, and
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn history(
         &self,
         group: GroupId,
@@ -39,6 +44,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// The seq of message `number` of `group` ([`ChatMessage::number`]), also for a message
     /// deleted since; `None` if no message had that number here.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know, and
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn seq_of_number(
         &self,
         group: GroupId,
@@ -127,6 +137,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// A group's members, from its verified log.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] for a group this device does not know.
     pub fn members(&self, group: GroupId) -> Result<Vec<crate::MemberInfo>, ClientError> {
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
         Ok(ctx
@@ -145,6 +159,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// The safety number to compare with `user` out of band.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotFound`] ([`Missing::SharedGroup`](crate::Missing::SharedGroup)) if no
+    /// group this device knows has `user` in it.
     pub fn safety_number(&self, user: UserId) -> Result<String, ClientError> {
         for ctx in self.groups.values() {
             if let Some(member) = ctx.state.member(&user)
@@ -156,8 +175,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ));
             }
         }
-        Err(ClientError::Protocol(
-            "no group shared with that user".into(),
-        ))
+        Err(Missing::SharedGroup { user }.into())
     }
 }

@@ -9,7 +9,7 @@ use confide_protocol::sender_key::{ReceiverChain, SenderChain};
 use confide_protocol::{GroupId, MessageId, Seq, policy};
 
 use crate::Network;
-use crate::error::ClientError;
+use crate::error::{ClientError, VerificationError};
 use crate::events::{ChatMessage, Event, Rejection};
 use crate::machine::ClientCore;
 use crate::outbox::OutboxEntry;
@@ -517,7 +517,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 seq: message.seq.0,
                 reason: reason.clone(),
             }));
-            return Err(ClientError::Protocol(reason));
+            return Err(VerificationError::PositionTaken { seq: message.seq.0 }.into());
         }
         let ctx = self
             .groups

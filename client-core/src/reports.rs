@@ -10,7 +10,7 @@ use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::{DeviceId, DeviceKeys, EpochRef, GroupId, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ClientError, protocol};
+use crate::error::{ClientError, EncryptError, Missing};
 use crate::events::Event;
 use crate::machine::ClientCore;
 use crate::store::{ClientStore, T_EVIDENCE, T_FACILITATOR_QUEUE, T_NOTES, T_OPS, key2, key3};
@@ -58,6 +58,14 @@ pub(crate) fn sealed_report_epoch(verified: &report::VerifiedReport) -> EpochRef
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Reports a received message to the facilitators, with proof of who said it.
+    ///
+    /// # Errors
+    ///
+    /// Those of a command in a group that reaches the server ([the errors every command
+    /// shares](crate::ClientCore#errors)); [`ClientError::NotFound`] if no message received at
+    /// `seq` is on this device ([`Missing::Message`](crate::Missing::Message)) or the group has no
+    /// other facilitator ([`Missing::Facilitator`](crate::Missing::Facilitator));
+    /// [`ClientError::Encrypt`] if the report cannot be sealed (a reason that is too long, say).
     pub async fn report(
         &mut self,
         group: GroupId,
@@ -69,6 +77,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// "I need a facilitator": an urgent request that only the facilitators can read.
+    ///
+    /// # Errors
+    ///
+    /// Those of a command in a group that reaches the server ([the errors every command
+    /// shares](crate::ClientCore#errors)); [`ClientError::Invalid`] for a text longer than a note
+    /// may be; [`ClientError::Encrypt`] or [`ClientError::Encode`] if it cannot be sealed.
     pub async fn request_facilitator(
         &mut self,
         group: GroupId,
@@ -82,6 +96,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// The reason for moderation op `op_seq`, sealed so that only the facilitators can read
     /// it (and kept here for the moderation log).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::request_facilitator`].
     pub async fn reason(
         &mut self,
         group: GroupId,
@@ -95,6 +113,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Marks a queued report or urgent request ([`Self::facilitator_queue`]) as handled.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotFound`] ([`Missing::QueueItem`](crate::Missing::QueueItem)) for an id
+    /// that is not one [`Self::facilitator_queue`] gives; [`ClientError::Store`] if the store
+    /// cannot be written.
     pub async fn resolve(&mut self, id: &str) -> Result<(), ClientError> {
         let r = self.resolve_item(id);
         self.end_step(r).await
@@ -139,14 +163,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .db
             .get(T_EVIDENCE, &key2(group.as_bytes(), &seq.0.to_be_bytes()))
             .await?
-            .ok_or_else(|| {
-                ClientError::Protocol("no received message with that number to report".into())
-            })?;
+            .ok_or(ClientError::NotFound(Missing::Message { seq: seq.0 }))?;
         let (epoch, facilitators) = self.facilitator_keys(group)?;
         if facilitators.is_empty() {
-            return Err(ClientError::Protocol(
-                "the group has no other facilitator to report to".into(),
-            ));
+            return Err(Missing::Facilitator.into());
         }
         let payload = ReportPayload {
             seq,
@@ -163,7 +183,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             &payload,
             &mut HostRng(&mut *self.host),
         )
-        .map_err(protocol)?;
+        .map_err(|e| ClientError::Encrypt(EncryptError::Report(e)))?;
         self.send_sealed(items).await?;
         Ok(())
     }
@@ -179,7 +199,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             FacilitatorNote::Urgent { text } | FacilitatorNote::Reason { text, .. } => text.len(),
         };
         if text_len > MAX_NOTE_LEN {
-            return Err(ClientError::Protocol(format!(
+            return Err(ClientError::Invalid(format!(
                 "a note is at most {MAX_NOTE_LEN} bytes"
             )));
         }
@@ -199,7 +219,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if facilitators.is_empty() {
             return Ok(());
         }
-        let bytes = zeroize::Zeroizing::new(serde_json::to_vec(&note).map_err(protocol)?);
+        let bytes =
+            zeroize::Zeroizing::new(serde_json::to_vec(&note).map_err(ClientError::Encode)?);
         let mut items = Vec::new();
         for keys in &facilitators {
             items.push(
@@ -212,7 +233,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     &bytes,
                     &mut HostRng(&mut *self.host),
                 )
-                .map_err(protocol)?,
+                .map_err(|e| ClientError::Encrypt(EncryptError::Seal(e)))?,
             );
         }
         self.send_sealed(items).await?;
@@ -372,6 +393,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Reports and urgent requests waiting for a facilitator, oldest first, each with an id
     /// for [`Self::resolve`]. Kept in the store until resolved.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn facilitator_queue(
         &self,
         group: GroupId,
@@ -387,7 +412,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     pub(crate) fn resolve_item(&mut self, id: &str) -> Result<(), ClientError> {
-        let key = hex::decode(id).map_err(|_| ClientError::Protocol("unknown item".into()))?;
+        let key = hex::decode(id).map_err(|_| ClientError::NotFound(Missing::QueueItem))?;
         self.db.remove(T_FACILITATOR_QUEUE, &key);
         Ok(())
     }

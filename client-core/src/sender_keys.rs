@@ -8,10 +8,12 @@ use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::sender_key::{ReceiverChain, SenderChain};
 use confide_protocol::{DeviceKeys, EpochRef, GroupId};
 
-use crate::error::{ClientError, protocol};
+use crate::error::{ClientError, EncryptError, Missing, VerificationError};
 use crate::group::MAX_EPOCH_AHEAD;
 use crate::machine::ClientCore;
-use crate::store::{ClientStore, T_OWN_CHAINS, T_PARKED_KEYS, T_RECV_CHAINS, Tx, key2, key3};
+use crate::store::{
+    ClientStore, T_OWN_CHAINS, T_PARKED_KEYS, T_RECV_CHAINS, Tx, corrupt, key2, key3,
+};
 use crate::{HostRng, Network};
 
 /// Sender keys (or facilitator notes) kept per sender while their epoch is ahead of the log.
@@ -163,7 +165,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let key = key2(group.as_bytes(), epoch.hash.as_bytes());
         let (chain, distributed) = match self.db.get_bytes(T_OWN_CHAINS, &key).await? {
             Some(bytes) if !bytes.is_empty() => (
-                SenderChain::from_bytes(&bytes[1..]).map_err(protocol)?,
+                SenderChain::from_bytes(&bytes[1..]).map_err(|_| corrupt(T_OWN_CHAINS, &key))?,
                 bytes[0] == 1,
             ),
             _ => {
@@ -194,7 +196,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         &distribution,
                         &mut HostRng(&mut *self.host),
                     )
-                    .map_err(protocol)?,
+                    .map_err(|e| ClientError::Encrypt(EncryptError::Seal(e)))?,
                 );
             }
             self.send_sealed(items).await?;
@@ -226,6 +228,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Tries to decrypt an envelope with the keys this device holds, changing nothing. For
     /// audits: it shows what this device could read of stored ciphertext.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotFound`] ([`Missing::SenderKey`](crate::Missing::SenderKey)) when this
+    /// device holds no key for the envelope's sender and epoch; [`ClientError::Verification`]
+    /// ([`VerificationError::Envelope`](crate::VerificationError::Envelope)) when the envelope's
+    /// signature, decryption or padding fails, or its key was already used; [`ClientError::Store`]
+    /// if the key cannot be read.
     pub async fn inspect(&self, envelope: &Envelope) -> Result<Vec<u8>, ClientError> {
         let chain_key = key3(
             envelope.group.as_bytes(),
@@ -236,11 +246,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .db
             .get_bytes(T_RECV_CHAINS, &chain_key)
             .await?
-            .ok_or_else(|| {
-                ClientError::Protocol("this device holds no key for that sender and epoch".into())
-            })?;
-        let mut chain = ReceiverChain::from_bytes(&bytes).map_err(protocol)?;
-        let opened = envelope.open(&mut chain).map_err(protocol)?;
+            .ok_or(ClientError::NotFound(Missing::SenderKey))?;
+        let mut chain =
+            ReceiverChain::from_bytes(&bytes).map_err(|_| corrupt(T_RECV_CHAINS, &chain_key))?;
+        let opened = envelope
+            .open(&mut chain)
+            .map_err(|e| ClientError::from(VerificationError::Envelope(e)))?;
         Ok(opened.body.to_vec())
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use confide_protocol::RequestId;
 use confide_protocol::frames::{self, ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 
-use crate::error::{ClientError, protocol, server_error};
+use crate::error::{ClientError, unexpected_reply};
 use crate::events::Event;
 use crate::machine::{ClientCore, millis};
 use crate::store::{ClientStore, T_PROFILE};
@@ -23,7 +23,9 @@ pub(crate) fn is_passing_failure(e: &ClientError) -> bool {
     match e {
         ClientError::Server { code, .. } => is_passing(*code) || *code == ErrorCode::Internal,
         ClientError::Transport(_)
-        | ClientError::Unexpected(_)
+        | ClientError::Timeout { .. }
+        | ClientError::UnexpectedReply { .. }
+        | ClientError::SyncStalled { .. }
         | ClientError::Closed
         | ClientError::Store(_) => true,
         _ => false,
@@ -54,18 +56,30 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Dials the server, authenticates (registering on first use), resyncs every group and
     /// posts the outbox again. On success the application has had [`Event::Connected`] and
     /// [`Event::Synced`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`] if the server cannot be reached or the connection fails;
+    /// [`ClientError::Timeout`] if the server does not greet it or answer authentication in time;
+    /// [`ClientError::IncompatibleServer`] for a server of another protocol version;
+    /// [`ClientError::Server`] if the server refuses the device (`auth_failed`,
+    /// `registration_closed`, …) or the list of groups; [`ClientError::UnexpectedReply`] for a
+    /// reply of the wrong type; [`ClientError::Store`] if the registration or the sync cannot be
+    /// stored. A group whose sync fails does not fail the connection: [`Self::sync`] reports it.
     pub async fn connect(&mut self) -> Result<(), ClientError> {
         let mut conn = self.net.dial().await?;
-        let challenge = Link::recv(&mut conn, REQUEST_TIMEOUT)
-            .await?
-            .ok_or_else(|| ClientError::Unexpected("no challenge".into()))?;
+        let challenge =
+            Link::recv(&mut conn, REQUEST_TIMEOUT)
+                .await?
+                .ok_or(ClientError::Timeout {
+                    waiting_for: "connect",
+                    after: REQUEST_TIMEOUT,
+                })?;
         let ServerFrame::Challenge { nonce, version, .. } = challenge else {
-            return Err(ClientError::Unexpected(challenge.type_name().into()));
+            return Err(unexpected_reply(challenge, "challenge"));
         };
         if version != PROTOCOL_VERSION {
-            return Err(protocol(format!(
-                "server speaks protocol version {version}"
-            )));
+            return Err(ClientError::IncompatibleServer { version });
         }
         let signature = frames::sign_auth(&self.identity, conn.host(), &nonce);
         self.conn = Some(conn);
@@ -97,7 +111,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             Ok(ServerFrame::Authenticated { .. }) => {}
             Ok(other) => {
                 self.conn = None;
-                return Err(server_error(other));
+                return Err(unexpected_reply(other, "authenticated"));
             }
             Err(e) => {
                 self.conn = None;
@@ -123,7 +137,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Sends a request and waits for its reply, handling every other frame that arrives
-    /// meanwhile. A server error reply is returned as `Ok(ServerFrame::Error { .. })`.
+    /// meanwhile. A server error reply is returned as `Ok(ServerFrame::Error { .. })`; no
+    /// reply within [`REQUEST_TIMEOUT`] is [`ClientError::Timeout`], and drops the connection.
     pub(crate) async fn request(
         &mut self,
         make: impl FnOnce(RequestId) -> ClientFrame,
@@ -131,6 +146,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.next_id += 1;
         let id = RequestId(self.next_id);
         let frame = make(id);
+        let waiting_for = frame.type_name();
         self.send_frame(&frame).await?;
         // By the host's wall clock: the core has no monotonic clock of its own.
         let deadline = self.host.now().0.saturating_add(millis(REQUEST_TIMEOUT));
@@ -146,9 +162,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             match received {
                 Ok(None) => {
                     self.disconnected("request timed out".into());
-                    return Err(ClientError::Unexpected(
-                        "the server did not answer in time".into(),
-                    ));
+                    return Err(ClientError::Timeout {
+                        waiting_for,
+                        after: REQUEST_TIMEOUT,
+                    });
                 }
                 Err(e) => {
                     self.disconnected(e.to_string());
@@ -172,7 +189,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         make: impl FnOnce(RequestId) -> ClientFrame,
     ) -> Result<ServerFrame, ClientError> {
         match self.request(make).await? {
-            e @ ServerFrame::Error { .. } => Err(server_error(e)),
+            ServerFrame::Error {
+                code,
+                message,
+                retry_after_ms,
+                ..
+            } => Err(ClientError::Server {
+                code,
+                message,
+                retry_after_ms,
+            }),
             reply => Ok(reply),
         }
     }

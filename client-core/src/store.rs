@@ -30,6 +30,11 @@ pub type Entry = (Vec<u8>, Zeroizing<Vec<u8>>);
 /// reads as empty.
 pub trait ClientStore: MaybeSend + MaybeSync {
     /// One value, decrypted. `Err(StoreError::Corrupt)` if it does not open.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for a value that does not decrypt or was altered,
+    /// [`StoreError::Db`] when the backend cannot read.
     fn get(
         &self,
         tree: &'static str,
@@ -37,6 +42,11 @@ pub trait ClientStore: MaybeSend + MaybeSync {
     ) -> impl Future<Output = Result<Option<Zeroizing<Vec<u8>>>, StoreError>> + MaybeSend;
 
     /// Values whose key starts with `prefix`, in key order, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for a value that does not decrypt or was altered,
+    /// [`StoreError::Db`] when the backend cannot read.
     fn scan(
         &self,
         tree: &'static str,
@@ -46,6 +56,11 @@ pub trait ClientStore: MaybeSend + MaybeSync {
 
     /// Values with keys in `[start, end)`, highest first, at most `limit`. Empty when `start`
     /// is not below `end`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for a value that does not decrypt or was altered,
+    /// [`StoreError::Db`] when the backend cannot read.
     fn scan_range_rev(
         &self,
         tree: &'static str,
@@ -55,6 +70,10 @@ pub trait ClientStore: MaybeSend + MaybeSync {
     ) -> impl Future<Output = Result<Vec<Entry>, StoreError>> + MaybeSend;
 
     /// Keys starting with `prefix`, in order, nothing decrypted (for counts).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`] when the backend cannot read.
     fn keys(
         &self,
         tree: &'static str,
@@ -64,6 +83,10 @@ pub trait ClientStore: MaybeSend + MaybeSync {
     /// Applies every write of `batch` atomically and durably: after a crash, all or none.
     /// When it returns `Ok`, the writes survive a crash; when it returns `Err`, none of them
     /// is visible.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`] when the batch could not be written durably; then none of it is visible.
     fn commit(&self, batch: Batch) -> impl Future<Output = Result<(), StoreError>> + MaybeSend;
 }
 
@@ -216,10 +239,16 @@ impl Batch {
 
 /// Parses a decrypted JSON value; a value that does not parse is a corrupt store.
 fn parse<T: DeserializeOwned>(tree: &str, key: &[u8], plain: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(plain).map_err(|_| StoreError::Corrupt {
+    serde_json::from_slice(plain).map_err(|_| corrupt(tree, key))
+}
+
+/// [`StoreError::Corrupt`] for the value at `tree`/`key`: it was read, but is not what that
+/// place holds.
+pub(crate) fn corrupt(tree: &str, key: &[u8]) -> StoreError {
+    StoreError::Corrupt {
         tree: tree.into(),
         key: hex::encode(key),
-    })
+    }
 }
 
 /// Parses every entry of a scan as JSON, in order (the typed scans share this).
@@ -327,6 +356,10 @@ impl<S: ClientStore> Tx<S> {
     /// Commits the step's writes, all or none, and starts a new empty batch. Nothing to commit
     /// is `Ok` without touching the store. On `Err` the writes are dropped as well: none of
     /// them reached the store, and the caller reverts what it derived from them in memory.
+    ///
+    /// # Errors
+    ///
+    /// Those of the store's [`ClientStore::commit`]; the step's writes are dropped either way.
     pub async fn commit(&mut self) -> Result<(), StoreError> {
         if self.batch.is_empty() {
             return Ok(());
@@ -336,6 +369,10 @@ impl<S: ClientStore> Tx<S> {
     }
 
     /// One value: this step's write of it if any, else the stored one.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClientStore::get`].
     pub async fn get_bytes(
         &self,
         tree: &'static str,
@@ -348,6 +385,11 @@ impl<S: ClientStore> Tx<S> {
     }
 
     /// One JSON value: this step's write of it if any, else the stored one.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClientStore::get`], and [`StoreError::Corrupt`] for a value that is not JSON of
+    /// a `T`.
     pub async fn get<T: DeserializeOwned>(
         &self,
         tree: &'static str,
@@ -366,6 +408,10 @@ impl<S: ClientStore> Tx<S> {
 
     /// Sets `tree`/`key` to `value` as JSON in this step's batch; fails only if `value` does
     /// not serialize.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`] if `value` cannot be serialized (nothing is written).
     pub fn put<T: Serialize>(
         &mut self,
         tree: &'static str,
@@ -384,6 +430,10 @@ impl<S: ClientStore> Tx<S> {
 
     /// Raw values whose key starts with `prefix`, in key order, at most `limit`, as they will
     /// be once this step is committed.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClientStore::scan`].
     pub async fn scan_bytes(
         &self,
         tree: &'static str,
@@ -403,6 +453,11 @@ impl<S: ClientStore> Tx<S> {
 
     /// JSON values whose key starts with `prefix`, in key order, at most `limit`, as they will
     /// be once this step is committed.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClientStore::scan`], and [`StoreError::Corrupt`] for a value that is not JSON of
+    /// a `T`.
     pub async fn scan<T: DeserializeOwned>(
         &self,
         tree: &'static str,
@@ -414,6 +469,10 @@ impl<S: ClientStore> Tx<S> {
 
     /// Raw values with keys in `[start, end)`, highest first, at most `limit`, as they will be
     /// once this step is committed.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClientStore::scan_range_rev`].
     pub async fn scan_range_rev_bytes(
         &self,
         tree: &'static str,
@@ -434,6 +493,11 @@ impl<S: ClientStore> Tx<S> {
 
     /// JSON values with keys in `[start, end)`, highest first, at most `limit`, as they will
     /// be once this step is committed.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClientStore::scan_range_rev`], and [`StoreError::Corrupt`] for a value that is
+    /// not JSON of a `T`.
     pub async fn scan_range_rev<T: DeserializeOwned>(
         &self,
         tree: &'static str,
@@ -449,6 +513,10 @@ impl<S: ClientStore> Tx<S> {
 
     /// How many values have a key starting with `prefix` once this step is committed, and the
     /// first such key. Nothing is decrypted.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClientStore::keys`].
     pub async fn count(
         &self,
         tree: &'static str,

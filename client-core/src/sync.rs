@@ -9,7 +9,7 @@ use confide_protocol::policy::{SYNC_PAGE_REQUEST, SyncCursor};
 use confide_protocol::{GroupId, Seq};
 
 use crate::Network;
-use crate::error::{ClientError, protocol};
+use crate::error::{ClientError, VerificationError, unexpected_reply};
 use crate::events::Event;
 use crate::group::{GroupCtx, GroupMeta, state_genesis_body};
 use crate::machine::ClientCore;
@@ -26,6 +26,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// after the other groups were fetched: not everything new has arrived. A refusal that will
     /// not pass by itself (the server does not know the group, say) fails only the first sync
     /// that meets it ([`Event::SyncRefused`]); a passing one fails every sync.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::connect`] when it connects; otherwise the first error met:
+    /// [`ClientError::Server`] for the server's refusal of a group (or of the list of groups),
+    /// [`ClientError::Verification`] for a group whose log cannot be the group's,
+    /// [`ClientError::Transport`], [`ClientError::Timeout`], [`ClientError::UnexpectedReply`] or
+    /// [`ClientError::SyncStalled`] for a connection or server that failed meanwhile,
+    /// [`ClientError::Store`] if what arrived cannot be stored.
     pub async fn sync(&mut self) -> Result<(), ClientError> {
         // Connecting syncs everything already.
         let r = if self.conn.is_none() {
@@ -41,6 +50,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// The outcome of the first full sync since this core started (connecting, and so
     /// syncing, if it is not connected), without fetching again. Fails like [`Self::sync`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::sync`].
     pub async fn synced(&mut self) -> Result<(), ClientError> {
         let r = if self.conn.is_none() {
             self.connect().await
@@ -72,7 +85,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub(crate) async fn sync_all(&mut self) -> Result<(), ClientError> {
         let reply = self.request_ok(|id| ClientFrame::ListGroups { id }).await?;
         let ServerFrame::Groups { groups, .. } = reply else {
-            return Err(ClientError::Unexpected("groups".into()));
+            return Err(unexpected_reply(reply, "groups"));
         };
         let mut all: BTreeSet<GroupId> = groups.iter().map(|g| g.group).collect();
         all.extend(self.groups.keys().copied());
@@ -185,18 +198,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ..
             } = reply
             else {
-                return Err(ClientError::Unexpected("sync_page".into()));
+                return Err(unexpected_reply(reply, "sync_page"));
             };
             let mut refused = false;
             for op in &ops {
                 if !self.groups.contains_key(&group) {
                     let state = match GroupState::from_genesis(op) {
                         Ok(state) => state,
-                        Err(e) => {
-                            return Err(protocol(format!(
-                                "the group's first op is not a valid genesis: {e}"
-                            )));
-                        }
+                        Err(e) => return Err(VerificationError::Log(e).into()),
                     };
                     // A group this device did not create or join itself: accepted only if it
                     // matches a join request the user made; otherwise the user is asked.
@@ -250,9 +259,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .get(&group)
                 .map(|c| SyncCursor::resume(c.state.seq(), Seq(c.meta.next_seq)));
             if now_at == Some(cursor) {
-                return Err(ClientError::Unexpected(
-                    "the server's sync made no progress".into(),
-                ));
+                return Err(ClientError::SyncStalled { group });
             }
         }
         // Enough for one go: the rest follows in a later sync, after other work.

@@ -773,7 +773,7 @@ impl Client {
     /// The moderation log as pretty JSON, for export.
     pub async fn export_moderation_log(&self, group: GroupId) -> Result<String, ClientError> {
         let log = self.moderation_log(group).await?;
-        serde_json::to_string_pretty(&log).map_err(|e| ClientError::Protocol(e.to_string()))
+        serde_json::to_string_pretty(&log).map_err(ClientError::Encode)
     }
 
     /// Opens a private, equally encrypted conversation with a member of `group` (facilitators

@@ -58,7 +58,10 @@ impl Network for WsNetwork {
     async fn dial(&mut self) -> Result<Connection, ClientError> {
         tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, &self.trust))
             .await
-            .map_err(|_| ClientError::Unexpected("connecting timed out".into()))?
+            .map_err(|_| ClientError::Timeout {
+                waiting_for: "connect",
+                after: CONNECT_TIMEOUT,
+            })?
             .map_err(ClientError::from)
     }
 }

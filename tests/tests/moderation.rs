@@ -15,7 +15,7 @@ fn server_code(e: &ClientError) -> Option<ErrorCode> {
 }
 
 fn is_refused(e: &ClientError) -> bool {
-    matches!(e, ClientError::Protocol(_) | ClientError::Server { .. })
+    matches!(e, ClientError::NotAllowed(_) | ClientError::Server { .. })
 }
 
 #[tokio::test]

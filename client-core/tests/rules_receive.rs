@@ -219,23 +219,7 @@ fn a_message_from_before_the_user_joined_is_dropped_without_a_word() {
     let mut bob = Member::new(2, "Bob");
     let carol = Member::new(4, "Carol");
     // Bob's group: Carol first, a message, then Alice is added.
-    let genesis = confide_protocol::group_log::Op::genesis(
-        GroupId([5; 16]),
-        bob.device(),
-        device.now(),
-        bob.entry(),
-        Default::default(),
-    )
-    .sign(&bob.identity)
-    .unwrap();
-    let group = GroupId([5; 16]);
-    device.server.lock().unwrap().logs.insert(
-        group,
-        support::Log {
-            ops: vec![genesis],
-            messages: vec![],
-        },
-    );
+    let group = device.foreign_group(&bob, 5);
     device.member_op(
         group,
         &bob,

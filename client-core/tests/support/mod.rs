@@ -553,6 +553,42 @@ impl Device {
         (op, log.ops.len() as u64 - 1)
     }
 
+    /// A group `creator` made on the server (Alice's device is not told); its id is `[id; 16]`.
+    pub fn foreign_group(&self, creator: &Member, id: u8) -> GroupId {
+        let group = GroupId([id; 16]);
+        let genesis = confide_protocol::group_log::Op::genesis(
+            group,
+            creator.device(),
+            self.now(),
+            creator.entry(),
+            Default::default(),
+        )
+        .sign(&creator.identity)
+        .unwrap();
+        self.server.lock().unwrap().logs.insert(
+            group,
+            Log {
+                ops: vec![genesis],
+                messages: Vec::new(),
+            },
+        );
+        group
+    }
+
+    /// `member` adds `entry` on the server (not delivered).
+    pub fn member_adds(&self, group: GroupId, member: &Member, entry: MemberEntry) -> u64 {
+        self.member_op(
+            group,
+            member,
+            OpBody::Add {
+                member: entry,
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .1
+    }
+
     /// `member`'s sender key for the server log's current epoch, sealed to Alice and put in
     /// her inbox (not delivered). Returns the chain and the inbox item.
     pub fn member_key(&self, group: GroupId, member: &mut Member) -> (SenderChain, InboxItem) {

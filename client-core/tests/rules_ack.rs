@@ -74,14 +74,17 @@ fn an_item_whose_storing_failed_is_not_acknowledged_and_comes_back() {
         let group = device.group_with(&[&bob]);
         let (_, item) = device.member_key(group, &mut bob);
         let before = probe.steps();
-        device.push_inbox(&[item.clone()]);
+        device.push_inbox(std::slice::from_ref(&item));
         (device, group, bob, item, before)
     };
     let (_, _, _, _, before) = run(Faults::new());
     let (device, group, bob, item, _) = run(Faults::new().fail_at(before + 1));
     assert!(acks(&device).is_empty(), "acknowledged although not stored");
     assert!(!device.core.is_connected(), "the connection is dropped");
-    assert_eq!(device.server.lock().unwrap().inbox, [item.clone()]);
+    assert_eq!(
+        device.server.lock().unwrap().inbox,
+        std::slice::from_ref(&item)
+    );
     // Next connection: delivered again, stored, acknowledged.
     let mut device = device;
     pollster::block_on(device.core.connect()).unwrap();

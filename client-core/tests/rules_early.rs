@@ -58,7 +58,7 @@ fn an_early_sender_key_is_kept_acknowledged_and_used_once_the_log_gets_there() {
         .unwrap()
         .put_in_inbox(sealed, device.now());
     device.clear();
-    device.push_inbox(&[item.clone()]);
+    device.push_inbox(std::slice::from_ref(&item));
     assert!(parked(&device, group, &bob, &item));
     assert!(acked(&device, &item));
     assert!(
@@ -107,7 +107,7 @@ fn an_early_payload_that_does_not_open_is_dropped_and_acknowledged() {
         .lock()
         .unwrap()
         .put_in_inbox(sealed, device.now());
-    device.push_inbox(&[item.clone()]);
+    device.push_inbox(std::slice::from_ref(&item));
     assert!(!parked(&device, group, &bob, &item));
     assert!(acked(&device, &item));
     assert!(device.send(group, "not held").is_ok());
@@ -179,7 +179,7 @@ fn a_key_for_a_group_not_fetched_yet_is_used_when_the_group_arrives() {
     let (mut chain, item) = device.member_key(group, &mut bob);
     let m = device.member_says(group, &mut bob, &mut chain, &text("welcome", device.now()));
     // The inbox first (the device does not know the group), then the sync.
-    device.push_inbox(&[item.clone()]);
+    device.push_inbox(std::slice::from_ref(&item));
     assert!(acked(&device, &item));
     device.sync().unwrap();
     pollster::block_on(device.core.accept_group(group)).unwrap();

@@ -146,7 +146,7 @@ fn a_second_distribution_of_the_same_sender_and_epoch_is_ignored_and_acknowledge
     device.push_message(group, &first[0]);
     // A replayed (or rewound) distribution: Bob's chain from its start, sealed again.
     let (_, replay) = device.member_key(group, &mut bob);
-    device.push_inbox(&[replay.clone()]);
+    device.push_inbox(std::slice::from_ref(&replay));
     assert!(device.sent().iter().any(|f| matches!(f, ClientFrame::AckInbox { inbox_ids, .. } if inbox_ids.contains(&replay.inbox_id))));
     device.push_message(group, &first[1]);
     assert_eq!(device.shown(), ["one", "two"]);

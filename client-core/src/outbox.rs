@@ -14,7 +14,7 @@ use crate::error::{ClientError, EncryptError, unexpected_reply};
 use crate::events::{ChatMessage, Event};
 use crate::machine::ClientCore;
 use crate::session::is_passing;
-use crate::store::{ClientStore, T_GROUPS, T_HELD, T_OUTBOX, T_SEEN, key2, key3};
+use crate::store::{ClientStore, T_GROUPS, T_HELD, T_OUTBOX, T_SEEN, key2};
 use crate::{HostRng, Network};
 
 /// How long the outbox waits before posting again after the server could not take a message
@@ -187,10 +187,30 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                  catches up; this one was not kept"
             )));
         }
-        // Ordered by when the message was written; the random tail keeps equal times apart.
-        let mut tail = [0u8; 8];
-        self.host.fill_random(&mut tail);
-        let key = key3(group.as_bytes(), &content.sent_at.0.to_be_bytes(), &tail);
+        // Ordered by when the message was written, and among messages written in the same
+        // millisecond (a coarse or stopped clock) by when they were held: the tail counts on from
+        // the last one of that millisecond. Random only if it cannot count on (a tail left by an
+        // older version at the top of the range), so that nothing is overwritten.
+        let at = key2(group.as_bytes(), &content.sent_at.0.to_be_bytes());
+        let last = self
+            .db
+            .scan_range_rev_bytes(T_HELD, &at, &key2(&at, &[0xff; 9]), 1)
+            .await?;
+        let next = match last.first().map(|(key, _)| key.get(at.len()..)) {
+            None => Some(0),
+            Some(tail) => tail
+                .and_then(|t| <[u8; 8]>::try_from(t).ok())
+                .and_then(|t| u64::from_be_bytes(t).checked_add(1)),
+        };
+        let tail = match next {
+            Some(n) => n.to_be_bytes(),
+            None => {
+                let mut tail = [0u8; 8];
+                self.host.fill_random(&mut tail);
+                tail
+            }
+        };
+        let key = key2(&at, &tail);
         self.db.put(T_HELD, &key, content)?;
         Ok(())
     }

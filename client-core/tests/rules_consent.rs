@@ -1,0 +1,147 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! PROTOCOL.md §11.7 (consent) and §11.8 (private conversations): groups the user did not ask
+//! for are held, shown nothing of, and sent nothing in, until the user accepts them.
+
+mod support;
+
+use confide_client_core::Event;
+use confide_protocol::frames::ClientFrame;
+use confide_protocol::group_log::OpBody;
+use pollster::block_on;
+use support::{Device, Member, text};
+
+fn invited(device: &Device) -> Vec<bool> {
+    device
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Invited { private, .. } => Some(private),
+            _ => None,
+        })
+        .collect()
+}
+
+fn waiting(device: &Device) -> Vec<usize> {
+    device
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::MessageWaiting { waiting, .. } => Some(waiting),
+            _ => None,
+        })
+        .collect()
+}
+
+// §11.7: a group someone else added this device to shows nothing and sends nothing until the
+// user accepts it; then its kept messages are shown. §11.8: two people only is a private one.
+#[test]
+fn a_group_the_user_did_not_ask_for_is_held_until_accepted() {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let group = device.foreign_group(&bob, 5);
+    device.member_adds(group, &bob, device.alice.entry());
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.member_says(group, &mut bob, &mut chain, &text("psst", device.now()));
+    device.sync().unwrap();
+    device.push_inbox(&[item]);
+    assert_eq!(
+        invited(&device),
+        [true],
+        "invited, as a private conversation"
+    );
+    assert!(device.shown().is_empty());
+    assert_eq!(waiting(&device), [1]);
+    assert!(!device.sent().iter().any(|f| matches!(
+        f,
+        ClientFrame::Post { .. } | ClientFrame::SendSealed { .. } | ClientFrame::AppendOp { .. }
+    )));
+    block_on(device.core.accept_group(group)).unwrap();
+    device.drive();
+    assert_eq!(device.shown(), ["psst"]);
+}
+
+// §11.7 (step 5 of §11.2): messages signed by keys the log does not list are not counted.
+#[test]
+fn a_server_cannot_inflate_the_count_of_messages_waiting() {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let mut mallory = Member::new(6, "Mallory");
+    let group = device.foreign_group(&bob, 5);
+    device.member_adds(group, &bob, device.alice.entry());
+    let mut chain = bob.chain();
+    device.member_says(group, &mut bob, &mut chain, &text("real", device.now()));
+    let mut fake = mallory.chain();
+    for _ in 0..3 {
+        device.member_says(group, &mut mallory, &mut fake, &text("fake", device.now()));
+    }
+    device.sync().unwrap();
+    assert_eq!(waiting(&device), [1]);
+    let info = block_on(device.core.groups())
+        .into_iter()
+        .find(|g| g.group == group)
+        .unwrap();
+    assert_eq!(info.waiting, 1);
+}
+
+// §11.8: a group where anyone else was ever a member is not a private conversation.
+#[test]
+fn a_two_member_group_that_once_had_a_third_is_not_called_private() {
+    let mut device = Device::new();
+    let bob = Member::new(2, "Bob");
+    let carol = Member::new(4, "Carol");
+    let group = device.foreign_group(&carol, 5);
+    device.member_adds(group, &carol, bob.entry());
+    device.member_op(
+        group,
+        &carol,
+        OpBody::SetRole {
+            user: bob.user,
+            role: confide_protocol::group_log::Role::Facilitator,
+        },
+    );
+    device.member_op(group, &carol, OpBody::Leave {});
+    device.member_adds(group, &bob, device.alice.entry());
+    device.sync().unwrap();
+    assert_eq!(invited(&device), [false]);
+}
+
+// §11.7: removal withdraws consent: put back without asking, the device is asked again, and
+// what was said in between is not shown until then.
+#[test]
+fn a_device_put_back_without_asking_is_asked_again() {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let group = device.foreign_group(&bob, 5);
+    device.member_adds(group, &bob, device.alice.entry());
+    device.sync().unwrap();
+    block_on(device.core.accept_group(group)).unwrap();
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    let m = device.member_says(
+        group,
+        &mut bob,
+        &mut chain,
+        &text("while a member", device.now()),
+    );
+    device.push_message(group, &m);
+    device.member_op(
+        group,
+        &bob,
+        OpBody::Remove {
+            user: support::ALICE,
+            ban: false,
+        },
+    );
+    device.member_adds(group, &bob, device.alice.entry());
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.member_says(group, &mut bob, &mut chain, &text("after", device.now()));
+    device.clear();
+    device.sync().unwrap();
+    device.push_inbox(&[item]);
+    assert_eq!(invited(&device).len(), 1);
+    assert!(device.shown().is_empty());
+    assert_eq!(device.history(group), ["while a member"]);
+    block_on(device.core.accept_group(group)).unwrap();
+    device.drive();
+    assert_eq!(device.shown(), ["after"]);
+}

@@ -1,0 +1,102 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! PROTOCOL.md §11.12, persist then send or show: over a conversation, every event the
+//! application is handed and every frame sent finds what it implies already in the store.
+//! (crash.rs covers the other half: a failed write keeps nothing of its step.)
+
+mod support;
+
+use confide_client_core::Event;
+use confide_protocol::frames::ClientFrame;
+use confide_protocol::group_log::OpBody;
+use support::{Member, at_seq, of_id, text};
+
+#[test]
+fn every_event_and_every_frame_comes_after_its_step_is_stored() {
+    let mut device = support::Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let carol = Member::new(4, "Carol");
+    let group = device.group_with(&[&bob, &carol]);
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    for words in ["one", "two"] {
+        let m = device.member_says(group, &mut bob, &mut chain, &text(words, device.now()));
+        device.push_message(group, &m);
+        device.send(group, &format!("re: {words}")).unwrap();
+    }
+    let first = device.log(group).messages[0].envelope.message_id();
+    device.append(
+        group,
+        OpBody::DeleteMessages {
+            messages: vec![first],
+        },
+    );
+    device.append(
+        group,
+        OpBody::Remove {
+            user: carol.user,
+            ban: false,
+        },
+    );
+    device.send(group, "after").unwrap();
+
+    let events = device.events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .filter(|(e, _)| matches!(e, Event::Message(_)))
+            .count()
+            == 2
+    );
+    for (event, snapshot) in events.iter() {
+        match event {
+            Event::Message(m) | Event::Sent(m) => {
+                assert!(
+                    snapshot.get("messages", &at_seq(group, m.seq.0)).is_some(),
+                    "{event:?} shown before stored"
+                );
+                assert!(
+                    snapshot.get("seen", &of_id(group, m.id)).is_some(),
+                    "{event:?} shown before marked seen"
+                );
+            }
+            Event::MessagesDeleted { messages, .. } => {
+                for id in messages {
+                    assert!(snapshot.get("deleted", &of_id(group, *id)).is_some());
+                }
+            }
+            Event::GroupChanged(c) => {
+                let key = [group.as_bytes().as_slice(), &c.op_seq.to_be_bytes()].concat();
+                assert!(
+                    snapshot.get("ops", &key).is_some(),
+                    "op {} shown before stored",
+                    c.op_seq
+                );
+            }
+            _ => {}
+        }
+    }
+    let server = device.server.lock().unwrap();
+    for (frame, snapshot) in server.sent.iter() {
+        match frame {
+            ClientFrame::Post { envelope, .. } => {
+                let key = [
+                    group.as_bytes().as_slice(),
+                    envelope.message_id().as_bytes(),
+                ]
+                .concat();
+                assert!(
+                    snapshot.get("outbox", &key).is_some(),
+                    "posted before it was in the outbox"
+                );
+            }
+            ClientFrame::SendSealed { items, .. } => {
+                let key = [group.as_bytes().as_slice(), items[0].epoch_hash.as_bytes()].concat();
+                assert!(
+                    snapshot.get("own_chains", &key).is_some(),
+                    "sealed before stored"
+                );
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,205 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! PROTOCOL.md §11.3, sender keys: this device's chain (stored before it is sealed, sealed to
+//! exactly the current devices, advanced before each post) and others' (first one wins).
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_protocol::group_log::{OpBody, Role};
+use confide_protocol::{DeviceId, GroupId};
+use support::{Device, Member, alice_and_bob, text};
+
+/// The devices each `send_sealed` frame the device sent sealed to.
+fn sealed_to(device: &Device) -> Vec<BTreeSet<DeviceId>> {
+    device
+        .sent()
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::SendSealed { items, .. } => {
+                Some(items.iter().map(|i| i.recipient).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn own_chain_key(group: GroupId, epoch_hash: &confide_protocol::OpHash) -> Vec<u8> {
+    [group.as_bytes().as_slice(), epoch_hash.as_bytes()].concat()
+}
+
+// §11.3 own chain: stored before it is sealed, sealed to exactly the current devices but this
+// one, and advanced and stored (with the message in the outbox) before the envelope leaves.
+#[test]
+fn the_own_chain_is_stored_before_it_is_sealed_to_exactly_the_current_members_and_advanced_before_each_post()
+ {
+    let mut device = Device::new();
+    let bob = Member::new(2, "Bob");
+    let carol = Member::new(4, "Carol");
+    let group = device.group_with(&[&bob, &carol]);
+    device.send(group, "hello").unwrap();
+    device.send(group, "again").unwrap();
+    assert_eq!(
+        sealed_to(&device),
+        [BTreeSet::from([bob.device(), carol.device()])]
+    );
+    let epoch_hash = device.state(group).epoch_hash();
+    let key = own_chain_key(group, &epoch_hash);
+    for (frame, snapshot) in device.server.lock().unwrap().sent.iter() {
+        match frame {
+            ClientFrame::SendSealed { .. } => {
+                assert!(
+                    snapshot.get("own_chains", &key).is_some(),
+                    "sealed before it was stored"
+                );
+            }
+            ClientFrame::Post { envelope, .. } => {
+                let chain = snapshot.get("own_chains", &key).unwrap();
+                // [distributed, iteration (4 bytes BE), chain key]
+                let iteration = u32::from_be_bytes(chain[1..5].try_into().unwrap());
+                assert!(
+                    iteration > envelope.iteration,
+                    "the chain was not advanced before the post"
+                );
+                let outbox = [
+                    group.as_bytes().as_slice(),
+                    envelope.message_id().as_bytes(),
+                ]
+                .concat();
+                assert!(
+                    snapshot.get("outbox", &outbox).is_some(),
+                    "posted before it was in the outbox"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+// §11.3 own chain: a new epoch after a removal gets a new chain, never sealed to the removed member.
+#[test]
+fn a_removed_member_is_never_sealed_the_next_sender_key() {
+    let mut device = Device::new();
+    let bob = Member::new(2, "Bob");
+    let carol = Member::new(4, "Carol");
+    let group = device.group_with(&[&bob, &carol]);
+    device.send(group, "before").unwrap();
+    device.append(
+        group,
+        OpBody::Remove {
+            user: carol.user,
+            ban: false,
+        },
+    );
+    device.send(group, "after").unwrap();
+    let sealed = sealed_to(&device);
+    assert_eq!(sealed.len(), 2);
+    assert_eq!(sealed[1], BTreeSet::from([bob.device()]));
+}
+
+// §11.3 own chain: on `stale_epoch` the device syncs and encrypts again, once, in the new epoch.
+#[test]
+fn a_post_refused_as_stale_is_encrypted_again_in_the_new_epoch() {
+    let (mut device, group, bob, _) = alice_and_bob();
+    device.append(
+        group,
+        OpBody::SetRole {
+            user: bob.user,
+            role: Role::CoFacilitator,
+        },
+    );
+    device.send(group, "first").unwrap();
+    // Bob adds Carol meanwhile; the server refuses Alice's next post as stale.
+    device.member_adds(group, &bob, Member::new(4, "Carol").entry());
+    let mut first = true;
+    device.answer(Some(Box::new(move |frame| match frame {
+        ClientFrame::Post { id, .. } if std::mem::take(&mut first) => Some(ServerFrame::Error {
+            id: Some(*id),
+            code: ErrorCode::StaleEpoch,
+            message: "stale".into(),
+            retry_after_ms: None,
+        }),
+        _ => None,
+    })));
+    device.clear();
+    device.send(group, "second").unwrap();
+    let epochs: Vec<u64> = device
+        .sent()
+        .into_iter()
+        .filter_map(|f| match f {
+            ClientFrame::Post { envelope, .. } => Some(envelope.epoch.0),
+            _ => None,
+        })
+        .collect();
+    let now = device.state(group).epoch().0;
+    assert_eq!(epochs, [now - 1, now]);
+    assert_eq!(device.history(group), ["first", "second"]);
+}
+
+// §11.3 others' chains: the first distribution per (group, epoch, sender) wins; a later one is
+// ignored, and acknowledged.
+#[test]
+fn a_second_distribution_of_the_same_sender_and_epoch_is_ignored_and_acknowledged() {
+    let (mut device, group, mut bob, mut chain) = alice_and_bob();
+    let first = bob_says_twice(&device, group, &mut bob, &mut chain);
+    device.push_message(group, &first[0]);
+    // A replayed (or rewound) distribution: Bob's chain from its start, sealed again.
+    let (_, replay) = device.member_key(group, &mut bob);
+    device.push_inbox(std::slice::from_ref(&replay));
+    assert!(device.sent().iter().any(|f| matches!(f, ClientFrame::AckInbox { inbox_ids, .. } if inbox_ids.contains(&replay.inbox_id))));
+    device.push_message(group, &first[1]);
+    assert_eq!(device.shown(), ["one", "two"]);
+}
+
+fn bob_says_twice(
+    device: &Device,
+    group: GroupId,
+    bob: &mut Member,
+    chain: &mut confide_protocol::sender_key::SenderChain,
+) -> Vec<confide_protocol::frames::StoredMessage> {
+    ["one", "two"]
+        .iter()
+        .map(|t| device.member_says(group, bob, chain, &text(t, device.now())))
+        .collect()
+}
+
+// §11.3 others' chains: a distribution from a non-member, or for an epoch not in the verified
+// log, is dropped (and acknowledged).
+#[test]
+fn a_distribution_from_a_stranger_or_another_branch_is_dropped_and_acknowledged() {
+    let (mut device, group, mut bob, _) = alice_and_bob();
+    let mut mallory = Member::new(6, "Mallory");
+    let epoch = device.state(group).epoch_ref();
+    let chain = mallory.chain();
+    let stranger = mallory.seal_key(&chain, &device.alice.keys(), group, epoch);
+    let branch = confide_protocol::EpochRef {
+        epoch: epoch.epoch,
+        hash: confide_protocol::OpHash([9; 32]),
+    };
+    let chain = bob.chain();
+    let other_branch = bob.seal_key(&chain, &device.alice.keys(), group, branch);
+    let items: Vec<_> = [stranger, other_branch]
+        .into_iter()
+        .map(|s| device.server.lock().unwrap().put_in_inbox(s, device.now()))
+        .collect();
+    device.push_inbox(&items);
+    let snapshot = device.store.snapshot();
+    let of = |hash: &confide_protocol::OpHash, d: DeviceId| {
+        [group.as_bytes().as_slice(), hash.as_bytes(), d.as_bytes()].concat()
+    };
+    assert!(
+        snapshot
+            .get("recv_chains", &of(&epoch.hash, mallory.device()))
+            .is_none()
+    );
+    assert!(
+        snapshot
+            .get("recv_chains", &of(&branch.hash, bob.device()))
+            .is_none()
+    );
+    assert!(
+        device.server.lock().unwrap().inbox.is_empty(),
+        "both acknowledged"
+    );
+}

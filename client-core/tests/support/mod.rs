@@ -1,0 +1,754 @@
+//! A device under test without a network: one [`ClientCore`] over a [`MemoryStore`], a host
+//! with a settable clock, seeded randomness and a record of every event (with what the store
+//! held when it was shown), and a scripted server the test controls: its group logs, its
+//! messages and the device's inbox, every frame the device sent (with what the store held when
+//! it was sent), and, when a test wants to play a malicious server, its own answers.
+//!
+//! Other members are [`Member`]s: identities that sign ops, seal sender keys and write
+//! envelopes with the protocol crate directly, as an honest or hostile member's client would.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chacha20::ChaCha20Rng;
+use confide_client_core::memory::Snapshot;
+use confide_client_core::{
+    ClientCore, ClientError, Event, Host, Link, MemoryStore, Network, Profile, TransportError,
+};
+use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
+use confide_protocol::frames::{
+    ClientFrame, GroupSummary, InboxItem, PROTOCOL_VERSION, ServerFrame, StoredMessage,
+};
+use confide_protocol::group_log::{GroupState, MemberEntry, OpBody, SignedOp};
+use confide_protocol::seal::{self, SealKind, SealedPayload};
+use confide_protocol::sender_key::SenderChain;
+use confide_protocol::{
+    DeviceId, DeviceIdentity, DeviceKeys, EpochRef, GroupId, MessageId, Seq, Timestamp, UserId,
+};
+use pollster::block_on;
+use rand_core::SeedableRng as _;
+
+/// The wall clock every test starts at.
+pub const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+/// The device under test's user.
+pub const ALICE: UserId = UserId([1; 16]);
+
+pub type Core = ClientCore<MemoryStore, ScriptNet>;
+
+/// What the server stores for one group.
+#[derive(Default, Clone)]
+pub struct Log {
+    pub ops: Vec<SignedOp>,
+    pub messages: Vec<StoredMessage>,
+}
+
+impl Log {
+    /// The log replayed, as an honest member's client holds it.
+    pub fn state(&self) -> GroupState {
+        let mut state = GroupState::from_genesis(&self.ops[0]).unwrap();
+        for op in &self.ops[1..] {
+            state.apply(op).unwrap();
+        }
+        state
+    }
+
+    /// The seq the next message stored gets.
+    pub fn next_seq(&self) -> Seq {
+        Seq(self.messages.last().map_or(0, |m| m.seq.0) + 1)
+    }
+}
+
+/// A test's own answer to a frame the device sent: `Some` replaces the honest server's reply.
+pub type Answer = Box<dyn FnMut(&ClientFrame) -> Option<ServerFrame> + Send>;
+
+/// The scripted server.
+#[derive(Default)]
+pub struct Server {
+    pub logs: BTreeMap<GroupId, Log>,
+    /// The device's inbox, delivered after authentication.
+    pub inbox: Vec<InboxItem>,
+    /// Every frame the device sent, with the device's store as it was at that moment.
+    pub sent: Vec<(ClientFrame, Snapshot)>,
+    /// Answers instead of the honest server's, while set.
+    pub answer: Option<Answer>,
+    next_inbox_id: u64,
+}
+
+pub type Shared = Arc<Mutex<Server>>;
+
+impl Server {
+    /// The honest server's reply to `frame` (and what it pushes after it).
+    fn reply(&mut self, frame: &ClientFrame, now: Timestamp) -> Vec<ServerFrame> {
+        match frame.clone() {
+            ClientFrame::Register {
+                id,
+                keys,
+                user,
+                display_name,
+                ..
+            } => self.authenticated(id, user, keys.device, display_name),
+            ClientFrame::Authenticate { id, device, .. } => {
+                self.authenticated(id, ALICE, device, "Alice".into())
+            }
+            ClientFrame::ListGroups { id } => vec![ServerFrame::Groups {
+                id,
+                groups: self
+                    .logs
+                    .iter()
+                    .map(|(group, log)| GroupSummary {
+                        group: *group,
+                        op_head_seq: log.ops.len() as u64 - 1,
+                        last_seq: Seq(log.next_seq().0 - 1),
+                    })
+                    .collect(),
+            }],
+            ClientFrame::CreateGroup { id, genesis } => {
+                let group = genesis.parse_unverified().unwrap().group;
+                self.logs.insert(
+                    group,
+                    Log {
+                        ops: vec![genesis],
+                        messages: Vec::new(),
+                    },
+                );
+                vec![ServerFrame::GroupCreated { id, group }]
+            }
+            ClientFrame::AppendOp { id, group, op } => {
+                let log = self.logs.get_mut(&group).unwrap();
+                log.ops.push(op);
+                vec![ServerFrame::OpAppended {
+                    id,
+                    group,
+                    seq: log.ops.len() as u64 - 1,
+                }]
+            }
+            ClientFrame::Post { id, envelope } => {
+                let group = envelope.group;
+                let log = self.logs.get_mut(&group).unwrap();
+                // An envelope stored already is answered with its seq.
+                if let Some(m) = log.messages.iter().find(|m| m.envelope == envelope) {
+                    let (seq, message) = (m.seq, envelope.message_id());
+                    return vec![ServerFrame::Posted {
+                        id,
+                        group,
+                        seq,
+                        message,
+                    }];
+                }
+                let seq = log.next_seq();
+                let message = envelope.message_id();
+                log.messages.push(StoredMessage {
+                    seq,
+                    received_at: now,
+                    envelope,
+                });
+                vec![ServerFrame::Posted {
+                    id,
+                    group,
+                    seq,
+                    message,
+                }]
+            }
+            ClientFrame::SendSealed { id, .. } | ClientFrame::Ping { id } => {
+                vec![ServerFrame::Ok { id }]
+            }
+            ClientFrame::Sync {
+                id,
+                group,
+                after_op_seq,
+                after_seq,
+                ..
+            } => {
+                let log = self.logs.get(&group).cloned().unwrap_or_default();
+                let first_op = after_op_seq.map_or(0, |s| s as usize + 1);
+                vec![ServerFrame::SyncPage {
+                    id,
+                    group,
+                    ops: log.ops.get(first_op..).unwrap_or_default().to_vec(),
+                    messages: log
+                        .messages
+                        .iter()
+                        .filter(|m| m.seq > after_seq)
+                        .cloned()
+                        .collect(),
+                    next_op_seq: log.ops.len() as u64,
+                    next_seq: log.next_seq(),
+                    complete: true,
+                }]
+            }
+            ClientFrame::AckInbox { id, inbox_ids } => {
+                self.inbox
+                    .retain(|item| !inbox_ids.contains(&item.inbox_id));
+                vec![ServerFrame::Ok { id }]
+            }
+            other => panic!("the script does not expect {other:?}"),
+        }
+    }
+
+    fn authenticated(
+        &self,
+        id: confide_protocol::RequestId,
+        user: UserId,
+        device: DeviceId,
+        display_name: String,
+    ) -> Vec<ServerFrame> {
+        let mut frames = vec![ServerFrame::Authenticated {
+            id,
+            user,
+            device,
+            display_name,
+        }];
+        if !self.inbox.is_empty() {
+            frames.push(ServerFrame::Inbox {
+                items: self.inbox.clone(),
+            });
+        }
+        frames
+    }
+
+    /// Puts `payload` into the device's inbox and returns the item (to deliver live too).
+    pub fn put_in_inbox(&mut self, payload: SealedPayload, received_at: Timestamp) -> InboxItem {
+        self.next_inbox_id += 1;
+        let item = InboxItem {
+            inbox_id: self.next_inbox_id,
+            received_at,
+            payload,
+        };
+        self.inbox.push(item.clone());
+        item
+    }
+}
+
+/// Dials the scripted server.
+pub struct ScriptNet {
+    server: Shared,
+    store: MemoryStore,
+    clock: Arc<AtomicU64>,
+}
+
+/// One connection: the frames queued for the device, answered as they are sent.
+pub struct ScriptLink {
+    server: Shared,
+    store: MemoryStore,
+    clock: Arc<AtomicU64>,
+    pub queue: VecDeque<ServerFrame>,
+}
+
+impl Network for ScriptNet {
+    type Link = ScriptLink;
+
+    async fn dial(&mut self) -> Result<ScriptLink, ClientError> {
+        let challenge = ServerFrame::Challenge {
+            version: PROTOCOL_VERSION,
+            server_name: "relay.test".into(),
+            nonce: [9; 32],
+            server_time: Timestamp(self.clock.load(Ordering::SeqCst)),
+        };
+        Ok(ScriptLink {
+            server: self.server.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            queue: VecDeque::from([challenge]),
+        })
+    }
+}
+
+impl Link for ScriptLink {
+    fn host(&self) -> &str {
+        "relay.test"
+    }
+
+    async fn send(&mut self, frame: &ClientFrame) -> Result<(), TransportError> {
+        let mut server = self.server.lock().unwrap();
+        server.sent.push((frame.clone(), self.store.snapshot()));
+        let scripted = server.answer.as_mut().and_then(|answer| answer(frame));
+        let replies = match scripted {
+            Some(reply) => vec![reply],
+            None => server.reply(frame, Timestamp(self.clock.load(Ordering::SeqCst))),
+        };
+        self.queue.extend(replies);
+        Ok(())
+    }
+
+    async fn recv(&mut self, _within: Duration) -> Result<Option<ServerFrame>, TransportError> {
+        // Everything the server will send is queued already: an empty queue is a wait that
+        // would time out.
+        Ok(self.queue.pop_front())
+    }
+
+    async fn close(self) {}
+}
+
+/// Every event the application was handed, with the store as it was at that moment.
+pub type Events = Arc<Mutex<Vec<(Event, Snapshot)>>>;
+
+/// A settable clock, seeded randomness, and an application that records what it is shown.
+struct TestHost {
+    clock: Arc<AtomicU64>,
+    rng: ChaCha20Rng,
+    store: MemoryStore,
+    events: Events,
+}
+
+impl Host for TestHost {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.clock.load(Ordering::SeqCst))
+    }
+
+    fn fill_random(&mut self, out: &mut [u8]) {
+        rand_core::Rng::fill_bytes(&mut self.rng, out);
+    }
+
+    fn event(&mut self, event: Event) {
+        self.events
+            .lock()
+            .unwrap()
+            .push((event, self.store.snapshot()));
+    }
+}
+
+/// Another member's device, as its own client would act (or a hostile one).
+pub struct Member {
+    pub identity: DeviceIdentity,
+    pub user: UserId,
+    pub name: String,
+    pub rng: ChaCha20Rng,
+}
+
+impl Member {
+    /// The member of user `[seed; 16]`, with keys from `seed`.
+    pub fn new(seed: u8, name: &str) -> Member {
+        Member {
+            identity: identity(seed),
+            user: UserId([seed; 16]),
+            name: name.into(),
+            rng: ChaCha20Rng::from_seed([seed.wrapping_add(100); 32]),
+        }
+    }
+
+    pub fn device(&self) -> DeviceId {
+        self.identity.device_id()
+    }
+
+    pub fn keys(&self) -> DeviceKeys {
+        self.identity.public_keys()
+    }
+
+    pub fn entry(&self) -> MemberEntry {
+        MemberEntry {
+            user: self.user,
+            display_name: self.name.clone(),
+            devices: vec![self.keys()],
+        }
+    }
+
+    /// `body` signed as the next op on `state`, claimed at `at`.
+    pub fn op(&self, state: &GroupState, at: Timestamp, body: OpBody) -> SignedOp {
+        state
+            .next_op(self.device(), state.claim_time(at), body)
+            .sign(&self.identity)
+            .unwrap()
+    }
+
+    /// A fresh sender chain.
+    pub fn chain(&mut self) -> SenderChain {
+        SenderChain::generate(&mut self.rng)
+    }
+
+    /// `chain`'s distribution sealed to `to` for `epoch` of `group`.
+    pub fn seal_key(
+        &mut self,
+        chain: &SenderChain,
+        to: &DeviceKeys,
+        group: GroupId,
+        epoch: EpochRef,
+    ) -> SealedPayload {
+        seal::seal(
+            &self.identity,
+            to,
+            SealKind::SenderKey,
+            group,
+            epoch,
+            &chain.distribution(),
+            &mut self.rng,
+        )
+        .unwrap()
+    }
+
+    /// `content` as an envelope in `epoch` of `group`, advancing `chain`.
+    pub fn envelope(
+        &mut self,
+        chain: &mut SenderChain,
+        group: GroupId,
+        epoch: EpochRef,
+        content: &MessageContent,
+    ) -> Envelope {
+        let body = serde_json::to_vec(content).unwrap();
+        Envelope::seal(&self.identity, group, epoch, chain, &body, &mut self.rng).unwrap()
+    }
+}
+
+pub fn identity(seed: u8) -> DeviceIdentity {
+    DeviceIdentity::generate(&mut ChaCha20Rng::from_seed([seed; 32]))
+}
+
+/// A text message written at `sent_at`.
+pub fn text(text: &str, sent_at: Timestamp) -> MessageContent {
+    MessageContent {
+        sent_at,
+        seen_seq: None,
+        body: ContentBody::Text {
+            text: text.into(),
+            reply_to: None,
+        },
+    }
+}
+
+/// The store key of message `seq` of `group` in the `messages`, `evidence` and `seq_number`
+/// trees.
+pub fn at_seq(group: GroupId, seq: u64) -> Vec<u8> {
+    [group.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
+}
+
+/// The store key of message `id` of `group` in the `seen` and `deleted` trees.
+pub fn of_id(group: GroupId, id: MessageId) -> Vec<u8> {
+    [group.as_bytes().as_slice(), id.as_bytes()].concat()
+}
+
+/// Alice's device: the core under test and the world around it.
+pub struct Device {
+    pub core: Core,
+    pub store: MemoryStore,
+    pub server: Shared,
+    pub events: Events,
+    pub clock: Arc<AtomicU64>,
+    pub alice: Member,
+}
+
+impl Device {
+    /// Alice's new device, registered with an empty server and connected.
+    pub fn new() -> Device {
+        let store = MemoryStore::new();
+        Device::create(store, Shared::default())
+    }
+
+    /// Alice's new device over `store` (a faulty one, say), talking to `server`, connected.
+    pub fn create(store: MemoryStore, server: Shared) -> Device {
+        let alice = Member::new(1, "Alice");
+        block_on(confide_client_core::profile::create(
+            &store,
+            &alice.identity,
+            &Profile::new(ALICE, "Alice"),
+        ))
+        .unwrap();
+        let mut device = Device::open(store, server, Events::default(), 3);
+        block_on(device.core.connect()).unwrap();
+        device
+    }
+
+    /// Alice's device started over what `store` holds (not connected), with randomness from
+    /// `seed`, recording events into `events`.
+    pub fn open(store: MemoryStore, server: Shared, events: Events, seed: u8) -> Device {
+        let clock = Arc::new(AtomicU64::new(NOW.0));
+        let (identity, profile) = block_on(confide_client_core::profile::load(&store)).unwrap();
+        let host = TestHost {
+            clock: clock.clone(),
+            rng: ChaCha20Rng::from_seed([seed; 32]),
+            store: store.clone(),
+            events: events.clone(),
+        };
+        let net = ScriptNet {
+            server: server.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+        };
+        let core = block_on(ClientCore::new(
+            store.clone(),
+            net,
+            Box::new(host),
+            identity,
+            profile,
+            None,
+        ))
+        .unwrap();
+        Device {
+            core,
+            store,
+            server,
+            events,
+            clock,
+            alice: Member::new(1, "Alice"),
+        }
+    }
+
+    /// The same device started again over its store, as after a crash (not connected).
+    pub fn restart(self, seed: u8) -> Device {
+        let (store, server, events) =
+            (self.store.clone(), self.server.clone(), self.events.clone());
+        drop(self);
+        Device::open(store, server, events, seed)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.clock.load(Ordering::SeqCst))
+    }
+
+    pub fn set_clock(&self, at: Timestamp) {
+        self.clock.store(at.0, Ordering::SeqCst);
+    }
+
+    /// A group Alice created, with `members` added by her (as a driver would: each command
+    /// followed by `after_input`). Events and sent frames of the setup are cleared.
+    pub fn group_with(&mut self, members: &[&Member]) -> GroupId {
+        let group = block_on(self.core.create_group()).unwrap();
+        for member in members {
+            self.append(
+                group,
+                OpBody::Add {
+                    member: member.entry(),
+                    invite: None,
+                    invite_sig: None,
+                },
+            );
+        }
+        self.clear();
+        group
+    }
+
+    /// Alice appends `body` through her device.
+    pub fn append(&mut self, group: GroupId, body: OpBody) -> u64 {
+        let seq = block_on(self.core.append(group, body)).unwrap();
+        block_on(self.core.after_input());
+        seq
+    }
+
+    /// Forgets the events and sent frames so far.
+    pub fn clear(&mut self) {
+        self.events.lock().unwrap().clear();
+        self.server.lock().unwrap().sent.clear();
+    }
+
+    /// The server's log of `group`.
+    pub fn log(&self, group: GroupId) -> Log {
+        self.server.lock().unwrap().logs[&group].clone()
+    }
+
+    /// The log's state on the server (what an honest member holds).
+    pub fn state(&self, group: GroupId) -> GroupState {
+        self.log(group).state()
+    }
+
+    /// `member` signs `body` as the server log's next op; it is stored on the server (not
+    /// delivered). Returns the op and its seq.
+    pub fn member_op(&self, group: GroupId, member: &Member, body: OpBody) -> (SignedOp, u64) {
+        let mut server = self.server.lock().unwrap();
+        let log = server.logs.get_mut(&group).unwrap();
+        let op = member.op(&log.state(), self.now(), body);
+        log.ops.push(op.clone());
+        (op, log.ops.len() as u64 - 1)
+    }
+
+    /// A group `creator` made on the server (Alice's device is not told); its id is `[id; 16]`.
+    pub fn foreign_group(&self, creator: &Member, id: u8) -> GroupId {
+        let group = GroupId([id; 16]);
+        let genesis = confide_protocol::group_log::Op::genesis(
+            group,
+            creator.device(),
+            self.now(),
+            creator.entry(),
+            Default::default(),
+        )
+        .sign(&creator.identity)
+        .unwrap();
+        self.server.lock().unwrap().logs.insert(
+            group,
+            Log {
+                ops: vec![genesis],
+                messages: Vec::new(),
+            },
+        );
+        group
+    }
+
+    /// `member` adds `entry` on the server (not delivered).
+    pub fn member_adds(&self, group: GroupId, member: &Member, entry: MemberEntry) -> u64 {
+        self.member_op(
+            group,
+            member,
+            OpBody::Add {
+                member: entry,
+                invite: None,
+                invite_sig: None,
+            },
+        )
+        .1
+    }
+
+    /// `member`'s sender key for the server log's current epoch, sealed to Alice and put in
+    /// her inbox (not delivered). Returns the chain and the inbox item.
+    pub fn member_key(&self, group: GroupId, member: &mut Member) -> (SenderChain, InboxItem) {
+        let epoch = self.state(group).epoch_ref();
+        let chain = member.chain();
+        let sealed = member.seal_key(&chain, &self.alice.keys(), group, epoch);
+        let item = self.server.lock().unwrap().put_in_inbox(sealed, self.now());
+        (chain, item)
+    }
+
+    /// `member` writes `content` in the server log's current epoch; the server stores it at its
+    /// next seq (not delivered).
+    pub fn member_says(
+        &self,
+        group: GroupId,
+        member: &mut Member,
+        chain: &mut SenderChain,
+        content: &MessageContent,
+    ) -> StoredMessage {
+        let epoch = self.state(group).epoch_ref();
+        let envelope = member.envelope(chain, group, epoch, content);
+        self.store_message(group, envelope)
+    }
+
+    /// The server stores `envelope` in `group` at its next seq (not delivered).
+    pub fn store_message(&self, group: GroupId, envelope: Envelope) -> StoredMessage {
+        let mut server = self.server.lock().unwrap();
+        let log = server.logs.get_mut(&group).unwrap();
+        let m = StoredMessage {
+            seq: log.next_seq(),
+            received_at: self.now(),
+            envelope,
+        };
+        log.messages.push(m.clone());
+        m
+    }
+
+    /// The server pushes `frames` live; the device handles them as its driver would.
+    pub fn push(&mut self, frames: impl IntoIterator<Item = ServerFrame>) {
+        if let Some(link) = self.core.link_mut() {
+            link.queue.extend(frames);
+        }
+        self.drive();
+    }
+
+    /// Pushes a stored message live.
+    pub fn push_message(&mut self, group: GroupId, m: &StoredMessage) {
+        self.push([live(group, m)]);
+    }
+
+    /// Pushes inbox items live.
+    pub fn push_inbox(&mut self, items: &[InboxItem]) {
+        self.push([ServerFrame::Inbox {
+            items: items.to_vec(),
+        }]);
+    }
+
+    /// Hands the device every frame queued for it, then the driver's follow-up.
+    pub fn drive(&mut self) {
+        block_on(async {
+            while let Some(link) = self.core.link_mut() {
+                let Some(frame) = Link::recv(link, Duration::ZERO).await.unwrap() else {
+                    break;
+                };
+                self.core.receive(frame).await;
+                self.core.after_input().await;
+            }
+            self.core.after_input().await;
+        });
+    }
+
+    /// A full sync, as the user asks for one.
+    pub fn sync(&mut self) -> Result<(), ClientError> {
+        let r = block_on(self.core.sync());
+        self.drive();
+        r
+    }
+
+    /// Alice sends a text, as her application does (then the driver's follow-up).
+    pub fn send(&mut self, group: GroupId, text: &str) -> Result<u64, ClientError> {
+        let r = block_on(self.core.send_text(group, text.into(), None));
+        block_on(self.core.after_input());
+        r.map(|m| m.seq.0)
+    }
+
+    /// The events handed to the application so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    /// The texts shown as received messages, in order.
+    pub fn shown(&self) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Message(m) => Some(m.text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The reasons of `MessageRejected` events, in order.
+    pub fn rejected(&self) -> Vec<(u64, String)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::MessageRejected(r) => Some((r.seq, r.reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The frames the device sent so far.
+    pub fn sent(&self) -> Vec<ClientFrame> {
+        self.server
+            .lock()
+            .unwrap()
+            .sent
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect()
+    }
+
+    /// The texts in the device's stored history of `group`.
+    pub fn history(&self, group: GroupId) -> Vec<String> {
+        block_on(self.core.history(group, None, 1_000))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect()
+    }
+
+    /// Sets (or with `None` clears) the test's own answers in place of the honest server's.
+    pub fn answer(&self, answer: Option<Answer>) {
+        self.server.lock().unwrap().answer = answer;
+    }
+}
+
+/// A stored message as the server pushes it live.
+pub fn live(group: GroupId, m: &StoredMessage) -> ServerFrame {
+    ServerFrame::Message {
+        group,
+        seq: m.seq,
+        received_at: m.received_at,
+        envelope: m.envelope.clone(),
+    }
+}
+
+/// A group of Alice's with Bob in it, whose sender key Alice holds: the usual start.
+pub fn alice_and_bob() -> (Device, GroupId, Member, SenderChain) {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    let (chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    device.clear();
+    (device, group, bob, chain)
+}

@@ -273,6 +273,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             reporter_name,
             text,
             reason: verified.reason,
+            reported_at: verified.reported_at,
         };
         // Stored before it is acknowledged: a report is never lost to a crash.
         if !self.queue_for_facilitators(
@@ -314,6 +315,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     user: from,
                     display_name: name,
                     text,
+                    received_at: self.host.now(),
                 };
                 if !self.queue_for_facilitators(
                     group,

@@ -38,7 +38,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         match sealed.kind {
             SealKind::SenderKey => self.receive_sender_key(sealed).await,
             SealKind::JoinRequest => self.receive_join_request(sealed).await,
-            SealKind::Report => self.receive_report(sealed),
+            SealKind::Report => self.receive_report(sealed).await,
             _ => self.receive_note(sealed).await,
         }
     }
@@ -106,7 +106,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.db.remove(T_PARKED_KEYS, &key);
             match sealed.kind {
                 SealKind::SenderKey => self.receive_sender_key(&sealed).await,
-                SealKind::Report => self.receive_report(&sealed),
+                SealKind::Report => self.receive_report(&sealed).await,
                 _ => self.receive_note(&sealed).await,
             };
         }

@@ -85,6 +85,11 @@ pub(crate) const T_DELETED: &str = "deleted";
 pub(crate) const T_OUTBOX: &str = "outbox";
 pub(crate) const T_PENDING_JOINS: &str = "pending_joins";
 pub(crate) const T_FACILITATOR_QUEUE: &str = "facilitator_queue";
+/// Reports and facilitator notes already processed, by [`crate::reports::sealed_digest`] →
+/// when (a `Timestamp`), so that one the server delivers again is dropped (PROTOCOL.md §7.2).
+pub(crate) const T_SEALED_SEEN: &str = "sealed_seen";
+/// The same, ordered by when: (time, digest) → nothing (empty JSON), to forget the oldest.
+pub(crate) const T_SEALED_SEEN_ORDER: &str = "sealed_seen_order";
 pub(crate) const T_PINNED: &str = "pinned";
 pub(crate) const T_NOTES: &str = "notes";
 pub(crate) const T_PRIVATE: &str = "private";

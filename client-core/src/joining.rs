@@ -284,6 +284,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             ..GroupMeta::default()
         };
         self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
+        // The members' keys, against the ones this device knows, as for ops a sync brings: a
+        // known user with other keys here is told (PROTOCOL.md §3.5). Ops this device verified
+        // before (a rejoin) were compared then.
+        for held in ops_held.iter().skip(verified.len()) {
+            if let Ok(adopted) = held.parse_unverified() {
+                self.check_key_change(group, &adopted.body).await;
+            }
+        }
         self.commit().await?;
         let mut ctx = GroupCtx::new(state, meta);
         ctx.state = joined;

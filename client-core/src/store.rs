@@ -452,6 +452,29 @@ impl<S: ClientStore> Tx<S> {
         )
     }
 
+    /// The keys starting with `prefix` once this step is committed, in order. Nothing is
+    /// decrypted.
+    pub async fn keys(
+        &self,
+        tree: &'static str,
+        prefix: &[u8],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let stored = self.store.keys(tree, prefix).await?;
+        let mut pending = self.batch.with_prefix(tree, prefix).peekable();
+        if pending.peek().is_none() {
+            return Ok(stored);
+        }
+        let mut keys: BTreeSet<Vec<u8>> = stored.into_iter().collect();
+        for (key, value) in pending {
+            if value.is_some() {
+                keys.insert(key.to_vec());
+            } else {
+                keys.remove(key);
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     /// How many values have a key starting with `prefix` once this step is committed, and the
     /// first such key. Nothing is decrypted.
     pub async fn count(

@@ -313,22 +313,35 @@ impl World {
 
     /// A group Mallory creates on the server, with `bodies` appended by her after the genesis.
     fn forge_group(&mut self, seed: u8, bodies: Vec<OpBody>) -> GroupId {
+        let mallory = identity(3);
+        self.forge_group_by(&mallory, entry(&mallory, MALLORY, "Mallory"), seed, bodies)
+    }
+
+    /// A group `creator` (as `creator_entry`) creates on the server, with `bodies` appended by
+    /// the creator after the genesis.
+    fn forge_group_by(
+        &mut self,
+        creator: &DeviceIdentity,
+        creator_entry: MemberEntry,
+        seed: u8,
+        bodies: Vec<OpBody>,
+    ) -> GroupId {
         let group = GroupId([seed; 16]);
         let genesis = Op::genesis(
             group,
-            self.mallory.device_id(),
+            creator.device_id(),
             NOW,
-            entry(&self.mallory, MALLORY, "Mallory"),
+            creator_entry,
             GroupSettings::default(),
         )
-        .sign(&self.mallory)
+        .sign(creator)
         .unwrap();
         let mut state = GroupState::from_genesis(&genesis).unwrap();
         let mut ops = vec![genesis];
         for body in bodies {
             let op = state
-                .next_op(self.mallory.device_id(), NOW, body)
-                .sign(&self.mallory)
+                .next_op(creator.device_id(), NOW, body)
+                .sign(creator)
                 .unwrap();
             state.apply(&op).unwrap();
             ops.push(op);
@@ -381,6 +394,7 @@ impl World {
 
     /// `from` posts `text` to the group: its sender key goes to Alice's inbox, the message
     /// onto the server; both are pushed to Alice's device.
+    #[allow(dead_code)]
     async fn post(&mut self, from: &DeviceIdentity, group: GroupId, text: &str) {
         let epoch = self.log(group).epoch_ref();
         let mut chain = SenderChain::generate(&mut self.rng);
@@ -613,6 +627,178 @@ fn facilitator_queue_entries_of_an_earlier_version_still_load_and_resolve() {
         assert_eq!(
             urgent_texts(&w.core.facilitator_queue(group).await.unwrap()),
             ["I am not safe right now"]
+        );
+    });
+}
+
+/// The fake "Bob": Bob's user id and name, with keys the server made.
+fn fake_bob_entry(w: &World) -> MemberEntry {
+    entry(&w.fake_bob, BOB, "Bob")
+}
+
+fn key_changes(events: &[Event]) -> Vec<(GroupId, UserId)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::KeyChanged { group, user, .. } => Some((*group, *user)),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn group_ids(w: &World) -> Vec<GroupId> {
+    w.core.groups().await.iter().map(|g| g.group).collect()
+}
+
+/// Review item 3c: a group the server lists (or names in an `op` frame) was adopted even when
+/// its log did not list this device, and its ops overwrote the keys this device knew.
+#[test]
+fn a_group_the_server_makes_up_without_this_device_is_not_adopted() {
+    let mut w = World::new();
+    block_on(async {
+        let mine = w.group_with_bob().await;
+        w.events();
+        let bob_entry = fake_bob_entry(&w);
+        let made_up = w.forge_group(
+            50,
+            vec![OpBody::Add {
+                member: bob_entry,
+                invite: None,
+                invite_sig: None,
+            }],
+        );
+        let genesis = w.server.lock().unwrap().logs[&made_up][0].clone();
+        w.push(vec![ServerFrame::Op {
+            group: made_up,
+            op: genesis,
+            seq: 0,
+        }])
+        .await;
+        w.core.sync().await.unwrap();
+        w.settle().await;
+        assert_eq!(group_ids(&w).await, [mine]);
+        assert_eq!(key_changes(&w.events()), []);
+    });
+}
+
+/// Review items 3a, 3c and 3d: a group that adds this device is still adopted and held for
+/// consent — but the keys in it give no safety number until the user accepts it, and a person
+/// whose keys differ from the same user's in the user's other groups is no "shared" person.
+#[test]
+fn safety_numbers_and_shared_groups_come_only_from_accepted_groups_with_the_same_keys() {
+    let mut w = World::new();
+    block_on(async {
+        // A private conversation "Bob" starts: Bob's user id and name, the server's keys.
+        let bob_entry = fake_bob_entry(&w);
+        let alice_entry = entry(&w.alice, ALICE, "Alice");
+        let fake_bob = identity(4);
+        let private = w.forge_group_by(
+            &fake_bob,
+            bob_entry,
+            51,
+            vec![OpBody::Add {
+                member: alice_entry,
+                invite: None,
+                invite_sig: None,
+            }],
+        );
+        w.core.sync().await.unwrap();
+        w.settle().await;
+        let events = w.events();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Invited { group, .. } if *group == private)),
+            "a group that adds this device is held and the user asked"
+        );
+        assert!(
+            w.core.safety_number(BOB).is_err(),
+            "a safety number from a group the user never accepted"
+        );
+
+        let mine = w.group_with_bob().await;
+        let real = confide_protocol::identity::safety_number(
+            (&ALICE, &w.alice.device_id()),
+            (&BOB, &w.bob.device_id()),
+        );
+        assert_eq!(w.core.safety_number(BOB).unwrap(), real);
+        let info = w.core.groups().await;
+        let invitation = info.iter().find(|g| g.group == private).unwrap();
+        assert!(invitation.invited);
+        let peer = invitation.private_with.as_ref().unwrap();
+        assert_eq!(peer.user, BOB);
+        assert_eq!(
+            peer.shared_groups,
+            [],
+            "the server's Bob has other keys than the Bob of {mine:?}"
+        );
+
+        // Accepted: two groups show two different keys for Bob, and the user is told.
+        w.core.accept_group(private).await.unwrap();
+        let err = w.core.safety_number(BOB).unwrap_err();
+        assert!(err.to_string().contains("differ"), "{err}");
+    });
+}
+
+/// Review item 3b: joining adopted the group's log without comparing its members' keys with
+/// the ones this device knew, so the joiner was never warned.
+#[test]
+fn joining_a_group_where_a_known_user_has_other_keys_warns() {
+    let mut w = World::new();
+    block_on(async {
+        w.group_with_bob().await;
+        w.events();
+        let bob_entry = fake_bob_entry(&w);
+        let group = w.forge_group(
+            52,
+            vec![OpBody::Add {
+                member: bob_entry,
+                invite: None,
+                invite_sig: None,
+            }],
+        );
+        let invite = w.invite(group);
+        w.core.join(invite, None).await.unwrap();
+        w.settle().await;
+        assert_eq!(key_changes(&w.events()), [(group, BOB)]);
+    });
+}
+
+/// Review item 4: early payloads for groups this device does not hold were bounded only per
+/// (group, sender), and the server can make up any number of both.
+#[test]
+fn early_payloads_for_groups_this_device_does_not_hold_are_bounded_in_all() {
+    let mut w = World::new();
+    block_on(async {
+        let mallory = identity(3);
+        let epoch = confide_protocol::EpochRef {
+            epoch: confide_protocol::Epoch(0),
+            hash: confide_protocol::OpHash([0; 32]),
+        };
+        let items: Vec<InboxItem> = (0..270u16)
+            .map(|i| {
+                let mut id = [0xee; 16];
+                id[..2].copy_from_slice(&i.to_be_bytes());
+                let sealed = seal::seal(
+                    &mallory,
+                    &w.alice.public_keys(),
+                    SealKind::SenderKey,
+                    GroupId(id),
+                    epoch,
+                    b"a key for a group that does not exist",
+                    &mut w.rng,
+                )
+                .unwrap();
+                w.server.lock().unwrap().deliver(sealed)
+            })
+            .collect();
+        w.push(vec![ServerFrame::Inbox { items }]).await;
+        let kept = w.store.keys("parked_keys", &[]).await.unwrap().len();
+        assert!(kept > 0, "early payloads are still kept");
+        assert!(kept <= 256, "{kept} early payloads kept for made-up groups");
+        assert!(
+            w.server.lock().unwrap().inbox.is_empty(),
+            "all acknowledged"
         );
     });
 }

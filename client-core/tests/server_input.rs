@@ -394,7 +394,6 @@ impl World {
 
     /// `from` posts `text` to the group: its sender key goes to Alice's inbox, the message
     /// onto the server; both are pushed to Alice's device.
-    #[allow(dead_code)]
     async fn post(&mut self, from: &DeviceIdentity, group: GroupId, text: &str) {
         let epoch = self.log(group).epoch_ref();
         let mut chain = SenderChain::generate(&mut self.rng);
@@ -761,6 +760,55 @@ fn joining_a_group_where_a_known_user_has_other_keys_warns() {
         w.core.join(invite, None).await.unwrap();
         w.settle().await;
         assert_eq!(key_changes(&w.events()), [(group, BOB)]);
+    });
+}
+
+/// Review item 5: a device removed from a group that joined it again started its message
+/// numbers over, so "#1" named a different message after the rejoin.
+#[test]
+fn a_device_that_rejoins_a_group_keeps_its_message_numbers() {
+    let mut w = World::new();
+    block_on(async {
+        let group = w.forge_group(53, vec![]);
+        let invite = w.invite(group);
+        w.core.join(invite, None).await.unwrap();
+        w.settle().await;
+        let mallory = identity(3);
+        w.post(&mallory, group, "before").await;
+        let before = w.core.history(group, None, 10).await.unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].number, 1);
+
+        let remove = w.forge_op(
+            group,
+            OpBody::Remove {
+                user: ALICE,
+                ban: false,
+            },
+        );
+        let seq = w.log(group).seq();
+        w.push(vec![ServerFrame::Op {
+            group,
+            op: remove,
+            seq,
+        }])
+        .await;
+        assert!(!w.core.groups().await[0].member);
+        let invite = w.invite(group);
+        w.core.join(invite, None).await.unwrap();
+        w.settle().await;
+        w.post(&mallory, group, "after").await;
+        let after = w.core.history(group, None, 10).await.unwrap();
+        let numbers: Vec<(String, u64)> =
+            after.iter().map(|m| (m.text.clone(), m.number)).collect();
+        assert_eq!(
+            numbers,
+            [("before".to_string(), 1), ("after".to_string(), 2)]
+        );
+        assert_eq!(
+            w.core.seq_of_number(group, 1).await.unwrap(),
+            Some(before[0].seq)
+        );
     });
 }
 

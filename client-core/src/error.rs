@@ -221,6 +221,21 @@ pub enum VerificationError {
         /// The position.
         seq: u64,
     },
+    /// Two groups this device accepted list different keys for the same user: in one of them
+    /// someone else uses their user id and name, so there is no one safety number to compare
+    /// (PROTOCOL.md §3.5).
+    #[error(
+        "that user's keys differ between your groups {first} and {second}: one of them is \
+         someone else using their name; compare safety numbers in person before trusting either"
+    )]
+    KeysDiffer {
+        /// The user.
+        user: UserId,
+        /// One group.
+        first: GroupId,
+        /// The other group, listing other keys.
+        second: GroupId,
+    },
 }
 
 /// Why this device could not encrypt or seal what it was sending ([`ClientError::Encrypt`]).

@@ -317,6 +317,11 @@ pub struct ReportInfo {
     pub text: String,
     /// The reporter's reason.
     pub reason: String,
+    /// When the reporter's device says it wrote the report (inside the sealed payload the
+    /// reporter signed, so the server cannot change it; the reporter could misstate it). A
+    /// report queued by an older version, which did not keep it, shows when it was received.
+    #[serde(default)]
+    pub reported_at: Timestamp,
 }
 
 impl std::fmt::Debug for ReportInfo {
@@ -351,6 +356,10 @@ pub struct UrgentRequest {
     pub display_name: String,
     /// What they wrote.
     pub text: String,
+    /// When this device first received it. The note carries no time of its own (PROTOCOL.md
+    /// §7.2): the server cannot deliver it again once received, but it can have held it back.
+    #[serde(default)]
+    pub received_at: Timestamp,
 }
 
 impl std::fmt::Debug for UrgentRequest {

@@ -301,16 +301,49 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 held,
             )?;
         }
-        let meta = GroupMeta {
-            next_seq: 1,
-            accepted: true,
-            ..GroupMeta::default()
+        // A device that was in this group before keeps its record: its message numbers above
+        // all (a number never names another message, §11.11), where it had read to, and what
+        // it noted about epochs. Only what the rejoin changes is set: the user agreed again,
+        // and the log just verified from the genesis is not tampered with.
+        let meta = match self.groups.get(&group) {
+            Some(before) => GroupMeta {
+                accepted: true,
+                tampered: None,
+                next_seq: before.meta.next_seq.max(1),
+                ..before.meta.clone()
+            },
+            None => GroupMeta {
+                next_seq: 1,
+                accepted: true,
+                ..GroupMeta::default()
+            },
         };
         self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
+        // The members' keys, against the ones this device knows, as for ops a sync brings: a
+        // known user with other keys here is told (PROTOCOL.md §3.5). Ops this device verified
+        // before (a rejoin) were compared then.
+        for held in ops_held.iter().skip(verified.len()) {
+            if let Ok(adopted) = held.parse_unverified() {
+                self.check_key_change(group, &adopted.body).await;
+            }
+        }
+        // Every epoch of the log, as a restart replays it: a rejoining device still tells who
+        // could send in the epochs it was a member in before.
+        let genesis = ops_held
+            .first()
+            .ok_or_else(|| ClientError::BadInvite("the group has no log".into()))?;
+        let state_at_genesis =
+            GroupState::from_genesis(genesis).map_err(|e| ClientError::BadInvite(e.to_string()))?;
+        let mut ctx = GroupCtx::new(state_at_genesis, meta);
+        for held in ops_held.iter().skip(1).chain(std::iter::once(&op)) {
+            let applied = ctx
+                .state
+                .apply(held)
+                .map_err(|e| ClientError::BadInvite(e.to_string()))?;
+            ctx.record_epoch();
+            ctx.note_op(&applied.op);
+        }
         self.commit().await?;
-        let mut ctx = GroupCtx::new(state, meta);
-        ctx.state = joined;
-        ctx.record_epoch();
         self.groups.insert(group, ctx);
         self.emit(Event::Joined { group });
         self.sync_group(group, None).await?;

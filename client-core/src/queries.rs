@@ -1,10 +1,10 @@
 //! Reads for the application that change nothing: history, the groups and their members,
 //! safety numbers, and message numbers.
 
-use confide_protocol::{GroupId, Seq, UserId};
+use confide_protocol::{DeviceKeys, GroupId, Seq, UserId};
 
 use crate::Network;
-use crate::error::{ClientError, Missing};
+use crate::error::{ClientError, Missing, VerificationError};
 use crate::events::ChatMessage;
 use crate::group::{GroupCtx, look_alikes, private_peer};
 use crate::machine::ClientCore;
@@ -110,9 +110,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// What the user's other groups say of the other person of private conversation
     /// `private`: the groups (accepted, and this device still in them) where the same user is
-    /// a member, and the members there, other people, whose names look like theirs.
+    /// a member with the same device keys, and the members there, other people, whose names
+    /// look like theirs. The same user id with other keys is not the same person: anyone (the
+    /// server above all) can put any user id and name into a group of their own.
     fn peer_among_groups(&self, private: GroupId, mut peer: crate::Peer) -> crate::Peer {
         let me = self.device();
+        let peer_devices: Option<&Vec<DeviceKeys>> = self
+            .groups
+            .get(&private)
+            .and_then(|ctx| ctx.state.member(&peer.user))
+            .map(|m| &m.entry.devices);
         let mut groups: Vec<(&GroupId, &GroupCtx)> = self
             .groups
             .iter()
@@ -120,7 +127,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .collect();
         groups.sort_by_key(|(g, _)| **g);
         for (group, ctx) in groups {
-            if ctx.state.member(&peer.user).is_some() {
+            if ctx
+                .state
+                .member(&peer.user)
+                .is_some_and(|m| Some(&m.entry.devices) == peer_devices)
+            {
                 peer.shared_groups.push(*group);
             }
             let others = ctx
@@ -158,23 +169,61 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .collect())
     }
 
-    /// The safety number to compare with `user` out of band.
+    /// The safety number to compare with `user` out of band (PROTOCOL.md §3.5): one per device
+    /// of theirs, one per line (one line while users have one device each).
+    ///
+    /// Their keys are taken only from groups the user accepted and this device is a member of:
+    /// a group the server made up, or one someone added this device to that the user has not
+    /// accepted, says nothing about whose keys are real. If those groups list different keys
+    /// for them, there is no one number to compare: that is an error that names the groups,
+    /// since in one of them someone is not who the name says.
     ///
     /// # Errors
     ///
-    /// [`ClientError::NotFound`] ([`Missing::SharedGroup`](crate::Missing::SharedGroup)) if no
-    /// group this device knows has `user` in it.
+    /// [`ClientError::NotFound`] ([`Missing::SharedGroup`]) if no accepted group of this
+    /// device has `user` in it; [`ClientError::Verification`]
+    /// ([`VerificationError::KeysDiffer`]) if two of them list different keys for `user`.
     pub fn safety_number(&self, user: UserId) -> Result<String, ClientError> {
-        for ctx in self.groups.values() {
-            if let Some(member) = ctx.state.member(&user)
-                && let Some(keys) = member.entry.devices.first()
-            {
-                return Ok(confide_protocol::identity::safety_number(
-                    (&self.profile.user, &self.device()),
-                    (&user, &keys.device),
-                ));
+        let me = self.device();
+        let mut groups: Vec<(&GroupId, &GroupCtx)> = self
+            .groups
+            .iter()
+            .filter(|(_, ctx)| {
+                ctx.meta.accepted && ctx.is_member(&me) && ctx.meta.tampered.is_none()
+            })
+            .collect();
+        groups.sort_by_key(|(g, _)| **g);
+        let mut found: Option<(GroupId, &Vec<DeviceKeys>)> = None;
+        for (group, ctx) in groups {
+            let Some(member) = ctx.state.member(&user) else {
+                continue;
+            };
+            match found {
+                None => found = Some((*group, &member.entry.devices)),
+                Some((first, devices)) if *devices != member.entry.devices => {
+                    return Err(VerificationError::KeysDiffer {
+                        user,
+                        first,
+                        second: *group,
+                    }
+                    .into());
+                }
+                Some(_) => {}
             }
         }
-        Err(Missing::SharedGroup { user }.into())
+        let devices = found
+            .map(|(_, devices)| devices)
+            .filter(|devices| !devices.is_empty())
+            .ok_or(Missing::SharedGroup { user })?;
+        Ok(devices
+            .iter()
+            .map(|keys| {
+                confide_protocol::identity::safety_number(
+                    (&self.profile.user, &me),
+                    (&user, &keys.device),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
     }
 }

@@ -7,13 +7,16 @@ use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
 use confide_protocol::group_log::SignedOp;
 use confide_protocol::report::{self, ReportPayload};
 use confide_protocol::seal::{self, SealKind, SealedPayload};
-use confide_protocol::{DeviceId, DeviceKeys, EpochRef, GroupId, Seq, UserId};
+use confide_protocol::{DeviceKeys, EpochRef, GroupId, Seq, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, EncryptError, Missing};
 use crate::events::Event;
 use crate::machine::ClientCore;
-use crate::store::{ClientStore, T_EVIDENCE, T_FACILITATOR_QUEUE, T_NOTES, T_OPS, key2, key3};
+use crate::store::{
+    ClientStore, T_EVIDENCE, T_FACILITATOR_QUEUE, T_NOTES, T_OPS, T_SEALED_SEEN,
+    T_SEALED_SEEN_ORDER, key2,
+};
 use crate::{HostRng, Network};
 
 /// The join-request and facilitator-note test vectors (`protocol/test-vectors/`), checked
@@ -50,6 +53,48 @@ pub(crate) struct ReasonRecord {
 
 /// Longest note or reason, in bytes.
 pub(crate) const MAX_NOTE_LEN: usize = 4000;
+
+/// How many processed reports and facilitator notes a device remembers, to drop one the server
+/// delivers again (PROTOCOL.md §7.2); the oldest is forgotten first. A support group's
+/// facilitators do not receive this many in the years a redelivery would be worth anything,
+/// and at 48 bytes of key each the list stays under a megabyte.
+pub(crate) const MAX_SEALED_REMEMBERED: usize = 10_000;
+
+/// What names one sealed payload for the queue and the replay check: a hash of its HPKE
+/// encapsulated key and ciphertext. Every sealing draws a fresh encapsulated key, and the
+/// header fields are bound into the HPKE context, so a payload the server delivers again has
+/// the same digest, and a changed one does not open.
+pub(crate) fn sealed_digest(sealed: &SealedPayload) -> [u8; 32] {
+    confide_protocol::primitives::hash(
+        "confide/v1/client/sealed-digest",
+        &[&sealed.enc, &sealed.ciphertext],
+    )
+}
+
+/// A facilitator-queue entry as stored, keyed by group and [`sealed_digest`].
+#[derive(Serialize, Deserialize)]
+struct QueueEntry {
+    /// When this device received it: the queue's order.
+    queued_at: Timestamp,
+    item: crate::FacilitatorItem,
+}
+
+/// A stored queue entry: this version's, or an earlier version's bare item, keyed by group,
+/// the time it was received (8 bytes, big-endian) and the sender's device. Those still load;
+/// they are not rewritten, and leave the queue when resolved.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredQueueEntry {
+    Current(QueueEntry),
+    Earlier(crate::FacilitatorItem),
+}
+
+/// The time in the key of an earlier version's queue entry (group ‖ time ‖ device).
+fn earlier_queue_time(key: &[u8]) -> Timestamp {
+    key.get(16..24)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(Timestamp(0), |b| Timestamp(u64::from_be_bytes(b)))
+}
 
 /// The epoch of the reported message (its envelope names it; the envelope was verified).
 pub(crate) fn sealed_report_epoch(verified: &report::VerifiedReport) -> EpochRef {
@@ -240,9 +285,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         Ok(())
     }
 
-    pub(crate) fn receive_report(&mut self, sealed: &SealedPayload) -> bool {
+    pub(crate) async fn receive_report(&mut self, sealed: &SealedPayload) -> bool {
         let group = sealed.group;
         if !self.is_moderator_here(group) {
+            return true;
+        }
+        let digest = sealed_digest(sealed);
+        if self.sealed_seen(&digest).await {
+            tracing::debug!(%group, "a report delivered again was dropped");
             return true;
         }
         let Some(ctx) = self.groups.get(&group) else {
@@ -294,13 +344,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             reporter_name,
             text,
             reason: verified.reason,
+            reported_at: verified.reported_at,
         };
         // Stored before it is acknowledged: a report is never lost to a crash.
-        if !self.queue_for_facilitators(
-            group,
-            &sealed.sender,
-            &crate::FacilitatorItem::Report(info.clone()),
-        ) {
+        if !self
+            .queue_for_facilitators(
+                group,
+                &digest,
+                &crate::FacilitatorItem::Report(info.clone()),
+            )
+            .await
+        {
             return false;
         }
         self.emit(Event::Report(info));
@@ -310,6 +364,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub(crate) async fn receive_note(&mut self, sealed: &SealedPayload) -> bool {
         let group = sealed.group;
         if !self.is_moderator_here(group) {
+            return true;
+        }
+        let digest = sealed_digest(sealed);
+        if self.sealed_seen(&digest).await {
+            tracing::debug!(%group, "a facilitator note delivered again was dropped");
             return true;
         }
         let Some(ctx) = self.groups.get(&group) else {
@@ -335,12 +394,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     user: from,
                     display_name: name,
                     text,
+                    received_at: self.host.now(),
                 };
-                if !self.queue_for_facilitators(
-                    group,
-                    &sealed.sender,
-                    &crate::FacilitatorItem::Urgent(request.clone()),
-                ) {
+                if !self
+                    .queue_for_facilitators(
+                        group,
+                        &digest,
+                        &crate::FacilitatorItem::Urgent(request.clone()),
+                    )
+                    .await
+                {
                     return false;
                 }
                 self.emit(Event::UrgentRequest(request));
@@ -369,26 +432,69 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     {
                         return false;
                     }
+                    // An older reason delivered again must not replace a later one.
+                    if !self.remember_sealed(&digest).await {
+                        return false;
+                    }
                 }
             }
         }
         true
     }
 
-    /// Keeps a report or urgent request in the encrypted store until a facilitator resolves it.
-    pub(crate) fn queue_for_facilitators(
+    /// Keeps a report or urgent request in the encrypted store until a facilitator resolves
+    /// it, under its group and the digest of the sealed payload that carried it (two items
+    /// never share a key, however close together they arrive), and remembers the payload as
+    /// processed.
+    pub(crate) async fn queue_for_facilitators(
         &mut self,
         group: GroupId,
-        from: &DeviceId,
+        digest: &[u8; 32],
         item: &crate::FacilitatorItem,
     ) -> bool {
-        let key = key3(
-            group.as_bytes(),
-            &self.host.now().0.to_be_bytes(),
-            from.as_bytes(),
-        );
+        let entry = QueueEntry {
+            queued_at: self.host.now(),
+            item: item.clone(),
+        };
         // Stored with the step, before the item is acknowledged or shown.
-        self.db.put(T_FACILITATOR_QUEUE, &key, item).is_ok()
+        self.db
+            .put(T_FACILITATOR_QUEUE, &key2(group.as_bytes(), digest), &entry)
+            .is_ok()
+            && self.remember_sealed(digest).await
+    }
+
+    /// Whether a report or facilitator note with this [`sealed_digest`] was processed already.
+    pub(crate) async fn sealed_seen(&self, digest: &[u8; 32]) -> bool {
+        // A store that cannot be read says "not seen": the item is processed (and stored
+        // under the same key again) rather than lost.
+        matches!(self.db.get_bytes(T_SEALED_SEEN, digest).await, Ok(Some(_)))
+    }
+
+    /// Remembers a processed report or facilitator note, forgetting the oldest beyond
+    /// [`MAX_SEALED_REMEMBERED`]. Written with the step.
+    pub(crate) async fn remember_sealed(&mut self, digest: &[u8; 32]) -> bool {
+        let now = self.host.now();
+        if self.db.put(T_SEALED_SEEN, digest, &now).is_err()
+            || self
+                .db
+                .put(
+                    T_SEALED_SEEN_ORDER,
+                    &key2(&now.0.to_be_bytes(), digest),
+                    &(),
+                )
+                .is_err()
+        {
+            return false;
+        }
+        if let Ok((n, Some(oldest))) = self.db.count(T_SEALED_SEEN_ORDER, &[]).await
+            && n > MAX_SEALED_REMEMBERED
+        {
+            self.db.remove(T_SEALED_SEEN_ORDER, &oldest);
+            if let Some(old_digest) = oldest.get(8..) {
+                self.db.remove(T_SEALED_SEEN, old_digest);
+            }
+        }
+        true
     }
 
     /// Reports and urgent requests waiting for a facilitator, oldest first, each with an id
@@ -401,13 +507,29 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &self,
         group: GroupId,
     ) -> Result<Vec<(String, crate::FacilitatorItem)>, ClientError> {
-        let items: Vec<(Vec<u8>, crate::FacilitatorItem)> = self
+        let stored: Vec<(Vec<u8>, StoredQueueEntry)> = self
             .db
             .scan(T_FACILITATOR_QUEUE, group.as_bytes(), usize::MAX)
             .await?;
+        let mut items: Vec<(Timestamp, Vec<u8>, crate::FacilitatorItem)> = stored
+            .into_iter()
+            .map(|(key, entry)| match entry {
+                StoredQueueEntry::Current(entry) => (entry.queued_at, key, entry.item),
+                StoredQueueEntry::Earlier(mut item) => {
+                    // Earlier versions kept the time only in the key.
+                    let at = earlier_queue_time(&key);
+                    match &mut item {
+                        crate::FacilitatorItem::Report(r) => r.reported_at = at,
+                        crate::FacilitatorItem::Urgent(r) => r.received_at = at,
+                    }
+                    (at, key, item)
+                }
+            })
+            .collect();
+        items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok(items
             .into_iter()
-            .map(|(k, item)| (hex::encode(k), item))
+            .map(|(_, key, item)| (hex::encode(key), item))
             .collect())
     }
 

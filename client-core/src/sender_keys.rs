@@ -19,6 +19,12 @@ use crate::{HostRng, Network};
 /// Sender keys (or facilitator notes) kept per sender while their epoch is ahead of the log.
 pub(crate) const MAX_PARKED_PER_SENDER: usize = 64;
 
+/// Early sealed payloads kept in all for groups this device does not hold (PROTOCOL.md §11.5):
+/// the server can name any number of made-up groups and senders, so the per-sender bound alone
+/// does not bound these. A reconnect after being added to a few groups needs a handful per
+/// group (one sender key per member device); beyond this they are dropped, still acknowledged.
+pub(crate) const MAX_PARKED_UNHELD: usize = 256;
+
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Processes one inbox item. Returns whether it may be acknowledged: every item is, once
     /// it is stored or deliberately dropped, so nothing piles up on the server.
@@ -40,7 +46,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         match sealed.kind {
             SealKind::SenderKey => self.receive_sender_key(sealed).await,
             SealKind::JoinRequest => self.receive_join_request(sealed).await,
-            SealKind::Report => self.receive_report(sealed),
+            SealKind::Report => self.receive_report(sealed).await,
             _ => self.receive_note(sealed).await,
         }
     }
@@ -75,6 +81,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         {
             return true;
         }
+        if !self.groups.contains_key(&sealed.group)
+            && self.parked_unheld().await >= MAX_PARKED_UNHELD
+        {
+            tracing::debug!(group = %sealed.group, "early payload for a group not held dropped: too many kept");
+            return true;
+        }
         self.needs_sync.insert(sealed.group);
         // Opened and signed by a current member's device: that member uses a later epoch.
         if self
@@ -90,6 +102,30 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             &item.inbox_id.to_be_bytes(),
         );
         self.db.put(T_PARKED_KEYS, &key, sealed).is_ok()
+    }
+
+    /// How many early sealed payloads are kept for groups this device does not hold (a store
+    /// that cannot be read counts as full: nothing more is kept then).
+    async fn parked_unheld(&self) -> usize {
+        let Ok(keys) = self.db.keys(T_PARKED_KEYS, &[]).await else {
+            return MAX_PARKED_UNHELD;
+        };
+        keys.iter()
+            .filter(|key| {
+                key.get(..16)
+                    .and_then(|g| <[u8; 16]>::try_from(g).ok())
+                    .is_none_or(|g| !self.groups.contains_key(&GroupId(g)))
+            })
+            .count()
+    }
+
+    /// Forgets the early sealed payloads kept for a group this device will not hold.
+    pub(crate) async fn drop_parked_keys(&mut self, group: GroupId) {
+        if let Ok(keys) = self.db.keys(T_PARKED_KEYS, group.as_bytes()).await {
+            for key in keys {
+                self.db.remove(T_PARKED_KEYS, &key);
+            }
+        }
     }
 
     /// Processes the sealed payloads kept for a group whose log has since moved on.
@@ -108,7 +144,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.db.remove(T_PARKED_KEYS, &key);
             match sealed.kind {
                 SealKind::SenderKey => self.receive_sender_key(&sealed).await,
-                SealKind::Report => self.receive_report(&sealed),
+                SealKind::Report => self.receive_report(&sealed).await,
                 _ => self.receive_note(&sealed).await,
             };
         }

@@ -108,6 +108,11 @@ pub(crate) const T_DELETED: &str = "deleted";
 pub(crate) const T_OUTBOX: &str = "outbox";
 pub(crate) const T_PENDING_JOINS: &str = "pending_joins";
 pub(crate) const T_FACILITATOR_QUEUE: &str = "facilitator_queue";
+/// Reports and facilitator notes already processed, by [`crate::reports::sealed_digest`] →
+/// when (a `Timestamp`), so that one the server delivers again is dropped (PROTOCOL.md §7.2).
+pub(crate) const T_SEALED_SEEN: &str = "sealed_seen";
+/// The same, ordered by when: (time, digest) → nothing (empty JSON), to forget the oldest.
+pub(crate) const T_SEALED_SEEN_ORDER: &str = "sealed_seen_order";
 pub(crate) const T_PINNED: &str = "pinned";
 pub(crate) const T_NOTES: &str = "notes";
 pub(crate) const T_PRIVATE: &str = "private";
@@ -509,6 +514,29 @@ impl<S: ClientStore> Tx<S> {
             tree,
             self.scan_range_rev_bytes(tree, start, end, limit).await?,
         )
+    }
+
+    /// The keys starting with `prefix` once this step is committed, in order. Nothing is
+    /// decrypted.
+    pub async fn keys(
+        &self,
+        tree: &'static str,
+        prefix: &[u8],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let stored = self.store.keys(tree, prefix).await?;
+        let mut pending = self.batch.with_prefix(tree, prefix).peekable();
+        if pending.peek().is_none() {
+            return Ok(stored);
+        }
+        let mut keys: BTreeSet<Vec<u8>> = stored.into_iter().collect();
+        for (key, value) in pending {
+            if value.is_some() {
+                keys.insert(key.to_vec());
+            } else {
+                keys.remove(key);
+            }
+        }
+        Ok(keys.into_iter().collect())
     }
 
     /// How many values have a key starting with `prefix` once this step is committed, and the

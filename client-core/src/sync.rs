@@ -172,6 +172,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
         invite: Option<frames::InviteProof>,
     ) -> Result<(), ClientError> {
+        if !self.groups.contains_key(&group) && !self.adopt_if_listed(group, invite).await? {
+            return Ok(());
+        }
         for _ in 0..MAX_SYNC_PAGES {
             let cursor = match self.groups.get(&group) {
                 Some(ctx) if ctx.meta.tampered.is_some() => return Ok(()),
@@ -202,29 +205,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             };
             let mut refused = false;
             for op in &ops {
-                if !self.groups.contains_key(&group) {
-                    let state = match GroupState::from_genesis(op) {
-                        Ok(state) => state,
-                        Err(e) => return Err(VerificationError::Log(e).into()),
-                    };
-                    // A group this device did not create or join itself: accepted only if it
-                    // matches a join request the user made; otherwise the user is asked.
-                    let pending: Option<confide_protocol::OpHash> =
-                        self.db.get(T_PENDING_JOINS, group.as_bytes()).await?;
-                    let accepted = pending == Some(state.genesis_hash());
-                    self.db
-                        .put(T_OPS, &key2(group.as_bytes(), &0u64.to_be_bytes()), op)?;
-                    let meta = GroupMeta {
-                        next_seq: 1,
-                        accepted,
-                        ..GroupMeta::default()
-                    };
-                    self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
-                    self.check_key_change(group, &state_genesis_body(op)).await;
-                    self.groups.insert(group, GroupCtx::new(state, meta));
-                    self.retry_parked_keys(group).await;
-                    continue;
-                }
                 if self.apply_op(group, op).await.is_err() {
                     // Refused (and the user told once): the rest of this page's ops cannot
                     // chain onto the verified head. Its messages are still checked against
@@ -264,6 +244,106 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         // Enough for one go: the rest follows in a later sync, after other work.
         self.needs_sync.insert(group);
+        Ok(())
+    }
+
+    /// A group this device does not hold, which the server listed or named (PROTOCOL.md
+    /// §11.7): its whole log is fetched and verified first, and the group is adopted only if
+    /// the verified log lists this device at its head — a group someone added it to, held for
+    /// the user's consent, or one whose join request was approved. Any other group (one the
+    /// server made up, or one this device was removed from before it ever synced) is not
+    /// adopted: its ops would feed the key-change warnings and the keys this device knows, and
+    /// its messages and early sealed payloads would take up room, for a group this device
+    /// cannot read. Its early payloads are dropped. Returns whether the group was adopted.
+    async fn adopt_if_listed(
+        &mut self,
+        group: GroupId,
+        invite: Option<frames::InviteProof>,
+    ) -> Result<bool, ClientError> {
+        let me = self.device();
+        let mut state: Option<GroupState> = None;
+        let mut ops_held = Vec::new();
+        let mut complete = false;
+        for _ in 0..MAX_SYNC_PAGES {
+            let after_op_seq = state.as_ref().map(|s| s.seq());
+            let reply = self
+                .request_ok(|id| ClientFrame::Sync {
+                    id,
+                    group,
+                    after_op_seq,
+                    after_seq: SyncCursor::START.after_seq,
+                    limit: SYNC_PAGE_REQUEST,
+                    invite,
+                })
+                .await?;
+            let ServerFrame::SyncPage {
+                ops, complete: c, ..
+            } = reply
+            else {
+                return Err(unexpected_reply(reply, "sync_page"));
+            };
+            for op in ops {
+                match state.as_mut() {
+                    None => {
+                        state =
+                            Some(GroupState::from_genesis(&op).map_err(VerificationError::Log)?);
+                    }
+                    Some(s) => {
+                        s.apply(&op).map_err(VerificationError::Log)?;
+                    }
+                }
+                ops_held.push(op);
+            }
+            complete = c;
+            if complete || self.conn.is_none() || state.as_ref().map(|s| s.seq()) == after_op_seq {
+                break;
+            }
+        }
+        let listed = complete
+            && state
+                .as_ref()
+                .is_some_and(|s| s.member_of_device(&me).is_some());
+        if !listed {
+            tracing::debug!(%group, complete, "a group whose log does not list this device was not adopted");
+            self.drop_parked_keys(group).await;
+            return Ok(false);
+        }
+        let mut ops_held = ops_held.into_iter();
+        let Some(genesis) = ops_held.next() else {
+            return Ok(false);
+        };
+        self.adopt_genesis(group, &genesis).await?;
+        for op in ops_held {
+            // Verified above: a refusal here would be the store's, and is the same as for any
+            // op a sync brings (told once, the group keeps its verified head).
+            self.apply_op(group, &op).await?;
+        }
+        Ok(true)
+    }
+
+    /// Starts holding a group from its genesis op (the rest of its log follows as ops).
+    async fn adopt_genesis(
+        &mut self,
+        group: GroupId,
+        op: &confide_protocol::group_log::SignedOp,
+    ) -> Result<(), ClientError> {
+        let state = GroupState::from_genesis(op).map_err(VerificationError::Log)?;
+        // A group this device did not create or join itself: accepted only if it matches a
+        // join request the user made; otherwise the user is asked.
+        let pending: Option<confide_protocol::OpHash> =
+            self.db.get(T_PENDING_JOINS, group.as_bytes()).await?;
+        let accepted = pending == Some(state.genesis_hash());
+        self.db
+            .put(T_OPS, &key2(group.as_bytes(), &0u64.to_be_bytes()), op)?;
+        let meta = GroupMeta {
+            next_seq: 1,
+            accepted,
+            ..GroupMeta::default()
+        };
+        self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
+        self.check_key_change(group, &state_genesis_body(op)).await;
+        self.groups.insert(group, GroupCtx::new(state, meta));
+        self.retry_parked_keys(group).await;
         Ok(())
     }
 }

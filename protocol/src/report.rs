@@ -54,6 +54,9 @@ pub struct VerifiedReport {
     pub seq: Seq,
     /// The reported message's epoch (the reader checks the offender was a member in it).
     pub epoch: EpochRef,
+    /// When the reporter says it reported (`reported_at`: signed by the reporter with the
+    /// rest of the sealed payload, so the server cannot change it, but the reporter's claim).
+    pub reported_at: Timestamp,
 }
 
 impl std::fmt::Debug for ReportPayload {
@@ -172,6 +175,7 @@ pub fn verify_report(
         reason: report.reason.clone(),
         seq: report.seq,
         epoch: report.envelope.epoch_ref(),
+        reported_at: report.reported_at,
     })
 }
 

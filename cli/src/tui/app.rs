@@ -1876,6 +1876,7 @@ mod tests {
             reporter_name: "Carol".into(),
             text: reported.text.clone(),
             reason: "unkind".into(),
+            reported_at: Timestamp(0),
         }));
         let notice = app.current_notice().unwrap().text.clone();
         assert!(

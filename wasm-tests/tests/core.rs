@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use confide_client_core::{
-    ChatMessage, ClientCore, ClientError, Event, Host, Invite, JoinOutcome, Link, MemoryStore,
-    Network, Profile, TransportError,
+    ChatMessage, ClientCore, ClientError, Event, Host, Invite, InviteOptions, JoinOutcome, Link,
+    MemoryStore, Network, Profile, TransportError,
 };
 use confide_protocol::frames::{
     self, ClientFrame, DEFAULT_MAX_CLIENT_FRAME_BYTES, DEFAULT_MAX_SERVER_FRAME_BYTES, ErrorCode,
@@ -600,7 +600,12 @@ async fn group_of(names: &[&'static str]) -> (Rc<RefCell<Relay>>, Vec<Device>, G
     let group = devices[0].core.create_group().await.unwrap();
     let invite = devices[0]
         .core
-        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(10)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     // What the facilitator would paste into another app, and the others into theirs.

@@ -7,7 +7,7 @@ use anyhow::{Context as _, anyhow, bail};
 use serde_json::json;
 use std::time::Duration;
 
-use confide_client::{Client, ClientError, Events, JoinOutcome};
+use confide_client::{Client, ClientError, Events, InviteOptions, JoinOutcome, RemoveOptions};
 use confide_protocol::group_log::{GroupSettings, OpenHours, OpenWindow, Role};
 use confide_protocol::{MessageId, Seq, Timestamp, UserId};
 
@@ -483,7 +483,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             // `register` closes the store before it reports a failure, and succeeds once the
             // server has registered the identity: a failure here means nothing is registered,
             // and what this init made can go.
-            let (client, _events) = match Client::register(config, name, passphrase.bytes()).await {
+            // Nothing here reads events: the `Events` is dropped at once, so the client discards
+            // them rather than holding back once its queue is full.
+            let (client, _) = match Client::register(config, name, passphrase.bytes()).await {
                 Ok(registered) => registered,
                 Err(e) => {
                     let left = created.undo();
@@ -797,7 +799,13 @@ async fn run_with_client(
         }) => {
             let group = profile.group(group)?;
             let invite = client
-                .create_invite(group, *approval, *uses, parse_duration(valid)?)
+                .create_invite(
+                    group,
+                    InviteOptions::new()
+                        .requires_approval(*approval)
+                        .max_uses(*uses)
+                        .valid_for(parse_duration(valid)?),
+                )
                 .await?;
             let link = invite.to_link();
             out.print(
@@ -872,6 +880,11 @@ async fn run_with_client(
                 JoinOutcome::Pending(g) => out.print(
                     format!("asked to join {g}; a facilitator will review your request"),
                     json!({ "pending": g }),
+                ),
+                // An outcome a newer library knows: said as it is.
+                other => out.print(
+                    format!("join: {other:?}"),
+                    json!({ "outcome": format!("{other:?}") }),
                 ),
             }
         }
@@ -1275,9 +1288,9 @@ async fn moderate(
             let group = profile.group(group)?;
             let who = profile::user(client, group, user).await?;
             let invite = client.invite_of(group, who).await?;
-            client
-                .remove_with_reason(group, who, *ban, reason.as_deref())
-                .await?;
+            let mut removal = RemoveOptions::new().ban(*ban);
+            removal.reason = reason.clone();
+            client.remove(group, who, removal).await?;
             let mut lines = vec![format!(
                 "{user} was removed{}; new keys protect everything from now on",
                 if *ban { " and banned" } else { "" }
@@ -1461,7 +1474,7 @@ async fn moderate(
                             .message_place(group, r.message)
                             .await?
                             .and_then(|p| p.number),
-                        confide_client::FacilitatorItem::Urgent(_) => None,
+                        _ => None,
                     };
                     list.push(json!({ "id": id, "item": item, "number": number }));
                 }
@@ -1491,6 +1504,8 @@ async fn moderate(
                             );
                             println!("{}", entry(&header, &u.text, out.columns))
                         }
+                        // A kind of item a newer library knows: its id, to resolve it.
+                        _ => println!("[{id}] an item this version cannot show"),
                     }
                 }
             }

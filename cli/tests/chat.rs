@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
-use confide_client::{Client, ClientConfig, ClientError, Events};
+use confide_client::{Client, ClientConfig, ClientError, Events, InviteOptions, RemoveOptions};
 use confide_protocol::GroupId;
 use confide_protocol::frames::ErrorCode;
 use confide_protocol::identity::KdfParams;
@@ -224,7 +224,12 @@ async fn facilitated_group(server: &TestServer) -> (TestUser, GroupId, confide_c
     let group = alice.client.create_group().await.unwrap();
     let invite = alice
         .client
-        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(10)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     (alice, group, invite)
@@ -311,7 +316,12 @@ async fn a_facilitator_mutes_a_member_from_the_chat_and_the_server_refuses_their
     let (profile, alice, alice_events) = Profile::register(&server, "Alice").await;
     let group = alice.create_group().await.unwrap();
     let invite = alice
-        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(10)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     let bob = TestUser::new(&server, "Bob").await;
@@ -436,7 +446,11 @@ async fn a_removed_member_is_not_asked_to_accept_the_agreement_and_sees_who_remo
         .await
         .unwrap();
     bob.sync().await.unwrap();
-    alice.client.remove(group, bob_id, false).await.unwrap();
+    alice
+        .client
+        .remove(group, bob_id, RemoveOptions::new())
+        .await
+        .unwrap();
     bob.sync().await.unwrap();
     profile.finish(&server, bob, bob_events, group).await;
 

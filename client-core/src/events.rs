@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A decrypted, verified message as the front end shows it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ChatMessage {
     /// The group.
     pub group: GroupId,
@@ -52,6 +53,7 @@ impl std::fmt::Debug for ChatMessage {
 
 /// A change in a group's log, as shown to people (never message content).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GroupChange {
     /// The group.
     pub group: GroupId,
@@ -71,6 +73,7 @@ pub struct GroupChange {
 /// happened: a member removed or gone, a message deleted for everyone ([`crate::ClientCore::notices`],
 /// [`Event::Notice`]). Never message content.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GroupNotice {
     /// The group.
     pub group: GroupId,
@@ -95,6 +98,7 @@ pub struct GroupNotice {
 
 /// What a [`GroupNotice`] tells.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NoticeKind {
     /// A facilitator removed a member (perhaps this device's own user).
@@ -117,6 +121,7 @@ pub enum NoticeKind {
 
 /// Why something from the server was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Rejection {
     /// The group.
     pub group: GroupId,
@@ -128,6 +133,7 @@ pub struct Rejection {
 
 /// A request to join, shown to facilitators. Its `Debug` omits the note.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JoinRequest {
     /// The group.
     pub group: GroupId,
@@ -296,6 +302,7 @@ pub enum Event {
 
 /// A verified report, as facilitators see it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ReportInfo {
     /// The group.
     pub group: GroupId,
@@ -347,6 +354,7 @@ impl std::fmt::Debug for JoinRequest {
 
 /// "I need a facilitator": a member asks for help. Its `Debug` omits the text.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UrgentRequest {
     /// The group.
     pub group: GroupId,
@@ -373,6 +381,7 @@ impl std::fmt::Debug for UrgentRequest {
 
 /// Something waiting for a facilitator's attention, kept until resolved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FacilitatorItem {
     /// A verified report.
@@ -383,6 +392,7 @@ pub enum FacilitatorItem {
 
 /// How this device's membership of a group ended ([`crate::ClientCore::departure`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Departure {
     /// The position in the group log of the op that ended it.
     pub op_seq: u64,

@@ -224,9 +224,77 @@ mod tests {
     }
 }
 
+/// How a new invite behaves ([`crate::ClientCore::create_invite`]). The default is what a
+/// facilitator inviting one person expects, and what `confide invite create` does without
+/// options: one use, no approval, valid for [`InviteOptions::DEFAULT_VALID_FOR`] (7 days).
+///
+/// ```
+/// use std::time::Duration;
+/// use confide_client_core::InviteOptions;
+///
+/// // A link for a whole intake session: up to 12 people, each screened, for two hours.
+/// let options = InviteOptions::new()
+///     .requires_approval(true)
+///     .max_uses(12)
+///     .valid_for(Duration::from_secs(2 * 3600));
+/// assert_eq!(options.max_uses, 12);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InviteOptions {
+    /// Whether a facilitator must approve each join (screening). Default: no.
+    pub requires_approval: bool,
+    /// How many people may join (or be approved) with it. Default: 1.
+    pub max_uses: u32,
+    /// How long it accepts joins, from now. Default: [`InviteOptions::DEFAULT_VALID_FOR`].
+    pub valid_for: std::time::Duration,
+}
+
+impl InviteOptions {
+    /// How long an invite is valid unless told otherwise: 7 days.
+    pub const DEFAULT_VALID_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+    /// The defaults: one use, no approval, valid for 7 days.
+    pub fn new() -> InviteOptions {
+        InviteOptions {
+            requires_approval: false,
+            max_uses: 1,
+            valid_for: Self::DEFAULT_VALID_FOR,
+        }
+    }
+
+    /// Whether a facilitator must approve each join.
+    #[must_use]
+    pub fn requires_approval(mut self, requires_approval: bool) -> InviteOptions {
+        self.requires_approval = requires_approval;
+        self
+    }
+
+    /// How many people may use it.
+    #[must_use]
+    pub fn max_uses(mut self, max_uses: u32) -> InviteOptions {
+        self.max_uses = max_uses;
+        self
+    }
+
+    /// How long it is valid, from now.
+    #[must_use]
+    pub fn valid_for(mut self, valid_for: std::time::Duration) -> InviteOptions {
+        self.valid_for = valid_for;
+        self
+    }
+}
+
+impl Default for InviteOptions {
+    fn default() -> InviteOptions {
+        InviteOptions::new()
+    }
+}
+
 /// An invite as the group's verified log records it, for facilitators to review and revoke
 /// ([`crate::ClientCore::invites`]). Holds no secret: only the invite's public id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct InviteInfo {
     /// The invite's public id (what an `OpBody::RevokeInvite` names).
     pub id: InviteId,

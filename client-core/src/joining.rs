@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ClientError, EncryptError, Missing, unexpected_reply};
 use crate::events::{Event, JoinRequest};
 use crate::group::{GroupCtx, GroupMeta, look_alikes};
-use crate::invite::Invite;
+use crate::invite::{Invite, InviteOptions};
 use crate::machine::ClientCore;
 use crate::store::{ClientStore, T_GROUPS, T_JOIN_REQUESTS, T_OPS, T_PENDING_JOINS, key2};
 use crate::{HostRng, Network};
@@ -30,16 +30,20 @@ pub(crate) struct JoinRequestPayload {
 }
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
-    /// Creates an invite (facilitators): single- or limited-use, valid for `valid_for`.
+    /// Creates an invite (facilitators), as `options` say: how many may use it, for how long,
+    /// and whether each join needs approval ([`InviteOptions::default`]: one use, 7 days).
     pub async fn create_invite(
         &mut self,
         group: GroupId,
-        requires_approval: bool,
-        max_uses: u32,
-        valid_for: Duration,
+        options: InviteOptions,
     ) -> Result<Invite, ClientError> {
         let r = self
-            .make_invite(group, requires_approval, max_uses, valid_for)
+            .make_invite(
+                group,
+                options.requires_approval,
+                options.max_uses,
+                options.valid_for,
+            )
             .await;
         self.end_step(r).await
     }

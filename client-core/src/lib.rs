@@ -49,6 +49,8 @@
 
 mod error;
 pub mod events;
+#[cfg(feature = "test-hooks")]
+mod fixtures;
 pub mod host;
 pub mod invite;
 pub mod link;
@@ -77,7 +79,7 @@ pub use events::{
     NoticeKind, Rejection, ReportInfo, UrgentRequest,
 };
 pub use host::{Host, HostRng};
-pub use invite::{Invite, InviteInfo};
+pub use invite::{Invite, InviteInfo, InviteOptions};
 pub use link::{Link, Network, TransportError};
 pub use machine::ClientCore;
 pub use memory::MemoryStore;

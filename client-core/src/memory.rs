@@ -1,9 +1,10 @@
 //! [`MemoryStore`]: a [`ClientStore`] in memory, for tests and for hosts that keep nothing.
 //!
 //! It keeps one ordered map per tree behind a lock and applies each batch under that lock, so
-//! a commit is atomic. Nothing survives the process. [`MemoryStore::with_faults`] builds one
-//! whose commits fail on demand and which records its state after every commit, for
-//! crash-consistency tests; the plain constructors have no such behaviour.
+//! a commit is atomic. Nothing survives the process. With the feature `test-hooks` (for tests
+//! only), `MemoryStore::with_faults` builds one whose commits fail on demand and which records
+//! its state after every commit, for crash-consistency tests; the plain constructors have no
+//! such behaviour.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -38,10 +39,12 @@ impl State {
     }
 }
 
-/// What a [`MemoryStore`] made by [`MemoryStore::with_faults`] does wrong, for tests.
+/// What a [`MemoryStore`] made by [`MemoryStore::with_faults`] does wrong. **For tests only**
+/// (feature `test-hooks`).
 ///
 /// The unit of persistence is a *step*: a whole commit normally, or a single write with
 /// [`Faults::split_writes`]. Steps are counted from 1 over the store's life.
+#[cfg(feature = "test-hooks")]
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     /// The step that fails with [`StoreError::Db`] and changes nothing.
@@ -51,6 +54,7 @@ pub struct Faults {
     split_writes: bool,
 }
 
+#[cfg(feature = "test-hooks")]
 impl Faults {
     /// No faults: every step succeeds (snapshots are still recorded).
     pub fn new() -> Faults {
@@ -96,15 +100,17 @@ impl Snapshot {
     }
 }
 
-/// The store's state and, for a store made by [`MemoryStore::with_faults`], its fault record.
+/// The store's state and, for a store made by `MemoryStore::with_faults`, its fault record.
 #[derive(Default)]
 struct Inner {
     state: State,
     /// `None` for an ordinary store.
+    #[cfg(feature = "test-hooks")]
     faults: Option<FaultState>,
 }
 
 /// The running record of a faulty store.
+#[cfg(feature = "test-hooks")]
 struct FaultState {
     faults: Faults,
     /// Steps attempted so far, failed ones included.
@@ -126,12 +132,15 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-/// A window on a store made by [`MemoryStore::with_faults`]: what it went through.
+/// A window on a store made by [`MemoryStore::with_faults`]: what it went through. **For tests
+/// only** (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
 #[derive(Clone)]
 pub struct FaultProbe {
     inner: Arc<Mutex<Inner>>,
 }
 
+#[cfg(feature = "test-hooks")]
 impl std::fmt::Debug for FaultProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FaultProbe").finish_non_exhaustive()
@@ -146,6 +155,7 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     inner.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+#[cfg(feature = "test-hooks")]
 impl FaultProbe {
     /// The state after every successful step so far, oldest first. The state before the first
     /// step is the one the store was made with (empty for [`MemoryStore::with_faults`]).
@@ -174,13 +184,15 @@ impl MemoryStore {
         MemoryStore {
             inner: Arc::new(Mutex::new(Inner {
                 state: snapshot.0.clone(),
+                #[cfg(feature = "test-hooks")]
                 faults: None,
             })),
         }
     }
 
-    /// **For tests.** An empty store that misbehaves as `faults` says and records its state
-    /// after every step, and the probe to read that record with.
+    /// **For tests only** (feature `test-hooks`). An empty store that misbehaves as `faults`
+    /// says and records its state after every step, and the probe to read that record with.
+    #[cfg(feature = "test-hooks")]
     pub fn with_faults(faults: Faults) -> (MemoryStore, FaultProbe) {
         let inner = Arc::new(Mutex::new(Inner {
             state: State::default(),
@@ -206,32 +218,13 @@ impl MemoryStore {
     /// Applies `batch` under the lock: at once, or write by write with faults that say so.
     fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut guard = lock(&self.inner);
-        let Inner { state, faults } = &mut *guard;
-        let Some(record) = faults else {
-            for (tree, key, value) in batch.iter() {
-                state.apply(tree, key, value);
-            }
-            return Ok(());
-        };
-        let writes: Vec<_> = batch.iter().collect();
-        // One step per write, or the whole batch as one.
-        let steps: Vec<&[_]> = if record.faults.split_writes {
-            writes.chunks(1).collect()
-        } else {
-            vec![&writes[..]]
-        };
-        for step in steps {
-            record.steps += 1;
-            if record.faults.fail_at == Some(record.steps) {
-                return Err(StoreError::Db(format!(
-                    "injected failure at step {}",
-                    record.steps
-                )));
-            }
-            for (tree, key, value) in step {
-                state.apply(tree, key, *value);
-            }
-            record.snapshots.push(Snapshot(state.clone()));
+        let inner = &mut *guard;
+        #[cfg(feature = "test-hooks")]
+        if let Some(record) = &mut inner.faults {
+            return apply_with_faults(&mut inner.state, record, batch);
+        }
+        for (tree, key, value) in batch.iter() {
+            inner.state.apply(tree, key, value);
         }
         Ok(())
     }
@@ -248,6 +241,37 @@ impl MemoryStore {
             None => f(&BTreeMap::new()),
         }
     }
+}
+
+/// Applies `batch` to a faulty store's `state` as its `record` says: step by step, failing
+/// the step it names, recording the state after each.
+#[cfg(feature = "test-hooks")]
+fn apply_with_faults(
+    state: &mut State,
+    record: &mut FaultState,
+    batch: &Batch,
+) -> Result<(), StoreError> {
+    let writes: Vec<_> = batch.iter().collect();
+    // One step per write, or the whole batch as one.
+    let steps: Vec<&[_]> = if record.faults.split_writes {
+        writes.chunks(1).collect()
+    } else {
+        vec![&writes[..]]
+    };
+    for step in steps {
+        record.steps += 1;
+        if record.faults.fail_at == Some(record.steps) {
+            return Err(StoreError::Db(format!(
+                "injected failure at step {}",
+                record.steps
+            )));
+        }
+        for (tree, key, value) in step {
+            state.apply(tree, key, *value);
+        }
+        record.snapshots.push(Snapshot(state.clone()));
+    }
+    Ok(())
 }
 
 impl ClientStore for MemoryStore {

@@ -6,6 +6,7 @@ use confide_protocol::{DeviceId, Epoch, GroupId, Seq, Timestamp, UserId};
 
 /// The result of [`crate::ClientCore::join`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JoinOutcome {
     /// This device is now a member.
     Joined(GroupId),
@@ -15,6 +16,7 @@ pub enum JoinOutcome {
 
 /// A group as this device sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GroupInfo {
     /// The group.
     pub group: GroupId,
@@ -50,6 +52,8 @@ pub struct GroupInfo {
 
 /// A lasting refusal of a group's sync ([`GroupInfo::sync_refused`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "test-hooks", derive(Default))]
+#[non_exhaustive]
 pub struct SyncRefusal {
     /// Why ([`crate::ClientError::code`]: the server's code, such as `no_such_group` or
     /// `not_member`, or `protocol` for a log that cannot be the group's).
@@ -60,6 +64,7 @@ pub struct SyncRefusal {
 
 /// Where a message is on this device ([`crate::ClientCore::message_place`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MessagePlace {
     /// The position this device processed it at.
     pub seq: Seq,
@@ -70,6 +75,7 @@ pub struct MessagePlace {
 
 /// Another person, as a group's verified log names them.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Peer {
     /// The user.
     pub user: UserId,
@@ -86,6 +92,7 @@ pub struct Peer {
 
 /// A member as the verified log lists them.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemberInfo {
     /// The user.
     pub user: UserId,
@@ -104,6 +111,8 @@ pub struct MemberInfo {
 
 /// The group agreement as this device holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "test-hooks", derive(Default))]
+#[non_exhaustive]
 pub struct AgreementInfo {
     /// Its version.
     pub version: u32,
@@ -115,6 +124,8 @@ pub struct AgreementInfo {
 
 /// The texts pinned to a group.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "test-hooks", derive(Default))]
+#[non_exhaustive]
 pub struct PinnedInfo {
     /// The current agreement, once its text has arrived.
     pub agreement: Option<AgreementInfo>,
@@ -126,6 +137,7 @@ pub struct PinnedInfo {
 
 /// What this device's user may do in a group right now, and why not.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Status {
     /// The user's role (`None`: not a member).
     pub role: Option<Role>,
@@ -143,6 +155,7 @@ pub struct Status {
 
 /// One line of the moderation log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ModerationEntry {
     /// Position in the group log.
     pub op_seq: u64,

@@ -187,9 +187,10 @@ async fn deliver(history: &History, schedule: &[usize]) -> Outcome {
 fn unnumbered(messages: &[ChatMessage]) -> Vec<ChatMessage> {
     messages
         .iter()
-        .map(|m| ChatMessage {
-            number: 0,
-            ..m.clone()
+        .map(|m| {
+            let mut m = m.clone();
+            m.number = 0;
+            m
         })
         .collect()
 }

@@ -499,6 +499,7 @@ fn urgent_texts(queue: &[(String, FacilitatorItem)]) -> Vec<String> {
         .map(|(_, item)| match item {
             FacilitatorItem::Urgent(r) => r.text.clone(),
             FacilitatorItem::Report(r) => r.reason.clone(),
+            other => panic!("unexpected queue item {other:?}"),
         })
         .collect()
 }

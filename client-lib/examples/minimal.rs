@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use confide_client::{Client, ClientConfig, Event, ServerTrust};
+use confide_client::{Client, ClientConfig, Event, InviteOptions, ServerTrust};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,7 +32,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let group = client.create_group().await?;
     let invite = client
-        .create_invite(group, false, 5, Duration::from_secs(24 * 3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(5)
+                .valid_for(Duration::from_secs(24 * 3600)),
+        )
         .await?;
     println!(
         "created group {group}; invite others with:\n  {}",

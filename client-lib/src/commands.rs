@@ -2,14 +2,12 @@
 //! call on the client core ([`dispatch`]). Each command is one step of the core: what it
 //! changes is stored before its reply is sent.
 
-use std::time::Duration;
-
 use tokio::sync::oneshot;
 
 use confide_client_core::{
     ChatMessage, ClientCore, ClientError, Departure, FacilitatorItem, GroupInfo, GroupNotice,
-    Invite, InviteInfo, JoinOutcome, JoinRequest, MemberInfo, MessagePlace, ModerationEntry,
-    PinnedInfo, Status,
+    Invite, InviteInfo, InviteOptions, JoinOutcome, JoinRequest, MemberInfo, MessagePlace,
+    ModerationEntry, PinnedInfo, Status,
 };
 use confide_protocol::envelope::{Envelope, PinnedKind};
 use confide_protocol::group_log::OpBody;
@@ -26,9 +24,7 @@ pub(crate) enum Command {
     CreateGroup(oneshot::Sender<Result<GroupId, ClientError>>),
     CreateInvite {
         group: GroupId,
-        requires_approval: bool,
-        max_uses: u32,
-        valid_for: Duration,
+        options: InviteOptions,
         reply: oneshot::Sender<Result<Invite, ClientError>>,
     },
     Join {
@@ -195,15 +191,10 @@ pub(crate) async fn dispatch(core: &mut Core, cmd: Command) {
         }
         Command::CreateInvite {
             group,
-            requires_approval,
-            max_uses,
-            valid_for,
+            options,
             reply,
         } => {
-            let r = core
-                .create_invite(group, requires_approval, max_uses, valid_for)
-                .await;
-            let _ = reply.send(r);
+            let _ = reply.send(core.create_invite(group, options).await);
         }
         Command::Join {
             invite,

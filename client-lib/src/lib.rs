@@ -38,6 +38,8 @@ pub mod events;
 pub mod invite;
 pub mod local;
 mod native;
+mod options;
+mod queue;
 mod runner;
 pub mod store;
 pub mod tls;
@@ -48,29 +50,36 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-use confide_protocol::envelope::Envelope;
-use confide_protocol::group_log::{OpBody, Role};
-use confide_protocol::identity::KdfParams;
-use confide_protocol::{DeviceId, DeviceIdentity, GroupId, MessageId, Seq, UserId};
-
 pub use error::ClientError;
 pub use events::{
     ChatMessage, Departure, Event, FacilitatorItem, GroupChange, GroupNotice, JoinRequest,
     NoticeKind, Rejection, ReportInfo, UrgentRequest,
 };
-pub use invite::{Invite, InviteInfo};
+pub use invite::{Invite, InviteInfo, InviteOptions};
+pub use options::RemoveOptions;
+pub use queue::Events;
 // Defined in the client core (what its queries return); kept at these paths for callers.
 pub use confide_client_core::{
     AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, MessagePlace, ModerationEntry, Peer,
-    PinnedInfo, Status, SyncRefusal,
+    PinnedInfo, Status, StoreError, SyncRefusal,
 };
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
 
+// The protocol's types that this crate's signatures name, so that a caller needs no direct
+// dependency on `confide-protocol` (which stays reachable whole as [`protocol`]).
+/// The Confide protocol crate, for what the re-exports at this crate's root leave out.
+pub use confide_protocol as protocol;
+pub use confide_protocol::envelope::{Envelope, PinnedKind};
+pub use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+pub use confide_protocol::group_log::{GroupSettings, OpBody, OpenHours, OpenWindow, Role};
+pub use confide_protocol::identity::KdfParams;
+pub use confide_protocol::{
+    DeviceId, DeviceIdentity, Epoch, GroupId, InviteId, MessageId, OpHash, Seq, Timestamp, UserId,
+};
+
 use commands::{Command, ModerationCommand};
 use confide_client_core::{ClientCore, Profile};
-use confide_protocol::envelope::PinnedKind;
-use confide_protocol::group_log::{GroupSettings, OpenHours};
 
 /// Cryptographic randomness from the operating system.
 pub(crate) fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -80,9 +89,15 @@ pub(crate) fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
 /// Commands queued for the background task before callers wait.
 const COMMAND_QUEUE: usize = 64;
 
+/// How many [`Event`]s wait for the application by default ([`ClientConfig::event_queue`])
+/// before the client stops taking in anything new from the server (see [`Events`]).
+pub const EVENT_QUEUE: usize = 1024;
+
 /// Where and how to connect, and where the local store lives. Its `Debug` hides the
-/// registration token.
+/// registration token. Made by [`ClientConfig::new`], whose defaults the fields may then
+/// change.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// `wss://host:port` (or `ws://` on loopback).
     pub server_url: String,
@@ -94,6 +109,10 @@ pub struct ClientConfig {
     pub kdf: KdfParams,
     /// Token for servers that require one to register.
     pub registration_token: Option<String>,
+    /// How many events wait for the application before the client stops taking in anything
+    /// new from the server until it reads ([`Events`]): [`EVENT_QUEUE`] by default; at least
+    /// 1.
+    pub event_queue: usize,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -103,6 +122,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("trust", &self.trust)
             .field("store_path", &self.store_path)
             .field("kdf", &self.kdf)
+            .field("event_queue", &self.event_queue)
             .finish_non_exhaustive()
     }
 }
@@ -120,33 +140,17 @@ impl ClientConfig {
             store_path: store_path.into(),
             kdf: KdfParams::RECOMMENDED,
             registration_token: None,
+            event_queue: EVENT_QUEUE,
         }
-    }
-}
-
-/// The stream of [`Event`]s, in order.
-pub struct Events(mpsc::UnboundedReceiver<Event>);
-
-impl std::fmt::Debug for Events {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Events").finish_non_exhaustive()
-    }
-}
-
-impl Events {
-    /// The next event; `None` once the client has shut down.
-    pub async fn next(&mut self) -> Option<Event> {
-        self.0.recv().await
-    }
-
-    /// An event if one is ready, without waiting.
-    pub fn try_next(&mut self) -> Option<Event> {
-        self.0.try_recv().ok()
     }
 }
 
 /// A Confide client: one device of one user. Cheap to clone; every clone talks to the same
 /// background task.
+///
+/// Every method that talks to the background task fails with [`ClientError::Closed`] once
+/// the client has shut down ([`Client::shutdown`]); the `# Errors` sections do not repeat it.
+/// Commands are served also while the application leaves its [`Events`] unread (see there).
 #[derive(Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
@@ -175,6 +179,14 @@ impl Client {
     /// the caller may remove its files. Once the server has registered the identity, the call
     /// succeeds even if the first sync after it fails (the client retries it by itself): the
     /// store then holds an identity the server knows, which must not be thrown away.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be created (it exists already, or the
+    /// disk fails); [`ClientError::Transport`] if the server cannot be reached to register;
+    /// [`ClientError::Server`] if it refuses the registration (a registration token is required or
+    /// wrong, say); a verification failure if its replies are not what the protocol says. In each
+    /// case the store is closed before the error is returned.
     pub async fn register(
         config: ClientConfig,
         display_name: &str,
@@ -185,6 +197,10 @@ impl Client {
     }
 
     /// Like [`Self::register`], with an identity made elsewhere (restored from a backup).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::register`].
     pub async fn register_with_identity(
         config: ClientConfig,
         display_name: &str,
@@ -199,6 +215,13 @@ impl Client {
     }
 
     /// Opens an existing local store with its passphrase and connects.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be opened: a wrong passphrase
+    /// ([`StoreError::WrongPassphrase`]), another process has it open, or it is damaged.
+    /// Nothing is dialled yet, so the server being down is not an error here (the client
+    /// connects in the background and reports [`Event::Disconnected`]).
     pub async fn open(
         config: ClientConfig,
         passphrase: &[u8],
@@ -215,7 +238,7 @@ impl Client {
         profile: Profile,
         must_connect: bool,
     ) -> Result<(Client, Events), ClientError> {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = queue::channel(config.event_queue);
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let client = Client {
             commands,
@@ -228,7 +251,9 @@ impl Client {
             url: config.server_url,
             trust: config.trust,
         };
-        let host = Box::new(native::NativeHost { events: events_tx });
+        let host = Box::new(native::NativeHost {
+            events: events_tx.clone(),
+        });
         let core = ClientCore::new(
             store,
             net,
@@ -238,7 +263,7 @@ impl Client {
             config.registration_token,
         )
         .await?;
-        tokio::spawn(runner::run(core, commands_rx));
+        tokio::spawn(runner::run(core, commands_rx, events_tx));
         if must_connect && let Err(e) = client.sync().await {
             // Registration must reach the server: its error goes to the caller now. Once the
             // server has registered the identity, a later step failing (the first sync, say)
@@ -252,7 +277,7 @@ impl Client {
                 return Err(e);
             }
         }
-        Ok((client, Events(events_rx)))
+        Ok((client, events_rx))
     }
 
     async fn call<T>(
@@ -288,6 +313,12 @@ impl Client {
     /// not pass by itself (the server does not know the group, say) fails only the first sync
     /// that meets it ([`Event::SyncRefused`]), so that one such group does not make every sync
     /// fail; a passing one (the server's disk, a restart, a rate limit) fails every sync.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`] if the server cannot be reached; [`ClientError::Server`] if
+    /// it refused a group (as above); a verification failure if what it served does not verify;
+    /// [`ClientError::Store`] if what arrived cannot be stored.
     pub async fn sync(&self) -> Result<(), ClientError> {
         self.call(Command::Sync).await?
     }
@@ -297,28 +328,39 @@ impl Client {
     /// (one command) that shows what it has and must say if that may be out of date. Fails like
     /// [`Self::sync`]: a group the server refused for a passing reason, or one refused for a
     /// lasting reason for the first time ([`Event::SyncRefused`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::sync`].
     pub async fn synced(&self) -> Result<(), ClientError> {
         self.call(Command::Synced).await?
     }
 
     /// Creates a group with this user as its facilitator.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Transport`] if the server cannot be reached; [`ClientError::Server`] if
+    /// it refuses; [`ClientError::Store`] if the new group cannot be stored.
     pub async fn create_group(&self) -> Result<GroupId, ClientError> {
         self.call(Command::CreateGroup).await?
     }
 
-    /// Creates an invite (facilitators): single- or limited-use, valid for `valid_for`.
+    /// Creates an invite (facilitators), as `options` say: how many may use it, for how long,
+    /// and whether each join needs a facilitator's approval. [`InviteOptions::default`] is one
+    /// use, no approval, valid for 7 days.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn create_invite(
         &self,
         group: GroupId,
-        requires_approval: bool,
-        max_uses: u32,
-        valid_for: Duration,
+        options: InviteOptions,
     ) -> Result<Invite, ClientError> {
         self.call(|reply| Command::CreateInvite {
             group,
-            requires_approval,
-            max_uses,
-            valid_for,
+            options,
             reply,
         })
         .await?
@@ -326,6 +368,13 @@ impl Client {
 
     /// Joins with an invite, after verifying the group's log against it. With an invite that
     /// needs approval, sends a join request (with an optional note) to the facilitators.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::BadInvite`] if the invite has expired, was revoked, was used up or does
+    /// not match the group's log; a verification failure if the log the server shows does not
+    /// verify from genesis; [`ClientError::Transport`], [`ClientError::Server`] and
+    /// [`ClientError::Store`] as for any request.
     pub async fn join(
         &self,
         invite: &Invite,
@@ -341,26 +390,56 @@ impl Client {
     }
 
     /// Approves a pending join request (facilitators).
+    ///
+    /// # Errors
+    ///
+    /// Refused, changing nothing, if no request of `user` waits; otherwise fails like
+    /// [`Self::op`] (the approval is an op of the log).
     pub async fn approve(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
         self.call(|reply| Command::Approve { group, user, reply })
             .await?
     }
 
     /// Leaves a group.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn leave(&self, group: GroupId) -> Result<(), ClientError> {
         self.op(group, OpBody::Leave {}).await.map(|_| ())
     }
 
-    /// Removes a member (facilitators), optionally banning them. A new epoch starts: they can
-    /// read nothing sent afterwards.
-    pub async fn remove(&self, group: GroupId, user: UserId, ban: bool) -> Result<(), ClientError> {
-        self.op(group, OpBody::Remove { user, ban })
-            .await
-            .map(|_| ())
+    /// Removes a member (facilitators) as `options` say: also banning them (keeping them and
+    /// their devices out), and with a reason only the facilitators can read. A new epoch
+    /// starts: they can read nothing sent afterwards. [`RemoveOptions::default`] removes only.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`]; with a reason, also if the reason cannot be sent (the removal
+    /// stands then).
+    pub async fn remove(
+        &self,
+        group: GroupId,
+        user: UserId,
+        options: RemoveOptions,
+    ) -> Result<(), ClientError> {
+        let RemoveOptions { ban, reason } = options;
+        let seq = self.op(group, OpBody::Remove { user, ban }).await?;
+        self.reason(group, seq, reason.as_deref()).await
     }
 
     /// Signs and appends any group-log op (the moderation methods are built on this). Returns
     /// the op's position in the log.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group;
+    /// [`ClientError::NotMember`], or [`ClientError::Removed`] once this device was removed or left;
+    /// [`ClientError::GroupTampered`] if the group's stored log no longer verifies. An op the
+    /// group's rules do not allow (the user is not a facilitator, the target is not a member, …) is
+    /// refused before anything is sent, as a verification failure. [`ClientError::Transport`] if the
+    /// server cannot be reached; [`ClientError::Server`] if it refuses the op;
+    /// [`ClientError::Store`] if the change cannot be stored.
     pub async fn op(&self, group: GroupId, body: OpBody) -> Result<u64, ClientError> {
         self.call(|reply| Command::Op { group, body, reply })
             .await?
@@ -369,6 +448,16 @@ impl Client {
     /// Sends a text message, optionally replying to another. Returns the message as stored,
     /// once the server has acknowledged it durably. An empty (or only white space) text is
     /// refused with [`ClientError::Invalid`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Invalid`] for an empty text, or when too many messages are already held
+    /// for the group;
+    /// [`ClientError::UnknownGroup`], [`ClientError::NotMember`] or [`ClientError::Removed`] as for
+    /// [`Self::op`]; [`ClientError::Held`] while the group's log is behind (the message is kept and
+    /// sent later); [`ClientError::Pending`] when the server has not acknowledged it yet (it is kept
+    /// and sent again); [`ClientError::Server`] if the server refuses it (muted, locked, slow mode,
+    /// outside open hours, …); [`ClientError::Store`] if it cannot be stored.
     pub async fn send_text(
         &self,
         group: GroupId,
@@ -391,6 +480,10 @@ impl Client {
     }
 
     /// Up to `limit` messages before `before` (or the newest), oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group; [`ClientError::Store`] if the store cannot be read.
     pub async fn history(
         &self,
         group: GroupId,
@@ -410,6 +503,10 @@ impl Client {
     /// ([`ChatMessage::number`]: what people see and type, e.g. `#5`), also if it was deleted
     /// since; `None` if no message of the group had that number here. For front ends that take
     /// a number from people, to find the message (with [`Self::history`]) or report it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group; [`ClientError::Store`] if the store cannot be read.
     pub async fn seq_of_number(
         &self,
         group: GroupId,
@@ -426,6 +523,10 @@ impl Client {
     /// Where message `message` of `group` is on this device, found by its id — the part of a
     /// report that franking proves ([`ReportInfo::message`]), unlike the position the reporter
     /// names ([`ReportInfo::seq`]); `None` if the message never reached this device.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group; [`ClientError::Store`] if the store cannot be read.
     pub async fn message_place(
         &self,
         group: GroupId,
@@ -443,22 +544,38 @@ impl Client {
     /// or gone, a message deleted for everyone), oldest first, from the verified log: only
     /// while this device was in the group, and nothing for a group the user has not accepted.
     /// Each notice says where among the messages it goes ([`GroupNotice::after_seq`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group; [`ClientError::Store`] if the store cannot be read.
     pub async fn notices(&self, group: GroupId) -> Result<Vec<GroupNotice>, ClientError> {
         self.moderation(|reply| ModerationCommand::Notices { group, reply })
             .await
     }
 
     /// The groups this device knows.
+    ///
+    /// # Errors
+    ///
+    /// Only [`ClientError::Closed`]: what cannot be read is left out.
     pub async fn groups(&self) -> Result<Vec<GroupInfo>, ClientError> {
         self.call(Command::Groups).await
     }
 
     /// A group's members, from its verified log.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group.
     pub async fn members(&self, group: GroupId) -> Result<Vec<MemberInfo>, ClientError> {
         self.call(|reply| Command::Members { group, reply }).await?
     }
 
     /// The safety number to compare with `user` out of band.
+    ///
+    /// # Errors
+    ///
+    /// A verification failure if this device holds no verified keys of `user` (they share no group with this user).
     pub async fn safety_number(&self, user: UserId) -> Result<String, ClientError> {
         self.call(|reply| Command::SafetyNumber { user, reply })
             .await?
@@ -466,6 +583,10 @@ impl Client {
 
     /// Tries to decrypt an envelope with the keys this device holds, changing nothing. For
     /// audits: it shows what this device could read of stored ciphertext.
+    ///
+    /// # Errors
+    ///
+    /// A verification failure if this device cannot open the envelope; [`ClientError::Store`] if its keys cannot be read.
     pub async fn inspect_envelope(&self, envelope: &Envelope) -> Result<Vec<u8>, ClientError> {
         let envelope = Box::new(envelope.clone());
         self.call(|reply| Command::Inspect { envelope, reply })
@@ -480,6 +601,10 @@ impl Client {
     }
 
     /// Gives a member a role (facilitators only).
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn set_role(
         &self,
         group: GroupId,
@@ -493,6 +618,11 @@ impl Client {
 
     /// Mutes a member for `duration` (minutes to days), with an optional reason that only the
     /// facilitators can read. The server refuses their posts until it ends.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`]; with a reason, also if the reason cannot be sent (the mute
+    /// stands then).
     pub async fn mute(
         &self,
         group: GroupId,
@@ -506,24 +636,19 @@ impl Client {
     }
 
     /// Lifts a mute.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn unmute(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
         self.op(group, OpBody::Unmute { user }).await.map(|_| ())
     }
 
-    /// Removes a member (new epoch) and, with `ban`, keeps them and their devices out; with an
-    /// optional reason for the facilitators.
-    pub async fn remove_with_reason(
-        &self,
-        group: GroupId,
-        user: UserId,
-        ban: bool,
-        reason: Option<&str>,
-    ) -> Result<(), ClientError> {
-        let seq = self.op(group, OpBody::Remove { user, ban }).await?;
-        self.reason(group, seq, reason).await
-    }
-
     /// Lifts a ban (facilitators only).
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn unban(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
         self.op(group, OpBody::Unban { user }).await.map(|_| ())
     }
@@ -550,6 +675,10 @@ impl Client {
     }
 
     /// Locks the chat (only facilitators can post) or unlocks it.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn set_locked(&self, group: GroupId, locked: bool) -> Result<(), ClientError> {
         let body = if locked {
             OpBody::Lock {}
@@ -560,6 +689,10 @@ impl Client {
     }
 
     /// Sets (or clears) the weekly open hours, in the group's time zone.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn set_open_hours(
         &self,
         group: GroupId,
@@ -571,6 +704,10 @@ impl Client {
     }
 
     /// Slow mode: one message per `seconds` per member (0 turns it off).
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn set_slow_mode(&self, group: GroupId, seconds: u32) -> Result<(), ClientError> {
         self.op(group, OpBody::SetSlowMode { seconds })
             .await
@@ -578,6 +715,10 @@ impl Client {
     }
 
     /// Deletes messages for everyone: the server drops the ciphertext, every client the text.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn delete_for_everyone(
         &self,
         group: GroupId,
@@ -589,6 +730,10 @@ impl Client {
     }
 
     /// Deletes for everyone the last `count` messages of one member. Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn delete_recent_of(
         &self,
         group: GroupId,
@@ -605,6 +750,10 @@ impl Client {
     }
 
     /// Sets how long messages are kept (on the server and on every device); `None` keeps them.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn set_retention(
         &self,
         group: GroupId,
@@ -621,6 +770,10 @@ impl Client {
     }
 
     /// Changes the group settings (whether members may message each other privately).
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn set_settings(
         &self,
         group: GroupId,
@@ -633,6 +786,11 @@ impl Client {
 
     /// Pins a new version of the group agreement (facilitators). Members must accept it before
     /// they can post again.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`] (a text only facilitators may pin is refused before anything
+    /// is sent).
     pub async fn set_agreement(&self, group: GroupId, text: &str) -> Result<(), ClientError> {
         let text = text.to_string();
         self.moderation(|reply| ModerationCommand::Pin {
@@ -651,6 +809,10 @@ impl Client {
     /// ([`ClientError::AgreementNotReceived`]), when the agreement is no longer that version
     /// ([`ClientError::AgreementChanged`]), or when `shown.text` is not the agreement's text
     /// ([`ClientError::Invalid`]).
+    ///
+    /// # Errors
+    ///
+    /// As said above, and otherwise like [`Self::op`].
     pub async fn accept_agreement(
         &self,
         group: GroupId,
@@ -667,6 +829,10 @@ impl Client {
 
     /// Every invite of the group, as its verified log records them: who made it, uses, expiry,
     /// whether it was revoked, and who joined with it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group; [`ClientError::Store`] if the store cannot be read.
     pub async fn invites(&self, group: GroupId) -> Result<Vec<InviteInfo>, ClientError> {
         self.moderation(|reply| ModerationCommand::Invites { group, reply })
             .await
@@ -674,6 +840,10 @@ impl Client {
 
     /// Revokes an invite (facilitators and co-facilitators): nobody can join or be approved
     /// with it any more, and whoever tries is told it was revoked.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`].
     pub async fn revoke_invite(
         &self,
         group: GroupId,
@@ -686,6 +856,10 @@ impl Client {
 
     /// The invite a member joined with (or was approved through), if any: to revoke it when
     /// removing them, so they cannot come straight back with the same link.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group; [`ClientError::Store`] if the store cannot be read.
     pub async fn invite_of(
         &self,
         group: GroupId,
@@ -697,12 +871,20 @@ impl Client {
 
     /// How this device's membership of the group ended, if it did (removed, banned or left):
     /// when and by whom.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group; [`ClientError::Store`] if the store cannot be read.
     pub async fn departure(&self, group: GroupId) -> Result<Option<Departure>, ClientError> {
         self.moderation(|reply| ModerationCommand::Departure { group, reply })
             .await
     }
 
     /// Pins "if you are in crisis" resources (facilitators), readable by members at any time.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::set_agreement`].
     pub async fn set_crisis_resources(
         &self,
         group: GroupId,
@@ -719,18 +901,33 @@ impl Client {
     }
 
     /// The group's pinned texts.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group; [`ClientError::Store`] if the store cannot be read.
     pub async fn pinned(&self, group: GroupId) -> Result<PinnedInfo, ClientError> {
         self.moderation(|reply| ModerationCommand::Pinned { group, reply })
             .await
     }
 
     /// What this user may do in the group right now (muted until, locked, open hours, …).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group.
     pub async fn status(&self, group: GroupId) -> Result<Status, ClientError> {
         self.moderation(|reply| ModerationCommand::Status { group, reply })
             .await
     }
 
     /// Reports a received message to the facilitators, with proof of who said it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`], [`ClientError::NotMember`] or [`ClientError::Removed`] as
+    /// for [`Self::op`]; a verification failure if no message at `seq` was received here (or it
+    /// cannot be proven); [`ClientError::Transport`], [`ClientError::Server`] and
+    /// [`ClientError::Store`] as for any request.
     pub async fn report(&self, group: GroupId, seq: Seq, reason: &str) -> Result<(), ClientError> {
         let reason = reason.to_string();
         self.moderation(|reply| ModerationCommand::Report {
@@ -743,6 +940,12 @@ impl Client {
     }
 
     /// "I need a facilitator": an urgent request that only the facilitators can read.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`], [`ClientError::NotMember`] or [`ClientError::Removed`]
+    /// as for [`Self::op`]; [`ClientError::Transport`], [`ClientError::Server`] and
+    /// [`ClientError::Store`] as for any request.
     pub async fn request_facilitator(&self, group: GroupId, text: &str) -> Result<(), ClientError> {
         let text = text.to_string();
         self.moderation(|reply| ModerationCommand::Urgent { group, text, reply })
@@ -750,18 +953,30 @@ impl Client {
     }
 
     /// Pending join requests (facilitators), to approve or decline.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn join_requests(&self, group: GroupId) -> Result<Vec<JoinRequest>, ClientError> {
         self.moderation(|reply| ModerationCommand::JoinRequests { group, reply })
             .await
     }
 
     /// Declines a pending join request (facilitators).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the change cannot be stored.
     pub async fn decline(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
         self.moderation(|reply| ModerationCommand::Decline { group, user, reply })
             .await
     }
 
     /// The moderation log: who did what and when (reasons only for facilitators).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group; [`ClientError::Store`] if the store cannot be read.
     pub async fn moderation_log(
         &self,
         group: GroupId,
@@ -771,6 +986,10 @@ impl Client {
     }
 
     /// The moderation log as pretty JSON, for export.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::moderation_log`].
     pub async fn export_moderation_log(&self, group: GroupId) -> Result<String, ClientError> {
         let log = self.moderation_log(group).await?;
         serde_json::to_string_pretty(&log).map_err(ClientError::Encode)
@@ -778,6 +997,14 @@ impl Client {
 
     /// Opens a private, equally encrypted conversation with a member of `group` (facilitators
     /// always; members only when the group's settings allow). Returns the new group.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`], [`ClientError::NotMember`] or [`ClientError::Removed`]
+    /// for `group`; a verification failure if the group's settings do not let members message
+    /// each other privately (and this user is not a facilitator) or `with` is not a member;
+    /// [`ClientError::Transport`], [`ClientError::Server`] and [`ClientError::Store`] as for any
+    /// request.
     pub async fn open_private(&self, group: GroupId, with: UserId) -> Result<GroupId, ClientError> {
         self.moderation(|reply| ModerationCommand::OpenPrivate { group, with, reply })
             .await
@@ -785,6 +1012,10 @@ impl Client {
 
     /// Reports and urgent requests waiting for a facilitator, oldest first, each with an id
     /// for [`Self::resolve`]. Kept in the encrypted store until resolved.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be read.
     pub async fn facilitator_queue(
         &self,
         group: GroupId,
@@ -794,6 +1025,10 @@ impl Client {
     }
 
     /// Marks a queued report or urgent request as handled.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the change cannot be stored.
     pub async fn resolve(&self, id: &str) -> Result<(), ClientError> {
         let id = id.to_string();
         self.moderation(|reply| ModerationCommand::Resolve { id, reply })
@@ -802,6 +1037,12 @@ impl Client {
 
     /// Accepts being in a group someone added this device to ([`Event::Invited`]): its
     /// messages are shown from then on. To decline, [`Self::leave`] it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group;
+    /// [`ClientError::GroupTampered`] if its stored log no longer verifies; [`ClientError::Store`]
+    /// if the change cannot be stored.
     pub async fn accept_group(&self, group: GroupId) -> Result<(), ClientError> {
         self.moderation(|reply| ModerationCommand::AcceptGroup { group, reply })
             .await

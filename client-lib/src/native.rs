@@ -4,22 +4,21 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use confide_client_core::{ClientError, Event, Host, Link, Network, TransportError};
 use confide_protocol::Timestamp;
 use confide_protocol::frames::{ClientFrame, ServerFrame};
 
+use crate::queue::EventSink;
 use crate::tls::ServerTrust;
 use crate::transport::Connection;
 
 /// How long dialling the server (TCP, TLS, websocket) may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The system clock, the operating system's randomness, and the channel [`crate::Events`]
+/// The system clock, the operating system's randomness, and the queue [`crate::Events`]
 /// reads.
 pub(crate) struct NativeHost {
-    pub(crate) events: mpsc::UnboundedSender<Event>,
+    pub(crate) events: EventSink,
 }
 
 /// The system clock, in milliseconds since the Unix epoch.
@@ -40,9 +39,10 @@ impl Host for NativeHost {
     }
 
     fn event(&mut self, event: Event) {
-        // The application dropped its `Events`: nobody is listening, and nothing is lost that
-        // the store does not keep.
-        let _ = self.events.send(event);
+        // Never waits: beyond the queue's capacity the event waits in its backlog, and the
+        // background task takes no new input from the server until the application has read
+        // (see `crate::queue`).
+        self.events.push(event);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The client's background task: it owns the core, connects and reconnects with back-off,
 //! and feeds the core what arrives (commands from [`crate::Client`], frames from the server,
-//! the outbox's retry timer), one at a time.
+//! the outbox's retry timer), one at a time. While the application's event queue is full it
+//! takes nothing new from the server, only commands ([`crate::queue`]).
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use confide_protocol::frames::ServerFrame;
 
 use crate::TransportError;
 use crate::commands::{self, Command, Core};
+use crate::queue::EventSink;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -24,9 +26,28 @@ enum Next {
 }
 
 /// Runs the core until [`Command::Shutdown`] (or until every [`crate::Client`] is dropped).
-pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>) {
+/// `events` is the queue the core's host fills: while it is backed up, the task serves only
+/// commands and moves events over as the application reads them.
+pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>, events: EventSink) {
     let mut backoff = MIN_BACKOFF;
     loop {
+        if events.is_backed_up() {
+            // Back-pressure: no frame, retry or reconnection until the application has made
+            // room. Commands still go, so a task awaiting one while it does not read events
+            // does not wait for itself; their events join the backlog.
+            tokio::select! {
+                () = events.move_one() => {}
+                cmd = commands.recv() => match cmd {
+                    None => return,
+                    Some(Command::Shutdown(done)) => return shut_down(core, done).await,
+                    Some(cmd) => {
+                        commands::dispatch(&mut core, cmd).await;
+                        core.after_input().await;
+                    }
+                },
+            }
+            continue;
+        }
         if !core.is_connected() {
             match core.connect().await {
                 Ok(()) => {
@@ -50,11 +71,7 @@ pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>) {
                             cmd = commands.recv() => match cmd {
                                 None => return,
                                 Some(Command::Shutdown(done)) => {
-                                    // The store is closed before the caller hears of it.
-                                    core.shutdown().await;
-                                    drop(core);
-                                    let _ = done.send(());
-                                    return;
+                                    return shut_down(core, done).await;
                                 }
                                 Some(cmd) => commands::dispatch(&mut core, cmd).await,
                             },
@@ -81,14 +98,7 @@ pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>) {
         };
         match next {
             Next::Command(None) => return,
-            Next::Command(Some(Command::Shutdown(done))) => {
-                core.shutdown().await;
-                // The store is closed before the caller hears of it, so the caller may open
-                // it again (or remove it) at once.
-                drop(core);
-                let _ = done.send(());
-                return;
-            }
+            Next::Command(Some(Command::Shutdown(done))) => return shut_down(core, done).await,
             Next::Command(Some(cmd)) => commands::dispatch(&mut core, cmd).await,
             Next::Frame(Ok(frame)) => core.receive(frame).await,
             Next::RetryOutbox => core.retry_now().await,
@@ -96,4 +106,12 @@ pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>) {
         }
         core.after_input().await;
     }
+}
+
+/// Closes the core and its store, then tells the caller: the store is closed before the
+/// caller hears of it, so the caller may open it again (or remove it) at once.
+async fn shut_down(mut core: Core, done: tokio::sync::oneshot::Sender<()>) {
+    core.shutdown().await;
+    drop(core);
+    let _ = done.send(());
 }

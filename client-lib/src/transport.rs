@@ -103,19 +103,25 @@ impl Connection {
     /// Sends a frame.
     pub async fn send(&mut self, frame: &ClientFrame) -> Result<(), TransportError> {
         let text = frame.to_json()?;
-        self.send_raw(text).await
+        self.send_ws(WsMessage::Text(text.into())).await
     }
 
-    /// Sends raw text (for tests of hostile input).
+    /// **For tests only** (feature `test-hooks`): sends `text` as it is, frame or not, to see
+    /// what a server makes of hostile input.
+    #[cfg(feature = "test-hooks")]
     pub async fn send_raw(&mut self, text: String) -> Result<(), TransportError> {
-        self.ws
-            .send(WsMessage::Text(text.into()))
-            .await
-            .map_err(|e| TransportError::Io(e.to_string()))
+        self.send_ws(WsMessage::Text(text.into())).await
     }
 
-    /// Sends a raw websocket message (for tests of hostile input).
+    /// **For tests only** (feature `test-hooks`): sends any websocket message (binary, say),
+    /// to see what a server makes of hostile input.
+    #[cfg(feature = "test-hooks")]
     pub async fn send_message(&mut self, message: WsMessage) -> Result<(), TransportError> {
+        self.send_ws(message).await
+    }
+
+    /// Sends one websocket message.
+    async fn send_ws(&mut self, message: WsMessage) -> Result<(), TransportError> {
         self.ws
             .send(message)
             .await

@@ -10,7 +10,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use confide_client::{Client, ClientConfig, ServerTrust};
+use confide_client::{Client, ClientConfig, InviteOptions, ServerTrust};
 use confide_protocol::identity::KdfParams;
 
 const BIN: &str = env!("CARGO_BIN_EXE_confide-server");
@@ -84,7 +84,12 @@ async fn acknowledged_messages_survive_repeated_sigkill() {
     }
     let group = clients[0].create_group().await.unwrap();
     let invite = clients[0]
-        .create_invite(group, false, 5, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(5)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     for c in &clients[1..] {

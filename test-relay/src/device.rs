@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use confide_client_core::{
-    ChatMessage, ClientCore, Invite, JoinOutcome, Link, MemoryStore, Profile,
+    ChatMessage, ClientCore, Invite, InviteOptions, JoinOutcome, Link, MemoryStore, Profile,
 };
 use confide_protocol::{DeviceIdentity, GroupId, UserId};
 use rand_core::SeedableRng as _;
@@ -110,7 +110,12 @@ impl Device {
 pub async fn invite_link(facilitator: &mut Device, group: GroupId) -> String {
     let invite = facilitator
         .core
-        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(10)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     invite.to_link()

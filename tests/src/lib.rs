@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use confide_client::{Connection, ServerTrust};
+use confide_client::{Connection, InviteOptions, ServerTrust};
 use confide_protocol::frames::{self, ClientFrame, PROTOCOL_VERSION, ServerFrame};
 use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody, SignedOp};
 use confide_protocol::seal::{SealKind, SealedPayload};
@@ -748,7 +748,12 @@ pub async fn users_in_group(
     let group = users[0].client.create_group().await.unwrap();
     let invite = users[0]
         .client
-        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(10)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     let link = invite.to_link();

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use confide_client::{Event, JoinOutcome};
+use confide_client::{Event, InviteOptions, JoinOutcome, RemoveOptions};
 use confide_tests::{RecordingProxy, TestServer, TestUser, contains, read_tree, users_in_group};
 
 #[tokio::test]
@@ -204,7 +204,11 @@ async fn a_removed_member_reads_nothing_new_and_a_joiner_reads_nothing_old() {
         .unwrap();
     users[2].wait_history(group, 1).await;
     let eve = users[2].client.user();
-    users[0].client.remove(group, eve, false).await.unwrap();
+    users[0]
+        .client
+        .remove(group, eve, RemoveOptions::new())
+        .await
+        .unwrap();
     let (event, _) = users[2]
         .wait_event(|e| matches!(e, Event::Removed { .. }))
         .await;
@@ -223,7 +227,10 @@ async fn a_removed_member_reads_nothing_new_and_a_joiner_reads_nothing_old() {
     let dan = TestUser::new(&server, "Dan").await;
     let invite = users[0]
         .client
-        .create_invite(group, false, 1, Duration::from_secs(600))
+        .create_invite(
+            group,
+            InviteOptions::new().valid_for(Duration::from_secs(600)),
+        )
         .await
         .unwrap();
     dan.client.join(&invite, None).await.unwrap();
@@ -445,7 +452,12 @@ async fn joining_with_approval_safety_numbers_and_key_change_warnings() {
     let group = alice.client.create_group().await.unwrap();
     let invite = alice
         .client
-        .create_invite(group, true, 1, Duration::from_secs(600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .requires_approval(true)
+                .valid_for(Duration::from_secs(600)),
+        )
         .await
         .unwrap();
     let outcome = bob
@@ -644,4 +656,62 @@ async fn labels_and_front_end_settings_are_kept_encrypted_and_survive_a_restart(
         .unwrap();
     assert!(alice.client.labels().await.unwrap().is_empty());
     assert_eq!(alice.client.setting::<String>("theme").await.unwrap(), None);
+}
+
+/// A reader that falls behind holds the client back instead of losing events or filling
+/// memory: with a queue of 4 events left unread, the client stops taking in messages (the
+/// server keeps them) while its commands still work; once read, every message arrives, once
+/// and in order.
+#[tokio::test]
+async fn an_unread_event_queue_holds_the_client_back_and_loses_nothing() {
+    const CAPACITY: usize = 4;
+    const SENT: usize = 40;
+    let server = TestServer::start().await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    let bob = &mut users[1];
+    bob.go_offline().await;
+    bob.config.event_queue = CAPACITY;
+    bob.come_back().await;
+    bob.wait_event(|e| matches!(e, Event::Synced)).await;
+
+    // Bob's application stops reading; Alice talks.
+    let alice = users[0].client.clone();
+    for n in 0..SENT {
+        alice
+            .send_text(group, &format!("m{n}"), None)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let bob = &mut users[1];
+    // A command is still served while nobody reads, and shows that Bob's client took in no
+    // more than the queue holds plus the one step that found it full.
+    let taken_in = bob.client.history(group, None, 1_000).await.unwrap().len();
+    assert!(
+        taken_in <= CAPACITY + 1,
+        "{taken_in} of {SENT} messages were taken in while the queue of {CAPACITY} was unread"
+    );
+
+    // Reading again: everything arrives, once each, in order.
+    let mut texts = Vec::new();
+    while texts.len() < SENT {
+        let (event, _) = bob
+            .wait_event(|e| matches!(e, Event::Message(m) if m.group == group))
+            .await;
+        if let Event::Message(m) = event {
+            texts.push(m.text);
+        }
+    }
+    let expected: Vec<String> = (0..SENT).map(|n| format!("m{n}")).collect();
+    assert_eq!(texts, expected);
+    let late = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Some(Event::Message(m)) = bob.events.next().await {
+                return m.text;
+            }
+        }
+    })
+    .await;
+    assert!(late.is_err(), "a message arrived twice: {late:?}");
+    assert_eq!(bob.wait_history(group, SENT).await.len(), SENT);
 }

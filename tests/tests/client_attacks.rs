@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use confide_client::Event;
+use confide_client::{Event, InviteOptions, RemoveOptions};
 use confide_protocol::group_log::{MemberEntry, OpBody};
 use confide_protocol::{DeviceIdentity, Seq};
 use confide_server::storage::Write;
@@ -97,7 +97,11 @@ async fn a_removed_members_old_epoch_message_slipped_in_later_is_refused() {
         .unwrap();
     users[0]
         .client
-        .remove(group, users[2].client.user(), true)
+        .remove(
+            group,
+            users[2].client.user(),
+            RemoveOptions::new().ban(true),
+        )
         .await
         .unwrap();
     users[0]
@@ -210,7 +214,10 @@ async fn an_urgent_request_across_an_epoch_change_reaches_the_offline_facilitato
     let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     let invite = users[0]
         .client
-        .create_invite(group, false, 1, Duration::from_secs(600))
+        .create_invite(
+            group,
+            InviteOptions::new().valid_for(Duration::from_secs(600)),
+        )
         .await
         .unwrap();
     users[0].go_offline().await;
@@ -332,7 +339,13 @@ async fn a_join_request_listing_someone_elses_device_is_dropped() {
     let group = fay.client.create_group().await.unwrap();
     let invite = fay
         .client
-        .create_invite(group, true, 5, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .requires_approval(true)
+                .max_uses(5)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     let secret = invite_secret(&invite.to_link());

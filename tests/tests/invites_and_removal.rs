@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use confide_client::{AgreementInfo, ClientError, Event, JoinOutcome};
+use confide_client::{
+    AgreementInfo, ClientError, Event, InviteOptions, JoinOutcome, RemoveOptions,
+};
 use confide_protocol::frames::{ErrorCode, ServerFrame};
 use confide_protocol::group_log::OpBody;
 use confide_protocol::{GroupId, Timestamp};
@@ -22,7 +24,7 @@ async fn group_with_invite(
     let group = alice.client.create_group().await.unwrap();
     let invite = alice
         .client
-        .create_invite(group, false, uses, HOUR)
+        .create_invite(group, InviteOptions::new().max_uses(uses).valid_for(HOUR))
         .await
         .unwrap();
     (alice, group, invite)
@@ -50,10 +52,12 @@ async fn an_agreement_is_accepted_only_once_its_text_arrived_and_only_as_that_te
     assert_eq!(pinned.agreement_version, Some(1));
 
     // A front end that makes up what it would have shown gets nowhere.
-    let guessed = AgreementInfo {
-        version: 1,
-        text: "What is said here stays here.".into(),
-        accepted: false,
+    let guessed = {
+        let mut v = AgreementInfo::default();
+        v.version = 1;
+        v.text = "What is said here stays here.".into();
+        v.accepted = false;
+        v
     };
     let err = carol
         .client
@@ -81,9 +85,10 @@ async fn an_agreement_is_accepted_only_once_its_text_arrived_and_only_as_that_te
         .await;
     let shown = carol.client.pinned(group).await.unwrap().agreement.unwrap();
     assert_eq!(shown.text, "What is said here stays here.");
-    let newer = AgreementInfo {
-        version: 2,
-        ..shown.clone()
+    let newer = {
+        let mut v = shown.clone();
+        v.version = 2;
+        v
     };
     let err = carol
         .client
@@ -101,9 +106,10 @@ async fn an_agreement_is_accepted_only_once_its_text_arrived_and_only_as_that_te
         "{err}"
     );
     // Only the text it was given can be accepted: not another one of the same version.
-    let other = AgreementInfo {
-        text: "Anything goes.".into(),
-        ..shown.clone()
+    let other = {
+        let mut v = shown.clone();
+        v.text = "Anything goes.".into();
+        v
     };
     let err = carol
         .client
@@ -184,7 +190,11 @@ async fn a_removed_member_cannot_rejoin_with_a_revoked_invite_and_is_told_it_was
         Some(invite.id())
     );
 
-    alice.client.remove(group, eve_user, false).await.unwrap();
+    alice
+        .client
+        .remove(group, eve_user, RemoveOptions::new())
+        .await
+        .unwrap();
     alice
         .client
         .revoke_invite(group, invite.id())
@@ -221,7 +231,12 @@ async fn expired_and_used_up_invites_say_so() {
 
     let short = alice
         .client
-        .create_invite(group, false, 5, Duration::from_millis(200))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(5)
+                .valid_for(Duration::from_millis(200)),
+        )
         .await
         .unwrap();
     let expires = alice
@@ -277,7 +292,11 @@ async fn a_device_removed_while_offline_learns_it_and_can_rejoin_after_approval(
     let eve_user = eve.client.user();
     eve.go_offline().await;
 
-    alice.client.remove(group, eve_user, false).await.unwrap();
+    alice
+        .client
+        .remove(group, eve_user, RemoveOptions::new())
+        .await
+        .unwrap();
     alice
         .client
         .send_text(group, "sent after Eve was removed", None)
@@ -285,7 +304,10 @@ async fn a_device_removed_while_offline_learns_it_and_can_rejoin_after_approval(
         .unwrap();
     let again = alice
         .client
-        .create_invite(group, true, 1, HOUR)
+        .create_invite(
+            group,
+            InviteOptions::new().requires_approval(true).valid_for(HOUR),
+        )
         .await
         .unwrap();
 
@@ -353,7 +375,7 @@ async fn a_removed_member_put_back_without_asking_is_asked_again() {
     );
     alice
         .client
-        .remove(group, bob.client.user(), false)
+        .remove(group, bob.client.user(), RemoveOptions::new())
         .await
         .unwrap();
     bob.wait_event(|e| matches!(e, Event::Removed { group: g, .. } if *g == group))
@@ -407,7 +429,11 @@ async fn a_banned_member_holding_a_usable_invite_cannot_read_the_log_with_it() {
     eve.client.join(&invite, None).await.unwrap();
     let eve_user = eve.client.user();
     // Banned, but the invite she joined with is left usable (as a facilitator could forget).
-    alice.client.remove(group, eve_user, true).await.unwrap();
+    alice
+        .client
+        .remove(group, eve_user, RemoveOptions::new().ban(true))
+        .await
+        .unwrap();
     eve.wait_event(|e| matches!(e, Event::Removed { .. })).await;
     assert!(!alice.client.invites(group).await.unwrap()[0].revoked);
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use confide_client::{ClientError, Event};
+use confide_client::{ClientError, Event, InviteOptions, RemoveOptions};
 use confide_protocol::envelope::Envelope;
 use confide_protocol::frames::{ClientFrame, InboxItem, ServerFrame, StoredMessage};
 use confide_protocol::group_log::OpBody;
@@ -309,7 +309,10 @@ async fn a_forged_op_served_by_the_server_does_not_freeze_the_group() {
     evil.honest(bob.client.device());
     alice
         .client
-        .create_invite(group, false, 1, Duration::from_secs(600))
+        .create_invite(
+            group,
+            InviteOptions::new().valid_for(Duration::from_secs(600)),
+        )
         .await
         .unwrap();
     wait_logged(&mut bob, &mut log, "the genuine next op applied", |e| {
@@ -461,7 +464,7 @@ async fn a_withheld_removal_does_not_let_the_removed_member_read_later_posts() {
 
     alice
         .client
-        .remove(group, carol.client.user(), false)
+        .remove(group, carol.client.user(), RemoveOptions::new())
         .await
         .unwrap();
     alice
@@ -608,7 +611,7 @@ async fn a_removed_members_post_after_the_removal_is_refused_by_the_facilitator_
 
     alice
         .client
-        .remove(group, carol.client.user(), false)
+        .remove(group, carol.client.user(), RemoveOptions::new())
         .await
         .unwrap();
     let after = alice
@@ -797,7 +800,7 @@ async fn a_post_the_removed_member_wrote_after_the_removal_is_refused_even_right
 
     alice
         .client
-        .remove(group, carol.client.user(), false)
+        .remove(group, carol.client.user(), RemoveOptions::new())
         .await
         .unwrap();
     wait_logged(
@@ -960,7 +963,7 @@ async fn a_member_who_made_others_hold_their_posts_no_longer_can_once_removed() 
     // The facilitator removes Mallory.
     users[0]
         .client
-        .remove(group, mallory_user, true)
+        .remove(group, mallory_user, RemoveOptions::new().ban(true))
         .await
         .unwrap();
     users[1]
@@ -997,7 +1000,12 @@ async fn a_former_member_rejoining_refuses_a_log_rolled_back_to_before_a_removal
     let group = users[0].client.create_group().await.unwrap();
     let invite = users[0]
         .client
-        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(10)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     let link = invite.to_link();
@@ -1012,13 +1020,13 @@ async fn a_former_member_rejoining_refuses_a_log_rolled_back_to_before_a_removal
     let bob_user = users[1].client.user();
     users[0]
         .client
-        .remove(group, eve_user, false)
+        .remove(group, eve_user, RemoveOptions::new())
         .await
         .unwrap();
 
     users[0]
         .client
-        .remove(group, bob_user, false)
+        .remove(group, bob_user, RemoveOptions::new())
         .await
         .unwrap();
     users[1]
@@ -1205,12 +1213,12 @@ async fn removing_a_hostile_member_does_not_drop_an_honest_members_claim_of_a_la
     }
     alice
         .client
-        .remove(group, mallory.client.user(), false)
+        .remove(group, mallory.client.user(), RemoveOptions::new())
         .await
         .unwrap();
     alice
         .client
-        .remove(group, carol.client.user(), false)
+        .remove(group, carol.client.user(), RemoveOptions::new())
         .await
         .unwrap();
     alice

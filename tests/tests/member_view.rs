@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use confide_client::{ClientError, Event, NoticeKind};
+use confide_client::{ClientError, Event, NoticeKind, RemoveOptions};
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use confide_protocol::group_log::{MemberEntry, OpBody, Role};
 use confide_protocol::{DeviceIdentity, GroupId, Seq};
@@ -92,7 +92,11 @@ async fn members_get_notices_of_removals_and_deletions_where_they_happened() {
     assert_eq!(deleted.by_name, "Alice");
     assert_eq!(deleted.kind, NoticeKind::MessageDeleted { number: Some(2) });
     assert_eq!(deleted.after_seq, Some(unkind.seq));
-    users[0].client.remove(group, bob, false).await.unwrap();
+    users[0]
+        .client
+        .remove(group, bob, RemoveOptions::new())
+        .await
+        .unwrap();
     let (event, _) = users[2].wait_event(|e| matches!(e, Event::Notice(_))).await;
     let Event::Notice(removed) = event else {
         unreachable!()
@@ -147,7 +151,11 @@ async fn a_removed_member_gets_a_plain_error_and_no_agreement_to_accept() {
         .await
         .unwrap();
     let bob = users[1].client.user();
-    users[0].client.remove(group, bob, true).await.unwrap();
+    users[0]
+        .client
+        .remove(group, bob, RemoveOptions::new().ban(true))
+        .await
+        .unwrap();
     users[1]
         .wait_event(|e| matches!(e, Event::Removed { .. }))
         .await;
@@ -349,7 +357,7 @@ async fn notices_stop_where_a_removed_member_was_put_back_until_they_accept_agai
     let alice = users.pop().unwrap();
     alice
         .client
-        .remove(group, bob.client.user(), false)
+        .remove(group, bob.client.user(), RemoveOptions::new())
         .await
         .unwrap();
     bob.wait_event(|e| matches!(e, Event::Removed { .. })).await;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use confide_client::{ClientError, Event, JoinOutcome};
+use confide_client::{ClientError, Event, InviteOptions, JoinOutcome, RemoveOptions};
 use confide_protocol::frames::ErrorCode;
 use confide_protocol::group_log::{GroupSettings, Role};
 use confide_tests::{TestServer, TestUser, users_in_group};
@@ -74,7 +74,13 @@ async fn screening_shows_the_request_and_the_facilitator_approves_or_declines() 
     let group = alice.client.create_group().await.unwrap();
     let invite = alice
         .client
-        .create_invite(group, true, 5, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .requires_approval(true)
+                .max_uses(5)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     let troll = TestUser::new(&server, "Troll").await;
@@ -122,16 +128,29 @@ async fn remove_rekeys_and_ban_keeps_them_out_even_with_an_old_invite() {
     let eve = users[2].client.user();
     let old_invite = users[0]
         .client
-        .create_invite(group, false, 10, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(10)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     // A member cannot remove anyone.
     assert!(is_refused(
-        &users[1].client.remove(group, eve, false).await.unwrap_err()
+        &users[1]
+            .client
+            .remove(group, eve, RemoveOptions::new())
+            .await
+            .unwrap_err()
     ));
     users[0]
         .client
-        .remove_with_reason(group, eve, true, Some("repeated harassment"))
+        .remove(
+            group,
+            eve,
+            RemoveOptions::new().ban(true).reason("repeated harassment"),
+        )
         .await
         .unwrap();
     // Only a facilitator can lift a ban.
@@ -452,7 +471,10 @@ async fn the_agreement_must_be_accepted_and_reaches_new_members() {
     let mut carol = TestUser::new(&server, "Carol").await;
     let invite = users[0]
         .client
-        .create_invite(group, false, 1, Duration::from_secs(600))
+        .create_invite(
+            group,
+            InviteOptions::new().valid_for(Duration::from_secs(600)),
+        )
         .await
         .unwrap();
     carol.client.join(&invite, None).await.unwrap();
@@ -633,7 +655,13 @@ async fn a_cyrillic_look_alike_of_the_facilitators_name_is_flagged_at_approval_a
     let group = alice.client.create_group().await.unwrap();
     let invite = alice
         .client
-        .create_invite(group, true, 5, Duration::from_secs(3600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .requires_approval(true)
+                .max_uses(5)
+                .valid_for(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     // "Аlice" with a Cyrillic capital A (U+0410): looks exactly like "Alice".

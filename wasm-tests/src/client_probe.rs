@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use confide_client_core::{
-    ClientCore, ClientError, Event, Host, Invite, Link, MemoryStore, Network, Profile,
-    TransportError,
+    ClientCore, ClientError, Event, Host, Invite, InviteOptions, Link, MemoryStore, Network,
+    Profile, TransportError,
 };
 use confide_protocol::envelope::PinnedKind;
 use confide_protocol::frames::{ClientFrame, DEFAULT_MAX_SERVER_FRAME_BYTES, ServerFrame};
@@ -281,7 +281,13 @@ impl Client {
         with_core!(self, |core| {
             let valid_for = Duration::from_secs(u64::from(valid_for_secs));
             let invite = core
-                .create_invite(group_id(&group)?, requires_approval, max_uses, valid_for)
+                .create_invite(
+                    group_id(&group)?,
+                    InviteOptions::new()
+                        .requires_approval(requires_approval)
+                        .max_uses(max_uses)
+                        .valid_for(valid_for),
+                )
                 .await?;
             Ok(JsValue::from_str(&invite.to_link()))
         })

@@ -7,7 +7,7 @@
 use anyhow::{anyhow, bail};
 use std::time::{Duration, Instant};
 
-use confide_client::{Client, ClientConfig, Event, Events, Invite, JoinOutcome};
+use confide_client::{Client, ClientConfig, Event, Events, Invite, InviteOptions, JoinOutcome};
 use confide_protocol::frames::MAX_SYNC_LIMIT;
 use confide_protocol::identity::KdfParams;
 use confide_protocol::{ClientFrame, DeviceIdentity, RequestId, Seq, ServerFrame};
@@ -107,7 +107,12 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
     let group = alice.client.create_group().await?;
     let invite = alice
         .client
-        .create_invite(group, false, 2, Duration::from_secs(3_600))
+        .create_invite(
+            group,
+            InviteOptions::new()
+                .max_uses(2)
+                .valid_for(Duration::from_secs(3_600)),
+        )
         .await?;
     let invite = Invite::from_link(&invite.to_link())?;
     if bob.client.join(&invite, None).await? != JoinOutcome::Joined(group) {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use confide_client::{ChatMessage, Event, GroupInfo, GroupNotice, MemberInfo, PinnedInfo, Status};
+use confide_client::{
+    AgreementInfo, ChatMessage, Event, GroupInfo, GroupNotice, MemberInfo, PinnedInfo, Status,
+};
 use confide_protocol::envelope::PinnedKind;
 use confide_protocol::{GroupId, Seq, Timestamp, UserId};
 
@@ -230,6 +232,9 @@ pub enum Modal {
         version: u32,
         /// The text, once it has arrived.
         text: Option<String>,
+        /// The agreement as `pinned()` gave it, once its text has arrived: what `y` accepts,
+        /// exactly the text on the screen.
+        shown: Option<AgreementInfo>,
         /// Accepting is in progress.
         accepting: bool,
         /// Lines scrolled.
@@ -717,26 +722,22 @@ impl App {
         match modal {
             Modal::Agreement {
                 group,
-                version,
-                text,
+                shown: Some(shown),
                 accepting,
                 since,
                 ..
-            } => match key.code {
-                KeyCode::Char('y' | 'Y')
-                    if text.is_some() && !*accepting && since.elapsed() >= AGREEMENT_READ_DELAY =>
-                {
-                    *accepting = true;
-                    return vec![Job::Accept {
-                        group: *group,
-                        // The text on the screen, as `pinned()` gave it.
-                        shown: confide_client::AgreementInfo {
-                            version: *version,
-                            text: text.clone().unwrap_or_default(),
-                            accepted: false,
-                        },
-                    }];
-                }
+            } if matches!(key.code, KeyCode::Char('y' | 'Y'))
+                && !*accepting
+                && since.elapsed() >= AGREEMENT_READ_DELAY =>
+            {
+                *accepting = true;
+                return vec![Job::Accept {
+                    group: *group,
+                    // The text on the screen, as `pinned()` gave it.
+                    shown: shown.clone(),
+                }];
+            }
+            Modal::Agreement { group, .. } => match key.code {
                 KeyCode::Esc | KeyCode::Char('n' | 'N') => {
                     let group = *group;
                     self.modal = None;
@@ -1444,7 +1445,8 @@ impl App {
                     self.modal = Some(Modal::Agreement {
                         group,
                         version: a.version,
-                        text: Some(a.text),
+                        text: Some(a.text.clone()),
+                        shown: Some(a),
                         accepting: false,
                         scroll: 0,
                         since: Instant::now(),
@@ -1472,6 +1474,7 @@ impl App {
                         // Some: the match arm's guard.
                         version: pinned.agreement_version.unwrap_or_default(),
                         text: None,
+                        shown: None,
                         accepting: false,
                         scroll: 0,
                         since: Instant::now(),
@@ -1631,13 +1634,15 @@ mod tests {
     }
 
     fn member_status(agreement_pending: Option<u32>) -> Status {
-        Status {
-            role: Some(Role::Member),
-            muted_until: None,
-            locked: false,
-            open_now: true,
-            slow_mode_seconds: 0,
-            agreement_pending,
+        {
+            let mut v = Status::default();
+            v.role = Some(Role::Member);
+            v.muted_until = None;
+            v.locked = false;
+            v.open_now = true;
+            v.slow_mode_seconds = 0;
+            v.agreement_pending = agreement_pending;
+            v
         }
     }
 
@@ -1649,18 +1654,20 @@ mod tests {
     }
 
     fn message(group: GroupId, seq: u64, sender: UserId, text: &str) -> ChatMessage {
-        ChatMessage {
-            group,
-            seq: Seq(seq),
-            number: seq,
-            id: MessageId([seq as u8; 16]),
-            sender,
-            sender_device: DeviceId([0; 32]),
-            sender_name: "Alice".into(),
-            sent_at: Timestamp(0),
-            received_at: Timestamp(0),
-            text: text.into(),
-            reply_to: None,
+        {
+            let mut v = ChatMessage::default();
+            v.group = group;
+            v.seq = Seq(seq);
+            v.number = seq;
+            v.id = MessageId([seq as u8; 16]);
+            v.sender = sender;
+            v.sender_device = DeviceId([0; 32]);
+            v.sender_name = "Alice".into();
+            v.sent_at = Timestamp(0);
+            v.received_at = Timestamp(0);
+            v.text = text.into();
+            v.reply_to = None;
+            v
         }
     }
 
@@ -1702,9 +1709,10 @@ mod tests {
         let jobs = app.handle_outcome(Outcome::Status {
             members: vec![],
             group,
-            result: Ok(Status {
-                role: None,
-                ..member_status(Some(1))
+            result: Ok({
+                let mut v = member_status(Some(1));
+                v.role = None;
+                v
             }),
         });
         assert!(
@@ -1725,19 +1733,21 @@ mod tests {
         let alice = UserId([1; 16]);
         app.handle_event(Event::Message(message(group, 1, alice, "before")));
         app.handle_event(Event::Message(message(group, 3, alice, "after")));
-        app.handle_event(Event::Notice(GroupNotice {
-            group,
-            op_seq: 4,
-            index: 0,
-            at: Timestamp(0),
-            by: alice,
-            by_name: "Alice".into(),
-            kind: confide_client::NoticeKind::Removed {
+        app.handle_event(Event::Notice({
+            let mut v = GroupNotice::default();
+            v.group = group;
+            v.op_seq = 4;
+            v.index = 0;
+            v.at = Timestamp(0);
+            v.by = alice;
+            v.by_name = "Alice".into();
+            v.kind = confide_client::NoticeKind::Removed {
                 user: UserId([2; 16]),
                 name: "Mallory".into(),
                 banned: false,
-            },
-            after_seq: Some(Seq(2)),
+            };
+            v.after_seq = Some(Seq(2));
+            v
         }));
         let g = app.current_group().unwrap();
         assert_eq!(g.notices.len(), 1);
@@ -1792,14 +1802,18 @@ mod tests {
         app.handle_outcome(Outcome::Agreement {
             group,
             asked: false,
-            result: Ok(PinnedInfo {
-                agreement: Some(confide_client::AgreementInfo {
-                    version: 1,
-                    text: "Be kind.".into(),
-                    accepted: false,
-                }),
-                agreement_version: Some(1),
-                crisis_resources: None,
+            result: Ok({
+                let mut v = PinnedInfo::default();
+                v.agreement = Some({
+                    let mut v = confide_client::AgreementInfo::default();
+                    v.version = 1;
+                    v.text = "Be kind.".into();
+                    v.accepted = false;
+                    v
+                });
+                v.agreement_version = Some(1);
+                v.crisis_resources = None;
+                v
             }),
         });
         assert!(matches!(app.modal, Some(Modal::Agreement { .. })));
@@ -1866,17 +1880,19 @@ mod tests {
         app.handle_event(Event::Message(reported.clone()));
         app.handle_event(Event::Message(message(group, 2, bob, "something else")));
         // The reporter's device names the other message's position.
-        app.handle_event(Event::Report(confide_client::ReportInfo {
-            group,
-            seq: Seq(2),
-            message: reported.id,
-            offender: bob,
-            offender_name: "Bob".into(),
-            reporter: carol,
-            reporter_name: "Carol".into(),
-            text: reported.text.clone(),
-            reason: "unkind".into(),
-            reported_at: Timestamp(0),
+        app.handle_event(Event::Report({
+            let mut v = confide_client::ReportInfo::default();
+            v.group = group;
+            v.seq = Seq(2);
+            v.message = reported.id;
+            v.offender = bob;
+            v.offender_name = "Bob".into();
+            v.reporter = carol;
+            v.reporter_name = "Carol".into();
+            v.text = reported.text.clone();
+            v.reason = "unkind".into();
+            v.reported_at = Timestamp(0);
+            v
         }));
         let notice = app.current_notice().unwrap().text.clone();
         assert!(

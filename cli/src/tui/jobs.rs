@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use confide_client::{
     AgreementInfo, ChatMessage, Client, ClientError, GroupInfo, GroupNotice, MemberInfo,
-    PinnedInfo, Status,
+    PinnedInfo, RemoveOptions, Status,
 };
 use confide_protocol::frames::ErrorCode;
 use confide_protocol::group_log::Role;
@@ -335,8 +335,10 @@ async fn command_reply(
             } else {
                 None
             };
+            let mut removal = RemoveOptions::new().ban(ban);
+            removal.reason = reason;
             client
-                .remove_with_reason(group, member.user, ban, reason.as_deref())
+                .remove(group, member.user, removal)
                 .await
                 .map_err(e)?;
             let usable = match invite {
@@ -610,13 +612,15 @@ mod tests {
     fn a_line_separator_in_a_name_cannot_forge_a_facilitator_in_the_members_window() {
         // Names from an older or hostile log: the log refuses U+2028 in names now, but the
         // member list must not depend on it.
-        let m = |u: u8, name: &str, role| MemberInfo {
-            user: UserId([u; 16]),
-            display_name: name.into(),
-            role,
-            devices: vec![],
-            muted_until: None,
-            looks_like: vec![],
+        let m = |u: u8, name: &str, role| {
+            let mut v = MemberInfo::default();
+            v.user = UserId([u; 16]);
+            v.display_name = name.into();
+            v.role = role;
+            v.devices = vec![];
+            v.muted_until = None;
+            v.looks_like = vec![];
+            v
         };
         let members = vec![
             m(1, "Alice", Role::Facilitator),

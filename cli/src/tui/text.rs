@@ -181,13 +181,15 @@ mod tests {
 
     #[test]
     fn a_former_member_whose_name_looks_like_a_current_members_is_marked() {
-        let member = |u: u8, name: &str, looks_like: &[&str]| MemberInfo {
-            user: UserId([u; 16]),
-            display_name: name.into(),
-            role: Role::Member,
-            devices: vec![],
-            muted_until: None,
-            looks_like: looks_like.iter().map(|n| n.to_string()).collect(),
+        let member = |u: u8, name: &str, looks_like: &[&str]| {
+            let mut v = MemberInfo::default();
+            v.user = UserId([u; 16]);
+            v.display_name = name.into();
+            v.role = Role::Member;
+            v.devices = vec![];
+            v.muted_until = None;
+            v.looks_like = looks_like.iter().map(|n| n.to_string()).collect();
+            v
         };
         let members = [
             member(1, "Alice", &["\u{410}lice"]),

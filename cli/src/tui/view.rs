@@ -855,29 +855,33 @@ mod tests {
         app.start();
         app.handle_event(Event::Connected);
         for (seq, sender, text) in [(1, UserId([1; 16]), "Welcome, everyone."), (2, me, "hi")] {
-            app.handle_event(Event::Message(ChatMessage {
-                group,
-                seq: Seq(seq),
-                number: seq,
-                id: MessageId([seq as u8; 16]),
-                sender,
-                sender_device: DeviceId([0; 32]),
-                sender_name: if sender == me { "Bob" } else { "Alice" }.into(),
-                sent_at: Timestamp(0),
-                received_at: Timestamp(60_000),
-                text: text.into(),
-                reply_to: None,
+            app.handle_event(Event::Message({
+                let mut v = ChatMessage::default();
+                v.group = group;
+                v.seq = Seq(seq);
+                v.number = seq;
+                v.id = MessageId([seq as u8; 16]);
+                v.sender = sender;
+                v.sender_device = DeviceId([0; 32]);
+                v.sender_name = if sender == me { "Bob" } else { "Alice" }.into();
+                v.sent_at = Timestamp(0);
+                v.received_at = Timestamp(60_000);
+                v.text = text.into();
+                v.reply_to = None;
+                v
             }));
         }
         app.handle_outcome(Outcome::Status {
             group,
-            result: Ok(Status {
-                role: Some(Role::Member),
-                muted_until: Some(Timestamp(crate::tui::text::now().0 + 3_600_000)),
-                locked: true,
-                open_now: true,
-                slow_mode_seconds: 0,
-                agreement_pending: None,
+            result: Ok({
+                let mut v = Status::default();
+                v.role = Some(Role::Member);
+                v.muted_until = Some(Timestamp(crate::tui::text::now().0 + 3_600_000));
+                v.locked = true;
+                v.open_now = true;
+                v.slow_mode_seconds = 0;
+                v.agreement_pending = None;
+                v
             }),
             members: vec![],
         });
@@ -898,18 +902,20 @@ mod tests {
     }
 
     fn chat_message(group: GroupId, seq: u64, number: u64, text: &str) -> ChatMessage {
-        ChatMessage {
-            group,
-            seq: Seq(seq),
-            number,
-            id: MessageId([seq as u8; 16]),
-            sender: UserId([1; 16]),
-            sender_device: DeviceId([0; 32]),
-            sender_name: "Alice".into(),
-            sent_at: Timestamp(0),
-            received_at: Timestamp(60_000),
-            text: text.into(),
-            reply_to: None,
+        {
+            let mut v = ChatMessage::default();
+            v.group = group;
+            v.seq = Seq(seq);
+            v.number = number;
+            v.id = MessageId([seq as u8; 16]);
+            v.sender = UserId([1; 16]);
+            v.sender_device = DeviceId([0; 32]);
+            v.sender_name = "Alice".into();
+            v.sent_at = Timestamp(0);
+            v.received_at = Timestamp(60_000);
+            v.text = text.into();
+            v.reply_to = None;
+            v
         }
     }
 
@@ -929,15 +935,17 @@ mod tests {
             group,
             result: Ok(Vec::new()),
         });
-        let notice = |op_seq, kind, after_seq| GroupNotice {
-            group,
-            op_seq,
-            index: 0,
-            at: Timestamp(120_000),
-            by: UserId([1; 16]),
-            by_name: "Alice\u{1b}[2J".into(),
-            kind,
-            after_seq: Some(Seq(after_seq)),
+        let notice = |op_seq, kind, after_seq| {
+            let mut v = GroupNotice::default();
+            v.group = group;
+            v.op_seq = op_seq;
+            v.index = 0;
+            v.at = Timestamp(120_000);
+            v.by = UserId([1; 16]);
+            v.by_name = "Alice\u{1b}[2J".into();
+            v.kind = kind;
+            v.after_seq = Some(Seq(after_seq));
+            v
         };
         app.handle_event(Event::Notice(notice(
             5,
@@ -975,22 +983,26 @@ mod tests {
         let me = UserId([9; 16]);
         let mut app = App::new(me, "Bob", Clock::utc(), BTreeMap::new(), None);
         app.start();
-        app.handle_outcome(Outcome::Groups(Ok(vec![confide_client::GroupInfo {
-            group,
-            member: true,
-            role: Some(Role::Member),
-            members: 2,
-            epoch: confide_protocol::Epoch(1),
-            tampered: None,
-            invited: true,
-            waiting: 1,
-            private_with: Some(confide_client::Peer {
-                user: UserId([1; 16]),
-                display_name: "Alice".into(),
-                shared_groups: Vec::new(),
-                looks_like: Vec::new(),
-            }),
-            sync_refused: None,
+        app.handle_outcome(Outcome::Groups(Ok(vec![{
+            let mut v = confide_client::GroupInfo::default();
+            v.group = group;
+            v.member = true;
+            v.role = Some(Role::Member);
+            v.members = 2;
+            v.epoch = confide_protocol::Epoch(1);
+            v.tampered = None;
+            v.invited = true;
+            v.waiting = 1;
+            v.private_with = Some({
+                let mut v = confide_client::Peer::default();
+                v.user = UserId([1; 16]);
+                v.display_name = "Alice".into();
+                v.shared_groups = Vec::new();
+                v.looks_like = Vec::new();
+                v
+            });
+            v.sync_refused = None;
+            v
         }])));
         // Not opened by itself: it is only an invitation.
         assert_eq!(app.current, None);
@@ -1022,29 +1034,33 @@ mod tests {
         let labels = BTreeMap::from([(circle, "circle".to_string())]);
         let mut app = App::new(me, "Bob", Clock::utc(), labels, None);
         app.start();
-        let info = |id, invited, private_with| confide_client::GroupInfo {
-            group: id,
-            member: true,
-            role: Some(Role::Member),
-            members: 2,
-            epoch: confide_protocol::Epoch(1),
-            tampered: None,
-            invited,
-            waiting: 0,
-            private_with,
-            sync_refused: None,
+        let info = |id, invited, private_with| {
+            let mut v = confide_client::GroupInfo::default();
+            v.group = id;
+            v.member = true;
+            v.role = Some(Role::Member);
+            v.members = 2;
+            v.epoch = confide_protocol::Epoch(1);
+            v.tampered = None;
+            v.invited = invited;
+            v.waiting = 0;
+            v.private_with = private_with;
+            v.sync_refused = None;
+            v
         };
         app.handle_outcome(Outcome::Groups(Ok(vec![
             info(circle, false, None),
             info(
                 group,
                 true,
-                Some(confide_client::Peer {
-                    user: UserId([1; 16]),
+                Some({
+                    let mut v = confide_client::Peer::default();
+                    v.user = UserId([1; 16]);
                     // A Cyrillic А.
-                    display_name: "\u{410}lice".into(),
-                    shared_groups: Vec::new(),
-                    looks_like: vec![("Alice".into(), circle)],
+                    v.display_name = "\u{410}lice".into();
+                    v.shared_groups = Vec::new();
+                    v.looks_like = vec![("Alice".into(), circle)];
+                    v
                 }),
             ),
         ])));
@@ -1061,24 +1077,26 @@ mod tests {
         labels.insert(group, "circle".to_string());
         let mut app = App::new(me, "Bob", Clock::utc(), labels, Some(group));
         app.start();
-        let info = |refused| confide_client::GroupInfo {
-            group,
-            member: true,
-            role: Some(Role::Member),
-            members: 3,
-            epoch: confide_protocol::Epoch(1),
-            tampered: None,
-            invited: false,
-            waiting: 0,
-            private_with: None,
-            sync_refused: refused,
+        let info = |refused| {
+            let mut v = confide_client::GroupInfo::default();
+            v.group = group;
+            v.member = true;
+            v.role = Some(Role::Member);
+            v.members = 3;
+            v.epoch = confide_protocol::Epoch(1);
+            v.tampered = None;
+            v.invited = false;
+            v.waiting = 0;
+            v.private_with = None;
+            v.sync_refused = refused;
+            v
         };
-        app.handle_outcome(Outcome::Groups(Ok(vec![info(Some(
-            confide_client::SyncRefusal {
-                code: "no_such_group".into(),
-                since: Some(Timestamp(0)),
-            },
-        ))])));
+        app.handle_outcome(Outcome::Groups(Ok(vec![info(Some({
+            let mut v = confide_client::SyncRefusal::default();
+            v.code = "no_such_group".into();
+            v.since = Some(Timestamp(0));
+            v
+        }))])));
         let shown = screen(&mut app, 160, 20);
         assert!(shown.contains("› circle ⚠"), "{shown}");
         assert!(
@@ -1099,19 +1117,7 @@ mod tests {
         let group = GroupId([1; 16]);
         let me = UserId([9; 16]);
         let mut app = App::new(me, "Bob", Clock::utc(), BTreeMap::new(), Some(group));
-        app.handle_event(Event::Message(ChatMessage {
-            group,
-            seq: Seq(1),
-            number: 1,
-            id: MessageId([1; 16]),
-            sender: UserId([1; 16]),
-            sender_device: DeviceId([0; 32]),
-            sender_name: "Alice".into(),
-            sent_at: Timestamp(0),
-            received_at: Timestamp(0),
-            text: "a message long enough to wrap on a narrow screen, with a verylongwordthatdoesnotfit".into(),
-            reply_to: None,
-        }));
+        app.handle_event(Event::Message({ let mut v = ChatMessage::default(); v.group = group; v.seq = Seq(1); v.number = 1; v.id = MessageId([1; 16]); v.sender = UserId([1; 16]); v.sender_device = DeviceId([0; 32]); v.sender_name = "Alice".into(); v.sent_at = Timestamp(0); v.received_at = Timestamp(0); v.text = "a message long enough to wrap on a narrow screen, with a verylongwordthatdoesnotfit".into(); v.reply_to = None; v }));
         for with_modal in [false, true] {
             if with_modal {
                 app.handle_terminal(crossterm::event::Event::Paste("/help".into()));
@@ -1176,13 +1182,15 @@ mod tests {
         let me = UserId([9; 16]);
         let mut app = App::new(me, "Bob", Clock::utc(), BTreeMap::new(), Some(group));
         app.start();
-        let member = |u: u8, name: &str, looks_like: &[&str]| MemberInfo {
-            user: UserId([u; 16]),
-            display_name: name.into(),
-            role: Role::Member,
-            devices: vec![],
-            muted_until: None,
-            looks_like: looks_like.iter().map(|n| n.to_string()).collect(),
+        let member = |u: u8, name: &str, looks_like: &[&str]| {
+            let mut v = MemberInfo::default();
+            v.user = UserId([u; 16]);
+            v.display_name = name.into();
+            v.role = Role::Member;
+            v.devices = vec![];
+            v.muted_until = None;
+            v.looks_like = looks_like.iter().map(|n| n.to_string()).collect();
+            v
         };
         app.handle_outcome(Outcome::Status {
             group,
@@ -1200,18 +1208,20 @@ mod tests {
             (2, 7, "Carol", "me too"),
             (3, 3, "Carol", "hello"),
         ] {
-            app.handle_event(Event::Message(ChatMessage {
-                group,
-                seq: Seq(seq),
-                number: seq,
-                id: MessageId([seq as u8; 16]),
-                sender: UserId([sender; 16]),
-                sender_device: DeviceId([0; 32]),
-                sender_name: name.into(),
-                sent_at: Timestamp(0),
-                received_at: Timestamp(60_000),
-                text: text.into(),
-                reply_to: None,
+            app.handle_event(Event::Message({
+                let mut v = ChatMessage::default();
+                v.group = group;
+                v.seq = Seq(seq);
+                v.number = seq;
+                v.id = MessageId([seq as u8; 16]);
+                v.sender = UserId([sender; 16]);
+                v.sender_device = DeviceId([0; 32]);
+                v.sender_name = name.into();
+                v.sent_at = Timestamp(0);
+                v.received_at = Timestamp(60_000);
+                v.text = text.into();
+                v.reply_to = None;
+                v
             }));
         }
         let shown = screen(&mut app, 100, 20);

@@ -56,7 +56,8 @@ pub struct GroupInfo {
 #[non_exhaustive]
 pub struct SyncRefusal {
     /// Why ([`crate::ClientError::code`]: the server's code, such as `no_such_group` or
-    /// `not_member`, or `protocol` for a log that cannot be the group's).
+    /// `not_member`, or `verification` for a log that cannot be the group's; `protocol` in
+    /// refusals stored by earlier versions).
     pub code: String,
     /// When this device first met it (`None` for a refusal recorded by an older version).
     pub since: Option<Timestamp>,
@@ -82,7 +83,7 @@ pub struct Peer {
     /// Their pseudonym.
     pub display_name: String,
     /// The user's other groups (accepted, this device still in them) in which this same person
-    /// is a member: empty when they are in none of them, a stranger whatever their name says.
+    /// — the same user id with the same device keys — is a member: empty when they are in none of them, a stranger whatever their name says.
     pub shared_groups: Vec<GroupId>,
     /// Members of the user's other groups — other people — whose display names look like this
     /// person's (Unicode confusables, [`confide_protocol::names`]), each with its group:

@@ -688,6 +688,25 @@ impl TestUser {
         }
     }
 
+    /// Waits until this device's verified log of `group` lists `n` members: it has seen every
+    /// join so far, so what it sends next is readable by all of them (a message sent before the
+    /// sender saw a join is, by design, not readable by the joiner).
+    pub async fn wait_members(&mut self, group: GroupId, n: usize) {
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        loop {
+            let members = self.client.members(group).await.unwrap();
+            if members.len() >= n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} members seen",
+                members.len()
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.events.next()).await;
+        }
+    }
+
     /// Waits until this device's history of `group` holds at least `n` messages, and returns it.
     pub async fn wait_history(
         &mut self,
@@ -763,6 +782,10 @@ pub async fn users_in_group(
             user.client.join(&invite, None).await.unwrap(),
             confide_client::JoinOutcome::Joined(group)
         );
+    }
+    // Everyone has seen everyone join before anyone speaks, as people in a group would.
+    for user in users.iter_mut() {
+        user.wait_members(group, names.len()).await;
     }
     (users, group)
 }

@@ -19,7 +19,7 @@ mod support;
 use confide_client_core::memory::Faults;
 use confide_client_core::{Event, MemoryStore};
 use pollster::block_on;
-use support::{Device, Member, Shared, at_seq, live, text};
+use support::{Device, Member, Shared, at_seq};
 
 /// What Bob writes.
 const TEXT: &str = "Rough week. Glad this group exists.";
@@ -45,12 +45,7 @@ fn run(faults: Faults) -> (u64, u64, Seen) {
 
     // Bob, from the log the server holds: his sender key sealed to Alice, then his message,
     // both stored on the server and delivered live, as the server pushes them.
-    let (mut chain, item) = device.member_key(group, &mut bob);
-    let message = device.member_says(group, &mut bob, &mut chain, &text(TEXT, device.now()));
-    device.push([
-        confide_protocol::frames::ServerFrame::Inbox { items: vec![item] },
-        live(group, &message),
-    ]);
+    device.member_posts(group, &mut bob, TEXT);
     let delivery_steps = probe.steps() - setup_steps;
 
     // A crash: the device stops and starts again over what its store kept.

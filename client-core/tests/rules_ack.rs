@@ -7,18 +7,14 @@ mod support;
 use confide_client_core::MemoryStore;
 use confide_client_core::memory::Faults;
 use confide_protocol::frames::{ClientFrame, InboxItem};
-use confide_protocol::seal::{self, SealKind};
+use confide_protocol::seal::SealKind;
 use support::{Device, Member, Shared};
 
 fn acks(device: &Device) -> Vec<Vec<u64>> {
-    device
-        .sent()
-        .into_iter()
-        .filter_map(|f| match f {
-            ClientFrame::AckInbox { inbox_ids, .. } => Some(inbox_ids),
-            _ => None,
-        })
-        .collect()
+    device.sent_as(|f| match f {
+        ClientFrame::AckInbox { inbox_ids, .. } => Some(inbox_ids),
+        _ => None,
+    })
 }
 
 // §11.6: every item is acknowledged (stored or deliberately dropped), and only once the store
@@ -30,21 +26,8 @@ fn every_inbox_item_is_acknowledged_and_only_after_it_is_stored() {
     let group = device.group_with(&[&bob]);
     let (_, key) = device.member_key(group, &mut bob);
     let epoch = device.state(group).epoch_ref();
-    let direct = seal::seal(
-        &bob.identity,
-        &device.alice.keys(),
-        SealKind::Direct,
-        group,
-        epoch,
-        b"hi",
-        &mut bob.rng,
-    )
-    .unwrap();
-    let direct = device
-        .server
-        .lock()
-        .unwrap()
-        .put_in_inbox(direct, device.now());
+    let direct = bob.seal(SealKind::Direct, &device.alice.keys(), group, epoch, b"hi");
+    let direct = device.put_in_inbox(direct);
     device.push_inbox(&[key.clone(), direct.clone()]);
     assert_eq!(acks(&device), [vec![key.inbox_id, direct.inbox_id]]);
     let chain_key = [
@@ -109,27 +92,13 @@ fn an_item_whose_storing_failed_is_not_acknowledged_and_comes_back() {
 #[test]
 fn acknowledgements_go_in_frames_of_at_most_1024_ids() {
     let mut device = Device::new();
-    let bob = Member::new(2, "Bob");
+    let mut bob = Member::new(2, "Bob");
     let group = device.group_with(&[&bob]);
     let epoch = device.state(group).epoch_ref();
-    let mut rng = <chacha20::ChaCha20Rng as rand_core::SeedableRng>::from_seed([8; 32]);
     let items: Vec<InboxItem> = (0..1_030)
         .map(|_| {
-            let sealed = seal::seal(
-                &bob.identity,
-                &device.alice.keys(),
-                SealKind::Direct,
-                group,
-                epoch,
-                b"x",
-                &mut rng,
-            )
-            .unwrap();
-            device
-                .server
-                .lock()
-                .unwrap()
-                .put_in_inbox(sealed, device.now())
+            let sealed = bob.seal(SealKind::Direct, &device.alice.keys(), group, epoch, b"x");
+            device.put_in_inbox(sealed)
         })
         .collect();
     device.push_inbox(&items);

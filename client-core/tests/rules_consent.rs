@@ -8,28 +8,20 @@ use confide_client_core::Event;
 use confide_protocol::frames::ClientFrame;
 use confide_protocol::group_log::OpBody;
 use pollster::block_on;
-use support::{Device, Member, text};
+use support::{Device, Member};
 
 fn invited(device: &Device) -> Vec<bool> {
-    device
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Invited { private, .. } => Some(private),
-            _ => None,
-        })
-        .collect()
+    device.events_as(|e| match e {
+        Event::Invited { private, .. } => Some(private),
+        _ => None,
+    })
 }
 
 fn waiting(device: &Device) -> Vec<usize> {
-    device
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::MessageWaiting { waiting, .. } => Some(waiting),
-            _ => None,
-        })
-        .collect()
+    device.events_as(|e| match e {
+        Event::MessageWaiting { waiting, .. } => Some(waiting),
+        _ => None,
+    })
 }
 
 // §11.7: a group someone else added this device to shows nothing and sends nothing until the
@@ -38,10 +30,9 @@ fn waiting(device: &Device) -> Vec<usize> {
 fn a_group_the_user_did_not_ask_for_is_held_until_accepted() {
     let mut device = Device::new();
     let mut bob = Member::new(2, "Bob");
-    let group = device.foreign_group(&bob, 5);
-    device.member_adds(group, &bob, device.alice.entry());
+    let group = device.invited_by(&bob, 5);
     let (mut chain, item) = device.member_key(group, &mut bob);
-    device.member_says(group, &mut bob, &mut chain, &text("psst", device.now()));
+    device.member_writes(group, &mut bob, &mut chain, "psst");
     device.sync().unwrap();
     device.push_inbox(&[item]);
     assert_eq!(
@@ -66,13 +57,12 @@ fn a_server_cannot_inflate_the_count_of_messages_waiting() {
     let mut device = Device::new();
     let mut bob = Member::new(2, "Bob");
     let mut mallory = Member::new(6, "Mallory");
-    let group = device.foreign_group(&bob, 5);
-    device.member_adds(group, &bob, device.alice.entry());
+    let group = device.invited_by(&bob, 5);
     let mut chain = bob.chain();
-    device.member_says(group, &mut bob, &mut chain, &text("real", device.now()));
+    device.member_writes(group, &mut bob, &mut chain, "real");
     let mut fake = mallory.chain();
     for _ in 0..3 {
-        device.member_says(group, &mut mallory, &mut fake, &text("fake", device.now()));
+        device.member_writes(group, &mut mallory, &mut fake, "fake");
     }
     device.sync().unwrap();
     assert_eq!(waiting(&device), [1]);
@@ -111,18 +101,12 @@ fn a_two_member_group_that_once_had_a_third_is_not_called_private() {
 fn a_device_put_back_without_asking_is_asked_again() {
     let mut device = Device::new();
     let mut bob = Member::new(2, "Bob");
-    let group = device.foreign_group(&bob, 5);
-    device.member_adds(group, &bob, device.alice.entry());
+    let group = device.invited_by(&bob, 5);
     device.sync().unwrap();
     block_on(device.core.accept_group(group)).unwrap();
     let (mut chain, item) = device.member_key(group, &mut bob);
     device.push_inbox(&[item]);
-    let m = device.member_says(
-        group,
-        &mut bob,
-        &mut chain,
-        &text("while a member", device.now()),
-    );
+    let m = device.member_writes(group, &mut bob, &mut chain, "while a member");
     device.push_message(group, &m);
     device.member_op(
         group,
@@ -134,7 +118,7 @@ fn a_device_put_back_without_asking_is_asked_again() {
     );
     device.member_adds(group, &bob, device.alice.entry());
     let (mut chain, item) = device.member_key(group, &mut bob);
-    device.member_says(group, &mut bob, &mut chain, &text("after", device.now()));
+    device.member_writes(group, &mut bob, &mut chain, "after");
     device.clear();
     device.sync().unwrap();
     device.push_inbox(&[item]);

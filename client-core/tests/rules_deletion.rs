@@ -5,9 +5,8 @@ mod support;
 
 use confide_client_core::Event;
 use confide_protocol::Timestamp;
-use confide_protocol::frames::ServerFrame;
 use confide_protocol::group_log::{OpBody, Role};
-use support::{alice_and_bob, at_seq, text};
+use support::{alice_and_bob, at_seq};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -15,7 +14,7 @@ const DAY_MS: u64 = 86_400_000;
 #[test]
 fn a_deleted_message_is_removed_with_its_evidence_and_reported() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let m = device.member_says(group, &mut bob, &mut chain, &text("regret", device.now()));
+    let m = device.member_writes(group, &mut bob, &mut chain, "regret");
     device.push_message(group, &m);
     let id = m.envelope.message_id();
     device.append(group, OpBody::DeleteMessages { messages: vec![id] });
@@ -36,14 +35,8 @@ fn a_deleted_message_is_removed_with_its_evidence_and_reported() {
 #[test]
 fn a_message_deleted_before_it_arrives_is_never_shown_however_often_it_comes() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
-    let m = device.member_says(group, &mut bob, &mut chain, &text("gone", device.now()));
+    device.set_role(group, bob.user, Role::CoFacilitator);
+    let m = device.member_writes(group, &mut bob, &mut chain, "gone");
     let (delete, seq) = device.member_op(
         group,
         &bob,
@@ -51,15 +44,10 @@ fn a_message_deleted_before_it_arrives_is_never_shown_however_often_it_comes() {
             messages: vec![m.envelope.message_id()],
         },
     );
-    device.push([ServerFrame::Op {
-        group,
-        op: delete,
-        seq,
-    }]);
+    device.push_op(group, delete, seq);
     device.push_message(group, &m);
     // The server forgot the id: Bob stores the same envelope again.
-    let again = device.store_message(group, m.envelope.clone());
-    device.push_message(group, &again);
+    device.deliver(group, m.envelope.clone());
     assert!(device.shown().is_empty());
     assert!(
         device.rejected().is_empty(),
@@ -74,10 +62,10 @@ fn a_message_deleted_before_it_arrives_is_never_shown_however_often_it_comes() {
 #[test]
 fn setting_a_retention_period_deletes_older_messages_at_once() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let old = device.member_says(group, &mut bob, &mut chain, &text("old", device.now()));
+    let old = device.member_writes(group, &mut bob, &mut chain, "old");
     device.push_message(group, &old);
     device.set_clock(Timestamp(device.now().0 + 2 * DAY_MS));
-    let new = device.member_says(group, &mut bob, &mut chain, &text("new", device.now()));
+    let new = device.member_writes(group, &mut bob, &mut chain, "new");
     device.push_message(group, &new);
     device.append(
         group,
@@ -99,7 +87,7 @@ fn a_full_sync_deletes_messages_that_have_passed_the_retention_period() {
             seconds: Some(86_400),
         },
     );
-    let m = device.member_says(group, &mut bob, &mut chain, &text("fleeting", device.now()));
+    let m = device.member_writes(group, &mut bob, &mut chain, "fleeting");
     device.push_message(group, &m);
     assert_eq!(device.history(group), ["fleeting"]);
     device.set_clock(Timestamp(device.now().0 + 2 * DAY_MS));

@@ -5,9 +5,9 @@
 mod support;
 
 use confide_protocol::frames::{ClientFrame, InboxItem};
-use confide_protocol::group_log::{OpBody, Role};
+use confide_protocol::group_log::Role;
 use confide_protocol::{Epoch, EpochRef, GroupId, OpHash};
-use support::{Device, Member, alice_and_bob, text};
+use support::{Device, Member, alice_and_bob};
 
 fn parked(device: &Device, group: GroupId, sender: &Member, item: &InboxItem) -> bool {
     let key = [
@@ -19,6 +19,14 @@ fn parked(device: &Device, group: GroupId, sender: &Member, item: &InboxItem) ->
     device.store.snapshot().get("parked_keys", &key).is_some()
 }
 
+/// An epoch one past the log's current one (on no branch the log has).
+fn one_epoch_ahead(device: &Device, group: GroupId) -> EpochRef {
+    EpochRef {
+        epoch: Epoch(device.state(group).epoch().0 + 1),
+        hash: OpHash([3; 32]),
+    }
+}
+
 fn acked(device: &Device, item: &InboxItem) -> bool {
     device.sent().iter().any(|f| matches!(f, ClientFrame::AckInbox { inbox_ids, .. } if inbox_ids.contains(&item.inbox_id)))
 }
@@ -28,64 +36,27 @@ fn acked(device: &Device, item: &InboxItem) -> bool {
 #[test]
 fn an_early_sender_key_is_kept_acknowledged_and_used_once_the_log_gets_there() {
     let (mut device, group, mut bob, _) = alice_and_bob();
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
+    device.set_role(group, bob.user, Role::CoFacilitator);
     device.member_adds(group, &bob, Member::new(4, "Carol").entry());
     // The server withholds Bob's op for now.
-    let withheld = device
-        .server
-        .lock()
-        .unwrap()
-        .logs
-        .get_mut(&group)
-        .unwrap()
-        .ops
-        .pop()
-        .unwrap();
+    let withheld = device.withhold_op(group);
     let mut next = device.log(group);
     next.ops.push(withheld.clone());
     let epoch = next.state().epoch_ref();
     let mut chain = bob.chain();
     let sealed = bob.seal_key(&chain, &device.alice.keys(), group, epoch);
-    let item = device
-        .server
-        .lock()
-        .unwrap()
-        .put_in_inbox(sealed, device.now());
+    let item = device.put_in_inbox(sealed);
     device.clear();
     device.push_inbox(std::slice::from_ref(&item));
     assert!(parked(&device, group, &bob, &item));
     assert!(acked(&device, &item));
-    assert!(
-        device
-            .sent()
-            .iter()
-            .any(|f| matches!(f, ClientFrame::Sync { .. }))
-    );
+    assert!(!device.synced().is_empty());
     assert_eq!(device.send(group, "wait").unwrap_err().code(), "held");
     // The op comes: the key is used, Bob's message in that epoch is shown.
-    device
-        .server
-        .lock()
-        .unwrap()
-        .logs
-        .get_mut(&group)
-        .unwrap()
-        .ops
-        .push(withheld);
+    device.store_op(group, withheld);
     device.sync().unwrap();
     assert!(!parked(&device, group, &bob, &item));
-    let m = device.member_says(
-        group,
-        &mut bob,
-        &mut chain,
-        &text("new epoch", device.now()),
-    );
+    let m = device.member_writes(group, &mut bob, &mut chain, "new epoch");
     device.push_message(group, &m);
     assert_eq!(device.shown(), ["new epoch"]);
 }
@@ -94,19 +65,12 @@ fn an_early_sender_key_is_kept_acknowledged_and_used_once_the_log_gets_there() {
 #[test]
 fn an_early_payload_that_does_not_open_is_dropped_and_acknowledged() {
     let (mut device, group, mut bob, _) = alice_and_bob();
-    let ahead = EpochRef {
-        epoch: Epoch(device.state(group).epoch().0 + 1),
-        hash: OpHash([3; 32]),
-    };
+    let ahead = one_epoch_ahead(&device, group);
     let chain = bob.chain();
     // Sealed to Carol's keys, delivered to Alice.
     let mut sealed = bob.seal_key(&chain, &Member::new(4, "Carol").keys(), group, ahead);
     sealed.recipient = device.alice.device();
-    let item = device
-        .server
-        .lock()
-        .unwrap()
-        .put_in_inbox(sealed, device.now());
+    let item = device.put_in_inbox(sealed);
     device.push_inbox(std::slice::from_ref(&item));
     assert!(!parked(&device, group, &bob, &item));
     assert!(acked(&device, &item));
@@ -126,13 +90,7 @@ fn a_payload_more_than_16_epochs_ahead_is_dropped() {
             hash: OpHash([ahead as u8; 32]),
         };
         let sealed = bob.seal_key(&chain, &device.alice.keys(), group, epoch);
-        items.push(
-            device
-                .server
-                .lock()
-                .unwrap()
-                .put_in_inbox(sealed, device.now()),
-        );
+        items.push(device.put_in_inbox(sealed));
     }
     device.push_inbox(&items);
     assert!(parked(&device, group, &bob, &items[0]));
@@ -144,19 +102,12 @@ fn a_payload_more_than_16_epochs_ahead_is_dropped() {
 #[test]
 fn at_most_64_early_payloads_of_one_sender_are_kept() {
     let (mut device, group, mut bob, _) = alice_and_bob();
-    let ahead = EpochRef {
-        epoch: Epoch(device.state(group).epoch().0 + 1),
-        hash: OpHash([3; 32]),
-    };
+    let ahead = one_epoch_ahead(&device, group);
     let chain = bob.chain();
     let items: Vec<InboxItem> = (0..65)
         .map(|_| {
             let sealed = bob.seal_key(&chain, &device.alice.keys(), group, ahead);
-            device
-                .server
-                .lock()
-                .unwrap()
-                .put_in_inbox(sealed, device.now())
+            device.put_in_inbox(sealed)
         })
         .collect();
     device.push_inbox(&items);
@@ -174,10 +125,9 @@ fn at_most_64_early_payloads_of_one_sender_are_kept() {
 fn a_key_for_a_group_not_fetched_yet_is_used_when_the_group_arrives() {
     let mut device = Device::new();
     let mut bob = Member::new(2, "Bob");
-    let group = device.foreign_group(&bob, 5);
-    device.member_adds(group, &bob, device.alice.entry());
+    let group = device.invited_by(&bob, 5);
     let (mut chain, item) = device.member_key(group, &mut bob);
-    let m = device.member_says(group, &mut bob, &mut chain, &text("welcome", device.now()));
+    let m = device.member_writes(group, &mut bob, &mut chain, "welcome");
     // The inbox first (the device does not know the group), then the sync.
     device.push_inbox(std::slice::from_ref(&item));
     assert!(acked(&device, &item));

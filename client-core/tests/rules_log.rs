@@ -6,29 +6,29 @@ mod support;
 
 use confide_client_core::{Batch, ClientStore, Event};
 use confide_protocol::GroupId;
-use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_protocol::frames::{ClientFrame, ErrorCode};
 use confide_protocol::group_log::{OpBody, Role};
 use pollster::block_on;
-use support::{Device, Member, alice_and_bob, text};
+use support::{Device, Member, alice_and_bob, refuse};
 use zeroize::Zeroizing;
 
 fn group_rejected(device: &Device) -> Vec<u64> {
-    device
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::GroupRejected(r) => Some(r.seq),
-            _ => None,
-        })
-        .collect()
+    device.events_as(|e| match e {
+        Event::GroupRejected(r) => Some(r.seq),
+        _ => None,
+    })
+}
+
+/// The actions of the group changes Alice was shown, in order.
+fn changes(device: &Device) -> Vec<String> {
+    device.events_as(|e| match e {
+        Event::GroupChanged(c) => Some(c.action),
+        _ => None,
+    })
 }
 
 fn posts(device: &Device) -> usize {
-    device
-        .sent()
-        .iter()
-        .filter(|f| matches!(f, ClientFrame::Post { .. }))
-        .count()
+    device.posted().len()
 }
 
 fn op_key(group: GroupId, seq: u64) -> Vec<u8> {
@@ -69,53 +69,22 @@ fn a_damaged_stored_log_freezes_its_group_at_the_next_start_and_only_that_group(
 #[test]
 fn live_ops_are_applied_in_order_old_ones_ignored_and_a_gap_synced() {
     let (mut device, group, bob, _) = alice_and_bob();
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
+    device.set_role(group, bob.user, Role::CoFacilitator);
     device.clear();
     let (lock, seq) = device.member_op(group, &bob, OpBody::Lock {});
-    device.push([ServerFrame::Op {
-        group,
-        op: lock.clone(),
-        seq,
-    }]);
+    device.push_op(group, lock.clone(), seq);
     assert!(matches!(&device.events()[..], [Event::GroupChanged(c)] if c.action == "lock"));
     // Served again: nothing.
     device.clear();
-    device.push([ServerFrame::Op {
-        group,
-        op: lock,
-        seq,
-    }]);
+    device.push_op(group, lock, seq);
     assert!(device.events().is_empty());
     assert!(device.sent().is_empty());
     // Two ahead: the device syncs and gets both.
     device.member_op(group, &bob, OpBody::Unlock {});
     let (lock, seq) = device.member_op(group, &bob, OpBody::Lock {});
-    device.push([ServerFrame::Op {
-        group,
-        op: lock,
-        seq,
-    }]);
-    assert!(
-        device
-            .sent()
-            .iter()
-            .any(|f| matches!(f, ClientFrame::Sync { .. }))
-    );
-    let actions: Vec<String> = device
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::GroupChanged(c) => Some(c.action),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(actions, ["unlock", "lock"]);
+    device.push_op(group, lock, seq);
+    assert!(!device.synced().is_empty());
+    assert_eq!(changes(&device), ["unlock", "lock"]);
 }
 
 // §11.1 ops in order: an op of a group the device does not hold triggers a sync.
@@ -123,17 +92,8 @@ fn live_ops_are_applied_in_order_old_ones_ignored_and_a_gap_synced() {
 fn an_op_of_an_unknown_group_makes_the_device_sync_it() {
     let (mut device, group, bob, _) = alice_and_bob();
     let (op, seq) = device.member_op(group, &bob, OpBody::Leave {});
-    device.push([ServerFrame::Op {
-        group: GroupId([8; 16]),
-        op,
-        seq,
-    }]);
-    assert!(
-        device
-            .sent()
-            .iter()
-            .any(|f| matches!(f, ClientFrame::Sync { group, .. } if *group == GroupId([8; 16])))
-    );
+    device.push_op(GroupId([8; 16]), op, seq);
+    assert!(device.synced().contains(&GroupId([8; 16])));
 }
 
 // §11.1 refused ops: an op from a device the server made up is refused, told once, and the group
@@ -146,30 +106,16 @@ fn an_op_signed_by_a_stranger_is_refused_told_once_and_the_group_recovers() {
     let forged = mallory.op(&state, device.now(), OpBody::Lock {});
     let seq = state.seq() + 1;
     for _ in 0..3 {
-        device.push([ServerFrame::Op {
-            group,
-            op: forged.clone(),
-            seq,
-        }]);
+        device.push_op(group, forged.clone(), seq);
     }
     assert_eq!(group_rejected(&device), [seq], "told once per position");
     assert!(device.core.status(group).is_ok(), "not frozen");
     // The server serves the valid op at that position: applied.
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
-    let changes: Vec<u64> = device
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::GroupChanged(c) => Some(c.op_seq),
-            _ => None,
-        })
-        .collect();
+    device.set_role(group, bob.user, Role::CoFacilitator);
+    let changes = device.events_as(|e| match e {
+        Event::GroupChanged(c) => Some(c.op_seq),
+        _ => None,
+    });
     assert_eq!(changes, [seq]);
 }
 
@@ -178,42 +124,19 @@ fn an_op_signed_by_a_stranger_is_refused_told_once_and_the_group_recovers() {
 #[test]
 fn a_sync_page_with_a_bad_op_applies_nothing_after_it_but_still_shows_its_messages() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
+    device.set_role(group, bob.user, Role::CoFacilitator);
     let head = device.state(group).seq();
     let mallory = Member::new(6, "Mallory");
     let bad = mallory.op(&device.state(group), device.now(), OpBody::Lock {});
     // Bob writes in the verified epoch; the server's log then gets the bad op.
-    let m = device.member_says(
-        group,
-        &mut bob,
-        &mut chain,
-        &text("still here", device.now()),
-    );
-    {
-        let mut server = device.server.lock().unwrap();
-        let log = server.logs.get_mut(&group).unwrap();
-        log.ops.push(bad);
-    }
+    let m = device.member_writes(group, &mut bob, &mut chain, "still here");
+    device.store_op(group, bad);
     device.clear();
     let _ = device.sync();
     assert_eq!(group_rejected(&device), [head + 1]);
     assert_eq!(device.shown(), ["still here"]);
     // The server drops the bad op: the next sync asks from the verified head and recovers.
-    device
-        .server
-        .lock()
-        .unwrap()
-        .logs
-        .get_mut(&group)
-        .unwrap()
-        .ops
-        .pop();
+    device.withhold_op(group);
     device.member_op(group, &bob, OpBody::Lock {});
     device.clear();
     device.sync().unwrap();
@@ -241,19 +164,10 @@ fn bob_moves_on(
     n: u8,
 ) -> confide_protocol::frames::StoredMessage {
     for i in 0..n {
-        let other = Member::new(40 + i, "Someone");
-        device.member_op(
-            group,
-            bob,
-            OpBody::Add {
-                member: other.entry(),
-                invite: None,
-                invite_sig: None,
-            },
-        );
+        device.member_adds(group, bob, Member::new(40 + i, "Someone").entry());
     }
     let mut chain = bob.chain();
-    device.member_says(group, bob, &mut chain, &text("ahead", device.now()))
+    device.member_writes(group, bob, &mut chain, "ahead")
 }
 
 // §11.1 holding while behind: a member's message from an epoch the log has not reached holds
@@ -262,26 +176,11 @@ fn bob_moves_on(
 #[test]
 fn posts_are_held_while_members_use_an_epoch_the_log_has_not_reached() {
     let (mut device, group, mut bob, _) = alice_and_bob();
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
+    device.set_role(group, bob.user, Role::CoFacilitator);
     let log_epoch = device.state(group).epoch();
     let m = bob_moves_on(&device, group, &mut bob, 1);
     // The server withholds the op that started the epoch.
-    let withheld = device
-        .server
-        .lock()
-        .unwrap()
-        .logs
-        .get_mut(&group)
-        .unwrap()
-        .ops
-        .pop()
-        .unwrap();
+    let withheld = device.withhold_op(group);
     device.clear();
     device.push_message(group, &m);
     assert!(device.events().iter().any(|e| matches!(e, Event::GroupBehind { seen_epoch, log_epoch: l, .. } if *seen_epoch == log_epoch.0 + 1 && *l == log_epoch.0)));
@@ -289,10 +188,7 @@ fn posts_are_held_while_members_use_an_epoch_the_log_has_not_reached() {
     assert_eq!(device.send(group, "two").unwrap_err().code(), "held");
     assert_eq!(posts(&device), 0);
     assert!(
-        !device
-            .sent()
-            .iter()
-            .any(|f| matches!(f, ClientFrame::SendSealed { .. })),
+        device.sealed().is_empty(),
         "no sender key sealed while held"
     );
     // Another sync that does not get there: no second warning.
@@ -304,15 +200,7 @@ fn posts_are_held_while_members_use_an_epoch_the_log_has_not_reached() {
         .count();
     assert_eq!(warnings, 1);
     // The server serves the op: caught up, the held messages go, in order, in the new epoch.
-    device
-        .server
-        .lock()
-        .unwrap()
-        .logs
-        .get_mut(&group)
-        .unwrap()
-        .ops
-        .push(withheld);
+    device.store_op(group, withheld);
     device.sync().unwrap();
     block_on(device.core.retry_now());
     device.drive();
@@ -331,14 +219,10 @@ fn posts_are_held_while_members_use_an_epoch_the_log_has_not_reached() {
         .collect();
     assert_eq!(mine.len(), 2);
     assert!(mine.iter().all(|m| m.envelope.epoch == new_epoch));
-    let sent: Vec<String> = device
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Sent(m) => Some(m.text),
-            _ => None,
-        })
-        .collect();
+    let sent = device.events_as(|e| match e {
+        Event::Sent(m) => Some(m.text),
+        _ => None,
+    });
     assert_eq!(sent, ["one", "two"]);
 }
 
@@ -346,33 +230,13 @@ fn posts_are_held_while_members_use_an_epoch_the_log_has_not_reached() {
 #[test]
 fn a_member_who_names_an_epoch_that_never_comes_holds_posts_back_only_until_removed() {
     let (mut device, group, mut bob, _) = alice_and_bob();
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
+    device.set_role(group, bob.user, Role::CoFacilitator);
     let m = bob_moves_on(&device, group, &mut bob, 3);
     // None of Bob's ops is ever served.
-    device
-        .server
-        .lock()
-        .unwrap()
-        .logs
-        .get_mut(&group)
-        .unwrap()
-        .ops
-        .truncate(3);
+    device.edit_log(group, |log| log.ops.truncate(3));
     device.push_message(group, &m);
     assert_eq!(device.send(group, "held").unwrap_err().code(), "held");
-    device.append(
-        group,
-        OpBody::Remove {
-            user: bob.user,
-            ban: false,
-        },
-    );
+    device.remove(group, bob.user);
     block_on(device.core.retry_now());
     device.drive();
     assert!(
@@ -387,36 +251,18 @@ fn a_member_who_names_an_epoch_that_never_comes_holds_posts_back_only_until_remo
 #[test]
 fn an_op_conflict_makes_the_device_sync_and_sign_again_on_the_new_head() {
     let (mut device, group, bob, _) = alice_and_bob();
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
+    device.set_role(group, bob.user, Role::CoFacilitator);
     let (bobs, _) = device.member_op(group, &bob, OpBody::SetSlowMode { seconds: 5 });
     let mut first = true;
-    device.answer(Some(Box::new(move |frame| match frame {
-        ClientFrame::AppendOp { id, .. } if std::mem::take(&mut first) => {
-            Some(ServerFrame::Error {
-                id: Some(*id),
-                code: ErrorCode::OpConflict,
-                message: "conflict".into(),
-                retry_after_ms: None,
-            })
-        }
-        _ => None,
+    device.answer(Some(refuse(ErrorCode::OpConflict, move |frame| {
+        matches!(frame, ClientFrame::AppendOp { .. }) && std::mem::take(&mut first)
     })));
     device.clear();
     let seq = device.append(group, OpBody::Lock {});
-    let appends: Vec<_> = device
-        .sent()
-        .into_iter()
-        .filter_map(|f| match f {
-            ClientFrame::AppendOp { op, .. } => Some(op.parse_unverified().unwrap()),
-            _ => None,
-        })
-        .collect();
+    let appends = device.sent_as(|f| match f {
+        ClientFrame::AppendOp { op, .. } => Some(op.parse_unverified().unwrap()),
+        _ => None,
+    });
     assert_eq!(appends.len(), 2);
     assert_eq!(appends[1].prev, bobs.hash());
     assert_eq!(seq, appends[1].seq);

@@ -7,20 +7,15 @@ mod support;
 
 use confide_client_core::Event;
 use confide_protocol::GroupId;
-use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_protocol::frames::{ClientFrame, ErrorCode};
 use confide_protocol::group_log::OpBody;
-use support::{Device, Member, alice_and_bob, text};
+use support::{Device, Member, alice_and_bob, refuse};
 
 fn refuse_sync(device: &Device, group: GroupId, code: ErrorCode) {
-    device.answer(Some(Box::new(move |frame| match frame {
-        ClientFrame::Sync { id, group: g, .. } if *g == group => Some(ServerFrame::Error {
-            id: Some(*id),
-            code,
-            message: "no".into(),
-            retry_after_ms: None,
-        }),
-        _ => None,
-    })));
+    device.answer(Some(refuse(
+        code,
+        move |frame| matches!(frame, ClientFrame::Sync { group: g, .. } if *g == group),
+    )));
 }
 
 // §11.9: a member whose name looks like another's is flagged in the member list.
@@ -49,10 +44,10 @@ fn a_look_alike_name_is_flagged_in_the_member_list() {
 fn messages_are_numbered_by_this_device_and_numbers_are_never_reused() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
     let mut numbers = Vec::new();
-    let first = device.member_says(group, &mut bob, &mut chain, &text("one", device.now()));
-    let mut forged = device.member_says(group, &mut bob, &mut chain, &text("forged", device.now()));
+    let first = device.member_writes(group, &mut bob, &mut chain, "one");
+    let mut forged = device.member_writes(group, &mut bob, &mut chain, "forged");
     forged.envelope.signature.0[0] ^= 1;
-    let third = device.member_says(group, &mut bob, &mut chain, &text("two", device.now()));
+    let third = device.member_writes(group, &mut bob, &mut chain, "two");
     device.push([
         support::live(group, &first),
         support::live(group, &forged),
@@ -64,7 +59,7 @@ fn messages_are_numbered_by_this_device_and_numbers_are_never_reused() {
             messages: vec![third.envelope.message_id()],
         },
     );
-    let fourth = device.member_says(group, &mut bob, &mut chain, &text("three", device.now()));
+    let fourth = device.member_writes(group, &mut bob, &mut chain, "three");
     device.push_message(group, &fourth);
     for e in device.events() {
         if let Event::Message(m) = e {
@@ -79,8 +74,7 @@ fn messages_are_numbered_by_this_device_and_numbers_are_never_reused() {
 fn a_removed_device_is_told_so_and_sends_nothing() {
     let mut device = Device::new();
     let bob = Member::new(2, "Bob");
-    let group = device.foreign_group(&bob, 5);
-    device.member_adds(group, &bob, device.alice.entry());
+    let group = device.invited_by(&bob, 5);
     device.sync().unwrap();
     pollster::block_on(device.core.accept_group(group)).unwrap();
     let (op, seq) = device.member_op(
@@ -91,7 +85,7 @@ fn a_removed_device_is_told_so_and_sends_nothing() {
             ban: false,
         },
     );
-    device.push([ServerFrame::Op { group, op, seq }]);
+    device.push_op(group, op, seq);
     assert!(
         device
             .events()

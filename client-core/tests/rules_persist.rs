@@ -8,7 +8,7 @@ mod support;
 use confide_client_core::Event;
 use confide_protocol::frames::ClientFrame;
 use confide_protocol::group_log::OpBody;
-use support::{Member, at_seq, of_id, text};
+use support::{Member, at_seq, of_id};
 
 #[test]
 fn every_event_and_every_frame_comes_after_its_step_is_stored() {
@@ -19,7 +19,7 @@ fn every_event_and_every_frame_comes_after_its_step_is_stored() {
     let (mut chain, item) = device.member_key(group, &mut bob);
     device.push_inbox(&[item]);
     for words in ["one", "two"] {
-        let m = device.member_says(group, &mut bob, &mut chain, &text(words, device.now()));
+        let m = device.member_writes(group, &mut bob, &mut chain, words);
         device.push_message(group, &m);
         device.send(group, &format!("re: {words}")).unwrap();
     }
@@ -30,13 +30,7 @@ fn every_event_and_every_frame_comes_after_its_step_is_stored() {
             messages: vec![first],
         },
     );
-    device.append(
-        group,
-        OpBody::Remove {
-            user: carol.user,
-            ban: false,
-        },
-    );
+    device.remove(group, carol.user);
     device.send(group, "after").unwrap();
 
     let events = device.events.lock().unwrap();

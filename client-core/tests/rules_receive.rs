@@ -6,47 +6,41 @@ mod support;
 use confide_client_core::Event;
 use confide_protocol::envelope::{ContentBody, MessageContent};
 use confide_protocol::frames::{ClientFrame, ServerFrame, StoredMessage};
-use confide_protocol::group_log::{OpBody, Role};
+use confide_protocol::group_log::Role;
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{EpochRef, GroupId, OpHash, Seq, Timestamp};
 use pollster::block_on;
 use support::{Device, Member, alice_and_bob, at_seq, live, text};
 
-/// Bob writes `words` now, stored by the server at its next seq (not delivered).
-fn says(
-    device: &Device,
-    group: GroupId,
-    bob: &mut Member,
-    chain: &mut SenderChain,
-    words: &str,
-) -> StoredMessage {
-    device.member_says(group, bob, chain, &text(words, device.now()))
+fn order_warnings(device: &Device) -> Vec<u64> {
+    device.events_as(|e| match e {
+        Event::OrderWarning(r) => Some(r.seq),
+        _ => None,
+    })
 }
 
-fn order_warnings(device: &Device) -> Vec<u64> {
-    device
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::OrderWarning(r) => Some(r.seq),
-            _ => None,
-        })
-        .collect()
+/// Alice's group with Bob and Carol, Bob's sender key of its first epoch delivered, then Carol
+/// removed by Alice. Returns Bob's chain of that first epoch, and that epoch.
+fn carol_removed() -> (Device, GroupId, Member, SenderChain, EpochRef) {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let carol = Member::new(4, "Carol");
+    let group = device.group_with(&[&bob, &carol]);
+    let (old_chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    let old_epoch = device.state(group).epoch_ref();
+    device.remove(group, carol.user);
+    (device, group, bob, old_chain, old_epoch)
 }
 
 // §11.2 (preamble): a live message past the next position makes the device sync; nothing skipped.
 #[test]
 fn a_live_message_past_the_next_position_makes_the_device_sync_and_show_both_in_order() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let _first = says(&device, group, &mut bob, &mut chain, "first");
-    let second = says(&device, group, &mut bob, &mut chain, "second");
+    let _first = device.member_writes(group, &mut bob, &mut chain, "first");
+    let second = device.member_writes(group, &mut bob, &mut chain, "second");
     device.push_message(group, &second);
-    assert!(
-        device
-            .sent()
-            .iter()
-            .any(|f| matches!(f, ClientFrame::Sync { group: g, .. } if *g == group))
-    );
+    assert!(device.synced().contains(&group));
     assert_eq!(device.shown(), ["first", "second"]);
 }
 
@@ -54,7 +48,7 @@ fn a_live_message_past_the_next_position_makes_the_device_sync_and_show_both_in_
 #[test]
 fn a_sync_page_cannot_put_another_message_at_a_position_already_passed() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let first = says(&device, group, &mut bob, &mut chain, "first");
+    let first = device.member_writes(group, &mut bob, &mut chain, "first");
     device.push_message(group, &first);
     // The server swaps in another of Bob's messages at seq 1 and serves it by sync.
     let other = bob.envelope(
@@ -64,7 +58,7 @@ fn a_sync_page_cannot_put_another_message_at_a_position_already_passed() {
         &text("other", device.now()),
     );
     device.answer(Some(Box::new(move |frame| match frame {
-        ClientFrame::Sync { id, group, .. } => Some(ServerFrame::SyncPage {
+        ClientFrame::Sync { id, group, .. } => Some(vec![ServerFrame::SyncPage {
             id: *id,
             group: *group,
             ops: vec![],
@@ -76,7 +70,7 @@ fn a_sync_page_cannot_put_another_message_at_a_position_already_passed() {
             next_op_seq: 3,
             next_seq: Seq(2),
             complete: true,
-        }),
+        }]),
         _ => None,
     })));
     device.sync().unwrap();
@@ -89,7 +83,7 @@ fn a_sync_page_cannot_put_another_message_at_a_position_already_passed() {
 #[test]
 fn a_forged_copy_sent_first_does_not_get_the_genuine_message_refused() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let genuine = says(&device, group, &mut bob, &mut chain, "genuine");
+    let genuine = device.member_writes(group, &mut bob, &mut chain, "genuine");
     let mut forged = genuine.clone();
     forged.envelope.signature.0[0] ^= 1;
     assert_eq!(forged.envelope.message_id(), genuine.envelope.message_id());
@@ -99,14 +93,8 @@ fn a_forged_copy_sent_first_does_not_get_the_genuine_message_refused() {
         seq: Seq(2),
         ..genuine
     };
-    device
-        .server
-        .lock()
-        .unwrap()
-        .logs
-        .get_mut(&group)
-        .unwrap()
-        .messages = vec![forged, genuine.clone()];
+    let served = vec![forged, genuine.clone()];
+    device.edit_log(group, |log| log.messages = served);
     device.push_message(group, &genuine);
     assert_eq!(device.shown(), ["genuine"]);
     let rejected = device.rejected();
@@ -118,10 +106,9 @@ fn a_forged_copy_sent_first_does_not_get_the_genuine_message_refused() {
 #[test]
 fn a_message_served_again_at_another_position_is_reported_as_a_replay_and_shown_once() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let m = says(&device, group, &mut bob, &mut chain, "once");
+    let m = device.member_writes(group, &mut bob, &mut chain, "once");
     device.push_message(group, &m);
-    let again = device.store_message(group, m.envelope.clone());
-    device.push_message(group, &again);
+    device.deliver(group, m.envelope.clone());
     assert_eq!(device.shown(), ["once"]);
     let rejected = device.rejected();
     assert_eq!(rejected.len(), 1);
@@ -139,9 +126,8 @@ fn a_message_of_another_group_served_in_this_one_is_rejected() {
     let other = device.group_with(&[&bob]);
     let (mut chain, item) = device.member_key(other, &mut bob);
     device.push_inbox(&[item]);
-    let m = says(&device, other, &mut bob, &mut chain, "for the other group");
-    let moved = device.store_message(group, m.envelope.clone());
-    device.push_message(group, &moved);
+    let m = device.member_writes(other, &mut bob, &mut chain, "for the other group");
+    device.deliver(group, m.envelope.clone());
     assert!(device.shown().is_empty());
     assert!(device.rejected()[0].1.contains("another group"));
     // In its own group it is still shown: the rejection marked it seen in the wrong group only.
@@ -153,16 +139,16 @@ fn a_message_of_another_group_served_in_this_one_is_rejected() {
 #[test]
 fn a_post_acknowledged_at_another_messages_position_is_kept_and_sent_again() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let m = says(&device, group, &mut bob, &mut chain, "Bob's");
+    let m = device.member_writes(group, &mut bob, &mut chain, "Bob's");
     device.push_message(group, &m);
     // The server answers Alice's post with Bob's message's position.
     device.answer(Some(Box::new(|frame| match frame {
-        ClientFrame::Post { id, envelope } => Some(ServerFrame::Posted {
+        ClientFrame::Post { id, envelope } => Some(vec![ServerFrame::Posted {
             id: *id,
             group: envelope.group,
             seq: Seq(1),
             message: envelope.message_id(),
-        }),
+        }]),
         _ => None,
     })));
     let r = device.send(group, "Alice's");
@@ -196,12 +182,12 @@ fn a_post_acknowledged_at_another_messages_position_is_kept_and_sent_again() {
 fn a_post_acknowledged_as_another_message_is_kept_and_sent_again() {
     let (mut device, group, _bob, _chain) = alice_and_bob();
     device.answer(Some(Box::new(|frame| match frame {
-        ClientFrame::Post { id, envelope } => Some(ServerFrame::Posted {
+        ClientFrame::Post { id, envelope } => Some(vec![ServerFrame::Posted {
             id: *id,
             group: envelope.group,
             seq: Seq(7),
             message: confide_protocol::MessageId([7; 16]),
-        }),
+        }]),
         _ => None,
     })));
     assert_eq!(device.send(group, "hello").unwrap_err().code(), "pending");
@@ -220,29 +206,13 @@ fn a_message_from_before_the_user_joined_is_dropped_without_a_word() {
     let carol = Member::new(4, "Carol");
     // Bob's group: Carol first, a message, then Alice is added.
     let group = device.foreign_group(&bob, 5);
-    device.member_op(
-        group,
-        &bob,
-        OpBody::Add {
-            member: carol.entry(),
-            invite: None,
-            invite_sig: None,
-        },
-    );
+    device.member_adds(group, &bob, carol.entry());
     let mut early_chain = bob.chain();
-    let early = says(&device, group, &mut bob, &mut early_chain, "before Alice");
-    device.member_op(
-        group,
-        &bob,
-        OpBody::Add {
-            member: device.alice.entry(),
-            invite: None,
-            invite_sig: None,
-        },
-    );
+    let early = device.member_writes(group, &mut bob, &mut early_chain, "before Alice");
+    device.member_adds(group, &bob, device.alice.entry());
     let (mut chain, item) = device.member_key(group, &mut bob);
     device.push_inbox(&[item]);
-    let _later = says(&device, group, &mut bob, &mut chain, "after Alice");
+    let _later = device.member_writes(group, &mut bob, &mut chain, "after Alice");
     device.sync().unwrap();
     block_on(device.core.accept_group(group)).unwrap();
     device.drive();
@@ -255,45 +225,22 @@ fn a_message_from_before_the_user_joined_is_dropped_without_a_word() {
 #[test]
 fn a_message_from_an_epoch_the_log_has_not_reached_is_kept_until_the_log_gets_there() {
     let (mut device, group, mut bob, _) = alice_and_bob();
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
+    device.set_role(group, bob.user, Role::CoFacilitator);
     let carol = Member::new(4, "Carol");
     // Bob adds Carol; Alice is not shown the op.
-    device.member_op(
-        group,
-        &bob,
-        OpBody::Add {
-            member: carol.entry(),
-            invite: None,
-            invite_sig: None,
-        },
-    );
+    device.member_adds(group, &bob, carol.entry());
     let mut chain = bob.chain();
     // Bob's key for the new epoch, sealed now and delivered later.
     let epoch = device.state(group).epoch_ref();
     let sealed = bob.seal_key(&chain, &device.alice.keys(), group, epoch);
-    let m = says(&device, group, &mut bob, &mut chain, "new epoch");
+    let m = device.member_writes(group, &mut bob, &mut chain, "new epoch");
     device.clear();
     device.push_message(group, &m);
     // Kept and synced: the log now has the epoch, the key has not come yet.
-    assert!(
-        device
-            .sent()
-            .iter()
-            .any(|f| matches!(f, ClientFrame::Sync { .. }))
-    );
+    assert!(!device.synced().is_empty());
     assert!(device.shown().is_empty());
     assert!(device.rejected().is_empty());
-    let item = device
-        .server
-        .lock()
-        .unwrap()
-        .put_in_inbox(sealed, device.now());
+    let item = device.put_in_inbox(sealed);
     device.push_inbox(&[item]);
     assert_eq!(device.shown(), ["new epoch"]);
 }
@@ -308,8 +255,7 @@ fn a_message_of_another_branch_of_the_log_is_rejected() {
         hash: OpHash([9; 32]),
     };
     let envelope = bob.envelope(&mut chain, group, branch, &text("elsewhere", device.now()));
-    let m = device.store_message(group, envelope);
-    device.push_message(group, &m);
+    device.deliver(group, envelope);
     assert!(device.shown().is_empty());
     assert!(
         device.rejected()[0]
@@ -324,12 +270,7 @@ fn a_message_from_a_device_that_is_not_a_member_is_rejected() {
     let (mut device, group, _bob, _) = alice_and_bob();
     let mut mallory = Member::new(6, "Mallory");
     let mut chain = mallory.chain();
-    let m = device.member_says(
-        group,
-        &mut mallory,
-        &mut chain,
-        &text("let me in", device.now()),
-    );
+    let m = device.member_writes(group, &mut mallory, &mut chain, "let me in");
     device.push_message(group, &m);
     assert!(device.shown().is_empty());
     assert!(device.rejected()[0].1.contains("not a member"));
@@ -339,23 +280,10 @@ fn a_message_from_a_device_that_is_not_a_member_is_rejected() {
 // message, is rejected.
 #[test]
 fn a_message_slipped_into_an_epoch_that_ended_with_a_removal_is_rejected() {
-    let mut device = Device::new();
-    let mut bob = Member::new(2, "Bob");
-    let carol = Member::new(4, "Carol");
-    let group = device.group_with(&[&bob, &carol]);
-    let (mut old_chain, item) = device.member_key(group, &mut bob);
-    device.push_inbox(&[item]);
-    let old_epoch = device.state(group).epoch_ref();
-    device.append(
-        group,
-        OpBody::Remove {
-            user: carol.user,
-            ban: false,
-        },
-    );
+    let (mut device, group, mut bob, mut old_chain, old_epoch) = carol_removed();
     let (mut chain, item) = device.member_key(group, &mut bob);
     device.push_inbox(&[item]);
-    let now = says(&device, group, &mut bob, &mut chain, "after the removal");
+    let now = device.member_writes(group, &mut bob, &mut chain, "after the removal");
     device.push_message(group, &now);
     // Written (by Bob's clock) before the removal, but stored after a later epoch's message.
     let envelope = bob.envelope(
@@ -364,8 +292,7 @@ fn a_message_slipped_into_an_epoch_that_ended_with_a_removal_is_rejected() {
         old_epoch,
         &text("slipped in", Timestamp(support::NOW.0 - 1)),
     );
-    let late = device.store_message(group, envelope);
-    device.push_message(group, &late);
+    device.deliver(group, envelope);
     assert_eq!(device.shown(), ["after the removal"]);
     assert!(device.rejected()[0].1.contains("ended with a removal"));
 }
@@ -373,20 +300,7 @@ fn a_message_slipped_into_an_epoch_that_ended_with_a_removal_is_rejected() {
 // §11.2 step 9: this device's own acknowledged post in the later epoch counts as evidence too.
 #[test]
 fn an_own_post_after_a_removal_is_evidence_against_a_message_slipped_in_after_it() {
-    let mut device = Device::new();
-    let mut bob = Member::new(2, "Bob");
-    let carol = Member::new(4, "Carol");
-    let group = device.group_with(&[&bob, &carol]);
-    let (mut old_chain, item) = device.member_key(group, &mut bob);
-    device.push_inbox(&[item]);
-    let old_epoch = device.state(group).epoch_ref();
-    device.append(
-        group,
-        OpBody::Remove {
-            user: carol.user,
-            ban: false,
-        },
-    );
+    let (mut device, group, mut bob, mut old_chain, old_epoch) = carol_removed();
     assert_eq!(device.send(group, "Carol is out").unwrap(), 1);
     let envelope = bob.envelope(
         &mut old_chain,
@@ -394,8 +308,7 @@ fn an_own_post_after_a_removal_is_evidence_against_a_message_slipped_in_after_it
         old_epoch,
         &text("slipped in", Timestamp(support::NOW.0 - 1)),
     );
-    let late = device.store_message(group, envelope);
-    device.push_message(group, &late);
+    device.deliver(group, envelope);
     assert!(device.shown().is_empty());
     assert!(device.rejected()[0].1.contains("ended with a removal"));
 }
@@ -435,15 +348,11 @@ fn a_message_before_its_sender_key_is_kept_and_shown_when_the_key_arrives() {
     let mut chain = bob.chain();
     // Sealed now (the chain's start), delivered after the message.
     let sealed = bob.seal_key(&chain, &device.alice.keys(), group, epoch);
-    let m = says(&device, group, &mut bob, &mut chain, "key follows");
+    let m = device.member_writes(group, &mut bob, &mut chain, "key follows");
     device.push_message(group, &m);
     assert!(device.shown().is_empty());
     assert!(device.rejected().is_empty());
-    let item = device
-        .server
-        .lock()
-        .unwrap()
-        .put_in_inbox(sealed, device.now());
+    let item = device.put_in_inbox(sealed);
     device.push_inbox(&[item]);
     assert_eq!(device.shown(), ["key follows"]);
 }
@@ -456,11 +365,11 @@ fn a_message_that_does_not_open_is_rejected_and_the_genuine_one_still_opens() {
     // is another message id).
     let mut stray = bob.chain();
     stray.advance_to(1);
-    let bad = says(&device, group, &mut bob, &mut stray, "unreadable");
+    let bad = device.member_writes(group, &mut bob, &mut stray, "unreadable");
     device.push_message(group, &bad);
     assert!(device.shown().is_empty());
     assert_eq!(device.rejected().len(), 1);
-    let good = says(&device, group, &mut bob, &mut chain, "readable");
+    let good = device.member_writes(group, &mut bob, &mut chain, "readable");
     device.push_message(group, &good);
     assert_eq!(device.shown(), ["readable"]);
 }
@@ -479,8 +388,7 @@ fn a_message_whose_body_is_not_message_content_is_rejected() {
         &mut bob.rng,
     )
     .unwrap();
-    let m = device.store_message(group, envelope);
-    device.push_message(group, &m);
+    device.deliver(group, envelope);
     assert!(device.shown().is_empty());
     assert!(device.rejected()[0].1.contains("not valid"));
 }
@@ -492,13 +400,7 @@ fn a_message_written_after_its_authors_removal_is_rejected_whatever_its_position
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
     let epoch = device.state(group).epoch_ref();
     let removed_at = device.now();
-    device.append(
-        group,
-        OpBody::Remove {
-            user: bob.user,
-            ban: false,
-        },
-    );
+    device.remove(group, bob.user);
     let before = bob.envelope(
         &mut chain,
         group,
@@ -549,7 +451,7 @@ fn one_senders_messages_stored_out_of_order_are_shown_with_one_order_warning() {
     assert_eq!(device.shown(), ["second", "first"]);
     assert_eq!(order_warnings(&device).len(), 1);
     // In order, no warning.
-    let third = says(&device, group, &mut bob, &mut chain, "third");
+    let third = device.member_writes(group, &mut bob, &mut chain, "third");
     device.push_message(group, &third);
     assert_eq!(order_warnings(&device).len(), 1);
 }
@@ -558,7 +460,7 @@ fn one_senders_messages_stored_out_of_order_are_shown_with_one_order_warning() {
 #[test]
 fn a_text_is_stored_with_its_franking_evidence_and_shown() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let m = says(&device, group, &mut bob, &mut chain, "evidence");
+    let m = device.member_writes(group, &mut bob, &mut chain, "evidence");
     device.push_message(group, &m);
     assert_eq!(device.shown(), ["evidence"]);
     let snapshot = device.store.snapshot();

@@ -6,23 +6,17 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::group_log::{OpBody, Role};
+use confide_protocol::frames::{ClientFrame, ErrorCode};
+use confide_protocol::group_log::Role;
 use confide_protocol::{DeviceId, GroupId};
-use support::{Device, Member, alice_and_bob, text};
+use support::{Device, Member, alice_and_bob, refuse};
 
 /// The devices each `send_sealed` frame the device sent sealed to.
 fn sealed_to(device: &Device) -> Vec<BTreeSet<DeviceId>> {
-    device
-        .sent()
-        .into_iter()
-        .filter_map(|f| match f {
-            ClientFrame::SendSealed { items, .. } => {
-                Some(items.iter().map(|i| i.recipient).collect())
-            }
-            _ => None,
-        })
-        .collect()
+    device.sent_as(|f| match f {
+        ClientFrame::SendSealed { items, .. } => Some(items.iter().map(|i| i.recipient).collect()),
+        _ => None,
+    })
 }
 
 fn own_chain_key(group: GroupId, epoch_hash: &confide_protocol::OpHash) -> Vec<u8> {
@@ -85,13 +79,7 @@ fn a_removed_member_is_never_sealed_the_next_sender_key() {
     let carol = Member::new(4, "Carol");
     let group = device.group_with(&[&bob, &carol]);
     device.send(group, "before").unwrap();
-    device.append(
-        group,
-        OpBody::Remove {
-            user: carol.user,
-            ban: false,
-        },
-    );
+    device.remove(group, carol.user);
     device.send(group, "after").unwrap();
     let sealed = sealed_to(&device);
     assert_eq!(sealed.len(), 2);
@@ -102,36 +90,17 @@ fn a_removed_member_is_never_sealed_the_next_sender_key() {
 #[test]
 fn a_post_refused_as_stale_is_encrypted_again_in_the_new_epoch() {
     let (mut device, group, bob, _) = alice_and_bob();
-    device.append(
-        group,
-        OpBody::SetRole {
-            user: bob.user,
-            role: Role::CoFacilitator,
-        },
-    );
+    device.set_role(group, bob.user, Role::CoFacilitator);
     device.send(group, "first").unwrap();
     // Bob adds Carol meanwhile; the server refuses Alice's next post as stale.
     device.member_adds(group, &bob, Member::new(4, "Carol").entry());
     let mut first = true;
-    device.answer(Some(Box::new(move |frame| match frame {
-        ClientFrame::Post { id, .. } if std::mem::take(&mut first) => Some(ServerFrame::Error {
-            id: Some(*id),
-            code: ErrorCode::StaleEpoch,
-            message: "stale".into(),
-            retry_after_ms: None,
-        }),
-        _ => None,
+    device.answer(Some(refuse(ErrorCode::StaleEpoch, move |frame| {
+        matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first)
     })));
     device.clear();
     device.send(group, "second").unwrap();
-    let epochs: Vec<u64> = device
-        .sent()
-        .into_iter()
-        .filter_map(|f| match f {
-            ClientFrame::Post { envelope, .. } => Some(envelope.epoch.0),
-            _ => None,
-        })
-        .collect();
+    let epochs: Vec<u64> = device.posted().iter().map(|e| e.epoch.0).collect();
     let now = device.state(group).epoch().0;
     assert_eq!(epochs, [now - 1, now]);
     assert_eq!(device.history(group), ["first", "second"]);
@@ -160,7 +129,7 @@ fn bob_says_twice(
 ) -> Vec<confide_protocol::frames::StoredMessage> {
     ["one", "two"]
         .iter()
-        .map(|t| device.member_says(group, bob, chain, &text(t, device.now())))
+        .map(|t| device.member_writes(group, bob, chain, t))
         .collect()
 }
 
@@ -181,7 +150,7 @@ fn a_distribution_from_a_stranger_or_another_branch_is_dropped_and_acknowledged(
     let other_branch = bob.seal_key(&chain, &device.alice.keys(), group, branch);
     let items: Vec<_> = [stranger, other_branch]
         .into_iter()
-        .map(|s| device.server.lock().unwrap().put_in_inbox(s, device.now()))
+        .map(|s| device.put_in_inbox(s))
         .collect();
     device.push_inbox(&items);
     let snapshot = device.store.snapshot();

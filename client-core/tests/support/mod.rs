@@ -6,6 +6,10 @@
 //!
 //! Other members are [`Member`]s: identities that sign ops, seal sender keys and write
 //! envelopes with the protocol crate directly, as an honest or hostile member's client would.
+//!
+//! A hostile server is the honest one with the test's own [`Answer`]s in place of some of its
+//! replies ([`refuse`], [`silence`], or a closure of the test's), and with whatever logs
+//! ([`Device::foreign_group`], [`Device::member_op`]) and inbox items the test stores on it.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -21,9 +25,9 @@ use confide_client_core::{
 };
 use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
 use confide_protocol::frames::{
-    ClientFrame, GroupSummary, InboxItem, PROTOCOL_VERSION, ServerFrame, StoredMessage,
+    ClientFrame, ErrorCode, GroupSummary, InboxItem, PROTOCOL_VERSION, ServerFrame, StoredMessage,
 };
-use confide_protocol::group_log::{GroupState, MemberEntry, OpBody, SignedOp};
+use confide_protocol::group_log::{GroupState, MemberEntry, OpBody, Role, SignedOp};
 use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{
@@ -63,8 +67,31 @@ impl Log {
     }
 }
 
-/// A test's own answer to a frame the device sent: `Some` replaces the honest server's reply.
-pub type Answer = Box<dyn FnMut(&ClientFrame) -> Option<ServerFrame> + Send>;
+/// A test's own answer to a frame the device sent: `Some(frames)` is sent in place of the
+/// honest server's reply (no frames: the server says nothing), `None` leaves the reply to it.
+pub type Answer = Box<dyn FnMut(&ClientFrame) -> Option<Vec<ServerFrame>> + Send>;
+
+/// A server that takes every frame and answers none: each request waits in vain, as on a link
+/// that never answers.
+pub fn silence() -> Answer {
+    Box::new(|_| Some(Vec::new()))
+}
+
+/// A server that refuses with `code` each frame `matching` picks, and answers the rest honestly.
+pub fn refuse(
+    code: ErrorCode,
+    mut matching: impl FnMut(&ClientFrame) -> bool + Send + 'static,
+) -> Answer {
+    Box::new(move |frame| {
+        matching(frame).then(|| {
+            vec![ServerFrame::error(
+                Some(frame.request_id()),
+                code,
+                "refused by the script",
+            )]
+        })
+    })
+}
 
 /// The scripted server.
 #[derive(Default)]
@@ -164,7 +191,13 @@ impl Server {
                 after_seq,
                 ..
             } => {
-                let log = self.logs.get(&group).cloned().unwrap_or_default();
+                let Some(log) = self.logs.get(&group) else {
+                    return vec![ServerFrame::error(
+                        Some(id),
+                        ErrorCode::NoSuchGroup,
+                        "no such group",
+                    )];
+                };
                 let first_op = after_op_seq.map_or(0, |s| s as usize + 1);
                 vec![ServerFrame::SyncPage {
                     id,
@@ -268,7 +301,7 @@ impl Link for ScriptLink {
         server.sent.push((frame.clone(), self.store.snapshot()));
         let scripted = server.answer.as_mut().and_then(|answer| answer(frame));
         let replies = match scripted {
-            Some(reply) => vec![reply],
+            Some(replies) => replies,
             None => server.reply(frame, Timestamp(self.clock.load(Ordering::SeqCst))),
         };
         self.queue.extend(replies);
@@ -368,13 +401,25 @@ impl Member {
         group: GroupId,
         epoch: EpochRef,
     ) -> SealedPayload {
+        self.seal(SealKind::SenderKey, to, group, epoch, &chain.distribution())
+    }
+
+    /// `payload` sealed to `to` as a `kind` payload for `epoch` of `group`.
+    pub fn seal(
+        &mut self,
+        kind: SealKind,
+        to: &DeviceKeys,
+        group: GroupId,
+        epoch: EpochRef,
+        payload: &[u8],
+    ) -> SealedPayload {
         seal::seal(
             &self.identity,
             to,
-            SealKind::SenderKey,
+            kind,
             group,
             epoch,
-            &chain.distribution(),
+            payload,
             &mut self.rng,
         )
         .unwrap()
@@ -390,6 +435,15 @@ impl Member {
     ) -> Envelope {
         let body = serde_json::to_vec(content).unwrap();
         Envelope::seal(&self.identity, group, epoch, chain, &body, &mut self.rng).unwrap()
+    }
+}
+
+/// An `add` op body for `member`, without an invite.
+pub fn add(member: MemberEntry) -> OpBody {
+    OpBody::Add {
+        member,
+        invite: None,
+        invite_sig: None,
     }
 }
 
@@ -439,6 +493,14 @@ impl Device {
 
     /// Alice's new device over `store` (a faulty one, say), talking to `server`, connected.
     pub fn create(store: MemoryStore, server: Shared) -> Device {
+        let mut device = Device::fresh(store, server);
+        block_on(device.core.connect()).unwrap();
+        device
+    }
+
+    /// Alice's new device over `store`, talking to `server`, not connected yet (so that a test
+    /// can see the connection itself fail).
+    pub fn fresh(store: MemoryStore, server: Shared) -> Device {
         let alice = Member::new(1, "Alice");
         block_on(confide_client_core::profile::create(
             &store,
@@ -446,9 +508,7 @@ impl Device {
             &Profile::new(ALICE, "Alice"),
         ))
         .unwrap();
-        let mut device = Device::open(store, server, Events::default(), 3);
-        block_on(device.core.connect()).unwrap();
-        device
+        Device::open(store, server, Events::default(), 3)
     }
 
     /// Alice's device started over what `store` holds (not connected), with randomness from
@@ -507,14 +567,7 @@ impl Device {
     pub fn group_with(&mut self, members: &[&Member]) -> GroupId {
         let group = block_on(self.core.create_group()).unwrap();
         for member in members {
-            self.append(
-                group,
-                OpBody::Add {
-                    member: member.entry(),
-                    invite: None,
-                    invite_sig: None,
-                },
-            );
+            self.append(group, add(member.entry()));
         }
         self.clear();
         group
@@ -525,6 +578,16 @@ impl Device {
         let seq = block_on(self.core.append(group, body)).unwrap();
         block_on(self.core.after_input());
         seq
+    }
+
+    /// Alice gives `user` the `role` in `group`.
+    pub fn set_role(&mut self, group: GroupId, user: UserId, role: Role) -> u64 {
+        self.append(group, OpBody::SetRole { user, role })
+    }
+
+    /// Alice removes `user` from `group` (without a ban).
+    pub fn remove(&mut self, group: GroupId, user: UserId) -> u64 {
+        self.append(group, OpBody::Remove { user, ban: false })
     }
 
     /// Forgets the events and sent frames so far.
@@ -546,11 +609,30 @@ impl Device {
     /// `member` signs `body` as the server log's next op; it is stored on the server (not
     /// delivered). Returns the op and its seq.
     pub fn member_op(&self, group: GroupId, member: &Member, body: OpBody) -> (SignedOp, u64) {
+        let op = member.op(&self.state(group), self.now(), body);
+        let seq = self.store_op(group, op.clone());
+        (op, seq)
+    }
+
+    /// The server appends `op` to its log of `group`, whatever it is (not delivered). Returns
+    /// its seq.
+    pub fn store_op(&self, group: GroupId, op: SignedOp) -> u64 {
         let mut server = self.server.lock().unwrap();
         let log = server.logs.get_mut(&group).unwrap();
-        let op = member.op(&log.state(), self.now(), body);
-        log.ops.push(op.clone());
-        (op, log.ops.len() as u64 - 1)
+        log.ops.push(op);
+        log.ops.len() as u64 - 1
+    }
+
+    /// The test changes the server's log of `group` as it likes (as a hostile server would).
+    pub fn edit_log(&self, group: GroupId, edit: impl FnOnce(&mut Log)) {
+        edit(self.server.lock().unwrap().logs.get_mut(&group).unwrap());
+    }
+
+    /// The server takes the last op of its log of `group` back, to withhold it (or serve it
+    /// later with [`Device::store_op`]).
+    pub fn withhold_op(&self, group: GroupId) -> SignedOp {
+        let mut server = self.server.lock().unwrap();
+        server.logs.get_mut(&group).unwrap().ops.pop().unwrap()
     }
 
     /// A group `creator` made on the server (Alice's device is not told); its id is `[id; 16]`.
@@ -575,18 +657,23 @@ impl Device {
         group
     }
 
+    /// A group `creator` made on the server and added Alice to (her device is not told); its
+    /// id is `[id; 16]`.
+    pub fn invited_by(&self, creator: &Member, id: u8) -> GroupId {
+        let group = self.foreign_group(creator, id);
+        self.member_adds(group, creator, self.alice.entry());
+        group
+    }
+
     /// `member` adds `entry` on the server (not delivered).
     pub fn member_adds(&self, group: GroupId, member: &Member, entry: MemberEntry) -> u64 {
-        self.member_op(
-            group,
-            member,
-            OpBody::Add {
-                member: entry,
-                invite: None,
-                invite_sig: None,
-            },
-        )
-        .1
+        self.member_op(group, member, add(entry)).1
+    }
+
+    /// The server puts `payload` into Alice's inbox, received now (not delivered).
+    pub fn put_in_inbox(&self, payload: SealedPayload) -> InboxItem {
+        let now = self.now();
+        self.server.lock().unwrap().put_in_inbox(payload, now)
     }
 
     /// `member`'s sender key for the server log's current epoch, sealed to Alice and put in
@@ -595,8 +682,7 @@ impl Device {
         let epoch = self.state(group).epoch_ref();
         let chain = member.chain();
         let sealed = member.seal_key(&chain, &self.alice.keys(), group, epoch);
-        let item = self.server.lock().unwrap().put_in_inbox(sealed, self.now());
-        (chain, item)
+        (chain, self.put_in_inbox(sealed))
     }
 
     /// `member` writes `content` in the server log's current epoch; the server stores it at its
@@ -611,6 +697,28 @@ impl Device {
         let epoch = self.state(group).epoch_ref();
         let envelope = member.envelope(chain, group, epoch, content);
         self.store_message(group, envelope)
+    }
+
+    /// `member` writes the text `words` now, as [`Device::member_says`].
+    pub fn member_writes(
+        &self,
+        group: GroupId,
+        member: &mut Member,
+        chain: &mut SenderChain,
+        words: &str,
+    ) -> StoredMessage {
+        self.member_says(group, member, chain, &text(words, self.now()))
+    }
+
+    /// `member` posts `words` with a fresh sender key: the key goes into Alice's inbox and the
+    /// message onto the server, and both are pushed live.
+    pub fn member_posts(&mut self, group: GroupId, member: &mut Member, words: &str) {
+        let (mut chain, item) = self.member_key(group, member);
+        let message = self.member_writes(group, member, &mut chain, words);
+        self.push([
+            ServerFrame::Inbox { items: vec![item] },
+            live(group, &message),
+        ]);
     }
 
     /// The server stores `envelope` in `group` at its next seq (not delivered).
@@ -637,6 +745,18 @@ impl Device {
     /// Pushes a stored message live.
     pub fn push_message(&mut self, group: GroupId, m: &StoredMessage) {
         self.push([live(group, m)]);
+    }
+
+    /// The server stores `envelope` in `group` at its next seq and pushes it live.
+    pub fn deliver(&mut self, group: GroupId, envelope: Envelope) -> StoredMessage {
+        let m = self.store_message(group, envelope);
+        self.push_message(group, &m);
+        m
+    }
+
+    /// Pushes op `seq` of `group` live.
+    pub fn push_op(&mut self, group: GroupId, op: SignedOp, seq: u64) {
+        self.push([ServerFrame::Op { group, op, seq }]);
     }
 
     /// Pushes inbox items live.
@@ -684,26 +804,26 @@ impl Device {
             .collect()
     }
 
-    /// The texts shown as received messages, in order.
-    pub fn shown(&self) -> Vec<String> {
-        self.events()
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Message(m) => Some(m.text),
-                _ => None,
-            })
-            .collect()
+    /// What `pick` takes out of the events handed to the application so far, in order (the
+    /// events it passes over give nothing).
+    pub fn events_as<T>(&self, pick: impl FnMut(Event) -> Option<T>) -> Vec<T> {
+        self.events().into_iter().filter_map(pick).collect()
     }
 
-    /// The reasons of `MessageRejected` events, in order.
+    /// The texts shown as received messages, in order.
+    pub fn shown(&self) -> Vec<String> {
+        self.events_as(|e| match e {
+            Event::Message(m) => Some(m.text),
+            _ => None,
+        })
+    }
+
+    /// The seqs and reasons of `MessageRejected` events, in order.
     pub fn rejected(&self) -> Vec<(u64, String)> {
-        self.events()
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::MessageRejected(r) => Some((r.seq, r.reason)),
-                _ => None,
-            })
-            .collect()
+        self.events_as(|e| match e {
+            Event::MessageRejected(r) => Some((r.seq, r.reason)),
+            _ => None,
+        })
     }
 
     /// The frames the device sent so far.
@@ -715,6 +835,36 @@ impl Device {
             .iter()
             .map(|(f, _)| f.clone())
             .collect()
+    }
+
+    /// What `pick` takes out of the frames the device sent so far, in order.
+    pub fn sent_as<T>(&self, pick: impl FnMut(ClientFrame) -> Option<T>) -> Vec<T> {
+        self.sent().into_iter().filter_map(pick).collect()
+    }
+
+    /// The envelopes the device posted so far, in order.
+    pub fn posted(&self) -> Vec<Envelope> {
+        self.sent_as(|f| match f {
+            ClientFrame::Post { envelope, .. } => Some(envelope),
+            _ => None,
+        })
+    }
+
+    /// The payloads the device sealed to others so far, in order.
+    pub fn sealed(&self) -> Vec<SealedPayload> {
+        self.sent_as(|f| match f {
+            ClientFrame::SendSealed { items, .. } => Some(items),
+            _ => None,
+        })
+        .concat()
+    }
+
+    /// The groups the device asked the server to sync so far, in order.
+    pub fn synced(&self) -> Vec<GroupId> {
+        self.sent_as(|f| match f {
+            ClientFrame::Sync { group, .. } => Some(group),
+            _ => None,
+        })
     }
 
     /// The texts in the device's stored history of `group`.

@@ -419,17 +419,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     .flatten()
                     .and_then(|op| op.parse_unverified().ok())
                     .is_some_and(|op| op.author == sealed.sender);
-                if is_moderator && author_ok {
+                let key = key2(group.as_bytes(), &op_seq.to_be_bytes());
+                // The first reason for an op stays: its author sends one, so a second is an
+                // older one held back or one delivered again once forgotten, and must not
+                // replace what the facilitators have read.
+                let kept = match self.db.get::<ReasonRecord>(T_NOTES, &key).await {
+                    Ok(kept) => kept.is_some(),
+                    Err(_) => return false,
+                };
+                if is_moderator && author_ok && !kept {
                     let record = ReasonRecord { from, text };
-                    if self
-                        .db
-                        .put(
-                            T_NOTES,
-                            &key2(group.as_bytes(), &op_seq.to_be_bytes()),
-                            &record,
-                        )
-                        .is_err()
-                    {
+                    if self.db.put(T_NOTES, &key, &record).is_err() {
                         return false;
                     }
                     // An older reason delivered again must not replace a later one.

@@ -397,3 +397,45 @@ fn early_payloads_for_groups_this_device_does_not_hold_are_bounded_in_all() {
         "all acknowledged"
     );
 }
+
+/// Re-review item 6: a moderator's reason for their op is kept once. A second reason sealed for
+/// the same op (an older one the server held back, or one delivered again after it was
+/// forgotten) must not replace the one the facilitators already read.
+#[test]
+fn the_first_reason_for_a_moderation_op_stays_whatever_arrives_later() {
+    let mut w = Device::new();
+    let group = group_with_bob(&mut w);
+    let mut bob = bob();
+    let carol = Member::new(5, "Carol");
+    w.append(group, add(carol.entry()));
+    w.set_role(
+        group,
+        bob.user,
+        confide_protocol::group_log::Role::CoFacilitator,
+    );
+    let (op, seq) = w.member_op(
+        group,
+        &bob,
+        OpBody::Mute {
+            user: carol.user,
+            until: Timestamp(NOW.0 + 3_600_000),
+        },
+    );
+    w.push_op(group, op, seq);
+    let reason = |text: &str| format!(r#"{{"kind":"reason","op_seq":{seq},"text":"{text}"}}"#);
+    let first = note(
+        &w,
+        &mut bob,
+        group,
+        &reason("Repeated put-downs after a warning"),
+    );
+    w.push_inbox(&[first]);
+    let later = note(&w, &mut bob, group, &reason("no reason"));
+    w.push_inbox(&[later]);
+    let log = block_on(w.core.moderation_log(group)).unwrap();
+    let mute = log.iter().find(|e| e.op_seq == seq).unwrap();
+    assert_eq!(
+        mute.reason.as_deref(),
+        Some("Repeated put-downs after a warning")
+    );
+}

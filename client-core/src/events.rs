@@ -298,6 +298,19 @@ pub enum Event {
         /// The new role.
         role: Role,
     },
+    /// Events were left out here: the application did not read them, and the platform's
+    /// queue had reached the most it keeps (in the native client, its event queue and
+    /// backlog: `ClientConfig::event_backlog`). This many events that came after the ones
+    /// before this one are not delivered. Nothing they reported is lost: each was stored
+    /// before it was reported, so history, members and statuses show it — re-read what is
+    /// shown. Only the notifications are gone (a front end may have missed, say, a join
+    /// request it would have popped up). The native client also drops its connection when
+    /// this happens and takes nothing new from the server until this is read, so what the
+    /// server still has arrives as events again.
+    EventsDropped {
+        /// How many events were left out.
+        count: u64,
+    },
 }
 
 /// A verified report, as facilitators see it.

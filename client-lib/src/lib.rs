@@ -93,6 +93,13 @@ const COMMAND_QUEUE: usize = 64;
 /// before the client stops taking in anything new from the server (see [`Events`]).
 pub const EVENT_QUEUE: usize = 1024;
 
+/// How many [`Event`]s may wait beyond the queue by default ([`ClientConfig::event_backlog`])
+/// before the client leaves further ones out ([`Event::EventsDropped`]) and drops its
+/// connection until the application reads (see [`Events`]). Eight times the queue: room for a
+/// long resync and the commands of an application that reads only between them, while a
+/// server that floods an application that never reads cannot fill its memory.
+pub const EVENT_BACKLOG: usize = 8 * EVENT_QUEUE;
+
 /// Where and how to connect, and where the local store lives. Its `Debug` hides the
 /// registration token. Made by [`ClientConfig::new`], whose defaults the fields may then
 /// change.
@@ -113,6 +120,12 @@ pub struct ClientConfig {
     /// new from the server until it reads ([`Events`]): [`EVENT_QUEUE`] by default; at least
     /// 1.
     pub event_queue: usize,
+    /// How many events may wait beyond [`Self::event_queue`] — produced by commands served
+    /// while the application does not read, or by one step that produced more than the queue
+    /// holds — before the client keeps no more: it leaves the rest out, counted in one
+    /// [`Event::EventsDropped`], and drops its connection until the application has read up
+    /// to it ([`Events`]). [`EVENT_BACKLOG`] by default.
+    pub event_backlog: usize,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -123,6 +136,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("store_path", &self.store_path)
             .field("kdf", &self.kdf)
             .field("event_queue", &self.event_queue)
+            .field("event_backlog", &self.event_backlog)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +155,7 @@ impl ClientConfig {
             kdf: KdfParams::RECOMMENDED,
             registration_token: None,
             event_queue: EVENT_QUEUE,
+            event_backlog: EVENT_BACKLOG,
         }
     }
 }
@@ -150,7 +165,9 @@ impl ClientConfig {
 ///
 /// Every method that talks to the background task fails with [`ClientError::Closed`] once
 /// the client has shut down ([`Client::shutdown`]); the `# Errors` sections do not repeat it.
-/// Commands are served also while the application leaves its [`Events`] unread (see there).
+/// Commands are served also while the application leaves its [`Events`] unread (see there),
+/// but once the events waiting overflow [`ClientConfig::event_backlog`], those that need the
+/// server fail with [`ClientError::Transport`] until the application has read them.
 #[derive(Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
@@ -238,7 +255,7 @@ impl Client {
         profile: Profile,
         must_connect: bool,
     ) -> Result<(Client, Events), ClientError> {
-        let (events_tx, events_rx) = queue::channel(config.event_queue);
+        let (events_tx, events_rx) = queue::channel(config.event_queue, config.event_backlog);
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let client = Client {
             commands,
@@ -250,6 +267,7 @@ impl Client {
         let net = native::WsNetwork {
             url: config.server_url,
             trust: config.trust,
+            events: events_tx.clone(),
         };
         let host = Box::new(native::NativeHost {
             events: events_tx.clone(),

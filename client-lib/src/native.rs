@@ -1,6 +1,7 @@
 //! The native platform under the client core: the host (system clock, OS randomness, the
 //! [`crate::Events`] channel) and the network (TLS websockets through [`Connection`], with the
-//! dial bounded by [`CONNECT_TIMEOUT`]).
+//! dial bounded by [`CONNECT_TIMEOUT`], and held back while the event backlog has overflowed:
+//! [`QueueGuardedLink`]).
 
 use std::time::Duration;
 
@@ -46,45 +47,84 @@ impl Host for NativeHost {
     }
 }
 
-/// Dials `url` with `trust`, as the [`crate::ClientConfig`] says.
+/// Why the connection is dropped, or not made, while the event backlog has overflowed.
+pub(crate) const OVERFLOWED: &str =
+    "the application's event backlog is full: no connection until it reads its events";
+
+/// Dials `url` with `trust`, as the [`crate::ClientConfig`] says — unless the event backlog
+/// has overflowed: then it refuses, so that a command cannot reconnect and feed a backlog
+/// nobody reads.
 pub(crate) struct WsNetwork {
     pub(crate) url: String,
     pub(crate) trust: ServerTrust,
+    pub(crate) events: EventSink,
 }
 
 impl Network for WsNetwork {
-    type Link = Connection;
+    type Link = QueueGuardedLink;
 
-    async fn dial(&mut self) -> Result<Connection, ClientError> {
-        tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, &self.trust))
-            .await
-            .map_err(|_| ClientError::Timeout {
-                waiting_for: "connect",
-                after: CONNECT_TIMEOUT,
-            })?
-            .map_err(ClientError::from)
+    async fn dial(&mut self) -> Result<QueueGuardedLink, ClientError> {
+        if self.events.has_overflowed() {
+            return Err(TransportError::Io(OVERFLOWED.into()).into());
+        }
+        let conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, &self.trust))
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    waiting_for: "connect",
+                    after: CONNECT_TIMEOUT,
+                })??;
+        Ok(QueueGuardedLink {
+            conn,
+            events: self.events.clone(),
+        })
     }
 }
 
-impl Link for Connection {
+/// A [`Connection`] that stops carrying frames either way as soon as the event backlog
+/// overflows. Inside one command the core handles every frame that arrives while it waits
+/// for its reply, each of which can produce events; refusing the next frame drops the
+/// connection at once (the core sees the link fail, as if the network had), so no more is
+/// taken in than the backlog holds. What was not taken in stays on the server; a request not
+/// sent fails as it would on a lost connection.
+pub(crate) struct QueueGuardedLink {
+    conn: Connection,
+    events: EventSink,
+}
+
+impl QueueGuardedLink {
+    /// The next frame, waiting as long as it takes (the background task's receive between
+    /// steps, which it makes only while the backlog is empty). Cancel-safe.
+    pub(crate) async fn recv_next(&mut self) -> Result<ServerFrame, TransportError> {
+        self.conn.recv().await
+    }
+}
+
+impl Link for QueueGuardedLink {
     fn host(&self) -> &str {
-        Connection::host(self)
+        self.conn.host()
     }
 
     async fn send(&mut self, frame: &ClientFrame) -> Result<(), TransportError> {
-        Connection::send(self, frame).await
+        if self.events.has_overflowed() {
+            return Err(TransportError::Io(OVERFLOWED.into()));
+        }
+        self.conn.send(frame).await
     }
 
     async fn recv(&mut self, within: Duration) -> Result<Option<ServerFrame>, TransportError> {
+        if self.events.has_overflowed() {
+            return Err(TransportError::Io(OVERFLOWED.into()));
+        }
         // Receiving is cancel-safe (a websocket stream's `next`), so giving up on time loses
         // no frame.
-        match tokio::time::timeout(within, Connection::recv(self)).await {
+        match tokio::time::timeout(within, self.conn.recv()).await {
             Ok(frame) => frame.map(Some),
             Err(_) => Ok(None),
         }
     }
 
     async fn close(self) {
-        Connection::close(self).await
+        self.conn.close().await
     }
 }

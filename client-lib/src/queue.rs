@@ -6,9 +6,17 @@
 //! [`crate::ClientConfig::event_queue`] places; when the channel is full, into a *backlog* in
 //! order. While the backlog is not empty the background task takes no new input from the
 //! server (frames, outbox retries, reconnecting): it waits for the application to make room
-//! and moves the backlog over, one event per freed place. So what is held is the channel's
-//! capacity plus what one step produced — plus what the application's own commands produce
-//! while it does not read, because commands are always served (see [`Events`]).
+//! and moves the backlog over, one event per freed place.
+//!
+//! The backlog has a hard cap, [`crate::ClientConfig::event_backlog`]: commands are served
+//! while it waits (see [`Events`]), and one step may produce many events, so without a cap a
+//! malicious server could fill memory through an application that awaits commands without
+//! reading. An event that finds the backlog full is not kept: the backlog *overflows*, and
+//! ends with one [`Event::EventsDropped`] that counts every event left out until the
+//! application reads up to it. While it has overflowed the native link refuses to carry
+//! anything (`crate::native`), so the connection drops and the client takes nothing more
+//! from the server until the application has caught up. So what is held is at most the
+//! channel's capacity plus the cap plus one.
 //!
 //! The backlog sits behind a lock shared by the three parties: the host (pushing, on the
 //! background task), the background task (moving it into the channel) and [`Events`] (taking
@@ -24,20 +32,74 @@ use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 
 use confide_client_core::Event;
 
-/// Events that did not fit into the channel, oldest first.
-type Backlog = Arc<Mutex<VecDeque<Event>>>;
+/// Events that did not fit into the channel, oldest first, and whether they overflowed.
+#[derive(Default)]
+struct Waiting {
+    /// The events, oldest first; while `overflowed`, the last is the [`Event::EventsDropped`]
+    /// that counts what was left out.
+    events: VecDeque<Event>,
+    /// How many events may wait before the backlog overflows.
+    cap: usize,
+    /// Whether an event found the backlog full and the application has not read up to the
+    /// marker since: every event is then counted in the marker instead of kept.
+    overflowed: bool,
+}
 
-/// Locks the backlog. Nothing but `VecDeque` pushes and pops runs under the lock, which cannot
-/// leave it half changed, so a poisoned lock still guards a consistent queue.
-fn lock(backlog: &Mutex<VecDeque<Event>>) -> MutexGuard<'_, VecDeque<Event>> {
+impl Waiting {
+    /// Puts `event` at the end, or — when the backlog is full or has overflowed — counts it
+    /// in the marker at the end. Never holds more than `cap` events and the marker.
+    fn queue(&mut self, event: Event) {
+        if !self.overflowed && self.events.len() < self.cap {
+            self.events.push_back(event);
+            return;
+        }
+        match self.events.back_mut() {
+            Some(Event::EventsDropped { count }) if self.overflowed => {
+                *count = count.saturating_add(1);
+            }
+            _ => {
+                self.overflowed = true;
+                self.events.push_back(Event::EventsDropped { count: 1 });
+            }
+        }
+    }
+
+    /// Takes the oldest event. Taking the marker (always the last while overflowed) ends the
+    /// overflow: the application has caught up to the gap.
+    fn pop(&mut self) -> Option<Event> {
+        let event = self.events.pop_front();
+        if self.events.is_empty() {
+            self.overflowed = false;
+        }
+        event
+    }
+
+    /// Forgets everything: nobody reads any more.
+    fn clear(&mut self) {
+        self.events.clear();
+        self.overflowed = false;
+    }
+}
+
+/// The backlog, shared by the host, the background task and [`Events`].
+type Backlog = Arc<Mutex<Waiting>>;
+
+/// Locks the backlog. Nothing but `VecDeque` pushes and pops and flag changes runs under the
+/// lock, which cannot leave it half changed, so a poisoned lock still guards a consistent
+/// queue.
+fn lock(backlog: &Mutex<Waiting>) -> MutexGuard<'_, Waiting> {
     backlog.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A new queue of `capacity` places (at least 1): the sending side for the background task
-/// and its host, and the application's [`Events`].
-pub(crate) fn channel(capacity: usize) -> (EventSink, Events) {
+/// A new queue of `capacity` places (at least 1), with a backlog of at most `backlog_cap`
+/// events beyond them: the sending side for the background task and its host, and the
+/// application's [`Events`].
+pub(crate) fn channel(capacity: usize, backlog_cap: usize) -> (EventSink, Events) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let backlog = Backlog::default();
+    let backlog = Arc::new(Mutex::new(Waiting {
+        cap: backlog_cap,
+        ..Waiting::default()
+    }));
     (
         EventSink {
             tx,
@@ -56,24 +118,37 @@ pub(crate) struct EventSink {
 
 impl EventSink {
     /// Queues `event` without waiting: into the channel if it has room and nothing waits
-    /// before it, else at the end of the backlog. Dropped if the application dropped its
-    /// [`Events`]: nobody listens, and what it reports is in the store.
+    /// before it, else at the end of the backlog — or, once the backlog is full, counted in
+    /// its [`Event::EventsDropped`]. Dropped if the application dropped its [`Events`]:
+    /// nobody listens, and what it reports is in the store.
     pub(crate) fn push(&self, event: Event) {
         let mut backlog = lock(&self.backlog);
-        if !backlog.is_empty() {
-            backlog.push_back(event);
+        if !backlog.events.is_empty() {
+            backlog.queue(event);
             return;
         }
         match self.tx.try_send(event) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
-            Err(TrySendError::Full(event)) => backlog.push_back(event),
+            Err(TrySendError::Full(event)) => backlog.queue(event),
         }
     }
 
     /// Whether events wait for room in the channel: then the background task takes no new
     /// input from the server.
     pub(crate) fn is_backed_up(&self) -> bool {
-        !lock(&self.backlog).is_empty()
+        !lock(&self.backlog).events.is_empty()
+    }
+
+    /// Whether the backlog overflowed and the application has not read up to its
+    /// [`Event::EventsDropped`] yet: then the connection is dropped and none is made.
+    pub(crate) fn has_overflowed(&self) -> bool {
+        lock(&self.backlog).overflowed
+    }
+
+    /// How many events wait beyond the channel (the marker included).
+    #[cfg(test)]
+    pub(crate) fn backlog_len(&self) -> usize {
+        lock(&self.backlog).events.len()
     }
 
     /// Waits for a free place in the channel and moves the oldest waiting event into it.
@@ -82,7 +157,7 @@ impl EventSink {
     pub(crate) async fn move_one(&self) {
         match self.tx.reserve().await {
             Ok(permit) => {
-                if let Some(event) = lock(&self.backlog).pop_front() {
+                if let Some(event) = lock(&self.backlog).pop() {
                     permit.send(event);
                 }
             }
@@ -100,15 +175,29 @@ impl EventSink {
 /// anything new from the server — frames, outbox retries, reconnecting — until the
 /// application has read; nothing is lost meanwhile, because an event is only produced once
 /// its change is stored, and what the client has not taken in yet stays on the server (which
-/// may close the unread connection; the client then reconnects and resyncs once read). So
-/// memory stays bounded by the capacity plus what one step produced (a sync of a long backlog
-/// is one step).
+/// may close the unread connection; the client then reconnects and resyncs once read).
 ///
 /// Commands ([`crate::Client`]'s methods) are always served, also while the queue is full: a
 /// task that awaits a command and reads events only between commands never waits for itself.
-/// The events those commands produce are kept beyond the capacity until read, so an
-/// application that holds an `Events` it never reads and issues commands keeps their events;
-/// one that does not want events drops its `Events`: the client goes on, and discards them.
+/// While the queue is full a command does only its own work (the follow-up syncing and
+/// posting that normally comes after each input waits until the application has read). The
+/// events produced meanwhile — by commands, and by a step that produced more than the queue
+/// holds (a sync of a long backlog is one step) — wait beyond the capacity, in order, up to
+/// [`crate::ClientConfig::event_backlog`] ([`crate::EVENT_BACKLOG`] by default).
+///
+/// # Overflow
+///
+/// Past that cap, events are not kept: the application reads, after the last one kept, one
+/// [`Event::EventsDropped`] counting those left out. What they reported is stored (history,
+/// members and statuses show it); only the notifications are gone, so an application that
+/// reads one should re-read what it shows. When the backlog overflows, the client also drops
+/// its connection and refuses to make one — commands that need the server fail with
+/// [`crate::ClientError::Transport`] — until the application has read up to the marker; then
+/// it reconnects and resyncs, and what the server still held arrives as events again. So the
+/// events held never exceed the capacity plus the cap plus one, whatever the server sends.
+///
+/// An application that does not want events drops its `Events`: the client goes on, and
+/// discards them.
 ///
 /// After [`crate::Client::shutdown`], every event produced before it can still be read; then
 /// [`Events::next`] returns `None`.
@@ -133,7 +222,7 @@ impl Events {
             match self.rx.recv().await {
                 Some(event) => return Some(event),
                 // Shut down: what is left waits in the backlog (taken on the next turn).
-                None if lock(&self.backlog).is_empty() => return None,
+                None if lock(&self.backlog).events.is_empty() => return None,
                 None => continue,
             }
         }
@@ -154,7 +243,7 @@ impl Events {
         let mut backlog = lock(&self.backlog);
         match self.rx.try_recv() {
             Ok(event) => Some(event),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => backlog.pop_front(),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => backlog.pop(),
         }
     }
 }
@@ -179,7 +268,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_beyond_the_capacity_wait_in_order_and_none_is_lost() {
-        let (sink, mut events) = channel(2);
+        let (sink, mut events) = channel(2, 16);
         for n in 0..5 {
             sink.push(joined(n));
         }
@@ -209,8 +298,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_backlog_keeps_no_more_and_counts_what_it_left_out() {
+        let (sink, mut events) = channel(2, 3);
+        for n in 0..10 {
+            sink.push(joined(n));
+        }
+        assert_eq!(sink.backlog_len(), 4, "three events and the marker wait");
+        assert!(sink.has_overflowed());
+        let mut got = Vec::new();
+        while let Some(event) = events.try_next() {
+            got.push(event);
+            // While the application has not reached the marker, nothing more is kept.
+            if sink.has_overflowed() {
+                sink.push(joined(99));
+            }
+        }
+        let kept: Vec<Option<u8>> = got[..5]
+            .iter()
+            .cloned()
+            .map(|e| group_of(Some(e)))
+            .collect();
+        assert_eq!(kept, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
+        // 5..10 left out, and the five pushed while the application read.
+        assert_eq!(got[5..], [Event::EventsDropped { count: 10 }]);
+        assert!(!sink.has_overflowed() && !sink.is_backed_up());
+        // Caught up: events are kept again.
+        sink.push(joined(7));
+        assert_eq!(group_of(events.try_next()), Some(7));
+    }
+
+    #[tokio::test]
     async fn after_shutdown_the_backlog_is_read_then_the_stream_ends() {
-        let (sink, mut events) = channel(1);
+        let (sink, mut events) = channel(1, 16);
         for n in 0..3 {
             sink.push(joined(n));
         }
@@ -224,7 +343,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_receiver_never_blocks_the_sender() {
-        let (sink, events) = channel(1);
+        let (sink, events) = channel(1, 16);
         sink.push(joined(0));
         sink.push(joined(1));
         drop(events);

@@ -1,7 +1,9 @@
 //! The client's background task: it owns the core, connects and reconnects with back-off,
 //! and feeds the core what arrives (commands from [`crate::Client`], frames from the server,
 //! the outbox's retry timer), one at a time. While the application's event queue is full it
-//! takes nothing new from the server, only commands ([`crate::queue`]).
+//! takes nothing new from the server, only commands, and those without the follow-up work
+//! that can take in more ([`crate::queue`]); when its backlog overflows, the connection is
+//! dropped until the application has read.
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use confide_protocol::frames::ServerFrame;
 
 use crate::TransportError;
 use crate::commands::{self, Command, Core};
+use crate::native;
 use crate::queue::EventSink;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
@@ -30,11 +33,22 @@ enum Next {
 /// commands and moves events over as the application reads them.
 pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>, events: EventSink) {
     let mut backoff = MIN_BACKOFF;
+    // Whether a command ran without its follow-up work (`after_input`), which is then owed.
+    let mut follow_up_owed = false;
     loop {
         if events.is_backed_up() {
+            if events.has_overflowed() && core.is_connected() {
+                // The backlog is full: take nothing more in. Everything taken in is stored,
+                // and the server keeps the rest until the client reconnects, once the
+                // application has read.
+                core.connection_lost(native::OVERFLOWED.into()).await;
+            }
             // Back-pressure: no frame, retry or reconnection until the application has made
             // room. Commands still go, so a task awaiting one while it does not read events
-            // does not wait for itself; their events join the backlog.
+            // does not wait for itself; their events join the backlog. Their follow-up work
+            // (acknowledgements, syncing groups found behind, posting held messages and
+            // pinned texts) waits: it takes in more from the server, producing events nobody
+            // reads, and all of it is kept in memory or the store until it runs.
             tokio::select! {
                 () = events.move_one() => {}
                 cmd = commands.recv() => match cmd {
@@ -42,7 +56,7 @@ pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>, e
                     Some(Command::Shutdown(done)) => return shut_down(core, done).await,
                     Some(cmd) => {
                         commands::dispatch(&mut core, cmd).await;
-                        core.after_input().await;
+                        follow_up_owed = true;
                     }
                 },
             }
@@ -81,6 +95,10 @@ pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>, e
                 }
             }
         }
+        if std::mem::take(&mut follow_up_owed) {
+            core.after_input().await;
+            continue;
+        }
         let next = {
             // The wait until the outbox's retry is due, by the same clock the core uses.
             let retry_in = core
@@ -91,7 +109,7 @@ pub(crate) async fn run(mut core: Core, mut commands: mpsc::Receiver<Command>, e
             };
             tokio::select! {
                 cmd = commands.recv() => Next::Command(cmd),
-                frame = conn.recv() => Next::Frame(frame),
+                frame = conn.recv_next() => Next::Frame(frame),
                 // `retry_in` is `Some` whenever this branch is enabled.
                 _ = tokio::time::sleep(retry_in.unwrap_or_default()), if retry_in.is_some() => Next::RetryOutbox,
             }

@@ -715,3 +715,74 @@ async fn an_unread_event_queue_holds_the_client_back_and_loses_nothing() {
     assert!(late.is_err(), "a message arrived twice: {late:?}");
     assert_eq!(bob.wait_history(group, SENT).await.len(), SENT);
 }
+
+/// An application that awaits commands but does not read its events cannot be made to hold
+/// them without bound: with a queue of 4 and a backlog of 8 left unread while its own commands
+/// take in a flood, the client keeps at most those 12 events and one marker counting what it
+/// left out, drops its connection and makes none until read. Nothing is lost: once Bob reads,
+/// his history has every message, once.
+#[tokio::test]
+async fn an_unread_backlog_is_capped_and_loses_no_message() {
+    const CAPACITY: usize = 4;
+    const BACKLOG: usize = 8;
+    const SENT: usize = 60;
+    let server = TestServer::start().await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    let bob = &mut users[1];
+    bob.go_offline().await;
+    bob.config.event_queue = CAPACITY;
+    bob.config.event_backlog = BACKLOG;
+    bob.come_back().await;
+    bob.wait_event(|e| matches!(e, Event::Synced)).await;
+
+    // Bob's application stops reading but keeps issuing commands; Alice floods the group.
+    let alice = users[0].client.clone();
+    for n in 0..SENT {
+        alice
+            .send_text(group, &format!("m{n}"), None)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let bob = &mut users[1];
+    // Each sync takes in what the server has: without a cap, every message becomes an event
+    // held for an application that never reads.
+    for _ in 0..3 {
+        let _ = bob.client.sync().await;
+    }
+    // Once it overflowed, the client does not reach the server until Bob reads.
+    assert!(
+        matches!(
+            bob.client.sync().await,
+            Err(confide_client::ClientError::Transport(_))
+        ),
+        "a command reached the server while the backlog overflowed"
+    );
+    // Local commands still work.
+    bob.client.history(group, None, 1_000).await.unwrap();
+
+    // What the client holds for Bob (taken without yielding, so the client adds nothing).
+    let mut held = Vec::new();
+    while let Some(event) = bob.events.try_next() {
+        held.push(event);
+    }
+    assert!(
+        held.len() <= CAPACITY + BACKLOG + 1,
+        "{} events held for an application that does not read (queue {CAPACITY}, backlog \
+         {BACKLOG})",
+        held.len()
+    );
+    assert!(
+        matches!(held.last(), Some(Event::EventsDropped { count }) if *count > 0),
+        "the events left out are not reported: {:?}",
+        held.last()
+    );
+
+    // Bob reads again: the client reconnects, and every message is in his history, once.
+    let history = bob.wait_history(group, SENT).await;
+    let mut texts: Vec<String> = history.into_iter().map(|m| m.text).collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..SENT).map(|n| format!("m{n}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected);
+}

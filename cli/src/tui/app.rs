@@ -1172,6 +1172,18 @@ impl App {
                 }
                 jobs.extend(self.want_status(group));
             }
+            Event::EventsDropped { count } => {
+                // The client left out updates this screen did not take in time; what they said
+                // is stored, so every group's messages are read again (the current one at the
+                // sync that follows, the others when opened).
+                for g in &mut self.groups {
+                    g.history.loaded = false;
+                }
+                self.notice(
+                    Level::Warning,
+                    format!("{count} updates came faster than they could be shown; reloading."),
+                );
+            }
             Event::RoleChanged { group, role } => {
                 let label = self.label(group);
                 self.notice(
@@ -1669,6 +1681,26 @@ mod tests {
             v.reply_to = None;
             v
         }
+    }
+
+    #[test]
+    fn after_left_out_updates_the_open_group_is_read_again_at_the_next_sync() {
+        let (mut app, group) = app();
+        app.start();
+        app.handle_outcome(Outcome::History {
+            group,
+            result: Ok(vec![message(group, 1, UserId([1; 16]), "hello")]),
+        });
+        app.handle_event(Event::EventsDropped { count: 40 });
+        assert!(app.current_notice().unwrap().text.contains("40 updates"));
+        let jobs = app.handle_event(Event::Synced);
+        assert!(
+            jobs.contains(&Job::History {
+                group,
+                before: None
+            }),
+            "{jobs:?}"
+        );
     }
 
     #[test]

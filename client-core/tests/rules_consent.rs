@@ -129,3 +129,26 @@ fn a_device_put_back_without_asking_is_asked_again() {
     device.drive();
     assert_eq!(device.shown(), ["after"]);
 }
+
+// §11.7 with §9.6: a group that already holds more messages than one sync page is adopted
+// too. Its first pages never say `complete` (messages are left), so the log counts as fetched
+// once the ops stop coming; and a sender key that came before the group did is kept for it.
+#[test]
+fn a_group_with_more_than_a_page_of_messages_is_adopted() {
+    let mut device = Device::new();
+    device.server.lock().unwrap().page_limit = Some(2);
+    let mut bob = Member::new(2, "Bob");
+    let group = device.invited_by(&bob, 5);
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    for words in ["one", "two", "three"] {
+        device.member_writes(group, &mut bob, &mut chain, words);
+    }
+    // The key arrives first: kept until the group is known.
+    device.push_inbox(&[item]);
+    device.sync().unwrap();
+    assert_eq!(invited(&device), [true]);
+    assert_eq!(waiting(&device).last(), Some(&3));
+    block_on(device.core.accept_group(group)).unwrap();
+    device.drive();
+    assert_eq!(device.shown(), ["one", "two", "three"]);
+}

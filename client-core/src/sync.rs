@@ -358,7 +358,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             ..GroupMeta::default()
         };
         self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
-        self.check_key_change(group, &state_genesis_body(op)).await;
+        // Only a group the user asked for: one held for consent is checked when accepted.
+        if accepted {
+            self.check_key_change(group, &state_genesis_body(op)).await;
+        }
         self.groups.insert(group, GroupCtx::new(state, meta));
         self.retry_parked_keys(group).await;
         Ok(())

@@ -316,6 +316,36 @@ fn safety_numbers_and_shared_groups_come_only_from_accepted_groups_with_the_same
     assert!(err.to_string().contains("differ"), "{err}");
 }
 
+/// Re-review item 2: a group held for consent (anyone, the server too, can make one and add
+/// this device) warned of a key change and overwrote the keys this device knew with the
+/// impostor's, so that a later real substitution raised nothing.
+#[test]
+fn a_group_held_for_consent_neither_warns_nor_changes_the_keys_this_device_knows() {
+    let mut w = Device::new();
+    group_with_bob(&mut w);
+    let held = forge_group(&w, 53, vec![add(fake_bob().entry()), add(w.alice.entry())]);
+    w.sync().unwrap();
+    assert_eq!(key_changes(&w.events()), [], "{held:?} is not accepted");
+    // Another group with the impostor, which the user accepts: the change is still news.
+    let accepted = forge_group(&w, 54, vec![add(fake_bob().entry()), add(w.alice.entry())]);
+    w.sync().unwrap();
+    block_on(w.core.accept_group(accepted)).unwrap();
+    assert_eq!(key_changes(&w.events()), [(accepted, bob().user)]);
+}
+
+/// Re-review item 2: the members of a held group are compared with the keys this device knows
+/// when the user accepts it, and not before.
+#[test]
+fn accepting_a_group_warns_of_a_known_user_with_other_keys() {
+    let mut w = Device::new();
+    group_with_bob(&mut w);
+    let group = forge_group(&w, 55, vec![add(fake_bob().entry()), add(w.alice.entry())]);
+    w.sync().unwrap();
+    assert_eq!(key_changes(&w.events()), []);
+    block_on(w.core.accept_group(group)).unwrap();
+    assert_eq!(key_changes(&w.events()), [(group, bob().user)]);
+}
+
 /// Review item 3b: joining adopted the group's log without comparing its members' keys with
 /// the ones this device knew, so the joiner was never warned.
 #[test]

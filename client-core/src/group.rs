@@ -466,10 +466,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if was_member && !is_member {
             // Being in the group again later needs the user's consent again (their own join
             // request, or accepting an invitation), as for any group: §11.7.
+            let mut never_accepted = false;
             if let Some(ctx) = self.groups.get_mut(&group) {
+                // What was said while this device was a member stays readable only if the
+                // user had accepted being in the group: a group anyone (the server too) made,
+                // added this device to and removed it from again shows nothing, and what it
+                // kept for the user's consent goes.
+                if ctx.meta.accepted {
+                    ctx.meta.removed_after_epoch = Some(ctx.state.epoch().0.saturating_sub(1));
+                } else {
+                    never_accepted = true;
+                }
                 ctx.meta.accepted = false;
-                ctx.meta.removed_after_epoch = Some(ctx.state.epoch().0.saturating_sub(1));
                 self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
+            }
+            if never_accepted {
+                self.drop_unconsented_parked(group).await;
             }
             self.emit(Event::Removed {
                 group,

@@ -177,6 +177,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 tracing::debug!(%group, seq = m.seq.0, "message from a device the log does not know, in a group not accepted: dropped");
                 return;
             }
+            // No longer in the group (and never with the user's consent for this epoch): the
+            // user cannot accept it any more, so nothing of it waits. One from a later epoch
+            // may be from after this device was put back, which a sync will show.
+            if !ctx.is_member(&me) && env.epoch <= ctx.state.epoch() {
+                tracing::debug!(%group, seq = m.seq.0, "message of a group left without consent: dropped");
+                return;
+            }
             // Not shown until the user accepts being in this group; they are told it waits.
             self.park_message(group, &m).await;
             let waiting = self
@@ -456,6 +463,28 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let _ = self
             .db
             .put(T_PARKED, &key2(group.as_bytes(), &m.seq.0.to_be_bytes()), m);
+    }
+
+    /// Drops the messages a group kept for the user's consent that no consent covers any
+    /// more (this device left or was removed before the user accepted the group): those of
+    /// epochs after the last one this device was in with consent, if any.
+    pub(crate) async fn drop_unconsented_parked(&mut self, group: GroupId) {
+        let last_consented = self
+            .groups
+            .get(&group)
+            .and_then(|c| c.meta.removed_after_epoch);
+        let Ok(parked) = self
+            .db
+            .scan::<StoredMessage>(T_PARKED, group.as_bytes(), usize::MAX)
+            .await
+        else {
+            return;
+        };
+        for (key, m) in parked {
+            if last_consented.is_none_or(|last| m.envelope.epoch.0 > last) {
+                self.db.remove(T_PARKED, &key);
+            }
+        }
     }
 
     pub(crate) async fn retry_parked(&mut self, group: GroupId) {

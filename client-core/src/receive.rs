@@ -353,15 +353,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         // Shown only once stored: a message the store cannot take is neither shown nor taken
         // as processed (a position another message holds was reported by `store_message`).
+        // A store failure reverts the whole step (`store_message`): the chain is not
+        // advanced, and the message comes again with the next sync.
         if let Err(e) = self.store_message(&mut message).await {
             tracing::warn!(%group, seq = m.seq.0, error = %e, "a message could not be stored: not shown");
-            if matches!(e, ClientError::Store(_)) {
-                self.emit(Event::MessageRejected(Rejection {
-                    group,
-                    seq: m.seq.0,
-                    reason: format!("this message could not be stored on this device: {e}"),
-                }));
-            }
             return;
         }
         // Kept (encrypted at rest) so this message can be reported verifiably later.
@@ -530,6 +525,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         message: &mut ChatMessage,
     ) -> Result<(), ClientError> {
+        let r = self.store_message_once(message).await;
+        // The store failed: what the step did on the way here (a receiving chain advanced, the
+        // message marked as processed, an outbox entry taken out) must not be kept without
+        // the message, which would be lost. The whole step is reverted, so the message comes
+        // again with the next sync (§11.12).
+        if let Err(ClientError::Store(e)) = &r {
+            self.db.fail_step(e.clone());
+        }
+        r
+    }
+
+    async fn store_message_once(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
         let group = message.group;
         let key = key2(group.as_bytes(), &message.seq.0.to_be_bytes());
         if let Some(stored) = self.db.get::<ChatMessage>(T_MESSAGES, &key).await?

@@ -272,7 +272,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         for _ in 0..MAX_SYNC_PAGES {
             let after_op_seq = state.as_ref().map(|s| s.seq());
             let cursor = SyncCursor::START;
-            let reply = self
+            let reply = match self
                 .request_ok(|id| ClientFrame::Sync {
                     id,
                     group,
@@ -281,7 +281,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     limit: SYNC_PAGE_REQUEST,
                     invite,
                 })
-                .await?;
+                .await
+            {
+                Ok(reply) => reply,
+                Err(e) => {
+                    // Refused for good (the server does not know the group, or will not serve
+                    // it to this device): nothing will list this device, so its early payloads
+                    // go rather than take up the room kept for groups not held (§11.5). A
+                    // passing failure keeps them for the next try.
+                    if !is_passing_failure(&e) {
+                        self.drop_parked_keys(group).await;
+                    }
+                    return Err(e);
+                }
+            };
             let ServerFrame::SyncPage {
                 ops,
                 messages,

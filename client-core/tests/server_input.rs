@@ -15,7 +15,7 @@ mod support;
 
 use base64::Engine as _;
 use confide_client_core::{ClientStore, Event, FacilitatorItem, Invite};
-use confide_protocol::frames::InboxItem;
+use confide_protocol::frames::{ClientFrame, ErrorCode, InboxItem};
 use confide_protocol::group_log::{InviteSecret, OpBody};
 use confide_protocol::seal::SealKind;
 use confide_protocol::{GroupId, Timestamp, UserId};
@@ -418,6 +418,11 @@ fn early_payloads_for_groups_this_device_does_not_hold_are_bounded_in_all() {
             w.put_in_inbox(sealed)
         })
         .collect();
+    // The syncs those payloads start fail for a passing reason: the payloads stay kept (a
+    // lasting refusal would drop them, see below).
+    w.answer(Some(support::refuse(ErrorCode::Storage, |f| {
+        matches!(f, ClientFrame::Sync { .. })
+    })));
     w.push_inbox(&items);
     let kept = block_on(w.store.keys("parked_keys", &[])).unwrap().len();
     assert!(kept > 0, "early payloads are still kept");
@@ -426,4 +431,33 @@ fn early_payloads_for_groups_this_device_does_not_hold_are_bounded_in_all() {
         w.server.lock().unwrap().inbox.is_empty(),
         "all acknowledged"
     );
+}
+
+/// Re-review item 5: an early payload for a group this device does not hold stayed kept when
+/// the server refused to serve that group for good (`no_such_group`), taking up room in the
+/// budget for groups not held (256 in all) until the store was cleared.
+#[test]
+fn early_payloads_for_a_group_the_server_refuses_for_good_are_dropped() {
+    let mut w = Device::new();
+    let mut mallory = mallory();
+    let made_up = GroupId([0xee; 16]);
+    let epoch = confide_protocol::EpochRef {
+        epoch: confide_protocol::Epoch(0),
+        hash: confide_protocol::OpHash([0; 32]),
+    };
+    let sealed = mallory.seal(
+        SealKind::SenderKey,
+        &w.alice.keys(),
+        made_up,
+        epoch,
+        b"a key for a group that does not exist",
+    );
+    let item = w.put_in_inbox(sealed);
+    w.push_inbox(&[item]);
+    assert!(
+        w.synced().contains(&made_up),
+        "the named group was asked about"
+    );
+    assert_eq!(block_on(w.store.keys("parked_keys", &[])).unwrap().len(), 0);
+    assert!(w.server.lock().unwrap().inbox.is_empty(), "acknowledged");
 }

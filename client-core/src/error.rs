@@ -20,7 +20,7 @@ use crate::events::Departure;
 use crate::link::TransportError;
 
 /// Why the store failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The passphrase does not open this store.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::group_log::{GroupSettings, GroupState, Op, OpBody, SignedOp};
+use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody, SignedOp};
 use confide_protocol::{DeviceId, DeviceKeys, EpochRef, GroupId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -435,7 +435,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             target: op_target(&applied.op.body),
             at: applied.op.at,
         };
-        self.check_key_change(group, &applied.op.body).await;
+        // A group the user has not accepted may be anyone's making (the server's too): its
+        // members' keys are compared with the known ones only once the user accepts it
+        // (`accept_membership`), so that an impostor's keys neither warn nor replace them.
+        if self.groups.get(&group).is_some_and(|c| c.meta.accepted) {
+            self.check_key_change(group, &applied.op.body).await;
+        }
         self.emit(Event::GroupChanged(change));
         if caught_up && was_warned {
             self.emit(Event::CaughtUp { group });
@@ -461,10 +466,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if was_member && !is_member {
             // Being in the group again later needs the user's consent again (their own join
             // request, or accepting an invitation), as for any group: §11.7.
+            let mut never_accepted = false;
             if let Some(ctx) = self.groups.get_mut(&group) {
+                // What was said while this device was a member stays readable only if the
+                // user had accepted being in the group: a group anyone (the server too) made,
+                // added this device to and removed it from again shows nothing, and what it
+                // kept for the user's consent goes.
+                if ctx.meta.accepted {
+                    ctx.meta.removed_after_epoch = Some(ctx.state.epoch().0.saturating_sub(1));
+                } else {
+                    never_accepted = true;
+                }
                 ctx.meta.accepted = false;
-                ctx.meta.removed_after_epoch = Some(ctx.state.epoch().0.saturating_sub(1));
                 self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
+            }
+            if never_accepted {
+                self.drop_unconsented_parked(group).await;
             }
             self.emit(Event::Removed {
                 group,
@@ -498,7 +515,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if !ctx.meta.accepted && asked == Some(ctx.state.genesis_hash()) {
             ctx.meta.accepted = true;
             let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+            self.check_members_keys(group).await;
         }
+        let Some(ctx) = self.groups.get_mut(&group) else {
+            return;
+        };
         if ctx.meta.accepted {
             self.db.remove(T_PENDING_JOINS, group.as_bytes());
             self.emit(Event::Joined { group });
@@ -526,13 +547,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .groups
             .get_mut(&group)
             .ok_or(ClientError::UnknownGroup)?;
-        ctx.meta.accepted = true;
+        let was_accepted = std::mem::replace(&mut ctx.meta.accepted, true);
         let meta = ctx.meta.clone();
         let moderator = ctx
             .state
             .member_of_device(&me)
             .is_some_and(|(_, m)| m.role.is_moderator());
         self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
+        if !was_accepted {
+            self.check_members_keys(group).await;
+        }
         self.emit(Event::Joined { group });
         self.retry_parked(group).await;
         // What waited for the user's consent goes now: pinned texts a moderator re-sends to
@@ -544,13 +568,37 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         Ok(())
     }
 
-    /// Warns when a user the device has seen before appears with other device keys.
+    /// The user accepted a group whose ops were not checked for key changes while it was
+    /// held: its current members are compared with the keys this device knows now.
+    async fn check_members_keys(&mut self, group: GroupId) {
+        let Some(ctx) = self.groups.get(&group) else {
+            return;
+        };
+        let entries: Vec<MemberEntry> = ctx
+            .state
+            .members()
+            .values()
+            .map(|m| m.entry.clone())
+            .collect();
+        for entry in &entries {
+            self.check_entry_keys(group, entry).await;
+        }
+    }
+
+    /// Warns when a user the device has seen before appears with other device keys in an op
+    /// of an accepted group.
     pub(crate) async fn check_key_change(&mut self, group: GroupId, body: &OpBody) {
         let entry = match body {
             OpBody::Genesis { creator, .. } => creator,
             OpBody::Join { member, .. } | OpBody::Add { member, .. } => member,
             _ => return,
         };
+        self.check_entry_keys(group, entry).await;
+    }
+
+    /// Warns when `entry`'s user, seen before, appears with other device keys; remembers the
+    /// keys either way.
+    async fn check_entry_keys(&mut self, group: GroupId, entry: &MemberEntry) {
         if entry.user == self.profile.user {
             return;
         }

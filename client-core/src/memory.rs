@@ -3,7 +3,8 @@
 //! It keeps one ordered map per tree behind a lock and applies each batch under that lock, so
 //! a commit is atomic. Nothing survives the process. With the feature `test-hooks` (for tests
 //! only), `MemoryStore::with_faults` builds one whose commits fail on demand and which records
-//! its state after every commit, for crash-consistency tests; the plain constructors have no
+//! its state after every commit, for crash-consistency tests (and whose reads of a tree fail
+//! on demand); the plain constructors have no
 //! such behaviour.
 
 use std::collections::BTreeMap;
@@ -117,6 +118,8 @@ struct FaultState {
     steps: u64,
     /// The state after every successful step, in order.
     snapshots: Vec<Snapshot>,
+    /// A tree whose reads fail, while set ([`FaultProbe::fail_reads_of`]).
+    failing_reads: Option<&'static str>,
 }
 
 /// A [`ClientStore`] in memory. Clones are handles on the same store, so a test can keep one
@@ -171,6 +174,14 @@ impl FaultProbe {
     pub fn steps(&self) -> u64 {
         lock(&self.inner).faults.as_ref().map_or(0, |f| f.steps)
     }
+
+    /// From now on every read of `tree` fails with [`StoreError::Db`] (`None`: reads work
+    /// again), as a disk that cannot be read would.
+    pub fn fail_reads_of(&self, tree: Option<&'static str>) {
+        if let Some(f) = lock(&self.inner).faults.as_mut() {
+            f.failing_reads = tree;
+        }
+    }
 }
 
 impl MemoryStore {
@@ -200,6 +211,7 @@ impl MemoryStore {
                 faults,
                 steps: 0,
                 snapshots: Vec::new(),
+                failing_reads: None,
             }),
         }));
         (
@@ -229,17 +241,25 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Reads under the lock.
+    /// Reads under the lock (failing only with faults that say so).
     fn read<T>(
         &self,
         tree: &'static str,
         f: impl FnOnce(&BTreeMap<Vec<u8>, Zeroizing<Vec<u8>>>) -> T,
-    ) -> T {
+    ) -> Result<T, StoreError> {
         let guard = lock(&self.inner);
-        match guard.state.trees.get(tree) {
+        #[cfg(feature = "test-hooks")]
+        if guard
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.failing_reads == Some(tree))
+        {
+            return Err(StoreError::Db(format!("injected failure reading {tree}")));
+        }
+        Ok(match guard.state.trees.get(tree) {
             Some(t) => f(t),
             None => f(&BTreeMap::new()),
-        }
+        })
     }
 }
 
@@ -280,7 +300,7 @@ impl ClientStore for MemoryStore {
         tree: &'static str,
         key: &[u8],
     ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        Ok(self.read(tree, |t| t.get(key).cloned()))
+        self.read(tree, |t| t.get(key).cloned())
     }
 
     async fn scan(
@@ -289,13 +309,13 @@ impl ClientStore for MemoryStore {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        Ok(self.read(tree, |t| {
+        self.read(tree, |t| {
             t.range(prefix.to_vec()..)
                 .take_while(|(key, _)| key.starts_with(prefix))
                 .take(limit)
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect()
-        }))
+        })
     }
 
     async fn scan_range_rev(
@@ -309,22 +329,22 @@ impl ClientStore for MemoryStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        Ok(self.read(tree, |t| {
+        self.read(tree, |t| {
             t.range(start.to_vec()..end.to_vec())
                 .rev()
                 .take(limit)
                 .map(|(key, value)| (key.clone(), value.clone()))
                 .collect()
-        }))
+        })
     }
 
     async fn keys(&self, tree: &'static str, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(self.read(tree, |t| {
+        self.read(tree, |t| {
             t.range(prefix.to_vec()..)
                 .take_while(|(key, _)| key.starts_with(prefix))
                 .map(|(key, _)| key.clone())
                 .collect()
-        }))
+        })
     }
 
     async fn commit(&self, batch: Batch) -> Result<(), StoreError> {

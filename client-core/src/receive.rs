@@ -177,6 +177,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 tracing::debug!(%group, seq = m.seq.0, "message from a device the log does not know, in a group not accepted: dropped");
                 return;
             }
+            // No longer in the group (and never with the user's consent for this epoch): the
+            // user cannot accept it any more, so nothing of it waits. One from a later epoch
+            // may be from after this device was put back, which a sync will show.
+            if !ctx.is_member(&me) && env.epoch <= ctx.state.epoch() {
+                tracing::debug!(%group, seq = m.seq.0, "message of a group left without consent: dropped");
+                return;
+            }
             // Not shown until the user accepts being in this group; they are told it waits.
             self.park_message(group, &m).await;
             let waiting = self
@@ -346,15 +353,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         // Shown only once stored: a message the store cannot take is neither shown nor taken
         // as processed (a position another message holds was reported by `store_message`).
+        // A store failure reverts the whole step (`store_message`): the chain is not
+        // advanced, and the message comes again with the next sync.
         if let Err(e) = self.store_message(&mut message).await {
             tracing::warn!(%group, seq = m.seq.0, error = %e, "a message could not be stored: not shown");
-            if matches!(e, ClientError::Store(_)) {
-                self.emit(Event::MessageRejected(Rejection {
-                    group,
-                    seq: m.seq.0,
-                    reason: format!("this message could not be stored on this device: {e}"),
-                }));
-            }
             return;
         }
         // Kept (encrypted at rest) so this message can be reported verifiably later.
@@ -458,6 +460,28 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .put(T_PARKED, &key2(group.as_bytes(), &m.seq.0.to_be_bytes()), m);
     }
 
+    /// Drops the messages a group kept for the user's consent that no consent covers any
+    /// more (this device left or was removed before the user accepted the group): those of
+    /// epochs after the last one this device was in with consent, if any.
+    pub(crate) async fn drop_unconsented_parked(&mut self, group: GroupId) {
+        let last_consented = self
+            .groups
+            .get(&group)
+            .and_then(|c| c.meta.removed_after_epoch);
+        let Ok(parked) = self
+            .db
+            .scan::<StoredMessage>(T_PARKED, group.as_bytes(), usize::MAX)
+            .await
+        else {
+            return;
+        };
+        for (key, m) in parked {
+            if last_consented.is_none_or(|last| m.envelope.epoch.0 > last) {
+                self.db.remove(T_PARKED, &key);
+            }
+        }
+    }
+
     pub(crate) async fn retry_parked(&mut self, group: GroupId) {
         // Held for the user's consent (§11.7), nothing can be shown yet, whatever key came:
         // they are processed when the user accepts the group.
@@ -501,6 +525,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         message: &mut ChatMessage,
     ) -> Result<(), ClientError> {
+        let r = self.store_message_once(message).await;
+        // The store failed: what the step did on the way here (a receiving chain advanced, the
+        // message marked as processed, an outbox entry taken out) must not be kept without
+        // the message, which would be lost. The whole step is reverted, so the message comes
+        // again with the next sync (§11.12).
+        if let Err(ClientError::Store(e)) = &r {
+            self.db.fail_step(e.clone());
+        }
+        r
+    }
+
+    async fn store_message_once(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
         let group = message.group;
         let key = key2(group.as_bytes(), &message.seq.0.to_be_bytes());
         if let Some(stored) = self.db.get::<ChatMessage>(T_MESSAGES, &key).await?

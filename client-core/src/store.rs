@@ -318,6 +318,9 @@ pub struct Tx<S> {
     store: S,
     /// What this step has written and not yet committed.
     batch: Batch,
+    /// A store failure met during the step that must not be committed over
+    /// ([`Tx::fail_step`]): the commit fails with it and the step is reverted.
+    fault: Option<StoreError>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Tx<S> {
@@ -335,6 +338,7 @@ impl<S: ClientStore> Tx<S> {
         Tx {
             store,
             batch: Batch::new(),
+            fault: None,
         }
     }
 
@@ -356,6 +360,15 @@ impl<S: ClientStore> Tx<S> {
     /// Forgets every write since the last commit (reverting a step that failed).
     pub fn discard(&mut self) {
         self.batch = Batch::new();
+        self.fault = None;
+    }
+
+    /// The step met a store failure that keeping the rest of its writes would make worse (a
+    /// received message's key used up while the message is not stored, say): its next commit
+    /// fails with `e` (the first such failure) and stores none of its writes, so the step is
+    /// reverted as a whole (PROTOCOL.md §11.12).
+    pub(crate) fn fail_step(&mut self, e: StoreError) {
+        self.fault.get_or_insert(e);
     }
 
     /// Commits the step's writes, all or none, and starts a new empty batch. Nothing to commit
@@ -364,8 +377,13 @@ impl<S: ClientStore> Tx<S> {
     ///
     /// # Errors
     ///
-    /// Those of the store's [`ClientStore::commit`]; the step's writes are dropped either way.
+    /// Those of the store's [`ClientStore::commit`], or the failure the step met
+    /// ([`Tx::fail_step`]); the step's writes are dropped either way.
     pub async fn commit(&mut self) -> Result<(), StoreError> {
+        if let Some(e) = self.fault.take() {
+            self.batch = Batch::new();
+            return Err(e);
+        }
         if self.batch.is_empty() {
             return Ok(());
         }

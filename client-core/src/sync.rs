@@ -263,25 +263,50 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let me = self.device();
         let mut state: Option<GroupState> = None;
         let mut ops_held = Vec::new();
-        let mut complete = false;
+        // Whether the whole log was fetched. Not only a `complete` page says so: a group with
+        // more stored messages than a page holds is never `complete` on a page that starts
+        // from the first message, and only ops matter here (§9.6). A page that brings no new
+        // op, or that covers messages (the server serves messages only once the ops reach the
+        // head), says the ops are all in.
+        let mut fetched = false;
         for _ in 0..MAX_SYNC_PAGES {
             let after_op_seq = state.as_ref().map(|s| s.seq());
-            let reply = self
+            let cursor = SyncCursor::START;
+            let reply = match self
                 .request_ok(|id| ClientFrame::Sync {
                     id,
                     group,
                     after_op_seq,
-                    after_seq: SyncCursor::START.after_seq,
+                    after_seq: cursor.after_seq,
                     limit: SYNC_PAGE_REQUEST,
                     invite,
                 })
-                .await?;
+                .await
+            {
+                Ok(reply) => reply,
+                Err(e) => {
+                    // Refused for good (the server does not know the group, or will not serve
+                    // it to this device): nothing will list this device, so its early payloads
+                    // go rather than take up the room kept for groups not held (§11.5). A
+                    // passing failure keeps them for the next try.
+                    if !is_passing_failure(&e) {
+                        self.drop_parked_keys(group).await;
+                    }
+                    return Err(e);
+                }
+            };
             let ServerFrame::SyncPage {
-                ops, complete: c, ..
+                ops,
+                messages,
+                next_seq,
+                complete,
+                ..
             } = reply
             else {
                 return Err(unexpected_reply(reply, "sync_page"));
             };
+            let no_new_op = ops.is_empty();
+            let covers_messages = !messages.is_empty() || next_seq > Seq(cursor.after_seq.0 + 1);
             for op in ops {
                 match state.as_mut() {
                     None => {
@@ -294,17 +319,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 }
                 ops_held.push(op);
             }
-            complete = c;
-            if complete || self.conn.is_none() || state.as_ref().map(|s| s.seq()) == after_op_seq {
+            fetched = complete || no_new_op || covers_messages;
+            if fetched || self.conn.is_none() {
                 break;
             }
         }
-        let listed = complete
-            && state
-                .as_ref()
-                .is_some_and(|s| s.member_of_device(&me).is_some());
+        let listed = state
+            .as_ref()
+            .is_some_and(|s| s.member_of_device(&me).is_some());
+        if !fetched {
+            // Cut short (the connection dropped, or the pages ran out for now): the log may
+            // still list this device further on, so its early payloads are kept.
+            tracing::debug!(%group, "a group's log was not fetched in full: not adopted yet");
+            return Ok(false);
+        }
         if !listed {
-            tracing::debug!(%group, complete, "a group whose log does not list this device was not adopted");
+            tracing::debug!(%group, "a group whose log does not list this device was not adopted");
             self.drop_parked_keys(group).await;
             return Ok(false);
         }
@@ -341,7 +371,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             ..GroupMeta::default()
         };
         self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
-        self.check_key_change(group, &state_genesis_body(op)).await;
+        // Only a group the user asked for: one held for consent is checked when accepted.
+        if accepted {
+            self.check_key_change(group, &state_genesis_body(op)).await;
+        }
         self.groups.insert(group, GroupCtx::new(state, meta));
         self.retry_parked_keys(group).await;
         Ok(())

@@ -129,3 +129,68 @@ fn a_device_put_back_without_asking_is_asked_again() {
     device.drive();
     assert_eq!(device.shown(), ["after"]);
 }
+
+// §11.7 with §9.6: a group that already holds more messages than one sync page is adopted
+// too. Its first pages never say `complete` (messages are left), so the log counts as fetched
+// once the ops stop coming; and a sender key that came before the group did is kept for it.
+#[test]
+fn a_group_with_more_than_a_page_of_messages_is_adopted() {
+    let mut device = Device::new();
+    device.server.lock().unwrap().page_limit = Some(2);
+    let mut bob = Member::new(2, "Bob");
+    let group = device.invited_by(&bob, 5);
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    for words in ["one", "two", "three"] {
+        device.member_writes(group, &mut bob, &mut chain, words);
+    }
+    // The key arrives first: kept until the group is known.
+    device.push_inbox(&[item]);
+    device.sync().unwrap();
+    assert_eq!(invited(&device), [true]);
+    assert_eq!(waiting(&device).last(), Some(&3));
+    block_on(device.core.accept_group(group)).unwrap();
+    device.drive();
+    assert_eq!(device.shown(), ["one", "two", "three"]);
+}
+
+// §11.7: "removal withdraws consent" keeps showing what was said while the user was in the
+// group — only if the user ever accepted it. A group someone made, added this device to,
+// sealed it a key and removed it from again was never accepted: nothing of it is shown, not
+// a message parked before the removal nor one pushed after it.
+#[test]
+fn a_removal_from_a_group_never_accepted_shows_nothing_of_it() {
+    let mut device = Device::new();
+    let mut mallory = Member::new(6, "Mallory");
+    let group = device.invited_by(&mallory, 5);
+    device.sync().unwrap();
+    assert_eq!(invited(&device).len(), 1);
+    let (mut chain, item) = device.member_key(group, &mut mallory);
+    let before = device.member_writes(group, &mut mallory, &mut chain, "parked before");
+    device.push_message(group, &before);
+    let (op, seq) = device.member_op(
+        group,
+        &mallory,
+        OpBody::Remove {
+            user: support::ALICE,
+            ban: false,
+        },
+    );
+    let after = {
+        // Written in the epoch this device was in, stored after its removal.
+        let mut log = device.log(group);
+        log.ops.pop();
+        let envelope = mallory.envelope(
+            &mut chain,
+            group,
+            log.state().epoch_ref(),
+            &support::text("pushed after", device.now()),
+        );
+        device.store_message(group, envelope)
+    };
+    device.push_inbox(&[item]);
+    device.push_op(group, op, seq);
+    device.push_message(group, &after);
+    device.sync().unwrap();
+    assert!(device.shown().is_empty(), "{:?}", device.shown());
+    assert!(device.history(group).is_empty());
+}

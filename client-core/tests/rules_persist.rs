@@ -6,8 +6,12 @@
 mod support;
 
 use confide_client_core::Event;
+use confide_client_core::MemoryStore;
+use confide_client_core::memory::{FaultProbe, Faults};
+use confide_protocol::GroupId;
 use confide_protocol::frames::ClientFrame;
 use confide_protocol::group_log::OpBody;
+use confide_protocol::sender_key::SenderChain;
 use support::{Member, at_seq, of_id};
 
 #[test]
@@ -93,4 +97,45 @@ fn every_event_and_every_frame_comes_after_its_step_is_stored() {
             _ => {}
         }
     }
+}
+
+/// A device over a store whose reads can be made to fail, with Bob in a group of Alice's and
+/// his sender key held.
+fn faulty_alice_and_bob() -> (support::Device, FaultProbe, GroupId, Member, SenderChain) {
+    let (store, probe) = MemoryStore::with_faults(Faults::new());
+    let mut device = support::Device::create(store, support::Shared::default());
+    let mut bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    let (chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    device.clear();
+    (device, probe, group, bob, chain)
+}
+
+// §11.12: a received message the store cannot take leaves nothing of its step behind — not
+// the receiving chain's advance, which would use its key up — so it comes again with the next
+// sync and is shown then.
+#[test]
+fn a_received_message_the_store_cannot_take_is_shown_after_the_next_sync() {
+    let (mut device, probe, group, mut bob, mut chain) = faulty_alice_and_bob();
+    probe.fail_reads_of(Some("messages"));
+    let m = device.member_writes(group, &mut bob, &mut chain, "hello");
+    device.push_message(group, &m);
+    assert!(device.shown().is_empty());
+    probe.fail_reads_of(None);
+    device.sync().unwrap();
+    assert_eq!(device.shown(), ["hello"]);
+    assert_eq!(device.history(group), ["hello"]);
+}
+
+// §11.12: an own post the store cannot take once the server has it is not marked as
+// processed without being stored: it is in the history after the next sync.
+#[test]
+fn an_own_post_the_store_cannot_take_is_in_the_history_after_the_next_sync() {
+    let (mut device, probe, group, _bob, _chain) = faulty_alice_and_bob();
+    probe.fail_reads_of(Some("messages"));
+    assert_eq!(device.send(group, "mine").unwrap_err().code(), "store");
+    probe.fail_reads_of(None);
+    device.sync().unwrap();
+    assert_eq!(device.history(group), ["mine"]);
 }

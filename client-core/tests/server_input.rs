@@ -15,7 +15,7 @@ mod support;
 
 use base64::Engine as _;
 use confide_client_core::{ClientStore, Event, FacilitatorItem, Invite};
-use confide_protocol::frames::InboxItem;
+use confide_protocol::frames::{ClientFrame, ErrorCode, InboxItem};
 use confide_protocol::group_log::{InviteSecret, OpBody};
 use confide_protocol::seal::SealKind;
 use confide_protocol::{GroupId, Timestamp, UserId};
@@ -316,6 +316,36 @@ fn safety_numbers_and_shared_groups_come_only_from_accepted_groups_with_the_same
     assert!(err.to_string().contains("differ"), "{err}");
 }
 
+/// Re-review item 2: a group held for consent (anyone, the server too, can make one and add
+/// this device) warned of a key change and overwrote the keys this device knew with the
+/// impostor's, so that a later real substitution raised nothing.
+#[test]
+fn a_group_held_for_consent_neither_warns_nor_changes_the_keys_this_device_knows() {
+    let mut w = Device::new();
+    group_with_bob(&mut w);
+    let held = forge_group(&w, 53, vec![add(fake_bob().entry()), add(w.alice.entry())]);
+    w.sync().unwrap();
+    assert_eq!(key_changes(&w.events()), [], "{held:?} is not accepted");
+    // Another group with the impostor, which the user accepts: the change is still news.
+    let accepted = forge_group(&w, 54, vec![add(fake_bob().entry()), add(w.alice.entry())]);
+    w.sync().unwrap();
+    block_on(w.core.accept_group(accepted)).unwrap();
+    assert_eq!(key_changes(&w.events()), [(accepted, bob().user)]);
+}
+
+/// Re-review item 2: the members of a held group are compared with the keys this device knows
+/// when the user accepts it, and not before.
+#[test]
+fn accepting_a_group_warns_of_a_known_user_with_other_keys() {
+    let mut w = Device::new();
+    group_with_bob(&mut w);
+    let group = forge_group(&w, 55, vec![add(fake_bob().entry()), add(w.alice.entry())]);
+    w.sync().unwrap();
+    assert_eq!(key_changes(&w.events()), []);
+    block_on(w.core.accept_group(group)).unwrap();
+    assert_eq!(key_changes(&w.events()), [(group, bob().user)]);
+}
+
 /// Review item 3b: joining adopted the group's log without comparing its members' keys with
 /// the ones this device knew, so the joiner was never warned.
 #[test]
@@ -388,6 +418,11 @@ fn early_payloads_for_groups_this_device_does_not_hold_are_bounded_in_all() {
             w.put_in_inbox(sealed)
         })
         .collect();
+    // The syncs those payloads start fail for a passing reason: the payloads stay kept (a
+    // lasting refusal would drop them, see below).
+    w.answer(Some(support::refuse(ErrorCode::Storage, |f| {
+        matches!(f, ClientFrame::Sync { .. })
+    })));
     w.push_inbox(&items);
     let kept = block_on(w.store.keys("parked_keys", &[])).unwrap().len();
     assert!(kept > 0, "early payloads are still kept");
@@ -438,4 +473,33 @@ fn the_first_reason_for_a_moderation_op_stays_whatever_arrives_later() {
         mute.reason.as_deref(),
         Some("Repeated put-downs after a warning")
     );
+}
+
+/// Re-review item 5: an early payload for a group this device does not hold stayed kept when
+/// the server refused to serve that group for good (`no_such_group`), taking up room in the
+/// budget for groups not held (256 in all) until the store was cleared.
+#[test]
+fn early_payloads_for_a_group_the_server_refuses_for_good_are_dropped() {
+    let mut w = Device::new();
+    let mut mallory = mallory();
+    let made_up = GroupId([0xee; 16]);
+    let epoch = confide_protocol::EpochRef {
+        epoch: confide_protocol::Epoch(0),
+        hash: confide_protocol::OpHash([0; 32]),
+    };
+    let sealed = mallory.seal(
+        SealKind::SenderKey,
+        &w.alice.keys(),
+        made_up,
+        epoch,
+        b"a key for a group that does not exist",
+    );
+    let item = w.put_in_inbox(sealed);
+    w.push_inbox(&[item]);
+    assert!(
+        w.synced().contains(&made_up),
+        "the named group was asked about"
+    );
+    assert_eq!(block_on(w.store.keys("parked_keys", &[])).unwrap().len(), 0);
+    assert!(w.server.lock().unwrap().inbox.is_empty(), "acknowledged");
 }

@@ -32,6 +32,7 @@ use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{
     DeviceId, DeviceIdentity, DeviceKeys, EpochRef, GroupId, MessageId, Seq, Timestamp, UserId,
+    policy,
 };
 use pollster::block_on;
 use rand_core::SeedableRng as _;
@@ -43,6 +44,9 @@ pub const NOW: Timestamp = Timestamp(1_800_000_000_000);
 pub const ALICE: UserId = UserId([1; 16]);
 
 pub type Core = ClientCore<MemoryStore, ScriptNet>;
+
+/// The real server's default `sync_page_limit` (§9.6).
+pub const DEFAULT_PAGE_LIMIT: u32 = 500;
 
 /// What the server stores for one group.
 #[derive(Default, Clone)]
@@ -103,6 +107,8 @@ pub struct Server {
     pub sent: Vec<(ClientFrame, Snapshot)>,
     /// Answers instead of the honest server's, while set.
     pub answer: Option<Answer>,
+    /// The server's `sync_page_limit` (§9.6); `None`: the real server's default.
+    pub page_limit: Option<u32>,
     next_inbox_id: u64,
 }
 
@@ -189,6 +195,7 @@ impl Server {
                 group,
                 after_op_seq,
                 after_seq,
+                limit,
                 ..
             } => {
                 let Some(log) = self.logs.get(&group) else {
@@ -198,20 +205,48 @@ impl Server {
                         "no such group",
                     )];
                 };
+                // Paged as the real server pages (§9.6), without its byte budget and with
+                // every device served as a member: at most `L` ops, messages only once the
+                // ops reach the head, and `complete` only when fewer than `L` messages are
+                // left.
+                let page_limit =
+                    policy::sync_page_limit(limit, self.page_limit.unwrap_or(DEFAULT_PAGE_LIMIT));
                 let first_op = after_op_seq.map_or(0, |s| s as usize + 1);
+                let ops: Vec<SignedOp> = log
+                    .ops
+                    .iter()
+                    .skip(first_op)
+                    .take(page_limit)
+                    .cloned()
+                    .collect();
+                let next_op_seq = (first_op + ops.len()) as u64;
+                let head = log.ops.len() as u64 - 1;
+                let ops_complete = policy::ops_complete(next_op_seq, head);
+                let messages: Vec<StoredMessage> = if ops_complete {
+                    log.messages
+                        .iter()
+                        .filter(|m| m.seq > after_seq)
+                        .take(page_limit)
+                        .cloned()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let next_seq = policy::sync_next_seq(after_seq, messages.last().map(|m| m.seq));
+                let complete = policy::sync_page_complete(
+                    ops_complete,
+                    messages.len(),
+                    page_limit,
+                    messages.len(),
+                );
                 vec![ServerFrame::SyncPage {
                     id,
                     group,
-                    ops: log.ops.get(first_op..).unwrap_or_default().to_vec(),
-                    messages: log
-                        .messages
-                        .iter()
-                        .filter(|m| m.seq > after_seq)
-                        .cloned()
-                        .collect(),
-                    next_op_seq: log.ops.len() as u64,
-                    next_seq: log.next_seq(),
-                    complete: true,
+                    ops,
+                    messages,
+                    next_op_seq,
+                    next_seq,
+                    complete,
                 }]
             }
             ClientFrame::AckInbox { id, inbox_ids } => {

@@ -1013,6 +1013,8 @@ async fn a_former_member_rejoining_refuses_a_log_rolled_back_to_before_a_removal
         let inv = confide_client::Invite::from_link(&link).unwrap();
         users[i].client.join(&inv, None).await.unwrap();
     }
+    // Alice removes people she has seen join, as a facilitator would.
+    users[0].wait_members(group, 3).await;
     // Bob's first join is the head now; Eve joined before it.
     let bob_joined_at = evil.group_state(group).seq();
     let eve_device = users[2].client.device();

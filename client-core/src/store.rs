@@ -377,8 +377,9 @@ impl<S: ClientStore> Tx<S> {
     ///
     /// # Errors
     ///
-    /// Those of the store's [`ClientStore::commit`], or the failure the step met
-    /// (a store read that failed while the step was being worked out); the step's writes are dropped either way.
+    /// Those of the store's [`ClientStore::commit`], or the failure the step met (a store read
+    /// that failed while the step was being worked out); the step's writes are dropped either
+    /// way.
     pub async fn commit(&mut self) -> Result<(), StoreError> {
         if let Some(e) = self.fault.take() {
             self.batch = Batch::new();

@@ -12,6 +12,7 @@ use confide_protocol::GroupId;
 use confide_protocol::frames::ClientFrame;
 use confide_protocol::group_log::OpBody;
 use confide_protocol::sender_key::SenderChain;
+use pollster::block_on;
 use support::{Member, at_seq, of_id};
 
 #[test]
@@ -138,4 +139,52 @@ fn an_own_post_the_store_cannot_take_is_in_the_history_after_the_next_sync() {
     probe.fail_reads_of(None);
     device.sync().unwrap();
     assert_eq!(device.history(group), ["mine"]);
+}
+
+// §11.12 with §11.1: a held message whose step is undone (the store failed while an earlier
+// held message was being stored) is still held, not dropped and reported as not sent: it goes
+// once the store works again.
+#[test]
+fn a_held_message_whose_step_is_undone_is_sent_later_not_dropped() {
+    let (mut device, probe, group, mut bob, _chain) = faulty_alice_and_bob();
+    device.set_role(
+        group,
+        bob.user,
+        confide_protocol::group_log::Role::CoFacilitator,
+    );
+    // Bob moves the log on; the server withholds the op, and Bob's message in the new epoch
+    // makes Alice's device hold her posts until its log gets there.
+    let (op, seq) = device.member_op(
+        group,
+        &bob,
+        support::add(Member::new(40, "Someone").entry()),
+    );
+    let mut ahead = bob.chain();
+    let m = device.member_writes(group, &mut bob, &mut ahead, "ahead");
+    device.withhold_op(group);
+    device.push_message(group, &m);
+    for words in ["one", "two"] {
+        assert_eq!(device.send(group, words).unwrap_err().code(), "held");
+    }
+    // The op comes; the held messages go, and storing the first one as sent fails.
+    device.store_op(group, op.clone());
+    probe.fail_reads_of(Some("messages"));
+    device.push_op(group, op, seq);
+    probe.fail_reads_of(None);
+    let failed = device.events_as(|e| match e {
+        Event::SendFailed { reason, .. } => Some(reason),
+        _ => None,
+    });
+    assert_eq!(failed, Vec::<String>::new(), "reported as not sent");
+    device.sync().unwrap();
+    block_on(device.core.retry_now());
+    device.drive();
+    let mine = device
+        .log(group)
+        .messages
+        .iter()
+        .filter(|m| m.envelope.sender == device.alice.device())
+        .count();
+    assert_eq!(mine, 2, "both posted");
+    assert_eq!(device.history(group), ["one", "two"]);
 }

@@ -188,3 +188,26 @@ fn a_held_message_whose_step_is_undone_is_sent_later_not_dropped() {
     assert_eq!(mine, 2, "both posted");
     assert_eq!(device.history(group), ["one", "two"]);
 }
+
+// §11.12: a store failure while connecting undoes the sync's step and drops the connection;
+// the connection then failed, with that error, so that the driver backs off before dialling
+// again instead of reconnecting at once, over and over, while the store keeps failing.
+#[test]
+fn a_store_failure_while_connecting_fails_the_connection() {
+    let (mut device, probe, group, mut bob, mut chain) = faulty_alice_and_bob();
+    // Pages of one message: the failure is met storing the first, and the step is undone
+    // when the next page is asked for.
+    device.server.lock().unwrap().page_limit = Some(1);
+    probe.fail_reads_of(Some("messages"));
+    let m = device.member_writes(group, &mut bob, &mut chain, "hello");
+    device.member_writes(group, &mut bob, &mut chain, "again");
+    device.push_message(group, &m);
+    assert!(!device.core.is_connected(), "the step undone drops it");
+    let err = block_on(device.core.connect()).unwrap_err();
+    assert_eq!(err.code(), "store");
+    assert!(!device.core.is_connected());
+    probe.fail_reads_of(None);
+    block_on(device.core.connect()).unwrap();
+    device.drive();
+    assert_eq!(device.shown(), ["hello", "again"]);
+}

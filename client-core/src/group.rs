@@ -574,13 +574,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let Some(ctx) = self.groups.get(&group) else {
             return;
         };
-        let entries: Vec<MemberEntry> = ctx
-            .state
-            .members()
-            .values()
-            .map(|m| m.entry.clone())
-            .collect();
-        for entry in &entries {
+        let entries = member_entries(&ctx.state);
+        self.check_entries_keys(group, &entries).await;
+    }
+
+    /// Compares `entries` (the members of a log of `group` this device did not check for key
+    /// changes as it verified it) with the keys this device knows, and remembers theirs.
+    pub(crate) async fn check_entries_keys(&mut self, group: GroupId, entries: &[MemberEntry]) {
+        for entry in entries {
             self.check_entry_keys(group, entry).await;
         }
     }
@@ -779,4 +780,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             }
         }
     }
+}
+
+/// Every current member's entry (user, name and device keys) in `state`.
+pub(crate) fn member_entries(state: &GroupState) -> Vec<MemberEntry> {
+    state.members().values().map(|m| m.entry.clone()).collect()
 }

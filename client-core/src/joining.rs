@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, EncryptError, Missing, unexpected_reply};
 use crate::events::{Event, JoinRequest};
-use crate::group::{GroupCtx, GroupMeta, look_alikes};
+use crate::group::{GroupCtx, GroupMeta, look_alikes, member_entries};
 use crate::invite::{Invite, InviteOptions};
 use crate::machine::ClientCore;
 use crate::store::{ClientStore, T_GROUPS, T_JOIN_REQUESTS, T_OPS, T_PENDING_JOINS, key2};
@@ -309,6 +309,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // all (a number never names another message, §11.11), where it had read to, and what
         // it noted about epochs. Only what the rejoin changes is set: the user agreed again,
         // and the log just verified from the genesis is not tampered with.
+        // A group held without the user's consent (never accepted, or consent withdrawn by a
+        // removal, §11.7) had ops verified that were not compared with the keys this device
+        // knows (`accept_membership` compares them): joining is the consent, so its members
+        // are compared now, below.
+        let checked_before = self
+            .groups
+            .get(&group)
+            .is_some_and(|before| before.meta.accepted);
         let meta = match self.groups.get(&group) {
             Some(before) => GroupMeta {
                 accepted: true,
@@ -325,7 +333,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.db.put(T_GROUPS, group.as_bytes(), &meta)?;
         // The members' keys, against the ones this device knows, as for ops a sync brings: a
         // known user with other keys here is told (PROTOCOL.md §3.5). Ops this device verified
-        // before (a rejoin) were compared then.
+        // before were compared then only if the group was accepted; if not, its members are
+        // compared below.
         for held in ops_held.iter().skip(verified.len()) {
             if let Ok(adopted) = held.parse_unverified() {
                 self.check_key_change(group, &adopted.body).await;
@@ -346,6 +355,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .map_err(|e| ClientError::BadInvite(e.to_string()))?;
             ctx.record_epoch();
             ctx.note_op(&applied.op);
+        }
+        if !checked_before {
+            let entries = member_entries(&ctx.state);
+            self.check_entries_keys(group, &entries).await;
         }
         self.commit().await?;
         self.groups.insert(group, ctx);

@@ -261,8 +261,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 // Sealed and in the outbox now (it reports `Sent` or `SendFailed` itself), or
                 // still held because the group fell behind again.
                 Err(ClientError::Pending | ClientError::Held) => {}
-                // Not connected: everything waits for the next connection.
-                Err(ClientError::Transport(_)) => {
+                // Not connected: everything waits for the next connection. A store failure
+                // undid the step (this message's move into the outbox with it) and dropped the
+                // connection: the message is still held, and waits the same way.
+                Err(ClientError::Transport(_) | ClientError::Store(_)) => {
                     self.held_dirty = true;
                     return;
                 }

@@ -65,7 +65,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// [`ClientError::Server`] if the server refuses the device (`auth_failed`,
     /// `registration_closed`, …) or the list of groups; [`ClientError::UnexpectedReply`] for a
     /// reply of the wrong type; [`ClientError::Store`] if the registration or the sync cannot be
-    /// stored. A group whose sync fails does not fail the connection: [`Self::sync`] reports it.
+    /// stored (a store failure while syncing a group undoes the step and drops the connection:
+    /// that fails the connection too). A group whose sync fails otherwise does not fail the
+    /// connection: [`Self::sync`] reports it.
     pub async fn connect(&mut self) -> Result<(), ClientError> {
         let mut conn = self.net.dial().await?;
         let challenge =
@@ -125,6 +127,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         self.emit(Event::Connected);
         self.sync_all().await?;
+        // A store failure during the sync undid its step and dropped the connection: the
+        // connection failed, with that error, so that the caller backs off before dialling
+        // again rather than reconnecting at once into the same failure.
+        if self.conn.is_none() {
+            return Err(self
+                .sync_failure
+                .take()
+                .unwrap_or(ClientError::Transport(crate::TransportError::Closed(None))));
+        }
         self.resend_outbox().await;
         self.commit().await
     }

@@ -12,6 +12,7 @@ use confide_protocol::GroupId;
 use confide_protocol::frames::ClientFrame;
 use confide_protocol::group_log::OpBody;
 use confide_protocol::sender_key::SenderChain;
+use pollster::block_on;
 use support::{Member, at_seq, of_id};
 
 #[test]
@@ -138,4 +139,75 @@ fn an_own_post_the_store_cannot_take_is_in_the_history_after_the_next_sync() {
     probe.fail_reads_of(None);
     device.sync().unwrap();
     assert_eq!(device.history(group), ["mine"]);
+}
+
+// §11.12 with §11.1: a held message whose step is undone (the store failed while an earlier
+// held message was being stored) is still held, not dropped and reported as not sent: it goes
+// once the store works again.
+#[test]
+fn a_held_message_whose_step_is_undone_is_sent_later_not_dropped() {
+    let (mut device, probe, group, mut bob, _chain) = faulty_alice_and_bob();
+    device.set_role(
+        group,
+        bob.user,
+        confide_protocol::group_log::Role::CoFacilitator,
+    );
+    // Bob moves the log on; the server withholds the op, and Bob's message in the new epoch
+    // makes Alice's device hold her posts until its log gets there.
+    let (op, seq) = device.member_op(
+        group,
+        &bob,
+        support::add(Member::new(40, "Someone").entry()),
+    );
+    let mut ahead = bob.chain();
+    let m = device.member_writes(group, &mut bob, &mut ahead, "ahead");
+    device.withhold_op(group);
+    device.push_message(group, &m);
+    for words in ["one", "two"] {
+        assert_eq!(device.send(group, words).unwrap_err().code(), "held");
+    }
+    // The op comes; the held messages go, and storing the first one as sent fails.
+    device.store_op(group, op.clone());
+    probe.fail_reads_of(Some("messages"));
+    device.push_op(group, op, seq);
+    probe.fail_reads_of(None);
+    let failed = device.events_as(|e| match e {
+        Event::SendFailed { reason, .. } => Some(reason),
+        _ => None,
+    });
+    assert_eq!(failed, Vec::<String>::new(), "reported as not sent");
+    device.sync().unwrap();
+    block_on(device.core.retry_now());
+    device.drive();
+    let mine = device
+        .log(group)
+        .messages
+        .iter()
+        .filter(|m| m.envelope.sender == device.alice.device())
+        .count();
+    assert_eq!(mine, 2, "both posted");
+    assert_eq!(device.history(group), ["one", "two"]);
+}
+
+// §11.12: a store failure while connecting undoes the sync's step and drops the connection;
+// the connection then failed, with that error, so that the driver backs off before dialling
+// again instead of reconnecting at once, over and over, while the store keeps failing.
+#[test]
+fn a_store_failure_while_connecting_fails_the_connection() {
+    let (mut device, probe, group, mut bob, mut chain) = faulty_alice_and_bob();
+    // Pages of one message: the failure is met storing the first, and the step is undone
+    // when the next page is asked for.
+    device.server.lock().unwrap().page_limit = Some(1);
+    probe.fail_reads_of(Some("messages"));
+    let m = device.member_writes(group, &mut bob, &mut chain, "hello");
+    device.member_writes(group, &mut bob, &mut chain, "again");
+    device.push_message(group, &m);
+    assert!(!device.core.is_connected(), "the step undone drops it");
+    let err = block_on(device.core.connect()).unwrap_err();
+    assert_eq!(err.code(), "store");
+    assert!(!device.core.is_connected());
+    probe.fail_reads_of(None);
+    block_on(device.core.connect()).unwrap();
+    device.drive();
+    assert_eq!(device.shown(), ["hello", "again"]);
 }

@@ -357,6 +357,30 @@ fn joining_a_group_where_a_known_user_has_other_keys_warns() {
     assert_eq!(key_changes(&w.events()), [(group, bob().user)]);
 }
 
+/// Re-review item 1: a group this device was added to and removed from without the user
+/// accepting it was never compared with the keys this device knows; joining it by an invite
+/// later took its verified ops as "compared then", so the user was never warned.
+#[test]
+fn joining_a_group_held_and_never_accepted_warns_of_a_known_user_with_other_keys() {
+    let mut w = Device::new();
+    group_with_bob(&mut w);
+    let mut mallory = mallory();
+    let group = forge_group(&w, 57, vec![add(fake_bob().entry()), add(w.alice.entry())]);
+    w.sync().unwrap();
+    let (remove, seq) = w.member_op(
+        group,
+        &mallory,
+        OpBody::Remove {
+            user: ALICE,
+            ban: false,
+        },
+    );
+    w.push_op(group, remove, seq);
+    assert_eq!(key_changes(&w.events()), [], "never accepted");
+    join(&mut w, group, &mut mallory);
+    assert_eq!(key_changes(&w.events()), [(group, bob().user)]);
+}
+
 /// Review item 5: a device removed from a group that joined it again started its message
 /// numbers over, so "#1" named a different message after the rejoin.
 #[test]

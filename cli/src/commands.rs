@@ -7,7 +7,9 @@ use anyhow::{Context as _, anyhow, bail};
 use serde_json::json;
 use std::time::Duration;
 
-use confide_client::{Client, ClientError, Events, InviteOptions, JoinOutcome, RemoveOptions};
+use confide_client::{
+    Client, ClientError, Events, InviteOptions, JoinOutcome, RemoveOptions, WarningCollector,
+};
 use confide_protocol::group_log::{GroupSettings, OpenHours, OpenWindow, Role};
 use confide_protocol::{MessageId, Seq, Timestamp, UserId};
 
@@ -537,11 +539,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Completions { .. } => {}
         command => {
             let (mut profile, client, events) = open(&args).await?;
-            let mut events = Some(events);
+            // The chat shows events as they come. Any other command reads them while it
+            // runs, keeping only the warnings to tell afterwards: a catch-up longer than the
+            // client's event queue must not stall waiting for a reader.
+            let (mut events, collector) = if matches!(command, Command::Chat { .. }) {
+                (Some(events), None)
+            } else {
+                (None, Some(WarningCollector::start(events)))
+            };
             let result = run_with_client(command, &out, &mut profile, &client, &mut events).await;
             client.shutdown().await;
-            if let Some(events) = events.as_mut() {
-                print_warnings(events, &profile);
+            if let Some(collector) = collector {
+                for line in warning_lines(collector.finish().await, &profile) {
+                    eprintln!("{line}");
+                }
             }
             result.map_err(|e| in_words(e, &profile))?;
         }
@@ -549,17 +560,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tells the person, on standard error, what the client noticed while a scripted command ran
-/// and must not go unseen: refused ops, a log that is behind, messages out of order or refused.
-fn print_warnings(events: &mut Events, profile: &Profile) {
+/// What the client noticed while a scripted command ran and must not go unseen — a member's
+/// keys changed, refused ops, a log that is behind, messages out of order or refused, this
+/// device removed, and that some of it may not have been kept — one line each, for standard
+/// error.
+fn warning_lines(events: Vec<confide_client::Event>, profile: &Profile) -> Vec<String> {
     use confide_client::Event;
     let label = |group: &confide_protocol::GroupId| {
         profile
             .label_of(group)
             .map_or_else(|| group.to_string(), crate::text::one_line)
     };
-    while let Some(event) = events.try_next() {
+    let mut lines = Vec::new();
+    for event in events {
         let line = match event {
+            Event::KeyChanged {
+                group,
+                display_name,
+                ..
+            } => format!(
+                "warning: {}'s keys changed in {}: compare safety numbers (`confide \
+                 safety-number {} <them>`) before you trust what they send",
+                crate::text::one_line(&display_name),
+                label(&group),
+                label(&group)
+            ),
+            Event::Removed { group, .. } => {
+                format!("warning: this device is no longer in {}", label(&group))
+            }
+            Event::EventsDropped { count } => format!(
+                "warning: {count} update(s) were not shown, and warnings (such as a member's \
+                 keys changing) may be among them. Nothing is lost (it is stored): check \
+                 `confide group list`, the history of your groups, and compare safety numbers \
+                 (`confide safety-number`) with the people you talk to"
+            ),
             Event::GroupRejected(r) => format!(
                 "warning: the server sent {} a change that failed verification; it was refused and the group stays as last verified ({})",
                 label(&r.group),
@@ -588,8 +622,9 @@ fn print_warnings(events: &mut Events, profile: &Profile) {
             ),
             _ => continue,
         };
-        eprintln!("{line}");
+        lines.push(line);
     }
+    lines
 }
 
 /// "the server refuses to serve circle since 2026-05-01 18:30 (no_such_group)": a lasting

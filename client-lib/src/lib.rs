@@ -44,6 +44,7 @@ mod runner;
 pub mod store;
 pub mod tls;
 pub mod transport;
+mod warnings;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,7 @@ pub use events::{
 pub use invite::{Invite, InviteInfo, InviteOptions};
 pub use options::RemoveOptions;
 pub use queue::Events;
+pub use warnings::{WARNING_BACKLOG, WarningCollector, is_security_warning};
 // Defined in the client core (what its queries return); kept at these paths for callers.
 pub use confide_client_core::{
     AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, MessagePlace, ModerationEntry, Peer,

@@ -242,8 +242,13 @@ impl Batch {
     }
 }
 
-/// Parses a decrypted JSON value; a value that does not parse is a corrupt store.
-fn parse<T: DeserializeOwned>(tree: &str, key: &[u8], plain: &[u8]) -> Result<T, StoreError> {
+/// Parses a decrypted JSON value; a value that does not parse is a corrupt store. Shared by the
+/// store backends, so every one reports damage the same way.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] naming `tree` and `key` if `plain` is not a `T`.
+pub fn parse<T: DeserializeOwned>(tree: &str, key: &[u8], plain: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(plain).map_err(|_| corrupt(tree, key))
 }
 
@@ -256,8 +261,13 @@ pub(crate) fn corrupt(tree: &str, key: &[u8]) -> StoreError {
     }
 }
 
-/// Parses every entry of a scan as JSON, in order (the typed scans share this).
-fn parse_all<T: DeserializeOwned>(
+/// Parses every entry of a scan as JSON, in order (the typed scans and the store backends share
+/// this).
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] for the first entry that is not a `T`.
+pub fn parse_all<T: DeserializeOwned>(
     tree: &str,
     entries: Vec<Entry>,
 ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {

@@ -20,7 +20,7 @@
 //! ([`restrict_permissions`]), so other users of the machine cannot read even the ciphertext or
 //! learn from file sizes and times how active a group is.
 
-use confide_client_core::store::{Batch, ClientStore, Entry};
+use confide_client_core::store::{Batch, ClientStore, Entry, parse, parse_all};
 use confide_protocol::identity::KdfParams;
 use confide_protocol::primitives::{aead_open, aead_seal, labelled};
 use serde::{Serialize, de::DeserializeOwned};
@@ -42,14 +42,6 @@ pub const LOCK_FILE: &str = "confide.lock";
 
 // Defined in the client core, which every store backend shares; kept at this path for callers.
 pub use confide_client_core::StoreError;
-
-/// Parses a decrypted JSON value; a value that does not parse is a corrupt store.
-fn parse<T: DeserializeOwned>(tree: &str, key: &[u8], plain: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(plain).map_err(|_| StoreError::Corrupt {
-        tree: tree.into(),
-        key: hex::encode(key),
-    })
-}
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
@@ -379,20 +371,6 @@ impl Store {
         Ok((k.to_vec(), plain))
     }
 
-    /// Parses decrypted entries as JSON.
-    fn parse_entries<T: DeserializeOwned>(
-        tree: &str,
-        entries: Vec<Entry>,
-    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
-        entries
-            .into_iter()
-            .map(|(key, plain)| {
-                let value = parse(tree, &key, &plain)?;
-                Ok((key, value))
-            })
-            .collect()
-    }
-
     /// Deletes a value.
     pub fn remove(&self, tree: &str, key: &[u8]) -> Result<(), StoreError> {
         self.db
@@ -424,7 +402,7 @@ impl Store {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
-        Self::parse_entries(tree, self.scan_entries(tree, prefix, limit)?)
+        parse_all(tree, self.scan_entries(tree, prefix, limit)?)
     }
 
     /// The keys starting with `prefix`, in order; nothing is decrypted.
@@ -476,7 +454,7 @@ impl Store {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
-        Self::parse_entries(tree, self.range_rev_entries(tree, start, end, limit)?)
+        parse_all(tree, self.range_rev_entries(tree, start, end, limit)?)
     }
 
     /// Writes `batch` all or nothing and makes it durable: every value is sealed first (the

@@ -166,6 +166,41 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         refusals.next().map_or(Ok(()), Err)
     }
 
+    /// Asks the server for one sync page of `group` after the given op and message seqs.
+    async fn request_page(
+        &mut self,
+        group: GroupId,
+        after_op_seq: Option<u64>,
+        after_seq: Seq,
+        invite: Option<frames::InviteProof>,
+    ) -> Result<SyncPage, ClientError> {
+        let reply = self
+            .request_ok(|id| ClientFrame::Sync {
+                id,
+                group,
+                after_op_seq,
+                after_seq,
+                limit: SYNC_PAGE_REQUEST,
+                invite,
+            })
+            .await?;
+        match reply {
+            ServerFrame::SyncPage {
+                ops,
+                messages,
+                next_seq,
+                complete,
+                ..
+            } => Ok(SyncPage {
+                ops,
+                messages,
+                next_seq,
+                complete,
+            }),
+            other => Err(unexpected_reply(other, "sync_page")),
+        }
+    }
+
     /// Fetches and processes everything new in one group (ops first, then messages).
     pub(crate) async fn sync_group(
         &mut self,
@@ -183,26 +218,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 Some(ctx) => SyncCursor::resume(ctx.state.seq(), Seq(ctx.meta.next_seq)),
                 None => SyncCursor::START,
             };
-            let reply = self
-                .request_ok(|id| ClientFrame::Sync {
-                    id,
-                    group,
-                    after_op_seq: cursor.after_op_seq,
-                    after_seq: cursor.after_seq,
-                    limit: SYNC_PAGE_REQUEST,
-                    invite,
-                })
-                .await?;
-            let ServerFrame::SyncPage {
+            let SyncPage {
                 ops,
                 messages,
                 next_seq,
                 complete,
-                ..
-            } = reply
-            else {
-                return Err(unexpected_reply(reply, "sync_page"));
-            };
+            } = self
+                .request_page(group, cursor.after_op_seq, cursor.after_seq, invite)
+                .await?;
             let mut refused = false;
             for op in &ops {
                 if self.apply_op(group, op).await.is_err() {
@@ -271,19 +294,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let mut fetched = false;
         for _ in 0..MAX_SYNC_PAGES {
             let after_op_seq = state.as_ref().map(|s| s.seq());
-            let cursor = SyncCursor::START;
-            let reply = match self
-                .request_ok(|id| ClientFrame::Sync {
-                    id,
-                    group,
-                    after_op_seq,
-                    after_seq: cursor.after_seq,
-                    limit: SYNC_PAGE_REQUEST,
-                    invite,
-                })
+            let page = match self
+                .request_page(group, after_op_seq, SyncCursor::START.after_seq, invite)
                 .await
             {
-                Ok(reply) => reply,
+                Ok(page) => page,
                 Err(e) => {
                     // Refused for good (the server does not know the group, or will not serve
                     // it to this device): nothing will list this device, so its early payloads
@@ -295,18 +310,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     return Err(e);
                 }
             };
-            let ServerFrame::SyncPage {
+            let SyncPage {
                 ops,
                 messages,
                 next_seq,
                 complete,
-                ..
-            } = reply
-            else {
-                return Err(unexpected_reply(reply, "sync_page"));
-            };
+            } = page;
             let no_new_op = ops.is_empty();
-            let covers_messages = !messages.is_empty() || next_seq > Seq(cursor.after_seq.0 + 1);
+            let covers_messages =
+                !messages.is_empty() || next_seq > Seq(SyncCursor::START.after_seq.0 + 1);
             for op in ops {
                 match state.as_mut() {
                     None => {
@@ -379,4 +391,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.retry_parked_keys(group).await;
         Ok(())
     }
+}
+
+/// What one `sync_page` brought (the server's frame without its request id).
+struct SyncPage {
+    ops: Vec<confide_protocol::group_log::SignedOp>,
+    messages: Vec<frames::StoredMessage>,
+    next_seq: Seq,
+    complete: bool,
 }

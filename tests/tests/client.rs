@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use confide_client::{Event, InviteOptions, JoinOutcome, RemoveOptions};
+use confide_client::{Event, GroupId, InviteOptions, JoinOutcome, RemoveOptions};
 use confide_tests::{RecordingProxy, TestServer, TestUser, contains, read_tree, users_in_group};
 
 #[tokio::test]
@@ -658,6 +658,35 @@ async fn labels_and_front_end_settings_are_kept_encrypted_and_survive_a_restart(
     assert_eq!(alice.client.setting::<String>("theme").await.unwrap(), None);
 }
 
+/// Alice and Bob in a group; Bob's client restarted with an event queue of `queue` (and a
+/// backlog of `backlog`), then his application stops reading while Alice sends `sent` messages
+/// `m0`, `m1`, …, and a moment passes for them to reach him.
+async fn bob_stops_reading(
+    queue: usize,
+    backlog: Option<usize>,
+    sent: usize,
+) -> (TestServer, Vec<TestUser>, GroupId) {
+    let server = TestServer::start().await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    let bob = &mut users[1];
+    bob.go_offline().await;
+    bob.config.event_queue = queue;
+    if let Some(backlog) = backlog {
+        bob.config.event_backlog = backlog;
+    }
+    bob.come_back().await;
+    bob.wait_event(|e| matches!(e, Event::Synced)).await;
+    let alice = users[0].client.clone();
+    for n in 0..sent {
+        alice
+            .send_text(group, &format!("m{n}"), None)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    (server, users, group)
+}
+
 /// A reader that falls behind holds the client back instead of losing events or filling
 /// memory: with a queue of 4 events left unread, the client stops taking in messages (the
 /// server keeps them) while its commands still work; once read, every message arrives, once
@@ -666,23 +695,7 @@ async fn labels_and_front_end_settings_are_kept_encrypted_and_survive_a_restart(
 async fn an_unread_event_queue_holds_the_client_back_and_loses_nothing() {
     const CAPACITY: usize = 4;
     const SENT: usize = 40;
-    let server = TestServer::start().await;
-    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
-    let bob = &mut users[1];
-    bob.go_offline().await;
-    bob.config.event_queue = CAPACITY;
-    bob.come_back().await;
-    bob.wait_event(|e| matches!(e, Event::Synced)).await;
-
-    // Bob's application stops reading; Alice talks.
-    let alice = users[0].client.clone();
-    for n in 0..SENT {
-        alice
-            .send_text(group, &format!("m{n}"), None)
-            .await
-            .unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_server, mut users, group) = bob_stops_reading(CAPACITY, None, SENT).await;
     let bob = &mut users[1];
     // A command is still served while nobody reads, and shows that Bob's client took in no
     // more than the queue holds plus the one step that found it full.
@@ -726,24 +739,8 @@ async fn an_unread_backlog_is_capped_and_loses_no_message() {
     const CAPACITY: usize = 4;
     const BACKLOG: usize = 8;
     const SENT: usize = 60;
-    let server = TestServer::start().await;
-    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
-    let bob = &mut users[1];
-    bob.go_offline().await;
-    bob.config.event_queue = CAPACITY;
-    bob.config.event_backlog = BACKLOG;
-    bob.come_back().await;
-    bob.wait_event(|e| matches!(e, Event::Synced)).await;
-
     // Bob's application stops reading but keeps issuing commands; Alice floods the group.
-    let alice = users[0].client.clone();
-    for n in 0..SENT {
-        alice
-            .send_text(group, &format!("m{n}"), None)
-            .await
-            .unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_server, mut users, group) = bob_stops_reading(CAPACITY, Some(BACKLOG), SENT).await;
     let bob = &mut users[1];
     // Each sync takes in what the server has: without a cap, every message becomes an event
     // held for an application that never reads.

@@ -1,18 +1,24 @@
 //! Confide's task runner (the cargo-xtask convention: `cargo xtask …` is an alias, in
 //! `.cargo/config.toml`, for `cargo run --package xtask --`). The tests need more than
-//! `cargo test` since the protocol also runs in a browser:
+//! `cargo test` since the protocol also runs in a browser, and the web app needs a build:
 //!
-//! - `cargo xtask test`: the README's test command and what CI runs (`src/test.rs`).
+//! - `cargo xtask test`: the README's test command and what CI runs (`src/test.rs`), the web
+//!   app's Playwright tests included (`src/webtest.rs`).
+//! - `cargo xtask web`: builds the web app into `target/web/` (`src/web.rs`).
+//! - `cargo xtask run`: builds the web app and runs the server in development mode serving it,
+//!   the README's run command.
 //! - `cargo xtask wasm-size`: the browser download's size, for BENCHMARKS.md (`src/size.rs`).
 //!
 //! Everything it needs and does not find it installs, by name, from the package registries
-//! (rustup's wasm32 target, Debian's Chromium, wasm-bindgen-cli from crates.io); it never
-//! downloads a browser build of its own.
+//! (rustup's wasm32 target, Debian's Chromium and binaryen, wasm-bindgen-cli from crates.io, the
+//! web app's npm packages from its lock file); it never downloads a browser build of its own.
 
 mod cmd;
 mod size;
 mod test;
 mod tools;
+mod web;
+mod webtest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +31,13 @@ usage: cargo xtask <task>
 
 tasks:
   test        install what the tests need if it is missing, then run them all: cargo test
-              --workspace, the wasm32 builds, and the browser tests in headless Chromium
+              --workspace, the wasm32 builds, the browser tests in headless Chromium, the web
+              app's build and its Playwright tests against the real server
+  web         build the web app into target/web/ (the wasm of client-web, wasm-bindgen,
+              wasm-opt, npm ci if needed, svelte-check, tsc, vite; then SRI, the asset
+              manifest, .br/.gz copies and the release hash) and print its sizes
+  run [ARGS]  build the web app, then run the release server in development mode serving it
+              (cargo run --release -p confide-server -- --dev --web-dir target/web ARGS)
   wasm-size   build the wasm size probe optimised for the browser and print its size raw,
               gzip -9 and brotli 11 (the figure BENCHMARKS.md records)
   help        this text";
@@ -46,6 +58,8 @@ fn run() -> Result<()> {
     let root = workspace_root()?;
     match args.as_slice() {
         ["test"] => test::run(&root),
+        ["web"] => web::run(&root),
+        ["run", extra @ ..] => web::serve(&root, extra),
         ["wasm-size"] => size::run(&root),
         [] | ["help" | "--help" | "-h"] => {
             println!("{USAGE}");

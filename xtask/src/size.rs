@@ -5,7 +5,7 @@
 //! [`BUDGET_BROTLI_BYTES`]; BENCHMARKS.md records the figures.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -55,7 +55,7 @@ pub fn run(root: &Path) -> Result<()> {
         "--target",
         WASM_TARGET,
     ]))?;
-    let target_dir = target_dir(root)?;
+    let target_dir = tools::target_dir(root)?;
     let built = target_dir
         .join(WASM_TARGET)
         .join(PROFILE)
@@ -97,19 +97,10 @@ pub fn run(root: &Path) -> Result<()> {
             let optimised = out_dir.join(format!("{PROBE_LIB}_opt.wasm"));
             let version = cmd::output(Command::new(&wasm_opt).arg("--version"))
                 .unwrap_or_else(|_| "wasm-opt".into());
-            // The features rustc enables by default for this target; wasm-opt must accept them
-            // and may use them, as the browser does.
             cmd::run(
                 Command::new(&wasm_opt)
-                    .args([
-                        "-Oz",
-                        "--enable-bulk-memory",
-                        "--enable-mutable-globals",
-                        "--enable-nontrapping-float-to-int",
-                        "--enable-sign-ext",
-                        "--enable-reference-types",
-                        "--enable-multivalue",
-                    ])
+                    .arg("-Oz")
+                    .args(tools::WASM_OPT_FEATURES)
                     .arg(&bindgen_wasm)
                     .arg("-o")
                     .arg(&optimised),
@@ -165,31 +156,19 @@ pub fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Cargo's target directory (it may be moved by `CARGO_TARGET_DIR` or configuration).
-fn target_dir(root: &Path) -> Result<PathBuf> {
-    let json =
-        cmd::output(cmd::cargo(root).args(["metadata", "--format-version", "1", "--no-deps"]))?;
-    let metadata: serde_json::Value =
-        serde_json::from_str(&json).context("parsing `cargo metadata`")?;
-    metadata["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("`cargo metadata` names no target directory")
-}
-
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// `bytes` compressed with gzip at level 9.
-fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
+pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes).context("gzip")?;
     encoder.finish().context("gzip")
 }
 
 /// `bytes` compressed with brotli at [`BROTLI_QUALITY`] with a [`BROTLI_WINDOW_LOG`] window.
-fn brotli(bytes: &[u8]) -> Result<Vec<u8>> {
+pub fn brotli(bytes: &[u8]) -> Result<Vec<u8>> {
     let params = brotli::enc::BrotliEncoderParams {
         quality: BROTLI_QUALITY as i32,
         lgwin: BROTLI_WINDOW_LOG as i32,

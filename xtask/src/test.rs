@@ -1,8 +1,9 @@
 //! `cargo xtask test`: every test of the project, the README's one test command and what CI
 //! runs. In order: the tools (installed if missing), `cargo test --workspace`, the wasm32 builds
-//! of the crates a browser client links ([`WASM_CRATES`]), and the browser tests in headless
-//! Chromium ([`BROWSER_TEST_CRATE`]). Any failure, a missing browser included, stops it with a
-//! non-zero exit; nothing is skipped.
+//! of the crates a browser client links ([`WASM_CRATES`]), the browser tests in headless
+//! Chromium ([`BROWSER_TEST_CRATE`]), the web app's build (`cargo xtask web`, with the wasm of
+//! [`WEB_TEST_PROFILE`]) and its Playwright tests against the real server ([`crate::webtest`]).
+//! Any failure, a missing browser included, stops it with a non-zero exit; nothing is skipped.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,12 +12,16 @@ use anyhow::{Result, bail};
 
 use crate::cmd::{self, TestCounts};
 use crate::tools::{self, CHROMEDRIVER, WASM_TARGET};
+use crate::{web, webtest};
 
 /// The crates that must build for `wasm32-unknown-unknown`: what a browser client links.
 pub const WASM_CRATES: &[&str] = &["confide-protocol", "confide-client-core"];
 
 /// The crate of wasm-bindgen tests that run in headless Chromium (`wasm-tests/`).
 pub const BROWSER_TEST_CRATE: &str = "confide-wasm-tests";
+
+/// The wasm profile of the web app the tests run against.
+pub const WEB_TEST_PROFILE: &str = web::PROFILE;
 
 /// What `wasm-bindgen-test-runner` prints once it drives Chromium through ChromeDriver: seen,
 /// it proves the browser tests ran in the browser and not somewhere else.
@@ -69,18 +74,26 @@ pub fn run(root: &Path) -> Result<()> {
         bail!("no browser test ran: {BROWSER_TEST_CRATE} must test something in Chromium");
     }
 
+    let start = Instant::now();
+    let built = web::build(root, WEB_TEST_PROFILE)?;
+    timings.push(("web build", start.elapsed()));
+
+    let start = Instant::now();
+    let web_counts = webtest::run(root, &built.dir)?;
+    timings.push(("web tests", start.elapsed()));
+
     let timing: Vec<String> = timings
         .iter()
         .map(|(what, took)| format!("{what} {:.1} s", took.as_secs_f64()))
         .collect();
     println!("xtask: {}", timing.join(", "));
     println!(
-        "xtask: {} native and {} browser tests passed (wasm-bindgen {})",
-        native.passed, browser_counts.passed, wasm_bindgen.version
+        "xtask: {} native, {} browser and {} web tests passed (wasm-bindgen {})",
+        native.passed, browser_counts.passed, web_counts.passed, wasm_bindgen.version
     );
     let all = TestCounts {
-        passed: native.passed + browser_counts.passed,
-        failed: native.failed + browser_counts.failed,
+        passed: native.passed + browser_counts.passed + web_counts.passed,
+        failed: native.failed + browser_counts.failed + web_counts.failed,
     };
     println!("tests: {} passed, {} failed", all.passed, all.failed);
     Ok(())

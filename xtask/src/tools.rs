@@ -19,6 +19,16 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The Debian packages that provide [`CHROMIUM`] and [`CHROMEDRIVER`].
 const BROWSER_PACKAGES: &[&str] = &["chromium", "chromium-driver"];
+/// `wasm-opt`'s feature flags: the features rustc enables by default for the wasm32 target;
+/// wasm-opt must accept them and may use them, as the browser does.
+pub const WASM_OPT_FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-sign-ext",
+    "--enable-reference-types",
+    "--enable-multivalue",
+];
 /// The Debian package that provides `wasm-opt`.
 const BINARYEN_PACKAGE: &str = "binaryen";
 /// The crate whose version `wasm-bindgen-cli` must match exactly: the test runner and the
@@ -73,6 +83,18 @@ pub fn find_or_install_wasm_opt() -> Option<PathBuf> {
         eprintln!("xtask: installing {BINARYEN_PACKAGE} failed: {error:#}");
     }
     find_in_path("wasm-opt")
+}
+
+/// Cargo's target directory (it may be moved by `CARGO_TARGET_DIR` or configuration).
+pub fn target_dir(root: &Path) -> Result<PathBuf> {
+    let json =
+        cmd::output(cmd::cargo(root).args(["metadata", "--format-version", "1", "--no-deps"]))?;
+    let metadata: serde_json::Value =
+        serde_json::from_str(&json).context("parsing `cargo metadata`")?;
+    metadata["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("`cargo metadata` names no target directory")
 }
 
 /// `apt-get update` then `apt-get install -y PACKAGES`, through sudo unless running as root.

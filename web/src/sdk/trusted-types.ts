@@ -1,0 +1,47 @@
+// The app's one Trusted Types policy. The server's CSP says `require-trusted-types-for 'script';
+// trusted-types svelte-trusted-html confide-worker-url`: a worker's script URL must be a
+// TrustedScriptURL, and only these two policies may exist. `svelte-trusted-html` is Svelte's own
+// (its compiled templates); this one passes worker script URLs, and only same-origin ones, so
+// nothing can start a worker from script served elsewhere even if it reaches the constructor.
+
+/** The policy's name, as the CSP lists it. */
+export const WORKER_URL_POLICY = 'confide-worker-url';
+
+/** The checked script URL, in the form the Worker constructors accept. */
+export type WorkerScriptUrl = string & { readonly __workerScriptUrl: true };
+
+let policy: TrustedTypePolicy | undefined;
+
+/**
+ * The absolute URL of `url` (resolved against the page) if it is a same-origin script, else an
+ * error. The policy's only rule, exported for tests.
+ */
+export function checkWorkerUrl(url: string, base: string = location.href): string {
+  const resolved = new URL(url, base);
+  const page = new URL(base);
+  if (resolved.origin !== page.origin) {
+    throw new TypeError(`refusing a worker script from another origin: ${resolved.origin}`);
+  }
+  if (resolved.username !== '' || resolved.password !== '') {
+    throw new TypeError('refusing a worker script URL with credentials');
+  }
+  return resolved.href;
+}
+
+/**
+ * `url` as a script URL a `Worker` or `SharedWorker` accepts under the CSP: through the
+ * `confide-worker-url` policy where the browser has Trusted Types, checked the same way
+ * elsewhere.
+ */
+export function workerScriptUrl(url: string): WorkerScriptUrl {
+  const factory = globalThis.trustedTypes;
+  if (factory === undefined) {
+    return checkWorkerUrl(url) as WorkerScriptUrl;
+  }
+  // A policy name can be created once per page (the CSP allows no duplicates), so it is kept.
+  policy ??= factory.createPolicy(WORKER_URL_POLICY, {
+    createScriptURL: (input) => checkWorkerUrl(input),
+  });
+  // A TrustedScriptURL stands where the constructors' TypeScript types say string.
+  return policy.createScriptURL(url) as unknown as WorkerScriptUrl;
+}

@@ -1,0 +1,202 @@
+// The worker that owns the core: a SharedWorker (one for every tab of the profile) or, where the
+// browser has none, each tab's dedicated Worker. It loads the wasm (checking its integrity),
+// takes the profile's Web Lock, opens ONE `ConfideCore` if it got the lock, and serves every
+// tab's port: calls in, replies and core events out (protocol.ts).
+//
+// The Web Lock is what keeps a profile to one core: two cores on one store would reuse sender-key
+// iterations, that is AEAD nonces (plan §3). A second worker (another bundle version's
+// SharedWorker, or a second dedicated Worker) does not get the lock and answers every call with
+// `elsewhere`, which the page shows as "open in another tab".
+
+import init, * as wasm from '../wasm-pkg/confide_client_web.js';
+import wasmUrl from '../wasm-pkg/confide_client_web_bg.wasm?url';
+import {
+  DEFAULT_DB_NAME,
+  PROTOCOL_VERSION,
+  coreLockName,
+  isCoreError,
+  type CoreError,
+  type Hello,
+  type Push,
+  type ToWorker,
+} from './protocol.ts';
+
+/** What the worker needs of client-web's `ConfideCore` class (protocol.ts types the rest). */
+interface CoreClass {
+  open(
+    options: { dbName: string; serverUrl: string },
+    onEvent: (event: unknown) => void,
+  ): Promise<object>;
+  prototype: object;
+}
+
+/** A tab's end: a SharedWorker port, or the dedicated worker's own scope. */
+interface Port {
+  postMessage(message: Push, transfer?: Transferable[]): void;
+  addEventListener(type: 'message', listener: (event: MessageEvent<unknown>) => void): void;
+}
+
+/** The worker, once started: the core (if it opened) and its hello. */
+interface Started {
+  hello: Omit<Hello, 'kind'>;
+  core: object | undefined;
+  methods: ReadonlySet<string>;
+}
+
+const scope = self as unknown as (SharedWorkerGlobalScope | DedicatedWorkerGlobalScope) & {
+  name: string;
+};
+
+/** The profile's database: the worker's name is `confide:<dbName>` (protocol.ts). */
+const dbName = scope.name.startsWith('confide:') ? scope.name.slice('confide:'.length) : DEFAULT_DB_NAME;
+
+/** The tabs' ports, for events. */
+const ports = new Set<Port>();
+
+/** client-web's `ConfideCore`, if this build exports it. */
+function coreClass(): CoreClass | undefined {
+  // Looked up by name at run time, as a build without the class is valid too (the bundler
+  // would warn about a static `wasm.ConfideCore`).
+  const candidate: unknown = Reflect.get(wasm, 'ConfideCore');
+  if (typeof candidate !== 'function') return undefined;
+  const open = (candidate as { open?: unknown }).open;
+  return typeof open === 'function' ? (candidate as unknown as CoreClass) : undefined;
+}
+
+/** The core's method names: functions on its prototype, less wasm-bindgen's memory management. */
+function methodNames(klass: CoreClass): string[] {
+  return Object.entries(Object.getOwnPropertyDescriptors(klass.prototype))
+    .filter(
+      ([name, descriptor]) =>
+        typeof descriptor.value === 'function' &&
+        name !== 'constructor' &&
+        name !== 'free' &&
+        !name.startsWith('__'),
+    )
+    .map(([name]) => name)
+    .sort();
+}
+
+/** A thrown or rejected value as the plain error the protocol carries. */
+function toCoreError(thrown: unknown, fallback: string): CoreError {
+  if (isCoreError(thrown)) {
+    const error: CoreError = { code: thrown.code, message: thrown.message };
+    if (typeof thrown.retryAfterMs === 'number') error.retryAfterMs = thrown.retryAfterMs;
+    return error;
+  }
+  const detail = thrown instanceof Error ? thrown.message : String(thrown);
+  return { code: 'internal', message: `${fallback}: ${detail}` };
+}
+
+/**
+ * Requests the Web Lock without waiting: `true` and held until the worker ends, or `false` if
+ * another worker holds it.
+ */
+function takeLock(name: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    navigator.locks
+      .request(name, { ifAvailable: true }, (lock) => {
+        if (lock === null) {
+          resolve(false);
+          return undefined;
+        }
+        resolve(true);
+        // Never settles: the lock is held for the worker's whole life.
+        return new Promise<never>(() => {});
+      })
+      .catch(reject);
+  });
+}
+
+async function start(): Promise<Started> {
+  if (!('locks' in navigator)) {
+    throw { code: 'worker_failed', message: 'this browser has no Web Locks (is the page served over https?)' };
+  }
+  await init({ module_or_path: fetch(wasmUrl, { integrity: __CONFIDE_WASM_INTEGRITY__ }) });
+  const hello: Omit<Hello, 'kind'> = {
+    protocol: PROTOCOL_VERSION,
+    version: wasm.version(),
+    bundleHash: __CONFIDE_BUNDLE_HASH__,
+    lock: (await takeLock(coreLockName(dbName))) ? 'held' : 'elsewhere',
+    methods: [],
+  };
+  const klass = coreClass();
+  if (hello.lock === 'elsewhere' || klass === undefined) {
+    return { hello, core: undefined, methods: new Set() };
+  }
+  const scheme = location.protocol === 'http:' ? 'ws' : 'wss';
+  try {
+    const core = await klass.open({ dbName, serverUrl: `${scheme}://${location.host}/` }, (event) => {
+      for (const port of ports) port.postMessage({ kind: 'event', event: event as never });
+    });
+    hello.methods = methodNames(klass);
+    return { hello, core, methods: new Set(hello.methods) };
+  } catch (thrown) {
+    hello.openError = toCoreError(thrown, 'the core could not be opened');
+    return { hello, core: undefined, methods: new Set() };
+  }
+}
+
+const started = start();
+
+/** Runs one call on the core and answers it. */
+async function answer(port: Port, call: { id: number; method: string; params: unknown }) {
+  const reply = (result: { ok: true; value: unknown } | { ok: false; error: CoreError }) =>
+    port.postMessage({ kind: 'reply', id: call.id, ...result });
+  const { hello, core, methods } = await started;
+  if (core === undefined) {
+    reply({
+      ok: false,
+      error:
+        hello.lock === 'elsewhere'
+          ? { code: 'elsewhere', message: 'Confide is open in another tab or an older version is still running' }
+          : (hello.openError ?? { code: 'no_core', message: 'this build of Confide has no core' }),
+    });
+    return;
+  }
+  if (!methods.has(call.method)) {
+    reply({ ok: false, error: { code: 'unknown_method', message: `the core has no method ${call.method}` } });
+    return;
+  }
+  const method = (core as Record<string, (params: unknown) => unknown>)[call.method];
+  try {
+    const value = await method?.call(core, call.params);
+    reply({ ok: true, value });
+  } catch (thrown) {
+    reply({ ok: false, error: toCoreError(thrown, `${call.method} failed`) });
+  } finally {
+    // The tab transferred the passphrase; nothing keeps it past the call.
+    const passphrase = (call.params as { passphrase?: unknown } | null)?.passphrase;
+    if (passphrase instanceof Uint8Array) passphrase.fill(0);
+  }
+}
+
+/** Serves one tab: hello first, then its calls. */
+function serve(port: Port) {
+  ports.add(port);
+  port.addEventListener('message', (event) => {
+    const message = event.data as ToWorker | null;
+    if (typeof message !== 'object' || message === null) return;
+    if (message.kind === 'bye') {
+      ports.delete(port);
+    } else if (message.kind === 'call' && typeof message.id === 'number' && typeof message.method === 'string') {
+      void answer(port, message);
+    }
+  });
+  started.then(
+    ({ hello }) => port.postMessage({ kind: 'hello', ...hello }),
+    (thrown: unknown) =>
+      port.postMessage({ kind: 'fatal', error: toCoreError(thrown, 'Confide could not start') }),
+  );
+}
+
+if ('onconnect' in scope) {
+  scope.addEventListener('connect', (event) => {
+    const port = (event as MessageEvent).ports[0];
+    if (port === undefined) return;
+    serve(port);
+    port.start();
+  });
+} else {
+  serve(scope as DedicatedWorkerGlobalScope);
+}

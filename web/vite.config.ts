@@ -1,0 +1,78 @@
+// The web app's build. `cargo xtask web` runs it (through `npm run build`) after wasm-bindgen has
+// written src/wasm-pkg/, then post-processes dist/ into target/web/ (SRI attributes, the asset
+// manifest, pre-compressed copies). Nothing here may need a CSP exception at run time: no inline
+// scripts or styles, no data: URLs, no eval, no modulepreload polyfill.
+
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { defineConfig } from 'vite';
+
+const root = fileURLToPath(new URL('.', import.meta.url));
+
+/** The wasm module the worker loads, as wasm-bindgen writes it. */
+const WASM_FILE = join(root, 'src', 'wasm-pkg', 'confide_client_web_bg.wasm');
+
+/** The sources a bundle is built from; their hash is the bundle hash (below). */
+const BUNDLE_INPUTS = ['index.html', 'package-lock.json', 'vite.config.ts', 'svelte.config.js', 'src'];
+
+function filesUnder(path: string): string[] {
+  if (!existsSync(path)) return [];
+  if (!statSync(path).isDirectory()) return [path];
+  return readdirSync(path)
+    .sort()
+    .flatMap((name) => filesUnder(join(path, name)));
+}
+
+/**
+ * The bundle hash: SHA-256 over every source file of the bundle (its path, then its bytes), the
+ * generated wasm included. The page and the worker both carry it, so a tab never talks to a
+ * worker built from other sources (plan §3). It depends on the sources only, so the same sources
+ * give the same hash on every machine.
+ */
+function bundleHash(): string {
+  const hash = createHash('sha256');
+  for (const file of BUNDLE_INPUTS.flatMap((input) => filesUnder(join(root, input)))) {
+    const name = relative(root, file).split(sep).join('/');
+    const bytes = readFileSync(file);
+    hash.update(`${name}\0${bytes.length}\0`);
+    hash.update(bytes);
+  }
+  return hash.digest('hex');
+}
+
+/** The Subresource Integrity value of the wasm, which the worker fetches with `{integrity}`. */
+function wasmIntegrity(): string {
+  if (!existsSync(WASM_FILE)) {
+    throw new Error(`${WASM_FILE} is missing: build the web app with \`cargo xtask web\``);
+  }
+  return `sha384-${createHash('sha384').update(readFileSync(WASM_FILE)).digest('base64')}`;
+}
+
+export default defineConfig(({ command }) => ({
+  plugins: [svelte()],
+  define: {
+    __CONFIDE_BUNDLE_HASH__: JSON.stringify(command === 'build' ? bundleHash() : 'dev'),
+    __CONFIDE_WASM_INTEGRITY__: JSON.stringify(command === 'build' ? wasmIntegrity() : ''),
+  },
+  build: {
+    target: 'es2022',
+    outDir: 'dist',
+    emptyOutDir: true,
+    // Vite's polyfill is an inline-able script that injects <link> elements; every browser we
+    // support has modulepreload, and the CSP has no room for it.
+    modulePreload: { polyfill: false },
+    // Never inline an asset as a data: URL: the CSP allows 'self' only.
+    assetsInlineLimit: 0,
+    // xtask measures the compressed sizes itself (brotli 11, as served).
+    reportCompressedSize: false,
+    sourcemap: false,
+  },
+  worker: {
+    // A module worker: the SharedWorker/Worker is started with {type: "module"}.
+    format: 'es',
+  },
+}));

@@ -170,8 +170,23 @@ pub fn build(root: &Path, profile: &str) -> Result<Built> {
                     .arg("-o")
                     .arg(&optimised),
             )?;
-            std::fs::rename(&optimised, &pkg_wasm)
-                .with_context(|| format!("replacing {}", pkg_wasm.display()))?;
+            let before = exported_tables(&read(&pkg_wasm)?)?;
+            let after = exported_tables(&read(&optimised)?)?;
+            if before == after {
+                std::fs::rename(&optimised, &pkg_wasm)
+                    .with_context(|| format!("replacing {}", pkg_wasm.display()))?;
+            } else {
+                // Seen with Debian 12's binaryen (wasm-opt 108): with two tables it exports the
+                // function table under the name of wasm-bindgen's externref table, and the
+                // module then fails to start in the browser.
+                eprintln!(
+                    "xtask: warning: wasm-opt changed the types of the exported tables \
+                     ({before:?} became {after:?}), a wasm-opt bug; the wasm is shipped without \
+                     wasm-opt (larger). A newer binaryen fixes it."
+                );
+                std::fs::remove_file(&optimised)
+                    .with_context(|| format!("removing {}", optimised.display()))?;
+            }
         }
         None => eprintln!("xtask: wasm-opt is not available: the wasm is shipped without it"),
     }
@@ -408,6 +423,123 @@ pub fn post_process(dist: &Path, out: &Path) -> Result<(String, Vec<FileSizes>)>
         format!("{release_hash}\n").as_bytes(),
     )?;
     Ok((release_hash, sizes))
+}
+
+/// The wasm sections [`exported_tables`] reads.
+const SECTION_IMPORT: u8 = 2;
+const SECTION_TABLE: u8 = 4;
+const SECTION_EXPORT: u8 = 7;
+
+/// Every exported table of a wasm module with its element type (`0x70` funcref, `0x6f`
+/// externref), by export name: what a wasm optimiser must not change, and what Debian's
+/// binaryen 108 does change (see [`build`]).
+fn exported_tables(wasm: &[u8]) -> Result<BTreeMap<String, u8>> {
+    let mut reader = WasmReader { bytes: wasm, at: 0 };
+    if reader.take(8)? != b"\0asm\x01\0\0\0" {
+        bail!("not a version-1 wasm module");
+    }
+    let mut table_types: Vec<u8> = Vec::new();
+    let mut exported = BTreeMap::new();
+    while reader.at < wasm.len() {
+        let id = reader.byte()?;
+        let size = usize::try_from(reader.leb()?)?;
+        let mut section = WasmReader {
+            bytes: reader.take(size)?,
+            at: 0,
+        };
+        match id {
+            SECTION_IMPORT => {
+                for _ in 0..section.leb()? {
+                    section.name()?;
+                    section.name()?;
+                    match section.byte()? {
+                        0x00 => drop(section.leb()?),
+                        0x01 => table_types.push(section.table_type()?),
+                        0x02 => section.limits()?,
+                        0x03 => drop(section.take(2)?),
+                        0x04 => {
+                            section.byte()?;
+                            section.leb()?;
+                        }
+                        other => bail!("unknown import kind {other:#x}"),
+                    }
+                }
+            }
+            SECTION_TABLE => {
+                for _ in 0..section.leb()? {
+                    table_types.push(section.table_type()?);
+                }
+            }
+            SECTION_EXPORT => {
+                for _ in 0..section.leb()? {
+                    let name = section.name()?;
+                    let kind = section.byte()?;
+                    let index = usize::try_from(section.leb()?)?;
+                    if kind == 0x01 {
+                        let table = *table_types
+                            .get(index)
+                            .with_context(|| format!("export {name} names no table"))?;
+                        exported.insert(name, table);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(exported)
+}
+
+/// Reads the parts of the wasm binary format [`exported_tables`] needs.
+struct WasmReader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> WasmReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).context("wasm: length overflow")?;
+        let taken = self.bytes.get(self.at..end).context("wasm: truncated")?;
+        self.at = end;
+        Ok(taken)
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// An unsigned LEB128 number of at most 32 bits.
+    fn leb(&mut self) -> Result<u32> {
+        let mut value: u32 = 0;
+        for shift in (0..35).step_by(7) {
+            let byte = self.byte()?;
+            value |= u32::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        bail!("wasm: LEB128 number too long")
+    }
+
+    fn name(&mut self) -> Result<String> {
+        let len = usize::try_from(self.leb()?)?;
+        Ok(String::from_utf8_lossy(self.take(len)?).into_owned())
+    }
+
+    fn limits(&mut self) -> Result<()> {
+        let flags = self.byte()?;
+        self.leb()?;
+        if flags & 0x01 != 0 {
+            self.leb()?;
+        }
+        Ok(())
+    }
+
+    /// A table type: its element type, then its limits (skipped).
+    fn table_type(&mut self) -> Result<u8> {
+        let element = self.byte()?;
+        self.limits()?;
+        Ok(element)
+    }
 }
 
 /// `file` with `.ext` appended (`a.js` → `a.js.br`).
@@ -762,6 +894,44 @@ mod tests {
         let error = ban_raw_html(&dir).unwrap_err().to_string();
         assert!(error.contains("Bad.svelte:2"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A module with two tables (funcref, externref), the second exported as "refs" (or the
+    /// first, when `swapped`): the shape wasm-bindgen writes and binaryen 108 breaks.
+    fn two_table_module(swapped: bool) -> Vec<u8> {
+        let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+        // Import section: one function import "m"."f" of type 0 (a type section is not
+        // needed by the reader).
+        wasm.extend([SECTION_IMPORT, 7, 1, 1, b'm', 1, b'f', 0x00, 0]);
+        // Table section: funcref with min 1, externref with min 1 and max 300 (a 2-byte LEB).
+        wasm.extend([
+            SECTION_TABLE,
+            9,
+            2,
+            0x70,
+            0x00,
+            1,
+            0x6f,
+            0x01,
+            1,
+            0xac,
+            0x02,
+        ]);
+        // Export section: "refs" → table 1 (or 0).
+        wasm.extend([SECTION_EXPORT, 8, 1, 4, b'r', b'e', b'f', b's', 0x01]);
+        wasm.push(if swapped { 0 } else { 1 });
+        wasm
+    }
+
+    #[test]
+    fn the_exported_tables_element_types_are_read_and_a_swap_is_seen() {
+        let good = exported_tables(&two_table_module(false)).unwrap();
+        assert_eq!(good, BTreeMap::from([("refs".to_string(), 0x6f)]));
+        let swapped = exported_tables(&two_table_module(true)).unwrap();
+        assert_eq!(swapped, BTreeMap::from([("refs".to_string(), 0x70)]));
+        assert_ne!(good, swapped);
+        assert!(exported_tables(b"\0asm\x01\0\0\0\x07\x09").is_err());
+        assert!(exported_tables(b"not wasm").is_err());
     }
 
     #[test]

@@ -123,7 +123,15 @@ export function createConfide(options: ConfideOptions = {}): Promise<Confide> {
   const dbName = options.dbName ?? DEFAULT_DB_NAME;
   const kind =
     options.worker ?? (typeof SharedWorker === 'function' ? 'shared' : 'dedicated');
-  const { endpoint, onError } = startWorker(dbName, kind);
+  let started: ReturnType<typeof startWorker>;
+  try {
+    started = startWorker(dbName, kind);
+  } catch (thrown) {
+    // The constructor refused (Trusted Types, a wrong URL): say so instead of never answering.
+    const detail = thrown instanceof Error ? thrown.message : String(thrown);
+    return Promise.reject(sdkError('worker_failed', `the worker could not be started: ${detail}`));
+  }
+  const { endpoint, onError } = started;
 
   let nextId = 1;
   let closed = false;

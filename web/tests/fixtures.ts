@@ -178,7 +178,8 @@ export const test = base.extend<TestFixtures, WorkerFixtures>({
     });
     context.on('console', (message) => {
       if (message.type() === 'error') {
-        problems.push(`console error on ${message.page()?.url() ?? 'a worker'}: ${message.text()}`);
+        const where = message.page()?.url() ?? message.worker()?.url() ?? 'a worker';
+        problems.push(`console error on ${where}: ${message.text()}`);
       }
     });
     context.on('weberror', (error) => {

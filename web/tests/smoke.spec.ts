@@ -75,6 +75,8 @@ test('the app loads over https with the strict headers, the worker says hello, a
   const responses = await openApp(page);
 
   expect(page.url()).toBe(`${server.origin}/`);
+  // The pin the fixtures computed is the one `--dev` tells people to start Chromium with.
+  expect(server.output.join('\n')).toContain(`--ignore-certificate-errors-spki-list=${server.spki}`);
   const paths = responses.map((response) => new URL(response.url()).pathname).sort();
   expect(paths).toContain('/');
   expect(paths.some((path) => /^\/assets\/index-.*\.js$/.test(path)), `${paths}`).toBe(true);

@@ -4,6 +4,7 @@
 //!
 //! - `cargo xtask test`: the README's test command and what CI runs (`src/test.rs`), the web
 //!   app's Playwright tests included (`src/webtest.rs`).
+//! - `cargo xtask test-web`: only the web app's build and Playwright tests.
 //! - `cargo xtask web`: builds the web app into `target/web/` (`src/web.rs`).
 //! - `cargo xtask run`: builds the web app and runs the server in development mode serving it,
 //!   the README's run command.
@@ -33,6 +34,7 @@ tasks:
   test        install what the tests need if it is missing, then run them all: cargo test
               --workspace, the wasm32 builds, the browser tests in headless Chromium, the web
               app's build and its Playwright tests against the real server
+  test-web    only the web app's build and its Playwright tests (the last steps of test)
   web         build the web app into target/web/ (the wasm of client-web, wasm-bindgen,
               wasm-opt, npm ci if needed, svelte-check, tsc, vite; then SRI, the asset
               manifest, .br/.gz copies and the release hash) and print its sizes
@@ -58,6 +60,7 @@ fn run() -> Result<()> {
     let root = workspace_root()?;
     match args.as_slice() {
         ["test"] => test::run(&root),
+        ["test-web"] => test::run_web(&root),
         ["web"] => web::run(&root),
         ["run", extra @ ..] => web::serve(&root, extra),
         ["wasm-size"] => size::run(&root),

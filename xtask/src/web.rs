@@ -180,8 +180,9 @@ pub fn build(root: &Path, profile: &str) -> Result<Built> {
                 // function table under the name of wasm-bindgen's externref table, and the
                 // module then fails to start in the browser.
                 eprintln!(
-                    "xtask: warning: wasm-opt changed the types of the exported tables \
-                     ({before:?} became {after:?}), a wasm-opt bug; the wasm is shipped without \
+                    "xtask: warning: wasm-opt changed the element types of the exported tables \
+                     ({before:x?} became {after:x?}; 70 funcref, 6f externref), a wasm-opt bug; \
+                     the wasm is shipped without \
                      wasm-opt (larger). A newer binaryen fixes it."
                 );
                 std::fs::remove_file(&optimised)

@@ -98,7 +98,10 @@ export interface Hello {
   bundleHash: string;
   /** Whether this worker owns the profile's core. */
   lock: LockState;
-  /** The core's methods the worker serves (empty while client-web exports no core). */
+  /**
+   * The core's methods (empty while client-web exports no core). Listed also when this worker
+   * has no core (`lock: "elsewhere"`, or `openError`): each call then rejects with the reason.
+   */
   methods: string[];
   /** Why the core could not be opened, if it could not. */
   openError?: CoreError;

@@ -121,19 +121,25 @@ async function start(): Promise<Started> {
     methods: [],
   };
   const klass = coreClass();
-  if (hello.lock === 'elsewhere' || klass === undefined) {
+  if (klass === undefined) {
     return { hello, core: undefined, methods: new Set() };
+  }
+  // The methods are listed even without a core, so that a tab's calls reach the worker and
+  // reject with the reason (`elsewhere`, or why the core did not open).
+  hello.methods = methodNames(klass);
+  const methods = new Set(hello.methods);
+  if (hello.lock === 'elsewhere') {
+    return { hello, core: undefined, methods };
   }
   const scheme = location.protocol === 'http:' ? 'ws' : 'wss';
   try {
     const core = await klass.open({ dbName, serverUrl: `${scheme}://${location.host}/` }, (event) => {
       for (const port of ports) port.postMessage({ kind: 'event', event: event as never });
     });
-    hello.methods = methodNames(klass);
-    return { hello, core, methods: new Set(hello.methods) };
+    return { hello, core, methods };
   } catch (thrown) {
     hello.openError = toCoreError(thrown, 'the core could not be opened');
-    return { hello, core: undefined, methods: new Set() };
+    return { hello, core: undefined, methods };
   }
 }
 
@@ -144,6 +150,10 @@ async function answer(port: Port, call: { id: number; method: string; params: un
   const reply = (result: { ok: true; value: unknown } | { ok: false; error: CoreError }) =>
     port.postMessage({ kind: 'reply', id: call.id, ...result });
   const { hello, core, methods } = await started;
+  if (!methods.has(call.method)) {
+    reply({ ok: false, error: { code: 'unknown_method', message: `the core has no method ${call.method}` } });
+    return;
+  }
   if (core === undefined) {
     reply({
       ok: false,
@@ -152,10 +162,6 @@ async function answer(port: Port, call: { id: number; method: string; params: un
           ? { code: 'elsewhere', message: 'Confide is open in another tab or an older version is still running' }
           : (hello.openError ?? { code: 'no_core', message: 'this build of Confide has no core' }),
     });
-    return;
-  }
-  if (!methods.has(call.method)) {
-    reply({ ok: false, error: { code: 'unknown_method', message: `the core has no method ${call.method}` } });
     return;
   }
   const method = (core as Record<string, (params: unknown) => unknown>)[call.method];

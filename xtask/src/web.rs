@@ -107,7 +107,24 @@ pub fn serve(root: &Path, extra: &[&str]) -> Result<()> {
         ])
         .arg(&built.dir)
         .args(extra);
-    cmd::run(&mut server)
+    run_in_place(&mut server)
+}
+
+/// Runs `command` in place of xtask where the system allows (Unix `exec`; cargo run does the
+/// same), so that Ctrl-C and SIGTERM reach the server alone and it shuts down gracefully while
+/// the terminal waits for it.
+#[cfg(unix)]
+fn run_in_place(command: &mut Command) -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    eprintln!("$ {}", cmd::display(command));
+    let error = command.exec();
+    Err(error).with_context(|| format!("cannot start `{}`", cmd::display(command)))
+}
+
+/// Runs `command` and waits for it, where exec is not available.
+#[cfg(not(unix))]
+fn run_in_place(command: &mut Command) -> Result<()> {
+    cmd::run(command)
 }
 
 /// Builds the app with the wasm of `profile` into `target/web/`; see the module documentation.

@@ -13,17 +13,22 @@ export type WorkerScriptUrl = string & { readonly __workerScriptUrl: true };
 let policy: TrustedTypePolicy | undefined;
 
 /**
- * The absolute URL of `url` (resolved against the page) if it is a same-origin script, else an
- * error. The policy's only rule, exported for tests.
+ * The absolute URL of `url` (resolved against the page) if it names a script file the page's
+ * own server serves, else an error: same scheme, host and port (a `blob:` or `data:` URL has
+ * no file behind it, even when its origin matches), no credentials, a `.js` path. The
+ * policy's only rule, exported for tests.
  */
 export function checkWorkerUrl(url: string, base: string = location.href): string {
   const resolved = new URL(url, base);
   const page = new URL(base);
-  if (resolved.origin !== page.origin) {
-    throw new TypeError(`refusing a worker script from another origin: ${resolved.origin}`);
+  if (resolved.protocol !== page.protocol || resolved.host !== page.host) {
+    throw new TypeError(`refusing a worker script that is not from this server: ${resolved.href}`);
   }
   if (resolved.username !== '' || resolved.password !== '') {
     throw new TypeError('refusing a worker script URL with credentials');
+  }
+  if (!resolved.pathname.endsWith('.js')) {
+    throw new TypeError(`refusing a worker script that is not a .js file: ${resolved.pathname}`);
   }
   return resolved.href;
 }

@@ -843,12 +843,24 @@ async fn run_with_client(
                 )
                 .await?;
             let link = invite.to_link();
+            // The same invite as a link that opens the server's web app, for people without
+            // the CLI (the server serves the app on its own address).
+            let web_link = invite.to_web_link(&profile.settings.server);
+            let browser = web_link
+                .as_deref()
+                .map(|web| format!("\nor, to open in a browser:\n{web}"))
+                .unwrap_or_default();
             out.print(
                 format!(
-                    "Share this link privately (whoever has it can {}):\n{link}",
+                    "Share this link privately (whoever has it can {}):\n{link}{browser}",
                     if *approval { "ask to join" } else { "join" }
                 ),
-                json!({ "link": link, "requires_approval": approval, "uses": uses }),
+                json!({
+                    "link": link,
+                    "web_link": web_link,
+                    "requires_approval": approval,
+                    "uses": uses,
+                }),
             );
         }
         Command::Invite(InviteCommand::List { group }) => {

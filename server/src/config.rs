@@ -87,11 +87,14 @@ pub const DEFAULT_BAD_FRAMES_PER_MINUTE: u32 = 6;
 /// Frames a connection may send before it has authenticated.
 pub const DEFAULT_MAX_PREAUTH_FRAMES: u32 = 16;
 /// Bytes a connection may send before it has authenticated: the TLS handshake, the websocket
-/// upgrade and the frames up to `register` or `authenticate` take a few kilobytes; more is
+/// upgrade and the frames up to `register` or `authenticate` take a few kilobytes (a browser's
+/// requests for the web app's files on the same connection, under a kilobyte each, count too:
+/// see [`crate::http`]); more is
 /// refused (see [`crate::preauth`]), so that nobody can make the server hold large buffers
 /// without an account.
 pub const DEFAULT_MAX_PREAUTH_BYTES: usize = 64 * 1024;
-/// Time a new connection has to authenticate.
+/// Time a new connection has to authenticate. A connection that only fetches the web app's
+/// files (see [`crate::http`]) is closed then too; the browser opens a new one.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of websocket pings to detect half-open connections.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
@@ -235,6 +238,10 @@ pub struct Limits {
     /// answering and shuts down (gracefully, within `shutdown_timeout`) so that a supervisor
     /// restarts it; see [`DEFAULT_STUCK_WRITE_TIMEOUT`].
     pub stuck_write_timeout: Duration,
+    /// The web app served on the websocket's port: its files (none by default, and every path
+    /// then answers that the app is not installed), the Content-Security-Policy and whether to
+    /// send HSTS. See [`crate::web`].
+    pub web: crate::web::WebSettings,
 }
 
 impl Default for Limits {
@@ -284,6 +291,7 @@ impl Default for Limits {
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             stuck_write_timeout: DEFAULT_STUCK_WRITE_TIMEOUT,
+            web: crate::web::WebSettings::default(),
         }
     }
 }
@@ -297,6 +305,7 @@ impl Default for Limits {
 /// tls_cert = "/etc/confide/cert.pem"
 /// tls_key = "/etc/confide/key.pem"
 /// metrics_listen = "127.0.0.1:9100"
+/// web_dir = "/srv/confide/web"
 /// server_name = "confide.example.org"
 /// server_aliases = ["chat.example.org"]
 /// registration_token = "let-me-in"
@@ -361,6 +370,16 @@ pub struct FileConfig {
     /// Bytes that must stay free on the database's disk for writes to go ahead (default
     /// [`crate::storage::DEFAULT_MIN_FREE_BYTES`]).
     pub storage_min_free_bytes: Option<u64>,
+    /// The web app's directory (a build's output with its `asset-manifest.json`), served on
+    /// the websocket's port; see [`crate::web`]. The `--web-dir` flag wins.
+    pub web_dir: Option<std::path::PathBuf>,
+    /// Sources added to the web app's `connect-src` after `'self'`, space-separated (for an
+    /// app hosted on another origin that talks to this relay). The `--web-connect-src` flag
+    /// wins.
+    pub web_connect_src: Option<String>,
+    /// Bytes the web app may hold in memory, all files and their compressed forms (default
+    /// [`crate::web::DEFAULT_WEB_MAX_BYTES`]).
+    pub web_max_bytes: Option<usize>,
 }
 
 impl FileConfig {

@@ -1789,8 +1789,9 @@ fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId
     }
 }
 
-/// The websocket handshake on a (TLS or plain) stream, then [`serve`]. The futures are boxed
-/// so that an idle connection's task stays small.
+/// HTTP requests for the web app's files ([`crate::http`]) until the connection asks for the
+/// websocket upgrade, then the websocket handshake on the (TLS or plain) stream, then
+/// [`serve`]. The futures are boxed so that an idle connection's task stays small.
 async fn websocket<S>(
     shared: Arc<Shared>,
     stream: S,
@@ -1800,6 +1801,16 @@ async fn websocket<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let stream = {
+        let mut stopping = shutdown.clone();
+        tokio::select! {
+            next = Box::pin(crate::http::serve(&shared, stream, peer.auth_deadline)) => match next {
+                crate::http::Next::WebSocket(stream) => stream,
+                crate::http::Next::Closed => return,
+            },
+            _ = stopping.changed() => return,
+        }
+    };
     let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(shared.ws_config()));
     let Ok(Ok(ws)) = tokio::time::timeout_at(peer.auth_deadline, Box::pin(handshake)).await else {
         tracing::debug!("websocket handshake failed or timed out");
@@ -1808,7 +1819,8 @@ async fn websocket<S>(
     Box::pin(serve(shared, ws, conn_id, peer, shutdown)).await;
 }
 
-/// Runs one connection: TLS (if configured), the websocket handshake, then [`serve`].
+/// Runs one connection: TLS (if configured), HTTP requests for the web app if any, the
+/// websocket handshake, then [`serve`].
 ///
 /// `gate` holds the connection's place among its address's unauthenticated connections until it
 /// authenticates.

@@ -10,7 +10,8 @@
 //! [`writer`] (group commit), [`storage`] (the [`Storage`] trait and [`SledStorage`]),
 //! [`groups`] (verified group state), [`hub`] (delivery), [`inbox`] (which inbox items are
 //! durable), [`preauth`] (the byte budget before authentication), [`address`] (per-address
-//! limits), [`tls`], [`metrics`].
+//! limits), [`tls`], [`metrics`], [`web`] (the web app's files, loaded and checked at startup)
+//! and [`http`] (serving them on the websocket's port).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@ pub mod address;
 pub mod config;
 pub mod connection;
 pub mod groups;
+pub mod http;
 pub mod hub;
 pub mod inbox;
 pub mod metrics;
@@ -29,9 +31,11 @@ pub mod server;
 pub mod storage;
 pub mod throttle;
 pub mod tls;
+pub mod web;
 pub mod writer;
 
 pub use config::{FileConfig, Limits};
 pub use server::{Config, ServerError, run};
 pub use storage::{SledStorage, Storage};
 pub use tls::TlsIdentity;
+pub use web::{WebAssets, WebSettings};

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use confide_server::{Config, FileConfig, Limits, SledStorage, TlsIdentity};
+use confide_server::{
+    Config, FileConfig, Limits, SledStorage, TlsIdentity, WebAssets, WebSettings,
+};
 
 /// Default address: loopback, so that a first run exposes nothing; set `--listen 0.0.0.0:7443`
 /// to serve other machines.
@@ -81,6 +83,16 @@ struct Args {
     /// The name clients dial this server by (bound into authentication signatures).
     #[arg(long, value_name = "NAME")]
     server_name: Option<String>,
+
+    /// Serve the web app from this directory (a build with its asset-manifest.json) on the
+    /// same port as the websockets. Every file is read and checked at startup.
+    #[arg(long, value_name = "DIR")]
+    web_dir: Option<PathBuf>,
+
+    /// Sources the web app may connect to besides this server, space-separated (added to its
+    /// Content-Security-Policy connect-src), for an app hosted on another origin.
+    #[arg(long, value_name = "SOURCES")]
+    web_connect_src: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -139,6 +151,31 @@ fn real_main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
 
+    let web_dir = args.web_dir.clone().or(file.web_dir.clone());
+    let assets = match &web_dir {
+        Some(dir) => {
+            let max = file
+                .web_max_bytes
+                .unwrap_or(confide_server::web::DEFAULT_WEB_MAX_BYTES);
+            let assets = WebAssets::load(dir, max)?;
+            println!(
+                "serving the web app from {} ({} files, {} bytes in memory)",
+                dir.display(),
+                assets.len(),
+                assets.bytes()
+            );
+            Some(Arc::new(assets))
+        }
+        None => None,
+    };
+    let web_installed = assets.is_some();
+    let connect_src = args
+        .web_connect_src
+        .clone()
+        .or(file.web_connect_src.clone());
+    // HSTS only with a real certificate: a browser would remember it for the development host.
+    limits.web = WebSettings::new(assets, connect_src.as_deref(), !args.dev)?;
+
     let tls = if args.insecure_plaintext {
         if !listen.ip().is_loopback() {
             bail!(
@@ -158,6 +195,12 @@ fn real_main() -> anyhow::Result<()> {
             "clients connect with: --server wss://localhost:{} --pin {fingerprint}",
             listen.port()
         );
+        // A browser cannot pin a certificate by its hash; Chromium can be told to accept this
+        // one key for a development session.
+        println!(
+            "browsers (Chromium) accept it with: --ignore-certificate-errors-spki-list={}",
+            identity.spki_pin()?
+        );
         Some(identity.server_config()?)
     } else {
         let cert = args.tls_cert.clone().or(file.tls_cert.clone());
@@ -173,6 +216,7 @@ fn real_main() -> anyhow::Result<()> {
         }
     };
 
+    let dev = args.dev;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -204,6 +248,9 @@ fn real_main() -> anyhow::Result<()> {
             "confide-server listening on {}{bound}",
             if tls.is_some() { "wss://" } else { "ws://" }
         );
+        if dev && web_installed {
+            println!("open https://localhost:{}/", bound.port());
+        }
         if let Some(m) = &metrics_listener {
             println!("metrics on http://{}/metrics", m.local_addr()?);
         }

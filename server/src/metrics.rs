@@ -34,6 +34,8 @@ pub struct Metrics {
     pub inbox_stored: AtomicU64,
     /// Connections closed for falling too far behind.
     pub slow_consumers: AtomicU64,
+    /// HTTP requests answered on the websocket port (the web app's files, and their 404s).
+    pub web_requests: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
     flush_buckets: [AtomicU64; FLUSH_BUCKETS.len()],
     flush_count: AtomicU64,
@@ -132,6 +134,12 @@ impl Metrics {
                 "counter",
                 "Connections closed for falling behind.",
                 &self.slow_consumers,
+            ),
+            (
+                "confide_web_requests_total",
+                "counter",
+                "HTTP requests for the web app answered (any status).",
+                &self.web_requests,
             ),
             (
                 "confide_flush_failures_total",

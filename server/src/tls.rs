@@ -1,5 +1,6 @@
 //! TLS for the relay: loading a PEM certificate and key, or creating (once) and reusing a
-//! self-signed development certificate, and the SHA-256 fingerprint clients pin.
+//! self-signed development certificate, the SHA-256 fingerprint clients pin, and the
+//! SubjectPublicKeyInfo hash a browser pins in development ([`spki_pin`]).
 //!
 //! Only TLS 1.3 is offered: every client we ship speaks it, and it removes the legacy
 //! negotiation surface of 1.2.
@@ -33,6 +34,9 @@ pub enum TlsError {
     /// The development certificate could not be generated or written.
     #[error("cannot create the development certificate: {0}")]
     DevCert(String),
+    /// The certificate is not a valid X.509 certificate.
+    #[error("cannot parse the certificate: {0}")]
+    Certificate(String),
 }
 
 /// A loaded certificate chain and key, with the leaf's fingerprint.
@@ -86,6 +90,14 @@ impl TlsIdentity {
             .unwrap_or_default()
     }
 
+    /// The browser pin of the leaf certificate: see [`spki_pin`].
+    pub fn spki_pin(&self) -> Result<String, TlsError> {
+        match self.certs.first() {
+            Some(cert) => spki_pin(cert),
+            None => Err(TlsError::Certificate("no certificate".into())),
+        }
+    }
+
     /// A rustls server configuration offering TLS 1.3 only.
     pub fn server_config(self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -100,6 +112,18 @@ impl TlsIdentity {
 /// SHA-256 of a DER certificate, lowercase hex.
 pub fn cert_fingerprint(cert: &CertificateDer<'_>) -> String {
     hex::encode(Sha256::digest(cert.as_ref()))
+}
+
+/// The base64 SHA-256 of the certificate's SubjectPublicKeyInfo (DER): what Chromium's
+/// `--ignore-certificate-errors-spki-list` takes, so that a browser accepts the development
+/// certificate, and only it, without a CA (`confide-server --dev` prints the flag). It names the
+/// key, not the certificate: it stays the same as long as the key does.
+pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
+    use base64::Engine as _;
+    let parsed = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| TlsError::Certificate(format!("{e:?}")))?;
+    let spki = parsed.subject_public_key_info();
+    Ok(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(spki.as_ref())))
 }
 
 /// Writes a secret file readable by the owner only.
@@ -134,6 +158,23 @@ mod tests {
             .unwrap()
             .server_config()
             .unwrap();
+    }
+
+    #[test]
+    fn the_browser_pin_is_the_hash_of_the_keys_subject_public_key_info() {
+        use base64::Engine as _;
+        use rcgen::PublicKeyData as _;
+        let dir = tempfile::tempdir().unwrap();
+        let identity = TlsIdentity::dev(dir.path()).unwrap();
+        // Computed independently: rcgen encodes the SubjectPublicKeyInfo from the key file.
+        let key = std::fs::read_to_string(dir.path().join(DEV_KEY_FILE)).unwrap();
+        let spki = rcgen::KeyPair::from_pem(&key)
+            .unwrap()
+            .subject_public_key_info();
+        let expected = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&spki));
+        assert_eq!(identity.spki_pin().unwrap(), expected);
+        assert_eq!(expected.len(), 44);
+        assert!(spki_pin(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])).is_err());
     }
 
     #[test]

@@ -186,7 +186,7 @@ async fn three_cores_over_indexeddb_stores_exchange_messages_and_keep_them_acros
     carol.store.close();
     drop(carol);
     let store = IdbStore::open("core-Carol", b"Carol").await.unwrap();
-    let mut carol = Device::open(&relay, store, "Carol", 203).await;
+    let carol = Device::open(&relay, store, "Carol", 203).await;
     assert_eq!(
         carol.history_texts(group).await,
         texts,

@@ -131,9 +131,24 @@ impl IdbStore {
         passphrase: &[u8],
         params: KdfParams,
     ) -> Result<IdbStore, StoreError> {
-        let (db, _) = open_database(name).await?;
-        let meta = read_meta(&db).await;
-        let meta = match meta {
+        let (db, fresh) = open_database(name).await?;
+        let made = IdbStore::set_up(db, name, passphrase, params).await;
+        if made.is_err() && fresh {
+            // Leave no empty database behind (its connection is closed by now).
+            let _ = IdbStore::delete_database(name).await;
+        }
+        made
+    }
+
+    /// Writes a new store's records into the open database `db`, unless it holds a store.
+    /// On an error the connection is closed.
+    async fn set_up(
+        db: IdbDatabase,
+        name: &str,
+        passphrase: &[u8],
+        params: KdfParams,
+    ) -> Result<IdbStore, StoreError> {
+        let meta = match read_meta(&db).await {
             Ok(meta) => meta,
             Err(e) => {
                 db.close();
@@ -153,21 +168,17 @@ impl IdbStore {
                 return Err(e);
             }
         };
+        // From here on, dropping the store closes the connection.
         let store = IdbStore::from_parts(db, name, new.key);
-        store
-            .write(
-                META_STORE,
-                vec![
-                    (JsValue::from_str(META_KDF), Some(bytes(&new.kdf).into())),
-                    (JsValue::from_str(META_SALT), Some(bytes(&new.salt).into())),
-                    (
-                        JsValue::from_str(META_CHECK),
-                        Some(bytes(&new.check).into()),
-                    ),
-                ],
-                None,
-            )
-            .await?;
+        let records = vec![
+            (JsValue::from_str(META_KDF), Some(bytes(&new.kdf).into())),
+            (JsValue::from_str(META_SALT), Some(bytes(&new.salt).into())),
+            (
+                JsValue::from_str(META_CHECK),
+                Some(bytes(&new.check).into()),
+            ),
+        ];
+        store.write(META_STORE, records, None).await?;
         Ok(store)
     }
 

@@ -188,17 +188,53 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The names of this origin's IndexedDB databases (`indexedDB.databases()`).
+async fn databases() -> Vec<String> {
+    use wasm_bindgen::JsCast as _;
+    let factory = js_sys::Reflect::get(&js_sys::global(), &"indexedDB".into()).unwrap();
+    let list: js_sys::Function = js_sys::Reflect::get(&factory, &"databases".into())
+        .unwrap()
+        .unchecked_into();
+    let promise: js_sys::Promise = list.call0(&factory).unwrap().unchecked_into();
+    let infos: js_sys::Array = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .unwrap()
+        .unchecked_into();
+    infos
+        .iter()
+        .map(|info| {
+            js_sys::Reflect::get(&info, &"name".into())
+                .unwrap()
+                .as_string()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[wasm_bindgen_test]
 async fn opening_a_profile_that_is_not_there_says_so_and_leaves_nothing_behind() {
     IdbStore::delete_database("absent").await.unwrap();
     for _ in 0..2 {
         let opened = IdbStore::open("absent", PASSPHRASE).await;
         assert!(matches!(opened, Err(StoreError::State(_))), "{opened:?}");
+        assert!(
+            !databases().await.contains(&"absent".to_string()),
+            "looking for a profile made a database"
+        );
     }
+    // A profile whose key cannot be derived is not made, and leaves no database either.
+    let refused = KdfParams {
+        m_kib: KdfParams::MAX_M_KIB + 1,
+        ..KdfParams::INSECURE_FOR_TESTS
+    };
+    let made = IdbStore::create("absent", PASSPHRASE, refused).await;
+    assert!(matches!(made, Err(StoreError::State(_))), "{made:?}");
+    assert!(!databases().await.contains(&"absent".to_string()));
     // Not half made: it can be created, once.
     let store = IdbStore::create("absent", PASSPHRASE, KdfParams::INSECURE_FOR_TESTS)
         .await
         .unwrap();
+    assert!(databases().await.contains(&"absent".to_string()));
     let again = IdbStore::create("absent", b"another", KdfParams::INSECURE_FOR_TESTS).await;
     assert!(matches!(again, Err(StoreError::State(_))), "{again:?}");
     // The refused second create changed nothing: the first passphrase still opens it.

@@ -6,6 +6,9 @@
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
+pub mod store;
+pub use store::IdbStore;
+
 /// This build's version (the workspace version), for the app's About screen and the worker's
 /// hello to the tabs.
 #[wasm_bindgen]

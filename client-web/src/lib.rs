@@ -1,4 +1,4 @@
-//! Confide in the browser: the client core ([`confide_client_core`]) over IndexedDB and the
+//! Confide in the browser: the client core (`confide_client_core`) over IndexedDB and the
 //! browser's websocket, exported with wasm-bindgen for the web app's worker and the JavaScript
 //! SDK (`web/src/sdk/`). On native targets the crate is empty: it only makes sense in a browser.
 

@@ -106,6 +106,11 @@ impl Profile {
         home.join(".confide")
     }
 
+    /// Whether `dir` holds a profile (its settings file), without reading it.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(SETTINGS_FILE).exists()
+    }
+
     /// Loads an existing profile, first making its files readable only by this user.
     pub fn load(dir: &Path) -> anyhow::Result<Profile> {
         let path = dir.join(SETTINGS_FILE);

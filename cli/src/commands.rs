@@ -18,8 +18,8 @@ use crate::text::{entry, line, one_line, quoted};
 use crate::tui::text::{look_alike_mark, looks_like, name_with_note};
 use crate::{
     AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_KEPT, EXIT_NOT_MEMBER,
-    EXIT_PROFILE, EXIT_PROFILE_IN_USE, EXIT_REFUSED, EXIT_UNREACHABLE, GroupCommand, InviteCommand,
-    ModCommand,
+    EXIT_PROFILE, EXIT_PROFILE_IN_USE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_WEB_MISMATCH,
+    GroupCommand, InviteCommand, ModCommand, WebCommand,
 };
 
 /// How results are printed.
@@ -452,6 +452,71 @@ async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
     Ok((profile, client, events))
 }
 
+/// `confide web verify`: the server and pin are the profile's unless given (the profile's pin
+/// only for the profile's own server); prints the differences and the verdict.
+async fn web_verify(
+    args: &Args,
+    out: &Out,
+    server: Option<&str>,
+    pin: Option<&str>,
+    expect: &Option<String>,
+    against: &Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use crate::web::{Expected, Origin};
+    let expected = match (expect, against) {
+        (Some(hash), _) => Expected::hash(hash)?,
+        (None, Some(dir)) => Expected::build(dir)?,
+        (None, None) => bail!("give --expect <release hash> or --against <build directory>"),
+    };
+    let dir = Profile::locate(args.profile.as_deref());
+    let settings = if Profile::exists(&dir) {
+        Some(Profile::load(&dir)?.settings)
+    } else {
+        None
+    };
+    let origin = match (server, &settings) {
+        (Some(server), _) => Origin::parse(server)?,
+        (None, Some(settings)) => Origin::parse(&settings.server)?,
+        (None, None) => bail!(
+            "no Confide profile in {} to take the server from: give --server wss://host:port",
+            dir.display()
+        ),
+    };
+    let profile_pin = settings
+        .as_ref()
+        .filter(|s| Origin::parse(&s.server).is_ok_and(|o| o == origin))
+        .and_then(|s| s.pin.clone());
+    let trust = match pin.map(str::to_string).or(profile_pin) {
+        Some(pin) => confide_client::ServerTrust::Pinned(confide_client::tls::normalize_pin(&pin)?),
+        None => confide_client::ServerTrust::SystemRoots,
+    };
+    let report = crate::web::verify(origin, &trust, &expected)
+        .await
+        .map_err(|e| match e.downcast::<crate::web::Unreachable>() {
+            Ok(unreachable) => anyhow::Error::new(Said {
+                text: unreachable.0,
+                exit: EXIT_UNREACHABLE,
+            }),
+            Err(e) => e,
+        })?;
+    if !out.json {
+        for problem in &report.problems {
+            println!("{}", problem.line());
+        }
+    }
+    if report.serves_release() {
+        out.print(report.verdict(), report.json());
+        return Ok(());
+    }
+    if out.json {
+        println!("{}", report.json());
+    }
+    Err(anyhow::Error::new(Said {
+        text: report.verdict(),
+        exit: EXIT_WEB_MISMATCH,
+    }))
+}
+
 /// Runs one command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let out = Out {
@@ -535,6 +600,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 json!({ "server_name": server_name, "version": version }),
             );
             conn.close().await;
+        }
+        Command::Web(WebCommand::Verify {
+            server,
+            pin,
+            expect,
+            against,
+        }) => {
+            web_verify(
+                &args,
+                &out,
+                server.as_deref(),
+                pin.as_deref(),
+                expect,
+                against,
+            )
+            .await?;
         }
         Command::Completions { .. } => {}
         command => {
@@ -843,12 +924,24 @@ async fn run_with_client(
                 )
                 .await?;
             let link = invite.to_link();
+            // The same invite as a link that opens the server's web app, for people without
+            // the CLI (the server serves the app on its own address).
+            let web_link = invite.to_web_link(&profile.settings.server);
+            let browser = web_link
+                .as_deref()
+                .map(|web| format!("\nor, to open in a browser:\n{web}"))
+                .unwrap_or_default();
             out.print(
                 format!(
-                    "Share this link privately (whoever has it can {}):\n{link}",
+                    "Share this link privately (whoever has it can {}):\n{link}{browser}",
                     if *approval { "ask to join" } else { "join" }
                 ),
-                json!({ "link": link, "requires_approval": approval, "uses": uses }),
+                json!({
+                    "link": link,
+                    "web_link": web_link,
+                    "requires_approval": approval,
+                    "uses": uses,
+                }),
             );
         }
         Command::Invite(InviteCommand::List { group }) => {
@@ -1276,7 +1369,10 @@ async fn run_with_client(
                 .ok_or_else(|| anyhow!("the chat needs the client's events"))?;
             crate::tui::run(profile.labels().clone(), client.clone(), events, group).await?;
         }
-        Command::Init { .. } | Command::Ping { .. } | Command::Completions { .. } => {}
+        Command::Init { .. }
+        | Command::Ping { .. }
+        | Command::Web(_)
+        | Command::Completions { .. } => {}
     }
     Ok(())
 }

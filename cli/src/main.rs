@@ -8,6 +8,7 @@ mod profile;
 mod text;
 mod timeline;
 mod tui;
+mod web;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ pub const EXIT_NOT_MEMBER: u8 = 7;
 /// to be sent by the next `confide` command that reaches the server, or by the chat (the same
 /// as [`EXIT_FAILURE`]: the command did not do what it was asked, yet).
 pub const EXIT_KEPT: u8 = EXIT_FAILURE;
+/// Exit code of `confide web verify`: the server does not serve the expected release of the
+/// web app (or a part of it could not be checked).
+pub const EXIT_WEB_MISMATCH: u8 = 8;
 
 /// confide — end-to-end encrypted group chat for facilitated peer-support groups.
 ///
@@ -202,10 +206,45 @@ pub enum Command {
         #[arg(long)]
         pin: String,
     },
+    /// The web app a server serves.
+    #[command(subcommand)]
+    Web(WebCommand),
     /// Prints shell completions.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// Web app subcommands.
+#[derive(Subcommand, Debug)]
+pub enum WebCommand {
+    /// Checks that a server serves exactly a release of the web app.
+    ///
+    /// Fetches the server's asset-manifest.json and compares its SHA-256 with the release
+    /// hash (published with each release, in the build's release-hash.txt, and shown in the
+    /// app's About screen), or with the manifest of a local build; then fetches every file the
+    /// release lists, and `/`, each as it is and gzip- and brotli-compressed, and checks size
+    /// and SHA-256. Names every difference.
+    ///
+    /// Exit status: 0 the server serves the release; 8 it does not, or part of it could not be
+    /// checked; 5 the server could not be reached.
+    #[command(verbatim_doc_comment)]
+    #[command(group(clap::ArgGroup::new("release").required(true).args(["expect", "against"])))]
+    Verify {
+        /// The server, wss://host:port or https://host:port (default: your profile's).
+        #[arg(long)]
+        server: Option<String>,
+        /// SHA-256 fingerprint of the server's certificate (default: your profile's pin, when
+        /// checking your profile's server; otherwise the system's certificate authorities).
+        #[arg(long)]
+        pin: Option<String>,
+        /// The release hash: 64 hex digits.
+        #[arg(long, value_name = "HASH")]
+        expect: Option<String>,
+        /// A local build of the release: the directory holding its asset-manifest.json.
+        #[arg(long, value_name = "DIR")]
+        against: Option<PathBuf>,
     },
 }
 

@@ -24,9 +24,11 @@ fn circle(root: &std::path::Path, server: &TestServer) -> (Person, Person, Perso
     alice.ok(&["group", "create", "--label", "circle"]);
     let invite = alice.json(&["invite", "create", "circle", "--uses", "2"]);
     let link = invite["link"].as_str().unwrap();
-    for p in [&bob, &carol] {
-        p.ok(&["join", link, "--label", "circle"]);
-    }
+    // The browser form of the same invite opens the server's web app; the CLI takes it too.
+    let web_link = invite["web_link"].as_str().unwrap();
+    assert!(web_link.starts_with("https://") && web_link.ends_with(&format!("/#invite={link}")));
+    bob.ok(&["join", link, "--label", "circle"]);
+    carol.ok(&["join", web_link, "--label", "circle"]);
     alice.ok(&["agreement", "set", "circle", "Be kind."]);
     alice.ok(&["crisis", "set", "circle", "Call 116 123."]);
     for p in [&bob, &carol] {

@@ -5,6 +5,10 @@
 //!
 //! Link format: `confide-invite:` followed by base64url (no padding) of the JSON
 //! `{"v":1,"group":…,"genesis":…,"inviter":…,"secret":…,"requires_approval":…}`.
+//!
+//! The web form of the same link, `https://<server>/#invite=<link>`, opens the web app the
+//! server serves and hands it the link. The invite sits in the URL's fragment, which browsers
+//! never send to a server; the app strips it from the address bar as soon as it has read it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,6 +22,9 @@ use crate::error::ClientError;
 
 /// The prefix of an invite link.
 pub const INVITE_PREFIX: &str = "confide-invite:";
+
+/// What precedes the link in the fragment of its web form (`https://…/#invite=…`).
+pub const WEB_INVITE_FRAGMENT: &str = "#invite=";
 
 /// An invite to a group. Its `Debug` never shows the secret.
 #[derive(Clone)]
@@ -100,11 +107,43 @@ impl Invite {
         )
     }
 
-    /// Parses a link made by [`Self::to_link`].
+    /// The link's web form for a server at `server_url` (`wss://host:port/…`, as profiles
+    /// keep it): `https://host:port/#invite=<link>`, which opens the web app that server
+    /// serves. `None` when the URL is not a `wss://` or `ws://` one.
+    pub fn to_web_link(&self, server_url: &str) -> Option<String> {
+        let (scheme, rest) = if let Some(rest) = server_url.strip_prefix("wss://") {
+            ("https", rest)
+        } else {
+            ("http", server_url.strip_prefix("ws://")?)
+        };
+        let authority = rest
+            .split(['/', '?', '#'])
+            .next()
+            .filter(|a| !a.is_empty())?;
+        Some(format!(
+            "{scheme}://{authority}/{WEB_INVITE_FRAGMENT}{}",
+            self.to_link()
+        ))
+    }
+
+    /// Parses a link made by [`Self::to_link`], or its web form made by [`Self::to_web_link`]
+    /// (whatever precedes `#invite=` is ignored: the server a web link names is only where the
+    /// app was opened, never trusted).
+    ///
+    /// # Errors
+    /// [`ClientError::BadInvite`] saying what is wrong with the link.
     pub fn from_link(link: &str) -> Result<Invite, ClientError> {
         let bad = |why: &str| ClientError::BadInvite(why.to_string());
+        let link = link.trim();
+        let link = match link.split_once(WEB_INVITE_FRAGMENT) {
+            Some((before, after))
+                if before.starts_with("https://") || before.starts_with("http://") =>
+            {
+                after
+            }
+            _ => link,
+        };
         let body = link
-            .trim()
             .strip_prefix(INVITE_PREFIX)
             .ok_or_else(|| bad("not a confide invite link"))?;
         let bytes = Zeroizing::new(
@@ -150,6 +189,35 @@ mod tests {
         assert!(!debug.contains(&URL_SAFE_NO_PAD.encode(*secret.to_bytes())));
         assert!(Invite::from_link("confide-invite:!!!").is_err());
         assert!(Invite::from_link("https://example.org").is_err());
+    }
+
+    #[test]
+    fn the_web_form_opens_the_servers_app_and_parses_back_to_the_same_invite() {
+        let secret = InviteSecret::from_bytes(&[0x32; 32]);
+        let invite = Invite::new(
+            GroupId([7; 16]),
+            OpHash([8; 32]),
+            DeviceId([9; 32]),
+            false,
+            &secret,
+        );
+        let web = invite.to_web_link("wss://chat.example.org:8443/").unwrap();
+        assert_eq!(
+            web,
+            format!("https://chat.example.org:8443/#invite={}", invite.to_link())
+        );
+        let back = Invite::from_link(&web).unwrap();
+        assert_eq!(back.id(), secret.id());
+        assert!(!back.requires_approval);
+        assert_eq!(
+            invite.to_web_link("ws://127.0.0.1:9000").unwrap(),
+            format!("http://127.0.0.1:9000/#invite={}", invite.to_link())
+        );
+        assert_eq!(invite.to_web_link("https://x"), None);
+        assert_eq!(invite.to_web_link("wss://"), None);
+        // Only an http(s) URL's fragment is read; anything else stays a damaged link.
+        assert!(Invite::from_link(&format!("ftp://x/#invite={}", invite.to_link())).is_err());
+        assert!(Invite::from_link("https://x/#invite=nonsense").is_err());
     }
 
     /// The link format of PROTOCOL.md §8.9 byte for byte, against

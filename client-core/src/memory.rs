@@ -372,6 +372,24 @@ mod tests {
         batch
     }
 
+    /// Makes memory stores for the conformance suite; reopening is reading a snapshot.
+    struct Memory;
+
+    impl crate::store::conformance::StoreFactory for Memory {
+        type Store = MemoryStore;
+        async fn create(&mut self) -> Result<MemoryStore, StoreError> {
+            Ok(MemoryStore::new())
+        }
+        async fn reopen(&mut self, store: MemoryStore) -> Result<MemoryStore, StoreError> {
+            Ok(MemoryStore::from_snapshot(&store.snapshot()))
+        }
+    }
+
+    #[test]
+    fn the_memory_store_passes_the_store_conformance_suite() {
+        block_on(crate::store::conformance::run_all(&mut Memory)).unwrap();
+    }
+
     #[test]
     fn a_failing_commit_leaves_nothing_of_its_batch_and_later_commits_work() {
         let (store, probe) = MemoryStore::with_faults(Faults::new().fail_at(2));

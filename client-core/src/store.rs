@@ -15,6 +15,10 @@ use zeroize::Zeroizing;
 
 use crate::{MaybeSend, MaybeSync, StoreError};
 
+pub mod cipher;
+#[cfg(feature = "test-hooks")]
+pub mod conformance;
+
 /// A key and its plaintext value, as the store's scans return them.
 pub type Entry = (Vec<u8>, Zeroizing<Vec<u8>>);
 

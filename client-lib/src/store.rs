@@ -20,9 +20,11 @@
 //! ([`restrict_permissions`]), so other users of the machine cannot read even the ciphertext or
 //! learn from file sizes and times how active a group is.
 
+use confide_client_core::store::cipher::{
+    self, META_CHECK, META_KDF, META_SALT, META_TREE, StoreKey,
+};
 use confide_client_core::store::{Batch, ClientStore, Entry, parse, parse_all};
 use confide_protocol::identity::KdfParams;
-use confide_protocol::primitives::{aead_open, aead_seal, labelled};
 use serde::{Serialize, de::DeserializeOwned};
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -30,12 +32,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
-/// Tree holding the KDF parameters and salt (in the clear) and the passphrase check value.
-const META_TREE: &str = "meta";
-/// Label for the associated data of every stored value.
-const LABEL_STORE_VALUE: &str = "confide/v1/store-value";
-/// Plaintext of the passphrase check value.
-const CHECK_PLAINTEXT: &[u8] = b"confide store v1";
 /// The file in the store's directory whose exclusive lock says which process has the store
 /// open. It holds nothing; the database never touches it.
 pub const LOCK_FILE: &str = "confide.lock";
@@ -156,7 +152,8 @@ type SealedWrite<'a> = (&'a [u8], Option<Vec<u8>>);
 /// An open, unlocked store.
 pub struct Store {
     db: sled::Db,
-    key: Zeroizing<[u8; 32]>,
+    /// Seals and opens every value (the cipher the browser's store shares).
+    key: StoreKey,
     /// Where it lives, to keep its files private as sled adds new ones.
     path: PathBuf,
     /// The lock that keeps other processes out, shared by every handle ([`Store::share`]):
@@ -193,29 +190,23 @@ impl Store {
         let db = open_db(path)?;
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let meta = db.open_tree(META_TREE).map_err(db_err)?;
-        if meta.get("salt").map_err(db_err)?.is_some() {
+        if meta.get(META_SALT).map_err(db_err)?.is_some() {
             return Err(StoreError::State(format!(
                 "a store already exists in {}",
                 path.display()
             )));
         }
-        let mut salt = [0u8; 16];
-        rng.fill_bytes(&mut salt);
-        let key = params
-            .derive(passphrase, &salt)
-            .map_err(|e| StoreError::State(e.to_string()))?;
-        let params_json = serde_json::to_vec(&params).map_err(db_err)?;
+        let new = cipher::create(passphrase, params, rng)?;
         let store = Store {
             db,
-            key,
+            key: new.key,
             path: path.to_path_buf(),
             _lock: std::sync::Arc::new(lock),
             flush_failed: Default::default(),
         };
-        meta.insert("kdf", params_json).map_err(db_err)?;
-        meta.insert("salt", &salt).map_err(db_err)?;
-        let check = store.encrypt(META_TREE, b"check", CHECK_PLAINTEXT, rng)?;
-        meta.insert("check", check).map_err(db_err)?;
+        meta.insert(META_KDF, new.kdf).map_err(db_err)?;
+        meta.insert(META_SALT, &new.salt).map_err(db_err)?;
+        meta.insert(META_CHECK, new.check).map_err(db_err)?;
         store.flush()?;
         Ok(store)
     }
@@ -231,32 +222,21 @@ impl Store {
         let db = open_db(path)?;
         restrict_permissions(path).map_err(|e| private_err(path, e))?;
         let meta = db.open_tree(META_TREE).map_err(db_err)?;
-        let (Some(params), Some(salt), Some(check)) = (
-            meta.get("kdf").map_err(db_err)?,
-            meta.get("salt").map_err(db_err)?,
-            meta.get("check").map_err(db_err)?,
+        let (Some(kdf), Some(salt), Some(check)) = (
+            meta.get(META_KDF).map_err(db_err)?,
+            meta.get(META_SALT).map_err(db_err)?,
+            meta.get(META_CHECK).map_err(db_err)?,
         ) else {
             return Err(StoreError::State(format!("no store in {}", path.display())));
         };
-        let params: KdfParams =
-            serde_json::from_slice(&params).map_err(|_| StoreError::Corrupt {
-                tree: META_TREE.into(),
-                key: "kdf".into(),
-            })?;
-        let key = params
-            .derive(passphrase, &salt)
-            .map_err(|e| StoreError::State(e.to_string()))?;
-        let store = Store {
+        let key = cipher::unlock(passphrase, &kdf, &salt, &check)?;
+        Ok(Store {
             db,
             key,
             path: path.to_path_buf(),
             _lock: std::sync::Arc::new(lock),
             flush_failed: Default::default(),
-        };
-        match store.decrypt(META_TREE, b"check", &check) {
-            Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(store),
-            _ => Err(StoreError::WrongPassphrase),
-        }
+        })
     }
 
     /// A second handle on the same open database (sled handles share one database), for the
@@ -276,46 +256,10 @@ impl Store {
         restrict_permissions(&self.path).map_err(|e| private_err(&self.path, e))
     }
 
-    fn encrypt(
-        &self,
-        tree: &str,
-        key: &[u8],
-        plaintext: &[u8],
-        rng: &mut impl rand_core::CryptoRng,
-    ) -> Result<Vec<u8>, StoreError> {
-        let mut nonce = [0u8; 12];
-        rng.fill_bytes(&mut nonce);
-        let aad = labelled(LABEL_STORE_VALUE, &[tree.as_bytes(), &[0], key]);
-        let ct = aead_seal(&self.key, &nonce, &aad, plaintext).map_err(db_err)?;
-        let mut out = Vec::with_capacity(12 + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
-    }
-
-    fn decrypt(
-        &self,
-        tree: &str,
-        key: &[u8],
-        stored: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        let corrupt = || StoreError::Corrupt {
-            tree: tree.into(),
-            key: hex::encode(key),
-        };
-        if stored.len() < 12 {
-            return Err(corrupt());
-        }
-        let mut nonce = [0u8; 12];
-        nonce.copy_from_slice(&stored[..12]);
-        let aad = labelled(LABEL_STORE_VALUE, &[tree.as_bytes(), &[0], key]);
-        aead_open(&self.key, &nonce, &aad, &stored[12..]).map_err(|_| corrupt())
-    }
-
     /// Stores raw bytes (encrypted).
     pub fn put_bytes(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let mut rng = crate::os_rng();
-        let sealed = self.encrypt(tree, key, value, &mut rng)?;
+        let sealed = self.key.seal(tree, key, value, &mut rng)?;
         self.db
             .open_tree(tree)
             .map_err(db_err)?
@@ -337,7 +281,7 @@ impl Store {
             .get(key)
             .map_err(db_err)?
         {
-            Some(v) => Ok(Some(self.decrypt(tree, key, &v)?)),
+            Some(v) => Ok(Some(self.key.open(tree, key, &v)?)),
             None => Ok(None),
         }
     }
@@ -367,7 +311,7 @@ impl Store {
         entry: sled::Result<(sled::IVec, sled::IVec)>,
     ) -> Result<Entry, StoreError> {
         let (k, v) = entry.map_err(db_err)?;
-        let plain = self.decrypt(tree, &k, &v)?;
+        let plain = self.key.open(tree, &k, &v)?;
         Ok((k.to_vec(), plain))
     }
 
@@ -475,7 +419,7 @@ impl Store {
         let mut lists: BTreeMap<&'static str, Vec<SealedWrite<'_>>> = BTreeMap::new();
         for (tree, key, value) in batch.iter() {
             let sealed = match value {
-                Some(plain) => Some(self.encrypt(tree, key, plain, &mut rng)?),
+                Some(plain) => Some(self.key.seal(tree, key, plain, &mut rng)?),
                 None => None,
             };
             lists.entry(tree).or_default().push((key, sealed));
@@ -854,6 +798,128 @@ mod tests {
         ));
         drop(second);
         Store::open(&path, b"pass phrase").unwrap();
+    }
+
+    /// A store in the format of every store written so far, byte for byte (the vector the
+    /// client core's cipher pins): the records are written into a bare sled database, and the
+    /// store opens them. If this fails, existing stores no longer open.
+    #[test]
+    fn a_store_written_in_the_pinned_format_opens_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        std::fs::create_dir(&path).unwrap();
+        {
+            let db = sled::open(&path).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert("kdf", &br#"{"m_kib":64,"t":1,"p":1}"#[..])
+                .unwrap();
+            let salt: Vec<u8> = (0x10u8..0x20).collect();
+            meta.insert("salt", salt).unwrap();
+            meta.insert(
+                "check",
+                hex::decode(
+                    "505152535455565758595a5b69b0bf5351e29ade1399da513e58ea7f209bc29d0675f9e302372d95c7a5be7b",
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            db.open_tree("messages")
+                .unwrap()
+                .insert(
+                    b"\x01\x02group\xff",
+                    hex::decode(
+                        "a0a1a2a3a4a5a6a7a8a9aaabb71e6964ff25cc794826c2f2058acb9a6bdac67267f7db45166afff75e201e54",
+                    )
+                    .unwrap(),
+                )
+                .unwrap();
+            db.flush().unwrap();
+        }
+        assert!(matches!(
+            Store::open(&path, b"correct horse battery stapler"),
+            Err(StoreError::WrongPassphrase)
+        ));
+        let store = Store::open(&path, b"correct horse battery staple").unwrap();
+        assert_eq!(
+            store
+                .get_bytes("messages", b"\x01\x02group\xff")
+                .unwrap()
+                .unwrap()
+                .as_slice(),
+            br#"{"text":"hello"}"#
+        );
+        // And a new store writes its KDF record in the same form.
+        drop(store);
+        let other = dir.path().join("new");
+        create(&other);
+        let db = sled::open(&other).unwrap();
+        assert_eq!(
+            db.open_tree("meta").unwrap().get("kdf").unwrap().unwrap(),
+            br#"{"m_kib":64,"t":1,"p":1}"#
+        );
+    }
+
+    /// Makes sled stores in temporary directories for the conformance suite.
+    struct Sled {
+        /// Holds every store made; removed when the test ends.
+        dir: tempfile::TempDir,
+        /// How many stores were made, to name the next one.
+        made: usize,
+    }
+
+    impl Sled {
+        fn new() -> Sled {
+            Sled {
+                dir: tempfile::tempdir().unwrap(),
+                made: 0,
+            }
+        }
+    }
+
+    impl confide_client_core::store::conformance::StoreFactory for Sled {
+        type Store = Store;
+        async fn create(&mut self) -> Result<Store, StoreError> {
+            self.made += 1;
+            Store::create(
+                &self.dir.path().join(self.made.to_string()),
+                b"pass phrase",
+                KdfParams::INSECURE_FOR_TESTS,
+                &mut crate::os_rng(),
+            )
+        }
+        async fn reopen(&mut self, store: Store) -> Result<Store, StoreError> {
+            let path = store.path.clone();
+            // Closes the database and releases the lock.
+            drop(store);
+            Store::open(&path, b"pass phrase")
+        }
+    }
+
+    impl confide_client_core::store::conformance::TornCommit for Sled {
+        async fn commit_torn(
+            &mut self,
+            store: &Store,
+            batch: Batch,
+            after: usize,
+        ) -> Result<(), StoreError> {
+            store.commit_batch(&batch, Some(after))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sled_store_passes_the_store_conformance_suite() {
+        confide_client_core::store::conformance::run_all(&mut Sled::new())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_sled_commit_that_fails_part_way_leaves_none_of_its_writes() {
+        confide_client_core::store::conformance::a_commit_that_fails_part_way_leaves_none_of_its_writes(
+            &mut Sled::new(),
+        )
+        .await
+        .unwrap();
     }
 
     fn walk(dir: &Path) -> Vec<std::path::PathBuf> {

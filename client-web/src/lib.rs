@@ -1,10 +1,13 @@
-//! Confide in the browser: the client core ([`confide_client_core`]) over IndexedDB and the
+//! Confide in the browser: the client core (`confide_client_core`) over IndexedDB and the
 //! browser's websocket, exported with wasm-bindgen for the web app's worker and the JavaScript
 //! SDK (`web/src/sdk/`). On native targets the crate is empty: it only makes sense in a browser.
 
 #![cfg(target_arch = "wasm32")]
 
 use wasm_bindgen::prelude::wasm_bindgen;
+
+pub mod store;
+pub use store::IdbStore;
 
 /// This build's version (the workspace version), for the app's About screen and the worker's
 /// hello to the tabs.

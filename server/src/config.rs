@@ -87,11 +87,14 @@ pub const DEFAULT_BAD_FRAMES_PER_MINUTE: u32 = 6;
 /// Frames a connection may send before it has authenticated.
 pub const DEFAULT_MAX_PREAUTH_FRAMES: u32 = 16;
 /// Bytes a connection may send before it has authenticated: the TLS handshake, the websocket
-/// upgrade and the frames up to `register` or `authenticate` take a few kilobytes; more is
+/// upgrade and the frames up to `register` or `authenticate` take a few kilobytes (a browser's
+/// requests for the web app's files on the same connection, under a kilobyte each, count too:
+/// see [`crate::http`]); more is
 /// refused (see [`crate::preauth`]), so that nobody can make the server hold large buffers
 /// without an account.
 pub const DEFAULT_MAX_PREAUTH_BYTES: usize = 64 * 1024;
-/// Time a new connection has to authenticate.
+/// Time a new connection has to authenticate. A connection that only fetches the web app's
+/// files (see [`crate::http`]) is closed then too; the browser opens a new one.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of websocket pings to detect half-open connections.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);

@@ -1801,13 +1801,15 @@ async fn websocket<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut stopping = shutdown.clone();
-    let stream = tokio::select! {
-        next = Box::pin(crate::http::serve(&shared, stream, peer.auth_deadline)) => match next {
-            crate::http::Next::WebSocket(stream) => stream,
-            crate::http::Next::Closed => return,
-        },
-        _ = stopping.changed() => return,
+    let stream = {
+        let mut stopping = shutdown.clone();
+        tokio::select! {
+            next = Box::pin(crate::http::serve(&shared, stream, peer.auth_deadline)) => match next {
+                crate::http::Next::WebSocket(stream) => stream,
+                crate::http::Next::Closed => return,
+            },
+            _ = stopping.changed() => return,
+        }
     };
     let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(shared.ws_config()));
     let Ok(Ok(ws)) = tokio::time::timeout_at(peer.auth_deadline, Box::pin(handshake)).await else {

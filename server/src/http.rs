@@ -383,6 +383,50 @@ mod tests {
         assert_eq!(head(pipelined).len, pipelined.len() / 2);
     }
 
+    /// Whatever a peer sends, parsing and answering it returns; no input panics.
+    #[test]
+    fn arbitrary_bytes_never_panic_the_parser_or_the_router() {
+        use rand_core::TryRng as _;
+        let settings = crate::web::WebSettings::default();
+        let seeds: [&[u8]; 4] = [
+            b"GET /index.html?x HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br;q=0.5, gzip\r\n\r\n",
+            b"GET https://h\xc3\xa9/\xc3\xa9://x HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            b"HEAD * HTTP/1.0\r\nConnection: close\r\nContent-Length: 9\r\n\r\n",
+            b"",
+        ];
+        let mut random = [0u8; 256];
+        for round in 0..5_000usize {
+            let _ = getrandom::SysRng.try_fill_bytes(&mut random);
+            let seed = seeds[round % seeds.len()];
+            // Half the inputs are a valid request with random bytes written over part of it,
+            // half are random bytes alone.
+            let input: Vec<u8> = if round % 2 == 0 && !seed.is_empty() {
+                let mut input = seed.to_vec();
+                let at = usize::from(random[0]) % input.len();
+                let len = usize::from(random[1] % 8);
+                for (i, b) in random[2..2 + len].iter().enumerate() {
+                    if let Some(slot) = input.get_mut(at + i) {
+                        *slot = *b;
+                    }
+                }
+                input
+            } else {
+                random[..usize::from(random[0])].to_vec()
+            };
+            if let Parsed::Complete(head) = parse(&input) {
+                assert!(head.len <= input.len());
+                let response = crate::web::respond(
+                    &settings,
+                    head.method,
+                    &head.target,
+                    head.accepted,
+                    SystemTime::now(),
+                );
+                let _ = response.head(head.close);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn the_prefix_is_replayed_before_the_stream_and_writes_pass_through() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

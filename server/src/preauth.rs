@@ -8,9 +8,9 @@
 //! still makes the buffer reserve its announced length — address space, not resident memory —
 //! until the authentication deadline closes the connection.)
 //!
-//! The budget counts every byte read from the socket — the TLS handshake, the websocket
-//! upgrade and the frames before `authenticated` — and is lifted for good when the connection
-//! authenticates.
+//! The budget counts every byte read from the socket — the TLS handshake, any HTTP requests for
+//! the web app ([`crate::http`]), the websocket upgrade and the frames before `authenticated` —
+//! and is lifted for good when the connection authenticates.
 //!
 //! The same [`Gate`] holds the connection's place among its address's unauthenticated
 //! connections ([`PerAddress`]), and gives it up on authentication (an authenticated connection

@@ -48,6 +48,8 @@ fn help_explains_every_flag() {
         "--insecure-plaintext",
         "--metrics-listen",
         "--config",
+        "--web-dir",
+        "--web-connect-src",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }

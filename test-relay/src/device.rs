@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use confide_client_core::{
-    ChatMessage, ClientCore, Invite, InviteOptions, JoinOutcome, Link, MemoryStore, Profile,
+    ChatMessage, ClientCore, ClientStore, Invite, InviteOptions, JoinOutcome, Link, MemoryStore,
+    Profile,
 };
 use confide_protocol::{DeviceIdentity, GroupId, UserId};
 use rand_core::SeedableRng as _;
@@ -15,26 +16,38 @@ use crate::host::{Clock, Events, TestHost};
 use crate::link::RelayNet;
 use crate::relay::SharedRelay;
 
-/// One person's device: a core over its own [`MemoryStore`], connected to the relay.
-pub struct Device {
+/// One person's device: a core over its own store (a [`MemoryStore`] unless a test puts it on
+/// another backend), connected to the relay.
+pub struct Device<S: ClientStore = MemoryStore> {
     /// The person's name (also their display name), for assertion messages.
     pub name: &'static str,
     /// Their user.
     pub user: UserId,
     /// The core.
-    pub core: ClientCore<MemoryStore, RelayNet>,
+    pub core: ClientCore<S, RelayNet>,
     /// A handle on the core's store, to look at or copy what it holds.
-    pub store: MemoryStore,
+    pub store: S,
     /// The events the core handed the application.
     pub events: Events,
 }
 
 impl Device {
-    /// A new device of a new user, registered with the relay and connected. Its identity is
-    /// seeded with `[seed; 32]`, its user is `[seed; 16]` and its host's randomness is seeded
-    /// with `[seed + 100; 32]`; it reads the relay's clock.
+    /// A new device of a new user over a new [`MemoryStore`]; see [`Device::start_on`].
     pub async fn start(relay: &SharedRelay, seed: u8, name: &'static str) -> Device {
-        let store = MemoryStore::new();
+        Device::start_on(relay, MemoryStore::new(), seed, name).await
+    }
+}
+
+impl<S: ClientStore + Clone> Device<S> {
+    /// A new device of a new user over `store` (empty), registered with the relay and
+    /// connected. Its identity is seeded with `[seed; 32]`, its user is `[seed; 16]` and its
+    /// host's randomness is seeded with `[seed + 100; 32]`; it reads the relay's clock.
+    pub async fn start_on(
+        relay: &SharedRelay,
+        store: S,
+        seed: u8,
+        name: &'static str,
+    ) -> Device<S> {
         let identity = DeviceIdentity::generate(&mut ChaCha20Rng::from_seed([seed; 32]));
         let profile = Profile::new(UserId([seed; 16]), name);
         confide_client_core::profile::create(&store, &identity, &profile)
@@ -48,10 +61,10 @@ impl Device {
     /// `[rng_seed; 32]`; it reads the relay's clock.
     pub async fn open(
         relay: &SharedRelay,
-        store: MemoryStore,
+        store: S,
         name: &'static str,
         rng_seed: u8,
-    ) -> Device {
+    ) -> Device<S> {
         let (identity, profile) = confide_client_core::profile::load(&store).await.unwrap();
         let user = profile.user;
         let events = Events::default();
@@ -107,7 +120,7 @@ impl Device {
 
 /// A link to `group` that lets ten people join directly for an hour, made by `facilitator`
 /// (what they would paste into another app).
-pub async fn invite_link(facilitator: &mut Device, group: GroupId) -> String {
+pub async fn invite_link<S: ClientStore>(facilitator: &mut Device<S>, group: GroupId) -> String {
     let invite = facilitator
         .core
         .create_invite(
@@ -123,7 +136,7 @@ pub async fn invite_link(facilitator: &mut Device, group: GroupId) -> String {
 
 /// Hands every device the frames the relay queued for it, as a client's receive loop would,
 /// until no frame waits anywhere.
-pub async fn settle(devices: &mut [Device]) {
+pub async fn settle<S: ClientStore>(devices: &mut [Device<S>]) {
     loop {
         let mut moved = false;
         for device in devices.iter_mut() {
@@ -145,10 +158,20 @@ pub async fn settle(devices: &mut [Device]) {
 /// 1, 2, …); the first creates a group and makes an invite link, and every other one joins
 /// with that link. Every device's view has settled, and everyone sees everyone as a member.
 pub async fn group_of(names: &[&'static str]) -> (SharedRelay, Vec<Device>, GroupId) {
+    let stores = names.iter().map(|_| MemoryStore::new()).collect();
+    group_on(names, stores).await
+}
+
+/// [`group_of`] with each device over its store of `stores` (empty; one per name).
+pub async fn group_on<S: ClientStore + Clone>(
+    names: &[&'static str],
+    stores: Vec<S>,
+) -> (SharedRelay, Vec<Device<S>>, GroupId) {
+    assert_eq!(names.len(), stores.len(), "one store per device");
     let relay = SharedRelay::new(Clock::ticking(crate::T0));
     let mut devices = Vec::new();
-    for (seed, name) in (1..).zip(names) {
-        devices.push(Device::start(&relay, seed, name).await);
+    for ((seed, name), store) in (1..).zip(names).zip(stores) {
+        devices.push(Device::start_on(&relay, store, seed, name).await);
     }
     let group = devices[0].core.create_group().await.unwrap();
     let link = invite_link(&mut devices[0], group).await;

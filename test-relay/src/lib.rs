@@ -35,7 +35,7 @@ pub mod host;
 pub mod link;
 pub mod relay;
 
-pub use device::{Device, group_of, invite_link, settle};
+pub use device::{Device, group_of, group_on, invite_link, settle};
 pub use host::{Clock, Events, T0, TestHost};
 pub use link::{RelayLink, RelayNet};
 pub use relay::{Records, Relay, SERVER_NAME, SharedRelay};

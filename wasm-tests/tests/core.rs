@@ -2,7 +2,8 @@
 //! `wasm-bindgen-test-runner`; `cargo xtask test` runs it): three [`ClientCore`]s, each over its
 //! own [`MemoryStore`], with a seeded generator and a shared clock as their [`Host`], make a group
 //! with an invite link, hand each other their sender keys and exchange messages, all inside the
-//! page.
+//! page. One test runs them over encrypted IndexedDB stores instead, as the web app does, and
+//! reloads one of them.
 //!
 //! Between them is the relay of `confide-test-relay`, a stand-in for the server: it answers the
 //! frames of PROTOCOL.md §9 the cores send and delivers `message`, `op` and `inbox` frames to
@@ -137,4 +138,76 @@ async fn a_message_the_relay_alters_is_refused_not_shown_with_other_text() {
     assert_eq!(bob.history_texts(group).await, [intact], "Bob's history");
     // Alice's own copy is the text she wrote.
     assert_eq!(devices[0].history_texts(group).await, [altered, intact]);
+}
+
+/// The same three people, each core over its own encrypted IndexedDB store in the page
+/// ([`IdbStore`]), as the web app runs it: the messages arrive, and a core started again on
+/// its reopened store (a reload) has the whole conversation and keeps receiving.
+///
+/// [`IdbStore`]: confide_client_web::IdbStore
+#[wasm_bindgen_test]
+async fn three_cores_over_indexeddb_stores_exchange_messages_and_keep_them_across_a_reload() {
+    use confide_client_web::IdbStore;
+    use confide_protocol::identity::KdfParams;
+    use confide_test_relay::{Device, group_on};
+
+    let names = ["Alice", "Bob", "Carol"];
+    let mut stores = Vec::new();
+    for name in names {
+        let db = format!("core-{name}");
+        IdbStore::delete_database(&db).await.unwrap();
+        stores.push(
+            IdbStore::create(&db, name.as_bytes(), KdfParams::INSECURE_FOR_TESTS)
+                .await
+                .unwrap(),
+        );
+    }
+    let (relay, mut devices, group) = group_on(&names, stores).await;
+    let texts = [
+        "Kept in this browser, sealed.",
+        "Same here, and it survives a reload.",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        devices[i]
+            .core
+            .send_text(group, (*text).into(), None)
+            .await
+            .unwrap();
+        devices[i].core.after_input().await;
+        settle(&mut devices).await;
+    }
+    let carol = &devices[2];
+    let shown: Vec<String> = carol.shown().into_iter().map(|m| m.text).collect();
+    assert_eq!(shown, texts, "what Carol was shown");
+
+    // Carol reloads: her core and store are gone, her store is opened again with her
+    // passphrase and a new core starts on it.
+    let carol = devices.pop().unwrap();
+    carol.store.close();
+    drop(carol);
+    let store = IdbStore::open("core-Carol", b"Carol").await.unwrap();
+    let carol = Device::open(&relay, store, "Carol", 203).await;
+    assert_eq!(
+        carol.history_texts(group).await,
+        texts,
+        "Carol's history after a reload"
+    );
+
+    let later = "Welcome back.";
+    devices[1]
+        .core
+        .send_text(group, later.into(), None)
+        .await
+        .unwrap();
+    devices[1].core.after_input().await;
+    devices.push(carol);
+    settle(&mut devices).await;
+    let carol = &devices[2];
+    let shown: Vec<String> = carol.shown().into_iter().map(|m| m.text).collect();
+    assert_eq!(shown, [later], "what Carol was shown after the reload");
+    assert_eq!(
+        carol.history_texts(group).await,
+        [texts[0], texts[1], later],
+        "Carol's history"
+    );
 }

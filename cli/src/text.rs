@@ -11,14 +11,11 @@
 //! further line indented under [`CONTINUATION`]. `--json` output is never cleaned: it gives
 //! the exact text, and JSON escaping keeps it harmless.
 
-use std::borrow::Cow;
 use std::io::IsTerminal as _;
 
 use unicode_segmentation::UnicodeSegmentation as _;
 use unicode_width::{UnicodeWidthChar as _, UnicodeWidthStr};
 
-/// What replaces a character that must not reach the terminal.
-pub const REPLACEMENT: char = '\u{fffd}';
 /// What begins every further line of someone else's text in scripted output: indented, so it
 /// never starts where a new entry starts, and marked, so it is visibly part of the entry above.
 pub const CONTINUATION: &str = "    │ ";
@@ -26,78 +23,9 @@ pub const CONTINUATION: &str = "    │ ";
 /// the text starts on the next line.
 const MIN_TEXT_BESIDE_HEADER: usize = 8;
 
-/// Whether `c` changes how text is shown rather than showing something: control characters
-/// (C0, DEL, C1 — escape sequences start with them), bidirectional marks, embeddings,
-/// overrides and isolates, and the invisible formatting characters (Unicode category Cf) and
-/// fillers that render as nothing.
-fn is_hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00ad}'
-                | '\u{034f}'
-                | '\u{061c}'
-                | '\u{0600}'..='\u{0605}'
-                | '\u{06dd}'
-                | '\u{070f}'
-                | '\u{0890}'..='\u{0891}'
-                | '\u{08e2}'
-                | '\u{115f}'..='\u{1160}'
-                | '\u{17b4}'..='\u{17b5}'
-                | '\u{180b}'..='\u{180f}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{206f}'
-                | '\u{3164}'
-                | '\u{feff}'
-                | '\u{ffa0}'
-                | '\u{fff9}'..='\u{fffb}'
-                | '\u{110bd}'
-                | '\u{110cd}'
-                | '\u{13430}'..='\u{1343f}'
-                | '\u{1bca0}'..='\u{1bca3}'
-                | '\u{1d173}'..='\u{1d17a}'
-                | '\u{e0000}'..='\u{e007f}'
-        )
-}
-
-/// Zero-width (non-)joiners shape emoji sequences and many scripts (Persian, Indic); between
-/// two non-ASCII letters or symbols they are kept. Anywhere else they only hide something
-/// (`Al\u{200d}ice` looks like `Alice`).
-fn is_needed_joiner(prev: Option<char>, c: char, next: Option<char>) -> bool {
-    let visible_non_ascii =
-        |c: Option<char>| c.is_some_and(|c| !c.is_ascii() && !c.is_whitespace() && !is_hidden(c));
-    matches!(c, '\u{200c}' | '\u{200d}') && visible_non_ascii(prev) && visible_non_ascii(next)
-}
-
-/// Text from someone else, made safe for a terminal: line breaks (also `\r\n`, `\r` and the
-/// Unicode line and paragraph separators) become `\n`, tabs spaces, and every other control,
-/// bidirectional or invisible formatting character [`REPLACEMENT`].
-pub fn clean(text: &str) -> Cow<'_, str> {
-    if text
-        .chars()
-        .all(|c| c == '\n' || !(is_hidden(c) || matches!(c, '\u{2028}' | '\u{2029}')))
-    {
-        return Cow::Borrowed(text);
-    }
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    for (i, &c) in chars.iter().enumerate() {
-        let prev = i.checked_sub(1).and_then(|p| chars.get(p)).copied();
-        let next = chars.get(i + 1).copied();
-        match c {
-            '\n' | '\u{2028}' | '\u{2029}' => out.push('\n'),
-            // `\r\n` is one line break; a lone `\r` is one too.
-            '\r' if next == Some('\n') => {}
-            '\r' => out.push('\n'),
-            '\t' => out.push(' '),
-            c if is_needed_joiner(prev, c, next) => out.push(c),
-            c if is_hidden(c) => out.push(REPLACEMENT),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
+// The rule itself (what is replaced, and by what) is the protocol crate's, so that the web app
+// makes the same characters inert ([`confide_protocol::display`]).
+pub use confide_protocol::display::sanitize_for_display as clean;
 
 /// Someone else's text on one line (names, labels, reasons in a list): cleaned, and line
 /// breaks become spaces.
@@ -403,31 +331,15 @@ mod tests {
 
     #[test]
     fn escape_sequences_cannot_reach_the_terminal() {
+        // The rule is the protocol crate's (tested there); the CLI shows text through it.
         assert_eq!(clean("hi\u{1b}[2J there\n"), "hi\u{fffd}[2J there\n");
-        assert_eq!(clean("\u{9b}31m"), "\u{fffd}31m");
-        assert_eq!(clean("\u{1b}]0;title\u{7}"), "\u{fffd}]0;title\u{fffd}");
         assert_eq!(one_line("two\nlines"), "two lines");
         assert_eq!(
             one_line("two\r\nlines\rand\u{2028}more"),
             "two lines and more"
         );
-    }
-
-    #[test]
-    fn bidirectional_and_invisible_characters_are_shown_as_replacements() {
-        assert_eq!(clean("abc\u{202e}fed"), "abc\u{fffd}fed");
-        assert_eq!(clean("\u{2067}x\u{2069}"), "\u{fffd}x\u{fffd}");
         assert_eq!(one_line("Al\u{200b}ice"), "Al\u{fffd}ice");
-        assert_eq!(one_line("Al\u{200d}ice"), "Al\u{fffd}ice");
-        assert_eq!(one_line("\u{feff}Alice\u{e0041}"), "\u{fffd}Alice\u{fffd}");
-        // Joiners inside emoji sequences and scripts that need them stay.
-        let family = "👩\u{200d}👧";
-        assert_eq!(clean(family), family);
-        let persian = "می\u{200c}خواهم";
-        assert_eq!(clean(persian), persian);
-        // Ordinary text, emoji with variation selectors and accents pass unchanged.
-        let ordinary = "Héllo ❤\u{fe0f} — ça va? 你好";
-        assert!(matches!(clean(ordinary), Cow::Borrowed(_)));
+        assert_eq!(one_line("abc\u{202e}fed"), "abc\u{fffd}fed");
     }
 
     #[test]

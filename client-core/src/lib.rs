@@ -60,6 +60,7 @@ pub mod store;
 mod types;
 
 // The core itself, one file per concept; each holds an `impl ClientCore` block.
+mod actions;
 mod group;
 mod joining;
 mod machine;

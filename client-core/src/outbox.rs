@@ -49,11 +49,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Sends a text message, optionally replying to another. Returns the message as stored,
     /// once the server has acknowledged it durably. [`ClientError::Held`] and
     /// [`ClientError::Pending`] mean it is kept and sent later ([`Event::Sent`] or
-    /// [`Event::SendFailed`] follows).
+    /// [`Event::SendFailed`] follows). An empty (or only white space) text is refused with
+    /// [`ClientError::Invalid`] before anything is done.
     ///
     /// # Errors
     ///
-    /// Those of a command in a group that reaches the server ([the errors every command
+    /// [`ClientError::Invalid`] for an empty text; those of a command in a group that reaches the server ([the errors every command
     /// shares](crate::ClientCore#errors)); [`ClientError::Held`] and [`ClientError::Pending`] when
     /// the message is kept to be sent later (not failures: the message is not lost);
     /// [`ClientError::Server`] when the server refuses it (`muted`, `slow_mode`, `locked`, …;
@@ -64,6 +65,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         text: String,
         reply_to: Option<MessageId>,
     ) -> Result<ChatMessage, ClientError> {
+        if text.trim().is_empty() {
+            return Err(ClientError::Invalid(
+                "an empty message is not sent: write something first".into(),
+            ));
+        }
         let r = self.post_text(group, text, reply_to).await;
         self.end_step(r).await
     }

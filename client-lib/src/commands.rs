@@ -9,8 +9,10 @@ use confide_client_core::{
     Invite, InviteInfo, InviteOptions, JoinOutcome, JoinRequest, MemberInfo, MessagePlace,
     ModerationEntry, PinnedInfo, Status,
 };
-use confide_protocol::envelope::{Envelope, PinnedKind};
-use confide_protocol::group_log::OpBody;
+use std::time::Duration;
+
+use confide_protocol::envelope::Envelope;
+use confide_protocol::group_log::{GroupSettings, OpBody, OpenHours, Role};
 use confide_protocol::{GroupId, InviteId, MessageId, Seq, UserId};
 
 use crate::native::WsNetwork;
@@ -84,7 +86,118 @@ pub(crate) enum Command {
     /// Whether the server has registered this device (answered `authenticated` to `register`).
     Registered(oneshot::Sender<bool>),
     Moderation(ModerationCommand),
+    /// One of the group commands the core composes ([`Action`]).
+    Act {
+        action: Action,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
     Shutdown(oneshot::Sender<()>),
+}
+
+/// The group and moderation commands the client core builds from its primitives (ops, reasons,
+/// pinned texts): each is one call of the core, which knows how it is made.
+pub(crate) enum Action {
+    Leave {
+        group: GroupId,
+    },
+    Remove {
+        group: GroupId,
+        user: UserId,
+        ban: bool,
+        reason: Option<String>,
+    },
+    Unban {
+        group: GroupId,
+        user: UserId,
+    },
+    SetRole {
+        group: GroupId,
+        user: UserId,
+        role: Role,
+    },
+    Mute {
+        group: GroupId,
+        user: UserId,
+        duration: Duration,
+        reason: Option<String>,
+    },
+    Unmute {
+        group: GroupId,
+        user: UserId,
+    },
+    SetLocked {
+        group: GroupId,
+        locked: bool,
+    },
+    SetOpenHours {
+        group: GroupId,
+        schedule: Option<OpenHours>,
+    },
+    SetSlowMode {
+        group: GroupId,
+        seconds: u32,
+    },
+    DeleteForEveryone {
+        group: GroupId,
+        messages: Vec<MessageId>,
+    },
+    SetRetention {
+        group: GroupId,
+        keep_for: Option<Duration>,
+    },
+    SetSettings {
+        group: GroupId,
+        settings: GroupSettings,
+    },
+    SetAgreement {
+        group: GroupId,
+        text: String,
+    },
+    SetCrisisResources {
+        group: GroupId,
+        text: String,
+    },
+    RevokeInvite {
+        group: GroupId,
+        invite: InviteId,
+    },
+}
+
+impl Action {
+    /// Carries out the command on the core.
+    async fn run(self, core: &mut Core) -> Result<(), ClientError> {
+        match self {
+            Action::Leave { group } => core.leave(group).await,
+            Action::Remove {
+                group,
+                user,
+                ban,
+                reason,
+            } => core.remove_member(group, user, ban, reason).await,
+            Action::Unban { group, user } => core.unban(group, user).await,
+            Action::SetRole { group, user, role } => core.set_role(group, user, role).await,
+            Action::Mute {
+                group,
+                user,
+                duration,
+                reason,
+            } => core.mute(group, user, duration, reason).await,
+            Action::Unmute { group, user } => core.unmute(group, user).await,
+            Action::SetLocked { group, locked } => core.set_locked(group, locked).await,
+            Action::SetOpenHours { group, schedule } => core.set_open_hours(group, schedule).await,
+            Action::SetSlowMode { group, seconds } => core.set_slow_mode(group, seconds).await,
+            Action::DeleteForEveryone { group, messages } => {
+                core.delete_for_everyone(group, messages).await
+            }
+            Action::SetRetention { group, keep_for } => core.set_retention(group, keep_for).await,
+            Action::SetSettings { group, settings } => core.set_settings(group, settings).await,
+            Action::SetAgreement { group, text } => core.set_agreement(group, text).await,
+            Action::SetCrisisResources { group, text } => {
+                core.set_crisis_resources(group, text).await
+            }
+            Action::RevokeInvite { group, invite } => core.revoke_invite(group, invite).await,
+        }
+    }
 }
 
 /// Requests for the facilitator tools.
@@ -97,18 +210,6 @@ pub(crate) enum ModerationCommand {
     },
     Urgent {
         group: GroupId,
-        text: String,
-        reply: oneshot::Sender<Result<(), ClientError>>,
-    },
-    Reason {
-        group: GroupId,
-        op_seq: u64,
-        text: String,
-        reply: oneshot::Sender<Result<(), ClientError>>,
-    },
-    Pin {
-        group: GroupId,
-        kind: PinnedKind,
         text: String,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
@@ -261,6 +362,9 @@ pub(crate) async fn dispatch(core: &mut Core, cmd: Command) {
             let _ = reply.send(core.is_registered());
         }
         Command::Moderation(cmd) => moderate(core, cmd).await,
+        Command::Act { action, reply } => {
+            let _ = reply.send(action.run(core).await);
+        }
         Command::Shutdown(done) => {
             let _ = done.send(());
         }
@@ -281,22 +385,6 @@ async fn moderate(core: &mut Core, cmd: ModerationCommand) {
         }
         M::Urgent { group, text, reply } => {
             let _ = reply.send(core.request_facilitator(group, text).await);
-        }
-        M::Reason {
-            group,
-            op_seq,
-            text,
-            reply,
-        } => {
-            let _ = reply.send(core.reason(group, op_seq, text).await);
-        }
-        M::Pin {
-            group,
-            kind,
-            text,
-            reply,
-        } => {
-            let _ = reply.send(core.pin(group, kind, text).await);
         }
         M::AcceptAgreement {
             group,

@@ -80,7 +80,7 @@ pub use confide_protocol::{
     DeviceId, DeviceIdentity, Epoch, GroupId, InviteId, MessageId, OpHash, Seq, Timestamp, UserId,
 };
 
-use commands::{Command, ModerationCommand};
+use commands::{Action, Command, ModerationCommand};
 use confide_client_core::{ClientCore, Profile};
 
 /// Cryptographic randomness from the operating system.
@@ -426,7 +426,7 @@ impl Client {
     ///
     /// Fails like [`Self::op`].
     pub async fn leave(&self, group: GroupId) -> Result<(), ClientError> {
-        self.op(group, OpBody::Leave {}).await.map(|_| ())
+        self.act(Action::Leave { group }).await
     }
 
     /// Removes a member (facilitators) as `options` say: also banning them (keeping them and
@@ -444,8 +444,13 @@ impl Client {
         options: RemoveOptions,
     ) -> Result<(), ClientError> {
         let RemoveOptions { ban, reason } = options;
-        let seq = self.op(group, OpBody::Remove { user, ban }).await?;
-        self.reason(group, seq, reason.as_deref()).await
+        self.act(Action::Remove {
+            group,
+            user,
+            ban,
+            reason,
+        })
+        .await
     }
 
     /// Signs and appends any group-log op (the moderation methods are built on this). Returns
@@ -484,11 +489,7 @@ impl Client {
         text: &str,
         reply_to: Option<MessageId>,
     ) -> Result<ChatMessage, ClientError> {
-        if text.trim().is_empty() {
-            return Err(ClientError::Invalid(
-                "an empty message is not sent: write something first".into(),
-            ));
-        }
+        // An empty text is refused by the core (`ClientError::Invalid`).
         let text = text.to_string();
         self.call(|reply| Command::Send {
             group,
@@ -620,6 +621,11 @@ impl Client {
         self.call(|reply| Command::Moderation(make(reply))).await?
     }
 
+    /// One of the group commands the core composes from its primitives.
+    async fn act(&self, action: Action) -> Result<(), ClientError> {
+        self.call(|reply| Command::Act { action, reply }).await?
+    }
+
     /// Gives a member a role (facilitators only).
     ///
     /// # Errors
@@ -631,9 +637,7 @@ impl Client {
         user: UserId,
         role: Role,
     ) -> Result<(), ClientError> {
-        self.op(group, OpBody::SetRole { user, role })
-            .await
-            .map(|_| ())
+        self.act(Action::SetRole { group, user, role }).await
     }
 
     /// Mutes a member for `duration` (minutes to days), with an optional reason that only the
@@ -650,9 +654,14 @@ impl Client {
         duration: Duration,
         reason: Option<&str>,
     ) -> Result<(), ClientError> {
-        let until = native::now().saturating_add(duration);
-        let seq = self.op(group, OpBody::Mute { user, until }).await?;
-        self.reason(group, seq, reason).await
+        let reason = reason.map(str::to_string);
+        self.act(Action::Mute {
+            group,
+            user,
+            duration,
+            reason,
+        })
+        .await
     }
 
     /// Lifts a mute.
@@ -661,7 +670,7 @@ impl Client {
     ///
     /// Fails like [`Self::op`].
     pub async fn unmute(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
-        self.op(group, OpBody::Unmute { user }).await.map(|_| ())
+        self.act(Action::Unmute { group, user }).await
     }
 
     /// Lifts a ban (facilitators only).
@@ -670,28 +679,7 @@ impl Client {
     ///
     /// Fails like [`Self::op`].
     pub async fn unban(&self, group: GroupId, user: UserId) -> Result<(), ClientError> {
-        self.op(group, OpBody::Unban { user }).await.map(|_| ())
-    }
-
-    async fn reason(
-        &self,
-        group: GroupId,
-        op_seq: u64,
-        reason: Option<&str>,
-    ) -> Result<(), ClientError> {
-        match reason {
-            Some(text) => {
-                let text = text.to_string();
-                self.moderation(|reply| ModerationCommand::Reason {
-                    group,
-                    op_seq,
-                    text,
-                    reply,
-                })
-                .await
-            }
-            None => Ok(()),
-        }
+        self.act(Action::Unban { group, user }).await
     }
 
     /// Locks the chat (only facilitators can post) or unlocks it.
@@ -700,12 +688,7 @@ impl Client {
     ///
     /// Fails like [`Self::op`].
     pub async fn set_locked(&self, group: GroupId, locked: bool) -> Result<(), ClientError> {
-        let body = if locked {
-            OpBody::Lock {}
-        } else {
-            OpBody::Unlock {}
-        };
-        self.op(group, body).await.map(|_| ())
+        self.act(Action::SetLocked { group, locked }).await
     }
 
     /// Sets (or clears) the weekly open hours, in the group's time zone.
@@ -718,9 +701,7 @@ impl Client {
         group: GroupId,
         schedule: Option<OpenHours>,
     ) -> Result<(), ClientError> {
-        self.op(group, OpBody::SetOpenHours { schedule })
-            .await
-            .map(|_| ())
+        self.act(Action::SetOpenHours { group, schedule }).await
     }
 
     /// Slow mode: one message per `seconds` per member (0 turns it off).
@@ -729,9 +710,7 @@ impl Client {
     ///
     /// Fails like [`Self::op`].
     pub async fn set_slow_mode(&self, group: GroupId, seconds: u32) -> Result<(), ClientError> {
-        self.op(group, OpBody::SetSlowMode { seconds })
-            .await
-            .map(|_| ())
+        self.act(Action::SetSlowMode { group, seconds }).await
     }
 
     /// Deletes messages for everyone: the server drops the ciphertext, every client the text.
@@ -744,9 +723,8 @@ impl Client {
         group: GroupId,
         messages: Vec<MessageId>,
     ) -> Result<(), ClientError> {
-        self.op(group, OpBody::DeleteMessages { messages })
+        self.act(Action::DeleteForEveryone { group, messages })
             .await
-            .map(|_| ())
     }
 
     /// Deletes for everyone the last `count` messages of one member. Returns how many.
@@ -779,14 +757,7 @@ impl Client {
         group: GroupId,
         keep_for: Option<Duration>,
     ) -> Result<(), ClientError> {
-        self.op(
-            group,
-            OpBody::SetRetention {
-                seconds: keep_for.map(|d| d.as_secs()),
-            },
-        )
-        .await
-        .map(|_| ())
+        self.act(Action::SetRetention { group, keep_for }).await
     }
 
     /// Changes the group settings (whether members may message each other privately).
@@ -799,9 +770,7 @@ impl Client {
         group: GroupId,
         settings: GroupSettings,
     ) -> Result<(), ClientError> {
-        self.op(group, OpBody::SetSettings { settings })
-            .await
-            .map(|_| ())
+        self.act(Action::SetSettings { group, settings }).await
     }
 
     /// Pins a new version of the group agreement (facilitators). Members must accept it before
@@ -813,13 +782,7 @@ impl Client {
     /// is sent).
     pub async fn set_agreement(&self, group: GroupId, text: &str) -> Result<(), ClientError> {
         let text = text.to_string();
-        self.moderation(|reply| ModerationCommand::Pin {
-            group,
-            kind: PinnedKind::Agreement,
-            text,
-            reply,
-        })
-        .await
+        self.act(Action::SetAgreement { group, text }).await
     }
 
     /// Accepts the group agreement the person was shown: `shown` is what [`Self::pinned`]
@@ -869,9 +832,7 @@ impl Client {
         group: GroupId,
         invite: confide_protocol::InviteId,
     ) -> Result<(), ClientError> {
-        self.op(group, OpBody::RevokeInvite { invite })
-            .await
-            .map(|_| ())
+        self.act(Action::RevokeInvite { group, invite }).await
     }
 
     /// The invite a member joined with (or was approved through), if any: to revoke it when
@@ -911,13 +872,7 @@ impl Client {
         text: &str,
     ) -> Result<(), ClientError> {
         let text = text.to_string();
-        self.moderation(|reply| ModerationCommand::Pin {
-            group,
-            kind: PinnedKind::CrisisResources,
-            text,
-            reply,
-        })
-        .await
+        self.act(Action::SetCrisisResources { group, text }).await
     }
 
     /// The group's pinned texts.

@@ -18,6 +18,8 @@
 //!   its verifier ([`GroupState`]).
 //! - [`report`]: verifiable reports (message franking) for facilitators.
 //! - [`frames`]: the JSON frames between client and server.
+//! - [`display`]: someone else's text made inert before it is shown (controls, bidirectional and
+//!   invisible characters), the one rule of every front end.
 //! - [`names`]: which display names look alike (Unicode TR39 confusables), a client rule.
 //! - [`policy`]: the rules the server and clients both evaluate, written once: who may post
 //!   now, the epoch grace, open invites, retention, sync paging, retryable codes.
@@ -25,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod display;
 pub mod encoding;
 pub mod envelope;
 pub mod error;

@@ -115,13 +115,15 @@ where
         F: for<'a> FnOnce(&'a mut ClientCore<S, N>) -> LocalBoxFuture<'a, T> + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = job(move |core: &mut ClientCore<S, N>| -> LocalBoxFuture<'_, ()> {
-            Box::pin(async move {
-                let value = f(core).await;
-                // The caller may have stopped waiting (its promise was dropped).
-                let _ = reply.send(value);
-            })
-        });
+        let job = job(
+            move |core: &mut ClientCore<S, N>| -> LocalBoxFuture<'_, ()> {
+                Box::pin(async move {
+                    let value = f(core).await;
+                    // The caller may have stopped waiting (its promise was dropped).
+                    let _ = reply.send(value);
+                })
+            },
+        );
         self.tx
             .unbounded_send(Msg::Job(job))
             .map_err(|_| ClientError::Closed)?;
@@ -141,7 +143,8 @@ where
 /// What woke the task while connected.
 enum Next<S: ClientStore, N: Network> {
     Msg(Option<Msg<S, N>>),
-    Frame(Result<ServerFrame, TransportError>),
+    /// Boxed: a frame is large beside the other two, and this is one per turn.
+    Frame(Box<Result<ServerFrame, TransportError>>),
     RetryOutbox,
 }
 
@@ -212,7 +215,9 @@ async fn run<S, N>(
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     loop {
                         match select(rx.next(), &mut sleep).await {
-                            Either::Left((None, _)) => return shut_down(core, reporter, None).await,
+                            Either::Left((None, _)) => {
+                                return shut_down(core, reporter, None).await;
+                            }
                             Either::Left((Some(Msg::Stop(done)), _)) => {
                                 return shut_down(core, reporter, Some(done)).await;
                             }
@@ -251,7 +256,7 @@ async fn run<S, N>(
             // before more is taken in.
             match select(rx.next(), select(frame, retry)).await {
                 Either::Left((msg, _)) => Next::Msg(msg),
-                Either::Right((Either::Left((frame, _)), _)) => Next::Frame(frame),
+                Either::Right((Either::Left((frame, _)), _)) => Next::Frame(Box::new(frame)),
                 Either::Right((Either::Right(((), _)), _)) => Next::RetryOutbox,
             }
         };
@@ -261,8 +266,10 @@ async fn run<S, N>(
                 return shut_down(core, reporter, Some(done)).await;
             }
             Next::Msg(Some(Msg::Job(job))) => job(&mut core).await,
-            Next::Frame(Ok(frame)) => core.receive(frame).await,
-            Next::Frame(Err(e)) => core.connection_lost(e.to_string()).await,
+            Next::Frame(frame) => match *frame {
+                Ok(frame) => core.receive(frame).await,
+                Err(e) => core.connection_lost(e.to_string()).await,
+            },
             Next::RetryOutbox => core.retry_now().await,
         }
         core.after_input().await;

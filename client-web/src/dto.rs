@@ -17,8 +17,8 @@ use confide_client_core as core;
 use confide_client_core::ClientError;
 use confide_protocol::envelope::PinnedKind as CorePinnedKind;
 use confide_protocol::group_log::{
-    GroupSettings as CoreGroupSettings, OpenHours as CoreOpenHours,
-    OpenWindow as CoreOpenWindow, Role as CoreRole,
+    GroupSettings as CoreGroupSettings, OpenHours as CoreOpenHours, OpenWindow as CoreOpenWindow,
+    Role as CoreRole,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

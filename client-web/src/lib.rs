@@ -4,6 +4,15 @@
 
 #![cfg(target_arch = "wasm32")]
 
+// The core in the browser: its host (clock, randomness, events), its link (the browser's
+// websocket), the driver that owns it, the generic session over them, and the bindings.
+pub mod api;
+pub mod driver;
+pub mod dto;
+pub mod host;
+pub mod link;
+pub mod session;
+
 use wasm_bindgen::prelude::wasm_bindgen;
 
 pub mod store;

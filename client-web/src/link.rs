@@ -7,7 +7,6 @@
 //! The socket's callbacks push what happens into a channel; receiving takes from it, so a wait
 //! can be given up (a timeout, or the driver's `select` with a command) without losing a frame.
 
-use std::future::Future;
 use std::time::Duration;
 
 use confide_client_core::{ClientError, Link, Network, TransportError};
@@ -181,8 +180,7 @@ impl Network for WsNetwork {
     type Link = WsLink;
 
     async fn dial(&mut self) -> Result<WsLink, ClientError> {
-        let ws = WebSocket::new(&self.url)
-            .map_err(|_| TransportError::BadUrl(self.url.clone()))?;
+        let ws = WebSocket::new(&self.url).map_err(|_| TransportError::BadUrl(self.url.clone()))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let (tx, mut incoming) = unbounded();
         let handlers = attach(&ws, &tx);
@@ -238,13 +236,11 @@ impl WsLink {
 }
 
 impl PushLink for WsLink {
-    fn next_frame(&mut self) -> impl Future<Output = Result<ServerFrame, TransportError>> {
-        async move {
-            loop {
-                // Cancel-safe: an item is taken from the channel only when it is returned.
-                if let Some(frame) = Self::frame_of(self.incoming.next().await)? {
-                    return Ok(frame);
-                }
+    async fn next_frame(&mut self) -> Result<ServerFrame, TransportError> {
+        loop {
+            // Cancel-safe: an item is taken from the channel only when it is returned.
+            if let Some(frame) = Self::frame_of(self.incoming.next().await)? {
+                return Ok(frame);
             }
         }
     }

@@ -1,0 +1,708 @@
+//! The JavaScript API: [`ConfideCore`], the one object the web app's worker holds, and
+//! [`sanitize_for_display`]. Every method takes one parameter object and returns a promise of a
+//! [`crate::dto`] mirror; a failure rejects with [`ApiError`] `{ code, message, retryAfterMs? }`.
+//! Ids are base64 text, times milliseconds since the epoch.
+//!
+//! The profile lives in one store named by `dbName` ([`store`] below). `open` finds out whether
+//! there is one; `createProfile` makes one (a new identity, registered with the server);
+//! `unlock` opens it with its passphrase and starts the core; `lock` stops the core and drops
+//! its keys; `forget` also deletes the store.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use confide_client_core::{Profile, profile};
+use confide_protocol::{DeviceIdentity, UserId};
+use serde::Serialize;
+use tsify::{Ts, Tsify};
+use wasm_bindgen::JsCast as _;
+use wasm_bindgen::prelude::{JsValue, wasm_bindgen};
+use zeroize::Zeroizing;
+
+use crate::dto::{self, ApiError, Me, ProfileState};
+use crate::host;
+use crate::link::WsNetwork;
+use crate::session::Session;
+
+/// The store the profile is kept in.
+// TODO(IdbStore): swap `MemoryStore` for the IndexedDB store (`crate::store::IdbStore`) here
+// and in the four functions of `store` below; nothing else in this file names the store.
+pub type WebStore = confide_client_core::MemoryStore;
+
+/// Opening, creating and deleting the profile's store, by database name.
+///
+/// TODO(IdbStore): until the IndexedDB store lands, a profile lives in memory only, for as long
+/// as the worker: enough to develop the app against (create, lock, unlock), not to keep
+/// anything. The passphrase is checked, but not used to encrypt: the memory store holds plain
+/// bytes, in the same worker as the keys.
+mod store {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use confide_client_core::StoreError;
+    use zeroize::Zeroizing;
+
+    use super::WebStore;
+
+    /// A profile's store and its passphrase.
+    type Kept = (WebStore, Zeroizing<Vec<u8>>);
+
+    thread_local! {
+        /// Every profile of this worker, by database name.
+        static PROFILES: RefCell<HashMap<String, Kept>> = RefCell::new(HashMap::new());
+    }
+
+    /// Whether a profile is kept under `db_name`.
+    pub(super) async fn exists(db_name: &str) -> Result<bool, StoreError> {
+        Ok(PROFILES.with(|p| p.borrow().contains_key(db_name)))
+    }
+
+    /// A new, empty store under `db_name`, encrypted under `passphrase`.
+    pub(super) async fn create(db_name: &str, passphrase: &[u8]) -> Result<WebStore, StoreError> {
+        PROFILES.with(|p| {
+            let mut profiles = p.borrow_mut();
+            if profiles.contains_key(db_name) {
+                return Err(StoreError::State(format!(
+                    "a profile already exists in {db_name}"
+                )));
+            }
+            let store = WebStore::new();
+            profiles.insert(
+                db_name.to_string(),
+                (store.clone(), Zeroizing::new(passphrase.to_vec())),
+            );
+            Ok(store)
+        })
+    }
+
+    /// The store under `db_name`, opened with `passphrase`.
+    pub(super) async fn open(db_name: &str, passphrase: &[u8]) -> Result<WebStore, StoreError> {
+        PROFILES.with(|p| match p.borrow().get(db_name) {
+            Some((store, kept)) if kept.as_slice() == passphrase => Ok(store.clone()),
+            Some(_) => Err(StoreError::WrongPassphrase),
+            None => Err(StoreError::State(format!("no profile in {db_name}"))),
+        })
+    }
+
+    /// Deletes the store under `db_name` (nothing if there is none).
+    pub(super) async fn delete(db_name: &str) -> Result<(), StoreError> {
+        PROFILES.with(|p| p.borrow_mut().remove(db_name));
+        Ok(())
+    }
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_PARAMS: &str = r#"
+/** The parameters of `ConfideCore.createProfile`. The passphrase's bytes are zeroed once read. */
+export interface CreateProfileParams {
+    displayName: string;
+    passphrase: Uint8Array;
+}
+
+/** The parameters of `ConfideCore.unlock`. The passphrase's bytes are zeroed once read. */
+export interface UnlockParams {
+    passphrase: Uint8Array;
+}
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `{ displayName, passphrase }` (read by hand: the passphrase's bytes are zeroed in place).
+    #[wasm_bindgen(typescript_type = "CreateProfileParams")]
+    pub type CreateProfileParams;
+
+    /// `{ passphrase }` (read by hand: the passphrase's bytes are zeroed in place).
+    #[wasm_bindgen(typescript_type = "UnlockParams")]
+    pub type UnlockParams;
+
+    /// The function every event goes to.
+    #[wasm_bindgen(typescript_type = "(event: CoreEvent) => void")]
+    pub type EventCallback;
+}
+
+/// Reads the `passphrase` of a parameter object into memory that is zeroed when dropped, and
+/// zeroes the caller's bytes.
+fn take_passphrase(params: &JsValue) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let value = js_sys::Reflect::get(params, &JsValue::from_str("passphrase"))
+        .map_err(|_| ApiError::invalid("the parameters are not an object"))?;
+    let bytes = value
+        .dyn_into::<js_sys::Uint8Array>()
+        .map_err(|_| ApiError::invalid("passphrase must be a Uint8Array (UTF-8 of the text)"))?;
+    let mut taken = Zeroizing::new(vec![0u8; bytes.length() as usize]);
+    bytes.copy_to(&mut taken);
+    bytes.fill(0, 0, bytes.length());
+    if taken.is_empty() {
+        return Err(ApiError::invalid("the passphrase is empty"));
+    }
+    Ok(taken)
+}
+
+/// A string member of a parameter object.
+fn string_param(params: &JsValue, name: &str) -> Result<String, ApiError> {
+    js_sys::Reflect::get(params, &JsValue::from_str(name))
+        .ok()
+        .and_then(|v| v.as_string())
+        .ok_or_else(|| ApiError::invalid(format!("{name} must be a string")))
+}
+
+/// The Rust value of a parameter object, or an `invalid` rejection saying what is wrong.
+fn parse_params<T>(p: Ts<T>) -> Result<T, JsValue>
+where
+    T: Tsify + serde::de::DeserializeOwned,
+    <T as Tsify>::JsType: Clone,
+{
+    p.to_rust()
+        .map_err(|e| ApiError::invalid(format!("bad parameters: {e}")).into_js())
+}
+
+/// A result as its JavaScript object.
+fn ts<T: Tsify + Serialize>(value: &T) -> Result<Ts<T>, JsValue> {
+    value
+        .into_ts()
+        .map_err(|e| ApiError::new("encode", e.to_string()).into_js())
+}
+
+/// A list of results as a JavaScript array.
+fn ts_list<T: Tsify + Serialize>(values: &[T]) -> Result<Vec<Ts<T>>, JsValue> {
+    values.iter().map(ts).collect()
+}
+
+/// The lifecycle of the profile in this worker.
+enum State {
+    /// No profile in the store yet.
+    NoProfile,
+    /// A profile, locked.
+    Locked,
+    /// A `createProfile`, `unlock` or `lock` is under way; `was` is the state it started from.
+    Busy { was: ProfileState },
+    /// Unlocked: the core runs.
+    Unlocked(Rc<Session<WebStore, WsNetwork>>),
+}
+
+impl State {
+    fn profile_state(&self) -> ProfileState {
+        match self {
+            State::NoProfile => ProfileState::None,
+            State::Locked => ProfileState::Locked,
+            State::Busy { was } => *was,
+            State::Unlocked(_) => ProfileState::Unlocked,
+        }
+    }
+}
+
+/// Confide's client core for one profile, in a browser worker. See the module documentation.
+#[wasm_bindgen]
+pub struct ConfideCore {
+    /// The database the profile is kept in.
+    db_name: String,
+    /// The server, checked at `open`.
+    net: WsNetwork,
+    /// Where every event goes.
+    on_event: js_sys::Function,
+    /// Never borrowed across an `await`: each method takes what it needs and lets go.
+    state: RefCell<State>,
+}
+
+impl ConfideCore {
+    /// The running session, or why there is none.
+    fn session(&self) -> Result<Rc<Session<WebStore, WsNetwork>>, JsValue> {
+        match &*self.state.borrow() {
+            State::Unlocked(session) => Ok(session.clone()),
+            State::NoProfile => Err(ApiError::no_profile().into_js()),
+            State::Locked | State::Busy { .. } => Err(ApiError::locked().into_js()),
+        }
+    }
+
+    /// Marks a lifecycle change as under way if the profile is in one of `from`, returning the
+    /// state it was in.
+    fn begin(&self, from: &[ProfileState]) -> Result<ProfileState, ApiError> {
+        let mut state = self.state.borrow_mut();
+        let now = state.profile_state();
+        if matches!(*state, State::Busy { .. }) {
+            return Err(ApiError::new(
+                "busy",
+                "the profile is being created, unlocked or locked: wait for that first",
+            ));
+        }
+        if !from.contains(&now) {
+            return Err(match now {
+                ProfileState::None => ApiError::no_profile(),
+                ProfileState::Locked => ApiError::locked(),
+                ProfileState::Unlocked => ApiError::new(
+                    "profile_exists",
+                    "a profile is already unlocked here: lock it first",
+                ),
+            });
+        }
+        *state = State::Busy { was: now };
+        Ok(now)
+    }
+
+    /// Ends a lifecycle change in `state`.
+    fn end(&self, state: State) {
+        *self.state.borrow_mut() = state;
+    }
+
+    /// Starts the core for a profile whose store is open.
+    async fn start(
+        &self,
+        store: WebStore,
+        identity: DeviceIdentity,
+        profile: Profile,
+    ) -> Result<Rc<Session<WebStore, WsNetwork>>, ApiError> {
+        let session = Session::start(
+            store,
+            self.net.clone(),
+            identity,
+            profile,
+            self.on_event.clone(),
+        )
+        .await?;
+        Ok(Rc::new(session))
+    }
+
+    /// `createProfile` once begun: see there.
+    async fn create(&self, params: &JsValue) -> Result<Rc<Session<WebStore, WsNetwork>>, ApiError> {
+        let display_name = string_param(params, "displayName")?;
+        let passphrase = take_passphrase(params)?;
+        if !host::randomness_available() {
+            return Err(ApiError::new(
+                "no_crypto",
+                "this browser gives no cryptographic randomness (crypto.getRandomValues)",
+            ));
+        }
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let identity = DeviceIdentity::generate(&mut rng);
+        let profile = Profile::new(UserId::random(&mut rng), display_name);
+        let store = store::create(&self.db_name, &passphrase)
+            .await
+            .map_err(confide_client_core::ClientError::from)?;
+        drop(passphrase);
+        let started = async {
+            profile::create(&store, &identity, &profile)
+                .await
+                .map_err(confide_client_core::ClientError::from)?;
+            let session = self.start(store, identity, profile).await?;
+            // Registration must reach the server: its error goes to the caller now. Once the
+            // server has registered the identity, the profile is kept even if the first sync
+            // fails (the driver retries it): it holds an identity the server knows.
+            if let Err(e) = session.sync().await
+                && !session.is_registered().await.unwrap_or(false)
+            {
+                session.stop().await;
+                return Err(e);
+            }
+            Ok(session)
+        };
+        match started.await {
+            Ok(session) => Ok(session),
+            Err(e) => {
+                // Nothing of a profile the server never registered is kept, so that creating
+                // it again starts afresh.
+                let _ = store::delete(&self.db_name).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `unlock` once begun: see there.
+    async fn open_profile(
+        &self,
+        params: &JsValue,
+    ) -> Result<Rc<Session<WebStore, WsNetwork>>, ApiError> {
+        let passphrase = take_passphrase(params)?;
+        if !host::randomness_available() {
+            return Err(ApiError::new(
+                "no_crypto",
+                "this browser gives no cryptographic randomness (crypto.getRandomValues)",
+            ));
+        }
+        let store = store::open(&self.db_name, &passphrase)
+            .await
+            .map_err(confide_client_core::ClientError::from)?;
+        drop(passphrase);
+        let (identity, profile) = profile::load(&store)
+            .await
+            .map_err(confide_client_core::ClientError::from)?;
+        self.start(store, identity, profile).await
+    }
+}
+
+/// Every method below is one command or read of the running core (see `crate::session`),
+/// rejecting with `{ code: "locked" }` or `{ code: "no_profile" }` while there is none.
+macro_rules! forward {
+    ($(#[$doc:meta])* $js:literal, $name:ident($params:ty) -> list $out:ty) => {
+        #[wasm_bindgen]
+        impl ConfideCore {
+            $(#[$doc])*
+            #[wasm_bindgen(js_name = $js)]
+            pub async fn $name(&self, params: Ts<$params>) -> Result<Vec<Ts<$out>>, JsValue> {
+                let p = parse_params(params)?;
+                let session = self.session()?;
+                ts_list(&session.$name(p).await?)
+            }
+        }
+    };
+    ($(#[$doc:meta])* $js:literal, $name:ident($params:ty) -> option $out:ty) => {
+        #[wasm_bindgen]
+        impl ConfideCore {
+            $(#[$doc])*
+            #[wasm_bindgen(js_name = $js)]
+            pub async fn $name(
+                &self,
+                params: Ts<$params>,
+            ) -> Result<Option<Ts<$out>>, JsValue> {
+                let p = parse_params(params)?;
+                let session = self.session()?;
+                session.$name(p).await?.as_ref().map(ts).transpose()
+            }
+        }
+    };
+    ($(#[$doc:meta])* $js:literal, $name:ident($params:ty) -> object $out:ty) => {
+        #[wasm_bindgen]
+        impl ConfideCore {
+            $(#[$doc])*
+            #[wasm_bindgen(js_name = $js)]
+            pub async fn $name(&self, params: Ts<$params>) -> Result<Ts<$out>, JsValue> {
+                let p = parse_params(params)?;
+                let session = self.session()?;
+                ts(&session.$name(p).await?)
+            }
+        }
+    };
+    ($(#[$doc:meta])* $js:literal, $name:ident($params:ty) -> $out:ty) => {
+        #[wasm_bindgen]
+        impl ConfideCore {
+            $(#[$doc])*
+            #[wasm_bindgen(js_name = $js)]
+            pub async fn $name(&self, params: Ts<$params>) -> Result<$out, JsValue> {
+                let p = parse_params(params)?;
+                let session = self.session()?;
+                Ok(session.$name(p).await?)
+            }
+        }
+    };
+}
+
+#[wasm_bindgen]
+impl ConfideCore {
+    /// Opens (does not unlock) the profile kept in the database `dbName`; the server is
+    /// `serverUrl` (`wss://host[:port]/`, or `ws://` on loopback). `onEvent` receives every
+    /// `CoreEvent`, from any method's work or the server, in order.
+    pub async fn open(
+        options: Ts<dto::OpenOptions>,
+        #[wasm_bindgen(js_name = onEvent)] on_event: EventCallback,
+    ) -> Result<ConfideCore, JsValue> {
+        let options = parse_params(options)?;
+        let on_event: JsValue = on_event.into();
+        let on_event = on_event
+            .dyn_into::<js_sys::Function>()
+            .map_err(|_| ApiError::invalid("onEvent must be a function").into_js())?;
+        let net = WsNetwork::new(&options.server_url)
+            .map_err(|e| ApiError::from(confide_client_core::ClientError::from(e)).into_js())?;
+        let exists = store::exists(&options.db_name)
+            .await
+            .map_err(|e| ApiError::from(confide_client_core::ClientError::from(e)).into_js())?;
+        Ok(ConfideCore {
+            db_name: options.db_name,
+            net,
+            on_event,
+            state: RefCell::new(if exists {
+                State::Locked
+            } else {
+                State::NoProfile
+            }),
+        })
+    }
+
+    /// `"none"`, `"locked"` or `"unlocked"`.
+    #[wasm_bindgen(js_name = profileState)]
+    pub fn profile_state(&self) -> Result<Ts<ProfileState>, JsValue> {
+        ts(&self.state.borrow().profile_state())
+    }
+
+    /// Creates a new identity and profile (its store encrypted under the passphrase, whose
+    /// bytes are zeroed) and registers it with the server, which must be reachable; then the
+    /// profile is unlocked. If registering fails, nothing is kept.
+    #[wasm_bindgen(js_name = createProfile)]
+    pub async fn create_profile(&self, params: CreateProfileParams) -> Result<Ts<Me>, JsValue> {
+        let params: JsValue = params.into();
+        self.begin(&[ProfileState::None])?;
+        match self.create(&params).await {
+            Ok(session) => {
+                let me = session.me().clone();
+                self.end(State::Unlocked(session));
+                ts(&me)
+            }
+            Err(e) => {
+                self.end(State::NoProfile);
+                Err(e.into_js())
+            }
+        }
+    }
+
+    /// Opens the profile with its passphrase (whose bytes are zeroed) and starts the core,
+    /// which connects in the background. Rejects with `wrong_passphrase` for a wrong one.
+    pub async fn unlock(&self, params: UnlockParams) -> Result<Ts<Me>, JsValue> {
+        let params: JsValue = params.into();
+        self.begin(&[ProfileState::Locked])?;
+        match self.open_profile(&params).await {
+            Ok(session) => {
+                let me = session.me().clone();
+                self.end(State::Unlocked(session));
+                ts(&me)
+            }
+            Err(e) => {
+                self.end(State::Locked);
+                Err(e.into_js())
+            }
+        }
+    }
+
+    /// Stops the core (storing what is pending, closing the connection) and drops it and its
+    /// keys; `profileState()` is then `"locked"`. Nothing to do if it is not unlocked.
+    pub async fn lock(&self) -> Result<(), JsValue> {
+        let session = {
+            let mut state = self.state.borrow_mut();
+            match &*state {
+                State::Unlocked(session) => {
+                    let session = session.clone();
+                    *state = State::Busy {
+                        was: ProfileState::Locked,
+                    };
+                    session
+                }
+                State::Busy { .. } => {
+                    return Err(ApiError::new(
+                        "busy",
+                        "the profile is being created, unlocked or locked: wait for that first",
+                    )
+                    .into_js());
+                }
+                State::NoProfile | State::Locked => return Ok(()),
+            }
+        };
+        session.stop().await;
+        drop(session);
+        self.end(State::Locked);
+        Ok(())
+    }
+
+    /// Locks, then deletes the profile's store: this browser forgets the profile.
+    pub async fn forget(&self) -> Result<(), JsValue> {
+        self.lock().await?;
+        self.begin(&[ProfileState::Locked, ProfileState::None])?;
+        let deleted = store::delete(&self.db_name).await;
+        match deleted {
+            Ok(()) => {
+                self.end(State::NoProfile);
+                Ok(())
+            }
+            Err(e) => {
+                self.end(State::Locked);
+                Err(ApiError::from(confide_client_core::ClientError::from(e)).into_js())
+            }
+        }
+    }
+
+    /// Who this device is, while unlocked.
+    pub fn me(&self) -> Result<Option<Ts<Me>>, JsValue> {
+        match &*self.state.borrow() {
+            State::Unlocked(session) => ts(session.me()).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The groups this device knows.
+    pub async fn groups(&self) -> Result<Vec<Ts<dto::GroupInfo>>, JsValue> {
+        let session = self.session()?;
+        ts_list(&session.groups().await?)
+    }
+
+    /// Creates a group with this user as its facilitator; resolves to its id.
+    #[wasm_bindgen(js_name = createGroup)]
+    pub async fn create_group(&self) -> Result<String, JsValue> {
+        let session = self.session()?;
+        Ok(session.create_group().await?)
+    }
+
+    /// Connects if needed and fetches everything new in every group.
+    pub async fn sync(&self) -> Result<(), JsValue> {
+        let session = self.session()?;
+        Ok(session.sync().await?)
+    }
+}
+
+forward!(
+    /// Up to `limit` messages before `before` (a `seq`; absent: the newest), oldest first.
+    "history", history(dto::HistoryParams) -> object dto::HistoryPage
+);
+forward!(
+    /// Sends a text; resolves to the message once the server has it. Rejects with `pending`
+    /// or `held` when it is kept to be sent later (a `sent` or `sendFailed` event follows).
+    "sendText", send_text(dto::SendTextParams) -> object dto::ChatMessage
+);
+forward!(
+    /// Creates an invite (facilitators).
+    "createInvite", create_invite(dto::CreateInviteParams) -> object dto::InviteCreated
+);
+forward!(
+    /// Joins with an invite: its text, or an https link with `#invite=<text>`.
+    "join", join(dto::JoinParams) -> object dto::JoinOutcome
+);
+forward!(
+    /// Approves a pending join request (facilitators).
+    "approve", approve(dto::GroupUserParams) -> ()
+);
+forward!(
+    /// Declines a pending join request (facilitators).
+    "decline", decline(dto::GroupUserParams) -> ()
+);
+forward!(
+    /// Pending join requests (facilitators).
+    "joinRequests", join_requests(dto::GroupParams) -> list dto::JoinRequest
+);
+forward!(
+    /// A group's members, from its verified log.
+    "members", members(dto::GroupParams) -> list dto::MemberInfo
+);
+forward!(
+    /// The safety number to compare with `user` out of band.
+    "safetyNumber", safety_number(dto::UserParams) -> String
+);
+forward!(
+    /// Leaves a group.
+    "leave", leave(dto::GroupParams) -> ()
+);
+forward!(
+    /// Removes a member (facilitators), banning them with `ban`, with an optional reason.
+    "remove", remove(dto::RemoveParams) -> ()
+);
+forward!(
+    /// Lifts a ban (facilitators).
+    "unban", unban(dto::GroupUserParams) -> ()
+);
+forward!(
+    /// Mutes a member for `durationSecs`, with an optional reason.
+    "mute", mute(dto::MuteParams) -> ()
+);
+forward!(
+    /// Lifts a mute.
+    "unmute", unmute(dto::GroupUserParams) -> ()
+);
+forward!(
+    /// Gives a member a role (facilitators).
+    "setRole", set_role(dto::SetRoleParams) -> ()
+);
+forward!(
+    /// Locks the chat (only facilitators post) or unlocks it.
+    "setLocked", set_locked(dto::SetLockedParams) -> ()
+);
+forward!(
+    /// Sets (or with no schedule clears) the weekly open hours.
+    "setOpenHours", set_open_hours(dto::SetOpenHoursParams) -> ()
+);
+forward!(
+    /// Slow mode: one message per `seconds` per member (0: off).
+    "setSlowMode", set_slow_mode(dto::SetSlowModeParams) -> ()
+);
+forward!(
+    /// Deletes messages for everyone.
+    "deleteForEveryone", delete_for_everyone(dto::DeleteForEveryoneParams) -> ()
+);
+forward!(
+    /// Deletes for everyone the latest `count` messages of a member; resolves to how many.
+    "deleteRecentOf", delete_recent_of(dto::DeleteRecentOfParams) -> u32
+);
+forward!(
+    /// Sets how long messages are kept (no `keepForSecs`: kept).
+    "setRetention", set_retention(dto::SetRetentionParams) -> ()
+);
+forward!(
+    /// Changes the group settings.
+    "setSettings", set_settings(dto::SetSettingsParams) -> ()
+);
+forward!(
+    /// Pins a new version of the group agreement (facilitators).
+    "setAgreement", set_agreement(dto::GroupTextParams) -> ()
+);
+forward!(
+    /// Accepts the agreement `version` whose `text` was shown (from `pinned`).
+    "acceptAgreement", accept_agreement(dto::AcceptAgreementParams) -> ()
+);
+forward!(
+    /// Pins "if you are in crisis" resources (facilitators).
+    "setCrisisResources", set_crisis_resources(dto::GroupTextParams) -> ()
+);
+forward!(
+    /// The group's pinned texts.
+    "pinned", pinned(dto::GroupParams) -> object dto::PinnedInfo
+);
+forward!(
+    /// What this user may do in the group right now.
+    "status", status(dto::GroupParams) -> object dto::Status
+);
+forward!(
+    /// Reports a received message (its `seq`) to the facilitators, with a reason.
+    "report", report(dto::ReportParams) -> ()
+);
+forward!(
+    /// "I need a facilitator": `text` only the facilitators can read.
+    "requestFacilitator", request_facilitator(dto::GroupTextParams) -> ()
+);
+forward!(
+    /// Reports and urgent requests waiting for a facilitator, oldest first.
+    "facilitatorQueue", facilitator_queue(dto::GroupParams) -> list dto::QueueItem
+);
+forward!(
+    /// Marks a queued item as handled.
+    "resolve", resolve(dto::ResolveParams) -> ()
+);
+forward!(
+    /// The moderation log (reasons only for facilitators).
+    "moderationLog", moderation_log(dto::GroupParams) -> list dto::ModerationEntry
+);
+forward!(
+    /// Every invite of the group, as its log records them.
+    "invites", invites(dto::GroupParams) -> list dto::InviteInfo
+);
+forward!(
+    /// Revokes an invite.
+    "revokeInvite", revoke_invite(dto::RevokeInviteParams) -> ()
+);
+forward!(
+    /// The invite a member joined with, if any (to revoke it when removing them).
+    "inviteOf", invite_of(dto::GroupUserParams) -> Option<String>
+);
+forward!(
+    /// Opens a private conversation with a member; resolves to the new group.
+    "openPrivate", open_private(dto::OpenPrivateParams) -> String
+);
+forward!(
+    /// Accepts being in a group someone added this device to (`invited` event).
+    "acceptGroup", accept_group(dto::GroupParams) -> ()
+);
+forward!(
+    /// What members see among the messages: removals, departures, deletions.
+    "notices", notices(dto::GroupParams) -> list dto::GroupNotice
+);
+forward!(
+    /// How this device's membership of the group ended, if it did.
+    "departure", departure(dto::GroupParams) -> option dto::Departure
+);
+forward!(
+    /// Where a message (by id) is on this device, if it reached it.
+    "messagePlace", message_place(dto::MessagePlaceParams) -> option dto::MessagePlace
+);
+forward!(
+    /// The `seq` of the message this device showed with `number`, if any.
+    "seqOfNumber", seq_of_number(dto::SeqOfNumberParams) -> Option<f64>
+);
+
+/// Someone else's text made inert for display, by the same rule the CLI uses
+/// (`confide_protocol::display`): bidirectional overrides and isolates, C0 and C1 controls and
+/// invisible characters become U+FFFD; line breaks become `\n` and tabs spaces.
+#[wasm_bindgen(js_name = sanitizeForDisplay)]
+pub fn sanitize_for_display(text: &str) -> String {
+    confide_protocol::display::sanitize_for_display(text).into_owned()
+}

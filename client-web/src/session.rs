@@ -1,0 +1,535 @@
+//! [`Session`]: one unlocked profile — a [`ClientCore`] running under its [`Driver`], the task
+//! that hands its events to the JavaScript callback, and one method per command or read, taking
+//! the parameter objects of [`crate::dto`] and returning their mirrors. [`crate::api`] exports
+//! these over the browser's store and websocket; being generic over the store and the network,
+//! the same code runs in the browser tests over the in-memory relay.
+
+use std::time::Duration;
+
+use confide_client_core::{
+    ClientCore, ClientError, ClientStore, Invite, InviteOptions, Network, Profile,
+};
+use confide_protocol::{DeviceIdentity, GroupId, InviteId, MessageId, Seq, UserId};
+use futures_channel::mpsc::{UnboundedReceiver, unbounded};
+use futures_util::StreamExt as _;
+use futures_util::future::LocalBoxFuture;
+use tsify::Tsify as _;
+use wasm_bindgen::JsValue;
+
+use crate::driver::{Driver, PushLink};
+use crate::dto::{self, ApiError, CoreEvent, Me, parse_id};
+use crate::host::{Output, WebHost};
+
+/// An unlocked profile: see the module documentation.
+pub struct Session<S: ClientStore, N: Network> {
+    driver: Driver<S, N>,
+    me: Me,
+}
+
+impl<S: ClientStore, N: Network> std::fmt::Debug for Session<S, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hands every output of the core and the driver to `on_event`, as the [`CoreEvent`] object,
+/// until the core and driver are gone. The callback runs here, never inside a step of the core;
+/// what it throws is its own business (the next event still goes).
+async fn forward(mut outputs: UnboundedReceiver<Output>, on_event: js_sys::Function) {
+    while let Some(output) = outputs.next().await {
+        let Some(event) = CoreEvent::from_output(output) else {
+            continue;
+        };
+        // Serializing holds only strings and numbers below 2^53: it does not fail; if it ever
+        // did, that one event is left out rather than stopping the rest.
+        if let Ok(value) = event.into_js() {
+            let _ = on_event.call1(&JsValue::UNDEFINED, &value);
+        }
+    }
+}
+
+/// A duration given in seconds.
+fn secs(seconds: u64) -> Duration {
+    Duration::from_secs(seconds)
+}
+
+impl<S, N> Session<S, N>
+where
+    S: ClientStore + 'static,
+    N: Network + 'static,
+    N::Link: PushLink,
+{
+    /// Starts the core for `identity` and `profile` over `store` and `net`, and its driver,
+    /// which connects at once (registering the device with the server if it is new). Every
+    /// event goes to `on_event`.
+    ///
+    /// # Errors
+    ///
+    /// As `ClientCore::new`: the store cannot be read.
+    pub async fn start(
+        store: S,
+        net: N,
+        identity: DeviceIdentity,
+        profile: Profile,
+        on_event: js_sys::Function,
+    ) -> Result<Session<S, N>, ApiError> {
+        let me = Me {
+            user: profile.user.to_string(),
+            device: identity.device_id().to_string(),
+            display_name: profile.display_name.clone(),
+        };
+        let (out, outputs) = unbounded();
+        let host = Box::new(WebHost::new(out.clone()));
+        let core = ClientCore::new(store, net, host, identity, profile, None).await?;
+        wasm_bindgen_futures::spawn_local(forward(outputs, on_event));
+        let driver = Driver::spawn(core, out);
+        Ok(Session { driver, me })
+    }
+
+    /// Who this device is.
+    pub fn me(&self) -> &Me {
+        &self.me
+    }
+
+    /// Closes the core (storing what is pending) and its connection; returns once it is done.
+    pub async fn stop(&self) {
+        self.driver.stop().await;
+    }
+
+    /// Runs one command on the core.
+    async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: 'static,
+        F: for<'a> FnOnce(&'a mut ClientCore<S, N>) -> LocalBoxFuture<'a, Result<T, ClientError>>
+            + 'static,
+    {
+        Ok(self.driver.call(f).await??)
+    }
+
+    /// Whether the server has registered this device (the first connection registers it).
+    pub async fn is_registered(&self) -> Result<bool, ApiError> {
+        self.run(|core| Box::pin(async move { Ok(core.is_registered()) }))
+            .await
+    }
+
+    /// Connects if needed and fetches everything new in every group.
+    pub async fn sync(&self) -> Result<(), ApiError> {
+        self.run(|core| Box::pin(core.sync())).await
+    }
+
+    /// The groups this device knows.
+    pub async fn groups(&self) -> Result<Vec<dto::GroupInfo>, ApiError> {
+        self.run(|core| {
+            Box::pin(async move {
+                let groups = core.groups().await;
+                Ok(groups.into_iter().map(dto::GroupInfo::from).collect())
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` messages before `before` (or the newest), oldest first.
+    pub async fn history(&self, p: dto::HistoryParams) -> Result<dto::HistoryPage, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let before = p.before.map(Seq);
+        let limit = usize::try_from(p.limit).unwrap_or(usize::MAX);
+        let messages = self
+            .run(move |core| Box::pin(async move { core.history(group, before, limit).await }))
+            .await?;
+        Ok(dto::HistoryPage {
+            messages: messages.into_iter().map(dto::ChatMessage::from).collect(),
+        })
+    }
+
+    /// Sends a text message; returns it as stored once the server acknowledged it.
+    pub async fn send_text(&self, p: dto::SendTextParams) -> Result<dto::ChatMessage, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let reply_to: Option<MessageId> = match &p.reply_to {
+            Some(id) => Some(parse_id(id, "replyTo")?),
+            None => None,
+        };
+        let text = p.text;
+        let sent = self
+            .run(move |core| Box::pin(core.send_text(group, text, reply_to)))
+            .await?;
+        Ok(sent.into())
+    }
+
+    /// Creates a group with this user as its facilitator; returns its id.
+    pub async fn create_group(&self) -> Result<String, ApiError> {
+        let group = self.run(|core| Box::pin(core.create_group())).await?;
+        Ok(group.to_string())
+    }
+
+    /// Creates an invite.
+    pub async fn create_invite(
+        &self,
+        p: dto::CreateInviteParams,
+    ) -> Result<dto::InviteCreated, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let mut options = InviteOptions::new().requires_approval(p.requires_approval);
+        if let Some(max_uses) = p.max_uses {
+            options = options.max_uses(max_uses);
+        }
+        if let Some(valid_for) = p.valid_for_secs {
+            options = options.valid_for(secs(valid_for));
+        }
+        let invite = self
+            .run(move |core| Box::pin(core.create_invite(group, options)))
+            .await?;
+        Ok(invite.into())
+    }
+
+    /// Joins with an invite (its text, or an https link with `#invite=`).
+    pub async fn join(&self, p: dto::JoinParams) -> Result<dto::JoinOutcome, ApiError> {
+        let invite = Invite::from_link(&p.invite)?;
+        let note = p.note;
+        let outcome = self
+            .run(move |core| Box::pin(core.join(invite, note)))
+            .await?;
+        Ok(outcome.into())
+    }
+
+    /// Approves a pending join request.
+    pub async fn approve(&self, p: dto::GroupUserParams) -> Result<(), ApiError> {
+        let (group, user) = group_user(&p)?;
+        self.run(move |core| Box::pin(core.approve(group, user)))
+            .await
+    }
+
+    /// Declines a pending join request.
+    pub async fn decline(&self, p: dto::GroupUserParams) -> Result<(), ApiError> {
+        let (group, user) = group_user(&p)?;
+        self.run(move |core| Box::pin(core.decline(group, user)))
+            .await
+    }
+
+    /// Pending join requests.
+    pub async fn join_requests(
+        &self,
+        p: dto::GroupParams,
+    ) -> Result<Vec<dto::JoinRequest>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let requests = self
+            .run(move |core| Box::pin(core.join_requests(group)))
+            .await?;
+        Ok(requests.into_iter().map(dto::JoinRequest::from).collect())
+    }
+
+    /// A group's members.
+    pub async fn members(&self, p: dto::GroupParams) -> Result<Vec<dto::MemberInfo>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let members = self
+            .run(move |core| Box::pin(async move { core.members(group) }))
+            .await?;
+        Ok(members.into_iter().map(dto::MemberInfo::from).collect())
+    }
+
+    /// The safety number to compare with a user out of band.
+    pub async fn safety_number(&self, p: dto::UserParams) -> Result<String, ApiError> {
+        let user: UserId = parse_id(&p.user, "user")?;
+        self.run(move |core| Box::pin(async move { core.safety_number(user) }))
+            .await
+    }
+
+    /// Leaves a group.
+    pub async fn leave(&self, p: dto::GroupParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        self.run(move |core| Box::pin(core.leave(group))).await
+    }
+
+    /// Removes (and perhaps bans) a member, with an optional reason.
+    pub async fn remove(&self, p: dto::RemoveParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let user: UserId = parse_id(&p.user, "user")?;
+        let ban = p.ban.unwrap_or(false);
+        let reason = p.reason;
+        self.run(move |core| Box::pin(core.remove_member(group, user, ban, reason)))
+            .await
+    }
+
+    /// Lifts a ban.
+    pub async fn unban(&self, p: dto::GroupUserParams) -> Result<(), ApiError> {
+        let (group, user) = group_user(&p)?;
+        self.run(move |core| Box::pin(core.unban(group, user)))
+            .await
+    }
+
+    /// Mutes a member for a while, with an optional reason.
+    pub async fn mute(&self, p: dto::MuteParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let user: UserId = parse_id(&p.user, "user")?;
+        let duration = secs(p.duration_secs);
+        let reason = p.reason;
+        self.run(move |core| Box::pin(core.mute(group, user, duration, reason)))
+            .await
+    }
+
+    /// Lifts a mute.
+    pub async fn unmute(&self, p: dto::GroupUserParams) -> Result<(), ApiError> {
+        let (group, user) = group_user(&p)?;
+        self.run(move |core| Box::pin(core.unmute(group, user)))
+            .await
+    }
+
+    /// Gives a member a role.
+    pub async fn set_role(&self, p: dto::SetRoleParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let user: UserId = parse_id(&p.user, "user")?;
+        let role = p.role.into();
+        self.run(move |core| Box::pin(core.set_role(group, user, role)))
+            .await
+    }
+
+    /// Locks or unlocks the chat.
+    pub async fn set_locked(&self, p: dto::SetLockedParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let locked = p.locked;
+        self.run(move |core| Box::pin(core.set_locked(group, locked)))
+            .await
+    }
+
+    /// Sets or clears the weekly open hours.
+    pub async fn set_open_hours(&self, p: dto::SetOpenHoursParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let schedule = p.schedule.map(Into::into);
+        self.run(move |core| Box::pin(core.set_open_hours(group, schedule)))
+            .await
+    }
+
+    /// Sets slow mode (0 turns it off).
+    pub async fn set_slow_mode(&self, p: dto::SetSlowModeParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let seconds = p.seconds;
+        self.run(move |core| Box::pin(core.set_slow_mode(group, seconds)))
+            .await
+    }
+
+    /// Deletes messages for everyone.
+    pub async fn delete_for_everyone(
+        &self,
+        p: dto::DeleteForEveryoneParams,
+    ) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let messages = p
+            .messages
+            .iter()
+            .map(|id| parse_id::<MessageId>(id, "messages"))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.run(move |core| Box::pin(core.delete_for_everyone(group, messages)))
+            .await
+    }
+
+    /// Deletes for everyone the latest `count` messages of a member; returns how many.
+    pub async fn delete_recent_of(&self, p: dto::DeleteRecentOfParams) -> Result<u32, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let user: UserId = parse_id(&p.user, "user")?;
+        let count = usize::try_from(p.count).unwrap_or(usize::MAX);
+        let deleted = self
+            .run(move |core| Box::pin(core.delete_recent_of(group, user, count)))
+            .await?;
+        Ok(u32::try_from(deleted).unwrap_or(u32::MAX))
+    }
+
+    /// Sets how long messages are kept (absent: kept).
+    pub async fn set_retention(&self, p: dto::SetRetentionParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let keep_for = p.keep_for_secs.map(secs);
+        self.run(move |core| Box::pin(core.set_retention(group, keep_for)))
+            .await
+    }
+
+    /// Changes the group settings.
+    pub async fn set_settings(&self, p: dto::SetSettingsParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let settings = p.settings();
+        self.run(move |core| Box::pin(core.set_settings(group, settings)))
+            .await
+    }
+
+    /// Pins a new version of the group agreement.
+    pub async fn set_agreement(&self, p: dto::GroupTextParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let text = p.text;
+        self.run(move |core| Box::pin(core.set_agreement(group, text)))
+            .await
+    }
+
+    /// Accepts the agreement version and text that were shown.
+    pub async fn accept_agreement(&self, p: dto::AcceptAgreementParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let (version, text) = (p.version, p.text);
+        self.run(move |core| {
+            Box::pin(async move { core.accept_agreement(group, version, &text).await })
+        })
+        .await
+    }
+
+    /// Pins "if you are in crisis" resources.
+    pub async fn set_crisis_resources(&self, p: dto::GroupTextParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let text = p.text;
+        self.run(move |core| Box::pin(core.set_crisis_resources(group, text)))
+            .await
+    }
+
+    /// The group's pinned texts.
+    pub async fn pinned(&self, p: dto::GroupParams) -> Result<dto::PinnedInfo, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let pinned = self
+            .run(move |core| Box::pin(async move { core.pinned(group).await }))
+            .await?;
+        Ok(pinned.into())
+    }
+
+    /// What this user may do in the group right now.
+    pub async fn status(&self, p: dto::GroupParams) -> Result<dto::Status, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let status = self
+            .run(move |core| Box::pin(async move { core.status(group) }))
+            .await?;
+        Ok(status.into())
+    }
+
+    /// Reports a received message to the facilitators.
+    pub async fn report(&self, p: dto::ReportParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let (seq, reason) = (Seq(p.seq), p.reason);
+        self.run(move |core| Box::pin(core.report(group, seq, reason)))
+            .await
+    }
+
+    /// "I need a facilitator".
+    pub async fn request_facilitator(&self, p: dto::GroupTextParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let text = p.text;
+        self.run(move |core| Box::pin(core.request_facilitator(group, text)))
+            .await
+    }
+
+    /// Reports and urgent requests waiting for a facilitator, oldest first.
+    pub async fn facilitator_queue(
+        &self,
+        p: dto::GroupParams,
+    ) -> Result<Vec<dto::QueueItem>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let queue = self
+            .run(move |core| Box::pin(async move { core.facilitator_queue(group).await }))
+            .await?;
+        Ok(queue
+            .into_iter()
+            .filter_map(|(id, item)| dto::QueueItem::from_core(id, item))
+            .collect())
+    }
+
+    /// Marks a queued item as handled.
+    pub async fn resolve(&self, p: dto::ResolveParams) -> Result<(), ApiError> {
+        let id = p.id;
+        self.run(move |core| Box::pin(async move { core.resolve(&id).await }))
+            .await
+    }
+
+    /// The moderation log.
+    pub async fn moderation_log(
+        &self,
+        p: dto::GroupParams,
+    ) -> Result<Vec<dto::ModerationEntry>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let log = self
+            .run(move |core| Box::pin(async move { core.moderation_log(group).await }))
+            .await?;
+        Ok(log.into_iter().map(dto::ModerationEntry::from).collect())
+    }
+
+    /// Every invite of the group.
+    pub async fn invites(&self, p: dto::GroupParams) -> Result<Vec<dto::InviteInfo>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let invites = self
+            .run(move |core| Box::pin(async move { core.invites(group).await }))
+            .await?;
+        Ok(invites.into_iter().map(dto::InviteInfo::from).collect())
+    }
+
+    /// Revokes an invite.
+    pub async fn revoke_invite(&self, p: dto::RevokeInviteParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let invite: InviteId = parse_id(&p.invite, "invite")?;
+        self.run(move |core| Box::pin(core.revoke_invite(group, invite)))
+            .await
+    }
+
+    /// The invite a member joined with, if any.
+    pub async fn invite_of(&self, p: dto::GroupUserParams) -> Result<Option<String>, ApiError> {
+        let (group, user) = group_user(&p)?;
+        let invite = self
+            .run(move |core| Box::pin(async move { core.invite_of(group, user).await }))
+            .await?;
+        Ok(invite.map(|id| id.to_string()))
+    }
+
+    /// Opens a private conversation with a member; returns the new group.
+    pub async fn open_private(&self, p: dto::OpenPrivateParams) -> Result<String, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let with: UserId = parse_id(&p.with, "with")?;
+        let private = self
+            .run(move |core| Box::pin(core.open_private(group, with)))
+            .await?;
+        Ok(private.to_string())
+    }
+
+    /// Accepts being in a group someone added this device to.
+    pub async fn accept_group(&self, p: dto::GroupParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        self.run(move |core| Box::pin(core.accept_group(group)))
+            .await
+    }
+
+    /// What members see among a group's messages (removals, departures, deletions).
+    pub async fn notices(&self, p: dto::GroupParams) -> Result<Vec<dto::GroupNotice>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let notices = self
+            .run(move |core| Box::pin(async move { core.notices(group).await }))
+            .await?;
+        Ok(notices.into_iter().map(dto::GroupNotice::from).collect())
+    }
+
+    /// How this device's membership of the group ended, if it did.
+    pub async fn departure(&self, p: dto::GroupParams) -> Result<Option<dto::Departure>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let departure = self
+            .run(move |core| Box::pin(async move { core.departure(group).await }))
+            .await?;
+        Ok(departure.map(dto::Departure::from))
+    }
+
+    /// Where a message is on this device, by its id.
+    pub async fn message_place(
+        &self,
+        p: dto::MessagePlaceParams,
+    ) -> Result<Option<dto::MessagePlace>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let message: MessageId = parse_id(&p.message, "message")?;
+        let place = self
+            .run(move |core| Box::pin(async move { core.message_place(group, message).await }))
+            .await?;
+        Ok(place.map(dto::MessagePlace::from))
+    }
+
+    /// The `seq` of the message this device numbered `number` (a JavaScript number: a `seq` is
+    /// far below 2^53).
+    pub async fn seq_of_number(&self, p: dto::SeqOfNumberParams) -> Result<Option<f64>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let number = p.number;
+        let seq = self
+            .run(move |core| Box::pin(async move { core.seq_of_number(group, number).await }))
+            .await?;
+        Ok(seq.map(|s| s.0 as f64))
+    }
+}
+
+/// The group and user of `{ group, user }`.
+fn group_user(p: &dto::GroupUserParams) -> Result<(GroupId, UserId), ApiError> {
+    Ok((parse_id(&p.group, "group")?, parse_id(&p.user, "user")?))
+}

@@ -3,7 +3,7 @@
 //! [`crate::dto`] mirror; a failure rejects with [`ApiError`] `{ code, message, retryAfterMs? }`.
 //! Ids are base64 text, times milliseconds since the epoch.
 //!
-//! The profile lives in one store named by `dbName` ([`store`] below). `open` finds out whether
+//! The profile lives in one store named by `dbName` (see `WebStore`). `open` finds out whether
 //! there is one; `createProfile` makes one (a new identity, registered with the server);
 //! `unlock` opens it with its passphrase and starts the core; `lock` stops the core and drops
 //! its keys; `forget` also deletes the store.

@@ -24,70 +24,35 @@ use crate::host;
 use crate::link::WsNetwork;
 use crate::session::Session;
 
-/// The store the profile is kept in.
-// TODO(IdbStore): swap `MemoryStore` for the IndexedDB store (`crate::store::IdbStore`) here
-// and in the four functions of `store` below; nothing else in this file names the store.
-pub type WebStore = confide_client_core::MemoryStore;
+/// The store the profile is kept in: IndexedDB, encrypted under the passphrase.
+pub type WebStore = crate::store::IdbStore;
 
 /// Opening, creating and deleting the profile's store, by database name.
-///
-/// TODO(IdbStore): until the IndexedDB store lands, a profile lives in memory only, for as long
-/// as the worker: enough to develop the app against (create, lock, unlock), not to keep
-/// anything. The passphrase is checked, but not used to encrypt: the memory store holds plain
-/// bytes, in the same worker as the keys.
 mod store {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
     use confide_client_core::StoreError;
-    use zeroize::Zeroizing;
+    use confide_protocol::identity::KdfParams;
 
     use super::WebStore;
 
-    /// A profile's store and its passphrase.
-    type Kept = (WebStore, Zeroizing<Vec<u8>>);
-
-    thread_local! {
-        /// Every profile of this worker, by database name.
-        static PROFILES: RefCell<HashMap<String, Kept>> = RefCell::new(HashMap::new());
-    }
-
     /// Whether a profile is kept under `db_name`.
     pub(super) async fn exists(db_name: &str) -> Result<bool, StoreError> {
-        Ok(PROFILES.with(|p| p.borrow().contains_key(db_name)))
+        WebStore::exists(db_name).await
     }
 
-    /// A new, empty store under `db_name`, encrypted under `passphrase`.
+    /// A new, empty store under `db_name`, encrypted under `passphrase` with a key derived
+    /// with the native client's Argon2id parameters.
     pub(super) async fn create(db_name: &str, passphrase: &[u8]) -> Result<WebStore, StoreError> {
-        PROFILES.with(|p| {
-            let mut profiles = p.borrow_mut();
-            if profiles.contains_key(db_name) {
-                return Err(StoreError::State(format!(
-                    "a profile already exists in {db_name}"
-                )));
-            }
-            let store = WebStore::new();
-            profiles.insert(
-                db_name.to_string(),
-                (store.clone(), Zeroizing::new(passphrase.to_vec())),
-            );
-            Ok(store)
-        })
+        WebStore::create(db_name, passphrase, KdfParams::RECOMMENDED).await
     }
 
     /// The store under `db_name`, opened with `passphrase`.
     pub(super) async fn open(db_name: &str, passphrase: &[u8]) -> Result<WebStore, StoreError> {
-        PROFILES.with(|p| match p.borrow().get(db_name) {
-            Some((store, kept)) if kept.as_slice() == passphrase => Ok(store.clone()),
-            Some(_) => Err(StoreError::WrongPassphrase),
-            None => Err(StoreError::State(format!("no profile in {db_name}"))),
-        })
+        WebStore::open(db_name, passphrase).await
     }
 
     /// Deletes the store under `db_name` (nothing if there is none).
     pub(super) async fn delete(db_name: &str) -> Result<(), StoreError> {
-        PROFILES.with(|p| p.borrow_mut().remove(db_name));
-        Ok(())
+        WebStore::delete_database(db_name).await
     }
 }
 

@@ -4,18 +4,19 @@
 
 #![cfg(target_arch = "wasm32")]
 
-// The core in the browser: its host (clock, randomness, events), its link (the browser's
-// websocket), the driver that owns it, the generic session over them, and the bindings.
+use wasm_bindgen::prelude::wasm_bindgen;
+
+// The core in the browser: its store (IndexedDB), host (clock, randomness, events) and link
+// (the browser's websocket), the driver that owns it, the generic session over them, and the
+// bindings.
 pub mod api;
 pub mod driver;
 pub mod dto;
 pub mod host;
 pub mod link;
 pub mod session;
-
-use wasm_bindgen::prelude::wasm_bindgen;
-
 pub mod store;
+
 pub use store::IdbStore;
 
 /// This build's version (the workspace version), for the app's About screen and the worker's

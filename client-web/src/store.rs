@@ -238,6 +238,25 @@ impl IdbStore {
         Ok(())
     }
 
+    /// Whether the database `name` holds a profile store, without opening it (no passphrase):
+    /// what the app shows first, "create a profile" or "unlock". Opening a database that did
+    /// not exist makes an empty one, which is deleted again at once.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::State`] without IndexedDB; [`StoreError::Db`] if it cannot be read.
+    pub async fn exists(name: &str) -> Result<bool, StoreError> {
+        let (db, fresh) = open_database(name).await?;
+        if fresh {
+            db.close();
+            let _ = IdbStore::delete_database(name).await;
+            return Ok(false);
+        }
+        let meta = read_meta(&db).await;
+        db.close();
+        Ok(meta?.salt.is_some())
+    }
+
     /// Closes the connection for every handle of this store; later calls fail with
     /// [`StoreError::Db`] saying it is closed. The key is zeroized when the last handle goes.
     pub fn close(&self) {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use chacha20::ChaCha20Rng;
 use confide_client_core::{ClientError, Link, MemoryStore, Network, Profile, TransportError};
+use confide_client_web::IdbStore;
 use confide_client_web::api::ConfideCore;
 use confide_client_web::driver::PushLink;
 use confide_client_web::dto::{
@@ -28,10 +29,11 @@ use confide_client_web::dto::{
 };
 use confide_client_web::session::Session;
 use confide_protocol::frames::{ClientFrame, ServerFrame};
+use confide_protocol::identity::KdfParams;
 use confide_protocol::{DeviceIdentity, UserId};
 use confide_test_relay::{Clock, RelayLink, RelayNet, SharedRelay};
 use gloo_timers::future::TimeoutFuture;
-use js_sys::{Array, Function, Promise, Reflect};
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use rand_core::SeedableRng as _;
 use tsify::Tsify as _;
 use wasm_bindgen::closure::Closure;
@@ -368,6 +370,105 @@ async fn a_failed_call_rejects_with_a_code_and_a_message() {
         .err()
         .unwrap();
     assert_eq!(field(&refused, "code").as_string().unwrap(), "unreachable");
+}
+
+/// Calls `method` of the exported object `core` as JavaScript would, with `params` if given,
+/// and awaits its promise.
+async fn call(core: &JsValue, method: &str, params: Option<&JsValue>) -> Result<JsValue, JsValue> {
+    let function: Function = field(core, method).dyn_into().unwrap();
+    let returned = match params {
+        Some(params) => function.call1(core, params),
+        None => function.call0(core),
+    }?;
+    JsFuture::from(returned.dyn_into::<Promise>().unwrap()).await
+}
+
+/// `{ passphrase }` as the worker passes it: the text's UTF-8 bytes.
+fn passphrase_params(text: &str) -> (JsValue, Uint8Array) {
+    let bytes = Uint8Array::from(text.as_bytes());
+    let params = Object::new();
+    Reflect::set(&params, &"passphrase".into(), &bytes).unwrap();
+    (params.into(), bytes)
+}
+
+#[wasm_bindgen_test]
+async fn a_profile_in_indexeddb_is_locked_unlocked_with_its_passphrase_and_forgotten() {
+    // A profile made as `createProfile` makes one (cheap key derivation: this is a test).
+    let db = "confide-web-driver-lifecycle";
+    IdbStore::delete_database(db).await.unwrap();
+    let store = IdbStore::create(
+        db,
+        b"correct horse battery staple",
+        KdfParams::INSECURE_FOR_TESTS,
+    )
+    .await
+    .unwrap();
+    let identity = DeviceIdentity::generate(&mut ChaCha20Rng::from_seed([7; 32]));
+    let profile = Profile::new(UserId([7; 16]), "Dana");
+    confide_client_core::profile::create(&store, &identity, &profile)
+        .await
+        .unwrap();
+    store.close();
+    drop(store);
+
+    let (events, _callback, function) = recorder();
+    let options = OpenOptions {
+        db_name: db.into(),
+        // Nothing listens there: the core keeps trying in the background, which is fine.
+        server_url: "wss://127.0.0.1:9/".into(),
+    };
+    let core = ConfideCore::open(options.into_ts().unwrap(), function.unchecked_into())
+        .await
+        .unwrap();
+    let core = JsValue::from(core);
+    let state = |core: &JsValue| {
+        let function: Function = field(core, "profileState").dyn_into().unwrap();
+        function.call0(core).unwrap().as_string().unwrap()
+    };
+    assert_eq!(state(&core), "locked");
+
+    // A wrong passphrase is refused, and its bytes are zeroed all the same.
+    let (wrong, wrong_bytes) = passphrase_params("correct horse battery stapler");
+    let refused = call(&core, "unlock", Some(&wrong)).await.unwrap_err();
+    assert_eq!(
+        field(&refused, "code").as_string().unwrap(),
+        "wrong_passphrase"
+    );
+    assert!(wrong_bytes.to_vec().iter().all(|b| *b == 0));
+    assert_eq!(state(&core), "locked");
+
+    let (right, right_bytes) = passphrase_params("correct horse battery staple");
+    let me = call(&core, "unlock", Some(&right)).await.unwrap();
+    assert!(right_bytes.to_vec().iter().all(|b| *b == 0));
+    assert_eq!(field(&me, "displayName").as_string().unwrap(), "Dana");
+    assert_eq!(
+        field(&me, "user").as_string().unwrap(),
+        UserId([7; 16]).to_string()
+    );
+    assert_eq!(state(&core), "unlocked");
+    let groups = call(&core, "groups", None).await.unwrap();
+    assert_eq!(Array::from(&groups).length(), 0);
+    // The driver says it is trying to reach the server.
+    assert!(events.iter().any(|e| {
+        field(&e, "type").as_string().as_deref() == Some("connection")
+            && field(&e, "state").as_string().as_deref() == Some("connecting")
+    }));
+
+    // Locked: the core is gone, calls are refused, and the passphrase opens it again.
+    call(&core, "lock", None).await.unwrap();
+    assert_eq!(state(&core), "locked");
+    let locked = call(&core, "groups", None).await.unwrap_err();
+    assert_eq!(field(&locked, "code").as_string().unwrap(), "locked");
+    let (again, _) = passphrase_params("correct horse battery staple");
+    call(&core, "unlock", Some(&again)).await.unwrap();
+    assert_eq!(state(&core), "unlocked");
+
+    // Forgotten: the database is gone; the browser holds no profile any more.
+    call(&core, "forget", None).await.unwrap();
+    assert_eq!(state(&core), "none");
+    assert!(!IdbStore::exists(db).await.unwrap());
+    let gone = call(&core, "groups", None).await.unwrap_err();
+    assert_eq!(field(&gone, "code").as_string().unwrap(), "no_profile");
 }
 
 #[wasm_bindgen_test]

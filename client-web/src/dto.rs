@@ -866,6 +866,8 @@ impl From<core::Rejection> for Rejection {
 /// One line of the moderation log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
+// `details` is a JSON object: as a plain JavaScript object, not a `Map`.
+#[tsify(hashmap_as_object)]
 pub struct ModerationEntry {
     /// Position in the group log.
     pub op_seq: u64,

@@ -205,6 +205,19 @@ async fn two_people_make_a_group_join_by_the_web_link_and_talk_seen_through_the_
         .await
         .unwrap();
     assert!(invite.invite.starts_with("confide-invite:"), "{invite:?}");
+    // The moderation log shows the invite, its details a plain object as the app reads them.
+    let log = alice
+        .session
+        .moderation_log(GroupParams {
+            group: group.clone(),
+        })
+        .await
+        .unwrap();
+    let entry = log.iter().find(|e| e.action == "invite").unwrap();
+    let entry = JsValue::from(entry.into_ts().unwrap());
+    let details = field(&entry, "details");
+    assert!(!details.is_instance_of::<js_sys::Map>(), "details is a Map");
+    assert_eq!(field(&details, "max_uses").as_f64(), Some(2.0));
     let outcome = bob
         .session
         .join(JoinParams {

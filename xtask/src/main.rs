@@ -15,6 +15,7 @@
 //! web app's npm packages from its lock file); it never downloads a browser build of its own.
 
 mod cmd;
+mod screenshots;
 mod size;
 mod test;
 mod tools;
@@ -40,6 +41,8 @@ tasks:
               manifest, .br/.gz copies and the release hash) and print its sizes
   run [ARGS]  build the web app, then run the release server in development mode serving it
               (cargo run --release -p confide-server -- --dev --web-dir target/web ARGS)
+  screenshots copy the screenshots the web tests wrote (target/screenshots/) into
+              docs/screenshots/ for the README
   wasm-size   build the wasm size probe optimised for the browser and print its size raw,
               gzip -9 and brotli 11 (the figure BENCHMARKS.md records)
   help        this text";
@@ -64,6 +67,7 @@ fn run() -> Result<()> {
         ["web"] => web::run(&root),
         ["run", extra @ ..] => web::serve(&root, extra),
         ["wasm-size"] => size::run(&root),
+        ["screenshots"] => screenshots::run(&root),
         [] | ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             Ok(())

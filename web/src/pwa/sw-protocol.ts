@@ -9,7 +9,14 @@ export type ToServiceWorker =
    * The person pressed "reload" on the update banner: the waiting worker takes over. Sent only
    * from that button; the worker never activates itself over an older version.
    */
-  | { kind: 'skip-waiting' };
+  | { kind: 'skip-waiting' }
+  /**
+   * Runs the install's check (every listed file fetched and compared with its size and SHA-256)
+   * against `manifest`, the bytes of an `asset-manifest.json`, in a scratch cache that is deleted
+   * before the answer ({@link ShellCheck}) goes to the message's port. For tests, and for a page
+   * that wants to check the server against a published manifest.
+   */
+  | { kind: 'verify-shell'; manifest: ArrayBuffer };
 
 /** The service worker's answer to `describe`. */
 export interface ServiceWorkerDescription {
@@ -23,4 +30,15 @@ export interface ServiceWorkerDescription {
    * `undefined` while it holds no verified shell.
    */
   releaseHash: string | undefined;
+}
+
+/** The service worker's answer to `verify-shell`. */
+export interface ShellCheck {
+  kind: 'shell-check';
+  /** The listed paths whose file did not match (or could not be fetched), sorted. */
+  refused: string[];
+  /** The paths the check had cached when it finished (none when anything was refused), sorted. */
+  cached: string[];
+  /** Why the manifest could not be checked at all (not JSON, no /index.html, …). */
+  error?: string;
 }

@@ -18,7 +18,7 @@
 //
 // It imports nothing at run time (sw-protocol.ts is types only), so it is one self-contained file.
 
-import type { ServiceWorkerDescription, ToServiceWorker } from './sw-protocol.ts';
+import type { ServiceWorkerDescription, ShellCheck, ToServiceWorker } from './sw-protocol.ts';
 
 const sw = self as unknown as ServiceWorkerGlobalScope;
 
@@ -32,6 +32,8 @@ const INDEX_PATH = '/index.html';
 const CACHE_PREFIX = 'confide-shell-';
 /** This version's cache: one per bundle, so a waiting version never touches the active one's. */
 const CACHE_NAME = `${CACHE_PREFIX}${__CONFIDE_BUNDLE_HASH__}`;
+/** The scratch cache of a `verify-shell` check (never read by the fetch handler). */
+const VERIFY_CACHE = 'confide-verify';
 /** Response headers not copied into the cache: the body is stored decoded, at its own length. */
 const DROPPED_HEADERS = ['content-encoding', 'content-length'];
 
@@ -79,16 +81,19 @@ function storable(bytes: ArrayBuffer, from: Response): Response {
 }
 
 /**
- * Fetches the manifest and every file it lists, checks each, and caches them all only if every
- * one matches. Throws (so the install fails and nothing is cached) naming the files that did not.
+ * Fetches every file `manifestBytes` lists (the app shell, less this worker's own script), checks
+ * each one's size and SHA-256, and only if every one matches puts them all, with the manifest,
+ * into the cache `cacheName` (emptied first). Otherwise nothing is cached: the cache is deleted
+ * and the paths that did not match are returned.
  */
-async function precache(): Promise<void> {
-  const manifestResponse = await fetch(MANIFEST_PATH, { cache: 'no-cache', redirect: 'error' });
-  if (!manifestResponse.ok) throw new Error(`${MANIFEST_PATH} answered ${manifestResponse.status}`);
-  const manifestBytes = await manifestResponse.arrayBuffer();
+async function precacheShell(
+  manifestBytes: ArrayBuffer,
+  manifestHeaders: Headers,
+  cacheName: string,
+): Promise<{ refused: string[] }> {
   const entries = parseManifest(manifestBytes);
-
-  const checked: [string, Response][] = [[MANIFEST_PATH, storable(manifestBytes, manifestResponse)]];
+  const manifest = new Response(manifestBytes, { status: 200, headers: manifestHeaders });
+  const checked: [string, Response][] = [[MANIFEST_PATH, storable(manifestBytes, manifest)]];
   const refused: string[] = [];
   await Promise.all(
     [...entries].map(async ([path, entry]) => {
@@ -106,14 +111,43 @@ async function precache(): Promise<void> {
       }
     }),
   );
+  await caches.delete(cacheName);
   if (refused.length > 0) {
     // Nothing of this version is kept: a shell with one file missing or changed is no shell.
-    await caches.delete(CACHE_NAME);
-    throw new Error(`not installed: ${refused.sort().join(', ')} did not match the manifest`);
+    return { refused: refused.sort() };
   }
-  await caches.delete(CACHE_NAME);
-  const cache = await caches.open(CACHE_NAME);
+  const cache = await caches.open(cacheName);
   await Promise.all(checked.map(([path, response]) => cache.put(path, response)));
+  return { refused: [] };
+}
+
+/** The install: the server's manifest and shell into this version's cache, or a failed install. */
+async function precache(): Promise<void> {
+  const response = await fetch(MANIFEST_PATH, { cache: 'no-cache', redirect: 'error' });
+  if (!response.ok) throw new Error(`${MANIFEST_PATH} answered ${response.status}`);
+  const { refused } = await precacheShell(await response.arrayBuffer(), response.headers, CACHE_NAME);
+  if (refused.length > 0) {
+    throw new Error(`not installed: ${refused.join(', ')} did not match the manifest`);
+  }
+}
+
+/**
+ * Runs the install's check against `manifestBytes` (a page's `verify-shell` message) into a
+ * scratch cache that is deleted before answering; answers which paths did not match and which
+ * the check had cached. It changes nothing this worker serves, and fetches only this origin's
+ * paths: what any page of the app could fetch itself.
+ */
+async function verifyShell(manifestBytes: ArrayBuffer): Promise<ShellCheck> {
+  try {
+    const { refused } = await precacheShell(manifestBytes, new Headers(), VERIFY_CACHE);
+    const cache = await caches.open(VERIFY_CACHE);
+    const cached = (await cache.keys()).map((request) => new URL(request.url).pathname).sort();
+    return { kind: 'shell-check', refused, cached };
+  } catch (error) {
+    return { kind: 'shell-check', refused: [], cached: [], error: String(error) };
+  } finally {
+    await caches.delete(VERIFY_CACHE);
+  }
 }
 
 /** The release hash of the shell this worker holds, if it holds one. */
@@ -164,6 +198,10 @@ sw.addEventListener('message', (event) => {
   if (typeof message !== 'object' || message === null) return;
   if (message.kind === 'skip-waiting') {
     event.waitUntil(sw.skipWaiting());
+  } else if (message.kind === 'verify-shell') {
+    const port = event.ports[0];
+    if (port === undefined || !(message.manifest instanceof ArrayBuffer)) return;
+    event.waitUntil(verifyShell(message.manifest).then((result) => port.postMessage(result)));
   } else if (message.kind === 'describe') {
     const port = event.ports[0];
     if (port === undefined) return;

@@ -8,7 +8,13 @@
 
 export { default as About } from './About.svelte';
 export { default as UpdateBanner } from './UpdateBanner.svelte';
-export { applyUpdate, pendingUpdate, registerServiceWorker, type PendingUpdate } from './service-worker.ts';
+export {
+  applyUpdate,
+  forgetServiceWorker,
+  pendingUpdate,
+  registerServiceWorker,
+  type PendingUpdate,
+} from './service-worker.ts';
 export {
   noticeFor,
   notificationTag,

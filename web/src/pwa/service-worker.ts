@@ -102,3 +102,20 @@ export async function registerServiceWorker(): Promise<ServiceWorkerRegistration
   });
   return registration;
 }
+
+/**
+ * For "forget this browser" (after the core's `forget()`): unregisters the service worker and
+ * deletes the app's cached copy, so that nothing of Confide is left on this origin.
+ */
+export async function forgetServiceWorker(): Promise<void> {
+  if ('serviceWorker' in navigator) {
+    for (const registration of await navigator.serviceWorker.getRegistrations()) {
+      await registration.unregister();
+    }
+  }
+  if ('caches' in globalThis) {
+    for (const name of await caches.keys()) {
+      if (name.startsWith('confide-')) await caches.delete(name);
+    }
+  }
+}

@@ -12,6 +12,8 @@ import { createInterface } from 'node:readline';
 
 import type { Page } from '@playwright/test';
 
+import { noticeFor, notificationTag, type NotifyContext } from '../src/pwa/notify.ts';
+import type { CoreEvent } from '../src/sdk/protocol.ts';
 import { checkScreen } from './a11y.ts';
 import { expect, TARGET, test } from './fixtures.ts';
 
@@ -330,4 +332,40 @@ test('a new release is announced, and waits until the person reloads', async ({ 
     await second?.stop();
     rmSync(work, { recursive: true, force: true });
   }
+});
+
+test('notifications name the group by its label and never carry what was written', () => {
+  const context = (openGroup: string | undefined): NotifyContext => ({
+    openGroup,
+    labelOf: (group) => (group === 'g1' ? 'Tuesday group' : 'Other'),
+  });
+  const secret = 'I relapsed last night';
+  const message = {
+    type: 'message',
+    message: { group: 'g1', seq: 7, number: 3, id: 'm', sender: 'u', senderDevice: 'd', senderName: 'Bob', sentAt: 0, receivedAt: 0, text: secret, replyTo: undefined },
+  } as CoreEvent;
+  const urgent = {
+    type: 'urgentRequest',
+    request: { group: 'g1', user: 'u', displayName: 'Bob', text: secret, receivedAt: 0 },
+  } as CoreEvent;
+
+  // Hidden tab, or another group open: notified, by label only.
+  expect(noticeFor(message, context('g1'), true)).toEqual({ title: 'New message in Tuesday group', group: 'g1' });
+  expect(noticeFor(message, context('g2'), false)).toEqual({ title: 'New message in Tuesday group', group: 'g1' });
+  expect(noticeFor(urgent, context(undefined), true)).toEqual({
+    title: 'Someone asked for a facilitator in Tuesday group',
+    group: 'g1',
+  });
+  // Looking at that group: nothing.
+  expect(noticeFor(message, context('g1'), false)).toBeUndefined();
+  expect(noticeFor(urgent, context('g1'), false)).toBeUndefined();
+  // Nothing of the text or the sender, whatever is shown.
+  for (const notice of [noticeFor(message, context('g2'), true), noticeFor(urgent, context('g2'), true)]) {
+    expect(JSON.stringify(notice)).not.toContain('relapsed');
+    expect(JSON.stringify(notice)).not.toContain('Bob');
+  }
+  // Other events notify nothing; one tag per group.
+  expect(noticeFor({ type: 'synced' } as CoreEvent, context(undefined), true)).toBeUndefined();
+  expect(notificationTag('g1')).toBe('confide:g1');
+  expect(notificationTag('g1')).not.toBe(notificationTag('g2'));
 });

@@ -10,7 +10,7 @@
 // Permission is asked only when the member presses a button (Settings calls
 // requestNotificationPermission): browsers ignore or penalise a prompt that comes from nowhere.
 
-import type { CoreEvent } from '../sdk/client.ts';
+import type { CoreEvent } from '../sdk/protocol.ts';
 
 /** What the app knows when an event arrives: the group on screen and whether the tab is seen. */
 export interface NotifyContext {

@@ -17,7 +17,25 @@ const root = fileURLToPath(new URL('.', import.meta.url));
 const WASM_FILE = join(root, 'src', 'wasm-pkg', 'confide_client_web_bg.wasm');
 
 /** The sources a bundle is built from; their hash is the bundle hash (below). */
-const BUNDLE_INPUTS = ['index.html', 'package-lock.json', 'vite.config.ts', 'svelte.config.js', 'src'];
+const BUNDLE_INPUTS = ['index.html', 'package-lock.json', 'vite.config.ts', 'svelte.config.js', 'src', 'public'];
+
+/**
+ * The service worker's source. It is built to `/sw.js` (a fixed name at the root: its scope is
+ * the whole app, and the browser finds updates by fetching that URL again), self-contained (it
+ * imports nothing at run time), and it carries the bundle hash, so that every change to the app's
+ * sources changes its bytes and the browser installs the new version (which then waits, see
+ * src/pwa/sw.ts).
+ */
+const SERVICE_WORKER = join(root, 'src', 'pwa', 'sw.ts');
+
+/** The workspace version (Cargo.toml `[workspace.package]`), which the service worker reports. */
+function workspaceVersion(): string {
+  const manifest = readFileSync(join(root, '..', 'Cargo.toml'), 'utf8');
+  const section = manifest.slice(manifest.indexOf('[workspace.package]'));
+  const version = /^version = "([^"]+)"/m.exec(section)?.[1];
+  if (version === undefined) throw new Error('Cargo.toml has no [workspace.package] version');
+  return version;
+}
 
 function filesUnder(path: string): string[] {
   if (!existsSync(path)) return [];
@@ -57,6 +75,7 @@ export default defineConfig(({ command }) => ({
   define: {
     __CONFIDE_BUNDLE_HASH__: JSON.stringify(command === 'build' ? bundleHash() : 'dev'),
     __CONFIDE_WASM_INTEGRITY__: JSON.stringify(command === 'build' ? wasmIntegrity() : ''),
+    __CONFIDE_VERSION__: JSON.stringify(workspaceVersion()),
   },
   build: {
     target: 'es2022',
@@ -70,6 +89,12 @@ export default defineConfig(({ command }) => ({
     // xtask measures the compressed sizes itself (brotli 11, as served).
     reportCompressedSize: false,
     sourcemap: false,
+    rolldownOptions: {
+      input: { index: join(root, 'index.html'), sw: SERVICE_WORKER },
+      output: {
+        entryFileNames: (chunk) => (chunk.name === 'sw' ? 'sw.js' : 'assets/[name]-[hash].js'),
+      },
+    },
   },
   worker: {
     // A module worker: the SharedWorker/Worker is started with {type: "module"}.

@@ -5,6 +5,8 @@
 declare const __CONFIDE_BUNDLE_HASH__: string;
 /** `sha384-…` of the wasm module, checked by the worker's fetch. */
 declare const __CONFIDE_WASM_INTEGRITY__: string;
+/** The workspace version (Cargo.toml), for the service worker, which loads no wasm. */
+declare const __CONFIDE_VERSION__: string;
 
 /** A Trusted Types script URL (https://w3c.github.io/trusted-types/dist/spec/). */
 interface TrustedScriptURL {

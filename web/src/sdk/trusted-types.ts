@@ -50,3 +50,14 @@ export function workerScriptUrl(url: string): WorkerScriptUrl {
   // A TrustedScriptURL stands where the constructors' TypeScript types say string.
   return policy.createScriptURL(url) as unknown as WorkerScriptUrl;
 }
+
+/** Where the service worker is served: at the root, so that its scope is the whole app. */
+export const SERVICE_WORKER_PATH = '/sw.js';
+
+/**
+ * The service worker's script URL for `navigator.serviceWorker.register` (a TrustedScriptURL
+ * sink under the CSP), through the same policy and the same same-origin check as the workers'.
+ */
+export function serviceWorkerScriptUrl(): WorkerScriptUrl {
+  return workerScriptUrl(SERVICE_WORKER_PATH);
+}

@@ -1,8 +1,10 @@
 // The app's one Trusted Types policy. The server's CSP says `require-trusted-types-for 'script';
 // trusted-types svelte-trusted-html confide-worker-url`: a worker's script URL must be a
 // TrustedScriptURL, and only these two policies may exist. `svelte-trusted-html` is Svelte's own
-// (its compiled templates); this one passes worker script URLs, and only same-origin ones, so
-// nothing can start a worker from script served elsewhere even if it reaches the constructor.
+// (its compiled templates); this one passes the build's own worker scripts only — the core's
+// worker as Vite names it (`/assets/worker-<hash>.js`) and the service worker (`/sw.js`), from
+// this page's own server — so nothing else can become a worker even if it reaches a constructor,
+// also where the app shares its origin with other files.
 
 /** The policy's name, as the CSP lists it. */
 export const WORKER_URL_POLICY = 'confide-worker-url';
@@ -12,11 +14,15 @@ export type WorkerScriptUrl = string & { readonly __workerScriptUrl: true };
 
 let policy: TrustedTypePolicy | undefined;
 
+/** The paths of the build's worker scripts: the core's worker (Vite's hashed name) and the service worker. */
+const WORKER_PATH = /^\/assets\/worker-[A-Za-z0-9_-]+\.js$|^\/sw\.js$/;
+
 /**
- * The absolute URL of `url` (resolved against the page) if it names a script file the page's
- * own server serves, else an error: same scheme, host and port (a `blob:` or `data:` URL has
- * no file behind it, even when its origin matches), no credentials, a `.js` path. The
- * policy's only rule, exported for tests.
+ * The absolute URL of `url` (resolved against the page) if it names one of the build's worker
+ * scripts on the page's own server, else an error: same scheme, host and port (a `blob:` or
+ * `data:` URL has no file behind it, even when its origin matches), no credentials, no query or
+ * fragment, and the path of the core's worker or the service worker. The policy's only rule,
+ * exported for tests.
  */
 export function checkWorkerUrl(url: string, base: string = location.href): string {
   const resolved = new URL(url, base);
@@ -27,8 +33,8 @@ export function checkWorkerUrl(url: string, base: string = location.href): strin
   if (resolved.username !== '' || resolved.password !== '') {
     throw new TypeError('refusing a worker script URL with credentials');
   }
-  if (!resolved.pathname.endsWith('.js')) {
-    throw new TypeError(`refusing a worker script that is not a .js file: ${resolved.pathname}`);
+  if (resolved.search !== '' || resolved.hash !== '' || !WORKER_PATH.test(resolved.pathname)) {
+    throw new TypeError(`refusing a worker script that is not one of the app's: ${resolved.pathname}`);
   }
   return resolved.href;
 }

@@ -48,12 +48,12 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       expect(new URL(page.url()).hash).toBe('');
       await page.getByRole('textbox', { name: 'Name in your groups' }).fill('Bob');
       await expect(page.getByText('Not your real name')).toBeVisible();
-      await page.getByLabel('Passphrase').fill('bob');
+      await page.getByRole('textbox', { name: 'Passphrase', exact: true }).fill('bob');
       await expect(page.getByRole('meter', { name: 'Passphrase strength' })).toBeVisible();
       await expect(page.getByText('cannot be recovered')).toBeVisible();
       await page.getByRole('button', { name: 'Create my profile' }).click();
       await expect(page.getByRole('alert')).toBeVisible();
-      await page.getByLabel('Passphrase').fill(PASSPHRASE);
+      await page.getByRole('textbox', { name: 'Passphrase', exact: true }).fill(PASSPHRASE);
       await expect(page.getByText(/^Strength: (strong|good|fair)/i)).toBeVisible();
       await checkScreen(page, 'create-profile');
       await page.getByRole('button', { name: 'Create my profile' }).click();
@@ -152,7 +152,7 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       await page.getByRole('button', { name: 'Keep it' }).click();
       await page.getByRole('button', { name: 'Lock now' }).click();
       await expect(page.getByRole('heading', { name: 'Welcome back' })).toBeVisible();
-      await page.getByLabel('Passphrase').fill('not my passphrase at all');
+      await page.getByRole('textbox', { name: 'Passphrase', exact: true }).fill('not my passphrase at all');
       await page.getByRole('button', { name: 'Unlock' }).click();
       await expect(page.getByRole('alert')).toHaveText("That passphrase doesn't open this profile. Check it and try again.");
       await checkScreen(page, 'unlock');
@@ -161,7 +161,7 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
     await test.step('after a reload and unlock, the history is back', async () => {
       await page.reload();
       await expect(page.getByRole('heading', { name: 'Welcome back' })).toBeVisible();
-      await page.getByLabel('Passphrase').fill(PASSPHRASE);
+      await page.getByRole('textbox', { name: 'Passphrase', exact: true }).fill(PASSPHRASE);
       await page.getByRole('button', { name: 'Unlock' }).click();
       await expect(page.getByRole('heading', { name: 'Your groups' })).toBeVisible();
       await checkScreen(page, 'groups');

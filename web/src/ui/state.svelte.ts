@@ -46,6 +46,14 @@ export function errorCode(error: unknown): string | undefined {
   return isCoreError(error) ? error.code : undefined;
 }
 
+/**
+ * Zeroes a passphrase's bytes, unless the SDK already transferred them to the worker (the
+ * buffer is then detached and empty here, and the worker zeroes its copy).
+ */
+export function wipe(bytes: Uint8Array): void {
+  if (bytes.byteLength > 0) bytes.fill(0);
+}
+
 /** How many messages a conversation loads when it opens. */
 const PAGE = 200;
 
@@ -189,7 +197,8 @@ export class AppState {
     this.lines = { ...this.lines, [group]: [...others, ...fromNotices] };
   }
 
-  private addMessage(message: ChatMessage): void {
+  /** Adds a message (received, or sent from this device) to its group. */
+  addMessage(message: ChatMessage): void {
     const group = message.group;
     this.names.set(message.sender, message.senderName);
     this.lastAt = { ...this.lastAt, [group]: message.receivedAt };

@@ -141,6 +141,7 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       await page.getByRole('button', { name: 'Safety number for Fay' }).click();
       const dialog = page.getByRole('dialog', { name: 'Safety number' });
       await expect(dialog).toContainText(/\d{5}/);
+      await expect(dialog.getByRole('img', { name: /QR code/ })).toBeVisible();
       await checkScreen(page, 'safety-number');
       await dialog.getByRole('button', { name: 'Done' }).click();
     });
@@ -148,6 +149,7 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
     await test.step('settings lock the profile; a wrong passphrase says so plainly', async () => {
       await page.getByRole('button', { name: 'Settings' }).click();
       await expect(page.getByRole('heading', { name: 'Settings' })).toBeVisible();
+      await expect(page.getByRole('combobox', { name: 'Lock by itself when not used for' })).toHaveValue('15');
       await checkScreen(page, 'settings');
       await page.getByRole('button', { name: 'Forget this browser' }).click();
       await expect(page.getByRole('dialog', { name: 'Forget this browser?' })).toBeVisible();

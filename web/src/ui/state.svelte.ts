@@ -84,6 +84,10 @@ export class AppState {
   invite = $state<string | undefined>();
   /** Bumped when a group's pinned texts, status or members may have changed. */
   changes = $state(0);
+  /** Minutes without a touch or a key after which the profile locks itself (0: never). */
+  idleLockMinutes = $state(15);
+  /** When the person last touched or typed. */
+  private lastActivity = Date.now();
   /** Drafts per group: in memory only, never stored. */
   readonly drafts = new Map<string, string>();
   /** Pseudonyms seen, by user id (from messages and member lists). */
@@ -93,6 +97,21 @@ export class AppState {
     this.confide = confide;
     this.invite = invite;
     confide.on((event) => this.handle(event));
+    for (const type of ['pointerdown', 'keydown', 'wheel'] as const) {
+      addEventListener(type, () => (this.lastActivity = Date.now()), { passive: true, capture: true });
+    }
+    setInterval(() => void this.lockIfIdle(), 20_000);
+  }
+
+  /** The idle lock (WEB-UX.md "Nothing leaks by accident"). */
+  private async lockIfIdle(): Promise<void> {
+    if (this.profile !== 'unlocked' || this.idleLockMinutes === 0) return;
+    if (Date.now() - this.lastActivity < this.idleLockMinutes * 60_000) return;
+    try {
+      await this.lock();
+    } catch {
+      // Tried again at the next tick.
+    }
   }
 
   /** Reads the profile's state; if it is unlocked already (another tab), loads the groups. */

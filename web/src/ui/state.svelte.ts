@@ -78,6 +78,8 @@ export class AppState {
   unread = $state.raw<Record<string, number>>({});
   /** When the newest message of each group arrived. */
   lastAt = $state.raw<Record<string, number>>({});
+  /** Groups with older messages than those loaded. */
+  more = $state.raw<Record<string, boolean>>({});
   /** Texts the core keeps to send once it can, per group ("waiting to send"). */
   queued = $state.raw<Record<string, string[]>>({});
   /** The invite link the page was opened with, until it is used or set aside. */
@@ -211,9 +213,30 @@ export class AppState {
     const merged = [...page.messages, ...known.filter((m) => !ids.has(m.id))];
     merged.sort((a, b) => a.seq - b.seq);
     this.messages = { ...this.messages, [group]: merged };
+    this.more = { ...this.more, [group]: page.messages.length >= PAGE };
     const fromNotices = notices.map((n) => noticeLine(n));
     const others = (this.lines[group] ?? []).filter((l) => !l.key.startsWith('notice:'));
     this.lines = { ...this.lines, [group]: [...others, ...fromNotices] };
+  }
+
+  /** Loads the page of messages before the oldest one loaded. */
+  async loadEarlier(group: string): Promise<void> {
+    const list = this.messages[group] ?? [];
+    const first = list[0];
+    if (first === undefined) return;
+    const page = await this.confide.history({ group, before: first.seq, limit: PAGE });
+    for (const m of page.messages) this.names.set(m.sender, m.senderName);
+    const ids = new Set(list.map((m) => m.id));
+    const merged = [...page.messages.filter((m) => !ids.has(m.id)), ...list].sort((a, b) => a.seq - b.seq);
+    this.messages = { ...this.messages, [group]: merged };
+    this.more = { ...this.more, [group]: page.messages.length >= PAGE };
+  }
+
+  /** Opens (or reopens) a private conversation with `user`, met in `group`. */
+  async openPrivate(group: string, user: string): Promise<void> {
+    const conversation = await this.confide.openPrivate({ group, with: user });
+    await this.refreshGroups();
+    await this.open(conversation);
   }
 
   /** Adds a message (received, or sent from this device) to its group. */

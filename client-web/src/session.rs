@@ -42,8 +42,9 @@ async fn forward(mut outputs: UnboundedReceiver<Output>, on_event: js_sys::Funct
         let Some(event) = CoreEvent::from_output(output) else {
             continue;
         };
-        // Serializing holds only strings and numbers below 2^53: it does not fail; if it ever
-        // did, that one event is left out rather than stopping the rest.
+        // Serializing holds only strings and numbers clamped below 2^53 (`dto::js_number`,
+        // whatever a hostile member signed): it does not fail; if it ever did, that one event
+        // is left out rather than stopping the rest.
         if let Ok(value) = event.into_js() {
             let _ = on_event.call1(&JsValue::UNDEFINED, &value);
         }

@@ -494,3 +494,77 @@ fn someone_elses_text_is_made_inert_for_display() {
     let family = "👩\u{200d}👧 ça va";
     assert_eq!(sanitize_for_display(family), family);
 }
+
+/// A hostile member signs a message with `sentAt = u64::MAX` and reports one with
+/// `seq = reportedAt = u64::MAX` (review H1): the history page, the facilitator queue and the
+/// events that carry them still reach JavaScript, the huge numbers read as
+/// `Number.MAX_SAFE_INTEGER`, and the ordinary items next to them are untouched.
+#[wasm_bindgen_test]
+fn numbers_above_2_pow_53_cross_to_javascript_clamped_instead_of_failing() {
+    use confide_client_web::dto::{ChatMessage, CoreEvent, FacilitatorItem, HistoryPage};
+    use confide_client_web::dto::{QueueItem, ReportInfo};
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    let message = |seq: u64, sent_at: u64, text: &str| ChatMessage {
+        group: "g".into(),
+        seq,
+        number: seq,
+        id: format!("m{seq}"),
+        sender: "u".into(),
+        sender_device: "d".into(),
+        sender_name: "Sam".into(),
+        sent_at,
+        received_at: 1_700_000_000_000,
+        text: text.into(),
+        reply_to: None,
+    };
+    let page = HistoryPage {
+        messages: vec![
+            message(1, 1_700_000_000_000, "hello"),
+            message(2, u64::MAX, "from the far future"),
+        ],
+    };
+    let page = JsValue::from(page.into_ts().expect("the page crosses"));
+    let messages: Array = field(&page, "messages").into();
+    assert_eq!(messages.length(), 2);
+    assert_eq!(field(&messages.get(0), "sentAt").as_f64(), Some(1.7e12));
+    assert_eq!(field(&messages.get(1), "sentAt").as_f64(), Some(MAX_SAFE));
+    assert_eq!(
+        field(&messages.get(1), "text").as_string().as_deref(),
+        Some("from the far future")
+    );
+
+    let report = ReportInfo {
+        group: "g".into(),
+        seq: u64::MAX,
+        message: "m1".into(),
+        offender: "u".into(),
+        offender_name: "Sam".into(),
+        reporter: "r".into(),
+        reporter_name: "Kim".into(),
+        text: "hello".into(),
+        reason: "spam".into(),
+        reported_at: u64::MAX,
+    };
+    let item = QueueItem {
+        id: "q1".into(),
+        item: FacilitatorItem::Report {
+            report: report.clone(),
+        },
+    };
+    let item = JsValue::from(item.into_ts().expect("the queue item crosses"));
+    let crossed = field(&field(&item, "item"), "report");
+    assert_eq!(field(&crossed, "seq").as_f64(), Some(MAX_SAFE));
+    assert_eq!(field(&crossed, "reportedAt").as_f64(), Some(MAX_SAFE));
+    assert_eq!(field(&item, "id").as_string().as_deref(), Some("q1"));
+
+    // The events that carry them are delivered too, not dropped.
+    for event in [
+        CoreEvent::Message {
+            message: message(3, u64::MAX, "again"),
+        },
+        CoreEvent::Report { report },
+    ] {
+        let value = event.into_js().expect("the event crosses");
+        assert!(field(&value, "type").is_string());
+    }
+}

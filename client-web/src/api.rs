@@ -231,8 +231,9 @@ impl ConfideCore {
 
     /// `createProfile` once begun: see there.
     async fn create(&self, params: &JsValue) -> Result<Rc<Session<WebStore, WsNetwork>>, ApiError> {
-        let display_name = string_param(params, "displayName")?;
+        // The passphrase first: its bytes are zeroed whatever else is wrong with the call.
         let passphrase = take_passphrase(params)?;
+        let display_name = string_param(params, "displayName")?;
         if !host::randomness_available() {
             return Err(ApiError::new(
                 "no_crypto",

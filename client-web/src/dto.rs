@@ -1102,7 +1102,8 @@ pub enum CoreEvent {
         /// The message.
         message: ChatMessage,
     },
-    /// A pending message was refused when sent again; it was not delivered.
+    /// A pending message was refused when sent again; it was not delivered. Also: a removal or
+    /// mute was made but its reason for the facilitators could not be sent (the call resolved).
     SendFailed {
         /// The group.
         group: String,

@@ -568,3 +568,34 @@ fn numbers_above_2_pow_53_cross_to_javascript_clamped_instead_of_failing() {
         assert!(field(&value, "type").is_string());
     }
 }
+
+/// `createProfile` with a display name that is not a string rejects as `invalid`, and the
+/// caller's passphrase bytes are zeroed all the same (review L6).
+#[wasm_bindgen_test]
+async fn the_passphrase_is_zeroed_even_when_other_parameters_are_invalid() {
+    let db = "confide-web-driver-bad-params";
+    IdbStore::delete_database(db).await.unwrap();
+    let (_events, _callback, function) = recorder();
+    let options = OpenOptions {
+        db_name: db.into(),
+        server_url: "wss://127.0.0.1:9/".into(),
+    };
+    let core = ConfideCore::open(options.into_ts().unwrap(), function.unchecked_into())
+        .await
+        .unwrap();
+    let core = JsValue::from(core);
+    let (params, bytes) = passphrase_params("correct horse battery staple");
+    Reflect::set(&params, &"displayName".into(), &JsValue::from(42)).unwrap();
+    let refused = call(&core, "createProfile", Some(&params))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        field(&refused, "code").as_string().as_deref(),
+        Some("invalid")
+    );
+    assert!(
+        bytes.to_vec().iter().all(|&b| b == 0),
+        "the passphrase was left in the caller's buffer"
+    );
+    IdbStore::delete_database(db).await.unwrap();
+}

@@ -599,3 +599,37 @@ async fn the_passphrase_is_zeroed_even_when_other_parameters_are_invalid() {
     );
     IdbStore::delete_database(db).await.unwrap();
 }
+
+/// A server's websocket message is measured while still a JavaScript string, and one over the
+/// frame limit is refused before it is copied into wasm memory; the frames waiting to be
+/// handled are bounded in number and bytes (review L2).
+#[wasm_bindgen_test]
+fn oversized_messages_and_floods_from_the_server_are_refused() {
+    use confide_client_web::link::{Backlog, MAX_QUEUED_FRAMES, Refused, text_of};
+    use confide_protocol::frames::DEFAULT_MAX_SERVER_FRAME_BYTES;
+    assert_eq!(text_of(&JsValue::from_str("{}")), Ok("{}".to_string()));
+    assert_eq!(
+        text_of(&js_sys::ArrayBuffer::new(4).into()),
+        Err(Refused::NotText)
+    );
+    let huge = js_sys::JsString::from("x").repeat(DEFAULT_MAX_SERVER_FRAME_BYTES as i32 + 1);
+    assert_eq!(text_of(&huge.into()), Err(Refused::TooLarge));
+    let at_limit = js_sys::JsString::from("x").repeat(DEFAULT_MAX_SERVER_FRAME_BYTES as i32);
+    assert_eq!(
+        text_of(&at_limit.into()).map(|t| t.len()),
+        Ok(DEFAULT_MAX_SERVER_FRAME_BYTES)
+    );
+
+    let mut backlog = Backlog::default();
+    for _ in 0..MAX_QUEUED_FRAMES {
+        assert!(backlog.admit(10));
+    }
+    assert!(!backlog.admit(10), "a frame past the bound was queued");
+    backlog.release(10);
+    assert!(
+        !backlog.admit(10),
+        "taken again after the connection was to be dropped"
+    );
+    let mut backlog = Backlog::default();
+    assert!(!backlog.admit(usize::MAX), "bytes are bounded too");
+}

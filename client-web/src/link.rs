@@ -271,6 +271,18 @@ fn attach(
     }
 }
 
+/// A socket being opened: closed and detached on drop unless taken (`None`).
+struct Abandoned(Option<WebSocket>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(ws) = self.0.take() {
+            detach(&ws);
+            let _ = ws.close();
+        }
+    }
+}
+
 /// Detaches the callbacks, so that the socket no longer calls into closures about to be freed.
 fn detach(ws: &WebSocket) {
     ws.set_onopen(None);
@@ -293,6 +305,9 @@ impl Network for WsNetwork {
         let (tx, mut incoming) = unbounded();
         let backlog = Rc::new(RefCell::new(Backlog::default()));
         let handlers = attach(&ws, &tx, &backlog);
+        // If this attempt is given up (the driver stops while it waits), the socket is closed
+        // and its callbacks detached before they are freed.
+        let mut abandoned = Abandoned(Some(ws.clone()));
         let opened = {
             let first = incoming.next();
             let timeout = TimeoutFuture::new(timeout_ms(CONNECT_TIMEOUT));
@@ -313,11 +328,9 @@ impl Network for WsNetwork {
                 }),
             }
         };
-        if let Err(e) = opened {
-            detach(&ws);
-            let _ = ws.close();
-            return Err(e);
-        }
+        // On failure `abandoned` closes the socket and detaches its callbacks.
+        opened?;
+        abandoned.0 = None;
         Ok(WsLink {
             ws,
             incoming,

@@ -633,3 +633,58 @@ fn oversized_messages_and_floods_from_the_server_are_refused() {
     let mut backlog = Backlog::default();
     assert!(!backlog.admit(usize::MAX), "bytes are bounded too");
 }
+
+/// A network whose connection attempt never ends (a server that stalls the handshake).
+struct StalledNet;
+
+impl Network for StalledNet {
+    type Link = TestLink;
+
+    async fn dial(&mut self) -> Result<TestLink, ClientError> {
+        std::future::pending().await
+    }
+}
+
+/// "Lock now" while the driver is stuck connecting: the lock does not wait for the connection
+/// (review L3). The core, with its keys, is dropped at once, and the session takes no more
+/// commands.
+#[wasm_bindgen_test]
+async fn stopping_does_not_wait_behind_a_stalled_connect() {
+    let store = MemoryStore::new();
+    let identity = DeviceIdentity::generate(&mut ChaCha20Rng::from_seed([9; 32]));
+    let profile = Profile::new(UserId([9; 16]), "Eli");
+    confide_client_core::profile::create(&store, &identity, &profile)
+        .await
+        .unwrap();
+    let (events, _callback, function) = recorder();
+    let session = std::rc::Rc::new(
+        Session::start(store, StalledNet, identity, profile, function)
+            .await
+            .unwrap(),
+    );
+    // Let the driver begin its connection attempt.
+    TimeoutFuture::new(50).await;
+    let stopped = std::rc::Rc::new(std::cell::Cell::new(false));
+    {
+        let (session, stopped) = (session.clone(), stopped.clone());
+        wasm_bindgen_futures::spawn_local(async move {
+            session.stop().await;
+            stopped.set(true);
+        });
+    }
+    // 1,000 looks, 10 ms apart: far longer than stopping takes; the stalled connect would hold
+    // it forever.
+    for _ in 0..1000 {
+        if stopped.get() {
+            break;
+        }
+        TimeoutFuture::new(10).await;
+    }
+    assert!(stopped.get(), "the lock waited for the connection");
+    let last = events.get(events.length() - 1);
+    assert_eq!(
+        field(&last, "state").as_string().as_deref(),
+        Some("offline")
+    );
+    assert_eq!(session.groups().await.unwrap_err().code, "closed");
+}

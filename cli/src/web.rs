@@ -14,10 +14,21 @@
 //! 2. every file the release's manifest lists: size and SHA-256;
 //! 3. `/`, which must be the release's `/index.html`.
 //!
-//! Each is fetched three times: as it is (`Accept-Encoding: identity`), and with gzip and with
-//! brotli allowed, since a browser always asks for a compressed form, and a server could keep
-//! the plain form honest and change only what browsers receive. A compressed answer is
-//! decompressed (never to more than the file's size plus one byte) and compared the same way.
+//! Each is fetched four times: as it is (`Accept-Encoding: identity`), with gzip and with
+//! brotli allowed, and with exactly what browsers send (`gzip, deflate, br, zstd`), since a
+//! browser always asks for a compressed form, and a server could keep the plain form honest and
+//! change only what browsers receive. A compressed answer is decompressed (never to more than
+//! the file's size plus one byte) and compared the same way; an answer in a coding this check
+//! cannot decode (`deflate`, `zstd`) fails it, since it could hold anything.
+//!
+//! Every answer's header fields are checked too: a server (or a proxy in front of it) that
+//! serves the exact files with another policy changes what the browser enforces. The
+//! `Content-Security-Policy` must be the release's, apart from extra `connect-src` sources
+//! (`web_connect_src`); the other security headers ([`SECURITY_HEADERS`]) and the
+//! `Content-Type` must be exactly the server's; a header that could act on the app
+//! ([`FORBIDDEN_HEADERS`], such as `Clear-Site-Data`) must be absent; and there must be at most
+//! one `Content-Encoding`. `Strict-Transport-Security` is not checked (a development server
+//! sends none, a proxy may send its own).
 //!
 //! What this proves is what the server served to this request. A server can tell a checker from
 //! a browser and serve modified code to chosen people only; the check makes a change that is
@@ -72,6 +83,114 @@ const MANIFEST_PATH: &str = "/asset-manifest.json";
 const MANIFEST_FILE: &str = "asset-manifest.json";
 /// The page `/` must serve.
 const INDEX_PATH: &str = "/index.html";
+/// What browsers send as `Accept-Encoding` (Chromium's, a superset of the others').
+const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
+
+/// The release's `Content-Security-Policy` up to and including `connect-src 'self'`; an
+/// operator's extra `connect-src` sources may follow, then [`CSP_END`]. The same text as the
+/// server's `confide_server::web::CSP_CONNECT` (a unit test compares them).
+pub const CSP_START: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+     style-src 'self'; img-src 'self'; font-src 'none'; connect-src 'self'";
+/// The rest of the release's `Content-Security-Policy` (the server's `CSP_REST`).
+pub const CSP_END: &str = "; worker-src 'self'; manifest-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'; object-src 'none'; \
+     require-trusted-types-for 'script'; trusted-types svelte-trusted-html confide-worker-url";
+/// The security headers every answer carries, with their exact values: the server's
+/// constants in `server/src/web.rs` (PROTOCOL.md §9.1.1; a unit test compares them).
+pub const SECURITY_HEADERS: [(&str, &str); 7] = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Embedder-Policy", "require-corp"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    ("X-Frame-Options", "DENY"),
+    (
+        "Permissions-Policy",
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=(), browsing-topics=()",
+    ),
+];
+/// Headers the server never sends and that would act on the app if a server or proxy added
+/// them: wipe its storage (`Clear-Site-Data`), navigate away (`Refresh`), set state
+/// (`Set-Cookie`), preload or prefetch something (`Link`), or widen a service worker's scope.
+pub const FORBIDDEN_HEADERS: [&str; 7] = [
+    "Clear-Site-Data",
+    "Refresh",
+    "Set-Cookie",
+    "Set-Cookie2",
+    "Link",
+    "Service-Worker-Allowed",
+    "Content-Security-Policy-Report-Only",
+];
+
+/// The `Content-Type` the server sends for `path` (the server's `web::content_type`; a unit
+/// test compares them).
+fn content_type(path: &str) -> &'static str {
+    let path = if path == "/" { INDEX_PATH } else { path };
+    let ext = path.rsplit_once('.').map_or("", |(_, ext)| ext);
+    match ext {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// What is wrong with the header fields of the answer for `path`, if anything.
+fn header_problems(path: &str, headers: &[(String, String)]) -> Vec<String> {
+    let values = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let mut problems = Vec::new();
+    let exactly = |name: &str, want: &str, problems: &mut Vec<String>| match values(name).as_slice()
+    {
+        [] => problems.push(format!("no {name} header")),
+        [one] if *one == want => {}
+        [one] => problems.push(format!(
+            "{name} is {:?}, not {want:?}",
+            cut(one, SHOWN_CHARS)
+        )),
+        _ => problems.push(format!("more than one {name} header")),
+    };
+    match values("Content-Security-Policy").as_slice() {
+        [] => problems.push("no Content-Security-Policy header".to_string()),
+        [csp] => {
+            let extras = csp
+                .strip_prefix(CSP_START)
+                .and_then(|rest| rest.strip_suffix(CSP_END));
+            // Only extra `connect-src` sources may stand between the two parts.
+            if !extras
+                .is_some_and(|e| e.is_empty() || (e.starts_with(' ') && !e.contains([';', ','])))
+            {
+                problems.push(format!(
+                    "Content-Security-Policy is not the release's: {:?}",
+                    cut(csp, 4 * SHOWN_CHARS)
+                ));
+            }
+        }
+        _ => problems.push("more than one Content-Security-Policy header".to_string()),
+    }
+    for (name, want) in SECURITY_HEADERS {
+        exactly(name, want, &mut problems);
+    }
+    exactly("Content-Type", content_type(path), &mut problems);
+    for name in FORBIDDEN_HEADERS {
+        if !values(name).is_empty() {
+            problems.push(format!("a {name} header, which the server never sends"));
+        }
+    }
+    problems
+}
 
 /// What the server must serve: the release hash, and the release's manifest when it is known
 /// before asking the server (from a local build).
@@ -283,11 +402,14 @@ enum Form {
     Gzip,
     /// `Accept-Encoding: br`, what browsers prefer.
     Brotli,
+    /// Exactly what browsers send ([`BROWSER_ACCEPT_ENCODING`]): the answer must be in a
+    /// coding this check can decode.
+    Browser,
 }
 
 impl Form {
     /// Every form, in the order checked.
-    const ALL: [Form; 3] = [Form::Plain, Form::Gzip, Form::Brotli];
+    const ALL: [Form; 4] = [Form::Plain, Form::Gzip, Form::Brotli, Form::Browser];
 
     /// The request's `Accept-Encoding`.
     fn accept(self) -> &'static str {
@@ -295,6 +417,7 @@ impl Form {
             Form::Plain => "identity",
             Form::Gzip => "gzip",
             Form::Brotli => "br",
+            Form::Browser => BROWSER_ACCEPT_ENCODING,
         }
     }
 
@@ -304,6 +427,7 @@ impl Form {
             Form::Plain => "plain",
             Form::Gzip => "gzip",
             Form::Brotli => "brotli",
+            Form::Browser => "browser",
         }
     }
 }
@@ -339,10 +463,12 @@ impl std::fmt::Display for FetchError {
     }
 }
 
-/// One answer: its status, its `Content-Encoding` and, for a 200, its body.
+/// One answer: its status, its header fields, its `Content-Encoding` and, for a 200, its body.
 struct Reply {
     /// The status code.
     status: u16,
+    /// Every header field, in order (values decoded lossily: only compared and quoted cut).
+    headers: Vec<(String, String)>,
     /// `Content-Encoding`, lowercased, if sent.
     encoding: Option<String>,
     /// The body (empty unless the status is 200).
@@ -428,7 +554,7 @@ async fn read_reply<S: AsyncRead + Unpin>(
     let malformed = |why: &str| FetchError::Malformed(why.to_string());
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
-    let (head_len, status, length, encoding) = loop {
+    let (head_len, status, length, encoding, headers) = loop {
         let n = within(stream.read(&mut chunk))
             .await?
             .map_err(|e| FetchError::Malformed(e.to_string()))?;
@@ -445,7 +571,12 @@ async fn read_reply<S: AsyncRead + Unpin>(
                 let status = response.code.unwrap_or(0);
                 let mut length = None;
                 let mut encoding = None;
+                let mut headers = Vec::new();
                 for header in response.headers.iter() {
+                    headers.push((
+                        header.name.to_string(),
+                        String::from_utf8_lossy(header.value).into_owned(),
+                    ));
                     if header.name.eq_ignore_ascii_case("content-length") {
                         let value = std::str::from_utf8(header.value)
                             .ok()
@@ -457,6 +588,9 @@ async fn read_reply<S: AsyncRead + Unpin>(
                         }
                         length = Some(value);
                     } else if header.name.eq_ignore_ascii_case("content-encoding") {
+                        if encoding.is_some() {
+                            return Err(malformed("more than one Content-Encoding"));
+                        }
                         encoding = Some(
                             String::from_utf8_lossy(header.value)
                                 .trim()
@@ -468,7 +602,7 @@ async fn read_reply<S: AsyncRead + Unpin>(
                         ));
                     }
                 }
-                break (len, status, length, encoding);
+                break (len, status, length, encoding, headers);
             }
             Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD_BYTES => continue,
             Ok(httparse::Status::Partial) => {
@@ -480,6 +614,7 @@ async fn read_reply<S: AsyncRead + Unpin>(
     if status != 200 {
         return Ok(Reply {
             status,
+            headers,
             encoding,
             body: Vec::new(),
         });
@@ -508,6 +643,7 @@ async fn read_reply<S: AsyncRead + Unpin>(
     }
     Ok(Reply {
         status,
+        headers,
         encoding,
         body,
     })
@@ -593,7 +729,8 @@ impl Report {
     pub fn verdict(&self) -> String {
         if self.serves_release() {
             return format!(
-                "the server serves release {} ({} paths checked, each plain, gzip and brotli)",
+                "the server serves release {} ({} paths checked, each plain, gzip, brotli and \
+                 as browsers ask, with the release's security headers)",
                 self.expected, self.checked
             );
         }
@@ -694,7 +831,15 @@ pub async fn verify(
         .await
     {
         Ok(reply) if reply.status == 200 => match reply.encoding.as_deref() {
-            None | Some("identity") => Some(reply.body),
+            None | Some("identity") => {
+                let wrong = header_problems(MANIFEST_PATH, &reply.headers);
+                if !wrong.is_empty() {
+                    report
+                        .problems
+                        .push(problem(MANIFEST_PATH, None, wrong.join("; ")));
+                }
+                Some(reply.body)
+            }
             Some(other) => {
                 report.problems.push(problem(
                     MANIFEST_PATH,
@@ -814,7 +959,7 @@ pub async fn verify(
 async fn check(fetcher: &mut Fetcher, path: &str, want: &Entry, form: Form) -> Result<(), String> {
     let cap = match form {
         Form::Plain => want.size,
-        Form::Gzip | Form::Brotli => want
+        Form::Gzip | Form::Brotli | Form::Browser => want
             .size
             .saturating_add(want.size / 16)
             .saturating_add(COMPRESSION_SLACK),
@@ -838,12 +983,31 @@ async fn check(fetcher: &mut Fetcher, path: &str, want: &Entry, form: Form) -> R
     if reply.status != 200 {
         return Err(format!("the server answered {}", reply.status));
     }
+    let wrong_headers = header_problems(path, &reply.headers);
+    let compared = compare(form, reply, want);
+    match (compared, wrong_headers.is_empty()) {
+        (Ok(()), true) => Ok(()),
+        (Ok(()), false) => Err(wrong_headers.join("; ")),
+        (Err(what), true) => Err(what),
+        (Err(what), false) => Err(format!("{what}; {}", wrong_headers.join("; "))),
+    }
+}
+
+/// Compares the body of `reply`, asked for in `form`, with `want`; the error says what differs.
+fn compare(form: Form, reply: Reply, want: &Entry) -> Result<(), String> {
     let body = match (form, reply.encoding.as_deref()) {
         // No compressed form of this file on the server (or none asked for): the file itself.
         (_, None | Some("identity")) => reply.body,
-        (Form::Gzip, Some(encoding @ ("gzip" | "x-gzip")))
-        | (Form::Brotli, Some(encoding @ "br")) => {
+        (Form::Gzip | Form::Browser, Some(encoding @ ("gzip" | "x-gzip")))
+        | (Form::Brotli | Form::Browser, Some(encoding @ "br")) => {
             decompress(encoding, &reply.body, want.size.saturating_add(1))?
+        }
+        (Form::Browser, Some(other)) => {
+            return Err(format!(
+                "sent to browsers with Content-Encoding {:?}, which this check cannot decode, \
+                 so it could hold anything",
+                shown(other)
+            ));
         }
         (_, Some(other)) => {
             return Err(format!(
@@ -938,6 +1102,81 @@ mod tests {
         assert_eq!(decompress("gzip", &gz, 11).unwrap().len(), 11);
         assert!(decompress("gzip", b"not gzip", 11).is_err());
         assert!(decompress("deflate", &gz, 11).is_err());
+    }
+
+    #[test]
+    fn the_expected_headers_are_the_servers() {
+        use confide_server::web;
+        assert_eq!(CSP_START, web::CSP_CONNECT);
+        assert_eq!(CSP_END, web::CSP_REST);
+        assert_eq!(
+            SECURITY_HEADERS,
+            [
+                ("X-Content-Type-Options", web::X_CONTENT_TYPE_OPTIONS),
+                ("Referrer-Policy", web::REFERRER_POLICY),
+                (
+                    "Cross-Origin-Opener-Policy",
+                    web::CROSS_ORIGIN_OPENER_POLICY
+                ),
+                (
+                    "Cross-Origin-Embedder-Policy",
+                    web::CROSS_ORIGIN_EMBEDDER_POLICY
+                ),
+                (
+                    "Cross-Origin-Resource-Policy",
+                    web::CROSS_ORIGIN_RESOURCE_POLICY
+                ),
+                ("X-Frame-Options", web::X_FRAME_OPTIONS),
+                ("Permissions-Policy", web::PERMISSIONS_POLICY),
+            ]
+        );
+        for path in [
+            "/index.html",
+            "/a.js",
+            "/a.mjs",
+            "/a.css",
+            "/a.wasm",
+            "/a.json",
+            "/manifest.webmanifest",
+            "/a.png",
+            "/a.svg",
+            "/favicon.ico",
+            "/robots.txt",
+            "/a.bin",
+            "/noext",
+        ] {
+            assert_eq!(content_type(path), web::content_type(path), "{path}");
+        }
+        assert_eq!(content_type("/"), web::content_type(INDEX_PATH));
+    }
+
+    #[test]
+    fn extra_connect_sources_pass_and_other_policy_changes_do_not() {
+        let headers = |csp: &str| {
+            let mut h: Vec<(String, String)> = SECURITY_HEADERS
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            h.push(("Content-Type".into(), "application/wasm".into()));
+            h.push(("Content-Security-Policy".into(), csp.to_string()));
+            h
+        };
+        let ok = format!("{CSP_START}{CSP_END}");
+        assert!(header_problems("/a.wasm", &headers(&ok)).is_empty());
+        let extra = format!("{CSP_START} https://push.example{CSP_END}");
+        assert!(header_problems("/a.wasm", &headers(&extra)).is_empty());
+        for bad in [
+            format!("{CSP_START}; script-src *{CSP_END}"),
+            format!("{CSP_START}https://x{CSP_END}"),
+            ok.replace("'none'; object", "*; object"),
+            String::new(),
+        ] {
+            assert!(
+                !header_problems("/a.wasm", &headers(&bad)).is_empty(),
+                "{bad}"
+            );
+        }
+        assert!(!header_problems("/a.js", &headers(&ok)).is_empty(), "type");
     }
 
     #[test]

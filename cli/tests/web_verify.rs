@@ -183,7 +183,7 @@ fn a_modified_script_with_its_own_manifest_is_named_against_the_build() {
             && l.contains(&release)),
         "{text}"
     );
-    for form in ["", " (gzip form)", " (brotli form)"] {
+    for form in ["", " (gzip form)", " (brotli form)", " (browser form)"] {
         let prefix = format!("{JS_PATH}{form}: SHA-256 ");
         assert!(lines.iter().any(|l| l.starts_with(&prefix)), "{text}");
     }
@@ -207,6 +207,7 @@ fn a_modified_script_with_its_own_manifest_is_named_against_the_build() {
             (JS_PATH.to_string(), Some("plain".to_string())),
             (JS_PATH.to_string(), Some("gzip".to_string())),
             (JS_PATH.to_string(), Some("brotli".to_string())),
+            (JS_PATH.to_string(), Some("browser".to_string())),
         ]
     );
 }
@@ -282,8 +283,51 @@ struct Hostile {
 
 type Routes = HashMap<(String, String), (Vec<u8>, Option<&'static str>)>;
 
+/// The header fields a release's server sends with the answer for `path` (besides
+/// Content-Length, Content-Encoding and Connection), from the server's own definitions.
+fn release_headers(path: &str) -> Vec<(String, String)> {
+    use confide_server::web;
+    let served = if path == "/" { "/index.html" } else { path };
+    [
+        ("Content-Type", web::content_type(served).to_string()),
+        ("Vary", "Accept-Encoding".to_string()),
+        ("Cache-Control", web::cache_control(served).to_string()),
+        (
+            "Content-Security-Policy",
+            format!("{}{}", web::CSP_CONNECT, web::CSP_REST),
+        ),
+        ("X-Content-Type-Options", web::X_CONTENT_TYPE_OPTIONS.into()),
+        ("Referrer-Policy", web::REFERRER_POLICY.into()),
+        (
+            "Cross-Origin-Opener-Policy",
+            web::CROSS_ORIGIN_OPENER_POLICY.into(),
+        ),
+        (
+            "Cross-Origin-Embedder-Policy",
+            web::CROSS_ORIGIN_EMBEDDER_POLICY.into(),
+        ),
+        (
+            "Cross-Origin-Resource-Policy",
+            web::CROSS_ORIGIN_RESOURCE_POLICY.into(),
+        ),
+        ("X-Frame-Options", web::X_FRAME_OPTIONS.into()),
+        ("Permissions-Policy", web::PERMISSIONS_POLICY.into()),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v))
+    .collect()
+}
+
+/// Changes the header fields of the answer for a path.
+type EditHeaders = fn(&str, &mut Vec<(String, String)>);
+
 impl Hostile {
     async fn start(routes: Routes) -> Hostile {
+        Hostile::start_with(routes, |_, _| {}).await
+    }
+
+    /// A hostile server whose answers carry the release's header fields as `edit` changes them.
+    async fn start_with(routes: Routes, edit: EditHeaders) -> Hostile {
         let data = tempfile::tempdir().unwrap();
         let identity = TlsIdentity::dev(data.path()).unwrap();
         let pin = identity.fingerprint();
@@ -316,13 +360,18 @@ impl Hostile {
                         .to_string();
                     let answer = routes
                         .get(&(path.clone(), encoding))
-                        .or_else(|| routes.get(&(path, "identity".to_string())));
+                        .or_else(|| routes.get(&(path.clone(), "identity".to_string())));
                     let response = match answer {
                         Some((body, coding)) => {
                             let mut r =
                                 format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n", body.len());
                             if let Some(coding) = coding {
                                 r.push_str(&format!("Content-Encoding: {coding}\r\n"));
+                            }
+                            let mut headers = release_headers(&path);
+                            edit(&path, &mut headers);
+                            for (name, value) in headers {
+                                r.push_str(&format!("{name}: {value}\r\n"));
                             }
                             r.push_str("Connection: close\r\n\r\n");
                             [r.into_bytes(), body.clone()].concat()
@@ -484,4 +533,93 @@ fn a_root_page_other_than_the_releases_index_is_caught() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Browsers send `Accept-Encoding: gzip, deflate, br, zstd`.
+const BROWSER_ACCEPT_ENCODING: &str = "gzip, deflate, br, zstd";
+
+#[test]
+fn a_server_that_serves_the_files_with_other_security_headers_is_caught() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (routes, release) = release_routes();
+    // The script without its Content-Security-Policy (the files are the release's).
+    let no_csp = runtime.block_on(Hostile::start_with(routes.clone(), |path, headers| {
+        if path == JS_PATH {
+            headers.retain(|(n, _)| n != "Content-Security-Policy");
+        }
+    }));
+    let out = no_csp.verify(&["--expect", &release, "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_WEB_MISMATCH),
+        "{}",
+        stderr(&out)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let found = problems(&report);
+    assert!(
+        !found.is_empty() && found.iter().all(|(p, _)| p == JS_PATH),
+        "{report}"
+    );
+    assert!(
+        report.to_string().contains("Content-Security-Policy"),
+        "{report}"
+    );
+
+    // A CSP that lets another site frame the app.
+    let framable = runtime.block_on(Hostile::start_with(routes.clone(), |_, headers| {
+        for (name, value) in headers.iter_mut() {
+            if name == "Content-Security-Policy" {
+                *value = value.replace("frame-ancestors 'none'", "frame-ancestors *");
+            }
+        }
+    }));
+    let out = framable.verify(&["--expect", &release]);
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_WEB_MISMATCH),
+        "{}",
+        stderr(&out)
+    );
+
+    // The page adds Clear-Site-Data, which would wipe every visitor's profile.
+    let wiper = runtime.block_on(Hostile::start_with(routes, |path, headers| {
+        if path == "/" {
+            headers.push(("Clear-Site-Data".into(), "\"storage\"".into()));
+        }
+    }));
+    let out = wiper.verify(&["--expect", &release]);
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_WEB_MISMATCH),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("Clear-Site-Data"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_server_that_answers_browsers_in_a_coding_the_check_cannot_read_is_caught() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (mut routes, release) = release_routes();
+    // Only to a browser's exact Accept-Encoding, the script comes as zstd (which could hold
+    // anything: the check cannot decode it).
+    routes.insert(
+        (JS_PATH.to_string(), BROWSER_ACCEPT_ENCODING.to_string()),
+        (b"(zstd bytes)".to_vec(), Some("zstd")),
+    );
+    let hostile = runtime.block_on(Hostile::start(routes));
+    let out = hostile.verify(&["--expect", &release, "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_WEB_MISMATCH),
+        "{}",
+        stderr(&out)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        problems(&report),
+        [(JS_PATH.to_string(), Some("browser".to_string()))]
+    );
+    assert!(report.to_string().contains("zstd"), "{report}");
 }

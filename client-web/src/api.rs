@@ -127,9 +127,12 @@ fn ts<T: Tsify + Serialize>(value: &T) -> Result<Ts<T>, JsValue> {
         .map_err(|e| ApiError::new("encode", e.to_string()).into_js())
 }
 
-/// A list of results as a JavaScript array.
+/// A list of results as a JavaScript array. One item never fails the list: numbers are
+/// clamped for JavaScript (`dto::js_number`), so no item is known to fail to encode, and one
+/// that somehow did would be left out rather than hide the others (a hostile member's item
+/// must not hide the rest of a history page or of the facilitator queue).
 fn ts_list<T: Tsify + Serialize>(values: &[T]) -> Result<Vec<Ts<T>>, JsValue> {
-    values.iter().map(ts).collect()
+    Ok(values.iter().filter_map(|v| v.into_ts().ok()).collect())
 }
 
 /// The lifecycle of the profile in this worker.
@@ -228,8 +231,9 @@ impl ConfideCore {
 
     /// `createProfile` once begun: see there.
     async fn create(&self, params: &JsValue) -> Result<Rc<Session<WebStore, WsNetwork>>, ApiError> {
-        let display_name = string_param(params, "displayName")?;
+        // The passphrase first: its bytes are zeroed whatever else is wrong with the call.
         let passphrase = take_passphrase(params)?;
+        let display_name = string_param(params, "displayName")?;
         if !host::randomness_available() {
             return Err(ApiError::new(
                 "no_crypto",

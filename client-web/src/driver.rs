@@ -10,6 +10,12 @@
 //!   core's follow-up work ([`ClientCore::after_input`]).
 //! - It reports the connection as it changes ([`ConnectionState`]) beside the core's events.
 //!
+//! [`Driver::stop`] does not queue behind the work under way: it has its own channel, watched
+//! at every await of the loop, and ends the step in progress (a connection attempt, a sync
+//! that a slow server trickles, a command waiting for replies) so that the core and its keys
+//! are dropped at once when the person locks. Nothing is lost: each step is committed whole
+//! before it sends anything (PROTOCOL.md §11.12), and a step ended half-way is not committed.
+//!
 //! A command is a closure over `&mut ClientCore` ([`Driver::call`]) whose result goes back on a
 //! oneshot channel. The core is owned by the task, never shared: there is no `RefCell`, so no
 //! borrow can be held across an `await`.
@@ -52,20 +58,21 @@ type Job<S, N> = Box<dyn for<'a> FnOnce(&'a mut ClientCore<S, N>) -> LocalBoxFut
 enum Msg<S: ClientStore, N: Network> {
     /// Run a command.
     Job(Job<S, N>),
-    /// Close the core and its store, then say so.
-    Stop(oneshot::Sender<()>),
 }
 
 /// The handle on a running driver. Cheap to clone; when every clone is dropped, the task
 /// closes the core and ends.
 pub struct Driver<S: ClientStore, N: Network> {
     tx: UnboundedSender<Msg<S, N>>,
+    /// Stop requests, ahead of everything else: each is answered once the core is gone.
+    stop_tx: UnboundedSender<oneshot::Sender<()>>,
 }
 
 impl<S: ClientStore, N: Network> Clone for Driver<S, N> {
     fn clone(&self) -> Self {
         Driver {
             tx: self.tx.clone(),
+            stop_tx: self.stop_tx.clone(),
         }
     }
 }
@@ -99,8 +106,9 @@ where
     /// core's host sends its events too).
     pub fn spawn(core: ClientCore<S, N>, out: UnboundedSender<Output>) -> Driver<S, N> {
         let (tx, rx) = unbounded();
-        wasm_bindgen_futures::spawn_local(run(core, rx, out));
-        Driver { tx }
+        let (stop_tx, stop_rx) = unbounded();
+        wasm_bindgen_futures::spawn_local(run(core, rx, stop_rx, out));
+        Driver { tx, stop_tx }
     }
 
     /// Runs `f` on the core as one command (then the core's follow-up work) and returns what
@@ -130,11 +138,14 @@ where
         answer.await.map_err(|_| ClientError::Closed)
     }
 
-    /// Closes the core (storing what is pending, closing the connection) and ends the task;
-    /// returns once that is done. Commands queued before it are served first.
+    /// Closes the core and ends the task; returns once the core (with its keys) and its store
+    /// are dropped. It does not wait for the work under way: a step in progress (connecting,
+    /// syncing, a command waiting for the server) is ended and its command fails with
+    /// [`ClientError::Closed`]; commands still queued fail the same way. When the driver was
+    /// idle, what is pending is stored and the connection closed politely first.
     pub async fn stop(&self) {
         let (done, finished) = oneshot::channel();
-        if self.tx.unbounded_send(Msg::Stop(done)).is_ok() {
+        if self.stop_tx.unbounded_send(done).is_ok() {
             let _ = finished.await;
         }
     }
@@ -184,10 +195,11 @@ fn jittered(backoff: Duration) -> Duration {
     backoff.mul_f64(0.5 + f64::from(jitter) / 1000.0)
 }
 
-/// The task: see the module documentation.
+/// The task: [`work`] until it ends or a stop request comes (see the module documentation).
 async fn run<S, N>(
     mut core: ClientCore<S, N>,
-    mut rx: UnboundedReceiver<Msg<S, N>>,
+    rx: UnboundedReceiver<Msg<S, N>>,
+    mut stop_rx: UnboundedReceiver<oneshot::Sender<()>>,
     out: UnboundedSender<Output>,
 ) where
     S: ClientStore + 'static,
@@ -195,19 +207,79 @@ async fn run<S, N>(
     N::Link: PushLink,
 {
     let mut reporter = Reporter { out, last: None };
+    // Whether `work` is inside a step (anything but waiting for the next input).
+    let in_step = std::cell::Cell::new(false);
+    let stop = {
+        let work = std::pin::pin!(work(&mut core, rx, &mut reporter, &in_step));
+        match select(stop_rx.next(), work).await {
+            Either::Left((done, _)) => done,
+            // Every handle is gone.
+            Either::Right(((), _)) => None,
+        }
+        // The work (and the step in progress) is dropped here.
+    };
+    if in_step.get() {
+        // A step was ended half-way: its changes must not be committed, so the core is dropped
+        // as it is (dropping the link closes the connection, dropping the store closes it).
+        drop(core);
+        reporter.report(ConnectionState::Offline);
+        if let Some(done) = stop {
+            let _ = done.send(());
+        }
+    } else {
+        shut_down(core, reporter, stop).await;
+    }
+    // Anyone else who asked to stop meanwhile: the core is gone.
+    stop_rx.close();
+    while let Ok(done) = stop_rx.try_recv() {
+        let _ = done.send(());
+    }
+}
+
+/// Marks the driver inside a step while it lives (see [`run`]).
+struct Step<'a>(&'a std::cell::Cell<bool>);
+
+impl<'a> Step<'a> {
+    fn begin(flag: &'a std::cell::Cell<bool>) -> Step<'a> {
+        flag.set(true);
+        Step(flag)
+    }
+}
+
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+/// The loop: connect, then serve commands, frames and the outbox timer, until every handle is
+/// dropped. Everything except the waits for the next input runs as a [`Step`].
+async fn work<S, N>(
+    core: &mut ClientCore<S, N>,
+    mut rx: UnboundedReceiver<Msg<S, N>>,
+    reporter: &mut Reporter,
+    in_step: &std::cell::Cell<bool>,
+) where
+    S: ClientStore + 'static,
+    N: Network + 'static,
+    N::Link: PushLink,
+{
     let mut backoff = MIN_BACKOFF;
     loop {
         if !core.is_connected() {
             reporter.report(ConnectionState::Connecting);
+            let step = Step::begin(in_step);
             match core.connect().await {
                 Ok(()) => {
                     backoff = MIN_BACKOFF;
                     reporter.report(ConnectionState::Online);
                     // What waited for the connection goes now, not at the next input.
                     core.after_connect().await;
+                    drop(step);
                 }
                 Err(e) => {
                     core.connect_failed(e.to_string()).await;
+                    drop(step);
                     reporter.report(ConnectionState::Offline);
                     // Wait out the back-off, serving commands meanwhile (they fail fast, or
                     // connect by themselves: then the wait ends).
@@ -215,14 +287,10 @@ async fn run<S, N>(
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     loop {
                         match select(rx.next(), &mut sleep).await {
-                            Either::Left((None, _)) => {
-                                return shut_down(core, reporter, None).await;
-                            }
-                            Either::Left((Some(Msg::Stop(done)), _)) => {
-                                return shut_down(core, reporter, Some(done)).await;
-                            }
+                            Either::Left((None, _)) => return,
                             Either::Left((Some(Msg::Job(job)), _)) => {
-                                job(&mut core).await;
+                                let _step = Step::begin(in_step);
+                                job(core).await;
                                 if core.is_connected() {
                                     backoff = MIN_BACKOFF;
                                     reporter.report(ConnectionState::Online);
@@ -260,12 +328,10 @@ async fn run<S, N>(
                 Either::Right((Either::Right(((), _)), _)) => Next::RetryOutbox,
             }
         };
+        let _step = Step::begin(in_step);
         match next {
-            Next::Msg(None) => return shut_down(core, reporter, None).await,
-            Next::Msg(Some(Msg::Stop(done))) => {
-                return shut_down(core, reporter, Some(done)).await;
-            }
-            Next::Msg(Some(Msg::Job(job))) => job(&mut core).await,
+            Next::Msg(None) => return,
+            Next::Msg(Some(Msg::Job(job))) => job(core).await,
             Next::Frame(frame) => match *frame {
                 Ok(frame) => core.receive(frame).await,
                 Err(e) => core.connection_lost(e.to_string()).await,

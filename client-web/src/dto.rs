@@ -28,6 +28,61 @@ use wasm_bindgen::JsValue;
 use crate::host::Output;
 
 // ---------------------------------------------------------------------------------------------
+// Numbers
+
+/// How every `u64` crosses into JavaScript (`#[serde(serialize_with = "js_number::serialize")]`
+/// on each such field): clamped to `Number.MAX_SAFE_INTEGER`.
+///
+/// JavaScript numbers are exact only up to 2^53 − 1, and serde-wasm-bindgen refuses to encode
+/// a larger `u64` at all, which would fail the whole result or drop the whole event. Some of
+/// these numbers are claims of other people (a message's `sentAt`, a report's `seq` and
+/// `reportedAt`, a mute's end), so a hostile member could otherwise hide a page of history or
+/// the facilitator queue with one value. Clamped, such a value reads as "the far future" or
+/// "the largest seq", and the TypeScript type stays `number`. Below the bound nothing changes.
+pub mod js_number {
+    use serde::{Serialize, Serializer};
+
+    /// `Number.MAX_SAFE_INTEGER`: the largest integer a JavaScript number holds exactly.
+    pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+    /// `n`, or [`MAX_SAFE_INTEGER`] if it is larger.
+    pub fn clamp(n: u64) -> u64 {
+        n.min(MAX_SAFE_INTEGER)
+    }
+
+    /// A number field, or an optional one, that can be clamped for JavaScript.
+    pub trait Clamp {
+        /// The clamped value, of the same shape.
+        fn clamped(&self) -> Self;
+    }
+
+    impl Clamp for u64 {
+        fn clamped(&self) -> u64 {
+            clamp(*self)
+        }
+    }
+
+    impl Clamp for Option<u64> {
+        fn clamped(&self) -> Option<u64> {
+            self.map(clamp)
+        }
+    }
+
+    /// Serializes `value` clamped to [`MAX_SAFE_INTEGER`].
+    ///
+    /// # Errors
+    ///
+    /// Only the serializer's own.
+    pub fn serialize<T, S>(value: &T, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        T: Clamp + Serialize,
+        S: Serializer,
+    {
+        value.clamped().serialize(serializer)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Errors
 
 /// Why a call failed: what a rejected promise carries.
@@ -44,6 +99,7 @@ pub struct ApiError {
     /// When the server said to try again, in milliseconds, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[tsify(optional)]
+    #[serde(serialize_with = "js_number::serialize")]
     pub retry_after_ms: Option<u64>,
 }
 
@@ -259,8 +315,10 @@ pub struct ChatMessage {
     pub group: String,
     /// Its position in the group (the server's order); what `before`, `report` and
     /// `seqOfNumber` use.
+    #[serde(serialize_with = "js_number::serialize")]
     pub seq: u64,
     /// Its number as people see it here (1, 2, 3, … in the order it became readable).
+    #[serde(serialize_with = "js_number::serialize")]
     pub number: u64,
     /// Its id.
     pub id: String,
@@ -271,8 +329,10 @@ pub struct ChatMessage {
     /// The author's pseudonym at the time.
     pub sender_name: String,
     /// When the author says it was sent.
+    #[serde(serialize_with = "js_number::serialize")]
     pub sent_at: u64,
     /// When the server stored it.
+    #[serde(serialize_with = "js_number::serialize")]
     pub received_at: u64,
     /// The text (someone else's: show it through `sanitizeForDisplay`, as text).
     pub text: String,
@@ -355,6 +415,7 @@ pub struct SyncRefusal {
     /// Why (a `code` like the errors').
     pub code: String,
     /// Since when.
+    #[serde(serialize_with = "js_number::serialize")]
     pub since: Option<u64>,
 }
 
@@ -371,6 +432,7 @@ pub struct GroupInfo {
     /// Number of members.
     pub members: u32,
     /// The current epoch.
+    #[serde(serialize_with = "js_number::serialize")]
     pub epoch: u64,
     /// Why the group's stored log was rejected, if it was (the group is frozen).
     pub tampered: Option<String>,
@@ -422,6 +484,7 @@ pub struct MemberInfo {
     /// Their devices.
     pub devices: Vec<String>,
     /// Until when they are muted.
+    #[serde(serialize_with = "js_number::serialize")]
     pub muted_until: Option<u64>,
     /// Other members whose names look like this one's: show a warning.
     pub looks_like: Vec<String>,
@@ -575,6 +638,7 @@ pub struct Status {
     /// The user's role (absent: not a member).
     pub role: Option<Role>,
     /// Until when the user is muted.
+    #[serde(serialize_with = "js_number::serialize")]
     pub muted_until: Option<u64>,
     /// Whether the chat is locked by hand.
     pub locked: bool,
@@ -606,6 +670,7 @@ pub struct ReportInfo {
     /// The group.
     pub group: String,
     /// The position the reporter names (not proven: find the message by `message`).
+    #[serde(serialize_with = "js_number::serialize")]
     pub seq: u64,
     /// The reported message (proven).
     pub message: String,
@@ -622,6 +687,7 @@ pub struct ReportInfo {
     /// The reporter's reason.
     pub reason: String,
     /// When the reporter's device says it wrote the report.
+    #[serde(serialize_with = "js_number::serialize")]
     pub reported_at: u64,
 }
 
@@ -655,6 +721,7 @@ pub struct UrgentRequest {
     /// What they wrote.
     pub text: String,
     /// When this device received it.
+    #[serde(serialize_with = "js_number::serialize")]
     pub received_at: u64,
 }
 
@@ -713,8 +780,10 @@ impl QueueItem {
 #[serde(rename_all = "camelCase")]
 pub struct Departure {
     /// The log position of the op that ended it.
+    #[serde(serialize_with = "js_number::serialize")]
     pub op_seq: u64,
     /// When.
+    #[serde(serialize_with = "js_number::serialize")]
     pub at: u64,
     /// True if the user left; false if a facilitator removed them.
     pub left: bool,
@@ -746,6 +815,7 @@ pub struct GroupChange {
     /// The group.
     pub group: String,
     /// The op's position in the log.
+    #[serde(serialize_with = "js_number::serialize")]
     pub op_seq: u64,
     /// The op type: `add`, `remove`, `mute`, `lock`, … (the protocol's names).
     pub action: String,
@@ -754,6 +824,7 @@ pub struct GroupChange {
     /// Whom it concerns.
     pub target: Option<String>,
     /// When the author says it happened.
+    #[serde(serialize_with = "js_number::serialize")]
     pub at: u64,
 }
 
@@ -788,6 +859,7 @@ pub enum NoticeKind {
     /// A facilitator deleted a message for everyone.
     MessageDeleted {
         /// Its number here, if it was shown here.
+        #[serde(serialize_with = "js_number::serialize")]
         number: Option<u64>,
     },
     /// A kind of notice these bindings do not know yet.
@@ -801,10 +873,12 @@ pub struct GroupNotice {
     /// The group.
     pub group: String,
     /// The op that did it.
+    #[serde(serialize_with = "js_number::serialize")]
     pub op_seq: u64,
     /// Which of the op's messages (0 otherwise); with `opSeq` it tells notices apart.
     pub index: u32,
     /// When.
+    #[serde(serialize_with = "js_number::serialize")]
     pub at: u64,
     /// Who did it.
     pub by: String,
@@ -813,6 +887,7 @@ pub struct GroupNotice {
     /// What happened.
     pub kind: NoticeKind,
     /// Goes after every message up to this `seq`, before any later one; absent: by `at`.
+    #[serde(serialize_with = "js_number::serialize")]
     pub after_seq: Option<u64>,
 }
 
@@ -848,6 +923,7 @@ pub struct Rejection {
     /// The group.
     pub group: String,
     /// The message's or op's position.
+    #[serde(serialize_with = "js_number::serialize")]
     pub seq: u64,
     /// What was wrong, for people.
     pub reason: String,
@@ -870,8 +946,10 @@ impl From<core::Rejection> for Rejection {
 #[tsify(hashmap_as_object)]
 pub struct ModerationEntry {
     /// Position in the group log.
+    #[serde(serialize_with = "js_number::serialize")]
     pub op_seq: u64,
     /// When the author says it happened.
+    #[serde(serialize_with = "js_number::serialize")]
     pub at: u64,
     /// What happened (the op type).
     pub action: String,
@@ -927,6 +1005,7 @@ pub struct InviteInfo {
     /// Their pseudonym.
     pub created_by_name: Option<String>,
     /// When it was created.
+    #[serde(serialize_with = "js_number::serialize")]
     pub created_at: u64,
     /// Whether joining needs approval.
     pub requires_approval: bool,
@@ -935,6 +1014,7 @@ pub struct InviteInfo {
     /// How many may.
     pub max_uses: u32,
     /// When it stops accepting joins.
+    #[serde(serialize_with = "js_number::serialize")]
     pub expires_at: u64,
     /// Whether it was revoked.
     pub revoked: bool,
@@ -971,8 +1051,10 @@ impl From<core::InviteInfo> for InviteInfo {
 #[serde(rename_all = "camelCase")]
 pub struct MessagePlace {
     /// The position it was processed at.
+    #[serde(serialize_with = "js_number::serialize")]
     pub seq: u64,
     /// The number people were shown for it, if it was shown here.
+    #[serde(serialize_with = "js_number::serialize")]
     pub number: Option<u64>,
 }
 
@@ -1020,7 +1102,8 @@ pub enum CoreEvent {
         /// The message.
         message: ChatMessage,
     },
-    /// A pending message was refused when sent again; it was not delivered.
+    /// A pending message was refused when sent again; it was not delivered. Also: a removal or
+    /// mute was made but its reason for the facilitators could not be sent (the call resolved).
     SendFailed {
         /// The group.
         group: String,
@@ -1065,6 +1148,7 @@ pub enum CoreEvent {
         /// The group.
         group: String,
         /// When.
+        #[serde(serialize_with = "js_number::serialize")]
         at: u64,
     },
     /// The server refuses to sync a group for a lasting reason (said once).
@@ -1098,8 +1182,10 @@ pub enum CoreEvent {
         /// The group.
         group: String,
         /// The epoch members were seen to use.
+        #[serde(serialize_with = "js_number::serialize")]
         seen_epoch: u64,
         /// This device's verified epoch.
+        #[serde(serialize_with = "js_number::serialize")]
         log_epoch: u64,
     },
     /// A group that was behind caught up.
@@ -1153,6 +1239,7 @@ pub enum CoreEvent {
     /// Events were left out (nothing stored is lost: re-read what is shown).
     EventsDropped {
         /// How many.
+        #[serde(serialize_with = "js_number::serialize")]
         count: u64,
     },
 }
@@ -1308,6 +1395,7 @@ pub struct HistoryParams {
     /// Only messages before this `seq` (absent: the newest).
     #[serde(default)]
     #[tsify(optional)]
+    #[serde(serialize_with = "js_number::serialize")]
     pub before: Option<u64>,
     /// At most this many.
     pub limit: u32,
@@ -1342,6 +1430,7 @@ pub struct CreateInviteParams {
     /// How long it is valid, in seconds (default 7 days).
     #[serde(default)]
     #[tsify(optional)]
+    #[serde(serialize_with = "js_number::serialize")]
     pub valid_for_secs: Option<u64>,
 }
 
@@ -1384,6 +1473,7 @@ pub struct MuteParams {
     /// The member.
     pub user: String,
     /// For how long, in seconds.
+    #[serde(serialize_with = "js_number::serialize")]
     pub duration_secs: u64,
     /// A reason only the facilitators can read.
     #[serde(default)]
@@ -1466,6 +1556,7 @@ pub struct SetRetentionParams {
     /// How long messages are kept, in seconds; absent or `null` keeps them.
     #[serde(default)]
     #[tsify(optional)]
+    #[serde(serialize_with = "js_number::serialize")]
     pub keep_for_secs: Option<u64>,
 }
 
@@ -1507,6 +1598,7 @@ pub struct ReportParams {
     /// The group.
     pub group: String,
     /// The message's `seq`.
+    #[serde(serialize_with = "js_number::serialize")]
     pub seq: u64,
     /// Why, for the facilitators.
     pub reason: String,
@@ -1557,6 +1649,7 @@ pub struct SeqOfNumberParams {
     /// The group.
     pub group: String,
     /// The number people were shown.
+    #[serde(serialize_with = "js_number::serialize")]
     pub number: u64,
 }
 

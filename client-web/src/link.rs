@@ -6,7 +6,15 @@
 //!
 //! The socket's callbacks push what happens into a channel; receiving takes from it, so a wait
 //! can be given up (a timeout, or the driver's `select` with a command) without losing a frame.
+//!
+//! A server cannot make the worker hold more than it must: a message is measured while it is
+//! still a JavaScript string and refused above the frame limit before it is copied into wasm
+//! memory ([`text_of`]), and the frames waiting to be handled are bounded ([`Backlog`]). Either
+//! bound drops the connection; the driver reconnects and syncs, as the native client does when
+//! its websocket's size limit is hit.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use confide_client_core::{ClientError, Link, Network, TransportError};
@@ -26,6 +34,75 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The normal-closure code of a websocket close frame.
 const NORMAL_CLOSURE: u16 = 1000;
+/// The close code for a message too big to process (RFC 6455 §7.4.1).
+const MESSAGE_TOO_BIG: u16 = 1009;
+/// The close code for a peer that breaks the rules (here: floods frames faster than they are
+/// handled).
+const POLICY_VIOLATION: u16 = 1008;
+/// The most frames received and not yet handled. The driver handles one frame per durable
+/// commit; a server that pushes faster than that past this many is dropped, and the driver
+/// reconnects and syncs (nothing is lost: what was not handled is fetched again).
+pub const MAX_QUEUED_FRAMES: usize = 1024;
+/// The most bytes of frames received and not yet handled (see [`MAX_QUEUED_FRAMES`]).
+pub const MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
+
+/// Why a websocket message was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Not text: not a frame (ignored, as natively).
+    NotText,
+    /// Longer than the frame limit: the connection is dropped.
+    TooLarge,
+}
+
+/// The text of a websocket message's `data`, measured before it is copied into wasm memory:
+/// a string of more UTF-16 units than [`DEFAULT_MAX_SERVER_FRAME_BYTES`] is at least that many
+/// UTF-8 bytes, so it is refused while still a JavaScript string.
+///
+/// # Errors
+///
+/// [`Refused::NotText`] for binary data, [`Refused::TooLarge`] above the limit.
+pub fn text_of(data: &wasm_bindgen::JsValue) -> Result<String, Refused> {
+    let js = data.dyn_ref::<js_sys::JsString>().ok_or(Refused::NotText)?;
+    let units = usize::try_from(js.length()).unwrap_or(usize::MAX);
+    if units > DEFAULT_MAX_SERVER_FRAME_BYTES {
+        return Err(Refused::TooLarge);
+    }
+    Ok(String::from(js))
+}
+
+/// The frames received and not yet handled: how many and how many bytes, bounded by
+/// [`MAX_QUEUED_FRAMES`] and [`MAX_QUEUED_BYTES`].
+#[derive(Debug, Default)]
+pub struct Backlog {
+    frames: usize,
+    bytes: usize,
+    /// Set once a bound was passed: nothing more is taken.
+    overflowed: bool,
+}
+
+impl Backlog {
+    /// Counts a frame of `len` bytes in; `false` (and from then on always `false`) if that
+    /// passes a bound.
+    pub fn admit(&mut self, len: usize) -> bool {
+        if self.overflowed
+            || self.frames >= MAX_QUEUED_FRAMES
+            || self.bytes.saturating_add(len) > MAX_QUEUED_BYTES
+        {
+            self.overflowed = true;
+            return false;
+        }
+        self.frames += 1;
+        self.bytes += len;
+        true
+    }
+
+    /// Counts a frame of `len` bytes out (handled).
+    pub fn release(&mut self, len: usize) {
+        self.frames = self.frames.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(len);
+    }
+}
 
 /// Dials the server at a `wss://` URL (or `ws://` on loopback, for development).
 #[derive(Clone, Debug)]
@@ -91,6 +168,9 @@ enum Incoming {
     Closed(Option<String>),
     /// The socket failed (the browser says no more: its `error` event carries no detail).
     Failed,
+    /// A message over the frame limit, or more frames than [`Backlog`] allows, arrived: the
+    /// socket was closed.
+    Overrun(&'static str),
 }
 
 /// The socket's callbacks, kept alive as long as the socket is used and detached on drop.
@@ -105,6 +185,8 @@ struct Handlers {
 pub struct WsLink {
     ws: WebSocket,
     incoming: UnboundedReceiver<Incoming>,
+    /// What is queued in `incoming`, shared with the message callback.
+    backlog: Rc<RefCell<Backlog>>,
     host: String,
     _handlers: Handlers,
 }
@@ -117,8 +199,12 @@ impl std::fmt::Debug for WsLink {
     }
 }
 
-/// Sets the socket's four callbacks to push into `tx`.
-fn attach(ws: &WebSocket, tx: &UnboundedSender<Incoming>) -> Handlers {
+/// Sets the socket's four callbacks to push into `tx`, counting text frames in `backlog`.
+fn attach(
+    ws: &WebSocket,
+    tx: &UnboundedSender<Incoming>,
+    backlog: &Rc<RefCell<Backlog>>,
+) -> Handlers {
     let push = |tx: &UnboundedSender<Incoming>| {
         let tx = tx.clone();
         move |item: Incoming| {
@@ -132,12 +218,34 @@ fn attach(ws: &WebSocket, tx: &UnboundedSender<Incoming>) -> Handlers {
     };
     let message = {
         let push = push(tx);
+        let backlog = backlog.clone();
+        let ws = ws.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if backlog.borrow().overflowed {
+                return;
+            }
             // Frames are text; a binary message is not a frame (the native client skips them
             // too).
-            if let Some(text) = event.data().as_string() {
-                push(Incoming::Text(text));
-            }
+            let overrun = match text_of(&event.data()) {
+                Ok(text) if backlog.borrow_mut().admit(text.len()) => {
+                    push(Incoming::Text(text));
+                    return;
+                }
+                Ok(_) => (
+                    POLICY_VIOLATION,
+                    "the server sent frames faster than they are handled",
+                ),
+                Err(Refused::NotText) => return,
+                Err(Refused::TooLarge) => {
+                    backlog.borrow_mut().overflowed = true;
+                    (
+                        MESSAGE_TOO_BIG,
+                        "the server sent a frame over the size limit",
+                    )
+                }
+            };
+            let _ = ws.close_with_code_and_reason(overrun.0, "");
+            push(Incoming::Overrun(overrun.1));
         })
     };
     let close = {
@@ -163,6 +271,18 @@ fn attach(ws: &WebSocket, tx: &UnboundedSender<Incoming>) -> Handlers {
     }
 }
 
+/// A socket being opened: closed and detached on drop unless taken (`None`).
+struct Abandoned(Option<WebSocket>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(ws) = self.0.take() {
+            detach(&ws);
+            let _ = ws.close();
+        }
+    }
+}
+
 /// Detaches the callbacks, so that the socket no longer calls into closures about to be freed.
 fn detach(ws: &WebSocket) {
     ws.set_onopen(None);
@@ -183,7 +303,11 @@ impl Network for WsNetwork {
         let ws = WebSocket::new(&self.url).map_err(|_| TransportError::BadUrl(self.url.clone()))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let (tx, mut incoming) = unbounded();
-        let handlers = attach(&ws, &tx);
+        let backlog = Rc::new(RefCell::new(Backlog::default()));
+        let handlers = attach(&ws, &tx, &backlog);
+        // If this attempt is given up (the driver stops while it waits), the socket is closed
+        // and its callbacks detached before they are freed.
+        let mut abandoned = Abandoned(Some(ws.clone()));
         let opened = {
             let first = incoming.next();
             let timeout = TimeoutFuture::new(timeout_ms(CONNECT_TIMEOUT));
@@ -204,14 +328,13 @@ impl Network for WsNetwork {
                 }),
             }
         };
-        if let Err(e) = opened {
-            detach(&ws);
-            let _ = ws.close();
-            return Err(e);
-        }
+        // On failure `abandoned` closes the socket and detaches its callbacks.
+        opened?;
+        abandoned.0 = None;
         Ok(WsLink {
             ws,
             incoming,
+            backlog,
             host: self.host.clone(),
             _handlers: handlers,
         })
@@ -221,12 +344,16 @@ impl Network for WsNetwork {
 impl WsLink {
     /// What the next item from the socket means for the core: a frame, nothing (not a
     /// frame), or the end of the connection.
-    fn frame_of(item: Option<Incoming>) -> Result<Option<ServerFrame>, TransportError> {
+    fn frame_of(&self, item: Option<Incoming>) -> Result<Option<ServerFrame>, TransportError> {
         match item {
-            Some(Incoming::Text(text)) => Ok(Some(ServerFrame::from_json(
-                &text,
-                DEFAULT_MAX_SERVER_FRAME_BYTES,
-            )?)),
+            Some(Incoming::Text(text)) => {
+                self.backlog.borrow_mut().release(text.len());
+                Ok(Some(ServerFrame::from_json(
+                    &text,
+                    DEFAULT_MAX_SERVER_FRAME_BYTES,
+                )?))
+            }
+            Some(Incoming::Overrun(why)) => Err(TransportError::Io(why.into())),
             Some(Incoming::Open) => Ok(None),
             Some(Incoming::Closed(reason)) => Err(TransportError::Closed(reason)),
             Some(Incoming::Failed) => Err(TransportError::Io("the websocket failed".into())),
@@ -239,7 +366,8 @@ impl PushLink for WsLink {
     async fn next_frame(&mut self) -> Result<ServerFrame, TransportError> {
         loop {
             // Cancel-safe: an item is taken from the channel only when it is returned.
-            if let Some(frame) = Self::frame_of(self.incoming.next().await)? {
+            let item = self.incoming.next().await;
+            if let Some(frame) = self.frame_of(item)? {
                 return Ok(frame);
             }
         }
@@ -267,7 +395,7 @@ impl Link for WsLink {
         loop {
             match select(self.incoming.next(), deadline.as_mut()).await {
                 Either::Left((item, _)) => {
-                    if let Some(frame) = Self::frame_of(item)? {
+                    if let Some(frame) = self.frame_of(item)? {
                         return Ok(Some(frame));
                     }
                 }

@@ -4,13 +4,16 @@
 //! these over the browser's store and websocket; being generic over the store and the network,
 //! the same code runs in the browser tests over the in-memory relay.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use confide_client_core::{
-    ClientCore, ClientError, ClientStore, Invite, InviteOptions, Network, Profile,
+    ClientCore, ClientError, ClientStore, Event, Invite, InviteOptions, Network, Profile,
 };
+use confide_protocol::group_log::OpBody;
 use confide_protocol::{DeviceIdentity, GroupId, InviteId, MessageId, Seq, UserId};
-use futures_channel::mpsc::{UnboundedReceiver, unbounded};
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures_util::StreamExt as _;
 use futures_util::future::LocalBoxFuture;
 use tsify::Tsify as _;
@@ -24,6 +27,11 @@ use crate::host::{Output, WebHost};
 pub struct Session<S: ClientStore, N: Network> {
     driver: Driver<S, N>,
     me: Me,
+    /// Where events go (to [`forward`]); kept to report a moderation reason that was not sent.
+    out: UnboundedSender<Output>,
+    /// Set when [`Session::stop`] begins: [`forward`] then delivers nothing but connection
+    /// states, so no message text reaches a tab after it was told the profile is locked.
+    stopping: Rc<Cell<bool>>,
 }
 
 impl<S: ClientStore, N: Network> std::fmt::Debug for Session<S, N> {
@@ -37,13 +45,24 @@ impl<S: ClientStore, N: Network> std::fmt::Debug for Session<S, N> {
 /// Hands every output of the core and the driver to `on_event`, as the [`CoreEvent`] object,
 /// until the core and driver are gone. The callback runs here, never inside a step of the core;
 /// what it throws is its own business (the next event still goes).
-async fn forward(mut outputs: UnboundedReceiver<Output>, on_event: js_sys::Function) {
+///
+/// Once `stopping` is set, only connection states are delivered: events still queued when the
+/// profile is locked are dropped.
+async fn forward(
+    mut outputs: UnboundedReceiver<Output>,
+    on_event: js_sys::Function,
+    stopping: Rc<Cell<bool>>,
+) {
     while let Some(output) = outputs.next().await {
+        if stopping.get() && !matches!(output, Output::Connection(_)) {
+            continue;
+        }
         let Some(event) = CoreEvent::from_output(output) else {
             continue;
         };
-        // Serializing holds only strings and numbers below 2^53: it does not fail; if it ever
-        // did, that one event is left out rather than stopping the rest.
+        // Serializing holds only strings and numbers clamped below 2^53 (`dto::js_number`,
+        // whatever a hostile member signed): it does not fail; if it ever did, that one event
+        // is left out rather than stopping the rest.
         if let Ok(value) = event.into_js() {
             let _ = on_event.call1(&JsValue::UNDEFINED, &value);
         }
@@ -83,9 +102,15 @@ where
         let (out, outputs) = unbounded();
         let host = Box::new(WebHost::new(out.clone()));
         let core = ClientCore::new(store, net, host, identity, profile, None).await?;
-        wasm_bindgen_futures::spawn_local(forward(outputs, on_event));
-        let driver = Driver::spawn(core, out);
-        Ok(Session { driver, me })
+        let stopping = Rc::new(Cell::new(false));
+        wasm_bindgen_futures::spawn_local(forward(outputs, on_event, stopping.clone()));
+        let driver = Driver::spawn(core, out.clone());
+        Ok(Session {
+            driver,
+            me,
+            out,
+            stopping,
+        })
     }
 
     /// Who this device is.
@@ -95,6 +120,7 @@ where
 
     /// Closes the core (storing what is pending) and its connection; returns once it is done.
     pub async fn stop(&self) {
+        self.stopping.set(true);
         self.driver.stop().await;
     }
 
@@ -246,8 +272,35 @@ where
         let user: UserId = parse_id(&p.user, "user")?;
         let ban = p.ban.unwrap_or(false);
         let reason = p.reason;
-        self.run(move |core| Box::pin(core.remove_member(group, user, ban, reason)))
+        self.moderate(group, OpBody::Remove { user, ban }, reason, "removal")
             .await
+    }
+
+    /// Appends a moderation op, then sends its `reason` if any. The call fails only if the op
+    /// was not made: once it is in the log, a reason that cannot be sent resolves the call all
+    /// the same (a retry would make the op twice, or fail with "not a member") and is reported
+    /// as a `sendFailed` event for the group.
+    async fn moderate(
+        &self,
+        group: GroupId,
+        body: OpBody,
+        reason: Option<String>,
+        what: &'static str,
+    ) -> Result<(), ApiError> {
+        let out = self.out.clone();
+        self.run(move |core| {
+            Box::pin(async move {
+                let seq = core.append(group, body).await?;
+                if let Some(text) = reason
+                    && let Err(e) = core.reason(group, seq, text).await
+                {
+                    let reason = format!("the {what} was made, but its reason was not sent: {e}");
+                    let _ = out.unbounded_send(Output::Event(Event::SendFailed { group, reason }));
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Lifts a ban.
@@ -263,7 +316,9 @@ where
         let user: UserId = parse_id(&p.user, "user")?;
         let duration = secs(p.duration_secs);
         let reason = p.reason;
-        self.run(move |core| Box::pin(core.mute(group, user, duration, reason)))
+        // From now by the host's clock, as the core's `mute` does (this host is the browser's).
+        let until = crate::host::now().saturating_add(duration);
+        self.moderate(group, OpBody::Mute { user, until }, reason, "mute")
             .await
     }
 

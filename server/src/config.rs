@@ -41,8 +41,9 @@ pub const MIN_STUCK_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MIN_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Simultaneous connections from one address (an IPv4 address, or an IPv6 /64: see
 /// [`crate::address`]) that have not authenticated yet. Each lasts at most the authentication
-/// timeout (which bounds the TLS and websocket handshakes too) plus its close: the larger of
-/// the close linger and twice the write timeout. Cheap to open, so limited tightly.
+/// timeout (which bounds the TLS and websocket handshakes and the HTTP requests for the web app
+/// too; an HTTP response under way may take one write timeout more) plus its close: the larger
+/// of the close linger and twice the write timeout. Cheap to open, so limited tightly.
 pub const DEFAULT_MAX_UNAUTHENTICATED_PER_IP: usize = 1_000;
 /// Simultaneous authenticated connections from one address (an IPv4 address, or an IPv6 /64),
 /// so that one host cannot take every connection slot ([`DEFAULT_MAX_CONNECTIONS`]) — devices
@@ -93,6 +94,14 @@ pub const DEFAULT_MAX_PREAUTH_FRAMES: u32 = 16;
 /// refused (see [`crate::preauth`]), so that nobody can make the server hold large buffers
 /// without an account.
 pub const DEFAULT_MAX_PREAUTH_BYTES: usize = 64 * 1024;
+/// Bytes of HTTP responses (the web app's files, [`crate::http`]) one connection may be sent
+/// before it authenticates. A first load of the app takes a few MiB (the wasm twice at most,
+/// in its plain and a compressed form), and a browser spreads it over a few connections; 64 MiB
+/// is far above that and bounds what a request of a few dozen bytes can make the server queue
+/// (a connection that would pass it is closed instead of answered). Each connection is also
+/// bounded in time: its whole HTTP phase ends at the authentication deadline plus at most one
+/// write timeout.
+pub const DEFAULT_MAX_PREAUTH_SEND_BYTES: u64 = 64 * 1024 * 1024;
 /// Time a new connection has to authenticate. A connection that only fetches the web app's
 /// files (see [`crate::http`]) is closed then too; the browser opens a new one.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -193,6 +202,8 @@ pub struct Limits {
     pub bad_frames_per_minute: u32,
     /// See [`DEFAULT_MAX_PREAUTH_BYTES`].
     pub max_preauth_bytes: usize,
+    /// See [`DEFAULT_MAX_PREAUTH_SEND_BYTES`].
+    pub max_preauth_send_bytes: u64,
     /// See [`DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE`].
     pub max_groups_created_per_device: usize,
     /// See [`DEFAULT_PING_INTERVAL`].
@@ -271,6 +282,7 @@ impl Default for Limits {
             bad_frame_burst: DEFAULT_BAD_FRAME_BURST,
             bad_frames_per_minute: DEFAULT_BAD_FRAMES_PER_MINUTE,
             max_preauth_bytes: DEFAULT_MAX_PREAUTH_BYTES,
+            max_preauth_send_bytes: DEFAULT_MAX_PREAUTH_SEND_BYTES,
             max_groups_created_per_device: DEFAULT_MAX_GROUPS_CREATED_PER_DEVICE,
             ping_interval: DEFAULT_PING_INTERVAL,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -345,6 +357,7 @@ pub struct FileConfig {
     pub bad_frame_burst: Option<u32>,
     pub bad_frames_per_minute: Option<u32>,
     pub max_preauth_bytes: Option<usize>,
+    pub max_preauth_send_bytes: Option<u64>,
     pub max_groups_created_per_device: Option<usize>,
     pub ping_interval_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
@@ -450,6 +463,9 @@ impl FileConfig {
         }
         if let Some(v) = self.max_preauth_bytes {
             c.max_preauth_bytes = v
+        }
+        if let Some(v) = self.max_preauth_send_bytes {
+            c.max_preauth_send_bytes = v
         }
         if let Some(v) = self.max_groups_created_per_device {
             c.max_groups_created_per_device = v

@@ -10,7 +10,9 @@
 //! client sent: existing clients notice nothing. Any other request is answered from memory by
 //! [`crate::web::respond`], and the connection stays open for the next request (keep-alive) up
 //! to [`MAX_REQUESTS_PER_CONNECTION`] and until the authentication deadline; a later request may
-//! still be the upgrade. Nothing a peer sends can make this code panic or touch the filesystem.
+//! still be the upgrade. The whole HTTP phase, writes included, ends one write timeout after
+//! the authentication deadline at the latest, and a connection is sent at most
+//! `max_preauth_send_bytes` of responses ([`crate::config::DEFAULT_MAX_PREAUTH_SEND_BYTES`]). Nothing a peer sends can make this code panic or touch the filesystem.
 
 use std::io;
 use std::pin::Pin;
@@ -126,8 +128,22 @@ fn parse(buf: &[u8]) -> Parsed {
 
 /// Serves HTTP requests on a new connection until it asks for the websocket upgrade or is
 /// finished (see the module documentation). `deadline` is the connection's authentication
-/// deadline: no request is read after it.
-pub async fn serve<S>(shared: &Shared, mut stream: S, deadline: Instant) -> Next<S>
+/// deadline: no request is read or answered after it, and the whole HTTP phase, writes and
+/// close included, ends at the latest one write timeout after it (a response under way is cut
+/// off there). At most `max_preauth_send_bytes` of responses are sent: a connection whose next
+/// response would pass that is closed instead.
+pub async fn serve<S>(shared: &Shared, stream: S, deadline: Instant) -> Next<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let hard_deadline = deadline + shared.limits.write_timeout;
+    tokio::time::timeout_at(hard_deadline, serve_until(shared, stream, deadline))
+        .await
+        .unwrap_or(Next::Closed)
+}
+
+/// [`serve`] without its overall bound.
+async fn serve_until<S>(shared: &Shared, mut stream: S, deadline: Instant) -> Next<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -135,11 +151,15 @@ where
     // client sent after it.
     let mut buf = Vec::new();
     let mut served = 0;
+    // Response bytes sent so far, against `max_preauth_send_bytes`.
+    let mut sent: u64 = 0;
     loop {
         let refusal = match parse(&buf) {
             Parsed::Complete(head) if head.upgrade => {
                 return Next::WebSocket(Prefixed::new(buf, stream));
             }
+            // A request pipelined behind others is not answered after the deadline.
+            Parsed::Complete(_) if Instant::now() >= deadline => return Next::Closed,
             Parsed::Complete(head) => {
                 served += 1;
                 shared
@@ -154,6 +174,11 @@ where
                     SystemTime::now(),
                 );
                 tracing::debug!(status = response.status.code(), "web request");
+                sent = sent.saturating_add(wire_len(&response));
+                if sent > shared.limits.max_preauth_send_bytes {
+                    tracing::debug!("pre-authentication send budget spent; closing");
+                    return Next::Closed;
+                }
                 let close = head.close
                     || response.status.closes()
                     || served >= MAX_REQUESTS_PER_CONNECTION
@@ -201,6 +226,17 @@ where
             _ => return Next::Closed,
         }
     }
+}
+
+/// About how many bytes `response` takes on the wire (its head and the body it sends), for the
+/// pre-authentication send budget.
+fn wire_len(response: &Response<'_>) -> u64 {
+    let body = if response.send_body {
+        response.body.len()
+    } else {
+        0
+    };
+    u64::try_from(response.head(true).len().saturating_add(body)).unwrap_or(u64::MAX)
 }
 
 /// Writes `response`, each piece within `timeout`.

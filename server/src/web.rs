@@ -96,21 +96,18 @@ pub const PERMISSIONS_POLICY: &str =
 /// certificate (not with `--dev`): a browser remembers it, and a development host name would
 /// then refuse plain HTTP for other local services for two years.
 pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=63072000";
-/// `Cache-Control` of the files whose name stays the same across releases ([`NO_CACHE_PATHS`]):
-/// the browser asks again every time, so a new release is seen at once.
+/// `Cache-Control` of every file outside [`IMMUTABLE_PREFIX`] (the entry points, the
+/// manifests, and anything else whose name is not known to carry a hash): the browser asks again
+/// every time, so a new release is seen at once.
 pub const CACHE_REVALIDATE: &str = "no-cache";
-/// `Cache-Control` of every other file: their names carry a hash of their content (the build
-/// names them so), so a name never changes meaning and the browser may keep them for a year.
+/// `Cache-Control` of the files under [`IMMUTABLE_PREFIX`]: the build names them with a hash of
+/// their content, so a name never changes meaning and the browser may keep them for a year.
 pub const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
-/// The paths answered with [`CACHE_REVALIDATE`]: the entry points and the manifests, whose
-/// names cannot carry a hash.
-pub const NO_CACHE_PATHS: [&str; 5] = [
-    "/",
-    INDEX_PATH,
-    "/sw.js",
-    MANIFEST_PATH,
-    "/manifest.webmanifest",
-];
+/// The only folder whose files are cached for good ([`CACHE_IMMUTABLE`]): Vite puts every
+/// hashed file there (`assets/NAME-HASH.EXT`). Anything else (the index, the service worker,
+/// the manifests, icons or `robots.txt` from `public/`) is [`CACHE_REVALIDATE`], so that a file
+/// of a bad release does not stay in caches for a year after the fix.
+pub const IMMUTABLE_PREFIX: &str = "/assets/";
 /// `Allow` on a 405: the only methods served.
 const ALLOW: &str = "GET, HEAD";
 
@@ -133,12 +130,12 @@ pub fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// The `Cache-Control` of a path: see [`NO_CACHE_PATHS`].
+/// The `Cache-Control` of a path: see [`IMMUTABLE_PREFIX`].
 pub fn cache_control(path: &str) -> &'static str {
-    if NO_CACHE_PATHS.contains(&path) {
-        CACHE_REVALIDATE
-    } else {
+    if path.starts_with(IMMUTABLE_PREFIX) {
         CACHE_IMMUTABLE
+    } else {
+        CACHE_REVALIDATE
     }
 }
 
@@ -925,8 +922,13 @@ mod tests {
             ("/index.html", INDEX),
             ("/assets/app-1a2b.js", b"export {}"),
             ("/assets/core-9f.wasm", b"\0asm\x01\0\0\0"),
+            ("/icon-192.png", b"\x89PNG"),
         ]);
         let settings = settings(dir.path());
+        // A file outside /assets/ has no hash in its name: revalidated, never kept for a year.
+        let icon = get(&settings, "/icon-192.png", "");
+        assert_eq!(icon.status, Status::Ok);
+        assert_eq!(icon.header("Cache-Control"), Some("no-cache"));
         let index = get(&settings, "/", "");
         assert_eq!(index.status, Status::Ok);
         assert_eq!(index.body, INDEX);

@@ -85,6 +85,14 @@ struct Server {
 
 impl Server {
     async fn start(web: WebSettings) -> Server {
+        Server::start_with(Limits {
+            web,
+            ..Limits::default()
+        })
+        .await
+    }
+
+    async fn start_with(limits: Limits) -> Server {
         let data = tempfile::tempdir().unwrap();
         let identity = TlsIdentity::dev(data.path()).unwrap();
         let pin = identity.fingerprint();
@@ -94,10 +102,7 @@ impl Server {
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = Config {
-            limits: Limits {
-                web,
-                ..Limits::default()
-            },
+            limits,
             tls: Some(identity.server_config().unwrap()),
             storage,
             metrics_listener: None,
@@ -161,10 +166,23 @@ struct Client {
 
 impl Client {
     async fn connect(port: u16, pin: &str) -> Client {
+        Client::connect_with(port, pin, None).await
+    }
+
+    /// Connects with a receive buffer of `rcvbuf` bytes if given (a slow link: the kernel
+    /// then holds little of what the server sent, so the server sees the peer's pace).
+    async fn connect_with(port: u16, pin: &str, rcvbuf: Option<u32>) -> Client {
         let config = ServerTrust::Pinned(pin.to_string())
             .client_config()
             .unwrap();
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = rcvbuf {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let tcp = socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
@@ -619,4 +637,104 @@ fn dev_mode_prints_the_browser_flag_and_the_address_to_open() {
         .status()
         .unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+/// A server with a 4 MiB file under `/assets/`, an authentication timeout of 1 s and `limits`
+/// otherwise.
+async fn big_file_server(limits: Limits) -> (Server, tempfile::TempDir) {
+    let big: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let dir = web_dir(&[("/index.html", INDEX), ("/assets/big-77aa.bin", &big)]);
+    let assets = WebAssets::load(
+        &dir.path().join("web"),
+        confide_server::web::DEFAULT_WEB_MAX_BYTES,
+    )
+    .unwrap();
+    let web = WebSettings::new(Some(Arc::new(assets)), None, true).unwrap();
+    let limits = Limits {
+        web,
+        auth_timeout: Duration::from_secs(1),
+        ..limits
+    };
+    (Server::start_with(limits).await, dir)
+}
+
+/// Whether a TLS connection to `port` is accepted (the server drops one before TLS when the
+/// address has no unauthenticated slot left).
+async fn accepted(port: u16, pin: &str) -> bool {
+    let config = ServerTrust::Pinned(pin.to_string())
+        .client_config()
+        .unwrap();
+    let Ok(tcp) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connect = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+    matches!(tokio::time::timeout(WAIT, connect).await, Ok(Ok(_)))
+}
+
+#[tokio::test]
+async fn an_unauthenticated_slow_reader_is_dropped_at_the_authentication_deadline() {
+    // One unauthenticated connection per address: a second is accepted only once the first
+    // has been let go.
+    let (server, _dir) = big_file_server(Limits {
+        max_unauthenticated_per_ip: 1,
+        ..Limits::default()
+    })
+    .await;
+    let mut client = Client::connect_with(server.port, &server.pin, Some(4096)).await;
+    // Eight pipelined requests for 4 MiB each, then reading 8 KiB every 100 ms (about
+    // 80 KiB/s, over a tiny receive buffer so that the kernel holds little): every 64 KiB piece
+    // goes out well within the write timeout (20 s), so only a deadline for the whole HTTP
+    // phase (1 s + one write timeout) ends it. Without one the server goes on serving for
+    // minutes, holding the address's only unauthenticated slot.
+    let request = "GET /assets/big-77aa.bin HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(8);
+    client.send(request.as_bytes()).await;
+    let reader = tokio::spawn(async move {
+        let mut chunk = vec![0u8; 8 * 1024];
+        while let Ok(Ok(n)) = tokio::time::timeout(WAIT, client.tls.read(&mut chunk)).await {
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(45);
+    let mut freed = false;
+    while tokio::time::Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if accepted(server.port, &server.pin).await {
+            freed = true;
+            break;
+        }
+    }
+    reader.abort();
+    assert!(
+        freed,
+        "the unauthenticated connection outlived its deadline (it still holds its slot)"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unauthenticated_connection_gets_at_most_its_send_budget() {
+    let (server, _dir) = big_file_server(Limits {
+        max_preauth_send_bytes: 6 << 20,
+        ..Limits::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let first = client.get("/assets/big-77aa.bin", "").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body.len(), 4 << 20);
+    // The second copy would pass the 6 MiB budget: the connection is closed instead.
+    client
+        .send(b"GET /assets/big-77aa.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    assert!(
+        client.closed().await,
+        "a response beyond the budget was sent"
+    );
+    server.stop().await;
 }

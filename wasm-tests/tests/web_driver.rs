@@ -494,3 +494,197 @@ fn someone_elses_text_is_made_inert_for_display() {
     let family = "👩\u{200d}👧 ça va";
     assert_eq!(sanitize_for_display(family), family);
 }
+
+/// A hostile member signs a message with `sentAt = u64::MAX` and reports one with
+/// `seq = reportedAt = u64::MAX` (review H1): the history page, the facilitator queue and the
+/// events that carry them still reach JavaScript, the huge numbers read as
+/// `Number.MAX_SAFE_INTEGER`, and the ordinary items next to them are untouched.
+#[wasm_bindgen_test]
+fn numbers_above_2_pow_53_cross_to_javascript_clamped_instead_of_failing() {
+    use confide_client_web::dto::{ChatMessage, CoreEvent, FacilitatorItem, HistoryPage};
+    use confide_client_web::dto::{QueueItem, ReportInfo};
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    let message = |seq: u64, sent_at: u64, text: &str| ChatMessage {
+        group: "g".into(),
+        seq,
+        number: seq,
+        id: format!("m{seq}"),
+        sender: "u".into(),
+        sender_device: "d".into(),
+        sender_name: "Sam".into(),
+        sent_at,
+        received_at: 1_700_000_000_000,
+        text: text.into(),
+        reply_to: None,
+    };
+    let page = HistoryPage {
+        messages: vec![
+            message(1, 1_700_000_000_000, "hello"),
+            message(2, u64::MAX, "from the far future"),
+        ],
+    };
+    let page = JsValue::from(page.into_ts().expect("the page crosses"));
+    let messages: Array = field(&page, "messages").into();
+    assert_eq!(messages.length(), 2);
+    assert_eq!(field(&messages.get(0), "sentAt").as_f64(), Some(1.7e12));
+    assert_eq!(field(&messages.get(1), "sentAt").as_f64(), Some(MAX_SAFE));
+    assert_eq!(
+        field(&messages.get(1), "text").as_string().as_deref(),
+        Some("from the far future")
+    );
+
+    let report = ReportInfo {
+        group: "g".into(),
+        seq: u64::MAX,
+        message: "m1".into(),
+        offender: "u".into(),
+        offender_name: "Sam".into(),
+        reporter: "r".into(),
+        reporter_name: "Kim".into(),
+        text: "hello".into(),
+        reason: "spam".into(),
+        reported_at: u64::MAX,
+    };
+    let item = QueueItem {
+        id: "q1".into(),
+        item: FacilitatorItem::Report {
+            report: report.clone(),
+        },
+    };
+    let item = JsValue::from(item.into_ts().expect("the queue item crosses"));
+    let crossed = field(&field(&item, "item"), "report");
+    assert_eq!(field(&crossed, "seq").as_f64(), Some(MAX_SAFE));
+    assert_eq!(field(&crossed, "reportedAt").as_f64(), Some(MAX_SAFE));
+    assert_eq!(field(&item, "id").as_string().as_deref(), Some("q1"));
+
+    // The events that carry them are delivered too, not dropped.
+    for event in [
+        CoreEvent::Message {
+            message: message(3, u64::MAX, "again"),
+        },
+        CoreEvent::Report { report },
+    ] {
+        let value = event.into_js().expect("the event crosses");
+        assert!(field(&value, "type").is_string());
+    }
+}
+
+/// `createProfile` with a display name that is not a string rejects as `invalid`, and the
+/// caller's passphrase bytes are zeroed all the same (review L6).
+#[wasm_bindgen_test]
+async fn the_passphrase_is_zeroed_even_when_other_parameters_are_invalid() {
+    let db = "confide-web-driver-bad-params";
+    IdbStore::delete_database(db).await.unwrap();
+    let (_events, _callback, function) = recorder();
+    let options = OpenOptions {
+        db_name: db.into(),
+        server_url: "wss://127.0.0.1:9/".into(),
+    };
+    let core = ConfideCore::open(options.into_ts().unwrap(), function.unchecked_into())
+        .await
+        .unwrap();
+    let core = JsValue::from(core);
+    let (params, bytes) = passphrase_params("correct horse battery staple");
+    Reflect::set(&params, &"displayName".into(), &JsValue::from(42)).unwrap();
+    let refused = call(&core, "createProfile", Some(&params))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        field(&refused, "code").as_string().as_deref(),
+        Some("invalid")
+    );
+    assert!(
+        bytes.to_vec().iter().all(|&b| b == 0),
+        "the passphrase was left in the caller's buffer"
+    );
+    IdbStore::delete_database(db).await.unwrap();
+}
+
+/// A server's websocket message is measured while still a JavaScript string, and one over the
+/// frame limit is refused before it is copied into wasm memory; the frames waiting to be
+/// handled are bounded in number and bytes (review L2).
+#[wasm_bindgen_test]
+fn oversized_messages_and_floods_from_the_server_are_refused() {
+    use confide_client_web::link::{Backlog, MAX_QUEUED_FRAMES, Refused, text_of};
+    use confide_protocol::frames::DEFAULT_MAX_SERVER_FRAME_BYTES;
+    assert_eq!(text_of(&JsValue::from_str("{}")), Ok("{}".to_string()));
+    assert_eq!(
+        text_of(&js_sys::ArrayBuffer::new(4).into()),
+        Err(Refused::NotText)
+    );
+    let huge = js_sys::JsString::from("x").repeat(DEFAULT_MAX_SERVER_FRAME_BYTES as i32 + 1);
+    assert_eq!(text_of(&huge.into()), Err(Refused::TooLarge));
+    let at_limit = js_sys::JsString::from("x").repeat(DEFAULT_MAX_SERVER_FRAME_BYTES as i32);
+    assert_eq!(
+        text_of(&at_limit.into()).map(|t| t.len()),
+        Ok(DEFAULT_MAX_SERVER_FRAME_BYTES)
+    );
+
+    let mut backlog = Backlog::default();
+    for _ in 0..MAX_QUEUED_FRAMES {
+        assert!(backlog.admit(10));
+    }
+    assert!(!backlog.admit(10), "a frame past the bound was queued");
+    backlog.release(10);
+    assert!(
+        !backlog.admit(10),
+        "taken again after the connection was to be dropped"
+    );
+    let mut backlog = Backlog::default();
+    assert!(!backlog.admit(usize::MAX), "bytes are bounded too");
+}
+
+/// A network whose connection attempt never ends (a server that stalls the handshake).
+struct StalledNet;
+
+impl Network for StalledNet {
+    type Link = TestLink;
+
+    async fn dial(&mut self) -> Result<TestLink, ClientError> {
+        std::future::pending().await
+    }
+}
+
+/// "Lock now" while the driver is stuck connecting: the lock does not wait for the connection
+/// (review L3). The core, with its keys, is dropped at once, and the session takes no more
+/// commands.
+#[wasm_bindgen_test]
+async fn stopping_does_not_wait_behind_a_stalled_connect() {
+    let store = MemoryStore::new();
+    let identity = DeviceIdentity::generate(&mut ChaCha20Rng::from_seed([9; 32]));
+    let profile = Profile::new(UserId([9; 16]), "Eli");
+    confide_client_core::profile::create(&store, &identity, &profile)
+        .await
+        .unwrap();
+    let (events, _callback, function) = recorder();
+    let session = std::rc::Rc::new(
+        Session::start(store, StalledNet, identity, profile, function)
+            .await
+            .unwrap(),
+    );
+    // Let the driver begin its connection attempt.
+    TimeoutFuture::new(50).await;
+    let stopped = std::rc::Rc::new(std::cell::Cell::new(false));
+    {
+        let (session, stopped) = (session.clone(), stopped.clone());
+        wasm_bindgen_futures::spawn_local(async move {
+            session.stop().await;
+            stopped.set(true);
+        });
+    }
+    // 1,000 looks, 10 ms apart: far longer than stopping takes; the stalled connect would hold
+    // it forever.
+    for _ in 0..1000 {
+        if stopped.get() {
+            break;
+        }
+        TimeoutFuture::new(10).await;
+    }
+    assert!(stopped.get(), "the lock waited for the connection");
+    let last = events.get(events.length() - 1);
+    assert_eq!(
+        field(&last, "state").as_string().as_deref(),
+        Some("offline")
+    );
+    assert_eq!(session.groups().await.unwrap_err().code, "closed");
+}

@@ -76,8 +76,12 @@ function decodeLevelDb(path: string, content: Buffer): { view: string; bytes: Bu
   if (!existsSync(join(dirname(path), 'CURRENT'))) return undefined;
   const name = basename(path);
   try {
-    if (name.endsWith('.ldb') || name.endsWith('.sst')) return { view: 'LevelDB table, decompressed', bytes: decodeTable(content) };
-    if (name.endsWith('.log') || name.startsWith('MANIFEST-')) return { view: 'LevelDB log, reassembled', bytes: decodeLog(content) };
+    if (name.endsWith('.ldb') || name.endsWith('.sst')) {
+      return { view: 'LevelDB table, decompressed', bytes: decodeTable(content) };
+    }
+    if (name.endsWith('.log') || name.startsWith('MANIFEST-')) {
+      return { view: 'LevelDB log, reassembled', bytes: decodeLog(content) };
+    }
   } catch (error) {
     throw new Error(`cannot decode the LevelDB file ${path}: ${String(error)}`);
   }
@@ -144,5 +148,7 @@ export function describe(result: ScanResult): string {
 
 /** A hit as a sentence with the bytes around it, to find what wrote it. */
 export function explain(hit: Hit): string {
-  return `${hit.marker.what} (${JSON.stringify(hit.marker.text)}) in ${hit.file} (${hit.view}) as ${hit.encoding} at byte ${hit.offset}: …${hit.context}…`;
+  const text = hit.marker.text.length > 40 ? `${hit.marker.text.slice(0, 40)}…` : hit.marker.text;
+  const where = `${hit.file} (${hit.view}) as ${hit.encoding} at byte ${hit.offset}`;
+  return `${hit.marker.what} (${JSON.stringify(text)}) in ${where}: …${hit.context}…`;
 }

@@ -109,11 +109,20 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
         .toContain('Bob: Hello from the browser');
       fay.ok(['send', 'circle', 'Welcome, Bob']);
       await expect(log(page).getByText('Welcome, Bob')).toBeVisible();
+      // Someone else's text is made inert by the worker: a right-to-left override is shown as
+      // U+FFFD and never reverses what follows.
+      fay.ok(['send', 'circle', 'see \u202Egnp.exe']);
+      await expect(log(page).getByText('see \uFFFDgnp.exe')).toBeVisible();
+      await expect(log(page).getByText('\u202E')).toHaveCount(0);
       await checkScreen(page, 'conversation');
     });
 
     await test.step('a message can be reported with a reason', async () => {
-      await log(page).getByRole('button', { name: /^More for the message from Fay/ }).click();
+      await log(page)
+        .getByRole('article', { name: /^Fay at / })
+        .filter({ hasText: 'Welcome, Bob' })
+        .getByRole('button', { name: /^More for the message from Fay/ })
+        .click();
       await page.getByRole('button', { name: 'Report this message' }).click();
       const dialog = page.getByRole('dialog', { name: 'Report a message' });
       await expect(dialog).toContainText('Welcome, Bob');

@@ -35,7 +35,7 @@ export const TARGET = process.env.CONFIDE_TARGET_DIR ?? join(REPO, 'target');
 const LISTENING = /confide-server listening on wss:\/\/(\S+)/;
 
 /** Chromium's flags besides the certificate pin: the ones this closed network needs. */
-const CHROMIUM_FLAGS = [
+export const CHROMIUM_FLAGS = [
   '--disable-gpu',
   '--disable-dev-shm-usage',
   '--disable-background-networking',

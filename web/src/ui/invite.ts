@@ -1,6 +1,8 @@
 // The invite in the address: `https://host/#invite=…`. It is read once, at start, and the
-// fragment is removed from the address bar and the history at once (history.replaceState), so
-// the invite is kept in memory only and never lingers in the tab's history or a bookmark.
+// fragment is removed from the address bar at once (history.replaceState), so it is not in a
+// bookmark or a reload, and the app keeps it in memory only. The browser itself has already
+// recorded the address it opened (its History and session files, before any script runs):
+// SECURITY.md says so, and the groups list takes a pasted link, which avoids it.
 
 /** Takes the invite link out of `location`, if there is one. */
 export function takeInviteFromLocation(): string | undefined {

@@ -101,9 +101,9 @@ test('a facilitator runs a group from the browser while members use the CLI', as
     await test.step('Fay mutes Dave for an hour with a reason, by keyboard; the CLI refuses him', async () => {
       await openSection(page, 'Members');
       const tools = panel(page);
-      const daveRow = tools.getByRole('listitem', { name: 'Dave' });
+      const daveRow = tools.getByRole('listitem', { name: 'Dave', exact: true });
       await expect(daveRow.getByText('Member', { exact: true })).toBeVisible();
-      await expect(tools.getByRole('listitem', { name: 'Erin' })).toBeVisible();
+      await expect(tools.getByRole('listitem', { name: 'Erin', exact: true })).toBeVisible();
       await checkScreen(page, 'facilitator-members');
       await daveRow.getByRole('button', { name: 'Mute: Dave' }).focus();
       await page.keyboard.press('Enter');
@@ -170,6 +170,69 @@ test('a facilitator runs a group from the browser while members use the CLI', as
       await expect(log.getByText('Joined')).toBeVisible();
       await expect(log.getByText(/Muted/)).toHaveCount(0);
       await checkScreen(page, 'facilitator-log');
+    });
+
+    await test.step('Fay locks the chat and Erin is refused; slow mode, retention, open hours', async () => {
+      await openSection(page, 'Settings');
+      const tools = panel(page);
+      await tools.getByRole('button', { name: 'Lock the chat' }).click();
+      await tools.getByRole('button', { name: 'Yes, lock it' }).click();
+      await expect(tools.getByText('The chat is locked: only facilitators can write.')).toBeVisible();
+      const refused = erin.run(['send', 'circle', 'is anyone here?']);
+      expect(refused.status, refused.stdout + refused.stderr).not.toBe(0);
+      expect(refused.stderr).toMatch(/lock/i);
+      await tools.getByRole('button', { name: 'Unlock the chat' }).click();
+      await tools.getByRole('button', { name: 'Yes, unlock' }).click();
+      await expect(tools.getByText('The chat is open: members can write.')).toBeVisible();
+
+      await tools.getByRole('combobox', { name: 'One message per member every' }).selectOption({ label: '30 seconds' });
+      await tools.getByRole('button', { name: 'Save slow mode' }).click();
+      await expect(tools.getByText('One message per 30 seconds per member.')).toBeVisible();
+      await tools.getByRole('combobox', { name: 'Delete messages after' }).selectOption({ label: '7 days' });
+      const keeping = tools.getByRole('form', { name: 'Keeping messages' });
+      await keeping.getByRole('button', { name: 'Save' }).click();
+      await expect(keeping.getByText('Messages are deleted after 7 days.')).toBeVisible();
+      await tools.getByRole('checkbox', { name: 'Tuesday' }).check();
+      await tools.getByRole('textbox', { name: 'Time zone' }).fill('Europe/Berlin');
+      await tools.getByRole('button', { name: 'Save open hours' }).click();
+      await expect(tools.getByText(/^Open Tuesday 18:00–22:00 \(Europe\/Berlin\)/)).toBeVisible();
+    });
+
+    await test.step('Fay changes a role, bans and unbans, and revokes an invite', async () => {
+      await openSection(page, 'Members');
+      const tools = panel(page);
+      const erinRow = tools.getByRole('listitem', { name: 'Erin', exact: true });
+      await erinRow.getByRole('button', { name: 'Make co-facilitator: Erin' }).click();
+      await erinRow.getByRole('button', { name: 'Yes, make co-facilitator' }).click();
+      await expect(erinRow.getByText('Co-facilitator', { exact: true })).toBeVisible();
+
+      const daveRow = tools.getByRole('listitem', { name: 'Dave', exact: true });
+      await daveRow.getByRole('button', { name: 'Ban: Dave' }).click();
+      await daveRow.getByRole('textbox', { name: /^Reason/ }).fill('Kept putting people down after a mute.');
+      await daveRow.getByRole('button', { name: 'Remove and ban' }).click();
+      await expect(daveRow).toHaveCount(0);
+      const banned = tools.getByRole('listitem', { name: 'Banned: Dave' });
+      await expect(banned).toBeVisible();
+      await banned.getByRole('button', { name: 'Unban: Dave' }).click();
+      await banned.getByRole('button', { name: 'Yes, lift the ban' }).click();
+      await expect(tools.getByText('Nobody is banned.')).toBeVisible();
+
+      await openSection(page, 'Invites');
+      const open = panel(page).getByRole('listitem').filter({ hasText: 'Joins directly · used 1 of 3' });
+      await open.getByRole('button', { name: /^Revoke/ }).click();
+      await open.getByRole('button', { name: 'Yes, revoke it' }).click();
+      await expect(open.getByText('Revoked', { exact: true })).toBeVisible();
+      const refused = CliPerson.init(server, 'Gus');
+      people.push(refused);
+      const join = refused.run(['join', openInvite, '--label', 'circle']);
+      expect(join.status, join.stdout + join.stderr).not.toBe(0);
+
+      await openSection(page, 'Moderation log');
+      await panel(page).getByRole('combobox', { name: 'Action' }).selectOption({ label: 'Removed' });
+      const log = panel(page).getByRole('list', { name: 'Moderation log entries' });
+      await expect(log.getByRole('listitem')).toHaveCount(1);
+      await expect(log.getByRole('listitem')).toContainText('and banned');
+      await expect(log.getByText('Reason: Kept putting people down after a mute.')).toBeVisible();
     });
   } finally {
     for (const person of people) person.remove();

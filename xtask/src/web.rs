@@ -43,6 +43,12 @@ pub const PROFILE: &str = "wasm-release";
 const WEB_DIR: &str = "web";
 /// Where wasm-bindgen writes the module and its TypeScript declarations, relative to the root.
 const WASM_PKG: &str = "web/src/wasm-pkg";
+/// The crate of the passphrase rule, built as the create-profile screen's own wasm module.
+const PASSPHRASE_CRATE: &str = "confide-passphrase";
+/// Its library name.
+const PASSPHRASE_LIB: &str = "confide_passphrase";
+/// Where its wasm-bindgen output goes (inside [`WASM_PKG`], so generated and ignored alike).
+const PASSPHRASE_PKG: &str = "web/src/wasm-pkg/passphrase";
 /// The oldest Node that Vite 8 runs on (its `engines`: `^20.19.0 || >=22.12.0`).
 pub const MIN_NODE: (u64, u64) = (20, 19);
 /// Svelte's raw-HTML tag: never used, so untrusted text cannot become markup (and the Trusted
@@ -211,6 +217,10 @@ pub fn build(root: &Path, profile: &str) -> Result<Built> {
     timings.push(("wasm-bindgen + wasm-opt", start.elapsed()));
 
     let start = Instant::now();
+    build_passphrase(root, profile, &target_dir, &wasm_bindgen.bindgen, wasm_opt.as_deref())?;
+    timings.push(("passphrase wasm", start.elapsed()));
+
+    let start = Instant::now();
     let web = root.join(WEB_DIR);
     if node_modules_stale(&web)? {
         cmd::run(
@@ -236,6 +246,74 @@ pub fn build(root: &Path, profile: &str) -> Result<Built> {
         files,
         timings,
     })
+}
+
+/// Builds the passphrase rule (crate [`PASSPHRASE_CRATE`], feature `wasm`) as its own wasm
+/// module into [`PASSPHRASE_PKG`]: the create-profile screen loads it with a dynamic import, so
+/// zxcvbn's dictionaries never count towards the app's first load. `cargo rustc --crate-type
+/// cdylib` keeps native builds of the crate free of a cdylib.
+fn build_passphrase(
+    root: &Path,
+    profile: &str,
+    target_dir: &Path,
+    bindgen: &Path,
+    wasm_opt: Option<&Path>,
+) -> Result<()> {
+    cmd::run(cmd::cargo(root).args([
+        "rustc",
+        "-p",
+        PASSPHRASE_CRATE,
+        "--lib",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        profile,
+        "--features",
+        "wasm",
+        "--crate-type",
+        "cdylib",
+    ]))?;
+    let built = target_dir
+        .join(WASM_TARGET)
+        .join(profile)
+        .join(format!("{PASSPHRASE_LIB}.wasm"));
+    let pkg = root.join(PASSPHRASE_PKG);
+    cmd::run(
+        Command::new(bindgen)
+            .args([
+                "--target",
+                "web",
+                "--typescript",
+                "--remove-name-section",
+                "--remove-producers-section",
+                "--out-dir",
+            ])
+            .arg(&pkg)
+            .arg(&built),
+    )?;
+    if let Some(wasm_opt) = wasm_opt {
+        let wasm = pkg.join(format!("{PASSPHRASE_LIB}_bg.wasm"));
+        let optimised = pkg.join(format!("{PASSPHRASE_LIB}_opt.wasm"));
+        cmd::run(
+            Command::new(wasm_opt)
+                .arg("-Oz")
+                .args(tools::WASM_OPT_FEATURES)
+                .arg(&wasm)
+                .arg("-o")
+                .arg(&optimised),
+        )?;
+        let before = exported_tables(&read(&wasm)?)?;
+        let after = exported_tables(&read(&optimised)?)?;
+        if before == after {
+            std::fs::rename(&optimised, &wasm)
+                .with_context(|| format!("replacing {}", wasm.display()))?;
+        } else {
+            // The same wasm-opt bug as for the core (see `build`): ship it unoptimised.
+            std::fs::remove_file(&optimised)
+                .with_context(|| format!("removing {}", optimised.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Prints each step's time, each file's sizes and the totals.

@@ -1,5 +1,6 @@
 //! The web tests of `cargo xtask test`: Playwright (`web/tests/`) in Debian's Chromium against
-//! the debug `confide-server` serving `target/web/`. The run's JSON report is read back and the
+//! the debug `confide-server` serving `target/web/`, with the debug `confide` CLI
+//! (`CONFIDE_CLI_BIN`) for the tests that need a second person. The run's JSON report is read back and the
 //! run fails unless at least one test passed, none was skipped or flaky, and every test that
 //! used a browser says it was [`CHROMIUM`] (the fixtures record it as a `browser` annotation).
 
@@ -25,8 +26,10 @@ pub struct WebCounts {
 /// documentation.
 pub fn run(root: &Path, web_dir: &Path) -> Result<WebCounts> {
     let target = tools::target_dir(root)?;
-    cmd::run(cmd::cargo(root).args(["build", "-p", "confide-server"]))?;
+    cmd::run(cmd::cargo(root).args(["build", "-p", "confide-server", "-p", "confide-cli"]))?;
     let server = target.join("debug").join("confide-server");
+    // The member tests play the facilitator with the CLI.
+    let cli = target.join("debug").join("confide");
     let report = target.join("web-tests.json");
     if report.exists() {
         std::fs::remove_file(&report).with_context(|| format!("removing {}", report.display()))?;
@@ -40,6 +43,7 @@ pub fn run(root: &Path, web_dir: &Path) -> Result<WebCounts> {
             .env("PLAYWRIGHT_JSON_OUTPUT_FILE", &report)
             .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
             .env("CONFIDE_SERVER_BIN", &server)
+            .env("CONFIDE_CLI_BIN", &cli)
             .env("CONFIDE_WEB_DIR", web_dir)
             .env("CONFIDE_TARGET_DIR", &target),
     );

@@ -77,6 +77,65 @@ function methodNames(klass: CoreClass): string[] {
     .sort();
 }
 
+/**
+ * The fields that carry other people's text (names, messages, reasons, notes, pinned texts). The
+ * worker makes each inert with client-web's `sanitizeForDisplay` (the CLI's rule: bidi
+ * overrides and isolates, controls and invisibles become U+FFFD) before any tab sees it, in
+ * events and in results alike, so no page can forget to.
+ */
+const UNTRUSTED_FIELDS: ReadonlySet<string> = new Set([
+  'authorName',
+  'byName',
+  'createdByName',
+  'crisisResources',
+  'displayName',
+  'name',
+  'note',
+  'offenderName',
+  'reason',
+  'reporterName',
+  'senderName',
+  'targetName',
+  'text',
+]);
+
+/** Sanitises, in place, every {@link UNTRUSTED_FIELDS} string anywhere in `value`. */
+function sanitiseDeep(value: unknown, depth = 0): unknown {
+  if (depth > 16 || typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) {
+    for (const item of value) sanitiseDeep(item, depth + 1);
+    return value;
+  }
+  const record = value as Record<string, unknown>;
+  for (const [key, field] of Object.entries(record)) {
+    if (typeof field === 'string') {
+      if (UNTRUSTED_FIELDS.has(key)) record[key] = wasm.sanitizeForDisplay(field);
+    } else {
+      sanitiseDeep(field, depth + 1);
+    }
+  }
+  return value;
+}
+
+/**
+ * `acceptAgreement` names the text that was shown, and the tab was shown the sanitised text: if
+ * it is exactly the sanitised form of the agreement the core holds, the core gets the original.
+ */
+async function restoreAgreementText(core: object, params: unknown): Promise<unknown> {
+  if (typeof params !== 'object' || params === null) return params;
+  const { group, version, text } = params as { group?: unknown; version?: unknown; text?: unknown };
+  if (typeof group !== 'string' || typeof text !== 'string') return params;
+  const pinned = (core as Record<string, (p: unknown) => Promise<unknown>>)['pinned'];
+  const held = (await pinned?.call(core, { group })) as
+    | { agreement?: { version: number; text: string } }
+    | undefined;
+  const agreement = held?.agreement;
+  if (agreement !== undefined && agreement.version === version && wasm.sanitizeForDisplay(agreement.text) === text) {
+    return { ...(params as object), text: agreement.text };
+  }
+  return params;
+}
+
 /** A thrown or rejected value as the plain error the protocol carries. */
 function toCoreError(thrown: unknown, fallback: string): CoreError {
   if (isCoreError(thrown)) {
@@ -134,6 +193,7 @@ async function start(): Promise<Started> {
   const scheme = location.protocol === 'http:' ? 'ws' : 'wss';
   try {
     const core = await klass.open({ dbName, serverUrl: `${scheme}://${location.host}/` }, (event) => {
+      sanitiseDeep(event);
       for (const port of ports) port.postMessage({ kind: 'event', event: event as never });
     });
     return { hello, core, methods };
@@ -166,8 +226,10 @@ async function answer(port: Port, call: { id: number; method: string; params: un
   }
   const method = (core as Record<string, (params: unknown) => unknown>)[call.method];
   try {
-    const value = await method?.call(core, call.params);
-    reply({ ok: true, value });
+    const params =
+      call.method === 'acceptAgreement' ? await restoreAgreementText(core, call.params) : call.params;
+    const value: unknown = await method?.call(core, params);
+    reply({ ok: true, value: sanitiseDeep(value) });
   } catch (thrown) {
     reply({ ok: false, error: toCoreError(thrown, `${call.method} failed`) });
   } finally {

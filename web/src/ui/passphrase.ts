@@ -1,0 +1,46 @@
+// The passphrase rule (crate `passphrase/`, zxcvbn) as its own wasm module, loaded with a
+// dynamic import the first time the create-profile screen needs it, so its dictionaries never
+// count towards the app's first load. `cargo xtask web` builds it into src/wasm-pkg/passphrase/.
+
+/** What the strength meter shows. */
+export interface PassphraseVerdict {
+  /** 0 (very weak) to 4 (strong). */
+  score: number;
+  /** The score in one word. */
+  word: string;
+  /** Whether it may be used. */
+  acceptable: boolean;
+  /** The sentence to show. */
+  message: string;
+}
+
+type Rule = typeof import('../wasm-pkg/passphrase/confide_passphrase.js');
+
+let loading: Promise<Rule> | undefined;
+
+function load(): Promise<Rule> {
+  loading ??= (async () => {
+    const rule = await import('../wasm-pkg/passphrase/confide_passphrase.js');
+    const { default: url } = await import('../wasm-pkg/passphrase/confide_passphrase_bg.wasm?url');
+    await rule.default({ module_or_path: url });
+    return rule;
+  })();
+  return loading;
+}
+
+/**
+ * Checks `passphrase` with the pseudonym as a known word. The bytes are copied into the wasm
+ * (which wipes its copy) and zeroed here once checked.
+ */
+export async function checkPassphrase(passphrase: string, name: string): Promise<PassphraseVerdict> {
+  const rule = await load();
+  const bytes = new TextEncoder().encode(passphrase);
+  try {
+    const check = rule.checkPassphrase(bytes, name.trim() === '' ? [] : [name.trim()]);
+    const verdict = { score: check.score, word: check.word, acceptable: check.acceptable, message: check.message };
+    check.free();
+    return verdict;
+  } finally {
+    bytes.fill(0);
+  }
+}

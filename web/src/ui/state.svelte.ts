@@ -1,0 +1,385 @@
+// The app's state (Svelte 5 runes), fed by the SDK's events: who is signed in, the groups, the
+// messages loaded so far, the system lines seen this session, unread counts, the connection,
+// and the screen. Drafts and the invite link are kept in memory only (never at rest).
+
+import { notifyEvent } from '../pwa/notify.ts';
+import { isCoreError, type Confide, type CoreEvent } from '../sdk/client.ts';
+import type {
+  ChatMessage,
+  ConnectionState,
+  GroupInfo,
+  GroupNotice,
+  Me,
+  ProfileState,
+} from '../wasm-pkg/confide_client_web.js';
+
+/** Where the person is. */
+export type Screen =
+  | { name: 'groups' }
+  | { name: 'group'; group: string }
+  | { name: 'info'; group: string }
+  | { name: 'settings' }
+  | { name: 'join' }
+  | { name: 'waiting'; group: string };
+
+/** A line among the messages that is not a message: a join, a removal, a hidden message. */
+export interface SystemLine {
+  /** Tells lines apart. */
+  key: string;
+  /** When. */
+  at: number;
+  /** Goes after the message with this seq, if known. */
+  afterSeq?: number;
+  /** What happened, in plain words. */
+  text: string;
+  /** `placeholder` for messages that are hidden (unverifiable, deleted). */
+  kind: 'system' | 'placeholder';
+}
+
+/** The words of a rejected call, for people. */
+export function errorText(error: unknown): string {
+  return isCoreError(error) ? error.message : String(error);
+}
+
+/** The error code of a rejected call, if it has one. */
+export function errorCode(error: unknown): string | undefined {
+  return isCoreError(error) ? error.code : undefined;
+}
+
+/** How many messages a conversation loads when it opens. */
+const PAGE = 200;
+
+export class AppState {
+  /** The SDK. */
+  readonly confide: Confide;
+  /** Whether this browser holds a profile, and whether it is unlocked. */
+  profile = $state<ProfileState>('none');
+  /** Who this device is, once unlocked. */
+  me = $state<Me | undefined>();
+  /** The groups this device knows. */
+  groups = $state.raw<GroupInfo[]>([]);
+  /** What is on screen. */
+  screen = $state<Screen>({ name: 'groups' });
+  /** The connection to the server. */
+  connection = $state<ConnectionState>('connecting');
+  /** Messages per group, oldest first (loaded when a group opens, then kept up to date). */
+  messages = $state.raw<Record<string, ChatMessage[]>>({});
+  /** System lines per group. */
+  lines = $state.raw<Record<string, SystemLine[]>>({});
+  /** New messages per group since it was last looked at. */
+  unread = $state.raw<Record<string, number>>({});
+  /** When the newest message of each group arrived. */
+  lastAt = $state.raw<Record<string, number>>({});
+  /** Texts the core keeps to send once it can, per group ("waiting to send"). */
+  queued = $state.raw<Record<string, string[]>>({});
+  /** The invite link the page was opened with, until it is used or set aside. */
+  invite = $state<string | undefined>();
+  /** Bumped when a group's pinned texts, status or members may have changed. */
+  changes = $state(0);
+  /** Drafts per group: in memory only, never stored. */
+  readonly drafts = new Map<string, string>();
+  /** Pseudonyms seen, by user id (from messages and member lists). */
+  readonly names = new Map<string, string>();
+
+  constructor(confide: Confide, invite: string | undefined) {
+    this.confide = confide;
+    this.invite = invite;
+    confide.on((event) => this.handle(event));
+  }
+
+  /** Reads the profile's state; if it is unlocked already (another tab), loads the groups. */
+  async start(): Promise<void> {
+    this.profile = await this.confide.profileState();
+    if (this.profile === 'unlocked') await this.unlocked();
+  }
+
+  /** After create or unlock: who we are, the groups, then the join screen if a link waits. */
+  async unlocked(): Promise<void> {
+    this.profile = 'unlocked';
+    this.me = await this.confide.me();
+    if (this.invite !== undefined) this.screen = { name: 'join' };
+    await this.refreshGroups();
+    await Promise.all(
+      this.groups.map(async (group) => {
+        if (!group.member) return;
+        try {
+          const page = await this.confide.history({ group: group.group, limit: 1 });
+          const last = page.messages.at(-1);
+          if (last !== undefined) this.lastAt = { ...this.lastAt, [group.group]: last.receivedAt };
+        } catch {
+          // A group whose history cannot be read shows no time.
+        }
+      }),
+    );
+  }
+
+  /** Locks the profile and forgets everything on screen. */
+  async lock(): Promise<void> {
+    await this.confide.lock();
+    this.reset('locked');
+  }
+
+  /** Deletes the profile from this browser. */
+  async forget(): Promise<void> {
+    await this.confide.forget();
+    this.reset('none');
+  }
+
+  private reset(profile: ProfileState): void {
+    this.profile = profile;
+    this.me = undefined;
+    this.groups = [];
+    this.messages = {};
+    this.lines = {};
+    this.unread = {};
+    this.queued = {};
+    this.drafts.clear();
+    this.names.clear();
+    this.screen = { name: 'groups' };
+  }
+
+  /** Re-reads the group list. */
+  async refreshGroups(): Promise<void> {
+    this.groups = await this.confide.groups();
+    // Approved: the group the person waited for is theirs now (the `joined` event says so too).
+    const screen = this.screen;
+    if (screen.name === 'waiting' && this.groupInfo(screen.group)?.member === true) {
+      await this.open(screen.group);
+    }
+  }
+
+  /** The group as last listed. */
+  groupInfo(group: string): GroupInfo | undefined {
+    return this.groups.find((g) => g.group === group);
+  }
+
+  /** The group's name on this device. The core keeps no label yet, so it is made up. */
+  labelOf(group: string): string {
+    const info = this.groupInfo(group);
+    if (info?.privateWith !== undefined) return `Private with ${info.privateWith.displayName}`;
+    const shared = this.groups.filter((g) => g.privateWith === undefined);
+    const index = shared.findIndex((g) => g.group === group);
+    return shared.length <= 1 ? 'Your group' : `Group ${index + 1}`;
+  }
+
+  /** The group on screen, if any. */
+  get openGroup(): string | undefined {
+    const screen = this.screen;
+    return screen.name === 'group' || screen.name === 'info' ? screen.group : undefined;
+  }
+
+  /** Opens a group: loads its history and notices, and marks it read. */
+  async open(group: string): Promise<void> {
+    this.screen = { name: 'group', group };
+    this.unread = { ...this.unread, [group]: 0 };
+    const info = this.groupInfo(group);
+    if (info === undefined || !info.member) return;
+    const [page, notices] = await Promise.all([
+      this.confide.history({ group, limit: PAGE }),
+      this.confide.notices({ group }).catch(() => [] as GroupNotice[]),
+    ]);
+    for (const m of page.messages) this.names.set(m.sender, m.senderName);
+    const known = this.messages[group] ?? [];
+    const ids = new Set(page.messages.map((m) => m.id));
+    const merged = [...page.messages, ...known.filter((m) => !ids.has(m.id))];
+    merged.sort((a, b) => a.seq - b.seq);
+    this.messages = { ...this.messages, [group]: merged };
+    const fromNotices = notices.map((n) => noticeLine(n));
+    const others = (this.lines[group] ?? []).filter((l) => !l.key.startsWith('notice:'));
+    this.lines = { ...this.lines, [group]: [...others, ...fromNotices] };
+  }
+
+  private addMessage(message: ChatMessage): void {
+    const group = message.group;
+    this.names.set(message.sender, message.senderName);
+    this.lastAt = { ...this.lastAt, [group]: message.receivedAt };
+    const list = this.messages[group];
+    if (list !== undefined && !list.some((m) => m.id === message.id)) {
+      this.messages = { ...this.messages, [group]: [...list, message].sort((a, b) => a.seq - b.seq) };
+    }
+    const own = message.sender === this.me?.user;
+    if (own) {
+      const waiting = this.queued[group] ?? [];
+      const at = waiting.indexOf(message.text);
+      if (at >= 0) this.queued = { ...this.queued, [group]: waiting.filter((_, i) => i !== at) };
+    } else if (this.openGroup !== group || document.hidden) {
+      this.unread = { ...this.unread, [group]: (this.unread[group] ?? 0) + 1 };
+    }
+  }
+
+  /** Adds a text to the group's "waiting to send" list. */
+  queue(group: string, text: string): void {
+    this.queued = { ...this.queued, [group]: [...(this.queued[group] ?? []), text] };
+  }
+
+  private addLine(group: string, line: SystemLine): void {
+    const list = this.lines[group] ?? [];
+    if (list.some((l) => l.key === line.key)) return;
+    this.lines = { ...this.lines, [group]: [...list, line] };
+  }
+
+  private nameOf(user: string | undefined): string {
+    if (user === undefined) return 'someone';
+    if (user === this.me?.user) return 'you';
+    return this.names.get(user) ?? 'a member';
+  }
+
+  /** Applies one core event. */
+  handle(event: CoreEvent): void {
+    notifyEvent(event, { openGroup: this.openGroup, labelOf: (group) => this.labelOf(group) });
+    switch (event.type) {
+      case 'connection':
+        this.connection = event.state;
+        return;
+      case 'connected':
+        this.connection = 'online';
+        return;
+      case 'disconnected':
+        this.connection = 'offline';
+        return;
+      case 'message':
+      case 'sent':
+        this.addMessage(event.message);
+        return;
+      case 'sendFailed':
+        this.queued = { ...this.queued, [event.group]: [] };
+        this.addLine(event.group, {
+          key: `failed:${Date.now()}`,
+          at: Date.now(),
+          text: `A message could not be sent: ${event.reason}. Your words are in the box below.`,
+          kind: 'system',
+        });
+        return;
+      case 'groupChanged': {
+        const change = event.change;
+        const text = changeText(change.action, this.nameOf(change.author), this.nameOf(change.target));
+        if (text !== undefined) {
+          this.addLine(change.group, { key: `op:${change.opSeq}`, at: change.at, text, kind: 'system' });
+        }
+        this.changes++;
+        void this.refreshGroups();
+        return;
+      }
+      case 'notice':
+        this.addLine(event.notice.group, noticeLine(event.notice));
+        return;
+      case 'joined':
+        void this.refreshGroups();
+        return;
+      case 'invited':
+      case 'messageWaiting':
+      case 'roleChanged':
+      case 'caughtUp':
+        this.changes++;
+        void this.refreshGroups();
+        return;
+      case 'removed':
+        this.changes++;
+        this.addLine(event.group, {
+          key: `removed:${event.at}`,
+          at: event.at,
+          text: 'You were removed from this group.',
+          kind: 'system',
+        });
+        void this.refreshGroups();
+        return;
+      case 'pinned':
+        this.changes++;
+        return;
+      case 'keyChanged':
+        this.addLine(event.group, {
+          key: `key:${event.user}:${Date.now()}`,
+          at: Date.now(),
+          text: `${event.displayName}'s safety number changed. This usually means they set Confide up again on a new device. You can compare safety numbers in the group's info.`,
+          kind: 'system',
+        });
+        return;
+      case 'messageRejected':
+        this.addLine(event.rejection.group, {
+          key: `rejected:${event.rejection.seq}`,
+          at: Date.now(),
+          afterSeq: event.rejection.seq,
+          text: 'A message could not be verified and is hidden.',
+          kind: 'placeholder',
+        });
+        return;
+      case 'messagesDeleted': {
+        const list = this.messages[event.group];
+        if (list !== undefined) {
+          const gone = new Set(event.messages);
+          for (const m of list) {
+            if (gone.has(m.id)) {
+              this.addLine(event.group, {
+                key: `deleted:${m.id}`,
+                at: m.receivedAt,
+                afterSeq: m.seq,
+                text: 'This message was deleted.',
+                kind: 'placeholder',
+              });
+            }
+          }
+          this.messages = { ...this.messages, [event.group]: list.filter((m) => !gone.has(m.id)) };
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+}
+
+/** A notice as a system line. */
+function noticeLine(notice: GroupNotice): SystemLine {
+  const by = notice.byName;
+  let text: string;
+  switch (notice.kind.type) {
+    case 'removed':
+      text = `${notice.kind.name} was removed from the group.`;
+      break;
+    case 'left':
+      text = `${by} left the group.`;
+      break;
+    case 'messageDeleted':
+      text = `${by} deleted a message for everyone.`;
+      break;
+    default:
+      text = `${by} changed the group.`;
+  }
+  const line: SystemLine = {
+    key: `notice:${notice.opSeq}:${notice.index}`,
+    at: notice.at,
+    text,
+    kind: notice.kind.type === 'messageDeleted' ? 'placeholder' : 'system',
+  };
+  if (notice.afterSeq !== undefined) line.afterSeq = notice.afterSeq;
+  return line;
+}
+
+/** A log change in plain words (never a reason), or nothing for ones members need not see. */
+function changeText(action: string, author: string, target: string): string | undefined {
+  switch (action) {
+    case 'add':
+      return `${target === 'you' ? 'You' : target} joined the group.`;
+    case 'join':
+      return `${author === 'you' ? 'You' : author} joined the group.`;
+    case 'leave':
+      return `${author === 'you' ? 'You' : author} left the group.`;
+    case 'set_slow_mode':
+      return 'Slow mode was changed.';
+    case 'set_open_hours':
+      return 'The open hours were changed.';
+    case 'mute':
+      return `${target === 'you' ? 'You were' : `${target} was`} muted for a while.`;
+    case 'unmute':
+      return `${target === 'you' ? 'You' : target} can post again.`;
+    case 'lock':
+      return 'The chat was paused by a facilitator.';
+    case 'unlock':
+      return 'The chat is open again.';
+    case 'set_role':
+    case 'role':
+      return `${author} changed ${target === 'you' ? 'your' : `${target}'s`} role.`;
+    default:
+      return undefined;
+  }
+}

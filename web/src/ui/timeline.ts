@@ -1,0 +1,47 @@
+// What the conversation shows, in order: messages, system lines and placeholders, with a
+// separator before each new day, and the texts still waiting to send at the end.
+
+import type { ChatMessage } from '../wasm-pkg/confide_client_web.js';
+import { dayKey, dayLabel } from './format.ts';
+import type { SystemLine } from './state.svelte.ts';
+
+/** One row of the conversation. */
+export type Item =
+  | { kind: 'day'; key: string; label: string }
+  | { kind: 'message'; key: string; message: ChatMessage; own: boolean }
+  | { kind: 'line'; key: string; line: SystemLine }
+  | { kind: 'queued'; key: string; text: string };
+
+/** Merges `messages` and `lines` by time (a line that names a `seq` goes after it). */
+export function timeline(
+  messages: readonly ChatMessage[],
+  lines: readonly SystemLine[],
+  queued: readonly string[],
+  me: string | undefined,
+): Item[] {
+  const entries: { at: number; order: number; item: Item }[] = [];
+  messages.forEach((message, order) =>
+    entries.push({ at: message.receivedAt, order, item: { kind: 'message', key: `m:${message.id}`, message, own: message.sender === me } }),
+  );
+  for (const line of lines) {
+    let at = line.at;
+    if (line.afterSeq !== undefined) {
+      const before = messages.filter((m) => m.seq <= line.afterSeq!).at(-1);
+      if (before !== undefined) at = before.receivedAt;
+    }
+    entries.push({ at, order: messages.length, item: { kind: 'line', key: `l:${line.key}`, line } });
+  }
+  entries.sort((a, b) => a.at - b.at || a.order - b.order);
+  const items: Item[] = [];
+  let day: string | undefined;
+  for (const entry of entries) {
+    const key = dayKey(entry.at);
+    if (key !== day) {
+      day = key;
+      items.push({ kind: 'day', key: `d:${key}`, label: dayLabel(entry.at) });
+    }
+    items.push(entry.item);
+  }
+  queued.forEach((text, index) => items.push({ kind: 'queued', key: `q:${index}`, text }));
+  return items;
+}

@@ -1,5 +1,6 @@
-// The facilitator's screens (issue 15, plan §2 M6) against the real server, with two members on
-// the CLI (plan §6): Fay starts a group in the browser, pins the agreement and crisis text and
+// The facilitator's screens (issue 15, plan §2 M6) against the real server, with the members on
+// the CLI (plan §6): Fay joins in the browser and the group's founder makes her a facilitator
+// (the groups list does not offer "Start a group" yet); she pins the agreement and crisis text and
 // makes an approval invite and an open one; Erin joins directly and Dave asks with a note; Fay
 // approves Dave from "needs you"; Fay mutes Dave with a reason and the CLI refuses his message;
 // Erin reports Dave's message and asks for a facilitator: Fay's queue shows the urgent request
@@ -7,7 +8,7 @@
 // the reasons, filtered by action and person. axe runs on every facilitator screen.
 
 import { checkScreen } from './a11y.ts';
-import { panel, openSection, reachCreateGroup, startGroup } from './facilitator/app.ts';
+import { becomeFacilitator, openSection, panel } from './facilitator/app.ts';
 import { CliPerson } from './facilitator/cli.ts';
 import { expect, test } from './fixtures.ts';
 
@@ -18,10 +19,8 @@ test('a facilitator runs a group from the browser while members use the CLI', as
   await context.grantPermissions(['clipboard-read', 'clipboard-write']);
   const people: CliPerson[] = [];
   try {
-    await test.step('Fay starts a group', async () => {
-      await reachCreateGroup(page);
-      await checkScreen(page, 'create-group');
-      await startGroup(page);
+    await test.step('Fay joins in the browser and is made a facilitator', async () => {
+      people.push(await becomeFacilitator(page, server));
       await expect(panel(page).getByText('Nothing needs you right now.')).toBeVisible();
     });
 
@@ -61,7 +60,7 @@ test('a facilitator runs a group from the browser while members use the CLI', as
       openInvite = await tools.getByRole('textbox', { name: 'Invite text (for the Confide app)' }).inputValue();
       expect(openInvite).toMatch(/^confide-invite:/);
       const list = tools.getByRole('list').filter({ has: page.getByRole('listitem', { name: /^Invite made/ }) });
-      await expect(list.getByRole('listitem')).toHaveCount(2);
+      await expect(list.getByRole('listitem')).toHaveCount(3); // and Olive's
       await expect(list.getByText('Needs approval · used 0 of 1')).toBeVisible();
       await expect(list.getByText('Joins directly · used 0 of 3')).toBeVisible();
       await checkScreen(page, 'facilitator-invites');
@@ -129,6 +128,7 @@ test('a facilitator runs a group from the browser while members use the CLI', as
       const message = read.find((m) => m.text === 'Honestly this group is a waste of time.');
       expect(message, JSON.stringify(read)).toBeDefined();
       erin.ok(['report', 'circle', String(message?.number), 'Putting everyone down.']);
+      erin.ok(['send', 'circle', 'Thanks all, see you Tuesday.']);
       erin.ok(['urgent', 'circle', 'Could someone check in with me tonight?']);
     });
 
@@ -205,6 +205,13 @@ test('a facilitator runs a group from the browser while members use the CLI', as
       await erinRow.getByRole('button', { name: 'Make co-facilitator: Erin' }).click();
       await erinRow.getByRole('button', { name: 'Yes, make co-facilitator' }).click();
       await expect(erinRow.getByText('Co-facilitator', { exact: true })).toBeVisible();
+
+      await erinRow.getByRole('button', { name: 'Delete recent messages: Erin' }).click();
+      await expect(erinRow.getByRole('spinbutton', { name: 'How many of their latest messages' })).toHaveValue('10');
+      await erinRow.getByRole('button', { name: 'Delete them for everyone' }).click();
+      await expect(tools.getByRole('status')).toHaveText('Deleted 1 message of Erin.');
+      erin.ok(['sync']);
+      expect(erin.ok(['read', 'circle'])).not.toContain('Thanks all, see you Tuesday.');
 
       const daveRow = tools.getByRole('listitem', { name: 'Dave', exact: true });
       await daveRow.getByRole('button', { name: 'Ban: Dave' }).click();

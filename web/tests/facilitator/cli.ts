@@ -44,7 +44,13 @@ export class CliPerson {
   /** Runs `confide ARGS` as this person. */
   run(args: string[]): Run {
     const result = spawnSync(this.bin, args, {
-      env: { ...process.env, CONFIDE_HOME: this.home, CONFIDE_PASSPHRASE: `passphrase of ${this.name} 4242` },
+      env: {
+        ...process.env,
+        CONFIDE_HOME: this.home,
+        CONFIDE_PASSPHRASE: `passphrase of ${this.name} 4242`,
+        // The CLI's test-only fast key derivation, as helpers/cli.ts uses.
+        CONFIDE_INSECURE_FAST_KDF: '1',
+      },
       encoding: 'utf8',
       timeout: 120_000,
     });

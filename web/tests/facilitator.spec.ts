@@ -1,11 +1,12 @@
 // The facilitator's screens (issue 15, plan §2 M6) against the real server, with the members on
-// the CLI (plan §6): Fay joins in the browser and the group's founder makes her a facilitator
-// (the groups list does not offer "Start a group" yet); she pins the agreement and crisis text and
-// makes an approval invite and an open one; Erin joins directly and Dave asks with a note; Fay
-// approves Dave from "needs you"; Fay mutes Dave with a reason and the CLI refuses his message;
-// Erin reports Dave's message and asks for a facilitator: Fay's queue shows the urgent request
-// on top and the report with the verified quote; the moderation log shows what was done, with
-// the reasons, filtered by action and person. axe runs on every facilitator screen.
+// the CLI (plan §6). Fay joins in the browser and the group's founder makes her a facilitator
+// (the groups list does not offer "Start a group" yet). She pins the agreement and crisis text
+// and makes an approval invite and an open one; Erin joins directly and Dave asks with a note;
+// Fay approves Dave from "needs you"; she mutes Dave with a reason and the CLI refuses him; Erin
+// reports Dave's message and asks for a facilitator: the urgent request is on top, the report
+// shows the verified quote. Then lock (a member is refused), slow mode, retention, open hours,
+// roles, delete recent, ban and unban, decline, revoke (a join is refused), and the moderation
+// log with its reasons, filtered by action and person. axe runs on every facilitator screen.
 
 import { checkScreen } from './a11y.ts';
 import { becomeFacilitator, openSection, panel } from './facilitator/app.ts';
@@ -45,6 +46,7 @@ test('a facilitator runs a group from the browser while members use the CLI', as
       await openSection(page, 'Invites');
       const tools = panel(page);
       await expect(tools.getByRole('checkbox', { name: /approves each person/ })).toBeChecked();
+      await tools.getByRole('spinbutton', { name: 'How many people can use it' }).fill('2');
       await tools.getByRole('button', { name: 'Create invite' }).click();
       const link = tools.getByRole('textbox', { name: 'Link to open in a browser' });
       await expect(link).toHaveValue(new RegExp(`^${server.origin}/#invite=confide-invite:`));
@@ -61,7 +63,7 @@ test('a facilitator runs a group from the browser while members use the CLI', as
       expect(openInvite).toMatch(/^confide-invite:/);
       const list = tools.getByRole('list').filter({ has: page.getByRole('listitem', { name: /^Invite made/ }) });
       await expect(list.getByRole('listitem')).toHaveCount(3); // and Olive's
-      await expect(list.getByText('Needs approval · used 0 of 1')).toBeVisible();
+      await expect(list.getByText('Needs approval · used 0 of 2')).toBeVisible();
       await expect(list.getByText('Joins directly · used 0 of 3')).toBeVisible();
       await checkScreen(page, 'facilitator-invites');
     });
@@ -224,14 +226,23 @@ test('a facilitator runs a group from the browser while members use the CLI', as
       await banned.getByRole('button', { name: 'Yes, lift the ban' }).click();
       await expect(tools.getByText('Nobody is banned.')).toBeVisible();
 
+      const gus = CliPerson.init(server, 'Gus');
+      people.push(gus);
+      gus.ok(['join', approvalLink, '--label', 'circle', '--note', 'Just curious.']);
+      await openSection(page, 'Needs you');
+      const request = panel(page).getByRole('listitem', { name: 'Join request from Gus' });
+      await expect(request.getByText('Just curious.')).toBeVisible();
+      await request.getByRole('button', { name: 'Decline: Gus' }).click();
+      await request.getByRole('button', { name: 'Decline the request' }).click();
+      await expect(panel(page).getByRole('status')).toHaveText('Declined Gus.');
+      await expect(request).toHaveCount(0);
+
       await openSection(page, 'Invites');
       const open = panel(page).getByRole('listitem').filter({ hasText: 'Joins directly · used 1 of 3' });
       await open.getByRole('button', { name: /^Revoke/ }).click();
       await open.getByRole('button', { name: 'Yes, revoke it' }).click();
       await expect(open.getByText('Revoked', { exact: true })).toBeVisible();
-      const refused = CliPerson.init(server, 'Gus');
-      people.push(refused);
-      const join = refused.run(['join', openInvite, '--label', 'circle']);
+      const join = gus.run(['join', openInvite, '--label', 'circle2']);
       expect(join.status, join.stdout + join.stderr).not.toBe(0);
 
       await openSection(page, 'Moderation log');

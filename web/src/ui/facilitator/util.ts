@@ -61,12 +61,17 @@ export function formatDuration(seconds: number): string {
 export function errorText(error: unknown): string {
   if (isCoreError(error)) {
     switch (error.code) {
-      case 'not_permitted':
-      case 'forbidden':
-        return 'Only a facilitator can do that.';
+      case 'unreachable':
+      case 'timeout':
+      case 'closed':
+        return "Can't reach the server right now. Check your connection, then try again.";
+      case 'not_member':
+      case 'removed':
+        return 'You are no longer a member of this group.';
       case 'elsewhere':
         return 'Confide is open in another tab. Use that tab, or close it and reload this page.';
       default:
+        // The core's own words (`not_allowed` says what may not be done and why).
         return error.message;
     }
   }

@@ -48,13 +48,15 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       expect(new URL(page.url()).hash).toBe('');
       await page.getByRole('textbox', { name: 'Name in your groups' }).fill('Bob');
       await expect(page.getByText('Not your real name')).toBeVisible();
-      await page.getByLabel('Passphrase').fill('bob');
+      await page.getByRole('textbox', { name: 'Passphrase', exact: true }).fill('bob');
       await expect(page.getByRole('meter', { name: 'Passphrase strength' })).toBeVisible();
       await expect(page.getByText('cannot be recovered')).toBeVisible();
       await page.getByRole('button', { name: 'Create my profile' }).click();
       await expect(page.getByRole('alert')).toBeVisible();
-      await page.getByLabel('Passphrase').fill(PASSPHRASE);
+      await page.getByRole('textbox', { name: 'Passphrase', exact: true }).fill(PASSPHRASE);
       await expect(page.getByText(/^Strength: (strong|good|fair)/i)).toBeVisible();
+      // The refusal of the short one is gone once the passphrase changed.
+      await expect(page.getByRole('alert')).toHaveCount(0);
       await checkScreen(page, 'create-profile');
       await page.getByRole('button', { name: 'Create my profile' }).click();
     });
@@ -97,8 +99,9 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
     });
 
     await test.step('messages go both ways between the browser and the CLI', async () => {
+      // By keyboard: Ctrl+Enter in the message box sends.
       await page.getByRole('textbox', { name: 'Message' }).fill('Hello from the browser');
-      await page.getByRole('button', { name: 'Send' }).click();
+      await page.getByRole('textbox', { name: 'Message' }).press('Control+Enter');
       await expect(log(page).getByText('Hello from the browser')).toBeVisible();
       await expect(page.getByRole('textbox', { name: 'Message' })).toHaveValue('');
       await expect
@@ -106,11 +109,20 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
         .toContain('Bob: Hello from the browser');
       fay.ok(['send', 'circle', 'Welcome, Bob']);
       await expect(log(page).getByText('Welcome, Bob')).toBeVisible();
+      // Someone else's text is made inert by the worker: a right-to-left override is shown as
+      // U+FFFD and never reverses what follows.
+      fay.ok(['send', 'circle', 'see \u202Egnp.exe']);
+      await expect(log(page).getByText('see \uFFFDgnp.exe')).toBeVisible();
+      await expect(log(page).getByText('\u202E')).toHaveCount(0);
       await checkScreen(page, 'conversation');
     });
 
     await test.step('a message can be reported with a reason', async () => {
-      await log(page).getByRole('button', { name: /^More for the message from Fay/ }).click();
+      await log(page)
+        .getByRole('article', { name: /^Fay at / })
+        .filter({ hasText: 'Welcome, Bob' })
+        .getByRole('button', { name: /^More for the message from Fay/ })
+        .click();
       await page.getByRole('button', { name: 'Report this message' }).click();
       const dialog = page.getByRole('dialog', { name: 'Report a message' });
       await expect(dialog).toContainText('Welcome, Bob');
@@ -138,6 +150,7 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       await page.getByRole('button', { name: 'Safety number for Fay' }).click();
       const dialog = page.getByRole('dialog', { name: 'Safety number' });
       await expect(dialog).toContainText(/\d{5}/);
+      await expect(dialog.getByRole('img', { name: /QR code/ })).toBeVisible();
       await checkScreen(page, 'safety-number');
       await dialog.getByRole('button', { name: 'Done' }).click();
     });
@@ -145,6 +158,7 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
     await test.step('settings lock the profile; a wrong passphrase says so plainly', async () => {
       await page.getByRole('button', { name: 'Settings' }).click();
       await expect(page.getByRole('heading', { name: 'Settings' })).toBeVisible();
+      await expect(page.getByRole('combobox', { name: 'Lock by itself when not used for' })).toHaveValue('15');
       await checkScreen(page, 'settings');
       await page.getByRole('button', { name: 'Forget this browser' }).click();
       await expect(page.getByRole('dialog', { name: 'Forget this browser?' })).toBeVisible();
@@ -152,7 +166,7 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       await page.getByRole('button', { name: 'Keep it' }).click();
       await page.getByRole('button', { name: 'Lock now' }).click();
       await expect(page.getByRole('heading', { name: 'Welcome back' })).toBeVisible();
-      await page.getByLabel('Passphrase').fill('not my passphrase at all');
+      await page.getByRole('textbox', { name: 'Passphrase', exact: true }).fill('not my passphrase at all');
       await page.getByRole('button', { name: 'Unlock' }).click();
       await expect(page.getByRole('alert')).toHaveText("That passphrase doesn't open this profile. Check it and try again.");
       await checkScreen(page, 'unlock');
@@ -161,8 +175,9 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
     await test.step('after a reload and unlock, the history is back', async () => {
       await page.reload();
       await expect(page.getByRole('heading', { name: 'Welcome back' })).toBeVisible();
-      await page.getByLabel('Passphrase').fill(PASSPHRASE);
-      await page.getByRole('button', { name: 'Unlock' }).click();
+      // By keyboard: Enter in the passphrase field unlocks.
+      await page.getByRole('textbox', { name: 'Passphrase', exact: true }).fill(PASSPHRASE);
+      await page.getByRole('textbox', { name: 'Passphrase', exact: true }).press('Enter');
       await expect(page.getByRole('heading', { name: 'Your groups' })).toBeVisible();
       await checkScreen(page, 'groups');
       await page.getByRole('button', { name: /^Your group/ }).click();

@@ -217,7 +217,13 @@ pub fn build(root: &Path, profile: &str) -> Result<Built> {
     timings.push(("wasm-bindgen + wasm-opt", start.elapsed()));
 
     let start = Instant::now();
-    build_passphrase(root, profile, &target_dir, &wasm_bindgen.bindgen, wasm_opt.as_deref())?;
+    build_passphrase(
+        root,
+        profile,
+        &target_dir,
+        &wasm_bindgen.bindgen,
+        wasm_opt.as_deref(),
+    )?;
     timings.push(("passphrase wasm", start.elapsed()));
 
     let start = Instant::now();

@@ -46,6 +46,14 @@ export function errorCode(error: unknown): string | undefined {
   return isCoreError(error) ? error.code : undefined;
 }
 
+/**
+ * Zeroes a passphrase's bytes, unless the SDK already transferred them to the worker (the
+ * buffer is then detached and empty here, and the worker zeroes its copy).
+ */
+export function wipe(bytes: Uint8Array): void {
+  if (bytes.byteLength > 0) bytes.fill(0);
+}
+
 /** How many messages a conversation loads when it opens. */
 const PAGE = 200;
 
@@ -70,12 +78,18 @@ export class AppState {
   unread = $state.raw<Record<string, number>>({});
   /** When the newest message of each group arrived. */
   lastAt = $state.raw<Record<string, number>>({});
+  /** Groups with older messages than those loaded. */
+  more = $state.raw<Record<string, boolean>>({});
   /** Texts the core keeps to send once it can, per group ("waiting to send"). */
   queued = $state.raw<Record<string, string[]>>({});
   /** The invite link the page was opened with, until it is used or set aside. */
   invite = $state<string | undefined>();
   /** Bumped when a group's pinned texts, status or members may have changed. */
   changes = $state(0);
+  /** Minutes without a touch or a key after which the profile locks itself (0: never). */
+  idleLockMinutes = $state(15);
+  /** When the person last touched or typed. */
+  private lastActivity = Date.now();
   /** Drafts per group: in memory only, never stored. */
   readonly drafts = new Map<string, string>();
   /** Pseudonyms seen, by user id (from messages and member lists). */
@@ -85,6 +99,21 @@ export class AppState {
     this.confide = confide;
     this.invite = invite;
     confide.on((event) => this.handle(event));
+    for (const type of ['pointerdown', 'keydown', 'wheel'] as const) {
+      addEventListener(type, () => (this.lastActivity = Date.now()), { passive: true, capture: true });
+    }
+    setInterval(() => void this.lockIfIdle(), 20_000);
+  }
+
+  /** The idle lock (WEB-UX.md "Nothing leaks by accident"). */
+  private async lockIfIdle(): Promise<void> {
+    if (this.profile !== 'unlocked' || this.idleLockMinutes === 0) return;
+    if (Date.now() - this.lastActivity < this.idleLockMinutes * 60_000) return;
+    try {
+      await this.lock();
+    } catch {
+      // Tried again at the next tick.
+    }
   }
 
   /** Reads the profile's state; if it is unlocked already (another tab), loads the groups. */
@@ -184,12 +213,34 @@ export class AppState {
     const merged = [...page.messages, ...known.filter((m) => !ids.has(m.id))];
     merged.sort((a, b) => a.seq - b.seq);
     this.messages = { ...this.messages, [group]: merged };
+    this.more = { ...this.more, [group]: page.messages.length >= PAGE };
     const fromNotices = notices.map((n) => noticeLine(n));
     const others = (this.lines[group] ?? []).filter((l) => !l.key.startsWith('notice:'));
     this.lines = { ...this.lines, [group]: [...others, ...fromNotices] };
   }
 
-  private addMessage(message: ChatMessage): void {
+  /** Loads the page of messages before the oldest one loaded. */
+  async loadEarlier(group: string): Promise<void> {
+    const list = this.messages[group] ?? [];
+    const first = list[0];
+    if (first === undefined) return;
+    const page = await this.confide.history({ group, before: first.seq, limit: PAGE });
+    for (const m of page.messages) this.names.set(m.sender, m.senderName);
+    const ids = new Set(list.map((m) => m.id));
+    const merged = [...page.messages.filter((m) => !ids.has(m.id)), ...list].sort((a, b) => a.seq - b.seq);
+    this.messages = { ...this.messages, [group]: merged };
+    this.more = { ...this.more, [group]: page.messages.length >= PAGE };
+  }
+
+  /** Opens (or reopens) a private conversation with `user`, met in `group`. */
+  async openPrivate(group: string, user: string): Promise<void> {
+    const conversation = await this.confide.openPrivate({ group, with: user });
+    await this.refreshGroups();
+    await this.open(conversation);
+  }
+
+  /** Adds a message (received, or sent from this device) to its group. */
+  addMessage(message: ChatMessage): void {
     const group = message.group;
     this.names.set(message.sender, message.senderName);
     this.lastAt = { ...this.lastAt, [group]: message.receivedAt };

@@ -252,6 +252,19 @@ test('a facilitator runs a group from the browser while members use the CLI', as
       await expect(log.getByRole('listitem')).toContainText('and banned');
       await expect(log.getByText('Reason: Kept putting people down after a mute.')).toBeVisible();
     });
+
+    await test.step('Fay starts a group of her own from the groups screen and has its tools', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Groups' }).click();
+      await checkScreen(page, 'groups-start');
+      const before = await page.getByRole('navigation', { name: 'Your groups' }).getByRole('listitem').count();
+      await page.getByRole('button', { name: 'Start the group' }).click();
+      await expect(page.getByRole('button', { name: 'Group info' })).toBeVisible();
+      await expect
+        .poll(() => page.getByRole('navigation', { name: 'Your groups' }).getByRole('listitem').count())
+        .toBe(before + 1);
+      await page.getByRole('button', { name: 'Group info' }).click();
+      await expect(panel(page)).toBeVisible();
+    });
   } finally {
     for (const person of people) person.remove();
   }

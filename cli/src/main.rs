@@ -224,8 +224,9 @@ pub enum WebCommand {
     /// Fetches the server's asset-manifest.json and compares its SHA-256 with the release
     /// hash (published with each release, in the build's release-hash.txt, and shown in the
     /// app's About screen), or with the manifest of a local build; then fetches every file the
-    /// release lists, and `/`, each as it is and gzip- and brotli-compressed, and checks size
-    /// and SHA-256. Names every difference.
+    /// release lists, and `/`, each as it is, gzip- and brotli-compressed and as a browser asks
+    /// (gzip, deflate, br, zstd), and checks size and SHA-256 and every answer's security
+    /// headers (the CSP and the others the server sends). Names every difference.
     ///
     /// Exit status: 0 the server serves the release; 8 it does not, or part of it could not be
     /// checked; 5 the server could not be reached.

@@ -64,9 +64,9 @@ pub const CSP_CONNECT: &str = "default-src 'none'; script-src 'self' 'wasm-unsaf
 /// - `object-src 'none'`: no plugins.
 /// - `require-trusted-types-for 'script'`; `trusted-types svelte-trusted-html
 ///   confide-worker-url`: DOM sinks that parse HTML or load scripts accept only values made by
-///   these two policies — Svelte's own for compiled templates, and ours, which passes only
-///   same-origin worker URLs listed in the manifest — so a stray string can never become markup
-///   or code.
+///   these two policies — Svelte's own for compiled templates, and ours, which passes only the
+///   build's own worker scripts on the same origin (`/assets/worker-<hash>.js`, `/sw.js`) — so a
+///   stray string can never become markup or code.
 pub const CSP_REST: &str = "; worker-src 'self'; manifest-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'; object-src 'none'; \
      require-trusted-types-for 'script'; trusted-types svelte-trusted-html confide-worker-url";

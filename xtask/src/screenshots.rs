@@ -1,8 +1,8 @@
 //! `cargo xtask screenshots`: copies the screenshots the web tests wrote (target/screenshots/,
 //! one per screen, width and colour scheme, made by `checkScreen` in web/tests/a11y.ts) into
 //! docs/screenshots/, where the README shows them and they are reviewed like code. Only the
-//! light-scheme pictures at the two widths the README shows (390 and 1280 px) are kept; the
-//! tests check the dark ones with axe all the same.
+//! main screens ([`MAIN_SCREENS`]), light scheme, at the two widths the README shows (390 and
+//! 1280 px) are kept; the tests check every screen, dark ones too, with axe all the same.
 
 use std::path::Path;
 
@@ -10,6 +10,30 @@ use anyhow::{Context, Result, bail};
 
 /// The widths the README shows: a phone (390 × 844) and a laptop (1280 × 800).
 const WIDTHS: [&str; 2] = ["390", "1280"];
+
+/// The screens the README shows, as `checkScreen` names them in the web tests.
+const MAIN_SCREENS: [&str; 20] = [
+    "welcome",
+    "create-profile",
+    "unlock",
+    "join",
+    "waiting",
+    "agreement",
+    "groups",
+    "conversation",
+    "muted",
+    "crisis-resources",
+    "report",
+    "group-info",
+    "safety-number",
+    "settings",
+    "about",
+    "facilitator-needs-you",
+    "facilitator-members",
+    "facilitator-invites",
+    "facilitator-settings",
+    "facilitator-log",
+];
 
 /// Copies `target/screenshots/<screen>-<width>.png` for both widths into `docs/screenshots/`,
 /// replacing what was there, and lists what it copied.
@@ -30,8 +54,18 @@ pub fn run(root: &Path) -> Result<()> {
         .filter(|name| is_kept(name))
         .collect();
     names.sort();
-    if names.is_empty() {
-        bail!("{} holds no screenshot to keep", from.display());
+    let missing: Vec<String> = MAIN_SCREENS
+        .iter()
+        .flat_map(|screen| WIDTHS.iter().map(move |width| format!("{screen}-{width}.png")))
+        .filter(|name| !names.contains(name))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the web tests wrote no {} in {}: run `cargo xtask test-web` (every main screen is \
+             shown in the README)",
+            missing.join(", "),
+            from.display()
+        );
     }
     for name in &names {
         std::fs::copy(from.join(name), to.join(name))
@@ -43,11 +77,12 @@ pub fn run(root: &Path) -> Result<()> {
 }
 
 /// Whether a file the tests wrote is one the README shows: `<screen>-<width>.png` for one of
-/// [`WIDTHS`] (the dark-scheme copies end in `-dark.png` and stay in target/).
+/// [`MAIN_SCREENS`] and [`WIDTHS`] (the dark-scheme copies end in `-dark.png` and stay in
+/// target/).
 fn is_kept(name: &str) -> bool {
     name.strip_suffix(".png")
         .and_then(|stem| stem.rsplit_once('-'))
-        .is_some_and(|(screen, width)| !screen.is_empty() && WIDTHS.contains(&width))
+        .is_some_and(|(screen, width)| MAIN_SCREENS.contains(&screen) && WIDTHS.contains(&width))
 }
 
 #[cfg(test)]
@@ -57,7 +92,8 @@ mod tests {
     #[test]
     fn only_the_light_pictures_at_the_readmes_widths_are_kept() {
         assert!(is_kept("welcome-390.png"));
-        assert!(is_kept("needs-you-1280.png"));
+        assert!(is_kept("facilitator-needs-you-1280.png"));
+        assert!(!is_kept("open-elsewhere-390.png"));
         assert!(!is_kept("welcome-390-dark.png"));
         assert!(!is_kept("welcome-800.png"));
         assert!(!is_kept("-390.png"));

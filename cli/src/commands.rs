@@ -1049,8 +1049,9 @@ async fn run_with_client(
                 Err(e @ (ClientError::Held | ClientError::Pending)) => {
                     let why = match e {
                         ClientError::Held => {
-                            "this device has not yet been shown the group's latest membership \
-                             change, and sends nothing to it until it has"
+                            "the server cannot be reached, or this device has not yet been shown \
+                             the group's latest membership change and sends nothing to it until \
+                             it has"
                         }
                         _ => {
                             "the server did not confirm it (the connection dropped, or the \

@@ -53,6 +53,7 @@ pub mod events;
 mod fixtures;
 pub mod host;
 pub mod invite;
+pub mod labels;
 pub mod link;
 pub mod memory;
 pub mod profile;

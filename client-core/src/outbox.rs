@@ -56,7 +56,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     ///
     /// [`ClientError::Invalid`] for an empty text; those of a command in a group that reaches the server ([the errors every command
     /// shares](crate::ClientCore#errors)); [`ClientError::Held`] and [`ClientError::Pending`] when
-    /// the message is kept to be sent later (not failures: the message is not lost);
+    /// the message is kept to be sent later (not failures: the message is not lost), also when
+    /// the server cannot be reached (the message goes once connected again);
     /// [`ClientError::Server`] when the server refuses it (`muted`, `slow_mode`, `locked`, …;
     /// nothing is kept); [`ClientError::Encrypt`] if it cannot be encrypted (nothing is kept).
     pub async fn send_text(
@@ -340,7 +341,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         content: MessageContent,
         held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
-        self.ensure_connected().await?;
+        if let Err(e) = self.ensure_connected().await {
+            // Offline (the server unreachable, or not answering): the message is kept, encrypted
+            // in the store but not yet sealed, and sealed and posted once connected again
+            // (`after_connect`), in the epoch current then. The caller hears `Held`.
+            return match e {
+                ClientError::Transport(_) | ClientError::Timeout { .. } => {
+                    self.keep_held(group, &content, held_key).await
+                }
+                e => Err(e),
+            };
+        }
         let from_held = held_key.is_some();
         // The held entry this message comes from, removed in the same flush that puts it into
         // the outbox (so a crash leaves exactly one copy), and only once.

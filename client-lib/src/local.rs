@@ -16,12 +16,10 @@ use confide_protocol::GroupId;
 use crate::store::Store;
 use crate::{Client, ClientError};
 
-/// Tree of labels: group id → label (encrypted).
-const T_LABELS: &str = "front_end_labels";
+use confide_client_core::labels::{T_LABELS, check_label};
 /// Tree of front-end settings: name → JSON value (encrypted).
 const T_SETTINGS: &str = "front_end_settings";
-/// The longest label, in characters (a label names a group on one line of a list).
-pub const MAX_LABEL_CHARS: usize = 64;
+pub use confide_client_core::labels::MAX_LABEL_CHARS;
 /// The longest setting name, in bytes.
 pub const MAX_SETTING_NAME_BYTES: usize = 128;
 
@@ -61,12 +59,7 @@ impl Client {
     /// that looks groups up by label keeps them unique itself.
     pub async fn set_label(&self, group: GroupId, label: Option<&str>) -> Result<(), ClientError> {
         if let Some(label) = label {
-            let chars = label.chars().count();
-            if chars == 0 || chars > MAX_LABEL_CHARS || label.trim().is_empty() {
-                return Err(ClientError::Invalid(format!(
-                    "a label has 1 to {MAX_LABEL_CHARS} characters and is not blank; choose another"
-                )));
-            }
+            check_label(label)?;
         }
         self.with_store(|s| {
             match label {

@@ -544,6 +544,11 @@ forward!(
     "leave", leave(dto::GroupParams) -> ()
 );
 forward!(
+    /// Gives a group a label on this device only (kept encrypted, never sent); no `label`
+    /// removes it. `groups()` returns it with each group.
+    "setLabel", set_label(dto::SetLabelParams) -> ()
+);
+forward!(
     /// Removes a member (facilitators), banning them with `ban`, with an optional reason.
     "remove", remove(dto::RemoveParams) -> ()
 );

@@ -444,6 +444,9 @@ pub struct GroupInfo {
     pub private_with: Option<Peer>,
     /// The server refuses to serve this group, since when and why.
     pub sync_refused: Option<SyncRefusal>,
+    /// The label this device gave the group (`setLabel`), if any: the person's own name for
+    /// it, never sent anywhere.
+    pub label: Option<String>,
 }
 
 /// A count as a JavaScript number (counts here are far below `u32::MAX`).
@@ -463,6 +466,7 @@ impl From<core::GroupInfo> for GroupInfo {
             invited: g.invited,
             waiting: count(g.waiting),
             private_with: g.private_with.map(Peer::from),
+            label: None,
             sync_refused: g.sync_refused.map(|r| SyncRefusal {
                 code: r.code,
                 since: r.since.map(|t| t.0),
@@ -1545,6 +1549,18 @@ pub struct DeleteRecentOfParams {
     pub user: String,
     /// How many of their latest messages.
     pub count: u32,
+}
+
+/// Parameters of `setLabel`.
+#[derive(Clone, Debug, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct SetLabelParams {
+    /// The group.
+    pub group: String,
+    /// The label (1 to 64 characters, not blank); absent or `null` removes it.
+    #[serde(default)]
+    #[tsify(optional)]
+    pub label: Option<String>,
 }
 
 /// Parameters of `setRetention`.

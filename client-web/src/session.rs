@@ -150,7 +150,17 @@ where
         self.run(|core| {
             Box::pin(async move {
                 let groups = core.groups().await;
-                Ok(groups.into_iter().map(dto::GroupInfo::from).collect())
+                let mut labels = core.labels().await?;
+                Ok(groups
+                    .into_iter()
+                    .map(|g| {
+                        let label = labels.remove(&g.group);
+                        dto::GroupInfo {
+                            label,
+                            ..dto::GroupInfo::from(g)
+                        }
+                    })
+                    .collect())
             })
         })
         .await
@@ -258,6 +268,15 @@ where
         let user: UserId = parse_id(&p.user, "user")?;
         self.run(move |core| Box::pin(async move { core.safety_number(user) }))
             .await
+    }
+
+    /// Gives a group a label on this device (none removes it).
+    pub async fn set_label(&self, p: dto::SetLabelParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        self.run(move |core| {
+            Box::pin(async move { core.set_label(group, p.label.as_deref()).await })
+        })
+        .await
     }
 
     /// Leaves a group.

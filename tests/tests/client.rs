@@ -783,3 +783,34 @@ async fn an_unread_backlog_is_capped_and_loses_no_message() {
     expected.sort();
     assert_eq!(texts, expected);
 }
+
+/// Found from outside (the web app's scenario test): a message written while the server was
+/// unreachable was refused with a transport error instead of being kept, so a member who wrote
+/// offline had to send it again. It is kept (encrypted in the store), reported as held, and
+/// sent once the server is back, without a second try by the writer.
+#[tokio::test]
+async fn a_message_written_while_the_server_is_down_is_kept_and_sent_when_it_is_back() {
+    let mut server = TestServer::start().await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    server.stop().await;
+    let written = users[0]
+        .client
+        .send_text(group, "written while the server was down", None)
+        .await;
+    assert!(
+        matches!(written, Err(confide_client::ClientError::Held)),
+        "kept to be sent later, not refused: {written:?}"
+    );
+    server.restart().await;
+    let (sent, _) = users[0]
+        .wait_event(
+            |e| matches!(e, Event::Sent(m) if m.text == "written while the server was down"),
+        )
+        .await;
+    assert!(matches!(sent, Event::Sent(_)));
+    let history = users[1].wait_history(group, 1).await;
+    assert_eq!(
+        history.last().map(|m| m.text.as_str()),
+        Some("written while the server was down")
+    );
+}

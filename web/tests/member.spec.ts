@@ -153,6 +153,10 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       await expect(dialog.getByRole('img', { name: /QR code/ })).toBeVisible();
       await checkScreen(page, 'safety-number');
       await dialog.getByRole('button', { name: 'Done' }).click();
+      // Bob's own name for the group, kept on this device only.
+      await page.getByRole('textbox', { name: 'Your name for this group' }).fill('Tuesday circle');
+      await page.getByRole('button', { name: 'Save name' }).click();
+      await expect(page.getByRole('heading', { name: 'About Tuesday circle' })).toBeVisible();
     });
 
     await test.step('settings lock the profile; a wrong passphrase says so plainly', async () => {
@@ -180,7 +184,8 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       await page.getByRole('textbox', { name: 'Passphrase', exact: true }).press('Enter');
       await expect(page.getByRole('heading', { name: 'Your groups' })).toBeVisible();
       await checkScreen(page, 'groups');
-      await page.getByRole('button', { name: /^Your group/ }).click();
+      // The label survived the reload, from the encrypted store.
+      await page.getByRole('button', { name: /^Tuesday circle/ }).click();
       await expect(log(page).getByText('Hello from the browser')).toBeVisible();
       await expect(log(page).getByText('Welcome, Bob')).toBeVisible();
       await expect(page.getByText(/You're muted until/)).toBeVisible();

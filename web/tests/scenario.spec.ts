@@ -248,26 +248,14 @@ test('a facilitator, two members in the browser and one on the CLI: a whole even
       await expect(bob.getByText("You're offline. What you send will wait and go out when you're back.")).toBeVisible();
       await messageBox(bob).fill('Sent while the server was down.');
       await messageBox(bob).press('Control+Enter');
-      // FAILS: the core does not keep a message written while offline. `sendText` rejects with
-      // the transport error instead of `pending` (client-core's `post_now` calls
-      // `ensure_connected()` before the message reaches the outbox), so the composer shows
-      // "Not sent: connection failed: the websocket could not be opened (…). Your message is
-      // still in the box." under the banner that promised it would wait. Once it waits:
-      // const waiting = messages(bob).getByRole('article', { name: 'Your message, waiting to send' });
-      // await expect(waiting).toContainText('Sent while the server was down.');
-      // await expect(waiting).toContainText('Waiting to send');
-      // await checkScreen(bob, 'scenario-waiting-to-send');
-      // await own.restart();
-      // await expect(waiting).toHaveCount(0);
-      // Until then (and this fails when it is fixed, so that the lines above replace these):
-      // the words stay in the box, and Bob sends them again once the server is back.
-      await expect(bob.getByText(/^Not sent: .+ Your message is still in the box\.$/)).toBeVisible();
-      await expect(messageBox(bob)).toHaveValue('Sent while the server was down.');
-      await checkScreen(bob, 'scenario-offline');
+      // The core keeps it (encrypted, not yet sealed) and the page shows it as waiting.
+      const waiting = messages(bob).getByRole('article', { name: 'Your message, waiting to send' });
+      await expect(waiting).toContainText('Sent while the server was down.');
+      await expect(messageBox(bob)).toHaveValue('');
+      await checkScreen(bob, 'scenario-waiting-to-send');
       await own.restart();
       await expect(bob.getByRole('banner').getByRole('status')).toHaveCount(0, { timeout: 60_000 });
-      await bob.getByRole('button', { name: 'Send' }).click();
-      await expect(messageBox(bob)).toHaveValue('');
+      await expect(waiting).toHaveCount(0);
 
       await expect(messageFrom(bob, 'You', 'Sent while the server was down.')).toBeVisible();
       await expect.poll(() => daveReads(dave)).toContain('Bob: Sent while the server was down.');
@@ -284,14 +272,7 @@ test('a facilitator, two members in the browser and one on the CLI: a whole even
       await expect(messageFrom(second, 'Dave', 'Glad the server is back.')).toBeVisible();
       await send(second, 'Writing from my other tab.');
       await expect.poll(() => daveReads(dave)).toContain('Bob: Writing from my other tab.');
-      // FAILS: the first tab does not show what Bob sent from the second one until he opens
-      // the group again: `sendText` resolves in the tab that called it (which adds the message
-      // itself) and the worker sends the other tabs no event for it, so Bob's first tab shows
-      // Dave's "Glad the server is back." as the last message while Dave has Bob's answer.
-      // await expect(messages(bob).getByText('Writing from my other tab.')).toBeVisible();
-      // Until then (this fails when it is fixed, so that the line above replaces these):
-      await expect(messages(bob).getByText('Writing from my other tab.')).toHaveCount(0);
-      await openTheGroup(bob);
+      // The first tab shows it too, without reopening the group.
       await expect(messages(bob).getByText('Writing from my other tab.')).toBeVisible();
       for (const tab of [bob, second]) {
         await expect(tab.getByRole('heading', { name: 'Confide is open in another tab' })).toHaveCount(0);

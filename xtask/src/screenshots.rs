@@ -56,7 +56,11 @@ pub fn run(root: &Path) -> Result<()> {
     names.sort();
     let missing: Vec<String> = MAIN_SCREENS
         .iter()
-        .flat_map(|screen| WIDTHS.iter().map(move |width| format!("{screen}-{width}.png")))
+        .flat_map(|screen| {
+            WIDTHS
+                .iter()
+                .map(move |width| format!("{screen}-{width}.png"))
+        })
         .filter(|name| !names.contains(name))
         .collect();
     if !missing.is_empty() {

@@ -16,6 +16,7 @@ import {
   coreLockName,
   isCoreError,
   type CoreError,
+  type CoreEvent,
   type Hello,
   type Push,
   type ToWorker,
@@ -230,6 +231,12 @@ async function answer(port: Port, call: { id: number; method: string; params: un
       call.method === 'acceptAgreement' ? await restoreAgreementText(core, call.params) : call.params;
     const value: unknown = await method?.call(core, params);
     reply({ ok: true, value: sanitiseDeep(value) });
+    if (call.method === 'sendText') {
+      // The other tabs hear of a message this tab sent as they hear of one sent later from the
+      // outbox: the core answers only the caller, and every tab shows the same conversation.
+      const event = { type: 'sent', message: value } as unknown as CoreEvent;
+      for (const other of ports) if (other !== port) other.postMessage({ kind: 'event', event });
+    }
   } catch (thrown) {
     reply({ ok: false, error: toCoreError(thrown, `${call.method} failed`) });
   } finally {

@@ -187,6 +187,8 @@ export class AppState {
   /** The group's name on this device. The core keeps no label yet, so it is made up. */
   labelOf(group: string): string {
     const info = this.groupInfo(group);
+    // The person's own name for the group, kept on this device only.
+    if (info?.label !== undefined && info.label !== null) return info.label;
     if (info?.privateWith !== undefined) return `Private with ${info.privateWith.displayName}`;
     const shared = this.groups.filter((g) => g.privateWith === undefined);
     const index = shared.findIndex((g) => g.group === group);

@@ -128,9 +128,9 @@ pub enum Command {
     ///
     /// Exit status: 0 sent (the server stored it); 1 not sent yet but kept on this device,
     /// encrypted, and sent by the next confide command that reaches the server (such as
-    /// `confide sync`) or by the chat; 3 refused by the server (muted, locked, …: not kept);
-    /// 5 the server could not be reached (not kept: send it again later); 7 you are no longer
-    /// in the group.
+    /// `confide sync`) or by the chat (also when the server cannot be reached); 3 refused by
+    /// the server (muted, locked, …: not kept); 5 the connection failed part way, before the
+    /// message was sealed (not kept: send it again later); 7 you are no longer in the group.
     #[command(verbatim_doc_comment)]
     Send {
         /// The group.

@@ -9,11 +9,13 @@
 //! - `cargo xtask run`: builds the web app and runs the server in development mode serving it,
 //!   the README's run command.
 //! - `cargo xtask wasm-size`: the browser download's size, for BENCHMARKS.md (`src/size.rs`).
+//! - `cargo xtask web-budgets`: the web app's budgets, for BENCHMARKS.md (`src/budgets.rs`).
 //!
 //! Everything it needs and does not find it installs, by name, from the package registries
 //! (rustup's wasm32 target, Debian's Chromium and binaryen, wasm-bindgen-cli from crates.io, the
 //! web app's npm packages from its lock file); it never downloads a browser build of its own.
 
+mod budgets;
 mod cmd;
 mod size;
 mod test;
@@ -42,6 +44,10 @@ tasks:
               (cargo run --release -p confide-server -- --dev --web-dir target/web ARGS)
   wasm-size   build the wasm size probe optimised for the browser and print its size raw,
               gzip -9 and brotli 11 (the figure BENCHMARKS.md records)
+  web-budgets build the web app and measure its budgets (download size, first load with a
+              cold cache, unlock, a group of 10,000 messages) in Chromium against the release
+              server; writes the \"Web app\" section of BENCHMARKS.md (--report-only: only
+              the sizes again, with the samples of the last run)
   help        this text";
 
 fn main() -> ExitCode {
@@ -64,6 +70,8 @@ fn run() -> Result<()> {
         ["web"] => web::run(&root),
         ["run", extra @ ..] => web::serve(&root, extra),
         ["wasm-size"] => size::run(&root),
+        ["web-budgets"] => budgets::run(&root, true),
+        ["web-budgets", "--report-only"] => budgets::run(&root, false),
         [] | ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             Ok(())

@@ -217,6 +217,19 @@ fn kib(bytes: usize) -> String {
     format!("{:.1}", bytes as f64 / 1024.0)
 }
 
+/// A whole number with thousands separators, as the rest of BENCHMARKS.md writes them.
+fn thousands(n: f64) -> String {
+    let digits = format!("{n:.0}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Whether a file of the build is the lazily loaded passphrase-strength module.
 fn lazy(path: &str) -> bool {
     path.contains("passphrase")
@@ -350,7 +363,7 @@ fn section(files: &[&FileSizes], r: &Value, at: &RunInfo) -> Result<String> {
         .pointer(&format!("{h}/seeder"))
         .and_then(Value::as_str)
         .unwrap_or("?");
-    writeln!(w, "### A group with {n:.0} messages\n")?;
+    writeln!(w, "### A group with {} messages\n", thousands(n))?;
     writeln!(
         w,
         "`confide-bench seed-group --messages {n:.0}` (a real `confide_client::Client`) creates \
@@ -387,8 +400,7 @@ fn section(files: &[&FileSizes], r: &Value, at: &RunInfo) -> Result<String> {
     )?;
     writeln!(
         w,
-        "| all {:.0} rows loaded, from the bottom to the top one page per frame: pages / ms | {:.0} / {} |",
-        num(r, &format!("{sc}/items"))?,
+        "| the whole loaded history, from the bottom to the top one page per frame: pages / ms | {:.0} / {} |",
         num(r, &format!("{sc}/pageScroll/steps"))?,
         ms(num(r, &format!("{sc}/pageScroll/ms"))?)
     )?;

@@ -29,6 +29,7 @@ pub mod proc;
 pub mod relay;
 pub mod report;
 pub mod scenarios;
+pub mod seed;
 pub mod server;
 
 pub use report::Report;

@@ -132,6 +132,22 @@ enum Command {
     SlowConsumer,
     /// A client syncing a stored backlog, per message.
     Backlog,
+    /// Fills a group on a running server for the web app's budgets: prints `invite <web link>`,
+    /// waits until somebody joined with it, then sends the messages (`cargo xtask web-budgets`).
+    SeedGroup {
+        /// The running server's websocket URL, e.g. wss://localhost:8443.
+        #[arg(long)]
+        server: String,
+        /// The pin of its certificate, as `confide-server --dev` prints it.
+        #[arg(long)]
+        pin: String,
+        /// Messages to send.
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Seconds to wait for somebody to join.
+        #[arg(long, default_value_t = 600)]
+        join_timeout_secs: u64,
+    },
     /// Runs a server for the harness until standard input closes (internal).
     #[command(hide = true)]
     Serve {
@@ -160,6 +176,22 @@ fn main() -> anyhow::Result<()> {
                 kind,
                 &data_dir,
                 max_connections,
+            ));
+        }
+        Command::SeedGroup {
+            server,
+            pin,
+            messages,
+            join_timeout_secs,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            return runtime.block_on(confide_bench::seed::run(
+                &confide_bench::seed::SeedOptions {
+                    server_url: server,
+                    pin,
+                    messages,
+                    join_timeout: Duration::from_secs(join_timeout_secs),
+                },
             ));
         }
         Command::All => Scenario::All,

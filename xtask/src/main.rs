@@ -9,11 +9,13 @@
 //! - `cargo xtask run`: builds the web app and runs the server in development mode serving it,
 //!   the README's run command.
 //! - `cargo xtask wasm-size`: the browser download's size, for BENCHMARKS.md (`src/size.rs`).
+//! - `cargo xtask web-budgets`: the web app's budgets, for BENCHMARKS.md (`src/budgets.rs`).
 //!
 //! Everything it needs and does not find it installs, by name, from the package registries
 //! (rustup's wasm32 target, Debian's Chromium and binaryen, wasm-bindgen-cli from crates.io, the
 //! web app's npm packages from its lock file); it never downloads a browser build of its own.
 
+mod budgets;
 mod cmd;
 mod screenshots;
 mod size;
@@ -45,6 +47,10 @@ tasks:
               docs/screenshots/ for the README
   wasm-size   build the wasm size probe optimised for the browser and print its size raw,
               gzip -9 and brotli 11 (the figure BENCHMARKS.md records)
+  web-budgets build the web app and measure its budgets (download size, first load with a
+              cold cache, unlock, a group of 10,000 messages) in Chromium against the release
+              server; writes the \"Web app\" section of BENCHMARKS.md (--report-only: only
+              the sizes again, with the samples of the last run)
   help        this text";
 
 fn main() -> ExitCode {
@@ -68,6 +74,8 @@ fn run() -> Result<()> {
         ["run", extra @ ..] => web::serve(&root, extra),
         ["wasm-size"] => size::run(&root),
         ["screenshots"] => screenshots::run(&root),
+        ["web-budgets"] => budgets::run(&root, true),
+        ["web-budgets", "--report-only"] => budgets::run(&root, false),
         [] | ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             Ok(())

@@ -271,7 +271,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 // Not connected: everything waits for the next connection. A store failure
                 // undid the step (this message's move into the outbox with it) and dropped the
                 // connection: the message is still held, and waits the same way.
-                Err(ClientError::Transport(_) | ClientError::Store(_)) => {
+                Err(
+                    ClientError::Transport(_) | ClientError::Timeout { .. } | ClientError::Store(_),
+                ) => {
                     self.held_dirty = true;
                     return;
                 }
@@ -342,12 +344,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
         if let Err(e) = self.ensure_connected().await {
-            // Offline (the server unreachable, or not answering): the message is kept, encrypted
-            // in the store but not yet sealed, and sealed and posted once connected again
-            // (`after_connect`), in the epoch current then. The caller hears `Held`.
+            // Offline (the server unreachable, or not answering): a new message is kept,
+            // encrypted in the store but not yet sealed, and sealed and posted once connected
+            // again (`after_connect`), in the epoch current then; the caller hears `Held`. A
+            // held message being sent (`held_key`) gets the error, which stops
+            // `process_held` so that the rest wait, in order, for the next connection.
             return match e {
-                ClientError::Transport(_) | ClientError::Timeout { .. } => {
-                    self.keep_held(group, &content, held_key).await
+                ClientError::Transport(_) | ClientError::Timeout { .. } if held_key.is_none() => {
+                    self.keep_held(group, &content, None).await
                 }
                 e => Err(e),
             };

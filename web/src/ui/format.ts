@@ -5,14 +5,31 @@ const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'nu
 const dateFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 
+/** The furthest time from 1970 a JavaScript Date can hold, in milliseconds. */
+const MAX_DATE_MS = 8.64e15;
+
+/**
+ * A Date for `ms`, kept within what a Date can hold. Times come from other people's devices and
+ * from the server, which may claim any number; one past the range would make formatting throw
+ * and take the whole screen down.
+ */
+export function dateOf(ms: number): Date {
+  return new Date(Number.isFinite(ms) ? Math.max(-MAX_DATE_MS, Math.min(MAX_DATE_MS, ms)) : 0);
+}
+
+/** The machine-readable form for `<time datetime>`. */
+export function isoTime(ms: number): string {
+  return dateOf(ms).toISOString();
+}
+
 /** "9:30 PM" in the local time zone. */
 export function clock(ms: number): string {
-  return timeFormat.format(new Date(ms));
+  return timeFormat.format(dateOf(ms));
 }
 
 /** The local calendar day of `ms`, as a key ("2026-12-04"). */
 export function dayKey(ms: number): string {
-  const d = new Date(ms);
+  const d = dateOf(ms);
   return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
 }
 
@@ -20,12 +37,12 @@ export function dayKey(ms: number): string {
 export function dayLabel(ms: number, now = Date.now()): string {
   if (dayKey(ms) === dayKey(now)) return 'Today';
   if (dayKey(ms) === dayKey(now - 86_400_000)) return 'Yesterday';
-  return dayFormat.format(new Date(ms));
+  return dayFormat.format(dateOf(ms));
 }
 
 /** A short time for lists: the clock today, else the date. */
 export function shortTime(ms: number, now = Date.now()): string {
-  return dayKey(ms) === dayKey(now) ? clock(ms) : dateFormat.format(new Date(ms));
+  return dayKey(ms) === dayKey(now) ? clock(ms) : dateFormat.format(dateOf(ms));
 }
 
 /** "in 25 minutes" / "in 40 seconds". */

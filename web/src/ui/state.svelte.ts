@@ -195,6 +195,18 @@ export class AppState {
     return shared.length <= 1 ? 'Your group' : `Group ${index + 1}`;
   }
 
+  /**
+   * How a notification names a group: the person's own label, else never the other person's
+   * name for a private conversation (a notification may show on a locked screen, and the name is
+   * text the other person chose).
+   */
+  notificationLabel(group: string): string {
+    const info = this.groupInfo(group);
+    if (info?.label !== undefined && info.label !== null) return info.label;
+    if (info?.privateWith !== undefined) return 'a private conversation';
+    return this.labelOf(group);
+  }
+
   /** The group on screen, if any. */
   get openGroup(): string | undefined {
     const screen = this.screen;
@@ -281,7 +293,7 @@ export class AppState {
 
   /** Applies one core event. */
   handle(event: CoreEvent): void {
-    notifyEvent(event, { openGroup: this.openGroup, labelOf: (group) => this.labelOf(group) });
+    notifyEvent(event, { openGroup: this.openGroup, labelOf: (group) => this.notificationLabel(group) });
     switch (event.type) {
       case 'connection':
         this.connection = event.state;

@@ -1,7 +1,8 @@
 // Small helpers the facilitator screens share: showing someone else's text inertly, times in
 // the person's own time zone, durations in plain words, and errors people can act on.
 
-import { isCoreError } from '../../sdk/client.ts';
+import { isCoreError } from '../../sdk/protocol.ts';
+import { dateOf } from '../format.ts';
 
 /**
  * Someone else's text made inert for display: bidirectional overrides and isolates, C0 and C1
@@ -24,14 +25,14 @@ export function inert(text: string): string {
 
 /** A moment (milliseconds since the epoch) as a date and time in the person's time zone. */
 export function formatTime(at: number): string {
-  return new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(at);
+  return new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(dateOf(at));
 }
 
 /** A moment as a time only ("9:30 PM") when it is today, else with its date. */
 export function formatShortTime(at: number, now: number = Date.now()): string {
-  const day = (ms: number) => new Date(ms).toDateString();
+  const day = (ms: number) => dateOf(ms).toDateString();
   if (day(at) === day(now)) {
-    return new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(at);
+    return new Intl.DateTimeFormat(undefined, { timeStyle: 'short' }).format(dateOf(at));
   }
   return formatTime(at);
 }

@@ -183,36 +183,10 @@ pub fn build(root: &Path, profile: &str) -> Result<Built> {
     )?;
     let pkg_wasm = pkg.join(format!("{WEB_LIB}_bg.wasm"));
     match &wasm_opt {
-        Some(wasm_opt) => {
-            let optimised = pkg.join(format!("{WEB_LIB}_opt.wasm"));
-            cmd::run(
-                Command::new(wasm_opt)
-                    .arg("-Oz")
-                    .args(tools::WASM_OPT_FEATURES)
-                    .arg(&pkg_wasm)
-                    .arg("-o")
-                    .arg(&optimised),
-            )?;
-            let before = exported_tables(&read(&pkg_wasm)?)?;
-            let after = exported_tables(&read(&optimised)?)?;
-            if before == after {
-                std::fs::rename(&optimised, &pkg_wasm)
-                    .with_context(|| format!("replacing {}", pkg_wasm.display()))?;
-            } else {
-                // Seen with Debian 12's binaryen (wasm-opt 108): with two tables it exports the
-                // function table under the name of wasm-bindgen's externref table, and the
-                // module then fails to start in the browser.
-                eprintln!(
-                    "xtask: warning: wasm-opt changed the element types of the exported tables \
-                     ({before:x?} became {after:x?}; 70 funcref, 6f externref), a wasm-opt bug; \
-                     the wasm is shipped without \
-                     wasm-opt (larger). A newer binaryen fixes it."
-                );
-                std::fs::remove_file(&optimised)
-                    .with_context(|| format!("removing {}", optimised.display()))?;
-            }
+        Some(wasm_opt) => optimise(wasm_opt, &pkg_wasm)?,
+        None => {
+            eprintln!("xtask: wasm-opt was not found: the wasm is shipped as wasm-bindgen wrote it")
         }
-        None => eprintln!("xtask: wasm-opt is not available: the wasm is shipped without it"),
     }
     timings.push(("wasm-bindgen + wasm-opt", start.elapsed()));
 
@@ -298,26 +272,39 @@ fn build_passphrase(
             .arg(&built),
     )?;
     if let Some(wasm_opt) = wasm_opt {
-        let wasm = pkg.join(format!("{PASSPHRASE_LIB}_bg.wasm"));
-        let optimised = pkg.join(format!("{PASSPHRASE_LIB}_opt.wasm"));
-        cmd::run(
-            Command::new(wasm_opt)
-                .arg("-Oz")
-                .args(tools::WASM_OPT_FEATURES)
-                .arg(&wasm)
-                .arg("-o")
-                .arg(&optimised),
-        )?;
-        let before = exported_tables(&read(&wasm)?)?;
-        let after = exported_tables(&read(&optimised)?)?;
-        if before == after {
-            std::fs::rename(&optimised, &wasm)
-                .with_context(|| format!("replacing {}", wasm.display()))?;
-        } else {
-            // The same wasm-opt bug as for the core (see `build`): ship it unoptimised.
-            std::fs::remove_file(&optimised)
-                .with_context(|| format!("removing {}", optimised.display()))?;
-        }
+        optimise(wasm_opt, &pkg.join(format!("{PASSPHRASE_LIB}_bg.wasm")))?;
+    }
+    Ok(())
+}
+
+/// Runs `wasm-opt -Oz` on `wasm` in place, keeping its output only if the exported tables keep
+/// their element types. Seen with Debian 12's binaryen (wasm-opt 108): with two tables it exports
+/// the function table under the name of wasm-bindgen's externref table, and the module then
+/// fails to start in the browser; the wasm is then shipped unoptimised.
+fn optimise(wasm_opt: &Path, wasm: &Path) -> Result<()> {
+    let optimised = wasm.with_extension("opt.wasm");
+    cmd::run(
+        Command::new(wasm_opt)
+            .arg("-Oz")
+            .args(tools::WASM_OPT_FEATURES)
+            .arg(wasm)
+            .arg("-o")
+            .arg(&optimised),
+    )?;
+    let before = exported_tables(&read(wasm)?)?;
+    let after = exported_tables(&read(&optimised)?)?;
+    if before == after {
+        std::fs::rename(&optimised, wasm)
+            .with_context(|| format!("replacing {}", wasm.display()))?;
+    } else {
+        eprintln!(
+            "xtask: warning: wasm-opt changed the element types of the exported tables of {} \
+             ({before:x?} became {after:x?}; 70 funcref, 6f externref), a wasm-opt bug; it is \
+             shipped without wasm-opt (larger). A newer binaryen fixes it.",
+            wasm.display()
+        );
+        std::fs::remove_file(&optimised)
+            .with_context(|| format!("removing {}", optimised.display()))?;
     }
     Ok(())
 }

@@ -128,6 +128,11 @@ test('a facilitator, two members in the browser and one on the CLI: a whole even
 
     await test.step('Dave joins on the CLI with the open link and accepts the agreement', async () => {
       dave.ok(['join', openLink, '--label', 'circle']);
+      // The agreement's text reaches a new member when a facilitator's device (Fay's tab) posts
+      // it again to the epoch Dave's join began: Dave reads it first, as a person would.
+      await expect
+        .poll(() => (dave.json(['agreement', 'show', 'circle']) as { text?: string } | null)?.text)
+        .toBe(AGREEMENT);
       dave.ok(['agreement', 'accept', 'circle', '--yes']);
       await expect.poll(() => (dave.json(['members', 'circle']) as unknown[]).length).toBe(4);
     });

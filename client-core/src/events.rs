@@ -311,6 +311,14 @@ pub enum Event {
         /// How many events were left out.
         count: u64,
     },
+    /// The group was marked read up to `seq` ([`crate::ClientCore::mark_read`]), here or in
+    /// another view of the same store: its unread count ([`crate::GroupInfo::unread`]) changed.
+    Read {
+        /// The group.
+        group: GroupId,
+        /// The newest message seq now read.
+        seq: u64,
+    },
 }
 
 /// A verified report, as facilitators see it.

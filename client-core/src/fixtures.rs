@@ -75,6 +75,7 @@ impl Default for GroupInfo {
             tampered: None,
             invited: false,
             waiting: 0,
+            unread: 0,
             private_with: None,
             sync_refused: None,
         }

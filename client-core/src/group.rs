@@ -82,6 +82,21 @@ pub(crate) struct GroupMeta {
     /// next one gets the one after.
     #[serde(default)]
     pub(crate) last_number: u64,
+    /// The highest message seq the person has seen here: what a front end marked read
+    /// ([`crate::ClientCore::mark_read`]), or this device's own latest post (writing in a group
+    /// is reading it). Messages stored after it are unread ([`crate::GroupInfo::unread`]).
+    /// Stores from before read markers have none: everything they had processed counts as
+    /// read ([`READ_SEQ_UNSET`], replaced at load), so an update does not show every group's
+    /// whole history as new.
+    #[serde(default = "read_seq_unset")]
+    pub(crate) read_seq: u64,
+}
+
+/// [`GroupMeta::read_seq`] of a store from before read markers, until it is loaded.
+pub(crate) const READ_SEQ_UNSET: u64 = u64::MAX;
+
+fn read_seq_unset() -> u64 {
+    READ_SEQ_UNSET
 }
 
 impl GroupMeta {

@@ -74,6 +74,7 @@ mod reports;
 mod sender_keys;
 mod session;
 mod sync;
+mod unread;
 
 pub use error::{ClientError, EncryptError, Missing, StoreError, VerificationError};
 pub use events::{

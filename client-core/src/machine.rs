@@ -12,7 +12,7 @@ use confide_protocol::{DeviceId, DeviceIdentity, GroupId, Timestamp};
 
 use crate::error::ClientError;
 use crate::events::Event;
-use crate::group::{GroupCtx, GroupMeta};
+use crate::group::{GroupCtx, GroupMeta, READ_SEQ_UNSET};
 use crate::profile::Profile;
 use crate::store::{ClientStore, T_GROUPS, T_OPS, Tx};
 use crate::{Host, Link, Network};
@@ -165,8 +165,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
             // Frozen is recomputed from the stored log at every start: earlier versions also
             // froze a group for an invalid op the server served, which must not last.
+            let read_seq = if meta.read_seq == READ_SEQ_UNSET {
+                meta.last_seen_seq
+            } else {
+                meta.read_seq
+            };
             let meta = GroupMeta {
                 tampered: None,
+                read_seq,
                 ..meta
             };
             let mut ctx: Option<GroupCtx> = None;

@@ -78,6 +78,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             } else {
                 0
             };
+            let unread = if member && !invited {
+                self.unread(*group, ctx.meta.read_seq).await
+            } else {
+                0
+            };
             let members = ctx.state.members();
             let private_with = if member {
                 private_peer(ctx, &self.profile.user)
@@ -94,6 +99,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 tampered: ctx.meta.tampered.clone(),
                 invited,
                 waiting,
+                unread,
                 private_with,
                 sync_refused: ctx
                     .meta

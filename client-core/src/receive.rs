@@ -561,6 +561,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .ok_or(ClientError::UnknownGroup)?;
         ctx.meta.last_number = ctx.meta.last_number.saturating_add(1);
         message.number = ctx.meta.last_number;
+        if message.sender == self.profile.user {
+            // Writing in a group is reading it, as in every messenger.
+            ctx.meta.read_seq = ctx.meta.read_seq.max(message.seq.0);
+        }
         self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         self.store_number(group, message.number, message.seq)?;
         self.db.put(T_MESSAGES, &key, message)?;

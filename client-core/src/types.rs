@@ -36,6 +36,10 @@ pub struct GroupInfo {
     /// While [`Self::invited`]: how many messages have arrived and wait for the user to accept
     /// the group (0 otherwise).
     pub waiting: usize,
+    /// Messages stored after the person's read marker ([`crate::ClientCore::mark_read`]; a post
+    /// of this device's own moves it): what a front end shows as "3 new". 0 while
+    /// [`Self::invited`].
+    pub unread: usize,
     /// For a private conversation — a group of exactly two members, this device's user and one
     /// other, that never had anyone else in it and for which no invite was ever made (what
     /// [`crate::ClientCore::open_private`] makes, as does adding one person to a new group) — the

@@ -549,6 +549,11 @@ forward!(
     "setLabel", set_label(dto::SetLabelParams) -> ()
 );
 forward!(
+    /// Marks a group read up to message `seq` (the newest one shown); never moves back. Every
+    /// tab gets a `read` event; `groups()` counts what came after as `unread`.
+    "markRead", mark_read(dto::MarkReadParams) -> ()
+);
+forward!(
     /// Removes a member (facilitators), banning them with `ban`, with an optional reason.
     "remove", remove(dto::RemoveParams) -> ()
 );

@@ -440,6 +440,8 @@ pub struct GroupInfo {
     pub invited: bool,
     /// While invited: how many messages wait.
     pub waiting: u32,
+    /// Messages after the person's read marker (`markRead`; posting moves it too): "3 new".
+    pub unread: u32,
     /// For a private conversation: the other person.
     pub private_with: Option<Peer>,
     /// The server refuses to serve this group, since when and why.
@@ -465,6 +467,7 @@ impl From<core::GroupInfo> for GroupInfo {
             tampered: g.tampered,
             invited: g.invited,
             waiting: count(g.waiting),
+            unread: count(g.unread),
             private_with: g.private_with.map(Peer::from),
             label: None,
             sync_refused: g.sync_refused.map(|r| SyncRefusal {
@@ -1246,6 +1249,15 @@ pub enum CoreEvent {
         #[serde(serialize_with = "js_number::serialize")]
         count: u64,
     },
+    /// The group was marked read up to `seq` (`markRead`, in this tab or another): re-read
+    /// its `unread` count from `groups()`.
+    Read {
+        /// The group.
+        group: String,
+        /// The newest message seq now read.
+        #[serde(serialize_with = "js_number::serialize")]
+        seq: u64,
+    },
 }
 
 impl CoreEvent {
@@ -1346,6 +1358,10 @@ impl CoreEvent {
                 role: role.into(),
             },
             E::EventsDropped { count } => CoreEvent::EventsDropped { count },
+            E::Read { group, seq } => CoreEvent::Read {
+                group: group.to_string(),
+                seq,
+            },
             _ => return None,
         })
     }
@@ -1677,4 +1693,15 @@ pub struct OpenOptions {
     pub db_name: String,
     /// The server, `wss://host[:port]/` (the worker passes `wss://${location.host}/`).
     pub server_url: String,
+}
+
+/// Parameters of `markRead`.
+#[derive(Clone, Debug, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct MarkReadParams {
+    /// The group.
+    pub group: String,
+    /// The `seq` of the newest message the person has seen.
+    #[serde(serialize_with = "js_number::serialize")]
+    pub seq: u64,
 }

@@ -279,6 +279,13 @@ where
         .await
     }
 
+    /// Marks a group read up to message `seq`.
+    pub async fn mark_read(&self, p: dto::MarkReadParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        self.run(move |core| Box::pin(core.mark_read(group, p.seq)))
+            .await
+    }
+
     /// Leaves a group.
     pub async fn leave(&self, p: dto::GroupParams) -> Result<(), ApiError> {
         let group: GroupId = parse_id(&p.group, "group")?;

@@ -9,6 +9,7 @@ import type { Page } from '@playwright/test';
 import { checkScreen } from './a11y.ts';
 import { expect, test } from './fixtures.ts';
 import { CliPerson } from './helpers/cli.ts';
+import { unlock } from './helpers/member.ts';
 
 /** The member's passphrase: long enough for the rule. */
 const PASSPHRASE = 'violet harbour lantern quietly';
@@ -159,6 +160,13 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       await expect(page.getByRole('heading', { name: 'About Tuesday circle' })).toBeVisible();
     });
 
+    await test.step('messages that arrive while the group is not open are counted as new', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Groups' }).click();
+      fay.ok(['send', 'circle', 'Are you around on Thursday?']);
+      fay.ok(['send', 'circle', 'No pressure either way.']);
+      await expect(page.getByRole('button', { name: /^Tuesday circle/ })).toContainText('2 new');
+    });
+
     await test.step('settings lock the profile; a wrong passphrase says so plainly', async () => {
       await page.getByRole('button', { name: 'Settings' }).click();
       await expect(page.getByRole('heading', { name: 'Settings' })).toBeVisible();
@@ -184,13 +192,23 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       await page.getByRole('textbox', { name: 'Passphrase', exact: true }).press('Enter');
       await expect(page.getByRole('heading', { name: 'Your groups' })).toBeVisible();
       await checkScreen(page, 'groups');
-      // The label survived the reload, from the encrypted store.
-      await page.getByRole('button', { name: /^Tuesday circle/ }).click();
+      // The label and the count of new messages survived the reload, from the encrypted store.
+      const group = page.getByRole('button', { name: /^Tuesday circle/ });
+      await expect(group).toContainText('2 new');
+      await group.click();
+      await expect(log(page).getByText('No pressure either way.')).toBeVisible();
       await expect(log(page).getByText('Hello from the browser')).toBeVisible();
       await expect(log(page).getByText('Welcome, Bob')).toBeVisible();
       await expect(page.getByText(/You're muted until/)).toBeVisible();
       // The title never carries message text.
       expect(await page.title()).toMatch(/^(\(\d+\) )?Confide$/);
+      // Opening the group read it, and that is kept too.
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Groups' }).click();
+      await expect(group).not.toContainText('new');
+      await page.reload();
+      await unlock(page, PASSPHRASE);
+      await expect(page.getByRole('button', { name: /^Tuesday circle/ })).toBeVisible();
+      await expect(page.getByRole('button', { name: /^Tuesday circle/ })).not.toContainText('new');
     });
   } finally {
     fay.remove();

@@ -75,7 +75,7 @@ export class AppState {
   messages = $state.raw<Record<string, ChatMessage[]>>({});
   /** System lines per group. */
   lines = $state.raw<Record<string, SystemLine[]>>({});
-  /** New messages per group since it was last looked at. */
+  /** New messages per group: the core's count after its read marker, kept up to date live. */
   unread = $state.raw<Record<string, number>>({});
   /** When the newest message of each group arrived. */
   lastAt = $state.raw<Record<string, number>>({});
@@ -95,6 +95,10 @@ export class AppState {
   readonly drafts = new Map<string, string>();
   /** Pseudonyms seen, by user id (from messages and member lists). */
   readonly names = new Map<string, string>();
+  /** The newest seq seen per group, waiting to be marked read (one `markRead` per burst). */
+  private readonly toMarkRead = new Map<string, number>();
+  private markReadTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(confide: Confide, invite: string | undefined) {
     this.confide = confide;
@@ -104,6 +108,39 @@ export class AppState {
       addEventListener(type, () => (this.lastActivity = Date.now()), { passive: true, capture: true });
     }
     setInterval(() => void this.lockIfIdle(), 20_000);
+    // Coming back to a group left open in a hidden tab reads what arrived meanwhile.
+    document.addEventListener('visibilitychange', () => {
+      const group = this.openGroup;
+      const last = group === undefined ? undefined : this.messages[group]?.at(-1);
+      if (!document.hidden && group !== undefined && last !== undefined) this.markRead(group, last.seq);
+    });
+  }
+
+  /**
+   * Tells the core the person has seen `group` up to `seq`: the count of new messages lives in
+   * the encrypted store, so it survives a reload and every tab agrees. Bursts (a sync while the
+   * group is open) become one call.
+   */
+  markRead(group: string, seq: number): void {
+    this.unread = { ...this.unread, [group]: 0 };
+    this.toMarkRead.set(group, Math.max(seq, this.toMarkRead.get(group) ?? 0));
+    this.markReadTimer ??= setTimeout(() => {
+      this.markReadTimer = undefined;
+      const marks = [...this.toMarkRead];
+      this.toMarkRead.clear();
+      for (const [g, s] of marks) {
+        // Not kept if it fails (locked meanwhile, say): the next look marks it again.
+        this.confide.markRead({ group: g, seq: s }).catch(() => undefined);
+      }
+    }, 250);
+  }
+
+  /** Re-reads the group list soon, once for a burst of reasons. */
+  private refreshSoon(): void {
+    this.refreshTimer ??= setTimeout(() => {
+      this.refreshTimer = undefined;
+      void this.refreshGroups().catch(() => undefined);
+    }, 300);
   }
 
   /** The idle lock (WEB-UX.md "Nothing leaks by accident"). */
@@ -172,6 +209,10 @@ export class AppState {
   /** Re-reads the group list. */
   async refreshGroups(): Promise<void> {
     this.groups = await this.confide.groups();
+    const open = this.openGroup;
+    this.unread = Object.fromEntries(
+      this.groups.map((g) => [g.group, g.group === open && !document.hidden ? 0 : g.unread]),
+    );
     // Approved: the group the person waited for is theirs now (the `joined` event says so too).
     const screen = this.screen;
     if (screen.name === 'waiting' && this.groupInfo(screen.group)?.member === true) {
@@ -216,7 +257,6 @@ export class AppState {
   /** Opens a group: loads its history and notices, and marks it read. */
   async open(group: string): Promise<void> {
     this.screen = { name: 'group', group };
-    this.unread = { ...this.unread, [group]: 0 };
     const info = this.groupInfo(group);
     if (info === undefined || !info.member) return;
     const [page, notices] = await Promise.all([
@@ -230,6 +270,9 @@ export class AppState {
     merged.sort((a, b) => a.seq - b.seq);
     this.messages = { ...this.messages, [group]: merged };
     this.more = { ...this.more, [group]: page.messages.length >= PAGE };
+    const newest = merged.at(-1);
+    if (newest !== undefined) this.markRead(group, newest.seq);
+    else this.unread = { ...this.unread, [group]: 0 };
     const fromNotices = notices.map((n) => noticeLine(n));
     const others = (this.lines[group] ?? []).filter((l) => !l.key.startsWith('notice:'));
     this.lines = { ...this.lines, [group]: [...others, ...fromNotices] };
@@ -271,6 +314,8 @@ export class AppState {
       if (at >= 0) this.queued = { ...this.queued, [group]: waiting.filter((_, i) => i !== at) };
     } else if (this.openGroup !== group || document.hidden) {
       this.unread = { ...this.unread, [group]: (this.unread[group] ?? 0) + 1 };
+    } else {
+      this.markRead(group, message.seq);
     }
   }
 
@@ -332,6 +377,10 @@ export class AppState {
         return;
       case 'joined':
         void this.refreshGroups();
+        return;
+      case 'read':
+        // Read here or in another tab: the counts come from the core again.
+        this.refreshSoon();
         return;
       case 'invited':
       case 'messageWaiting':

@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod drafts;
 mod error;
 pub mod events;
 #[cfg(feature = "test-hooks")]

@@ -549,6 +549,14 @@ forward!(
     "setLabel", set_label(dto::SetLabelParams) -> ()
 );
 forward!(
+    /// The draft kept for a group (`null` if none): what the person started writing.
+    "draft", draft(dto::GroupParams) -> Option<String>
+);
+forward!(
+    /// Keeps a group's draft in the encrypted store (an empty or blank `text` removes it).
+    "setDraft", set_draft(dto::SetDraftParams) -> ()
+);
+forward!(
     /// Marks a group read up to message `seq` (the newest one shown); never moves back. Every
     /// tab gets a `read` event; `groups()` counts what came after as `unread`.
     "markRead", mark_read(dto::MarkReadParams) -> ()

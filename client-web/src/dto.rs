@@ -1705,3 +1705,13 @@ pub struct MarkReadParams {
     #[serde(serialize_with = "js_number::serialize")]
     pub seq: u64,
 }
+
+/// Parameters of `setDraft`.
+#[derive(Clone, Debug, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct SetDraftParams {
+    /// The group.
+    pub group: String,
+    /// The draft; empty or blank removes it.
+    pub text: String,
+}

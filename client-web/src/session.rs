@@ -279,6 +279,19 @@ where
         .await
     }
 
+    /// The draft kept for a group.
+    pub async fn draft(&self, p: dto::GroupParams) -> Result<Option<String>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        self.run(move |core| Box::pin(core.draft(group))).await
+    }
+
+    /// Keeps (or, empty, removes) a group's draft.
+    pub async fn set_draft(&self, p: dto::SetDraftParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        self.run(move |core| Box::pin(async move { core.set_draft(group, &p.text).await }))
+            .await
+    }
+
     /// Marks a group read up to message `seq`.
     pub async fn mark_read(&self, p: dto::MarkReadParams) -> Result<(), ApiError> {
         let group: GroupId = parse_id(&p.group, "group")?;

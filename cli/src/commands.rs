@@ -752,6 +752,7 @@ fn group_json(
         "private_with": g.private_with.as_ref().map(|p| json!({ "user": p.user, "name": p.display_name })),
         "invited": g.invited,
         "waiting": g.waiting,
+        "unread": g.unread,
         "member": g.member,
         "role": g.role,
         "members": g.members,
@@ -862,8 +863,13 @@ async fn run_with_client(
                     } else {
                         String::new()
                     };
+                    let unread = if g.unread > 0 {
+                        format!("  {} new", g.unread)
+                    } else {
+                        String::new()
+                    };
                     let shown = format!(
-                        "{name:<16} {}  {role:<14} {} members{warn}{waiting}",
+                        "{name:<16} {}  {role:<14} {} members{unread}{warn}{waiting}",
                         g.group, g.members
                     );
                     println!("{}", line(&shown, out.columns));
@@ -1111,6 +1117,10 @@ async fn run_with_client(
                 .history(group, before, limit.saturating_add(1))
                 .await?;
             let older = (history.len() > *limit).then(|| history.remove(0));
+            // What was printed is read (the newest page only: paging back reads nothing new).
+            if let Some(newest) = history.last().filter(|_| before.is_none()) {
+                client.mark_read(group, newest.seq).await?;
+            }
             let departure = client.departure(group).await?;
             let info = client
                 .groups()

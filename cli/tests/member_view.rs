@@ -306,3 +306,30 @@ fn the_facilitators_queue_names_a_reported_message_by_what_franking_proves() {
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed[0]["number"], 1, "{listed}");
 }
+
+#[test]
+fn group_list_counts_new_messages_until_they_are_read() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let (alice, bob, _carol) = circle(root.path(), &server);
+    bob.ok(&["send", "circle", "are you around on Thursday?"]);
+    bob.ok(&["send", "circle", "no pressure"]);
+
+    let listed = alice.ok(&["group", "list"]);
+    assert!(listed.contains("2 new"), "{listed}");
+    let json = alice.json(&["group", "list"]);
+    assert_eq!(json[0]["unread"], 2, "{json}");
+
+    // Reading the newest messages reads them; the count is kept with the profile.
+    alice.ok(&["read", "circle"]);
+    let listed = alice.ok(&["group", "list"]);
+    assert!(!listed.contains("new"), "{listed}");
+    assert_eq!(alice.json(&["group", "list"])[0]["unread"], 0);
+
+    // Writing is reading too.
+    bob.ok(&["send", "circle", "one more"]);
+    assert_eq!(alice.json(&["group", "list"])[0]["unread"], 1);
+    alice.ok(&["send", "circle", "yes, Thursday works"]);
+    assert_eq!(alice.json(&["group", "list"])[0]["unread"], 0);
+}

@@ -100,6 +100,10 @@ pub(crate) enum Action {
     Leave {
         group: GroupId,
     },
+    MarkRead {
+        group: GroupId,
+        seq: u64,
+    },
     Remove {
         group: GroupId,
         user: UserId,
@@ -168,6 +172,7 @@ impl Action {
     async fn run(self, core: &mut Core) -> Result<(), ClientError> {
         match self {
             Action::Leave { group } => core.leave(group).await,
+            Action::MarkRead { group, seq } => core.mark_read(group, seq).await,
             Action::Remove {
                 group,
                 user,

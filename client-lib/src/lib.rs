@@ -420,6 +420,17 @@ impl Client {
             .await?
     }
 
+    /// Marks `group` read up to message `seq` (the newest one shown): what comes after counts
+    /// as [`GroupInfo::unread`]. Kept in the encrypted store, never sent; never moves back.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group;
+    /// [`ClientError::Store`] if the marker cannot be stored.
+    pub async fn mark_read(&self, group: GroupId, seq: Seq) -> Result<(), ClientError> {
+        self.act(Action::MarkRead { group, seq: seq.0 }).await
+    }
+
     /// Leaves a group.
     ///
     /// # Errors

@@ -15,6 +15,7 @@ const root = fileURLToPath(new URL('.', import.meta.url));
 
 /** The wasm module the worker loads, as wasm-bindgen writes it. */
 const WASM_FILE = join(root, 'src', 'wasm-pkg', 'confide_client_web_bg.wasm');
+const PASSPHRASE_WASM_FILE = join(root, 'src', 'wasm-pkg', 'passphrase', 'confide_passphrase_bg.wasm');
 
 /** The sources a bundle is built from; their hash is the bundle hash (below). */
 const BUNDLE_INPUTS = ['index.html', 'package-lock.json', 'vite.config.ts', 'svelte.config.js', 'src', 'public'];
@@ -62,19 +63,25 @@ function bundleHash(): string {
   return hash.digest('hex');
 }
 
-/** The Subresource Integrity value of the wasm, which the worker fetches with `{integrity}`. */
-function wasmIntegrity(): string {
-  if (!existsSync(WASM_FILE)) {
-    throw new Error(`${WASM_FILE} is missing: build the web app with \`cargo xtask web\``);
+/**
+ * The Subresource Integrity value of a wasm module, which the app fetches with `{integrity}`:
+ * the core's (the worker) and the passphrase rule's (the create-profile screen).
+ */
+function wasmIntegrity(file: string): string {
+  if (!existsSync(file)) {
+    throw new Error(`${file} is missing: build the web app with \`cargo xtask web\``);
   }
-  return `sha384-${createHash('sha384').update(readFileSync(WASM_FILE)).digest('base64')}`;
+  return `sha384-${createHash('sha384').update(readFileSync(file)).digest('base64')}`;
 }
 
 export default defineConfig(({ command }) => ({
   plugins: [svelte()],
   define: {
     __CONFIDE_BUNDLE_HASH__: JSON.stringify(command === 'build' ? bundleHash() : 'dev'),
-    __CONFIDE_WASM_INTEGRITY__: JSON.stringify(command === 'build' ? wasmIntegrity() : ''),
+    __CONFIDE_WASM_INTEGRITY__: JSON.stringify(command === 'build' ? wasmIntegrity(WASM_FILE) : ''),
+    __CONFIDE_PASSPHRASE_WASM_INTEGRITY__: JSON.stringify(
+      command === 'build' ? wasmIntegrity(PASSPHRASE_WASM_FILE) : '',
+    ),
     __CONFIDE_VERSION__: JSON.stringify(workspaceVersion()),
   },
   build: {

@@ -5,6 +5,8 @@
 declare const __CONFIDE_BUNDLE_HASH__: string;
 /** `sha384-…` of the wasm module, checked by the worker's fetch. */
 declare const __CONFIDE_WASM_INTEGRITY__: string;
+/** `sha384-…` of the passphrase rule's wasm module, checked by its fetch (ui/passphrase.ts). */
+declare const __CONFIDE_PASSPHRASE_WASM_INTEGRITY__: string;
 /** The workspace version (Cargo.toml), for the service worker, which loads no wasm. */
 declare const __CONFIDE_VERSION__: string;
 

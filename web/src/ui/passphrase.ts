@@ -1,6 +1,6 @@
 // The passphrase rule (crate `passphrase/`, zxcvbn) as its own wasm module, loaded with a
 // dynamic import the first time the create-profile screen needs it, so its dictionaries never
-// count towards the app's first load. `cargo xtask web` builds it into src/wasm-pkg/passphrase/.
+// count towards the app's first load. Its wasm is fetched with Subresource Integrity. `cargo xtask web` builds it into src/wasm-pkg/passphrase/.
 
 /** What the strength meter shows. */
 export interface PassphraseVerdict {
@@ -22,9 +22,13 @@ function load(): Promise<Rule> {
   loading ??= (async () => {
     const rule = await import('../wasm-pkg/passphrase/confide_passphrase.js');
     const { default: url } = await import('../wasm-pkg/passphrase/confide_passphrase_bg.wasm?url');
-    await rule.default({ module_or_path: url });
+    // Fetched with its hash from the build, like the core's wasm: a module that was changed on
+    // the way (or on the server after the build) is refused, not run.
+    await rule.default({ module_or_path: fetch(url, { integrity: __CONFIDE_PASSPHRASE_WASM_INTEGRITY__ }) });
     return rule;
   })();
+  // A failed load (offline, or a module that does not match its hash) is tried again next time.
+  loading.catch(() => (loading = undefined));
   return loading;
 }
 

@@ -1117,10 +1117,6 @@ async fn run_with_client(
                 .history(group, before, limit.saturating_add(1))
                 .await?;
             let older = (history.len() > *limit).then(|| history.remove(0));
-            // What was printed is read (the newest page only: paging back reads nothing new).
-            if let Some(newest) = history.last().filter(|_| before.is_none()) {
-                client.mark_read(group, newest.seq).await?;
-            }
             let departure = client.departure(group).await?;
             let info = client
                 .groups()
@@ -1197,6 +1193,11 @@ async fn run_with_client(
                 if let Some(d) = departure {
                     println!("{}", line(&departure_line(&name, &d), out.columns));
                 }
+            }
+            // What was printed is read: the newest page only (paging back reads nothing new),
+            // and up to its newest message ("read up to", as every messenger counts).
+            if let Some(newest) = history.last().filter(|_| before.is_none()) {
+                client.mark_read(group, newest.number).await?;
             }
             // A group the server no longer serves: every read says so and fails, so that
             // neither a person nor a script takes what this device had for current.

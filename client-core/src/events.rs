@@ -311,13 +311,14 @@ pub enum Event {
         /// How many events were left out.
         count: u64,
     },
-    /// The group was marked read up to `seq` ([`crate::ClientCore::mark_read`]), here or in
-    /// another view of the same store: its unread count ([`crate::GroupInfo::unread`]) changed.
+    /// The group was read up to message `number` ([`crate::ClientCore::mark_read`], or a post
+    /// of this device's user), here or in another view of the same store: its unread count
+    /// ([`crate::GroupInfo::unread`]) changed.
     Read {
         /// The group.
         group: GroupId,
-        /// The newest message seq now read.
-        seq: u64,
+        /// The [`ChatMessage::number`] of the newest message now read.
+        number: u64,
     },
 }
 

@@ -82,21 +82,40 @@ pub(crate) struct GroupMeta {
     /// next one gets the one after.
     #[serde(default)]
     pub(crate) last_number: u64,
-    /// The highest message seq the person has seen here: what a front end marked read
-    /// ([`crate::ClientCore::mark_read`]), or this device's own latest post (writing in a group
-    /// is reading it). Messages stored after it are unread ([`crate::GroupInfo::unread`]).
-    /// Stores from before read markers have none: everything they had processed counts as
-    /// read ([`READ_SEQ_UNSET`], replaced at load), so an update does not show every group's
-    /// whole history as new.
-    #[serde(default = "read_seq_unset")]
-    pub(crate) read_seq: u64,
+    /// How far the person has read here, by message number ([`crate::ChatMessage::number`]:
+    /// this device's own count, in the order messages were stored, which the server cannot
+    /// move): what a front end marked read ([`crate::ClientCore::mark_read`]), or this
+    /// device's own latest post (writing in a group is reading it).
+    #[serde(default = "ReadMarker::from_older_store")]
+    pub(crate) read: ReadMarker,
+    /// Messages of others stored after [`Self::read`] and still stored: "3 new"
+    /// ([`crate::GroupInfo::unread`]). Kept up to date as messages are stored and deleted.
+    #[serde(default)]
+    pub(crate) unread: u64,
 }
 
-/// [`GroupMeta::read_seq`] of a store from before read markers, until it is loaded.
-pub(crate) const READ_SEQ_UNSET: u64 = u64::MAX;
+/// The number of the newest message read. `None` only in a store from before read markers,
+/// until it is loaded: everything it had stored then counts as read, so that an update does
+/// not show every group's whole history as new.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReadMarker(pub(crate) Option<u64>);
 
-fn read_seq_unset() -> u64 {
-    READ_SEQ_UNSET
+impl Default for ReadMarker {
+    /// A new group: nothing read yet.
+    fn default() -> ReadMarker {
+        ReadMarker(Some(0))
+    }
+}
+
+impl ReadMarker {
+    fn from_older_store() -> ReadMarker {
+        ReadMarker(None)
+    }
+
+    /// The number of the newest message read (0: none).
+    pub(crate) fn number(self) -> u64 {
+        self.0.unwrap_or(0)
+    }
 }
 
 impl GroupMeta {

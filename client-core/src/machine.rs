@@ -12,7 +12,7 @@ use confide_protocol::{DeviceId, DeviceIdentity, GroupId, Timestamp};
 
 use crate::error::ClientError;
 use crate::events::Event;
-use crate::group::{GroupCtx, GroupMeta, READ_SEQ_UNSET};
+use crate::group::{GroupCtx, GroupMeta, ReadMarker};
 use crate::profile::Profile;
 use crate::store::{ClientStore, T_GROUPS, T_OPS, Tx};
 use crate::{Host, Link, Network};
@@ -165,14 +165,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
             // Frozen is recomputed from the stored log at every start: earlier versions also
             // froze a group for an invalid op the server served, which must not last.
-            let read_seq = if meta.read_seq == READ_SEQ_UNSET {
-                meta.last_seen_seq
-            } else {
-                meta.read_seq
+            let (read, unread) = match meta.read {
+                ReadMarker(None) => (ReadMarker(Some(meta.last_number)), 0),
+                read => (read, meta.unread),
             };
             let meta = GroupMeta {
                 tampered: None,
-                read_seq,
+                read,
+                unread,
                 ..meta
             };
             let mut ctx: Option<GroupCtx> = None;

@@ -141,12 +141,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         .await
                     {
                         let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+                        if let Ok(Some(message)) = self.db.get::<ChatMessage>(T_MESSAGES, &key).await
+                        {
+                            self.uncount(&message);
+                        }
                         self.db.remove(T_MESSAGES, &key);
                         self.db.remove(T_EVIDENCE, &key);
                         deleted.push(*id);
                     }
                 }
                 if !deleted.is_empty() {
+                    self.save_meta(group);
                     self.emit(Event::MessagesDeleted {
                         group,
                         messages: deleted,
@@ -188,12 +193,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let mut deleted = Vec::new();
         for (key, m) in messages {
             if policy::is_past_retention(m.received_at, cutoff) {
+                self.uncount(&m);
                 self.db.remove(T_MESSAGES, &key);
                 self.db.remove(T_EVIDENCE, &key);
                 deleted.push(m.id);
             }
         }
         if !deleted.is_empty() {
+            self.save_meta(group);
             self.emit(Event::MessagesDeleted {
                 group,
                 messages: deleted,

@@ -79,7 +79,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 0
             };
             let unread = if member && !invited {
-                self.unread(*group, ctx.meta.read_seq).await
+                usize::try_from(ctx.meta.unread).unwrap_or(usize::MAX)
             } else {
                 0
             };

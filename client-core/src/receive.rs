@@ -11,6 +11,7 @@ use confide_protocol::{GroupId, MessageId, Seq, policy};
 use crate::Network;
 use crate::error::{ClientError, VerificationError};
 use crate::events::{ChatMessage, Event, Rejection};
+use crate::group::ReadMarker;
 use crate::machine::ClientCore;
 use crate::outbox::OutboxEntry;
 use crate::reports::Evidence;
@@ -561,13 +562,23 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .ok_or(ClientError::UnknownGroup)?;
         ctx.meta.last_number = ctx.meta.last_number.saturating_add(1);
         message.number = ctx.meta.last_number;
-        if message.sender == self.profile.user {
+        let own = message.sender == self.profile.user;
+        if own {
             // Writing in a group is reading it, as in every messenger.
-            ctx.meta.read_seq = ctx.meta.read_seq.max(message.seq.0);
+            ctx.meta.read = ReadMarker(Some(message.number));
+            ctx.meta.unread = 0;
+        } else {
+            ctx.meta.unread = ctx.meta.unread.saturating_add(1);
         }
         self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         self.store_number(group, message.number, message.seq)?;
         self.db.put(T_MESSAGES, &key, message)?;
+        if own {
+            self.emit(Event::Read {
+                group,
+                number: message.number,
+            });
+        }
         Ok(())
     }
 

@@ -36,9 +36,9 @@ pub struct GroupInfo {
     /// While [`Self::invited`]: how many messages have arrived and wait for the user to accept
     /// the group (0 otherwise).
     pub waiting: usize,
-    /// Messages stored after the person's read marker ([`crate::ClientCore::mark_read`]; a post
-    /// of this device's own moves it): what a front end shows as "3 new". 0 while
-    /// [`Self::invited`].
+    /// Messages of others stored after the person's read marker and still stored
+    /// ([`crate::ClientCore::mark_read`]; a post of the user's own moves it): what a front end
+    /// shows as "3 new". 0 while [`Self::invited`].
     pub unread: usize,
     /// For a private conversation — a group of exactly two members, this device's user and one
     /// other, that never had anyone else in it and for which no invite was ever made (what

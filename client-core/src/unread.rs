@@ -1,56 +1,104 @@
 //! What the person has read: a per-group read marker kept in this device's encrypted store,
 //! so that "3 new" survives a reload and every tab or window of the same store agrees. The
 //! server never learns it (it would say when someone reads, which nobody agreed to share).
+//!
+//! The marker is a message *number* ([`crate::ChatMessage::number`]), this device's own count
+//! in the order messages were stored, not the server's seq: the server cannot move it (an
+//! acknowledgement or a message at a huge seq), and a message stored late (held until its
+//! sender's key came) still counts as new. The count itself is kept beside the marker, updated
+//! as messages are stored and deleted, so listing groups costs nothing per message.
 
-use confide_protocol::GroupId;
+use confide_protocol::{GroupId, Seq};
 
 use crate::error::ClientError;
-use crate::events::Event;
+use crate::events::{ChatMessage, Event};
+use crate::group::ReadMarker;
 use crate::link::Network;
 use crate::machine::ClientCore;
-use crate::store::{ClientStore, T_GROUPS, T_MESSAGES, key2};
+use crate::store::{ClientStore, T_GROUPS, T_MESSAGES, T_NUMBER_SEQ, key2};
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
-    /// Marks the group read up to message `seq` (what the person has seen: the newest message
-    /// shown, say). A marker never moves back, so an older `seq` changes nothing. Emits
-    /// [`Event::Read`] when it moves, so that every view of this store updates its counts.
+    /// Marks the group read up to message `number` (the [`ChatMessage::number`] of the newest
+    /// message shown). A marker never moves back, and never past the newest message stored, so
+    /// an older or unknown `number` changes nothing more. Emits [`Event::Read`] when it moves,
+    /// so that every view of this store updates its counts.
     ///
     /// # Errors
     ///
     /// [`ClientError::UnknownGroup`] if this device does not hold the group;
     /// [`ClientError::Store`] if the marker cannot be stored.
-    pub async fn mark_read(&mut self, group: GroupId, seq: u64) -> Result<(), ClientError> {
-        let r = self.move_read_marker(group, seq);
+    pub async fn mark_read(&mut self, group: GroupId, number: u64) -> Result<(), ClientError> {
+        let r = self.move_read_marker(group, number).await;
         self.end_step(r).await
     }
 
-    fn move_read_marker(&mut self, group: GroupId, seq: u64) -> Result<(), ClientError> {
+    async fn move_read_marker(&mut self, group: GroupId, number: u64) -> Result<(), ClientError> {
+        let (read, last) = {
+            let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
+            (ctx.meta.read.number(), ctx.meta.last_number)
+        };
+        let number = number.min(last);
+        if number <= read {
+            return Ok(());
+        }
+        let unread = if number == last {
+            0
+        } else {
+            self.stored_after(group, number, last).await?
+        };
         let ctx = self
             .groups
             .get_mut(&group)
             .ok_or(ClientError::UnknownGroup)?;
-        if seq <= ctx.meta.read_seq {
-            return Ok(());
-        }
-        ctx.meta.read_seq = seq;
+        ctx.meta.read = ReadMarker(Some(number));
+        ctx.meta.unread = unread;
         self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
-        self.emit(Event::Read { group, seq });
+        self.emit(Event::Read { group, number });
         Ok(())
     }
 
-    /// How many messages are stored in `group` after its read marker. Only keys are read
-    /// (nothing is decrypted): message keys are the group id and the big-endian seq.
-    pub(crate) async fn unread(&self, group: GroupId, read_seq: u64) -> usize {
-        let after = key2(group.as_bytes(), &read_seq.to_be_bytes());
-        match self.db.keys(T_MESSAGES, group.as_bytes()).await {
-            Ok(keys) => keys
-                .iter()
-                .filter(|k| k.as_slice() > after.as_slice())
-                .count(),
-            Err(e) => {
-                tracing::warn!(%group, error = %e, "could not count unread messages");
-                0
-            }
+    /// How many messages numbered `after + 1 ..= last` are still stored. Only when a group is
+    /// read part way: each number's seq is read, message keys are only listed.
+    async fn stored_after(&self, group: GroupId, after: u64, last: u64) -> Result<u64, ClientError> {
+        let start = key2(group.as_bytes(), &after.saturating_add(1).to_be_bytes());
+        let end = key2(group.as_bytes(), &last.saturating_add(1).to_be_bytes());
+        let numbered = self
+            .db
+            .scan_range_rev::<Seq>(T_NUMBER_SEQ, &start, &end, usize::MAX)
+            .await?;
+        let stored: std::collections::BTreeSet<Vec<u8>> = self
+            .db
+            .keys(T_MESSAGES, group.as_bytes())
+            .await?
+            .into_iter()
+            .collect();
+        let count = numbered
+            .iter()
+            .filter(|(_, seq)| stored.contains(&key2(group.as_bytes(), &seq.0.to_be_bytes())))
+            .count();
+        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    }
+
+    /// A stored message is being deleted (for everyone, or past retention): it no longer
+    /// counts as new. The caller writes the group's record with the rest of its step.
+    pub(crate) fn uncount(&mut self, message: &ChatMessage) {
+        let me = self.profile.user;
+        if let Some(ctx) = self.groups.get_mut(&message.group)
+            && message.sender != me
+            && message.number > ctx.meta.read.number()
+        {
+            ctx.meta.unread = ctx.meta.unread.saturating_sub(1);
+        }
+    }
+
+    /// Writes the group's record (its unread count changed) with the rest of the step.
+    pub(crate) fn save_meta(&mut self, group: GroupId) {
+        let Some(ctx) = self.groups.get(&group) else {
+            return;
+        };
+        if let Err(e) = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta) {
+            // Only a value that cannot be serialised fails here; the step is then not kept.
+            self.db.fail_step(e);
         }
     }
 }

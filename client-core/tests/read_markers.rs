@@ -1,11 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Unread counts: "3 new" comes from a read marker in the encrypted store, so it survives a
-//! restart, never moves back, and a post of one's own reads the group.
+//! Unread counts: "3 new" comes from a read marker in the encrypted store, by message number
+//! (this device's order of storing, which the server cannot move), so it survives a restart,
+//! never moves back, counts a message stored late, forgets a deleted one, and a post of one's
+//! own reads the group.
 
 mod support;
 
 use confide_client_core::Event;
+use confide_client_core::store::{Batch, ClientStore};
+use zeroize::Zeroizing;
 use confide_protocol::GroupId;
+use confide_protocol::group_log::OpBody;
 use pollster::block_on;
 use support::{Device, Member};
 
@@ -17,6 +22,12 @@ fn unread(device: &Device, group: GroupId) -> usize {
         .unread
 }
 
+/// Numbers of the messages stored in `group`, oldest first.
+fn numbers(device: &Device, group: GroupId) -> Vec<u64> {
+    let page = block_on(device.core.history(group, None, 100)).unwrap();
+    page.into_iter().map(|m| m.number).collect()
+}
+
 #[test]
 fn messages_from_others_are_unread_until_marked_and_the_count_survives_a_restart() {
     let mut device = Device::new();
@@ -24,31 +35,36 @@ fn messages_from_others_are_unread_until_marked_and_the_count_survives_a_restart
     let group = device.group_with(&[&bob]);
     let (mut chain, item) = device.member_key(group, &mut bob);
     device.push_inbox(&[item]);
-    let mut seqs = Vec::new();
     for words in ["one", "two", "three"] {
         let m = device.member_writes(group, &mut bob, &mut chain, words);
-        seqs.push(m.seq.0);
         device.push_message(group, &m);
     }
     assert_eq!(unread(&device, group), 3);
+    let numbers = numbers(&device, group);
 
-    block_on(device.core.mark_read(group, seqs[1])).unwrap();
+    block_on(device.core.mark_read(group, numbers[1])).unwrap();
     assert_eq!(unread(&device, group), 1);
     assert!(
         device.events.lock().unwrap().iter().any(|(e, _)| *e
             == Event::Read {
                 group,
-                seq: seqs[1]
+                number: numbers[1]
             }),
         "other views of the store are told"
     );
 
-    // An older marker changes nothing.
-    block_on(device.core.mark_read(group, seqs[0])).unwrap();
+    // An older marker changes nothing; one past the newest message stops at it.
+    block_on(device.core.mark_read(group, numbers[0])).unwrap();
     assert_eq!(unread(&device, group), 1);
 
-    let device = device.restart(5);
+    let mut device = device.restart(5);
     assert_eq!(unread(&device, group), 1, "the marker is kept in the store");
+    block_on(device.core.mark_read(group, u64::MAX)).unwrap();
+    assert_eq!(unread(&device, group), 0);
+    block_on(device.core.connect()).unwrap();
+    let m = device.member_writes(group, &mut bob, &mut chain, "four");
+    device.push_message(group, &m);
+    assert_eq!(unread(&device, group), 1, "a huge number read only what was there");
 }
 
 #[test]
@@ -64,6 +80,93 @@ fn writing_in_a_group_reads_it() {
 
     device.send(group, "yes, here").unwrap();
     assert_eq!(unread(&device, group), 0);
+    assert!(
+        device
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(e, _)| matches!(e, Event::Read { group: g, .. } if *g == group)),
+        "other tabs are told a post read the group"
+    );
+}
+
+#[test]
+fn a_message_stored_late_is_new_even_behind_the_marker_by_the_servers_order() {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let mut carol = Member::new(4, "Carol");
+    let group = device.group_with(&[&bob, &carol]);
+    // Bob's message comes first in the server's order, but his key has not: it waits.
+    let (mut bob_chain, bob_key) = device.member_key(group, &mut bob);
+    let early = device.member_writes(group, &mut bob, &mut bob_chain, "written first");
+    device.push_message(group, &early);
+    device.member_posts(group, &mut carol, "written second");
+    assert_eq!(unread(&device, group), 1);
+    let newest = *numbers(&device, group).last().unwrap();
+    block_on(device.core.mark_read(group, newest)).unwrap();
+    assert_eq!(unread(&device, group), 0);
+
+    device.push_inbox(&[bob_key]);
+    assert_eq!(numbers(&device, group).len(), 2, "Bob's message was stored");
+    assert_eq!(unread(&device, group), 1, "and it is new");
+}
+
+#[test]
+fn a_deleted_message_is_no_longer_counted() {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    let harmful = device.member_writes(group, &mut bob, &mut chain, "something harmful");
+    device.push_message(group, &harmful);
+    let kind = device.member_writes(group, &mut bob, &mut chain, "something kind");
+    device.push_message(group, &kind);
+    assert_eq!(unread(&device, group), 2);
+
+    device.append(
+        group,
+        OpBody::DeleteMessages {
+            messages: vec![harmful.envelope.message_id()],
+        },
+    );
+    assert_eq!(unread(&device, group), 1);
+    let device = device.restart(5);
+    assert_eq!(unread(&device, group), 1);
+}
+
+#[test]
+fn a_store_from_before_read_markers_counts_what_it_held_as_read() {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    let m = device.member_writes(group, &mut bob, &mut chain, "from before the update");
+    device.push_message(group, &m);
+    assert_eq!(unread(&device, group), 1);
+
+    // The group's record as an older version wrote it: no marker, no count.
+    let stored = block_on(device.store.get("groups", group.as_bytes()))
+        .unwrap()
+        .unwrap();
+    let mut meta: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    let fields = meta.as_object_mut().unwrap();
+    assert!(fields.remove("read").is_some() && fields.remove("unread").is_some());
+    let mut batch = Batch::new();
+    batch.put(
+        "groups",
+        group.as_bytes(),
+        Zeroizing::new(serde_json::to_vec(&meta).unwrap()),
+    );
+    block_on(device.store.commit(batch)).unwrap();
+    let mut device = device.restart(5);
+    assert_eq!(unread(&device, group), 0);
+    block_on(device.core.connect()).unwrap();
+    let m = device.member_writes(group, &mut bob, &mut chain, "after the update");
+    device.push_message(group, &m);
+    assert_eq!(unread(&device, group), 1);
 }
 
 #[test]

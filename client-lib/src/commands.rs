@@ -102,7 +102,7 @@ pub(crate) enum Action {
     },
     MarkRead {
         group: GroupId,
-        seq: u64,
+        number: u64,
     },
     Remove {
         group: GroupId,
@@ -172,7 +172,7 @@ impl Action {
     async fn run(self, core: &mut Core) -> Result<(), ClientError> {
         match self {
             Action::Leave { group } => core.leave(group).await,
-            Action::MarkRead { group, seq } => core.mark_read(group, seq).await,
+            Action::MarkRead { group, number } => core.mark_read(group, number).await,
             Action::Remove {
                 group,
                 user,

@@ -420,15 +420,16 @@ impl Client {
             .await?
     }
 
-    /// Marks `group` read up to message `seq` (the newest one shown): what comes after counts
-    /// as [`GroupInfo::unread`]. Kept in the encrypted store, never sent; never moves back.
+    /// Marks `group` read up to the message numbered `number` ([`ChatMessage::number`], the
+    /// newest one shown): what comes after counts as [`GroupInfo::unread`]. Kept in the
+    /// encrypted store, never sent; never moves back.
     ///
     /// # Errors
     ///
     /// [`ClientError::UnknownGroup`] if this device does not hold the group;
     /// [`ClientError::Store`] if the marker cannot be stored.
-    pub async fn mark_read(&self, group: GroupId, seq: Seq) -> Result<(), ClientError> {
-        self.act(Action::MarkRead { group, seq: seq.0 }).await
+    pub async fn mark_read(&self, group: GroupId, number: u64) -> Result<(), ClientError> {
+        self.act(Action::MarkRead { group, number }).await
     }
 
     /// Leaves a group.

@@ -557,8 +557,9 @@ forward!(
     "setDraft", set_draft(dto::SetDraftParams) -> ()
 );
 forward!(
-    /// Marks a group read up to message `seq` (the newest one shown); never moves back. Every
-    /// tab gets a `read` event; `groups()` counts what came after as `unread`.
+    /// Marks a group read up to message `number` (the newest one shown: its `number`, not its
+    /// `seq`); never moves back. Every tab gets a `read` event; `groups()` counts what came
+    /// after as `unread`.
     "markRead", mark_read(dto::MarkReadParams) -> ()
 );
 forward!(

@@ -440,7 +440,8 @@ pub struct GroupInfo {
     pub invited: bool,
     /// While invited: how many messages wait.
     pub waiting: u32,
-    /// Messages after the person's read marker (`markRead`; posting moves it too): "3 new".
+    /// Others' messages after the person's read marker (`markRead`; posting moves it too):
+    /// "3 new".
     pub unread: u32,
     /// For a private conversation: the other person.
     pub private_with: Option<Peer>,
@@ -1249,14 +1250,14 @@ pub enum CoreEvent {
         #[serde(serialize_with = "js_number::serialize")]
         count: u64,
     },
-    /// The group was marked read up to `seq` (`markRead`, in this tab or another): re-read
-    /// its `unread` count from `groups()`.
+    /// The group was read up to message `number` (`markRead` or a post, in this tab or
+    /// another): re-read its `unread` count from `groups()`.
     Read {
         /// The group.
         group: String,
-        /// The newest message seq now read.
+        /// The `number` of the newest message now read.
         #[serde(serialize_with = "js_number::serialize")]
-        seq: u64,
+        number: u64,
     },
 }
 
@@ -1358,9 +1359,9 @@ impl CoreEvent {
                 role: role.into(),
             },
             E::EventsDropped { count } => CoreEvent::EventsDropped { count },
-            E::Read { group, seq } => CoreEvent::Read {
+            E::Read { group, number } => CoreEvent::Read {
                 group: group.to_string(),
-                seq,
+                number,
             },
             _ => return None,
         })
@@ -1701,9 +1702,10 @@ pub struct OpenOptions {
 pub struct MarkReadParams {
     /// The group.
     pub group: String,
-    /// The `seq` of the newest message the person has seen.
+    /// The `number` of the newest message the person has seen (a message's own count on
+    /// this device, not its `seq`).
     #[serde(serialize_with = "js_number::serialize")]
-    pub seq: u64,
+    pub number: u64,
 }
 
 /// Parameters of `setDraft`.

@@ -292,10 +292,10 @@ where
             .await
     }
 
-    /// Marks a group read up to message `seq`.
+    /// Marks a group read up to message `number`.
     pub async fn mark_read(&self, p: dto::MarkReadParams) -> Result<(), ApiError> {
         let group: GroupId = parse_id(&p.group, "group")?;
-        self.run(move |core| Box::pin(core.mark_read(group, p.seq)))
+        self.run(move |core| Box::pin(core.mark_read(group, p.number)))
             .await
     }
 

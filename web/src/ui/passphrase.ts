@@ -1,6 +1,12 @@
-// The passphrase rule (crate `passphrase/`, zxcvbn) as its own wasm module, loaded with a
-// dynamic import the first time the create-profile screen needs it, so its dictionaries never
-// count towards the app's first load. Its wasm is fetched with Subresource Integrity. `cargo xtask web` builds it into src/wasm-pkg/passphrase/.
+// The passphrase rule (crate `passphrase/`, zxcvbn) as its own wasm module, fetched the first
+// time the create-profile screen needs it, so its dictionaries never count towards the app's
+// first load. Its wasm is fetched with Subresource Integrity. `cargo xtask web` builds it into src/wasm-pkg/passphrase/.
+
+// The glue is imported statically, so it is part of the entry script `index.html` loads with
+// its integrity value: it handles the passphrase, so it must be as checked as the rest of the
+// page. Only the wasm (zxcvbn's dictionaries, the bulk) waits until it is needed.
+import * as rule from '../wasm-pkg/passphrase/confide_passphrase.js';
+import url from '../wasm-pkg/passphrase/confide_passphrase_bg.wasm?url';
 
 /** What the strength meter shows. */
 export interface PassphraseVerdict {
@@ -14,14 +20,12 @@ export interface PassphraseVerdict {
   message: string;
 }
 
-type Rule = typeof import('../wasm-pkg/passphrase/confide_passphrase.js');
+type Rule = typeof rule;
 
 let loading: Promise<Rule> | undefined;
 
 function load(): Promise<Rule> {
   loading ??= (async () => {
-    const rule = await import('../wasm-pkg/passphrase/confide_passphrase.js');
-    const { default: url } = await import('../wasm-pkg/passphrase/confide_passphrase_bg.wasm?url');
     // Fetched with its hash from the build, like the core's wasm: a module that was changed on
     // the way (or on the server after the build) is refused, not run.
     await rule.default({ module_or_path: fetch(url, { integrity: __CONFIDE_PASSPHRASE_WASM_INTEGRITY__ }) });

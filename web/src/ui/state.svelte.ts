@@ -108,31 +108,35 @@ export class AppState {
       addEventListener(type, () => (this.lastActivity = Date.now()), { passive: true, capture: true });
     }
     setInterval(() => void this.lockIfIdle(), 20_000);
-    // Coming back to a group left open in a hidden tab reads what arrived meanwhile.
+    // A mark waiting for its burst to end is sent before the page may go away.
     document.addEventListener('visibilitychange', () => {
-      const group = this.openGroup;
-      const last = group === undefined ? undefined : this.messages[group]?.at(-1);
-      if (!document.hidden && group !== undefined && last !== undefined) this.markRead(group, last.seq);
+      if (document.hidden) this.sendMarks();
     });
+    addEventListener('pagehide', () => this.sendMarks());
   }
 
   /**
-   * Tells the core the person has seen `group` up to `seq`: the count of new messages lives in
-   * the encrypted store, so it survives a reload and every tab agrees. Bursts (a sync while the
-   * group is open) become one call.
+   * Tells the core the person has seen `group` up to message `number` (the Timeline calls it
+   * only while the list's bottom is on screen in a visible, focused window). The count of new
+   * messages lives in the encrypted store, so it survives a reload and every tab agrees.
+   * Bursts (a sync while the group is open) become one call.
    */
-  markRead(group: string, seq: number): void {
+  markRead(group: string, number: number): void {
     this.unread = { ...this.unread, [group]: 0 };
-    this.toMarkRead.set(group, Math.max(seq, this.toMarkRead.get(group) ?? 0));
-    this.markReadTimer ??= setTimeout(() => {
-      this.markReadTimer = undefined;
-      const marks = [...this.toMarkRead];
-      this.toMarkRead.clear();
-      for (const [g, s] of marks) {
-        // Not kept if it fails (locked meanwhile, say): the next look marks it again.
-        this.confide.markRead({ group: g, seq: s }).catch(() => undefined);
-      }
-    }, 250);
+    this.toMarkRead.set(group, Math.max(number, this.toMarkRead.get(group) ?? 0));
+    this.markReadTimer ??= setTimeout(() => this.sendMarks(), 250);
+  }
+
+  /** Sends the marks waiting for their burst to end. */
+  private sendMarks(): void {
+    clearTimeout(this.markReadTimer);
+    this.markReadTimer = undefined;
+    const marks = [...this.toMarkRead];
+    this.toMarkRead.clear();
+    for (const [group, number] of marks) {
+      // Not kept if it fails (locked meanwhile, say): the next look marks it again.
+      this.confide.markRead({ group, number }).catch(() => undefined);
+    }
   }
 
   /** Re-reads the group list soon, once for a burst of reasons. */
@@ -209,10 +213,8 @@ export class AppState {
   /** Re-reads the group list. */
   async refreshGroups(): Promise<void> {
     this.groups = await this.confide.groups();
-    const open = this.openGroup;
-    this.unread = Object.fromEntries(
-      this.groups.map((g) => [g.group, g.group === open && !document.hidden ? 0 : g.unread]),
-    );
+    // A group with a mark still on its way was read: the core's count is about to follow.
+    this.unread = Object.fromEntries(this.groups.map((g) => [g.group, this.toMarkRead.has(g.group) ? 0 : g.unread]));
     // Approved: the group the person waited for is theirs now (the `joined` event says so too).
     const screen = this.screen;
     if (screen.name === 'waiting' && this.groupInfo(screen.group)?.member === true) {
@@ -270,9 +272,6 @@ export class AppState {
     merged.sort((a, b) => a.seq - b.seq);
     this.messages = { ...this.messages, [group]: merged };
     this.more = { ...this.more, [group]: page.messages.length >= PAGE };
-    const newest = merged.at(-1);
-    if (newest !== undefined) this.markRead(group, newest.seq);
-    else this.unread = { ...this.unread, [group]: 0 };
     const fromNotices = notices.map((n) => noticeLine(n));
     const others = (this.lines[group] ?? []).filter((l) => !l.key.startsWith('notice:'));
     this.lines = { ...this.lines, [group]: [...others, ...fromNotices] };
@@ -314,8 +313,6 @@ export class AppState {
       if (at >= 0) this.queued = { ...this.queued, [group]: waiting.filter((_, i) => i !== at) };
     } else if (this.openGroup !== group || document.hidden) {
       this.unread = { ...this.unread, [group]: (this.unread[group] ?? 0) + 1 };
-    } else {
-      this.markRead(group, message.seq);
     }
   }
 

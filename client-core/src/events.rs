@@ -174,8 +174,11 @@ pub enum Event {
     SendFailed {
         /// The group.
         group: GroupId,
-        /// The server's reason.
+        /// The server's reason, for logs: the server's own words, so a front end shows `code`'s
+        /// meaning in its own words instead.
         reason: String,
+        /// Why, as a stable code ([`crate::ClientError::code`]: the server's code for a refusal).
+        code: String,
     },
     /// A membership or moderation change.
     GroupChanged(GroupChange),

@@ -295,6 +295,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     self.emit(Event::SendFailed {
                         group,
                         reason: e.to_string(),
+                        code: e.code().to_string(),
                     });
                 }
             }
@@ -561,10 +562,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ServerFrame::Posted { seq, message, .. } => {
                     self.outbox_delivered(group, seq, message, entry).await
                 }
-                ServerFrame::Error { message, .. } => {
+                ServerFrame::Error { code, message, .. } => {
                     self.emit(Event::SendFailed {
                         group,
                         reason: message,
+                        code: code.as_str().to_string(),
                     });
                 }
                 _ => {}
@@ -587,6 +589,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             Err(e) => self.emit(Event::SendFailed {
                 group,
                 reason: e.to_string(),
+                code: e.code().to_string(),
             }),
         }
         // In the same batch as the hold: a crash keeps one copy or the other.

@@ -247,6 +247,31 @@ fn a_member_who_names_an_epoch_that_never_comes_holds_posts_back_only_until_remo
     );
 }
 
+// A held message the server refuses once it is sent is reported with the refusal's stable code
+// besides the server's words, so that a front end says why in its own words (the server's are
+// not to be shown).
+#[test]
+fn a_held_message_the_server_refuses_is_reported_with_the_code() {
+    let (mut device, group, mut bob, _) = alice_and_bob();
+    device.set_role(group, bob.user, Role::CoFacilitator);
+    let m = bob_moves_on(&device, group, &mut bob, 3);
+    device.edit_log(group, |log| log.ops.truncate(3));
+    device.push_message(group, &m);
+    assert_eq!(device.send(group, "held").unwrap_err().code(), "held");
+    // Bob's removal lets the held message go; the server refuses it.
+    device.answer(Some(refuse(ErrorCode::AgreementRequired, |frame| {
+        matches!(frame, ClientFrame::Post { .. })
+    })));
+    device.remove(group, bob.user);
+    block_on(device.core.retry_now());
+    device.drive();
+    let failed = device.events_as(|e| match e {
+        Event::SendFailed { code, .. } => Some(code),
+        _ => None,
+    });
+    assert_eq!(failed, ["agreement_required"]);
+}
+
 // §11.1 writing ops: on `op_conflict` the device syncs and signs again on the new head.
 #[test]
 fn an_op_conflict_makes_the_device_sync_and_sign_again_on_the_new_head() {

@@ -1115,8 +1115,10 @@ pub enum CoreEvent {
     SendFailed {
         /// The group.
         group: String,
-        /// The server's reason.
+        /// The server's reason: its own words, not to be shown (show what `code` means).
         reason: String,
+        /// Why, as a stable code (an [`ApiError`]'s `code`).
+        code: String,
     },
     /// A membership or moderation change.
     GroupChanged {
@@ -1276,9 +1278,14 @@ impl CoreEvent {
             E::Synced => CoreEvent::Synced,
             E::Message(m) => CoreEvent::Message { message: m.into() },
             E::Sent(m) => CoreEvent::Sent { message: m.into() },
-            E::SendFailed { group, reason } => CoreEvent::SendFailed {
+            E::SendFailed {
+                group,
+                reason,
+                code,
+            } => CoreEvent::SendFailed {
                 group: group.to_string(),
                 reason,
+                code,
             },
             E::GroupChanged(c) => CoreEvent::GroupChanged { change: c.into() },
             E::Notice(n) => CoreEvent::Notice { notice: n.into() },

@@ -334,7 +334,12 @@ where
                     && let Err(e) = core.reason(group, seq, text).await
                 {
                     let reason = format!("the {what} was made, but its reason was not sent: {e}");
-                    let _ = out.unbounded_send(Output::Event(Event::SendFailed { group, reason }));
+                    let code = e.code().to_string();
+                    let _ = out.unbounded_send(Output::Event(Event::SendFailed {
+                        group,
+                        reason,
+                        code,
+                    }));
                 }
                 Ok(())
             })

@@ -928,7 +928,7 @@ impl App {
                 }
                 self.add_message(message, false);
             }
-            Event::SendFailed { group, reason } => {
+            Event::SendFailed { group, reason, .. } => {
                 let text = self.group_mut(group).and_then(|g| {
                     let at = g.pending.iter().position(|p| p.waiting)?;
                     Some(g.pending.remove(at).text)

@@ -21,6 +21,7 @@ import {
   type Push,
   type ToWorker,
 } from './protocol.ts';
+import { makeInert } from './inert.ts';
 
 /** What the worker needs of client-web's `ConfideCore` class (protocol.ts types the rest). */
 interface CoreClass {
@@ -79,43 +80,12 @@ function methodNames(klass: CoreClass): string[] {
 }
 
 /**
- * The fields that carry other people's text (names, messages, reasons, notes, pinned texts). The
- * worker makes each inert with client-web's `sanitizeForDisplay` (the CLI's rule: bidi
- * overrides and isolates, controls and invisibles become U+FFFD) before any tab sees it, in
- * events and in results alike, so no page can forget to.
+ * `value` with every string in it made inert with client-web's `sanitizeForDisplay` (the CLI's
+ * rule: bidi overrides and isolates, controls and invisibles become U+FFFD), at any depth, before
+ * any tab sees it: results, events and errors alike, so no page can forget to (inert.ts).
  */
-const UNTRUSTED_FIELDS: ReadonlySet<string> = new Set([
-  'authorName',
-  'byName',
-  'createdByName',
-  'crisisResources',
-  'displayName',
-  'name',
-  'note',
-  'offenderName',
-  'reason',
-  'reporterName',
-  'senderName',
-  'targetName',
-  'text',
-]);
-
-/** Sanitises, in place, every {@link UNTRUSTED_FIELDS} string anywhere in `value`. */
-function sanitiseDeep(value: unknown, depth = 0): unknown {
-  if (depth > 16 || typeof value !== 'object' || value === null) return value;
-  if (Array.isArray(value)) {
-    for (const item of value) sanitiseDeep(item, depth + 1);
-    return value;
-  }
-  const record = value as Record<string, unknown>;
-  for (const [key, field] of Object.entries(record)) {
-    if (typeof field === 'string') {
-      if (UNTRUSTED_FIELDS.has(key)) record[key] = wasm.sanitizeForDisplay(field);
-    } else {
-      sanitiseDeep(field, depth + 1);
-    }
-  }
-  return value;
+function inert<T>(value: T): T {
+  return makeInert(value, (text) => wasm.sanitizeForDisplay(text)) as T;
 }
 
 /**
@@ -194,12 +164,12 @@ async function start(): Promise<Started> {
   const scheme = location.protocol === 'http:' ? 'ws' : 'wss';
   try {
     const core = await klass.open({ dbName, serverUrl: `${scheme}://${location.host}/` }, (event) => {
-      sanitiseDeep(event);
-      for (const port of ports) port.postMessage({ kind: 'event', event: event as never });
+      const shown = inert(event);
+      for (const port of ports) port.postMessage({ kind: 'event', event: shown as never });
     });
     return { hello, core, methods };
   } catch (thrown) {
-    hello.openError = toCoreError(thrown, 'the core could not be opened');
+    hello.openError = inert(toCoreError(thrown, 'the core could not be opened'));
     return { hello, core: undefined, methods };
   }
 }
@@ -229,8 +199,8 @@ async function answer(port: Port, call: { id: number; method: string; params: un
   try {
     const params =
       call.method === 'acceptAgreement' ? await restoreAgreementText(core, call.params) : call.params;
-    const value: unknown = await method?.call(core, params);
-    reply({ ok: true, value: sanitiseDeep(value) });
+    const value: unknown = inert(await method?.call(core, params));
+    reply({ ok: true, value });
     if (call.method === 'sendText') {
       // The other tabs hear of a message this tab sent as they hear of one sent later from the
       // outbox: the core answers only the caller, and every tab shows the same conversation.
@@ -238,7 +208,7 @@ async function answer(port: Port, call: { id: number; method: string; params: un
       for (const other of ports) if (other !== port) other.postMessage({ kind: 'event', event });
     }
   } catch (thrown) {
-    reply({ ok: false, error: toCoreError(thrown, `${call.method} failed`) });
+    reply({ ok: false, error: inert(toCoreError(thrown, `${call.method} failed`)) });
   } finally {
     // The tab transferred the passphrase; nothing keeps it past the call.
     const passphrase = (call.params as { passphrase?: unknown } | null)?.passphrase;

@@ -4,7 +4,8 @@
 
 import { notifyEvent } from '../pwa/notify.ts';
 import { forgetServiceWorker } from '../pwa/service-worker.ts';
-import { isCoreError, type Confide, type CoreEvent } from '../sdk/client.ts';
+import type { Confide, CoreEvent } from '../sdk/client.ts';
+import { errorText } from './errors.ts';
 import type {
   ChatMessage,
   ConnectionState,
@@ -37,15 +38,8 @@ export interface SystemLine {
   kind: 'system' | 'placeholder';
 }
 
-/** The words of a rejected call, for people. */
-export function errorText(error: unknown): string {
-  return isCoreError(error) ? error.message : String(error);
-}
-
-/** The error code of a rejected call, if it has one. */
-export function errorCode(error: unknown): string | undefined {
-  return isCoreError(error) ? error.code : undefined;
-}
+// What went wrong, in our own words (never the server's): errors.ts.
+export { errorCode, errorText } from './errors.ts';
 
 /**
  * Zeroes a passphrase's bytes, unless the SDK already transferred them to the worker (the
@@ -355,7 +349,8 @@ export class AppState {
         this.addLine(event.group, {
           key: `failed:${Date.now()}`,
           at: Date.now(),
-          text: `A message could not be sent: ${event.reason}. Your words are in the box below.`,
+          // The code's meaning in our words: `reason` is the server's own.
+          text: `A message could not be sent: ${errorText({ code: event.code, message: '' })}. Your words are in the box below.`,
           kind: 'system',
         });
         return;

@@ -1,27 +1,8 @@
-// Small helpers the facilitator screens share: showing someone else's text inertly, times in
-// the person's own time zone, durations in plain words, and errors people can act on.
+// Small helpers the facilitator screens share: times in the person's own time zone, durations in
+// plain words, roles, links and Escape. Someone else's text arrives already made inert by the
+// worker (sdk/inert.ts); errors are worded in ../errors.ts.
 
-import { isCoreError } from '../../sdk/protocol.ts';
 import { dateOf } from '../format.ts';
-
-/**
- * Someone else's text made inert for display: bidirectional overrides and isolates, C0 and C1
- * controls and invisible characters become U+FFFD, tabs become spaces (the rule of
- * `sanitizeForDisplay` in client-web, which runs in the worker; this is the page's copy until
- * the SDK exposes it). Line breaks stay; show the result as text (`{text}`), never as HTML.
- */
-export function inert(text: string): string {
-  return text
-    .replace(/\r\n?/g, '\n')
-    .replace(/[\u2028\u2029]/g, '\n')
-    .replace(/\t/g, ' ')
-    .replace(
-      // C0 (not \n), DEL, C1, zero-width and bidi marks, overrides, isolates, BOM, and the
-      // invisible operators and tags.
-      /[\u0000-\u0009\u000B-\u001F\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\uFEFF\uFFF9-\uFFFB]|\uDB40[\uDC00-\uDC7F]/g,
-      '\uFFFD',
-    );
-}
 
 /** A moment (milliseconds since the epoch) as a date and time in the person's time zone. */
 export function formatTime(at: number): string {
@@ -56,27 +37,6 @@ export function formatDuration(seconds: number): string {
   if (seconds % 3600 === 0) return plural(seconds / 3600, 'hour');
   if (seconds % 60 === 0) return plural(seconds / 60, 'minute');
   return plural(seconds, 'second');
-}
-
-/** What went wrong, in words for people: the core's message, or a plain fallback. */
-export function errorText(error: unknown): string {
-  if (isCoreError(error)) {
-    switch (error.code) {
-      case 'unreachable':
-      case 'timeout':
-      case 'closed':
-        return "Can't reach the server right now. Check your connection, then try again.";
-      case 'not_member':
-      case 'removed':
-        return 'You are no longer a member of this group.';
-      case 'elsewhere':
-        return 'Confide is open in another tab. Use that tab, or close it and reload this page.';
-      default:
-        // The core's own words (`not_allowed` says what may not be done and why).
-        return error.message;
-    }
-  }
-  return 'Something went wrong. Please try again.';
 }
 
 /** A role in plain words. */

@@ -89,7 +89,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     ///
     /// When the log cannot be fetched (no connection, or the server does not answer), the
     /// preview holds only what the link says ([`InvitePreview::checked`] is `None`): joining
-    /// checks the rest. Nothing is stored and nothing is sent but the request for the log.
+    /// checks the rest. (A member's device then previews from the log it verified before.) Nothing is stored and nothing is sent but the request for the log.
     ///
     /// # Errors
     ///
@@ -101,7 +101,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub async fn preview_invite(&mut self, invite: &Invite) -> Result<InvitePreview, ClientError> {
         let r = match self.preview_with(invite).await {
             Err(ClientError::Transport(_) | ClientError::Timeout { .. }) => {
-                Ok(invite.unchecked_preview())
+                // Offline, a member still has the log it verified; anyone else has the link.
+                let me = self.device();
+                match self.groups.get(&invite.group).filter(|c| c.is_member(&me)) {
+                    Some(ctx) => checked_preview(&ctx.state, invite, true),
+                    None => Ok(invite.unchecked_preview()),
+                }
             }
             r => r,
         };

@@ -312,6 +312,10 @@ fn a_member_previewing_an_invite_is_told_they_are_in_the_group_already() {
     assert!(checked.already_member);
     assert_eq!(checked.inviter_name, "Fay");
     assert_eq!(checked.expires_at, Some(EXPIRES));
+    // Offline, from the log this device verified.
+    w.answer(Some(silence()));
+    let offline = block_on(w.core.preview_invite(&invite)).unwrap();
+    assert!(offline.checked.unwrap().already_member);
 }
 
 #[test]

@@ -199,6 +199,10 @@ pub enum ClientError {
         /// The group.
         group: GroupId,
     },
+    /// The invite cannot be used: the group's log does not know it, or it was revoked, is used
+    /// up or has expired. Nothing was sent; the person needs a new invite.
+    #[error("{0}")]
+    InviteUnusable(InviteUnusable),
 }
 
 /// What failed a check ([`ClientError::Verification`]).
@@ -321,7 +325,9 @@ impl ClientError {
     /// `op_refused`, `verification`, `not_allowed`, `not_found`, `held`, `not_member`,
     /// `removed`, `left`, `bad_invite`, `agreement_not_received`, `agreement_changed`,
     /// `encrypt`, `encode`, `pending`, `closed`, `invalid`, `unexpected` (a reply of the wrong
-    /// type), `incompatible_server`, `sync_stalled`.
+    /// type), `incompatible_server`, `sync_stalled`, and for an invite that cannot be used
+    /// ([`ClientError::InviteUnusable`]) `invite_unknown`, `invite_revoked`, `invite_used_up`,
+    /// `invite_expired` (the last three as the server's codes for the same refusals).
     pub fn code(&self) -> &'static str {
         match self {
             ClientError::Store(StoreError::WrongPassphrase) => "wrong_passphrase",
@@ -351,6 +357,7 @@ impl ClientError {
             ClientError::UnexpectedReply { .. } => "unexpected",
             ClientError::IncompatibleServer { .. } => "incompatible_server",
             ClientError::SyncStalled { .. } => "sync_stalled",
+            ClientError::InviteUnusable(why) => why.code(),
         }
     }
 }
@@ -373,5 +380,64 @@ pub(crate) fn unexpected_reply(frame: ServerFrame, expected: &'static str) -> Cl
             expected,
             got: other.type_name(),
         },
+    }
+}
+
+/// Why an invite cannot be used ([`ClientError::InviteUnusable`]), by the group's verified log
+/// or by the server's refusal to show the log to its holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InviteUnusable {
+    /// The group's log has no such invite, or the server knows no such group: the link is
+    /// wrong, or for another server.
+    #[error(
+        "this invite is not known to the group: check the link, or ask a facilitator for a new one"
+    )]
+    Unknown,
+    /// A facilitator revoked it.
+    #[error("this invite was revoked: ask a facilitator for a new one")]
+    Revoked,
+    /// As many people joined with it as it allows.
+    #[error("this invite has been used up: ask a facilitator for a new one")]
+    UsedUp,
+    /// Its time ran out.
+    #[error("this invite has expired: ask a facilitator for a new one")]
+    Expired,
+}
+
+impl InviteUnusable {
+    /// Its stable code: `invite_unknown`, `invite_revoked`, `invite_used_up` or
+    /// `invite_expired`.
+    pub fn code(self) -> &'static str {
+        match self {
+            InviteUnusable::Unknown => "invite_unknown",
+            InviteUnusable::Revoked => "invite_revoked",
+            InviteUnusable::UsedUp => "invite_used_up",
+            InviteUnusable::Expired => "invite_expired",
+        }
+    }
+
+    /// The server's refusal to show an invite holder the group's log, as the reason, if it is
+    /// one: `no_such_group` and `not_member` (the invite is not in the log) are
+    /// [`InviteUnusable::Unknown`].
+    pub(crate) fn of_refusal(code: ErrorCode) -> Option<InviteUnusable> {
+        Some(match code {
+            ErrorCode::NoSuchGroup | ErrorCode::NotMember => InviteUnusable::Unknown,
+            ErrorCode::InviteRevoked => InviteUnusable::Revoked,
+            ErrorCode::InviteUsedUp => InviteUnusable::UsedUp,
+            ErrorCode::InviteExpired => InviteUnusable::Expired,
+            _ => return None,
+        })
+    }
+}
+
+impl From<confide_protocol::group_log::InviteProblem> for InviteUnusable {
+    fn from(problem: confide_protocol::group_log::InviteProblem) -> InviteUnusable {
+        use confide_protocol::group_log::InviteProblem;
+        match problem {
+            InviteProblem::Revoked => InviteUnusable::Revoked,
+            InviteProblem::UsedUp => InviteUnusable::UsedUp,
+            InviteProblem::Expired => InviteUnusable::Expired,
+        }
     }
 }

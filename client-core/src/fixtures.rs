@@ -9,6 +9,8 @@ use confide_protocol::group_log::Role;
 use confide_protocol::{DeviceId, Epoch, GroupId, MessageId, Seq, Timestamp, UserId};
 
 use crate::events::{ChatMessage, GroupNotice, NoticeKind, ReportInfo};
+use crate::invite::{CheckedInvite, InvitePreview};
+use crate::settings::SettingsInfo;
 use crate::types::{GroupInfo, MemberInfo, Peer, Status};
 
 const GROUP: GroupId = GroupId([0; 16]);
@@ -116,6 +118,47 @@ impl Default for Status {
             open_now: true,
             slow_mode_seconds: 0,
             agreement_pending: None,
+        }
+    }
+}
+
+/// A link read without fetching anything: no approval, nothing checked.
+impl Default for InvitePreview {
+    fn default() -> InvitePreview {
+        InvitePreview {
+            group: GROUP,
+            requires_approval: false,
+            checked: None,
+        }
+    }
+}
+
+/// An invite from a facilitator with an empty name, to a group of one, valid for ever.
+impl Default for CheckedInvite {
+    fn default() -> CheckedInvite {
+        CheckedInvite {
+            inviter: USER,
+            inviter_name: String::new(),
+            inviter_role: Role::Facilitator,
+            members: 1,
+            expires_at: Some(Timestamp(u64::MAX)),
+            already_member: false,
+        }
+    }
+}
+
+/// A group as it is created: open at any time, no slow mode, messages kept, nothing pinned.
+impl Default for SettingsInfo {
+    fn default() -> SettingsInfo {
+        SettingsInfo {
+            locked: false,
+            open_hours: None,
+            open_now: true,
+            slow_mode_seconds: 0,
+            retention_seconds: None,
+            members_may_message_privately: false,
+            agreement_version: None,
+            crisis_resources: false,
         }
     }
 }

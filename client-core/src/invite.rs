@@ -385,3 +385,57 @@ pub struct InviteInfo {
     /// Who joined with it (or was approved through it), oldest first, with their pseudonyms.
     pub joined: Vec<(UserId, String)>,
 }
+
+/// What a person may be told about an invite before they join with it
+/// ([`crate::ClientCore::preview_invite`]), as group-link previews in other messengers show it,
+/// but only what can be known **verifiably**.
+///
+/// The group has no name anyone could check: the server gives groups none, and the names
+/// people give groups are labels on their own devices ([`crate::labels`]). So a preview names
+/// no group; it names the facilitator who made the invite, from the group's log verified from
+/// the genesis the link names, exactly as joining verifies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvitePreview {
+    /// The group the link names.
+    pub group: GroupId,
+    /// Whether a facilitator must approve the join: from the verified log when
+    /// [`Self::checked`] is there, otherwise what the link says.
+    pub requires_approval: bool,
+    /// What the group's verified log says; `None` when the log could not be fetched (offline,
+    /// or before this device has a profile): then only the link was read, and joining checks
+    /// the rest.
+    pub checked: Option<CheckedInvite>,
+}
+
+/// What the group's verified log says about an invite ([`InvitePreview::checked`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckedInvite {
+    /// The user of the facilitator device that made the invite (a facilitator or
+    /// co-facilitator of the group, as its verified log has it).
+    pub inviter: UserId,
+    /// Their pseudonym, as the log records it: someone else's words, to show as text only.
+    pub inviter_name: String,
+    /// Their role in the group.
+    pub inviter_role: confide_protocol::group_log::Role,
+    /// How many people the group has now.
+    pub members: usize,
+    /// When the invite stops accepting joins (the facilitator's claim in the log); `None` only
+    /// when this device is a member already and the log it holds has no such invite.
+    pub expires_at: Option<Timestamp>,
+    /// Whether this device is in the group already (joining again changes nothing).
+    pub already_member: bool,
+}
+
+impl Invite {
+    /// The preview of this invite from the link alone, before anything is fetched: the group
+    /// and whether the link says approval is needed ([`InvitePreview::checked`] is `None`).
+    pub fn unchecked_preview(&self) -> InvitePreview {
+        InvitePreview {
+            group: self.group,
+            requires_approval: self.requires_approval,
+            checked: None,
+        }
+    }
+}

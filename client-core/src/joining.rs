@@ -11,10 +11,10 @@ use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::{GroupId, Seq, Signature, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ClientError, EncryptError, Missing, unexpected_reply};
+use crate::error::{ClientError, EncryptError, InviteUnusable, Missing, unexpected_reply};
 use crate::events::{Event, JoinRequest};
 use crate::group::{GroupCtx, GroupMeta, look_alikes, member_entries};
-use crate::invite::{Invite, InviteOptions};
+use crate::invite::{CheckedInvite, Invite, InviteOptions, InvitePreview};
 use crate::machine::ClientCore;
 use crate::store::{ClientStore, T_GROUPS, T_JOIN_REQUESTS, T_OPS, T_PENDING_JOINS, key2};
 use crate::{HostRng, Network};
@@ -27,6 +27,17 @@ pub(crate) struct JoinRequestPayload {
     pub(crate) invite_sig: Signature,
     pub(crate) member: MemberEntry,
     pub(crate) note: Option<String>,
+}
+
+/// The group's log fetched with an invite and verified ([`ClientCore::fetch_invited_log`]).
+struct InvitedLog {
+    /// The state the whole log verifies to.
+    state: GroupState,
+    /// Every op, from the genesis.
+    ops: Vec<SignedOp>,
+    /// How many of them this device had verified before (a group it was in): their keys were
+    /// compared then.
+    verified_before: usize,
 }
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
@@ -66,6 +77,39 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         note: Option<String>,
     ) -> Result<crate::JoinOutcome, ClientError> {
         let r = self.join_with(invite, note).await;
+        self.end_step(r).await
+    }
+
+    /// What can be known about an invite before joining with it, for the person to decide:
+    /// the facilitator who made it (their pseudonym and role), how many people the group has,
+    /// whether a facilitator must approve, and until when it is valid. Everything but the group
+    /// id comes from the group's log, fetched with the invite and verified from the genesis the
+    /// link names exactly as [`Self::join`] verifies it; nothing the server says is taken on
+    /// trust. The group has no verifiable name, so none is given ([`InvitePreview`]).
+    ///
+    /// When the log cannot be fetched (no connection, or the server does not answer), the
+    /// preview holds only what the link says ([`InvitePreview::checked`] is `None`): joining
+    /// checks the rest. (A member's device then previews from the log it verified before.) Nothing is stored and nothing is sent but the request for the log.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InviteUnusable`] (`invite_unknown`, `invite_revoked`, `invite_used_up`,
+    /// `invite_expired`) when the verified log, or the server refusing to show it, says the
+    /// invite cannot be used; [`ClientError::BadInvite`] when the log does not verify, is for
+    /// another group or genesis than the link names, or the inviter is not a facilitator in
+    /// it; otherwise those of [`Self::join`] before it sends anything.
+    pub async fn preview_invite(&mut self, invite: &Invite) -> Result<InvitePreview, ClientError> {
+        let r = match self.preview_with(invite).await {
+            Err(ClientError::Transport(_) | ClientError::Timeout { .. }) => {
+                // Offline, a member still has the log it verified; anyone else has the link.
+                let me = self.device();
+                match self.groups.get(&invite.group).filter(|c| c.is_member(&me)) {
+                    Some(ctx) => checked_preview(&ctx.state, invite, true),
+                    None => Ok(invite.unchecked_preview()),
+                }
+            }
+            r => r,
+        };
         self.end_step(r).await
     }
 
@@ -146,6 +190,37 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         ))
     }
 
+    /// [`Self::preview_invite`], failing also when offline.
+    async fn preview_with(&mut self, invite: &Invite) -> Result<InvitePreview, ClientError> {
+        self.ensure_connected().await?;
+        let me = self.device();
+        let group = invite.group;
+        // A member already: its own verified log (brought up to date) says all, and the
+        // server shows a member the log without the invite.
+        if self.groups.get(&group).is_some_and(|c| c.is_member(&me)) {
+            self.sync_group(group, None).await?;
+            if let Some(ctx) = self.groups.get(&group).filter(|c| c.is_member(&me)) {
+                return checked_preview(&ctx.state, invite, true);
+            }
+        }
+        let log = self.fetch_invited_log(invite).await.map_err(|e| {
+            match e.server_code().and_then(InviteUnusable::of_refusal) {
+                Some(why) => ClientError::InviteUnusable(why),
+                None => e,
+            }
+        })?;
+        // The server shows the log only to a holder of a usable invite; a server that shows it
+        // anyway is caught here, by the log's own record and this device's clock.
+        let recorded = log
+            .state
+            .invite(&invite.id())
+            .ok_or(ClientError::InviteUnusable(InviteUnusable::Unknown))?;
+        if let Some(problem) = recorded.problem(self.host.now()) {
+            return Err(ClientError::InviteUnusable(problem.into()));
+        }
+        checked_preview(&log.state, invite, false)
+    }
+
     /// Fetches the group's log with the invite, checks it against the invite, then joins (or
     /// asks the facilitators to let us in).
     pub(crate) async fn join_with(
@@ -163,87 +238,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 return Ok(crate::JoinOutcome::Joined(group));
             }
         }
-        // Verify the whole log from genesis before trusting anything in it.
-        let mut state: Option<GroupState> = None;
-        let mut ops_held: Vec<SignedOp> = Vec::new();
-        loop {
-            // The whole log from the genesis: no message is served before the device is in.
-            let cursor = SyncCursor {
-                after_op_seq: state.as_ref().map(|s| s.seq()),
-                after_seq: Seq(0),
-            };
-            let invite_id = Some(frames::InviteProof {
-                id: invite.id(),
-                signature: invite.secret().sign_sync(&group, &self.device()),
-            });
-            let reply = self
-                .request_ok(|id| ClientFrame::Sync {
-                    id,
-                    group,
-                    after_op_seq: cursor.after_op_seq,
-                    after_seq: cursor.after_seq,
-                    limit: SYNC_PAGE_REQUEST,
-                    invite: invite_id,
-                })
-                .await?;
-            let ServerFrame::SyncPage { ops, complete, .. } = reply else {
-                return Err(unexpected_reply(reply, "sync_page"));
-            };
-            for op in ops {
-                match state.as_mut() {
-                    None => {
-                        state = Some(
-                            GroupState::from_genesis(&op)
-                                .map_err(|e| ClientError::BadInvite(e.to_string()))?,
-                        )
-                    }
-                    Some(s) => {
-                        s.apply(&op).map_err(|e| {
-                            ClientError::BadInvite(format!("the group's log does not verify: {e}"))
-                        })?;
-                    }
-                }
-                ops_held.push(op);
-            }
-            if complete {
-                break;
-            }
-            if state.as_ref().map(|s| s.seq()) == cursor.after_op_seq {
-                return Err(ClientError::SyncStalled { group });
-            }
-        }
-        let state = state.ok_or_else(|| ClientError::BadInvite("the group has no log".into()))?;
-        // A group this device was in before: the log it is shown now must extend the one it
-        // verified then, op for op. An older or different history (a rollback to before a
-        // removal, say) would make it seal keys to people it knows are gone.
-        let verified: Vec<(Vec<u8>, SignedOp)> =
-            self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
-        if !verified.is_empty()
-            && (ops_held.len() < verified.len()
-                || verified
-                    .iter()
-                    .zip(&ops_held)
-                    .any(|((_, mine), shown)| mine.hash() != shown.hash()))
-        {
-            return Err(ClientError::BadInvite(
-                "the server showed an older or different history of this group than this device \
-                 verified before; not joining"
-                    .into(),
-            ));
-        }
-        if state.group() != invite.group || state.genesis_hash() != invite.genesis {
-            return Err(ClientError::BadInvite(
-                "the server showed a different group than the invite names".into(),
-            ));
-        }
-        if !state
-            .member_of_device(&invite.inviter)
-            .is_some_and(|(_, m)| m.role.is_moderator())
-        {
-            return Err(ClientError::BadInvite(
-                "the inviter is not a facilitator of the group".into(),
-            ));
-        }
+        let InvitedLog {
+            state,
+            ops: ops_held,
+            verified_before,
+        } = self.fetch_invited_log(&invite).await?;
         let secret = invite.secret();
         let invite_sig = secret.sign_join(&group, &self.profile.user, &self.device());
         if invite.requires_approval {
@@ -335,7 +334,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // known user with other keys here is told (PROTOCOL.md §3.5). Ops this device verified
         // before were compared then only if the group was accepted; if not, its members are
         // compared below.
-        for held in ops_held.iter().skip(verified.len()) {
+        for held in ops_held.iter().skip(verified_before) {
             if let Ok(adopted) = held.parse_unverified() {
                 self.check_key_change(group, &adopted.body).await;
             }
@@ -365,6 +364,102 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.emit(Event::Joined { group });
         self.sync_group(group, None).await?;
         Ok(crate::JoinOutcome::Joined(group))
+    }
+
+    /// The group's log as the server shows it to the holder of `invite`, verified from its
+    /// genesis before anything in it is trusted, and checked against the invite: the group and
+    /// genesis it names, an inviter who is a facilitator there, and (for a group this device
+    /// verified before) a history that extends the one it holds. What joining and the preview
+    /// both rely on. The server's refusal to show the log is its [`ClientError::Server`] (the
+    /// preview turns those about the invite into [`ClientError::InviteUnusable`]).
+    async fn fetch_invited_log(&mut self, invite: &Invite) -> Result<InvitedLog, ClientError> {
+        let group = invite.group;
+        // Verify the whole log from genesis before trusting anything in it.
+        let mut state: Option<GroupState> = None;
+        let mut ops_held: Vec<SignedOp> = Vec::new();
+        loop {
+            // The whole log from the genesis: no message is served before the device is in.
+            let cursor = SyncCursor {
+                after_op_seq: state.as_ref().map(|s| s.seq()),
+                after_seq: Seq(0),
+            };
+            let invite_id = Some(frames::InviteProof {
+                id: invite.id(),
+                signature: invite.secret().sign_sync(&group, &self.device()),
+            });
+            let reply = self
+                .request_ok(|id| ClientFrame::Sync {
+                    id,
+                    group,
+                    after_op_seq: cursor.after_op_seq,
+                    after_seq: cursor.after_seq,
+                    limit: SYNC_PAGE_REQUEST,
+                    invite: invite_id,
+                })
+                .await?;
+            let ServerFrame::SyncPage { ops, complete, .. } = reply else {
+                return Err(unexpected_reply(reply, "sync_page"));
+            };
+            for op in ops {
+                match state.as_mut() {
+                    None => {
+                        state = Some(
+                            GroupState::from_genesis(&op)
+                                .map_err(|e| ClientError::BadInvite(e.to_string()))?,
+                        )
+                    }
+                    Some(s) => {
+                        s.apply(&op).map_err(|e| {
+                            ClientError::BadInvite(format!("the group's log does not verify: {e}"))
+                        })?;
+                    }
+                }
+                ops_held.push(op);
+            }
+            if complete {
+                break;
+            }
+            if state.as_ref().map(|s| s.seq()) == cursor.after_op_seq {
+                return Err(ClientError::SyncStalled { group });
+            }
+        }
+        let state = state.ok_or_else(|| ClientError::BadInvite("the group has no log".into()))?;
+        // A group this device was in before: the log it is shown now must extend the one it
+        // verified then, op for op. An older or different history (a rollback to before a
+        // removal, say) would make it seal keys to people it knows are gone.
+        let verified: Vec<(Vec<u8>, SignedOp)> =
+            self.db.scan(T_OPS, group.as_bytes(), usize::MAX).await?;
+        if !verified.is_empty()
+            && (ops_held.len() < verified.len()
+                || verified
+                    .iter()
+                    .zip(&ops_held)
+                    .any(|((_, mine), shown)| mine.hash() != shown.hash()))
+        {
+            return Err(ClientError::BadInvite(
+                "the server showed an older or different history of this group than this device \
+                 verified before; not joining"
+                    .into(),
+            ));
+        }
+        if state.group() != invite.group || state.genesis_hash() != invite.genesis {
+            return Err(ClientError::BadInvite(
+                "the server showed a different group than the invite names".into(),
+            ));
+        }
+        if !state
+            .member_of_device(&invite.inviter)
+            .is_some_and(|(_, m)| m.role.is_moderator())
+        {
+            return Err(ClientError::BadInvite(
+                "the inviter is not a facilitator of the group".into(),
+            ));
+        }
+        Ok(InvitedLog {
+            state,
+            ops: ops_held,
+            verified_before: verified.len(),
+        })
     }
 
     pub(crate) async fn admit(&mut self, group: GroupId, user: UserId) -> Result<(), ClientError> {
@@ -446,4 +541,37 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }));
         true
     }
+}
+
+/// The preview of `invite` from `state`, a verified log of its group that starts at the
+/// genesis the invite names and in which its inviter is a facilitator.
+fn checked_preview(
+    state: &GroupState,
+    invite: &Invite,
+    already_member: bool,
+) -> Result<InvitePreview, ClientError> {
+    if state.group() != invite.group || state.genesis_hash() != invite.genesis {
+        return Err(ClientError::BadInvite(
+            "the server showed a different group than the invite names".into(),
+        ));
+    }
+    let (inviter, entry) = state
+        .member_of_device(&invite.inviter)
+        .filter(|(_, m)| m.role.is_moderator())
+        .ok_or_else(|| {
+            ClientError::BadInvite("the inviter is not a facilitator of the group".into())
+        })?;
+    let recorded = state.invite(&invite.id());
+    Ok(InvitePreview {
+        group: invite.group,
+        requires_approval: recorded.map_or(invite.requires_approval, |i| i.requires_approval),
+        checked: Some(CheckedInvite {
+            inviter: *inviter,
+            inviter_name: entry.entry.display_name.clone(),
+            inviter_role: entry.role,
+            members: state.members().len(),
+            expires_at: recorded.map(|i| i.expires_at),
+            already_member,
+        }),
+    })
 }

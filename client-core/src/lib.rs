@@ -74,20 +74,24 @@ mod receive;
 mod reports;
 mod sender_keys;
 mod session;
+mod settings;
 mod sync;
 mod unread;
 
-pub use error::{ClientError, EncryptError, Missing, StoreError, VerificationError};
+pub use error::{
+    ClientError, EncryptError, InviteUnusable, Missing, StoreError, VerificationError,
+};
 pub use events::{
     ChatMessage, Departure, Event, FacilitatorItem, GroupChange, GroupNotice, JoinRequest,
     NoticeKind, Rejection, ReportInfo, UrgentRequest,
 };
 pub use host::{Host, HostRng};
-pub use invite::{Invite, InviteInfo, InviteOptions};
+pub use invite::{CheckedInvite, Invite, InviteInfo, InviteOptions, InvitePreview};
 pub use link::{Link, Network, TransportError};
 pub use machine::ClientCore;
 pub use memory::MemoryStore;
 pub use profile::Profile;
+pub use settings::SettingsInfo;
 pub use store::{Batch, ClientStore, Tx};
 pub use types::{
     AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, MessagePlace, ModerationEntry, Peer,

@@ -694,3 +694,46 @@ forward!(
 pub fn sanitize_for_display(text: &str) -> String {
     confide_protocol::display::sanitize_for_display(text).into_owned()
 }
+
+// Invite preview and group settings (appended; self-contained).
+
+#[wasm_bindgen]
+impl ConfideCore {
+    /// What can be known about an invite before joining with it: `{ group, requiresApproval,
+    /// checked? }`. With the profile unlocked, the group's log is fetched with the invite and
+    /// verified from the genesis the link names, as `join` verifies it, and `checked` says who
+    /// invited (`inviter.displayName`, their role), how many people the group has, until when
+    /// the invite is valid and whether this device is in the group already. Without a profile
+    /// (or locked), or offline, there is no `checked`: only what the link says, which joining
+    /// checks. The group has no verifiable name, so none is given.
+    ///
+    /// Rejects with `bad_invite` for a damaged link or a log that does not match it, and
+    /// `invite_unknown`, `invite_revoked`, `invite_used_up` or `invite_expired` for an invite
+    /// that cannot be used.
+    #[wasm_bindgen(js_name = previewInvite)]
+    pub async fn preview_invite(
+        &self,
+        params: Ts<dto::PreviewInviteParams>,
+    ) -> Result<Ts<dto::InvitePreview>, JsValue> {
+        let p = parse_params(params)?;
+        let session = match &*self.state.borrow() {
+            State::Unlocked(session) => Some(session.clone()),
+            _ => None,
+        };
+        match session {
+            Some(session) => ts(&session.preview_invite(p).await?),
+            None => {
+                let invite = confide_client_core::Invite::from_link(&p.invite)
+                    .map_err(|e| ApiError::from(e).into_js())?;
+                ts(&dto::InvitePreview::from(invite.unchecked_preview()))
+            }
+        }
+    }
+}
+
+forward!(
+    /// A group's current settings, from its verified log: `locked`, `openHours?`, `openNow`,
+    /// `slowModeSeconds`, `retentionSeconds?`, `membersMayMessagePrivately`,
+    /// `agreementVersion?`, `crisisResources`.
+    "settings", settings(dto::GroupParams) -> object dto::SettingsInfo
+);

@@ -1724,3 +1724,138 @@ pub struct SetDraftParams {
     /// The draft; empty or blank removes it.
     pub text: String,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Invite preview and group settings
+
+/// Parameters of `previewInvite`.
+#[derive(Clone, Debug, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewInviteParams {
+    /// The invite text (`confide-invite:…`) or an https link with `#invite=<invite text>`.
+    pub invite: String,
+}
+
+/// What can be known about an invite before joining (`previewInvite`). The group has no name
+/// anyone could check, so none is given; the inviter's name comes from the group's verified
+/// log, or is absent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitePreview {
+    /// The group the link names.
+    pub group: String,
+    /// Whether a facilitator must approve: from the verified log with `checked`, otherwise
+    /// what the link says.
+    pub requires_approval: bool,
+    /// What the group's verified log says; absent when it could not be fetched (offline, or no
+    /// profile unlocked yet): joining checks the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub checked: Option<CheckedInvite>,
+}
+
+/// What the group's verified log says about an invite ([`InvitePreview::checked`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckedInvite {
+    /// The facilitator who made the invite.
+    pub inviter: InviterInfo,
+    /// How many people the group has.
+    pub members: u32,
+    /// When the invite stops accepting joins (absent only for a member's own group whose log
+    /// has no such invite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "js_number::serialize")]
+    #[tsify(optional)]
+    pub expires_at: Option<u64>,
+    /// Whether this device is in the group already.
+    pub already_member: bool,
+}
+
+/// The facilitator who made an invite. `displayName` is someone else's text: the SDK's
+/// worker sanitises it as every `displayName`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct InviterInfo {
+    /// Their user id.
+    pub user: String,
+    /// Their pseudonym, as the log records it.
+    pub display_name: String,
+    /// Their role (a facilitator or co-facilitator).
+    pub role: Role,
+}
+
+impl From<core::InvitePreview> for InvitePreview {
+    fn from(p: core::InvitePreview) -> InvitePreview {
+        InvitePreview {
+            group: p.group.to_string(),
+            requires_approval: p.requires_approval,
+            checked: p.checked.map(|c| CheckedInvite {
+                inviter: InviterInfo {
+                    user: c.inviter.to_string(),
+                    display_name: c.inviter_name,
+                    role: c.inviter_role.into(),
+                },
+                members: u32::try_from(c.members).unwrap_or(u32::MAX),
+                expires_at: c.expires_at.map(|t| t.0),
+                already_member: c.already_member,
+            }),
+        }
+    }
+}
+
+/// A group's current settings (`settings`), from its verified log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsInfo {
+    /// Whether the chat is closed by hand: only facilitators post.
+    pub locked: bool,
+    /// The weekly hours in which members may post (absent: at any time), in the schedule's
+    /// own time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub open_hours: Option<OpenHours>,
+    /// Whether the chat is inside its open hours now.
+    pub open_now: bool,
+    /// One message per this many seconds per member (0: off).
+    pub slow_mode_seconds: u32,
+    /// How long messages are kept, in seconds (absent: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "js_number::serialize")]
+    #[tsify(optional)]
+    pub retention_seconds: Option<u64>,
+    /// Whether members may message each other privately.
+    pub members_may_message_privately: bool,
+    /// The agreement's current version, if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub agreement_version: Option<u32>,
+    /// Whether crisis resources are pinned.
+    pub crisis_resources: bool,
+}
+
+impl From<core::SettingsInfo> for SettingsInfo {
+    fn from(s: core::SettingsInfo) -> SettingsInfo {
+        SettingsInfo {
+            locked: s.locked,
+            open_hours: s.open_hours.map(|h| OpenHours {
+                time_zone: h.time_zone,
+                windows: h
+                    .windows
+                    .into_iter()
+                    .map(|w| OpenWindow {
+                        day: w.day,
+                        start_minute: w.start_minute,
+                        end_minute: w.end_minute,
+                    })
+                    .collect(),
+            }),
+            open_now: s.open_now,
+            slow_mode_seconds: s.slow_mode_seconds,
+            retention_seconds: s.retention_seconds,
+            members_may_message_privately: s.members_may_message_privately,
+            agreement_version: s.agreement_version,
+            crisis_resources: s.crisis_resources,
+        }
+    }
+}

@@ -628,6 +628,36 @@ where
     }
 }
 
+impl<S, N> Session<S, N>
+where
+    S: ClientStore + 'static,
+    N: Network + 'static,
+    N::Link: PushLink,
+{
+    /// What can be known about an invite before joining with it (the core's
+    /// `preview_invite`): read from the link, then checked against the group's log, fetched
+    /// and verified; offline, only what the link says.
+    pub async fn preview_invite(
+        &self,
+        p: dto::PreviewInviteParams,
+    ) -> Result<dto::InvitePreview, ApiError> {
+        let invite = Invite::from_link(&p.invite)?;
+        let preview = self
+            .run(move |core| Box::pin(async move { core.preview_invite(&invite).await }))
+            .await?;
+        Ok(preview.into())
+    }
+
+    /// A group's current settings, from its verified log.
+    pub async fn settings(&self, p: dto::GroupParams) -> Result<dto::SettingsInfo, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let settings = self
+            .run(move |core| Box::pin(async move { core.settings(group) }))
+            .await?;
+        Ok(settings.into())
+    }
+}
+
 /// The group and user of `{ group, user }`.
 fn group_user(p: &dto::GroupUserParams) -> Result<(GroupId, UserId), ApiError> {
     Ok((parse_id(&p.group, "group")?, parse_id(&p.user, "user")?))

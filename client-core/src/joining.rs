@@ -245,7 +245,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         } = self.fetch_invited_log(&invite).await?;
         let secret = invite.secret();
         let invite_sig = secret.sign_join(&group, &self.profile.user, &self.device());
-        if invite.requires_approval {
+        // Whether a facilitator must approve is the signed log's to say, not the link's (which
+        // anyone passing it on can edit); the link's only for an invite the log does not hold
+        // (the server then refuses the join).
+        let requires_approval = state
+            .invite(&invite.id())
+            .map_or(invite.requires_approval, |i| i.requires_approval);
+        if requires_approval {
             let request = JoinRequestPayload {
                 invite: invite.id(),
                 invite_sig,
@@ -445,6 +451,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if state.group() != invite.group || state.genesis_hash() != invite.genesis {
             return Err(ClientError::BadInvite(
                 "the server showed a different group than the invite names".into(),
+            ));
+        }
+        // The link's `inviter` is not signed: whoever passes the link on could name any
+        // facilitator. The log's signed invite op says who made it; the two must agree.
+        let id = invite.id();
+        let made_by = ops_held.iter().find_map(|op| {
+            let op = op.parse_unverified().ok()?;
+            matches!(op.body, OpBody::Invite { invite, .. } if invite == id).then_some(op.author)
+        });
+        if made_by.is_some_and(|author| author != invite.inviter) {
+            return Err(ClientError::BadInvite(
+                "the invite names another facilitator than the one who made it".into(),
             ));
         }
         if !state

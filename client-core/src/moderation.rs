@@ -141,7 +141,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         .await
                     {
                         let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
-                        if let Ok(Some(message)) = self.db.get::<ChatMessage>(T_MESSAGES, &key).await
+                        if let Ok(Some(message)) =
+                            self.db.get::<ChatMessage>(T_MESSAGES, &key).await
                         {
                             self.uncount(&message);
                         }

@@ -59,7 +59,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// How many messages numbered `after + 1 ..= last` are still stored. Only when a group is
     /// read part way: each number's seq is read, message keys are only listed.
-    async fn stored_after(&self, group: GroupId, after: u64, last: u64) -> Result<u64, ClientError> {
+    async fn stored_after(
+        &self,
+        group: GroupId,
+        after: u64,
+        last: u64,
+    ) -> Result<u64, ClientError> {
         let start = key2(group.as_bytes(), &after.saturating_add(1).to_be_bytes());
         let end = key2(group.as_bytes(), &last.saturating_add(1).to_be_bytes());
         let numbered = self

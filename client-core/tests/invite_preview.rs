@@ -149,6 +149,9 @@ fn a_preview_says_a_facilitator_must_approve_as_the_log_records_the_invite() {
     let altered = link(group, w.state(group).genesis_hash(), &fay, &secret, false);
     let preview = block_on(w.core.preview_invite(&altered)).unwrap();
     assert!(preview.requires_approval, "the verified log, not the link");
+    // Joining with it follows the log too: a request for the facilitators, not a join.
+    let outcome = block_on(w.core.join(altered, Some("hello".into()))).unwrap();
+    assert_eq!(outcome, confide_client_core::JoinOutcome::Pending(group));
 }
 
 #[test]
@@ -256,11 +259,11 @@ fn a_log_from_another_genesis_or_an_inviter_who_is_no_facilitator_is_refused() {
     let other_genesis = link(group, OpHash([9; 32]), &fay, &secret, false);
     let e = refused(&mut w, &other_genesis);
     assert_eq!(e.code(), "bad_invite", "{e}");
-    // The link names Bob, a plain member, as the inviter: nobody vouches for that invite.
+    // The link names Bob, a plain member, as the inviter: the log says Fay made it.
     let by_bob = link(group, w.state(group).genesis_hash(), &bob(), &secret, false);
     let e = refused(&mut w, &by_bob);
     assert_eq!(e.code(), "bad_invite", "{e}");
-    assert!(e.to_string().contains("not a facilitator"), "{e}");
+    assert!(e.to_string().contains("another facilitator"), "{e}");
     // A log that does not verify (Fay's invite op re-signed by Bob) is no preview either.
     w.edit_log(group, |log| {
         let last = log.ops.len() - 1;
@@ -384,4 +387,47 @@ fn the_settings_getter_reads_what_the_facilitator_set_from_the_verified_log() {
         w.core.settings(GroupId([99; 16])),
         Err(ClientError::UnknownGroup)
     ));
+}
+
+#[test]
+fn a_link_that_names_another_facilitator_than_the_one_who_made_the_invite_is_refused() {
+    let mut w = Device::new();
+    let group = fays_group(&w);
+    let fay = fay();
+    let carol = Member::new(5, "Carol");
+    w.member_adds(group, &fay, carol.entry());
+    w.member_op(
+        group,
+        &fay,
+        OpBody::SetRole {
+            user: carol.user,
+            role: Role::CoFacilitator,
+        },
+    );
+    let secret = fresh_secret();
+    w.member_op(
+        group,
+        &carol,
+        OpBody::Invite {
+            invite: secret.id(),
+            requires_approval: false,
+            max_uses: 1,
+            expires_at: EXPIRES,
+        },
+    );
+    let genesis = w.state(group).genesis_hash();
+    // As Carol's client wrote it: Carol invites.
+    let honest = link(group, genesis, &carol, &secret, false);
+    let checked = block_on(w.core.preview_invite(&honest))
+        .unwrap()
+        .checked
+        .unwrap();
+    assert_eq!(checked.inviter_name, "Carol");
+    assert_eq!(checked.inviter_role, Role::CoFacilitator);
+    // Passed on with Fay, the lead facilitator, named instead: neither shown nor joined.
+    let repointed = link(group, genesis, &fay, &secret, false);
+    let e = refused(&mut w, &repointed);
+    assert_eq!(e.code(), "bad_invite", "{e}");
+    let e = block_on(w.core.join(repointed, None)).unwrap_err();
+    assert_eq!(e.code(), "bad_invite", "{e}");
 }

@@ -8,11 +8,11 @@ mod support;
 
 use confide_client_core::Event;
 use confide_client_core::store::{Batch, ClientStore};
-use zeroize::Zeroizing;
 use confide_protocol::GroupId;
 use confide_protocol::group_log::OpBody;
 use pollster::block_on;
 use support::{Device, Member};
+use zeroize::Zeroizing;
 
 fn unread(device: &Device, group: GroupId) -> usize {
     block_on(device.core.groups())
@@ -64,7 +64,11 @@ fn messages_from_others_are_unread_until_marked_and_the_count_survives_a_restart
     block_on(device.core.connect()).unwrap();
     let m = device.member_writes(group, &mut bob, &mut chain, "four");
     device.push_message(group, &m);
-    assert_eq!(unread(&device, group), 1, "a huge number read only what was there");
+    assert_eq!(
+        unread(&device, group),
+        1,
+        "a huge number read only what was there"
+    );
 }
 
 #[test]

@@ -700,12 +700,14 @@ pub fn sanitize_for_display(text: &str) -> String {
 #[wasm_bindgen]
 impl ConfideCore {
     /// What can be known about an invite before joining with it: `{ group, requiresApproval,
-    /// checked? }`. With the profile unlocked, the group's log is fetched with the invite and
-    /// verified from the genesis the link names, as `join` verifies it, and `checked` says who
+    /// checked? }`. With `check: true` and the profile unlocked, the group's log is fetched with
+    /// the invite (the server then knows this device looked at it: do it when the person asks)
+    /// and verified from the genesis the link names, as `join` verifies it, and `checked` says who
     /// invited (`inviter.displayName`, their role), how many people the group has, until when
-    /// the invite is valid and whether this device is in the group already. Without a profile
-    /// (or locked), or offline, there is no `checked`: only what the link says, which joining
-    /// checks. The group has no verifiable name, so none is given.
+    /// the invite is valid and whether this device is in the group already (as of the history
+    /// the server showed). Without `check`, without a profile (or locked), or offline, there is
+    /// no `checked`: only what the link says, which joining checks, and nothing is sent. The
+    /// group has no verifiable name, so none is given.
     ///
     /// Rejects with `bad_invite` for a damaged link or a log that does not match it, and
     /// `invite_unknown`, `invite_revoked`, `invite_used_up` or `invite_expired` for an invite
@@ -717,7 +719,7 @@ impl ConfideCore {
     ) -> Result<Ts<dto::InvitePreview>, JsValue> {
         let p = parse_params(params)?;
         let session = match &*self.state.borrow() {
-            State::Unlocked(session) => Some(session.clone()),
+            State::Unlocked(session) if p.check => Some(session.clone()),
             _ => None,
         };
         match session {

@@ -1734,6 +1734,12 @@ pub struct SetDraftParams {
 pub struct PreviewInviteParams {
     /// The invite text (`confide-invite:…`) or an https link with `#invite=<invite text>`.
     pub invite: String,
+    /// Fetch the group's log with the invite and verify it (the profile must be unlocked).
+    /// This asks the server, which then knows this device looked at the invite, so a front end
+    /// does it only when the person asks. Without it only the link is read and nothing is sent.
+    #[serde(default)]
+    #[tsify(optional)]
+    pub check: bool,
 }
 
 /// What can be known about an invite before joining (`previewInvite`). The group has no name

@@ -1,6 +1,7 @@
-// Before joining, the join screen says who invited and whether a facilitator must approve,
-// from the group's log verified against the link (the core's `previewInvite`); an invite that
-// cannot be used says so instead of offering to join. Group info tells members when the group
+// Before joining, the join screen says what the link says; when the person asks, who invited
+// and whether a facilitator must approve, from the group's log verified against the link (the
+// core's `previewInvite` with `check`); an invite that cannot be used says so instead of
+// offering to join. Group info tells members when the group
 // is open and how long messages are kept, from the core's `settings`. The facilitator is played
 // by the `confide` CLI.
 
@@ -12,7 +13,7 @@ import { createProfile, messages } from './helpers/member.ts';
 /** The member's passphrase: long enough for the rule. */
 const PASSPHRASE = 'copper meadow whistles softly';
 
-test('the join screen names who invited and says a facilitator will approve, before anything is sent', async ({
+test('the join screen says what the link says, names who invited when asked, and joining still asks', async ({
   page,
   server,
 }) => {
@@ -26,14 +27,19 @@ test('the join screen names who invited and says a facilitator will approve, bef
       const invited = page.getByRole('group', { name: 'Your invite' });
       await expect(invited).toContainText('You have an invite to a group.');
       await expect(invited).toContainText('A facilitator will approve your request');
-      await expect(invited).toContainText('checks who invited you');
+      await expect(invited).toContainText('you can check who invited you');
       await createProfile(page, 'Bob', PASSPHRASE);
     });
 
-    await test.step('then the verified inviter and the approval, and nothing sent yet', async () => {
+    await test.step('then the link again, and on asking the verified inviter and the approval', async () => {
       await expect(page.getByRole('heading', { name: "You're invited to a group" })).toBeVisible();
       const about = page.getByRole('group', { name: 'About this invite' });
+      await expect(about).toContainText('has not been checked yet');
+      await expect(about).toContainText('The link says: A facilitator will approve your request');
+      await expect(about).not.toContainText('Fay');
+      await page.getByRole('button', { name: 'Check who invited me' }).click();
       await expect(about).toContainText('Fay (facilitator) invited you to join their group of 1 person.');
+      await expect(about).not.toContainText('The link says');
       await expect(about).toContainText('A facilitator will approve your request before you can read the group.');
       await expect(about).toContainText('The invite can be used until');
       await checkScreen(page, 'join-preview');
@@ -62,6 +68,7 @@ test('an invite that was withdrawn says so on the join screen, with no way to jo
     await page.goto(`/${new URL(invite.web_link).hash}`);
     await createProfile(page, 'Bob', PASSPHRASE);
     await expect(page.getByRole('heading', { name: "You're invited to a group" })).toBeVisible();
+    await page.getByRole('button', { name: 'Check who invited me' }).click();
     await expect(page.getByRole('alert')).toHaveText(
       'This invite was withdrawn by a facilitator. Ask the person who sent it for a new one.',
     );

@@ -88,6 +88,9 @@ function inert<T>(value: T): T {
   return makeInert(value, (text) => wasm.sanitizeForDisplay(text)) as T;
 }
 
+/** Methods whose result is only the person's own text, never anyone else's (not made inert). */
+const OWN_TEXT_METHODS: ReadonlySet<string> = new Set(['draft']);
+
 /**
  * `acceptAgreement` names the text that was shown, and the tab was shown the sanitised text: if
  * it is exactly the sanitised form of the agreement the core holds, the core gets the original.
@@ -199,7 +202,10 @@ async function answer(port: Port, call: { id: number; method: string; params: un
   try {
     const params =
       call.method === 'acceptAgreement' ? await restoreAgreementText(core, call.params) : call.params;
-    const value: unknown = inert(await method?.call(core, params));
+    const result: unknown = await method?.call(core, params);
+    // A draft is the person's own words, which only this profile wrote: returned exactly, so
+    // that their own right-to-left marks and the like survive a reload.
+    const value: unknown = OWN_TEXT_METHODS.has(call.method) ? result : inert(result);
     reply({ ok: true, value });
     if (call.method === 'sendText') {
       // The other tabs hear of a message this tab sent as they hear of one sent later from the
@@ -230,8 +236,13 @@ function serve(port: Port) {
   });
   started.then(
     ({ hello }) => port.postMessage({ kind: 'hello', ...hello }),
-    (thrown: unknown) =>
-      port.postMessage({ kind: 'fatal', error: toCoreError(thrown, 'Confide could not start') }),
+    (thrown: unknown) => {
+      // The wasm may be what failed, so its sanitising is not at hand: the page gets the code
+      // and our own words only, and the detail stays in this worker's console.
+      const { code } = toCoreError(thrown, 'Confide could not start');
+      console.error('Confide could not start', thrown);
+      port.postMessage({ kind: 'fatal', error: { code, message: 'Confide could not start' } });
+    },
   );
 }
 

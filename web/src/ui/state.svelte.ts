@@ -85,8 +85,11 @@ export class AppState {
   idleLockMinutes = $state(15);
   /** When the person last touched or typed. */
   private lastActivity = Date.now();
-  /** Drafts per group: in memory only, never stored. */
+  /** Drafts per group as typed; kept in the encrypted store a moment later (`saveDraft`). */
   readonly drafts = new Map<string, string>();
+  /** Groups whose draft changed and is not stored yet. */
+  private readonly draftsToSave = new Set<string>();
+  private draftTimer: ReturnType<typeof setTimeout> | undefined;
   /** Pseudonyms seen, by user id (from messages and member lists). */
   readonly names = new Map<string, string>();
   /** The newest seq seen per group, waiting to be marked read (one `markRead` per burst). */
@@ -102,11 +105,42 @@ export class AppState {
       addEventListener(type, () => (this.lastActivity = Date.now()), { passive: true, capture: true });
     }
     setInterval(() => void this.lockIfIdle(), 20_000);
-    // A mark waiting for its burst to end is sent before the page may go away.
+    // A mark or a draft waiting for its burst to end is sent before the page may go away.
     document.addEventListener('visibilitychange', () => {
-      if (document.hidden) this.sendMarks();
+      if (!document.hidden) return;
+      this.sendMarks();
+      void this.saveDrafts();
     });
-    addEventListener('pagehide', () => this.sendMarks());
+    addEventListener('pagehide', () => {
+      this.sendMarks();
+      void this.saveDrafts();
+    });
+  }
+
+  /**
+   * Keeps `text` as the group's draft: at once in memory, and in the encrypted store once the
+   * typing pauses (one write per pause, not per key). An empty text removes it.
+   */
+  saveDraft(group: string, text: string): void {
+    if ((this.drafts.get(group) ?? '') === text) return;
+    this.drafts.set(group, text);
+    this.draftsToSave.add(group);
+    clearTimeout(this.draftTimer);
+    this.draftTimer = setTimeout(() => void this.saveDrafts(), text === '' ? 0 : 600);
+  }
+
+  /** Stores the drafts that changed (before locking, hiding or leaving the page too). */
+  async saveDrafts(): Promise<void> {
+    clearTimeout(this.draftTimer);
+    this.draftTimer = undefined;
+    const groups = [...this.draftsToSave];
+    this.draftsToSave.clear();
+    await Promise.all(
+      groups.map((group) =>
+        // Not kept if it fails (locked meanwhile, say): what is typed stays on screen.
+        this.confide.setDraft({ group, text: this.drafts.get(group) ?? '' }).catch(() => undefined),
+      ),
+    );
   }
 
   /**
@@ -180,6 +214,7 @@ export class AppState {
 
   /** Locks the profile and forgets everything on screen. */
   async lock(): Promise<void> {
+    await this.saveDrafts();
     await this.confide.lock();
     this.reset('locked');
   }

@@ -200,6 +200,8 @@ test('a member joins from a link, is approved, agrees, talks with the facilitato
       await expect(log(page).getByText('Hello from the browser')).toBeVisible();
       await expect(log(page).getByText('Welcome, Bob')).toBeVisible();
       await expect(page.getByText(/You're muted until/)).toBeVisible();
+      // The unsent draft came back from the encrypted store.
+      await expect(page.getByRole('textbox', { name: 'Message' })).toHaveValue('a draft I am still writing');
       // The title never carries message text.
       expect(await page.title()).toMatch(/^(\(\d+\) )?Confide$/);
       // Opening the group read it, and that is kept too.

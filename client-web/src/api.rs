@@ -739,3 +739,18 @@ forward!(
     /// `agreementVersion?`, `crisisResources`.
     "settings", settings(dto::GroupParams) -> object dto::SettingsInfo
 );
+
+forward!(
+    /// This user's messages to the group that are not sent yet (written offline, say), in the
+    /// order they go; a `heldChanged` event says when to read them again.
+    "held", held(dto::GroupParams) -> list dto::HeldMessage
+);
+forward!(
+    /// Sends a held message that waits because people joined the group after it was written
+    /// (`heldNeedsConfirm`): everyone in the group now reads it.
+    "sendHeldAnyway", send_held_anyway(dto::HeldParams) -> ()
+);
+forward!(
+    /// Discards a held message: it is never sent.
+    "discardHeld", discard_held(dto::HeldParams) -> ()
+);

@@ -1076,7 +1076,19 @@ async fn run_with_client(
                 // Kept (encrypted) on this device: the next command that reaches the server,
                 // or the chat, sends it. Not sent yet, so not a success (exit 1).
                 Err(e @ (ClientError::Held | ClientError::Pending)) => {
+                    // A message that waits for the person (people joined since it was written)
+                    // keeps this one behind it: say so, and how to settle it.
+                    let waits_for_you = matches!(e, ClientError::Held)
+                        && client
+                            .held(group)
+                            .await
+                            .is_ok_and(|held| held.iter().any(|m| m.needs_confirm));
                     let why = match e {
+                        ClientError::Held if waits_for_you => {
+                            "a message you wrote to this group waits for you, because people \
+                             joined after you wrote it, and later ones go after it (see `confide \
+                             held`)"
+                        }
                         ClientError::Held => {
                             "the server cannot be reached, or this device has not yet been shown \
                              the group's latest membership change and sends nothing to it until \

@@ -68,3 +68,58 @@ test('a message written offline waits through a reload, then goes once the serve
     await own.remove();
   }
 });
+
+test('a message written before someone joined waits for the writer, who sends it anyway', async ({
+  browser,
+  problems,
+  server: fixtureServer,
+}) => {
+  const own = await RestartableServer.start(fixtureServer);
+  const fay = CliPerson.init(own.server, 'Fay');
+  const eve = CliPerson.init(own.server, 'Eve');
+  const context = await watchedContext(browser, own.server.origin, problems);
+  let bob = await context.newPage();
+  const private_ = 'Something I only wanted Fay to read.';
+  try {
+    fay.ok(['group', 'create', '--label', 'circle']);
+    const invite = fay.json<{ web_link: string }>(['invite', 'create', 'circle', '--uses', '2']);
+    await joinFromLink(bob, invite.web_link, { name: 'Bob', passphrase: BOB });
+    await expect(messages(bob)).toBeVisible();
+
+    await test.step('Bob writes while the server is down, then closes Confide', async () => {
+      await own.stop();
+      await expect(bob.getByText("You're offline. What you send will wait and go out when you're back.")).toBeVisible();
+      await messageBox(bob).fill(private_);
+      await messageBox(bob).press('Control+Enter');
+      await expect(messages(bob).getByRole('article', { name: 'Your message, waiting to send' })).toContainText(private_);
+      await bob.close();
+    });
+
+    await test.step('meanwhile Eve joins the group', async () => {
+      await own.restart();
+      eve.ok(['join', invite.web_link, '--label', 'circle']);
+    });
+
+    await test.step('Bob comes back: his message is not sent by itself, and he is told why', async () => {
+      bob = await context.newPage();
+      await bob.goto('/');
+      await unlock(bob, BOB);
+      await bob.getByRole('button', { name: /^Your group/ }).click();
+      const waiting = messages(bob).getByRole('article', { name: 'Your message, not sent: the group changed' });
+      await expect(waiting).toContainText(private_);
+      await expect(waiting).toContainText('Eve joined after you wrote this. Send it to everyone now, or discard it?');
+      await expect(bob.getByText(/A message you wrote waits for you/)).toBeVisible();
+      await checkScreen(bob, 'held-needs-confirm');
+      expect((eve.json(['read', 'circle']) as { text: string }[]).map((m) => m.text)).not.toContain(private_);
+
+      await waiting.getByRole('button', { name: /^Send anyway/ }).click();
+      await expect(waiting).toHaveCount(0);
+      await expect
+        .poll(() => (eve.json(['read', 'circle']) as { name: string; text: string }[]).map((m) => `${m.name}: ${m.text}`))
+        .toContain(`Bob: ${private_}`);
+    });
+  } finally {
+    await context.close();
+    await own.remove();
+  }
+});

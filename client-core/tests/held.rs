@@ -276,3 +276,33 @@ fn a_held_message_that_meets_a_failed_reconnect_stops_the_rest_which_keep_their_
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(held(&device, group).is_empty());
 }
+
+// A store of an earlier version kept the bare content, without the epoch it was written in:
+// it is still listed, and goes as it always went.
+#[test]
+fn a_message_held_by_an_earlier_version_is_listed_and_sent() {
+    use confide_client_core::{Batch, ClientStore};
+    let (device, group, _, _) = group(false);
+    let content = support::text("from an older version", device.now());
+    let key = [
+        group.as_bytes().as_slice(),
+        &device.now().0.to_be_bytes(),
+        &0u64.to_be_bytes(),
+    ]
+    .concat();
+    let mut batch = Batch::new();
+    batch.put(
+        "held",
+        &key,
+        zeroize::Zeroizing::new(serde_json::to_vec(&content).unwrap()),
+    );
+    block_on(device.store.commit(batch)).unwrap();
+    let mut device = device.restart(7);
+    let listed = held(&device, group);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].text, "from an older version");
+    assert!(!listed[0].needs_confirm);
+    come_back(&mut device);
+    assert_eq!(sent(&device), ["from an older version"]);
+    assert!(held(&device, group).is_empty());
+}

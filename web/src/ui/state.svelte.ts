@@ -362,8 +362,9 @@ export class AppState {
     if (list !== undefined && !list.some((m) => m.id === message.id)) {
       this.messages = { ...this.messages, [group]: [...list, message].sort((a, b) => a.seq - b.seq) };
     }
-    const own = message.sender === this.me?.user;
-    if (!own && (this.openGroup !== group || document.hidden)) {
+    // The person's own message: what still waits to send is the core's list (`held`).
+    if (message.sender === this.me?.user) return;
+    if (this.openGroup !== group || document.hidden) {
       this.unread = { ...this.unread, [group]: (this.unread[group] ?? 0) + 1 };
     }
   }

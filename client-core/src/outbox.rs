@@ -102,7 +102,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Sends a text message, optionally replying to another. Returns the message as stored,
     /// once the server has acknowledged it durably. [`ClientError::Held`] and
     /// [`ClientError::Pending`] mean it is kept and sent later ([`Event::Sent`] or
-    /// [`Event::SendFailed`] follows). An empty (or only white space) text is refused with
+    /// [`Event::SendFailed`] follows; [`Self::held`] lists it meanwhile), unless people join
+    /// the group before it goes: then it waits for the user ([`Event::HeldNeedsConfirm`]). An empty (or only white space) text is refused with
     /// [`ClientError::Invalid`] before anything is done.
     ///
     /// # Errors

@@ -508,7 +508,8 @@ forward!(
 );
 forward!(
     /// Sends a text; resolves to the message once the server has it. Rejects with `pending`
-    /// or `held` when it is kept to be sent later (a `sent` or `sendFailed` event follows).
+    /// or `held` when it is kept to be sent later (a `sent` or `sendFailed` event follows, or
+    /// `heldNeedsConfirm` if people join the group first; `held` lists it meanwhile).
     "sendText", send_text(dto::SendTextParams) -> object dto::ChatMessage
 );
 forward!(

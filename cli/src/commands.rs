@@ -701,11 +701,34 @@ fn warning_lines(events: Vec<confide_client::Event>, profile: &Profile) -> Vec<S
                 label(&r.group),
                 crate::text::one_line(&r.reason)
             ),
+            Event::HeldNeedsConfirm { group, id, added } => held_waits_line(
+                &label(&group),
+                &id.to_hex(),
+                &added
+                    .iter()
+                    .map(|a| a.display_name.as_str())
+                    .collect::<Vec<_>>(),
+            ),
             _ => continue,
         };
         lines.push(line);
     }
     lines
+}
+
+/// "a message you wrote to circle is not sent: Eve joined after you wrote it": a held message
+/// that waits for the person ([`confide_client::Event::HeldNeedsConfirm`]), with what to run.
+fn held_waits_line(group: &str, id: &str, added: &[&str]) -> String {
+    let who = if added.is_empty() {
+        "the group changed".to_string()
+    } else {
+        let names: Vec<String> = added.iter().map(|n| one_line(n)).collect();
+        format!("{} joined", names.join(", "))
+    };
+    format!(
+        "a message you wrote to {group} is not sent: {who} after you wrote it. Send it to \
+         everyone now with `confide held {group} --send {id}`, or `--discard {id}`"
+    )
 }
 
 /// "the server refuses to serve circle since 2026-05-01 18:30 (no_such_group)": a lasting
@@ -1053,7 +1076,19 @@ async fn run_with_client(
                 // Kept (encrypted) on this device: the next command that reaches the server,
                 // or the chat, sends it. Not sent yet, so not a success (exit 1).
                 Err(e @ (ClientError::Held | ClientError::Pending)) => {
+                    // A message that waits for the person (people joined since it was written)
+                    // keeps this one behind it: say so, and how to settle it.
+                    let waits_for_you = matches!(e, ClientError::Held)
+                        && client
+                            .held(group)
+                            .await
+                            .is_ok_and(|held| held.iter().any(|m| m.needs_confirm));
                     let why = match e {
+                        ClientError::Held if waits_for_you => {
+                            "a message you wrote to this group waits for you, because people \
+                             joined after you wrote it, and later ones go after it (see `confide \
+                             held`)"
+                        }
                         ClientError::Held => {
                             "the server cannot be reached, or this device has not yet been shown \
                              the group's latest membership change and sends nothing to it until \
@@ -1092,6 +1127,89 @@ async fn run_with_client(
                     ));
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+        Command::Held {
+            group,
+            send,
+            discard,
+        } => {
+            let label = one_line(group);
+            let group = profile.group(group)?;
+            let id_of = |text: &str| {
+                confide_client::HeldId::from_hex(text.trim())
+                    .ok_or_else(|| anyhow!("not a message id as `confide held` lists it"))
+            };
+            if let Some(id) = send {
+                client.send_held_anyway(group, id_of(id)?).await?;
+                out.print(
+                    "sending it to everyone in the group now (`confide held` shows what still waits)",
+                    json!({ "sending": id }),
+                );
+                return Ok(());
+            }
+            if let Some(id) = discard {
+                client.discard_held(group, id_of(id)?).await?;
+                out.print("discarded: it will not be sent", json!({ "discarded": id }));
+                return Ok(());
+            }
+            let held = client.held(group).await?;
+            let mut lines = Vec::new();
+            for m in &held {
+                let state = if m.sealed {
+                    "sent, waiting for the server to confirm".to_string()
+                } else if m.needs_confirm {
+                    let names: Vec<String> =
+                        m.added.iter().map(|a| one_line(&a.display_name)).collect();
+                    match names.is_empty() {
+                        true => "waits for you: the group changed after you wrote it".into(),
+                        false => format!(
+                            "waits for you: {} joined after you wrote it",
+                            names.join(", ")
+                        ),
+                    }
+                } else if m.behind_earlier {
+                    "waiting to send, after the one above".into()
+                } else {
+                    "waiting to send".into()
+                };
+                lines.push(format!(
+                    "{} {}  {}\n    {}",
+                    m.id.to_hex(),
+                    local_time(m.written_at),
+                    state,
+                    one_line(&m.text)
+                ));
+            }
+            let waits = held.iter().any(|m| m.needs_confirm);
+            let json_items: Vec<serde_json::Value> = held
+                .iter()
+                .map(|m| {
+                    json!({
+                        "id": m.id.to_hex(),
+                        "text": m.text,
+                        "written_at": m.written_at,
+                        "sealed": m.sealed,
+                        "needs_confirm": m.needs_confirm,
+                        "added": m.added.iter().map(|a| json!({ "user": a.user, "name": a.display_name })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let human = if lines.is_empty() {
+                format!("nothing of yours waits to be sent to {label}")
+            } else {
+                lines.join("\n")
+            };
+            out.print(human, json!({ "held": json_items }));
+            if waits {
+                return Err(anyhow::Error::new(Said {
+                    text: format!(
+                        "a message waits for you: people joined {label} after you wrote it. \
+                         Send it to everyone now with `confide held {label} --send <id>`, or \
+                         `--discard <id>`"
+                    ),
+                    exit: EXIT_KEPT,
+                }));
             }
         }
         Command::Read {

@@ -141,6 +141,22 @@ pub enum Command {
         #[arg(long)]
         reply_to: Option<String>,
     },
+    /// Lists your messages to a group that are not sent yet (written offline, say), and sends
+    /// or discards one that waits because people joined the group after you wrote it.
+    ///
+    /// Exit status: 0 listed (or done); 1 a listed message waits for you (`--send` or
+    /// `--discard` it).
+    #[command(verbatim_doc_comment)]
+    Held {
+        /// The group.
+        group: String,
+        /// Send this message (its id as listed) to everyone in the group now.
+        #[arg(long, value_name = "ID", conflicts_with = "discard")]
+        send: Option<String>,
+        /// Discard this message (its id as listed): it is never sent.
+        #[arg(long, value_name = "ID")]
+        discard: Option<String>,
+    },
     /// Shows a group's messages, oldest first (after a sync).
     Read {
         /// The group.

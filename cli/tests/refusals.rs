@@ -561,3 +561,57 @@ fn init_refuses_a_profile_path_it_cannot_look_at_before_making_anything() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
 }
+
+/// PROTOCOL.md §11.13: a message written while the server was down, before Eve joined, is not
+/// sent to her by itself. The next command says so; `confide held` lists it, exits 1 while it
+/// waits, and `--send` sends it to everyone now there.
+#[test]
+fn a_message_written_offline_before_someone_joined_waits_until_held_send() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    let eve = person(root.path(), "Eve", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    let invite = alice.json(&["invite", "create", "circle"]);
+    let link = invite["link"].as_str().unwrap().to_string();
+    runtime.block_on(server.stop());
+    let out = alice.run(&["send", "circle", "only for the two of us"]);
+    assert_eq!(out.status.code(), Some(1));
+    runtime.block_on(server.restart());
+    eve.ok(&["join", &link, "--label", "circle"]);
+
+    let out = alice.run(&["held", "circle"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("only for the two of us")
+            && stdout.contains("Eve joined after you wrote it"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("is not sent: Eve joined"), "{stderr}");
+    let eve_reads = |eve: &Person| -> Vec<String> {
+        eve.json(&["read", "circle"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(eve_reads(&eve).is_empty());
+
+    // Exit 1 while it waits; the list is printed all the same.
+    let out = alice.run(&["--json", "held", "circle"]);
+    assert_eq!(out.status.code(), Some(1));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = listed["held"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed["held"][0]["needs_confirm"], true, "{listed}");
+    alice.ok(&["held", "circle", "--send", &id]);
+    assert!(
+        alice
+            .ok(&["held", "circle"])
+            .contains("nothing of yours waits")
+    );
+    assert_eq!(eve_reads(&eve), ["only for the two of us"]);
+}

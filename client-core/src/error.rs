@@ -298,6 +298,10 @@ pub enum Missing {
     /// The group has no facilitator (besides this device's user) to report to.
     #[error("the group has no other facilitator to report to")]
     Facilitator,
+    /// No message waiting to be sent (held: [`crate::ClientCore::held`]) has that id in the
+    /// group: it was sent, discarded or never there.
+    #[error("no message waiting to be sent has that id (it may have been sent already)")]
+    HeldMessage,
 }
 
 /// [`ClientError::Removed`] for people (the group's name is the front end's to add).

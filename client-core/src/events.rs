@@ -180,6 +180,27 @@ pub enum Event {
         /// Why, as a stable code ([`crate::ClientError::code`]: the server's code for a refusal).
         code: String,
     },
+    /// The messages of the group that wait to be sent changed ([`crate::ClientCore::held`]):
+    /// one was kept (offline, or the log behind), sealed, sent, refused or discarded. Read the
+    /// list again.
+    HeldChanged {
+        /// The group.
+        group: GroupId,
+    },
+    /// A message the user wrote (offline, say) is about to be sent, but people joined the
+    /// group after it was written: it would reach people who were not there when it was
+    /// written. It is not sent automatically: it stays held, and so do the group's later held
+    /// messages (they go in order), until the user sends it anyway
+    /// ([`crate::ClientCore::send_held_anyway`]) or discards it
+    /// ([`crate::ClientCore::discard_held`]). Said once per message and epoch of the group.
+    HeldNeedsConfirm {
+        /// The group.
+        group: GroupId,
+        /// The message ([`crate::HeldMessage::id`]).
+        id: crate::HeldId,
+        /// Who joined since it was written (empty when this device cannot tell who).
+        added: Vec<crate::AddedMember>,
+    },
     /// A membership or moderation change.
     GroupChanged(GroupChange),
     /// Something to show among the group's messages, where it happened: a member removed or

@@ -94,8 +94,8 @@ pub use profile::Profile;
 pub use settings::SettingsInfo;
 pub use store::{Batch, ClientStore, Tx};
 pub use types::{
-    AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, MessagePlace, ModerationEntry, Peer,
-    PinnedInfo, Status, SyncRefusal,
+    AddedMember, AgreementInfo, GroupInfo, HeldId, HeldMessage, JoinOutcome, MemberInfo,
+    MessagePlace, ModerationEntry, Peer, PinnedInfo, Status, SyncRefusal,
 };
 
 /// `Send` where the core may run on several threads (everywhere but wasm), nothing on wasm,

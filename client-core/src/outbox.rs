@@ -10,11 +10,12 @@ use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use confide_protocol::{GroupId, MessageId, Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ClientError, EncryptError, unexpected_reply};
+use crate::error::{ClientError, EncryptError, Missing, unexpected_reply};
 use crate::events::{ChatMessage, Event};
 use crate::machine::ClientCore;
 use crate::session::is_passing;
 use crate::store::{ClientStore, T_GROUPS, T_HELD, T_OUTBOX, T_SEEN, key2};
+use crate::types::{AddedMember, HeldId, HeldMessage};
 use crate::{HostRng, Network};
 
 /// How long the outbox waits before posting again after the server could not take a message
@@ -45,11 +46,64 @@ pub(crate) struct OutboxEntry {
     pub(crate) content: MessageContent,
 }
 
+/// A message kept to be sealed and posted later (the `held` tree), with what it takes to
+/// decide whether it may go by itself: the epoch of the group's verified log it was written in.
+/// Stores of earlier versions kept the bare [`MessageContent`]; [`StoredHeld`] reads both.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct HeldEntry {
+    /// Its id while it waits ([`HeldMessage::id`]).
+    pub(crate) id: [u8; 16],
+    pub(crate) content: MessageContent,
+    /// The epoch of the group's verified log when the user wrote it, or when they last said
+    /// to send it anyway: whoever is a member in a later epoch and was not then joined after
+    /// it was written, and is not sent it without the user's word (PROTOCOL.md §11.13).
+    /// `None` for a message held by an earlier version, which did not record it: it goes as
+    /// such messages always went.
+    pub(crate) epoch: Option<u64>,
+    /// The epoch in which [`Event::HeldNeedsConfirm`] was last said for it, so that it is said
+    /// once per epoch, not at every attempt.
+    #[serde(default)]
+    pub(crate) asked_in: Option<u64>,
+}
+
+/// A `held` value as any version stored it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum StoredHeld {
+    /// This version's.
+    Entry(HeldEntry),
+    /// An earlier version's: the content alone.
+    Bare(MessageContent),
+}
+
+impl StoredHeld {
+    /// The entry; an earlier version's gets the tail of its key (unique within its group) as
+    /// its id and no epoch.
+    pub(crate) fn into_entry(self, key: &[u8]) -> HeldEntry {
+        match self {
+            StoredHeld::Entry(entry) => entry,
+            StoredHeld::Bare(content) => {
+                let mut id = [0u8; 16];
+                let tail = key.get(16..).unwrap_or_default();
+                let n = tail.len().min(16);
+                id[..n].copy_from_slice(&tail[..n]);
+                HeldEntry {
+                    id,
+                    content,
+                    epoch: None,
+                    asked_in: None,
+                }
+            }
+        }
+    }
+}
+
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Sends a text message, optionally replying to another. Returns the message as stored,
     /// once the server has acknowledged it durably. [`ClientError::Held`] and
     /// [`ClientError::Pending`] mean it is kept and sent later ([`Event::Sent`] or
-    /// [`Event::SendFailed`] follows). An empty (or only white space) text is refused with
+    /// [`Event::SendFailed`] follows; [`Self::held`] lists it meanwhile), unless people join
+    /// the group before it goes: then it waits for the user ([`Event::HeldNeedsConfirm`]). An empty (or only white space) text is refused with
     /// [`ClientError::Invalid`] before anything is done.
     ///
     /// # Errors
@@ -173,10 +227,239 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub(crate) async fn hold(
         &mut self,
         group: GroupId,
-        content: &MessageContent,
+        entry: &HeldEntry,
     ) -> Result<(), ClientError> {
-        self.hold_quietly(group, content).await?;
+        self.hold_quietly(group, entry).await?;
         self.held_dirty = true;
+        Ok(())
+    }
+
+    /// A new held entry for `content`, written now in the group's current epoch.
+    pub(crate) fn new_held(&mut self, group: GroupId, content: MessageContent) -> HeldEntry {
+        let mut id = [0u8; 16];
+        self.host.fill_random(&mut id);
+        HeldEntry {
+            id,
+            content,
+            epoch: self.groups.get(&group).map(|ctx| ctx.state.epoch().0),
+            asked_in: None,
+        }
+    }
+
+    /// Tells the application, once per step, that the group's messages waiting to be sent
+    /// changed ([`Event::HeldChanged`]).
+    pub(crate) fn held_changed(&mut self, group: GroupId) {
+        let told = self
+            .pending_events
+            .iter()
+            .any(|e| matches!(e, Event::HeldChanged { group: g } if *g == group));
+        if !told {
+            self.emit(Event::HeldChanged { group });
+        }
+    }
+
+    /// Who joined `group` after `entry` was written, if anyone did and it is a text: then it
+    /// is not sent without the user's word. Compared by user (a member's new device is still
+    /// them) between the member set of the epoch it was written in and the current one, both
+    /// from the verified log; this device's own user is never counted. `Some(vec![])` when the
+    /// epoch it was written in is not in the log this device holds (it cannot tell who).
+    pub(crate) fn added_since(
+        &self,
+        group: GroupId,
+        entry: &HeldEntry,
+    ) -> Option<Vec<AddedMember>> {
+        if !matches!(entry.content.body, ContentBody::Text { .. }) {
+            // Pinned texts are for whoever is a member when they go (a new member must read
+            // the agreement): never held back for this.
+            return None;
+        }
+        let written = entry.epoch?;
+        let ctx = self.groups.get(&group)?;
+        if ctx.state.epoch().0 <= written {
+            return None;
+        }
+        let Some(then) = ctx
+            .epochs
+            .iter()
+            .find(|(epoch, _)| epoch.epoch.0 == written)
+            .map(|(_, devices)| {
+                devices
+                    .values()
+                    .map(|(user, _)| *user)
+                    .collect::<BTreeSet<_>>()
+            })
+        else {
+            return Some(Vec::new());
+        };
+        let added: Vec<AddedMember> = ctx
+            .state
+            .members()
+            .iter()
+            .filter(|(user, _)| **user != self.profile.user && !then.contains(*user))
+            .map(|(user, member)| AddedMember {
+                user: *user,
+                display_name: member.entry.display_name.clone(),
+            })
+            .collect();
+        (!added.is_empty()).then_some(added)
+    }
+
+    /// The messages of `group` this device's user wrote that are not sent yet, in the order
+    /// they go: those handed to the server and not acknowledged (sealed), then those held
+    /// (offline, the log behind, or people added since: [`HeldMessage::needs_confirm`]). Only
+    /// texts (pinned texts a facilitator's device posts again are not the user's messages).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be read.
+    pub async fn held(&self, group: GroupId) -> Result<Vec<HeldMessage>, ClientError> {
+        let mut list = Vec::new();
+        let mut sealed = self
+            .db
+            .scan::<OutboxEntry>(T_OUTBOX, group.as_bytes(), usize::MAX)
+            .await?;
+        sealed.sort_by_key(|(_, e)| (e.envelope.epoch, e.envelope.iteration));
+        for (_, entry) in sealed {
+            if let ContentBody::Text { text, .. } = entry.content.body {
+                list.push(HeldMessage {
+                    id: HeldId(entry.envelope.message_id().0),
+                    text,
+                    written_at: entry.content.sent_at,
+                    sealed: true,
+                    needs_confirm: false,
+                    added: Vec::new(),
+                    behind_earlier: false,
+                });
+            }
+        }
+        let mut blocked = false;
+        for (key, stored) in self
+            .db
+            .scan::<StoredHeld>(T_HELD, group.as_bytes(), usize::MAX)
+            .await?
+        {
+            let entry = stored.into_entry(&key);
+            let added = self.added_since(group, &entry);
+            let ContentBody::Text { text, .. } = entry.content.body else {
+                continue;
+            };
+            list.push(HeldMessage {
+                id: HeldId(entry.id),
+                text,
+                written_at: entry.content.sent_at,
+                sealed: false,
+                needs_confirm: added.is_some(),
+                added: added.clone().unwrap_or_default(),
+                behind_earlier: blocked,
+            });
+            blocked |= added.is_some();
+        }
+        Ok(list)
+    }
+
+    /// The held entry of `group` with id `id`, and its key.
+    async fn find_held(
+        &self,
+        group: GroupId,
+        id: HeldId,
+    ) -> Result<(Vec<u8>, HeldEntry), ClientError> {
+        self.db
+            .scan::<StoredHeld>(T_HELD, group.as_bytes(), usize::MAX)
+            .await?
+            .into_iter()
+            .map(|(key, stored)| {
+                let entry = stored.into_entry(&key);
+                (key, entry)
+            })
+            .find(|(_, entry)| entry.id == id.0)
+            .ok_or(ClientError::NotFound(Missing::HeldMessage))
+    }
+
+    /// Sends a held message that waits because people joined the group after it was written
+    /// ([`Event::HeldNeedsConfirm`]): the user agrees that everyone in the group now reads it.
+    /// It is sealed in the current epoch (for the current members) and goes with the group's
+    /// other held messages, in order, now if connected, else after the next connection;
+    /// [`Event::Sent`] reports it. Should yet more people join before it goes, it waits for the
+    /// user again. A held message that did not need it is left as it is (it goes anyway).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotFound`] ([`Missing::HeldMessage`]) when no held message of the group
+    /// has that id (sent or discarded meanwhile); those of a command in a group
+    /// ([the errors every command shares](crate::ClientCore#errors)), without reaching the
+    /// server.
+    pub async fn send_held_anyway(
+        &mut self,
+        group: GroupId,
+        id: HeldId,
+    ) -> Result<(), ClientError> {
+        let r = self.confirm_held(group, id).await;
+        if r.is_ok() {
+            self.process_held().await;
+        }
+        self.end_step(r).await
+    }
+
+    async fn confirm_held(&mut self, group: GroupId, id: HeldId) -> Result<(), ClientError> {
+        let epoch = self.member_ctx(group).await?.state.epoch().0;
+        let (key, mut entry) = self.find_held(group, id).await?;
+        entry.epoch = Some(epoch);
+        entry.asked_in = None;
+        self.db.put(T_HELD, &key, &entry)?;
+        self.held_dirty = true;
+        self.held_changed(group);
+        Ok(())
+    }
+
+    /// Discards a held message (not sent; nobody sees it): what the user chooses for one that
+    /// waits because people joined since it was written, or for any message still held. The
+    /// group's later held messages then go, in order. A message already sealed
+    /// ([`HeldMessage::sealed`]) cannot be taken back.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotFound`] ([`Missing::HeldMessage`]) when no held message of the group
+    /// has that id; [`ClientError::UnknownGroup`] for a group this device does not know.
+    pub async fn discard_held(&mut self, group: GroupId, id: HeldId) -> Result<(), ClientError> {
+        let r = self.drop_held(group, id).await;
+        if r.is_ok() {
+            self.process_held().await;
+        }
+        self.end_step(r).await
+    }
+
+    async fn drop_held(&mut self, group: GroupId, id: HeldId) -> Result<(), ClientError> {
+        if !self.groups.contains_key(&group) {
+            return Err(ClientError::UnknownGroup);
+        }
+        let (key, _) = self.find_held(group, id).await?;
+        self.db.remove(T_HELD, &key);
+        self.held_dirty = true;
+        self.held_changed(group);
+        Ok(())
+    }
+
+    /// Says that a held message waits for the user because people joined since it was
+    /// written ([`Event::HeldNeedsConfirm`]), once per epoch; the entry at `key` records it.
+    fn ask_confirm(
+        &mut self,
+        group: GroupId,
+        key: &[u8],
+        entry: &mut HeldEntry,
+        added: Vec<AddedMember>,
+    ) -> Result<(), ClientError> {
+        let now = self.groups.get(&group).map(|ctx| ctx.state.epoch().0);
+        if entry.asked_in.is_some() && entry.asked_in == now {
+            return Ok(());
+        }
+        entry.asked_in = now;
+        self.db.put(T_HELD, key, &*entry)?;
+        self.emit(Event::HeldNeedsConfirm {
+            group,
+            id: HeldId(entry.id),
+            added,
+        });
+        self.held_changed(group);
         Ok(())
     }
 
@@ -185,8 +468,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub(crate) async fn hold_quietly(
         &mut self,
         group: GroupId,
-        content: &MessageContent,
+        entry: &HeldEntry,
     ) -> Result<(), ClientError> {
+        let content = &entry.content;
         if matches!(self.db.count(T_HELD, group.as_bytes()).await, Ok((n, _)) if n >= MAX_HELD_PER_GROUP)
         {
             return Err(ClientError::Invalid(format!(
@@ -218,27 +502,32 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             }
         };
         let key = key2(&at, &tail);
-        self.db.put(T_HELD, &key, content)?;
+        self.db.put(T_HELD, &key, entry)?;
+        self.held_changed(group);
         Ok(())
     }
 
     /// Seals and posts the messages held for groups that have caught up, in the order they
     /// were written. A group whose post is refused for a while (slow mode, rate limit) waits
     /// for the outbox's retry with the rest of its held messages.
+    ///
+    /// A held text written before people joined the group is not sent by itself
+    /// ([`Self::added_since`]): the user is asked ([`Event::HeldNeedsConfirm`]). Order is kept:
+    /// the group's later held messages wait behind it, also those written after the people
+    /// joined (sending them first would put them before it, and a reply to it before it),
+    /// until the user sends it anyway or discards it. Each later one that needs the user's
+    /// word too is asked about at once, so that one look settles them all.
     pub(crate) async fn process_held(&mut self) {
         if self.conn.is_none() || !self.held_dirty {
             return;
         }
         self.held_dirty = false;
-        let Ok(held) = self
-            .db
-            .scan::<MessageContent>(T_HELD, &[], usize::MAX)
-            .await
-        else {
+        let Ok(held) = self.db.scan::<StoredHeld>(T_HELD, &[], usize::MAX).await else {
             return;
         };
         let mut waiting: BTreeSet<GroupId> = BTreeSet::new();
-        for (key, content) in held {
+        for (key, stored) in held {
+            let mut entry = stored.into_entry(&key);
             let Some(group) = key
                 .get(..16)
                 .and_then(|g| <[u8; 16]>::try_from(g).ok())
@@ -253,10 +542,21 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             let me = self.device();
             let put_back_unasked = !self.is_accepted(group)
                 && self.groups.get(&group).is_some_and(|c| c.is_member(&me));
-            if waiting.contains(&group) || self.is_behind(group) || put_back_unasked {
+            if self.is_behind(group) || put_back_unasked {
                 continue;
             }
-            match self.post_now(group, content.clone(), Some(&key)).await {
+            if let Some(added) = self.added_since(group, &entry) {
+                if let Err(e) = self.ask_confirm(group, &key, &mut entry, added) {
+                    tracing::warn!(%group, error = %e, "a held message could not be kept");
+                }
+                waiting.insert(group);
+                continue;
+            }
+            if waiting.contains(&group) {
+                continue;
+            }
+            let content = entry.content.clone();
+            match self.post_now(group, entry, Some(&key)).await {
                 Ok((seq, id)) => match self.own_message(group, seq, id, content).await {
                     Ok(Some(message)) => self.emit(Event::Sent(message)),
                     Ok(None) => {}
@@ -265,9 +565,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         tracing::warn!(%group, error = %e, "a sent message could not be stored")
                     }
                 },
-                // Sealed and in the outbox now (it reports `Sent` or `SendFailed` itself), or
-                // still held because the group fell behind again.
-                Err(ClientError::Pending | ClientError::Held) => {}
+                // Sealed and in the outbox now (it reports `Sent` or `SendFailed` itself).
+                Err(ClientError::Pending) => {}
+                // Still held: the group fell behind again, its epoch kept moving, or people
+                // joined meanwhile. The group's later held messages wait behind it.
+                Err(ClientError::Held) => {
+                    waiting.insert(group);
+                }
                 // Not connected: everything waits for the next connection. A store failure
                 // undid the step (this message's move into the outbox with it) and dropped the
                 // connection: the message is still held, and waits the same way.
@@ -292,6 +596,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 }
                 Err(e) => {
                     self.db.remove(T_HELD, &key);
+                    self.held_changed(group);
                     self.emit(Event::SendFailed {
                         group,
                         reason: e.to_string(),
@@ -307,11 +612,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub(crate) async fn keep_held(
         &mut self,
         group: GroupId,
-        content: &MessageContent,
+        entry: &HeldEntry,
         held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
         if held_key.is_none() {
-            self.hold_quietly(group, content).await?;
+            self.hold_quietly(group, entry).await?;
         }
         Err(ClientError::Held)
     }
@@ -324,11 +629,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         content: MessageContent,
     ) -> Result<(Seq, MessageId), ClientError> {
         self.member_ctx(group).await?;
+        let entry = self.new_held(group, content);
         if self.is_held(group).await {
-            self.hold(group, &content).await?;
+            self.hold(group, &entry).await?;
             return Err(ClientError::Held);
         }
-        self.post_now(group, content, None).await
+        let r = self.post_now(group, entry, None).await;
+        if matches!(r, Err(ClientError::Pending)) {
+            // In the outbox, waiting for the server: listed by `held`.
+            self.held_changed(group);
+        }
+        r
     }
 
     /// Whether messages of `group` still wait in the outbox.
@@ -336,14 +647,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         matches!(self.db.count(T_OUTBOX, group.as_bytes()).await, Ok((n, _)) if n > 0)
     }
 
-    /// Encrypts `content` for the group's current epoch (distributing this device's sender key
-    /// first if needed) and posts it. Returns the seq and id once durable.
+    /// Encrypts `entry`'s content for the group's current epoch (distributing this device's
+    /// sender key first if needed) and posts it. Returns the seq and id once durable. A text
+    /// whose group has gained members since it was written ([`Self::added_since`]) is not
+    /// sealed: it is held (or stays held) and the user asked ([`Event::HeldNeedsConfirm`]).
     pub(crate) async fn post_now(
         &mut self,
         group: GroupId,
-        content: MessageContent,
+        entry: HeldEntry,
         held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
+        let content = entry.content.clone();
         if let Err(e) = self.ensure_connected().await {
             // Offline (the server unreachable, or not answering): a new message is kept,
             // encrypted in the store but not yet sealed, and sealed and posted once connected
@@ -352,7 +666,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // `process_held` so that the rest wait, in order, for the next connection.
             return match e {
                 ClientError::Transport(_) | ClientError::Timeout { .. } if held_key.is_none() => {
-                    self.keep_held(group, &content, None).await
+                    self.keep_held(group, &entry, None).await
                 }
                 e => Err(e),
             };
@@ -377,11 +691,29 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // members use an epoch this device's log has not reached: then nothing is sealed.
             // A new message also waits behind any that the outbox just held again.
             if self.is_behind(group) || (!from_held && self.is_held(group).await) {
-                return self.keep_held(group, &content, held_key).await;
+                return self.keep_held(group, &entry, held_key).await;
+            }
+            // People joined since it was written (a sync, or frames handled meanwhile, showed
+            // it): not sealed for them without the user's word.
+            if let Some(added) = self.added_since(group, &entry) {
+                let mut entry = entry;
+                match held_key {
+                    Some(key) => self.ask_confirm(group, key, &mut entry, added)?,
+                    None => {
+                        entry.asked_in = self.groups.get(&group).map(|c| c.state.epoch().0);
+                        self.hold_quietly(group, &entry).await?;
+                        self.emit(Event::HeldNeedsConfirm {
+                            group,
+                            id: HeldId(entry.id),
+                            added,
+                        });
+                    }
+                }
+                return Err(ClientError::Held);
             }
             let (epoch, mut chain) = self.ensure_sender_key(group).await?;
             if self.is_behind(group) {
-                return self.keep_held(group, &content, held_key).await;
+                return self.keep_held(group, &entry, held_key).await;
             }
             // Frames handled while the sender key was being sent may have moved the log on: a
             // removal among them ends the epoch the key is for, and a message encrypted in it
@@ -395,7 +727,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             {
                 epoch_moves += 1;
                 if epoch_moves >= MAX_SEAL_ROUNDS {
-                    return self.keep_held(group, &content, held_key).await;
+                    return self.keep_held(group, &entry, held_key).await;
                 }
                 continue;
             }
@@ -423,6 +755,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             )?;
             if let Some(key) = held_key.take() {
                 self.db.remove(T_HELD, key);
+                // Sealed: still listed by `held`, now as sealed.
+                self.held_changed(group);
             }
             Self::save_chain(
                 &mut self.db,
@@ -477,7 +811,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     code: ErrorCode::StaleEpoch,
                     ..
                 } if from_held => {
-                    self.hold(group, &content).await?;
+                    self.hold(group, &entry).await?;
                     self.needs_sync.insert(group);
                     return Err(ClientError::Held);
                 }
@@ -493,7 +827,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     code: ErrorCode::SlowMode,
                     ..
                 } if from_held => {
-                    self.hold_quietly(group, &content).await?;
+                    self.hold_quietly(group, &entry).await?;
                     return Err(unexpected_reply(reply, "posted"));
                 }
                 other => return Err(unexpected_reply(other, "posted")),
@@ -526,7 +860,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 entry.envelope.epoch < ctx.state.epoch()
                     && ctx.departure_covering(entry.envelope.epoch.0).is_some()
             }) {
-                self.reseal_later(group, &key, &entry.content).await;
+                self.reseal_later(group, &key, &entry).await;
                 continue;
             }
             let envelope = entry.envelope.clone();
@@ -545,7 +879,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ..
             } = reply
             {
-                self.reseal_later(group, &key, &entry.content).await;
+                self.reseal_later(group, &key, &entry).await;
                 continue;
             }
             if let ServerFrame::Posted { seq, message, .. } = &reply
@@ -558,6 +892,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 break;
             }
             self.db.remove(T_OUTBOX, &key);
+            self.held_changed(group);
             match reply {
                 ServerFrame::Posted { seq, message, .. } => {
                     self.outbox_delivered(group, seq, message, entry).await
@@ -578,13 +913,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Takes an outbox entry sealed for an epoch that has ended and holds its content, to be
     /// sealed again for the current epoch after a sync. Held before the outbox copy goes (a
     /// crash keeps one or the other); if it cannot be held, the user is told it was not sent.
+    ///
+    /// It was written (and sealed) in the envelope's epoch: people who joined after that are
+    /// not sent it without the user's word, like any held message.
     pub(crate) async fn reseal_later(
         &mut self,
         group: GroupId,
         outbox_key: &[u8],
-        content: &MessageContent,
+        outbox: &OutboxEntry,
     ) {
-        match self.hold(group, content).await {
+        let entry = HeldEntry {
+            id: outbox.envelope.message_id().0,
+            content: outbox.content.clone(),
+            epoch: Some(outbox.envelope.epoch.0),
+            asked_in: None,
+        };
+        match self.hold(group, &entry).await {
             Ok(()) => {}
             Err(e) => self.emit(Event::SendFailed {
                 group,
@@ -639,6 +983,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .db
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq);
         self.note_own_post(group, entry.envelope.epoch.0, seq);
+        self.held_changed(group);
         match self.own_message(group, seq, id, entry.content).await {
             Ok(Some(message)) => self.emit(Event::Sent(message)),
             Ok(None) => {}

@@ -181,3 +181,75 @@ pub struct ModerationEntry {
     /// The reason, if this device received it (facilitators only).
     pub reason: Option<String>,
 }
+
+/// Names a message this device is keeping to send later ([`HeldMessage::id`]): stable while it
+/// waits, so that a front end can show it and act on it ([`crate::ClientCore::send_held_anyway`],
+/// [`crate::ClientCore::discard_held`]). Not a [`confide_protocol::MessageId`]: a message has
+/// none until it is sealed.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct HeldId(pub [u8; 16]);
+
+impl HeldId {
+    /// Lower-case hex, as front ends pass it around.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The id from [`Self::to_hex`]'s form; `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<HeldId> {
+        let bytes = hex::decode(text).ok()?;
+        <[u8; 16]>::try_from(bytes.as_slice()).ok().map(HeldId)
+    }
+}
+
+/// Someone who joined a group after a message waiting to be sent was written
+/// ([`HeldMessage::added`], [`crate::Event::HeldNeedsConfirm`]), as the verified log names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AddedMember {
+    /// The user.
+    pub user: UserId,
+    /// Their pseudonym (text they chose: show it as text).
+    pub display_name: String,
+}
+
+/// A message of this device's user that is not sent yet ([`crate::ClientCore::held`]): written
+/// while offline or while the group's log was behind (held), or handed to the server and not
+/// acknowledged yet (sealed).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeldMessage {
+    /// Its id while it waits.
+    pub id: HeldId,
+    /// What the user wrote.
+    pub text: String,
+    /// When they wrote it (this device's clock).
+    pub written_at: Timestamp,
+    /// Already encrypted and handed to the server, waiting for its acknowledgement: it goes
+    /// out as it is, to the members it was sealed for, and can no longer be discarded.
+    pub sealed: bool,
+    /// People joined the group after it was written: it is not sent until the user says so
+    /// ([`crate::ClientCore::send_held_anyway`]) or discards it
+    /// ([`crate::ClientCore::discard_held`]).
+    pub needs_confirm: bool,
+    /// While [`Self::needs_confirm`]: who joined since it was written (empty when this device
+    /// cannot tell who, only that the group changed).
+    pub added: Vec<AddedMember>,
+    /// It waits behind an earlier message of the group that waits for the user (messages go
+    /// in the order they were written).
+    pub behind_earlier: bool,
+}
+
+impl std::fmt::Debug for HeldMessage {
+    /// Without the text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldMessage")
+            .field("id", &self.id)
+            .field("written_at", &self.written_at)
+            .field("sealed", &self.sealed)
+            .field("needs_confirm", &self.needs_confirm)
+            .field("added", &self.added)
+            .field("behind_earlier", &self.behind_earlier)
+            .finish()
+    }
+}

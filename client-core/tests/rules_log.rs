@@ -199,7 +199,9 @@ fn posts_are_held_while_members_use_an_epoch_the_log_has_not_reached() {
         .filter(|e| matches!(e, Event::GroupBehind { .. }))
         .count();
     assert_eq!(warnings, 1);
-    // The server serves the op: caught up, the held messages go, in order, in the new epoch.
+    // The server serves the op: caught up. The op added someone Alice had not seen when she
+    // wrote, so the held messages wait for her word (§11.13); given, they go, in order, in the
+    // new epoch.
     device.store_op(group, withheld);
     device.sync().unwrap();
     block_on(device.core.retry_now());
@@ -210,6 +212,13 @@ fn posts_are_held_while_members_use_an_epoch_the_log_has_not_reached() {
             .iter()
             .any(|e| matches!(e, Event::CaughtUp { .. }))
     );
+    assert_eq!(posts(&device), 0);
+    let waiting = block_on(device.core.held(group)).unwrap();
+    assert!(waiting.iter().all(|m| m.needs_confirm), "{waiting:?}");
+    for m in &waiting {
+        block_on(device.core.send_held_anyway(group, m.id)).unwrap();
+    }
+    device.drive();
     let new_epoch = device.state(group).epoch();
     let mine: Vec<_> = device
         .log(group)

@@ -152,12 +152,18 @@ fn a_held_message_whose_step_is_undone_is_sent_later_not_dropped() {
         bob.user,
         confide_protocol::group_log::Role::CoFacilitator,
     );
-    // Bob moves the log on; the server withholds the op, and Bob's message in the new epoch
+    let carol = Member::new(40, "Carol");
+    device.append(group, support::add(carol.entry()));
+    // Bob moves the log on (a removal: an addition would make the held messages wait for
+    // Alice's word, §11.13); the server withholds the op, and Bob's message in the new epoch
     // makes Alice's device hold her posts until its log gets there.
     let (op, seq) = device.member_op(
         group,
         &bob,
-        support::add(Member::new(40, "Someone").entry()),
+        OpBody::Remove {
+            user: carol.user,
+            ban: false,
+        },
     );
     let mut ahead = bob.chain();
     let m = device.member_writes(group, &mut bob, &mut ahead, "ahead");

@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use confide_protocol::frames::{ClientFrame, ErrorCode};
-use confide_protocol::group_log::Role;
+use confide_protocol::group_log::{OpBody, Role};
 use confide_protocol::{DeviceId, GroupId};
 use support::{Device, Member, alice_and_bob, refuse};
 
@@ -90,10 +90,20 @@ fn a_removed_member_is_never_sealed_the_next_sender_key() {
 #[test]
 fn a_post_refused_as_stale_is_encrypted_again_in_the_new_epoch() {
     let (mut device, group, bob, _) = alice_and_bob();
+    let carol = Member::new(4, "Carol");
+    device.append(group, support::add(carol.entry()));
     device.set_role(group, bob.user, Role::CoFacilitator);
     device.send(group, "first").unwrap();
-    // Bob adds Carol meanwhile; the server refuses Alice's next post as stale.
-    device.member_adds(group, &bob, Member::new(4, "Carol").entry());
+    // Bob removes Carol meanwhile; the server refuses Alice's next post as stale. (Had he
+    // added someone, the post would wait for Alice's word instead: held.rs, §11.13.)
+    device.member_op(
+        group,
+        &bob,
+        OpBody::Remove {
+            user: carol.user,
+            ban: false,
+        },
+    );
     let mut first = true;
     device.answer(Some(refuse(ErrorCode::StaleEpoch, move |frame| {
         matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first)

@@ -6,8 +6,8 @@ use tokio::sync::oneshot;
 
 use confide_client_core::{
     ChatMessage, ClientCore, ClientError, Departure, FacilitatorItem, GroupInfo, GroupNotice,
-    Invite, InviteInfo, InviteOptions, JoinOutcome, JoinRequest, MemberInfo, MessagePlace,
-    ModerationEntry, PinnedInfo, Status,
+    HeldId, HeldMessage, Invite, InviteInfo, InviteOptions, JoinOutcome, JoinRequest, MemberInfo,
+    MessagePlace, ModerationEntry, PinnedInfo, Status,
 };
 use std::time::Duration;
 
@@ -286,6 +286,20 @@ pub(crate) enum ModerationCommand {
         group: GroupId,
         reply: oneshot::Sender<Result<Vec<GroupNotice>, ClientError>>,
     },
+    Held {
+        group: GroupId,
+        reply: oneshot::Sender<Result<Vec<HeldMessage>, ClientError>>,
+    },
+    SendHeldAnyway {
+        group: GroupId,
+        id: HeldId,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    DiscardHeld {
+        group: GroupId,
+        id: HeldId,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
 }
 
 /// Carries out one command on the core and sends its reply. [`Command::Shutdown`] is the
@@ -445,6 +459,15 @@ async fn moderate(core: &mut Core, cmd: ModerationCommand) {
         }
         M::JoinRequests { group, reply } => {
             let _ = reply.send(core.join_requests(group).await);
+        }
+        M::Held { group, reply } => {
+            let _ = reply.send(core.held(group).await);
+        }
+        M::SendHeldAnyway { group, id, reply } => {
+            let _ = reply.send(core.send_held_anyway(group, id).await);
+        }
+        M::DiscardHeld { group, id, reply } => {
+            let _ = reply.send(core.discard_held(group, id).await);
         }
     }
 }

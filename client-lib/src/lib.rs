@@ -62,8 +62,8 @@ pub use queue::Events;
 pub use warnings::{WARNING_BACKLOG, WarningCollector, is_security_warning};
 // Defined in the client core (what its queries return); kept at these paths for callers.
 pub use confide_client_core::{
-    AgreementInfo, GroupInfo, JoinOutcome, MemberInfo, MessagePlace, ModerationEntry, Peer,
-    PinnedInfo, Status, StoreError, SyncRefusal,
+    AddedMember, AgreementInfo, GroupInfo, HeldId, HeldMessage, JoinOutcome, MemberInfo,
+    MessagePlace, ModerationEntry, Peer, PinnedInfo, Status, StoreError, SyncRefusal,
 };
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
@@ -1032,6 +1032,46 @@ impl Client {
     /// if the change cannot be stored.
     pub async fn accept_group(&self, group: GroupId) -> Result<(), ClientError> {
         self.moderation(|reply| ModerationCommand::AcceptGroup { group, reply })
+            .await
+    }
+
+    /// The messages of `group` this device's user wrote that are not sent yet, in the order
+    /// they go ([`ClientCore::held`](confide_client_core::ClientCore::held)): held (offline,
+    /// the log behind, or waiting for the user because people joined since they were written),
+    /// or sealed and not acknowledged yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be read.
+    pub async fn held(&self, group: GroupId) -> Result<Vec<HeldMessage>, ClientError> {
+        self.moderation(|reply| ModerationCommand::Held { group, reply })
+            .await
+    }
+
+    /// Sends a held message that waits because people joined the group after it was written
+    /// ([`Event::HeldNeedsConfirm`]): it goes to everyone in the group now, in order with the
+    /// group's other held messages.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotFound`] if no held message of the group has that id (sent or
+    /// discarded meanwhile); [`ClientError::UnknownGroup`], [`ClientError::NotMember`] or
+    /// [`ClientError::Removed`] as for [`Self::op`]; [`ClientError::Store`] if the change cannot
+    /// be stored.
+    pub async fn send_held_anyway(&self, group: GroupId, id: HeldId) -> Result<(), ClientError> {
+        self.moderation(|reply| ModerationCommand::SendHeldAnyway { group, id, reply })
+            .await
+    }
+
+    /// Discards a held message: it is never sent. The group's later held messages then go.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotFound`] if no held message of the group has that id;
+    /// [`ClientError::UnknownGroup`] if this device does not hold the group;
+    /// [`ClientError::Store`] if the change cannot be stored.
+    pub async fn discard_held(&self, group: GroupId, id: HeldId) -> Result<(), ClientError> {
+        self.moderation(|reply| ModerationCommand::DiscardHeld { group, id, reply })
             .await
     }
 

@@ -103,8 +103,8 @@ impl KeptWarnings {
 /// Reads an application's [`Events`] on a task of its own, so that the client never holds
 /// back for it, and keeps only what a front end that shows no live events must still tell
 /// the person: the security warnings ([`is_security_warning`], each repeat once, at most
-/// [`WARNING_BACKLOG`]), [`Event::MessageRejected`] (at most [`WARNING_BACKLOG`]) and every
-/// [`Event::EventsDropped`]. Every other event is discarded: what it reported is stored.
+/// [`WARNING_BACKLOG`]), [`Event::MessageRejected`] and [`Event::HeldNeedsConfirm`] (at most
+/// [`WARNING_BACKLOG`] each) and every [`Event::EventsDropped`]. Every other event is discarded: what it reported is stored.
 ///
 /// For scripted front ends (a command-line tool): start one right after opening the client,
 /// and [`Self::finish`] it after [`crate::Client::shutdown`].
@@ -120,11 +120,18 @@ impl WarningCollector {
             let mut warnings = KeptWarnings::new(WARNING_BACKLOG);
             let mut kept = Vec::new();
             let mut rejected = 0;
+            let mut held = 0;
             // Warnings and rejections this collector had no room for.
             let mut left_out: u64 = 0;
             while let Some(event) = events.next().await {
                 match event {
                     Event::EventsDropped { .. } => kept.push(event),
+                    // A message the person wrote waits for their word: said after the command
+                    // like a warning (once per message and epoch, so few).
+                    Event::HeldNeedsConfirm { .. } if held < WARNING_BACKLOG => {
+                        held += 1;
+                        kept.push(event);
+                    }
                     Event::MessageRejected(_) if rejected < WARNING_BACKLOG => {
                         rejected += 1;
                         kept.push(event);

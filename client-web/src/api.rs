@@ -508,7 +508,8 @@ forward!(
 );
 forward!(
     /// Sends a text; resolves to the message once the server has it. Rejects with `pending`
-    /// or `held` when it is kept to be sent later (a `sent` or `sendFailed` event follows).
+    /// or `held` when it is kept to be sent later (a `sent` or `sendFailed` event follows, or
+    /// `heldNeedsConfirm` if people join the group first; `held` lists it meanwhile).
     "sendText", send_text(dto::SendTextParams) -> object dto::ChatMessage
 );
 forward!(
@@ -738,4 +739,19 @@ forward!(
     /// `slowModeSeconds`, `retentionSeconds?`, `membersMayMessagePrivately`,
     /// `agreementVersion?`, `crisisResources`.
     "settings", settings(dto::GroupParams) -> object dto::SettingsInfo
+);
+
+forward!(
+    /// This user's messages to the group that are not sent yet (written offline, say), in the
+    /// order they go; a `heldChanged` event says when to read them again.
+    "held", held(dto::GroupParams) -> list dto::HeldMessage
+);
+forward!(
+    /// Sends a held message that waits because people joined the group after it was written
+    /// (`heldNeedsConfirm`): everyone in the group now reads it.
+    "sendHeldAnyway", send_held_anyway(dto::HeldParams) -> ()
+);
+forward!(
+    /// Discards a held message: it is never sent.
+    "discardHeld", discard_held(dto::HeldParams) -> ()
 );

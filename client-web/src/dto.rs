@@ -1261,6 +1261,22 @@ pub enum CoreEvent {
         #[serde(serialize_with = "js_number::serialize")]
         number: u64,
     },
+    /// The messages of a group that wait to be sent changed (one was kept, sealed, sent,
+    /// refused or discarded): read `held` again.
+    HeldChanged {
+        /// The group.
+        group: String,
+    },
+    /// A held message is not sent because people joined the group after it was written: it
+    /// (and the group's later held messages) waits until `sendHeldAnyway` or `discardHeld`.
+    HeldNeedsConfirm {
+        /// The group.
+        group: String,
+        /// The message (`HeldMessage.id`).
+        id: String,
+        /// Who joined since it was written (empty: the group changed, who is not known).
+        added: Vec<AddedMember>,
+    },
 }
 
 impl CoreEvent {
@@ -1369,6 +1385,14 @@ impl CoreEvent {
             E::Read { group, number } => CoreEvent::Read {
                 group: group.to_string(),
                 number,
+            },
+            E::HeldChanged { group } => CoreEvent::HeldChanged {
+                group: group.to_string(),
+            },
+            E::HeldNeedsConfirm { group, id, added } => CoreEvent::HeldNeedsConfirm {
+                group: group.to_string(),
+                id: id.to_hex(),
+                added: added.into_iter().map(AddedMember::from).collect(),
             },
             _ => return None,
         })
@@ -1862,6 +1886,74 @@ impl From<core::SettingsInfo> for SettingsInfo {
             members_may_message_privately: s.members_may_message_privately,
             agreement_version: s.agreement_version,
             crisis_resources: s.crisis_resources,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages waiting to be sent (held)
+
+/// Parameters of `sendHeldAnyway` and `discardHeld`: a held message of a group.
+#[derive(Clone, Debug, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldParams {
+    /// The group.
+    pub group: String,
+    /// The message (`HeldMessage.id`).
+    pub id: String,
+}
+
+/// Someone who joined a group after a held message was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct AddedMember {
+    /// The user.
+    pub user: String,
+    /// Their pseudonym (their own text: show it as text).
+    pub display_name: String,
+}
+
+impl From<core::AddedMember> for AddedMember {
+    fn from(a: core::AddedMember) -> AddedMember {
+        AddedMember {
+            user: a.user.to_string(),
+            display_name: a.display_name,
+        }
+    }
+}
+
+/// A message of this user's not sent yet (`held`), in the order it goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldMessage {
+    /// Its id while it waits.
+    pub id: String,
+    /// What the user wrote.
+    pub text: String,
+    /// When they wrote it.
+    #[serde(serialize_with = "js_number::serialize")]
+    pub written_at: u64,
+    /// Encrypted and handed to the server, waiting for its acknowledgement (cannot be
+    /// discarded any more).
+    pub sealed: bool,
+    /// People joined since it was written: it goes only after `sendHeldAnyway`.
+    pub needs_confirm: bool,
+    /// Who joined since (empty: who is not known).
+    pub added: Vec<AddedMember>,
+    /// It waits behind an earlier message that waits for the user.
+    pub behind_earlier: bool,
+}
+
+impl From<core::HeldMessage> for HeldMessage {
+    fn from(m: core::HeldMessage) -> HeldMessage {
+        HeldMessage {
+            id: m.id.to_hex(),
+            text: m.text,
+            written_at: m.written_at.0,
+            sealed: m.sealed,
+            needs_confirm: m.needs_confirm,
+            added: m.added.into_iter().map(AddedMember::from).collect(),
+            behind_earlier: m.behind_earlier,
         }
     }
 }

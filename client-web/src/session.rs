@@ -594,6 +594,29 @@ where
         Ok(notices.into_iter().map(dto::GroupNotice::from).collect())
     }
 
+    /// This user's messages to the group that are not sent yet, in the order they go.
+    pub async fn held(&self, p: dto::GroupParams) -> Result<Vec<dto::HeldMessage>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let held = self
+            .run(move |core| Box::pin(async move { core.held(group).await }))
+            .await?;
+        Ok(held.into_iter().map(dto::HeldMessage::from).collect())
+    }
+
+    /// Sends a held message that waits because people joined since it was written.
+    pub async fn send_held_anyway(&self, p: dto::HeldParams) -> Result<(), ApiError> {
+        let (group, id) = held_params(&p)?;
+        self.run(move |core| Box::pin(core.send_held_anyway(group, id)))
+            .await
+    }
+
+    /// Discards a held message: it is never sent.
+    pub async fn discard_held(&self, p: dto::HeldParams) -> Result<(), ApiError> {
+        let (group, id) = held_params(&p)?;
+        self.run(move |core| Box::pin(core.discard_held(group, id)))
+            .await
+    }
+
     /// How this device's membership of the group ended, if it did.
     pub async fn departure(&self, p: dto::GroupParams) -> Result<Option<dto::Departure>, ApiError> {
         let group: GroupId = parse_id(&p.group, "group")?;
@@ -661,4 +684,12 @@ where
 /// The group and user of `{ group, user }`.
 fn group_user(p: &dto::GroupUserParams) -> Result<(GroupId, UserId), ApiError> {
     Ok((parse_id(&p.group, "group")?, parse_id(&p.user, "user")?))
+}
+
+/// The group and held message `p` names.
+fn held_params(p: &dto::HeldParams) -> Result<(GroupId, confide_client_core::HeldId), ApiError> {
+    let group: GroupId = parse_id(&p.group, "group")?;
+    let id = confide_client_core::HeldId::from_hex(&p.id)
+        .ok_or_else(|| ApiError::invalid(format!("id is not a held message's id: {:?}", p.id)))?;
+    Ok((group, id))
 }

@@ -1083,6 +1083,28 @@ impl App {
                     ),
                 );
             }
+            Event::HeldNeedsConfirm { group, id, added } => {
+                let label = self.label(group);
+                let who = match added.len() {
+                    0 => "the group changed".to_string(),
+                    _ => format!(
+                        "{} joined",
+                        added
+                            .iter()
+                            .map(|a| one_line(&a.display_name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                self.notice(
+                    Level::Warning,
+                    format!(
+                        "A message you wrote to {label} is not sent: {who} after you wrote it. It waits for you: `confide held {label} --send {}` sends it to everyone now, `--discard {}` drops it.",
+                        id.to_hex(),
+                        id.to_hex()
+                    ),
+                );
+            }
             Event::CaughtUp { group } => {
                 let label = self.label(group);
                 self.notice(

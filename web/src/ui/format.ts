@@ -67,3 +67,18 @@ export function roleWord(role: string | undefined): string {
       return 'Not a member';
   }
 }
+
+/**
+ * Why a message the person wrote is not sent by itself, and what they can do: "Eve joined after
+ * you wrote this. Send it to everyone now, or discard it?" `names` are of those who joined since
+ * (empty: this device cannot tell who, only that the group changed).
+ */
+export function joinedSince(names: readonly string[]): string {
+  const ask = 'Send it to everyone now, or discard it?';
+  if (names.length === 0) return `The group changed after you wrote this. ${ask}`;
+  let who: string;
+  if (names.length === 1) who = names[0] ?? '';
+  else if (names.length <= 3) who = `${names.slice(0, -1).join(', ')} and ${names.at(-1) ?? ''}`;
+  else who = `${names.slice(0, 2).join(', ')} and ${names.length - 2} others`;
+  return `${who} joined after you wrote this. ${ask}`;
+}

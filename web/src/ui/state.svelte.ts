@@ -11,6 +11,7 @@ import type {
   ConnectionState,
   GroupInfo,
   GroupNotice,
+  HeldMessage,
   Me,
   ProfileState,
 } from '../wasm-pkg/confide_client_web.js';
@@ -75,8 +76,11 @@ export class AppState {
   lastAt = $state.raw<Record<string, number>>({});
   /** Groups with older messages than those loaded. */
   more = $state.raw<Record<string, boolean>>({});
-  /** Texts the core keeps to send once it can, per group ("waiting to send"). */
-  queued = $state.raw<Record<string, string[]>>({});
+  /**
+   * The person's messages the core has not sent yet, per group, as the core lists them (`held`):
+   * kept in the profile, so they survive a reload and every tab shows the same ones.
+   */
+  held = $state.raw<Record<string, HeldMessage[]>>({});
   /** The invite link the page was opened with, until it is used or set aside. */
   invite = $state<string | undefined>();
   /** Bumped when a group's pinned texts, status or members may have changed. */
@@ -233,7 +237,7 @@ export class AppState {
     this.messages = {};
     this.lines = {};
     this.unread = {};
-    this.queued = {};
+    this.held = {};
     this.drafts.clear();
     this.names.clear();
     this.screen = { name: 'groups' };
@@ -304,6 +308,29 @@ export class AppState {
     const fromNotices = notices.map((n) => noticeLine(n));
     const others = (this.lines[group] ?? []).filter((l) => !l.key.startsWith('notice:'));
     this.lines = { ...this.lines, [group]: [...others, ...fromNotices] };
+    await this.refreshHeld(group);
+  }
+
+  /** Reads again what the core keeps to send in `group` ("waiting to send"). */
+  async refreshHeld(group: string): Promise<void> {
+    try {
+      const list = await this.confide.held({ group });
+      this.held = { ...this.held, [group]: list };
+    } catch {
+      // Shown as it was; the next change reads it again.
+    }
+  }
+
+  /** Sends a message that waits because people joined after it was written. */
+  async sendHeldAnyway(group: string, id: string): Promise<void> {
+    await this.confide.sendHeldAnyway({ group, id });
+    await this.refreshHeld(group);
+  }
+
+  /** Discards a message that waits: it is never sent. */
+  async discardHeld(group: string, id: string): Promise<void> {
+    await this.confide.discardHeld({ group, id });
+    await this.refreshHeld(group);
   }
 
   /** Loads the page of messages before the oldest one loaded. */
@@ -335,19 +362,11 @@ export class AppState {
     if (list !== undefined && !list.some((m) => m.id === message.id)) {
       this.messages = { ...this.messages, [group]: [...list, message].sort((a, b) => a.seq - b.seq) };
     }
-    const own = message.sender === this.me?.user;
-    if (own) {
-      const waiting = this.queued[group] ?? [];
-      const at = waiting.indexOf(message.text);
-      if (at >= 0) this.queued = { ...this.queued, [group]: waiting.filter((_, i) => i !== at) };
-    } else if (this.openGroup !== group || document.hidden) {
+    // The person's own message: what still waits to send is the core's list (`held`).
+    if (message.sender === this.me?.user) return;
+    if (this.openGroup !== group || document.hidden) {
       this.unread = { ...this.unread, [group]: (this.unread[group] ?? 0) + 1 };
     }
-  }
-
-  /** Adds a text to the group's "waiting to send" list. */
-  queue(group: string, text: string): void {
-    this.queued = { ...this.queued, [group]: [...(this.queued[group] ?? []), text] };
   }
 
   private addLine(group: string, line: SystemLine): void {
@@ -379,13 +398,18 @@ export class AppState {
       case 'sent':
         this.addMessage(event.message);
         return;
+      case 'heldChanged':
+      case 'heldNeedsConfirm':
+        void this.refreshHeld(event.group);
+        return;
       case 'sendFailed':
-        this.queued = { ...this.queued, [event.group]: [] };
+        void this.refreshHeld(event.group);
         this.addLine(event.group, {
           key: `failed:${Date.now()}`,
           at: Date.now(),
-          // The code's meaning in our words: `reason` is the server's own.
-          text: `A message could not be sent: ${errorText({ code: event.code, message: '' })}. Your words are in the box below.`,
+          // The code's meaning in our words: `reason` is the server's own. (The words are not
+          // in the box any more: it was emptied when the core kept the message.)
+          text: `A message you wrote could not be sent: ${errorText({ code: event.code, message: '' })}.`,
           kind: 'system',
         });
         return;
@@ -397,6 +421,8 @@ export class AppState {
         }
         this.changes++;
         void this.refreshGroups();
+        // Who is in the group decides which waiting messages need the person's word.
+        if (this.held[change.group] !== undefined) void this.refreshHeld(change.group);
         return;
       }
       case 'notice':

@@ -1,7 +1,8 @@
 // What the conversation shows, in order: messages, system lines and placeholders, with a
-// separator before each new day, and the texts still waiting to send at the end.
+// separator before each new day, and the person's messages still waiting to send at the end (as
+// the core lists them, in the order they go).
 
-import type { ChatMessage } from '../wasm-pkg/confide_client_web.js';
+import type { ChatMessage, HeldMessage } from '../wasm-pkg/confide_client_web.js';
 import { dayKey, dayLabel } from './format.ts';
 import type { SystemLine } from './state.svelte.ts';
 
@@ -10,13 +11,13 @@ export type Item =
   | { kind: 'day'; key: string; label: string }
   | { kind: 'message'; key: string; message: ChatMessage; own: boolean }
   | { kind: 'line'; key: string; line: SystemLine }
-  | { kind: 'queued'; key: string; text: string };
+  | { kind: 'queued'; key: string; held: HeldMessage };
 
 /** Merges `messages` and `lines` by time (a line that names a `seq` goes after it). */
 export function timeline(
   messages: readonly ChatMessage[],
   lines: readonly SystemLine[],
-  queued: readonly string[],
+  queued: readonly HeldMessage[],
   me: string | undefined,
 ): Item[] {
   const entries: { at: number; order: number; item: Item }[] = [];
@@ -42,6 +43,6 @@ export function timeline(
     }
     items.push(entry.item);
   }
-  queued.forEach((text, index) => items.push({ kind: 'queued', key: `q:${index}`, text }));
+  for (const held of queued) items.push({ kind: 'queued', key: `q:${held.id}`, held });
   return items;
 }

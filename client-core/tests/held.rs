@@ -1,0 +1,308 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! PROTOCOL.md §11.13, what the user wrote offline and where it goes: a held message keeps the
+//! group's epoch it was written in; when people joined since, it is not sent by itself (the
+//! user is asked, and sends it anyway or discards it), while a removal alone does not stop it;
+//! the group's later held messages wait behind it; `held` lists them all by id. And §11.1's
+//! order: a held message that meets a failed reconnect stops the rest, which go later in the
+//! order they were written.
+
+mod support;
+
+use confide_client_core::{Event, HeldMessage};
+use confide_protocol::GroupId;
+use confide_protocol::frames::ClientFrame;
+use confide_protocol::group_log::{OpBody, Role};
+use pollster::block_on;
+use support::{Device, Member, alice_and_bob, silence};
+
+/// The connection drops and the server cannot be reached: every connect attempt times out.
+fn go_offline(device: &mut Device) {
+    block_on(device.core.connection_lost("the test went offline".into()));
+    device.answer(Some(silence()));
+}
+
+/// The server answers again: the device reconnects as its driver would.
+fn come_back(device: &mut Device) {
+    device.answer(None);
+    block_on(device.core.connect()).unwrap();
+    block_on(device.core.after_connect());
+    device.drive();
+}
+
+/// What the core lists as waiting to be sent in `group`.
+fn held(device: &Device, group: GroupId) -> Vec<HeldMessage> {
+    block_on(device.core.held(group)).unwrap()
+}
+
+/// The texts the application was told were sent, in order.
+fn sent(device: &Device) -> Vec<String> {
+    device.events_as(|e| match e {
+        Event::Sent(m) => Some(m.text),
+        _ => None,
+    })
+}
+
+/// Each `HeldNeedsConfirm` said: the ids and the names of who joined.
+fn asked(device: &Device) -> Vec<(confide_client_core::HeldId, Vec<String>)> {
+    device.events_as(|e| match e {
+        Event::HeldNeedsConfirm { id, added, .. } => {
+            Some((id, added.into_iter().map(|a| a.display_name).collect()))
+        }
+        _ => None,
+    })
+}
+
+/// Alice and Bob's group, with Bob a co-facilitator (so that he can add and remove people
+/// while Alice is offline), and Carol in it too when `with_carol`.
+fn group(with_carol: bool) -> (Device, GroupId, Member, Member) {
+    let (mut device, group, bob, _) = alice_and_bob();
+    let carol = Member::new(4, "Carol");
+    if with_carol {
+        device.append(group, support::add(carol.entry()));
+    }
+    device.set_role(group, bob.user, Role::CoFacilitator);
+    device.clear();
+    (device, group, bob, carol)
+}
+
+#[test]
+fn a_message_written_offline_is_not_sent_to_people_added_since_without_asking() {
+    let (mut device, group, bob, _) = group(false);
+    go_offline(&mut device);
+    assert_eq!(
+        device.send(group, "what I said").unwrap_err().code(),
+        "held"
+    );
+    let listed = held(&device, group);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].text, "what I said");
+    assert!(!listed[0].needs_confirm && !listed[0].sealed);
+    assert!(
+        device
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::HeldChanged { group: g } if *g == group)),
+        "the list of waiting messages changed"
+    );
+    // Meanwhile Bob adds Eve.
+    let eve = Member::new(5, "Eve");
+    device.member_adds(group, &bob, eve.entry());
+    come_back(&mut device);
+
+    assert_eq!(device.posted().len(), 0, "nothing sealed for Eve");
+    assert_eq!(sent(&device), Vec::<String>::new());
+    let id = listed[0].id;
+    assert_eq!(asked(&device), [(id, vec!["Eve".to_string()])]);
+    let listed = held(&device, group);
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].needs_confirm);
+    assert_eq!(listed[0].added.len(), 1);
+    assert_eq!(listed[0].added[0].user, eve.user);
+    assert_eq!(listed[0].added[0].display_name, "Eve");
+
+    // Another attempt (a retry, a new connection) does not ask again in the same epoch.
+    block_on(device.core.retry_now());
+    device.drive();
+    assert_eq!(asked(&device).len(), 1);
+    assert_eq!(device.posted().len(), 0);
+}
+
+#[test]
+fn sent_anyway_it_goes_in_the_current_epoch_to_everyone_now_there() {
+    let (mut device, group, bob, _) = group(false);
+    go_offline(&mut device);
+    device.send(group, "before Eve").unwrap_err();
+    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
+    come_back(&mut device);
+    let id = held(&device, group)[0].id;
+
+    block_on(device.core.send_held_anyway(group, id)).unwrap();
+    device.drive();
+    assert_eq!(sent(&device), ["before Eve"]);
+    let posted = device.posted();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].epoch, device.state(group).epoch());
+    assert!(held(&device, group).is_empty());
+    // Gone: nothing left to send or discard.
+    assert_eq!(
+        block_on(device.core.discard_held(group, id))
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+}
+
+#[test]
+fn discarded_it_is_never_sent_and_later_ones_go() {
+    let (mut device, group, bob, _) = group(false);
+    go_offline(&mut device);
+    device.send(group, "never mind").unwrap_err();
+    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
+    come_back(&mut device);
+    // Written online after Eve joined, but behind the first: it waits too, in order.
+    assert_eq!(device.send(group, "hello Eve").unwrap_err().code(), "held");
+    assert_eq!(device.posted().len(), 0);
+    let listed = held(&device, group);
+    assert_eq!(listed.len(), 2);
+    assert!(listed[0].needs_confirm && !listed[1].needs_confirm);
+    assert!(listed[1].behind_earlier);
+
+    block_on(device.core.discard_held(group, listed[0].id)).unwrap();
+    device.drive();
+    assert_eq!(sent(&device), ["hello Eve"]);
+    assert_eq!(device.posted().len(), 1);
+    assert!(held(&device, group).is_empty());
+    assert!(!device.history(group).contains(&"never mind".to_string()));
+}
+
+#[test]
+fn a_message_waiting_for_the_user_keeps_later_ones_behind_it() {
+    let (mut device, group, bob, _) = group(false);
+    go_offline(&mut device);
+    device.send(group, "one").unwrap_err();
+    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
+    come_back(&mut device);
+    device.send(group, "two").unwrap_err();
+    device.send(group, "three").unwrap_err();
+    assert_eq!(device.posted().len(), 0, "nothing goes before the first");
+
+    let first = held(&device, group)[0].id;
+    block_on(device.core.send_held_anyway(group, first)).unwrap();
+    device.drive();
+    assert_eq!(sent(&device), ["one", "two", "three"]);
+    let seqs: Vec<u64> = device.events_as(|e| match e {
+        Event::Sent(m) => Some(m.seq.0),
+        _ => None,
+    });
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+// Not only offline: a post the server refuses as stale, whose sync shows that someone was
+// added before it was written but after this device last looked, waits the same way.
+#[test]
+fn a_post_that_finds_people_added_meanwhile_waits_for_the_user() {
+    let (mut device, group, bob, _) = group(false);
+    device.send(group, "first").unwrap();
+    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
+    let mut first = true;
+    device.answer(Some(support::refuse(
+        confide_protocol::frames::ErrorCode::StaleEpoch,
+        move |frame| matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first),
+    )));
+    device.clear();
+    assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
+    assert_eq!(device.posted().len(), 1, "only the refused post");
+    let listed = held(&device, group);
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].needs_confirm);
+    assert_eq!(asked(&device), [(listed[0].id, vec!["Eve".to_string()])]);
+}
+
+#[test]
+fn a_removal_alone_does_not_stop_a_held_message() {
+    let (mut device, group, bob, carol) = group(true);
+    go_offline(&mut device);
+    device.send(group, "still here").unwrap_err();
+    let before = device.state(group).epoch();
+    device.member_op(
+        group,
+        &bob,
+        OpBody::Remove {
+            user: carol.user,
+            ban: false,
+        },
+    );
+    come_back(&mut device);
+    assert_eq!(asked(&device), []);
+    assert_eq!(sent(&device), ["still here"]);
+    let posted = device.posted();
+    assert_eq!(posted.len(), 1);
+    assert!(
+        posted[0].epoch > before,
+        "sealed in the epoch without Carol"
+    );
+}
+
+// The fix of the second review (§11.1): a held message that meets a failed connect stops
+// `process_held`, so that the rest are not tried one connect each and do not overtake it.
+#[test]
+fn a_held_message_that_meets_a_failed_reconnect_stops_the_rest_which_keep_their_order() {
+    let (mut device, group, _, _) = group(false);
+    go_offline(&mut device);
+    for words in ["a", "b", "c"] {
+        assert_eq!(device.send(group, words).unwrap_err().code(), "held");
+    }
+    device.clear();
+    // Back: the first post gets no answer (the connection drops, "a" stays in the outbox), and
+    // the next connect fails; after that the server answers again.
+    let mut post_silenced = false;
+    let mut auth_silenced = false;
+    device.answer(Some(Box::new(move |frame| match frame {
+        ClientFrame::Post { .. } if !post_silenced => {
+            post_silenced = true;
+            Some(Vec::new())
+        }
+        ClientFrame::Authenticate { .. } if post_silenced && !auth_silenced => {
+            auth_silenced = true;
+            Some(Vec::new())
+        }
+        _ => None,
+    })));
+    block_on(device.core.connect()).unwrap();
+    block_on(device.core.after_connect());
+    device.drive();
+    let connects = device.sent_as(|f| matches!(f, ClientFrame::Authenticate { .. }).then_some(()));
+    assert_eq!(
+        connects.len(),
+        2,
+        "one connect, one failed reconnect, no more"
+    );
+    assert_eq!(sent(&device), Vec::<String>::new());
+    assert!(
+        !device
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::SendFailed { .. })),
+        "nothing is given up"
+    );
+    assert_eq!(held(&device, group).len(), 3, "a sealed, b and c held");
+
+    come_back(&mut device);
+    assert_eq!(sent(&device), ["a", "b", "c"]);
+    let seqs: Vec<u64> = device.events_as(|e| match e {
+        Event::Sent(m) => Some(m.seq.0),
+        _ => None,
+    });
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(held(&device, group).is_empty());
+}
+
+// A store of an earlier version kept the bare content, without the epoch it was written in:
+// it is still listed, and goes as it always went.
+#[test]
+fn a_message_held_by_an_earlier_version_is_listed_and_sent() {
+    use confide_client_core::{Batch, ClientStore};
+    let (device, group, _, _) = group(false);
+    let content = support::text("from an older version", device.now());
+    let key = [
+        group.as_bytes().as_slice(),
+        &device.now().0.to_be_bytes(),
+        &0u64.to_be_bytes(),
+    ]
+    .concat();
+    let mut batch = Batch::new();
+    batch.put(
+        "held",
+        &key,
+        zeroize::Zeroizing::new(serde_json::to_vec(&content).unwrap()),
+    );
+    block_on(device.store.commit(batch)).unwrap();
+    let mut device = device.restart(7);
+    let listed = held(&device, group);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].text, "from an older version");
+    assert!(!listed[0].needs_confirm);
+    come_back(&mut device);
+    assert_eq!(sent(&device), ["from an older version"]);
+    assert!(held(&device, group).is_empty());
+}

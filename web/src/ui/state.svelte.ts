@@ -96,9 +96,12 @@ export class AppState {
   private draftTimer: ReturnType<typeof setTimeout> | undefined;
   /** Pseudonyms seen, by user id (from messages and member lists). */
   readonly names = new Map<string, string>();
-  /** The newest seq seen per group, waiting to be marked read (one `markRead` per burst). */
+  /** The newest message number seen per group, not yet sent to the core. */
   private readonly toMarkRead = new Map<string, number>();
-  private markReadTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Groups with a `markRead` call on its way (one at a time per group). */
+  private readonly marking = new Set<string>();
+  /** The newest number sent per group this session: a look at the same messages sends nothing. */
+  private readonly marked = new Map<string, number>();
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(confide: Confide, invite: string | undefined) {
@@ -109,16 +112,11 @@ export class AppState {
       addEventListener(type, () => (this.lastActivity = Date.now()), { passive: true, capture: true });
     }
     setInterval(() => void this.lockIfIdle(), 20_000);
-    // A mark or a draft waiting for its burst to end is sent before the page may go away.
+    // A draft waiting for the typing to pause is stored before the page may go away.
     document.addEventListener('visibilitychange', () => {
-      if (!document.hidden) return;
-      this.sendMarks();
-      void this.saveDrafts();
+      if (document.hidden) void this.saveDrafts();
     });
-    addEventListener('pagehide', () => {
-      this.sendMarks();
-      void this.saveDrafts();
-    });
+    addEventListener('pagehide', () => void this.saveDrafts());
   }
 
   /**
@@ -151,23 +149,33 @@ export class AppState {
    * Tells the core the person has seen `group` up to message `number` (the Timeline calls it
    * only while the list's bottom is on screen in a visible, focused window). The count of new
    * messages lives in the encrypted store, so it survives a reload and every tab agrees.
-   * Bursts (a sync while the group is open) become one call.
+   * A burst (a sync while the group is open) sends one call at a time.
    */
   markRead(group: string, number: number): void {
-    this.unread = { ...this.unread, [group]: 0 };
-    this.toMarkRead.set(group, Math.max(number, this.toMarkRead.get(group) ?? 0));
-    this.markReadTimer ??= setTimeout(() => this.sendMarks(), 250);
+    if (this.unread[group] !== 0) this.unread = { ...this.unread, [group]: 0 };
+    if (number <= Math.max(this.marked.get(group) ?? 0, this.toMarkRead.get(group) ?? 0)) return;
+    this.toMarkRead.set(group, number);
+    if (!this.marking.has(group)) void this.sendMarks(group);
   }
 
-  /** Sends the marks waiting for their burst to end. */
-  private sendMarks(): void {
-    clearTimeout(this.markReadTimer);
-    this.markReadTimer = undefined;
-    const marks = [...this.toMarkRead];
-    this.toMarkRead.clear();
-    for (const [group, number] of marks) {
-      // Not kept if it fails (locked meanwhile, say): the next look marks it again.
-      this.confide.markRead({ group, number }).catch(() => undefined);
+  /**
+   * Sends the group's newest mark at once (the worker may end with the page, so waiting would
+   * lose it); marks that come while one is on its way are sent after it as one.
+   */
+  private async sendMarks(group: string): Promise<void> {
+    this.marking.add(group);
+    try {
+      for (let number = this.toMarkRead.get(group); number !== undefined; number = this.toMarkRead.get(group)) {
+        this.toMarkRead.delete(group);
+        // Not kept if it fails (locked meanwhile, say): the next look marks it again.
+        const sent = await this.confide.markRead({ group, number }).then(
+          () => true,
+          () => false,
+        );
+        if (sent) this.marked.set(group, Math.max(number, this.marked.get(group) ?? 0));
+      }
+    } finally {
+      this.marking.delete(group);
     }
   }
 
@@ -239,6 +247,7 @@ export class AppState {
     this.unread = {};
     this.held = {};
     this.drafts.clear();
+    this.marked.clear();
     this.names.clear();
     this.screen = { name: 'groups' };
   }
@@ -247,7 +256,9 @@ export class AppState {
   async refreshGroups(): Promise<void> {
     this.groups = await this.confide.groups();
     // A group with a mark still on its way was read: the core's count is about to follow.
-    this.unread = Object.fromEntries(this.groups.map((g) => [g.group, this.toMarkRead.has(g.group) ? 0 : g.unread]));
+    this.unread = Object.fromEntries(
+      this.groups.map((g) => [g.group, this.marking.has(g.group) || this.toMarkRead.has(g.group) ? 0 : g.unread]),
+    );
     // Approved: the group the person waited for is theirs now (the `joined` event says so too).
     const screen = this.screen;
     if (screen.name === 'waiting' && this.groupInfo(screen.group)?.member === true) {

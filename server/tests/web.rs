@@ -639,8 +639,11 @@ fn dev_mode_prints_the_browser_flag_and_the_address_to_open() {
     assert!(child.wait().unwrap().success());
 }
 
+/// What the binary prints, kept open while it runs (a closed pipe would fail its next print).
+type Stdout = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
 /// Starts the binary with `--dev`, the app in `dir` and `extra` flags; its port, once it listens.
-fn start_binary(dir: &Path, data: &Path, extra: &[&str]) -> (std::process::Child, u16) {
+fn start_binary(dir: &Path, data: &Path, extra: &[&str]) -> (std::process::Child, Stdout, u16) {
     let mut child = Command::new(BIN)
         .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -658,14 +661,14 @@ fn start_binary(dir: &Path, data: &Path, extra: &[&str]) -> (std::process::Child
             break rest.rsplit(':').next().unwrap().parse().unwrap();
         }
     };
-    (child, port)
+    (child, lines, port)
 }
 
 #[test]
 fn the_app_host_names_its_relay_in_web_config_and_allows_it_in_the_policy() {
     let dir = app_dir();
     let data = tempfile::tempdir().unwrap();
-    let (mut child, port) = start_binary(
+    let (mut child, _stdout, port) = start_binary(
         dir.path(),
         data.path(),
         &["--web-relay", "wss://relay.example.org/"],

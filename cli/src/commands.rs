@@ -503,6 +503,9 @@ async fn web_verify(
         for problem in &report.problems {
             println!("{}", problem.line());
         }
+        if report.served.is_some() {
+            println!("{}", report.connects_to());
+        }
     }
     if report.serves_release() {
         out.print(report.verdict(), report.json());

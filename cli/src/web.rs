@@ -77,6 +77,11 @@ const COMPRESSION_SLACK: u64 = 1024;
 const SHOWN_CHARS: usize = 120;
 /// The most paths named in the final verdict line (all are listed above it).
 const NAMED_IN_VERDICT: usize = 5;
+/// Where a server that hosts the app apart from its relay names the relay (`--web-relay`,
+/// PROTOCOL.md §9.1.1): data outside the release, reported, never compared.
+pub const WEB_CONFIG_PATH: &str = "/web-config.json";
+/// The largest `/web-config.json` read: it holds one URL.
+const MAX_WEB_CONFIG_BYTES: u64 = 4096;
 /// The path the manifest is served under (PROTOCOL.md §9.1.1).
 const MANIFEST_PATH: &str = "/asset-manifest.json";
 /// The manifest's file name in a build directory.
@@ -190,6 +195,18 @@ fn header_problems(path: &str, headers: &[(String, String)]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The sources a release's `Content-Security-Policy` (as [`header_problems`] accepts it) adds
+/// to `connect-src` after `'self'`: the relay of an app hosted on its own origin, or an
+/// operator's `web_connect_src`.
+fn extra_connect_sources(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Security-Policy"))
+        .filter_map(|(_, csp)| csp.strip_prefix(CSP_START)?.strip_suffix(CSP_END))
+        .flat_map(|extra| extra.split(' ').filter(|s| !s.is_empty()).map(shown))
+        .collect()
 }
 
 /// What the server must serve: the release hash, and the release's manifest when it is known
@@ -717,6 +734,13 @@ pub struct Report {
     /// Whether the files could be compared with the release's manifest (not when only a
     /// release hash was given and the server's manifest is another).
     pub compared_files: bool,
+    /// The sources the server's policy lets the app connect to besides its own origin (the
+    /// relay of an app hosted apart from it, PROTOCOL.md §9.1.1), as the manifest's answer had
+    /// them: allowed, and reported so that the person checking sees where the app may talk to.
+    pub connect_src: Vec<String>,
+    /// The relay the server's `/web-config.json` names, if it names one (else the app connects
+    /// to the server itself). Not part of the release: reported, not compared.
+    pub relay: Option<String>,
 }
 
 impl Report {
@@ -777,9 +801,27 @@ impl Report {
         )
     }
 
+    /// Where the app served by this server connects, on one line safe for a terminal.
+    pub fn connects_to(&self) -> String {
+        let relay = match &self.relay {
+            Some(relay) => format!("the relay {relay} (named in {WEB_CONFIG_PATH})"),
+            None => "the server itself".to_string(),
+        };
+        if self.connect_src.is_empty() {
+            format!("the app connects to {relay}")
+        } else {
+            format!(
+                "the app connects to {relay}; its policy also allows connections to {}",
+                self.connect_src.join(" ")
+            )
+        }
+    }
+
     /// The report for `--json`.
     pub fn json(&self) -> serde_json::Value {
         json!({
+            "relay": self.relay,
+            "connect_src": self.connect_src,
             "server": self.server,
             "expected_release": self.expected,
             "served_manifest_sha256": self.served,
@@ -818,6 +860,8 @@ pub async fn verify(
         checked: 1,
         problems: Vec::new(),
         compared_files: false,
+        connect_src: Vec::new(),
+        relay: None,
     };
     let problem = |path: &str, form: Option<Form>, what: String| Problem {
         path: path.to_string(),
@@ -832,6 +876,7 @@ pub async fn verify(
     {
         Ok(reply) if reply.status == 200 => match reply.encoding.as_deref() {
             None | Some("identity") => {
+                report.connect_src = extra_connect_sources(&reply.headers);
                 let wrong = header_problems(MANIFEST_PATH, &reply.headers);
                 if !wrong.is_empty() {
                     report
@@ -876,6 +921,7 @@ pub async fn verify(
     let Some(served) = served else {
         return Ok(report);
     };
+    report.relay = relay(&mut fetcher).await;
     let served_hash = sha256_hex(&served);
     report.served = Some(served_hash.clone());
     let manifest_matches = served_hash == report.expected;
@@ -953,6 +999,19 @@ pub async fn verify(
         }
     }
     Ok(report)
+}
+
+/// The relay `/web-config.json` names, shown cut and inert; `None` when it names none (404, or
+/// an answer that is not `{"relay": "…"}`: the app would not start on it, and the check is not
+/// about it).
+async fn relay(fetcher: &mut Fetcher) -> Option<String> {
+    let reply = fetcher
+        .get(WEB_CONFIG_PATH, Form::Plain, MAX_WEB_CONFIG_BYTES)
+        .await
+        .ok()
+        .filter(|reply| reply.status == 200)?;
+    let config: serde_json::Value = serde_json::from_slice(&reply.body).ok()?;
+    config.get("relay")?.as_str().map(shown)
 }
 
 /// Fetches `path` in `form` and compares it with `want`; the error says what differs.

@@ -158,6 +158,59 @@ fn a_server_serving_the_release_passes_by_its_hash_and_against_a_build() {
 }
 
 #[test]
+fn an_app_host_that_names_another_relay_passes_and_the_relay_is_reported() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (release_dir, release) = build(APP_JS);
+    let server = runtime.block_on(async {
+        let assets = WebAssets::load(
+            release_dir.path(),
+            confide_server::web::DEFAULT_WEB_MAX_BYTES,
+        )
+        .unwrap();
+        let web = WebSettings::new(Some(Arc::new(assets)), None, false)
+            .unwrap()
+            .with_relay(Some("wss://relay.example.org/"))
+            .unwrap();
+        TestServer::start_with(Limits {
+            web,
+            ..Limits::default()
+        })
+        .await
+    });
+    let target = ["--server", &server.url, "--pin", &server.pin];
+    let text = verify(&[&target[..], &["--expect", &release]].concat());
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(
+        stdout(&text).contains(
+            "the app connects to the relay wss://relay.example.org/ (named in /web-config.json); \
+             its policy also allows connections to wss://relay.example.org"
+        ),
+        "{}",
+        stdout(&text)
+    );
+    let json = verify(&[&target[..], &["--expect", &release, "--json"]].concat());
+    let report: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(report["serves_release"], true);
+    assert_eq!(report["relay"], "wss://relay.example.org/");
+    assert_eq!(
+        report["connect_src"],
+        serde_json::json!(["wss://relay.example.org"])
+    );
+
+    // A server on its own: the app connects to it.
+    let plain = runtime.block_on(serving(release_dir.path()));
+    let out = verify(&[
+        "--server", &plain.url, "--pin", &plain.pin, "--expect", &release,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the app connects to the server itself\n"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn a_modified_script_with_its_own_manifest_is_named_against_the_build() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (release_dir, release) = build(APP_JS);

@@ -318,6 +318,7 @@ impl Default for Limits {
 /// tls_key = "/etc/confide/key.pem"
 /// metrics_listen = "127.0.0.1:9100"
 /// web_dir = "/srv/confide/web"
+/// web_relay = "wss://relay.example.org/"
 /// server_name = "confide.example.org"
 /// server_aliases = ["chat.example.org"]
 /// registration_token = "let-me-in"
@@ -390,6 +391,11 @@ pub struct FileConfig {
     /// app hosted on another origin that talks to this relay). The `--web-connect-src` flag
     /// wins.
     pub web_connect_src: Option<String>,
+    /// The relay the web app served here connects to instead of this server
+    /// (`wss://relay.example.org/`), added to its `connect-src` and served at
+    /// `/web-config.json` (see [`crate::web::WebSettings::with_relay`]). The `--web-relay` flag
+    /// wins.
+    pub web_relay: Option<String>,
     /// Bytes the web app may hold in memory, all files and their compressed forms (default
     /// [`crate::web::DEFAULT_WEB_MAX_BYTES`]).
     pub web_max_bytes: Option<usize>,

@@ -93,6 +93,13 @@ struct Args {
     /// Content-Security-Policy connect-src), for an app hosted on another origin.
     #[arg(long, value_name = "SOURCES")]
     web_connect_src: Option<String>,
+
+    /// The relay the web app served here connects to, when that is another server
+    /// (wss://relay.example.org/; ws:// only to a loopback name): added to the app's
+    /// connect-src and announced at /web-config.json. Without it the app connects to this
+    /// server.
+    #[arg(long, value_name = "URL")]
+    web_relay: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -173,8 +180,13 @@ fn real_main() -> anyhow::Result<()> {
         .web_connect_src
         .clone()
         .or(file.web_connect_src.clone());
+    let relay = args.web_relay.clone().or(file.web_relay.clone());
     // HSTS only with a real certificate: a browser would remember it for the development host.
-    limits.web = WebSettings::new(assets, connect_src.as_deref(), !args.dev)?;
+    limits.web = WebSettings::new(assets, connect_src.as_deref(), !args.dev)?
+        .with_relay(relay.as_deref())?;
+    if let Some(config) = limits.web.web_config() {
+        println!("the web app connects to the relay named in /web-config.json: {config}");
+    }
 
     let tls = if args.insecure_plaintext {
         if !listen.ip().is_loopback() {

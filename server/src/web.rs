@@ -37,6 +37,12 @@ pub const MANIFEST_FILE: &str = "asset-manifest.json";
 pub const MANIFEST_PATH: &str = "/asset-manifest.json";
 /// What `/` serves; the manifest must list it.
 pub const INDEX_PATH: &str = "/index.html";
+/// Where the app reads which relay to connect to, when the server was given one
+/// (`--web-relay`, [`WebSettings::with_relay`]): `{"relay":"wss://relay.example.org/"}`. Without
+/// one it is 404, which the app reads as "the relay is this origin". It is data the server
+/// answers itself, not a file of the build, so it is not in the manifest and not part of the
+/// release hash: whoever hosts the app is trusted with the code anyway (PROTOCOL.md §9.1.1).
+pub const WEB_CONFIG_PATH: &str = "/web-config.json";
 /// The body of every 404 of a server started without `--web-dir`, so that a person who opens
 /// the server's address in a browser learns why there is nothing.
 pub const NOT_INSTALLED: &str = "the web app is not installed on this server\n";
@@ -108,6 +114,9 @@ pub const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// the manifests, icons or `robots.txt` from `public/`) is [`CACHE_REVALIDATE`], so that a file
 /// of a bad release does not stay in caches for a year after the fix.
 pub const IMMUTABLE_PREFIX: &str = "/assets/";
+/// `Cache-Control` of [`WEB_CONFIG_PATH`]: never kept, so that a changed relay is seen at the
+/// next start of the app, and no cache holds where a person chats.
+pub const CACHE_NO_STORE: &str = "no-store";
 /// `Allow` on a 405: the only methods served.
 const ALLOW: &str = "GET, HEAD";
 
@@ -174,6 +183,18 @@ pub enum WebError {
         file: PathBuf,
         /// The budget (`web_max_bytes`).
         limit: usize,
+    },
+    /// The relay the web app should connect to (`web_relay`) is not a websocket origin it may
+    /// use.
+    #[error(
+        "invalid web_relay {value:?}: {reason}. Give the relay's address such as \
+         wss://relay.example.org/ (ws:// only to localhost, 127.0.0.1 or [::1], for development)"
+    )]
+    Relay {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The extra `connect-src` sources would not make a valid policy.
     #[error(
@@ -338,6 +359,9 @@ fn check_path(path: &str) -> Result<&str, &'static str> {
     if path == MANIFEST_PATH {
         return Err("the manifest itself, which cannot hold its own hash");
     }
+    if path == WEB_CONFIG_PATH {
+        return Err("which the server answers itself (the relay setting, --web-relay)");
+    }
     for segment in relative.split('/') {
         if segment.is_empty() || segment == "." || segment == ".." {
             return Err("which has an empty, `.` or `..` segment");
@@ -445,6 +469,9 @@ pub struct WebSettings {
     csp: String,
     /// Whether to send [`STRICT_TRANSPORT_SECURITY`] (not with a development certificate).
     hsts: bool,
+    /// The body of [`WEB_CONFIG_PATH`] when the app is to connect to another relay; `None`
+    /// answers 404 there (the app then connects to its own origin).
+    web_config: Option<String>,
 }
 
 impl Default for WebSettings {
@@ -454,6 +481,7 @@ impl Default for WebSettings {
             assets: None,
             csp: format!("{CSP_CONNECT}{CSP_REST}"),
             hsts: true,
+            web_config: None,
         }
     }
 }
@@ -464,6 +492,7 @@ impl std::fmt::Debug for WebSettings {
             .field("assets", &self.assets)
             .field("csp", &self.csp)
             .field("hsts", &self.hsts)
+            .field("web_config", &self.web_config)
             .finish()
     }
 }
@@ -506,7 +535,31 @@ impl WebSettings {
             }
         }
         csp.push_str(CSP_REST);
-        Ok(WebSettings { assets, csp, hsts })
+        Ok(WebSettings {
+            assets,
+            csp,
+            hsts,
+            web_config: None,
+        })
+    }
+
+    /// Makes the app served here connect to `relay` (`--web-relay`, a [`Relay`]'s text) instead
+    /// of this origin: its origin is added to `connect-src` right after `'self'`, and
+    /// [`WEB_CONFIG_PATH`] names it. `None` changes nothing.
+    pub fn with_relay(mut self, relay: Option<&str>) -> Result<WebSettings, WebError> {
+        let Some(relay) = relay else {
+            return Ok(self);
+        };
+        let relay = Relay::parse(relay)?;
+        self.csp
+            .insert_str(CSP_CONNECT.len(), &format!(" {}", relay.origin()));
+        self.web_config = Some(serde_json::json!({ "relay": relay.url() }).to_string());
+        Ok(self)
+    }
+
+    /// The body of [`WEB_CONFIG_PATH`], if the app is to connect to another relay.
+    pub fn web_config(&self) -> Option<&str> {
+        self.web_config.as_deref()
     }
 
     /// The files served, if any.
@@ -522,6 +575,89 @@ impl WebSettings {
     /// Whether `Strict-Transport-Security` is sent.
     pub fn hsts(&self) -> bool {
         self.hsts
+    }
+}
+
+/// The relay a web app hosted here connects to (`--web-relay`): a websocket origin, `wss://` —
+/// or `ws://` to a loopback name, for development — with a host and an optional port, and
+/// nothing else (no user, path, query or fragment), so that it is exactly one `connect-src`
+/// source and the app needs to check nothing more than its scheme.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relay {
+    /// `scheme://host[:port]`, lowercase.
+    origin: String,
+}
+
+/// The loopback names `ws://` is allowed to (the app checks the same list).
+pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+impl Relay {
+    /// Parses and checks `value` (see [`Relay`]); a trailing `/` is allowed.
+    pub fn parse(value: &str) -> Result<Relay, WebError> {
+        let bad = |reason: &str| WebError::Relay {
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        let lower = value.trim().to_ascii_lowercase();
+        let (scheme, rest) = if let Some(rest) = lower.strip_prefix("wss://") {
+            ("wss", rest)
+        } else if let Some(rest) = lower.strip_prefix("ws://") {
+            ("ws", rest)
+        } else {
+            return Err(bad("it must start with wss://"));
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(bad(
+                "it must be only a scheme, a host and a port (no user, path, query or fragment)",
+            ));
+        }
+        let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+            let Some((address, after)) = inner.split_once(']') else {
+                return Err(bad("its IPv6 address has no closing ]"));
+            };
+            if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+                return Err(bad("its IPv6 address is not one"));
+            }
+            (&authority[..address.len() + 2], after)
+        } else {
+            let end = authority.find(':').unwrap_or(authority.len());
+            (&authority[..end], &authority[end..])
+        };
+        let hostname_ok = host.starts_with('[')
+            || (!host.is_empty()
+                && !host.starts_with(['.', '-'])
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+        if !hostname_ok {
+            return Err(bad("its host is not a host name or an IP address"));
+        }
+        if !port.is_empty() {
+            let digits = port.strip_prefix(':').unwrap_or(port);
+            if !matches!(digits.parse::<u16>(), Ok(p) if p > 0 && digits.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(bad("its port is not a number from 1 to 65535"));
+            }
+        }
+        if scheme == "ws" && !LOOPBACK_HOSTS.contains(&host) {
+            return Err(bad(
+                "ws:// is unencrypted and allowed only to localhost, 127.0.0.1 or [::1]; use wss://",
+            ));
+        }
+        Ok(Relay {
+            origin: format!("{scheme}://{authority}"),
+        })
+    }
+
+    /// `scheme://host[:port]`: the `connect-src` source.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// `scheme://host[:port]/`: what the app dials.
+    pub fn url(&self) -> String {
+        format!("{}/", self.origin)
     }
 }
 
@@ -716,6 +852,20 @@ pub fn respond<'a>(
         );
         response.headers.push(("Allow", ALLOW.into()));
         return response;
+    }
+    if let (WEB_CONFIG_PATH, Some(config)) = (request_path(target), settings.web_config()) {
+        let mut headers = vec![
+            ("Content-Type", content_type(WEB_CONFIG_PATH).into()),
+            ("Content-Length", config.len().to_string().into()),
+            ("Cache-Control", CACHE_NO_STORE.into()),
+        ];
+        common_headers(settings, now, &mut headers);
+        return Response {
+            status: Status::Ok,
+            headers,
+            body: config.as_bytes(),
+            send_body,
+        };
     }
     let Some(assets) = settings.assets() else {
         return Response {
@@ -1220,6 +1370,112 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_relay_setting_is_served_uncached_and_added_to_connect_src() {
+        let dir = web_dir(&[("/index.html", INDEX)]);
+        let relayed = settings(dir.path())
+            .with_relay(Some("WSS://Relay.Example.org:8443/"))
+            .unwrap();
+        let config = get(&relayed, "/web-config.json?x", "br, gzip");
+        assert_eq!(config.status, Status::Ok);
+        assert_eq!(config.body, br#"{"relay":"wss://relay.example.org:8443/"}"#);
+        assert_eq!(config.header("Content-Type"), Some("application/json"));
+        assert_eq!(config.header("Cache-Control"), Some("no-store"));
+        assert_eq!(config.header("Content-Encoding"), None);
+        assert_eq!(config.header("X-Content-Type-Options"), Some("nosniff"));
+        let csp = config.header("Content-Security-Policy").unwrap();
+        assert_eq!(
+            csp,
+            get(&relayed, "/", "")
+                .header("Content-Security-Policy")
+                .unwrap()
+        );
+        assert!(
+            csp.contains("; connect-src 'self' wss://relay.example.org:8443; worker-src"),
+            "{csp}"
+        );
+        // With --web-connect-src too, the relay comes first; HEAD has no body.
+        let both = WebSettings::new(None, Some("https://x.org"), true)
+            .unwrap()
+            .with_relay(Some("ws://[::1]:7443"))
+            .unwrap();
+        assert!(
+            both.content_security_policy()
+                .contains("; connect-src 'self' ws://[::1]:7443 https://x.org; worker-src")
+        );
+        let head = respond(
+            &both,
+            Method::Head,
+            WEB_CONFIG_PATH,
+            Accepted::default(),
+            UNIX_EPOCH,
+        );
+        assert_eq!(head.status, Status::Ok);
+        assert!(!head.send_body);
+        // Without a relay the path is an ordinary 404: the app then uses its own origin.
+        let plain = settings(dir.path()).with_relay(None).unwrap();
+        assert_eq!(get(&plain, WEB_CONFIG_PATH, "").status, Status::NotFound);
+        assert_eq!(
+            get(&WebSettings::default(), WEB_CONFIG_PATH, "").status,
+            Status::NotFound
+        );
+        assert_eq!(
+            plain.content_security_policy(),
+            format!("{CSP_CONNECT}{CSP_REST}")
+        );
+    }
+
+    #[test]
+    fn a_relay_that_is_not_a_websocket_origin_is_refused() {
+        for good in [
+            "wss://relay.example.org",
+            "wss://relay.example.org/",
+            "wss://10.0.0.7:7443/",
+            "ws://localhost:7443/",
+            "ws://127.0.0.1:1",
+            "ws://[::1]:7443",
+        ] {
+            assert!(Relay::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "relay.example.org",
+            "https://relay.example.org/",
+            "ws://relay.example.org/",
+            "ws://192.168.1.2:7443/",
+            "wss://relay.example.org/chat",
+            "wss://user@relay.example.org/",
+            "wss://relay.example.org/?a=b",
+            "wss://relay.example.org/#x",
+            "wss://relay.example.org; script-src *",
+            "wss://relay example.org",
+            "wss://'self'",
+            "wss://",
+            "wss://relay.example.org:0/",
+            "wss://relay.example.org:99999/",
+            "wss://relay.example.org:+1/",
+            "wss://[::1/",
+            "wss://[zz]/",
+            "wss://ä.example/",
+        ] {
+            let err = WebSettings::default().with_relay(Some(bad)).unwrap_err();
+            assert!(matches!(err, WebError::Relay { .. }), "{bad:?}: {err}");
+            assert!(
+                err.to_string().contains("wss://relay.example.org/"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_build_cannot_list_the_relay_setting() {
+        let dir = web_dir(&[("/index.html", INDEX), ("/web-config.json", b"{}")]);
+        let text = WebAssets::load(dir.path(), DEFAULT_WEB_MAX_BYTES)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("/web-config.json"), "{text}");
     }
 
     #[test]

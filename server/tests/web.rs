@@ -639,6 +639,131 @@ fn dev_mode_prints_the_browser_flag_and_the_address_to_open() {
     assert!(child.wait().unwrap().success());
 }
 
+/// What the binary prints, kept open while it runs (a closed pipe would fail its next print).
+type Stdout = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts the binary with `--dev`, the app in `dir` and `extra` flags; its port, once it listens.
+fn start_binary(dir: &Path, data: &Path, extra: &[&str]) -> (std::process::Child, Stdout, u16) {
+    let mut child = Command::new(BIN)
+        .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .arg("--web-dir")
+        .arg(dir.join("web"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("the server exited early").unwrap();
+        if let Some(rest) = line.strip_prefix("confide-server listening on wss://") {
+            break rest.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    (child, lines, port)
+}
+
+#[test]
+fn the_app_host_names_its_relay_in_web_config_and_allows_it_in_the_policy() {
+    let dir = app_dir();
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, _stdout, port) = start_binary(
+        dir.path(),
+        data.path(),
+        &["--web-relay", "wss://relay.example.org/"],
+    );
+    let pin = TlsIdentity::dev(data.path()).unwrap().fingerprint();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = Client::connect(port, &pin).await;
+        let config = client.get("/web-config.json", "").await;
+        assert_eq!(config.status, 200);
+        assert_eq!(config.body, br#"{"relay":"wss://relay.example.org/"}"#);
+        assert_eq!(config.header("Content-Type"), Some("application/json"));
+        assert_eq!(config.header("Cache-Control"), Some("no-store"));
+        let with_relay = CSP.replace(
+            "connect-src 'self';",
+            "connect-src 'self' wss://relay.example.org;",
+        );
+        assert_eq!(
+            config.header("Content-Security-Policy"),
+            Some(with_relay.as_str())
+        );
+        assert_eq!(config.header("X-Frame-Options"), Some("DENY"));
+        let page = client.get("/", "").await;
+        assert_eq!(page.body, INDEX);
+        assert_eq!(
+            page.header("Content-Security-Policy"),
+            Some(with_relay.as_str())
+        );
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn without_a_relay_setting_web_config_is_404() {
+    let dir = app_dir();
+    let server = Server::serving(dir.path()).await;
+    let mut client = server.client().await;
+    let reply = client.get("/web-config.json", "").await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.header("Content-Security-Policy"), Some(CSP));
+    server.stop().await;
+}
+
+#[test]
+fn a_relay_setting_that_is_not_a_wss_origin_stops_the_server_from_starting() {
+    let dir = app_dir();
+    for (flag, value) in [
+        ("--web-relay", "ws://relay.example.org/"),
+        ("--web-relay", "https://relay.example.org/"),
+        ("--web-relay", "wss://relay.example.org/; script-src *"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .arg("--web-dir")
+            .arg(dir.path().join("web"))
+            .args([flag, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("invalid web_relay"), "{stderr}");
+        assert!(stderr.contains("wss://relay.example.org/ ("), "{stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("listening"),
+            "it must not start"
+        );
+    }
+    // The config file's key is checked the same way.
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("confide.toml");
+    std::fs::write(&config, "web_relay = \"ws://10.1.2.3/\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid web_relay") && stderr.contains("ws://10.1.2.3/"),
+        "{stderr}"
+    );
+}
+
 /// A server with a 4 MiB file under `/assets/`, an authentication timeout of 1 s and `limits`
 /// otherwise.
 async fn big_file_server(limits: Limits) -> (Server, tempfile::TempDir) {

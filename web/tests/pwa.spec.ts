@@ -50,16 +50,22 @@ async function controlled(page: Page): Promise<string> {
   return page.evaluate(() => navigator.serviceWorker.controller?.scriptURL ?? '');
 }
 
-/** The caches of the page's origin, each with the paths it holds, sorted. */
+/**
+ * The core's worker keeps one answer of the server besides the shell: `/web-config.json`, which
+ * names the relay (src/sdk/worker.ts), so that an installed app starts while its host is down.
+ */
+const RELAY_CACHE = 'confide-relay';
+
+/** The caches of the page's origin but {@link RELAY_CACHE}, each with the paths it holds, sorted. */
 function cachedPaths(page: Page): Promise<Record<string, string[]>> {
-  return page.evaluate(async () => {
+  return page.evaluate(async (relayCache) => {
     const found: Record<string, string[]> = {};
-    for (const name of await caches.keys()) {
+    for (const name of (await caches.keys()).filter((name) => name !== relayCache)) {
       const keys = await (await caches.open(name)).keys();
       found[name] = keys.map((request) => new URL(request.url).pathname).sort();
     }
     return found;
-  });
+  }, RELAY_CACHE);
 }
 
 /** The release hash About shows, digits only. */
@@ -181,8 +187,8 @@ test('the service worker registers over the pinned https origin and holds exactl
   expect(Object.values(held)[0]).toEqual(SHELL);
 
   // What it holds is byte for byte what the manifest lists.
-  const digests = await page.evaluate(async (paths) => {
-    const cache = await caches.open((await caches.keys())[0] ?? '');
+  const digests = await page.evaluate(async ({ paths, shell }) => {
+    const cache = await caches.open(shell);
     const found: Record<string, string> = {};
     for (const path of paths) {
       const response = await cache.match(path);
@@ -192,7 +198,7 @@ test('the service worker registers over the pinned https origin and holds exactl
       found[path] = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
     }
     return found;
-  }, SHELL);
+  }, { paths: SHELL, shell: Object.keys(held)[0] ?? '' });
   for (const path of SHELL) {
     expect(digests[path], path).toBe(path === '/asset-manifest.json' ? RELEASE_HASH : MANIFEST[path]?.sha256);
   }
@@ -214,6 +220,14 @@ test('the service worker registers over the pinned https origin and holds exactl
   // shell: nothing the core sends or receives, and nothing else fetched, is ever stored.
   await page.evaluate(() => fetch('/asset-manifest.json?after-reload'));
   expect(Object.values(await cachedPaths(page))).toEqual([SHELL]);
+  // Besides the shell, the worker kept only the server's answer about the relay (a 404 here).
+  const relaySetting = await page.evaluate(async (name) => {
+    const cache = await caches.open(name);
+    const keys = await cache.keys();
+    const answers = await Promise.all(keys.map(async (request) => (await cache.match(request))?.status));
+    return { paths: keys.map((request) => new URL(request.url).pathname), answers };
+  }, RELAY_CACHE);
+  expect(relaySetting).toEqual({ paths: ['/web-config.json'], answers: [404] });
 });
 
 test('a shell file that does not match the manifest is never cached', async ({ page }) => {

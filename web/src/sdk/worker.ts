@@ -141,6 +141,69 @@ function takeLock(name: string): Promise<boolean> {
   });
 }
 
+/** A start-up failure told in our own words only, so the page may show them as they are. */
+class StartFailure {
+  readonly code = 'worker_failed';
+  constructor(readonly message: string) {}
+}
+
+/** Where the app's host names the relay, when that is not the host itself (server/src/web.rs). */
+const WEB_CONFIG_PATH = '/web-config.json';
+/** The host's last answer at {@link WEB_CONFIG_PATH} (deleted with the rest of `confide-*`). */
+const RELAY_CACHE = 'confide-relay';
+/** The loopback names a relay may be named by with plain `ws:` (for development). */
+const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * The relay to open the core on: the one this origin names in `/web-config.json` (README, "Hosting
+ * the app on its own origin"), or this origin itself when that answers 404. Anything else (no
+ * answer, another status, a relay that is not `wss:`) throws the worker's fatal error, so the page
+ * says why instead of the app talking to a server nobody chose.
+ */
+async function relayUrl(): Promise<string> {
+  const fail = (why: string): never => {
+    throw new StartFailure(`This site's relay setting (${WEB_CONFIG_PATH}) ${why}.`);
+  };
+  let response: Response | undefined;
+  try {
+    response = await fetch(WEB_CONFIG_PATH, { cache: 'no-store', credentials: 'omit', redirect: 'error' });
+    if (response.ok || response.status === 404) {
+      const answer = response.clone();
+      await caches.open(RELAY_CACHE).then((cache) => cache.put(WEB_CONFIG_PATH, answer), () => undefined);
+    }
+  } catch {
+    // No answer at all (the host is down, or the device offline): the host's last answer, so that
+    // an installed app still starts, on the relay it used before; never a guess.
+    response = await caches.open(RELAY_CACHE).then((cache) => cache.match(WEB_CONFIG_PATH), () => undefined);
+    if (response === undefined) fail('could not be read: the site did not answer');
+  }
+  if (response === undefined) return fail('could not be read');
+  if (response.status === 404) return `${location.protocol === 'http:' ? 'ws' : 'wss'}://${location.host}/`;
+  if (!response.ok) fail(`could not be read: the server answered ${response.status}`);
+  let relay: unknown;
+  try {
+    relay = ((await response.json()) as { relay?: unknown } | null)?.relay;
+  } catch {
+    fail('is not JSON');
+  }
+  let url: URL | undefined;
+  try {
+    url = typeof relay === 'string' ? new URL(relay) : undefined;
+  } catch {
+    url = undefined;
+  }
+  const allowed =
+    url !== undefined &&
+    (url.protocol === 'wss:' || (url.protocol === 'ws:' && LOOPBACK_HOSTS.has(url.hostname))) &&
+    url.username === '' &&
+    url.password === '' &&
+    url.pathname === '/' &&
+    url.search === '' &&
+    url.hash === '';
+  if (url === undefined || !allowed) return fail('does not name a wss:// relay');
+  return url.href;
+}
+
 async function start(): Promise<Started> {
   if (!('locks' in navigator)) {
     throw { code: 'worker_failed', message: 'this browser has no Web Locks (is the page served over https?)' };
@@ -164,9 +227,11 @@ async function start(): Promise<Started> {
   if (hello.lock === 'elsewhere') {
     return { hello, core: undefined, methods };
   }
-  const scheme = location.protocol === 'http:' ? 'ws' : 'wss';
+  // Outside the try: a relay setting that cannot be read stops the start (`fatal`), shown as
+  // "Confide could not start", rather than opening the core on another server.
+  const serverUrl = await relayUrl();
   try {
-    const core = await klass.open({ dbName, serverUrl: `${scheme}://${location.host}/` }, (event) => {
+    const core = await klass.open({ dbName, serverUrl }, (event) => {
       const shown = inert(event);
       for (const port of ports) port.postMessage({ kind: 'event', event: shown as never });
     });
@@ -241,7 +306,8 @@ function serve(port: Port) {
       // and our own words only, and the detail stays in this worker's console.
       const { code } = toCoreError(thrown, 'Confide could not start');
       console.error('Confide could not start', thrown);
-      port.postMessage({ kind: 'fatal', error: { code, message: 'Confide could not start' } });
+      const message = thrown instanceof StartFailure ? thrown.message : 'Confide could not start';
+      port.postMessage({ kind: 'fatal', error: { code, message } });
     },
   );
 }

@@ -704,9 +704,14 @@ fn warning_lines(events: Vec<confide_client::Event>, profile: &Profile) -> Vec<S
                 label(&r.group),
                 crate::text::one_line(&r.reason)
             ),
-            Event::HeldNeedsConfirm { group, id, added } => held_waits_line(
+            Event::HeldNeedsConfirm {
+                group,
+                id,
+                added,
+                epoch,
+            } => held_waits_line(
                 &label(&group),
-                &id.to_hex(),
+                &format!("{}@{epoch}", id.to_hex()),
                 &added
                     .iter()
                     .map(|a| a.display_name.as_str())
@@ -1144,7 +1149,18 @@ async fn run_with_client(
                     .ok_or_else(|| anyhow!("not a message id as `confide held` lists it"))
             };
             if let Some(id) = send {
-                client.send_held_anyway(group, id_of(id)?).await?;
+                // The answer names the group as the user was shown it (`ID@EPOCH`, as
+                // `confide held` lists a message that waits): if people joined since, the core
+                // refuses and the user looks again.
+                let (id, epoch) = id
+                    .split_once('@')
+                    .and_then(|(id, epoch)| Some((id, epoch.parse::<u64>().ok()?)))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "give the message as `confide held {label}` lists it, with what                              follows @: it names who you were shown"
+                        )
+                    })?;
+                client.send_held_anyway(group, id_of(id)?, epoch).await?;
                 out.print(
                     "sending it to everyone in the group now (`confide held` shows what still waits)",
                     json!({ "sending": id }),
@@ -1162,8 +1178,14 @@ async fn run_with_client(
                 let state = if m.sealed {
                     "sent, waiting for the server to confirm".to_string()
                 } else if m.needs_confirm {
-                    let names: Vec<String> =
-                        m.added.iter().map(|a| one_line(&a.display_name)).collect();
+                    let names: Vec<String> = m
+                        .added
+                        .iter()
+                        .map(|a| match a.new_device {
+                            true => format!("{} (a new device)", one_line(&a.display_name)),
+                            false => one_line(&a.display_name),
+                        })
+                        .collect();
                     match names.is_empty() {
                         true => "waits for you: the group changed after you wrote it".into(),
                         false => format!(
@@ -1176,9 +1198,14 @@ async fn run_with_client(
                 } else {
                     "waiting to send".into()
                 };
+                // One that waits for the user is answered by this id, which names who they saw.
+                let shown_id = match m.needs_confirm {
+                    true => format!("{}@{}", m.id.to_hex(), m.epoch),
+                    false => m.id.to_hex(),
+                };
                 lines.push(format!(
                     "{} {}  {}\n    {}",
-                    m.id.to_hex(),
+                    shown_id,
                     local_time(m.written_at),
                     state,
                     one_line(&m.text)
@@ -1194,7 +1221,9 @@ async fn run_with_client(
                         "written_at": m.written_at,
                         "sealed": m.sealed,
                         "needs_confirm": m.needs_confirm,
-                        "added": m.added.iter().map(|a| json!({ "user": a.user, "name": a.display_name })).collect::<Vec<_>>(),
+                        "epoch": m.epoch,
+                        "send_id": format!("{}@{}", m.id.to_hex(), m.epoch),
+                        "added": m.added.iter().map(|a| json!({ "user": a.user, "name": a.display_name, "new_device": a.new_device })).collect::<Vec<_>>(),
                     })
                 })
                 .collect();

@@ -606,8 +606,13 @@ fn a_message_written_offline_before_someone_joined_waits_until_held_send() {
     assert_eq!(out.status.code(), Some(1));
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = listed["held"][0]["id"].as_str().unwrap().to_string();
+    let send_id = listed["held"][0]["send_id"].as_str().unwrap().to_string();
     assert_eq!(listed["held"][0]["needs_confirm"], true, "{listed}");
-    alice.ok(&["held", "circle", "--send", &id]);
+    // The bare id does not say who the answer was for: refused, nothing sent.
+    let bare = alice.run(&["held", "circle", "--send", &id]);
+    assert!(!bare.status.success());
+    assert!(eve_reads(&eve).is_empty());
+    alice.ok(&["held", "circle", "--send", &send_id]);
     assert!(
         alice
             .ok(&["held", "circle"])

@@ -203,6 +203,12 @@ pub enum ClientError {
     /// up or has expired. Nothing was sent; the person needs a new invite.
     #[error("{0}")]
     InviteUnusable(InviteUnusable),
+    /// The group changed between showing the user who a held message would now reach and
+    /// their answer ([`crate::ClientCore::send_held_anyway`]): ask again, with who is there now.
+    #[error(
+        "the group changed since you were asked: look at who would read it now, then answer again"
+    )]
+    ChangedSinceAsked,
 }
 
 /// What failed a check ([`ClientError::Verification`]).
@@ -362,6 +368,7 @@ impl ClientError {
             ClientError::IncompatibleServer { .. } => "incompatible_server",
             ClientError::SyncStalled { .. } => "sync_stalled",
             ClientError::InviteUnusable(why) => why.code(),
+            ClientError::ChangedSinceAsked => "changed_since_asked",
         }
     }
 }

@@ -200,6 +200,8 @@ pub enum Event {
         id: crate::HeldId,
         /// Who joined since it was written (empty when this device cannot tell who).
         added: Vec<crate::AddedMember>,
+        /// The epoch `added` was worked out against ([`crate::HeldMessage::epoch`]).
+        epoch: u64,
     },
     /// A membership or moderation change.
     GroupChanged(GroupChange),

@@ -103,9 +103,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             Err(ClientError::Transport(_) | ClientError::Timeout { .. }) => {
                 // Offline, a member still has the log it verified; anyone else has the link.
                 let me = self.device();
-                match self.groups.get(&invite.group).filter(|c| c.is_member(&me)) {
-                    Some(ctx) => checked_preview(&ctx.state, invite, true),
-                    None => Ok(invite.unchecked_preview()),
+                if self
+                    .groups
+                    .get(&invite.group)
+                    .is_some_and(|c| c.is_member(&me))
+                {
+                    self.member_preview(invite).await
+                } else {
+                    Ok(invite.unchecked_preview())
                 }
             }
             r => r,
@@ -199,8 +204,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // server shows a member the log without the invite.
         if self.groups.get(&group).is_some_and(|c| c.is_member(&me)) {
             self.sync_group(group, None).await?;
-            if let Some(ctx) = self.groups.get(&group).filter(|c| c.is_member(&me)) {
-                return checked_preview(&ctx.state, invite, true);
+            if self.groups.get(&group).is_some_and(|c| c.is_member(&me)) {
+                return self.member_preview(invite).await;
             }
         }
         let log = self.fetch_invited_log(invite).await.map_err(|e| {
@@ -219,6 +224,24 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return Err(ClientError::InviteUnusable(problem.into()));
         }
         checked_preview(&log.state, invite, false)
+    }
+
+    /// The preview of `invite` for a member of its group, from the log this device verified:
+    /// the link's inviter must be the author of the invite op there too.
+    async fn member_preview(&self, invite: &Invite) -> Result<InvitePreview, ClientError> {
+        let ops: Vec<SignedOp> = self
+            .db
+            .scan::<SignedOp>(T_OPS, invite.group.as_bytes(), usize::MAX)
+            .await?
+            .into_iter()
+            .map(|(_, op)| op)
+            .collect();
+        check_invite_author(&ops, invite)?;
+        let ctx = self
+            .groups
+            .get(&invite.group)
+            .ok_or(ClientError::UnknownGroup)?;
+        checked_preview(&ctx.state, invite, true)
     }
 
     /// Fetches the group's log with the invite, checks it against the invite, then joins (or
@@ -453,18 +476,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 "the server showed a different group than the invite names".into(),
             ));
         }
-        // The link's `inviter` is not signed: whoever passes the link on could name any
-        // facilitator. The log's signed invite op says who made it; the two must agree.
-        let id = invite.id();
-        let made_by = ops_held.iter().find_map(|op| {
-            let op = op.parse_unverified().ok()?;
-            matches!(op.body, OpBody::Invite { invite, .. } if invite == id).then_some(op.author)
-        });
-        if made_by.is_some_and(|author| author != invite.inviter) {
-            return Err(ClientError::BadInvite(
-                "the invite names another facilitator than the one who made it".into(),
-            ));
-        }
+        check_invite_author(&ops_held, invite)?;
         if !state
             .member_of_device(&invite.inviter)
             .is_some_and(|(_, m)| m.role.is_moderator())
@@ -558,6 +570,24 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             looks_like,
         }));
         true
+    }
+}
+
+/// The link's `inviter` is not signed: whoever passes the link on could name any facilitator.
+/// The log's signed invite op says who made it; the two must agree, and a log without that
+/// invite is no log to join or ask to join (nothing is sent to its facilitators).
+fn check_invite_author(ops: &[SignedOp], invite: &Invite) -> Result<(), ClientError> {
+    let id = invite.id();
+    let made_by = ops.iter().find_map(|op| {
+        let op = op.parse_unverified().ok()?;
+        matches!(op.body, OpBody::Invite { invite, .. } if invite == id).then_some(op.author)
+    });
+    match made_by {
+        None => Err(ClientError::InviteUnusable(InviteUnusable::Unknown)),
+        Some(author) if author != invite.inviter => Err(ClientError::BadInvite(
+            "the invite names another facilitator than the one who made it".into(),
+        )),
+        Some(_) => Ok(()),
     }
 }
 

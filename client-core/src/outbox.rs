@@ -259,10 +259,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Who joined `group` after `entry` was written, if anyone did and it is a text: then it
-    /// is not sent without the user's word. Compared by user (a member's new device is still
-    /// them) between the member set of the epoch it was written in and the current one, both
-    /// from the verified log; this device's own user is never counted. `Some(vec![])` when the
-    /// epoch it was written in is not in the log this device holds (it cannot tell who).
+    /// is not sent without the user's word. Compared by device between the member set of the
+    /// epoch it was written in and the current one, both from the verified log: a new person,
+    /// or someone who was there with a device that was not (removed and added back with other
+    /// keys), since either would read it; this device's own user is never counted. A message
+    /// held by an earlier version, which did not record its epoch, counts as written before
+    /// anyone joined (asked about rather than sent). `Some(vec![])` when the epoch it was
+    /// written in is not in the log this device holds (it cannot tell who).
     pub(crate) fn added_since(
         &self,
         group: GroupId,
@@ -273,7 +276,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // the agreement): never held back for this.
             return None;
         }
-        let written = entry.epoch?;
+        let written = entry.epoch.unwrap_or(0);
         let ctx = self.groups.get(&group)?;
         if ctx.state.epoch().0 <= written {
             return None;
@@ -282,23 +285,28 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .epochs
             .iter()
             .find(|(epoch, _)| epoch.epoch.0 == written)
-            .map(|(_, devices)| {
-                devices
-                    .values()
-                    .map(|(user, _)| *user)
-                    .collect::<BTreeSet<_>>()
-            })
+            .map(|(_, devices)| devices)
         else {
             return Some(Vec::new());
         };
+        let users: BTreeSet<_> = then.values().map(|(user, _)| *user).collect();
         let added: Vec<AddedMember> = ctx
             .state
             .members()
             .iter()
-            .filter(|(user, _)| **user != self.profile.user && !then.contains(*user))
-            .map(|(user, member)| AddedMember {
-                user: *user,
-                display_name: member.entry.display_name.clone(),
+            .filter(|(user, _)| **user != self.profile.user)
+            .filter_map(|(user, member)| {
+                let new_person = !users.contains(user);
+                let new_device = member
+                    .entry
+                    .devices
+                    .iter()
+                    .any(|d| !then.contains_key(&d.device));
+                (new_person || new_device).then(|| AddedMember {
+                    user: *user,
+                    display_name: member.entry.display_name.clone(),
+                    new_device: !new_person,
+                })
             })
             .collect();
         (!added.is_empty()).then_some(added)
@@ -314,6 +322,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// [`ClientError::Store`] if the store cannot be read.
     pub async fn held(&self, group: GroupId) -> Result<Vec<HeldMessage>, ClientError> {
         let mut list = Vec::new();
+        let current = self.groups.get(&group).map_or(0, |c| c.state.epoch().0);
         let mut sealed = self
             .db
             .scan::<OutboxEntry>(T_OUTBOX, group.as_bytes(), usize::MAX)
@@ -329,6 +338,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     needs_confirm: false,
                     added: Vec::new(),
                     behind_earlier: false,
+                    epoch: current,
                 });
             }
         }
@@ -351,6 +361,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 needs_confirm: added.is_some(),
                 added: added.clone().unwrap_or_default(),
                 behind_earlier: blocked,
+                epoch: current,
             });
             blocked |= added.is_some();
         }
@@ -392,17 +403,30 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         group: GroupId,
         id: HeldId,
+        seen_epoch: u64,
     ) -> Result<(), ClientError> {
-        let r = self.confirm_held(group, id).await;
+        let r = self.confirm_held(group, id, seen_epoch).await;
         if r.is_ok() {
             self.process_held().await;
         }
         self.end_step(r).await
     }
 
-    async fn confirm_held(&mut self, group: GroupId, id: HeldId) -> Result<(), ClientError> {
+    async fn confirm_held(
+        &mut self,
+        group: GroupId,
+        id: HeldId,
+        seen_epoch: u64,
+    ) -> Result<(), ClientError> {
         let epoch = self.member_ctx(group).await?.state.epoch().0;
         let (key, mut entry) = self.find_held(group, id).await?;
+        if self.added_since(group, &entry).is_none() {
+            // Nobody joined since it was written: it goes as it is.
+            return Ok(());
+        }
+        if epoch != seen_epoch {
+            return Err(ClientError::ChangedSinceAsked);
+        }
         entry.epoch = Some(epoch);
         entry.asked_in = None;
         self.db.put(T_HELD, &key, &entry)?;
@@ -458,6 +482,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             group,
             id: HeldId(entry.id),
             added,
+            epoch: now.unwrap_or(0),
         });
         self.held_changed(group);
         Ok(())
@@ -706,6 +731,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                             group,
                             id: HeldId(entry.id),
                             added,
+                            epoch: entry.asked_in.unwrap_or(0),
                         });
                     }
                 }

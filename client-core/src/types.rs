@@ -211,6 +211,9 @@ pub struct AddedMember {
     pub user: UserId,
     /// Their pseudonym (text they chose: show it as text).
     pub display_name: String,
+    /// Not a new person: someone who was there, now with a device that was not (removed and
+    /// added back with other keys, say), which would read the message too.
+    pub new_device: bool,
 }
 
 /// A message of this device's user that is not sent yet ([`crate::ClientCore::held`]): written
@@ -238,6 +241,10 @@ pub struct HeldMessage {
     /// It waits behind an earlier message of the group that waits for the user (messages go
     /// in the order they were written).
     pub behind_earlier: bool,
+    /// The group's epoch [`Self::added`] was worked out against: give it back to
+    /// [`crate::ClientCore::send_held_anyway`], which refuses if the group changed since, so
+    /// that the user agrees to exactly the people they were shown.
+    pub epoch: u64,
 }
 
 impl std::fmt::Debug for HeldMessage {

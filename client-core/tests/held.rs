@@ -114,9 +114,10 @@ fn sent_anyway_it_goes_in_the_current_epoch_to_everyone_now_there() {
     device.send(group, "before Eve").unwrap_err();
     device.member_adds(group, &bob, Member::new(5, "Eve").entry());
     come_back(&mut device);
-    let id = held(&device, group)[0].id;
+    let shown = &held(&device, group)[0];
+    let id = shown.id;
 
-    block_on(device.core.send_held_anyway(group, id)).unwrap();
+    block_on(device.core.send_held_anyway(group, id, shown.epoch)).unwrap();
     device.drive();
     assert_eq!(sent(&device), ["before Eve"]);
     let posted = device.posted();
@@ -166,8 +167,8 @@ fn a_message_waiting_for_the_user_keeps_later_ones_behind_it() {
     device.send(group, "three").unwrap_err();
     assert_eq!(device.posted().len(), 0, "nothing goes before the first");
 
-    let first = held(&device, group)[0].id;
-    block_on(device.core.send_held_anyway(group, first)).unwrap();
+    let first = &held(&device, group)[0];
+    block_on(device.core.send_held_anyway(group, first.id, first.epoch)).unwrap();
     device.drive();
     assert_eq!(sent(&device), ["one", "two", "three"]);
     let seqs: Vec<u64> = device.events_as(|e| match e {
@@ -278,9 +279,10 @@ fn a_held_message_that_meets_a_failed_reconnect_stops_the_rest_which_keep_their_
 }
 
 // A store of an earlier version kept the bare content, without the epoch it was written in:
-// it is still listed, and goes as it always went.
+// it is still listed, and counts as written before anyone joined, so the user is asked (who
+// joined since cannot be told: a server could have kept the device offline across the update).
 #[test]
-fn a_message_held_by_an_earlier_version_is_listed_and_sent() {
+fn a_message_held_by_an_earlier_version_is_listed_and_asked_about() {
     use confide_client_core::{Batch, ClientStore};
     let (device, group, _, _) = group(false);
     let content = support::text("from an older version", device.now());
@@ -301,8 +303,75 @@ fn a_message_held_by_an_earlier_version_is_listed_and_sent() {
     let listed = held(&device, group);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].text, "from an older version");
-    assert!(!listed[0].needs_confirm);
+    assert!(listed[0].needs_confirm);
+    assert_eq!(
+        listed[0].added.len(),
+        1,
+        "Bob, who came after the group began"
+    );
     come_back(&mut device);
+    assert_eq!(sent(&device), Vec::<String>::new());
+    let shown = &held(&device, group)[0];
+    block_on(device.core.send_held_anyway(group, shown.id, shown.epoch)).unwrap();
+    device.drive();
     assert_eq!(sent(&device), ["from an older version"]);
     assert!(held(&device, group).is_empty());
+}
+
+// The user agrees to the people they were shown: someone added after that is not included.
+#[test]
+fn sending_anyway_covers_only_who_was_shown_and_is_refused_once_more_joined() {
+    let (mut device, group, bob, _) = group(false);
+    go_offline(&mut device);
+    device.send(group, "before Eve").unwrap_err();
+    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
+    come_back(&mut device);
+    let shown = held(&device, group)[0].clone();
+    assert_eq!(shown.added.len(), 1);
+
+    // Mallory is added, and this device sees it, before the user answers.
+    let mallory = Member::new(6, "Mallory");
+    device.member_adds(group, &bob, mallory.entry());
+    block_on(device.core.sync()).unwrap();
+    device.drive();
+    assert!(device.state(group).member(&mallory.user).is_some());
+    let e = block_on(device.core.send_held_anyway(group, shown.id, shown.epoch)).unwrap_err();
+    assert_eq!(e.code(), "changed_since_asked");
+    device.drive();
+    assert_eq!(device.posted().len(), 0, "nothing sealed for Mallory");
+
+    let now = held(&device, group)[0].clone();
+    let names: Vec<&str> = now.added.iter().map(|a| a.display_name.as_str()).collect();
+    assert_eq!(names, ["Eve", "Mallory"]);
+    block_on(device.core.send_held_anyway(group, now.id, now.epoch)).unwrap();
+    device.drive();
+    assert_eq!(sent(&device), ["before Eve"]);
+}
+
+// Someone who was there, removed and added back with another device, would read it on that
+// device: asked about too.
+#[test]
+fn a_member_back_on_a_new_device_is_asked_about() {
+    let (mut device, group, bob, carol) = group(true);
+    go_offline(&mut device);
+    device.send(group, "for the three of us").unwrap_err();
+    device.member_op(
+        group,
+        &bob,
+        OpBody::Remove {
+            user: carol.user,
+            ban: false,
+        },
+    );
+    let mut carol_again = Member::new(7, "Carol");
+    carol_again.user = carol.user;
+    device.member_adds(group, &bob, carol_again.entry());
+    come_back(&mut device);
+
+    assert_eq!(device.posted().len(), 0);
+    let listed = held(&device, group);
+    assert!(listed[0].needs_confirm);
+    assert_eq!(listed[0].added.len(), 1);
+    assert_eq!(listed[0].added[0].user, carol.user);
+    assert!(listed[0].added[0].new_device);
 }

@@ -216,7 +216,7 @@ fn posts_are_held_while_members_use_an_epoch_the_log_has_not_reached() {
     let waiting = block_on(device.core.held(group)).unwrap();
     assert!(waiting.iter().all(|m| m.needs_confirm), "{waiting:?}");
     for m in &waiting {
-        block_on(device.core.send_held_anyway(group, m.id)).unwrap();
+        block_on(device.core.send_held_anyway(group, m.id, m.epoch)).unwrap();
     }
     device.drive();
     let new_epoch = device.state(group).epoch();

@@ -293,6 +293,7 @@ pub(crate) enum ModerationCommand {
     SendHeldAnyway {
         group: GroupId,
         id: HeldId,
+        epoch: u64,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     DiscardHeld {
@@ -463,8 +464,13 @@ async fn moderate(core: &mut Core, cmd: ModerationCommand) {
         M::Held { group, reply } => {
             let _ = reply.send(core.held(group).await);
         }
-        M::SendHeldAnyway { group, id, reply } => {
-            let _ = reply.send(core.send_held_anyway(group, id).await);
+        M::SendHeldAnyway {
+            group,
+            id,
+            epoch,
+            reply,
+        } => {
+            let _ = reply.send(core.send_held_anyway(group, id, epoch).await);
         }
         M::DiscardHeld { group, id, reply } => {
             let _ = reply.send(core.discard_held(group, id).await);

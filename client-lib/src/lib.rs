@@ -1057,10 +1057,21 @@ impl Client {
     /// [`ClientError::NotFound`] if no held message of the group has that id (sent or
     /// discarded meanwhile); [`ClientError::UnknownGroup`], [`ClientError::NotMember`] or
     /// [`ClientError::Removed`] as for [`Self::op`]; [`ClientError::Store`] if the change cannot
-    /// be stored.
-    pub async fn send_held_anyway(&self, group: GroupId, id: HeldId) -> Result<(), ClientError> {
-        self.moderation(|reply| ModerationCommand::SendHeldAnyway { group, id, reply })
-            .await
+    /// be stored; [`ClientError::ChangedSinceAsked`] if the group changed since `epoch`
+    /// ([`HeldMessage::epoch`], what the user was shown): show who is there now and ask again.
+    pub async fn send_held_anyway(
+        &self,
+        group: GroupId,
+        id: HeldId,
+        epoch: u64,
+    ) -> Result<(), ClientError> {
+        self.moderation(|reply| ModerationCommand::SendHeldAnyway {
+            group,
+            id,
+            epoch,
+            reply,
+        })
+        .await
     }
 
     /// Discards a held message: it is never sent. The group's later held messages then go.

@@ -749,7 +749,7 @@ forward!(
 forward!(
     /// Sends a held message that waits because people joined the group after it was written
     /// (`heldNeedsConfirm`): everyone in the group now reads it.
-    "sendHeldAnyway", send_held_anyway(dto::HeldParams) -> ()
+    "sendHeldAnyway", send_held_anyway(dto::SendHeldParams) -> ()
 );
 forward!(
     /// Discards a held message: it is never sent.

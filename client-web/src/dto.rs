@@ -1276,6 +1276,9 @@ pub enum CoreEvent {
         id: String,
         /// Who joined since it was written (empty: the group changed, who is not known).
         added: Vec<AddedMember>,
+        /// The epoch `added` was worked out against: what `sendHeldAnyway` takes back.
+        #[serde(serialize_with = "js_number::serialize")]
+        epoch: u64,
     },
 }
 
@@ -1389,10 +1392,16 @@ impl CoreEvent {
             E::HeldChanged { group } => CoreEvent::HeldChanged {
                 group: group.to_string(),
             },
-            E::HeldNeedsConfirm { group, id, added } => CoreEvent::HeldNeedsConfirm {
+            E::HeldNeedsConfirm {
+                group,
+                id,
+                added,
+                epoch,
+            } => CoreEvent::HeldNeedsConfirm {
                 group: group.to_string(),
                 id: id.to_hex(),
                 added: added.into_iter().map(AddedMember::from).collect(),
+                epoch,
             },
             _ => return None,
         })
@@ -1903,6 +1912,21 @@ pub struct HeldParams {
     pub id: String,
 }
 
+/// Parameters of `sendHeldAnyway`: a held message of a group, and the `epoch` of the
+/// `HeldMessage` the person answered (who they were shown). Refused with
+/// `changed_since_asked` if the group changed since.
+#[derive(Clone, Debug, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct SendHeldParams {
+    /// The group.
+    pub group: String,
+    /// The message (`HeldMessage.id`).
+    pub id: String,
+    /// `HeldMessage.epoch` as shown.
+    #[serde(serialize_with = "js_number::serialize")]
+    pub epoch: u64,
+}
+
 /// Someone who joined a group after a held message was written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
 #[serde(rename_all = "camelCase")]
@@ -1911,6 +1935,8 @@ pub struct AddedMember {
     pub user: String,
     /// Their pseudonym (their own text: show it as text).
     pub display_name: String,
+    /// Someone who was there, now with a device that was not (it would read the message too).
+    pub new_device: bool,
 }
 
 impl From<core::AddedMember> for AddedMember {
@@ -1918,6 +1944,7 @@ impl From<core::AddedMember> for AddedMember {
         AddedMember {
             user: a.user.to_string(),
             display_name: a.display_name,
+            new_device: a.new_device,
         }
     }
 }
@@ -1942,6 +1969,9 @@ pub struct HeldMessage {
     pub added: Vec<AddedMember>,
     /// It waits behind an earlier message that waits for the user.
     pub behind_earlier: bool,
+    /// The group's epoch `added` was worked out against: give it to `sendHeldAnyway`.
+    #[serde(serialize_with = "js_number::serialize")]
+    pub epoch: u64,
 }
 
 impl From<core::HeldMessage> for HeldMessage {
@@ -1954,6 +1984,7 @@ impl From<core::HeldMessage> for HeldMessage {
             needs_confirm: m.needs_confirm,
             added: m.added.into_iter().map(AddedMember::from).collect(),
             behind_earlier: m.behind_earlier,
+            epoch: m.epoch,
         }
     }
 }

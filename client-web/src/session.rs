@@ -604,9 +604,13 @@ where
     }
 
     /// Sends a held message that waits because people joined since it was written.
-    pub async fn send_held_anyway(&self, p: dto::HeldParams) -> Result<(), ApiError> {
-        let (group, id) = held_params(&p)?;
-        self.run(move |core| Box::pin(core.send_held_anyway(group, id)))
+    pub async fn send_held_anyway(&self, p: dto::SendHeldParams) -> Result<(), ApiError> {
+        let (group, id) = held_params(&dto::HeldParams {
+            group: p.group,
+            id: p.id,
+        })?;
+        let epoch = p.epoch;
+        self.run(move |core| Box::pin(core.send_held_anyway(group, id, epoch)))
             .await
     }
 

@@ -1083,7 +1083,12 @@ impl App {
                     ),
                 );
             }
-            Event::HeldNeedsConfirm { group, id, added } => {
+            Event::HeldNeedsConfirm {
+                group,
+                id,
+                added,
+                epoch,
+            } => {
                 let label = self.label(group);
                 let who = match added.len() {
                     0 => "the group changed".to_string(),
@@ -1099,7 +1104,7 @@ impl App {
                 self.notice(
                     Level::Warning,
                     format!(
-                        "A message you wrote to {label} is not sent: {who} after you wrote it. It waits for you: `confide held {label} --send {}` sends it to everyone now, `--discard {}` drops it.",
+                        "A message you wrote to {label} is not sent: {who} after you wrote it. It waits for you: `confide held {label} --send {}@{epoch}` sends it to everyone now, `--discard {}` drops it.",
                         id.to_hex(),
                         id.to_hex()
                     ),

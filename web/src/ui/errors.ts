@@ -35,6 +35,7 @@ const REASONS: ReadonlyMap<string, string> = new Map(
     invite_revoked: 'a facilitator withdrew this invite',
     invite_expired: 'this invite has expired',
     invite_used_up: 'this invite has been used as many times as it allows',
+    changed_since_asked: 'the group changed since you were asked: look at who would read it now, then answer again',
     invite_unknown: 'the group does not know this invite: the link may be incomplete or for another server',
     banned: 'you are banned from this group',
     muted: 'you are muted in this group for now',

@@ -70,15 +70,16 @@ export function roleWord(role: string | undefined): string {
 
 /**
  * Why a message the person wrote is not sent by itself, and what they can do: "Eve joined after
- * you wrote this. Send it to everyone now, or discard it?" `names` are of those who joined since
- * (empty: this device cannot tell who, only that the group changed).
+ * you wrote this. Send it to everyone now, or discard it?" Everyone who would read it now and
+ * could not then is named, each of them (a consent to "3 others" is no consent): a new person,
+ * or someone with a new device. Empty: this device cannot tell who, so it can only be discarded.
  */
-export function joinedSince(names: readonly string[]): string {
-  const ask = 'Send it to everyone now, or discard it?';
-  if (names.length === 0) return `The group changed after you wrote this. ${ask}`;
-  let who: string;
-  if (names.length === 1) who = names[0] ?? '';
-  else if (names.length <= 3) who = `${names.slice(0, -1).join(', ')} and ${names.at(-1) ?? ''}`;
-  else who = `${names.slice(0, 2).join(', ')} and ${names.length - 2} others`;
-  return `${who} joined after you wrote this. ${ask}`;
+export function joinedSince(added: readonly { displayName: string; newDevice: boolean }[]): string {
+  if (added.length === 0) {
+    return "The group changed after you wrote this, and this device can't tell who would read it now. Discard it, and write it again if you still want to.";
+  }
+  const names = added.map((a) => (a.newDevice ? `${a.displayName} (on a new device)` : a.displayName));
+  const who = names.length === 1 ? (names[0] ?? '') : `${names.slice(0, -1).join(', ')} and ${names.at(-1) ?? ''}`;
+  const verb = added.every((a) => a.newDevice) ? 'came in' : 'joined';
+  return `${who} ${verb} after you wrote this. Send it to everyone now, or discard it?`;
 }

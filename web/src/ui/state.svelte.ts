@@ -333,9 +333,13 @@ export class AppState {
   }
 
   /** Sends a message that waits because people joined after it was written. */
-  async sendHeldAnyway(group: string, id: string): Promise<void> {
-    await this.confide.sendHeldAnyway({ group, id });
-    await this.refreshHeld(group);
+  async sendHeldAnyway(group: string, id: string, epoch: number): Promise<void> {
+    try {
+      await this.confide.sendHeldAnyway({ group, id, epoch });
+    } finally {
+      // Refused because the group changed since: the list now names who is there.
+      await this.refreshHeld(group);
+    }
   }
 
   /** Discards a message that waits: it is never sent. */

@@ -298,7 +298,7 @@ impl ConfideCore {
 }
 
 /// Every method below is one command or read of the running core (see `crate::session`),
-/// rejecting with `{ code: "locked" }` or `{ code: "no_profile" }` while there is none.
+/// rejecting with `{ code: "profile_locked" }` or `{ code: "no_profile" }` while there is none.
 macro_rules! forward {
     ($(#[$doc:meta])* $js:literal, $name:ident($params:ty) -> list $out:ty) => {
         #[wasm_bindgen]

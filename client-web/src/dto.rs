@@ -123,7 +123,8 @@ impl ApiError {
 
     /// The profile is locked: unlock it with the passphrase first.
     pub fn locked() -> ApiError {
-        ApiError::new("locked", "the profile is locked: unlock it first")
+        // Not `locked`, which is the server's code for a paused group.
+        ApiError::new("profile_locked", "the profile is locked: unlock it first")
     }
 
     /// A parameter was missing or malformed.

@@ -471,7 +471,10 @@ async fn a_profile_in_indexeddb_is_locked_unlocked_with_its_passphrase_and_forgo
     call(&core, "lock", None).await.unwrap();
     assert_eq!(state(&core), "locked");
     let locked = call(&core, "groups", None).await.unwrap_err();
-    assert_eq!(field(&locked, "code").as_string().unwrap(), "locked");
+    assert_eq!(
+        field(&locked, "code").as_string().unwrap(),
+        "profile_locked"
+    );
     let (again, _) = passphrase_params("correct horse battery staple");
     call(&core, "unlock", Some(&again)).await.unwrap();
     assert_eq!(state(&core), "unlocked");

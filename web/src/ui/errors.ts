@@ -39,9 +39,9 @@ const REASONS: ReadonlyMap<string, string> = new Map(
     invite_unknown: 'the group does not know this invite: the link may be incomplete or for another server',
     banned: 'you are banned from this group',
     muted: 'you are muted in this group for now',
-    // Also client-web's "the profile is locked"; the app only calls the core once it is unlocked,
-    // so the group's meaning is the one people meet.
     locked: 'the group is paused or outside its open hours',
+    // client-web's own: the profile was locked (in another tab, or by the idle lock).
+    profile_locked: 'your profile is locked: unlock it, then try again',
     slow_mode: 'slow mode is on: wait a moment before sending again',
     agreement_required: "you need to accept the group's agreement first",
     stale_epoch: "the group's membership changed meanwhile: try again",

@@ -269,11 +269,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let secret = invite.secret();
         let invite_sig = secret.sign_join(&group, &self.profile.user, &self.device());
         // Whether a facilitator must approve is the signed log's to say, not the link's (which
-        // anyone passing it on can edit); the link's only for an invite the log does not hold
-        // (the server then refuses the join).
+        // anyone passing it on can edit); `fetch_invited_log` refused a log without the invite.
         let requires_approval = state
             .invite(&invite.id())
-            .map_or(invite.requires_approval, |i| i.requires_approval);
+            .ok_or(ClientError::InviteUnusable(InviteUnusable::Unknown))?
+            .requires_approval;
         if requires_approval {
             let request = JoinRequestPayload {
                 invite: invite.id(),

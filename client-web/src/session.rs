@@ -605,10 +605,7 @@ where
 
     /// Sends a held message that waits because people joined since it was written.
     pub async fn send_held_anyway(&self, p: dto::SendHeldParams) -> Result<(), ApiError> {
-        let (group, id) = held_params(&dto::HeldParams {
-            group: p.group,
-            id: p.id,
-        })?;
+        let (group, id) = held_params(&p.group, &p.id)?;
         let epoch = p.epoch;
         self.run(move |core| Box::pin(core.send_held_anyway(group, id, epoch)))
             .await
@@ -616,7 +613,7 @@ where
 
     /// Discards a held message: it is never sent.
     pub async fn discard_held(&self, p: dto::HeldParams) -> Result<(), ApiError> {
-        let (group, id) = held_params(&p)?;
+        let (group, id) = held_params(&p.group, &p.id)?;
         self.run(move |core| Box::pin(core.discard_held(group, id)))
             .await
     }
@@ -691,9 +688,9 @@ fn group_user(p: &dto::GroupUserParams) -> Result<(GroupId, UserId), ApiError> {
 }
 
 /// The group and held message `p` names.
-fn held_params(p: &dto::HeldParams) -> Result<(GroupId, confide_client_core::HeldId), ApiError> {
-    let group: GroupId = parse_id(&p.group, "group")?;
-    let id = confide_client_core::HeldId::from_hex(&p.id)
-        .ok_or_else(|| ApiError::invalid(format!("id is not a held message's id: {:?}", p.id)))?;
+fn held_params(group: &str, id: &str) -> Result<(GroupId, confide_client_core::HeldId), ApiError> {
+    let group: GroupId = parse_id(group, "group")?;
+    let id = confide_client_core::HeldId::from_hex(id)
+        .ok_or_else(|| ApiError::invalid(format!("id is not a held message's id: {id:?}")))?;
     Ok((group, id))
 }

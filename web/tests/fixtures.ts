@@ -63,25 +63,29 @@ export function spkiPin(pem: string | Buffer): string {
   return createHash('sha256').update(spki).digest('base64');
 }
 
-async function startServer(): Promise<{ server: Server; stop: () => Promise<void> }> {
+/** The built app the server serves (`CONFIDE_WEB_DIR`, by default target/web). */
+export const WEB_DIR = process.env.CONFIDE_WEB_DIR ?? join(TARGET, 'web');
+
+/** One run of the server binary: the port it bound, and how to stop it (and wait). */
+export interface Run {
+  port: string;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Runs the debug confide-server (`CONFIDE_SERVER_BIN`) with `args` until it says it listens;
+ * what it prints goes into `output`. Every test server is started through here.
+ */
+export async function runServer(args: string[], output: string[]): Promise<Run> {
   const bin = process.env.CONFIDE_SERVER_BIN ?? join(TARGET, 'debug', 'confide-server');
   if (!existsSync(bin)) {
     throw new Error(`${bin} is missing: build it with \`cargo build -p confide-server\` (cargo xtask test does)`);
   }
-  const webDir = process.env.CONFIDE_WEB_DIR ?? join(TARGET, 'web');
-  if (!existsSync(join(webDir, 'asset-manifest.json'))) {
-    throw new Error(`${webDir} holds no built app: run \`cargo xtask web\``);
-  }
-  const dataDir = mkdtempSync(join(tmpdir(), 'confide-web-test-'));
-  const args = ['--dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--web-dir', webDir];
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
   const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-
   const port = await new Promise<string>((done, fail) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.on('line', (line) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
       output.push(line);
       const address = LISTENING.exec(line)?.[1];
       if (address !== undefined) done(address.slice(address.lastIndexOf(':') + 1));
@@ -90,18 +94,42 @@ async function startServer(): Promise<{ server: Server; stop: () => Promise<void
       fail(new Error(`${bin} ${args.join(' ')} exited (${code}) before listening:\n${output.join('\n')}`)),
     );
   });
+  return {
+    port,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/**
+ * A confide-server with `--dev` on a free loopback port and a fresh data directory, plus
+ * `args`; stopping it deletes the directory.
+ */
+export async function startServer(args: string[]): Promise<{ server: Server; port: string; stop: () => Promise<void> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'confide-web-test-'));
+  const output: string[] = [];
+  const run = await runServer(['--dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...args], output);
   const server: Server = {
-    origin: `https://localhost:${port}`,
+    origin: `https://localhost:${run.port}`,
     spki: spkiPin(readFileSync(join(dataDir, 'dev-cert.pem'))),
     dataDir,
     output,
   };
   const stop = async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
+    await run.stop();
     rmSync(dataDir, { recursive: true, force: true });
   };
-  return { server, stop };
+  return { server, port: run.port, stop };
+}
+
+/** The fixtures' server: {@link startServer} serving the built app. */
+async function startAppServer(): Promise<{ server: Server; stop: () => Promise<void> }> {
+  if (!existsSync(join(WEB_DIR, 'asset-manifest.json'))) {
+    throw new Error(`${WEB_DIR} holds no built app: run \`cargo xtask web\``);
+  }
+  return startServer(['--web-dir', WEB_DIR]);
 }
 
 /** Worker-scoped fixtures: one server and one browser per Playwright worker. */
@@ -118,7 +146,7 @@ interface TestFixtures {
 export const test = base.extend<TestFixtures, WorkerFixtures>({
   server: [
     async ({}, use) => {
-      const { server, stop } = await startServer();
+      const { server, stop } = await startAppServer();
       try {
         await use(server);
       } finally {

@@ -13,10 +13,7 @@ import { join } from 'node:path';
 
 import type { Browser, BrowserContext, Route } from '@playwright/test';
 
-import { expect, TARGET, test } from './fixtures.ts';
-
-/** The built app the server serves. */
-const WEB_DIR = process.env.CONFIDE_WEB_DIR ?? join(TARGET, 'web');
+import { expect, test, WEB_DIR } from './fixtures.ts';
 
 /**
  * Serves the built file `route` asks for with a custom section added at its end: still a valid

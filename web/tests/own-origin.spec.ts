@@ -6,61 +6,19 @@
 // only ever served files and its `/web-config.json`, and once it is down the installed app still
 // starts on the relay.
 
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-
 import { chromium } from '@playwright/test';
 
-import { CHROMIUM, CHROMIUM_FLAGS, expect, spkiPin, TARGET, test, type Server } from './fixtures.ts';
+import { CHROMIUM, CHROMIUM_FLAGS, expect, startServer, test, WEB_DIR } from './fixtures.ts';
 import { CliPerson } from './helpers/cli.ts';
 import { watchedContext } from './helpers/contexts.ts';
 import { acceptAgreement, joinFromLink, messages, send, unlock } from './helpers/member.ts';
 
-/** What `confide-server` prints once it listens, with the address it bound. */
-const LISTENING = /confide-server listening on wss:\/\/(\S+)/;
-
 const PASSPHRASE = 'violet harbour lantern quietly';
 const AGREEMENT = 'We listen before we answer, and what is said here stays here.';
 
-/** A confide-server of this test: `--dev` with a fresh data directory and `args`. */
-async function startServer(args: string[]): Promise<{ server: Server; port: string; stop: () => Promise<void> }> {
-  const bin = process.env.CONFIDE_SERVER_BIN ?? join(TARGET, 'debug', 'confide-server');
-  if (!existsSync(bin)) throw new Error(`${bin} is missing: build it with \`cargo build -p confide-server\``);
-  const dataDir = mkdtempSync(join(tmpdir(), 'confide-web-origin-'));
-  const all = ['--dev', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...args];
-  const child = spawn(bin, all, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  const port = await new Promise<string>((done, fail) => {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      output.push(line);
-      const address = LISTENING.exec(line)?.[1];
-      if (address !== undefined) done(address.slice(address.lastIndexOf(':') + 1));
-    });
-    void exited.then(() => fail(new Error(`${bin} ${all.join(' ')} exited before listening:\n${output.join('\n')}`)));
-  });
-  const server: Server = {
-    origin: `https://localhost:${port}`,
-    spki: spkiPin(readFileSync(join(dataDir, 'dev-cert.pem'))),
-    dataDir,
-    output,
-  };
-  const stop = async () => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-    rmSync(dataDir, { recursive: true, force: true });
-  };
-  return { server, port, stop };
-}
-
 test('the app served by one server talks to the relay its --web-relay names', async ({ problems }, testInfo) => {
-  const webDir = process.env.CONFIDE_WEB_DIR ?? join(TARGET, 'web');
   const relay = await startServer([]);
-  const app = await startServer(['--web-dir', webDir, '--web-relay', `wss://localhost:${relay.port}/`]);
+  const app = await startServer(['--web-dir', WEB_DIR, '--web-relay', `wss://localhost:${relay.port}/`]);
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     chromiumSandbox: false,

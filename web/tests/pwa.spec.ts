@@ -3,22 +3,19 @@
 // app shell and nothing else, refusing a shell file that does not match the manifest; About's
 // release hash; and an update that is announced and waits for the person to reload.
 
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 
 import type { Page } from '@playwright/test';
 
 import { noticeFor, notificationTag, type NotifyContext } from '../src/pwa/notify.ts';
 import type { CoreEvent } from '../src/sdk/protocol.ts';
 import { checkScreen } from './a11y.ts';
-import { expect, TARGET, test } from './fixtures.ts';
+import { expect, runServer, test, WEB_DIR } from './fixtures.ts';
 
 /** The built app the fixtures' server serves. */
-const WEB_DIR = process.env.CONFIDE_WEB_DIR ?? join(TARGET, 'web');
 
 type Manifest = Record<string, { sha256: string; size: number }>;
 
@@ -81,28 +78,9 @@ async function aboutReleaseHash(page: Page): Promise<string> {
  * data directory, so that the browser (pinned to that certificate) trusts it too.
  */
 async function ownServer(options: { webDir: string; dataDir: string; listen: string }) {
-  const bin = process.env.CONFIDE_SERVER_BIN ?? join(TARGET, 'debug', 'confide-server');
   const args = ['--dev', '--data-dir', options.dataDir, '--listen', options.listen, '--web-dir', options.webDir];
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  const port = await new Promise<string>((done, fail) => {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      output.push(line);
-      const address = /confide-server listening on wss:\/\/(\S+)/.exec(line)?.[1];
-      if (address !== undefined) done(address.slice(address.lastIndexOf(':') + 1));
-    });
-    void exited.then(() => fail(new Error(`${bin} ${args.join(' ')} exited:\n${output.join('\n')}`)));
-  });
-  return {
-    origin: `https://localhost:${port}`,
-    port,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  const run = await runServer(args, []);
+  return { ...run, origin: `https://localhost:${run.port}` };
 }
 
 test('the web manifest is served and installable, its icons load, its colours are the app’s', async ({

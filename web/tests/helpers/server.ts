@@ -3,45 +3,15 @@
 // fixtures' server's development certificate, copied into its own data directory, so the
 // browser (pinned to that certificate) and the CLI (pinned to the same key) trust it as well.
 
-import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 
-import { TARGET, type Server } from '../fixtures.ts';
+import { runServer, WEB_DIR, type Run, type Server } from '../fixtures.ts';
 
-/** What `confide-server` prints once it listens, with the address it bound. */
-const LISTENING = /confide-server listening on wss:\/\/(\S+)/;
-
-/** One run of the server binary: its port, what it printed, and how to stop it. */
-interface Run {
-  port: string;
-  stop: () => Promise<void>;
-}
-
-async function run(dataDir: string, listen: string, output: string[]): Promise<Run> {
-  const bin = process.env.CONFIDE_SERVER_BIN ?? join(TARGET, 'debug', 'confide-server');
-  const webDir = process.env.CONFIDE_WEB_DIR ?? join(TARGET, 'web');
-  const args = ['--dev', '--data-dir', dataDir, '--listen', listen, '--web-dir', webDir];
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  const port = await new Promise<string>((done, fail) => {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      output.push(line);
-      const address = LISTENING.exec(line)?.[1];
-      if (address !== undefined) done(address.slice(address.lastIndexOf(':') + 1));
-    });
-    void exited.then(() => fail(new Error(`${bin} ${args.join(' ')} exited before listening:\n${output.join('\n')}`)));
-  });
-  return {
-    port,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
+/** One run on `listen` over `dataDir`, serving the built app. */
+function run(dataDir: string, listen: string, output: string[]): Promise<Run> {
+  return runServer(['--dev', '--data-dir', dataDir, '--listen', listen, '--web-dir', WEB_DIR], output);
 }
 
 /** A server that can go down and come back, as a {@link Server} for the helpers that take one. */

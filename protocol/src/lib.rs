@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod device_list;
 pub mod display;
 pub mod encoding;
 pub mod envelope;

@@ -1,0 +1,472 @@
+//! Users and their devices (PROTOCOL.md §3.6): the user identity key and the device list it
+//! signs.
+//!
+//! A user holds one to [`MAX_DEVICES_PER_USER`] devices. What ties a device to its user is a
+//! [`DeviceList`] signed by the user's identity key ([`UserIdentity`]) and, for each device, the
+//! device's own consent (`link_sig`). The group log pins the identity key when it admits the
+//! user, so a server cannot add a device to anyone: it can neither sign a list under the user's
+//! identity key nor make a device consent.
+//!
+//! Lists are signed over their exact JSON bytes, like group-log ops, so no canonical JSON is
+//! needed. Each list names the hash of the one it replaces (`prev`) and a version one higher:
+//! two different lists with the same version are a fork only a holder of the identity key can
+//! make.
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use zeroize::Zeroizing;
+
+use crate::encoding::{b64, b64_array};
+use crate::identity::{self, DeviceIdentity, DeviceKeys, Signature};
+use crate::ids::{DeviceId, Timestamp, UserId};
+use crate::primitives::{hash, labelled};
+
+pub use crate::group_log::MAX_DEVICES_PER_USER;
+
+/// Label of the identity key's signature over a device list's bytes.
+pub const LABEL_DEVICE_LIST: &str = "confide/v1/device-list";
+/// Label of a device's signature consenting to its place in a user's list.
+pub const LABEL_DEVICE_LINK: &str = "confide/v1/device-link";
+/// Label of a device list's hash.
+pub const LABEL_DEVICE_LIST_HASH: &str = "confide/v1/device-list-hash";
+/// Largest device list, in bytes of JSON (eight devices take about 2.6 KiB).
+pub const MAX_DEVICE_LIST_BYTES: usize = 8192;
+/// The list format version, `v`.
+pub const DEVICE_LIST_FORMAT: u8 = 1;
+
+/// A user identity public key (Ed25519, 32 bytes, base64 on the wire).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IdentityKey(#[serde(with = "b64_array")] pub [u8; 32]);
+
+impl IdentityKey {
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The key as the id type [`identity::verify`] takes (the same 32-byte Ed25519 encoding).
+    fn as_verifier(&self) -> DeviceId {
+        DeviceId(self.0)
+    }
+}
+
+impl fmt::Debug for IdentityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdentityKey({}…)", hex::encode(&self.0[..8]))
+    }
+}
+
+/// The hash of a device list's bytes, `SHA-256("confide/v1/device-list-hash" || 0x00 || list)`;
+/// what the next list names as `prev`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceListHash(#[serde(with = "b64_array")] pub [u8; 32]);
+
+impl DeviceListHash {
+    /// The `prev` of a version-1 list: 32 zero bytes.
+    pub const ZERO: DeviceListHash = DeviceListHash([0; 32]);
+}
+
+impl fmt::Debug for DeviceListHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceListHash({}…)", hex::encode(&self.0[..8]))
+    }
+}
+
+/// The user identity key's secret half. Held by every device of the user (it travels sealed in
+/// the link bundle), so that any of them can link or unlink another. Zeroized on drop; never
+/// `Debug`-printed beyond its public key.
+pub struct UserIdentity {
+    signing: SigningKey,
+}
+
+impl fmt::Debug for UserIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserIdentity")
+            .field("public", &self.public())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserIdentity {
+    /// A fresh identity from the caller's cryptographic randomness.
+    pub fn generate(rng: &mut impl rand_core::CryptoRng) -> Self {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(secret.as_mut());
+        Self::from_secret_bytes(&secret)
+    }
+
+    /// Rebuilds the identity from its 32-byte secret (RFC 8032 seed).
+    pub fn from_secret_bytes(secret: &[u8; 32]) -> Self {
+        UserIdentity {
+            signing: SigningKey::from_bytes(secret),
+        }
+    }
+
+    /// The secret, for the encrypted store and the sealed link bundle only. Never log it.
+    pub fn to_secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
+    /// The public key that lists are verified under.
+    pub fn public(&self) -> IdentityKey {
+        IdentityKey(self.signing.verifying_key().to_bytes())
+    }
+
+    /// Signs `list`: serializes it once and signs those exact bytes.
+    pub fn sign_list(&self, list: &DeviceList) -> Result<SignedDeviceList, ListError> {
+        let bytes = serde_json::to_vec(list).map_err(|e| ListError::Malformed(e.to_string()))?;
+        if bytes.len() > MAX_DEVICE_LIST_BYTES {
+            return Err(ListError::TooLarge(bytes.len()));
+        }
+        let message = labelled(LABEL_DEVICE_LIST, &[&bytes]);
+        let sig = Signature(self.signing.sign(&message).to_bytes());
+        Ok(SignedDeviceList { list: bytes, sig })
+    }
+}
+
+/// One device in a [`DeviceList`]: its keys and its consent to belong to the list's user under
+/// the list's identity key.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedDevice {
+    /// The device's public keys.
+    pub keys: DeviceKeys,
+    /// The device's signature over `"confide/v1/device-link" || 0x00 || user || identity`.
+    pub link_sig: Signature,
+}
+
+impl ListedDevice {
+    /// Lists `device` for `user` under `identity`, signing its consent.
+    pub fn new(device: &DeviceIdentity, user: &UserId, identity: &IdentityKey) -> Self {
+        ListedDevice {
+            keys: device.public_keys(),
+            link_sig: device.sign(LABEL_DEVICE_LINK, &[user.as_bytes(), identity.as_bytes()]),
+        }
+    }
+}
+
+/// A user's device list (PROTOCOL.md §3.6), as signed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceList {
+    /// Format version, [`DEVICE_LIST_FORMAT`].
+    pub v: u8,
+    /// The user.
+    pub user: UserId,
+    /// The user identity key that signs the list.
+    pub identity: IdentityKey,
+    /// 1 for the user's first list, then +1 for each list that replaces one.
+    pub version: u64,
+    /// The hash of the list this one replaces; [`DeviceListHash::ZERO`] for version 1.
+    pub prev: DeviceListHash,
+    /// The signer's clock; shown, not checked.
+    pub at: Timestamp,
+    /// The devices, 1 to [`MAX_DEVICES_PER_USER`], distinct.
+    pub devices: Vec<ListedDevice>,
+}
+
+impl DeviceList {
+    /// The first list of a new user: version 1 with one device.
+    pub fn first(
+        user: UserId,
+        identity: &UserIdentity,
+        device: &DeviceIdentity,
+        at: Timestamp,
+    ) -> Self {
+        let key = identity.public();
+        DeviceList {
+            v: DEVICE_LIST_FORMAT,
+            user,
+            identity: key,
+            version: 1,
+            prev: DeviceListHash::ZERO,
+            at,
+            devices: vec![ListedDevice::new(device, &user, &key)],
+        }
+    }
+
+    /// The successor of `self` (whose signed form hashes to `hash`) with `devices` instead.
+    pub fn successor(
+        &self,
+        hash: DeviceListHash,
+        at: Timestamp,
+        devices: Vec<ListedDevice>,
+    ) -> Self {
+        DeviceList {
+            v: DEVICE_LIST_FORMAT,
+            user: self.user,
+            identity: self.identity,
+            version: self.version.saturating_add(1),
+            prev: hash,
+            at,
+            devices,
+        }
+    }
+
+    /// The listed devices' public keys, in order.
+    pub fn device_keys(&self) -> Vec<DeviceKeys> {
+        self.devices.iter().map(|d| d.keys.clone()).collect()
+    }
+
+    /// Whether `device` is listed.
+    pub fn lists(&self, device: &DeviceId) -> bool {
+        self.devices.iter().any(|d| d.keys.device == *device)
+    }
+}
+
+/// A device list as it travels and is stored: the exact bytes and the identity key's signature.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedDeviceList {
+    /// The list's bytes: UTF-8 JSON of a [`DeviceList`].
+    #[serde(with = "b64")]
+    pub list: Vec<u8>,
+    /// The identity key's signature over `"confide/v1/device-list" || 0x00 || list`.
+    pub sig: Signature,
+}
+
+/// Only the identity, read before the signature is checked (it names the key to check with).
+#[derive(Deserialize)]
+struct ListHeader {
+    identity: IdentityKey,
+}
+
+impl SignedDeviceList {
+    /// The list's hash, which its successor names as `prev`.
+    pub fn hash(&self) -> DeviceListHash {
+        DeviceListHash(hash(LABEL_DEVICE_LIST_HASH, &[&self.list]))
+    }
+
+    /// Checks the list in the order of PROTOCOL.md §3.6 and returns it parsed. Says nothing about
+    /// whether it is the list a group or a server holds for the user: compare identity and
+    /// version with [`DeviceList::succeeds`] or the log's rules.
+    pub fn verify(&self) -> Result<DeviceList, ListError> {
+        if self.list.len() > MAX_DEVICE_LIST_BYTES {
+            return Err(ListError::TooLarge(self.list.len()));
+        }
+        let header: ListHeader =
+            serde_json::from_slice(&self.list).map_err(|e| ListError::Malformed(e.to_string()))?;
+        let list: DeviceList =
+            serde_json::from_slice(&self.list).map_err(|e| ListError::Malformed(e.to_string()))?;
+        if list.v != DEVICE_LIST_FORMAT {
+            return Err(ListError::Malformed(format!(
+                "unknown list format {}",
+                list.v
+            )));
+        }
+        if header.identity != list.identity {
+            // The same parser read the same bytes twice; kept as a cheap guard all the same.
+            return Err(ListError::Malformed("inconsistent identity field".into()));
+        }
+        identity::verify(
+            &list.identity.as_verifier(),
+            LABEL_DEVICE_LIST,
+            &[&self.list],
+            &self.sig,
+        )
+        .map_err(|_| ListError::BadSignature)?;
+        if list.version == 0 || (list.version == 1) != (list.prev == DeviceListHash::ZERO) {
+            return Err(ListError::BadChain);
+        }
+        if list.devices.is_empty() || list.devices.len() > MAX_DEVICES_PER_USER {
+            return Err(ListError::BadDevices);
+        }
+        for (i, d) in list.devices.iter().enumerate() {
+            if list.devices[..i]
+                .iter()
+                .any(|e| e.keys.device == d.keys.device)
+            {
+                return Err(ListError::BadDevices);
+            }
+        }
+        for d in &list.devices {
+            d.keys.verify().map_err(|_| ListError::BadLink)?;
+            identity::verify(
+                &d.keys.device,
+                LABEL_DEVICE_LINK,
+                &[list.user.as_bytes(), list.identity.as_bytes()],
+                &d.link_sig,
+            )
+            .map_err(|_| ListError::BadLink)?;
+        }
+        Ok(list)
+    }
+}
+
+impl DeviceList {
+    /// Whether `self` is the successor of `previous` (whose bytes hash to `previous_hash`): same
+    /// user and identity, version + 1, `prev` = that hash.
+    pub fn succeeds(&self, previous: &DeviceList, previous_hash: &DeviceListHash) -> bool {
+        self.user == previous.user
+            && self.identity == previous.identity
+            && previous.version.checked_add(1) == Some(self.version)
+            && self.prev == *previous_hash
+    }
+}
+
+/// Why a device list was refused. Each has a stable code ([`ListError::code`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    /// The list is larger than [`MAX_DEVICE_LIST_BYTES`].
+    #[error("device list of {0} bytes exceeds the {MAX_DEVICE_LIST_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Not a device list (strict JSON), or an unknown format.
+    #[error("malformed device list: {0}")]
+    Malformed(String),
+    /// The identity key is not acceptable or its signature does not verify.
+    #[error("the device list is not signed by its identity key")]
+    BadSignature,
+    /// Version 0, or `prev` zero for a version other than 1 (or not zero for version 1).
+    #[error("the device list's version and previous hash do not fit")]
+    BadChain,
+    /// No device, more than eight, or one listed twice.
+    #[error("a device list names 1 to {MAX_DEVICES_PER_USER} distinct devices")]
+    BadDevices,
+    /// A device's keys or its consent signature do not verify.
+    #[error("a listed device did not sign its place in the list")]
+    BadLink,
+}
+
+impl ListError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ListError::TooLarge(_) => "too_large",
+            ListError::Malformed(_) => "malformed",
+            ListError::BadSignature => "bad_signature",
+            ListError::BadChain => "bad_chain",
+            ListError::BadDevices => "bad_devices",
+            ListError::BadLink => "bad_link",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_rng;
+
+    fn setup() -> (UserId, UserIdentity, DeviceIdentity) {
+        let mut rng = test_rng(41);
+        (
+            UserId([7; 16]),
+            UserIdentity::generate(&mut rng),
+            DeviceIdentity::generate(&mut rng),
+        )
+    }
+
+    #[test]
+    fn a_signed_list_verifies_and_its_successor_chains() {
+        let (user, id, phone) = setup();
+        let laptop = DeviceIdentity::generate(&mut test_rng(42));
+        let first = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        let signed = id.sign_list(&first).unwrap();
+        assert_eq!(signed.verify().unwrap(), first);
+        let mut devices = first.devices.clone();
+        devices.push(ListedDevice::new(&laptop, &user, &id.public()));
+        let second = first.successor(signed.hash(), Timestamp(2000), devices);
+        let signed2 = id.sign_list(&second).unwrap();
+        let parsed = signed2.verify().unwrap();
+        assert!(parsed.succeeds(&first, &signed.hash()));
+        assert!(parsed.lists(&laptop.device_id()));
+        assert!(!first.succeeds(&parsed, &signed2.hash()));
+    }
+
+    #[test]
+    fn a_list_signed_by_anyone_else_is_refused() {
+        let (user, id, phone) = setup();
+        let other = UserIdentity::generate(&mut test_rng(43));
+        let list = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        // Signed by another key than the one it names.
+        let forged = other.sign_list(&list).unwrap();
+        assert_eq!(forged.verify(), Err(ListError::BadSignature));
+        // One byte changed after signing.
+        let mut tampered = id.sign_list(&list).unwrap();
+        let last = tampered.list.len() - 2;
+        tampered.list[last] ^= 1;
+        assert!(tampered.verify().is_err());
+    }
+
+    #[test]
+    fn a_device_that_did_not_consent_is_refused() {
+        let (user, id, phone) = setup();
+        let ghost = DeviceIdentity::generate(&mut test_rng(44));
+        let mut list = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        // The identity key lists a device whose consent was given to another user.
+        list.devices
+            .push(ListedDevice::new(&ghost, &UserId([8; 16]), &id.public()));
+        assert_eq!(
+            id.sign_list(&list).unwrap().verify(),
+            Err(ListError::BadLink)
+        );
+        // Or under another identity key.
+        let mut list = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        let other = UserIdentity::generate(&mut test_rng(45)).public();
+        list.devices.push(ListedDevice::new(&ghost, &user, &other));
+        assert_eq!(
+            id.sign_list(&list).unwrap().verify(),
+            Err(ListError::BadLink)
+        );
+    }
+
+    #[test]
+    fn device_count_and_chain_limits() {
+        let (user, id, phone) = setup();
+        let mut list = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        list.devices.push(list.devices[0].clone());
+        assert_eq!(
+            id.sign_list(&list).unwrap().verify(),
+            Err(ListError::BadDevices)
+        );
+        let mut list = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        for seed in 0..MAX_DEVICES_PER_USER as u8 {
+            let d = DeviceIdentity::generate(&mut test_rng(100 + seed));
+            list.devices
+                .push(ListedDevice::new(&d, &user, &id.public()));
+        }
+        assert_eq!(list.devices.len(), MAX_DEVICES_PER_USER + 1);
+        assert_eq!(
+            id.sign_list(&list).unwrap().verify(),
+            Err(ListError::BadDevices)
+        );
+        list.devices.pop();
+        assert!(id.sign_list(&list).unwrap().verify().is_ok());
+        let mut list = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        list.version = 2;
+        assert_eq!(
+            id.sign_list(&list).unwrap().verify(),
+            Err(ListError::BadChain)
+        );
+        list.version = 0;
+        assert_eq!(
+            id.sign_list(&list).unwrap().verify(),
+            Err(ListError::BadChain)
+        );
+        list.version = 1;
+        list.prev = DeviceListHash([1; 32]);
+        assert_eq!(
+            id.sign_list(&list).unwrap().verify(),
+            Err(ListError::BadChain)
+        );
+    }
+
+    #[test]
+    fn unknown_members_are_refused() {
+        let (user, id, phone) = setup();
+        let list = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        let mut value = serde_json::to_value(&list).unwrap();
+        value["extra"] = serde_json::json!(1);
+        let bytes = serde_json::to_vec(&value).unwrap();
+        let sig = Signature(
+            id.signing
+                .sign(&labelled(LABEL_DEVICE_LIST, &[&bytes]))
+                .to_bytes(),
+        );
+        let signed = SignedDeviceList { list: bytes, sig };
+        assert!(matches!(signed.verify(), Err(ListError::Malformed(_))));
+    }
+}

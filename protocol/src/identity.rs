@@ -305,23 +305,40 @@ pub struct ExportedIdentity {
 
 /// Number of SHA-512 iterations in a fingerprint (as in Signal's numeric fingerprints).
 pub const FINGERPRINT_ITERATIONS: u32 = 5200;
-/// Fingerprint format version.
+/// Fingerprint format version of a device key (members without a device list).
 pub const FINGERPRINT_VERSION: u16 = 0;
+/// Fingerprint format version of a user identity key (members with a device list, §3.9).
+pub const FINGERPRINT_VERSION_IDENTITY: u16 = 1;
 
-/// One party's half of a safety number: 30 digits derived from its identity key and user id.
+/// One party's half of a safety number: 30 digits derived from its device key and user id
+/// (fingerprint version 0, for members without a device list).
 pub fn fingerprint_digits(user: &UserId, device: &DeviceId) -> String {
+    fingerprint(FINGERPRINT_VERSION, user, device.as_bytes())
+}
+
+/// One party's half of a safety number for a member with a device list: 30 digits derived from
+/// the user identity key (fingerprint version 1, PROTOCOL.md §3.9), so that linking or unlinking
+/// a device leaves it as it was and a new identity key changes it.
+pub fn identity_fingerprint_digits(
+    user: &UserId,
+    identity: &crate::device_list::IdentityKey,
+) -> String {
+    fingerprint(FINGERPRINT_VERSION_IDENTITY, user, identity.as_bytes())
+}
+
+fn fingerprint(version: u16, user: &UserId, key: &[u8; 32]) -> String {
     use sha2::{Digest, Sha512};
     let mut hash: Vec<u8> = {
         let mut h = Sha512::new();
-        h.update(FINGERPRINT_VERSION.to_be_bytes());
-        h.update(device.as_bytes());
+        h.update(version.to_be_bytes());
+        h.update(key);
         h.update(user.as_bytes());
         h.finalize().to_vec()
     };
     for _ in 1..FINGERPRINT_ITERATIONS {
         let mut h = Sha512::new();
         h.update(&hash);
-        h.update(device.as_bytes());
+        h.update(key);
         hash = h.finalize().to_vec();
     }
     let mut digits = String::with_capacity(30);
@@ -335,18 +352,22 @@ pub fn fingerprint_digits(user: &UserId, device: &DeviceId) -> String {
     digits
 }
 
-/// The safety number two people compare out of band: both halves, the smaller first, so that
-/// both see the same 60 digits. Formatted as twelve groups of five.
-pub fn safety_number(a: (&UserId, &DeviceId), b: (&UserId, &DeviceId)) -> String {
-    let fa = fingerprint_digits(a.0, a.1);
-    let fb = fingerprint_digits(b.0, b.1);
-    let (first, second) = if fa <= fb { (fa, fb) } else { (fb, fa) };
+/// A safety number from two parties' 30-digit halves (either fingerprint version): the smaller
+/// first, twelve groups of five digits.
+pub fn safety_number_from_halves(a: &str, b: &str) -> String {
+    let (first, second) = if a <= b { (a, b) } else { (b, a) };
     let all = format!("{first}{second}");
     all.as_bytes()
         .chunks(5)
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The safety number two people compare out of band: both halves, the smaller first, so that
+/// both see the same 60 digits. Formatted as twelve groups of five.
+pub fn safety_number(a: (&UserId, &DeviceId), b: (&UserId, &DeviceId)) -> String {
+    safety_number_from_halves(&fingerprint_digits(a.0, a.1), &fingerprint_digits(b.0, b.1))
 }
 
 #[cfg(test)]
@@ -427,5 +448,26 @@ mod tests {
         assert_eq!(ab.replace(' ', "").len(), 60);
         assert!(ab.replace(' ', "").chars().all(|c| c.is_ascii_digit()));
         assert_ne!(ab, safety_number((&ua, &a), (&ub, &c)));
+    }
+}
+
+#[cfg(test)]
+mod identity_fingerprint_tests {
+    use super::*;
+    use crate::device_list::UserIdentity;
+    use crate::test_rng;
+
+    #[test]
+    fn identity_fingerprints_differ_from_device_fingerprints_and_by_key() {
+        let user = UserId([3; 16]);
+        let id = UserIdentity::generate(&mut test_rng(9)).public();
+        let other = UserIdentity::generate(&mut test_rng(10)).public();
+        let v1 = identity_fingerprint_digits(&user, &id);
+        assert_eq!(v1.len(), 30);
+        // Same 32 bytes read as a device key give another number: the version is hashed in.
+        assert_ne!(v1, fingerprint_digits(&user, &DeviceId(id.0)));
+        assert_ne!(v1, identity_fingerprint_digits(&user, &other));
+        let n = safety_number_from_halves(&v1, &identity_fingerprint_digits(&user, &other));
+        assert_eq!(n.len(), 60 + 11);
     }
 }

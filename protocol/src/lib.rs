@@ -36,6 +36,7 @@ pub mod frames;
 pub mod group_log;
 pub mod identity;
 pub mod ids;
+pub mod link;
 pub mod names;
 pub mod policy;
 pub mod primitives;

@@ -60,7 +60,6 @@ pub struct SealedPayload {
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use zeroize::Zeroizing;
 
-use crate::error::CryptoError;
 use crate::identity::{DeviceIdentity, DeviceKeys, Signature};
 use crate::primitives::labelled;
 
@@ -153,12 +152,37 @@ pub fn seal(
     if payload.len() > MAX_SEALED_PAYLOAD {
         return Err(SealError::TooLarge(payload.len()));
     }
+    let info = seal_info(kind, &group, epoch, &recipient.device);
+    let (enc, ciphertext) = seal_signed(sender, recipient, &info, LABEL_SEAL_SIG, payload, rng)?;
+    Ok(SealedPayload {
+        kind,
+        group,
+        epoch: epoch.epoch,
+        epoch_hash: epoch.hash,
+        sender: sender.device_id(),
+        recipient: recipient.device,
+        enc,
+        ciphertext,
+    })
+}
+
+/// The construction of PROTOCOL.md §4.3 for any `info` and signature label: checks the
+/// recipient's keys, signs `sig_label || 0x00 || info || sender || payload`, and HPKE-seals
+/// `signature || payload` to the recipient's sealing key with `info` and the sender's id as
+/// associated data. Returns `(enc, ciphertext)`. The caller bounds the payload's size.
+pub(crate) fn seal_signed(
+    sender: &DeviceIdentity,
+    recipient: &DeviceKeys,
+    info: &[u8],
+    sig_label: &str,
+    payload: &[u8],
+    rng: &mut impl rand_core::CryptoRng,
+) -> Result<([u8; 32], Vec<u8>), SealError> {
     recipient
         .verify()
         .map_err(|_| SealError::UnsignedRecipientKey)?;
     let sender_id = sender.device_id();
-    let info = seal_info(kind, &group, epoch, &recipient.device);
-    let signature = sender.sign(LABEL_SEAL_SIG, &[&info, sender_id.as_bytes(), payload]);
+    let signature = sender.sign(sig_label, &[info, sender_id.as_bytes(), payload]);
     let mut inner = Zeroizing::new(Vec::with_capacity(64 + payload.len()));
     inner.extend_from_slice(&signature.0);
     inner.extend_from_slice(payload);
@@ -167,7 +191,7 @@ pub fn seal(
     let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
         &OpModeS::Base,
         &pk,
-        &info,
+        info,
         &inner,
         sender_id.as_bytes(),
         rng,
@@ -175,16 +199,7 @@ pub fn seal(
     .map_err(|e| SealError::Hpke(e.to_string()))?;
     let mut enc_bytes = [0u8; 32];
     enc_bytes.copy_from_slice(&enc.to_bytes());
-    Ok(SealedPayload {
-        kind,
-        group,
-        epoch: epoch.epoch,
-        epoch_hash: epoch.hash,
-        sender: sender_id,
-        recipient: recipient.device,
-        enc: enc_bytes,
-        ciphertext,
-    })
+    Ok((enc_bytes, ciphertext))
 }
 
 /// Opens a payload sealed to `recipient` and checks the sender's signature. Returns the payload;
@@ -205,19 +220,38 @@ pub fn open(
         sealed.epoch_ref(),
         &sealed.recipient,
     );
+    open_signed(
+        recipient,
+        &info,
+        LABEL_SEAL_SIG,
+        &sealed.sender,
+        &sealed.enc,
+        &sealed.ciphertext,
+    )
+}
+
+/// The opening of PROTOCOL.md §4.6 steps 4–6 for any `info` and signature label. The caller
+/// checks the recipient and bounds the ciphertext's size first.
+pub(crate) fn open_signed(
+    recipient: &DeviceIdentity,
+    info: &[u8],
+    sig_label: &str,
+    sender: &DeviceId,
+    enc: &[u8; 32],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
     let secret = recipient.sealing_secret_bytes();
     let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
         .map_err(|e| SealError::Hpke(e.to_string()))?;
-    let enc =
-        <Kem as hpke::Kem>::EncappedKey::from_bytes(&sealed.enc).map_err(|_| SealError::Open)?;
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| SealError::Open)?;
     let inner = Zeroizing::new(
         hpke::single_shot_open::<Aead, Kdf, Kem>(
             &OpModeR::Base,
             &sk,
             &enc,
-            &info,
-            &sealed.ciphertext,
-            sealed.sender.as_bytes(),
+            info,
+            ciphertext,
+            sender.as_bytes(),
         )
         .map_err(|_| SealError::Open)?,
     );
@@ -228,15 +262,12 @@ pub fn open(
     sig.copy_from_slice(&inner[..64]);
     let payload = &inner[64..];
     crate::identity::verify(
-        &sealed.sender,
-        LABEL_SEAL_SIG,
-        &[&info, sealed.sender.as_bytes(), payload],
+        sender,
+        sig_label,
+        &[info, sender.as_bytes(), payload],
         &Signature(sig),
     )
-    .map_err(|e| match e {
-        CryptoError::BadPublicKey | CryptoError::BadSignature => SealError::BadSignature,
-        _ => SealError::BadSignature,
-    })?;
+    .map_err(|_| SealError::BadSignature)?;
     Ok(Zeroizing::new(payload.to_vec()))
 }
 

@@ -187,6 +187,7 @@ async fn answer_challenge(ws: &mut Ws, device: &Device, register: bool) -> anyho
             display_name: device.name.clone(),
             keys: device.identity.public_keys(),
             registration_token: None,
+            device_list: None,
             signature,
         }
     } else {

@@ -105,6 +105,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 display_name,
                 keys,
                 registration_token: frame_token,
+                device_list: None,
                 signature,
             })
             .await

@@ -28,6 +28,8 @@ pub use crate::group_log::MAX_DEVICES_PER_USER;
 pub const LABEL_DEVICE_LIST: &str = "confide/v1/device-list";
 /// Label of a device's signature consenting to its place in a user's list.
 pub const LABEL_DEVICE_LINK: &str = "confide/v1/device-link";
+/// Label of the signature by the device that made a list (its `by`) over the list's bytes.
+pub const LABEL_DEVICE_LIST_BY: &str = "confide/v1/device-list-by";
 /// Label of a device list's hash.
 pub const LABEL_DEVICE_LIST_HASH: &str = "confide/v1/device-list-hash";
 /// Largest device list, in bytes of JSON (eight devices take about 2.6 KiB).
@@ -115,15 +117,28 @@ impl UserIdentity {
         IdentityKey(self.signing.verifying_key().to_bytes())
     }
 
-    /// Signs `list`: serializes it once and signs those exact bytes.
-    pub fn sign_list(&self, list: &DeviceList) -> Result<SignedDeviceList, ListError> {
+    /// Signs `list`, made by the device `by` (which must be the list's `by`): serializes it
+    /// once, and both the identity key and the device sign those exact bytes.
+    pub fn sign_list(
+        &self,
+        list: &DeviceList,
+        by: &DeviceIdentity,
+    ) -> Result<SignedDeviceList, ListError> {
+        if list.by != by.device_id() {
+            return Err(ListError::Malformed("the list names another maker".into()));
+        }
         let bytes = serde_json::to_vec(list).map_err(|e| ListError::Malformed(e.to_string()))?;
         if bytes.len() > MAX_DEVICE_LIST_BYTES {
             return Err(ListError::TooLarge(bytes.len()));
         }
         let message = labelled(LABEL_DEVICE_LIST, &[&bytes]);
         let sig = Signature(self.signing.sign(&message).to_bytes());
-        Ok(SignedDeviceList { list: bytes, sig })
+        let by_sig = by.sign(LABEL_DEVICE_LIST_BY, &[&bytes]);
+        Ok(SignedDeviceList {
+            list: bytes,
+            sig,
+            by_sig,
+        })
     }
 }
 
@@ -162,6 +177,10 @@ pub struct DeviceList {
     pub version: u64,
     /// The hash of the list this one replaces; [`DeviceListHash::ZERO`] for version 1.
     pub prev: DeviceListHash,
+    /// The device that made the list: listed in the list it replaces (for version 1, in this
+    /// one). It signs the list too (`by_sig`), so a device that was unlinked cannot make a
+    /// successor even with the identity key, and everyone can tell which device made a list.
+    pub by: DeviceId,
     /// The signer's clock; shown, not checked.
     pub at: Timestamp,
     /// The devices, 1 to [`MAX_DEVICES_PER_USER`], distinct.
@@ -183,15 +202,18 @@ impl DeviceList {
             identity: key,
             version: 1,
             prev: DeviceListHash::ZERO,
+            by: device.device_id(),
             at,
             devices: vec![ListedDevice::new(device, &user, &key)],
         }
     }
 
-    /// The successor of `self` (whose signed form hashes to `hash`) with `devices` instead.
+    /// The successor of `self` (whose signed form hashes to `hash`), made by the listed device
+    /// `by`, with `devices` instead.
     pub fn successor(
         &self,
         hash: DeviceListHash,
+        by: DeviceId,
         at: Timestamp,
         devices: Vec<ListedDevice>,
     ) -> Self {
@@ -201,6 +223,7 @@ impl DeviceList {
             identity: self.identity,
             version: self.version.saturating_add(1),
             prev: hash,
+            by,
             at,
             devices,
         }
@@ -226,6 +249,8 @@ pub struct SignedDeviceList {
     pub list: Vec<u8>,
     /// The identity key's signature over `"confide/v1/device-list" || 0x00 || list`.
     pub sig: Signature,
+    /// The maker device's (`by`) signature over `"confide/v1/device-list-by" || 0x00 || list`.
+    pub by_sig: Signature,
 }
 
 /// Only the identity, read before the signature is checked (it names the key to check with).
@@ -268,6 +293,8 @@ impl SignedDeviceList {
             &self.sig,
         )
         .map_err(|_| ListError::BadSignature)?;
+        identity::verify(&list.by, LABEL_DEVICE_LIST_BY, &[&self.list], &self.by_sig)
+            .map_err(|_| ListError::BadSignature)?;
         if list.version == 0 || (list.version == 1) != (list.prev == DeviceListHash::ZERO) {
             return Err(ListError::BadChain);
         }
@@ -281,6 +308,17 @@ impl SignedDeviceList {
             {
                 return Err(ListError::BadDevices);
             }
+        }
+        if list
+            .devices
+            .iter()
+            .any(|d| d.keys.device.0 == list.identity.0)
+        {
+            // The identity key is its own key, never a device's (PROTOCOL.md §3.6).
+            return Err(ListError::BadDevices);
+        }
+        if list.version == 1 && !list.lists(&list.by) {
+            return Err(ListError::BadChain);
         }
         for d in &list.devices {
             d.keys.verify().map_err(|_| ListError::BadLink)?;
@@ -298,12 +336,23 @@ impl SignedDeviceList {
 
 impl DeviceList {
     /// Whether `self` is the successor of `previous` (whose bytes hash to `previous_hash`): same
-    /// user and identity, version + 1, `prev` = that hash.
+    /// user and identity, version + 1, `prev` = that hash, made by a device `previous` lists.
     pub fn succeeds(&self, previous: &DeviceList, previous_hash: &DeviceListHash) -> bool {
         self.user == previous.user
             && self.identity == previous.identity
             && previous.version.checked_add(1) == Some(self.version)
             && self.prev == *previous_hash
+            && previous.lists(&self.by)
+    }
+
+    /// Whether the two lists hold the same devices with the same keys, in any order (a list that
+    /// only reorders devices is no change).
+    pub fn same_devices(&self, other: &DeviceList) -> bool {
+        self.devices.len() == other.devices.len()
+            && self
+                .devices
+                .iter()
+                .all(|d| other.devices.iter().any(|e| e.keys == d.keys))
     }
 }
 
@@ -364,16 +413,37 @@ mod tests {
         let (user, id, phone) = setup();
         let laptop = DeviceIdentity::generate(&mut test_rng(42));
         let first = DeviceList::first(user, &id, &phone, Timestamp(1000));
-        let signed = id.sign_list(&first).unwrap();
+        let signed = id.sign_list(&first, &phone).unwrap();
         assert_eq!(signed.verify().unwrap(), first);
         let mut devices = first.devices.clone();
         devices.push(ListedDevice::new(&laptop, &user, &id.public()));
-        let second = first.successor(signed.hash(), Timestamp(2000), devices);
-        let signed2 = id.sign_list(&second).unwrap();
+        let second = first.successor(signed.hash(), phone.device_id(), Timestamp(2000), devices);
+        let signed2 = id.sign_list(&second, &phone).unwrap();
         let parsed = signed2.verify().unwrap();
         assert!(parsed.succeeds(&first, &signed.hash()));
         assert!(parsed.lists(&laptop.device_id()));
         assert!(!first.succeeds(&parsed, &signed2.hash()));
+        // A successor made by a device the previous list does not name does not succeed it.
+        let mut by_laptop = first.successor(
+            signed.hash(),
+            laptop.device_id(),
+            Timestamp(3000),
+            parsed.devices.clone(),
+        );
+        assert!(!by_laptop.succeeds(&first, &signed.hash()));
+        by_laptop.by = phone.device_id();
+        assert!(by_laptop.succeeds(&first, &signed.hash()));
+        // Signed by the identity key but not by the device it names as its maker: refused.
+        let mut forged = id.sign_list(&second, &phone).unwrap();
+        forged.by_sig = laptop.sign(LABEL_DEVICE_LIST_BY, &[&forged.list]);
+        assert_eq!(forged.verify(), Err(ListError::BadSignature));
+        // A first list whose maker is not in it is refused.
+        let mut orphan = DeviceList::first(user, &id, &phone, Timestamp(1));
+        orphan.by = laptop.device_id();
+        assert_eq!(
+            id.sign_list(&orphan, &laptop).unwrap().verify(),
+            Err(ListError::BadChain)
+        );
     }
 
     #[test]
@@ -382,10 +452,10 @@ mod tests {
         let other = UserIdentity::generate(&mut test_rng(43));
         let list = DeviceList::first(user, &id, &phone, Timestamp(1000));
         // Signed by another key than the one it names.
-        let forged = other.sign_list(&list).unwrap();
+        let forged = other.sign_list(&list, &phone).unwrap();
         assert_eq!(forged.verify(), Err(ListError::BadSignature));
         // One byte changed after signing.
-        let mut tampered = id.sign_list(&list).unwrap();
+        let mut tampered = id.sign_list(&list, &phone).unwrap();
         let last = tampered.list.len() - 2;
         tampered.list[last] ^= 1;
         assert!(tampered.verify().is_err());
@@ -400,7 +470,7 @@ mod tests {
         list.devices
             .push(ListedDevice::new(&ghost, &UserId([8; 16]), &id.public()));
         assert_eq!(
-            id.sign_list(&list).unwrap().verify(),
+            id.sign_list(&list, &phone).unwrap().verify(),
             Err(ListError::BadLink)
         );
         // Or under another identity key.
@@ -408,7 +478,7 @@ mod tests {
         let other = UserIdentity::generate(&mut test_rng(45)).public();
         list.devices.push(ListedDevice::new(&ghost, &user, &other));
         assert_eq!(
-            id.sign_list(&list).unwrap().verify(),
+            id.sign_list(&list, &phone).unwrap().verify(),
             Err(ListError::BadLink)
         );
     }
@@ -419,7 +489,7 @@ mod tests {
         let mut list = DeviceList::first(user, &id, &phone, Timestamp(1000));
         list.devices.push(list.devices[0].clone());
         assert_eq!(
-            id.sign_list(&list).unwrap().verify(),
+            id.sign_list(&list, &phone).unwrap().verify(),
             Err(ListError::BadDevices)
         );
         let mut list = DeviceList::first(user, &id, &phone, Timestamp(1000));
@@ -430,26 +500,26 @@ mod tests {
         }
         assert_eq!(list.devices.len(), MAX_DEVICES_PER_USER + 1);
         assert_eq!(
-            id.sign_list(&list).unwrap().verify(),
+            id.sign_list(&list, &phone).unwrap().verify(),
             Err(ListError::BadDevices)
         );
         list.devices.pop();
-        assert!(id.sign_list(&list).unwrap().verify().is_ok());
+        assert!(id.sign_list(&list, &phone).unwrap().verify().is_ok());
         let mut list = DeviceList::first(user, &id, &phone, Timestamp(1000));
         list.version = 2;
         assert_eq!(
-            id.sign_list(&list).unwrap().verify(),
+            id.sign_list(&list, &phone).unwrap().verify(),
             Err(ListError::BadChain)
         );
         list.version = 0;
         assert_eq!(
-            id.sign_list(&list).unwrap().verify(),
+            id.sign_list(&list, &phone).unwrap().verify(),
             Err(ListError::BadChain)
         );
         list.version = 1;
         list.prev = DeviceListHash([1; 32]);
         assert_eq!(
-            id.sign_list(&list).unwrap().verify(),
+            id.sign_list(&list, &phone).unwrap().verify(),
             Err(ListError::BadChain)
         );
     }
@@ -466,7 +536,12 @@ mod tests {
                 .sign(&labelled(LABEL_DEVICE_LIST, &[&bytes]))
                 .to_bytes(),
         );
-        let signed = SignedDeviceList { list: bytes, sig };
+        let by_sig = phone.sign(LABEL_DEVICE_LIST_BY, &[&bytes]);
+        let signed = SignedDeviceList {
+            list: bytes,
+            sig,
+            by_sig,
+        };
         assert!(matches!(signed.verify(), Err(ListError::Malformed(_))));
     }
 }

@@ -58,3 +58,25 @@ pub mod b64_array {
             .map_err(|_| D::Error::custom(format!("expected {N} bytes, got {len}")))
     }
 }
+
+/// Serde helpers for optional `Vec<u8>` fields carried as a base64 string or `null`.
+pub mod b64_option {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    /// Serializes bytes as a base64 string, or `null`.
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_str(&super::b64_encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes a base64 string or `null`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        text.map(|t| {
+            super::b64_decode(&t).map_err(|e| D::Error::custom(format!("invalid base64: {e}")))
+        })
+        .transpose()
+    }
+}

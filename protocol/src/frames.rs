@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
+use crate::device_list::SignedDeviceList;
 use crate::encoding::b64_array;
 use crate::envelope::Envelope;
 use crate::error::CryptoError;
@@ -212,6 +213,11 @@ pub enum ClientFrame {
         /// A token from the server's operator, for servers that do not register just anyone.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         registration_token: Option<String>,
+        /// The user's current device list, listing this device with exactly `keys`
+        /// (PROTOCOL.md §3.6): version 1 for a new user; for a device linked to an existing
+        /// user, the list the server holds (no registration token is then needed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_list: Option<SignedDeviceList>,
         /// [`sign_auth`] over the challenge by the device's identity key.
         signature: Signature,
     },
@@ -347,6 +353,49 @@ pub enum ClientFrame {
         /// The users.
         users: Vec<UserId>,
     },
+    /// Replaces the user's device list with its successor (PROTOCOL.md §3.6, §10.1): signed by
+    /// the user's identity key, version + 1, naming the current list's hash; the publishing
+    /// device must be in the current list. Devices it drops are unregistered and their
+    /// connections closed. Errors: `device_list_refused`, `storage`. Reply: [`ServerFrame::Ok`],
+    /// once durable; the user's other devices get [`ServerFrame::DeviceList`].
+    PublishDevices {
+        /// Request id.
+        id: RequestId,
+        /// The new list.
+        device_list: SignedDeviceList,
+    },
+    /// Opens a link channel (PROTOCOL.md §3.7); allowed before authentication, by the device
+    /// being linked. The connection enters link mode. Errors: `link_busy`, `rate_limited`.
+    /// Reply: [`ServerFrame::Ok`].
+    LinkOpen {
+        /// Request id.
+        id: RequestId,
+        /// `SHA-256("confide/v1/link-channel" || 0x00 || code)`.
+        #[serde(with = "b64_array")]
+        channel: [u8; 32],
+    },
+    /// Joins a link channel opened by the device being linked; authenticated devices only.
+    /// Errors: `link_unknown`. Reply: [`ServerFrame::Ok`]; the opener gets
+    /// [`ServerFrame::LinkData`] without data.
+    LinkJoin {
+        /// Request id.
+        id: RequestId,
+        /// The channel.
+        #[serde(with = "b64_array")]
+        channel: [u8; 32],
+    },
+    /// Relays opaque bytes to the other party of a link channel. Errors: `link_unknown`,
+    /// `frame_too_large` (over 4096 bytes from the opener). Reply: [`ServerFrame::Ok`].
+    LinkSend {
+        /// Request id.
+        id: RequestId,
+        /// The channel.
+        #[serde(with = "b64_array")]
+        channel: [u8; 32],
+        /// The link message's bytes.
+        #[serde(with = "crate::encoding::b64")]
+        data: Vec<u8>,
+    },
     /// Keep-alive and round-trip probe; allowed before authentication. Reply:
     /// [`ServerFrame::Pong`].
     Ping {
@@ -357,7 +406,7 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// Every client frame `"type"`, in declaration order.
-    pub const TYPES: [&'static str; 12] = [
+    pub const TYPES: [&'static str; 16] = [
         "register",
         "authenticate",
         "create_group",
@@ -369,6 +418,10 @@ impl ClientFrame {
         "list_groups",
         "lookup_devices",
         "lookup_users",
+        "publish_devices",
+        "link_open",
+        "link_join",
+        "link_send",
         "ping",
     ];
 
@@ -386,6 +439,10 @@ impl ClientFrame {
             ClientFrame::ListGroups { .. } => "list_groups",
             ClientFrame::LookupDevices { .. } => "lookup_devices",
             ClientFrame::LookupUsers { .. } => "lookup_users",
+            ClientFrame::PublishDevices { .. } => "publish_devices",
+            ClientFrame::LinkOpen { .. } => "link_open",
+            ClientFrame::LinkJoin { .. } => "link_join",
+            ClientFrame::LinkSend { .. } => "link_send",
             ClientFrame::Ping { .. } => "ping",
         }
     }
@@ -404,6 +461,10 @@ impl ClientFrame {
             | ClientFrame::ListGroups { id }
             | ClientFrame::LookupDevices { id, .. }
             | ClientFrame::LookupUsers { id, .. }
+            | ClientFrame::PublishDevices { id, .. }
+            | ClientFrame::LinkOpen { id, .. }
+            | ClientFrame::LinkJoin { id, .. }
+            | ClientFrame::LinkSend { id, .. }
             | ClientFrame::Ping { id } => *id,
         }
     }
@@ -497,6 +558,10 @@ impl ClientFrame {
             | ClientFrame::Post { .. }
             | ClientFrame::Sync { .. }
             | ClientFrame::ListGroups { .. }
+            | ClientFrame::PublishDevices { .. }
+            | ClientFrame::LinkOpen { .. }
+            | ClientFrame::LinkJoin { .. }
+            | ClientFrame::LinkSend { .. }
             | ClientFrame::Ping { .. } => Ok(()),
         }
     }
@@ -670,6 +735,33 @@ pub enum ServerFrame {
         id: RequestId,
         /// The devices found.
         devices: Vec<DeviceInfo>,
+        /// The current device list of each user found that has one (for
+        /// [`ClientFrame::LookupUsers`]); clients verify each and compare its identity key with
+        /// the one they saw before.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        device_lists: Vec<SignedDeviceList>,
+    },
+    /// A link message from the other party of a link channel; without `data` when the existing
+    /// device has just joined the channel (sent to the opener).
+    LinkData {
+        /// The channel.
+        #[serde(with = "b64_array")]
+        channel: [u8; 32],
+        /// The other party's bytes, or none: the peer arrived.
+        #[serde(default, with = "crate::encoding::b64_option")]
+        data: Option<Vec<u8>>,
+    },
+    /// The other party left the link channel, or it expired.
+    LinkClosed {
+        /// The channel.
+        #[serde(with = "b64_array")]
+        channel: [u8; 32],
+    },
+    /// Another device of this user published a new device list. Clients verify it and compare
+    /// it with the lists their own devices made (PROTOCOL.md §11.14).
+    DeviceList {
+        /// The list.
+        list: SignedDeviceList,
     },
     /// Reply to [`ClientFrame::Ping`].
     Pong {
@@ -688,7 +780,7 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     /// Every server frame `"type"`, in declaration order.
-    pub const TYPES: [&'static str; 15] = [
+    pub const TYPES: [&'static str; 18] = [
         "challenge",
         "authenticated",
         "ok",
@@ -702,6 +794,9 @@ impl ServerFrame {
         "sync_page",
         "groups",
         "devices",
+        "link_data",
+        "link_closed",
+        "device_list",
         "pong",
         "going_away",
     ];
@@ -722,6 +817,9 @@ impl ServerFrame {
             ServerFrame::SyncPage { .. } => "sync_page",
             ServerFrame::Groups { .. } => "groups",
             ServerFrame::Devices { .. } => "devices",
+            ServerFrame::LinkData { .. } => "link_data",
+            ServerFrame::LinkClosed { .. } => "link_closed",
+            ServerFrame::DeviceList { .. } => "device_list",
             ServerFrame::Pong { .. } => "pong",
             ServerFrame::GoingAway { .. } => "going_away",
         }
@@ -745,6 +843,9 @@ impl ServerFrame {
             | ServerFrame::Message { .. }
             | ServerFrame::Op { .. }
             | ServerFrame::Inbox { .. }
+            | ServerFrame::LinkData { .. }
+            | ServerFrame::LinkClosed { .. }
+            | ServerFrame::DeviceList { .. }
             | ServerFrame::GoingAway { .. } => None,
         }
     }
@@ -860,6 +961,10 @@ pub struct DeviceInfo {
 /// | `rate_limited` | Too many requests from this device (`retry_after_ms`). | back off, then retry |
 /// | `too_many_connections` | This device has as many connections as the server allows (`retry_after_ms`); the connection is closed. | back off, then reconnect |
 /// | `inbox_full` | A recipient's inbox, with this frame's items, would hold more pending items than the server allows (`retry_after_ms`); nothing was stored. | retry later |
+/// | `device_list_refused` | A device list (in `register` or `publish_devices`) is invalid, names another user or another identity key than the one on record, is not the successor of the current list (or, at `register` of a linked device, not the current list itself), or the publishing device is not in the current list. | fetch the current list and retry from a listed device |
+/// | `device_unlinked` | The device was removed from its user's device list; it can no longer register or authenticate. | delete the local store and tell the person |
+/// | `link_busy` | A link channel with this id is open already. | make a new link code |
+/// | `link_unknown` | No open link channel with this id that this connection may use (never opened, expired, joined already, or the other party left). | start linking again |
 /// | `storage` | The server could not store durably; nothing in the request was acknowledged or kept. | retry |
 /// | `shutting_down` | The server is shutting down and takes no new work. | reconnect later |
 /// | `internal` | A bug in the server. | retry later; report it |
@@ -939,6 +1044,15 @@ pub enum ErrorCode {
     /// A fixed limit of the server was reached that waiting does not lift (for instance the
     /// groups one device may create): retrying the same request does not help.
     LimitReached,
+    /// A device list was refused (invalid, another user or identity, not the successor, or the
+    /// publishing device is not listed).
+    DeviceListRefused,
+    /// The device was removed from its user's device list.
+    DeviceUnlinked,
+    /// A link channel with this id is open already.
+    LinkBusy,
+    /// No open link channel with this id that this connection may use.
+    LinkUnknown,
     /// Nothing was stored: the server could not write durably.
     Storage,
     /// The server is shutting down.
@@ -952,7 +1066,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a server may send, in table order (without [`ErrorCode::Unrecognized`]).
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownFrame,
         ErrorCode::FrameTooLarge,
@@ -983,6 +1097,10 @@ impl ErrorCode {
         ErrorCode::TooManyConnections,
         ErrorCode::InboxFull,
         ErrorCode::LimitReached,
+        ErrorCode::DeviceListRefused,
+        ErrorCode::DeviceUnlinked,
+        ErrorCode::LinkBusy,
+        ErrorCode::LinkUnknown,
         ErrorCode::Storage,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
@@ -1055,6 +1173,10 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::InboxFull => "inbox_full",
             ErrorCode::LimitReached => "limit_reached",
+            ErrorCode::DeviceListRefused => "device_list_refused",
+            ErrorCode::DeviceUnlinked => "device_unlinked",
+            ErrorCode::LinkBusy => "link_busy",
+            ErrorCode::LinkUnknown => "link_unknown",
             ErrorCode::Storage => "storage",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
@@ -1403,6 +1525,7 @@ mod tests {
                             display_name,
                             keys,
                             registration_token,
+                            device_list: None,
                             signature,
                         }
                     }
@@ -1561,8 +1684,11 @@ mod tests {
                 ),
             (request_id(), vec(summary, 0..4))
                 .prop_map(|(id, groups)| ServerFrame::Groups { id, groups }),
-            (request_id(), vec(device_info, 0..4))
-                .prop_map(|(id, devices)| ServerFrame::Devices { id, devices }),
+            (request_id(), vec(device_info, 0..4)).prop_map(|(id, devices)| ServerFrame::Devices {
+                id,
+                devices,
+                device_lists: vec![],
+            }),
             request_id().prop_map(|id| ServerFrame::Pong { id }),
             text().prop_map(|reason| ServerFrame::GoingAway { reason }),
         ]
@@ -1673,6 +1799,7 @@ mod tests {
                     display_name: "Ana".into(),
                     keys: zero_keys(),
                     registration_token: Some("t0ken".into()),
+                    device_list: None,
                     signature: Signature([0; 64]),
                 },
                 format!(
@@ -1757,8 +1884,47 @@ mod tests {
                 },
                 format!(r#"{{"type":"lookup_users","id":7,"users":["{ZERO16}"]}}"#),
             ),
+            (
+                ClientFrame::PublishDevices {
+                    id,
+                    device_list: zero_list(),
+                },
+                format!(
+                    r#"{{"type":"publish_devices","id":7,"device_list":{{"list":"e30=","sig":"{ZERO64}","by_sig":"{ZERO64}"}}}}"#
+                ),
+            ),
+            (
+                ClientFrame::LinkOpen {
+                    id,
+                    channel: [0; 32],
+                },
+                format!(r#"{{"type":"link_open","id":7,"channel":"{ZERO32}"}}"#),
+            ),
+            (
+                ClientFrame::LinkJoin {
+                    id,
+                    channel: [0; 32],
+                },
+                format!(r#"{{"type":"link_join","id":7,"channel":"{ZERO32}"}}"#),
+            ),
+            (
+                ClientFrame::LinkSend {
+                    id,
+                    channel: [0; 32],
+                    data: b"{}".to_vec(),
+                },
+                format!(r#"{{"type":"link_send","id":7,"channel":"{ZERO32}","data":"e30="}}"#),
+            ),
             (ClientFrame::Ping { id }, r#"{"type":"ping","id":7}"#.into()),
         ]
+    }
+
+    fn zero_list() -> SignedDeviceList {
+        SignedDeviceList {
+            list: b"{}".to_vec(),
+            sig: Signature([0; 64]),
+            by_sig: Signature([0; 64]),
+        }
     }
 
     /// One of every server frame with the JSON it must serialize to.
@@ -1886,12 +2052,30 @@ mod tests {
                         keys: zero_keys(),
                         display_name: "Ana".into(),
                     }],
+                    device_lists: vec![],
                 },
                 format!(
                     r#"{{"type":"devices","id":7,"devices":[{{"user":"{ZERO16}","keys":{keys},"display_name":"Ana"}}]}}"#
                 ),
             ),
             (ServerFrame::Pong { id }, r#"{"type":"pong","id":7}"#.into()),
+            (
+                ServerFrame::LinkData {
+                    channel: [0; 32],
+                    data: Some(b"{}".to_vec()),
+                },
+                format!(r#"{{"type":"link_data","channel":"{ZERO32}","data":"e30="}}"#),
+            ),
+            (
+                ServerFrame::LinkClosed { channel: [0; 32] },
+                format!(r#"{{"type":"link_closed","channel":"{ZERO32}"}}"#),
+            ),
+            (
+                ServerFrame::DeviceList { list: zero_list() },
+                format!(
+                    r#"{{"type":"device_list","list":{{"list":"e30=","sig":"{ZERO64}","by_sig":"{ZERO64}"}}}}"#
+                ),
+            ),
             (
                 ServerFrame::GoingAway { reason: "server shutting down".into() },
                 r#"{"type":"going_away","reason":"server shutting down"}"#.into(),
@@ -1951,6 +2135,9 @@ mod tests {
                 | ServerFrame::Message { .. }
                 | ServerFrame::Op { .. }
                 | ServerFrame::Inbox { .. }
+                | ServerFrame::LinkData { .. }
+                | ServerFrame::LinkClosed { .. }
+                | ServerFrame::DeviceList { .. }
                 | ServerFrame::GoingAway { .. } => None,
                 ServerFrame::Error { id, .. } => *id,
                 _ => Some(RequestId(7)),
@@ -1992,6 +2179,10 @@ mod tests {
             "too_many_connections",
             "inbox_full",
             "limit_reached",
+            "device_list_refused",
+            "device_unlinked",
+            "link_busy",
+            "link_unknown",
             "storage",
             "shutting_down",
             "internal",
@@ -2317,6 +2508,7 @@ mod tests {
                 display_name,
                 keys: zero_keys(),
                 registration_token,
+                device_list: None,
                 signature: Signature([0; 64]),
             };
         assert_eq!(

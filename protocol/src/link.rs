@@ -622,16 +622,21 @@ mod tests {
         assert_eq!(e_o.sas(&[0; 32], &t), Err(LinkError::BadKey));
 
         let first = DeviceList::first(user, &id, &old, crate::ids::Timestamp(1));
-        let first_signed = id.sign_list(&first).unwrap();
+        let first_signed = id.sign_list(&first, &old).unwrap();
         let mut devices = first.devices.clone();
         devices.push(ListedDevice::new(&new, &user, &id.public()));
-        let list = first.successor(first_signed.hash(), crate::ids::Timestamp(2), devices);
+        let list = first.successor(
+            first_signed.hash(),
+            old.device_id(),
+            crate::ids::Timestamp(2),
+            devices,
+        );
         let bundle = LinkBundle {
             v: LINK_BUNDLE_FORMAT,
             user,
             display_name: "Noor".into(),
             identity_secret: IdentitySecret(*id.to_secret_bytes()),
-            device_list: id.sign_list(&list).unwrap(),
+            device_list: id.sign_list(&list, &old).unwrap(),
             groups: vec![],
             known_identities: vec![],
         };

@@ -305,6 +305,7 @@ fn auth_frame_vectors() {
         display_name: "Alice".into(),
         keys: alice.public_keys(),
         registration_token: None,
+        device_list: None,
         signature: frames::sign_auth(&alice, "localhost", &nonce),
     };
     check(

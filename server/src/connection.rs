@@ -810,6 +810,14 @@ async fn handle_request(
             ErrorCode::AlreadyAuthenticated,
             "this connection is already authenticated",
         )),
+        // Served from the next commit on (linked devices, PROTOCOL.md §3.6–3.8).
+        ClientFrame::PublishDevices { .. }
+        | ClientFrame::LinkOpen { .. }
+        | ClientFrame::LinkJoin { .. }
+        | ClientFrame::LinkSend { .. } => Err(Reject::new(
+            ErrorCode::UnknownFrame,
+            "linked devices are not served by this build yet",
+        )),
         ClientFrame::CreateGroup { id, genesis } => {
             create_group(shared, handle, s, id, genesis).await
         }
@@ -900,7 +908,15 @@ async fn handle_request(
                     });
                 }
             }
-            reply(shared, handle, &ServerFrame::Devices { id, devices: found });
+            reply(
+                shared,
+                handle,
+                &ServerFrame::Devices {
+                    id,
+                    devices: found,
+                    device_lists: Vec::new(),
+                },
+            );
             Ok(())
         }
         ClientFrame::LookupUsers { id, users } => {
@@ -918,7 +934,15 @@ async fn handle_request(
                     });
                 }
             }
-            reply(shared, handle, &ServerFrame::Devices { id, devices: found });
+            reply(
+                shared,
+                handle,
+                &ServerFrame::Devices {
+                    id,
+                    devices: found,
+                    device_lists: Vec::new(),
+                },
+            );
             Ok(())
         }
     }

@@ -288,6 +288,7 @@ async fn register(port: u16, pin: &str) -> ServerFrame {
         display_name: "Someone".into(),
         keys: identity.public_keys(),
         registration_token: None,
+        device_list: None,
         signature: frames::sign_auth(&identity, conn.host(), &nonce),
     };
     conn.send(&frame).await.unwrap();

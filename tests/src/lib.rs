@@ -331,6 +331,7 @@ impl RawClient {
             display_name: self.name.clone(),
             keys: self.identity.public_keys(),
             registration_token: None,
+            device_list: None,
             signature: frames::sign_auth(&self.identity, self.conn.host(), &self.nonce),
         }
     }

@@ -159,6 +159,7 @@ async fn every_refusal_a_client_can_trigger_says_whether_and_when_to_retry() {
             display_name: "Again".into(),
             keys: DeviceIdentity::generate(&mut rng()).public_keys(),
             registration_token: None,
+            device_list: None,
             signature: confide_protocol::Signature([0; 64]),
         })
         .await;
@@ -425,6 +426,7 @@ async fn registered_ws(server: &TestServer) -> WebSocketStream<TcpStream> {
         display_name: "Raw".into(),
         keys: identity.public_keys(),
         registration_token: None,
+        device_list: None,
         signature: frames::sign_auth(&identity, "127.0.0.1", &nonce),
     };
     ws.send(WsMessage::Text(register.to_json().unwrap().into()))

@@ -220,6 +220,7 @@ pub async fn register(url: &str) -> (ServerFrame, Connection) {
         display_name: "Someone".into(),
         keys: identity.public_keys(),
         registration_token: None,
+        device_list: None,
         signature: frames::sign_auth(&identity, conn.host(), &nonce),
     };
     conn.send(&frame).await.unwrap();
@@ -251,6 +252,7 @@ impl Device {
             display_name: "Someone".into(),
             keys: device.identity.public_keys(),
             registration_token: None,
+            device_list: None,
             signature: device.sign_challenge().await,
         };
         let reply = device.request(frame).await;

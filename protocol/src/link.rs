@@ -35,6 +35,8 @@ pub const LABEL_LINK_TRANSCRIPT: &str = "confide/v1/link-transcript";
 pub const LABEL_LINK_SAS: &str = "confide/v1/link-sas";
 /// Prefix of the link bundle's HPKE `info`.
 pub const LABEL_LINK_BUNDLE: &str = "confide/v1/link-bundle";
+/// HKDF `info` of the bundle's HPKE psk (the bare ASCII label), and the psk's `psk_id`.
+pub const LABEL_LINK_PSK: &str = "confide/v1/link-psk";
 /// Label of the sending device's signature inside a link bundle.
 pub const LABEL_LINK_BUNDLE_SIG: &str = "confide/v1/link-bundle-sig";
 /// Characters in a link code (50 random bits).
@@ -43,8 +45,10 @@ pub const LINK_CODE_CHARS: usize = 10;
 pub const LINK_CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Prefix of the QR code's text.
 pub const LINK_QR_PREFIX: &str = "confide-link:1:";
-/// Largest link bundle payload, before the signature and the AEAD tag (768 KiB).
-pub const MAX_LINK_BUNDLE_BYTES: usize = 768 * 1024;
+/// Largest link bundle payload, before the signature and the AEAD tag (512 KiB): base64 twice
+/// over (the ciphertext in the `bundle` message, the message in `link_send.data`) it stays under
+/// the server's 1 MiB frame limit.
+pub const MAX_LINK_BUNDLE_BYTES: usize = 512 * 1024;
 /// Most history messages per group in a link bundle.
 pub const LINK_HISTORY_MESSAGES: usize = 200;
 /// Oldest history in a link bundle: 30 days, in milliseconds.
@@ -214,20 +218,43 @@ impl LinkEphemeral {
         commitment(&self.public())
     }
 
-    /// The short authentication string both devices show, from this key, the other device's
-    /// public key and the transcript. An all-zero shared secret is refused.
-    pub fn sas(&self, peer: &[u8; 32], transcript: &[u8; 32]) -> Result<Sas, LinkError> {
+    /// The key agreement with the other device's public key, bound to the transcript: the
+    /// short authentication string both devices show, and the psk the bundle is sealed with. An
+    /// all-zero shared secret is refused.
+    pub fn agree(&self, peer: &[u8; 32], transcript: &[u8; 32]) -> Result<LinkSecrets, LinkError> {
         let shared = Zeroizing::new(self.0.diffie_hellman(&X25519Public::from(*peer)).to_bytes());
         if shared.iter().all(|b| *b == 0) {
             return Err(LinkError::BadKey);
         }
         let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(transcript), shared.as_ref());
         let mut okm = [0u8; 5];
-        // 5 bytes is far below HKDF-SHA256's limit of 255 * 32, so `expand` cannot fail.
-        if hk.expand(LABEL_LINK_SAS.as_bytes(), &mut okm).is_err() {
+        let mut psk = Zeroizing::new([0u8; 32]);
+        // 5 and 32 bytes are far below HKDF-SHA256's limit of 255 * 32: `expand` cannot fail.
+        if hk.expand(LABEL_LINK_SAS.as_bytes(), &mut okm).is_err()
+            || hk.expand(LABEL_LINK_PSK.as_bytes(), psk.as_mut()).is_err()
+        {
             return Err(LinkError::BadKey);
         }
-        Ok(Sas::from_bytes(&okm))
+        Ok(LinkSecrets {
+            sas: Sas::from_bytes(&okm),
+            psk,
+        })
+    }
+}
+
+/// What a link's key agreement gives both devices.
+pub struct LinkSecrets {
+    /// The numbers both devices show.
+    pub sas: Sas,
+    /// The HPKE psk the bundle is sealed with (zeroized on drop).
+    pub psk: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for LinkSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkSecrets")
+            .field("sas", &self.sas)
+            .finish_non_exhaustive()
     }
 }
 
@@ -286,12 +313,14 @@ pub enum LinkMessage {
         #[serde(with = "b64_array")]
         commit: [u8; 32],
     },
-    /// O → N: whose device N becomes, and O's ephemeral key.
+    /// O → N: whose device N becomes, the user's current list, and O's ephemeral key.
     Offer {
         /// The user.
         user: UserId,
-        /// The user's identity key.
-        identity: IdentityKey,
+        /// The name N will show.
+        display_name: String,
+        /// The user's current device list; the bundle's list must succeed it.
+        list: SignedDeviceList,
         /// O's ephemeral X25519 public key.
         #[serde(with = "b64_array")]
         eph: [u8; 32],
@@ -302,7 +331,9 @@ pub enum LinkMessage {
         #[serde(with = "b64_array")]
         eph: [u8; 32],
     },
-    /// O → N: the sealed bundle, after the person confirmed the numbers match.
+    /// N → O: N's person confirmed that both devices show the same numbers.
+    Confirmed {},
+    /// O → N: the sealed bundle, after both people-facing ends confirmed the numbers match.
     Bundle {
         /// The bundle.
         sealed: SealedLinkBundle,
@@ -349,12 +380,14 @@ pub fn bundle_info(channel: &[u8; 32], transcript: &[u8; 32], recipient: &Device
     )
 }
 
-/// Seals `payload` (a [`LinkBundle`]'s JSON) from the existing device to the new one.
+/// Seals `payload` (a [`LinkBundle`]'s JSON) from the existing device to the new one, in HPKE
+/// mode_psk with the psk of the confirmed key agreement ([`LinkEphemeral::agree`]).
 pub fn seal_bundle(
     sender: &DeviceIdentity,
     recipient: &DeviceKeys,
     channel: &[u8; 32],
     transcript: &[u8; 32],
+    psk: &[u8; 32],
     payload: &[u8],
     rng: &mut impl rand_core::CryptoRng,
 ) -> Result<SealedLinkBundle, LinkError> {
@@ -368,6 +401,7 @@ pub fn seal_bundle(
         &info,
         LABEL_LINK_BUNDLE_SIG,
         payload,
+        Some((psk, LABEL_LINK_PSK.as_bytes())),
         rng,
     )?;
     Ok(SealedLinkBundle {
@@ -383,6 +417,7 @@ pub fn open_bundle(
     recipient: &DeviceIdentity,
     channel: &[u8; 32],
     transcript: &[u8; 32],
+    psk: &[u8; 32],
     sealed: &SealedLinkBundle,
 ) -> Result<Zeroizing<Vec<u8>>, LinkError> {
     if sealed.ciphertext.len() > MAX_LINK_BUNDLE_BYTES + 64 + 16 {
@@ -396,6 +431,7 @@ pub fn open_bundle(
         &sealed.sender,
         &sealed.enc,
         &sealed.ciphertext,
+        Some((psk, LABEL_LINK_PSK.as_bytes())),
     )?)
 }
 
@@ -462,7 +498,8 @@ pub struct BundleGroup {
     pub history: Vec<HistoryItem>,
 }
 
-/// An identity key the existing device has seen for another user.
+/// A user the existing device has seen, with the identity key and the newest list seen (the
+/// high-water mark of PROTOCOL.md §11.14).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KnownIdentity {
@@ -470,6 +507,10 @@ pub struct KnownIdentity {
     pub user: UserId,
     /// The identity key seen.
     pub identity: IdentityKey,
+    /// The newest list version seen for it.
+    pub version: u64,
+    /// That list's hash.
+    pub list_hash: crate::device_list::DeviceListHash,
 }
 
 /// What the existing device gives the new one (PROTOCOL.md §3.7).
@@ -494,15 +535,19 @@ pub struct LinkBundle {
 
 impl LinkBundle {
     /// The checks the new device makes (PROTOCOL.md §3.7): the list is valid, names the user
-    /// and identity key offered, lists this device with exactly these keys and lists the
-    /// sender; the secret is that identity key's.
+    /// and identity key of the offered list, succeeds it, lists this device with exactly these
+    /// keys and lists the sender; the secret is that identity key's.
     pub fn check(
         &self,
         me: &DeviceKeys,
         sender: &DeviceId,
-        offered_user: &UserId,
-        offered_identity: &IdentityKey,
+        offered: &SignedDeviceList,
     ) -> Result<crate::device_list::DeviceList, LinkError> {
+        let offered_list = offered
+            .verify()
+            .map_err(|e| LinkError::Bundle(format!("offered device list: {}", e.code())))?;
+        let offered_user = &offered_list.user;
+        let offered_identity = &offered_list.identity;
         if self.v != LINK_BUNDLE_FORMAT {
             return Err(LinkError::Bundle("unknown bundle format".into()));
         }
@@ -526,6 +571,11 @@ impl LinkBundle {
         if !list.lists(sender) {
             return Err(LinkError::Mismatch(
                 "the device list does not list the sender",
+            ));
+        }
+        if !list.succeeds(&offered_list, &offered.hash()) {
+            return Err(LinkError::Mismatch(
+                "the device list does not succeed the offered one",
             ));
         }
         let secret = crate::device_list::UserIdentity::from_secret_bytes(&self.identity_secret.0);
@@ -596,10 +646,13 @@ mod tests {
             commit: e_n.commitment(),
         }
         .to_bytes();
+        let first = DeviceList::first(user, &id, &old, crate::ids::Timestamp(1));
+        let first_signed = id.sign_list(&first, &old).unwrap();
         let e_o = LinkEphemeral::generate(&mut rng);
         let offer = LinkMessage::Offer {
             user,
-            identity: id.public(),
+            display_name: "Noor".into(),
+            list: first_signed.clone(),
             eph: e_o.public(),
         }
         .to_bytes();
@@ -610,19 +663,19 @@ mod tests {
         };
         assert_eq!(commitment(&eph), e_n.commitment());
         let t = transcript(&channel, &hello, &offer, &eph);
-        let sas_old = e_o.sas(&eph, &t).unwrap();
-        let sas_new = e_n.sas(&e_o.public(), &t).unwrap();
-        assert_eq!(sas_old, sas_new);
+        let old_side = e_o.agree(&eph, &t).unwrap();
+        let new_side = e_n.agree(&e_o.public(), &t).unwrap();
+        assert_eq!(old_side.sas, new_side.sas);
+        assert_eq!(*old_side.psk, *new_side.psk);
 
         // A server that swaps N's ephemeral key for its own sees different numbers on O.
         let mallory = LinkEphemeral::generate(&mut rng);
         let t_mitm = transcript(&channel, &hello, &offer, &mallory.public());
-        assert_ne!(e_o.sas(&mallory.public(), &t_mitm).unwrap(), sas_new);
+        let mitm_side = e_o.agree(&mallory.public(), &t_mitm).unwrap();
+        assert_ne!(mitm_side.sas, new_side.sas);
         // An all-zero ephemeral key is refused.
-        assert_eq!(e_o.sas(&[0; 32], &t), Err(LinkError::BadKey));
+        assert!(matches!(e_o.agree(&[0; 32], &t), Err(LinkError::BadKey)));
 
-        let first = DeviceList::first(user, &id, &old, crate::ids::Timestamp(1));
-        let first_signed = id.sign_list(&first, &old).unwrap();
         let mut devices = first.devices.clone();
         devices.push(ListedDevice::new(&new, &user, &id.public()));
         let list = first.successor(
@@ -641,40 +694,59 @@ mod tests {
             known_identities: vec![],
         };
         let payload = serde_json::to_vec(&bundle).unwrap();
-        let sealed =
-            seal_bundle(&old, &new.public_keys(), &channel, &t, &payload, &mut rng).unwrap();
-        let opened = open_bundle(&new, &channel, &t, &sealed).unwrap();
+        let sealed = seal_bundle(
+            &old,
+            &new.public_keys(),
+            &channel,
+            &t,
+            &old_side.psk,
+            &payload,
+            &mut rng,
+        )
+        .unwrap();
+        let opened = open_bundle(&new, &channel, &t, &new_side.psk, &sealed).unwrap();
         let parsed: LinkBundle = serde_json::from_slice(&opened).unwrap();
         assert!(
             parsed
-                .check(&new.public_keys(), &old.device_id(), &user, &id.public())
+                .check(&new.public_keys(), &old.device_id(), &first_signed)
                 .is_ok()
         );
-        // Another transcript (another link) does not open it.
-        assert!(open_bundle(&new, &channel, &t_mitm, &sealed).is_err());
+        // Another transcript (another link), or another psk, does not open it.
+        assert!(open_bundle(&new, &channel, &t_mitm, &new_side.psk, &sealed).is_err());
+        assert!(open_bundle(&new, &channel, &t, &mitm_side.psk, &sealed).is_err());
         // Nobody else opens it.
-        assert!(open_bundle(&old, &channel, &t, &sealed).is_err());
-        // A bundle whose identity is not the one offered is refused.
-        let other = UserIdentity::generate(&mut rng).public();
+        assert!(open_bundle(&old, &channel, &t, &new_side.psk, &sealed).is_err());
+        // A bundle whose list does not succeed the offered one is refused: here the offer
+        // showed another identity's list.
+        let other_id = UserIdentity::generate(&mut rng);
+        let other_first = other_id
+            .sign_list(
+                &DeviceList::first(user, &other_id, &old, crate::ids::Timestamp(1)),
+                &old,
+            )
+            .unwrap();
         assert!(matches!(
-            parsed.check(&new.public_keys(), &old.device_id(), &user, &other),
+            parsed.check(&new.public_keys(), &old.device_id(), &other_first),
             Err(LinkError::Mismatch(_))
         ));
         // A bundle whose list does not name this device is refused.
         let stranger = DeviceIdentity::generate(&mut rng);
         assert!(matches!(
-            parsed.check(
-                &stranger.public_keys(),
-                &old.device_id(),
-                &user,
-                &id.public()
-            ),
+            parsed.check(&stranger.public_keys(), &old.device_id(), &first_signed),
             Err(LinkError::Mismatch(_))
         ));
         // Too large is refused before sealing.
         let big = vec![b' '; MAX_LINK_BUNDLE_BYTES + 1];
         assert_eq!(
-            seal_bundle(&old, &new.public_keys(), &channel, &t, &big, &mut rng),
+            seal_bundle(
+                &old,
+                &new.public_keys(),
+                &channel,
+                &t,
+                &old_side.psk,
+                &big,
+                &mut rng
+            ),
             Err(LinkError::TooLarge(MAX_LINK_BUNDLE_BYTES + 1))
         );
     }

@@ -153,7 +153,8 @@ pub fn seal(
         return Err(SealError::TooLarge(payload.len()));
     }
     let info = seal_info(kind, &group, epoch, &recipient.device);
-    let (enc, ciphertext) = seal_signed(sender, recipient, &info, LABEL_SEAL_SIG, payload, rng)?;
+    let (enc, ciphertext) =
+        seal_signed(sender, recipient, &info, LABEL_SEAL_SIG, payload, None, rng)?;
     Ok(SealedPayload {
         kind,
         group,
@@ -169,13 +170,15 @@ pub fn seal(
 /// The construction of PROTOCOL.md §4.3 for any `info` and signature label: checks the
 /// recipient's keys, signs `sig_label || 0x00 || info || sender || payload`, and HPKE-seals
 /// `signature || payload` to the recipient's sealing key with `info` and the sender's id as
-/// associated data. Returns `(enc, ciphertext)`. The caller bounds the payload's size.
+/// associated data — in mode_base, or in mode_psk with `psk = (psk, psk_id)`. Returns
+/// `(enc, ciphertext)`. The caller bounds the payload's size.
 pub(crate) fn seal_signed(
     sender: &DeviceIdentity,
     recipient: &DeviceKeys,
     info: &[u8],
     sig_label: &str,
     payload: &[u8],
+    psk: Option<(&[u8], &[u8])>,
     rng: &mut impl rand_core::CryptoRng,
 ) -> Result<([u8; 32], Vec<u8>), SealError> {
     recipient
@@ -188,8 +191,14 @@ pub(crate) fn seal_signed(
     inner.extend_from_slice(payload);
     let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.sealing_key)
         .map_err(|e| SealError::Hpke(e.to_string()))?;
+    let mode = match psk {
+        None => OpModeS::Base,
+        Some((psk, psk_id)) => OpModeS::Psk(
+            hpke::PskBundle::new(psk, psk_id).map_err(|e| SealError::Hpke(e.to_string()))?,
+        ),
+    };
     let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
-        &OpModeS::Base,
+        &mode,
         &pk,
         info,
         &inner,
@@ -227,6 +236,7 @@ pub fn open(
         &sealed.sender,
         &sealed.enc,
         &sealed.ciphertext,
+        None,
     )
 }
 
@@ -239,14 +249,21 @@ pub(crate) fn open_signed(
     sender: &DeviceId,
     enc: &[u8; 32],
     ciphertext: &[u8],
+    psk: Option<(&[u8], &[u8])>,
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
     let secret = recipient.sealing_secret_bytes();
     let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
         .map_err(|e| SealError::Hpke(e.to_string()))?;
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| SealError::Open)?;
+    let mode = match psk {
+        None => OpModeR::Base,
+        Some((psk, psk_id)) => OpModeR::Psk(
+            hpke::PskBundle::new(psk, psk_id).map_err(|e| SealError::Hpke(e.to_string()))?,
+        ),
+    };
     let inner = Zeroizing::new(
         hpke::single_shot_open::<Aead, Kdf, Kem>(
-            &OpModeR::Base,
+            &mode,
             &sk,
             &enc,
             info,

@@ -45,7 +45,7 @@
 //! | `remove` (incl. ban), `mute`, `unmute` | yes | plain members only | no |
 //! | `lock`, `unlock`, `set_open_hours`, `set_slow_mode`, `delete_messages` | yes | yes | no |
 //! | `unban`, `set_role`, `set_agreement`, `set_retention`, `set_settings`, `set_crisis_resources` | yes | no | no |
-//! | `accept_agreement`, `leave` | yes | yes | yes |
+//! | `accept_agreement`, `leave`, `update_devices` (own list only) | yes | yes | yes |
 //! | `join` | authored by the joining device, which is not yet a member | | |
 //! | `genesis` | only as the first op | | |
 //!
@@ -65,8 +65,8 @@
 //!
 //! # Epochs
 //!
-//! `join`, `add`, `remove` and `leave` each start a new epoch ([`Epoch::next`]); nothing else
-//! does ([`OpBody::changes_epoch`]). After a new epoch every member sends a fresh sender key,
+//! `join`, `add`, `remove`, `leave` and `update_devices` each start a new epoch
+//! ([`Epoch::next`]); nothing else does ([`OpBody::changes_epoch`]). After a new epoch every member sends a fresh sender key,
 //! sealed only to [`GroupState::current_devices`].
 //!
 //! Each epoch is named by its epoch hash ([`GroupState::epoch_hash`]): the hash of the op that
@@ -98,6 +98,7 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use serde::{Deserialize, Serialize};
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
+use crate::device_list::{DeviceList, DeviceListHash, IdentityKey, SignedDeviceList};
 use crate::encoding::{b64, b64_array};
 use crate::identity::{self, DeviceIdentity, DeviceKeys, Signature};
 use crate::ids::{DeviceId, Epoch, GroupId, InviteId, MessageId, OpHash, Timestamp, UserId};
@@ -458,6 +459,19 @@ pub enum OpBody {
         #[serde(with = "b64_array_opt")]
         text_hash: Option<[u8; 32]>,
     },
+    /// The author's user replaces their own device list (PROTOCOL.md §8.5): links or unlinks a
+    /// device. Any role. Rules, in this order: the list is valid (`invalid_member`); it names
+    /// the author's user (`not_allowed`); if the member's entry already carries a list, the new
+    /// one has the same identity key ([`LogError::IdentityChanged`]), a greater version
+    /// (`invalid_value`) and other devices (`no_change`); no listed device is banned
+    /// (`banned_device`) or belongs to another current member (`invalid_member`). The member's
+    /// devices become the list's and the list is pinned (with its identity key, for an entry
+    /// that had none); role, mute and accepted agreement stay. The author may drop its own
+    /// device. New epoch.
+    UpdateDevices {
+        /// The member's new device list.
+        device_list: SignedDeviceList,
+    },
 }
 
 impl OpBody {
@@ -486,25 +500,36 @@ impl OpBody {
             OpBody::SetRetention { .. } => "set_retention",
             OpBody::SetSettings { .. } => "set_settings",
             OpBody::SetCrisisResources { .. } => "set_crisis_resources",
+            OpBody::UpdateDevices { .. } => "update_devices",
         }
     }
 
-    /// Whether applying this op starts a new epoch: exactly `join`, `add`, `remove` and
-    /// `leave` (the membership changes).
+    /// Whether applying this op starts a new epoch: exactly `join`, `add`, `remove`, `leave`
+    /// and `update_devices` (the changes of who, or which devices, may read).
     pub fn changes_epoch(&self) -> bool {
         matches!(
             self,
-            OpBody::Join { .. } | OpBody::Add { .. } | OpBody::Remove { .. } | OpBody::Leave {}
+            OpBody::Join { .. }
+                | OpBody::Add { .. }
+                | OpBody::Remove { .. }
+                | OpBody::Leave {}
+                | OpBody::UpdateDevices { .. }
         )
     }
 
-    /// Whether this op starts a new epoch by someone's departure (`remove` or `leave`): the
-    /// epoch it ends gets **no** grace (PROTOCOL.md §10.1 `post` step 8), so from the moment the
-    /// op is applied nothing encrypted under keys the departed member holds is accepted, and a
-    /// client rejects a message of that epoch stored after a later epoch began (§11.2 step 9,
-    /// [`crate::policy::slipped_in_after_departure`]).
+    /// Whether this op starts a new epoch by someone's departure (`remove` or `leave`), or by
+    /// an `update_devices`, which may drop a device (a lost or stolen one): the epoch it ends
+    /// gets **no** grace (PROTOCOL.md §10.1 `post` step 8), so from the moment the op is
+    /// applied nothing encrypted under keys the departed member or device holds is accepted,
+    /// and a client rejects a message of that epoch stored after a later epoch began (§11.2
+    /// step 9, [`crate::policy::slipped_in_after_departure`]). An `update_devices` that only
+    /// adds a device is treated the same way: the op alone does not say which it is, and a
+    /// post lost to it is sent again in the new epoch.
     pub fn ends_epoch_by_departure(&self) -> bool {
-        matches!(self, OpBody::Remove { .. } | OpBody::Leave {})
+        matches!(
+            self,
+            OpBody::Remove { .. } | OpBody::Leave {} | OpBody::UpdateDevices { .. }
+        )
     }
 
     /// Whether the epoch this op ends still accepts posts for a grace period after it
@@ -581,8 +606,9 @@ impl fmt::Display for Role {
 /// Valid when: `display_name` has 1 to [`MAX_DISPLAY_NAME_CHARS`] characters, is not blank and
 /// contains no control characters, no bidirectional marks, overrides or isolates (which could
 /// disguise a name) and no line or paragraph separator (which could make it pass for two lines); `devices` lists 1 to [`MAX_DEVICES_PER_USER`] distinct devices, each
-/// of whose sealing key verifies ([`DeviceKeys::verify`]); and no device already belongs to
-/// another member.
+/// of whose sealing key verifies ([`DeviceKeys::verify`]); `device_list`, when present, is a
+/// valid [`SignedDeviceList`] of this `user` whose devices' keys are exactly `devices`, in
+/// order; and no device already belongs to another member.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberEntry {
@@ -592,11 +618,22 @@ pub struct MemberEntry {
     pub display_name: String,
     /// The user's devices with their signed public keys.
     pub devices: Vec<DeviceKeys>,
+    /// The user's device list, signed by their identity key (PROTOCOL.md §3.6, §8.6): pins the
+    /// identity key in the log. Absent in entries written before device lists (omitted from
+    /// the JSON then, so such entries keep their exact bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_list: Option<SignedDeviceList>,
 }
 
 impl MemberEntry {
-    /// Checks the entry on its own (everything but other members' devices).
+    /// Checks the entry on its own (everything but other members' devices), including its
+    /// device list when it carries one.
     pub fn validate(&self) -> Result<(), LogError> {
+        self.validate_pinning().map(|_| ())
+    }
+
+    /// [`Self::validate`], returning what the entry's device list pins, if it carries one.
+    fn validate_pinning(&self) -> Result<Option<PinnedList>, LogError> {
         let count = self.display_name.chars().count();
         if count == 0 || count > MAX_DISPLAY_NAME_CHARS || self.display_name.trim().is_empty() {
             return Err(LogError::InvalidMember(format!(
@@ -635,7 +672,21 @@ impl MemberEntry {
                 )));
             }
         }
-        Ok(())
+        let Some(signed) = &self.device_list else {
+            return Ok(None);
+        };
+        let list = verify_list(signed)?;
+        if list.user != self.user {
+            return Err(LogError::InvalidMember(
+                "the device list belongs to another user than the entry".into(),
+            ));
+        }
+        if !same_devices(&list, &self.devices) {
+            return Err(LogError::InvalidMember(
+                "the entry's devices are not exactly those of its device list".into(),
+            ));
+        }
+        Ok(Some(PinnedList::of(&list, signed)))
     }
 
     /// Whether `device` is one of this member's devices.
@@ -659,6 +710,46 @@ fn is_bidi_control(c: char) -> bool {
 /// the rest pass for another line (a member list entry of its own).
 fn is_line_separator(c: char) -> bool {
     matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// A device list checked as in PROTOCOL.md §3.6; an invalid one is an invalid member
+/// (`invalid_member`, §8.5, §8.6).
+fn verify_list(signed: &SignedDeviceList) -> Result<DeviceList, LogError> {
+    signed
+        .verify()
+        .map_err(|e| LogError::InvalidMember(format!("invalid device list ({}): {e}", e.code())))
+}
+
+/// Whether `list` names exactly `devices`, in the same order.
+fn same_devices(list: &DeviceList, devices: &[DeviceKeys]) -> bool {
+    list.devices.len() == devices.len()
+        && list
+            .devices
+            .iter()
+            .zip(devices)
+            .all(|(listed, keys)| listed.keys == *keys)
+}
+
+/// What the log pins of a member's device list (PROTOCOL.md §8.6): the user identity key, which
+/// no later op can change, and the version and hash of the list the entry carries now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PinnedList {
+    /// The user identity key that signs the member's lists.
+    pub identity: IdentityKey,
+    /// The version of the member's current list.
+    pub version: u64,
+    /// The hash of the member's current list ([`SignedDeviceList::hash`]).
+    pub hash: DeviceListHash,
+}
+
+impl PinnedList {
+    fn of(list: &DeviceList, signed: &SignedDeviceList) -> Self {
+        PinnedList {
+            identity: list.identity,
+            version: list.version,
+            hash: signed.hash(),
+        }
+    }
 }
 
 /// Group-wide settings.
@@ -846,6 +937,19 @@ pub fn only_proven_device(member: &MemberEntry) -> Result<&DeviceKeys, LogError>
     }
 }
 
+/// The devices of a member entry that joins through an invite which may have signed for it: for
+/// an entry with a device list, every listed device (each consented with its `link_sig`,
+/// PROTOCOL.md §3.6); otherwise the one device [`only_proven_device`] allows. A `join` must be
+/// authored by one of them, and an `add` approving a request must carry an `invite_sig` of
+/// one of them (§8.5).
+pub fn proven_devices(member: &MemberEntry) -> Result<&[DeviceKeys], LogError> {
+    if member.device_list.is_some() {
+        Ok(&member.devices)
+    } else {
+        only_proven_device(member).map(std::slice::from_ref)
+    }
+}
+
 /// Checks an `invite_sig` made by [`InviteSecret::sign_join`].
 pub fn verify_join_sig(
     invite: &InviteId,
@@ -885,16 +989,25 @@ pub fn allowed(role: Role, body: &OpBody) -> bool {
                 | B::DeleteMessages { .. }
                 | B::AcceptAgreement { .. }
                 | B::Leave {}
+                | B::UpdateDevices { .. }
         ),
-        Role::Member => matches!(body, B::AcceptAgreement { .. } | B::Leave {}),
+        Role::Member => matches!(
+            body,
+            B::AcceptAgreement { .. } | B::Leave {} | B::UpdateDevices { .. }
+        ),
     }
 }
 
 /// A member of the group, as the replayed log sees them.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Member {
-    /// The entry they joined or were added with.
+    /// The entry they joined or were added with, with the devices and device list of their
+    /// latest `update_devices`.
     pub entry: MemberEntry,
+    /// What the log pinned of their device list: set when their entry carried one, or by their
+    /// first `update_devices`; `None` for a member written before device lists who has not
+    /// updated since.
+    pub pinned: Option<PinnedList>,
     /// Their current role.
     pub role: Role,
     /// The epoch their membership started in: they can read nothing sent before it.
@@ -904,6 +1017,11 @@ pub struct Member {
 }
 
 impl Member {
+    /// The user identity key the log pinned for this member, if any.
+    pub fn identity(&self) -> Option<IdentityKey> {
+        self.pinned.map(|p| p.identity)
+    }
+
     /// Whether this member can read messages of `epoch` ([`crate::policy::can_read_epoch`]).
     pub fn can_read_epoch(&self, epoch: Epoch) -> bool {
         crate::policy::can_read_epoch(self.joined_epoch, epoch)
@@ -1088,7 +1206,7 @@ impl GroupState {
                 got: op.prev,
             });
         }
-        creator.validate()?;
+        let pin = creator.validate_pinning()?;
         if !creator.has_device(&op.author) {
             return Err(LogError::InvalidMember(
                 "the genesis op must be signed by one of the creator's devices".into(),
@@ -1119,7 +1237,7 @@ impl GroupState {
             settings: settings.clone(),
             crisis_resources: None,
         };
-        state.admit(creator, Role::Facilitator, Epoch(0));
+        state.admit(creator, Role::Facilitator, Epoch(0), pin);
         Ok(state)
     }
 
@@ -1129,8 +1247,8 @@ impl GroupState {
     pub fn apply(&mut self, signed: &SignedOp) -> Result<AppliedOp, LogError> {
         let op = signed.verify()?;
         let hash = signed.hash();
-        self.check(&op, &hash)?;
-        self.commit(&op, hash);
+        let pin = self.check(&op, &hash)?;
+        self.commit(&op, hash, pin);
         Ok(AppliedOp { op, hash })
     }
 
@@ -1193,8 +1311,8 @@ impl GroupState {
     }
 
     /// The current epoch's hash: the hash of the op that started the epoch, i.e. the genesis
-    /// hash in epoch 0 and otherwise the hash of the latest applied `join`, `add`, `remove` or
-    /// `leave` ([`OpBody::changes_epoch`]). Names the epoch's exact history and member list, so
+    /// hash in epoch 0 and otherwise the hash of the latest applied `join`, `add`, `remove`,
+    /// `leave` or `update_devices` ([`OpBody::changes_epoch`]). Names the epoch's exact history and member list, so
     /// messages can be bound to it; it changes exactly when [`Self::epoch`] does.
     pub fn epoch_hash(&self) -> OpHash {
         self.epoch_hash
@@ -1220,6 +1338,24 @@ impl GroupState {
     pub fn member_of_device(&self, device: &DeviceId) -> Option<(&UserId, &Member)> {
         let user = self.devices.get(device)?;
         self.members.get_key_value(user)
+    }
+
+    /// The user identity key the log pinned for a current member (PROTOCOL.md §8.6): `None`
+    /// for a non-member and for a member written before device lists who has not sent an
+    /// `update_devices` yet.
+    pub fn identity_of(&self, user: &UserId) -> Option<IdentityKey> {
+        self.members.get(user).and_then(Member::identity)
+    }
+
+    /// A current member's device list as the log holds it (the one their entry or their latest
+    /// `update_devices` carried), if any.
+    pub fn device_list_of(&self, user: &UserId) -> Option<&SignedDeviceList> {
+        self.members.get(user)?.entry.device_list.as_ref()
+    }
+
+    /// The version of a current member's device list as the log holds it, if any.
+    pub fn device_list_version_of(&self, user: &UserId) -> Option<u64> {
+        self.members.get(user)?.pinned.map(|p| p.version)
     }
 
     /// A current member's role.
@@ -1397,7 +1533,7 @@ impl GroupState {
     }
 
     /// Every check of an op against this state. Reads only: atomicity rests on this.
-    fn check(&self, op: &Op, hash: &OpHash) -> Result<(), LogError> {
+    fn check(&self, op: &Op, hash: &OpHash) -> Result<Option<PinnedList>, LogError> {
         if op.v != OP_VERSION {
             return Err(LogError::UnsupportedVersion { got: op.v });
         }
@@ -1489,30 +1625,42 @@ impl GroupState {
                         "the invite expires before it is created".into(),
                     ));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::RevokeInvite { invite } => match self.invites.get(invite) {
                 None => Err(LogError::InvalidInvite("unknown invite".into())),
                 Some(state) if state.revoked => Err(LogError::InvalidInvite(
                     "the invite is already revoked".into(),
                 )),
-                Some(_) => Ok(()),
+                Some(_) => Ok(None),
             },
             OpBody::Add {
                 member,
                 invite,
                 invite_sig,
             } => {
-                self.check_new_member(member)?;
+                let pin = self.check_new_member(member)?;
                 match (invite, invite_sig) {
-                    (None, None) => Ok(()),
+                    (None, None) => Ok(pin),
                     (Some(invite), Some(sig)) => {
                         let state = self.usable_invite(invite)?;
                         if state.uses >= state.max_uses {
                             return Err(LogError::InvalidInvite("the invite is used up".into()));
                         }
-                        let device = only_proven_device(member)?;
-                        verify_join_sig(invite, &self.group, &member.user, &device.device, sig)
+                        // Without a device list only the one device that asked is proven; with
+                        // one, every listed device consented (its `link_sig`), and the request
+                        // came from one of them.
+                        let proven = proven_devices(member)?;
+                        if proven.iter().any(|device| {
+                            verify_join_sig(invite, &self.group, &member.user, &device.device, sig)
+                                .is_ok()
+                        }) {
+                            Ok(pin)
+                        } else {
+                            Err(LogError::InvalidInvite(
+                                "the invite signature does not verify".into(),
+                            ))
+                        }
                     }
                     _ => Err(LogError::InvalidInvite(
                         "invite and invite_sig must be given together".into(),
@@ -1531,13 +1679,13 @@ impl GroupState {
                 if target == Role::Facilitator && self.facilitator_count() <= 1 {
                     return Err(LogError::LastFacilitator);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Unban { user } => {
                 if !self.banned.contains(user) {
                     return Err(LogError::InvalidValue("the user is not banned".into()));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Leave {} => {
                 if role == Role::Facilitator
@@ -1546,7 +1694,7 @@ impl GroupState {
                 {
                     return Err(LogError::LastFacilitator);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetRole {
                 user,
@@ -1562,7 +1710,7 @@ impl GroupState {
                 {
                     return Err(LogError::LastFacilitator);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Mute { user, until } => {
                 let target = self.target(user)?;
@@ -1575,7 +1723,7 @@ impl GroupState {
                 if self.mutes.get(user) == Some(until) {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Unmute { user } => {
                 // A mute outlives membership: a user who left or was removed may still be
@@ -1586,19 +1734,19 @@ impl GroupState {
                 if !self.mutes.contains_key(user) {
                     return Err(LogError::InvalidValue("the user is not muted".into()));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Lock {} => {
                 if self.locked {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Unlock {} => {
                 if !self.locked {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetOpenHours { schedule } => {
                 if let Some(hours) = schedule {
@@ -1607,7 +1755,7 @@ impl GroupState {
                 if *schedule == self.open_hours {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetSlowMode { seconds } => {
                 if *seconds > MAX_SLOW_MODE_SECONDS {
@@ -1618,7 +1766,7 @@ impl GroupState {
                 if *seconds == self.slow_mode_seconds {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::DeleteMessages { messages } => {
                 if messages.is_empty() || messages.len() > MAX_DELETE_BATCH {
@@ -1627,7 +1775,7 @@ impl GroupState {
                         messages.len()
                     )));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetAgreement { version, .. } => {
                 let current = self.agreement.map_or(0, |a| a.version);
@@ -1637,7 +1785,7 @@ impl GroupState {
                         u64::from(current) + 1
                     )));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::AcceptAgreement { version, text_hash } => match self.agreement {
                 Some(a) if a.version == *version => {
@@ -1649,7 +1797,7 @@ impl GroupState {
                     if author.accepted_agreement == *version {
                         return no_change(&op.body);
                     }
-                    Ok(())
+                    Ok(None)
                 }
                 Some(a) => Err(LogError::InvalidValue(format!(
                     "the current agreement is version {}, not {version}",
@@ -1668,21 +1816,76 @@ impl GroupState {
                 if *seconds == self.retention_seconds {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetSettings { settings } => {
                 if *settings == self.settings {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetCrisisResources { text_hash } => {
                 if *text_hash == self.crisis_resources {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
+            }
+            OpBody::UpdateDevices { device_list } => self
+                .check_update_devices(op, author_user, author, device_list)
+                .map(Some),
+        }
+    }
+
+    /// The rules of `update_devices` (PROTOCOL.md §8.5), in their order; returns what the op
+    /// pins.
+    fn check_update_devices(
+        &self,
+        op: &Op,
+        author_user: &UserId,
+        author: &Member,
+        signed: &SignedDeviceList,
+    ) -> Result<PinnedList, LogError> {
+        let list = verify_list(signed)?;
+        if list.user != *author_user {
+            return Err(LogError::NotAllowed {
+                role: author.role,
+                action: "update another user's devices",
+            });
+        }
+        if let Some(pinned) = &author.pinned {
+            if list.identity != pinned.identity {
+                return Err(LogError::IdentityChanged { user: *author_user });
+            }
+            if list.version <= pinned.version {
+                return Err(LogError::InvalidValue(format!(
+                    "the device list has version {}, not newer than the version {} the log holds",
+                    list.version, pinned.version
+                )));
+            }
+            if same_devices(&list, &author.entry.devices) {
+                return no_change(&op.body);
             }
         }
+        if let Some(listed) = list
+            .devices
+            .iter()
+            .find(|d| self.banned_devices.contains_key(&d.keys.device))
+        {
+            return Err(LogError::BannedDevice {
+                device: listed.keys.device,
+            });
+        }
+        if let Some(listed) = list.devices.iter().find(|d| {
+            self.devices
+                .get(&d.keys.device)
+                .is_some_and(|owner| owner != author_user)
+        }) {
+            return Err(LogError::InvalidMember(format!(
+                "device {} already belongs to another member",
+                listed.keys.device.short()
+            )));
+        }
+        Ok(PinnedList::of(&list, signed))
     }
 
     fn check_join(
@@ -1691,9 +1894,12 @@ impl GroupState {
         invite: &InviteId,
         member: &MemberEntry,
         invite_sig: &Signature,
-    ) -> Result<(), LogError> {
-        self.check_new_member(member)?;
-        if only_proven_device(member)?.device != op.author {
+    ) -> Result<Option<PinnedList>, LogError> {
+        let pin = self.check_new_member(member)?;
+        if !proven_devices(member)?
+            .iter()
+            .any(|keys| keys.device == op.author)
+        {
             return Err(LogError::InvalidMember(
                 "a join must be signed by the joining member's device".into(),
             ));
@@ -1710,7 +1916,8 @@ impl GroupState {
         if state.uses >= state.max_uses {
             return Err(LogError::InvalidInvite("the invite is used up".into()));
         }
-        verify_join_sig(invite, &self.group, &member.user, &op.author, invite_sig)
+        verify_join_sig(invite, &self.group, &member.user, &op.author, invite_sig)?;
+        Ok(pin)
     }
 
     /// An invite that exists and is not revoked.
@@ -1726,7 +1933,8 @@ impl GroupState {
 
     /// A user about to be admitted: into a group that has a facilitator; not a member, not
     /// banned, listing no banned device; a valid entry whose devices belong to nobody else.
-    fn check_new_member(&self, member: &MemberEntry) -> Result<(), LogError> {
+    /// Returns what the entry's device list pins, if it carries one.
+    fn check_new_member(&self, member: &MemberEntry) -> Result<Option<PinnedList>, LogError> {
         // Only possible after the last facilitator left alone: nobody could moderate a newcomer.
         if self.facilitator_count() == 0 {
             return Err(LogError::NoFacilitator);
@@ -1746,7 +1954,7 @@ impl GroupState {
                 device: keys.device,
             });
         }
-        member.validate()?;
+        let pin = member.validate_pinning()?;
         if let Some(keys) = member
             .devices
             .iter()
@@ -1757,7 +1965,7 @@ impl GroupState {
                 keys.device.short()
             )));
         }
-        Ok(())
+        Ok(pin)
     }
 
     /// The role of a member an op acts on.
@@ -1766,8 +1974,9 @@ impl GroupState {
             .ok_or(LogError::UnknownMember { user: *user })
     }
 
-    /// Applies a checked op. Cannot fail: every condition was checked by [`Self::check`].
-    fn commit(&mut self, op: &Op, hash: OpHash) {
+    /// Applies a checked op. Cannot fail: every condition was checked by [`Self::check`], which
+    /// also returned `pin`, what the op's device list pins (if it carries one).
+    fn commit(&mut self, op: &Op, hash: OpHash, pin: Option<PinnedList>) {
         self.seq = op.seq;
         self.head = hash;
         self.latest_at = self.latest_at.max(op.at);
@@ -1805,13 +2014,13 @@ impl GroupState {
             }
             OpBody::Join { invite, member, .. } => {
                 self.use_invite(invite);
-                self.admit(member, Role::Member, epoch);
+                self.admit(member, Role::Member, epoch, pin);
             }
             OpBody::Add { member, invite, .. } => {
                 if let Some(invite) = invite {
                     self.use_invite(invite);
                 }
-                self.admit(member, Role::Member, epoch);
+                self.admit(member, Role::Member, epoch, pin);
             }
             OpBody::Remove { user, ban } => {
                 let expelled = self.expel(user);
@@ -1862,6 +2071,39 @@ impl GroupState {
             OpBody::SetRetention { seconds } => self.retention_seconds = *seconds,
             OpBody::SetSettings { settings } => self.settings = settings.clone(),
             OpBody::SetCrisisResources { text_hash } => self.crisis_resources = *text_hash,
+            OpBody::UpdateDevices { device_list } => {
+                if let Some(user) = author_user {
+                    self.replace_devices(&user, device_list, pin);
+                }
+            }
+        }
+    }
+
+    /// Gives `user` the devices of `signed` (checked by [`Self::check`], which also parsed what
+    /// it pins). A dropped device is no member's any more; it gets no departure (§8.10 keeps
+    /// those for `remove` and `leave`).
+    fn replace_devices(
+        &mut self,
+        user: &UserId,
+        signed: &SignedDeviceList,
+        pin: Option<PinnedList>,
+    ) {
+        let Some(member) = self.members.get_mut(user) else {
+            return;
+        };
+        let Ok(list) = serde_json::from_slice::<DeviceList>(&signed.list) else {
+            // Unreachable: `check` verified (and so parsed) these very bytes.
+            return;
+        };
+        for keys in &member.entry.devices {
+            self.devices.remove(&keys.device);
+        }
+        member.entry.devices = list.device_keys();
+        member.entry.device_list = Some(signed.clone());
+        member.pinned = pin;
+        for keys in &member.entry.devices {
+            self.departed.remove(&keys.device);
+            self.devices.insert(keys.device, *user);
         }
     }
 
@@ -1871,7 +2113,13 @@ impl GroupState {
         }
     }
 
-    fn admit(&mut self, entry: &MemberEntry, role: Role, joined_epoch: Epoch) {
+    fn admit(
+        &mut self,
+        entry: &MemberEntry,
+        role: Role,
+        joined_epoch: Epoch,
+        pinned: Option<PinnedList>,
+    ) {
         for keys in &entry.devices {
             self.departed.remove(&keys.device);
             self.devices.insert(keys.device, entry.user);
@@ -1880,6 +2128,7 @@ impl GroupState {
             entry.user,
             Member {
                 entry: entry.clone(),
+                pinned,
                 role,
                 joined_epoch,
                 accepted_agreement: 0,
@@ -1899,7 +2148,7 @@ impl GroupState {
 }
 
 /// The rejection of an op that would not change the state.
-fn no_change(body: &OpBody) -> Result<(), LogError> {
+fn no_change<T>(body: &OpBody) -> Result<T, LogError> {
     Err(LogError::NoChange {
         action: body.action(),
     })
@@ -2057,6 +2306,15 @@ pub enum LogError {
     /// A value in the op is out of range or does not fit the current state.
     #[error("invalid value: {0}")]
     InvalidValue(String),
+    /// An `update_devices` whose list is signed by another identity key than the one the log
+    /// pinned for the member (PROTOCOL.md §8.5): a user id never changes its identity key.
+    #[error(
+        "the device list of user {user} is signed by another identity key than the one the group holds for them"
+    )]
+    IdentityChanged {
+        /// The member.
+        user: UserId,
+    },
     /// The op's claimed time is too far from the server's clock ([`Op::check_clock`]).
     #[error(
         "op time {at:?} is more than {MAX_CLOCK_SKEW_MS} ms from the server's time {now:?}: check the device clock"
@@ -2096,6 +2354,7 @@ impl LogError {
             LogError::InvalidMember(_) => "invalid_member",
             LogError::LastFacilitator => "last_facilitator",
             LogError::InvalidValue(_) => "invalid_value",
+            LogError::IdentityChanged { .. } => "identity_changed",
             LogError::ClockSkew { .. } => "clock_skew",
         }
     }
@@ -2171,6 +2430,7 @@ mod tests {
                 user: self.user,
                 display_name: self.name.into(),
                 devices: vec![self.device.public_keys()],
+                device_list: None,
             }
         }
     }
@@ -3935,6 +4195,7 @@ mod tests {
             user: alias.user,
             display_name: "Mia again".into(),
             devices: vec![fresh.public_keys(), mia.device.public_keys()],
+            device_list: None,
         };
         g.rejects(
             &fac,

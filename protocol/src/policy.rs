@@ -409,6 +409,7 @@ mod tests {
                 user: self.user,
                 display_name: name.into(),
                 devices: vec![self.device.public_keys()],
+                device_list: None,
             }
         }
     }

@@ -197,6 +197,7 @@ fn group_log_vectors() {
         user,
         display_name: name.into(),
         devices: vec![id.public_keys()],
+        device_list: None,
     };
     let t0 = 1_767_225_600_000u64;
     let genesis = Op::genesis(
@@ -885,6 +886,7 @@ fn pinned_message_vectors() {
         user,
         display_name: name.into(),
         devices: vec![id.public_keys()],
+        device_list: None,
     };
     let t0 = 1_767_225_600_000u64;
     let agreement = "Be kind. What is shared here stays here.";

@@ -4141,6 +4141,9 @@ mod tests {
             LogError::InvalidMember(String::new()),
             LogError::LastFacilitator,
             LogError::InvalidValue(String::new()),
+            LogError::IdentityChanged {
+                user: UserId([0; 16]),
+            },
             LogError::ClockSkew {
                 at: Timestamp(0),
                 now: Timestamp(1),
@@ -4702,5 +4705,520 @@ mod tests {
         other.ok(&bob, body);
         assert_eq!(other.state.epoch(), Epoch(1));
         assert_ne!(other.state.epoch_hash(), join.hash);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Device lists (PROTOCOL.md §3.6, §8.5 `update_devices`, §8.6)
+    // ---------------------------------------------------------------------------------------
+
+    use crate::device_list::{ListedDevice, UserIdentity};
+
+    /// A user with an identity key and several devices, the first of which is `Person`-like.
+    struct Linked {
+        user: UserId,
+        name: &'static str,
+        identity: UserIdentity,
+        devices: Vec<Person>,
+        /// The latest list signed, with its hash.
+        list: Option<(DeviceList, SignedDeviceList)>,
+    }
+
+    impl Linked {
+        /// A user whose devices are the given people's devices (all under the first one's user
+        /// id), with identity key from `seed`.
+        fn new(seed: u8, name: &'static str, device_seeds: &[u8]) -> Linked {
+            let user = UserId::random(&mut test_rng(seed));
+            let devices = device_seeds
+                .iter()
+                .map(|&d| Person {
+                    user,
+                    device: DeviceIdentity::generate(&mut test_rng(d)),
+                    name,
+                })
+                .collect();
+            Linked {
+                user,
+                name,
+                identity: UserIdentity::generate(&mut test_rng(seed.wrapping_add(100))),
+                devices,
+                list: None,
+            }
+        }
+
+        /// Signs the next list naming the devices at `which` (the successor of the latest).
+        fn sign(&mut self, which: &[usize]) -> SignedDeviceList {
+            let key = self.identity.public();
+            let listed: Vec<ListedDevice> = which
+                .iter()
+                .map(|&i| ListedDevice::new(&self.devices[i].device, &self.user, &key))
+                .collect();
+            let list = match &self.list {
+                None => DeviceList {
+                    devices: listed,
+                    ..DeviceList::first(
+                        self.user,
+                        &self.identity,
+                        &self.devices[0].device,
+                        Timestamp(T0),
+                    )
+                },
+                Some((prev, signed)) => prev.successor(signed.hash(), Timestamp(T0), listed),
+            };
+            let signed = self.identity.sign_list(&list).unwrap();
+            self.list = Some((list, signed.clone()));
+            signed
+        }
+
+        /// The entry for the latest list.
+        fn entry(&self) -> MemberEntry {
+            let (list, signed) = self.list.as_ref().unwrap();
+            MemberEntry {
+                user: self.user,
+                display_name: self.name.into(),
+                devices: list.device_keys(),
+                device_list: Some(signed.clone()),
+            }
+        }
+
+        fn device(&self, i: usize) -> &Person {
+            &self.devices[i]
+        }
+    }
+
+    fn update(signed: SignedDeviceList) -> OpBody {
+        OpBody::UpdateDevices {
+            device_list: signed,
+        }
+    }
+
+    fn devices_of(g: &Group, user: &UserId) -> Vec<DeviceId> {
+        g.state
+            .member(user)
+            .unwrap()
+            .entry
+            .devices
+            .iter()
+            .map(|k| k.device)
+            .collect()
+    }
+
+    /// A group of `fac` (legacy entry) with `sam`, who joined with a one-device list.
+    fn group_with_linked_member() -> (Group, Person, Linked) {
+        let fac = Person::new(1, "Fay");
+        let mut sam = Linked::new(20, "Sam", &[21, 22, 23]);
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, false, 5);
+        sam.sign(&[0]);
+        let joiner = sam.device(0);
+        let body = OpBody::Join {
+            invite: secret.id(),
+            member: sam.entry(),
+            invite_sig: secret.sign_join(&g.state.group(), &sam.user, &joiner.id()),
+        };
+        g.ok(joiner, body);
+        (g, fac, sam)
+    }
+
+    #[test]
+    fn linking_a_second_device_starts_an_epoch_and_lets_it_act() {
+        let (mut g, _fac, mut sam) = group_with_linked_member();
+        assert_eq!(g.state.identity_of(&sam.user), Some(sam.identity.public()));
+        assert_eq!(g.state.device_list_version_of(&sam.user), Some(1));
+        let before = g.state.epoch();
+        let list = sam.sign(&[0, 1]);
+        let applied = g.push(sam.device(0), update(list.clone())).unwrap();
+        assert_eq!(g.state.epoch(), before.next());
+        assert_eq!(g.state.epoch_hash(), applied.hash);
+        assert_eq!(
+            devices_of(&g, &sam.user),
+            vec![sam.device(0).id(), sam.device(1).id()]
+        );
+        let current: Vec<DeviceId> = g.state.current_devices().iter().map(|k| k.device).collect();
+        assert!(current.contains(&sam.device(1).id()));
+        assert_eq!(g.state.device_list_of(&sam.user), Some(&list));
+        assert_eq!(g.state.device_list_version_of(&sam.user), Some(2));
+        assert_eq!(g.state.identity_of(&sam.user), Some(sam.identity.public()));
+        assert_eq!(
+            g.state
+                .member_of_device(&sam.device(1).id())
+                .map(|(u, _)| *u),
+            Some(sam.user)
+        );
+        // The new device authors ops for its user, and the log replays to the same state.
+        g.ok(sam.device(1), OpBody::Leave {});
+        assert!(g.state.member(&sam.user).is_none());
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
+    fn an_unlinked_device_is_gone_and_cannot_author() {
+        let (mut g, fac, mut sam) = group_with_linked_member();
+        let two = sam.sign(&[0, 1]);
+        g.ok(sam.device(0), update(two));
+        g.ok(&fac, OpBody::Lock {});
+        // Device 0 signs a list without itself ("sign out this device").
+        let one = sam.sign(&[1]);
+        g.ok(sam.device(0), update(one));
+        assert_eq!(devices_of(&g, &sam.user), vec![sam.device(1).id()]);
+        assert!(g.state.member_of_device(&sam.device(0).id()).is_none());
+        assert!(
+            !g.state
+                .current_devices()
+                .iter()
+                .any(|k| k.device == sam.device(0).id())
+        );
+        g.rejects(
+            sam.device(0),
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: None,
+            },
+            LogError::UnknownAuthor {
+                device: sam.device(0).id(),
+            },
+        );
+        // Role, membership and the rest of the member stay.
+        assert_eq!(g.state.role_of(&sam.user), Some(Role::Member));
+        assert!(g.state.locked());
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
+    fn mute_role_and_agreement_survive_an_update() {
+        let (mut g, fac, mut sam) = group_with_linked_member();
+        g.ok(
+            &fac,
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: [9; 32],
+            },
+        );
+        g.ok(
+            sam.device(0),
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: Some([9; 32]),
+            },
+        );
+        g.ok(&fac, set_role_user(sam.user, Role::CoFacilitator));
+        let until = Timestamp(g.clock + HOUR);
+        g.ok(
+            &fac,
+            OpBody::Mute {
+                user: sam.user,
+                until,
+            },
+        );
+        let list = sam.sign(&[0, 2]);
+        g.ok(sam.device(0), update(list));
+        assert!(g.state.has_accepted_agreement(&sam.user));
+        assert_eq!(g.state.role_of(&sam.user), Some(Role::CoFacilitator));
+        assert!(g.state.is_muted(&sam.user, Timestamp(g.clock)));
+    }
+
+    fn set_role_user(user: UserId, role: Role) -> OpBody {
+        OpBody::SetRole { user, role }
+    }
+
+    #[test]
+    fn a_list_under_another_identity_key_is_refused() {
+        let (mut g, _fac, mut sam) = group_with_linked_member();
+        sam.identity = UserIdentity::generate(&mut test_rng(99));
+        sam.list = None;
+        let forged = sam.sign(&[0, 1]);
+        // Version 1 again, but the identity check comes first.
+        g.rejects(
+            sam.device(0),
+            update(forged),
+            LogError::IdentityChanged { user: sam.user },
+        );
+    }
+
+    #[test]
+    fn a_stale_or_equal_version_is_refused() {
+        let (mut g, _fac, mut sam) = group_with_linked_member();
+        let v1 = sam.list.clone().unwrap();
+        let v2 = sam.sign(&[0, 1]);
+        g.ok(sam.device(0), update(v2.clone()));
+        // The same list again: equal version.
+        let again = g.sign(sam.device(0), update(v2));
+        assert!(matches!(
+            g.state.apply(&again),
+            Err(LogError::InvalidValue(_))
+        ));
+        // An older list, with other devices than the current ones.
+        let signed = g.sign(sam.device(0), update(v1.1));
+        let before = g.state.clone();
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidValue(_))
+        ));
+        assert_eq!(g.state, before);
+        // A newer list naming the same devices changes nothing.
+        let v3 = sam.sign(&[0, 1]);
+        g.rejects(
+            sam.device(0),
+            update(v3),
+            LogError::NoChange {
+                action: "update_devices",
+            },
+        );
+    }
+
+    #[test]
+    fn a_list_with_another_members_device_is_refused() {
+        let (mut g, fac, sam) = group_with_linked_member();
+        // Fay's device consents to Sam's list (a device can be tricked, or be both people's).
+        let key = sam.identity.public();
+        let (prev, prev_signed) = sam.list.clone().unwrap();
+        let list = prev.successor(
+            prev_signed.hash(),
+            Timestamp(T0),
+            vec![
+                ListedDevice::new(&sam.device(0).device, &sam.user, &key),
+                ListedDevice::new(&fac.device, &sam.user, &key),
+            ],
+        );
+        let signed = sam.identity.sign_list(&list).unwrap();
+        let body = update(signed);
+        let signed_op = g.sign(sam.device(0), body);
+        let before = g.state.clone();
+        assert!(matches!(
+            g.state.apply(&signed_op),
+            Err(LogError::InvalidMember(_))
+        ));
+        assert_eq!(g.state, before);
+        assert_eq!(devices_of(&g, &fac.user), vec![fac.id()]);
+    }
+
+    #[test]
+    fn a_list_with_a_banned_device_is_refused() {
+        let (mut g, fac, mut sam) = group_with_linked_member();
+        let secret = g.invite(&fac, 101, false, 5);
+        // Device 1 of Sam once joined under another user id and was banned with it.
+        let other = Person {
+            user: UserId([0x55; 16]),
+            device: DeviceIdentity::generate(&mut test_rng(22)),
+            name: "Other",
+        };
+        assert_eq!(other.id(), sam.device(1).id());
+        let body = g.join_body(&other, &secret);
+        g.ok(&other, body);
+        g.ok(
+            &fac,
+            OpBody::Remove {
+                user: other.user,
+                ban: true,
+            },
+        );
+        let list = sam.sign(&[0, 1]);
+        g.rejects(
+            sam.device(0),
+            update(list),
+            LogError::BannedDevice {
+                device: sam.device(1).id(),
+            },
+        );
+    }
+
+    #[test]
+    fn a_list_for_another_user_is_refused() {
+        let (mut g, fac, mut sam) = group_with_linked_member();
+        // Fay sends Sam's list.
+        let list = sam.sign(&[0, 1]);
+        g.rejects(
+            &fac,
+            update(list),
+            not_allowed(Role::Facilitator, "update another user's devices"),
+        );
+        // An invalid list is an invalid member.
+        let (_, mut broken) = sam.list.clone().unwrap();
+        broken.sig.0[0] ^= 1;
+        let signed = g.sign(sam.device(0), update(broken));
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+    }
+
+    #[test]
+    fn a_legacy_member_pins_their_identity_with_their_first_update() {
+        let (mut g, people) = populated();
+        let [_fac, _co, mia, _noor] = &people;
+        assert_eq!(g.state.identity_of(&mia.user), None);
+        assert_eq!(g.state.device_list_of(&mia.user), None);
+        assert_eq!(g.state.device_list_version_of(&mia.user), None);
+        // Mia's first list names the device her entry already has: pinning still changes the
+        // state, so it is no no-op. Her own device vouches for the identity key.
+        let identity = UserIdentity::generate(&mut test_rng(30));
+        let first = DeviceList::first(mia.user, &identity, &mia.device, Timestamp(T0));
+        let signed = identity.sign_list(&first).unwrap();
+        g.ok(mia, update(signed.clone()));
+        assert_eq!(g.state.identity_of(&mia.user), Some(identity.public()));
+        assert_eq!(g.state.device_list_version_of(&mia.user), Some(1));
+        assert_eq!(g.state.device_list_of(&mia.user), Some(&signed));
+        assert_eq!(devices_of(&g, &mia.user), vec![mia.id()]);
+        // From then on the identity is pinned: a list under another key is refused, whatever
+        // its version.
+        let other = UserIdentity::generate(&mut test_rng(77));
+        let laptop = DeviceIdentity::generate(&mut test_rng(78));
+        let mut list = DeviceList::first(mia.user, &other, &mia.device, Timestamp(T0));
+        list.devices
+            .push(ListedDevice::new(&laptop, &mia.user, &other.public()));
+        list.version = 5;
+        list.prev = DeviceListHash([1; 32]);
+        g.rejects(
+            mia,
+            update(other.sign_list(&list).unwrap()),
+            LogError::IdentityChanged { user: mia.user },
+        );
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
+    fn a_join_with_several_listed_devices_may_be_signed_by_any_of_them() {
+        let fac = Person::new(1, "Fay");
+        let mut sam = Linked::new(20, "Sam", &[21, 22]);
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, false, 5);
+        sam.sign(&[0, 1]);
+        let second = sam.device(1);
+        let body = OpBody::Join {
+            invite: secret.id(),
+            member: sam.entry(),
+            invite_sig: secret.sign_join(&g.state.group(), &sam.user, &second.id()),
+        };
+        g.ok(second, body);
+        assert_eq!(
+            devices_of(&g, &sam.user),
+            vec![sam.device(0).id(), sam.device(1).id()]
+        );
+        assert_eq!(g.state.identity_of(&sam.user), Some(sam.identity.public()));
+        // Without a list, the same entry is refused: only the author is proven.
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, false, 5);
+        let mut entry = sam.entry();
+        entry.device_list = None;
+        let body = OpBody::Join {
+            invite: secret.id(),
+            member: entry,
+            invite_sig: secret.sign_join(&g.state.group(), &sam.user, &second.id()),
+        };
+        let signed = g.sign(second, body);
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+        // A join by a device the list does not name is refused too.
+        let stranger = Person::new(9, "Stranger");
+        let body = OpBody::Join {
+            invite: secret.id(),
+            member: sam.entry(),
+            invite_sig: secret.sign_join(&g.state.group(), &sam.user, &stranger.id()),
+        };
+        let signed = g.sign(&stranger, body);
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+    }
+
+    #[test]
+    fn an_add_with_an_invite_may_carry_the_signature_of_any_listed_device() {
+        let fac = Person::new(1, "Fay");
+        let mut sam = Linked::new(20, "Sam", &[21, 22, 23]);
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, true, 5);
+        sam.sign(&[0, 1, 2]);
+        // Signed for a device that is not listed: refused.
+        let stranger = Person::new(9, "Stranger");
+        let bad = OpBody::Add {
+            member: sam.entry(),
+            invite: Some(secret.id()),
+            invite_sig: Some(secret.sign_join(&g.state.group(), &sam.user, &stranger.id())),
+        };
+        let bad = g.sign(&fac, bad);
+        assert!(matches!(
+            g.state.apply(&bad),
+            Err(LogError::InvalidInvite(_))
+        ));
+        let body = OpBody::Add {
+            member: sam.entry(),
+            invite: Some(secret.id()),
+            invite_sig: Some(secret.sign_join(&g.state.group(), &sam.user, &sam.device(2).id())),
+        };
+        g.ok(&fac, body);
+        assert_eq!(devices_of(&g, &sam.user).len(), 3);
+        assert_eq!(g.state.invite(&secret.id()).unwrap().uses, 1);
+    }
+
+    #[test]
+    fn an_entry_whose_list_does_not_match_its_devices_is_refused() {
+        let fac = Person::new(1, "Fay");
+        let mut sam = Linked::new(20, "Sam", &[21, 22]);
+        sam.sign(&[0, 1]);
+        let mut g = Group::new(&fac);
+        let add = |member: MemberEntry| OpBody::Add {
+            member,
+            invite: None,
+            invite_sig: None,
+        };
+        let invalid = |g: &mut Group, member: MemberEntry| {
+            let signed = g.sign(&fac, add(member));
+            let before = g.state.clone();
+            assert!(matches!(
+                g.state.apply(&signed),
+                Err(LogError::InvalidMember(_))
+            ));
+            assert_eq!(g.state, before);
+        };
+        // A device missing.
+        let mut entry = sam.entry();
+        entry.devices.pop();
+        invalid(&mut g, entry);
+        // The devices in another order.
+        let mut entry = sam.entry();
+        entry.devices.reverse();
+        invalid(&mut g, entry);
+        // The list of another user.
+        let mut entry = sam.entry();
+        entry.user = UserId([0x66; 16]);
+        invalid(&mut g, entry);
+        // The entry as it should be is admitted.
+        g.ok(&fac, add(sam.entry()));
+        // A genesis whose creator's list does not match is refused as well.
+        let mut creator = sam.entry();
+        creator.devices.pop();
+        let genesis = Op::genesis(
+            GroupId([3; 16]),
+            sam.device(0).id(),
+            Timestamp(T0),
+            creator,
+            GroupSettings::default(),
+        )
+        .sign(&sam.device(0).device)
+        .unwrap();
+        assert!(matches!(
+            GroupState::from_genesis(&genesis),
+            Err(LogError::InvalidMember(_))
+        ));
+    }
+
+    #[test]
+    fn an_entry_without_a_list_keeps_its_bytes_and_a_list_round_trips() {
+        let fay = Person::new(1, "Fay");
+        let json = serde_json::to_string(&fay.entry()).unwrap();
+        assert!(!json.contains("device_list"));
+        let parsed: MemberEntry = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, fay.entry());
+        let mut sam = Linked::new(20, "Sam", &[21]);
+        sam.sign(&[0]);
+        let body = update(sam.list.clone().unwrap().1);
+        let json = serde_json::to_string(&body).unwrap();
+        assert!(json.starts_with(r#"{"type":"update_devices","device_list":{"list":"#));
+        assert_eq!(serde_json::from_str::<OpBody>(&json).unwrap(), body);
+        // Strict: an unknown member next to the list is refused.
+        let extra = json.replacen(r#""device_list""#, r#""x":1,"device_list""#, 1);
+        assert!(serde_json::from_str::<OpBody>(&extra).is_err());
     }
 }

@@ -317,7 +317,8 @@ pub enum OpBody {
         invite: InviteId,
     },
     /// A person joins through an invite link. Authored by the joining device itself, which must
-    /// be the only device in `member.devices` ([`only_proven_device`]). Accepted only if the
+    /// be the only device in `member.devices` ([`only_proven_device`]) — or, for an entry with a
+    /// device list, one of its devices ([`proven_devices`]). Accepted only if the
     /// invite exists, is not revoked, does not require approval, `at` ≤ `expires_at`, and it
     /// has been used fewer than `max_uses` times; the group has a facilitator; the user is
     /// neither banned nor a member and no listed device is banned; the entry is valid
@@ -338,8 +339,9 @@ pub enum OpBody {
     /// through an invite, `invite` and `invite_sig` are both present: the invite must exist,
     /// not be revoked and not be used up (its expiry is not checked: a request made in time may
     /// be approved later), `invite_sig` must verify as for `join` with `device` the entry's
-    /// only device (an entry made from a request lists exactly one: [`only_proven_device`]), and
-    /// the invite's use count increments. New epoch.
+    /// only device (an entry made from a request lists exactly one: [`only_proven_device`]) or,
+    /// for an entry with a device list, one of its devices ([`proven_devices`]), and the
+    /// invite's use count increments. New epoch.
     Add {
         /// Who is admitted, with their devices.
         member: MemberEntry,
@@ -941,7 +943,8 @@ pub fn only_proven_device(member: &MemberEntry) -> Result<&DeviceKeys, LogError>
 /// an entry with a device list, every listed device (each consented with its `link_sig`,
 /// PROTOCOL.md §3.6); otherwise the one device [`only_proven_device`] allows. A `join` must be
 /// authored by one of them, and an `add` approving a request must carry an `invite_sig` of
-/// one of them (§8.5).
+/// one of them (§8.5). Trusts the list only as far as the entry was validated
+/// ([`MemberEntry::validate`]): call that first.
 pub fn proven_devices(member: &MemberEntry) -> Result<&[DeviceKeys], LogError> {
     if member.device_list.is_some() {
         Ok(&member.devices)
@@ -4826,6 +4829,9 @@ mod tests {
         assert_eq!(g.state.device_list_version_of(&sam.user), Some(1));
         let before = g.state.epoch();
         let list = sam.sign(&[0, 1]);
+        // Like a departure, it gives the epoch it ends no grace (a device may have gone).
+        assert!(update(list.clone()).ends_epoch_by_departure());
+        assert!(!update(list.clone()).grants_epoch_grace());
         let applied = g.push(sam.device(0), update(list.clone())).unwrap();
         assert_eq!(g.state.epoch(), before.next());
         assert_eq!(g.state.epoch_hash(), applied.hash);

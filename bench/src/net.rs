@@ -127,6 +127,7 @@ impl Device {
             user: self.user,
             display_name: self.name.clone(),
             devices: vec![self.identity.public_keys()],
+            device_list: None,
         }
     }
 }

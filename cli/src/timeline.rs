@@ -36,6 +36,8 @@ pub fn notice_text(notice: &GroupNotice, me: UserId) -> String {
             "you deleted a message for everyone".into()
         }
         NoticeKind::MessageDeleted { .. } => format!("a message was deleted by {by}"),
+        NoticeKind::DevicesUpdated if notice.by == me => "you updated your devices".into(),
+        NoticeKind::DevicesUpdated => format!("{by} updated their devices"),
         // A kind a newer library knows: who, at least.
         _ => format!("{by} changed the group"),
     }
@@ -169,6 +171,15 @@ mod tests {
         assert_eq!(
             notice_text(&mine, me),
             "Alice\u{fffd}[2J removed and banned you"
+        );
+        let linked = notice(None, 0, NoticeKind::DevicesUpdated);
+        assert_eq!(
+            notice_text(&linked, me),
+            "Alice\u{fffd}[2J updated their devices"
+        );
+        assert_eq!(
+            notice_text(&linked, UserId([1; 16])),
+            "you updated your devices"
         );
     }
 

@@ -117,6 +117,9 @@ pub enum NoticeKind {
         /// Its number on this device ([`ChatMessage::number`]), if it was shown here.
         number: Option<u64>,
     },
+    /// A member linked or unlinked a device (`by` is who): their device list changed
+    /// (`update_devices`), and the group moved to a new epoch.
+    DevicesUpdated,
 }
 
 /// Why something from the server was rejected.

@@ -294,6 +294,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             user: self.profile.user,
             display_name: self.profile.display_name.clone(),
             devices: vec![self.identity.public_keys()],
+            device_list: None,
         }
     }
 

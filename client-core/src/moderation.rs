@@ -564,6 +564,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 after_removal(),
             )],
             OpBody::Leave {} => vec![notice(0, crate::NoticeKind::Left, after_removal())],
+            // Like a departure, it ends its epoch without grace (a device may have gone).
+            OpBody::UpdateDevices { .. } => vec![notice(
+                0,
+                crate::NoticeKind::DevicesUpdated,
+                after_removal(),
+            )],
             OpBody::DeleteMessages { messages } => {
                 let mut out = Vec::with_capacity(messages.len());
                 for (index, id) in messages.iter().enumerate() {

@@ -871,6 +871,8 @@ pub enum NoticeKind {
         #[serde(serialize_with = "js_number::serialize")]
         number: Option<u64>,
     },
+    /// A member linked or unlinked a device (`by`).
+    DevicesUpdated,
     /// A kind of notice these bindings do not know yet.
     Other,
 }
@@ -910,6 +912,7 @@ impl From<core::GroupNotice> for GroupNotice {
             },
             core::NoticeKind::Left => NoticeKind::Left,
             core::NoticeKind::MessageDeleted { number } => NoticeKind::MessageDeleted { number },
+            core::NoticeKind::DevicesUpdated => NoticeKind::DevicesUpdated,
             _ => NoticeKind::Other,
         };
         GroupNotice {

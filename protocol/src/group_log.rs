@@ -45,7 +45,7 @@
 //! | `remove` (incl. ban), `mute`, `unmute` | yes | plain members only | no |
 //! | `lock`, `unlock`, `set_open_hours`, `set_slow_mode`, `delete_messages` | yes | yes | no |
 //! | `unban`, `set_role`, `set_agreement`, `set_retention`, `set_settings`, `set_crisis_resources` | yes | no | no |
-//! | `accept_agreement`, `leave` | yes | yes | yes |
+//! | `accept_agreement`, `leave`, `update_devices` (own list only) | yes | yes | yes |
 //! | `join` | authored by the joining device, which is not yet a member | | |
 //! | `genesis` | only as the first op | | |
 //!
@@ -65,8 +65,8 @@
 //!
 //! # Epochs
 //!
-//! `join`, `add`, `remove` and `leave` each start a new epoch ([`Epoch::next`]); nothing else
-//! does ([`OpBody::changes_epoch`]). After a new epoch every member sends a fresh sender key,
+//! `join`, `add`, `remove`, `leave` and `update_devices` each start a new epoch
+//! ([`Epoch::next`]); nothing else does ([`OpBody::changes_epoch`]). After a new epoch every member sends a fresh sender key,
 //! sealed only to [`GroupState::current_devices`].
 //!
 //! Each epoch is named by its epoch hash ([`GroupState::epoch_hash`]): the hash of the op that
@@ -98,6 +98,7 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use serde::{Deserialize, Serialize};
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
+use crate::device_list::{DeviceList, DeviceListHash, IdentityKey, SignedDeviceList};
 use crate::encoding::{b64, b64_array};
 use crate::identity::{self, DeviceIdentity, DeviceKeys, Signature};
 use crate::ids::{DeviceId, Epoch, GroupId, InviteId, MessageId, OpHash, Timestamp, UserId};
@@ -316,7 +317,8 @@ pub enum OpBody {
         invite: InviteId,
     },
     /// A person joins through an invite link. Authored by the joining device itself, which must
-    /// be the only device in `member.devices` ([`only_proven_device`]). Accepted only if the
+    /// be the only device in `member.devices` ([`only_proven_device`]) — or, for an entry with a
+    /// device list, one of its devices ([`proven_devices`]). Accepted only if the
     /// invite exists, is not revoked, does not require approval, `at` ≤ `expires_at`, and it
     /// has been used fewer than `max_uses` times; the group has a facilitator; the user is
     /// neither banned nor a member and no listed device is banned; the entry is valid
@@ -337,8 +339,9 @@ pub enum OpBody {
     /// through an invite, `invite` and `invite_sig` are both present: the invite must exist,
     /// not be revoked and not be used up (its expiry is not checked: a request made in time may
     /// be approved later), `invite_sig` must verify as for `join` with `device` the entry's
-    /// only device (an entry made from a request lists exactly one: [`only_proven_device`]), and
-    /// the invite's use count increments. New epoch.
+    /// only device (an entry made from a request lists exactly one: [`only_proven_device`]) or,
+    /// for an entry with a device list, one of its devices ([`proven_devices`]), and the
+    /// invite's use count increments. New epoch.
     Add {
         /// Who is admitted, with their devices.
         member: MemberEntry,
@@ -458,6 +461,19 @@ pub enum OpBody {
         #[serde(with = "b64_array_opt")]
         text_hash: Option<[u8; 32]>,
     },
+    /// The author's user replaces their own device list (PROTOCOL.md §8.5): links or unlinks a
+    /// device. Any role. Rules, in this order: the list is valid (`invalid_member`); it names
+    /// the author's user (`not_allowed`); if the member's entry already carries a list, the new
+    /// one has the same identity key ([`LogError::IdentityChanged`]), a greater version
+    /// (`invalid_value`) and other devices (`no_change`); no listed device is banned
+    /// (`banned_device`) or belongs to another current member (`invalid_member`). The member's
+    /// devices become the list's and the list is pinned (with its identity key, for an entry
+    /// that had none); role, mute and accepted agreement stay. The author may drop its own
+    /// device. New epoch.
+    UpdateDevices {
+        /// The member's new device list.
+        device_list: SignedDeviceList,
+    },
 }
 
 impl OpBody {
@@ -486,25 +502,36 @@ impl OpBody {
             OpBody::SetRetention { .. } => "set_retention",
             OpBody::SetSettings { .. } => "set_settings",
             OpBody::SetCrisisResources { .. } => "set_crisis_resources",
+            OpBody::UpdateDevices { .. } => "update_devices",
         }
     }
 
-    /// Whether applying this op starts a new epoch: exactly `join`, `add`, `remove` and
-    /// `leave` (the membership changes).
+    /// Whether applying this op starts a new epoch: exactly `join`, `add`, `remove`, `leave`
+    /// and `update_devices` (the changes of who, or which devices, may read).
     pub fn changes_epoch(&self) -> bool {
         matches!(
             self,
-            OpBody::Join { .. } | OpBody::Add { .. } | OpBody::Remove { .. } | OpBody::Leave {}
+            OpBody::Join { .. }
+                | OpBody::Add { .. }
+                | OpBody::Remove { .. }
+                | OpBody::Leave {}
+                | OpBody::UpdateDevices { .. }
         )
     }
 
-    /// Whether this op starts a new epoch by someone's departure (`remove` or `leave`): the
-    /// epoch it ends gets **no** grace (PROTOCOL.md §10.1 `post` step 8), so from the moment the
-    /// op is applied nothing encrypted under keys the departed member holds is accepted, and a
-    /// client rejects a message of that epoch stored after a later epoch began (§11.2 step 9,
-    /// [`crate::policy::slipped_in_after_departure`]).
+    /// Whether this op starts a new epoch by someone's departure (`remove` or `leave`), or by
+    /// an `update_devices`, which may drop a device (a lost or stolen one): the epoch it ends
+    /// gets **no** grace (PROTOCOL.md §10.1 `post` step 8), so from the moment the op is
+    /// applied nothing encrypted under keys the departed member or device holds is accepted,
+    /// and a client rejects a message of that epoch stored after a later epoch began (§11.2
+    /// step 9, [`crate::policy::slipped_in_after_departure`]). An `update_devices` that only
+    /// adds a device is treated the same way: the op alone does not say which it is, and a
+    /// post lost to it is sent again in the new epoch.
     pub fn ends_epoch_by_departure(&self) -> bool {
-        matches!(self, OpBody::Remove { .. } | OpBody::Leave {})
+        matches!(
+            self,
+            OpBody::Remove { .. } | OpBody::Leave {} | OpBody::UpdateDevices { .. }
+        )
     }
 
     /// Whether the epoch this op ends still accepts posts for a grace period after it
@@ -581,8 +608,9 @@ impl fmt::Display for Role {
 /// Valid when: `display_name` has 1 to [`MAX_DISPLAY_NAME_CHARS`] characters, is not blank and
 /// contains no control characters, no bidirectional marks, overrides or isolates (which could
 /// disguise a name) and no line or paragraph separator (which could make it pass for two lines); `devices` lists 1 to [`MAX_DEVICES_PER_USER`] distinct devices, each
-/// of whose sealing key verifies ([`DeviceKeys::verify`]); and no device already belongs to
-/// another member.
+/// of whose sealing key verifies ([`DeviceKeys::verify`]); `device_list`, when present, is a
+/// valid [`SignedDeviceList`] of this `user` whose devices' keys are exactly `devices`, in
+/// order; and no device already belongs to another member.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberEntry {
@@ -592,11 +620,22 @@ pub struct MemberEntry {
     pub display_name: String,
     /// The user's devices with their signed public keys.
     pub devices: Vec<DeviceKeys>,
+    /// The user's device list, signed by their identity key (PROTOCOL.md §3.6, §8.6): pins the
+    /// identity key in the log. Absent in entries written before device lists (omitted from
+    /// the JSON then, so such entries keep their exact bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_list: Option<SignedDeviceList>,
 }
 
 impl MemberEntry {
-    /// Checks the entry on its own (everything but other members' devices).
+    /// Checks the entry on its own (everything but other members' devices), including its
+    /// device list when it carries one.
     pub fn validate(&self) -> Result<(), LogError> {
+        self.validate_pinning().map(|_| ())
+    }
+
+    /// [`Self::validate`], returning what the entry's device list pins, if it carries one.
+    fn validate_pinning(&self) -> Result<Option<PinnedList>, LogError> {
         let count = self.display_name.chars().count();
         if count == 0 || count > MAX_DISPLAY_NAME_CHARS || self.display_name.trim().is_empty() {
             return Err(LogError::InvalidMember(format!(
@@ -635,7 +674,21 @@ impl MemberEntry {
                 )));
             }
         }
-        Ok(())
+        let Some(signed) = &self.device_list else {
+            return Ok(None);
+        };
+        let list = verify_list(signed)?;
+        if list.user != self.user {
+            return Err(LogError::InvalidMember(
+                "the device list belongs to another user than the entry".into(),
+            ));
+        }
+        if !same_devices(&list, &self.devices) {
+            return Err(LogError::InvalidMember(
+                "the entry's devices are not exactly those of its device list".into(),
+            ));
+        }
+        Ok(Some(PinnedList::of(&list, signed)))
     }
 
     /// Whether `device` is one of this member's devices.
@@ -659,6 +712,46 @@ fn is_bidi_control(c: char) -> bool {
 /// the rest pass for another line (a member list entry of its own).
 fn is_line_separator(c: char) -> bool {
     matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// A device list checked as in PROTOCOL.md §3.6; an invalid one is an invalid member
+/// (`invalid_member`, §8.5, §8.6).
+fn verify_list(signed: &SignedDeviceList) -> Result<DeviceList, LogError> {
+    signed
+        .verify()
+        .map_err(|e| LogError::InvalidMember(format!("invalid device list ({}): {e}", e.code())))
+}
+
+/// Whether `list` names exactly `devices`, in the same order.
+fn same_devices(list: &DeviceList, devices: &[DeviceKeys]) -> bool {
+    list.devices.len() == devices.len()
+        && list
+            .devices
+            .iter()
+            .zip(devices)
+            .all(|(listed, keys)| listed.keys == *keys)
+}
+
+/// What the log pins of a member's device list (PROTOCOL.md §8.6): the user identity key, which
+/// no later op can change, and the version and hash of the list the entry carries now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PinnedList {
+    /// The user identity key that signs the member's lists.
+    pub identity: IdentityKey,
+    /// The version of the member's current list.
+    pub version: u64,
+    /// The hash of the member's current list ([`SignedDeviceList::hash`]).
+    pub hash: DeviceListHash,
+}
+
+impl PinnedList {
+    fn of(list: &DeviceList, signed: &SignedDeviceList) -> Self {
+        PinnedList {
+            identity: list.identity,
+            version: list.version,
+            hash: signed.hash(),
+        }
+    }
 }
 
 /// Group-wide settings.
@@ -846,6 +939,20 @@ pub fn only_proven_device(member: &MemberEntry) -> Result<&DeviceKeys, LogError>
     }
 }
 
+/// The devices of a member entry that joins through an invite which may have signed for it: for
+/// an entry with a device list, every listed device (each consented with its `link_sig`,
+/// PROTOCOL.md §3.6); otherwise the one device [`only_proven_device`] allows. A `join` must be
+/// authored by one of them, and an `add` approving a request must carry an `invite_sig` of
+/// one of them (§8.5). Trusts the list only as far as the entry was validated
+/// ([`MemberEntry::validate`]): call that first.
+pub fn proven_devices(member: &MemberEntry) -> Result<&[DeviceKeys], LogError> {
+    if member.device_list.is_some() {
+        Ok(&member.devices)
+    } else {
+        only_proven_device(member).map(std::slice::from_ref)
+    }
+}
+
 /// Checks an `invite_sig` made by [`InviteSecret::sign_join`].
 pub fn verify_join_sig(
     invite: &InviteId,
@@ -885,16 +992,25 @@ pub fn allowed(role: Role, body: &OpBody) -> bool {
                 | B::DeleteMessages { .. }
                 | B::AcceptAgreement { .. }
                 | B::Leave {}
+                | B::UpdateDevices { .. }
         ),
-        Role::Member => matches!(body, B::AcceptAgreement { .. } | B::Leave {}),
+        Role::Member => matches!(
+            body,
+            B::AcceptAgreement { .. } | B::Leave {} | B::UpdateDevices { .. }
+        ),
     }
 }
 
 /// A member of the group, as the replayed log sees them.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Member {
-    /// The entry they joined or were added with.
+    /// The entry they joined or were added with, with the devices and device list of their
+    /// latest `update_devices`.
     pub entry: MemberEntry,
+    /// What the log pinned of their device list: set when their entry carried one, or by their
+    /// first `update_devices`; `None` for a member written before device lists who has not
+    /// updated since.
+    pub pinned: Option<PinnedList>,
     /// Their current role.
     pub role: Role,
     /// The epoch their membership started in: they can read nothing sent before it.
@@ -904,6 +1020,11 @@ pub struct Member {
 }
 
 impl Member {
+    /// The user identity key the log pinned for this member, if any.
+    pub fn identity(&self) -> Option<IdentityKey> {
+        self.pinned.map(|p| p.identity)
+    }
+
     /// Whether this member can read messages of `epoch` ([`crate::policy::can_read_epoch`]).
     pub fn can_read_epoch(&self, epoch: Epoch) -> bool {
         crate::policy::can_read_epoch(self.joined_epoch, epoch)
@@ -1088,7 +1209,7 @@ impl GroupState {
                 got: op.prev,
             });
         }
-        creator.validate()?;
+        let pin = creator.validate_pinning()?;
         if !creator.has_device(&op.author) {
             return Err(LogError::InvalidMember(
                 "the genesis op must be signed by one of the creator's devices".into(),
@@ -1119,7 +1240,7 @@ impl GroupState {
             settings: settings.clone(),
             crisis_resources: None,
         };
-        state.admit(creator, Role::Facilitator, Epoch(0));
+        state.admit(creator, Role::Facilitator, Epoch(0), pin);
         Ok(state)
     }
 
@@ -1129,8 +1250,8 @@ impl GroupState {
     pub fn apply(&mut self, signed: &SignedOp) -> Result<AppliedOp, LogError> {
         let op = signed.verify()?;
         let hash = signed.hash();
-        self.check(&op, &hash)?;
-        self.commit(&op, hash);
+        let pin = self.check(&op, &hash)?;
+        self.commit(&op, hash, pin);
         Ok(AppliedOp { op, hash })
     }
 
@@ -1193,8 +1314,8 @@ impl GroupState {
     }
 
     /// The current epoch's hash: the hash of the op that started the epoch, i.e. the genesis
-    /// hash in epoch 0 and otherwise the hash of the latest applied `join`, `add`, `remove` or
-    /// `leave` ([`OpBody::changes_epoch`]). Names the epoch's exact history and member list, so
+    /// hash in epoch 0 and otherwise the hash of the latest applied `join`, `add`, `remove`,
+    /// `leave` or `update_devices` ([`OpBody::changes_epoch`]). Names the epoch's exact history and member list, so
     /// messages can be bound to it; it changes exactly when [`Self::epoch`] does.
     pub fn epoch_hash(&self) -> OpHash {
         self.epoch_hash
@@ -1220,6 +1341,24 @@ impl GroupState {
     pub fn member_of_device(&self, device: &DeviceId) -> Option<(&UserId, &Member)> {
         let user = self.devices.get(device)?;
         self.members.get_key_value(user)
+    }
+
+    /// The user identity key the log pinned for a current member (PROTOCOL.md §8.6): `None`
+    /// for a non-member and for a member written before device lists who has not sent an
+    /// `update_devices` yet.
+    pub fn identity_of(&self, user: &UserId) -> Option<IdentityKey> {
+        self.members.get(user).and_then(Member::identity)
+    }
+
+    /// A current member's device list as the log holds it (the one their entry or their latest
+    /// `update_devices` carried), if any.
+    pub fn device_list_of(&self, user: &UserId) -> Option<&SignedDeviceList> {
+        self.members.get(user)?.entry.device_list.as_ref()
+    }
+
+    /// The version of a current member's device list as the log holds it, if any.
+    pub fn device_list_version_of(&self, user: &UserId) -> Option<u64> {
+        self.members.get(user)?.pinned.map(|p| p.version)
     }
 
     /// A current member's role.
@@ -1397,7 +1536,7 @@ impl GroupState {
     }
 
     /// Every check of an op against this state. Reads only: atomicity rests on this.
-    fn check(&self, op: &Op, hash: &OpHash) -> Result<(), LogError> {
+    fn check(&self, op: &Op, hash: &OpHash) -> Result<Option<PinnedList>, LogError> {
         if op.v != OP_VERSION {
             return Err(LogError::UnsupportedVersion { got: op.v });
         }
@@ -1489,30 +1628,42 @@ impl GroupState {
                         "the invite expires before it is created".into(),
                     ));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::RevokeInvite { invite } => match self.invites.get(invite) {
                 None => Err(LogError::InvalidInvite("unknown invite".into())),
                 Some(state) if state.revoked => Err(LogError::InvalidInvite(
                     "the invite is already revoked".into(),
                 )),
-                Some(_) => Ok(()),
+                Some(_) => Ok(None),
             },
             OpBody::Add {
                 member,
                 invite,
                 invite_sig,
             } => {
-                self.check_new_member(member)?;
+                let pin = self.check_new_member(member)?;
                 match (invite, invite_sig) {
-                    (None, None) => Ok(()),
+                    (None, None) => Ok(pin),
                     (Some(invite), Some(sig)) => {
                         let state = self.usable_invite(invite)?;
                         if state.uses >= state.max_uses {
                             return Err(LogError::InvalidInvite("the invite is used up".into()));
                         }
-                        let device = only_proven_device(member)?;
-                        verify_join_sig(invite, &self.group, &member.user, &device.device, sig)
+                        // Without a device list only the one device that asked is proven; with
+                        // one, every listed device consented (its `link_sig`), and the request
+                        // came from one of them.
+                        let proven = proven_devices(member)?;
+                        if proven.iter().any(|device| {
+                            verify_join_sig(invite, &self.group, &member.user, &device.device, sig)
+                                .is_ok()
+                        }) {
+                            Ok(pin)
+                        } else {
+                            Err(LogError::InvalidInvite(
+                                "the invite signature does not verify".into(),
+                            ))
+                        }
                     }
                     _ => Err(LogError::InvalidInvite(
                         "invite and invite_sig must be given together".into(),
@@ -1531,13 +1682,13 @@ impl GroupState {
                 if target == Role::Facilitator && self.facilitator_count() <= 1 {
                     return Err(LogError::LastFacilitator);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Unban { user } => {
                 if !self.banned.contains(user) {
                     return Err(LogError::InvalidValue("the user is not banned".into()));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Leave {} => {
                 if role == Role::Facilitator
@@ -1546,7 +1697,7 @@ impl GroupState {
                 {
                     return Err(LogError::LastFacilitator);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetRole {
                 user,
@@ -1562,7 +1713,7 @@ impl GroupState {
                 {
                     return Err(LogError::LastFacilitator);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Mute { user, until } => {
                 let target = self.target(user)?;
@@ -1575,7 +1726,7 @@ impl GroupState {
                 if self.mutes.get(user) == Some(until) {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Unmute { user } => {
                 // A mute outlives membership: a user who left or was removed may still be
@@ -1586,19 +1737,19 @@ impl GroupState {
                 if !self.mutes.contains_key(user) {
                     return Err(LogError::InvalidValue("the user is not muted".into()));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Lock {} => {
                 if self.locked {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::Unlock {} => {
                 if !self.locked {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetOpenHours { schedule } => {
                 if let Some(hours) = schedule {
@@ -1607,7 +1758,7 @@ impl GroupState {
                 if *schedule == self.open_hours {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetSlowMode { seconds } => {
                 if *seconds > MAX_SLOW_MODE_SECONDS {
@@ -1618,7 +1769,7 @@ impl GroupState {
                 if *seconds == self.slow_mode_seconds {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::DeleteMessages { messages } => {
                 if messages.is_empty() || messages.len() > MAX_DELETE_BATCH {
@@ -1627,7 +1778,7 @@ impl GroupState {
                         messages.len()
                     )));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetAgreement { version, .. } => {
                 let current = self.agreement.map_or(0, |a| a.version);
@@ -1637,7 +1788,7 @@ impl GroupState {
                         u64::from(current) + 1
                     )));
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::AcceptAgreement { version, text_hash } => match self.agreement {
                 Some(a) if a.version == *version => {
@@ -1649,7 +1800,7 @@ impl GroupState {
                     if author.accepted_agreement == *version {
                         return no_change(&op.body);
                     }
-                    Ok(())
+                    Ok(None)
                 }
                 Some(a) => Err(LogError::InvalidValue(format!(
                     "the current agreement is version {}, not {version}",
@@ -1668,21 +1819,76 @@ impl GroupState {
                 if *seconds == self.retention_seconds {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetSettings { settings } => {
                 if *settings == self.settings {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
             }
             OpBody::SetCrisisResources { text_hash } => {
                 if *text_hash == self.crisis_resources {
                     return no_change(&op.body);
                 }
-                Ok(())
+                Ok(None)
+            }
+            OpBody::UpdateDevices { device_list } => self
+                .check_update_devices(op, author_user, author, device_list)
+                .map(Some),
+        }
+    }
+
+    /// The rules of `update_devices` (PROTOCOL.md §8.5), in their order; returns what the op
+    /// pins.
+    fn check_update_devices(
+        &self,
+        op: &Op,
+        author_user: &UserId,
+        author: &Member,
+        signed: &SignedDeviceList,
+    ) -> Result<PinnedList, LogError> {
+        let list = verify_list(signed)?;
+        if list.user != *author_user {
+            return Err(LogError::NotAllowed {
+                role: author.role,
+                action: "update another user's devices",
+            });
+        }
+        if let Some(pinned) = &author.pinned {
+            if list.identity != pinned.identity {
+                return Err(LogError::IdentityChanged { user: *author_user });
+            }
+            if list.version <= pinned.version {
+                return Err(LogError::InvalidValue(format!(
+                    "the device list has version {}, not newer than the version {} the log holds",
+                    list.version, pinned.version
+                )));
+            }
+            if same_devices(&list, &author.entry.devices) {
+                return no_change(&op.body);
             }
         }
+        if let Some(listed) = list
+            .devices
+            .iter()
+            .find(|d| self.banned_devices.contains_key(&d.keys.device))
+        {
+            return Err(LogError::BannedDevice {
+                device: listed.keys.device,
+            });
+        }
+        if let Some(listed) = list.devices.iter().find(|d| {
+            self.devices
+                .get(&d.keys.device)
+                .is_some_and(|owner| owner != author_user)
+        }) {
+            return Err(LogError::InvalidMember(format!(
+                "device {} already belongs to another member",
+                listed.keys.device.short()
+            )));
+        }
+        Ok(PinnedList::of(&list, signed))
     }
 
     fn check_join(
@@ -1691,9 +1897,12 @@ impl GroupState {
         invite: &InviteId,
         member: &MemberEntry,
         invite_sig: &Signature,
-    ) -> Result<(), LogError> {
-        self.check_new_member(member)?;
-        if only_proven_device(member)?.device != op.author {
+    ) -> Result<Option<PinnedList>, LogError> {
+        let pin = self.check_new_member(member)?;
+        if !proven_devices(member)?
+            .iter()
+            .any(|keys| keys.device == op.author)
+        {
             return Err(LogError::InvalidMember(
                 "a join must be signed by the joining member's device".into(),
             ));
@@ -1710,7 +1919,8 @@ impl GroupState {
         if state.uses >= state.max_uses {
             return Err(LogError::InvalidInvite("the invite is used up".into()));
         }
-        verify_join_sig(invite, &self.group, &member.user, &op.author, invite_sig)
+        verify_join_sig(invite, &self.group, &member.user, &op.author, invite_sig)?;
+        Ok(pin)
     }
 
     /// An invite that exists and is not revoked.
@@ -1726,7 +1936,8 @@ impl GroupState {
 
     /// A user about to be admitted: into a group that has a facilitator; not a member, not
     /// banned, listing no banned device; a valid entry whose devices belong to nobody else.
-    fn check_new_member(&self, member: &MemberEntry) -> Result<(), LogError> {
+    /// Returns what the entry's device list pins, if it carries one.
+    fn check_new_member(&self, member: &MemberEntry) -> Result<Option<PinnedList>, LogError> {
         // Only possible after the last facilitator left alone: nobody could moderate a newcomer.
         if self.facilitator_count() == 0 {
             return Err(LogError::NoFacilitator);
@@ -1746,7 +1957,7 @@ impl GroupState {
                 device: keys.device,
             });
         }
-        member.validate()?;
+        let pin = member.validate_pinning()?;
         if let Some(keys) = member
             .devices
             .iter()
@@ -1757,7 +1968,7 @@ impl GroupState {
                 keys.device.short()
             )));
         }
-        Ok(())
+        Ok(pin)
     }
 
     /// The role of a member an op acts on.
@@ -1766,8 +1977,9 @@ impl GroupState {
             .ok_or(LogError::UnknownMember { user: *user })
     }
 
-    /// Applies a checked op. Cannot fail: every condition was checked by [`Self::check`].
-    fn commit(&mut self, op: &Op, hash: OpHash) {
+    /// Applies a checked op. Cannot fail: every condition was checked by [`Self::check`], which
+    /// also returned `pin`, what the op's device list pins (if it carries one).
+    fn commit(&mut self, op: &Op, hash: OpHash, pin: Option<PinnedList>) {
         self.seq = op.seq;
         self.head = hash;
         self.latest_at = self.latest_at.max(op.at);
@@ -1805,13 +2017,13 @@ impl GroupState {
             }
             OpBody::Join { invite, member, .. } => {
                 self.use_invite(invite);
-                self.admit(member, Role::Member, epoch);
+                self.admit(member, Role::Member, epoch, pin);
             }
             OpBody::Add { member, invite, .. } => {
                 if let Some(invite) = invite {
                     self.use_invite(invite);
                 }
-                self.admit(member, Role::Member, epoch);
+                self.admit(member, Role::Member, epoch, pin);
             }
             OpBody::Remove { user, ban } => {
                 let expelled = self.expel(user);
@@ -1862,6 +2074,39 @@ impl GroupState {
             OpBody::SetRetention { seconds } => self.retention_seconds = *seconds,
             OpBody::SetSettings { settings } => self.settings = settings.clone(),
             OpBody::SetCrisisResources { text_hash } => self.crisis_resources = *text_hash,
+            OpBody::UpdateDevices { device_list } => {
+                if let Some(user) = author_user {
+                    self.replace_devices(&user, device_list, pin);
+                }
+            }
+        }
+    }
+
+    /// Gives `user` the devices of `signed` (checked by [`Self::check`], which also parsed what
+    /// it pins). A dropped device is no member's any more; it gets no departure (§8.10 keeps
+    /// those for `remove` and `leave`).
+    fn replace_devices(
+        &mut self,
+        user: &UserId,
+        signed: &SignedDeviceList,
+        pin: Option<PinnedList>,
+    ) {
+        let Some(member) = self.members.get_mut(user) else {
+            return;
+        };
+        let Ok(list) = serde_json::from_slice::<DeviceList>(&signed.list) else {
+            // Unreachable: `check` verified (and so parsed) these very bytes.
+            return;
+        };
+        for keys in &member.entry.devices {
+            self.devices.remove(&keys.device);
+        }
+        member.entry.devices = list.device_keys();
+        member.entry.device_list = Some(signed.clone());
+        member.pinned = pin;
+        for keys in &member.entry.devices {
+            self.departed.remove(&keys.device);
+            self.devices.insert(keys.device, *user);
         }
     }
 
@@ -1871,7 +2116,13 @@ impl GroupState {
         }
     }
 
-    fn admit(&mut self, entry: &MemberEntry, role: Role, joined_epoch: Epoch) {
+    fn admit(
+        &mut self,
+        entry: &MemberEntry,
+        role: Role,
+        joined_epoch: Epoch,
+        pinned: Option<PinnedList>,
+    ) {
         for keys in &entry.devices {
             self.departed.remove(&keys.device);
             self.devices.insert(keys.device, entry.user);
@@ -1880,6 +2131,7 @@ impl GroupState {
             entry.user,
             Member {
                 entry: entry.clone(),
+                pinned,
                 role,
                 joined_epoch,
                 accepted_agreement: 0,
@@ -1899,7 +2151,7 @@ impl GroupState {
 }
 
 /// The rejection of an op that would not change the state.
-fn no_change(body: &OpBody) -> Result<(), LogError> {
+fn no_change<T>(body: &OpBody) -> Result<T, LogError> {
     Err(LogError::NoChange {
         action: body.action(),
     })
@@ -2057,6 +2309,15 @@ pub enum LogError {
     /// A value in the op is out of range or does not fit the current state.
     #[error("invalid value: {0}")]
     InvalidValue(String),
+    /// An `update_devices` whose list is signed by another identity key than the one the log
+    /// pinned for the member (PROTOCOL.md §8.5): a user id never changes its identity key.
+    #[error(
+        "the device list of user {user} is signed by another identity key than the one the group holds for them"
+    )]
+    IdentityChanged {
+        /// The member.
+        user: UserId,
+    },
     /// The op's claimed time is too far from the server's clock ([`Op::check_clock`]).
     #[error(
         "op time {at:?} is more than {MAX_CLOCK_SKEW_MS} ms from the server's time {now:?}: check the device clock"
@@ -2096,6 +2357,7 @@ impl LogError {
             LogError::InvalidMember(_) => "invalid_member",
             LogError::LastFacilitator => "last_facilitator",
             LogError::InvalidValue(_) => "invalid_value",
+            LogError::IdentityChanged { .. } => "identity_changed",
             LogError::ClockSkew { .. } => "clock_skew",
         }
     }
@@ -2171,6 +2433,7 @@ mod tests {
                 user: self.user,
                 display_name: self.name.into(),
                 devices: vec![self.device.public_keys()],
+                device_list: None,
             }
         }
     }
@@ -3881,6 +4144,9 @@ mod tests {
             LogError::InvalidMember(String::new()),
             LogError::LastFacilitator,
             LogError::InvalidValue(String::new()),
+            LogError::IdentityChanged {
+                user: UserId([0; 16]),
+            },
             LogError::ClockSkew {
                 at: Timestamp(0),
                 now: Timestamp(1),
@@ -3935,6 +4201,7 @@ mod tests {
             user: alias.user,
             display_name: "Mia again".into(),
             devices: vec![fresh.public_keys(), mia.device.public_keys()],
+            device_list: None,
         };
         g.rejects(
             &fac,
@@ -4441,5 +4708,523 @@ mod tests {
         other.ok(&bob, body);
         assert_eq!(other.state.epoch(), Epoch(1));
         assert_ne!(other.state.epoch_hash(), join.hash);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Device lists (PROTOCOL.md §3.6, §8.5 `update_devices`, §8.6)
+    // ---------------------------------------------------------------------------------------
+
+    use crate::device_list::{ListedDevice, UserIdentity};
+
+    /// A user with an identity key and several devices, the first of which is `Person`-like.
+    struct Linked {
+        user: UserId,
+        name: &'static str,
+        identity: UserIdentity,
+        devices: Vec<Person>,
+        /// The latest list signed, with its hash.
+        list: Option<(DeviceList, SignedDeviceList)>,
+    }
+
+    impl Linked {
+        /// A user whose devices are the given people's devices (all under the first one's user
+        /// id), with identity key from `seed`.
+        fn new(seed: u8, name: &'static str, device_seeds: &[u8]) -> Linked {
+            let user = UserId::random(&mut test_rng(seed));
+            let devices = device_seeds
+                .iter()
+                .map(|&d| Person {
+                    user,
+                    device: DeviceIdentity::generate(&mut test_rng(d)),
+                    name,
+                })
+                .collect();
+            Linked {
+                user,
+                name,
+                identity: UserIdentity::generate(&mut test_rng(seed.wrapping_add(100))),
+                devices,
+                list: None,
+            }
+        }
+
+        /// Signs the next list naming the devices at `which` (the successor of the latest).
+        fn sign(&mut self, which: &[usize]) -> SignedDeviceList {
+            let key = self.identity.public();
+            let listed: Vec<ListedDevice> = which
+                .iter()
+                .map(|&i| ListedDevice::new(&self.devices[i].device, &self.user, &key))
+                .collect();
+            let list = match &self.list {
+                None => DeviceList {
+                    devices: listed,
+                    ..DeviceList::first(
+                        self.user,
+                        &self.identity,
+                        &self.devices[0].device,
+                        Timestamp(T0),
+                    )
+                },
+                Some((prev, signed)) => prev.successor(signed.hash(), Timestamp(T0), listed),
+            };
+            let signed = self.identity.sign_list(&list).unwrap();
+            self.list = Some((list, signed.clone()));
+            signed
+        }
+
+        /// The entry for the latest list.
+        fn entry(&self) -> MemberEntry {
+            let (list, signed) = self.list.as_ref().unwrap();
+            MemberEntry {
+                user: self.user,
+                display_name: self.name.into(),
+                devices: list.device_keys(),
+                device_list: Some(signed.clone()),
+            }
+        }
+
+        fn device(&self, i: usize) -> &Person {
+            &self.devices[i]
+        }
+    }
+
+    fn update(signed: SignedDeviceList) -> OpBody {
+        OpBody::UpdateDevices {
+            device_list: signed,
+        }
+    }
+
+    fn devices_of(g: &Group, user: &UserId) -> Vec<DeviceId> {
+        g.state
+            .member(user)
+            .unwrap()
+            .entry
+            .devices
+            .iter()
+            .map(|k| k.device)
+            .collect()
+    }
+
+    /// A group of `fac` (legacy entry) with `sam`, who joined with a one-device list.
+    fn group_with_linked_member() -> (Group, Person, Linked) {
+        let fac = Person::new(1, "Fay");
+        let mut sam = Linked::new(20, "Sam", &[21, 22, 23]);
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, false, 5);
+        sam.sign(&[0]);
+        let joiner = sam.device(0);
+        let body = OpBody::Join {
+            invite: secret.id(),
+            member: sam.entry(),
+            invite_sig: secret.sign_join(&g.state.group(), &sam.user, &joiner.id()),
+        };
+        g.ok(joiner, body);
+        (g, fac, sam)
+    }
+
+    #[test]
+    fn linking_a_second_device_starts_an_epoch_and_lets_it_act() {
+        let (mut g, _fac, mut sam) = group_with_linked_member();
+        assert_eq!(g.state.identity_of(&sam.user), Some(sam.identity.public()));
+        assert_eq!(g.state.device_list_version_of(&sam.user), Some(1));
+        let before = g.state.epoch();
+        let list = sam.sign(&[0, 1]);
+        // Like a departure, it gives the epoch it ends no grace (a device may have gone).
+        assert!(update(list.clone()).ends_epoch_by_departure());
+        assert!(!update(list.clone()).grants_epoch_grace());
+        let applied = g.push(sam.device(0), update(list.clone())).unwrap();
+        assert_eq!(g.state.epoch(), before.next());
+        assert_eq!(g.state.epoch_hash(), applied.hash);
+        assert_eq!(
+            devices_of(&g, &sam.user),
+            vec![sam.device(0).id(), sam.device(1).id()]
+        );
+        let current: Vec<DeviceId> = g.state.current_devices().iter().map(|k| k.device).collect();
+        assert!(current.contains(&sam.device(1).id()));
+        assert_eq!(g.state.device_list_of(&sam.user), Some(&list));
+        assert_eq!(g.state.device_list_version_of(&sam.user), Some(2));
+        assert_eq!(g.state.identity_of(&sam.user), Some(sam.identity.public()));
+        assert_eq!(
+            g.state
+                .member_of_device(&sam.device(1).id())
+                .map(|(u, _)| *u),
+            Some(sam.user)
+        );
+        // The new device authors ops for its user, and the log replays to the same state.
+        g.ok(sam.device(1), OpBody::Leave {});
+        assert!(g.state.member(&sam.user).is_none());
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
+    fn an_unlinked_device_is_gone_and_cannot_author() {
+        let (mut g, fac, mut sam) = group_with_linked_member();
+        let two = sam.sign(&[0, 1]);
+        g.ok(sam.device(0), update(two));
+        g.ok(&fac, OpBody::Lock {});
+        // Device 0 signs a list without itself ("sign out this device").
+        let one = sam.sign(&[1]);
+        g.ok(sam.device(0), update(one));
+        assert_eq!(devices_of(&g, &sam.user), vec![sam.device(1).id()]);
+        assert!(g.state.member_of_device(&sam.device(0).id()).is_none());
+        assert!(
+            !g.state
+                .current_devices()
+                .iter()
+                .any(|k| k.device == sam.device(0).id())
+        );
+        g.rejects(
+            sam.device(0),
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: None,
+            },
+            LogError::UnknownAuthor {
+                device: sam.device(0).id(),
+            },
+        );
+        // Role, membership and the rest of the member stay.
+        assert_eq!(g.state.role_of(&sam.user), Some(Role::Member));
+        assert!(g.state.locked());
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
+    fn mute_role_and_agreement_survive_an_update() {
+        let (mut g, fac, mut sam) = group_with_linked_member();
+        g.ok(
+            &fac,
+            OpBody::SetAgreement {
+                version: 1,
+                text_hash: [9; 32],
+            },
+        );
+        g.ok(
+            sam.device(0),
+            OpBody::AcceptAgreement {
+                version: 1,
+                text_hash: Some([9; 32]),
+            },
+        );
+        g.ok(&fac, set_role_user(sam.user, Role::CoFacilitator));
+        let until = Timestamp(g.clock + HOUR);
+        g.ok(
+            &fac,
+            OpBody::Mute {
+                user: sam.user,
+                until,
+            },
+        );
+        let list = sam.sign(&[0, 2]);
+        g.ok(sam.device(0), update(list));
+        assert!(g.state.has_accepted_agreement(&sam.user));
+        assert_eq!(g.state.role_of(&sam.user), Some(Role::CoFacilitator));
+        assert!(g.state.is_muted(&sam.user, Timestamp(g.clock)));
+    }
+
+    fn set_role_user(user: UserId, role: Role) -> OpBody {
+        OpBody::SetRole { user, role }
+    }
+
+    #[test]
+    fn a_list_under_another_identity_key_is_refused() {
+        let (mut g, _fac, mut sam) = group_with_linked_member();
+        sam.identity = UserIdentity::generate(&mut test_rng(99));
+        sam.list = None;
+        let forged = sam.sign(&[0, 1]);
+        // Version 1 again, but the identity check comes first.
+        g.rejects(
+            sam.device(0),
+            update(forged),
+            LogError::IdentityChanged { user: sam.user },
+        );
+    }
+
+    #[test]
+    fn a_stale_or_equal_version_is_refused() {
+        let (mut g, _fac, mut sam) = group_with_linked_member();
+        let v1 = sam.list.clone().unwrap();
+        let v2 = sam.sign(&[0, 1]);
+        g.ok(sam.device(0), update(v2.clone()));
+        // The same list again: equal version.
+        let again = g.sign(sam.device(0), update(v2));
+        assert!(matches!(
+            g.state.apply(&again),
+            Err(LogError::InvalidValue(_))
+        ));
+        // An older list, with other devices than the current ones.
+        let signed = g.sign(sam.device(0), update(v1.1));
+        let before = g.state.clone();
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidValue(_))
+        ));
+        assert_eq!(g.state, before);
+        // A newer list naming the same devices changes nothing.
+        let v3 = sam.sign(&[0, 1]);
+        g.rejects(
+            sam.device(0),
+            update(v3),
+            LogError::NoChange {
+                action: "update_devices",
+            },
+        );
+    }
+
+    #[test]
+    fn a_list_with_another_members_device_is_refused() {
+        let (mut g, fac, sam) = group_with_linked_member();
+        // Fay's device consents to Sam's list (a device can be tricked, or be both people's).
+        let key = sam.identity.public();
+        let (prev, prev_signed) = sam.list.clone().unwrap();
+        let list = prev.successor(
+            prev_signed.hash(),
+            Timestamp(T0),
+            vec![
+                ListedDevice::new(&sam.device(0).device, &sam.user, &key),
+                ListedDevice::new(&fac.device, &sam.user, &key),
+            ],
+        );
+        let signed = sam.identity.sign_list(&list).unwrap();
+        let body = update(signed);
+        let signed_op = g.sign(sam.device(0), body);
+        let before = g.state.clone();
+        assert!(matches!(
+            g.state.apply(&signed_op),
+            Err(LogError::InvalidMember(_))
+        ));
+        assert_eq!(g.state, before);
+        assert_eq!(devices_of(&g, &fac.user), vec![fac.id()]);
+    }
+
+    #[test]
+    fn a_list_with_a_banned_device_is_refused() {
+        let (mut g, fac, mut sam) = group_with_linked_member();
+        let secret = g.invite(&fac, 101, false, 5);
+        // Device 1 of Sam once joined under another user id and was banned with it.
+        let other = Person {
+            user: UserId([0x55; 16]),
+            device: DeviceIdentity::generate(&mut test_rng(22)),
+            name: "Other",
+        };
+        assert_eq!(other.id(), sam.device(1).id());
+        let body = g.join_body(&other, &secret);
+        g.ok(&other, body);
+        g.ok(
+            &fac,
+            OpBody::Remove {
+                user: other.user,
+                ban: true,
+            },
+        );
+        let list = sam.sign(&[0, 1]);
+        g.rejects(
+            sam.device(0),
+            update(list),
+            LogError::BannedDevice {
+                device: sam.device(1).id(),
+            },
+        );
+    }
+
+    #[test]
+    fn a_list_for_another_user_is_refused() {
+        let (mut g, fac, mut sam) = group_with_linked_member();
+        // Fay sends Sam's list.
+        let list = sam.sign(&[0, 1]);
+        g.rejects(
+            &fac,
+            update(list),
+            not_allowed(Role::Facilitator, "update another user's devices"),
+        );
+        // An invalid list is an invalid member.
+        let (_, mut broken) = sam.list.clone().unwrap();
+        broken.sig.0[0] ^= 1;
+        let signed = g.sign(sam.device(0), update(broken));
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+    }
+
+    #[test]
+    fn a_legacy_member_pins_their_identity_with_their_first_update() {
+        let (mut g, people) = populated();
+        let [_fac, _co, mia, _noor] = &people;
+        assert_eq!(g.state.identity_of(&mia.user), None);
+        assert_eq!(g.state.device_list_of(&mia.user), None);
+        assert_eq!(g.state.device_list_version_of(&mia.user), None);
+        // Mia's first list names the device her entry already has: pinning still changes the
+        // state, so it is no no-op. Her own device vouches for the identity key.
+        let identity = UserIdentity::generate(&mut test_rng(30));
+        let first = DeviceList::first(mia.user, &identity, &mia.device, Timestamp(T0));
+        let signed = identity.sign_list(&first).unwrap();
+        g.ok(mia, update(signed.clone()));
+        assert_eq!(g.state.identity_of(&mia.user), Some(identity.public()));
+        assert_eq!(g.state.device_list_version_of(&mia.user), Some(1));
+        assert_eq!(g.state.device_list_of(&mia.user), Some(&signed));
+        assert_eq!(devices_of(&g, &mia.user), vec![mia.id()]);
+        // From then on the identity is pinned: a list under another key is refused, whatever
+        // its version.
+        let other = UserIdentity::generate(&mut test_rng(77));
+        let laptop = DeviceIdentity::generate(&mut test_rng(78));
+        let mut list = DeviceList::first(mia.user, &other, &mia.device, Timestamp(T0));
+        list.devices
+            .push(ListedDevice::new(&laptop, &mia.user, &other.public()));
+        list.version = 5;
+        list.prev = DeviceListHash([1; 32]);
+        g.rejects(
+            mia,
+            update(other.sign_list(&list).unwrap()),
+            LogError::IdentityChanged { user: mia.user },
+        );
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
+    fn a_join_with_several_listed_devices_may_be_signed_by_any_of_them() {
+        let fac = Person::new(1, "Fay");
+        let mut sam = Linked::new(20, "Sam", &[21, 22]);
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, false, 5);
+        sam.sign(&[0, 1]);
+        let second = sam.device(1);
+        let body = OpBody::Join {
+            invite: secret.id(),
+            member: sam.entry(),
+            invite_sig: secret.sign_join(&g.state.group(), &sam.user, &second.id()),
+        };
+        g.ok(second, body);
+        assert_eq!(
+            devices_of(&g, &sam.user),
+            vec![sam.device(0).id(), sam.device(1).id()]
+        );
+        assert_eq!(g.state.identity_of(&sam.user), Some(sam.identity.public()));
+        // Without a list, the same entry is refused: only the author is proven.
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, false, 5);
+        let mut entry = sam.entry();
+        entry.device_list = None;
+        let body = OpBody::Join {
+            invite: secret.id(),
+            member: entry,
+            invite_sig: secret.sign_join(&g.state.group(), &sam.user, &second.id()),
+        };
+        let signed = g.sign(second, body);
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+        // A join by a device the list does not name is refused too.
+        let stranger = Person::new(9, "Stranger");
+        let body = OpBody::Join {
+            invite: secret.id(),
+            member: sam.entry(),
+            invite_sig: secret.sign_join(&g.state.group(), &sam.user, &stranger.id()),
+        };
+        let signed = g.sign(&stranger, body);
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+    }
+
+    #[test]
+    fn an_add_with_an_invite_may_carry_the_signature_of_any_listed_device() {
+        let fac = Person::new(1, "Fay");
+        let mut sam = Linked::new(20, "Sam", &[21, 22, 23]);
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, true, 5);
+        sam.sign(&[0, 1, 2]);
+        // Signed for a device that is not listed: refused.
+        let stranger = Person::new(9, "Stranger");
+        let bad = OpBody::Add {
+            member: sam.entry(),
+            invite: Some(secret.id()),
+            invite_sig: Some(secret.sign_join(&g.state.group(), &sam.user, &stranger.id())),
+        };
+        let bad = g.sign(&fac, bad);
+        assert!(matches!(
+            g.state.apply(&bad),
+            Err(LogError::InvalidInvite(_))
+        ));
+        let body = OpBody::Add {
+            member: sam.entry(),
+            invite: Some(secret.id()),
+            invite_sig: Some(secret.sign_join(&g.state.group(), &sam.user, &sam.device(2).id())),
+        };
+        g.ok(&fac, body);
+        assert_eq!(devices_of(&g, &sam.user).len(), 3);
+        assert_eq!(g.state.invite(&secret.id()).unwrap().uses, 1);
+    }
+
+    #[test]
+    fn an_entry_whose_list_does_not_match_its_devices_is_refused() {
+        let fac = Person::new(1, "Fay");
+        let mut sam = Linked::new(20, "Sam", &[21, 22]);
+        sam.sign(&[0, 1]);
+        let mut g = Group::new(&fac);
+        let add = |member: MemberEntry| OpBody::Add {
+            member,
+            invite: None,
+            invite_sig: None,
+        };
+        let invalid = |g: &mut Group, member: MemberEntry| {
+            let signed = g.sign(&fac, add(member));
+            let before = g.state.clone();
+            assert!(matches!(
+                g.state.apply(&signed),
+                Err(LogError::InvalidMember(_))
+            ));
+            assert_eq!(g.state, before);
+        };
+        // A device missing.
+        let mut entry = sam.entry();
+        entry.devices.pop();
+        invalid(&mut g, entry);
+        // The devices in another order.
+        let mut entry = sam.entry();
+        entry.devices.reverse();
+        invalid(&mut g, entry);
+        // The list of another user.
+        let mut entry = sam.entry();
+        entry.user = UserId([0x66; 16]);
+        invalid(&mut g, entry);
+        // The entry as it should be is admitted.
+        g.ok(&fac, add(sam.entry()));
+        // A genesis whose creator's list does not match is refused as well.
+        let mut creator = sam.entry();
+        creator.devices.pop();
+        let genesis = Op::genesis(
+            GroupId([3; 16]),
+            sam.device(0).id(),
+            Timestamp(T0),
+            creator,
+            GroupSettings::default(),
+        )
+        .sign(&sam.device(0).device)
+        .unwrap();
+        assert!(matches!(
+            GroupState::from_genesis(&genesis),
+            Err(LogError::InvalidMember(_))
+        ));
+    }
+
+    #[test]
+    fn an_entry_without_a_list_keeps_its_bytes_and_a_list_round_trips() {
+        let fay = Person::new(1, "Fay");
+        let json = serde_json::to_string(&fay.entry()).unwrap();
+        assert!(!json.contains("device_list"));
+        let parsed: MemberEntry = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, fay.entry());
+        let mut sam = Linked::new(20, "Sam", &[21]);
+        sam.sign(&[0]);
+        let body = update(sam.list.clone().unwrap().1);
+        let json = serde_json::to_string(&body).unwrap();
+        assert!(json.starts_with(r#"{"type":"update_devices","device_list":{"list":"#));
+        assert_eq!(serde_json::from_str::<OpBody>(&json).unwrap(), body);
+        // Strict: an unknown member next to the list is refused.
+        let extra = json.replacen(r#""device_list""#, r#""x":1,"device_list""#, 1);
+        assert!(serde_json::from_str::<OpBody>(&extra).is_err());
     }
 }

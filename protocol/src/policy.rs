@@ -208,7 +208,8 @@ pub fn slow_mode_wait(
 
 /// The epoch that an admission (`join` or `add`) just ended, which posts may still name for a
 /// while ([`accepts_post_epoch`]). Kept only when the op that ended it
-/// [grants grace](crate::OpBody::grants_epoch_grace): never after a `remove` or `leave`.
+/// [grants grace](crate::OpBody::grants_epoch_grace): never after a `remove`, `leave` or
+/// `update_devices` (which may drop a device).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct EpochGrace {
     /// The epoch (number and hash) that ended.
@@ -241,7 +242,7 @@ pub fn can_read_epoch(joined_epoch: Epoch, epoch: Epoch) -> bool {
 }
 
 /// The client's side of "no grace after a departure" (PROTOCOL.md §11.2 step 9): a message
-/// stored at `seq` in an epoch that ended with a `remove` or `leave` — **or in any earlier
+/// stored at `seq` in an epoch that ended with a `remove`, `leave` or `update_devices` — **or in any earlier
 /// epoch** — was slipped in after the departure, possibly under keys the departed member
 /// holds, if a message of an epoch after the departure was stored before it.
 /// `later_epochs_first_seqs` are the lowest seqs the client knows of messages in each epoch
@@ -409,6 +410,7 @@ mod tests {
                 user: self.user,
                 display_name: name.into(),
                 devices: vec![self.device.public_keys()],
+                device_list: None,
             }
         }
     }

@@ -26,6 +26,7 @@ fn a_removed_member_cannot_read_the_next_epoch() {
         user,
         display_name: name.into(),
         devices: vec![id.public_keys()],
+        device_list: None,
     };
     let group = GroupId([9; 16]);
     let t = 1_767_225_600_000;

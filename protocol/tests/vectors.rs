@@ -197,6 +197,7 @@ fn group_log_vectors() {
         user,
         display_name: name.into(),
         devices: vec![id.public_keys()],
+        device_list: None,
     };
     let t0 = 1_767_225_600_000u64;
     let genesis = Op::genesis(
@@ -886,6 +887,7 @@ fn pinned_message_vectors() {
         user,
         display_name: name.into(),
         devices: vec![id.public_keys()],
+        device_list: None,
     };
     let t0 = 1_767_225_600_000u64;
     let agreement = "Be kind. What is shared here stays here.";
@@ -1158,6 +1160,113 @@ fn pinned_message_vectors() {
             "sender_key_distribution": b64_encode(&distribution),
             "messages": messages,
             "cases": negative,
+        }),
+    );
+}
+
+#[test]
+fn device_list_vectors() {
+    use confide_protocol::device_list::{DeviceList, ListedDevice, UserIdentity};
+    use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody};
+    use confide_protocol::ids::Timestamp;
+    let phone = identity_from_seed(1);
+    let laptop = identity_from_seed(23);
+    let user = UserId([0x11; 16]);
+    let group = GroupId([7; 16]);
+    let identity = UserIdentity::from_secret_bytes(&seed_bytes(61));
+    let key = identity.public();
+    let t0 = 1_767_225_600_000u64;
+
+    // Version 1: the phone; version 2: phone and laptop; version 3: the laptop alone.
+    let v1 = DeviceList::first(user, &identity, &phone, Timestamp(t0));
+    let s1 = identity.sign_list(&v1).unwrap();
+    let v2 = v1.successor(
+        s1.hash(),
+        Timestamp(t0 + 1000),
+        vec![
+            ListedDevice::new(&phone, &user, &key),
+            ListedDevice::new(&laptop, &user, &key),
+        ],
+    );
+    let s2 = identity.sign_list(&v2).unwrap();
+    let v3 = v2.successor(
+        s2.hash(),
+        Timestamp(t0 + 2000),
+        vec![ListedDevice::new(&laptop, &user, &key)],
+    );
+    let s3 = identity.sign_list(&v3).unwrap();
+    let lists: Vec<Value> = [&s1, &s2, &s3]
+        .iter()
+        .map(|s| {
+            assert!(s.verify().is_ok());
+            json!({
+                "list_json": String::from_utf8(s.list.clone()).unwrap(),
+                "signed": s,
+                "hash": s.hash(),
+            })
+        })
+        .collect();
+
+    let genesis = Op::genesis(
+        group,
+        phone.device_id(),
+        Timestamp(t0),
+        MemberEntry {
+            user,
+            display_name: "Alice".into(),
+            devices: v1.device_keys(),
+            device_list: Some(s1.clone()),
+        },
+        GroupSettings::default(),
+    )
+    .sign(&phone)
+    .unwrap();
+    let mut state = GroupState::from_genesis(&genesis).unwrap();
+    let mut log = vec![genesis];
+    // The phone links the laptop; then the laptop signs the phone out.
+    for (author, at, signed) in [(&phone, t0 + 1000, &s2), (&laptop, t0 + 2000, &s3)] {
+        let op = state
+            .next_op(
+                author.device_id(),
+                Timestamp(at),
+                OpBody::UpdateDevices {
+                    device_list: signed.clone(),
+                },
+            )
+            .sign(author)
+            .unwrap();
+        state.apply(&op).unwrap();
+        log.push(op);
+    }
+    let ops: Vec<Value> = log
+        .iter()
+        .map(|s| {
+            json!({
+                "signed": s,
+                "op_json": String::from_utf8(s.op.clone()).unwrap(),
+                "hash": s.hash(),
+            })
+        })
+        .collect();
+    check(
+        "device-lists",
+        json!({
+            "description": "Device lists (PROTOCOL.md §3.6) and update_devices (§8.5): Alice's user identity key (secret seed(61)) signs three successive lists of user 11…11 — her phone (Alice's identity), then phone and laptop (signing secret seed(23), sealing secret seed(123)), then the laptop alone — each device consenting with its link_sig. The group log (group 07…07) starts with a genesis whose creator entry carries list 1; the phone appends update_devices with list 2, the laptop update_devices with list 3. Each update_devices starts an epoch.",
+            "identity_secret": b64_encode(&seed_bytes(61)),
+            "identity": key,
+            "phone_public": phone.public_keys(),
+            "laptop_public": laptop.public_keys(),
+            "lists": lists,
+            "ops": ops,
+            "final": {
+                "seq": state.seq(),
+                "epoch": state.epoch(),
+                "epoch_hash": state.epoch_hash(),
+                "head": state.head(),
+                "devices": state.current_devices().iter().map(|k| k.device).collect::<Vec<_>>(),
+                "identity": state.identity_of(&user),
+                "list_version": state.device_list_version_of(&user),
+            },
         }),
     );
 }

@@ -702,6 +702,7 @@ async fn authenticate(
                 user,
                 display_name: display_name.clone(),
                 devices: vec![keys.clone()],
+                device_list: None,
             };
             if let Err(e) = entry.validate() {
                 return Err(Reject::new(ErrorCode::BadFrame, e.to_string()));

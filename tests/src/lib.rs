@@ -456,6 +456,7 @@ impl RawClient {
             user: self.user,
             display_name: self.name.clone(),
             devices: vec![self.identity.public_keys()],
+            device_list: None,
         }
     }
 

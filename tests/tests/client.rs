@@ -312,6 +312,7 @@ async fn a_ghost_member_slipped_into_storage_is_rejected_by_every_client() {
         user: confide_protocol::UserId([0x66; 16]),
         display_name: "Ghost".into(),
         devices: vec![ghost.public_keys()],
+        device_list: None,
     };
     let forged = state
         .next_op(

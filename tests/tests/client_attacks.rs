@@ -17,6 +17,7 @@ fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
         user: user.client.user(),
         display_name: name.into(),
         devices: vec![identity.public_keys()],
+        device_list: None,
     }
 }
 
@@ -366,6 +367,7 @@ async fn a_join_request_listing_someone_elses_device_is_dropped() {
             user: mallory.user,
             display_name: "Mallory".into(),
             devices,
+            device_list: None,
         };
         let sig = secret.sign_join(&group, &mallory.user, &mallory.identity.device_id());
         let payload = serde_json::json!({

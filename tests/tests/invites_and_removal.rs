@@ -391,6 +391,7 @@ async fn a_removed_member_put_back_without_asking_is_asked_again() {
             )
             .public_keys(),
         ],
+        device_list: None,
     };
     alice
         .client

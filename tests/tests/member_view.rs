@@ -272,6 +272,7 @@ fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
         user: user.client.user(),
         display_name: name.into(),
         devices: vec![DeviceIdentity::from_secret_pair(&secret).public_keys()],
+        device_list: None,
     }
 }
 

@@ -251,6 +251,7 @@ async fn nobody_can_list_someone_elses_device_in_a_member_entry() {
         user: UserId::random(&mut rng()),
         display_name: "Bob".into(),
         devices: vec![bob.identity.public_keys()],
+        device_list: None,
     };
     let reply = alice
         .append(

@@ -249,6 +249,7 @@ pub fn group_genesis(
         user: UserId(bytes16(user, "a user id")?),
         display_name: display_name.into(),
         devices: vec![id.public_keys()],
+        device_list: None,
     };
     let op = Op::genesis(
         GroupId(bytes16(group, "a group id")?),

@@ -55,6 +55,7 @@ fn entry(user: u8, name: &str, id: &DeviceIdentity) -> MemberEntry {
         user: UserId([user; 16]),
         display_name: name.into(),
         devices: vec![id.public_keys()],
+        device_list: None,
     }
 }
 

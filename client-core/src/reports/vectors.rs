@@ -79,6 +79,7 @@ fn entry(user: UserId, name: &str, devices: &[&DeviceIdentity]) -> MemberEntry {
         user,
         display_name: name.into(),
         devices: devices.iter().map(|d| d.public_keys()).collect(),
+        device_list: None,
     }
 }
 

@@ -412,6 +412,7 @@ impl Member {
             user: self.user,
             display_name: self.name.clone(),
             devices: vec![self.keys()],
+            device_list: None,
         }
     }
 

@@ -345,6 +345,7 @@ impl Device {
             user: self.user,
             display_name: "Someone".into(),
             devices: vec![self.identity.public_keys()],
+            device_list: None,
         };
         let now = confide_server::server::now();
         let genesis = Op::genesis(

@@ -526,6 +526,9 @@ function noticeLine(notice: GroupNotice): SystemLine {
     case 'messageDeleted':
       text = `${by} deleted a message for everyone.`;
       break;
+    case 'devicesUpdated':
+      text = `${by} updated their devices.`;
+      break;
     default:
       text = `${by} changed the group.`;
   }

@@ -4755,8 +4755,10 @@ mod tests {
                 .iter()
                 .map(|&i| ListedDevice::new(&self.devices[i].device, &self.user, &key))
                 .collect();
+            // The maker: the first device of the new list (version 1) or of the previous one.
             let list = match &self.list {
                 None => DeviceList {
+                    by: listed[0].keys.device,
                     devices: listed,
                     ..DeviceList::first(
                         self.user,
@@ -4765,9 +4767,19 @@ mod tests {
                         Timestamp(T0),
                     )
                 },
-                Some((prev, signed)) => prev.successor(signed.hash(), Timestamp(T0), listed),
+                Some((prev, signed)) => prev.successor(
+                    signed.hash(),
+                    prev.devices[0].keys.device,
+                    Timestamp(T0),
+                    listed,
+                ),
             };
-            let signed = self.identity.sign_list(&list).unwrap();
+            let maker = self
+                .devices
+                .iter()
+                .find(|d| d.device.device_id() == list.by)
+                .unwrap();
+            let signed = self.identity.sign_list(&list, &maker.device).unwrap();
             self.list = Some((list, signed.clone()));
             signed
         }
@@ -4979,13 +4991,17 @@ mod tests {
         let (prev, prev_signed) = sam.list.clone().unwrap();
         let list = prev.successor(
             prev_signed.hash(),
+            sam.device(0).device.device_id(),
             Timestamp(T0),
             vec![
                 ListedDevice::new(&sam.device(0).device, &sam.user, &key),
                 ListedDevice::new(&fac.device, &sam.user, &key),
             ],
         );
-        let signed = sam.identity.sign_list(&list).unwrap();
+        let signed = sam
+            .identity
+            .sign_list(&list, &sam.device(0).device)
+            .unwrap();
         let body = update(signed);
         let signed_op = g.sign(sam.device(0), body);
         let before = g.state.clone();
@@ -5058,7 +5074,7 @@ mod tests {
         // state, so it is no no-op. Her own device vouches for the identity key.
         let identity = UserIdentity::generate(&mut test_rng(30));
         let first = DeviceList::first(mia.user, &identity, &mia.device, Timestamp(T0));
-        let signed = identity.sign_list(&first).unwrap();
+        let signed = identity.sign_list(&first, &mia.device).unwrap();
         g.ok(mia, update(signed.clone()));
         assert_eq!(g.state.identity_of(&mia.user), Some(identity.public()));
         assert_eq!(g.state.device_list_version_of(&mia.user), Some(1));
@@ -5075,7 +5091,7 @@ mod tests {
         list.prev = DeviceListHash([1; 32]);
         g.rejects(
             mia,
-            update(other.sign_list(&list).unwrap()),
+            update(other.sign_list(&list, &mia.device).unwrap()),
             LogError::IdentityChanged { user: mia.user },
         );
         assert_eq!(verify_log(&g.log).unwrap(), g.state);

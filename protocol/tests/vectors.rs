@@ -1179,22 +1179,24 @@ fn device_list_vectors() {
 
     // Version 1: the phone; version 2: phone and laptop; version 3: the laptop alone.
     let v1 = DeviceList::first(user, &identity, &phone, Timestamp(t0));
-    let s1 = identity.sign_list(&v1).unwrap();
+    let s1 = identity.sign_list(&v1, &phone).unwrap();
     let v2 = v1.successor(
         s1.hash(),
+        phone.device_id(),
         Timestamp(t0 + 1000),
         vec![
             ListedDevice::new(&phone, &user, &key),
             ListedDevice::new(&laptop, &user, &key),
         ],
     );
-    let s2 = identity.sign_list(&v2).unwrap();
+    let s2 = identity.sign_list(&v2, &phone).unwrap();
     let v3 = v2.successor(
         s2.hash(),
+        laptop.device_id(),
         Timestamp(t0 + 2000),
         vec![ListedDevice::new(&laptop, &user, &key)],
     );
-    let s3 = identity.sign_list(&v3).unwrap();
+    let s3 = identity.sign_list(&v3, &laptop).unwrap();
     let lists: Vec<Value> = [&s1, &s2, &s3]
         .iter()
         .map(|s| {

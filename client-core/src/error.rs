@@ -205,10 +205,21 @@ pub enum ClientError {
     InviteUnusable(InviteUnusable),
     /// The group changed between showing the user who a held message would now reach and
     /// their answer ([`crate::ClientCore::send_held_anyway`]): ask again, with who is there now.
-    #[error(
+        #[error(
         "the group changed since you were asked: look at who would read it now, then answer again"
     )]
     ChangedSinceAsked,
+    /// Linking, unlinking or using a device list failed (PROTOCOL.md §3.6–3.8); `code` is
+    /// stable (`link_mismatch`, `link_bad_code`, `link_bad_bundle`, `too_many_devices`,
+    /// `last_device`, `unknown_device`, `identity_changed`, `stale_device_list`, a list error
+    /// code, …), `reason` is for people.
+    #[error("{reason}")]
+    LinkFailed {
+        /// Stable code.
+        code: &'static str,
+        /// For people.
+        reason: String,
+    },
 }
 
 /// What failed a check ([`ClientError::Verification`]).
@@ -369,6 +380,7 @@ impl ClientError {
             ClientError::SyncStalled { .. } => "sync_stalled",
             ClientError::InviteUnusable(why) => why.code(),
             ClientError::ChangedSinceAsked => "changed_since_asked",
+            ClientError::LinkFailed { code, .. } => code,
         }
     }
 }

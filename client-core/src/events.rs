@@ -257,6 +257,25 @@ pub enum Event {
         /// Why, for people (the server's message and code).
         reason: String,
     },
+        /// A person linked or unlinked a device (their identity key, and so their safety number,
+    /// stayed the same). For this user: the list of this user's devices changed.
+    DevicesChanged {
+        /// Whose devices.
+        user: UserId,
+    },
+    /// Someone holds a user's identity key who should not: two different device lists of one
+    /// version, or a list made by a device that is no longer listed (PROTOCOL.md §11.14). For
+    /// this user: unlink the devices you do not know, or make a new identity.
+    IdentityMisuse {
+        /// Whose identity key.
+        user: UserId,
+    },
+    /// Another device of this user unlinked this one (a verified list without it). Its secrets
+    /// are deleted; the application tells the person and deletes the store.
+    DeviceUnlinked {
+        /// The device that made the list.
+        by: DeviceId,
+    },
     /// A member's keys changed since this device last saw them: compare safety numbers.
     KeyChanged {
         /// The group where the change appeared.

@@ -622,7 +622,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Warns when a user the device has seen before appears with other device keys in an op
     /// of an accepted group.
-    pub(crate) async fn check_key_change(&mut self, group: GroupId, body: &OpBody) {
+        pub(crate) async fn check_key_change(&mut self, group: GroupId, body: &OpBody) {
+        // Lists move the high-water marks and tell of identity changes (§11.14).
+        self.note_op_lists(group, body);
         let entry = match body {
             OpBody::Genesis { creator, .. } => creator,
             OpBody::Join { member, .. } | OpBody::Add { member, .. } => member,
@@ -633,8 +635,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Warns when `entry`'s user, seen before, appears with other device keys; remembers the
     /// keys either way.
-    async fn check_entry_keys(&mut self, group: GroupId, entry: &MemberEntry) {
+        async fn check_entry_keys(&mut self, group: GroupId, entry: &MemberEntry) {
         if entry.user == self.profile.user {
+            return;
+        }
+        if let Some(signed) = &entry.device_list {
+            // A member with a list is known by the identity key, whose devices change
+            // legitimately between versions (PROTOCOL.md §11.14).
+            if let Ok(list) = signed.verify() {
+                self.note_list(Some((group, &entry.display_name)), &list, signed);
+            }
             return;
         }
         let key = entry.user.as_bytes().to_vec();

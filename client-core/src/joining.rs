@@ -284,7 +284,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             let bytes =
                 zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(ClientError::Encode)?);
             let mut items = Vec::new();
-            for keys in state.facilitator_devices() {
+            for keys in &self.sealable(&state, state.facilitator_devices()) {
                 items.push(
                     seal::seal(
                         &self.identity,

@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod devices;
 pub mod drafts;
 mod error;
 pub mod events;
@@ -56,6 +57,7 @@ pub mod host;
 pub mod invite;
 pub mod labels;
 pub mod link;
+pub mod linking;
 pub mod memory;
 pub mod profile;
 pub mod store;

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use confide_protocol::frames::ServerFrame;
-use confide_protocol::group_log::{GroupState, MemberEntry, SignedOp};
+use confide_protocol::group_log::{GroupState, SignedOp};
 use confide_protocol::{DeviceId, DeviceIdentity, GroupId, Timestamp};
 
 use crate::error::ClientError;
@@ -96,9 +96,26 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// reported once even when both of its messages show it; cleared when it grows past
     /// [`crate::receive::MAX_ORDER_WARNED`].
     pub(crate) order_warned: std::collections::HashSet<(GroupId, u64)>,
-    /// Whether held messages may be ready to go (something was held, a group caught up, a
+        /// Whether held messages may be ready to go (something was held, a group caught up, a
     /// connection or a retry came): [`Self::process_held`] reads the store only then.
     pub(crate) held_dirty: bool,
+    /// The user identity key (every device of the user holds it, PROTOCOL.md §3.6).
+    pub(crate) user_identity: confide_protocol::device_list::UserIdentity,
+    /// This user's current device list, and whether the server has it.
+    pub(crate) own_list: crate::devices::OwnList,
+    /// The same list, parsed.
+    pub(crate) own_list_parsed: confide_protocol::device_list::DeviceList,
+    /// The newest list seen for every other user (the high-water marks of §11.14).
+    pub(crate) known_lists: crate::devices::KnownLists,
+    /// Whether some group may pin this user at another list than the current one, so that
+    /// [`Self::update_own_entries`] has work to do.
+    pub(crate) devices_dirty: bool,
+        /// Whether this device learned from a verified list that it was unlinked.
+    pub(crate) unlinked: bool,
+    /// The existing device's side of a link under way.
+    pub(crate) old_side: Option<crate::linking::OldSide>,
+    /// Link messages received for the link under way.
+    pub(crate) link_inbox: crate::linking::LinkInbox,
 }
 
 /// `d` in milliseconds, as protocol timestamps count.
@@ -127,10 +144,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         profile: Profile,
         registration_token: Option<String>,
     ) -> Result<Self, ClientError> {
+                let mut host = host;
+        let mut db = Tx::new(store);
+        let devices =
+            crate::devices::load_devices(&mut db, &mut *host, &identity, profile.user).await?;
         let mut core = ClientCore {
             net,
             host,
-            db: Tx::new(store),
+            db,
             identity,
             profile,
             registration_token,
@@ -145,8 +166,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),
             outbox_retry_at: None,
-            order_warned: Default::default(),
+                        order_warned: Default::default(),
             held_dirty: true,
+            user_identity: devices.identity,
+            own_list: devices.own,
+            own_list_parsed: devices.list,
+            known_lists: devices.known,
+                        devices_dirty: true,
+            unlinked: false,
+            old_side: None,
+            link_inbox: Default::default(),
         };
         core.load_groups().await?;
         // Numbers given to messages of an older store are kept.
@@ -289,15 +318,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         Ok(ctx)
     }
 
-    pub(crate) fn member_entry(&self) -> MemberEntry {
-        MemberEntry {
-            user: self.profile.user,
-            display_name: self.profile.display_name.clone(),
-            devices: vec![self.identity.public_keys()],
-            device_list: None,
-        }
-    }
-
     /// Whether this device is registered with the server (the server answered `authenticated`
     /// to its registration, now or earlier).
     pub fn is_registered(&self) -> bool {
@@ -331,8 +351,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// What waited for a connection goes now, after a successful [`Self::connect`]: pinned
     /// texts to post again, messages held while offline.
-    pub async fn after_connect(&mut self) {
+        pub async fn after_connect(&mut self) {
         self.held_dirty = true;
+        self.update_own_entries().await;
         self.process_needs_repost().await;
         self.process_held().await;
         let _ = self.commit().await;
@@ -370,7 +391,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // (`flush_acks` commits first) and before its events are handed out.
         self.flush_acks().await;
         let _ = self.commit().await;
-        self.process_needs_sync().await;
+                        self.process_needs_sync().await;
+        if let Err(e) = self.import_link_bundle().await {
+            tracing::warn!(error = %e, "could not import what the link bundle brought");
+        }
+        self.update_own_entries().await;
         self.process_needs_repost().await;
         self.process_held().await;
         let _ = self.commit().await;

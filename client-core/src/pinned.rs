@@ -298,3 +298,38 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.append_op(group, body).await.map(|_| ())
     }
 }
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// The pinned texts this device holds for `group` that match its log: for a link bundle.
+    pub(crate) async fn pinned_texts(&self, group: GroupId) -> Vec<(PinnedKind, u32, [u8; 32], String)> {
+        let mut out = Vec::new();
+        for kind in [PinnedKind::Agreement, PinnedKind::CrisisResources] {
+            if !self.pinned_is_current(group, kind).await {
+                continue;
+            }
+            if let Ok(Some(r)) = self
+                .db
+                .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, kind))
+                .await
+            {
+                out.push((kind, r.version, r.key, r.text));
+            }
+        }
+        out
+    }
+
+    /// Keeps a pinned text a link bundle brought; it is shown only if it matches the log's
+    /// commitment ([`Self::pinned_is_current`] checks that on every read).
+    pub(crate) fn import_pinned(
+        &mut self,
+        group: GroupId,
+        kind: PinnedKind,
+        version: u32,
+        key: [u8; 32],
+        text: String,
+    ) -> Result<(), ClientError> {
+        let record = PinnedRecord { version, text, key };
+        self.db.put(T_PINNED, &pinned_key(&group, kind), &record)?;
+        Ok(())
+    }
+}

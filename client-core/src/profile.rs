@@ -10,7 +10,7 @@ use crate::StoreError;
 use crate::store::{Batch, ClientStore, T_PROFILE, corrupt};
 
 /// Key of the identity secret (raw 64 bytes) in the `profile` tree.
-const IDENTITY_KEY: &[u8] = b"identity";
+pub(crate) const IDENTITY_KEY: &[u8] = b"identity";
 /// Key of the [`Profile`] (JSON) in the `profile` tree.
 const PROFILE_KEY: &[u8] = b"profile";
 
@@ -57,6 +57,66 @@ pub async fn create<S: ClientStore>(
     let json = serde_json::to_vec(profile).map_err(|e| StoreError::Db(e.to_string()))?;
     batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
     store.commit(batch).await
+}
+
+/// Stores a device just linked to an existing user (PROTOCOL.md §3.7): its own keys, the
+/// profile from the bundle (not yet registered: the first connection registers it with the
+/// bundle's list), the user identity key, the list, the high-water marks, and what the bundle
+/// brought for the groups, imported once each group's log lists this device. One commit.
+///
+/// # Errors
+///
+/// Whatever the store's [`ClientStore::commit`] fails with; then nothing was stored.
+pub async fn create_linked<S: ClientStore>(
+    store: &S,
+    linked: &crate::linking::LinkedDevice,
+) -> Result<Profile, StoreError> {
+    let bundle = &linked.bundle;
+    let profile = Profile::new(bundle.user, bundle.display_name.clone());
+    let mut batch = Batch::new();
+    batch.put(
+        T_PROFILE,
+        IDENTITY_KEY,
+        Zeroizing::new(linked.identity.to_secret_bytes().to_vec()),
+    );
+    let json = serde_json::to_vec(&profile).map_err(|e| StoreError::Db(e.to_string()))?;
+    batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
+    batch.put(
+        T_PROFILE,
+        crate::devices::USER_IDENTITY_KEY,
+        Zeroizing::new(bundle.identity_secret.0.to_vec()),
+    );
+    let own = crate::devices::OwnList {
+        signed: bundle.device_list.clone(),
+        published: true,
+    };
+    let json = serde_json::to_vec(&own).map_err(|e| StoreError::Db(e.to_string()))?;
+    batch.put(T_PROFILE, crate::devices::OWN_LIST_KEY, Zeroizing::new(json));
+    for known in &bundle.known_identities {
+        let k = crate::devices::KnownList {
+            identity: known.identity,
+            version: known.version,
+            hash: known.list_hash,
+            devices: known.devices.clone(),
+        };
+        let json = serde_json::to_vec(&k).map_err(|e| StoreError::Db(e.to_string()))?;
+        batch.put(
+            crate::store::T_KNOWN_LISTS,
+            known.user.as_bytes(),
+            Zeroizing::new(json),
+        );
+    }
+    let pending = crate::linking::PendingImport {
+        groups: bundle.groups.clone(),
+    };
+    let json = serde_json::to_vec(&pending).map_err(|e| StoreError::Db(e.to_string()))?;
+    batch.put(
+        T_PROFILE,
+        crate::linking::LINK_IMPORT_KEY,
+        Zeroizing::new(json),
+    );
+    store.commit(batch).await?;
+    Ok(profile)
 }
 
 /// The identity and profile stored in `store`.

@@ -71,13 +71,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     self.needs_sync.insert(group);
                 }
             },
-            ServerFrame::Inbox { items } => {
+                        ServerFrame::Inbox { items } => {
                 for item in items {
                     if self.handle_inbox(&item).await {
                         self.pending_acks.push(item.inbox_id);
                     }
                 }
             }
+            ServerFrame::DeviceList { list } => self.on_device_list(list).await,
+            ServerFrame::LinkData { channel, data } => self.on_link_data(channel, data),
+            ServerFrame::LinkClosed { channel } => self.on_link_closed(channel),
             _ => {}
         }
     }

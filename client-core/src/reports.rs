@@ -185,13 +185,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     ) -> Result<(EpochRef, Vec<DeviceKeys>), ClientError> {
         let me = self.device();
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
-        let keys: Vec<DeviceKeys> = ctx
-            .state
-            .facilitator_devices()
-            .into_iter()
-            .filter(|k| k.device != me)
-            .cloned()
-            .collect();
+                let keys: Vec<DeviceKeys> = self.sealable(
+            &ctx.state,
+            ctx.state
+                .facilitator_devices()
+                .into_iter()
+                .filter(|k| k.device != me),
+        );
         Ok((ctx.state.epoch_ref(), keys))
     }
 

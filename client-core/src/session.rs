@@ -97,7 +97,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         } else {
             let frame_token = self.registration_token.clone();
             let keys = self.identity.public_keys();
-            let (user, display_name) = (self.profile.user, self.profile.display_name.clone());
+                        let (user, display_name) = (self.profile.user, self.profile.display_name.clone());
+            let list = self.registration_list();
             self.request(|id| ClientFrame::Register {
                 id,
                 version: PROTOCOL_VERSION,
@@ -105,7 +106,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 display_name,
                 keys,
                 registration_token: frame_token,
-                device_list: None,
+                device_list: Some(list),
                 signature,
             })
             .await
@@ -121,10 +122,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 return Err(e);
             }
         }
-        if !self.profile.registered {
+                if !self.profile.registered {
             self.profile.registered = true;
             self.db.put(T_PROFILE, b"profile", &self.profile)?;
+            // The registration carried this user's list: the server has it on record.
+            self.list_registered()?;
             self.commit().await?;
+        }
+        // A profile from before device lists publishes its first list now; a server that
+        // refuses it leaves the device working as before, and it is tried again next time.
+        if let Err(e) = self.publish_pending_list().await {
+            tracing::warn!(error = %e, "could not publish this user's device list");
+            if self.conn.is_none() {
+                return Err(e);
+            }
         }
         self.emit(Event::Connected);
         self.sync_all().await?;
@@ -137,7 +148,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .take()
                 .unwrap_or(ClientError::Transport(crate::TransportError::Closed(None))));
         }
-        self.resend_outbox().await;
+                        self.resend_outbox().await;
+        // Boxed: both may append ops, and appending may connect.
+        if let Err(e) = Box::pin(self.import_link_bundle()).await {
+            tracing::warn!(error = %e, "could not import what the link bundle brought");
+        }
+        Box::pin(self.update_own_entries()).await;
         self.commit().await
     }
 

@@ -105,6 +105,8 @@ pub(crate) const T_OWN_CHAINS: &str = "own_chains";
 pub(crate) const T_RECV_CHAINS: &str = "recv_chains";
 pub(crate) const T_PARKED: &str = "parked";
 pub(crate) const T_KNOWN_KEYS: &str = "known_keys";
+/// The newest device list seen for each other user (PROTOCOL.md §11.14), by user id.
+pub(crate) const T_KNOWN_LISTS: &str = "known_lists";
 pub(crate) const T_JOIN_REQUESTS: &str = "join_requests";
 pub(crate) const T_PARKED_KEYS: &str = "parked_keys";
 pub(crate) const T_EVIDENCE: &str = "evidence";

@@ -325,11 +325,14 @@ pub enum LinkMessage {
         #[serde(with = "b64_array")]
         eph: [u8; 32],
     },
-    /// N → O: the ephemeral key N committed to.
+        /// N → O: the ephemeral key N committed to, and N's consent to its place in the user's
+    /// list (its `link_sig` over the offered user and identity key, PROTOCOL.md §3.6).
     Reveal {
         /// N's ephemeral X25519 public key.
         #[serde(with = "b64_array")]
         eph: [u8; 32],
+        /// N's device signature over `"confide/v1/device-link" || 0x00 || user || identity`.
+        link_sig: crate::identity::Signature,
     },
     /// N → O: N's person confirmed that both devices show the same numbers.
     Confirmed {},
@@ -509,8 +512,10 @@ pub struct KnownIdentity {
     pub identity: IdentityKey,
     /// The newest list version seen for it.
     pub version: u64,
-    /// That list's hash.
+        /// That list's hash.
     pub list_hash: crate::device_list::DeviceListHash,
+    /// The devices it names.
+    pub devices: Vec<DeviceId>,
 }
 
 /// What the existing device gives the new one (PROTOCOL.md §3.7).
@@ -657,8 +662,15 @@ mod tests {
         }
         .to_bytes();
         let reveal =
-            LinkMessage::parse(&LinkMessage::Reveal { eph: e_n.public() }.to_bytes()).unwrap();
-        let LinkMessage::Reveal { eph } = reveal else {
+            LinkMessage::parse(
+            &LinkMessage::Reveal {
+                eph: e_n.public(),
+                link_sig: ListedDevice::new(&new, &user, &id.public()).link_sig,
+            }
+            .to_bytes(),
+        )
+        .unwrap();
+        let LinkMessage::Reveal { eph, .. } = reveal else {
             panic!("reveal")
         };
         assert_eq!(commitment(&eph), e_n.commitment());
@@ -755,7 +767,7 @@ mod tests {
     fn messages_are_parsed_strictly() {
         assert!(LinkMessage::parse(br#"{"t":"done"}"#).is_ok());
         assert!(LinkMessage::parse(br#"{"t":"done","x":1}"#).is_err());
-        assert!(LinkMessage::parse(br#"{"t":"reveal","eph":"AAAA"}"#).is_err());
+        assert!(LinkMessage::parse(br#"{"t":"reveal","eph":"AAAA","link_sig":"AAAA"}"#).is_err());
         assert!(LinkMessage::parse(b"not json").is_err());
     }
 }

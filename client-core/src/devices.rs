@@ -1,0 +1,576 @@
+//! This user's devices, and what the device knows of everyone's device lists (PROTOCOL.md
+//! §3.6–3.9, §11.14).
+//!
+//! The user identity key and the user's current device list live in the `profile` tree beside
+//! the device's own keys. A device that has none (a profile made before device lists) makes them
+//! when it starts: a version-1 list naming itself, which it publishes once it is connected. Every
+//! group whose log pins this user at an older list (or at none) then gets an `update_devices`
+//! op, a durable task resumed at each start.
+//!
+//! For every other user the device keeps a **high-water mark**: the identity key and the newest
+//! list seen (version, hash, devices). Sealing uses it: a device that a newer list dropped gets
+//! nothing, even where a group's log still lists it (a server may have shown an `add`'s author an
+//! older list).
+
+use std::collections::HashMap;
+
+use confide_protocol::device_list::{
+    DeviceList, DeviceListHash, IdentityKey, ListedDevice, SignedDeviceList, UserIdentity,
+};
+use confide_protocol::frames::{ClientFrame, ServerFrame};
+use confide_protocol::group_log::{GroupState, MemberEntry, OpBody};
+use confide_protocol::{DeviceId, DeviceKeys, GroupId, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use confide_protocol::DeviceIdentity;
+
+use crate::Network;
+use crate::error::{ClientError, unexpected_reply};
+use crate::events::Event;
+use crate::host::{Host, HostRng};
+use crate::machine::ClientCore;
+use crate::store::{ClientStore, T_KNOWN_LISTS, T_PROFILE, Tx, corrupt};
+
+/// Key of the user identity key's secret in the `profile` tree.
+pub(crate) const USER_IDENTITY_KEY: &[u8] = b"user_identity";
+/// Key of this user's current device list in the `profile` tree.
+pub(crate) const OWN_LIST_KEY: &[u8] = b"device_list";
+/// Key of the mark left when this device learned, from a verified list, that it was unlinked.
+pub(crate) const UNLINKED_KEY: &[u8] = b"unlinked";
+
+/// This user's current device list as this device holds it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct OwnList {
+    /// The signed list.
+    pub signed: SignedDeviceList,
+    /// Whether the server accepted it (registration or `publish_devices` answered). Until then
+    /// it is published at the next connection, and no op carries it.
+    pub published: bool,
+}
+
+/// The newest list seen for a user (the high-water mark of PROTOCOL.md §11.14).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KnownList {
+    /// The user's identity key.
+    pub identity: IdentityKey,
+    /// The newest version seen.
+    pub version: u64,
+    /// Its hash.
+    pub hash: DeviceListHash,
+    /// The devices it names.
+    pub devices: Vec<DeviceId>,
+}
+
+/// One of this user's devices, for the application to show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LinkedDevice {
+    /// The device.
+    pub device: DeviceId,
+    /// Whether it is this device.
+    pub this_device: bool,
+    /// Whether it made the current list (it linked or unlinked a device last).
+    pub made_current_list: bool,
+}
+
+/// What this device knows of its user's devices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OwnDevices {
+    /// The devices, in the order of the list.
+    pub devices: Vec<LinkedDevice>,
+    /// The list's version.
+    pub version: u64,
+    /// When the device that made the list says it made it.
+    pub at: Timestamp,
+    /// This user's half of every safety number (30 digits): it covers the identity key, so it
+    /// stays the same when devices are linked or unlinked.
+    pub fingerprint: String,
+}
+
+/// What [`load_devices`] gives the core.
+pub(crate) struct LoadedDevices {
+    pub identity: UserIdentity,
+    pub own: OwnList,
+    pub list: DeviceList,
+    pub known: KnownLists,
+}
+
+/// Loads the user identity key, this user's list and the high-water marks; makes the key and a
+/// first list naming this device for a profile from before device lists (published once
+/// connected). The new values wait in `db`'s batch, committed with the core's first step.
+pub(crate) async fn load_devices<S: ClientStore>(
+    db: &mut Tx<S>,
+    host: &mut dyn Host,
+    device: &DeviceIdentity,
+    user: UserId,
+) -> Result<LoadedDevices, ClientError> {
+    let secret = db.get_bytes(T_PROFILE, USER_IDENTITY_KEY).await?;
+    let own: Option<OwnList> = db.get(T_PROFILE, OWN_LIST_KEY).await?;
+    let (identity, own, list) = match (secret, own) {
+        (Some(secret), Some(own)) => {
+            let secret: Zeroizing<[u8; 32]> = Zeroizing::new(
+                secret
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt(T_PROFILE, USER_IDENTITY_KEY))?,
+            );
+            let identity = UserIdentity::from_secret_bytes(&secret);
+            let list = own
+                .signed
+                .verify()
+                .map_err(|_| corrupt(T_PROFILE, OWN_LIST_KEY))?;
+            if list.identity != identity.public() || list.user != user {
+                return Err(corrupt(T_PROFILE, OWN_LIST_KEY).into());
+            }
+            (identity, own, list)
+        }
+        _ => {
+            let identity = UserIdentity::generate(&mut HostRng(host));
+            let list = DeviceList::first(user, &identity, device, host.now());
+            let signed = identity.sign_list(&list, device).map_err(list_error)?;
+            db.put_bytes(T_PROFILE, USER_IDENTITY_KEY, identity.to_secret_bytes().as_ref());
+            let own = OwnList {
+                signed,
+                published: false,
+            };
+            db.put(T_PROFILE, OWN_LIST_KEY, &own)?;
+            (identity, own, list)
+        }
+    };
+    let known: Vec<(Vec<u8>, KnownList)> = db.scan(T_KNOWN_LISTS, &[], usize::MAX).await?;
+    let known = known
+        .into_iter()
+        .filter_map(|(k, v)| <[u8; 16]>::try_from(k.as_slice()).ok().map(|u| (UserId(u), v)))
+        .collect();
+    Ok(LoadedDevices {
+        identity,
+        own,
+        list,
+        known,
+    })
+}
+
+/// A list this device made that does not sign or fit (a bug, or more devices than allowed).
+fn list_error(e: confide_protocol::device_list::ListError) -> ClientError {
+    ClientError::LinkFailed {
+        code: e.code(),
+        reason: e.to_string(),
+    }
+}
+
+impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// This device's member entry: the user, their name, and their current device list.
+    pub(crate) fn member_entry(&self) -> MemberEntry {
+        MemberEntry {
+            user: self.profile.user,
+            display_name: self.profile.display_name.clone(),
+            devices: self.own_list_parsed.device_keys(),
+            device_list: Some(self.own_list.signed.clone()),
+        }
+    }
+
+    /// The list to send with a registration.
+    pub(crate) fn registration_list(&self) -> SignedDeviceList {
+        self.own_list.signed.clone()
+    }
+
+    /// The server registered this device with its list: the list is on record.
+    pub(crate) fn list_registered(&mut self) -> Result<(), ClientError> {
+        if !self.own_list.published {
+            self.own_list.published = true;
+            self.db.put(T_PROFILE, OWN_LIST_KEY, &self.own_list)?;
+        }
+        Ok(())
+    }
+
+    /// After authenticating: publishes a list the server does not have yet (a profile from
+    /// before device lists).
+    pub(crate) async fn publish_pending_list(&mut self) -> Result<(), ClientError> {
+        if self.own_list.published {
+            return Ok(());
+        }
+        let signed = self.own_list.signed.clone();
+        self.request_ok(|id| ClientFrame::PublishDevices {
+            id,
+            device_list: signed,
+        })
+        .await?;
+        self.list_registered()?;
+        self.commit().await
+    }
+
+    /// Signs `list` (made by this device), publishes it, and only once the server accepted it
+    /// makes it this user's current list (PROTOCOL.md §3.6: a list is used only after that).
+    pub(crate) async fn publish_list(
+        &mut self,
+        list: DeviceList,
+    ) -> Result<SignedDeviceList, ClientError> {
+        let signed = self
+            .user_identity
+            .sign_list(&list, &self.identity)
+            .map_err(list_error)?;
+        let frame_list = signed.clone();
+        self.request_ok(|id| ClientFrame::PublishDevices {
+            id,
+            device_list: frame_list,
+        })
+        .await?;
+        self.adopt_own_list(signed.clone(), list)?;
+        self.commit().await?;
+        Ok(signed)
+    }
+
+    /// Makes `signed` (already accepted by the server) this user's current list.
+    pub(crate) fn adopt_own_list(
+        &mut self,
+        signed: SignedDeviceList,
+        list: DeviceList,
+    ) -> Result<(), ClientError> {
+        self.own_list = OwnList {
+            signed,
+            published: true,
+        };
+        self.db.put(T_PROFILE, OWN_LIST_KEY, &self.own_list)?;
+        self.own_list_parsed = list;
+        self.devices_dirty = true;
+        Ok(())
+    }
+
+    /// Appends `update_devices` with the current list to every group whose log pins this user
+    /// at another list (or none): the durable task of PROTOCOL.md §11.14, run after connecting
+    /// and whenever the list changes. A group that refuses it is tried again next time.
+    pub(crate) async fn update_own_entries(&mut self) {
+        if !self.own_list.published || !self.devices_dirty || self.conn.is_none() {
+            return;
+        }
+        let me = self.device();
+        let user = self.profile.user;
+        let current = self.own_list.signed.hash();
+        let stale: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, ctx)| ctx.meta.tampered.is_none() && ctx.is_member(&me))
+            .filter(|(_, ctx)| {
+                ctx.state
+                    .device_list_of(&user)
+                    .is_none_or(|pinned| pinned.hash() != current)
+            })
+            .map(|(g, _)| *g)
+            .collect();
+        let mut all_done = true;
+        for group in stale {
+            let body = OpBody::UpdateDevices {
+                device_list: self.own_list.signed.clone(),
+            };
+            // Boxed: appending may connect, and connecting runs this task.
+            if let Err(e) = Box::pin(self.append_op(group, body)).await {
+                tracing::warn!(%group, error = %e, "could not update this user's devices in a group");
+                all_done = false;
+            }
+        }
+        self.devices_dirty = !all_done;
+    }
+
+    /// This user's devices as this device knows them.
+    pub fn own_devices(&self) -> OwnDevices {
+        let me = self.device();
+        let list = &self.own_list_parsed;
+        OwnDevices {
+            devices: list
+                .devices
+                .iter()
+                .map(|d| LinkedDevice {
+                    device: d.keys.device,
+                    this_device: d.keys.device == me,
+                    made_current_list: d.keys.device == list.by,
+                })
+                .collect(),
+            version: list.version,
+            at: list.at,
+            fingerprint: confide_protocol::identity::identity_fingerprint_digits(
+                &self.profile.user,
+                &list.identity,
+            ),
+        }
+    }
+
+    /// Unlinks one of this user's other devices (or this one: signing out): publishes the list
+    /// without it, then moves every group to a new epoch without it (PROTOCOL.md §3.8). The
+    /// application asks for the passphrase again before calling this.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotFound`] if `device` is not one of this user's devices;
+    /// [`ClientError::LinkFailed`] (`last_device`) for the only device; the errors of a request.
+    pub async fn unlink_device(&mut self, device: DeviceId) -> Result<(), ClientError> {
+        let r = self.unlink(device).await;
+        self.end_step(r).await
+    }
+
+    async fn unlink(&mut self, device: DeviceId) -> Result<(), ClientError> {
+        let list = self.own_list_parsed.clone();
+        if !list.lists(&device) {
+            return Err(ClientError::LinkFailed {
+                code: "unknown_device",
+                reason: "that device is not one of yours".into(),
+            });
+        }
+        if list.devices.len() == 1 {
+            return Err(ClientError::LinkFailed {
+                code: "last_device",
+                reason: "this is your only device: unlinking it would lose your identity".into(),
+            });
+        }
+        self.ensure_connected().await?;
+        let devices: Vec<ListedDevice> = list
+            .devices
+            .iter()
+            .filter(|d| d.keys.device != device)
+            .cloned()
+            .collect();
+        let next = list.successor(
+            self.own_list.signed.hash(),
+            self.device(),
+            self.host.now(),
+            devices,
+        );
+        self.publish_list(next).await?;
+        self.emit(Event::DevicesChanged {
+            user: self.profile.user,
+        });
+        Box::pin(self.update_own_entries()).await;
+        Ok(())
+    }
+
+    /// A list pushed by the server (`device_list`): another device of this user published it,
+    /// or this device was unlinked.
+    pub(crate) async fn on_device_list(&mut self, signed: SignedDeviceList) {
+        let Ok(list) = signed.verify() else {
+            tracing::warn!("the server pushed a device list that does not verify; ignored");
+            return;
+        };
+        if list.user != self.profile.user {
+            self.note_list(None, &list, &signed);
+            return;
+        }
+        let current = &self.own_list_parsed;
+        if list.identity != current.identity {
+            self.emit(Event::IdentityMisuse {
+                user: self.profile.user,
+            });
+            return;
+        }
+        let hash = signed.hash();
+        if list.version <= current.version {
+            if list.version == current.version && hash != self.own_list.signed.hash() {
+                // Two lists of one version: someone holds the identity key who should not.
+                self.emit(Event::IdentityMisuse {
+                    user: self.profile.user,
+                });
+            }
+            return;
+        }
+        let follows = list.succeeds(current, &self.own_list.signed.hash())
+            || (list.version > current.version && current.lists(&list.by));
+        if !follows {
+            self.emit(Event::IdentityMisuse {
+                user: self.profile.user,
+            });
+            return;
+        }
+        if !list.lists(&self.device()) {
+            self.unlinked_by(list.by).await;
+            return;
+        }
+        if self.adopt_own_list(signed, list).is_ok() {
+            self.emit(Event::DevicesChanged {
+                user: self.profile.user,
+            });
+        }
+    }
+
+    /// A verified, newer list of this user dropped this device: its secrets are deleted and the
+    /// application told (PROTOCOL.md §3.8).
+    async fn unlinked_by(&mut self, by: DeviceId) {
+        self.db.remove(T_PROFILE, USER_IDENTITY_KEY);
+        self.db.remove(T_PROFILE, crate::profile::IDENTITY_KEY);
+        let _ = self.db.put(T_PROFILE, UNLINKED_KEY, &by);
+        self.unlinked = true;
+        self.emit(Event::DeviceUnlinked { by });
+        let _ = self.commit().await;
+        if let Some(conn) = self.conn.take() {
+            crate::Link::close(conn).await;
+        }
+    }
+
+    /// Whether this device learned that it was unlinked: it can do nothing more.
+    pub fn is_unlinked(&self) -> bool {
+        self.unlinked
+    }
+
+    /// Records a user's list seen in a group's log or from the server, moving the high-water
+    /// mark, and tells the application what changed: another identity key (a key change), a
+    /// fork (misuse of an identity key), or other devices.
+    pub(crate) fn note_list(
+        &mut self,
+        group: Option<(GroupId, &str)>,
+        list: &DeviceList,
+        signed: &SignedDeviceList,
+    ) {
+        let user = list.user;
+        if user == self.profile.user {
+            return;
+        }
+        let hash = signed.hash();
+        let seen = KnownList {
+            identity: list.identity,
+            version: list.version,
+            hash,
+            devices: list.devices.iter().map(|d| d.keys.device).collect(),
+        };
+        let known = self.known_lists.get(&user).cloned();
+        let store = match &known {
+            None => true,
+            Some(k) if k.identity != list.identity => {
+                if let Some((group, name)) = group {
+                    self.emit(Event::KeyChanged {
+                        group,
+                        user,
+                        display_name: name.to_owned(),
+                    });
+                }
+                true
+            }
+            Some(k) if k.version == list.version && k.hash != hash => {
+                self.emit(Event::IdentityMisuse { user });
+                false
+            }
+            Some(k) if k.version < list.version => {
+                if k.devices != seen.devices {
+                    self.emit(Event::DevicesChanged { user });
+                }
+                true
+            }
+            Some(_) => false,
+        };
+        if store {
+            let _ = self.db.put(T_KNOWN_LISTS, user.as_bytes(), &seen);
+            self.known_lists.insert(user, seen);
+        }
+    }
+
+    /// Notes the lists an op of an accepted group carries (PROTOCOL.md §11.14).
+    pub(crate) fn note_op_lists(&mut self, group: GroupId, body: &OpBody) {
+        let entry_list = |entry: &MemberEntry| entry.device_list.clone();
+        let (name, signed) = match body {
+            OpBody::Genesis { creator, .. } => (creator.display_name.clone(), entry_list(creator)),
+            OpBody::Join { member, .. } | OpBody::Add { member, .. } => {
+                (member.display_name.clone(), entry_list(member))
+            }
+            OpBody::UpdateDevices { device_list } => (String::new(), Some(device_list.clone())),
+            _ => return,
+        };
+        let Some(signed) = signed else {
+            return;
+        };
+        let Ok(list) = signed.verify() else {
+            return;
+        };
+        let name = match name.is_empty() {
+            true => self
+                .groups
+                .get(&group)
+                .and_then(|ctx| ctx.state.member(&list.user))
+                .map(|m| m.entry.display_name.clone())
+                .unwrap_or_default(),
+            false => name,
+        };
+        self.note_list(Some((group, &name)), &list, &signed);
+        if list.user == self.profile.user && list.version < self.own_list_parsed.version {
+            // A log pins this user at an older list: correct it (PROTOCOL.md §11.14).
+            self.devices_dirty = true;
+        }
+    }
+
+    /// The devices among `keys` that may be sealed to in `state`: those whose user's newest
+    /// known list still names them (PROTOCOL.md §11.14). A device a newer list dropped gets
+    /// nothing, even where the log still lists it.
+    pub(crate) fn sealable<'a>(
+        &self,
+        state: &GroupState,
+        keys: impl IntoIterator<Item = &'a DeviceKeys>,
+    ) -> Vec<DeviceKeys> {
+        keys.into_iter()
+            .filter(|k| {
+                let Some((user, _)) = state.member_of_device(&k.device) else {
+                    return false;
+                };
+                let newest = if *user == self.profile.user {
+                    Some(&self.own_list_parsed.devices)
+                        .map(|d| d.iter().map(|l| l.keys.device).collect::<Vec<_>>())
+                } else {
+                    match (
+                        self.known_lists.get(user),
+                        state.device_list_version_of(user),
+                    ) {
+                        (Some(known), Some(pinned)) if known.version > pinned => {
+                            Some(known.devices.clone())
+                        }
+                        _ => None,
+                    }
+                };
+                newest.is_none_or(|devices| devices.contains(&k.device))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The current list the server holds for `user`, verified: for writing an `add`. Refused
+    /// when it is older than what this device has seen, or under another identity key than
+    /// the one this device knows (until the person confirms the change).
+    pub(crate) async fn fetch_user_list(
+        &mut self,
+        user: UserId,
+    ) -> Result<Option<(SignedDeviceList, DeviceList)>, ClientError> {
+        let reply = self
+            .request_ok(|id| ClientFrame::LookupUsers {
+                id,
+                users: vec![user],
+            })
+            .await?;
+        let ServerFrame::Devices { device_lists, .. } = reply else {
+            return Err(unexpected_reply(reply, "devices"));
+        };
+        for signed in device_lists {
+            let Ok(list) = signed.verify() else {
+                continue;
+            };
+            if list.user != user {
+                continue;
+            }
+            if let Some(known) = self.known_lists.get(&user) {
+                if known.identity != list.identity {
+                    return Err(ClientError::LinkFailed {
+                        code: "identity_changed",
+                        reason: "the server shows another identity key for this person than \
+                                 the one this device knows: compare safety numbers first"
+                            .into(),
+                    });
+                }
+                if list.version < known.version {
+                    return Err(ClientError::LinkFailed {
+                        code: "stale_device_list",
+                        reason: "the server shows an older device list for this person than \
+                                 this device has seen"
+                            .into(),
+                    });
+                }
+            }
+            return Ok(Some((signed, list)));
+        }
+        Ok(None)
+    }
+}
+
+/// The high-water marks kept in memory, by user.
+pub(crate) type KnownLists = HashMap<UserId, KnownList>;

@@ -913,6 +913,7 @@ fn pinned_message_vectors() {
             member: entry(ub, "Bob", &bob),
             invite: None,
             invite_sig: None,
+            invite_device: None,
         },
         OpBody::SetAgreement {
             version: 1,

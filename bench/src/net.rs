@@ -285,6 +285,7 @@ pub async fn confide_group(
                     member: member.entry(),
                     invite: None,
                     invite_sig: None,
+                    invite_device: None,
                 },
             )
             .sign(&facilitator.identity)?;

@@ -499,10 +499,32 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .get(T_JOIN_REQUESTS, &key)
             .await?
             .ok_or(ClientError::NotFound(Missing::JoinRequest { user }))?;
+        // For an entry with a device list the `add` names the device that asked (PROTOCOL.md
+        // §8.5 `invite_device`). The stored request does not keep the sealed payload's sender,
+        // so take the listed device the join signature is for (the only one:
+        // `receive_join_request` keeps a request only when its one device is the sender).
+        let invite_device = request.member.device_list.as_ref().and_then(|_| {
+            request
+                .member
+                .devices
+                .iter()
+                .map(|keys| keys.device)
+                .find(|device| {
+                    confide_protocol::group_log::verify_join_sig(
+                        &request.invite,
+                        &group,
+                        &request.member.user,
+                        device,
+                        &request.invite_sig,
+                    )
+                    .is_ok()
+                })
+        });
         let body = OpBody::Add {
             member: request.member,
             invite: Some(request.invite),
             invite_sig: Some(request.invite_sig),
+            invite_device,
         };
         self.append_op(group, body).await?;
         self.db.remove(T_JOIN_REQUESTS, &key);

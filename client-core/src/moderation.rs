@@ -462,6 +462,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 member: entry,
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         )
         .await?;

@@ -318,7 +318,7 @@ pub enum OpBody {
     },
     /// A person joins through an invite link. Authored by the joining device itself, which must
     /// be the only device in `member.devices` ([`only_proven_device`]) — or, for an entry with a
-    /// device list, one of its devices ([`proven_devices`]). Accepted only if the
+    /// device list, one of its devices. Accepted only if the
     /// invite exists, is not revoked, does not require approval, `at` ≤ `expires_at`, and it
     /// has been used fewer than `max_uses` times; the group has a facilitator; the user is
     /// neither banned nor a member and no listed device is banned; the entry is valid
@@ -338,10 +338,10 @@ pub enum OpBody {
     /// and the entry must be valid. When this approves a join request made
     /// through an invite, `invite` and `invite_sig` are both present: the invite must exist,
     /// not be revoked and not be used up (its expiry is not checked: a request made in time may
-    /// be approved later), `invite_sig` must verify as for `join` with `device` the entry's
-    /// only device (an entry made from a request lists exactly one: [`only_proven_device`]) or,
-    /// for an entry with a device list, one of its devices ([`proven_devices`]), and the
-    /// invite's use count increments. New epoch.
+    /// be approved later), `invite_sig` must verify as for `join` with `device` the device that
+    /// asked ([`requesting_device`]: the entry's only device, `invite_device` absent; or, for an
+    /// entry with a device list, `invite_device`, one of its devices), and the invite's use
+    /// count increments. `invite_device` is absent when `invite` is. New epoch.
     Add {
         /// Who is admitted, with their devices.
         member: MemberEntry,
@@ -349,18 +349,25 @@ pub enum OpBody {
         invite: Option<InviteId>,
         /// The requester's invite signature (as for `join`), present exactly when `invite` is.
         invite_sig: Option<Signature>,
+        /// The device that made the join request (PROTOCOL.md §8.5, §8.9), whose `invite_sig`
+        /// this is: present exactly when `invite` is and the entry carries a device list, and
+        /// then one of its devices. Omitted from the JSON when absent, so entries written before
+        /// it keep their exact bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite_device: Option<DeviceId>,
     },
-    /// Removes a member (not the author: use `leave`), and with `ban` keeps them, and every
-    /// device the member lists at that moment, from joining or being added again until unbanned.
-    /// Only a facilitator may remove a facilitator or co-facilitator. Does not end the member's
-    /// mute. New epoch.
+    /// Removes a member (not the author: use `leave`), and with `ban` keeps them, their pinned
+    /// identity key and every device any of their entries or lists in this log ever named, from
+    /// joining or being added again until unbanned. Only a facilitator may remove a facilitator
+    /// or co-facilitator. Does not end the member's mute. New epoch.
     Remove {
         /// The member to remove.
         user: UserId,
         /// Also ban them.
         ban: bool,
     },
-    /// Lifts a ban on the user and on the devices banned with them; the user must be banned.
+    /// Lifts a ban on the user and on the identity key and devices banned with them; the user
+    /// must be banned.
     /// Facilitators only.
     Unban {
         /// The banned user.
@@ -465,11 +472,15 @@ pub enum OpBody {
     /// device. Any role. Rules, in this order: the list is valid (`invalid_member`); it names
     /// the author's user (`not_allowed`); if the member's entry already carries a list, the new
     /// one has the same identity key ([`LogError::IdentityChanged`]), a greater version
-    /// (`invalid_value`) and other devices (`no_change`); no listed device is banned
-    /// (`banned_device`) or belongs to another current member (`invalid_member`). The member's
-    /// devices become the list's and the list is pinned (with its identity key, for an entry
-    /// that had none); role, mute and accepted agreement stay. The author may drop its own
-    /// device. New epoch.
+    /// (`invalid_value`) and another set of devices, order ignored (`no_change`); if it carries
+    /// none, the new list lists the author (`invalid_member`); the identity key is not banned
+    /// (`banned`) nor pinned for another current member (`invalid_member`); no listed device
+    /// is banned (`banned_device`) or belongs to another current member (`invalid_member`).
+    /// The member's devices become the list's and the list is pinned (with its identity key,
+    /// for an entry that had none); role, mute and accepted agreement stay. The author may drop
+    /// its own device. A dropped device departs as in a `remove` (its epoch gets no grace,
+    /// [`AppliedOp::grants_epoch_grace`]); one that only adds devices is treated like an `add`.
+    /// New epoch.
     UpdateDevices {
         /// The member's new device list.
         device_list: SignedDeviceList,
@@ -519,14 +530,15 @@ impl OpBody {
         )
     }
 
-    /// Whether this op starts a new epoch by someone's departure (`remove` or `leave`), or by
-    /// an `update_devices`, which may drop a device (a lost or stolen one): the epoch it ends
-    /// gets **no** grace (PROTOCOL.md §10.1 `post` step 8), so from the moment the op is
+    /// Whether this op may start a new epoch by someone's departure (`remove` or `leave`), or
+    /// by an `update_devices`, which may drop a device (a lost or stolen one): the epoch it
+    /// ends gets **no** grace (PROTOCOL.md §10.1 `post` step 8), so from the moment the op is
     /// applied nothing encrypted under keys the departed member or device holds is accepted,
     /// and a client rejects a message of that epoch stored after a later epoch began (§11.2
-    /// step 9, [`crate::policy::slipped_in_after_departure`]). An `update_devices` that only
-    /// adds a device is treated the same way: the op alone does not say which it is, and a
-    /// post lost to it is sent again in the new epoch.
+    /// step 9, [`crate::policy::slipped_in_after_departure`]). The op alone does not say
+    /// whether an `update_devices` drops a device, so this answers yes for every one: the
+    /// exact answer, against the state the op was applied to, is
+    /// [`AppliedOp::ends_epoch_by_departure`], which the server and clients use.
     pub fn ends_epoch_by_departure(&self) -> bool {
         matches!(
             self,
@@ -534,10 +546,12 @@ impl OpBody {
         )
     }
 
-    /// Whether the epoch this op ends still accepts posts for a grace period after it
-    /// (PROTOCOL.md §10.1 `post` step 8): exactly the admissions, `join` and `add`, so that
-    /// messages already in flight when someone joined are not lost. Never after a departure
-    /// ([`Self::ends_epoch_by_departure`]); no other op ends an epoch.
+    /// Whether the epoch this op ends surely still accepts posts for a grace period after it
+    /// (PROTOCOL.md §10.1 `post` step 8): the admissions, `join` and `add`, so that messages
+    /// already in flight when someone joined are not lost. Never after a departure
+    /// ([`Self::ends_epoch_by_departure`]); no other op ends an epoch. An `update_devices` that
+    /// only adds devices grants the grace of an `add` too, which only
+    /// [`AppliedOp::grants_epoch_grace`] can tell.
     pub fn grants_epoch_grace(&self) -> bool {
         self.changes_epoch() && !self.ends_epoch_by_departure()
     }
@@ -939,17 +953,31 @@ pub fn only_proven_device(member: &MemberEntry) -> Result<&DeviceKeys, LogError>
     }
 }
 
-/// The devices of a member entry that joins through an invite which may have signed for it: for
-/// an entry with a device list, every listed device (each consented with its `link_sig`,
-/// PROTOCOL.md §3.6); otherwise the one device [`only_proven_device`] allows. A `join` must be
-/// authored by one of them, and an `add` approving a request must carry an `invite_sig` of
-/// one of them (§8.5). Trusts the list only as far as the entry was validated
+/// The device whose join signature an `add` approving a join request carries (PROTOCOL.md
+/// §8.5): for an entry without a device list, its one device ([`only_proven_device`]), and
+/// `invite_device` must be absent; for an entry with one, `invite_device`, which must be given
+/// and be one of the listed devices (each consented with its `link_sig`, §3.6). Every failure
+/// is `invalid_member`. Trusts the list only as far as the entry was validated
 /// ([`MemberEntry::validate`]): call that first.
-pub fn proven_devices(member: &MemberEntry) -> Result<&[DeviceKeys], LogError> {
-    if member.device_list.is_some() {
-        Ok(&member.devices)
-    } else {
-        only_proven_device(member).map(std::slice::from_ref)
+pub fn requesting_device(
+    member: &MemberEntry,
+    invite_device: Option<&DeviceId>,
+) -> Result<DeviceId, LogError> {
+    match (&member.device_list, invite_device) {
+        (None, None) => only_proven_device(member).map(|keys| keys.device),
+        (None, Some(_)) => Err(LogError::InvalidMember(
+            "invite_device is only for an entry with a device list".into(),
+        )),
+        (Some(_), None) => Err(LogError::InvalidMember(
+            "an approval of an entry with a device list names the device that asked \
+             (invite_device)"
+                .into(),
+        )),
+        (Some(_), Some(device)) if member.has_device(device) => Ok(*device),
+        (Some(_), Some(device)) => Err(LogError::InvalidMember(format!(
+            "invite_device {} is not one of the entry's devices",
+            device.short()
+        ))),
     }
 }
 
@@ -1117,6 +1145,25 @@ pub struct AppliedOp {
     pub op: Op,
     /// Its hash (the new head of the log).
     pub hash: OpHash,
+    /// The devices whose membership the op ended, their **departures** (PROTOCOL.md §8.10):
+    /// every device of the member a `remove` or `leave` took out, or the devices an
+    /// `update_devices` dropped; empty for every other op.
+    pub departed: Vec<DeviceId>,
+}
+
+impl AppliedOp {
+    /// Whether the op started a new epoch by a departure (PROTOCOL.md §8.5, §10.1 `post` step
+    /// 8): a `remove`, a `leave`, or an `update_devices` that dropped a device. The epoch it
+    /// ended "ended with a removal" (§11.1, §11.2 steps 9 and 14) of [`Self::departed`].
+    pub fn ends_epoch_by_departure(&self) -> bool {
+        self.op.body.changes_epoch() && !self.departed.is_empty()
+    }
+
+    /// Whether the epoch the op ended still accepts posts for a grace period (PROTOCOL.md §10.1
+    /// `post` step 8): a `join`, an `add`, or an `update_devices` that only added devices.
+    pub fn grants_epoch_grace(&self) -> bool {
+        self.op.body.changes_epoch() && self.departed.is_empty()
+    }
 }
 
 /// The state of a group, obtained only by replaying a verified log: from
@@ -1147,15 +1194,29 @@ pub struct GroupState {
     devices: BTreeMap<DeviceId, UserId>,
     /// Every invite ever created.
     invites: BTreeMap<InviteId, InviteState>,
-    /// For each device whose membership ended (`remove` or `leave`) and that has not come back:
-    /// the `seq` of the op that ended it. The server serves such a device the log up to and
-    /// including that op, so an offline device learns it was removed.
+    /// For each device whose membership ended (`remove`, `leave`, or dropped by an
+    /// `update_devices`) and that has not come back: the `seq` of the op that ended it. The
+    /// server serves such a device the log up to and including that op, so an offline device
+    /// learns it was removed.
     departed: BTreeMap<DeviceId, u64>,
+    /// The devices whose membership the op that started the current epoch ended (empty when
+    /// that op was an admission, or in epoch 0): the previous epoch "ended with a removal" of
+    /// these devices (PROTOCOL.md §8.5, §11.2).
+    epoch_departed: BTreeSet<DeviceId>,
     /// Users who may not join or be added.
     banned: BTreeSet<UserId>,
-    /// Devices that may not be listed by a joining or added member: each device a banned user
-    /// had when banned, with that user (an unban lifts their entries).
+    /// Devices that may not be listed by a joining or added member: each device a banned user's
+    /// entries or lists in this log ever named, with that user (an unban lifts their entries).
     banned_devices: BTreeMap<DeviceId, UserId>,
+    /// Identity keys that may not be pinned by a joining or added member or an
+    /// `update_devices`: the pinned identity key of each banned user, with that user.
+    banned_identities: BTreeMap<IdentityKey, UserId>,
+    /// For every user who was ever a member: every device any of their entries or device lists
+    /// in this log named, so that a ban covers devices dropped before it (PROTOCOL.md §8.5).
+    ever_listed: BTreeMap<UserId, BTreeSet<DeviceId>>,
+    /// Whether the log holds a device list (in an entry or an `update_devices`): every later
+    /// entry must carry one (PROTOCOL.md §8.6).
+    holds_device_list: bool,
     /// Mute end times by user, members or not (an entry whose time has passed no longer mutes;
     /// leaving or being removed does not end a mute).
     mutes: BTreeMap<UserId, Timestamp>,
@@ -1229,8 +1290,12 @@ impl GroupState {
             devices: BTreeMap::new(),
             invites: BTreeMap::new(),
             departed: BTreeMap::new(),
+            epoch_departed: BTreeSet::new(),
             banned: BTreeSet::new(),
             banned_devices: BTreeMap::new(),
+            banned_identities: BTreeMap::new(),
+            ever_listed: BTreeMap::new(),
+            holds_device_list: false,
             mutes: BTreeMap::new(),
             locked: false,
             open_hours: None,
@@ -1251,8 +1316,8 @@ impl GroupState {
         let op = signed.verify()?;
         let hash = signed.hash();
         let pin = self.check(&op, &hash)?;
-        self.commit(&op, hash, pin);
-        Ok(AppliedOp { op, hash })
+        let departed = self.commit(&op, hash, pin);
+        Ok(AppliedOp { op, hash, departed })
     }
 
     /// The next op by `author` at `at`: fills in the version, group, `seq` and `prev`.
@@ -1432,10 +1497,47 @@ impl GroupState {
         &self.invites
     }
 
-    /// The `seq` of the op (`remove` or `leave`) that ended `device`'s membership, if it was a
-    /// member's device once and is not one now.
+    /// The `seq` of the op (`remove`, `leave`, or an `update_devices` that dropped it) that
+    /// ended `device`'s membership, if it was a member's device once and is not one now.
     pub fn departure_of(&self, device: &DeviceId) -> Option<u64> {
         self.departed.get(device).copied()
+    }
+
+    /// Whether the op that started the current epoch was a departure (`remove`, `leave`, or an
+    /// `update_devices` that dropped a device): then the previous epoch gets no grace and
+    /// "ended with a removal" (PROTOCOL.md §10.1 `post` step 8, §11.2 step 9).
+    pub fn epoch_began_with_departure(&self) -> bool {
+        !self.epoch_departed.is_empty()
+    }
+
+    /// Whether the previous epoch ended with the removal of `device` (by `remove`, `leave` or an
+    /// `update_devices` that dropped it; PROTOCOL.md §11.2 step 14 compares per device).
+    pub fn epoch_began_with_departure_of(&self, device: &DeviceId) -> bool {
+        self.epoch_departed.contains(device)
+    }
+
+    /// Whether the identity key `identity` is banned (with a banned user's pinned list).
+    pub fn is_identity_banned(&self, identity: &IdentityKey) -> bool {
+        self.banned_identities.contains_key(identity)
+    }
+
+    /// Banned identity keys, each with the banned user it was pinned for.
+    pub fn banned_identities(&self) -> &BTreeMap<IdentityKey, UserId> {
+        &self.banned_identities
+    }
+
+    /// Whether the log holds a device list, so that every later entry must carry one
+    /// (PROTOCOL.md §8.6).
+    pub fn holds_device_list(&self) -> bool {
+        self.holds_device_list
+    }
+
+    /// The current member other than `except` whose pinned identity key is `identity`.
+    fn member_with_identity(&self, identity: &IdentityKey, except: &UserId) -> Option<&UserId> {
+        self.members
+            .iter()
+            .find(|(user, m)| *user != except && m.identity() == Some(*identity))
+            .map(|(user, _)| user)
     }
 
     /// Whether the chat was closed by hand.
@@ -1641,9 +1743,13 @@ impl GroupState {
                 member,
                 invite,
                 invite_sig,
+                invite_device,
             } => {
                 let pin = self.check_new_member(member)?;
                 match (invite, invite_sig) {
+                    (None, None) if invite_device.is_some() => Err(LogError::InvalidInvite(
+                        "invite_device is given only with an invite".into(),
+                    )),
                     (None, None) => Ok(pin),
                     (Some(invite), Some(sig)) => {
                         let state = self.usable_invite(invite)?;
@@ -1651,19 +1757,11 @@ impl GroupState {
                             return Err(LogError::InvalidInvite("the invite is used up".into()));
                         }
                         // Without a device list only the one device that asked is proven; with
-                        // one, every listed device consented (its `link_sig`), and the request
-                        // came from one of them.
-                        let proven = proven_devices(member)?;
-                        if proven.iter().any(|device| {
-                            verify_join_sig(invite, &self.group, &member.user, &device.device, sig)
-                                .is_ok()
-                        }) {
-                            Ok(pin)
-                        } else {
-                            Err(LogError::InvalidInvite(
-                                "the invite signature does not verify".into(),
-                            ))
-                        }
+                        // one, every listed device consented (its `link_sig`), and the approval
+                        // names the one that asked.
+                        let device = requesting_device(member, invite_device.as_ref())?;
+                        verify_join_sig(invite, &self.group, &member.user, &device, sig)?;
+                        Ok(pin)
                     }
                     _ => Err(LogError::InvalidInvite(
                         "invite and invite_sig must be given together".into(),
@@ -1865,9 +1963,31 @@ impl GroupState {
                     list.version, pinned.version
                 )));
             }
-            if same_devices(&list, &author.entry.devices) {
+            let current = author
+                .entry
+                .device_list
+                .as_ref()
+                .and_then(|signed| serde_json::from_slice::<DeviceList>(&signed.list).ok());
+            if current.is_some_and(|current| current.same_devices(&list)) {
                 return no_change(&op.body);
             }
+        } else if !list.lists(&op.author) {
+            // Only the member's own listed device vouches for a first pin (§8.5): a device a
+            // server registered for an entry without a list cannot pin a key of its choice.
+            return Err(LogError::InvalidMember(
+                "a member's first device list must list the device that publishes it".into(),
+            ));
+        }
+        if let Some(banned_with) = self.banned_identities.get(&list.identity) {
+            return Err(LogError::Banned { user: *banned_with });
+        }
+        if self
+            .member_with_identity(&list.identity, author_user)
+            .is_some()
+        {
+            return Err(LogError::InvalidMember(
+                "the identity key is pinned for another member".into(),
+            ));
         }
         if let Some(listed) = list
             .devices
@@ -1899,10 +2019,12 @@ impl GroupState {
         invite_sig: &Signature,
     ) -> Result<Option<PinnedList>, LogError> {
         let pin = self.check_new_member(member)?;
-        if !proven_devices(member)?
-            .iter()
-            .any(|keys| keys.device == op.author)
-        {
+        let proven = match member.device_list {
+            // Each listed device consented to the list with its `link_sig` (§3.6).
+            Some(_) => member.has_device(&op.author),
+            None => only_proven_device(member)?.device == op.author,
+        };
+        if !proven {
             return Err(LogError::InvalidMember(
                 "a join must be signed by the joining member's device".into(),
             ));
@@ -1948,6 +2070,16 @@ impl GroupState {
         if self.banned.contains(&member.user) {
             return Err(LogError::Banned { user: member.user });
         }
+        // The list is not verified yet (validity comes later, §8.6): its claimed identity key is
+        // enough to refuse it, and a valid entry must carry the same one.
+        if let Some(banned_with) = member
+            .device_list
+            .as_ref()
+            .and_then(|signed| serde_json::from_slice::<DeviceList>(&signed.list).ok())
+            .and_then(|list| self.banned_identities.get(&list.identity))
+        {
+            return Err(LogError::Banned { user: *banned_with });
+        }
         if let Some(keys) = member
             .devices
             .iter()
@@ -1958,6 +2090,11 @@ impl GroupState {
             });
         }
         let pin = member.validate_pinning()?;
+        if pin.is_none() && self.holds_device_list {
+            return Err(LogError::InvalidMember(
+                "this group uses device lists: the entry must carry one (update the app)".into(),
+            ));
+        }
         if let Some(keys) = member
             .devices
             .iter()
@@ -1967,6 +2104,15 @@ impl GroupState {
                 "device {} already belongs to another member",
                 keys.device.short()
             )));
+        }
+        if let Some(pin) = &pin
+            && self
+                .member_with_identity(&pin.identity, &member.user)
+                .is_some()
+        {
+            return Err(LogError::InvalidMember(
+                "the identity key is pinned for another member".into(),
+            ));
         }
         Ok(pin)
     }
@@ -1978,8 +2124,18 @@ impl GroupState {
     }
 
     /// Applies a checked op. Cannot fail: every condition was checked by [`Self::check`], which
-    /// also returned `pin`, what the op's device list pins (if it carries one).
-    fn commit(&mut self, op: &Op, hash: OpHash, pin: Option<PinnedList>) {
+    /// also returned `pin`, what the op's device list pins (if it carries one). Returns the
+    /// devices whose membership the op ended ([`AppliedOp::departed`]).
+    fn commit(&mut self, op: &Op, hash: OpHash, pin: Option<PinnedList>) -> Vec<DeviceId> {
+        let departed = self.commit_body(op, hash, pin);
+        if op.body.changes_epoch() {
+            self.epoch_departed = departed.iter().copied().collect();
+        }
+        departed
+    }
+
+    fn commit_body(&mut self, op: &Op, hash: OpHash, pin: Option<PinnedList>) -> Vec<DeviceId> {
+        let mut departed = Vec::new();
         self.seq = op.seq;
         self.head = hash;
         self.latest_at = self.latest_at.max(op.at);
@@ -2027,20 +2183,28 @@ impl GroupState {
             }
             OpBody::Remove { user, ban } => {
                 let expelled = self.expel(user);
+                if let Some(member) = &expelled {
+                    departed.extend(member.entry.devices.iter().map(|k| k.device));
+                }
                 if *ban {
                     self.banned.insert(*user);
-                    for keys in expelled.iter().flat_map(|m| &m.entry.devices) {
-                        self.banned_devices.insert(keys.device, *user);
+                    if let Some(identity) = expelled.as_ref().and_then(Member::identity) {
+                        self.banned_identities.insert(identity, *user);
+                    }
+                    let listed = self.ever_listed.get(user).cloned().unwrap_or_default();
+                    for device in listed {
+                        self.banned_devices.insert(device, *user);
                     }
                 }
             }
             OpBody::Unban { user } => {
                 self.banned.remove(user);
                 self.banned_devices.retain(|_, banned| banned != user);
+                self.banned_identities.retain(|_, banned| banned != user);
             }
             OpBody::Leave {} => {
-                if let Some(user) = author_user {
-                    self.expel(&user);
+                if let Some(member) = author_user.and_then(|user| self.expel(&user)) {
+                    departed.extend(member.entry.devices.iter().map(|k| k.device));
                 }
             }
             OpBody::SetRole { user, role } => {
@@ -2076,38 +2240,53 @@ impl GroupState {
             OpBody::SetCrisisResources { text_hash } => self.crisis_resources = *text_hash,
             OpBody::UpdateDevices { device_list } => {
                 if let Some(user) = author_user {
-                    self.replace_devices(&user, device_list, pin);
+                    departed = self.replace_devices(&user, device_list, pin);
                 }
             }
         }
+        departed
     }
 
     /// Gives `user` the devices of `signed` (checked by [`Self::check`], which also parsed what
-    /// it pins). A dropped device is no member's any more; it gets no departure (§8.10 keeps
-    /// those for `remove` and `leave`).
+    /// it pins). A dropped device is no member's any more and departs as in a `remove` (§8.5,
+    /// §8.10); returns the dropped devices.
     fn replace_devices(
         &mut self,
         user: &UserId,
         signed: &SignedDeviceList,
         pin: Option<PinnedList>,
-    ) {
+    ) -> Vec<DeviceId> {
         let Some(member) = self.members.get_mut(user) else {
-            return;
+            return Vec::new();
         };
         let Ok(list) = serde_json::from_slice::<DeviceList>(&signed.list) else {
             // Unreachable: `check` verified (and so parsed) these very bytes.
-            return;
+            return Vec::new();
         };
+        let dropped: Vec<DeviceId> = member
+            .entry
+            .devices
+            .iter()
+            .map(|keys| keys.device)
+            .filter(|device| !list.lists(device))
+            .collect();
         for keys in &member.entry.devices {
             self.devices.remove(&keys.device);
         }
         member.entry.devices = list.device_keys();
         member.entry.device_list = Some(signed.clone());
         member.pinned = pin;
+        let listed = self.ever_listed.entry(*user).or_default();
         for keys in &member.entry.devices {
             self.departed.remove(&keys.device);
             self.devices.insert(keys.device, *user);
+            listed.insert(keys.device);
         }
+        for device in &dropped {
+            self.departed.insert(*device, self.seq);
+        }
+        self.holds_device_list = true;
+        dropped
     }
 
     fn use_invite(&mut self, invite: &InviteId) {
@@ -2123,9 +2302,14 @@ impl GroupState {
         joined_epoch: Epoch,
         pinned: Option<PinnedList>,
     ) {
+        let listed = self.ever_listed.entry(entry.user).or_default();
         for keys in &entry.devices {
             self.departed.remove(&keys.device);
             self.devices.insert(keys.device, entry.user);
+            listed.insert(keys.device);
+        }
+        if pinned.is_some() {
+            self.holds_device_list = true;
         }
         self.members.insert(
             entry.user,
@@ -2564,6 +2748,7 @@ mod tests {
                 member: who.entry(),
                 invite: secret.map(|s| s.id()),
                 invite_sig: secret.map(|s| s.sign_join(&self.state.group(), &who.user, &who.id())),
+                invite_device: None,
             }
         }
     }
@@ -2798,6 +2983,7 @@ mod tests {
                 member: noor.entry(),
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
             OpBody::Remove {
                 user: noor.user,
@@ -2902,6 +3088,7 @@ mod tests {
                 member: entry,
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         );
         assert!(matches!(
@@ -2965,6 +3152,7 @@ mod tests {
                 member: Person::new(9, "P").entry(),
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
             OpBody::Remove { user: u, ban: true },
             OpBody::Unban { user: u },
@@ -3538,6 +3726,7 @@ mod tests {
             member: dave.entry(),
             invite,
             invite_sig: sig,
+            invite_device: None,
         };
         let sig = gated.sign_join(&group, &dave.user, &carol.id());
         g.rejects(&fac, add(Some(sig), Some(gated.id())), bad_sig);
@@ -3579,6 +3768,7 @@ mod tests {
             member: dave_and_erin,
             invite: Some(gated.id()),
             invite_sig: Some(gated.sign_join(&group, &dave.user, &dave.id())),
+            invite_device: None,
         };
         g.rejects(&fac, body, only_proven);
         let body = g.join_body(&carol, &open);
@@ -3649,6 +3839,7 @@ mod tests {
             member: entry,
             invite: None,
             invite_sig: None,
+            invite_device: None,
         };
         let invalid_member = |g: &mut Group, entry: MemberEntry| {
             let signed = g.sign(&fac, add(entry));
@@ -4209,6 +4400,7 @@ mod tests {
                 member: both,
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
             banned_device,
         );
@@ -5018,14 +5210,9 @@ mod tests {
         let (mut g, fac, mut sam) = group_with_linked_member();
         let secret = g.invite(&fac, 101, false, 5);
         // Device 1 of Sam once joined under another user id and was banned with it.
-        let other = Person {
-            user: UserId([0x55; 16]),
-            device: DeviceIdentity::generate(&mut test_rng(22)),
-            name: "Other",
-        };
-        assert_eq!(other.id(), sam.device(1).id());
-        let body = g.join_body(&other, &secret);
-        g.ok(&other, body);
+        let mut other = Linked::new(50, "Other", &[22]);
+        assert_eq!(other.device(0).id(), sam.device(1).id());
+        join_linked(&mut g, &secret, &mut other, &[0], 0);
         g.ok(
             &fac,
             OpBody::Remove {
@@ -5145,33 +5332,334 @@ mod tests {
         ));
     }
 
+    /// Signs `linked`'s list of `which` and joins it through `secret`, authored by its device
+    /// `author`.
+    fn join_linked(
+        g: &mut Group,
+        secret: &InviteSecret,
+        linked: &mut Linked,
+        which: &[usize],
+        author: usize,
+    ) {
+        let body = join_linked_body(g, secret, linked, which, author);
+        g.ok(linked.device(author), body);
+    }
+
+    fn join_linked_body(
+        g: &Group,
+        secret: &InviteSecret,
+        linked: &mut Linked,
+        which: &[usize],
+        author: usize,
+    ) -> OpBody {
+        linked.sign(which);
+        OpBody::Join {
+            invite: secret.id(),
+            member: linked.entry(),
+            invite_sig: secret.sign_join(
+                &g.state.group(),
+                &linked.user,
+                &linked.device(author).id(),
+            ),
+        }
+    }
+
     #[test]
-    fn an_add_with_an_invite_may_carry_the_signature_of_any_listed_device() {
+    fn an_approval_names_the_device_that_asked_m1() {
         let fac = Person::new(1, "Fay");
         let mut sam = Linked::new(20, "Sam", &[21, 22, 23]);
         let mut g = Group::new(&fac);
         let secret = g.invite(&fac, 100, true, 5);
         sam.sign(&[0, 1, 2]);
-        // Signed for a device that is not listed: refused.
-        let stranger = Person::new(9, "Stranger");
-        let bad = OpBody::Add {
+        let group = g.state.group();
+        let sig_of = |device: &Person| Some(secret.sign_join(&group, &sam.user, &device.id()));
+        let add = |sig, invite_device| OpBody::Add {
             member: sam.entry(),
             invite: Some(secret.id()),
-            invite_sig: Some(secret.sign_join(&g.state.group(), &sam.user, &stranger.id())),
+            invite_sig: sig,
+            invite_device,
         };
-        let bad = g.sign(&fac, bad);
+        // An entry with a list must name the device that asked, and it must be listed.
+        let signed = g.sign(&fac, add(sig_of(sam.device(2)), None));
         assert!(matches!(
-            g.state.apply(&bad),
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+        let stranger = Person::new(9, "Stranger");
+        let signed = g.sign(&fac, add(sig_of(&stranger), Some(stranger.id())));
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+        // The signature is checked for that one device, not for any listed one.
+        let signed = g.sign(&fac, add(sig_of(sam.device(2)), Some(sam.device(1).id())));
+        assert!(matches!(
+            g.state.apply(&signed),
             Err(LogError::InvalidInvite(_))
         ));
-        let body = OpBody::Add {
-            member: sam.entry(),
-            invite: Some(secret.id()),
-            invite_sig: Some(secret.sign_join(&g.state.group(), &sam.user, &sam.device(2).id())),
-        };
+        // Without an invite there is no device that asked.
+        let signed = g.sign(
+            &fac,
+            OpBody::Add {
+                member: sam.entry(),
+                invite: None,
+                invite_sig: None,
+                invite_device: Some(sam.device(0).id()),
+            },
+        );
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidInvite(_))
+        ));
+        let body = add(sig_of(sam.device(2)), Some(sam.device(2).id()));
+        let json = serde_json::to_string(&body).unwrap();
+        assert!(json.contains("\"invite_device\""));
+        assert_eq!(serde_json::from_str::<OpBody>(&json).unwrap(), body);
         g.ok(&fac, body);
         assert_eq!(devices_of(&g, &sam.user).len(), 3);
         assert_eq!(g.state.invite(&secret.id()).unwrap().uses, 1);
+
+        // An entry without a list names no device: its only device is the one that asked.
+        let mut g = Group::new(&fac);
+        let secret = g.invite(&fac, 100, true, 5);
+        let bob = Person::new(2, "Bob");
+        let mut body = g.add_body(&bob, Some(&secret));
+        if let OpBody::Add { invite_device, .. } = &mut body {
+            *invite_device = Some(bob.id());
+        }
+        let signed = g.sign(&fac, body);
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+        let body = g.add_body(&bob, Some(&secret));
+        assert!(
+            !serde_json::to_string(&body)
+                .unwrap()
+                .contains("invite_device")
+        );
+        g.ok(&fac, body);
+    }
+
+    #[test]
+    fn once_a_log_holds_a_list_every_entry_needs_one_m5() {
+        let fac = Person::new(1, "Fay");
+        let bob = Person::new(2, "Bob");
+        let (mut g, _, _) = group_with_linked_member();
+        assert!(g.state.holds_device_list());
+        let body = g.add_body(&bob, None);
+        let signed = g.sign(&fac, body);
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+        let secret = g.invite(&fac, 101, false, 5);
+        let body = g.join_body(&bob, &secret);
+        let signed = g.sign(&bob, body);
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+
+        // A log whose first list came with an update_devices.
+        let mut g = Group::new(&fac);
+        assert!(!g.state.holds_device_list());
+        let mut fay = Linked::new(30, "Fay", &[]);
+        fay.user = fac.user;
+        fay.devices.push(Person::new(1, "Fay"));
+        g.ok(&fac, update(fay.sign(&[0])));
+        assert!(g.state.holds_device_list());
+        let body = g.add_body(&bob, None);
+        let signed = g.sign(&fac, body);
+        assert!(matches!(
+            g.state.apply(&signed),
+            Err(LogError::InvalidMember(_))
+        ));
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
+    fn a_legacy_members_first_list_must_list_the_device_that_sends_it_m5() {
+        let fac = Person::new(1, "Fay");
+        let mut g = Group::new(&fac);
+        // Sam's legacy entry lists two devices; the second may be one a server registered.
+        let mut sam = Linked::new(20, "Sam", &[21, 22]);
+        let entry = MemberEntry {
+            user: sam.user,
+            display_name: "Sam".into(),
+            devices: vec![
+                sam.device(0).device.public_keys(),
+                sam.device(1).device.public_keys(),
+            ],
+            device_list: None,
+        };
+        g.ok(
+            &fac,
+            OpBody::Add {
+                member: entry,
+                invite: None,
+                invite_sig: None,
+                invite_device: None,
+            },
+        );
+        let list = sam.sign(&[0]);
+        let signed = g.sign(sam.device(1), update(list.clone()));
+        g.rejects_signed(
+            &signed,
+            LogError::InvalidMember(
+                "a member's first device list must list the device that publishes it".into(),
+            ),
+        );
+        g.ok(sam.device(0), update(list));
+        assert_eq!(g.state.identity_of(&sam.user), Some(sam.identity.public()));
+    }
+
+    #[test]
+    fn a_ban_covers_the_identity_key_and_every_device_ever_listed_m7() {
+        let (mut g, fac, mut sam) = group_with_linked_member();
+        let secret = g.invite(&fac, 101, false, 9);
+        // Sam links device 1, then drops it just before the ban.
+        let list = sam.sign(&[0, 1]);
+        g.ok(sam.device(0), update(list));
+        let list = sam.sign(&[0]);
+        g.ok(sam.device(0), update(list));
+        g.ok(
+            &fac,
+            OpBody::Remove {
+                user: sam.user,
+                ban: true,
+            },
+        );
+        assert!(g.state.is_identity_banned(&sam.identity.public()));
+        assert!(g.state.is_device_banned(&sam.device(1).id()));
+        // The dropped device cannot come back under another user id.
+        let mut other = Linked::new(50, "Other", &[22]);
+        let body = join_linked_body(&g, &secret, &mut other, &[0], 0);
+        g.rejects(
+            other.device(0),
+            body,
+            LogError::BannedDevice {
+                device: sam.device(1).id(),
+            },
+        );
+        // Nor the identity key with a new user id and a new device.
+        let mut again = Linked::new(60, "Sam again", &[24]);
+        again.identity = UserIdentity::generate(&mut test_rng(120));
+        assert_eq!(again.identity.public(), sam.identity.public());
+        let body = join_linked_body(&g, &secret, &mut again, &[0], 0);
+        g.rejects(again.device(0), body, LogError::Banned { user: sam.user });
+        // Nor through a legacy member's first list.
+        let bob = Person::new(2, "Bob");
+        let mut h = Group::new(&fac);
+        let hs = h.invite(&fac, 102, false, 9);
+        let body = h.join_body(&bob, &hs);
+        h.ok(&bob, body);
+        let mut sam_h = Linked::new(20, "Sam", &[21]);
+        join_linked(&mut h, &hs, &mut sam_h, &[0], 0);
+        h.ok(
+            &fac,
+            OpBody::Remove {
+                user: sam_h.user,
+                ban: true,
+            },
+        );
+        let mut bobs = Linked::new(70, "Bob", &[]);
+        bobs.user = bob.user;
+        bobs.identity = UserIdentity::generate(&mut test_rng(120));
+        bobs.devices.push(Person::new(2, "Bob"));
+        h.rejects(
+            &bob,
+            update(bobs.sign(&[0])),
+            LogError::Banned { user: sam_h.user },
+        );
+        // Unban lifts the identity key and every device.
+        g.ok(&fac, OpBody::Unban { user: sam.user });
+        assert!(!g.state.is_identity_banned(&sam.identity.public()));
+        assert!(!g.state.is_device_banned(&sam.device(1).id()));
+        join_linked(&mut g, &secret, &mut again, &[0], 0);
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+    }
+
+    #[test]
+    fn an_identity_key_belongs_to_one_member_m7() {
+        let (mut g, fac, sam) = group_with_linked_member();
+        let secret = g.invite(&fac, 101, false, 9);
+        let mut twin = Linked::new(60, "Twin", &[25]);
+        twin.identity = UserIdentity::generate(&mut test_rng(120));
+        assert_eq!(twin.identity.public(), sam.identity.public());
+        let body = join_linked_body(&g, &secret, &mut twin, &[0], 0);
+        let signed = g.sign(twin.device(0), body);
+        g.rejects_signed(
+            &signed,
+            LogError::InvalidMember("the identity key is pinned for another member".into()),
+        );
+        // A legacy member cannot pin it with their first list either.
+        let bob = Person::new(2, "Bob");
+        let mut h = Group::new(&fac);
+        let mut sam_h = Linked::new(20, "Sam", &[21]);
+        let hs = h.invite(&fac, 102, false, 9);
+        let body = h.join_body(&bob, &hs);
+        h.ok(&bob, body);
+        join_linked(&mut h, &hs, &mut sam_h, &[0], 0);
+        let mut bobs = Linked::new(70, "Bob", &[]);
+        bobs.user = bob.user;
+        bobs.identity = UserIdentity::generate(&mut test_rng(120));
+        bobs.devices.push(Person::new(2, "Bob"));
+        h.rejects(
+            &bob,
+            update(bobs.sign(&[0])),
+            LogError::InvalidMember("the identity key is pinned for another member".into()),
+        );
+    }
+
+    #[test]
+    fn a_list_that_only_reorders_devices_is_no_change() {
+        let (mut g, _fac, mut sam) = group_with_linked_member();
+        let list = sam.sign(&[0, 1]);
+        g.ok(sam.device(0), update(list));
+        let list = sam.sign(&[1, 0]);
+        g.rejects(
+            sam.device(0),
+            update(list),
+            LogError::NoChange {
+                action: "update_devices",
+            },
+        );
+    }
+
+    #[test]
+    fn dropping_a_device_is_its_departure_and_adding_one_keeps_the_grace_m2() {
+        let (mut g, _fac, mut sam) = group_with_linked_member();
+        let list = sam.sign(&[0, 1]);
+        let added = g.push(sam.device(0), update(list)).unwrap();
+        assert!(added.departed.is_empty());
+        assert!(added.grants_epoch_grace());
+        assert!(!added.ends_epoch_by_departure());
+        assert!(!g.state.epoch_began_with_departure());
+        let list = sam.sign(&[0, 2]);
+        let dropped = g.push(sam.device(0), update(list)).unwrap();
+        assert_eq!(dropped.departed, vec![sam.device(1).id()]);
+        assert!(!dropped.grants_epoch_grace());
+        assert!(dropped.ends_epoch_by_departure());
+        assert!(g.state.epoch_began_with_departure());
+        assert!(g.state.epoch_began_with_departure_of(&sam.device(1).id()));
+        assert!(!g.state.epoch_began_with_departure_of(&sam.device(0).id()));
+        assert_eq!(
+            g.state.departure_of(&sam.device(1).id()),
+            Some(dropped.op.seq)
+        );
+        assert_eq!(g.state.departure_of(&sam.device(0).id()), None);
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+        // Linked again, it is no departure any more; an add of a device keeps the grace.
+        let list = sam.sign(&[0, 1, 2]);
+        let again = g.push(sam.device(0), update(list)).unwrap();
+        assert!(again.grants_epoch_grace());
+        assert!(!g.state.epoch_began_with_departure());
+        assert_eq!(g.state.departure_of(&sam.device(1).id()), None);
+        // A leave departs every device.
+        let left = g.push(sam.device(2), OpBody::Leave {}).unwrap();
+        assert_eq!(left.departed.len(), 3);
+        assert!(!left.grants_epoch_grace());
     }
 
     #[test]
@@ -5184,6 +5672,7 @@ mod tests {
             member,
             invite: None,
             invite_sig: None,
+            invite_device: None,
         };
         let invalid = |g: &mut Group, member: MemberEntry| {
             let signed = g.sign(&fac, add(member));

@@ -446,6 +446,7 @@ mod tests {
                 member: g.member.entry("Mia"),
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             };
             g.by_fac(add);
             g
@@ -868,6 +869,7 @@ mod tests {
             member: who.entry("Noor"),
             invite: None,
             invite_sig: None,
+            invite_device: None,
         };
         let remove = OpBody::Remove {
             user: who.user,
@@ -909,6 +911,7 @@ mod tests {
             member: noor.entry("Noor"),
             invite: None,
             invite_sig: None,
+            invite_device: None,
         });
         let noor = g.state.member(&noor.user).unwrap();
         assert!(!noor.can_read_epoch(Epoch(1)));

@@ -48,6 +48,7 @@ fn a_removed_member_cannot_read_the_next_epoch() {
                 member: entry(user, name, id),
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         );
         state.apply(&op.sign(&alice).unwrap()).unwrap();

@@ -913,6 +913,7 @@ fn pinned_message_vectors() {
             member: entry(ub, "Bob", &bob),
             invite: None,
             invite_sig: None,
+            invite_device: None,
         },
         OpBody::SetAgreement {
             version: 1,
@@ -1269,6 +1270,119 @@ fn device_list_vectors() {
                 "identity": state.identity_of(&user),
                 "list_version": state.device_list_version_of(&user),
             },
+        }),
+    );
+}
+
+#[test]
+fn link_vectors() {
+    use confide_protocol::device_list::{DeviceList, ListedDevice, UserIdentity};
+    use confide_protocol::ids::Timestamp;
+    use confide_protocol::link::{
+        self, IdentitySecret, LinkBundle, LinkCode, LinkEphemeral, LinkMessage,
+    };
+    // The identities of device-lists.json: O is Alice's phone, N her laptop.
+    let phone = identity_from_seed(1);
+    let laptop = identity_from_seed(23);
+    let user = UserId([0x11; 16]);
+    let identity = UserIdentity::from_secret_bytes(&seed_bytes(61));
+    let key = identity.public();
+    let t0 = 1_767_225_600_000u64;
+    let v1 = DeviceList::first(user, &identity, &phone, Timestamp(t0));
+    let s1 = identity.sign_list(&v1, &phone).unwrap();
+    let v2 = v1.successor(
+        s1.hash(),
+        phone.device_id(),
+        Timestamp(t0 + 1000),
+        vec![
+            ListedDevice::new(&phone, &user, &key),
+            ListedDevice::new(&laptop, &user, &key),
+        ],
+    );
+    let s2 = identity.sign_list(&v2, &phone).unwrap();
+
+    let code = LinkCode::generate(&mut rng(70));
+    let channel = code.channel();
+    let n_eph = LinkEphemeral::generate(&mut rng(71));
+    let o_eph = LinkEphemeral::generate(&mut rng(72));
+    let hello = LinkMessage::Hello {
+        keys: laptop.public_keys(),
+        commit: n_eph.commitment(),
+    }
+    .to_bytes();
+    let offer = LinkMessage::Offer {
+        user,
+        display_name: "Alice".into(),
+        list: s1.clone(),
+        eph: o_eph.public(),
+    }
+    .to_bytes();
+    let reveal = LinkMessage::Reveal {
+        eph: n_eph.public(),
+    }
+    .to_bytes();
+    assert_eq!(link::commitment(&n_eph.public()), n_eph.commitment());
+    let transcript = link::transcript(&channel, &hello, &offer, &n_eph.public());
+    let at_n = n_eph.agree(&o_eph.public(), &transcript).unwrap();
+    let at_o = o_eph.agree(&n_eph.public(), &transcript).unwrap();
+    assert_eq!(at_n.sas, at_o.sas);
+    assert_eq!(*at_n.psk, *at_o.psk);
+    let info = link::bundle_info(&channel, &transcript, &laptop.device_id());
+
+    let bundle = LinkBundle {
+        v: link::LINK_BUNDLE_FORMAT,
+        user,
+        display_name: "Alice".into(),
+        identity_secret: IdentitySecret(seed_bytes(61)),
+        device_list: s2.clone(),
+        groups: vec![],
+        known_identities: vec![],
+    };
+    let payload = serde_json::to_vec(&bundle).unwrap();
+    let sealed = link::seal_bundle(
+        &phone,
+        &laptop.public_keys(),
+        &channel,
+        &transcript,
+        &at_o.psk,
+        &payload,
+        &mut rng(73),
+    )
+    .unwrap();
+    let opened = link::open_bundle(&laptop, &channel, &transcript, &at_n.psk, &sealed).unwrap();
+    assert_eq!(&opened[..], &payload[..]);
+    let parsed: LinkBundle = serde_json::from_slice(&opened).unwrap();
+    parsed
+        .check(&laptop.public_keys(), &phone.device_id(), &s1)
+        .unwrap();
+    let bundle_message = LinkMessage::Bundle {
+        sealed: sealed.clone(),
+    }
+    .to_bytes();
+
+    check(
+        "link",
+        json!({
+            "description": "Linking a device (PROTOCOL.md §3.7) with the identities of device-lists.json: O is Alice's phone (user 11…11, list version 1), N her laptop. The link code comes from ChaCha20Rng(seed 70); N's ephemeral X25519 key from seed 71, O's from seed 72 (each LinkEphemeral::generate). hello, offer and reveal are the exact bytes sent (the transcript covers hello and offer). The SAS and psk are what both devices compute; info is the bundle's HPKE info for N's device. The bundle (no groups, no known identities) carries list version 2 (phone and laptop, made by the phone) and is sealed by the phone in HPKE mode_psk with ChaCha20Rng(seed 73).",
+            "code": {
+                "canonical": code.as_str(),
+                "display": code.display(),
+                "qr_text": code.qr_text(&laptop.device_id()),
+                "channel": b64_encode(&channel),
+            },
+            "n_ephemeral_public": b64_encode(&n_eph.public()),
+            "o_ephemeral_public": b64_encode(&o_eph.public()),
+            "commit": b64_encode(&n_eph.commitment()),
+            "hello": String::from_utf8(hello.clone()).unwrap(),
+            "offer": String::from_utf8(offer.clone()).unwrap(),
+            "reveal": String::from_utf8(reveal).unwrap(),
+            "transcript": b64_encode(&transcript),
+            "sas": at_n.sas.0,
+            "psk": b64_encode(&*at_n.psk),
+            "bundle_info": b64_encode(&info),
+            "bundle_payload": String::from_utf8(payload).unwrap(),
+            "sealed_bundle": sealed,
+            "bundle_message": String::from_utf8(bundle_message).unwrap(),
         }),
     );
 }

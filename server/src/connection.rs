@@ -1103,7 +1103,7 @@ async fn append_op(
     }
     check_member_entries(shared, &op.body)?;
     let mut next = entry.state.clone();
-    next.apply(&signed).map_err(|e| log_reject(&e))?;
+    let applied = next.apply(&signed).map_err(|e| log_reject(&e))?;
     let mut writes = vec![Write::Op {
         group,
         seq: op.seq,
@@ -1120,7 +1120,8 @@ async fn append_op(
     commit(shared, writes).await?;
     shared.metrics.ops_stored.fetch_add(1, Relaxed);
     let before = entry.devices.clone();
-    entry.replace_state(next, op.body.grants_epoch_grace());
+    // Exact for update_devices: grace only when it dropped no device (PROTOCOL.md §8.5).
+    entry.replace_state(next, applied.grants_epoch_grace());
     let after = entry.devices.clone();
     shared.groups.update_devices(group, &before, &after);
     reply(

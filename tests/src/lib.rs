@@ -749,6 +749,7 @@ pub async fn raw_group_of_two(server: &TestServer) -> (RawClient, RawClient, Gro
         member: bob.member_entry(),
         invite: None,
         invite_sig: None,
+        invite_device: None,
     };
     let reply = alice.append(&mut state, add).await;
     assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");

@@ -322,6 +322,7 @@ async fn a_ghost_member_slipped_into_storage_is_rejected_by_every_client() {
                 member: entry,
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         )
         .sign(&ghost)

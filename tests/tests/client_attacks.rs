@@ -36,6 +36,7 @@ async fn a_group_someone_else_adds_you_to_is_held_until_you_accept() {
                 member: entry_of(&alice, "Alice"),
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         )
         .await

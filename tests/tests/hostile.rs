@@ -559,7 +559,8 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
                 OpBody::Add {
                     member: carol.member_entry(),
                     invite: None,
-                    invite_sig: None
+                    invite_sig: None,
+                    invite_device: None
                 }
             )
             .await,

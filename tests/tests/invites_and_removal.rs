@@ -401,6 +401,7 @@ async fn a_removed_member_put_back_without_asking_is_asked_again() {
                 member: bob_entry,
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         )
         .await

@@ -285,6 +285,7 @@ async fn add(by: &TestUser, group: GroupId, user: &TestUser, name: &str) {
                 member: entry_of(user, name),
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         )
         .await

@@ -68,7 +68,8 @@ async fn a_member_who_stops_reading_is_disconnected_and_resyncs_without_loss() {
                 OpBody::Add {
                     member: carol.member_entry(),
                     invite: None,
-                    invite_sig: None
+                    invite_sig: None,
+                    invite_device: None
                 }
             )
             .await,
@@ -260,6 +261,7 @@ async fn nobody_can_list_someone_elses_device_in_a_member_entry() {
                 member: fake,
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         )
         .await;
@@ -566,6 +568,7 @@ async fn one_member_cannot_fill_a_recipients_inbox_for_everyone_else() {
         member: carol.member_entry(),
         invite: None,
         invite_sig: None,
+        invite_device: None,
     };
     let added = alice.append(&mut state, add).await;
     assert!(matches!(added, ServerFrame::OpAppended { .. }), "{added:?}");

@@ -294,6 +294,7 @@ fn a_group_log_with_genesis_and_an_add_verifies_and_refuses_forgeries() {
         member: entry(2, "Bob", &bob),
         invite: None,
         invite_sig: None,
+        invite_device: None,
     };
     let add = state
         .next_op(alice.device_id(), Timestamp(T0 + 1), add_bob.clone())
@@ -334,6 +335,7 @@ fn a_group_log_with_genesis_and_an_add_verifies_and_refuses_forgeries() {
                 member: entry(3, "Carol", &carol),
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         )
         .sign(&carol)

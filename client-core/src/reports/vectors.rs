@@ -310,6 +310,7 @@ fn join_request_vectors() {
                     member: payload.member.clone(),
                     invite: Some(payload.invite),
                     invite_sig: Some(payload.invite_sig),
+                    invite_device: None,
                 },
             )
             .sign(&alice)
@@ -499,6 +500,7 @@ fn join_request_vectors() {
             member: honest.member.clone(),
             invite: Some(honest.invite),
             invite_sig: Some(honest.invite_sig),
+            invite_device: None,
         },
     );
     assert_eq!(log.state.role_of(&ub), Some(Role::Member));
@@ -603,6 +605,7 @@ fn facilitator_note_vectors() {
                 member: entry(user, name, &[id]),
                 invite: None,
                 invite_sig: None,
+                invite_device: None,
             },
         );
     }

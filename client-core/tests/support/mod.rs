@@ -480,6 +480,7 @@ pub fn add(member: MemberEntry) -> OpBody {
         member,
         invite: None,
         invite_sig: None,
+        invite_device: None,
     }
 }
 

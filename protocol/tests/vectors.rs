@@ -1319,6 +1319,7 @@ fn link_vectors() {
     .to_bytes();
     let reveal = LinkMessage::Reveal {
         eph: n_eph.public(),
+        link_sig: ListedDevice::new(&laptop, &user, &key).link_sig,
     }
     .to_bytes();
     assert_eq!(link::commitment(&n_eph.public()), n_eph.commitment());

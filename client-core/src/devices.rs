@@ -128,7 +128,11 @@ pub(crate) async fn load_devices<S: ClientStore>(
             let identity = UserIdentity::generate(&mut HostRng(host));
             let list = DeviceList::first(user, &identity, device, host.now());
             let signed = identity.sign_list(&list, device).map_err(list_error)?;
-            db.put_bytes(T_PROFILE, USER_IDENTITY_KEY, identity.to_secret_bytes().as_ref());
+            db.put_bytes(
+                T_PROFILE,
+                USER_IDENTITY_KEY,
+                identity.to_secret_bytes().as_ref(),
+            );
             let own = OwnList {
                 signed,
                 published: false,
@@ -140,7 +144,11 @@ pub(crate) async fn load_devices<S: ClientStore>(
     let known: Vec<(Vec<u8>, KnownList)> = db.scan(T_KNOWN_LISTS, &[], usize::MAX).await?;
     let known = known
         .into_iter()
-        .filter_map(|(k, v)| <[u8; 16]>::try_from(k.as_slice()).ok().map(|u| (UserId(u), v)))
+        .filter_map(|(k, v)| {
+            <[u8; 16]>::try_from(k.as_slice())
+                .ok()
+                .map(|u| (UserId(u), v))
+        })
         .collect();
     Ok(LoadedDevices {
         identity,

@@ -205,7 +205,7 @@ pub enum ClientError {
     InviteUnusable(InviteUnusable),
     /// The group changed between showing the user who a held message would now reach and
     /// their answer ([`crate::ClientCore::send_held_anyway`]): ask again, with who is there now.
-        #[error(
+    #[error(
         "the group changed since you were asked: look at who would read it now, then answer again"
     )]
     ChangedSinceAsked,

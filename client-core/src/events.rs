@@ -257,7 +257,7 @@ pub enum Event {
         /// Why, for people (the server's message and code).
         reason: String,
     },
-        /// A person linked or unlinked a device (their identity key, and so their safety number,
+    /// A person linked or unlinked a device (their identity key, and so their safety number,
     /// stayed the same). For this user: the list of this user's devices changed.
     DevicesChanged {
         /// Whose devices.

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody, SignedOp};
+use confide_protocol::group_log::{
+    AppliedOp, GroupSettings, GroupState, MemberEntry, Op, OpBody, SignedOp,
+};
 use confide_protocol::{DeviceId, DeviceKeys, EpochRef, GroupId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -177,22 +179,32 @@ impl GroupCtx {
     }
 
     /// Records what an applied op means for message acceptance.
-    pub(crate) fn note_op(&mut self, op: &Op) {
-        if !op.body.ends_epoch_by_departure() {
+    pub(crate) fn note_op(&mut self, applied: &AppliedOp) {
+        let op = &applied.op;
+        if !applied.ends_epoch_by_departure() {
             return;
         }
-        let user = match &op.body {
-            OpBody::Remove { user, .. } => *user,
+        let (user, devices) = match &op.body {
+            OpBody::Remove { user, .. } => (*user, None),
             // The author's user, from the epochs before the op (they are gone from the state).
             OpBody::Leave {} => match self.user_of_device(&op.author) {
-                Some(user) => user,
+                Some(user) => (user, None),
+                None => return,
+            },
+            // Only the devices the new list dropped went; the user stays (§8.5).
+            OpBody::UpdateDevices { .. } => match self.user_of_device(&op.author) {
+                Some(user) => (user, Some(applied.departed.clone())),
                 None => return,
             },
             _ => return,
         };
         self.ended_by_removal.insert(
             self.state.epoch().0.saturating_sub(1),
-            Removal { user, at: op.at },
+            Removal {
+                user,
+                devices,
+                at: op.at,
+            },
         );
     }
 
@@ -209,10 +221,21 @@ impl GroupCtx {
     /// When `user` went after being a member in `epoch`: their first removal or leaving that
     /// ended `epoch` or a later one (PROTOCOL.md §11.2 step 14). Anything they say they wrote
     /// in `epoch` after that moment was written when they were out, whichever epoch it names.
-    pub(crate) fn departure_of(&self, user: &UserId, epoch: u64) -> Option<Timestamp> {
+    pub(crate) fn departure_of(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        epoch: u64,
+    ) -> Option<Timestamp> {
         self.ended_by_removal
             .range(epoch..)
-            .find(|(_, removal)| removal.user == *user)
+            .find(|(_, removal)| {
+                removal.user == *user
+                    && removal
+                        .devices
+                        .as_ref()
+                        .is_none_or(|devices| devices.contains(device))
+            })
             .map(|(_, removal)| removal.at)
     }
 
@@ -232,6 +255,9 @@ impl GroupCtx {
 pub(crate) struct Removal {
     /// Who went.
     pub(crate) user: UserId,
+    /// Which of their devices went: all of them (`None`, a removal or leaving), or those an
+    /// `update_devices` dropped.
+    pub(crate) devices: Option<Vec<DeviceId>>,
     /// When the op says it happened: their posts in the ended epoch, or any earlier one they
     /// were a member in, that say they were written later are refused (PROTOCOL.md §11.2 step
     /// 14, §12.3).
@@ -433,7 +459,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             }
         };
         ctx.record_epoch();
-        ctx.note_op(&applied.op);
+        ctx.note_op(&applied);
         // Caught up — or every member whose claim held us back is no longer a member.
         let had_claims = !ctx.meta.behind_claims.is_empty();
         let log_epoch = ctx.state.epoch().0;
@@ -622,7 +648,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Warns when a user the device has seen before appears with other device keys in an op
     /// of an accepted group.
-        pub(crate) async fn check_key_change(&mut self, group: GroupId, body: &OpBody) {
+    pub(crate) async fn check_key_change(&mut self, group: GroupId, body: &OpBody) {
         // Lists move the high-water marks and tell of identity changes (§11.14).
         self.note_op_lists(group, body);
         let entry = match body {
@@ -635,7 +661,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Warns when `entry`'s user, seen before, appears with other device keys; remembers the
     /// keys either way.
-        async fn check_entry_keys(&mut self, group: GroupId, entry: &MemberEntry) {
+    async fn check_entry_keys(&mut self, group: GroupId, entry: &MemberEntry) {
         if entry.user == self.profile.user {
             return;
         }

@@ -382,7 +382,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .apply(held)
                 .map_err(|e| ClientError::BadInvite(e.to_string()))?;
             ctx.record_epoch();
-            ctx.note_op(&applied.op);
+            ctx.note_op(&applied);
         }
         if !checked_before {
             let entries = member_entries(&ctx.state);

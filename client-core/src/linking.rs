@@ -202,7 +202,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         keys.verify()
             .map_err(|_| mismatch("the new device's keys are not signed"))?;
         if expected.is_some_and(|d| d != keys.device) {
-            return Err(mismatch("the device that answered is not the one in the QR code"));
+            return Err(mismatch(
+                "the device that answered is not the one in the QR code",
+            ));
         }
         if self.own_list_parsed.lists(&keys.device) {
             return Err(mismatch("that device is linked already"));
@@ -217,13 +219,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         .to_bytes();
         self.link_send(channel, offer.clone()).await?;
         let reveal = self.next_link_message(LINK_WAIT).await?;
-                let LinkMessage::Reveal { eph, link_sig } =
+        let LinkMessage::Reveal { eph, link_sig } =
             LinkMessage::parse(&reveal).map_err(link_error)?
         else {
             return Err(mismatch("the new device did not reveal its key"));
         };
         if proto::commitment(&eph) != commit {
-            return Err(mismatch("the new device's key is not the one it committed to"));
+            return Err(mismatch(
+                "the new device's key is not the one it committed to",
+            ));
         }
         confide_protocol::identity::verify(
             &keys.device,
@@ -241,7 +245,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             sas: secrets.sas.to_string(),
             device: keys.device,
         };
-                self.old_side = Some(OldSide {
+        self.old_side = Some(OldSide {
             channel,
             listed: ListedDevice { keys, link_sig },
             transcript,
@@ -271,14 +275,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 reason: "no link is under way".into(),
             });
         };
-                let channel = side.channel;
+        let channel = side.channel;
         let listed = side.listed.clone();
         let keys = listed.keys.clone();
         let confirmed = self.next_link_message(LINK_WAIT).await?;
         match LinkMessage::parse(&confirmed).map_err(link_error)? {
             LinkMessage::Confirmed {} => {}
             LinkMessage::Cancel {} => return Err(cancelled()),
-            _ => return Err(mismatch("the new device sent something else than its confirmation")),
+            _ => {
+                return Err(mismatch(
+                    "the new device sent something else than its confirmation",
+                ));
+            }
         }
         // The list with the new device, made by this one, accepted by the server first.
         let current = self.own_list_parsed.clone();
@@ -293,7 +301,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         );
         let signed = self.publish_list(next).await?;
         let bundle = self.make_bundle(signed).await?;
-        let payload = zeroize::Zeroizing::new(serde_json::to_vec(&bundle).map_err(ClientError::Encode)?);
+        let payload =
+            zeroize::Zeroizing::new(serde_json::to_vec(&bundle).map_err(ClientError::Encode)?);
         let Some(side) = self.old_side.as_ref() else {
             return Err(mismatch("the link was abandoned"));
         };
@@ -320,7 +329,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if let Some(channel) = self.link_inbox.channel
             && self.conn.is_some()
         {
-            let _ = self.link_send(channel, LinkMessage::Cancel {}.to_bytes()).await;
+            let _ = self
+                .link_send(channel, LinkMessage::Cancel {}.to_bytes())
+                .await;
         }
         self.link_abandon().await;
         let _ = self.commit().await;
@@ -341,7 +352,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let accepted: Vec<GroupId> = self
             .groups
             .iter()
-            .filter(|(_, ctx)| ctx.meta.accepted && ctx.is_member(&me) && ctx.meta.tampered.is_none())
+            .filter(|(_, ctx)| {
+                ctx.meta.accepted && ctx.is_member(&me) && ctx.meta.tampered.is_none()
+            })
             .map(|(g, _)| *g)
             .collect();
         for group in accepted {
@@ -417,7 +430,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         // Over the limit: drop the oldest message of the group with the most, until it fits.
         loop {
-            let size = serde_json::to_vec(&bundle).map(|b| b.len()).unwrap_or(usize::MAX);
+            let size = serde_json::to_vec(&bundle)
+                .map(|b| b.len())
+                .unwrap_or(usize::MAX);
             if size <= MAX_LINK_BUNDLE_BYTES {
                 break;
             }
@@ -642,14 +657,18 @@ impl<L: Link> NewDeviceLink<L> {
         if !name_ok {
             return Err(mismatch("the other device's name is not a name"));
         }
-                // This device's consent to its place in that user's list (§3.6).
+        // This device's consent to its place in that user's list (§3.6).
         let reveal = LinkMessage::Reveal {
             eph: self.ephemeral.public(),
             link_sig: ListedDevice::new(&self.identity, &user, &parsed.identity).link_sig,
         };
         self.send(&reveal).await?;
-        self.transcript =
-            proto::transcript(&self.channel, &self.hello, &offer_bytes, &self.ephemeral.public());
+        self.transcript = proto::transcript(
+            &self.channel,
+            &self.hello,
+            &offer_bytes,
+            &self.ephemeral.public(),
+        );
         let secrets = self
             .ephemeral
             .agree(&eph, &self.transcript)
@@ -685,8 +704,8 @@ impl<L: Link> NewDeviceLink<L> {
             });
         };
         let psk = secrets.psk.clone();
-        
-                self.send(&LinkMessage::Confirmed {}).await?;
+
+        self.send(&LinkMessage::Confirmed {}).await?;
         let bytes = self
             .next(LINK_WAIT)
             .await?
@@ -696,14 +715,19 @@ impl<L: Link> NewDeviceLink<L> {
             LinkMessage::Cancel {} => return Err(cancelled()),
             _ => return Err(mismatch("the other device did not send the bundle")),
         };
-        let payload = proto::open_bundle(&self.identity, &self.channel, &self.transcript, &psk, &sealed)
-            .map_err(link_error)?;
-        let bundle: LinkBundle = serde_json::from_slice(&payload).map_err(|e| {
-            ClientError::LinkFailed {
+        let payload = proto::open_bundle(
+            &self.identity,
+            &self.channel,
+            &self.transcript,
+            &psk,
+            &sealed,
+        )
+        .map_err(link_error)?;
+        let bundle: LinkBundle =
+            serde_json::from_slice(&payload).map_err(|e| ClientError::LinkFailed {
                 code: "link_bad_bundle",
                 reason: format!("the bundle does not parse: {e}"),
-            }
-        })?;
+            })?;
         bundle
             .check(&self.identity.public_keys(), &sealed.sender, &offered)
             .map_err(link_error)?;
@@ -721,7 +745,6 @@ impl<L: Link> NewDeviceLink<L> {
         self.conn.close().await;
     }
 }
-
 
 /// Key, in the `profile` tree, of the groups a link bundle brought that are not imported yet.
 pub(crate) const LINK_IMPORT_KEY: &[u8] = b"link_import";
@@ -813,7 +836,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.db.remove(crate::store::T_PROFILE, LINK_IMPORT_KEY);
         } else {
             pending.groups = waiting;
-            self.db.put(crate::store::T_PROFILE, LINK_IMPORT_KEY, &pending)?;
+            self.db
+                .put(crate::store::T_PROFILE, LINK_IMPORT_KEY, &pending)?;
         }
         self.commit().await
     }

@@ -96,7 +96,7 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// reported once even when both of its messages show it; cleared when it grows past
     /// [`crate::receive::MAX_ORDER_WARNED`].
     pub(crate) order_warned: std::collections::HashSet<(GroupId, u64)>,
-        /// Whether held messages may be ready to go (something was held, a group caught up, a
+    /// Whether held messages may be ready to go (something was held, a group caught up, a
     /// connection or a retry came): [`Self::process_held`] reads the store only then.
     pub(crate) held_dirty: bool,
     /// The user identity key (every device of the user holds it, PROTOCOL.md §3.6).
@@ -110,7 +110,7 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// Whether some group may pin this user at another list than the current one, so that
     /// [`Self::update_own_entries`] has work to do.
     pub(crate) devices_dirty: bool,
-        /// Whether this device learned from a verified list that it was unlinked.
+    /// Whether this device learned from a verified list that it was unlinked.
     pub(crate) unlinked: bool,
     /// The existing device's side of a link under way.
     pub(crate) old_side: Option<crate::linking::OldSide>,
@@ -144,7 +144,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         profile: Profile,
         registration_token: Option<String>,
     ) -> Result<Self, ClientError> {
-                let mut host = host;
+        let mut host = host;
         let mut db = Tx::new(store);
         let devices =
             crate::devices::load_devices(&mut db, &mut *host, &identity, profile.user).await?;
@@ -166,13 +166,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             needs_repost: BTreeSet::new(),
             pending_acks: Vec::new(),
             outbox_retry_at: None,
-                        order_warned: Default::default(),
+            order_warned: Default::default(),
             held_dirty: true,
             user_identity: devices.identity,
             own_list: devices.own,
             own_list_parsed: devices.list,
             known_lists: devices.known,
-                        devices_dirty: true,
+            devices_dirty: true,
             unlinked: false,
             old_side: None,
             link_inbox: Default::default(),
@@ -214,7 +214,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     Some(c) => match c.state.apply(op) {
                         Ok(applied) => {
                             c.record_epoch();
-                            c.note_op(&applied.op);
+                            c.note_op(&applied);
                         }
                         Err(e) => {
                             // A damaged store freezes that group, not the whole client.
@@ -351,7 +351,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// What waited for a connection goes now, after a successful [`Self::connect`]: pinned
     /// texts to post again, messages held while offline.
-        pub async fn after_connect(&mut self) {
+    pub async fn after_connect(&mut self) {
         self.held_dirty = true;
         self.update_own_entries().await;
         self.process_needs_repost().await;
@@ -391,7 +391,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // (`flush_acks` commits first) and before its events are handed out.
         self.flush_acks().await;
         let _ = self.commit().await;
-                        self.process_needs_sync().await;
+        self.process_needs_sync().await;
         if let Err(e) = self.import_link_bundle().await {
             tracing::warn!(error = %e, "could not import what the link bundle brought");
         }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use confide_protocol::group_log::{MemberEntry, LogError, Op, OpBody, SignedOp};
+use confide_protocol::group_log::{LogError, MemberEntry, Op, OpBody, SignedOp};
 use confide_protocol::{DeviceId, GroupId, MessageId, Seq, Timestamp, UserId, policy};
 
 use crate::Network;
@@ -442,7 +442,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .map(|m| m.entry.clone())
                 .ok_or(ClientError::NotFound(Missing::Member { user: with }))?
         };
-                // The server takes only the person's current device list (§10.1): a newer one than the
+        // The server takes only the person's current device list (§10.1): a newer one than the
         // group's, under the same identity key, replaces it; another identity is refused.
         let entry = match &entry.device_list {
             Some(_) => match self.fetch_user_list(with).await? {

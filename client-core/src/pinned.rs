@@ -301,7 +301,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// The pinned texts this device holds for `group` that match its log: for a link bundle.
-    pub(crate) async fn pinned_texts(&self, group: GroupId) -> Vec<(PinnedKind, u32, [u8; 32], String)> {
+    pub(crate) async fn pinned_texts(
+        &self,
+        group: GroupId,
+    ) -> Vec<(PinnedKind, u32, [u8; 32], String)> {
         let mut out = Vec::new();
         for kind in [PinnedKind::Agreement, PinnedKind::CrisisResources] {
             if !self.pinned_is_current(group, kind).await {

@@ -91,7 +91,11 @@ pub async fn create_linked<S: ClientStore>(
         published: true,
     };
     let json = serde_json::to_vec(&own).map_err(|e| StoreError::Db(e.to_string()))?;
-    batch.put(T_PROFILE, crate::devices::OWN_LIST_KEY, Zeroizing::new(json));
+    batch.put(
+        T_PROFILE,
+        crate::devices::OWN_LIST_KEY,
+        Zeroizing::new(json),
+    );
     for known in &bundle.known_identities {
         let k = crate::devices::KnownList {
             identity: known.identity,

@@ -71,7 +71,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     self.needs_sync.insert(group);
                 }
             },
-                        ServerFrame::Inbox { items } => {
+            ServerFrame::Inbox { items } => {
                 for item in items {
                     if self.handle_inbox(&item).await {
                         self.pending_acks.push(item.inbox_id);
@@ -253,7 +253,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         // When the author went (removed, or left) after being a member in this epoch, if they
         // did: anything they say they wrote later was written when they were out.
-        let author_left_at = ctx.departure_of(&sender, env.epoch.0);
+        let author_left_at = ctx.departure_of(&sender, &env.sender, env.epoch.0);
         if let Some(ctx) = self.groups.get_mut(&group) {
             ctx.meta.note_epoch_seq(m.envelope.epoch.0, m.seq.0);
         }

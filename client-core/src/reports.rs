@@ -185,7 +185,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     ) -> Result<(EpochRef, Vec<DeviceKeys>), ClientError> {
         let me = self.device();
         let ctx = self.groups.get(&group).ok_or(ClientError::UnknownGroup)?;
-                let keys: Vec<DeviceKeys> = self.sealable(
+        let keys: Vec<DeviceKeys> = self.sealable(
             &ctx.state,
             ctx.state
                 .facilitator_devices()

@@ -213,10 +213,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         if !distributed {
             let distribution = chain.distribution();
-                        // Only devices the newest known lists still name (PROTOCOL.md §11.14).
+            // Only devices the newest known lists still name (PROTOCOL.md §11.14).
             let recipients: Vec<DeviceKeys> = self.sealable(
                 &ctx.state,
-                ctx.state.current_devices().into_iter().filter(|k| k.device != me),
+                ctx.state
+                    .current_devices()
+                    .into_iter()
+                    .filter(|k| k.device != me),
             );
             let mut items = Vec::with_capacity(recipients.len());
             for keys in &recipients {

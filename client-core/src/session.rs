@@ -97,7 +97,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         } else {
             let frame_token = self.registration_token.clone();
             let keys = self.identity.public_keys();
-                        let (user, display_name) = (self.profile.user, self.profile.display_name.clone());
+            let (user, display_name) = (self.profile.user, self.profile.display_name.clone());
             let list = self.registration_list();
             self.request(|id| ClientFrame::Register {
                 id,
@@ -122,7 +122,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 return Err(e);
             }
         }
-                if !self.profile.registered {
+        if !self.profile.registered {
             self.profile.registered = true;
             self.db.put(T_PROFILE, b"profile", &self.profile)?;
             // The registration carried this user's list: the server has it on record.
@@ -148,7 +148,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .take()
                 .unwrap_or(ClientError::Transport(crate::TransportError::Closed(None))));
         }
-                        self.resend_outbox().await;
+        self.resend_outbox().await;
         // Boxed: both may append ops, and appending may connect.
         if let Err(e) = Box::pin(self.import_link_bundle()).await {
             tracing::warn!(error = %e, "could not import what the link bundle brought");

@@ -325,7 +325,7 @@ pub enum LinkMessage {
         #[serde(with = "b64_array")]
         eph: [u8; 32],
     },
-        /// N → O: the ephemeral key N committed to, and N's consent to its place in the user's
+    /// N → O: the ephemeral key N committed to, and N's consent to its place in the user's
     /// list (its `link_sig` over the offered user and identity key, PROTOCOL.md §3.6).
     Reveal {
         /// N's ephemeral X25519 public key.
@@ -512,7 +512,7 @@ pub struct KnownIdentity {
     pub identity: IdentityKey,
     /// The newest list version seen for it.
     pub version: u64,
-        /// That list's hash.
+    /// That list's hash.
     pub list_hash: crate::device_list::DeviceListHash,
     /// The devices it names.
     pub devices: Vec<DeviceId>,
@@ -661,8 +661,7 @@ mod tests {
             eph: e_o.public(),
         }
         .to_bytes();
-        let reveal =
-            LinkMessage::parse(
+        let reveal = LinkMessage::parse(
             &LinkMessage::Reveal {
                 eph: e_n.public(),
                 link_sig: ListedDevice::new(&new, &user, &id.public()).link_sig,

@@ -41,7 +41,9 @@ pub(crate) enum Command {
     },
     Op {
         group: GroupId,
-        body: OpBody,
+        // Boxed: an op body with a device list is large, and every command is as large as
+        // the largest.
+        body: Box<OpBody>,
         reply: oneshot::Sender<Result<u64, ClientError>>,
     },
     Send {
@@ -85,6 +87,17 @@ pub(crate) enum Command {
     Synced(oneshot::Sender<Result<(), ClientError>>),
     /// Whether the server has registered this device (answered `authenticated` to `register`).
     Registered(oneshot::Sender<bool>),
+    LinkStart {
+        code: String,
+        reply: oneshot::Sender<Result<confide_client_core::linking::LinkCheck, ClientError>>,
+    },
+    LinkConfirm(oneshot::Sender<Result<confide_protocol::DeviceId, ClientError>>),
+    LinkCancel(oneshot::Sender<()>),
+    OwnDevices(oneshot::Sender<confide_client_core::devices::OwnDevices>),
+    Unlink {
+        device: confide_protocol::DeviceId,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
     Moderation(ModerationCommand),
     /// One of the group commands the core composes ([`Action`]).
     Act {
@@ -328,7 +341,7 @@ pub(crate) async fn dispatch(core: &mut Core, cmd: Command) {
             let _ = reply.send(core.approve(group, user).await);
         }
         Command::Op { group, body, reply } => {
-            let _ = reply.send(core.append(group, body).await);
+            let _ = reply.send(core.append(group, *body).await);
         }
         Command::Send {
             group,
@@ -380,6 +393,22 @@ pub(crate) async fn dispatch(core: &mut Core, cmd: Command) {
         }
         Command::Registered(reply) => {
             let _ = reply.send(core.is_registered());
+        }
+        Command::LinkStart { code, reply } => {
+            let _ = reply.send(core.link_start(&code).await);
+        }
+        Command::LinkConfirm(reply) => {
+            let _ = reply.send(core.link_confirm().await);
+        }
+        Command::LinkCancel(reply) => {
+            core.link_cancel().await;
+            let _ = reply.send(());
+        }
+        Command::OwnDevices(reply) => {
+            let _ = reply.send(core.own_devices());
+        }
+        Command::Unlink { device, reply } => {
+            let _ = reply.send(core.unlink_device(device).await);
         }
         Command::Moderation(cmd) => moderate(core, cmd).await,
         Command::Act { action, reply } => {

@@ -33,6 +33,8 @@
 #![deny(missing_docs)]
 
 mod commands;
+mod linking;
+pub use linking::NewLink;
 pub mod error;
 pub mod events;
 pub mod invite;
@@ -233,6 +235,18 @@ impl Client {
         Self::start(config, store, identity, profile, true).await
     }
 
+    /// Starts linking this computer as a new device of an existing person (PROTOCOL.md §3.7):
+    /// dials the server and opens a link channel. Show [`NewLink::code`] (and
+    /// [`NewLink::qr_text`] as a QR code), then [`NewLink::wait_for_offer`].
+    ///
+    /// # Errors
+    ///
+    /// The server cannot be reached ([`ClientError::Transport`]), or refuses the channel
+    /// ([`ClientError::Server`] `link_busy`, `rate_limited`).
+    pub async fn link_new_device(config: ClientConfig) -> Result<NewLink, ClientError> {
+        NewLink::open(config).await
+    }
+
     /// Opens an existing local store with its passphrase and connects.
     ///
     /// # Errors
@@ -310,6 +324,68 @@ impl Client {
             .await
             .map_err(|_| ClientError::Closed)?;
         rx.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Starts linking a new device of this person from this one: `code` is what the new device
+    /// shows (typed, or the text of its QR code). Returns the numbers to compare with the new
+    /// device's screen; then [`Self::link_confirm`] if they match, or [`Self::link_cancel`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::LinkFailed`] (`link_bad_code`, `too_many_devices`, `link_mismatch`,
+    /// `link_cancelled`), [`ClientError::Server`] (`link_unknown`: no such code, or it expired),
+    /// and the errors of reaching the server.
+    pub async fn link_start(
+        &self,
+        code: &str,
+    ) -> Result<confide_client_core::linking::LinkCheck, ClientError> {
+        let code = code.to_owned();
+        self.call(|reply| Command::LinkStart { code, reply })
+            .await?
+    }
+
+    /// The person confirmed that both devices show the same numbers: once the new device's
+    /// person confirmed too, the new device is added to this person's device list, gets its
+    /// sealed bundle (groups, pinned texts, recent history), and every group moves to a new
+    /// epoch that includes it. Returns the new device's id.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::LinkFailed`] (`link_cancelled`, `link_mismatch`, `no_link`), and the
+    /// errors of a request.
+    pub async fn link_confirm(&self) -> Result<DeviceId, ClientError> {
+        self.call(Command::LinkConfirm).await?
+    }
+
+    /// Stops a link under way (the numbers differ, or the person changed their mind).
+    ///
+    /// # Errors
+    ///
+    /// Only [`ClientError::Closed`].
+    pub async fn link_cancel(&self) -> Result<(), ClientError> {
+        self.call(Command::LinkCancel).await
+    }
+
+    /// This person's devices, as this device knows them.
+    ///
+    /// # Errors
+    ///
+    /// Only [`ClientError::Closed`].
+    pub async fn own_devices(
+        &self,
+    ) -> Result<confide_client_core::devices::OwnDevices, ClientError> {
+        self.call(Command::OwnDevices).await
+    }
+
+    /// Unlinks one of this person's devices (or this one): it reads nothing sent afterwards.
+    /// Ask the person for their passphrase again before calling this.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::LinkFailed`] (`unknown_device`, `last_device`), and the errors of a
+    /// request.
+    pub async fn unlink_device(&self, device: DeviceId) -> Result<(), ClientError> {
+        self.call(|reply| Command::Unlink { device, reply }).await?
     }
 
     /// This device's user.
@@ -478,8 +554,12 @@ impl Client {
     /// server cannot be reached; [`ClientError::Server`] if it refuses the op;
     /// [`ClientError::Store`] if the change cannot be stored.
     pub async fn op(&self, group: GroupId, body: OpBody) -> Result<u64, ClientError> {
-        self.call(|reply| Command::Op { group, body, reply })
-            .await?
+        self.call(|reply| Command::Op {
+            group,
+            body: Box::new(body),
+            reply,
+        })
+        .await?
     }
 
     /// Sends a text message, optionally replying to another. Returns the message as stored,

@@ -116,6 +116,21 @@ impl Storage for Breakable {
     fn devices_of_user(&self, u: &UserId) -> Result<Vec<DeviceRecord>, StorageError> {
         self.inner.devices_of_user(u)
     }
+    fn device_list(
+        &self,
+        u: &UserId,
+    ) -> Result<Option<confide_protocol::device_list::SignedDeviceList>, StorageError> {
+        self.inner.device_list(u)
+    }
+    fn identity_user(
+        &self,
+        i: &confide_protocol::device_list::IdentityKey,
+    ) -> Result<Option<UserId>, StorageError> {
+        self.inner.identity_user(i)
+    }
+    fn unlinked(&self, d: &DeviceId) -> Result<Option<UserId>, StorageError> {
+        self.inner.unlinked(d)
+    }
     fn message_seq(&self, g: &GroupId, m: &MessageId) -> Result<Option<Seq>, StorageError> {
         self.inner.message_seq(g, m)
     }

@@ -320,7 +320,10 @@ impl SledStorage {
                 }
                 Write::Inbox { device, item } => {
                     if unlinked_now.contains(device)
-                        || self.unlinked.contains_key(device.as_bytes()).map_err(backend)?
+                        || self
+                            .unlinked
+                            .contains_key(device.as_bytes())
+                            .map_err(backend)?
                     {
                         // Sealed to a device a list dropped (in a race with the publication):
                         // nobody can read it, so it is not kept.

@@ -211,7 +211,7 @@ impl Server {
     }
 }
 
-fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
@@ -297,7 +297,8 @@ impl Device {
         device
     }
 
-    async fn connect(url: &str, identity: DeviceIdentity, user: UserId) -> Device {
+    /// A connection for `identity` that has not authenticated yet (the challenge is unread).
+    pub async fn connect(url: &str, identity: DeviceIdentity, user: UserId) -> Device {
         let conn = Connection::connect(url, &ServerTrust::SystemRoots)
             .await
             .unwrap();
@@ -310,7 +311,7 @@ impl Device {
     }
 
     /// Reads the challenge and signs it.
-    async fn sign_challenge(&mut self) -> confide_protocol::Signature {
+    pub async fn sign_challenge(&mut self) -> confide_protocol::Signature {
         let challenge = self.recv().await;
         let ServerFrame::Challenge { nonce, .. } = challenge else {
             panic!("expected a challenge, got {challenge:?}");

@@ -45,13 +45,32 @@ struct Channel {
 struct Inner {
     channels: HashMap<ChannelId, Channel>,
     per_address: HashMap<AddressKey, usize>,
+    /// The channels each connection is a party of, so that a closing connection finds its own.
+    by_conn: HashMap<u64, Vec<ChannelId>>,
     next_generation: u64,
 }
 
 impl Inner {
+    fn add_party(&mut self, conn: u64, id: ChannelId) {
+        self.by_conn.entry(conn).or_default().push(id);
+    }
+
+    fn remove_party(&mut self, conn: u64, id: &ChannelId) {
+        if let Some(ids) = self.by_conn.get_mut(&conn) {
+            ids.retain(|c| c != id);
+            if ids.is_empty() {
+                self.by_conn.remove(&conn);
+            }
+        }
+    }
+
     /// Removes a channel and returns it (and frees its address's slot).
     fn remove(&mut self, id: &ChannelId) -> Option<Channel> {
         let channel = self.channels.remove(id)?;
+        self.remove_party(channel.opener.id, id);
+        if let Some(joiner) = &channel.joiner {
+            self.remove_party(joiner.id, id);
+        }
         if let Some(n) = self.per_address.get_mut(&channel.address) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -102,6 +121,7 @@ impl Links {
             inner.per_address.insert(address, open + 1);
             inner.next_generation = inner.next_generation.wrapping_add(1);
             let generation = inner.next_generation;
+            inner.add_party(opener.id, channel);
             inner.channels.insert(
                 channel,
                 Channel {
@@ -152,7 +172,9 @@ impl Links {
         match inner.channels.get_mut(channel) {
             Some(c) if c.joiner.is_none() && c.opener.id != joiner.id => {
                 c.joiner = Some(joiner.clone());
-                Ok(c.opener.clone())
+                let opener = c.opener.clone();
+                inner.add_party(joiner.id, *channel);
+                Ok(opener)
             }
             _ => Err(LinkRefusal::Unknown),
         }
@@ -175,20 +197,13 @@ impl Links {
     }
 
     /// The connection `conn` closed: ends every channel it is a party of and tells the other
-    /// parties. (It looks at every channel: connections call it only if they used one.)
+    /// parties.
     pub fn connection_closed(&self, conn: u64, metrics: &Metrics) {
         let ended: Vec<(ChannelId, Channel)> = {
             let Ok(mut inner) = self.inner.lock() else {
                 return;
             };
-            let ids: Vec<ChannelId> = inner
-                .channels
-                .iter()
-                .filter(|(_, c)| {
-                    c.opener.id == conn || c.joiner.as_ref().is_some_and(|j| j.id == conn)
-                })
-                .map(|(id, _)| *id)
-                .collect();
+            let ids = inner.by_conn.remove(&conn).unwrap_or_default();
             ids.into_iter()
                 .filter_map(|id| inner.remove(&id).map(|c| (id, c)))
                 .collect()

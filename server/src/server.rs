@@ -86,7 +86,9 @@ pub struct Shared {
     /// Inbox ids being written, so that the inbox backlog serves only durable items.
     pub inbox_in_flight: crate::inbox::InboxInFlight,
     /// Held from a registration's checks (is this device or user id taken?) until its record is
-    /// durable, so that two registrations can never both pass them. Registrations are rare and
+    /// durable, so that two registrations can never both pass them; `publish_devices` holds it
+    /// too, so that two successors of one list cannot both be accepted, and a device cannot
+    /// register with a list that is being replaced. Registrations and lists are rare and
     /// rate-limited, so one lock for all of them costs nothing.
     pub registering: tokio::sync::Mutex<()>,
     /// Device lists published per user (`max_device_lists_per_day`).

@@ -535,6 +535,26 @@ async fn logs_take_only_the_list_on_record() {
     let reply = a.request(ClientFrame::CreateGroup { id, genesis }).await;
     assert_eq!(code(&reply), Some(ErrorCode::InvalidOp), "{reply:?}");
 
+    // Nor can an entry leave the list out once the user has one.
+    let entry = MemberEntry {
+        user: user.id,
+        display_name: "Someone".into(),
+        devices: vec![a_id.public_keys()],
+        device_list: None,
+    };
+    let genesis = Op::genesis(
+        GroupId::random(&mut rng()),
+        a_id.device_id(),
+        now(),
+        entry,
+        GroupSettings::default(),
+    )
+    .sign(&a_id)
+    .unwrap();
+    let id = a.next_id();
+    let reply = a.request(ClientFrame::CreateGroup { id, genesis }).await;
+    assert_eq!(code(&reply), Some(ErrorCode::InvalidOp), "{reply:?}");
+
     let reply = update_devices(&mut a, &a_id, &mut state, &user.signed).await;
     assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");
 
@@ -549,6 +569,52 @@ async fn logs_take_only_the_list_on_record() {
     let (code, retry) = refusal(&reply).expect("refused");
     assert_eq!(code, ErrorCode::RateLimited, "{reply:?}");
     assert!(retry.is_some_and(|ms| ms > 0));
+}
+
+#[tokio::test]
+async fn a_linked_device_needs_no_registration_token_and_a_new_user_does() {
+    let limits = Limits {
+        registration_token: Some("let-me-in".into()),
+        ..Limits::default()
+    };
+    let server = Server::start(limits).await;
+    let url = &server.url;
+    let a_id = DeviceIdentity::generate(&mut rng());
+    let b_id = DeviceIdentity::generate(&mut rng());
+    let mut user = User::new(&a_id);
+    let (reply, _) = register_with(url, copy(&a_id), user.id, Some(user.signed.clone())).await;
+    assert_eq!(
+        code(&reply),
+        Some(ErrorCode::RegistrationClosed),
+        "{reply:?}"
+    );
+
+    let mut a = Device::connect(url, copy(&a_id), user.id).await;
+    let signature = a.sign_challenge().await;
+    let id = a.next_id();
+    let reply = a
+        .request(ClientFrame::Register {
+            id,
+            version: PROTOCOL_VERSION,
+            user: user.id,
+            display_name: "Someone".into(),
+            keys: a_id.public_keys(),
+            registration_token: Some("let-me-in".into()),
+            device_list: Some(user.signed.clone()),
+            signature,
+        })
+        .await;
+    assert!(
+        matches!(reply, ServerFrame::Authenticated { .. }),
+        "{reply:?}"
+    );
+    let next = user.successor(&a_id, &[&a_id, &b_id]);
+    assert!(matches!(
+        publish(&mut a, &next.1).await,
+        ServerFrame::Ok { .. }
+    ));
+    user.adopt(next);
+    registered(url, &b_id, &user).await;
 }
 
 #[tokio::test]

@@ -693,6 +693,46 @@ mod tests {
     }
 
     #[test]
+    fn unlinking_deletes_the_whole_inbox_and_keeps_later_items_out() {
+        use confide_protocol::seal::SealKind;
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStorage::open(dir.path()).unwrap();
+        let me = DeviceId([9; 32]);
+        let other = DeviceId([8; 32]);
+        let user = UserId([1; 16]);
+        let write = |device, i| Write::Inbox {
+            device,
+            item: item(i, 5, SealKind::JoinRequest),
+        };
+        db.commit(&[write(me, 1), write(other, 2)]).unwrap();
+        db.commit(&[
+            write(me, 3),
+            Write::Unlink { user, device: me },
+            write(me, 4),
+        ])
+        .unwrap();
+        assert!(db.inbox(&me, 0, 10).unwrap().is_empty());
+        assert_eq!(db.inbox_len_from(&me, &DeviceId([5; 32])).unwrap(), 0);
+        assert_eq!(
+            db.inbox_len_from(&me, &super::super::JOIN_REQUESTS_SHARE)
+                .unwrap(),
+            0
+        );
+        assert!(
+            db.inbox_share_of
+                .scan_prefix(me.as_bytes())
+                .next()
+                .is_none()
+        );
+        assert_eq!(db.unlinked(&me).unwrap(), Some(user));
+        db.commit(&[write(me, 5)]).unwrap();
+        assert!(db.inbox(&me, 0, 10).unwrap().is_empty());
+        // Nobody else's inbox is touched.
+        assert_eq!(db.inbox(&other, 0, 10).unwrap().len(), 1);
+        assert_eq!(db.unlinked(&other).unwrap(), None);
+    }
+
+    #[test]
     fn inbox_shares_follow_writes_and_acknowledgements_even_within_one_batch() {
         use confide_protocol::seal::SealKind;
         let dir = tempfile::tempdir().unwrap();

@@ -865,7 +865,12 @@ async fn authenticate(
                 )
                 .map_err(link_reject)?;
             pre.link_mode = true;
-            pre.new_deadline = Some(tokio::time::Instant::now() + shared.limits.link_timeout);
+            // A configured timeout too large to add is no deadline to speak of: the far future.
+            let now = tokio::time::Instant::now();
+            pre.new_deadline = Some(
+                now.checked_add(shared.limits.link_timeout)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30)),
+            );
             reply(shared, handle, &ServerFrame::Ok { id });
             Ok(None)
         }

@@ -177,6 +177,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
     }
 
+    /// This device's member entry as a group's `add` names this person: their user id, name and
+    /// current device list (for an application that hands it to a facilitator out of band).
+    pub fn own_entry(&self) -> MemberEntry {
+        self.member_entry()
+    }
+
     /// The list to send with a registration.
     pub(crate) fn registration_list(&self) -> SignedDeviceList {
         self.own_list.signed.clone()

@@ -645,12 +645,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 command => run_with_client(command, &out, &mut profile, &client, &mut events).await,
             };
-            drop(passphrase);
             client.shutdown().await;
+            let mut unlinked = false;
             if let Some(collector) = collector {
-                for line in warning_lines(collector.finish().await, &profile) {
+                let events = collector.finish().await;
+                unlinked = events
+                    .iter()
+                    .any(|e| matches!(e, confide_client::Event::DeviceUnlinked { .. }));
+                for line in warning_lines(events, &profile) {
                     eprintln!("{line}");
                 }
+            }
+            // The server closes an unlinked device's connection once it has sent the list
+            // without it; the client then deletes this device's keys (an event the collector
+            // does not keep): whether it did is seen in the store.
+            if !unlinked && result.as_ref().is_err_and(crate::devices::connection_lost) {
+                unlinked = crate::devices::keys_gone(&profile, &passphrase).await;
+            }
+            drop(passphrase);
+            if unlinked {
+                return Err(crate::devices::unlinked_error(&profile.dir));
             }
             result.map_err(|e| {
                 if crate::devices::was_unlinked(&e) {
@@ -692,6 +706,7 @@ fn warning_lines(events: Vec<confide_client::Event>, profile: &Profile) -> Vec<S
             Event::Removed { group, .. } => {
                 format!("warning: this device is no longer in {}", label(&group))
             }
+            Event::IdentityMisuse { .. } => crate::devices::IDENTITY_MISUSE.to_string(),
             Event::EventsDropped { count } => format!(
                 "warning: {count} update(s) were not shown, and warnings (such as a member's \
                  keys changing) may be among them. Nothing is lost (it is stored): check \

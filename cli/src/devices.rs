@@ -25,6 +25,11 @@ use crate::{Args, DeviceCommand, EXIT_FAILURE, EXIT_UNLINKED};
 /// What both devices say when the numbers the person typed are not the ones shown.
 pub const MISMATCH: &str = "The numbers differ: someone may be in the middle. Nothing was linked.";
 
+/// What is said when someone other than this person's devices holds their identity key.
+pub const IDENTITY_MISUSE: &str = "warning: your identity key was used by a device that is not \
+     one of yours (or two different lists of your devices were seen): see `confide device list` \
+     and unlink every device you do not know";
+
 /// The key under which a profile's store keeps this device's secret key, hex: gone once the
 /// device learned it was unlinked (the core deletes it, PROTOCOL.md §3.8).
 const IDENTITY_KEY_HEX: &str = "6964656e74697479";
@@ -41,6 +46,26 @@ pub fn was_unlinked(e: &anyhow::Error) -> bool {
             }
             _ => false,
         })
+}
+
+/// Whether `e` is the connection failing (as an unlinked device's does, closed by the server).
+pub fn connection_lost(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<ClientError>())
+        .any(|c| matches!(c, ClientError::Transport(_)))
+}
+
+/// Whether the profile's store no longer holds this device's keys: the client deleted them on
+/// learning that another device unlinked this one. Opens the store again (after the command's
+/// client has shut down), so only asked when a command's connection failed.
+pub async fn keys_gone(profile: &Profile, passphrase: &Secret) -> bool {
+    match Client::open(profile.client_config(), passphrase.bytes()).await {
+        Ok((client, _)) => {
+            client.shutdown().await;
+            false
+        }
+        Err(e) => was_unlinked(&anyhow::Error::from(e)),
+    }
 }
 
 /// The error every command ends with once this device was unlinked.

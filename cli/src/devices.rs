@@ -297,7 +297,7 @@ async fn show_devices(
         println!("{}", serde_json::to_value(&own)?);
     } else {
         println!(
-            "Your devices ({}), list version {} of {}:",
+            "Your devices: {} (list version {}, made {}):",
             own.devices.len(),
             own.version,
             crate::commands::local_time(own.at)

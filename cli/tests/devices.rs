@@ -201,6 +201,13 @@ fn a_second_computer_is_linked_reads_the_groups_and_is_unlinked() {
         assert_eq!(laptop_entry["this_device"], this);
     }
 
+    let shown = laptop.ok(&["device", "list"]);
+    assert!(
+        shown.contains("Your devices: 2")
+            && shown.contains(&format!("{laptop_device} (this device")),
+        "{shown}"
+    );
+
     // What one of Alice's devices sends, the other reads; what Bob sends, both read.
     alice.ok(&["send", "circle", "written on the desktop"]);
     assert!(texts(&laptop, &group).contains(&"written on the desktop".to_string()));

@@ -272,8 +272,8 @@ pub enum DeviceCommand {
     },
     /// Lists your devices.
     List,
-    /// Unlinks one of your devices: it reads nothing sent afterwards, and its copy of your
-    /// profile is deleted when it next connects. Asks for your passphrase again.
+    /// Unlinks one of your devices: it reads nothing sent afterwards, and it deletes its keys
+    /// when it next connects. Asks for your passphrase again.
     Unlink {
         /// The device, as `confide device list` shows it (a unique beginning is enough).
         device: String,

@@ -41,6 +41,7 @@ pub fn was_unlinked(e: &anyhow::Error) -> bool {
         .filter_map(|cause| cause.downcast_ref::<ClientError>())
         .any(|c| match c {
             ClientError::Server { code, .. } => *code == ErrorCode::DeviceUnlinked,
+            ClientError::Store(confide_client::store::StoreError::Unlinked) => true,
             ClientError::Store(confide_client::store::StoreError::Missing { tree, key }) => {
                 tree == "profile" && key == IDENTITY_KEY_HEX
             }

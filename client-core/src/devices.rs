@@ -223,6 +223,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .user_identity
             .sign_list(&list, &self.identity)
             .map_err(list_error)?;
+        self.publish_signed(signed, list).await
+    }
+
+    /// Publishes `signed` (made by this device) and, once the server accepted it, makes it this
+    /// user's current list.
+    pub(crate) async fn publish_signed(
+        &mut self,
+        signed: SignedDeviceList,
+        list: DeviceList,
+    ) -> Result<SignedDeviceList, ClientError> {
         let frame_list = signed.clone();
         self.request_ok(|id| ClientFrame::PublishDevices {
             id,
@@ -260,6 +270,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let me = self.device();
         let user = self.profile.user;
         let current = self.own_list.signed.hash();
+        let own_version = self.own_list_parsed.version;
         let stale: Vec<GroupId> = self
             .groups
             .iter()
@@ -268,6 +279,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ctx.state
                     .device_list_of(&user)
                     .is_none_or(|pinned| pinned.hash() != current)
+                    // A log ahead of this device: it catches up first (its list chain).
+                    && ctx
+                        .state
+                        .device_list_version_of(&user)
+                        .is_none_or(|v| v <= own_version)
             })
             .map(|(g, _)| *g)
             .collect();
@@ -364,14 +380,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return;
         };
         if list.user != self.profile.user {
-            self.note_list(None, &list, &signed).await;
+            // Another person's list from the server moves nothing: only verified logs do
+            // (§11.14), so a server cannot plant or roll back what this device seals to.
             return;
         }
+        self.own_list_candidate(signed, list).await;
+    }
+
+    /// A list of this user seen in a push, a chain reply or a verified log: adopted only as the
+    /// strict successor of the current one (§3.6), which may also unlink this device.
+    async fn own_list_candidate(&mut self, signed: SignedDeviceList, list: DeviceList) {
         let current = &self.own_list_parsed;
         if list.identity != current.identity {
-            self.emit(Event::IdentityMisuse {
-                user: self.profile.user,
-            });
+            // Anyone can sign a list under another key; it says nothing about this one's.
+            tracing::warn!("a device list of this user under another identity key; ignored");
             return;
         }
         let hash = signed.hash();
@@ -384,12 +406,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             }
             return;
         }
-        let follows = list.succeeds(current, &self.own_list.signed.hash())
-            || (list.version > current.version && current.lists(&list.by));
-        if !follows {
-            self.emit(Event::IdentityMisuse {
-                user: self.profile.user,
-            });
+        if !list.succeeds(current, &self.own_list.signed.hash()) {
+            if list.version == current.version.saturating_add(1) {
+                // The next version, but not made from this one by a listed device: a fork.
+                self.emit(Event::IdentityMisuse {
+                    user: self.profile.user,
+                });
+            } else {
+                // Versions missed: follow the chain from the server before acting.
+                self.own_list_stale = true;
+            }
             return;
         }
         if !list.lists(&self.device()) {
@@ -400,6 +426,43 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.emit(Event::DevicesChanged {
                 user: self.profile.user,
             });
+        }
+    }
+
+    /// Follows this user's list chain from the server, from the current list on, each list
+    /// checked to succeed the one before (so a device that missed versions catches up, or
+    /// learns it was unlinked, without trusting a list out of the chain).
+    pub(crate) async fn catch_up_own_list(&mut self) -> Result<(), ClientError> {
+        self.own_list_stale = false;
+        loop {
+            let user = self.profile.user;
+            let after_version = self.own_list_parsed.version;
+            let reply = self
+                .request_ok(|id| ClientFrame::DeviceListChain {
+                    id,
+                    user,
+                    after_version,
+                })
+                .await?;
+            let ServerFrame::DeviceListChain { lists, .. } = reply else {
+                return Err(unexpected_reply(reply, "device_list_chain"));
+            };
+            let full = lists.len() >= confide_protocol::frames::MAX_DEVICE_LISTS_PER_REPLY;
+            let before = self.own_list_parsed.version;
+            for signed in lists {
+                let Ok(list) = signed.verify() else {
+                    tracing::warn!("the server's list chain holds a list that does not verify");
+                    return Ok(());
+                };
+                self.own_list_candidate(signed, list).await;
+                if self.unlinked {
+                    return Ok(());
+                }
+            }
+            self.commit().await?;
+            if !full || self.own_list_parsed.version == before {
+                return Ok(());
+            }
         }
     }
 
@@ -487,6 +550,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 self.emit(Event::IdentityMisuse { user });
                 false
             }
+            Some(k)
+                if k.version.checked_add(1) == Some(list.version)
+                    && (list.prev != k.hash || !k.devices.contains(&list.by)) =>
+            {
+                // Claims to follow the list this device holds, but was not made from it by a
+                // device it names: someone holds the identity key who should not (§11.14).
+                self.emit(Event::IdentityMisuse { user });
+                false
+            }
             Some(k) if k.version < list.version => {
                 if k.devices != seen.devices {
                     self.emit(Event::DevicesChanged { user });
@@ -527,11 +599,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .unwrap_or_default(),
             false => name,
         };
-        self.note_list(Some((group, &name)), &list, &signed).await;
-        if list.user == self.profile.user && list.version < self.own_list_parsed.version {
-            // A log pins this user at an older list: correct it (PROTOCOL.md §11.14).
-            self.devices_dirty = true;
+        if list.user == self.profile.user {
+            if list.version < self.own_list_parsed.version {
+                // A log pins this user at an older list: correct it (PROTOCOL.md §11.14).
+                self.devices_dirty = true;
+            } else if list.version > self.own_list_parsed.version {
+                // A sibling's newer list, verified in a log: this device missed it.
+                self.own_list_candidate(signed, list).await;
+            }
+            return;
         }
+        self.note_list(Some((group, &name)), &list, &signed).await;
     }
 
     /// The devices among `keys` that may be sealed to in `state`: those whose user's newest
@@ -555,7 +633,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         self.known_lists.get(user),
                         state.device_list_version_of(user),
                     ) {
-                        (Some(known), Some(pinned)) if known.version > pinned => {
+                        // Only a newer list under the identity this log pinned (§11.14).
+                        (Some(known), Some(pinned))
+                            if known.version > pinned
+                                && state.identity_of(user) == Some(known.identity) =>
+                        {
                             Some(known.devices.clone())
                         }
                         _ => None,

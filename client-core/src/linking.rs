@@ -32,6 +32,18 @@ use crate::machine::{ClientCore, millis};
 use crate::store::ClientStore;
 use crate::{Link, Network};
 
+/// How long the existing device waits for the new one's `done` after sending the bundle.
+pub const LINK_DONE_WAIT: Duration = Duration::from_secs(120);
+
+/// The most link messages kept unread for a link under way (a handful are expected); more is a
+/// peer or server flooding the channel, and stops the link.
+const MAX_LINK_INBOX: usize = 8;
+
+/// Whether `mac` is the new device's confirmation for the link under way.
+fn side_confirms(side: Option<&OldSide>, mac: &[u8; 32]) -> bool {
+    side.is_some_and(|side| side.secrets.confirm_mac_valid(mac))
+}
+
 /// How long either end waits for the other device's next message: the person may take a while
 /// to type the code or compare the numbers, and the server keeps a channel 10 minutes.
 pub const LINK_WAIT: Duration = Duration::from_secs(600);
@@ -100,6 +112,10 @@ fn link_error(e: proto::LinkError) -> ClientError {
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub(crate) fn on_link_data(&mut self, channel: [u8; 32], data: Option<Vec<u8>>) {
         if self.link_inbox.channel == Some(channel) {
+            if self.link_inbox.messages.len() >= MAX_LINK_INBOX {
+                self.link_inbox.closed = true;
+                return;
+            }
             self.link_inbox.messages.push_back(data);
         }
     }
@@ -280,7 +296,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let keys = listed.keys.clone();
         let confirmed = self.next_link_message(LINK_WAIT).await?;
         match LinkMessage::parse(&confirmed).map_err(link_error)? {
-            LinkMessage::Confirmed {} => {}
+            // Only the device that took part in the key agreement can make this MAC: the
+            // server cannot confirm in its person's place.
+            LinkMessage::Confirmed { mac } if side_confirms(self.old_side.as_ref(), &mac) => {}
+            LinkMessage::Confirmed { .. } => {
+                return Err(mismatch("the new device's confirmation does not verify"));
+            }
             LinkMessage::Cancel {} => return Err(cancelled()),
             _ => {
                 return Err(mismatch(
@@ -299,10 +320,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.host.now(),
             devices,
         );
-        let signed = self.publish_list(next).await?;
-        let bundle = self.make_bundle(signed).await?;
+        // The bundle is made before the list is published, so that a bundle that cannot be made
+        // leaves nothing half done; it is sent only once the server accepted the list.
+        let signed = self
+            .user_identity
+            .sign_list(&next, &self.identity)
+            .map_err(|e| ClientError::LinkFailed {
+                code: e.code(),
+                reason: e.to_string(),
+            })?;
+        let bundle = self.make_bundle(signed.clone()).await?;
         let payload =
             zeroize::Zeroizing::new(serde_json::to_vec(&bundle).map_err(ClientError::Encode)?);
+        drop(bundle);
+        self.publish_signed(signed, next).await?;
         let Some(side) = self.old_side.as_ref() else {
             return Err(mismatch("the link was abandoned"));
         };
@@ -321,7 +352,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.emit(crate::Event::DevicesChanged { user });
         // Every group moves to an epoch that includes the new device.
         self.update_own_entries().await;
-        Ok(keys.device)
+        // The new device says it stored everything and registered; without that the person
+        // is told, and can unlink it (§3.7 step 8).
+        match self.next_link_message(LINK_DONE_WAIT).await {
+            Ok(bytes) if matches!(LinkMessage::parse(&bytes), Ok(LinkMessage::Done {})) => {
+                Ok(keys.device)
+            }
+            _ => Err(ClientError::LinkFailed {
+                code: "link_unfinished",
+                reason: "the new device was added, but did not confirm that it received \
+                         everything: if it does not show your groups, unlink it"
+                    .into(),
+            }),
+        }
     }
 
     /// Stops a link under way (the numbers differ, or the person changed their mind).
@@ -430,8 +473,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         // Over the limit: drop the oldest message of the group with the most, until it fits.
         loop {
+            // The bundle holds the identity key's secret: every serialization is zeroized.
             let size = serde_json::to_vec(&bundle)
-                .map(|b| b.len())
+                .map(|b| zeroize::Zeroizing::new(b).len())
                 .unwrap_or(usize::MAX);
             if size <= MAX_LINK_BUNDLE_BYTES {
                 break;
@@ -465,6 +509,9 @@ pub struct NewDeviceLink<L: Link> {
     transcript: [u8; 32],
     secrets: Option<LinkSecrets>,
     next_id: u64,
+    /// What the other device said (or that the channel closed) while this one waited for the
+    /// reply to a request: the server relays before it answers, so it can come first.
+    pending: VecDeque<ServerFrame>,
 }
 
 impl<L: Link> std::fmt::Debug for NewDeviceLink<L> {
@@ -479,9 +526,27 @@ impl<L: Link> std::fmt::Debug for NewDeviceLink<L> {
 /// ([`crate::profile::create_linked`]).
 pub struct LinkedDevice {
     /// The new device's own keys.
-    pub identity: DeviceIdentity,
-    /// The bundle, checked.
-    pub bundle: LinkBundle,
+    pub(crate) identity: DeviceIdentity,
+    /// The bundle, checked (only [`NewDeviceLink::confirm`] makes one).
+    pub(crate) bundle: LinkBundle,
+}
+
+impl LinkedDevice {
+    /// The user this device now belongs to.
+    pub fn user(&self) -> UserId {
+        self.bundle.user
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.identity.device_id()
+    }
+
+    /// This device's keys, to start the core with once the profile is made
+    /// ([`crate::profile::create_linked`] first).
+    pub fn into_identity(self) -> DeviceIdentity {
+        self.identity
+    }
 }
 
 impl std::fmt::Debug for LinkedDevice {
@@ -533,6 +598,7 @@ impl<L: Link> NewDeviceLink<L> {
             transcript: [0; 32],
             secrets: None,
             next_id: 0,
+            pending: VecDeque::new(),
         };
         link.request(|id| ClientFrame::LinkOpen { id, channel })
             .await?;
@@ -583,8 +649,14 @@ impl<L: Link> NewDeviceLink<L> {
                         retry_after_ms,
                     });
                 }
-                ServerFrame::LinkClosed { .. } => return Err(cancelled()),
-                // Link data cannot come before the request that precedes it is answered.
+                // Kept for `next`, in order: the other device may answer (or cancel) before
+                // the server replies to this request.
+                frame @ (ServerFrame::LinkData { .. } | ServerFrame::LinkClosed { .. }) => {
+                    if self.pending.len() >= MAX_LINK_INBOX {
+                        return Err(mismatch("the other device sent too much"));
+                    }
+                    self.pending.push_back(frame);
+                }
                 _ => {}
             }
         }
@@ -602,12 +674,15 @@ impl<L: Link> NewDeviceLink<L> {
     /// The next thing the other device says; `None` when it joined the channel.
     async fn next(&mut self, within: Duration) -> Result<Option<Vec<u8>>, ClientError> {
         loop {
-            let frame = Link::recv(&mut self.conn, within)
-                .await?
-                .ok_or(ClientError::Timeout {
-                    waiting_for: "link_data",
-                    after: within,
-                })?;
+            let frame = match self.pending.pop_front() {
+                Some(frame) => frame,
+                None => Link::recv(&mut self.conn, within)
+                    .await?
+                    .ok_or(ClientError::Timeout {
+                        waiting_for: "link_data",
+                        after: within,
+                    })?,
+            };
             match frame {
                 ServerFrame::LinkData { channel, data } if channel == self.channel => {
                     return Ok(data);
@@ -653,9 +728,8 @@ impl<L: Link> NewDeviceLink<L> {
         if parsed.user != user {
             return Err(mismatch("the other device's list is another person's"));
         }
-        let name_ok = !display_name.is_empty() && display_name.len() <= 256;
-        if !name_ok {
-            return Err(mismatch("the other device's name is not a name"));
+        if !confide_protocol::group_log::valid_display_name(&display_name) {
+            return Err(mismatch("the other device's name is not a valid name"));
         }
         // This device's consent to its place in that user's list (§3.6).
         let reveal = LinkMessage::Reveal {
@@ -695,7 +769,7 @@ impl<L: Link> NewDeviceLink<L> {
     /// [`ClientError::LinkFailed`] (`link_mismatch`, `link_bad_bundle`, `link_cancelled`);
     /// [`ClientError::Timeout`]; the connection's.
     pub async fn confirm(mut self) -> Result<LinkedDevice, ClientError> {
-        let (Some((_user, _name, offered)), Some(secrets)) =
+        let (Some((_user, name, offered)), Some(secrets)) =
             (self.offered.clone(), self.secrets.as_ref())
         else {
             return Err(ClientError::LinkFailed {
@@ -705,7 +779,8 @@ impl<L: Link> NewDeviceLink<L> {
         };
         let psk = secrets.psk.clone();
 
-        self.send(&LinkMessage::Confirmed {}).await?;
+        let mac = secrets.confirm_mac();
+        self.send(&LinkMessage::Confirmed { mac }).await?;
         let bytes = self
             .next(LINK_WAIT)
             .await?
@@ -731,6 +806,11 @@ impl<L: Link> NewDeviceLink<L> {
         bundle
             .check(&self.identity.public_keys(), &sealed.sender, &offered)
             .map_err(link_error)?;
+        if bundle.display_name != name {
+            return Err(mismatch(
+                "the bundle names another person than the one offered",
+            ));
+        }
         let _ = self.send(&LinkMessage::Done {}).await;
         self.conn.close().await;
         Ok(LinkedDevice {

@@ -112,6 +112,9 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     pub(crate) devices_dirty: bool,
     /// Whether this device learned from a verified list that it was unlinked.
     pub(crate) unlinked: bool,
+    /// Whether a newer list of this user was seen out of the chain: follow the server's chain
+    /// ([`Self::catch_up_own_list`]).
+    pub(crate) own_list_stale: bool,
     /// The existing device's side of a link under way.
     pub(crate) old_side: Option<crate::linking::OldSide>,
     /// Link messages received for the link under way.
@@ -174,6 +177,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             known_lists: devices.known,
             devices_dirty: true,
             unlinked: false,
+            own_list_stale: false,
             old_side: None,
             link_inbox: Default::default(),
         };
@@ -392,6 +396,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.flush_acks().await;
         let _ = self.commit().await;
         self.process_needs_sync().await;
+        if self.own_list_stale
+            && self.conn.is_some()
+            && let Err(e) = Box::pin(self.catch_up_own_list()).await
+        {
+            tracing::warn!(error = %e, "could not follow this user's device list chain");
+        }
         if let Err(e) = self.import_link_bundle().await {
             tracing::warn!(error = %e, "could not import what the link bundle brought");
         }

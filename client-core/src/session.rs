@@ -132,6 +132,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.list_registered()?;
             self.commit().await?;
         }
+        // Versions other devices published while this one was away (PROTOCOL.md §3.6): each
+        // checked to succeed the one before.
+        if self.own_list.published
+            && let Err(e) = self.catch_up_own_list().await
+        {
+            tracing::warn!(error = %e, "could not follow this user's device list chain");
+            if self.conn.is_none() {
+                return Err(e);
+            }
+        }
+        if self.unlinked {
+            return Err(StoreError::Unlinked.into());
+        }
         // A profile from before device lists publishes its first list now; a server that
         // refuses it leaves the device working as before, and it is tried again next time.
         if let Err(e) = self.publish_pending_list().await {

@@ -78,7 +78,7 @@ impl NewLink {
             &mut crate::os_rng(),
         )?;
         let profile = confide_client_core::profile::create_linked(&store, &linked).await?;
-        Client::start(config, store, linked.identity, profile, true).await
+        Client::start(config, store, linked.into_identity(), profile, true).await
     }
 
     /// Stops linking and tells the other device.

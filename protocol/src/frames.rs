@@ -106,6 +106,9 @@ pub fn sealed_frames(items: Vec<SealedPayload>, max_bytes: usize) -> Vec<Vec<Sea
 /// Most inbox ids in one [`ClientFrame::AckInbox`].
 pub const MAX_INBOX_ACKS_PER_FRAME: usize = 1024;
 
+/// Most lists in one [`ServerFrame::DeviceListChain`] (16 lists of at most 8 KiB).
+pub const MAX_DEVICE_LISTS_PER_REPLY: usize = 16;
+
 /// Most devices in one [`ClientFrame::LookupDevices`], and most users in one
 /// [`ClientFrame::LookupUsers`].
 pub const MAX_LOOKUP_PER_FRAME: usize = 256;
@@ -364,6 +367,18 @@ pub enum ClientFrame {
         /// The new list.
         device_list: SignedDeviceList,
     },
+    /// A user's device lists after `after_version`, oldest first, at most
+    /// [`MAX_DEVICE_LISTS_PER_REPLY`] (ask again from the last one for more): so that a device
+    /// that missed versions can check each one succeeds the one before (PROTOCOL.md §3.6).
+    /// Reply: [`ServerFrame::DeviceListChain`] (empty for an unknown user).
+    DeviceListChain {
+        /// Request id.
+        id: RequestId,
+        /// Whose lists.
+        user: UserId,
+        /// The version the client holds; lists after it are sent.
+        after_version: u64,
+    },
     /// Opens a link channel (PROTOCOL.md §3.7); allowed before authentication, by the device
     /// being linked. The connection enters link mode. Errors: `link_busy`, `rate_limited`.
     /// Reply: [`ServerFrame::Ok`].
@@ -406,7 +421,7 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// Every client frame `"type"`, in declaration order.
-    pub const TYPES: [&'static str; 16] = [
+    pub const TYPES: [&'static str; 17] = [
         "register",
         "authenticate",
         "create_group",
@@ -419,6 +434,7 @@ impl ClientFrame {
         "lookup_devices",
         "lookup_users",
         "publish_devices",
+        "device_list_chain",
         "link_open",
         "link_join",
         "link_send",
@@ -440,6 +456,7 @@ impl ClientFrame {
             ClientFrame::LookupDevices { .. } => "lookup_devices",
             ClientFrame::LookupUsers { .. } => "lookup_users",
             ClientFrame::PublishDevices { .. } => "publish_devices",
+            ClientFrame::DeviceListChain { .. } => "device_list_chain",
             ClientFrame::LinkOpen { .. } => "link_open",
             ClientFrame::LinkJoin { .. } => "link_join",
             ClientFrame::LinkSend { .. } => "link_send",
@@ -462,6 +479,7 @@ impl ClientFrame {
             | ClientFrame::LookupDevices { id, .. }
             | ClientFrame::LookupUsers { id, .. }
             | ClientFrame::PublishDevices { id, .. }
+            | ClientFrame::DeviceListChain { id, .. }
             | ClientFrame::LinkOpen { id, .. }
             | ClientFrame::LinkJoin { id, .. }
             | ClientFrame::LinkSend { id, .. }
@@ -559,6 +577,7 @@ impl ClientFrame {
             | ClientFrame::Sync { .. }
             | ClientFrame::ListGroups { .. }
             | ClientFrame::PublishDevices { .. }
+            | ClientFrame::DeviceListChain { .. }
             | ClientFrame::LinkOpen { .. }
             | ClientFrame::LinkJoin { .. }
             | ClientFrame::LinkSend { .. }
@@ -741,6 +760,14 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         device_lists: Vec<SignedDeviceList>,
     },
+    /// Reply to [`ClientFrame::DeviceListChain`]: the user's lists after the version asked for,
+    /// oldest first.
+    DeviceListChain {
+        /// Request id.
+        id: RequestId,
+        /// The lists.
+        lists: Vec<SignedDeviceList>,
+    },
     /// A link message from the other party of a link channel; without `data` when the existing
     /// device has just joined the channel (sent to the opener).
     LinkData {
@@ -780,7 +807,7 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     /// Every server frame `"type"`, in declaration order.
-    pub const TYPES: [&'static str; 18] = [
+    pub const TYPES: [&'static str; 19] = [
         "challenge",
         "authenticated",
         "ok",
@@ -794,6 +821,7 @@ impl ServerFrame {
         "sync_page",
         "groups",
         "devices",
+        "device_list_chain",
         "link_data",
         "link_closed",
         "device_list",
@@ -817,6 +845,7 @@ impl ServerFrame {
             ServerFrame::SyncPage { .. } => "sync_page",
             ServerFrame::Groups { .. } => "groups",
             ServerFrame::Devices { .. } => "devices",
+            ServerFrame::DeviceListChain { .. } => "device_list_chain",
             ServerFrame::LinkData { .. } => "link_data",
             ServerFrame::LinkClosed { .. } => "link_closed",
             ServerFrame::DeviceList { .. } => "device_list",
@@ -837,6 +866,7 @@ impl ServerFrame {
             | ServerFrame::SyncPage { id, .. }
             | ServerFrame::Groups { id, .. }
             | ServerFrame::Devices { id, .. }
+            | ServerFrame::DeviceListChain { id, .. }
             | ServerFrame::Pong { id } => Some(*id),
             ServerFrame::Error { id, .. } => *id,
             ServerFrame::Challenge { .. }
@@ -1894,6 +1924,16 @@ mod tests {
                 ),
             ),
             (
+                ClientFrame::DeviceListChain {
+                    id,
+                    user: UserId([0; 16]),
+                    after_version: 3,
+                },
+                format!(
+                    r#"{{"type":"device_list_chain","id":7,"user":"{ZERO16}","after_version":3}}"#
+                ),
+            ),
+            (
                 ClientFrame::LinkOpen {
                     id,
                     channel: [0; 32],
@@ -2065,6 +2105,15 @@ mod tests {
                     data: Some(b"{}".to_vec()),
                 },
                 format!(r#"{{"type":"link_data","channel":"{ZERO32}","data":"e30="}}"#),
+            ),
+            (
+                                ServerFrame::DeviceListChain {
+                    id,
+                    lists: vec![zero_list()],
+                },
+                format!(
+                    r#"{{"type":"device_list_chain","id":7,"lists":[{{"list":"e30=","sig":"{ZERO64}","by_sig":"{ZERO64}"}}]}}"#
+                ),
             ),
             (
                 ServerFrame::LinkClosed { channel: [0; 32] },

@@ -641,6 +641,35 @@ pub struct MemberEntry {
     pub device_list: Option<SignedDeviceList>,
 }
 
+/// Whether `name` follows the member-entry rules for display names (PROTOCOL.md §8.6): 1 to
+/// [`MAX_DISPLAY_NAME_CHARS`] characters, not blank, no control, bidirectional-control or
+/// line-separator character. Also for names that travel outside a log (a link offer).
+pub fn valid_display_name(name: &str) -> bool {
+    let count = name.chars().count();
+    count > 0
+        && count <= MAX_DISPLAY_NAME_CHARS
+        && !name.trim().is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_control() || is_bidi_control(c) || is_line_separator(c))
+}
+
+/// Why `name` is not a valid display name.
+fn display_name_error(name: &str) -> LogError {
+    let count = name.chars().count();
+    if count == 0 || count > MAX_DISPLAY_NAME_CHARS || name.trim().is_empty() {
+        LogError::InvalidMember(format!(
+            "the display name must have 1 to {MAX_DISPLAY_NAME_CHARS} characters and not be blank"
+        ))
+    } else {
+        LogError::InvalidMember(
+            "the display name contains control, bidirectional or line-separator characters: \
+             choose a name of visible characters on one line"
+                .into(),
+        )
+    }
+}
+
 impl MemberEntry {
     /// Checks the entry on its own (everything but other members' devices), including its
     /// device list when it carries one.
@@ -650,22 +679,8 @@ impl MemberEntry {
 
     /// [`Self::validate`], returning what the entry's device list pins, if it carries one.
     fn validate_pinning(&self) -> Result<Option<PinnedList>, LogError> {
-        let count = self.display_name.chars().count();
-        if count == 0 || count > MAX_DISPLAY_NAME_CHARS || self.display_name.trim().is_empty() {
-            return Err(LogError::InvalidMember(format!(
-                "the display name must have 1 to {MAX_DISPLAY_NAME_CHARS} characters and not be blank"
-            )));
-        }
-        if self
-            .display_name
-            .chars()
-            .any(|c| c.is_control() || is_bidi_control(c) || is_line_separator(c))
-        {
-            return Err(LogError::InvalidMember(
-                "the display name contains control, bidirectional or line-separator characters: \
-                 choose a name of visible characters on one line"
-                    .into(),
-            ));
+        if !valid_display_name(&self.display_name) {
+            return Err(display_name_error(&self.display_name));
         }
         if self.devices.is_empty() || self.devices.len() > MAX_DEVICES_PER_USER {
             return Err(LogError::InvalidMember(format!(

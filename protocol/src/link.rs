@@ -37,6 +37,10 @@ pub const LABEL_LINK_SAS: &str = "confide/v1/link-sas";
 pub const LABEL_LINK_BUNDLE: &str = "confide/v1/link-bundle";
 /// HKDF `info` of the bundle's HPKE psk (the bare ASCII label), and the psk's `psk_id`.
 pub const LABEL_LINK_PSK: &str = "confide/v1/link-psk";
+/// HKDF `info` of the key that authenticates N's confirmation (the bare ASCII label).
+pub const LABEL_LINK_CONFIRM: &str = "confide/v1/link-confirm";
+/// What the confirmation MAC is computed over.
+pub const LINK_CONFIRMED: &[u8] = b"confide/v1/link-confirmed";
 /// Label of the sending device's signature inside a link bundle.
 pub const LABEL_LINK_BUNDLE_SIG: &str = "confide/v1/link-bundle-sig";
 /// Characters in a link code (50 random bits).
@@ -229,15 +233,20 @@ impl LinkEphemeral {
         let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(transcript), shared.as_ref());
         let mut okm = [0u8; 5];
         let mut psk = Zeroizing::new([0u8; 32]);
+        let mut confirm = Zeroizing::new([0u8; 32]);
         // 5 and 32 bytes are far below HKDF-SHA256's limit of 255 * 32: `expand` cannot fail.
         if hk.expand(LABEL_LINK_SAS.as_bytes(), &mut okm).is_err()
             || hk.expand(LABEL_LINK_PSK.as_bytes(), psk.as_mut()).is_err()
+            || hk
+                .expand(LABEL_LINK_CONFIRM.as_bytes(), confirm.as_mut())
+                .is_err()
         {
             return Err(LinkError::BadKey);
         }
         Ok(LinkSecrets {
             sas: Sas::from_bytes(&okm),
             psk,
+            confirm,
         })
     }
 }
@@ -248,6 +257,20 @@ pub struct LinkSecrets {
     pub sas: Sas,
     /// The HPKE psk the bundle is sealed with (zeroized on drop).
     pub psk: Zeroizing<[u8; 32]>,
+    /// The key of N's confirmation MAC (zeroized on drop).
+    confirm: Zeroizing<[u8; 32]>,
+}
+
+impl LinkSecrets {
+    /// The MAC N's `confirmed` message carries.
+    pub fn confirm_mac(&self) -> [u8; 32] {
+        crate::primitives::hmac_sha256(self.confirm.as_ref(), &[LINK_CONFIRMED])
+    }
+
+    /// Whether `mac` is N's confirmation (constant time).
+    pub fn confirm_mac_valid(&self, mac: &[u8; 32]) -> bool {
+        crate::primitives::hmac_sha256_verify(self.confirm.as_ref(), &[LINK_CONFIRMED], mac)
+    }
 }
 
 impl fmt::Debug for LinkSecrets {
@@ -334,8 +357,13 @@ pub enum LinkMessage {
         /// N's device signature over `"confide/v1/device-link" || 0x00 || user || identity`.
         link_sig: crate::identity::Signature,
     },
-    /// N → O: N's person confirmed that both devices show the same numbers.
-    Confirmed {},
+    /// N → O: N's person confirmed that both devices show the same numbers. `mac` proves it
+    /// comes from the device that took part in the key agreement (the server cannot make it).
+    Confirmed {
+        /// `HMAC-SHA256(confirm key, "confide/v1/link-confirmed")` ([`LinkSecrets::confirm_mac`]).
+        #[serde(with = "b64_array")]
+        mac: [u8; 32],
+    },
     /// O → N: the sealed bundle, after both people-facing ends confirmed the numbers match.
     Bundle {
         /// The bundle.
@@ -560,6 +588,9 @@ impl LinkBundle {
             .device_list
             .verify()
             .map_err(|e| LinkError::Bundle(format!("device list: {}", e.code())))?;
+        if !crate::group_log::valid_display_name(&self.display_name) {
+            return Err(LinkError::Mismatch("the bundle's name is not a valid name"));
+        }
         if list.user != *offered_user || self.user != *offered_user {
             return Err(LinkError::Mismatch("the bundle is for another user"));
         }
@@ -765,6 +796,7 @@ mod tests {
     #[test]
     fn messages_are_parsed_strictly() {
         assert!(LinkMessage::parse(br#"{"t":"done"}"#).is_ok());
+        assert!(LinkMessage::parse(br#"{"t":"confirmed"}"#).is_err());
         assert!(LinkMessage::parse(br#"{"t":"done","x":1}"#).is_err());
         assert!(LinkMessage::parse(br#"{"t":"reveal","eph":"AAAA","link_sig":"AAAA"}"#).is_err());
         assert!(LinkMessage::parse(b"not json").is_err());

@@ -1001,6 +1001,13 @@ fn registration_list(
     }
 }
 
+/// The version of a list the server stored (verified before it was stored); 0 if it no longer
+/// parses, which only a damaged database gives.
+fn list_version(list: &SignedDeviceList) -> u64 {
+    serde_json::from_slice::<confide_protocol::device_list::DeviceList>(&list.list)
+        .map_or(0, |l| l.version)
+}
+
 /// Sends an unlinked device its user's current list (PROTOCOL.md §3.8), and returns the
 /// refusal that follows it.
 fn unlinked_reject(
@@ -1008,9 +1015,23 @@ fn unlinked_reject(
     handle: &ConnHandle,
     user: &confide_protocol::UserId,
 ) -> Reject {
-    match shared.storage.device_list(user) {
-        Ok(Some(list)) => reply(shared, handle, &ServerFrame::DeviceList { list }),
-        Ok(None) => {}
+    // The newest lists, oldest first, so that a device that missed some can follow the chain
+    // to the one without it (PROTOCOL.md §3.8): it acts only on a verified successor.
+    let newest = match shared.storage.device_list(user) {
+        Ok(Some(list)) => list_version(&list),
+        Ok(None) => 0,
+        Err(e) => return storage_reject(e),
+    };
+    let after = newest.saturating_sub(frames::MAX_DEVICE_LISTS_PER_REPLY as u64);
+    match shared
+        .storage
+        .device_list_chain(user, after, frames::MAX_DEVICE_LISTS_PER_REPLY)
+    {
+        Ok(lists) => {
+            for list in lists {
+                reply(shared, handle, &ServerFrame::DeviceList { list });
+            }
+        }
         Err(e) => return storage_reject(e),
     }
     Reject::new(
@@ -1106,6 +1127,12 @@ async fn publish_devices(
                 return Err(list_refused(
                     "the list carries another identity key than the one on record for this user",
                 ));
+            }
+            if signed == current_signed {
+                // A retry after a lost reply: the list is on record already (§9.8).
+                drop(registering);
+                reply(shared, handle, &ServerFrame::Ok { id });
+                return Ok(());
             }
             if list.version <= current.version {
                 return Err(list_refused(format!(
@@ -1225,6 +1252,18 @@ async fn handle_request(
         )),
         ClientFrame::PublishDevices { id, device_list } => {
             publish_devices(shared, handle, s, id, device_list).await
+        }
+        ClientFrame::DeviceListChain {
+            id,
+            user,
+            after_version,
+        } => {
+            let lists = shared
+                .storage
+                .device_list_chain(&user, after_version, frames::MAX_DEVICE_LISTS_PER_REPLY)
+                .map_err(storage_reject)?;
+            reply(shared, handle, &ServerFrame::DeviceListChain { id, lists });
+            Ok(())
         }
         ClientFrame::LinkOpen { .. } => Err(Reject::new(
             ErrorCode::AlreadyAuthenticated,

@@ -384,6 +384,14 @@ mod tests {
         ) -> Result<Option<confide_protocol::device_list::SignedDeviceList>, StorageError> {
             Ok(None)
         }
+        fn device_list_chain(
+            &self,
+            _: &confide_protocol::UserId,
+            _: u64,
+            _: usize,
+        ) -> Result<Vec<confide_protocol::device_list::SignedDeviceList>, StorageError> {
+            Ok(Vec::new())
+        }
         fn identity_user(
             &self,
             _: &confide_protocol::device_list::IdentityKey,

@@ -915,6 +915,17 @@ impl confide_server::Storage for FaultyDisk {
     > {
         self.inner.device_list(u)
     }
+    fn device_list_chain(
+        &self,
+        u: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<
+        Vec<confide_protocol::device_list::SignedDeviceList>,
+        confide_server::storage::StorageError,
+    > {
+        self.inner.device_list_chain(u, after, limit)
+    }
     fn identity_user(
         &self,
         identity: &confide_protocol::device_list::IdentityKey,

@@ -183,6 +183,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The user's current device list, if the user has one.
     fn device_list(&self, user: &UserId) -> Result<Option<SignedDeviceList>, StorageError>;
+    /// The user's lists with a version above `after`, oldest first, at most `limit`.
+    fn device_list_chain(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedDeviceList>, StorageError>;
     /// The user whose device lists carry `identity`, if any.
     fn identity_user(&self, identity: &IdentityKey) -> Result<Option<UserId>, StorageError>;
     /// If a device list dropped `device`: the user it belonged to.

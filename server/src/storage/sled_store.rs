@@ -15,6 +15,7 @@
 //! | `inbox_share_of` | device (32) ‖ inbox id (8) | the item's shares (32 each), so that an acknowledgement finds its `inbox_shares` entries without reading the item |
 //! | `meta` | `inbox_id_high` | the highest inbox id ever stored (8), written in the same transaction as the items |
 //! | `device_lists` | user id (16) | JSON `SignedDeviceList`: the user's current list |
+//! | `device_list_history` | user id (16) ‖ version (u64 BE) | JSON `SignedDeviceList`: every list the user published |
 //! | `identities` | identity key (32) | user id (16): the user whose lists carry the key |
 //! | `unlinked` | device id (32) | user id (16): devices a list dropped (their `devices` and `user_devices` entries and inbox are deleted) |
 //!
@@ -105,6 +106,7 @@ pub struct SledStorage {
     inbox_share_of: sled::Tree,
     meta: sled::Tree,
     device_lists: sled::Tree,
+    device_list_history: sled::Tree,
     identities: sled::Tree,
     unlinked: sled::Tree,
     /// The next inbox id to hand out; above every id stored, and every id handed out before.
@@ -222,6 +224,7 @@ impl SledStorage {
             inbox_shares: db.open_tree("inbox_shares").map_err(backend)?,
             inbox_share_of: db.open_tree("inbox_share_of").map_err(backend)?,
             device_lists: db.open_tree("device_lists").map_err(backend)?,
+            device_list_history: db.open_tree("device_list_history").map_err(backend)?,
             identities: db.open_tree("identities").map_err(backend)?,
             unlinked: db.open_tree("unlinked").map_err(backend)?,
             db,
@@ -284,6 +287,7 @@ impl SledStorage {
         let mut new_shares: std::collections::HashMap<Vec<u8>, Vec<u8>> = Default::default();
         let mut highest_inbox_id: Option<u64> = None;
         let mut device_lists: Vec<Entry> = Vec::new();
+        let mut device_list_history: Vec<Entry> = Vec::new();
         let mut identities: Vec<Entry> = Vec::new();
         let mut unlinked: Vec<Entry> = Vec::new();
         // Devices this batch unlinks: their inbox items (in this batch too) are not stored.
@@ -372,6 +376,20 @@ impl SledStorage {
                     list,
                 } => {
                     device_lists.push((user.as_bytes().to_vec(), Some(encode(list)?)));
+                    // Verified before it was written: its version parses.
+                    let version =
+                        serde_json::from_slice::<confide_protocol::device_list::DeviceList>(
+                            &list.list,
+                        )
+                        .map_err(|e| StorageError::Corrupt {
+                            tree: "device_list_history",
+                            reason: e.to_string(),
+                        })?
+                        .version;
+                    device_list_history.push((
+                        key2(user.as_bytes(), &version.to_be_bytes()),
+                        Some(encode(list)?),
+                    ));
                     identities.push((identity.as_bytes().to_vec(), Some(user.as_bytes().to_vec())));
                 }
                 Write::Unlink { user, device } => {
@@ -419,7 +437,7 @@ impl SledStorage {
                 meta.push((INBOX_ID_HIGH.to_vec(), Some(id.to_be_bytes().to_vec())));
             }
         }
-        let trees: [&sled::Tree; 13] = [
+        let trees: [&sled::Tree; 14] = [
             &self.devices,
             &self.user_devices,
             &self.ops,
@@ -431,6 +449,7 @@ impl SledStorage {
             &self.inbox_share_of,
             &self.meta,
             &self.device_lists,
+            &self.device_list_history,
             &self.identities,
             &self.unlinked,
         ];
@@ -446,6 +465,7 @@ impl SledStorage {
             &inbox_share_of,
             &meta,
             &device_lists,
+            &device_list_history,
             &identities,
             &unlinked,
         ];
@@ -519,6 +539,23 @@ impl Storage for SledStorage {
             .map_err(backend)?
             .map(|v| decode("device_lists", &v))
             .transpose()
+    }
+
+    fn device_list_chain(
+        &self,
+        user: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedDeviceList>, StorageError> {
+        self.healthy()?;
+        let start = key2(user.as_bytes(), &after.saturating_add(1).to_be_bytes());
+        let end = key2(user.as_bytes(), &u64::MAX.to_be_bytes());
+        let mut out = Vec::new();
+        for entry in self.device_list_history.range(start..=end).take(limit) {
+            let (_, value) = entry.map_err(backend)?;
+            out.push(decode("device_list_history", &value)?);
+        }
+        Ok(out)
     }
 
     fn identity_user(&self, identity: &IdentityKey) -> Result<Option<UserId>, StorageError> {

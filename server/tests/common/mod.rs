@@ -122,6 +122,14 @@ impl Storage for Breakable {
     ) -> Result<Option<confide_protocol::device_list::SignedDeviceList>, StorageError> {
         self.inner.device_list(u)
     }
+    fn device_list_chain(
+        &self,
+        u: &UserId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<confide_protocol::device_list::SignedDeviceList>, StorageError> {
+        self.inner.device_list_chain(u, after, limit)
+    }
     fn identity_user(
         &self,
         i: &confide_protocol::device_list::IdentityKey,

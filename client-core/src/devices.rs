@@ -177,6 +177,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
     }
 
+    /// This device's member entry as a group's `add` names this person: their user id, name and
+    /// current device list (for an application that hands it to a facilitator out of band).
+    pub fn own_entry(&self) -> MemberEntry {
+        self.member_entry()
+    }
+
     /// The list to send with a registration.
     pub(crate) fn registration_list(&self) -> SignedDeviceList {
         self.own_list.signed.clone()
@@ -358,7 +364,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return;
         };
         if list.user != self.profile.user {
-            self.note_list(None, &list, &signed);
+            self.note_list(None, &list, &signed).await;
             return;
         }
         let current = &self.own_list_parsed;
@@ -419,7 +425,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Records a user's list seen in a group's log or from the server, moving the high-water
     /// mark, and tells the application what changed: another identity key (a key change), a
     /// fork (misuse of an identity key), or other devices.
-    pub(crate) fn note_list(
+    pub(crate) async fn note_list(
         &mut self,
         group: Option<(GroupId, &str)>,
         list: &DeviceList,
@@ -437,8 +443,36 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             devices: list.devices.iter().map(|d| d.keys.device).collect(),
         };
         let known = self.known_lists.get(&user).cloned();
+        // One identity key belongs to one user id (§3.6): the same key under another user id is
+        // someone re-using it.
+        if self
+            .known_lists
+            .iter()
+            .any(|(other, k)| *other != user && k.identity == list.identity)
+        {
+            self.emit(Event::IdentityMisuse { user });
+            return;
+        }
         let store = match &known {
-            None => true,
+            None => {
+                // First list of someone known by device keys: the safety number moves from the
+                // device to the identity key, which people see as a change (§3.9).
+                let had_device_keys = self
+                    .db
+                    .get_bytes(crate::store::T_KNOWN_KEYS, user.as_bytes())
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some();
+                if had_device_keys && let Some((group, name)) = group {
+                    self.emit(Event::KeyChanged {
+                        group,
+                        user,
+                        display_name: name.to_owned(),
+                    });
+                }
+                true
+            }
             Some(k) if k.identity != list.identity => {
                 if let Some((group, name)) = group {
                     self.emit(Event::KeyChanged {
@@ -468,7 +502,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Notes the lists an op of an accepted group carries (PROTOCOL.md §11.14).
-    pub(crate) fn note_op_lists(&mut self, group: GroupId, body: &OpBody) {
+    pub(crate) async fn note_op_lists(&mut self, group: GroupId, body: &OpBody) {
         let entry_list = |entry: &MemberEntry| entry.device_list.clone();
         let (name, signed) = match body {
             OpBody::Genesis { creator, .. } => (creator.display_name.clone(), entry_list(creator)),
@@ -493,7 +527,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .unwrap_or_default(),
             false => name,
         };
-        self.note_list(Some((group, &name)), &list, &signed);
+        self.note_list(Some((group, &name)), &list, &signed).await;
         if list.user == self.profile.user && list.version < self.own_list_parsed.version {
             // A log pins this user at an older list: correct it (PROTOCOL.md §11.14).
             self.devices_dirty = true;

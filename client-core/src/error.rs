@@ -52,6 +52,10 @@ pub enum StoreError {
     /// Another process has this store open (its database is locked): only one may use it.
     #[error("the store in {0} is open in another process")]
     InUse(String),
+    /// Another device of this person unlinked this one (a verified device list without it):
+    /// its keys were deleted, and the store can be removed.
+    #[error("this device was unlinked from another of your devices; its keys are deleted")]
+    Unlinked,
 }
 
 /// Why a client operation failed.
@@ -353,6 +357,7 @@ impl ClientError {
         match self {
             ClientError::Store(StoreError::WrongPassphrase) => "wrong_passphrase",
             ClientError::Store(StoreError::InUse(_)) => "profile_in_use",
+            ClientError::Store(StoreError::Unlinked) => "device_unlinked",
             ClientError::Store(_) => "store",
             ClientError::Transport(_) => "unreachable",
             ClientError::Timeout { .. } => "timeout",

@@ -650,7 +650,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// of an accepted group.
     pub(crate) async fn check_key_change(&mut self, group: GroupId, body: &OpBody) {
         // Lists move the high-water marks and tell of identity changes (§11.14).
-        self.note_op_lists(group, body);
+        self.note_op_lists(group, body).await;
         let entry = match body {
             OpBody::Genesis { creator, .. } => creator,
             OpBody::Join { member, .. } | OpBody::Add { member, .. } => member,
@@ -669,7 +669,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // A member with a list is known by the identity key, whose devices change
             // legitimately between versions (PROTOCOL.md §11.14).
             if let Ok(list) = signed.verify() {
-                self.note_list(Some((group, &entry.display_name)), &list, signed);
+                self.note_list(Some((group, &entry.display_name)), &list, signed)
+                    .await;
             }
             return;
         }

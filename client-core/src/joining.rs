@@ -520,8 +520,24 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     .is_ok()
                 })
         });
+        // The server takes only the person's current list (§10.1): one they published since the
+        // request, under the same identity key and still listing the requesting device,
+        // replaces the request's.
+        let mut member = request.member;
+        if let (Some(_), Some(device)) = (&member.device_list, invite_device)
+            && let Ok(Some((signed, list))) = self.fetch_user_list(member.user).await
+            && list.lists(&device)
+            && member
+                .device_list
+                .as_ref()
+                .and_then(|l| l.verify().ok())
+                .is_some_and(|old| old.identity == list.identity && old.version <= list.version)
+        {
+            member.devices = list.device_keys();
+            member.device_list = Some(signed);
+        }
         let body = OpBody::Add {
-            member: request.member,
+            member,
             invite: Some(request.invite),
             invite_sig: Some(request.invite_sig),
             invite_device,
@@ -552,8 +568,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // Every device the request lists must be the one that asked (the only device whose
         // key the request proves): another listed device could be someone else's, and its
         // posts would be shown as the requester's. The `add` approving it checks the same.
-        let device_ok = confide_protocol::group_log::only_proven_device(&request.member)
-            .is_ok_and(|d| d.device == sealed.sender);
+        // With a device list (§8.9 `device`): valid, the requester's, listing the sender, and not
+        // older than the newest list this device has seen for that person (§11.14).
+        let device_ok = match &request.member.device_list {
+            Some(signed) => signed.verify().is_ok_and(|list| {
+                list.user == request.member.user
+                    && list.lists(&sealed.sender)
+                    && self
+                        .known_lists
+                        .get(&list.user)
+                        .is_none_or(|k| k.identity == list.identity && k.version <= list.version)
+            }),
+            None => confide_protocol::group_log::only_proven_device(&request.member)
+                .is_ok_and(|d| d.device == sealed.sender),
+        };
         let sig_ok = confide_protocol::group_log::verify_join_sig(
             &request.invite,
             &group,
@@ -569,12 +597,21 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let user = request.member.user;
         let looks_like = look_alikes(&ctx.state, &user, &request.member.display_name);
         let key = key2(group.as_bytes(), user.as_bytes());
-        // A later request under the same user id from another device never replaces the first.
+        // A later request under the same user id from another device never replaces the first,
+        // unless both devices are listed under the same identity key (§8.9).
+        let identity_of = |m: &MemberEntry| {
+            m.device_list
+                .as_ref()
+                .and_then(|l| l.verify().ok())
+                .map(|l| l.identity)
+        };
         if let Ok(Some(existing)) = self
             .db
             .get::<JoinRequestPayload>(T_JOIN_REQUESTS, &key)
             .await
             && existing.member.devices.first().map(|d| d.device) != Some(sealed.sender)
+            && (identity_of(&existing.member).is_none()
+                || identity_of(&existing.member) != identity_of(&request.member))
         {
             tracing::warn!(%group, "conflicting join request dropped");
             return true;

@@ -127,10 +127,18 @@ pub async fn create_linked<S: ClientStore>(
 ///
 /// # Errors
 ///
+/// [`StoreError::Unlinked`] if another device of this person unlinked this one;
 /// [`StoreError::Missing`] if the store holds no identity or no profile (it was never set up
 /// with [`create`], or is damaged), [`StoreError::Corrupt`] if either is there but unreadable,
 /// and whatever the store's own reads fail with ([`ClientStore::get`]).
 pub async fn load<S: ClientStore>(store: &S) -> Result<(DeviceIdentity, Profile), StoreError> {
+    if store
+        .get(T_PROFILE, crate::devices::UNLINKED_KEY)
+        .await?
+        .is_some()
+    {
+        return Err(StoreError::Unlinked);
+    }
     let secret = store
         .get(T_PROFILE, IDENTITY_KEY)
         .await?

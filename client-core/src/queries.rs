@@ -126,6 +126,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .get(&private)
             .and_then(|ctx| ctx.state.member(&peer.user))
             .map(|m| &m.entry.devices);
+        // With device lists the person is their identity key (their devices differ legitimately
+        // between list versions, §3.5).
+        let peer_identity = self
+            .groups
+            .get(&private)
+            .and_then(|ctx| ctx.state.identity_of(&peer.user));
         let mut groups: Vec<(&GroupId, &GroupCtx)> = self
             .groups
             .iter()
@@ -133,11 +139,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .collect();
         groups.sort_by_key(|(g, _)| **g);
         for (group, ctx) in groups {
-            if ctx
-                .state
-                .member(&peer.user)
-                .is_some_and(|m| Some(&m.entry.devices) == peer_devices)
-            {
+            let same = match peer_identity {
+                Some(identity) => ctx.state.identity_of(&peer.user) == Some(identity),
+                None => ctx
+                    .state
+                    .member(&peer.user)
+                    .is_some_and(|m| Some(&m.entry.devices) == peer_devices),
+            };
+            if same {
                 peer.shared_groups.push(*group);
             }
             let others = ctx
@@ -199,17 +208,29 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             })
             .collect();
         groups.sort_by_key(|(g, _)| **g);
-        let mut found: Option<(GroupId, &Vec<DeviceKeys>)> = None;
+        // What identifies the person in each group: their identity key when their entry has a
+        // device list (its devices legitimately differ between versions, §3.9), else their
+        // device keys.
+        #[derive(PartialEq)]
+        enum Keys<'a> {
+            Identity(confide_protocol::device_list::IdentityKey),
+            Devices(&'a Vec<DeviceKeys>),
+        }
+        let mut found: Option<(GroupId, Keys)> = None;
         for (group, ctx) in groups {
             let Some(member) = ctx.state.member(&user) else {
                 continue;
             };
-            match found {
-                None => found = Some((*group, &member.entry.devices)),
-                Some((first, devices)) if *devices != member.entry.devices => {
+            let keys = match ctx.state.identity_of(&user) {
+                Some(identity) => Keys::Identity(identity),
+                None => Keys::Devices(&member.entry.devices),
+            };
+            match &found {
+                None => found = Some((*group, keys)),
+                Some((first, known)) if *known != keys => {
                     return Err(VerificationError::KeysDiffer {
                         user,
-                        first,
+                        first: *first,
                         second: *group,
                     }
                     .into());
@@ -217,19 +238,28 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 Some(_) => {}
             }
         }
-        let devices = found
-            .map(|(_, devices)| devices)
-            .filter(|devices| !devices.is_empty())
-            .ok_or(Missing::SharedGroup { user })?;
-        Ok(devices
-            .iter()
-            .map(|keys| {
-                confide_protocol::identity::safety_number(
-                    (&self.profile.user, &me),
-                    (&user, &keys.device),
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n"))
+        let mine = confide_protocol::identity::identity_fingerprint_digits(
+            &self.profile.user,
+            &self.own_list_parsed.identity,
+        );
+        match found.map(|(_, keys)| keys) {
+            Some(Keys::Identity(identity)) => {
+                Ok(confide_protocol::identity::safety_number_from_halves(
+                    &mine,
+                    &confide_protocol::identity::identity_fingerprint_digits(&user, &identity),
+                ))
+            }
+            Some(Keys::Devices(devices)) if !devices.is_empty() => Ok(devices
+                .iter()
+                .map(|keys| {
+                    confide_protocol::identity::safety_number_from_halves(
+                        &mine,
+                        &confide_protocol::identity::fingerprint_digits(&user, &keys.device),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")),
+            _ => Err(Missing::SharedGroup { user }.into()),
+        }
     }
 }

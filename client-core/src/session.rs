@@ -7,7 +7,7 @@ use std::time::Duration;
 use confide_protocol::RequestId;
 use confide_protocol::frames::{self, ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 
-use crate::error::{ClientError, unexpected_reply};
+use crate::error::{ClientError, StoreError, unexpected_reply};
 use crate::events::Event;
 use crate::machine::{ClientCore, millis};
 use crate::store::{ClientStore, T_PROFILE};
@@ -69,6 +69,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// that fails the connection too). A group whose sync fails otherwise does not fail the
     /// connection: [`Self::sync`] reports it.
     pub async fn connect(&mut self) -> Result<(), ClientError> {
+        if self.unlinked {
+            return Err(StoreError::Unlinked.into());
+        }
         let mut conn = self.net.dial().await?;
         let challenge =
             Link::recv(&mut conn, REQUEST_TIMEOUT)

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use confide_protocol::frames::{self, ClientFrame, ServerFrame};
 use confide_protocol::group_log::GroupState;
+use confide_protocol::group_log::OpBody;
 use confide_protocol::policy::{SYNC_PAGE_REQUEST, SyncCursor};
 use confide_protocol::{GroupId, Seq};
 
@@ -354,13 +355,53 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let Some(genesis) = ops_held.next() else {
             return Ok(false);
         };
+        let mut admitted_by_sibling = self.admitted_by_sibling(&genesis);
         self.adopt_genesis(group, &genesis).await?;
         for op in ops_held {
             // Verified above: a refusal here would be the store's, and is the same as for any
             // op a sync brings (told once, the group keeps its verified head).
             self.apply_op(group, &op).await?;
+            if let Some(by_sibling) = self.admits_this_user(&op) {
+                admitted_by_sibling = by_sibling;
+            }
+        }
+        // Consent is the person's (§11.7): a group one of their other devices joined, or
+        // asked to join, is accepted here too.
+        if admitted_by_sibling
+            && self
+                .groups
+                .get(&group)
+                .is_some_and(|ctx| !ctx.meta.accepted)
+        {
+            self.accept_membership(group).await?;
         }
         Ok(true)
+    }
+
+    /// Whether `op` admits this device's user, and if so whether a device of this user did it:
+    /// a `genesis` or `join` authored by one, or an `add` approving a request one made
+    /// (`invite_device`). `None` for an op that does not admit this user.
+    fn admits_this_user(&self, op: &confide_protocol::group_log::SignedOp) -> Option<bool> {
+        let op = op.parse_unverified().ok()?;
+        let own = |d: &confide_protocol::DeviceId| self.own_list_parsed.lists(d);
+        match &op.body {
+            OpBody::Genesis { creator, .. } if creator.user == self.profile.user => {
+                Some(own(&op.author))
+            }
+            OpBody::Join { member, .. } if member.user == self.profile.user => {
+                Some(own(&op.author))
+            }
+            OpBody::Add {
+                member,
+                invite_device,
+                ..
+            } if member.user == self.profile.user => Some(invite_device.as_ref().is_some_and(own)),
+            _ => None,
+        }
+    }
+
+    fn admitted_by_sibling(&self, genesis: &confide_protocol::group_log::SignedOp) -> bool {
+        self.admits_this_user(genesis).unwrap_or(false)
     }
 
     /// Starts holding a group from its genesis op (the rest of its log follows as ops).

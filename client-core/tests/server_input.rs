@@ -294,9 +294,13 @@ fn safety_numbers_and_shared_groups_come_only_from_accepted_groups_with_the_same
     );
 
     let mine = group_with_bob(&mut w);
-    let real = confide_protocol::identity::safety_number(
-        (&ALICE, &w.alice.device()),
-        (&bob.user, &bob.device()),
+    // Both halves cover identity keys (§3.9): Alice's, and the one Bob's list carries.
+    let real = confide_protocol::identity::safety_number_from_halves(
+        &w.core.own_devices().fingerprint,
+        &confide_protocol::identity::identity_fingerprint_digits(
+            &bob.user,
+            &bob.user_identity().public(),
+        ),
     );
     assert_eq!(w.core.safety_number(bob.user).unwrap(), real);
     let info = block_on(w.core.groups());

@@ -94,6 +94,7 @@ pub(crate) enum Command {
     LinkConfirm(oneshot::Sender<Result<confide_protocol::DeviceId, ClientError>>),
     LinkCancel(oneshot::Sender<()>),
     OwnDevices(oneshot::Sender<confide_client_core::devices::OwnDevices>),
+    OwnEntry(oneshot::Sender<confide_protocol::group_log::MemberEntry>),
     Unlink {
         device: confide_protocol::DeviceId,
         reply: oneshot::Sender<Result<(), ClientError>>,
@@ -406,6 +407,9 @@ pub(crate) async fn dispatch(core: &mut Core, cmd: Command) {
         }
         Command::OwnDevices(reply) => {
             let _ = reply.send(core.own_devices());
+        }
+        Command::OwnEntry(reply) => {
+            let _ = reply.send(core.own_entry());
         }
         Command::Unlink { device, reply } => {
             let _ = reply.send(core.unlink_device(device).await);

@@ -377,6 +377,18 @@ impl Client {
         self.call(Command::OwnDevices).await
     }
 
+    /// This person's member entry as a group's `add` names them (user id, name, current device
+    /// list), for handing to a facilitator out of band.
+    ///
+    /// # Errors
+    ///
+    /// Only [`ClientError::Closed`].
+    pub async fn member_entry(
+        &self,
+    ) -> Result<confide_protocol::group_log::MemberEntry, ClientError> {
+        self.call(Command::OwnEntry).await
+    }
+
     /// Unlinks one of this person's devices (or this one): it reads nothing sent afterwards.
     /// Ask the person for their passphrase again before calling this.
     ///

@@ -49,6 +49,10 @@ pub(crate) enum WarningKey {
     OrderWarning(GroupId),
     /// [`Event::Removed`] from this group.
     Removed(GroupId),
+    /// [`Event::IdentityMisuse`] of this person's identity key.
+    IdentityMisuse(UserId),
+    /// [`Event::DeviceUnlinked`]: this device was unlinked.
+    DeviceUnlinked,
 }
 
 /// The key of a security warning; `None` for any other event.
@@ -60,6 +64,8 @@ pub(crate) fn warning_key(event: &Event) -> Option<WarningKey> {
         Event::SyncRefused { group, .. } => WarningKey::SyncRefused(*group),
         Event::OrderWarning(r) => WarningKey::OrderWarning(r.group),
         Event::Removed { group, .. } => WarningKey::Removed(*group),
+        Event::IdentityMisuse { user } => WarningKey::IdentityMisuse(*user),
+        Event::DeviceUnlinked { .. } => WarningKey::DeviceUnlinked,
         _ => return None,
     })
 }

@@ -140,6 +140,24 @@ mod tests {
         ) -> Result<Vec<crate::storage::DeviceRecord>, StorageError> {
             Ok(Vec::new())
         }
+        fn device_list(
+            &self,
+            _: &confide_protocol::UserId,
+        ) -> Result<Option<confide_protocol::device_list::SignedDeviceList>, StorageError> {
+            Ok(None)
+        }
+        fn identity_user(
+            &self,
+            _: &confide_protocol::device_list::IdentityKey,
+        ) -> Result<Option<confide_protocol::UserId>, StorageError> {
+            Ok(None)
+        }
+        fn unlinked(
+            &self,
+            _: &confide_protocol::DeviceId,
+        ) -> Result<Option<confide_protocol::UserId>, StorageError> {
+            Ok(None)
+        }
         fn message_seq(
             &self,
             _: &confide_protocol::GroupId,

@@ -906,6 +906,27 @@ impl confide_server::Storage for FaultyDisk {
     {
         self.inner.devices_of_user(u)
     }
+    fn device_list(
+        &self,
+        u: &UserId,
+    ) -> Result<
+        Option<confide_protocol::device_list::SignedDeviceList>,
+        confide_server::storage::StorageError,
+    > {
+        self.inner.device_list(u)
+    }
+    fn identity_user(
+        &self,
+        identity: &confide_protocol::device_list::IdentityKey,
+    ) -> Result<Option<UserId>, confide_server::storage::StorageError> {
+        self.inner.identity_user(identity)
+    }
+    fn unlinked(
+        &self,
+        device: &confide_protocol::DeviceId,
+    ) -> Result<Option<UserId>, confide_server::storage::StorageError> {
+        self.inner.unlinked(device)
+    }
     fn message_seq(
         &self,
         g: &GroupId,

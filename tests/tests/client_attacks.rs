@@ -11,13 +11,11 @@ use confide_protocol::{DeviceIdentity, Seq};
 use confide_server::storage::Write;
 use confide_tests::{TestServer, TestUser, users_in_group};
 
-fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
-    let identity = DeviceIdentity::from_secret_pair(&user.secret.clone().try_into().unwrap());
+/// A test user's member entry (with their device list), under `name`.
+async fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
     MemberEntry {
-        user: user.client.user(),
         display_name: name.into(),
-        devices: vec![identity.public_keys()],
-        device_list: None,
+        ..user.client.member_entry().await.unwrap()
     }
 }
 
@@ -33,7 +31,7 @@ async fn a_group_someone_else_adds_you_to_is_held_until_you_accept() {
         .op(
             group,
             OpBody::Add {
-                member: entry_of(&alice, "Alice"),
+                member: entry_of(&alice, "Alice").await,
                 invite: None,
                 invite_sig: None,
                 invite_device: None,
@@ -385,7 +383,7 @@ async fn a_join_request_listing_someone_elses_device_is_dropped() {
             &serde_json::to_vec(&payload).unwrap(),
         )
     };
-    let bobs_device = entry_of(&bob, "Bob").devices[0].clone();
+    let bobs_device = entry_of(&bob, "Bob").await.devices[0].clone();
     let forged = request(
         vec![mallory.identity.public_keys(), bobs_device],
         "with Bob's device",

@@ -383,15 +383,8 @@ async fn a_removed_member_put_back_without_asking_is_asked_again() {
     let member = alice.client.members(group).await.unwrap();
     assert_eq!(member.len(), 1);
     let bob_entry = confide_protocol::group_log::MemberEntry {
-        user: bob.client.user(),
         display_name: "Bob".into(),
-        devices: vec![
-            confide_protocol::DeviceIdentity::from_secret_pair(
-                &bob.secret.clone().try_into().unwrap(),
-            )
-            .public_keys(),
-        ],
-        device_list: None,
+        ..bob.client.member_entry().await.unwrap()
     };
     alice
         .client

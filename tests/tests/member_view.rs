@@ -266,13 +266,10 @@ async fn a_private_conversation_names_the_other_person_and_counts_what_waits() {
 }
 
 /// A test user's member entry, as a group's `add` names them.
-fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
-    let secret = <[u8; 64]>::try_from(user.secret.as_slice()).unwrap();
+async fn entry_of(user: &TestUser, name: &str) -> MemberEntry {
     MemberEntry {
-        user: user.client.user(),
         display_name: name.into(),
-        devices: vec![DeviceIdentity::from_secret_pair(&secret).public_keys()],
-        device_list: None,
+        ..user.client.member_entry().await.unwrap()
     }
 }
 
@@ -282,7 +279,7 @@ async fn add(by: &TestUser, group: GroupId, user: &TestUser, name: &str) {
         .op(
             group,
             OpBody::Add {
-                member: entry_of(user, name),
+                member: entry_of(user, name).await,
                 invite: None,
                 invite_sig: None,
                 invite_device: None,

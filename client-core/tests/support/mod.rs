@@ -407,12 +407,28 @@ impl Member {
         self.identity.public_keys()
     }
 
+    /// The member's user identity key (from the device's id, so every call gives the same list
+    /// and another device under the same user id — an impostor — has another identity key).
+    pub fn user_identity(&self) -> confide_protocol::device_list::UserIdentity {
+        let mut seed = self.identity.device_id().0;
+        seed[0] ^= 0x5a;
+        confide_protocol::device_list::UserIdentity::from_secret_bytes(&seed)
+    }
+
+    /// The member's entry, with a first device list naming their one device (PROTOCOL.md §3.6).
     pub fn entry(&self) -> MemberEntry {
+        let identity = self.user_identity();
+        let list = confide_protocol::device_list::DeviceList::first(
+            self.user,
+            &identity,
+            &self.identity,
+            Timestamp(0),
+        );
         MemberEntry {
             user: self.user,
             display_name: self.name.clone(),
             devices: vec![self.keys()],
-            device_list: None,
+            device_list: Some(identity.sign_list(&list, &self.identity).unwrap()),
         }
     }
 

@@ -178,26 +178,15 @@ pub trait Storage: Send + Sync + 'static {
     fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>, StorageError>;
     /// Every device registered for `user` (an unlinked device is no longer registered).
     fn devices_of_user(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StorageError>;
-    // The three device-list reads have defaults only so that storage wrappers written before
-    // device lists (test doubles that delegate to a real backend) still compile: they answer
-    // as a database that holds no list. Every real backend overrides them, and a wrapper must
-    // delegate them as it delegates `commit`.
+    // No defaults: a wrapper that forgot to delegate these would answer "no list" and turn
+    // every device-list check off without a word.
 
     /// The user's current device list, if the user has one.
-    fn device_list(&self, user: &UserId) -> Result<Option<SignedDeviceList>, StorageError> {
-        let _ = user;
-        Ok(None)
-    }
+    fn device_list(&self, user: &UserId) -> Result<Option<SignedDeviceList>, StorageError>;
     /// The user whose device lists carry `identity`, if any.
-    fn identity_user(&self, identity: &IdentityKey) -> Result<Option<UserId>, StorageError> {
-        let _ = identity;
-        Ok(None)
-    }
+    fn identity_user(&self, identity: &IdentityKey) -> Result<Option<UserId>, StorageError>;
     /// If a device list dropped `device`: the user it belonged to.
-    fn unlinked(&self, device: &DeviceId) -> Result<Option<UserId>, StorageError> {
-        let _ = device;
-        Ok(None)
-    }
+    fn unlinked(&self, device: &DeviceId) -> Result<Option<UserId>, StorageError>;
     /// The seq a message was stored under, if it is still stored.
     fn message_seq(
         &self,

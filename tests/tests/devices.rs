@@ -366,6 +366,9 @@ async fn unlink_scenario(from_new: bool) {
     stays.client.unlink_device(gone).await.unwrap();
     assert_eq!(own_device_ids(&stays).await, vec![stays.client.device()]);
     let events = wait_unlinked(&mut goes).await;
+    let told = events
+        .iter()
+        .any(|e| matches!(e, Event::DeviceUnlinked { by } if *by == stays.client.device()));
     assert!(
         !events
             .iter()
@@ -422,7 +425,17 @@ async fn unlink_scenario(from_new: bool) {
     // It cannot come back as itself: its profile no longer opens as a working device, or the
     // server refuses it.
     goes.go_offline().await;
-    if let Ok((client, mut events)) = Client::open(goes.config.clone(), PASSPHRASE).await {
+    let reopened = Client::open(goes.config.clone(), PASSPHRASE).await;
+    if told {
+        // It was told, with the list that dropped it: its profile stays unlinked.
+        let err = reopened.as_ref().err().map(|e| e.code());
+        assert_eq!(
+            err,
+            Some("device_unlinked"),
+            "reopening an unlinked profile"
+        );
+    }
+    if let Ok((client, mut events)) = reopened {
         let r = tokio::time::timeout(RECV_TIMEOUT, client.sync()).await;
         assert!(
             matches!(&r, Ok(Err(_))),

@@ -14,7 +14,8 @@
 //! - look at, rewrite or swallow what the device sends, and answer it itself
 //!   ([`EvilServer::on_requests`], [`Verdict`]) — for example answer a `post` the real server
 //!   would refuse with a made-up `posted`;
-//! - push frames the real server never sent ([`EvilServer::inject`]).
+//! - push frames the real server never sent ([`EvilServer::inject`]);
+//! - answer a device's `authenticate` itself ([`EvilServer::on_authenticate`]).
 //!
 //! It also records what it saw, for forging and for assertions: every request a device sent
 //! ([`EvilServer::requests_from`]), every frame delivered to a device after the rules
@@ -78,6 +79,8 @@ type Link = (u64, mpsc::Sender<ServerFrame>);
 struct Rules {
     server: Option<ServerRule>,
     client: Option<ClientRule>,
+    /// For the `authenticate` request naming the device, before the connection is its.
+    auth: Option<ClientRule>,
 }
 
 /// What the malicious server remembers.
@@ -177,6 +180,14 @@ impl Shared {
     fn apply_client_rule(&self, device: DeviceId, frame: ClientFrame) -> Verdict {
         let mut rules = self.rules.lock().unwrap();
         match rules.get_mut(&device).and_then(|r| r.client.as_mut()) {
+            Some(rule) => rule(frame),
+            None => Verdict::Forward(frame),
+        }
+    }
+
+    fn apply_auth_rule(&self, device: DeviceId, frame: ClientFrame) -> Verdict {
+        let mut rules = self.rules.lock().unwrap();
+        match rules.get_mut(&device).and_then(|r| r.auth.as_mut()) {
             Some(rule) => rule(frame),
             None => Verdict::Forward(frame),
         }
@@ -336,6 +347,23 @@ impl EvilServer {
             .client = Some(Box::new(rule));
     }
 
+    /// From now on, every `authenticate` request naming `device` (on a connection not yet
+    /// authenticated) goes through `rule` — for example answered with a refusal the real server
+    /// never made. Replaces an earlier rule for the device's authentication.
+    pub fn on_authenticate(
+        &self,
+        device: DeviceId,
+        rule: impl FnMut(ClientFrame) -> Verdict + Send + 'static,
+    ) {
+        self.shared
+            .rules
+            .lock()
+            .unwrap()
+            .entry(device)
+            .or_default()
+            .auth = Some(Box::new(rule));
+    }
+
     /// Relays `device`'s traffic honestly again.
     pub fn honest(&self, device: DeviceId) {
         self.shared.rules.lock().unwrap().remove(&device);
@@ -442,11 +470,17 @@ impl Relay {
                     let verdict = match self.device {
                         None => {
                             match &frame {
-                                ClientFrame::Authenticate { id, device, .. } => { claimed.insert(*id, *device); }
-                                ClientFrame::Register { id, keys, .. } => { claimed.insert(*id, keys.device); }
-                                _ => {}
+                                ClientFrame::Authenticate { id, device, .. } => {
+                                    let device = *device;
+                                    claimed.insert(*id, device);
+                                    self.shared.apply_auth_rule(device, frame)
+                                }
+                                ClientFrame::Register { id, keys, .. } => {
+                                    claimed.insert(*id, keys.device);
+                                    Verdict::Forward(frame)
+                                }
+                                _ => Verdict::Forward(frame),
                             }
-                            Verdict::Forward(frame)
                         }
                         Some(device) => {
                             self.shared.record_request(device, &frame);

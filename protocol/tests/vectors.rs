@@ -1328,6 +1328,7 @@ fn link_vectors() {
     let at_o = o_eph.agree(&n_eph.public(), &transcript).unwrap();
     assert_eq!(at_n.sas, at_o.sas);
     assert_eq!(*at_n.psk, *at_o.psk);
+    assert!(at_o.confirm_mac_valid(&at_n.confirm_mac()));
     let info = link::bundle_info(&channel, &transcript, &laptop.device_id());
 
     let bundle = LinkBundle {
@@ -1380,6 +1381,10 @@ fn link_vectors() {
             "transcript": b64_encode(&transcript),
             "sas": at_n.sas.0,
             "psk": b64_encode(&*at_n.psk),
+            "confirmed": String::from_utf8(
+                LinkMessage::Confirmed { mac: at_n.confirm_mac() }.to_bytes()
+            )
+            .unwrap(),
             "bundle_info": b64_encode(&info),
             "bundle_payload": String::from_utf8(payload).unwrap(),
             "sealed_bundle": sealed,

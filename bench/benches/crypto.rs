@@ -5,7 +5,9 @@
 //! - verify-and-decrypt one message (`Envelope::open`) — baseline: one Ed25519 verification;
 //! - verify only (`Envelope::verify`, what the server does per post);
 //! - seal one sender key to one device (HPKE + inner signature) — baseline: one Ed25519
-//!   signature.
+//!   signature;
+//! - verify a device list of 1 and 8 devices, the link key agreement, and sealing and opening a
+//!   full-size (512 KiB) link bundle — baselines: one Ed25519 verification, sealing a sender key.
 //!
 //! Run with `cargo bench -p confide-bench`.
 
@@ -138,5 +140,89 @@ fn sender_keys(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, messages, sender_keys);
+/// Linked devices (issue 16): verifying a device list (what every client does for each list in
+/// a log, and the server for each published one), and what linking costs the two devices —
+/// the key agreement behind the numbers people compare, and sealing and opening a full-size
+/// link bundle. Baselines: one Ed25519 verification, and sealing one sender key.
+fn device_lists(c: &mut Criterion) {
+    use confide_protocol::device_list::{DeviceList, ListedDevice, UserIdentity};
+    use confide_protocol::link::{self, LinkCode, LinkEphemeral, MAX_LINK_BUNDLE_BYTES};
+    let user = confide_protocol::UserId::random(&mut rng());
+    let identity = UserIdentity::generate(&mut rng());
+    let devices: Vec<DeviceIdentity> = (0..8)
+        .map(|_| DeviceIdentity::generate(&mut rng()))
+        .collect();
+    let mut g = c.benchmark_group("device_list");
+    g.throughput(Throughput::Elements(1));
+    for n in [1usize, 8] {
+        let mut list =
+            DeviceList::first(user, &identity, &devices[0], confide_protocol::Timestamp(0));
+        list.devices = devices[..n]
+            .iter()
+            .map(|d| ListedDevice::new(d, &user, &identity.public()))
+            .collect();
+        let signed = identity.sign_list(&list, &devices[0]).unwrap();
+        g.bench_function(format!("verify_{n}_devices"), |b| {
+            b.iter(|| black_box(&signed).verify().unwrap())
+        });
+    }
+    let keys = devices[1].public_keys();
+    g.bench_function("baseline_ed25519_verify", |b| {
+        b.iter(|| black_box(&keys).verify().unwrap())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("link");
+    g.sample_size(20);
+    let channel = LinkCode::generate(&mut rng()).channel();
+    let transcript = [7u8; 32];
+    g.bench_function("key_agreement_sas_and_psk", |b| {
+        b.iter_batched(
+            || {
+                (
+                    LinkEphemeral::generate(&mut rng()),
+                    LinkEphemeral::generate(&mut rng()).public(),
+                )
+            },
+            |(mine, theirs)| mine.agree(&theirs, &transcript).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    let psk = [9u8; 32];
+    let payload = vec![b'x'; MAX_LINK_BUNDLE_BYTES];
+    let new_keys = devices[1].public_keys();
+    g.throughput(Throughput::Bytes(MAX_LINK_BUNDLE_BYTES as u64));
+    g.bench_function("seal_512_kib_bundle", |b| {
+        b.iter(|| {
+            link::seal_bundle(
+                &devices[0],
+                &new_keys,
+                &channel,
+                &transcript,
+                &psk,
+                black_box(&payload),
+                &mut rng(),
+            )
+            .unwrap()
+        })
+    });
+    let sealed = link::seal_bundle(
+        &devices[0],
+        &new_keys,
+        &channel,
+        &transcript,
+        &psk,
+        &payload,
+        &mut rng(),
+    )
+    .unwrap();
+    g.bench_function("open_512_kib_bundle", |b| {
+        b.iter(|| {
+            link::open_bundle(&devices[1], &channel, &transcript, &psk, black_box(&sealed)).unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, messages, sender_keys, device_lists);
 criterion_main!(benches);

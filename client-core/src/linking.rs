@@ -410,7 +410,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .retention_seconds()
                 .map(|s| s.saturating_mul(1000))
                 .unwrap_or(u64::MAX);
-            let oldest = now.saturating_sub(LINK_HISTORY_AGE_MS.min(retention_ms));
+
             let pinned = self
                 .pinned_texts(group)
                 .await
@@ -426,24 +426,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .history(group, None, LINK_HISTORY_MESSAGES)
                 .await
                 .unwrap_or_default();
-            let history = recent
-                .into_iter()
-                .filter(|m| m.sent_at.0 >= oldest)
-                .map(|m| HistoryItem {
-                    id: m.id,
-                    seq: m.seq,
-                    sender_user: m.sender,
-                    sender_device: m.sender_device,
-                    content: MessageContent {
-                        sent_at: m.sent_at,
-                        seen_seq: None,
-                        body: ContentBody::Text {
-                            text: m.text,
-                            reply_to: m.reply_to,
-                        },
-                    },
-                })
-                .collect();
+            let history = recent_history(recent, now, retention_ms);
             groups.push(BundleGroup {
                 group,
                 genesis,
@@ -471,30 +454,89 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             groups,
             known_identities,
         };
-        // Over the limit: drop the oldest message of the group with the most, until it fits.
-        loop {
-            // The bundle holds the identity key's secret: every serialization is zeroized.
-            let size = serde_json::to_vec(&bundle)
-                .map(|b| zeroize::Zeroizing::new(b).len())
-                .unwrap_or(usize::MAX);
-            if size <= MAX_LINK_BUNDLE_BYTES {
-                break;
-            }
-            let Some(largest) = bundle
-                .groups
-                .iter_mut()
-                .filter(|g| !g.history.is_empty())
-                .max_by_key(|g| g.history.len())
-            else {
-                return Err(ClientError::LinkFailed {
-                    code: "too_large",
-                    reason: "this account's groups do not fit in a link bundle".into(),
-                });
-            };
-            largest.history.remove(0);
-        }
+        fit_bundle(&mut bundle)?;
         Ok(bundle)
     }
+}
+
+/// The history items of `messages` (a group's newest, at most [`LINK_HISTORY_MESSAGES`]) that a
+/// link bundle carries: none older than [`LINK_HISTORY_AGE_MS`] nor than the group's retention.
+pub(crate) fn recent_history(
+    messages: Vec<ChatMessage>,
+    now: u64,
+    retention_ms: u64,
+) -> Vec<HistoryItem> {
+    let oldest = now.saturating_sub(LINK_HISTORY_AGE_MS.min(retention_ms));
+    let skip = messages.len().saturating_sub(LINK_HISTORY_MESSAGES);
+    messages
+        .into_iter()
+        .skip(skip)
+        .filter(|m| m.sent_at.0 >= oldest)
+        .map(|m| HistoryItem {
+            id: m.id,
+            seq: m.seq,
+            sender_user: m.sender,
+            sender_device: m.sender_device,
+            content: MessageContent {
+                sent_at: m.sent_at,
+                seen_seq: None,
+                body: ContentBody::Text {
+                    text: m.text,
+                    reply_to: m.reply_to,
+                },
+            },
+        })
+        .collect()
+}
+
+/// Cuts a bundle's history to [`MAX_LINK_BUNDLE_BYTES`] of JSON: the oldest message of the group
+/// that has the most goes first, until it fits. Each item is measured once (not the whole bundle
+/// again per message dropped), and every serialization that holds the identity secret is
+/// zeroized.
+pub(crate) fn fit_bundle(bundle: &mut LinkBundle) -> Result<(), ClientError> {
+    let too_large = || ClientError::LinkFailed {
+        code: "too_large",
+        reason: "this account's groups do not fit in a link bundle".into(),
+    };
+    let histories: Vec<Vec<HistoryItem>> = bundle
+        .groups
+        .iter_mut()
+        .map(|g| std::mem::take(&mut g.history))
+        .collect();
+    let base = serde_json::to_vec(&*bundle)
+        .map(|b| zeroize::Zeroizing::new(b).len())
+        .map_err(|_| too_large())?;
+    let mut sizes: Vec<VecDeque<usize>> = histories
+        .iter()
+        .map(|h| {
+            h.iter()
+                // One more byte each for the comma between items.
+                .map(|item| serde_json::to_vec(item).map_or(usize::MAX, |b| b.len() + 1))
+                .collect()
+        })
+        .collect();
+    let mut total = sizes
+        .iter()
+        .flatten()
+        .fold(base, |acc, s| acc.saturating_add(*s));
+    let mut dropped = vec![0usize; histories.len()];
+    while total > MAX_LINK_BUNDLE_BYTES {
+        let Some((i, _)) = sizes
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_empty())
+            .max_by_key(|(_, s)| s.len())
+        else {
+            return Err(too_large());
+        };
+        let size = sizes[i].pop_front().unwrap_or(0);
+        total = total.saturating_sub(size);
+        dropped[i] += 1;
+    }
+    for ((group, history), dropped) in bundle.groups.iter_mut().zip(histories).zip(dropped) {
+        group.history = history.into_iter().skip(dropped).collect();
+    }
+    Ok(())
 }
 
 /// The new device's side of a link: it has no profile yet, so it dials the server itself.
@@ -920,5 +962,97 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .put(crate::store::T_PROFILE, LINK_IMPORT_KEY, &pending)?;
         }
         self.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confide_protocol::device_list::{DeviceList, UserIdentity};
+    use confide_protocol::{MessageId, Seq, Timestamp};
+
+    const DAY: u64 = 24 * 60 * 60 * 1000;
+    const NOW: u64 = 100 * DAY;
+
+    fn message(n: u64, sent_at: u64, len: usize) -> ChatMessage {
+        ChatMessage {
+            group: GroupId([1; 16]),
+            seq: Seq(n),
+            number: n,
+            id: MessageId([(n % 251) as u8; 16]),
+            sender: UserId([2; 16]),
+            sender_device: DeviceId([3; 32]),
+            sender_name: "Noor".into(),
+            sent_at: Timestamp(sent_at),
+            received_at: Timestamp(sent_at),
+            text: "x".repeat(len),
+            reply_to: None,
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_newest_200_of_the_last_30_days_and_the_retention() {
+        let old = (0..10).map(|n| message(n, NOW - 31 * DAY, 10));
+        let recent = (10..260).map(|n| message(n, NOW - DAY, 10));
+        let items = recent_history(old.chain(recent).collect(), NOW, u64::MAX);
+        assert_eq!(items.len(), LINK_HISTORY_MESSAGES);
+        assert_eq!(
+            items.first().map(|i| i.seq),
+            Some(Seq(60)),
+            "the newest 200"
+        );
+        // A group that keeps messages 12 hours gives only what is younger.
+        let mixed = vec![message(1, NOW - DAY, 10), message(2, NOW - DAY / 4, 10)];
+        let items = recent_history(mixed, NOW, DAY / 2);
+        assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), [Seq(2)]);
+    }
+
+    #[test]
+    fn a_bundle_over_512_kib_loses_its_oldest_messages_until_it_fits() {
+        let device = DeviceIdentity::from_secret_bytes(&[1; 32], &[2; 32]);
+        let identity = UserIdentity::from_secret_bytes(&[5; 32]);
+        let user = UserId([2; 16]);
+        let list = DeviceList::first(user, &identity, &device, Timestamp(0));
+        let group = |n: u8, count: u64| BundleGroup {
+            group: GroupId([n; 16]),
+            genesis: confide_protocol::OpHash([n; 32]),
+            pinned: vec![],
+            history: recent_history(
+                (0..count).map(|i| message(i, NOW - DAY, 4000)).collect(),
+                NOW,
+                u64::MAX,
+            ),
+        };
+        let mut bundle = LinkBundle {
+            v: LINK_BUNDLE_FORMAT,
+            user,
+            display_name: "Noor".into(),
+            identity_secret: IdentitySecret([5; 32]),
+            device_list: identity.sign_list(&list, &device).unwrap(),
+            // 300 messages of 4 KB: about 1.2 MB, more than twice the limit.
+            groups: vec![group(1, 200), group(2, 100)],
+            known_identities: vec![],
+        };
+        fit_bundle(&mut bundle).unwrap();
+        let size = serde_json::to_vec(&bundle).unwrap().len();
+        assert!(size <= MAX_LINK_BUNDLE_BYTES, "{size}");
+        assert!(
+            size > MAX_LINK_BUNDLE_BYTES - 8 * 1024,
+            "it keeps as much as fits: {size}"
+        );
+        // The oldest went first, from the group with the most.
+        let first = bundle.groups[0].history.first().map(|i| i.seq);
+        assert!(first > Some(Seq(0)));
+        assert_eq!(
+            bundle.groups[0].history.last().map(|i| i.seq),
+            Some(Seq(199))
+        );
+        assert!(
+            bundle.groups[0]
+                .history
+                .len()
+                .abs_diff(bundle.groups[1].history.len())
+                <= 1
+        );
     }
 }

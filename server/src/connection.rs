@@ -1478,6 +1478,9 @@ async fn create_group(
         ));
     }
     op.check_clock(now()).map_err(|e| log_reject(&e))?;
+    // Held until the genesis op is stored: a list checked here cannot be replaced by a
+    // publish before the op that pins it is written (lists change under the same lock).
+    let _lists = shared.registering.lock().await;
     check_member_entries(shared, &op.body)?;
     if shared.groups.created_by(&s.device) >= shared.limits.max_groups_created_per_device {
         return Err(Reject::new(
@@ -1567,6 +1570,12 @@ async fn append_op(
             format!("{e}: use an IANA time zone name such as Europe/Berlin"),
         ));
     }
+    // An op that pins a device list holds the list lock until it is stored, so that a publish
+    // cannot replace the list between the check and the write (it takes the same lock).
+    let _lists = match carries_list(&op.body) {
+        true => Some(shared.registering.lock().await),
+        false => None,
+    };
     check_member_entries(shared, &op.body)?;
     // Each `update_devices` makes every member rekey: a few an hour per member and group.
     let update_key = match &op.body {
@@ -1645,6 +1654,18 @@ async fn append_op(
 /// only for a user with no list on record, and every device it lists must be registered to
 /// that user with exactly those keys; `update_devices` carries the current list. So nobody can
 /// list someone else's device (to hijack or block it) in a group.
+/// Whether an op carries a member entry or a device list (the ops [`check_member_entries`]
+/// checks against the lists on record).
+fn carries_list(body: &OpBody) -> bool {
+    matches!(
+        body,
+        OpBody::Genesis { .. }
+            | OpBody::Join { .. }
+            | OpBody::Add { .. }
+            | OpBody::UpdateDevices { .. }
+    )
+}
+
 fn check_member_entries(shared: &Shared, body: &OpBody) -> Result<(), Reject> {
     let not_current = || {
         Reject::new(

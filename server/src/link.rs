@@ -39,6 +39,9 @@ struct Channel {
     address: AddressKey,
     opener: ConnHandle,
     joiner: Option<ConnHandle>,
+    /// The expiry timer, stopped when the channel ends earlier (else a peer opening and
+    /// dropping channels in a loop would leave a sleeping task per channel for `link_timeout`).
+    expiry: Option<tokio::task::AbortHandle>,
 }
 
 #[derive(Default)]
@@ -67,6 +70,9 @@ impl Inner {
     /// Removes a channel and returns it (and frees its address's slot).
     fn remove(&mut self, id: &ChannelId) -> Option<Channel> {
         let channel = self.channels.remove(id)?;
+        if let Some(expiry) = &channel.expiry {
+            expiry.abort();
+        }
         self.remove_party(channel.opener.id, id);
         if let Some(joiner) = &channel.joiner {
             self.remove_party(joiner.id, id);
@@ -129,12 +135,13 @@ impl Links {
                     address,
                     opener: opener.clone(),
                     joiner: None,
+                    expiry: None,
                 },
             );
             generation
         };
         let links = self.clone();
-        tokio::spawn(async move {
+        let timer = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             let expired = {
                 let Ok(mut inner) = links.inner.lock() else {
@@ -157,6 +164,13 @@ impl Links {
                 }
             }
         });
+        if let Ok(mut inner) = self.inner.lock() {
+            match inner.channels.get_mut(&channel) {
+                Some(c) if c.generation == generation => c.expiry = Some(timer.abort_handle()),
+                // Already gone (the opener closed at once): the timer has nothing to do.
+                _ => timer.abort(),
+            }
+        }
         Ok(())
     }
 

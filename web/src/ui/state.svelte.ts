@@ -85,6 +85,18 @@ export class AppState {
   invite = $state<string | undefined>();
   /** Bumped when a group's pinned texts, status or members may have changed. */
   changes = $state(0);
+  /** Bumped when this account's devices changed (linked or unlinked, here or elsewhere). */
+  devicesChanged = $state(0);
+  /**
+   * A serious warning: someone may hold an account's identity key who should not (`own`: this
+   * person's own account; else a member's, named if known). Shown until dismissed.
+   */
+  identityWarning = $state<{ own: true } | { own: false; name: string } | undefined>();
+  /**
+   * This device was unlinked from another device of the account: its keys were deleted by the
+   * core and the profile is deleted here; the app says so until the person goes on.
+   */
+  unlinked = $state(false);
   /** Minutes without a touch or a key after which the profile locks itself (0: never). */
   idleLockMinutes = $state(15);
   /** When the person last touched or typed. */
@@ -236,6 +248,22 @@ export class AppState {
     await this.confide.forget();
     this.reset('none');
     await forgetServiceWorker();
+  }
+
+  /**
+   * Another device of this account unlinked this one (an event, or found when unlocking): the
+   * core deleted its keys; the profile is deleted from this browser as "forget this browser"
+   * does, and the app shows why.
+   */
+  async wasUnlinked(): Promise<void> {
+    this.unlinked = true;
+    this.identityWarning = undefined;
+    try {
+      await this.forget();
+    } catch {
+      // The keys are gone already; what is left is deleted when the person forgets or starts again.
+      this.reset('none');
+    }
   }
 
   private reset(profile: ProfileState): void {
@@ -486,6 +514,17 @@ export class AppState {
           text: 'A message could not be verified and is hidden.',
           kind: 'placeholder',
         });
+        return;
+      case 'devicesChanged':
+        if (event.user === this.me?.user) this.devicesChanged++;
+        else this.changes++;
+        return;
+      case 'identityMisuse':
+        this.identityWarning =
+          event.user === this.me?.user ? { own: true } : { own: false, name: this.names.get(event.user) ?? 'A member' };
+        return;
+      case 'deviceUnlinked':
+        void this.wasUnlinked();
         return;
       case 'messagesDeleted': {
         const list = this.messages[event.group];

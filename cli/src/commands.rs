@@ -17,21 +17,21 @@ use crate::profile::{self, Profile, Settings};
 use crate::text::{entry, line, one_line, quoted};
 use crate::tui::text::{look_alike_mark, looks_like, name_with_note};
 use crate::{
-    AgreementCommand, Args, Command, CrisisCommand, EXIT_FAILURE, EXIT_KEPT, EXIT_NOT_MEMBER,
-    EXIT_PROFILE, EXIT_PROFILE_IN_USE, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_WEB_MISMATCH,
-    GroupCommand, InviteCommand, ModCommand, WebCommand,
+    AgreementCommand, Args, Command, CrisisCommand, DeviceCommand, EXIT_FAILURE, EXIT_KEPT,
+    EXIT_NOT_MEMBER, EXIT_PROFILE, EXIT_PROFILE_IN_USE, EXIT_REFUSED, EXIT_UNREACHABLE,
+    EXIT_WEB_MISMATCH, GroupCommand, InviteCommand, ModCommand, WebCommand,
 };
 
 /// How results are printed.
-struct Out {
-    json: bool,
+pub(crate) struct Out {
+    pub(crate) json: bool,
     /// The terminal's width, to wrap other people's text (see [`crate::text::entry`]).
     columns: Option<usize>,
 }
 
 impl Out {
     /// Prints `human` for people or `value` for scripts.
-    fn print(&self, human: impl std::fmt::Display, value: serde_json::Value) {
+    pub(crate) fn print(&self, human: impl std::fmt::Display, value: serde_json::Value) {
         if self.json {
             println!("{value}");
         } else {
@@ -42,11 +42,11 @@ impl Out {
 
 /// A failure already put in words for people, with its exit code.
 #[derive(Debug)]
-struct Said {
+pub(crate) struct Said {
     /// What to print (already safe for a terminal).
-    text: String,
+    pub(crate) text: String,
     /// The exit code.
-    exit: u8,
+    pub(crate) exit: u8,
 }
 
 impl std::fmt::Display for Said {
@@ -433,13 +433,18 @@ fn group_name(profile: &Profile, g: &confide_client::GroupInfo) -> String {
     }
 }
 
-async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
+/// Opens the profile: returns it, the client and its events, and the passphrase that opened
+/// it (for a command that asks for it again, `device unlink`).
+async fn open(
+    args: &Args,
+) -> anyhow::Result<(Profile, Client, Events, profile::zeroize_string::Secret)> {
     let dir = Profile::locate(args.profile.as_deref());
     let mut profile = Profile::load(&dir)?;
     let passphrase = profile::passphrase(false, &[])?;
     let (client, events) = profile.open(passphrase.bytes()).await.map_err(|e| match e
         .downcast_ref::<ClientError>()
     {
+        _ if crate::devices::was_unlinked(&e) => crate::devices::unlinked_error(&dir),
         Some(ClientError::Store(confide_client::store::StoreError::InUse(_))) => {
             e.context(format!(
                 "this profile ({}) is open in another confide process (the chat?): close \
@@ -449,7 +454,7 @@ async fn open(args: &Args) -> anyhow::Result<(Profile, Client, Events)> {
         }
         _ => e,
     })?;
-    Ok((profile, client, events))
+    Ok((profile, client, events, passphrase))
 }
 
 /// `confide web verify`: the server and pin are the profile's unless given (the profile's pin
@@ -621,8 +626,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .await?;
         }
         Command::Completions { .. } => {}
+        Command::Device(DeviceCommand::Link { server, pin }) => {
+            crate::devices::link_new(&args, &out, server, pin.as_deref()).await?;
+        }
         command => {
-            let (mut profile, client, events) = open(&args).await?;
+            let (mut profile, client, events, passphrase) = open(&args).await?;
             // The chat shows events as they come. Any other command reads them while it
             // runs, keeping only the warnings to tell afterwards: a catch-up longer than the
             // client's event queue must not stall waiting for a reader.
@@ -631,14 +639,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 (None, Some(WarningCollector::start(events)))
             };
-            let result = run_with_client(command, &out, &mut profile, &client, &mut events).await;
+            let result = match command {
+                Command::Device(device) => {
+                    crate::devices::run(device, &out, &client, &passphrase).await
+                }
+                command => run_with_client(command, &out, &mut profile, &client, &mut events).await,
+            };
             client.shutdown().await;
+            let mut unlinked = false;
             if let Some(collector) = collector {
-                for line in warning_lines(collector.finish().await, &profile) {
+                let events = collector.finish().await;
+                unlinked = events
+                    .iter()
+                    .any(|e| matches!(e, confide_client::Event::DeviceUnlinked { .. }));
+                for line in warning_lines(events, &profile) {
                     eprintln!("{line}");
                 }
             }
-            result.map_err(|e| in_words(e, &profile))?;
+            // The server closes an unlinked device's connection once it has sent the list
+            // without it; the client then deletes this device's keys (an event the collector
+            // does not keep): whether it did is seen in the store.
+            if !unlinked && result.as_ref().is_err_and(crate::devices::connection_lost) {
+                unlinked = crate::devices::keys_gone(&profile, &passphrase).await;
+            }
+            drop(passphrase);
+            if unlinked {
+                return Err(crate::devices::unlinked_error(&profile.dir));
+            }
+            result.map_err(|e| {
+                if crate::devices::was_unlinked(&e) {
+                    crate::devices::unlinked_error(&profile.dir)
+                } else {
+                    in_words(e, &profile)
+                }
+            })?;
         }
     }
     Ok(())
@@ -672,6 +706,7 @@ fn warning_lines(events: Vec<confide_client::Event>, profile: &Profile) -> Vec<S
             Event::Removed { group, .. } => {
                 format!("warning: this device is no longer in {}", label(&group))
             }
+            Event::IdentityMisuse { .. } => crate::devices::IDENTITY_MISUSE.to_string(),
             Event::EventsDropped { count } => format!(
                 "warning: {count} update(s) were not shown, and warnings (such as a member's \
                  keys changing) may be among them. Nothing is lost (it is stored): check \
@@ -1534,6 +1569,7 @@ async fn run_with_client(
         Command::Init { .. }
         | Command::Ping { .. }
         | Command::Web(_)
+        | Command::Device(_)
         | Command::Completions { .. } => {}
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! `confide chat` opens an interactive terminal chat.
 
 mod commands;
+mod devices;
 mod profile;
 mod text;
 mod timeline;
@@ -34,6 +35,8 @@ pub const EXIT_KEPT: u8 = EXIT_FAILURE;
 /// Exit code of `confide web verify`: the server does not serve the expected release of the
 /// web app (or a part of it could not be checked).
 pub const EXIT_WEB_MISMATCH: u8 = 8;
+/// Exit code: another of your devices unlinked this one; it can no longer read or send.
+pub const EXIT_UNLINKED: u8 = 9;
 
 /// confide — end-to-end encrypted group chat for facilitated peer-support groups.
 ///
@@ -222,6 +225,13 @@ pub enum Command {
         #[arg(long)]
         pin: String,
     },
+    /// Your other devices: link a new one, list them, unlink one.
+    ///
+    /// On the NEW device: `confide device link --server URL --pin FP` shows a code; on a device
+    /// that already has your profile: `confide device add CODE`. Both then show numbers: type
+    /// on each device the numbers the other one shows. If they differ, nothing is linked.
+    #[command(subcommand, verbatim_doc_comment)]
+    Device(DeviceCommand),
     /// The web app a server serves.
     #[command(subcommand)]
     Web(WebCommand),
@@ -229,6 +239,44 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// Device subcommands.
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Makes this computer a new device of yours: shows a code to type on your other device,
+    /// then the numbers to compare, and creates the profile here once they match.
+    ///
+    /// Exit status: 0 linked; 1 the numbers differ or the link was stopped (nothing was
+    /// linked, no profile made); 3 refused by the server; 5 the server could not be reached.
+    #[command(verbatim_doc_comment)]
+    Link {
+        /// Server URL (the same as your other device's), e.g. wss://chat.example.org:7443.
+        #[arg(long)]
+        server: String,
+        /// SHA-256 fingerprint of the server's certificate; without it the system's
+        /// certificate authorities are trusted.
+        #[arg(long)]
+        pin: Option<String>,
+    },
+    /// Links a new device to your profile, from this device: CODE is what the new device
+    /// shows (`confide device link` there). Then type the numbers the new device shows.
+    Add {
+        /// The code the new device shows, like ABCDE-FGHIJ (or the text of its QR code).
+        code: String,
+        /// The numbers the new device shows, e.g. "1234 5678 9012", instead of typing them
+        /// when asked (for scripts).
+        #[arg(long, value_name = "NUMBERS")]
+        expect_sas: Option<String>,
+    },
+    /// Lists your devices.
+    List,
+    /// Unlinks one of your devices: it reads nothing sent afterwards, and it deletes its keys
+    /// when it next connects. Asks for your passphrase again.
+    Unlink {
+        /// The device, as `confide device list` shows it (a unique beginning is enough).
+        device: String,
     },
 }
 

@@ -142,6 +142,30 @@ pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
 /// delivered 4 KiB message by about an eighth, and 64 KiB did no better, BENCHMARKS.md). The
 /// buffer grows only when a connection receives that much at once; idle connections never do.
 pub const DEFAULT_WS_WRITE_BUFFER: usize = 16 * 1024;
+/// Device lists one user may publish in any 24 hours (`publish_devices`, PROTOCOL.md §10.1):
+/// linking and unlinking are rare, and every list costs each of the user's groups a new epoch.
+pub const DEFAULT_MAX_DEVICE_LISTS_PER_DAY: u32 = 10;
+/// The window of [`DEFAULT_MAX_DEVICE_LISTS_PER_DAY`] (fixed).
+pub const DEVICE_LISTS_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// `update_devices` ops one member may append to one group in any hour: each starts a new
+/// epoch, so a member churning them would make everyone rekey.
+pub const DEFAULT_MAX_DEVICE_UPDATES_PER_HOUR: u32 = 4;
+/// The window of [`DEFAULT_MAX_DEVICE_UPDATES_PER_HOUR`] (fixed).
+pub const DEVICE_UPDATES_WINDOW: Duration = Duration::from_secs(3600);
+/// How long a link channel lives, and the authentication deadline of a connection in link mode
+/// (from its `link_open`): time for two people to compare the numbers and confirm.
+pub const DEFAULT_LINK_TIMEOUT: Duration = Duration::from_secs(600);
+/// Frames a connection in link mode may send before it authenticates (instead of
+/// [`DEFAULT_MAX_PREAUTH_FRAMES`]); a link takes about ten. Its byte budget stays
+/// [`DEFAULT_MAX_PREAUTH_BYTES`].
+pub const DEFAULT_MAX_LINK_FRAMES: u32 = 64;
+/// Link channels open at once per address (an IPv4 address or an IPv6 /64): a channel costs
+/// memory and a timer, and anyone may open one without an account.
+pub const DEFAULT_MAX_LINK_CHANNELS_PER_IP: usize = 4;
+/// Largest `data` (decoded) of a `link_send` from the device that opened the channel, which is
+/// not authenticated (fixed by PROTOCOL.md §9.4; the joiner, which sends the bundle, is bound
+/// only by the frame size).
+pub const MAX_LINK_DATA_FROM_OPENER: usize = 4096;
 /// The name bound into authentication signatures, so a signature for one server cannot be
 /// replayed to another.
 pub const DEFAULT_SERVER_NAME: &str = "localhost";
@@ -240,6 +264,16 @@ pub struct Limits {
     pub max_batch: usize,
     /// See [`crate::writer::DEFAULT_MAX_BATCH_BYTES`].
     pub max_batch_bytes: usize,
+    /// See [`DEFAULT_MAX_DEVICE_LISTS_PER_DAY`].
+    pub max_device_lists_per_day: u32,
+    /// See [`DEFAULT_MAX_DEVICE_UPDATES_PER_HOUR`].
+    pub max_device_updates_per_hour: u32,
+    /// See [`DEFAULT_LINK_TIMEOUT`].
+    pub link_timeout: Duration,
+    /// See [`DEFAULT_MAX_LINK_FRAMES`].
+    pub max_link_frames: u32,
+    /// See [`DEFAULT_MAX_LINK_CHANNELS_PER_IP`].
+    pub max_link_channels_per_ip: usize,
     /// The one deadline of graceful shutdown: closing connections, then letting the writer
     /// finish the writes already queued, all within it; then it completes anyway (nothing
     /// unfinished was acknowledged). Bounds shutdown when the disk stalls. See
@@ -301,6 +335,11 @@ impl Default for Limits {
             write_queue: DEFAULT_WRITE_QUEUE,
             max_batch: DEFAULT_MAX_BATCH,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_device_lists_per_day: DEFAULT_MAX_DEVICE_LISTS_PER_DAY,
+            max_device_updates_per_hour: DEFAULT_MAX_DEVICE_UPDATES_PER_HOUR,
+            link_timeout: DEFAULT_LINK_TIMEOUT,
+            max_link_frames: DEFAULT_MAX_LINK_FRAMES,
+            max_link_channels_per_ip: DEFAULT_MAX_LINK_CHANNELS_PER_IP,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             stuck_write_timeout: DEFAULT_STUCK_WRITE_TIMEOUT,
             web: crate::web::WebSettings::default(),
@@ -379,6 +418,11 @@ pub struct FileConfig {
     pub max_batch_bytes: Option<usize>,
     pub shutdown_timeout_ms: Option<u64>,
     pub stuck_write_timeout_ms: Option<u64>,
+    pub max_device_lists_per_day: Option<u32>,
+    pub max_device_updates_per_hour: Option<u32>,
+    pub link_timeout_ms: Option<u64>,
+    pub max_link_frames: Option<u32>,
+    pub max_link_channels_per_ip: Option<usize>,
     /// sled's page cache in bytes (default [`crate::storage::DEFAULT_CACHE_BYTES`]).
     pub storage_cache_bytes: Option<u64>,
     /// Bytes that must stay free on the database's disk for writes to go ahead (default
@@ -535,6 +579,21 @@ impl FileConfig {
         }
         if let Some(v) = self.max_batch_bytes {
             c.max_batch_bytes = v
+        }
+        if let Some(v) = self.max_device_lists_per_day {
+            c.max_device_lists_per_day = v
+        }
+        if let Some(v) = self.max_device_updates_per_hour {
+            c.max_device_updates_per_hour = v
+        }
+        if let Some(v) = self.link_timeout_ms {
+            c.link_timeout = ms(v)
+        }
+        if let Some(v) = self.max_link_frames {
+            c.max_link_frames = v
+        }
+        if let Some(v) = self.max_link_channels_per_ip {
+            c.max_link_channels_per_ip = v
         }
         c
     }

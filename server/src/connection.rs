@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tracing::Instrument as _;
 
+use confide_protocol::device_list::{DeviceList, SignedDeviceList};
 use confide_protocol::envelope::Envelope;
 use confide_protocol::frames::{
     self, ClientFrame, DeviceInfo, ErrorCode, GroupSummary, InboxItem, PROTOCOL_VERSION,
@@ -29,6 +30,7 @@ use confide_protocol::{DeviceId, GroupId, MessageId, RequestId, Seq, UserId};
 
 use crate::groups::{GroupEntry, InFlight, InFlightPosts, new_group};
 use crate::hub::{ConnHandle, Outbound, outbound};
+use crate::link::{ChannelId, LinkRefusal};
 use crate::preauth;
 use crate::server::{Shared, now};
 use crate::storage::{DeviceRecord, Write};
@@ -51,6 +53,9 @@ pub const TOO_MANY_CONNECTIONS_RETRY_AFTER: Duration = Duration::from_secs(5);
 pub const INBOX_FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// The wait announced to a post that finds 16 requests already waiting for the same envelope.
 pub const SAME_POST_RETRY_AFTER: Duration = Duration::from_millis(250);
+/// The wait announced with `rate_limited` to a `link_open` from an address with as many link
+/// channels open as allowed: a link takes a minute or two.
+pub const LINK_CHANNELS_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// The wait given with a retryable refusal that was built without one — a bug, which the tests
 /// catch, but the client still gets a sensible wait rather than none.
 const FALLBACK_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -98,6 +103,17 @@ fn log_reject(e: &LogError) -> Reject {
         _ => ErrorCode::InvalidOp,
     };
     Reject::new(code, format!("{e} ({})", e.code()))
+}
+
+/// What a connection has done before it authenticated.
+struct PreAuth {
+    /// Frames handled so far.
+    frames: u32,
+    /// It opened a link channel (PROTOCOL.md §9.4 `link_open`): it may send only `link_send`,
+    /// `ping`, `register` and `authenticate`, up to `max_link_frames` frames.
+    link_mode: bool,
+    /// A new authentication deadline for the connection (set by `link_open`).
+    new_deadline: Option<tokio::time::Instant>,
 }
 
 /// Who the connection acts for, once authenticated.
@@ -196,7 +212,11 @@ async fn serve_split<S>(
     );
 
     let mut session: Option<Session> = None;
-    let mut preauth_frames = 0u32;
+    let mut pre = PreAuth {
+        frames: 0,
+        link_mode: false,
+        new_deadline: None,
+    };
     let Peer {
         ip: peer,
         gate,
@@ -271,14 +291,19 @@ async fn serve_split<S>(
                     }
                 };
                 let id = frame.request_id();
+                let preauth_limit = if pre.link_mode {
+                    shared.limits.max_link_frames
+                } else {
+                    shared.limits.max_preauth_frames
+                };
                 match session {
-                    None if preauth_frames >= shared.limits.max_preauth_frames => {
+                    None if pre.frames >= preauth_limit => {
                         reply_error(&shared, &handle, Some(id), Reject::new(ErrorCode::NotAuthenticated, "too many frames before authentication"));
                         break Some((CloseCode::Policy, "too many frames before authentication".into()));
                     }
                     // Boxed (here and below), so that an idle connection's future does not carry
                     // the largest request handler's state inline.
-                    None => match Box::pin(authenticate(&shared, &handle, frame, &nonce, peer, &mut preauth_frames)).await {
+                    None => match Box::pin(authenticate(&shared, &handle, frame, &nonce, peer, &mut pre)).await {
                         Ok(Some((s, authenticated))) => {
                             tracing::Span::current().record("device", tracing::field::display(s.device.short()));
                             // Devices are free to register, so the per-device limit alone would
@@ -294,12 +319,24 @@ async fn serve_split<S>(
                                     "this device already has {} connections open", shared.limits.max_connections_per_device)).retry(TOO_MANY_CONNECTIONS_RETRY_AFTER));
                                 break Some((CloseCode::Policy, "too many connections for this device".into()));
                             }
+                            // A list that dropped the device may have been stored since it was
+                            // checked; from here on, the publication reaches this connection.
+                            if let Ok(Some(owner)) = shared.storage.unlinked(&s.device) {
+                                shared.hub.unregister(&s.device, conn_id);
+                                let reject = unlinked_reject(&shared, &handle, &owner);
+                                reply_error(&shared, &handle, Some(id), reject);
+                                break Some((CloseCode::Policy, "device unlinked".into()));
+                            }
                             reply(&shared, &handle, &authenticated);
                             gate.lift();
                             session = Some(s);
                             deliver_inbox_backlog(&shared, &handle, &s.device, 0);
                         }
-                        Ok(None) => {}
+                        Ok(None) => {
+                            if let Some(deadline) = pre.new_deadline.take() {
+                                auth_deadline.as_mut().reset(deadline);
+                            }
+                        }
                         Err(reject) => reply_error(&shared, &handle, Some(id), reject),
                     },
                     Some(s) => {
@@ -317,6 +354,9 @@ async fn serve_split<S>(
             // Notified only when the queue overflowed. (No `if` precondition here: it would be
             // evaluated once per loop, and a wake-up arriving mid-wait would go unnoticed.)
             _ = handle.overflowed() => {
+                if handle.is_unlinked() {
+                    break Some((CloseCode::Policy, "device unlinked".into()));
+                }
                 break Some((CloseCode::Again, "slow consumer: too far behind; reconnect and sync".into()));
             }
             _ = &mut auth_deadline, if session.is_none() => {
@@ -336,6 +376,9 @@ async fn serve_split<S>(
     };
     if let Some(s) = session {
         shared.hub.unregister(&s.device, conn_id);
+    }
+    if !shared.links.is_empty() {
+        shared.links.connection_closed(conn_id, &shared.metrics);
     }
     let closing = close.is_some();
     if let Some((code, reason)) = close {
@@ -618,9 +661,9 @@ async fn authenticate(
     frame: ClientFrame,
     nonce: &[u8; 32],
     peer: std::net::IpAddr,
-    preauth_frames: &mut u32,
+    pre: &mut PreAuth,
 ) -> Result<Option<(Session, ServerFrame)>, Reject> {
-    *preauth_frames += 1;
+    pre.frames += 1;
     let id = frame.request_id();
     let bad_version = |v: u16| {
         Reject::new(
@@ -650,6 +693,15 @@ async fn authenticate(
             }
             let record = shared.storage.device(&device).map_err(storage_reject)?;
             let Some(record) = record else {
+                if let Some(owner) = shared.storage.unlinked(&device).map_err(storage_reject)? {
+                    if !verify(&device, &signature) {
+                        return Err(Reject::new(
+                            ErrorCode::AuthFailed,
+                            "the signature does not answer this connection's challenge",
+                        ));
+                    }
+                    return Err(unlinked_reject(shared, handle, &owner));
+                }
                 return Err(Reject::new(
                     ErrorCode::UnknownDevice,
                     "this device is not registered; send register first",
@@ -675,26 +727,37 @@ async fn authenticate(
             display_name,
             keys,
             registration_token,
+            device_list,
             signature,
             ..
         } => {
             if version != PROTOCOL_VERSION {
                 return Err(bad_version(version));
             }
-            if let Some(required) = &shared.limits.registration_token {
-                let offered = registration_token.as_deref().unwrap_or("");
-                if !constant_time_eq(offered.as_bytes(), required.as_bytes()) {
-                    return Err(Reject::new(
-                        ErrorCode::RegistrationClosed,
-                        "this server needs a valid registration token to register",
-                    ));
+            let token_ok = match &shared.limits.registration_token {
+                None => true,
+                Some(required) => {
+                    let offered = registration_token.as_deref().unwrap_or("");
+                    constant_time_eq(offered.as_bytes(), required.as_bytes())
                 }
+            };
+            // A device linked to an existing user needs no token (the user's list vouches for
+            // it); whether the user exists is read below, under the registration lock.
+            if !token_ok && device_list.is_none() {
+                return Err(registration_closed());
             }
             if keys.verify().is_err() || !verify(&keys.device, &signature) {
                 return Err(Reject::new(
                     ErrorCode::AuthFailed,
                     "the keys or the challenge signature do not verify",
                 ));
+            }
+            if let Some(owner) = shared
+                .storage
+                .unlinked(&keys.device)
+                .map_err(storage_reject)?
+            {
+                return Err(unlinked_reject(shared, handle, &owner));
             }
             // The same name rules as a member entry in a group log, so a registered name can
             // always be used in one.
@@ -737,24 +800,36 @@ async fn authenticate(
                         )
                         .retry(wait));
                     }
-                    if !shared
-                        .storage
-                        .devices_of_user(&user)
-                        .map_err(storage_reject)?
-                        .is_empty()
-                    {
-                        return Err(Reject::new(
-                            ErrorCode::AlreadyRegistered,
-                            "this user id is taken; linking devices is not supported yet",
-                        ));
-                    }
                     let record = DeviceRecord {
                         user,
                         keys: keys.clone(),
                         display_name: display_name.clone(),
                         registered_at: now(),
                     };
-                    commit(shared, vec![Write::Device(record)]).await?;
+                    let writes = match &device_list {
+                        None => {
+                            let taken = !shared
+                                .storage
+                                .devices_of_user(&user)
+                                .map_err(storage_reject)?
+                                .is_empty()
+                                || shared
+                                    .storage
+                                    .device_list(&user)
+                                    .map_err(storage_reject)?
+                                    .is_some();
+                            if taken {
+                                return Err(Reject::new(
+                                    ErrorCode::AlreadyRegistered,
+                                    "this user id is taken; a device of an existing user \
+                                     registers with the user's device list",
+                                ));
+                            }
+                            vec![Write::Device(record)]
+                        }
+                        Some(signed) => registration_list(shared, record, signed, token_ok)?,
+                    };
+                    commit(shared, writes).await?;
                     display_name
                 }
             };
@@ -771,11 +846,348 @@ async fn authenticate(
                 reply,
             )))
         }
+        ClientFrame::LinkOpen { id, channel } => {
+            if pre.link_mode {
+                return Err(Reject::new(
+                    ErrorCode::LinkBusy,
+                    "this connection has a link channel open already",
+                ));
+            }
+            shared
+                .links
+                .open(
+                    channel,
+                    handle,
+                    peer,
+                    shared.limits.max_link_channels_per_ip,
+                    shared.limits.link_timeout,
+                    shared.metrics.clone(),
+                )
+                .map_err(link_reject)?;
+            pre.link_mode = true;
+            // A configured timeout too large to add is no deadline to speak of: the far future.
+            let now = tokio::time::Instant::now();
+            pre.new_deadline = Some(
+                now.checked_add(shared.limits.link_timeout)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30)),
+            );
+            reply(shared, handle, &ServerFrame::Ok { id });
+            Ok(None)
+        }
+        ClientFrame::LinkSend { id, channel, data } if pre.link_mode => {
+            link_send(shared, handle, id, channel, data)?;
+            Ok(None)
+        }
+        _ if pre.link_mode => Err(Reject::new(
+            ErrorCode::NotAuthenticated,
+            "a connection in link mode may send only link_send, ping, register and authenticate",
+        )),
         _ => Err(Reject::new(
             ErrorCode::NotAuthenticated,
             "authenticate or register first",
         )),
     }
+}
+
+fn registration_closed() -> Reject {
+    Reject::new(
+        ErrorCode::RegistrationClosed,
+        "this server needs a valid registration token to register",
+    )
+}
+
+fn list_refused(why: impl Into<String>) -> Reject {
+    Reject::new(ErrorCode::DeviceListRefused, why)
+}
+
+/// Checks a list against PROTOCOL.md §3.6 (`device_list_refused` with the reason).
+fn verified_list(signed: &SignedDeviceList) -> Result<DeviceList, Reject> {
+    signed
+        .verify()
+        .map_err(|e| list_refused(format!("the device list is invalid: {e} ({})", e.code())))
+}
+
+/// The user's current list on record, verified, with its signed form.
+fn current_list(
+    shared: &Shared,
+    user: &confide_protocol::UserId,
+) -> Result<Option<(SignedDeviceList, DeviceList)>, Reject> {
+    let Some(signed) = shared.storage.device_list(user).map_err(storage_reject)? else {
+        return Ok(None);
+    };
+    // It verified when it was stored; a list that no longer does is a damaged record.
+    let list = signed.verify().map_err(|e| {
+        storage_reject(format!(
+            "the device list on record does not verify: {}",
+            e.code()
+        ))
+    })?;
+    Ok(Some((signed, list)))
+}
+
+/// The writes of a new device registering with a device list (PROTOCOL.md §10.1 *Device
+/// lists*), under the registration lock: its record, and for a new user the list.
+fn registration_list(
+    shared: &Shared,
+    record: DeviceRecord,
+    signed: &SignedDeviceList,
+    token_ok: bool,
+) -> Result<Vec<Write>, Reject> {
+    let list = verified_list(signed)?;
+    let user = record.user;
+    if list.user != user {
+        return Err(list_refused("the device list names another user"));
+    }
+    if !list.devices.iter().any(|d| d.keys == record.keys) {
+        return Err(list_refused(
+            "the device list does not list this device with exactly these keys",
+        ));
+    }
+    match current_list(shared, &user)? {
+        None => {
+            if !shared
+                .storage
+                .devices_of_user(&user)
+                .map_err(storage_reject)?
+                .is_empty()
+            {
+                return Err(list_refused(
+                    "this user has devices but no device list on record: one of them publishes \
+                     a first list (publish_devices) before another device can register with one",
+                ));
+            }
+            if !token_ok {
+                return Err(registration_closed());
+            }
+            if list.version != 1 || list.by != record.keys.device {
+                return Err(list_refused(
+                    "a new user's list is version 1, made by the registering device",
+                ));
+            }
+            if let Some(other) = shared
+                .storage
+                .identity_user(&list.identity)
+                .map_err(storage_reject)?
+                && other != user
+            {
+                return Err(list_refused(
+                    "the list's identity key is on record for another user",
+                ));
+            }
+            Ok(vec![
+                Write::Device(record),
+                Write::DeviceList {
+                    user,
+                    identity: list.identity,
+                    list: signed.clone(),
+                },
+            ])
+        }
+        Some((_, current)) => {
+            if list.identity != current.identity {
+                return Err(list_refused(
+                    "the list carries another identity key than the one on record for this user",
+                ));
+            }
+            if !current.devices.iter().any(|d| d.keys == record.keys) {
+                return Err(list_refused(format!(
+                    "the user's current device list (version {}) does not list this device with \
+                     these keys: the linking device publishes the list that adds it first",
+                    current.version
+                )));
+            }
+            Ok(vec![Write::Device(record)])
+        }
+    }
+}
+
+/// Sends an unlinked device its user's current list (PROTOCOL.md §3.8), and returns the
+/// refusal that follows it.
+fn unlinked_reject(
+    shared: &Shared,
+    handle: &ConnHandle,
+    user: &confide_protocol::UserId,
+) -> Reject {
+    match shared.storage.device_list(user) {
+        Ok(Some(list)) => reply(shared, handle, &ServerFrame::DeviceList { list }),
+        Ok(None) => {}
+        Err(e) => return storage_reject(e),
+    }
+    Reject::new(
+        ErrorCode::DeviceUnlinked,
+        "this device was dropped from its user's device list (unlinked)",
+    )
+}
+
+fn link_reject(refusal: LinkRefusal) -> Reject {
+    match refusal {
+        LinkRefusal::Busy => Reject::new(
+            ErrorCode::LinkBusy,
+            "a link channel with this id is open already; make a new link code",
+        ),
+        LinkRefusal::TooMany => Reject::new(
+            ErrorCode::RateLimited,
+            "this address has as many link channels open as allowed",
+        )
+        .retry(LINK_CHANNELS_RETRY_AFTER),
+        LinkRefusal::Unknown => Reject::new(
+            ErrorCode::LinkUnknown,
+            "no open link channel with this id that this connection may use",
+        ),
+    }
+}
+
+/// Relays `data` to the other party of `channel` (PROTOCOL.md §9.4 `link_send`).
+fn link_send(
+    shared: &Shared,
+    handle: &ConnHandle,
+    id: RequestId,
+    channel: ChannelId,
+    data: Vec<u8>,
+) -> Result<(), Reject> {
+    let (peer, from_opener) = shared
+        .links
+        .peer(&channel, handle.id)
+        .map_err(link_reject)?;
+    if from_opener && data.len() > crate::config::MAX_LINK_DATA_FROM_OPENER {
+        return Err(Reject::new(
+            ErrorCode::FrameTooLarge,
+            format!(
+                "the device that opened a link channel may send at most {} bytes at once",
+                crate::config::MAX_LINK_DATA_FROM_OPENER
+            ),
+        ));
+    }
+    if let Some(frame) = serialize(&ServerFrame::LinkData {
+        channel,
+        data: Some(data),
+    }) {
+        peer.deliver(&frame, &shared.metrics);
+    }
+    reply(shared, handle, &ServerFrame::Ok { id });
+    Ok(())
+}
+
+/// `publish_devices` (PROTOCOL.md §10.1 *Device lists*).
+async fn publish_devices(
+    shared: &Shared,
+    handle: &ConnHandle,
+    s: Session,
+    id: RequestId,
+    signed: SignedDeviceList,
+) -> Result<(), Reject> {
+    let list = verified_list(&signed)?;
+    // One list change (or registration) at a time, so two successors of the same list cannot
+    // both be accepted.
+    let registering = shared.registering.lock().await;
+    let Some(record) = shared.storage.device(&s.device).map_err(storage_reject)? else {
+        return Err(list_refused("this device is no longer registered"));
+    };
+    let user = record.user;
+    if list.user != user {
+        return Err(list_refused(
+            "the list names another user than this device's",
+        ));
+    }
+    if list.by != s.device {
+        return Err(list_refused(
+            "the list was made by another device (by) than the one publishing it",
+        ));
+    }
+    let registered = shared
+        .storage
+        .devices_of_user(&user)
+        .map_err(storage_reject)?;
+    let mut before: Vec<confide_protocol::DeviceId> =
+        registered.iter().map(|r| r.keys.device).collect();
+    match current_list(shared, &user)? {
+        Some((current_signed, current)) => {
+            if list.identity != current.identity {
+                return Err(list_refused(
+                    "the list carries another identity key than the one on record for this user",
+                ));
+            }
+            if list.version <= current.version {
+                return Err(list_refused(format!(
+                    "stale list: the server holds version {} of this user's list",
+                    current.version
+                )));
+            }
+            if !list.succeeds(&current, &current_signed.hash()) {
+                return Err(list_refused(format!(
+                    "not the successor of the current list (version {}): version + 1, prev = \
+                     its hash, made by a device it lists",
+                    current.version
+                )));
+            }
+            before.extend(current.devices.iter().map(|d| d.keys.device));
+        }
+        None => {
+            if list.version != 1 {
+                return Err(list_refused(
+                    "this user has no device list on record: the first one is version 1",
+                ));
+            }
+            if let Some(other) = shared
+                .storage
+                .identity_user(&list.identity)
+                .map_err(storage_reject)?
+                && other != user
+            {
+                return Err(list_refused(
+                    "the list's identity key is on record for another user",
+                ));
+            }
+            if !list
+                .devices
+                .iter()
+                .all(|d| registered.iter().any(|r| r.keys == d.keys))
+            {
+                return Err(list_refused(
+                    "a user's first list may list only devices registered to the user, with \
+                     their keys",
+                ));
+            }
+        }
+    }
+    if let Err(wait) = shared.device_lists.check(&user) {
+        return Err(Reject::new(
+            ErrorCode::RateLimited,
+            format!(
+                "at most {} device lists per user in 24 hours",
+                shared.limits.max_device_lists_per_day
+            ),
+        )
+        .retry(wait));
+    }
+    before.sort_unstable();
+    before.dedup();
+    let dropped: Vec<confide_protocol::DeviceId> =
+        before.into_iter().filter(|d| !list.lists(d)).collect();
+    let mut writes = vec![Write::DeviceList {
+        user,
+        identity: list.identity,
+        list: signed.clone(),
+    }];
+    writes.extend(dropped.iter().map(|device| Write::Unlink {
+        user,
+        device: *device,
+    }));
+    commit(shared, writes).await?;
+    shared.device_lists.record(&user);
+    drop(registering);
+    reply(shared, handle, &ServerFrame::Ok { id });
+    for device in &dropped {
+        shared.hub.unlink(device);
+    }
+    if let Some(frame) = serialize(&ServerFrame::DeviceList { list: signed }) {
+        let devices: Vec<confide_protocol::DeviceId> =
+            list.devices.iter().map(|d| d.keys.device).collect();
+        shared
+            .hub
+            .deliver(devices.iter(), &frame, Some(handle.id), &shared.metrics);
+    }
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -811,14 +1223,25 @@ async fn handle_request(
             ErrorCode::AlreadyAuthenticated,
             "this connection is already authenticated",
         )),
-        // Served from the next commit on (linked devices, PROTOCOL.md §3.6–3.8).
-        ClientFrame::PublishDevices { .. }
-        | ClientFrame::LinkOpen { .. }
-        | ClientFrame::LinkJoin { .. }
-        | ClientFrame::LinkSend { .. } => Err(Reject::new(
-            ErrorCode::UnknownFrame,
-            "linked devices are not served by this build yet",
+        ClientFrame::PublishDevices { id, device_list } => {
+            publish_devices(shared, handle, s, id, device_list).await
+        }
+        ClientFrame::LinkOpen { .. } => Err(Reject::new(
+            ErrorCode::AlreadyAuthenticated,
+            "link_open is for the device being linked, before it registers",
         )),
+        ClientFrame::LinkJoin { id, channel } => {
+            let opener = shared.links.join(&channel, handle).map_err(link_reject)?;
+            reply(shared, handle, &ServerFrame::Ok { id });
+            if let Some(frame) = serialize(&ServerFrame::LinkData {
+                channel,
+                data: None,
+            }) {
+                opener.deliver(&frame, &shared.metrics);
+            }
+            Ok(())
+        }
+        ClientFrame::LinkSend { id, channel, data } => link_send(shared, handle, id, channel, data),
         ClientFrame::CreateGroup { id, genesis } => {
             create_group(shared, handle, s, id, genesis).await
         }
@@ -922,7 +1345,11 @@ async fn handle_request(
         }
         ClientFrame::LookupUsers { id, users } => {
             let mut found = Vec::new();
+            let mut device_lists = Vec::new();
             for user in users {
+                if let Some(list) = shared.storage.device_list(&user).map_err(storage_reject)? {
+                    device_lists.push(list);
+                }
                 for r in shared
                     .storage
                     .devices_of_user(&user)
@@ -941,7 +1368,7 @@ async fn handle_request(
                 &ServerFrame::Devices {
                     id,
                     devices: found,
-                    device_lists: Vec::new(),
+                    device_lists,
                 },
             );
             Ok(())
@@ -1102,6 +1529,26 @@ async fn append_op(
         ));
     }
     check_member_entries(shared, &op.body)?;
+    // Each `update_devices` makes every member rekey: a few an hour per member and group.
+    let update_key = match &op.body {
+        OpBody::UpdateDevices { .. } => entry
+            .state
+            .member_of_device(&s.device)
+            .map(|(user, _)| (group, *user)),
+        _ => None,
+    };
+    if let Some(key) = &update_key
+        && let Err(wait) = shared.device_updates.check(key)
+    {
+        return Err(Reject::new(
+            ErrorCode::RateLimited,
+            format!(
+                "at most {} update_devices per member and group in an hour",
+                shared.limits.max_device_updates_per_hour
+            ),
+        )
+        .retry(wait));
+    }
     let mut next = entry.state.clone();
     let applied = next.apply(&signed).map_err(|e| log_reject(&e))?;
     let mut writes = vec![Write::Op {
@@ -1118,6 +1565,9 @@ async fn append_op(
         );
     }
     commit(shared, writes).await?;
+    if let Some(key) = &update_key {
+        shared.device_updates.record(key);
+    }
     shared.metrics.ops_stored.fetch_add(1, Relaxed);
     let before = entry.devices.clone();
     // Exact for update_devices: grace only when it dropped no device (PROTOCOL.md §8.5).
@@ -1150,14 +1600,54 @@ async fn append_op(
     Ok(())
 }
 
-/// Every device a member entry lists must be registered to that entry's user with exactly
-/// those keys, so nobody can list someone else's device (to hijack or block it) in a group.
+/// Member entries and `update_devices` name only what the server holds for the user
+/// (PROTOCOL.md §10.1 `append_op` step 7, `create_group` step 5): an entry with a device list
+/// carries the user's current list on record, byte for byte; an entry without one is allowed
+/// only for a user with no list on record, and every device it lists must be registered to
+/// that user with exactly those keys; `update_devices` carries the current list. So nobody can
+/// list someone else's device (to hijack or block it) in a group.
 fn check_member_entries(shared: &Shared, body: &OpBody) -> Result<(), Reject> {
+    let not_current = || {
+        Reject::new(
+            ErrorCode::InvalidOp,
+            "the device list is not the user's current list on record (a stale or unknown \
+             list): fetch it with lookup_users",
+        )
+    };
     let entry = match body {
         OpBody::Genesis { creator, .. } => creator,
         OpBody::Join { member, .. } | OpBody::Add { member, .. } => member,
+        OpBody::UpdateDevices { device_list } => {
+            let list: DeviceList = serde_json::from_slice(&device_list.list)
+                .map_err(|_| Reject::new(ErrorCode::InvalidOp, "the device list does not parse"))?;
+            let current = shared
+                .storage
+                .device_list(&list.user)
+                .map_err(storage_reject)?;
+            return if current.as_ref() == Some(device_list) {
+                Ok(())
+            } else {
+                Err(not_current())
+            };
+        }
         _ => return Ok(()),
     };
+    let current = shared
+        .storage
+        .device_list(&entry.user)
+        .map_err(storage_reject)?;
+    match (&entry.device_list, &current) {
+        // The list, signed by the identity key, its maker and each device, is the binding.
+        (Some(carried), Some(current)) if carried == current => return Ok(()),
+        (Some(_), _) => return Err(not_current()),
+        (None, Some(_)) => {
+            return Err(Reject::new(
+                ErrorCode::InvalidOp,
+                "this user has a device list: a member entry for them must carry it",
+            ));
+        }
+        (None, None) => {}
+    }
     for keys in &entry.devices {
         let record = shared
             .storage
@@ -1478,6 +1968,16 @@ async fn send_sealed(
             ));
         }
         authorize_sealed(shared, s, &payload).await?;
+        // A device a list dropped is still in the logs that have not had the user's
+        // `update_devices` yet: accepted, so that the group keeps working, and discarded.
+        if shared
+            .storage
+            .unlinked(&payload.recipient)
+            .map_err(storage_reject)?
+            .is_some()
+        {
+            continue;
+        }
         if shared
             .storage
             .device(&payload.recipient)

@@ -40,6 +40,8 @@ pub struct ConnHandle {
 struct ConnState {
     /// Set when the queue overflowed; the connection task closes itself.
     slow: AtomicBool,
+    /// Set when a device list dropped the connection's device; the task closes itself.
+    unlinked: AtomicBool,
     /// Wakes the connection task when `slow` is set.
     wake: Notify,
     /// Bytes queued and not yet sent: the queue is bounded in bytes as well as in frames.
@@ -62,6 +64,7 @@ impl ConnHandle {
             tx,
             state: Arc::new(ConnState {
                 slow: AtomicBool::new(false),
+                unlinked: AtomicBool::new(false),
                 wake: Notify::new(),
                 queued_bytes: AtomicUsize::new(0),
                 backlog_after: AtomicU64::new(0),
@@ -76,7 +79,18 @@ impl ConnHandle {
         self.state.slow.load(Ordering::Relaxed)
     }
 
-    /// Completes when the queue has overflowed.
+    /// Whether the connection's device was unlinked (the connection is being closed).
+    pub fn is_unlinked(&self) -> bool {
+        self.state.unlinked.load(Ordering::Relaxed)
+    }
+
+    /// Tells the connection task that its device was unlinked: it closes the connection.
+    pub fn unlink(&self) {
+        self.state.unlinked.store(true, Ordering::Relaxed);
+        self.state.wake.notify_one();
+    }
+
+    /// Completes when the queue has overflowed, or the device was unlinked.
     pub async fn overflowed(&self) {
         self.state.wake.notified().await
     }
@@ -174,6 +188,14 @@ impl Hub {
             if conns.is_empty() {
                 devices.remove(device);
             }
+        }
+    }
+
+    /// Closes every connection of `device` (a device list dropped it).
+    pub fn unlink(&self, device: &DeviceId) {
+        let Ok(map) = self.devices.read() else { return };
+        for conn in map.get(device).into_iter().flatten() {
+            conn.unlink();
         }
     }
 

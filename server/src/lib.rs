@@ -23,6 +23,7 @@ pub mod groups;
 pub mod http;
 pub mod hub;
 pub mod inbox;
+pub mod link;
 pub mod metrics;
 pub mod preauth;
 pub mod rate;

@@ -70,6 +70,78 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
     }
 }
 
+/// At most `max` events per key in any `window` (a sliding window, exact: the times of the
+/// last `max` events are kept). For rare, costly events such as publishing a device list,
+/// where a token bucket's doubled first window would matter. Kept in memory: a restart forgets
+/// it.
+pub struct WindowLimiter<K> {
+    max: usize,
+    window: Duration,
+    events: Mutex<HashMap<K, std::collections::VecDeque<Instant>>>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy> WindowLimiter<K> {
+    /// A limiter allowing `max` events per `window`.
+    pub fn new(max: u32, window: Duration) -> Self {
+        WindowLimiter {
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+            window,
+            events: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` may have one more event now; `Err(wait)` until it may. Records nothing.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        let now = Instant::now();
+        let Ok(mut events) = self.events.lock() else {
+            return Ok(());
+        };
+        let Some(times) = events.get_mut(key) else {
+            return if self.max == 0 {
+                Err(self.window)
+            } else {
+                Ok(())
+            };
+        };
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            times.pop_front();
+        }
+        if times.len() < self.max {
+            return Ok(());
+        }
+        // The oldest event that still counts leaves the window first.
+        let oldest = times.front().copied().unwrap_or(now);
+        Err(self
+            .window
+            .saturating_sub(now.duration_since(oldest))
+            .max(Duration::from_millis(1)))
+    }
+
+    /// Records an event of `key` now (after it was checked and done).
+    pub fn record(&self, key: &K) {
+        let now = Instant::now();
+        let Ok(mut events) = self.events.lock() else {
+            return;
+        };
+        if events.len() > PRUNE_ABOVE {
+            let window = self.window;
+            events.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
+        }
+        let times = events.entry(*key).or_default();
+        times.push_back(now);
+        while times.len() > self.max {
+            times.pop_front();
+        }
+    }
+}
+
 /// One token bucket, for a limit that belongs to a single owner (such as one connection's
 /// allowance of frames the server cannot use), so needs no map and no lock.
 #[derive(Debug)]
@@ -120,6 +192,18 @@ mod tests {
         // 0.75 tokens at 1.5 s, 1.5 at 3 s: one more frame.
         assert!(bucket.take(t0 + Duration::from_secs(3)));
         assert!(!bucket.take(t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_window_allows_its_maximum_then_says_when_the_oldest_leaves() {
+        let limiter: WindowLimiter<u8> = WindowLimiter::new(2, Duration::from_secs(3600));
+        limiter.check(&1).unwrap();
+        limiter.record(&1);
+        limiter.check(&1).unwrap();
+        limiter.record(&1);
+        let wait = limiter.check(&1).unwrap_err();
+        assert!(wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600));
+        limiter.check(&2).unwrap();
     }
 
     #[test]

@@ -86,9 +86,18 @@ pub struct Shared {
     /// Inbox ids being written, so that the inbox backlog serves only durable items.
     pub inbox_in_flight: crate::inbox::InboxInFlight,
     /// Held from a registration's checks (is this device or user id taken?) until its record is
-    /// durable, so that two registrations can never both pass them. Registrations are rare and
+    /// durable, so that two registrations can never both pass them; `publish_devices` holds it
+    /// too, so that two successors of one list cannot both be accepted, and a device cannot
+    /// register with a list that is being replaced. Registrations and lists are rare and
     /// rate-limited, so one lock for all of them costs nothing.
     pub registering: tokio::sync::Mutex<()>,
+    /// Device lists published per user (`max_device_lists_per_day`).
+    pub device_lists: crate::rate::WindowLimiter<confide_protocol::UserId>,
+    /// `update_devices` appended per (group, member) (`max_device_updates_per_hour`).
+    pub device_updates:
+        crate::rate::WindowLimiter<(confide_protocol::GroupId, confide_protocol::UserId)>,
+    /// Open link channels (in memory; see [`crate::link`]).
+    pub links: crate::link::Links,
     /// TLS acceptor, if TLS is on.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -178,6 +187,15 @@ pub async fn run(
             f64::from(config.limits.registration_burst),
         ),
         registering: tokio::sync::Mutex::new(()),
+        device_lists: crate::rate::WindowLimiter::new(
+            config.limits.max_device_lists_per_day,
+            crate::config::DEVICE_LISTS_WINDOW,
+        ),
+        device_updates: crate::rate::WindowLimiter::new(
+            config.limits.max_device_updates_per_hour,
+            crate::config::DEVICE_UPDATES_WINDOW,
+        ),
+        links: crate::link::Links::default(),
         limits: config.limits,
         storage: config.storage,
         writer,

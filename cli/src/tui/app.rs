@@ -1219,6 +1219,36 @@ impl App {
                 );
                 jobs.extend(self.want_status(group));
             }
+            Event::DevicesChanged { user } if user == self.me => {
+                self.notice(
+                    Level::Info,
+                    "Your devices changed: `confide device list` shows them.".to_string(),
+                );
+            }
+            Event::IdentityMisuse { user } if user == self.me => {
+                self.notice(
+                    Level::Warning,
+                    "Your identity key was used by a device that is not one of yours: check \
+                     `confide device list` and unlink every device you do not know."
+                        .to_string(),
+                );
+            }
+            Event::IdentityMisuse { .. } => {
+                self.notice(
+                    Level::Warning,
+                    "Someone's identity key was used by a device that is not theirs: compare \
+                     safety numbers (/safety) before you trust what they send."
+                        .to_string(),
+                );
+            }
+            Event::DeviceUnlinked { .. } => {
+                self.notice(
+                    Level::Warning,
+                    "This device was unlinked from another of your devices: it can no longer \
+                     read or send. Quit (Ctrl-C)."
+                        .to_string(),
+                );
+            }
             _ => {}
         }
         jobs
@@ -1986,6 +2016,20 @@ mod tests {
         });
         assert!(app.key_warnings.is_empty());
         assert!(matches!(app.modal, Some(Modal::Info { .. })));
+    }
+
+    #[test]
+    fn this_device_being_unlinked_or_its_identity_misused_is_said() {
+        let (mut app, _) = app();
+        app.handle_event(Event::DeviceUnlinked {
+            by: confide_protocol::DeviceId([7; 32]),
+        });
+        let said = app.current_notice().unwrap().text.clone();
+        assert!(said.contains("This device was unlinked"), "{said}");
+        let me = app.me;
+        app.handle_event(Event::IdentityMisuse { user: me });
+        let said = app.current_notice().unwrap().text.clone();
+        assert!(said.contains("not one of yours"), "{said}");
     }
 
     #[test]

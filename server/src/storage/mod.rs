@@ -12,6 +12,7 @@ mod sled_store;
 
 pub use sled_store::{DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_BYTES, MIN_CACHE_BYTES, SledStorage};
 
+use confide_protocol::device_list::{IdentityKey, SignedDeviceList};
 use confide_protocol::frames::{InboxItem, StoredMessage};
 use confide_protocol::group_log::SignedOp;
 use confide_protocol::{DeviceId, DeviceKeys, GroupId, MessageId, Seq, Timestamp, UserId};
@@ -89,6 +90,25 @@ pub enum Write {
         /// The item id.
         inbox_id: u64,
     },
+    /// Make `list` the user's current device list (PROTOCOL.md §3.6), and record its identity
+    /// key as the user's (an identity key belongs to one user id).
+    DeviceList {
+        /// The user.
+        user: UserId,
+        /// The list's identity key.
+        identity: IdentityKey,
+        /// The list, as signed.
+        list: SignedDeviceList,
+    },
+    /// A device list dropped `device`: remember it as unlinked (for good), unregister it, and
+    /// delete every item of its inbox. Inbox items for it in this batch or any later one are
+    /// not stored.
+    Unlink {
+        /// The user it belonged to.
+        user: UserId,
+        /// The device.
+        device: DeviceId,
+    },
 }
 
 /// What each write is counted as beyond its variable-size content (keys, indexes, JSON framing,
@@ -104,7 +124,11 @@ impl Write {
             Write::Op { op, .. } => op.op.len(),
             Write::Message { message, .. } => message.envelope.ciphertext.len(),
             Write::Inbox { item, .. } => item.payload.ciphertext.len(),
-            Write::Device(_) | Write::DeleteMessage { .. } | Write::AckInbox { .. } => 0,
+            Write::DeviceList { list, .. } => list.list.len(),
+            Write::Device(_)
+            | Write::DeleteMessage { .. }
+            | Write::AckInbox { .. }
+            | Write::Unlink { .. } => 0,
         };
         // Base64 stores 4 bytes for every 3.
         (content / 3)
@@ -152,8 +176,28 @@ pub trait Storage: Send + Sync + 'static {
     fn commit(&self, batch: &[Write]) -> Result<(), StorageError>;
     /// A device's record.
     fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>, StorageError>;
-    /// Every device registered for `user`.
+    /// Every device registered for `user` (an unlinked device is no longer registered).
     fn devices_of_user(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StorageError>;
+    // The three device-list reads have defaults only so that storage wrappers written before
+    // device lists (test doubles that delegate to a real backend) still compile: they answer
+    // as a database that holds no list. Every real backend overrides them, and a wrapper must
+    // delegate them as it delegates `commit`.
+
+    /// The user's current device list, if the user has one.
+    fn device_list(&self, user: &UserId) -> Result<Option<SignedDeviceList>, StorageError> {
+        let _ = user;
+        Ok(None)
+    }
+    /// The user whose device lists carry `identity`, if any.
+    fn identity_user(&self, identity: &IdentityKey) -> Result<Option<UserId>, StorageError> {
+        let _ = identity;
+        Ok(None)
+    }
+    /// If a device list dropped `device`: the user it belonged to.
+    fn unlinked(&self, device: &DeviceId) -> Result<Option<UserId>, StorageError> {
+        let _ = device;
+        Ok(None)
+    }
     /// The seq a message was stored under, if it is still stored.
     fn message_seq(
         &self,

@@ -14,6 +14,9 @@
 //! | `inbox_shares` | device (32) ‖ share (32) ‖ inbox id (8) | empty: the inbox items counting towards each share ([`super::inbox_shares`]: the sender, and all join requests together) |
 //! | `inbox_share_of` | device (32) ‖ inbox id (8) | the item's shares (32 each), so that an acknowledgement finds its `inbox_shares` entries without reading the item |
 //! | `meta` | `inbox_id_high` | the highest inbox id ever stored (8), written in the same transaction as the items |
+//! | `device_lists` | user id (16) | JSON `SignedDeviceList`: the user's current list |
+//! | `identities` | identity key (32) | user id (16): the user whose lists carry the key |
+//! | `unlinked` | device id (32) | user id (16): devices a list dropped (their `devices` and `user_devices` entries and inbox are deleted) |
 //!
 //! A batch is applied with one sled transaction over all trees and then made durable with one
 //! `flush`: the writer task calls `commit` with many clients' writes at once (group commit).
@@ -28,6 +31,7 @@
 //! runtime thread — and past the free-space check; a database without `meta` continues above
 //! that generator's last id.
 
+use confide_protocol::device_list::{IdentityKey, SignedDeviceList};
 use confide_protocol::frames::{InboxItem, StoredMessage};
 use confide_protocol::group_log::SignedOp;
 use confide_protocol::{DeviceId, GroupId, MessageId, Seq, UserId};
@@ -100,6 +104,9 @@ pub struct SledStorage {
     inbox_shares: sled::Tree,
     inbox_share_of: sled::Tree,
     meta: sled::Tree,
+    device_lists: sled::Tree,
+    identities: sled::Tree,
+    unlinked: sled::Tree,
     /// The next inbox id to hand out; above every id stored, and every id handed out before.
     next_inbox_id: std::sync::atomic::AtomicU64,
 }
@@ -155,6 +162,14 @@ fn be_u64(tree: &'static str, bytes: &[u8]) -> Result<u64, StorageError> {
     Ok(u64::from_be_bytes(arr))
 }
 
+fn user_id(tree: &'static str, bytes: &[u8]) -> Result<UserId, StorageError> {
+    let arr: [u8; 16] = bytes.try_into().map_err(|_| StorageError::Corrupt {
+        tree,
+        reason: "expected a 16-byte user id".into(),
+    })?;
+    Ok(UserId(arr))
+}
+
 impl SledStorage {
     /// Opens (or creates) the database in `path`, with a cache of [`DEFAULT_CACHE_BYTES`].
     pub fn open(path: &Path) -> Result<Self, StorageError> {
@@ -206,6 +221,9 @@ impl SledStorage {
             inbox: db.open_tree("inbox").map_err(backend)?,
             inbox_shares: db.open_tree("inbox_shares").map_err(backend)?,
             inbox_share_of: db.open_tree("inbox_share_of").map_err(backend)?,
+            device_lists: db.open_tree("device_lists").map_err(backend)?,
+            identities: db.open_tree("identities").map_err(backend)?,
+            unlinked: db.open_tree("unlinked").map_err(backend)?,
             db,
             path: path.to_path_buf(),
             min_free_bytes,
@@ -265,6 +283,11 @@ impl SledStorage {
         // batch (ids are predictable, so a client can acknowledge an item before it exists).
         let mut new_shares: std::collections::HashMap<Vec<u8>, Vec<u8>> = Default::default();
         let mut highest_inbox_id: Option<u64> = None;
+        let mut device_lists: Vec<Entry> = Vec::new();
+        let mut identities: Vec<Entry> = Vec::new();
+        let mut unlinked: Vec<Entry> = Vec::new();
+        // Devices this batch unlinks: their inbox items (in this batch too) are not stored.
+        let mut unlinked_now: std::collections::HashSet<DeviceId> = Default::default();
         // Deletions by message id need the seq, looked up now (ids are written before deletes in
         // the same batch only for messages already committed, which is the only case we need).
         for write in batch {
@@ -296,6 +319,16 @@ impl SledStorage {
                     }
                 }
                 Write::Inbox { device, item } => {
+                    if unlinked_now.contains(device)
+                        || self
+                            .unlinked
+                            .contains_key(device.as_bytes())
+                            .map_err(backend)?
+                    {
+                        // Sealed to a device a list dropped (in a race with the publication):
+                        // nobody can read it, so it is not kept.
+                        continue;
+                    }
                     highest_inbox_id = highest_inbox_id.max(Some(item.inbox_id));
                     let key = key2(device.as_bytes(), &item.inbox_id.to_be_bytes());
                     inbox.push((key.clone(), Some(encode(item)?)));
@@ -333,6 +366,40 @@ impl SledStorage {
                     }
                     inbox.push((key, None))
                 }
+                Write::DeviceList {
+                    user,
+                    identity,
+                    list,
+                } => {
+                    device_lists.push((user.as_bytes().to_vec(), Some(encode(list)?)));
+                    identities.push((identity.as_bytes().to_vec(), Some(user.as_bytes().to_vec())));
+                }
+                Write::Unlink { user, device } => {
+                    unlinked_now.insert(*device);
+                    unlinked.push((device.as_bytes().to_vec(), Some(user.as_bytes().to_vec())));
+                    devices.push((device.as_bytes().to_vec(), None));
+                    user_devices.push((key2(user.as_bytes(), device.as_bytes()), None));
+                    // Its whole inbox, with the share indexes (their keys start with the device).
+                    for (tree, list) in [
+                        (&self.inbox, &mut inbox),
+                        (&self.inbox_shares, &mut inbox_shares),
+                        (&self.inbox_share_of, &mut inbox_share_of),
+                    ] {
+                        for entry in tree.scan_prefix(device.as_bytes()).keys() {
+                            list.push((entry.map_err(backend)?.to_vec(), None));
+                        }
+                    }
+                    // Items of this batch written before the unlink.
+                    let prefix = device.as_bytes();
+                    for list in [&mut inbox, &mut inbox_shares, &mut inbox_share_of] {
+                        let written: Vec<Vec<u8>> = list
+                            .iter()
+                            .filter(|(k, v)| v.is_some() && k.starts_with(prefix))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        list.extend(written.into_iter().map(|k| (k, None)));
+                    }
+                }
             }
         }
         let last_seq: Vec<Entry> = last_seq
@@ -352,7 +419,7 @@ impl SledStorage {
                 meta.push((INBOX_ID_HIGH.to_vec(), Some(id.to_be_bytes().to_vec())));
             }
         }
-        let trees: [&sled::Tree; 10] = [
+        let trees: [&sled::Tree; 13] = [
             &self.devices,
             &self.user_devices,
             &self.ops,
@@ -363,6 +430,9 @@ impl SledStorage {
             &self.inbox_shares,
             &self.inbox_share_of,
             &self.meta,
+            &self.device_lists,
+            &self.identities,
+            &self.unlinked,
         ];
         let lists = [
             &devices,
@@ -375,6 +445,9 @@ impl SledStorage {
             &inbox_shares,
             &inbox_share_of,
             &meta,
+            &device_lists,
+            &identities,
+            &unlinked,
         ];
         let only_deletes = lists
             .iter()
@@ -437,6 +510,33 @@ impl Storage for SledStorage {
             }
         }
         Ok(out)
+    }
+
+    fn device_list(&self, user: &UserId) -> Result<Option<SignedDeviceList>, StorageError> {
+        self.healthy()?;
+        self.device_lists
+            .get(user.as_bytes())
+            .map_err(backend)?
+            .map(|v| decode("device_lists", &v))
+            .transpose()
+    }
+
+    fn identity_user(&self, identity: &IdentityKey) -> Result<Option<UserId>, StorageError> {
+        self.healthy()?;
+        self.identities
+            .get(identity.as_bytes())
+            .map_err(backend)?
+            .map(|v| user_id("identities", &v))
+            .transpose()
+    }
+
+    fn unlinked(&self, device: &DeviceId) -> Result<Option<UserId>, StorageError> {
+        self.healthy()?;
+        self.unlinked
+            .get(device.as_bytes())
+            .map_err(backend)?
+            .map(|v| user_id("unlinked", &v))
+            .transpose()
     }
 
     fn message_seq(
@@ -590,6 +690,46 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
         panic!("the database does not open again: {last:?}");
+    }
+
+    #[test]
+    fn unlinking_deletes_the_whole_inbox_and_keeps_later_items_out() {
+        use confide_protocol::seal::SealKind;
+        let dir = tempfile::tempdir().unwrap();
+        let db = SledStorage::open(dir.path()).unwrap();
+        let me = DeviceId([9; 32]);
+        let other = DeviceId([8; 32]);
+        let user = UserId([1; 16]);
+        let write = |device, i| Write::Inbox {
+            device,
+            item: item(i, 5, SealKind::JoinRequest),
+        };
+        db.commit(&[write(me, 1), write(other, 2)]).unwrap();
+        db.commit(&[
+            write(me, 3),
+            Write::Unlink { user, device: me },
+            write(me, 4),
+        ])
+        .unwrap();
+        assert!(db.inbox(&me, 0, 10).unwrap().is_empty());
+        assert_eq!(db.inbox_len_from(&me, &DeviceId([5; 32])).unwrap(), 0);
+        assert_eq!(
+            db.inbox_len_from(&me, &super::super::JOIN_REQUESTS_SHARE)
+                .unwrap(),
+            0
+        );
+        assert!(
+            db.inbox_share_of
+                .scan_prefix(me.as_bytes())
+                .next()
+                .is_none()
+        );
+        assert_eq!(db.unlinked(&me).unwrap(), Some(user));
+        db.commit(&[write(me, 5)]).unwrap();
+        assert!(db.inbox(&me, 0, 10).unwrap().is_empty());
+        // Nobody else's inbox is touched.
+        assert_eq!(db.inbox(&other, 0, 10).unwrap().len(), 1);
+        assert_eq!(db.unlinked(&other).unwrap(), None);
     }
 
     #[test]

@@ -116,6 +116,21 @@ impl Storage for Breakable {
     fn devices_of_user(&self, u: &UserId) -> Result<Vec<DeviceRecord>, StorageError> {
         self.inner.devices_of_user(u)
     }
+    fn device_list(
+        &self,
+        u: &UserId,
+    ) -> Result<Option<confide_protocol::device_list::SignedDeviceList>, StorageError> {
+        self.inner.device_list(u)
+    }
+    fn identity_user(
+        &self,
+        i: &confide_protocol::device_list::IdentityKey,
+    ) -> Result<Option<UserId>, StorageError> {
+        self.inner.identity_user(i)
+    }
+    fn unlinked(&self, d: &DeviceId) -> Result<Option<UserId>, StorageError> {
+        self.inner.unlinked(d)
+    }
     fn message_seq(&self, g: &GroupId, m: &MessageId) -> Result<Option<Seq>, StorageError> {
         self.inner.message_seq(g, m)
     }
@@ -196,7 +211,7 @@ impl Server {
     }
 }
 
-fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
@@ -282,7 +297,8 @@ impl Device {
         device
     }
 
-    async fn connect(url: &str, identity: DeviceIdentity, user: UserId) -> Device {
+    /// A connection for `identity` that has not authenticated yet (the challenge is unread).
+    pub async fn connect(url: &str, identity: DeviceIdentity, user: UserId) -> Device {
         let conn = Connection::connect(url, &ServerTrust::SystemRoots)
             .await
             .unwrap();
@@ -295,7 +311,7 @@ impl Device {
     }
 
     /// Reads the challenge and signs it.
-    async fn sign_challenge(&mut self) -> confide_protocol::Signature {
+    pub async fn sign_challenge(&mut self) -> confide_protocol::Signature {
         let challenge = self.recv().await;
         let ServerFrame::Challenge { nonce, .. } = challenge else {
             panic!("expected a challenge, got {challenge:?}");

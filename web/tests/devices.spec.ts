@@ -141,6 +141,7 @@ test('a browser links a second browser: same numbers, the group comes over, mess
       await phone.reload();
       await expect(phone.getByRole('heading', { name: 'Welcome' })).toBeVisible();
 
+      await openGroup(laptop);
       await send(laptop, 'Still here on the laptop.');
       await expect
         .poll(() => fay.json<{ text: string }[]>(['read', 'circle']).map((m) => m.text))

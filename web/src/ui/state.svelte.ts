@@ -463,7 +463,7 @@ export class AppState {
           this.addLine(change.group, { key: `op:${change.opSeq}`, at: change.at, text, kind: 'system' });
         }
         this.changes++;
-        void this.refreshGroups();
+        void this.refreshGroups().catch(() => undefined);
         // Who is in the group decides which waiting messages need the person's word.
         if (this.held[change.group] !== undefined) void this.refreshHeld(change.group);
         return;
@@ -472,10 +472,15 @@ export class AppState {
         this.addLine(event.notice.group, noticeLine(event.notice));
         return;
       case 'joined':
-        void this.refreshGroups();
+        void this.refreshGroups().catch(() => undefined);
         return;
       case 'read':
         // Read here or in another tab: the counts come from the core again.
+        this.refreshSoon();
+        return;
+      case 'synced':
+        // A sync may bring groups no other event names (a newly linked device's groups, which
+        // arrive once their logs list it).
         this.refreshSoon();
         return;
       case 'invited':
@@ -483,7 +488,7 @@ export class AppState {
       case 'roleChanged':
       case 'caughtUp':
         this.changes++;
-        void this.refreshGroups();
+        void this.refreshGroups().catch(() => undefined);
         return;
       case 'removed':
         this.changes++;
@@ -493,7 +498,7 @@ export class AppState {
           text: 'You were removed from this group.',
           kind: 'system',
         });
-        void this.refreshGroups();
+        void this.refreshGroups().catch(() => undefined);
         return;
       case 'pinned':
         this.changes++;

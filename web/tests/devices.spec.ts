@@ -220,3 +220,40 @@ test('Link a browser to a CLI profile and back', async ({ page, server }) => {
     fay.remove();
   }
 });
+
+test('numbers that differ link nothing, on either device; a mistyped code is refused', async ({ page, browser, server, problems }) => {
+  const fay = CliPerson.init(server, 'Fay');
+  const phoneContext = await watchedContext(browser, server.origin, problems);
+  const phone = await phoneContext.newPage();
+  try {
+    fay.ok(['group', 'create', '--label', 'circle']);
+    const invite = fay.json<{ web_link: string }>(['invite', 'create', 'circle']);
+    await joinFromLink(page, invite.web_link, { name: 'Robin', passphrase: PASSPHRASE });
+    await expect(messages(page)).toBeVisible();
+    const code = await showLinkingCode(phone, NEW_PASSPHRASE);
+
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Settings' }).click();
+    await page.getByRole('button', { name: 'Link a new device' }).click();
+    await page.getByRole('textbox', { name: 'The code your new device shows' }).fill('NOT-A-CODE');
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await expect(page.getByRole('alert')).toContainText('not a linking code');
+    await page.getByRole('button', { name: 'Cancel' }).click();
+
+    await startLinking(page, code);
+    await expect(phone.getByRole('heading', { name: 'Compare the numbers' })).toBeVisible();
+    await phone.getByRole('button', { name: 'They differ' }).click();
+    await expect(phone.getByRole('heading', { name: 'Nothing was linked' })).toBeVisible();
+    await expect(phone.getByRole('alert')).toContainText('someone tried to get between your devices');
+    await page.getByRole('button', { name: 'They match' }).click();
+    await expect(page.getByRole('alert')).toContainText('Linking was stopped on the new device. Nothing was linked.');
+    await expect(page.getByRole('list', { name: 'Your devices' }).getByRole('listitem')).toHaveCount(1);
+    // The new browser has no profile: "Back" is the welcome screen again.
+    await phone.getByRole('button', { name: 'Back' }).click();
+    await expect(phone.getByRole('heading', { name: 'Welcome' })).toBeVisible();
+    await phone.reload();
+    await expect(phone.getByRole('button', { name: 'Create my profile' })).toBeVisible();
+  } finally {
+    await phoneContext.close();
+    fay.remove();
+  }
+});

@@ -11,8 +11,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use confide_client_core::{Profile, profile};
+use confide_client_core::linking::NewDeviceLink;
+use confide_client_core::{ClientStore as _, Profile, StoreError, profile};
 use confide_protocol::{DeviceIdentity, UserId};
+use futures_channel::oneshot;
+use futures_util::future::{Either, select};
 use serde::Serialize;
 use tsify::{Ts, Tsify};
 use wasm_bindgen::JsCast as _;
@@ -21,7 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::dto::{self, ApiError, Me, ProfileState};
 use crate::host;
-use crate::link::WsNetwork;
+use crate::link::{WsLink, WsNetwork};
 use crate::session::Session;
 
 /// The store the profile is kept in: IndexedDB, encrypted under the passphrase.
@@ -68,6 +71,21 @@ export interface CreateProfileParams {
 export interface UnlockParams {
     passphrase: Uint8Array;
 }
+
+/**
+ * The parameters of `ConfideCore.newLinkOpen`: the passphrase the new profile will be encrypted
+ * under. Its bytes are zeroed once read; the worker keeps a copy in wasm memory (zeroed when
+ * the link ends) until `newLinkFinish` makes the profile.
+ */
+export interface NewLinkParams {
+    passphrase: Uint8Array;
+}
+
+/** The parameters of `ConfideCore.unlinkDevice`: the device, and the passphrase again. */
+export interface UnlinkParams {
+    device: string;
+    passphrase: Uint8Array;
+}
 "#;
 
 #[wasm_bindgen]
@@ -79,6 +97,14 @@ extern "C" {
     /// `{ passphrase }` (read by hand: the passphrase's bytes are zeroed in place).
     #[wasm_bindgen(typescript_type = "UnlockParams")]
     pub type UnlockParams;
+
+    /// `{ passphrase }` (read by hand: the passphrase's bytes are zeroed in place).
+    #[wasm_bindgen(typescript_type = "NewLinkParams")]
+    pub type NewLinkParams;
+
+    /// `{ device, passphrase }` (read by hand: the passphrase's bytes are zeroed in place).
+    #[wasm_bindgen(typescript_type = "UnlinkParams")]
+    pub type UnlinkParams;
 
     /// The function every event goes to.
     #[wasm_bindgen(typescript_type = "(event: CoreEvent) => void")]
@@ -169,6 +195,33 @@ pub struct ConfideCore {
     on_event: js_sys::Function,
     /// Never borrowed across an `await`: each method takes what it needs and lets go.
     state: RefCell<State>,
+    /// A link under way from this browser as the new device (no profile yet), if any.
+    new_link: RefCell<Option<NewLink>>,
+}
+
+/// The new device's side of a link under way (`newLinkOpen` … `newLinkFinish`).
+struct NewLink {
+    /// The link, while no call is waiting on it (`newLinkWait` takes it while it waits).
+    link: Option<NewDeviceLink<WsLink>>,
+    /// The passphrase the profile will be made under.
+    passphrase: Zeroizing<Vec<u8>>,
+    /// Stops a `newLinkWait` under way.
+    stop: Option<oneshot::Sender<()>>,
+    /// Tells this link from a later one opened meanwhile.
+    id: u64,
+}
+
+/// The error of a new-device link call when no link is under way.
+fn no_link() -> ApiError {
+    ApiError::new(
+        "no_link",
+        "no link is under way in this browser: start again",
+    )
+}
+
+/// The error of a link stopped by the person on this device.
+fn link_cancelled() -> ApiError {
+    ApiError::new("link_cancelled", "linking was stopped")
 }
 
 impl ConfideCore {
@@ -290,11 +343,30 @@ impl ConfideCore {
             .await
             .map_err(confide_client_core::ClientError::from)?;
         drop(passphrase);
-        let (identity, profile) = profile::load(&store)
-            .await
-            .map_err(confide_client_core::ClientError::from)?;
+        let (identity, profile) = match profile::load(&store).await {
+            Ok(loaded) => loaded,
+            Err(e @ StoreError::Missing { .. }) => {
+                // Unlinked from another device while this one was unlocked, and the profile not
+                // deleted since (the page closed first): say so, so that the app deletes it.
+                return Err(if was_unlinked(&store).await {
+                    ApiError::new(
+                        "device_unlinked",
+                        "this device was unlinked from another device: its keys are deleted",
+                    )
+                } else {
+                    confide_client_core::ClientError::from(e).into()
+                });
+            }
+            Err(e) => return Err(confide_client_core::ClientError::from(e).into()),
+        };
         self.start(store, identity, profile).await
     }
+}
+
+/// Whether the core left its "unlinked" mark in the store (client-core `devices::UNLINKED_KEY`,
+/// in the `profile` tree; the core does not export a reader for it yet).
+async fn was_unlinked(store: &WebStore) -> bool {
+    matches!(store.get("profile", b"unlinked").await, Ok(Some(_)))
 }
 
 /// Every method below is one command or read of the running core (see `crate::session`),
@@ -381,6 +453,7 @@ impl ConfideCore {
             } else {
                 State::NoProfile
             }),
+            new_link: RefCell::new(None),
         })
     }
 
@@ -755,3 +828,260 @@ forward!(
     /// Discards a held message: it is never sent.
     "discardHeld", discard_held(dto::HeldParams) -> ()
 );
+
+// Linked devices (PROTOCOL.md §3.6–3.8). The new device's side runs before there is a profile:
+// `newLinkOpen` (a passphrase chosen) → `newLinkWait` (the numbers) → `newLinkFinish` (the
+// person confirmed: the profile is made and the core starts) or `newLinkCancel`. The existing
+// device's side runs on the unlocked core: `linkStart` → `linkConfirm` or `linkCancel`.
+
+static NEXT_LINK_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl ConfideCore {
+    /// Stops a new-device link under way, if any: tells the other device.
+    async fn stop_new_link(&self) {
+        let taken = self.new_link.borrow_mut().take();
+        if let Some(mut state) = taken {
+            if let Some(stop) = state.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(link) = state.link.take() {
+                link.cancel().await;
+            }
+        }
+    }
+
+    /// `newLinkFinish` once begun: see there.
+    async fn finish_new_link(&self) -> Result<Rc<Session<WebStore, WsNetwork>>, ApiError> {
+        let taken = {
+            let mut slot = self.new_link.borrow_mut();
+            match slot.as_mut().and_then(|s| s.link.take()) {
+                Some(link) => slot.take().map(|s| (link, s.passphrase)),
+                None => None,
+            }
+        };
+        let Some((link, passphrase)) = taken else {
+            return Err(no_link());
+        };
+        let linked = link.confirm().await?;
+        let store = store::create(&self.db_name, &passphrase)
+            .await
+            .map_err(confide_client_core::ClientError::from)?;
+        drop(passphrase);
+        let started = async {
+            let profile = profile::create_linked(&store, &linked)
+                .await
+                .map_err(confide_client_core::ClientError::from)?;
+            let session = self.start(store, linked.identity, profile).await?;
+            // As for a new profile: the first connection registers the device, and that must
+            // reach the server; once it did, the profile is kept whatever else fails.
+            if let Err(e) = session.sync().await
+                && !session.is_registered().await.unwrap_or(false)
+            {
+                session.stop().await;
+                return Err(e);
+            }
+            Ok(session)
+        };
+        match started.await {
+            Ok(session) => Ok(session),
+            Err(e) => {
+                let _ = store::delete(&self.db_name).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl ConfideCore {
+    /// This browser as a NEW device of a person who uses Confide elsewhere: keeps `passphrase`
+    /// (its bytes are zeroed) for the profile to be made, dials the server and opens a link
+    /// channel. Resolves to the one-time code and the QR text to show. Only without a profile;
+    /// a link already under way here is stopped first.
+    #[wasm_bindgen(js_name = newLinkOpen)]
+    pub async fn new_link_open(
+        &self,
+        params: NewLinkParams,
+    ) -> Result<Ts<dto::NewLinkOpened>, JsValue> {
+        let params: JsValue = params.into();
+        let passphrase = take_passphrase(&params)?;
+        if self.state.borrow().profile_state() != ProfileState::None
+            || matches!(*self.state.borrow(), State::Busy { .. })
+        {
+            return Err(ApiError::new(
+                "profile_exists",
+                "this browser holds a profile already: a device is linked only without one",
+            )
+            .into_js());
+        }
+        if !host::randomness_available() {
+            return Err(ApiError::new(
+                "no_crypto",
+                "this browser gives no cryptographic randomness (crypto.getRandomValues)",
+            )
+            .into_js());
+        }
+        self.stop_new_link().await;
+        let mut net = self.net.clone();
+        // Nothing reads the events of a device without a profile: the queue is dropped.
+        let (out, _unread) = futures_channel::mpsc::unbounded();
+        let mut host = host::WebHost::new(out);
+        let link = NewDeviceLink::open(&mut net, &mut host)
+            .await
+            .map_err(|e| ApiError::from(e).into_js())?;
+        let opened = dto::NewLinkOpened {
+            code: link.code(),
+            qr_text: link.qr_text(),
+            device: link.device().to_string(),
+        };
+        let id = NEXT_LINK_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Another open may have finished meanwhile: the later one wins, the earlier is stopped.
+        let earlier = self.new_link.borrow_mut().replace(NewLink {
+            link: Some(link),
+            passphrase,
+            stop: None,
+            id,
+        });
+        if let Some(mut earlier) = earlier {
+            if let Some(stop) = earlier.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(link) = earlier.link.take() {
+                link.cancel().await;
+            }
+        }
+        ts(&opened)
+    }
+
+    /// Waits (up to ten minutes) for the person's other device to take the code, exchanges
+    /// keys, and resolves to the numbers to compare and the account's name. Rejects with
+    /// `link_cancelled` if either side stopped, `link_mismatch` if the other device's answer
+    /// does not fit, `timeout` if nobody came.
+    #[wasm_bindgen(js_name = newLinkWait)]
+    pub async fn new_link_wait(&self) -> Result<Ts<dto::LinkOffer>, JsValue> {
+        let (stop_rx, link, id) = {
+            let mut slot = self.new_link.borrow_mut();
+            let Some(state) = slot.as_mut() else {
+                return Err(no_link().into_js());
+            };
+            let Some(link) = state.link.take() else {
+                return Err(ApiError::new("busy", "the link is already waiting").into_js());
+            };
+            let (stop, stop_rx) = oneshot::channel();
+            state.stop = Some(stop);
+            (stop_rx, link, state.id)
+        };
+        let mut link = link;
+        let outcome = {
+            let waiting = Box::pin(link.wait_for_offer());
+            match select(waiting, stop_rx).await {
+                Either::Left((result, _)) => Some(result),
+                Either::Right(_) => None,
+            }
+        };
+        let still_ours = self.new_link.borrow().as_ref().is_some_and(|s| s.id == id);
+        match outcome {
+            Some(Ok(offer)) if still_ours => {
+                if let Some(state) = self.new_link.borrow_mut().as_mut() {
+                    state.stop = None;
+                    state.link = Some(link);
+                }
+                ts(&dto::LinkOffer::from(offer))
+            }
+            Some(Err(e)) => {
+                if still_ours {
+                    *self.new_link.borrow_mut() = None;
+                }
+                link.cancel().await;
+                Err(ApiError::from(e).into_js())
+            }
+            _ => {
+                if still_ours {
+                    *self.new_link.borrow_mut() = None;
+                }
+                link.cancel().await;
+                Err(link_cancelled().into_js())
+            }
+        }
+    }
+
+    /// The person confirmed both screens show the same numbers: receives the account from the
+    /// other device (once its person confirmed too), makes the profile in this browser under
+    /// the passphrase given to `newLinkOpen`, registers this device and starts the core, as
+    /// `createProfile` does. If that fails, nothing is kept.
+    #[wasm_bindgen(js_name = newLinkFinish)]
+    pub async fn new_link_finish(&self) -> Result<Ts<Me>, JsValue> {
+        self.begin(&[ProfileState::None])?;
+        match self.finish_new_link().await {
+            Ok(session) => {
+                let me = session.me().clone();
+                self.end(State::Unlocked(session));
+                ts(&me)
+            }
+            Err(e) => {
+                self.end(State::NoProfile);
+                Err(e.into_js())
+            }
+        }
+    }
+
+    /// Stops the new-device link under way, if any, and tells the other device.
+    #[wasm_bindgen(js_name = newLinkCancel)]
+    pub async fn new_link_cancel(&self) -> Result<(), JsValue> {
+        self.stop_new_link().await;
+        Ok(())
+    }
+
+    /// On this (existing) device: starts linking a new one. `code` is what the new device
+    /// shows, typed, or its QR text. Resolves to the numbers to compare with the new device's
+    /// screen and its id; then `linkConfirm` or `linkCancel`.
+    #[wasm_bindgen(js_name = linkStart)]
+    pub async fn link_start(
+        &self,
+        params: Ts<dto::LinkStartParams>,
+    ) -> Result<Ts<dto::LinkCheck>, JsValue> {
+        let p = parse_params(params)?;
+        let session = self.session()?;
+        ts(&session.link_start(p).await?)
+    }
+
+    /// The person confirmed the numbers match: once the new device's person confirmed too,
+    /// adds it to this account and hands it the groups. Resolves to its id.
+    #[wasm_bindgen(js_name = linkConfirm)]
+    pub async fn link_confirm(&self) -> Result<String, JsValue> {
+        let session = self.session()?;
+        Ok(session.link_confirm().await?)
+    }
+
+    /// Stops the link under way on this device (the numbers differ, or the person changed
+    /// their mind), and tells the new device.
+    #[wasm_bindgen(js_name = linkCancel)]
+    pub async fn link_cancel(&self) -> Result<(), JsValue> {
+        let session = self.session()?;
+        Ok(session.link_cancel().await?)
+    }
+
+    /// This account's devices as this device knows them, and its fingerprint.
+    #[wasm_bindgen(js_name = ownDevices)]
+    pub async fn own_devices(&self) -> Result<Ts<dto::OwnDevices>, JsValue> {
+        let session = self.session()?;
+        ts(&session.own_devices().await?)
+    }
+
+    /// Unlinks another device of this account, once `passphrase` (its bytes are zeroed) opens
+    /// this profile: the person says it again for this. Rejects with `wrong_passphrase`, or
+    /// `last_device` / `unknown_device`.
+    #[wasm_bindgen(js_name = unlinkDevice)]
+    pub async fn unlink_device(&self, params: UnlinkParams) -> Result<(), JsValue> {
+        let params: JsValue = params.into();
+        let passphrase = take_passphrase(&params)?;
+        let device = string_param(&params, "device")?;
+        let session = self.session()?;
+        let check = store::open(&self.db_name, &passphrase)
+            .await
+            .map_err(|e| ApiError::from(confide_client_core::ClientError::from(e)).into_js())?;
+        check.close();
+        drop(passphrase);
+        Ok(session.unlink_device(&device).await?)
+    }
+}

@@ -1284,6 +1284,24 @@ pub enum CoreEvent {
         #[serde(serialize_with = "js_number::serialize")]
         epoch: u64,
     },
+    /// A person's devices changed (`user` is this user when a device of theirs was linked or
+    /// unlinked): re-read `ownDevices`, or their safety number.
+    DevicesChanged {
+        /// Whose devices.
+        user: String,
+    },
+    /// Someone holds a user's identity key who should not (two device lists that cannot both
+    /// be theirs). For this user: their account's key may have been stolen.
+    IdentityMisuse {
+        /// Whose identity key.
+        user: String,
+    },
+    /// Another device of this user unlinked this one: its keys are deleted, it can do nothing
+    /// more. The app tells the person and deletes the profile (`forget`).
+    DeviceUnlinked {
+        /// The device that unlinked this one.
+        by: String,
+    },
 }
 
 impl CoreEvent {
@@ -1407,6 +1425,13 @@ impl CoreEvent {
                 added: added.into_iter().map(AddedMember::from).collect(),
                 epoch,
             },
+            E::DevicesChanged { user } => CoreEvent::DevicesChanged {
+                user: user.to_string(),
+            },
+            E::IdentityMisuse { user } => CoreEvent::IdentityMisuse {
+                user: user.to_string(),
+            },
+            E::DeviceUnlinked { by } => CoreEvent::DeviceUnlinked { by: by.to_string() },
             _ => return None,
         })
     }
@@ -1991,4 +2016,115 @@ impl From<core::HeldMessage> for HeldMessage {
             epoch: m.epoch,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linked devices (PROTOCOL.md §3.6–3.8)
+
+/// What a new device shows once its link channel is open (`newLinkOpen`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct NewLinkOpened {
+    /// The one-time code to type on the other device, `XXXXX-XXXXX`.
+    pub code: String,
+    /// The text to draw as a QR code (the code and this device's id).
+    pub qr_text: String,
+    /// This new device's id.
+    pub device: String,
+}
+
+/// What the new device shows once the other device answered (`newLinkWait`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkOffer {
+    /// The numbers to compare with the other device's screen, e.g. `"4821 7390 1066"`.
+    pub sas: String,
+    /// The name of the account this device joins (from the other device).
+    pub display_name: String,
+    /// That account's half of every safety number (30 digits).
+    pub fingerprint: String,
+}
+
+impl From<core::linking::LinkOffer> for LinkOffer {
+    fn from(o: core::linking::LinkOffer) -> LinkOffer {
+        LinkOffer {
+            sas: o.sas,
+            display_name: o.display_name,
+            fingerprint: o.fingerprint,
+        }
+    }
+}
+
+/// What the existing device shows after `linkStart`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkCheck {
+    /// The numbers to compare with the new device's screen.
+    pub sas: String,
+    /// The new device's id.
+    pub device: String,
+}
+
+impl From<core::linking::LinkCheck> for LinkCheck {
+    fn from(c: core::linking::LinkCheck) -> LinkCheck {
+        LinkCheck {
+            sas: c.sas,
+            device: c.device.to_string(),
+        }
+    }
+}
+
+/// One of this user's devices.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnDevice {
+    /// Its id.
+    pub device: String,
+    /// Whether it is this device.
+    pub this_device: bool,
+    /// Whether it made the current list (it linked or unlinked a device last).
+    pub made_current_list: bool,
+}
+
+/// This user's devices as this device knows them (`ownDevices`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnDevices {
+    /// The devices, in the list's order.
+    pub devices: Vec<OwnDevice>,
+    /// The list's version.
+    #[serde(serialize_with = "js_number::serialize")]
+    pub version: u64,
+    /// When the list was made.
+    #[serde(serialize_with = "js_number::serialize")]
+    pub at: u64,
+    /// This user's half of every safety number (30 digits): the same on every device of theirs.
+    pub fingerprint: String,
+}
+
+impl From<core::devices::OwnDevices> for OwnDevices {
+    fn from(o: core::devices::OwnDevices) -> OwnDevices {
+        OwnDevices {
+            devices: o
+                .devices
+                .into_iter()
+                .map(|d| OwnDevice {
+                    device: d.device.to_string(),
+                    this_device: d.this_device,
+                    made_current_list: d.made_current_list,
+                })
+                .collect(),
+            version: o.version,
+            at: o.at.0,
+            fingerprint: o.fingerprint,
+        }
+    }
+}
+
+/// `{ code }`: the code the new device shows, typed, or the text of its QR code.
+#[derive(Clone, Debug, Serialize, Deserialize, Tsify)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkStartParams {
+    /// The code or QR text.
+    pub code: String,
 }

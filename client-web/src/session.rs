@@ -12,7 +12,7 @@ use confide_client_core::{
     ClientCore, ClientError, ClientStore, Event, Invite, InviteOptions, Network, Profile,
 };
 use confide_protocol::group_log::OpBody;
-use confide_protocol::{DeviceIdentity, GroupId, InviteId, MessageId, Seq, UserId};
+use confide_protocol::{DeviceId, DeviceIdentity, GroupId, InviteId, MessageId, Seq, UserId};
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures_util::StreamExt as _;
 use futures_util::future::LocalBoxFuture;
@@ -679,6 +679,57 @@ where
             .run(move |core| Box::pin(async move { core.settings(group) }))
             .await?;
         Ok(settings.into())
+    }
+}
+
+impl<S, N> Session<S, N>
+where
+    S: ClientStore + 'static,
+    N: Network + 'static,
+    N::Link: PushLink,
+{
+    /// Starts linking a new device from this one (`code`: what the new device shows, typed, or
+    /// its QR text); returns the numbers to compare. The core waits here for the new device's
+    /// keys (up to ten minutes).
+    pub async fn link_start(&self, p: dto::LinkStartParams) -> Result<dto::LinkCheck, ApiError> {
+        let code = p.code;
+        let check = self
+            .run(move |core| Box::pin(async move { core.link_start(&code).await }))
+            .await?;
+        Ok(check.into())
+    }
+
+    /// The person confirmed the numbers match: once the new device's person confirmed too,
+    /// adds it to this user's devices and hands it the account. Returns the new device's id.
+    pub async fn link_confirm(&self) -> Result<String, ApiError> {
+        let device = self.run(|core| Box::pin(core.link_confirm())).await?;
+        Ok(device.to_string())
+    }
+
+    /// Stops a link under way (the numbers differ, or the person changed their mind).
+    pub async fn link_cancel(&self) -> Result<(), ApiError> {
+        self.run(|core| {
+            Box::pin(async move {
+                core.link_cancel().await;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// This user's devices as this device knows them.
+    pub async fn own_devices(&self) -> Result<dto::OwnDevices, ApiError> {
+        let devices = self
+            .run(|core| Box::pin(async move { Ok(core.own_devices()) }))
+            .await?;
+        Ok(devices.into())
+    }
+
+    /// Unlinks another device of this user (the caller checked the passphrase).
+    pub async fn unlink_device(&self, device: &str) -> Result<(), ApiError> {
+        let device: DeviceId = parse_id(device, "device")?;
+        self.run(move |core| Box::pin(core.unlink_device(device)))
+            .await
     }
 }
 

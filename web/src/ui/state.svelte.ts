@@ -85,6 +85,18 @@ export class AppState {
   invite = $state<string | undefined>();
   /** Bumped when a group's pinned texts, status or members may have changed. */
   changes = $state(0);
+  /** Bumped when this account's devices changed (linked or unlinked, here or elsewhere). */
+  devicesChanged = $state(0);
+  /**
+   * A serious warning: someone may hold an account's identity key who should not (`own`: this
+   * person's own account; else a member's, named if known). Shown until dismissed.
+   */
+  identityWarning = $state<{ own: true } | { own: false; name: string } | undefined>();
+  /**
+   * This device was unlinked from another device of the account: its keys were deleted by the
+   * core and the profile is deleted here; the app says so until the person goes on.
+   */
+  unlinked = $state(false);
   /** Minutes without a touch or a key after which the profile locks itself (0: never). */
   idleLockMinutes = $state(15);
   /** When the person last touched or typed. */
@@ -236,6 +248,22 @@ export class AppState {
     await this.confide.forget();
     this.reset('none');
     await forgetServiceWorker();
+  }
+
+  /**
+   * Another device of this account unlinked this one (an event, or found when unlocking): the
+   * core deleted its keys; the profile is deleted from this browser as "forget this browser"
+   * does, and the app shows why.
+   */
+  async wasUnlinked(): Promise<void> {
+    this.unlinked = true;
+    this.identityWarning = undefined;
+    try {
+      await this.forget();
+    } catch {
+      // The keys are gone already; what is left is deleted when the person forgets or starts again.
+      this.reset('none');
+    }
   }
 
   private reset(profile: ProfileState): void {
@@ -435,7 +463,7 @@ export class AppState {
           this.addLine(change.group, { key: `op:${change.opSeq}`, at: change.at, text, kind: 'system' });
         }
         this.changes++;
-        void this.refreshGroups();
+        void this.refreshGroups().catch(() => undefined);
         // Who is in the group decides which waiting messages need the person's word.
         if (this.held[change.group] !== undefined) void this.refreshHeld(change.group);
         return;
@@ -444,10 +472,15 @@ export class AppState {
         this.addLine(event.notice.group, noticeLine(event.notice));
         return;
       case 'joined':
-        void this.refreshGroups();
+        void this.refreshGroups().catch(() => undefined);
         return;
       case 'read':
         // Read here or in another tab: the counts come from the core again.
+        this.refreshSoon();
+        return;
+      case 'synced':
+        // A sync may bring groups no other event names (a newly linked device's groups, which
+        // arrive once their logs list it).
         this.refreshSoon();
         return;
       case 'invited':
@@ -455,7 +488,7 @@ export class AppState {
       case 'roleChanged':
       case 'caughtUp':
         this.changes++;
-        void this.refreshGroups();
+        void this.refreshGroups().catch(() => undefined);
         return;
       case 'removed':
         this.changes++;
@@ -465,7 +498,7 @@ export class AppState {
           text: 'You were removed from this group.',
           kind: 'system',
         });
-        void this.refreshGroups();
+        void this.refreshGroups().catch(() => undefined);
         return;
       case 'pinned':
         this.changes++;
@@ -486,6 +519,17 @@ export class AppState {
           text: 'A message could not be verified and is hidden.',
           kind: 'placeholder',
         });
+        return;
+      case 'devicesChanged':
+        if (event.user === this.me?.user) this.devicesChanged++;
+        else this.changes++;
+        return;
+      case 'identityMisuse':
+        this.identityWarning =
+          event.user === this.me?.user ? { own: true } : { own: false, name: this.names.get(event.user) ?? 'A member' };
+        return;
+      case 'deviceUnlinked':
+        void this.wasUnlinked();
         return;
       case 'messagesDeleted': {
         const list = this.messages[event.group];

@@ -871,7 +871,7 @@ impl ConfideCore {
             let profile = profile::create_linked(&store, &linked)
                 .await
                 .map_err(confide_client_core::ClientError::from)?;
-            let session = self.start(store, linked.identity, profile).await?;
+            let session = self.start(store, linked.into_identity(), profile).await?;
             // As for a new profile: the first connection registers the device, and that must
             // reach the server; once it did, the profile is kept whatever else fails.
             if let Err(e) = session.sync().await

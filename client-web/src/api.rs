@@ -300,14 +300,25 @@ impl ConfideCore {
             .await
             .map_err(confide_client_core::ClientError::from)?;
         drop(passphrase);
+        let stored = profile::create(&store, &identity, &profile).await;
+        self.register_new(store, stored.map(|()| (identity, profile)))
+            .await
+    }
+
+    /// Starts the core on a profile just made (`stored`: its keys and profile, or why it could
+    /// not be stored) and registers the device. Registration must reach the server: its error
+    /// goes to the caller. Once the server has registered the identity, the profile is kept even
+    /// if the first sync fails (the driver retries it): it holds an identity the server knows.
+    /// Nothing of a profile the server never registered is kept, so that making it again
+    /// starts afresh.
+    async fn register_new(
+        &self,
+        store: WebStore,
+        stored: Result<(DeviceIdentity, Profile), confide_client_core::StoreError>,
+    ) -> Result<Rc<Session<WebStore, WsNetwork>>, ApiError> {
         let started = async {
-            profile::create(&store, &identity, &profile)
-                .await
-                .map_err(confide_client_core::ClientError::from)?;
+            let (identity, profile) = stored.map_err(confide_client_core::ClientError::from)?;
             let session = self.start(store, identity, profile).await?;
-            // Registration must reach the server: its error goes to the caller now. Once the
-            // server has registered the identity, the profile is kept even if the first sync
-            // fails (the driver retries it): it holds an identity the server knows.
             if let Err(e) = session.sync().await
                 && !session.is_registered().await.unwrap_or(false)
             {
@@ -319,8 +330,6 @@ impl ConfideCore {
         match started.await {
             Ok(session) => Ok(session),
             Err(e) => {
-                // Nothing of a profile the server never registered is kept, so that creating
-                // it again starts afresh.
                 let _ = store::delete(&self.db_name).await;
                 Err(e)
             }
@@ -867,28 +876,13 @@ impl ConfideCore {
             .await
             .map_err(confide_client_core::ClientError::from)?;
         drop(passphrase);
-        let started = async {
-            let profile = profile::create_linked(&store, &linked)
-                .await
-                .map_err(confide_client_core::ClientError::from)?;
-            let session = self.start(store, linked.into_identity(), profile).await?;
-            // As for a new profile: the first connection registers the device, and that must
-            // reach the server; once it did, the profile is kept whatever else fails.
-            if let Err(e) = session.sync().await
-                && !session.is_registered().await.unwrap_or(false)
-            {
-                session.stop().await;
-                return Err(e);
-            }
-            Ok(session)
-        };
-        match started.await {
-            Ok(session) => Ok(session),
-            Err(e) => {
-                let _ = store::delete(&self.db_name).await;
-                Err(e)
-            }
-        }
+        // As for a new profile: the first connection registers the device.
+        let stored = profile::create_linked(&store, &linked).await;
+        self.register_new(
+            store,
+            stored.map(|profile| (linked.into_identity(), profile)),
+        )
+        .await
     }
 }
 

@@ -964,16 +964,7 @@ fn registration_list(
                     "a new user's list is version 1, made by the registering device",
                 ));
             }
-            if let Some(other) = shared
-                .storage
-                .identity_user(&list.identity)
-                .map_err(storage_reject)?
-                && other != user
-            {
-                return Err(list_refused(
-                    "the list's identity key is on record for another user",
-                ));
-            }
+            identity_not_taken(shared, &list.identity, &user)?;
             Ok(vec![
                 Write::Device(record),
                 Write::DeviceList {
@@ -998,6 +989,25 @@ fn registration_list(
             }
             Ok(vec![Write::Device(record)])
         }
+    }
+}
+
+/// An identity key belongs to one user (PROTOCOL.md §3.6): refused when it is on record for
+/// another.
+fn identity_not_taken(
+    shared: &Shared,
+    identity: &confide_protocol::device_list::IdentityKey,
+    user: &confide_protocol::UserId,
+) -> Result<(), Reject> {
+    match shared
+        .storage
+        .identity_user(identity)
+        .map_err(storage_reject)?
+    {
+        Some(other) if other != *user => Err(list_refused(
+            "the list's identity key is on record for another user",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -1155,16 +1165,7 @@ async fn publish_devices(
                     "this user has no device list on record: the first one is version 1",
                 ));
             }
-            if let Some(other) = shared
-                .storage
-                .identity_user(&list.identity)
-                .map_err(storage_reject)?
-                && other != user
-            {
-                return Err(list_refused(
-                    "the list's identity key is on record for another user",
-                ));
-            }
+            identity_not_taken(shared, &list.identity, &user)?;
             if !list
                 .devices
                 .iter()

@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use confide_client_core::linking::NewDeviceLink;
-use confide_client_core::{ClientStore as _, Profile, StoreError, profile};
+use confide_client_core::{Profile, profile};
 use confide_protocol::{DeviceIdentity, UserId};
 use futures_channel::oneshot;
 use futures_util::future::{Either, select};
@@ -352,30 +352,13 @@ impl ConfideCore {
             .await
             .map_err(confide_client_core::ClientError::from)?;
         drop(passphrase);
-        let (identity, profile) = match profile::load(&store).await {
-            Ok(loaded) => loaded,
-            Err(e @ StoreError::Missing { .. }) => {
-                // Unlinked from another device while this one was unlocked, and the profile not
-                // deleted since (the page closed first): say so, so that the app deletes it.
-                return Err(if was_unlinked(&store).await {
-                    ApiError::new(
-                        "device_unlinked",
-                        "this device was unlinked from another device: its keys are deleted",
-                    )
-                } else {
-                    confide_client_core::ClientError::from(e).into()
-                });
-            }
-            Err(e) => return Err(confide_client_core::ClientError::from(e).into()),
-        };
+        // A profile another device unlinked (while this page was closed) fails here with
+        // `device_unlinked` (StoreError::Unlinked), so that the app deletes it.
+        let (identity, profile) = profile::load(&store)
+            .await
+            .map_err(confide_client_core::ClientError::from)?;
         self.start(store, identity, profile).await
     }
-}
-
-/// Whether the core left its "unlinked" mark in the store (client-core `devices::UNLINKED_KEY`,
-/// in the `profile` tree; the core does not export a reader for it yet).
-async fn was_unlinked(store: &WebStore) -> bool {
-    matches!(store.get("profile", b"unlinked").await, Ok(Some(_)))
 }
 
 /// Every method below is one command or read of the running core (see `crate::session`),

@@ -659,7 +659,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             // The server closes an unlinked device's connection once it has sent the list
             // without it; the client then deletes this device's keys (an event the collector
             // does not keep): whether it did is seen in the store.
-            if !unlinked && result.as_ref().is_err_and(crate::devices::connection_lost) {
+            if !unlinked
+                && result.as_ref().is_err_and(|e| {
+                    crate::devices::connection_lost(e) || crate::devices::server_says_unlinked(e)
+                })
+            {
                 unlinked = crate::devices::keys_gone(&profile, &passphrase).await;
             }
             drop(passphrase);
@@ -669,6 +673,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             result.map_err(|e| {
                 if crate::devices::was_unlinked(&e) {
                     crate::devices::unlinked_error(&profile.dir)
+                } else if crate::devices::server_says_unlinked(&e) {
+                    e.context(crate::devices::UNLINKED_UNVERIFIED)
                 } else {
                     in_words(e, &profile)
                 }
@@ -706,7 +712,9 @@ fn warning_lines(events: Vec<confide_client::Event>, profile: &Profile) -> Vec<S
             Event::Removed { group, .. } => {
                 format!("warning: this device is no longer in {}", label(&group))
             }
-            Event::IdentityMisuse { .. } => crate::devices::IDENTITY_MISUSE.to_string(),
+            Event::IdentityMisuse { user } => {
+                format!("{} (user {user})", crate::devices::IDENTITY_MISUSE)
+            }
             Event::EventsDropped { count } => format!(
                 "warning: {count} update(s) were not shown, and warnings (such as a member's \
                  keys changing) may be among them. Nothing is lost (it is stored): check \

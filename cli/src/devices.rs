@@ -26,21 +26,22 @@ use crate::{Args, DeviceCommand, EXIT_FAILURE, EXIT_UNLINKED};
 pub const MISMATCH: &str = "The numbers differ: someone may be in the middle. Nothing was linked.";
 
 /// What is said when someone other than this person's devices holds their identity key.
-pub const IDENTITY_MISUSE: &str = "warning: your identity key was used by a device that is not \
-     one of yours (or two different lists of your devices were seen): see `confide device list` \
-     and unlink every device you do not know";
+pub const IDENTITY_MISUSE: &str = "warning: an identity key was used outside its person's list \
+     of devices (two lists of one version, or a list made by a device that is not theirs). If it \
+     is yours, check `confide device list` and unlink what you do not know; if it is someone \
+     else's, compare safety numbers with them before you trust what they send";
 
 /// The key under which a profile's store keeps this device's secret key, hex: gone once the
 /// device learned it was unlinked (the core deletes it, PROTOCOL.md §3.8).
 const IDENTITY_KEY_HEX: &str = "6964656e74697479";
 
-/// Whether `e` says that this device was unlinked: the server refuses it (`device_unlinked`), or
-/// its store no longer holds its keys (deleted when it learned it was unlinked).
+/// Whether `e` says that this device was unlinked: its store no longer holds its keys (the
+/// client deleted them on a verified list from another device that drops it). The server's
+/// `device_unlinked` alone is not enough ([`server_says_unlinked`]): any server can say it.
 pub fn was_unlinked(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|cause| cause.downcast_ref::<ClientError>())
         .any(|c| match c {
-            ClientError::Server { code, .. } => *code == ErrorCode::DeviceUnlinked,
             ClientError::Store(confide_client::store::StoreError::Unlinked) => true,
             ClientError::Store(confide_client::store::StoreError::Missing { tree, key }) => {
                 tree == "profile" && key == IDENTITY_KEY_HEX
@@ -48,6 +49,21 @@ pub fn was_unlinked(e: &anyhow::Error) -> bool {
             _ => false,
         })
 }
+
+/// Whether the server refused this device as unlinked (`device_unlinked`): true only once the
+/// client verified it ([`keys_gone`]), else the server's word alone.
+pub fn server_says_unlinked(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<ClientError>())
+        .any(
+            |c| matches!(c, ClientError::Server { code, .. } if *code == ErrorCode::DeviceUnlinked),
+        )
+}
+
+/// What is said when the server refuses this device as unlinked but no verified list says so.
+pub const UNLINKED_UNVERIFIED: &str = "the server refuses this device as unlinked, but no list \
+     signed by your other devices says so: your keys and messages are kept. If you did not \
+     unlink it, the server may be misbehaving; ask its operator";
 
 /// Whether `e` is the connection failing (as an unlinked device's does, closed by the server).
 pub fn connection_lost(e: &anyhow::Error) -> bool {

@@ -141,15 +141,15 @@ pub(crate) async fn load_devices<S: ClientStore>(
             (identity, own, list)
         }
     };
-    let known: Vec<(Vec<u8>, KnownList)> = db.scan(T_KNOWN_LISTS, &[], usize::MAX).await?;
-    let known = known
-        .into_iter()
-        .filter_map(|(k, v)| {
-            <[u8; 16]>::try_from(k.as_slice())
-                .ok()
-                .map(|u| (UserId(u), v))
-        })
-        .collect();
+    // Keys of 16 bytes are the marks; longer ones (user || identity) only say that a change to
+    // that identity key was told.
+    let mut known = KnownLists::new();
+    for (k, v) in db.scan_bytes(T_KNOWN_LISTS, &[], usize::MAX).await? {
+        if let Ok(user) = <[u8; 16]>::try_from(k.as_slice()) {
+            let mark: KnownList = crate::store::parse(T_KNOWN_LISTS, &k, &v)?;
+            known.insert(UserId(user), mark);
+        }
+    }
     Ok(LoadedDevices {
         identity,
         own,
@@ -289,16 +289,105 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .collect();
         let mut all_done = true;
         for group in stale {
-            let body = OpBody::UpdateDevices {
-                device_list: self.own_list.signed.clone(),
-            };
             // Boxed: appending may connect, and connecting runs this task.
-            if let Err(e) = Box::pin(self.append_op(group, body)).await {
+            if let Err(e) = Box::pin(self.update_group_devices(group)).await {
                 tracing::warn!(%group, error = %e, "could not update this user's devices in a group");
                 all_done = false;
             }
         }
         self.devices_dirty = !all_done;
+    }
+
+    /// Moves `group` from the list it pins for this user to the current one: each
+    /// `update_devices` carries the lists in between, which must succeed one another from the
+    /// pinned one (PROTOCOL.md §8.5); a group far behind gets several.
+    async fn update_group_devices(&mut self, group: GroupId) -> Result<(), ClientError> {
+        let user = self.profile.user;
+        let pinned = self
+            .groups
+            .get(&group)
+            .and_then(|ctx| ctx.state.device_list_of(&user).cloned());
+        // The lists after the pinned one, up to the current (a first pin carries the current
+        // list alone).
+        let mut pending: Vec<SignedDeviceList> = match &pinned {
+            None => vec![self.own_list.signed.clone()],
+            Some(pinned) => self.own_lists_after(pinned).await?,
+        };
+        while !pending.is_empty() {
+            let take = pending
+                .len()
+                .min(confide_protocol::group_log::MAX_UPDATE_CHAIN + 1);
+            let mut segment: Vec<SignedDeviceList> = pending.drain(..take).collect();
+            let Some(device_list) = segment.pop() else {
+                break;
+            };
+            let body = OpBody::UpdateDevices {
+                device_list,
+                chain: segment,
+            };
+            self.append_op(group, body).await?;
+        }
+        Ok(())
+    }
+
+    /// This user's lists after `pinned`, oldest first, up to the current one, each checked to
+    /// succeed the one before: from the server's chain.
+    async fn own_lists_after(
+        &mut self,
+        pinned: &SignedDeviceList,
+    ) -> Result<Vec<SignedDeviceList>, ClientError> {
+        let mut previous = pinned.verify().map_err(list_error)?;
+        let mut previous_hash = pinned.hash();
+        let target = self.own_list.signed.hash();
+        if previous.version.checked_add(1) == Some(self.own_list_parsed.version) {
+            return Ok(vec![self.own_list.signed.clone()]);
+        }
+        let mut out = Vec::new();
+        while previous_hash != target {
+            let user = self.profile.user;
+            let after_version = previous.version;
+            let reply = self
+                .request_ok(|id| ClientFrame::DeviceListChain {
+                    id,
+                    user,
+                    after_version,
+                })
+                .await?;
+            let ServerFrame::DeviceListChain { lists, .. } = reply else {
+                return Err(unexpected_reply(reply, "device_list_chain"));
+            };
+            if lists.is_empty() {
+                return Err(ClientError::LinkFailed {
+                    code: "stale_device_list",
+                    reason: "the server does not have this person's lists up to the current one"
+                        .into(),
+                });
+            }
+            for signed in lists {
+                let list = signed.verify().map_err(list_error)?;
+                if !list.succeeds(&previous, &previous_hash) {
+                    return Err(ClientError::LinkFailed {
+                        code: "stale_device_list",
+                        reason: "the server's list chain does not follow the list the group holds"
+                            .into(),
+                    });
+                }
+                previous_hash = signed.hash();
+                previous = list;
+                out.push(signed);
+                if previous_hash == target {
+                    break;
+                }
+                if previous.version >= self.own_list_parsed.version {
+                    return Err(ClientError::LinkFailed {
+                        code: "stale_device_list",
+                        reason: "the server's list chain leads elsewhere than this device's list"
+                            .into(),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// This user's devices as this device knows them.
@@ -365,6 +454,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             devices,
         );
         self.publish_list(next).await?;
+        if device == self.device() {
+            // Signing out: the other devices move the groups on; this one keeps nothing.
+            let by = self.device();
+            self.unlinked_by(by).await;
+            return Ok(());
+        }
         self.emit(Event::DevicesChanged {
             user: self.profile.user,
         });
@@ -537,14 +632,26 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 true
             }
             Some(k) if k.identity != list.identity => {
-                if let Some((group, name)) = group {
+                // A user id is never handed to a new identity key (§3.8): this is someone else
+                // under that id. Told once per key; the mark stays with the first key, so
+                // nobody can flip it to another key and back to an old list of the real one.
+                let other = crate::store::key2(user.as_bytes(), list.identity.as_bytes());
+                let told = self
+                    .db
+                    .get_bytes(T_KNOWN_LISTS, &other)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some();
+                if !told && let Some((group, name)) = group {
                     self.emit(Event::KeyChanged {
                         group,
                         user,
                         display_name: name.to_owned(),
                     });
+                    self.db.put_bytes(T_KNOWN_LISTS, &other, &[1]);
                 }
-                true
+                false
             }
             Some(k) if k.version == list.version && k.hash != hash => {
                 self.emit(Event::IdentityMisuse { user });
@@ -581,7 +688,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             OpBody::Join { member, .. } | OpBody::Add { member, .. } => {
                 (member.display_name.clone(), entry_list(member))
             }
-            OpBody::UpdateDevices { device_list } => (String::new(), Some(device_list.clone())),
+            OpBody::UpdateDevices { device_list, .. } => (String::new(), Some(device_list.clone())),
             _ => return,
         };
         let Some(signed) = signed else {

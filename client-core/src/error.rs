@@ -357,7 +357,9 @@ impl ClientError {
         match self {
             ClientError::Store(StoreError::WrongPassphrase) => "wrong_passphrase",
             ClientError::Store(StoreError::InUse(_)) => "profile_in_use",
-            ClientError::Store(StoreError::Unlinked) => "device_unlinked",
+            // Not the server's `device_unlinked` (which alone proves nothing, §3.8): this one
+            // means the core verified the list that dropped this device and deleted its keys.
+            ClientError::Store(StoreError::Unlinked) => "unlinked",
             ClientError::Store(_) => "store",
             ClientError::Transport(_) => "unreachable",
             ClientError::Timeout { .. } => "timeout",

@@ -444,13 +444,34 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         // The server takes only the person's current device list (§10.1): a newer one than the
         // group's, under the same identity key, replaces it; another identity is refused.
-        let entry = match &entry.device_list {
-            Some(_) => match self.fetch_user_list(with).await? {
-                Some((signed, list)) => MemberEntry {
-                    devices: list.device_keys(),
-                    device_list: Some(signed),
-                    ..entry
-                },
+        let entry = match entry.device_list.as_ref().and_then(|l| l.verify().ok()) {
+            Some(pinned) => match self.fetch_user_list(with).await? {
+                // The person the group knows: same identity key, not an older list.
+                Some((signed, list))
+                    if list.identity == pinned.identity && list.version >= pinned.version =>
+                {
+                    MemberEntry {
+                        devices: list.device_keys(),
+                        device_list: Some(signed),
+                        ..entry
+                    }
+                }
+                Some((_, list)) if list.identity != pinned.identity => {
+                    return Err(ClientError::LinkFailed {
+                        code: "identity_changed",
+                        reason: "the server shows another identity key for this person than \
+                                 the group has: compare safety numbers first"
+                            .into(),
+                    });
+                }
+                Some(_) => {
+                    return Err(ClientError::LinkFailed {
+                        code: "stale_device_list",
+                        reason: "the server shows an older device list for this person than the \
+                                 group has"
+                            .into(),
+                    });
+                }
                 None => entry,
             },
             None => entry,

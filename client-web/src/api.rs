@@ -353,7 +353,7 @@ impl ConfideCore {
             .map_err(confide_client_core::ClientError::from)?;
         drop(passphrase);
         // A profile another device unlinked (while this page was closed) fails here with
-        // `device_unlinked` (StoreError::Unlinked), so that the app deletes it.
+        // `unlinked` (StoreError::Unlinked), so that the app deletes it.
         let (identity, profile) = profile::load(&store)
             .await
             .map_err(confide_client_core::ClientError::from)?;

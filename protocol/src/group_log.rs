@@ -484,8 +484,18 @@ pub enum OpBody {
     UpdateDevices {
         /// The member's new device list.
         device_list: SignedDeviceList,
+        /// The lists between the one the log pins and `device_list`, oldest first (at most
+        /// [`MAX_UPDATE_CHAIN`]): each must succeed the one before (PROTOCOL.md §8.5), so that a
+        /// list out of the person's chain (a fork made with a stolen identity key) never
+        /// replaces the one the log holds.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        chain: Vec<SignedDeviceList>,
     },
 }
+
+/// Most lists an `update_devices` carries between the pinned list and the new one: a device
+/// further behind appends several ops (each list is at most 8 KiB, an op at most 64 KiB).
+pub const MAX_UPDATE_CHAIN: usize = 6;
 
 impl OpBody {
     /// The op's type as it appears in JSON (`"type"`), e.g. `"set_role"`; also the `action`
@@ -1229,6 +1239,9 @@ pub struct GroupState {
     /// For every user who was ever a member: every device any of their entries or device lists
     /// in this log named, so that a ban covers devices dropped before it (PROTOCOL.md §8.5).
     ever_listed: BTreeMap<UserId, BTreeSet<DeviceId>>,
+    /// Devices an `update_devices` dropped (unlinked), with their user: never listed again in
+    /// this log (a stolen device that kept the identity key cannot come back, §8.5).
+    unlinked: BTreeMap<DeviceId, UserId>,
     /// Whether the log holds a device list (in an entry or an `update_devices`): every later
     /// entry must carry one (PROTOCOL.md §8.6).
     holds_device_list: bool,
@@ -1310,6 +1323,7 @@ impl GroupState {
             banned_devices: BTreeMap::new(),
             banned_identities: BTreeMap::new(),
             ever_listed: BTreeMap::new(),
+            unlinked: BTreeMap::new(),
             holds_device_list: false,
             mutes: BTreeMap::new(),
             locked: false,
@@ -1946,8 +1960,8 @@ impl GroupState {
                 }
                 Ok(None)
             }
-            OpBody::UpdateDevices { device_list } => self
-                .check_update_devices(op, author_user, author, device_list)
+            OpBody::UpdateDevices { device_list, chain } => self
+                .check_update_devices(op, author_user, author, device_list, chain)
                 .map(Some),
         }
     }
@@ -1960,6 +1974,7 @@ impl GroupState {
         author_user: &UserId,
         author: &Member,
         signed: &SignedDeviceList,
+        chain: &[SignedDeviceList],
     ) -> Result<PinnedList, LogError> {
         let list = verify_list(signed)?;
         if list.user != *author_user {
@@ -1983,15 +1998,50 @@ impl GroupState {
                 .device_list
                 .as_ref()
                 .and_then(|signed| serde_json::from_slice::<DeviceList>(&signed.list).ok());
+            // Each list succeeds the one before, from the pinned one (§8.5): version + 1, its
+            // hash, made by a device it lists.
+            if chain.len() > MAX_UPDATE_CHAIN {
+                return Err(LogError::InvalidValue(format!(
+                    "at most {MAX_UPDATE_CHAIN} lists between the pinned list and the new one"
+                )));
+            }
+            let Some(mut previous) = current.clone() else {
+                return Err(LogError::InvalidMember(
+                    "the pinned list does not parse".into(),
+                ));
+            };
+            let mut previous_hash = pinned.hash;
+            for next in chain.iter().chain(std::iter::once(signed)) {
+                let next_list = verify_list(next)?;
+                if !next_list.succeeds(&previous, &previous_hash) {
+                    return Err(LogError::InvalidValue(format!(
+                        "device list version {} does not succeed version {} (the log's, or the \
+                         one before it in the chain)",
+                        next_list.version, previous.version
+                    )));
+                }
+                previous_hash = next.hash();
+                previous = next_list;
+            }
             if current.is_some_and(|current| current.same_devices(&list)) {
                 return no_change(&op.body);
             }
-        } else if !list.lists(&op.author) {
+        } else if !list.lists(&op.author) || !chain.is_empty() {
             // Only the member's own listed device vouches for a first pin (§8.5): a device a
             // server registered for an entry without a list cannot pin a key of its choice.
             return Err(LogError::InvalidMember(
-                "a member's first device list must list the device that publishes it".into(),
+                "a member's first device list must list the device that publishes it, alone".into(),
             ));
+        }
+        if let Some(listed) = list
+            .devices
+            .iter()
+            .find(|d| self.unlinked.contains_key(&d.keys.device))
+        {
+            return Err(LogError::InvalidMember(format!(
+                "device {} was unlinked before and cannot be listed again",
+                listed.keys.device.short()
+            )));
         }
         if let Some(banned_with) = self.banned_identities.get(&list.identity) {
             return Err(LogError::Banned { user: *banned_with });
@@ -2103,6 +2153,16 @@ impl GroupState {
             return Err(LogError::BannedDevice {
                 device: keys.device,
             });
+        }
+        if let Some(keys) = member
+            .devices
+            .iter()
+            .find(|k| self.unlinked.contains_key(&k.device))
+        {
+            return Err(LogError::InvalidMember(format!(
+                "device {} was unlinked in this group before and cannot be listed again",
+                keys.device.short()
+            )));
         }
         let pin = member.validate_pinning()?;
         if pin.is_none() && self.holds_device_list {
@@ -2253,7 +2313,7 @@ impl GroupState {
             OpBody::SetRetention { seconds } => self.retention_seconds = *seconds,
             OpBody::SetSettings { settings } => self.settings = settings.clone(),
             OpBody::SetCrisisResources { text_hash } => self.crisis_resources = *text_hash,
-            OpBody::UpdateDevices { device_list } => {
+            OpBody::UpdateDevices { device_list, .. } => {
                 if let Some(user) = author_user {
                     departed = self.replace_devices(&user, device_list, pin);
                 }
@@ -2299,6 +2359,7 @@ impl GroupState {
         }
         for device in &dropped {
             self.departed.insert(*device, self.seq);
+            self.unlinked.insert(*device, *user);
         }
         self.holds_device_list = true;
         dropped
@@ -5010,6 +5071,7 @@ mod tests {
     fn update(signed: SignedDeviceList) -> OpBody {
         OpBody::UpdateDevices {
             device_list: signed,
+            chain: Vec::new(),
         }
     }
 
@@ -5039,6 +5101,56 @@ mod tests {
         };
         g.ok(joiner, body);
         (g, fac, sam)
+    }
+
+    /// Re-review H1: a stale device took a fork (a list made with a stolen identity key by a
+    /// device the person had unlinked) as its next list and pushed it into every group, because
+    /// the log asked only for a greater version. Now each list must succeed the pinned one.
+    #[test]
+    fn an_update_must_follow_the_pinned_list_through_its_chain() {
+        let (mut g, _fac, mut sam) = group_with_linked_member();
+        // Versions 2 and 3 were published while this group still pins version 1.
+        let v2 = sam.sign(&[0, 1]);
+        let v3 = sam.sign(&[0, 1, 2]);
+        // Version 3 alone skips version 2: refused.
+        g.rejects(
+            sam.device(0),
+            update(v3.clone()),
+            LogError::InvalidValue(
+                "device list version 3 does not succeed version 1 (the log's, or the one before \
+                 it in the chain)"
+                    .into(),
+            ),
+        );
+        // With version 2 as its chain it follows the pinned list: accepted.
+        g.ok(
+            sam.device(0),
+            OpBody::UpdateDevices {
+                device_list: v3,
+                chain: vec![v2.clone()],
+            },
+        );
+        assert_eq!(g.state.device_list_version_of(&sam.user), Some(3));
+        // A fork of version 4, made by a device version 3 does not name (a thief's), is
+        // refused however validly the identity key signed it.
+        let (v3_list, v3_signed) = sam.list.clone().unwrap();
+        let thief = DeviceIdentity::generate(&mut test_rng(99));
+        let mut fork = v3_list.successor(
+            v3_signed.hash(),
+            thief.device_id(),
+            Timestamp(T0),
+            vec![ListedDevice::new(&thief, &sam.user, &sam.identity.public())],
+        );
+        fork.devices.push(ListedDevice::new(
+            &sam.device(0).device,
+            &sam.user,
+            &sam.identity.public(),
+        ));
+        let fork = sam.identity.sign_list(&fork, &thief).unwrap();
+        assert!(matches!(
+            g.push(sam.device(0), update(fork)),
+            Err(LogError::InvalidValue(why)) if why.contains("does not succeed")
+        ));
     }
 
     #[test]
@@ -5522,7 +5634,7 @@ mod tests {
         g.rejects_signed(
             &signed,
             LogError::InvalidMember(
-                "a member's first device list must list the device that publishes it".into(),
+                "a member's first device list must list the device that publishes it, alone".into(),
             ),
         );
         g.ok(sam.device(0), update(list));
@@ -5665,15 +5777,16 @@ mod tests {
         );
         assert_eq!(g.state.departure_of(&sam.device(0).id()), None);
         assert_eq!(verify_log(&g.log).unwrap(), g.state);
-        // Linked again, it is no departure any more; an add of a device keeps the grace.
+        // An unlinked device is never listed again: its keys were deleted, so only a thief who
+        // kept them (and the identity key) could offer it.
         let list = sam.sign(&[0, 1, 2]);
-        let again = g.push(sam.device(0), update(list)).unwrap();
-        assert!(again.grants_epoch_grace());
-        assert!(!g.state.epoch_began_with_departure());
-        assert_eq!(g.state.departure_of(&sam.device(1).id()), None);
+        assert!(matches!(
+            g.push(sam.device(0), update(list)),
+            Err(LogError::InvalidMember(why)) if why.contains("unlinked")
+        ));
         // A leave departs every device.
         let left = g.push(sam.device(2), OpBody::Leave {}).unwrap();
-        assert_eq!(left.departed.len(), 3);
+        assert_eq!(left.departed.len(), 2);
         assert!(!left.grants_epoch_grace());
     }
 

@@ -1234,6 +1234,7 @@ fn device_list_vectors() {
                 Timestamp(at),
                 OpBody::UpdateDevices {
                     device_list: signed.clone(),
+                    chain: Vec::new(),
                 },
             )
             .sign(author)

@@ -1671,25 +1671,29 @@ fn check_member_entries(shared: &Shared, body: &OpBody) -> Result<(), Reject> {
     let not_current = || {
         Reject::new(
             ErrorCode::InvalidOp,
-            "the device list is not the user's current list on record (a stale or unknown \
-             list): fetch it with lookup_users",
+            "the device list is not the user's current list on record (for update_devices: \
+             not one the user published): fetch it with lookup_users",
         )
     };
     let entry = match body {
         OpBody::Genesis { creator, .. } => creator,
         OpBody::Join { member, .. } | OpBody::Add { member, .. } => member,
-        OpBody::UpdateDevices { device_list } => {
-            let list: DeviceList = serde_json::from_slice(&device_list.list)
-                .map_err(|_| Reject::new(ErrorCode::InvalidOp, "the device list does not parse"))?;
-            let current = shared
-                .storage
-                .device_list(&list.user)
-                .map_err(storage_reject)?;
-            return if current.as_ref() == Some(device_list) {
-                Ok(())
-            } else {
-                Err(not_current())
-            };
+        OpBody::UpdateDevices { device_list, chain } => {
+            // Every list it carries is one the user published (each on record, byte for
+            // byte): the log then checks that they succeed one another from the pinned one.
+            for signed in chain.iter().chain(std::iter::once(device_list)) {
+                let list: DeviceList = serde_json::from_slice(&signed.list).map_err(|_| {
+                    Reject::new(ErrorCode::InvalidOp, "the device list does not parse")
+                })?;
+                let published = shared
+                    .storage
+                    .device_list_chain(&list.user, list.version.saturating_sub(1), 1)
+                    .map_err(storage_reject)?;
+                if published.first() != Some(signed) {
+                    return Err(not_current());
+                }
+            }
+            return Ok(());
         }
         _ => return Ok(()),
     };

@@ -256,6 +256,7 @@ async fn update_devices(
             now(),
             OpBody::UpdateDevices {
                 device_list: list.clone(),
+                chain: Vec::new(),
             },
         )
         .sign(identity)

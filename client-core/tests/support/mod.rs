@@ -254,6 +254,11 @@ impl Server {
                     .retain(|item| !inbox_ids.contains(&item.inbox_id));
                 vec![ServerFrame::Ok { id }]
             }
+            // Nobody else published a list of this user: the chain after its own is empty.
+            ClientFrame::DeviceListChain { id, .. } => vec![ServerFrame::DeviceListChain {
+                id,
+                lists: Vec::new(),
+            }],
             other => panic!("the script does not expect {other:?}"),
         }
     }

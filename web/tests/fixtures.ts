@@ -14,7 +14,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -129,7 +129,19 @@ async function startAppServer(): Promise<{ server: Server; stop: () => Promise<v
   if (!existsSync(join(WEB_DIR, 'asset-manifest.json'))) {
     throw new Error(`${WEB_DIR} holds no built app: run \`cargo xtask web\``);
   }
-  return startServer(['--web-dir', WEB_DIR]);
+  // Every test of a worker registers its people from this one loopback address (and linked
+  // devices register too): more than the default burst of 20 registrations an address gets.
+  const configDir = mkdtempSync(join(tmpdir(), 'confide-web-test-config-'));
+  const config = join(configDir, 'server.toml');
+  writeFileSync(config, 'registration_burst = 500\nregistrations_per_hour = 5000\n');
+  const started = await startServer(['--web-dir', WEB_DIR, '--config', config]);
+  return {
+    server: started.server,
+    stop: async () => {
+      await started.stop();
+      rmSync(configDir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Worker-scoped fixtures: one server and one browser per Playwright worker. */

@@ -31,21 +31,15 @@ pub const IDENTITY_MISUSE: &str = "warning: an identity key was used outside its
      is yours, check `confide device list` and unlink what you do not know; if it is someone \
      else's, compare safety numbers with them before you trust what they send";
 
-/// The key under which a profile's store keeps this device's secret key, hex: gone once the
-/// device learned it was unlinked (the core deletes it, PROTOCOL.md §3.8).
-const IDENTITY_KEY_HEX: &str = "6964656e74697479";
-
-/// Whether `e` says that this device was unlinked: its store no longer holds its keys (the
-/// client deleted them on a verified list from another device that drops it). The server's
+/// Whether `e` says that this device was unlinked: its store says so (the client deleted its
+/// keys on a verified list from another device that drops it). The server's
 /// `device_unlinked` alone is not enough ([`server_says_unlinked`]): any server can say it.
 pub fn was_unlinked(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|cause| cause.downcast_ref::<ClientError>())
         .any(|c| match c {
+            // The core's own word: it verified the list and deleted the keys (with a mark).
             ClientError::Store(confide_client::store::StoreError::Unlinked) => true,
-            ClientError::Store(confide_client::store::StoreError::Missing { tree, key }) => {
-                tree == "profile" && key == IDENTITY_KEY_HEX
-            }
             _ => false,
         })
 }

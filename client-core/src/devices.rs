@@ -158,6 +158,13 @@ pub(crate) async fn load_devices<S: ClientStore>(
     })
 }
 
+/// The list inside `signed`, parsed but **not verified again**: only for a list this device
+/// has verified already — one a verified group log holds, or one it checked before storing it.
+/// A list from the server is verified with [`SignedDeviceList::verify`] instead.
+pub(crate) fn checked_list(signed: &SignedDeviceList) -> Option<DeviceList> {
+    serde_json::from_slice(&signed.list).ok()
+}
+
 /// A list this device made that does not sign or fit (a bug, or more devices than allowed).
 fn list_error(e: confide_protocol::device_list::ListError) -> ClientError {
     ClientError::LinkFailed {
@@ -336,7 +343,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         pinned: &SignedDeviceList,
     ) -> Result<Vec<SignedDeviceList>, ClientError> {
-        let mut previous = pinned.verify().map_err(list_error)?;
+        // The group's pinned list: its log verified it.
+        let mut previous = checked_list(pinned)
+            .ok_or_else(|| ClientError::Encode(serde::de::Error::custom("pinned list")))?;
         let mut previous_hash = pinned.hash();
         let target = self.own_list.signed.hash();
         if previous.version.checked_add(1) == Some(self.own_list_parsed.version) {
@@ -344,18 +353,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         let mut out = Vec::new();
         while previous_hash != target {
-            let user = self.profile.user;
-            let after_version = previous.version;
-            let reply = self
-                .request_ok(|id| ClientFrame::DeviceListChain {
-                    id,
-                    user,
-                    after_version,
-                })
-                .await?;
-            let ServerFrame::DeviceListChain { lists, .. } = reply else {
-                return Err(unexpected_reply(reply, "device_list_chain"));
-            };
+            let lists = self.own_list_chain(previous.version).await?;
             if lists.is_empty() {
                 return Err(ClientError::LinkFailed {
                     code: "stale_device_list",
@@ -524,24 +522,33 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
     }
 
+    /// One page of this user's lists after `after_version` from the server, oldest first, not
+    /// yet verified (each caller checks succession its own way).
+    async fn own_list_chain(
+        &mut self,
+        after_version: u64,
+    ) -> Result<Vec<SignedDeviceList>, ClientError> {
+        let user = self.profile.user;
+        let reply = self
+            .request_ok(|id| ClientFrame::DeviceListChain {
+                id,
+                user,
+                after_version,
+            })
+            .await?;
+        match reply {
+            ServerFrame::DeviceListChain { lists, .. } => Ok(lists),
+            reply => Err(unexpected_reply(reply, "device_list_chain")),
+        }
+    }
+
     /// Follows this user's list chain from the server, from the current list on, each list
     /// checked to succeed the one before (so a device that missed versions catches up, or
     /// learns it was unlinked, without trusting a list out of the chain).
     pub(crate) async fn catch_up_own_list(&mut self) -> Result<(), ClientError> {
         self.own_list_stale = false;
         loop {
-            let user = self.profile.user;
-            let after_version = self.own_list_parsed.version;
-            let reply = self
-                .request_ok(|id| ClientFrame::DeviceListChain {
-                    id,
-                    user,
-                    after_version,
-                })
-                .await?;
-            let ServerFrame::DeviceListChain { lists, .. } = reply else {
-                return Err(unexpected_reply(reply, "device_list_chain"));
-            };
+            let lists = self.own_list_chain(self.own_list_parsed.version).await?;
             let full = lists.len() >= confide_protocol::frames::MAX_DEVICE_LISTS_PER_REPLY;
             let before = self.own_list_parsed.version;
             for signed in lists {
@@ -694,7 +701,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let Some(signed) = signed else {
             return;
         };
-        let Ok(list) = signed.verify() else {
+        // The op's log was verified (every list in it with it): parsed, not verified again.
+        let Some(list) = checked_list(&signed) else {
             return;
         };
         let name = match name.is_empty() {

@@ -527,10 +527,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if let (Some(_), Some(device)) = (&member.device_list, invite_device)
             && let Ok(Some((signed, list))) = self.fetch_user_list(member.user).await
             && list.lists(&device)
+                        // The stored request's list was verified when it arrived.
             && member
                 .device_list
                 .as_ref()
-                .and_then(|l| l.verify().ok())
+                .and_then(crate::devices::checked_list)
                 .is_some_and(|old| old.identity == list.identity && old.version <= list.version)
         {
             member.devices = list.device_keys();
@@ -570,16 +571,25 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // posts would be shown as the requester's. The `add` approving it checks the same.
         // With a device list (§8.9 `device`): valid, the requester's, listing the sender, and not
         // older than the newest list this device has seen for that person (§11.14).
-        let device_ok = match &request.member.device_list {
-            Some(signed) => signed.verify().is_ok_and(|list| {
+        // The entry first (it verifies the entry's list, once); then what the list says.
+        let entry_ok = request.member.validate().is_ok();
+        let request_list = request
+            .member
+            .device_list
+            .as_ref()
+            .filter(|_| entry_ok)
+            .and_then(crate::devices::checked_list);
+        let device_ok = match (&request.member.device_list, &request_list) {
+            (Some(_), Some(list)) => {
                 list.user == request.member.user
                     && list.lists(&sealed.sender)
                     && self
                         .known_lists
                         .get(&list.user)
                         .is_none_or(|k| k.identity == list.identity && k.version <= list.version)
-            }),
-            None => confide_protocol::group_log::only_proven_device(&request.member)
+            }
+            (Some(_), None) => false,
+            (None, _) => confide_protocol::group_log::only_proven_device(&request.member)
                 .is_ok_and(|d| d.device == sealed.sender),
         };
         let sig_ok = confide_protocol::group_log::verify_join_sig(
@@ -590,7 +600,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             &request.invite_sig,
         )
         .is_ok();
-        if !(valid_invite && device_ok && sig_ok && request.member.validate().is_ok()) {
+        if !(valid_invite && device_ok && sig_ok && entry_ok) {
             tracing::warn!(%group, "invalid join request dropped");
             return true;
         }
@@ -599,19 +609,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let key = key2(group.as_bytes(), user.as_bytes());
         // A later request under the same user id from another device never replaces the first,
         // unless both devices are listed under the same identity key (§8.9).
-        let identity_of = |m: &MemberEntry| {
-            m.device_list
-                .as_ref()
-                .and_then(|l| l.verify().ok())
-                .map(|l| l.identity)
-        };
+        // Both lists were verified: the stored one when it arrived, this one above.
+        let request_identity = request_list.map(|l| l.identity);
         if let Ok(Some(existing)) = self
             .db
             .get::<JoinRequestPayload>(T_JOIN_REQUESTS, &key)
             .await
             && existing.member.devices.first().map(|d| d.device) != Some(sealed.sender)
-            && (identity_of(&existing.member).is_none()
-                || identity_of(&existing.member) != identity_of(&request.member))
+            && {
+                let existing_identity = existing
+                    .member
+                    .device_list
+                    .as_ref()
+                    .and_then(crate::devices::checked_list)
+                    .map(|l| l.identity);
+                existing_identity.is_none() || existing_identity != request_identity
+            }
         {
             tracing::warn!(%group, "conflicting join request dropped");
             return true;

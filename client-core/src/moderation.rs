@@ -444,7 +444,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         // The server takes only the person's current device list (§10.1): a newer one than the
         // group's, under the same identity key, replaces it; another identity is refused.
-        let entry = match entry.device_list.as_ref().and_then(|l| l.verify().ok()) {
+        // The group's log verified the entry's list.
+        let entry = match entry
+            .device_list
+            .as_ref()
+            .and_then(crate::devices::checked_list)
+        {
             Some(pinned) => match self.fetch_user_list(with).await? {
                 // The person the group knows: same identity key, not an older list.
                 Some((signed, list))

@@ -264,6 +264,26 @@ impl ConfideCore {
         *self.state.borrow_mut() = state;
     }
 
+    /// Ends the opening of a profile (made, unlocked or linked): unlocked with its session, or
+    /// back in `failed` with the error.
+    fn end_opening(
+        &self,
+        opened: Result<Rc<Session<WebStore, WsNetwork>>, ApiError>,
+        failed: State,
+    ) -> Result<Ts<Me>, JsValue> {
+        match opened {
+            Ok(session) => {
+                let me = session.me().clone();
+                self.end(State::Unlocked(session));
+                ts(&me)
+            }
+            Err(e) => {
+                self.end(failed);
+                Err(e.into_js())
+            }
+        }
+    }
+
     /// Starts the core for a profile whose store is open.
     async fn start(
         &self,
@@ -462,17 +482,8 @@ impl ConfideCore {
     pub async fn create_profile(&self, params: CreateProfileParams) -> Result<Ts<Me>, JsValue> {
         let params: JsValue = params.into();
         self.begin(&[ProfileState::None])?;
-        match self.create(&params).await {
-            Ok(session) => {
-                let me = session.me().clone();
-                self.end(State::Unlocked(session));
-                ts(&me)
-            }
-            Err(e) => {
-                self.end(State::NoProfile);
-                Err(e.into_js())
-            }
-        }
+        let opened = self.create(&params).await;
+        self.end_opening(opened, State::NoProfile)
     }
 
     /// Opens the profile with its passphrase (whose bytes are zeroed) and starts the core,
@@ -480,17 +491,8 @@ impl ConfideCore {
     pub async fn unlock(&self, params: UnlockParams) -> Result<Ts<Me>, JsValue> {
         let params: JsValue = params.into();
         self.begin(&[ProfileState::Locked])?;
-        match self.open_profile(&params).await {
-            Ok(session) => {
-                let me = session.me().clone();
-                self.end(State::Unlocked(session));
-                ts(&me)
-            }
-            Err(e) => {
-                self.end(State::Locked);
-                Err(e.into_js())
-            }
-        }
+        let opened = self.open_profile(&params).await;
+        self.end_opening(opened, State::Locked)
     }
 
     /// Stops the core (storing what is pending, closing the connection) and drops it and its
@@ -989,17 +991,8 @@ impl ConfideCore {
     #[wasm_bindgen(js_name = newLinkFinish)]
     pub async fn new_link_finish(&self) -> Result<Ts<Me>, JsValue> {
         self.begin(&[ProfileState::None])?;
-        match self.finish_new_link().await {
-            Ok(session) => {
-                let me = session.me().clone();
-                self.end(State::Unlocked(session));
-                ts(&me)
-            }
-            Err(e) => {
-                self.end(State::NoProfile);
-                Err(e.into_js())
-            }
-        }
+        let opened = self.finish_new_link().await;
+        self.end_opening(opened, State::NoProfile)
     }
 
     /// Stops the new-device link under way, if any, and tells the other device.

@@ -1966,6 +1966,20 @@ impl GroupState {
         }
     }
 
+    /// Refuses a device an `update_devices` of this log dropped: it is never listed again (§8.5).
+    fn check_not_unlinked<'a>(
+        &self,
+        devices: impl IntoIterator<Item = &'a DeviceId>,
+    ) -> Result<(), LogError> {
+        match devices.into_iter().find(|d| self.unlinked.contains_key(d)) {
+            Some(device) => Err(LogError::InvalidMember(format!(
+                "device {} was unlinked in this group before and cannot be listed again",
+                device.short()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The rules of `update_devices` (PROTOCOL.md §8.5), in their order; returns what the op
     /// pins.
     fn check_update_devices(
@@ -2033,16 +2047,7 @@ impl GroupState {
                 "a member's first device list must list the device that publishes it, alone".into(),
             ));
         }
-        if let Some(listed) = list
-            .devices
-            .iter()
-            .find(|d| self.unlinked.contains_key(&d.keys.device))
-        {
-            return Err(LogError::InvalidMember(format!(
-                "device {} was unlinked before and cannot be listed again",
-                listed.keys.device.short()
-            )));
-        }
+        self.check_not_unlinked(list.devices.iter().map(|d| &d.keys.device))?;
         if let Some(banned_with) = self.banned_identities.get(&list.identity) {
             return Err(LogError::Banned { user: *banned_with });
         }
@@ -2154,16 +2159,7 @@ impl GroupState {
                 device: keys.device,
             });
         }
-        if let Some(keys) = member
-            .devices
-            .iter()
-            .find(|k| self.unlinked.contains_key(&k.device))
-        {
-            return Err(LogError::InvalidMember(format!(
-                "device {} was unlinked in this group before and cannot be listed again",
-                keys.device.short()
-            )));
-        }
+        self.check_not_unlinked(member.devices.iter().map(|k| &k.device))?;
         let pin = member.validate_pinning()?;
         if pin.is_none() && self.holds_device_list {
             return Err(LogError::InvalidMember(

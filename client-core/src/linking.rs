@@ -483,6 +483,8 @@ pub(crate) fn recent_history(
                 body: ContentBody::Text {
                     text: m.text,
                     reply_to: m.reply_to,
+                    warnings: Vec::new(),
+                    round: None,
                 },
             },
         })
@@ -920,7 +922,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     .and_then(|ctx| ctx.state.member(&item.sender_user))
                     .map(|m| m.entry.display_name.clone())
                     .unwrap_or_default();
-                let ContentBody::Text { text, reply_to } = item.content.body else {
+                let ContentBody::Text { text, reply_to, .. } = item.content.body else {
                     continue;
                 };
                 let mut message = ChatMessage {

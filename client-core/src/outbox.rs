@@ -142,6 +142,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             body: ContentBody::Text {
                 text: text.clone(),
                 reply_to,
+                warnings: Vec::new(),
+                round: None,
             },
         };
         let (seq, id) = self.post_content(group, content).await?;
@@ -168,7 +170,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         id: MessageId,
         content: MessageContent,
     ) -> Result<Option<ChatMessage>, ClientError> {
-        let ContentBody::Text { text, reply_to } = content.body else {
+        let ContentBody::Text { text, reply_to, .. } = content.body else {
             return Ok(None);
         };
         Ok(Some(

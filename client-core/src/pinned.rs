@@ -4,7 +4,7 @@
 
 use confide_protocol::encoding::b64_array;
 use confide_protocol::envelope::{ContentBody, MessageContent, PinnedKind, pinned_commitment};
-use confide_protocol::group_log::OpBody;
+use confide_protocol::group_log::{GroupState, OpBody};
 use confide_protocol::{DeviceId, GroupId};
 use serde::{Deserialize, Serialize};
 
@@ -25,11 +25,26 @@ pub(crate) struct PinnedRecord {
 }
 
 pub(crate) fn pinned_key(group: &GroupId, kind: PinnedKind) -> Vec<u8> {
-    let code = match kind {
-        PinnedKind::Agreement => 1u8,
-        PinnedKind::CrisisResources => 2u8,
-    };
-    key2(group.as_bytes(), &[code])
+    key2(group.as_bytes(), &[kind.code()])
+}
+
+/// Whether `state`'s log currently commits to the text of `kind` at `version` whose keyed
+/// commitment is `commitment` (PROTOCOL.md §6.7).
+pub(crate) fn log_commits_to(
+    state: &GroupState,
+    kind: PinnedKind,
+    version: u32,
+    commitment: &[u8; 32],
+) -> bool {
+    match kind {
+        PinnedKind::Agreement => state
+            .agreement()
+            .is_some_and(|a| a.version == version && a.text_hash == *commitment),
+        PinnedKind::CrisisResources => state.crisis_resources() == Some(commitment),
+        PinnedKind::Meetings | PinnedKind::WarningTopics | PinnedKind::Resources => state
+            .document(kind)
+            .is_some_and(|d| d.version == version && d.text_hash.as_ref() == Some(commitment)),
+    }
 }
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
@@ -79,14 +94,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         kind: PinnedKind,
         text: String,
     ) -> Result<(), ClientError> {
+        kind.validate_text(&text)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let mut key = [0u8; 32];
         self.host.fill_random(&mut key);
-        let version = match kind {
-            PinnedKind::Agreement => {
-                let ctx = self.member_ctx(group).await?;
-                ctx.state.agreement().map_or(1, |a| a.version + 1)
+        let version = {
+            let ctx = self.member_ctx(group).await?;
+            match kind {
+                PinnedKind::Agreement => ctx.state.agreement().map_or(1, |a| a.version + 1),
+                PinnedKind::CrisisResources => 0,
+                PinnedKind::Meetings | PinnedKind::WarningTopics | PinnedKind::Resources => {
+                    ctx.state.document(kind).map_or(1, |d| d.version + 1)
+                }
             }
-            PinnedKind::CrisisResources => 0,
         };
         let text_hash = pinned_commitment(&key, kind, version, &text);
         let body = match kind {
@@ -94,6 +114,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             PinnedKind::CrisisResources => OpBody::SetCrisisResources {
                 text_hash: Some(text_hash),
             },
+            PinnedKind::Meetings | PinnedKind::WarningTopics | PinnedKind::Resources => {
+                OpBody::SetPinned {
+                    kind,
+                    version,
+                    text_hash: Some(text_hash),
+                }
+            }
         };
         self.append_op(group, body).await?;
         let record = PinnedRecord { version, text, key };
@@ -139,7 +166,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             if !self.is_accepted(group) {
                 continue;
             }
-            for kind in [PinnedKind::Agreement, PinnedKind::CrisisResources] {
+            for kind in PinnedKind::ALL {
                 if self.pinned_is_current(group, kind).await
                     && let Err(e) = self.post_pinned(group, kind).await
                 {
@@ -162,13 +189,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return false;
         };
         let commitment = pinned_commitment(&record.key, kind, record.version, &record.text);
-        match kind {
-            PinnedKind::Agreement => ctx
-                .state
-                .agreement()
-                .is_some_and(|a| a.version == record.version && a.text_hash == commitment),
-            PinnedKind::CrisisResources => ctx.state.crisis_resources() == Some(&commitment),
-        }
+        log_commits_to(&ctx.state, kind, record.version, &commitment)
     }
 
     /// A pinned text arrived: keep it if the log commits to exactly this text.
@@ -192,14 +213,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return;
         }
         let commitment = pinned_commitment(key, kind, version, &text);
-        let current = match kind {
-            PinnedKind::Agreement => ctx
-                .state
-                .agreement()
-                .is_some_and(|a| a.version == version && a.text_hash == commitment),
-            PinnedKind::CrisisResources => ctx.state.crisis_resources() == Some(&commitment),
-        };
-        if !current {
+        // A document that does not parse or breaks a limit is not kept: the last good one
+        // stays (PROTOCOL.md §6.9).
+        if !log_commits_to(&ctx.state, kind, version, &commitment)
+            || kind.validate_text(&text).is_err()
+        {
             return;
         }
         let record = PinnedRecord {
@@ -306,7 +324,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
     ) -> Vec<(PinnedKind, u32, [u8; 32], String)> {
         let mut out = Vec::new();
-        for kind in [PinnedKind::Agreement, PinnedKind::CrisisResources] {
+        for kind in PinnedKind::ALL {
             if !self.pinned_is_current(group, kind).await {
                 continue;
             }

@@ -321,7 +321,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.check_order(group, &m, &sender_name, content.seen_seq)
             .await;
         let (text, reply_to) = match content.body {
-            ContentBody::Text { text, reply_to } => (text, reply_to),
+            ContentBody::Text { text, reply_to, .. } => (text, reply_to),
             ContentBody::Pinned {
                 kind,
                 version,

@@ -430,6 +430,8 @@ fn a_message_stored_before_one_its_author_had_read_is_shown_with_an_order_warnin
         body: ContentBody::Text {
             text: "reply".into(),
             reply_to: None,
+            warnings: Vec::new(),
+            round: None,
         },
     };
     let m = device.member_says(group, &mut bob, &mut chain, &content);

@@ -88,9 +88,33 @@ impl StoreLock {
     }
 }
 
+/// How long opening waits for sled to let go of a database this process closed a moment ago.
+pub const SLED_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Opens the database in `path` (whose [`StoreLock`] the caller holds).
+///
+/// sled takes its own lock on its files and releases it only when its background threads have
+/// finished with a closed database, which can be a moment after the last handle was dropped
+/// (a client shut down and opened again at once saw "could not acquire lock"). Holding our
+/// [`StoreLock`] proves no other process has the store, so a sled lock still held is this
+/// process's own closing database: wait for it, up to [`SLED_RELEASE_WAIT`].
 fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
-    sled::open(path).map_err(db_err)
+    /// Pause between attempts while the closing database lets go.
+    const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+    let deadline = std::time::Instant::now() + SLED_RELEASE_WAIT;
+    loop {
+        match sled::open(path) {
+            // sled reports its lock as an `Other` error with this message (sled 0.34).
+            Err(sled::Error::Io(e))
+                if (e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock"))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            other => return other.map_err(db_err),
+        }
+    }
 }
 
 /// Makes `path` and everything under it private to this user: directories mode 0700, files
@@ -798,6 +822,33 @@ mod tests {
         ));
         drop(second);
         Store::open(&path, b"pass phrase").unwrap();
+    }
+
+    /// sled lets go of its own lock only when its background threads are done with a closed
+    /// database, a moment after the last handle is dropped: a client shut down and opened
+    /// again at once failed with "could not acquire lock" (CI, member_view). Opening waits.
+    #[test]
+    fn opening_waits_for_a_database_this_process_is_still_closing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        drop(
+            Store::create(
+                &path,
+                b"pass phrase",
+                KdfParams::INSECURE_FOR_TESTS,
+                &mut crate::os_rng(),
+            )
+            .unwrap(),
+        );
+        // Stands in for sled's threads still holding the closed database.
+        let lingering = sled::open(&path).unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(lingering);
+        });
+        let store = Store::open(&path, b"pass phrase");
+        closer.join().unwrap();
+        assert!(store.is_ok(), "{:?}", store.err());
     }
 
     /// A store in the format of every store written so far, byte for byte (the vector the

@@ -294,6 +294,7 @@ impl std::fmt::Debug for MessageContent {
         let kind = match &self.body {
             ContentBody::Text { .. } => "text",
             ContentBody::Pinned { .. } => "pinned",
+            ContentBody::AddWarning { .. } => "add_warning",
         };
         f.debug_struct("MessageContent")
             .field("sent_at", &self.sent_at)
@@ -314,6 +315,22 @@ pub enum ContentBody {
         /// The message replied to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<MessageId>,
+        /// Content warnings the sender put on it: ids of the group's warning topics
+        /// ([`crate::group_work::WarningTopics`]), checked by
+        /// [`crate::group_work::validate_warnings`]. Empty when none (then omitted).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<u16>,
+        /// The check-in round this message is the prompt of, an answer to, or a pass in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        round: Option<crate::group_work::RoundTag>,
+    },
+    /// A moderator puts content warnings on someone else's message. Readers add them to the
+    /// author's own (never remove any); from anyone but a current moderator it is ignored.
+    AddWarning {
+        /// The message warned about.
+        message: MessageId,
+        /// Ids of the group's warning topics ([`crate::group_work::validate_warnings`]).
+        warnings: Vec<u16>,
     },
     /// A text pinned to the group (the group agreement, or crisis resources), sent by a
     /// facilitator. The group log holds only its keyed commitment ([`pinned_commitment`]), so
@@ -333,26 +350,76 @@ pub enum ContentBody {
 }
 
 /// What a [`ContentBody::Pinned`] text is.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PinnedKind {
     /// The group agreement members accept before posting (`set_agreement`).
     Agreement,
     /// "If you are in crisis" resources (`set_crisis_resources`).
     CrisisResources,
+    /// The meeting schedule, a [`crate::group_work::MeetingSchedule`] as JSON (`set_pinned`).
+    Meetings,
+    /// The warning topics, [`crate::group_work::WarningTopics`] as JSON (`set_pinned`).
+    WarningTopics,
+    /// The resource library, [`crate::group_work::ResourceLibrary`] as JSON (`set_pinned`).
+    Resources,
+}
+
+impl PinnedKind {
+    /// Every kind, in code order.
+    pub const ALL: [PinnedKind; 5] = [
+        PinnedKind::Agreement,
+        PinnedKind::CrisisResources,
+        PinnedKind::Meetings,
+        PinnedKind::WarningTopics,
+        PinnedKind::Resources,
+    ];
+
+    /// The kind's code in the commitment (PROTOCOL.md §6.7).
+    pub fn code(self) -> u8 {
+        match self {
+            PinnedKind::Agreement => 1,
+            PinnedKind::CrisisResources => 2,
+            PinnedKind::Meetings => 3,
+            PinnedKind::WarningTopics => 4,
+            PinnedKind::Resources => 5,
+        }
+    }
+
+    /// Whether the kind is published with the generic `set_pinned` op (the group-work
+    /// documents) rather than an op of its own (`set_agreement`, `set_crisis_resources`).
+    pub fn is_document(self) -> bool {
+        matches!(
+            self,
+            PinnedKind::Meetings | PinnedKind::WarningTopics | PinnedKind::Resources
+        )
+    }
+
+    /// Checks that `text` is a valid document of this kind (any text is a valid agreement or
+    /// crisis-resources text).
+    pub fn validate_text(self, text: &str) -> Result<(), crate::group_work::InvalidDocument> {
+        use crate::group_work::{InvalidDocument, MeetingSchedule, ResourceLibrary, WarningTopics};
+        fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, InvalidDocument> {
+            serde_json::from_str(text)
+                .map_err(|e| InvalidDocument(format!("not a valid document: {e}")))
+        }
+        match self {
+            PinnedKind::Agreement | PinnedKind::CrisisResources => Ok(()),
+            PinnedKind::Meetings => parse::<MeetingSchedule>(text)?.validate(),
+            PinnedKind::WarningTopics => parse::<WarningTopics>(text)?.validate(),
+            PinnedKind::Resources => parse::<ResourceLibrary>(text)?.validate(),
+        }
+    }
 }
 
 /// Label of a pinned text's commitment.
 pub const LABEL_PINNED: &str = "confide/v1/pinned";
 
 /// The keyed commitment to a pinned text that goes into the group log:
-/// `HMAC-SHA256(key, "confide/v1/pinned" || 0x00 || kind (1: agreement, 2: crisis) ||
+/// `HMAC-SHA256(key, "confide/v1/pinned" || 0x00 || kind ([`PinnedKind::code`]) ||
 /// version (4, BE) || text)`.
 pub fn pinned_commitment(key: &[u8; 32], kind: PinnedKind, version: u32, text: &str) -> [u8; 32] {
-    let code = match kind {
-        PinnedKind::Agreement => 1u8,
-        PinnedKind::CrisisResources => 2u8,
-    };
+    let code = kind.code();
     primitives::hmac_sha256(
         key,
         &[&primitives::labelled(

@@ -44,6 +44,7 @@
 //! | `invite`, `revoke_invite`, `add` | yes | yes | no |
 //! | `remove` (incl. ban), `mute`, `unmute` | yes | plain members only | no |
 //! | `lock`, `unlock`, `set_open_hours`, `set_slow_mode`, `delete_messages` | yes | yes | no |
+//! | `set_pinned`, `open_round`, `close_round` | yes | yes | no |
 //! | `unban`, `set_role`, `set_agreement`, `set_retention`, `set_settings`, `set_crisis_resources` | yes | no | no |
 //! | `accept_agreement`, `leave`, `update_devices` (own list only) | yes | yes | yes |
 //! | `join` | authored by the joining device, which is not yet a member | | |
@@ -101,7 +102,9 @@ use zeroize::{ZeroizeOnDrop, Zeroizing};
 use crate::device_list::{DeviceList, DeviceListHash, IdentityKey, SignedDeviceList};
 use crate::encoding::{b64, b64_array};
 use crate::identity::{self, DeviceIdentity, DeviceKeys, Signature};
-use crate::ids::{DeviceId, Epoch, GroupId, InviteId, MessageId, OpHash, Timestamp, UserId};
+use crate::ids::{
+    DeviceId, Epoch, GroupId, InviteId, MessageId, OpHash, RoundId, Timestamp, UserId,
+};
 use crate::primitives::{hash, labelled};
 
 /// Label of the author's signature over an op's bytes.
@@ -491,6 +494,39 @@ pub enum OpBody {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         chain: Vec<SignedDeviceList>,
     },
+    /// Publishes a new version of a group-work document (the meeting schedule, the warning
+    /// topics or the resource library), or with `null` removes it: `text_hash` is the keyed
+    /// commitment [`crate::envelope::pinned_commitment`] to the document, which travels
+    /// encrypted as a pinned message. Rules: `kind` is one of those three (`invalid_value`);
+    /// `version` = the kind's current version + 1, the first 1 (`invalid_value`); `text_hash`
+    /// differs from the current one (`no_change`). Facilitators and co-facilitators.
+    SetPinned {
+        /// Which document.
+        kind: crate::envelope::PinnedKind,
+        /// Its new version.
+        version: u32,
+        /// The commitment to its text, or `null` to remove it.
+        #[serde(with = "b64_array_opt")]
+        text_hash: Option<[u8; 32]>,
+    },
+    /// Opens a check-in round; the prompt travels encrypted as a text message tagged with the
+    /// round ([`crate::group_work::RoundTag`]). Rules: the id was never used in this log
+    /// (`invalid_value`); no round is open at `at` (`invalid_value`); `closes_at`, if present,
+    /// is after `at` and at most [`crate::group_work::MAX_ROUND_MILLIS`] later
+    /// (`invalid_value`). Facilitators and co-facilitators.
+    OpenRound {
+        /// The round's id, fresh random bytes.
+        round: RoundId,
+        /// When it closes by itself, if it does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closes_at: Option<Timestamp>,
+    },
+    /// Closes an open round by hand. Rules: the round is open at `at` (`invalid_value`).
+    /// Facilitators and co-facilitators.
+    CloseRound {
+        /// The round.
+        round: RoundId,
+    },
 }
 
 /// Most lists an `update_devices` carries between the pinned list and the new one: a device
@@ -524,6 +560,9 @@ impl OpBody {
             OpBody::SetSettings { .. } => "set_settings",
             OpBody::SetCrisisResources { .. } => "set_crisis_resources",
             OpBody::UpdateDevices { .. } => "update_devices",
+            OpBody::SetPinned { .. } => "set_pinned",
+            OpBody::OpenRound { .. } => "open_round",
+            OpBody::CloseRound { .. } => "close_round",
         }
     }
 
@@ -1043,6 +1082,9 @@ pub fn allowed(role: Role, body: &OpBody) -> bool {
                 | B::SetOpenHours { .. }
                 | B::SetSlowMode { .. }
                 | B::DeleteMessages { .. }
+                | B::SetPinned { .. }
+                | B::OpenRound { .. }
+                | B::CloseRound { .. }
                 | B::AcceptAgreement { .. }
                 | B::Leave {}
                 | B::UpdateDevices { .. }
@@ -1163,6 +1205,48 @@ pub struct Agreement {
     pub text_hash: [u8; 32],
 }
 
+/// The current version of a group-work document (`set_pinned`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PinnedDocument {
+    /// Its version (1, 2, …; a removal is a version too).
+    pub version: u32,
+    /// The keyed commitment to its text, or `None` once removed.
+    pub text_hash: Option<[u8; 32]>,
+}
+
+/// A check-in round, as the log opened (and perhaps closed) it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Round {
+    /// The round.
+    pub id: RoundId,
+    /// The user whose device opened it: only their prompt is the round's.
+    pub opened_by: UserId,
+    /// The `at` of the `open_round` op.
+    pub opened_at: Timestamp,
+    /// When it closes by itself, if it does.
+    pub closes_at: Option<Timestamp>,
+    /// The `at` of the `close_round` op that closed it by hand, if one did.
+    pub closed_at: Option<Timestamp>,
+}
+
+impl Round {
+    /// When the round ended (by hand or by its own time), or `None` while it can still be open.
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        match (self.closed_at, self.closes_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the round is open at `t`: opened at or before `t` and not ended by then.
+    pub fn is_open_at(&self, t: Timestamp) -> bool {
+        self.opened_at <= t && self.ended_at().is_none_or(|end| t < end)
+    }
+}
+
+/// Most check-in rounds one log may open (each is kept in the replayed state).
+pub const MAX_ROUNDS: usize = 10_000;
+
 /// An op that [`GroupState::apply`] accepted.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct AppliedOp {
@@ -1262,6 +1346,10 @@ pub struct GroupState {
     settings: GroupSettings,
     /// Hash of the crisis-resources text, if set.
     crisis_resources: Option<[u8; 32]>,
+    /// The group-work documents published with `set_pinned`, by kind.
+    documents: BTreeMap<crate::envelope::PinnedKind, PinnedDocument>,
+    /// Every check-in round this log opened.
+    rounds: BTreeMap<RoundId, Round>,
 }
 
 /// Replays a whole log from its genesis op, verifying every signature, link and rule.
@@ -1333,6 +1421,8 @@ impl GroupState {
             retention_seconds: None,
             settings: settings.clone(),
             crisis_resources: None,
+            documents: BTreeMap::new(),
+            rounds: BTreeMap::new(),
         };
         state.admit(creator, Role::Facilitator, Epoch(0), pin);
         Ok(state)
@@ -1659,6 +1749,29 @@ impl GroupState {
         self.crisis_resources.as_ref()
     }
 
+    /// The current version of a group-work document, if one was ever published (a removed one
+    /// has `text_hash` `None`).
+    pub fn document(&self, kind: crate::envelope::PinnedKind) -> Option<PinnedDocument> {
+        self.documents.get(&kind).copied()
+    }
+
+    /// A check-in round this log opened.
+    pub fn round(&self, id: &RoundId) -> Option<&Round> {
+        self.rounds.get(id)
+    }
+
+    /// Every check-in round this log opened, oldest first.
+    pub fn rounds(&self) -> impl Iterator<Item = &Round> {
+        let mut rounds: Vec<&Round> = self.rounds.values().collect();
+        rounds.sort_by_key(|r| r.opened_at);
+        rounds.into_iter()
+    }
+
+    /// The round open at `t`, if any (at most one is).
+    pub fn open_round_at(&self, t: Timestamp) -> Option<&Round> {
+        self.rounds.values().find(|r| r.is_open_at(t))
+    }
+
     fn facilitator_count(&self) -> usize {
         self.members
             .values()
@@ -1963,6 +2076,58 @@ impl GroupState {
             OpBody::UpdateDevices { device_list, chain } => self
                 .check_update_devices(op, author_user, author, device_list, chain)
                 .map(Some),
+            OpBody::SetPinned {
+                kind,
+                version,
+                text_hash,
+            } => {
+                if !kind.is_document() {
+                    return Err(LogError::InvalidValue(format!(
+                        "set_pinned publishes meetings, warning_topics or resources, not {kind:?}"
+                    )));
+                }
+                let current = self.documents.get(kind);
+                let expected = current.map_or(1, |d| d.version.saturating_add(1));
+                if *version != expected {
+                    return Err(LogError::InvalidValue(format!(
+                        "the next version is {expected}, not {version}"
+                    )));
+                }
+                if *text_hash == current.and_then(|d| d.text_hash) {
+                    return no_change(&op.body);
+                }
+                Ok(None)
+            }
+            OpBody::OpenRound { round, closes_at } => {
+                if self.rounds.contains_key(round) {
+                    return Err(LogError::InvalidValue(
+                        "this round id was used before".into(),
+                    ));
+                }
+                if self.rounds.len() >= MAX_ROUNDS {
+                    return Err(LogError::InvalidValue(format!(
+                        "a group opens at most {MAX_ROUNDS} rounds"
+                    )));
+                }
+                if self.open_round_at(op.at).is_some() {
+                    return Err(LogError::InvalidValue(
+                        "a round is already open: close it first".into(),
+                    ));
+                }
+                if let Some(closes_at) = closes_at {
+                    let max = op.at.0.saturating_add(crate::group_work::MAX_ROUND_MILLIS);
+                    if closes_at.0 <= op.at.0 || closes_at.0 > max {
+                        return Err(LogError::InvalidValue(
+                            "a round closes after it opens and within a week".into(),
+                        ));
+                    }
+                }
+                Ok(None)
+            }
+            OpBody::CloseRound { round } => match self.rounds.get(round) {
+                Some(r) if r.is_open_at(op.at) => Ok(None),
+                _ => Err(LogError::InvalidValue("that round is not open".into())),
+            },
         }
     }
 
@@ -2314,6 +2479,39 @@ impl GroupState {
                     departed = self.replace_devices(&user, device_list, pin);
                 }
             }
+            OpBody::SetPinned {
+                kind,
+                version,
+                text_hash,
+            } => {
+                self.documents.insert(
+                    *kind,
+                    PinnedDocument {
+                        version: *version,
+                        text_hash: *text_hash,
+                    },
+                );
+            }
+            OpBody::OpenRound { round, closes_at } => {
+                // `check` found the author's user among the members.
+                if let Some(user) = author_user {
+                    self.rounds.insert(
+                        *round,
+                        Round {
+                            id: *round,
+                            opened_by: user,
+                            opened_at: op.at,
+                            closes_at: *closes_at,
+                            closed_at: None,
+                        },
+                    );
+                }
+            }
+            OpBody::CloseRound { round } => {
+                if let Some(r) = self.rounds.get_mut(round) {
+                    r.closed_at = Some(op.at);
+                }
+            }
         }
         departed
     }
@@ -2658,6 +2856,7 @@ mod open_hours_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::PinnedKind;
     use crate::test_rng;
 
     const T0: u64 = 1_700_000_000_000;
@@ -2778,6 +2977,14 @@ mod tests {
         fn rejects(&mut self, author: &Person, body: OpBody, expected: LogError) {
             let signed = self.sign(author, body);
             self.rejects_signed(&signed, expected);
+        }
+
+        /// Signs `body` and expects `apply` to refuse it as an invalid value, changing nothing.
+        fn invalid_value(&mut self, author: &Person, body: OpBody) -> bool {
+            let signed = self.sign(author, body);
+            let before = self.state.clone();
+            let refused = matches!(self.state.apply(&signed), Err(LogError::InvalidValue(_)));
+            refused && self.state == before
         }
 
         fn rejects_signed(&mut self, signed: &SignedOp, expected: LogError) {
@@ -3258,6 +3465,18 @@ mod tests {
                 settings: GroupSettings::default(),
             },
             OpBody::SetCrisisResources { text_hash: None },
+            OpBody::SetPinned {
+                kind: PinnedKind::Meetings,
+                version: 1,
+                text_hash: None,
+            },
+            OpBody::OpenRound {
+                round: RoundId([1; 16]),
+                closes_at: None,
+            },
+            OpBody::CloseRound {
+                round: RoundId([1; 16]),
+            },
             OpBody::Genesis {
                 creator: Person::new(9, "P").entry(),
                 settings: GroupSettings::default(),
@@ -3289,6 +3508,9 @@ mod tests {
             ("set_retention", true, false, false),
             ("set_settings", true, false, false),
             ("set_crisis_resources", true, false, false),
+            ("set_pinned", true, true, false),
+            ("open_round", true, true, false),
+            ("close_round", true, true, false),
             ("genesis", false, false, false),
             ("join", false, false, false),
         ];
@@ -3305,6 +3527,109 @@ mod tests {
             // `action()` is the JSON tag.
             assert_eq!(serde_json::to_value(body).unwrap()["type"], action);
         }
+    }
+
+    #[test]
+    fn group_work_documents_are_versioned_and_only_moderators_publish_them() {
+        let (mut g, [fac, co, mia, _]) = populated();
+        let set = |kind, version, hash: Option<u8>| OpBody::SetPinned {
+            kind,
+            version,
+            text_hash: hash.map(|b| [b; 32]),
+        };
+        assert_eq!(g.state.document(PinnedKind::Meetings), None);
+        g.rejects(
+            &mia,
+            set(PinnedKind::Meetings, 1, Some(1)),
+            not_allowed(Role::Member, "set_pinned"),
+        );
+        // Agreement and crisis resources have ops of their own.
+        assert!(g.invalid_value(&fac, set(PinnedKind::Agreement, 1, Some(1))));
+        assert!(g.invalid_value(&fac, set(PinnedKind::Meetings, 2, Some(1))));
+        g.ok(&co, set(PinnedKind::Meetings, 1, Some(1)));
+        g.ok(&fac, set(PinnedKind::Resources, 1, Some(2)));
+        g.rejects(
+            &fac,
+            set(PinnedKind::Meetings, 2, Some(1)),
+            LogError::NoChange {
+                action: "set_pinned",
+            },
+        );
+        g.ok(&fac, set(PinnedKind::Meetings, 2, None));
+        assert_eq!(
+            g.state.document(PinnedKind::Meetings),
+            Some(PinnedDocument {
+                version: 2,
+                text_hash: None
+            })
+        );
+        g.rejects(
+            &fac,
+            set(PinnedKind::Meetings, 3, None),
+            LogError::NoChange {
+                action: "set_pinned",
+            },
+        );
+        g.ok(&fac, set(PinnedKind::Meetings, 3, Some(3)));
+        assert_eq!(
+            g.state.document(PinnedKind::Resources).unwrap().text_hash,
+            Some([2; 32])
+        );
+        assert_eq!(g.state.document(PinnedKind::WarningTopics), None);
+    }
+
+    #[test]
+    fn one_round_is_open_at_a_time_and_closes_by_hand_or_at_its_time() {
+        let (mut g, [fac, co, mia, _]) = populated();
+        let r1 = RoundId([1; 16]);
+        let r2 = RoundId([2; 16]);
+        let open = |round, closes_at: Option<u64>| OpBody::OpenRound {
+            round,
+            closes_at: closes_at.map(Timestamp),
+        };
+        g.rejects(
+            &mia,
+            open(r1, None),
+            not_allowed(Role::Member, "open_round"),
+        );
+        // `sign` moves the clock on by a second: the op's `at` is `g.clock + 1000`.
+        let at = g.clock + 1000;
+        assert!(g.invalid_value(&fac, open(r1, Some(at))));
+        let at = g.clock + 1000;
+        let too_late = at + crate::group_work::MAX_ROUND_MILLIS + 1;
+        assert!(g.invalid_value(&fac, open(r1, Some(too_late))));
+        g.ok(&co, open(r1, None));
+        let r = *g.state.round(&r1).unwrap();
+        assert_eq!(r.opened_by, co.user);
+        assert_eq!(
+            g.state.open_round_at(Timestamp(g.clock)).map(|r| r.id),
+            Some(r1)
+        );
+        assert!(g.invalid_value(&fac, open(r2, None)));
+        g.ok(&fac, OpBody::CloseRound { round: r1 });
+        assert!(g.invalid_value(&fac, OpBody::CloseRound { round: r1 }));
+        // A closed round's id is never used again.
+        assert!(g.invalid_value(&fac, open(r1, None)));
+        // A round that closes by itself is closed for every op after its time.
+        let closes = g.clock + 1000 + 5000;
+        g.ok(&fac, open(r2, Some(closes)));
+        assert!(
+            g.state
+                .round(&r2)
+                .unwrap()
+                .is_open_at(Timestamp(closes - 1))
+        );
+        while g.clock < closes {
+            g.ok(&fac, OpBody::Lock {});
+            g.ok(&fac, OpBody::Unlock {});
+        }
+        assert!(g.invalid_value(&fac, OpBody::CloseRound { round: r2 }));
+        assert_eq!(g.state.open_round_at(Timestamp(g.clock)), None);
+        g.ok(&fac, open(RoundId([3; 16]), None));
+        assert_eq!(
+            g.state.rounds().map(|r| r.id).collect::<Vec<_>>(),
+            vec![r1, r2, RoundId([3; 16])]
+        );
     }
 
     #[test]

@@ -85,6 +85,12 @@ byte_id!(
     16
 );
 
+byte_id!(
+    /// A check-in round, chosen at random by the moderator who opens it (`open_round`).
+    RoundId,
+    16
+);
+
 impl OpHash {
     /// The `prev` of a genesis op: 32 zero bytes.
     pub const ZERO: OpHash = OpHash([0u8; 32]);

@@ -16,6 +16,8 @@
 //! - [`envelope`]: encrypted, signed, padded group messages with a franking commitment.
 //! - [`group_log`]: the signed, hash-chained log of membership and moderation, its policy and
 //!   its verifier ([`GroupState`]).
+//! - [`group_work`]: the group-work tools' documents: meeting schedules, warning topics, the
+//!   resource library, check-in round tags and a person's own safety plan.
 //! - [`report`]: verifiable reports (message franking) for facilitators.
 //! - [`frames`]: the JSON frames between client and server.
 //! - [`display`]: someone else's text made inert before it is shown (controls, bidirectional and
@@ -34,6 +36,7 @@ pub mod envelope;
 pub mod error;
 pub mod frames;
 pub mod group_log;
+pub mod group_work;
 pub mod identity;
 pub mod ids;
 pub mod link;

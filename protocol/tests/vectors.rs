@@ -857,8 +857,13 @@ fn pinned_decision(
             .agreement()
             .is_some_and(|a| a.version == version && a.text_hash == commitment),
         PinnedKind::CrisisResources => state.crisis_resources() == Some(&commitment),
+        PinnedKind::Meetings | PinnedKind::WarningTopics | PinnedKind::Resources => state
+            .document(kind)
+            .is_some_and(|d| d.version == version && d.text_hash == Some(commitment)),
     };
-    if current {
+    if current && kind.validate_text(&text).is_err() {
+        ("ignore", "document")
+    } else if current {
         ("accept", "commitment")
     } else {
         ("ignore", "commitment")

@@ -517,6 +517,8 @@ pub fn text(text: &str, sent_at: Timestamp) -> MessageContent {
         body: ContentBody::Text {
             text: text.into(),
             reply_to: None,
+            warnings: Vec::new(),
+            round: None,
         },
     }
 }

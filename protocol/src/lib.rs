@@ -51,8 +51,8 @@ pub use error::CryptoError;
 pub use frames::{ClientFrame, ErrorCode, FrameError, PROTOCOL_VERSION, ServerFrame};
 pub use identity::{DeviceIdentity, DeviceKeys, Signature};
 pub use ids::{
-    DeviceId, Epoch, EpochRef, GroupId, InviteId, MessageId, OpHash, RequestId, Seq, Timestamp,
-    UserId,
+    DeviceId, Epoch, EpochRef, GroupId, InviteId, MessageId, OpHash, RequestId, RoundId, Seq,
+    Timestamp, UserId,
 };
 
 /// A deterministic RNG for tests and vectors: ChaCha20 seeded with `seed` repeated.

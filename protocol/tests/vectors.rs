@@ -1398,3 +1398,579 @@ fn link_vectors() {
         }),
     );
 }
+
+/// How a receiver treats a `text` body's `round` member (PROTOCOL.md §6.9): `honour` or
+/// `ordinary` (shown as a plain message), with the deciding check.
+fn round_decision(
+    state: &confide_protocol::group_log::GroupState,
+    sender: &confide_protocol::ids::DeviceId,
+    body: &[u8],
+) -> (&'static str, &'static str) {
+    use confide_protocol::envelope::{ContentBody, MessageContent};
+    use confide_protocol::group_work::RoundPart;
+    let Ok(content) = serde_json::from_slice::<MessageContent>(body) else {
+        return ("reject", "parse");
+    };
+    let ContentBody::Text {
+        text,
+        round: Some(tag),
+        ..
+    } = content.body
+    else {
+        return ("not_round", "type");
+    };
+    if tag.validate(&text).is_err() {
+        return ("ordinary", "tag");
+    }
+    let Some(round) = state.round(&tag.id) else {
+        return ("ordinary", "log");
+    };
+    if !round.is_open_at(content.sent_at) {
+        return ("ordinary", "time");
+    }
+    if tag.part == RoundPart::Prompt
+        && state.member_of_device(sender).map(|(u, _)| *u) != Some(round.opened_by)
+    {
+        return ("ordinary", "opener");
+    }
+    ("honour", "all")
+}
+
+/// How a receiver treats content warnings (PROTOCOL.md §6.9): a `text`'s own `warnings` are
+/// `keep` or `drop`; an `add_warning` is `apply` or `ignore`.
+fn warning_decision(
+    state: &confide_protocol::group_log::GroupState,
+    sender: &confide_protocol::ids::DeviceId,
+    body: &[u8],
+) -> (&'static str, &'static str) {
+    use confide_protocol::envelope::{ContentBody, MessageContent};
+    use confide_protocol::group_work::validate_warnings;
+    let Ok(content) = serde_json::from_slice::<MessageContent>(body) else {
+        return ("reject", "parse");
+    };
+    match content.body {
+        ContentBody::Text { warnings, .. } if warnings.is_empty() => ("none", "type"),
+        ContentBody::Text { warnings, .. } => match validate_warnings(&warnings) {
+            Ok(()) => ("keep", "warnings"),
+            Err(_) => ("drop", "warnings"),
+        },
+        ContentBody::AddWarning { warnings, .. } => {
+            if !state
+                .member_of_device(sender)
+                .is_some_and(|(_, m)| m.role.is_moderator())
+            {
+                ("ignore", "moderator")
+            } else if validate_warnings(&warnings).is_err() {
+                ("ignore", "warnings")
+            } else {
+                ("apply", "all")
+            }
+        }
+        _ => ("none", "type"),
+    }
+}
+
+/// The group-work tools (§6.9, §8.5): a log with `set_pinned` for each document (and a second
+/// resources version that commits to an invalid document), `open_round` and `close_round`; the
+/// documents' exact bodies and commitments; round, warning and `add_warning` bodies with the
+/// receiver's decision; and next-meeting cases of a schedule across a clock change.
+#[test]
+fn group_work_vectors() {
+    use confide_protocol::envelope::{ContentBody, MessageContent, PinnedKind, pinned_commitment};
+    use confide_protocol::group_log::{
+        GroupSettings, GroupState, MemberEntry, Op, OpBody, Role, verify_log,
+    };
+    use confide_protocol::group_work::{
+        Meeting, MeetingSchedule, Resource, ResourceLibrary, RoundPart, RoundTag, WarningTopic,
+        WarningTopics,
+    };
+    use confide_protocol::ids::{MessageId, RoundId, Timestamp};
+    use confide_protocol::primitives::labelled;
+
+    let alice = identity_from_seed(1);
+    let bob = identity_from_seed(2);
+    let carol = identity_from_seed(21);
+    let (ua, ub, uc) = (UserId([0x11; 16]), UserId([0x22; 16]), UserId([0x33; 16]));
+    let group = GroupId([7; 16]);
+    let entry = |user, name: &str, id: &DeviceIdentity| MemberEntry {
+        user,
+        display_name: name.into(),
+        devices: vec![id.public_keys()],
+        device_list: None,
+    };
+    let t0 = 1_796_666_400_000u64; // 2026-12-07T18:00:00Z
+    let meetings = MeetingSchedule {
+        time_zone: "Europe/Berlin".into(),
+        meetings: vec![
+            Meeting::Weekly {
+                day: 1,
+                start_minute: 18 * 60,
+                minutes: 90,
+            },
+            Meeting::Once {
+                date: "2026-12-24".into(),
+                start_minute: 10 * 60,
+                minutes: 60,
+            },
+        ],
+        video_link: Some("https://meet.example.org/tuesday-group".into()),
+        note: Some("Bring your workbook".into()),
+    };
+    let topics = WarningTopics {
+        topics: vec![
+            WarningTopic {
+                id: 1,
+                label: "Self-harm".into(),
+            },
+            WarningTopic {
+                id: 2,
+                label: "Grief".into(),
+            },
+        ],
+    };
+    let library = ResourceLibrary {
+        resources: vec![
+            Resource {
+                title: "Box breathing".into(),
+                category: "Grounding".into(),
+                text: Some(
+                    "Breathe in for four, hold for four, out for four, hold for four.".into(),
+                ),
+                link: None,
+            },
+            Resource {
+                title: "Sleep hygiene".into(),
+                category: "Reading".into(),
+                text: None,
+                link: Some("https://example.org/sleep".into()),
+            },
+        ],
+    };
+    let bad_library =
+        r#"{"resources":[{"title":"Click me","category":"Links","link":"javascript:alert(1)"}]}"#;
+    let docs: Vec<(&str, PinnedKind, u32, String, [u8; 32])> = vec![
+        (
+            "meetings",
+            PinnedKind::Meetings,
+            1,
+            serde_json::to_string(&meetings).unwrap(),
+            [0x0c; 32],
+        ),
+        (
+            "warning_topics",
+            PinnedKind::WarningTopics,
+            1,
+            serde_json::to_string(&topics).unwrap(),
+            [0x0d; 32],
+        ),
+        (
+            "resources",
+            PinnedKind::Resources,
+            1,
+            serde_json::to_string(&library).unwrap(),
+            [0x0e; 32],
+        ),
+        (
+            "resources_v2_invalid",
+            PinnedKind::Resources,
+            2,
+            bad_library.to_string(),
+            [0x0f; 32],
+        ),
+    ];
+    let round = RoundId([0x07; 16]);
+    let opened_at = t0 + 1000 * 7;
+    let closed_at = opened_at + 600_000;
+
+    // The log: Alice creates the group, adds Bob and Carol, publishes the documents, opens a
+    // round that would close by itself after 30 minutes and closes it by hand after 10.
+    let genesis = Op::genesis(
+        group,
+        alice.device_id(),
+        Timestamp(t0),
+        entry(ua, "Alice", &alice),
+        GroupSettings::default(),
+    )
+    .sign(&alice)
+    .unwrap();
+    let mut state = GroupState::from_genesis(&genesis).unwrap();
+    let mut log = vec![genesis];
+    let mut bodies = vec![
+        OpBody::Add {
+            member: entry(ub, "Bob", &bob),
+            invite: None,
+            invite_sig: None,
+            invite_device: None,
+        },
+        OpBody::Add {
+            member: entry(uc, "Carol", &carol),
+            invite: None,
+            invite_sig: None,
+            invite_device: None,
+        },
+    ];
+    for (_, kind, version, text, key) in &docs {
+        bodies.push(OpBody::SetPinned {
+            kind: *kind,
+            version: *version,
+            text_hash: Some(pinned_commitment(key, *kind, *version, text)),
+        });
+    }
+    bodies.push(OpBody::OpenRound {
+        round,
+        closes_at: Some(Timestamp(opened_at + 1_800_000)),
+    });
+    for (i, body) in bodies.into_iter().enumerate() {
+        let at = Timestamp(t0 + 1000 * (i as u64 + 1));
+        let signed = state
+            .next_op(alice.device_id(), at, body)
+            .sign(&alice)
+            .unwrap();
+        state.apply(&signed).unwrap();
+        log.push(signed);
+    }
+    assert_eq!(state.round(&round).unwrap().opened_at, Timestamp(opened_at));
+    let signed = state
+        .next_op(
+            alice.device_id(),
+            Timestamp(closed_at),
+            OpBody::CloseRound { round },
+        )
+        .sign(&alice)
+        .unwrap();
+    state.apply(&signed).unwrap();
+    log.push(signed);
+    assert_eq!(verify_log(&log).unwrap(), state);
+    assert_eq!(state.role_of(&uc), Some(Role::Member));
+    assert_eq!(
+        state.round(&round).unwrap().ended_at(),
+        Some(Timestamp(closed_at))
+    );
+
+    // The documents as Alice posts them.
+    let documents: Vec<Value> = docs
+        .iter()
+        .map(|(name, kind, version, text, key)| {
+            let content = MessageContent {
+                sent_at: Timestamp(closed_at + 1000),
+                seen_seq: None,
+                body: ContentBody::Pinned {
+                    kind: *kind,
+                    version: *version,
+                    text: text.clone(),
+                    key: *key,
+                },
+            };
+            let body = serde_json::to_vec(&content).unwrap();
+            let hmac_input = labelled(
+                "confide/v1/pinned",
+                &[&[kind.code()], &version.to_be_bytes(), text.as_bytes()],
+            );
+            // Version 1 of resources is no longer current once version 2 is in the log.
+            let (expected, by) = match *name {
+                "resources" => ("ignore", "commitment"),
+                "resources_v2_invalid" => ("ignore", "document"),
+                _ => ("accept", "commitment"),
+            };
+            assert_eq!(
+                pinned_decision(&state, &alice.device_id(), &body),
+                (expected, by),
+                "document {name}"
+            );
+            json!({
+                "name": name,
+                "kind_code": kind.code(),
+                "version": version,
+                "document": text,
+                "body": String::from_utf8(body).unwrap(),
+                "hmac_input": b64_encode(&hmac_input),
+                "commitment": b64_encode(&pinned_commitment(key, *kind, *version, text)),
+                "expected": expected,
+                "check": by,
+            })
+        })
+        .collect();
+
+    let text = |sent_at: u64, text: &str, warnings: Vec<u16>, tag: Option<RoundTag>| {
+        serde_json::to_vec(&MessageContent {
+            sent_at: Timestamp(sent_at),
+            seen_seq: None,
+            body: ContentBody::Text {
+                text: text.into(),
+                reply_to: None,
+                warnings,
+                round: tag,
+            },
+        })
+        .unwrap()
+    };
+    let tag = |id, part, order: Option<Vec<UserId>>| Some(RoundTag { id, part, order });
+    /// Name, sender, body, expected decision, deciding check, reason.
+    type Case = (
+        &'static str,
+        UserId,
+        Vec<u8>,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+    let during = opened_at + 60_000;
+    let round_cases: Vec<Case> = vec![
+        (
+            "prompt",
+            ua,
+            text(
+                opened_at + 1000,
+                "How are you arriving today, 1 to 5 and a word?",
+                vec![],
+                tag(round, RoundPart::Prompt, Some(vec![ub, uc])),
+            ),
+            "honour",
+            "all",
+            "the opener's prompt with a turn order, during the round",
+        ),
+        (
+            "answer",
+            ub,
+            text(
+                during,
+                "3, tired",
+                vec![],
+                tag(round, RoundPart::Answer, None),
+            ),
+            "honour",
+            "all",
+            "Bob's answer during the round",
+        ),
+        (
+            "pass",
+            uc,
+            text(during + 1000, "", vec![], tag(round, RoundPart::Pass, None)),
+            "honour",
+            "all",
+            "Carol passes during the round",
+        ),
+        (
+            "answer_after_close",
+            ub,
+            text(
+                closed_at,
+                "5, late",
+                vec![],
+                tag(round, RoundPart::Answer, None),
+            ),
+            "ordinary",
+            "time",
+            "sent at the moment the round was closed by hand: the round is open in [opened_at, ended_at)",
+        ),
+        (
+            "answer_before_open",
+            ub,
+            text(
+                opened_at - 1,
+                "early",
+                vec![],
+                tag(round, RoundPart::Answer, None),
+            ),
+            "ordinary",
+            "time",
+            "sent before the open_round op's at",
+        ),
+        (
+            "prompt_by_member",
+            ub,
+            text(
+                during,
+                "Say something nice",
+                vec![],
+                tag(round, RoundPart::Prompt, None),
+            ),
+            "ordinary",
+            "opener",
+            "a prompt from Bob, who did not open the round",
+        ),
+        (
+            "pass_with_text",
+            uc,
+            text(during, "pass", vec![], tag(round, RoundPart::Pass, None)),
+            "ordinary",
+            "tag",
+            "a pass carries an empty text",
+        ),
+        (
+            "order_on_answer",
+            ub,
+            text(
+                during,
+                "4",
+                vec![],
+                tag(round, RoundPart::Answer, Some(vec![ub])),
+            ),
+            "ordinary",
+            "tag",
+            "only a prompt has a turn order",
+        ),
+        (
+            "unknown_round",
+            ub,
+            text(
+                during,
+                "4",
+                vec![],
+                tag(RoundId([0x08; 16]), RoundPart::Answer, None),
+            ),
+            "ordinary",
+            "log",
+            "no open_round in the log names this round",
+        ),
+    ];
+    let add_warning = |warnings: Vec<u16>| {
+        serde_json::to_vec(&MessageContent {
+            sent_at: Timestamp(during + 5000),
+            seen_seq: None,
+            body: ContentBody::AddWarning {
+                message: MessageId([0x04; 16]),
+                warnings,
+            },
+        })
+        .unwrap()
+    };
+    let warning_cases: Vec<Case> = vec![
+        (
+            "tagged_text",
+            ub,
+            text(during, "It was a year ago today.", vec![2], None),
+            "keep",
+            "warnings",
+            "Bob tags his own message with topic 2 (Grief)",
+        ),
+        (
+            "unknown_topic",
+            ub,
+            text(during, "…", vec![9], None),
+            "keep",
+            "warnings",
+            "topic 9 is not defined: it is kept and shown as a warning without a label",
+        ),
+        (
+            "repeated_topic",
+            ub,
+            text(during, "…", vec![1, 1], None),
+            "drop",
+            "warnings",
+            "warnings must be distinct: the message is shown without them",
+        ),
+        (
+            "add_warning",
+            ua,
+            add_warning(vec![1]),
+            "apply",
+            "all",
+            "Alice, a facilitator, adds topic 1 to message 04…04",
+        ),
+        (
+            "add_warning_by_member",
+            uc,
+            add_warning(vec![1]),
+            "ignore",
+            "moderator",
+            "Carol is a plain member",
+        ),
+        (
+            "add_warning_empty",
+            ua,
+            add_warning(vec![]),
+            "ignore",
+            "warnings",
+            "1 to 8 warnings",
+        ),
+    ];
+    let device_of = |user: UserId| {
+        if user == ua {
+            alice.device_id()
+        } else if user == ub {
+            bob.device_id()
+        } else {
+            carol.device_id()
+        }
+    };
+    let decide =
+        |cases: &[Case],
+         f: &dyn Fn(&confide_protocol::ids::DeviceId, &[u8]) -> (&'static str, &'static str)|
+         -> Vec<Value> {
+            cases
+                .iter()
+                .map(|(name, user, body, expected, check, reason)| {
+                    let sender = device_of(*user);
+                    assert_eq!(
+                        f(&sender, body),
+                        (*expected, *check),
+                        "case {name}: {reason}"
+                    );
+                    json!({
+                        "name": name,
+                        "sender": sender,
+                        "body": String::from_utf8(body.clone()).unwrap(),
+                        "expected": expected,
+                        "check": check,
+                        "reason": reason,
+                    })
+                })
+                .collect()
+        };
+    let rounds = decide(&round_cases, &|d, b| round_decision(&state, d, b));
+    let warnings = decide(&warning_cases, &|d, b| warning_decision(&state, d, b));
+
+    // Next meeting (§6.9) for the schedule above, in Berlin: CET in winter, CEST in summer.
+    let next: Vec<Value> = [
+        ("2026-12-07T09:20:00Z", "2026-12-08T17:00:00Z"),
+        ("2026-12-08T18:00:00Z", "2026-12-08T17:00:00Z"),
+        ("2026-12-08T18:30:00Z", "2026-12-15T17:00:00Z"),
+        ("2026-12-23T18:30:00Z", "2026-12-24T09:00:00Z"),
+        ("2027-03-24T12:00:00Z", "2027-03-30T16:00:00Z"),
+    ]
+    .iter()
+    .map(|(now, start)| {
+        let ms = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64;
+        let found = meetings.next_meeting(Timestamp(ms(now))).unwrap();
+        assert_eq!(
+            found.starts_at,
+            Timestamp(ms(start)),
+            "next meeting at {now}"
+        );
+        json!({
+            "now": ms(now),
+            "starts_at": found.starts_at,
+            "ends_at": found.ends_at,
+            "index": found.index,
+        })
+    })
+    .collect();
+
+    let ops: Vec<Value> = log
+        .iter()
+        .map(|s| {
+            json!({
+                "signed": s,
+                "op_json": String::from_utf8(s.op.clone()).unwrap(),
+                "hash": s.hash(),
+            })
+        })
+        .collect();
+    check(
+        "group-work",
+        json!({
+            "description": "Group-work tools (PROTOCOL.md §6.9, §8.5). `ops`: Alice creates group 07…07, adds Bob and Carol, publishes meetings (key 0c…0c), warning_topics (0d…0d), resources version 1 (0e…0e) and version 2 (0f…0f, an invalid document: a javascript: link), opens round 07…07 (closes_at 30 minutes later) and closes it by hand 10 minutes after opening. `documents`: each document's exact pinned body, HMAC input and commitment, decided as for pinned-message.json plus check `document` (a committed document that is not valid is ignored; resources version 1 is no longer current). `rounds`: text bodies with a round member, decided `honour` or `ordinary` by the first failing check of tag (RoundTag valid for the text), log (the round is in the log), time (sent_at in [opened_at, ended_at)), opener (a prompt comes from a device of the opener). `warnings`: a text's warnings are kept or dropped (check warnings: 1 to 8 distinct ids); an add_warning is applied or ignored (moderator: sent by a current moderator's device; warnings). `next_meeting`: now -> the meeting in progress or next, Europe/Berlin.",
+            "alice_public": alice.public_keys(),
+            "bob_public": bob.public_keys(),
+            "carol_public": carol.public_keys(),
+            "users": { "alice": ua, "bob": ub, "carol": uc },
+            "ops": ops,
+            "documents": documents,
+            "rounds": rounds,
+            "warnings": warnings,
+            "schedule": meetings,
+            "next_meeting": next,
+        }),
+    );
+}

@@ -914,3 +914,88 @@ async fn a_retry_after_a_failed_flush_is_acknowledged_only_once_a_flush_succeeds
     let stored: Vec<Seq> = messages.iter().map(|m| m.seq).collect();
     assert_eq!(stored, vec![seq], "stored once");
 }
+
+/// The group-work ops (PROTOCOL.md §8.5): the server lets only moderators publish a document or
+/// open and close a round, keeps one round open at a time, and refuses closing a round that is
+/// not open — the rules it must enforce, from the log alone (it learns no text).
+#[tokio::test]
+async fn server_enforces_who_publishes_group_work_and_the_rounds_open_state() {
+    use confide_protocol::RoundId;
+    use confide_protocol::envelope::PinnedKind;
+    let server = TestServer::start().await;
+    let (mut alice, mut bob, mut state) = raw_group_of_two(&server).await;
+    let refused = |reply: &ServerFrame, code: &str| match reply {
+        ServerFrame::Error {
+            code: ErrorCode::InvalidOp,
+            message,
+            ..
+        } => message.contains(code),
+        _ => false,
+    };
+    let schedule = OpBody::SetPinned {
+        kind: PinnedKind::Meetings,
+        version: 1,
+        text_hash: Some([3; 32]),
+    };
+    // Bob is a plain member: his schedule is refused and the log does not move.
+    let mut bobs_view = state.clone();
+    let reply = bob.append(&mut bobs_view, schedule.clone()).await;
+    assert!(refused(&reply, "not_allowed"), "{reply:?}");
+    assert!(matches!(
+        alice.append(&mut state, schedule).await,
+        ServerFrame::OpAppended { .. }
+    ));
+    assert_eq!(state.document(PinnedKind::Meetings).unwrap().version, 1);
+
+    let (first, second) = (RoundId([1; 16]), RoundId([2; 16]));
+    let mut bobs_view = state.clone();
+    let reply = bob
+        .append(
+            &mut bobs_view,
+            OpBody::OpenRound {
+                round: first,
+                closes_at: None,
+            },
+        )
+        .await;
+    assert!(refused(&reply, "not_allowed"), "{reply:?}");
+    assert!(matches!(
+        alice
+            .append(
+                &mut state,
+                OpBody::OpenRound {
+                    round: first,
+                    closes_at: None
+                }
+            )
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    // One round at a time.
+    let reply = alice
+        .append(
+            &mut state.clone(),
+            OpBody::OpenRound {
+                round: second,
+                closes_at: None,
+            },
+        )
+        .await;
+    assert!(refused(&reply, "invalid_value"), "{reply:?}");
+    // A round that is not open cannot be closed.
+    let reply = alice
+        .append(&mut state.clone(), OpBody::CloseRound { round: second })
+        .await;
+    assert!(refused(&reply, "invalid_value"), "{reply:?}");
+    assert!(matches!(
+        alice
+            .append(&mut state, OpBody::CloseRound { round: first })
+            .await,
+        ServerFrame::OpAppended { .. }
+    ));
+    let reply = alice
+        .append(&mut state.clone(), OpBody::CloseRound { round: first })
+        .await;
+    assert!(refused(&reply, "invalid_value"), "{reply:?}");
+    assert!(!state.round(&first).unwrap().is_open_at(now()));
+}

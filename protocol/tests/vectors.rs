@@ -1894,30 +1894,27 @@ fn group_work_vectors() {
             carol.device_id()
         }
     };
-    let decide =
-        |cases: &[Case],
-         f: &dyn Fn(&confide_protocol::ids::DeviceId, &[u8]) -> (&'static str, &'static str)|
-         -> Vec<Value> {
-            cases
-                .iter()
-                .map(|(name, user, body, expected, check, reason)| {
-                    let sender = device_of(*user);
-                    assert_eq!(
-                        f(&sender, body),
-                        (*expected, *check),
-                        "case {name}: {reason}"
-                    );
-                    json!({
-                        "name": name,
-                        "sender": sender,
-                        "body": String::from_utf8(body.clone()).unwrap(),
-                        "expected": expected,
-                        "check": check,
-                        "reason": reason,
-                    })
+    let decide = |cases: &[Case], f: &Decider| -> Vec<Value> {
+        cases
+            .iter()
+            .map(|(name, user, body, expected, check, reason)| {
+                let sender = device_of(*user);
+                assert_eq!(
+                    f(&sender, body),
+                    (*expected, *check),
+                    "case {name}: {reason}"
+                );
+                json!({
+                    "name": name,
+                    "sender": sender,
+                    "body": String::from_utf8(body.clone()).unwrap(),
+                    "expected": expected,
+                    "check": check,
+                    "reason": reason,
                 })
-                .collect()
-        };
+            })
+            .collect()
+    };
     let rounds = decide(&round_cases, &|d, b| round_decision(&state, d, b));
     let warnings = decide(&warning_cases, &|d, b| warning_decision(&state, d, b));
 

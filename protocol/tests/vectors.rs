@@ -1399,6 +1399,9 @@ fn link_vectors() {
     );
 }
 
+/// A receiver's decision on a body from a sender device: (decision, deciding check).
+type Decider = dyn Fn(&confide_protocol::ids::DeviceId, &[u8]) -> (&'static str, &'static str);
+
 /// How a receiver treats a `text` body's `round` member (PROTOCOL.md §6.9): `honour` or
 /// `ordinary` (shown as a plain message), with the deciding check.
 fn round_decision(

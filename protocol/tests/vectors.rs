@@ -1400,7 +1400,8 @@ fn link_vectors() {
 }
 
 /// A receiver's decision on a body from a sender device: (decision, deciding check).
-type Decider = dyn Fn(&confide_protocol::ids::DeviceId, &[u8]) -> (&'static str, &'static str);
+type Decider<'a> =
+    dyn Fn(&confide_protocol::ids::DeviceId, &[u8]) -> (&'static str, &'static str) + 'a;
 
 /// How a receiver treats a `text` body's `round` member (PROTOCOL.md §6.9): `honour` or
 /// `ordinary` (shown as a plain message), with the deciding check.
@@ -1897,7 +1898,7 @@ fn group_work_vectors() {
             carol.device_id()
         }
     };
-    let decide = |cases: &[Case], f: &Decider| -> Vec<Value> {
+    let decide = |cases: &[Case], f: &Decider<'_>| -> Vec<Value> {
         cases
             .iter()
             .map(|(name, user, body, expected, check, reason)| {

@@ -46,6 +46,9 @@ pub const MAX_ROUND_MILLIS: u64 = 7 * 24 * 60 * 60 * 1000;
 pub const MAX_PLAN_ENTRIES: usize = 20;
 /// Most characters in one entry of a safety plan.
 pub const MAX_PLAN_ENTRY_CHARS: usize = 500;
+/// Most bytes of a safety plan as JSON: it must fit one sealed payload to the person's own
+/// other devices ([`crate::own_devices`]) with room to spare.
+pub const MAX_PLAN_BYTES: usize = 32 * 1024;
 
 /// Why a group-work document was refused (the message names the field and the limit).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -503,8 +506,14 @@ impl SafetyPlan {
     }
 
     /// Checks each section: at most [`MAX_PLAN_ENTRIES`] entries of 1 to
-    /// [`MAX_PLAN_ENTRY_CHARS`] characters.
+    /// [`MAX_PLAN_ENTRY_CHARS`] characters; and the whole at most [`MAX_PLAN_BYTES`] of JSON.
     pub fn validate(&self) -> Result<(), InvalidDocument> {
+        let bytes = serde_json::to_vec(self).map_or(usize::MAX, |j| j.len());
+        if bytes > MAX_PLAN_BYTES {
+            return Err(invalid(format!(
+                "the plan is too long: at most {MAX_PLAN_BYTES} bytes in all"
+            )));
+        }
         for (name, entries) in self.sections() {
             if entries.len() > MAX_PLAN_ENTRIES {
                 return Err(invalid(format!(

@@ -18,6 +18,8 @@
 //!   its verifier ([`GroupState`]).
 //! - [`group_work`]: the group-work tools' documents: meeting schedules, warning topics, the
 //!   resource library, check-in round tags and a person's own safety plan.
+//! - [`own_devices`]: updates between one person's own devices outside any group (their
+//!   safety plan and hidden topics).
 //! - [`report`]: verifiable reports (message franking) for facilitators.
 //! - [`frames`]: the JSON frames between client and server.
 //! - [`display`]: someone else's text made inert before it is shown (controls, bidirectional and
@@ -41,6 +43,7 @@ pub mod identity;
 pub mod ids;
 pub mod link;
 pub mod names;
+pub mod own_devices;
 pub mod policy;
 pub mod primitives;
 pub mod report;

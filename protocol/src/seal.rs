@@ -31,6 +31,10 @@ pub enum SealKind {
     FacilitatorNote,
     /// Any other application payload between two devices of a group.
     Direct,
+    /// An update between one person's own devices, outside any group
+    /// ([`crate::own_devices`]): `group` carries the user id, the epoch fields the version and
+    /// hash of the user's current device list.
+    OwnDevices,
 }
 
 /// A payload sealed to one device, as stored in that device's inbox on the server.
@@ -113,6 +117,7 @@ impl SealKind {
             SealKind::Report => 3,
             SealKind::FacilitatorNote => 4,
             SealKind::Direct => 5,
+            SealKind::OwnDevices => 6,
         }
     }
 }

@@ -1975,3 +1975,85 @@ fn group_work_vectors() {
         }),
     );
 }
+
+/// An update between one person's own devices (PROTOCOL.md §7.4), with the identities and
+/// list 2 of `device-lists.json`: the phone seals a safety plan to the laptop (HPKE ephemeral
+/// from `ChaCha20Rng(seed 74)`), and the cases a receiver or the server refuses.
+#[test]
+fn own_devices_vectors() {
+    use confide_protocol::device_list::{DeviceList, ListedDevice, UserIdentity};
+    use confide_protocol::group_work::SafetyPlan;
+    use confide_protocol::ids::Timestamp;
+    use confide_protocol::own_devices::{OwnDevicesError, OwnDevicesPayload};
+    let phone = identity_from_seed(1);
+    let laptop = identity_from_seed(23);
+    let user = UserId([0x11; 16]);
+    let identity = UserIdentity::from_secret_bytes(&seed_bytes(61));
+    let key = identity.public();
+    let t0 = 1_767_225_600_000u64;
+    let v1 = DeviceList::first(user, &identity, &phone, Timestamp(t0));
+    let s1 = identity.sign_list(&v1, &phone).unwrap();
+    let v2 = v1.successor(
+        s1.hash(),
+        phone.device_id(),
+        Timestamp(t0 + 1000),
+        vec![
+            ListedDevice::new(&phone, &user, &key),
+            ListedDevice::new(&laptop, &user, &key),
+        ],
+    );
+    let s2 = identity.sign_list(&v2, &phone).unwrap();
+    let h2 = s2.hash();
+    let plan = SafetyPlan {
+        warning_signs: vec!["I stop answering messages".into()],
+        coping_steps: vec!["Walk the dog".into()],
+        contacts: vec!["My sister Ana".into()],
+        reasons: vec!["My kids".into()],
+        ..SafetyPlan::default()
+    };
+    let update = OwnDevicesPayload::SafetyPlan {
+        plan,
+        updated_at: Timestamp(t0 + 5000),
+    };
+    let payload_json = serde_json::to_string(&update).unwrap();
+    let sealed = update
+        .seal(&phone, &v2, &h2, &laptop.public_keys(), &mut rng(74))
+        .unwrap();
+    let list_epoch = EpochRef {
+        epoch: Epoch(v2.version),
+        hash: OpHash(h2.0),
+    };
+    let info = seal::seal_info(
+        SealKind::OwnDevices,
+        &GroupId(user.0),
+        list_epoch,
+        &laptop.device_id(),
+    );
+    assert_eq!(
+        OwnDevicesPayload::open(&laptop, &v2, &h2, &sealed).unwrap(),
+        update
+    );
+    // The laptop, holding only list 1 (it does not list the laptop), refuses it; so does the
+    // phone itself; and a copy relabelled as another kind does not open.
+    assert_eq!(
+        OwnDevicesPayload::open(&laptop, &v1, &s1.hash(), &sealed),
+        Err(OwnDevicesError::NotOwnDevice)
+    );
+    let mut relabelled = sealed.clone();
+    relabelled.kind = SealKind::Direct;
+    assert!(OwnDevicesPayload::open(&laptop, &v2, &h2, &relabelled).is_err());
+    check(
+        "own-devices",
+        json!({
+            "description": "An own_devices update (PROTOCOL.md §7.4): with the identities and lists of device-lists.json (user 11…11, list 2 = phone and laptop), the phone seals a safety_plan update to the laptop. `group` is the user id, `epoch`/`epoch_hash` list 2's version and hash. `info` is the 105-byte HPKE info of §4.2 with kind code 6. The HPKE ephemeral key is DeriveKeyPair(ikm = the first 32 bytes of ChaCha20Rng(seed 74)).",
+            "phone_public": phone.public_keys(),
+            "laptop_public": laptop.public_keys(),
+            "laptop_sealing_secret": b64_encode(&seed_bytes(123)),
+            "list": s2,
+            "list_hash": h2,
+            "payload_json": payload_json,
+            "info": b64_encode(&info),
+            "sealed": sealed,
+        }),
+    );
+}

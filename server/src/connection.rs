@@ -1970,6 +1970,9 @@ async fn authorize_sealed(shared: &Shared, s: Session, item: &SealedPayload) -> 
             "a sealed payload's sender must be this device",
         ));
     }
+    if item.kind == SealKind::OwnDevices {
+        return authorize_own_devices(shared, s, item);
+    }
     let entry = shared
         .groups
         .get(&item.group)
@@ -1997,6 +2000,43 @@ async fn authorize_sealed(shared: &Shared, s: Session, item: &SealedPayload) -> 
             "sender and recipient must both be members of the group (join requests go to its facilitators)",
         ))
     }
+}
+
+/// An update between one person's own devices (PROTOCOL.md §7.4, §10.1 `send_sealed`): its
+/// `group` is the sender's user, its epoch fields the version and hash of that user's current
+/// device list, and sender and recipient are two different devices of that list.
+fn authorize_own_devices(shared: &Shared, s: Session, item: &SealedPayload) -> Result<(), Reject> {
+    let refuse = || {
+        Reject::new(
+            ErrorCode::NotMember,
+            "an own_devices payload goes between two devices of your current device list, naming it",
+        )
+    };
+    let sender = shared
+        .storage
+        .device(&s.device)
+        .map_err(storage_reject)?
+        .ok_or_else(refuse)?;
+    if item.group.0 != sender.user.0 || item.recipient == s.device {
+        return Err(refuse());
+    }
+    let signed = shared
+        .storage
+        .device_list(&sender.user)
+        .map_err(storage_reject)?
+        .ok_or_else(refuse)?;
+    // The server verified this list when it was published; here it only reads it.
+    let list: confide_protocol::device_list::DeviceList =
+        serde_json::from_slice(&signed.list).map_err(|_| refuse())?;
+    let on_list = |d: &DeviceId| list.devices.iter().any(|l| l.keys.device == *d);
+    if item.epoch.0 != list.version
+        || item.epoch_hash.0 != signed.hash().0
+        || !on_list(&s.device)
+        || !on_list(&item.recipient)
+    {
+        return Err(refuse());
+    }
+    Ok(())
 }
 
 async fn send_sealed(

@@ -886,3 +886,66 @@ async fn link_mode_outlives_the_authentication_deadline_and_ends_with_the_link_t
     }
     assert!(closed_reason(&mut n).await.is_some());
 }
+
+/// An `own_devices` payload (PROTOCOL.md §7.4) as the server sees it: kind, user, list
+/// version and hash, sender, recipient; the ciphertext is opaque here.
+fn own_devices(user: &User, sender: &DeviceIdentity, recipient: DeviceId) -> SealedPayload {
+    SealedPayload {
+        kind: SealKind::OwnDevices,
+        group: GroupId(user.id.0),
+        epoch: confide_protocol::Epoch(user.list.version),
+        epoch_hash: confide_protocol::OpHash(user.signed.hash().0),
+        sender: sender.device_id(),
+        recipient,
+        enc: [9; 32],
+        ciphertext: vec![7; 64],
+    }
+}
+
+#[tokio::test]
+async fn own_device_updates_go_only_between_devices_of_one_current_list() {
+    let server = Server::start(Limits::default()).await;
+    let url = &server.url;
+    let (mut user, a_id, mut a, b_id, _b) = linked_pair(url).await;
+    let (other, o_id, _o, _, _) = linked_pair(url).await;
+    let inbox = |d: &DeviceIdentity| server.storage.inbox(&d.device_id(), 0, 10).unwrap().len();
+
+    assert!(matches!(
+        send_sealed(&mut a, own_devices(&user, &a_id, b_id.device_id())).await,
+        ServerFrame::Ok { .. }
+    ));
+    assert_eq!(inbox(&b_id), 1);
+
+    // Not to someone else's device, not under someone else's user id, not to itself.
+    for item in [
+        own_devices(&user, &a_id, o_id.device_id()),
+        SealedPayload {
+            sender: a_id.device_id(),
+            ..own_devices(&other, &o_id, o_id.device_id())
+        },
+        own_devices(&user, &a_id, a_id.device_id()),
+    ] {
+        assert_eq!(
+            code(&send_sealed(&mut a, item).await),
+            Some(ErrorCode::NotMember)
+        );
+    }
+    // Not naming an older list: once the list moves on, the old version is refused.
+    let stale = own_devices(&user, &a_id, b_id.device_id());
+    let next = user.successor(&a_id, &[&a_id, &b_id]);
+    assert!(matches!(
+        publish(&mut a, &next.1).await,
+        ServerFrame::Ok { .. }
+    ));
+    user.adopt(next);
+    assert_eq!(
+        code(&send_sealed(&mut a, stale).await),
+        Some(ErrorCode::NotMember)
+    );
+    assert!(matches!(
+        send_sealed(&mut a, own_devices(&user, &a_id, b_id.device_id())).await,
+        ServerFrame::Ok { .. }
+    ));
+    assert_eq!(inbox(&b_id), 2);
+    assert_eq!(inbox(&o_id), 0);
+}

@@ -7,7 +7,11 @@
 //! - seal one sender key to one device (HPKE + inner signature) — baseline: one Ed25519
 //!   signature;
 //! - verify a device list of 1 and 8 devices, the link key agreement, and sealing and opening a
-//!   full-size (512 KiB) link bundle — baselines: one Ed25519 verification, sealing a sender key.
+//!   full-size (512 KiB) link bundle — baselines: one Ed25519 verification, sealing a sender key;
+//! - the group-work tools: checking a full resource library as a reader does (parse, validate,
+//!   commitment), finding the next meeting of a full schedule, and sealing and opening a full
+//!   safety plan to one's own other device — baselines: one Ed25519 verification, sealing a
+//!   sender key.
 //!
 //! Run with `cargo bench -p confide-bench`.
 
@@ -224,5 +228,116 @@ fn device_lists(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, messages, sender_keys, device_lists);
+fn group_work(c: &mut Criterion) {
+    use confide_protocol::device_list::{DeviceList, ListedDevice, UserIdentity};
+    use confide_protocol::envelope::{PinnedKind, pinned_commitment};
+    use confide_protocol::group_work::{
+        MAX_MEETINGS, MAX_PLAN_ENTRIES, MAX_RESOURCE_TEXT_CHARS, MAX_RESOURCES, Meeting,
+        MeetingSchedule, Resource, ResourceLibrary, SafetyPlan,
+    };
+    use confide_protocol::own_devices::OwnDevicesPayload;
+    use confide_protocol::{Timestamp, UserId};
+
+    // The largest library that fits one message (64 KiB): 100 resources of ~560 bytes.
+    let library = ResourceLibrary {
+        resources: (0..MAX_RESOURCES)
+            .map(|i| Resource {
+                title: format!("Resource {i}"),
+                category: format!("Category {}", i % 8),
+                text: Some("Breathe in for four, hold for four. ".repeat(15)),
+                link: Some(format!("https://example.org/resources/{i}")),
+            })
+            .collect(),
+    };
+    let text = serde_json::to_string(&library).unwrap();
+    assert!(text.len() < 64 * 1024 && MAX_RESOURCE_TEXT_CHARS >= 540);
+    let key = [7u8; 32];
+    let schedule = MeetingSchedule {
+        time_zone: "Europe/Berlin".into(),
+        meetings: (0..MAX_MEETINGS)
+            .map(|i| Meeting::Weekly {
+                day: (i % 7) as u8,
+                start_minute: 60 * (i as u16 % 20),
+                minutes: 90,
+            })
+            .collect(),
+        video_link: None,
+        note: None,
+    };
+    let alice = DeviceIdentity::generate(&mut rng());
+    let keys = alice.public_keys();
+
+    let mut g = c.benchmark_group("group_work");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("accept_full_resource_library", |b| {
+        b.iter(|| {
+            let t = black_box(&text);
+            PinnedKind::Resources.validate_text(t).unwrap();
+            pinned_commitment(&key, PinnedKind::Resources, 1, t)
+        })
+    });
+    g.bench_function("next_meeting_of_32", |b| {
+        b.iter(|| black_box(&schedule).next_meeting(Timestamp(1_796_666_400_000)))
+    });
+    g.bench_function("baseline_ed25519_verify", |b| {
+        b.iter(|| black_box(&keys).verify().unwrap())
+    });
+
+    // Own devices: a full safety plan from the phone to the laptop.
+    let laptop = DeviceIdentity::generate(&mut rng());
+    let user = UserId::random(&mut rng());
+    let identity = UserIdentity::generate(&mut rng());
+    let mut list = DeviceList::first(user, &identity, &alice, Timestamp(0));
+    list.devices.push(ListedDevice::new(&laptop, &user, &identity.public()));
+    let signed = identity.sign_list(&list, &alice).unwrap();
+    let hash = signed.hash();
+    let entry = "I notice I stop answering messages and sleep badly".to_string();
+    let mut plan = SafetyPlan::default();
+    for section in [
+        &mut plan.warning_signs,
+        &mut plan.coping_steps,
+        &mut plan.people_and_places,
+        &mut plan.contacts,
+        &mut plan.safe_environment,
+        &mut plan.reasons,
+    ] {
+        section.extend(std::iter::repeat_n(entry.clone(), MAX_PLAN_ENTRIES / 2));
+    }
+    let update = OwnDevicesPayload::SafetyPlan {
+        plan,
+        updated_at: Timestamp(1),
+    };
+    let laptop_keys = laptop.public_keys();
+    g.bench_function("seal_safety_plan_to_own_device", |b| {
+        b.iter(|| {
+            black_box(&update)
+                .seal(&alice, &list, &hash, &laptop_keys, &mut rng())
+                .unwrap()
+        })
+    });
+    let sealed = update
+        .seal(&alice, &list, &hash, &laptop_keys, &mut rng())
+        .unwrap();
+    g.bench_function("open_safety_plan_from_own_device", |b| {
+        b.iter(|| OwnDevicesPayload::open(&laptop, &list, &hash, black_box(&sealed)).unwrap())
+    });
+    let distribution = SenderChain::generate(&mut rng()).distribution();
+    g.bench_function("baseline_seal_sender_key", |b| {
+        b.iter(|| {
+            seal::seal(
+                &alice,
+                &laptop_keys,
+                SealKind::SenderKey,
+                GroupId([1; 16]),
+                epoch(),
+                black_box(&distribution),
+                &mut rng(),
+            )
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, messages, sender_keys, device_lists, group_work);
 criterion_main!(benches);

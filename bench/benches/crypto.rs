@@ -232,15 +232,16 @@ fn group_work(c: &mut Criterion) {
     use confide_protocol::device_list::{DeviceList, ListedDevice, UserIdentity};
     use confide_protocol::envelope::{PinnedKind, pinned_commitment};
     use confide_protocol::group_work::{
-        MAX_MEETINGS, MAX_PLAN_ENTRIES, MAX_RESOURCE_TEXT_CHARS, MAX_RESOURCES, Meeting,
+        MAX_DOCUMENT_BYTES, MAX_MEETINGS, MAX_PLAN_ENTRIES, MAX_RESOURCES, Meeting,
         MeetingSchedule, Resource, ResourceLibrary, SafetyPlan,
     };
     use confide_protocol::own_devices::OwnDevicesPayload;
     use confide_protocol::{Timestamp, UserId};
 
-    // The largest library that fits one message (64 KiB): 100 resources of ~560 bytes.
+    // Near the largest library a document may be (MAX_DOCUMENT_BYTES): 50 resources of ~570
+    // bytes.
     let library = ResourceLibrary {
-        resources: (0..MAX_RESOURCES)
+        resources: (0..MAX_RESOURCES / 2)
             .map(|i| Resource {
                 title: format!("Resource {i}"),
                 category: format!("Category {}", i % 8),
@@ -250,7 +251,7 @@ fn group_work(c: &mut Criterion) {
             .collect(),
     };
     let text = serde_json::to_string(&library).unwrap();
-    assert!(text.len() < 64 * 1024 && MAX_RESOURCE_TEXT_CHARS >= 540);
+    assert!(text.len() <= MAX_DOCUMENT_BYTES && text.len() > MAX_DOCUMENT_BYTES * 9 / 10);
     let key = [7u8; 32];
     let schedule = MeetingSchedule {
         time_zone: "Europe/Berlin".into(),
@@ -288,7 +289,8 @@ fn group_work(c: &mut Criterion) {
     let user = UserId::random(&mut rng());
     let identity = UserIdentity::generate(&mut rng());
     let mut list = DeviceList::first(user, &identity, &alice, Timestamp(0));
-    list.devices.push(ListedDevice::new(&laptop, &user, &identity.public()));
+    list.devices
+        .push(ListedDevice::new(&laptop, &user, &identity.public()));
     let signed = identity.sign_list(&list, &alice).unwrap();
     let hash = signed.hash();
     let entry = "I notice I stop answering messages and sleep badly".to_string();

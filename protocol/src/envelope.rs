@@ -398,11 +398,9 @@ impl PinnedKind {
     /// Checks that `text` is a valid document of this kind (any text is a valid agreement or
     /// crisis-resources text).
     pub fn validate_text(self, text: &str) -> Result<(), crate::group_work::InvalidDocument> {
-        use crate::group_work::{InvalidDocument, MeetingSchedule, ResourceLibrary, WarningTopics};
-        fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, InvalidDocument> {
-            serde_json::from_str(text)
-                .map_err(|e| InvalidDocument(format!("not a valid document: {e}")))
-        }
+        use crate::group_work::{
+            MeetingSchedule, ResourceLibrary, WarningTopics, parse_document as parse,
+        };
         match self {
             PinnedKind::Agreement | PinnedKind::CrisisResources => Ok(()),
             PinnedKind::Meetings => parse::<MeetingSchedule>(text)?.validate(),

@@ -778,7 +778,7 @@ impl MemberEntry {
 /// Unicode bidirectional marks, embedding, override and isolate controls (format characters
 /// that `char::is_control` does not cover): LRM, RLM, the Arabic letter mark U+061C, U+202A–E,
 /// U+2066–9.
-fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(
         c,
         '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
@@ -788,7 +788,7 @@ fn is_bidi_control(c: char) -> bool {
 /// The Unicode line and paragraph separators (categories Zl and Zp, U+2028 and U+2029): not
 /// control characters, but a renderer may start a new line at them, which in a name would let
 /// the rest pass for another line (a member list entry of its own).
-fn is_line_separator(c: char) -> bool {
+pub(crate) fn is_line_separator(c: char) -> bool {
     matches!(c, '\u{2028}' | '\u{2029}')
 }
 
@@ -1350,6 +1350,9 @@ pub struct GroupState {
     documents: BTreeMap<crate::envelope::PinnedKind, PinnedDocument>,
     /// Every check-in round this log opened.
     rounds: BTreeMap<RoundId, Round>,
+    /// The round opened last: round ops are never back-dated, so it is the only one that can
+    /// be open at a later op's `at`.
+    last_round: Option<RoundId>,
 }
 
 /// Replays a whole log from its genesis op, verifying every signature, link and rule.
@@ -1423,6 +1426,7 @@ impl GroupState {
             crisis_resources: None,
             documents: BTreeMap::new(),
             rounds: BTreeMap::new(),
+            last_round: None,
         };
         state.admit(creator, Role::Facilitator, Epoch(0), pin);
         Ok(state)
@@ -2099,6 +2103,7 @@ impl GroupState {
                 Ok(None)
             }
             OpBody::OpenRound { round, closes_at } => {
+                self.check_round_time(op)?;
                 if self.rounds.contains_key(round) {
                     return Err(LogError::InvalidValue(
                         "this round id was used before".into(),
@@ -2109,7 +2114,7 @@ impl GroupState {
                         "a group opens at most {MAX_ROUNDS} rounds"
                     )));
                 }
-                if self.open_round_at(op.at).is_some() {
+                if self.last_round_open_at(op.at) {
                     return Err(LogError::InvalidValue(
                         "a round is already open: close it first".into(),
                     ));
@@ -2124,11 +2129,33 @@ impl GroupState {
                 }
                 Ok(None)
             }
-            OpBody::CloseRound { round } => match self.rounds.get(round) {
-                Some(r) if r.is_open_at(op.at) => Ok(None),
-                _ => Err(LogError::InvalidValue("that round is not open".into())),
-            },
+            OpBody::CloseRound { round } => {
+                self.check_round_time(op)?;
+                match self.rounds.get(round) {
+                    Some(r) if r.is_open_at(op.at) => Ok(None),
+                    _ => Err(LogError::InvalidValue("that round is not open".into())),
+                }
+            }
         }
+    }
+
+    /// Round ops are not back-dated (the 5 minutes §8.11 allows other ops): otherwise two rounds
+    /// could be open at once, or a round closed after the fact, turning answers sent since into
+    /// ordinary messages.
+    fn check_round_time(&self, op: &Op) -> Result<(), LogError> {
+        if op.at < self.latest_at {
+            return Err(LogError::InvalidValue(
+                "a round is opened or closed no earlier than the log's latest op".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the round opened last is open at `t`.
+    fn last_round_open_at(&self, t: Timestamp) -> bool {
+        self.last_round
+            .and_then(|id| self.rounds.get(&id))
+            .is_some_and(|r| r.is_open_at(t))
     }
 
     /// Refuses a device an `update_devices` of this log dropped: it is never listed again (§8.5).
@@ -2495,6 +2522,7 @@ impl GroupState {
             OpBody::OpenRound { round, closes_at } => {
                 // `check` found the author's user among the members.
                 if let Some(user) = author_user {
+                    self.last_round = Some(*round);
                     self.rounds.insert(
                         *round,
                         Round {
@@ -3625,6 +3653,23 @@ mod tests {
         }
         assert!(g.invalid_value(&fac, OpBody::CloseRound { round: r2 }));
         assert_eq!(g.state.open_round_at(Timestamp(g.clock)), None);
+        // Round ops are never back-dated (other ops may be, by up to five minutes).
+        let latest = g.state.latest_at();
+        let back = g
+            .state
+            .next_op(
+                fac.id(),
+                Timestamp(latest.0 - 1),
+                open(RoundId([4; 16]), None),
+            )
+            .sign(&fac.device)
+            .unwrap();
+        let before = g.state.clone();
+        assert!(matches!(
+            g.state.apply(&back),
+            Err(LogError::InvalidValue(_))
+        ));
+        assert_eq!(g.state, before);
         g.ok(&fac, open(RoundId([3; 16]), None));
         assert_eq!(
             g.state.rounds().map(|r| r.id).collect::<Vec<_>>(),

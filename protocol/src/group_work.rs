@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{Timestamp, UserId};
 
+/// Most bytes of a group-work document's JSON (the `text` of its pinned message). JSON escaping
+/// at most doubles it inside the pinned message's body, so a valid document always fits one
+/// message (`MAX_BODY_LEN` = 65,503 bytes) with room for the rest of the body.
+pub const MAX_DOCUMENT_BYTES: usize = 30_000;
 /// Most meetings in one schedule.
 pub const MAX_MEETINGS: usize = 32;
 /// Longest meeting, in minutes (a whole day).
@@ -60,34 +64,110 @@ fn invalid(msg: impl Into<String>) -> InvalidDocument {
 }
 
 /// Checks a short human text: 1 to `max` characters, not blank, and no control character
-/// (line breaks are allowed only where `multiline`). Display-time neutralisation of bidi and
-/// invisible characters is [`crate::display`]'s job, as for every text someone else wrote.
+/// (line breaks are allowed only where `multiline`). A one-line text (a label, a title, a
+/// category) also has no bidirectional control and no line or paragraph separator, as display
+/// names (front ends show these in their own chrome); multi-line texts keep bidi controls, which
+/// right-to-left writing needs, and are neutralised when shown ([`crate::display`]).
 fn check_text(what: &str, text: &str, max: usize, multiline: bool) -> Result<(), InvalidDocument> {
+    use crate::group_log::{is_bidi_control, is_line_separator};
     let chars = text.chars().count();
     if chars == 0 || chars > max || text.trim().is_empty() {
         return Err(invalid(format!("{what} must have 1 to {max} characters")));
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() && !(multiline && c == '\n'))
-    {
-        return Err(invalid(format!("{what} contains a control character")));
+    let bad = |c: char| {
+        if multiline {
+            c.is_control() && c != '\n'
+        } else {
+            c.is_control() || is_bidi_control(c) || is_line_separator(c)
+        }
+    };
+    if text.chars().any(bad) {
+        return Err(invalid(format!(
+            "{what} contains a control, bidirectional or line-separator character"
+        )));
     }
     Ok(())
 }
 
-/// Checks a link: `https://` followed by 1 to [`MAX_LINK_CHARS`] − 8 printable ASCII
-/// characters with no space. Only https is allowed, so a link can never be a script, a data
-/// URL or a local file; the front end still shows the whole link before it is opened.
-pub fn validate_link(link: &str) -> Result<(), InvalidDocument> {
-    let rest = link.strip_prefix("https://").unwrap_or_default();
-    if rest.is_empty() || link.len() > MAX_LINK_CHARS || !link.chars().all(|c| c.is_ascii_graphic())
-    {
+/// Parses a document of type `T` from `text`: at most [`MAX_DOCUMENT_BYTES`], strict JSON. The
+/// error names no value (documents are content; errors may reach logs).
+pub(crate) fn parse_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<T, InvalidDocument> {
+    if text.len() > MAX_DOCUMENT_BYTES {
         return Err(invalid(format!(
-            "a link must start with https:// and have at most {MAX_LINK_CHARS} printable characters and no spaces"
+            "the document is too long: at most {MAX_DOCUMENT_BYTES} bytes"
         )));
     }
-    Ok(())
+    serde_json::from_str(text).map_err(|e| {
+        invalid(format!(
+            "not a valid document (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Parses a date written exactly `YYYY-MM-DD` (jiff alone also takes other ISO 8601 forms,
+/// which another reader might not).
+fn parse_date(date: &str) -> Result<jiff::civil::Date, InvalidDocument> {
+    let b = date.as_bytes();
+    let exact = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !exact {
+        return Err(invalid("a date is written YYYY-MM-DD"));
+    }
+    date.parse::<jiff::civil::Date>()
+        .map_err(|_| invalid("a date is written YYYY-MM-DD and must exist"))
+}
+
+/// Checks a link, by an allowlist rather than a URL parser (parsers disagree on the edge cases
+/// an attacker would use): `https://`, then a host of dot-separated labels of ASCII letters,
+/// digits and `-` (at least two labels, none empty or starting or ending with `-`; an
+/// internationalised name in its `xn--` form), an optional `:port`, then optionally a path,
+/// query or fragment starting with `/`, `?` or `#` of printable ASCII without space, `"`, `<`,
+/// `>`, `\`, `^`, `` ` ``, `{`, `|` or `}`; at most [`MAX_LINK_CHARS`] in all. So there is no
+/// user-info (`https://trusted@evil`), no backslash that parsers read differently, nothing a
+/// page could interpret, and the host a person reads is the host that is opened. Front ends
+/// still show the whole link, and open it only when asked.
+pub fn validate_link(link: &str) -> Result<(), InvalidDocument> {
+    let refuse = || {
+        invalid(format!(
+            "a link must be https://host/... with a plain host name, at most {MAX_LINK_CHARS} characters"
+        ))
+    };
+    if link.len() > MAX_LINK_CHARS {
+        return Err(refuse());
+    }
+    let rest = link.strip_prefix("https://").ok_or_else(refuse)?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    let host_ok = host.split('.').count() >= 2 && host.split('.').all(label_ok);
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
+    let tail_ok = tail
+        .chars()
+        .all(|c| c.is_ascii_graphic() && !"\"<>\\^`{|}".contains(c));
+    if host_ok && port_ok && tail_ok {
+        Ok(())
+    } else {
+        Err(refuse())
+    }
 }
 
 /// The group's meeting schedule (pinned kind `meetings`).
@@ -174,8 +254,7 @@ impl MeetingSchedule {
                     start_minute,
                     minutes,
                 } => {
-                    date.parse::<jiff::civil::Date>()
-                        .map_err(|_| invalid(format!("{date:?} is not a date (YYYY-MM-DD)")))?;
+                    parse_date(date)?;
                     (*start_minute, *minutes)
                 }
                 Meeting::Weekly {
@@ -222,7 +301,7 @@ impl MeetingSchedule {
                     date,
                     start_minute,
                     minutes,
-                } => match date.parse::<jiff::civil::Date>() {
+                } => match parse_date(date) {
                     Ok(d) => vec![(d, *start_minute, *minutes)],
                     Err(_) => continue,
                 },
@@ -460,6 +539,90 @@ impl RoundTag {
     }
 }
 
+/// Why a reader does not honour a message's [`RoundTag`] (PROTOCOL.md §6.9), in the order the
+/// checks run. The message is then an ordinary message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RoundTagRefusal {
+    /// The tag does not fit its text ([`RoundTag::validate`]).
+    Tag,
+    /// The verified log has no such round.
+    Log,
+    /// The message's `sent_at` is outside the round's `[opened_at, ended_at)`.
+    Time,
+    /// A prompt from someone other than the round's opener.
+    Opener,
+}
+
+impl RoundTagRefusal {
+    /// The check's name as the test vectors give it.
+    pub fn check(self) -> &'static str {
+        match self {
+            RoundTagRefusal::Tag => "tag",
+            RoundTagRefusal::Log => "log",
+            RoundTagRefusal::Time => "time",
+            RoundTagRefusal::Opener => "opener",
+        }
+    }
+}
+
+/// Whether a reader honours `tag` on a text `text` sent at `sent_at` by a device of
+/// `sender_user`, judged against `state`, the reader's verified log when the message arrives
+/// (PROTOCOL.md §6.9): the first failing check, or `Ok`.
+pub fn check_round_tag(
+    state: &crate::group_log::GroupState,
+    sender_user: &UserId,
+    sent_at: Timestamp,
+    text: &str,
+    tag: &RoundTag,
+) -> Result<(), RoundTagRefusal> {
+    tag.validate(text).map_err(|_| RoundTagRefusal::Tag)?;
+    let round = state.round(&tag.id).ok_or(RoundTagRefusal::Log)?;
+    if !round.is_open_at(sent_at) {
+        return Err(RoundTagRefusal::Time);
+    }
+    if tag.part == RoundPart::Prompt && round.opened_by != *sender_user {
+        return Err(RoundTagRefusal::Opener);
+    }
+    Ok(())
+}
+
+/// Why a reader ignores an `add_warning` (PROTOCOL.md §6.9), in the order the checks run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AddWarningRefusal {
+    /// Not sent by a device of a current moderator.
+    Moderator,
+    /// The warnings are not 1 to [`MAX_WARNINGS_PER_MESSAGE`] distinct ids.
+    Warnings,
+}
+
+impl AddWarningRefusal {
+    /// The check's name as the test vectors give it.
+    pub fn check(self) -> &'static str {
+        match self {
+            AddWarningRefusal::Moderator => "moderator",
+            AddWarningRefusal::Warnings => "warnings",
+        }
+    }
+}
+
+/// Whether a reader applies an `add_warning` with `warnings` from device `sender` of the same
+/// group, judged against `state`, its verified log when it arrives. (It names a message of the
+/// group it was sent in: readers keep warnings by group and message id, so it never reaches
+/// another group's message.)
+pub fn check_add_warning(
+    state: &crate::group_log::GroupState,
+    sender: &crate::ids::DeviceId,
+    warnings: &[u16],
+) -> Result<(), AddWarningRefusal> {
+    if !state
+        .member_of_device(sender)
+        .is_some_and(|(_, m)| m.role.is_moderator())
+    {
+        return Err(AddWarningRefusal::Moderator);
+    }
+    validate_warnings(warnings).map_err(|_| AddWarningRefusal::Warnings)
+}
+
 /// A person's own safety plan (Stanley–Brown): kept only in their encrypted store and carried
 /// to their own new device in the link bundle; never sent to a group or readable by the server.
 /// Its `Debug` shows nothing of it.
@@ -670,6 +833,95 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn links_are_plain_https_with_a_readable_host() {
+        for ok in [
+            "https://meet.example.org/group",
+            "https://meet.example.org:8443/a/b?x=1&y=%20#top",
+            "https://xn--bcher-kva.example/",
+            "https://example.org",
+        ] {
+            assert!(validate_link(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://example.org",
+            "javascript:alert(1)",
+            "https://trusted.org@evil.example/",
+            "https://evil.example\\@trusted.org",
+            "https://\"><script>",
+            "https:///x",
+            "https://localhost/",
+            "https://-bad.example/",
+            "https://example.org:/",
+            "https://example.org/a b",
+            "https://example.org/<x>",
+            "https://bücher.example/",
+            "HTTPS://example.org",
+        ] {
+            assert!(validate_link(bad).is_err(), "{bad}");
+        }
+        let long = format!("https://example.org/{}", "a".repeat(MAX_LINK_CHARS));
+        assert!(validate_link(&long).is_err());
+    }
+
+    #[test]
+    fn dates_are_exactly_year_month_day_and_labels_one_plain_line() {
+        let once = |date: &str| MeetingSchedule {
+            time_zone: "UTC".into(),
+            meetings: vec![Meeting::Once {
+                date: date.into(),
+                start_minute: 0,
+                minutes: 60,
+            }],
+            video_link: None,
+            note: None,
+        };
+        assert!(once("2026-12-24").validate().is_ok());
+        for bad in [
+            "20261224",
+            "+002026-12-24",
+            "2026-12-24T10:00",
+            "2026-1-24",
+            "2026-02-30",
+        ] {
+            assert!(once(bad).validate().is_err(), "{bad}");
+        }
+        let topic = |label: &str| WarningTopics {
+            topics: vec![WarningTopic {
+                id: 1,
+                label: label.into(),
+            }],
+        };
+        assert!(topic("Grief").validate().is_ok());
+        for bad in ["Grief\u{2028}Self-harm", "\u{202e}feirG", "Grief\n"] {
+            assert!(topic(bad).validate().is_err(), "{bad:?}");
+        }
+        // A resource's text may span lines and hold right-to-left writing.
+        let lib = ResourceLibrary {
+            resources: vec![Resource {
+                title: "Breathing".into(),
+                category: "Grounding".into(),
+                text: Some("Line one\nסוף \u{200f}".into()),
+                link: None,
+            }],
+        };
+        assert!(lib.validate().is_ok());
+        // A document over the byte limit is refused before it is parsed, and errors quote
+        // nothing of it.
+        let big = format!(
+            "{{\"topics\":[],\"x\":\"{}\"}}",
+            "a".repeat(MAX_DOCUMENT_BYTES)
+        );
+        let err = crate::envelope::PinnedKind::WarningTopics
+            .validate_text(&big)
+            .unwrap_err();
+        assert!(!err.0.contains("aaa"), "{err}");
+        let err = crate::envelope::PinnedKind::WarningTopics
+            .validate_text(r#"{"topics":"my secret"}"#)
+            .unwrap_err();
+        assert!(!err.0.contains("secret"), "{err}");
     }
 
     #[test]

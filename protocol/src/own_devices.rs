@@ -17,9 +17,11 @@ use crate::identity::{DeviceIdentity, DeviceKeys};
 use crate::ids::{Epoch, EpochRef, GroupId, OpHash, Timestamp, UserId};
 use crate::seal::{self, SealError, SealKind, SealedPayload};
 
-/// Largest own-devices payload, JSON bytes: a full safety plan fits ([`SafetyPlan::validate`]
-/// bounds its JSON to [`crate::group_work::MAX_PLAN_BYTES`]).
-pub const MAX_OWN_DEVICES_PAYLOAD: usize = seal::MAX_SEALED_PAYLOAD;
+/// The size every own-devices payload is padded to before sealing (ISO/IEC 7816-4: the JSON,
+/// `0x80`, then zeros), so that the server, which sees the kind, cannot tell a safety plan from
+/// hidden topics, nor one plan from another, by length. A full safety plan
+/// ([`crate::group_work::MAX_PLAN_BYTES`] of JSON) and its envelope fit.
+pub const OWN_DEVICES_PADDED_LEN: usize = 34 * 1024;
 
 /// One update between a person's own devices. Its `Debug` shows only which kind it is.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,10 @@ pub enum OwnDevicesError {
     Invalid(String),
 }
 
+fn invalid(what: &str) -> OwnDevicesError {
+    OwnDevicesError::Invalid(what.into())
+}
+
 /// The epoch fields of an own-devices payload: the list's version and hash.
 fn list_ref(version: u64, hash: &DeviceListHash) -> EpochRef {
     EpochRef {
@@ -85,15 +91,13 @@ impl OwnDevicesPayload {
         match self {
             OwnDevicesPayload::SafetyPlan { plan, .. } => plan
                 .validate()
-                .map_err(|e| OwnDevicesError::Invalid(e.to_string())),
+                .map_err(|_| invalid("the safety plan breaks a limit")),
             OwnDevicesPayload::HiddenTopics { topics, .. } => {
                 let distinct: std::collections::BTreeSet<_> = topics.iter().collect();
                 if topics.len() > crate::group_work::MAX_WARNING_TOPICS
                     || distinct.len() != topics.len()
                 {
-                    return Err(OwnDevicesError::Invalid(
-                        "hidden topics must be distinct, at most 32".into(),
-                    ));
+                    return Err(invalid("hidden topics must be distinct, at most 32"));
                 }
                 Ok(())
             }
@@ -115,14 +119,21 @@ impl OwnDevicesPayload {
         if !names(&sender.device_id()) || !names(&recipient.device) {
             return Err(OwnDevicesError::NotOwnDevice);
         }
-        let json = serde_json::to_vec(self).map_err(|e| OwnDevicesError::Invalid(e.to_string()))?;
+        let mut padded = zeroize::Zeroizing::new(
+            serde_json::to_vec(self).map_err(|_| invalid("does not serialise"))?,
+        );
+        if padded.len() >= OWN_DEVICES_PADDED_LEN {
+            return Err(invalid("too large"));
+        }
+        padded.push(0x80);
+        padded.resize(OWN_DEVICES_PADDED_LEN, 0);
         Ok(seal::seal(
             sender,
             recipient,
             SealKind::OwnDevices,
             GroupId(list.user.0),
             list_ref(list.version, hash),
-            &json,
+            &padded,
             rng,
         )?)
     }
@@ -146,8 +157,17 @@ impl OwnDevicesPayload {
             return Err(OwnDevicesError::NotOwnDevice);
         }
         let opened = seal::open(me, sealed)?;
+        if opened.len() != OWN_DEVICES_PADDED_LEN {
+            return Err(invalid("not padded to the fixed size"));
+        }
+        let end = opened
+            .iter()
+            .rposition(|b| *b != 0)
+            .filter(|i| opened[*i] == 0x80)
+            .ok_or_else(|| invalid("bad padding"))?;
+        // The error names no value: the plan is the person's own, and errors may reach logs.
         let payload: OwnDevicesPayload =
-            serde_json::from_slice(&opened).map_err(|e| OwnDevicesError::Invalid(e.to_string()))?;
+            serde_json::from_slice(&opened[..end]).map_err(|_| invalid("does not parse"))?;
         payload.validate()?;
         Ok(payload)
     }
@@ -161,9 +181,11 @@ impl OwnDevicesPayload {
     }
 }
 
-/// The user id an own-devices payload names (its `group` field).
-pub fn payload_user(sealed: &SealedPayload) -> UserId {
-    UserId(sealed.group.0)
+/// The user id an own-devices payload names (its `group` field); `None` for any other kind,
+/// whose `group` is a group. Clients dispatch on the kind before they look at the group: group
+/// ids and user ids are both 16 bytes, and anyone may create a group whose id equals a user id.
+pub fn payload_user(sealed: &SealedPayload) -> Option<UserId> {
+    (sealed.kind == SealKind::OwnDevices).then_some(UserId(sealed.group.0))
 }
 
 #[cfg(test)]
@@ -204,7 +226,16 @@ mod tests {
             .seal(&phone, &v2, &h2, &laptop.public_keys(), &mut rng)
             .unwrap();
         assert_eq!(sealed.kind, SealKind::OwnDevices);
-        assert_eq!(payload_user(&sealed), user);
+        assert_eq!(payload_user(&sealed), Some(user));
+        // Every update is the same size, whatever it carries.
+        let topics = OwnDevicesPayload::HiddenTopics {
+            group: GroupId([1; 16]),
+            topics: vec![1],
+            updated_at: Timestamp(6),
+        }
+        .seal(&phone, &v2, &h2, &laptop.public_keys(), &mut rng)
+        .unwrap();
+        assert_eq!(topics.ciphertext.len(), sealed.ciphertext.len());
         assert_eq!(
             OwnDevicesPayload::open(&laptop, &v2, &h2, &sealed).unwrap(),
             update

@@ -1411,7 +1411,6 @@ fn round_decision(
     body: &[u8],
 ) -> (&'static str, &'static str) {
     use confide_protocol::envelope::{ContentBody, MessageContent};
-    use confide_protocol::group_work::RoundPart;
     let Ok(content) = serde_json::from_slice::<MessageContent>(body) else {
         return ("reject", "parse");
     };
@@ -1423,21 +1422,13 @@ fn round_decision(
     else {
         return ("not_round", "type");
     };
-    if tag.validate(&text).is_err() {
-        return ("ordinary", "tag");
-    }
-    let Some(round) = state.round(&tag.id) else {
-        return ("ordinary", "log");
+    let Some((user, _)) = state.member_of_device(sender) else {
+        return ("ordinary", "member");
     };
-    if !round.is_open_at(content.sent_at) {
-        return ("ordinary", "time");
+    match confide_protocol::group_work::check_round_tag(state, user, content.sent_at, &text, &tag) {
+        Ok(()) => ("honour", "all"),
+        Err(refusal) => ("ordinary", refusal.check()),
     }
-    if tag.part == RoundPart::Prompt
-        && state.member_of_device(sender).map(|(u, _)| *u) != Some(round.opened_by)
-    {
-        return ("ordinary", "opener");
-    }
-    ("honour", "all")
 }
 
 /// How a receiver treats content warnings (PROTOCOL.md §6.9): a `text`'s own `warnings` are
@@ -1459,15 +1450,9 @@ fn warning_decision(
             Err(_) => ("drop", "warnings"),
         },
         ContentBody::AddWarning { warnings, .. } => {
-            if !state
-                .member_of_device(sender)
-                .is_some_and(|(_, m)| m.role.is_moderator())
-            {
-                ("ignore", "moderator")
-            } else if validate_warnings(&warnings).is_err() {
-                ("ignore", "warnings")
-            } else {
-                ("apply", "all")
+            match confide_protocol::group_work::check_add_warning(state, sender, &warnings) {
+                Ok(()) => ("apply", "all"),
+                Err(refusal) => ("ignore", refusal.check()),
             }
         }
         _ => ("none", "type"),
@@ -2033,19 +2018,107 @@ fn own_devices_vectors() {
         OwnDevicesPayload::open(&laptop, &v2, &h2, &sealed).unwrap(),
         update
     );
-    // The laptop, holding only list 1 (it does not list the laptop), refuses it; so does the
-    // phone itself; and a copy relabelled as another kind does not open.
-    assert_eq!(
-        OwnDevicesPayload::open(&laptop, &v1, &s1.hash(), &sealed),
-        Err(OwnDevicesError::NotOwnDevice)
-    );
+    // What the laptop must drop, each with the check that decides it (§7.4, in order).
+    let stranger = identity_from_seed(24);
+    let list1_epoch = EpochRef {
+        epoch: Epoch(v1.version),
+        hash: OpHash(s1.hash().0),
+    };
+    let raw = |sender: &DeviceIdentity, group: GroupId, epoch: EpochRef, kind: SealKind| {
+        let mut padded = payload_json.clone().into_bytes();
+        padded.push(0x80);
+        padded.resize(confide_protocol::own_devices::OWN_DEVICES_PADDED_LEN, 0);
+        seal::seal(
+            sender,
+            &laptop.public_keys(),
+            kind,
+            group,
+            epoch,
+            &padded,
+            &mut rng(75),
+        )
+        .unwrap()
+    };
+    let unpadded = seal::seal(
+        &phone,
+        &laptop.public_keys(),
+        SealKind::OwnDevices,
+        GroupId(user.0),
+        list_epoch,
+        payload_json.as_bytes(),
+        &mut rng(75),
+    )
+    .unwrap();
     let mut relabelled = sealed.clone();
     relabelled.kind = SealKind::Direct;
-    assert!(OwnDevicesPayload::open(&laptop, &v2, &h2, &relabelled).is_err());
+    let cases: Vec<(&str, seal::SealedPayload, &str, &str)> = vec![
+        (
+            "another_user",
+            raw(
+                &phone,
+                GroupId([0x22; 16]),
+                list_epoch,
+                SealKind::OwnDevices,
+            ),
+            "binding",
+            "the group field is not the laptop's user id",
+        ),
+        (
+            "older_list",
+            raw(&phone, GroupId(user.0), list1_epoch, SealKind::OwnDevices),
+            "binding",
+            "sealed under list 1, not the laptop's current list 2",
+        ),
+        (
+            "wrong_hash",
+            raw(
+                &phone,
+                GroupId(user.0),
+                EpochRef {
+                    epoch: Epoch(2),
+                    hash: OpHash([2; 32]),
+                },
+                SealKind::OwnDevices,
+            ),
+            "binding",
+            "list 2's version with another hash",
+        ),
+        (
+            "not_on_list",
+            raw(&stranger, GroupId(user.0), list_epoch, SealKind::OwnDevices),
+            "binding",
+            "the sender is not on list 2",
+        ),
+        (
+            "relabelled",
+            relabelled,
+            "open",
+            "the phone's update relabelled as direct: the kind is in the info and the signature",
+        ),
+        (
+            "unpadded",
+            unpadded,
+            "padding",
+            "not padded to OWN_DEVICES_PADDED_LEN",
+        ),
+    ];
+    let cases: Vec<Value> = cases
+        .into_iter()
+        .map(|(name, item, check, reason)| {
+            let got = match (item.kind, OwnDevicesPayload::open(&laptop, &v2, &h2, &item)) {
+                (SealKind::OwnDevices, Err(OwnDevicesError::NotOwnDevice)) => "binding",
+                (SealKind::OwnDevices, Err(OwnDevicesError::Invalid(_))) => "padding",
+                (_, Err(_)) => "open",
+                (_, Ok(_)) => "accepted",
+            };
+            assert_eq!(got, check, "own-devices case {name}: {reason}");
+            json!({ "name": name, "sealed": item, "expected": "drop", "check": check, "reason": reason })
+        })
+        .collect();
     check(
         "own-devices",
         json!({
-            "description": "An own_devices update (PROTOCOL.md §7.4): with the identities and lists of device-lists.json (user 11…11, list 2 = phone and laptop), the phone seals a safety_plan update to the laptop. `group` is the user id, `epoch`/`epoch_hash` list 2's version and hash. `info` is the 105-byte HPKE info of §4.2 with kind code 6. The HPKE ephemeral key is DeriveKeyPair(ikm = the first 32 bytes of ChaCha20Rng(seed 74)).",
+            "description": "An own_devices update (PROTOCOL.md §7.4): with the identities and lists of device-lists.json (user 11…11, list 2 = phone and laptop), the phone seals a safety_plan update to the laptop. `group` is the user id, `epoch`/`epoch_hash` list 2's version and hash. `info` is the 105-byte HPKE info of §4.2 with kind code 6. The sealed plaintext is payload_json padded to OWN_DEVICES_PADDED_LEN = 34816 bytes (0x80, then zeros). The HPKE ephemeral key is DeriveKeyPair(ikm = the first 32 bytes of ChaCha20Rng(seed 74)); the cases use ChaCha20Rng(seed 75). `cases`: payloads the laptop drops, with the deciding check: binding (kind own_devices, group = its user id, epoch/epoch_hash = its current list, sender another device of that list), open (§4.6), padding (the fixed size, 0x80 then zeros).",
             "phone_public": phone.public_keys(),
             "laptop_public": laptop.public_keys(),
             "laptop_sealing_secret": b64_encode(&seed_bytes(123)),
@@ -2054,6 +2127,7 @@ fn own_devices_vectors() {
             "payload_json": payload_json,
             "info": b64_encode(&info),
             "sealed": sealed,
+            "cases": cases,
         }),
     );
 }

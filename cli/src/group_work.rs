@@ -425,6 +425,33 @@ async fn topics_of(client: &Client, group: GroupId) -> anyhow::Result<Option<War
     Ok(client.pinned(group).await?.warning_topics)
 }
 
+/// A schedule for people: the next meeting in this computer's time zone, then the meetings in
+/// the schedule's own, the video link and the note.
+pub(crate) fn schedule_text(
+    schedule: &MeetingSchedule,
+    next: Option<&confide_client::NextMeeting>,
+    columns: Option<usize>,
+) -> String {
+    let mut lines = vec![match next {
+        Some(n) => next_meeting_line(n),
+        None => "No meeting ahead.".into(),
+    }];
+    lines.push(line(
+        &format!("Schedule ({} time):", one_line(&schedule.time_zone)),
+        columns,
+    ));
+    for m in &schedule.meetings {
+        lines.push(format!("  {}", meeting_text(m)));
+    }
+    if let Some(link) = &schedule.video_link {
+        lines.push(line(&format!("Link: {}", one_line(link)), columns));
+    }
+    if let Some(note) = &schedule.note {
+        lines.push(format!("Note:\n{}", quoted(note, columns)));
+    }
+    lines.join("\n")
+}
+
 /// Runs `confide meeting …`.
 pub async fn meeting(
     cmd: &MeetingCommand,
@@ -445,27 +472,8 @@ pub async fn meeting(
                 );
                 return crate::commands::fresh(synced);
             };
-            let mut lines = vec![match &next {
-                Some(n) => next_meeting_line(n),
-                None => "No meeting ahead.".into(),
-            }];
-            lines.push(format!(
-                "Schedule ({} time):",
-                one_line(&schedule.time_zone)
-            ));
-            for m in &schedule.meetings {
-                lines.push(format!("  {}", meeting_text(m)));
-            }
-            if let Some(link) = &schedule.video_link {
-                lines.push(line(&format!("Link: {}", one_line(link)), out.columns));
-            }
-            if let Some(note) = &schedule.note {
-                lines.push(format!("Note:\n{}", quoted(note, out.columns)));
-            }
-            out.print(
-                lines.join("\n"),
-                json!({ "schedule": schedule, "next": next }),
-            );
+            let lines = schedule_text(&schedule, next.as_ref(), out.columns);
+            out.print(lines, json!({ "schedule": schedule, "next": next }));
             crate::commands::fresh(synced)?;
         }
         MeetingCommand::Set {
@@ -789,7 +797,7 @@ pub async fn warn(
 }
 
 /// One resource for people: "[3] Box breathing (Grounding)" then its text and link.
-fn resource_text(number: usize, r: &Resource, columns: Option<usize>) -> String {
+pub(crate) fn resource_text(number: usize, r: &Resource, columns: Option<usize>) -> String {
     let mut lines = vec![line(
         &format!(
             "[{number}] {} ({})",

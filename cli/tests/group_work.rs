@@ -8,7 +8,12 @@
 
 mod common;
 
+use std::io::{Read as _, Write as _};
 use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
 use common::{BIN, PASSPHRASE, Person, person};
 use confide_tests::{TestServer, contains, read_tree};
@@ -430,4 +435,144 @@ fn resources_are_searched_and_the_safety_plan_stays_on_the_persons_devices() {
             }
         }
     }
+}
+
+/// `confide chat circle` for a person, in a pseudo-terminal read through a terminal emulator.
+struct Chat {
+    /// The terminal emulator fed with everything the chat writes.
+    screen: Arc<Mutex<vt100::Parser>>,
+    /// Keys go here.
+    keys: Box<dyn std::io::Write + Send>,
+    /// The `confide` process.
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    /// Kept open for the chat's lifetime (dropping it hangs up the terminal).
+    _pty: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+/// How long the chat may take to show something before the test fails (a hang is a failure,
+/// not a timing claim).
+const SCREEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Chat {
+    fn start(p: &Person) -> Chat {
+        let (rows, cols) = (30, 130);
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut command = CommandBuilder::new(BIN);
+        command.arg("--profile");
+        command.arg(&p.dir);
+        command.args(["chat", "circle"]);
+        command.env("CONFIDE_PASSPHRASE", PASSPHRASE);
+        command.env("TERM", "xterm-256color");
+        command.env("TZ", "UTC");
+        let child = pty.slave.spawn_command(command).unwrap();
+        drop(pty.slave);
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            rows.try_into().unwrap(),
+            cols.try_into().unwrap(),
+            0,
+        )));
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let feed = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => feed.lock().unwrap().process(&buf[..n]),
+                }
+            }
+        });
+        let keys = pty.master.take_writer().unwrap();
+        Chat {
+            screen,
+            keys,
+            child,
+            _pty: pty.master,
+        }
+    }
+
+    /// Waits until the screen satisfies `ready`; fails with the screen after the deadline.
+    fn wait_until(&mut self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + SCREEN_TIMEOUT;
+        loop {
+            let text = self.screen.lock().unwrap().screen().contents();
+            if ready(&text) {
+                return text;
+            }
+            if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
+                panic!("the chat never showed {what}; the screen:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_for(&mut self, needle: &str) -> String {
+        self.wait_until(&format!("{needle:?}"), |s| s.contains(needle))
+    }
+
+    fn keys(&mut self, text: &str) {
+        self.keys.write_all(text.as_bytes()).unwrap();
+        self.keys.flush().unwrap();
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn the_chat_shows_the_next_meeting_the_open_round_and_hidden_messages_until_ctrl_r() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let (alice, others) = circle(root.path(), &server, &["Bob"]);
+    let bob = &others[0];
+    alice.ok(&[
+        "meeting",
+        "set",
+        "circle",
+        "--time-zone",
+        "Europe/Berlin",
+        "--once",
+        "2030-01-15 18:00 60",
+    ]);
+    alice.ok(&["warn", "set-topics", "circle", "2=Grief"]);
+    bob.ok(&["warn", "hide", "circle", "2"]);
+    alice.ok(&["send", "circle", "my dad died last spring", "--warn", "2"]);
+    alice.ok(&["round", "open", "circle", "How are you today?"]);
+
+    let mut chat = Chat::start(bob);
+    // 18:00 in Berlin is 17:00 for Bob, who is in UTC.
+    chat.wait_for("circle · next meeting Tue 15 Jan 17:00");
+    chat.wait_for("Round: How are you today? — /answer <text> or /pass");
+    let shown = chat.wait_for("[content warning: Grief — hidden · Ctrl-R shows it]");
+    assert!(!shown.contains("my dad"), "{shown}");
+    chat.keys("\x12");
+    chat.wait_for("[content warning: Grief]: my dad died last spring");
+
+    chat.keys("/answer 4, thanks\r");
+    chat.wait_for("Round: How are you today? — you answered");
+    chat.wait_for("Bob (you) [round answer]: 4, thanks");
+    // The facilitator closes the round elsewhere: the prompt leaves the top of the chat.
+    alice.ok(&["round", "close", "circle"]);
+    chat.wait_until("the round's banner gone", |s| {
+        !s.contains("Round: How are you")
+    });
+    let block = shown_round(&alice);
+    assert!(block.contains("Bob: 4, thanks"), "{block}");
+    chat.keys("\x03");
+}
+
+/// Alice's `confide round show circle`, wrapped lines joined.
+fn shown_round(p: &Person) -> String {
+    shown(p, &["round", "show", "circle"])
 }

@@ -1701,6 +1701,11 @@ impl App {
                 self.show_agreement(group, pinned, true);
                 Vec::new()
             }
+            Reply::Posted { notice, message } => {
+                self.add_message(*message, false);
+                self.notice(Level::Info, notice);
+                self.want_work(group).into_iter().collect()
+            }
             Reply::SafetyChecked { user, title, body } => {
                 self.key_warnings.retain(|w| w.user != user);
                 self.modal = Some(Modal::Info {

@@ -243,6 +243,14 @@ pub enum Reply {
     },
     /// The group's pinned texts, for `/agreement`.
     Pinned(PinnedInfo),
+    /// A command posted a message (a round's answer or pass): shown among the messages, with
+    /// a confirmation.
+    Posted {
+        /// The confirmation.
+        notice: String,
+        /// The message, as stored.
+        message: Box<ChatMessage>,
+    },
     /// The user checked a member's safety number: their key warning can go.
     SafetyChecked {
         /// The member.
@@ -478,12 +486,18 @@ async fn command_reply(
         Slash::Answer(text) => {
             let round = open_round(client, group).await?;
             let m = client.answer_round(group, round, &text).await.map_err(e)?;
-            Reply::Notice(format!("Your answer is in (#{}).", m.number))
+            Reply::Posted {
+                notice: format!("Your answer is in (#{}).", m.number),
+                message: Box::new(m),
+            }
         }
         Slash::Pass => {
             let round = open_round(client, group).await?;
-            client.pass_round(group, round).await.map_err(e)?;
-            Reply::Notice("You passed this round.".into())
+            let m = client.pass_round(group, round).await.map_err(e)?;
+            Reply::Posted {
+                notice: "You passed this round.".into(),
+                message: Box::new(m),
+            }
         }
         Slash::Resources(words) => {
             let library = client.pinned(group).await.map_err(e)?.resources;

@@ -436,7 +436,7 @@ fn message_lines(
         )
     };
     let name = format!(
-        "{}{}{round}{warning}",
+        "{}{}",
         one_line(&m.sender_name),
         look_alike_mark(m.sender, &m.sender_name, &g.members)
     );
@@ -445,6 +445,7 @@ fn message_lines(
     } else {
         (name, Style::new().add_modifier(Modifier::BOLD))
     };
+    let name = format!("{name}{round}{warning}");
     let (text, text_style) = if hidden {
         (
             format!(

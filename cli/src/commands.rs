@@ -1398,6 +1398,10 @@ async fn run_with_client(
                         crate::group_work::message_marks(m, topics.as_ref(), *show_hidden)
                     );
                     match shown_text(m) {
+                        // A pass has no text: its mark says it all.
+                        Some(text) if text.is_empty() && m.round.is_some() => {
+                            println!("{}", line(header.trim_end_matches(": "), out.columns))
+                        }
                         Some(text) => println!("{}", entry(&header, &text, out.columns)),
                         None => println!(
                             "{}",

@@ -208,14 +208,16 @@ pub enum SafetyPlanCommand {
 /// A `NotAllowed` for another reason (a round already open, say) is said as the core says it.
 fn facilitators_only(e: ClientError, what: &str) -> anyhow::Error {
     match &e {
-        ClientError::NotAllowed(LogError::NotAllowed { role, .. }) => anyhow::Error::new(Said {
-            text: format!(
-                "only the group's facilitators can {what}; you are a {} here ({})",
-                role.as_str(),
-                e.code()
-            ),
-            exit: EXIT_FAILURE,
-        }),
+        ClientError::NotAllowed(LogError::NotAllowed { role, .. }) if !role.is_moderator() => {
+            anyhow::Error::new(Said {
+                text: format!(
+                    "only the group's facilitators can {what}; you are a {} here ({})",
+                    role.as_str(),
+                    e.code()
+                ),
+                exit: EXIT_FAILURE,
+            })
+        }
         _ => e.into(),
     }
 }

@@ -175,7 +175,8 @@ pub enum Command {
         /// Only messages before this number, as read shows it (to page back).
         #[arg(long, value_name = "NUMBER")]
         before: Option<u64>,
-        /// Shows the messages you hide by their content warning (`confide warn hide`).
+        /// Shows the messages you hide by their content warning (`confide warn hide`); without
+        /// it they show only their warning (and `--json` gives their text as null).
         #[arg(long)]
         show_hidden: bool,
     },

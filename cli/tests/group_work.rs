@@ -169,14 +169,19 @@ fn a_round_is_opened_answered_passed_and_closed_and_shown_in_turn_order() {
             .contains("only the group's facilitators can open a round")
     );
 
+    // The prompt carries a terminal escape and a bidi override: shown inert.
     alice.ok(&[
         "round",
         "open",
         "circle",
-        "How are you, 1 to 5?",
+        "How are you, 1 to 5?\u{1b}[2J\u{202e}",
         "--order",
         "@Carol,@Bob",
     ]);
+    // One round at a time.
+    let out = alice.run(&["round", "open", "circle", "Another?"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a round is already open"));
     // Bob answers first, then changes his answer; Carol passes after him.
     bob.ok(&["round", "answer", "circle", "3"]);
     bob.ok(&["round", "answer", "circle", "4, better than last week"]);
@@ -201,6 +206,10 @@ fn a_round_is_opened_answered_passed_and_closed_and_shown_in_turn_order() {
         "{block}"
     );
     assert!(!block.contains("Bob: 3"), "{block}");
+    assert!(
+        !block.contains('\u{1b}') && !block.contains('\u{202e}'),
+        "{block:?}"
+    );
 
     // A member cannot close it; the facilitator can.
     let out = carol.run(&["round", "close", "circle"]);

@@ -454,6 +454,9 @@ fn message_lines(
             ),
             dim().add_modifier(Modifier::ITALIC),
         )
+    } else if m.text.is_empty() && m.round.as_ref().is_some_and(|r| r.part == RoundPart::Pass) {
+        // A pass has no text of its own.
+        ("(passed)".to_string(), dim())
     } else {
         (clean(&m.text).into_owned(), Style::new())
     };

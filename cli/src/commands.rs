@@ -1339,7 +1339,7 @@ async fn run_with_client(
             if out.json {
                 let list: Vec<_> = history
                     .iter()
-                    .map(|m| json!({ "number": m.number, "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "looks_like": looks_like(m.sender, &m.sender_name, &members), "sent_at": m.sent_at, "text": shown_text(m), "reply_to": m.reply_to, "warnings": m.warnings, "hidden": m.hidden, "round": crate::group_work::round_json(&m.round) }))
+                    .map(|m| json!({ "number": m.number, "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "looks_like": looks_like(m.sender, &m.sender_name, &members), "sent_at": m.sent_at, "text": shown_text(m), "reply_to": m.reply_to, "warnings": m.warnings, "hidden": m.hidden, "round": crate::group_work::round_json(m.round.as_ref()) }))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else if let Some(g) = info.as_ref().filter(|g| g.invited) {

@@ -335,8 +335,8 @@ pub(crate) fn meeting_span(starts_at: Timestamp, ends_at: Timestamp) -> String {
     format!("{} {start}–{end}", local_weekday(starts_at))
 }
 
-/// "Next meeting: Tue 2026-12-08 18:00–19:30 (your time)" or "Meeting now: …", for the next
-/// meeting of a schedule; `None` without one.
+/// "Next meeting: Tue 2026-12-08 18:00–19:30 (your time)", or "Meeting now: …" for one in
+/// progress.
 pub(crate) fn next_meeting_line(next: &confide_client::NextMeeting) -> String {
     let span = meeting_span(next.starts_at, next.ends_at);
     if next.starts_at.0 <= now_ms() {
@@ -398,7 +398,7 @@ pub(crate) fn hidden_text(m: &ChatMessage, topics: Option<&WarningTopics>) -> St
 }
 
 /// A message's round tag for `--json`.
-pub(crate) fn round_json(tag: &Option<RoundTag>) -> serde_json::Value {
+pub(crate) fn round_json(tag: Option<&RoundTag>) -> serde_json::Value {
     match tag {
         Some(t) => json!({ "id": t.id, "part": t.part }),
         None => serde_json::Value::Null,

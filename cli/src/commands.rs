@@ -26,7 +26,7 @@ use crate::{
 pub(crate) struct Out {
     pub(crate) json: bool,
     /// The terminal's width, to wrap other people's text (see [`crate::text::entry`]).
-    columns: Option<usize>,
+    pub(crate) columns: Option<usize>,
 }
 
 impl Out {
@@ -230,7 +230,7 @@ fn in_words(e: anyhow::Error, profile: &Profile) -> anyhow::Error {
 /// After showing what this device has: fails, saying so, if the sync at start could not ask
 /// the server for everything new (refused, or unreachable), so that a script never takes
 /// possibly stale output for current.
-fn fresh(synced: Result<(), ClientError>) -> anyhow::Result<()> {
+pub(crate) fn fresh(synced: Result<(), ClientError>) -> anyhow::Result<()> {
     synced.map_err(|e| {
         anyhow::Error::from(e).context(
             "this is what this device already had; it may be out of date because the server \
@@ -271,7 +271,7 @@ async fn find_invite(
 }
 
 /// This computer's time in unix milliseconds.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -386,7 +386,7 @@ fn message_summary(m: &confide_client::ChatMessage) -> String {
 }
 
 /// A message of `group` by the number `confide read` shows (`#5` or `5`) or by its id.
-async fn message_id(
+pub(crate) async fn message_id(
     client: &Client,
     group: confide_protocol::GroupId,
     text: &str,
@@ -1113,13 +1113,21 @@ async fn run_with_client(
             group,
             text,
             reply_to,
+            warn,
         } => {
             let group = profile.group(group)?;
             let reply_to = match reply_to {
                 Some(m) => Some(message_id(client, group, m).await?),
                 None => None,
             };
-            match client.send_text(group, text, reply_to).await {
+            let sent = if warn.is_empty() {
+                client.send_text(group, text, reply_to).await
+            } else {
+                client
+                    .send_text_with_warnings(group, text, reply_to, warn.clone())
+                    .await
+            };
+            match sent {
                 Ok(m) => out.print(
                     format!("sent #{} ({})", m.number, m.id),
                     json!({ "sent": true, "number": m.number, "seq": m.seq, "id": m.id }),
@@ -1291,6 +1299,7 @@ async fn run_with_client(
             group,
             limit,
             before,
+            show_hidden,
         } => {
             let group = profile.group(group)?;
             // What this device has is shown even if the start-up sync could not ask the server
@@ -1321,10 +1330,16 @@ async fn run_with_client(
                 .map_or_else(|| group.to_string(), |g| group_name(profile, g));
             // Only to mark look-alike names: a former member reads the history without them.
             let members = client.members(group).await.unwrap_or_default();
+            // To name the topics of content warnings.
+            let topics = client.pinned(group).await?.warning_topics;
+            // A hidden message's text is given only when asked for, to scripts too.
+            let shown_text = |m: &confide_client::ChatMessage| -> Option<String> {
+                (*show_hidden || !m.hidden).then(|| m.text.clone())
+            };
             if out.json {
                 let list: Vec<_> = history
                     .iter()
-                    .map(|m| json!({ "number": m.number, "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "looks_like": looks_like(m.sender, &m.sender_name, &members), "sent_at": m.sent_at, "text": m.text, "reply_to": m.reply_to }))
+                    .map(|m| json!({ "number": m.number, "seq": m.seq, "id": m.id, "sender": m.sender, "name": m.sender_name, "looks_like": looks_like(m.sender, &m.sender_name, &members), "sent_at": m.sent_at, "text": shown_text(m), "reply_to": m.reply_to, "warnings": m.warnings, "hidden": m.hidden, "round": crate::group_work::round_json(m.round.as_ref()) }))
                     .collect();
                 println!("{}", serde_json::Value::Array(list));
             } else if let Some(g) = info.as_ref().filter(|g| g.invited) {
@@ -1375,13 +1390,30 @@ async fn run_with_client(
                     }
                     let Some(m) = history.get(i) else { break };
                     let header = format!(
-                        "{:<6} {}  {}{}: ",
+                        "{:<6} {}  {}{}{}: ",
                         format!("#{}", m.number),
                         local_time(m.sent_at),
                         one_line(&m.sender_name),
-                        look_alike_mark(m.sender, &m.sender_name, &members)
+                        look_alike_mark(m.sender, &m.sender_name, &members),
+                        crate::group_work::message_marks(m, topics.as_ref(), *show_hidden)
                     );
-                    println!("{}", entry(&header, &m.text, out.columns));
+                    match shown_text(m) {
+                        // A pass has no text: its mark says it all.
+                        Some(text) if text.is_empty() && m.round.is_some() => {
+                            println!("{}", line(header.trim_end_matches(": "), out.columns))
+                        }
+                        Some(text) => println!("{}", entry(&header, &text, out.columns)),
+                        None => println!(
+                            "{}",
+                            line(
+                                &format!(
+                                    "{header}{}",
+                                    crate::group_work::hidden_text(m, topics.as_ref())
+                                ),
+                                out.columns
+                            )
+                        ),
+                    }
                 }
                 if let Some(d) = departure {
                     println!("{}", line(&departure_line(&name, &d), out.columns));
@@ -1512,12 +1544,22 @@ async fn run_with_client(
         }
         Command::Crisis(CrisisCommand::Show { group }) => {
             let group = profile.group(group)?;
+            // The person's own safety plan goes with the group's resources, for their eyes
+            // only (`--json` gives the resources alone: `confide safety-plan show --json` has
+            // the plan).
+            let plan = crate::group_work::plan_for_crisis(client, out.columns).await;
             match client.pinned(group).await?.crisis_resources {
                 Some(text) => out.print(
-                    format!("If you are in crisis:\n\n{}", quoted(&text, out.columns)),
+                    format!(
+                        "If you are in crisis:\n\n{}\n\n{plan}",
+                        quoted(&text, out.columns)
+                    ),
                     json!({ "text": text }),
                 ),
-                None => out.print("no crisis resources are pinned to this group", json!(null)),
+                None => out.print(
+                    format!("no crisis resources are pinned to this group\n\n{plan}"),
+                    json!(null),
+                ),
             }
         }
         Command::Crisis(CrisisCommand::Set { group, text }) => {
@@ -1567,6 +1609,11 @@ async fn run_with_client(
             );
         }
         Command::Mod(cmd) => moderate(cmd, out, profile, client).await?,
+        Command::Meeting(cmd) => crate::group_work::meeting(cmd, out, profile, client).await?,
+        Command::Round(cmd) => crate::group_work::round(cmd, out, profile, client).await?,
+        Command::Warn(cmd) => crate::group_work::warn(cmd, out, profile, client).await?,
+        Command::Resources(cmd) => crate::group_work::resources(cmd, out, profile, client).await?,
+        Command::SafetyPlan(cmd) => crate::group_work::safety_plan(cmd, out, client).await?,
         Command::Chat { group } => {
             let group = group.as_deref().map(|g| profile.group(g)).transpose()?;
             let events = events

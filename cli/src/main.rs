@@ -5,6 +5,7 @@
 
 mod commands;
 mod devices;
+mod group_work;
 mod profile;
 mod text;
 mod timeline;
@@ -143,6 +144,10 @@ pub enum Command {
         /// Reply to this message: its number as `confide read` shows it (5, or quoted: `'#5'`) or its id.
         #[arg(long)]
         reply_to: Option<String>,
+        /// Content warnings: topic numbers as `confide warn topics` lists them, e.g. --warn 1,2.
+        /// Members who hide a topic see only that the message has a warning.
+        #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+        warn: Vec<u16>,
     },
     /// Lists your messages to a group that are not sent yet (written offline, say), and sends
     /// or discards one that waits because people joined the group after you wrote it.
@@ -170,6 +175,10 @@ pub enum Command {
         /// Only messages before this number, as read shows it (to page back).
         #[arg(long, value_name = "NUMBER")]
         before: Option<u64>,
+        /// Shows the messages you hide by their content warning (`confide warn hide`); without
+        /// it they show only their warning (and `--json` gives their text as null).
+        #[arg(long)]
+        show_hidden: bool,
     },
     /// Shows what you may do in a group right now (muted, locked, open hours, agreement).
     Status {
@@ -179,9 +188,25 @@ pub enum Command {
     /// The group agreement: show, accept, or set a new version (facilitators).
     #[command(subcommand)]
     Agreement(AgreementCommand),
-    /// Crisis resources pinned to the group: show, or set (facilitators).
+    /// Crisis resources pinned to the group: show (with your own safety plan), or set
+    /// (facilitators).
     #[command(subcommand)]
     Crisis(CrisisCommand),
+    /// The group's meetings: the next one in your time zone, or set the schedule (facilitators).
+    #[command(subcommand)]
+    Meeting(group_work::MeetingCommand),
+    /// Check-in rounds: open (facilitators), answer, pass, close, show.
+    #[command(subcommand)]
+    Round(group_work::RoundCommand),
+    /// Content warnings: the group's topics, which you hide, and adding one to a message.
+    #[command(subcommand)]
+    Warn(group_work::WarnCommand),
+    /// The group's resource library: list and search, or add and remove (facilitators).
+    #[command(subcommand)]
+    Resources(group_work::ResourcesCommand),
+    /// Your own safety plan: kept only on your devices, never sent to a group or the server.
+    #[command(subcommand)]
+    SafetyPlan(group_work::SafetyPlanCommand),
     /// Reports a message to the facilitators, with proof of who wrote it.
     Report {
         /// The group.
@@ -392,7 +417,7 @@ pub enum AgreementCommand {
 /// Crisis-resources subcommands.
 #[derive(Subcommand, Debug)]
 pub enum CrisisCommand {
-    /// Shows the pinned crisis resources.
+    /// Shows the pinned crisis resources, and your own safety plan (`confide safety-plan`).
     Show {
         /// The group.
         group: String,

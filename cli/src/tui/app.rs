@@ -14,7 +14,7 @@ use confide_client::{
 use confide_protocol::envelope::PinnedKind;
 use confide_protocol::{GroupId, Seq, Timestamp, UserId};
 
-use super::jobs::{HISTORY_PAGE, Job, Outcome, Reply, SendFailure};
+use super::jobs::{GroupWork, HISTORY_PAGE, Job, Outcome, Reply, SendFailure};
 use super::slash::{self, COMMANDS, Slash};
 use super::text::{Clock, look_alike_note, name_with_note, now, one_line, role_name};
 
@@ -113,6 +113,12 @@ pub struct GroupView {
     pub members: Vec<MemberInfo>,
     /// A status request in flight.
     status_request: Request,
+    /// The next meeting, the open round and the warning topics, once read.
+    pub work: GroupWork,
+    /// A group-work request in flight.
+    work_request: Request,
+    /// The user asked to see the messages they hide by topic (Ctrl-R), in this group.
+    pub show_hidden: bool,
     /// History paging.
     pub history: History,
     /// Lines scrolled up from the newest.
@@ -338,6 +344,9 @@ impl GroupView {
             status: None,
             members: Vec::new(),
             status_request: Request::default(),
+            work: GroupWork::default(),
+            work_request: Request::default(),
+            show_hidden: false,
             history: History {
                 more_before: true,
                 ..History::default()
@@ -532,6 +541,7 @@ impl App {
         }
         jobs.push(Job::Notices { group: id });
         jobs.extend(self.want_status(id));
+        jobs.extend(self.want_work(id));
         jobs.extend(self.check_agreement(id));
         jobs
     }
@@ -566,6 +576,13 @@ impl App {
     fn want_status(&mut self, id: GroupId) -> Option<Job> {
         let g = self.group_mut(id)?;
         g.status_request.want().then_some(Job::Status { group: id })
+    }
+
+    fn want_work(&mut self, id: GroupId) -> Option<Job> {
+        let g = self.group_mut(id)?;
+        g.work_request
+            .want()
+            .then_some(Job::GroupWork { group: id })
     }
 
     fn want_groups(&mut self) -> Option<Job> {
@@ -673,6 +690,21 @@ impl App {
                 self.input.take();
             }
             KeyCode::Char('w') if ctrl => self.input.delete_word(),
+            KeyCode::Char('r') if ctrl => {
+                // Shows (or hides again) the messages hidden by their content warning.
+                if let Some(id) = self.current
+                    && let Some(g) = self.group_mut(id)
+                {
+                    g.show_hidden = !g.show_hidden;
+                    let hidden = g.messages.values().filter(|m| m.hidden).count();
+                    let text = match (g.show_hidden, hidden) {
+                        (true, 0) => "No message is hidden here.",
+                        (true, _) => "Hidden messages are shown. Ctrl-R hides them again.",
+                        (false, _) => "Messages with topics you hide are hidden again.",
+                    };
+                    self.notice(Level::Info, text);
+                }
+            }
             KeyCode::Char(c) if !ctrl => {
                 if self.input.text.len() + c.len_utf8() > MAX_INPUT_BYTES {
                     self.too_long(c.len_utf8());
@@ -808,6 +840,9 @@ impl App {
             self.notice(Level::Error, "Open a group first (Tab switches groups).");
             return Vec::new();
         };
+        if let Slash::Warned { warnings, text } = command {
+            return self.send_warned(text, line, warnings);
+        }
         if let Slash::AgreementShow = command {
             // Asking to see it again overrides an earlier "not now".
             if let Some(g) = self.group_mut(group) {
@@ -819,6 +854,12 @@ impl App {
     }
 
     fn send(&mut self, text: String, line: String) -> Vec<Job> {
+        self.send_warned(text, line, Vec::new())
+    }
+
+    /// Sends `text` with content `warnings` (none for most messages); `line` is what was
+    /// typed, given back if it cannot be sent.
+    fn send_warned(&mut self, text: String, line: String, warnings: Vec<u16>) -> Vec<Job> {
         let Some(group) = self.current else {
             self.input.set(line);
             self.notice(
@@ -868,6 +909,7 @@ impl App {
         vec![Job::Send {
             group,
             text,
+            warnings,
             local_id,
         }]
     }
@@ -1198,6 +1240,23 @@ impl App {
                     g.agreement_declined = None;
                 }
                 jobs.extend(self.want_status(group));
+                if matches!(kind, PinnedKind::Meetings | PinnedKind::WarningTopics) {
+                    jobs.extend(self.want_work(group));
+                }
+            }
+            Event::RoundChanged { group, .. } => jobs.extend(self.want_work(group)),
+            Event::WarningAdded {
+                group,
+                message,
+                warnings,
+            } => {
+                if let Some(g) = self.group_mut(group) {
+                    let hidden = &g.work.hidden_topics;
+                    if let Some(m) = g.messages.values_mut().find(|m| m.id == message) {
+                        m.hidden = warnings.iter().any(|w| hidden.contains(w));
+                        m.warnings = warnings;
+                    }
+                }
             }
             Event::EventsDropped { count } => {
                 // The client left out updates this screen did not take in time; what they said
@@ -1277,7 +1336,7 @@ impl App {
             g.unread += 1;
         }
         if open && newest && g.scroll > 0 {
-            g.scroll += super::view::message_height(&message, me, &clock, &g.members, width);
+            g.scroll += super::view::message_height(&message, me, &clock, g, width);
         }
         g.messages.insert(message.seq, message);
     }
@@ -1417,6 +1476,31 @@ impl App {
                     self.notice(Level::Error, format!("The agreement was not accepted: {e}"));
                 }
             },
+            Outcome::GroupWork { group, result } => {
+                if let Some(g) = self.group_mut(group)
+                    && g.work_request.done()
+                {
+                    jobs.push(Job::GroupWork { group });
+                }
+                match result {
+                    Ok(work) => {
+                        if let Some(g) = self.group_mut(group) {
+                            // What this device hides may have changed (`/hide`): the same rule
+                            // as the client's ([`ChatMessage::hidden`]).
+                            for m in g.messages.values_mut() {
+                                m.hidden =
+                                    m.warnings.iter().any(|w| work.hidden_topics.contains(w));
+                            }
+                            g.work = work;
+                        }
+                    }
+                    Err(e) => {
+                        if self.current == Some(group) {
+                            self.notice(Level::Error, e);
+                        }
+                    }
+                }
+            }
             Outcome::Reply { group, result } => match result {
                 Ok(reply) => jobs.extend(self.show_reply(group, reply)),
                 Err(e) => self.notice(Level::Error, e),
@@ -1599,7 +1683,11 @@ impl App {
         match reply {
             Reply::Notice(text) => {
                 self.notice(Level::Info, text);
-                self.want_status(group).into_iter().collect()
+                // A command may have changed what the screen shows of the group (its status,
+                // the round, hidden topics).
+                let mut jobs: Vec<Job> = self.want_status(group).into_iter().collect();
+                jobs.extend(self.want_work(group));
+                jobs
             }
             Reply::Window { title, body } => {
                 self.modal = Some(Modal::Info {
@@ -1612,6 +1700,11 @@ impl App {
             Reply::Pinned(pinned) => {
                 self.show_agreement(group, pinned, true);
                 Vec::new()
+            }
+            Reply::Posted { notice, message } => {
+                self.add_message(*message, false);
+                self.notice(Level::Info, notice);
+                self.want_work(group).into_iter().collect()
             }
             Reply::SafetyChecked { user, title, body } => {
                 self.key_warnings.retain(|w| w.user != user);
@@ -1633,6 +1726,24 @@ impl App {
     pub fn tick(&mut self) -> Vec<Job> {
         self.dirty = true;
         let t = now();
+        // A meeting that ended, or a round whose time is up: the header shows the next.
+        let stale: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|g| {
+                g.work.next_meeting.is_some_and(|m| m.ends_at <= t)
+                    || g.work
+                        .round
+                        .as_ref()
+                        .and_then(|r| r.closes_at)
+                        .is_some_and(|c| c <= t)
+            })
+            .map(|g| g.id)
+            .collect();
+        let mut jobs: Vec<Job> = stale
+            .into_iter()
+            .filter_map(|g| self.want_work(g))
+            .collect();
         let ended: Vec<GroupId> = self
             .groups
             .iter()
@@ -1644,10 +1755,8 @@ impl App {
             })
             .map(|g| g.id)
             .collect();
-        ended
-            .into_iter()
-            .filter_map(|g| self.want_status(g))
-            .collect()
+        jobs.extend(ended.into_iter().filter_map(|g| self.want_status(g)));
+        jobs
     }
 
     /// After a draw: fetch older messages when the reader reached the top of what is loaded.
@@ -1679,6 +1788,7 @@ fn help_text() -> String {
     lines.push(String::new());
     lines.push("Keys: Enter sends · ↑/↓ and PgUp/PgDn scroll · Esc jumps to the newest".into());
     lines.push("Tab or Ctrl-N / Ctrl-P switch groups · Ctrl-C quits".into());
+    lines.push("Ctrl-R shows (or hides again) messages hidden by their content warning.".into());
     lines.push("Start a message with // to send one that begins with /.".into());
     lines.join("\n")
 }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use confide_client::{
     AgreementInfo, ChatMessage, Client, ClientError, GroupInfo, GroupNotice, MemberInfo,
-    PinnedInfo, RemoveOptions, Status,
+    NextMeeting, PinnedInfo, RemoveOptions, RoundView, Status, WarningTopics,
 };
 use confide_protocol::frames::ErrorCode;
 use confide_protocol::group_log::Role;
@@ -55,8 +55,15 @@ pub enum Job {
         group: GroupId,
         /// The text.
         text: String,
+        /// Its content warnings (topic ids; none for most messages).
+        warnings: Vec<u16>,
         /// The local echo to replace with the stored message.
         local_id: u64,
+    },
+    /// The group-work state the screen shows: next meeting, open round, warning topics.
+    GroupWork {
+        /// The group.
+        group: GroupId,
     },
     /// Accepts the group's agreement: the one that was shown.
     Accept {
@@ -85,6 +92,7 @@ impl std::fmt::Debug for Job {
                 .finish(),
             Job::Status { group } => f.debug_struct("Status").field("group", group).finish(),
             Job::Notices { group } => f.debug_struct("Notices").field("group", group).finish(),
+            Job::GroupWork { group } => f.debug_struct("GroupWork").field("group", group).finish(),
             Job::Agreement { group, asked } => f
                 .debug_struct("Agreement")
                 .field("group", group)
@@ -162,6 +170,13 @@ pub enum Outcome {
         /// Whether it worked.
         result: Result<(), String>,
     },
+    /// A group's group-work state.
+    GroupWork {
+        /// The group.
+        group: GroupId,
+        /// The state.
+        result: Result<GroupWork, String>,
+    },
     /// A slash command finished.
     Reply {
         /// The group.
@@ -169,6 +184,36 @@ pub enum Outcome {
         /// What to show.
         result: Result<Reply, String>,
     },
+}
+
+/// What the chat shows of a group's group-work tools (issue 17): the next meeting (in the
+/// header), the open round's prompt (above the messages), and what content warnings need.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupWork {
+    /// The meeting in progress or the next one.
+    pub next_meeting: Option<NextMeeting>,
+    /// The round open now, if one is.
+    pub round: Option<RoundView>,
+    /// The group's warning topics, to name a message's warnings.
+    pub topics: Option<WarningTopics>,
+    /// The topics this device hides in the group (local only).
+    pub hidden_topics: Vec<u16>,
+}
+
+/// Reads a group's [`GroupWork`].
+async fn group_work(client: &Client, group: GroupId) -> Result<GroupWork, ClientError> {
+    let pinned = client.pinned(group).await?;
+    Ok(GroupWork {
+        next_meeting: client.next_meeting(group).await?,
+        round: client
+            .rounds(group)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|r| r.open),
+        topics: pinned.warning_topics,
+        hidden_topics: client.hidden_topics(group).await?,
+    })
 }
 
 /// Why a message was not sent.
@@ -198,6 +243,14 @@ pub enum Reply {
     },
     /// The group's pinned texts, for `/agreement`.
     Pinned(PinnedInfo),
+    /// A command posted a message (a round's answer or pass): shown among the messages, with
+    /// a confirmation.
+    Posted {
+        /// The confirmation.
+        notice: String,
+        /// The message, as stored.
+        message: Box<ChatMessage>,
+    },
     /// The user checked a member's safety number: their key warning can go.
     SafetyChecked {
         /// The member.
@@ -272,14 +325,23 @@ async fn run(client: &Client, clock: &Clock, job: Job) -> Outcome {
         Job::Send {
             group,
             text,
+            warnings,
             local_id,
         } => Outcome::Sent {
             group,
             local_id,
-            result: client
-                .send_text(group, &text, None)
-                .await
-                .map_err(|e| send_failure(&e, clock)),
+            result: if warnings.is_empty() {
+                client.send_text(group, &text, None).await
+            } else {
+                client
+                    .send_text_with_warnings(group, &text, None, warnings)
+                    .await
+            }
+            .map_err(|e| send_failure(&e, clock)),
+        },
+        Job::GroupWork { group } => Outcome::GroupWork {
+            group,
+            result: group_work(client, group).await.map_err(|e| describe(&e)),
         },
         Job::Accept { group, shown } => Outcome::Accepted {
             group,
@@ -376,12 +438,109 @@ async fn command_reply(
         }
         Slash::Crisis => {
             let pinned = client.pinned(group).await.map_err(e)?;
+            // The person's own safety plan goes with the resources, for their eyes only.
+            let plan = crate::group_work::plan_for_crisis(client, None).await;
             Reply::Window {
                 title: "If you are in crisis".into(),
-                body: pinned
-                    .crisis_resources
-                    .unwrap_or_else(|| NO_CRISIS_RESOURCES.into()),
+                body: format!(
+                    "{}\n\n{plan}",
+                    pinned
+                        .crisis_resources
+                        .unwrap_or_else(|| NO_CRISIS_RESOURCES.into())
+                ),
             }
+        }
+        Slash::Plan => Reply::Window {
+            title: "My safety plan".into(),
+            body: crate::group_work::plan_text(&client.safety_plan().await.map_err(e)?, None),
+        },
+        Slash::Meeting => {
+            let pinned = client.pinned(group).await.map_err(e)?;
+            let next = client.next_meeting(group).await.map_err(e)?;
+            Reply::Window {
+                title: "Meetings".into(),
+                body: match pinned.meetings {
+                    Some(s) => crate::group_work::schedule_text(&s, next.as_ref(), None),
+                    None => "This group has no meeting schedule.".into(),
+                },
+            }
+        }
+        Slash::Round => {
+            let rounds = client.rounds(group).await.map_err(e)?;
+            let members = client.members(group).await.unwrap_or_default();
+            Reply::Window {
+                title: "Check-in round".into(),
+                body: match rounds.last() {
+                    Some(r) => {
+                        let how = if r.open {
+                            "\n\n/answer <text> answers (again, to change it) · /pass passes"
+                        } else {
+                            ""
+                        };
+                        format!("{}{how}", crate::group_work::round_block(r, &members, None))
+                    }
+                    None => "No round in this group yet.".into(),
+                },
+            }
+        }
+        Slash::Answer(text) => {
+            let round = open_round(client, group).await?;
+            let m = client.answer_round(group, round, &text).await.map_err(e)?;
+            Reply::Posted {
+                notice: format!("Your answer is in (#{}).", m.number),
+                message: Box::new(m),
+            }
+        }
+        Slash::Pass => {
+            let round = open_round(client, group).await?;
+            let m = client.pass_round(group, round).await.map_err(e)?;
+            Reply::Posted {
+                notice: "You passed this round.".into(),
+                message: Box::new(m),
+            }
+        }
+        Slash::Resources(words) => {
+            let library = client.pinned(group).await.map_err(e)?.resources;
+            let found: Vec<String> = library
+                .as_ref()
+                .map(|l| {
+                    l.search(&words)
+                        .into_iter()
+                        .map(|(i, r)| crate::group_work::resource_text(i + 1, r, None))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Reply::Window {
+                title: "Resources".into(),
+                body: match (library.is_some(), found.is_empty()) {
+                    (_, false) => found.join("\n\n"),
+                    (true, true) if !words.trim().is_empty() => "No resource matches.".into(),
+                    _ => "This group has no resources.".into(),
+                },
+            }
+        }
+        Slash::Hide(topics, hide) => {
+            let mut hidden = client.hidden_topics(group).await.map_err(e)?;
+            if hide {
+                hidden.extend_from_slice(&topics);
+            } else {
+                hidden.retain(|t| !topics.contains(t));
+            }
+            hidden.sort_unstable();
+            hidden.dedup();
+            client
+                .set_hidden_topics(group, hidden.clone())
+                .await
+                .map_err(e)?;
+            let topics = client.pinned(group).await.map_err(e)?.warning_topics;
+            Reply::Notice(if hidden.is_empty() {
+                "You hide no topic in this group.".into()
+            } else {
+                format!(
+                    "Hidden on this device: {} (Ctrl-R shows hidden messages).",
+                    crate::group_work::warning_labels(&hidden, topics.as_ref())
+                )
+            })
         }
         Slash::Report { number, reason } => {
             // The number the chat shows (this device's own, [`ChatMessage::number`]).
@@ -432,7 +591,7 @@ async fn command_reply(
             client.accept_group(group).await.map_err(e)?;
             Reply::Notice(String::new())
         }
-        Slash::Help | Slash::Quit => Reply::Notice(String::new()),
+        Slash::Help | Slash::Quit | Slash::Warned { .. } => Reply::Notice(String::new()),
     };
     Ok(reply)
 }
@@ -465,6 +624,22 @@ fn members_text(members: &[MemberInfo], clock: &Clock) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The round open in the group now.
+async fn open_round(
+    client: &Client,
+    group: GroupId,
+) -> Result<confide_protocol::ids::RoundId, String> {
+    client
+        .rounds(group)
+        .await
+        .map_err(|e| describe(&e))?
+        .into_iter()
+        .rev()
+        .find(|r| r.open)
+        .map(|r| r.id)
+        .ok_or_else(|| "No round is open in this group.".to_string())
 }
 
 /// A member by pseudonym (exact, then ignoring case) or by user id.

@@ -8,7 +8,22 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/help", "this list"),
     ("/crisis", "crisis resources pinned to this group"),
     ("/urgent <text>", "ask the facilitators for help, privately"),
+    ("/plan", "your own safety plan (only on your devices)"),
     ("/agreement", "read the group agreement (and accept it)"),
+    ("/meeting", "the meeting schedule and the next meeting"),
+    ("/round", "the check-in round: the prompt and the answers"),
+    ("/answer <text>", "answer the open round"),
+    ("/pass", "pass in the open round"),
+    (
+        "/cw <topics> <text>",
+        "send with a content warning, e.g. /cw 1,2 text",
+    ),
+    ("/hide <topics>", "hide messages with these topics here"),
+    ("/unhide <topics>", "show them again"),
+    (
+        "/resources [words]",
+        "the group's resources, or those matching",
+    ),
     (
         "/agreement set <text>",
         "pin a new agreement (facilitators)",
@@ -79,6 +94,27 @@ pub enum Slash {
     AgreementSet(String),
     /// Shows the crisis resources.
     Crisis,
+    /// Shows the user's own safety plan.
+    Plan,
+    /// Shows the meeting schedule.
+    Meeting,
+    /// Shows the latest round.
+    Round,
+    /// Answers the open round.
+    Answer(String),
+    /// Passes in the open round.
+    Pass,
+    /// Sends a message with content warnings.
+    Warned {
+        /// Topic ids.
+        warnings: Vec<u16>,
+        /// The text.
+        text: String,
+    },
+    /// Hides (`true`) or shows again topics on this device.
+    Hide(Vec<u16>, bool),
+    /// Lists the resources matching the words (all without).
+    Resources(String),
     /// Reports a message by its number.
     Report {
         /// The message's number as the chat shows it (`#12`).
@@ -124,6 +160,32 @@ pub fn parse(line: &str) -> Result<Slash, String> {
         "lock" => Slash::Lock(true),
         "unlock" => Slash::Lock(false),
         "crisis" => Slash::Crisis,
+        "plan" | "safety-plan" => Slash::Plan,
+        "meeting" | "meetings" => Slash::Meeting,
+        "round" => Slash::Round,
+        "pass" if rest.is_empty() => Slash::Pass,
+        "pass" => return Err(usage("/pass")),
+        "answer" if !rest.is_empty() => Slash::Answer(rest.to_string()),
+        "answer" => return Err(usage("/answer")),
+        "resources" => Slash::Resources(rest.to_string()),
+        "cw" => {
+            let (ids, text) = split_word(rest);
+            let warnings = topics(ids).ok_or_else(|| usage("/cw"))?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(usage("/cw"));
+            }
+            Slash::Warned {
+                warnings,
+                text: text.to_string(),
+            }
+        }
+        "hide" | "unhide" => {
+            let hide = name.eq_ignore_ascii_case("hide");
+            let shown = if hide { "/hide" } else { "/unhide" };
+            let ids: Vec<&str> = rest.split_whitespace().collect();
+            Slash::Hide(topics(&ids.join(",")).ok_or_else(|| usage(shown))?, hide)
+        }
         "members" | "who" => Slash::Members,
         "accept" => Slash::AcceptGroup,
         // Nothing may follow: a typo such as "/leave it be" does not leave a group.
@@ -214,6 +276,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         Some(secs) => Ok(Duration::from_secs(secs)),
         None => Err(bad()),
     }
+}
+
+/// Topic ids, comma-separated: `1,2`; `None` unless every one is a number.
+fn topics(text: &str) -> Option<Vec<u16>> {
+    let ids: Option<Vec<u16>> = text
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| t.trim().parse().ok())
+        .collect();
+    ids.filter(|ids| !ids.is_empty())
 }
 
 /// The first whitespace-separated word and the rest.

@@ -47,6 +47,14 @@ impl Clock {
         }
     }
 
+    /// Local day of the week, day, month and time, e.g. `Tue 8 Dec 18:00`: when a meeting is.
+    pub fn when(&self, t: Timestamp) -> String {
+        match self.zoned(t) {
+            Some(z) => z.strftime("%a %-d %b %H:%M").to_string(),
+            None => "--:--".into(),
+        }
+    }
+
     /// Local `HH:MM` of a system time.
     pub fn system_time(&self, t: SystemTime) -> String {
         self.hhmm(timestamp(t))

@@ -10,7 +10,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Clear, Padding, Paragraph};
 
-use confide_client::{ChatMessage, GroupNotice, MemberInfo};
+use confide_client::{ChatMessage, GroupNotice, RoundPart};
 use confide_protocol::UserId;
 
 use super::app::{AGREEMENT_READ_DELAY, App, Connection, GroupView, Level, Modal};
@@ -120,12 +120,30 @@ fn draw_groups(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
     let title = match app.current_group() {
-        Some(g) => format!(" {} ", g.label),
+        Some(g) => format!(" {}{} ", g.label, meeting_title(g, &app.clock)),
         None => " Confide ".to_string(),
     };
-    let block = Block::bordered().title(title).border_style(dim());
-    let inner = block.inner(area);
+    let block = Block::bordered()
+        .title(truncate(&title, usize::from(area.width.saturating_sub(2))))
+        .border_style(dim());
+    let mut inner = block.inner(area);
     frame.render_widget(block, area);
+    // The open round's prompt stays above the messages while the round is open.
+    if let Some(banner) = app.current_group().and_then(round_banner)
+        && inner.height > 2
+    {
+        let [top, rest] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+        let text = truncate(&banner, usize::from(top.width));
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                text,
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            )),
+            top,
+        );
+        inner = rest;
+    }
     app.pane = (inner.width, inner.height);
     let Some(id) = app.current else {
         let text = if !app.groups_loaded {
@@ -252,6 +270,33 @@ fn draw_conversation(frame: &mut Frame, area: Rect, app: &mut App) {
     }
 }
 
+/// The next meeting for the conversation's title: " · next meeting Tue 8 Dec 18:00" (local
+/// time), or " · meeting now, until 19:30".
+fn meeting_title(g: &GroupView, clock: &Clock) -> String {
+    match g.work.next_meeting {
+        Some(m) if m.starts_at <= super::text::now() => {
+            format!(" · meeting now, until {}", clock.hhmm(m.ends_at))
+        }
+        Some(m) => format!(" · next meeting {}", clock.when(m.starts_at)),
+        None => String::new(),
+    }
+}
+
+/// The line above the messages while a round is open: its prompt and how to answer.
+fn round_banner(g: &GroupView) -> Option<String> {
+    let r = g.work.round.as_ref()?;
+    let prompt = r
+        .prompt
+        .as_deref()
+        .map_or_else(|| "(the prompt is on its way)".to_string(), one_line);
+    let how = if r.answered {
+        "you answered (/round shows all)"
+    } else {
+        "/answer <text> or /pass"
+    };
+    Some(format!("Round: {prompt} — {how}"))
+}
+
 /// The lines on screen for a conversation scrolled `g.scroll` lines up, the scroll clamped to
 /// what exists, and whether the oldest loaded message is visible.
 fn visible_lines(
@@ -315,7 +360,7 @@ fn visible_lines(
     let mut reached_oldest = true;
     while let Some((i, m)) = messages.next() {
         let m = *m;
-        let mut lines = message_lines(m, app.me, &app.clock, &g.members, pane_width);
+        let mut lines = message_lines(m, app.me, &app.clock, g, pane_width);
         // Its notices above it (the block is reversed into place below).
         let above = notice_block(&slots[i]);
         if !above.is_empty() {
@@ -356,39 +401,72 @@ pub fn message_height(
     m: &ChatMessage,
     me: UserId,
     clock: &Clock,
-    members: &[MemberInfo],
+    g: &GroupView,
     pane_width: u16,
 ) -> usize {
-    message_lines(m, me, clock, members, pane_width).len()
+    message_lines(m, me, clock, g, pane_width).len()
 }
 
 /// A message's lines; a sender whose name looks like another member's is marked
-/// ([`LOOK_ALIKE_MARK`](super::text::LOOK_ALIKE_MARK)).
+/// ([`LOOK_ALIKE_MARK`](super::text::LOOK_ALIKE_MARK)), and so are a round's part and content
+/// warnings. A message hidden by its warning shows only the warning, unless the user asked to
+/// see hidden messages (Ctrl-R).
 fn message_lines(
     m: &ChatMessage,
     me: UserId,
     clock: &Clock,
-    members: &[MemberInfo],
+    g: &GroupView,
     pane_width: u16,
 ) -> Vec<Line<'static>> {
     let mine = m.sender == me;
+    let round = match m.round.as_ref().map(|r| r.part) {
+        Some(RoundPart::Prompt) => " [round prompt]",
+        Some(RoundPart::Answer) => " [round answer]",
+        Some(RoundPart::Pass) => " [round: passed]",
+        None => "",
+    };
+    let topics = g.work.topics.as_ref();
+    let hidden = m.hidden && !g.show_hidden;
+    let warning = if m.warnings.is_empty() || hidden {
+        String::new()
+    } else {
+        format!(
+            " [content warning: {}]",
+            crate::group_work::warning_labels(&m.warnings, topics)
+        )
+    };
     let name = format!(
         "{}{}",
         one_line(&m.sender_name),
-        look_alike_mark(m.sender, &m.sender_name, members)
+        look_alike_mark(m.sender, &m.sender_name, &g.members)
     );
     let (name, style) = if mine {
         (format!("{name} (you)"), Style::new().fg(Color::Cyan))
     } else {
         (name, Style::new().add_modifier(Modifier::BOLD))
     };
+    let name = format!("{name}{round}{warning}");
+    let (text, text_style) = if hidden {
+        (
+            format!(
+                "[content warning: {} — hidden · Ctrl-R shows it]",
+                crate::group_work::warning_labels(&m.warnings, topics)
+            ),
+            dim().add_modifier(Modifier::ITALIC),
+        )
+    } else if m.text.is_empty() && m.round.as_ref().is_some_and(|r| r.part == RoundPart::Pass) {
+        // A pass has no text of its own.
+        ("(passed)".to_string(), dim())
+    } else {
+        (clean(&m.text).into_owned(), Style::new())
+    };
     entry_lines(
         &clock.hhmm(m.received_at),
         Some(m.number),
         &name,
         style,
-        &clean(&m.text),
-        Style::new(),
+        &text,
+        text_style,
         pane_width,
     )
 }
@@ -790,7 +868,7 @@ mod tests {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
-    use confide_client::{Event, Status};
+    use confide_client::{Event, MemberInfo, Status};
     use confide_protocol::group_log::Role;
     use confide_protocol::{DeviceId, GroupId, MessageId, Seq, Timestamp};
 
@@ -1231,5 +1309,83 @@ mod tests {
         );
         assert!(shown.contains("#2 Carol \u{26a0}: me too"), "{shown}");
         assert!(shown.contains("#3 Carol: hello"), "{shown}");
+    }
+
+    #[test]
+    fn a_hidden_message_shows_only_its_warning_until_ctrl_r_and_the_next_meeting_is_in_the_title() {
+        use confide_client::{NextMeeting, WarningTopic, WarningTopics};
+        use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+
+        let group = GroupId([1; 16]);
+        let me = UserId([9; 16]);
+        let labels = BTreeMap::from([(group, "support".to_string())]);
+        let mut app = App::new(me, "Bob", Clock::utc(), labels, Some(group));
+        app.start();
+        app.handle_event(Event::Connected);
+        app.handle_event(Event::Synced);
+        let mut grief = chat_message(group, 1, 1, "my dad died last spring");
+        grief.warnings = vec![2];
+        grief.hidden = true;
+        app.handle_event(Event::Message(grief));
+        let mut plain = chat_message(group, 2, 2, "the funeral was hard");
+        plain.warnings = vec![1];
+        app.handle_event(Event::Message(plain));
+        // In 2100, on Friday 1 January at 18:00 UTC.
+        let starts_at = Timestamp(4_102_509_600_000);
+        app.handle_outcome(Outcome::GroupWork {
+            group,
+            result: Ok(crate::tui::jobs::GroupWork {
+                next_meeting: Some(NextMeeting {
+                    starts_at,
+                    ends_at: Timestamp(starts_at.0 + 3_600_000),
+                    index: 0,
+                }),
+                round: None,
+                topics: Some(WarningTopics {
+                    topics: vec![
+                        WarningTopic {
+                            id: 1,
+                            label: "Self-harm".into(),
+                        },
+                        WarningTopic {
+                            id: 2,
+                            label: "Grief".into(),
+                        },
+                    ],
+                }),
+                hidden_topics: vec![2],
+            }),
+        });
+        let shown = screen(&mut app, 120, 20);
+        assert!(
+            shown.contains("support · next meeting Fri 1 Jan 18:00"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("#1 Alice: [content warning: Grief — hidden · Ctrl-R shows it]"),
+            "{shown}"
+        );
+        assert!(!shown.contains("my dad"), "{shown}");
+        assert!(
+            shown.contains("#2 Alice [content warning: Self-harm]: the funeral was hard"),
+            "{shown}"
+        );
+        let ctrl_r = TermEvent::Key(KeyEvent::new(KeyCode::Char('r'), KeyModifiers::CONTROL));
+        app.handle_terminal(ctrl_r.clone());
+        let shown = screen(&mut app, 120, 20);
+        assert!(
+            shown.contains("#1 Alice [content warning: Grief]: my dad died last spring"),
+            "{shown}"
+        );
+        app.handle_terminal(ctrl_r);
+        assert!(!screen(&mut app, 120, 20).contains("my dad"));
+        // Hiding no topic any more (`/unhide`) shows it, by the client's rule.
+        app.handle_outcome(Outcome::GroupWork {
+            group,
+            result: Ok(crate::tui::jobs::GroupWork::default()),
+        });
+        let shown = screen(&mut app, 120, 20);
+        assert!(shown.contains("my dad died last spring"), "{shown}");
+        assert!(!shown.contains("next meeting"), "{shown}");
     }
 }

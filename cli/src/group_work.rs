@@ -817,6 +817,25 @@ pub(crate) fn resource_text(number: usize, r: &Resource, columns: Option<usize>)
     lines.join("\n")
 }
 
+/// The library to edit: refused while the log names a newer version than the one this device
+/// holds, which an edit would silently overwrite.
+async fn current_library(
+    client: &Client,
+    group: confide_protocol::GroupId,
+) -> anyhow::Result<Option<ResourceLibrary>> {
+    let _ = client.sync().await;
+    let pinned = client.pinned(group).await?;
+    if pinned
+        .documents_pending
+        .contains(&confide_protocol::envelope::PinnedKind::Resources)
+    {
+        bail!(
+            "the group's newest resource library has not reached this device yet; try again in a moment (editing now would overwrite it)"
+        );
+    }
+    Ok(pinned.resources)
+}
+
 /// Runs `confide resources …`.
 pub async fn resources(
     cmd: &ResourcesCommand,
@@ -877,10 +896,8 @@ pub async fn resources(
             link,
         } => {
             let group = profile.group(group)?;
-            let mut library = client
-                .pinned(group)
+            let mut library = current_library(client, group)
                 .await?
-                .resources
                 .unwrap_or(ResourceLibrary {
                     resources: Vec::new(),
                 });
@@ -902,10 +919,8 @@ pub async fn resources(
         }
         ResourcesCommand::Remove { group, index } => {
             let group = profile.group(group)?;
-            let mut library = client
-                .pinned(group)
+            let mut library = current_library(client, group)
                 .await?
-                .resources
                 .ok_or_else(|| anyhow!("this group has no resources"))?;
             if *index == 0 || *index > library.resources.len() {
                 bail!(

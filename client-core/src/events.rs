@@ -289,6 +289,12 @@ pub enum Event {
         /// Whose identity key.
         user: UserId,
     },
+    /// Another of this person's devices changed their safety plan (`group` `None`) or the
+    /// warning topics they hide in `group` (PROTOCOL.md §7.4): read it again.
+    OwnSettingsChanged {
+        /// The group whose hidden topics changed, or `None` for the safety plan.
+        group: Option<GroupId>,
+    },
     /// Another device of this user unlinked this one (a verified list without it). Its secrets
     /// are deleted; the application tells the person and deletes the store.
     DeviceUnlinked {

@@ -71,6 +71,7 @@ mod joining;
 mod machine;
 mod moderation;
 mod outbox;
+mod own_devices;
 mod pinned;
 mod queries;
 mod receive;

@@ -115,6 +115,9 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// Whether a newer list of this user was seen out of the chain: follow the server's chain
     /// ([`Self::catch_up_own_list`]).
     pub(crate) own_list_stale: bool,
+    /// Whether this device has followed its own list chain on the current connection: only
+    /// then do updates go to, or come from, its other devices (PROTOCOL.md §7.4).
+    pub(crate) own_list_current: bool,
     /// The existing device's side of a link under way.
     pub(crate) old_side: Option<crate::linking::OldSide>,
     /// Link messages received for the link under way.
@@ -178,6 +181,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             devices_dirty: true,
             unlinked: false,
             own_list_stale: false,
+            own_list_current: false,
             old_side: None,
             link_inbox: Default::default(),
         };
@@ -361,6 +365,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub async fn after_connect(&mut self) {
         self.held_dirty = true;
         self.update_own_entries().await;
+        self.process_own_waiting().await;
+        self.send_own_updates().await;
         self.process_needs_repost().await;
         self.process_held().await;
         let _ = self.commit().await;
@@ -409,6 +415,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             tracing::warn!(error = %e, "could not import what the link bundle brought");
         }
         self.update_own_entries().await;
+        self.process_own_waiting().await;
+        self.send_own_updates().await;
         self.process_needs_repost().await;
         self.process_held().await;
         let _ = self.commit().await;

@@ -279,7 +279,26 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             meetings: self.document(group, PinnedKind::Meetings).await?,
             warning_topics: self.document(group, PinnedKind::WarningTopics).await?,
             resources: self.document(group, PinnedKind::Resources).await?,
+            documents_pending: self.documents_pending(group).await,
         })
+    }
+
+    /// The document kinds whose current version in the log has a text this device lacks.
+    async fn documents_pending(&self, group: GroupId) -> Vec<PinnedKind> {
+        let Some(ctx) = self.groups.get(&group) else {
+            return Vec::new();
+        };
+        let mut pending = Vec::new();
+        for kind in PinnedKind::ALL.into_iter().filter(|k| k.is_document()) {
+            let named = ctx
+                .state
+                .document(kind)
+                .is_some_and(|d| d.text_hash.is_some());
+            if named && !self.pinned_is_current(group, kind).await {
+                pending.push(kind);
+            }
+        }
+        pending
     }
 
     /// The group-work document of `kind`, parsed, once its text arrived and matches the log.

@@ -292,19 +292,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         tag: Option<RoundTag>,
     ) -> Option<RoundTag> {
         let tag = tag?;
-        tag.validate(text).ok()?;
-        let round = self.groups.get(&group)?.state.round(&tag.id)?;
-        if !round.is_open_at(sent_at) {
-            return None;
-        }
-        if tag.part == RoundPart::Prompt && round.opened_by != user {
-            return None;
-        }
+        let state = &self.groups.get(&group)?.state;
+        confide_protocol::group_work::check_round_tag(state, &user, sent_at, text, &tag).ok()?;
         Some(tag)
     }
 
-    /// A message with an honoured round tag was stored: it becomes the round's prompt, or its
-    /// author's answer (replacing an earlier one that arrived before it).
+    /// A message with an honoured round tag was stored: it becomes the round's prompt (the
+    /// first by seq), or its author's answer (the one with the greatest `(sent_at, seq)`: the
+    /// author's own signed order first, so the server cannot choose between two answers written
+    /// offline; PROTOCOL.md §6.9).
     pub(crate) async fn note_round_message(&mut self, message: &ChatMessage) {
         let Some(tag) = &message.round else {
             return;
@@ -319,7 +315,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         match tag.part {
             RoundPart::Prompt => {
-                if record.prompt.as_ref().is_some_and(|p| p.seq > message.seq) {
+                if record.prompt.as_ref().is_some_and(|p| p.seq < message.seq) {
                     return;
                 }
                 record.prompt = Some(PromptRecord {
@@ -329,11 +325,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 });
             }
             RoundPart::Answer | RoundPart::Pass => {
-                if record
-                    .answers
-                    .iter()
-                    .any(|a| a.user == message.sender && a.seq > message.seq)
-                {
+                if record.answers.iter().any(|a| {
+                    a.user == message.sender && (a.sent_at, a.seq) > (message.sent_at, message.seq)
+                }) {
                     return;
                 }
                 record.answers.retain(|a| a.user != message.sender);

@@ -33,7 +33,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// [`ClientError::Invalid`] for a plan that breaks a limit ([`SafetyPlan::validate`]);
     /// [`ClientError::Store`] if it cannot be stored.
     pub async fn set_safety_plan(&mut self, plan: SafetyPlan) -> Result<(), ClientError> {
-        let r = self.store_safety_plan(&plan);
+        let r = match self.store_safety_plan(&plan) {
+            Ok(()) => {
+                self.own_value_changed(crate::own_devices::OwnValue::SafetyPlan)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         self.end_step(r).await
     }
 

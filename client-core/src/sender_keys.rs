@@ -30,6 +30,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// it is stored or deliberately dropped, so nothing piles up on the server.
     pub(crate) async fn handle_inbox(&mut self, item: &InboxItem) -> bool {
         let sealed = &item.payload;
+        // Dispatched on the kind first: an own-devices update's `group` is a user id.
+        if sealed.kind == SealKind::OwnDevices {
+            return self.receive_own_devices(item).await;
+        }
         if !matches!(
             sealed.kind,
             SealKind::SenderKey

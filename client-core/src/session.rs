@@ -48,6 +48,7 @@ pub(crate) fn is_passing(code: ErrorCode) -> bool {
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub(crate) fn disconnected(&mut self, reason: String) {
+        self.own_list_current = false;
         if self.conn.take().is_some() {
             self.emit(Event::Disconnected { reason });
         }
@@ -134,12 +135,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         // Versions other devices published while this one was away (PROTOCOL.md §3.6): each
         // checked to succeed the one before.
-        if self.own_list.published
-            && let Err(e) = self.catch_up_own_list().await
-        {
-            tracing::warn!(error = %e, "could not follow this user's device list chain");
-            if self.conn.is_none() {
-                return Err(e);
+        self.own_list_current = false;
+        if self.own_list.published {
+            match self.catch_up_own_list().await {
+                Ok(()) => self.own_list_current = self.conn.is_some(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not follow this user's device list chain");
+                    if self.conn.is_none() {
+                        return Err(e);
+                    }
+                }
             }
         }
         if self.unlinked {

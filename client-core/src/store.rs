@@ -143,6 +143,13 @@ pub(crate) const T_PENDING_WARNINGS: &str = "pending_warnings";
 pub(crate) const T_ROUNDS: &str = "rounds";
 /// The person's own safety plan (one key): local, never sent.
 pub(crate) const T_SAFETY_PLAN: &str = "safety_plan";
+/// When the safety plan (key `plan`) and each group's hidden topics (key: the group id) were
+/// last changed, by which device, and whether this device owes its other devices the change
+/// (PROTOCOL.md §7.4).
+pub(crate) const T_OWN_STAMPS: &str = "own_stamps";
+/// Updates from this person's other devices that arrived before this device followed its own
+/// device list on the connection: inbox id → item.
+pub(crate) const T_OWN_WAITING: &str = "own_waiting";
 
 /// A store key made of two parts (a group and what follows), for prefix scans by the first.
 pub(crate) fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {

@@ -146,6 +146,11 @@ pub struct PinnedInfo {
     pub warning_topics: Option<WarningTopics>,
     /// The group's resource library, once its text arrived and matches the log.
     pub resources: Option<ResourceLibrary>,
+    /// The group-work documents the log names a version of whose text this device does not
+    /// hold (on its way, or not a valid document here): show that they are coming, never an
+    /// older version as if current (PROTOCOL.md §6.9); and do not edit such a document from
+    /// what is held, which would overwrite the newer version.
+    pub documents_pending: Vec<confide_protocol::envelope::PinnedKind>,
 }
 
 /// A check-in round as this device sees it ([`crate::ClientCore::rounds`]): what the verified

@@ -16,10 +16,10 @@ use crate::events::{ChatMessage, Event};
 use crate::machine::ClientCore;
 use crate::store::{ClientStore, T_HIDDEN_TOPICS, T_MESSAGES, T_PENDING_WARNINGS, T_SEEN, key2};
 
-/// Most distinct warnings one message keeps (the author's and every moderator's together): a
-/// bound on what a message's record can grow to, far above what a group defines
-/// ([`confide_protocol::group_work::MAX_WARNING_TOPICS`]).
-pub(crate) const MAX_WARNINGS_KEPT: usize = 64;
+/// Most distinct warnings one message keeps (the author's and every moderator's together): as
+/// many as a group can define (PROTOCOL.md §6.9), a bound on what a message's record can grow
+/// to.
+pub(crate) const MAX_WARNINGS_KEPT: usize = confide_protocol::group_work::MAX_WARNING_TOPICS;
 
 /// Most `add_warning`s one group remembers for messages that have not arrived (yet): beyond
 /// this a new one is dropped, so that warnings about messages that never come cannot fill the
@@ -221,7 +221,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
         topics: Vec<u16>,
     ) -> Result<(), ClientError> {
-        let r = self.store_hidden_topics(group, topics);
+        let r = match self.store_hidden_topics(group, topics) {
+            Ok(()) => {
+                self.own_value_changed(crate::own_devices::OwnValue::HiddenTopics(group))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         self.end_step(r).await
     }
 
@@ -234,6 +240,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if !self.groups.contains_key(&group) {
             return Err(ClientError::UnknownGroup);
         }
+        self.store_hidden_topics_anywhere(group, topics)
+    }
+
+    /// Keeps `topics` as the hidden topics of `group`, a group this device may not hold yet
+    /// (another of the person's devices chose them, PROTOCOL.md §7.4).
+    pub(crate) fn store_hidden_topics_anywhere(
+        &mut self,
+        group: GroupId,
+        topics: Vec<u16>,
+    ) -> Result<(), ClientError> {
         let topics: BTreeSet<u16> = topics.into_iter().collect();
         if topics.len() > confide_protocol::group_work::MAX_WARNING_TOPICS {
             return Err(ClientError::Invalid(format!(
@@ -262,6 +278,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     .map(|g| (GroupId(g), topics))
             })
             .collect())
+    }
+
+    /// The hidden topics of `group` as stored (whether or not the group is held here).
+    pub(crate) async fn stored_hidden_topics(
+        &self,
+        group: GroupId,
+    ) -> Result<Vec<u16>, ClientError> {
+        Ok(self.hidden_set(group).await?.into_iter().collect())
     }
 
     async fn hidden_set(&self, group: GroupId) -> Result<BTreeSet<u16>, ClientError> {
@@ -312,11 +336,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let Some(ctx) = self.groups.get(&group) else {
             return;
         };
-        let moderator = ctx
-            .state
-            .member_of_device(&sender)
-            .is_some_and(|(_, m)| m.role.is_moderator());
-        if !moderator || validate_warnings(&warnings).is_err() {
+        if confide_protocol::group_work::check_add_warning(&ctx.state, &sender, &warnings).is_err()
+        {
             tracing::debug!(%group, "a content warning not from a moderator, or invalid: ignored");
             return;
         }

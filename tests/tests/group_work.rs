@@ -560,6 +560,7 @@ async fn the_safety_plan_and_hidden_topics_stay_private_and_reach_a_new_device()
         "MARKER-plan-5c1e-warning-sign",
         "MARKER-plan-a93d-my-sister-Ines",
         "MARKER-plan-07b2-my-dog",
+        "MARKER-plan-e4f0-edited-on-the-phone",
     ];
     // Topic ids no frame would hold by chance; as JSON they read `[48271,48272]`.
     let hidden_marker = "48271,48272";
@@ -598,6 +599,39 @@ async fn the_safety_plan_and_hidden_topics_stay_private_and_reach_a_new_device()
         phone.client.hidden_topics(group).await.ok()
     });
     assert_eq!(hidden, vec![48271, 48272]);
+
+    // Later changes on either device reach the other, sealed between the two (§7.4).
+    let edited = SafetyPlan {
+        coping_steps: vec![markers[3].into()],
+        ..plan.clone()
+    };
+    phone.client.set_safety_plan(edited.clone()).await.unwrap();
+    wait_for!(users[1], "the phone's change on Bob's first device", {
+        (users[1].client.safety_plan().await.unwrap() == edited).then_some(())
+    });
+    users[1]
+        .client
+        .set_hidden_topics(group, vec![48271])
+        .await
+        .unwrap();
+    wait_for!(phone, "the first device's hidden topics on the phone", {
+        (phone.client.hidden_topics(group).await.ok() == Some(vec![48271])).then_some(())
+    });
+    // Clearing the plan is a change too.
+    users[1]
+        .client
+        .set_safety_plan(SafetyPlan::default())
+        .await
+        .unwrap();
+    wait_for!(phone, "the cleared plan on the phone", {
+        phone
+            .client
+            .safety_plan()
+            .await
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    });
     // Alice has nothing of it.
     assert_eq!(
         users[0].client.safety_plan().await.unwrap(),

@@ -117,7 +117,7 @@ pub enum WarnCommand {
         #[arg(value_name = "ID=LABEL")]
         topics: Vec<String>,
     },
-    /// Hides messages with these topics on this device (never sent to anyone).
+    /// Hides messages with these topics on your devices (never sent to the group or the server).
     Hide {
         /// The group.
         group: String,

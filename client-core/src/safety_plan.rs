@@ -25,8 +25,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .unwrap_or_default())
     }
 
-    /// Replaces the person's safety plan on this device. Local: never sent to anyone (a new
-    /// device of theirs gets it in the link bundle).
+    /// Replaces the person's safety plan: never sent to a group or the server; the person's other devices get it sealed (PROTOCOL.md §7.4), a new one in the link bundle.
     ///
     /// # Errors
     ///

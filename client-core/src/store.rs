@@ -133,7 +133,7 @@ pub(crate) const T_HELD: &str = "held";
 /// Per (group, epoch, sender): the highest sender-key iteration seen and the seq it was stored
 /// at, to notice when the server stored one sender's messages out of their own order.
 pub(crate) const T_ORDER: &str = "order";
-/// Per group, the warning topics this device hides (a local setting, never sent): group →
+/// Per group, the warning topics this device hides (the person's own setting, never sent to a group or the server): group →
 /// sorted topic ids.
 pub(crate) const T_HIDDEN_TOPICS: &str = "hidden_topics";
 /// Moderators' `add_warning`s for messages not here yet: (group, message id) → topic ids,

@@ -193,7 +193,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .ok_or_else(|| ClientError::Invalid("not a text".into()))
     }
 
-    /// The topics this device hides in `group` (ids of its warning topics). Local: never sent.
+    /// The topics this device hides in `group` (ids of its warning topics). The person's own choice: never sent to a group or the server.
     ///
     /// # Errors
     ///
@@ -207,8 +207,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Sets the topics this device hides in `group`: messages with a warning among them are
-    /// shown hidden ([`ChatMessage::hidden`]). Local, never sent to anyone; a new device of
-    /// the same person gets it in the link bundle.
+    /// shown hidden ([`ChatMessage::hidden`]). The person's own choice: never sent to a group or the server; the person's other devices get it sealed (PROTOCOL.md §7.4), a new one in the link bundle.
     ///
     /// # Errors
     ///

@@ -236,7 +236,7 @@ impl Client {
             .await
     }
 
-    /// The warning topics this device hides in the group. Local: never sent.
+    /// The warning topics this person hides in the group: never sent to a group or the server.
     ///
     /// # Errors
     ///
@@ -248,7 +248,7 @@ impl Client {
     }
 
     /// Sets the warning topics this device hides in the group ([`ChatMessage::hidden`]).
-    /// Local: never sent (a new device of this person gets it when linked).
+    /// Never sent to a group or the server; the person's other devices get it sealed (PROTOCOL.md §7.4), a new one in the link bundle.
     ///
     /// # Errors
     ///
@@ -351,8 +351,9 @@ impl Client {
         self.group_work(GroupWorkCommand::SafetyPlan).await
     }
 
-    /// Replaces this person's safety plan. Local, in the encrypted store: never sent to a
-    /// group or the server (a new device of theirs gets it when linked).
+    /// Replaces this person's safety plan, kept in the encrypted store: never sent to a group or
+    /// the server; the person's other devices get it sealed (PROTOCOL.md §7.4), a new one in the
+    /// link bundle.
     ///
     /// # Errors
     ///

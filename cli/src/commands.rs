@@ -372,6 +372,15 @@ const DELETE_PREVIEW_CHARS: usize = 40;
 /// "#3 Bob, 2026-05-01 18:30: “first words…”": which message a command acts on, for people
 /// (the name and the text made safe for a terminal, the text cut short).
 fn message_summary(m: &confide_client::ChatMessage) -> String {
+    if m.hidden {
+        // A message the person hides stays hidden here too (PROTOCOL.md §6.9).
+        return format!(
+            "#{} {}, {}: [content warning — hidden]",
+            m.number,
+            one_line(&m.sender_name),
+            local_time(m.sent_at)
+        );
+    }
     let text = one_line(&m.text);
     let mut words: String = text.chars().take(DELETE_PREVIEW_CHARS).collect();
     if text.chars().count() > DELETE_PREVIEW_CHARS {

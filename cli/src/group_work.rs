@@ -606,12 +606,17 @@ pub async fn round(
     Ok(())
 }
 
+/// A hidden prompt in a round block: its text stays out, as everywhere (PROTOCOL.md §6.9).
+const HIDDEN_IN_ROUND_PROMPT: &str =
+    "  Prompt: [content warning — hidden: confide read --show-hidden]";
+
 /// A round as `--json` gives it.
 fn round_value(r: &RoundView) -> serde_json::Value {
     let answers: Vec<_> = r
         .answers
         .iter()
-        .map(|a| json!({ "user": a.user, "name": a.name, "number": a.number, "id": a.message, "text": a.text, "passed": a.passed, "sent_at": a.sent_at }))
+        // A hidden answer's text stays out, as in `read --json` (PROTOCOL.md §6.9).
+        .map(|a| json!({ "user": a.user, "name": a.name, "number": a.number, "id": a.message, "text": (!a.hidden).then_some(&a.text), "hidden": a.hidden, "warnings": a.warnings, "passed": a.passed, "sent_at": a.sent_at }))
         .collect();
     json!({
         "round": r.id,
@@ -621,7 +626,9 @@ fn round_value(r: &RoundView) -> serde_json::Value {
         "closes_at": r.closes_at,
         "ended_at": r.ended_at,
         "open": r.open,
-        "prompt": r.prompt,
+        "prompt": if r.prompt_hidden { None } else { r.prompt.as_ref() },
+        "prompt_hidden": r.prompt_hidden,
+        "prompt_warnings": r.prompt_warnings,
         "order": r.order,
         "answers": answers,
         "answered": r.answered,
@@ -650,6 +657,7 @@ pub(crate) fn round_block(
         columns,
     )];
     lines.push(match &r.prompt {
+        Some(_) if r.prompt_hidden => HIDDEN_IN_ROUND_PROMPT.into(),
         Some(p) => entry("  Prompt: ", p, columns),
         None => "  Prompt: (not arrived yet)".into(),
     });
@@ -657,6 +665,11 @@ pub(crate) fn round_block(
         let header = format!("  #{:<5} {}: ", a.number, one_line(&a.name));
         lines.push(if a.passed {
             line(&format!("{header}passed"), columns)
+        } else if a.hidden {
+            line(
+                &format!("{header}[content warning — hidden: confide read --show-hidden]"),
+                columns,
+            )
         } else {
             entry(&header, &a.text, columns)
         });

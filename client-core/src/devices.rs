@@ -264,6 +264,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.db.put(T_PROFILE, OWN_LIST_KEY, &self.own_list)?;
         self.own_list_parsed = list;
         self.devices_dirty = true;
+        self.own_list_moved = true;
         Ok(())
     }
 
@@ -508,6 +509,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             } else {
                 // Versions missed: follow the chain from the server before acting.
                 self.own_list_stale = true;
+                // Until the chain is followed, nothing goes to or comes from "own" devices.
+                self.own_list_current = false;
             }
             return;
         }

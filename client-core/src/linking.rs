@@ -446,12 +446,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             })
             .collect();
         let safety_plan = self.safety_plan().await?;
-        let hidden_topics = self
-            .all_hidden_topics()
+        let mut hidden_topics = Vec::new();
+        for (group, topics) in self.all_hidden_topics().await? {
+            let updated_at = self
+                .own_stamp(crate::own_devices::OwnValue::HiddenTopics(group))
+                .await?
+                .map(|s| s.at);
+            hidden_topics.push(BundleHiddenTopics {
+                group,
+                topics,
+                updated_at,
+            });
+        }
+        let safety_plan_updated_at = self
+            .own_stamp(crate::own_devices::OwnValue::SafetyPlan)
             .await?
-            .into_iter()
-            .map(|(group, topics)| BundleHiddenTopics { group, topics })
-            .collect();
+            .map(|s| s.at);
         let mut bundle = LinkBundle {
             v: LINK_BUNDLE_FORMAT,
             user: self.profile.user,
@@ -461,6 +471,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             groups,
             known_identities,
             safety_plan: (!safety_plan.is_empty()).then_some(safety_plan),
+            safety_plan_updated_at,
             hidden_topics,
         };
         fit_bundle(&mut bundle)?;
@@ -1068,6 +1079,7 @@ mod tests {
             groups: vec![group(1, 200), group(2, 100)],
             known_identities: vec![],
             safety_plan: None,
+            safety_plan_updated_at: None,
             hidden_topics: vec![],
         };
         fit_bundle(&mut bundle).unwrap();

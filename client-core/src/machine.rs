@@ -118,6 +118,12 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// Whether this device has followed its own list chain on the current connection: only
     /// then do updates go to, or come from, its other devices (PROTOCOL.md §7.4).
     pub(crate) own_list_current: bool,
+    /// Whether own-device updates may be owed: a change, a list move or a new connection since
+    /// the last try ([`Self::send_own_updates`]).
+    pub(crate) own_updates_due: bool,
+    /// Whether this user's list changed since own-device updates last went out: what this
+    /// device changed itself is sent again (`resend_own_values`).
+    pub(crate) own_list_moved: bool,
     /// The existing device's side of a link under way.
     pub(crate) old_side: Option<crate::linking::OldSide>,
     /// Link messages received for the link under way.
@@ -182,6 +188,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             unlinked: false,
             own_list_stale: false,
             own_list_current: false,
+            own_updates_due: true,
+            own_list_moved: false,
             old_side: None,
             link_inbox: Default::default(),
         };
@@ -405,11 +413,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.flush_acks().await;
         let _ = self.commit().await;
         self.process_needs_sync().await;
-        if self.own_list_stale
-            && self.conn.is_some()
-            && let Err(e) = Box::pin(self.catch_up_own_list()).await
-        {
-            tracing::warn!(error = %e, "could not follow this user's device list chain");
+        if self.own_list_stale && self.conn.is_some() {
+            match Box::pin(self.catch_up_own_list()).await {
+                Ok(()) => self.own_list_current = self.conn.is_some(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not follow this user's device list chain")
+                }
+            }
         }
         if let Err(e) = self.import_link_bundle().await {
             tracing::warn!(error = %e, "could not import what the link bundle brought");

@@ -24,7 +24,11 @@ use crate::{HostRng, Network};
 pub(crate) const MAX_OWN_WAITING: usize = 64;
 
 /// The stamp key of the safety plan (hidden topics are stamped under their group id).
-const PLAN_STAMP: &[u8] = b"plan";
+pub(crate) const PLAN_STAMP: &[u8] = b"plan";
+
+/// Updates stamped further ahead of this device's clock than this are refused: a device with
+/// a clock far ahead (or a stolen one) cannot freeze a value for everyone until then.
+pub(crate) const MAX_OWN_UPDATE_AHEAD_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// When a value was last changed, and by which device; and whether this device still owes its
 /// other devices the change it made.
@@ -50,6 +54,14 @@ impl Default for Stamp {
 }
 
 impl Stamp {
+    /// A value the link bundle brought, last changed at `at` (by a device it does not name).
+    pub(crate) fn imported(at: Timestamp) -> Self {
+        Stamp {
+            at,
+            ..Stamp::default()
+        }
+    }
+
     /// Whether an update stamped `(at, by)` replaces the value this stamp describes.
     fn is_older_than(&self, at: Timestamp, by: &DeviceId) -> bool {
         (self.at, self.by) < (at, *by)
@@ -75,6 +87,14 @@ impl OwnValue {
 }
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
+    /// The stamp of `value`, if it was ever changed.
+    pub(crate) async fn own_stamp(&self, value: OwnValue) -> Result<Option<Stamp>, ClientError> {
+        Ok(self
+            .db
+            .get::<Stamp>(T_OWN_STAMPS, &value.stamp_key())
+            .await?)
+    }
+
     /// This device changed `value` (in the step's batch): stamps it later than anything held,
     /// and owes the change to the person's other devices ([`Self::send_own_updates`]).
     pub(crate) async fn own_value_changed(&mut self, value: OwnValue) -> Result<(), ClientError> {
@@ -89,7 +109,32 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             owed: true,
         };
         self.db.put(T_OWN_STAMPS, &key, &stamp)?;
+        self.own_updates_due = true;
         Ok(())
+    }
+
+    /// This user's list changed: updates sealed under the old one may have been dropped by
+    /// devices already on the new one (§7.4), so this device sends what it changed itself
+    /// again, to the devices of the new list.
+    async fn resend_own_values(&mut self) {
+        let me = self.identity.device_id();
+        let Ok(all) = self.db.scan(T_OWN_STAMPS, &[], usize::MAX).await else {
+            return;
+        };
+        for (key, stamp) in all {
+            let stamp: Stamp = stamp;
+            if stamp.by == me && !stamp.owed {
+                let _ = self.db.put(
+                    T_OWN_STAMPS,
+                    &key,
+                    &Stamp {
+                        owed: true,
+                        ..stamp
+                    },
+                );
+            }
+        }
+        self.own_updates_due = true;
     }
 
     /// Whether updates may go out and come in: connected, with this user's list followed on
@@ -131,9 +176,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Sends every change this device owes its other devices, when it may
     /// ([`Self::own_exchange_ready`]); a change not sent stays owed for the next connection.
     pub(crate) async fn send_own_updates(&mut self) {
-        if !self.own_exchange_ready() {
+        if self.own_list_moved && self.own_exchange_ready() {
+            self.own_list_moved = false;
+            self.resend_own_values().await;
+        }
+        if !self.own_updates_due || !self.own_exchange_ready() {
             return;
         }
+        // Tried once per change, list move or connection: a device whose inbox stays full is
+        // not retried on every input.
+        self.own_updates_due = false;
         let owed: Vec<(Vec<u8>, Stamp)> = match self.db.scan(T_OWN_STAMPS, &[], usize::MAX).await {
             Ok(all) => all
                 .into_iter()
@@ -171,7 +223,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return Ok(());
         }
         let hash = self.own_list.signed.hash();
-        let mut items = Vec::with_capacity(recipients.len());
+        // One frame per device: one device's full inbox does not hold back the others. The
+        // change stays owed (sent again next time) if any of them failed; a device that has it
+        // already ignores it (not newer).
+        let mut failed = None;
         for keys in &recipients {
             let sealed = update
                 .seal(
@@ -187,9 +242,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     }
                     other => ClientError::Invalid(other.to_string()),
                 })?;
-            items.push(sealed);
+            if let Err(e) = self.send_sealed(vec![sealed]).await {
+                failed = Some(e);
+            }
         }
-        self.send_sealed(items).await
+        failed.map_or(Ok(()), Err)
     }
 
     /// An `own_devices` inbox item (dispatched on its kind before anything looks at its
@@ -258,6 +315,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 group, updated_at, ..
             } => (OwnValue::HiddenTopics(*group), *updated_at),
         };
+        if at.0 > self.host.now().0.saturating_add(MAX_OWN_UPDATE_AHEAD_MS) {
+            tracing::debug!("an own-device update stamped far in the future was dropped");
+            return;
+        }
         let key = value.stamp_key();
         let held = self
             .db

@@ -112,12 +112,26 @@ pub async fn create_linked<S: ClientStore>(
     }
     // The person's own settings from their other device: their safety plan and the warning
     // topics they hide (kept whether or not this device holds the group yet).
+    // With the times they were last changed, so that this device orders later updates from
+    // the others as they do (PROTOCOL.md §7.4).
+    let stamp = |at: confide_protocol::Timestamp| -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        serde_json::to_vec(&crate::own_devices::Stamp::imported(at))
+            .map(Zeroizing::new)
+            .map_err(|e| StoreError::Db(e.to_string()))
+    };
     if let Some(plan) = &bundle.safety_plan {
         let json = serde_json::to_vec(plan).map_err(|e| StoreError::Db(e.to_string()))?;
         batch.put(
             crate::store::T_SAFETY_PLAN,
             crate::safety_plan::PLAN_KEY,
             Zeroizing::new(json),
+        );
+    }
+    if let Some(at) = bundle.safety_plan_updated_at {
+        batch.put(
+            crate::store::T_OWN_STAMPS,
+            crate::own_devices::PLAN_STAMP,
+            stamp(at)?,
         );
     }
     for hidden in &bundle.hidden_topics {
@@ -127,6 +141,13 @@ pub async fn create_linked<S: ClientStore>(
             hidden.group.as_bytes(),
             Zeroizing::new(json),
         );
+        if let Some(at) = hidden.updated_at {
+            batch.put(
+                crate::store::T_OWN_STAMPS,
+                hidden.group.as_bytes(),
+                stamp(at)?,
+            );
+        }
     }
     let pending = crate::linking::PendingImport {
         groups: bundle.groups.clone(),

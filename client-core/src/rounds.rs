@@ -30,10 +30,11 @@ pub(crate) struct RoundRecord {
     answers: Vec<AnswerRecord>,
 }
 
+/// The prompt's place; its text is read from the message itself when shown, so that deleting
+/// the message (or retention) leaves no copy here.
 #[derive(Clone, Serialize, Deserialize)]
 struct PromptRecord {
     seq: Seq,
-    text: String,
     order: Option<Vec<UserId>>,
 }
 
@@ -44,7 +45,6 @@ struct AnswerRecord {
     message: MessageId,
     seq: Seq,
     number: u64,
-    text: String,
     passed: bool,
     sent_at: Timestamp,
 }
@@ -55,14 +55,18 @@ fn round_key(group: &GroupId, round: &RoundId) -> Vec<u8> {
 
 /// `answers` in the order a round shows them: those in `order` first, in its order, then the
 /// others as they arrived.
-fn in_turn_order(answers: Vec<AnswerRecord>, order: Option<&[UserId]>) -> Vec<AnswerRecord> {
+fn in_turn_order<T>(
+    answers: Vec<(AnswerRecord, T)>,
+    order: Option<&[UserId]>,
+) -> Vec<(AnswerRecord, T)> {
     let Some(order) = order else {
         return answers;
     };
     let place: BTreeMap<UserId, usize> = order.iter().enumerate().map(|(i, u)| (*u, i)).collect();
-    let mut answers: Vec<(usize, AnswerRecord)> = answers.into_iter().enumerate().collect();
-    answers
-        .sort_by_key(|(arrived, a)| (place.get(&a.user).copied().unwrap_or(usize::MAX), *arrived));
+    let mut answers: Vec<(usize, (AnswerRecord, T))> = answers.into_iter().enumerate().collect();
+    answers.sort_by_key(|(arrived, (a, _))| {
+        (place.get(&a.user).copied().unwrap_or(usize::MAX), *arrived)
+    });
     answers.into_iter().map(|(_, a)| a).collect()
 }
 
@@ -232,19 +236,26 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .get::<RoundRecord>(T_ROUNDS, &round_key(&group, &round.id))
                 .await?
                 .unwrap_or_default();
-            // A message deleted for everyone, or expired, takes its answer with it.
+            // A message deleted for everyone, or expired, takes its answer (or the prompt)
+            // with it; the text, warnings and hiding are the message's own, as shown now.
             let mut answers = Vec::new();
             for a in record.answers {
-                let key = key2(group.as_bytes(), &a.seq.0.to_be_bytes());
-                if self
-                    .db
-                    .get::<ChatMessage>(T_MESSAGES, &key)
+                if let Some(m) = self
+                    .round_message(group, a.seq, |m| m.id == a.message)
                     .await?
-                    .is_some_and(|m| m.id == a.message)
                 {
-                    answers.push(a);
+                    answers.push((a, m));
                 }
             }
+            let prompt = match &record.prompt {
+                Some(p) => {
+                    self.round_message(group, p.seq, |m| {
+                        m.round.as_ref().is_some_and(|t| t.id == round.id)
+                    })
+                    .await?
+                }
+                None => None,
+            };
             let order = record.prompt.as_ref().and_then(|p| p.order.clone());
             let answers = in_turn_order(answers, order.as_deref());
             out.push(RoundView {
@@ -259,24 +270,50 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 closes_at: round.closes_at,
                 ended_at: round.ended_at(),
                 open: round.is_open_at(now),
-                prompt: record.prompt.map(|p| p.text),
+                prompt_warnings: prompt
+                    .as_ref()
+                    .map(|m| m.warnings.clone())
+                    .unwrap_or_default(),
+                prompt_hidden: prompt.as_ref().is_some_and(|m| m.hidden),
+                prompt: prompt.map(|m| m.text),
                 order,
-                answered: answers.iter().any(|a| a.user == self.profile.user),
+                answered: answers.iter().any(|(a, _)| a.user == self.profile.user),
                 answers: answers
                     .into_iter()
-                    .map(|a| RoundAnswer {
+                    .map(|(a, m)| RoundAnswer {
                         user: a.user,
                         name: a.name,
                         message: a.message,
                         number: a.number,
-                        text: a.text,
+                        text: m.text,
                         passed: a.passed,
                         sent_at: a.sent_at,
+                        warnings: m.warnings,
+                        hidden: m.hidden,
                     })
                     .collect(),
             });
         }
         Ok(out)
+    }
+
+    /// The stored message at `seq` of `group` if it is the one `is_it` expects, marked hidden
+    /// as this device's topics say now.
+    async fn round_message(
+        &self,
+        group: GroupId,
+        seq: Seq,
+        is_it: impl Fn(&ChatMessage) -> bool,
+    ) -> Result<Option<ChatMessage>, ClientError> {
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        let Some(mut message) = self.db.get::<ChatMessage>(T_MESSAGES, &key).await? else {
+            return Ok(None);
+        };
+        if !is_it(&message) {
+            return Ok(None);
+        }
+        self.mark_hidden(&mut message).await;
+        Ok(Some(message))
     }
 
     /// `tag` if it counts for a text `text` that `user` wrote at `sent_at` in `group`
@@ -320,7 +357,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 }
                 record.prompt = Some(PromptRecord {
                     seq: message.seq,
-                    text: message.text.clone(),
                     order: tag.order.clone(),
                 });
             }
@@ -337,7 +373,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     message: message.id,
                     seq: message.seq,
                     number: message.number,
-                    text: message.text.clone(),
                     passed: tag.part == RoundPart::Pass,
                     sent_at: message.sent_at,
                 });
@@ -358,17 +393,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 mod tests {
     use super::*;
 
-    fn answer(user: u8, seq: u64) -> AnswerRecord {
-        AnswerRecord {
+    fn answer(user: u8, seq: u64) -> (AnswerRecord, ()) {
+        let record = AnswerRecord {
             user: UserId([user; 16]),
             name: String::new(),
             message: MessageId([user; 16]),
             seq: Seq(seq),
             number: seq,
-            text: "x".into(),
             passed: false,
             sent_at: Timestamp(seq),
-        }
+        };
+        (record, ())
     }
 
     #[test]
@@ -377,12 +412,12 @@ mod tests {
         let order = [UserId([1; 16]), UserId([3; 16])];
         let users: Vec<u8> = in_turn_order(arrived.clone(), Some(&order))
             .iter()
-            .map(|a| a.user.0[0])
+            .map(|(a, _)| a.user.0[0])
             .collect();
         assert_eq!(users, vec![1, 3, 9, 8]);
         let users: Vec<u8> = in_turn_order(arrived, None)
             .iter()
-            .map(|a| a.user.0[0])
+            .map(|(a, _)| a.user.0[0])
             .collect();
         assert_eq!(users, vec![3, 9, 1, 8]);
     }

@@ -138,7 +138,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.own_list_current = false;
         if self.own_list.published {
             match self.catch_up_own_list().await {
-                Ok(()) => self.own_list_current = self.conn.is_some(),
+                Ok(()) => {
+                    self.own_list_current = self.conn.is_some();
+                    self.own_updates_due = true;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not follow this user's device list chain");
                     if self.conn.is_none() {

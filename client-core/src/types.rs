@@ -155,8 +155,8 @@ pub struct PinnedInfo {
 
 /// A check-in round as this device sees it ([`crate::ClientCore::rounds`]): what the verified
 /// log says of it (who opened it, when it ends) and the honoured messages of it (its prompt,
-/// one answer or pass per person).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// one answer or pass per person). Its `Debug` shows no text.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RoundView {
     /// The round.
@@ -173,8 +173,14 @@ pub struct RoundView {
     pub ended_at: Option<Timestamp>,
     /// Whether it is open now, by this device's clock.
     pub open: bool,
-    /// The prompt, once it arrived.
+    /// The prompt, once it arrived (and while its message is kept: a prompt deleted for
+    /// everyone, or past retention, is gone).
     pub prompt: Option<String>,
+    /// The prompt message's content warnings ([`crate::ChatMessage::warnings`]).
+    pub prompt_warnings: Vec<u16>,
+    /// Whether the prompt is hidden on this device ([`crate::ChatMessage::hidden`]): show its
+    /// warnings, not its text, until the person asks.
+    pub prompt_hidden: bool,
     /// The turn order the prompt gave, if it gave one.
     pub order: Option<Vec<UserId>>,
     /// One per person who answered or passed (their latest counts): those in the turn order
@@ -184,8 +190,9 @@ pub struct RoundView {
     pub answered: bool,
 }
 
-/// One person's answer (or pass) in a check-in round ([`RoundView::answers`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One person's answer (or pass) in a check-in round ([`RoundView::answers`]). Its `Debug`
+/// shows no text.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RoundAnswer {
     /// Who.
@@ -202,6 +209,31 @@ pub struct RoundAnswer {
     pub passed: bool,
     /// When they wrote it (their clock).
     pub sent_at: Timestamp,
+    /// The answer message's content warnings ([`crate::ChatMessage::warnings`]).
+    pub warnings: Vec<u16>,
+    /// Whether the answer is hidden on this device ([`crate::ChatMessage::hidden`]): show its
+    /// warnings, not its text, until the person asks.
+    pub hidden: bool,
+}
+
+impl std::fmt::Debug for RoundView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoundView")
+            .field("id", &self.id)
+            .field("open", &self.open)
+            .field("answers", &self.answers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for RoundAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoundAnswer")
+            .field("user", &self.user)
+            .field("passed", &self.passed)
+            .field("hidden", &self.hidden)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What this device's user may do in a group right now, and why not.

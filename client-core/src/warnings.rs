@@ -37,10 +37,22 @@ pub(crate) fn honoured_warnings(warnings: Vec<u16>) -> Vec<u16> {
     warnings
 }
 
-/// The union of `a` and `b`, sorted, distinct, at most [`MAX_WARNINGS_KEPT`] (the lowest ids).
+/// The warnings `a` already held with those of `b` added, sorted and distinct: every one of
+/// `a` stays (an addition never pushes out a warning, which could unhide a message), and `b`'s
+/// are added while fewer than [`MAX_WARNINGS_KEPT`] are held.
 pub(crate) fn union(a: &[u16], b: &[u16]) -> Vec<u16> {
-    let all: BTreeSet<u16> = a.iter().chain(b).copied().collect();
-    all.into_iter().take(MAX_WARNINGS_KEPT).collect()
+    let mut all: BTreeSet<u16> = a.iter().copied().collect();
+    // `a` is at most the limit wherever it was kept; anything longer keeps its lowest ids.
+    while all.len() > MAX_WARNINGS_KEPT {
+        all.pop_last();
+    }
+    for w in b {
+        if all.len() >= MAX_WARNINGS_KEPT {
+            break;
+        }
+        all.insert(*w);
+    }
+    all.into_iter().collect()
 }
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
@@ -406,6 +418,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_addition_never_pushes_out_a_warning_already_held() {
+        let full: Vec<u16> = (1..=MAX_WARNINGS_KEPT as u16).collect();
+        assert_eq!(union(&full, &[0]), full);
+        assert_eq!(union(&[5], &[0, 9]), vec![0, 5, 9]);
+    }
 
     #[test]
     fn invalid_warnings_are_dropped_whole_and_valid_ones_sorted() {

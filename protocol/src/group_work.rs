@@ -157,7 +157,14 @@ pub fn validate_link(link: &str) -> Result<(), InvalidDocument> {
             && !l.ends_with('-')
             && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
     };
-    let host_ok = host.split('.').count() >= 2 && host.split('.').all(label_ok);
+    // A name, not an address: the last label has a letter (no `https://192.168.1.1/`, which
+    // points into the reader's own network).
+    let host_ok = host.split('.').count() >= 2
+        && host.split('.').all(label_ok)
+        && host
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
     let port_ok =
         port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()));
     let tail_ok = tail
@@ -232,7 +239,7 @@ fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, InvalidDocument> {
             "the time zone must be an IANA name such as Europe/Berlin",
         ));
     }
-    jiff::tz::TimeZone::get(name).map_err(|_| invalid(format!("unknown time zone {name:?}")))
+    jiff::tz::TimeZone::get(name).map_err(|_| invalid("the time zone is not one this device knows"))
 }
 
 fn timestamp(t: jiff::Timestamp) -> Option<Timestamp> {
@@ -858,6 +865,7 @@ mod tests {
             "https://example.org/a b",
             "https://example.org/<x>",
             "https://bücher.example/",
+            "https://192.168.1.1/",
             "HTTPS://example.org",
         ] {
             assert!(validate_link(bad).is_err(), "{bad}");

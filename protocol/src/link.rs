@@ -568,6 +568,10 @@ pub struct LinkBundle {
     /// device (and nowhere else).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_plan: Option<crate::group_work::SafetyPlan>,
+    /// When the safety plan was last changed ([`crate::own_devices`]), so that the new device
+    /// orders later updates as the others do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_plan_updated_at: Option<crate::ids::Timestamp>,
     /// The content-warning topics the person hides, per group (a local setting of theirs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hidden_topics: Vec<BundleHiddenTopics>,
@@ -582,6 +586,9 @@ pub struct BundleHiddenTopics {
     /// The ids of its warning topics hidden: at most
     /// [`crate::group_work::MAX_WARNING_TOPICS`], distinct.
     pub topics: Vec<u16>,
+    /// When the person last changed them ([`crate::own_devices`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<crate::ids::Timestamp>,
 }
 
 /// Most groups a bundle's [`LinkBundle::hidden_topics`] may name.
@@ -773,6 +780,7 @@ mod tests {
             groups: vec![],
             known_identities: vec![],
             safety_plan: None,
+            safety_plan_updated_at: None,
             hidden_topics: vec![],
         };
         let payload = serde_json::to_vec(&bundle).unwrap();

@@ -1346,6 +1346,7 @@ fn link_vectors() {
         groups: vec![],
         known_identities: vec![],
         safety_plan: None,
+        safety_plan_updated_at: None,
         hidden_topics: vec![],
     };
     let payload = serde_json::to_vec(&bundle).unwrap();

@@ -1253,10 +1253,15 @@ impl App {
                 if let Some(g) = self.group_mut(group) {
                     let hidden = &g.work.hidden_topics;
                     if let Some(m) = g.messages.values_mut().find(|m| m.id == message) {
-                        m.hidden = warnings.iter().any(|w| hidden.contains(w));
+                        // An addition can hide a message, never show one the core hid.
+                        m.hidden = m.hidden || warnings.iter().any(|w| hidden.contains(w));
                         m.warnings = warnings;
                     }
                 }
+            }
+            // Another of this person's devices changed the topics they hide here.
+            Event::OwnSettingsChanged { group: Some(group) } => {
+                jobs.extend(self.want_work(group));
             }
             Event::EventsDropped { count } => {
                 // The client left out updates this screen did not take in time; what they said

@@ -285,10 +285,12 @@ fn meeting_title(g: &GroupView, clock: &Clock) -> String {
 /// The line above the messages while a round is open: its prompt and how to answer.
 fn round_banner(g: &GroupView) -> Option<String> {
     let r = g.work.round.as_ref()?;
-    let prompt = r
-        .prompt
-        .as_deref()
-        .map_or_else(|| "(the prompt is on its way)".to_string(), one_line);
+    let prompt = match r.prompt.as_deref() {
+        // A hidden prompt stays hidden here too (PROTOCOL.md §6.9).
+        Some(_) if r.prompt_hidden => "[content warning — hidden]".to_string(),
+        Some(p) => one_line(p),
+        None => "(the prompt is on its way)".to_string(),
+    };
     let how = if r.answered {
         "you answered (/round shows all)"
     } else {

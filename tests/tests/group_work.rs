@@ -687,3 +687,143 @@ async fn the_safety_plan_and_hidden_topics_stay_private_and_reach_a_new_device()
         }
     }
 }
+
+#[tokio::test]
+async fn a_round_block_hides_what_the_reader_hides_and_forgets_what_was_deleted() {
+    let server = TestServer::start().await;
+    let (mut users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
+    users[0]
+        .client
+        .set_warning_topics(group, &topics())
+        .await
+        .unwrap();
+    let round = users[0]
+        .client
+        .open_round(group, "One word for your week?", None, None)
+        .await
+        .unwrap();
+    for u in users.iter_mut().skip(1) {
+        wait_for!(u, "the prompt and the topics", {
+            let pinned = u.client.pinned(group).await.unwrap();
+            let rounds = u.client.rounds(group).await.unwrap();
+            (pinned.warning_topics.is_some() && rounds.first().is_some_and(|r| r.prompt.is_some()))
+                .then_some(())
+        });
+    }
+    users[2]
+        .client
+        .set_hidden_topics(group, vec![1])
+        .await
+        .unwrap();
+    let answer = users[1]
+        .client
+        .answer_round(group, round, "Heavy")
+        .await
+        .unwrap();
+    wait_message(&mut users[0], group, "Heavy").await;
+    users[0]
+        .client
+        .add_warning(group, answer.id, vec![1])
+        .await
+        .unwrap();
+    // Carol hides topic 1: the answer is hidden in her round block; Bob's is not.
+    wait_for!(users[2], "the warned answer hidden in Carol's round", {
+        let view = users[2].client.rounds(group).await.unwrap().remove(0);
+        view.answers
+            .first()
+            .filter(|a| a.hidden && a.warnings == vec![1])
+            .map(|_| ())
+    });
+    wait_for!(users[1], "the warning on Bob's own answer", {
+        let view = users[1].client.rounds(group).await.unwrap().remove(0);
+        view.answers
+            .first()
+            .filter(|a| !a.hidden && a.warnings == vec![1])
+            .map(|_| ())
+    });
+    // The prompt deleted for everyone leaves the round without it, everywhere.
+    let prompt = users[0]
+        .client
+        .history(group, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.text == "One word for your week?")
+        .unwrap();
+    users[0]
+        .client
+        .delete_for_everyone(group, vec![prompt.id])
+        .await
+        .unwrap();
+    for u in users.iter_mut() {
+        wait_for!(u, "the deleted prompt gone from the round", {
+            let view = u.client.rounds(group).await.unwrap().remove(0);
+            view.prompt.is_none().then_some(())
+        });
+    }
+}
+
+#[tokio::test]
+async fn an_add_warning_sent_in_one_group_never_touches_another_groups_message() {
+    let server = TestServer::start().await;
+    let (mut users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
+    users[0]
+        .client
+        .set_warning_topics(group, &topics())
+        .await
+        .unwrap();
+    let message = users[0]
+        .client
+        .send_text(group, "Something that helped me this week", None)
+        .await
+        .unwrap();
+    wait_message(&mut users[2], group, "Something that helped me this week").await;
+    users[2]
+        .client
+        .set_hidden_topics(group, vec![1])
+        .await
+        .unwrap();
+    // Bob, a plain member here, facilitates his own group with Carol and names Alice's
+    // message there.
+    let other = users[1].client.create_group().await.unwrap();
+    let invite = users[1]
+        .client
+        .create_invite(
+            other,
+            confide_client::InviteOptions::new()
+                .max_uses(1)
+                .valid_for(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    let invite = confide_client::Invite::from_link(&invite.to_link()).unwrap();
+    users[2].client.join(&invite, None).await.unwrap();
+    users[1]
+        .client
+        .send_body_unchecked(
+            other,
+            ContentBody::AddWarning {
+                message: message.id,
+                warnings: vec![1],
+            },
+        )
+        .await
+        .unwrap();
+    users[1]
+        .client
+        .send_text(other, "after the warning", None)
+        .await
+        .unwrap();
+    wait_message(&mut users[2], other, "after the warning").await;
+    let seen = users[2]
+        .client
+        .history(group, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == message.id)
+        .unwrap();
+    assert!(seen.warnings.is_empty() && !seen.hidden, "{seen:?}");
+}

@@ -594,3 +594,87 @@ async fn device_unlinked_without_a_valid_list_deletes_nothing() {
         .unwrap();
     wait_text(&mut bob, &mut bob_log, group, "still here").await;
 }
+
+/// The own-device updates of PROTOCOL.md §7.4 against a server that replays an old update and
+/// delivers one forged by a device that is not on the person's list (with the list's version
+/// and hash, which the server knows): the person's other device keeps the newest plan of their
+/// own devices.
+#[tokio::test]
+async fn own_device_updates_refuse_replays_and_devices_off_the_list() {
+    use confide_client::SafetyPlan;
+    use confide_protocol::frames::InboxItem;
+    use confide_protocol::seal::{self, SealKind};
+    use confide_protocol::{Epoch, EpochRef, OpHash};
+
+    let server = TestServer::start().await;
+    let evil = EvilServer::start(&server).await;
+    let laptop = TestUser::register(&evil.url, evil.trust(), "Bob").await;
+    let phone = link_device(&laptop, &evil.url, evil.trust()).await;
+    let mut laptop = laptop;
+    let laptop_keys =
+        DeviceIdentity::from_secret_pair(&laptop.secret.clone().try_into().unwrap()).public_keys();
+    let plan = |step: &str| SafetyPlan {
+        coping_steps: vec![format!("step {step}")],
+        ..SafetyPlan::default()
+    };
+
+    // Two genuine changes on the phone; the laptop follows them.
+    for step in ["one", "two"] {
+        phone.client.set_safety_plan(plan(step)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        while laptop.client.safety_plan().await.unwrap() != plan(step) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the laptop got {step}"
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(100), laptop.events.next()).await;
+        }
+    }
+    let sent: Vec<_> = evil
+        .requests_from(phone.client.device())
+        .into_iter()
+        .flat_map(|frame| match frame {
+            ClientFrame::SendSealed { items, .. } => items,
+            _ => Vec::new(),
+        })
+        .filter(|item| item.kind == SealKind::OwnDevices && item.recipient == laptop_keys.device)
+        .collect();
+    assert_eq!(sent.len(), 2, "one update per change, to the laptop");
+    let first = sent[0].clone();
+    let item = |payload| ServerFrame::Inbox {
+        items: vec![InboxItem {
+            inbox_id: 9_000_000,
+            received_at: now(),
+            payload,
+        }],
+    };
+
+    // The server replays the first update: not newer, so nothing changes.
+    assert_eq!(evil.inject(laptop_keys.device, item(first.clone())), 1);
+    // A device off the list seals "its" update with the list's version and hash, newer still.
+    let stranger = DeviceIdentity::generate(&mut rng());
+    let forged_json = format!(
+        r#"{{"t":"safety_plan","plan":{{"coping_steps":["step forged"]}},"updated_at":{}}}"#,
+        now().0 + 60_000
+    );
+    let mut padded = forged_json.into_bytes();
+    padded.push(0x80);
+    padded.resize(confide_protocol::own_devices::OWN_DEVICES_PADDED_LEN, 0);
+    let forged = seal::seal(
+        &stranger,
+        &laptop_keys,
+        SealKind::OwnDevices,
+        first.group,
+        EpochRef {
+            epoch: Epoch(first.epoch.0),
+            hash: OpHash(first.epoch_hash.0),
+        },
+        &padded,
+        &mut rng(),
+    )
+    .unwrap();
+    assert_eq!(evil.inject(laptop_keys.device, item(forged)), 1);
+    // A round trip after the injected frames: they were handled before its reply.
+    laptop.client.sync().await.unwrap();
+    assert_eq!(laptop.client.safety_plan().await.unwrap(), plan("two"));
+}

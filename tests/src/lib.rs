@@ -657,6 +657,40 @@ impl TestUser {
         Self::register(&server.url, server.trust(), name).await
     }
 
+    /// Links a new device to this person the way people do (PROTOCOL.md §3.7), through the
+    /// server at `url`: the new device shows a code, this one enters it, both show the same
+    /// numbers, the person's name and their safety-number half, and both confirm.
+    pub async fn link_new_device(&self, url: &str, trust: confide_client::ServerTrust) -> TestUser {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = confide_client::ClientConfig::new(url, trust, dir.path().join("store"));
+        config.kdf = confide_protocol::identity::KdfParams::INSECURE_FOR_TESTS;
+        let mut new = confide_client::Client::link_new_device(config.clone())
+            .await
+            .unwrap();
+        let code = new.code();
+        let (check, offer) = tokio::join!(self.client.link_start(&code), new.wait_for_offer());
+        let (check, offer) = (check.unwrap(), offer.unwrap());
+        assert_eq!(check.sas, offer.sas, "both screens show the same numbers");
+        assert_eq!(offer.display_name, self.client.display_name());
+        let own = self.client.own_devices().await.unwrap();
+        assert_eq!(
+            offer.fingerprint, own.fingerprint,
+            "the new device shows the person's own safety-number half"
+        );
+        let (confirmed, finished) =
+            tokio::join!(self.client.link_confirm(), new.finish(PASSPHRASE));
+        let (client, events) = finished.unwrap();
+        assert_eq!(confirmed.unwrap(), client.device());
+        assert_eq!(check.device, client.device());
+        TestUser {
+            client,
+            events,
+            config,
+            dir,
+            secret: Vec::new(),
+        }
+    }
+
     /// Stops the client (offline).
     pub async fn go_offline(&mut self) {
         self.client.shutdown().await;

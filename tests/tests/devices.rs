@@ -30,35 +30,6 @@ fn new_device_config(url: &str, trust: ServerTrust) -> (ClientConfig, tempfile::
     (config, dir)
 }
 
-/// Links a new device to `existing`'s person the way people do: the new device shows a code,
-/// the existing one enters it, both show the same numbers, both confirm.
-async fn link_device(existing: &TestUser, url: &str, trust: ServerTrust) -> TestUser {
-    let (config, dir) = new_device_config(url, trust);
-    let mut new = Client::link_new_device(config.clone()).await.unwrap();
-    let code = new.code();
-    let (check, offer) = tokio::join!(existing.client.link_start(&code), new.wait_for_offer());
-    let (check, offer) = (check.unwrap(), offer.unwrap());
-    assert_eq!(check.sas, offer.sas, "both screens show the same numbers");
-    assert_eq!(offer.display_name, existing.client.display_name());
-    let own = existing.client.own_devices().await.unwrap();
-    assert_eq!(
-        offer.fingerprint, own.fingerprint,
-        "the new device shows the person's own safety-number half"
-    );
-    let (confirmed, finished) =
-        tokio::join!(existing.client.link_confirm(), new.finish(PASSPHRASE));
-    let (client, events) = finished.unwrap();
-    assert_eq!(confirmed.unwrap(), client.device());
-    assert_eq!(check.device, client.device());
-    TestUser {
-        client,
-        events,
-        config,
-        dir,
-        secret: Vec::new(),
-    }
-}
-
 /// The devices `user`'s client lists for itself.
 async fn own_device_ids(user: &TestUser) -> Vec<DeviceId> {
     user.client
@@ -212,7 +183,7 @@ async fn a_linked_device_holds_the_persons_groups_history_and_agreement() {
         .unwrap();
     assert_eq!(own_device_ids(&alice).await, vec![alice.client.device()]);
 
-    let mut laptop = link_device(&alice, &server.url, server.trust()).await;
+    let mut laptop = alice.link_new_device(&server.url, server.trust()).await;
 
     // The same person, on two devices, which both know it.
     assert_eq!(laptop.client.user(), alice.client.user());
@@ -283,7 +254,7 @@ async fn messages_reach_every_device_of_a_person() {
     let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     let mut bob = users.pop().unwrap();
     let mut alice = users.pop().unwrap();
-    let mut laptop = link_device(&alice, &server.url, server.trust()).await;
+    let mut laptop = alice.link_new_device(&server.url, server.trust()).await;
     wait_group(&mut laptop, group).await;
     // Everyone has seen the new device in the group before anyone speaks.
     let alice_user = alice.client.user();
@@ -344,7 +315,7 @@ async fn unlink_scenario(from_new: bool) {
     let mut carol = users.pop().unwrap();
     let mut bob = users.pop().unwrap();
     let mut alice = users.pop().unwrap();
-    let mut laptop = link_device(&alice, &evil.url, evil.trust()).await;
+    let mut laptop = alice.link_new_device(&evil.url, evil.trust()).await;
     wait_group(&mut laptop, group).await;
     let alice_user = alice.client.user();
     for user in [&mut alice, &mut bob, &mut carol, &mut laptop] {
@@ -534,7 +505,7 @@ async fn a_ninth_device_is_refused() {
     let alice = TestUser::new(&server, "Alice").await;
     let mut devices = Vec::new();
     for _ in 0..7 {
-        devices.push(link_device(&alice, &server.url, server.trust()).await);
+        devices.push(alice.link_new_device(&server.url, server.trust()).await);
     }
     let own = alice.client.own_devices().await.unwrap();
     assert_eq!(own.devices.len(), 8);

@@ -9,14 +9,11 @@ use std::time::Duration;
 
 use confide_client::protocol::envelope::ContentBody;
 use confide_client::{
-    Client, ClientConfig, ClientError, Event, GroupId, Meeting, MeetingSchedule, PinnedKind,
-    Resource, ResourceLibrary, RoundPart, RoundTag, SafetyPlan, ServerTrust, Timestamp,
-    WarningTopic, WarningTopics,
+    ClientError, Event, GroupId, Meeting, MeetingSchedule, PinnedKind, Resource, ResourceLibrary,
+    RoundPart, RoundTag, SafetyPlan, Timestamp, WarningTopic, WarningTopics,
 };
-use confide_protocol::identity::KdfParams;
 use confide_tests::{
-    PASSPHRASE, RECV_TIMEOUT, RecordingProxy, TestServer, TestUser, contains, now, read_tree,
-    users_in_group,
+    RECV_TIMEOUT, RecordingProxy, TestServer, TestUser, contains, now, read_tree, users_in_group,
 };
 
 /// Evaluates `$check` (an expression giving an `Option`) until it is `Some`, letting `$user`'s
@@ -528,28 +525,6 @@ async fn resources_are_published_and_searched() {
     not_allowed(users[1].client.set_resources(group, &library).await);
 }
 
-/// Links a new device to `existing`'s person through the server at `url`.
-async fn link_device(existing: &TestUser, url: &str, trust: ServerTrust) -> TestUser {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ClientConfig::new(url, trust, dir.path().join("store"));
-    config.kdf = KdfParams::INSECURE_FOR_TESTS;
-    let mut new = Client::link_new_device(config.clone()).await.unwrap();
-    let code = new.code();
-    let (check, offer) = tokio::join!(existing.client.link_start(&code), new.wait_for_offer());
-    assert_eq!(check.unwrap().sas, offer.unwrap().sas);
-    let (confirmed, finished) =
-        tokio::join!(existing.client.link_confirm(), new.finish(PASSPHRASE));
-    let (client, events) = finished.unwrap();
-    assert_eq!(confirmed.unwrap(), client.device());
-    TestUser {
-        client,
-        events,
-        config,
-        dir,
-        secret: Vec::new(),
-    }
-}
-
 #[tokio::test]
 async fn the_safety_plan_and_hidden_topics_stay_private_and_reach_a_new_device() {
     let server = TestServer::start_plaintext().await;
@@ -593,7 +568,7 @@ async fn the_safety_plan_and_hidden_topics_stay_private_and_reach_a_new_device()
     wait_message(&mut users[0], group, "an ordinary message").await;
 
     // Bob's new device gets both through the link bundle.
-    let mut phone = link_device(&users[1], &url, server.trust()).await;
+    let mut phone = users[1].link_new_device(&url, server.trust()).await;
     assert_eq!(phone.client.safety_plan().await.unwrap(), plan);
     let hidden = wait_for!(phone, "the group on the new device", {
         phone.client.hidden_topics(group).await.ok()

@@ -10,42 +10,18 @@
 
 use std::time::Duration;
 
-use confide_client::{Client, ClientConfig, Event, GroupId, ServerTrust, UserId};
+use confide_client::{Event, GroupId, UserId};
 use confide_protocol::device_list::{DeviceList, ListedDevice, SignedDeviceList, UserIdentity};
 use confide_protocol::frames::{ClientFrame, DeviceInfo, ErrorCode, ServerFrame};
 use confide_protocol::group_log::OpBody;
-use confide_protocol::identity::KdfParams;
 use confide_protocol::{DeviceId, DeviceIdentity};
 use confide_tests::{
-    EvilServer, PASSPHRASE, RECV_TIMEOUT, TestServer, TestUser, Verdict, now, rng, users_in_group,
+    EvilServer, RECV_TIMEOUT, TestServer, TestUser, Verdict, now, rng, users_in_group,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// Links a new device to `existing`'s person through the server at `url` (numbers compared
-/// and confirmed on both).
-async fn link_device(existing: &TestUser, url: &str, trust: ServerTrust) -> TestUser {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ClientConfig::new(url, trust, dir.path().join("store"));
-    config.kdf = KdfParams::INSECURE_FOR_TESTS;
-    let mut new = Client::link_new_device(config.clone()).await.unwrap();
-    let code = new.code();
-    let (check, offer) = tokio::join!(existing.client.link_start(&code), new.wait_for_offer());
-    assert_eq!(check.unwrap().sas, offer.unwrap().sas);
-    let (confirmed, finished) =
-        tokio::join!(existing.client.link_confirm(), new.finish(PASSPHRASE));
-    let (client, events) = finished.unwrap();
-    assert_eq!(confirmed.unwrap(), client.device());
-    TestUser {
-        client,
-        events,
-        config,
-        dir,
-        secret: Vec::new(),
-    }
-}
 
 /// Every device `device` sealed a payload to, in order, as the relay saw its requests.
 fn sealed_recipients(evil: &EvilServer, device: DeviceId) -> Vec<DeviceId> {
@@ -426,7 +402,7 @@ async fn a_rolled_back_list_naming_an_unlinked_device_is_refused() {
     let mut alice = users.pop().unwrap();
     let (mut alice_log, mut bob_log) = (Vec::new(), Vec::new());
     let bob_user = bob.client.user();
-    let tablet = link_device(&bob, &evil.url, evil.trust()).await;
+    let tablet = bob.link_new_device(&evil.url, evil.trust()).await;
     let tablet_id = tablet.client.device();
     wait_member_devices(&mut alice, &mut alice_log, group, bob_user, 2).await;
     // The list that added the tablet, as Bob published it.
@@ -609,7 +585,7 @@ async fn own_device_updates_refuse_replays_and_devices_off_the_list() {
     let server = TestServer::start().await;
     let evil = EvilServer::start(&server).await;
     let laptop = TestUser::register(&evil.url, evil.trust(), "Bob").await;
-    let phone = link_device(&laptop, &evil.url, evil.trust()).await;
+    let phone = laptop.link_new_device(&evil.url, evil.trust()).await;
     let mut laptop = laptop;
     let laptop_keys =
         DeviceIdentity::from_secret_pair(&laptop.secret.clone().try_into().unwrap()).public_keys();

@@ -1170,20 +1170,31 @@ fn pinned_message_vectors() {
     );
 }
 
-#[test]
-fn device_list_vectors() {
+/// The person of `device-lists.json`, `link.json` and `own-devices.json`: user `11…11` with
+/// identity key `seed(61)`, the phone (Alice's identity) and the laptop (`seed(23)`); list 1
+/// names the phone, list 2 (made by the phone) both.
+struct PhoneAndLaptop {
+    phone: DeviceIdentity,
+    laptop: DeviceIdentity,
+    user: UserId,
+    identity: confide_protocol::device_list::UserIdentity,
+    key: confide_protocol::device_list::IdentityKey,
+    t0: u64,
+    v1: confide_protocol::device_list::DeviceList,
+    s1: confide_protocol::device_list::SignedDeviceList,
+    v2: confide_protocol::device_list::DeviceList,
+    s2: confide_protocol::device_list::SignedDeviceList,
+}
+
+fn phone_and_laptop() -> PhoneAndLaptop {
     use confide_protocol::device_list::{DeviceList, ListedDevice, UserIdentity};
-    use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody};
     use confide_protocol::ids::Timestamp;
     let phone = identity_from_seed(1);
     let laptop = identity_from_seed(23);
     let user = UserId([0x11; 16]);
-    let group = GroupId([7; 16]);
     let identity = UserIdentity::from_secret_bytes(&seed_bytes(61));
     let key = identity.public();
     let t0 = 1_767_225_600_000u64;
-
-    // Version 1: the phone; version 2: phone and laptop; version 3: the laptop alone.
     let v1 = DeviceList::first(user, &identity, &phone, Timestamp(t0));
     let s1 = identity.sign_list(&v1, &phone).unwrap();
     let v2 = v1.successor(
@@ -1196,6 +1207,40 @@ fn device_list_vectors() {
         ],
     );
     let s2 = identity.sign_list(&v2, &phone).unwrap();
+    PhoneAndLaptop {
+        phone,
+        laptop,
+        user,
+        identity,
+        key,
+        t0,
+        v1,
+        s1,
+        v2,
+        s2,
+    }
+}
+
+#[test]
+fn device_list_vectors() {
+    use confide_protocol::device_list::ListedDevice;
+    use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody};
+    use confide_protocol::ids::Timestamp;
+    // List 1: the phone; list 2: phone and laptop (device-lists.json).
+    let PhoneAndLaptop {
+        phone,
+        laptop,
+        user,
+        identity,
+        key,
+        t0,
+        v1,
+        s1,
+        v2,
+        s2,
+        ..
+    } = phone_and_laptop();
+    let group = GroupId([7; 16]);
     let v3 = v2.successor(
         s2.hash(),
         laptop.device_id(),
@@ -1282,30 +1327,24 @@ fn device_list_vectors() {
 
 #[test]
 fn link_vectors() {
-    use confide_protocol::device_list::{DeviceList, ListedDevice, UserIdentity};
-    use confide_protocol::ids::Timestamp;
+    use confide_protocol::device_list::ListedDevice;
+
     use confide_protocol::link::{
         self, IdentitySecret, LinkBundle, LinkCode, LinkEphemeral, LinkMessage,
     };
     // The identities of device-lists.json: O is Alice's phone, N her laptop.
-    let phone = identity_from_seed(1);
-    let laptop = identity_from_seed(23);
-    let user = UserId([0x11; 16]);
-    let identity = UserIdentity::from_secret_bytes(&seed_bytes(61));
-    let key = identity.public();
-    let t0 = 1_767_225_600_000u64;
-    let v1 = DeviceList::first(user, &identity, &phone, Timestamp(t0));
-    let s1 = identity.sign_list(&v1, &phone).unwrap();
-    let v2 = v1.successor(
-        s1.hash(),
-        phone.device_id(),
-        Timestamp(t0 + 1000),
-        vec![
-            ListedDevice::new(&phone, &user, &key),
-            ListedDevice::new(&laptop, &user, &key),
-        ],
-    );
-    let s2 = identity.sign_list(&v2, &phone).unwrap();
+    // List 1: the phone; list 2: phone and laptop (device-lists.json).
+    let PhoneAndLaptop {
+        phone,
+        laptop,
+        user,
+        key,
+        v1: _,
+        s1,
+        v2: _,
+        s2,
+        ..
+    } = phone_and_laptop();
 
     let code = LinkCode::generate(&mut rng(70));
     let channel = code.channel();
@@ -1969,28 +2008,21 @@ fn group_work_vectors() {
 /// from `ChaCha20Rng(seed 74)`), and the cases a receiver or the server refuses.
 #[test]
 fn own_devices_vectors() {
-    use confide_protocol::device_list::{DeviceList, ListedDevice, UserIdentity};
     use confide_protocol::group_work::SafetyPlan;
     use confide_protocol::ids::Timestamp;
     use confide_protocol::own_devices::{OwnDevicesError, OwnDevicesPayload};
-    let phone = identity_from_seed(1);
-    let laptop = identity_from_seed(23);
-    let user = UserId([0x11; 16]);
-    let identity = UserIdentity::from_secret_bytes(&seed_bytes(61));
-    let key = identity.public();
-    let t0 = 1_767_225_600_000u64;
-    let v1 = DeviceList::first(user, &identity, &phone, Timestamp(t0));
-    let s1 = identity.sign_list(&v1, &phone).unwrap();
-    let v2 = v1.successor(
-        s1.hash(),
-        phone.device_id(),
-        Timestamp(t0 + 1000),
-        vec![
-            ListedDevice::new(&phone, &user, &key),
-            ListedDevice::new(&laptop, &user, &key),
-        ],
-    );
-    let s2 = identity.sign_list(&v2, &phone).unwrap();
+    // List 1: the phone; list 2: phone and laptop (device-lists.json).
+    let PhoneAndLaptop {
+        phone,
+        laptop,
+        user,
+        t0,
+        v1,
+        s1,
+        v2,
+        s2,
+        ..
+    } = phone_and_laptop();
     let h2 = s2.hash();
     let plan = SafetyPlan {
         warning_signs: vec!["I stop answering messages".into()],

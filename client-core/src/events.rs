@@ -2,6 +2,8 @@
 
 use confide_protocol::envelope::PinnedKind;
 use confide_protocol::group_log::Role;
+use confide_protocol::group_work::RoundTag;
+use confide_protocol::ids::RoundId;
 use confide_protocol::{DeviceId, GroupId, MessageId, Seq, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +39,23 @@ pub struct ChatMessage {
     pub text: String,
     /// The message replied to, if any.
     pub reply_to: Option<MessageId>,
+    /// Its content warnings: the author's own and those moderators added
+    /// ([`crate::ClientCore::add_warning`]), ids of the group's warning topics
+    /// ([`confide_protocol::group_work::WarningTopics`]), sorted, distinct. An id the group's
+    /// topics do not define still counts (shown as "Content warning" without a label).
+    #[serde(default)]
+    pub warnings: Vec<u16>,
+    /// Whether this device hides it: one of its warnings is among the topics the person hides
+    /// in this group ([`crate::ClientCore::set_hidden_topics`]). Worked out on every read (the
+    /// stored value means nothing), so that changing the hidden topics changes what is shown.
+    #[serde(default)]
+    pub hidden: bool,
+    /// Its part in a check-in round (prompt, answer or pass), only when the tag is honoured
+    /// (valid, the round in the verified log and open when it was written, a prompt from the
+    /// round's opener); otherwise it is an ordinary message. The turn order is kept on the
+    /// prompt.
+    #[serde(default)]
+    pub round: Option<RoundTag>,
 }
 
 impl std::fmt::Debug for ChatMessage {
@@ -330,7 +349,26 @@ pub enum Event {
         /// The messages.
         messages: Vec<MessageId>,
     },
-    /// A pinned text (the agreement, or crisis resources) arrived or changed.
+    /// Moderators put content warnings on a message ([`crate::ClientCore::add_warning`]):
+    /// what is hidden may have changed.
+    WarningAdded {
+        /// The group.
+        group: GroupId,
+        /// The message.
+        message: MessageId,
+        /// The message's whole set of warnings after the addition, sorted.
+        warnings: Vec<u16>,
+    },
+    /// A check-in round changed: opened, its prompt arrived, someone answered or passed, or it
+    /// was closed ([`crate::ClientCore::rounds`] shows it).
+    RoundChanged {
+        /// The group.
+        group: GroupId,
+        /// The round.
+        round: RoundId,
+    },
+    /// A pinned text (the agreement, crisis resources, or a group-work document) arrived or
+    /// changed.
     Pinned {
         /// The group.
         group: GroupId,

@@ -30,6 +30,9 @@ impl Default for ChatMessage {
             received_at: Timestamp(0),
             text: String::new(),
             reply_to: None,
+            warnings: Vec::new(),
+            hidden: false,
+            round: None,
         }
     }
 }

@@ -502,6 +502,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.check_key_change(group, &applied.op.body).await;
         }
         self.emit(Event::GroupChanged(change));
+        if let OpBody::OpenRound { round, .. } | OpBody::CloseRound { round } = &applied.op.body {
+            self.emit(Event::RoundChanged {
+                group,
+                round: *round,
+            });
+        }
         if caught_up && was_warned {
             self.emit(Event::CaughtUp { group });
         }

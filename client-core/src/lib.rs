@@ -27,7 +27,8 @@
 //!
 //! The code is split by concept, one file each, every one adding methods to [`ClientCore`]:
 //! the session with the server, group state, receiving messages, sender keys, the outbox,
-//! sync, joining, reports, pinned texts, moderation, and queries.
+//! sync, joining, reports, pinned texts (and the group-work documents), check-in rounds, content
+//! warnings, the safety plan, moderation, and queries.
 //!
 //! ## The commit rule
 //!
@@ -74,11 +75,14 @@ mod pinned;
 mod queries;
 mod receive;
 mod reports;
+mod rounds;
+mod safety_plan;
 mod sender_keys;
 mod session;
 mod settings;
 mod sync;
 mod unread;
+mod warnings;
 
 pub use error::{
     ClientError, EncryptError, InviteUnusable, Missing, StoreError, VerificationError,
@@ -97,7 +101,7 @@ pub use settings::SettingsInfo;
 pub use store::{Batch, ClientStore, Tx};
 pub use types::{
     AddedMember, AgreementInfo, GroupInfo, HeldId, HeldMessage, JoinOutcome, MemberInfo,
-    MessagePlace, ModerationEntry, Peer, PinnedInfo, Status, SyncRefusal,
+    MessagePlace, ModerationEntry, Peer, PinnedInfo, RoundAnswer, RoundView, Status, SyncRefusal,
 };
 
 /// `Send` where the core may run on several threads (everywhere but wasm), nothing on wasm,

@@ -18,9 +18,9 @@ use confide_protocol::device_list::{ListedDevice, SignedDeviceList};
 use confide_protocol::envelope::{ContentBody, MessageContent};
 use confide_protocol::frames::{ClientFrame, PROTOCOL_VERSION, ServerFrame};
 use confide_protocol::link::{
-    self as proto, BundleGroup, BundlePinned, HistoryItem, IdentitySecret, KnownIdentity,
-    LINK_BUNDLE_FORMAT, LINK_HISTORY_AGE_MS, LINK_HISTORY_MESSAGES, LinkBundle, LinkCode,
-    LinkEphemeral, LinkMessage, LinkSecrets, MAX_LINK_BUNDLE_BYTES,
+    self as proto, BundleGroup, BundleHiddenTopics, BundlePinned, HistoryItem, IdentitySecret,
+    KnownIdentity, LINK_BUNDLE_FORMAT, LINK_HISTORY_AGE_MS, LINK_HISTORY_MESSAGES, LinkBundle,
+    LinkCode, LinkEphemeral, LinkMessage, LinkSecrets, MAX_LINK_BUNDLE_BYTES,
 };
 use confide_protocol::{DeviceId, DeviceIdentity, GroupId, RequestId, UserId};
 use serde::Serialize;
@@ -445,6 +445,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 devices: k.devices.clone(),
             })
             .collect();
+        let safety_plan = self.safety_plan().await?;
+        let hidden_topics = self
+            .all_hidden_topics()
+            .await?
+            .into_iter()
+            .map(|(group, topics)| BundleHiddenTopics { group, topics })
+            .collect();
         let mut bundle = LinkBundle {
             v: LINK_BUNDLE_FORMAT,
             user: self.profile.user,
@@ -453,6 +460,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             device_list: list,
             groups,
             known_identities,
+            safety_plan: (!safety_plan.is_empty()).then_some(safety_plan),
+            hidden_topics,
         };
         fit_bundle(&mut bundle)?;
         Ok(bundle)
@@ -483,8 +492,10 @@ pub(crate) fn recent_history(
                 body: ContentBody::Text {
                     text: m.text,
                     reply_to: m.reply_to,
-                    warnings: Vec::new(),
-                    round: None,
+                    // The whole set, moderators' additions included: the new device cannot
+                    // get those `add_warning`s (sent before it existed) any other way.
+                    warnings: m.warnings,
+                    round: m.round,
                 },
             },
         })
@@ -922,9 +933,25 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     .and_then(|ctx| ctx.state.member(&item.sender_user))
                     .map(|m| m.entry.display_name.clone())
                     .unwrap_or_default();
-                let ContentBody::Text { text, reply_to, .. } = item.content.body else {
+                let ContentBody::Text {
+                    text,
+                    reply_to,
+                    warnings,
+                    round,
+                } = item.content.body
+                else {
                     continue;
                 };
+                // The bundle comes from the person's own device, which honoured the tag and
+                // put moderators' warnings into the item (`recent_history`): it is checked
+                // against this device's log all the same.
+                let round = self.honoured_round(
+                    group,
+                    item.sender_user,
+                    item.content.sent_at,
+                    &text,
+                    round,
+                );
                 let mut message = ChatMessage {
                     group,
                     seq: item.seq,
@@ -937,8 +964,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     received_at: item.content.sent_at,
                     text,
                     reply_to,
+                    warnings: crate::warnings::union(&warnings, &[]),
+                    hidden: false,
+                    round,
                 };
-                if self.store_message(&mut message).await.is_ok() {
+                if self.store_text(&mut message).await.is_ok() {
                     // The envelope, if the server serves it again, is not processed a second
                     // time (this device holds no key for that epoch anyway).
                     let _ = self.db.put(
@@ -989,6 +1019,9 @@ mod tests {
             received_at: Timestamp(sent_at),
             text: "x".repeat(len),
             reply_to: None,
+            warnings: Vec::new(),
+            hidden: false,
+            round: None,
         }
     }
 
@@ -1034,6 +1067,8 @@ mod tests {
             // 300 messages of 4 KB: about 1.2 MB, more than twice the limit.
             groups: vec![group(1, 200), group(2, 100)],
             known_identities: vec![],
+            safety_plan: None,
+            hidden_topics: vec![],
         };
         fit_bundle(&mut bundle).unwrap();
         let size = serde_json::to_vec(&bundle).unwrap().len();

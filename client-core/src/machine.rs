@@ -252,7 +252,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub(crate) async fn commit(&mut self) -> Result<(), ClientError> {
         match self.db.commit().await {
             Ok(()) => {
-                for event in std::mem::take(&mut self.pending_events) {
+                for mut event in std::mem::take(&mut self.pending_events) {
+                    // Whether a message is hidden is this device's setting at the time it is
+                    // shown, not something stored with it.
+                    self.mark_hidden_event(&mut event).await;
                     self.host.event(event);
                 }
                 Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::{GroupId, MessageId, Seq, Timestamp};
+use confide_protocol::{GroupId, MessageId, Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, EncryptError, Missing, unexpected_reply};
@@ -135,19 +135,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         text: String,
         reply_to: Option<MessageId>,
     ) -> Result<ChatMessage, ClientError> {
-        let sent_at = self.host.now();
-        let content = MessageContent {
-            sent_at,
-            seen_seq: self.seen_seq(group),
-            body: ContentBody::Text {
-                text: text.clone(),
-                reply_to,
-                warnings: Vec::new(),
-                round: None,
-            },
+        let body = ContentBody::Text {
+            text,
+            reply_to,
+            warnings: Vec::new(),
+            round: None,
         };
-        let (seq, id) = self.post_content(group, content).await?;
-        self.own_text(group, seq, id, sent_at, text, reply_to).await
+        self.post_body(group, body).await
     }
 
     /// The highest message seq of `group` this device has processed, named in what it writes
@@ -162,7 +156,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Stores this device's own text message, now that the server has acknowledged it at
     /// `seq`, and returns it as shown. `None` for content that is not a text; an error, and
-    /// nothing to show, if it cannot be stored.
+    /// nothing to show, if it cannot be stored. Its warnings and round tag are honoured by the
+    /// rules every member's device applies to it (PROTOCOL.md §6.9).
     pub(crate) async fn own_message(
         &mut self,
         group: GroupId,
@@ -170,25 +165,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         id: MessageId,
         content: MessageContent,
     ) -> Result<Option<ChatMessage>, ClientError> {
-        let ContentBody::Text { text, reply_to, .. } = content.body else {
+        let ContentBody::Text {
+            text,
+            reply_to,
+            warnings,
+            round,
+        } = content.body
+        else {
             return Ok(None);
         };
-        Ok(Some(
-            self.own_text(group, seq, id, content.sent_at, text, reply_to)
-                .await?,
-        ))
-    }
-
-    /// Stores this device's own text, acknowledged at `seq`, and returns it as shown.
-    async fn own_text(
-        &mut self,
-        group: GroupId,
-        seq: Seq,
-        id: MessageId,
-        sent_at: Timestamp,
-        text: String,
-        reply_to: Option<MessageId>,
-    ) -> Result<ChatMessage, ClientError> {
+        let round = self.honoured_round(group, self.profile.user, content.sent_at, &text, round);
         let mut message = ChatMessage {
             group,
             seq,
@@ -197,16 +183,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             sender: self.profile.user,
             sender_device: self.device(),
             sender_name: self.profile.display_name.clone(),
-            sent_at,
+            sent_at: content.sent_at,
             received_at: self.host.now(),
             text,
             reply_to,
+            warnings: crate::warnings::honoured_warnings(warnings),
+            hidden: false,
+            round,
         };
         // Committed before the message is returned or reported as sent.
-        self.store_message(&mut message).await?;
+        self.store_text(&mut message).await?;
         self.db
             .put(T_SEEN, &key2(group.as_bytes(), id.as_bytes()), &seq)?;
-        Ok(message)
+        Ok(Some(message))
     }
 
     /// This device's own post in `epoch` was stored at `seq`: it counts toward the cut-off

@@ -1,10 +1,12 @@
-//! Pinned texts (the group agreement and crisis resources): committed to in the log by a
+//! Pinned texts (the group agreement, crisis resources and the group-work documents: meeting
+//! schedule, warning topics, resource library): committed to in the log by a
 //! facilitator, carried to members inside the encryption, kept only when they match the
 //! commitment, posted again to each new epoch, and the agreement's acceptance.
 
 use confide_protocol::encoding::b64_array;
 use confide_protocol::envelope::{ContentBody, MessageContent, PinnedKind, pinned_commitment};
 use confide_protocol::group_log::{GroupState, OpBody};
+use confide_protocol::group_work::{MeetingSchedule, NextMeeting, ResourceLibrary, WarningTopics};
 use confide_protocol::{DeviceId, GroupId};
 use serde::{Deserialize, Serialize};
 
@@ -274,7 +276,100 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             agreement,
             agreement_version: ctx.state.agreement().map(|a| a.version),
             crisis_resources,
+            meetings: self.document(group, PinnedKind::Meetings).await?,
+            warning_topics: self.document(group, PinnedKind::WarningTopics).await?,
+            resources: self.document(group, PinnedKind::Resources).await?,
         })
+    }
+
+    /// The group-work document of `kind`, parsed, once its text arrived and matches the log.
+    /// A text that does not parse as `T` (it was validated when kept) counts as not there.
+    async fn document<T: serde::de::DeserializeOwned>(
+        &self,
+        group: GroupId,
+        kind: PinnedKind,
+    ) -> Result<Option<T>, ClientError> {
+        if !self.pinned_is_current(group, kind).await {
+            return Ok(None);
+        }
+        Ok(self
+            .db
+            .get::<PinnedRecord>(T_PINNED, &pinned_key(&group, kind))
+            .await?
+            .and_then(|r| serde_json::from_str(&r.text).ok()))
+    }
+
+    /// Publishes the group's meeting schedule (moderators): the members' devices show it and
+    /// work out the next meeting ([`Self::next_meeting`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Invalid`] for a schedule that breaks a limit
+    /// ([`MeetingSchedule::validate`]); [`ClientError::NotAllowed`] for a member who is not a
+    /// moderator; otherwise as [`Self::pin`].
+    pub async fn set_meetings(
+        &mut self,
+        group: GroupId,
+        schedule: &MeetingSchedule,
+    ) -> Result<(), ClientError> {
+        self.set_document(group, PinnedKind::Meetings, schedule)
+            .await
+    }
+
+    /// Publishes the group's content-warning topics (moderators). Keep a topic's id when its
+    /// label changes: messages and members' hidden topics name it by id.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::set_meetings`] ([`WarningTopics::validate`]).
+    pub async fn set_warning_topics(
+        &mut self,
+        group: GroupId,
+        topics: &WarningTopics,
+    ) -> Result<(), ClientError> {
+        self.set_document(group, PinnedKind::WarningTopics, topics)
+            .await
+    }
+
+    /// Publishes the group's resource library (moderators).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::set_meetings`] ([`ResourceLibrary::validate`]).
+    pub async fn set_resources(
+        &mut self,
+        group: GroupId,
+        library: &ResourceLibrary,
+    ) -> Result<(), ClientError> {
+        self.set_document(group, PinnedKind::Resources, library)
+            .await
+    }
+
+    async fn set_document<T: serde::Serialize>(
+        &mut self,
+        group: GroupId,
+        kind: PinnedKind,
+        document: &T,
+    ) -> Result<(), ClientError> {
+        let r = match serde_json::to_string(document) {
+            Ok(text) => self.pin_text(group, kind, text).await,
+            Err(e) => Err(ClientError::Invalid(e.to_string())),
+        };
+        self.end_step(r).await
+    }
+
+    /// The meeting in progress or the next one, by the group's schedule and this device's
+    /// clock; `None` without a schedule (or none ahead).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::pinned`].
+    pub async fn next_meeting(&self, group: GroupId) -> Result<Option<NextMeeting>, ClientError> {
+        if !self.groups.contains_key(&group) {
+            return Err(ClientError::UnknownGroup);
+        }
+        let schedule: Option<MeetingSchedule> = self.document(group, PinnedKind::Meetings).await?;
+        Ok(schedule.and_then(|s| s.next_meeting(self.host.now())))
     }
 
     /// Accepts agreement `version`, naming its exact text, only if that text is on this device,

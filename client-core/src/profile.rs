@@ -110,6 +110,24 @@ pub async fn create_linked<S: ClientStore>(
             Zeroizing::new(json),
         );
     }
+    // The person's own settings from their other device: their safety plan and the warning
+    // topics they hide (kept whether or not this device holds the group yet).
+    if let Some(plan) = &bundle.safety_plan {
+        let json = serde_json::to_vec(plan).map_err(|e| StoreError::Db(e.to_string()))?;
+        batch.put(
+            crate::store::T_SAFETY_PLAN,
+            crate::safety_plan::PLAN_KEY,
+            Zeroizing::new(json),
+        );
+    }
+    for hidden in &bundle.hidden_topics {
+        let json = serde_json::to_vec(&hidden.topics).map_err(|e| StoreError::Db(e.to_string()))?;
+        batch.put(
+            crate::store::T_HIDDEN_TOPICS,
+            hidden.group.as_bytes(),
+            Zeroizing::new(json),
+        );
+    }
     let pending = crate::linking::PendingImport {
         groups: bundle.groups.clone(),
     };

@@ -39,6 +39,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .map(|(_, m)| m)
             .collect();
         page.reverse();
+        for message in &mut page {
+            self.mark_hidden(message).await;
+        }
         Ok(page)
     }
 

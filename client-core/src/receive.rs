@@ -320,8 +320,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         self.check_order(group, &m, &sender_name, content.seen_seq)
             .await;
-        let (text, reply_to) = match content.body {
-            ContentBody::Text { text, reply_to, .. } => (text, reply_to),
+        let (text, reply_to, warnings, round) = match content.body {
+            ContentBody::Text {
+                text,
+                reply_to,
+                warnings,
+                round,
+            } => (text, reply_to, warnings, round),
+            ContentBody::AddWarning { message, warnings } => {
+                let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
+                self.receive_add_warning(group, env.sender, message, warnings)
+                    .await;
+                return;
+            }
             ContentBody::Pinned {
                 kind,
                 version,
@@ -352,14 +363,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             sender_name,
             sent_at: content.sent_at,
             received_at: m.received_at,
+            round: self.honoured_round(group, sender, content.sent_at, &text, round),
             text,
             reply_to,
+            warnings: crate::warnings::honoured_warnings(warnings),
+            hidden: false,
         };
         // Shown only once stored: a message the store cannot take is neither shown nor taken
         // as processed (a position another message holds was reported by `store_message`).
         // A store failure reverts the whole step (`store_message`): the chain is not
         // advanced, and the message comes again with the next sync.
-        if let Err(e) = self.store_message(&mut message).await {
+        if let Err(e) = self.store_text(&mut message).await {
             tracing::warn!(%group, seq = m.seq.0, error = %e, "a message could not be stored: not shown");
             return;
         }
@@ -515,6 +529,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if let Some(ctx) = self.groups.get(&group) {
             let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
         }
+    }
+
+    /// Stores a text to show ([`Self::store_message`]) with the warnings moderators sent
+    /// before it arrived, and notes it in its round if it has an honoured round tag.
+    pub(crate) async fn store_text(
+        &mut self,
+        message: &mut ChatMessage,
+    ) -> Result<(), ClientError> {
+        self.take_pending_warnings(message).await;
+        self.store_message(message).await?;
+        self.note_round_message(message).await;
+        Ok(())
     }
 
     /// Stores a message to show, giving it the group's next number ([`ChatMessage::number`]).

@@ -133,6 +133,16 @@ pub(crate) const T_HELD: &str = "held";
 /// Per (group, epoch, sender): the highest sender-key iteration seen and the seq it was stored
 /// at, to notice when the server stored one sender's messages out of their own order.
 pub(crate) const T_ORDER: &str = "order";
+/// Per group, the warning topics this device hides (a local setting, never sent): group →
+/// sorted topic ids.
+pub(crate) const T_HIDDEN_TOPICS: &str = "hidden_topics";
+/// Moderators' `add_warning`s for messages not here yet: (group, message id) → topic ids,
+/// applied when the message arrives.
+pub(crate) const T_PENDING_WARNINGS: &str = "pending_warnings";
+/// Per (group, round id): the round's prompt and each person's latest answer as received.
+pub(crate) const T_ROUNDS: &str = "rounds";
+/// The person's own safety plan (one key): local, never sent.
+pub(crate) const T_SAFETY_PLAN: &str = "safety_plan";
 
 /// A store key made of two parts (a group and what follows), for prefix scans by the first.
 pub(crate) fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {

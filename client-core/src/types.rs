@@ -2,7 +2,9 @@
 //! and the outcome of a join.
 
 use confide_protocol::group_log::Role;
-use confide_protocol::{DeviceId, Epoch, GroupId, Seq, Timestamp, UserId};
+use confide_protocol::group_work::{MeetingSchedule, ResourceLibrary, WarningTopics};
+use confide_protocol::ids::RoundId;
+use confide_protocol::{DeviceId, Epoch, GroupId, MessageId, Seq, Timestamp, UserId};
 
 /// The result of [`crate::ClientCore::join`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +140,63 @@ pub struct PinnedInfo {
     pub agreement_version: Option<u32>,
     /// "If you are in crisis" resources, readable at any time (also while the chat is locked).
     pub crisis_resources: Option<String>,
+    /// The group's meeting schedule, once its text arrived and matches the log.
+    pub meetings: Option<MeetingSchedule>,
+    /// The group's content-warning topics, once their text arrived and matches the log.
+    pub warning_topics: Option<WarningTopics>,
+    /// The group's resource library, once its text arrived and matches the log.
+    pub resources: Option<ResourceLibrary>,
+}
+
+/// A check-in round as this device sees it ([`crate::ClientCore::rounds`]): what the verified
+/// log says of it (who opened it, when it ends) and the honoured messages of it (its prompt,
+/// one answer or pass per person).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoundView {
+    /// The round.
+    pub id: RoundId,
+    /// Who opened it (a moderator).
+    pub opened_by: UserId,
+    /// Their pseudonym as the log names them now (text they chose: show it as text).
+    pub opened_by_name: String,
+    /// When it was opened (the op's time).
+    pub opened_at: Timestamp,
+    /// When it closes by itself, if it does.
+    pub closes_at: Option<Timestamp>,
+    /// When it ended, by hand or at its time; `None` while it can still be open.
+    pub ended_at: Option<Timestamp>,
+    /// Whether it is open now, by this device's clock.
+    pub open: bool,
+    /// The prompt, once it arrived.
+    pub prompt: Option<String>,
+    /// The turn order the prompt gave, if it gave one.
+    pub order: Option<Vec<UserId>>,
+    /// One per person who answered or passed (their latest counts): those in the turn order
+    /// first, in that order, then the others in the order they answered.
+    pub answers: Vec<RoundAnswer>,
+    /// Whether this device's user has answered or passed.
+    pub answered: bool,
+}
+
+/// One person's answer (or pass) in a check-in round ([`RoundView::answers`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoundAnswer {
+    /// Who.
+    pub user: UserId,
+    /// Their pseudonym as the message names them (text they chose: show it as text).
+    pub name: String,
+    /// The message that carries it.
+    pub message: MessageId,
+    /// That message's number ([`crate::ChatMessage::number`]).
+    pub number: u64,
+    /// The answer; empty for a pass.
+    pub text: String,
+    /// They passed.
+    pub passed: bool,
+    /// When they wrote it (their clock).
+    pub sent_at: Timestamp,
 }
 
 /// What this device's user may do in a group right now, and why not.

@@ -100,6 +100,8 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     Moderation(ModerationCommand),
+    /// One of the group-work tools (meetings, rounds, warnings, resources, safety plan).
+    GroupWork(crate::group_work::GroupWorkCommand),
     /// One of the group commands the core composes ([`Action`]).
     Act {
         action: Action,
@@ -415,6 +417,7 @@ pub(crate) async fn dispatch(core: &mut Core, cmd: Command) {
             let _ = reply.send(core.unlink_device(device).await);
         }
         Command::Moderation(cmd) => moderate(core, cmd).await,
+        Command::GroupWork(cmd) => crate::group_work::dispatch(core, cmd).await,
         Command::Act { action, reply } => {
             let _ = reply.send(action.run(core).await);
         }

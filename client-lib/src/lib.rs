@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 mod commands;
+mod group_work;
 mod linking;
 pub use linking::NewLink;
 pub mod error;
@@ -65,7 +66,8 @@ pub use warnings::{WARNING_BACKLOG, WarningCollector, is_security_warning};
 // Defined in the client core (what its queries return); kept at these paths for callers.
 pub use confide_client_core::{
     AddedMember, AgreementInfo, GroupInfo, HeldId, HeldMessage, JoinOutcome, MemberInfo,
-    MessagePlace, ModerationEntry, Peer, PinnedInfo, Status, StoreError, SyncRefusal,
+    MessagePlace, ModerationEntry, Peer, PinnedInfo, RoundAnswer, RoundView, Status, StoreError,
+    SyncRefusal,
 };
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
@@ -77,7 +79,12 @@ pub use confide_protocol as protocol;
 pub use confide_protocol::envelope::{Envelope, PinnedKind};
 pub use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 pub use confide_protocol::group_log::{GroupSettings, OpBody, OpenHours, OpenWindow, Role};
+pub use confide_protocol::group_work::{
+    Meeting, MeetingSchedule, NextMeeting, Resource, ResourceLibrary, RoundPart, RoundTag,
+    SafetyPlan, WarningTopic, WarningTopics,
+};
 pub use confide_protocol::identity::KdfParams;
+pub use confide_protocol::ids::RoundId;
 pub use confide_protocol::{
     DeviceId, DeviceIdentity, Epoch, GroupId, InviteId, MessageId, OpHash, Seq, Timestamp, UserId,
 };

@@ -564,7 +564,28 @@ pub struct LinkBundle {
     pub groups: Vec<BundleGroup>,
     /// Identity keys seen for other users.
     pub known_identities: Vec<KnownIdentity>,
+    /// The person's own safety plan, if they wrote one: it is theirs, so it goes to their new
+    /// device (and nowhere else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_plan: Option<crate::group_work::SafetyPlan>,
+    /// The content-warning topics the person hides, per group (a local setting of theirs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden_topics: Vec<BundleHiddenTopics>,
 }
+
+/// The warning topics a person hides in one group ([`LinkBundle::hidden_topics`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleHiddenTopics {
+    /// The group.
+    pub group: GroupId,
+    /// The ids of its warning topics hidden: at most
+    /// [`crate::group_work::MAX_WARNING_TOPICS`], distinct.
+    pub topics: Vec<u16>,
+}
+
+/// Most groups a bundle's [`LinkBundle::hidden_topics`] may name.
+pub const MAX_BUNDLE_HIDDEN_GROUPS: usize = 10_000;
 
 impl LinkBundle {
     /// The checks the new device makes (PROTOCOL.md §3.7): the list is valid, names the user
@@ -613,6 +634,23 @@ impl LinkBundle {
             return Err(LinkError::Mismatch(
                 "the device list does not succeed the offered one",
             ));
+        }
+        if let Some(plan) = &self.safety_plan {
+            plan.validate()
+                .map_err(|e| LinkError::Bundle(format!("safety plan: {}", e.0)))?;
+        }
+        if self.hidden_topics.len() > MAX_BUNDLE_HIDDEN_GROUPS {
+            return Err(LinkError::Bundle("too many groups' hidden topics".into()));
+        }
+        let mut groups = std::collections::BTreeSet::new();
+        for h in &self.hidden_topics {
+            let distinct: std::collections::BTreeSet<_> = h.topics.iter().collect();
+            if !groups.insert(h.group)
+                || h.topics.len() > crate::group_work::MAX_WARNING_TOPICS
+                || distinct.len() != h.topics.len()
+            {
+                return Err(LinkError::Bundle("hidden topics are not valid".into()));
+            }
         }
         let secret = crate::device_list::UserIdentity::from_secret_bytes(&self.identity_secret.0);
         if secret.public() != *offered_identity {
@@ -734,6 +772,8 @@ mod tests {
             device_list: id.sign_list(&list, &old).unwrap(),
             groups: vec![],
             known_identities: vec![],
+            safety_plan: None,
+            hidden_topics: vec![],
         };
         let payload = serde_json::to_vec(&bundle).unwrap();
         let sealed = seal_bundle(

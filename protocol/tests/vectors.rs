@@ -1345,6 +1345,8 @@ fn link_vectors() {
         device_list: s2.clone(),
         groups: vec![],
         known_identities: vec![],
+        safety_plan: None,
+        hidden_topics: vec![],
     };
     let payload = serde_json::to_vec(&bundle).unwrap();
     let sealed = link::seal_bundle(

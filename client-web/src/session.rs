@@ -196,10 +196,7 @@ where
                 .await?
         } else {
             self.run(move |core| {
-                Box::pin(async move {
-                    core.send_text_with_warnings(group, &text, reply_to, warnings)
-                        .await
-                })
+                Box::pin(core.send_text_with_warnings(group, text, reply_to, warnings))
             })
             .await?
         };
@@ -823,9 +820,7 @@ where
         let closes_at = p.closes_at();
         let prompt = p.prompt;
         let round = self
-            .run(move |core| {
-                Box::pin(async move { core.open_round(group, &prompt, order, closes_at).await })
-            })
+            .run(move |core| Box::pin(core.open_round(group, prompt, order, closes_at)))
             .await?;
         Ok(round.to_string())
     }
@@ -845,7 +840,7 @@ where
         let (group, round) = round_params(&p.group, &p.round)?;
         let text = p.text;
         let sent = self
-            .run(move |core| Box::pin(async move { core.answer_round(group, round, &text).await }))
+            .run(move |core| Box::pin(core.answer_round(group, round, text)))
             .await?;
         Ok(sent.into())
     }

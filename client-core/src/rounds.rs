@@ -196,13 +196,23 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         text: String,
         tag: RoundTag,
     ) -> Result<ChatMessage, ClientError> {
+        // A prompt is written no earlier than its round opened: the op may claim a time
+        // ahead of this device's clock (`claim_time`), and a prompt from before the round
+        // opened would not count.
+        let opened_at = self
+            .groups
+            .get(&group)
+            .and_then(|ctx| ctx.state.round(&tag.id))
+            .filter(|_| tag.part == RoundPart::Prompt)
+            .map(|r| r.opened_at);
         let body = ContentBody::Text {
             text,
             reply_to: None,
             warnings: Vec::new(),
             round: Some(tag),
         };
-        self.post_body(group, body).await
+        let sent_at = self.host.now().max(opened_at.unwrap_or(Timestamp(0)));
+        self.post_body_at(group, body, sent_at).await
     }
 
     /// The group's check-in rounds, oldest first, each with its prompt and answers as this

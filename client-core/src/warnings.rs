@@ -150,12 +150,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
         body: ContentBody,
     ) -> Result<(), ClientError> {
-        let content = MessageContent {
-            sent_at: self.host.now(),
-            seen_seq: self.seen_seq(group),
-            body,
+        let r = if matches!(body, ContentBody::Text { .. }) {
+            // Stored on the sender's device too, by the rules every device applies.
+            self.post_body(group, body).await.map(|_| ())
+        } else {
+            let content = MessageContent {
+                sent_at: self.host.now(),
+                seen_seq: self.seen_seq(group),
+                body,
+            };
+            self.post_content(group, content).await.map(|_| ())
         };
-        let r = self.post_content(group, content).await.map(|_| ());
         self.end_step(r).await
     }
 
@@ -166,8 +171,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
         body: ContentBody,
     ) -> Result<ChatMessage, ClientError> {
+        let now = self.host.now();
+        self.post_body_at(group, body, now).await
+    }
+
+    /// [`Self::post_body`] written at `sent_at`.
+    pub(crate) async fn post_body_at(
+        &mut self,
+        group: GroupId,
+        body: ContentBody,
+        sent_at: confide_protocol::Timestamp,
+    ) -> Result<ChatMessage, ClientError> {
         let content = MessageContent {
-            sent_at: self.host.now(),
+            sent_at,
             seen_seq: self.seen_seq(group),
             body,
         };

@@ -386,7 +386,8 @@ export class AppState {
    * shows or hides the loaded messages to match, as the core marks them from now on.
    */
   async setHiddenTopics(group: string, topics: number[]): Promise<void> {
-    await this.confide.setHiddenTopics({ group, topics });
+    // A plain array: a component's state (a proxy) cannot be posted to the worker.
+    await this.confide.setHiddenTopics({ group, topics: [...topics] });
     this.hiddenTopics = { ...this.hiddenTopics, [group]: [...topics] };
     const list = this.messages[group];
     if (list !== undefined) {

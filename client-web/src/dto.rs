@@ -1364,7 +1364,7 @@ impl CoreEvent {
         use core::Event as E;
         let event = match out {
             Output::Connection(state) => return Some(CoreEvent::Connection { state }),
-            Output::Event(event) => event,
+            Output::Event(event) => *event,
         };
         Some(match event {
             E::Connected => CoreEvent::Connected,

@@ -345,11 +345,11 @@ where
                 {
                     let reason = format!("the {what} was made, but its reason was not sent: {e}");
                     let code = e.code().to_string();
-                    let _ = out.unbounded_send(Output::Event(Event::SendFailed {
+                    let _ = out.unbounded_send(Output::Event(Box::new(Event::SendFailed {
                         group,
                         reason,
                         code,
-                    }));
+                    })));
                 }
                 Ok(())
             })
@@ -775,10 +775,8 @@ where
     pub async fn set_warning_topics(&self, p: gw::SetWarningTopicsParams) -> Result<(), ApiError> {
         let group: GroupId = parse_id(&p.group, "group")?;
         let topics = p.document();
-        self.run(move |core| {
-            Box::pin(async move { core.set_warning_topics(group, &topics).await })
-        })
-        .await
+        self.run(move |core| Box::pin(async move { core.set_warning_topics(group, &topics).await }))
+            .await
     }
 
     /// Adds content warnings to a message (moderators).

@@ -160,6 +160,9 @@ test('meetings, a check-in round, content warnings, resources and a safety plan 
       await expect(panel(fay).getByRole('status').first()).toHaveText('Schedule published.');
       await expect(reminder).toHaveText(/^Your group meets at \d{1,2}:\d{2}\s(AM|PM) \(in \d+ minutes\)\.$/);
       await expect(mia.getByRole('status').filter({ has: reminder }).getByRole('button', { name: 'Open the video link' })).toBeVisible();
+      // Away from the conversation too (Fay is in the group's info), with the way to the group.
+      const elsewhere = fay.getByRole('status').filter({ has: fay.getByRole('button', { name: /^Open the group/ }) });
+      await expect(elsewhere).toContainText(/Your group meets at \d{1,2}:\d{2}\s(AM|PM) \(in \d+ minutes\)\./);
     });
 
     await test.step('Fay opens a check-in round with a turn order; Mia answers and Noor passes', async () => {

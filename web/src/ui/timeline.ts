@@ -40,6 +40,8 @@ export function timeline(
       }
       return;
     }
+    // A pass of a round not listed yet (the list is on its way) has no text to show as a message.
+    if (message.round?.part === 'pass') return;
     entries.push({ at: message.receivedAt, order, item: { kind: 'message', key: `m:${message.id}`, message, own: message.sender === me } });
   });
   for (const round of rounds) {

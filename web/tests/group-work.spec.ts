@@ -200,7 +200,7 @@ test('meetings, a check-in round, content warnings, resources and a safety plan 
       ] as const) {
         const answers = roundBlock(member).getByRole('list', { name: 'Answers' }).getByRole('listitem');
         await expect(answers).toHaveCount(2);
-        await expect(answers.nth(0)).toHaveText(new RegExp(`^\\s*${self}\\s+Tired, but hopeful\\.\\s*$`));
+        await expect(answers.nth(0)).toHaveText(new RegExp(`^\\s*${self}\\s+Tired, but hopeful\\.(\\s|$)`));
         await expect(answers.nth(1)).toHaveText(new RegExp(`^\\s*${other}\\s+passed\\s*$`));
         // The answer and the pass are in the block, not messages of their own.
         await expect(messages(member).getByText('Tired, but hopeful.')).toHaveCount(1);
@@ -208,6 +208,14 @@ test('meetings, a check-in round, content warnings, resources and a safety plan 
       }
       await expect(roundBlock(fay).getByRole('list', { name: 'Answers' }).getByRole('listitem')).toHaveCount(2);
       await checkScreen(noor, 'round');
+      // An answer can be reported like any message (and a facilitator can delete it).
+      await expect(roundBlock(fay).getByRole('button', { name: 'Delete… the answer from Mia' })).toBeVisible();
+      await expect(roundBlock(mia).getByRole('button', { name: /^Report the answer/ })).toHaveCount(0);
+      await roundBlock(noor).getByRole('button', { name: 'Report the answer from Mia' }).click();
+      const report = noor.getByRole('dialog', { name: 'Report a message' });
+      await expect(report.getByText('Tired, but hopeful.')).toBeVisible();
+      await report.getByRole('button', { name: 'Cancel' }).click();
+      await expect(report).toBeHidden();
       await roundBlock(fay).getByRole('button', { name: 'Close the round' }).click();
       await expect(roundBlock(mia).getByText(/Closed\./)).toBeVisible();
       await expect(roundBlock(mia).getByRole('button', { name: /in the check-in round/ })).toHaveCount(0);

@@ -1055,3 +1055,82 @@ impl ConfideCore {
         Ok(session.unlink_device(&device).await?)
     }
 }
+
+// The group-work tools (issue 17, PROTOCOL.md §6.9): the meeting schedule, content warnings,
+// the resource library and check-in rounds (their documents and ops are the facilitators'; a
+// member's refusal rejects as the other moderator commands do), and the person's own safety
+// plan, which never leaves their devices.
+
+forward!(
+    /// Publishes the group's meeting schedule (facilitators and co-facilitators): the whole
+    /// schedule, checked first (`invalid` for a bad one: a time zone, a date, an `https://`
+    /// link). Members get a `pinned` event with `kind: "meetings"`.
+    "setMeetings", set_meetings(crate::group_work::SetMeetingsParams) -> ()
+);
+forward!(
+    /// The meeting in progress or the next one to start, by this device's clock (`null` when
+    /// there is no schedule or no meeting ahead). Show it in the person's own time zone.
+    "nextMeeting", next_meeting(dto::GroupParams) -> option crate::group_work::NextMeeting
+);
+forward!(
+    /// Publishes the group's content-warning topics (facilitators and co-facilitators). Keep a
+    /// topic's `id` when its label changes: messages and hidden topics name the id.
+    "setWarningTopics", set_warning_topics(crate::group_work::SetWarningTopicsParams) -> ()
+);
+forward!(
+    /// Adds content warnings to someone's message (facilitators and co-facilitators): everyone
+    /// gets a `warningAdded` event. Warnings are only ever added, never taken away.
+    "addWarning", add_warning(crate::group_work::AddWarningParams) -> ()
+);
+forward!(
+    /// The topics this device hides in the group (a local setting, never sent).
+    "hiddenTopics", hidden_topics(dto::GroupParams) -> Vec<u16>
+);
+forward!(
+    /// Sets the topics this device hides in the group: messages with one of them are `hidden`
+    /// (kept on this device and the person's own new devices, never sent to the group).
+    "setHiddenTopics", set_hidden_topics(crate::group_work::SetHiddenTopicsParams) -> ()
+);
+forward!(
+    /// Publishes the group's resource library (facilitators and co-facilitators): the whole
+    /// library, checked first (every link `https://`).
+    "setResources", set_resources(crate::group_work::SetResourcesParams) -> ()
+);
+forward!(
+    /// Opens a check-in round with its prompt, an optional turn order and an optional closing
+    /// time (facilitators and co-facilitators; one round open at a time). Resolves to its id.
+    "openRound", open_round(crate::group_work::OpenRoundParams) -> String
+);
+forward!(
+    /// Closes a round (facilitators and co-facilitators).
+    "closeRound", close_round(crate::group_work::RoundParams) -> ()
+);
+forward!(
+    /// Answers an open round; resolves to the message. A later answer (or pass) replaces it.
+    "answerRound", answer_round(crate::group_work::AnswerRoundParams) -> object dto::ChatMessage
+);
+forward!(
+    /// Passes in an open round; resolves to the message (shown as "passed").
+    "passRound", pass_round(crate::group_work::RoundParams) -> object dto::ChatMessage
+);
+forward!(
+    /// The group's check-in rounds, oldest first, each with its prompt and answers.
+    "rounds", rounds(dto::GroupParams) -> list crate::group_work::RoundView
+);
+
+#[wasm_bindgen]
+impl ConfideCore {
+    /// The person's own safety plan (six sections, empty until they write one). It is kept
+    /// only in this profile's encrypted store and on their own linked devices.
+    #[wasm_bindgen(js_name = safetyPlan)]
+    pub async fn safety_plan(&self) -> Result<Ts<crate::group_work::SafetyPlan>, JsValue> {
+        let session = self.session()?;
+        ts(&session.safety_plan().await?)
+    }
+}
+
+forward!(
+    /// Keeps the person's whole safety plan (`invalid` past 20 entries in a section or 500
+    /// characters in an entry). Never sent to any group or readable by the server.
+    "setSafetyPlan", set_safety_plan(crate::group_work::SetSafetyPlanParams) -> ()
+);

@@ -255,6 +255,12 @@ pub enum PinnedKind {
     Agreement,
     /// "If you are in crisis" resources.
     CrisisResources,
+    /// The meeting schedule.
+    Meetings,
+    /// The content-warning topics.
+    WarningTopics,
+    /// The resource library.
+    Resources,
 }
 
 impl From<CorePinnedKind> for PinnedKind {
@@ -262,6 +268,9 @@ impl From<CorePinnedKind> for PinnedKind {
         match kind {
             CorePinnedKind::Agreement => PinnedKind::Agreement,
             CorePinnedKind::CrisisResources => PinnedKind::CrisisResources,
+            CorePinnedKind::Meetings => PinnedKind::Meetings,
+            CorePinnedKind::WarningTopics => PinnedKind::WarningTopics,
+            CorePinnedKind::Resources => PinnedKind::Resources,
         }
     }
 }
@@ -339,6 +348,16 @@ pub struct ChatMessage {
     pub text: String,
     /// The message replied to.
     pub reply_to: Option<String>,
+    /// Content warnings on it: ids of the group's warning topics (the author's and those a
+    /// moderator added), sorted, distinct. An id the group's topics do not define still counts.
+    pub warnings: Vec<u16>,
+    /// Hidden on this device: one of its warnings is a topic the person hides in this group.
+    /// Show "Content warning: …" and the text only when they ask.
+    pub hidden: bool,
+    /// Its part in a check-in round, when the core honoured its tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub round: Option<crate::group_work::RoundTag>,
 }
 
 impl From<core::ChatMessage> for ChatMessage {
@@ -355,6 +374,9 @@ impl From<core::ChatMessage> for ChatMessage {
             received_at: m.received_at.0,
             text: m.text,
             reply_to: m.reply_to.map(|id| id.to_string()),
+            warnings: m.warnings,
+            hidden: m.hidden,
+            round: m.round.map(crate::group_work::RoundTag::from),
         }
     }
 }
@@ -624,6 +646,18 @@ pub struct PinnedInfo {
     pub agreement_version: Option<u32>,
     /// "If you are in crisis" resources.
     pub crisis_resources: Option<String>,
+    /// The meeting schedule, once its text arrived and matches the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub meetings: Option<crate::group_work::MeetingSchedule>,
+    /// The content-warning topics, once their text arrived and matches the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub warning_topics: Option<Vec<crate::group_work::WarningTopic>>,
+    /// The resource library, once its text arrived and matches the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[tsify(optional)]
+    pub resources: Option<Vec<crate::group_work::Resource>>,
 }
 
 impl From<core::PinnedInfo> for PinnedInfo {
@@ -636,6 +670,9 @@ impl From<core::PinnedInfo> for PinnedInfo {
             }),
             agreement_version: p.agreement_version,
             crisis_resources: p.crisis_resources,
+            meetings: p.meetings.map(Into::into),
+            warning_topics: p.warning_topics.map(crate::group_work::topics_from),
+            resources: p.resources.map(crate::group_work::resources_from),
         }
     }
 }
@@ -1302,6 +1339,22 @@ pub enum CoreEvent {
         /// The device that unlinked this one.
         by: String,
     },
+    /// A moderator added content warnings to a message: re-read it (it may be hidden now).
+    WarningAdded {
+        /// The group.
+        group: String,
+        /// The message.
+        message: String,
+        /// Its whole set of warnings after the addition.
+        warnings: Vec<u16>,
+    },
+    /// A check-in round was opened, got its prompt or an answer, or closed: read `rounds` again.
+    RoundChanged {
+        /// The group.
+        group: String,
+        /// The round.
+        round: String,
+    },
 }
 
 impl CoreEvent {
@@ -1311,7 +1364,7 @@ impl CoreEvent {
         use core::Event as E;
         let event = match out {
             Output::Connection(state) => return Some(CoreEvent::Connection { state }),
-            Output::Event(event) => event,
+            Output::Event(event) => *event,
         };
         Some(match event {
             E::Connected => CoreEvent::Connected,
@@ -1432,6 +1485,19 @@ impl CoreEvent {
                 user: user.to_string(),
             },
             E::DeviceUnlinked { by } => CoreEvent::DeviceUnlinked { by: by.to_string() },
+            E::WarningAdded {
+                group,
+                message,
+                warnings,
+            } => CoreEvent::WarningAdded {
+                group: group.to_string(),
+                message: message.to_string(),
+                warnings,
+            },
+            E::RoundChanged { group, round } => CoreEvent::RoundChanged {
+                group: group.to_string(),
+                round: round.to_string(),
+            },
             _ => return None,
         })
     }
@@ -1503,6 +1569,11 @@ pub struct SendTextParams {
     #[serde(default)]
     #[tsify(optional)]
     pub reply_to: Option<String>,
+    /// Content warnings: ids of the group's warning topics (1 to 8, distinct); absent or empty
+    /// for none.
+    #[serde(default)]
+    #[tsify(optional)]
+    pub warnings: Option<Vec<u16>>,
 }
 
 /// Parameters of `createInvite`.

@@ -13,8 +13,9 @@ use crate::dto::ConnectionState;
 /// What the core and its driver hand to the application, in order.
 #[derive(Debug)]
 pub enum Output {
-    /// An event of the core.
-    Event(Event),
+    /// An event of the core (boxed: a message event is far larger than a connection state, and
+    /// the queue holds many).
+    Event(Box<Event>),
     /// The connection changed (the driver's summary of it, [`crate::driver`]).
     Connection(ConnectionState),
 }
@@ -74,6 +75,6 @@ impl Host for WebHost {
         // Unbounded, so it never waits: the forwarding task hands each event to the callback
         // (a synchronous call) as soon as the page's event loop turns. If the forwarding task
         // is gone (the profile was locked), the event has nobody to go to.
-        let _ = self.out.unbounded_send(Output::Event(event));
+        let _ = self.out.unbounded_send(Output::Event(Box::new(event)));
     }
 }

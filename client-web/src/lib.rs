@@ -12,6 +12,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 pub mod api;
 pub mod driver;
 pub mod dto;
+pub mod group_work;
 pub mod host;
 pub mod link;
 pub mod session;

@@ -12,6 +12,8 @@ use confide_client_core::{
     ClientCore, ClientError, ClientStore, Event, Invite, InviteOptions, Network, Profile,
 };
 use confide_protocol::group_log::OpBody;
+use confide_protocol::group_work::{MeetingSchedule, SafetyPlan};
+use confide_protocol::ids::RoundId;
 use confide_protocol::{DeviceId, DeviceIdentity, GroupId, InviteId, MessageId, Seq, UserId};
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures_util::StreamExt as _;
@@ -21,6 +23,7 @@ use wasm_bindgen::JsValue;
 
 use crate::driver::{Driver, PushLink};
 use crate::dto::{self, ApiError, CoreEvent, Me, parse_id};
+use crate::group_work as gw;
 use crate::host::{Output, WebHost};
 
 /// An unlocked profile: see the module documentation.
@@ -187,9 +190,16 @@ where
             None => None,
         };
         let text = p.text;
-        let sent = self
-            .run(move |core| Box::pin(core.send_text(group, text, reply_to)))
-            .await?;
+        let warnings = p.warnings.unwrap_or_default();
+        let sent = if warnings.is_empty() {
+            self.run(move |core| Box::pin(core.send_text(group, text, reply_to)))
+                .await?
+        } else {
+            self.run(move |core| {
+                Box::pin(core.send_text_with_warnings(group, text, reply_to, warnings))
+            })
+            .await?
+        };
         Ok(sent.into())
     }
 
@@ -335,11 +345,11 @@ where
                 {
                     let reason = format!("the {what} was made, but its reason was not sent: {e}");
                     let code = e.code().to_string();
-                    let _ = out.unbounded_send(Output::Event(Event::SendFailed {
+                    let _ = out.unbounded_send(Output::Event(Box::new(Event::SendFailed {
                         group,
                         reason,
                         code,
-                    }));
+                    })));
                 }
                 Ok(())
             })
@@ -731,6 +741,145 @@ where
         self.run(move |core| Box::pin(core.unlink_device(device)))
             .await
     }
+}
+
+// The group-work tools (issue 17): meetings, content warnings, resources, check-in rounds and
+// the person's own safety plan.
+impl<S, N> Session<S, N>
+where
+    S: ClientStore + 'static,
+    N: Network + 'static,
+    N::Link: PushLink,
+{
+    /// Publishes the group's meeting schedule (moderators).
+    pub async fn set_meetings(&self, p: gw::SetMeetingsParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let schedule: MeetingSchedule = p.schedule.into();
+        self.run(move |core| Box::pin(async move { core.set_meetings(group, &schedule).await }))
+            .await
+    }
+
+    /// The meeting in progress or the next one, by this device's clock.
+    pub async fn next_meeting(
+        &self,
+        p: dto::GroupParams,
+    ) -> Result<Option<gw::NextMeeting>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let next = self
+            .run(move |core| Box::pin(async move { core.next_meeting(group).await }))
+            .await?;
+        Ok(next.map(gw::NextMeeting::from))
+    }
+
+    /// Publishes the group's content-warning topics (moderators).
+    pub async fn set_warning_topics(&self, p: gw::SetWarningTopicsParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let topics = p.document();
+        self.run(move |core| Box::pin(async move { core.set_warning_topics(group, &topics).await }))
+            .await
+    }
+
+    /// Adds content warnings to a message (moderators).
+    pub async fn add_warning(&self, p: gw::AddWarningParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let message: MessageId = parse_id(&p.message, "message")?;
+        let warnings = p.warnings;
+        self.run(move |core| Box::pin(core.add_warning(group, message, warnings)))
+            .await
+    }
+
+    /// The topics this device hides in the group.
+    pub async fn hidden_topics(&self, p: dto::GroupParams) -> Result<Vec<u16>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        self.run(move |core| Box::pin(async move { core.hidden_topics(group).await }))
+            .await
+    }
+
+    /// Sets the topics this device hides in the group (kept here, never sent).
+    pub async fn set_hidden_topics(&self, p: gw::SetHiddenTopicsParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let topics = p.topics;
+        self.run(move |core| Box::pin(core.set_hidden_topics(group, topics)))
+            .await
+    }
+
+    /// Publishes the group's resource library (moderators).
+    pub async fn set_resources(&self, p: gw::SetResourcesParams) -> Result<(), ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let library = p.document();
+        self.run(move |core| Box::pin(async move { core.set_resources(group, &library).await }))
+            .await
+    }
+
+    /// Opens a check-in round with its prompt (moderators); returns the round's id.
+    pub async fn open_round(&self, p: gw::OpenRoundParams) -> Result<String, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let order = p.order_ids()?;
+        let closes_at = p.closes_at();
+        let prompt = p.prompt;
+        let round = self
+            .run(move |core| Box::pin(core.open_round(group, prompt, order, closes_at)))
+            .await?;
+        Ok(round.to_string())
+    }
+
+    /// Closes a round (moderators).
+    pub async fn close_round(&self, p: gw::RoundParams) -> Result<(), ApiError> {
+        let (group, round) = round_params(&p.group, &p.round)?;
+        self.run(move |core| Box::pin(core.close_round(group, round)))
+            .await
+    }
+
+    /// Answers a round (a later answer replaces an earlier one).
+    pub async fn answer_round(
+        &self,
+        p: gw::AnswerRoundParams,
+    ) -> Result<dto::ChatMessage, ApiError> {
+        let (group, round) = round_params(&p.group, &p.round)?;
+        let text = p.text;
+        let sent = self
+            .run(move |core| Box::pin(core.answer_round(group, round, text)))
+            .await?;
+        Ok(sent.into())
+    }
+
+    /// Passes in a round.
+    pub async fn pass_round(&self, p: gw::RoundParams) -> Result<dto::ChatMessage, ApiError> {
+        let (group, round) = round_params(&p.group, &p.round)?;
+        let sent = self
+            .run(move |core| Box::pin(core.pass_round(group, round)))
+            .await?;
+        Ok(sent.into())
+    }
+
+    /// The group's rounds, oldest first.
+    pub async fn rounds(&self, p: dto::GroupParams) -> Result<Vec<gw::RoundView>, ApiError> {
+        let group: GroupId = parse_id(&p.group, "group")?;
+        let rounds = self
+            .run(move |core| Box::pin(async move { core.rounds(group).await }))
+            .await?;
+        Ok(rounds.into_iter().map(gw::RoundView::from).collect())
+    }
+
+    /// The person's safety plan (empty until they write one).
+    pub async fn safety_plan(&self) -> Result<gw::SafetyPlan, ApiError> {
+        let plan = self
+            .run(|core| Box::pin(async move { core.safety_plan().await }))
+            .await?;
+        Ok(plan.into())
+    }
+
+    /// Keeps the person's safety plan (only on their devices).
+    pub async fn set_safety_plan(&self, p: gw::SetSafetyPlanParams) -> Result<(), ApiError> {
+        let plan: SafetyPlan = p.plan.into();
+        self.run(move |core| Box::pin(core.set_safety_plan(plan)))
+            .await
+    }
+}
+
+/// The group and round `p` names.
+fn round_params(group: &str, round: &str) -> Result<(GroupId, RoundId), ApiError> {
+    Ok((parse_id(group, "group")?, parse_id(round, "round")?))
 }
 
 /// The group and user of `{ group, user }`.

@@ -250,6 +250,7 @@ async fn two_people_make_a_group_join_by_the_web_link_and_talk_seen_through_the_
             group: group.clone(),
             text: welcome.into(),
             reply_to: None,
+            warnings: None,
         })
         .await
         .unwrap();
@@ -263,6 +264,7 @@ async fn two_people_make_a_group_join_by_the_web_link_and_talk_seen_through_the_
             group: group.clone(),
             text: reply.into(),
             reply_to: Some(sent.id.clone()),
+            warnings: None,
         })
         .await
         .unwrap();
@@ -337,6 +339,7 @@ async fn a_failed_call_rejects_with_a_code_and_a_message() {
             group: "not an id".into(),
             text: "hello".into(),
             reply_to: None,
+            warnings: None,
         })
         .await
         .unwrap_err();
@@ -347,6 +350,7 @@ async fn a_failed_call_rejects_with_a_code_and_a_message() {
             group,
             text: "   ".into(),
             reply_to: None,
+            warnings: None,
         })
         .await
         .unwrap_err();
@@ -519,6 +523,9 @@ fn numbers_above_2_pow_53_cross_to_javascript_clamped_instead_of_failing() {
         received_at: 1_700_000_000_000,
         text: text.into(),
         reply_to: None,
+        warnings: Vec::new(),
+        hidden: false,
+        round: None,
     };
     let page = HistoryPage {
         messages: vec![

@@ -6,8 +6,9 @@
 // IndexedDB database and one to localStorage must be found in the closed profile, or the test
 // fails as "scanner blind". Then, in the same profile, Bob goes through the member's screens
 // with the `confide` CLI as the facilitator, every text carrying a unique random token:
-// display names, the join note, the agreement, the crisis text, messages both ways, a report
-// reason, a draft left in the composer, the passphrase, and the invite link he opened. The
+// display names, the join note, the agreement, the crisis text, an entry of his safety plan,
+// messages both ways, a report reason, a draft left in the composer, the passphrase, and the
+// invite link he opened. The
 // browser is closed and every file under the profile is read, bytewise as UTF-8 and as
 // UTF-16LE, LevelDB files also decoded (./privacy/scan.ts): no token may be there, and the
 // canaries still must be (the scan was not blind on the final profile either).
@@ -88,6 +89,7 @@ test('nothing Bob keeps is readable in the browser profile without the passphras
     fromFay: `Welcome Bob ${token()}`,
     reason: `Reporting it because ${token()}`,
     draft: `A draft never sent ${token()}`,
+    plan: `When I stop sleeping ${token()}`,
   };
   const markers: Marker[] = [
     { what: "Bob's display name", text: m.bobName.split(' ')[1]! },
@@ -100,6 +102,7 @@ test('nothing Bob keeps is readable in the browser profile without the passphras
     { what: 'a message Bob received', text: m.fromFay.split(' ').at(-1)! },
     { what: 'the report reason', text: m.reason.split(' ').at(-1)! },
     { what: 'the draft in the composer', text: m.draft.split(' ').at(-1)! },
+    { what: 'an entry of the safety plan', text: m.plan.split(' ').at(-1)! },
     { what: 'the passphrase', text: passphrase },
     { what: 'the passphrase’s random part', text: passphrase.split(' ').at(-1)! },
   ];
@@ -194,8 +197,14 @@ test('nothing Bob keeps is readable in the browser profile without the passphras
       await page.getByRole('button', { name: 'Crisis resources' }).click();
       const crisis = page.getByRole('dialog', { name: 'If you are in crisis' });
       await expect(crisis).toContainText(m.crisis);
-      await page.keyboard.press('Escape');
-      await expect(crisis).toBeHidden();
+      // Beside the crisis resources: Bob's own safety plan, kept only in his profile.
+      await crisis.getByRole('button', { name: 'Write my safety plan' }).click();
+      await page.getByRole('textbox', { name: 'A warning sign' }).fill(m.plan);
+      await page.getByRole('button', { name: 'Add to My warning signs' }).click();
+      await expect(page.getByText(m.plan, { exact: true })).toBeVisible();
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Groups' }).click();
+      await page.locator('button.group').first().click();
+      await expect(log(page)).toBeVisible();
     });
 
     await test.step('messages go both ways, one is reported, a draft stays in the composer', async () => {

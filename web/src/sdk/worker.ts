@@ -88,8 +88,15 @@ function inert<T>(value: T): T {
   return makeInert(value, (text) => wasm.sanitizeForDisplay(text)) as T;
 }
 
-/** Methods whose result is only the person's own text, never anyone else's (not made inert). */
-const OWN_TEXT_METHODS: ReadonlySet<string> = new Set(['draft']);
+/**
+ * Methods whose result is only the person's own text, never anyone else's (not made inert): a
+ * draft, and the safety plan (kept only on the person's own devices), returned exactly so that
+ * saving the plan again never changes an entry the person did not touch.
+ */
+const OWN_TEXT_METHODS: ReadonlySet<string> = new Set(['draft', 'safetyPlan']);
+
+/** Methods that resolve to a message this tab sent, which the other tabs hear of as `sent`. */
+const SENDING_METHODS: ReadonlySet<string> = new Set(['sendText', 'answerRound', 'passRound']);
 
 /**
  * `acceptAgreement` names the text that was shown, and the tab was shown the sanitised text: if
@@ -272,7 +279,7 @@ async function answer(port: Port, call: { id: number; method: string; params: un
     // that their own right-to-left marks and the like survive a reload.
     const value: unknown = OWN_TEXT_METHODS.has(call.method) ? result : inert(result);
     reply({ ok: true, value });
-    if (call.method === 'sendText') {
+    if (SENDING_METHODS.has(call.method)) {
       // The other tabs hear of a message this tab sent as they hear of one sent later from the
       // outbox: the core answers only the caller, and every tab shows the same conversation.
       const event = { type: 'sent', message: value } as unknown as CoreEvent;

@@ -14,6 +14,7 @@ import type {
   HeldMessage,
   Me,
   ProfileState,
+  RoundView,
 } from '../wasm-pkg/confide_client_web.js';
 
 /** Where the person is. */
@@ -22,6 +23,7 @@ export type Screen =
   | { name: 'group'; group: string }
   | { name: 'info'; group: string }
   | { name: 'settings' }
+  | { name: 'safety-plan' }
   | { name: 'join' }
   | { name: 'waiting'; group: string };
 
@@ -81,6 +83,13 @@ export class AppState {
    * kept in the profile, so they survive a reload and every tab shows the same ones.
    */
   held = $state.raw<Record<string, HeldMessage[]>>({});
+  /** The check-in rounds per group, oldest first, as the core lists them (`rounds`). */
+  rounds = $state.raw<Record<string, RoundView[]>>({});
+  /**
+   * The warning topics this device hides, per group (a local setting, never sent): a message
+   * with one of them shows only "Content warning: …" and a Show button.
+   */
+  hiddenTopics = $state.raw<Record<string, number[]>>({});
   /** The invite link the page was opened with, until it is used or set aside. */
   invite = $state<string | undefined>();
   /** Bumped when a group's pinned texts, status or members may have changed. */
@@ -274,6 +283,8 @@ export class AppState {
     this.lines = {};
     this.unread = {};
     this.held = {};
+    this.rounds = {};
+    this.hiddenTopics = {};
     this.drafts.clear();
     this.marked.clear();
     this.names.clear();
@@ -347,7 +358,58 @@ export class AppState {
     const fromNotices = notices.map((n) => noticeLine(n));
     const others = (this.lines[group] ?? []).filter((l) => !l.key.startsWith('notice:'));
     this.lines = { ...this.lines, [group]: [...others, ...fromNotices] };
-    await this.refreshHeld(group);
+    await Promise.all([this.refreshHeld(group), this.refreshRounds(group), this.refreshHiddenTopics(group)]);
+  }
+
+  /** Reads a group's check-in rounds again (opened, prompt, answers, closed). */
+  async refreshRounds(group: string): Promise<void> {
+    try {
+      const list = await this.confide.rounds({ group });
+      this.rounds = { ...this.rounds, [group]: list };
+    } catch {
+      // Shown as they were; the next change reads them again.
+    }
+  }
+
+  /** Reads the topics this device hides in `group`. */
+  async refreshHiddenTopics(group: string): Promise<void> {
+    try {
+      const topics = Array.from(await this.confide.hiddenTopics({ group }));
+      this.hiddenTopics = { ...this.hiddenTopics, [group]: topics };
+    } catch {
+      // None known: messages show as the core marked them.
+    }
+  }
+
+  /**
+   * Hides `topics` in `group` on this device (kept in the encrypted store, never sent), and
+   * shows or hides the loaded messages to match, as the core marks them from now on.
+   */
+  async setHiddenTopics(group: string, topics: number[]): Promise<void> {
+    // A plain array: a component's state (a proxy) cannot be posted to the worker.
+    await this.confide.setHiddenTopics({ group, topics: [...topics] });
+    this.hiddenTopics = { ...this.hiddenTopics, [group]: [...topics] };
+    const list = this.messages[group];
+    if (list !== undefined) {
+      const hide = new Set(topics);
+      this.messages = {
+        ...this.messages,
+        [group]: list.map((m) => ({ ...m, hidden: m.warnings.some((w) => hide.has(w)) })),
+      };
+    }
+  }
+
+  /** A moderator added warnings to a message: it shows them, and is hidden if one is hidden here. */
+  private warningAdded(group: string, message: string, warnings: number[]): void {
+    const list = this.messages[group];
+    if (list === undefined) return;
+    const hide = new Set(this.hiddenTopics[group] ?? []);
+    this.messages = {
+      ...this.messages,
+      [group]: list.map((m) =>
+        m.id === message ? { ...m, warnings: [...warnings], hidden: warnings.some((w) => hide.has(w)) } : m,
+      ),
+    };
   }
 
   /** Reads again what the core keeps to send in `group` ("waiting to send"). */
@@ -405,6 +467,8 @@ export class AppState {
     if (list !== undefined && !list.some((m) => m.id === message.id)) {
       this.messages = { ...this.messages, [group]: [...list, message].sort((a, b) => a.seq - b.seq) };
     }
+    // A prompt, an answer or a pass: the round's block shows it (the core lists it in `rounds`).
+    if (message.round !== undefined && list !== undefined) void this.refreshRounds(group);
     // The person's own message: what still waits to send is the core's list (`held`).
     if (message.sender === this.me?.user) return;
     if (this.openGroup !== group || document.hidden) {
@@ -530,6 +594,12 @@ export class AppState {
         return;
       case 'deviceUnlinked':
         void this.wasUnlinked();
+        return;
+      case 'warningAdded':
+        this.warningAdded(event.group, event.message, Array.from(event.warnings));
+        return;
+      case 'roundChanged':
+        if (this.messages[event.group] !== undefined) void this.refreshRounds(event.group);
         return;
       case 'messagesDeleted': {
         const list = this.messages[event.group];

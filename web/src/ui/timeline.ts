@@ -1,8 +1,10 @@
 // What the conversation shows, in order: messages, system lines and placeholders, with a
 // separator before each new day, and the person's messages still waiting to send at the end (as
-// the core lists them, in the order they go).
+// the core lists them, in the order they go). A check-in round is one block where its prompt is
+// (or, before the prompt arrived, where it was opened): its answers and passes are not shown as
+// messages of their own.
 
-import type { ChatMessage, HeldMessage } from '../wasm-pkg/confide_client_web.js';
+import type { ChatMessage, HeldMessage, RoundView } from '../wasm-pkg/confide_client_web.js';
 import { dayKey, dayLabel } from './format.ts';
 import type { SystemLine } from './state.svelte.ts';
 
@@ -11,19 +13,42 @@ export type Item =
   | { kind: 'day'; key: string; label: string }
   | { kind: 'message'; key: string; message: ChatMessage; own: boolean }
   | { kind: 'line'; key: string; line: SystemLine }
+  | { kind: 'round'; key: string; round: RoundView }
   | { kind: 'queued'; key: string; held: HeldMessage };
 
-/** Merges `messages` and `lines` by time (a line that names a `seq` goes after it). */
+/**
+ * Merges `messages`, `lines` and `rounds` by time (a line that names a `seq` goes after it; a
+ * round goes where its prompt is).
+ */
 export function timeline(
   messages: readonly ChatMessage[],
   lines: readonly SystemLine[],
   queued: readonly HeldMessage[],
   me: string | undefined,
+  rounds: readonly RoundView[] = [],
 ): Item[] {
   const entries: { at: number; order: number; item: Item }[] = [];
-  messages.forEach((message, order) =>
-    entries.push({ at: message.receivedAt, order, item: { kind: 'message', key: `m:${message.id}`, message, own: message.sender === me } }),
-  );
+  const inRounds = new Map(rounds.map((round) => [round.id, round]));
+  const placed = new Set<string>();
+  messages.forEach((message, order) => {
+    const round = message.round === undefined ? undefined : inRounds.get(message.round.id);
+    if (round !== undefined) {
+      // The block stands where the prompt is; the answers and passes are in it.
+      if (message.round?.part === 'prompt' && !placed.has(round.id)) {
+        placed.add(round.id);
+        entries.push({ at: message.receivedAt, order, item: { kind: 'round', key: `r:${round.id}`, round } });
+      }
+      return;
+    }
+    // A pass of a round not listed yet (the list is on its way) has no text to show as a message.
+    if (message.round?.part === 'pass') return;
+    entries.push({ at: message.receivedAt, order, item: { kind: 'message', key: `m:${message.id}`, message, own: message.sender === me } });
+  });
+  for (const round of rounds) {
+    if (placed.has(round.id)) continue;
+    // Its prompt is not among the loaded messages (older, or not here yet): where it was opened.
+    entries.push({ at: round.openedAt, order: messages.length, item: { kind: 'round', key: `r:${round.id}`, round } });
+  }
   for (const line of lines) {
     let at = line.at;
     if (line.afterSeq !== undefined) {

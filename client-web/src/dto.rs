@@ -1339,6 +1339,14 @@ pub enum CoreEvent {
         /// The device that unlinked this one.
         by: String,
     },
+    /// Another of this person's devices changed their safety plan (`group` absent) or the topics
+    /// they hide in `group`: read it again.
+    OwnSettingsChanged {
+        /// The group whose hidden topics changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[tsify(optional)]
+        group: Option<String>,
+    },
     /// A moderator added content warnings to a message: re-read it (it may be hidden now).
     WarningAdded {
         /// The group.
@@ -1493,6 +1501,9 @@ impl CoreEvent {
                 group: group.to_string(),
                 message: message.to_string(),
                 warnings,
+            },
+            E::OwnSettingsChanged { group } => CoreEvent::OwnSettingsChanged {
+                group: group.map(|g| g.to_string()),
             },
             E::RoundChanged { group, round } => CoreEvent::RoundChanged {
                 group: group.to_string(),

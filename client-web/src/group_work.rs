@@ -367,6 +367,10 @@ pub struct RoundAnswer {
     /// When they say they sent it.
     #[serde(serialize_with = "js_number::serialize")]
     pub sent_at: u64,
+    /// The answer message's content warnings (topic ids).
+    pub warnings: Vec<u16>,
+    /// Whether it is hidden on this device: show its warning and a Show button, not its text.
+    pub hidden: bool,
 }
 
 /// A check-in round as this device sees it (`rounds`): the prompt, and the answers in turn order
@@ -399,6 +403,10 @@ pub struct RoundView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[tsify(optional)]
     pub prompt: Option<String>,
+    /// The prompt message's content warnings (topic ids).
+    pub prompt_warnings: Vec<u16>,
+    /// Whether the prompt is hidden on this device.
+    pub prompt_hidden: bool,
     /// The turn order, if the opener gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[tsify(optional)]
@@ -420,6 +428,8 @@ impl From<core::RoundView> for RoundView {
             ended_at: r.ended_at.map(|t| t.0),
             open: r.open,
             prompt: r.prompt,
+            prompt_warnings: r.prompt_warnings,
+            prompt_hidden: r.prompt_hidden,
             order: r
                 .order
                 .map(|users| users.iter().map(ToString::to_string).collect()),
@@ -434,6 +444,8 @@ impl From<core::RoundView> for RoundView {
                     text: a.text,
                     passed: a.passed,
                     sent_at: a.sent_at.0,
+                    warnings: a.warnings,
+                    hidden: a.hidden,
                 })
                 .collect(),
             answered: r.answered,

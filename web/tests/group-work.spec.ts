@@ -278,6 +278,37 @@ test('meetings, a check-in round, content warnings, resources and a safety plan 
       await expect(messages(mia).getByRole('button', { name: /^Show the message from Noor/ })).toHaveCount(1);
     });
 
+    await test.step('a warned answer stays hidden in the round block for Mia, who hides its topic, until Show', async () => {
+      await fay.getByRole('button', { name: 'Start a check-in round' }).click();
+      const dialog = fay.getByRole('dialog', { name: 'Start a check-in round' });
+      await dialog.getByRole('textbox', { name: 'Question for the round' }).fill('Anything you want to share?');
+      await dialog.getByRole('button', { name: 'Start the round' }).click();
+      await expect(dialog).toBeHidden();
+      const second = (page: Page) => roundBlock(page).last();
+      await expect(second(noor).getByText('Anything you want to share?')).toBeVisible();
+      await second(noor).getByRole('button', { name: 'Answer in the check-in round' }).click();
+      const answer = noor.getByRole('dialog', { name: 'Your answer' });
+      await answer.getByRole('textbox', { name: 'Your answer' }).fill('The anniversary is hard this year.');
+      await answer.getByRole('button', { name: 'Send my answer' }).click();
+      await expect(answer).toBeHidden();
+      await expect(second(mia).getByText('The anniversary is hard this year.')).toBeVisible();
+
+      await second(fay).getByRole('button', { name: 'Add a warning to the answer from Noor' }).click();
+      const warn = fay.getByRole('dialog', { name: 'Add a warning' });
+      await warn.getByRole('checkbox', { name: 'Grief' }).check();
+      await warn.getByRole('button', { name: 'Add the warning' }).click();
+      await expect(warn).toBeHidden();
+
+      await expect(second(mia).getByText('Content warning: Grief')).toBeVisible();
+      await expect(second(mia).getByText('The anniversary is hard this year.')).toHaveCount(0);
+      await second(mia).getByRole('button', { name: 'Show the answer from Noor' }).click();
+      await expect(second(mia).getByText('The anniversary is hard this year.')).toBeVisible();
+      // Fay hides nothing: the answer stays readable for her.
+      await expect(second(fay).getByText('The anniversary is hard this year.')).toBeVisible();
+      await second(fay).getByRole('button', { name: 'Close the round' }).click();
+      await expect(second(mia).getByText(/Closed\./)).toBeVisible();
+    });
+
     await test.step('Fay publishes resources; Mia finds one by search and opens its link by the button', async () => {
       await openInfo(fay);
       await openSection(fay, 'Resources');

@@ -382,12 +382,29 @@ export class AppState {
   }
 
   /**
-   * Hides `topics` in `group` on this device (kept in the encrypted store, never sent), and
-   * shows or hides the loaded messages to match, as the core marks them from now on.
+   * Hides `topics` in `group` on this person's devices (kept in the encrypted store, and sealed
+   * to their own other devices only; never sent to the group or the server), and shows or hides
+   * the loaded messages to match, as the core marks them from now on.
    */
   async setHiddenTopics(group: string, topics: number[]): Promise<void> {
     // A plain array: a component's state (a proxy) cannot be posted to the worker.
     await this.confide.setHiddenTopics({ group, topics: [...topics] });
+    this.showHiddenTopics(group, topics);
+    if (this.messages[group] !== undefined) void this.refreshRounds(group);
+  }
+
+  /** Another of this person's devices changed the topics they hide in `group`. */
+  private async hiddenTopicsChanged(group: string): Promise<void> {
+    try {
+      this.showHiddenTopics(group, Array.from(await this.confide.hiddenTopics({ group })));
+    } catch {
+      return;
+    }
+    if (this.messages[group] !== undefined) void this.refreshRounds(group);
+  }
+
+  /** Marks the loaded messages of `group` hidden or not by `topics`. */
+  private showHiddenTopics(group: string, topics: number[]): void {
     this.hiddenTopics = { ...this.hiddenTopics, [group]: [...topics] };
     const list = this.messages[group];
     if (list !== undefined) {
@@ -407,7 +424,8 @@ export class AppState {
     this.messages = {
       ...this.messages,
       [group]: list.map((m) =>
-        m.id === message ? { ...m, warnings: [...warnings], hidden: warnings.some((w) => hide.has(w)) } : m,
+        // An addition can hide a message, never show one the core hid.
+        m.id === message ? { ...m, warnings: [...warnings], hidden: m.hidden || warnings.some((w) => hide.has(w)) } : m,
       ),
     };
   }
@@ -597,6 +615,11 @@ export class AppState {
         return;
       case 'warningAdded':
         this.warningAdded(event.group, event.message, Array.from(event.warnings));
+        // The message may be a round's prompt or answer: the round block hides it too.
+        if (this.messages[event.group] !== undefined) void this.refreshRounds(event.group);
+        return;
+      case 'ownSettingsChanged':
+        if (event.group !== undefined) void this.hiddenTopicsChanged(event.group);
         return;
       case 'roundChanged':
         if (this.messages[event.group] !== undefined) void this.refreshRounds(event.group);

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 const WIDTHS: [&str; 2] = ["390", "1280"];
 
 /// The screens the README shows, as `checkScreen` names them in the web tests.
-const MAIN_SCREENS: [&str; 20] = [
+const MAIN_SCREENS: [&str; 35] = [
     "welcome",
     "create-profile",
     "unlock",
@@ -33,6 +33,21 @@ const MAIN_SCREENS: [&str; 20] = [
     "facilitator-invites",
     "facilitator-settings",
     "facilitator-log",
+    "link-code",
+    "link-compare-new",
+    "devices",
+    "link-compare-existing",
+    "unlink-confirm",
+    "unlinked",
+    "meetings",
+    "round-start",
+    "round",
+    "content-warning",
+    "resources",
+    "safety-plan",
+    "facilitator-meetings",
+    "facilitator-warnings",
+    "facilitator-resources",
 ];
 
 /// Copies `target/screenshots/<screen>-<width>.png` for both widths into `docs/screenshots/`,

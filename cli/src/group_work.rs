@@ -39,6 +39,8 @@ pub enum MeetingCommand {
     /// Example: confide meeting set circle --time-zone Europe/Berlin --weekly "tue 18:00 90"
     ///          --once "2026-12-10 18:00 60" --link https://meet.example.org/circle
     #[command(verbatim_doc_comment)]
+    // clap shows this comment verbatim as the help text: the link stays as people type it.
+    #[allow(rustdoc::bare_urls)]
     Set {
         /// The group.
         group: String,
@@ -811,7 +813,7 @@ pub async fn warn(
     Ok(())
 }
 
-/// One resource for people: "[3] Box breathing (Grounding)" then its text and link.
+/// One resource for people: "\[3\] Box breathing (Grounding)" then its text and link.
 pub(crate) fn resource_text(number: usize, r: &Resource, columns: Option<usize>) -> String {
     let mut lines = vec![line(
         &format!(

@@ -16,7 +16,17 @@ export function warningText(warnings: readonly number[], topics: readonly Warnin
   return labels.length === 0 ? 'Content warning' : `Content warning: ${labels.join(', ')}`;
 }
 
-/** An id for a new topic: one more than the largest in use (ids are never reused while listed). */
+/**
+ * An id for a new topic: one not listed now, chosen at random from 1–65535, so that a topic
+ * removed earlier is almost never given its id back (old messages tagged with it, and members
+ * who hid it, would otherwise take it for the new topic).
+ */
 export function nextTopicId(topics: readonly WarningTopic[]): number {
-  return topics.reduce((most, t) => Math.max(most, t.id), 0) + 1;
+  const used = new Set(topics.map((t) => t.id));
+  const draw = new Uint16Array(1);
+  for (;;) {
+    crypto.getRandomValues(draw);
+    const id = draw[0] ?? 0;
+    if (id !== 0 && !used.has(id)) return id;
+  }
 }

@@ -32,8 +32,9 @@ pub const LABEL_DEVICE_LINK: &str = "confide/v1/device-link";
 pub const LABEL_DEVICE_LIST_BY: &str = "confide/v1/device-list-by";
 /// Label of a device list's hash.
 pub const LABEL_DEVICE_LIST_HASH: &str = "confide/v1/device-list-hash";
-/// Largest device list, in bytes of JSON (eight devices take about 2.6 KiB).
-pub const MAX_DEVICE_LIST_BYTES: usize = 8192;
+/// Largest device list, in bytes of JSON (eight devices with their X-Wing keys take about 17
+/// KiB).
+pub const MAX_DEVICE_LIST_BYTES: usize = 20 * 1024;
 /// The list format version, `v`.
 pub const DEVICE_LIST_FORMAT: u8 = 1;
 
@@ -343,6 +344,22 @@ impl DeviceList {
             && previous.version.checked_add(1) == Some(self.version)
             && self.prev == *previous_hash
             && previous.lists(&self.by)
+            && self.keeps_pq_keys(previous)
+    }
+
+    /// Whether every device that `previous` lists with an X-Wing key and `self` still lists
+    /// keeps exactly that key: a successor may add a device's X-Wing key (a device of protocol
+    /// version 1 moving to version 2) but never drop or swap one, so nobody holding the identity
+    /// key can move a device back to sealing without post-quantum protection (PROTOCOL.md §3.6).
+    pub fn keeps_pq_keys(&self, previous: &DeviceList) -> bool {
+        previous.devices.iter().all(|old| {
+            old.keys.pq_key.is_none()
+                || self
+                    .devices
+                    .iter()
+                    .filter(|new| new.keys.device == old.keys.device)
+                    .all(|new| new.keys.pq_key == old.keys.pq_key)
+        })
     }
 
     /// Whether the two lists hold the same devices with the same keys, in any order (a list that
@@ -443,6 +460,62 @@ mod tests {
         assert_eq!(
             id.sign_list(&orphan, &laptop).unwrap().verify(),
             Err(ListError::BadChain)
+        );
+    }
+
+    #[test]
+    fn a_successor_may_add_a_devices_x_wing_key_but_never_drop_or_swap_it() {
+        let (user, id, _) = setup();
+        let mut phone = DeviceIdentity::from_secret_bytes(&[1; 32], &[2; 32], None);
+        let first = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        let signed = id.sign_list(&first, &phone).unwrap();
+        phone.add_pq_key(&mut test_rng(44));
+        let upgraded = ListedDevice::new(&phone, &user, &id.public());
+        let second = first.successor(
+            signed.hash(),
+            phone.device_id(),
+            Timestamp(2000),
+            vec![upgraded.clone()],
+        );
+        let signed2 = id.sign_list(&second, &phone).unwrap();
+        assert!(signed2.verify().unwrap().succeeds(&first, &signed.hash()));
+        // Back to the version-1 keys: refused as a successor.
+        let back = second.successor(
+            signed2.hash(),
+            phone.device_id(),
+            Timestamp(3000),
+            first.devices.clone(),
+        );
+        assert!(!back.succeeds(&second, &signed2.hash()));
+        // Another X-Wing key under the same device: refused too.
+        let mut swapped = upgraded;
+        swapped.keys.pq_key = DeviceIdentity::generate(&mut test_rng(45))
+            .public_keys()
+            .pq_key;
+        let other = second.successor(
+            signed2.hash(),
+            phone.device_id(),
+            Timestamp(3000),
+            vec![swapped],
+        );
+        assert!(!other.succeeds(&second, &signed2.hash()));
+    }
+
+    #[test]
+    fn eight_devices_with_x_wing_keys_fit_in_a_list() {
+        let (user, id, phone) = setup();
+        let mut devices = vec![ListedDevice::new(&phone, &user, &id.public())];
+        for i in 0..7 {
+            let d = DeviceIdentity::generate(&mut test_rng(50 + i));
+            devices.push(ListedDevice::new(&d, &user, &id.public()));
+        }
+        let first = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        let signed = id.sign_list(&first, &phone).unwrap();
+        let full = first.successor(signed.hash(), phone.device_id(), Timestamp(2000), devices);
+        let signed_full = id.sign_list(&full, &phone).unwrap();
+        assert_eq!(
+            signed_full.verify().unwrap().devices.len(),
+            MAX_DEVICES_PER_USER
         );
     }
 

@@ -54,7 +54,7 @@ use crate::seal::SealedPayload;
 /// The frame protocol version: sent by the server in [`ServerFrame::Challenge`] and by the
 /// client in [`ClientFrame::Register`] and [`ClientFrame::Authenticate`]. A change to any frame
 /// that an older peer could misread bumps it.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Label of the device's signature over a server's challenge (see [`auth_message`]).
 pub const LABEL_AUTH: &str = "confide/v1/auth";
@@ -1383,7 +1383,7 @@ mod tests {
         // Sixteen 60 KB payloads (a report of a large message to sixteen facilitators) do not
         // fit in one 1 MiB frame.
         let big: Vec<_> = (0..16).map(|_| item(60_000)).collect();
-        let ids: Vec<_> = big.iter().map(|i| i.enc).collect();
+        let ids: Vec<_> = big.iter().map(|i| i.enc.clone()).collect();
         let frames = sealed_frames(big, DEFAULT_MAX_CLIENT_FRAME_BYTES);
         assert!(frames.len() > 1);
         for items in &frames {
@@ -1393,7 +1393,7 @@ mod tests {
             };
             assert!(frame.to_json().unwrap().len() <= DEFAULT_MAX_CLIENT_FRAME_BYTES);
         }
-        let order: Vec<_> = frames.iter().flatten().map(|i| i.enc).collect();
+        let order: Vec<_> = frames.iter().flatten().map(|i| i.enc.clone()).collect();
         assert_eq!(order, ids);
         // Many small ones are cut by count.
         let small: Vec<_> = (0..300).map(|_| item(10)).collect();
@@ -1456,13 +1456,21 @@ mod tests {
     }
 
     fn device_keys() -> impl Strategy<Value = DeviceKeys> {
-        (device_id(), bytes::<32>(), signature()).prop_map(|(device, sealing_key, sealing_sig)| {
-            DeviceKeys {
+        (
+            device_id(),
+            bytes::<32>(),
+            signature(),
+            proptest::option::of((vec(any::<u8>(), 1216..=1216), signature())),
+        )
+            .prop_map(|(device, sealing_key, sealing_sig, pq)| DeviceKeys {
                 device,
                 sealing_key,
                 sealing_sig,
-            }
-        })
+                pq_key: pq
+                    .as_ref()
+                    .map(|(key, _)| crate::identity::PqSealingKey::from_bytes(key).unwrap()),
+                pq_sig: pq.map(|(_, sig)| sig),
+            })
     }
 
     fn signed_op() -> impl Strategy<Value = SignedOp> {
@@ -1525,7 +1533,7 @@ mod tests {
                     epoch_hash: crate::OpHash(enc),
                     sender,
                     recipient,
-                    enc,
+                    enc: crate::seal::Encapsulation::from_bytes(&enc).unwrap(),
                     ciphertext,
                 }
             })
@@ -1771,6 +1779,8 @@ mod tests {
             device: DeviceId([0; 32]),
             sealing_key: [0; 32],
             sealing_sig: Signature([0; 64]),
+            pq_key: None,
+            pq_sig: None,
         }
     }
 
@@ -1803,7 +1813,7 @@ mod tests {
             epoch_hash: crate::OpHash([0; 32]),
             sender: DeviceId([0; 32]),
             recipient: DeviceId([0; 32]),
-            enc: [0; 32],
+            enc: crate::seal::Encapsulation::from_bytes(&[0; crate::seal::X25519_ENC_LEN]).unwrap(),
             ciphertext: vec![0; 3],
         }
     }
@@ -1833,7 +1843,7 @@ mod tests {
                     signature: Signature([0; 64]),
                 },
                 format!(
-                    r#"{{"type":"register","id":7,"version":1,"user":"{ZERO16}","display_name":"Ana","keys":{keys},"registration_token":"t0ken","signature":"{ZERO64}"}}"#
+                    r#"{{"type":"register","id":7,"version":2,"user":"{ZERO16}","display_name":"Ana","keys":{keys},"registration_token":"t0ken","signature":"{ZERO64}"}}"#
                 ),
             ),
             (
@@ -1844,7 +1854,7 @@ mod tests {
                     signature: Signature([0; 64]),
                 },
                 format!(
-                    r#"{{"type":"authenticate","id":7,"version":1,"device":"{ZERO32}","signature":"{ZERO64}"}}"#
+                    r#"{{"type":"authenticate","id":7,"version":2,"device":"{ZERO32}","signature":"{ZERO64}"}}"#
                 ),
             ),
             (
@@ -1988,7 +1998,7 @@ mod tests {
                     server_time: Timestamp(1_700_000_000_000),
                 },
                 format!(
-                    r#"{{"type":"challenge","version":1,"server_name":"chat.example.org","nonce":"{ZERO32}","server_time":1700000000000}}"#
+                    r#"{{"type":"challenge","version":2,"server_name":"chat.example.org","nonce":"{ZERO32}","server_time":1700000000000}}"#
                 ),
             ),
             (

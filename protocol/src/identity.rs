@@ -1,11 +1,13 @@
-//! Device identities: an Ed25519 signing key (the device's identity) and an X25519 sealing key
-//! signed by it; safety numbers; the passphrase-encrypted export used to persist an identity.
+//! Device identities: an Ed25519 signing key (the device's identity), and the keys sealed
+//! payloads are encrypted to, signed by it: an X-Wing key (X25519 + ML-KEM-768, PROTOCOL.md §4.1)
+//! and the X25519 key of protocol version 1; safety numbers; the passphrase-encrypted export used
+//! to persist an identity.
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::encoding::b64_array;
 use crate::error::CryptoError;
@@ -14,8 +16,58 @@ use crate::primitives::{self, labelled};
 
 /// Label of the identity key's signature over the sealing key.
 pub const LABEL_SEALING_KEY: &str = "confide/v1/sealing-key";
+/// Label of the identity key's signature over the X-Wing sealing key (protocol version 2).
+pub const LABEL_PQ_SEALING_KEY: &str = "confide/v2/pq-sealing-key";
 /// Label (associated data) of an exported identity.
 pub const LABEL_IDENTITY_EXPORT: &str = "confide/v1/identity-export";
+/// Length of an X-Wing encapsulation (public) key.
+pub const PQ_KEY_LEN: usize = 1216;
+/// Length of a device's secrets as [`DeviceIdentity::to_secret_bytes`] writes them: `signing
+/// (32) || sealing (32) || pq seed (32)`. A device made by protocol version 1 had only the
+/// first 64 bytes ([`LEGACY_SECRET_LEN`]).
+pub const SECRET_LEN: usize = 96;
+/// Length of a version-1 device's secrets (no X-Wing key yet; [`DeviceIdentity::add_pq_key`]).
+pub const LEGACY_SECRET_LEN: usize = 64;
+
+/// A device's X-Wing encapsulation key (1216 bytes, base64 on the wire), the post-quantum hybrid
+/// key that payloads are sealed to (PROTOCOL.md §4.1).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PqSealingKey(#[serde(with = "crate::encoding::b64")] Vec<u8>);
+
+impl PqSealingKey {
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A key from its bytes: exactly [`PQ_KEY_LEN`] of them. Whether they are a valid X-Wing key
+    /// is checked where it is used (sealing).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        if bytes.len() != PQ_KEY_LEN {
+            return Err(CryptoError::BadPublicKey);
+        }
+        Ok(PqSealingKey(bytes.to_vec()))
+    }
+}
+
+impl<'de> Deserialize<'de> for PqSealingKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = crate::encoding::b64::deserialize(d)?;
+        PqSealingKey::from_bytes(&bytes)
+            .map_err(|_| serde::de::Error::custom(format!("an X-Wing key is {PQ_KEY_LEN} bytes")))
+    }
+}
+
+impl fmt::Debug for PqSealingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PqSealingKey({}…)",
+            hex::encode(&self.0[..8.min(self.0.len())])
+        )
+    }
+}
 
 /// An Ed25519 signature, 64 bytes, base64 on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,8 +121,10 @@ pub fn verify(
 }
 
 /// The public half of a device: what other members need to verify its signatures and seal
-/// payloads to it. The sealing key is signed by the identity key, so a server that swaps it is
-/// detected.
+/// payloads to it. The sealing keys are signed by the identity key, so a server that swaps one is
+/// detected. A device of protocol version 2 has both keys; a device that has not connected since
+/// version 1 has only the X25519 key, and is sealed to with it until it publishes an X-Wing key
+/// (PROTOCOL.md §4.1).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceKeys {
@@ -81,25 +135,51 @@ pub struct DeviceKeys {
     pub sealing_key: [u8; 32],
     /// The identity key's signature over `"confide/v1/sealing-key" || 0x00 || sealing_key`.
     pub sealing_sig: Signature,
+    /// The device's X-Wing key for HPKE sealing (protocol version 2); absent only for a device
+    /// of version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pq_key: Option<PqSealingKey>,
+    /// The identity key's signature over `"confide/v2/pq-sealing-key" || 0x00 || pq_key`; present
+    /// exactly when `pq_key` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pq_sig: Option<Signature>,
 }
 
 impl DeviceKeys {
-    /// Checks that the sealing key was signed by the device's identity key.
+    /// Checks that the sealing keys were signed by the device's identity key, and that the
+    /// X-Wing key and its signature come together.
     pub fn verify(&self) -> Result<(), CryptoError> {
         verify(
             &self.device,
             LABEL_SEALING_KEY,
             &[&self.sealing_key],
             &self.sealing_sig,
-        )
+        )?;
+        match (&self.pq_key, &self.pq_sig) {
+            (None, None) => Ok(()),
+            (Some(key), Some(sig)) => verify(&self.device, LABEL_PQ_SEALING_KEY, &[&key.0], sig),
+            _ => Err(CryptoError::BadSignature),
+        }
+    }
+
+    /// Whether payloads to this device are sealed with the post-quantum hybrid (it has an X-Wing
+    /// key).
+    pub fn has_pq_key(&self) -> bool {
+        self.pq_key.is_some()
     }
 }
 
-/// A device's secret keys. Zeroized on drop (both inner key types zeroize themselves); never
-/// `Debug`-printed beyond its public id, never serialized except through [`Self::export`].
+/// A device's secret keys. Zeroized on drop (the inner key types zeroize themselves, the X-Wing
+/// seed is `Zeroizing`); never `Debug`-printed beyond its public id, never serialized except
+/// through [`Self::export`] and [`Self::to_secret_bytes`].
 pub struct DeviceIdentity {
     signing: SigningKey,
     sealing: StaticSecret,
+    /// The X-Wing decapsulation key (its 32-byte seed) and the public key derived from it once;
+    /// `None` for a device made by protocol version 1 until [`Self::add_pq_key`]. The seed is
+    /// random and independent of the other two secrets: derived from either, it would fall to
+    /// whoever breaks X25519 or Ed25519 from the published public key.
+    pq: Option<(Zeroizing<[u8; 32]>, PqSealingKey)>,
 }
 
 impl fmt::Debug for DeviceIdentity {
@@ -115,17 +195,44 @@ impl DeviceIdentity {
     pub fn generate(rng: &mut impl rand_core::CryptoRng) -> Self {
         let mut signing = Zeroizing::new([0u8; 32]);
         let mut sealing = Zeroizing::new([0u8; 32]);
+        let mut pq = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(signing.as_mut());
         rng.fill_bytes(sealing.as_mut());
-        Self::from_secret_bytes(&signing, &sealing)
+        rng.fill_bytes(pq.as_mut());
+        Self::from_secret_bytes(&signing, &sealing, Some(&pq))
     }
 
-    /// Rebuilds an identity from its two 32-byte secrets.
-    pub fn from_secret_bytes(signing: &[u8; 32], sealing: &[u8; 32]) -> Self {
+    /// Rebuilds an identity from its 32-byte secrets: the Ed25519 signing key, the X25519
+    /// sealing key and (`None` for a device of protocol version 1) the X-Wing seed.
+    pub fn from_secret_bytes(
+        signing: &[u8; 32],
+        sealing: &[u8; 32],
+        pq: Option<&[u8; 32]>,
+    ) -> Self {
         DeviceIdentity {
             signing: SigningKey::from_bytes(signing),
             sealing: StaticSecret::from(*sealing),
+            pq: pq.map(|seed| (Zeroizing::new(*seed), pq_public(seed))),
         }
+    }
+
+    /// Gives a device of protocol version 1 its X-Wing key (a fresh random seed). Its id and
+    /// X25519 key stay as they were; the caller stores the new secrets and publishes the new
+    /// [`Self::public_keys`] (PROTOCOL.md §4.1, "Moving to version 2"). Does nothing when the
+    /// device has one.
+    pub fn add_pq_key(&mut self, rng: &mut impl rand_core::CryptoRng) {
+        if self.pq.is_none() {
+            let mut seed = Zeroizing::new([0u8; 32]);
+            rng.fill_bytes(seed.as_mut());
+            let public = pq_public(&seed);
+            self.pq = Some((seed, public));
+        }
+    }
+
+    /// Whether this device has an X-Wing key (false only for a device of protocol version 1 not
+    /// yet upgraded).
+    pub fn has_pq_key(&self) -> bool {
+        self.pq.is_some()
     }
 
     /// This device's id (its Ed25519 public key).
@@ -138,13 +245,19 @@ impl DeviceIdentity {
         X25519Public::from(&self.sealing).to_bytes()
     }
 
-    /// The public keys to publish, with the sealing key signed by the identity key.
+    /// The public keys to publish, with the sealing keys signed by the identity key.
     pub fn public_keys(&self) -> DeviceKeys {
         let sealing_key = self.sealing_public();
+        let pq_key = self.pq.as_ref().map(|(_, public)| public.clone());
+        let pq_sig = pq_key
+            .as_ref()
+            .map(|key| self.sign(LABEL_PQ_SEALING_KEY, &[&key.0]));
         DeviceKeys {
             device: self.device_id(),
             sealing_key,
             sealing_sig: self.sign(LABEL_SEALING_KEY, &[&sealing_key]),
+            pq_key,
+            pq_sig,
         }
     }
 
@@ -159,22 +272,37 @@ impl DeviceIdentity {
         Zeroizing::new(self.sealing.to_bytes())
     }
 
-    /// Both secrets, `signing (32) || sealing (32)`, for a store that encrypts them itself (the
+    /// The X-Wing seed, for HPKE opening inside this crate.
+    pub(crate) fn pq_secret_bytes(&self) -> Option<Zeroizing<[u8; 32]>> {
+        self.pq.as_ref().map(|(seed, _)| Zeroizing::new(**seed))
+    }
+
+    /// The secrets, `signing (32) || sealing (32) || pq seed (32)` ([`SECRET_LEN`]; the first 64
+    /// bytes alone for a device of version 1), for a store that encrypts them itself (the
     /// client's encrypted local store). Zeroized on drop; never log or send these bytes.
-    pub fn to_secret_bytes(&self) -> Zeroizing<[u8; 64]> {
-        let mut out = Zeroizing::new([0u8; 64]);
-        out[..32].copy_from_slice(self.signing.as_bytes());
-        out[32..].copy_from_slice(self.sealing.as_bytes());
+    pub fn to_secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(SECRET_LEN));
+        out.extend_from_slice(self.signing.as_bytes());
+        out.extend_from_slice(self.sealing.as_bytes());
+        if let Some((seed, _)) = &self.pq {
+            out.extend_from_slice(seed.as_ref());
+        }
         out
     }
 
-    /// Rebuilds an identity from [`Self::to_secret_bytes`].
-    pub fn from_secret_pair(bytes: &[u8; 64]) -> Self {
-        let mut signing = Zeroizing::new([0u8; 32]);
-        let mut sealing = Zeroizing::new([0u8; 32]);
-        signing.copy_from_slice(&bytes[..32]);
-        sealing.copy_from_slice(&bytes[32..]);
-        Self::from_secret_bytes(&signing, &sealing)
+    /// Rebuilds an identity from [`Self::to_secret_bytes`]: [`SECRET_LEN`] bytes, or the
+    /// [`LEGACY_SECRET_LEN`] of a device of version 1 (which then has no X-Wing key).
+    pub fn from_secrets(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let part = |i: usize| -> Zeroizing<[u8; 32]> {
+            let mut out = Zeroizing::new([0u8; 32]);
+            out.copy_from_slice(&bytes[32 * i..32 * (i + 1)]);
+            out
+        };
+        match bytes.len() {
+            LEGACY_SECRET_LEN => Ok(Self::from_secret_bytes(&part(0), &part(1), None)),
+            SECRET_LEN => Ok(Self::from_secret_bytes(&part(0), &part(1), Some(&part(2)))),
+            _ => Err(CryptoError::Decrypt),
+        }
     }
 
     /// Encrypts this identity under a passphrase (Argon2id, then ChaCha20-Poly1305) for storage.
@@ -189,14 +317,12 @@ impl DeviceIdentity {
         rng.fill_bytes(&mut salt);
         rng.fill_bytes(&mut nonce);
         let key = params.derive(passphrase, &salt)?;
-        let mut plaintext = Zeroizing::new([0u8; 64]);
-        plaintext[..32].copy_from_slice(self.signing.as_bytes());
-        plaintext[32..].copy_from_slice(self.sealing.as_bytes());
+        let plaintext = self.to_secret_bytes();
         let device = self.device_id();
         let aad = labelled(LABEL_IDENTITY_EXPORT, &[device.as_bytes()]);
         let ciphertext = primitives::aead_seal(&key, &nonce, &aad, plaintext.as_ref())?;
         Ok(ExportedIdentity {
-            v: 1,
+            v: if self.pq.is_some() { 2 } else { 1 },
             device,
             kdf: params,
             salt,
@@ -209,23 +335,39 @@ impl DeviceIdentity {
     pub fn import(exported: &ExportedIdentity, passphrase: &[u8]) -> Result<Self, CryptoError> {
         let key = exported.kdf.derive(passphrase, &exported.salt)?;
         let aad = labelled(LABEL_IDENTITY_EXPORT, &[exported.device.as_bytes()]);
-        let plaintext = primitives::aead_open(&key, &exported.nonce, &aad, &exported.ciphertext)?;
-        let (Ok(signing), Ok(sealing)) = (
-            <[u8; 32]>::try_from(&plaintext[..32.min(plaintext.len())]),
-            <[u8; 32]>::try_from(&plaintext[32.min(plaintext.len())..]),
-        ) else {
-            return Err(CryptoError::Decrypt);
+        let plaintext = Zeroizing::new(primitives::aead_open(
+            &key,
+            &exported.nonce,
+            &aad,
+            &exported.ciphertext,
+        )?);
+        let expected = match exported.v {
+            1 => LEGACY_SECRET_LEN,
+            2 => SECRET_LEN,
+            _ => return Err(CryptoError::Decrypt),
         };
-        let mut signing = Zeroizing::new(signing);
-        let mut sealing = Zeroizing::new(sealing);
-        let identity = Self::from_secret_bytes(&signing, &sealing);
-        signing.zeroize();
-        sealing.zeroize();
+        if plaintext.len() != expected {
+            return Err(CryptoError::Decrypt);
+        }
+        let identity = Self::from_secrets(&plaintext)?;
         if identity.device_id() != exported.device {
             return Err(CryptoError::Decrypt);
         }
         Ok(identity)
     }
+}
+
+/// The X-Wing public key of a seed (the seed is the X-Wing decapsulation key itself,
+/// draft-connolly-cfrg-xwing-kem).
+fn pq_public(seed: &[u8; 32]) -> PqSealingKey {
+    use hpke::{Deserializable as _, Kem as _, Serializable as _};
+    // A 32-byte seed is always a valid X-Wing decapsulation key (`from_bytes` checks only the
+    // length), and the public key it gives is always PQ_KEY_LEN bytes long.
+    let public = hpke::kem::XWing::sk_to_pk(
+        &<hpke::kem::XWing as hpke::Kem>::PrivateKey::from_bytes(seed)
+            .unwrap_or_else(|_| unreachable!("a 32-byte seed is an X-Wing key")),
+    );
+    PqSealingKey(public.to_bytes().to_vec())
 }
 
 /// Argon2id parameters for passphrase-derived keys.
@@ -286,7 +428,8 @@ impl KdfParams {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportedIdentity {
-    /// Format version, 1.
+    /// Format version: 2 (the three secrets), or 1 (a device of protocol version 1: signing and
+    /// X25519 sealing secrets only).
     pub v: u8,
     /// The device this identity belongs to (bound as associated data).
     pub device: DeviceId,
@@ -298,7 +441,8 @@ pub struct ExportedIdentity {
     /// ChaCha20-Poly1305 nonce.
     #[serde(with = "b64_array")]
     pub nonce: [u8; 12],
-    /// `signing secret (32) || sealing secret (32)`, encrypted.
+    /// `signing secret (32) || sealing secret (32) || X-Wing seed (32)` (v2) or the first 64
+    /// bytes (v1), encrypted.
     #[serde(with = "crate::encoding::b64")]
     pub ciphertext: Vec<u8>,
 }
@@ -430,8 +574,55 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_export_imports_and_the_device_can_add_its_x_wing_key() {
+        let mut old = DeviceIdentity::from_secret_bytes(&[1; 32], &[2; 32], None);
+        let exported = old
+            .export(b"pw", KdfParams::INSECURE_FOR_TESTS, &mut test_rng(4))
+            .unwrap();
+        assert_eq!(exported.v, 1);
+        let back = DeviceIdentity::import(&exported, b"pw").unwrap();
+        assert!(!back.has_pq_key());
+        assert_eq!(back.public_keys(), old.public_keys());
+        old.add_pq_key(&mut test_rng(5));
+        let keys = old.public_keys();
+        keys.verify().unwrap();
+        assert_eq!(
+            keys.pq_key.as_ref().map(|k| k.as_bytes().len()),
+            Some(PQ_KEY_LEN)
+        );
+        // Same device, same X25519 key: only the X-Wing key is new.
+        assert_eq!(keys.device, back.device_id());
+        assert_eq!(keys.sealing_key, back.sealing_public());
+        let again = old
+            .export(b"pw", KdfParams::INSECURE_FOR_TESTS, &mut test_rng(6))
+            .unwrap();
+        assert_eq!(again.v, 2);
+        let restored = DeviceIdentity::import(&again, b"pw").unwrap();
+        assert_eq!(restored.public_keys(), keys);
+        assert_eq!(
+            DeviceIdentity::from_secrets(&old.to_secret_bytes())
+                .unwrap()
+                .public_keys(),
+            keys
+        );
+        assert!(DeviceIdentity::from_secrets(&[0; 70]).is_err());
+    }
+
+    #[test]
+    fn a_missing_or_swapped_x_wing_signature_is_refused() {
+        let id = DeviceIdentity::generate(&mut test_rng(1));
+        let other = DeviceIdentity::generate(&mut test_rng(2));
+        let mut no_sig = id.public_keys();
+        no_sig.pq_sig = None;
+        assert!(no_sig.verify().is_err());
+        let mut swapped = id.public_keys();
+        swapped.pq_key = other.public_keys().pq_key;
+        assert!(swapped.verify().is_err());
+    }
+
+    #[test]
     fn debug_never_prints_secrets() {
-        let id = DeviceIdentity::from_secret_bytes(&[0xAB; 32], &[0xCD; 32]);
+        let id = DeviceIdentity::from_secret_bytes(&[0xAB; 32], &[0xCD; 32], Some(&[0xEF; 32]));
         let text = format!("{id:?}");
         assert!(!text.contains("171") && !text.to_lowercase().contains("abab"));
         assert!(text.contains("device"));

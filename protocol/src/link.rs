@@ -394,9 +394,8 @@ impl LinkMessage {
 pub struct SealedLinkBundle {
     /// The sending (existing) device.
     pub sender: DeviceId,
-    /// The HPKE encapsulated key.
-    #[serde(with = "b64_array")]
-    pub enc: [u8; 32],
+    /// The HPKE encapsulated key (X-Wing: a new device always has an X-Wing key).
+    pub enc: crate::seal::Encapsulation,
     /// The HPKE ciphertext of `signature (64) || payload`.
     #[serde(with = "b64")]
     pub ciphertext: Vec<u8>,
@@ -424,6 +423,10 @@ pub fn seal_bundle(
 ) -> Result<SealedLinkBundle, LinkError> {
     if payload.len() > MAX_LINK_BUNDLE_BYTES {
         return Err(LinkError::TooLarge(payload.len()));
+    }
+    if !recipient.has_pq_key() {
+        // A new device is always made by version 2 with an X-Wing key; a bundle never falls back.
+        return Err(LinkError::Mismatch("the new device has no X-Wing key"));
     }
     let info = bundle_info(channel, transcript, &recipient.device);
     let (enc, ciphertext) = seal_signed(
@@ -453,6 +456,9 @@ pub fn open_bundle(
 ) -> Result<Zeroizing<Vec<u8>>, LinkError> {
     if sealed.ciphertext.len() > MAX_LINK_BUNDLE_BYTES + 64 + 16 {
         return Err(LinkError::TooLarge(sealed.ciphertext.len()));
+    }
+    if !sealed.enc.is_pq() {
+        return Err(LinkError::Mismatch("the bundle is not sealed with X-Wing"));
     }
     let info = bundle_info(channel, transcript, &recipient.device_id());
     Ok(open_signed(

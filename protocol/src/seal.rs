@@ -1,9 +1,11 @@
-//! HPKE sealing (RFC 9180, mode_base, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
-//! ChaCha20-Poly1305) of a signed payload to one device.
+//! HPKE sealing (RFC 9180, mode_base) of a signed payload to one device: with the X-Wing KEM
+//! (X25519 + ML-KEM-768, KEM id 0x647a), HKDF-SHA256 and ChaCha20-Poly1305 (protocol version 2);
+//! to a device that has not published an X-Wing key yet, with DHKEM(X25519, HKDF-SHA256) and
+//! the same KDF and AEAD (version 1). PROTOCOL.md §4.
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoding::{b64, b64_array};
+use crate::encoding::b64;
 use crate::ids::{DeviceId, Epoch, EpochRef, GroupId, OpHash};
 
 impl SealedPayload {
@@ -53,20 +55,60 @@ pub struct SealedPayload {
     pub sender: DeviceId,
     /// The device that can open it.
     pub recipient: DeviceId,
-    /// The HPKE encapsulated key (32 bytes).
-    #[serde(with = "b64_array")]
-    pub enc: [u8; 32],
+    /// The HPKE encapsulated key: 1120 bytes (X-Wing) or 32 (X25519, to a device of version 1).
+    pub enc: Encapsulation,
     /// The HPKE ciphertext of `signature (64) || payload`.
     #[serde(with = "b64")]
     pub ciphertext: Vec<u8>,
 }
 
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
+
+/// Length of an X-Wing encapsulation (HPKE `enc`).
+pub const PQ_ENC_LEN: usize = 1120;
+/// Length of an X25519 encapsulation (HPKE `enc`), to a device of protocol version 1.
+pub const X25519_ENC_LEN: usize = 32;
+
+/// An HPKE encapsulated key (`enc`), base64 on the wire: [`PQ_ENC_LEN`] bytes when the payload was
+/// sealed with X-Wing, [`X25519_ENC_LEN`] when it was sealed to a device of version 1 with
+/// X25519. Its length names the KEM; any other length is refused when parsed.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+#[serde(transparent)]
+pub struct Encapsulation(#[serde(with = "b64")] Vec<u8>);
+
+impl Encapsulation {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Whether it is an X-Wing (post-quantum hybrid) encapsulation.
+    pub fn is_pq(&self) -> bool {
+        self.0.len() == PQ_ENC_LEN
+    }
+
+    /// An encapsulation from its bytes: [`PQ_ENC_LEN`] or [`X25519_ENC_LEN`] of them.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        matches!(bytes.len(), PQ_ENC_LEN | X25519_ENC_LEN).then(|| Encapsulation(bytes.to_vec()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Encapsulation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes = b64::deserialize(d)?;
+        Encapsulation::from_bytes(&bytes).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "an encapsulated key is {PQ_ENC_LEN} or {X25519_ENC_LEN} bytes"
+            ))
+        })
+    }
+}
 use zeroize::Zeroizing;
 
 use crate::identity::{DeviceIdentity, DeviceKeys, Signature};
 use crate::primitives::labelled;
 
+type PqKem = hpke::kem::XWing;
 type Kem = hpke::kem::X25519HkdfSha256;
 type Kdf = hpke::kdf::HkdfSha256;
 type Aead = hpke::aead::ChaCha20Poly1305;
@@ -174,9 +216,10 @@ pub fn seal(
 
 /// The construction of PROTOCOL.md §4.3 for any `info` and signature label: checks the
 /// recipient's keys, signs `sig_label || 0x00 || info || sender || payload`, and HPKE-seals
-/// `signature || payload` to the recipient's sealing key with `info` and the sender's id as
-/// associated data — in mode_base, or in mode_psk with `psk = (psk, psk_id)`. Returns
-/// `(enc, ciphertext)`. The caller bounds the payload's size.
+/// `signature || payload` to the recipient's X-Wing key (or, for a recipient of version 1
+/// without one, its X25519 key) with `info` and the sender's id as associated data — in
+/// mode_base, or in mode_psk with `psk = (psk, psk_id)`. Returns `(enc, ciphertext)`. The caller
+/// bounds the payload's size.
 pub(crate) fn seal_signed(
     sender: &DeviceIdentity,
     recipient: &DeviceKeys,
@@ -185,7 +228,7 @@ pub(crate) fn seal_signed(
     payload: &[u8],
     psk: Option<(&[u8], &[u8])>,
     rng: &mut impl rand_core::CryptoRng,
-) -> Result<([u8; 32], Vec<u8>), SealError> {
+) -> Result<(Encapsulation, Vec<u8>), SealError> {
     recipient
         .verify()
         .map_err(|_| SealError::UnsignedRecipientKey)?;
@@ -194,26 +237,64 @@ pub(crate) fn seal_signed(
     let mut inner = Zeroizing::new(Vec::with_capacity(64 + payload.len()));
     inner.extend_from_slice(&signature.0);
     inner.extend_from_slice(payload);
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.sealing_key)
-        .map_err(|e| SealError::Hpke(e.to_string()))?;
-    let mode = match psk {
+    let hpke_err = |e: hpke::HpkeError| SealError::Hpke(e.to_string());
+    let (enc, ciphertext) = match &recipient.pq_key {
+        Some(key) => {
+            let pk =
+                <PqKem as hpke::Kem>::PublicKey::from_bytes(key.as_bytes()).map_err(hpke_err)?;
+            let (enc, ct) = hpke::single_shot_seal_with_rng::<Aead, Kdf, PqKem>(
+                &seal_mode(psk)?,
+                &pk,
+                info,
+                &inner,
+                sender_id.as_bytes(),
+                rng,
+            )
+            .map_err(hpke_err)?;
+            (enc.to_bytes().to_vec(), ct)
+        }
+        None => {
+            let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.sealing_key)
+                .map_err(hpke_err)?;
+            let (enc, ct) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
+                &seal_mode(psk)?,
+                &pk,
+                info,
+                &inner,
+                sender_id.as_bytes(),
+                rng,
+            )
+            .map_err(hpke_err)?;
+            (enc.to_bytes().to_vec(), ct)
+        }
+    };
+    let enc = Encapsulation::from_bytes(&enc)
+        .ok_or_else(|| SealError::Hpke("unexpected encapsulation length".into()))?;
+    Ok((enc, ciphertext))
+}
+
+/// HPKE's sender mode for either KEM: mode_base, or mode_psk with `psk = (psk, psk_id)`.
+fn seal_mode<'a, K: hpke::Kem>(
+    psk: Option<(&'a [u8], &'a [u8])>,
+) -> Result<OpModeS<'a, K>, SealError> {
+    Ok(match psk {
         None => OpModeS::Base,
         Some((psk, psk_id)) => OpModeS::Psk(
             hpke::PskBundle::new(psk, psk_id).map_err(|e| SealError::Hpke(e.to_string()))?,
         ),
-    };
-    let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
-        &mode,
-        &pk,
-        info,
-        &inner,
-        sender_id.as_bytes(),
-        rng,
-    )
-    .map_err(|e| SealError::Hpke(e.to_string()))?;
-    let mut enc_bytes = [0u8; 32];
-    enc_bytes.copy_from_slice(&enc.to_bytes());
-    Ok((enc_bytes, ciphertext))
+    })
+}
+
+/// HPKE's receiver mode for either KEM, as [`seal_mode`].
+fn open_mode<'a, K: hpke::Kem>(
+    psk: Option<(&'a [u8], &'a [u8])>,
+) -> Result<OpModeR<'a, K>, SealError> {
+    Ok(match psk {
+        None => OpModeR::Base,
+        Some((psk, psk_id)) => OpModeR::Psk(
+            hpke::PskBundle::new(psk, psk_id).map_err(|e| SealError::Hpke(e.to_string()))?,
+        ),
+    })
 }
 
 /// Opens a payload sealed to `recipient` and checks the sender's signature. Returns the payload;
@@ -252,31 +333,43 @@ pub(crate) fn open_signed(
     info: &[u8],
     sig_label: &str,
     sender: &DeviceId,
-    enc: &[u8; 32],
+    enc: &Encapsulation,
     ciphertext: &[u8],
     psk: Option<(&[u8], &[u8])>,
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    let secret = recipient.sealing_secret_bytes();
-    let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
-        .map_err(|e| SealError::Hpke(e.to_string()))?;
-    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| SealError::Open)?;
-    let mode = match psk {
-        None => OpModeR::Base,
-        Some((psk, psk_id)) => OpModeR::Psk(
-            hpke::PskBundle::new(psk, psk_id).map_err(|e| SealError::Hpke(e.to_string()))?,
-        ),
-    };
-    let inner = Zeroizing::new(
-        hpke::single_shot_open::<Aead, Kdf, Kem>(
-            &mode,
+    let inner = Zeroizing::new(if enc.is_pq() {
+        // A device of version 1 that has not added its X-Wing key cannot have been sealed to
+        // with it.
+        let secret = recipient.pq_secret_bytes().ok_or(SealError::Open)?;
+        let sk = <PqKem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
+            .map_err(|e| SealError::Hpke(e.to_string()))?;
+        let enc = <PqKem as hpke::Kem>::EncappedKey::from_bytes(enc.as_bytes())
+            .map_err(|_| SealError::Open)?;
+        hpke::single_shot_open::<Aead, Kdf, PqKem>(
+            &open_mode(psk)?,
             &sk,
             &enc,
             info,
             ciphertext,
             sender.as_bytes(),
         )
-        .map_err(|_| SealError::Open)?,
-    );
+        .map_err(|_| SealError::Open)?
+    } else {
+        let secret = recipient.sealing_secret_bytes();
+        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
+            .map_err(|e| SealError::Hpke(e.to_string()))?;
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc.as_bytes())
+            .map_err(|_| SealError::Open)?;
+        hpke::single_shot_open::<Aead, Kdf, Kem>(
+            &open_mode(psk)?,
+            &sk,
+            &enc,
+            info,
+            ciphertext,
+            sender.as_bytes(),
+        )
+        .map_err(|_| SealError::Open)?
+    });
     if inner.len() < 64 {
         return Err(SealError::Open);
     }
@@ -319,6 +412,89 @@ mod tests {
         )
         .unwrap();
         (alice, bob, sealed)
+    }
+
+    #[test]
+    fn a_version_2_device_is_sealed_to_with_x_wing_and_a_version_1_device_with_x25519() {
+        let (alice, bob, sealed) = setup();
+        assert!(bob.public_keys().has_pq_key());
+        assert_eq!(sealed.enc.as_bytes().len(), PQ_ENC_LEN);
+        let mut old = DeviceIdentity::from_secret_bytes(&[5; 32], &[6; 32], None);
+        assert!(!old.public_keys().has_pq_key());
+        let to_old = seal(
+            &alice,
+            &old.public_keys(),
+            SealKind::SenderKey,
+            GroupId([9; 16]),
+            ep(3),
+            b"chain key",
+            &mut test_rng(7),
+        )
+        .unwrap();
+        assert_eq!(to_old.enc.as_bytes().len(), X25519_ENC_LEN);
+        assert_eq!(&*open(&old, &to_old).unwrap(), b"chain key");
+        // After it moves to version 2 it still opens what was sealed to it before (its inbox),
+        // and what is sealed to its new keys goes with X-Wing.
+        old.add_pq_key(&mut test_rng(8));
+        assert_eq!(&*open(&old, &to_old).unwrap(), b"chain key");
+        let to_new = seal(
+            &alice,
+            &old.public_keys(),
+            SealKind::SenderKey,
+            GroupId([9; 16]),
+            ep(3),
+            b"chain key",
+            &mut test_rng(9),
+        )
+        .unwrap();
+        assert!(to_new.enc.is_pq());
+        assert_eq!(&*open(&old, &to_new).unwrap(), b"chain key");
+    }
+
+    #[test]
+    fn a_post_quantum_payload_does_not_open_with_x25519_alone() {
+        let (_, bob, sealed) = setup();
+        // The same device without its X-Wing secret (as a version-1 copy of it would be).
+        let secrets = bob.to_secret_bytes();
+        let without = DeviceIdentity::from_secrets(&secrets[..64]).unwrap();
+        assert_eq!(open(&without, &sealed).unwrap_err(), SealError::Open);
+        // An X25519-length encapsulation in place of the X-Wing one does not open either.
+        let mut cut = sealed.clone();
+        cut.enc = Encapsulation::from_bytes(&sealed.enc.as_bytes()[..X25519_ENC_LEN]).unwrap();
+        assert_eq!(open(&bob, &cut).unwrap_err(), SealError::Open);
+    }
+
+    #[test]
+    fn an_encapsulation_of_any_other_length_is_refused_when_parsed() {
+        let (_, _, sealed) = setup();
+        let mut json: serde_json::Value = serde_json::to_value(&sealed).unwrap();
+        json["enc"] = serde_json::Value::String(crate::encoding::b64_encode(&[1; 64]));
+        assert!(serde_json::from_value::<SealedPayload>(json).is_err());
+    }
+
+    #[test]
+    fn a_swapped_or_unsigned_x_wing_key_is_refused_for_sealing() {
+        let (alice, bob, _) = setup();
+        let mallory = DeviceIdentity::generate(&mut test_rng(11));
+        let mut swapped = bob.public_keys();
+        swapped.pq_key = mallory.public_keys().pq_key;
+        let mut unsigned = bob.public_keys();
+        unsigned.pq_sig = None;
+        for keys in [swapped, unsigned] {
+            assert_eq!(
+                seal(
+                    &alice,
+                    &keys,
+                    SealKind::SenderKey,
+                    GroupId([9; 16]),
+                    ep(3),
+                    b"chain key",
+                    &mut test_rng(12),
+                )
+                .unwrap_err(),
+                SealError::UnsignedRecipientKey
+            );
+        }
     }
 
     #[test]

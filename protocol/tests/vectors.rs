@@ -58,7 +58,11 @@ fn ep(n: u64) -> EpochRef {
 }
 
 fn identity_from_seed(seed: u8) -> DeviceIdentity {
-    DeviceIdentity::from_secret_bytes(&seed_bytes(seed), &seed_bytes(seed.wrapping_add(100)))
+    DeviceIdentity::from_secret_bytes(
+        &seed_bytes(seed),
+        &seed_bytes(seed.wrapping_add(100)),
+        Some(&seed_bytes(seed.wrapping_add(200))),
+    )
 }
 
 #[test]
@@ -117,18 +121,41 @@ fn seal_vectors() {
         &mut rng(9),
     )
     .unwrap();
+    // A device of protocol version 1 (no X-Wing key yet) is sealed to with X25519.
+    let carol = DeviceIdentity::from_secret_bytes(&seed_bytes(3), &seed_bytes(103), None);
+    let sealed_v1 = seal::seal(
+        &alice,
+        &carol.public_keys(),
+        SealKind::SenderKey,
+        GroupId([7; 16]),
+        ep(3),
+        payload,
+        &mut rng(10),
+    )
+    .unwrap();
+    assert!(sealed.enc.is_pq() && !sealed_v1.enc.is_pq());
     check(
         "seal",
         json!({
+            "suite": { "kem_id": 0x647a, "kdf_id": 1, "aead_id": 3, "mode": 0 },
             "sender_public": alice.public_keys(),
             "recipient_public": bob.public_keys(),
             "recipient_sealing_secret": b64_encode(&seed_bytes(102)),
+            "recipient_pq_seed": b64_encode(&seed_bytes(202)),
             "info": b64_encode(&seal::seal_info(SealKind::SenderKey, &GroupId([7; 16]), ep(3), &bob.device_id())),
             "payload": b64_encode(payload),
             "sealed": sealed,
+            "to_a_version_1_device": {
+                "suite": { "kem_id": 0x0020, "kdf_id": 1, "aead_id": 3, "mode": 0 },
+                "recipient_public": carol.public_keys(),
+                "recipient_sealing_secret": b64_encode(&seed_bytes(103)),
+                "info": b64_encode(&seal::seal_info(SealKind::SenderKey, &GroupId([7; 16]), ep(3), &carol.device_id())),
+                "sealed": sealed_v1,
+            },
         }),
     );
     assert_eq!(&*seal::open(&bob, &sealed).unwrap(), payload);
+    assert_eq!(&*seal::open(&carol, &sealed_v1).unwrap(), payload);
 }
 
 #[test]

@@ -212,7 +212,7 @@ fn a_private_conversation_is_named_by_the_other_person_and_says_a_message_waits(
 
 /// A library test user's identity, to act for their device in a test.
 fn identity_of(user: &TestUser) -> DeviceIdentity {
-    DeviceIdentity::from_secret_pair(&<[u8; 64]>::try_from(user.secret.as_slice()).unwrap())
+    DeviceIdentity::from_secrets(&user.secret).unwrap()
 }
 
 /// Runs `confide ARGS…` on a library test user's store, as a profile of `server` (whose client

@@ -1055,7 +1055,7 @@ mod tests {
 
     #[test]
     fn a_bundle_over_512_kib_loses_its_oldest_messages_until_it_fits() {
-        let device = DeviceIdentity::from_secret_bytes(&[1; 32], &[2; 32]);
+        let device = DeviceIdentity::from_secret_bytes(&[1; 32], &[2; 32], Some(&[3; 32]));
         let identity = UserIdentity::from_secret_bytes(&[5; 32]);
         let user = UserId([2; 16]);
         let list = DeviceList::first(user, &identity, &device, Timestamp(0));

@@ -182,11 +182,10 @@ pub async fn load<S: ClientStore>(store: &S) -> Result<(DeviceIdentity, Profile)
         .get(T_PROFILE, IDENTITY_KEY)
         .await?
         .ok_or_else(|| missing(IDENTITY_KEY))?;
-    let secret: [u8; 64] = secret
-        .as_slice()
-        .try_into()
+    // 96 bytes, or the 64 of a device made by protocol version 1 (which then adds its X-Wing
+    // key when the core starts, PROTOCOL.md §4.1).
+    let identity = DeviceIdentity::from_secrets(&Zeroizing::new(secret))
         .map_err(|_| corrupt(T_PROFILE, IDENTITY_KEY))?;
-    let identity = DeviceIdentity::from_secret_pair(&Zeroizing::new(secret));
     let plain = store
         .get(T_PROFILE, PROFILE_KEY)
         .await?

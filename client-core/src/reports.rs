@@ -67,7 +67,7 @@ pub(crate) const MAX_SEALED_REMEMBERED: usize = 10_000;
 pub(crate) fn sealed_digest(sealed: &SealedPayload) -> [u8; 32] {
     confide_protocol::primitives::hash(
         "confide/v1/client/sealed-digest",
-        &[&sealed.enc, &sealed.ciphertext],
+        &[sealed.enc.as_bytes(), &sealed.ciphertext],
     )
 }
 

@@ -65,7 +65,7 @@ impl User {
 }
 
 fn copy(identity: &DeviceIdentity) -> DeviceIdentity {
-    DeviceIdentity::from_secret_pair(&identity.to_secret_bytes())
+    DeviceIdentity::from_secrets(&identity.to_secret_bytes()).unwrap()
 }
 
 /// Connects `identity` and sends `register` for `user` with `list`; the reply and the device.
@@ -228,7 +228,7 @@ fn sealed(state: &GroupState, sender: &DeviceIdentity, recipient: DeviceId) -> S
         epoch_hash: epoch.hash,
         sender: sender.device_id(),
         recipient,
-        enc: [9; 32],
+        enc: confide_protocol::seal::Encapsulation::from_bytes(&[9; 32]).unwrap(),
         ciphertext: vec![7; 64],
     }
 }
@@ -897,7 +897,7 @@ fn own_devices(user: &User, sender: &DeviceIdentity, recipient: DeviceId) -> Sea
         epoch_hash: confide_protocol::OpHash(user.signed.hash().0),
         sender: sender.device_id(),
         recipient,
-        enc: [9; 32],
+        enc: confide_protocol::seal::Encapsulation::from_bytes(&[9; 32]).unwrap(),
         ciphertext: vec![7; 64],
     }
 }

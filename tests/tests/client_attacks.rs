@@ -256,9 +256,9 @@ async fn every_inbox_item_is_acknowledged_so_nothing_piles_up() {
     let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     users[0].client.sync().await.unwrap();
     // Bob, by hand, floods Alice with a kind she does not use.
-    let bob_identity =
-        DeviceIdentity::from_secret_pair(&users[1].secret.clone().try_into().unwrap());
-    let alice_keys = DeviceIdentity::from_secret_pair(&users[0].secret.clone().try_into().unwrap())
+    let bob_identity = DeviceIdentity::from_secrets(&users[1].secret).unwrap();
+    let alice_keys = DeviceIdentity::from_secrets(&users[0].secret)
+        .unwrap()
         .public_keys();
     let mut raw =
         confide_tests::RawClient::connect_as(&server, bob_identity, users[1].client.user(), "Bob")
@@ -304,8 +304,9 @@ async fn every_inbox_item_is_acknowledged_so_nothing_piles_up() {
     drop(raw);
     server.stop().await;
     let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
-    let alice_device =
-        DeviceIdentity::from_secret_pair(&users[0].secret.clone().try_into().unwrap()).device_id();
+    let alice_device = DeviceIdentity::from_secrets(&users[0].secret)
+        .unwrap()
+        .device_id();
     assert!(
         confide_server::Storage::inbox(&storage, &alice_device, 0, 100)
             .unwrap()

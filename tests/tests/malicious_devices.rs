@@ -587,8 +587,9 @@ async fn own_device_updates_refuse_replays_and_devices_off_the_list() {
     let laptop = TestUser::register(&evil.url, evil.trust(), "Bob").await;
     let phone = laptop.link_new_device(&evil.url, evil.trust()).await;
     let mut laptop = laptop;
-    let laptop_keys =
-        DeviceIdentity::from_secret_pair(&laptop.secret.clone().try_into().unwrap()).public_keys();
+    let laptop_keys = DeviceIdentity::from_secrets(&laptop.secret)
+        .unwrap()
+        .public_keys();
     let plan = |step: &str| SafetyPlan {
         coping_steps: vec![format!("step {step}")],
         ..SafetyPlan::default()

@@ -905,10 +905,7 @@ async fn a_member_who_made_others_hold_their_posts_no_longer_can_once_removed() 
         users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Mallory"]).await;
     // Mallory's own device, on a second raw connection.
     let secret = users[2].secret.clone();
-    let identity = confide_protocol::identity::DeviceIdentity::from_secret_bytes(
-        secret[..32].try_into().unwrap(),
-        secret[32..64].try_into().unwrap(),
-    );
+    let identity = confide_protocol::identity::DeviceIdentity::from_secrets(&secret).unwrap();
     let mallory_user = users[2].client.user();
     let mut raw = RawClient::connect_as(
         &server,
@@ -1164,9 +1161,8 @@ async fn removing_a_hostile_member_does_not_drop_an_honest_members_claim_of_a_la
     let epoch = state.epoch();
 
     // Mallory, still a member, seals junk to Bob naming an epoch 16 ahead.
-    let mallory_identity = confide_protocol::identity::DeviceIdentity::from_secret_pair(
-        &mallory.secret.clone().try_into().unwrap(),
-    );
+    let mallory_identity =
+        confide_protocol::identity::DeviceIdentity::from_secrets(&mallory.secret).unwrap();
     let mut raw =
         RawClient::connect_as(&server, mallory_identity, mallory.client.user(), "Mallory").await;
     assert!(matches!(

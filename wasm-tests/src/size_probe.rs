@@ -19,8 +19,8 @@ use confide_protocol::{
 use rand_core::SeedableRng;
 use wasm_bindgen::prelude::*;
 
-/// Length of a secret identity (signing key then sealing key).
-const IDENTITY_SECRET_LEN: usize = 64;
+/// Length of a secret identity (signing key, sealing key, X-Wing seed).
+const IDENTITY_SECRET_LEN: usize = confide_protocol::identity::SECRET_LEN;
 
 fn rng(seed: &[u8]) -> Result<ChaCha20Rng, JsError> {
     let seed: [u8; 32] = seed
@@ -30,10 +30,10 @@ fn rng(seed: &[u8]) -> Result<ChaCha20Rng, JsError> {
 }
 
 fn identity(secret: &[u8]) -> Result<DeviceIdentity, JsError> {
-    let secret: &[u8; IDENTITY_SECRET_LEN] = secret
-        .try_into()
-        .map_err(|_| JsError::new("an identity secret is 64 bytes"))?;
-    Ok(DeviceIdentity::from_secret_pair(secret))
+    if secret.len() != IDENTITY_SECRET_LEN {
+        return Err(JsError::new("an identity secret is 96 bytes"));
+    }
+    DeviceIdentity::from_secrets(secret).map_err(|_| JsError::new("not an identity secret"))
 }
 
 fn bytes16(bytes: &[u8], what: &str) -> Result<[u8; 16], JsError> {

@@ -33,7 +33,11 @@ fn vector_identity(seed: u8) -> DeviceIdentity {
         rng(seed).fill_bytes(&mut out);
         out
     };
-    DeviceIdentity::from_secret_bytes(&bytes(seed), &bytes(seed.wrapping_add(100)))
+    DeviceIdentity::from_secret_bytes(
+        &bytes(seed),
+        &bytes(seed.wrapping_add(100)),
+        Some(&bytes(seed.wrapping_add(200))),
+    )
 }
 
 fn vector(json: &str) -> serde_json::Value {

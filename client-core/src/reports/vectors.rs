@@ -45,7 +45,11 @@ fn seed_bytes(seed: u8) -> [u8; 32] {
 
 /// Signing secret `seed(n)`, sealing secret `seed(n + 100)`: Alice is 1, Bob 2 (§13).
 fn identity_from_seed(seed: u8) -> DeviceIdentity {
-    DeviceIdentity::from_secret_bytes(&seed_bytes(seed), &seed_bytes(seed.wrapping_add(100)))
+    DeviceIdentity::from_secret_bytes(
+        &seed_bytes(seed),
+        &seed_bytes(seed.wrapping_add(100)),
+        Some(&seed_bytes(seed.wrapping_add(200))),
+    )
 }
 
 /// Compares `actual` with `protocol/test-vectors/{name}.json`, or writes it when regenerating.

@@ -709,7 +709,7 @@ mod tests {
                 epoch_hash: confide_protocol::OpHash([2; 32]),
                 sender: DeviceId([sender; 32]),
                 recipient: DeviceId([9; 32]),
-                enc: [3; 32],
+                enc: confide_protocol::seal::Encapsulation::from_bytes(&[3; 32]).unwrap(),
                 ciphertext: vec![4; 80],
             },
         }

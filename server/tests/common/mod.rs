@@ -289,7 +289,7 @@ impl Device {
     /// Another authenticated connection of the same device.
     pub async fn again(&self, url: &str) -> Device {
         let secret = self.identity.to_secret_bytes();
-        let identity = DeviceIdentity::from_secret_pair(&secret);
+        let identity = DeviceIdentity::from_secrets(&secret).unwrap();
         let mut device = Device::connect(url, identity, self.user).await;
         let frame = ClientFrame::Authenticate {
             id: device.next_id(),

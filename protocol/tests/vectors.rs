@@ -82,6 +82,7 @@ fn identity_vectors() {
         json!({
             "signing_secret": b64_encode(&seed_bytes(1)),
             "sealing_secret": b64_encode(&seed_bytes(101)),
+            "pq_seed": b64_encode(&seed_bytes(201)),
             "public_keys": keys,
             "signature_test": { "label": "confide/v1/test", "message": b64_encode(b"hello"), "signature": signature },
             "export": { "passphrase": "correct horse battery staple", "exported": exported },

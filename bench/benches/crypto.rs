@@ -13,6 +13,10 @@
 //!   safety plan to one's own other device — baselines: one Ed25519 verification, sealing a
 //!   sender key.
 //!
+//! - post-quantum sealing (issue 18): sealing and opening one sender key with X-Wing beside the
+//!   same with X25519 (version 1, the baseline), and what a removal rekey and a join cost a
+//!   client in a group of 12 members with each suite.
+//!
 //! Run with `cargo bench -p confide-bench`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -346,5 +350,94 @@ fn group_work(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, messages, sender_keys, device_lists, group_work);
+/// Post-quantum sealing (issue 18), each beside the same work with version 1's X25519 suite in the
+/// same run: seal and open one sender key; a removal rekey in a 12-member group (a fresh chain
+/// sealed to the 11 other members' devices, what the removing facilitator's device does — every
+/// other member does the same); and a join of a 12-member group as the joiner's device does it
+/// (check the 12 members' keys, seal its chain to each).
+fn post_quantum(c: &mut Criterion) {
+    let alice = DeviceIdentity::generate(&mut rng());
+    let pq: Vec<DeviceIdentity> = (0..12)
+        .map(|_| DeviceIdentity::generate(&mut rng()))
+        .collect();
+    let classic: Vec<DeviceIdentity> = (0..12)
+        .map(|i| DeviceIdentity::from_secret_bytes(&[i + 1; 32], &[i + 101; 32], None))
+        .collect();
+    let group = GroupId::random(&mut rng());
+    let distribution = SenderChain::generate(&mut rng()).distribution();
+    let seal_to = |to: &confide_protocol::DeviceKeys| {
+        seal::seal(
+            &alice,
+            to,
+            SealKind::SenderKey,
+            group,
+            epoch(),
+            black_box(&distribution),
+            &mut rng(),
+        )
+        .unwrap()
+    };
+    let to_pq = seal_to(&pq[0].public_keys());
+    let to_classic = seal_to(&classic[0].public_keys());
+    eprintln!(
+        "post_quantum sizes: enc {} B (X-Wing) / {} B (X25519); sealed sender key as JSON {} B / {} B; \
+         DeviceKeys as JSON {} B / {} B",
+        to_pq.enc.as_bytes().len(),
+        to_classic.enc.as_bytes().len(),
+        serde_json::to_vec(&to_pq).unwrap().len(),
+        serde_json::to_vec(&to_classic).unwrap().len(),
+        serde_json::to_vec(&pq[0].public_keys()).unwrap().len(),
+        serde_json::to_vec(&classic[0].public_keys()).unwrap().len(),
+    );
+    let mut g = c.benchmark_group("post_quantum");
+    for (suite, devices) in [("x_wing", &pq), ("x25519_baseline", &classic)] {
+        let keys: Vec<_> = devices.iter().map(|d| d.public_keys()).collect();
+        g.bench_function(format!("seal_sender_key/{suite}"), |b| {
+            b.iter(|| seal_to(&keys[0]))
+        });
+        let sealed = seal_to(&keys[0]);
+        g.bench_function(format!("open_sender_key/{suite}"), |b| {
+            b.iter(|| seal::open(&devices[0], black_box(&sealed)).unwrap())
+        });
+        g.bench_function(format!("removal_rekey_12_members/{suite}"), |b| {
+            b.iter(|| {
+                let chain = SenderChain::generate(&mut rng());
+                let distribution = chain.distribution();
+                keys[..11]
+                    .iter()
+                    .map(|k| {
+                        seal::seal(
+                            &alice,
+                            k,
+                            SealKind::SenderKey,
+                            group,
+                            epoch(),
+                            &distribution,
+                            &mut rng(),
+                        )
+                        .unwrap()
+                    })
+                    .count()
+            })
+        });
+        g.bench_function(format!("join_12_members/{suite}"), |b| {
+            b.iter(|| {
+                for k in &keys {
+                    k.verify().unwrap();
+                }
+                keys.iter().map(seal_to).count()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    messages,
+    sender_keys,
+    device_lists,
+    group_work,
+    post_quantum
+);
 criterion_main!(benches);

@@ -106,7 +106,8 @@ pub fn sealed_frames(items: Vec<SealedPayload>, max_bytes: usize) -> Vec<Vec<Sea
 /// Most inbox ids in one [`ClientFrame::AckInbox`].
 pub const MAX_INBOX_ACKS_PER_FRAME: usize = 1024;
 
-/// Most lists in one [`ServerFrame::DeviceListChain`] (16 lists of at most 8 KiB).
+/// Most lists in one [`ServerFrame::DeviceListChain`] (16 lists of at most 20 KiB, about 440 KiB
+/// as base64).
 pub const MAX_DEVICE_LISTS_PER_REPLY: usize = 16;
 
 /// Most devices in one [`ClientFrame::LookupDevices`], and most users in one

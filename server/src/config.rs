@@ -8,8 +8,11 @@ use crate::writer::{DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BYTES, DEFAULT_WRITE_QU
 
 /// Largest websocket message accepted from a client (the protocol's default client frame limit;
 /// a maximal envelope or op is ~88 KiB of base64, and a `send_sealed` carries up to 256 sender
-/// keys or several reports — clients split larger ones, `frames::sealed_frames`). Messages up to
-/// 64 KiB larger are answered `frame_too_large`; larger still close the connection.
+/// keys or several reports — clients split larger ones, `frames::sealed_frames`). Sealed with
+/// X-Wing, each sealed payload carries a 1,120-byte encapsulation (~1.5 KB of base64): 256
+/// sender keys take about 480 KiB, and a report of a maximal message about 87 KiB, so the
+/// limit still holds a full frame of sender keys. Messages up to 64 KiB larger are answered
+/// `frame_too_large`; larger still close the connection.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = confide_protocol::frames::DEFAULT_MAX_CLIENT_FRAME_BYTES;
 /// Frames queued for one connection before it counts as a slow consumer and is disconnected.
 pub const DEFAULT_OUTBOUND_QUEUE: usize = 1024;
@@ -88,11 +91,12 @@ pub const DEFAULT_BAD_FRAMES_PER_MINUTE: u32 = 6;
 /// Frames a connection may send before it has authenticated.
 pub const DEFAULT_MAX_PREAUTH_FRAMES: u32 = 16;
 /// Bytes a connection may send before it has authenticated: the TLS handshake, the websocket
-/// upgrade and the frames up to `register` or `authenticate` take a few kilobytes (a browser's
-/// requests for the web app's files on the same connection, under a kilobyte each, count too:
-/// see [`crate::http`]); more is
-/// refused (see [`crate::preauth`]), so that nobody can make the server hold large buffers
-/// without an account.
+/// upgrade and the frames up to `register` or `authenticate` take a few kilobytes, and up to
+/// about 38 KB for a device linked to a person with a full device list (see
+/// [`crate::preauth::MIN_BUDGET`]; a browser's requests for the web app's files on the same
+/// connection, under a kilobyte each, count too: see [`crate::http`]); more is refused (see
+/// [`crate::preauth`]), so that nobody can make the server hold large buffers without an
+/// account.
 pub const DEFAULT_MAX_PREAUTH_BYTES: usize = 64 * 1024;
 /// Bytes of HTTP responses (the web app's files, [`crate::http`]) one connection may be sent
 /// before it authenticates. A first load of the app takes a few MiB (the wasm twice at most,
@@ -115,8 +119,9 @@ pub const DEFAULT_EPOCH_GRACE: Duration = Duration::from_secs(60);
 /// Largest number of ops, and of messages, in one sync page (each list separately; at most the
 /// protocol's `MAX_SYNC_LIMIT`).
 pub const DEFAULT_SYNC_PAGE_LIMIT: u32 = 500;
-/// Largest total ciphertext in one `sync_page` or `inbox` frame, well under the 8 MiB a client
-/// accepts by default (base64 adds a third).
+/// Largest total ciphertext in one `sync_page` or `inbox` frame (for an `inbox` frame, with
+/// each item's encapsulation: [`crate::storage::inbox_item_bytes`]), well under the 8 MiB a
+/// client accepts by default (base64 adds a third).
 pub const DEFAULT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How often messages past a group's retention period are deleted.
 pub const DEFAULT_RETENTION_SWEEP: Duration = Duration::from_secs(60);

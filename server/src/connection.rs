@@ -734,6 +734,18 @@ async fn authenticate(
             if version != PROTOCOL_VERSION {
                 return Err(bad_version(version));
             }
+            // A device registering now speaks version 2, whose payloads are sealed with X-Wing
+            // (PROTOCOL.md §4.1): without its X-Wing key nothing could be sealed to it that way.
+            // (A device registered under version 1 adds it by publishing a list, §10.1.)
+            if !keys.has_pq_key() {
+                return Err(Reject::new(
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "protocol version {PROTOCOL_VERSION} registers a device with an X-Wing \
+                         key (keys.pq_key and pq_sig); these keys have none"
+                    ),
+                ));
+            }
             let token_ok = match &shared.limits.registration_token {
                 None => true,
                 Some(required) => {
@@ -1125,24 +1137,36 @@ async fn publish_devices(
             "the list was made by another device (by) than the one publishing it",
         ));
     }
-    let registered = shared
+    let current = current_list(shared, &user)?;
+    if current
+        .as_ref()
+        .is_some_and(|(current_signed, _)| signed == *current_signed)
+    {
+        // A retry after a lost reply: the list is on record already (§9.8).
+        drop(registering);
+        reply(shared, handle, &ServerFrame::Ok { id });
+        return Ok(());
+    }
+    let upgraded = own_keys_upgrade(&record, &list)?;
+    let mut registered = shared
         .storage
         .devices_of_user(&user)
         .map_err(storage_reject)?;
+    // From here on the publishing device's record is checked with its X-Wing key, if the list
+    // adds it: the list and the record change together.
+    if let Some(new) = &upgraded {
+        for r in registered.iter_mut().filter(|r| r.keys.device == s.device) {
+            *r = new.clone();
+        }
+    }
     let mut before: Vec<confide_protocol::DeviceId> =
         registered.iter().map(|r| r.keys.device).collect();
-    match current_list(shared, &user)? {
+    match current {
         Some((current_signed, current)) => {
             if list.identity != current.identity {
                 return Err(list_refused(
                     "the list carries another identity key than the one on record for this user",
                 ));
-            }
-            if signed == current_signed {
-                // A retry after a lost reply: the list is on record already (§9.8).
-                drop(registering);
-                reply(shared, handle, &ServerFrame::Ok { id });
-                return Ok(());
             }
             if list.version <= current.version {
                 return Err(list_refused(format!(
@@ -1201,6 +1225,9 @@ async fn publish_devices(
         user,
         device: *device,
     }));
+    // In the same batch as the list: `lookup_*` and the member-entry checks never see the one
+    // without the other.
+    writes.extend(upgraded.map(Write::Device));
     commit(shared, writes).await?;
     shared.device_lists.record(&user);
     drop(registering);
@@ -1216,6 +1243,48 @@ async fn publish_devices(
             .deliver(devices.iter(), &frame, Some(handle.id), &shared.metrics);
     }
     Ok(())
+}
+
+/// How `list` lists the device that publishes it, whose record is `record` (PROTOCOL.md §10.1
+/// *Device lists*): not at all (it unlinks itself), or with an X-Wing key — and with exactly its
+/// registered keys, or, for a device registered under protocol version 1 without one, with
+/// those keys plus an X-Wing key. Then the record with the new keys, which the publication
+/// stores; `device_list_refused` for any other keys (another X-Wing key, one dropped, another
+/// X25519 key or signature). The list verified, so the keys are signed by the device.
+fn own_keys_upgrade(
+    record: &DeviceRecord,
+    list: &DeviceList,
+) -> Result<Option<DeviceRecord>, Reject> {
+    let Some(own) = list
+        .devices
+        .iter()
+        .find(|d| d.keys.device == record.keys.device)
+    else {
+        return Ok(None);
+    };
+    let keys = &own.keys;
+    if !keys.has_pq_key() {
+        return Err(list_refused(format!(
+            "the list lists this device without an X-Wing key: a device of protocol version \
+             {PROTOCOL_VERSION} lists itself with it"
+        )));
+    }
+    if *keys == record.keys {
+        return Ok(None);
+    }
+    let adds_pq_key = !record.keys.has_pq_key()
+        && keys.sealing_key == record.keys.sealing_key
+        && keys.sealing_sig == record.keys.sealing_sig;
+    if !adds_pq_key {
+        return Err(list_refused(
+            "the list lists this device with other keys than it registered: a list may only \
+             add the X-Wing key of a device registered without one",
+        ));
+    }
+    Ok(Some(DeviceRecord {
+        keys: keys.clone(),
+        ..record.clone()
+    }))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -2396,9 +2465,11 @@ fn deliver_inbox_backlog(shared: &Shared, handle: &ConnHandle, device: &DeviceId
         let last_fetched = page.last().map_or(after, |i| i.inbox_id);
         durable.retain_durable(&mut page, |i| i.inbox_id);
         let durable_count = page.len();
-        truncate_to_budget(&mut page, shared.limits.page_bytes, |i| {
-            i.payload.ciphertext.len()
-        });
+        truncate_to_budget(
+            &mut page,
+            shared.limits.page_bytes,
+            crate::storage::inbox_item_bytes,
+        );
         let cut = page.len() < durable_count;
         let more = cut || fetched == INBOX_PAGE;
         let last = if cut {

@@ -74,9 +74,15 @@ impl Gate {
     }
 }
 
-/// The smallest budget, whatever the configuration says: a TLS handshake and a `register` frame
-/// need a few kilobytes, and a smaller budget would silently refuse every client.
-pub const MIN_BUDGET: usize = 8 * 1024;
+/// The smallest budget, whatever the configuration says: a smaller budget would silently
+/// refuse clients. What a connection sends before it authenticates is at most about 38 KB: a
+/// `register` with a full device list is ~31 KB (a 20 KiB list as base64, ~27 KB, and the
+/// device's keys with its 1,216-byte X-Wing key, ~2 KB), a link's frames before it
+/// (PROTOCOL.md §3.7: the `hello` carries the new device's keys) ~4 KB, a TLS ClientHello with
+/// a post-quantum key share ~2 KB and the websocket upgrade under 1 KB. (The 8 KiB of protocol
+/// version 1, with its 200-byte keys, would now refuse a device linking to a person with one
+/// other device.)
+pub const MIN_BUDGET: usize = 48 * 1024;
 
 /// A stream whose reads fail once `limit` bytes have been read while its [`Gate`] is down.
 #[derive(Debug)]
@@ -169,7 +175,8 @@ mod tests {
         let (mut peer, ours) = tokio::io::duplex(64 * 1024);
         let gate = Gate::default();
         let mut budgeted = Budgeted::new(ours, MIN_BUDGET, gate.clone());
-        peer.write_all(&[7u8; 12_000]).await.unwrap();
+        let sent = MIN_BUDGET + 4_000;
+        peer.write_all(&vec![7u8; sent]).await.unwrap();
 
         let mut buf = vec![0u8; 600];
         let mut read = 0;
@@ -186,7 +193,7 @@ mod tests {
         );
 
         gate.lift();
-        let mut rest = vec![0u8; 12_000 - read];
+        let mut rest = vec![0u8; sent - read];
         budgeted.read_exact(&mut rest).await.unwrap();
         assert!(rest.iter().all(|&b| b == 7), "nothing was lost");
     }

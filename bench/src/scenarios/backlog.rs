@@ -97,8 +97,8 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
     let server = RunningServer::start(Kind::Confide, &opts.mode, 16).await?;
     let alice = register(&server, "Alice", DeviceIdentity::generate(&mut net::rng())).await?;
     let bob_identity = DeviceIdentity::generate(&mut net::rng());
-    let bob_copy =
-        DeviceIdentity::from_secrets(&bob_identity.to_secret_bytes()).expect("its own secrets");
+    let bob_copy = DeviceIdentity::from_secrets(&bob_identity.to_secret_bytes())
+        .map_err(|e| anyhow::anyhow!("copying Bob's identity: {e}"))?;
     let mut bob = register(&server, "Bob", bob_identity).await?;
     let bob_device = Device {
         identity: bob_copy,

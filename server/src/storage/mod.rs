@@ -115,20 +115,33 @@ pub enum Write {
 /// timestamps), in [`Write::size`].
 pub const RECORD_OVERHEAD: usize = 256;
 
+/// The bytes of an inbox item that grow with what was sealed: its ciphertext and its HPKE
+/// encapsulation (1,120 bytes with X-Wing, PROTOCOL.md §4.1 — more than the ciphertext of a
+/// sender key). What an inbox backlog page and [`Write::size`] count.
+pub fn inbox_item_bytes(item: &InboxItem) -> usize {
+    item.payload
+        .ciphertext
+        .len()
+        .saturating_add(item.payload.enc.as_bytes().len())
+}
+
 impl Write {
-    /// About how many bytes the write stores: its ciphertext or op bytes as base64, plus
-    /// [`RECORD_OVERHEAD`]. Used to keep write batches within their byte cap; the free-space
-    /// check uses the exact encoded size.
+    /// About how many bytes the write stores: its ciphertext, op bytes or public keys as base64,
+    /// plus [`RECORD_OVERHEAD`]. Used to keep write batches within their byte cap; the
+    /// free-space check uses the exact encoded size.
     pub fn size(&self) -> usize {
         let content = match self {
             Write::Op { op, .. } => op.op.len(),
             Write::Message { message, .. } => message.envelope.ciphertext.len(),
-            Write::Inbox { item, .. } => item.payload.ciphertext.len(),
+            Write::Inbox { item, .. } => inbox_item_bytes(item),
             Write::DeviceList { list, .. } => list.list.len(),
-            Write::Device(_)
-            | Write::DeleteMessage { .. }
-            | Write::AckInbox { .. }
-            | Write::Unlink { .. } => 0,
+            // The X-Wing key (1,216 bytes) is most of a device record.
+            Write::Device(record) => record
+                .keys
+                .pq_key
+                .as_ref()
+                .map_or(0, |key| key.as_bytes().len()),
+            Write::DeleteMessage { .. } | Write::AckInbox { .. } | Write::Unlink { .. } => 0,
         };
         // Base64 stores 4 bytes for every 3.
         (content / 3)

@@ -190,6 +190,12 @@ pub struct Server {
 
 impl Server {
     pub async fn start(limits: Limits) -> Server {
+        Server::start_with(limits, &[]).await
+    }
+
+    /// A server whose database holds `records` before it starts (as an earlier server left
+    /// them: devices of protocol version 1, say).
+    pub async fn start_with(limits: Limits, records: &[Write]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(Breakable {
             inner: SledStorage::open_with(&dir.path().join("db"), 1 << 20, 0).unwrap(),
@@ -197,6 +203,9 @@ impl Server {
             before_op_read: Hold::default(),
             after_write: Hold::default(),
         });
+        if !records.is_empty() {
+            storage.commit(records).unwrap();
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -9,7 +9,9 @@ use zeroize::Zeroizing;
 use crate::StoreError;
 use crate::store::{Batch, ClientStore, T_PROFILE, corrupt};
 
-/// Key of the identity secret (raw 64 bytes) in the `profile` tree.
+/// Key of the identity secret in the `profile` tree: the raw 96 bytes of
+/// [`DeviceIdentity::to_secret_bytes`], or the 64 of a device of protocol version 1 until the
+/// core starts on it and it adds its X-Wing key (PROTOCOL.md §4.7).
 pub(crate) const IDENTITY_KEY: &[u8] = b"identity";
 /// Key of the [`Profile`] (JSON) in the `profile` tree.
 const PROFILE_KEY: &[u8] = b"profile";
@@ -183,7 +185,7 @@ pub async fn load<S: ClientStore>(store: &S) -> Result<(DeviceIdentity, Profile)
         .await?
         .ok_or_else(|| missing(IDENTITY_KEY))?;
     // 96 bytes, or the 64 of a device made by protocol version 1 (which then adds its X-Wing
-    // key when the core starts, PROTOCOL.md §4.1).
+    // key when the core starts, PROTOCOL.md §4.7).
     let identity = DeviceIdentity::from_secrets(&Zeroizing::new(secret))
         .map_err(|_| corrupt(T_PROFILE, IDENTITY_KEY))?;
     let plain = store

@@ -100,7 +100,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .await
         } else {
             let frame_token = self.registration_token.clone();
-            let keys = self.identity.public_keys();
+            let keys = self.registration_keys();
             let (user, display_name) = (self.profile.user, self.profile.display_name.clone());
             let list = self.registration_list();
             self.request(|id| ClientFrame::Register {
@@ -157,6 +157,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // refuses it leaves the device working as before, and it is tried again next time.
         if let Err(e) = self.publish_pending_list().await {
             tracing::warn!(error = %e, "could not publish this user's device list");
+            if self.conn.is_none() {
+                return Err(e);
+            }
+        }
+        // A device that moved to protocol version 2 publishes its X-Wing key (PROTOCOL.md
+        // §4.7); refused, it goes on sealing and being sealed to as the list on record says.
+        if let Err(e) = self.publish_own_keys().await {
+            tracing::warn!(error = %e, "could not publish this device's X-Wing key");
             if self.conn.is_none() {
                 return Err(e);
             }

@@ -199,33 +199,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.own_list.signed.clone()
     }
 
-    /// The keys to register with: those the registration list names for this device (the
-    /// server checks that it does), else the device's own. They differ only for a device of
-    /// protocol version 1 that moved to version 2 before it ever registered, with a list another
-    /// device made (a link): it registers with the keys that list names, and publishes its
-    /// X-Wing key after (PROTOCOL.md §4.7).
-    pub(crate) fn registration_keys(&self) -> DeviceKeys {
-        let me = self.device();
-        self.own_list_parsed
-            .devices
-            .iter()
-            .find(|d| d.keys.device == me)
-            .map(|d| d.keys.clone())
-            .unwrap_or_else(|| self.identity.public_keys())
-    }
-
     /// This device just moved to protocol version 2: it has a new X-Wing key (PROTOCOL.md
-    /// §4.7). A first list that no server has seen — made by this device for a profile not yet
-    /// registered — is made again naming the new keys, in the same step; a list on record is
-    /// followed by one naming them once connected ([`Self::publish_own_keys`]).
+    /// §4.7). A first list that no server has yet — made by this device for a new profile, or
+    /// for one from before device lists — is made again naming the new keys, in the same step
+    /// (a server of version 2 takes no list that names this device without its X-Wing key); a
+    /// list on record is followed by one naming them once connected ([`Self::publish_own_keys`]).
     pub(crate) fn keys_moved(&mut self) -> Result<(), ClientError> {
         let list = &self.own_list_parsed;
         let me = self.device();
-        if self.own_list.published
-            || self.profile.registered
-            || list.version != 1
-            || list.by != me
-            || list.devices.len() != 1
+        if self.own_list.published || list.version != 1 || list.by != me || list.devices.len() != 1
         {
             return Ok(());
         }

@@ -61,6 +61,49 @@ pub async fn create<S: ClientStore>(
     store.commit(batch).await
 }
 
+/// **For tests only** (feature `test-hooks`): stores a device that the server has on record
+/// already — its registration, and `device_list` as its user's current list, made with
+/// `user_identity` — as an older client would have left it: a device of protocol version 1 (an
+/// identity without an X-Wing key) registered before the server moved to version 2, which
+/// registers no such device any more. `profile` should say it is registered. One commit.
+///
+/// # Errors
+///
+/// Whatever the store's [`ClientStore::commit`] fails with; then nothing was stored.
+#[cfg(feature = "test-hooks")]
+pub async fn create_registered<S: ClientStore>(
+    store: &S,
+    identity: &DeviceIdentity,
+    profile: &Profile,
+    user_identity: &confide_protocol::device_list::UserIdentity,
+    device_list: &confide_protocol::device_list::SignedDeviceList,
+) -> Result<(), StoreError> {
+    let mut batch = Batch::new();
+    batch.put(
+        T_PROFILE,
+        IDENTITY_KEY,
+        Zeroizing::new(identity.to_secret_bytes().to_vec()),
+    );
+    let json = serde_json::to_vec(profile).map_err(|e| StoreError::Db(e.to_string()))?;
+    batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
+    batch.put(
+        T_PROFILE,
+        crate::devices::USER_IDENTITY_KEY,
+        Zeroizing::new(user_identity.to_secret_bytes().to_vec()),
+    );
+    let own = crate::devices::OwnList {
+        signed: device_list.clone(),
+        published: true,
+    };
+    let json = serde_json::to_vec(&own).map_err(|e| StoreError::Db(e.to_string()))?;
+    batch.put(
+        T_PROFILE,
+        crate::devices::OWN_LIST_KEY,
+        Zeroizing::new(json),
+    );
+    store.commit(batch).await
+}
+
 /// Stores a device just linked to an existing user (PROTOCOL.md §3.7): its own keys, the
 /// profile from the bundle (not yet registered: the first connection registers it with the
 /// bundle's list), the user identity key, the list, the high-water marks, and what the bundle

@@ -100,7 +100,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .await
         } else {
             let frame_token = self.registration_token.clone();
-            let keys = self.registration_keys();
+            let keys = self.identity.public_keys();
             let (user, display_name) = (self.profile.user, self.profile.display_name.clone());
             let list = self.registration_list();
             self.request(|id| ClientFrame::Register {

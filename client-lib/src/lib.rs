@@ -251,11 +251,12 @@ impl Client {
     }
 
     /// **For tests only** (feature `test-hooks`): a new local store for `identity` of `user`,
-    /// which the server has on record already — a test wrote the registration into the
-    /// server's database, as for a device of protocol version 1 (an identity without an X-Wing
-    /// key), which a server of version 2 no longer registers. The device authenticates rather
-    /// than registers, and connects in the background as after [`Self::open`]. With
-    /// [`ClientConfig::stay_version_1`] such a device stays at version 1.
+    /// which the server has on record already with `device_list` (made with `user_identity`) as
+    /// the user's current list — a test wrote both into the server's database, as for a device
+    /// of protocol version 1 (an identity without an X-Wing key), which a server of version 2 no
+    /// longer registers. The device authenticates rather than registers, and connects in the
+    /// background as after [`Self::open`]. With [`ClientConfig::stay_version_1`] such a device
+    /// stays at version 1.
     ///
     /// # Errors
     ///
@@ -264,16 +265,31 @@ impl Client {
     #[cfg(feature = "test-hooks")]
     pub async fn create_registered(
         config: ClientConfig,
-        user: UserId,
         display_name: &str,
         passphrase: &[u8],
         identity: DeviceIdentity,
+        user_identity: &confide_protocol::device_list::UserIdentity,
+        device_list: &confide_protocol::device_list::SignedDeviceList,
     ) -> Result<(Client, Events), ClientError> {
+        let user = device_list
+            .verify()
+            .map_err(|e| ClientError::LinkFailed {
+                code: e.code(),
+                reason: e.to_string(),
+            })?
+            .user;
         let store =
             store::Store::create(&config.store_path, passphrase, config.kdf, &mut os_rng())?;
         let mut profile = Profile::new(user, display_name);
         profile.registered = true;
-        confide_client_core::profile::create(&store, &identity, &profile).await?;
+        confide_client_core::profile::create_registered(
+            &store,
+            &identity,
+            &profile,
+            user_identity,
+            device_list,
+        )
+        .await?;
         Self::start(config, store, identity, profile, false).await
     }
 

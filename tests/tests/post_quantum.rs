@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use confide_client::{ClientConfig, GroupId, Invite, InviteOptions, JoinOutcome};
+use confide_protocol::device_list::{DeviceList, UserIdentity};
 use confide_protocol::frames::ClientFrame;
 use confide_protocol::seal::{PQ_ENC_LEN, SealKind, SealedPayload, X25519_ENC_LEN};
 use confide_protocol::{DeviceId, DeviceIdentity, UserId};
@@ -73,18 +74,29 @@ fn version_1_identity() -> DeviceIdentity {
 #[tokio::test]
 async fn a_version_1_member_moves_to_x_wing_and_reads_everything() {
     // Bob's device is of version 1. A server of version 2 registers no device without an X-Wing
-    // key, so his registration from back then is written into the server's database before it
-    // starts, as an older server would have left it.
+    // key, and takes no list naming one without it: his registration and his first device list
+    // from back then are written into the server's database before it starts, as an older
+    // server would have left them.
     let bob_identity = version_1_identity();
-    let (bob_user, bob_device) = (UserId::random(&mut rng()), bob_identity.device_id());
-    let record = DeviceRecord {
-        user: bob_user,
-        keys: bob_identity.public_keys(),
-        display_name: "Bob".into(),
-        registered_at: now(),
-    };
-    let server =
-        TestServer::start_prepared(|db| db.commit(&[Write::Device(record)]).unwrap()).await;
+    let bob_device = bob_identity.device_id();
+    let bob_user = UserId::random(&mut rng());
+    let user_identity = UserIdentity::generate(&mut rng());
+    let first = DeviceList::first(bob_user, &user_identity, &bob_identity, now());
+    let first = user_identity.sign_list(&first, &bob_identity).unwrap();
+    let writes = [
+        Write::Device(DeviceRecord {
+            user: bob_user,
+            keys: bob_identity.public_keys(),
+            display_name: "Bob".into(),
+            registered_at: now(),
+        }),
+        Write::DeviceList {
+            user: bob_user,
+            identity: user_identity.public(),
+            list: first.clone(),
+        },
+    ];
+    let server = TestServer::start_prepared(|db| db.commit(&writes).unwrap()).await;
     let evil = EvilServer::start(&server).await;
 
     let mut alice = TestUser::register(&evil.url, evil.trust(), "Alice").await;
@@ -108,10 +120,11 @@ async fn a_version_1_member_moves_to_x_wing_and_reads_everything() {
     config.stay_version_1 = true;
     let (client, events) = confide_client::Client::create_registered(
         config.clone(),
-        bob_user,
         "Bob",
         PASSPHRASE,
         bob_identity,
+        &user_identity,
+        &first,
     )
     .await
     .unwrap();

@@ -7,6 +7,10 @@
 //! group whose log pins this user at an older list (or at none) then gets an `update_devices`
 //! op, a durable task resumed at each start.
 //!
+//! A device of protocol version 1 that moved to version 2 when the core started (its X-Wing key
+//! is new) publishes, once connected, the successor of its user's list that names the key; the
+//! same task then moves every group to that list (PROTOCOL.md §4.7).
+//!
 //! For every other user the device keeps a **high-water mark**: the identity key and the newest
 //! list seen (version, hash, devices). Sealing uses it: a device that a newer list dropped gets
 //! nothing, even where a group's log still lists it (a server may have shown an `add`'s author an
@@ -193,6 +197,70 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// The list to send with a registration.
     pub(crate) fn registration_list(&self) -> SignedDeviceList {
         self.own_list.signed.clone()
+    }
+
+    /// This device just moved to protocol version 2: it has a new X-Wing key (PROTOCOL.md
+    /// §4.7). A first list that no server has yet — made by this device for a new profile, or
+    /// for one from before device lists — is made again naming the new keys, in the same step
+    /// (a server of version 2 takes no list that names this device without its X-Wing key); a
+    /// list on record is followed by one naming them once connected ([`Self::publish_own_keys`]).
+    pub(crate) fn keys_moved(&mut self) -> Result<(), ClientError> {
+        let list = &self.own_list_parsed;
+        let me = self.device();
+        if self.own_list.published || list.version != 1 || list.by != me || list.devices.len() != 1
+        {
+            return Ok(());
+        }
+        let list = DeviceList::first(
+            self.profile.user,
+            &self.user_identity,
+            &self.identity,
+            list.at,
+        );
+        let signed = self
+            .user_identity
+            .sign_list(&list, &self.identity)
+            .map_err(list_error)?;
+        self.own_list = OwnList {
+            signed,
+            published: false,
+        };
+        self.db.put(T_PROFILE, OWN_LIST_KEY, &self.own_list)?;
+        self.own_list_parsed = list;
+        Ok(())
+    }
+
+    /// After authenticating: if this user's current list names this device without the X-Wing
+    /// key it has now (it moved from protocol version 1 to 2), publishes the successor that
+    /// names it — the same device id and X25519 key, its X-Wing key added (PROTOCOL.md §4.7).
+    /// Once the server accepted it, it is the current list, and the durable task of §11.14
+    /// ([`Self::update_own_entries`]) moves every group to it: an `update_devices`, so a new
+    /// epoch, whose sender keys are sealed to the device with X-Wing. Done again at each
+    /// connection until the list names the key (a refusal leaves the device working with the
+    /// list on record).
+    pub(crate) async fn publish_own_keys(&mut self) -> Result<(), ClientError> {
+        if !self.own_list.published || !self.identity.has_pq_key() {
+            return Ok(());
+        }
+        let me = self.device();
+        let list = self.own_list_parsed.clone();
+        let Some(at) = list.devices.iter().position(|d| d.keys.device == me) else {
+            return Ok(());
+        };
+        let keys = self.identity.public_keys();
+        let listed = &list.devices[at].keys;
+        // Only ever an X-Wing key added to the X25519 key listed: a list never drops or swaps a
+        // device's X-Wing key (§3.6), and a different X25519 key is not this device's to fix.
+        if listed.pq_key.is_some() || listed.sealing_key != keys.sealing_key {
+            return Ok(());
+        }
+        let mut devices = list.devices.clone();
+        if let Some(entry) = devices.get_mut(at) {
+            *entry = ListedDevice::new(&self.identity, &self.profile.user, &list.identity);
+        }
+        let next = list.successor(self.own_list.signed.hash(), me, self.host.now(), devices);
+        self.publish_list(next).await?;
+        Ok(())
     }
 
     /// The server registered this device with its list: the list is on record.

@@ -83,6 +83,7 @@ impl Default for GroupInfo {
             unread: 0,
             private_with: None,
             sync_refused: None,
+            post_quantum: false,
         }
     }
 }

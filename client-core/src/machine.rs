@@ -14,8 +14,8 @@ use crate::error::ClientError;
 use crate::events::Event;
 use crate::group::{GroupCtx, GroupMeta, ReadMarker};
 use crate::profile::Profile;
-use crate::store::{ClientStore, T_GROUPS, T_OPS, Tx};
-use crate::{Host, Link, Network};
+use crate::store::{ClientStore, T_GROUPS, T_OPS, T_PROFILE, Tx};
+use crate::{Host, HostRng, Link, Network};
 
 /// One device of one user: its groups as verified from their logs, its keys, its outbox, and
 /// every decision about what arrives and what goes out, with no I/O of its own.
@@ -148,6 +148,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// [`ClientError::Store`] if the store cannot be read, or the step (numbering the messages of
     /// an older store) cannot be committed. A stored log that no longer verifies is not an error:
     /// it freezes its group ([`ClientError::GroupTampered`]).
+    ///
+    /// A device of protocol version 1 (an identity without an X-Wing key) moves to version 2
+    /// here: it adds its X-Wing key, and the new secret is stored with the rest of this first
+    /// step; once connected it publishes the device list that names the key (PROTOCOL.md §4.7).
     pub async fn new(
         store: S,
         net: N,
@@ -156,10 +160,73 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         profile: Profile,
         registration_token: Option<String>,
     ) -> Result<Self, ClientError> {
+        Self::start(
+            store,
+            net,
+            host,
+            identity,
+            profile,
+            registration_token,
+            true,
+        )
+        .await
+    }
+
+    /// **For tests only** (feature `test-hooks`): as [`Self::new`], except that a device of
+    /// protocol version 1 stays one — it adds no X-Wing key and publishes none — so that a test
+    /// can play a device that has not moved to version 2 yet (PROTOCOL.md §4.7).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::new`].
+    #[cfg(feature = "test-hooks")]
+    pub async fn new_version_1(
+        store: S,
+        net: N,
+        host: Box<dyn Host>,
+        identity: DeviceIdentity,
+        profile: Profile,
+        registration_token: Option<String>,
+    ) -> Result<Self, ClientError> {
+        Self::start(
+            store,
+            net,
+            host,
+            identity,
+            profile,
+            registration_token,
+            false,
+        )
+        .await
+    }
+
+    /// [`Self::new`]; `move_to_version_2` says whether a device of version 1 adds its X-Wing key.
+    async fn start(
+        store: S,
+        net: N,
+        host: Box<dyn Host>,
+        identity: DeviceIdentity,
+        profile: Profile,
+        registration_token: Option<String>,
+        move_to_version_2: bool,
+    ) -> Result<Self, ClientError> {
         let mut host = host;
+        let mut identity = identity;
         let mut db = Tx::new(store);
+        // With the keys the device had so far: a profile from before device lists gets a first
+        // list naming the keys the server has on record for it.
         let devices =
             crate::devices::load_devices(&mut db, &mut *host, &identity, profile.user).await?;
+        let moved = move_to_version_2 && !identity.has_pq_key();
+        if moved {
+            identity.add_pq_key(&mut HostRng(&mut *host));
+            // Stored in this step's commit, before anything could be sealed to the new key.
+            db.put_bytes(
+                T_PROFILE,
+                crate::profile::IDENTITY_KEY,
+                identity.to_secret_bytes().as_ref(),
+            );
+        }
         let mut core = ClientCore {
             net,
             host,
@@ -193,8 +260,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             old_side: None,
             link_inbox: Default::default(),
         };
+        if moved {
+            core.keys_moved()?;
+        }
         core.load_groups().await?;
-        // Numbers given to messages of an older store are kept.
+        // Numbers given to messages of an older store (and a new X-Wing key) are kept.
         core.commit().await?;
         Ok(core)
     }

@@ -9,7 +9,9 @@ use zeroize::Zeroizing;
 use crate::StoreError;
 use crate::store::{Batch, ClientStore, T_PROFILE, corrupt};
 
-/// Key of the identity secret (raw 64 bytes) in the `profile` tree.
+/// Key of the identity secret in the `profile` tree: the raw 96 bytes of
+/// [`DeviceIdentity::to_secret_bytes`], or the 64 of a device of protocol version 1 until the
+/// core starts on it and it adds its X-Wing key (PROTOCOL.md §4.7).
 pub(crate) const IDENTITY_KEY: &[u8] = b"identity";
 /// Key of the [`Profile`] (JSON) in the `profile` tree.
 const PROFILE_KEY: &[u8] = b"profile";
@@ -56,6 +58,49 @@ pub async fn create<S: ClientStore>(
     );
     let json = serde_json::to_vec(profile).map_err(|e| StoreError::Db(e.to_string()))?;
     batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
+    store.commit(batch).await
+}
+
+/// **For tests only** (feature `test-hooks`): stores a device that the server has on record
+/// already — its registration, and `device_list` as its user's current list, made with
+/// `user_identity` — as an older client would have left it: a device of protocol version 1 (an
+/// identity without an X-Wing key) registered before the server moved to version 2, which
+/// registers no such device any more. `profile` should say it is registered. One commit.
+///
+/// # Errors
+///
+/// Whatever the store's [`ClientStore::commit`] fails with; then nothing was stored.
+#[cfg(feature = "test-hooks")]
+pub async fn create_registered<S: ClientStore>(
+    store: &S,
+    identity: &DeviceIdentity,
+    profile: &Profile,
+    user_identity: &confide_protocol::device_list::UserIdentity,
+    device_list: &confide_protocol::device_list::SignedDeviceList,
+) -> Result<(), StoreError> {
+    let mut batch = Batch::new();
+    batch.put(
+        T_PROFILE,
+        IDENTITY_KEY,
+        Zeroizing::new(identity.to_secret_bytes().to_vec()),
+    );
+    let json = serde_json::to_vec(profile).map_err(|e| StoreError::Db(e.to_string()))?;
+    batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
+    batch.put(
+        T_PROFILE,
+        crate::devices::USER_IDENTITY_KEY,
+        Zeroizing::new(user_identity.to_secret_bytes().to_vec()),
+    );
+    let own = crate::devices::OwnList {
+        signed: device_list.clone(),
+        published: true,
+    };
+    let json = serde_json::to_vec(&own).map_err(|e| StoreError::Db(e.to_string()))?;
+    batch.put(
+        T_PROFILE,
+        crate::devices::OWN_LIST_KEY,
+        Zeroizing::new(json),
+    );
     store.commit(batch).await
 }
 
@@ -183,7 +228,7 @@ pub async fn load<S: ClientStore>(store: &S) -> Result<(DeviceIdentity, Profile)
         .await?
         .ok_or_else(|| missing(IDENTITY_KEY))?;
     // 96 bytes, or the 64 of a device made by protocol version 1 (which then adds its X-Wing
-    // key when the core starts, PROTOCOL.md §4.1).
+    // key when the core starts, PROTOCOL.md §4.7).
     let identity = DeviceIdentity::from_secrets(&Zeroizing::new(secret))
         .map_err(|_| corrupt(T_PROFILE, IDENTITY_KEY))?;
     let plain = store

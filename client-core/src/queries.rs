@@ -112,6 +112,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         code,
                         since: ctx.meta.sync_refused_at,
                     }),
+                post_quantum: members
+                    .values()
+                    .flat_map(|m| &m.entry.devices)
+                    .all(|keys| keys.has_pq_key()),
             });
         }
         infos

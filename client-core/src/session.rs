@@ -153,10 +153,23 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if self.unlinked {
             return Err(StoreError::Unlinked.into());
         }
+        // The list is current when the chain was followed, or when the server has just taken
+        // it as this user's first.
+        let first_list = !self.own_list.published;
         // A profile from before device lists publishes its first list now; a server that
         // refuses it leaves the device working as before, and it is tried again next time.
         if let Err(e) = self.publish_pending_list().await {
             tracing::warn!(error = %e, "could not publish this user's device list");
+            if self.conn.is_none() {
+                return Err(e);
+            }
+        }
+        // A device that moved to protocol version 2 publishes its X-Wing key (PROTOCOL.md
+        // §4.7), on the current list only; refused, it goes on sealing and being sealed to as
+        // the list on record says.
+        let current = self.own_list_current || (first_list && self.own_list.published);
+        if current && let Err(e) = self.publish_own_keys().await {
+            tracing::warn!(error = %e, "could not publish this device's X-Wing key");
             if self.conn.is_none() {
                 return Err(e);
             }

@@ -54,6 +54,12 @@ pub struct GroupInfo {
     /// the group works again; front ends show it wherever the group is shown
     /// ([`crate::Event::SyncRefused`] is said only once).
     pub sync_refused: Option<SyncRefusal>,
+    /// Whether every device of every current member, as the verified log lists them, has an
+    /// X-Wing key, so that everything sealed in the group (sender keys above all) is sealed
+    /// with the post-quantum hybrid (PROTOCOL.md §4.1). False while a member's device of
+    /// protocol version 1 has not published one yet (§4.7): until then what is sealed to it
+    /// uses X25519 alone.
+    pub post_quantum: bool,
 }
 
 /// A lasting refusal of a group's sync ([`GroupInfo::sync_refused`]).

@@ -137,6 +137,12 @@ pub struct ClientConfig {
     /// [`Event::EventsDropped`], and drops its connection until the application has read up
     /// to it ([`Events`]). [`EVENT_BACKLOG`] by default.
     pub event_backlog: usize,
+    /// **For tests only** (feature `test-hooks`): a device of protocol version 1 (an identity
+    /// without an X-Wing key, [`Client::create_registered`]) stays at version 1 — it adds no
+    /// X-Wing key and publishes none — so that a test can see how everyone treats such a device
+    /// and how it moves to version 2 when started without this (PROTOCOL.md §4.7). Default: no.
+    #[cfg(feature = "test-hooks")]
+    pub stay_version_1: bool,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -167,6 +173,8 @@ impl ClientConfig {
             registration_token: None,
             event_queue: EVENT_QUEUE,
             event_backlog: EVENT_BACKLOG,
+            #[cfg(feature = "test-hooks")]
+            stay_version_1: false,
         }
     }
 }
@@ -242,6 +250,49 @@ impl Client {
         Self::start(config, store, identity, profile, true).await
     }
 
+    /// **For tests only** (feature `test-hooks`): a new local store for `identity` of `user`,
+    /// which the server has on record already with `device_list` (made with `user_identity`) as
+    /// the user's current list — a test wrote both into the server's database, as for a device
+    /// of protocol version 1 (an identity without an X-Wing key), which a server of version 2 no
+    /// longer registers. The device authenticates rather than registers, and connects in the
+    /// background as after [`Self::open`]. With [`ClientConfig::stay_version_1`] such a device
+    /// stays at version 1.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] if the store cannot be created (it exists already, or the disk
+    /// fails).
+    #[cfg(feature = "test-hooks")]
+    pub async fn create_registered(
+        config: ClientConfig,
+        display_name: &str,
+        passphrase: &[u8],
+        identity: DeviceIdentity,
+        user_identity: &confide_protocol::device_list::UserIdentity,
+        device_list: &confide_protocol::device_list::SignedDeviceList,
+    ) -> Result<(Client, Events), ClientError> {
+        let user = device_list
+            .verify()
+            .map_err(|e| ClientError::LinkFailed {
+                code: e.code(),
+                reason: e.to_string(),
+            })?
+            .user;
+        let store =
+            store::Store::create(&config.store_path, passphrase, config.kdf, &mut os_rng())?;
+        let mut profile = Profile::new(user, display_name);
+        profile.registered = true;
+        confide_client_core::profile::create_registered(
+            &store,
+            &identity,
+            &profile,
+            user_identity,
+            device_list,
+        )
+        .await?;
+        Self::start(config, store, identity, profile, false).await
+    }
+
     /// Starts linking this computer as a new device of an existing person (PROTOCOL.md §3.7):
     /// dials the server and opens a link channel. Show [`NewLink::code`] (and
     /// [`NewLink::qr_text`] as a QR code), then [`NewLink::wait_for_offer`].
@@ -278,6 +329,8 @@ impl Client {
         profile: Profile,
         must_connect: bool,
     ) -> Result<(Client, Events), ClientError> {
+        #[cfg(feature = "test-hooks")]
+        let stay_version_1 = config.stay_version_1;
         let (events_tx, events_rx) = queue::channel(config.event_queue, config.event_backlog);
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let client = Client {
@@ -295,6 +348,29 @@ impl Client {
         let host = Box::new(native::NativeHost {
             events: events_tx.clone(),
         });
+        #[cfg(feature = "test-hooks")]
+        let core = if stay_version_1 {
+            ClientCore::new_version_1(
+                store,
+                net,
+                host,
+                identity,
+                profile,
+                config.registration_token,
+            )
+            .await?
+        } else {
+            ClientCore::new(
+                store,
+                net,
+                host,
+                identity,
+                profile,
+                config.registration_token,
+            )
+            .await?
+        };
+        #[cfg(not(feature = "test-hooks"))]
         let core = ClientCore::new(
             store,
             net,

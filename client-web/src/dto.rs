@@ -470,6 +470,10 @@ pub struct GroupInfo {
     pub private_with: Option<Peer>,
     /// The server refuses to serve this group, since when and why.
     pub sync_refused: Option<SyncRefusal>,
+    /// Whether every current member's every device has an X-Wing key, so that everything
+    /// sealed in the group is sealed with the post-quantum hybrid (false while someone's device
+    /// of protocol version 1 has not moved to version 2).
+    pub post_quantum: bool,
     /// The label this device gave the group (`setLabel`), if any: the person's own name for
     /// it, never sent anywhere.
     pub label: Option<String>,
@@ -494,6 +498,7 @@ impl From<core::GroupInfo> for GroupInfo {
             unread: count(g.unread),
             private_with: g.private_with.map(Peer::from),
             label: None,
+            post_quantum: g.post_quantum,
             sync_refused: g.sync_refused.map(|r| SyncRefusal {
                 code: r.code,
                 since: r.since.map(|t| t.0),

@@ -79,6 +79,20 @@ impl TestServer {
         server
     }
 
+    /// Starts a server with default limits in a fresh temporary directory, over a database that
+    /// `prepare` wrote into first: records a server of this version no longer makes itself,
+    /// such as the registration of a device of protocol version 1 (no X-Wing key).
+    pub async fn start_prepared(prepare: impl FnOnce(&SledStorage)) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().to_path_buf();
+        let sled = SledStorage::open(&data_dir.join("db")).unwrap();
+        prepare(&sled);
+        let mut server =
+            Self::launch_storage(&data_dir, 0, Limits::default(), true, Arc::new(sled)).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
     async fn launch(data_dir: &Path, port: u16, limits: Limits) -> TestServer {
         Self::launch_with(data_dir, port, limits, true).await
     }

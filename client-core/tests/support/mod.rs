@@ -254,6 +254,8 @@ impl Server {
                     .retain(|item| !inbox_ids.contains(&item.inbox_id));
                 vec![ServerFrame::Ok { id }]
             }
+            // Accepted as it is: what the device published is in `sent`.
+            ClientFrame::PublishDevices { id, .. } => vec![ServerFrame::Ok { id }],
             // Nobody else published a list of this user: the chain after its own is empty.
             ClientFrame::DeviceListChain { id, .. } => vec![ServerFrame::DeviceListChain {
                 id,
@@ -574,6 +576,18 @@ impl Device {
     /// Alice's device started over what `store` holds (not connected), with randomness from
     /// `seed`, recording events into `events`.
     pub fn open(store: MemoryStore, server: Shared, events: Events, seed: u8) -> Device {
+        Device::open_as(store, server, events, seed, false)
+    }
+
+    /// As [`Device::open`]; with `version_1`, a device of protocol version 1 (a profile stored
+    /// without an X-Wing key) stays one ([`ClientCore::new_version_1`]).
+    pub fn open_as(
+        store: MemoryStore,
+        server: Shared,
+        events: Events,
+        seed: u8,
+        version_1: bool,
+    ) -> Device {
         let clock = Arc::new(AtomicU64::new(NOW.0));
         let (identity, profile) = block_on(confide_client_core::profile::load(&store)).unwrap();
         let host = TestHost {
@@ -587,14 +601,24 @@ impl Device {
             store: store.clone(),
             clock: clock.clone(),
         };
-        let core = block_on(ClientCore::new(
-            store.clone(),
-            net,
-            Box::new(host),
-            identity,
-            profile,
-            None,
-        ))
+        let core = match version_1 {
+            false => block_on(ClientCore::new(
+                store.clone(),
+                net,
+                Box::new(host),
+                identity,
+                profile,
+                None,
+            )),
+            true => block_on(ClientCore::new_version_1(
+                store.clone(),
+                net,
+                Box::new(host),
+                identity,
+                profile,
+                None,
+            )),
+        }
         .unwrap();
         Device {
             core,

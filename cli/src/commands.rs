@@ -963,10 +963,7 @@ async fn run_with_client(
         Command::Group(GroupCommand::Rekey { group }) => {
             let id = profile.group(group)?;
             client.rekey(id).await?;
-            out.print(
-                "the group's keys were renewed",
-                json!({ "rekeyed": id }),
-            );
+            out.print("the group's keys were renewed", json!({ "rekeyed": id }));
         }
         Command::Group(GroupCommand::Label { group, label }) => {
             let id = profile.group(group)?;

@@ -83,10 +83,10 @@ fn a_day_old_epoch_is_rekeyed_after_a_sync_and_a_leaked_old_key_cannot_read_what
     );
     // No line about members for anyone: a rekey is no membership change.
     assert!(
-        !device
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::Notice(_) | Event::Joined { .. } | Event::Removed { .. })),
+        !device.events().iter().any(|e| matches!(
+            e,
+            Event::Notice(_) | Event::Joined { .. } | Event::Removed { .. }
+        )),
         "{:?}",
         device.events()
     );
@@ -112,8 +112,7 @@ fn a_day_old_epoch_is_rekeyed_after_a_sync_and_a_leaked_old_key_cannot_read_what
 }
 
 #[test]
-fn an_epoch_that_carried_enough_messages_is_rekeyed_before_the_next_message_even_after_a_restart()
-{
+fn an_epoch_that_carried_enough_messages_is_rekeyed_before_the_next_message_even_after_a_restart() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
     let policy = RekeyPolicy {
         after_messages: 3,
@@ -140,11 +139,7 @@ fn an_epoch_that_carried_enough_messages_is_rekeyed_before_the_next_message_even
     device.send(group, "five").unwrap();
     assert_eq!(last_op(&device, group).0, OpBody::Rekey {});
     assert_eq!(
-        device
-            .posted()
-            .iter()
-            .map(|e| e.epoch)
-            .collect::<Vec<_>>(),
+        device.posted().iter().map(|e| e.epoch).collect::<Vec<_>>(),
         [epoch.next()]
     );
     // The count starts again in the new epoch.
@@ -189,11 +184,7 @@ fn a_rekey_the_server_refuses_does_not_keep_messages_back_and_is_not_tried_again
     device.send(group, "two").unwrap();
     assert_eq!(appends(&device), 1);
     assert_eq!(
-        device
-            .posted()
-            .iter()
-            .map(|e| e.epoch)
-            .collect::<Vec<_>>(),
+        device.posted().iter().map(|e| e.epoch).collect::<Vec<_>>(),
         [epoch, epoch]
     );
 }

@@ -6323,7 +6323,11 @@ mod tests {
         assert_eq!(g.state.epoch_started_at(), at);
         assert!(applied.departed.is_empty());
         assert!(applied.grants_epoch_grace());
-        assert_eq!(g.state.members(), &members, "nobody came or went, no role changed");
+        assert_eq!(
+            g.state.members(),
+            &members,
+            "nobody came or went, no role changed"
+        );
         let after: Vec<DeviceKeys> = g.state.current_devices().into_iter().cloned().collect();
         assert_eq!(after, devices, "keys are sealed to the same devices");
         // Bob still reads from the epoch he joined in, and the new one.

@@ -97,7 +97,11 @@ async fn a_leaked_sender_key_stops_working_once_the_group_rekeys_itself_after_en
             .unwrap();
     }
     alice.wait_history(group, 5).await;
-    assert_eq!(info(&bob, group).await.epoch, epoch, "five messages: no rekey yet");
+    assert_eq!(
+        info(&bob, group).await.epoch,
+        epoch,
+        "five messages: no rekey yet"
+    );
     // The sixth message goes in a new epoch: Bob's client rekeyed the group first.
     let sixth = bob.client.send_text(group, "after 6", None).await.unwrap();
     assert_eq!(info(&bob, group).await.epoch, Epoch(epoch.0 + 1));
@@ -239,7 +243,11 @@ async fn a_client_refuses_a_rekey_within_a_minute_of_the_epoch_that_a_malicious_
         unreachable!()
     };
     assert_eq!(rejection.seq, seq);
-    assert!(rejection.reason.contains("too soon"), "{}", rejection.reason);
+    assert!(
+        rejection.reason.contains("too soon"),
+        "{}",
+        rejection.reason
+    );
     let bobs = info(&bob, group).await;
     assert_eq!(bobs.epoch, epoch, "the epoch did not move");
     assert_eq!(bobs.tampered, None, "the group goes on");

@@ -166,13 +166,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
     }
 
-    /// Rekeys, where due, the groups whose sync has caught up since the last time.
+    /// Rekeys, where due, the groups whose sync has caught up since the last time; each once
+    /// (a sync a rekey makes marks its group for the next time, not for this pass). Those left
+    /// when the connection drops wait for the next time.
     pub(crate) async fn process_rekey_checks(&mut self) {
-        for group in std::mem::take(&mut self.rekey_check) {
-            if self.conn.is_none() {
-                return;
-            }
+        let mut groups = std::mem::take(&mut self.rekey_check).into_iter();
+        while self.conn.is_some()
+            && let Some(group) = groups.next()
+        {
             self.rekey_if_due(group).await;
         }
+        self.rekey_check.extend(groups);
     }
 }

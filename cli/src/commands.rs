@@ -960,6 +960,11 @@ async fn run_with_client(
             }
             fresh(synced)?;
         }
+        Command::Group(GroupCommand::Rekey { group }) => {
+            let id = profile.group(group)?;
+            client.rekey(id).await?;
+            out.print("the group's keys were renewed", json!({ "rekeyed": id }));
+        }
         Command::Group(GroupCommand::Label { group, label }) => {
             let id = profile.group(group)?;
             profile.set_label(client, id, label).await?;

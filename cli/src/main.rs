@@ -356,6 +356,13 @@ pub enum GroupCommand {
         /// The label.
         label: String,
     },
+    /// Renews the group's encryption keys now: a new epoch with the same members, so that a
+    /// key that leaked stops working. Done by itself after 1,000 messages or a day; not within
+    /// a minute of the last change.
+    Rekey {
+        /// The group.
+        group: String,
+    },
 }
 
 /// Invite subcommands.

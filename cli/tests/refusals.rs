@@ -620,3 +620,17 @@ fn a_message_written_offline_before_someone_joined_waits_until_held_send() {
     );
     assert_eq!(eve_reads(&eve), ["only for the two of us"]);
 }
+
+#[test]
+fn renewing_a_groups_keys_within_a_minute_of_its_last_change_is_refused_and_says_why() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start());
+    let root = tempfile::tempdir().unwrap();
+    let alice = person(root.path(), "Alice", &server);
+    alice.ok(&["group", "create", "--label", "circle"]);
+    // The group began a moment ago: the log allows no rekey for a minute (PROTOCOL.md §8.5).
+    let out = alice.run(&["group", "rekey", "circle"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("too soon"), "{stderr}");
+}

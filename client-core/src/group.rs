@@ -133,6 +133,16 @@ impl GroupMeta {
             .max()
     }
 
+    /// How many messages of the group the server stored from the first one this device knows
+    /// in `epoch` to the last it processed (of any epoch): the messages sent since the epoch
+    /// began, by the server's dense numbering, as far as this device has got. 0 before it
+    /// knows one. Derived from what survives a restart, it needs no count of its own.
+    pub(crate) fn messages_since_epoch_began(&self, epoch: u64) -> u64 {
+        self.epoch_first_seq
+            .get(&epoch)
+            .map_or(0, |first| (self.last_seen_seq + 1).saturating_sub(*first))
+    }
+
     /// Records that message `seq` belongs to `epoch`, keeping the lowest seq per epoch.
     pub(crate) fn note_epoch_seq(&mut self, epoch: u64, seq: u64) {
         let first = self.epoch_first_seq.entry(epoch).or_insert(seq);
@@ -814,11 +824,23 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
         body: OpBody,
     ) -> Result<u64, ClientError> {
+        self.append_op_retrying(group, body, true).await
+    }
+
+    /// [`Self::append_op`], trying again after a conflict only if `retry` is set. Without it
+    /// the conflict is the answer ([`ClientError::Server`] `op_conflict`), after a sync of the
+    /// group has brought the op that got there first.
+    pub(crate) async fn append_op_retrying(
+        &mut self,
+        group: GroupId,
+        body: OpBody,
+        retry: bool,
+    ) -> Result<u64, ClientError> {
         // Said plainly before anything goes out, also when the server cannot be reached.
         self.member_ctx(group).await?;
         self.ensure_connected().await?;
         // Once more after a conflict, then the server's refusal is the answer.
-        let mut retried = false;
+        let mut retried = !retry;
         loop {
             let ctx = self.member_ctx(group).await?;
             let op = ctx
@@ -853,6 +875,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 } if !retried => {
                     retried = true;
                     self.sync_group(group, None).await?;
+                }
+                conflict @ ServerFrame::Error {
+                    code: ErrorCode::OpConflict,
+                    ..
+                } if !retry => {
+                    self.sync_group(group, None).await?;
+                    return Err(unexpected_reply(conflict, "op_appended"));
                 }
                 other => return Err(unexpected_reply(other, "op_appended")),
             }

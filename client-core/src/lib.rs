@@ -26,9 +26,9 @@
 //!   and received.
 //!
 //! The code is split by concept, one file each, every one adding methods to [`ClientCore`]:
-//! the session with the server, group state, receiving messages, sender keys, the outbox,
-//! sync, joining, reports, pinned texts (and the group-work documents), check-in rounds, content
-//! warnings, the safety plan, moderation, and queries.
+//! the session with the server, group state, receiving messages, sender keys and periodic
+//! rekeying, the outbox, sync, joining, reports, pinned texts (and the group-work documents),
+//! check-in rounds, content warnings, the safety plan, moderation, and queries.
 //!
 //! ## The commit rule
 //!
@@ -75,6 +75,7 @@ mod own_devices;
 mod pinned;
 mod queries;
 mod receive;
+mod rekey;
 mod reports;
 mod rounds;
 mod safety_plan;
@@ -98,6 +99,7 @@ pub use link::{Link, Network, TransportError};
 pub use machine::ClientCore;
 pub use memory::MemoryStore;
 pub use profile::Profile;
+pub use rekey::{REKEY_AFTER_MESSAGES, REKEY_AFTER_MS, RekeyPolicy};
 pub use settings::SettingsInfo;
 pub use store::{Batch, ClientStore, Tx};
 pub use types::{

@@ -88,6 +88,15 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     pub(crate) full_sync_done: bool,
     /// Groups whose pinned texts this facilitator device should post again (new epoch).
     pub(crate) needs_repost: BTreeSet<GroupId>,
+    /// When this device rekeys a group by itself ([`crate::RekeyPolicy`]).
+    pub(crate) rekey_policy: crate::RekeyPolicy,
+    /// Groups whose sync has caught up since their rekeying was last considered
+    /// ([`Self::process_rekey_checks`]).
+    pub(crate) rekey_check: BTreeSet<GroupId>,
+    /// Per group, the epoch in which the server (or the log) refused this device's `rekey`
+    /// for a reason that would come again: it is not tried again until the epoch changes, so
+    /// a refusal costs one request, not one per message sent. Not kept across a restart.
+    pub(crate) rekey_refused: HashMap<GroupId, confide_protocol::EpochRef>,
     /// Inbox items processed and stored, to acknowledge.
     pub(crate) pending_acks: Vec<u64>,
     /// When to post the outbox again, after the server refused a message for a passing reason.
@@ -243,6 +252,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             refusals_unreported: Vec::new(),
             full_sync_done: false,
             needs_repost: BTreeSet::new(),
+            rekey_policy: crate::RekeyPolicy::default(),
+            rekey_check: BTreeSet::new(),
+            rekey_refused: HashMap::new(),
             pending_acks: Vec::new(),
             outbox_retry_at: None,
             order_warned: Default::default(),
@@ -445,6 +457,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.update_own_entries().await;
         self.process_own_waiting().await;
         self.send_own_updates().await;
+        // Before anything is posted: what goes now goes in the fresh epoch.
+        self.process_rekey_checks().await;
         self.process_needs_repost().await;
         self.process_held().await;
         let _ = self.commit().await;
@@ -475,8 +489,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// The follow-up work after any input (a command, a frame, a retry): acknowledgements,
-    /// groups found to need a sync, pinned texts to post to a new epoch, held messages whose
-    /// group has caught up.
+    /// groups found to need a sync, rekeying groups that are due ([`crate::RekeyPolicy`]),
+    /// pinned texts to post to a new epoch, held messages whose group has caught up.
     pub async fn after_input(&mut self) {
         // The step's changes are stored before the acknowledgements they allow go out
         // (`flush_acks` commits first) and before its events are handed out.
@@ -497,6 +511,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.update_own_entries().await;
         self.process_own_waiting().await;
         self.send_own_updates().await;
+        self.process_rekey_checks().await;
         self.process_needs_repost().await;
         self.process_held().await;
         let _ = self.commit().await;

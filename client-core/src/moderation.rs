@@ -126,7 +126,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Side effects of an op on this device's data: deletions, retention, re-sending pinned
-    /// texts to a new epoch.
+    /// texts to a new epoch (not after a `rekey`: it has no new reader).
     pub(crate) async fn after_op(&mut self, group: GroupId, body: &OpBody, epoch_changed: bool) {
         match body {
             OpBody::DeleteMessages { messages } => {
@@ -163,7 +163,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             _ => {}
         }
         let me = self.device();
-        if epoch_changed
+        // Pinned texts go again to an epoch that may have new readers; a `rekey` brings none
+        // (everyone in it holds the texts already), so nothing is posted again after one.
+        let new_readers = epoch_changed && !matches!(body, OpBody::Rekey {});
+        if new_readers
             && self.groups.get(&group).is_some_and(|c| {
                 c.state
                     .member_of_device(&me)

@@ -645,6 +645,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         content: MessageContent,
     ) -> Result<(Seq, MessageId), ClientError> {
         self.member_ctx(group).await?;
+        // An epoch due for fresh keys gets them first, so that this message goes in the new
+        // epoch; a rekey that fails does not keep it from going (PROTOCOL.md §5.5).
+        if !self.is_held(group).await {
+            self.rekey_if_due(group).await;
+        }
         let entry = self.new_held(group, content);
         if self.is_held(group).await {
             self.hold(group, &entry).await?;

@@ -254,6 +254,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.advance_cursor(group, next_seq);
             if complete || refused || self.conn.is_none() {
                 self.warn_if_behind(group);
+                if complete && !refused {
+                    // Caught up: is the epoch due for fresh keys (PROTOCOL.md §5.5)?
+                    self.rekey_check.insert(group);
+                }
                 return Ok(());
             }
             // A page that moves neither cursor would repeat forever: stop (a server bug or a

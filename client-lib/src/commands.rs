@@ -116,6 +116,9 @@ pub(crate) enum Action {
     Leave {
         group: GroupId,
     },
+    Rekey {
+        group: GroupId,
+    },
     MarkRead {
         group: GroupId,
         number: u64,
@@ -188,6 +191,7 @@ impl Action {
     async fn run(self, core: &mut Core) -> Result<(), ClientError> {
         match self {
             Action::Leave { group } => core.leave(group).await,
+            Action::Rekey { group } => core.rekey(group).await,
             Action::MarkRead { group, number } => core.mark_read(group, number).await,
             Action::Remove {
                 group,

@@ -66,8 +66,8 @@ pub use warnings::{WARNING_BACKLOG, WarningCollector, is_security_warning};
 // Defined in the client core (what its queries return); kept at these paths for callers.
 pub use confide_client_core::{
     AddedMember, AgreementInfo, GroupInfo, HeldId, HeldMessage, JoinOutcome, MemberInfo,
-    MessagePlace, ModerationEntry, Peer, PinnedInfo, RoundAnswer, RoundView, Status, StoreError,
-    SyncRefusal,
+    MessagePlace, ModerationEntry, Peer, PinnedInfo, REKEY_AFTER_MESSAGES, REKEY_AFTER_MS,
+    RoundAnswer, RoundView, Status, StoreError, SyncRefusal,
 };
 pub use tls::ServerTrust;
 pub use transport::{Connection, TransportError};
@@ -143,6 +143,14 @@ pub struct ClientConfig {
     /// and how it moves to version 2 when started without this (PROTOCOL.md §4.7). Default: no.
     #[cfg(feature = "test-hooks")]
     pub stay_version_1: bool,
+    /// After how many messages in one epoch of a group this device moves the group to a new
+    /// epoch with fresh keys by itself (PROTOCOL.md §5.5), so that a sender key that leaked
+    /// stops working: [`REKEY_AFTER_MESSAGES`] by default; 0: never for this reason.
+    pub rekey_after_messages: u64,
+    /// After how many milliseconds of one epoch of a group this device moves the group to a new
+    /// epoch with fresh keys by itself: [`REKEY_AFTER_MS`] (a day) by default; 0: never for
+    /// this reason.
+    pub rekey_after_ms: u64,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -154,6 +162,8 @@ impl std::fmt::Debug for ClientConfig {
             .field("kdf", &self.kdf)
             .field("event_queue", &self.event_queue)
             .field("event_backlog", &self.event_backlog)
+            .field("rekey_after_messages", &self.rekey_after_messages)
+            .field("rekey_after_ms", &self.rekey_after_ms)
             .finish_non_exhaustive()
     }
 }
@@ -175,6 +185,8 @@ impl ClientConfig {
             event_backlog: EVENT_BACKLOG,
             #[cfg(feature = "test-hooks")]
             stay_version_1: false,
+            rekey_after_messages: REKEY_AFTER_MESSAGES,
+            rekey_after_ms: REKEY_AFTER_MS,
         }
     }
 }
@@ -197,6 +209,10 @@ pub struct Client {
     /// need neither the network nor group state. Taken at [`Client::shutdown`] so that the
     /// store is closed and can be opened again.
     local: Arc<Mutex<Option<store::Store>>>,
+    /// **For tests only** (feature `test-hooks`): how far the core's clock runs ahead of the
+    /// system clock, in milliseconds ([`Client::advance_clock`]).
+    #[cfg(feature = "test-hooks")]
+    clock_ahead_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -339,6 +355,8 @@ impl Client {
             device: identity.device_id(),
             display_name: profile.display_name.clone(),
             local: Arc::new(Mutex::new(Some(store.share()))),
+            #[cfg(feature = "test-hooks")]
+            clock_ahead_ms: Arc::default(),
         };
         let net = native::WsNetwork {
             url: config.server_url,
@@ -347,9 +365,11 @@ impl Client {
         };
         let host = Box::new(native::NativeHost {
             events: events_tx.clone(),
+            #[cfg(feature = "test-hooks")]
+            ahead_ms: client.clock_ahead_ms.clone(),
         });
         #[cfg(feature = "test-hooks")]
-        let core = if stay_version_1 {
+        let mut core = if stay_version_1 {
             ClientCore::new_version_1(
                 store,
                 net,
@@ -371,7 +391,7 @@ impl Client {
             .await?
         };
         #[cfg(not(feature = "test-hooks"))]
-        let core = ClientCore::new(
+        let mut core = ClientCore::new(
             store,
             net,
             host,
@@ -380,6 +400,10 @@ impl Client {
             config.registration_token,
         )
         .await?;
+        core.set_rekey_policy(confide_client_core::RekeyPolicy {
+            after_messages: config.rekey_after_messages,
+            after_ms: config.rekey_after_ms,
+        });
         tokio::spawn(runner::run(core, commands_rx, events_tx));
         if must_connect && let Err(e) = client.sync().await {
             // Registration must reach the server: its error goes to the caller now. Once the
@@ -603,6 +627,17 @@ impl Client {
         self.act(Action::MarkRead { group, number }).await
     }
 
+    /// **For tests only** (feature `test-hooks`): moves this client's clock `by` ahead of the
+    /// system clock (added to any earlier advance), as if that much time had passed for it:
+    /// what it writes claims the later time. The server refuses ops more than five minutes
+    /// from its own clock.
+    #[cfg(feature = "test-hooks")]
+    pub fn advance_clock(&self, by: Duration) {
+        let by = confide_protocol::ids::duration_ms(by);
+        self.clock_ahead_ms
+            .fetch_add(by, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Leaves a group.
     ///
     /// # Errors
@@ -610,6 +645,20 @@ impl Client {
     /// Fails like [`Self::op`].
     pub async fn leave(&self, group: GroupId) -> Result<(), ClientError> {
         self.act(Action::Leave { group }).await
+    }
+
+    /// Moves the group to a new epoch with the same members now (a `rekey`, PROTOCOL.md §5.5):
+    /// every member device seals a fresh sender key, and a key that leaked stops working. The
+    /// client does this by itself ([`ClientConfig::rekey_after_messages`],
+    /// [`ClientConfig::rekey_after_ms`]); this is for doing it by hand. Succeeds too when
+    /// another device's rekey got there first.
+    ///
+    /// # Errors
+    ///
+    /// Fails like [`Self::op`]; [`ClientError::NotAllowed`] (`rekey_too_soon`) within a minute
+    /// of the epoch's beginning.
+    pub async fn rekey(&self, group: GroupId) -> Result<(), ClientError> {
+        self.act(Action::Rekey { group }).await
     }
 
     /// Removes a member (facilitators) as `options` say: also banning them (keeping them and

@@ -33,7 +33,11 @@ impl NewLink {
             trust: config.trust.clone(),
             events: events.clone(),
         };
-        let mut host = NativeHost { events };
+        let mut host = NativeHost {
+            events,
+            #[cfg(feature = "test-hooks")]
+            ahead_ms: Default::default(),
+        };
         let link = NewDeviceLink::open(&mut net, &mut host as &mut dyn Host).await?;
         Ok(NewLink { link, config })
     }

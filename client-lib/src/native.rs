@@ -20,6 +20,10 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// reads.
 pub(crate) struct NativeHost {
     pub(crate) events: EventSink,
+    /// **For tests only** (feature `test-hooks`): how many milliseconds this client's clock
+    /// runs ahead of the system clock ([`crate::Client::advance_clock`]).
+    #[cfg(feature = "test-hooks")]
+    pub(crate) ahead_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The system clock, in milliseconds since the Unix epoch.
@@ -31,8 +35,15 @@ pub(crate) fn now() -> Timestamp {
 }
 
 impl Host for NativeHost {
+    #[cfg(not(feature = "test-hooks"))]
     fn now(&self) -> Timestamp {
         now()
+    }
+
+    #[cfg(feature = "test-hooks")]
+    fn now(&self) -> Timestamp {
+        let ahead = self.ahead_ms.load(std::sync::atomic::Ordering::SeqCst);
+        Timestamp(now().0.saturating_add(ahead))
     }
 
     fn fill_random(&mut self, out: &mut [u8]) {

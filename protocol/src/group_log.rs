@@ -46,7 +46,7 @@
 //! | `lock`, `unlock`, `set_open_hours`, `set_slow_mode`, `delete_messages` | yes | yes | no |
 //! | `set_pinned`, `open_round`, `close_round` | yes | yes | no |
 //! | `unban`, `set_role`, `set_agreement`, `set_retention`, `set_settings`, `set_crisis_resources` | yes | no | no |
-//! | `accept_agreement`, `leave`, `update_devices` (own list only) | yes | yes | yes |
+//! | `accept_agreement`, `leave`, `update_devices` (own list only), `rekey` | yes | yes | yes |
 //! | `join` | authored by the joining device, which is not yet a member | | |
 //! | `genesis` | only as the first op | | |
 //!
@@ -66,9 +66,16 @@
 //!
 //! # Epochs
 //!
-//! `join`, `add`, `remove`, `leave` and `update_devices` each start a new epoch
+//! `join`, `add`, `remove`, `leave`, `update_devices` and `rekey` each start a new epoch
 //! ([`Epoch::next`]); nothing else does ([`OpBody::changes_epoch`]). After a new epoch every member sends a fresh sender key,
 //! sealed only to [`GroupState::current_devices`].
+//!
+//! `rekey` changes nothing but the epoch: clients append it by themselves after many messages
+//! or a long time in one epoch, so that a sender key that leaked stops working (PROTOCOL.md
+//! §5.5). It is refused ([`LogError::RekeyTooSoon`]) unless its `at` is at least
+//! [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch
+//! ([`GroupState::earliest_rekey_at`]), which bounds how often one member can make every device
+//! seal a new key.
 //!
 //! Each epoch is named by its epoch hash ([`GroupState::epoch_hash`]): the hash of the op that
 //! started it, i.e. the genesis hash for epoch 0 and otherwise the hash of the membership op
@@ -138,6 +145,10 @@ pub const MAX_DELETE_BATCH: usize = 500;
 /// How far (in ms) an op's claimed time may be from the server's clock when the server accepts
 /// it (five minutes). See [`Op::check_clock`].
 pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+/// How long (in ms) after the `at` of the op that started the current epoch a `rekey` may
+/// claim to be, at the earliest (one minute): a member can thus force at most about one rekey
+/// a minute, each of which costs every device one seal per other device (PROTOCOL.md §8.5).
+pub const MIN_REKEY_INTERVAL_MS: u64 = 60 * 1000;
 
 /// One op as it travels and is stored: the op's exact bytes (UTF-8 JSON of [`Op`]) and the
 /// author's signature over them. Verifiers check the signature over these bytes and only then
@@ -527,6 +538,13 @@ pub enum OpBody {
         /// The round.
         round: RoundId,
     },
+    /// Starts the next epoch with the same members and devices (PROTOCOL.md §5.5, §8.5): every
+    /// device then seals a fresh sender chain, so a sender key that leaked stops working.
+    /// Signed by a device of any current member, of any role, muted or not. Rules: `at` is at
+    /// least [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch
+    /// ([`LogError::RekeyTooSoon`]). The epoch it ends gets the grace of an admission
+    /// ([`Self::grants_epoch_grace`]): nobody left. New epoch.
+    Rekey {},
 }
 
 /// Most lists an `update_devices` carries between the pinned list and the new one: a device
@@ -563,11 +581,13 @@ impl OpBody {
             OpBody::SetPinned { .. } => "set_pinned",
             OpBody::OpenRound { .. } => "open_round",
             OpBody::CloseRound { .. } => "close_round",
+            OpBody::Rekey {} => "rekey",
         }
     }
 
     /// Whether applying this op starts a new epoch: exactly `join`, `add`, `remove`, `leave`
-    /// and `update_devices` (the changes of who, or which devices, may read).
+    /// and `update_devices` (the changes of who, or which devices, may read), and `rekey`
+    /// (the same people and devices, with fresh keys).
     pub fn changes_epoch(&self) -> bool {
         matches!(
             self,
@@ -576,6 +596,7 @@ impl OpBody {
                 | OpBody::Remove { .. }
                 | OpBody::Leave {}
                 | OpBody::UpdateDevices { .. }
+                | OpBody::Rekey {}
         )
     }
 
@@ -596,10 +617,10 @@ impl OpBody {
     }
 
     /// Whether the epoch this op ends surely still accepts posts for a grace period after it
-    /// (PROTOCOL.md §10.1 `post` step 8): the admissions, `join` and `add`, so that messages
-    /// already in flight when someone joined are not lost. Never after a departure
-    /// ([`Self::ends_epoch_by_departure`]); no other op ends an epoch. An `update_devices` that
-    /// only adds devices grants the grace of an `add` too, which only
+    /// (PROTOCOL.md §10.1 `post` step 8): the admissions, `join` and `add`, and `rekey`, which
+    /// changes nobody, so that messages already in flight when the epoch changed are not lost.
+    /// Never after a departure ([`Self::ends_epoch_by_departure`]); no other op ends an epoch.
+    /// An `update_devices` that only adds devices grants the grace of an `add` too, which only
     /// [`AppliedOp::grants_epoch_grace`] can tell.
     pub fn grants_epoch_grace(&self) -> bool {
         self.changes_epoch() && !self.ends_epoch_by_departure()
@@ -1088,10 +1109,11 @@ pub fn allowed(role: Role, body: &OpBody) -> bool {
                 | B::AcceptAgreement { .. }
                 | B::Leave {}
                 | B::UpdateDevices { .. }
+                | B::Rekey {}
         ),
         Role::Member => matches!(
             body,
-            B::AcceptAgreement { .. } | B::Leave {} | B::UpdateDevices { .. }
+            B::AcceptAgreement { .. } | B::Leave {} | B::UpdateDevices { .. } | B::Rekey {}
         ),
     }
 }
@@ -1269,7 +1291,8 @@ impl AppliedOp {
     }
 
     /// Whether the epoch the op ended still accepts posts for a grace period (PROTOCOL.md §10.1
-    /// `post` step 8): a `join`, an `add`, or an `update_devices` that only added devices.
+    /// `post` step 8): a `join`, an `add`, a `rekey`, or an `update_devices` that only added
+    /// devices.
     pub fn grants_epoch_grace(&self) -> bool {
         self.op.body.changes_epoch() && self.departed.is_empty()
     }
@@ -1294,6 +1317,9 @@ pub struct GroupState {
     epoch: Epoch,
     /// Hash of the op that started the current epoch (the genesis hash for epoch 0).
     epoch_hash: OpHash,
+    /// The claimed time (`at`) of the op that started the current epoch: a `rekey` must claim
+    /// [`MIN_REKEY_INTERVAL_MS`] more.
+    epoch_at: Timestamp,
     /// The epoch and epoch hash just before the current epoch (`None` in epoch 0).
     previous_epoch: Option<(Epoch, OpHash)>,
     /// Current members by user.
@@ -1404,6 +1430,7 @@ impl GroupState {
             latest_at: op.at,
             epoch: Epoch(0),
             epoch_hash: hash,
+            epoch_at: op.at,
             previous_epoch: None,
             members: BTreeMap::new(),
             devices: BTreeMap::new(),
@@ -1503,10 +1530,24 @@ impl GroupState {
 
     /// The current epoch's hash: the hash of the op that started the epoch, i.e. the genesis
     /// hash in epoch 0 and otherwise the hash of the latest applied `join`, `add`, `remove`,
-    /// `leave` or `update_devices` ([`OpBody::changes_epoch`]). Names the epoch's exact history and member list, so
+    /// `leave`, `update_devices` or `rekey` ([`OpBody::changes_epoch`]). Names the epoch's exact history and member list, so
     /// messages can be bound to it; it changes exactly when [`Self::epoch`] does.
     pub fn epoch_hash(&self) -> OpHash {
         self.epoch_hash
+    }
+
+    /// The claimed time (`at`) of the op that started the current epoch (the genesis op in epoch
+    /// 0): how old the epoch is by the log's own times, which a client's rekeying goes by
+    /// (PROTOCOL.md §5.5).
+    pub fn epoch_started_at(&self) -> Timestamp {
+        self.epoch_at
+    }
+
+    /// The earliest `at` a `rekey` may claim now: [`MIN_REKEY_INTERVAL_MS`] after
+    /// [`Self::epoch_started_at`] (PROTOCOL.md §8.5); an earlier one is refused with
+    /// [`LogError::RekeyTooSoon`].
+    pub fn earliest_rekey_at(&self) -> Timestamp {
+        Timestamp(self.epoch_at.0.saturating_add(MIN_REKEY_INTERVAL_MS))
     }
 
     /// The epoch just before the current one with its epoch hash ([`Self::epoch_hash`] as it was
@@ -2136,6 +2177,16 @@ impl GroupState {
                     _ => Err(LogError::InvalidValue("that round is not open".into())),
                 }
             }
+            OpBody::Rekey {} => {
+                let earliest = self.earliest_rekey_at();
+                if op.at < earliest {
+                    return Err(LogError::RekeyTooSoon {
+                        at: op.at,
+                        earliest,
+                    });
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -2406,6 +2457,7 @@ impl GroupState {
             self.previous_epoch = Some((self.epoch, self.epoch_hash));
             self.epoch = self.epoch.next();
             self.epoch_hash = hash;
+            self.epoch_at = op.at;
         }
         let epoch = self.epoch;
         let author_user = self.devices.get(&op.author).copied();
@@ -2540,6 +2592,8 @@ impl GroupState {
                     r.closed_at = Some(op.at);
                 }
             }
+            // The epoch moved on above; members, devices and everything else stay.
+            OpBody::Rekey {} => {}
         }
         departed
     }
@@ -2800,6 +2854,17 @@ pub enum LogError {
         /// The member.
         user: UserId,
     },
+    /// A `rekey` claims a time less than [`MIN_REKEY_INTERVAL_MS`] after the op that started
+    /// the current epoch ([`GroupState::earliest_rekey_at`]): the epoch is still fresh.
+    #[error(
+        "rekey at {at:?} is too soon: the current epoch began less than {MIN_REKEY_INTERVAL_MS} ms before; the earliest is {earliest:?}"
+    )]
+    RekeyTooSoon {
+        /// The op's claimed time.
+        at: Timestamp,
+        /// The earliest time a `rekey` may claim ([`GroupState::earliest_rekey_at`]).
+        earliest: Timestamp,
+    },
     /// The op's claimed time is too far from the server's clock ([`Op::check_clock`]).
     #[error(
         "op time {at:?} is more than {MAX_CLOCK_SKEW_MS} ms from the server's time {now:?}: check the device clock"
@@ -2841,6 +2906,7 @@ impl LogError {
             LogError::InvalidValue(_) => "invalid_value",
             LogError::IdentityChanged { .. } => "identity_changed",
             LogError::ClockSkew { .. } => "clock_skew",
+            LogError::RekeyTooSoon { .. } => "rekey_too_soon",
         }
     }
 }
@@ -6225,5 +6291,143 @@ mod tests {
         // Strict: an unknown member next to the list is refused.
         let extra = json.replacen(r#""device_list""#, r#""x":1,"device_list""#, 1);
         assert!(serde_json::from_str::<OpBody>(&extra).is_err());
+    }
+
+    /// Fay (facilitator) and Bob (plain member), Bob added at `T0 + 1 s`.
+    fn fay_and_bob() -> (Person, Person, Group) {
+        let (fay, bob) = (Person::new(1, "Fay"), Person::new(2, "Bob"));
+        let mut g = Group::new(&fay);
+        let add = g.add_body(&bob, None);
+        g.ok(&fay, add);
+        (fay, bob, g)
+    }
+
+    /// Sets the group's clock so that the next op signed claims `at`.
+    fn next_at(g: &mut Group, at: Timestamp) {
+        g.clock = at.0 - 1000;
+    }
+
+    #[test]
+    fn a_rekey_starts_the_next_epoch_with_the_same_members_and_devices() {
+        let (fay, bob, mut g) = fay_and_bob();
+        let members = g.state.members().clone();
+        let devices: Vec<DeviceKeys> = g.state.current_devices().into_iter().cloned().collect();
+        let epoch = g.state.epoch();
+        assert_eq!(g.state.epoch_started_at(), Timestamp(T0 + 1000));
+        let at = g.state.earliest_rekey_at();
+        assert_eq!(at, Timestamp(T0 + 1000 + MIN_REKEY_INTERVAL_MS));
+        next_at(&mut g, at);
+        let applied = g.push(&bob, OpBody::Rekey {}).unwrap();
+        assert_eq!(g.state.epoch(), epoch.next());
+        assert_eq!(g.state.epoch_hash(), applied.hash);
+        assert_eq!(g.state.epoch_started_at(), at);
+        assert!(applied.departed.is_empty());
+        assert!(applied.grants_epoch_grace());
+        assert_eq!(
+            g.state.members(),
+            &members,
+            "nobody came or went, no role changed"
+        );
+        let after: Vec<DeviceKeys> = g.state.current_devices().into_iter().cloned().collect();
+        assert_eq!(after, devices, "keys are sealed to the same devices");
+        // Bob still reads from the epoch he joined in, and the new one.
+        let bob_member = g.state.member(&bob.user).unwrap();
+        assert!(bob_member.can_read_epoch(g.state.epoch()));
+        assert_eq!(bob_member.joined_epoch, epoch);
+        // The log round-trips.
+        assert_eq!(verify_log(&g.log).unwrap(), g.state);
+        // JSON: an empty body, like `lock`.
+        let json = serde_json::to_string(&OpBody::Rekey {}).unwrap();
+        assert_eq!(json, r#"{"type":"rekey"}"#);
+        let _ = fay;
+    }
+
+    #[test]
+    fn a_rekey_sooner_than_a_minute_after_the_epoch_began_is_refused() {
+        let (fay, bob, mut g) = fay_and_bob();
+        let earliest = g.state.earliest_rekey_at();
+        let too_soon = Timestamp(earliest.0 - 1);
+        next_at(&mut g, too_soon);
+        let refused = LogError::RekeyTooSoon {
+            at: too_soon,
+            earliest,
+        };
+        assert_eq!(refused.code(), "rekey_too_soon");
+        g.rejects(&bob, OpBody::Rekey {}, refused);
+        // Other ops meanwhile do not move the bound: it counts from the op that began the epoch.
+        g.ok(&fay, OpBody::Lock {});
+        next_at(&mut g, earliest);
+        g.ok(&fay, OpBody::Rekey {});
+        // The rekey began an epoch of its own: the next one waits a minute again.
+        let next = g.state.earliest_rekey_at();
+        assert_eq!(next, Timestamp(earliest.0 + MIN_REKEY_INTERVAL_MS));
+        next_at(&mut g, Timestamp(next.0 - 1000));
+        g.rejects(
+            &bob,
+            OpBody::Rekey {},
+            LogError::RekeyTooSoon {
+                at: Timestamp(next.0 - 1000),
+                earliest: next,
+            },
+        );
+        // So does a rekey right after a membership change.
+        let cleo = Person::new(3, "Cleo");
+        next_at(&mut g, Timestamp(next.0 + HOUR));
+        let add = g.add_body(&cleo, None);
+        g.ok(&fay, add);
+        let at = Timestamp(g.clock + 1000);
+        g.rejects(
+            &cleo,
+            OpBody::Rekey {},
+            LogError::RekeyTooSoon {
+                at,
+                earliest: g.state.earliest_rekey_at(),
+            },
+        );
+    }
+
+    #[test]
+    fn only_a_current_member_may_rekey_muted_or_not_of_any_role() {
+        let (fay, bob, mut g) = fay_and_bob();
+        let (cleo, stranger) = (Person::new(3, "Cleo"), Person::new(4, "Stranger"));
+        let add = g.add_body(&cleo, None);
+        g.ok(&fay, add);
+        g.ok(&fay, set_role(&cleo, Role::CoFacilitator));
+        g.ok(
+            &fay,
+            OpBody::Mute {
+                user: bob.user,
+                until: Timestamp(T0 + 24 * HOUR),
+            },
+        );
+        // Someone who never was a member.
+        next_at(&mut g, Timestamp(T0 + HOUR));
+        g.rejects(
+            &stranger,
+            OpBody::Rekey {},
+            LogError::UnknownAuthor {
+                device: stranger.id(),
+            },
+        );
+        // A muted plain member, a co-facilitator and a facilitator may.
+        g.ok(&bob, OpBody::Rekey {});
+        next_at(&mut g, Timestamp(T0 + 2 * HOUR));
+        g.ok(&cleo, OpBody::Rekey {});
+        next_at(&mut g, Timestamp(T0 + 3 * HOUR));
+        g.ok(&fay, OpBody::Rekey {});
+        // Once removed and banned, Bob may not, however long he waits.
+        g.ok(
+            &fay,
+            OpBody::Remove {
+                user: bob.user,
+                ban: true,
+            },
+        );
+        next_at(&mut g, Timestamp(T0 + 5 * HOUR));
+        g.rejects(
+            &bob,
+            OpBody::Rekey {},
+            LogError::UnknownAuthor { device: bob.id() },
+        );
     }
 }

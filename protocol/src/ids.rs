@@ -105,7 +105,8 @@ impl DeviceId {
     }
 }
 
-/// A group epoch. Every membership change starts a new one; sender keys belong to one epoch.
+/// A group epoch. Every membership change, and every `rekey`, starts a new one; sender keys belong
+/// to one epoch.
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
 )]

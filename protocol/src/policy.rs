@@ -206,10 +206,10 @@ pub fn slow_mode_wait(
 // Epochs
 // ---------------------------------------------------------------------------------------------
 
-/// The epoch that an admission (`join` or `add`) just ended, which posts may still name for a
-/// while ([`accepts_post_epoch`]). Kept only when the op that ended it
+/// The epoch that an admission (`join` or `add`) or a `rekey` just ended, which posts may still
+/// name for a while ([`accepts_post_epoch`]). Kept only when the op that ended it
 /// [grants grace](crate::OpBody::grants_epoch_grace): never after a `remove`, `leave` or
-/// `update_devices` (which may drop a device).
+/// an `update_devices` that dropped a device.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct EpochGrace {
     /// The epoch (number and hash) that ended.
@@ -221,7 +221,7 @@ pub struct EpochGrace {
 /// Whether a post naming epoch `claimed` is accepted while the group is in `current`
 /// (PROTOCOL.md §10.1 `post` step 8, §10.2 "epochs"): the current epoch and epoch hash; or the
 /// previous ones while less than `period` (the server's `epoch_grace`, 60 s by default) has
-/// passed since an admission ended them. `grace` is `None` when the current epoch was started
+/// passed since an admission or a `rekey` ended them. `grace` is `None` when the current epoch was started
 /// by a departure, or is the first: then nothing but the current epoch is accepted, so nothing
 /// encrypted under keys a departed member holds gets in after their departure.
 pub fn accepts_post_epoch(
@@ -857,7 +857,7 @@ mod tests {
     }
 
     #[test]
-    fn only_admissions_grant_grace_and_only_departures_end_an_epoch_without_it() {
+    fn admissions_and_rekeys_grant_grace_and_only_departures_end_an_epoch_without_it() {
         let who = Person::new(5);
         let secret = InviteSecret::generate(&mut test_rng(6));
         let join = OpBody::Join {
@@ -875,7 +875,8 @@ mod tests {
             user: who.user,
             ban: false,
         };
-        for body in [&join, &add] {
+        for body in [&join, &add, &OpBody::Rekey {}] {
+            assert!(body.changes_epoch(), "{}", body.action());
             assert!(body.grants_epoch_grace(), "{}", body.action());
             assert!(!body.ends_epoch_by_departure(), "{}", body.action());
         }
@@ -892,6 +893,36 @@ mod tests {
             assert!(!body.grants_epoch_grace(), "{}", body.action());
             assert!(!body.ends_epoch_by_departure(), "{}", body.action());
         }
+    }
+
+    #[test]
+    fn posts_in_flight_across_a_rekey_still_get_the_grace() {
+        let mut g = Group::new();
+        let before = g.state.epoch_ref();
+        // The plain member rekeys a minute after the epoch began.
+        let at = g.state.earliest_rekey_at();
+        let signed = g
+            .state
+            .next_op(g.member.id(), at, OpBody::Rekey {})
+            .sign(&g.member.device)
+            .unwrap();
+        let applied = g.state.apply(&signed).unwrap();
+        assert!(applied.grants_epoch_grace());
+        assert!(!applied.ends_epoch_by_departure());
+        assert!(!g.state.epoch_began_with_departure());
+        assert!(!g.state.epoch_began_with_departure_of(&g.member.id()));
+        let after = g.state.epoch_ref();
+        assert_ne!(after, before);
+        let period = Duration::from_secs(60);
+        let grace = Some(EpochGrace {
+            previous: before,
+            elapsed: Duration::from_secs(5),
+        });
+        assert!(
+            accepts_post_epoch(after, before, grace, period),
+            "a message written just before the rekey is still taken"
+        );
+        assert!(accepts_post_epoch(after, after, grace, period));
     }
 
     #[test]

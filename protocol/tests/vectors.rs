@@ -297,6 +297,22 @@ fn group_log_vectors() {
         .collect();
     let replayed = verify_log(&log).unwrap();
     assert_eq!(replayed, state);
+    // Two candidates for op 5 (not part of `ops`): `rekey`s by Bob, whose join at t0 + 2000
+    // began epoch 1. One a minute later starts epoch 2 with the same members; one a millisecond
+    // sooner is refused (PROTOCOL.md §8.5).
+    assert_eq!(state.earliest_rekey_at(), Timestamp(t0 + 62_000));
+    let rekey_at = |at: u64| {
+        state
+            .next_op(bob.device_id(), Timestamp(at), OpBody::Rekey {})
+            .sign(&bob)
+            .unwrap()
+    };
+    let valid = rekey_at(t0 + 62_000);
+    let mut rekeyed = state.clone();
+    rekeyed.apply(&valid).unwrap();
+    assert_eq!(rekeyed.members(), state.members());
+    let too_soon = rekey_at(t0 + 61_999);
+    let error = state.clone().apply(&too_soon).unwrap_err();
     check(
         "group-log",
         json!({
@@ -310,6 +326,21 @@ fn group_log_vectors() {
                 "head": state.head(),
                 "members": state.members().len(),
                 "slow_mode_seconds": state.slow_mode_seconds(),
+            },
+            "rekey": {
+                "valid": {
+                    "signed": valid,
+                    "op_json": String::from_utf8(valid.op.clone()).unwrap(),
+                    "hash": valid.hash(),
+                    "epoch": rekeyed.epoch(),
+                    "epoch_hash": rekeyed.epoch_hash(),
+                    "members": rekeyed.members().len(),
+                },
+                "too_soon": {
+                    "signed": too_soon,
+                    "op_json": String::from_utf8(too_soon.op.clone()).unwrap(),
+                    "error": error.code(),
+                },
             },
         }),
     );

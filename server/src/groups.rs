@@ -145,9 +145,9 @@ impl GroupEntry {
 
     /// Replaces the state after an op was applied and stored. `grace` says whether posts in
     /// the epoch that just ended may still be accepted for a while
-    /// ([`confide_protocol::OpBody::grants_epoch_grace`]): yes after someone joined (their
-    /// messages were in flight), never after someone was removed or left, so nothing the
-    /// removed member could read is accepted after their removal.
+    /// ([`confide_protocol::OpBody::grants_epoch_grace`]): yes after someone joined or a
+    /// `rekey` (messages were in flight, and nobody left), never after someone was removed or
+    /// left, so nothing the removed member could read is accepted after their removal.
     pub fn replace_state(&mut self, state: GroupState, grace: bool) {
         if state.epoch() != self.state.epoch() {
             let previous = self.state.epoch_ref();

@@ -111,8 +111,10 @@ pub const MAX_INBOX_ACKS_PER_FRAME: usize = 1024;
 pub const MAX_DEVICE_LISTS_PER_REPLY: usize = 16;
 
 /// Most devices in one [`ClientFrame::LookupDevices`], and most users in one
-/// [`ClientFrame::LookupUsers`].
-pub const MAX_LOOKUP_PER_FRAME: usize = 256;
+/// [`ClientFrame::LookupUsers`]: 64, so that a reply about 64 people with 8 devices each, their
+/// X-Wing keys and device lists (about 40 KB a person) stays far under the 8 MiB a client
+/// accepts (256 before protocol version 2).
+pub const MAX_LOOKUP_PER_FRAME: usize = 64;
 
 /// Largest `limit` a server honours in [`ClientFrame::Sync`]; a larger one is clamped to it (or to
 /// the server's own lower page limit), not refused. A server may return fewer messages still, to

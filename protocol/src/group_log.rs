@@ -125,8 +125,11 @@ pub const LABEL_INVITE_SYNC: &str = "confide/v1/invite-sync";
 
 /// The op format version this crate writes and accepts.
 pub const OP_VERSION: u8 = 1;
-/// Largest accepted op, in bytes of JSON (64 KiB); checked before anything else.
-pub const MAX_OP_BYTES: usize = 64 * 1024;
+/// Largest accepted op, in bytes of JSON (256 KiB); checked before anything else. Room for an
+/// `update_devices` whose chain carries [`MAX_UPDATE_CHAIN`] full lists of 8 devices with their
+/// X-Wing keys (each up to 20 KiB, a third more as base64: about 190 KiB in all); 64 KiB before
+/// protocol version 2.
+pub const MAX_OP_BYTES: usize = 256 * 1024;
 /// Most devices one member may list.
 pub const MAX_DEVICES_PER_USER: usize = 8;
 /// Longest display name, in Unicode scalar values.
@@ -548,7 +551,7 @@ pub enum OpBody {
 }
 
 /// Most lists an `update_devices` carries between the pinned list and the new one: a device
-/// further behind appends several ops (each list is at most 8 KiB, an op at most 64 KiB).
+/// further behind appends several ops (each list is at most 20 KiB, an op at most 256 KiB).
 pub const MAX_UPDATE_CHAIN: usize = 6;
 
 impl OpBody {

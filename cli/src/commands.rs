@@ -840,6 +840,7 @@ fn group_json(
         "role": g.role,
         "members": g.members,
         "epoch": g.epoch,
+        "post_quantum": g.post_quantum,
         "tampered": g.tampered,
         "sync_refused": g.sync_refused.as_ref().map(|r| json!({ "code": r.code, "since": r.since })),
         "departure": departure,
@@ -951,8 +952,15 @@ async fn run_with_client(
                     } else {
                         String::new()
                     };
+                    // Said only when it is not: a device in the group has not moved to
+                    // version 2 yet, so its sender keys are sealed with X25519 alone.
+                    let classic = if g.member && !g.post_quantum {
+                        "  not yet post-quantum"
+                    } else {
+                        ""
+                    };
                     let shown = format!(
-                        "{name:<16} {}  {role:<14} {} members{unread}{warn}{waiting}",
+                        "{name:<16} {}  {role:<14} {} members{unread}{classic}{warn}{waiting}",
                         g.group, g.members
                     );
                     println!("{}", line(&shown, out.columns));

@@ -7,6 +7,8 @@ import { reminderText } from '../src/ui/group-work/meetings.ts';
 import { byCategory, searchResources } from '../src/ui/group-work/resources.ts';
 import { warningText } from '../src/ui/group-work/warnings.ts';
 import { isHttpsLink } from '../src/ui/links.ts';
+import { timeline } from '../src/ui/timeline.ts';
+import type { ChatMessage, RoundView } from '../src/wasm-pkg/confide_client_web.js';
 import { expect, test } from './fixtures.ts';
 
 test('only an https link with a host and no spaces or credentials is ever opened', () => {
@@ -66,4 +68,60 @@ test('a warning names the group’s topics, and one the group does not define st
   expect(warningText([1, 2], topics)).toBe('Content warning: Self-harm, Grief');
   expect(warningText([9], topics)).toBe('Content warning');
   expect(warningText([2, 9], topics)).toBe('Content warning: Grief');
+});
+
+// A round's block stands for its prompt and for the answers the core counts; every other
+// message tagged for the round is an ordinary message, so a person can still see, report or
+// delete it (an answer its author replaced, a second question).
+test('a replaced answer and a second question stay in the conversation; counted ones are in the block', () => {
+  const message = (id: string, seq: number, sender: string, text: string, part: 'prompt' | 'answer' | 'pass') =>
+    ({
+      group: 'g',
+      seq,
+      number: seq,
+      id,
+      sender,
+      senderDevice: `${sender}-device`,
+      senderName: sender,
+      sentAt: seq * 1000,
+      receivedAt: seq * 1000,
+      text,
+      warnings: [],
+      hidden: false,
+      round: { id: 'r1', part },
+    }) as unknown as ChatMessage;
+  const messages = [
+    message('m1', 1, 'ana', 'How are you arriving today?', 'prompt'),
+    message('m2', 2, 'bo', 'A 2, tired', 'answer'),
+    message('m3', 3, 'ana', 'And one word for the week?', 'prompt'),
+    message('m4', 4, 'bo', 'A 3 now, the coffee helped', 'answer'),
+    message('m5', 5, 'cy', '', 'pass'),
+  ];
+  const answer = (user: string, id: string, text: string, passed: boolean) => ({
+    user,
+    name: user,
+    message: id,
+    number: 0,
+    text,
+    passed,
+    sentAt: 0,
+    warnings: [],
+    hidden: false,
+  });
+  const round = {
+    id: 'r1',
+    openedBy: 'ana',
+    openedByName: 'ana',
+    openedAt: 1000,
+    open: true,
+    prompt: 'How are you arriving today?',
+    promptWarnings: [],
+    promptHidden: false,
+    answers: [answer('bo', 'm4', 'A 3 now, the coffee helped', false), answer('cy', 'm5', '', true)],
+    answered: false,
+  } as unknown as RoundView;
+  const items = timeline(messages, [], [], 'ana', [round]);
+  const shown = items.flatMap((item) => (item.kind === 'message' ? [item.message.id] : []));
+  expect(shown).toEqual(['m2', 'm3']);
+  expect(items.filter((item) => item.kind === 'round')).toHaveLength(1);
 });

@@ -27,19 +27,8 @@ export type Screen =
   | { name: 'join' }
   | { name: 'waiting'; group: string };
 
-/** A line among the messages that is not a message: a join, a removal, a hidden message. */
-export interface SystemLine {
-  /** Tells lines apart. */
-  key: string;
-  /** When. */
-  at: number;
-  /** Goes after the message with this seq, if known. */
-  afterSeq?: number;
-  /** What happened, in plain words. */
-  text: string;
-  /** `placeholder` for messages that are hidden (unverifiable, deleted). */
-  kind: 'system' | 'placeholder';
-}
+import type { SystemLine } from './lines.ts';
+export type { SystemLine };
 
 // What went wrong, in our own words (never the server's): errors.ts.
 export { errorCode, errorText } from './errors.ts';

@@ -1,12 +1,12 @@
 // What the conversation shows, in order: messages, system lines and placeholders, with a
 // separator before each new day, and the person's messages still waiting to send at the end (as
 // the core lists them, in the order they go). A check-in round is one block where its prompt is
-// (or, before the prompt arrived, where it was opened): its answers and passes are not shown as
-// messages of their own.
+// (or, before the prompt arrived, where it was opened): the answers and passes it counts are not
+// shown as messages of their own; other messages tagged for it are.
 
 import type { ChatMessage, HeldMessage, RoundView } from '../wasm-pkg/confide_client_web.js';
 import { dayKey, dayLabel } from './format.ts';
-import type { SystemLine } from './state.svelte.ts';
+import type { SystemLine } from './lines.ts';
 
 /** One row of the conversation. */
 export type Item =
@@ -30,17 +30,22 @@ export function timeline(
   const entries: { at: number; order: number; item: Item }[] = [];
   const inRounds = new Map(rounds.map((round) => [round.id, round]));
   const placed = new Set<string>();
+  const counted = new Set(rounds.flatMap((round) => round.answers.map((answer) => answer.message)));
   messages.forEach((message, order) => {
     const round = message.round === undefined ? undefined : inRounds.get(message.round.id);
     if (round !== undefined) {
-      // The block stands where the prompt is; the answers and passes are in it.
-      if (message.round?.part === 'prompt' && !placed.has(round.id)) {
+      // The block stands where the round's first prompt from its opener is, and holds the
+      // answers and passes the core counts. Any other message tagged for the round (an answer
+      // its author replaced, a second question) stays an ordinary message, so it can still be
+      // read, reported or deleted.
+      if (message.round?.part === 'prompt' && message.sender === round.openedBy && !placed.has(round.id)) {
         placed.add(round.id);
         entries.push({ at: message.receivedAt, order, item: { kind: 'round', key: `r:${round.id}`, round } });
+        return;
       }
-      return;
+      if (counted.has(message.id)) return;
     }
-    // A pass of a round not listed yet (the list is on its way) has no text to show as a message.
+    // A pass the block does not count (or of a round not listed yet) has no text to show.
     if (message.round?.part === 'pass') return;
     entries.push({ at: message.receivedAt, order, item: { kind: 'message', key: `m:${message.id}`, message, own: message.sender === me } });
   });

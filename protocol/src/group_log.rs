@@ -73,9 +73,10 @@
 //! `rekey` changes nothing but the epoch: clients append it by themselves after many messages
 //! or a long time in one epoch, so that a sender key that leaked stops working (PROTOCOL.md
 //! §5.5). It is refused ([`LogError::RekeyTooSoon`]) unless its `at` is at least
-//! [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch
+//! [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch and no
+//! earlier than the log's latest `at` (a `rekey` is never back-dated)
 //! ([`GroupState::earliest_rekey_at`]), which bounds how often one member can make every device
-//! seal a new key.
+//! seal a new key. The server also bounds it on its own clock (PROTOCOL.md §10.1).
 //!
 //! Each epoch is named by its epoch hash ([`GroupState::epoch_hash`]): the hash of the op that
 //! started it, i.e. the genesis hash for epoch 0 and otherwise the hash of the membership op
@@ -544,8 +545,8 @@ pub enum OpBody {
     /// Starts the next epoch with the same members and devices (PROTOCOL.md §5.5, §8.5): every
     /// device then seals a fresh sender chain, so a sender key that leaked stops working.
     /// Signed by a device of any current member, of any role, muted or not. Rules: `at` is at
-    /// least [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch
-    /// ([`LogError::RekeyTooSoon`]). The epoch it ends gets the grace of an admission
+    /// least [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch,
+    /// and not before the log's latest `at` ([`LogError::RekeyTooSoon`]). The epoch it ends gets the grace of an admission
     /// ([`Self::grants_epoch_grace`]): nobody left. New epoch.
     Rekey {},
 }
@@ -1546,11 +1547,19 @@ impl GroupState {
         self.epoch_at
     }
 
-    /// The earliest `at` a `rekey` may claim now: [`MIN_REKEY_INTERVAL_MS`] after
-    /// [`Self::epoch_started_at`] (PROTOCOL.md §8.5); an earlier one is refused with
-    /// [`LogError::RekeyTooSoon`].
+    /// The earliest `at` a `rekey` may claim now (PROTOCOL.md §8.5): [`MIN_REKEY_INTERVAL_MS`]
+    /// after [`Self::epoch_started_at`], and never before [`Self::latest_at`]; an earlier one
+    /// is refused with [`LogError::RekeyTooSoon`]. A `rekey` is not back-dated (the 5 minutes
+    /// §8.11 allows other ops), as round ops are not: otherwise a member could append a burst of
+    /// rekeys at once, each claiming a minute more than the last, from 5 minutes in the past to
+    /// 5 minutes in the future.
     pub fn earliest_rekey_at(&self) -> Timestamp {
-        Timestamp(self.epoch_at.0.saturating_add(MIN_REKEY_INTERVAL_MS))
+        Timestamp(
+            self.epoch_at
+                .0
+                .saturating_add(MIN_REKEY_INTERVAL_MS)
+                .max(self.latest_at.0),
+        )
     }
 
     /// The epoch just before the current one with its epoch hash ([`Self::epoch_hash`] as it was
@@ -2858,9 +2867,10 @@ pub enum LogError {
         user: UserId,
     },
     /// A `rekey` claims a time less than [`MIN_REKEY_INTERVAL_MS`] after the op that started
-    /// the current epoch ([`GroupState::earliest_rekey_at`]): the epoch is still fresh.
+    /// the current epoch (the epoch is still fresh), or earlier than the log's latest op (it is
+    /// back-dated) ([`GroupState::earliest_rekey_at`]).
     #[error(
-        "rekey at {at:?} is too soon: the current epoch began less than {MIN_REKEY_INTERVAL_MS} ms before; the earliest is {earliest:?}"
+        "rekey at {at:?} is too soon: it must be at least {MIN_REKEY_INTERVAL_MS} ms after the current epoch began and not before the log's latest op; the earliest is {earliest:?}"
     )]
     RekeyTooSoon {
         /// The op's claimed time.
@@ -6357,7 +6367,9 @@ mod tests {
         };
         assert_eq!(refused.code(), "rekey_too_soon");
         g.rejects(&bob, OpBody::Rekey {}, refused);
-        // Other ops meanwhile do not move the bound: it counts from the op that began the epoch.
+        // Other ops meanwhile (claiming no later than the rekey) do not move the bound: it
+        // counts from the op that began the epoch.
+        next_at(&mut g, Timestamp(earliest.0 - 30_000));
         g.ok(&fay, OpBody::Lock {});
         next_at(&mut g, earliest);
         g.ok(&fay, OpBody::Rekey {});
@@ -6385,6 +6397,40 @@ mod tests {
             LogError::RekeyTooSoon {
                 at,
                 earliest: g.state.earliest_rekey_at(),
+            },
+        );
+    }
+
+    #[test]
+    fn a_rekey_cannot_be_back_dated_so_a_burst_of_rekeys_is_refused() {
+        let (fay, bob, mut g) = fay_and_bob();
+        // The epoch is an hour old; Fay's latest op claims T0 + 1 h.
+        next_at(&mut g, Timestamp(T0 + HOUR));
+        g.ok(&fay, OpBody::Lock {});
+        let latest = g.state.latest_at();
+        assert_eq!(g.state.earliest_rekey_at(), latest);
+        // Bob claims 5 minutes in the past (other ops may, §8.11): refused.
+        let back = Timestamp(latest.0 - 4 * MIN_REKEY_INTERVAL_MS);
+        assert!(back >= g.state.min_next_at(), "any other op could claim it");
+        next_at(&mut g, back);
+        g.rejects(
+            &bob,
+            OpBody::Rekey {},
+            LogError::RekeyTooSoon {
+                at: back,
+                earliest: latest,
+            },
+        );
+        // At the latest time, it goes; a second one a minute later by the log's clock only.
+        next_at(&mut g, latest);
+        g.ok(&bob, OpBody::Rekey {});
+        next_at(&mut g, Timestamp(latest.0 + MIN_REKEY_INTERVAL_MS - 1));
+        g.rejects(
+            &bob,
+            OpBody::Rekey {},
+            LogError::RekeyTooSoon {
+                at: Timestamp(latest.0 + MIN_REKEY_INTERVAL_MS - 1),
+                earliest: Timestamp(latest.0 + MIN_REKEY_INTERVAL_MS),
             },
         );
     }

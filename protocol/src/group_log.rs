@@ -772,7 +772,8 @@ impl MemberEntry {
             }
             if keys.verify().is_err() {
                 return Err(LogError::InvalidMember(format!(
-                    "the sealing key of device {} is not signed by its identity key",
+                    "the sealing keys of device {} are not signed by its identity key, or one is \
+                     not a valid key (PROTOCOL.md §3.2)",
                     keys.device.short()
                 )));
             }
@@ -6433,6 +6434,31 @@ mod tests {
                 earliest: Timestamp(latest.0 + MIN_REKEY_INTERVAL_MS),
             },
         );
+    }
+
+    #[test]
+    fn a_member_whose_signed_sealing_key_is_of_small_order_is_not_added() {
+        let (fay, _bob, mut g) = fay_and_bob();
+        let cleo = Person::new(3, "Cleo");
+        let mut body = g.add_body(&cleo, None);
+        let OpBody::Add { member, .. } = &mut body else {
+            unreachable!()
+        };
+        // X25519's point of order 8, signed by Cleo's own device.
+        let low: [u8; 32] =
+            hex::decode("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        member.devices[0].sealing_key = low;
+        member.devices[0].sealing_sig = cleo
+            .device
+            .sign(crate::identity::LABEL_SEALING_KEY, &[&low]);
+        assert!(matches!(
+            g.push(&fay, body),
+            Err(LogError::InvalidMember(_))
+        ));
+        assert!(g.state.member(&cleo.user).is_none());
     }
 
     #[test]

@@ -150,8 +150,9 @@ pub const MAX_DELETE_BATCH: usize = 500;
 /// it (five minutes). See [`Op::check_clock`].
 pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 /// How long (in ms) after the `at` of the op that started the current epoch a `rekey` may
-/// claim to be, at the earliest (one minute): a member can thus force at most about one rekey
-/// a minute, each of which costs every device one seal per other device (PROTOCOL.md §8.5).
+/// claim to be, at the earliest (one minute; nor may it claim less than the log's latest `at`).
+/// Each rekey costs every device one seal per other device (PROTOCOL.md §8.5); the server also
+/// holds a member to one a minute on its own clock (its `min_rekey_interval_ms`).
 pub const MIN_REKEY_INTERVAL_MS: u64 = 60 * 1000;
 
 /// One op as it travels and is stored: the op's exact bytes (UTF-8 JSON of [`Op`]) and the

@@ -337,7 +337,8 @@ impl SignedDeviceList {
 
 impl DeviceList {
     /// Whether `self` is the successor of `previous` (whose bytes hash to `previous_hash`): same
-    /// user and identity, version + 1, `prev` = that hash, made by a device `previous` lists.
+    /// user and identity, version + 1, `prev` = that hash, made by a device `previous` lists,
+    /// and no X-Wing key dropped or device of version 1 introduced ([`Self::keeps_pq_keys`]).
     pub fn succeeds(&self, previous: &DeviceList, previous_hash: &DeviceListHash) -> bool {
         self.user == previous.user
             && self.identity == previous.identity
@@ -347,19 +348,29 @@ impl DeviceList {
             && self.keeps_pq_keys(previous)
     }
 
-    /// Whether every device that `previous` lists with an X-Wing key and `self` still lists
-    /// keeps exactly that key: a successor may add a device's X-Wing key (a device of protocol
-    /// version 1 moving to version 2) but never drop or swap one, so nobody holding the identity
-    /// key can move a device back to sealing without post-quantum protection (PROTOCOL.md §3.6).
+    /// Whether `self` keeps every X-Wing key `previous` holds and introduces no device without
+    /// one (PROTOCOL.md §3.6): every device that `previous` lists with an X-Wing key and `self`
+    /// still lists keeps exactly that key, and every device `self` lists without an X-Wing key
+    /// is listed in `previous` without one too, with identical keys. A successor may thus add a
+    /// device's X-Wing key (a device of protocol version 1 moving to version 2) but never drop
+    /// or swap one, never add a device of version 1, and never list again, without its X-Wing
+    /// key, a device it dropped: nobody holding the identity key can move a device back to
+    /// sealing without post-quantum protection.
     pub fn keeps_pq_keys(&self, previous: &DeviceList) -> bool {
-        previous.devices.iter().all(|old| {
+        let keeps = previous.devices.iter().all(|old| {
             old.keys.pq_key.is_none()
                 || self
                     .devices
                     .iter()
                     .filter(|new| new.keys.device == old.keys.device)
                     .all(|new| new.keys.pq_key == old.keys.pq_key)
-        })
+        });
+        let adds_no_legacy = self
+            .devices
+            .iter()
+            .filter(|new| new.keys.pq_key.is_none())
+            .all(|new| previous.devices.iter().any(|old| old.keys == new.keys));
+        keeps && adds_no_legacy
     }
 
     /// Whether the two lists hold the same devices with the same keys, in any order (a list that
@@ -499,6 +510,52 @@ mod tests {
             vec![swapped],
         );
         assert!(!other.succeeds(&second, &signed2.hash()));
+    }
+
+    #[test]
+    fn a_successor_cannot_add_a_device_without_an_x_wing_key_nor_bring_one_back() {
+        let (user, id, phone) = setup();
+        let old_tablet = DeviceIdentity::from_secret_bytes(&[3; 32], &[4; 32], None);
+        let tablet = ListedDevice::new(&old_tablet, &user, &id.public());
+        // The phone (version 2) and the tablet (version 1): the tablet may stay as it is.
+        let mut first = DeviceList::first(user, &id, &phone, Timestamp(1000));
+        first.devices.push(tablet.clone());
+        let signed = id.sign_list(&first, &phone).unwrap();
+        let kept = first.successor(
+            signed.hash(),
+            phone.device_id(),
+            Timestamp(2000),
+            first.devices.clone(),
+        );
+        assert!(kept.succeeds(&first, &signed.hash()));
+        // A new device of version 1: refused.
+        let laptop = DeviceIdentity::from_secret_bytes(&[5; 32], &[6; 32], None);
+        let mut devices = first.devices.clone();
+        devices.push(ListedDevice::new(&laptop, &user, &id.public()));
+        let added = first.successor(signed.hash(), phone.device_id(), Timestamp(2000), devices);
+        assert!(!added.succeeds(&first, &signed.hash()));
+        // The tablet dropped, then listed again with its version-1 keys: refused.
+        let dropped = first.successor(
+            signed.hash(),
+            phone.device_id(),
+            Timestamp(2000),
+            vec![first.devices[0].clone()],
+        );
+        assert!(dropped.succeeds(&first, &signed.hash()));
+        let signed2 = id.sign_list(&dropped, &phone).unwrap();
+        let back = dropped.successor(
+            signed2.hash(),
+            phone.device_id(),
+            Timestamp(3000),
+            first.devices.clone(),
+        );
+        assert!(!back.succeeds(&dropped, &signed2.hash()));
+        // With an X-Wing key, a device may be added.
+        let mut devices = first.devices.clone();
+        let new_laptop = DeviceIdentity::generate(&mut test_rng(46));
+        devices.push(ListedDevice::new(&new_laptop, &user, &id.public()));
+        let added = first.successor(signed.hash(), phone.device_id(), Timestamp(2000), devices);
+        assert!(added.succeeds(&first, &signed.hash()));
     }
 
     #[test]

@@ -1467,15 +1467,22 @@ mod tests {
             device_id(),
             bytes::<32>(),
             signature(),
-            proptest::option::of((vec(any::<u8>(), 1216..=1216), signature())),
+            // An X-Wing key must be a valid encapsulation key, so it comes from a random seed.
+            proptest::option::of((bytes::<32>(), signature())),
         )
             .prop_map(|(device, sealing_key, sealing_sig, pq)| DeviceKeys {
                 device,
                 sealing_key,
                 sealing_sig,
-                pq_key: pq
-                    .as_ref()
-                    .map(|(key, _)| crate::identity::PqSealingKey::from_bytes(key).unwrap()),
+                pq_key: pq.as_ref().and_then(|(seed, _)| {
+                    crate::identity::DeviceIdentity::from_secret_bytes(
+                        &[1; 32],
+                        &[2; 32],
+                        Some(seed),
+                    )
+                    .public_keys()
+                    .pq_key
+                }),
                 pq_sig: pq.map(|(_, sig)| sig),
             })
     }

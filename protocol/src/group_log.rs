@@ -73,9 +73,10 @@
 //! `rekey` changes nothing but the epoch: clients append it by themselves after many messages
 //! or a long time in one epoch, so that a sender key that leaked stops working (PROTOCOL.md
 //! §5.5). It is refused ([`LogError::RekeyTooSoon`]) unless its `at` is at least
-//! [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch
+//! [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch and no
+//! earlier than the log's latest `at` (a `rekey` is never back-dated)
 //! ([`GroupState::earliest_rekey_at`]), which bounds how often one member can make every device
-//! seal a new key.
+//! seal a new key. The server also bounds it on its own clock (PROTOCOL.md §10.1).
 //!
 //! Each epoch is named by its epoch hash ([`GroupState::epoch_hash`]): the hash of the op that
 //! started it, i.e. the genesis hash for epoch 0 and otherwise the hash of the membership op
@@ -149,8 +150,9 @@ pub const MAX_DELETE_BATCH: usize = 500;
 /// it (five minutes). See [`Op::check_clock`].
 pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 /// How long (in ms) after the `at` of the op that started the current epoch a `rekey` may
-/// claim to be, at the earliest (one minute): a member can thus force at most about one rekey
-/// a minute, each of which costs every device one seal per other device (PROTOCOL.md §8.5).
+/// claim to be, at the earliest (one minute; nor may it claim less than the log's latest `at`).
+/// Each rekey costs every device one seal per other device (PROTOCOL.md §8.5); the server also
+/// holds a member to one a minute on its own clock (its `min_rekey_interval_ms`).
 pub const MIN_REKEY_INTERVAL_MS: u64 = 60 * 1000;
 
 /// One op as it travels and is stored: the op's exact bytes (UTF-8 JSON of [`Op`]) and the
@@ -544,8 +546,8 @@ pub enum OpBody {
     /// Starts the next epoch with the same members and devices (PROTOCOL.md §5.5, §8.5): every
     /// device then seals a fresh sender chain, so a sender key that leaked stops working.
     /// Signed by a device of any current member, of any role, muted or not. Rules: `at` is at
-    /// least [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch
-    /// ([`LogError::RekeyTooSoon`]). The epoch it ends gets the grace of an admission
+    /// least [`MIN_REKEY_INTERVAL_MS`] after the `at` of the op that started the current epoch,
+    /// and not before the log's latest `at` ([`LogError::RekeyTooSoon`]). The epoch it ends gets the grace of an admission
     /// ([`Self::grants_epoch_grace`]): nobody left. New epoch.
     Rekey {},
 }
@@ -771,7 +773,8 @@ impl MemberEntry {
             }
             if keys.verify().is_err() {
                 return Err(LogError::InvalidMember(format!(
-                    "the sealing key of device {} is not signed by its identity key",
+                    "the sealing keys of device {} are not signed by its identity key, or one is \
+                     not a valid key (PROTOCOL.md §3.2)",
                     keys.device.short()
                 )));
             }
@@ -1546,11 +1549,19 @@ impl GroupState {
         self.epoch_at
     }
 
-    /// The earliest `at` a `rekey` may claim now: [`MIN_REKEY_INTERVAL_MS`] after
-    /// [`Self::epoch_started_at`] (PROTOCOL.md §8.5); an earlier one is refused with
-    /// [`LogError::RekeyTooSoon`].
+    /// The earliest `at` a `rekey` may claim now (PROTOCOL.md §8.5): [`MIN_REKEY_INTERVAL_MS`]
+    /// after [`Self::epoch_started_at`], and never before [`Self::latest_at`]; an earlier one
+    /// is refused with [`LogError::RekeyTooSoon`]. A `rekey` is not back-dated (the 5 minutes
+    /// §8.11 allows other ops), as round ops are not: otherwise a member could append a burst of
+    /// rekeys at once, each claiming a minute more than the last, from 5 minutes in the past to
+    /// 5 minutes in the future.
     pub fn earliest_rekey_at(&self) -> Timestamp {
-        Timestamp(self.epoch_at.0.saturating_add(MIN_REKEY_INTERVAL_MS))
+        Timestamp(
+            self.epoch_at
+                .0
+                .saturating_add(MIN_REKEY_INTERVAL_MS)
+                .max(self.latest_at.0),
+        )
     }
 
     /// The epoch just before the current one with its epoch hash ([`Self::epoch_hash`] as it was
@@ -2858,9 +2869,10 @@ pub enum LogError {
         user: UserId,
     },
     /// A `rekey` claims a time less than [`MIN_REKEY_INTERVAL_MS`] after the op that started
-    /// the current epoch ([`GroupState::earliest_rekey_at`]): the epoch is still fresh.
+    /// the current epoch (the epoch is still fresh), or earlier than the log's latest op (it is
+    /// back-dated) ([`GroupState::earliest_rekey_at`]).
     #[error(
-        "rekey at {at:?} is too soon: the current epoch began less than {MIN_REKEY_INTERVAL_MS} ms before; the earliest is {earliest:?}"
+        "rekey at {at:?} is too soon: it must be at least {MIN_REKEY_INTERVAL_MS} ms after the current epoch began and not before the log's latest op; the earliest is {earliest:?}"
     )]
     RekeyTooSoon {
         /// The op's claimed time.
@@ -6357,7 +6369,9 @@ mod tests {
         };
         assert_eq!(refused.code(), "rekey_too_soon");
         g.rejects(&bob, OpBody::Rekey {}, refused);
-        // Other ops meanwhile do not move the bound: it counts from the op that began the epoch.
+        // Other ops meanwhile (claiming no later than the rekey) do not move the bound: it
+        // counts from the op that began the epoch.
+        next_at(&mut g, Timestamp(earliest.0 - 30_000));
         g.ok(&fay, OpBody::Lock {});
         next_at(&mut g, earliest);
         g.ok(&fay, OpBody::Rekey {});
@@ -6387,6 +6401,65 @@ mod tests {
                 earliest: g.state.earliest_rekey_at(),
             },
         );
+    }
+
+    #[test]
+    fn a_rekey_cannot_be_back_dated_so_a_burst_of_rekeys_is_refused() {
+        let (fay, bob, mut g) = fay_and_bob();
+        // The epoch is an hour old; Fay's latest op claims T0 + 1 h.
+        next_at(&mut g, Timestamp(T0 + HOUR));
+        g.ok(&fay, OpBody::Lock {});
+        let latest = g.state.latest_at();
+        assert_eq!(g.state.earliest_rekey_at(), latest);
+        // Bob claims 5 minutes in the past (other ops may, §8.11): refused.
+        let back = Timestamp(latest.0 - 4 * MIN_REKEY_INTERVAL_MS);
+        assert!(back >= g.state.min_next_at(), "any other op could claim it");
+        next_at(&mut g, back);
+        g.rejects(
+            &bob,
+            OpBody::Rekey {},
+            LogError::RekeyTooSoon {
+                at: back,
+                earliest: latest,
+            },
+        );
+        // At the latest time, it goes; a second one a minute later by the log's clock only.
+        next_at(&mut g, latest);
+        g.ok(&bob, OpBody::Rekey {});
+        next_at(&mut g, Timestamp(latest.0 + MIN_REKEY_INTERVAL_MS - 1));
+        g.rejects(
+            &bob,
+            OpBody::Rekey {},
+            LogError::RekeyTooSoon {
+                at: Timestamp(latest.0 + MIN_REKEY_INTERVAL_MS - 1),
+                earliest: Timestamp(latest.0 + MIN_REKEY_INTERVAL_MS),
+            },
+        );
+    }
+
+    #[test]
+    fn a_member_whose_signed_sealing_key_is_of_small_order_is_not_added() {
+        let (fay, _bob, mut g) = fay_and_bob();
+        let cleo = Person::new(3, "Cleo");
+        let mut body = g.add_body(&cleo, None);
+        let OpBody::Add { member, .. } = &mut body else {
+            unreachable!()
+        };
+        // X25519's point of order 8, signed by Cleo's own device.
+        let low: [u8; 32] =
+            hex::decode("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        member.devices[0].sealing_key = low;
+        member.devices[0].sealing_sig = cleo
+            .device
+            .sign(crate::identity::LABEL_SEALING_KEY, &[&low]);
+        assert!(matches!(
+            g.push(&fay, body),
+            Err(LogError::InvalidMember(_))
+        ));
+        assert!(g.state.member(&cleo.user).is_none());
     }
 
     #[test]

@@ -41,12 +41,18 @@ impl PqSealingKey {
         &self.0
     }
 
-    /// A key from its bytes: exactly [`PQ_KEY_LEN`] of them. Whether they are a valid X-Wing key
-    /// is checked where it is used (sealing).
+    /// A key from its bytes: exactly [`PQ_KEY_LEN`] of them, forming a valid X-Wing
+    /// encapsulation key (PROTOCOL.md §3.2): the ML-KEM-768 part passes FIPS 203's modulus check
+    /// (every coefficient below `q`, §7.2). Checked here, where the key is first read, so a
+    /// signed but unusable key is refused by the server and by every log and list before anyone
+    /// tries to seal to it; one such key in a group would otherwise stop every sender.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        use hpke::Deserializable as _;
         if bytes.len() != PQ_KEY_LEN {
             return Err(CryptoError::BadPublicKey);
         }
+        <hpke::kem::XWing as hpke::Kem>::PublicKey::from_bytes(bytes)
+            .map_err(|_| CryptoError::BadPublicKey)?;
         Ok(PqSealingKey(bytes.to_vec()))
     }
 }
@@ -54,8 +60,11 @@ impl PqSealingKey {
 impl<'de> Deserialize<'de> for PqSealingKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let bytes = crate::encoding::b64::deserialize(d)?;
-        PqSealingKey::from_bytes(&bytes)
-            .map_err(|_| serde::de::Error::custom(format!("an X-Wing key is {PQ_KEY_LEN} bytes")))
+        PqSealingKey::from_bytes(&bytes).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "an X-Wing key is a valid {PQ_KEY_LEN}-byte encapsulation key"
+            ))
+        })
     }
 }
 
@@ -120,6 +129,27 @@ pub fn verify(
         .map_err(|_| CryptoError::BadSignature)
 }
 
+/// A fixed, non-zero X25519 secret, used only to test whether a public sealing key is of small
+/// order ([`check_sealing_key`]). Not a secret: any clamped scalar serves.
+const SMALL_ORDER_PROBE: [u8; 32] = [0x55; 32];
+
+/// Refuses an X25519 sealing key of small order (PROTOCOL.md §3.2). With such a key every
+/// Diffie-Hellman result is the all-zero point, whatever the other secret: HPKE refuses to seal
+/// to it (RFC 9180 §7.1.4), so a signed low-order key in a group's log would make every seal to
+/// the group fail. A scalar that X25519 clamps is a multiple of the cofactor 8, so one DH with
+/// any fixed secret is zero exactly when the point is of small order: `was_contributory` tells.
+fn check_sealing_key(key: &[u8; 32]) -> Result<(), CryptoError> {
+    let probe = StaticSecret::from(SMALL_ORDER_PROBE);
+    if probe
+        .diffie_hellman(&X25519Public::from(*key))
+        .was_contributory()
+    {
+        Ok(())
+    } else {
+        Err(CryptoError::BadPublicKey)
+    }
+}
+
 /// The public half of a device: what other members need to verify its signatures and seal
 /// payloads to it. The sealing keys are signed by the identity key, so a server that swaps one is
 /// detected. A device of protocol version 2 has both keys; a device that has not connected since
@@ -146,9 +176,12 @@ pub struct DeviceKeys {
 }
 
 impl DeviceKeys {
-    /// Checks that the sealing keys were signed by the device's identity key, and that the
-    /// X-Wing key and its signature come together.
+    /// Checks that the sealing keys were signed by the device's identity key, that the X-Wing
+    /// key and its signature come together, and that the X25519 key is not of small order
+    /// (PROTOCOL.md §3.2). (The X-Wing key's own validity is checked when it is read,
+    /// [`PqSealingKey::from_bytes`].)
     pub fn verify(&self) -> Result<(), CryptoError> {
+        check_sealing_key(&self.sealing_key)?;
         verify(
             &self.device,
             LABEL_SEALING_KEY,
@@ -527,6 +560,48 @@ mod tests {
         let mut swapped = keys.clone();
         swapped.sealing_key = DeviceIdentity::generate(&mut test_rng(2)).sealing_public();
         assert_eq!(swapped.verify(), Err(CryptoError::BadSignature));
+    }
+
+    /// X25519 public keys of small order (RFC 7748 §6.1; the list of libsodium's blocklist):
+    /// 0, 1, a point of order 8, `p - 1`, and non-canonical encodings of 0 and 1 (`p`, `p + 1`).
+    const SMALL_ORDER_KEYS: [&str; 6] = [
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ];
+
+    #[test]
+    fn a_signed_sealing_key_of_small_order_is_refused() {
+        let id = DeviceIdentity::generate(&mut test_rng(1));
+        for hex_key in SMALL_ORDER_KEYS {
+            let mut low = [0u8; 32];
+            low.copy_from_slice(&hex::decode(hex_key).unwrap());
+            let mut keys = id.public_keys();
+            keys.sealing_key = low;
+            keys.sealing_sig = id.sign(LABEL_SEALING_KEY, &[&low]);
+            assert_eq!(keys.verify(), Err(CryptoError::BadPublicKey), "{hex_key}");
+        }
+    }
+
+    #[test]
+    fn an_x_wing_key_that_fails_the_ml_kem_modulus_check_is_refused() {
+        let bad = [0xFF; PQ_KEY_LEN];
+        assert_eq!(
+            PqSealingKey::from_bytes(&bad),
+            Err(CryptoError::BadPublicKey)
+        );
+        // Signed by its device, it still cannot be read as part of a device's keys.
+        let id = DeviceIdentity::generate(&mut test_rng(1));
+        let mut json = serde_json::to_value(id.public_keys()).unwrap();
+        json["pq_key"] = serde_json::Value::String(crate::encoding::b64_encode(&bad));
+        json["pq_sig"] = serde_json::to_value(id.sign(LABEL_PQ_SEALING_KEY, &[&bad])).unwrap();
+        assert!(serde_json::from_value::<DeviceKeys>(json).is_err());
+        // A real key passes.
+        let good = id.public_keys().pq_key.unwrap();
+        assert_eq!(PqSealingKey::from_bytes(good.as_bytes()), Ok(good));
     }
 
     #[test]

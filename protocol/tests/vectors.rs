@@ -77,6 +77,31 @@ fn identity_vectors() {
         )
         .unwrap();
     let signature = id.sign("confide/v1/test", &[b"hello"]);
+    // Keys signed by their device that are still not valid (PROTOCOL.md §3.2): an X25519 key of
+    // small order (the point of order 8), and 1216 bytes of 0xFF as the X-Wing key (they fail
+    // ML-KEM's modulus check).
+    let low_order: [u8; 32] =
+        hex::decode("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let mut small_order = keys.clone();
+    small_order.sealing_key = low_order;
+    small_order.sealing_sig = id.sign(identity::LABEL_SEALING_KEY, &[&low_order]);
+    let bad_pq = [0xFF; identity::PQ_KEY_LEN];
+    let mut modulus = serde_json::to_value(&keys).unwrap();
+    modulus["pq_key"] = b64_encode(&bad_pq).into();
+    modulus["pq_sig"] =
+        serde_json::to_value(id.sign(identity::LABEL_PQ_SEALING_KEY, &[&bad_pq])).unwrap();
+    let invalid = json!([
+        { "why": "sealing_key of small order", "keys": small_order },
+        { "why": "pq_key fails the ML-KEM modulus check", "keys": modulus },
+    ]);
+    for case in invalid.as_array().unwrap() {
+        let refused = serde_json::from_value::<identity::DeviceKeys>(case["keys"].clone())
+            .map_or(true, |keys| keys.verify().is_err());
+        assert!(refused, "{}", case["why"]);
+    }
     check(
         "identity",
         json!({
@@ -86,6 +111,7 @@ fn identity_vectors() {
             "public_keys": keys,
             "signature_test": { "label": "confide/v1/test", "message": b64_encode(b"hello"), "signature": signature },
             "export": { "passphrase": "correct horse battery staple", "exported": exported },
+            "invalid_keys": invalid,
         }),
     );
     let back = DeviceIdentity::import(&exported, b"correct horse battery staple").unwrap();

@@ -157,6 +157,14 @@ pub const DEVICE_LISTS_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_DEVICE_UPDATES_PER_HOUR: u32 = 4;
 /// The window of [`DEFAULT_MAX_DEVICE_UPDATES_PER_HOUR`] (fixed).
 pub const DEVICE_UPDATES_WINDOW: Duration = Duration::from_secs(3600);
+/// How long (in ms), on the server's own clock, after it applied the op that started a group's
+/// current epoch, the server refuses a `rekey` of that group (`rekey_too_soon`, PROTOCOL.md
+/// §10.1): one minute, like the log's own bound on claimed times
+/// (`confide_protocol::group_log::MIN_REKEY_INTERVAL_MS`), but measured where a member cannot
+/// choose the time. Each `rekey` makes every device seal a new sender key to every other
+/// device. The time is kept in memory: after a restart the interval starts again from when the
+/// group was loaded.
+pub const DEFAULT_MIN_REKEY_INTERVAL_MS: u64 = 60_000;
 /// How long a link channel lives, and the authentication deadline of a connection in link mode
 /// (from its `link_open`): time for two people to compare the numbers and confirm.
 pub const DEFAULT_LINK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -273,6 +281,9 @@ pub struct Limits {
     pub max_device_lists_per_day: u32,
     /// See [`DEFAULT_MAX_DEVICE_UPDATES_PER_HOUR`].
     pub max_device_updates_per_hour: u32,
+    /// See [`DEFAULT_MIN_REKEY_INTERVAL_MS`] (0 turns the server's own bound off; the log's
+    /// bound on claimed times stays).
+    pub min_rekey_interval: Duration,
     /// See [`DEFAULT_LINK_TIMEOUT`].
     pub link_timeout: Duration,
     /// See [`DEFAULT_MAX_LINK_FRAMES`].
@@ -342,6 +353,7 @@ impl Default for Limits {
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             max_device_lists_per_day: DEFAULT_MAX_DEVICE_LISTS_PER_DAY,
             max_device_updates_per_hour: DEFAULT_MAX_DEVICE_UPDATES_PER_HOUR,
+            min_rekey_interval: Duration::from_millis(DEFAULT_MIN_REKEY_INTERVAL_MS),
             link_timeout: DEFAULT_LINK_TIMEOUT,
             max_link_frames: DEFAULT_MAX_LINK_FRAMES,
             max_link_channels_per_ip: DEFAULT_MAX_LINK_CHANNELS_PER_IP,
@@ -425,6 +437,7 @@ pub struct FileConfig {
     pub stuck_write_timeout_ms: Option<u64>,
     pub max_device_lists_per_day: Option<u32>,
     pub max_device_updates_per_hour: Option<u32>,
+    pub min_rekey_interval_ms: Option<u64>,
     pub link_timeout_ms: Option<u64>,
     pub max_link_frames: Option<u32>,
     pub max_link_channels_per_ip: Option<usize>,
@@ -591,6 +604,9 @@ impl FileConfig {
         if let Some(v) = self.max_device_updates_per_hour {
             c.max_device_updates_per_hour = v
         }
+        if let Some(v) = self.min_rekey_interval_ms {
+            c.min_rekey_interval = ms(v)
+        }
         if let Some(v) = self.link_timeout_ms {
             c.link_timeout = ms(v)
         }
@@ -615,6 +631,13 @@ mod tests {
         assert_eq!(c.rate_per_second, 5);
         assert_eq!(c.idle_timeout, Duration::from_millis(1000));
         assert_eq!(c.max_frame_bytes, DEFAULT_MAX_FRAME_BYTES);
+        assert_eq!(
+            c.min_rekey_interval,
+            Duration::from_millis(DEFAULT_MIN_REKEY_INTERVAL_MS)
+        );
+        let file = FileConfig::parse("min_rekey_interval_ms = 600000\n").unwrap();
+        let c = file.apply_to(Limits::default());
+        assert_eq!(c.min_rekey_interval, Duration::from_secs(600));
         assert!(FileConfig::parse("rate_per_secnd = 5").is_err());
     }
 

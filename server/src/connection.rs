@@ -1669,6 +1669,19 @@ async fn append_op(
     }
     let mut next = entry.state.clone();
     let applied = next.apply(&signed).map_err(|e| log_reject(&e))?;
+    // The log bounds a `rekey` by the times ops claim, which a member picks within the clock
+    // skew; the server also bounds it by its own clock (PROTOCOL.md §10.1).
+    if matches!(op.body, OpBody::Rekey {})
+        && entry.epoch_began.elapsed() < shared.limits.min_rekey_interval
+    {
+        return Err(Reject::new(
+            ErrorCode::InvalidOp,
+            format!(
+                "the group's epoch began less than {} ms ago on the server's clock; rekey later (rekey_too_soon)",
+                shared.limits.min_rekey_interval.as_millis()
+            ),
+        ));
+    }
     let mut writes = vec![Write::Op {
         group,
         seq: op.seq,

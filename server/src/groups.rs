@@ -36,6 +36,11 @@ pub struct GroupEntry {
     /// The epoch before the current one and when the current one began, for the grace period
     /// (`confide_protocol::policy::accepts_post_epoch`); `None` when it gets no grace.
     pub previous_epoch: Option<(EpochRef, Instant)>,
+    /// When, on the server's clock, the current epoch began here: when the op that started it
+    /// was applied, or when the group was loaded (the time is not stored, so after a restart
+    /// the interval starts again). A `rekey` sooner than `min_rekey_interval` after it is
+    /// refused (PROTOCOL.md §10.1), whatever time the op claims.
+    pub epoch_began: Instant,
     /// Posts queued for writing and not yet durable. Shared with the writer's completions,
     /// which run on the writer thread and must not wait for the group's lock.
     pub in_flight: InFlightPosts,
@@ -138,6 +143,7 @@ impl GroupEntry {
             devices,
             last_post: LastPosts::default(),
             previous_epoch: None,
+            epoch_began: Instant::now(),
             stored_head,
             in_flight: InFlightPosts::default(),
         }
@@ -151,7 +157,9 @@ impl GroupEntry {
     pub fn replace_state(&mut self, state: GroupState, grace: bool) {
         if state.epoch() != self.state.epoch() {
             let previous = self.state.epoch_ref();
-            self.previous_epoch = grace.then(|| (previous, Instant::now()));
+            let now = Instant::now();
+            self.previous_epoch = grace.then_some((previous, now));
+            self.epoch_began = now;
         }
         self.devices = Arc::new(device_list(&state));
         self.stored_head = self.stored_head.max(state.seq());

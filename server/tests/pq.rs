@@ -9,8 +9,10 @@ mod common;
 
 use common::{Device, Server, refusal, rng};
 use confide_protocol::device_list::{DeviceList, ListedDevice, SignedDeviceList, UserIdentity};
+use confide_protocol::encoding::b64_encode;
 use confide_protocol::frames::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 use confide_protocol::group_log::{GroupState, MemberEntry, OpBody};
+use confide_protocol::identity::{LABEL_PQ_SEALING_KEY, LABEL_SEALING_KEY, PQ_KEY_LEN};
 use confide_protocol::seal::{SealKind, seal};
 use confide_protocol::{DeviceIdentity, DeviceKeys, UserId};
 use confide_server::server::now;
@@ -303,6 +305,49 @@ async fn a_new_device_registers_only_with_a_signed_x_wing_key() {
     );
     let stored = server.storage.device(&new.device_id()).unwrap().unwrap();
     assert_eq!(stored.keys, new.public_keys());
+}
+
+#[tokio::test]
+async fn a_device_whose_signed_keys_are_not_usable_keys_cannot_register() {
+    let server = Server::start(Limits::default()).await;
+    let url = &server.url;
+    let user = UserId::random(&mut rng());
+
+    // An X25519 key of small order (every seal to it would fail), signed by its device.
+    let low_order = DeviceIdentity::generate(&mut rng());
+    let mut keys = low_order.public_keys();
+    keys.sealing_key = [0; 32];
+    keys.sealing_sig = low_order.sign(LABEL_SEALING_KEY, &[&keys.sealing_key]);
+    let (reply, _) = register_as(url, &low_order, user, PROTOCOL_VERSION, keys, None).await;
+    assert_eq!(code(&reply), Some(ErrorCode::AuthFailed), "{reply:?}");
+    assert_eq!(server.storage.device(&low_order.device_id()).unwrap(), None);
+
+    // 1216 bytes of 0xFF, which fail ML-KEM's modulus check, signed as its X-Wing key: the
+    // frame does not even parse.
+    let bad_pq = DeviceIdentity::generate(&mut rng());
+    let mut device = Device::connect(url, copy(&bad_pq), user).await;
+    let signature = device.sign_challenge().await;
+    let id = device.next_id();
+    let frame = ClientFrame::Register {
+        id,
+        version: PROTOCOL_VERSION,
+        user,
+        display_name: "Someone".into(),
+        keys: bad_pq.public_keys(),
+        registration_token: None,
+        device_list: None,
+        signature,
+    };
+    let mut json = serde_json::to_value(&frame).unwrap();
+    let bad = [0xFF; PQ_KEY_LEN];
+    json["keys"]["pq_key"] = b64_encode(&bad).into();
+    json["keys"]["pq_sig"] =
+        serde_json::to_value(bad_pq.sign(LABEL_PQ_SEALING_KEY, &[&bad])).unwrap();
+    device.conn.send_raw(json.to_string()).await.unwrap();
+    let reply = device.reply_to(id).await;
+    assert_eq!(code(&reply), Some(ErrorCode::BadFrame), "{reply:?}");
+    assert!(message(&reply).contains("X-Wing key"), "{reply:?}");
+    assert_eq!(server.storage.device(&bad_pq.device_id()).unwrap(), None);
 }
 
 #[tokio::test]

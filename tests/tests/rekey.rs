@@ -1,8 +1,8 @@
 //! Periodic rekeying (issue 18, PROTOCOL.md §5.5): real clients move a group to a new epoch by
 //! themselves after enough messages, with nobody coming or going, and a sender key that leaked
-//! stops working; the real server refuses a `rekey` sooner than a minute after the epoch began
-//! and keeps the epoch grace for posts in flight; a client refuses such a `rekey` when a
-//! malicious server serves it.
+//! stops working; the real server refuses a `rekey` sooner than a minute after the epoch began,
+//! by the times ops claim and by its own clock, and keeps the epoch grace for posts in flight; a
+//! client refuses such a `rekey` when a malicious server serves it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,9 +15,20 @@ use confide_protocol::group_log::{MIN_REKEY_INTERVAL_MS, OpBody};
 use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::sender_key::{ReceiverChain, SenderChain};
 use confide_protocol::{DeviceIdentity, Epoch, Timestamp};
+use confide_server::Limits;
 use confide_tests::{
     EvilServer, TestServer, TestUser, error_code, now, raw_group_of_two, rng, users_in_group,
 };
+
+/// A server that does not bound rekeys by its own clock (`min_rekey_interval` 0), for tests
+/// that move the clients' clocks, not the server's, past the log's bound.
+async fn server_without_rekey_interval() -> TestServer {
+    TestServer::start_with(Limits {
+        min_rekey_interval: Duration::ZERO,
+        ..Limits::default()
+    })
+    .await
+}
 
 /// This device's view of `group`.
 async fn info(user: &TestUser, group: GroupId) -> confide_client::GroupInfo {
@@ -73,7 +84,7 @@ fn keys_sealed(evil: &EvilServer, from: &TestUser, to: &TestUser) -> Vec<SealedP
 
 #[tokio::test]
 async fn a_leaked_sender_key_stops_working_once_the_group_rekeys_itself_after_enough_messages() {
-    let server = TestServer::start().await;
+    let server = server_without_rekey_interval().await;
     let evil = EvilServer::start(&server).await;
     let (mut users, group) = users_in_group(&evil.url, evil.trust(), &["Alice", "Bob"]).await;
     for user in &mut users {
@@ -161,7 +172,7 @@ async fn a_leaked_sender_key_stops_working_once_the_group_rekeys_itself_after_en
 
 #[tokio::test]
 async fn the_server_refuses_a_rekey_within_a_minute_of_the_epoch_and_keeps_the_grace_after_one() {
-    let server = TestServer::start().await;
+    let server = server_without_rekey_interval().await;
     let (mut alice, mut bob, mut state) = raw_group_of_two(&server).await;
     let old_epoch = state.epoch_ref();
 
@@ -212,6 +223,45 @@ async fn the_server_refuses_a_rekey_within_a_minute_of_the_epoch_and_keeps_the_g
         })
         .await;
     assert!(matches!(reply, ServerFrame::Posted { .. }), "{reply:?}");
+}
+
+#[tokio::test]
+async fn the_server_refuses_a_rekey_within_a_minute_by_its_own_clock_whatever_time_the_op_claims() {
+    let server = TestServer::start().await;
+    let (_alice, mut bob, mut state) = raw_group_of_two(&server).await;
+    let old_epoch = state.epoch_ref();
+
+    // Bob's rekey claims a minute after his admission: the log allows it (the server's clock
+    // check allows five minutes either way) ...
+    let at = Timestamp(state.epoch_started_at().0 + MIN_REKEY_INTERVAL_MS);
+    let rekey = state
+        .next_op(bob.identity.device_id(), at, OpBody::Rekey {})
+        .sign(&bob.identity)
+        .unwrap();
+    assert!(state.clone().apply(&rekey).is_ok(), "the log takes it");
+    // ... but on the server's clock the epoch began a moment ago: refused, with the same code.
+    let reply = bob
+        .request(|id| ClientFrame::AppendOp {
+            id,
+            group: state.group(),
+            op: rekey.clone(),
+        })
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::InvalidOp), "{reply:?}");
+    let ServerFrame::Error { message, .. } = &reply else {
+        unreachable!()
+    };
+    assert!(message.contains("rekey_too_soon"), "{message}");
+    assert!(message.contains("server's clock"), "{message}");
+
+    // The group did not move: Bob's next op goes in the old epoch.
+    let reply = bob.append(&mut state, OpBody::Leave {}).await;
+    assert!(matches!(reply, ServerFrame::OpAppended { .. }), "{reply:?}");
+    assert_eq!(
+        state.epoch().0,
+        old_epoch.epoch.0 + 1,
+        "one epoch: the leave's"
+    );
 }
 
 #[tokio::test]

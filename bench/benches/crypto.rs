@@ -417,7 +417,7 @@ fn post_quantum(c: &mut Criterion) {
                         )
                         .unwrap()
                     })
-                    .count()
+                    .collect::<Vec<_>>()
             })
         });
         g.bench_function(format!("join_12_members/{suite}"), |b| {
@@ -425,7 +425,7 @@ fn post_quantum(c: &mut Criterion) {
                 for k in &keys {
                     k.verify().unwrap();
                 }
-                keys.iter().map(seal_to).count()
+                keys.iter().map(seal_to).collect::<Vec<_>>()
             })
         });
     }

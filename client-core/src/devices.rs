@@ -960,7 +960,11 @@ mod tests {
     use super::*;
 
     fn device(seed: u8, pq: bool) -> DeviceIdentity {
-        DeviceIdentity::from_secret_bytes(&[seed; 32], &[seed ^ 1; 32], pq.then_some(&[seed ^ 2; 32]))
+        DeviceIdentity::from_secret_bytes(
+            &[seed; 32],
+            &[seed ^ 1; 32],
+            pq.then_some(&[seed ^ 2; 32]),
+        )
     }
 
     #[test]
@@ -968,7 +972,10 @@ mod tests {
         let logged = device(1, false).public_keys();
         // The newest list adds the X-Wing key to the same keys: that key is used.
         let upgraded = device(1, true).public_keys();
-        assert_eq!(keys_to_seal(&logged, Some(&upgraded)), Some(upgraded.clone()));
+        assert_eq!(
+            keys_to_seal(&logged, Some(&upgraded)),
+            Some(upgraded.clone())
+        );
         // The newest list names another X25519 key with its X-Wing key: nothing is sealed.
         let swapped = DeviceKeys {
             sealing_key: [9; 32],

@@ -10,6 +10,7 @@ use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::{DeviceKeys, EpochRef, GroupId, Seq, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::Network;
 use crate::error::{ClientError, EncryptError, Missing};
 use crate::events::Event;
 use crate::machine::ClientCore;
@@ -17,7 +18,6 @@ use crate::store::{
     ClientStore, T_EVIDENCE, T_FACILITATOR_QUEUE, T_NOTES, T_OPS, T_SEALED_SEEN,
     T_SEALED_SEEN_ORDER, key2,
 };
-use crate::Network;
 
 /// The join-request and facilitator-note test vectors (`protocol/test-vectors/`), checked
 /// against the payload types of this crate.
@@ -274,8 +274,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         let bytes =
             zeroize::Zeroizing::new(serde_json::to_vec(&note).map_err(ClientError::Encode)?);
-        let items =
-            self.seal_to_some(&facilitators, SealKind::FacilitatorNote, group, epoch, &bytes)?;
+        let items = self.seal_to_some(
+            &facilitators,
+            SealKind::FacilitatorNote,
+            group,
+            epoch,
+            &bytes,
+        )?;
         self.send_sealed(items).await?;
         Ok(())
     }

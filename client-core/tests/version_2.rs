@@ -251,7 +251,10 @@ fn a_member_seen_to_move_to_version_2_is_sealed_to_with_x_wing_where_a_log_still
     let (op, seq) = device.member_op(first, &bob, update);
     device.push_op(first, op, seq);
     assert!(post_quantum(&device, first));
-    assert!(!post_quantum(&device, second), "the second log pins the old list");
+    assert!(
+        !post_quantum(&device, second),
+        "the second log pins the old list"
+    );
     device.clear();
 
     device.send(second, "sealed for the future").unwrap();
@@ -313,7 +316,10 @@ fn a_refused_key_publication_is_told_and_tried_again_once_a_sibling_list_arrives
         Event::PostQuantumKeyRefused { code, .. } => Some(code),
         _ => None,
     });
-    assert_eq!(refused, vec![ErrorCode::DeviceListRefused.as_str().to_owned()]);
+    assert_eq!(
+        refused,
+        vec![ErrorCode::DeviceListRefused.as_str().to_owned()]
+    );
     assert_eq!(published(&device).len(), 1);
 
     // The sibling's list arrives: this device publishes its key on top of it, without waiting
@@ -373,10 +379,10 @@ fn a_new_device_without_an_x_wing_key_is_refused_before_anything_is_offered_or_p
     let err = block_on(device.core.link_start(&code.display())).unwrap_err();
     assert_eq!(err.code(), "link_mismatch", "{err}");
     assert!(
-        device
-            .sent()
-            .iter()
-            .all(|f| !matches!(f, ClientFrame::LinkSend { .. } | ClientFrame::PublishDevices { .. })),
+        device.sent().iter().all(|f| !matches!(
+            f,
+            ClientFrame::LinkSend { .. } | ClientFrame::PublishDevices { .. }
+        )),
         "nothing offered, nothing published"
     );
 }
@@ -402,10 +408,19 @@ fn a_store_from_before_the_upgrade_asks_for_the_device_to_be_linked_again() {
     ))
     .unwrap();
 
-    let Err(err) = Device::try_open_as(store.clone(), Shared::default(), Events::default(), 9, false)
-    else {
+    let Err(err) = Device::try_open_as(
+        store.clone(),
+        Shared::default(),
+        Events::default(),
+        9,
+        false,
+    ) else {
         panic!("the device started");
     };
     assert_eq!(err.code(), "relink_needed", "{err}");
-    assert_eq!(stored_secret(&store).len(), 64, "no new X-Wing key was made");
+    assert_eq!(
+        stored_secret(&store).len(),
+        64,
+        "no new X-Wing key was made"
+    );
 }

@@ -724,6 +724,17 @@ fn warning_lines(events: Vec<confide_client::Event>, profile: &Profile) -> Vec<S
             Event::IdentityMisuse { user } => {
                 format!("{} (user {user})", crate::devices::IDENTITY_MISUSE)
             }
+            Event::PostQuantumKeyRefused { code, .. } if code == "relink_needed" => {
+                "warning: your device list names another post-quantum key for this device than \
+                 it holds (its store is from before an update): link this device again from \
+                 another of your devices"
+                    .to_string()
+            }
+            Event::PostQuantumKeyRefused { code, .. } => format!(
+                "warning: the server refused this device's post-quantum key ({code}): until it \
+                 takes it, others seal to this device without post-quantum protection; it is \
+                 tried again when your devices change and at each connection"
+            ),
             Event::EventsDropped { count } => format!(
                 "warning: {count} update(s) were not shown, and warnings (such as a member's \
                  keys changing) may be among them. Nothing is lost (it is stored): check \

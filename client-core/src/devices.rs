@@ -64,6 +64,36 @@ pub(crate) struct KnownList {
     pub hash: DeviceListHash,
     /// The devices it names.
     pub devices: Vec<DeviceId>,
+    /// Their keys, as that verified list names them (each signed by its device): a sealer
+    /// takes a device's X-Wing key from here when a group's log still pins an older list that
+    /// names the device without one (PROTOCOL.md §4.7). Empty in a mark stored by an earlier
+    /// version or brought by a link bundle: then the keys are not known, and the log's are
+    /// used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<DeviceKeys>,
+}
+
+impl KnownList {
+    /// The keys this list names for `device`, if they are known.
+    fn keys_of(&self, device: &DeviceId) -> Option<&DeviceKeys> {
+        self.keys.iter().find(|k| k.device == *device)
+    }
+}
+
+/// The keys to seal to for a device that a group's log lists with `logged` and the newest
+/// verified list of its user names with `newest` (`None`: not known). The newest list's X-Wing
+/// key is used when the log has none and both name the same X25519 key (the device moved to
+/// protocol version 2, and the log has not caught up); `None` — nothing is sealed — when the
+/// newest list gives the device an X-Wing key that cannot be used with the log's keys, since a
+/// device known to have one is never sealed to with X25519 alone (PROTOCOL.md §4.7).
+fn keys_to_seal(logged: &DeviceKeys, newest: Option<&DeviceKeys>) -> Option<DeviceKeys> {
+    match newest {
+        Some(newest) if logged.pq_key.is_none() && newest.pq_key.is_some() => {
+            (newest.device == logged.device && newest.sealing_key == logged.sealing_key)
+                .then(|| newest.clone())
+        }
+        _ => Some(logged.clone()),
+    }
 }
 
 /// One of this user's devices, for the application to show.
@@ -236,8 +266,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Once the server accepted it, it is the current list, and the durable task of §11.14
     /// ([`Self::update_own_entries`]) moves every group to it: an `update_devices`, so a new
     /// epoch, whose sender keys are sealed to the device with X-Wing. Done again at each
-    /// connection until the list names the key (a refusal leaves the device working with the
-    /// list on record).
+    /// connection until the list names the key, and after this user's list moves (a refusal
+    /// leaves the device working with the list on record, and is told to the application:
+    /// [`Event::PostQuantumKeyRefused`]).
     pub(crate) async fn publish_own_keys(&mut self) -> Result<(), ClientError> {
         if !self.own_list.published || !self.identity.has_pq_key() {
             return Ok(());
@@ -249,6 +280,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         let keys = self.identity.public_keys();
         let listed = &list.devices[at].keys;
+        if listed.pq_key.is_some() && listed.pq_key != keys.pq_key {
+            // The list names another X-Wing key for this device: its store is from before it
+            // moved to version 2, and what others seal to it cannot be opened here.
+            return Err(crate::error::StoreError::RelinkNeeded.into());
+        }
         // Only ever an X-Wing key added to the X25519 key listed: a list never drops or swaps a
         // device's X-Wing key (§3.6), and a different X25519 key is not this device's to fix.
         if listed.pq_key.is_some() || listed.sealing_key != keys.sealing_key {
@@ -261,6 +297,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let next = list.successor(self.own_list.signed.hash(), me, self.host.now(), devices);
         self.publish_list(next).await?;
         Ok(())
+    }
+
+    /// The server refused the list naming this device's X-Wing key: the application is told
+    /// ([`Event::PostQuantumKeyRefused`]); it is tried again when this user's list moves.
+    pub(crate) fn own_keys_refused(&mut self, e: &ClientError) {
+        tracing::warn!(error = %e, "could not publish this device's X-Wing key");
+        if self.conn.is_none() {
+            // Not a refusal: the connection failed, and the next one tries again.
+            return;
+        }
+        self.emit(Event::PostQuantumKeyRefused {
+            code: e.code().to_owned(),
+            reason: e.to_string(),
+        });
     }
 
     /// The server registered this device with its list: the list is on record.
@@ -333,6 +383,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.own_list_parsed = list;
         self.devices_dirty = true;
         self.own_list_moved = true;
+        self.own_keys_retry = true;
         Ok(())
     }
 
@@ -340,6 +391,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// at another list (or none): the durable task of PROTOCOL.md §11.14, run after connecting
     /// and whenever the list changes. A group that refuses it is tried again next time.
     pub(crate) async fn update_own_entries(&mut self) {
+        // A key publication the server refused, tried again once this user's list moved (on
+        // the chain this device followed on this connection only).
+        if self.own_keys_retry && self.own_list_current && self.conn.is_some() {
+            self.own_keys_retry = false;
+            // Boxed: publishing may connect, and connecting runs this task.
+            if let Err(e) = Box::pin(self.publish_own_keys()).await {
+                self.own_keys_refused(&e);
+            }
+        }
         if !self.own_list.published || !self.devices_dirty || self.conn.is_none() {
             return;
         }
@@ -677,6 +737,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             version: list.version,
             hash,
             devices: list.devices.iter().map(|d| d.keys.device).collect(),
+            keys: list.device_keys(),
         };
         let known = self.known_lists.get(&user).cloned();
         // One identity key belongs to one user id (§3.6): the same key under another user id is
@@ -750,6 +811,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 }
                 true
             }
+            // The same list again, for a mark of an earlier version that kept no keys.
+            Some(k) if k.version == list.version && k.keys.is_empty() => true,
             Some(_) => false,
         };
         if store {
@@ -798,40 +861,45 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.note_list(Some((group, &name)), &list, &signed).await;
     }
 
-    /// The devices among `keys` that may be sealed to in `state`: those whose user's newest
-    /// known list still names them (PROTOCOL.md §11.14). A device a newer list dropped gets
-    /// nothing, even where the log still lists it.
+    /// The devices among `keys` that may be sealed to in `state`, with the keys to seal to:
+    /// those whose user's newest known list still names them (PROTOCOL.md §11.14) — a device
+    /// a newer list dropped gets nothing, even where the log still lists it — each with the
+    /// X-Wing key of that newest list when the log names it without one (§4.7). A device that
+    /// list gives an X-Wing key that cannot be used gets nothing rather than an X25519 seal.
     pub(crate) fn sealable<'a>(
         &self,
         state: &GroupState,
         keys: impl IntoIterator<Item = &'a DeviceKeys>,
     ) -> Vec<DeviceKeys> {
         keys.into_iter()
-            .filter(|k| {
-                let Some((user, _)) = state.member_of_device(&k.device) else {
-                    return false;
-                };
-                let newest = if *user == self.profile.user {
-                    Some(&self.own_list_parsed.devices)
-                        .map(|d| d.iter().map(|l| l.keys.device).collect::<Vec<_>>())
-                } else {
-                    match (
-                        self.known_lists.get(user),
-                        state.device_list_version_of(user),
-                    ) {
-                        // Only a newer list under the identity this log pinned (§11.14).
-                        (Some(known), Some(pinned))
-                            if known.version > pinned
-                                && state.identity_of(user) == Some(known.identity) =>
-                        {
-                            Some(known.devices.clone())
+            .filter_map(|k| {
+                let (user, _) = state.member_of_device(&k.device)?;
+                if *user == self.profile.user {
+                    // This user's own current list: verified, with every device's keys.
+                    let listed = self
+                        .own_list_parsed
+                        .devices
+                        .iter()
+                        .find(|l| l.keys.device == k.device)?;
+                    return keys_to_seal(k, Some(&listed.keys));
+                }
+                match (
+                    self.known_lists.get(user),
+                    state.device_list_version_of(user),
+                ) {
+                    // Only a newer list under the identity this log pinned (§11.14).
+                    (Some(known), Some(pinned))
+                        if known.version > pinned
+                            && state.identity_of(user) == Some(known.identity) =>
+                    {
+                        if !known.devices.contains(&k.device) {
+                            return None;
                         }
-                        _ => None,
+                        keys_to_seal(k, known.keys_of(&k.device))
                     }
-                };
-                newest.is_none_or(|devices| devices.contains(&k.device))
+                    _ => Some(k.clone()),
+                }
             })
-            .cloned()
             .collect()
     }
 
@@ -884,3 +952,54 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
 /// The high-water marks kept in memory, by user.
 pub(crate) type KnownLists = HashMap<UserId, KnownList>;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn device(seed: u8, pq: bool) -> DeviceIdentity {
+        DeviceIdentity::from_secret_bytes(
+            &[seed; 32],
+            &[seed ^ 1; 32],
+            pq.then_some(&[seed ^ 2; 32]),
+        )
+    }
+
+    #[test]
+    fn a_device_known_to_have_an_x_wing_key_is_never_sealed_to_with_x25519_alone() {
+        let logged = device(1, false).public_keys();
+        // The newest list adds the X-Wing key to the same keys: that key is used.
+        let upgraded = device(1, true).public_keys();
+        assert_eq!(
+            keys_to_seal(&logged, Some(&upgraded)),
+            Some(upgraded.clone())
+        );
+        // The newest list names another X25519 key with its X-Wing key: nothing is sealed.
+        let swapped = DeviceKeys {
+            sealing_key: [9; 32],
+            ..upgraded
+        };
+        assert_eq!(keys_to_seal(&logged, Some(&swapped)), None);
+        // Unknown, or without an X-Wing key in the newest list: the log's keys.
+        assert_eq!(keys_to_seal(&logged, None), Some(logged.clone()));
+        assert_eq!(keys_to_seal(&logged, Some(&logged)), Some(logged.clone()));
+    }
+
+    #[test]
+    fn a_high_water_mark_stored_before_keys_were_kept_reads_with_its_keys_unknown() {
+        let mark = KnownList {
+            identity: IdentityKey([4; 32]),
+            version: 3,
+            hash: DeviceListHash([5; 32]),
+            devices: vec![device(1, false).device_id()],
+            keys: Vec::new(),
+        };
+        let json = serde_json::to_string(&mark).unwrap();
+        assert!(!json.contains("keys"), "{json}");
+        let read: KnownList = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, mark);
+        assert!(read.keys_of(&mark.devices[0]).is_none());
+    }
+}

@@ -56,6 +56,16 @@ pub enum StoreError {
     /// its keys were deleted, and the store can be removed.
     #[error("this device was unlinked from another of your devices; its keys are deleted")]
     Unlinked,
+    /// This user's device list names this device with another X-Wing key than the store
+    /// holds, or with one while the store holds none: the store (or a backup of it) is from
+    /// before the device moved to protocol version 2, and what others seal to this device
+    /// cannot be opened with it. A new key cannot replace a listed one (PROTOCOL.md §4.7):
+    /// link this device again from another of the person's devices (or set it up anew).
+    #[error(
+        "this device's post-quantum key is not in its store (restored from before an update?): \
+         link this device again from another of your devices"
+    )]
+    RelinkNeeded,
 }
 
 /// Why a client operation failed.
@@ -346,7 +356,7 @@ impl ClientError {
     /// A stable, machine-readable name for what went wrong, for scripts and front ends (the
     /// message is for people and may change): the server's code for a refusal
     /// ([`ErrorCode::as_str`], e.g. `muted`), otherwise one of `wrong_passphrase`,
-    /// `profile_in_use`, `store`, `unreachable`, `timeout`, `unknown_group`, `group_tampered`,
+    /// `profile_in_use`, `unlinked`, `relink_needed` ([`StoreError::RelinkNeeded`]), `store`, `unreachable`, `timeout`, `unknown_group`, `group_tampered`,
     /// `op_refused`, `verification`, `not_allowed`, `not_found`, `held`, `not_member`,
     /// `removed`, `left`, `bad_invite`, `agreement_not_received`, `agreement_changed`,
     /// `encrypt`, `encode`, `pending`, `closed`, `invalid`, `unexpected` (a reply of the wrong
@@ -360,6 +370,7 @@ impl ClientError {
             // Not the server's `device_unlinked` (which alone proves nothing, §3.8): this one
             // means the core verified the list that dropped this device and deleted its keys.
             ClientError::Store(StoreError::Unlinked) => "unlinked",
+            ClientError::Store(StoreError::RelinkNeeded) => "relink_needed",
             ClientError::Store(_) => "store",
             ClientError::Transport(_) => "unreachable",
             ClientError::Timeout { .. } => "timeout",

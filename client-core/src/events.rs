@@ -295,6 +295,18 @@ pub enum Event {
         /// The group whose hidden topics changed, or `None` for the safety plan.
         group: Option<GroupId>,
     },
+    /// The server refused the device list that names this device's X-Wing key (it moved from
+    /// protocol version 1 to 2, PROTOCOL.md §4.7): until a server takes it, the others seal to
+    /// this device with X25519 alone, without post-quantum protection. It is tried again when
+    /// this user's list changes (another device of theirs published one first, say) and at
+    /// each connection. The app may say so where it shows this device.
+    PostQuantumKeyRefused {
+        /// Why, as a stable code ([`crate::ClientError::code`]: the server's code for a
+        /// refusal).
+        code: String,
+        /// The reason, for logs (the server's own words for a refusal).
+        reason: String,
+    },
     /// Another device of this user unlinked this one (a verified list without it). Its secrets
     /// are deleted; the application tells the person and deletes the store.
     DeviceUnlinked {

@@ -11,7 +11,7 @@ use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::{GroupId, Seq, Signature, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ClientError, EncryptError, InviteUnusable, Missing, unexpected_reply};
+use crate::error::{ClientError, InviteUnusable, Missing, unexpected_reply};
 use crate::events::{Event, JoinRequest};
 use crate::group::{GroupCtx, GroupMeta, look_alikes, member_entries};
 use crate::invite::{CheckedInvite, Invite, InviteOptions, InvitePreview};
@@ -283,21 +283,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             };
             let bytes =
                 zeroize::Zeroizing::new(serde_json::to_vec(&request).map_err(ClientError::Encode)?);
-            let mut items = Vec::new();
-            for keys in &self.sealable(&state, state.facilitator_devices()) {
-                items.push(
-                    seal::seal(
-                        &self.identity,
-                        keys,
-                        SealKind::JoinRequest,
-                        group,
-                        state.epoch_ref(),
-                        &bytes,
-                        &mut HostRng(&mut *self.host),
-                    )
-                    .map_err(|e| ClientError::Encrypt(EncryptError::Seal(e)))?,
-                );
-            }
+            let facilitators = self.sealable(&state, state.facilitator_devices());
+            let items = self.seal_to_some(
+                &facilitators,
+                SealKind::JoinRequest,
+                group,
+                state.epoch_ref(),
+                &bytes,
+            )?;
             self.send_sealed(items).await?;
             // Remember the request, so the group is accepted when a facilitator approves it.
             self.db

@@ -178,7 +178,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// # Errors
     ///
     /// [`ClientError::LinkFailed`]: `link_bad_code`, `too_many_devices` (8 already),
-    /// `link_mismatch` (the new device's answer does not fit: someone may be in the middle),
+    /// `link_mismatch` (the new device's answer does not fit: someone may be in the middle, or
+    /// it runs a version without an X-Wing key),
     /// `link_cancelled`; [`ClientError::Server`] `link_unknown` (no such code, or it expired);
     /// the errors of a request.
     pub async fn link_start(&mut self, code: &str) -> Result<LinkCheck, ClientError> {
@@ -217,6 +218,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         keys.verify()
             .map_err(|_| mismatch("the new device's keys are not signed"))?;
+        // A device joins this user's list with an X-Wing key or not at all (PROTOCOL.md §4.7):
+        // refused before anything is offered, so that no list naming it is published.
+        if !keys.has_pq_key() {
+            return Err(mismatch(
+                "the new device has no post-quantum key: update the app on it, then link again",
+            ));
+        }
         if expected.is_some_and(|d| d != keys.device) {
             return Err(mismatch(
                 "the device that answered is not the one in the QR code",

@@ -10,7 +10,7 @@ use confide_protocol::frames::ServerFrame;
 use confide_protocol::group_log::{GroupState, SignedOp};
 use confide_protocol::{DeviceId, DeviceIdentity, GroupId, Timestamp};
 
-use crate::error::ClientError;
+use crate::error::{ClientError, StoreError};
 use crate::events::Event;
 use crate::group::{GroupCtx, GroupMeta, ReadMarker};
 use crate::profile::Profile;
@@ -133,6 +133,11 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// Whether this user's list changed since own-device updates last went out: what this
     /// device changed itself is sent again (`resend_own_values`).
     pub(crate) own_list_moved: bool,
+    /// Whether to publish this device's X-Wing key again ([`Self::publish_own_keys`]): set when
+    /// this user's list moves (a list another device published first may be why the server
+    /// refused it), tried once by the next [`Self::update_own_entries`] pass, so that a refused
+    /// publication does not wait for the next connection.
+    pub(crate) own_keys_retry: bool,
     /// The existing device's side of a link under way.
     pub(crate) old_side: Option<crate::linking::OldSide>,
     /// Link messages received for the link under way.
@@ -156,7 +161,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     ///
     /// [`ClientError::Store`] if the store cannot be read, or the step (numbering the messages of
     /// an older store) cannot be committed. A stored log that no longer verifies is not an error:
-    /// it freezes its group ([`ClientError::GroupTampered`]).
+    /// it freezes its group ([`ClientError::GroupTampered`]). [`StoreError::RelinkNeeded`] when
+    /// this user's list names this device with an X-Wing key that the store does not hold (a
+    /// store from before the device moved to version 2): it must be linked again.
     ///
     /// A device of protocol version 1 (an identity without an X-Wing key) moves to version 2
     /// here: it adds its X-Wing key, and the new secret is stored with the rest of this first
@@ -226,6 +233,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // list naming the keys the server has on record for it.
         let devices =
             crate::devices::load_devices(&mut db, &mut *host, &identity, profile.user).await?;
+        // A list naming this device with an X-Wing key the store does not hold: the store is
+        // from before the device moved to version 2. A new key would not help (a list never
+        // swaps a device's X-Wing key, PROTOCOL.md §4.7): the device must be linked again.
+        if !identity.has_pq_key()
+            && devices
+                .list
+                .devices
+                .iter()
+                .any(|d| d.keys.device == identity.device_id() && d.keys.pq_key.is_some())
+        {
+            return Err(StoreError::RelinkNeeded.into());
+        }
         let moved = move_to_version_2 && !identity.has_pq_key();
         if moved {
             identity.add_pq_key(&mut HostRng(&mut *host));
@@ -269,6 +288,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             own_list_current: false,
             own_updates_due: true,
             own_list_moved: false,
+            own_keys_retry: false,
             old_side: None,
             link_inbox: Default::default(),
         };

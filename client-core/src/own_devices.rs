@@ -10,6 +10,7 @@
 
 use confide_protocol::frames::InboxItem;
 use confide_protocol::own_devices::{OwnDevicesPayload, payload_user};
+use confide_protocol::seal::SealError;
 use confide_protocol::{DeviceId, GroupId, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -228,20 +229,31 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // already ignores it (not newer).
         let mut failed = None;
         for keys in &recipients {
-            let sealed = update
-                .seal(
-                    &self.identity,
-                    &self.own_list_parsed,
-                    &hash,
-                    keys,
-                    &mut HostRng(&mut *self.host),
-                )
-                .map_err(|e| match e {
-                    confide_protocol::own_devices::OwnDevicesError::Seal(e) => {
-                        ClientError::Encrypt(EncryptError::Seal(e))
-                    }
-                    other => ClientError::Invalid(other.to_string()),
-                })?;
+            let sealed = match update.seal(
+                &self.identity,
+                &self.own_list_parsed,
+                &hash,
+                keys,
+                &mut HostRng(&mut *self.host),
+            ) {
+                Ok(sealed) => sealed,
+                // A device whose keys cannot be sealed to is left out (it would fail every
+                // time); the others still get the update.
+                Err(confide_protocol::own_devices::OwnDevicesError::Seal(e))
+                    if !matches!(e, SealError::TooLarge(_)) =>
+                {
+                    tracing::warn!(
+                        device = %keys.device,
+                        error = %e,
+                        "a device's keys cannot be sealed to: it is left out"
+                    );
+                    continue;
+                }
+                Err(confide_protocol::own_devices::OwnDevicesError::Seal(e)) => {
+                    return Err(ClientError::Encrypt(EncryptError::Seal(e)));
+                }
+                Err(other) => return Err(ClientError::Invalid(other.to_string())),
+            };
             if let Err(e) = self.send_sealed(vec![sealed]).await {
                 failed = Some(e);
             }

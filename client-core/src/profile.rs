@@ -147,6 +147,8 @@ pub async fn create_linked<S: ClientStore>(
             version: known.version,
             hash: known.list_hash,
             devices: known.devices.clone(),
+            // A bundle names device ids only: the keys are learnt from the next verified list.
+            keys: Vec::new(),
         };
         let json = serde_json::to_vec(&k).map_err(|e| StoreError::Db(e.to_string()))?;
         batch.put(

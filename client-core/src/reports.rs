@@ -10,6 +10,7 @@ use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::{DeviceKeys, EpochRef, GroupId, Seq, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::Network;
 use crate::error::{ClientError, EncryptError, Missing};
 use crate::events::Event;
 use crate::machine::ClientCore;
@@ -17,7 +18,6 @@ use crate::store::{
     ClientStore, T_EVIDENCE, T_FACILITATOR_QUEUE, T_NOTES, T_OPS, T_SEALED_SEEN,
     T_SEALED_SEEN_ORDER, key2,
 };
-use crate::{HostRng, Network};
 
 /// The join-request and facilitator-note test vectors (`protocol/test-vectors/`), checked
 /// against the payload types of this crate.
@@ -221,14 +221,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             reason,
             reported_at: self.host.now(),
         };
-        let items = report::seal_report(
-            &self.identity,
+        // As `report::seal_report`, one facilitator device at a time: a device whose keys cannot
+        // be sealed to is left out, and the others still get the report.
+        if payload.reason.len() > report::MAX_REASON_LEN {
+            return Err(ClientError::Encrypt(EncryptError::Report(
+                report::ReportError::ReasonTooLong,
+            )));
+        }
+        let bytes =
+            zeroize::Zeroizing::new(serde_json::to_vec(&payload).map_err(ClientError::Encode)?);
+        let items = self.seal_to_some(
             &facilitators,
+            SealKind::Report,
+            payload.envelope.group,
             epoch,
-            &payload,
-            &mut HostRng(&mut *self.host),
-        )
-        .map_err(|e| ClientError::Encrypt(EncryptError::Report(e)))?;
+            &bytes,
+        )?;
         self.send_sealed(items).await?;
         Ok(())
     }
@@ -266,21 +274,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         let bytes =
             zeroize::Zeroizing::new(serde_json::to_vec(&note).map_err(ClientError::Encode)?);
-        let mut items = Vec::new();
-        for keys in &facilitators {
-            items.push(
-                seal::seal(
-                    &self.identity,
-                    keys,
-                    SealKind::FacilitatorNote,
-                    group,
-                    epoch,
-                    &bytes,
-                    &mut HostRng(&mut *self.host),
-                )
-                .map_err(|e| ClientError::Encrypt(EncryptError::Seal(e)))?,
-            );
-        }
+        let items = self.seal_to_some(
+            &facilitators,
+            SealKind::FacilitatorNote,
+            group,
+            epoch,
+            &bytes,
+        )?;
         self.send_sealed(items).await?;
         Ok(())
     }

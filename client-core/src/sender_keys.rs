@@ -4,7 +4,7 @@
 
 use confide_protocol::envelope::Envelope;
 use confide_protocol::frames::{self, ClientFrame, InboxItem};
-use confide_protocol::seal::{self, SealKind, SealedPayload};
+use confide_protocol::seal::{self, SealError, SealKind, SealedPayload};
 use confide_protocol::sender_key::{ReceiverChain, SenderChain};
 use confide_protocol::{DeviceKeys, EpochRef, GroupId};
 
@@ -225,25 +225,86 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     .into_iter()
                     .filter(|k| k.device != me),
             );
-            let mut items = Vec::with_capacity(recipients.len());
-            for keys in &recipients {
-                items.push(
-                    seal::seal(
-                        &self.identity,
-                        keys,
-                        SealKind::SenderKey,
-                        group,
-                        epoch,
-                        &distribution,
-                        &mut HostRng(&mut *self.host),
-                    )
-                    .map_err(|e| ClientError::Encrypt(EncryptError::Seal(e)))?,
-                );
-            }
+            // A device whose keys cannot be sealed to gets nothing; the others get the key.
+            let (items, _) = self.seal_to_each(
+                &recipients,
+                SealKind::SenderKey,
+                group,
+                epoch,
+                &distribution,
+            )?;
             self.send_sealed(items).await?;
             Self::save_chain(&mut self.db, &key, &chain, true);
         }
         Ok((epoch, chain))
+    }
+
+    /// Seals `payload` to each of `recipients`, one at a time: a recipient whose keys cannot be
+    /// sealed to (a key HPKE refuses, a signature that does not verify) is left out and named
+    /// in the log by its device id, and every other recipient still gets its payload, so that
+    /// one broken device never silences a group. Returns the sealed
+    /// payloads and the last failure, if any recipient was left out.
+    ///
+    /// # Errors
+    ///
+    /// [`EncryptError::Seal`] for a payload too large to seal to anyone
+    /// ([`seal::MAX_SEALED_PAYLOAD`]).
+    pub(crate) fn seal_to_each(
+        &mut self,
+        recipients: &[DeviceKeys],
+        kind: SealKind,
+        group: GroupId,
+        epoch: EpochRef,
+        payload: &[u8],
+    ) -> Result<(Vec<SealedPayload>, Option<SealError>), ClientError> {
+        if payload.len() > seal::MAX_SEALED_PAYLOAD {
+            return Err(ClientError::Encrypt(EncryptError::Seal(
+                SealError::TooLarge(payload.len()),
+            )));
+        }
+        let mut items = Vec::with_capacity(recipients.len());
+        let mut failed = None;
+        for keys in recipients {
+            match seal::seal(
+                &self.identity,
+                keys,
+                kind,
+                group,
+                epoch,
+                payload,
+                &mut HostRng(&mut *self.host),
+            ) {
+                Ok(sealed) => items.push(sealed),
+                Err(e) => {
+                    tracing::warn!(
+                        %group,
+                        device = %keys.device,
+                        error = %e,
+                        "a device's keys cannot be sealed to: it is left out"
+                    );
+                    failed = Some(e);
+                }
+            }
+        }
+        Ok((items, failed))
+    }
+
+    /// As [`Self::seal_to_each`], for a payload meant for people who must get it (a report, a
+    /// note or a join request to the facilitators): an error when `recipients` named someone
+    /// and none of them could be sealed to, since then nobody would get it.
+    pub(crate) fn seal_to_some(
+        &mut self,
+        recipients: &[DeviceKeys],
+        kind: SealKind,
+        group: GroupId,
+        epoch: EpochRef,
+        payload: &[u8],
+    ) -> Result<Vec<SealedPayload>, ClientError> {
+        let (items, failed) = self.seal_to_each(recipients, kind, group, epoch, payload)?;
+        match failed {
+            Some(e) if items.is_empty() => Err(ClientError::Encrypt(EncryptError::Seal(e))),
+            _ => Ok(items),
+        }
     }
 
     /// Sends sealed payloads in as many `send_sealed` frames as the server's frame limit needs

@@ -169,10 +169,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // the list on record says.
         let current = self.own_list_current || (first_list && self.own_list.published);
         if current && let Err(e) = self.publish_own_keys().await {
-            tracing::warn!(error = %e, "could not publish this device's X-Wing key");
             if self.conn.is_none() {
+                tracing::warn!(error = %e, "could not publish this device's X-Wing key");
                 return Err(e);
             }
+            self.own_keys_refused(&e);
         }
         self.emit(Event::Connected);
         self.sync_all().await?;

@@ -1338,6 +1338,16 @@ pub enum CoreEvent {
         /// Whose identity key.
         user: String,
     },
+    /// The server refused the device list naming this device's post-quantum (X-Wing) key:
+    /// others seal to it with X25519 alone until a server takes it (tried again when this
+    /// user's devices change and at each connection). `code` `relink_needed`: the list names
+    /// another key than this device holds; it must be linked again.
+    PostQuantumKeyRefused {
+        /// Why, as a stable code.
+        code: String,
+        /// The reason, for logs.
+        reason: String,
+    },
     /// Another device of this user unlinked this one: its keys are deleted, it can do nothing
     /// more. The app tells the person and deletes the profile (`forget`).
     DeviceUnlinked {
@@ -1498,6 +1508,9 @@ impl CoreEvent {
                 user: user.to_string(),
             },
             E::DeviceUnlinked { by } => CoreEvent::DeviceUnlinked { by: by.to_string() },
+            E::PostQuantumKeyRefused { code, reason } => {
+                CoreEvent::PostQuantumKeyRefused { code, reason }
+            }
             E::WarningAdded {
                 group,
                 message,

@@ -588,6 +588,17 @@ impl Device {
         seed: u8,
         version_1: bool,
     ) -> Device {
+        Device::try_open_as(store, server, events, seed, version_1).unwrap()
+    }
+
+    /// As [`Device::open_as`], giving back the error of a core that refuses to start.
+    pub fn try_open_as(
+        store: MemoryStore,
+        server: Shared,
+        events: Events,
+        seed: u8,
+        version_1: bool,
+    ) -> Result<Device, ClientError> {
         let clock = Arc::new(AtomicU64::new(NOW.0));
         let (identity, profile) = block_on(confide_client_core::profile::load(&store)).unwrap();
         let host = TestHost {
@@ -618,16 +629,15 @@ impl Device {
                 profile,
                 None,
             )),
-        }
-        .unwrap();
-        Device {
+        }?;
+        Ok(Device {
             core,
             store,
             server,
             events,
             clock,
             alice: Member::new(1, "Alice"),
-        }
+        })
     }
 
     /// The same device started again over its store, as after a crash (not connected).

@@ -237,40 +237,54 @@ pub(crate) fn seal_signed(
     let mut inner = Zeroizing::new(Vec::with_capacity(64 + payload.len()));
     inner.extend_from_slice(&signature.0);
     inner.extend_from_slice(payload);
-    let hpke_err = |e: hpke::HpkeError| SealError::Hpke(e.to_string());
+    let aad = sender_id.as_bytes();
     let (enc, ciphertext) = match &recipient.pq_key {
-        Some(key) => {
-            let pk =
-                <PqKem as hpke::Kem>::PublicKey::from_bytes(key.as_bytes()).map_err(hpke_err)?;
-            let (enc, ct) = hpke::single_shot_seal_with_rng::<Aead, Kdf, PqKem>(
-                &seal_mode(psk)?,
-                &pk,
-                info,
-                &inner,
-                sender_id.as_bytes(),
-                rng,
-            )
-            .map_err(hpke_err)?;
-            (enc.to_bytes().to_vec(), ct)
-        }
-        None => {
-            let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.sealing_key)
-                .map_err(hpke_err)?;
-            let (enc, ct) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
-                &seal_mode(psk)?,
-                &pk,
-                info,
-                &inner,
-                sender_id.as_bytes(),
-                rng,
-            )
-            .map_err(hpke_err)?;
-            (enc.to_bytes().to_vec(), ct)
-        }
+        Some(key) => seal_with::<PqKem>(key.as_bytes(), info, &inner, aad, psk, rng)?,
+        None => seal_with::<Kem>(&recipient.sealing_key, info, &inner, aad, psk, rng)?,
     };
     let enc = Encapsulation::from_bytes(&enc)
         .ok_or_else(|| SealError::Hpke("unexpected encapsulation length".into()))?;
     Ok((enc, ciphertext))
+}
+
+/// One single-shot HPKE seal with the KEM `K` (X-Wing, or X25519 for a device of version 1) and
+/// the suite's KDF and AEAD, to the public key `public`. Returns `(enc, ciphertext)`.
+fn seal_with<K: hpke::Kem>(
+    public: &[u8],
+    info: &[u8],
+    plaintext: &[u8],
+    aad: &[u8],
+    psk: Option<(&[u8], &[u8])>,
+    rng: &mut impl rand_core::CryptoRng,
+) -> Result<(Vec<u8>, Vec<u8>), SealError> {
+    let hpke_err = |e: hpke::HpkeError| SealError::Hpke(e.to_string());
+    let pk = K::PublicKey::from_bytes(public).map_err(hpke_err)?;
+    let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<Aead, Kdf, K>(
+        &seal_mode(psk)?,
+        &pk,
+        info,
+        plaintext,
+        aad,
+        rng,
+    )
+    .map_err(hpke_err)?;
+    Ok((enc.to_bytes().to_vec(), ciphertext))
+}
+
+/// The opening that matches [`seal_with`], with the secret key `secret`. Any failure of the
+/// encapsulation or the ciphertext is [`SealError::Open`].
+fn open_with<K: hpke::Kem>(
+    secret: &[u8],
+    enc: &Encapsulation,
+    info: &[u8],
+    ciphertext: &[u8],
+    aad: &[u8],
+    psk: Option<(&[u8], &[u8])>,
+) -> Result<Vec<u8>, SealError> {
+    let sk = K::PrivateKey::from_bytes(secret).map_err(|e| SealError::Hpke(e.to_string()))?;
+    let enc = K::EncappedKey::from_bytes(enc.as_bytes()).map_err(|_| SealError::Open)?;
+    hpke::single_shot_open::<Aead, Kdf, K>(&open_mode(psk)?, &sk, &enc, info, ciphertext, aad)
+        .map_err(|_| SealError::Open)
 }
 
 /// HPKE's sender mode for either KEM: mode_base, or mode_psk with `psk = (psk, psk_id)`.
@@ -337,38 +351,15 @@ pub(crate) fn open_signed(
     ciphertext: &[u8],
     psk: Option<(&[u8], &[u8])>,
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    let aad = sender.as_bytes();
     let inner = Zeroizing::new(if enc.is_pq() {
         // A device of version 1 that has not added its X-Wing key cannot have been sealed to
         // with it.
         let secret = recipient.pq_secret_bytes().ok_or(SealError::Open)?;
-        let sk = <PqKem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
-            .map_err(|e| SealError::Hpke(e.to_string()))?;
-        let enc = <PqKem as hpke::Kem>::EncappedKey::from_bytes(enc.as_bytes())
-            .map_err(|_| SealError::Open)?;
-        hpke::single_shot_open::<Aead, Kdf, PqKem>(
-            &open_mode(psk)?,
-            &sk,
-            &enc,
-            info,
-            ciphertext,
-            sender.as_bytes(),
-        )
-        .map_err(|_| SealError::Open)?
+        open_with::<PqKem>(secret.as_ref(), enc, info, ciphertext, aad, psk)?
     } else {
         let secret = recipient.sealing_secret_bytes();
-        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(secret.as_ref())
-            .map_err(|e| SealError::Hpke(e.to_string()))?;
-        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc.as_bytes())
-            .map_err(|_| SealError::Open)?;
-        hpke::single_shot_open::<Aead, Kdf, Kem>(
-            &open_mode(psk)?,
-            &sk,
-            &enc,
-            info,
-            ciphertext,
-            sender.as_bytes(),
-        )
-        .map_err(|_| SealError::Open)?
+        open_with::<Kem>(secret.as_ref(), enc, info, ciphertext, aad, psk)?
     });
     if inner.len() < 64 {
         return Err(SealError::Open);

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Device, Server, WAIT, refusal, rng};
+use common::{Device, Server, User, WAIT, refusal, rng};
 use confide_protocol::device_list::{DeviceList, ListedDevice, SignedDeviceList, UserIdentity};
 use confide_protocol::frames::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody};
@@ -16,53 +16,6 @@ use confide_protocol::seal::{SealKind, SealedPayload};
 use confide_protocol::{DeviceId, DeviceIdentity, GroupId, UserId};
 use confide_server::server::now;
 use confide_server::{Limits, Storage as _};
-
-/// A user with an identity key and the list the server holds for it.
-struct User {
-    id: UserId,
-    identity: UserIdentity,
-    list: DeviceList,
-    signed: SignedDeviceList,
-}
-
-impl User {
-    /// A new user whose first list, made by `first`, lists it alone.
-    fn new(first: &DeviceIdentity) -> User {
-        let id = UserId::random(&mut rng());
-        let identity = UserIdentity::generate(&mut rng());
-        let list = DeviceList::first(id, &identity, first, now());
-        let signed = identity.sign_list(&list, first).unwrap();
-        User {
-            id,
-            identity,
-            list,
-            signed,
-        }
-    }
-
-    /// The successor of the current list listing `devices`, made by `by` (not yet adopted).
-    fn successor(
-        &self,
-        by: &DeviceIdentity,
-        devices: &[&DeviceIdentity],
-    ) -> (DeviceList, SignedDeviceList) {
-        let key = self.identity.public();
-        let listed = devices
-            .iter()
-            .map(|d| ListedDevice::new(d, &self.id, &key))
-            .collect();
-        let list = self
-            .list
-            .successor(self.signed.hash(), by.device_id(), now(), listed);
-        let signed = self.identity.sign_list(&list, by).unwrap();
-        (list, signed)
-    }
-
-    fn adopt(&mut self, (list, signed): (DeviceList, SignedDeviceList)) {
-        self.list = list;
-        self.signed = signed;
-    }
-}
 
 fn copy(identity: &DeviceIdentity) -> DeviceIdentity {
     DeviceIdentity::from_secrets(&identity.to_secret_bytes()).unwrap()

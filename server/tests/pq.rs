@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::{Device, Server, refusal, rng};
-use confide_protocol::device_list::{DeviceList, ListedDevice, SignedDeviceList, UserIdentity};
+use common::{Device, Server, User, refusal, rng};
+use confide_protocol::device_list::SignedDeviceList;
 use confide_protocol::encoding::b64_encode;
 use confide_protocol::frames::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 use confide_protocol::group_log::{GroupState, MemberEntry, OpBody};
@@ -39,65 +39,6 @@ fn other_sealing_key(device: &DeviceIdentity) -> DeviceIdentity {
     let part =
         |bytes: &[u8], i: usize| -> [u8; 32] { bytes[32 * i..32 * (i + 1)].try_into().unwrap() };
     DeviceIdentity::from_secret_bytes(&part(&mine, 0), &part(&other, 1), Some(&part(&other, 2)))
-}
-
-/// A user's identity key and its current list.
-struct User {
-    id: UserId,
-    identity: UserIdentity,
-    list: DeviceList,
-    signed: SignedDeviceList,
-}
-
-impl User {
-    fn new(first: &DeviceIdentity) -> User {
-        let id = UserId::random(&mut rng());
-        let identity = UserIdentity::generate(&mut rng());
-        let list = DeviceList::first(id, &identity, first, now());
-        let signed = identity.sign_list(&list, first).unwrap();
-        User {
-            id,
-            identity,
-            list,
-            signed,
-        }
-    }
-
-    /// The successor listing `devices`, made by `by` (not adopted).
-    fn successor(
-        &self,
-        by: &DeviceIdentity,
-        devices: &[&DeviceIdentity],
-    ) -> (DeviceList, SignedDeviceList) {
-        let key = self.identity.public();
-        let listed = devices
-            .iter()
-            .map(|d| ListedDevice::new(d, &self.id, &key))
-            .collect();
-        let list = self
-            .list
-            .successor(self.signed.hash(), by.device_id(), now(), listed);
-        let signed = self.identity.sign_list(&list, by).unwrap();
-        (list, signed)
-    }
-
-    /// A first list (version 1) listing `devices`, made by `by`.
-    fn first_list(&self, by: &DeviceIdentity, devices: &[&DeviceIdentity]) -> SignedDeviceList {
-        let key = self.identity.public();
-        let list = DeviceList {
-            devices: devices
-                .iter()
-                .map(|d| ListedDevice::new(d, &self.id, &key))
-                .collect(),
-            ..DeviceList::first(self.id, &self.identity, by, now())
-        };
-        self.identity.sign_list(&list, by).unwrap()
-    }
-
-    fn adopt(&mut self, (list, signed): (DeviceList, SignedDeviceList)) {
-        self.list = list;
-        self.signed = signed;
-    }
 }
 
 /// The record a server of version 1 kept for `device`.

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use confide_client::{Connection, ServerTrust};
+use confide_protocol::device_list::{DeviceList, ListedDevice, SignedDeviceList, UserIdentity};
 use confide_protocol::envelope::Envelope;
 use confide_protocol::frames::{
     self, ClientFrame, ErrorCode, InboxItem, PROTOCOL_VERSION, ServerFrame, StoredMessage,
@@ -430,5 +431,69 @@ pub fn refusal(frame: &ServerFrame) -> Option<(ErrorCode, Option<u64>)> {
             ..
         } => Some((*code, *retry_after_ms)),
         _ => None,
+    }
+}
+
+/// A user with an identity key and the list the server holds for it (the device-list tests).
+pub struct User {
+    pub id: UserId,
+    pub identity: UserIdentity,
+    pub list: DeviceList,
+    pub signed: SignedDeviceList,
+}
+
+impl User {
+    /// A new user whose first list, made by `first`, lists it alone.
+    pub fn new(first: &DeviceIdentity) -> User {
+        let id = UserId::random(&mut rng());
+        let identity = UserIdentity::generate(&mut rng());
+        let list = DeviceList::first(id, &identity, first, confide_server::server::now());
+        let signed = identity.sign_list(&list, first).unwrap();
+        User {
+            id,
+            identity,
+            list,
+            signed,
+        }
+    }
+
+    /// The successor listing `devices`, made by `by` (not adopted).
+    pub fn successor(
+        &self,
+        by: &DeviceIdentity,
+        devices: &[&DeviceIdentity],
+    ) -> (DeviceList, SignedDeviceList) {
+        let key = self.identity.public();
+        let listed = devices
+            .iter()
+            .map(|d| ListedDevice::new(d, &self.id, &key))
+            .collect();
+        let list = self.list.successor(
+            self.signed.hash(),
+            by.device_id(),
+            confide_server::server::now(),
+            listed,
+        );
+        let signed = self.identity.sign_list(&list, by).unwrap();
+        (list, signed)
+    }
+
+    /// A first list (version 1) listing `devices`, made by `by`.
+    pub fn first_list(&self, by: &DeviceIdentity, devices: &[&DeviceIdentity]) -> SignedDeviceList {
+        let key = self.identity.public();
+        let list = DeviceList {
+            devices: devices
+                .iter()
+                .map(|d| ListedDevice::new(d, &self.id, &key))
+                .collect(),
+            ..DeviceList::first(self.id, &self.identity, by, confide_server::server::now())
+        };
+        self.identity.sign_list(&list, by).unwrap()
+    }
+
+    /// Makes `list` the current one.
+    pub fn adopt(&mut self, (list, signed): (DeviceList, SignedDeviceList)) {
+        self.list = list;
+        self.signed = signed;
     }
 }

@@ -40,6 +40,20 @@ impl Profile {
     }
 }
 
+/// A batch that stores a device's identity (its secrets, which the store encrypts) and its
+/// profile: what every way of making a profile writes first.
+fn identity_and_profile(identity: &DeviceIdentity, profile: &Profile) -> Result<Batch, StoreError> {
+    let mut batch = Batch::new();
+    batch.put(
+        T_PROFILE,
+        IDENTITY_KEY,
+        Zeroizing::new(identity.to_secret_bytes().to_vec()),
+    );
+    let json = serde_json::to_vec(profile).map_err(|e| StoreError::Db(e.to_string()))?;
+    batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
+    Ok(batch)
+}
+
 /// Stores a new device's identity and profile in `store`, both in one commit.
 ///
 /// # Errors
@@ -50,14 +64,7 @@ pub async fn create<S: ClientStore>(
     identity: &DeviceIdentity,
     profile: &Profile,
 ) -> Result<(), StoreError> {
-    let mut batch = Batch::new();
-    batch.put(
-        T_PROFILE,
-        IDENTITY_KEY,
-        Zeroizing::new(identity.to_secret_bytes().to_vec()),
-    );
-    let json = serde_json::to_vec(profile).map_err(|e| StoreError::Db(e.to_string()))?;
-    batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
+    let batch = identity_and_profile(identity, profile)?;
     store.commit(batch).await
 }
 
@@ -78,14 +85,7 @@ pub async fn create_registered<S: ClientStore>(
     user_identity: &confide_protocol::device_list::UserIdentity,
     device_list: &confide_protocol::device_list::SignedDeviceList,
 ) -> Result<(), StoreError> {
-    let mut batch = Batch::new();
-    batch.put(
-        T_PROFILE,
-        IDENTITY_KEY,
-        Zeroizing::new(identity.to_secret_bytes().to_vec()),
-    );
-    let json = serde_json::to_vec(profile).map_err(|e| StoreError::Db(e.to_string()))?;
-    batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
+    let mut batch = identity_and_profile(identity, profile)?;
     batch.put(
         T_PROFILE,
         crate::devices::USER_IDENTITY_KEY,
@@ -118,14 +118,7 @@ pub async fn create_linked<S: ClientStore>(
 ) -> Result<Profile, StoreError> {
     let bundle = &linked.bundle;
     let profile = Profile::new(bundle.user, bundle.display_name.clone());
-    let mut batch = Batch::new();
-    batch.put(
-        T_PROFILE,
-        IDENTITY_KEY,
-        Zeroizing::new(linked.identity.to_secret_bytes().to_vec()),
-    );
-    let json = serde_json::to_vec(&profile).map_err(|e| StoreError::Db(e.to_string()))?;
-    batch.put(T_PROFILE, PROFILE_KEY, Zeroizing::new(json));
+    let mut batch = identity_and_profile(&linked.identity, &profile)?;
     batch.put(
         T_PROFILE,
         crate::devices::USER_IDENTITY_KEY,

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Device, Server, User, WAIT, refusal, rng};
+use common::{Device, Server, User, WAIT, append, refusal, rng};
 use confide_protocol::device_list::{DeviceList, ListedDevice, SignedDeviceList, UserIdentity};
 use confide_protocol::frames::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody};
@@ -203,29 +203,11 @@ async fn update_devices(
     state: &mut GroupState,
     list: &SignedDeviceList,
 ) -> ServerFrame {
-    let op = state
-        .next_op(
-            identity.device_id(),
-            now(),
-            OpBody::UpdateDevices {
-                device_list: list.clone(),
-                chain: Vec::new(),
-            },
-        )
-        .sign(identity)
-        .unwrap();
-    let id = device.next_id();
-    let reply = device
-        .request(ClientFrame::AppendOp {
-            id,
-            group: state.group(),
-            op: op.clone(),
-        })
-        .await;
-    if matches!(reply, ServerFrame::OpAppended { .. }) {
-        state.apply(&op).unwrap();
-    }
-    reply
+    let body = OpBody::UpdateDevices {
+        device_list: list.clone(),
+        chain: Vec::new(),
+    };
+    append(device, identity, state, body).await
 }
 
 #[tokio::test]

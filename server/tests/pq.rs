@@ -7,11 +7,11 @@
 
 mod common;
 
-use common::{Device, Server, User, refusal, rng};
+use common::{Device, Server, User, append, refusal, rng};
 use confide_protocol::device_list::SignedDeviceList;
 use confide_protocol::encoding::b64_encode;
 use confide_protocol::frames::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
-use confide_protocol::group_log::{GroupState, MemberEntry, OpBody};
+use confide_protocol::group_log::{MemberEntry, OpBody};
 use confide_protocol::identity::{LABEL_PQ_SEALING_KEY, LABEL_SEALING_KEY, PQ_KEY_LEN};
 use confide_protocol::seal::{SealKind, seal};
 use confide_protocol::{DeviceIdentity, DeviceKeys, UserId};
@@ -145,31 +145,6 @@ fn message(frame: &ServerFrame) -> &str {
         ServerFrame::Error { message, .. } => message,
         other => panic!("expected an error, got {other:?}"),
     }
-}
-
-/// Appends `body` by `identity` to `state`'s group; applies it when the server took it.
-async fn append(
-    device: &mut Device,
-    identity: &DeviceIdentity,
-    state: &mut GroupState,
-    body: OpBody,
-) -> ServerFrame {
-    let op = state
-        .next_op(identity.device_id(), now(), body)
-        .sign(identity)
-        .unwrap();
-    let id = device.next_id();
-    let reply = device
-        .request(ClientFrame::AppendOp {
-            id,
-            group: state.group(),
-            op: op.clone(),
-        })
-        .await;
-    if matches!(reply, ServerFrame::OpAppended { .. }) {
-        state.apply(&op).unwrap();
-    }
-    reply
 }
 
 /// An `add` of `user` with the devices and list given.

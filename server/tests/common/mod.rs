@@ -15,7 +15,7 @@ use confide_protocol::envelope::Envelope;
 use confide_protocol::frames::{
     self, ClientFrame, ErrorCode, InboxItem, PROTOCOL_VERSION, ServerFrame, StoredMessage,
 };
-use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, SignedOp};
+use confide_protocol::group_log::{GroupSettings, GroupState, MemberEntry, Op, OpBody, SignedOp};
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{DeviceId, DeviceIdentity, GroupId, MessageId, RequestId, Seq, UserId};
 use confide_server::storage::{DeviceRecord, StorageError, Write};
@@ -496,4 +496,29 @@ impl User {
         self.list = list;
         self.signed = signed;
     }
+}
+
+/// Appends `body` by `identity` to `state`'s group; applies it when the server took it.
+pub async fn append(
+    device: &mut Device,
+    identity: &DeviceIdentity,
+    state: &mut GroupState,
+    body: OpBody,
+) -> ServerFrame {
+    let op = state
+        .next_op(identity.device_id(), confide_server::server::now(), body)
+        .sign(identity)
+        .unwrap();
+    let id = device.next_id();
+    let reply = device
+        .request(ClientFrame::AppendOp {
+            id,
+            group: state.group(),
+            op: op.clone(),
+        })
+        .await;
+    if matches!(reply, ServerFrame::OpAppended { .. }) {
+        state.apply(&op).unwrap();
+    }
+    reply
 }

@@ -223,13 +223,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         // As `report::seal_report`, one facilitator device at a time: a device whose keys cannot
         // be sealed to is left out, and the others still get the report.
-        if payload.reason.len() > report::MAX_REASON_LEN {
-            return Err(ClientError::Encrypt(EncryptError::Report(
-                report::ReportError::ReasonTooLong,
-            )));
-        }
-        let bytes =
-            zeroize::Zeroizing::new(serde_json::to_vec(&payload).map_err(ClientError::Encode)?);
+        let bytes = report::report_bytes(&payload)
+            .map_err(|e| ClientError::Encrypt(EncryptError::Report(e)))?;
         let items = self.seal_to_some(
             &facilitators,
             SealKind::Report,

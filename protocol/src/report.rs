@@ -104,6 +104,17 @@ pub enum ReportError {
     ReasonTooLong,
 }
 
+/// The bytes a report is sealed as (its JSON), after checking the reason's length: what
+/// [`seal_report`] seals to each facilitator device, for a caller that seals them itself.
+pub fn report_bytes(report: &ReportPayload) -> Result<zeroize::Zeroizing<Vec<u8>>, ReportError> {
+    if report.reason.len() > MAX_REASON_LEN {
+        return Err(ReportError::ReasonTooLong);
+    }
+    Ok(zeroize::Zeroizing::new(
+        serde_json::to_vec(report).map_err(|e| ReportError::Malformed(e.to_string()))?,
+    ))
+}
+
 /// Seals a report to every facilitator device.
 pub fn seal_report(
     reporter: &DeviceIdentity,
@@ -112,12 +123,7 @@ pub fn seal_report(
     report: &ReportPayload,
     rng: &mut impl rand_core::CryptoRng,
 ) -> Result<Vec<SealedPayload>, ReportError> {
-    if report.reason.len() > MAX_REASON_LEN {
-        return Err(ReportError::ReasonTooLong);
-    }
-    let bytes = zeroize::Zeroizing::new(
-        serde_json::to_vec(report).map_err(|e| ReportError::Malformed(e.to_string()))?,
-    );
+    let bytes = report_bytes(report)?;
     facilitators
         .iter()
         .map(|f| {

@@ -173,6 +173,14 @@ pub enum StorageError {
     /// failing every later write and some reads): the server must restart.
     #[error("the database failed to write ({0}) and cannot write again until the server restarts")]
     NeedsRestart(String),
+    /// The batch conflicts with what another writer (another server node sharing the database)
+    /// stored first: an op or message sequence number that is not the next one of its group, a
+    /// message id the group already holds, or a genesis op for a group that exists. Nothing in
+    /// the batch was written. The caller reloads its view of the group and retries; a batch of
+    /// several requests is retried one request at a time so that only the conflicting ones fail
+    /// ([`crate::writer`]).
+    #[error("conflicts with what another server node stored first: {0}")]
+    Conflict(String),
     /// A stored record could not be decoded (corruption or an incompatible version).
     #[error("corrupt record in {tree}: {reason}")]
     Corrupt {

@@ -302,12 +302,16 @@ fn writer_loop(
         }
         let result = committer.commit(&writes, batch.len());
         let split = batch.len() > 1
-            && matches!(&result, Err(e) if matches!(e.as_ref(), StorageError::Full { .. }));
+            && matches!(&result, Err(e) if matches!(
+                e.as_ref(),
+                StorageError::Full { .. } | StorageError::Conflict(_)
+            ));
         if split {
-            // Refused before anything was written, for want of space for the whole batch: what
-            // fits on its own goes ahead, so that one peer's large writes do not fail everyone
-            // else's (and deletions, which need less room, still free space). In queue order,
-            // like every completion.
+            // Refused before anything was written: for want of space for the whole batch, or
+            // because another node sharing the database stored a seq or an op some request
+            // expected to store. What can be written on its own goes ahead, so that one peer's
+            // large writes, or one group's conflict, do not fail everyone else's (and deletions,
+            // which need less room, still free space). In queue order, like every completion.
             for (request, range) in batch.drain(..).zip(ranges.drain(..)) {
                 let result = committer.commit(&writes[range], 1);
                 request.finish(result.map_err(CommitError::Storage));
@@ -339,6 +343,9 @@ mod tests {
         hold: AtomicBool,
         holding: AtomicBool,
         panic_on_commit: AtomicBool,
+        /// Batches holding an inbox write for this device fail as if another node had stored
+        /// first, and nothing in them is written.
+        conflict_for: Option<DeviceId>,
     }
 
     impl Scales {
@@ -349,6 +356,7 @@ mod tests {
                 hold: AtomicBool::new(false),
                 holding: AtomicBool::new(false),
                 panic_on_commit: AtomicBool::new(false),
+                conflict_for: None,
             })
         }
     }
@@ -361,6 +369,12 @@ mod tests {
             while self.hold.load(SeqCst) {
                 self.holding.store(true, SeqCst);
                 std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let conflicts = batch.iter().any(
+                |w| matches!(w, Write::Inbox { device, .. } if Some(*device) == self.conflict_for),
+            );
+            if conflicts {
+                return Err(StorageError::Conflict("seq taken".into()));
             }
             let bytes: usize = batch.iter().map(Write::size).sum();
             self.batches.lock().unwrap().push((batch.len(), bytes));
@@ -440,8 +454,13 @@ mod tests {
 
     /// An inbox item carrying `bytes` bytes of ciphertext.
     fn write_of(bytes: usize) -> Write {
+        write_for(DeviceId([9; 32]), bytes)
+    }
+
+    /// An inbox item for `device` carrying `bytes` bytes of ciphertext.
+    fn write_for(device: DeviceId, bytes: usize) -> Write {
         Write::Inbox {
-            device: DeviceId([9; 32]),
+            device,
             item: InboxItem {
                 inbox_id: 1,
                 received_at: confide_protocol::Timestamp(1),
@@ -518,6 +537,32 @@ mod tests {
         .await;
         assert!(results[0].is_ok(), "{:?}", results[0]);
         assert!(results[1].is_err(), "the write too large for the disk");
+        assert!(results[2].is_ok(), "{:?}", results[2]);
+    }
+
+    #[tokio::test]
+    async fn a_conflict_with_another_node_fails_only_the_request_that_conflicts() {
+        let contested = DeviceId([7; 32]);
+        let storage = Arc::new(Scales {
+            conflict_for: Some(contested),
+            ..Arc::into_inner(Scales::new(usize::MAX)).unwrap()
+        });
+        let results = queue_behind_a_held_commit(
+            storage.clone(),
+            DEFAULT_MAX_BATCH_BYTES,
+            vec![
+                vec![write_of(100)],
+                vec![write_for(contested, 100)],
+                vec![write_of(100)],
+            ],
+        )
+        .await;
+        assert!(results[0].is_ok(), "{:?}", results[0]);
+        assert!(
+            matches!(&results[1], Err(CommitError::Storage(e)) if matches!(e.as_ref(), StorageError::Conflict(_))),
+            "{:?}",
+            results[1]
+        );
         assert!(results[2].is_ok(), "{:?}", results[2]);
     }
 

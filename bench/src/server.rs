@@ -139,6 +139,7 @@ pub async fn serve(
                 tls: Some(identity.server_config()?),
                 storage,
                 metrics_listener: Some(metrics_listener),
+                cluster: None,
             };
             ready(Ready {
                 addr,

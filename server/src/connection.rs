@@ -33,7 +33,7 @@ use crate::hub::{ConnHandle, Outbound, outbound};
 use crate::link::{ChannelId, LinkRefusal};
 use crate::preauth;
 use crate::server::{Shared, now};
-use crate::storage::{DeviceRecord, Write};
+use crate::storage::{DeviceRecord, StorageError, Write};
 use crate::writer::{CommitError, CommitResult};
 
 /// Inbox items read per storage call when delivering a backlog.
@@ -622,7 +622,8 @@ fn fragments(text: &Utf8Bytes, fragment: usize) -> impl Iterator<Item = WsMessag
     whole.into_iter().chain(pieces)
 }
 
-fn serialize(frame: &ServerFrame) -> Option<Outbound> {
+/// A frame as the text every recipient is sent.
+pub(crate) fn serialize(frame: &ServerFrame) -> Option<Outbound> {
     frame.to_json().ok().map(outbound)
 }
 
@@ -1235,6 +1236,17 @@ async fn publish_devices(
     for device in &dropped {
         shared.hub.unlink(device);
     }
+    if let Some(cluster) = &shared.cluster {
+        for device in &dropped {
+            cluster.hint(crate::cluster::Hint::Unlinked { device: *device });
+        }
+        for listed in &list.devices {
+            cluster.hint(crate::cluster::Hint::DeviceList {
+                device: listed.keys.device,
+                user,
+            });
+        }
+    }
     if let Some(frame) = serialize(&ServerFrame::DeviceList { list: signed }) {
         let devices: Vec<confide_protocol::DeviceId> =
             list.devices.iter().map(|d| d.keys.device).collect();
@@ -1419,11 +1431,17 @@ async fn handle_request(
             let mut groups = Vec::new();
             for group in shared.groups.of_device(&s.device) {
                 if let Some(entry) = shared.groups.get(&group) {
-                    let entry = entry.lock().await;
+                    let mut entry = entry.lock().await;
+                    crate::cluster::refresh(shared, &mut entry).map_err(storage_reject)?;
+                    let last_seq = match shared.cluster {
+                        // Other nodes may have stored messages this one has not heard of.
+                        Some(_) => shared.storage.last_seq(&group).map_err(storage_reject)?,
+                        None => Seq(entry.next_seq - 1),
+                    };
                     groups.push(GroupSummary {
                         group,
                         op_head_seq: entry.state.seq(),
-                        last_seq: Seq(entry.next_seq - 1),
+                        last_seq,
                     });
                 }
             }
@@ -1485,6 +1503,27 @@ async fn handle_request(
     }
 }
 
+/// The group's entry: from memory, or with a cluster from storage (another node may have
+/// created it since this one loaded).
+fn group_entry(
+    shared: &Shared,
+    group: &GroupId,
+) -> Result<Arc<tokio::sync::Mutex<GroupEntry>>, Reject> {
+    let entry = match shared.cluster {
+        Some(_) => shared
+            .groups
+            .get_or_load(shared.storage.as_ref(), group)
+            .map_err(storage_reject)?,
+        None => shared.groups.get(group),
+    };
+    entry.ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))
+}
+
+/// Whether a commit failed because another node sharing the database stored first.
+fn is_conflict(e: &CommitError) -> bool {
+    matches!(e, CommitError::Storage(e) if matches!(e.as_ref(), StorageError::Conflict(_)))
+}
+
 async fn commit(shared: &Shared, writes: Vec<Write>) -> Result<(), Reject> {
     shared
         .writer
@@ -1535,7 +1574,14 @@ async fn create_group(
         ));
     }
     let group = entry.state.group();
-    if shared.groups.get(&group).is_some() {
+    let exists = match shared.cluster {
+        Some(_) => shared
+            .groups
+            .get_or_load(shared.storage.as_ref(), &group)
+            .map_err(storage_reject)?,
+        None => shared.groups.get(&group),
+    };
+    if exists.is_some() {
         // A retry after a lost reply gets the same answer; anyone else's genesis is refused.
         let stored = shared.storage.ops(&group, 0, 1).map_err(storage_reject)?;
         if stored.first() == Some(&genesis) {
@@ -1566,18 +1612,40 @@ async fn create_group(
             "a group with this id is being created; choose another random id",
         ));
     };
-    commit(
-        shared,
-        vec![Write::Op {
+    let written = shared
+        .writer
+        .commit(vec![Write::Op {
             group,
             seq: 0,
-            op: genesis,
-        }],
-    )
-    .await?;
+            op: genesis.clone(),
+        }])
+        .await;
+    if let Err(e) = written {
+        if !is_conflict(&e) {
+            return Err(commit_reject(&e));
+        }
+        // Another node stored a genesis op for this id first: a retry of this very creation
+        // through another node gets the same answer, anyone else's is refused.
+        let stored = shared.storage.ops(&group, 0, 1).map_err(storage_reject)?;
+        if stored.first() != Some(&genesis) {
+            return Err(Reject::new(
+                ErrorCode::GroupExists,
+                "a group with this id exists; choose another random id",
+            ));
+        }
+        shared
+            .groups
+            .get_or_load(shared.storage.as_ref(), &group)
+            .map_err(storage_reject)?;
+        reply(shared, handle, &ServerFrame::GroupCreated { id, group });
+        return Ok(());
+    }
     shared.metrics.ops_stored.fetch_add(1, Relaxed);
     shared.groups.insert(entry);
     shared.groups.note_created(s.device);
+    if let Some(cluster) = &shared.cluster {
+        cluster.hint(crate::cluster::Hint::Op { group, seq: 0 });
+    }
     reply(shared, handle, &ServerFrame::GroupCreated { id, group });
     Ok(())
 }
@@ -1590,11 +1658,10 @@ async fn append_op(
     group: GroupId,
     signed: SignedOp,
 ) -> Result<(), Reject> {
-    let entry = shared
-        .groups
-        .get(&group)
-        .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
+    let entry = group_entry(shared, &group)?;
     let mut entry = entry.lock().await;
+    // Checked against the newest stored log: another node may have appended ops.
+    crate::cluster::refresh(shared, &mut entry).map_err(storage_reject)?;
     let op = signed.verify().map_err(|e| log_reject(&e))?;
     if op.group != group {
         return Err(Reject::new(
@@ -1695,7 +1762,17 @@ async fn append_op(
                 .map(|m| Write::DeleteMessage { group, message: *m }),
         );
     }
-    commit(shared, writes).await?;
+    if let Err(e) = shared.writer.commit(writes).await {
+        if is_conflict(&e) {
+            // Another node appended an op at this seq first: this node now enforces it too.
+            crate::cluster::refresh(shared, &mut entry).map_err(storage_reject)?;
+            return Err(Reject::new(
+                ErrorCode::OpConflict,
+                "another op was appended at this seq first; resync, re-check and re-sign",
+            ));
+        }
+        return Err(commit_reject(&e));
+    }
     if let Some(key) = &update_key {
         shared.device_updates.record(key);
     }
@@ -1714,6 +1791,9 @@ async fn append_op(
             seq: op.seq,
         },
     );
+    if let Some(cluster) = &shared.cluster {
+        cluster.hint(crate::cluster::Hint::Op { group, seq: op.seq });
+    }
     if let Some(frame) = serialize(&ServerFrame::Op {
         group,
         op: signed,
@@ -1857,12 +1937,44 @@ fn check_post(
     Ok(user)
 }
 
+/// How often the server itself posts a message again that lost its seq to another node sharing
+/// the database (each time with a fresh seq), before the client is told `storage` and retries.
+pub const MAX_CONFLICT_RETRIES: u32 = 8;
+
 async fn post(
     shared: &Arc<Shared>,
     handle: &ConnHandle,
     s: Session,
     id: RequestId,
     envelope: Envelope,
+) -> Result<(), Reject> {
+    post_attempt(shared, handle, s, id, envelope, 0).await
+}
+
+/// Posts `envelope` again after its seq went to another node (a plain function returning a
+/// boxed future: the retry is started from inside the post it retries).
+fn retry_post(
+    shared: Arc<Shared>,
+    handle: ConnHandle,
+    s: Session,
+    id: RequestId,
+    envelope: Envelope,
+    attempt: u32,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        if let Err(reject) = post_attempt(&shared, &handle, s, id, envelope, attempt).await {
+            reply_error(&shared, &handle, Some(id), reject);
+        }
+    })
+}
+
+async fn post_attempt(
+    shared: &Arc<Shared>,
+    handle: &ConnHandle,
+    s: Session,
+    id: RequestId,
+    envelope: Envelope,
+    attempt: u32,
 ) -> Result<(), Reject> {
     if envelope.sender != s.device {
         return Err(Reject::new(
@@ -1875,10 +1987,7 @@ async fn post(
         .map_err(|e| Reject::new(ErrorCode::BadEnvelope, e.to_string()))?;
     let group = envelope.group;
     let message = envelope.message_id();
-    let entry = shared
-        .groups
-        .get(&group)
-        .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
+    let entry = group_entry(shared, &group)?;
     let mut entry = entry.lock().await;
     // A copy still being written (a retry racing the first attempt): answer with its outcome.
     // Checked before storage, and under the group's lock: a post leaves `in_flight` only once
@@ -1927,7 +2036,20 @@ async fn post(
         shared.writer.submit(Vec::new(), done).await;
         return Ok(());
     }
-    let user = check_post(shared, &entry, s, &envelope)?;
+    let user = match check_post(shared, &entry, s, &envelope) {
+        // Another node may have applied an op (a rekey, a join) this node has not heard of.
+        Err(reject)
+            if shared.cluster.is_some()
+                && matches!(reject.code, ErrorCode::StaleEpoch | ErrorCode::NotMember) =>
+        {
+            crate::cluster::refresh(shared, &mut entry).map_err(storage_reject)?;
+            check_post(shared, &entry, s, &envelope)?
+        }
+        checked => checked?,
+    };
+    entry
+        .refresh_next_seq(shared.storage.as_ref())
+        .map_err(storage_reject)?;
     // Slow mode counts from this post — undone below if it is not stored.
     let mark = entry.last_post.record(user);
     let seq = Seq(entry.next_seq);
@@ -1955,6 +2077,10 @@ async fn post(
         message,
     });
     let devices = entry.devices.clone();
+    let (seq_stale, seq_behind) = (entry.seq_stale.clone(), entry.seq_behind.clone());
+    let caught_up = entry.caught_up.clone();
+    // Kept only where another node can take the seq: to post it again with a fresh one.
+    let retry = shared.cluster.as_ref().map(|_| envelope.clone());
     let stored = StoredMessage {
         seq,
         received_at,
@@ -1986,10 +2112,39 @@ async fn post(
                         .hub
                         .deliver(devices.iter(), &live, Some(handle2.id), &shared2.metrics);
                 }
+                if let Some(cluster) = &shared2.cluster {
+                    // Delivered here: the catch-up goes on after it unless another node's
+                    // message before it is still to be read.
+                    let _ = caught_up.compare_exchange(
+                        seq.0.saturating_sub(1),
+                        seq.0,
+                        std::sync::atomic::Ordering::AcqRel,
+                        std::sync::atomic::Ordering::Acquire,
+                    );
+                    cluster.hint(crate::cluster::Hint::Message { group, seq: seq.0 });
+                }
             }
             Err(e) => {
                 // Not stored: slow mode does not hold it against the sender, who retries.
                 mark.undo();
+                let conflict = is_conflict(&e);
+                match conflict {
+                    true => seq_behind.store(true, std::sync::atomic::Ordering::Release),
+                    false => seq_stale.store(true, std::sync::atomic::Ordering::Release),
+                }
+                if conflict
+                    && attempt < MAX_CONFLICT_RETRIES
+                    && let Some(envelope) = retry
+                {
+                    // Another node took the seq: post it again with a fresh one. (Copies
+                    // that waited for this one retry by themselves.)
+                    for (handle, id) in waiting {
+                        reply_error(&shared2, &handle, Some(id), commit_reject(&e));
+                    }
+                    let runtime = shared2.runtime.clone();
+                    runtime.spawn(retry_post(shared2, handle2, s, id, envelope, attempt + 1));
+                    return;
+                }
                 reply_error(&shared2, &handle2, Some(id), commit_reject(&e));
                 for (handle, id) in waiting {
                     reply_error(&shared2, &handle, Some(id), commit_reject(&e));
@@ -2262,6 +2417,16 @@ async fn send_sealed(
     commit_holding(shared, writes, tickets).await?;
     shared.metrics.inbox_stored.fetch_add(count, Relaxed);
     reply(shared, handle, &ServerFrame::Ok { id });
+    if let Some(cluster) = &shared.cluster {
+        // The recipients' connections on other nodes.
+        let mut by_device: std::collections::BTreeMap<DeviceId, Vec<u64>> = Default::default();
+        for (device, item) in &deliveries {
+            by_device.entry(*device).or_default().push(item.inbox_id);
+        }
+        for (device, ids) in by_device {
+            cluster.hint(crate::cluster::Hint::Inbox { device, ids });
+        }
+    }
     for (device, item) in deliveries {
         if let Some(frame) = serialize(&ServerFrame::Inbox { items: vec![item] }) {
             shared.hub.deliver([&device], &frame, None, &shared.metrics);
@@ -2294,16 +2459,15 @@ async fn sync(
         limit,
         invite,
     } = request;
-    let entry = shared
-        .groups
-        .get(&group)
-        .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
+    let entry = group_entry(shared, &group)?;
     // Members get ops and the messages of the epochs since they joined; a device holding a
     // usable invite gets only the ops, to verify the group before joining; a former member's
     // device only the ops up to and including the one that ended its membership (its proof of
     // removal), never a later op or any message.
     let (head, joined_epoch, durable_below) = {
-        let entry = entry.lock().await;
+        let mut entry = entry.lock().await;
+        // Ops other nodes appended: served, and enforced from now on.
+        crate::cluster::refresh(shared, &mut entry).map_err(storage_reject)?;
         // The storage shows a batch to readers once applied, before it is durable: messages
         // from the lowest seq still in flight on are not served yet (they reach members as
         // deliveries once durable), so nothing a crash could still lose is ever read. Nor is
@@ -2312,7 +2476,12 @@ async fn sync(
         let durable_below = entry
             .in_flight
             .with(|posts| posts.values().map(|p| p.seq).min())
-            .unwrap_or(Seq(entry.next_seq));
+            .unwrap_or(match shared.cluster {
+                // Other nodes store messages past this node's `next_seq`; the shared database
+                // shows a write only once it is committed, which is durable.
+                Some(_) => Seq(u64::MAX),
+                None => Seq(entry.next_seq),
+            });
         let (head, joined_epoch) = match entry.state.member_of_device(&s.device) {
             Some((_, member)) => (entry.stored_head, Some(member.joined_epoch)),
             None => {

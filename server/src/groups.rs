@@ -6,6 +6,7 @@
 //! write is durable (ops are rare and must be applied strictly one after another).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use tokio::sync::Mutex;
@@ -44,7 +45,24 @@ pub struct GroupEntry {
     /// Posts queued for writing and not yet durable. Shared with the writer's completions,
     /// which run on the writer thread and must not wait for the group's lock.
     pub in_flight: InFlightPosts,
+    /// Set (by a writer completion) when a post was not stored for another reason than a
+    /// conflict: with storage that appends only the next seq (PostgreSQL), `next_seq` may now
+    /// be ahead of the stored messages, so it is read again from storage once this node has
+    /// no post of the group in flight.
+    pub seq_stale: Arc<AtomicBool>,
+    /// Set (by a writer completion) when another node sharing the database stored a message
+    /// at a seq this node had handed out: `next_seq` may be behind, and moves past the stored
+    /// messages at the next post ([`crate::cluster`]).
+    pub seq_behind: Arc<AtomicBool>,
+    /// The highest message seq up to which this node has delivered the group's messages to its
+    /// own connections, or knows there is nothing to deliver; messages stored after it (by
+    /// other nodes) are read and delivered by [`crate::cluster`]. Only used with a cluster.
+    pub caught_up: Arc<AtomicU64>,
 }
+
+/// What [`GroupEntry::catch_up_ops`] read: the ops with their seqs, and the devices of the
+/// group before them.
+pub type CaughtUpOps = (Vec<(u64, SignedOp)>, Arc<Vec<DeviceId>>);
 
 /// A post queued for writing but not yet durable, and the requests that posted the same
 /// envelope meanwhile: they get its outcome when it has one, so a retry racing the first
@@ -146,7 +164,48 @@ impl GroupEntry {
             epoch_began: Instant::now(),
             stored_head,
             in_flight: InFlightPosts::default(),
+            seq_stale: Arc::new(AtomicBool::new(false)),
+            seq_behind: Arc::new(AtomicBool::new(false)),
+            caught_up: Arc::new(AtomicU64::new(next_seq.saturating_sub(1))),
         }
+    }
+
+    /// Reads the ops another node appended after the stored head and applies each that
+    /// verifies, as [`Groups::load`] does: returns the ops read, with their seqs, and the
+    /// device set before them (for delivering them to removed devices too). Used with a
+    /// cluster ([`crate::cluster`]); on one node nothing is ever stored behind its back.
+    pub fn catch_up_ops(
+        &mut self,
+        storage: &dyn Storage,
+    ) -> Result<CaughtUpOps, StorageError> {
+        let group = self.state.group();
+        let before = self.devices.clone();
+        let mut read = Vec::new();
+        loop {
+            let from = self.stored_head.saturating_add(1);
+            let page = storage.ops(&group, from, LOAD_PAGE)?;
+            let done = page.len() < LOAD_PAGE;
+            for (seq, op) in (from..).zip(page) {
+                // Only the op right after the verified head can extend it; after one that
+                // does not verify, the rest is only served (clients refuse it themselves).
+                if self.stored_head == self.state.seq() {
+                    let mut next = self.state.clone();
+                    match next.apply(&op) {
+                        Ok(applied) => self.replace_state(next, applied.grants_epoch_grace()),
+                        Err(e) => {
+                            tracing::error!(%group, op_seq = seq, error = %e,
+                                "an op another node stored does not verify; enforcing only the valid prefix");
+                        }
+                    }
+                }
+                self.stored_head = seq;
+                read.push((seq, op));
+            }
+            if done {
+                break;
+            }
+        }
+        Ok((read, before))
     }
 
     /// Replaces the state after an op was applied and stored. `grace` says whether posts in
@@ -164,6 +223,24 @@ impl GroupEntry {
         self.devices = Arc::new(device_list(&state));
         self.stored_head = self.stored_head.max(state.seq());
         self.state = state;
+    }
+
+    /// Reads `next_seq` again from storage when a failed post may have left it wrong: past the
+    /// stored messages after another node stored first (never backwards: this node's posts in
+    /// flight keep their seqs, each stored or refused on its own), and exactly after them after
+    /// any other failure, once none of this node's posts to the group is in flight (their seqs
+    /// came from the old value). A no-op until a post fails.
+    pub fn refresh_next_seq(&mut self, storage: &dyn Storage) -> Result<(), StorageError> {
+        let group = self.state.group();
+        if self.seq_behind.swap(false, Ordering::AcqRel) {
+            let after = storage.last_seq(&group)?.0.saturating_add(1);
+            self.next_seq = self.next_seq.max(after);
+        }
+        if self.seq_stale.load(Ordering::Acquire) && self.in_flight.with(|posts| posts.is_empty()) {
+            self.next_seq = storage.last_seq(&group)?.0.saturating_add(1);
+            self.seq_stale.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 }
 
@@ -207,45 +284,75 @@ impl Groups {
     pub fn load(storage: &dyn Storage) -> Result<Groups, StorageError> {
         let groups = Groups::default();
         for group in storage.groups()? {
-            let mut state: Option<GroupState> = None;
-            let mut broken = false;
-            let mut from = 0u64;
-            loop {
-                let page = storage.ops(&group, from, LOAD_PAGE)?;
-                let done = page.len() < LOAD_PAGE;
-                for op in &page {
-                    if from == 0
-                        && let Ok(genesis) = op.parse_unverified()
-                    {
-                        groups.note_created(genesis.author);
-                    }
-                    if !broken {
-                        let result = match state.as_mut() {
-                            None => GroupState::from_genesis(op).map(|s| state = Some(s)),
-                            Some(s) => s.apply(op).map(|_| ()),
-                        };
-                        if let Err(e) = result {
-                            tracing::error!(%group, op_seq = from, error = %e,
-                                "stored group log does not verify; enforcing only its valid prefix");
-                            broken = true;
-                        }
-                    }
-                    from += 1;
-                }
-                if done {
-                    break;
-                }
-            }
-            if let Some(state) = state {
-                let next_seq = storage.last_seq(&group)?.0 + 1;
-                let mut entry = GroupEntry::new(state, next_seq);
-                // Sync serves what is stored, verified or not: clients verify every op
-                // themselves and must see (and refuse) anything that was slipped in.
-                entry.stored_head = from.saturating_sub(1);
+            if let Some(entry) = groups.read_group(storage, group)? {
                 groups.insert(entry);
             }
         }
         Ok(groups)
+    }
+
+    /// Reads and verifies one stored group log (counting its creator), or `None` if the group
+    /// has no genesis op.
+    fn read_group(
+        &self,
+        storage: &dyn Storage,
+        group: GroupId,
+    ) -> Result<Option<GroupEntry>, StorageError> {
+        let mut state: Option<GroupState> = None;
+        let mut broken = false;
+        let mut from = 0u64;
+        loop {
+            let page = storage.ops(&group, from, LOAD_PAGE)?;
+            let done = page.len() < LOAD_PAGE;
+            for op in &page {
+                if from == 0
+                    && let Ok(genesis) = op.parse_unverified()
+                {
+                    self.note_created(genesis.author);
+                }
+                if !broken {
+                    let result = match state.as_mut() {
+                        None => GroupState::from_genesis(op).map(|s| state = Some(s)),
+                        Some(s) => s.apply(op).map(|_| ()),
+                    };
+                    if let Err(e) = result {
+                        tracing::error!(%group, op_seq = from, error = %e,
+                            "stored group log does not verify; enforcing only its valid prefix");
+                        broken = true;
+                    }
+                }
+                from += 1;
+            }
+            if done {
+                break;
+            }
+        }
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let next_seq = storage.last_seq(&group)?.0 + 1;
+        let mut entry = GroupEntry::new(state, next_seq);
+        // Sync serves what is stored, verified or not: clients verify every op themselves
+        // and must see (and refuse) anything that was slipped in.
+        entry.stored_head = from.saturating_sub(1);
+        Ok(Some(entry))
+    }
+
+    /// The group's entry, read from storage if this node does not know it yet: with a cluster,
+    /// another node may have created it ([`crate::cluster`]).
+    pub fn get_or_load(
+        &self,
+        storage: &dyn Storage,
+        group: &GroupId,
+    ) -> Result<Option<Arc<Mutex<GroupEntry>>>, StorageError> {
+        if let Some(entry) = self.get(group) {
+            return Ok(Some(entry));
+        }
+        if let Some(entry) = self.read_group(storage, *group)? {
+            // Another task may have loaded it meanwhile: either copy is the stored log.
+            self.insert(entry);
+        }
+        Ok(self.get(group))
     }
 
     /// Counts a group created by `device`.

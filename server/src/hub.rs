@@ -191,6 +191,14 @@ impl Hub {
         }
     }
 
+    /// Whether `device` has a connection here.
+    pub fn is_connected(&self, device: &DeviceId) -> bool {
+        self.devices
+            .read()
+            .map(|map| map.contains_key(device))
+            .unwrap_or(false)
+    }
+
     /// Closes every connection of `device` (a device list dropped it).
     pub fn unlink(&self, device: &DeviceId) {
         let Ok(map) = self.devices.read() else { return };

@@ -8,7 +8,8 @@
 //! Start it with [`run`]; the `confide-server` binary parses flags into a [`Config`] and calls
 //! it. Main pieces: [`server`] (accept loop, shutdown), [`connection`] (one client),
 //! [`writer`] (group commit), [`storage`] (the [`Storage`] trait and [`SledStorage`]),
-//! [`groups`] (verified group state), [`hub`] (delivery), [`inbox`] (which inbox items are
+//! [`groups`] (verified group state), [`hub`] (delivery), [`cluster`] (several nodes over one
+//! database), [`inbox`] (which inbox items are
 //! durable), [`preauth`] (the byte budget before authentication), [`address`] (per-address
 //! limits), [`tls`], [`metrics`], [`web`] (the web app's files, loaded and checked at startup)
 //! and [`http`] (serving them on the websocket's port).
@@ -17,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod address;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod groups;

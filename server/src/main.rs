@@ -271,6 +271,7 @@ fn real_main() -> anyhow::Result<()> {
             tls,
             storage,
             metrics_listener,
+            cluster: None,
         };
         confide_server::run(listener, config, shutdown_signal()).await?;
         Ok(())

@@ -196,16 +196,29 @@ impl Metrics {
 /// Largest request head the metrics endpoint reads.
 const MAX_HTTP_REQUEST: usize = 4096;
 
+/// What `/healthz` reports: whether the node can serve (else `503`), and one line per part it
+/// depends on (storage, NATS), plus any extra `/metrics` lines (the cluster's counters).
+pub trait Health: Send + Sync + 'static {
+    /// `(healthy, lines)`.
+    fn check(&self) -> (bool, String);
+    /// Extra Prometheus lines for `/metrics`.
+    fn metrics(&self) -> String;
+}
+
 /// Serves `GET /healthz` and `GET /metrics` until the listener fails or the task is dropped.
 /// A deliberately tiny HTTP/1.1 responder: one request per connection, no keep-alive.
-pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    health: std::sync::Arc<dyn Health>,
+) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             // Out of descriptors or similar: back off instead of spinning.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let metrics = metrics.clone();
+        let (metrics, health) = (metrics.clone(), health.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_HTTP_REQUEST];
             let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
@@ -213,8 +226,27 @@ pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
             let head = String::from_utf8_lossy(&buf[..n]);
             let path = head.split_whitespace().nth(1).unwrap_or("");
             let (status, content_type, body) = match path {
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+                "/healthz" => {
+                    // Storage is asked on the blocking pool: a down database must not hold a
+                    // runtime thread for its timeout.
+                    let health = health.clone();
+                    let (ok, lines) = tokio::task::spawn_blocking(move || health.check())
+                        .await
+                        .unwrap_or((false, "health check failed\n".into()));
+                    match ok {
+                        true => ("200 OK", "text/plain", format!("ok\n{lines}")),
+                        false => (
+                            "503 Service Unavailable",
+                            "text/plain",
+                            format!("unhealthy\n{lines}"),
+                        ),
+                    }
+                }
+                "/metrics" => (
+                    "200 OK",
+                    "text/plain; version=0.0.4",
+                    metrics.render() + &health.metrics(),
+                ),
                 _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
             };
             let response = format!(

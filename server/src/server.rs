@@ -39,6 +39,9 @@ pub struct Config {
     pub storage: Arc<dyn Storage>,
     /// Where to serve `/healthz` and `/metrics`, if anywhere.
     pub metrics_listener: Option<TcpListener>,
+    /// The other nodes sharing `storage`, if any ([`crate::cluster`]): `None` for one node on
+    /// its own database.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Why the server could not start.
@@ -48,6 +51,9 @@ pub enum ServerError {
     /// Stored data could not be loaded.
     #[error("cannot load stored data: {0}")]
     Storage(#[from] StorageError),
+    /// The cluster configuration is unusable.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// Storage failed in a way only a restart recovers from; the server shut down gracefully
     /// (every acknowledged write is durable) so that its supervisor can start it again.
     #[error(
@@ -100,6 +106,10 @@ pub struct Shared {
     pub links: crate::link::Links,
     /// TLS acceptor, if TLS is on.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The other nodes sharing the database, if any.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The runtime, for work a writer completion (on the writer's thread) starts.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -145,6 +155,43 @@ pub fn now() -> Timestamp {
         .map_or(Timestamp(0), Timestamp::from_unix_duration)
 }
 
+/// `/healthz` and the cluster's `/metrics` lines, from the node's state (held weakly: the
+/// endpoint must not keep the server's state alive during shutdown).
+struct NodeHealth(std::sync::Weak<Shared>);
+
+impl crate::metrics::Health for NodeHealth {
+    fn check(&self) -> (bool, String) {
+        let Some(shared) = self.0.upgrade() else {
+            return (false, "shutting down\n".into());
+        };
+        let mut ok = true;
+        let mut lines = String::new();
+        match shared.storage.health() {
+            Ok(what) => lines.push_str(&format!("storage: ok ({what})\n")),
+            Err(e) => {
+                ok = false;
+                lines.push_str(&format!("storage: unavailable ({e})\n"));
+            }
+        }
+        if let Some(cluster) = &shared.cluster {
+            // Without NATS the node still serves (other nodes' messages arrive by polling):
+            // reported, but not unhealthy.
+            lines.push_str(match cluster.nats_connected() {
+                true => "nats: connected\n",
+                false => "nats: disconnected (delivering across nodes by polling)\n",
+            });
+        }
+        (ok, lines)
+    }
+
+    fn metrics(&self) -> String {
+        self.0
+            .upgrade()
+            .and_then(|shared| shared.cluster.as_ref().map(|c| c.render_metrics()))
+            .unwrap_or_default()
+    }
+}
+
 /// The share of the shutdown timeout that connections get to close gracefully; the rest is for
 /// aborting those still open (stuck waiting for the disk) and for the writer to finish.
 const GRACEFUL_CLOSE_SHARE: f64 = 0.75;
@@ -161,6 +208,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::default());
+    let cluster = match &config.cluster {
+        Some(cluster) => Some(Arc::new(
+            crate::cluster::Cluster::connect(cluster)
+                .await
+                .map_err(ServerError::Cluster)?,
+        )),
+        None => None,
+    };
     let groups = Groups::load(config.storage.as_ref())?;
     let (writer, writer_thread, mut status) = Writer::start(
         config.storage.clone(),
@@ -203,12 +258,16 @@ pub async fn run(
         groups,
         metrics: metrics.clone(),
         tls: config.tls.map(tokio_rustls::TlsAcceptor::from),
+        cluster,
+        runtime: tokio::runtime::Handle::current(),
     });
-    let metrics_task = config
-        .metrics_listener
-        .map(|l| tokio::spawn(crate::metrics::serve(l, metrics.clone())));
+    let metrics_task = config.metrics_listener.map(|l| {
+        let health = Arc::new(NodeHealth(Arc::downgrade(&shared)));
+        tokio::spawn(crate::metrics::serve(l, metrics.clone(), health))
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let retention_task = tokio::spawn(crate::retention::run(shared.clone(), stop_rx.clone()));
+    let cluster_tasks = crate::cluster::start(shared.clone(), stop_rx.clone());
     let permits = Arc::new(Semaphore::new(shared.limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
     let per_ip = crate::address::PerAddress::default();
@@ -315,6 +374,9 @@ pub async fn run(
         task.abort();
     }
     retention_task.abort();
+    for task in &cluster_tasks {
+        task.abort();
+    }
     if tokio::time::timeout_at(deadline, retention_task)
         .await
         .is_err()

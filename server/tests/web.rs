@@ -106,6 +106,7 @@ impl Server {
             tls: Some(identity.server_config().unwrap()),
             storage,
             metrics_listener: None,
+            cluster: None,
         };
         let task = tokio::spawn(confide_server::run(listener, config, async move {
             let _ = stopped.await;

@@ -163,6 +163,7 @@ impl TestServer {
             tls,
             storage,
             metrics_listener: None,
+            cluster: None,
         };
         let task = tokio::spawn(async move {
             confide_server::run(listener, config, async move {

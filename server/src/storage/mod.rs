@@ -264,4 +264,9 @@ pub trait Storage: Send + Sync + 'static {
     /// latest items together with the stored highest id: a client may have seen such an id,
     /// and acknowledging it must never remove a later item that got the same id.
     fn next_inbox_id(&self) -> Result<u64, StorageError>;
+    /// Whether the database answers now, with a few words for `/healthz`. May wait a short,
+    /// bounded time (a network database is asked); an embedded one is always there.
+    fn health(&self) -> Result<String, StorageError> {
+        Ok("embedded".into())
+    }
 }

@@ -215,6 +215,7 @@ impl Server {
             tls: None,
             storage: storage.clone(),
             metrics_listener: None,
+            cluster: None,
         };
         let task = tokio::spawn(confide_server::run(listener, config, async move {
             let _ = stopped.await;

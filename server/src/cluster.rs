@@ -1,0 +1,698 @@
+//! Several server nodes over one database: fan-out hints over NATS, and catching up from
+//! storage (PROTOCOL.md §10.6).
+//!
+//! Every node accepts any client. The database is the only source of truth: a node commits a
+//! group's messages and ops there with conditional appends (two nodes can never store the same
+//! seq; [`crate::storage::StorageError::Conflict`]), then publishes a *hint* on NATS core
+//! pub/sub — "group G has a message at seq S", "device D has inbox items 7 and 9" — on one
+//! subject per group and per device. A node that hears a hint reads what it names from the
+//! database and delivers it to its own connections. Hints carry no content and no durability
+//! promise: a lost hint only delays delivery until the next poll, when every node reads each
+//! group's new ops and messages anyway (every [`POLL_WITH_NATS`], and every
+//! [`POLL_WITHOUT_NATS`] while NATS is unreachable), and clients that notice a gap resync by
+//! seq. The same catch-up reloads a group's verified state when another node appended an op,
+//! so every node enforces the same log.
+//!
+//! Why hints instead of the frames themselves: delivery then has one path, in seq order, from
+//! what is durable; a node that missed a hint (NATS down, a slow subscriber) catches up the
+//! same way; and NATS, like the rest of the operator's infrastructure, sees no ciphertext.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio::sync::{Notify, mpsc, watch};
+
+use confide_protocol::frames::ServerFrame;
+use confide_protocol::{DeviceId, GroupId, Seq, UserId};
+
+use crate::server::Shared;
+
+/// How often every node reads each group's new ops and messages while NATS works: the bound on
+/// how late a lost hint makes a delivery.
+pub const POLL_WITH_NATS: Duration = Duration::from_secs(10);
+/// How often while NATS is unreachable: delivery goes on, by polling, about this much slower.
+pub const POLL_WITHOUT_NATS: Duration = Duration::from_secs(1);
+/// Hints waiting to be published; beyond it new hints are dropped (and counted): the poll
+/// delivers what they named.
+pub const HINT_QUEUE: usize = 65_536;
+/// Messages read per storage call while catching a group up.
+pub const CATCH_UP_PAGE: usize = 256;
+/// How long to wait for NATS when connecting; the node starts either way and keeps trying.
+pub const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How to reach the other nodes.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The NATS server(s), e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: String,
+    /// Every subject starts with this (letters, digits, `-` and `_`), so that several
+    /// deployments (or test runs) can share one NATS server. Every node of a deployment uses
+    /// the same prefix.
+    pub subject_prefix: String,
+}
+
+/// Whether `prefix` can start a NATS subject: one token of letters, digits, `-` and `_`.
+pub fn valid_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What another node should read from the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hint {
+    /// A group has a new message at `seq`.
+    Message {
+        /// The group.
+        group: GroupId,
+        /// Its seq.
+        seq: u64,
+    },
+    /// A group's log has a new op at `seq` (0: the group was created).
+    Op {
+        /// The group.
+        group: GroupId,
+        /// The op's seq.
+        seq: u64,
+    },
+    /// A device has new inbox items.
+    Inbox {
+        /// The recipient.
+        device: DeviceId,
+        /// The items' ids.
+        ids: Vec<u64>,
+    },
+    /// A device list dropped the device: its connections close.
+    Unlinked {
+        /// The device.
+        device: DeviceId,
+    },
+    /// The user of a device published a new device list: the device gets it.
+    DeviceList {
+        /// A device the list names.
+        device: DeviceId,
+        /// Its user.
+        user: UserId,
+    },
+}
+
+impl Hint {
+    /// The subject and payload it is published as.
+    fn encode(&self, prefix: &str) -> (String, String) {
+        match self {
+            Hint::Message { group, seq } => (
+                format!("{prefix}.group.{}", hex::encode(group.0)),
+                format!("m:{seq}"),
+            ),
+            Hint::Op { group, seq } => (
+                format!("{prefix}.group.{}", hex::encode(group.0)),
+                format!("o:{seq}"),
+            ),
+            Hint::Inbox { device, ids } => {
+                let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+                (
+                    format!("{prefix}.device.{}", hex::encode(device.0)),
+                    format!("i:{}", ids.join(",")),
+                )
+            }
+            Hint::Unlinked { device } => (
+                format!("{prefix}.device.{}", hex::encode(device.0)),
+                "u".into(),
+            ),
+            Hint::DeviceList { device, user } => (
+                format!("{prefix}.device.{}", hex::encode(device.0)),
+                format!("l:{}", hex::encode(user.0)),
+            ),
+        }
+    }
+
+    /// Parses a hint heard on `subject`; `None` for anything malformed (ignored: the poll
+    /// covers whatever it might have named).
+    fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Option<Hint> {
+        let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
+        let (kind, id) = rest.split_once('.')?;
+        let payload = std::str::from_utf8(payload).ok()?;
+        match kind {
+            "group" => {
+                let group = GroupId(from_hex(id)?);
+                let (what, seq) = payload.split_once(':')?;
+                let seq = seq.parse().ok()?;
+                match what {
+                    "m" => Some(Hint::Message { group, seq }),
+                    "o" => Some(Hint::Op { group, seq }),
+                    _ => None,
+                }
+            }
+            "device" => {
+                let device = DeviceId(from_hex(id)?);
+                if payload == "u" {
+                    return Some(Hint::Unlinked { device });
+                }
+                let (what, rest) = payload.split_once(':')?;
+                match what {
+                    "i" => {
+                        let ids = rest
+                            .split(',')
+                            .take(confide_protocol::frames::MAX_SEALED_PER_FRAME)
+                            .map(str::parse)
+                            .collect::<Result<Vec<u64>, _>>()
+                            .ok()?;
+                        Some(Hint::Inbox { device, ids })
+                    }
+                    "l" => Some(Hint::DeviceList {
+                        device,
+                        user: UserId(from_hex(rest)?),
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An id from the hex in a subject or payload (ids are hex there: base64 may hold characters a
+/// subject must not).
+fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    hex::decode_to_slice(text, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct ClusterMetrics {
+    /// Hints published.
+    pub hints_published: AtomicU64,
+    /// Hints dropped because the publish queue was full (or NATS refused them).
+    pub hints_dropped: AtomicU64,
+    /// Hints heard from other nodes.
+    pub hints_heard: AtomicU64,
+    /// Messages another node stored that this node read and delivered.
+    pub messages_caught_up: AtomicU64,
+    /// Ops another node stored that this node read and applied.
+    pub ops_caught_up: AtomicU64,
+    /// Inbox items another node stored that this node read and delivered.
+    pub inbox_caught_up: AtomicU64,
+    /// Polls of every group.
+    pub polls: AtomicU64,
+}
+
+/// This node's link to the others.
+pub struct Cluster {
+    client: async_nats::Client,
+    prefix: String,
+    hints: mpsc::Sender<Hint>,
+    publish_queue: Mutex<Option<mpsc::Receiver<Hint>>>,
+    /// Groups to catch up, and what wakes the task that does it.
+    dirty: Mutex<HashSet<GroupId>>,
+    wake: Notify,
+    /// Set by NATS's connection events; read by `/healthz` and the poll.
+    connected: Arc<AtomicBool>,
+    /// Woken when NATS reconnects: catch up on everything at once.
+    reconnected: Arc<Notify>,
+    /// Counters.
+    pub metrics: ClusterMetrics,
+}
+
+impl Cluster {
+    /// Connects to NATS. The node starts even if NATS is unreachable (it keeps trying, and
+    /// delivers across nodes by polling meanwhile).
+    pub async fn connect(config: &ClusterConfig) -> Result<Cluster, String> {
+        if !valid_prefix(&config.subject_prefix) {
+            return Err(format!(
+                "the NATS subject prefix {:?} must be 1 to 64 letters, digits, '-' or '_'",
+                config.subject_prefix
+            ));
+        }
+        let connected = Arc::new(AtomicBool::new(false));
+        let reconnected = Arc::new(Notify::new());
+        let (events_connected, events_reconnected) = (connected.clone(), reconnected.clone());
+        let client = async_nats::ConnectOptions::new()
+            // A node needs no hint about its own writes: it delivered them itself.
+            .no_echo()
+            .retry_on_initial_connect()
+            .connection_timeout(NATS_CONNECT_TIMEOUT)
+            .event_callback(move |event| {
+                let (connected, reconnected) =
+                    (events_connected.clone(), events_reconnected.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("NATS connected");
+                            connected.store(true, Relaxed);
+                            reconnected.notify_one();
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!(
+                                "NATS disconnected: other nodes' messages arrive by polling until it is back"
+                            );
+                            connected.store(false, Relaxed);
+                        }
+                        other => tracing::debug!(event = %other, "NATS event"),
+                    }
+                }
+            })
+            .connect(config.nats_url.as_str())
+            .await
+            .map_err(|e| format!("cannot use NATS at {}: {e}", config.nats_url))?;
+        if client.connection_state() == async_nats::connection::State::Connected {
+            connected.store(true, Relaxed);
+        }
+        let (hints, queue) = mpsc::channel(HINT_QUEUE);
+        Ok(Cluster {
+            client,
+            prefix: config.subject_prefix.clone(),
+            hints,
+            publish_queue: Mutex::new(Some(queue)),
+            dirty: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+            connected,
+            reconnected,
+            metrics: ClusterMetrics::default(),
+        })
+    }
+
+    /// Whether NATS is connected now.
+    pub fn nats_connected(&self) -> bool {
+        self.connected.load(Relaxed)
+    }
+
+    /// Tells the other nodes (best effort, never waits): callable from any thread, the
+    /// writer's included.
+    pub fn hint(&self, hint: Hint) {
+        if self.hints.try_send(hint).is_err() {
+            self.metrics.hints_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The counters as Prometheus text.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let m = &self.metrics;
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "confide_cluster_hints_published_total",
+                "Hints published to other nodes.",
+                &m.hints_published,
+            ),
+            (
+                "confide_cluster_hints_dropped_total",
+                "Hints not published (queue full or NATS refused).",
+                &m.hints_dropped,
+            ),
+            (
+                "confide_cluster_hints_heard_total",
+                "Hints heard from other nodes.",
+                &m.hints_heard,
+            ),
+            (
+                "confide_cluster_messages_caught_up_total",
+                "Messages other nodes stored, read and delivered here.",
+                &m.messages_caught_up,
+            ),
+            (
+                "confide_cluster_ops_caught_up_total",
+                "Ops other nodes stored, read and applied here.",
+                &m.ops_caught_up,
+            ),
+            (
+                "confide_cluster_inbox_caught_up_total",
+                "Inbox items other nodes stored, read and delivered here.",
+                &m.inbox_caught_up,
+            ),
+            (
+                "confide_cluster_polls_total",
+                "Polls of every group.",
+                &m.polls,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP confide_cluster_nats_connected Whether NATS is connected.\n# TYPE confide_cluster_nats_connected gauge\nconfide_cluster_nats_connected {}",
+            u8::from(self.nats_connected())
+        );
+        out
+    }
+
+    /// Marks `group` for catching up.
+    fn mark(&self, group: GroupId) {
+        if let Ok(mut dirty) = self.dirty.lock() {
+            dirty.insert(group);
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Starts the cluster's tasks: publishing hints, hearing them, catching groups up, polling.
+/// They stop when `stop` turns true.
+pub fn start(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let Some(cluster) = shared.cluster.clone() else {
+        return Vec::new();
+    };
+    let mut tasks = Vec::new();
+    let queue = cluster.publish_queue.lock().ok().and_then(|mut q| q.take());
+    if let Some(queue) = queue {
+        tasks.push(tokio::spawn(publish(cluster.clone(), queue)));
+    }
+    tasks.push(tokio::spawn(listen(shared.clone(), cluster.clone())));
+    tasks.push(tokio::spawn(catch_up_loop(shared.clone(), cluster.clone())));
+    tasks.push(tokio::spawn(poll_loop(shared, cluster, stop)));
+    tasks
+}
+
+async fn publish(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Hint>) {
+    while let Some(hint) = queue.recv().await {
+        let (subject, payload) = hint.encode(&cluster.prefix);
+        // Buffered by the client while NATS is away; a refusal only delays delivery to the
+        // next poll.
+        match cluster.client.publish(subject, payload.into()).await {
+            Ok(()) => cluster.metrics.hints_published.fetch_add(1, Relaxed),
+            Err(_) => cluster.metrics.hints_dropped.fetch_add(1, Relaxed),
+        };
+    }
+}
+
+async fn listen(shared: Arc<Shared>, cluster: Arc<Cluster>) {
+    let subject = format!("{}.>", cluster.prefix);
+    // Subscriptions survive reconnections (the client renews them); retried only if the
+    // first request fails.
+    let mut subscriber = loop {
+        match cluster.client.subscribe(subject.clone()).await {
+            Ok(subscriber) => break subscriber,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to NATS yet; retrying");
+                tokio::time::sleep(POLL_WITHOUT_NATS).await;
+            }
+        }
+    };
+    while let Some(message) = subscriber.next().await {
+        cluster.metrics.hints_heard.fetch_add(1, Relaxed);
+        let Some(hint) = Hint::decode(&cluster.prefix, message.subject.as_str(), &message.payload)
+        else {
+            tracing::debug!("malformed cluster hint ignored");
+            continue;
+        };
+        match hint {
+            Hint::Message { group, seq } => {
+                let known = shared
+                    .groups
+                    .get(&group)
+                    .and_then(|entry| entry.try_lock().ok().map(|e| e.caught_up.clone()));
+                // Already delivered (or read by a catch-up meanwhile): nothing to read.
+                if known.is_some_and(|caught_up| caught_up.load(Relaxed) >= seq) {
+                    continue;
+                }
+                cluster.mark(group);
+            }
+            Hint::Op { group, .. } => cluster.mark(group),
+            Hint::Inbox { device, ids } => deliver_inbox(&shared, &cluster, &device, &ids),
+            Hint::Unlinked { device } => shared.hub.unlink(&device),
+            Hint::DeviceList { device, user } => deliver_list(&shared, &device, &user),
+        }
+    }
+}
+
+/// Delivers the inbox items `ids` of `device` (stored by another node) to its connections here.
+fn deliver_inbox(shared: &Shared, cluster: &Cluster, device: &DeviceId, ids: &[u64]) {
+    if !shared.hub.is_connected(device) {
+        return;
+    }
+    let Some(first) = ids.iter().min() else {
+        return;
+    };
+    let wanted: HashSet<u64> = ids.iter().copied().collect();
+    let after = first.saturating_sub(1);
+    // Items are stored in id order; the ones named are among the first `ids.len()` after the
+    // smallest, unless others (stored meanwhile, delivered by their own hints) lie between.
+    let items = match shared.storage.inbox(device, after, CATCH_UP_PAGE) {
+        Ok(items) => items,
+        Err(e) => {
+            crate::throttle::storage_error(&e);
+            return;
+        }
+    };
+    let items: Vec<_> = items
+        .into_iter()
+        .filter(|item| wanted.contains(&item.inbox_id))
+        .collect();
+    if items.is_empty() {
+        return;
+    }
+    cluster
+        .metrics
+        .inbox_caught_up
+        .fetch_add(items.len() as u64, Relaxed);
+    if let Some(frame) = crate::connection::serialize(&ServerFrame::Inbox { items }) {
+        shared.hub.deliver([device], &frame, None, &shared.metrics);
+    }
+}
+
+/// Delivers `user`'s current device list to `device`'s connections here.
+fn deliver_list(shared: &Shared, device: &DeviceId, user: &UserId) {
+    if !shared.hub.is_connected(device) {
+        return;
+    }
+    match shared.storage.device_list(user) {
+        Ok(Some(list)) => {
+            if let Some(frame) = crate::connection::serialize(&ServerFrame::DeviceList { list }) {
+                shared.hub.deliver([device], &frame, None, &shared.metrics);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => crate::throttle::storage_error(&e),
+    }
+}
+
+async fn catch_up_loop(shared: Arc<Shared>, cluster: Arc<Cluster>) {
+    loop {
+        cluster.wake.notified().await;
+        let groups: Vec<GroupId> = match cluster.dirty.lock() {
+            Ok(mut dirty) => dirty.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        for group in groups {
+            if let Err(e) = catch_up(&shared, &cluster, group).await {
+                crate::throttle::storage_error(&e);
+                // Tried again at the next poll.
+            }
+        }
+    }
+}
+
+/// Reads what other nodes stored in `group` since this node last looked — ops (applied to the
+/// group's state, so this node enforces them) and messages — and delivers it to this node's
+/// connections, in seq order.
+pub async fn catch_up(
+    shared: &Shared,
+    cluster: &Cluster,
+    group: GroupId,
+) -> Result<(), crate::storage::StorageError> {
+    let Some(entry) = shared.groups.get_or_load(shared.storage.as_ref(), &group)? else {
+        return Ok(());
+    };
+    let mut entry = entry.lock().await;
+    refresh(shared, &mut entry)?;
+    let caught_up = entry.caught_up.clone();
+    let devices = entry.devices.clone();
+    if !devices.iter().any(|d| shared.hub.is_connected(d)) {
+        // Nobody here to deliver to: only remember where the group stands (clients that
+        // connect here later sync by seq).
+        let last = shared.storage.last_seq(&group)?.0;
+        caught_up.fetch_max(last, Relaxed);
+        note_stored(&mut entry, last);
+        return Ok(());
+    }
+    loop {
+        let after = caught_up.load(Relaxed);
+        let page = shared.storage.messages(&group, Seq(after), CATCH_UP_PAGE)?;
+        let Some(last) = page.last().map(|m| m.seq.0) else {
+            break;
+        };
+        let full = page.len() == CATCH_UP_PAGE;
+        cluster
+            .metrics
+            .messages_caught_up
+            .fetch_add(page.len() as u64, Relaxed);
+        for message in page {
+            let frame = ServerFrame::Message {
+                group,
+                seq: message.seq,
+                received_at: message.received_at,
+                envelope: message.envelope,
+            };
+            if let Some(frame) = crate::connection::serialize(&frame) {
+                shared
+                    .hub
+                    .deliver(devices.iter(), &frame, None, &shared.metrics);
+            }
+        }
+        caught_up.fetch_max(last, Relaxed);
+        note_stored(&mut entry, last);
+        if !full {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// With a cluster, reads the ops other nodes appended to the group since this node last
+/// looked, applies those that verify and delivers them to this node's connections (removed
+/// devices too); does nothing on a node of its own. Called under the group's lock, before the
+/// node decides anything on the group's state that a client may have seen newer elsewhere.
+pub fn refresh(
+    shared: &Shared,
+    entry: &mut crate::groups::GroupEntry,
+) -> Result<(), crate::storage::StorageError> {
+    let Some(cluster) = &shared.cluster else {
+        return Ok(());
+    };
+    let group = entry.state.group();
+    let (ops, before) = entry.catch_up_ops(shared.storage.as_ref())?;
+    if ops.is_empty() {
+        return Ok(());
+    }
+    cluster
+        .metrics
+        .ops_caught_up
+        .fetch_add(ops.len() as u64, Relaxed);
+    let after = entry.devices.clone();
+    shared.groups.update_devices(group, &before, &after);
+    let removed: Vec<DeviceId> = before
+        .iter()
+        .filter(|d| !after.contains(d))
+        .copied()
+        .collect();
+    for (seq, op) in ops {
+        if let Some(frame) = crate::connection::serialize(&ServerFrame::Op { group, op, seq }) {
+            shared
+                .hub
+                .deliver(after.iter().chain(&removed), &frame, None, &shared.metrics);
+        }
+    }
+    Ok(())
+}
+
+/// Messages up to `last` are stored: this node's next post to the group goes after them (when
+/// none of its own posts is in flight, whose seqs were handed out already).
+fn note_stored(entry: &mut crate::groups::GroupEntry, last: u64) {
+    if entry.in_flight.with(|posts| posts.is_empty()) {
+        entry.next_seq = entry.next_seq.max(last.saturating_add(1));
+    }
+}
+
+async fn poll_loop(shared: Arc<Shared>, cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let interval = if cluster.nats_connected() {
+            POLL_WITH_NATS
+        } else {
+            POLL_WITHOUT_NATS
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cluster.reconnected.notified() => {}
+            _ = stop.changed() => return,
+        }
+        cluster.metrics.polls.fetch_add(1, Relaxed);
+        // Groups created elsewhere while no hint arrived.
+        match shared.storage.groups() {
+            Ok(all) => {
+                let known: HashMap<GroupId, ()> = shared
+                    .groups
+                    .all()
+                    .into_iter()
+                    .map(|(g, _)| (g, ()))
+                    .collect();
+                for group in all {
+                    if !known.contains_key(&group) {
+                        cluster.mark(group);
+                    }
+                }
+            }
+            Err(e) => crate::throttle::storage_error(&e),
+        }
+        for (group, _) in shared.groups.all() {
+            cluster.mark(group);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hint_reads_back_as_itself() {
+        let group = GroupId([7; 16]);
+        let device = DeviceId([9; 32]);
+        let user = UserId([3; 16]);
+        for hint in [
+            Hint::Message { group, seq: 12 },
+            Hint::Op { group, seq: 0 },
+            Hint::Inbox {
+                device,
+                ids: vec![4, 5, 900],
+            },
+            Hint::Unlinked { device },
+            Hint::DeviceList { device, user },
+        ] {
+            let (subject, payload) = hint.encode("confide-test");
+            assert_eq!(
+                Hint::decode("confide-test", &subject, payload.as_bytes()),
+                Some(hint)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_or_foreign_hints_are_ignored() {
+        let group = GroupId([7; 16]);
+        for (subject, payload) in [
+            (
+                format!("other.group.{}", hex::encode(group.0)),
+                "m:1".to_string(),
+            ),
+            (
+                format!("confide.group.{}", hex::encode(group.0)),
+                "m:x".into(),
+            ),
+            ("confide.group.nothex".into(), "m:1".into()),
+            (
+                format!("confide.group.{}", hex::encode(group.0)),
+                "z:1".into(),
+            ),
+            (
+                format!("confide.device.{}", hex::encode([1u8; 32])),
+                "i:1,,2".into(),
+            ),
+            ("confide".into(), "".into()),
+        ] {
+            assert_eq!(
+                Hint::decode("confide", &subject, payload.as_bytes()),
+                None,
+                "{subject} {payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes_are_single_subject_tokens() {
+        assert!(valid_prefix("confide-prod_1"));
+        assert!(!valid_prefix(""));
+        assert!(!valid_prefix("a.b"));
+        assert!(!valid_prefix("a*"));
+        assert!(!valid_prefix(&"a".repeat(65)));
+    }
+}

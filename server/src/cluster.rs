@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use confide_protocol::frames::ServerFrame;
 use confide_protocol::{DeviceId, GroupId, Seq, UserId};
 
+use crate::link::ChannelId;
 use crate::server::Shared;
 
 /// How often every node reads each group's new ops and messages while NATS works: the bound on
@@ -42,6 +43,9 @@ pub const HINT_QUEUE: usize = 65_536;
 pub const CATCH_UP_PAGE: usize = 256;
 /// How long to wait for NATS when connecting; the node starts either way and keeps trying.
 pub const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a `link_join` for a channel this node does not hold waits for the node that holds
+/// it to answer; no answer is `link_unknown`.
+pub const LINK_JOIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How to reach the other nodes.
 #[derive(Clone, Debug)]
@@ -99,11 +103,50 @@ pub enum Hint {
         /// Its user.
         user: UserId,
     },
+    /// A link channel's message for its party on the node `node` (PROTOCOL.md §3.7): the one
+    /// relay that carries bytes, opaque ones (sealed between the two devices).
+    LinkData {
+        /// The node of the party it is for.
+        node: String,
+        /// The channel.
+        channel: ChannelId,
+        /// The bytes, as the other party sent them.
+        data: Vec<u8>,
+    },
+    /// A link channel ended; its party on the node `node` is told.
+    LinkClosed {
+        /// The node of the party to tell.
+        node: String,
+        /// The channel.
+        channel: ChannelId,
+    },
 }
 
 impl Hint {
     /// The subject and payload it is published as.
-    fn encode(&self, prefix: &str) -> (String, String) {
+    fn encode(&self, prefix: &str) -> (String, Vec<u8>) {
+        match self {
+            Hint::LinkData {
+                node,
+                channel,
+                data,
+            } => (
+                format!("{prefix}.node.{node}.link-data.{}", hex::encode(channel)),
+                data.clone(),
+            ),
+            Hint::LinkClosed { node, channel } => (
+                format!("{prefix}.node.{node}.link-closed.{}", hex::encode(channel)),
+                Vec::new(),
+            ),
+            other => {
+                let (subject, payload) = other.encode_text(prefix);
+                (subject, payload.into_bytes())
+            }
+        }
+    }
+
+    /// The subject and payload of a hint that names ids only.
+    fn encode_text(&self, prefix: &str) -> (String, String) {
         match self {
             Hint::Message { group, seq } => (
                 format!("{prefix}.group.{}", hex::encode(group.0)),
@@ -128,6 +171,8 @@ impl Hint {
                 format!("{prefix}.device.{}", hex::encode(device.0)),
                 format!("l:{}", hex::encode(user.0)),
             ),
+            // Not text: encoded by `encode`.
+            Hint::LinkData { .. } | Hint::LinkClosed { .. } => (String::new(), String::new()),
         }
     }
 
@@ -136,6 +181,21 @@ impl Hint {
     fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Option<Hint> {
         let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
         let (kind, id) = rest.split_once('.')?;
+        if kind == "node" {
+            let (node, rest) = id.split_once('.')?;
+            let (what, channel) = rest.split_once('.')?;
+            let channel = from_hex(channel)?;
+            let node = node.to_string();
+            return match what {
+                "link-data" => Some(Hint::LinkData {
+                    node,
+                    channel,
+                    data: payload.to_vec(),
+                }),
+                "link-closed" => Some(Hint::LinkClosed { node, channel }),
+                _ => None,
+            };
+        }
         let payload = std::str::from_utf8(payload).ok()?;
         match kind {
             "group" => {
@@ -207,6 +267,8 @@ pub struct ClusterMetrics {
 pub struct Cluster {
     client: async_nats::Client,
     prefix: String,
+    /// This node's id (random at each start): link channels' messages are addressed to it.
+    node: String,
     hints: mpsc::Sender<Hint>,
     publish_queue: Mutex<Option<mpsc::Receiver<Hint>>>,
     /// Groups to catch up, and what wakes the task that does it.
@@ -265,9 +327,12 @@ impl Cluster {
             connected.store(true, Relaxed);
         }
         let (hints, queue) = mpsc::channel(HINT_QUEUE);
+        let mut node = [0u8; 8];
+        getrandom::fill(&mut node).map_err(|e| format!("no randomness for a node id: {e}"))?;
         Ok(Cluster {
             client,
             prefix: config.subject_prefix.clone(),
+            node: hex::encode(node),
             hints,
             publish_queue: Mutex::new(Some(queue)),
             dirty: Mutex::new(HashSet::new()),
@@ -347,6 +412,26 @@ impl Cluster {
         out
     }
 
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Asks the other nodes for `channel`: the id of the node that holds it and took this
+    /// node's connection as its joiner, or `None` if no node answers in time.
+    pub async fn link_join(&self, channel: &ChannelId) -> Option<String> {
+        let subject = format!("{}.link.{}", self.prefix, hex::encode(channel));
+        let asked = self
+            .client
+            .request(subject, self.node.clone().into_bytes().into());
+        let answer = tokio::time::timeout(LINK_JOIN_TIMEOUT, asked)
+            .await
+            .ok()?
+            .ok()?;
+        let node = std::str::from_utf8(&answer.payload).ok()?;
+        valid_prefix(node).then(|| node.to_string())
+    }
+
     /// Marks `group` for catching up.
     fn mark(&self, group: GroupId) {
         if let Ok(mut dirty) = self.dirty.lock() {
@@ -398,8 +483,13 @@ async fn listen(shared: Arc<Shared>, cluster: Arc<Cluster>) {
             }
         }
     };
+    let link_prefix = format!("{}.link.", cluster.prefix);
     while let Some(message) = subscriber.next().await {
         cluster.metrics.hints_heard.fetch_add(1, Relaxed);
+        if let Some(channel) = message.subject.as_str().strip_prefix(&link_prefix) {
+            answer_link_join(&shared, &cluster, channel, &message).await;
+            continue;
+        }
         let Some(hint) = Hint::decode(&cluster.prefix, message.subject.as_str(), &message.payload)
         else {
             tracing::debug!("malformed cluster hint ignored");
@@ -421,7 +511,73 @@ async fn listen(shared: Arc<Shared>, cluster: Arc<Cluster>) {
             Hint::Inbox { device, ids } => deliver_inbox(&shared, &cluster, &device, &ids),
             Hint::Unlinked { device } => shared.hub.unlink(&device),
             Hint::DeviceList { device, user } => deliver_list(&shared, &device, &user),
+            Hint::LinkData {
+                node,
+                channel,
+                data,
+            } if node == cluster.node => {
+                let Some((party, is_opener)) = shared.links.local_party(&channel) else {
+                    continue;
+                };
+                // The joiner's node checked the size of what an opener may send; this is what
+                // the opener's node must check of what its opener gets: nothing (the joiner
+                // may send a whole bundle). The other direction is bounded here again, in case
+                // the other node is of another version.
+                if !is_opener && data.len() > crate::config::MAX_LINK_DATA_FROM_OPENER {
+                    continue;
+                }
+                let frame = ServerFrame::LinkData {
+                    channel,
+                    data: Some(data),
+                };
+                if let Some(frame) = crate::connection::serialize(&frame) {
+                    party.deliver(&frame, &shared.metrics);
+                }
+            }
+            Hint::LinkClosed { node, channel } if node == cluster.node => {
+                shared.links.ended_elsewhere(&channel, &shared.metrics);
+            }
+            Hint::LinkData { .. } | Hint::LinkClosed { .. } => {}
         }
+    }
+}
+
+/// Another node asks for a link channel whose joiner connected there: if this node holds it,
+/// the joiner is recorded as on that node, the opener is told its peer arrived, and the answer
+/// names this node. Nodes that do not hold it stay silent (the asker takes the first answer).
+async fn answer_link_join(
+    shared: &Shared,
+    cluster: &Cluster,
+    channel: &str,
+    message: &async_nats::Message,
+) {
+    let (Some(channel), Some(reply)) = (from_hex::<32>(channel), &message.reply) else {
+        return;
+    };
+    let Some(node) = std::str::from_utf8(&message.payload)
+        .ok()
+        .filter(|node| valid_prefix(node))
+    else {
+        return;
+    };
+    let Ok(opener) = shared.links.join_from(&channel, node.to_string()) else {
+        return;
+    };
+    if cluster
+        .client
+        .publish(reply.clone(), cluster.node.clone().into_bytes().into())
+        .await
+        .is_err()
+    {
+        // The joiner's node will time out and refuse its joiner; end the channel here too.
+        shared.links.ended_elsewhere(&channel, &shared.metrics);
+        return;
+    }
+    if let Some(frame) = crate::connection::serialize(&ServerFrame::LinkData {
+        channel,
+        data: None,
+    }) {
+        opener.deliver(&frame, &shared.metrics);
     }
 }
 
@@ -647,12 +803,18 @@ mod tests {
             },
             Hint::Unlinked { device },
             Hint::DeviceList { device, user },
+            Hint::LinkData {
+                node: "0a1b".into(),
+                channel: [5; 32],
+                data: vec![0, 1, 2, 255],
+            },
+            Hint::LinkClosed {
+                node: "0a1b".into(),
+                channel: [6; 32],
+            },
         ] {
             let (subject, payload) = hint.encode("confide-test");
-            assert_eq!(
-                Hint::decode("confide-test", &subject, payload.as_bytes()),
-                Some(hint)
-            );
+            assert_eq!(Hint::decode("confide-test", &subject, &payload), Some(hint));
         }
     }
 

@@ -1102,11 +1102,24 @@ fn link_send(
             ),
         ));
     }
-    if let Some(frame) = serialize(&ServerFrame::LinkData {
-        channel,
-        data: Some(data),
-    }) {
-        peer.deliver(&frame, &shared.metrics);
+    match peer {
+        crate::link::Party::Local(peer) => {
+            if let Some(frame) = serialize(&ServerFrame::LinkData {
+                channel,
+                data: Some(data),
+            }) {
+                peer.deliver(&frame, &shared.metrics);
+            }
+        }
+        crate::link::Party::Remote(node) => {
+            if let Some(cluster) = &shared.cluster {
+                cluster.hint(crate::cluster::Hint::LinkData {
+                    node,
+                    channel,
+                    data,
+                });
+            }
+        }
     }
     reply(shared, handle, &ServerFrame::Ok { id });
     Ok(())
@@ -1352,7 +1365,24 @@ async fn handle_request(
             "link_open is for the device being linked, before it registers",
         )),
         ClientFrame::LinkJoin { id, channel } => {
-            let opener = shared.links.join(&channel, handle).map_err(link_reject)?;
+            let opener = match (shared.links.join(&channel, handle), &shared.cluster) {
+                (Ok(opener), _) => opener,
+                // The opener may have reached another node.
+                (Err(LinkRefusal::Unknown), Some(cluster)) => {
+                    // Recorded before asking: the opener may answer as soon as its node does.
+                    shared
+                        .links
+                        .joined_elsewhere(channel, handle, String::new());
+                    let Some(node) = cluster.link_join(&channel).await else {
+                        shared.links.forget_elsewhere(&channel);
+                        return Err(link_reject(LinkRefusal::Unknown));
+                    };
+                    shared.links.joined_elsewhere(channel, handle, node);
+                    reply(shared, handle, &ServerFrame::Ok { id });
+                    return Ok(());
+                }
+                (Err(refusal), _) => return Err(link_reject(refusal)),
+            };
             reply(shared, handle, &ServerFrame::Ok { id });
             if let Some(frame) = serialize(&ServerFrame::LinkData {
                 channel,

@@ -174,10 +174,7 @@ impl GroupEntry {
     /// verifies, as [`Groups::load`] does: returns the ops read, with their seqs, and the
     /// device set before them (for delivering them to removed devices too). Used with a
     /// cluster ([`crate::cluster`]); on one node nothing is ever stored behind its back.
-    pub fn catch_up_ops(
-        &mut self,
-        storage: &dyn Storage,
-    ) -> Result<CaughtUpOps, StorageError> {
+    pub fn catch_up_ops(&mut self, storage: &dyn Storage) -> Result<CaughtUpOps, StorageError> {
         let group = self.state.group();
         let before = self.devices.clone();
         let mut read = Vec::new();

@@ -2,9 +2,11 @@
 //! being linked (the opener, not yet authenticated) and an existing device of the user (the
 //! joiner).
 //!
-//! Channels live in this process's memory only: a cluster of servers needs them on a shared bus
-//! (the two devices may reach different servers), as it needs live deliveries there. A restart
-//! ends every channel; the devices start linking again.
+//! A channel lives in the memory of the node its opener reached. With several nodes
+//! ([`crate::cluster`]) the joiner may reach another node: that node asks the others over NATS
+//! which one holds the channel, and the two nodes relay the channel's messages to each other
+//! (PROTOCOL.md §10.6). A restart of the opener's node ends the channel; the devices start
+//! linking again.
 //!
 //! A channel ends when either party's connection closes, or `link_timeout` after it opened; the
 //! party still connected then gets `link_closed`.
@@ -33,12 +35,30 @@ pub enum LinkRefusal {
     Unknown,
 }
 
+/// The other party of a channel, as one node sees it.
+#[derive(Clone)]
+pub enum Party {
+    /// A connection on this node.
+    Local(ConnHandle),
+    /// A connection on another node of the cluster (its node id), reached through NATS.
+    Remote(String),
+}
+
+impl Party {
+    fn conn_id(&self) -> Option<u64> {
+        match self {
+            Party::Local(handle) => Some(handle.id),
+            Party::Remote(_) => None,
+        }
+    }
+}
+
 struct Channel {
     /// Tells this channel apart from a later one with the same id (for its expiry timer).
     generation: u64,
     address: AddressKey,
     opener: ConnHandle,
-    joiner: Option<ConnHandle>,
+    joiner: Option<Party>,
     /// The expiry timer, stopped when the channel ends earlier (else a peer opening and
     /// dropping channels in a loop would leave a sleeping task per channel for `link_timeout`).
     expiry: Option<tokio::task::AbortHandle>,
@@ -51,6 +71,9 @@ struct Inner {
     /// The channels each connection is a party of, so that a closing connection finds its own.
     by_conn: HashMap<u64, Vec<ChannelId>>,
     next_generation: u64,
+    /// Channels another node holds, joined by a connection here: the joiner, and the node of
+    /// the opener.
+    joined_elsewhere: HashMap<ChannelId, (ConnHandle, String)>,
 }
 
 impl Inner {
@@ -74,8 +97,8 @@ impl Inner {
             expiry.abort();
         }
         self.remove_party(channel.opener.id, id);
-        if let Some(joiner) = &channel.joiner {
-            self.remove_party(joiner.id, id);
+        if let Some(joiner) = channel.joiner.as_ref().and_then(Party::conn_id) {
+            self.remove_party(joiner, id);
         }
         if let Some(n) = self.per_address.get_mut(&channel.address) {
             *n = n.saturating_sub(1);
@@ -91,6 +114,28 @@ impl Inner {
 #[derive(Clone, Default)]
 pub struct Links {
     inner: Arc<Mutex<Inner>>,
+    /// The other nodes, if any: told when a channel one of them takes part in ends.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+/// Tells `to` that `channel` ended: `link_closed` to a connection here, or its node.
+fn tell_closed(
+    to: &Party,
+    channel: ChannelId,
+    cluster: Option<&crate::cluster::Cluster>,
+    metrics: &Metrics,
+) {
+    match to {
+        Party::Local(handle) => closed(handle, channel, metrics),
+        Party::Remote(node) => {
+            if let Some(cluster) = cluster {
+                cluster.hint(crate::cluster::Hint::LinkClosed {
+                    node: node.clone(),
+                    channel,
+                });
+            }
+        }
+    }
 }
 
 /// Sends `link_closed` for `channel` to `to`.
@@ -101,6 +146,14 @@ fn closed(to: &ConnHandle, channel: ChannelId, metrics: &Metrics) {
 }
 
 impl Links {
+    /// No channel open; channels may span the nodes of `cluster`.
+    pub fn new(cluster: Option<Arc<crate::cluster::Cluster>>) -> Links {
+        Links {
+            inner: Arc::default(),
+            cluster,
+        }
+    }
+
     /// Opens `channel` for the connection `opener` from `ip`; it expires after `timeout`
     /// (a timer task, so this must run on the tokio runtime).
     pub fn open(
@@ -160,7 +213,7 @@ impl Links {
             if let Some(c) = expired {
                 closed(&c.opener, channel, &metrics);
                 if let Some(joiner) = &c.joiner {
-                    closed(joiner, channel, &metrics);
+                    tell_closed(joiner, channel, links.cluster.as_deref(), &metrics);
                 }
             }
         });
@@ -185,7 +238,7 @@ impl Links {
         };
         match inner.channels.get_mut(channel) {
             Some(c) if c.joiner.is_none() && c.opener.id != joiner.id => {
-                c.joiner = Some(joiner.clone());
+                c.joiner = Some(Party::Local(joiner.clone()));
                 let opener = c.opener.clone();
                 inner.add_party(joiner.id, *channel);
                 Ok(opener)
@@ -194,46 +247,138 @@ impl Links {
         }
     }
 
+    /// A connection on the node `node` joins `channel`, which this node holds; returns the
+    /// opener, to be told that the peer arrived.
+    pub fn join_from(&self, channel: &ChannelId, node: String) -> Result<ConnHandle, LinkRefusal> {
+        let Ok(mut inner) = self.inner.lock() else {
+            return Err(LinkRefusal::Unknown);
+        };
+        match inner.channels.get_mut(channel) {
+            Some(c) if c.joiner.is_none() => {
+                c.joiner = Some(Party::Remote(node));
+                Ok(c.opener.clone())
+            }
+            _ => Err(LinkRefusal::Unknown),
+        }
+    }
+
+    /// `joiner`, a connection here, joined `channel`, which the node `node` holds.
+    pub fn joined_elsewhere(&self, channel: ChannelId, joiner: &ConnHandle, node: String) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner
+                .joined_elsewhere
+                .insert(channel, (joiner.clone(), node));
+            inner.add_party(joiner.id, channel);
+        }
+    }
+
+    /// Forgets a channel `joined_elsewhere` recorded (the node holding it did not answer).
+    pub fn forget_elsewhere(&self, channel: &ChannelId) {
+        if let Ok(mut inner) = self.inner.lock()
+            && let Some((joiner, _)) = inner.joined_elsewhere.remove(channel)
+        {
+            inner.remove_party(joiner.id, channel);
+        }
+    }
+
     /// The other party of `channel` for the connection `from`, and whether `from` opened it.
-    pub fn peer(&self, channel: &ChannelId, from: u64) -> Result<(ConnHandle, bool), LinkRefusal> {
+    pub fn peer(&self, channel: &ChannelId, from: u64) -> Result<(Party, bool), LinkRefusal> {
         let Ok(inner) = self.inner.lock() else {
             return Err(LinkRefusal::Unknown);
         };
+        if let Some((joiner, node)) = inner.joined_elsewhere.get(channel) {
+            return match joiner.id == from {
+                true => Ok((Party::Remote(node.clone()), false)),
+                false => Err(LinkRefusal::Unknown),
+            };
+        }
         let c = inner.channels.get(channel).ok_or(LinkRefusal::Unknown)?;
         let joiner = c.joiner.as_ref().ok_or(LinkRefusal::Unknown)?;
         if c.opener.id == from {
             Ok((joiner.clone(), true))
-        } else if joiner.id == from {
-            Ok((c.opener.clone(), false))
+        } else if joiner.conn_id() == Some(from) {
+            Ok((Party::Local(c.opener.clone()), false))
         } else {
             Err(LinkRefusal::Unknown)
+        }
+    }
+
+    /// The connection here that a message for `channel` from another node is for — the opener,
+    /// if the joiner is elsewhere, or the joiner, if the opener is — and whether it is the
+    /// opener (the other side's messages from the opener are limited in size).
+    pub fn local_party(&self, channel: &ChannelId) -> Option<(ConnHandle, bool)> {
+        let inner = self.inner.lock().ok()?;
+        if let Some((joiner, _)) = inner.joined_elsewhere.get(channel) {
+            return Some((joiner.clone(), false));
+        }
+        let c = inner.channels.get(channel)?;
+        matches!(c.joiner, Some(Party::Remote(_))).then(|| (c.opener.clone(), true))
+    }
+
+    /// The other node ended `channel` (its party left, or the channel expired there): ends it
+    /// here and tells the party here.
+    pub fn ended_elsewhere(&self, channel: &ChannelId, metrics: &Metrics) {
+        let party = {
+            let Ok(mut inner) = self.inner.lock() else {
+                return;
+            };
+            if let Some((joiner, _)) = inner.joined_elsewhere.remove(channel) {
+                inner.remove_party(joiner.id, channel);
+                Some(joiner)
+            } else if inner
+                .channels
+                .get(channel)
+                .is_some_and(|c| matches!(c.joiner, Some(Party::Remote(_))))
+            {
+                inner.remove(channel).map(|c| c.opener)
+            } else {
+                None
+            }
+        };
+        if let Some(party) = party {
+            closed(&party, *channel, metrics);
         }
     }
 
     /// The connection `conn` closed: ends every channel it is a party of and tells the other
     /// parties.
     pub fn connection_closed(&self, conn: u64, metrics: &Metrics) {
-        let ended: Vec<(ChannelId, Channel)> = {
+        // The channels held here that ended, and those joined elsewhere with their nodes.
+        let (ended, elsewhere) = {
             let Ok(mut inner) = self.inner.lock() else {
                 return;
             };
             let ids = inner.by_conn.remove(&conn).unwrap_or_default();
-            ids.into_iter()
-                .filter_map(|id| inner.remove(&id).map(|c| (id, c)))
-                .collect()
+            let mut elsewhere: Vec<(ChannelId, String)> = Vec::new();
+            let mut ended: Vec<(ChannelId, Channel)> = Vec::new();
+            for id in ids {
+                if let Some((_, node)) = inner.joined_elsewhere.remove(&id) {
+                    elsewhere.push((id, node));
+                } else if let Some(c) = inner.remove(&id) {
+                    ended.push((id, c));
+                }
+            }
+            (ended, elsewhere)
         };
+        let cluster = self.cluster.as_deref();
         for (id, c) in ended {
-            for party in std::iter::once(&c.opener).chain(c.joiner.as_ref()) {
-                if party.id != conn {
-                    closed(party, id, metrics);
+            let parties = std::iter::once(Party::Local(c.opener)).chain(c.joiner);
+            for party in parties {
+                if party.conn_id() != Some(conn) {
+                    tell_closed(&party, id, cluster, metrics);
                 }
             }
         }
+        for (id, node) in elsewhere {
+            tell_closed(&Party::Remote(node), id, cluster, metrics);
+        }
     }
 
-    /// How many channels are open (for tests and metrics).
+    /// How many channels are open here, held or joined (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.inner.lock().map_or(0, |i| i.channels.len())
+        self.inner
+            .lock()
+            .map_or(0, |i| i.channels.len() + i.joined_elsewhere.len())
     }
 
     /// Whether no channel is open.

@@ -250,7 +250,7 @@ pub async fn run(
             config.limits.max_device_updates_per_hour,
             crate::config::DEVICE_UPDATES_WINDOW,
         ),
-        links: crate::link::Links::default(),
+        links: crate::link::Links::new(cluster.clone()),
         limits: config.limits,
         storage: config.storage,
         writer,

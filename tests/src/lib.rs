@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cluster;
 pub mod evil;
 pub use evil::{EvilHandle, EvilServer, Verdict};
 

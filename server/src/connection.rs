@@ -2066,17 +2066,10 @@ async fn post_attempt(
         shared.writer.submit(Vec::new(), done).await;
         return Ok(());
     }
-    let user = match check_post(shared, &entry, s, &envelope) {
-        // Another node may have applied an op (a rekey, a join) this node has not heard of.
-        Err(reject)
-            if shared.cluster.is_some()
-                && matches!(reject.code, ErrorCode::StaleEpoch | ErrorCode::NotMember) =>
-        {
-            crate::cluster::refresh(shared, &mut entry).map_err(storage_reject)?;
-            check_post(shared, &entry, s, &envelope)?
-        }
-        checked => checked?,
-    };
+    // Checked against the newest stored log: another node may have appended an op (a removal,
+    // a mute, a rekey) that this node has not heard of yet. One read per post, with a cluster.
+    crate::cluster::refresh(shared, &mut entry).map_err(storage_reject)?;
+    let user = check_post(shared, &entry, s, &envelope)?;
     entry
         .refresh_next_seq(shared.storage.as_ref())
         .map_err(storage_reject)?;
@@ -2240,11 +2233,10 @@ async fn authorize_sealed(shared: &Shared, s: Session, item: &SealedPayload) -> 
     if item.kind == SealKind::OwnDevices {
         return authorize_own_devices(shared, s, item);
     }
-    let entry = shared
-        .groups
-        .get(&item.group)
-        .ok_or_else(|| Reject::new(ErrorCode::NoSuchGroup, "no such group"))?;
-    let entry = entry.lock().await;
+    let entry = group_entry(shared, &item.group)?;
+    let mut entry = entry.lock().await;
+    // Members as the newest stored log has them (another node may have added or removed one).
+    crate::cluster::refresh(shared, &mut entry).map_err(storage_reject)?;
     let recipient_member = entry.state.member_of_device(&item.recipient).is_some();
     let sender_member = entry.state.member_of_device(&s.device).is_some();
     let allowed = if item.kind == SealKind::JoinRequest {

@@ -143,12 +143,34 @@ impl TestServer {
         Self::launch_storage(data_dir, port, limits, use_tls, storage).await
     }
 
+    /// Starts one node of a cluster ([`confide_server::cluster`]): a server on `storage` (which
+    /// the other nodes share) that tells the others over NATS what it stores, with the TLS
+    /// certificate kept in `cert_dir` — the same for every node, as behind a load balancer.
+    pub async fn start_node(
+        cert_dir: &Path,
+        storage: Arc<dyn confide_server::Storage>,
+        cluster: confide_server::cluster::ClusterConfig,
+    ) -> TestServer {
+        Self::launch_cluster(cert_dir, 0, Limits::default(), true, storage, Some(cluster)).await
+    }
+
     async fn launch_storage(
         data_dir: &Path,
         port: u16,
         limits: Limits,
         use_tls: bool,
         storage: Arc<dyn confide_server::Storage>,
+    ) -> TestServer {
+        Self::launch_cluster(data_dir, port, limits, use_tls, storage, None).await
+    }
+
+    async fn launch_cluster(
+        data_dir: &Path,
+        port: u16,
+        limits: Limits,
+        use_tls: bool,
+        storage: Arc<dyn confide_server::Storage>,
+        cluster: Option<confide_server::cluster::ClusterConfig>,
     ) -> TestServer {
         let identity = TlsIdentity::dev(data_dir).unwrap();
         let pin = identity.fingerprint();
@@ -164,7 +186,7 @@ impl TestServer {
             tls,
             storage,
             metrics_listener: None,
-            cluster: None,
+            cluster,
         };
         let task = tokio::spawn(async move {
             confide_server::run(listener, config, async move {
@@ -477,17 +499,21 @@ impl RawClient {
     }
 
     /// Creates a group with this client as facilitator; returns the verified state.
-    pub async fn create_group(&mut self) -> GroupState {
-        let group = GroupId::random(&mut rng());
-        let genesis = Op::genesis(
-            group,
+    /// A genesis op of a new group with this device as its facilitator.
+    pub fn sign_genesis(&self) -> SignedOp {
+        Op::genesis(
+            GroupId::random(&mut rng()),
             self.identity.device_id(),
             now(),
             self.member_entry(),
             GroupSettings::default(),
         )
         .sign(&self.identity)
-        .unwrap();
+        .unwrap()
+    }
+
+    pub async fn create_group(&mut self) -> GroupState {
+        let genesis = self.sign_genesis();
         let reply = self
             .request(|id| ClientFrame::CreateGroup {
                 id,

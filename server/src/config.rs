@@ -441,6 +441,11 @@ pub struct FileConfig {
     pub link_timeout_ms: Option<u64>,
     pub max_link_frames: Option<u32>,
     pub max_link_channels_per_ip: Option<usize>,
+    /// Where data is stored: a PostgreSQL URL (`postgres://user@host:5432/confide` or
+    /// `postgresql://…`) for several server nodes sharing one database
+    /// ([`crate::storage::PostgresStorage`]). Without it, sled in `data_dir`. The `--storage`
+    /// flag wins.
+    pub storage: Option<String>,
     /// sled's page cache in bytes (default [`crate::storage::DEFAULT_CACHE_BYTES`]).
     pub storage_cache_bytes: Option<u64>,
     /// Bytes that must stay free on the database's disk for writes to go ahead (default
@@ -639,6 +644,15 @@ mod tests {
         let c = file.apply_to(Limits::default());
         assert_eq!(c.min_rekey_interval, Duration::from_secs(600));
         assert!(FileConfig::parse("rate_per_secnd = 5").is_err());
+    }
+
+    #[test]
+    fn a_config_file_can_name_a_postgresql_database() {
+        let file = FileConfig::parse("storage = \"postgres://confide@db/confide\"\n").unwrap();
+        assert_eq!(
+            file.storage.as_deref(),
+            Some("postgres://confide@db/confide")
+        );
     }
 
     #[test]

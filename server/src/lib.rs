@@ -39,6 +39,6 @@ pub mod writer;
 
 pub use config::{FileConfig, Limits};
 pub use server::{Config, ServerError, run};
-pub use storage::{SledStorage, Storage};
+pub use storage::{PostgresStorage, SledStorage, Storage};
 pub use tls::TlsIdentity;
 pub use web::{WebAssets, WebSettings};

@@ -2,13 +2,15 @@
 //! calls [`confide_server::run`].
 
 use anyhow::{Context as _, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use confide_server::storage::postgres::redacted_url;
 use confide_server::{
-    Config, FileConfig, Limits, SledStorage, TlsIdentity, WebAssets, WebSettings,
+    Config, FileConfig, Limits, PostgresStorage, SledStorage, Storage, TlsIdentity, WebAssets,
+    WebSettings,
 };
 
 /// Default address: loopback, so that a first run exposes nothing; set `--listen 0.0.0.0:7443`
@@ -34,9 +36,14 @@ const DB_SUBDIR: &str = "db";
     version,
     about,
     long_about,
-    verbatim_doc_comment
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    /// Something else than serving (serving needs no subcommand).
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address and port to accept websocket connections on.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
@@ -44,6 +51,18 @@ struct Args {
     /// Directory holding the database (and, with --dev, the development certificate).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+
+    /// Store data in this PostgreSQL database instead of sled in --data-dir, so that several
+    /// server nodes can share it: postgres://user@host:5432/database (or postgresql://). The
+    /// connection is not encrypted: keep the database on a private network or a unix socket.
+    /// Also read from CONFIDE_STORAGE, which keeps a password off the command line.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CONFIDE_STORAGE",
+        hide_env_values = true
+    )]
+    storage: Option<String>,
 
     /// PEM certificate chain for TLS (with --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -102,6 +121,22 @@ struct Args {
     web_relay: Option<String>,
 }
 
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Copy a stopped server's sled database into an empty PostgreSQL database, keeping every
+    /// seq, message id and inbox id, then check the copy. Stop the server first (sled's lock
+    /// refuses a database in use). One transaction: if it fails, nothing is left behind.
+    MigrateSled {
+        /// The stopped server's data directory (the database is in its db/ subdirectory).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The empty PostgreSQL database: postgres://user@host:5432/database.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+}
+
 fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -120,6 +155,9 @@ fn real_main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(Command::MigrateSled { data_dir, to }) = &args.command {
+        return migrate_sled(data_dir, to);
+    }
     let file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -155,8 +193,15 @@ fn real_main() -> anyhow::Result<()> {
         .clone()
         .or(file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let postgres = match args.storage.clone().or(file.storage.clone()) {
+        Some(url) => Some(postgres_url(url)?),
+        None => None,
+    };
+    // With PostgreSQL the data directory holds only the --dev certificate.
+    if postgres.is_none() || args.dev {
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+    }
 
     let web_dir = args.web_dir.clone().or(file.web_dir.clone());
     let assets = match &web_dir {
@@ -233,17 +278,31 @@ fn real_main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(async move {
-        let cache = file
-            .storage_cache_bytes
-            .unwrap_or(confide_server::storage::DEFAULT_CACHE_BYTES);
-        let min_free = file
-            .storage_min_free_bytes
-            .unwrap_or(confide_server::storage::DEFAULT_MIN_FREE_BYTES);
-        let storage = Arc::new(SledStorage::open_with(
-            &data_dir.join(DB_SUBDIR),
-            cache,
-            min_free,
-        )?);
+        let storage: Arc<dyn Storage> = match &postgres {
+            Some(url) => {
+                // Connecting blocks this thread until the database answers or its timeouts
+                // pass (the backend runs its queries on a runtime of its own); nothing else
+                // runs yet.
+                let storage = PostgresStorage::connect(url).with_context(|| {
+                    format!("connecting to PostgreSQL at {}", redacted_url(url))
+                })?;
+                println!("storage: PostgreSQL at {}", storage.name());
+                Arc::new(storage)
+            }
+            None => {
+                let cache = file
+                    .storage_cache_bytes
+                    .unwrap_or(confide_server::storage::DEFAULT_CACHE_BYTES);
+                let min_free = file
+                    .storage_min_free_bytes
+                    .unwrap_or(confide_server::storage::DEFAULT_MIN_FREE_BYTES);
+                Arc::new(SledStorage::open_with(
+                    &data_dir.join(DB_SUBDIR),
+                    cache,
+                    min_free,
+                )?)
+            }
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
@@ -280,6 +339,56 @@ fn real_main() -> anyhow::Result<()> {
     // storage call on a stuck disk must not keep the process from exiting either.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
     result
+}
+
+/// `url` if it names a PostgreSQL database; an error that does not repeat it otherwise (it may
+/// hold a password).
+fn postgres_url(url: String) -> anyhow::Result<String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url)
+    } else {
+        bail!(
+            "--storage (or `storage` in the config file) takes a PostgreSQL URL starting with \
+             postgres:// or postgresql://, such as postgres://confide@db.internal:5432/confide; \
+             without it, data is stored with sled in --data-dir"
+        )
+    }
+}
+
+/// `confide-server migrate-sled`: copies the sled database in `data_dir` into the empty
+/// PostgreSQL database at `to`, and prints what it copied.
+fn migrate_sled(data_dir: &std::path::Path, to: &str) -> anyhow::Result<()> {
+    let to = postgres_url(to.to_string())?;
+    let db = data_dir.join(DB_SUBDIR);
+    if !db.is_dir() {
+        bail!(
+            "no sled database in {}: --data-dir is the server's data directory (the one it \
+             was started with), which holds the database in {DB_SUBDIR}/",
+            data_dir.display()
+        );
+    }
+    let from = SledStorage::open(&db).with_context(|| {
+        format!(
+            "opening the sled database in {} (stop the server that uses it first)",
+            db.display()
+        )
+    })?;
+    let target = PostgresStorage::connect(&to)
+        .with_context(|| format!("connecting to PostgreSQL at {}", redacted_url(&to)))?;
+    println!(
+        "copying the sled database in {} into PostgreSQL at {}",
+        db.display(),
+        target.name()
+    );
+    let report = confide_server::storage::sled_to_postgres(&from, &target)
+        .with_context(|| format!("copying into {}", target.name()))?;
+    println!("{report}");
+    println!(
+        "checked: PostgreSQL holds exactly what was copied. Start the server with \
+         --storage {}",
+        target.name()
+    );
+    Ok(())
 }
 
 /// How long the process waits, after the server stopped, for runtime threads still blocked in

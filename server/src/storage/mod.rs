@@ -1,5 +1,7 @@
 //! Storage behind a trait, so that the relay logic does not know which database holds the data.
-//! [`SledStorage`] is the embedded default; a distributed backend implements the same trait.
+//! [`SledStorage`] is the embedded default; [`PostgresStorage`] lets several server nodes share
+//! one database. [`migrate`] copies a sled database into PostgreSQL, and [`test_database`] gives
+//! tests a fresh PostgreSQL database.
 //!
 //! Everything stored is ciphertext, signed group-log ops, public keys and metadata: the server has
 //! nothing else.
@@ -8,8 +10,13 @@
 //! disk (or returns an error, in which case the caller acknowledges none of them). Reads see
 //! committed writes.
 
+pub mod migrate;
+pub mod postgres;
 mod sled_store;
+pub mod test_database;
 
+pub use migrate::{MigrationReport, sled_to_postgres};
+pub use postgres::{PostgresOptions, PostgresStorage};
 pub use sled_store::{DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_BYTES, MIN_CACHE_BYTES, SledStorage};
 
 use confide_protocol::device_list::{IdentityKey, SignedDeviceList};

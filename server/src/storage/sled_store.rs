@@ -40,6 +40,7 @@ use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::path::Path;
 
+use super::migrate::Record;
 use super::{DeviceRecord, Storage, StorageError, Write};
 
 /// Bytes of sled's page cache, unless the config file says otherwise (`storage_cache_bytes`).
@@ -496,6 +497,170 @@ impl SledStorage {
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
             .map_err(|e: TransactionError<()>| self.fail(format!("{e:?}")))
+    }
+}
+
+/// The first `N` bytes of a key or value as an array, or a [`StorageError::Corrupt`].
+fn fixed<const N: usize>(tree: &'static str, bytes: &[u8]) -> Result<[u8; N], StorageError> {
+    bytes
+        .get(..N)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StorageError::Corrupt {
+            tree,
+            reason: format!("expected at least {N} bytes, found {}", bytes.len()),
+        })
+}
+
+/// The big-endian integer in the 8 bytes of `key` from `at`.
+fn key_u64(tree: &'static str, key: &[u8], at: usize) -> Result<u64, StorageError> {
+    be_u64(tree, key.get(at..).unwrap_or_default())
+}
+
+impl SledStorage {
+    /// Every record the database holds, with its stored bytes as they are, for copying the
+    /// database into another backend ([`super::migrate`]): devices, group heads, ops,
+    /// messages, inbox items with their shares, device lists (current, then every version),
+    /// identity keys and unlinked devices, each kind in key order.
+    ///
+    /// A group's head (its newest op, and its highest message seq ever used) is derived from
+    /// the `ops` and `last_seq` trees; ops or a message seq of a group without a genesis op
+    /// are reported as [`StorageError::Corrupt`] (the server never stores them).
+    pub fn export(&self) -> impl Iterator<Item = Result<Record, StorageError>> + '_ {
+        let devices = self.devices.iter().map(|entry| {
+            let (key, value) = entry.map_err(backend)?;
+            let record: DeviceRecord = decode("devices", &value)?;
+            Ok(Record::Device {
+                device: DeviceId(fixed("devices", &key)?),
+                user: record.user,
+                record: value.to_vec(),
+            })
+        });
+        let heads = std::iter::once(()).flat_map(move |()| match self.group_heads() {
+            Ok(heads) => heads.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        });
+        let ops = self.ops.iter().map(|entry| {
+            let (key, value) = entry.map_err(backend)?;
+            Ok(Record::Op {
+                group: GroupId(fixed("ops", &key)?),
+                seq: key_u64("ops", &key, 16)?,
+                op: value.to_vec(),
+            })
+        });
+        let messages = self.messages.iter().map(|entry| {
+            let (key, value) = entry.map_err(backend)?;
+            let message: StoredMessage = decode("messages", &value)?;
+            Ok(Record::Message {
+                group: GroupId(fixed("messages", &key)?),
+                seq: key_u64("messages", &key, 16)?,
+                message_id: message.envelope.message_id(),
+                record: value.to_vec(),
+            })
+        });
+        let inbox = self.inbox.iter().map(|entry| {
+            let (key, value) = entry.map_err(backend)?;
+            let shares = match self.inbox_share_of.get(&key).map_err(backend)? {
+                Some(shares) => shares
+                    .chunks_exact(32)
+                    .map(|share| fixed("inbox_share_of", share).map(DeviceId))
+                    .collect::<Result<Vec<_>, _>>()?,
+                // Stored by an older server: counts towards no share.
+                None => Vec::new(),
+            };
+            Ok(Record::Inbox {
+                device: DeviceId(fixed("inbox", &key)?),
+                inbox_id: key_u64("inbox", &key, 32)?,
+                shares,
+                record: value.to_vec(),
+            })
+        });
+        let device_lists = self.device_lists.iter().map(|entry| {
+            let (key, value) = entry.map_err(backend)?;
+            Ok(Record::DeviceList {
+                user: UserId(fixed("device_lists", &key)?),
+                list: value.to_vec(),
+            })
+        });
+        let history = self.device_list_history.iter().map(|entry| {
+            let (key, value) = entry.map_err(backend)?;
+            Ok(Record::DeviceListVersion {
+                user: UserId(fixed("device_list_history", &key)?),
+                version: key_u64("device_list_history", &key, 16)?,
+                list: value.to_vec(),
+            })
+        });
+        let identities = self.identities.iter().map(|entry| {
+            let (key, value) = entry.map_err(backend)?;
+            Ok(Record::Identity {
+                identity: IdentityKey(fixed("identities", &key)?),
+                user: user_id("identities", &value)?,
+            })
+        });
+        let unlinked = self.unlinked.iter().map(|entry| {
+            let (key, value) = entry.map_err(backend)?;
+            Ok(Record::Unlinked {
+                device: DeviceId(fixed("unlinked", &key)?),
+                user: user_id("unlinked", &value)?,
+            })
+        });
+        devices
+            .chain(heads)
+            .chain(ops)
+            .chain(messages)
+            .chain(inbox)
+            .chain(device_lists)
+            .chain(history)
+            .chain(identities)
+            .chain(unlinked)
+    }
+
+    /// Every group with a genesis op, with its newest op's seq and its highest message seq.
+    fn group_heads(&self) -> Result<Vec<Record>, StorageError> {
+        // Keys are group ‖ seq, in order: a group's last key holds its newest op.
+        let mut heads: Vec<(GroupId, bool, u64)> = Vec::new();
+        for key in self.ops.iter().keys() {
+            let key = key.map_err(backend)?;
+            let group = GroupId(fixed("ops", &key)?);
+            let seq = key_u64("ops", &key, 16)?;
+            match heads.last_mut() {
+                Some((last, _, newest)) if *last == group => *newest = seq,
+                _ => heads.push((group, seq == 0, seq)),
+            }
+        }
+        let mut out = Vec::with_capacity(heads.len());
+        for (group, genesis, last_op_seq) in heads {
+            if !genesis {
+                return Err(StorageError::Corrupt {
+                    tree: "ops",
+                    reason: format!("group {} has ops but no genesis op", hex::encode(group.0)),
+                });
+            }
+            out.push(Record::GroupHead {
+                group,
+                last_op_seq,
+                last_msg_seq: self.last_seq(&group)?.0,
+            });
+        }
+        let with_genesis: std::collections::HashSet<GroupId> = out
+            .iter()
+            .filter_map(|head| match head {
+                Record::GroupHead { group, .. } => Some(*group),
+                _ => None,
+            })
+            .collect();
+        for key in self.last_seq.iter().keys() {
+            let group = GroupId(fixed("last_seq", &key.map_err(backend)?)?);
+            if !with_genesis.contains(&group) {
+                return Err(StorageError::Corrupt {
+                    tree: "last_seq",
+                    reason: format!(
+                        "group {} has messages but no genesis op",
+                        hex::encode(group.0)
+                    ),
+                });
+            }
+        }
+        Ok(out)
     }
 }
 

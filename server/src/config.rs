@@ -446,6 +446,11 @@ pub struct FileConfig {
     /// ([`crate::storage::PostgresStorage`]). Without it, sled in `data_dir`. The `--storage`
     /// flag wins.
     pub storage: Option<String>,
+    /// The NATS server of a deployment of several nodes ([`crate::cluster`]); needs `storage`.
+    /// The `--nats` flag wins.
+    pub nats: Option<String>,
+    /// The deployment's NATS subject prefix (default `confide`). The `--nats-prefix` flag wins.
+    pub nats_prefix: Option<String>,
     /// sled's page cache in bytes (default [`crate::storage::DEFAULT_CACHE_BYTES`]).
     pub storage_cache_bytes: Option<u64>,
     /// Bytes that must stay free on the database's disk for writes to go ahead (default

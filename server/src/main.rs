@@ -18,6 +18,8 @@ use confide_server::{
 const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 /// Default data directory, relative to the working directory.
 const DEFAULT_DATA_DIR: &str = "./confide-data";
+/// The NATS subject prefix when none is set.
+const DEFAULT_NATS_PREFIX: &str = "confide";
 /// Sled's database lives in this subdirectory of the data directory.
 const DB_SUBDIR: &str = "db";
 
@@ -63,6 +65,17 @@ struct Args {
         hide_env_values = true
     )]
     storage: Option<String>,
+
+    /// Run as one of several nodes sharing the --storage database: tell the other nodes over
+    /// this NATS server what this one stores, and hear what they store (nats://host:4222).
+    /// Needs --storage. Without it the node assumes it is the only one.
+    #[arg(long, value_name = "URL", requires = "storage")]
+    nats: Option<String>,
+
+    /// The NATS subject prefix of this deployment (the same on every node; letters, digits, '-'
+    /// and '_'), so that several deployments can share one NATS server.
+    #[arg(long, value_name = "PREFIX", requires = "nats")]
+    nats_prefix: Option<String>,
 
     /// PEM certificate chain for TLS (with --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -195,6 +208,29 @@ fn real_main() -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let postgres = match args.storage.clone().or(file.storage.clone()) {
         Some(url) => Some(postgres_url(url)?),
+        None => None,
+    };
+    let cluster = match args.nats.clone().or(file.nats.clone()) {
+        Some(nats_url) => {
+            if postgres.is_none() {
+                bail!(
+                    "--nats (or `nats` in the config file) joins nodes that share one database: \
+                     it needs --storage postgres://…"
+                );
+            }
+            let subject_prefix = args
+                .nats_prefix
+                .clone()
+                .or(file.nats_prefix.clone())
+                .unwrap_or_else(|| DEFAULT_NATS_PREFIX.into());
+            if !confide_server::cluster::valid_prefix(&subject_prefix) {
+                bail!("--nats-prefix {subject_prefix:?}: use 1 to 64 letters, digits, '-' or '_'");
+            }
+            Some(confide_server::cluster::ClusterConfig {
+                nats_url,
+                subject_prefix,
+            })
+        }
         None => None,
     };
     // With PostgreSQL the data directory holds only the --dev certificate.
@@ -330,7 +366,7 @@ fn real_main() -> anyhow::Result<()> {
             tls,
             storage,
             metrics_listener,
-            cluster: None,
+            cluster,
         };
         confide_server::run(listener, config, shutdown_signal()).await?;
         Ok(())

@@ -120,8 +120,11 @@ fn a_storage_flag_that_is_not_a_postgresql_url_is_refused_without_repeating_it()
 }
 
 #[test]
-fn a_server_on_postgresql_answers_health_checks_and_stores_registrations() {
-    let (url, _db) = fresh_database();
+fn a_node_on_postgresql_and_nats_answers_health_checks_and_stores_registrations() {
+    let (url, db) = fresh_database();
+    let nats =
+        std::env::var("CONFIDE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let prefix = format!("confide-test-{}", std::process::id());
     let cwd = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args([
@@ -132,6 +135,10 @@ fn a_server_on_postgresql_answers_health_checks_and_stores_registrations() {
             "127.0.0.1:0",
             "--storage",
             &url,
+            "--nats",
+            &nats,
+            "--nats-prefix",
+            &prefix,
         ])
         .current_dir(cwd.path())
         .stdout(Stdio::piped())
@@ -160,16 +167,28 @@ fn a_server_on_postgresql_answers_health_checks_and_stores_registrations() {
         .unwrap();
     runtime.block_on(async {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut http = tokio::net::TcpStream::connect(metrics.as_deref().unwrap())
-            .await
-            .unwrap();
-        http.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut body = String::new();
-        http.read_to_string(&mut body).await.unwrap();
+        let metrics = metrics.as_deref().unwrap();
+        let health = || async {
+            let mut http = tokio::net::TcpStream::connect(metrics).await.unwrap();
+            http.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut body = String::new();
+            http.read_to_string(&mut body).await.unwrap();
+            body
+        };
+        // NATS connects in the background: wait for it (a hang fails the test).
+        let mut body = health().await;
+        for _ in 0..400 {
+            if body.contains("nats: connected") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            body = health().await;
+        }
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-        assert!(body.ends_with("ok\n"), "{body}");
+        assert!(body.contains("storage: ok (PostgreSQL at "), "{body}");
+        assert!(body.contains("nats: connected"), "{body}");
 
         let (reply, conn) = common::register(&format!("ws://{address}")).await;
         assert!(
@@ -177,6 +196,15 @@ fn a_server_on_postgresql_answers_health_checks_and_stores_registrations() {
             "{reply:?}"
         );
         conn.close().await;
+        // The registration is in the database, not in a sled directory.
+        let pg = PostgresStorage::connect(&url).unwrap();
+        assert_eq!(pg.counts().unwrap().devices, 1);
+        drop(pg);
+        // The database goes away: the node says so, for the balancer to take it out.
+        drop(db);
+        let body = health().await;
+        assert!(body.starts_with("HTTP/1.1 503"), "{body}");
+        assert!(body.contains("storage: unavailable"), "{body}");
     });
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -184,8 +212,5 @@ fn a_server_on_postgresql_answers_health_checks_and_stores_registrations() {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
-    // The registration is in the database, not in a sled directory.
-    let pg = PostgresStorage::connect(&url).unwrap();
-    assert_eq!(pg.counts().unwrap().devices, 1);
     assert!(!cwd.path().join("confide-data").exists());
 }

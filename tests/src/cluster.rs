@@ -202,7 +202,12 @@ impl PrivatePostgres {
     pub fn create_database(&self, name: &str) {
         let admin = self.url("postgres");
         let status = std::process::Command::new("psql")
-            .args([admin.as_str(), "-q", "-c", &format!("CREATE DATABASE {name}")])
+            .args([
+                admin.as_str(),
+                "-q",
+                "-c",
+                &format!("CREATE DATABASE {name}"),
+            ])
             .status()
             .expect("psql (Debian package postgresql-client)");
         assert!(status.success(), "CREATE DATABASE {name} failed");
@@ -211,7 +216,10 @@ impl PrivatePostgres {
     /// Stops it (a fast shutdown: connections are cut, as in a restart).
     pub fn stop(&mut self) {
         let data = self.dir.path().join("data");
-        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
         self.running = false;
     }
 
@@ -340,9 +348,21 @@ impl ProcessCluster {
         for _ in 0..n {
             let port = free_port();
             let child = std::process::Command::new(server_binary())
-                .args(["--dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+                .args([
+                    "--dev",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--data-dir",
+                ])
                 .arg(dir.path())
-                .args(["--storage", database, "--nats", nats, "--nats-prefix", &prefix])
+                .args([
+                    "--storage",
+                    database,
+                    "--nats",
+                    nats,
+                    "--nats-prefix",
+                    &prefix,
+                ])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()

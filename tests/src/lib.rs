@@ -512,6 +512,7 @@ impl RawClient {
         .unwrap()
     }
 
+    /// Creates a group with this client as facilitator; returns the verified state.
     pub async fn create_group(&mut self) -> GroupState {
         let genesis = self.sign_genesis();
         let reply = self

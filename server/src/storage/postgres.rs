@@ -869,6 +869,11 @@ impl PostgresStorage {
 
     /// Whether the database answers `SELECT 1` within [`HEALTH_TIMEOUT`] (for health checks).
     pub fn healthy(&self) -> bool {
+        self.check_health().is_ok()
+    }
+
+    /// `SELECT 1` within [`HEALTH_TIMEOUT`], or why not.
+    fn check_health(&self) -> Result<(), StorageError> {
         let pool = self.pool.clone();
         let name: Arc<str> = self.name.clone();
         self.run(HEALTH_TIMEOUT, async move {
@@ -877,7 +882,6 @@ impl PostgresStorage {
                 tokio::time::timeout(HEALTH_TIMEOUT, client.simple_query("SELECT 1")).await;
             settle(client, outcome, HEALTH_TIMEOUT).map(|_| ())
         })
-        .is_ok()
     }
 
     /// Network round trips made so far by queries and commits (a pipelined commit is one;
@@ -1034,6 +1038,11 @@ impl Drop for PostgresStorage {
 }
 
 impl Storage for PostgresStorage {
+    fn health(&self) -> Result<String, StorageError> {
+        self.check_health()?;
+        Ok(format!("PostgreSQL at {}", self.name))
+    }
+
     fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
         if batch.is_empty() {
             return Ok(());

@@ -53,6 +53,20 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), confide_server::ServerError>>>,
     _tmp: Option<tempfile::TempDir>,
+    /// The PostgreSQL database the server stores in, when the suite runs on PostgreSQL
+    /// ([`TEST_STORAGE_VAR`]); dropped with the last server on it.
+    database: Option<Arc<confide_server::storage::test_database::TestDatabase>>,
+}
+
+/// Set to `postgres` to run the end-to-end suite on PostgreSQL instead of sled: every server a
+/// test starts gets a fresh database (from `CONFIDE_TEST_POSTGRES`, see
+/// [`confide_server::storage::test_database`]) and keeps it across restarts. Tests about the
+/// embedded database itself (its files, a full or failing disk) stay on sled.
+pub const TEST_STORAGE_VAR: &str = "CONFIDE_TEST_STORAGE";
+
+/// Whether this run of the suite stores on PostgreSQL ([`TEST_STORAGE_VAR`]).
+pub fn on_postgres() -> bool {
+    std::env::var(TEST_STORAGE_VAR).is_ok_and(|v| v == "postgres")
 }
 
 impl TestServer {
@@ -68,6 +82,56 @@ impl TestServer {
         let mut server = Self::launch(&data_dir, 0, limits).await;
         server._tmp = Some(tmp);
         server
+    }
+
+    /// Starts a server on sled whatever [`TEST_STORAGE_VAR`] says: for tests that rewrite
+    /// stored records in place, as someone with the server's disk could (PostgreSQL's
+    /// conditional appends refuse to put a record at a seq already taken).
+    pub async fn start_on_sled() -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().to_path_buf();
+        let mut server = Self::launch_inner(&data_dir, 0, Limits::default(), true, None).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// The stopped server's storage, opened again (sled in its data directory, or its
+    /// PostgreSQL database), to read what it stored or write to it as someone with access to it.
+    pub fn open_storage(&self) -> Arc<dyn confide_server::Storage> {
+        match &self.database {
+            Some(database) => {
+                Arc::new(confide_server::storage::PostgresStorage::connect(database.url()).unwrap())
+            }
+            None => Arc::new(SledStorage::open(&self.data_dir.join("db")).unwrap()),
+        }
+    }
+
+    /// Every byte the server keeps, by place: the files of its data directory, and on
+    /// PostgreSQL every table of its database.
+    pub fn stored_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut places: Vec<(String, Vec<u8>)> = read_tree(&self.data_dir)
+            .into_iter()
+            .map(|(p, b)| (p.display().to_string(), b))
+            .collect();
+        if let Some(database) = &self.database {
+            // Every table as PostgreSQL's binary COPY format, which holds each value's bytes
+            // as they are (a text dump would show binary columns as hex and hide them from a
+            // search).
+            let psql = |sql: &str| {
+                let out = std::process::Command::new("psql")
+                    .args([database.url(), "-XAtq", "-c", sql])
+                    .output()
+                    .expect("psql (Debian package postgresql-client)");
+                assert!(out.status.success(), "psql {sql}: {out:?}");
+                out.stdout
+            };
+            let tables = psql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'");
+            for table in String::from_utf8(tables).unwrap().lines() {
+                let rows = psql(&format!("COPY public.{table} TO STDOUT (FORMAT binary)"));
+                places.push((format!("database table {table}"), rows));
+            }
+        }
+        places
     }
 
     /// Starts a server with plain websockets (loopback only), so tests can see exactly the
@@ -110,7 +174,29 @@ impl TestServer {
     }
 
     async fn launch_with(data_dir: &Path, port: u16, limits: Limits, use_tls: bool) -> TestServer {
+        if on_postgres() {
+            let database = confide_server::storage::test_database::try_fresh_database()
+                .unwrap_or_else(|e| {
+                    panic!("{TEST_STORAGE_VAR}=postgres, but PostgreSQL is not reachable: {e}")
+                });
+            return Self::launch_postgres(data_dir, port, limits, use_tls, Arc::new(database))
+                .await;
+        }
         Self::launch_inner(data_dir, port, limits, use_tls, None).await
+    }
+
+    async fn launch_postgres(
+        data_dir: &Path,
+        port: u16,
+        limits: Limits,
+        use_tls: bool,
+        database: Arc<confide_server::storage::test_database::TestDatabase>,
+    ) -> TestServer {
+        let storage = confide_server::storage::PostgresStorage::connect(database.url()).unwrap();
+        let mut server =
+            Self::launch_storage(data_dir, port, limits, use_tls, Arc::new(storage)).await;
+        server.database = Some(database);
+        server
     }
 
     /// Starts a server whose data lives in `data_dir` (for example a small filesystem the test
@@ -207,6 +293,7 @@ impl TestServer {
             stop: Some(stop_tx),
             task: Some(task),
             _tmp: None,
+            database: None,
         }
     }
 
@@ -233,6 +320,19 @@ impl TestServer {
     pub async fn restart(&mut self) {
         self.stop().await;
         let tmp = self._tmp.take();
+        if let Some(database) = self.database.take() {
+            let tls = self.url.starts_with("wss://");
+            *self = Self::launch_postgres(
+                &self.data_dir,
+                self.port,
+                self.limits.clone(),
+                tls,
+                database,
+            )
+            .await;
+            self._tmp = tmp;
+            return;
+        }
         // sled releases its file lock when the last handle drops; retry briefly until it has.
         let mut next = None;
         for _ in 0..100 {

@@ -152,11 +152,15 @@ async fn the_server_and_the_wire_never_see_plaintext_or_private_keys() {
         "the proxy saw the traffic"
     );
     let mut places: Vec<(String, Vec<u8>)> = vec![("wire".into(), wire)];
-    places.extend(
-        read_tree(&server.data_dir)
-            .into_iter()
-            .map(|(p, b)| (p.display().to_string(), b)),
+    let stored = server.stored_bytes();
+    // The search looks at the right bytes: what the server must keep (the pseudonyms) is there.
+    assert!(
+        stored
+            .iter()
+            .any(|(_, bytes)| contains(bytes, b"\"display_name\":\"Alice\"")),
+        "the server's stored records were read"
     );
+    places.extend(stored);
     // The clients' own stores are encrypted at rest too.
     for u in &users {
         places.extend(
@@ -251,10 +255,10 @@ async fn a_removed_member_reads_nothing_new_and_a_joiner_reads_nothing_old() {
 
     // Take every ciphertext the server stores.
     server.stop().await;
-    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
-    let stored =
-        confide_server::Storage::messages(&storage, &group, confide_protocol::Seq(0), 1000)
-            .unwrap();
+    let storage = server.open_storage();
+    let stored = storage
+        .messages(&group, confide_protocol::Seq(0), 1000)
+        .unwrap();
     drop(storage);
     assert_eq!(stored.len(), 4);
     // #1 was sent before the removal, #2 and #3 after it, #4 after Dan joined.
@@ -305,8 +309,8 @@ async fn a_ghost_member_slipped_into_storage_is_rejected_by_every_client() {
 
     // Someone with access to the server's disk writes an `add` of a ghost, signed by the ghost.
     let ghost = confide_protocol::DeviceIdentity::generate(&mut confide_tests::rng());
-    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
-    let ops = confide_server::Storage::ops(&storage, &group, 0, 1000).unwrap();
+    let storage = server.open_storage();
+    let ops = storage.ops(&group, 0, 1000).unwrap();
     let mut state = confide_protocol::group_log::verify_log(&ops).unwrap();
     let entry = MemberEntry {
         user: confide_protocol::UserId([0x66; 16]),
@@ -331,15 +335,13 @@ async fn a_ghost_member_slipped_into_storage_is_rejected_by_every_client() {
         state.apply(&forged).is_err(),
         "the forgery really is invalid"
     );
-    confide_server::Storage::commit(
-        &storage,
-        &[confide_server::storage::Write::Op {
+    storage
+        .commit(&[confide_server::storage::Write::Op {
             group,
             seq: ops.len() as u64,
             op: forged,
-        }],
-    )
-    .unwrap();
+        }])
+        .unwrap();
     drop(storage);
     server.restart().await;
 
@@ -364,8 +366,8 @@ async fn a_ghost_member_slipped_into_storage_is_rejected_by_every_client() {
             .unwrap();
     }
     server.stop().await;
-    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
-    let ghost_inbox = confide_server::Storage::inbox(&storage, &ghost.device_id(), 0, 100).unwrap();
+    let storage = server.open_storage();
+    let ghost_inbox = storage.inbox(&ghost.device_id(), 0, 100).unwrap();
     assert!(
         ghost_inbox.is_empty(),
         "no sender key was ever sealed to the ghost"
@@ -375,7 +377,8 @@ async fn a_ghost_member_slipped_into_storage_is_rejected_by_every_client() {
 #[tokio::test]
 async fn tampered_and_replayed_envelopes_are_rejected_and_the_conversation_goes_on() {
     use confide_server::storage::Write;
-    let mut server = TestServer::start().await;
+    // Rewrites a stored message in place.
+    let mut server = TestServer::start_on_sled().await;
     let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     users[0].client.send_text(group, "one", None).await.unwrap();
     users[1].wait_history(group, 1).await;

@@ -80,7 +80,8 @@ async fn a_group_someone_else_adds_you_to_is_held_until_you_accept() {
 /// Review finding 2: a removed member's old-epoch message slipped in later was shown.
 #[tokio::test]
 async fn a_removed_members_old_epoch_message_slipped_in_later_is_refused() {
-    let mut server = TestServer::start().await;
+    // Moves a stored message in place.
+    let mut server = TestServer::start_on_sled().await;
     let (mut users, group) =
         users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
     users[0]
@@ -152,7 +153,8 @@ async fn a_removed_members_old_epoch_message_slipped_in_later_is_refused() {
 /// Review finding 6: a forged copy delivered first made the genuine message a "replay".
 #[tokio::test]
 async fn a_forged_copy_does_not_get_the_genuine_message_refused() {
-    let mut server = TestServer::start().await;
+    // Rewrites a stored message in place.
+    let mut server = TestServer::start_on_sled().await;
     let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
     users[0]
         .client
@@ -303,15 +305,11 @@ async fn every_inbox_item_is_acknowledged_so_nothing_piles_up() {
     users[0].go_offline().await;
     drop(raw);
     server.stop().await;
-    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let storage = server.open_storage();
     let alice_device = DeviceIdentity::from_secrets(&users[0].secret)
         .unwrap()
         .device_id();
-    assert!(
-        confide_server::Storage::inbox(&storage, &alice_device, 0, 100)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(storage.inbox(&alice_device, 0, 100).unwrap().is_empty());
 }
 
 /// The invite's secret, read from its link as anyone holding the link can.

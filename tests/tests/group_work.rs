@@ -635,11 +635,7 @@ async fn the_safety_plan_and_hidden_topics_stay_private_and_reach_a_new_device()
     // What the server sees (the wire and its data directory) does not even name them; the
     // devices' own stores (whose tree names are in the clear) hold them encrypted only.
     let mut places: Vec<(String, Vec<u8>, bool)> = vec![("wire".into(), wire, true)];
-    places.extend(
-        read_tree(&server.data_dir)
-            .into_iter()
-            .map(|(p, b)| (p.display().to_string(), b, true)),
-    );
+    places.extend(server.stored_bytes().into_iter().map(|(p, b)| (p, b, true)));
     for dir in users.iter().map(|u| u.dir.path()).chain([phone.dir.path()]) {
         places.extend(
             read_tree(dir)

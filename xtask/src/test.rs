@@ -1,5 +1,6 @@
 //! `cargo xtask test`: every test of the project, the README's one test command and what CI
-//! runs. In order: the tools (installed if missing), `cargo test --workspace`, the wasm32 builds
+//! runs. In order: the tools (installed if missing), `cargo test --workspace`, the end-to-end
+//! suite again on PostgreSQL ([`END_TO_END_CRATE`], [`STORAGE_VAR`]), the wasm32 builds
 //! of the crates a browser client links ([`WASM_CRATES`]), the browser tests in headless
 //! Chromium ([`BROWSER_TEST_CRATE`]), the web app's build (`cargo xtask web`, with the wasm of
 //! [`WEB_TEST_PROFILE`]) and its Playwright tests against the real server ([`crate::webtest`]).
@@ -16,6 +17,14 @@ use crate::{web, webtest};
 
 /// The crates that must build for `wasm32-unknown-unknown`: what a browser client links.
 pub const WASM_CRATES: &[&str] = &["confide-protocol", "confide-client-core"];
+
+/// The end-to-end suite (`tests/`), which runs a second time on PostgreSQL.
+pub const END_TO_END_CRATE: &str = "confide-tests";
+
+/// Set to `postgres` for the end-to-end suite's second run (`confide_tests::TEST_STORAGE_VAR`);
+/// PostgreSQL and NATS are named by `CONFIDE_TEST_POSTGRES` and `CONFIDE_TEST_NATS` (the local
+/// services when unset), and tests fail when they cannot be reached.
+pub const STORAGE_VAR: &str = "CONFIDE_TEST_STORAGE";
 
 /// The crate of wasm-bindgen tests that run in headless Chromium (`wasm-tests/`).
 pub const BROWSER_TEST_CRATE: &str = "confide-wasm-tests";
@@ -43,6 +52,20 @@ pub fn run(root: &Path) -> Result<()> {
     let start = Instant::now();
     let native = cmd::run_tests(cmd::cargo(root).args(["test", "--workspace"]), |_| {})?;
     timings.push(("cargo test --workspace", start.elapsed()));
+
+    // The end-to-end suite again, with every server on PostgreSQL instead of sled.
+    let start = Instant::now();
+    let on_postgres = cmd::run_tests(
+        cmd::cargo(root)
+            .args(["test", "-p", END_TO_END_CRATE])
+            .env(STORAGE_VAR, "postgres"),
+        |_| {},
+    )?;
+    timings.push(("end-to-end on PostgreSQL", start.elapsed()));
+    let native = TestCounts {
+        passed: native.passed + on_postgres.passed,
+        failed: native.failed + on_postgres.failed,
+    };
 
     let start = Instant::now();
     let mut build = cmd::cargo(root);

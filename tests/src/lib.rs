@@ -338,8 +338,10 @@ impl TestServer {
         for _ in 0..100 {
             if SledStorage::open(&self.data_dir.join("db")).is_ok() {
                 let tls = self.url.starts_with("wss://");
+                // On sled again, whatever `TEST_STORAGE_VAR` says: its data is here.
                 next = Some(
-                    Self::launch_with(&self.data_dir, self.port, self.limits.clone(), tls).await,
+                    Self::launch_inner(&self.data_dir, self.port, self.limits.clone(), tls, None)
+                        .await,
                 );
                 break;
             }
@@ -940,8 +942,18 @@ pub async fn users_in_group(
     trust: confide_client::ServerTrust,
     names: &[&str],
 ) -> (Vec<TestUser>, GroupId) {
+    let people: Vec<(&str, &str)> = names.iter().map(|name| (url, *name)).collect();
+    users_in_group_at(trust, &people).await
+}
+
+/// Like [`users_in_group`], with each person on the server (or cluster node) of their own:
+/// `people` are `(url, name)`.
+pub async fn users_in_group_at(
+    trust: confide_client::ServerTrust,
+    people: &[(&str, &str)],
+) -> (Vec<TestUser>, GroupId) {
     let mut users = Vec::new();
-    for name in names {
+    for (url, name) in people {
         users.push(TestUser::register(url, trust.clone(), name).await);
     }
     let group = users[0].client.create_group().await.unwrap();
@@ -965,7 +977,7 @@ pub async fn users_in_group(
     }
     // Everyone has seen everyone join before anyone speaks, as people in a group would.
     for user in users.iter_mut() {
-        user.wait_members(group, names.len()).await;
+        user.wait_members(group, people.len()).await;
     }
     (users, group)
 }

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confide_client::{ChatMessage, GroupId, InviteOptions, ServerTrust};
+use confide_client::{ChatMessage, GroupId, ServerTrust};
 use confide_protocol::frames::{ClientFrame, ErrorCode};
 use confide_server::cluster::ClusterConfig;
 use confide_server::storage::PostgresStorage;
@@ -20,7 +20,7 @@ use confide_server::storage::test_database::{TestDatabase, try_fresh_database};
 use confide_tests::cluster::{
     Balancer, PrivateNats, PrivatePostgres, nats_url, require_nats, unique_prefix,
 };
-use confide_tests::{TestServer, TestUser, error_code};
+use confide_tests::{TestServer, TestUser, error_code, users_in_group_at};
 
 /// How long a test waits for everything to arrive after a failure (reconnects back off): a hang
 /// is a failure, not a timing claim.
@@ -33,57 +33,59 @@ fn database() -> TestDatabase {
     })
 }
 
-/// `n` nodes on `database`, hinting each other over the NATS at `nats` under `prefix`, with one
-/// TLS certificate (in `cert_dir`) as behind a load balancer.
-async fn nodes(
-    n: usize,
-    database: &str,
-    nats: &str,
-    prefix: &str,
-    cert_dir: &std::path::Path,
-) -> Vec<TestServer> {
-    let mut nodes = Vec::new();
-    for _ in 0..n {
-        let storage = Arc::new(PostgresStorage::connect(database).unwrap());
-        let cluster = ClusterConfig {
-            nats_url: nats.into(),
-            subject_prefix: prefix.into(),
-        };
-        nodes.push(TestServer::start_node(cert_dir, storage, cluster).await);
-    }
-    nodes
+/// `n` in-process nodes on one database, hinting each other over one NATS under a prefix of
+/// their own, with one TLS certificate as behind a load balancer; the database and the
+/// certificate's directory go with it.
+struct Nodes {
+    servers: Vec<TestServer>,
+    _database: Option<TestDatabase>,
+    _certs: tempfile::TempDir,
 }
 
-/// Registers one user per `(url, name)`, the first creates a group and the others join it by
-/// invitation; returns them once everyone sees everyone.
-async fn group_across(trust: ServerTrust, people: &[(&str, &str)]) -> (Vec<TestUser>, GroupId) {
-    let mut users = Vec::new();
-    for (url, name) in people {
-        users.push(TestUser::register(url, trust.clone(), name).await);
+impl Nodes {
+    /// On a fresh database and the machine's NATS.
+    async fn start(n: usize) -> Nodes {
+        let nats = nats_url();
+        require_nats(&nats).await;
+        let database = database();
+        let url = database.url().to_string();
+        Self::on(n, &url, &nats, Some(database)).await
     }
-    let group = users[0].client.create_group().await.unwrap();
-    let invite = users[0]
-        .client
-        .create_invite(
-            group,
-            InviteOptions::new()
-                .max_uses(20)
-                .valid_for(Duration::from_secs(3600)),
-        )
-        .await
-        .unwrap();
-    let link = invite.to_link();
-    for user in users.iter().skip(1) {
-        let invite = confide_client::Invite::from_link(&link).unwrap();
-        assert_eq!(
-            user.client.join(&invite, None).await.unwrap(),
-            confide_client::JoinOutcome::Joined(group)
-        );
+
+    /// On the database at `url` and the NATS at `nats`.
+    async fn on(n: usize, url: &str, nats: &str, database: Option<TestDatabase>) -> Nodes {
+        let certs = tempfile::tempdir().unwrap();
+        let prefix = unique_prefix();
+        let mut servers = Vec::new();
+        for _ in 0..n {
+            let storage = Arc::new(PostgresStorage::connect(url).unwrap());
+            let cluster = ClusterConfig {
+                nats_url: nats.into(),
+                subject_prefix: prefix.clone(),
+            };
+            servers.push(TestServer::start_node(certs.path(), storage, cluster).await);
+        }
+        Nodes {
+            servers,
+            _database: database,
+            _certs: certs,
+        }
     }
-    for user in users.iter_mut() {
-        user.wait_members(group, people.len()).await;
+
+    /// Node `i`'s URL.
+    fn url(&self, i: usize) -> &str {
+        &self.servers[i].url
     }
-    (users, group)
+
+    /// The trust setting for clients of any node.
+    fn trust(&self) -> ServerTrust {
+        self.servers[0].trust()
+    }
+}
+
+/// Waits until `user` holds `text`.
+async fn wait_for(user: &mut TestUser, group: GroupId, text: &str) -> Vec<ChatMessage> {
+    wait_for_texts(user, group, &HashSet::from([text.to_string()])).await
 }
 
 /// Waits until `user` holds every text in `texts` (and processes events meanwhile); returns
@@ -150,20 +152,15 @@ async fn assert_one_conversation(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn members_spread_over_three_nodes_see_every_message_once_in_one_order() {
-    let nats = nats_url();
-    require_nats(&nats).await;
-    let db = database();
-    let certs = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix();
-    let nodes = nodes(3, db.url(), &nats, &prefix, certs.path()).await;
-    let trust = nodes[0].trust();
+    let nodes = Nodes::start(3).await;
+    let trust = nodes.trust();
     let names = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank"];
     let people: Vec<(&str, &str)> = names
         .iter()
         .enumerate()
-        .map(|(i, name)| (nodes[i % 3].url.as_str(), *name))
+        .map(|(i, name)| (nodes.url(i % 3), *name))
         .collect();
-    let (mut users, group) = group_across(trust, &people).await;
+    let (mut users, group) = users_in_group_at(trust, &people).await;
     // Everyone talks at once, each through their own node.
     let sends: Vec<_> = users
         .iter()
@@ -197,17 +194,13 @@ async fn members_spread_over_three_nodes_see_every_message_once_in_one_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_removed_through_one_node_cannot_post_through_another() {
-    let nats = nats_url();
-    require_nats(&nats).await;
-    let db = database();
-    let certs = tempfile::tempdir().unwrap();
-    let nodes = nodes(2, db.url(), &nats, &unique_prefix(), certs.path()).await;
-    let (mut users, group) = group_across(
-        nodes[0].trust(),
+    let nodes = Nodes::start(2).await;
+    let (mut users, group) = users_in_group_at(
+        nodes.trust(),
         &[
-            (&nodes[0].url, "Alice"),
-            (&nodes[1].url, "Bob"),
-            (&nodes[1].url, "Carol"),
+            (nodes.url(0), "Alice"),
+            (nodes.url(1), "Bob"),
+            (nodes.url(1), "Carol"),
         ],
     )
     .await;
@@ -228,24 +221,15 @@ async fn a_member_removed_through_one_node_cannot_post_through_another() {
         .send_text(group, "bye Carol", None)
         .await
         .unwrap();
-    wait_for_texts(
-        &mut users[0],
-        group,
-        &HashSet::from(["bye Carol".to_string()]),
-    )
-    .await;
+    wait_for(&mut users[0], group, "bye Carol").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_device_links_through_another_node_than_its_first_device() {
-    let nats = nats_url();
-    require_nats(&nats).await;
-    let db = database();
-    let certs = tempfile::tempdir().unwrap();
-    let nodes = nodes(2, db.url(), &nats, &unique_prefix(), certs.path()).await;
-    let (mut users, group) = group_across(
-        nodes[0].trust(),
-        &[(&nodes[0].url, "Alice"), (&nodes[0].url, "Bob")],
+    let nodes = Nodes::start(2).await;
+    let (mut users, group) = users_in_group_at(
+        nodes.trust(),
+        &[(nodes.url(0), "Alice"), (nodes.url(0), "Bob")],
     )
     .await;
     users[1]
@@ -253,45 +237,28 @@ async fn a_device_links_through_another_node_than_its_first_device() {
         .send_text(group, "before the laptop", None)
         .await
         .unwrap();
-    wait_for_texts(
-        &mut users[0],
-        group,
-        &HashSet::from(["before the laptop".to_string()]),
-    )
-    .await;
+    wait_for(&mut users[0], group, "before the laptop").await;
     // The phone is on node 0; the laptop opens its link channel on node 1.
-    let mut laptop = users[0]
-        .link_new_device(&nodes[1].url, nodes[1].trust())
-        .await;
+    let mut laptop = users[0].link_new_device(nodes.url(1), nodes.trust()).await;
     assert_eq!(laptop.client.user(), users[0].client.user());
-    wait_for_texts(
-        &mut laptop,
-        group,
-        &HashSet::from(["before the laptop".to_string()]),
-    )
-    .await;
+    wait_for(&mut laptop, group, "before the laptop").await;
     users[1]
         .client
         .send_text(group, "hello laptop", None)
         .await
         .unwrap();
-    wait_for_texts(
-        &mut laptop,
-        group,
-        &HashSet::from(["hello laptop".to_string()]),
-    )
-    .await;
+    wait_for(&mut laptop, group, "hello laptop").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_nats_down_delivery_goes_on_by_polling_and_recovers() {
     let mut nats = PrivateNats::start().await;
-    let db = database();
-    let certs = tempfile::tempdir().unwrap();
-    let nodes = nodes(2, db.url(), &nats.url, &unique_prefix(), certs.path()).await;
-    let (mut users, group) = group_across(
-        nodes[0].trust(),
-        &[(&nodes[0].url, "Alice"), (&nodes[1].url, "Bob")],
+    let database = database();
+    let url = database.url().to_string();
+    let nodes = Nodes::on(2, &url, &nats.url, Some(database)).await;
+    let (mut users, group) = users_in_group_at(
+        nodes.trust(),
+        &[(nodes.url(0), "Alice"), (nodes.url(1), "Bob")],
     )
     .await;
     let mut bob = users.pop().unwrap();
@@ -301,7 +268,7 @@ async fn with_nats_down_delivery_goes_on_by_polling_and_recovers() {
         .send_text(group, "with NATS", None)
         .await
         .unwrap();
-    wait_for_texts(&mut bob, group, &HashSet::from(["with NATS".to_string()])).await;
+    wait_for(&mut bob, group, "with NATS").await;
 
     nats.kill();
     alice
@@ -310,12 +277,7 @@ async fn with_nats_down_delivery_goes_on_by_polling_and_recovers() {
         .await
         .unwrap();
     // Alice's node cannot tell Bob's: Bob's node finds it by polling the database.
-    wait_for_texts(
-        &mut bob,
-        group,
-        &HashSet::from(["without NATS".to_string()]),
-    )
-    .await;
+    wait_for(&mut bob, group, "without NATS").await;
 
     nats.resume().await;
     alice
@@ -323,12 +285,7 @@ async fn with_nats_down_delivery_goes_on_by_polling_and_recovers() {
         .send_text(group, "NATS is back", None)
         .await
         .unwrap();
-    let history = wait_for_texts(
-        &mut bob,
-        group,
-        &HashSet::from(["NATS is back".to_string()]),
-    )
-    .await;
+    let history = wait_for(&mut bob, group, "NATS is back").await;
     let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["with NATS", "without NATS", "NATS is back"]);
 }
@@ -340,11 +297,10 @@ async fn postgres_restarting_under_load_refuses_posts_with_storage_and_loses_not
     let mut postgres = PrivatePostgres::start();
     let url = postgres.url("confide");
     postgres.create_database("confide");
-    let certs = tempfile::tempdir().unwrap();
-    let nodes = nodes(2, &url, &nats, &unique_prefix(), certs.path()).await;
-    let (mut users, group) = group_across(
-        nodes[0].trust(),
-        &[(&nodes[0].url, "Alice"), (&nodes[1].url, "Bob")],
+    let nodes = Nodes::on(2, &url, &nats, None).await;
+    let (mut users, group) = users_in_group_at(
+        nodes.trust(),
+        &[(nodes.url(0), "Alice"), (nodes.url(1), "Bob")],
     )
     .await;
     // Alice keeps writing while the database goes away and comes back.
@@ -363,7 +319,7 @@ async fn postgres_restarting_under_load_refuses_posts_with_storage_and_loses_not
         }
         sent
     });
-    let mut raw = confide_tests::RawClient::register(&nodes[1], "Mallory").await;
+    let mut raw = confide_tests::RawClient::register(&nodes.servers[1], "Mallory").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     postgres.stop();
     // Meanwhile the node refuses what it cannot store with `storage`: nothing is acknowledged
@@ -388,7 +344,7 @@ async fn a_node_killed_under_load_loses_no_acknowledged_post() {
     let url = format!("wss://localhost:{}", balancer.port);
     let names = ["Alice", "Bob", "Carol", "Dave"];
     let people: Vec<(&str, &str)> = names.iter().map(|n| (url.as_str(), *n)).collect();
-    let (mut users, group) = group_across(cluster.trust(), &people).await;
+    let (mut users, group) = users_in_group_at(cluster.trust(), &people).await;
     let sends: Vec<_> = users
         .iter()
         .enumerate()

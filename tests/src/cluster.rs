@@ -111,6 +111,8 @@ pub struct Balancer {
     /// The port clients connect to.
     pub port: u16,
     nodes: Arc<Mutex<Vec<SocketAddr>>>,
+    /// Connections open through it, by node.
+    open: Arc<Mutex<std::collections::HashMap<SocketAddr, usize>>>,
 }
 
 impl Balancer {
@@ -120,25 +122,34 @@ impl Balancer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let nodes = Arc::new(Mutex::new(nodes));
-        let pool = nodes.clone();
+        let open = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let (pool, counts) = (nodes.clone(), open.clone());
         tokio::spawn(async move {
             let mut next = 0usize;
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let candidates = pool.lock().unwrap().clone();
+                let counts = counts.clone();
                 let start = next;
                 next = next.wrapping_add(1);
                 tokio::spawn(async move {
                     for i in 0..candidates.len() {
                         let node = candidates[(start + i) % candidates.len()];
                         if let Ok(mut outbound) = tokio::net::TcpStream::connect(node).await {
+                            *counts.lock().unwrap().entry(node).or_insert(0) += 1;
                             let _ = copy_bidirectional(&mut inbound, &mut outbound).await;
+                            *counts.lock().unwrap().entry(node).or_insert(1) -= 1;
                             return;
                         }
                     }
                 });
             }
         });
-        Balancer { port, nodes }
+        Balancer { port, nodes, open }
+    }
+
+    /// How many connections through it to `node` are open now.
+    pub fn open_to(&self, node: SocketAddr) -> usize {
+        self.open.lock().unwrap().get(&node).copied().unwrap_or(0)
     }
 
     /// The nodes it balances over now.

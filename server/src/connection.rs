@@ -1970,6 +1970,8 @@ fn check_post(
 /// How often the server itself posts a message again that lost its seq to another node sharing
 /// the database (each time with a fresh seq), before the client is told `storage` and retries.
 pub const MAX_CONFLICT_RETRIES: u32 = 8;
+/// How much longer each of those retries waits than the one before.
+pub const CONFLICT_RETRY_BACKOFF: Duration = Duration::from_millis(2);
 
 async fn post(
     shared: &Arc<Shared>,
@@ -1992,6 +1994,9 @@ fn retry_post(
     attempt: u32,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(async move {
+        // A little later each time, so that this node's posts still in flight (whose seqs
+        // came from the same stale value) finish first and `next_seq` can be read again.
+        tokio::time::sleep(CONFLICT_RETRY_BACKOFF.saturating_mul(attempt)).await;
         if let Err(reject) = post_attempt(&shared, &handle, s, id, envelope, attempt).await {
             reply_error(&shared, &handle, Some(id), reject);
         }
@@ -2151,10 +2156,14 @@ async fn post_attempt(
                 // Not stored: slow mode does not hold it against the sender, who retries.
                 mark.undo();
                 let conflict = is_conflict(&e);
-                match conflict {
-                    true => seq_behind.store(true, std::sync::atomic::Ordering::Release),
-                    false => seq_stale.store(true, std::sync::atomic::Ordering::Release),
+                // Another node may have taken seqs this node handed out (then `next_seq` is
+                // behind), or the seq was not taken at all (a copy of the envelope was stored,
+                // or the batch failed for another reason: then `next_seq` is ahead of the
+                // stored messages, and is read again once nothing of the group is in flight).
+                if conflict {
+                    seq_behind.store(true, std::sync::atomic::Ordering::Release);
                 }
+                seq_stale.store(true, std::sync::atomic::Ordering::Release);
                 if conflict
                     && attempt < MAX_CONFLICT_RETRIES
                     && let Some(envelope) = retry

@@ -45,10 +45,9 @@ pub struct GroupEntry {
     /// Posts queued for writing and not yet durable. Shared with the writer's completions,
     /// which run on the writer thread and must not wait for the group's lock.
     pub in_flight: InFlightPosts,
-    /// Set (by a writer completion) when a post was not stored for another reason than a
-    /// conflict: with storage that appends only the next seq (PostgreSQL), `next_seq` may now
-    /// be ahead of the stored messages, so it is read again from storage once this node has
-    /// no post of the group in flight.
+    /// Set (by a writer completion) when a post was not stored: with storage that appends only
+    /// the next seq (PostgreSQL), `next_seq` may now be ahead of the stored messages, so it is
+    /// read again from storage once this node has no post of the group in flight.
     pub seq_stale: Arc<AtomicBool>,
     /// Set (by a writer completion) when another node sharing the database stored a message
     /// at a seq this node had handed out: `next_seq` may be behind, and moves past the stored

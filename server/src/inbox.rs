@@ -24,6 +24,10 @@ struct State {
     in_flight: BTreeSet<u64>,
     /// The highest id handed out so far (ids only go up), or known to be from an earlier run.
     highest: u64,
+    /// The storage shows only durable items ([`Storage::reads_only_durable`]): then every item a
+    /// read returns is durable, whoever handed its id out (another node sharing the database
+    /// hands out ids of its own, above or below this node's).
+    reads_only_durable: bool,
 }
 
 /// One inbox id being written; leaves the in-flight set when dropped, which must be once the
@@ -65,7 +69,17 @@ impl InboxInFlight {
         InboxInFlight(Arc::new(Mutex::new(State {
             in_flight: BTreeSet::new(),
             highest: first,
+            reads_only_durable: false,
         })))
+    }
+
+    /// Like [`Self::starting_at`], for `storage`: where it shows only durable items, a backlog
+    /// read keeps all it returns but this node's ids still in flight.
+    pub fn for_storage(storage: &dyn Storage) -> Result<Self, StorageError> {
+        let ids = Self::starting_at(storage.next_inbox_id()?);
+        let reads_only_durable = storage.reads_only_durable();
+        ids.with(|state| state.reads_only_durable = reads_only_durable);
+        Ok(ids)
     }
 
     /// Runs `f` on the state. The lock is never held across an await or while anything can
@@ -97,7 +111,10 @@ impl InboxInFlight {
     pub fn view(&self) -> DurableView {
         DurableView {
             ids: self.clone(),
-            highest: self.with(|state| state.highest),
+            highest: self.with(|state| match state.reads_only_durable {
+                true => u64::MAX,
+                false => state.highest,
+            }),
         }
     }
 }
@@ -125,6 +142,9 @@ mod tests {
     struct Counter(std::sync::atomic::AtomicU64);
 
     impl Storage for Counter {
+        fn reads_only_durable(&self) -> bool {
+            false
+        }
         fn commit(&self, _: &[crate::storage::Write]) -> Result<(), StorageError> {
             Ok(())
         }

@@ -236,7 +236,7 @@ pub async fn run(
         ),
         authenticated_per_address: crate::address::PerAddress::default(),
         // Every id below this one was handed out by an earlier run.
-        inbox_in_flight: crate::inbox::InboxInFlight::starting_at(config.storage.next_inbox_id()?),
+        inbox_in_flight: crate::inbox::InboxInFlight::for_storage(config.storage.as_ref())?,
         registrations: RateLimiter::with_rate(
             f64::from(config.limits.registrations_per_hour) / 3600.0,
             f64::from(config.limits.registration_burst),

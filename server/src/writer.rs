@@ -362,6 +362,9 @@ mod tests {
     }
 
     impl Storage for Scales {
+        fn reads_only_durable(&self) -> bool {
+            false
+        }
         fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
             if self.panic_on_commit.load(SeqCst) {
                 panic!("storage bug");

@@ -1044,6 +1044,9 @@ pub struct FaultyDisk {
 }
 
 impl confide_server::Storage for FaultyDisk {
+    fn reads_only_durable(&self) -> bool {
+        self.inner.reads_only_durable()
+    }
     fn commit(
         &self,
         batch: &[confide_server::storage::Write],

@@ -371,7 +371,10 @@ async fn a_node_killed_under_load_loses_no_acknowledged_post() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // SIGKILL: no graceful shutdown, connections cut mid-write — of clients that were on it.
     let victim = cluster.addresses()[0];
-    assert!(balancer.open_to(victim) > 0, "no client was on the node to kill");
+    assert!(
+        balancer.open_to(victim) > 0,
+        "no client was on the node to kill"
+    );
     cluster.kill(0);
     let mut acknowledged = HashSet::new();
     for send in sends {

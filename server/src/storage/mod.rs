@@ -271,6 +271,12 @@ pub trait Storage: Send + Sync + 'static {
     /// latest items together with the stored highest id: a client may have seen such an id,
     /// and acknowledging it must never remove a later item that got the same id.
     fn next_inbox_id(&self) -> Result<u64, StorageError>;
+    /// Whether a read sees only writes that are durable: true for a database that shows a
+    /// transaction only once it committed (PostgreSQL); false for sled, which shows a batch as
+    /// soon as it is applied, before its flush. Where it is false, readers hold back what was
+    /// handed out but not yet known to be durable ([`crate::inbox`]). No default: a wrapper
+    /// must say what the storage it wraps does.
+    fn reads_only_durable(&self) -> bool;
     /// Whether the database answers now, with a few words for `/healthz`. May wait a short,
     /// bounded time (a network database is asked); an embedded one is always there.
     fn health(&self) -> Result<String, StorageError> {

@@ -1038,6 +1038,12 @@ impl Drop for PostgresStorage {
 }
 
 impl Storage for PostgresStorage {
+    /// A transaction is visible only once committed, and committed is durable
+    /// (`synchronous_commit` on).
+    fn reads_only_durable(&self) -> bool {
+        true
+    }
+
     fn health(&self) -> Result<String, StorageError> {
         self.check_health()?;
         Ok(format!("PostgreSQL at {}", self.name))

@@ -665,6 +665,11 @@ impl SledStorage {
 }
 
 impl Storage for SledStorage {
+    /// sled shows a batch once applied, before its flush.
+    fn reads_only_durable(&self) -> bool {
+        false
+    }
+
     fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
         self.healthy()?;
         self.apply(batch)?;

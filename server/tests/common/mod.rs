@@ -97,6 +97,9 @@ impl Breakable {
 }
 
 impl Storage for Breakable {
+    fn reads_only_durable(&self) -> bool {
+        self.inner.reads_only_durable()
+    }
     fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
         match self.mode.load(Ordering::SeqCst) {
             1 => Err(StorageError::Full {

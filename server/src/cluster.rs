@@ -39,6 +39,10 @@ pub const POLL_WITHOUT_NATS: Duration = Duration::from_secs(1);
 /// Hints waiting to be published; beyond it new hints are dropped (and counted): the poll
 /// delivers what they named.
 pub const HINT_QUEUE: usize = 65_536;
+/// Bytes of link-channel data waiting to be published; beyond it more is dropped (the link
+/// fails and the devices start again), so that a slow or absent NATS cannot make the queue
+/// hold more than this.
+pub const HINT_QUEUE_LINK_BYTES: usize = 16 * 1024 * 1024;
 /// Messages read per storage call while catching a group up.
 pub const CATCH_UP_PAGE: usize = 256;
 /// How long to wait for NATS when connecting; the node starts either way and keeps trying.
@@ -123,6 +127,14 @@ pub enum Hint {
 }
 
 impl Hint {
+    /// The link-channel bytes it carries (0 for every other hint).
+    fn link_bytes(&self) -> usize {
+        match self {
+            Hint::LinkData { data, .. } => data.len(),
+            _ => 0,
+        }
+    }
+
     /// The subject and payload it is published as.
     fn encode(&self, prefix: &str) -> (String, Vec<u8>) {
         match self {
@@ -278,6 +290,8 @@ pub struct Cluster {
     connected: Arc<AtomicBool>,
     /// Woken when NATS reconnects: catch up on everything at once.
     reconnected: Arc<Notify>,
+    /// Link data bytes in the publish queue ([`HINT_QUEUE_LINK_BYTES`]).
+    queued_link_bytes: Arc<std::sync::atomic::AtomicUsize>,
     /// Counters.
     pub metrics: ClusterMetrics,
 }
@@ -339,6 +353,7 @@ impl Cluster {
             wake: Notify::new(),
             connected,
             reconnected,
+            queued_link_bytes: Arc::default(),
             metrics: ClusterMetrics::default(),
         })
     }
@@ -351,7 +366,17 @@ impl Cluster {
     /// Tells the other nodes (best effort, never waits): callable from any thread, the
     /// writer's included.
     pub fn hint(&self, hint: Hint) {
+        let link_bytes = hint.link_bytes();
+        if link_bytes > 0 {
+            let queued = self.queued_link_bytes.fetch_add(link_bytes, Relaxed);
+            if queued.saturating_add(link_bytes) > HINT_QUEUE_LINK_BYTES {
+                self.queued_link_bytes.fetch_sub(link_bytes, Relaxed);
+                self.metrics.hints_dropped.fetch_add(1, Relaxed);
+                return;
+            }
+        }
         if self.hints.try_send(hint).is_err() {
+            self.queued_link_bytes.fetch_sub(link_bytes, Relaxed);
             self.metrics.hints_dropped.fetch_add(1, Relaxed);
         }
     }
@@ -460,6 +485,7 @@ pub fn start(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Vec<tokio::tas
 
 async fn publish(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Hint>) {
     while let Some(hint) = queue.recv().await {
+        let link_bytes = hint.link_bytes();
         let (subject, payload) = hint.encode(&cluster.prefix);
         // Buffered by the client while NATS is away; a refusal only delays delivery to the
         // next poll.
@@ -467,22 +493,35 @@ async fn publish(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Hint>) {
             Ok(()) => cluster.metrics.hints_published.fetch_add(1, Relaxed),
             Err(_) => cluster.metrics.hints_dropped.fetch_add(1, Relaxed),
         };
+        cluster.queued_link_bytes.fetch_sub(link_bytes, Relaxed);
     }
 }
 
 async fn listen(shared: Arc<Shared>, cluster: Arc<Cluster>) {
-    let subject = format!("{}.>", cluster.prefix);
-    // Subscriptions survive reconnections (the client renews them); retried only if the
-    // first request fails.
-    let mut subscriber = loop {
-        match cluster.client.subscribe(subject.clone()).await {
-            Ok(subscriber) => break subscriber,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to NATS yet; retrying");
-                tokio::time::sleep(POLL_WITHOUT_NATS).await;
+    // Every group's and device's hints, link-channel requests, and what other nodes address
+    // to this one (link data goes only to the node of its recipient). Subscriptions survive
+    // reconnections (the client renews them); retried only if the first request fails.
+    let p = &cluster.prefix;
+    let subjects = [
+        format!("{p}.group.>"),
+        format!("{p}.device.>"),
+        format!("{p}.link.>"),
+        format!("{p}.node.{}.>", cluster.node),
+    ];
+    let mut subscribers = Vec::new();
+    for subject in subjects {
+        let subscriber = loop {
+            match cluster.client.subscribe(subject.clone()).await {
+                Ok(subscriber) => break subscriber,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot subscribe to NATS yet; retrying");
+                    tokio::time::sleep(POLL_WITHOUT_NATS).await;
+                }
             }
-        }
-    };
+        };
+        subscribers.push(subscriber);
+    }
+    let mut subscriber = futures_util::stream::select_all(subscribers);
     let link_prefix = format!("{}.link.", cluster.prefix);
     while let Some(message) = subscriber.next().await {
         cluster.metrics.hints_heard.fetch_add(1, Relaxed);
@@ -519,6 +558,9 @@ async fn listen(shared: Arc<Shared>, cluster: Arc<Cluster>) {
                 let Some((party, is_opener)) = shared.links.local_party(&channel) else {
                     continue;
                 };
+                if !shared.links.relayed_from_elsewhere(&channel, data.len()) {
+                    continue;
+                }
                 // The joiner's node checked the size of what an opener may send; this is what
                 // the opener's node must check of what its opener gets: nothing (the joiner
                 // may send a whole bundle). The other direction is bounded here again, in case

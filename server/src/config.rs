@@ -179,6 +179,10 @@ pub const DEFAULT_MAX_LINK_CHANNELS_PER_IP: usize = 4;
 /// not authenticated (fixed by PROTOCOL.md §9.4; the joiner, which sends the bundle, is bound
 /// only by the frame size).
 pub const MAX_LINK_DATA_FROM_OPENER: usize = 4096;
+/// Most bytes of `data` one link channel relays in all, both ways: a link is a few short
+/// messages and one bundle of at most `MAX_LINK_BUNDLE_BYTES` (512 KiB, sealed and encoded),
+/// and without a bound one channel could stream without end (between nodes too).
+pub const MAX_LINK_BYTES_PER_CHANNEL: usize = 2 * 1024 * 1024;
 /// The name bound into authentication signatures, so a signature for one server cannot be
 /// replayed to another.
 pub const DEFAULT_SERVER_NAME: &str = "localhost";

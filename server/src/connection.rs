@@ -1078,6 +1078,13 @@ fn link_reject(refusal: LinkRefusal) -> Reject {
             ErrorCode::LinkUnknown,
             "no open link channel with this id that this connection may use",
         ),
+        LinkRefusal::Exhausted => Reject::new(
+            ErrorCode::FrameTooLarge,
+            format!(
+                "a link channel relays at most {} bytes in all; start linking again",
+                crate::config::MAX_LINK_BYTES_PER_CHANNEL
+            ),
+        ),
     }
 }
 
@@ -1091,7 +1098,7 @@ fn link_send(
 ) -> Result<(), Reject> {
     let (peer, from_opener) = shared
         .links
-        .peer(&channel, handle.id)
+        .peer(&channel, handle.id, data.len())
         .map_err(link_reject)?;
     if from_opener && data.len() > crate::config::MAX_LINK_DATA_FROM_OPENER {
         return Err(Reject::new(

@@ -33,6 +33,9 @@ pub enum LinkRefusal {
     TooMany,
     /// No such channel that this connection may use.
     Unknown,
+    /// The channel has relayed as many bytes as one may
+    /// ([`crate::config::MAX_LINK_BYTES_PER_CHANNEL`]).
+    Exhausted,
 }
 
 /// The other party of a channel, as one node sees it.
@@ -59,6 +62,8 @@ struct Channel {
     address: AddressKey,
     opener: ConnHandle,
     joiner: Option<Party>,
+    /// Bytes of `data` relayed so far, both ways.
+    relayed: usize,
     /// The expiry timer, stopped when the channel ends earlier (else a peer opening and
     /// dropping channels in a loop would leave a sleeping task per channel for `link_timeout`).
     expiry: Option<tokio::task::AbortHandle>,
@@ -71,9 +76,9 @@ struct Inner {
     /// The channels each connection is a party of, so that a closing connection finds its own.
     by_conn: HashMap<u64, Vec<ChannelId>>,
     next_generation: u64,
-    /// Channels another node holds, joined by a connection here: the joiner, and the node of
-    /// the opener.
-    joined_elsewhere: HashMap<ChannelId, (ConnHandle, String)>,
+    /// Channels another node holds, joined by a connection here: the joiner, the node of the
+    /// opener, and the bytes the joiner sent so far.
+    joined_elsewhere: HashMap<ChannelId, (ConnHandle, String, usize)>,
 }
 
 impl Inner {
@@ -188,6 +193,7 @@ impl Links {
                     address,
                     opener: opener.clone(),
                     joiner: None,
+                    relayed: 0,
                     expiry: None,
                 },
             );
@@ -267,7 +273,7 @@ impl Links {
         if let Ok(mut inner) = self.inner.lock() {
             inner
                 .joined_elsewhere
-                .insert(channel, (joiner.clone(), node));
+                .insert(channel, (joiner.clone(), node, 0));
             inner.add_party(joiner.id, channel);
         }
     }
@@ -275,31 +281,68 @@ impl Links {
     /// Forgets a channel `joined_elsewhere` recorded (the node holding it did not answer).
     pub fn forget_elsewhere(&self, channel: &ChannelId) {
         if let Ok(mut inner) = self.inner.lock()
-            && let Some((joiner, _)) = inner.joined_elsewhere.remove(channel)
+            && let Some((joiner, _, _)) = inner.joined_elsewhere.remove(channel)
         {
             inner.remove_party(joiner.id, channel);
         }
     }
 
-    /// The other party of `channel` for the connection `from`, and whether `from` opened it.
-    pub fn peer(&self, channel: &ChannelId, from: u64) -> Result<(Party, bool), LinkRefusal> {
-        let Ok(inner) = self.inner.lock() else {
+    /// The other party of `channel` for the connection `from`, which sends `len` bytes over
+    /// it, and whether `from` opened it. Counts the bytes against the channel's allowance.
+    pub fn peer(
+        &self,
+        channel: &ChannelId,
+        from: u64,
+        len: usize,
+    ) -> Result<(Party, bool), LinkRefusal> {
+        let Ok(mut inner) = self.inner.lock() else {
             return Err(LinkRefusal::Unknown);
         };
-        if let Some((joiner, node)) = inner.joined_elsewhere.get(channel) {
-            return match joiner.id == from {
-                true => Ok((Party::Remote(node.clone()), false)),
-                false => Err(LinkRefusal::Unknown),
-            };
+        let within = |relayed: &mut usize| {
+            let total = relayed.saturating_add(len);
+            if total > crate::config::MAX_LINK_BYTES_PER_CHANNEL {
+                return Err(LinkRefusal::Exhausted);
+            }
+            *relayed = total;
+            Ok(())
+        };
+        if let Some((joiner, node, relayed)) = inner.joined_elsewhere.get_mut(channel) {
+            if joiner.id != from {
+                return Err(LinkRefusal::Unknown);
+            }
+            within(relayed)?;
+            return Ok((Party::Remote(node.clone()), false));
         }
-        let c = inner.channels.get(channel).ok_or(LinkRefusal::Unknown)?;
-        let joiner = c.joiner.as_ref().ok_or(LinkRefusal::Unknown)?;
-        if c.opener.id == from {
-            Ok((joiner.clone(), true))
+        let c = inner
+            .channels
+            .get_mut(channel)
+            .ok_or(LinkRefusal::Unknown)?;
+        let joiner = c.joiner.clone().ok_or(LinkRefusal::Unknown)?;
+        let peer = if c.opener.id == from {
+            (joiner, true)
         } else if joiner.conn_id() == Some(from) {
-            Ok((Party::Local(c.opener.clone()), false))
+            (Party::Local(c.opener.clone()), false)
         } else {
-            Err(LinkRefusal::Unknown)
+            return Err(LinkRefusal::Unknown);
+        };
+        within(&mut c.relayed)?;
+        Ok(peer)
+    }
+
+    /// Counts `len` bytes that another node relayed into `channel` (held here) against its
+    /// allowance; false once it is used up (the bytes are dropped).
+    pub fn relayed_from_elsewhere(&self, channel: &ChannelId, len: usize) -> bool {
+        let Ok(mut inner) = self.inner.lock() else {
+            return false;
+        };
+        match inner.channels.get_mut(channel) {
+            Some(c) => {
+                let total = c.relayed.saturating_add(len);
+                c.relayed = total;
+                total <= crate::config::MAX_LINK_BYTES_PER_CHANNEL
+            }
+            // Joined from here: the joiner's bytes were counted when it sent them.
+            None => true,
         }
     }
 
@@ -308,7 +351,7 @@ impl Links {
     /// opener (the other side's messages from the opener are limited in size).
     pub fn local_party(&self, channel: &ChannelId) -> Option<(ConnHandle, bool)> {
         let inner = self.inner.lock().ok()?;
-        if let Some((joiner, _)) = inner.joined_elsewhere.get(channel) {
+        if let Some((joiner, _, _)) = inner.joined_elsewhere.get(channel) {
             return Some((joiner.clone(), false));
         }
         let c = inner.channels.get(channel)?;
@@ -322,7 +365,7 @@ impl Links {
             let Ok(mut inner) = self.inner.lock() else {
                 return;
             };
-            if let Some((joiner, _)) = inner.joined_elsewhere.remove(channel) {
+            if let Some((joiner, _, _)) = inner.joined_elsewhere.remove(channel) {
                 inner.remove_party(joiner.id, channel);
                 Some(joiner)
             } else if inner
@@ -352,7 +395,7 @@ impl Links {
             let mut elsewhere: Vec<(ChannelId, String)> = Vec::new();
             let mut ended: Vec<(ChannelId, Channel)> = Vec::new();
             for id in ids {
-                if let Some((_, node)) = inner.joined_elsewhere.remove(&id) {
+                if let Some((_, node, _)) = inner.joined_elsewhere.remove(&id) {
                     elsewhere.push((id, node));
                 } else if let Some(c) = inner.remove(&id) {
                     ended.push((id, c));
@@ -384,5 +427,46 @@ impl Links {
     /// Whether no channel is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_channel_relays_a_bundle_but_not_an_endless_stream() {
+        let links = Links::new(None);
+        let (opener, _opener_rx) = ConnHandle::new(1, 16, 1 << 20);
+        let (joiner, _joiner_rx) = ConnHandle::new(2, 16, 1 << 20);
+        let channel = [7; 32];
+        links
+            .open(
+                channel,
+                &opener,
+                std::net::IpAddr::from([127, 0, 0, 1]),
+                4,
+                Duration::from_secs(60),
+                Arc::new(Metrics::default()),
+            )
+            .unwrap();
+        links.join(&channel, &joiner).unwrap();
+        // The largest bundle goes through.
+        let bundle = confide_protocol::link::MAX_LINK_BUNDLE_BYTES * 2;
+        assert!(links.peer(&channel, joiner.id, bundle).is_ok());
+        // A stream does not.
+        let mut refused = None;
+        for _ in 0..64 {
+            if let Err(e) = links.peer(&channel, joiner.id, 64 * 1024) {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert_eq!(refused, Some(LinkRefusal::Exhausted));
+        // Nor the other way.
+        assert_eq!(
+            links.peer(&channel, opener.id, 1).err(),
+            Some(LinkRefusal::Exhausted)
+        );
     }
 }

@@ -1808,6 +1808,13 @@ async fn append_op(
                 "another op was appended at this seq first; resync, re-check and re-sign",
             ));
         }
+        // The outcome may be unknown (a database connection that broke during the commit):
+        // enforce what storage holds, which may include this op.
+        let before = entry.devices.clone();
+        if entry.catch_up_ops(shared.storage.as_ref()).is_ok() {
+            let after = entry.devices.clone();
+            shared.groups.update_devices(group, &before, &after);
+        }
         return Err(commit_reject(&e));
     }
     if let Some(key) = &update_key {

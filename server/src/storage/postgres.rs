@@ -1647,24 +1647,37 @@ pub fn redacted_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(not a URL)".to_string();
     };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => {
+    // The user information ends at the last '@': a password may hold '/', '?', '#' or ':'
+    // (and an '@' only percent-encoded), so nothing before that '@' is cut by those first.
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{user}@{hosts}")
+            (format!("{user}@"), rest)
         }
-        None => authority.to_string(),
+        None => (String::new(), rest),
     };
-    format!("{scheme}://{authority}{path}")
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{user}{rest}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_with_reserved_characters_never_appears_in_what_is_logged() {
+        for (url, password) in [
+            ("postgres://confide:pa/ss@db.internal:5432/confide", "pa/ss"),
+            ("postgres://confide:pa?ss@db.internal:5432/confide", "ss@"),
+            ("postgres://confide:pa#ss@db.internal:5432/confide", "ss@"),
+            ("postgres://confide:a:b/c?d#e@db.internal/confide", "b/c"),
+        ] {
+            let shown = redacted_url(url);
+            assert!(!shown.contains(password), "{url} shown as {shown}");
+            assert!(!shown.contains("pa"), "{url} shown as {shown}");
+            assert!(shown.starts_with("postgres://confide@db.internal"), "{shown}");
+        }
+    }
 
     #[test]
     fn a_password_never_appears_in_what_is_logged() {

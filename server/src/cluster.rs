@@ -804,25 +804,31 @@ async fn poll_loop(shared: Arc<Shared>, cluster: Arc<Cluster>, mut stop: watch::
             _ = stop.changed() => return,
         }
         cluster.metrics.polls.fetch_add(1, Relaxed);
-        // Groups created elsewhere while no hint arrived.
-        match shared.storage.groups() {
-            Ok(all) => {
-                let known: HashMap<GroupId, ()> = shared
-                    .groups
-                    .all()
-                    .into_iter()
-                    .map(|(g, _)| (g, ()))
-                    .collect();
-                for group in all {
-                    if !known.contains_key(&group) {
-                        cluster.mark(group);
-                    }
-                }
+        // Where every group stands, in one read; only the groups that moved past what this
+        // node knows (or that it does not know: created elsewhere) are read further.
+        let heads = match shared.storage.all_heads() {
+            Ok(heads) => heads,
+            Err(e) => {
+                crate::throttle::storage_error(&e);
+                continue;
             }
-            Err(e) => crate::throttle::storage_error(&e),
-        }
-        for (group, _) in shared.groups.all() {
-            cluster.mark(group);
+        };
+        let known: HashMap<GroupId, _> = shared.groups.all().into_iter().collect();
+        for head in heads {
+            let moved = match known.get(&head.group) {
+                None => true,
+                Some(entry) => match entry.try_lock() {
+                    Ok(entry) => {
+                        head.op_seq > entry.stored_head
+                            || head.last_seq.0 > entry.caught_up.load(Relaxed)
+                    }
+                    // Busy: look anyway.
+                    Err(_) => true,
+                },
+            };
+            if moved {
+                cluster.mark(head.group);
+            }
         }
     }
 }

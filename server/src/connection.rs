@@ -1466,13 +1466,31 @@ async fn handle_request(
         }
         ClientFrame::ListGroups { id } => {
             let mut groups = Vec::new();
-            for group in shared.groups.of_device(&s.device) {
+            let mine = shared.groups.of_device(&s.device);
+            // Other nodes may have stored ops and messages this one has not heard of: where
+            // every group stands, in one read.
+            let heads: std::collections::HashMap<GroupId, crate::storage::GroupHead> =
+                match shared.cluster {
+                    Some(_) => shared
+                        .storage
+                        .heads(&mine)
+                        .map_err(storage_reject)?
+                        .into_iter()
+                        .map(|head| (head.group, head))
+                        .collect(),
+                    None => Default::default(),
+                };
+            for group in mine {
                 if let Some(entry) = shared.groups.get(&group) {
                     let mut entry = entry.lock().await;
-                    crate::cluster::refresh(shared, &mut entry).map_err(storage_reject)?;
-                    let last_seq = match shared.cluster {
-                        // Other nodes may have stored messages this one has not heard of.
-                        Some(_) => shared.storage.last_seq(&group).map_err(storage_reject)?,
+                    let last_seq = match heads.get(&group) {
+                        Some(head) => {
+                            if head.op_seq > entry.stored_head {
+                                crate::cluster::refresh(shared, &mut entry)
+                                    .map_err(storage_reject)?;
+                            }
+                            head.last_seq
+                        }
                         None => Seq(entry.next_seq - 1),
                     };
                     groups.push(GroupSummary {

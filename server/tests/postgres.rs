@@ -322,6 +322,25 @@ fn answers(db: &dyn Storage, ids: &Ids) -> Vec<(String, Value)> {
             );
         }
         put(format!("last_seq {h}"), json!(db.last_seq(g).unwrap()));
+        let head = db.heads(std::slice::from_ref(g)).unwrap();
+        put(
+            format!("heads {h}"),
+            json!(
+                head.iter()
+                    .map(|h| (h.op_seq, h.last_seq.0))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        let all = db.all_heads().unwrap();
+        put(
+            format!("all_heads has {h}"),
+            json!(
+                all.iter()
+                    .filter(|x| x.group == *g)
+                    .map(|x| (x.op_seq, x.last_seq.0))
+                    .collect::<Vec<_>>()
+            ),
+        );
         for m in &ids.messages {
             put(
                 format!("message_seq {h} {}", hex::encode(m.0)),

@@ -198,6 +198,20 @@ pub enum StorageError {
     },
 }
 
+/// Where a group's log and messages stand in storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupHead {
+    /// The group.
+    pub group: GroupId,
+    /// The seq of its last op (0: only the genesis op).
+    pub op_seq: u64,
+    /// The highest message seq ever used in it (as [`Storage::last_seq`]).
+    pub last_seq: Seq,
+}
+
+/// Ops read per call while a default [`Storage::heads`] pages through a log.
+const HEADS_PAGE: usize = 1024;
+
 /// What the relay needs from a database.
 pub trait Storage: Send + Sync + 'static {
     /// Applies a batch of writes and makes it durable before returning.
@@ -277,6 +291,34 @@ pub trait Storage: Send + Sync + 'static {
     /// handed out but not yet known to be durable ([`crate::inbox`]). No default: a wrapper
     /// must say what the storage it wraps does.
     fn reads_only_durable(&self) -> bool;
+    /// Where each of `groups` that exists stands ([`GroupHead`]), for several nodes to see what
+    /// others stored. The default pages through each log; a backend shared by several nodes
+    /// answers in one read.
+    fn heads(&self, groups: &[GroupId]) -> Result<Vec<GroupHead>, StorageError> {
+        let mut heads = Vec::new();
+        for group in groups {
+            let mut ops = 0usize;
+            loop {
+                let page = self.ops(group, ops as u64, HEADS_PAGE)?.len();
+                ops = ops.saturating_add(page);
+                if page < HEADS_PAGE {
+                    break;
+                }
+            }
+            if let Some(last) = ops.checked_sub(1) {
+                heads.push(GroupHead {
+                    group: *group,
+                    op_seq: last as u64,
+                    last_seq: self.last_seq(group)?,
+                });
+            }
+        }
+        Ok(heads)
+    }
+    /// Where every group stands ([`Self::heads`] of [`Self::groups`]).
+    fn all_heads(&self) -> Result<Vec<GroupHead>, StorageError> {
+        self.heads(&self.groups()?)
+    }
     /// Whether the database answers now, with a few words for `/healthz`. May wait a short,
     /// bounded time (a network database is asked); an embedded one is always there.
     fn health(&self) -> Result<String, StorageError> {

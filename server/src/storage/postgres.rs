@@ -401,6 +401,9 @@ const SQL_OPS: &str = "SELECT op FROM ops WHERE group_id = $1 AND seq >= $2 ORDE
 const SQL_MESSAGES: &str =
     "SELECT record FROM messages WHERE group_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 const SQL_LAST_SEQ: &str = "SELECT last_msg_seq FROM group_heads WHERE group_id = $1";
+const SQL_HEADS: &str =
+    "SELECT group_id, last_op_seq, last_msg_seq FROM group_heads WHERE group_id = ANY($1)";
+const SQL_ALL_HEADS: &str = "SELECT group_id, last_op_seq, last_msg_seq FROM group_heads";
 const SQL_INBOX_PAGE: &str = "SELECT record FROM inbox \
      WHERE device = $1 AND inbox_id > $2 ORDER BY inbox_id LIMIT $3";
 const SQL_INBOX_HAS: &str = "SELECT 1 FROM inbox WHERE device = $1 AND inbox_id = $2";
@@ -408,6 +411,16 @@ const SQL_INBOX_LEN: &str = "SELECT count(*) FROM inbox WHERE device = $1";
 const SQL_INBOX_LEN_FROM: &str =
     "SELECT count(*) FROM inbox_shares WHERE device = $1 AND share = $2";
 const SQL_NEXT_ID_BLOCK: &str = "SELECT nextval('inbox_ids')";
+
+/// A `group_heads` row as a [`super::GroupHead`].
+fn group_head(row: &Row) -> Result<super::GroupHead, StorageError> {
+    let table = "group_heads";
+    Ok(super::GroupHead {
+        group: GroupId(id(table, column::<&[u8]>(table, row, 0)?)?),
+        op_seq: unsigned(table, column::<i64>(table, row, 1)?)?,
+        last_seq: Seq(unsigned(table, column::<i64>(table, row, 2)?)?),
+    })
+}
 
 /// The statements of a batch, in order.
 fn plan(batch: &[Write]) -> Result<Vec<Planned>, StorageError> {
@@ -1044,6 +1057,17 @@ impl Storage for PostgresStorage {
         true
     }
 
+    fn heads(&self, groups: &[GroupId]) -> Result<Vec<super::GroupHead>, StorageError> {
+        let ids: Vec<Vec<u8>> = groups.iter().map(|g| g.as_bytes().to_vec()).collect();
+        let rows = self.rows(SQL_HEADS, vec![Box::new(ids)])?;
+        rows.iter().map(group_head).collect()
+    }
+
+    fn all_heads(&self) -> Result<Vec<super::GroupHead>, StorageError> {
+        let rows = self.rows(SQL_ALL_HEADS, vec![])?;
+        rows.iter().map(group_head).collect()
+    }
+
     fn health(&self) -> Result<String, StorageError> {
         self.check_health()?;
         Ok(format!("PostgreSQL at {}", self.name))
@@ -1675,7 +1699,10 @@ mod tests {
             let shown = redacted_url(url);
             assert!(!shown.contains(password), "{url} shown as {shown}");
             assert!(!shown.contains("pa"), "{url} shown as {shown}");
-            assert!(shown.starts_with("postgres://confide@db.internal"), "{shown}");
+            assert!(
+                shown.starts_with("postgres://confide@db.internal"),
+                "{shown}"
+            );
         }
     }
 

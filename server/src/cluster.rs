@@ -47,6 +47,9 @@ pub const HINT_QUEUE_LINK_BYTES: usize = 16 * 1024 * 1024;
 pub const CATCH_UP_PAGE: usize = 256;
 /// How long to wait for NATS when connecting; the node starts either way and keeps trying.
 pub const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The subject (after the prefix) on which a node that could not publish some hints asks the
+/// others to have their clients sync anew.
+pub const RESYNC_SUBJECT: &str = "resync";
 /// How long a `link_join` for a channel this node does not hold waits for the node that holds
 /// it to answer; no answer is `link_unknown`.
 pub const LINK_JOIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -273,6 +276,8 @@ pub struct ClusterMetrics {
     pub inbox_caught_up: AtomicU64,
     /// Polls of every group.
     pub polls: AtomicU64,
+    /// Times every connection here was closed for its client to sync anew.
+    pub resyncs: AtomicU64,
 }
 
 /// This node's link to the others.
@@ -290,6 +295,13 @@ pub struct Cluster {
     connected: Arc<AtomicBool>,
     /// Woken when NATS reconnects: catch up on everything at once.
     reconnected: Arc<Notify>,
+    /// Woken when this node may have missed hints (NATS came back after an outage, or dropped
+    /// messages for this slow subscriber, or another node could not publish some): every
+    /// connection here is closed for its client to reconnect and sync, since inbox items,
+    /// device lists and unlinks, unlike group messages, are not polled.
+    missed: Arc<Notify>,
+    /// Hints this node could not publish since it last said so ([`RESYNC_SUBJECT`]).
+    dropped_hints: AtomicBool,
     /// Link data bytes in the publish queue ([`HINT_QUEUE_LINK_BYTES`]).
     queued_link_bytes: Arc<std::sync::atomic::AtomicUsize>,
     /// Counters.
@@ -308,7 +320,10 @@ impl Cluster {
         }
         let connected = Arc::new(AtomicBool::new(false));
         let reconnected = Arc::new(Notify::new());
+        let missed = Arc::new(Notify::new());
+        let ever_connected = Arc::new(AtomicBool::new(false));
         let (events_connected, events_reconnected) = (connected.clone(), reconnected.clone());
+        let (events_missed, events_ever) = (missed.clone(), ever_connected.clone());
         let client = async_nats::ConnectOptions::new()
             // A node needs no hint about its own writes: it delivered them itself.
             .no_echo()
@@ -317,12 +332,21 @@ impl Cluster {
             .event_callback(move |event| {
                 let (connected, reconnected) =
                     (events_connected.clone(), events_reconnected.clone());
+                let (missed, ever) = (events_missed.clone(), events_ever.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("NATS connected");
                             connected.store(true, Relaxed);
                             reconnected.notify_one();
+                            // Back after an outage: what other nodes hinted meanwhile is lost.
+                            if ever.swap(true, Relaxed) {
+                                missed.notify_one();
+                            }
+                        }
+                        async_nats::Event::SlowConsumer(_) => {
+                            tracing::warn!("NATS dropped hints for this node (slow consumer)");
+                            missed.notify_one();
                         }
                         async_nats::Event::Disconnected => {
                             tracing::warn!(
@@ -339,6 +363,7 @@ impl Cluster {
             .map_err(|e| format!("cannot use NATS at {}: {e}", config.nats_url))?;
         if client.connection_state() == async_nats::connection::State::Connected {
             connected.store(true, Relaxed);
+            ever_connected.store(true, Relaxed);
         }
         let (hints, queue) = mpsc::channel(HINT_QUEUE);
         let mut node = [0u8; 8];
@@ -353,6 +378,8 @@ impl Cluster {
             wake: Notify::new(),
             connected,
             reconnected,
+            missed,
+            dropped_hints: AtomicBool::new(false),
             queued_link_bytes: Arc::default(),
             metrics: ClusterMetrics::default(),
         })
@@ -372,12 +399,14 @@ impl Cluster {
             if queued.saturating_add(link_bytes) > HINT_QUEUE_LINK_BYTES {
                 self.queued_link_bytes.fetch_sub(link_bytes, Relaxed);
                 self.metrics.hints_dropped.fetch_add(1, Relaxed);
+                // Link data only: the link fails and its devices start again.
                 return;
             }
         }
         if self.hints.try_send(hint).is_err() {
             self.queued_link_bytes.fetch_sub(link_bytes, Relaxed);
             self.metrics.hints_dropped.fetch_add(1, Relaxed);
+            self.dropped_hints.store(true, Relaxed);
         }
     }
 
@@ -421,6 +450,11 @@ impl Cluster {
                 "confide_cluster_polls_total",
                 "Polls of every group.",
                 &m.polls,
+            ),
+            (
+                "confide_cluster_resyncs_total",
+                "Times every connection here was closed for its client to sync anew (hints lost).",
+                &m.resyncs,
             ),
         ] {
             let _ = writeln!(
@@ -479,8 +513,23 @@ pub fn start(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Vec<tokio::tas
     }
     tasks.push(tokio::spawn(listen(shared.clone(), cluster.clone())));
     tasks.push(tokio::spawn(catch_up_loop(shared.clone(), cluster.clone())));
+    tasks.push(tokio::spawn(resync_loop(shared.clone(), cluster.clone())));
     tasks.push(tokio::spawn(poll_loop(shared, cluster, stop)));
     tasks
+}
+
+/// Closes every connection here whenever this node may have missed hints, for the clients to
+/// reconnect and sync: inbox items, device lists and unlinks stored through other nodes are
+/// delivered and enforced then (a device unlinked elsewhere cannot authenticate again).
+async fn resync_loop(shared: Arc<Shared>, cluster: Arc<Cluster>) {
+    loop {
+        cluster.missed.notified().await;
+        tracing::warn!(
+            "hints from other nodes may be lost: closing connections for clients to sync"
+        );
+        shared.hub.resync_all();
+        cluster.metrics.resyncs.fetch_add(1, Relaxed);
+    }
 }
 
 async fn publish(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Hint>) {
@@ -491,9 +540,25 @@ async fn publish(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Hint>) {
         // next poll.
         match cluster.client.publish(subject, payload.into()).await {
             Ok(()) => cluster.metrics.hints_published.fetch_add(1, Relaxed),
-            Err(_) => cluster.metrics.hints_dropped.fetch_add(1, Relaxed),
+            Err(_) => {
+                cluster.dropped_hints.store(true, Relaxed);
+                cluster.metrics.hints_dropped.fetch_add(1, Relaxed)
+            }
         };
         cluster.queued_link_bytes.fetch_sub(link_bytes, Relaxed);
+        // Hints were lost: once the queue is empty, tell the other nodes to have their clients
+        // sync anew.
+        if queue.is_empty() && cluster.dropped_hints.swap(false, Relaxed) {
+            let subject = format!("{}.{RESYNC_SUBJECT}", cluster.prefix);
+            if cluster
+                .client
+                .publish(subject, Vec::new().into())
+                .await
+                .is_err()
+            {
+                cluster.dropped_hints.store(true, Relaxed);
+            }
+        }
     }
 }
 
@@ -507,6 +572,7 @@ async fn listen(shared: Arc<Shared>, cluster: Arc<Cluster>) {
         format!("{p}.device.>"),
         format!("{p}.link.>"),
         format!("{p}.node.{}.>", cluster.node),
+        format!("{p}.{RESYNC_SUBJECT}"),
     ];
     let mut subscribers = Vec::new();
     for subject in subjects {
@@ -523,10 +589,15 @@ async fn listen(shared: Arc<Shared>, cluster: Arc<Cluster>) {
     }
     let mut subscriber = futures_util::stream::select_all(subscribers);
     let link_prefix = format!("{}.link.", cluster.prefix);
+    let resync_subject = format!("{}.{RESYNC_SUBJECT}", cluster.prefix);
     while let Some(message) = subscriber.next().await {
         cluster.metrics.hints_heard.fetch_add(1, Relaxed);
         if let Some(channel) = message.subject.as_str().strip_prefix(&link_prefix) {
             answer_link_join(&shared, &cluster, channel, &message).await;
+            continue;
+        }
+        if message.subject.as_str() == resync_subject {
+            cluster.missed.notify_one();
             continue;
         }
         let Some(hint) = Hint::decode(&cluster.prefix, message.subject.as_str(), &message.payload)

@@ -357,6 +357,9 @@ async fn serve_split<S>(
                 if handle.is_unlinked() {
                     break Some((CloseCode::Policy, "device unlinked".into()));
                 }
+                if handle.must_resync() {
+                    break Some((CloseCode::Again, "this server lost touch with the other servers for a while: reconnect and sync".into()));
+                }
                 break Some((CloseCode::Again, "slow consumer: too far behind; reconnect and sync".into()));
             }
             _ = &mut auth_deadline, if session.is_none() => {

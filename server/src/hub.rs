@@ -42,6 +42,9 @@ struct ConnState {
     slow: AtomicBool,
     /// Set when a device list dropped the connection's device; the task closes itself.
     unlinked: AtomicBool,
+    /// Set when this node may have missed what other nodes stored for the connection (NATS
+    /// was away, [`crate::cluster`]); the task closes itself and the client syncs anew.
+    resync: AtomicBool,
     /// Wakes the connection task when `slow` is set.
     wake: Notify,
     /// Bytes queued and not yet sent: the queue is bounded in bytes as well as in frames.
@@ -65,6 +68,7 @@ impl ConnHandle {
             state: Arc::new(ConnState {
                 slow: AtomicBool::new(false),
                 unlinked: AtomicBool::new(false),
+                resync: AtomicBool::new(false),
                 wake: Notify::new(),
                 queued_bytes: AtomicUsize::new(0),
                 backlog_after: AtomicU64::new(0),
@@ -87,6 +91,18 @@ impl ConnHandle {
     /// Tells the connection task that its device was unlinked: it closes the connection.
     pub fn unlink(&self) {
         self.state.unlinked.store(true, Ordering::Relaxed);
+        self.state.wake.notify_one();
+    }
+
+    /// Whether the connection is to be closed for its client to sync anew.
+    pub fn must_resync(&self) -> bool {
+        self.state.resync.load(Ordering::Relaxed)
+    }
+
+    /// Tells the connection task to close the connection, so that its client reconnects and
+    /// syncs: this node may have missed inbox items, device lists or unlinks other nodes stored.
+    pub fn resync(&self) {
+        self.state.resync.store(true, Ordering::Relaxed);
         self.state.wake.notify_one();
     }
 
@@ -197,6 +213,15 @@ impl Hub {
             .read()
             .map(|map| map.contains_key(device))
             .unwrap_or(false)
+    }
+
+    /// Closes every authenticated connection for its client to reconnect and sync
+    /// ([`ConnHandle::resync`]).
+    pub fn resync_all(&self) {
+        let Ok(map) = self.devices.read() else { return };
+        for conn in map.values().flatten() {
+            conn.resync();
+        }
     }
 
     /// Closes every connection of `device` (a device list dropped it).

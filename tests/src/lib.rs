@@ -836,6 +836,42 @@ impl TestUser {
         }
     }
 
+    /// Waits until this unlinked device learns it: `Event::DeviceUnlinked`, or the server
+    /// refusing it with `device_unlinked`. Returns every event seen.
+    pub async fn wait_unlinked(&mut self) -> Vec<confide_client::Event> {
+        use confide_client::Event;
+        let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            while let Some(event) = self.events.try_next() {
+                let done = matches!(event, Event::DeviceUnlinked { .. });
+                seen.push(event);
+                if done {
+                    return seen;
+                }
+            }
+            if let Ok(Err(e)) =
+                tokio::time::timeout(Duration::from_millis(500), self.client.sync()).await
+                && e.server_code() == Some(confide_protocol::frames::ErrorCode::DeviceUnlinked)
+            {
+                return seen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the unlinked device never learned it; events: {seen:?}"
+            );
+            if let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(100), self.events.next()).await
+            {
+                let done = matches!(event, Event::DeviceUnlinked { .. });
+                seen.push(event);
+                if done {
+                    return seen;
+                }
+            }
+        }
+    }
+
     /// Stops the client (offline).
     pub async fn go_offline(&mut self) {
         self.client.shutdown().await;

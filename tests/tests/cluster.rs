@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confide_client::{ChatMessage, GroupId, ServerTrust};
-use confide_protocol::frames::{ClientFrame, ErrorCode};
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use confide_server::cluster::ClusterConfig;
 use confide_server::storage::PostgresStorage;
 use confide_server::storage::test_database::{TestDatabase, try_fresh_database};
@@ -382,4 +382,45 @@ async fn a_node_killed_under_load_loses_no_acknowledged_post() {
     }
     assert_eq!(acknowledged.len(), 120);
     assert_one_conversation(&mut users, group, &acknowledged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_unlinked_while_nats_is_down_is_cut_off_once_it_is_back() {
+    let mut nats = PrivateNats::start().await;
+    let database = database();
+    let url = database.url().to_string();
+    let nodes = Nodes::on(2, &url, &nats.url, Some(database)).await;
+    let phone = TestUser::register(nodes.url(0), nodes.trust(), "Alice").await;
+    let mut laptop = phone.link_new_device(nodes.url(1), nodes.trust()).await;
+    nats.kill();
+    // The phone's node cannot tell the laptop's node.
+    phone
+        .client
+        .unlink_device(laptop.client.device())
+        .await
+        .unwrap();
+    nats.resume().await;
+    // Back, the laptop's node closes its connections for the clients to sync anew: the laptop
+    // learns it was unlinked (the server refuses it) instead of staying connected.
+    laptop.wait_unlinked().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_nats_outage_a_node_has_its_clients_reconnect_and_sync() {
+    let mut nats = PrivateNats::start().await;
+    let database = database();
+    let url = database.url().to_string();
+    let nodes = Nodes::on(2, &url, &nats.url, Some(database)).await;
+    let mut raw = confide_tests::RawClient::register(&nodes.servers[1], "Alice").await;
+    nats.kill();
+    nats.resume().await;
+    // What other nodes hinted meanwhile (inbox items, device lists, unlinks) is lost: the node
+    // says so, and the connection closes for the client to reconnect and sync.
+    let frame = raw
+        .wait_for(|f| matches!(f, ServerFrame::GoingAway { .. }))
+        .await;
+    let ServerFrame::GoingAway { reason } = frame else {
+        unreachable!()
+    };
+    assert!(reason.contains("reconnect and sync"), "{reason}");
 }

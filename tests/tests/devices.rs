@@ -108,41 +108,6 @@ async fn wait_text(user: &mut TestUser, group: GroupId, text: &str) {
     }
 }
 
-/// Waits until the unlinked `user` learns it: `Event::DeviceUnlinked`, or the server refusing
-/// it with `device_unlinked`. Returns every event seen.
-async fn wait_unlinked(user: &mut TestUser) -> Vec<Event> {
-    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
-    let mut seen = Vec::new();
-    loop {
-        while let Some(event) = user.events.try_next() {
-            let done = matches!(event, Event::DeviceUnlinked { .. });
-            seen.push(event);
-            if done {
-                return seen;
-            }
-        }
-        if let Ok(Err(e)) =
-            tokio::time::timeout(Duration::from_millis(500), user.client.sync()).await
-            && e.server_code() == Some(ErrorCode::DeviceUnlinked)
-        {
-            return seen;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the unlinked device never learned it; events: {seen:?}"
-        );
-        if let Ok(Some(event)) =
-            tokio::time::timeout(Duration::from_millis(100), user.events.next()).await
-        {
-            let done = matches!(event, Event::DeviceUnlinked { .. });
-            seen.push(event);
-            if done {
-                return seen;
-            }
-        }
-    }
-}
-
 /// Every device `device` sealed a payload to (sender keys and the like), as the relay saw.
 fn sealed_recipients(evil: &EvilServer, device: DeviceId) -> Vec<DeviceId> {
     evil.requests_from(device)
@@ -336,7 +301,7 @@ async fn unlink_scenario(from_new: bool) {
     let gone = goes.client.device();
     stays.client.unlink_device(gone).await.unwrap();
     assert_eq!(own_device_ids(&stays).await, vec![stays.client.device()]);
-    let events = wait_unlinked(&mut goes).await;
+    let events = goes.wait_unlinked().await;
     let told = events
         .iter()
         .any(|e| matches!(e, Event::DeviceUnlinked { by } if *by == stays.client.device()));

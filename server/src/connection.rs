@@ -1252,7 +1252,16 @@ async fn publish_devices(
     // In the same batch as the list: `lookup_*` and the member-entry checks never see the one
     // without the other.
     writes.extend(upgraded.map(Write::Device));
-    commit(shared, writes).await?;
+    if let Err(e) = shared.writer.commit(writes).await {
+        if is_conflict(&e) {
+            // Another node stored a different successor at the same moment.
+            return Err(list_refused(
+                "another list of this user was published at the same moment; fetch the current \
+                 list and retry",
+            ));
+        }
+        return Err(commit_reject(&e));
+    }
     shared.device_lists.record(&user);
     drop(registering);
     reply(shared, handle, &ServerFrame::Ok { id });

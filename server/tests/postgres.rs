@@ -817,3 +817,37 @@ fn a_copy_into_a_database_that_holds_data_is_refused_and_changes_nothing() {
     assert!(sled_to_postgres(&sled, &used).is_err());
     assert_eq!(used.counts().unwrap().inbox_items, 1);
 }
+
+#[test]
+fn two_nodes_storing_different_successors_of_one_device_list_store_only_the_first() {
+    let (url, _db) = fresh_database();
+    let (one, two) = two_nodes(&url);
+    let (da, db) = (
+        DeviceIdentity::generate(&mut common::rng()),
+        DeviceIdentity::generate(&mut common::rng()),
+    );
+    let user = common::User::new(&da);
+    let identity = user.list.identity;
+    let first = user.signed.clone();
+    let (_, alone) = user.successor(&da, &[&da]);
+    let (_, with_laptop) = user.successor(&da, &[&da, &db]);
+    let put = |list: &confide_protocol::device_list::SignedDeviceList| Write::DeviceList {
+        user: user.id,
+        identity,
+        list: list.clone(),
+    };
+    one.commit(&[put(&first)]).unwrap();
+    one.commit(&[put(&alone)]).unwrap();
+    // A fork: refused, and nothing of it stored.
+    assert_conflict(two.commit(&[put(&with_laptop)]));
+    assert_eq!(two.device_list(&user.id).unwrap(), Some(alone.clone()));
+    assert_eq!(
+        two.device_list_chain(&user.id, 0, 10).unwrap(),
+        vec![first.clone(), alone.clone()]
+    );
+    // The same list again (a registration naming the current list) is fine, and an older one
+    // stored again does not become current.
+    two.commit(&[put(&alone)]).unwrap();
+    two.commit(&[put(&first)]).unwrap();
+    assert_eq!(one.device_list(&user.id).unwrap(), Some(alone));
+}

@@ -373,14 +373,7 @@ const SQL_INBOX: &str = "WITH item AS ( \
      SELECT item.device, s.share, item.inbox_id FROM item, unnest($4::bytea[]) AS s(share) \
      ON CONFLICT DO NOTHING";
 const SQL_ACK: &str = "DELETE FROM inbox WHERE device = $1 AND inbox_id = $2";
-const SQL_DEVICE_LIST: &str = "WITH current AS ( \
-       INSERT INTO device_lists (user_id, list) VALUES ($1, $2) \
-       ON CONFLICT (user_id) DO UPDATE SET list = excluded.list), \
-     history AS ( \
-       INSERT INTO device_list_history (user_id, version, list) VALUES ($1, $3, $2) \
-       ON CONFLICT (user_id, version) DO UPDATE SET list = excluded.list) \
-     INSERT INTO identities (identity, user_id) VALUES ($4, $1) \
-     ON CONFLICT (identity) DO UPDATE SET user_id = excluded.user_id";
+const SQL_DEVICE_LIST: &str = "SELECT confide_put_device_list($1, $2, $3, $4)";
 const SQL_UNLINK: &str = "WITH mark AS ( \
        INSERT INTO unlinked (device, user_id) VALUES ($1, $2) \
        ON CONFLICT (device) DO UPDATE SET user_id = excluded.user_id), \

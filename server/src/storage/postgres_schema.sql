@@ -111,6 +111,33 @@ BEGIN
 END
 $$;
 
+-- Stores list `l`, version `v`, of user `u` with identity key `i` (§3.6): a version already
+-- stored may only be stored again byte for byte (another node stored a different successor
+-- first: CF001; two nodes storing one at the same moment: the unique key refuses the second),
+-- and the current list moves only forward.
+CREATE FUNCTION confide_put_device_list(u bytea, l bytea, v bigint, i bytea) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    stored bytea;
+BEGIN
+    SELECT list INTO stored FROM device_list_history WHERE user_id = u AND version = v;
+    IF FOUND THEN
+        IF stored <> l THEN
+            RAISE EXCEPTION 'another device list version % of this user is stored already', v
+                USING ERRCODE = 'CF001';
+        END IF;
+    ELSE
+        INSERT INTO device_list_history (user_id, version, list) VALUES (u, v, l);
+    END IF;
+    IF v >= (SELECT max(version) FROM device_list_history WHERE user_id = u) THEN
+        INSERT INTO device_lists (user_id, list) VALUES (u, l)
+            ON CONFLICT (user_id) DO UPDATE SET list = excluded.list;
+    END IF;
+    INSERT INTO identities (identity, user_id) VALUES (i, u)
+        ON CONFLICT (identity) DO UPDATE SET user_id = excluded.user_id;
+END
+$$;
+
 -- Stores message `m` at seq `s` of group `g`: `s` must be the next seq of the group, and `m`
 -- not stored in it already. Otherwise raises CF001.
 CREATE FUNCTION confide_append_message(g bytea, s bigint, m bytea, r bytea) RETURNS void

@@ -362,12 +362,12 @@ const SQL_DEVICE: &str = "INSERT INTO devices (device, user_id, record) VALUES (
 const SQL_OP: &str = "SELECT confide_append_op($1, $2, $3)";
 const SQL_MESSAGE: &str = "SELECT confide_append_message($1, $2, $3, $4)";
 const SQL_DELETE_MESSAGE: &str = "DELETE FROM messages WHERE group_id = $1 AND message_id = $2";
-// Not stored for a device a list dropped, also by an unlink earlier in the same batch.
+// Not stored for a device a list dropped, also by an unlink earlier in the same batch. An id
+// already stored is refused (a conflict), never overwritten: an id is never used twice.
 const SQL_INBOX: &str = "WITH item AS ( \
        INSERT INTO inbox (device, inbox_id, record) \
        SELECT $1::bytea, $2::bigint, $3::bytea \
        WHERE NOT EXISTS (SELECT 1 FROM unlinked WHERE device = $1::bytea) \
-       ON CONFLICT (device, inbox_id) DO UPDATE SET record = excluded.record \
        RETURNING device, inbox_id) \
      INSERT INTO inbox_shares (device, share, inbox_id) \
      SELECT item.device, s.share, item.inbox_id FROM item, unnest($4::bytea[]) AS s(share) \
@@ -803,12 +803,19 @@ impl PostgresStorage {
     ) -> Result<PostgresStorage, StorageError> {
         let mut config = parse_url(url)?;
         let name: Arc<str> = redacted_url(url).into();
+        // `synchronous_commit` on whatever the server's default: an acknowledgement promises
+        // the commit is on disk. (It also makes inbox id blocks safe: a block's `nextval` is
+        // in the write-ahead log before any item with one of its ids, so the flush that makes
+        // such an item durable makes the block durable too; ids of a block no item used may
+        // come back after a crash, harmlessly.)
         let mut settings = format!(
-            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={} \
+             -c synchronous_commit=on",
             options.statement_timeout.as_millis(),
             IDLE_IN_TRANSACTION_TIMEOUT.as_millis()
         );
         if let Some(given) = config.get_options() {
+            // Ours after the URL's: the later setting wins.
             settings = format!("{given} {settings}");
         }
         config

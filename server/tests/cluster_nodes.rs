@@ -5,129 +5,27 @@
 
 mod common;
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Device, append, chain, refusal, rng};
-use confide_protocol::frames::{ClientFrame, InboxItem, ServerFrame, StoredMessage};
-use confide_protocol::group_log::{MemberEntry, OpBody, SignedOp};
+use common::{Breakable, Device, append, chain, refusal, rng};
+use confide_protocol::frames::{ClientFrame, ServerFrame};
+use confide_protocol::group_log::{MemberEntry, OpBody};
 use confide_protocol::seal::{SealKind, seal};
-use confide_protocol::{DeviceId, DeviceIdentity, GroupId, MessageId, Seq, UserId};
+use confide_protocol::{DeviceIdentity, GroupId};
 use confide_server::cluster::ClusterConfig;
 use confide_server::server::Config;
 use confide_server::storage::test_database::fresh_database;
-use confide_server::storage::{DeviceRecord, StorageError, Write};
-use confide_server::{Limits, PostgresStorage, Storage};
-
-/// PostgreSQL storage whose commits can be held (to line up two nodes' writes).
-struct Gated {
-    inner: PostgresStorage,
-    closed: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Gated {
-    fn close(&self) {
-        *self.closed.lock().unwrap() = true;
-    }
-    fn open(&self) {
-        *self.closed.lock().unwrap() = false;
-        self.cv.notify_all();
-    }
-}
-
-impl Storage for Gated {
-    fn reads_only_durable(&self) -> bool {
-        self.inner.reads_only_durable()
-    }
-    fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
-        let mut closed = self.closed.lock().unwrap();
-        while *closed {
-            closed = self.cv.wait(closed).unwrap();
-        }
-        drop(closed);
-        self.inner.commit(batch)
-    }
-    fn device(&self, d: &DeviceId) -> Result<Option<DeviceRecord>, StorageError> {
-        self.inner.device(d)
-    }
-    fn devices_of_user(&self, u: &UserId) -> Result<Vec<DeviceRecord>, StorageError> {
-        self.inner.devices_of_user(u)
-    }
-    fn device_list(
-        &self,
-        u: &UserId,
-    ) -> Result<Option<confide_protocol::device_list::SignedDeviceList>, StorageError> {
-        self.inner.device_list(u)
-    }
-    fn device_list_chain(
-        &self,
-        u: &UserId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<confide_protocol::device_list::SignedDeviceList>, StorageError> {
-        self.inner.device_list_chain(u, after, limit)
-    }
-    fn identity_user(
-        &self,
-        i: &confide_protocol::device_list::IdentityKey,
-    ) -> Result<Option<UserId>, StorageError> {
-        self.inner.identity_user(i)
-    }
-    fn unlinked(&self, d: &DeviceId) -> Result<Option<UserId>, StorageError> {
-        self.inner.unlinked(d)
-    }
-    fn message_seq(&self, g: &GroupId, m: &MessageId) -> Result<Option<Seq>, StorageError> {
-        self.inner.message_seq(g, m)
-    }
-    fn groups(&self) -> Result<Vec<GroupId>, StorageError> {
-        self.inner.groups()
-    }
-    fn ops(&self, g: &GroupId, from: u64, limit: usize) -> Result<Vec<SignedOp>, StorageError> {
-        self.inner.ops(g, from, limit)
-    }
-    fn messages(
-        &self,
-        g: &GroupId,
-        after: Seq,
-        limit: usize,
-    ) -> Result<Vec<StoredMessage>, StorageError> {
-        self.inner.messages(g, after, limit)
-    }
-    fn last_seq(&self, g: &GroupId) -> Result<Seq, StorageError> {
-        self.inner.last_seq(g)
-    }
-    fn inbox(
-        &self,
-        d: &DeviceId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<InboxItem>, StorageError> {
-        self.inner.inbox(d, after, limit)
-    }
-    fn inbox_len(&self, d: &DeviceId) -> Result<usize, StorageError> {
-        self.inner.inbox_len(d)
-    }
-    fn inbox_len_from(&self, d: &DeviceId, share: &DeviceId) -> Result<usize, StorageError> {
-        self.inner.inbox_len_from(d, share)
-    }
-    fn next_inbox_id(&self) -> Result<u64, StorageError> {
-        self.inner.next_inbox_id()
-    }
-}
+use confide_server::{Limits, PostgresStorage};
 
 struct Node {
     url: String,
-    storage: Arc<Gated>,
+    storage: Arc<Breakable>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn node(db: &str, prefix: &str) -> Node {
-    let storage = Arc::new(Gated {
-        inner: PostgresStorage::connect(db).unwrap(),
-        closed: Mutex::new(false),
-        cv: Condvar::new(),
-    });
+    let storage = Arc::new(Breakable::new(PostgresStorage::connect(db).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -252,7 +150,7 @@ async fn a_copy_stored_through_another_node_does_not_wedge_posting_through_this_
     let f = on_a.envelope(&state, &mut ch, "F");
     let e = on_a.envelope(&state, &mut ch, "E");
     // Node A's writer holds F (seq 1) and then E (seq 2).
-    a.storage.close();
+    a.storage.before_write.close();
     let id_f = on_a.next_id();
     on_a.send(&ClientFrame::Post {
         id: id_f,
@@ -270,7 +168,7 @@ async fn a_copy_stored_through_another_node_does_not_wedge_posting_through_this_
     let id = on_b.next_id();
     let reply = on_b.request(ClientFrame::Post { id, envelope: e }).await;
     assert!(matches!(reply, ServerFrame::Posted { .. }), "{reply:?}");
-    a.storage.open();
+    a.storage.before_write.open();
     let reply_f = on_a.reply_to(id_f).await;
     assert!(matches!(reply_f, ServerFrame::Posted { .. }), "{reply_f:?}");
     // A new post through A.

@@ -78,10 +78,12 @@ impl Hold {
     }
 }
 
-/// Real sled storage whose writes behave as [`Mode`] says, with holds.
+/// Real storage (sled, or PostgreSQL) whose writes behave as [`Mode`] says, with holds.
 pub struct Breakable {
-    inner: SledStorage,
+    inner: Box<dyn Storage>,
     mode: AtomicU8,
+    /// Holds the writer before a batch reaches the database (to line up two nodes' writes).
+    pub before_write: Hold,
     /// Holds a reader of group-log ops before it reads (a `sync` reads the ops of its page
     /// between the group's lock and its read of the messages).
     pub before_op_read: Hold,
@@ -91,6 +93,17 @@ pub struct Breakable {
 }
 
 impl Breakable {
+    /// Wraps `inner`, writing normally and holding nothing.
+    pub fn new(inner: impl Storage) -> Breakable {
+        Breakable {
+            inner: Box::new(inner),
+            mode: AtomicU8::new(Mode::Normal as u8),
+            before_write: Hold::default(),
+            before_op_read: Hold::default(),
+            after_write: Hold::default(),
+        }
+    }
+
     pub fn set(&self, mode: Mode) {
         self.mode.store(mode as u8, Ordering::SeqCst);
     }
@@ -108,6 +121,7 @@ impl Storage for Breakable {
             }),
             2 => panic!("a bug in the storage"),
             _ => {
+                self.before_write.pass();
                 self.inner.commit(batch)?;
                 self.after_write.pass();
                 Ok(())
@@ -201,12 +215,9 @@ impl Server {
     /// them: devices of protocol version 1, say).
     pub async fn start_with(limits: Limits, records: &[Write]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(Breakable {
-            inner: SledStorage::open_with(&dir.path().join("db"), 1 << 20, 0).unwrap(),
-            mode: AtomicU8::new(Mode::Normal as u8),
-            before_op_read: Hold::default(),
-            after_write: Hold::default(),
-        });
+        let storage = Arc::new(Breakable::new(
+            SledStorage::open_with(&dir.path().join("db"), 1 << 20, 0).unwrap(),
+        ));
         if !records.is_empty() {
             storage.commit(records).unwrap();
         }

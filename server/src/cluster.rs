@@ -360,7 +360,11 @@ impl Cluster {
             })
             .connect(config.nats_url.as_str())
             .await
-            .map_err(|e| format!("cannot use NATS at {}: {e}", config.nats_url))?;
+            .map_err(|e| {
+                // The URL may carry credentials: shown without them.
+                let shown = crate::storage::postgres::redacted_url(&config.nats_url);
+                format!("cannot use NATS at {shown}: {e}")
+            })?;
         if client.connection_state() == async_nats::connection::State::Connected {
             connected.store(true, Relaxed);
             ever_connected.store(true, Relaxed);
@@ -562,7 +566,18 @@ async fn publish(cluster: Arc<Cluster>, mut queue: mpsc::Receiver<Hint>) {
     }
 }
 
+/// Hears hints for as long as the node runs: subscribes again (and has clients sync anew, as
+/// hints may have been missed) should the subscriptions ever end.
 async fn listen(shared: Arc<Shared>, cluster: Arc<Cluster>) {
+    loop {
+        listen_once(&shared, &cluster).await;
+        tracing::warn!("the NATS subscriptions ended; subscribing again");
+        cluster.missed.notify_one();
+        tokio::time::sleep(POLL_WITHOUT_NATS).await;
+    }
+}
+
+async fn listen_once(shared: &Arc<Shared>, cluster: &Arc<Cluster>) {
     // Every group's and device's hints, link-channel requests, and what other nodes address
     // to this one (link data goes only to the node of its recipient). Subscriptions survive
     // reconnections (the client renews them); retried only if the first request fails.

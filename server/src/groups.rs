@@ -280,20 +280,22 @@ impl Groups {
     pub fn load(storage: &dyn Storage) -> Result<Groups, StorageError> {
         let groups = Groups::default();
         for group in storage.groups()? {
-            if let Some(entry) = groups.read_group(storage, group)? {
-                groups.insert(entry);
+            if let Some(read) = groups.read_group(storage, group)? {
+                groups.insert_read(read);
             }
         }
         Ok(groups)
     }
 
-    /// Reads and verifies one stored group log (counting its creator), or `None` if the group
-    /// has no genesis op.
+    /// Reads and verifies one stored group log, with the device that created it (counted by
+    /// the caller once the entry is in: two tasks may read one group at once), or `None` if the
+    /// group has no genesis op.
     fn read_group(
         &self,
         storage: &dyn Storage,
         group: GroupId,
-    ) -> Result<Option<GroupEntry>, StorageError> {
+    ) -> Result<Option<(GroupEntry, Option<DeviceId>)>, StorageError> {
+        let mut creator = None;
         let mut state: Option<GroupState> = None;
         let mut broken = false;
         let mut from = 0u64;
@@ -304,7 +306,7 @@ impl Groups {
                 if from == 0
                     && let Ok(genesis) = op.parse_unverified()
                 {
-                    self.note_created(genesis.author);
+                    creator = Some(genesis.author);
                 }
                 if !broken {
                     let result = match state.as_mut() {
@@ -331,7 +333,17 @@ impl Groups {
         // Sync serves what is stored, verified or not: clients verify every op themselves
         // and must see (and refuse) anything that was slipped in.
         entry.stored_head = from.saturating_sub(1);
-        Ok(Some(entry))
+        Ok(Some((entry, creator)))
+    }
+
+    /// Adds a group read from storage and counts its creator, unless another task added it
+    /// first.
+    fn insert_read(&self, (entry, creator): (GroupEntry, Option<DeviceId>)) {
+        if self.insert(entry)
+            && let Some(creator) = creator
+        {
+            self.note_created(creator);
+        }
     }
 
     /// The group's entry, read from storage if this node does not know it yet: with a cluster,
@@ -344,9 +356,9 @@ impl Groups {
         if let Some(entry) = self.get(group) {
             return Ok(Some(entry));
         }
-        if let Some(entry) = self.read_group(storage, *group)? {
+        if let Some(read) = self.read_group(storage, *group)? {
             // Another task may have loaded it meanwhile: either copy is the stored log.
-            self.insert(entry);
+            self.insert_read(read);
         }
         Ok(self.get(group))
     }

@@ -608,7 +608,7 @@ async fn listen_once(shared: &Arc<Shared>, cluster: &Arc<Cluster>) {
     while let Some(message) = subscriber.next().await {
         cluster.metrics.hints_heard.fetch_add(1, Relaxed);
         if let Some(channel) = message.subject.as_str().strip_prefix(&link_prefix) {
-            answer_link_join(&shared, &cluster, channel, &message).await;
+            answer_link_join(shared, cluster, channel, &message).await;
             continue;
         }
         if message.subject.as_str() == resync_subject {
@@ -633,9 +633,9 @@ async fn listen_once(shared: &Arc<Shared>, cluster: &Arc<Cluster>) {
                 cluster.mark(group);
             }
             Hint::Op { group, .. } => cluster.mark(group),
-            Hint::Inbox { device, ids } => deliver_inbox(&shared, &cluster, &device, &ids),
+            Hint::Inbox { device, ids } => deliver_inbox(shared, cluster, &device, &ids),
             Hint::Unlinked { device } => shared.hub.unlink(&device),
-            Hint::DeviceList { device, user } => deliver_list(&shared, &device, &user),
+            Hint::DeviceList { device, user } => deliver_list(shared, &device, &user),
             Hint::LinkData {
                 node,
                 channel,

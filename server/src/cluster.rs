@@ -647,10 +647,10 @@ async fn listen_once(shared: &Arc<Shared>, cluster: &Arc<Cluster>) {
                 if !shared.links.relayed_from_elsewhere(&channel, data.len()) {
                     continue;
                 }
-                // The joiner's node checked the size of what an opener may send; this is what
-                // the opener's node must check of what its opener gets: nothing (the joiner
-                // may send a whole bundle). The other direction is bounded here again, in case
-                // the other node is of another version.
+                // Data for the joiner comes from the opener, which may send at most
+                // `MAX_LINK_DATA_FROM_OPENER` at once: the opener's node checked it, and it is
+                // checked again here in case that node runs another version. (Data for the
+                // opener comes from the joiner, which may send a whole bundle.)
                 if !is_opener && data.len() > crate::config::MAX_LINK_DATA_FROM_OPENER {
                     continue;
                 }

@@ -24,6 +24,12 @@
 //! as is a message that arrives after a later seq of its group ([`RunResult::out_of_order`]:
 //! a real client would sync): several nodes can cause all three.
 //!
+//! **Refused posts are posted again, as a client does.** A post refused for a passing reason
+//! (`storage`, `rate_limited`, `shutting_down`: the reference client's policy, PROTOCOL.md
+//! §9.8) is sent again, the same frame, after the `retry_after_ms` the refusal names (clamped
+//! as the reference client clamps it), and counted ([`RunResult::reposts`]). Several nodes
+//! refuse posts with `storage` when they keep losing a group's next seq to one another.
+//!
 //! **Pacing.** Closed loop ([`Pace::Window`]): each sender keeps a fixed number of posts in
 //! flight — the maximum-throughput runs. A post stays in flight until it is acknowledged *and*
 //! delivered: every sender takes one credit per recipient from its group's pool before it
@@ -83,6 +89,16 @@ const TAG_PREFIX_CHARS: usize = 20;
 const SEQ_MARKER: &str = r#""seq":"#;
 /// The sender number of a member that does not send.
 const NO_SENDER: u32 = u32::MAX;
+/// The request id of a sender's first post; post `k` is `FIRST_POST_ID + k`.
+const FIRST_POST_ID: u64 = 1_000;
+/// How long a refused post waits when the refusal names no time (the reference client's
+/// `OUTBOX_RETRY`).
+const REPOST_DEFAULT: Duration = Duration::from_secs(2);
+/// Bounds of the wait before a refused post is sent again (the reference client's
+/// `OUTBOX_RETRY_MIN` and `OUTBOX_RETRY_MAX`).
+const REPOST_MIN: Duration = Duration::from_millis(250);
+/// See [`REPOST_MIN`].
+const REPOST_MAX: Duration = Duration::from_secs(60);
 
 /// How a run sends.
 #[derive(Clone, Copy, Debug)]
@@ -142,6 +158,8 @@ pub struct RunResult {
     pub echoes: u64,
     /// Deliveries that arrived after a later message of the same group.
     pub out_of_order: u64,
+    /// Posts refused for a passing reason and sent again, by the refusal's code.
+    pub reposts: std::collections::BTreeMap<String, u64>,
     /// Messages the members were to receive (every other member's posts; 0 without fan-out).
     pub expected_deliveries: u64,
     /// CPU seconds the backends of the servers' PostgreSQL database used during the run (0 on
@@ -216,7 +234,7 @@ pub fn make_posts(
             ],
         );
         let frame = ClientFrame::Post {
-            id: RequestId(k as u64 + 1_000),
+            id: RequestId(k as u64 + FIRST_POST_ID),
             envelope,
         };
         out.push(frame.to_json()?.into());
@@ -321,6 +339,7 @@ struct Counters {
     duplicates: AtomicU64,
     echoes: AtomicU64,
     out_of_order: AtomicU64,
+    reposts: Mutex<std::collections::BTreeMap<String, u64>>,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
@@ -337,6 +356,8 @@ struct ReaderSpec {
     node: u8,
     /// This member's sender number ([`NO_SENDER`] if it does not send).
     sender: u32,
+    /// Where to ask this member's writer to send post `k` again (`None` if it does not send).
+    repost: Option<mpsc::UnboundedSender<usize>>,
 }
 
 struct ReaderResult {
@@ -429,6 +450,7 @@ async fn reader(
                     window.add_permits(1);
                 }
             }
+            Received::Error if repost_later(text.as_str(), &spec, &counters) => {}
             Received::Error | Received::GoingAway => {
                 counters.errors.fetch_add(1, Relaxed);
                 if let Ok(mut first) = counters.first_error.lock() {
@@ -443,6 +465,48 @@ async fn reader(
         cross_node,
         stalled_outcome: None,
     })
+}
+
+/// If `text` refuses one of this member's posts for a passing reason, schedules it to be sent
+/// again after the wait the refusal names (as the reference client does) and returns true.
+fn repost_later(text: &str, spec: &ReaderSpec, counters: &Counters) -> bool {
+    use confide_protocol::{ErrorCode, ServerFrame};
+    let Some(repost) = &spec.repost else {
+        return false;
+    };
+    let Ok(ServerFrame::Error {
+        id: Some(id),
+        code,
+        retry_after_ms,
+        ..
+    }) = ServerFrame::from_json(text, text.len().saturating_add(1))
+    else {
+        return false;
+    };
+    if !matches!(
+        code,
+        ErrorCode::Storage | ErrorCode::RateLimited | ErrorCode::ShuttingDown
+    ) {
+        return false;
+    }
+    let Some(k) =
+        id.0.checked_sub(FIRST_POST_ID)
+            .and_then(|k| usize::try_from(k).ok())
+    else {
+        return false;
+    };
+    let wait = retry_after_ms
+        .map_or(REPOST_DEFAULT, Duration::from_millis)
+        .clamp(REPOST_MIN, REPOST_MAX);
+    if let Ok(mut reposts) = counters.reposts.lock() {
+        *reposts.entry(code.as_str().to_string()).or_default() += 1;
+    }
+    let repost = repost.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        let _ = repost.send(k);
+    });
+    true
 }
 
 /// Reads what a stalled member's connection still holds: a `going_away` notice and a close
@@ -484,33 +548,81 @@ struct Window {
     credits: Option<(Arc<Semaphore>, u32)>,
 }
 
+/// Sends `posts` as the window and the group's credits allow, and any of them again when its
+/// reader asks, until the run stops.
 async fn window_writer(
     mut sink: Sink,
     posts: Vec<Utf8Bytes>,
     window: Window,
+    mut reposts: mpsc::UnboundedReceiver<usize>,
+    mut stop: watch::Receiver<bool>,
     start: tokio::time::Instant,
     counters: Arc<Counters>,
 ) -> anyhow::Result<Sink> {
     tokio::time::sleep_until(start).await;
-    for post in posts {
-        window.acks.acquire().await?.forget();
-        if let Some((credits, recipients)) = &window.credits {
-            credits.acquire_many(*recipients).await?.forget();
+    let mut next = 0;
+    loop {
+        // Both permits are kept until both are had, so that a turn of the loop that takes
+        // another branch gives back what it held.
+        let permits = async {
+            let acks = window.acks.acquire().await?;
+            let credits = match &window.credits {
+                Some((credits, recipients)) => Some(credits.acquire_many(*recipients).await?),
+                None => None,
+            };
+            acks.forget();
+            if let Some(credits) = credits {
+                credits.forget();
+            }
+            Ok::<_, tokio::sync::AcquireError>(())
+        };
+        tokio::select! {
+            biased;
+            Some(k) = reposts.recv() => {
+                if let Some(post) = posts.get(k) {
+                    sink.send(WsMessage::Text(post.clone())).await?;
+                }
+            }
+            got = permits, if next < posts.len() => {
+                got?;
+                sink.send(WsMessage::Text(posts[next].clone())).await?;
+                counters.posts.fetch_add(1, Relaxed);
+                next += 1;
+            }
+            _ = stop.changed() => break,
         }
-        sink.send(WsMessage::Text(post)).await?;
-        counters.posts.fetch_add(1, Relaxed);
     }
     Ok(sink)
 }
 
+/// Sends each post the pacer releases, and any post again when its reader asks, until the run
+/// stops.
 async fn paced_writer(
     mut sink: Sink,
-    mut posts: mpsc::UnboundedReceiver<Utf8Bytes>,
+    mut released: mpsc::UnboundedReceiver<Utf8Bytes>,
+    posts: Vec<Utf8Bytes>,
+    mut reposts: mpsc::UnboundedReceiver<usize>,
+    mut stop: watch::Receiver<bool>,
     counters: Arc<Counters>,
 ) -> anyhow::Result<Sink> {
-    while let Some(post) = posts.recv().await {
-        sink.send(WsMessage::Text(post)).await?;
-        counters.posts.fetch_add(1, Relaxed);
+    let mut pacing = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(k) = reposts.recv() => {
+                if let Some(post) = posts.get(k) {
+                    sink.send(WsMessage::Text(post.clone())).await?;
+                }
+            }
+            post = released.recv(), if pacing => match post {
+                Some(post) => {
+                    sink.send(WsMessage::Text(post)).await?;
+                    counters.posts.fetch_add(1, Relaxed);
+                }
+                None => pacing = false,
+            },
+            _ = stop.changed() => break,
+        }
     }
     Ok(sink)
 }
@@ -617,6 +729,7 @@ pub async fn run_on(
                 Pace::Window(w) if sends => Some(Arc::new(Semaphore::new(w.max(1)))),
                 _ => None,
             };
+            let (repost_tx, reposts) = mpsc::unbounded_channel();
             let stall_at = spec
                 .stall
                 .and_then(|(sg, sm, at)| (sg == g && sm == m).then_some(at));
@@ -637,6 +750,7 @@ pub async fn run_on(
                     .iter()
                     .position(|&sm| sm == (g, m))
                     .map_or(Ok(NO_SENDER), u32::try_from)?,
+                repost: sends.then(|| repost_tx.clone()),
             };
             let task = tokio::spawn(reader(
                 stream,
@@ -665,12 +779,29 @@ pub async fn run_on(
                         acks,
                         credits: credits.clone(),
                     };
-                    writers.spawn(window_writer(sink, posts, window, start, counters.clone()));
+                    writers.spawn(window_writer(
+                        sink,
+                        posts,
+                        window,
+                        reposts,
+                        stop_rx.clone(),
+                        start,
+                        counters.clone(),
+                    ));
                 }
                 _ => {
                     let (tx, rx) = mpsc::unbounded_channel();
+                    // Frames share their bytes: the copy kept for reposts costs a pointer each.
+                    let kept = posts.clone();
                     queues.push((tx, posts.into_iter()));
-                    writers.spawn(paced_writer(sink, rx, counters.clone()));
+                    writers.spawn(paced_writer(
+                        sink,
+                        rx,
+                        kept,
+                        reposts,
+                        stop_rx.clone(),
+                        counters.clone(),
+                    ));
                 }
             }
         }
@@ -848,6 +979,11 @@ pub async fn run_on(
         duplicates: counters.duplicates.load(Relaxed),
         echoes: counters.echoes.load(Relaxed),
         out_of_order: counters.out_of_order.load(Relaxed),
+        reposts: counters
+            .reposts
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default(),
         expected_deliveries: expected_total,
         database_cpu,
         rss_kib,

@@ -60,6 +60,8 @@ pub struct Deliveries {
     pub echoes: u64,
     /// Messages that reached a member after a later message of their group.
     pub out_of_order: u64,
+    /// Posts refused for a passing reason and sent again, by code.
+    pub reposts: std::collections::BTreeMap<String, u64>,
 }
 
 /// One deployment: its database and its nodes.
@@ -194,6 +196,7 @@ impl Measured {
             duplicates: self.result.duplicates,
             echoes: self.result.echoes,
             out_of_order: self.result.out_of_order,
+            reposts: self.result.reposts.clone(),
         }
     }
 
@@ -364,7 +367,8 @@ fn note_run(report: &mut Report, m: &Measured, run: &str) {
         format!(
             "{} nodes, {run}: {} of {} deliveries ({} across nodes; besides them {} second \
              copies, {} own posts delivered back to their sender, and {} deliveries after a \
-             later message of the group) in {:.1} s, {:.0} posts/s acknowledged; CPU per \
+             later message of the group) in {:.1} s, {:.0} posts/s acknowledged; posts refused \
+             and sent again after the wait the refusal named: {:?}; CPU per \
              delivery: nodes {cpu:.1} µs, PostgreSQL backends {:.1} µs, load generator {:.1} \
              µs; {}; {}; NATS hints published {:.0}, heard {:.0}, dropped {:.0}; messages read \
              back by other nodes {:.0}; polls {:.0}",
@@ -377,6 +381,7 @@ fn note_run(report: &mut Report, m: &Measured, run: &str) {
             r.out_of_order,
             r.elapsed.as_secs_f64(),
             r.acks_per_sec,
+            r.reposts,
             all - cpu,
             r.harness_cpu * 1e6 / r.delivered.max(1) as f64,
             r.flushes

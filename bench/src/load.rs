@@ -127,6 +127,10 @@ pub struct RunSpec {
     /// Whether members receive each other's posts (false: every group has one member and the
     /// run measures acknowledgements only).
     pub expect_deliveries: bool,
+    /// Open loop: release posts member by member across the groups (member 0 of every group,
+    /// then member 1, …), so that each group's posts are spread evenly over the run, instead of
+    /// group by group, where a group's members post back to back.
+    pub interleave_groups: bool,
 }
 
 /// What a run measured.
@@ -682,6 +686,9 @@ pub async fn run_on(
             }
         }
     }
+    if spec.interleave_groups {
+        senders.sort_by_key(|&(g, m)| (m, g));
+    }
     let n_senders = senders.len().max(1);
     let period_ns = match spec.pace {
         Pace::Rate(rate) => (1e9 / rate.max(1e-3)) as u64,
@@ -700,8 +707,14 @@ pub async fn run_on(
     let mut readers = Vec::new();
     let mut stalled_reader = None;
     let mut writers = tokio::task::JoinSet::new();
-    let mut queues = Vec::new();
-    let mut pools = pools.into_iter();
+    // By sender number: the pacer releases sender `s`'s posts at the times stamped in them.
+    let mut queues: Vec<
+        Option<(
+            mpsc::UnboundedSender<Utf8Bytes>,
+            std::vec::IntoIter<Utf8Bytes>,
+        )>,
+    > = (0..senders.len()).map(|_| None).collect();
+    let mut pools: Vec<Option<Vec<Utf8Bytes>>> = pools.into_iter().map(Some).collect();
     let mut expected_total = 0u64;
     for (g, group) in groups.into_iter().enumerate() {
         let size = group.members.len() as u64;
@@ -770,8 +783,13 @@ pub async fn run_on(
                 writers.spawn(async move { Ok::<_, anyhow::Error>(sink) });
                 continue;
             }
+            let number = senders
+                .iter()
+                .position(|&sm| sm == (g, m))
+                .ok_or_else(|| anyhow!("a sender without a number"))?;
             let posts = pools
-                .next()
+                .get_mut(number)
+                .and_then(Option::take)
                 .ok_or_else(|| anyhow!("no posts for a sender"))?;
             match (spec.pace, window) {
                 (Pace::Window(_), Some(acks)) => {
@@ -793,7 +811,7 @@ pub async fn run_on(
                     let (tx, rx) = mpsc::unbounded_channel();
                     // Frames share their bytes: the copy kept for reposts costs a pointer each.
                     let kept = posts.clone();
-                    queues.push((tx, posts.into_iter()));
+                    queues[number] = Some((tx, posts.into_iter()));
                     writers.spawn(paced_writer(
                         sink,
                         rx,
@@ -807,7 +825,7 @@ pub async fn run_on(
         }
     }
     let pacer_thread = if let Pace::Rate(_) = spec.pace {
-        let (txs, pools): (Vec<_>, Vec<_>) = queues.into_iter().unzip();
+        let (txs, pools): (Vec<_>, Vec<_>) = queues.into_iter().flatten().unzip();
         Some(std::thread::spawn(move || {
             pacer(start_std, period_ns, pools, txs)
         }))

@@ -11,8 +11,9 @@
 //!
 //! Measured, each against the one-node deployment in the same invocation: delivered messages
 //! per second (closed loop, as the fan-out scenario); p50 and p99 from send to delivery at half
-//! the lower of the two maxima (open loop, as the latency scenario), for deliveries to a member
-//! on the sender's node and to one on another node separately; CPU per delivery summed over the
+//! the lower of the two maxima (open loop, as the latency scenario, but with each group's posts
+//! spread evenly over the run: [`RunSpec::interleave_groups`]), for deliveries to a member on
+//! the sender's node and to one on another node separately; CPU per delivery summed over the
 //! nodes' processes, with and without the database's backend processes; and PostgreSQL round
 //! trips per group commit, read from each node's storage (a child node answers the harness's
 //! `stats` line: [`RunningServer::round_trips`]) against the group commits its `/metrics`
@@ -316,7 +317,11 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<Vec<Deli
         "cluster latency: {size} B at {rate:.0} posts/s for {:?}",
         s.latency
     );
-    let open = open_loop_spec(s, bucket, rate, s.latency, Vec::new(), None);
+    let mut open = open_loop_spec(s, bucket, rate, s.latency, Vec::new(), None);
+    // Each group's posts spread evenly over the run: released group by group, a group's ten
+    // members would post within a few milliseconds of each other from three nodes, and nearly
+    // every post would race another node's for the group's next seq.
+    open.interleave_groups = true;
     let one = measure(opts, 1, &open).await?;
     let spread = measure(opts, many, &open).await?;
     deliveries.push(one.deliveries("open loop"));

@@ -141,6 +141,7 @@ async fn one_run(
         silent: Vec::new(),
         stall: None,
         expect_deliveries: false,
+        interleave_groups: false,
     };
     let before = StorageCounters::of(&[&server]).await?;
     let result = load::run(groups, &spec, &server).await?;

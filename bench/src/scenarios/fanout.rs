@@ -172,6 +172,7 @@ pub fn open_loop_spec(
         silent,
         stall,
         expect_deliveries: true,
+        interleave_groups: false,
     }
 }
 

@@ -210,6 +210,7 @@ pub fn closed_loop(sizes: &Sizes, bucket: usize) -> RunSpec {
         silent: Vec::new(),
         stall: None,
         expect_deliveries: true,
+        interleave_groups: false,
     }
 }
 

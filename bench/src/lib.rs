@@ -11,10 +11,14 @@
 //! | memory | server RSS per idle authenticated TLS connection | bare relay, plain ws |
 //! | slow consumer | others' p99 and server RSS while one member stops reading | same run, nobody stalls |
 //! | backlog | client-library sync time per stored message | raw protocol paging |
+//! | cluster | three nodes on one PostgreSQL database and NATS: throughput, same- and cross-node latency, CPU and round trips per delivery | one node, same database and NATS |
 //!
+//! The fan-out, latency and durable-ack scenarios run Confide on sled, on PostgreSQL
+//! ([`Options::storages`], `--storage sled,postgres`) or both, and then compare the two.
 //! The micro-benchmarks (criterion) are in `benches/crypto.rs`.
 //!
-//! Main pieces: [`server`] starts Confide or the relay (child process or in-process),
+//! Main pieces: [`server`] starts Confide or the relay (child process or in-process; on sled or
+//! a fresh PostgreSQL database from [`database`]),
 //! [`net`] dials and sets up devices and groups with real signed ops, [`load`] generates
 //! fan-out load with timestamps in the payload and HDR histograms, [`scenarios`] are the
 //! scenarios, [`report`] prints the figures. The binary `confide-bench` parses flags and calls
@@ -23,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod database;
 pub mod load;
 pub mod net;
 pub mod proc;
@@ -34,7 +39,7 @@ pub mod server;
 
 pub use report::Report;
 pub use scenarios::{Options, Sizes};
-pub use server::{Kind, ServerMode};
+pub use server::{Backend, Kind, ServerMode};
 
 /// A scenario to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +58,9 @@ pub enum Scenario {
     SlowConsumer,
     /// A returning member syncs a backlog.
     Backlog,
+    /// Several nodes on one PostgreSQL database against one (not part of `All`: it needs
+    /// PostgreSQL and NATS).
+    Cluster,
 }
 
 /// Runs `scenario` and returns what it measured.
@@ -69,6 +77,9 @@ pub async fn run(scenario: Scenario, opts: &Options) -> anyhow::Result<Report> {
         Scenario::Memory => scenarios::memory::run(opts, &mut report).await?,
         Scenario::SlowConsumer => scenarios::slow::run(opts, &mut report, &no_rates).await?,
         Scenario::Backlog => scenarios::backlog::run(opts, &mut report).await?,
+        Scenario::Cluster => {
+            scenarios::cluster::run(opts, &mut report).await?;
+        }
     }
     Ok(report)
 }

@@ -10,11 +10,25 @@
 //! the difference (it verifies only the length and the signature).
 //!
 //! **Timestamps in the payload.** The first eight bytes of each envelope's franking tag carry
-//! the post's *intended* send time (nanoseconds after the run's start). The franking tag is
-//! opaque to the server and covered by the sender's signature, so it travels untouched to every
-//! recipient, who reads it from the delivered frame without decrypting. Latency is measured from
-//! the intended time, so a sender that falls behind its schedule is charged for it (no
-//! coordinated omission).
+//! the post's *intended* send time (nanoseconds after the run's start), the ninth the server
+//! node the sender is connected to, and the next four the sender's number in the run. The
+//! franking tag is opaque to the server and covered by the sender's signature, so it travels
+//! untouched to every recipient, who reads it from the delivered frame without decrypting.
+//! Latency is measured from the intended time, so a sender that falls behind its schedule is
+//! charged for it (no coordinated omission); a recipient on another node than the sender
+//! records it as a cross-node delivery as well.
+//!
+//! **What counts as a delivery.** The first copy of each message (by its seq in the group) to
+//! each member other than its sender. A second copy of a seq, and a member's own post
+//! delivered back to it, are counted apart ([`RunResult::duplicates`], [`RunResult::echoes`]),
+//! as is a message that arrives after a later seq of its group ([`RunResult::out_of_order`]:
+//! a real client would sync): several nodes can cause all three.
+//!
+//! **Refused posts are posted again, as a client does.** A post refused for a passing reason
+//! (`storage`, `rate_limited`, `shutting_down`: the reference client's policy, PROTOCOL.md
+//! §9.8) is sent again, the same frame, after the `retry_after_ms` the refusal names (clamped
+//! as the reference client clamps it), and counted ([`RunResult::reposts`]). Several nodes
+//! refuse posts with `storage` when they keep losing a group's next seq to one another.
 //!
 //! **Pacing.** Closed loop ([`Pace::Window`]): each sender keeps a fixed number of posts in
 //! flight — the maximum-throughput runs. A post stays in flight until it is acknowledged *and*
@@ -39,6 +53,7 @@ use confide_protocol::envelope::{ENVELOPE_VERSION, Envelope, LABEL_ENVELOPE_SIG}
 use confide_protocol::primitives::AEAD_TAG_LEN;
 use confide_protocol::{ClientFrame, EpochRef, GroupId, RequestId, Signature};
 
+use crate::database::FreshDatabase;
 use crate::net::{Device, Group, Ws};
 use crate::server::RunningServer;
 
@@ -63,6 +78,27 @@ const STALL_QUIET: Duration = Duration::from_secs(1);
 const MIN_WINDOW_SAMPLES: usize = 4;
 /// The marker before a base64 franking tag in a delivered frame.
 const TAG_MARKER: &str = r#""franking_tag":""#;
+/// Where in the franking tag the sender's node is (after the 8-byte stamp).
+const NODE_BYTE: usize = 8;
+/// Where in the franking tag the sender's number (4 bytes, little-endian) is.
+const SENDER_BYTES: std::ops::Range<usize> = 9..13;
+/// Base64 characters of the franking tag read back: 20 are 15 bytes, enough for the stamp, the
+/// node and the sender.
+const TAG_PREFIX_CHARS: usize = 20;
+/// The marker before a delivered message's seq (serialized before its envelope).
+const SEQ_MARKER: &str = r#""seq":"#;
+/// The sender number of a member that does not send.
+const NO_SENDER: u32 = u32::MAX;
+/// The request id of a sender's first post; post `k` is `FIRST_POST_ID + k`.
+const FIRST_POST_ID: u64 = 1_000;
+/// How long a refused post waits when the refusal names no time (the reference client's
+/// `OUTBOX_RETRY`).
+const REPOST_DEFAULT: Duration = Duration::from_secs(2);
+/// Bounds of the wait before a refused post is sent again (the reference client's
+/// `OUTBOX_RETRY_MIN` and `OUTBOX_RETRY_MAX`).
+const REPOST_MIN: Duration = Duration::from_millis(250);
+/// See [`REPOST_MIN`].
+const REPOST_MAX: Duration = Duration::from_secs(60);
 
 /// How a run sends.
 #[derive(Clone, Copy, Debug)]
@@ -91,6 +127,10 @@ pub struct RunSpec {
     /// Whether members receive each other's posts (false: every group has one member and the
     /// run measures acknowledgements only).
     pub expect_deliveries: bool,
+    /// Open loop: release posts member by member across the groups (member 0 of every group,
+    /// then member 1, …), so that each group's posts are spread evenly over the run, instead of
+    /// group by group, where a group's members post back to back.
+    pub interleave_groups: bool,
 }
 
 /// What a run measured.
@@ -110,6 +150,25 @@ pub struct RunResult {
     pub deliveries_per_sec: f64,
     /// Send-to-delivery latencies in ns (open-loop runs), stalled member excluded.
     pub latency: Histogram<u64>,
+    /// The same, of deliveries to a member on the sender's server node.
+    pub same_node: Histogram<u64>,
+    /// The same, of deliveries to a member on another node than the sender's.
+    pub cross_node: Histogram<u64>,
+    /// Messages delivered to a member on another node than the sender's (all runs).
+    pub delivered_cross_node: u64,
+    /// Further copies of a message a member had already received (not counted as delivered).
+    pub duplicates: u64,
+    /// Members' own posts delivered back to them (not counted as delivered).
+    pub echoes: u64,
+    /// Deliveries that arrived after a later message of the same group.
+    pub out_of_order: u64,
+    /// Posts refused for a passing reason and sent again, by the refusal's code.
+    pub reposts: std::collections::BTreeMap<String, u64>,
+    /// Messages the members were to receive (every other member's posts; 0 without fan-out).
+    pub expected_deliveries: u64,
+    /// CPU seconds the backends of the servers' PostgreSQL database used during the run (0 on
+    /// sled).
+    pub database_cpu: f64,
     /// The server's resident memory (KiB) sampled during the run.
     pub rss_kib: Vec<u64>,
     /// What the stalled member found when it read again.
@@ -134,10 +193,14 @@ pub fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(HIST_LOW_NS, HIST_HIGH_NS, 3)?)
 }
 
-/// Makes and signs `count` post frames from `device`, as iterations `0..count` of its sender
-/// chain in `epoch`, each carrying `stamp(k)` in its payload.
+/// Makes and signs `count` post frames from `device`, sender number `sender` of the run,
+/// connected to server node `node`, as iterations `0..count` of its sender chain in `epoch`,
+/// each carrying `stamp(k)`, `node` and `sender` in its payload.
+#[allow(clippy::too_many_arguments)]
 pub fn make_posts(
     device: &Device,
+    sender: u32,
+    node: u8,
     group: GroupId,
     epoch: EpochRef,
     bucket: usize,
@@ -152,7 +215,9 @@ pub fn make_posts(
     for k in 0..count {
         let mut franking_tag = [0u8; 32];
         rng.fill_bytes(&mut franking_tag);
-        franking_tag[..8].copy_from_slice(&stamp(k).to_le_bytes());
+        franking_tag[..NODE_BYTE].copy_from_slice(&stamp(k).to_le_bytes());
+        franking_tag[NODE_BYTE] = node;
+        franking_tag[SENDER_BYTES].copy_from_slice(&sender.to_le_bytes());
         let mut envelope = Envelope {
             v: ENVELOPE_VERSION,
             group,
@@ -173,7 +238,7 @@ pub fn make_posts(
             ],
         );
         let frame = ClientFrame::Post {
-            id: RequestId(k as u64 + 1_000),
+            id: RequestId(k as u64 + FIRST_POST_ID),
             envelope,
         };
         out.push(frame.to_json()?.into());
@@ -212,15 +277,61 @@ fn classify(text: &str) -> Received {
     }
 }
 
-/// The intended send time carried in a delivered frame's franking tag.
-fn stamp_of(text: &str) -> Option<u64> {
+/// What a delivered frame's franking tag carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    /// Intended send time, ns after the run's start.
+    at: u64,
+    /// The sender's server node.
+    node: u8,
+    /// The sender's number in the run.
+    sender: u32,
+}
+
+/// The stamp carried in a delivered frame's franking tag.
+fn stamp_of(text: &str) -> Option<Stamp> {
     let start = text.find(TAG_MARKER)? + TAG_MARKER.len();
-    // 12 base64 characters are 9 bytes; the stamp is the first 8.
-    let prefix = text.get(start..start + 12)?;
+    let prefix = text.get(start..start + TAG_PREFIX_CHARS)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(prefix)
         .ok()?;
-    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+    Some(Stamp {
+        at: u64::from_le_bytes(bytes.get(..NODE_BYTE)?.try_into().ok()?),
+        node: *bytes.get(NODE_BYTE)?,
+        sender: u32::from_le_bytes(bytes.get(SENDER_BYTES)?.try_into().ok()?),
+    })
+}
+
+/// A delivered message's seq in its group (`None` for the relay, which has none).
+fn seq_of(text: &str) -> Option<u64> {
+    let start = text.find(SEQ_MARKER)? + SEQ_MARKER.len();
+    let digits = text.get(start..)?;
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits.get(..end)?.parse().ok()
+}
+
+/// The seqs one member has received, as a bit set (seqs of a group are dense from 1).
+#[derive(Default)]
+struct Seen {
+    bits: Vec<u64>,
+    highest: u64,
+}
+
+impl Seen {
+    /// Records `seq`; whether it is new, and whether a later seq came first.
+    fn record(&mut self, seq: u64) -> (bool, bool) {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
+        }
+        let new = self.bits[word] & (1 << bit) == 0;
+        self.bits[word] |= 1 << bit;
+        let late = seq < self.highest;
+        self.highest = self.highest.max(seq);
+        (new, late)
+    }
 }
 
 #[derive(Default)]
@@ -228,6 +339,11 @@ struct Counters {
     posts: AtomicU64,
     acks: AtomicU64,
     delivered: AtomicU64,
+    delivered_cross_node: AtomicU64,
+    duplicates: AtomicU64,
+    echoes: AtomicU64,
+    out_of_order: AtomicU64,
+    reposts: Mutex<std::collections::BTreeMap<String, u64>>,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
@@ -240,10 +356,17 @@ struct ReaderSpec {
     stall_at: Option<Duration>,
     record_latency: bool,
     warmup_ns: u64,
+    /// The server node this member is connected to.
+    node: u8,
+    /// This member's sender number ([`NO_SENDER`] if it does not send).
+    sender: u32,
+    /// Where to ask this member's writer to send post `k` again (`None` if it does not send).
+    repost: Option<mpsc::UnboundedSender<usize>>,
 }
 
 struct ReaderResult {
-    latency: Histogram<u64>,
+    same_node: Histogram<u64>,
+    cross_node: Histogram<u64>,
     stalled_outcome: Option<String>,
 }
 
@@ -257,8 +380,9 @@ async fn reader(
     counters: Arc<Counters>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<ReaderResult> {
-    let mut latency = histogram()?;
+    let (mut same_node, mut cross_node) = (histogram()?, histogram()?);
     let (mut delivered, mut acks) = (0u64, 0u64);
+    let mut seen = Seen::default();
     let stall = spec.stall_at.map(|d| start + d);
     let stall_sleep = tokio::time::sleep_until(stall.unwrap_or(start));
     tokio::pin!(stall_sleep);
@@ -273,7 +397,7 @@ async fn reader(
                 // Stop reading until the run is over, then see what the server did.
                 let _ = stop.wait_for(|s| *s).await;
                 let outcome = stalled_outcome(&mut stream).await;
-                return Ok(ReaderResult { latency, stalled_outcome: Some(outcome) });
+                return Ok(ReaderResult { same_node, cross_node, stalled_outcome: Some(outcome) });
             }
         };
         let text = match message {
@@ -287,17 +411,40 @@ async fn reader(
         };
         match classify(text.as_str()) {
             Received::Delivery => {
+                let stamp = stamp_of(text.as_str());
+                if stamp.is_some_and(|st| st.sender == spec.sender) {
+                    counters.echoes.fetch_add(1, Relaxed);
+                    continue;
+                }
+                if let Some(seq) = seq_of(text.as_str()) {
+                    let (new, late) = seen.record(seq);
+                    if !new {
+                        counters.duplicates.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    if late {
+                        counters.out_of_order.fetch_add(1, Relaxed);
+                    }
+                }
                 delivered += 1;
                 counters.delivered.fetch_add(1, Relaxed);
                 if let Some(credits) = &spec.credits {
                     credits.add_permits(1);
                 }
-                if spec.record_latency
-                    && let Some(stamp) = stamp_of(text.as_str())
-                    && stamp >= spec.warmup_ns
-                {
+                let Some(stamp) = stamp else {
+                    continue;
+                };
+                if stamp.node != spec.node {
+                    counters.delivered_cross_node.fetch_add(1, Relaxed);
+                }
+                if spec.record_latency && stamp.at >= spec.warmup_ns {
                     let now = start.elapsed().as_nanos() as u64;
-                    latency.saturating_record(now.saturating_sub(stamp).max(HIST_LOW_NS));
+                    let latency = if stamp.node == spec.node {
+                        &mut same_node
+                    } else {
+                        &mut cross_node
+                    };
+                    latency.saturating_record(now.saturating_sub(stamp.at).max(HIST_LOW_NS));
                 }
             }
             Received::Ack => {
@@ -307,6 +454,7 @@ async fn reader(
                     window.add_permits(1);
                 }
             }
+            Received::Error if repost_later(text.as_str(), &spec, &counters) => {}
             Received::Error | Received::GoingAway => {
                 counters.errors.fetch_add(1, Relaxed);
                 if let Ok(mut first) = counters.first_error.lock() {
@@ -317,9 +465,52 @@ async fn reader(
         }
     }
     Ok(ReaderResult {
-        latency,
+        same_node,
+        cross_node,
         stalled_outcome: None,
     })
+}
+
+/// If `text` refuses one of this member's posts for a passing reason, schedules it to be sent
+/// again after the wait the refusal names (as the reference client does) and returns true.
+fn repost_later(text: &str, spec: &ReaderSpec, counters: &Counters) -> bool {
+    use confide_protocol::{ErrorCode, ServerFrame};
+    let Some(repost) = &spec.repost else {
+        return false;
+    };
+    let Ok(ServerFrame::Error {
+        id: Some(id),
+        code,
+        retry_after_ms,
+        ..
+    }) = ServerFrame::from_json(text, text.len().saturating_add(1))
+    else {
+        return false;
+    };
+    if !matches!(
+        code,
+        ErrorCode::Storage | ErrorCode::RateLimited | ErrorCode::ShuttingDown
+    ) {
+        return false;
+    }
+    let Some(k) =
+        id.0.checked_sub(FIRST_POST_ID)
+            .and_then(|k| usize::try_from(k).ok())
+    else {
+        return false;
+    };
+    let wait = retry_after_ms
+        .map_or(REPOST_DEFAULT, Duration::from_millis)
+        .clamp(REPOST_MIN, REPOST_MAX);
+    if let Ok(mut reposts) = counters.reposts.lock() {
+        *reposts.entry(code.as_str().to_string()).or_default() += 1;
+    }
+    let repost = repost.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        let _ = repost.send(k);
+    });
+    true
 }
 
 /// Reads what a stalled member's connection still holds: a `going_away` notice and a close
@@ -361,33 +552,81 @@ struct Window {
     credits: Option<(Arc<Semaphore>, u32)>,
 }
 
+/// Sends `posts` as the window and the group's credits allow, and any of them again when its
+/// reader asks, until the run stops.
 async fn window_writer(
     mut sink: Sink,
     posts: Vec<Utf8Bytes>,
     window: Window,
+    mut reposts: mpsc::UnboundedReceiver<usize>,
+    mut stop: watch::Receiver<bool>,
     start: tokio::time::Instant,
     counters: Arc<Counters>,
 ) -> anyhow::Result<Sink> {
     tokio::time::sleep_until(start).await;
-    for post in posts {
-        window.acks.acquire().await?.forget();
-        if let Some((credits, recipients)) = &window.credits {
-            credits.acquire_many(*recipients).await?.forget();
+    let mut next = 0;
+    loop {
+        // Both permits are kept until both are had, so that a turn of the loop that takes
+        // another branch gives back what it held.
+        let permits = async {
+            let acks = window.acks.acquire().await?;
+            let credits = match &window.credits {
+                Some((credits, recipients)) => Some(credits.acquire_many(*recipients).await?),
+                None => None,
+            };
+            acks.forget();
+            if let Some(credits) = credits {
+                credits.forget();
+            }
+            Ok::<_, tokio::sync::AcquireError>(())
+        };
+        tokio::select! {
+            biased;
+            Some(k) = reposts.recv() => {
+                if let Some(post) = posts.get(k) {
+                    sink.send(WsMessage::Text(post.clone())).await?;
+                }
+            }
+            got = permits, if next < posts.len() => {
+                got?;
+                sink.send(WsMessage::Text(posts[next].clone())).await?;
+                counters.posts.fetch_add(1, Relaxed);
+                next += 1;
+            }
+            _ = stop.changed() => break,
         }
-        sink.send(WsMessage::Text(post)).await?;
-        counters.posts.fetch_add(1, Relaxed);
     }
     Ok(sink)
 }
 
+/// Sends each post the pacer releases, and any post again when its reader asks, until the run
+/// stops.
 async fn paced_writer(
     mut sink: Sink,
-    mut posts: mpsc::UnboundedReceiver<Utf8Bytes>,
+    mut released: mpsc::UnboundedReceiver<Utf8Bytes>,
+    posts: Vec<Utf8Bytes>,
+    mut reposts: mpsc::UnboundedReceiver<usize>,
+    mut stop: watch::Receiver<bool>,
     counters: Arc<Counters>,
 ) -> anyhow::Result<Sink> {
-    while let Some(post) = posts.recv().await {
-        sink.send(WsMessage::Text(post)).await?;
-        counters.posts.fetch_add(1, Relaxed);
+    let mut pacing = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(k) = reposts.recv() => {
+                if let Some(post) = posts.get(k) {
+                    sink.send(WsMessage::Text(post.clone())).await?;
+                }
+            }
+            post = released.recv(), if pacing => match post {
+                Some(post) => {
+                    sink.send(WsMessage::Text(post)).await?;
+                    counters.posts.fetch_add(1, Relaxed);
+                }
+                None => pacing = false,
+            },
+            _ = stop.changed() => break,
+        }
     }
     Ok(sink)
 }
@@ -425,6 +664,19 @@ pub async fn run(
     spec: &RunSpec,
     server: &RunningServer,
 ) -> anyhow::Result<RunResult> {
+    run_on(groups, spec, &[server], server.database()).await
+}
+
+/// Runs one load against `groups` (whose connections it consumes), whose members are connected
+/// to `servers` (the nodes of one deployment; each group's `nodes` says which member is on
+/// which), storing in `database` if the harness made one: CPU and memory are summed over the
+/// servers' processes, group commits over their metrics.
+pub async fn run_on(
+    groups: Vec<Group>,
+    spec: &RunSpec,
+    servers: &[&RunningServer],
+    database: Option<&FreshDatabase>,
+) -> anyhow::Result<RunResult> {
     // Who sends, and each sender's posts.
     let mut senders: Vec<(usize, usize)> = Vec::new();
     for (g, group) in groups.iter().enumerate() {
@@ -433,6 +685,9 @@ pub async fn run(
                 senders.push((g, m));
             }
         }
+    }
+    if spec.interleave_groups {
+        senders.sort_by_key(|&(g, m)| (m, g));
     }
     let n_senders = senders.len().max(1);
     let period_ns = match spec.pace {
@@ -452,10 +707,18 @@ pub async fn run(
     let mut readers = Vec::new();
     let mut stalled_reader = None;
     let mut writers = tokio::task::JoinSet::new();
-    let mut queues = Vec::new();
-    let mut pools = pools.into_iter();
+    // By sender number: the pacer releases sender `s`'s posts at the times stamped in them.
+    let mut queues: Vec<
+        Option<(
+            mpsc::UnboundedSender<Utf8Bytes>,
+            std::vec::IntoIter<Utf8Bytes>,
+        )>,
+    > = (0..senders.len()).map(|_| None).collect();
+    let mut pools: Vec<Option<Vec<Utf8Bytes>>> = pools.into_iter().map(Some).collect();
+    let mut expected_total = 0u64;
     for (g, group) in groups.into_iter().enumerate() {
         let size = group.members.len() as u64;
+        let nodes = group.nodes.clone();
         let group_senders = senders.iter().filter(|(sg, _)| *sg == g).count() as u64;
         let credits = match spec.pace {
             Pace::Window(w) if spec.expect_deliveries && size > 1 => {
@@ -474,10 +737,12 @@ pub async fn run(
             } else {
                 0
             };
+            expected_total += expected_deliveries;
             let window = match spec.pace {
                 Pace::Window(w) if sends => Some(Arc::new(Semaphore::new(w.max(1)))),
                 _ => None,
             };
+            let (repost_tx, reposts) = mpsc::unbounded_channel();
             let stall_at = spec
                 .stall
                 .and_then(|(sg, sm, at)| (sg == g && sm == m).then_some(at));
@@ -493,6 +758,12 @@ pub async fn run(
                 stall_at,
                 record_latency,
                 warmup_ns,
+                node: nodes.get(m).copied().unwrap_or(0),
+                sender: senders
+                    .iter()
+                    .position(|&sm| sm == (g, m))
+                    .map_or(Ok(NO_SENDER), u32::try_from)?,
+                repost: sends.then(|| repost_tx.clone()),
             };
             let task = tokio::spawn(reader(
                 stream,
@@ -512,8 +783,13 @@ pub async fn run(
                 writers.spawn(async move { Ok::<_, anyhow::Error>(sink) });
                 continue;
             }
+            let number = senders
+                .iter()
+                .position(|&sm| sm == (g, m))
+                .ok_or_else(|| anyhow!("a sender without a number"))?;
             let posts = pools
-                .next()
+                .get_mut(number)
+                .and_then(Option::take)
                 .ok_or_else(|| anyhow!("no posts for a sender"))?;
             match (spec.pace, window) {
                 (Pace::Window(_), Some(acks)) => {
@@ -521,18 +797,35 @@ pub async fn run(
                         acks,
                         credits: credits.clone(),
                     };
-                    writers.spawn(window_writer(sink, posts, window, start, counters.clone()));
+                    writers.spawn(window_writer(
+                        sink,
+                        posts,
+                        window,
+                        reposts,
+                        stop_rx.clone(),
+                        start,
+                        counters.clone(),
+                    ));
                 }
                 _ => {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    queues.push((tx, posts.into_iter()));
-                    writers.spawn(paced_writer(sink, rx, counters.clone()));
+                    // Frames share their bytes: the copy kept for reposts costs a pointer each.
+                    let kept = posts.clone();
+                    queues[number] = Some((tx, posts.into_iter()));
+                    writers.spawn(paced_writer(
+                        sink,
+                        rx,
+                        kept,
+                        reposts,
+                        stop_rx.clone(),
+                        counters.clone(),
+                    ));
                 }
             }
         }
     }
     let pacer_thread = if let Pace::Rate(_) = spec.pace {
-        let (txs, pools): (Vec<_>, Vec<_>) = queues.into_iter().unzip();
+        let (txs, pools): (Vec<_>, Vec<_>) = queues.into_iter().flatten().unzip();
         Some(std::thread::spawn(move || {
             pacer(start_std, period_ns, pools, txs)
         }))
@@ -540,11 +833,20 @@ pub async fn run(
         None
     };
 
-    // Sample progress and the server's memory until the run ends.
+    // The servers' processes, each once (in-process servers are all this process).
+    let mut pids: Vec<Option<u32>> = servers.iter().map(|s| s.pid()).collect();
+    pids.sort();
+    pids.dedup();
+    let cpu_of = |pids: &[Option<u32>]| -> anyhow::Result<f64> {
+        pids.iter()
+            .map(|&pid| crate::proc::cpu_seconds(pid))
+            .sum::<anyhow::Result<f64>>()
+    };
+    // Sample progress and the servers' memory until the run ends.
     let monitor = {
         let counters = counters.clone();
         let mut stop = stop_rx.clone();
-        let pid = server.pid();
+        let pids = pids.clone();
         tokio::spawn(async move {
             let mut samples: Vec<(Duration, u64, u64, u64)> = Vec::new();
             let mut rss = Vec::new();
@@ -560,7 +862,9 @@ pub async fn run(
                     counters.acks.load(Relaxed),
                     counters.delivered.load(Relaxed),
                 ));
-                if let Ok(kib) = crate::proc::rss_kib(pid) {
+                let kib: anyhow::Result<u64> =
+                    pids.iter().map(|&pid| crate::proc::rss_kib(pid)).sum();
+                if let Ok(kib) = kib {
                     rss.push(kib);
                 }
             }
@@ -568,7 +872,11 @@ pub async fn run(
         })
     };
 
-    let server_cpu = crate::proc::cpu_seconds(server.pid())?;
+    let database_before = match database {
+        Some(db) => Some(db.backend_cpu().await?),
+        None => None,
+    };
+    let server_cpu = cpu_of(&pids)?;
     let harness_cpu = crate::proc::cpu_seconds(None)?;
     let mut results = Vec::new();
     let mut failure = None;
@@ -614,8 +922,12 @@ pub async fn run(
         }
     }
     let elapsed = start_std.elapsed();
-    let server_cpu = crate::proc::cpu_seconds(server.pid())? - server_cpu;
+    let server_cpu = cpu_of(&pids)? - server_cpu;
     let harness_cpu = crate::proc::cpu_seconds(None)? - harness_cpu;
+    let database_cpu = match (database, &database_before) {
+        (Some(db), Some(before)) => crate::database::cpu_between(before, &db.backend_cpu().await?),
+        _ => 0.0,
+    };
     let _ = stop_tx.send(true);
     let stalled_outcome = match stalled_reader {
         Some(task) => task.await??.stalled_outcome,
@@ -636,7 +948,7 @@ pub async fn run(
             }
         }
     }
-    let flushes = FlushStats::of(server).await;
+    let flushes = FlushStats::of_all(servers).await;
     let (mut samples, rss_kib) = monitor.await?;
     samples.push((
         elapsed,
@@ -659,10 +971,13 @@ pub async fn run(
     if let Some(e) = failure {
         return Err(e);
     }
-    let mut latency = histogram()?;
+    let (mut latency, mut same_node, mut cross_node) = (histogram()?, histogram()?, histogram()?);
     for r in &results {
-        latency.add(&r.latency)?;
+        same_node.add(&r.same_node)?;
+        cross_node.add(&r.cross_node)?;
     }
+    latency.add(&same_node)?;
+    latency.add(&cross_node)?;
     let total_posts = (n_senders * spec.posts_per_sender) as u64;
     let (acks_per_sec, deliveries_per_sec) = middle_rates(&samples, total_posts);
     for mut sink in sinks {
@@ -676,6 +991,19 @@ pub async fn run(
         acks_per_sec,
         deliveries_per_sec,
         latency,
+        same_node,
+        cross_node,
+        delivered_cross_node: counters.delivered_cross_node.load(Relaxed),
+        duplicates: counters.duplicates.load(Relaxed),
+        echoes: counters.echoes.load(Relaxed),
+        out_of_order: counters.out_of_order.load(Relaxed),
+        reposts: counters
+            .reposts
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default(),
+        expected_deliveries: expected_total,
+        database_cpu,
         rss_kib,
         stalled_outcome,
         server_cpu,
@@ -700,7 +1028,17 @@ pub struct FlushStats {
 impl FlushStats {
     /// Reads the server's metrics; `None` for the relay or if they cannot be read.
     pub async fn of(server: &RunningServer) -> Option<FlushStats> {
-        let m = server.metrics().await.ok()?;
+        Self::of_all(&[server]).await
+    }
+
+    /// The same over several nodes: their metrics added up.
+    pub async fn of_all(servers: &[&RunningServer]) -> Option<FlushStats> {
+        let mut m: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+        for server in servers {
+            for (name, value) in server.metrics().await.ok()? {
+                *m.entry(name).or_default() += value;
+            }
+        }
         let count = *m.get("confide_flush_seconds_count")?;
         if count <= 0.0 {
             return None;
@@ -754,9 +1092,12 @@ fn make_all_posts(
     period_ns: u64,
 ) -> anyhow::Result<Vec<Vec<Utf8Bytes>>> {
     // Only what signing needs crosses threads (connections are not `Sync`).
-    let jobs: Vec<(&Device, GroupId, EpochRef)> = senders
+    let jobs: Vec<(&Device, u8, GroupId, EpochRef)> = senders
         .iter()
-        .map(|&(g, m)| (&groups[g].members[m], groups[g].id, groups[g].epoch))
+        .map(|&(g, m)| {
+            let node = groups[g].nodes.get(m).copied().unwrap_or(0);
+            (&groups[g].members[m], node, groups[g].id, groups[g].epoch)
+        })
         .collect();
     let n = jobs.len();
     let threads = std::thread::available_parallelism()
@@ -774,10 +1115,12 @@ fn make_all_posts(
                 scope.spawn(move || -> anyhow::Result<Vec<Vec<Utf8Bytes>>> {
                     part.iter()
                         .enumerate()
-                        .map(|(i, &(device, group, epoch))| {
+                        .map(|(i, &(device, node, group, epoch))| {
                             let s = c * chunk + i;
                             make_posts(
                                 device,
+                                u32::try_from(s)?,
+                                node,
                                 group,
                                 epoch,
                                 spec.bucket,
@@ -841,12 +1184,19 @@ mod tests {
             epoch: confide_protocol::Epoch(3),
             hash: confide_protocol::OpHash::ZERO,
         };
-        let posts = make_posts(&device, GroupId([7; 16]), epoch, 256, 2, |k| {
+        let posts = make_posts(&device, 70_000, 2, GroupId([7; 16]), epoch, 256, 2, |k| {
             123_456_789 + k as u64
         })
         .unwrap();
         assert_eq!(classify(posts[1].as_str()), Received::Delivery);
-        assert_eq!(stamp_of(posts[1].as_str()), Some(123_456_790));
+        assert_eq!(
+            stamp_of(posts[1].as_str()),
+            Some(Stamp {
+                at: 123_456_790,
+                node: 2,
+                sender: 70_000
+            })
+        );
         // The envelope is one the server accepts: right length, valid signature.
         let frame = ClientFrame::from_json(posts[0].as_str(), 1 << 20).unwrap();
         let ClientFrame::Post { envelope, .. } = frame else {
@@ -855,5 +1205,17 @@ mod tests {
         envelope.verify().unwrap();
         assert_eq!(classify(r#"{"type":"posted","id":1}"#), Received::Ack);
         assert_eq!(classify(crate::relay::RELAY_ACK), Received::Ack);
+    }
+
+    #[test]
+    fn a_second_copy_and_a_late_message_are_told_apart_from_deliveries() {
+        let frame = r#"{"type":"message","group":"AAAA","seq":130,"received_at":1,"envelope":{}}"#;
+        assert_eq!(seq_of(frame), Some(130));
+        assert_eq!(seq_of(r#"{"type":"post","id":1}"#), None);
+        let mut seen = Seen::default();
+        assert_eq!(seen.record(130), (true, false));
+        assert_eq!(seen.record(2), (true, true));
+        assert_eq!(seen.record(130), (false, false));
+        assert_eq!(seen.record(131), (true, false));
     }
 }

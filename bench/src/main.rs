@@ -3,13 +3,17 @@
 //!     cargo run --release -p confide-bench -- all
 //!     cargo run --release -p confide-bench -- --smoke all
 //!     cargo run --release -p confide-bench -- memory --connections 2000
+//!     cargo run --release -p confide-bench -- fanout --storage sled,postgres
+//!     cargo run --release -p confide-bench -- cluster
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use confide_bench::{Kind, Options, Scenario, ServerMode, Sizes};
+use confide_bench::server::NodeSettings;
+use confide_bench::{Backend, Kind, Options, Scenario, ServerMode, Sizes};
+use confide_server::cluster::ClusterConfig;
 
 /// Benchmarks Confide against a bare relay and an fdatasync floor measured in the same run.
 #[derive(Parser, Debug)]
@@ -27,6 +31,18 @@ struct Args {
     /// Also write the results as a Markdown table to this file.
     #[arg(long, global = true, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Where Confide stores in the fan-out, latency and durable scenarios, comma-separated
+    /// (`sled,postgres` runs both and compares them). PostgreSQL runs each get a fresh
+    /// database on the server named by CONFIDE_BENCH_POSTGRES (default
+    /// postgres://postgres@127.0.0.1:5432/postgres).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sled"
+    )]
+    storage: Vec<Backend>,
     #[command(flatten)]
     sizes: SizeArgs,
 }
@@ -73,6 +89,9 @@ struct SizeArgs {
     /// Stored messages in the backlog scenario.
     #[arg(long, global = true)]
     backlog: Option<usize>,
+    /// Server nodes in the cluster scenario (compared with one).
+    #[arg(long, global = true)]
+    nodes: Option<usize>,
 }
 
 fn parse_durable(text: &str) -> Result<(usize, usize), String> {
@@ -101,7 +120,8 @@ impl SizeArgs {
             durable_posts,
             connections,
             addresses,
-            backlog
+            backlog,
+            nodes
         );
         if let Some(v) = self.latency_secs {
             s.latency = secs(v);
@@ -132,6 +152,10 @@ enum Command {
     SlowConsumer,
     /// A client syncing a stored backlog, per message.
     Backlog,
+    /// Three nodes on one PostgreSQL database and NATS against one: throughput, same- and
+    /// cross-node latency, CPU and PostgreSQL round trips per delivery (needs PostgreSQL,
+    /// CONFIDE_BENCH_POSTGRES, and NATS, CONFIDE_BENCH_NATS, default nats://127.0.0.1:4222).
+    Cluster,
     /// Fills a group on a running server for the web app's budgets: prints `invite <web link>`,
     /// waits until somebody joined with it, then sends the messages (`cargo xtask web-budgets`).
     SeedGroup {
@@ -160,6 +184,20 @@ enum Command {
         /// Connections it must accept at once.
         #[arg(long)]
         max_connections: usize,
+        /// Store in this PostgreSQL database instead of sled in the data directory.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// Join the other nodes on this NATS server (needs --postgres).
+        #[arg(
+            long,
+            value_name = "URL",
+            requires = "postgres",
+            requires = "nats_prefix"
+        )]
+        nats: Option<String>,
+        /// The deployment's NATS subject prefix.
+        #[arg(long, value_name = "PREFIX", requires = "nats")]
+        nats_prefix: Option<String>,
     },
 }
 
@@ -170,12 +208,25 @@ fn main() -> anyhow::Result<()> {
             kind,
             data_dir,
             max_connections,
+            postgres,
+            nats,
+            nats_prefix,
         } => {
+            let settings = NodeSettings {
+                postgres,
+                cluster: nats
+                    .zip(nats_prefix)
+                    .map(|(nats_url, subject_prefix)| ClusterConfig {
+                        nats_url,
+                        subject_prefix,
+                    }),
+            };
             let runtime = tokio::runtime::Runtime::new()?;
             return runtime.block_on(confide_bench::server::serve_child(
                 kind,
                 &data_dir,
                 max_connections,
+                &settings,
             ));
         }
         Command::SeedGroup {
@@ -201,6 +252,7 @@ fn main() -> anyhow::Result<()> {
         Command::Memory => Scenario::Memory,
         Command::SlowConsumer => Scenario::SlowConsumer,
         Command::Backlog => Scenario::Backlog,
+        Command::Cluster => Scenario::Cluster,
     };
     let base = if args.smoke {
         Sizes::smoke()
@@ -221,7 +273,14 @@ fn main() -> anyhow::Result<()> {
     if limit < wanted {
         eprintln!("warning: file-descriptor limit {limit} is below the {wanted} wanted");
     }
-    let opts = Options { sizes, mode };
+    let mut storages = args.storage;
+    storages.sort();
+    storages.dedup();
+    let opts = Options {
+        sizes,
+        mode,
+        storages,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -237,6 +237,8 @@ pub struct Group {
     pub members: Vec<Device>,
     /// Each member's authenticated connection, in the same order.
     pub conns: Vec<Ws>,
+    /// The server node each member is connected to, in the same order (all 0 with one server).
+    pub nodes: Vec<u8>,
 }
 
 /// Registers `size` new devices (member `i` dialling with `options[i]`) and makes them one
@@ -248,12 +250,32 @@ pub async fn confide_group(
     label: &str,
     options: &[DialOptions],
 ) -> anyhow::Result<Group> {
+    confide_group_across(std::slice::from_ref(target), 0, size, label, options).await
+}
+
+/// Like [`confide_group`], with the members spread round-robin over the server nodes
+/// `targets` (of one deployment), member `i` on node `(first + i) % targets.len()`: the
+/// facilitator creates the group and adds the others through its own node.
+pub async fn confide_group_across(
+    targets: &[Target],
+    first: usize,
+    size: usize,
+    label: &str,
+    options: &[DialOptions],
+) -> anyhow::Result<Group> {
+    if targets.is_empty() || targets.len() > usize::from(u8::MAX) {
+        bail!("a group needs 1 to 255 server nodes, not {}", targets.len());
+    }
     let members: Vec<Device> = (0..size)
         .map(|i| Device::generate(&format!("{label} {i}")))
         .collect();
+    let nodes: Vec<u8> = (0..size)
+        .map(|i| u8::try_from((first + i) % targets.len()))
+        .collect::<Result<_, _>>()?;
     let mut conns = Vec::with_capacity(size);
     for (i, device) in members.iter().enumerate() {
         let options = options.get(i).copied().unwrap_or_default();
+        let target = &targets[usize::from(nodes[i])];
         conns.push(connect_new(target, device, options).await?);
     }
     let facilitator = &members[0];
@@ -302,6 +324,7 @@ pub async fn confide_group(
         epoch: state.epoch_ref(),
         members,
         conns,
+        nodes,
     })
 }
 
@@ -328,6 +351,7 @@ pub async fn relay_group(
             epoch: confide_protocol::Epoch(0),
             hash: confide_protocol::OpHash::ZERO,
         },
+        nodes: vec![0; size],
         members,
         conns,
     })

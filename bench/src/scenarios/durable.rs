@@ -6,11 +6,11 @@ use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::time::{Duration, Instant};
 
-use super::{Options, mean_batch, setup_groups};
-use crate::load::{self, Pace, RunSpec};
+use super::{Options, RoundTrips, StorageCounters, mean_batch, on, setup_groups};
+use crate::load::{self, Pace, RunResult, RunSpec};
 use crate::net::DialOptions;
 use crate::report::{Report, Target};
-use crate::server::{Kind, RunningServer};
+use crate::server::{Backend, Kind, RunningServer};
 
 const SCENARIO: &str = "durable acks";
 /// The issue's target: acknowledged posts per second as a multiple of the fdatasync floor.
@@ -42,7 +42,8 @@ pub fn fdatasync_floor(duration: Duration) -> anyhow::Result<f64> {
     Ok(syncs as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The floor, then each configured number of connections and posts in flight.
+/// The floor, then each configured number of connections and posts in flight on each backend
+/// of `opts.storages`, then the floor again.
 pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
     let s = &opts.sizes;
     let duration = s.fsync;
@@ -51,47 +52,101 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
     };
     for &(connections, window) in &s.durable {
         // The shared disk's speed drifts by whole factors within minutes: the floor is measured
-        // right before and right after each run, and their mean is the baseline.
+        // right before and right after the runs, and their mean is the baseline.
         let floor_before = measure_floor().await?;
-        let server = RunningServer::start(Kind::Confide, &opts.mode, connections).await?;
-        let groups = setup_groups(&server, connections, 1, |_, _| DialOptions::default()).await?;
-        let spec = RunSpec {
-            pace: Pace::Window(window),
-            posts_per_sender: (s.durable_posts / connections).max(1),
-            bucket: BUCKET,
-            warmup: Duration::ZERO,
-            silent: Vec::new(),
-            stall: None,
-            expect_deliveries: false,
-        };
-        let result = load::run(groups, &spec, &server).await?;
-        let batch = mean_batch(&server).await;
-        server.stop().await?;
+        let mut measured = Vec::new();
+        for &backend in &opts.storages {
+            measured.push((backend, one_run(opts, backend, connections, window).await?));
+        }
         let floor_after = measure_floor().await?;
         let floor = (floor_before + floor_after) / 2.0;
-        report.figure(
-            SCENARIO,
-            format!("{connections} connections × {window} in flight: acknowledged posts/s"),
-            result.acks_per_sec,
-            "posts/s",
-            "write+fdatasync floor",
-            floor,
-            Some(Target::RatioAtLeast(TARGET_RATIO)),
-        );
-        report.note(
-            SCENARIO,
-            format!(
-                "{connections}×{window}: {} posts in {:.1} s, mean group-commit batch {:.1} \
-                 posts; server CPU {:.1} µs per acknowledged post; fdatasync floor {:.0}/s \
-                 before and {:.0}/s after",
-                result.acks,
-                result.elapsed.as_secs_f64(),
-                batch.unwrap_or(f64::NAN),
-                result.server_cpu * 1e6 / result.acks.max(1) as f64,
-                floor_before,
-                floor_after
-            ),
-        );
+        for (backend, (result, batch, trips)) in &measured {
+            report.figure(
+                SCENARIO,
+                format!(
+                    "{connections} connections × {window} in flight{}: acknowledged posts/s",
+                    on(*backend)
+                ),
+                result.acks_per_sec,
+                "posts/s",
+                "write+fdatasync floor",
+                floor,
+                Some(Target::RatioAtLeast(TARGET_RATIO)),
+            );
+            let database = match backend {
+                Backend::Sled => String::new(),
+                Backend::Postgres => format!(
+                    " (its PostgreSQL backends {:.1} µs more)",
+                    result.database_cpu * 1e6 / result.acks.max(1) as f64
+                ),
+            };
+            report.note(
+                SCENARIO,
+                format!(
+                    "{connections}×{window}{}: {} posts in {:.1} s, mean group-commit batch \
+                     {:.1} posts; server CPU {:.1} µs per acknowledged post{database}; \
+                     fdatasync floor {:.0}/s before and {:.0}/s after",
+                    on(*backend),
+                    result.acks,
+                    result.elapsed.as_secs_f64(),
+                    batch.unwrap_or(f64::NAN),
+                    result.server_cpu * 1e6 / result.acks.max(1) as f64,
+                    floor_before,
+                    floor_after
+                ),
+            );
+            if let Some(trips) = trips {
+                report.note(
+                    SCENARIO,
+                    format!("{connections}×{window}{}: {trips}", on(*backend)),
+                );
+            }
+        }
+        if let [(Backend::Sled, sled), (Backend::Postgres, postgres)]
+        | [(Backend::Postgres, postgres), (Backend::Sled, sled)] = &measured[..]
+        {
+            report.figure(
+                SCENARIO,
+                format!(
+                    "{connections} connections × {window} in flight, PostgreSQL against sled: \
+                     acknowledged posts/s"
+                ),
+                postgres.0.acks_per_sec,
+                "posts/s",
+                "sled",
+                sled.0.acks_per_sec,
+                None,
+            );
+        }
     }
     Ok(())
+}
+
+/// One durable-ack run on a fresh server on `backend`: what the load generator measured, the
+/// mean group-commit batch, and PostgreSQL's round trips.
+async fn one_run(
+    opts: &Options,
+    backend: Backend,
+    connections: usize,
+    window: usize,
+) -> anyhow::Result<(RunResult, Option<f64>, Option<RoundTrips>)> {
+    let s = &opts.sizes;
+    let server = RunningServer::start_on(Kind::Confide, backend, &opts.mode, connections).await?;
+    let groups = setup_groups(&server, connections, 1, |_, _| DialOptions::default()).await?;
+    let spec = RunSpec {
+        pace: Pace::Window(window),
+        posts_per_sender: (s.durable_posts / connections).max(1),
+        bucket: BUCKET,
+        warmup: Duration::ZERO,
+        silent: Vec::new(),
+        stall: None,
+        expect_deliveries: false,
+        interleave_groups: false,
+    };
+    let before = StorageCounters::of(&[&server]).await?;
+    let result = load::run(groups, &spec, &server).await?;
+    let trips = StorageCounters::of(&[&server]).await?.since(&before);
+    let batch = mean_batch(&server).await;
+    server.stop().await?;
+    Ok((result, batch, trips))
 }

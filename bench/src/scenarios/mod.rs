@@ -1,6 +1,8 @@
-//! The scenarios of issue 7, each measuring Confide against a baseline in the same run.
+//! The scenarios of issue 7, each measuring Confide against a baseline in the same run, and
+//! the several-node scenario of issue 19 ([`cluster`]).
 
 pub mod backlog;
+pub mod cluster;
 pub mod durable;
 pub mod fanout;
 pub mod memory;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use crate::load::{self, Pace, RunResult, RunSpec};
 use crate::net::{self, DialOptions, Group, Target};
 use crate::report::Report;
-use crate::server::{Kind, RunningServer, ServerMode};
+use crate::server::{Backend, Kind, RunningServer, ServerMode};
 
 /// How big each scenario is. [`Sizes::full`] is what BENCHMARKS.md reports; [`Sizes::smoke`]
 /// is small enough for the test suite.
@@ -44,6 +46,8 @@ pub struct Sizes {
     pub addresses: usize,
     /// Stored messages in the backlog scenario.
     pub backlog: usize,
+    /// Server nodes in the cluster scenario (compared with one).
+    pub nodes: usize,
 }
 
 impl Sizes {
@@ -63,6 +67,7 @@ impl Sizes {
             connections: 10_000,
             addresses: 10,
             backlog: 10_000,
+            nodes: 3,
         }
     }
 
@@ -82,22 +87,47 @@ impl Sizes {
             connections: 12,
             addresses: 2,
             backlog: 12,
+            nodes: 3,
         }
     }
 }
 
-/// Sizes plus where the servers run.
+/// Sizes plus where the servers run and store.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// How big.
     pub sizes: Sizes,
     /// In-process or child process.
     pub mode: ServerMode,
+    /// The storage backends the fan-out, latency and durable-ack scenarios run Confide on, each
+    /// against the same baseline; with both, PostgreSQL is also compared with sled. (The other
+    /// scenarios run on sled.)
+    pub storages: Vec<Backend>,
 }
 
-/// Maximum sustained Confide posts per second by bucket, from the fan-out scenario; the
-/// latency and slow-consumer scenarios run at half of it.
-pub type MaxRates = BTreeMap<usize, f64>;
+impl Options {
+    /// `sizes` in `mode`, on sled.
+    pub fn new(sizes: Sizes, mode: ServerMode) -> Options {
+        Options {
+            sizes,
+            mode,
+            storages: vec![Backend::Sled],
+        }
+    }
+}
+
+/// Maximum sustained Confide posts per second by backend and bucket, from the fan-out
+/// scenario; the latency and slow-consumer scenarios run at half of it.
+pub type MaxRates = BTreeMap<(Backend, usize), f64>;
+
+/// What a figure's name says about the backend: nothing for sled (the names of the figures
+/// before issue 19), the backend otherwise.
+pub fn on(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sled => "",
+        Backend::Postgres => ", PostgreSQL",
+    }
+}
 
 /// Sets up `count` groups of `size` members on `server`, `options(g, m)` choosing how member
 /// `m` of group `g` dials.
@@ -131,20 +161,48 @@ pub async fn setup_groups(
     Ok(groups.into_iter().flatten().collect())
 }
 
-/// One closed-loop maximum-throughput run of `kind` with `bucket`-sized posts, on a fresh
-/// server; also returns Confide's mean group-commit batch.
+/// What a closed-loop maximum-throughput run measured.
+#[derive(Debug)]
+pub struct Throughput {
+    /// The load generator's figures.
+    pub result: RunResult,
+    /// Confide's mean group-commit batch over the server's life.
+    pub batch: Option<f64>,
+    /// PostgreSQL round trips per group commit during the run (PostgreSQL only).
+    pub round_trips: Option<RoundTrips>,
+}
+
+/// One closed-loop maximum-throughput run of `kind` on `backend` with `bucket`-sized posts, on
+/// a fresh server.
 pub async fn max_throughput(
     opts: &Options,
     kind: Kind,
+    backend: Backend,
     bucket: usize,
-) -> anyhow::Result<(RunResult, Option<f64>)> {
+) -> anyhow::Result<Throughput> {
     let sizes = &opts.sizes;
-    let server = RunningServer::start(kind, &opts.mode, sizes.groups * sizes.members).await?;
+    let server =
+        RunningServer::start_on(kind, backend, &opts.mode, sizes.groups * sizes.members).await?;
     let groups = setup_groups(&server, sizes.groups, sizes.members, |_, _| {
         DialOptions::default()
     })
     .await?;
-    let spec = RunSpec {
+    let spec = closed_loop(sizes, bucket);
+    let before = StorageCounters::of(&[&server]).await?;
+    let result = load::run(groups, &spec, &server).await?;
+    let round_trips = StorageCounters::of(&[&server]).await?.since(&before);
+    let batch = mean_batch(&server).await;
+    server.stop().await?;
+    Ok(Throughput {
+        result,
+        batch,
+        round_trips,
+    })
+}
+
+/// The closed-loop run of the fan-out scenario.
+pub fn closed_loop(sizes: &Sizes, bucket: usize) -> RunSpec {
+    RunSpec {
         pace: Pace::Window(sizes.window),
         posts_per_sender: sizes.posts_per_sender,
         bucket,
@@ -152,11 +210,97 @@ pub async fn max_throughput(
         silent: Vec::new(),
         stall: None,
         expect_deliveries: true,
-    };
-    let result = load::run(groups, &spec, &server).await?;
-    let batch = mean_batch(&server).await;
-    server.stop().await?;
-    Ok((result, batch))
+        interleave_groups: false,
+    }
+}
+
+/// Servers' PostgreSQL round trips and group commits so far, added up over the nodes.
+#[derive(Clone, Copy, Debug)]
+pub struct StorageCounters {
+    /// Round trips (`PostgresStorage::round_trips`; `None` on sled).
+    pub round_trips: Option<u64>,
+    /// Group commits (`confide_flush_seconds_count`).
+    pub commits: f64,
+    /// Requests in them (`confide_flush_requests_total`).
+    pub requests: f64,
+}
+
+/// Round trips during a run.
+#[derive(Clone, Copy, Debug)]
+pub struct RoundTrips {
+    /// Every round trip the nodes made to PostgreSQL: commits, and the reads of posts and
+    /// catch-ups.
+    pub total: u64,
+    /// Group commits in the same interval.
+    pub commits: f64,
+    /// Requests (posts, mostly) in those commits.
+    pub requests: f64,
+}
+
+impl RoundTrips {
+    /// Round trips per group commit.
+    pub fn per_commit(&self) -> f64 {
+        self.total as f64 / self.commits.max(1.0)
+    }
+
+    /// Round trips per request committed (per post).
+    pub fn per_request(&self) -> f64 {
+        self.total as f64 / self.requests.max(1.0)
+    }
+}
+
+impl std::fmt::Display for RoundTrips {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} PostgreSQL round trips for {:.0} group commits of {:.0} requests: {:.2} per \
+             commit, {:.2} per request (a commit is one pipelined round trip, so {:.0} were \
+             reads — of posts, catch-ups and statement preparations)",
+            self.total,
+            self.commits,
+            self.requests,
+            self.per_commit(),
+            self.per_request(),
+            (self.total as f64 - self.commits).max(0.0)
+        )
+    }
+}
+
+impl StorageCounters {
+    /// Reads them from `servers` (their metrics, and their storage for the round trips).
+    pub async fn of(servers: &[&RunningServer]) -> anyhow::Result<StorageCounters> {
+        let mut out = StorageCounters {
+            round_trips: None,
+            commits: 0.0,
+            requests: 0.0,
+        };
+        for server in servers {
+            if let Some(trips) = server.round_trips().await? {
+                out.round_trips = Some(out.round_trips.unwrap_or(0) + trips);
+            }
+            let metrics = server.metrics().await?;
+            out.commits += metrics
+                .get("confide_flush_seconds_count")
+                .copied()
+                .unwrap_or(0.0);
+            out.requests += metrics
+                .get("confide_flush_requests_total")
+                .copied()
+                .unwrap_or(0.0);
+        }
+        Ok(out)
+    }
+
+    /// What happened since `before` (`None` without round trips).
+    pub fn since(&self, before: &StorageCounters) -> Option<RoundTrips> {
+        Some(RoundTrips {
+            total: self
+                .round_trips?
+                .saturating_sub(before.round_trips.unwrap_or(0)),
+            commits: self.commits - before.commits,
+            requests: self.requests - before.requests,
+        })
+    }
 }
 
 /// The mean number of requests per durable flush so far (group commit at work).
@@ -178,13 +322,21 @@ pub async fn all(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Posts per second that the latency runs use for `bucket`: half the maximum measured in this
-/// invocation, or measured now if the fan-out scenario did not run.
-pub async fn half_rate(opts: &Options, rates: &MaxRates, bucket: usize) -> anyhow::Result<f64> {
-    if let Some(rate) = rates.get(&bucket) {
+/// Posts per second that the latency runs use for `bucket` on `backend`: half the maximum
+/// measured in this invocation, or measured now if the fan-out scenario did not run.
+pub async fn half_rate(
+    opts: &Options,
+    rates: &MaxRates,
+    backend: Backend,
+    bucket: usize,
+) -> anyhow::Result<f64> {
+    if let Some(rate) = rates.get(&(backend, bucket)) {
         return Ok(rate / 2.0);
     }
-    eprintln!("  measuring Confide's maximum rate at {bucket} B first");
-    let (result, _) = max_throughput(opts, Kind::Confide, bucket).await?;
-    Ok(result.acks_per_sec / 2.0)
+    eprintln!(
+        "  measuring Confide's maximum rate on {} at {bucket} B first",
+        backend.label()
+    );
+    let measured = max_throughput(opts, Kind::Confide, backend, bucket).await?;
+    Ok(measured.result.acks_per_sec / 2.0)
 }

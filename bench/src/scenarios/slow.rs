@@ -7,7 +7,7 @@ use super::fanout::open_loop;
 use super::{MaxRates, Options, half_rate};
 use crate::net::DialOptions;
 use crate::report::{Report, Target};
-use crate::server::Kind;
+use crate::server::{Backend, Kind};
 
 const SCENARIO: &str = "slow consumer";
 /// The target: the others' p99 grows by less than this factor.
@@ -24,7 +24,7 @@ pub async fn run(opts: &Options, report: &mut Report, rates: &MaxRates) -> anyho
     let s = &opts.sizes;
     let bucket = s.buckets.iter().copied().max().unwrap_or(256);
     let duration = s.latency * 2;
-    let rate = half_rate(opts, rates, bucket).await?;
+    let rate = half_rate(opts, rates, Backend::Sled, bucket).await?;
     let lurker = (0, s.members.saturating_sub(1));
     let options = move |g: usize, m: usize| {
         if (g, m) == lurker {
@@ -47,6 +47,7 @@ pub async fn run(opts: &Options, report: &mut Report, rates: &MaxRates) -> anyho
     let calm = open_loop(
         opts,
         Kind::Confide,
+        Backend::Sled,
         bucket,
         rate,
         duration,
@@ -59,6 +60,7 @@ pub async fn run(opts: &Options, report: &mut Report, rates: &MaxRates) -> anyho
     let stalled = open_loop(
         opts,
         Kind::Confide,
+        Backend::Sled,
         bucket,
         rate,
         duration,

@@ -209,9 +209,10 @@ impl Envelope {
         Ok(envelope)
     }
 
-    /// Checks the version, the ciphertext length and the sender's signature. This is all the
-    /// server can check, and all a client checks before touching a sender key.
-    pub fn verify(&self) -> Result<(), EnvelopeError> {
+    /// Checks the version and the ciphertext length (PROTOCOL.md §6.8 steps 1–2): what the
+    /// server checks of a posted envelope. It does not check the signature: clients do
+    /// (PROTOCOL.md §10.1, `post` step 2, says why the server need not).
+    pub fn check_form(&self) -> Result<(), EnvelopeError> {
         if self.v != ENVELOPE_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(self.v));
         }
@@ -222,6 +223,13 @@ impl Envelope {
         {
             return Err(EnvelopeError::BadLength(self.ciphertext.len()));
         }
+        Ok(())
+    }
+
+    /// Checks the version, the ciphertext length and the sender's strict signature
+    /// (PROTOCOL.md §6.8 steps 1–3): all a client checks before touching a sender key.
+    pub fn verify(&self) -> Result<(), EnvelopeError> {
+        self.check_form()?;
         crate::identity::verify(
             &self.sender,
             LABEL_ENVELOPE_SIG,

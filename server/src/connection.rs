@@ -2061,8 +2061,11 @@ async fn post_attempt(
             "the envelope's sender is not this device",
         ));
     }
+    // Version and length only: the signature is the recipients' to check, as they must anyway
+    // (PROTOCOL.md §10.1 `post` step 2 gives the argument). The sender is this authenticated
+    // device, so a badly signed envelope can only get its own author's message dropped.
     envelope
-        .verify()
+        .check_form()
         .map_err(|e| Reject::new(ErrorCode::BadEnvelope, e.to_string()))?;
     let group = envelope.group;
     let message = envelope.message_id();

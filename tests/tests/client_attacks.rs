@@ -402,3 +402,85 @@ async fn a_join_request_listing_someone_elses_device_is_dropped() {
         "the request listing Bob's device was shown"
     );
 }
+
+/// Issue 20: the server no longer verifies envelope signatures (PROTOCOL.md §10.1, `post`
+/// step 2). A member's badly signed post is stored like any other, and every recipient's client
+/// drops it, tells its application, and shows the conversation around it.
+#[tokio::test]
+async fn a_members_badly_signed_post_is_dropped_by_every_recipient() {
+    use confide_protocol::envelope::Envelope;
+    use confide_protocol::frames::{ClientFrame, ServerFrame};
+    use confide_protocol::sender_key::SenderChain;
+    let server = TestServer::start().await;
+    let (mut users, group) =
+        users_in_group(&server.url, server.trust(), &["Alice", "Bob", "Carol"]).await;
+    users[1]
+        .client
+        .send_text(group, "before", None)
+        .await
+        .unwrap();
+    users[0].wait_history(group, 1).await;
+    users[2].wait_history(group, 1).await;
+
+    // Bob, by hand: a well-formed envelope of his whose signature does not verify.
+    let bob_identity = DeviceIdentity::from_secrets(&users[1].secret).unwrap();
+    let mut raw =
+        confide_tests::RawClient::connect_as(&server, bob_identity, users[1].client.user(), "Bob")
+            .await;
+    assert!(matches!(
+        raw.authenticate().await,
+        ServerFrame::Authenticated { .. }
+    ));
+    let (ops, _) = raw.sync_from_start(group).await;
+    let state = confide_protocol::group_log::verify_log(&ops).unwrap();
+    // Far ahead of the iterations Bob's client uses: the message id is the header's, so an
+    // envelope at one of them would be taken for that message (stored already: `posted` with
+    // its seq, nothing new stored).
+    let mut chain = SenderChain::generate(&mut confide_tests::rng());
+    let seal = |chain: &mut SenderChain| {
+        Envelope::seal(
+            &raw.identity,
+            group,
+            confide_tests::epoch_of(&state),
+            chain,
+            b"not what Bob signed",
+            &mut confide_tests::rng(),
+        )
+        .unwrap()
+    };
+    for _ in 0..100 {
+        seal(&mut chain);
+    }
+    let mut envelope = seal(&mut chain);
+    envelope.signature.0[5] ^= 0x01;
+    assert!(envelope.verify().is_err());
+    let reply = raw.request(|id| ClientFrame::Post { id, envelope }).await;
+    let ServerFrame::Posted { seq: bad_seq, .. } = reply else {
+        panic!("the server stores a well-formed post whatever its signature: {reply:?}");
+    };
+    assert_eq!(bad_seq, Seq(2), "stored as a new message, after \"before\"");
+
+    users[1]
+        .client
+        .send_text(group, "after", None)
+        .await
+        .unwrap();
+    for index in [0, 2] {
+        let user = &mut users[index];
+        let (event, _) = user
+            .wait_event(|e| matches!(e, Event::MessageRejected(r) if r.seq == bad_seq.0))
+            .await;
+        let Event::MessageRejected(rejection) = event else {
+            panic!("waited for a rejection, got {event:?}");
+        };
+        assert_eq!(rejection.group, group);
+        assert!(
+            rejection.reason.contains("signature"),
+            "refused for its signature: {}",
+            rejection.reason
+        );
+        let history = user.wait_history(group, 2).await;
+        let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["before", "after"], "{}", index);
+    }
+}

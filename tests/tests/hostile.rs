@@ -355,13 +355,6 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
         ),
         (
             Envelope {
-                signature: Signature([0; 64]),
-                ..good.clone()
-            },
-            ErrorCode::BadEnvelope,
-        ),
-        (
-            Envelope {
                 sender: bob.identity.device_id(),
                 ..good.clone()
             },
@@ -372,7 +365,7 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
                 group: unknown_group,
                 ..good.clone()
             },
-            ErrorCode::BadEnvelope,
+            ErrorCode::NoSuchGroup,
         ),
     ];
     for (envelope, code) in cases {

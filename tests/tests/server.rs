@@ -242,13 +242,8 @@ async fn bad_input_gets_stable_errors_and_the_connection_keeps_working() {
         error_code(&post(&mut eve, &first).await),
         Some(ErrorCode::BadEnvelope)
     );
-    // A tampered envelope.
-    let mut tampered = seal_text(&alice, &state, &mut chain, "tampered");
-    tampered.ciphertext[3] ^= 1;
-    assert_eq!(
-        error_code(&post(&mut alice, &tampered).await),
-        Some(ErrorCode::BadEnvelope)
-    );
+    // (A tampered envelope of the device's own is stored: the server leaves signatures to the
+    // recipients, who drop it; `a_members_badly_signed_post_is_dropped_by_every_recipient`.)
 
     // Still usable, and nothing stored was lost or altered.
     let reply = alice.request(|id| ClientFrame::Ping { id }).await;

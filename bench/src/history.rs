@@ -25,12 +25,13 @@ pub struct Entry {
     pub commit: String,
     /// The command line.
     pub command: String,
-    /// The load averages (1, 5, 15 minutes) when it started, if known.
+    /// The load averages (1, 5, 15 minutes) when it started, if known (an imported run has
+    /// only the one figure BENCHMARKS.md gave).
     #[serde(default)]
-    pub load_start: Option<[f64; 3]>,
+    pub load_start: Option<Vec<f64>>,
     /// … and when it ended.
     #[serde(default)]
-    pub load_end: Option<[f64; 3]>,
+    pub load_end: Option<Vec<f64>>,
     /// Copied by hand from an older table in BENCHMARKS.md rather than recorded by the harness.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub imported: bool,
@@ -100,7 +101,7 @@ impl From<&Figure> for FigureRecord {
 #[derive(Clone, Debug)]
 pub struct Start {
     date: String,
-    load: Option<[f64; 3]>,
+    load: Option<Vec<f64>>,
     command: String,
 }
 
@@ -224,10 +225,12 @@ pub fn git_commit() -> String {
 }
 
 /// The 1-, 5- and 15-minute load averages from `/proc/loadavg` (Linux), if readable.
-pub fn load_average() -> Option<[f64; 3]> {
+pub fn load_average() -> Option<Vec<f64>> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
-    Some([fields.next()??, fields.next()??, fields.next()??])
+    text.split_whitespace()
+        .take(3)
+        .map(|f| f.parse::<f64>().ok())
+        .collect()
 }
 
 /// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -281,7 +284,7 @@ pub(crate) mod tests {
             date: date.into(),
             commit: "abc1234".into(),
             command: "confide-bench fanout --record".into(),
-            load_start: Some([1.0, 2.0, 3.0]),
+            load_start: Some(vec![1.0, 2.0, 3.0]),
             load_end: None,
             imported: false,
             label: None,

@@ -151,7 +151,7 @@ fn runs_chart(
     let step = labels.len().div_ceil(room).max(1);
     let label_at = |x: &f64| {
         let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) % step == 0 {
+        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize).is_multiple_of(step) {
             labels.get(i as usize).cloned().unwrap_or_default()
         } else {
             String::new()

@@ -116,6 +116,8 @@ fn per_run(entries: &[Entry], values: impl Fn(&Entry) -> Vec<(String, f64)>) -> 
             }
         }
     }
+    // The same series in the same colour on every panel, whichever run had it first.
+    series.sort_by(|a, b| a.0.cmp(&b.0));
     (series, labels)
 }
 

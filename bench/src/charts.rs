@@ -363,7 +363,7 @@ fn draw_latency(
         .configure_mesh()
         .x_labels(6)
         .x_label_formatter(&nine_label)
-        .y_label_formatter(&|v| crate::report::fmt_num(*v))
+        .y_label_formatter(&axis_num)
         .x_desc("percentile")
         .light_line_style(WHITE)
         .y_desc("ms (log)")
@@ -504,7 +504,8 @@ fn draw_bars(
         .iter()
         .flat_map(|m| m.sides.iter().map(|s| s.1))
         .fold(0.0f64, f64::max)
-        * 1.3;
+        // Headroom above the bars for the figure names and the legend.
+        * 1.6;
     let top = if top > 0.0 { top } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .margin(10)
@@ -516,7 +517,8 @@ fn draw_bars(
         .disable_x_mesh()
         .x_labels(0)
         .y_desc(unit)
-        .y_label_formatter(&|v| crate::report::fmt_num(*v))
+        .light_line_style(WHITE)
+        .y_label_formatter(&axis_num)
         .draw()?;
     for (i, side) in sides.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
@@ -559,6 +561,15 @@ fn draw_bars(
         .label_font(("sans-serif", 12))
         .draw()?;
     Ok(())
+}
+
+/// An axis label: zero as `0`, the rest with three significant figures.
+fn axis_num(v: &f64) -> String {
+    if *v == 0.0 {
+        "0".into()
+    } else {
+        crate::report::fmt_num(*v)
+    }
 }
 
 /// Draws with `draw` on a white [`SIZE`] canvas and returns the SVG text.

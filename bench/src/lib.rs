@@ -21,13 +21,16 @@
 //! a fresh PostgreSQL database from [`database`]),
 //! [`net`] dials and sets up devices and groups with real signed ops, [`load`] generates
 //! fan-out load with timestamps in the payload and HDR histograms, [`scenarios`] are the
-//! scenarios, [`report`] prints the figures. The binary `confide-bench` parses flags and calls
+//! scenarios, [`report`] prints the figures, [`history`] keeps them (`--record`) and [`charts`]
+//! draws them (`confide-bench charts`). The binary `confide-bench` parses flags and calls
 //! [`run`]; `tests/smoke.rs` runs every scenario with [`Sizes::smoke`] in-process.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod charts;
 pub mod database;
+pub mod history;
 pub mod load;
 pub mod net;
 pub mod proc;

@@ -31,6 +31,12 @@ struct Args {
     /// Also write the results as a Markdown table to this file.
     #[arg(long, global = true, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Also append the results as one JSON line to the history (`--history`), for `charts`.
+    #[arg(long, global = true)]
+    record: bool,
+    /// The history `--record` appends to and `charts` reads.
+    #[arg(long, global = true, value_name = "FILE", default_value = confide_bench::history::DEFAULT_PATH)]
+    history: PathBuf,
     /// Where Confide stores in the fan-out, latency and durable scenarios, comma-separated
     /// (`sled,postgres` runs both and compares them). PostgreSQL runs each get a fresh
     /// database on the server named by CONFIDE_BENCH_POSTGRES (default
@@ -156,6 +162,13 @@ enum Command {
     /// cross-node latency, CPU and PostgreSQL round trips per delivery (needs PostgreSQL,
     /// CONFIDE_BENCH_POSTGRES, and NATS, CONFIDE_BENCH_NATS, default nats://127.0.0.1:4222).
     Cluster,
+    /// Draws the history (`--history`) as SVG charts: throughput ratios per run, the newest
+    /// latency distributions, durable acks and CPU per post, Confide beside the peer.
+    Charts {
+        /// Where the SVG files go.
+        #[arg(long, default_value = "docs/bench")]
+        out_dir: PathBuf,
+    },
     /// Fills a group on a running server for the web app's budgets: prints `invite <web link>`,
     /// waits until somebody joined with it, then sends the messages (`cargo xtask web-budgets`).
     SeedGroup {
@@ -245,6 +258,12 @@ fn main() -> anyhow::Result<()> {
                 },
             ));
         }
+        Command::Charts { out_dir } => {
+            for path in confide_bench::charts::render(&args.history, &out_dir)? {
+                println!("wrote {}", path.display());
+            }
+            return Ok(());
+        }
         Command::All => Scenario::All,
         Command::Fanout => Scenario::Fanout,
         Command::Latency => Scenario::Latency,
@@ -273,6 +292,7 @@ fn main() -> anyhow::Result<()> {
     if limit < wanted {
         eprintln!("warning: file-descriptor limit {limit} is below the {wanted} wanted");
     }
+    let start = confide_bench::history::Start::now();
     let mut storages = args.storage;
     storages.sort();
     storages.dedup();
@@ -287,6 +307,12 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let started = std::time::Instant::now();
     let report = runtime.block_on(confide_bench::run(scenario, &opts))?;
+    if args.record {
+        let storages: Vec<String> = opts.storages.iter().map(|b| b.label().into()).collect();
+        let entry = start.finish(&report, &opts.sizes, &storages);
+        confide_bench::history::append(&args.history, &entry)?;
+        eprintln!("recorded in {}", args.history.display());
+    }
     let table = report.to_markdown();
     println!("{table}");
     eprintln!(

@@ -3,8 +3,11 @@
 
 use std::fmt::Write as _;
 
+use serde::{Deserialize, Serialize};
+
 /// A target a figure is held to.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
 pub enum Target {
     /// The ratio must be at least this.
     RatioAtLeast(f64),
@@ -16,6 +19,9 @@ pub enum Target {
     ValueAtMost(f64),
     /// The value may exceed the baseline by at most this.
     ExcessAtMost(f64),
+    /// The value must be below the first, and the ratio at most the second (issue 20's latency
+    /// target: p99 under 10 ms and at most three times the relay's).
+    ValueBelowRatioAtMost(f64, f64),
 }
 
 impl Target {
@@ -27,16 +33,21 @@ impl Target {
             Target::RatioBelow(t) => ratio < t,
             Target::ValueBelow(t) => value < t,
             Target::ValueAtMost(t) => value <= t,
+            Target::ValueBelowRatioAtMost(v, r) => value < v && ratio <= r,
         }
     }
 
-    fn describe(self, unit: &str) -> String {
+    /// The target in words, for the tables.
+    pub fn describe(self, unit: &str) -> String {
         match self {
             Target::RatioAtLeast(t) => format!("ratio ≥ {t}"),
             Target::RatioBelow(t) => format!("ratio < {t}"),
             Target::ValueBelow(t) => format!("< {} {unit}", fmt_num(t)),
             Target::ValueAtMost(t) => format!("≤ {} {unit}", fmt_num(t)),
             Target::ExcessAtMost(t) => format!("≤ baseline + {} {unit}", fmt_num(t)),
+            Target::ValueBelowRatioAtMost(v, r) => {
+                format!("< {} {unit} and ratio ≤ {r}", fmt_num(v))
+            }
         }
     }
 }
@@ -76,11 +87,62 @@ impl Figure {
     }
 }
 
+/// Percentiles of one latency histogram: what the charts draw as a distribution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// The scenario it belongs to.
+    pub scenario: String,
+    /// Which run, e.g. `272 B` or `272 B, PostgreSQL`.
+    pub name: String,
+    /// Whose latencies: `Confide`, `bare relay`, …
+    pub side: String,
+    /// `(percentile, milliseconds)` pairs, percentiles ascending.
+    pub percentiles: Vec<(f64, f64)>,
+}
+
+/// The percentiles a [`Distribution`] keeps: enough nines to see the tail.
+pub const PERCENTILES: [f64; 12] = [
+    0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0,
+];
+
+impl Distribution {
+    /// [`PERCENTILES`] of `histogram`, which holds nanoseconds.
+    pub fn of(
+        scenario: &str,
+        name: impl Into<String>,
+        side: impl Into<String>,
+        histogram: &hdrhistogram::Histogram<u64>,
+    ) -> Distribution {
+        let percentiles = PERCENTILES
+            .iter()
+            .map(|&p| {
+                // The extremes are the histogram's own min and max, not a quantile's bucket.
+                let ns = if p <= 0.0 {
+                    histogram.min()
+                } else if p >= 100.0 {
+                    histogram.max()
+                } else {
+                    histogram.value_at_quantile(p / 100.0)
+                };
+                (p, ns as f64 / 1e6)
+            })
+            .collect();
+        Distribution {
+            scenario: scenario.to_string(),
+            name: name.into(),
+            side: side.into(),
+            percentiles,
+        }
+    }
+}
+
 /// Everything one invocation measured.
 #[derive(Default, Debug)]
 pub struct Report {
     /// The figures, in the order measured.
     pub figures: Vec<Figure>,
+    /// Latency distributions behind the latency figures, for the history and its charts.
+    pub distributions: Vec<Distribution>,
     /// Context: batch sizes, disconnects, memory samples.
     pub notes: Vec<String>,
 }

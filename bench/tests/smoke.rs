@@ -32,6 +32,19 @@ async fn every_scenario_runs_in_smoke_mode() {
         );
     }
     assert!(report.to_markdown().contains("| fan-out |"));
+    // The latency runs keep both sides' distributions for the history and its charts.
+    let sides: std::collections::BTreeSet<&str> = report
+        .distributions
+        .iter()
+        .filter(|d| d.scenario == "latency" && d.percentiles.len() == 12)
+        .map(|d| d.side.as_str())
+        .collect();
+    assert_eq!(
+        sides,
+        ["Confide", "bare relay"].into(),
+        "{:?}",
+        report.distributions
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,10 +14,12 @@ use confide_protocol::{ClientFrame, DeviceIdentity, RequestId, Seq, ServerFrame}
 
 use super::Options;
 use crate::net::{self, Device, DialOptions};
-use crate::report::Report;
+use crate::report::{Report, Target};
 use crate::server::{Kind, RunningServer};
 
 const SCENARIO: &str = "backlog";
+/// Issue 20's target: a client syncs a stored backlog in at most this many µs per message.
+pub const TARGET_US_PER_MESSAGE: f64 = 30.0;
 /// Local-store passphrase of the benchmark's clients.
 const PASSPHRASE: &[u8] = b"benchmark passphrase";
 /// How long the returning member may take to catch up before the scenario fails.
@@ -168,7 +170,7 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
         "µs",
         "raw protocol paging, no decryption",
         per_us(raw_time),
-        None,
+        Some(Target::ValueAtMost(TARGET_US_PER_MESSAGE)),
     );
     report.note(
         SCENARIO,

@@ -15,6 +15,11 @@ use crate::server::{Backend, Kind, RunningServer};
 const SCENARIO: &str = "durable acks";
 /// The issue's target: acknowledged posts per second as a multiple of the fdatasync floor.
 pub const TARGET_RATIO: f64 = 20.0;
+/// Issue 20's target: at most this many µs of server CPU per acknowledged post at
+/// [`CPU_TARGET_AT`] (connections, posts in flight each).
+pub const TARGET_CPU_US: f64 = 30.0;
+/// The durable run the CPU target applies to.
+pub const CPU_TARGET_AT: (usize, usize) = (100, 10);
 /// Bytes written before each fdatasync in the floor loop (one page).
 const FLOOR_WRITE: usize = 4096;
 /// Padded plaintext size of the posts (the smallest bucket: the disk, not the bytes, is
@@ -50,6 +55,7 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
     let measure_floor = move || async move {
         tokio::task::spawn_blocking(move || fdatasync_floor(duration)).await?
     };
+    let mut first_cpu = std::collections::BTreeMap::<Backend, ((usize, usize), f64)>::new();
     for &(connections, window) in &s.durable {
         // The shared disk's speed drifts by whole factors within minutes: the floor is measured
         // right before and right after the runs, and their mean is the baseline.
@@ -94,6 +100,26 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
                     floor_before,
                     floor_after
                 ),
+            );
+            let cpu = result.server_cpu * 1e6 / result.acks.max(1) as f64;
+            // The baseline is the first durable run's CPU per post (10 × 1 by default): how far
+            // group commit amortises the server's work per post.
+            let (first, first_cpu) = *first_cpu
+                .entry(*backend)
+                .or_insert(((connections, window), cpu));
+            report.figure(
+                SCENARIO,
+                format!(
+                    "{connections} connections × {window} in flight{}: server CPU per \
+                     acknowledged post",
+                    on(*backend)
+                ),
+                cpu,
+                "µs",
+                format!("{} × {} in flight", first.0, first.1),
+                first_cpu,
+                ((connections, window) == CPU_TARGET_AT)
+                    .then_some(Target::ValueAtMost(TARGET_CPU_US)),
             );
             if let Some(trips) = trips {
                 report.note(

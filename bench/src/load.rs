@@ -7,7 +7,8 @@
 //! device. Posts are made and signed before the clock starts, so the measured work is the
 //! server's (and the transport's), not the load generator's cryptography. Since the harness
 //! never decrypts, the ciphertext is random bytes of the right length; the server cannot tell
-//! the difference (it verifies only the length and the signature).
+//! the difference (it checks only the sender, the version and the length; since issue 20 it
+//! leaves the signature to the recipients, who check it in a real client).
 //!
 //! **Timestamps in the payload.** The first eight bytes of each envelope's franking tag carry
 //! the post's *intended* send time (nanoseconds after the run's start), the ninth the server
@@ -1197,7 +1198,7 @@ mod tests {
                 sender: 70_000
             })
         );
-        // The envelope is one the server accepts: right length, valid signature.
+        // The envelope is one a real client accepts too: right length, valid signature.
         let frame = ClientFrame::from_json(posts[0].as_str(), 1 << 20).unwrap();
         let ClientFrame::Post { envelope, .. } = frame else {
             panic!("not a post")

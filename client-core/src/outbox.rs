@@ -764,6 +764,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 &mut HostRng(&mut *self.host),
             )
             .map_err(|e| ClientError::Encrypt(EncryptError::Envelope(e)))?;
+            // The server does not check envelope signatures (PROTOCOL.md §10.1): a message
+            // signed wrongly (a fault) would be acknowledged and then dropped by everyone, so it
+            // is checked here, before it can be sent.
+            envelope
+                .verify()
+                .map_err(|e| ClientError::Encrypt(EncryptError::Envelope(e)))?;
             // The message goes into the outbox before it leaves, and the advanced chain is
             // saved with it: a key is never used twice, and a message is never lost.
             let outbox_key = key2(group.as_bytes(), envelope.message_id().as_bytes());

@@ -373,6 +373,19 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
         assert_eq!(error_code(&reply), Some(code));
         checked += 1;
     }
+    // A signature of zeros is not the server's to refuse (PROTOCOL.md §10.1, `post` step 2):
+    // stored, and every recipient drops it (tests/tests/client_attacks.rs).
+    let unsigned = Envelope {
+        signature: Signature([0; 64]),
+        ..good.clone()
+    };
+    let reply = alice
+        .request(|id| ClientFrame::Post {
+            id,
+            envelope: unsigned,
+        })
+        .await;
+    assert!(matches!(reply, ServerFrame::Posted { .. }), "{reply:?}");
     let stale = confide_protocol::EpochRef {
         epoch: confide_protocol::Epoch(99),
         hash: state.epoch_hash(),
@@ -723,7 +736,11 @@ async fn fifty_bad_inputs_get_their_documented_errors_and_disturb_nobody() {
     let ServerFrame::SyncPage { messages, .. } = reply else {
         panic!()
     };
-    assert_eq!(messages.len(), 4, "Bob's four posts, nothing else");
+    assert_eq!(
+        messages.len(),
+        5,
+        "Bob's four posts and Alice's unsigned one (stored; recipients drop it), nothing else"
+    );
     assert!(checked >= 50, "only {checked} distinct bad inputs");
 }
 

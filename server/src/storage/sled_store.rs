@@ -7,7 +7,7 @@
 //! | `devices` | device id (32) | JSON [`DeviceRecord`] |
 //! | `user_devices` | user id (16) ‖ device id (32) | empty |
 //! | `ops` | group (16) ‖ op seq (8) | JSON `SignedOp` |
-//! | `messages` | group (16) ‖ seq (8) | JSON `StoredMessage` |
+//! | `messages` | group (16) ‖ seq (8) | `StoredMessage`: binary ([`super::sled_record`]), or JSON if an older server wrote it |
 //! | `message_ids` | group (16) ‖ message id (16) | seq (8) |
 //! | `last_seq` | group (16) | highest seq ever used (8), kept when messages are deleted |
 //! | `inbox` | device (32) ‖ inbox id (8) | JSON `InboxItem` |
@@ -41,6 +41,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::path::Path;
 
 use super::migrate::Record;
+use super::sled_record;
 use super::{DeviceRecord, Storage, StorageError, Write};
 
 /// Bytes of sled's page cache, unless the config file says otherwise (`storage_cache_bytes`).
@@ -311,7 +312,10 @@ impl SledStorage {
                 Write::Message { group, message } => {
                     let seq = message.seq.0.to_be_bytes();
                     let id = message.envelope.message_id();
-                    messages.push((key2(group.as_bytes(), &seq), Some(encode(message)?)));
+                    messages.push((
+                        key2(group.as_bytes(), &seq),
+                        Some(sled_record::encode_message(message)),
+                    ));
                     message_ids.push((key2(group.as_bytes(), id.as_bytes()), Some(seq.to_vec())));
                     let highest = last_seq.entry(*group).or_insert(seq);
                     *highest = seq.max(*highest);
@@ -549,12 +553,12 @@ impl SledStorage {
         });
         let messages = self.messages.iter().map(|entry| {
             let (key, value) = entry.map_err(backend)?;
-            let message: StoredMessage = decode("messages", &value)?;
+            let (message, record) = sled_record::message_json(&value)?;
             Ok(Record::Message {
                 group: GroupId(fixed("messages", &key)?),
                 seq: key_u64("messages", &key, 16)?,
                 message_id: message.envelope.message_id(),
-                record: value.to_vec(),
+                record,
             })
         });
         let inbox = self.inbox.iter().map(|entry| {
@@ -803,7 +807,10 @@ impl Storage for SledStorage {
         self.messages
             .range(start..=end)
             .take(limit)
-            .map(|e| e.map_err(backend).and_then(|(_, v)| decode("messages", &v)))
+            .map(|e| {
+                e.map_err(backend)
+                    .and_then(|(_, v)| sled_record::decode_message(&v))
+            })
             .collect()
     }
 

@@ -183,7 +183,10 @@ mod tests {
             assert_eq!(decode_message(&json).unwrap(), m);
             let (read, exported) = message_json(&binary).unwrap();
             assert_eq!(read, m);
-            assert_eq!(serde_json::from_slice::<StoredMessage>(&exported).unwrap(), m);
+            assert_eq!(
+                serde_json::from_slice::<StoredMessage>(&exported).unwrap(),
+                m
+            );
         }
     }
 

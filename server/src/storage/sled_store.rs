@@ -1138,6 +1138,97 @@ mod tests {
         assert_eq!(db.inbox_len(&me).unwrap(), 1);
     }
 
+    fn message(seq: u64) -> StoredMessage {
+        StoredMessage {
+            seq: Seq(seq),
+            received_at: confide_protocol::Timestamp(1_700_000_000_000 + seq),
+            envelope: confide_protocol::envelope::Envelope {
+                v: 1,
+                group: GroupId([1; 16]),
+                epoch: confide_protocol::Epoch(1),
+                epoch_hash: confide_protocol::OpHash([2; 32]),
+                sender: DeviceId([3; 32]),
+                iteration: u32::try_from(seq).unwrap(),
+                franking_tag: [4; 32],
+                ciphertext: vec![5; 300],
+                signature: confide_protocol::Signature([6; 64]),
+            },
+        }
+    }
+
+    /// Messages stored by a server before the binary record (JSON) are read, deleted and
+    /// exported as before, side by side with new ones.
+    #[test]
+    fn messages_an_older_server_stored_as_json_read_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        let (old, new) = (message(1), message(2));
+        {
+            // What an older server wrote: the JSON record and its id, with raw sled calls.
+            let db = sled::open(dir.path()).unwrap();
+            let key = key2(group.as_bytes(), &1u64.to_be_bytes());
+            let messages = db.open_tree("messages").unwrap();
+            messages
+                .insert(&key, serde_json::to_vec(&old).unwrap())
+                .unwrap();
+            let id_key = key2(group.as_bytes(), old.envelope.message_id().as_bytes());
+            let ids = db.open_tree("message_ids").unwrap();
+            ids.insert(id_key, &1u64.to_be_bytes()).unwrap();
+            // Export wants the group's genesis op (copied as it is, so any bytes do here).
+            let ops = db.open_tree("ops").unwrap();
+            ops.insert(key2(group.as_bytes(), &0u64.to_be_bytes()), b"{}")
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let db = reopen(dir.path(), 0);
+        db.commit(&[Write::Message {
+            group,
+            message: new.clone(),
+        }])
+        .unwrap();
+        assert_eq!(
+            db.messages(&group, Seq(0), 10).unwrap(),
+            vec![old.clone(), new.clone()]
+        );
+        // Both export as the JSON PostgreSQL stores.
+        let exported: Vec<StoredMessage> = db
+            .export()
+            .filter_map(|r| match r.unwrap() {
+                Record::Message { record, .. } => Some(serde_json::from_slice(&record).unwrap()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(exported, vec![old.clone(), new.clone()]);
+        db.commit(&[Write::DeleteMessage {
+            group,
+            message: old.envelope.message_id(),
+        }])
+        .unwrap();
+        assert_eq!(db.messages(&group, Seq(0), 10).unwrap(), vec![new]);
+    }
+
+    /// A disk attacker can put anything into the database: a damaged message record is a
+    /// storage error for whoever reads it, and the server does not crash.
+    #[test]
+    fn a_damaged_message_on_disk_is_a_storage_error_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, 0).unwrap();
+        db.commit(&[Write::Message {
+            group,
+            message: message(1),
+        }])
+        .unwrap();
+        let key = key2(group.as_bytes(), &1u64.to_be_bytes());
+        let stored = db.messages.get(&key).unwrap().unwrap();
+        for damaged in [&stored[..40], &b"\x07garbage"[..], &b""[..]] {
+            db.messages.insert(&key, damaged).unwrap();
+            let err = db.messages(&group, Seq(0), 10).unwrap_err();
+            assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+            assert!(db.export().any(|r| r.is_err()));
+        }
+    }
+
     #[test]
     fn a_cache_too_small_to_work_is_a_clear_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,7 @@
 
 pub mod migrate;
 pub mod postgres;
+mod sled_record;
 mod sled_store;
 pub mod test_database;
 

@@ -7,7 +7,7 @@
 //! | `devices` | device id (32) | JSON [`DeviceRecord`] |
 //! | `user_devices` | user id (16) ‖ device id (32) | empty |
 //! | `ops` | group (16) ‖ op seq (8) | JSON `SignedOp` |
-//! | `messages` | group (16) ‖ seq (8) | JSON `StoredMessage` |
+//! | `messages` | group (16) ‖ seq (8) | `StoredMessage`: binary ([`super::sled_record`]), or JSON if an older server wrote it |
 //! | `message_ids` | group (16) ‖ message id (16) | seq (8) |
 //! | `last_seq` | group (16) | highest seq ever used (8), kept when messages are deleted |
 //! | `inbox` | device (32) ‖ inbox id (8) | JSON `InboxItem` |
@@ -41,6 +41,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::path::Path;
 
 use super::migrate::Record;
+use super::sled_record;
 use super::{DeviceRecord, Storage, StorageError, Write};
 
 /// Bytes of sled's page cache, unless the config file says otherwise (`storage_cache_bytes`).
@@ -311,7 +312,10 @@ impl SledStorage {
                 Write::Message { group, message } => {
                     let seq = message.seq.0.to_be_bytes();
                     let id = message.envelope.message_id();
-                    messages.push((key2(group.as_bytes(), &seq), Some(encode(message)?)));
+                    messages.push((
+                        key2(group.as_bytes(), &seq),
+                        Some(sled_record::encode_message(message)),
+                    ));
                     message_ids.push((key2(group.as_bytes(), id.as_bytes()), Some(seq.to_vec())));
                     let highest = last_seq.entry(*group).or_insert(seq);
                     *highest = seq.max(*highest);
@@ -549,12 +553,12 @@ impl SledStorage {
         });
         let messages = self.messages.iter().map(|entry| {
             let (key, value) = entry.map_err(backend)?;
-            let message: StoredMessage = decode("messages", &value)?;
+            let (message, record) = sled_record::message_json(&value)?;
             Ok(Record::Message {
                 group: GroupId(fixed("messages", &key)?),
                 seq: key_u64("messages", &key, 16)?,
                 message_id: message.envelope.message_id(),
-                record: value.to_vec(),
+                record,
             })
         });
         let inbox = self.inbox.iter().map(|entry| {
@@ -803,7 +807,10 @@ impl Storage for SledStorage {
         self.messages
             .range(start..=end)
             .take(limit)
-            .map(|e| e.map_err(backend).and_then(|(_, v)| decode("messages", &v)))
+            .map(|e| {
+                e.map_err(backend)
+                    .and_then(|(_, v)| sled_record::decode_message(&v))
+            })
             .collect()
     }
 
@@ -1129,6 +1136,97 @@ mod tests {
         }])
         .unwrap();
         assert_eq!(db.inbox_len(&me).unwrap(), 1);
+    }
+
+    fn message(seq: u64) -> StoredMessage {
+        StoredMessage {
+            seq: Seq(seq),
+            received_at: confide_protocol::Timestamp(1_700_000_000_000 + seq),
+            envelope: confide_protocol::envelope::Envelope {
+                v: 1,
+                group: GroupId([1; 16]),
+                epoch: confide_protocol::Epoch(1),
+                epoch_hash: confide_protocol::OpHash([2; 32]),
+                sender: DeviceId([3; 32]),
+                iteration: u32::try_from(seq).unwrap(),
+                franking_tag: [4; 32],
+                ciphertext: vec![5; 300],
+                signature: confide_protocol::Signature([6; 64]),
+            },
+        }
+    }
+
+    /// Messages stored by a server before the binary record (JSON) are read, deleted and
+    /// exported as before, side by side with new ones.
+    #[test]
+    fn messages_an_older_server_stored_as_json_read_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        let (old, new) = (message(1), message(2));
+        {
+            // What an older server wrote: the JSON record and its id, with raw sled calls.
+            let db = sled::open(dir.path()).unwrap();
+            let key = key2(group.as_bytes(), &1u64.to_be_bytes());
+            let messages = db.open_tree("messages").unwrap();
+            messages
+                .insert(&key, serde_json::to_vec(&old).unwrap())
+                .unwrap();
+            let id_key = key2(group.as_bytes(), old.envelope.message_id().as_bytes());
+            let ids = db.open_tree("message_ids").unwrap();
+            ids.insert(id_key, &1u64.to_be_bytes()).unwrap();
+            // Export wants the group's genesis op (copied as it is, so any bytes do here).
+            let ops = db.open_tree("ops").unwrap();
+            ops.insert(key2(group.as_bytes(), &0u64.to_be_bytes()), b"{}")
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let db = reopen(dir.path(), 0);
+        db.commit(&[Write::Message {
+            group,
+            message: new.clone(),
+        }])
+        .unwrap();
+        assert_eq!(
+            db.messages(&group, Seq(0), 10).unwrap(),
+            vec![old.clone(), new.clone()]
+        );
+        // Both export as the JSON PostgreSQL stores.
+        let exported: Vec<StoredMessage> = db
+            .export()
+            .filter_map(|r| match r.unwrap() {
+                Record::Message { record, .. } => Some(serde_json::from_slice(&record).unwrap()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(exported, vec![old.clone(), new.clone()]);
+        db.commit(&[Write::DeleteMessage {
+            group,
+            message: old.envelope.message_id(),
+        }])
+        .unwrap();
+        assert_eq!(db.messages(&group, Seq(0), 10).unwrap(), vec![new]);
+    }
+
+    /// A disk attacker can put anything into the database: a damaged message record is a
+    /// storage error for whoever reads it, and the server does not crash.
+    #[test]
+    fn a_damaged_message_on_disk_is_a_storage_error_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        let db = SledStorage::open_with(dir.path(), MIN_CACHE_BYTES, 0).unwrap();
+        db.commit(&[Write::Message {
+            group,
+            message: message(1),
+        }])
+        .unwrap();
+        let key = key2(group.as_bytes(), &1u64.to_be_bytes());
+        let stored = db.messages.get(&key).unwrap().unwrap();
+        for damaged in [&stored[..40], &b"\x07garbage"[..], &b""[..]] {
+            db.messages.insert(&key, damaged).unwrap();
+            let err = db.messages(&group, Seq(0), 10).unwrap_err();
+            assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+            assert!(db.export().any(|r| r.is_err()));
+        }
     }
 
     #[test]

@@ -211,6 +211,9 @@ enum Command {
         /// The deployment's NATS subject prefix.
         #[arg(long, value_name = "PREFIX", requires = "nats")]
         nats_prefix: Option<String>,
+        /// sled only: acknowledge without flushing (the durable scenario's baseline).
+        #[arg(long, conflicts_with = "postgres")]
+        no_flush: bool,
     },
 }
 
@@ -224,9 +227,11 @@ fn main() -> anyhow::Result<()> {
             postgres,
             nats,
             nats_prefix,
+            no_flush,
         } => {
             let settings = NodeSettings {
                 postgres,
+                no_flush,
                 cluster: nats
                     .zip(nats_prefix)
                     .map(|(nats_url, subject_prefix)| ClusterConfig {

@@ -82,6 +82,9 @@ pub struct NodeSettings {
     pub postgres: Option<String>,
     /// The other nodes sharing the database, over NATS; `None`: a node of its own.
     pub cluster: Option<ClusterConfig>,
+    /// sled only: commits return without flushing (the durable scenario's baseline,
+    /// [`SledStorage::without_flushing_for_benchmarks`]).
+    pub no_flush: bool,
 }
 
 /// What the harness can ask a running server's storage that `/metrics` does not say.
@@ -221,10 +224,15 @@ pub async fn serve(
                     );
                     (storage.clone(), StorageProbe(Some(storage)))
                 }
-                None => (
-                    Arc::new(SledStorage::open(&data_dir.join("db"))?),
-                    StorageProbe::default(),
-                ),
+                None => {
+                    let sled = SledStorage::open(&data_dir.join("db"))?;
+                    let sled = if settings.no_flush {
+                        sled.without_flushing_for_benchmarks()
+                    } else {
+                        sled
+                    };
+                    (Arc::new(sled), StorageProbe::default())
+                }
             };
             let metrics_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
             let metrics = metrics_listener.local_addr()?;
@@ -340,7 +348,7 @@ impl RunningServer {
         let database = FreshDatabase::create().await?;
         let settings = NodeSettings {
             postgres: Some(database.url().to_string()),
-            cluster: None,
+            ..NodeSettings::default()
         };
         let mut server = Self::start_with(kind, mode, connections, &settings).await?;
         server.database = Some(database);
@@ -422,6 +430,9 @@ impl RunningServer {
                     .arg(connections.to_string());
                 if let Some(url) = &settings.postgres {
                     command.arg("--postgres").arg(url);
+                }
+                if settings.no_flush {
+                    command.arg("--no-flush");
                 }
                 if let Some(cluster) = &settings.cluster {
                     command

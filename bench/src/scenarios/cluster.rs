@@ -85,6 +85,7 @@ impl Deployment {
                 nats_url: nats,
                 subject_prefix: format!("confide-bench-{}", random_hex(8)?),
             }),
+            no_flush: false,
         };
         let mut nodes = Vec::with_capacity(count);
         // One after another: the first applies the schema.

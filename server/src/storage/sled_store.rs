@@ -97,6 +97,9 @@ pub struct SledStorage {
     min_free_bytes: u64,
     /// Set once a write has failed: the database can no longer be trusted until reopened.
     failed: std::sync::OnceLock<String>,
+    /// Whether a commit flushes before it returns: always, except in the benchmark's baseline
+    /// ([`SledStorage::without_flushing_for_benchmarks`]).
+    flush_each_commit: bool,
     devices: sled::Tree,
     user_devices: sled::Tree,
     ops: sled::Tree,
@@ -233,7 +236,18 @@ impl SledStorage {
             path: path.to_path_buf(),
             min_free_bytes,
             failed: std::sync::OnceLock::new(),
+            flush_each_commit: true,
         })
+    }
+
+    /// **Benchmarks only.** The same storage, except that a commit returns without flushing:
+    /// what it acknowledges can be lost in a crash (sled still flushes in the background every
+    /// half second). `confide-bench durable` measures the real server against this to show
+    /// what durability costs; no configuration of `confide-server` reaches it.
+    #[doc(hidden)]
+    pub fn without_flushing_for_benchmarks(mut self) -> Self {
+        self.flush_each_commit = false;
+        self
     }
 
     /// Fails at once if an earlier write failed (see the type's documentation).
@@ -677,7 +691,9 @@ impl Storage for SledStorage {
     fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
         self.healthy()?;
         self.apply(batch)?;
-        self.db.flush().map_err(|e| self.fail(e))?;
+        if self.flush_each_commit {
+            self.db.flush().map_err(|e| self.fail(e))?;
+        }
         Ok(())
     }
 

@@ -73,7 +73,7 @@ impl Sizes {
             addresses: 10,
             backlog: 10_000,
             nodes: 3,
-            peer_posts: 50,
+            peer_posts: 20,
         }
     }
 

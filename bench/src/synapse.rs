@@ -196,7 +196,10 @@ impl Synapse {
         let url = format!("{}/health", self.base);
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("synapse exited with {status} while starting:\n{}", self.log_tail());
+                bail!(
+                    "synapse exited with {status} while starting:\n{}",
+                    self.log_tail()
+                );
             }
             if let Ok(response) = http.get(&url).send().await
                 && response.status().is_success()
@@ -224,7 +227,10 @@ impl Synapse {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
-                bail!("synapse exited with {status} while starting:\n{}", self.log_tail());
+                bail!(
+                    "synapse exited with {status} while starting:\n{}",
+                    self.log_tail()
+                );
             }
             if tokio::time::Instant::now() > deadline {
                 bail!(
@@ -330,7 +336,10 @@ pub async fn call(
         bail!(
             "{method} {}: {status}: {}",
             url.split('?').next().unwrap_or(url),
-            String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()
+            String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(300)
+                .collect::<String>()
         );
     }
     Ok(serde_json::from_slice(&bytes)?)

@@ -472,11 +472,7 @@ async fn window_writer(
 
 /// Open loop: releases post `j` (sender `j % senders`, its `j / senders`-th) at `start + j /
 /// rate`, each on a task of its own so that a slow answer holds up nothing.
-async fn pacer(
-    shared: Arc<Shared>,
-    senders: Vec<Sender>,
-    period_ns: u64,
-) -> anyhow::Result<()> {
+async fn pacer(shared: Arc<Shared>, senders: Vec<Sender>, period_ns: u64) -> anyhow::Result<()> {
     let senders: Vec<Arc<Sender>> = senders.into_iter().map(Arc::new).collect();
     let count = senders.len().max(1);
     let total: usize = senders.iter().map(|s| s.posts.len()).sum();
@@ -575,12 +571,8 @@ async fn measure_on(
             .map(|k| {
                 let at = load::scheduled_ns(s, k, senders_total, period_ns);
                 let ciphertext = stamped_ciphertext(bucket + 16, at, u32::try_from(s)?);
-                let content = megolm_content(
-                    ciphertext,
-                    &sender_key,
-                    &session_id,
-                    &member.user.device_id,
-                );
+                let content =
+                    megolm_content(ciphertext, &sender_key, &session_id, &member.user.device_id);
                 Ok(serde_json::to_vec(&content)?)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -691,7 +683,8 @@ async fn measure_on(
         }
     };
     let elapsed = shared.start.elapsed();
-    let server_cpu = pid.map_or(Ok(0.0), |p| crate::proc::cpu_seconds(Some(p)))? - server_cpu_before;
+    let server_cpu =
+        pid.map_or(Ok(0.0), |p| crate::proc::cpu_seconds(Some(p)))? - server_cpu_before;
     let harness_cpu = crate::proc::cpu_seconds(None)? - harness_cpu_before;
     let _ = stop_tx.send(true);
     writers.abort_all();

@@ -4,7 +4,7 @@
 //!
 //! **Nothing is installed silently.** The harness looks for a Python that can import `synapse`
 //! ([`PYTHON_ENV`], default [`DEFAULT_PYTHON`] under the workspace) and, if there is none,
-//! fails with the two lines that install one ([`install_hint`]).
+//! fails with the two lines that install one ([`missing_message`]).
 //!
 //! **Configuration.** `python -m synapse.app.homeserver --generate-config` writes the default
 //! configuration of a fresh homeserver into a temporary directory; a second file that the
@@ -36,7 +36,7 @@ const HEALTH_POLL: Duration = Duration::from_millis(250);
 /// Synapse parses it with `int()`).
 const UNLIMITED: u64 = 1_000_000_000;
 /// How long any request may take: a long-polling `/sync` waits up to
-/// [`SYNC_TIMEOUT_MS`](crate::scenarios::peer) and must not be cut short.
+/// the peer scenario's sync timeout and must not be cut short.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// What Synapse logs once the schema's background updates of a fresh database are done.
 const UPDATES_DONE: &str = "No more background updates to do";

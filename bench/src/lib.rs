@@ -12,6 +12,7 @@
 //! | slow consumer | others' p99 and server RSS while one member stops reading | same run, nobody stalls |
 //! | backlog | client-library sync time per stored message | raw protocol paging |
 //! | cluster | three nodes on one PostgreSQL database and NATS: throughput, same- and cross-node latency, CPU and round trips per delivery | one node, same database and NATS |
+//! | peer | the fan-out and latency runs through Matrix Synapse ([`synapse`]) | Confide (and the bare relay), same run |
 //!
 //! The fan-out, latency and durable-ack scenarios run Confide on sled, on PostgreSQL
 //! ([`Options::storages`], `--storage sled,postgres`) or both, and then compare the two.
@@ -39,6 +40,7 @@ pub mod report;
 pub mod scenarios;
 pub mod seed;
 pub mod server;
+pub mod synapse;
 
 pub use report::Report;
 pub use scenarios::{Options, Sizes};
@@ -64,6 +66,9 @@ pub enum Scenario {
     /// Several nodes on one PostgreSQL database against one (not part of `All`: it needs
     /// PostgreSQL and NATS).
     Cluster,
+    /// The fan-out through Matrix Synapse against Confide (not part of `All`: it needs
+    /// Synapse installed).
+    Peer,
 }
 
 /// Runs `scenario` and returns what it measured.
@@ -83,6 +88,7 @@ pub async fn run(scenario: Scenario, opts: &Options) -> anyhow::Result<Report> {
         Scenario::Cluster => {
             scenarios::cluster::run(opts, &mut report).await?;
         }
+        Scenario::Peer => scenarios::peer::run(opts, &mut report).await?,
     }
     Ok(report)
 }

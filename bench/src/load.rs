@@ -59,15 +59,15 @@ use crate::net::{Device, Group, Ws};
 use crate::server::RunningServer;
 
 /// Lowest latency the histograms hold (1 µs, in ns).
-const HIST_LOW_NS: u64 = 1_000;
+pub(crate) const HIST_LOW_NS: u64 = 1_000;
 /// Highest latency the histograms hold (60 s, in ns).
 const HIST_HIGH_NS: u64 = 60_000_000_000;
 /// How often the monitor samples counters and the server's memory.
-const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// Time between arming the run and its first post, so every task is waiting when it starts.
-const LEAD_IN: Duration = Duration::from_millis(200);
+pub(crate) const LEAD_IN: Duration = Duration::from_millis(200);
 /// A run in which nothing is sent, acknowledged or delivered for this long has failed.
-const DRAIN_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// How often the run checks for progress while it waits.
 const PROGRESS_CHECK: Duration = Duration::from_secs(1);
 /// How long a stalled reader is given, once it reads again, to find out how the server treated
@@ -1152,7 +1152,7 @@ fn make_all_posts(
 
 /// Acknowledgements and deliveries per second between the samples where 10 % and 90 % of the
 /// posts had been sent: the steady state, without ramp-up and drain.
-fn middle_rates(samples: &[(Duration, u64, u64, u64)], total_posts: u64) -> (f64, f64) {
+pub(crate) fn middle_rates(samples: &[(Duration, u64, u64, u64)], total_posts: u64) -> (f64, f64) {
     let at = |fraction: f64| {
         let threshold = (total_posts as f64 * fraction) as u64;
         samples.iter().position(|s| s.1 >= threshold)

@@ -5,6 +5,7 @@
 //!     cargo run --release -p confide-bench -- memory --connections 2000
 //!     cargo run --release -p confide-bench -- fanout --storage sled,postgres
 //!     cargo run --release -p confide-bench -- cluster
+//!     cargo run --release -p confide-bench -- peer
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -98,6 +99,9 @@ struct SizeArgs {
     /// Server nodes in the cluster scenario (compared with one).
     #[arg(long, global = true)]
     nodes: Option<usize>,
+    /// Posts per member in the peer scenario's closed-loop runs on Synapse.
+    #[arg(long, global = true)]
+    peer_posts: Option<usize>,
 }
 
 fn parse_durable(text: &str) -> Result<(usize, usize), String> {
@@ -127,7 +131,8 @@ impl SizeArgs {
             connections,
             addresses,
             backlog,
-            nodes
+            nodes,
+            peer_posts
         );
         if let Some(v) = self.latency_secs {
             s.latency = secs(v);
@@ -169,6 +174,11 @@ enum Command {
         #[arg(long, default_value = "docs/bench")]
         out_dir: PathBuf,
     },
+    /// The fan-out and latency runs through Matrix Synapse against Confide and the bare relay,
+    /// in the same invocation (needs Synapse: CONFIDE_BENCH_SYNAPSE_PYTHON, default
+    /// target/peer/venv/bin/python; `python3 -m venv target/peer/venv &&
+    /// target/peer/venv/bin/pip install matrix-synapse`).
+    Peer,
     /// Fills a group on a running server for the web app's budgets: prints `invite <web link>`,
     /// waits until somebody joined with it, then sends the messages (`cargo xtask web-budgets`).
     SeedGroup {
@@ -277,6 +287,7 @@ fn main() -> anyhow::Result<()> {
         Command::SlowConsumer => Scenario::SlowConsumer,
         Command::Backlog => Scenario::Backlog,
         Command::Cluster => Scenario::Cluster,
+        Command::Peer => Scenario::Peer,
     };
     let base = if args.smoke {
         Sizes::smoke()

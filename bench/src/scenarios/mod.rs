@@ -1,11 +1,13 @@
 //! The scenarios of issue 7, each measuring Confide against a baseline in the same run, and
-//! the several-node scenario of issue 19 ([`cluster`]).
+//! the several-node scenario of issue 19 ([`cluster`]), and Matrix Synapse in the same run
+//! (issue 20, [`peer`]).
 
 pub mod backlog;
 pub mod cluster;
 pub mod durable;
 pub mod fanout;
 pub mod memory;
+pub mod peer;
 pub mod slow;
 
 use std::collections::BTreeMap;
@@ -48,6 +50,9 @@ pub struct Sizes {
     pub backlog: usize,
     /// Server nodes in the cluster scenario (compared with one).
     pub nodes: usize,
+    /// Posts per member in the peer scenario's closed-loop runs on Synapse, which is far slower
+    /// than Confide (Confide's runs there keep [`Sizes::posts_per_sender`]).
+    pub peer_posts: usize,
 }
 
 impl Sizes {
@@ -68,6 +73,7 @@ impl Sizes {
             addresses: 10,
             backlog: 10_000,
             nodes: 3,
+            peer_posts: 20,
         }
     }
 
@@ -88,6 +94,7 @@ impl Sizes {
             addresses: 2,
             backlog: 12,
             nodes: 3,
+            peer_posts: 3,
         }
     }
 }

@@ -46,6 +46,9 @@ const STATS_TIMEOUT: Duration = Duration::from_secs(10);
 /// `CONFIDE_BENCH_WRAP="heaptrack -o /tmp/server"`); memory figures are then not the
 /// server's own.
 pub const WRAP_ENV: &str = "CONFIDE_BENCH_WRAP";
+/// An experiment: Confide's websocket read buffer in bytes (`ws_read_buffer`) instead of the
+/// default, to measure what another default would cost or save. Unset in every recorded run.
+pub const WS_READ_BUFFER_ENV: &str = "CONFIDE_BENCH_WS_READ_BUFFER";
 
 /// Which server to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -132,10 +135,17 @@ pub enum ServerMode {
 /// per-address registration rate and the connection caps are raised so that the load
 /// generator, which is a few processes' worth of devices on one address range, is not refused.
 /// Queue bounds, frame sizes and buffers stay at their defaults. (The defaults themselves,
-/// in `server/src/config.rs`, are never changed for a benchmark.)
+/// in `server/src/config.rs`, are never changed for a benchmark; [`WS_READ_BUFFER_ENV`] sets
+/// the read buffer for an experiment.)
 pub fn bench_limits(connections: usize) -> Limits {
     let connections = connections.max(1) + 1_024;
+    let defaults = Limits::default();
+    let ws_read_buffer = std::env::var(WS_READ_BUFFER_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(defaults.ws_read_buffer);
     Limits {
+        ws_read_buffer,
         rate_per_second: 1_000_000,
         rate_burst: 1_000_000,
         registrations_per_hour: 1_000_000_000,
@@ -143,7 +153,7 @@ pub fn bench_limits(connections: usize) -> Limits {
         max_connections: connections,
         max_unauthenticated_per_ip: connections,
         max_authenticated_per_ip: connections,
-        ..Limits::default()
+        ..defaults
     }
 }
 

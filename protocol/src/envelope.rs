@@ -91,6 +91,34 @@ pub enum EnvelopeError {
     SenderKey(#[from] SenderKeyError),
 }
 
+/// An envelope whose version, ciphertext length and signature [`Envelope::verified`] checked.
+/// Only that check makes one, so holding one proves it passed: a receiver verifies each
+/// message once, before it touches any state, and then opens it with [`Verified::open`]
+/// without paying for the signature again.
+#[derive(Clone, Copy, Debug)]
+pub struct Verified<'a>(&'a Envelope);
+
+impl<'a> Verified<'a> {
+    /// The envelope that was checked.
+    pub fn envelope(&self) -> &'a Envelope {
+        self.0
+    }
+
+    /// Decrypts with the sender's receiving chain for this envelope's epoch, as
+    /// [`Envelope::open`] does, without checking the signature again. The chain advances only
+    /// if the message decrypts and its franking commitment holds.
+    pub fn open(self, chain: &mut ReceiverChain) -> Result<OpenedMessage, EnvelopeError> {
+        self.0.open_verified(chain)
+    }
+}
+
+/// Checks each envelope as [`Envelope::verified`] does, in order: the one result per envelope a
+/// receiver needs before handling a page of messages. Pure, so a platform with several cores
+/// may run it on parts of a page at once (the results are the same as one by one).
+pub fn verify_each<'a>(envelopes: &[&'a Envelope]) -> Vec<Result<Verified<'a>, EnvelopeError>> {
+    envelopes.iter().map(|envelope| envelope.verified()).collect()
+}
+
 /// What a recipient gets from a valid envelope.
 pub struct OpenedMessage {
     /// The message body (UTF-8 JSON of [`MessageContent`] for Confide clients).
@@ -209,6 +237,14 @@ impl Envelope {
         Ok(envelope)
     }
 
+    /// Checks the version, the ciphertext length and the sender's signature, as [`Self::verify`],
+    /// and returns the proof of it: what [`Verified::open`] needs to decrypt without checking
+    /// the signature a second time.
+    pub fn verified(&self) -> Result<Verified<'_>, EnvelopeError> {
+        self.verify()?;
+        Ok(Verified(self))
+    }
+
     /// Checks the version, the ciphertext length and the sender's signature. This is all the
     /// server can check, and all a client checks before touching a sender key.
     pub fn verify(&self) -> Result<(), EnvelopeError> {
@@ -234,7 +270,11 @@ impl Envelope {
     /// Verifies and decrypts with the sender's receiving chain for this envelope's epoch. The
     /// chain advances only if the message is genuine.
     pub fn open(&self, chain: &mut ReceiverChain) -> Result<OpenedMessage, EnvelopeError> {
-        self.verify()?;
+        self.verified()?.open(chain)
+    }
+
+    /// Decrypts an envelope whose signature was checked (see [`Verified::open`]).
+    fn open_verified(&self, chain: &mut ReceiverChain) -> Result<OpenedMessage, EnvelopeError> {
         let header = self.header();
         let aad = [header.as_slice(), self.franking_tag.as_slice()].concat();
         let opened = chain.with_message_key(self.iteration, |key| {

@@ -2,8 +2,8 @@
 //! and the author's own order, decrypted, numbered and stored to be shown; or parked until
 //! their sender key (or the user's consent) arrives; or rejected with a reason.
 
-use confide_protocol::envelope::{Envelope, EnvelopeError, Verified};
 use confide_protocol::envelope::{ContentBody, MessageContent};
+use confide_protocol::envelope::{Envelope, EnvelopeError, Verified};
 use confide_protocol::frames::{ServerFrame, StoredMessage};
 use confide_protocol::sender_key::{ReceiverChain, SenderChain};
 use confide_protocol::{GroupId, MessageId, Seq, policy};

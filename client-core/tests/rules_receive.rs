@@ -476,7 +476,9 @@ fn a_text_is_stored_with_its_franking_evidence_and_shown() {
 fn a_backlog_of_several_sync_pages_is_shown_whole_and_in_order() {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
     device.server.lock().unwrap().page_limit = Some(40);
-    let texts: Vec<String> = (0..150).map(|i| format!("while you were away {i}")).collect();
+    let texts: Vec<String> = (0..150)
+        .map(|i| format!("while you were away {i}"))
+        .collect();
     for text in &texts {
         device.member_writes(group, &mut bob, &mut chain, text);
     }

@@ -208,8 +208,7 @@ mod tests {
         for i in 0..n {
             let s = i % 2;
             let mut envelope =
-                Envelope::seal(&senders[s], group, epoch, &mut chains[s], b"hi", &mut rng)
-                    .unwrap();
+                Envelope::seal(&senders[s], group, epoch, &mut chains[s], b"hi", &mut rng).unwrap();
             let forged = i % 7 == 3 || i % 11 == 5;
             if i % 7 == 3 {
                 envelope.signature.0[10] ^= 1;

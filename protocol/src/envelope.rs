@@ -265,7 +265,7 @@ impl Envelope {
     /// Checks the version, the ciphertext length and the sender's signature. This is all the
     /// server can check, and all a client checks before touching a sender key.
     pub fn verify(&self) -> Result<(), EnvelopeError> {
-        self.verify_with(|sender| PublicKey::decode(sender))
+        self.verify_with(PublicKey::decode)
     }
 
     /// [`Self::verify`], with the sender's key from `key` (decoded once per sender of a page,

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 
 use confide_protocol::Timestamp;
+use confide_protocol::envelope::{Envelope, EnvelopeError, Verified, verify_each};
 
 use crate::events::Event;
 use crate::{MaybeSend, MaybeSync};
@@ -23,6 +24,18 @@ pub trait Host: MaybeSend + MaybeSync {
     /// Hands one event to the application. Called only once the change it reports is
     /// committed to the store, and in order.
     fn event(&mut self, event: Event);
+
+    /// Checks the signatures of a sync page's envelopes: exactly
+    /// [`confide_protocol::envelope::verify_each`], one result per envelope, in order. A pure
+    /// function the host only schedules: inline by default (the browser), on several threads
+    /// where the platform has the cores (natively), since strict signature checks are most of
+    /// what catching up on a backlog costs.
+    fn verify_envelopes<'a>(
+        &self,
+        envelopes: &[&'a Envelope],
+    ) -> Vec<Result<Verified<'a>, EnvelopeError>> {
+        verify_each(envelopes)
+    }
 }
 
 /// A [`Host`]'s randomness as a `rand_core` generator, for the protocol functions that take

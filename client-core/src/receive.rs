@@ -2,8 +2,8 @@
 //! and the author's own order, decrypted, numbered and stored to be shown; or parked until
 //! their sender key (or the user's consent) arrives; or rejected with a reason.
 
-use confide_protocol::envelope::Envelope;
 use confide_protocol::envelope::{ContentBody, MessageContent};
+use confide_protocol::envelope::{Envelope, EnvelopeError, Verified};
 use confide_protocol::frames::{ServerFrame, StoredMessage};
 use confide_protocol::sender_key::{ReceiverChain, SenderChain};
 use confide_protocol::{GroupId, MessageId, Seq, policy};
@@ -110,19 +110,38 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Verifies, decrypts and stores one message, or parks it until its sender key arrives.
     pub(crate) async fn handle_message(&mut self, group: GroupId, m: StoredMessage) {
+        let checked = m.envelope.verified();
+        self.handle_checked(group, &m, checked).await;
+    }
+
+    /// [`Self::handle_message`] for a message whose signature check already ran: `checked` is
+    /// its result for `m`'s envelope (a sync page's are checked together,
+    /// [`crate::Host::verify_envelopes`]). The signature is checked once; decrypting relies on
+    /// that check ([`Verified::open`]).
+    pub(crate) async fn handle_checked(
+        &mut self,
+        group: GroupId,
+        m: &StoredMessage,
+        checked: Result<Verified<'_>, EnvelopeError>,
+    ) {
         let id = m.envelope.message_id();
         let seen_key = key2(group.as_bytes(), id.as_bytes());
         // Nothing from the server changes any state unless its sender's signature holds: a
         // forgery must not get the genuine message refused later as a "replay".
-        if let Err(e) = m.envelope.verify() {
-            tracing::warn!(%group, seq = m.seq.0, "message with a bad signature dropped");
-            self.emit(Event::MessageRejected(Rejection {
-                group,
-                seq: m.seq.0,
-                reason: e.to_string(),
-            }));
-            return;
-        }
+        let verified = match checked {
+            // The check of this very envelope (a page's results are matched to its messages
+            // in order by the caller).
+            Ok(verified) if std::ptr::eq(verified.envelope(), &m.envelope) => verified,
+            Ok(_) => {
+                // Not this message's check (a caller's mistake): checked here instead, so that
+                // no message is ever taken on another's signature.
+                match m.envelope.verified() {
+                    Ok(verified) => verified,
+                    Err(e) => return self.bad_signature(group, m, &e),
+                }
+            }
+            Err(e) => return self.bad_signature(group, m, &e),
+        };
         if matches!(self.db.get_bytes(T_DELETED, &seen_key).await, Ok(Some(_))) {
             // Deleted for everyone before it reached this device.
             let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
@@ -144,7 +163,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         };
         let env = &m.envelope;
         if env.group != group {
-            return self.reject_message(group, &m, "the envelope names another group".into());
+            return self.reject_message(group, m, "the envelope names another group".into());
         }
         // A position names one message: one served where another is (or was) stored here would
         // take its number, and its report evidence, from it. Refused without being marked seen,
@@ -189,7 +208,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 return;
             }
             // Not shown until the user accepts being in this group; they are told it waits.
-            self.park_message(group, &m).await;
+            self.park_message(group, m).await;
             let waiting = self
                 .db
                 .count(T_PARKED, group.as_bytes())
@@ -211,7 +230,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 // a device the log knows, it shows that epoch is in use: hold our own posts.
                 let claimant = ctx.is_member(&env.sender).then_some(env.sender);
                 self.needs_sync.insert(group);
-                self.park_message(group, &m).await;
+                self.park_message(group, m).await;
                 if let Some(claimant) = claimant {
                     self.note_behind(group, env.epoch.0, claimant);
                 }
@@ -219,14 +238,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             }
             return self.reject_message(
                 group,
-                &m,
+                m,
                 "the message's epoch is not in the verified group log".into(),
             );
         };
         let Some((sender, sender_name)) = devices.get(&env.sender).cloned() else {
             return self.reject_message(
                 group,
-                &m,
+                m,
                 "the sender was not a member in that epoch".into(),
             );
         };
@@ -247,7 +266,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if slipped_in {
             return self.reject_message(
                 group,
-                &m,
+                m,
                 "sent in an epoch that had already ended with a removal".into(),
             );
         }
@@ -288,24 +307,24 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 // The sender key has not arrived yet: keep the message until it does.
-                self.park_message(group, &m).await;
+                self.park_message(group, m).await;
                 return;
             }
-            Err(e) => return self.reject_message(group, &m, e.to_string()),
+            Err(e) => return self.reject_message(group, m, e.to_string()),
         };
         let Ok(mut chain) = ReceiverChain::from_bytes(&chain_bytes) else {
-            return self.reject_message(group, &m, "stored sender key is damaged".into());
+            return self.reject_message(group, m, "stored sender key is damaged".into());
         };
-        let opened = match env.open(&mut chain) {
+        let opened = match verified.open(&mut chain) {
             Ok(opened) => opened,
-            Err(e) => return self.reject_message(group, &m, e.to_string()),
+            Err(e) => return self.reject_message(group, m, e.to_string()),
         };
         self.db
             .put_bytes(T_RECV_CHAINS, &chain_key, &chain.to_bytes());
         let content: MessageContent = match serde_json::from_slice(&opened.body) {
             Ok(c) => c,
             Err(_) => {
-                return self.reject_message(group, &m, "the message content is not valid".into());
+                return self.reject_message(group, m, "the message content is not valid".into());
             }
         };
         // The author wrote this after their removal (by their own clock), in this epoch or in
@@ -314,11 +333,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if author_left_at.is_some_and(|left_at| content.sent_at > left_at) {
             return self.reject_message(
                 group,
-                &m,
+                m,
                 "written by a removed member after their removal".into(),
             );
         }
-        self.check_order(group, &m, &sender_name, content.seen_seq)
+        self.check_order(group, m, &sender_name, content.seen_seq)
             .await;
         let (text, reply_to, warnings, round) = match content.body {
             ContentBody::Text {
@@ -385,6 +404,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         );
         let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
         self.emit(Event::Message(message));
+    }
+
+    /// Drops a message whose signature does not hold, and tells the user.
+    fn bad_signature(&mut self, group: GroupId, m: &StoredMessage, e: &EnvelopeError) {
+        tracing::warn!(%group, seq = m.seq.0, "message with a bad signature dropped");
+        self.emit(Event::MessageRejected(Rejection {
+            group,
+            seq: m.seq.0,
+            reason: e.to_string(),
+        }));
     }
 
     /// Warns when the server's order contradicts the author's: a message stored at or before

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use confide_protocol::envelope::{Envelope, verify_each};
 use confide_protocol::frames::{self, ClientFrame, ServerFrame};
 use confide_protocol::group_log::GroupState;
 use confide_protocol::group_log::OpBody;
@@ -241,15 +242,26 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // that serves one again at or below a position already passed would give it
             // another message's place (PROTOCOL.md §11.2).
             let mut last = cursor.after_seq;
-            for m in messages {
-                let seq = m.seq;
-                if seq <= last {
-                    tracing::warn!(%group, seq = seq.0, after = last.0, "sync page message out of order: ignored");
+            let mut in_order = Vec::with_capacity(messages.len());
+            for m in &messages {
+                if m.seq <= last {
+                    tracing::warn!(%group, seq = m.seq.0, after = last.0, "sync page message out of order: ignored");
                     continue;
                 }
-                last = seq;
-                self.handle_message(group, m).await;
-                self.advance_cursor(group, Seq(seq.0.saturating_add(1)));
+                last = m.seq;
+                in_order.push(m);
+            }
+            // Every signature of the page is checked (strictly, one by one) before the first
+            // message is handled, so that the host may spread the checks over its cores.
+            let envelopes: Vec<&Envelope> = in_order.iter().map(|m| &m.envelope).collect();
+            let mut checked = self.host.verify_envelopes(&envelopes);
+            if checked.len() != envelopes.len() {
+                // A host that broke its contract: checked here, so no message goes unhandled.
+                checked = verify_each(&envelopes);
+            }
+            for (m, checked) in in_order.into_iter().zip(checked) {
+                self.handle_checked(group, m, checked).await;
+                self.advance_cursor(group, Seq(m.seq.0.saturating_add(1)));
             }
             self.advance_cursor(group, next_seq);
             if complete || refused || self.conn.is_none() {

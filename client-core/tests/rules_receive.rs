@@ -469,3 +469,31 @@ fn a_text_is_stored_with_its_franking_evidence_and_shown() {
     assert!(snapshot.get("messages", &at_seq(group, 1)).is_some());
     assert!(snapshot.get("evidence", &at_seq(group, 1)).is_some());
 }
+
+// §11.2: a backlog of several sync pages, its signatures checked page by page, arrives whole
+// and in the server's order; a forgery in the middle of a page is dropped and nothing else.
+#[test]
+fn a_backlog_of_several_sync_pages_is_shown_whole_and_in_order() {
+    let (mut device, group, mut bob, mut chain) = alice_and_bob();
+    device.server.lock().unwrap().page_limit = Some(40);
+    let texts: Vec<String> = (0..150)
+        .map(|i| format!("while you were away {i}"))
+        .collect();
+    for text in &texts {
+        device.member_writes(group, &mut bob, &mut chain, text);
+    }
+    // The server breaks the signature of the 62nd message (seq 62, in the second page).
+    device.edit_log(group, |log| log.messages[61].envelope.signature.0[5] ^= 1);
+    device.sync().unwrap();
+    let expected: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 61)
+        .map(|(_, text)| text.clone())
+        .collect();
+    assert_eq!(device.shown(), expected);
+    assert_eq!(device.history(group), expected);
+    let rejected: Vec<u64> = device.rejected().into_iter().map(|(seq, _)| seq).collect();
+    assert_eq!(rejected, [62]);
+    assert!(device.synced().len() >= 4, "several pages were asked for");
+}

@@ -123,10 +123,33 @@ pub fn verify(
     parts: &[&[u8]],
     signature: &Signature,
 ) -> Result<(), CryptoError> {
-    let key = decode_public_key(device.as_bytes())?;
-    let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-    key.verify_strict(&labelled(label, parts), &sig)
-        .map_err(|_| CryptoError::BadSignature)
+    PublicKey::decode(device)?.verify(label, parts, signature)
+}
+
+/// A device's public key, decoded and checked ([`check_public_key`]) once, to check several
+/// of its signatures: [`PublicKey::verify`] decides exactly what [`verify`] decides, without
+/// decoding the key again each time.
+#[derive(Clone, Copy, Debug)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    /// `device`'s key, if it is acceptable ([`check_public_key`]).
+    pub fn decode(device: &DeviceId) -> Result<PublicKey, CryptoError> {
+        decode_public_key(device.as_bytes()).map(PublicKey)
+    }
+
+    /// [`verify`] with this key (see there for the strict rule).
+    pub fn verify(
+        &self,
+        label: &str,
+        parts: &[&[u8]],
+        signature: &Signature,
+    ) -> Result<(), CryptoError> {
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        self.0
+            .verify_strict(&labelled(label, parts), &sig)
+            .map_err(|_| CryptoError::BadSignature)
+    }
 }
 
 /// A fixed, non-zero X25519 secret, used only to test whether a public sealing key is of small

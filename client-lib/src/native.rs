@@ -84,14 +84,21 @@ fn verify_on_cores<'a>(envelopes: &[&'a Envelope]) -> Vec<Result<Verified<'a>, E
         let mut parts = envelopes.chunks(part);
         // This thread takes the first part itself; the others go to new threads.
         let first = parts.next().unwrap_or_default();
+        // A part whose thread the system refused is checked on this thread instead.
         let others: Vec<_> = parts
-            .map(|chunk| (chunk, scope.spawn(move || verify_each(chunk))))
+            .map(|chunk| {
+                let handle = std::thread::Builder::new()
+                    .spawn_scoped(scope, move || verify_each(chunk))
+                    .ok();
+                (chunk, handle)
+            })
             .collect();
         let mut results = verify_each(first);
         for (chunk, handle) in others {
             // A thread that panicked (it cannot: `verify_each` does not panic) would leave a
             // part unchecked: it is checked here instead.
-            results.extend(handle.join().unwrap_or_else(|_| verify_each(chunk)));
+            let part = handle.and_then(|handle| handle.join().ok());
+            results.extend(part.unwrap_or_else(|| verify_each(chunk)));
         }
         results
     })

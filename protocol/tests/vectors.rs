@@ -820,6 +820,9 @@ mod ed25519_rules {
             &mut rng(4),
         )
         .unwrap();
+        // The same envelopes checked together as one sync page (`verify_each`, which clients
+        // use for pages), against their one-by-one decisions.
+        let mut page: Vec<(Envelope, bool)> = Vec::new();
         let envelopes: Vec<Value> = cases()
             .iter()
             .map(|case| {
@@ -833,9 +836,16 @@ mod ed25519_rules {
                 env.signature = Signature(sig);
                 let accepted = env.verify().is_ok();
                 assert_decision("envelope", case, accepted);
+                page.push((env.clone(), accepted));
                 json!({ "name": case.name, "envelope": env, "expected": decision(case.accept), "reason": case.reason })
             })
             .collect();
+        let refs: Vec<&Envelope> = page.iter().map(|(env, _)| env).collect();
+        let together = confide_protocol::envelope::verify_each(&refs);
+        assert_eq!(together.len(), page.len());
+        for ((env, accepted), checked) in page.iter().zip(&together) {
+            assert_eq!(checked.is_ok(), *accepted, "{:?} checked in a page", env.sender);
+        }
 
         check(
             "ed25519-rules",

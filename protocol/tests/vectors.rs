@@ -844,7 +844,12 @@ mod ed25519_rules {
         let together = confide_protocol::envelope::verify_each(&refs);
         assert_eq!(together.len(), page.len());
         for ((env, accepted), checked) in page.iter().zip(&together) {
-            assert_eq!(checked.is_ok(), *accepted, "{:?} checked in a page", env.sender);
+            assert_eq!(
+                checked.is_ok(),
+                *accepted,
+                "{:?} checked in a page",
+                env.sender
+            );
         }
 
         check(

@@ -415,47 +415,60 @@ struct Measure {
     sides: Vec<(String, f64)>,
 }
 
-/// The newest run's `peer` figures, grouped by name: the figure's value is Confide's, its
-/// baseline the side it names; the relay is added from the same run's fan-out or latency
-/// figure of the same name if the peer figures do not carry it.
+/// The newest run's `peer` figures as `confide-bench peer` names them — "<size and rate>,
+/// <side>: <metric>", the value the side's and the baseline the side it is compared with —
+/// grouped by size and metric (deliveries per second and p99 only), Confide, the relay and the
+/// peer each once.
 fn peer_measures(entry: &Entry) -> Vec<Measure> {
     let mut measures: Vec<Measure> = Vec::new();
     for f in entry.figures.iter().filter(|f| f.scenario == PEER) {
-        let measure = match measures
-            .iter_mut()
-            .position(|m| m.name == f.name && m.unit == f.unit)
+        let Some((head, metric)) = f.name.rsplit_once(": ") else {
+            continue;
+        };
+        let Some((what, side)) = head.rsplit_once(", ") else {
+            continue;
+        };
+        if metric != "delivered messages/s" && metric != "p99" {
+            continue;
+        }
+        let size = what.split(" B").next().unwrap_or(what);
+        let name = format!("{size} B: {metric}");
+        let index = match measures
+            .iter()
+            .position(|m| m.name == name && m.unit == f.unit)
         {
-            Some(i) => &mut measures[i],
+            Some(index) => index,
             None => {
                 measures.push(Measure {
-                    name: f.name.clone(),
+                    name,
                     unit: f.unit.clone(),
-                    sides: vec![("Confide".into(), f.value)],
+                    sides: Vec::new(),
                 });
-                let last = measures.len() - 1;
-                &mut measures[last]
+                measures.len() - 1
             }
         };
-        if !measure.sides.iter().any(|(s, _)| *s == f.baseline_name) {
-            measure.sides.push((f.baseline_name.clone(), f.baseline));
+        let measure = &mut measures[index];
+        for (s, v) in [(side, f.value), (f.baseline_name.as_str(), f.baseline)] {
+            if !measure.sides.iter().any(|(known, _)| known == s) {
+                measure.sides.push((s.to_string(), v));
+            }
         }
     }
     for m in &mut measures {
-        if m.sides.iter().any(|(s, _)| s.contains("relay")) {
-            continue;
-        }
-        let relay = entry.figures.iter().find(|f| {
-            (f.scenario == "fan-out" || f.scenario == "latency")
-                && f.name == m.name
-                && f.unit == m.unit
-                && f.baseline_name.contains("relay")
-        });
-        if let Some(relay) = relay {
-            m.sides
-                .insert(1, (relay.baseline_name.clone(), relay.baseline));
-        }
+        m.sides.sort_by_key(|(side, _)| side_rank(side));
     }
     measures
+}
+
+/// Confide first, then the relay, then the peer.
+fn side_rank(side: &str) -> u8 {
+    if side == "Confide" {
+        0
+    } else if side.contains("relay") {
+        1
+    } else {
+        2
+    }
 }
 
 /// (d) Confide, the relay and the peer side by side: one panel per unit (deliveries/s, ms), a
@@ -481,6 +494,7 @@ fn peer(entries: &[Entry]) -> anyhow::Result<Option<String>> {
             }
         }
     }
+    sides.sort_by_key(|side| side_rank(side));
     let title = format!("Side by side: {}", run_label(entry));
     svg(|area| {
         let area = area.titled(&title, ("sans-serif", 18))?;
@@ -656,13 +670,36 @@ mod tests {
         entry.figures.extend([
             fig(
                 "peer",
-                "272 B ciphertext: delivered messages/s",
+                "272 B ciphertext, Matrix Synapse: delivered messages/s",
                 "msg/s",
-                "Matrix Synapse",
-                60_000.0,
+                "Confide",
                 900.0,
+                60_000.0,
             ),
-            fig("peer", "272 B: p99", "ms", "Matrix Synapse", 6.0, 80.0),
+            fig(
+                "peer",
+                "272 B ciphertext, Confide: delivered messages/s",
+                "msg/s",
+                "bare relay",
+                60_000.0,
+                90_000.0,
+            ),
+            fig(
+                "peer",
+                "272 B at 47 posts/s (half the lower max), Matrix Synapse: p99",
+                "ms",
+                "Confide",
+                80.0,
+                6.0,
+            ),
+            fig(
+                "peer",
+                "272 B at 47 posts/s (half the lower max), Matrix Synapse: p50",
+                "ms",
+                "Confide",
+                40.0,
+                3.0,
+            ),
             fig(
                 "durable acks",
                 "100 connections × 10 in flight: server CPU per acknowledged post",
@@ -680,6 +717,10 @@ mod tests {
         for side in ["Confide", "bare relay", "Matrix Synapse"] {
             assert!(peer.contains(side), "{side} missing from {peer}");
         }
+        for measure in ["272 B: delivered messages/s", "272 B: p99"] {
+            assert!(peer.contains(measure), "{measure} missing from {peer}");
+        }
+        assert!(!peer.contains("p50"), "only deliveries and p99 are drawn");
         let durable = std::fs::read_to_string(out.join("durable.svg")).unwrap();
         assert!(durable.contains("100 × 10"), "{durable}");
         assert!(durable.contains("target at 100 × 10: ≤ 30 µs"));

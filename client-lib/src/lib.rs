@@ -198,7 +198,8 @@ impl ClientConfig {
 /// the client has shut down ([`Client::shutdown`]); the `# Errors` sections do not repeat it.
 /// Commands are served also while the application leaves its [`Events`] unread (see there),
 /// but once the events waiting overflow [`ClientConfig::event_backlog`], those that need the
-/// server fail with [`ClientError::Transport`] until the application has read them.
+/// server fail with [`ClientError::Transport`] until the application has read them — except a
+/// message to send, which is kept and sent then ([`ClientError::Held`]).
 #[derive(Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
@@ -715,8 +716,9 @@ impl Client {
     /// [`ClientError::Invalid`] for an empty text, or when too many messages are already held
     /// for the group;
     /// [`ClientError::UnknownGroup`], [`ClientError::NotMember`] or [`ClientError::Removed`] as for
-    /// [`Self::op`]; [`ClientError::Held`] while the group's log is behind (the message is kept and
-    /// sent later); [`ClientError::Pending`] when the server has not acknowledged it yet (it is kept
+    /// [`Self::op`]; [`ClientError::Held`] while the group's log is behind, or the server cannot be
+    /// reached (also while unread events have overflowed [`ClientConfig::event_backlog`]): the
+    /// message is kept and sent later; [`ClientError::Pending`] when the server has not acknowledged it yet (it is kept
     /// and sent again); [`ClientError::Server`] if the server refuses it (muted, locked, slow mode,
     /// outside open hours, …); [`ClientError::Store`] if it cannot be stored.
     pub async fn send_text(

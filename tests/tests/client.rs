@@ -789,6 +789,65 @@ async fn an_unread_backlog_is_capped_and_loses_no_message() {
     assert_eq!(texts, expected);
 }
 
+/// Found from outside (the backlog benchmark, issue 20): an application that sends message
+/// after message without reading its events (Alice filling a group while Bob is away) overflows
+/// the event backlog, the client drops its connection, and the next message is kept to be sent
+/// later — but the error said "this device has not yet seen the group's latest membership
+/// change", as if a member had used an epoch her log had not reached, when she is alone and
+/// nothing changed. The error names what happened (the server was not reached); once she reads,
+/// the kept message goes, and every message is stored once.
+#[tokio::test]
+async fn a_sender_whose_events_go_unread_is_told_its_message_waits_for_the_server_not_for_a_membership_change()
+ {
+    const CAPACITY: usize = 4;
+    const BACKLOG: usize = 8;
+    let server = TestServer::start().await;
+    let (mut users, group) = users_in_group(&server.url, server.trust(), &["Alice", "Bob"]).await;
+    // Bob is away; Alice's application, restarted with a small queue, stops reading events.
+    users[1].go_offline().await;
+    let alice = &mut users[0];
+    alice.go_offline().await;
+    alice.config.event_queue = CAPACITY;
+    alice.config.event_backlog = BACKLOG;
+    alice.come_back().await;
+    alice.wait_event(|e| matches!(e, Event::Synced)).await;
+    let mut sent = 0;
+    let held = loop {
+        assert!(
+            sent < 10 * (CAPACITY + BACKLOG),
+            "no send was ever held back"
+        );
+        match alice
+            .client
+            .send_text(group, &format!("m{sent}"), None)
+            .await
+        {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(held, confide_client::ClientError::Held),
+        "kept to be sent later: {held:?}"
+    );
+    let said = held.to_string();
+    // Not told only of a membership change: the error cannot tell the two causes apart, so it
+    // names the one that happened here too.
+    assert!(
+        said.contains("server cannot be reached"),
+        "a single member who only sent was told: {said}"
+    );
+    // Alice reads again: the kept message goes, and every message is stored once.
+    let last = format!("m{sent}");
+    alice
+        .wait_event(|e| matches!(e, Event::Sent(m) if m.text == last))
+        .await;
+    let history = alice.wait_history(group, sent + 1).await;
+    let texts: Vec<String> = history.into_iter().map(|m| m.text).collect();
+    let expected: Vec<String> = (0..=sent).map(|n| format!("m{n}")).collect();
+    assert_eq!(texts, expected);
+}
+
 /// Found from outside (the web app's scenario test): a message written while the server was
 /// unreachable was refused with a transport error instead of being kept, so a member who wrote
 /// offline had to send it again. It is kept (encrypted in the store), reported as held, and

@@ -124,10 +124,19 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
     bob.client.shutdown().await;
     while bob.events.next().await.is_some() {}
 
+    // Alice's application reads her events, as a real one does: left unread, they overflow
+    // the client's event backlog (`ClientConfig::event_backlog`) after some 9,000 sends, and
+    // the client then stays offline until they are read, keeping further messages back.
+    let User {
+        client: alice_client,
+        events: mut alice_events,
+        _dir: _alice_dir,
+        ..
+    } = alice;
+    let alice_reader = tokio::spawn(async move { while alice_events.next().await.is_some() {} });
     let filling = Instant::now();
     for i in 0..n {
-        alice
-            .client
+        alice_client
             .send_text(group, &format!("backlog message {i}"), None)
             .await?;
     }
@@ -159,7 +168,9 @@ pub async fn run(opts: &Options, report: &mut Report) -> anyhow::Result<()> {
         bail!("Bob's client holds {got} of {n} messages after syncing");
     }
     client.shutdown().await;
-    alice.client.shutdown().await;
+    alice_client.shutdown().await;
+    // The reader ends once the client has shut down.
+    let _ = alice_reader.await;
     server.stop().await?;
 
     let per_us = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;

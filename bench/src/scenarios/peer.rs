@@ -513,204 +513,190 @@ pub async fn measure(
     warmup: Duration,
 ) -> anyhow::Result<PeerResult> {
     let server = Synapse::start(python, http).await?;
-    let outcome = measure_on(
-        &server,
-        http,
-        groups,
-        members,
-        bucket,
-        pace,
-        posts_per_sender,
-        warmup,
-    )
+    // The run itself, in a block of its own so that Synapse is stopped whatever its outcome.
+    let outcome: anyhow::Result<PeerResult> = async {
+        use rand_core::Rng as _;
+        let server = &server;
+        let base = server.base().to_string();
+        let mut setups = tokio::task::JoinSet::new();
+        for g in 0..groups {
+            let (http, base) = (http.clone(), base.clone());
+            setups
+                .spawn(async move { setup_group(&http, &base, g, members).await.map(|m| (g, m)) });
+        }
+        let mut rooms: Vec<Vec<Member>> = (0..groups).map(|_| Vec::new()).collect();
+        while let Some(done) = setups.join_next().await {
+            let (g, group) = done??;
+            rooms[g] = group;
+        }
+
+        let senders_total = groups * members;
+        let period_ns = match pace {
+            Pace::Rate(rate) => (1e9 / rate.max(1e-3)) as u64,
+            Pace::Window(_) => 0,
+        };
+        // Posts made before the clock starts, each stamped with its intended send time.
+        let mut senders = Vec::with_capacity(senders_total);
+        let mut rng = crate::net::rng();
+        for (s, member) in rooms.iter().flatten().enumerate() {
+            let mut key = [0u8; 32];
+            rng.fill_bytes(&mut key);
+            let sender_key = b64().encode(key);
+            rng.fill_bytes(&mut key);
+            let session_id = b64().encode(key);
+            let posts = (0..posts_per_sender)
+                .map(|k| {
+                    let at = load::scheduled_ns(s, k, senders_total, period_ns);
+                    let ciphertext = stamped_ciphertext(bucket + 16, at, u32::try_from(s)?);
+                    let content = megolm_content(
+                        ciphertext,
+                        &sender_key,
+                        &session_id,
+                        &member.user.device_id,
+                    );
+                    Ok(serde_json::to_vec(&content)?)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            senders.push(Sender {
+                url: member.send_url.clone(),
+                authorization: member.user.authorization.clone(),
+                posts,
+            });
+        }
+
+        let shared = Arc::new(Shared {
+            http: http.clone(),
+            counters: Counters::default(),
+            latency: Mutex::new(load::histogram()?),
+            start: tokio::time::Instant::now() + LEAD_IN,
+            warmup_ns: warmup.as_nanos() as u64,
+            record_latency: matches!(pace, Pace::Rate(_)),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let per_member = (members.saturating_sub(1) * posts_per_sender) as u64;
+        let expected = per_member * senders_total as u64;
+        let total_posts = (senders_total * posts_per_sender) as u64;
+        let mut syncers = tokio::task::JoinSet::new();
+        let mut writers = tokio::task::JoinSet::new();
+        let mut senders = senders.into_iter();
+        for room in rooms {
+            let credits = match pace {
+                Pace::Window(w) if members > 1 => {
+                    let recipients = u32::try_from(members - 1)?;
+                    Some((
+                        Arc::new(Semaphore::new(members * w.max(1) * (members - 1))),
+                        recipients,
+                    ))
+                }
+                _ => None,
+            };
+            for member in room {
+                syncers.spawn(syncer(
+                    shared.clone(),
+                    base.clone(),
+                    member,
+                    per_member,
+                    credits.as_ref().map(|(c, _)| c.clone()),
+                    stop_rx.clone(),
+                ));
+                if let Pace::Window(w) = pace
+                    && let Some(sender) = senders.next()
+                {
+                    let (shared, credits) = (shared.clone(), credits.clone());
+                    writers.spawn(async move {
+                        tokio::time::sleep_until(shared.start).await;
+                        window_writer(shared, sender, w, credits).await
+                    });
+                }
+            }
+        }
+        if matches!(pace, Pace::Rate(_)) {
+            writers.spawn(pacer(shared.clone(), senders.collect(), period_ns));
+        }
+
+        let pid = server.pid();
+        let server_cpu_before = pid.map_or(Ok(0.0), |p| crate::proc::cpu_seconds(Some(p)))?;
+        let harness_cpu_before = crate::proc::cpu_seconds(None)?;
+        let c = &shared.counters;
+        let snapshot = || {
+            (
+                c.posts.load(Relaxed),
+                c.acks.load(Relaxed),
+                c.delivered.load(Relaxed),
+            )
+        };
+        let mut samples: Vec<(Duration, u64, u64, u64)> = Vec::new();
+        let mut last_progress = (tokio::time::Instant::now(), snapshot());
+        tokio::time::sleep_until(shared.start).await;
+        let outcome = loop {
+            tokio::time::sleep(SAMPLE_EVERY).await;
+            while let Some(done) = writers.try_join_next() {
+                if let Err(error) = done.map_err(anyhow::Error::from).and_then(|r| r) {
+                    c.fail(&error);
+                }
+            }
+            let now = snapshot();
+            // The steady state is taken between 10 % and 90 % of the posts *acknowledged*, not sent
+            // as in `load`: with a window of 8 and a few dozen posts per member, most posts are
+            // sent in the first instant and wait in Synapse's queue.
+            samples.push((shared.start.elapsed(), now.1, now.1, now.2));
+            if c.errors.load(Relaxed) > 0 {
+                let first = c.first_error.lock().ok().and_then(|f| f.clone());
+                break Err(anyhow!(
+                    "Synapse run failed: {}",
+                    first.unwrap_or_else(|| "unknown error".into())
+                ));
+            }
+            if now.1 >= total_posts && now.2 >= expected {
+                break Ok(());
+            }
+            if now != last_progress.1 {
+                last_progress = (tokio::time::Instant::now(), now);
+            } else if last_progress.0.elapsed() > DRAIN_GRACE {
+                break Err(anyhow!(
+                    "Synapse run stalled: {} of {total_posts} posts sent, {} acknowledged, {} of \
+                     {expected} deliveries, {} limited syncs",
+                    now.0,
+                    now.1,
+                    now.2,
+                    c.gaps.load(Relaxed)
+                ));
+            }
+        };
+        let elapsed = shared.start.elapsed();
+        let server_cpu =
+            pid.map_or(Ok(0.0), |p| crate::proc::cpu_seconds(Some(p)))? - server_cpu_before;
+        let harness_cpu = crate::proc::cpu_seconds(None)? - harness_cpu_before;
+        let _ = stop_tx.send(true);
+        writers.abort_all();
+        while syncers.join_next().await.is_some() {}
+        outcome?;
+        let (acks_per_sec, deliveries_per_sec) = load::middle_rates(&samples, total_posts);
+        let latency = shared
+            .latency
+            .lock()
+            .map_err(|_| anyhow!("a sync loop panicked"))?
+            .clone();
+        Ok(PeerResult {
+            posts: c.posts.load(Relaxed),
+            acks: c.acks.load(Relaxed),
+            delivered: c.delivered.load(Relaxed),
+            expected,
+            duplicates: c.duplicates.load(Relaxed),
+            gaps: c.gaps.load(Relaxed),
+            reposts: c.reposts.load(Relaxed),
+            elapsed,
+            acks_per_sec,
+            deliveries_per_sec,
+            latency,
+            server_cpu,
+            harness_cpu,
+        })
+    }
     .await;
     let outcome = outcome.map_err(|e| anyhow!("{e:#}\n{}", server.log_tail()));
     server.stop().await?;
     outcome
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn measure_on(
-    server: &Synapse,
-    http: &reqwest::Client,
-    groups: usize,
-    members: usize,
-    bucket: usize,
-    pace: Pace,
-    posts_per_sender: usize,
-    warmup: Duration,
-) -> anyhow::Result<PeerResult> {
-    use rand_core::Rng as _;
-    let base = server.base().to_string();
-    let mut setups = tokio::task::JoinSet::new();
-    for g in 0..groups {
-        let (http, base) = (http.clone(), base.clone());
-        setups.spawn(async move { setup_group(&http, &base, g, members).await.map(|m| (g, m)) });
-    }
-    let mut rooms: Vec<Vec<Member>> = (0..groups).map(|_| Vec::new()).collect();
-    while let Some(done) = setups.join_next().await {
-        let (g, group) = done??;
-        rooms[g] = group;
-    }
-
-    let senders_total = groups * members;
-    let period_ns = match pace {
-        Pace::Rate(rate) => (1e9 / rate.max(1e-3)) as u64,
-        Pace::Window(_) => 0,
-    };
-    // Posts made before the clock starts, each stamped with its intended send time.
-    let mut senders = Vec::with_capacity(senders_total);
-    let mut rng = crate::net::rng();
-    for (s, member) in rooms.iter().flatten().enumerate() {
-        let mut key = [0u8; 32];
-        rng.fill_bytes(&mut key);
-        let sender_key = b64().encode(key);
-        rng.fill_bytes(&mut key);
-        let session_id = b64().encode(key);
-        let posts = (0..posts_per_sender)
-            .map(|k| {
-                let at = load::scheduled_ns(s, k, senders_total, period_ns);
-                let ciphertext = stamped_ciphertext(bucket + 16, at, u32::try_from(s)?);
-                let content =
-                    megolm_content(ciphertext, &sender_key, &session_id, &member.user.device_id);
-                Ok(serde_json::to_vec(&content)?)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        senders.push(Sender {
-            url: member.send_url.clone(),
-            authorization: member.user.authorization.clone(),
-            posts,
-        });
-    }
-
-    let shared = Arc::new(Shared {
-        http: http.clone(),
-        counters: Counters::default(),
-        latency: Mutex::new(load::histogram()?),
-        start: tokio::time::Instant::now() + LEAD_IN,
-        warmup_ns: warmup.as_nanos() as u64,
-        record_latency: matches!(pace, Pace::Rate(_)),
-    });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let per_member = (members.saturating_sub(1) * posts_per_sender) as u64;
-    let expected = per_member * senders_total as u64;
-    let total_posts = (senders_total * posts_per_sender) as u64;
-    let mut syncers = tokio::task::JoinSet::new();
-    let mut writers = tokio::task::JoinSet::new();
-    let mut senders = senders.into_iter();
-    for room in rooms {
-        let credits = match pace {
-            Pace::Window(w) if members > 1 => {
-                let recipients = u32::try_from(members - 1)?;
-                Some((
-                    Arc::new(Semaphore::new(members * w.max(1) * (members - 1))),
-                    recipients,
-                ))
-            }
-            _ => None,
-        };
-        for member in room {
-            syncers.spawn(syncer(
-                shared.clone(),
-                base.clone(),
-                member,
-                per_member,
-                credits.as_ref().map(|(c, _)| c.clone()),
-                stop_rx.clone(),
-            ));
-            if let Pace::Window(w) = pace
-                && let Some(sender) = senders.next()
-            {
-                let (shared, credits) = (shared.clone(), credits.clone());
-                writers.spawn(async move {
-                    tokio::time::sleep_until(shared.start).await;
-                    window_writer(shared, sender, w, credits).await
-                });
-            }
-        }
-    }
-    if matches!(pace, Pace::Rate(_)) {
-        writers.spawn(pacer(shared.clone(), senders.collect(), period_ns));
-    }
-
-    let pid = server.pid();
-    let server_cpu_before = pid.map_or(Ok(0.0), |p| crate::proc::cpu_seconds(Some(p)))?;
-    let harness_cpu_before = crate::proc::cpu_seconds(None)?;
-    let c = &shared.counters;
-    let snapshot = || {
-        (
-            c.posts.load(Relaxed),
-            c.acks.load(Relaxed),
-            c.delivered.load(Relaxed),
-        )
-    };
-    let mut samples: Vec<(Duration, u64, u64, u64)> = Vec::new();
-    let mut last_progress = (tokio::time::Instant::now(), snapshot());
-    tokio::time::sleep_until(shared.start).await;
-    let outcome = loop {
-        tokio::time::sleep(SAMPLE_EVERY).await;
-        while let Some(done) = writers.try_join_next() {
-            if let Err(error) = done.map_err(anyhow::Error::from).and_then(|r| r) {
-                c.fail(&error);
-            }
-        }
-        let now = snapshot();
-        // The steady state is taken between 10 % and 90 % of the posts *acknowledged*, not sent
-        // as in `load`: with a window of 8 and a few dozen posts per member, most posts are
-        // sent in the first instant and wait in Synapse's queue.
-        samples.push((shared.start.elapsed(), now.1, now.1, now.2));
-        if c.errors.load(Relaxed) > 0 {
-            let first = c.first_error.lock().ok().and_then(|f| f.clone());
-            break Err(anyhow!(
-                "Synapse run failed: {}",
-                first.unwrap_or_else(|| "unknown error".into())
-            ));
-        }
-        if now.1 >= total_posts && now.2 >= expected {
-            break Ok(());
-        }
-        if now != last_progress.1 {
-            last_progress = (tokio::time::Instant::now(), now);
-        } else if last_progress.0.elapsed() > DRAIN_GRACE {
-            break Err(anyhow!(
-                "Synapse run stalled: {} of {total_posts} posts sent, {} acknowledged, {} of \
-                 {expected} deliveries, {} limited syncs",
-                now.0,
-                now.1,
-                now.2,
-                c.gaps.load(Relaxed)
-            ));
-        }
-    };
-    let elapsed = shared.start.elapsed();
-    let server_cpu =
-        pid.map_or(Ok(0.0), |p| crate::proc::cpu_seconds(Some(p)))? - server_cpu_before;
-    let harness_cpu = crate::proc::cpu_seconds(None)? - harness_cpu_before;
-    let _ = stop_tx.send(true);
-    writers.abort_all();
-    while syncers.join_next().await.is_some() {}
-    outcome?;
-    let (acks_per_sec, deliveries_per_sec) = load::middle_rates(&samples, total_posts);
-    let latency = shared
-        .latency
-        .lock()
-        .map_err(|_| anyhow!("a sync loop panicked"))?
-        .clone();
-    Ok(PeerResult {
-        posts: c.posts.load(Relaxed),
-        acks: c.acks.load(Relaxed),
-        delivered: c.delivered.load(Relaxed),
-        expected,
-        duplicates: c.duplicates.load(Relaxed),
-        gaps: c.gaps.load(Relaxed),
-        reposts: c.reposts.load(Relaxed),
-        elapsed,
-        acks_per_sec,
-        deliveries_per_sec,
-        latency,
-        server_cpu,
-        harness_cpu,
-    })
 }
 
 /// CPU µs per delivered message.

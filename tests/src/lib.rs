@@ -102,7 +102,7 @@ impl TestServer {
             Some(database) => {
                 Arc::new(confide_server::storage::PostgresStorage::connect(database.url()).unwrap())
             }
-            None => Arc::new(SledStorage::open(&self.data_dir.join("db")).unwrap()),
+            None => Arc::new(open_stopped_sled(&self.data_dir)),
         }
     }
 
@@ -333,21 +333,17 @@ impl TestServer {
             self._tmp = tmp;
             return;
         }
-        // sled releases its file lock when the last handle drops; retry briefly until it has.
-        let mut next = None;
-        for _ in 0..100 {
-            if SledStorage::open(&self.data_dir.join("db")).is_ok() {
-                let tls = self.url.starts_with("wss://");
-                // On sled again, whatever `TEST_STORAGE_VAR` says: its data is here.
-                next = Some(
-                    Self::launch_inner(&self.data_dir, self.port, self.limits.clone(), tls, None)
-                        .await,
-                );
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        *self = next.expect("database still locked after shutdown");
+        let sled = open_stopped_sled(&self.data_dir);
+        let tls = self.url.starts_with("wss://");
+        // On sled again, whatever `TEST_STORAGE_VAR` says: its data is here.
+        *self = Self::launch_storage(
+            &self.data_dir,
+            self.port,
+            self.limits.clone(),
+            tls,
+            Arc::new(sled),
+        )
+        .await;
         self._tmp = tmp;
     }
 
@@ -355,6 +351,23 @@ impl TestServer {
     pub fn trust(&self) -> ServerTrust {
         ServerTrust::Pinned(self.pin.clone())
     }
+}
+
+/// Opens the sled database in a stopped server's `data_dir`. sled releases its file lock when
+/// the last handle drops, and its flusher thread may hold the lock a moment after the server
+/// stopped, so this retries briefly — and hands back the handle that opened, since probing,
+/// dropping and opening again would race the flusher a second time.
+pub fn open_stopped_sled(data_dir: &Path) -> SledStorage {
+    let path = data_dir.join("db");
+    let mut last_error = None;
+    for _ in 0..100 {
+        match SledStorage::open(&path) {
+            Ok(sled) => return sled,
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("database still locked five seconds after shutdown: {last_error:?}")
 }
 
 impl Drop for TestServer {

@@ -389,7 +389,7 @@ async fn tampered_and_replayed_envelopes_are_rejected_and_the_conversation_goes_
     users[0].go_offline().await;
     server.stop().await;
 
-    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let storage = confide_tests::open_stopped_sled(&server.data_dir);
     let stored =
         confide_server::Storage::messages(&storage, &group, confide_protocol::Seq(0), 100).unwrap();
     assert_eq!(stored.len(), 4);

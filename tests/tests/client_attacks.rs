@@ -113,7 +113,7 @@ async fn a_removed_members_old_epoch_message_slipped_in_later_is_refused() {
     users[0].go_offline().await;
     server.stop().await;
     // The server moves Carol's message behind the post-removal one.
-    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let storage = confide_tests::open_stopped_sled(&server.data_dir);
     let stored = confide_server::Storage::messages(&storage, &group, Seq(0), 100).unwrap();
     assert_eq!(stored.len(), 3);
     let mut held = stored[1].clone();
@@ -170,7 +170,7 @@ async fn a_forged_copy_does_not_get_the_genuine_message_refused() {
         .unwrap();
     users[0].go_offline().await;
     server.stop().await;
-    let storage = confide_server::SledStorage::open(&server.data_dir.join("db")).unwrap();
+    let storage = confide_tests::open_stopped_sled(&server.data_dir);
     let stored = confide_server::Storage::messages(&storage, &group, Seq(0), 100).unwrap();
     let genuine = stored[1].clone();
     let mut forged = genuine.clone();

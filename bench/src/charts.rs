@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use plotters::prelude::*;
 
-use crate::history::{self, Entry, FigureRecord};
+use crate::history::{self, Entry};
 use crate::report::Distribution;
+use crate::report::Figure;
 
 /// Width and height of every chart, in pixels.
 const SIZE: (u32, u32) = (900, 480);
@@ -84,10 +85,9 @@ fn run_label(entry: &Entry) -> String {
 }
 
 /// The figure of `entry` in `scenario` named exactly `name`.
-fn figure<'a>(entry: &'a Entry, scenario: &str, name: &str) -> Option<&'a FigureRecord> {
+fn figure<'a>(entry: &'a Entry, scenario: &str, name: &str) -> Option<&'a Figure> {
     entry
-        .figures
-        .iter()
+        .measured()
         .find(|f| f.scenario == scenario && f.name == name)
 }
 
@@ -237,7 +237,7 @@ fn throughput(entries: &[Entry]) -> anyhow::Result<Option<String>> {
 }
 
 /// `(connections × window, what)` of a durable figure on sled, e.g. `("100 × 10", "cpu")`.
-fn durable_figure(f: &FigureRecord) -> Option<(String, &'static str)> {
+fn durable_figure(f: &Figure) -> Option<(String, &'static str)> {
     if f.scenario != "durable acks" || f.name.contains("PostgreSQL") {
         return None;
     }
@@ -254,11 +254,10 @@ fn durable_figure(f: &FigureRecord) -> Option<(String, &'static str)> {
 
 /// (c) Durable acks ÷ the fdatasync floor, and server CPU per acknowledged post, per run.
 fn durable(entries: &[Entry]) -> anyhow::Result<Option<String>> {
-    let pick = |kind: &'static str, value: fn(&FigureRecord) -> f64| {
+    let pick = |kind: &'static str, value: fn(&Figure) -> f64| {
         per_run(entries, move |entry| {
             entry
-                .figures
-                .iter()
+                .measured()
                 .filter_map(|f| match durable_figure(f) {
                     Some((run, k)) if k == kind => Some((run, value(f))),
                     _ => None,
@@ -266,7 +265,7 @@ fn durable(entries: &[Entry]) -> anyhow::Result<Option<String>> {
                 .collect()
         })
     };
-    let rate = pick("rate", FigureRecord::ratio);
+    let rate = pick("rate", Figure::ratio);
     let cpu = pick("cpu", |f| f.value);
     if rate.0.is_empty() && cpu.0.is_empty() {
         return Ok(None);
@@ -274,7 +273,7 @@ fn durable(entries: &[Entry]) -> anyhow::Result<Option<String>> {
     let cpu_targets: Vec<_> = entries
         .iter()
         .rev()
-        .flat_map(|e| &e.figures)
+        .flat_map(Entry::measured)
         .filter(|f| durable_figure(f).is_some_and(|(_, k)| k == "cpu"))
         .find_map(|f| match f.target {
             Some(crate::report::Target::ValueAtMost(t)) => {
@@ -421,7 +420,7 @@ struct Measure {
 /// peer each once.
 fn peer_measures(entry: &Entry) -> Vec<Measure> {
     let mut measures: Vec<Measure> = Vec::new();
-    for f in entry.figures.iter().filter(|f| f.scenario == PEER) {
+    for f in entry.measured().filter(|f| f.scenario == PEER) {
         let Some((head, metric)) = f.name.rsplit_once(": ") else {
             continue;
         };
@@ -477,7 +476,7 @@ fn peer(entries: &[Entry]) -> anyhow::Result<Option<String>> {
     let Some(entry) = entries
         .iter()
         .rev()
-        .find(|e| e.figures.iter().any(|f| f.scenario == PEER))
+        .find(|e| e.measured().any(|f| f.scenario == PEER))
     else {
         return Ok(None);
     };
@@ -603,6 +602,7 @@ fn svg(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::FigureRecord;
     use crate::history::tests::sample;
     use crate::report::Target;
 
@@ -657,13 +657,15 @@ mod tests {
         let mut entry = sample("2026-12-06T05:00:00Z", 60_000.0);
         let fig = |scenario: &str, name: &str, unit: &str, baseline_name: &str, value, baseline| {
             FigureRecord {
-                scenario: scenario.into(),
-                name: name.into(),
-                value,
-                unit: unit.into(),
-                baseline_name: baseline_name.into(),
-                baseline,
-                target: None,
+                figure: Figure {
+                    scenario: scenario.into(),
+                    name: name.into(),
+                    value,
+                    unit: unit.into(),
+                    baseline_name: baseline_name.into(),
+                    baseline,
+                    target: None,
+                },
                 met: None,
             }
         };
@@ -709,7 +711,7 @@ mod tests {
                 140.0,
             ),
         ]);
-        entry.figures.last_mut().unwrap().target = Some(Target::ValueAtMost(30.0));
+        entry.figures.last_mut().unwrap().figure.target = Some(Target::ValueAtMost(30.0));
         let path = write_history(dir.path(), &[entry]);
         let out = dir.path().join("charts");
         render(&path, &out).unwrap();

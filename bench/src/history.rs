@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Distribution, Figure, Report, Target};
+use crate::report::{Distribution, Figure, Report};
 use crate::scenarios::Sizes;
 
 /// Where `--record` appends and `charts` reads unless told otherwise (relative to the
@@ -48,52 +48,30 @@ pub struct Entry {
     pub distributions: Vec<Distribution>,
 }
 
-/// A [`Figure`] as stored: its ratio and verdict included, so that the file reads on its own.
+/// A [`Figure`] as stored: its verdict included, so that the file reads on its own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FigureRecord {
-    /// The scenario it belongs to.
-    pub scenario: String,
-    /// What was measured.
-    pub name: String,
-    /// The measured value.
-    pub value: f64,
-    /// Its unit.
-    pub unit: String,
-    /// What it is compared with.
-    pub baseline_name: String,
-    /// The baseline's value.
-    pub baseline: f64,
-    /// The target, if any.
-    #[serde(default)]
-    pub target: Option<Target>,
+    /// The figure, its fields inline in the JSON.
+    #[serde(flatten)]
+    pub figure: Figure,
     /// Whether the target was met.
     #[serde(default)]
     pub met: Option<bool>,
 }
 
-impl FigureRecord {
-    /// `value / baseline` (NaN without a baseline).
-    pub fn ratio(&self) -> f64 {
-        if self.baseline == 0.0 {
-            f64::NAN
-        } else {
-            self.value / self.baseline
+impl From<&Figure> for FigureRecord {
+    fn from(f: &Figure) -> FigureRecord {
+        FigureRecord {
+            figure: f.clone(),
+            met: f.met(),
         }
     }
 }
 
-impl From<&Figure> for FigureRecord {
-    fn from(f: &Figure) -> FigureRecord {
-        FigureRecord {
-            scenario: f.scenario.clone(),
-            name: f.name.clone(),
-            value: f.value,
-            unit: f.unit.clone(),
-            baseline_name: f.baseline_name.clone(),
-            baseline: f.baseline,
-            target: f.target,
-            met: f.met(),
-        }
+impl Entry {
+    /// The run's figures, without their stored verdicts.
+    pub fn measured(&self) -> impl Iterator<Item = &Figure> {
+        self.figures.iter().map(|record| &record.figure)
     }
 }
 
@@ -266,18 +244,21 @@ fn utc(secs: u64) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::report::Target;
 
     /// A small entry with a figure of each kind of target and one distribution.
     pub(crate) fn sample(date: &str, fanout_272: f64) -> Entry {
         let figure =
             |scenario: &str, name: &str, value, unit: &str, baseline, target| FigureRecord {
-                scenario: scenario.into(),
-                name: name.into(),
-                value,
-                unit: unit.into(),
-                baseline_name: "bare relay".into(),
-                baseline,
-                target,
+                figure: Figure {
+                    scenario: scenario.into(),
+                    name: name.into(),
+                    value,
+                    unit: unit.into(),
+                    baseline_name: "bare relay".into(),
+                    baseline,
+                    target,
+                },
                 met: None,
             };
         Entry {

@@ -53,7 +53,7 @@ impl Target {
 }
 
 /// One measured figure.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
     /// The scenario it belongs to.
     pub scenario: String,
@@ -68,6 +68,7 @@ pub struct Figure {
     /// The baseline's value, in the same unit.
     pub baseline: f64,
     /// The target, if the issue sets one.
+    #[serde(default)]
     pub target: Option<Target>,
 }
 

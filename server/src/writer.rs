@@ -1,21 +1,20 @@
 //! The single writer: one thread drains a queue of write requests and applies them as one
-//! batch; a second thread makes what has been applied durable with one flush, and only then
-//! runs each request's completion in queue order (group commit, pipelined).
+//! batch; a second thread makes each applied batch durable with one flush, and only then runs
+//! its requests' completions in queue order (group commit, pipelined one batch deep).
 //!
 //! Why one writer: many tasks each awaiting their own flush stall for minutes on sled, while one
 //! writer flushing batches acknowledges tens of thousands of writes per second (DESIGN.md).
-//! Why a second thread for the flush: while one group of batches is being flushed, the next
-//! batch is applied instead of waiting behind the flush, so a post waits for at most one flush
-//! it was not part of — the writer's time per batch, and with it the queue in front of it,
-//! roughly halves under load. A storage that cannot apply without flushing (PostgreSQL commits
-//! each transaction durably) keeps its default [`Storage::apply_unflushed`], which commits, and
-//! its flush then has nothing to do.
+//! Why a second thread for the flush: while one batch is being flushed, the next is applied
+//! instead of waiting behind the flush, so the writer's time per batch is the longer of the two
+//! rather than their sum. Only one batch deep: the applier then waits for the flusher to take
+//! it (see [`Handoff`]). A storage that cannot apply without flushing (PostgreSQL commits each
+//! transaction durably) keeps its default [`Storage::apply_unflushed`], which commits, and its
+//! flush then has nothing to do.
 //! Why completions run on the flushing thread, in order: a group's posts are queued in
 //! sequence-number order (the caller enqueues under the group's lock), batches are applied and
-//! handed over in queue order, and each hand-over is flushed and completed before the next, so
-//! messages are fanned out in sequence order too — and never before they are durable.
+//! handed over in queue order, and each is flushed and completed before the next, so messages
+//! are fanned out in sequence order too — and never before they are durable.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -213,7 +212,7 @@ impl Writer {
             bytes: max_batch_bytes.max(1),
         };
         let fatal_tx = Arc::new(fatal_tx);
-        let handoff = Arc::new(Handoff::new(limits.requests));
+        let handoff = Arc::new(Handoff::new());
         let flusher = {
             let (storage, metrics, fatal, busy, handoff) = (
                 storage.clone(),
@@ -317,21 +316,24 @@ struct BatchLimits {
 struct Applied {
     request: Request,
     result: Result<(), Arc<StorageError>>,
-    /// When the batch holding it started to be applied (for the commit-time metric).
+    /// When its batch started to be applied (for the commit-time metric).
     started: Instant,
 }
 
-/// What passes from the applying thread to the flushing thread, in queue order.
+/// What passes from the applying thread to the flushing thread: one applied batch at a time.
+/// Why one: the applier applies the next batch while the flusher flushes the last, and then
+/// waits for the flusher to take it; it never runs further ahead. A sled commit has a large
+/// fixed cost (BENCHMARKS.md, "A pipelined writer"), so an applier free to apply batch after
+/// small batch during one flush spent more CPU than the overlap saved. Waiting also carries a
+/// stuck flush back to the queue (back-pressure).
 struct Handoff {
     state: Mutex<HandoffState>,
     changed: Condvar,
-    /// At most this many applied requests wait for a flush; the applier waits beyond it (so
-    /// that a stuck flush stops the applying too, and back-pressure reaches the queue).
-    capacity: usize,
 }
 
 struct HandoffState {
-    waiting: VecDeque<Applied>,
+    /// The applied batch the flusher has not taken yet.
+    waiting: Option<Vec<Applied>>,
     /// The applier has ended: nothing more will come.
     closed: bool,
     /// The flusher has ended: nothing more will be flushed.
@@ -339,27 +341,26 @@ struct HandoffState {
 }
 
 impl Handoff {
-    fn new(capacity: usize) -> Handoff {
+    fn new() -> Handoff {
         Handoff {
             state: Mutex::new(HandoffState {
-                waiting: VecDeque::new(),
+                waiting: None,
                 closed: false,
                 flusher_gone: false,
             }),
             changed: Condvar::new(),
-            capacity: capacity.max(1),
         }
     }
 
-    /// Hands `applied` over, waiting while too many wait already. `false` if the flusher has
-    /// ended (then `applied` is dropped, and its completions run with
+    /// Hands `applied` over once the flusher has taken the batch before it. `false` if the
+    /// flusher has ended (then `applied` is dropped, and its completions run with
     /// [`CommitError::Stopped`]); the applier stops then.
     fn hand_over(&self, applied: Vec<Applied>) -> bool {
         // A poisoned lock means the other thread panicked while holding it; it is gone.
         let Ok(mut state) = self.state.lock() else {
             return false;
         };
-        while !state.flusher_gone && state.waiting.len() >= self.capacity {
+        while !state.flusher_gone && state.waiting.is_some() {
             state = match self.changed.wait(state) {
                 Ok(state) => state,
                 Err(_) => return false,
@@ -368,24 +369,25 @@ impl Handoff {
         if state.flusher_gone {
             return false;
         }
-        state.waiting.extend(applied);
+        state.waiting = Some(applied);
         self.changed.notify_all();
         true
     }
 
-    /// Everything handed over so far, once there is something; `None` once the applier has
-    /// ended and everything was taken.
-    fn take(&self) -> Option<VecDeque<Applied>> {
+    /// The next applied batch, once there is one; `None` once the applier has ended and
+    /// everything was taken.
+    fn take(&self) -> Option<Vec<Applied>> {
         let mut state = self.state.lock().ok()?;
-        while state.waiting.is_empty() {
+        loop {
+            if let Some(taken) = state.waiting.take() {
+                self.changed.notify_all();
+                return Some(taken);
+            }
             if state.closed {
                 return None;
             }
             state = self.changed.wait(state).ok()?;
         }
-        let taken = std::mem::take(&mut state.waiting);
-        self.changed.notify_all();
-        Some(taken)
     }
 
     fn close(&self) {
@@ -399,9 +401,9 @@ impl Handoff {
         let dropped = match self.state.lock() {
             Ok(mut state) => {
                 state.flusher_gone = true;
-                std::mem::take(&mut state.waiting)
+                state.waiting.take()
             }
-            Err(_) => VecDeque::new(),
+            Err(_) => None,
         };
         self.changed.notify_all();
         // Outside the lock: each completion runs with `CommitError::Stopped`.
@@ -538,7 +540,7 @@ fn applier_loop(
 /// Flushes whatever has been applied, then completes it in queue order.
 fn flusher_loop(committer: &Committer<'_>, handoff: &Handoff) {
     while let Some(applied) = handoff.take() {
-        let Some(started) = applied.iter().map(|a| a.started).min() else {
+        let Some(started) = applied.first().map(|a| a.started) else {
             continue;
         };
         let any_applied = applied.iter().any(|a| a.result.is_ok());

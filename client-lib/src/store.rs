@@ -180,6 +180,9 @@ const MIN_SEALS_PER_THREAD: usize = 64;
 /// One write of a batch as it goes to sled: tree, key, and the sealed value or `None` to remove.
 type SealedPlace<'a> = (&'static str, &'a [u8], Option<Vec<u8>>);
 
+/// One write of a batch before sealing: tree, key, and the plaintext or `None` to remove.
+type PlainPlace<'a> = (&'static str, &'a [u8], Option<&'a [u8]>);
+
 /// Randomness drawn from the operating system ahead, handed out once, in order: a batch's
 /// nonces come from one system call rather than one per value (a sync page commits some
 /// thousands of values). Every byte is given out at most once; should the values need more
@@ -231,20 +234,19 @@ fn seal_on_cores<'a>(key: &StoreKey, batch: &'a Batch) -> Result<Vec<SealedPlace
     // Every nonce at once: one system call for the batch.
     let mut drawn = Zeroizing::new(vec![0u8; puts.saturating_mul(NONCE_LEN)]);
     rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut drawn);
-    let seal_part = |part: &[(&'static str, &'a [u8], Option<&'a [u8]>)],
-                     nonces: &[u8]|
-     -> Result<Vec<SealedPlace<'a>>, StoreError> {
-        let mut rng = Drawn { left: nonces };
-        part.iter()
-            .map(|&(tree, k, value)| {
-                let sealed = match value {
-                    Some(plain) => Some(key.seal(tree, k, plain, &mut rng)?),
-                    None => None,
-                };
-                Ok((tree, k, sealed))
-            })
-            .collect()
-    };
+    let seal_part =
+        |part: &[PlainPlace<'a>], nonces: &[u8]| -> Result<Vec<SealedPlace<'a>>, StoreError> {
+            let mut rng = Drawn { left: nonces };
+            part.iter()
+                .map(|&(tree, k, value)| {
+                    let sealed = match value {
+                        Some(plain) => Some(key.seal(tree, k, plain, &mut rng)?),
+                        None => None,
+                    };
+                    Ok((tree, k, sealed))
+                })
+                .collect()
+        };
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let threads = cores.min(writes.len() / MIN_SEALS_PER_THREAD).max(1);
     if threads == 1 {
@@ -783,6 +785,44 @@ mod tests {
             ClientStore::keys(&store, "seen", b"g1-").await.unwrap(),
             vec![b"g1-id".to_vec()]
         );
+    }
+
+    #[tokio::test]
+    async fn a_sync_page_sized_batch_sealed_on_several_threads_reads_back_whole_with_no_nonce_twice()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let store = create(&dir.path().join("store"));
+        // Enough values for several sealing threads, over two trees, with removals between.
+        let n = MIN_SEALS_PER_THREAD * 5 + 7;
+        let mut batch = Batch::new();
+        for i in 0..n {
+            let key = (i as u32).to_be_bytes();
+            batch.put("messages", &key, plain(&format!("message {i}")));
+            if i % 3 == 0 {
+                batch.remove("seen", &key);
+            } else {
+                batch.put("seen", &key, plain(&format!("seen {i}")));
+            }
+        }
+        ClientStore::commit(&store, batch).await.unwrap();
+        let mut nonces = std::collections::HashSet::new();
+        for tree in ["messages", "seen"] {
+            for entry in store.db.open_tree(tree).unwrap().iter() {
+                let (_, sealed) = entry.unwrap();
+                assert!(
+                    nonces.insert(sealed[..NONCE_LEN].to_vec()),
+                    "a nonce was used twice"
+                );
+            }
+        }
+        for i in 0..n {
+            let key = (i as u32).to_be_bytes();
+            let message: String = store.get("messages", &key).unwrap().unwrap();
+            assert_eq!(message, format!("message {i}"));
+            let seen: Option<String> = store.get("seen", &key).unwrap();
+            assert_eq!(seen, (i % 3 != 0).then(|| format!("seen {i}")));
+        }
+        assert_eq!(nonces.len(), n + (n - n.div_ceil(3)));
     }
 
     #[tokio::test]

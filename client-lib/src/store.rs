@@ -247,6 +247,11 @@ fn seal_on_cores<'a>(key: &StoreKey, batch: &'a Batch) -> Result<Vec<SealedPlace
                 })
                 .collect()
         };
+    // Asked only for a batch worth a second thread: finding the cores reads the system's
+    // files, which costs more than sealing the few values of a command's step.
+    if writes.len() < 2 * MIN_SEALS_PER_THREAD {
+        return seal_part(&writes, &drawn);
+    }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let threads = cores.min(writes.len() / MIN_SEALS_PER_THREAD).max(1);
     if threads == 1 {

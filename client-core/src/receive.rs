@@ -86,11 +86,23 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     pub(crate) fn advance_cursor(&mut self, group: GroupId, next: Seq) {
-        if let Some(ctx) = self.groups.get_mut(&group)
-            && next.0 > ctx.meta.next_seq
+        if self.advance_cursor_unsaved(group, next)
+            && let Some(ctx) = self.groups.get(&group)
         {
-            ctx.meta.next_seq = next.0;
             let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+        }
+    }
+
+    /// [`Self::advance_cursor`] in memory only: whether the cursor moved. The caller saves the
+    /// group's meta in the same step (a sync page saves it once, after its last message,
+    /// rather than once per message).
+    pub(crate) fn advance_cursor_unsaved(&mut self, group: GroupId, next: Seq) -> bool {
+        match self.groups.get_mut(&group) {
+            Some(ctx) if next.0 > ctx.meta.next_seq => {
+                ctx.meta.next_seq = next.0;
+                true
+            }
+            _ => false,
         }
     }
 

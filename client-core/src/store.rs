@@ -161,23 +161,25 @@ pub(crate) fn key3(a: &[u8], b: &[u8], c: &[u8]) -> Vec<u8> {
     [a, b, c].concat()
 }
 
-/// Where a write goes: tree, then key.
-type Place = (&'static str, Vec<u8>);
+/// One tree's writes in a batch: per key the last value put, or `None` for a removal.
+type TreeWrites = BTreeMap<Vec<u8>, Option<Zeroizing<Vec<u8>>>>;
 
 /// The writes of one step, to be applied together by [`ClientStore::commit`]: per tree and
 /// key the last value put, or a removal. Values are plaintext and zeroized when dropped.
 #[derive(Default)]
 pub struct Batch {
-    /// `None` is a removal. Ordered by tree, then key, so a tree's writes are contiguous and
-    /// range reads over them are cheap.
-    writes: BTreeMap<Place, Option<Zeroizing<Vec<u8>>>>,
+    /// Per tree, then per key; `None` is a removal. Ordered by tree, then key, so a tree's
+    /// writes are contiguous and range reads over them are cheap. Nested rather than keyed by
+    /// (tree, key), so that a read finds a key without copying it: a step reads the batch for
+    /// every store read it makes (thousands in a sync page).
+    writes: BTreeMap<&'static str, TreeWrites>,
 }
 
 impl std::fmt::Debug for Batch {
     /// Only the size: values are plaintext.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch")
-            .field("writes", &self.writes.len())
+            .field("writes", &self.len())
             .finish()
     }
 }
@@ -190,45 +192,57 @@ impl Batch {
 
     /// Sets `tree`/`key` to `value`, replacing any earlier write of that key in this batch.
     pub fn put(&mut self, tree: &'static str, key: &[u8], value: Zeroizing<Vec<u8>>) {
-        self.writes.insert((tree, key.to_vec()), Some(value));
+        self.write(tree, key, Some(value));
     }
 
     /// Removes `tree`/`key`, replacing any earlier write of that key in this batch.
     pub fn remove(&mut self, tree: &'static str, key: &[u8]) {
-        self.writes.insert((tree, key.to_vec()), None);
+        self.write(tree, key, None);
+    }
+
+    /// Sets (or, with `None`, removes) `tree`/`key`; the key is copied only when it is new.
+    fn write(&mut self, tree: &'static str, key: &[u8], value: Option<Zeroizing<Vec<u8>>>) {
+        let writes = self.writes.entry(tree).or_default();
+        match writes.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => {
+                writes.insert(key.to_vec(), value);
+            }
+        }
     }
 
     /// This batch's write of `tree`/`key`: `None` if it has none, `Some(None)` if it removes
     /// it, `Some(Some(value))` if it sets it.
     pub fn get(&self, tree: &'static str, key: &[u8]) -> Option<Option<&[u8]>> {
         self.writes
-            .get(&(tree, key.to_vec()))
+            .get(tree)?
+            .get(key)
             .map(|value| value.as_ref().map(|v| v.as_slice()))
     }
 
     /// Every write as (tree, key, value or `None` for a removal), ordered by tree, then key.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &[u8], Option<&[u8]>)> {
-        self.writes.iter().map(|((tree, key), value)| {
-            (*tree, key.as_slice(), value.as_ref().map(|v| v.as_slice()))
+        self.writes.iter().flat_map(|(tree, writes)| {
+            writes
+                .iter()
+                .map(|(key, value)| (*tree, key.as_slice(), value.as_ref().map(|v| v.as_slice())))
         })
     }
 
     /// The trees this batch writes to, each once, in order.
     pub fn trees(&self) -> Vec<&'static str> {
-        let mut trees: Vec<&'static str> = self.writes.keys().map(|(tree, _)| *tree).collect();
-        // Sorted already (the map is ordered by tree first), so equal names are adjacent.
-        trees.dedup();
-        trees
+        // A tree's map is made by its first write and never emptied.
+        self.writes.keys().copied().collect()
     }
 
     /// Whether the batch writes nothing.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
+        self.writes.values().all(BTreeMap::is_empty)
     }
 
     /// How many keys the batch writes (puts and removals).
     pub fn len(&self) -> usize {
-        self.writes.len()
+        self.writes.values().map(BTreeMap::len).sum()
     }
 
     /// This batch's writes in `tree` whose key starts with `prefix`, in key order.
@@ -239,9 +253,13 @@ impl Batch {
     ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
         // Keys with a given prefix are contiguous in key order, starting at the prefix itself.
         self.writes
-            .range((tree, prefix.to_vec())..)
-            .take_while(move |((t, key), _)| *t == tree && key.starts_with(prefix))
-            .map(|((_, key), value)| (key.as_slice(), value.as_ref().map(|v| v.as_slice())))
+            .get(tree)
+            .into_iter()
+            .flat_map(move |writes| {
+                writes.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            })
+            .take_while(move |(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.as_slice(), value.as_ref().map(|v| v.as_slice())))
     }
 
     /// This batch's writes in `tree` with keys in `[start, end)`, in key order.
@@ -255,12 +273,12 @@ impl Batch {
         if start >= end {
             return Vec::new();
         }
-        self.writes
-            .range((
-                Bound::Included((tree, start.to_vec())),
-                Bound::Excluded((tree, end.to_vec())),
-            ))
-            .map(|((_, key), value)| (key.as_slice(), value.as_ref().map(|v| v.as_slice())))
+        let Some(writes) = self.writes.get(tree) else {
+            return Vec::new();
+        };
+        writes
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .map(|(key, value)| (key.as_slice(), value.as_ref().map(|v| v.as_slice())))
             .collect()
     }
 }

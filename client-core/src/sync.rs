@@ -259,11 +259,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 // A host that broke its contract: checked here, so no message goes unhandled.
                 checked = verify_each(&envelopes);
             }
+            // The cursor moves past each message in memory and is saved once, with the page's
+            // last message: the page is one step, committed whole, so a crash keeps all of it
+            // (cursor included) or none.
+            let mut moved = false;
             for (m, checked) in in_order.into_iter().zip(checked) {
                 self.handle_checked(group, m, checked).await;
-                self.advance_cursor(group, Seq(m.seq.0.saturating_add(1)));
+                moved |= self.advance_cursor_unsaved(group, Seq(m.seq.0.saturating_add(1)));
             }
-            self.advance_cursor(group, next_seq);
+            moved |= self.advance_cursor_unsaved(group, next_seq);
+            if moved && let Some(ctx) = self.groups.get(&group) {
+                let _ = self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta);
+            }
             if complete || refused || self.conn.is_none() {
                 self.warn_if_behind(group);
                 if complete && !refused {

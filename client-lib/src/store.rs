@@ -21,7 +21,7 @@
 //! learn from file sizes and times how active a group is.
 
 use confide_client_core::store::cipher::{
-    self, META_CHECK, META_KDF, META_SALT, META_TREE, StoreKey,
+    self, META_CHECK, META_KDF, META_SALT, META_TREE, NONCE_LEN, StoreKey,
 };
 use confide_client_core::store::{Batch, ClientStore, Entry, parse, parse_all};
 use confide_protocol::identity::KdfParams;
@@ -172,6 +172,128 @@ fn private_err(path: &Path, e: std::io::Error) -> StoreError {
 
 /// One write of a batch with its value sealed: (key, sealed value or `None` to remove).
 type SealedWrite<'a> = (&'a [u8], Option<Vec<u8>>);
+
+/// Fewest values worth a sealing thread of their own: starting one costs about as much as
+/// sealing a few dozen values.
+const MIN_SEALS_PER_THREAD: usize = 64;
+
+/// One write of a batch as it goes to sled: tree, key, and the sealed value or `None` to remove.
+type SealedPlace<'a> = (&'static str, &'a [u8], Option<Vec<u8>>);
+
+/// One write of a batch before sealing: tree, key, and the plaintext or `None` to remove.
+type PlainPlace<'a> = (&'static str, &'a [u8], Option<&'a [u8]>);
+
+/// Randomness drawn from the operating system ahead, handed out once, in order: a batch's
+/// nonces come from one system call rather than one per value (a sync page commits some
+/// thousands of values). Every byte is given out at most once; should the values need more
+/// than was drawn, the rest comes from the operating system directly.
+struct Drawn<'a> {
+    /// The bytes not handed out yet.
+    left: &'a [u8],
+}
+
+impl rand_core::TryRng for Drawn<'_> {
+    type Error = rand_core::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        if let Some((now, rest)) = self.left.split_at_checked(dst.len()) {
+            dst.copy_from_slice(now);
+            self.left = rest;
+        } else {
+            // Drawn too little: never reuse, ask the system.
+            self.left = &[];
+            rand_core::Rng::fill_bytes(&mut crate::os_rng(), dst);
+        }
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for Drawn<'_> {}
+
+/// Seals every value of `batch` with `key` ([`StoreKey::seal`], a fresh random nonce each),
+/// spread over the host's cores as [`crate::native`] spreads a page's signature checks:
+/// contiguous parts, one per thread (this one included), joined in order.
+fn seal_on_cores<'a>(key: &StoreKey, batch: &'a Batch) -> Result<Vec<SealedPlace<'a>>, StoreError> {
+    let writes: Vec<_> = batch.iter().collect();
+    let puts = writes
+        .iter()
+        .filter(|(_, _, value)| value.is_some())
+        .count();
+    // Every nonce at once: one system call for the batch.
+    let mut drawn = Zeroizing::new(vec![0u8; puts.saturating_mul(NONCE_LEN)]);
+    rand_core::Rng::fill_bytes(&mut crate::os_rng(), &mut drawn);
+    let seal_part =
+        |part: &[PlainPlace<'a>], nonces: &[u8]| -> Result<Vec<SealedPlace<'a>>, StoreError> {
+            let mut rng = Drawn { left: nonces };
+            part.iter()
+                .map(|&(tree, k, value)| {
+                    let sealed = match value {
+                        Some(plain) => Some(key.seal(tree, k, plain, &mut rng)?),
+                        None => None,
+                    };
+                    Ok((tree, k, sealed))
+                })
+                .collect()
+        };
+    // Asked only for a batch worth a second thread: finding the cores reads the system's
+    // files, which costs more than sealing the few values of a command's step.
+    if writes.len() < 2 * MIN_SEALS_PER_THREAD {
+        return seal_part(&writes, &drawn);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = cores.min(writes.len() / MIN_SEALS_PER_THREAD).max(1);
+    if threads == 1 {
+        return seal_part(&writes, &drawn);
+    }
+    let part = writes.len().div_ceil(threads);
+    // Each part's nonces: as many as it has values to seal, after the previous parts'.
+    let mut parts = Vec::with_capacity(threads);
+    let mut nonces: &[u8] = &drawn;
+    for chunk in writes.chunks(part) {
+        let n = chunk.iter().filter(|(_, _, value)| value.is_some()).count() * NONCE_LEN;
+        let (mine, rest) = nonces.split_at(n.min(nonces.len()));
+        nonces = rest;
+        parts.push((chunk, mine));
+    }
+    std::thread::scope(|scope| {
+        let mut parts = parts.into_iter();
+        let first = parts.next();
+        // A part whose thread the system refused is sealed on this thread instead.
+        let others: Vec<_> = parts
+            .map(|(chunk, mine)| {
+                let handle = std::thread::Builder::new()
+                    .spawn_scoped(scope, move || seal_part(chunk, mine))
+                    .ok();
+                (chunk, mine, handle)
+            })
+            .collect();
+        let mut sealed = match first {
+            Some((chunk, mine)) => seal_part(chunk, mine)?,
+            None => Vec::new(),
+        };
+        for (chunk, mine, handle) in others {
+            // A thread that panicked (sealing does not panic) has its part sealed here.
+            let part = match handle.and_then(|handle| handle.join().ok()) {
+                Some(part) => part?,
+                None => seal_part(chunk, mine)?,
+            };
+            sealed.extend(part);
+        }
+        Ok(sealed)
+    })
+}
 
 /// An open, unlocked store.
 pub struct Store {
@@ -438,14 +560,9 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut rng = crate::os_rng();
         // Per tree, its (key, sealed value or `None` to remove) writes.
         let mut lists: BTreeMap<&'static str, Vec<SealedWrite<'_>>> = BTreeMap::new();
-        for (tree, key, value) in batch.iter() {
-            let sealed = match value {
-                Some(plain) => Some(self.key.seal(tree, key, plain, &mut rng)?),
-                None => None,
-            };
+        for (tree, key, sealed) in seal_on_cores(&self.key, batch)? {
             lists.entry(tree).or_default().push((key, sealed));
         }
         let trees = lists
@@ -673,6 +790,44 @@ mod tests {
             ClientStore::keys(&store, "seen", b"g1-").await.unwrap(),
             vec![b"g1-id".to_vec()]
         );
+    }
+
+    #[tokio::test]
+    async fn a_sync_page_sized_batch_sealed_on_several_threads_reads_back_whole_with_no_nonce_twice()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let store = create(&dir.path().join("store"));
+        // Enough values for several sealing threads, over two trees, with removals between.
+        let n = MIN_SEALS_PER_THREAD * 5 + 7;
+        let mut batch = Batch::new();
+        for i in 0..n {
+            let key = (i as u32).to_be_bytes();
+            batch.put("messages", &key, plain(&format!("message {i}")));
+            if i % 3 == 0 {
+                batch.remove("seen", &key);
+            } else {
+                batch.put("seen", &key, plain(&format!("seen {i}")));
+            }
+        }
+        ClientStore::commit(&store, batch).await.unwrap();
+        let mut nonces = std::collections::HashSet::new();
+        for tree in ["messages", "seen"] {
+            for entry in store.db.open_tree(tree).unwrap().iter() {
+                let (_, sealed) = entry.unwrap();
+                assert!(
+                    nonces.insert(sealed[..NONCE_LEN].to_vec()),
+                    "a nonce was used twice"
+                );
+            }
+        }
+        for i in 0..n {
+            let key = (i as u32).to_be_bytes();
+            let message: String = store.get("messages", &key).unwrap().unwrap();
+            assert_eq!(message, format!("message {i}"));
+            let seen: Option<String> = store.get("seen", &key).unwrap();
+            assert_eq!(seen, (i % 3 != 0).then(|| format!("seen {i}")));
+        }
+        assert_eq!(nonces.len(), n + (n - n.div_ceil(3)));
     }
 
     #[tokio::test]

@@ -1,21 +1,14 @@
-//! The single writer: one thread drains a queue of write requests and applies them as one
-//! batch; a second thread makes each applied batch durable with one flush, and only then runs
-//! its requests' completions in queue order (group commit, pipelined one batch deep).
+//! The single writer: one thread drains a queue of write requests, applies them as one batch,
+//! makes the batch durable with one flush, and only then runs each request's completion in
+//! queue order (group commit).
 //!
 //! Why one writer: many tasks each awaiting their own flush stall for minutes on sled, while one
 //! writer flushing batches acknowledges tens of thousands of writes per second (DESIGN.md).
-//! Why a second thread for the flush: while one batch is being flushed, the next is applied
-//! instead of waiting behind the flush, so the writer's time per batch is the longer of the two
-//! rather than their sum. Only one batch deep: the applier then waits for the flusher to take
-//! it (see [`Handoff`]). A storage that cannot apply without flushing (PostgreSQL commits each
-//! transaction durably) keeps its default [`Storage::apply_unflushed`], which commits, and its
-//! flush then has nothing to do.
-//! Why completions run on the flushing thread, in order: a group's posts are queued in
-//! sequence-number order (the caller enqueues under the group's lock), batches are applied and
-//! handed over in queue order, and each is flushed and completed before the next, so messages
-//! are fanned out in sequence order too — and never before they are durable.
+//! Why completions run on the writer: a group's posts are queued in sequence-number order (the
+//! caller enqueues under the group's lock), so running completions in queue order fans messages
+//! out in sequence order too.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -51,7 +44,7 @@ pub type CommitResult = Result<(), CommitError>;
 pub type Completion = Box<dyn FnOnce(CommitResult) + Send>;
 
 /// One queued request. Its completion runs exactly once: with the batch's outcome, or — if the
-/// request is dropped unrun (the queue closed, or a writer thread died and unwound) — with
+/// request is dropped unrun (the queue closed, or the writer thread died and unwound) — with
 /// [`CommitError::Stopped`], so that whoever waits for it is always answered.
 struct Request {
     writes: Vec<Write>,
@@ -78,7 +71,7 @@ impl Drop for Request {
     }
 }
 
-/// Handle for submitting writes. Cloning is cheap; the writer threads stop once every handle is
+/// Handle for submitting writes. Cloning is cheap; the writer thread stops once every handle is
 /// dropped and the queue is drained, so shutdown finishes every accepted write.
 #[derive(Clone)]
 pub struct Writer {
@@ -88,51 +81,12 @@ pub struct Writer {
 /// How often [`WriterStatus::failed`] looks whether a durable write is stuck.
 const STUCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// When each writer thread started what it is doing now, if it is busy with the storage.
-#[derive(Default)]
-struct Busy {
-    applying: Mutex<Option<Instant>>,
-    flushing: Mutex<Option<Instant>>,
-}
-
-impl Busy {
-    /// The earlier of the two, if either thread is busy.
-    fn since(&self) -> Option<Instant> {
-        let read = |slot: &Mutex<Option<Instant>>| slot.lock().map(|busy| *busy).unwrap_or(None);
-        match (read(&self.applying), read(&self.flushing)) {
-            (Some(a), Some(f)) => Some(a.min(f)),
-            (a, f) => a.or(f),
-        }
-    }
-}
-
-/// Sets a [`Busy`] slot for as long as it lives.
-struct BusyGuard<'a>(&'a Mutex<Option<Instant>>);
-
-impl<'a> BusyGuard<'a> {
-    fn start(slot: &'a Mutex<Option<Instant>>) -> (BusyGuard<'a>, Instant) {
-        let now = Instant::now();
-        if let Ok(mut busy) = slot.lock() {
-            *busy = Some(now);
-        }
-        (BusyGuard(slot), now)
-    }
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut busy) = self.0.lock() {
-            *busy = None;
-        }
-    }
-}
-
 /// Watches the writer for the failures that only a restart repairs: storage reporting it cannot
 /// write again ([`StorageError::NeedsRestart`]), or one durable write taking so long that the
 /// disk has stopped answering (sled can wait forever on a flush after a write error).
 pub struct WriterStatus {
     fatal: watch::Receiver<Option<String>>,
-    busy: Arc<Busy>,
+    busy_since: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl WriterStatus {
@@ -156,7 +110,8 @@ impl WriterStatus {
                     }
                 }
                 _ = tick.tick() => {
-                    if let Some(since) = self.busy.since()
+                    let since = self.busy_since.lock().map(|busy| *busy).unwrap_or(None);
+                    if let Some(since) = since
                         && since.elapsed() > stuck_after
                     {
                         return format!(
@@ -170,29 +125,9 @@ impl WriterStatus {
     }
 }
 
-/// Says, once, that a writer thread panicked, so that the server shuts down for a restart
-/// instead of refusing every later write with `shutting_down` while it goes on serving.
-fn report_panic(fatal: &watch::Sender<Option<String>>, panic: &(dyn std::any::Any + Send)) {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into());
-    let reason = format!("the storage writer stopped unexpectedly (panic: {what})");
-    tracing::error!(%reason, "writer thread died");
-    fatal.send_if_modified(|fatal| {
-        let first = fatal.is_none();
-        if first {
-            *fatal = Some(reason);
-        }
-        first
-    });
-}
-
 impl Writer {
-    /// Starts the writer threads; each batch holds at most `max_batch` requests and, unless a
-    /// single request is larger, at most `max_batch_bytes` bytes of writes. The returned handle
-    /// is the applying thread's, which joins the flushing thread before it ends.
+    /// Starts the writer thread; each batch holds at most `max_batch` requests and, unless a
+    /// single request is larger, at most `max_batch_bytes` bytes of writes.
     pub fn start(
         storage: Arc<dyn Storage>,
         queue: usize,
@@ -202,74 +137,41 @@ impl Writer {
     ) -> std::io::Result<(Writer, std::thread::JoinHandle<()>, WriterStatus)> {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let (fatal_tx, fatal_rx) = watch::channel(None);
-        let busy = Arc::new(Busy::default());
+        let busy_since = Arc::new(std::sync::Mutex::new(None));
         let status = WriterStatus {
             fatal: fatal_rx,
-            busy: busy.clone(),
-        };
-        let limits = BatchLimits {
-            requests: max_batch.max(1),
-            bytes: max_batch_bytes.max(1),
-        };
-        let fatal_tx = Arc::new(fatal_tx);
-        let handoff = Arc::new(Handoff::new());
-        let flusher = {
-            let (storage, metrics, fatal, busy, handoff) = (
-                storage.clone(),
-                metrics.clone(),
-                fatal_tx.clone(),
-                busy.clone(),
-                handoff.clone(),
-            );
-            std::thread::Builder::new()
-                .name("confide-flusher".into())
-                .spawn(move || {
-                    let committer = Committer {
-                        storage: storage.as_ref(),
-                        metrics: &metrics,
-                        fatal: &fatal,
-                        busy: &busy,
-                    };
-                    let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        flusher_loop(&committer, &handoff)
-                    }));
-                    // Whatever happened, the applier must not wait for this thread any more;
-                    // what it hands over from now on is dropped, and each completion then
-                    // runs with `CommitError::Stopped`.
-                    handoff.flusher_gone();
-                    if let Err(panic) = looped {
-                        report_panic(&fatal, panic.as_ref());
-                    }
-                })?
+            busy_since: busy_since.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("confide-writer".into())
             .spawn(move || {
-                let committer = Committer {
-                    storage: storage.as_ref(),
-                    metrics: &metrics,
-                    fatal: &fatal_tx,
-                    busy: &busy,
+                let limits = BatchLimits {
+                    requests: max_batch.max(1),
+                    bytes: max_batch_bytes.max(1),
                 };
                 let looped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    applier_loop(&committer, rx, limits, &handoff)
+                    writer_loop(storage, rx, limits, metrics, &fatal_tx, busy_since)
                 }));
-                // The flusher finishes what was handed over (applied writes are flushed and
-                // completed), then ends.
-                handoff.close();
+                // A panic (in the storage or in a completion) has stopped the writer: every
+                // later write would be refused with `shutting_down` while the server went on
+                // serving. Say so, so that the server shuts down for a restart. (The requests
+                // of the batch, and those still queued, are dropped by the unwinding: each
+                // completion then runs with `CommitError::Stopped`.)
                 if let Err(panic) = looped {
-                    // The requests of the batch, and those still queued, are dropped by the
-                    // unwinding: each completion then runs with `CommitError::Stopped`.
-                    report_panic(&fatal_tx, panic.as_ref());
-                }
-                if flusher.join().is_err() {
-                    tracing::error!("the flushing thread could not be joined");
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    let reason = format!("the storage writer stopped unexpectedly (panic: {what})");
+                    tracing::error!(%reason, "writer thread died");
+                    fatal_tx.send_replace(Some(reason));
                 }
             })?;
         Ok((Writer { tx }, handle, status))
     }
 
-    /// Queues `writes`; `done` runs exactly once: on a writer thread once they are durable or
+    /// Queues `writes`; `done` runs exactly once: on the writer thread once they are durable or
     /// have failed, or with [`CommitError::Stopped`] if the writer has stopped or stops first
     /// (then on whichever thread finds out, possibly this one, before this returns). Waits if
     /// the queue is full (back-pressure).
@@ -312,157 +214,56 @@ struct BatchLimits {
     bytes: usize,
 }
 
-/// A request whose writes have been applied (or refused), waiting for the flush.
-struct Applied {
-    request: Request,
-    result: Result<(), Arc<StorageError>>,
-    /// When its batch started to be applied (for the commit-time metric).
-    started: Instant,
-}
-
-/// What passes from the applying thread to the flushing thread: one applied batch at a time.
-/// Why one: the applier applies the next batch while the flusher flushes the last, and then
-/// waits for the flusher to take it; it never runs further ahead. A sled commit has a large
-/// fixed cost (BENCHMARKS.md, "A pipelined writer"), so an applier free to apply batch after
-/// small batch during one flush spent more CPU than the overlap saved. Waiting also carries a
-/// stuck flush back to the queue (back-pressure).
-struct Handoff {
-    state: Mutex<HandoffState>,
-    changed: Condvar,
-}
-
-struct HandoffState {
-    /// The applied batch the flusher has not taken yet.
-    waiting: Option<Vec<Applied>>,
-    /// The applier has ended: nothing more will come.
-    closed: bool,
-    /// The flusher has ended: nothing more will be flushed.
-    flusher_gone: bool,
-}
-
-impl Handoff {
-    fn new() -> Handoff {
-        Handoff {
-            state: Mutex::new(HandoffState {
-                waiting: None,
-                closed: false,
-                flusher_gone: false,
-            }),
-            changed: Condvar::new(),
-        }
-    }
-
-    /// Hands `applied` over once the flusher has taken the batch before it. `false` if the
-    /// flusher has ended (then `applied` is dropped, and its completions run with
-    /// [`CommitError::Stopped`]); the applier stops then.
-    fn hand_over(&self, applied: Vec<Applied>) -> bool {
-        // A poisoned lock means the other thread panicked while holding it; it is gone.
-        let Ok(mut state) = self.state.lock() else {
-            return false;
-        };
-        while !state.flusher_gone && state.waiting.is_some() {
-            state = match self.changed.wait(state) {
-                Ok(state) => state,
-                Err(_) => return false,
-            };
-        }
-        if state.flusher_gone {
-            return false;
-        }
-        state.waiting = Some(applied);
-        self.changed.notify_all();
-        true
-    }
-
-    /// The next applied batch, once there is one; `None` once the applier has ended and
-    /// everything was taken.
-    fn take(&self) -> Option<Vec<Applied>> {
-        let mut state = self.state.lock().ok()?;
-        loop {
-            if let Some(taken) = state.waiting.take() {
-                self.changed.notify_all();
-                return Some(taken);
-            }
-            if state.closed {
-                return None;
-            }
-            state = self.changed.wait(state).ok()?;
-        }
-    }
-
-    fn close(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.closed = true;
-        }
-        self.changed.notify_all();
-    }
-
-    fn flusher_gone(&self) {
-        let dropped = match self.state.lock() {
-            Ok(mut state) => {
-                state.flusher_gone = true;
-                state.waiting.take()
-            }
-            Err(_) => None,
-        };
-        self.changed.notify_all();
-        // Outside the lock: each completion runs with `CommitError::Stopped`.
-        drop(dropped);
-    }
-}
-
-/// Applies and flushes writes and records how it went.
+/// Commits one batch's writes (or a part of them) and records how it went.
 struct Committer<'a> {
     storage: &'a dyn Storage,
     metrics: &'a Metrics,
     fatal: &'a watch::Sender<Option<String>>,
-    busy: &'a Busy,
+    busy_since: &'a std::sync::Mutex<Option<Instant>>,
 }
 
 impl Committer<'_> {
-    /// Applies one batch's writes (or a part of them), not yet durable.
-    fn apply(&self, writes: &[Write], requests: usize) -> Result<(), Arc<StorageError>> {
-        let result = {
-            let _busy = BusyGuard::start(&self.busy.applying);
-            self.storage.apply_unflushed(writes).map_err(Arc::new)
-        };
-        self.noticed(&result, requests);
-        result
-    }
-
-    /// Makes everything applied so far durable.
-    fn flush(&self, requests: usize) -> Result<(), Arc<StorageError>> {
-        let result = {
-            let _busy = BusyGuard::start(&self.busy.flushing);
-            self.storage.flush().map_err(Arc::new)
-        };
-        self.noticed(&result, requests);
-        result
-    }
-
-    /// Logs a failure, and passes on the storage's call for a restart.
-    fn noticed(&self, result: &Result<(), Arc<StorageError>>, requests: usize) {
-        let Err(e) = result else { return };
-        crate::throttle::failed_batch(e, requests);
-        if let StorageError::NeedsRestart(reason) = e.as_ref() {
-            self.fatal.send_if_modified(|fatal| {
-                let first = fatal.is_none();
-                if first {
-                    *fatal = Some(reason.clone());
-                }
-                first
-            });
+    fn commit(&self, writes: &[Write], requests: usize) -> Result<(), Arc<StorageError>> {
+        let started = Instant::now();
+        if let Ok(mut busy) = self.busy_since.lock() {
+            *busy = Some(started);
         }
+        let result = self.storage.commit(writes).map_err(Arc::new);
+        if let Ok(mut busy) = self.busy_since.lock() {
+            *busy = None;
+        }
+        self.metrics
+            .record_flush(started.elapsed(), requests, result.is_ok());
+        if let Err(e) = &result {
+            crate::throttle::failed_batch(e, requests);
+            if let StorageError::NeedsRestart(reason) = e.as_ref() {
+                self.fatal.send_if_modified(|fatal| {
+                    let first = fatal.is_none();
+                    if first {
+                        *fatal = Some(reason.clone());
+                    }
+                    first
+                });
+            }
+        }
+        result
     }
 }
 
-/// Takes batches from the queue, applies each, and hands the outcomes to the flusher.
-fn applier_loop(
-    committer: &Committer<'_>,
+fn writer_loop(
+    storage: Arc<dyn Storage>,
     mut rx: mpsc::Receiver<Request>,
     limits: BatchLimits,
-    handoff: &Handoff,
+    metrics: Arc<Metrics>,
+    fatal: &watch::Sender<Option<String>>,
+    busy_since: Arc<std::sync::Mutex<Option<Instant>>>,
 ) {
+    let committer = Committer {
+        storage: storage.as_ref(),
+        metrics: &metrics,
+        fatal,
+        busy_since: &busy_since,
+    };
     let mut batch: Vec<Request> = Vec::new();
     let mut writes: Vec<Write> = Vec::new();
     // Where each request's writes are in `writes`.
@@ -499,66 +300,27 @@ fn applier_loop(
             writes.append(&mut request.writes);
             ranges.push(start..writes.len());
         }
-        let started = Instant::now();
-        let result = committer.apply(&writes, batch.len());
+        let result = committer.commit(&writes, batch.len());
         let split = batch.len() > 1
             && matches!(&result, Err(e) if matches!(
                 e.as_ref(),
                 StorageError::Full { .. } | StorageError::Conflict(_)
             ));
-        let applied: Vec<Applied> = if split {
+        if split {
             // Refused before anything was written: for want of space for the whole batch, or
             // because another node sharing the database stored a seq or an op some request
             // expected to store. What can be written on its own goes ahead, so that one peer's
             // large writes, or one group's conflict, do not fail everyone else's (and deletions,
             // which need less room, still free space). In queue order, like every completion.
-            batch
-                .drain(..)
-                .zip(ranges.drain(..))
-                .map(|(request, range)| Applied {
-                    result: committer.apply(&writes[range], 1),
-                    request,
-                    started,
-                })
-                .collect()
+            for (request, range) in batch.drain(..).zip(ranges.drain(..)) {
+                let result = committer.commit(&writes[range], 1);
+                request.finish(result.map_err(CommitError::Storage));
+            }
         } else {
-            batch
-                .drain(..)
-                .map(|request| Applied {
-                    request,
-                    result: result.clone(),
-                    started,
-                })
-                .collect()
-        };
-        if !handoff.hand_over(applied) {
-            break;
-        }
-    }
-}
-
-/// Flushes whatever has been applied, then completes it in queue order.
-fn flusher_loop(committer: &Committer<'_>, handoff: &Handoff) {
-    while let Some(applied) = handoff.take() {
-        let Some(started) = applied.first().map(|a| a.started) else {
-            continue;
-        };
-        let any_applied = applied.iter().any(|a| a.result.is_ok());
-        let flushed = if any_applied {
-            committer.flush(applied.len())
-        } else {
-            Ok(())
-        };
-        let all_ok = flushed.is_ok() && applied.iter().all(|a| a.result.is_ok());
-        committer
-            .metrics
-            .record_flush(started.elapsed(), applied.len(), all_ok);
-        for Applied {
-            request, result, ..
-        } in applied
-        {
-            let outcome = result.and_then(|()| flushed.clone());
-            request.finish(outcome.map_err(CommitError::Storage));
+            let result = result.map_err(CommitError::Storage);
+            for request in batch.drain(..) {
+                request.finish(result.clone());
+            }
         }
     }
 }
@@ -584,14 +346,6 @@ mod tests {
         /// Batches holding an inbox write for this device fail as if another node had stored
         /// first, and nothing in them is written.
         conflict_for: Option<DeviceId>,
-        /// Holds the flushing thread in a flush while set.
-        hold_flush: AtomicBool,
-        flush_holding: AtomicBool,
-        /// Flushes fail, as on a disk that stopped writing.
-        fail_flush: AtomicBool,
-        /// What happened, in order: "apply N" (N bytes), "flushed", and — pushed by the
-        /// tests' completions — "done N".
-        events: Mutex<Vec<String>>,
     }
 
     impl Scales {
@@ -603,10 +357,6 @@ mod tests {
                 holding: AtomicBool::new(false),
                 panic_on_commit: AtomicBool::new(false),
                 conflict_for: None,
-                hold_flush: AtomicBool::new(false),
-                flush_holding: AtomicBool::new(false),
-                fail_flush: AtomicBool::new(false),
-                events: Mutex::new(Vec::new()),
             })
         }
     }
@@ -616,23 +366,6 @@ mod tests {
             false
         }
         fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
-            self.apply_unflushed(batch)?;
-            self.flush()
-        }
-        fn flush(&self) -> Result<(), StorageError> {
-            while self.hold_flush.load(SeqCst) {
-                self.flush_holding.store(true, SeqCst);
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-            if self.fail_flush.load(SeqCst) {
-                return Err(StorageError::NeedsRestart(
-                    "the disk stopped writing".into(),
-                ));
-            }
-            self.events.lock().unwrap().push("flushed".into());
-            Ok(())
-        }
-        fn apply_unflushed(&self, batch: &[Write]) -> Result<(), StorageError> {
             if self.panic_on_commit.load(SeqCst) {
                 panic!("storage bug");
             }
@@ -648,7 +381,6 @@ mod tests {
             }
             let bytes: usize = batch.iter().map(Write::size).sum();
             self.batches.lock().unwrap().push((batch.len(), bytes));
-            self.events.lock().unwrap().push(format!("apply {bytes}"));
             if bytes > self.room {
                 return Err(StorageError::Full {
                     available: self.room as u64,
@@ -882,118 +614,5 @@ mod tests {
         .await
         .expect("the writer's death is reported");
         assert!(reason.contains("storage bug"), "{reason}");
-    }
-
-    /// Queues `write` with a completion that logs "done N" (N: its bytes) in `storage`'s
-    /// events and reports the outcome on the returned channel.
-    async fn submit_logged(
-        writer: &Writer,
-        storage: &Arc<Scales>,
-        write: Write,
-    ) -> oneshot::Receiver<CommitResult> {
-        let (tx, rx) = oneshot::channel();
-        let bytes = write.size();
-        let log = storage.clone();
-        writer
-            .submit(
-                vec![write],
-                Box::new(move |result| {
-                    log.events.lock().unwrap().push(format!("done {bytes}"));
-                    let _ = tx.send(result);
-                }),
-            )
-            .await;
-        rx
-    }
-
-    /// Waits (on the real clock, polling) until `ready` holds; fails the test if it does not
-    /// within 20 s (a writer that waits for each flush before applying the next batch never
-    /// gets there).
-    async fn until(ready: impl Fn() -> bool) {
-        let waited = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-            while !ready() {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-        })
-        .await;
-        assert!(waited.is_ok(), "the writer never got there");
-    }
-
-    #[tokio::test]
-    async fn the_next_batch_is_applied_during_a_flush_but_acknowledged_only_after_its_own() {
-        let storage = Scales::new(usize::MAX);
-        let (writer, _thread, _status) = Writer::start(
-            storage.clone(),
-            64,
-            64,
-            DEFAULT_MAX_BATCH_BYTES,
-            Arc::new(Metrics::default()),
-        )
-        .unwrap();
-        storage.hold_flush.store(true, SeqCst);
-        let mut first = submit_logged(&writer, &storage, write_of(100)).await;
-        until(|| storage.flush_holding.load(SeqCst)).await;
-        let mut second = submit_logged(&writer, &storage, write_of(200)).await;
-        // Applied while the first batch's flush is held: the writer did not wait for it.
-        until(|| storage.batches.lock().unwrap().len() == 2).await;
-        assert!(
-            first.try_recv().is_err(),
-            "not acknowledged before its flush"
-        );
-        assert!(
-            second.try_recv().is_err(),
-            "not acknowledged before its flush"
-        );
-        storage.hold_flush.store(false, SeqCst);
-        assert!(first.await.unwrap().is_ok());
-        assert!(second.await.unwrap().is_ok());
-        let write_100 = write_of(100).size();
-        let write_200 = write_of(200).size();
-        let events = storage.events.lock().unwrap().clone();
-        assert_eq!(
-            events,
-            vec![
-                format!("apply {write_100}"),
-                format!("apply {write_200}"),
-                "flushed".to_string(),
-                format!("done {write_100}"),
-                "flushed".to_string(),
-                format!("done {write_200}"),
-            ],
-            "each write is acknowledged after a flush that began once it was applied"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_failed_flush_acknowledges_nothing_it_held_and_asks_for_a_restart() {
-        let storage = Scales::new(usize::MAX);
-        let (writer, _thread, mut status) = Writer::start(
-            storage.clone(),
-            64,
-            64,
-            DEFAULT_MAX_BATCH_BYTES,
-            Arc::new(Metrics::default()),
-        )
-        .unwrap();
-        storage.hold_flush.store(true, SeqCst);
-        let first = submit_logged(&writer, &storage, write_of(100)).await;
-        until(|| storage.flush_holding.load(SeqCst)).await;
-        let second = submit_logged(&writer, &storage, write_of(200)).await;
-        until(|| storage.batches.lock().unwrap().len() == 2).await;
-        storage.fail_flush.store(true, SeqCst);
-        storage.hold_flush.store(false, SeqCst);
-        for outcome in [first.await.unwrap(), second.await.unwrap()] {
-            assert!(
-                matches!(&outcome, Err(CommitError::Storage(e)) if matches!(e.as_ref(), StorageError::NeedsRestart(_))),
-                "{outcome:?}"
-            );
-        }
-        let reason = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
-            status.failed(std::time::Duration::from_secs(3600)),
-        )
-        .await
-        .expect("the failed flush is reported");
-        assert!(reason.contains("stopped writing"), "{reason}");
     }
 }

@@ -217,20 +217,6 @@ const HEADS_PAGE: usize = 1024;
 pub trait Storage: Send + Sync + 'static {
     /// Applies a batch of writes and makes it durable before returning.
     fn commit(&self, batch: &[Write]) -> Result<(), StorageError>;
-    /// Applies a batch of writes as [`Storage::commit`] does, all or nothing, without waiting
-    /// for it to be durable: it is durable once a later [`Storage::flush`] has returned `Ok`.
-    /// This lets the writer apply the next batch while the last one is flushed
-    /// ([`crate::writer`]). A crash before that flush may lose the batch, never part of it.
-    /// The default commits (durable at once), which is always correct; a wrapper that does not
-    /// forward both methods therefore stays correct, only slower.
-    fn apply_unflushed(&self, batch: &[Write]) -> Result<(), StorageError> {
-        self.commit(batch)
-    }
-    /// Makes every batch that [`Storage::apply_unflushed`] applied before this call durable.
-    /// The default has nothing to do, matching the default `apply_unflushed`.
-    fn flush(&self) -> Result<(), StorageError> {
-        Ok(())
-    }
     /// A device's record.
     fn device(&self, device: &DeviceId) -> Result<Option<DeviceRecord>, StorageError>;
     /// Every device registered for `user` (an unlinked device is no longer registered).

@@ -699,20 +699,8 @@ impl Storage for SledStorage {
     }
 
     fn commit(&self, batch: &[Write]) -> Result<(), StorageError> {
-        self.apply_unflushed(batch)?;
-        Storage::flush(self)
-    }
-
-    /// sled writes a batch's log entries under one batch manifest, so recovery after a crash
-    /// keeps a batch whole or drops it, also when a flush ran while it was being applied.
-    fn apply_unflushed(&self, batch: &[Write]) -> Result<(), StorageError> {
         self.healthy()?;
-        self.apply(batch)
-    }
-
-    fn flush(&self) -> Result<(), StorageError> {
-        // After a failed write, nothing applied since is known to reach the disk.
-        self.healthy()?;
+        self.apply(batch)?;
         if self.flush_each_commit {
             self.db.flush().map_err(|e| self.fail(e))?;
         }

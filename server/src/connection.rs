@@ -515,6 +515,9 @@ fn too_many_bad_frames(shared: &Shared, handle: &ConnHandle) -> (CloseCode, Stri
 
 /// Sends queued frames and control messages until told to close, the peer fails, or a send
 /// takes longer than the write timeout.
+///
+/// Every send is boxed: a task's future is allocated whole for the connection's lifetime, and
+/// an idle writer only waits. One box per burst of frames is small beside the send itself.
 async fn write_loop<S>(
     shared: Arc<Shared>,
     mut sink: WsSink<S>,
@@ -531,7 +534,8 @@ async fn write_loop<S>(
             () = control.wake.notified() => match control.take_stop() {
                 Stop::No => {
                     if control.ping.swap(false, std::sync::atomic::Ordering::Acquire)
-                        && !timed_send(&mut sink, WsMessage::Ping(Vec::new().into()), timeout).await
+                        && !Box::pin(timed_send(&mut sink, WsMessage::Ping(Vec::new().into()), timeout))
+                            .await
                     {
                         return;
                     }
@@ -540,19 +544,19 @@ async fn write_loop<S>(
                     let Closing { code, reason, frame } = *closing;
                     if !handle.is_slow() {
                         while let Ok(text) = outbound.try_recv() {
-                            if !send_text(&shared, &handle, &mut sink, text, timeout).await {
+                            if !Box::pin(send_text(&shared, &handle, &mut sink, text, timeout)).await {
                                 return;
                             }
                         }
                     }
                     if let Some(text) = frame
-                        && !send_text(&shared, &handle, &mut sink, text, timeout).await
+                        && !Box::pin(send_text(&shared, &handle, &mut sink, text, timeout)).await
                     {
                         return;
                     }
                     let close = WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }));
-                    if timed_send(&mut sink, close, timeout).await {
-                        let _ = tokio::time::timeout(timeout, sink.close()).await;
+                    if Box::pin(timed_send(&mut sink, close, timeout)).await {
+                        let _ = Box::pin(tokio::time::timeout(timeout, sink.close())).await;
                     }
                     return;
                 }
@@ -560,13 +564,14 @@ async fn write_loop<S>(
                     // The reader has stopped: the peer closed (send the reply to its close
                     // frame, which the websocket has queued) or the transport failed (this
                     // fails at once).
-                    let _ = tokio::time::timeout(timeout, sink.close()).await;
+                    let _ = Box::pin(tokio::time::timeout(timeout, sink.close())).await;
                     return;
                 }
             },
             text = outbound.recv() => match text {
                 Some(text) => {
-                    if !send_queued(&shared, &handle, &mut sink, text, &mut outbound, timeout).await {
+                    let sent = send_queued(&shared, &handle, &mut sink, text, &mut outbound, timeout);
+                    if !Box::pin(sent).await {
                         return;
                     }
                 }

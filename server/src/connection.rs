@@ -7,10 +7,11 @@
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -122,14 +123,80 @@ struct Session {
     device: DeviceId,
 }
 
-/// What the reader asks the writer task to do besides sending queued frames.
-enum Control {
-    /// Send a websocket ping.
-    Ping,
+/// What the reader asks the writer task to do besides sending queued frames: send a ping, or
+/// stop.
+///
+/// A flag and a slot behind one [`Notify`] rather than a channel: tokio allocates a channel's
+/// state and its first block of 32 slots up front, about half a kilobyte for every connection,
+/// idle or not, while the reader only ever has one ping and one stop to pass on.
+#[derive(Default)]
+struct Control {
+    /// Wakes the writer; a wake-up while it is busy sending is kept for its next wait.
+    wake: Notify,
+    /// A websocket ping is due (several due at once make one ping).
+    ping: AtomicBool,
+    /// Whether, and how, the writer must stop.
+    stop: std::sync::Mutex<Stop>,
+}
+
+/// Whether, and how, the writer task must stop.
+#[derive(Default)]
+enum Stop {
+    /// Keep sending.
+    #[default]
+    No,
+    /// The reader has stopped without a close to send: the peer closed (the websocket has the
+    /// reply to its close frame queued) or the transport failed.
+    Stopped,
     /// Send what is queued, then the going-away frame (if any) and a close frame, then stop.
-    /// Boxed, so that the channel's slots (allocated 32 at a time for every connection) are one
-    /// word each.
     Close(Box<Closing>),
+}
+
+impl Control {
+    fn set_stop(&self, stop: Stop) {
+        let mut slot = self
+            .stop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The first word stands: the reader says `Close` before its end drops (`Stopped`).
+        if matches!(*slot, Stop::No) {
+            *slot = stop;
+        }
+    }
+
+    fn take_stop(&self) -> Stop {
+        let mut slot = self
+            .stop
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut *slot)
+    }
+}
+
+/// The reader's end of [`Control`]. Dropping it stops the writer, however the reader ended, as
+/// dropping a channel's sender would.
+struct ControlTx(Arc<Control>);
+
+impl ControlTx {
+    /// Asks the writer for a websocket ping.
+    fn ping(&self) {
+        self.0
+            .ping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.wake.notify_one();
+    }
+
+    /// Asks the writer to send what is queued, then `closing`, then stop.
+    fn close(self, closing: Closing) {
+        self.0.set_stop(Stop::Close(Box::new(closing)));
+    }
+}
+
+impl Drop for ControlTx {
+    fn drop(&mut self) {
+        self.0.set_stop(Stop::Stopped);
+        self.0.wake.notify_one();
+    }
 }
 
 /// How a connection closes.
@@ -189,7 +256,8 @@ async fn serve_split<S>(
         shared.limits.outbound_queue,
         shared.limits.outbound_queue_bytes,
     );
-    let (control, control_rx) = mpsc::channel::<Control>(4);
+    let control_rx = Arc::new(Control::default());
+    let control = ControlTx(control_rx.clone());
     let mut writer = tokio::spawn(write_loop(
         shared.clone(),
         sink,
@@ -370,7 +438,7 @@ async fn serve_split<S>(
                 if last_heard.elapsed() > shared.limits.idle_timeout {
                     break Some((CloseCode::Away, "idle timeout".into()));
                 }
-                let _ = control.try_send(Control::Ping);
+                control.ping();
             }
             _ = shutdown.changed() => {
                 break Some((CloseCode::Away, "server shutting down".into()));
@@ -389,13 +457,14 @@ async fn serve_split<S>(
         let frame = serialize(&ServerFrame::GoingAway {
             reason: reason.clone(),
         });
-        let _ = control.try_send(Control::Close(Box::new(Closing {
+        control.close(Closing {
             code,
             reason,
             frame,
-        })));
+        });
+    } else {
+        drop(control);
     }
-    drop(control);
     // The writer finishes within one write timeout per frame it still sends; beyond twice that,
     // give up on the peer.
     let writer_deadline = tokio::time::Instant::now() + shared.limits.write_timeout * 2;
@@ -446,11 +515,14 @@ fn too_many_bad_frames(shared: &Shared, handle: &ConnHandle) -> (CloseCode, Stri
 
 /// Sends queued frames and control messages until told to close, the peer fails, or a send
 /// takes longer than the write timeout.
+///
+/// Every send is boxed: a task's future is allocated whole for the connection's lifetime, and
+/// an idle writer only waits. One box per burst of frames is small beside the send itself.
 async fn write_loop<S>(
     shared: Arc<Shared>,
     mut sink: WsSink<S>,
     mut outbound: mpsc::Receiver<Outbound>,
-    mut control: mpsc::Receiver<Control>,
+    control: Arc<Control>,
     handle: ConnHandle,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -459,43 +531,47 @@ async fn write_loop<S>(
     loop {
         tokio::select! {
             biased;
-            ctrl = control.recv() => match ctrl {
-                Some(Control::Ping) => {
-                    if !timed_send(&mut sink, WsMessage::Ping(Vec::new().into()), timeout).await {
+            () = control.wake.notified() => match control.take_stop() {
+                Stop::No => {
+                    if control.ping.swap(false, std::sync::atomic::Ordering::Acquire)
+                        && !Box::pin(timed_send(&mut sink, WsMessage::Ping(Vec::new().into()), timeout))
+                            .await
+                    {
                         return;
                     }
                 }
-                Some(Control::Close(closing)) => {
+                Stop::Close(closing) => {
                     let Closing { code, reason, frame } = *closing;
                     if !handle.is_slow() {
                         while let Ok(text) = outbound.try_recv() {
-                            if !send_text(&shared, &handle, &mut sink, text, timeout).await {
+                            if !Box::pin(send_text(&shared, &handle, &mut sink, text, timeout)).await {
                                 return;
                             }
                         }
                     }
                     if let Some(text) = frame
-                        && !send_text(&shared, &handle, &mut sink, text, timeout).await
+                        && !Box::pin(send_text(&shared, &handle, &mut sink, text, timeout)).await
                     {
                         return;
                     }
                     let close = WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }));
-                    if timed_send(&mut sink, close, timeout).await {
-                        let _ = tokio::time::timeout(timeout, sink.close()).await;
+                    if Box::pin(timed_send(&mut sink, close, timeout)).await {
+                        let _ = Box::pin(tokio::time::timeout(timeout, sink.close())).await;
                     }
                     return;
                 }
-                None => {
+                Stop::Stopped => {
                     // The reader has stopped: the peer closed (send the reply to its close
                     // frame, which the websocket has queued) or the transport failed (this
                     // fails at once).
-                    let _ = tokio::time::timeout(timeout, sink.close()).await;
+                    let _ = Box::pin(tokio::time::timeout(timeout, sink.close())).await;
                     return;
                 }
             },
             text = outbound.recv() => match text {
                 Some(text) => {
-                    if !send_queued(&shared, &handle, &mut sink, text, &mut outbound, timeout).await {
+                    let sent = send_queued(&shared, &handle, &mut sink, text, &mut outbound, timeout);
+                    if !Box::pin(sent).await {
                         return;
                     }
                 }

@@ -1,0 +1,78 @@
+//! What the server's writer task is asked to send besides queued frames: websocket pings to a
+//! silent peer, and the going-away frame and close frame that end a connection.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, WAIT};
+use confide_protocol::frames::ServerFrame;
+use confide_server::Limits;
+use futures_util::StreamExt as _;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// The next websocket message, failing the test if none comes within [`WAIT`].
+async fn next<S>(ws: &mut S) -> Message
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("the server sent nothing")
+        .expect("the server closed the connection")
+        .expect("the websocket failed")
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_pinged_again_and_again() {
+    let server = Server::start(Limits {
+        ping_interval: Duration::from_millis(50),
+        ..Limits::default()
+    })
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url.as_str())
+        .await
+        .unwrap();
+    let challenge = next(&mut ws).await;
+    assert!(
+        matches!(&challenge, Message::Text(text) if text.contains("challenge")),
+        "{challenge:?}"
+    );
+    for _ in 0..3 {
+        let message = next(&mut ws).await;
+        assert!(matches!(message, Message::Ping(_)), "{message:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_never_authenticates_is_told_why_then_closed_with_policy() {
+    let server = Server::start(Limits {
+        auth_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    })
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url.as_str())
+        .await
+        .unwrap();
+    let mut texts = Vec::new();
+    let close = loop {
+        match next(&mut ws).await {
+            Message::Text(text) => texts.push(ServerFrame::from_json(text.as_str(), usize::MAX)),
+            Message::Close(close) => break close,
+            _ => {}
+        }
+    };
+    let close = close.expect("a close frame with a code");
+    assert_eq!(close.code, CloseCode::Policy);
+    assert_eq!(close.reason.as_str(), "authentication timed out");
+    assert!(
+        texts.iter().any(|frame| matches!(
+            frame,
+            Ok(ServerFrame::GoingAway { reason }) if reason == "authentication timed out"
+        )),
+        "{texts:?}"
+    );
+}

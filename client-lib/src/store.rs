@@ -279,17 +279,22 @@ fn seal_on_cores<'a>(key: &StoreKey, batch: &'a Batch) -> Result<Vec<SealedPlace
                 (chunk, mine, handle)
             })
             .collect();
-        let mut sealed = match first {
-            Some((chunk, mine)) => seal_part(chunk, mine)?,
-            None => Vec::new(),
-        };
+        let mut parts = vec![match first {
+            Some((chunk, mine)) => seal_part(chunk, mine),
+            None => Ok(Vec::new()),
+        }];
+        // Every thread is joined before any error is returned: a thread left unjoined when the
+        // scope ends would carry a panic of its own into this one.
         for (chunk, mine, handle) in others {
             // A thread that panicked (sealing does not panic) has its part sealed here.
-            let part = match handle.and_then(|handle| handle.join().ok()) {
-                Some(part) => part?,
-                None => seal_part(chunk, mine)?,
-            };
-            sealed.extend(part);
+            parts.push(match handle.and_then(|handle| handle.join().ok()) {
+                Some(part) => part,
+                None => seal_part(chunk, mine),
+            });
+        }
+        let mut sealed = Vec::with_capacity(writes.len());
+        for part in parts {
+            sealed.extend(part?);
         }
         Ok(sealed)
     })

@@ -225,7 +225,12 @@ impl rand_core::TryCryptoRng for Drawn<'_> {}
 /// Seals every value of `batch` with `key` ([`StoreKey::seal`], a fresh random nonce each),
 /// spread over the host's cores as [`crate::native`] spreads a page's signature checks:
 /// contiguous parts, one per thread (this one included), joined in order.
-fn seal_on_cores<'a>(key: &StoreKey, batch: &'a Batch) -> Result<Vec<SealedPlace<'a>>, StoreError> {
+/// `cores` says how many threads the host can run at once; it is asked only for a large batch.
+fn seal_on_cores<'a>(
+    key: &StoreKey,
+    batch: &'a Batch,
+    cores: impl FnOnce() -> usize,
+) -> Result<Vec<SealedPlace<'a>>, StoreError> {
     let writes: Vec<_> = batch.iter().collect();
     let puts = writes
         .iter()
@@ -252,8 +257,7 @@ fn seal_on_cores<'a>(key: &StoreKey, batch: &'a Batch) -> Result<Vec<SealedPlace
     if writes.len() < 2 * MIN_SEALS_PER_THREAD {
         return seal_part(&writes, &drawn);
     }
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let threads = cores.min(writes.len() / MIN_SEALS_PER_THREAD).max(1);
+    let threads = cores().min(writes.len() / MIN_SEALS_PER_THREAD).max(1);
     if threads == 1 {
         return seal_part(&writes, &drawn);
     }
@@ -298,6 +302,11 @@ fn seal_on_cores<'a>(key: &StoreKey, batch: &'a Batch) -> Result<Vec<SealedPlace
         }
         Ok(sealed)
     })
+}
+
+/// How many threads the host can run at once (1 if it cannot say).
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// An open, unlocked store.
@@ -567,7 +576,7 @@ impl Store {
         }
         // Per tree, its (key, sealed value or `None` to remove) writes.
         let mut lists: BTreeMap<&'static str, Vec<SealedWrite<'_>>> = BTreeMap::new();
-        for (tree, key, sealed) in seal_on_cores(&self.key, batch)? {
+        for (tree, key, sealed) in seal_on_cores(&self.key, batch, available_cores)? {
             lists.entry(tree).or_default().push((key, sealed));
         }
         let trees = lists
@@ -795,6 +804,43 @@ mod tests {
             ClientStore::keys(&store, "seen", b"g1-").await.unwrap(),
             vec![b"g1-id".to_vec()]
         );
+    }
+
+    #[test]
+    fn a_batch_sealed_on_three_threads_keeps_its_order_and_each_value_opens_where_it_belongs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = create(&dir.path().join("store"));
+        // Three threads whatever the host has, so the split is tested on any machine.
+        let n = MIN_SEALS_PER_THREAD * 5 + 7;
+        let mut batch = Batch::new();
+        for i in 0..n {
+            let key = (i as u32).to_be_bytes();
+            batch.put("messages", &key, plain(&format!("message {i}")));
+            if i % 4 == 0 {
+                batch.remove("seen", &key);
+            } else {
+                batch.put("seen", &key, plain(&format!("seen {i}")));
+            }
+        }
+        let sealed = seal_on_cores(&store.key, &batch, || 3).unwrap();
+        let expected: Vec<_> = batch.iter().collect();
+        assert_eq!(sealed.len(), expected.len());
+        let mut nonces = std::collections::HashSet::new();
+        for ((tree, key, value), (want_tree, want_key, plaintext)) in sealed.iter().zip(&expected) {
+            assert_eq!((tree, key), (want_tree, want_key), "in the batch's order");
+            match (value, plaintext) {
+                (Some(value), Some(plaintext)) => {
+                    let opened = store.key.open(tree, key, value).unwrap();
+                    assert_eq!(opened.as_slice(), *plaintext);
+                    assert!(
+                        nonces.insert(value[..NONCE_LEN].to_vec()),
+                        "a nonce was used twice"
+                    );
+                }
+                (None, None) => {}
+                other => panic!("a put became a removal or back: {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -186,9 +186,11 @@ impl ControlTx {
         self.0.wake.notify_one();
     }
 
-    /// Asks the writer to send what is queued, then `closing`, then stop.
+    /// Asks the writer to send what is queued, then `closing`, then stop. (Dropping `self` at
+    /// the end wakes the writer as well; the wake-up here does not rely on that.)
     fn close(self, closing: Closing) {
         self.0.set_stop(Stop::Close(Box::new(closing)));
+        self.0.wake.notify_one();
     }
 }
 

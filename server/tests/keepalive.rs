@@ -68,11 +68,26 @@ async fn a_connection_that_never_authenticates_is_told_why_then_closed_with_poli
     let close = close.expect("a close frame with a code");
     assert_eq!(close.code, CloseCode::Policy);
     assert_eq!(close.reason.as_str(), "authentication timed out");
-    assert!(
-        texts.iter().any(|frame| matches!(
-            frame,
-            Ok(ServerFrame::GoingAway { reason }) if reason == "authentication timed out"
-        )),
+    // In order: the challenge, the error that says why (no request id: it concerns the
+    // connection), and the going-away frame, queued frames first (PROTOCOL.md §9.10).
+    let kinds: Vec<&str> = texts
+        .iter()
+        .map(|frame| match frame {
+            Ok(ServerFrame::Challenge { .. }) => "challenge",
+            Ok(ServerFrame::Error {
+                id: None,
+                code: confide_protocol::frames::ErrorCode::NotAuthenticated,
+                ..
+            }) => "not_authenticated",
+            Ok(ServerFrame::GoingAway { reason }) if reason == "authentication timed out" => {
+                "going_away"
+            }
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["challenge", "not_authenticated", "going_away"],
         "{texts:?}"
     );
 }

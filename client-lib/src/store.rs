@@ -806,22 +806,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_batch_sealed_on_three_threads_keeps_its_order_and_each_value_opens_where_it_belongs() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = create(&dir.path().join("store"));
-        // Three threads whatever the host has, so the split is tested on any machine.
+    /// A batch large enough for several sealing threads over two trees: `n` messages, and a
+    /// `seen` entry for each that is removed for every `removal_every`th; with `n`.
+    fn page_sized_batch(removal_every: usize) -> (Batch, usize) {
         let n = MIN_SEALS_PER_THREAD * 5 + 7;
         let mut batch = Batch::new();
         for i in 0..n {
             let key = (i as u32).to_be_bytes();
             batch.put("messages", &key, plain(&format!("message {i}")));
-            if i % 4 == 0 {
+            if i % removal_every == 0 {
                 batch.remove("seen", &key);
             } else {
                 batch.put("seen", &key, plain(&format!("seen {i}")));
             }
         }
+        (batch, n)
+    }
+
+    #[test]
+    fn a_batch_sealed_on_three_threads_keeps_its_order_and_each_value_opens_where_it_belongs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = create(&dir.path().join("store"));
+        // Three threads whatever the host has, so the split is tested on any machine.
+        let (batch, _) = page_sized_batch(4);
         let sealed = seal_on_cores(&store.key, &batch, || 3).unwrap();
         let expected: Vec<_> = batch.iter().collect();
         assert_eq!(sealed.len(), expected.len());
@@ -849,17 +856,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = create(&dir.path().join("store"));
         // Enough values for several sealing threads, over two trees, with removals between.
-        let n = MIN_SEALS_PER_THREAD * 5 + 7;
-        let mut batch = Batch::new();
-        for i in 0..n {
-            let key = (i as u32).to_be_bytes();
-            batch.put("messages", &key, plain(&format!("message {i}")));
-            if i % 3 == 0 {
-                batch.remove("seen", &key);
-            } else {
-                batch.put("seen", &key, plain(&format!("seen {i}")));
-            }
-        }
+        let (batch, n) = page_sized_batch(3);
         ClientStore::commit(&store, batch).await.unwrap();
         let mut nonces = std::collections::HashSet::new();
         for tree in ["messages", "seen"] {

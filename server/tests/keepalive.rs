@@ -91,3 +91,31 @@ async fn a_connection_that_never_authenticates_is_told_why_then_closed_with_poli
         "{texts:?}"
     );
 }
+
+#[tokio::test]
+async fn a_peer_that_closes_first_gets_the_servers_close_in_reply() {
+    let server = Server::start(Limits::default()).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url.as_str())
+        .await
+        .unwrap();
+    let challenge = next(&mut ws).await;
+    assert!(
+        matches!(&challenge, Message::Text(text) if text.contains("challenge")),
+        "{challenge:?}"
+    );
+    ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    }))
+    .await
+    .unwrap();
+    // The reader stops on the peer's close; the writer then sends the websocket's reply to it.
+    let reply = loop {
+        match next(&mut ws).await {
+            Message::Close(close) => break close,
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected the close reply, got {other:?}"),
+        }
+    };
+    assert_eq!(reply.map(|close| close.code), Some(CloseCode::Normal));
+}

@@ -607,8 +607,27 @@ fn settle<T>(
     }
 }
 
-/// Runs `sql` and returns its rows; a read, so it is tried again once on a fresh connection
-/// if its connection turned out broken (PostgreSQL restarted since it was last used).
+/// Whether `e` says the connection itself is gone rather than the statement failed: closed,
+/// or ended by the server (a restart or `pg_terminate_backend`: `admin_shutdown`,
+/// `crash_shutdown`, `cannot_connect_now`). The error can arrive before the client has
+/// noticed the socket close, so `is_closed` alone misses it.
+fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.is_closed()
+        || e.code().is_some_and(|code| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code)
+        })
+}
+
+/// Runs `sql` and returns its rows; a read, so it is tried again on another connection if its
+/// connection turned out broken (PostgreSQL restarted since it was last used). Each broken
+/// connection is dropped from the pool, and every pooled one may be broken after a restart,
+/// so it tries up to the pool's size and once more on a fresh connection.
 async fn query(
     pool: Pool,
     shared: Arc<Shared>,
@@ -621,6 +640,7 @@ async fn query(
         .iter()
         .map(|p| p.as_ref() as &(dyn ToSql + Sync))
         .collect();
+    let most_attempts = pool.status().max_size.saturating_add(1);
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -638,7 +658,13 @@ async fn query(
             rows.map(Ok)
         })
         .await;
-        if attempts == 1 && matches!(outcome, Ok(Err(_))) && client.is_closed() {
+        let broken = match &outcome {
+            Ok(Err(e)) => connection_lost(e) || client.is_closed(),
+            _ => false,
+        };
+        if broken && attempts < most_attempts {
+            // Not back into the pool: the next checkout gets another connection.
+            drop(Object::take(client));
             continue;
         }
         return settle(client, outcome, work_timeout)?;

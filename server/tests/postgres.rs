@@ -652,16 +652,29 @@ fn reads_and_writes_go_on_after_postgresql_ends_every_connection() {
     }])
     .unwrap();
     // Several pooled connections, so that a read after the restart meets more than one that
-    // is broken (found by CI: a retry on a second broken connection failed the read).
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                for _ in 0..20 {
-                    assert_eq!(pg.groups().unwrap(), vec![g]);
-                }
-            });
-        }
-    });
+    // is broken (found by CI: a retry on a second broken connection failed the read). Reads
+    // side by side until PostgreSQL counts at least two of the pool's connections.
+    let at_least_two = format!(
+        "DO $$ BEGIN IF (SELECT count(*) FROM pg_stat_activity WHERE datname = '{}') < 2 \
+         THEN RAISE EXCEPTION 'fewer than two connections'; END IF; END $$",
+        db.name()
+    );
+    let mut rounds = 0;
+    while db.admin(&at_least_two).is_err() {
+        rounds += 1;
+        assert!(rounds <= 50, "the pool never held two connections");
+        let start = std::sync::Barrier::new(4);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    start.wait();
+                    for _ in 0..20 {
+                        assert_eq!(pg.groups().unwrap(), vec![g]);
+                    }
+                });
+            }
+        });
+    }
     // What a restart of PostgreSQL does to the pool's connections.
     db.admin(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",

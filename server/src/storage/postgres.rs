@@ -160,8 +160,9 @@ pub struct PostgresStorage {
     /// The longest one call's work on one connection may take (statement timeout plus
     /// [`NETWORK_MARGIN`]).
     work_timeout: Duration,
-    /// The longest a call may take in all: waiting for a connection, and two attempts (a read
-    /// is tried again once on a fresh connection when its connection turned out broken).
+    /// The longest a call may take in all: waiting for a connection, and two attempts' work (a
+    /// read whose connection turned out broken is tried again on another, and such failures
+    /// come back at once; this bounds all of it).
     call_timeout: Duration,
     /// The database's URL without its password, for error messages.
     name: Arc<str>,
@@ -589,7 +590,8 @@ async fn checkout(pool: &Pool, name: &str) -> Result<Object, StorageError> {
 
 /// The outcome of work on `client` that ran for at most `limit`. A connection whose work
 /// timed out is discarded rather than returned to the pool: a database host that stopped
-/// answering would make every later call on it wait as long.
+/// answering would make every later call on it wait as long. So is one the server ended
+/// ([`connection_lost`]), which the pool's own check may not have noticed yet.
 fn settle<T>(
     client: Object,
     outcome: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
@@ -597,7 +599,12 @@ fn settle<T>(
 ) -> Result<T, StorageError> {
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(classify(&e)),
+        Ok(Err(e)) => {
+            if connection_lost(&e) {
+                drop(Object::take(client));
+            }
+            Err(classify(&e))
+        }
         Err(_) => {
             drop(Object::take(client));
             Err(StorageError::Backend(format!(
@@ -609,19 +616,14 @@ fn settle<T>(
 
 /// Whether `e` says the connection itself is gone rather than the statement failed: closed,
 /// or ended by the server (a restart or `pg_terminate_backend`: `admin_shutdown`,
-/// `crash_shutdown`, `cannot_connect_now`). The error can arrive before the client has
-/// noticed the socket close, so `is_closed` alone misses it.
+/// `crash_shutdown`). The error can arrive before the client has noticed the socket close, so
+/// `is_closed` alone misses it. (`cannot_connect_now` comes only while connecting, from the
+/// pool's checkout, never from work on a connection.)
 fn connection_lost(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     e.is_closed()
-        || e.code().is_some_and(|code| {
-            [
-                SqlState::ADMIN_SHUTDOWN,
-                SqlState::CRASH_SHUTDOWN,
-                SqlState::CANNOT_CONNECT_NOW,
-            ]
-            .contains(code)
-        })
+        || e.code()
+            .is_some_and(|code| [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN].contains(code))
 }
 
 /// Runs `sql` and returns its rows; a read, so it is tried again on another connection if its
@@ -865,7 +867,7 @@ impl PostgresStorage {
             ManagerConfig {
                 // A closed connection is replaced; a live one is used without a test query
                 // (which would cost a round trip per call). A read on a connection that broke
-                // since is tried again once.
+                // since is tried again on another ([`query`]).
                 recycling_method: RecyclingMethod::Fast,
             },
         );

@@ -26,21 +26,40 @@ where
         .expect("the websocket failed")
 }
 
-#[tokio::test]
-async fn a_silent_connection_is_pinged_again_and_again() {
-    let server = Server::start(Limits {
-        ping_interval: Duration::from_millis(50),
-        ..Limits::default()
-    })
-    .await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url.as_str())
+/// A server with `limits`, and a raw websocket to it (control frames visible).
+async fn server_and_socket(
+    limits: Limits,
+) -> (
+    Server,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) {
+    let server = Server::start(limits).await;
+    let (ws, _) = tokio_tungstenite::connect_async(server.url.as_str())
         .await
         .unwrap();
-    let challenge = next(&mut ws).await;
+    (server, ws)
+}
+
+/// Reads the next message and fails the test unless it is the server's challenge.
+async fn expect_challenge<S>(ws: &mut S)
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let challenge = next(ws).await;
     assert!(
         matches!(&challenge, Message::Text(text) if text.contains("challenge")),
         "{challenge:?}"
     );
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_pinged_again_and_again() {
+    let (_server, mut ws) = server_and_socket(Limits {
+        ping_interval: Duration::from_millis(50),
+        ..Limits::default()
+    })
+    .await;
+    expect_challenge(&mut ws).await;
     for _ in 0..3 {
         let message = next(&mut ws).await;
         assert!(matches!(message, Message::Ping(_)), "{message:?}");
@@ -49,14 +68,11 @@ async fn a_silent_connection_is_pinged_again_and_again() {
 
 #[tokio::test]
 async fn a_connection_that_never_authenticates_is_told_why_then_closed_with_policy() {
-    let server = Server::start(Limits {
+    let (_server, mut ws) = server_and_socket(Limits {
         auth_timeout: Duration::from_millis(300),
         ..Limits::default()
     })
     .await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url.as_str())
-        .await
-        .unwrap();
     let mut texts = Vec::new();
     let close = loop {
         match next(&mut ws).await {
@@ -94,15 +110,8 @@ async fn a_connection_that_never_authenticates_is_told_why_then_closed_with_poli
 
 #[tokio::test]
 async fn a_peer_that_closes_first_gets_the_servers_close_in_reply() {
-    let server = Server::start(Limits::default()).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.url.as_str())
-        .await
-        .unwrap();
-    let challenge = next(&mut ws).await;
-    assert!(
-        matches!(&challenge, Message::Text(text) if text.contains("challenge")),
-        "{challenge:?}"
-    );
+    let (_server, mut ws) = server_and_socket(Limits::default()).await;
+    expect_challenge(&mut ws).await;
     ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
         code: CloseCode::Normal,
         reason: "bye".into(),

@@ -15,8 +15,7 @@ use crate::group::{GroupCtx, op_target};
 use crate::machine::ClientCore;
 use crate::reports::ReasonRecord;
 use crate::store::{
-    ClientStore, T_DELETED, T_EVIDENCE, T_MESSAGES, T_NOTES, T_OPS, T_PRIVATE, T_SEEN, corrupt,
-    key2,
+    ClientStore, T_DELETED, T_MESSAGES, T_NOTES, T_OPS, T_PRIVATE, T_SEEN, corrupt, key2,
 };
 use crate::types::{ModerationEntry, Status};
 
@@ -141,13 +140,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         .await
                     {
                         let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
-                        if let Ok(Some(message)) =
-                            self.db.get::<ChatMessage>(T_MESSAGES, &key).await
-                        {
-                            self.uncount(&message);
+                        let message = self
+                            .db
+                            .get::<ChatMessage>(T_MESSAGES, &key)
+                            .await
+                            .ok()
+                            .flatten();
+                        if let Some(message) = &message {
+                            self.uncount(message);
                         }
-                        self.db.remove(T_MESSAGES, &key);
-                        self.db.remove(T_EVIDENCE, &key);
+                        self.remove_message(&key, message.as_ref());
                         deleted.push(*id);
                     }
                 }
@@ -198,8 +200,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         for (key, m) in messages {
             if policy::is_past_retention(m.received_at, cutoff) {
                 self.uncount(&m);
-                self.db.remove(T_MESSAGES, &key);
-                self.db.remove(T_EVIDENCE, &key);
+                self.remove_message(&key, Some(&m));
                 deleted.push(m.id);
             }
         }

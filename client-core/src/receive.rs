@@ -615,14 +615,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     async fn store_message_once(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
         let group = message.group;
         let key = key2(group.as_bytes(), &message.seq.0.to_be_bytes());
-        if let Some(stored) = self.db.get::<ChatMessage>(T_MESSAGES, &key).await?
+        // Read once, for both questions below.
+        let stored = self.db.get::<ChatMessage>(T_MESSAGES, &key).await?;
+        if let Some(stored) = &stored
             && stored.id == message.id
             && stored.number != 0
         {
             message.number = stored.number;
             return Ok(());
         }
-        if let Some(reason) = self.seq_taken(group, message.seq, message.id).await {
+        if let Some(reason) = self
+            .position_taken(group, message.seq, message.id, stored.as_ref())
+            .await
+        {
             tracing::warn!(%group, seq = message.seq.0, "a message at another message's position refused");
             self.emit(Event::MessageRejected(Rejection {
                 group,
@@ -667,11 +672,30 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         id: MessageId,
     ) -> Option<String> {
         let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
-        let taken = match self.db.get::<ChatMessage>(T_MESSAGES, &key).await {
-            Ok(Some(stored)) => stored.id != id,
+        // A record that cannot be read counts as none, as everywhere a position is checked.
+        let stored = self
+            .db
+            .get::<ChatMessage>(T_MESSAGES, &key)
+            .await
+            .ok()
+            .flatten();
+        self.position_taken(group, seq, id, stored.as_ref()).await
+    }
+
+    /// [`Self::seq_taken`] with the message record stored at `seq` already read (`stored`).
+    async fn position_taken(
+        &self,
+        group: GroupId,
+        seq: Seq,
+        id: MessageId,
+        stored: Option<&ChatMessage>,
+    ) -> Option<String> {
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        let taken = match stored {
+            Some(stored) => stored.id != id,
             // Numbered once, and gone since.
-            _ => {
-                self.number_of_seq(group, seq).await.is_some()
+            None => {
+                self.number_of_removed(&key).await.is_some()
                     || self
                         .db
                         .get::<StoredMessage>(T_PARKED, &key)
@@ -747,12 +771,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let number = match self.db.get::<ChatMessage>(T_MESSAGES, &key).await? {
             Some(stored) => (stored.id == id).then_some(stored.number),
             // Deleted or expired since (its number stays), or never shown.
-            None => self.number_of_seq(group, seq).await,
+            None => self.number_of_removed(&key).await,
         };
         Ok(Some(crate::MessagePlace { seq, number }))
     }
 
-    /// Records that message `seq` of `group` is number `number`, both ways.
+    /// Records that number `number` of `group` names message `seq`. The other way round (seq →
+    /// number) is the message's own record ([`ChatMessage::number`]) while it is stored, and
+    /// [`T_SEQ_NUMBER`] once it is gone ([`Self::remove_message`]): one store key less for
+    /// every message received. Stores written before kept [`T_SEQ_NUMBER`] for every message,
+    /// which reads the same.
     pub(crate) fn store_number(
         &mut self,
         group: GroupId,
@@ -764,21 +792,38 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             &key2(group.as_bytes(), &number.to_be_bytes()),
             &seq,
         )?;
-        self.db.put(
-            T_SEQ_NUMBER,
-            &key2(group.as_bytes(), &seq.0.to_be_bytes()),
-            &number,
-        )?;
         Ok(())
     }
 
-    /// The number message `seq` of `group` had or has, if it was shown here.
+    /// Removes the message stored at `key` (deleted for everyone, or past retention) and its
+    /// report evidence, keeping its number (`message`, its record as read, if it could be):
+    /// a number never names another message, and a deletion notice can still name it.
+    pub(crate) fn remove_message(&mut self, key: &[u8], message: Option<&ChatMessage>) {
+        if let Some(message) = message
+            && message.number != 0
+            && let Err(e) = self.db.put(T_SEQ_NUMBER, key, &message.number)
+        {
+            // Only a value that cannot be serialised fails here; the step is then not kept.
+            self.db.fail_step(e);
+        }
+        self.db.remove(T_MESSAGES, key);
+        self.db.remove(T_EVIDENCE, key);
+    }
+
+    /// The number message `seq` of `group` has or had, if it was shown here: its record's
+    /// while it is stored, else the one kept when it was removed.
     pub(crate) async fn number_of_seq(&self, group: GroupId, seq: Seq) -> Option<u64> {
-        self.db
-            .get(T_SEQ_NUMBER, &key2(group.as_bytes(), &seq.0.to_be_bytes()))
-            .await
-            .ok()
-            .flatten()
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        match self.db.get::<ChatMessage>(T_MESSAGES, &key).await {
+            Ok(Some(stored)) if stored.number != 0 => Some(stored.number),
+            _ => self.number_of_removed(&key).await,
+        }
+    }
+
+    /// The number the message at `key` (group and seq, as in [`T_MESSAGES`]) had when it was
+    /// removed ([`Self::remove_message`]); in a store written before, any numbered message's.
+    async fn number_of_removed(&self, key: &[u8]) -> Option<u64> {
+        self.db.get(T_SEQ_NUMBER, key).await.ok().flatten()
     }
 
     /// Numbers the messages a store made before numbers existed held ([`ChatMessage::number`]),

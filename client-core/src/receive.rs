@@ -14,7 +14,7 @@ use crate::events::{ChatMessage, Event, Rejection};
 use crate::group::ReadMarker;
 use crate::machine::ClientCore;
 use crate::outbox::OutboxEntry;
-use crate::reports::Evidence;
+use crate::reports::evidence_bytes;
 use crate::store::{
     ClientStore, T_DELETED, T_EVIDENCE, T_GROUPS, T_MESSAGES, T_NUMBER_SEQ, T_ORDER, T_OUTBOX,
     T_OWN_CHAINS, T_PARKED, T_RECV_CHAINS, T_SEEN, T_SEQ_NUMBER, key2, key3,
@@ -384,11 +384,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 return;
             }
         };
-        let evidence = Evidence {
-            envelope: m.envelope.clone(),
-            body: opened.body.to_vec(),
-            franking_key: *opened.franking_key,
-        };
+        let evidence = evidence_bytes(&m.envelope, &opened.body, &opened.franking_key);
         let mut message = ChatMessage {
             group,
             seq: m.seq,
@@ -414,7 +410,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return;
         }
         // Kept (encrypted at rest) so this message can be reported verifiably later.
-        let _ = self.db.put(
+        self.db.put_bytes(
             T_EVIDENCE,
             &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
             &evidence,

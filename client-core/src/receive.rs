@@ -20,6 +20,16 @@ use crate::store::{
     T_OWN_CHAINS, T_PARKED, T_RECV_CHAINS, T_SEEN, T_SEQ_NUMBER, key2, key3,
 };
 
+/// Whether a message's position was checked ([`ClientCore::seq_taken`]) earlier in the step
+/// that stores it, and found free (or holding this very message).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// Not checked yet: storing checks it.
+    Unchecked,
+    /// Checked in this step, and nothing written there since.
+    Checked,
+}
+
 /// Messages (or sender keys) kept per group while waiting for what they need; beyond this the
 /// oldest are dropped, so a member who never sends their key cannot fill the disk.
 pub(crate) const MAX_PARKED: usize = 10_000;
@@ -405,7 +415,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // as processed (a position another message holds was reported by `store_message`).
         // A store failure reverts the whole step (`store_message`): the chain is not
         // advanced, and the message comes again with the next sync.
-        if let Err(e) = self.store_text(&mut message).await {
+        // The position was checked above, in this step, and nothing since wrote there.
+        if let Err(e) = self.store_text_at(&mut message, Position::Checked).await {
             tracing::warn!(%group, seq = m.seq.0, error = %e, "a message could not be stored: not shown");
             return;
         }
@@ -579,8 +590,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         message: &mut ChatMessage,
     ) -> Result<(), ClientError> {
+        self.store_text_at(message, Position::Unchecked).await
+    }
+
+    /// [`Self::store_text`], saying whether the message's position was already checked in
+    /// this step.
+    async fn store_text_at(
+        &mut self,
+        message: &mut ChatMessage,
+        position: Position,
+    ) -> Result<(), ClientError> {
         self.take_pending_warnings(message).await;
-        self.store_message(message).await?;
+        self.store_message_at(message, position).await?;
         self.note_round_message(message).await;
         Ok(())
     }
@@ -597,7 +618,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         message: &mut ChatMessage,
     ) -> Result<(), ClientError> {
-        let r = self.store_message_once(message).await;
+        self.store_message_at(message, Position::Unchecked).await
+    }
+
+    /// [`Self::store_message`], saying whether the message's position was already checked in
+    /// this step.
+    async fn store_message_at(
+        &mut self,
+        message: &mut ChatMessage,
+        position: Position,
+    ) -> Result<(), ClientError> {
+        let r = self.store_message_once(message, position).await;
         // The store failed: what the step did on the way here (a receiving chain advanced, the
         // message marked as processed, an outbox entry taken out) must not be kept without
         // the message, which would be lost. The whole step is reverted, so the message comes
@@ -608,7 +639,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         r
     }
 
-    async fn store_message_once(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
+    async fn store_message_once(
+        &mut self,
+        message: &mut ChatMessage,
+        position: Position,
+    ) -> Result<(), ClientError> {
         let group = message.group;
         let key = key2(group.as_bytes(), &message.seq.0.to_be_bytes());
         // Read once, for both questions below.
@@ -620,10 +655,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             message.number = stored.number;
             return Ok(());
         }
-        if let Some(reason) = self
-            .position_taken(group, message.seq, message.id, stored.as_ref())
-            .await
-        {
+        // Checked already in this step (a received message's, before anything else was done
+        // with it): the record read here still shows nothing else there, and nothing else
+        // can have been written at that position meanwhile, so the rest is not read again.
+        let checked = position == Position::Checked
+            && stored.as_ref().is_none_or(|stored| stored.id == message.id);
+        let taken = match checked {
+            true => None,
+            false => {
+                self.position_taken(group, message.seq, message.id, stored.as_ref())
+                    .await
+            }
+        };
+        if let Some(reason) = taken {
             tracing::warn!(%group, seq = message.seq.0, "a message at another message's position refused");
             self.emit(Event::MessageRejected(Rejection {
                 group,

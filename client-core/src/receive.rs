@@ -30,6 +30,11 @@ enum Position {
     Checked,
 }
 
+/// What [`T_SEQ_NUMBER`] holds for a message removed whose record could not be read (or
+/// that a store from before numbers held unnumbered): no number, but its position stays taken
+/// (§11.2). Real numbers start at 1.
+pub(crate) const NUMBER_UNKNOWN: u64 = 0;
+
 /// Messages (or sender keys) kept per group while waiting for what they need; beyond this the
 /// oldest are dropped, so a member who never sends their key cannot fill the disk.
 pub(crate) const MAX_PARKED: usize = 10_000;
@@ -735,7 +740,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             Some(stored) => stored.id != id,
             // Numbered once, and gone since.
             None => {
-                self.number_of_removed(&key).await.is_some()
+                self.removed_at(&key).await.is_some()
                     || self
                         .db
                         .get::<StoredMessage>(T_PARKED, &key)
@@ -836,12 +841,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Removes the message stored at `key` (deleted for everyone, or past retention) and its
-    /// report evidence, keeping its number (`message`, its record as read, if it could be):
-    /// a number never names another message, and a deletion notice can still name it.
-    pub(crate) fn remove_message(&mut self, key: &[u8], message: Option<&ChatMessage>) {
-        if let Some(message) = message
-            && message.number != 0
-            && let Err(e) = self.db.put(T_SEQ_NUMBER, key, &message.number)
+    /// report evidence, keeping its number (`number`, as read from its record;
+    /// [`NUMBER_UNKNOWN`] for a record that held a message whose number could not be read,
+    /// `None` when nothing was stored there): a number never names another message, a
+    /// position stays taken (§11.2), and a deletion notice can still name it.
+    pub(crate) fn remove_message(&mut self, key: &[u8], number: Option<u64>) {
+        if let Some(number) = number
+            && let Err(e) = self.db.put(T_SEQ_NUMBER, key, &number)
         {
             // Only a value that cannot be serialised fails here; the step is then not kept.
             self.db.fail_step(e);
@@ -862,7 +868,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// The number the message at `key` (group and seq, as in [`T_MESSAGES`]) had when it was
     /// removed ([`Self::remove_message`]); in a store written before, any numbered message's.
+    /// `None` too for a message removed whose number could not be read ([`NUMBER_UNKNOWN`]):
+    /// its position is taken all the same ([`Self::removed_at`]).
     async fn number_of_removed(&self, key: &[u8]) -> Option<u64> {
+        self.removed_at(key)
+            .await
+            .filter(|number| *number != NUMBER_UNKNOWN)
+    }
+
+    /// What [`T_SEQ_NUMBER`] holds at `key`: `Some` (a number, or [`NUMBER_UNKNOWN`]) when a
+    /// message was removed from that position, which therefore stays taken.
+    async fn removed_at(&self, key: &[u8]) -> Option<u64> {
         self.db.get(T_SEQ_NUMBER, key).await.ok().flatten()
     }
 

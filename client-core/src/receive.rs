@@ -26,8 +26,9 @@ use crate::store::{
 enum Position {
     /// Not checked yet: storing checks it.
     Unchecked,
-    /// Checked in this step, and nothing written there since.
-    Checked,
+    /// Position `seq` was checked in this step for message `id`, and nothing written there
+    /// since. It vouches for that message at that position only: storing any other checks.
+    Checked { seq: Seq, id: MessageId },
 }
 
 /// What [`T_SEQ_NUMBER`] holds for a message removed whose record could not be read (or
@@ -421,7 +422,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // A store failure reverts the whole step (`store_message`): the chain is not
         // advanced, and the message comes again with the next sync.
         // The position was checked above, in this step, and nothing since wrote there.
-        if let Err(e) = self.store_text_at(&mut message, Position::Checked).await {
+        let checked = Position::Checked { seq: m.seq, id };
+        if let Err(e) = self.store_text_at(&mut message, checked).await {
             tracing::warn!(%group, seq = m.seq.0, error = %e, "a message could not be stored: not shown");
             return;
         }
@@ -663,8 +665,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // Checked already in this step (a received message's, before anything else was done
         // with it): the record read here still shows nothing else there, and nothing else
         // can have been written at that position meanwhile, so the rest is not read again.
-        let checked = position == Position::Checked
-            && stored.as_ref().is_none_or(|stored| stored.id == message.id);
+        let vouched = match position {
+            Position::Checked { seq, id } => {
+                debug_assert!(
+                    seq == message.seq && id == message.id,
+                    "a position check stands for the message it checked only"
+                );
+                seq == message.seq && id == message.id
+            }
+            Position::Unchecked => false,
+        };
+        let checked = vouched && stored.as_ref().is_none_or(|stored| stored.id == message.id);
         let taken = match checked {
             true => None,
             false => {

@@ -192,6 +192,25 @@ fn a_sync_page_stored_while_the_next_is_fetched_neither_loses_nor_repeats_a_mess
         })
         .expect("a second page was asked for");
     assert!(when.get("messages", &at_seq_of(&sent, PAGE)).is_none());
+    // But a page is stored whole before the reply after it is handled: when page k + 2 is
+    // asked for (its request goes out as page k + 1 is handled), the store holds page k.
+    let mut checked = 0;
+    for (frame, when) in &sent {
+        if let confide_protocol::frames::ClientFrame::Sync { after_seq, .. } = frame
+            && let Some(stored_up_to) = after_seq.0.checked_sub(u64::from(PAGE))
+        {
+            for seq in 1..=stored_up_to {
+                let seq = u32::try_from(seq).unwrap();
+                assert!(
+                    when.get("messages", &at_seq_of(&sent, seq)).is_some(),
+                    "message {seq} not stored when the page after {} was asked for",
+                    after_seq.0
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= PAGE, "a third page was asked for");
     for step in before + 1..=before + steps {
         let (_, _, shown, unstored, _) = catch_up(Faults::new().fail_at(step));
         assert_eq!(shown, all, "store failing at step {step}");

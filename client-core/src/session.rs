@@ -321,7 +321,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Sends one frame as it is, whatever the step so far holds: only for a frame that
-    /// implies nothing stored ([`Self::request_ahead_of_commit`]).
+    /// implies nothing stored ([`Self::request_ok_ahead_of_commit`]).
     async fn send_uncommitted(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(ClientError::Transport(crate::TransportError::Closed(None)));

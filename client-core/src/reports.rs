@@ -17,7 +17,7 @@ use crate::events::Event;
 use crate::machine::ClientCore;
 use crate::store::{
     ClientStore, T_EVIDENCE, T_FACILITATOR_QUEUE, T_NOTES, T_OPS, T_SEALED_SEEN,
-    T_SEALED_SEEN_ORDER, corrupt, key2,
+    T_SEALED_SEEN_ORDER, T_SEEN, corrupt, key2,
 };
 
 /// The join-request and facilitator-note test vectors (`protocol/test-vectors/`), checked
@@ -77,6 +77,18 @@ impl Evidence {
             Some(b'{') => serde_json::from_slice(bytes).ok(),
             _ => None,
         }
+    }
+
+    /// Whether this evidence, as read back from the store, still proves what it did when it
+    /// was stored: an envelope of `group` whose signature holds, and a body its franking tag
+    /// commits to. The stored form has no check of its own, so damage (a length one short
+    /// moves a ciphertext byte into the body, say) would otherwise be sent to the
+    /// facilitators as a report that fails their verification, making an honest reporter
+    /// look like a forger.
+    pub(crate) fn holds_for(&self, group: GroupId) -> bool {
+        self.envelope.group == group
+            && self.envelope.verify().is_ok()
+            && self.envelope.check_franking(&self.body, &self.franking_key)
     }
 
     fn from_binary(bytes: &[u8]) -> Option<Evidence> {
@@ -284,7 +296,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .get_bytes(T_EVIDENCE, &key)
             .await?
             .ok_or(ClientError::NotFound(Missing::Message { seq: seq.0 }))?;
-        let evidence = Evidence::from_stored(&stored).ok_or_else(|| corrupt(T_EVIDENCE, &key))?;
+        let evidence = Evidence::from_stored(&stored)
+            .filter(|evidence| evidence.holds_for(group))
+            .ok_or_else(|| corrupt(T_EVIDENCE, &key))?;
+        // And it is the evidence of the message received at `seq`, not of another.
+        let seen: Option<Seq> = self
+            .db
+            .get(
+                T_SEEN,
+                &key2(group.as_bytes(), evidence.envelope.message_id().as_bytes()),
+            )
+            .await?;
+        if seen != Some(seq) {
+            return Err(corrupt(T_EVIDENCE, &key).into());
+        }
         let (epoch, facilitators) = self.facilitator_keys(group)?;
         if facilitators.is_empty() {
             return Err(Missing::Facilitator.into());
@@ -681,5 +706,26 @@ mod tests {
         assert!(Evidence::from_stored(&long).is_none());
         assert!(Evidence::from_stored(&[]).is_none());
         assert!(Evidence::from_stored(&[7, 1, 2]).is_none());
+    }
+
+    #[test]
+    fn evidence_read_back_whole_holds_for_its_group_only() {
+        let (envelope, body, franking_key) = received();
+        let back = Evidence::from_stored(&evidence_bytes(&envelope, &body, &franking_key)).unwrap();
+        assert!(back.holds_for(envelope.group));
+        assert!(!back.holds_for(GroupId([5; 16])));
+    }
+
+    #[test]
+    fn evidence_whose_length_is_one_short_is_not_taken_for_a_report() {
+        let (envelope, body, franking_key) = received();
+        let mut short = evidence_bytes(&envelope, &body, &franking_key).to_vec();
+        let len = u32::try_from(envelope.ciphertext.len()).unwrap() - 1;
+        short[EVIDENCE_FIXED - 4..EVIDENCE_FIXED].copy_from_slice(&len.to_be_bytes());
+        // It parses (the form has no check of its own) ...
+        let misread = Evidence::from_stored(&short).unwrap();
+        assert_ne!(misread.body, body);
+        // ... but is not evidence of anything.
+        assert!(!misread.holds_for(envelope.group));
     }
 }

@@ -13,10 +13,10 @@ use crate::error::{ClientError, Missing};
 use crate::events::{ChatMessage, Event};
 use crate::group::{GroupCtx, op_target};
 use crate::machine::ClientCore;
+use crate::receive::NUMBER_UNKNOWN;
 use crate::reports::ReasonRecord;
 use crate::store::{
-    ClientStore, T_DELETED, T_EVIDENCE, T_MESSAGES, T_NOTES, T_OPS, T_PRIVATE, T_SEEN, corrupt,
-    key2,
+    ClientStore, T_DELETED, T_MESSAGES, T_NOTES, T_OPS, T_PRIVATE, T_SEEN, corrupt, key2, parse,
 };
 use crate::types::{ModerationEntry, Status};
 
@@ -58,6 +58,13 @@ pub(crate) fn moderation_details(body: &OpBody) -> serde_json::Value {
         OpBody::SetSettings { settings } => json!({ "settings": settings }),
         _ => json!({}),
     }
+}
+
+/// The number alone of a stored message record ([`ChatMessage::number`]): what is still read
+/// of a record that no longer parses whole, so that deleting it keeps its number.
+#[derive(serde::Deserialize)]
+struct NumberOnly {
+    number: u64,
 }
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
@@ -135,21 +142,44 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     // Remember the deletion, so the message is never shown if it arrives later.
                     self.db
                         .put_bytes(T_DELETED, &key2(group.as_bytes(), id.as_bytes()), &[1]);
-                    if let Ok(Some(seq)) = self
+                    // A read that fails fails the step (nothing of it is kept, and the op is
+                    // handled again with the next sync): a message removed without its number
+                    // being kept would free its position for another (§11.2).
+                    let seen = match self
                         .db
                         .get::<Seq>(T_SEEN, &key2(group.as_bytes(), id.as_bytes()))
                         .await
                     {
-                        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
-                        if let Ok(Some(message)) =
-                            self.db.get::<ChatMessage>(T_MESSAGES, &key).await
-                        {
-                            self.uncount(&message);
+                        Ok(seen) => seen,
+                        Err(e) => {
+                            self.db.fail_step(e);
+                            return;
                         }
-                        self.db.remove(T_MESSAGES, &key);
-                        self.db.remove(T_EVIDENCE, &key);
-                        deleted.push(*id);
-                    }
+                    };
+                    let Some(seq) = seen else { continue };
+                    let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+                    let kept = match self.db.get_bytes(T_MESSAGES, &key).await {
+                        Ok(None) => None,
+                        Ok(Some(plain)) => {
+                            Some(match parse::<ChatMessage>(T_MESSAGES, &key, &plain) {
+                                Ok(message) => {
+                                    self.uncount(&message);
+                                    message.number
+                                }
+                                // A record that does not parse still held a message: its number
+                                // if that much can be read, else the marker that keeps the
+                                // position taken without a number.
+                                Err(_) => parse::<NumberOnly>(T_MESSAGES, &key, &plain)
+                                    .map_or(NUMBER_UNKNOWN, |n| n.number),
+                            })
+                        }
+                        Err(e) => {
+                            self.db.fail_step(e);
+                            return;
+                        }
+                    };
+                    self.remove_message(&key, kept);
+                    deleted.push(*id);
                 }
                 if !deleted.is_empty() {
                     self.save_meta(group);
@@ -198,8 +228,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         for (key, m) in messages {
             if policy::is_past_retention(m.received_at, cutoff) {
                 self.uncount(&m);
-                self.db.remove(T_MESSAGES, &key);
-                self.db.remove(T_EVIDENCE, &key);
+                self.remove_message(&key, Some(m.number));
                 deleted.push(m.id);
             }
         }

@@ -14,11 +14,27 @@ use crate::events::{ChatMessage, Event, Rejection};
 use crate::group::ReadMarker;
 use crate::machine::ClientCore;
 use crate::outbox::OutboxEntry;
-use crate::reports::Evidence;
+use crate::reports::evidence_bytes;
 use crate::store::{
     ClientStore, T_DELETED, T_EVIDENCE, T_GROUPS, T_MESSAGES, T_NUMBER_SEQ, T_ORDER, T_OUTBOX,
     T_OWN_CHAINS, T_PARKED, T_RECV_CHAINS, T_SEEN, T_SEQ_NUMBER, key2, key3,
 };
+
+/// Whether a message's position was checked ([`ClientCore::seq_taken`]) earlier in the step
+/// that stores it, and found free (or holding this very message).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// Not checked yet: storing checks it.
+    Unchecked,
+    /// Position `seq` was checked in this step for message `id`, and nothing written there
+    /// since. It vouches for that message at that position only: storing any other checks.
+    Checked { seq: Seq, id: MessageId },
+}
+
+/// What [`T_SEQ_NUMBER`] holds for a message removed whose record could not be read (or
+/// that a store from before numbers held unnumbered): no number, but its position stays taken
+/// (§11.2). Real numbers start at 1.
+pub(crate) const NUMBER_UNKNOWN: u64 = 0;
 
 /// Messages (or sender keys) kept per group while waiting for what they need; beyond this the
 /// oldest are dropped, so a member who never sends their key cannot fill the disk.
@@ -384,11 +400,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 return;
             }
         };
-        let evidence = Evidence {
-            envelope: m.envelope.clone(),
-            body: opened.body.to_vec(),
-            franking_key: *opened.franking_key,
-        };
+        let evidence = evidence_bytes(&m.envelope, &opened.body, &opened.franking_key);
         let mut message = ChatMessage {
             group,
             seq: m.seq,
@@ -409,12 +421,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // as processed (a position another message holds was reported by `store_message`).
         // A store failure reverts the whole step (`store_message`): the chain is not
         // advanced, and the message comes again with the next sync.
-        if let Err(e) = self.store_text(&mut message).await {
+        // The position was checked above, in this step, and nothing since wrote there.
+        let checked = Position::Checked { seq: m.seq, id };
+        if let Err(e) = self.store_text_at(&mut message, checked).await {
             tracing::warn!(%group, seq = m.seq.0, error = %e, "a message could not be stored: not shown");
             return;
         }
         // Kept (encrypted at rest) so this message can be reported verifiably later.
-        let _ = self.db.put(
+        self.db.put_bytes(
             T_EVIDENCE,
             &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
             &evidence,
@@ -583,8 +597,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         message: &mut ChatMessage,
     ) -> Result<(), ClientError> {
+        self.store_text_at(message, Position::Unchecked).await
+    }
+
+    /// [`Self::store_text`], saying whether the message's position was already checked in
+    /// this step.
+    async fn store_text_at(
+        &mut self,
+        message: &mut ChatMessage,
+        position: Position,
+    ) -> Result<(), ClientError> {
         self.take_pending_warnings(message).await;
-        self.store_message(message).await?;
+        self.store_message_at(message, position).await?;
         self.note_round_message(message).await;
         Ok(())
     }
@@ -601,7 +625,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         message: &mut ChatMessage,
     ) -> Result<(), ClientError> {
-        let r = self.store_message_once(message).await;
+        self.store_message_at(message, Position::Unchecked).await
+    }
+
+    /// [`Self::store_message`], saying whether the message's position was already checked in
+    /// this step.
+    async fn store_message_at(
+        &mut self,
+        message: &mut ChatMessage,
+        position: Position,
+    ) -> Result<(), ClientError> {
+        let r = self.store_message_once(message, position).await;
         // The store failed: what the step did on the way here (a receiving chain advanced, the
         // message marked as processed, an outbox entry taken out) must not be kept without
         // the message, which would be lost. The whole step is reverted, so the message comes
@@ -612,17 +646,44 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         r
     }
 
-    async fn store_message_once(&mut self, message: &mut ChatMessage) -> Result<(), ClientError> {
+    async fn store_message_once(
+        &mut self,
+        message: &mut ChatMessage,
+        position: Position,
+    ) -> Result<(), ClientError> {
         let group = message.group;
         let key = key2(group.as_bytes(), &message.seq.0.to_be_bytes());
-        if let Some(stored) = self.db.get::<ChatMessage>(T_MESSAGES, &key).await?
+        // Read once, for both questions below.
+        let stored = self.db.get::<ChatMessage>(T_MESSAGES, &key).await?;
+        if let Some(stored) = &stored
             && stored.id == message.id
             && stored.number != 0
         {
             message.number = stored.number;
             return Ok(());
         }
-        if let Some(reason) = self.seq_taken(group, message.seq, message.id).await {
+        // Checked already in this step (a received message's, before anything else was done
+        // with it): the record read here still shows nothing else there, and nothing else
+        // can have been written at that position meanwhile, so the rest is not read again.
+        let vouched = match position {
+            Position::Checked { seq, id } => {
+                debug_assert!(
+                    seq == message.seq && id == message.id,
+                    "a position check stands for the message it checked only"
+                );
+                seq == message.seq && id == message.id
+            }
+            Position::Unchecked => false,
+        };
+        let checked = vouched && stored.as_ref().is_none_or(|stored| stored.id == message.id);
+        let taken = match checked {
+            true => None,
+            false => {
+                self.position_taken(group, message.seq, message.id, stored.as_ref())
+                    .await
+            }
+        };
+        if let Some(reason) = taken {
             tracing::warn!(%group, seq = message.seq.0, "a message at another message's position refused");
             self.emit(Event::MessageRejected(Rejection {
                 group,
@@ -667,11 +728,30 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         id: MessageId,
     ) -> Option<String> {
         let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
-        let taken = match self.db.get::<ChatMessage>(T_MESSAGES, &key).await {
-            Ok(Some(stored)) => stored.id != id,
+        // A record that cannot be read counts as none, as everywhere a position is checked.
+        let stored = self
+            .db
+            .get::<ChatMessage>(T_MESSAGES, &key)
+            .await
+            .ok()
+            .flatten();
+        self.position_taken(group, seq, id, stored.as_ref()).await
+    }
+
+    /// [`Self::seq_taken`] with the message record stored at `seq` already read (`stored`).
+    async fn position_taken(
+        &self,
+        group: GroupId,
+        seq: Seq,
+        id: MessageId,
+        stored: Option<&ChatMessage>,
+    ) -> Option<String> {
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        let taken = match stored {
+            Some(stored) => stored.id != id,
             // Numbered once, and gone since.
-            _ => {
-                self.number_of_seq(group, seq).await.is_some()
+            None => {
+                self.removed_at(&key).await.is_some()
                     || self
                         .db
                         .get::<StoredMessage>(T_PARKED, &key)
@@ -747,12 +827,16 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let number = match self.db.get::<ChatMessage>(T_MESSAGES, &key).await? {
             Some(stored) => (stored.id == id).then_some(stored.number),
             // Deleted or expired since (its number stays), or never shown.
-            None => self.number_of_seq(group, seq).await,
+            None => self.number_of_removed(&key).await,
         };
         Ok(Some(crate::MessagePlace { seq, number }))
     }
 
-    /// Records that message `seq` of `group` is number `number`, both ways.
+    /// Records that number `number` of `group` names message `seq`. The other way round (seq →
+    /// number) is the message's own record ([`ChatMessage::number`]) while it is stored, and
+    /// [`T_SEQ_NUMBER`] once it is gone ([`Self::remove_message`]): one store key less for
+    /// every message received. Stores written before kept [`T_SEQ_NUMBER`] for every message,
+    /// which reads the same.
     pub(crate) fn store_number(
         &mut self,
         group: GroupId,
@@ -764,21 +848,49 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             &key2(group.as_bytes(), &number.to_be_bytes()),
             &seq,
         )?;
-        self.db.put(
-            T_SEQ_NUMBER,
-            &key2(group.as_bytes(), &seq.0.to_be_bytes()),
-            &number,
-        )?;
         Ok(())
     }
 
-    /// The number message `seq` of `group` had or has, if it was shown here.
+    /// Removes the message stored at `key` (deleted for everyone, or past retention) and its
+    /// report evidence, keeping its number (`number`, as read from its record;
+    /// [`NUMBER_UNKNOWN`] for a record that held a message whose number could not be read,
+    /// `None` when nothing was stored there): a number never names another message, a
+    /// position stays taken (§11.2), and a deletion notice can still name it.
+    pub(crate) fn remove_message(&mut self, key: &[u8], number: Option<u64>) {
+        if let Some(number) = number
+            && let Err(e) = self.db.put(T_SEQ_NUMBER, key, &number)
+        {
+            // Only a value that cannot be serialised fails here; the step is then not kept.
+            self.db.fail_step(e);
+        }
+        self.db.remove(T_MESSAGES, key);
+        self.db.remove(T_EVIDENCE, key);
+    }
+
+    /// The number message `seq` of `group` has or had, if it was shown here: its record's
+    /// while it is stored, else the one kept when it was removed.
     pub(crate) async fn number_of_seq(&self, group: GroupId, seq: Seq) -> Option<u64> {
-        self.db
-            .get(T_SEQ_NUMBER, &key2(group.as_bytes(), &seq.0.to_be_bytes()))
+        let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
+        match self.db.get::<ChatMessage>(T_MESSAGES, &key).await {
+            Ok(Some(stored)) if stored.number != 0 => Some(stored.number),
+            _ => self.number_of_removed(&key).await,
+        }
+    }
+
+    /// The number the message at `key` (group and seq, as in [`T_MESSAGES`]) had when it was
+    /// removed ([`Self::remove_message`]); in a store written before, any numbered message's.
+    /// `None` too for a message removed whose number could not be read ([`NUMBER_UNKNOWN`]):
+    /// its position is taken all the same ([`Self::removed_at`]).
+    async fn number_of_removed(&self, key: &[u8]) -> Option<u64> {
+        self.removed_at(key)
             .await
-            .ok()
-            .flatten()
+            .filter(|number| *number != NUMBER_UNKNOWN)
+    }
+
+    /// What [`T_SEQ_NUMBER`] holds at `key`: `Some` (a number, or [`NUMBER_UNKNOWN`]) when a
+    /// message was removed from that position, which therefore stays taken.
+    async fn removed_at(&self, key: &[u8]) -> Option<u64> {
+        self.db.get(T_SEQ_NUMBER, key).await.ok().flatten()
     }
 
     /// Numbers the messages a store made before numbers existed held ([`ChatMessage::number`]),

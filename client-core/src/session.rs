@@ -209,11 +209,40 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         make: impl FnOnce(RequestId) -> ClientFrame,
     ) -> Result<ServerFrame, ClientError> {
+        self.request_committing(make, false).await
+    }
+
+    /// [`Self::request`] for a request that implies nothing stored — a read, such as a sync
+    /// page's: it is sent first, and the step so far committed while the server prepares
+    /// the reply, rather than before. The step is still committed, whole, before the reply is
+    /// handled and before anything else is sent; a crash before then loses the step as it
+    /// would have lost it before the request (the server was only asked to read).
+    ///
+    /// An error reply is `Err`, as with [`Self::request_ok`].
+    pub(crate) async fn request_ok_ahead_of_commit(
+        &mut self,
+        make: impl FnOnce(RequestId) -> ClientFrame,
+    ) -> Result<ServerFrame, ClientError> {
+        refusal_as_err(self.request_committing(make, true).await?)
+    }
+
+    /// [`Self::request`], the step so far committed before the request is sent, or (`after`)
+    /// right after.
+    async fn request_committing(
+        &mut self,
+        make: impl FnOnce(RequestId) -> ClientFrame,
+        after: bool,
+    ) -> Result<ServerFrame, ClientError> {
         self.next_id += 1;
         let id = RequestId(self.next_id);
         let frame = make(id);
         let waiting_for = frame.type_name();
-        self.send_frame(&frame).await?;
+        if after {
+            self.send_uncommitted(&frame).await?;
+            self.commit().await?;
+        } else {
+            self.send_frame(&frame).await?;
+        }
         // By the host's wall clock: the core has no monotonic clock of its own.
         let deadline = self.host.now().0.saturating_add(millis(REQUEST_TIMEOUT));
         loop {
@@ -254,19 +283,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         make: impl FnOnce(RequestId) -> ClientFrame,
     ) -> Result<ServerFrame, ClientError> {
-        match self.request(make).await? {
-            ServerFrame::Error {
-                code,
-                message,
-                retry_after_ms,
-                ..
-            } => Err(ClientError::Server {
-                code,
-                message,
-                retry_after_ms,
-            }),
-            reply => Ok(reply),
-        }
+        refusal_as_err(self.request(make).await?)
     }
 
     /// Acknowledges processed inbox items (after the store is flushed, so nothing acknowledged
@@ -300,6 +317,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// outbox before it is posted, a received item before it is acknowledged).
     pub(crate) async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         self.commit().await?;
+        self.send_uncommitted(frame).await
+    }
+
+    /// Sends one frame as it is, whatever the step so far holds: only for a frame that
+    /// implies nothing stored ([`Self::request_ok_ahead_of_commit`]).
+    async fn send_uncommitted(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(ClientError::Transport(crate::TransportError::Closed(None)));
         };
@@ -312,6 +335,23 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return Err(e.into());
         }
         Ok(())
+    }
+}
+
+/// A server's error reply as [`ClientError::Server`]; any other reply as it is.
+fn refusal_as_err(reply: ServerFrame) -> Result<ServerFrame, ClientError> {
+    match reply {
+        ServerFrame::Error {
+            code,
+            message,
+            retry_after_ms,
+            ..
+        } => Err(ClientError::Server {
+            code,
+            message,
+            retry_after_ms,
+        }),
+        reply => Ok(reply),
     }
 }
 

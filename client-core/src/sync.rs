@@ -168,7 +168,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         refusals.next().map_or(Ok(()), Err)
     }
 
-    /// Asks the server for one sync page of `group` after the given op and message seqs.
+    /// Asks the server for one sync page of `group` after the given op and message seqs. The
+    /// request goes out before the step so far (the page before, with its cursor) is
+    /// committed, so that storing that page and serving this one overlap; the page before is
+    /// stored, whole, before this one is handled.
     async fn request_page(
         &mut self,
         group: GroupId,
@@ -177,7 +180,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         invite: Option<frames::InviteProof>,
     ) -> Result<SyncPage, ClientError> {
         let reply = self
-            .request_ok(|id| ClientFrame::Sync {
+            .request_ok_ahead_of_commit(|id| ClientFrame::Sync {
                 id,
                 group,
                 after_op_seq,

@@ -8,6 +8,10 @@
 //! is then started again over what the store kept, and resyncs. Whatever step failed, Bob's
 //! message must end up stored and shown exactly once, and never shown before it was stored.
 //!
+//! A backlog of several sync pages, each page stored while the next is fetched, is put through
+//! the same failures: whichever page's store write fails, every message is shown once, and
+//! only once stored.
+//!
 //! The same run over a store that writes each batch one value at a time (as the client did
 //! before the commit rule) must break that somewhere: that shows the test can fail.
 //!
@@ -104,4 +108,133 @@ fn the_crash_test_catches_a_store_that_writes_a_step_one_value_at_a_time() {
         broken > 0,
         "no failure among {delivery} single writes lost or repeated the message"
     );
+}
+
+/// Texts of a backlog of three sync pages (the server's page limit set to [`PAGE`]).
+const PAGE: u32 = 20;
+
+/// Alice's device over a store with `faults`, in a group where Bob wrote `3 * PAGE` messages
+/// while she was away; she syncs (the store may fail there), then starts again and syncs again.
+/// Returns the store's steps before the first sync, the steps that sync took, the seqs the
+/// application was shown over both runs (in order) and those shown while the store did not
+/// hold them, and the device's frames of the first sync, each with the store as it was.
+#[allow(clippy::type_complexity)]
+fn catch_up(
+    faults: Faults,
+) -> (
+    u64,
+    u64,
+    Vec<u64>,
+    Vec<u64>,
+    Vec<(
+        confide_protocol::frames::ClientFrame,
+        confide_client_core::memory::Snapshot,
+    )>,
+) {
+    let (store, probe) = MemoryStore::with_faults(faults);
+    let mut device = Device::create(store, Shared::default());
+    let mut bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    device.server.lock().unwrap().page_limit = Some(PAGE);
+    for i in 0..3 * PAGE {
+        device.member_writes(
+            group,
+            &mut bob,
+            &mut chain,
+            &format!("while you were away {i}"),
+        );
+    }
+    device.clear();
+    let before = probe.steps();
+    let _ = device.sync();
+    let steps = probe.steps() - before;
+    let sent = device.server.lock().unwrap().sent.clone();
+    let mut shown = Vec::new();
+    let mut unstored = Vec::new();
+    let mut look = |device: &Device| {
+        for (event, snapshot) in device.events.lock().unwrap().iter() {
+            if let Event::Message(m) = event {
+                if snapshot.get("messages", &at_seq(group, m.seq.0)).is_none() {
+                    unstored.push(m.seq.0);
+                }
+                shown.push(m.seq.0);
+            }
+        }
+    };
+    look(&device);
+    device.clear();
+    let mut again = device.restart(5);
+    block_on(again.core.connect()).unwrap();
+    again.drive();
+    look(&again);
+    (before, steps, shown, unstored, sent)
+}
+
+/// A backlog's next sync page is asked for before the page before it is stored, so that the
+/// server reads while this device writes; yet every message is stored before it is shown, and
+/// a page whose store write fails — its successor already asked for — is fetched again whole
+/// after a restart: nothing is lost, and nothing shown twice.
+#[test]
+fn a_sync_page_stored_while_the_next_is_fetched_neither_loses_nor_repeats_a_message() {
+    let all: Vec<u64> = (1..=u64::from(3 * PAGE)).collect();
+    let (before, steps, shown, unstored, sent) = catch_up(Faults::new());
+    assert_eq!(shown, all);
+    assert!(unstored.is_empty(), "shown before stored: {unstored:?}");
+    // The second page was asked for after the first page's last message, before the store
+    // held it.
+    let (_, when) = sent
+        .iter()
+        .find(|(frame, _)| {
+            matches!(frame, confide_protocol::frames::ClientFrame::Sync { after_seq, .. }
+                if after_seq.0 >= u64::from(PAGE))
+        })
+        .expect("a second page was asked for");
+    assert!(when.get("messages", &at_seq_of(&sent, PAGE)).is_none());
+    // But a page is stored whole before the reply after it is handled: when page k + 2 is
+    // asked for (its request goes out as page k + 1 is handled), the store holds page k.
+    let mut checked = 0;
+    for (frame, when) in &sent {
+        if let confide_protocol::frames::ClientFrame::Sync { after_seq, .. } = frame
+            && let Some(stored_up_to) = after_seq.0.checked_sub(u64::from(PAGE))
+        {
+            for seq in 1..=stored_up_to {
+                let seq = u32::try_from(seq).unwrap();
+                assert!(
+                    when.get("messages", &at_seq_of(&sent, seq)).is_some(),
+                    "message {seq} not stored when the page after {} was asked for",
+                    after_seq.0
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= PAGE, "a third page was asked for");
+    for step in before + 1..=before + steps {
+        let (_, _, shown, unstored, _) = catch_up(Faults::new().fail_at(step));
+        assert_eq!(shown, all, "store failing at step {step}");
+        assert!(
+            unstored.is_empty(),
+            "store failing at step {step}: {unstored:?}"
+        );
+    }
+}
+
+/// The `messages` key of message `seq` in the group the sync frames in `sent` name.
+fn at_seq_of(
+    sent: &[(
+        confide_protocol::frames::ClientFrame,
+        confide_client_core::memory::Snapshot,
+    )],
+    seq: u32,
+) -> Vec<u8> {
+    let group = sent
+        .iter()
+        .find_map(|(frame, _)| match frame {
+            confide_protocol::frames::ClientFrame::Sync { group, .. } => Some(*group),
+            _ => None,
+        })
+        .expect("a sync frame");
+    at_seq(group, u64::from(seq))
 }

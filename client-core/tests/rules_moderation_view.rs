@@ -5,11 +5,14 @@
 
 mod support;
 
-use confide_client_core::Event;
+use confide_client_core::store::{Batch, ClientStore as _};
+use confide_client_core::{Event, NoticeKind};
 use confide_protocol::GroupId;
 use confide_protocol::frames::{ClientFrame, ErrorCode};
 use confide_protocol::group_log::OpBody;
+use pollster::block_on;
 use support::{Device, Member, alice_and_bob, refuse};
+use zeroize::Zeroizing;
 
 fn refuse_sync(device: &Device, group: GroupId, code: ErrorCode) {
     device.answer(Some(refuse(
@@ -67,6 +70,123 @@ fn messages_are_numbered_by_this_device_and_numbers_are_never_reused() {
         }
     }
     assert_eq!(numbers, [(1, 1), (3, 2), (4, 3)]);
+}
+
+// §11.11: a deleted message keeps its number: the deletion notice names it, the number still
+// leads to its position, and the message's place says it. While the message is stored its
+// number is in its own record; only its removal writes it apart (`seq_number`), so receiving a
+// message writes one store key less.
+#[test]
+fn a_deleted_message_keeps_its_number_which_is_kept_apart_only_once_it_is_removed() {
+    let (mut device, group, mut bob, mut chain) = alice_and_bob();
+    let first = device.member_writes(group, &mut bob, &mut chain, "one");
+    let second = device.member_writes(group, &mut bob, &mut chain, "two");
+    device.push([support::live(group, &first), support::live(group, &second)]);
+    let id = second.envelope.message_id();
+    let at = support::at_seq(group, second.seq.0);
+    assert!(device.store.snapshot().get("messages", &at).is_some());
+    assert!(
+        device.store.snapshot().get("seq_number", &at).is_none(),
+        "a stored message's number is in its record only"
+    );
+    device.append(group, OpBody::DeleteMessages { messages: vec![id] });
+    assert!(device.store.snapshot().get("messages", &at).is_none());
+    assert!(device.store.snapshot().get("seq_number", &at).is_some());
+    let place = block_on(device.core.message_place(group, id))
+        .unwrap()
+        .unwrap();
+    assert_eq!((place.seq, place.number), (second.seq, Some(2)));
+    assert_eq!(
+        block_on(device.core.seq_of_number(group, 2)).unwrap(),
+        Some(second.seq)
+    );
+    let deleted: Vec<Option<u64>> = block_on(device.core.notices(group))
+        .unwrap()
+        .into_iter()
+        .filter_map(|n| match n.kind {
+            NoticeKind::MessageDeleted { number } => Some(number),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, [Some(2)]);
+    // Numbers go on after the deleted one's.
+    let third = device.member_writes(group, &mut bob, &mut chain, "three");
+    device.push_message(group, &third);
+    let place = block_on(
+        device
+            .core
+            .message_place(group, third.envelope.message_id()),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(place.number, Some(3));
+}
+
+// §11.11 in a store written before numbers were kept in the message's record only: there every
+// numbered message had its `seq_number` entry, and one deleted then kept it without its record.
+// Opened by this version, the deleted message's number and its notice are as they were.
+#[test]
+fn a_store_written_before_keeps_the_numbers_of_messages_it_deleted() {
+    let (mut device, group, mut bob, mut chain) = alice_and_bob();
+    let first = device.member_writes(group, &mut bob, &mut chain, "one");
+    let second = device.member_writes(group, &mut bob, &mut chain, "two");
+    device.push([support::live(group, &first), support::live(group, &second)]);
+    // As the earlier version left the store: both numbers written apart, and the second
+    // message deleted (its record and evidence gone, its number kept).
+    let mut old = Batch::new();
+    for (m, number) in [(&first, 1u64), (&second, 2)] {
+        let at = support::at_seq(group, m.seq.0);
+        old.put(
+            "seq_number",
+            &at,
+            Zeroizing::new(serde_json::to_vec(&number).unwrap()),
+        );
+    }
+    let at = support::at_seq(group, second.seq.0);
+    old.remove("messages", &at);
+    old.remove("evidence", &at);
+    block_on(device.store.commit(old)).unwrap();
+    let mut device = device.restart(5);
+    block_on(device.core.connect()).unwrap();
+    let id = second.envelope.message_id();
+    let place = block_on(device.core.message_place(group, id))
+        .unwrap()
+        .unwrap();
+    assert_eq!((place.seq, place.number), (second.seq, Some(2)));
+    let place = block_on(
+        device
+            .core
+            .message_place(group, first.envelope.message_id()),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(place.number, Some(1));
+    // Deleting the first now keeps its number too, and a new message takes the next one.
+    device.append(
+        group,
+        OpBody::DeleteMessages {
+            messages: vec![first.envelope.message_id()],
+        },
+    );
+    let place = block_on(
+        device
+            .core
+            .message_place(group, first.envelope.message_id()),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(place.number, Some(1));
+    let third = device.member_writes(group, &mut bob, &mut chain, "three");
+    device.push_message(group, &third);
+    assert_eq!(device.history(group), ["three"]);
+    let place = block_on(
+        device
+            .core
+            .message_place(group, third.envelope.message_id()),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(place.number, Some(3));
 }
 
 // §11.11: a device no longer in a group is refused locally, saying so, before anything is sent.

@@ -1,0 +1,909 @@
+//! Server-side TLS that holds no buffer while a connection is idle.
+//!
+//! Why: issue 20 asks for at most 12 KiB of server memory per idle authenticated connection.
+//! With rustls's buffered API (`ServerConnection`, behind `tokio_rustls::TlsAcceptor`) every
+//! connection keeps a 4 KiB record buffer for its whole life (`DeframerVecBuffer` always keeps
+//! room for the next read, and rustls offers no setting for it) — a third of the budget. This
+//! module drives rustls's unbuffered API ([`UnbufferedServerConnection`]) instead, and owns the
+//! buffers itself, so it can let them go.
+//!
+//! What [`TlsStream`] guarantees:
+//! - **Memory.** Its three buffers — ciphertext read but not yet processed, ciphertext not yet
+//!   sent, plaintext not yet read by the caller — hold no allocation when they hold no bytes, and
+//!   each is given up at the end of the call that empties it. An idle connection therefore holds
+//!   none ([`TlsStream::buffer_capacity`] says what it holds). Only a partial record a peer has
+//!   begun and not finished is kept, shrunk to its size while the connection waits.
+//! - **Bounds.** Ciphertext read is at most [`MAX_INCOMING_HANDSHAKE`] during the handshake and
+//!   [`MAX_INCOMING_TRAFFIC`] (one record of the largest size) after it; a peer that announces
+//!   more gets an error, never a larger buffer. Plaintext waiting for the caller comes only from
+//!   that ciphertext, so it is bounded by it. Writes accept new plaintext only while less than
+//!   [`OUTGOING_HIGH_WATER`] bytes of ciphertext wait to be sent, and otherwise wait for the
+//!   socket (back-pressure, as with tokio-rustls), so a peer that never reads cannot make the
+//!   server buffer without bound.
+//! - **Protocol.** rustls does all of TLS; this module only moves bytes and never reorders them:
+//!   everything rustls encodes (handshake flights, session tickets, key updates, alerts) goes
+//!   out in the order it was produced, before any application data encrypted after it. A
+//!   `close_notify` from the peer is end of file for the reader; the socket closing without one
+//!   is an [`io::ErrorKind::UnexpectedEof`] error, as with tokio-rustls. Bad input is an
+//!   [`io::ErrorKind::InvalidData`] error (after a last attempt to send rustls's alert); the
+//!   stream then fails every later call with it. Nothing here panics on any input.
+//!
+//! One [`TlsStream`] serves a reader and a writer (the websocket's two halves) through one
+//! lock. A read may send what rustls queued (a key update's answer); a write never reads the
+//! socket, and so never leaves plaintext for a reader sleeping on the socket: a read waits on
+//! the socket only after rustls has processed every complete record it holds.
+
+use rustls::ServerConfig;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+};
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The largest TLS record on the wire: a 5-byte header and up to 2^14 + 2048 bytes of
+/// protected payload. That is the bound rustls enforces on every record it receives (its
+/// `MAX_WIRE_SIZE`: TLS 1.2's limit, which covers TLS 1.3's 2^14 + 256); a longer header is
+/// refused by rustls before the record arrives.
+pub const MAX_RECORD_WIRE: usize = 5 + 16_384 + 2_048;
+
+/// The largest handshake message rustls accepts (its `MAX_HANDSHAKE_SIZE`); it refuses a
+/// message that announces more.
+const MAX_HANDSHAKE_MESSAGE: usize = 0xffff;
+
+/// The most ciphertext held while the handshake runs: rustls reassembles a handshake message
+/// split over several records in place, so the records of the largest message it accepts stay
+/// in the buffer until the message is whole, and the next record may have begun behind them.
+/// (Before the handshake is done the pre-authentication budget, [`crate::preauth`], limits a
+/// connection to fewer bytes than this anyway.)
+pub const MAX_INCOMING_HANDSHAKE: usize = MAX_HANDSHAKE_MESSAGE + 2 * MAX_RECORD_WIRE;
+
+/// The most ciphertext held after the handshake: one record of the largest size. Every complete
+/// record is processed before the socket is read again, so what remains is at most the start of
+/// one record (or the fragments of a post-handshake message, a few bytes in TLS 1.3).
+pub const MAX_INCOMING_TRAFFIC: usize = MAX_RECORD_WIRE;
+
+/// How much one read from the socket asks for at most: one record of the largest size, so that
+/// a whole record (or many small ones) arrives in one system call.
+const READ_CHUNK: usize = MAX_RECORD_WIRE;
+
+/// The most plaintext one write encrypts: one record's payload (2^14 bytes, the TLS limit), so
+/// that one write adds at most one record to the queue.
+const MAX_PLAINTEXT_PER_WRITE: usize = 16_384;
+
+/// A write accepts new plaintext only while less ciphertext than this waits to be sent; past
+/// it, the write waits until the socket has taken all of it. What waits is therefore below
+/// this plus one write's record (and whatever rustls queued before it, such as a key update).
+pub const OUTGOING_HIGH_WATER: usize = MAX_RECORD_WIRE;
+
+/// A server-side TLS stream over `S` (the TCP stream), made by [`accept`].
+pub struct TlsStream<S> {
+    /// The socket.
+    io: S,
+    /// rustls's connection state: keys, handshake state, what it queued to send.
+    conn: UnbufferedServerConnection,
+    /// Ciphertext read from the socket; `incoming[..used]` is not yet processed by rustls (the
+    /// rest is room for the next read). Empty (no allocation) whenever `used` is 0.
+    incoming: Vec<u8>,
+    /// How much of `incoming` holds data.
+    used: usize,
+    /// Ciphertext to send; `outgoing[sent..]` has not been written to the socket yet. Empty
+    /// (no allocation) once all of it has been.
+    outgoing: Vec<u8>,
+    /// How much of `outgoing` the socket has taken.
+    sent: usize,
+    /// Decrypted application data the caller has not read yet; `plaintext[taken..]` is left.
+    /// Empty (no allocation) once read.
+    plaintext: Vec<u8>,
+    /// How much of `plaintext` the caller has read.
+    taken: usize,
+    /// The peer sent `close_notify`: after the plaintext left, reads are at end of file.
+    peer_closed: bool,
+    /// We queued our `close_notify` (`poll_shutdown`): no more writes.
+    write_closed: bool,
+    /// The error that ended the connection; every later call returns it again.
+    failed: Option<rustls::Error>,
+}
+
+/// What a call into rustls is for, when it finds the connection able to send application data.
+enum Intent<'a> {
+    /// Only process what arrived and collect what rustls wants sent.
+    Nothing,
+    /// Encrypt this plaintext (at most [`MAX_PLAINTEXT_PER_WRITE`] bytes).
+    Encrypt(&'a [u8]),
+    /// Queue our `close_notify`.
+    CloseNotify,
+}
+
+/// What one call into rustls came to.
+enum Step {
+    /// Something was done (a record processed, bytes encoded); ask again.
+    Progress,
+    /// Plaintext was added to `plaintext`.
+    Plaintext,
+    /// Nothing more can be done without more input; application data may be sent.
+    Idle,
+    /// Nothing more can be done without more input; the handshake is not done.
+    Blocked,
+    /// The intent was carried out: this much plaintext was encrypted.
+    Wrote(usize),
+    /// Both sides have sent `close_notify`: nothing more will happen.
+    Closed,
+}
+
+/// Performs the server side of a TLS handshake on `io` with `config`, and returns the stream
+/// once the handshake is complete and everything rustls wrote for it has been sent.
+///
+/// The caller bounds how long this may take (the authentication deadline) and how much it may
+/// read (the pre-authentication budget wrapped around `io`).
+pub async fn accept<S>(config: Arc<ServerConfig>, io: S) -> io::Result<TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = UnbufferedServerConnection::new(config).map_err(invalid_data)?;
+    let mut stream = TlsStream {
+        io,
+        conn,
+        incoming: Vec::new(),
+        used: 0,
+        outgoing: Vec::new(),
+        sent: 0,
+        plaintext: Vec::new(),
+        taken: 0,
+        peer_closed: false,
+        write_closed: false,
+        failed: None,
+    };
+    poll_fn(|cx| {
+        let result = stream.poll_handshake(cx);
+        stream.finish(cx, result)
+    })
+    .await?;
+    Ok(stream)
+}
+
+fn invalid_data(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// An error of this module's own (not rustls's verdict on the input), as the error the stream
+/// fails with.
+fn local(why: impl std::fmt::Display) -> (rustls::Error, bool) {
+    (rustls::Error::General(why.to_string()), false)
+}
+
+/// The room an encryption needs, read from the error rustls gives for a buffer that is too
+/// small.
+fn encrypt_required_size(e: &EncryptError) -> Option<usize> {
+    match e {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(*required_size)
+        }
+        _ => None,
+    }
+}
+
+/// Lets `write` put its output at the end of `out`: asks it once with no room to learn how much
+/// it needs (rustls writes nothing then), makes that room, and asks again.
+fn append<E>(
+    out: &mut Vec<u8>,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    needs: impl Fn(&E) -> Option<usize>,
+) -> Result<(), E> {
+    let needed = match write(&mut []) {
+        Ok(_) => return Ok(()),
+        Err(e) => needs(&e).ok_or(e)?,
+    };
+    let start = out.len();
+    out.resize(start.saturating_add(needed), 0);
+    let result = match out.get_mut(start..) {
+        Some(room) => write(room),
+        None => Ok(0),
+    };
+    let written = result.as_ref().map_or(0, |n| *n);
+    out.truncate(start.saturating_add(written));
+    result.map(drop)
+}
+
+/// The room an encode needs, read from the error rustls gives for a buffer that is too small.
+fn encode_required_size(e: &EncodeError) -> Option<usize> {
+    match e {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(*required_size)
+        }
+        EncodeError::AlreadyEncoded => None,
+    }
+}
+
+impl<S> TlsStream<S> {
+    /// The bytes of buffer this stream holds outside rustls (capacity of its incoming,
+    /// outgoing and plaintext buffers): zero while the connection is idle.
+    pub fn buffer_capacity(&self) -> usize {
+        self.incoming.capacity() + self.outgoing.capacity() + self.plaintext.capacity()
+    }
+
+    /// The most unprocessed ciphertext held now.
+    fn incoming_limit(&self) -> usize {
+        if self.conn.is_handshaking() {
+            MAX_INCOMING_HANDSHAKE
+        } else {
+            MAX_INCOMING_TRAFFIC
+        }
+    }
+
+    /// The error this stream failed with, if it did.
+    fn check_failed(&self) -> io::Result<()> {
+        match &self.failed {
+            Some(e) => Err(invalid_data(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Asks rustls for its next state once, with the ciphertext held, and acts on it.
+    fn step(&mut self, intent: Intent<'_>) -> io::Result<Step> {
+        self.check_failed()?;
+        let used = self.used;
+        // `used <= incoming.len()` always holds; an empty slice would only stall, not panic.
+        let incoming = self.incoming.get_mut(..used).unwrap_or_default();
+        let UnbufferedStatus { mut discard, state } = self.conn.process_tls_records(incoming);
+        // The error, and whether rustls raised it on the input (and so may have queued an alert).
+        let outcome: Result<Step, (rustls::Error, bool)> = match state {
+            Err(e) => Err((e, true)),
+            Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                let mut outcome = Ok(Step::Plaintext);
+                while let Some(record) = traffic.next_record() {
+                    match record {
+                        Ok(record) => {
+                            discard = discard.saturating_add(record.discard);
+                            self.plaintext.extend_from_slice(record.payload);
+                        }
+                        Err(e) => {
+                            outcome = Err((e, false));
+                            break;
+                        }
+                    }
+                }
+                outcome
+            }
+            Ok(ConnectionState::EncodeTlsData(mut encode)) => append(
+                &mut self.outgoing,
+                |buf| encode.encode(buf),
+                encode_required_size,
+            )
+            .map(|()| Step::Progress)
+            .map_err(local),
+            // What rustls encoded is in `outgoing` already, in order, and is sent before
+            // anything queued later: rustls needs to know no more.
+            Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                transmit.done();
+                Ok(Step::Progress)
+            }
+            Ok(ConnectionState::BlockedHandshake) => Ok(Step::Blocked),
+            Ok(ConnectionState::PeerClosed) => {
+                self.peer_closed = true;
+                Ok(Step::Progress)
+            }
+            Ok(ConnectionState::Closed) => {
+                self.peer_closed = true;
+                Ok(Step::Closed)
+            }
+            Ok(ConnectionState::WriteTraffic(mut traffic)) => match intent {
+                Intent::Nothing => Ok(Step::Idle),
+                Intent::Encrypt(data) => append(
+                    &mut self.outgoing,
+                    |buf| traffic.encrypt(data, buf),
+                    encrypt_required_size,
+                )
+                .map(|()| Step::Wrote(data.len()))
+                .map_err(local),
+                Intent::CloseNotify => append(
+                    &mut self.outgoing,
+                    |buf| traffic.queue_close_notify(buf),
+                    encrypt_required_size,
+                )
+                .map(|()| Step::Wrote(0))
+                .map_err(local),
+            },
+            // Early data is off in our configuration (`max_early_data_size` 0), so rustls never
+            // offers it; if it ever did, it would be replayable, and is refused.
+            Ok(ConnectionState::ReadEarlyData(_)) => Err(local("early data is not accepted")),
+            Ok(other) => Err(local(format!("unexpected TLS state {other:?}"))),
+        };
+        self.discard(discard);
+        outcome.map_err(|(e, from_rustls)| self.fail(e, from_rustls))
+    }
+
+    /// Drops the first `n` bytes of the unprocessed ciphertext, as rustls asked.
+    fn discard(&mut self, n: usize) {
+        let n = n.min(self.used);
+        if n > 0 && self.used <= self.incoming.len() {
+            self.incoming.copy_within(n..self.used, 0);
+        }
+        self.used -= n;
+    }
+
+    /// Records the error that ends the connection. If rustls reported it, the alert rustls
+    /// queued to tell the peer is collected to be sent; rustls hands it out as the very next
+    /// state, before it would look at the input again. (It is asked only once: asked again, it
+    /// would process the offending input again and raise a second alert.)
+    fn fail(&mut self, e: rustls::Error, from_rustls: bool) -> io::Error {
+        self.failed = Some(e.clone());
+        if from_rustls {
+            let used = self.used;
+            let incoming = self.incoming.get_mut(..used).unwrap_or_default();
+            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(incoming);
+            if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
+                // Best effort: the error is what matters, the alert is a courtesy.
+                let _ = append(
+                    &mut self.outgoing,
+                    |buf| encode.encode(buf),
+                    encode_required_size,
+                );
+            }
+            self.discard(discard);
+        }
+        invalid_data(e)
+    }
+
+    /// Gives up buffers that hold nothing, and shrinks a partial record's buffer to its size:
+    /// called whenever a call returns, so that nothing is held for an idle connection.
+    fn settle(&mut self, waiting: bool) {
+        if self.used == 0 {
+            self.incoming = Vec::new();
+        } else if waiting {
+            self.incoming.truncate(self.used);
+            self.incoming.shrink_to_fit();
+        }
+        if self.sent >= self.outgoing.len() {
+            self.outgoing = Vec::new();
+            self.sent = 0;
+        }
+        if self.taken >= self.plaintext.len() {
+            self.plaintext = Vec::new();
+            self.taken = 0;
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
+    /// Writes queued ciphertext to the socket until none is left (`Ready(Ok)`) or the socket is
+    /// full (`Pending`, woken when it has room).
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(pending) = self.outgoing.get(self.sent..).filter(|p| !p.is_empty()) {
+            match ready!(Pin::new(&mut self.io).poll_write(cx, pending)) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.sent = self.sent.saturating_add(n),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.outgoing = Vec::new();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads more ciphertext from the socket, within the limit: `Ready(Ok(0))` is the socket's
+    /// end of file.
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let room = self.incoming_limit().saturating_sub(self.used);
+        if room == 0 {
+            // rustls refuses longer records and handshake messages itself; reaching the limit
+            // means a peer splitting one message into many tiny records.
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TLS input exceeds the buffer limit",
+            )));
+        }
+        let end = self.used.saturating_add(room.min(READ_CHUNK));
+        if self.incoming.len() < end {
+            self.incoming.resize(end, 0);
+        }
+        let Some(free) = self.incoming.get_mut(self.used..end) else {
+            return Poll::Ready(Err(io::Error::other("TLS buffer out of step")));
+        };
+        let mut buf = ReadBuf::new(free);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        let n = buf.filled().len();
+        self.used = self.used.saturating_add(n);
+        Poll::Ready(Ok(n))
+    }
+
+    /// Ends every poll: after a TLS error, one last attempt to send rustls's alert (its
+    /// outcome does not matter: the error is what the caller gets); then buffers are settled.
+    fn finish<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if self.failed.is_some() && matches!(result, Poll::Ready(Err(_))) {
+            let _ = self.poll_send(cx);
+        }
+        self.settle(result.is_pending());
+        result
+    }
+
+    /// Drives the handshake until it is complete and its last flight has been sent.
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match self.step(Intent::Nothing)? {
+                Step::Progress | Step::Plaintext | Step::Wrote(_) => {}
+                Step::Closed => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "TLS connection closed during the handshake",
+                    )));
+                }
+                Step::Idle if !self.conn.is_handshaking() => {
+                    ready!(self.poll_send(cx))?;
+                    return Poll::Ready(Ok(()));
+                }
+                Step::Idle | Step::Blocked => {
+                    if self.peer_closed {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "TLS connection closed during the handshake",
+                        )));
+                    }
+                    // Our flight must be on its way before we wait for the answer to it.
+                    if let Poll::Ready(Err(e)) = self.poll_send(cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                    if ready!(self.poll_receive(cx))? == 0 {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "tls handshake eof",
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`AsyncRead::poll_read`], before buffers are settled.
+    fn read_plaintext(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut delivered = false;
+        loop {
+            if let Some(left) = self.plaintext.get(self.taken..).filter(|l| !l.is_empty()) {
+                let n = left.len().min(buf.remaining());
+                buf.put_slice(left.get(..n).unwrap_or_default());
+                self.taken = self.taken.saturating_add(n);
+                delivered |= n > 0;
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if self.peer_closed {
+                // End of file: everything the peer sent before close_notify has been read.
+                return Poll::Ready(Ok(()));
+            }
+            match self.step(Intent::Nothing)? {
+                Step::Progress | Step::Plaintext | Step::Wrote(_) => {}
+                Step::Closed => return Poll::Ready(Ok(())),
+                Step::Idle | Step::Blocked => {
+                    // Every complete record is processed. Send what rustls queued (a key
+                    // update's answer, a ticket); a full socket only delays it to the next write
+                    // or flush.
+                    if let Poll::Ready(Err(e)) = self.poll_send(cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                    if delivered {
+                        return Poll::Ready(Ok(()));
+                    }
+                    if ready!(self.poll_receive(cx))? == 0 {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "peer closed connection without sending TLS close_notify",
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`AsyncWrite::poll_write`], before buffers are settled.
+    fn write_plaintext(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.check_failed()?;
+        if self.write_closed {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "TLS stream shut down for writing",
+            )));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.outgoing.len().saturating_sub(self.sent) >= OUTGOING_HIGH_WATER {
+            ready!(self.poll_send(cx))?;
+        }
+        let data = data.get(..MAX_PLAINTEXT_PER_WRITE).unwrap_or(data);
+        let written = loop {
+            match self.step(Intent::Encrypt(data))? {
+                Step::Wrote(n) => break n,
+                Step::Progress | Step::Plaintext => {}
+                Step::Idle | Step::Blocked => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "TLS handshake not complete",
+                    )));
+                }
+                Step::Closed => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "TLS connection closed",
+                    )));
+                }
+            }
+        };
+        // Start sending now; what the socket cannot take yet waits for the next write or
+        // flush, and counts against the high-water mark.
+        if let Poll::Ready(Err(e)) = self.poll_send(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    /// [`AsyncWrite::poll_shutdown`], before buffers are settled.
+    fn close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.write_closed && self.failed.is_none() {
+            // Until our close_notify is queued (`Wrote`). A handshake not done has none to send
+            // (`Blocked`); `Closed` means ours went out already.
+            while let Step::Progress | Step::Plaintext = self.step(Intent::CloseNotify)? {}
+            self.write_closed = true;
+        }
+        ready!(self.poll_send(cx))?;
+        match ready!(Pin::new(&mut self.io).poll_shutdown(cx)) {
+            // Not being connected any more is what shutting down asks for.
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = this.read_plaintext(cx, buf);
+        this.finish(cx, result)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = this.write_plaintext(cx, data);
+        this.finish(cx, result)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = match this.poll_send(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.io).poll_flush(cx),
+            other => other,
+        };
+        this.finish(cx, result)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = this.close(cx);
+        this.finish(cx, result)
+    }
+}
+
+impl<S> std::fmt::Debug for TlsStream<S> {
+    /// Sizes and flags only: never key material or data.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("incoming", &self.used)
+            .field("outgoing", &self.outgoing.len().saturating_sub(self.sent))
+            .field(
+                "plaintext",
+                &self.plaintext.len().saturating_sub(self.taken),
+            )
+            .field("peer_closed", &self.peer_closed)
+            .field("write_closed", &self.write_closed)
+            .field("failed", &self.failed.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    type Client = tokio_rustls::client::TlsStream<TcpStream>;
+
+    /// A server and a client configuration that trusts it, both TLS 1.3 only, as in production.
+    fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = generated.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+        let server = crate::tls::TlsIdentity {
+            certs: vec![cert.clone()],
+            key,
+        }
+        .server_config()
+        .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        (server, Arc::new(client))
+    }
+
+    /// A TCP connection over loopback: (the server's end, the client's end).
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (accepted.unwrap().0, client.unwrap())
+    }
+
+    /// A completed handshake between [`accept`] and a tokio-rustls client over real sockets.
+    async fn connected() -> (TlsStream<TcpStream>, Client) {
+        let (server_config, client_config) = configs();
+        let (server_tcp, client_tcp) = tcp_pair().await;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            accept(server_config, server_tcp),
+            tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
+        );
+        (server.unwrap(), client.unwrap())
+    }
+
+    /// Polls `f` once.
+    async fn poll_once<T>(f: impl Future<Output = T>) -> Poll<T> {
+        let mut f = std::pin::pin!(f);
+        poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await
+    }
+
+    /// Bytes that show where they were cut: no two 251-byte windows alike.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_client_gets_back_what_it_sent() {
+        let (mut server, mut client) = connected().await;
+        client.write_all(b"hello over TLS").await.unwrap();
+        client.flush().await.unwrap();
+        let mut buf = [0u8; 14];
+        server.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello over TLS");
+        server.write_all(&buf).await.unwrap();
+        server.flush().await.unwrap();
+        let mut back = [0u8; 14];
+        client.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"hello over TLS");
+    }
+
+    #[tokio::test]
+    async fn a_message_of_many_records_arrives_whole_both_ways() {
+        let (mut server, mut client) = connected().await;
+        // 300 KiB: 19 full records each way, cut across reads wherever the socket cuts them.
+        let message = pattern(300 * 1024);
+        client.write_all(&message).await.unwrap();
+        client.flush().await.unwrap();
+        let mut got = vec![0u8; message.len()];
+        server.read_exact(&mut got).await.unwrap();
+        assert!(got == message, "the server read what the client sent");
+        server.write_all(&got).await.unwrap();
+        server.flush().await.unwrap();
+        let mut back = vec![0u8; message.len()];
+        client.read_exact(&mut back).await.unwrap();
+        assert!(back == message, "the client read what the server sent");
+    }
+
+    #[tokio::test]
+    async fn many_small_records_in_one_read_all_arrive_in_order() {
+        let (mut server, mut client) = connected().await;
+        // 200 records of 7 bytes, all sent before the server reads: one read takes many.
+        for i in 0..200u32 {
+            client.write_all(&[i as u8; 7]).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        let mut got = vec![0u8; 200 * 7];
+        server.read_exact(&mut got).await.unwrap();
+        for (i, record) in got.chunks(7).enumerate() {
+            assert_eq!(record, &[i as u8; 7], "record {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_client_closing_with_close_notify_is_end_of_file_for_the_server() {
+        let (mut server, mut client) = connected().await;
+        client.write_all(b"last words").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"last words");
+        // The server can still answer, then close in turn.
+        server.write_all(b"bye").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"bye");
+    }
+
+    #[tokio::test]
+    async fn the_server_shutting_down_sends_close_notify() {
+        let (mut server, mut client) = connected().await;
+        server.write_all(b"goodbye").await.unwrap();
+        server.shutdown().await.unwrap();
+        // tokio-rustls reports a close without close_notify as an error, not as end of file.
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"goodbye");
+        assert!(
+            server.write_all(b"more").await.is_err(),
+            "no writes after shutdown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_vanishing_without_close_notify_is_an_error_not_end_of_file() {
+        let (mut server, client) = connected().await;
+        let (mut tcp, _) = client.into_inner();
+        tcp.shutdown().await.unwrap();
+        let mut buf = [0u8; 16];
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    }
+
+    #[tokio::test]
+    async fn garbage_instead_of_a_client_hello_fails_the_handshake() {
+        let (server_config, _) = configs();
+        for garbage in [
+            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            // A handshake record announcing more than any record may hold.
+            vec![0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3],
+            pattern(5000),
+        ] {
+            let (server_tcp, mut client_tcp) = tcp_pair().await;
+            client_tcp.write_all(&garbage).await.unwrap();
+            let err = accept(server_config.clone(), server_tcp).await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_after_the_handshake_is_an_error_and_stays_one() {
+        let (mut server, mut client) = connected().await;
+        // An application-data record that does not decrypt.
+        let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+        record.extend(pattern(0x40));
+        client.get_mut().0.write_all(&record).await.unwrap();
+        let mut buf = [0u8; 16];
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(
+            server.read(&mut buf).await.is_err(),
+            "reads fail from now on"
+        );
+        assert!(server.write_all(b"x").await.is_err(), "and so do writes");
+    }
+
+    #[tokio::test]
+    async fn a_record_announcing_too_much_after_the_handshake_is_an_error() {
+        let (mut server, mut client) = connected().await;
+        client
+            .get_mut()
+            .0
+            .write_all(&[0x17, 0x03, 0x03, 0xff, 0xff, 0, 0, 0])
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[tokio::test]
+    async fn after_a_client_key_update_messages_still_go_both_ways() {
+        let (mut server, mut client) = connected().await;
+        for round in 0..3u8 {
+            // The client's key update asks the server to update its keys too: the server's
+            // answer must go out before its next record, or the client cannot read it.
+            client.get_mut().1.refresh_traffic_keys().unwrap();
+            client.write_all(&[round; 100]).await.unwrap();
+            client.flush().await.unwrap();
+            let mut got = [0u8; 100];
+            server.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, [round; 100]);
+            server.write_all(&[round + 10; 100]).await.unwrap();
+            server.flush().await.unwrap();
+            let mut back = [0u8; 100];
+            client.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, [round + 10; 100], "round {round}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_holds_no_buffer() {
+        let (mut server, mut client) = connected().await;
+        assert_eq!(server.buffer_capacity(), 0, "after the handshake");
+        client.write_all(&pattern(40_000)).await.unwrap();
+        client.flush().await.unwrap();
+        let mut got = vec![0u8; 40_000];
+        server.read_exact(&mut got).await.unwrap();
+        server.write_all(&got).await.unwrap();
+        server.flush().await.unwrap();
+        client.read_exact(&mut got).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(poll_once(server.read(&mut buf)).await.is_pending());
+        assert_eq!(
+            server.buffer_capacity(),
+            0,
+            "after traffic, waiting for more"
+        );
+
+        // The start of a record is kept, at its size, until the rest comes.
+        client
+            .get_mut()
+            .0
+            .write_all(&[0x17, 0x03, 0x03])
+            .await
+            .unwrap();
+        server.io.readable().await.unwrap();
+        assert!(poll_once(server.read(&mut buf)).await.is_pending());
+        assert_eq!(server.buffer_capacity(), 3, "only the partial record");
+    }
+
+    #[tokio::test]
+    async fn writes_to_a_peer_that_does_not_read_wait_instead_of_buffering() {
+        let (mut server, mut client) = connected().await;
+        let chunk = pattern(MAX_PLAINTEXT_PER_WRITE);
+        let mut accepted = 0usize;
+        // Until the kernel's buffers are full and a write must wait (far below this cap).
+        while accepted < 256 * 1024 * 1024 {
+            match poll_once(server.write(&chunk)).await {
+                Poll::Ready(Ok(n)) => accepted += n,
+                Poll::Ready(Err(e)) => panic!("{e}"),
+                Poll::Pending => break,
+            }
+            let queued = server.outgoing.len() - server.sent;
+            assert!(
+                queued < OUTGOING_HIGH_WATER + MAX_RECORD_WIRE,
+                "{queued} bytes queued"
+            );
+        }
+        assert!(accepted < 256 * 1024 * 1024, "a write had to wait");
+        // Once the peer reads, the waiting write goes through and nothing was lost.
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; accepted + chunk.len()];
+            client.read_exact(&mut got).await.unwrap();
+            got
+        });
+        server
+            .write_all(&pattern(MAX_PLAINTEXT_PER_WRITE))
+            .await
+            .unwrap();
+        server.flush().await.unwrap();
+        let got = reader.await.unwrap();
+        let expected = pattern(MAX_PLAINTEXT_PER_WRITE);
+        assert!(got.chunks(MAX_PLAINTEXT_PER_WRITE).all(|c| c == expected));
+    }
+}

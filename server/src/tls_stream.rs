@@ -12,7 +12,9 @@
 //!   sent, plaintext not yet read by the caller — hold no allocation when they hold no bytes, and
 //!   each is given up at the end of the call that empties it. An idle connection therefore holds
 //!   none ([`TlsStream::buffer_capacity`] says what it holds). Only a partial record a peer has
-//!   begun and not finished is kept, shrunk to its size while the connection waits.
+//!   begun and not finished is kept, shrunk to its size while the connection waits. A write is
+//!   encrypted into a scratch buffer each thread has once, and sent from there; only what the
+//!   socket does not take at once is copied into the connection's own buffer.
 //! - **Bounds.** Ciphertext read is at most [`MAX_INCOMING_HANDSHAKE`] during the handshake and
 //!   [`MAX_INCOMING_TRAFFIC`] (one record of the largest size) after it; a peer that announces
 //!   more gets an error, never a larger buffer. Plaintext waiting for the caller comes only from
@@ -67,6 +69,14 @@ pub const MAX_INCOMING_HANDSHAKE: usize = MAX_HANDSHAKE_MESSAGE + 2 * MAX_RECORD
 /// one record (or the fragments of a post-handshake message, a few bytes in TLS 1.3).
 pub const MAX_INCOMING_TRAFFIC: usize = MAX_RECORD_WIRE;
 
+thread_local! {
+    /// Where a write is encrypted before it goes to the socket, shared by the connections one
+    /// thread serves: when the socket takes a write whole (the usual case) it never needs a
+    /// buffer of the connection's own, nor zeroing one. It grows once to one write's records
+    /// (about [`MAX_RECORD_WIRE`]) per thread.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// How much one read from the socket asks for at most: one record of the largest size, so that
 /// a whole record (or many small ones) arrives in one system call.
 const READ_CHUNK: usize = MAX_RECORD_WIRE;
@@ -113,8 +123,9 @@ pub struct TlsStream<S> {
 enum Intent<'a> {
     /// Only process what arrived and collect what rustls wants sent.
     Nothing,
-    /// Encrypt this plaintext (at most [`MAX_PLAINTEXT_PER_WRITE`] bytes).
-    Encrypt(&'a [u8]),
+    /// Encrypt this plaintext (at most [`MAX_PLAINTEXT_PER_WRITE`] bytes) into the start of
+    /// this buffer (grown if too small; never shrunk, so zeroed only once).
+    Encrypt(&'a [u8], &'a mut Vec<u8>),
     /// Queue our `close_notify`.
     CloseNotify,
 }
@@ -129,8 +140,10 @@ enum Step {
     Idle,
     /// Nothing more can be done without more input; the handshake is not done.
     Blocked,
-    /// The intent was carried out: this much plaintext was encrypted.
-    Wrote(usize),
+    /// `close_notify` was queued.
+    Wrote,
+    /// This much plaintext was encrypted into the first this-many bytes of the buffer given.
+    Encrypted(usize, usize),
     /// Both sides have sent `close_notify`: nothing more will happen.
     Closed,
 }
@@ -207,6 +220,26 @@ fn append<E>(
     let written = result.as_ref().map_or(0, |n| *n);
     out.truncate(start.saturating_add(written));
     result.map(drop)
+}
+
+/// Lets `write` put its output at the start of `buf`, as [`append`] does at its end, and says
+/// how long it is. `buf` only grows, so a buffer used again is not zeroed again.
+fn fill<E>(
+    buf: &mut Vec<u8>,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    needs: impl Fn(&E) -> Option<usize>,
+) -> Result<usize, E> {
+    let needed = match write(&mut []) {
+        Ok(n) => return Ok(n),
+        Err(e) => needs(&e).ok_or(e)?,
+    };
+    if buf.len() < needed {
+        buf.resize(needed, 0);
+    }
+    match buf.get_mut(..needed) {
+        Some(room) => write(room),
+        None => Ok(0),
+    }
 }
 
 /// The room an encode needs, read from the error rustls gives for a buffer that is too small.
@@ -293,19 +326,19 @@ impl<S> TlsStream<S> {
             }
             Ok(ConnectionState::WriteTraffic(mut traffic)) => match intent {
                 Intent::Nothing => Ok(Step::Idle),
-                Intent::Encrypt(data) => append(
-                    &mut self.outgoing,
+                Intent::Encrypt(data, records) => fill(
+                    records,
                     |buf| traffic.encrypt(data, buf),
                     encrypt_required_size,
                 )
-                .map(|()| Step::Wrote(data.len()))
+                .map(|len| Step::Encrypted(data.len(), len))
                 .map_err(local),
                 Intent::CloseNotify => append(
                     &mut self.outgoing,
                     |buf| traffic.queue_close_notify(buf),
                     encrypt_required_size,
                 )
-                .map(|()| Step::Wrote(0))
+                .map(|()| Step::Wrote)
                 .map_err(local),
             },
             // Early data is off in our configuration (`max_early_data_size` 0), so rustls never
@@ -429,7 +462,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             match self.step(Intent::Nothing)? {
-                Step::Progress | Step::Plaintext | Step::Wrote(_) => {}
+                Step::Progress | Step::Plaintext | Step::Wrote | Step::Encrypted(..) => {}
                 Step::Closed => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -484,7 +517,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 return Poll::Ready(Ok(()));
             }
             match self.step(Intent::Nothing)? {
-                Step::Progress | Step::Plaintext | Step::Wrote(_) => {}
+                Step::Progress | Step::Plaintext | Step::Wrote | Step::Encrypted(..) => {}
                 Step::Closed => return Poll::Ready(Ok(())),
                 Step::Idle | Step::Blocked => {
                     // Every complete record is processed. Send what rustls queued (a key
@@ -523,10 +556,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             ready!(self.poll_send(cx))?;
         }
         let data = data.get(..MAX_PLAINTEXT_PER_WRITE).unwrap_or(data);
-        let written = loop {
-            match self.step(Intent::Encrypt(data))? {
-                Step::Wrote(n) => break n,
-                Step::Progress | Step::Plaintext => {}
+        // The thread's scratch buffer, or (were it in use or gone: never in practice) a fresh one.
+        let via_scratch = SCRATCH.try_with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut records) => Some(self.encrypt_and_send(cx, data, &mut records)),
+            Err(_) => None,
+        });
+        match via_scratch {
+            Ok(Some(result)) => result,
+            _ => self.encrypt_and_send(cx, data, &mut Vec::new()),
+        }
+    }
+
+    /// Encrypts `data` into `records`, and sends the records: straight from there if nothing
+    /// is queued before them, the rest of them (what the socket does not take now) queued in
+    /// `outgoing`, which the next write or flush sends first.
+    fn encrypt_and_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+        records: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        let (written, len) = loop {
+            match self.step(Intent::Encrypt(data, &mut *records))? {
+                Step::Encrypted(written, len) => break (written, len),
+                Step::Progress | Step::Plaintext | Step::Wrote => {}
                 Step::Idle | Step::Blocked => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::NotConnected,
@@ -541,11 +594,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 }
             }
         };
-        // Start sending now; what the socket cannot take yet waits for the next write or
-        // flush, and counts against the high-water mark.
+        let mut records = records.get(..len).unwrap_or_default();
+        // What rustls queued before (a key update's answer) and earlier writes go first.
         if let Poll::Ready(Err(e)) = self.poll_send(cx) {
             return Poll::Ready(Err(e));
         }
+        if self.sent >= self.outgoing.len() {
+            while !records.is_empty() {
+                match Pin::new(&mut self.io).poll_write(cx, records) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => records = records.get(n..).unwrap_or_default(),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+        }
+        // The rest waits for the next write or flush, and counts against the high-water mark.
+        self.outgoing.extend_from_slice(records);
         Poll::Ready(Ok(written))
     }
 

@@ -12,9 +12,10 @@
 //!   sent, plaintext not yet read by the caller — hold no allocation when they hold no bytes, and
 //!   each is given up at the end of the call that empties it. An idle connection therefore holds
 //!   none ([`TlsStream::buffer_capacity`] says what it holds). Only a partial record a peer has
-//!   begun and not finished is kept, shrunk to its size while the connection waits. A write is
-//!   encrypted into a scratch buffer each thread has once, and sent from there; only what the
-//!   socket does not take at once is copied into the connection's own buffer.
+//!   begun and not finished is kept, shrunk to its size while the connection waits. Reads land
+//!   first, and writes are encrypted, in a scratch buffer each thread has once: only bytes that
+//!   must wait (a record not yet whole, ciphertext the socket does not take at once) are copied
+//!   into the connection's own buffers, and a read that finds nothing allocates nothing.
 //! - **Bounds.** Ciphertext read is at most [`MAX_INCOMING_HANDSHAKE`] during the handshake and
 //!   [`MAX_INCOMING_TRAFFIC`] (one record of the largest size) after it; a peer that announces
 //!   more gets an error, never a larger buffer. Plaintext waiting for the caller comes only from
@@ -70,10 +71,11 @@ pub const MAX_INCOMING_HANDSHAKE: usize = MAX_HANDSHAKE_MESSAGE + 2 * MAX_RECORD
 pub const MAX_INCOMING_TRAFFIC: usize = MAX_RECORD_WIRE;
 
 thread_local! {
-    /// Where a write is encrypted before it goes to the socket, shared by the connections one
-    /// thread serves: when the socket takes a write whole (the usual case) it never needs a
-    /// buffer of the connection's own, nor zeroing one. It grows once to one write's records
-    /// (about [`MAX_RECORD_WIRE`]) per thread.
+    /// Where a write is encrypted before it goes to the socket, and where a read from the socket
+    /// lands first, shared by the connections one thread serves (it only ever holds
+    /// ciphertext): when the socket takes a write whole (the usual case) it needs no buffer of
+    /// the connection's own, and a read that finds nothing allocates nothing. Zeroed once, when
+    /// it grows to about [`MAX_RECORD_WIRE`] per thread.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -96,11 +98,9 @@ pub struct TlsStream<S> {
     io: S,
     /// rustls's connection state: keys, handshake state, what it queued to send.
     conn: UnbufferedServerConnection,
-    /// Ciphertext read from the socket; `incoming[..used]` is not yet processed by rustls (the
-    /// rest is room for the next read). Empty (no allocation) whenever `used` is 0.
+    /// Ciphertext read from the socket and not yet processed by rustls. Empty (no allocation)
+    /// whenever it holds nothing.
     incoming: Vec<u8>,
-    /// How much of `incoming` holds data.
-    used: usize,
     /// Ciphertext to send; `outgoing[sent..]` has not been written to the socket yet. Empty
     /// (no allocation) once all of it has been.
     outgoing: Vec<u8>,
@@ -162,7 +162,6 @@ where
         io,
         conn,
         incoming: Vec::new(),
-        used: 0,
         outgoing: Vec::new(),
         sent: 0,
         plaintext: Vec::new(),
@@ -279,10 +278,8 @@ impl<S> TlsStream<S> {
     /// Asks rustls for its next state once, with the ciphertext held, and acts on it.
     fn step(&mut self, intent: Intent<'_>) -> io::Result<Step> {
         self.check_failed()?;
-        let used = self.used;
-        // `used <= incoming.len()` always holds; an empty slice would only stall, not panic.
-        let incoming = self.incoming.get_mut(..used).unwrap_or_default();
-        let UnbufferedStatus { mut discard, state } = self.conn.process_tls_records(incoming);
+        let UnbufferedStatus { mut discard, state } =
+            self.conn.process_tls_records(&mut self.incoming);
         // The error, and whether rustls raised it on the input (and so may have queued an alert).
         let outcome: Result<Step, (rustls::Error, bool)> = match state {
             Err(e) => Err((e, true)),
@@ -352,11 +349,8 @@ impl<S> TlsStream<S> {
 
     /// Drops the first `n` bytes of the unprocessed ciphertext, as rustls asked.
     fn discard(&mut self, n: usize) {
-        let n = n.min(self.used);
-        if n > 0 && self.used <= self.incoming.len() {
-            self.incoming.copy_within(n..self.used, 0);
-        }
-        self.used -= n;
+        let n = n.min(self.incoming.len());
+        self.incoming.drain(..n);
     }
 
     /// Records the error that ends the connection. If rustls reported it, the alert rustls
@@ -366,9 +360,8 @@ impl<S> TlsStream<S> {
     fn fail(&mut self, e: rustls::Error, from_rustls: bool) -> io::Error {
         self.failed = Some(e.clone());
         if from_rustls {
-            let used = self.used;
-            let incoming = self.incoming.get_mut(..used).unwrap_or_default();
-            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(incoming);
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.incoming);
             if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
                 // Best effort: the error is what matters, the alert is a courtesy.
                 let _ = append(
@@ -385,10 +378,9 @@ impl<S> TlsStream<S> {
     /// Gives up buffers that hold nothing, and shrinks a partial record's buffer to its size:
     /// called whenever a call returns, so that nothing is held for an idle connection.
     fn settle(&mut self, waiting: bool) {
-        if self.used == 0 {
+        if self.incoming.is_empty() {
             self.incoming = Vec::new();
         } else if waiting {
-            self.incoming.truncate(self.used);
             self.incoming.shrink_to_fit();
         }
         if self.sent >= self.outgoing.len() {
@@ -421,7 +413,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     /// Reads more ciphertext from the socket, within the limit: `Ready(Ok(0))` is the socket's
     /// end of file.
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let room = self.incoming_limit().saturating_sub(self.used);
+        let room = self.incoming_limit().saturating_sub(self.incoming.len());
         if room == 0 {
             // rustls refuses longer records and handshake messages itself; reaching the limit
             // means a peer splitting one message into many tiny records.
@@ -430,18 +422,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 "TLS input exceeds the buffer limit",
             )));
         }
-        let end = self.used.saturating_add(room.min(READ_CHUNK));
-        if self.incoming.len() < end {
-            self.incoming.resize(end, 0);
+        let want = room.min(READ_CHUNK);
+        // Read into the thread's scratch buffer, so that a read that finds nothing (most of
+        // them, on an idle connection) allocates nothing.
+        let via_scratch = SCRATCH.try_with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut chunk) => Some(self.receive_via(cx, want, &mut chunk)),
+            Err(_) => None,
+        });
+        match via_scratch {
+            Ok(Some(result)) => result,
+            _ => self.receive_via(cx, want, &mut Vec::new()),
         }
-        let Some(free) = self.incoming.get_mut(self.used..end) else {
-            return Poll::Ready(Err(io::Error::other("TLS buffer out of step")));
-        };
-        let mut buf = ReadBuf::new(free);
+    }
+
+    /// Reads up to `want` bytes into `chunk` (grown if too small), and appends them to
+    /// `incoming`.
+    fn receive_via(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+        chunk: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        if chunk.len() < want {
+            chunk.resize(want, 0);
+        }
+        let mut buf = ReadBuf::new(chunk.get_mut(..want).unwrap_or_default());
         ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
-        let n = buf.filled().len();
-        self.used = self.used.saturating_add(n);
-        Poll::Ready(Ok(n))
+        self.incoming.extend_from_slice(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
     }
 
     /// Ends every poll: after a TLS error, one last attempt to send rustls's alert (its
@@ -674,7 +682,7 @@ impl<S> std::fmt::Debug for TlsStream<S> {
     /// Sizes and flags only: never key material or data.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsStream")
-            .field("incoming", &self.used)
+            .field("incoming", &self.incoming.len())
             .field("outgoing", &self.outgoing.len().saturating_sub(self.sent))
             .field(
                 "plaintext",

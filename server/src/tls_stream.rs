@@ -83,13 +83,21 @@ thread_local! {
 /// a whole record (or many small ones) arrives in one system call.
 const READ_CHUNK: usize = MAX_RECORD_WIRE;
 
-/// The most plaintext one write encrypts: one record's payload (2^14 bytes, the TLS limit), so
-/// that one write adds at most one record to the queue.
-const MAX_PLAINTEXT_PER_WRITE: usize = 16_384;
+/// The most records one write makes: four, so that what the websocket layer hands over at once
+/// (its 16 KiB write buffer plus the frame that overflowed it) is encrypted and sent with one
+/// system call, as tokio-rustls did. (At one record per write, fan-out of 4112-byte messages
+/// took a system call per record and 13.2–15.3 µs of server CPU per delivery, against
+/// 10.9–11.1 µs at four.)
+const MAX_RECORDS_PER_WRITE: usize = 4;
+
+/// The most plaintext one write encrypts: [`MAX_RECORDS_PER_WRITE`] full records' payload
+/// (2^14 bytes each, the TLS limit).
+const MAX_PLAINTEXT_PER_WRITE: usize = MAX_RECORDS_PER_WRITE * 16_384;
 
 /// A write accepts new plaintext only while less ciphertext than this waits to be sent; past
 /// it, the write waits until the socket has taken all of it. What waits is therefore below
-/// this plus one write's record (and whatever rustls queued before it, such as a key update).
+/// this plus one write's records ([`MAX_RECORDS_PER_WRITE`] of at most [`MAX_RECORD_WIRE`]
+/// bytes) and whatever rustls queued before them, such as a key update: under 100 KiB.
 pub const OUTGOING_HIGH_WATER: usize = MAX_RECORD_WIRE;
 
 /// A server-side TLS stream over `S` (the TCP stream), made by [`accept`].
@@ -959,7 +967,7 @@ mod tests {
             }
             let queued = server.outgoing.len() - server.sent;
             assert!(
-                queued < OUTGOING_HIGH_WATER + MAX_RECORD_WIRE,
+                queued < OUTGOING_HIGH_WATER + MAX_RECORDS_PER_WRITE * MAX_RECORD_WIRE,
                 "{queued} bytes queued"
             );
         }

@@ -32,9 +32,11 @@
 //!   stream then fails every later call with it. Nothing here panics on any input.
 //!
 //! One [`TlsStream`] serves a reader and a writer (the websocket's two halves) through one
-//! lock. A read may send what rustls queued (a key update's answer); a write never reads the
-//! socket, and so never leaves plaintext for a reader sleeping on the socket: a read waits on
-//! the socket only after rustls has processed every complete record it holds.
+//! lock. A read may send what rustls queued (a key update's answer), so, as with tokio-rustls,
+//! the socket may remember the reader's waker for its writability: two tasks sharing a stream
+//! must pass wakers that wake both, as tokio-tungstenite's do. A write never reads the socket,
+//! and so never leaves plaintext for a reader sleeping on the socket: a read waits on the
+//! socket only after rustls has processed every complete record it holds.
 
 use rustls::ServerConfig;
 use rustls::server::UnbufferedServerConnection;

@@ -90,7 +90,7 @@ const READ_CHUNK: usize = MAX_RECORD_WIRE;
 /// system call, as tokio-rustls did. (At one record per write, fan-out of 4112-byte messages
 /// took a system call per record and 13.2–15.3 µs of server CPU per delivery, against
 /// 10.9–11.1 µs at four.)
-const MAX_RECORDS_PER_WRITE: usize = 4;
+pub const MAX_RECORDS_PER_WRITE: usize = 4;
 
 /// The most plaintext one write encrypts: [`MAX_RECORDS_PER_WRITE`] full records' payload
 /// (2^14 bytes each, the TLS limit).

@@ -874,6 +874,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_hello_larger_than_the_preauthentication_budget_is_cut_off_by_it() {
+        let (server_config, _) = configs();
+        let (server_tcp, mut client_tcp) = tcp_pair().await;
+        // A ClientHello announcing 65,520 bytes (under rustls's own 64 KiB cap), sent as four
+        // full plaintext records: rustls would wait for all of it.
+        let mut hello = vec![0x01, 0x00, 0xff, 0xf0];
+        hello.resize(4 * 16_384, 0);
+        let mut wire = Vec::new();
+        for record in hello.chunks(16_384) {
+            wire.extend([0x16, 0x03, 0x01, 0x40, 0x00]);
+            wire.extend(record);
+        }
+        let sender = tokio::spawn(async move {
+            let _ = client_tcp.write_all(&wire).await;
+            client_tcp
+        });
+        let budgeted = crate::preauth::Budgeted::new(
+            server_tcp,
+            crate::preauth::MIN_BUDGET,
+            crate::preauth::Gate::default(),
+        );
+        let err = accept(server_config, budgeted).await.unwrap_err();
+        assert!(crate::preauth::is_exhausted(&err), "{err}");
+        drop(sender);
+    }
+
+    #[tokio::test]
     async fn garbage_after_the_handshake_is_an_error_and_stays_one() {
         let (mut server, mut client) = connected().await;
         // An application-data record that does not decrypt.

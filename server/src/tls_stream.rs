@@ -519,6 +519,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         let mut delivered = false;
         loop {
             if let Some(left) = self.plaintext.get(self.taken..).filter(|l| !l.is_empty()) {

@@ -28,15 +28,24 @@
 //!   out in the order it was produced, before any application data encrypted after it. A
 //!   `close_notify` from the peer is end of file for the reader; the socket closing without one
 //!   is an [`io::ErrorKind::UnexpectedEof`] error, as with tokio-rustls. Bad input is an
-//!   [`io::ErrorKind::InvalidData`] error (after a last attempt to send rustls's alert); the
-//!   stream then fails every later call with it. Nothing here panics on any input.
+//!   [`io::ErrorKind::InvalidData`] error (after a last attempt to send rustls's alert); later
+//!   reads and writes fail with it too (a read first hands out plaintext authenticated before
+//!   the error), while flush and shutdown still try to send the alert and close the socket. An
+//!   error of the socket itself is kept in the same way, and then flush and shutdown fail too:
+//!   records rustls numbered may have been lost, so nothing more is sent. Nothing here panics
+//!   on any input.
 //!
-//! One [`TlsStream`] serves a reader and a writer (the websocket's two halves) through one
-//! lock. A read may send what rustls queued (a key update's answer), so, as with tokio-rustls,
-//! the socket may remember the reader's waker for its writability: two tasks sharing a stream
-//! must pass wakers that wake both, as tokio-tungstenite's do. A write never reads the socket,
-//! and so never leaves plaintext for a reader sleeping on the socket: a read waits on the
-//! socket only after rustls has processed every complete record it holds.
+//! One [`TlsStream`] serves a reader and a writer (the websocket's two halves, or those of
+//! `tokio::io::split`) through one lock. The socket remembers one waker for readability and one
+//! for writability, so neither half may touch the other's side of the socket, or the other's
+//! wakeup would be lost. A read therefore writes to the socket only after a fatal error (one
+//! attempt to send rustls's alert, as with tokio-rustls), and then wakes a writer waiting on
+//! the socket, which finds the error. Nothing else a read makes needs sending at once: rustls
+//! 0.23.46 holds its answer to a peer's key update until our next write, and encodes it before
+//! that write's records; what a read may leave queued waits for the next write, flush or
+//! shutdown. A write never reads the socket, and so never leaves plaintext for a reader
+//! sleeping on the socket: a read waits on the socket only after rustls has processed every
+//! complete record it holds.
 
 use rustls::ServerConfig;
 use rustls::server::UnbufferedServerConnection;
@@ -47,7 +56,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The largest TLS record on the wire: a 5-byte header and up to 2^14 + 2048 bytes of
@@ -76,8 +85,10 @@ thread_local! {
     /// Where a write is encrypted before it goes to the socket, and where a read from the socket
     /// lands first, shared by the connections one thread serves (it only ever holds
     /// ciphertext): when the socket takes a write whole (the usual case) it needs no buffer of
-    /// the connection's own, and a read that finds nothing allocates nothing. Zeroed once, when
-    /// it grows to about [`MAX_RECORD_WIRE`] per thread.
+    /// the connection's own, and a read that finds nothing allocates nothing. It grows to the
+    /// largest one write needs ([`MAX_RECORDS_PER_WRITE`] records plus what rustls queued
+    /// before them: about 66 KiB) and is never shrunk, so it is zeroed only as it grows: about
+    /// 66 KiB per worker thread, not per connection.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -125,8 +136,15 @@ pub struct TlsStream<S> {
     peer_closed: bool,
     /// We queued our `close_notify` (`poll_shutdown`): no more writes.
     write_closed: bool,
-    /// The error that ended the connection; every later call returns it again.
+    /// The TLS error that ended the connection; later reads and writes return it again.
     failed: Option<rustls::Error>,
+    /// The kind of the socket error (or our own I/O error) that ended the connection: every
+    /// later call fails with it, and nothing more is sent, since records rustls numbered may
+    /// not have gone out.
+    io_failed: Option<io::ErrorKind>,
+    /// The waker of the last write, flush or shutdown that had to wait: woken when a read has
+    /// touched the socket's write side, which made the socket forget it.
+    write_waker: Option<Waker>,
 }
 
 /// What a call into rustls is for, when it finds the connection able to send application data.
@@ -179,6 +197,8 @@ where
         peer_closed: false,
         write_closed: false,
         failed: None,
+        io_failed: None,
+        write_waker: None,
     };
     poll_fn(|cx| {
         let result = stream.poll_handshake(cx);
@@ -279,10 +299,28 @@ impl<S> TlsStream<S> {
 
     /// The error this stream failed with, if it did.
     fn check_failed(&self) -> io::Result<()> {
+        self.check_io_failed()?;
         match &self.failed {
             Some(e) => Err(invalid_data(e.clone())),
             None => Ok(()),
         }
+    }
+
+    /// The socket error this stream failed with, if it did.
+    fn check_io_failed(&self) -> io::Result<()> {
+        match self.io_failed {
+            Some(kind) => Err(io::Error::new(
+                kind,
+                "the TLS stream's socket failed earlier",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a socket error as the end of the connection, and returns it.
+    fn io_fail(&mut self, e: io::Error) -> io::Error {
+        self.io_failed.get_or_insert(e.kind());
+        e
     }
 
     /// Asks rustls for its next state once, with the ciphertext held, and acts on it.
@@ -317,7 +355,10 @@ impl<S> TlsStream<S> {
             .map(|()| Step::Progress)
             .map_err(local),
             // What rustls encoded is in `outgoing` already, in order, and is sent before
-            // anything queued later: rustls needs to know no more.
+            // anything queued later: rustls needs to know no more. (rustls's contract says to
+            // call `done` once the bytes are sent; in 0.23.46 it only clears the flag that
+            // made rustls return this state, so calling it early changes nothing. Recheck on
+            // a rustls upgrade.)
             Ok(ConnectionState::TransmitTlsData(transmit)) => {
                 transmit.done();
                 Ok(Step::Progress)
@@ -325,6 +366,8 @@ impl<S> TlsStream<S> {
             Ok(ConnectionState::BlockedHandshake) => Ok(Step::Blocked),
             Ok(ConnectionState::PeerClosed) => {
                 self.peer_closed = true;
+                // rustls reads nothing after close_notify: what came behind it is let go.
+                discard = self.incoming.len();
                 Ok(Step::Progress)
             }
             Ok(ConnectionState::Closed) => {
@@ -365,8 +408,15 @@ impl<S> TlsStream<S> {
 
     /// Records the error that ends the connection. If rustls reported it, the alert rustls
     /// queued to tell the peer is collected to be sent; rustls hands it out as the very next
-    /// state, before it would look at the input again. (It is asked only once: asked again, it
-    /// would process the offending input again and raise a second alert.)
+    /// state, before it would look at the input again.
+    ///
+    /// It is asked only once. Asked again once its queue is empty, it would deframe the
+    /// offending input again and raise a second fatal alert (which rustls 0.23.46
+    /// debug-asserts against), and its public API cannot say whether anything is still
+    /// queued. The one thing that can be queued before the alert is the answer to a peer's key
+    /// update not yet sent (rustls emits it in front of the next record it encodes): that
+    /// answer is then sent and the alert is not, and the peer sees the connection end without
+    /// `close_notify`, which is an error for it all the same.
     fn fail(&mut self, e: rustls::Error, from_rustls: bool) -> io::Error {
         self.failed = Some(e.clone());
         if from_rustls {
@@ -410,9 +460,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(pending) = self.outgoing.get(self.sent..).filter(|p| !p.is_empty()) {
             match ready!(Pin::new(&mut self.io).poll_write(cx, pending)) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(0) => return Poll::Ready(Err(self.io_fail(io::ErrorKind::WriteZero.into()))),
                 Ok(n) => self.sent = self.sent.saturating_add(n),
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(e) => return Poll::Ready(Err(self.io_fail(e))),
             }
         }
         self.outgoing = Vec::new();
@@ -427,10 +477,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         if room == 0 {
             // rustls refuses longer records and handshake messages itself; reaching the limit
             // means a peer splitting one message into many tiny records.
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "TLS input exceeds the buffer limit",
-            )));
+            let e = rustls::Error::General("TLS input exceeds the buffer limit".to_string());
+            return Poll::Ready(Err(self.fail(e, false)));
         }
         let want = room.min(READ_CHUNK);
         // Read into the thread's scratch buffer, so that a read that finds nothing (most of
@@ -457,22 +505,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             chunk.resize(want, 0);
         }
         let mut buf = ReadBuf::new(chunk.get_mut(..want).unwrap_or_default());
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        if let Err(e) = ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+            return Poll::Ready(Err(self.io_fail(e)));
+        }
         self.incoming.extend_from_slice(buf.filled());
         Poll::Ready(Ok(buf.filled().len()))
     }
 
     /// Ends every poll: after a TLS error, one last attempt to send rustls's alert (its
-    /// outcome does not matter: the error is what the caller gets); then buffers are settled.
+    /// outcome does not matter: the error is what the caller gets), and a writer waiting on
+    /// the socket is woken, since this attempt may have made the socket forget its waker (and
+    /// it will find the error); then buffers are settled.
     fn finish<T>(
         &mut self,
         cx: &mut Context<'_>,
         result: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
-        if self.failed.is_some() && matches!(result, Poll::Ready(Err(_))) {
+        if self.failed.is_some()
+            && self.io_failed.is_none()
+            && matches!(result, Poll::Ready(Err(_)))
+        {
             let _ = self.poll_send(cx);
+            if let Some(writer) = self.write_waker.take() {
+                writer.wake();
+            }
         }
         self.settle(result.is_pending());
+        result
+    }
+
+    /// Ends every write-side poll: remembers the waker of one that waits, for [`Self::finish`].
+    fn finish_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let result = self.finish(cx, result);
+        if result.is_pending() {
+            match &mut self.write_waker {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => self.write_waker = Some(cx.waker().clone()),
+            }
+        } else {
+            self.write_waker = None;
+        }
         result
     }
 
@@ -541,12 +617,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 Step::Progress | Step::Plaintext | Step::Wrote | Step::Encrypted(..) => {}
                 Step::Closed => return Poll::Ready(Ok(())),
                 Step::Idle | Step::Blocked => {
-                    // Every complete record is processed. Send what rustls queued (a key
-                    // update's answer, a ticket); a full socket only delays it to the next write
-                    // or flush.
-                    if let Poll::Ready(Err(e)) = self.poll_send(cx) {
-                        return Poll::Ready(Err(e));
-                    }
+                    // Every complete record is processed. Whatever rustls queued is left to the
+                    // next write, flush or shutdown: a read does not touch the socket's write
+                    // side (see the module doc).
                     if delivered {
                         return Poll::Ready(Ok(()));
                     }
@@ -623,9 +696,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         if self.sent >= self.outgoing.len() {
             while !records.is_empty() {
                 match Pin::new(&mut self.io).poll_write(cx, records) {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(self.io_fail(io::ErrorKind::WriteZero.into())));
+                    }
                     Poll::Ready(Ok(n)) => records = records.get(n..).unwrap_or_default(),
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_fail(e))),
                     Poll::Pending => break,
                 }
             }
@@ -637,6 +712,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
 
     /// [`AsyncWrite::poll_shutdown`], before buffers are settled.
     fn close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check_io_failed()?;
         if !self.write_closed && self.failed.is_none() {
             // Until our close_notify is queued (`Wrote`). A handshake not done has none to send
             // (`Blocked`); `Closed` means ours went out already.
@@ -646,7 +722,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         ready!(self.poll_send(cx))?;
         match ready!(Pin::new(&mut self.io).poll_shutdown(cx)) {
             // Not being connected any more is what shutting down asks for.
-            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(self.io_fail(e))),
             _ => Poll::Ready(Ok(())),
         }
     }
@@ -672,22 +748,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = this.write_plaintext(cx, data);
-        this.finish(cx, result)
+        this.finish_write(cx, result)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let result = match this.poll_send(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.io).poll_flush(cx),
-            other => other,
+        let result = match this.check_io_failed() {
+            Err(e) => Poll::Ready(Err(e)),
+            Ok(()) => match this.poll_send(cx) {
+                Poll::Ready(Ok(())) => match Pin::new(&mut this.io).poll_flush(cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(this.io_fail(e))),
+                    other => other,
+                },
+                other => other,
+            },
         };
-        this.finish(cx, result)
+        this.finish_write(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = this.close(cx);
-        this.finish(cx, result)
+        this.finish_write(cx, result)
     }
 }
 
@@ -704,6 +786,7 @@ impl<S> std::fmt::Debug for TlsStream<S> {
             .field("peer_closed", &self.peer_closed)
             .field("write_closed", &self.write_closed)
             .field("failed", &self.failed.is_some())
+            .field("io_failed", &self.io_failed)
             .finish()
     }
 }
@@ -983,6 +1066,64 @@ mod tests {
         server.io.readable().await.unwrap();
         assert!(poll_once(server.read(&mut buf)).await.is_pending());
         assert_eq!(server.buffer_capacity(), 3, "only the partial record");
+    }
+
+    /// How long a test waits for something that should happen at once before failing: a
+    /// bound on a hang, not a timing assertion.
+    const HANG: std::time::Duration = std::time::Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn a_writer_waiting_for_a_full_socket_is_woken_after_a_read_on_the_other_half() {
+        let (server, mut client) = connected().await;
+        let (mut reader, mut writer) = tokio::io::split(server);
+        let chunk = pattern(MAX_PLAINTEXT_PER_WRITE);
+        let (blocked_tx, blocked_rx) = tokio::sync::oneshot::channel();
+        // The writer writes until the socket is full (the client reads nothing yet), then
+        // finishes the write that had to wait, and says how much it wrote in all.
+        let writer_task = tokio::spawn(async move {
+            let mut blocked = Some(blocked_tx);
+            let mut chunks = 0usize;
+            while blocked.is_some() {
+                chunks += 1;
+                let mut rest: &[u8] = &chunk;
+                while !rest.is_empty() {
+                    let n = poll_fn(|cx| {
+                        let poll = Pin::new(&mut writer).poll_write(cx, rest);
+                        if poll.is_pending()
+                            && let Some(tx) = blocked.take()
+                        {
+                            let _ = tx.send(chunks * chunk.len());
+                        }
+                        poll
+                    })
+                    .await
+                    .unwrap();
+                    rest = &rest[n..];
+                }
+            }
+            writer.flush().await.unwrap();
+        });
+        let total = blocked_rx.await.unwrap();
+        // While the writer waits, the other half reads a message.
+        client.write_all(b"hello").await.unwrap();
+        client.flush().await.unwrap();
+        let mut hello = [0u8; 5];
+        reader.read_exact(&mut hello).await.unwrap();
+        assert_eq!(&hello, b"hello");
+        // Now the client reads everything: the socket has room again, and the writer must be
+        // woken to finish.
+        let mut got = vec![0u8; total];
+        let read = tokio::time::timeout(HANG, client.read_exact(&mut got)).await;
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "the client got everything: the writer was woken"
+        );
+        let expected = pattern(MAX_PLAINTEXT_PER_WRITE);
+        assert!(got.chunks(MAX_PLAINTEXT_PER_WRITE).all(|c| c == expected));
+        tokio::time::timeout(HANG, writer_task)
+            .await
+            .expect("the writer finished")
+            .unwrap();
     }
 
     #[tokio::test]

@@ -802,6 +802,13 @@ mod tests {
 
     /// A server and a client configuration that trusts it, both TLS 1.3 only, as in production.
     fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        configs_with_client_versions(&[&rustls::version::TLS13])
+    }
+
+    /// As [`configs`], with a client that offers these protocol versions.
+    fn configs_with_client_versions(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let cert = generated.cert.der().clone();
         let key =
@@ -817,7 +824,7 @@ mod tests {
         let client = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -1124,6 +1131,188 @@ mod tests {
             .await
             .expect("the writer finished")
             .unwrap();
+    }
+
+    /// The rustls error inside an I/O error, if that is what it is.
+    fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+        e.get_ref()?.downcast_ref::<rustls::Error>()
+    }
+
+    /// An application-data record that does not decrypt.
+    fn bad_record() -> Vec<u8> {
+        let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+        record.extend(pattern(0x40));
+        record
+    }
+
+    #[tokio::test]
+    async fn a_peer_sending_a_bad_record_is_told_so_with_an_alert() {
+        let (mut server, mut client) = connected().await;
+        client.get_mut().0.write_all(&bad_record()).await.unwrap();
+        let mut buf = [0u8; 16];
+        server.read(&mut buf).await.unwrap_err();
+        let err = client.read(&mut buf).await.unwrap_err();
+        assert_eq!(
+            rustls_error(&err),
+            Some(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::BadRecordMac
+            )),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fatal_alert_from_the_peer_is_an_error_not_end_of_file() {
+        let (mut server, mut client) = connected().await;
+        // The client cannot decrypt this, and answers with a fatal bad_record_mac alert.
+        server.io.write_all(&bad_record()).await.unwrap();
+        let mut buf = [0u8; 16];
+        client.read(&mut buf).await.unwrap_err();
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert_eq!(
+            rustls_error(&err),
+            Some(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::BadRecordMac
+            )),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_in_the_middle_of_a_record_is_an_unexpected_end_of_file() {
+        let (mut server, client) = connected().await;
+        let (mut tcp, _) = client.into_inner();
+        // A record header announcing 64 bytes, and 3 of them.
+        tcp.write_all(&[0x17, 0x03, 0x03, 0x00, 0x40, 1, 2, 3])
+            .await
+            .unwrap();
+        tcp.shutdown().await.unwrap();
+        let mut buf = [0u8; 16];
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_read_into_an_empty_buffer_returns_at_once() {
+        let (mut server, _client) = connected().await;
+        let mut empty = [0u8; 0];
+        // Nothing has arrived: a read that waited for the socket would be pending.
+        assert!(matches!(
+            poll_once(server.read(&mut empty)).await,
+            Poll::Ready(Ok(0))
+        ));
+    }
+
+    #[tokio::test]
+    async fn data_after_the_peers_close_notify_is_not_delivered() {
+        let (mut server, mut client) = connected().await;
+        // "last", close_notify and a record that would fail to decrypt, in one segment.
+        let conn = &mut client.get_mut().1;
+        io::Write::write_all(&mut conn.writer(), b"last").unwrap();
+        conn.send_close_notify();
+        let mut wire = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut wire).unwrap();
+        }
+        wire.extend(bad_record());
+        client.get_mut().0.write_all(&wire).await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"last");
+        let mut buf = [0u8; 16];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 0, "still end of file");
+        assert_eq!(server.buffer_capacity(), 0, "what followed was let go");
+    }
+
+    #[tokio::test]
+    async fn records_the_reader_left_are_processed_by_a_write_and_still_read_in_order() {
+        let (mut server, mut client) = connected().await;
+        let mut wire = Vec::new();
+        let conn = &mut client.get_mut().1;
+        for part in [b"0123456789", b"abcdefghij"] {
+            io::Write::write_all(&mut conn.writer(), part).unwrap();
+            while conn.wants_write() {
+                conn.write_tls(&mut wire).unwrap();
+            }
+        }
+        client.get_mut().0.write_all(&wire).await.unwrap();
+        // The first read decrypts the first record only if it stops at it; either way the
+        // rest is left in the stream's buffers when the write runs.
+        let mut one = [0u8; 1];
+        server.read_exact(&mut one).await.unwrap();
+        server.write_all(b"x").await.unwrap();
+        let mut rest = [0u8; 19];
+        server.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&one, b"0");
+        assert_eq!(&rest, b"123456789abcdefghij");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_tiny_records_is_read_whole_within_the_buffer_bounds() {
+        let (mut server, mut client) = connected().await;
+        const RECORDS: usize = 5_000;
+        let sender = tokio::spawn(async move {
+            for i in 0..RECORDS {
+                // One record per write: 1 byte of data in 22 on the wire.
+                client.write_all(&[i as u8]).await.unwrap();
+            }
+            client.flush().await.unwrap();
+            client
+        });
+        for i in 0..RECORDS {
+            let mut byte = [0u8; 1];
+            server.read_exact(&mut byte).await.unwrap();
+            assert_eq!(byte[0], i as u8, "record {i}");
+            assert!(server.incoming.len() <= MAX_INCOMING_TRAFFIC);
+            // Plaintext comes from at most one socket read's ciphertext.
+            assert!(server.plaintext.len() <= READ_CHUNK);
+        }
+        let _client = sender.await.unwrap();
+        // All read: the next read waits for the socket instead of spinning, holding nothing.
+        let mut byte = [0u8; 1];
+        assert!(poll_once(server.read(&mut byte)).await.is_pending());
+        assert_eq!(server.buffer_capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_empty_records_before_the_client_hello_fails_the_handshake() {
+        let (server_config, _) = configs();
+        let (server_tcp, mut client_tcp) = tcp_pair().await;
+        // Empty handshake records: TLS forbids them.
+        let wire = [0x16, 0x03, 0x01, 0x00, 0x00].repeat(20_000);
+        let sender = tokio::spawn(async move {
+            let _ = client_tcp.write_all(&wire).await;
+            client_tcp
+        });
+        let err = tokio::time::timeout(HANG, accept(server_config, server_tcp))
+            .await
+            .expect("the handshake ended")
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        drop(sender);
+    }
+
+    #[tokio::test]
+    async fn a_client_offering_only_tls_1_2_is_refused() {
+        let (server_config, client_config) =
+            configs_with_client_versions(&[&rustls::version::TLS12]);
+        let (server_tcp, client_tcp) = tcp_pair().await;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            accept(server_config, server_tcp),
+            tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
+        );
+        let err = server.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        let err = client.unwrap_err();
+        assert_eq!(
+            rustls_error(&err),
+            Some(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::ProtocolVersion
+            )),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -1321,6 +1321,115 @@ mod tests {
         );
     }
 
+    /// A socket whose writes fail while `broken` is set, as a reset connection's do.
+    struct Breakable {
+        tcp: TcpStream,
+        broken: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl AsyncRead for Breakable {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.tcp).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Breakable {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            Pin::new(&mut self.tcp).poll_write(cx, data)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.tcp).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.tcp).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_socket_error_nothing_more_is_sent() {
+        let (server_config, client_config) = configs();
+        let (server_tcp, client_tcp) = tcp_pair().await;
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let server_io = Breakable {
+            tcp: server_tcp,
+            broken: broken.clone(),
+        };
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            accept(server_config, server_io),
+            tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
+        );
+        let (mut server, _client) = (server.unwrap(), client.unwrap());
+        broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        // This record was numbered by rustls and lost: anything sent after it would not
+        // decrypt, so nothing is, even once the socket takes writes again.
+        let err = server.write_all(b"lost").await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        broken.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(server.write_all(b"after").await.is_err(), "writes fail");
+        assert!(server.flush().await.is_err(), "flushes fail");
+        assert!(server.shutdown().await.is_err(), "no close_notify either");
+    }
+
+    #[tokio::test]
+    async fn a_peer_splitting_its_data_into_too_many_fragments_fails_and_stays_failed() {
+        let (server_config, _) = configs();
+        let (server_tcp, mut client_tcp) = tcp_pair().await;
+        // A ClientHello announcing 65,520 bytes, sent one byte per record: 6 bytes on the wire
+        // per byte, so the buffer limit is reached long before the message is whole.
+        let mut wire = Vec::new();
+        for byte in [0x01, 0x00, 0xff, 0xf0]
+            .into_iter()
+            .chain(std::iter::repeat_n(0, 30_000))
+        {
+            wire.extend([0x16, 0x03, 0x01, 0x00, 0x01, byte]);
+        }
+        let sender = tokio::spawn(async move {
+            let _ = client_tcp.write_all(&wire).await;
+            client_tcp
+        });
+        let mut stream = TlsStream {
+            io: server_tcp,
+            conn: UnbufferedServerConnection::new(server_config).unwrap(),
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            sent: 0,
+            plaintext: Vec::new(),
+            taken: 0,
+            peer_closed: false,
+            write_closed: false,
+            failed: None,
+            io_failed: None,
+            write_waker: None,
+        };
+        let err = bounded(poll_fn(|cx| {
+            let result = stream.poll_handshake(cx);
+            stream.finish(cx, result)
+        }))
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("buffer limit"), "{err}");
+        assert!(stream.incoming.len() <= MAX_INCOMING_HANDSHAKE);
+        let mut buf = [0u8; 1];
+        let again = bounded(stream.read(&mut buf)).await.unwrap_err();
+        assert!(again.to_string().contains("buffer limit"), "{again}");
+        drop(sender);
+    }
+
     #[tokio::test]
     async fn writes_to_a_peer_that_does_not_read_wait_instead_of_buffering() {
         let (mut server, mut client) = connected().await;

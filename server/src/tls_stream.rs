@@ -1424,6 +1424,7 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         assert!(err.to_string().contains("buffer limit"), "{err}");
         assert!(stream.incoming.len() <= MAX_INCOMING_HANDSHAKE);
+        assert!(stream.failed.is_some(), "the stream is failed for good");
         let mut buf = [0u8; 1];
         let again = bounded(stream.read(&mut buf)).await.unwrap_err();
         assert!(again.to_string().contains("buffer limit"), "{again}");

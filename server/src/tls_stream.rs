@@ -31,9 +31,10 @@
 //!   [`io::ErrorKind::InvalidData`] error (after a last attempt to send rustls's alert); later
 //!   reads and writes fail with it too (a read first hands out plaintext authenticated before
 //!   the error), while flush and shutdown still try to send the alert and close the socket. An
-//!   error of the socket itself is kept in the same way, and then flush and shutdown fail too:
-//!   records rustls numbered may have been lost, so nothing more is sent. Nothing here panics
-//!   on any input.
+//!   error of the socket when writing is kept in the same way, and then flush and shutdown
+//!   fail too: records rustls numbered may have been lost, so nothing more is sent. (A read
+//!   error is not kept: it may be the pre-authentication budget's refusal, and the server
+//!   still sends its notice after it.) Nothing here panics on any input.
 //!
 //! One [`TlsStream`] serves a reader and a writer (the websocket's two halves, or those of
 //! `tokio::io::split`) through one lock. The socket remembers one waker for readability and one
@@ -138,9 +139,8 @@ pub struct TlsStream<S> {
     write_closed: bool,
     /// The TLS error that ended the connection; later reads and writes return it again.
     failed: Option<rustls::Error>,
-    /// The kind of the socket error (or our own I/O error) that ended the connection: every
-    /// later call fails with it, and nothing more is sent, since records rustls numbered may
-    /// not have gone out.
+    /// The kind of the socket's write error that ended the connection: every later call fails
+    /// with it, and nothing more is sent, since records rustls numbered may not have gone out.
     io_failed: Option<io::ErrorKind>,
     /// The waker of the last write, flush or shutdown that had to wait: woken when a read has
     /// touched the socket's write side, which made the socket forget it.
@@ -480,6 +480,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             let e = rustls::Error::General("TLS input exceeds the buffer limit".to_string());
             return Poll::Ready(Err(self.fail(e, false)));
         }
+        // (During the handshake, the pre-authentication budget wrapped around the socket
+        // shortens this read to what is left of it.)
         let want = room.min(READ_CHUNK);
         // Read into the thread's scratch buffer, so that a read that finds nothing (most of
         // them, on an idle connection) allocates nothing.
@@ -505,9 +507,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             chunk.resize(want, 0);
         }
         let mut buf = ReadBuf::new(chunk.get_mut(..want).unwrap_or_default());
-        if let Err(e) = ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
-            return Poll::Ready(Err(self.io_fail(e)));
-        }
+        // A read error is not kept, unlike a write error: it loses nothing rustls numbered, and
+        // it may be the pre-authentication budget's refusal, after which the server still
+        // sends its notice.
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
         self.incoming.extend_from_slice(buf.filled());
         Poll::Ready(Ok(buf.filled().len()))
     }

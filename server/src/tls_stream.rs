@@ -1435,6 +1435,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_writer_waiting_for_a_full_socket_learns_of_an_error_the_reader_met() {
+        let (server, mut client) = connected().await;
+        let (mut reader, mut writer) = tokio::io::split(server);
+        let (blocked_tx, blocked_rx) = tokio::sync::oneshot::channel();
+        // The writer writes until a write has to wait (the client reads nothing), and then
+        // until the stream fails.
+        let writer_task = tokio::spawn(async move {
+            let chunk = pattern(MAX_PLAINTEXT_PER_WRITE);
+            let mut blocked = Some(blocked_tx);
+            loop {
+                let written = poll_fn(|cx| {
+                    let poll = Pin::new(&mut writer).poll_write(cx, &chunk);
+                    if poll.is_pending()
+                        && let Some(tx) = blocked.take()
+                    {
+                        let _ = tx.send(());
+                    }
+                    poll
+                })
+                .await;
+                if let Err(e) = written {
+                    return e;
+                }
+            }
+        });
+        blocked_rx.await.unwrap();
+        client.get_mut().0.write_all(&bad_record()).await.unwrap();
+        let mut buf = [0u8; 16];
+        let err = bounded(reader.read(&mut buf)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        // The reader's attempt to send the alert met the full socket; the writer must still be
+        // woken, to find the error.
+        let err = bounded(writer_task).await.unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[tokio::test]
     async fn writes_to_a_peer_that_does_not_read_wait_instead_of_buffering() {
         let (mut server, mut client) = connected().await;
         let chunk = pattern(MAX_PLAINTEXT_PER_WRITE);

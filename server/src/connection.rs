@@ -2882,16 +2882,17 @@ pub async fn handle_tcp(
             auth_deadline: tokio::time::Instant::now() + shared.limits.auth_timeout,
         };
         match shared.tls.clone() {
-            Some(acceptor) => {
+            Some(config) => {
+                let handshake = crate::tls_stream::accept(config, tcp);
                 let Ok(Ok(tls)) =
-                    tokio::time::timeout_at(peer.auth_deadline, Box::pin(acceptor.accept(tcp)))
-                        .await
+                    tokio::time::timeout_at(peer.auth_deadline, Box::pin(handshake)).await
                 else {
                     tracing::debug!("TLS handshake failed or timed out");
                     return;
                 };
-                // Boxed: the TLS stream is over a kilobyte, and would otherwise be stored in
-                // this task, again in the websocket future and again in the websocket.
+                // Boxed: the TLS stream (rustls's connection state) is about a kilobyte, and
+                // would otherwise be stored in this task, again in the websocket future and
+                // again in the websocket.
                 let tls = Box::new(tls);
                 Box::pin(websocket(shared, tls, conn_id, peer, shutdown)).await;
             }

@@ -11,7 +11,7 @@
 //! [`groups`] (verified group state), [`hub`] (delivery), [`cluster`] (several nodes over one
 //! database), [`inbox`] (which inbox items are
 //! durable), [`preauth`] (the byte budget before authentication), [`address`] (per-address
-//! limits), [`tls`], [`metrics`], [`web`] (the web app's files, loaded and checked at startup)
+//! limits), [`tls`], [`tls_stream`] (TLS that holds no buffer while idle), [`metrics`], [`web`] (the web app's files, loaded and checked at startup)
 //! and [`http`] (serving them on the websocket's port).
 
 #![forbid(unsafe_code)]
@@ -34,6 +34,7 @@ pub mod server;
 pub mod storage;
 pub mod throttle;
 pub mod tls;
+pub mod tls_stream;
 pub mod web;
 pub mod writer;
 

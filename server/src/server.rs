@@ -104,8 +104,8 @@ pub struct Shared {
         crate::rate::WindowLimiter<(confide_protocol::GroupId, confide_protocol::UserId)>,
     /// Open link channels (in memory; see [`crate::link`]).
     pub links: crate::link::Links,
-    /// TLS acceptor, if TLS is on.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// TLS configuration, if TLS is on ([`crate::tls_stream::accept`] serves each connection).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The other nodes sharing the database, if any.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The runtime, for work a writer completion (on the writer's thread) starts.
@@ -257,7 +257,7 @@ pub async fn run(
         hub: Hub::default(),
         groups,
         metrics: metrics.clone(),
-        tls: config.tls.map(tokio_rustls::TlsAcceptor::from),
+        tls: config.tls,
         cluster,
         runtime: tokio::runtime::Handle::current(),
     });

@@ -1471,6 +1471,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reader_waiting_on_the_socket_learns_of_a_socket_error_the_writer_met() {
+        let (server_config, client_config) = configs();
+        let (server_tcp, client_tcp) = tcp_pair().await;
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let server_io = Breakable {
+            tcp: server_tcp,
+            broken: broken.clone(),
+        };
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (server, client) = bounded(async {
+            tokio::join!(
+                accept(server_config, server_io),
+                tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
+            )
+        })
+        .await;
+        // The client stays connected and silent: nothing from it would wake the reader.
+        let (server, _client) = (server.unwrap(), client.unwrap());
+        let (mut reader, mut writer) = tokio::io::split(server);
+        let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
+        let reader_task = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            let mut waiting = Some(waiting_tx);
+            poll_fn(|cx| {
+                let mut read = ReadBuf::new(&mut buf);
+                let poll = Pin::new(&mut reader).poll_read(cx, &mut read);
+                if poll.is_pending()
+                    && let Some(tx) = waiting.take()
+                {
+                    let _ = tx.send(());
+                }
+                poll.map_ok(|()| read.filled().len())
+            })
+            .await
+        });
+        bounded(waiting_rx).await.unwrap();
+        broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = bounded(writer.write_all(b"lost")).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        // The connection is over: the reader must be woken to find out.
+        let err = bounded(reader_task).await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    }
+
+    #[tokio::test]
     async fn a_peer_splitting_its_data_into_too_many_fragments_fails_and_stays_failed() {
         let (server_config, _) = configs();
         let (server_tcp, mut client_tcp) = tcp_pair().await;

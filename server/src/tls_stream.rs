@@ -29,8 +29,9 @@
 //!   `close_notify` from the peer is end of file for the reader; the socket closing without one
 //!   is an [`io::ErrorKind::UnexpectedEof`] error, as with tokio-rustls. Bad input is an
 //!   [`io::ErrorKind::InvalidData`] error (after a last attempt to send rustls's alert); later
-//!   reads and writes fail with it too (a read first hands out plaintext authenticated before
-//!   the error), while flush and shutdown still try to send the alert and close the socket. An
+//!   reads and writes fail with it too (a read that has already put plaintext authenticated
+//!   before the error into the caller's buffer returns it, and the next read the error), while
+//!   flush and shutdown still try to send the alert and close the socket. An
 //!   error of the socket when writing is kept in the same way, and then flush and shutdown
 //!   fail too: records rustls numbered may have been lost, so nothing more is sent. (A read
 //!   error is not kept: it may be the pre-authentication budget's refusal, and the server
@@ -41,7 +42,8 @@
 //! for writability, so neither half may touch the other's side of the socket, or the other's
 //! wakeup would be lost. A read therefore writes to the socket only after a fatal error (one
 //! attempt to send rustls's alert, as with tokio-rustls), and then wakes a writer waiting on
-//! the socket, which finds the error. Nothing else a read makes needs sending at once: rustls
+//! the socket, which finds the error; a failure a write meets likewise wakes a reader waiting
+//! on the socket. Nothing else a read makes needs sending at once: rustls
 //! 0.23.46 holds its answer to a peer's key update until our next write, and encodes it before
 //! that write's records; what a read may leave queued waits for the next write, flush or
 //! shutdown. A write never reads the socket, and so never leaves plaintext for a reader
@@ -145,6 +147,10 @@ pub struct TlsStream<S> {
     /// The waker of the last write, flush or shutdown that had to wait: woken when a read has
     /// touched the socket's write side, which made the socket forget it.
     write_waker: Option<Waker>,
+    /// The waker of the last read that had to wait for the socket: woken when a write, flush
+    /// or shutdown has met a failure, so that the reader learns of it without waiting for the
+    /// peer.
+    read_waker: Option<Waker>,
 }
 
 /// What a call into rustls is for, when it finds the connection able to send application data.
@@ -199,6 +205,7 @@ where
         failed: None,
         io_failed: None,
         write_waker: None,
+        read_waker: None,
     };
     poll_fn(|cx| {
         let result = stream.poll_handshake(cx);
@@ -515,22 +522,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         Poll::Ready(Ok(buf.filled().len()))
     }
 
-    /// Ends every poll: after a TLS error, one last attempt to send rustls's alert (its
-    /// outcome does not matter: the error is what the caller gets), and a writer waiting on
-    /// the socket is woken, since this attempt may have made the socket forget its waker (and
-    /// it will find the error); then buffers are settled.
+    /// Ends every poll: once the stream has failed, a call that returns (with the error, or
+    /// with plaintext authenticated before it) makes one last attempt to send rustls's alert
+    /// (its outcome does not matter: the error is what the caller gets), and wakes a writer and
+    /// a reader waiting on the socket, since this attempt may have made the socket forget the
+    /// writer's waker, and both will find the error; then buffers are settled.
     fn finish<T>(
         &mut self,
         cx: &mut Context<'_>,
         result: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
-        if self.failed.is_some()
-            && self.io_failed.is_none()
-            && matches!(result, Poll::Ready(Err(_)))
-        {
-            let _ = self.poll_send(cx);
+        if (self.failed.is_some() || self.io_failed.is_some()) && result.is_ready() {
+            if self.io_failed.is_none() {
+                let _ = self.poll_send(cx);
+            }
             if let Some(writer) = self.write_waker.take() {
                 writer.wake();
+            }
+            if let Some(reader) = self.read_waker.take() {
+                reader.wake();
             }
         }
         self.settle(result.is_pending());
@@ -616,7 +626,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 // End of file: everything the peer sent before close_notify has been read.
                 return Poll::Ready(Ok(()));
             }
-            match self.step(Intent::Nothing)? {
+            // An error behind plaintext already handed over: that plaintext was authenticated,
+            // so it is returned now, and the error by the next read (every error of `step` is
+            // kept, so that read meets it again).
+            let step = match self.step(Intent::Nothing) {
+                Err(_) if delivered => return Poll::Ready(Ok(())),
+                step => step?,
+            };
+            match step {
                 Step::Progress | Step::Plaintext | Step::Wrote | Step::Encrypted(..) => {}
                 Step::Closed => return Poll::Ready(Ok(())),
                 Step::Idle | Step::Blocked => {
@@ -739,7 +756,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = this.read_plaintext(cx, buf);
-        this.finish(cx, result)
+        let result = this.finish(cx, result);
+        // A read waits only on the socket: remembered, so that a failure a write meets wakes it.
+        if result.is_pending() {
+            match &mut this.read_waker {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => this.read_waker = Some(cx.waker().clone()),
+            }
+        } else {
+            this.read_waker = None;
+        }
+        result
     }
 }
 
@@ -1120,12 +1147,12 @@ mod tests {
             }
             writer.flush().await.unwrap();
         });
-        let total = blocked_rx.await.unwrap();
+        let total = bounded(blocked_rx).await.unwrap();
         // While the writer waits, the other half reads a message.
         client.write_all(b"hello").await.unwrap();
         client.flush().await.unwrap();
         let mut hello = [0u8; 5];
-        reader.read_exact(&mut hello).await.unwrap();
+        bounded(reader.read_exact(&mut hello)).await.unwrap();
         assert_eq!(&hello, b"hello");
         // Now the client reads everything: the socket has room again, and the writer must be
         // woken to finish.
@@ -1160,7 +1187,7 @@ mod tests {
         let (mut server, mut client) = connected().await;
         client.get_mut().0.write_all(&bad_record()).await.unwrap();
         let mut buf = [0u8; 16];
-        server.read(&mut buf).await.unwrap_err();
+        bounded(server.read(&mut buf)).await.unwrap_err();
         let err = bounded(client.read(&mut buf)).await.unwrap_err();
         assert_eq!(
             rustls_error(&err),
@@ -1231,7 +1258,11 @@ mod tests {
         bounded(server.read_to_end(&mut got)).await.unwrap();
         assert_eq!(got, b"last");
         let mut buf = [0u8; 16];
-        assert_eq!(server.read(&mut buf).await.unwrap(), 0, "still end of file");
+        assert_eq!(
+            bounded(server.read(&mut buf)).await.unwrap(),
+            0,
+            "still end of file"
+        );
         assert_eq!(server.buffer_capacity(), 0, "what followed was let go");
     }
 
@@ -1251,11 +1282,46 @@ mod tests {
         // rest is left in the stream's buffers when the write runs.
         let mut one = [0u8; 1];
         bounded(server.read_exact(&mut one)).await.unwrap();
-        server.write_all(b"x").await.unwrap();
+        bounded(server.write_all(b"x")).await.unwrap();
+        // The write processed what the reader left: the rest of the plaintext waits for the
+        // reader, and no ciphertext is left unprocessed.
+        assert_eq!(server.plaintext.len() - server.taken, 19);
+        assert!(
+            server.incoming.is_empty(),
+            "nothing unprocessed after the write"
+        );
         let mut rest = [0u8; 19];
         bounded(server.read_exact(&mut rest)).await.unwrap();
         assert_eq!(&one, b"0");
         assert_eq!(&rest, b"123456789abcdefghij");
+    }
+
+    #[tokio::test]
+    async fn plaintext_read_before_a_bad_record_is_delivered_and_the_error_comes_next() {
+        let (mut server, mut client) = connected().await;
+        // A good record and a bad one, in one segment.
+        let mut wire = Vec::new();
+        let conn = &mut client.get_mut().1;
+        io::Write::write_all(&mut conn.writer(), b"good").unwrap();
+        while conn.wants_write() {
+            conn.write_tls(&mut wire).unwrap();
+        }
+        wire.extend(bad_record());
+        bounded(client.get_mut().0.write_all(&wire)).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = bounded(server.read(&mut buf)).await.unwrap();
+        assert_eq!(&buf[..n], b"good");
+        let err = bounded(server.read(&mut buf)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        // The peer is told with an alert all the same.
+        let err = bounded(client.read(&mut buf)).await.unwrap_err();
+        assert_eq!(
+            rustls_error(&err),
+            Some(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::BadRecordMac
+            )),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -1278,7 +1344,7 @@ mod tests {
             // Plaintext comes from at most one socket read's ciphertext.
             assert!(server.plaintext.len() <= READ_CHUNK);
         }
-        let _client = sender.await.unwrap();
+        let _client = bounded(sender).await.unwrap();
         // All read: the next read waits for the socket instead of spinning, holding nothing.
         let mut byte = [0u8; 1];
         assert!(poll_once(server.read(&mut byte)).await.is_pending());
@@ -1308,10 +1374,13 @@ mod tests {
             configs_with_client_versions(&[&rustls::version::TLS12]);
         let (server_tcp, client_tcp) = tcp_pair().await;
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let (server, client) = tokio::join!(
-            accept(server_config, server_tcp),
-            tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
-        );
+        let (server, client) = bounded(async {
+            tokio::join!(
+                accept(server_config, server_tcp),
+                tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
+            )
+        })
+        .await;
         let err = server.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         let err = client.unwrap_err();
@@ -1375,16 +1444,75 @@ mod tests {
             accept(server_config, server_io),
             tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
         );
-        let (mut server, _client) = (server.unwrap(), client.unwrap());
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
         broken.store(true, std::sync::atomic::Ordering::SeqCst);
         // This record was numbered by rustls and lost: anything sent after it would not
         // decrypt, so nothing is, even once the socket takes writes again.
-        let err = server.write_all(b"lost").await.unwrap_err();
+        let err = bounded(server.write_all(b"lost")).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
         broken.store(false, std::sync::atomic::Ordering::SeqCst);
-        assert!(server.write_all(b"after").await.is_err(), "writes fail");
-        assert!(server.flush().await.is_err(), "flushes fail");
-        assert!(server.shutdown().await.is_err(), "no close_notify either");
+        assert!(
+            bounded(server.write_all(b"after")).await.is_err(),
+            "writes fail"
+        );
+        assert!(bounded(server.flush()).await.is_err(), "flushes fail");
+        assert!(
+            bounded(server.shutdown()).await.is_err(),
+            "no close_notify either"
+        );
+        // On the wire: the client gets nothing more before the connection ends, neither data
+        // nor close_notify (either would be a record it cannot decrypt, an error of another
+        // kind), only the socket closing.
+        drop(server);
+        let mut got = Vec::new();
+        let err = bounded(client.read_to_end(&mut got)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        assert!(got.is_empty(), "nothing arrived");
+    }
+
+    #[tokio::test]
+    async fn a_reader_waiting_on_the_socket_learns_of_a_socket_error_the_writer_met() {
+        let (server_config, client_config) = configs();
+        let (server_tcp, client_tcp) = tcp_pair().await;
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let server_io = Breakable {
+            tcp: server_tcp,
+            broken: broken.clone(),
+        };
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let (server, client) = bounded(async {
+            tokio::join!(
+                accept(server_config, server_io),
+                tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
+            )
+        })
+        .await;
+        // The client stays connected and silent: nothing from it would wake the reader.
+        let (server, _client) = (server.unwrap(), client.unwrap());
+        let (mut reader, mut writer) = tokio::io::split(server);
+        let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
+        let reader_task = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            let mut waiting = Some(waiting_tx);
+            poll_fn(|cx| {
+                let mut read = ReadBuf::new(&mut buf);
+                let poll = Pin::new(&mut reader).poll_read(cx, &mut read);
+                if poll.is_pending()
+                    && let Some(tx) = waiting.take()
+                {
+                    let _ = tx.send(());
+                }
+                poll.map_ok(|()| read.filled().len())
+            })
+            .await
+        });
+        bounded(waiting_rx).await.unwrap();
+        broken.store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = bounded(writer.write_all(b"lost")).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        // The connection is over: the reader must be woken to find out.
+        let err = bounded(reader_task).await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
     }
 
     #[tokio::test]
@@ -1417,6 +1545,7 @@ mod tests {
             failed: None,
             io_failed: None,
             write_waker: None,
+            read_waker: None,
         };
         let err = bounded(poll_fn(|cx| {
             let result = stream.poll_handshake(cx);
@@ -1460,8 +1589,10 @@ mod tests {
                 }
             }
         });
-        blocked_rx.await.unwrap();
-        client.get_mut().0.write_all(&bad_record()).await.unwrap();
+        bounded(blocked_rx).await.unwrap();
+        bounded(client.get_mut().0.write_all(&bad_record()))
+            .await
+            .unwrap();
         let mut buf = [0u8; 16];
         let err = bounded(reader.read(&mut buf)).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
@@ -1496,12 +1627,11 @@ mod tests {
             client.read_exact(&mut got).await.unwrap();
             got
         });
-        server
-            .write_all(&pattern(MAX_PLAINTEXT_PER_WRITE))
+        bounded(server.write_all(&pattern(MAX_PLAINTEXT_PER_WRITE)))
             .await
             .unwrap();
-        server.flush().await.unwrap();
-        let got = reader.await.unwrap();
+        bounded(server.flush()).await.unwrap();
+        let got = bounded(reader).await.unwrap();
         let expected = pattern(MAX_PLAINTEXT_PER_WRITE);
         assert!(got.chunks(MAX_PLAINTEXT_PER_WRITE).all(|c| c == expected));
     }

@@ -252,12 +252,12 @@ fn seal_on_cores<'a>(
                 })
                 .collect()
         };
-    // Asked only for a batch worth a second thread: finding the cores reads the system's
-    // files, which costs more than sealing the few values of a command's step.
-    if writes.len() < 2 * MIN_SEALS_PER_THREAD {
-        return seal_part(&writes, &drawn);
-    }
-    let threads = cores().min(writes.len() / MIN_SEALS_PER_THREAD).max(1);
+    // The cores are asked only for a batch worth a second thread: finding them reads the
+    // system's files, which costs more than sealing the few values of a command's step.
+    let threads = match writes.len() / MIN_SEALS_PER_THREAD {
+        0 | 1 => 1,
+        worth => cores().min(worth).max(1),
+    };
     if threads == 1 {
         return seal_part(&writes, &drawn);
     }

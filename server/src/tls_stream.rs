@@ -95,6 +95,18 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` with this thread's scratch buffer ([`SCRATCH`]), or with a fresh one if that is
+/// in use or gone (never in practice: `f` never reaches here again, and a thread's buffer
+/// outlives its tasks). `f` runs exactly once either way: only when the buffer is lent is it
+/// called with it.
+fn with_scratch<R>(mut f: impl FnMut(&mut Vec<u8>) -> R) -> R {
+    let lent = SCRATCH.try_with(|scratch| scratch.try_borrow_mut().ok().map(|mut buf| f(&mut buf)));
+    match lent {
+        Ok(Some(result)) => result,
+        _ => f(&mut Vec::new()),
+    }
+}
+
 /// How much one read from the socket asks for at most: one record of the largest size, so that
 /// a whole record (or many small ones) arrives in one system call.
 const READ_CHUNK: usize = MAX_RECORD_WIRE;
@@ -492,14 +504,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         let want = room.min(READ_CHUNK);
         // Read into the thread's scratch buffer, so that a read that finds nothing (most of
         // them, on an idle connection) allocates nothing.
-        let via_scratch = SCRATCH.try_with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut chunk) => Some(self.receive_via(cx, want, &mut chunk)),
-            Err(_) => None,
-        });
-        match via_scratch {
-            Ok(Some(result)) => result,
-            _ => self.receive_via(cx, want, &mut Vec::new()),
-        }
+        with_scratch(|chunk| self.receive_via(cx, want, chunk))
     }
 
     /// Reads up to `want` bytes into `chunk` (grown if too small), and appends them to
@@ -670,15 +675,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             ready!(self.poll_send(cx))?;
         }
         let data = data.get(..MAX_PLAINTEXT_PER_WRITE).unwrap_or(data);
-        // The thread's scratch buffer, or (were it in use or gone: never in practice) a fresh one.
-        let via_scratch = SCRATCH.try_with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut records) => Some(self.encrypt_and_send(cx, data, &mut records)),
-            Err(_) => None,
-        });
-        match via_scratch {
-            Ok(Some(result)) => result,
-            _ => self.encrypt_and_send(cx, data, &mut Vec::new()),
-        }
+        with_scratch(|records| self.encrypt_and_send(cx, data, records))
     }
 
     /// Encrypts `data` into `records`, and sends the records: straight from there if nothing

@@ -1632,4 +1632,176 @@ mod tests {
         let expected = pattern(MAX_PLAINTEXT_PER_WRITE);
         assert!(got.chunks(MAX_PLAINTEXT_PER_WRITE).all(|c| c == expected));
     }
+
+    /// A text message of about `len` bytes that says who sent it and which it is, and whose
+    /// letters shift with `i`: what a peer got can be compared whole with what was sent, and a
+    /// message cut, merged or out of place does not compare equal.
+    fn numbered(who: &str, i: usize, len: usize) -> String {
+        let mut text = format!("{who} {i:06} ");
+        text.extend((0..len).map(|k| char::from(b'a' + ((i + k) % 26) as u8)));
+        text
+    }
+
+    /// `f`'s outcome; if `f` has to wait, says so (once) on `waiting`.
+    async fn noting_a_wait<F: Future>(
+        f: F,
+        waiting: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        poll_fn(|cx| {
+            let poll = f.as_mut().poll(cx);
+            if poll.is_pending()
+                && let Some(tx) = waiting.take()
+            {
+                let _ = tx.send(());
+            }
+            poll
+        })
+        .await
+    }
+
+    // The server's own use of this stream (`connection.rs`): a websocket over it, split into a
+    // reader task and a writer task. The writer waits for a full socket while the client
+    // updates its keys and sends, so the reader must take in the key update (whose answer
+    // rustls holds for the writer's next write) and the client's messages while the writer
+    // waits, and then the writer must be woken, send that answer before its next records, and
+    // lose nothing. (tokio-tungstenite hands the stream wakers that wake both halves, so this
+    // does not catch a read that takes the writer's place on the socket: the `tokio::io::split`
+    // test above does.)
+    #[tokio::test]
+    async fn websocket_halves_lose_nothing_when_the_client_updates_keys_under_back_pressure() {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+        // From under one record to more than one write's worth of records: a message is cut
+        // wherever a write or the socket cuts it, and a write may find what the socket did not
+        // take of an earlier one still queued (past `OUTGOING_HIGH_WATER`, so it waits).
+        fn server_message_len(i: usize) -> usize {
+            1_000 + (i % 7) * 20_000
+        }
+        // Two records each.
+        const CLIENT_MESSAGE: usize = 20_000;
+        const CLIENT_MESSAGES: usize = 3;
+        // As the server's writer does, several messages are fed and then flushed together.
+        const MESSAGES_PER_FLUSH: usize = 4;
+        // Messages the writer sends after its first wait, so that some are encrypted after the
+        // key update.
+        const MORE_AFTER_WAITING: usize = 8;
+
+        let (server, client) = connected().await;
+        // The server's websocket as the server configures it by default.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(crate::config::DEFAULT_WS_READ_BUFFER)
+            .write_buffer_size(crate::config::DEFAULT_WS_WRITE_BUFFER);
+        let (server_ws, client_ws) = bounded(async {
+            tokio::join!(
+                tokio_tungstenite::accept_async_with_config(server, Some(config)),
+                tokio_tungstenite::client_async("ws://localhost/", client)
+            )
+        })
+        .await;
+        let (mut sink, mut stream) = server_ws.unwrap().split();
+        let (mut client, _response) = client_ws.unwrap();
+
+        // The reader task hands over every message it reads.
+        let (got_tx, mut got_rx) = tokio::sync::mpsc::unbounded_channel();
+        let _reader_task = tokio::spawn(async move {
+            while let Some(message) = stream.next().await {
+                if got_tx.send(message).is_err() {
+                    break;
+                }
+            }
+        });
+        // The writer task sends until a send has to wait for the socket (the client reads
+        // nothing yet) and a few more after that, says how many it sent, and then sends what
+        // it is given.
+        let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
+        let (more_tx, mut more_rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
+        let writer_task = tokio::spawn(async move {
+            let mut waiting = Some(waiting_tx);
+            let mut sent = 0usize;
+            let mut after_waiting = 0usize;
+            while after_waiting < MORE_AFTER_WAITING {
+                let message = Message::text(numbered("server", sent, server_message_len(sent)));
+                noting_a_wait(sink.feed(message), &mut waiting)
+                    .await
+                    .unwrap();
+                sent += 1;
+                if sent.is_multiple_of(MESSAGES_PER_FLUSH) {
+                    noting_a_wait(sink.flush(), &mut waiting).await.unwrap();
+                }
+                if waiting.is_none() {
+                    after_waiting += 1;
+                }
+            }
+            sink.send(Message::text(format!("sent {sent}")))
+                .await
+                .unwrap();
+            while let Some(message) = more_rx.recv().await {
+                sink.send(message).await.unwrap();
+            }
+            sent
+        });
+        bounded(waiting_rx).await.unwrap();
+
+        // While the writer waits, the client updates its keys (which asks the server to update
+        // its own) and sends under the new ones; the reader must get every message.
+        client.get_mut().get_mut().1.refresh_traffic_keys().unwrap();
+        for i in 0..CLIENT_MESSAGES {
+            bounded(client.send(Message::text(numbered("client", i, CLIENT_MESSAGE))))
+                .await
+                .unwrap();
+        }
+        for i in 0..CLIENT_MESSAGES {
+            let got = bounded(got_rx.recv())
+                .await
+                .expect("the reader reads on")
+                .unwrap();
+            assert!(
+                got == Message::text(numbered("client", i, CLIENT_MESSAGE)),
+                "client message {i} arrived whole and in order"
+            );
+        }
+
+        // Now the client reads: every message the server sent, those encrypted before its own
+        // key update and those after, whole and in order.
+        let mut received = 0usize;
+        let sent = loop {
+            let message = bounded(client.next())
+                .await
+                .expect("the connection stays open")
+                .unwrap();
+            if let Message::Text(text) = &message
+                && let Some(count) = text.as_str().strip_prefix("sent ")
+            {
+                break count.parse::<usize>().unwrap();
+            }
+            assert!(
+                message
+                    == Message::text(numbered("server", received, server_message_len(received))),
+                "server message {received} arrived whole and in order"
+            );
+            received += 1;
+        };
+        assert_eq!(received, sent, "every message the server sent arrived");
+
+        // Both ways still work after the key update.
+        bounded(client.send(Message::text("client, after")))
+            .await
+            .unwrap();
+        let got = bounded(got_rx.recv())
+            .await
+            .expect("the reader reads on")
+            .unwrap();
+        assert_eq!(got, Message::text("client, after"));
+        more_tx.send(Message::text("server, after")).unwrap();
+        let got = bounded(client.next())
+            .await
+            .expect("the connection stays open")
+            .unwrap();
+        assert_eq!(got, Message::text("server, after"));
+        drop(more_tx);
+        assert_eq!(bounded(writer_task).await.unwrap(), sent);
+    }
 }

@@ -12,6 +12,15 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// jemalloc instead of the system's malloc (feature `jemalloc`, on by default). With glibc's
+/// malloc the server's threads (and a client's) wait on each other's arena locks, because sled's old nodes are
+/// freed by whichever thread next reads the tree: a durable post cost the server about a quarter more CPU
+/// (BENCHMARKS.md, "Issue 20, a fifth round"). Build with `--no-default-features` for a heap
+/// profiler that follows only the system's malloc (heaptrack).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use confide_bench::server::NodeSettings;
 use confide_bench::{Backend, Kind, Options, Scenario, ServerMode, Sizes};
 use confide_server::cluster::ClusterConfig;

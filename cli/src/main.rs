@@ -15,6 +15,14 @@ mod web;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// jemalloc instead of the system's malloc (feature `jemalloc`, on by default): the client's
+/// store is sled, whose old nodes are freed by whichever thread next reads it, and glibc's
+/// malloc then makes threads wait on each other's arena locks (BENCHMARKS.md, "Issue 20, a
+/// fifth round").
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code: something went wrong that is not one of the cases below.
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code: the command line was wrong (clap uses it too).

@@ -13,6 +13,15 @@ use confide_server::{
     WebSettings,
 };
 
+/// jemalloc instead of the system's malloc (feature `jemalloc`, on by default). With glibc's
+/// malloc the server's threads wait on each other's arena locks, because sled's old nodes are
+/// freed by whichever thread next reads the tree: a durable post cost about a quarter more CPU
+/// (BENCHMARKS.md, "Issue 20, a fifth round"). Build with `--no-default-features` for a heap
+/// profiler that follows only the system's malloc (heaptrack).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Default address: loopback, so that a first run exposes nothing; set `--listen 0.0.0.0:7443`
 /// to serve other machines.
 const DEFAULT_LISTEN: &str = "127.0.0.1:7443";

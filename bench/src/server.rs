@@ -44,7 +44,9 @@ const STATS_PREFIX: &str = "STATS";
 const STATS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Environment variable naming a command to run child servers under, for profiling (e.g.
 /// `CONFIDE_BENCH_WRAP="heaptrack -o /tmp/server"`); memory figures are then not the
-/// server's own.
+/// server's own. A heap profiler that follows the system's malloc (heaptrack, valgrind's
+/// massif) needs the harness built with `--no-default-features`: the child server is this
+/// binary, whose allocator is otherwise jemalloc.
 pub const WRAP_ENV: &str = "CONFIDE_BENCH_WRAP";
 /// An experiment: Confide's websocket read buffer in bytes (`ws_read_buffer`) instead of the
 /// default, to measure what another default would cost or save. Unset in every recorded run.

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 /// store is sled, whose old nodes are freed by whichever thread next reads it, and glibc's
 /// malloc then makes threads wait on each other's arena locks (BENCHMARKS.md, "Issue 20, a
 /// fifth round").
-#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[cfg(all(feature = "jemalloc", unix))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -18,7 +18,7 @@ use confide_server::{
 /// freed by whichever thread next reads the tree: a durable post cost about a quarter more CPU
 /// (BENCHMARKS.md, "Issue 20, a fifth round"). Build with `--no-default-features` for a heap
 /// profiler that follows only the system's malloc (heaptrack).
-#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[cfg(all(feature = "jemalloc", unix))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

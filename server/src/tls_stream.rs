@@ -862,7 +862,7 @@ mod tests {
     async fn tcp_pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
-        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (client, accepted) = bounded(async { tokio::join!(client, listener.accept()) }).await;
         (accepted.unwrap().0, client.unwrap())
     }
 
@@ -871,10 +871,14 @@ mod tests {
         let (server_config, client_config) = configs();
         let (server_tcp, client_tcp) = tcp_pair().await;
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let (server, client) = tokio::join!(
-            accept(server_config, server_tcp),
-            tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
-        );
+        // Bounded: a handshake that hangs fails the test instead of stalling the run.
+        let (server, client) = bounded(async {
+            tokio::join!(
+                accept(server_config, server_tcp),
+                tokio_rustls::TlsConnector::from(client_config).connect(name, client_tcp)
+            )
+        })
+        .await;
         (server.unwrap(), client.unwrap())
     }
 
@@ -1718,7 +1722,9 @@ mod tests {
         // it is given.
         let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
         let (more_tx, mut more_rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
-        let writer_task = tokio::spawn(async move {
+        // Unconstrained: tokio's per-task budget would otherwise make a send wait now and then
+        // with the socket not full, and the test would stop testing back-pressure unnoticed.
+        let writer_task = tokio::spawn(tokio::task::unconstrained(async move {
             let mut waiting = Some(waiting_tx);
             let mut sent = 0usize;
             let mut after_waiting = 0usize;
@@ -1742,7 +1748,7 @@ mod tests {
                 sink.send(message).await.unwrap();
             }
             sent
-        });
+        }));
         bounded(waiting_rx).await.unwrap();
 
         // While the writer waits, the client updates its keys (which asks the server to update

@@ -19,8 +19,8 @@ use pollster::block_on;
 use support::{Device, Member, Shared, alice_and_bob, at_seq, text};
 use zeroize::Zeroizing;
 
-/// The server answers Alice's next post with position `seq`.
-fn post_acked_at(device: &Device, seq: Seq) {
+/// The server acknowledges Alice's next post at position `seq`: her send must stay pending.
+fn post_acknowledged_at(device: &mut Device, group: GroupId, seq: Seq) {
     device.answer(Some(Box::new(move |frame| match frame {
         ClientFrame::Post { id, envelope } => Some(vec![ServerFrame::Posted {
             id: *id,
@@ -30,6 +30,7 @@ fn post_acked_at(device: &Device, seq: Seq) {
         }]),
         _ => None,
     })));
+    assert_eq!(device.send(group, "Alice's").unwrap_err().code(), "pending");
 }
 
 /// Whether the device told the user that position `seq` was refused for another message.
@@ -87,9 +88,9 @@ fn serve_again_at(
     device
 }
 
-// §11.2: a deleted message's position, served again by sync with another message, is refused.
-#[test]
-fn a_deleted_messages_position_served_again_with_another_message_is_refused() {
+/// Alice's group with Bob, Bob's message received and then deleted by Alice. Returns Bob, his
+/// chain (to write again) and the deleted message.
+fn bobs_message_deleted() -> (Device, GroupId, Member, SenderChain, StoredMessage) {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
     let m = device.member_writes(group, &mut bob, &mut chain, "gone");
     device.push_message(group, &m);
@@ -100,18 +101,12 @@ fn a_deleted_messages_position_served_again_with_another_message_is_refused() {
         },
     );
     assert!(device.history(group).is_empty());
-    let device = serve_again_at(device, group, &mut bob, &mut chain, m.seq);
-    assert!(
-        device.history(group).is_empty(),
-        "{:?}",
-        device.history(group)
-    );
-    assert!(refused_at(&device, m.seq), "{:?}", device.rejected());
+    (device, group, bob, chain, m)
 }
 
-// §11.2: an expired message's position, served again by sync with another message, is refused.
-#[test]
-fn an_expired_messages_position_served_again_with_another_message_is_refused() {
+/// Alice's group with Bob, Bob's message received and then expired: two days later, the group
+/// keeps messages for one day. Returns as [`bobs_message_deleted`] does.
+fn bobs_message_expired() -> (Device, GroupId, Member, SenderChain, StoredMessage) {
     let (mut device, group, mut bob, mut chain) = alice_and_bob();
     let m = device.member_writes(group, &mut bob, &mut chain, "old");
     device.push_message(group, &m);
@@ -123,13 +118,33 @@ fn an_expired_messages_position_served_again_with_another_message_is_refused() {
         },
     );
     assert!(device.history(group).is_empty());
-    let device = serve_again_at(device, group, &mut bob, &mut chain, m.seq);
+    (device, group, bob, chain, m)
+}
+
+/// What the user must see: nothing shown in the group, and position `seq` refused.
+fn assert_nothing_shown_and_refused_at(device: &Device, group: GroupId, seq: Seq) {
     assert!(
         device.history(group).is_empty(),
         "{:?}",
         device.history(group)
     );
-    assert!(refused_at(&device, m.seq), "{:?}", device.rejected());
+    assert!(refused_at(device, seq), "{:?}", device.rejected());
+}
+
+// §11.2: a deleted message's position, served again by sync with another message, is refused.
+#[test]
+fn a_deleted_messages_position_served_again_with_another_message_is_refused() {
+    let (device, group, mut bob, mut chain, m) = bobs_message_deleted();
+    let device = serve_again_at(device, group, &mut bob, &mut chain, m.seq);
+    assert_nothing_shown_and_refused_at(&device, group, m.seq);
+}
+
+// §11.2: an expired message's position, served again by sync with another message, is refused.
+#[test]
+fn an_expired_messages_position_served_again_with_another_message_is_refused() {
+    let (device, group, mut bob, mut chain, m) = bobs_message_expired();
+    let device = serve_again_at(device, group, &mut bob, &mut chain, m.seq);
+    assert_nothing_shown_and_refused_at(&device, group, m.seq);
 }
 
 /// Alice's group with Bob (whose sender key she holds) and Carol, whose message waits at its
@@ -177,12 +192,7 @@ fn carols_message_parked() -> (
 fn a_waiting_messages_position_served_again_with_another_message_is_refused() {
     let (device, group, mut bob, mut chain, waiting, key) = carols_message_parked();
     let mut device = serve_again_at(device, group, &mut bob, &mut chain, waiting.seq);
-    assert!(
-        device.history(group).is_empty(),
-        "{:?}",
-        device.history(group)
-    );
-    assert!(refused_at(&device, waiting.seq), "{:?}", device.rejected());
+    assert_nothing_shown_and_refused_at(&device, group, waiting.seq);
     device.push_inbox(&[key]);
     assert_eq!(device.history(group), ["Carol's"]);
 }
@@ -190,60 +200,25 @@ fn a_waiting_messages_position_served_again_with_another_message_is_refused() {
 // §11.2 step 4a: the acknowledgement of Alice's post at a deleted message's position is refused.
 #[test]
 fn a_post_acknowledged_at_a_deleted_messages_position_is_refused() {
-    let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let m = device.member_writes(group, &mut bob, &mut chain, "gone");
-    device.push_message(group, &m);
-    device.append(
-        group,
-        OpBody::DeleteMessages {
-            messages: vec![m.envelope.message_id()],
-        },
-    );
-    post_acked_at(&device, m.seq);
-    assert_eq!(device.send(group, "Alice's").unwrap_err().code(), "pending");
-    assert!(
-        device.history(group).is_empty(),
-        "{:?}",
-        device.history(group)
-    );
-    assert!(refused_at(&device, m.seq), "{:?}", device.rejected());
+    let (mut device, group, _bob, _chain, m) = bobs_message_deleted();
+    post_acknowledged_at(&mut device, group, m.seq);
+    assert_nothing_shown_and_refused_at(&device, group, m.seq);
 }
 
 // §11.2 step 4a: the acknowledgement of Alice's post at an expired message's position is refused.
 #[test]
 fn a_post_acknowledged_at_an_expired_messages_position_is_refused() {
-    let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let m = device.member_writes(group, &mut bob, &mut chain, "old");
-    device.push_message(group, &m);
-    device.set_clock(Timestamp(device.now().0 + 2 * 86_400_000));
-    device.append(
-        group,
-        OpBody::SetRetention {
-            seconds: Some(86_400),
-        },
-    );
-    post_acked_at(&device, m.seq);
-    assert_eq!(device.send(group, "Alice's").unwrap_err().code(), "pending");
-    assert!(
-        device.history(group).is_empty(),
-        "{:?}",
-        device.history(group)
-    );
-    assert!(refused_at(&device, m.seq), "{:?}", device.rejected());
+    let (mut device, group, _bob, _chain, m) = bobs_message_expired();
+    post_acknowledged_at(&mut device, group, m.seq);
+    assert_nothing_shown_and_refused_at(&device, group, m.seq);
 }
 
 // §11.2 step 4a: the acknowledgement of Alice's post at a waiting message's position is refused.
 #[test]
 fn a_post_acknowledged_at_a_waiting_messages_position_is_refused() {
     let (mut device, group, _bob, _chain, waiting, _key) = carols_message_parked();
-    post_acked_at(&device, waiting.seq);
-    assert_eq!(device.send(group, "Alice's").unwrap_err().code(), "pending");
-    assert!(
-        device.history(group).is_empty(),
-        "{:?}",
-        device.history(group)
-    );
-    assert!(refused_at(&device, waiting.seq), "{:?}", device.rejected());
+    post_acknowledged_at(&mut device, group, waiting.seq);
+    assert_nothing_shown_and_refused_at(&device, group, waiting.seq);
 }
 
 /// Alice's group with Bob, Bob's message received and its record then overwritten with
@@ -280,14 +255,8 @@ fn deleting_a_message_whose_record_is_damaged_keeps_its_position_taken() {
         .unwrap()
         .unwrap();
     assert_eq!(place.number, None, "its number could not be read");
-    post_acked_at(&device, m.seq);
-    assert_eq!(device.send(group, "Alice's").unwrap_err().code(), "pending");
-    assert!(
-        device.history(group).is_empty(),
-        "{:?}",
-        device.history(group)
-    );
-    assert!(refused_at(&device, m.seq), "{:?}", device.rejected());
+    post_acknowledged_at(&mut device, group, m.seq);
+    assert_nothing_shown_and_refused_at(&device, group, m.seq);
 }
 
 // §11.11: a damaged record whose number can still be read keeps that number once deleted.

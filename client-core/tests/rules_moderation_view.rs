@@ -8,11 +8,19 @@ mod support;
 use confide_client_core::store::{Batch, ClientStore as _};
 use confide_client_core::{Event, NoticeKind};
 use confide_protocol::GroupId;
-use confide_protocol::frames::{ClientFrame, ErrorCode};
+use confide_protocol::frames::{ClientFrame, ErrorCode, StoredMessage};
 use confide_protocol::group_log::OpBody;
 use pollster::block_on;
 use support::{Device, Member, alice_and_bob, refuse};
 use zeroize::Zeroizing;
+
+/// The number this device gave `m` in `group`, by the place it keeps for `m`'s id.
+fn number_of(device: &Device, group: GroupId, m: &StoredMessage) -> Option<u64> {
+    block_on(device.core.message_place(group, m.envelope.message_id()))
+        .unwrap()
+        .expect("the device keeps a place for the message")
+        .number
+}
 
 fn refuse_sync(device: &Device, group: GroupId, code: ErrorCode) {
     device.answer(Some(refuse(
@@ -112,14 +120,7 @@ fn a_deleted_message_keeps_its_number_which_is_kept_apart_only_once_it_is_remove
     // Numbers go on after the deleted one's.
     let third = device.member_writes(group, &mut bob, &mut chain, "three");
     device.push_message(group, &third);
-    let place = block_on(
-        device
-            .core
-            .message_place(group, third.envelope.message_id()),
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(place.number, Some(3));
+    assert_eq!(number_of(&device, group, &third), Some(3));
 }
 
 // §11.11 in a store written before numbers were kept in the message's record only: there every
@@ -153,14 +154,7 @@ fn a_store_written_before_keeps_the_numbers_of_messages_it_deleted() {
         .unwrap()
         .unwrap();
     assert_eq!((place.seq, place.number), (second.seq, Some(2)));
-    let place = block_on(
-        device
-            .core
-            .message_place(group, first.envelope.message_id()),
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(place.number, Some(1));
+    assert_eq!(number_of(&device, group, &first), Some(1));
     // Deleting the first now keeps its number too, and a new message takes the next one.
     device.append(
         group,
@@ -168,25 +162,11 @@ fn a_store_written_before_keeps_the_numbers_of_messages_it_deleted() {
             messages: vec![first.envelope.message_id()],
         },
     );
-    let place = block_on(
-        device
-            .core
-            .message_place(group, first.envelope.message_id()),
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(place.number, Some(1));
+    assert_eq!(number_of(&device, group, &first), Some(1));
     let third = device.member_writes(group, &mut bob, &mut chain, "three");
     device.push_message(group, &third);
     assert_eq!(device.history(group), ["three"]);
-    let place = block_on(
-        device
-            .core
-            .message_place(group, third.envelope.message_id()),
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(place.number, Some(3));
+    assert_eq!(number_of(&device, group, &third), Some(3));
 }
 
 // §11.11: a device no longer in a group is refused locally, saying so, before anything is sent.

@@ -12,18 +12,19 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// jemalloc instead of the system's malloc (feature `jemalloc`, on by default). With glibc's
-/// malloc the server's threads (and a client's) wait on each other's arena locks, because sled's old nodes are
-/// freed by whichever thread next reads the tree: a durable post cost the server about a quarter more CPU
-/// (BENCHMARKS.md, "Issue 20, a fifth round"). Build with `--no-default-features` for a heap
-/// profiler that follows only the system's malloc (heaptrack).
-#[cfg(all(feature = "jemalloc", unix))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use confide_bench::server::NodeSettings;
 use confide_bench::{Backend, Kind, Options, Scenario, ServerMode, Sizes};
 use confide_server::cluster::ClusterConfig;
+
+/// jemalloc instead of the system's malloc (feature `jemalloc`, on by default), as in
+/// `confide-server` and `confide`: the child servers this harness starts are this binary, so
+/// they must allocate as the real server does. With glibc's malloc, threads wait on each
+/// other's arena locks, because sled's old nodes are freed by whichever thread next reads the
+/// tree (BENCHMARKS.md, "Issue 20, a fifth round"). Build with `--no-default-features` for a
+/// heap profiler that follows only the system's malloc (heaptrack).
+#[cfg(all(feature = "jemalloc", unix))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Benchmarks Confide against a bare relay and an fdatasync floor measured in the same run.
 #[derive(Parser, Debug)]

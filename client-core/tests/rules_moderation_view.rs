@@ -10,6 +10,7 @@ use confide_client_core::{Event, NoticeKind};
 use confide_protocol::GroupId;
 use confide_protocol::frames::{ClientFrame, ErrorCode, StoredMessage};
 use confide_protocol::group_log::OpBody;
+use confide_protocol::sender_key::SenderChain;
 use pollster::block_on;
 use support::{Device, Member, alice_and_bob, refuse};
 use zeroize::Zeroizing;
@@ -20,6 +21,23 @@ fn number_of(device: &Device, group: GroupId, m: &StoredMessage) -> Option<u64> 
         .unwrap()
         .expect("the device keeps a place for the message")
         .number
+}
+
+/// Alice's group with Bob, and two messages of Bob's ("one", "two") received live. Returns
+/// Bob and his chain (to write again) and the two messages.
+fn bob_sent_two() -> (
+    Device,
+    GroupId,
+    Member,
+    SenderChain,
+    StoredMessage,
+    StoredMessage,
+) {
+    let (mut device, group, mut bob, mut chain) = alice_and_bob();
+    let first = device.member_writes(group, &mut bob, &mut chain, "one");
+    let second = device.member_writes(group, &mut bob, &mut chain, "two");
+    device.push([support::live(group, &first), support::live(group, &second)]);
+    (device, group, bob, chain, first, second)
 }
 
 fn refuse_sync(device: &Device, group: GroupId, code: ErrorCode) {
@@ -86,10 +104,7 @@ fn messages_are_numbered_by_this_device_and_numbers_are_never_reused() {
 // message writes one store key less.
 #[test]
 fn a_deleted_message_keeps_its_number_which_is_kept_apart_only_once_it_is_removed() {
-    let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let first = device.member_writes(group, &mut bob, &mut chain, "one");
-    let second = device.member_writes(group, &mut bob, &mut chain, "two");
-    device.push([support::live(group, &first), support::live(group, &second)]);
+    let (mut device, group, mut bob, mut chain, _first, second) = bob_sent_two();
     let id = second.envelope.message_id();
     let at = support::at_seq(group, second.seq.0);
     assert!(device.store.snapshot().get("messages", &at).is_some());
@@ -128,10 +143,7 @@ fn a_deleted_message_keeps_its_number_which_is_kept_apart_only_once_it_is_remove
 // Opened by this version, the deleted message's number and its notice are as they were.
 #[test]
 fn a_store_written_before_keeps_the_numbers_of_messages_it_deleted() {
-    let (mut device, group, mut bob, mut chain) = alice_and_bob();
-    let first = device.member_writes(group, &mut bob, &mut chain, "one");
-    let second = device.member_writes(group, &mut bob, &mut chain, "two");
-    device.push([support::live(group, &first), support::live(group, &second)]);
+    let (device, group, mut bob, mut chain, first, second) = bob_sent_two();
     // As the earlier version left the store: both numbers written apart, and the second
     // message deleted (its record and evidence gone, its number kept).
     let mut old = Batch::new();

@@ -1176,6 +1176,15 @@ mod tests {
         e.get_ref()?.downcast_ref::<rustls::Error>()
     }
 
+    /// `err` says the peer sent the fatal alert `alert`.
+    fn assert_alert_received(err: &io::Error, alert: rustls::AlertDescription) {
+        assert_eq!(
+            rustls_error(err),
+            Some(&rustls::Error::AlertReceived(alert)),
+            "{err}"
+        );
+    }
+
     /// An application-data record that does not decrypt.
     fn bad_record() -> Vec<u8> {
         let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x40];
@@ -1190,13 +1199,7 @@ mod tests {
         let mut buf = [0u8; 16];
         bounded(server.read(&mut buf)).await.unwrap_err();
         let err = bounded(client.read(&mut buf)).await.unwrap_err();
-        assert_eq!(
-            rustls_error(&err),
-            Some(&rustls::Error::AlertReceived(
-                rustls::AlertDescription::BadRecordMac
-            )),
-            "{err}"
-        );
+        assert_alert_received(&err, rustls::AlertDescription::BadRecordMac);
     }
 
     #[tokio::test]
@@ -1208,13 +1211,7 @@ mod tests {
         bounded(client.read(&mut buf)).await.unwrap_err();
         let err = bounded(server.read(&mut buf)).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
-        assert_eq!(
-            rustls_error(&err),
-            Some(&rustls::Error::AlertReceived(
-                rustls::AlertDescription::BadRecordMac
-            )),
-            "{err}"
-        );
+        assert_alert_received(&err, rustls::AlertDescription::BadRecordMac);
     }
 
     #[tokio::test]
@@ -1316,13 +1313,7 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         // The peer is told with an alert all the same.
         let err = bounded(client.read(&mut buf)).await.unwrap_err();
-        assert_eq!(
-            rustls_error(&err),
-            Some(&rustls::Error::AlertReceived(
-                rustls::AlertDescription::BadRecordMac
-            )),
-            "{err}"
-        );
+        assert_alert_received(&err, rustls::AlertDescription::BadRecordMac);
     }
 
     #[tokio::test]
@@ -1385,13 +1376,7 @@ mod tests {
         let err = server.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         let err = client.unwrap_err();
-        assert_eq!(
-            rustls_error(&err),
-            Some(&rustls::Error::AlertReceived(
-                rustls::AlertDescription::ProtocolVersion
-            )),
-            "{err}"
-        );
+        assert_alert_received(&err, rustls::AlertDescription::ProtocolVersion);
     }
 
     /// A socket whose writes fail while `broken` is set, as a reset connection's do.

@@ -204,21 +204,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let conn = UnbufferedServerConnection::new(config).map_err(invalid_data)?;
-    let mut stream = TlsStream {
-        io,
-        conn,
-        incoming: Vec::new(),
-        outgoing: Vec::new(),
-        sent: 0,
-        plaintext: Vec::new(),
-        taken: 0,
-        peer_closed: false,
-        write_closed: false,
-        failed: None,
-        io_failed: None,
-        write_waker: None,
-        read_waker: None,
-    };
+    let mut stream = TlsStream::new(io, conn);
     poll_fn(|cx| {
         let result = stream.poll_handshake(cx);
         stream.finish(cx, result)
@@ -301,6 +287,26 @@ fn encode_required_size(e: &EncodeError) -> Option<usize> {
 }
 
 impl<S> TlsStream<S> {
+    /// A stream over `io` driven by `conn`, before its handshake: every buffer empty, nothing
+    /// failed or closed, no waker waiting.
+    fn new(io: S, conn: UnbufferedServerConnection) -> Self {
+        TlsStream {
+            io,
+            conn,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            sent: 0,
+            plaintext: Vec::new(),
+            taken: 0,
+            peer_closed: false,
+            write_closed: false,
+            failed: None,
+            io_failed: None,
+            write_waker: None,
+            read_waker: None,
+        }
+    }
+
     /// The bytes of buffer this stream holds outside rustls (capacity of its incoming,
     /// outgoing and plaintext buffers): zero while the connection is idle.
     pub fn buffer_capacity(&self) -> usize {
@@ -1518,21 +1524,10 @@ mod tests {
             let _ = client_tcp.write_all(&wire).await;
             client_tcp
         });
-        let mut stream = TlsStream {
-            io: server_tcp,
-            conn: UnbufferedServerConnection::new(server_config).unwrap(),
-            incoming: Vec::new(),
-            outgoing: Vec::new(),
-            sent: 0,
-            plaintext: Vec::new(),
-            taken: 0,
-            peer_closed: false,
-            write_closed: false,
-            failed: None,
-            io_failed: None,
-            write_waker: None,
-            read_waker: None,
-        };
+        let mut stream = TlsStream::new(
+            server_tcp,
+            UnbufferedServerConnection::new(server_config).unwrap(),
+        );
         let err = bounded(poll_fn(|cx| {
             let result = stream.poll_handshake(cx);
             stream.finish(cx, result)

@@ -460,6 +460,9 @@ pub struct FileConfig {
     /// Bytes that must stay free on the database's disk for writes to go ahead (default
     /// [`crate::storage::DEFAULT_MIN_FREE_BYTES`]).
     pub storage_min_free_bytes: Option<u64>,
+    /// Message ids the embedded store keeps in memory (default
+    /// [`crate::storage::DEFAULT_IDS_IN_MEMORY`]).
+    pub storage_ids_in_memory: Option<usize>,
     /// The web app's directory (a build's output with its `asset-manifest.json`), served on
     /// the websocket's port; see [`crate::web`]. The `--web-dir` flag wins.
     pub web_dir: Option<std::path::PathBuf>,

@@ -341,11 +341,13 @@ fn real_main() -> anyhow::Result<()> {
                 let min_free = file
                     .storage_min_free_bytes
                     .unwrap_or(confide_server::storage::DEFAULT_MIN_FREE_BYTES);
-                Arc::new(SledStorage::open_with(
-                    &data_dir.join(DB_SUBDIR),
-                    cache,
-                    min_free,
-                )?)
+                let ids = file
+                    .storage_ids_in_memory
+                    .unwrap_or(confide_server::storage::DEFAULT_IDS_IN_MEMORY);
+                Arc::new(
+                    SledStorage::open_with(&data_dir.join(DB_SUBDIR), cache, min_free)?
+                        .with_ids_in_memory(ids),
+                )
             }
         };
         let listener = tokio::net::TcpListener::bind(listen)

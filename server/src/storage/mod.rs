@@ -12,12 +12,14 @@
 
 pub mod migrate;
 pub mod postgres;
+mod sled_id_index;
 mod sled_record;
 mod sled_store;
 pub mod test_database;
 
 pub use migrate::{MigrationReport, sled_to_postgres};
 pub use postgres::{PostgresOptions, PostgresStorage};
+pub use sled_id_index::{DEFAULT_IDS_IN_MEMORY, RUN_LEN};
 pub use sled_store::{DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_BYTES, MIN_CACHE_BYTES, SledStorage};
 
 use confide_protocol::device_list::{IdentityKey, SignedDeviceList};

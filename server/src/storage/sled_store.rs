@@ -8,7 +8,7 @@
 //! | `user_devices` | user id (16) ‖ device id (32) | empty |
 //! | `ops` | group (16) ‖ op seq (8) | JSON `SignedOp` |
 //! | `messages` | group (16) ‖ seq (8) | `StoredMessage`: binary ([`super::sled_record`]), or JSON if an older server wrote it |
-//! | `message_ids` | group (16) ‖ message id (16) | seq (8) |
+//! | `message_id_runs` | group (16) ‖ seq of the run's first id (8) | covered seq (8) ‖ n × (seq (8) ‖ message id (16)): the index from message id to seq, written [`super::sled_id_index::RUN_LEN`] ids at a time and kept in memory ([`super::sled_id_index`]) |
 //! | `last_seq` | group (16) | highest seq ever used (8), kept when messages are deleted |
 //! | `inbox` | device (32) ‖ inbox id (8) | JSON `InboxItem` |
 //! | `inbox_shares` | device (32) ‖ share (32) ‖ inbox id (8) | empty: the inbox items counting towards each share ([`super::inbox_shares`]: the sender, and all join requests together) |
@@ -41,6 +41,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::path::Path;
 
 use super::migrate::Record;
+use super::sled_id_index::{IdIndex, IdWrite};
 use super::sled_record;
 use super::{DeviceRecord, Storage, StorageError, Write};
 
@@ -104,7 +105,8 @@ pub struct SledStorage {
     user_devices: sled::Tree,
     ops: sled::Tree,
     messages: sled::Tree,
-    message_ids: sled::Tree,
+    /// Message id → seq ([`super::sled_id_index`]).
+    ids: IdIndex,
     last_seq: sled::Tree,
     inbox: sled::Tree,
     inbox_shares: sled::Tree,
@@ -214,7 +216,10 @@ impl SledStorage {
             // `generate_id() + 1`, and the generator only goes up, also across restarts.
             None => db.generate_id().map_err(backend)?,
         };
+        let messages = db.open_tree("messages").map_err(backend)?;
         Ok(SledStorage {
+            ids: IdIndex::open(&db, messages.clone())?,
+            messages,
             meta,
             next_inbox_id: std::sync::atomic::AtomicU64::new(
                 high.saturating_add(INBOX_ID_RESTART_GAP),
@@ -222,8 +227,6 @@ impl SledStorage {
             devices: db.open_tree("devices").map_err(backend)?,
             user_devices: db.open_tree("user_devices").map_err(backend)?,
             ops: db.open_tree("ops").map_err(backend)?,
-            messages: db.open_tree("messages").map_err(backend)?,
-            message_ids: db.open_tree("message_ids").map_err(backend)?,
             last_seq: db.open_tree("last_seq").map_err(backend)?,
             inbox: db.open_tree("inbox").map_err(backend)?,
             inbox_shares: db.open_tree("inbox_shares").map_err(backend)?,
@@ -238,6 +241,14 @@ impl SledStorage {
             failed: std::sync::OnceLock::new(),
             flush_each_commit: true,
         })
+    }
+
+    /// Keeps at most about `ids` message ids in memory (default
+    /// [`super::DEFAULT_IDS_IN_MEMORY`]), least recently used groups dropped first: the index
+    /// that answers a retried post and finds a deleted message ([`super::sled_id_index`]).
+    pub fn with_ids_in_memory(mut self, ids: usize) -> Self {
+        self.ids.set_capacity(ids);
+        self
     }
 
     /// **Benchmarks only.** The same storage, except that a commit returns without flushing:
@@ -292,7 +303,8 @@ impl SledStorage {
         let mut user_devices: Vec<Entry> = Vec::new();
         let mut ops: Vec<Entry> = Vec::new();
         let mut messages: Vec<Entry> = Vec::new();
-        let mut message_ids: Vec<Entry> = Vec::new();
+        // Stores and deletions by id, in batch order, for the id index.
+        let mut id_writes: Vec<IdWrite> = Vec::new();
         // Only the highest seq of each group in the batch needs writing.
         let mut last_seq: std::collections::BTreeMap<GroupId, [u8; 8]> = Default::default();
         let mut inbox: Vec<Entry> = Vec::new();
@@ -330,17 +342,18 @@ impl SledStorage {
                         key2(group.as_bytes(), &seq),
                         Some(sled_record::encode_message(message)),
                     ));
-                    message_ids.push((key2(group.as_bytes(), id.as_bytes()), Some(seq.to_vec())));
+                    id_writes.push(IdWrite::Stored {
+                        group: *group,
+                        seq: message.seq,
+                        id,
+                    });
                     let highest = last_seq.entry(*group).or_insert(seq);
                     *highest = seq.max(*highest);
                 }
-                Write::DeleteMessage { group, message } => {
-                    let id_key = key2(group.as_bytes(), message.as_bytes());
-                    if let Some(seq) = self.message_ids.get(&id_key).map_err(backend)? {
-                        messages.push((key2(group.as_bytes(), &seq), None));
-                        message_ids.push((id_key, None));
-                    }
-                }
+                Write::DeleteMessage { group, message } => id_writes.push(IdWrite::Deleted {
+                    group: *group,
+                    id: *message,
+                }),
                 Write::Inbox { device, item } => {
                     if unlinked_now.contains(device)
                         || self
@@ -456,12 +469,22 @@ impl SledStorage {
                 meta.push((INBOX_ID_HIGH.to_vec(), Some(id.to_be_bytes().to_vec())));
             }
         }
+        // Pins the batch's groups in the id index until `committed` (or until dropped, when the
+        // batch is not written).
+        let id_plan = self.ids.plan(&id_writes)?;
+        messages.extend(
+            id_plan
+                .deleted
+                .iter()
+                .map(|(group, seq)| (key2(group.as_bytes(), &seq.0.to_be_bytes()), None)),
+        );
+        let id_runs = id_plan.run_writes();
         let trees: [&sled::Tree; 14] = [
             &self.devices,
             &self.user_devices,
             &self.ops,
             &self.messages,
-            &self.message_ids,
+            self.ids.tree(),
             &self.last_seq,
             &self.inbox,
             &self.inbox_shares,
@@ -477,7 +500,7 @@ impl SledStorage {
             &user_devices,
             &ops,
             &messages,
-            &message_ids,
+            &id_runs,
             &last_seq,
             &inbox,
             &inbox_shares,
@@ -524,7 +547,9 @@ impl SledStorage {
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             })
-            .map_err(|e: TransactionError<()>| self.fail(format!("{e:?}")))
+            .map_err(|e: TransactionError<()>| self.fail(format!("{e:?}")))?;
+        id_plan.committed();
+        Ok(())
     }
 }
 
@@ -782,14 +807,7 @@ impl Storage for SledStorage {
         message: &MessageId,
     ) -> Result<Option<Seq>, StorageError> {
         self.healthy()?;
-        match self
-            .message_ids
-            .get(key2(group.as_bytes(), message.as_bytes()))
-            .map_err(backend)?
-        {
-            Some(v) => Ok(Some(Seq(be_u64("message_ids", &v)?))),
-            None => Ok(None),
-        }
+        self.ids.seq(group, message)
     }
 
     fn groups(&self) -> Result<Vec<GroupId>, StorageError> {
@@ -900,6 +918,7 @@ impl Storage for SledStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::RUN_LEN;
 
     fn item(inbox_id: u64, sender: u8, kind: confide_protocol::seal::SealKind) -> InboxItem {
         InboxItem {
@@ -1182,6 +1201,245 @@ mod tests {
         }
     }
 
+    fn message_in(group: GroupId, seq: u64) -> StoredMessage {
+        let mut message = message(seq);
+        message.envelope.group = group;
+        message
+    }
+
+    /// Stores `seqs` of `group` in batches of `per_batch`.
+    fn store(db: &SledStorage, group: GroupId, seqs: &[u64], per_batch: usize) {
+        for batch in seqs.chunks(per_batch) {
+            let writes: Vec<Write> = batch
+                .iter()
+                .map(|seq| Write::Message {
+                    group,
+                    message: message_in(group, *seq),
+                })
+                .collect();
+            db.commit(&writes).unwrap();
+        }
+    }
+
+    fn id_of(group: GroupId, seq: u64) -> MessageId {
+        message_in(group, seq).envelope.message_id()
+    }
+
+    fn delete(db: &SledStorage, group: GroupId, seqs: &[u64]) {
+        let writes: Vec<Write> = seqs
+            .iter()
+            .map(|seq| Write::DeleteMessage {
+                group,
+                message: id_of(group, *seq),
+            })
+            .collect();
+        db.commit(&writes).unwrap();
+    }
+
+    /// Ids written to disk in runs.
+    fn ids_in_runs(db: &SledStorage) -> usize {
+        db.ids
+            .tree()
+            .iter()
+            .map(|entry| (entry.unwrap().1.len() - 8) / 24)
+            .sum()
+    }
+
+    /// A retried post is recognised, and a deletion finds its message, after a restart: for ids
+    /// written to disk in runs and for the newest ones, which are only in their messages.
+    #[test]
+    fn message_ids_are_found_after_a_restart_in_runs_and_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (GroupId([1; 16]), GroupId([2; 16]));
+        let a_seqs: Vec<u64> = (1..=600).collect();
+        {
+            let db = reopen(dir.path(), 0);
+            store(&db, a, &a_seqs, 7);
+            store(&db, b, &[1, 2, 3], 1);
+            // Two full runs of Alice's group; the rest only in the messages.
+            assert_eq!(ids_in_runs(&db), 2 * RUN_LEN);
+            assert_eq!(db.message_seq(&a, &id_of(a, 599)).unwrap(), Some(Seq(599)));
+        }
+        let db = reopen(dir.path(), 0);
+        for seq in &a_seqs {
+            assert_eq!(
+                db.message_seq(&a, &id_of(a, *seq)).unwrap(),
+                Some(Seq(*seq))
+            );
+        }
+        assert_eq!(db.message_seq(&b, &id_of(b, 2)).unwrap(), Some(Seq(2)));
+        // Another group's id, and an id never stored, are not found.
+        assert_eq!(db.message_seq(&b, &id_of(a, 5)).unwrap(), None);
+        assert_eq!(db.message_seq(&a, &id_of(a, 601)).unwrap(), None);
+        // Posting goes on where the runs left off.
+        store(&db, a, &[601, 602], 2);
+        assert_eq!(db.message_seq(&a, &id_of(a, 602)).unwrap(), Some(Seq(602)));
+        drop(db);
+        let db = reopen(dir.path(), 0);
+        assert_eq!(db.message_seq(&a, &id_of(a, 602)).unwrap(), Some(Seq(602)));
+        assert_eq!(db.message_seq(&a, &id_of(a, 1)).unwrap(), Some(Seq(1)));
+    }
+
+    /// A message deleted by id (by a facilitator, its sender or retention) is gone, and its id
+    /// with it, also after a restart: whether its id was in a run, in the newest messages, or
+    /// stored in the same batch.
+    #[test]
+    fn a_deleted_message_and_its_id_stay_deleted_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        {
+            let db = reopen(dir.path(), 0);
+            store(&db, group, &(1..=300).collect::<Vec<_>>(), 50);
+            // 10 and 200 are in the first run; 290 only in its message.
+            delete(&db, group, &[10, 290]);
+            delete(&db, group, &[200, 10]);
+            assert_eq!(db.message_seq(&group, &id_of(group, 10)).unwrap(), None);
+            // Stored and deleted in one batch.
+            db.commit(&[
+                Write::Message {
+                    group,
+                    message: message_in(group, 301),
+                },
+                Write::DeleteMessage {
+                    group,
+                    message: id_of(group, 301),
+                },
+            ])
+            .unwrap();
+            assert_eq!(db.message_seq(&group, &id_of(group, 301)).unwrap(), None);
+        }
+        let db = reopen(dir.path(), 0);
+        for gone in [10, 200, 290, 301] {
+            assert_eq!(
+                db.message_seq(&group, &id_of(group, gone)).unwrap(),
+                None,
+                "{gone}"
+            );
+        }
+        for kept in [9, 11, 256, 257, 289, 300] {
+            assert_eq!(
+                db.message_seq(&group, &id_of(group, kept)).unwrap(),
+                Some(Seq(kept))
+            );
+        }
+        let stored: Vec<u64> = db
+            .messages(&group, Seq(0), 1000)
+            .unwrap()
+            .iter()
+            .map(|m| m.seq.0)
+            .collect();
+        assert_eq!(stored.len(), 297);
+        assert!(!stored.contains(&10) && !stored.contains(&290) && !stored.contains(&301));
+        assert_eq!(ids_in_runs(&db), RUN_LEN - 2);
+    }
+
+    /// With room in memory for fewer ids than the groups hold, groups are dropped and read back:
+    /// every lookup and deletion still gets the right answer.
+    #[test]
+    fn groups_dropped_from_memory_are_read_back_when_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = reopen(dir.path(), 0).with_ids_in_memory(200);
+        let groups = [GroupId([1; 16]), GroupId([2; 16]), GroupId([3; 16])];
+        let seqs: Vec<u64> = (1..=300).collect();
+        for group in groups {
+            store(&db, group, &seqs, 40);
+        }
+        for seq in [1, 150, 257, 300] {
+            for group in groups {
+                assert_eq!(
+                    db.message_seq(&group, &id_of(group, seq)).unwrap(),
+                    Some(Seq(seq))
+                );
+            }
+        }
+        delete(&db, groups[0], &[5]);
+        delete(&db, groups[1], &[280]);
+        for group in groups {
+            store(&db, group, &[301], 1);
+        }
+        assert_eq!(
+            db.message_seq(&groups[0], &id_of(groups[0], 5)).unwrap(),
+            None
+        );
+        assert_eq!(
+            db.message_seq(&groups[1], &id_of(groups[1], 280)).unwrap(),
+            None
+        );
+        assert_eq!(
+            db.message_seq(&groups[2], &id_of(groups[2], 5)).unwrap(),
+            Some(Seq(5))
+        );
+        assert_eq!(
+            db.message_seq(&groups[2], &id_of(groups[2], 301)).unwrap(),
+            Some(Seq(301))
+        );
+    }
+
+    /// A batch refused for lack of disk space leaves no id behind: a retry of its post is
+    /// stored, not answered with a seq that holds nothing.
+    #[test]
+    fn a_post_refused_for_space_is_not_found_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        {
+            let db = reopen(dir.path(), 0);
+            store(&db, group, &[1], 1);
+        }
+        {
+            let db = reopen(dir.path(), u64::MAX / 4);
+            let refused = db.commit(&[Write::Message {
+                group,
+                message: message_in(group, 2),
+            }]);
+            assert!(
+                matches!(refused, Err(StorageError::Full { .. })),
+                "{refused:?}"
+            );
+            assert_eq!(db.message_seq(&group, &id_of(group, 2)).unwrap(), None);
+            assert_eq!(
+                db.message_seq(&group, &id_of(group, 1)).unwrap(),
+                Some(Seq(1))
+            );
+        }
+        let db = reopen(dir.path(), 0);
+        assert_eq!(db.message_seq(&group, &id_of(group, 2)).unwrap(), None);
+        store(&db, group, &[2], 1);
+        assert_eq!(
+            db.message_seq(&group, &id_of(group, 2)).unwrap(),
+            Some(Seq(2))
+        );
+    }
+
+    /// A message stored below seqs its group's runs already cover (the server stores each
+    /// group's messages in order, but the storage does not depend on it) is found and deleted
+    /// as any other, also after a restart.
+    #[test]
+    fn a_message_stored_out_of_order_is_still_found_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        let even: Vec<u64> = (1..=300).map(|n| n * 2).collect();
+        {
+            let db = reopen(dir.path(), 0);
+            store(&db, group, &even, 30);
+            store(&db, group, &[3, 601, 7], 3);
+        }
+        let db = reopen(dir.path(), 0);
+        for seq in [2, 3, 7, 512, 514, 600, 601] {
+            assert_eq!(
+                db.message_seq(&group, &id_of(group, seq)).unwrap(),
+                Some(Seq(seq))
+            );
+        }
+        delete(&db, group, &[3]);
+        drop(db);
+        let db = reopen(dir.path(), 0);
+        assert_eq!(db.message_seq(&group, &id_of(group, 3)).unwrap(), None);
+        assert_eq!(
+            db.message_seq(&group, &id_of(group, 7)).unwrap(),
+            Some(Seq(7))
+        );
+    }
+
     /// Messages stored by a server before the binary record (JSON) are read, deleted and
     /// exported as before, side by side with new ones.
     #[test]
@@ -1207,6 +1465,10 @@ mod tests {
             db.flush().unwrap();
         }
         let db = reopen(dir.path(), 0);
+        // The older server's id index is dropped; the id is read back from the message.
+        assert!(!db.db.tree_names().iter().any(|name| name == b"message_ids"));
+        let old_id = old.envelope.message_id();
+        assert_eq!(db.message_seq(&group, &old_id).unwrap(), Some(Seq(1)));
         db.commit(&[Write::Message {
             group,
             message: new.clone(),

@@ -344,6 +344,11 @@ fn real_main() -> anyhow::Result<()> {
                 let ids = file
                     .storage_ids_in_memory
                     .unwrap_or(confide_server::storage::DEFAULT_IDS_IN_MEMORY);
+                anyhow::ensure!(
+                    ids >= confide_server::storage::MIN_IDS_IN_MEMORY,
+                    "storage_ids_in_memory must be at least {}, not {ids}",
+                    confide_server::storage::MIN_IDS_IN_MEMORY
+                );
                 Arc::new(
                     SledStorage::open_with(&data_dir.join(DB_SUBDIR), cache, min_free)?
                         .with_ids_in_memory(ids),

@@ -19,7 +19,7 @@ pub mod test_database;
 
 pub use migrate::{MigrationReport, sled_to_postgres};
 pub use postgres::{PostgresOptions, PostgresStorage};
-pub use sled_id_index::{DEFAULT_IDS_IN_MEMORY, RUN_LEN};
+pub use sled_id_index::{DEFAULT_IDS_IN_MEMORY, MIN_IDS_IN_MEMORY, RUN_LEN};
 pub use sled_store::{DEFAULT_CACHE_BYTES, DEFAULT_MIN_FREE_BYTES, MIN_CACHE_BYTES, SledStorage};
 
 use confide_protocol::device_list::{IdentityKey, SignedDeviceList};

@@ -7,7 +7,7 @@
 //!
 //! - in memory, per group, a map from id to seq, loaded on the group's first lookup and
 //!   dropped, least recently used first, when the maps hold more than a configurable number of
-//!   ids ([`DEFAULT_IDS_IN_MEMORY`]);
+//!   ids ([`DEFAULT_IDS_IN_MEMORY`]). A group is loaded whole (about 50 bytes per id);
 //! - on disk, tree `message_id_runs`: key group (16) ‖ seq of the run's first id (8), value
 //!   `covered` (8) ‖ n × (seq (8) ‖ message id (16)). A group's ids are written [`RUN_LEN`] at a
 //!   time, in the transaction that stores the last message of the run; `covered` is the highest
@@ -17,22 +17,25 @@
 //!   message, so a crash loses none of them.
 //!
 //! A deletion removes its id from the run holding it, in the transaction that deletes the
-//! message. An emptied run stays: its `covered` still says where the group's unindexed
-//! messages start.
+//! message; a run left empty is removed, unless its `covered` is the group's highest (which
+//! says where the group's unindexed messages start). A damaged run or message is left out of
+//! the index with a log line, rather than stopping its group.
 //!
 //! Consistency: only the writer (one thread, [`super::Storage::commit`]) changes a group's runs
 //! and its unindexed tail. It pins the groups of a batch while it writes, so that none is
 //! dropped and reloaded from a half-written state, and changes the maps only after its
 //! transaction has committed; lookups only read them. A post is not looked up here while it is
 //! being written (the server keeps it in flight until durable), so the moment between the
-//! commit and the maps' update is not seen.
+//! commit and the maps' update is not seen. Each group has its own lock, so loading a large
+//! group holds up that group (and the writer, if its batch needs it), not every lookup.
 //!
-//! An older server's `message_ids` tree is dropped when the database is opened: a group with no
-//! runs is loaded from its messages, and its first post writes them all as runs.
+//! A database an older server wrote (its ids in a `message_ids` tree, one key per message) gets
+//! its runs built from its messages when it is opened, and the old tree is then dropped: an
+//! older server must not open it again (CHANGELOG).
 
 use confide_protocol::{GroupId, MessageId, Seq};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::StorageError;
 use super::sled_record;
@@ -46,6 +49,10 @@ pub const RUN_LEN: usize = 256;
 /// (`storage_ids_in_memory`): about 50 bytes each, so about 100 MiB at most. A group whose
 /// messages alone are more than this is still loaded whole, with all others dropped.
 pub const DEFAULT_IDS_IN_MEMORY: usize = 2 * 1024 * 1024;
+
+/// The smallest `storage_ids_in_memory` the server accepts: fewer would have every post reload
+/// its group's ids from disk.
+pub const MIN_IDS_IN_MEMORY: usize = 64 * 1024;
 
 /// The tree holding the runs.
 const TREE: &str = "message_id_runs";
@@ -121,18 +128,89 @@ struct GroupIds {
     unindexed: Vec<(Seq, MessageId)>,
     /// The highest seq the group's runs cover.
     covered: u64,
-    /// When it was last used, on [`State::clock`]: the least recently used is dropped first.
+}
+
+/// A group's ids, or `None` until loaded. Each group has its own lock, so that loading one
+/// group (reading its runs and newest messages) holds up only that group's lookups.
+type Cell = Arc<Mutex<Option<GroupIds>>>;
+
+/// Bookkeeping for one group in memory.
+struct Slot {
+    cell: Cell,
+    /// When it was last used, on [`State::clock`]; its key in [`State::lru`].
     last_used: u64,
     /// A batch is being written for it: it may not be dropped.
     pinned: bool,
+    /// Ids its cell holds, as last counted.
+    entries: usize,
 }
 
+/// Which groups are in memory. Its lock is held only for bookkeeping, never while a group's
+/// own lock is waited for (a group's lock may be held while this one is taken).
 #[derive(Default)]
 struct State {
-    groups: HashMap<GroupId, GroupIds>,
-    /// Ids in all of `groups`.
+    slots: HashMap<GroupId, Slot>,
+    /// The groups by `last_used`, least recently used first.
+    lru: BTreeMap<u64, GroupId>,
+    /// Ids in all of `slots`.
     entries: usize,
     clock: u64,
+}
+
+impl State {
+    /// `group`'s cell (empty if new), marked used now.
+    fn touch(&mut self, group: GroupId) -> Cell {
+        self.clock += 1;
+        let now = self.clock;
+        let slot = self.slots.entry(group).or_insert_with(|| Slot {
+            cell: Arc::new(Mutex::new(None)),
+            last_used: 0,
+            pinned: false,
+            entries: 0,
+        });
+        self.lru.remove(&slot.last_used);
+        slot.last_used = now;
+        self.lru.insert(now, group);
+        slot.cell.clone()
+    }
+
+    /// Counts `entries` ids for `group`, if `cell` is still its cell (it may have been dropped
+    /// while it was loaded).
+    fn count(&mut self, group: &GroupId, cell: &Cell, entries: usize) {
+        if let Some(slot) = self.slots.get_mut(group)
+            && Arc::ptr_eq(&slot.cell, cell)
+        {
+            self.entries = self.entries.saturating_sub(slot.entries) + entries;
+            slot.entries = entries;
+        }
+    }
+
+    fn set_pinned(&mut self, group: &GroupId, pinned: bool) {
+        if let Some(slot) = self.slots.get_mut(group) {
+            slot.pinned = pinned;
+        }
+    }
+
+    /// Drops the least recently used groups (never `keep`, nor a pinned one) while more than
+    /// `capacity` ids are held.
+    fn evict(&mut self, capacity: usize, keep: Option<&GroupId>) {
+        let mut kept = Vec::new();
+        while self.entries > capacity {
+            let Some((tick, group)) = self.lru.pop_first() else {
+                break;
+            };
+            let stays = self
+                .slots
+                .get(&group)
+                .is_some_and(|slot| slot.pinned || Some(&group) == keep);
+            if stays {
+                kept.push((tick, group));
+            } else if let Some(slot) = self.slots.remove(&group) {
+                self.entries = self.entries.saturating_sub(slot.entries);
+            }
+        }
+        self.lru.extend(kept);
+    }
 }
 
 /// A write of a batch that changes the index, in batch order.
@@ -156,18 +234,40 @@ pub(super) struct IdIndex {
     state: Mutex<State>,
 }
 
+/// A poisoned lock: something panicked while holding it, so the maps may be half changed and no
+/// answer from them can be trusted. Nothing in this module panics while holding a lock.
+fn poisoned<T>(_: T) -> StorageError {
+    StorageError::NeedsRestart("the message id index failed".into())
+}
+
+fn lock_cell(cell: &Cell) -> Result<MutexGuard<'_, Option<GroupIds>>, StorageError> {
+    cell.lock().map_err(poisoned)
+}
+
+/// Says (at most once in a while) that a damaged record was left out of the index.
+fn damaged(what: &str, e: &StorageError) {
+    crate::throttle::storage_error(&format_args!(
+        "{what} left out of the message id index: {e}"
+    ));
+}
+
 impl IdIndex {
-    /// Opens the index of `db`, whose messages are in `messages`, dropping an older server's.
+    /// Opens the index of `db`, whose messages are in `messages`. A database an older server
+    /// wrote (with its `message_ids` tree) gets its runs built from its messages first.
     pub(super) fn open(db: &sled::Db, messages: sled::Tree) -> Result<Self, StorageError> {
+        let runs = db.open_tree(TREE).map_err(backend)?;
         if db
             .tree_names()
             .iter()
             .any(|name| name == OLD_TREE.as_bytes())
         {
+            build_runs(&messages, &runs)?;
+            db.flush().map_err(backend)?;
+            // Only once the runs are durable: a crash before this builds them again.
             db.drop_tree(OLD_TREE).map_err(backend)?;
         }
         Ok(IdIndex {
-            runs: db.open_tree(TREE).map_err(backend)?,
+            runs,
             messages,
             capacity: DEFAULT_IDS_IN_MEMORY,
             state: Mutex::new(State::default()),
@@ -184,51 +284,43 @@ impl IdIndex {
         &self.runs
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, State>, StorageError> {
-        // Nothing panics while holding the lock; if something did, its maps may be half
-        // changed, and no answer from them can be trusted.
-        self.state
-            .lock()
-            .map_err(|_| StorageError::NeedsRestart("the message id index failed".into()))
+    fn state(&self) -> Result<MutexGuard<'_, State>, StorageError> {
+        self.state.lock().map_err(poisoned)
     }
 
     /// The seq `id` is stored under in `group`, if it is stored.
     pub(super) fn seq(&self, group: &GroupId, id: &MessageId) -> Result<Option<Seq>, StorageError> {
-        let mut state = self.lock()?;
-        Ok(self.loaded(&mut state, group)?.ids.get(id).copied())
-    }
-
-    /// `group`'s ids, loaded from disk if they are not in memory.
-    fn loaded<'s>(
-        &self,
-        state: &'s mut State,
-        group: &GroupId,
-    ) -> Result<&'s mut GroupIds, StorageError> {
-        state.clock += 1;
-        let now = state.clock;
-        if !state.groups.contains_key(group) {
-            let ids = self.load(group)?;
-            state.entries += ids.ids.len();
-            state.groups.insert(*group, ids);
-            self.evict(state, Some(group));
+        let cell = self.state()?.touch(*group);
+        let mut ids = lock_cell(&cell)?;
+        if let Some(ids) = ids.as_ref() {
+            return Ok(ids.ids.get(id).copied());
         }
-        let ids = state.groups.get_mut(group).ok_or_else(|| {
-            // `evict` never drops the group it is asked to keep.
-            StorageError::Backend("a group's message ids were dropped while loading".into())
-        })?;
-        ids.last_used = now;
-        Ok(ids)
+        let loaded = self.load(group)?;
+        let (seq, entries) = (loaded.ids.get(id).copied(), loaded.ids.len());
+        *ids = Some(loaded);
+        drop(ids);
+        let mut state = self.state()?;
+        state.count(group, &cell, entries);
+        state.evict(self.capacity, Some(group));
+        Ok(seq)
     }
 
-    /// Reads a group's runs, then its messages after them.
+    /// Reads a group's runs, then its messages after them. A damaged run or message is left
+    /// out (and logged) rather than making the whole group fail: the message cannot be served
+    /// anyway, and a damaged run's ids are read back from their messages if no later run
+    /// covers them.
     fn load(&self, group: &GroupId) -> Result<GroupIds, StorageError> {
         let mut ids = HashMap::new();
         let mut covered = 0;
         for entry in self.runs.scan_prefix(group.as_bytes()) {
             let (_, value) = entry.map_err(backend)?;
-            let run = Run::decode(&value)?;
-            covered = covered.max(run.covered);
-            ids.extend(run.records.into_iter().map(|(seq, id)| (id, seq)));
+            match Run::decode(&value) {
+                Ok(run) => {
+                    covered = covered.max(run.covered);
+                    ids.extend(run.records.into_iter().map(|(seq, id)| (id, seq)));
+                }
+                Err(e) => damaged("a damaged run of message ids", &e),
+            }
         }
         let mut unindexed = Vec::new();
         if let Some(first) = covered.checked_add(1) {
@@ -236,36 +328,25 @@ impl IdIndex {
             let end = run_key(group, Seq(u64::MAX));
             for entry in self.messages.range(start..=end) {
                 let (_, value) = entry.map_err(backend)?;
-                let message = sled_record::decode_message(&value)?;
+                let message = match sled_record::decode_message(&value) {
+                    Ok(message) => message,
+                    Err(e) => {
+                        damaged("a damaged message", &e);
+                        continue;
+                    }
+                };
                 let id = message.envelope.message_id();
-                ids.insert(id, message.seq);
-                unindexed.push((message.seq, id));
+                // An id already in a run (one stored out of seq order) stays only there.
+                if ids.insert(id, message.seq).is_none() {
+                    unindexed.push((message.seq, id));
+                }
             }
         }
         Ok(GroupIds {
             ids,
             unindexed,
             covered,
-            last_used: 0,
-            pinned: false,
         })
-    }
-
-    /// Drops the least recently used groups (never `keep`, nor a pinned one) while the maps
-    /// hold more than the capacity.
-    fn evict(&self, state: &mut State, keep: Option<&GroupId>) {
-        while state.entries > self.capacity {
-            let oldest = state
-                .groups
-                .iter()
-                .filter(|(group, ids)| !ids.pinned && Some(*group) != keep)
-                .min_by_key(|(_, ids)| ids.last_used)
-                .map(|(group, _)| *group);
-            let Some(group) = oldest else { break };
-            if let Some(ids) = state.groups.remove(&group) {
-                state.entries = state.entries.saturating_sub(ids.ids.len());
-            }
-        }
     }
 
     /// What a batch's `writes` change: the runs to write and the messages to delete, in the
@@ -281,23 +362,17 @@ impl IdIndex {
             },
             deleted: Vec::new(),
         };
-        if writes.is_empty() {
-            return Ok(plan);
-        }
-        let mut state = self.lock()?;
         for write in writes {
             let group = match write {
                 IdWrite::Stored { group, .. } | IdWrite::Deleted { group, .. } => group,
             };
-            let ids = self.loaded(&mut state, group)?;
-            let change = plan.changes.entry(*group).or_insert_with(|| {
-                ids.pinned = true;
-                Change {
-                    ops: Vec::new(),
-                    unindexed: ids.unindexed.clone(),
-                    covered: ids.covered,
-                }
-            });
+            if !plan.changes.contains_key(group) {
+                let change = self.begin(group)?;
+                plan.changes.insert(*group, change);
+            }
+            let Some(change) = plan.changes.get_mut(group) else {
+                continue;
+            };
             match *write {
                 IdWrite::Stored { group, seq, id } => {
                     change.ops.push((id, Some(seq)));
@@ -306,18 +381,18 @@ impl IdIndex {
                     if in_order {
                         change.unindexed.push((seq, id));
                         if change.unindexed.len() >= RUN_LEN {
-                            change.write_runs(&group, &mut plan.runs.runs);
+                            change.write_runs(&group, &mut plan.runs);
                         }
                     } else {
                         // The writer stores each group's messages in seq order, so this does
                         // not happen; if it did, a run of its own keeps the id (the unindexed
-                        // tail must stay above `covered`, or a restart would miss it).
-                        let run = plan.runs.run_at(&group, seq, change.covered)?;
-                        run.records.push((seq, id));
+                        // tail must stay in seq order, and above `covered`, or a restart would
+                        // miss or repeat it).
+                        plan.runs.add(&group, seq, id, change.covered)?;
                     }
                 }
                 IdWrite::Deleted { group, id } => {
-                    let Some(seq) = change.current(&id, &ids.ids) else {
+                    let Some(seq) = change.current(&id)? else {
                         continue;
                     };
                     change.ops.push((id, None));
@@ -325,17 +400,123 @@ impl IdIndex {
                     if let Some(at) = change.unindexed.iter().position(|(_, i)| *i == id) {
                         change.unindexed.remove(at);
                     } else {
-                        plan.runs.remove_from_run(&group, seq, id)?;
+                        plan.runs.remove(&group, seq, id, change.covered)?;
                     }
                 }
             }
         }
         Ok(plan)
     }
+
+    /// Pins `group` for a batch and loads it if it is not in memory.
+    fn begin(&self, group: &GroupId) -> Result<Change, StorageError> {
+        let cell = {
+            let mut state = self.state()?;
+            let cell = state.touch(*group);
+            state.set_pinned(group, true);
+            cell
+        };
+        let mut ids = lock_cell(&cell)?;
+        let loaded = match ids.as_ref() {
+            Some(_) => None,
+            None => {
+                let loaded = match self.load(group) {
+                    Ok(loaded) => loaded,
+                    Err(e) => {
+                        drop(ids);
+                        self.state()?.set_pinned(group, false);
+                        return Err(e);
+                    }
+                };
+                let entries = loaded.ids.len();
+                *ids = Some(loaded);
+                Some(entries)
+            }
+        };
+        let (unindexed, covered) = ids
+            .as_ref()
+            .map(|ids| (ids.unindexed.clone(), ids.covered))
+            .unwrap_or_default();
+        drop(ids);
+        if let Some(entries) = loaded {
+            let mut state = self.state()?;
+            state.count(group, &cell, entries);
+            state.evict(self.capacity, Some(group));
+        }
+        Ok(Change {
+            cell,
+            ops: Vec::new(),
+            unindexed,
+            covered,
+        })
+    }
 }
+
+/// Builds every group's runs from its messages, for a database an older server wrote: in
+/// batches of at most [`BUILD_BATCH_RUNS`] runs, after removing any runs there (an earlier
+/// build that did not finish, or runs an older server's deletions have made stale).
+fn build_runs(messages: &sled::Tree, runs: &sled::Tree) -> Result<(), StorageError> {
+    runs.clear().map_err(backend)?;
+    let mut batch = sled::Batch::default();
+    let (mut in_batch, mut total) = (0usize, 0usize);
+    let mut group: Option<GroupId> = None;
+    let mut run: Vec<(Seq, MessageId)> = Vec::new();
+    let mut put = |group: &GroupId, run: &mut Vec<(Seq, MessageId)>| -> Result<(), StorageError> {
+        let (Some((first, _)), Some((last, _))) = (run.first(), run.last()) else {
+            return Ok(());
+        };
+        let key = run_key(group, *first);
+        let value = Run {
+            covered: last.0,
+            records: std::mem::take(run),
+        };
+        batch.insert(key, value.encode());
+        in_batch += 1;
+        if in_batch == BUILD_BATCH_RUNS {
+            runs.apply_batch(std::mem::take(&mut batch))
+                .map_err(backend)?;
+            in_batch = 0;
+        }
+        Ok(())
+    };
+    for entry in messages.iter() {
+        let (key, value) = entry.map_err(backend)?;
+        let Some(this) = key.get(..16).and_then(|g| <[u8; 16]>::try_from(g).ok()) else {
+            continue;
+        };
+        let this = GroupId(this);
+        if let Some(previous) = group
+            && previous != this
+        {
+            put(&previous, &mut run)?;
+        }
+        group = Some(this);
+        match sled_record::decode_message(&value) {
+            Ok(message) => run.push((message.seq, message.envelope.message_id())),
+            Err(e) => damaged("a damaged message", &e),
+        }
+        total += 1;
+        if run.len() == RUN_LEN {
+            put(&this, &mut run)?;
+        }
+    }
+    if let Some(group) = group {
+        put(&group, &mut run)?;
+    }
+    runs.apply_batch(batch).map_err(backend)?;
+    tracing::info!(
+        messages = total,
+        "built the message id index of a database an older server wrote"
+    );
+    Ok(())
+}
+
+/// Runs written per sled batch while [`build_runs`] builds them (about 1.5 MiB).
+const BUILD_BATCH_RUNS: usize = 256;
 
 /// One group's changes in a batch.
 struct Change {
+    cell: Cell,
     /// Ids stored (`Some`) and deleted (`None`), in batch order.
     ops: Vec<(MessageId, Option<Seq>)>,
     /// The unindexed tail after the batch.
@@ -346,27 +527,29 @@ struct Change {
 
 impl Change {
     /// Where `id` is stored after this batch's changes so far.
-    fn current(&self, id: &MessageId, before: &HashMap<MessageId, Seq>) -> Option<Seq> {
-        match self.ops.iter().rev().find(|(i, _)| i == id) {
-            Some((_, seq)) => *seq,
-            None => before.get(id).copied(),
+    fn current(&self, id: &MessageId) -> Result<Option<Seq>, StorageError> {
+        if let Some((_, seq)) = self.ops.iter().rev().find(|(i, _)| i == id) {
+            return Ok(*seq);
         }
+        Ok(lock_cell(&self.cell)?
+            .as_ref()
+            .and_then(|ids| ids.ids.get(id).copied()))
     }
 
     /// Moves the unindexed tail into runs of at most [`RUN_LEN`].
-    fn write_runs(&mut self, group: &GroupId, runs: &mut BTreeMap<Vec<u8>, Run>) {
+    fn write_runs(&mut self, group: &GroupId, runs: &mut RunEdits<'_>) {
         let Some((last, _)) = self.unindexed.last() else {
             return;
         };
         self.covered = last.0;
         for chunk in self.unindexed.chunks(RUN_LEN) {
             if let Some((first, _)) = chunk.first() {
-                runs.insert(
+                runs.runs.insert(
                     run_key(group, *first),
-                    Run {
+                    Some(Run {
                         covered: self.covered,
                         records: chunk.to_vec(),
-                    },
+                    }),
                 );
             }
         }
@@ -383,10 +566,10 @@ pub(super) struct Plan<'a> {
     pub(super) deleted: Vec<(GroupId, Seq)>,
 }
 
-/// The runs a batch writes or changes, by key, as they will be.
+/// The runs a batch writes, changes (`Some`) or removes (`None`), by key, as they will be.
 struct RunEdits<'a> {
     tree: &'a sled::Tree,
-    runs: BTreeMap<Vec<u8>, Run>,
+    runs: BTreeMap<Vec<u8>, Option<Run>>,
 }
 
 impl Plan<'_> {
@@ -395,72 +578,81 @@ impl Plan<'_> {
         self.runs
             .runs
             .iter()
-            .map(|(key, run)| (key.clone(), Some(run.encode())))
+            .map(|(key, run)| (key.clone(), run.as_ref().map(Run::encode)))
             .collect()
     }
 
     /// The batch has committed: the maps take its changes, and its groups are unpinned.
     pub(super) fn committed(mut self) {
-        let changes = std::mem::take(&mut self.changes);
-        let Ok(mut state) = self.index.state.lock() else {
-            // Poisoned: every lookup fails from now on (see `IdIndex::lock`).
-            return;
-        };
-        let state = &mut *state;
-        for (group, change) in changes {
-            let Some(ids) = state.groups.get_mut(&group) else {
+        let mut counted = Vec::new();
+        for (group, change) in std::mem::take(&mut self.changes) {
+            let Ok(mut ids) = change.cell.lock() else {
+                // Poisoned: every lookup of the group fails from now on (see `poisoned`).
+                continue;
+            };
+            let Some(ids) = ids.as_mut() else {
                 continue;
             };
             for (id, seq) in change.ops {
-                let had = match seq {
-                    Some(seq) => ids.ids.insert(id, seq).is_some(),
-                    None => ids.ids.remove(&id).is_some(),
+                match seq {
+                    Some(seq) => ids.ids.insert(id, seq),
+                    None => ids.ids.remove(&id),
                 };
-                match (seq.is_some(), had) {
-                    (true, false) => state.entries += 1,
-                    (false, true) => state.entries = state.entries.saturating_sub(1),
-                    _ => {}
-                }
             }
             ids.unindexed = change.unindexed;
             ids.covered = change.covered;
-            ids.pinned = false;
+            counted.push((group, change.cell.clone(), ids.ids.len()));
         }
-        self.index.evict(state, None);
+        let Ok(mut state) = self.index.state.lock() else {
+            return;
+        };
+        for (group, cell, entries) in counted {
+            state.count(&group, &cell, entries);
+            state.set_pinned(&group, false);
+        }
+        state.evict(self.index.capacity, None);
     }
 }
 
 impl RunEdits<'_> {
-    /// The run stored (or written by this batch) under `group` and `seq`, or a new one.
-    fn run_at(
-        &mut self,
-        group: &GroupId,
-        seq: Seq,
-        covered: u64,
-    ) -> Result<&mut Run, StorageError> {
-        let key = run_key(group, seq);
-        if !self.runs.contains_key(&key) {
-            let run = match self.tree.get(&key).map_err(backend)? {
-                Some(value) => Run::decode(&value)?,
-                None => Run {
-                    covered,
-                    records: Vec::new(),
-                },
-            };
-            self.runs.insert(key.clone(), run);
+    /// The run under `key` as this batch leaves it so far, if there is one.
+    fn get(&self, key: &[u8]) -> Result<Option<Run>, StorageError> {
+        if let Some(run) = self.runs.get(key) {
+            return Ok(run.clone());
         }
-        self.runs
-            .get_mut(&key)
-            .ok_or_else(|| StorageError::Backend("a run vanished from its batch".into()))
+        match self.tree.get(key).map_err(backend)? {
+            Some(value) => Run::decode(&value).map(Some),
+            None => Ok(None),
+        }
     }
 
-    /// Removes (`seq`, `id`) from the run holding it: the run starting at or before `seq`
-    /// (runs are written in seq order), or, should that one not hold it, any of the group's.
-    fn remove_from_run(
+    /// Adds (`seq`, `id`) to the run starting at `seq`, made if there is none.
+    fn add(
         &mut self,
         group: &GroupId,
         seq: Seq,
         id: MessageId,
+        covered: u64,
+    ) -> Result<(), StorageError> {
+        let key = run_key(group, seq);
+        let mut run = self.get(&key)?.unwrap_or(Run {
+            covered,
+            records: Vec::new(),
+        });
+        run.records.push((seq, id));
+        self.runs.insert(key, Some(run));
+        Ok(())
+    }
+
+    /// Removes (`seq`, `id`) from the run holding it: the run starting at or before `seq`
+    /// (runs are written in seq order), or, should that one not hold it, any of the group's.
+    /// A run left empty is removed unless it holds the group's highest `covered`.
+    fn remove(
+        &mut self,
+        group: &GroupId,
+        seq: Seq,
+        id: MessageId,
+        covered: u64,
     ) -> Result<(), StorageError> {
         let start = run_key(group, Seq(0));
         let end = run_key(group, seq);
@@ -477,10 +669,8 @@ impl RunEdits<'_> {
             .range(start..=end)
             .next_back()
             .map(|(key, _)| key.clone());
-        let mut candidates: Vec<Vec<u8>> = on_disk.into_iter().chain(in_batch).collect();
-        candidates.sort();
-        if let Some(nearest) = candidates.pop()
-            && self.remove_in(&nearest, seq, id)?
+        if let Some(nearest) = on_disk.into_iter().chain(in_batch).max()
+            && self.remove_in(nearest, seq, id, covered)?
         {
             return Ok(());
         }
@@ -497,29 +687,41 @@ impl RunEdits<'_> {
                 .cloned(),
         );
         for key in all {
-            if self.remove_in(&key, seq, id)? {
+            if self.remove_in(key, seq, id, covered)? {
                 return Ok(());
             }
         }
-        // In no run: the map had it, so the runs were damaged; the message is deleted anyway.
-        tracing::warn!("a deleted message's id was in no run of its group");
+        // In no run: the map had it, so a run was damaged; the message is deleted anyway.
+        damaged(
+            "a deleted message's id was in no run of its group; the run",
+            &StorageError::Corrupt {
+                tree: TREE,
+                reason: "missing id".into(),
+            },
+        );
         Ok(())
     }
 
-    /// Removes (`seq`, `id`) from the run under `key` if it holds it.
-    fn remove_in(&mut self, key: &[u8], seq: Seq, id: MessageId) -> Result<bool, StorageError> {
-        if !self.runs.contains_key(key) {
-            let Some(value) = self.tree.get(key).map_err(backend)? else {
-                return Ok(false);
-            };
-            self.runs.insert(key.to_vec(), Run::decode(&value)?);
-        }
-        let Some(run) = self.runs.get_mut(key) else {
+    /// Removes (`seq`, `id`) from the run under `key` if it holds it; only a run it changes
+    /// is written.
+    fn remove_in(
+        &mut self,
+        key: Vec<u8>,
+        seq: Seq,
+        id: MessageId,
+        covered: u64,
+    ) -> Result<bool, StorageError> {
+        let Some(mut run) = self.get(&key)? else {
             return Ok(false);
         };
         let before = run.records.len();
         run.records.retain(|record| *record != (seq, id));
-        Ok(run.records.len() != before)
+        if run.records.len() == before {
+            return Ok(false);
+        }
+        let keep = !run.records.is_empty() || run.covered >= covered;
+        self.runs.insert(key, keep.then_some(run));
+        Ok(true)
     }
 }
 
@@ -531,9 +733,7 @@ impl Drop for Plan<'_> {
         }
         if let Ok(mut state) = self.index.state.lock() {
             for group in self.changes.keys() {
-                if let Some(ids) = state.groups.get_mut(group) {
-                    ids.pinned = false;
-                }
+                state.set_pinned(group, false);
             }
         }
     }

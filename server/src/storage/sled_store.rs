@@ -511,8 +511,11 @@ impl SledStorage {
             &identities,
             &unlinked,
         ];
+        // A run of ids rewritten because a message was deleted shrinks: it does not count as
+        // new data (a batch that stores a message writes that message anyway).
         let only_deletes = lists
             .iter()
+            .filter(|list| !std::ptr::eq(**list, &id_runs))
             .flat_map(|list| list.iter())
             .all(|(_, v)| v.is_none());
         let bytes: usize = lists
@@ -1438,6 +1441,130 @@ mod tests {
             db.message_seq(&group, &id_of(group, 7)).unwrap(),
             Some(Seq(7))
         );
+        // Among the newest messages, in no run yet: 605 comes after 606.
+        store(&db, group, &[602, 604, 606, 605], 1);
+        drop(db);
+        let db = reopen(dir.path(), 0);
+        assert_eq!(
+            db.message_seq(&group, &id_of(group, 605)).unwrap(),
+            Some(Seq(605))
+        );
+        delete(&db, group, &[605]);
+        drop(db);
+        let db = reopen(dir.path(), 0);
+        assert_eq!(db.message_seq(&group, &id_of(group, 605)).unwrap(), None);
+        assert_eq!(
+            db.message_seq(&group, &id_of(group, 606)).unwrap(),
+            Some(Seq(606))
+        );
+    }
+
+    /// Deleting is how space is won back: a deletion whose id must be taken out of a run goes
+    /// ahead on a disk short of the margin for new data, as every deletion does.
+    #[test]
+    fn deleting_a_message_whose_id_is_in_a_run_goes_ahead_on_a_disk_short_of_the_margin() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        {
+            let db = reopen(dir.path(), 0);
+            store(&db, group, &(1..=300).collect::<Vec<_>>(), 100);
+            assert_eq!(ids_in_runs(&db), RUN_LEN);
+        }
+        let free = fs2::available_space(dir.path()).unwrap();
+        let db = reopen(dir.path(), free.saturating_mul(2));
+        let err = db
+            .commit(&[Write::Message {
+                group,
+                message: message_in(group, 301),
+            }])
+            .unwrap_err();
+        assert!(matches!(err, StorageError::Full { .. }), "{err}");
+        delete(&db, group, &[10, 290]);
+        assert_eq!(db.message_seq(&group, &id_of(group, 10)).unwrap(), None);
+        assert_eq!(db.messages(&group, Seq(9), 1).unwrap()[0].seq, Seq(11));
+    }
+
+    /// A damaged message among a group's newest (in no run yet), or a damaged run, is left out
+    /// of the index: the group's other messages are found and it takes posts as before.
+    #[test]
+    fn a_damaged_record_does_not_stop_its_group_taking_posts() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        {
+            let db = reopen(dir.path(), 0);
+            store(&db, group, &(1..=300).collect::<Vec<_>>(), 100);
+            db.messages
+                .insert(
+                    key2(group.as_bytes(), &290u64.to_be_bytes()),
+                    &b"\x07garbage"[..],
+                )
+                .unwrap();
+            let run = key2(group.as_bytes(), &1u64.to_be_bytes());
+            assert!(db.ids.tree().contains_key(&run).unwrap());
+            db.ids.tree().insert(run, &b"damaged"[..]).unwrap();
+        }
+        let db = reopen(dir.path(), 0);
+        // The damaged run's ids are read back from their messages.
+        assert_eq!(
+            db.message_seq(&group, &id_of(group, 10)).unwrap(),
+            Some(Seq(10))
+        );
+        assert_eq!(
+            db.message_seq(&group, &id_of(group, 295)).unwrap(),
+            Some(Seq(295))
+        );
+        assert_eq!(db.message_seq(&group, &id_of(group, 290)).unwrap(), None);
+        store(&db, group, &[301], 1);
+        assert_eq!(
+            db.message_seq(&group, &id_of(group, 301)).unwrap(),
+            Some(Seq(301))
+        );
+        delete(&db, group, &[10]);
+        assert_eq!(db.message_seq(&group, &id_of(group, 10)).unwrap(), None);
+    }
+
+    /// A database an older server wrote (one `message_ids` key per message) gets its runs built
+    /// from its messages when it is opened, and the old tree goes.
+    #[test]
+    fn a_database_an_older_server_wrote_gets_its_id_runs_built_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (GroupId([1; 16]), GroupId([2; 16]));
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let messages = db.open_tree("messages").unwrap();
+            let ids = db.open_tree("message_ids").unwrap();
+            for (group, count) in [(a, 600u64), (b, 3)] {
+                for seq in 1..=count {
+                    let message = message_in(group, seq);
+                    messages
+                        .insert(
+                            key2(group.as_bytes(), &seq.to_be_bytes()),
+                            sled_record::encode_message(&message),
+                        )
+                        .unwrap();
+                    ids.insert(
+                        key2(group.as_bytes(), message.envelope.message_id().as_bytes()),
+                        &seq.to_be_bytes(),
+                    )
+                    .unwrap();
+                }
+            }
+            db.flush().unwrap();
+        }
+        let db = reopen(dir.path(), 0);
+        assert!(!db.db.tree_names().iter().any(|name| name == b"message_ids"));
+        assert_eq!(ids_in_runs(&db), 603);
+        for seq in [1, 256, 257, 600] {
+            assert_eq!(db.message_seq(&a, &id_of(a, seq)).unwrap(), Some(Seq(seq)));
+        }
+        assert_eq!(db.message_seq(&b, &id_of(b, 3)).unwrap(), Some(Seq(3)));
+        assert_eq!(db.message_seq(&b, &id_of(a, 3)).unwrap(), None);
+        store(&db, a, &[601], 1);
+        delete(&db, a, &[300]);
+        drop(db);
+        let db = reopen(dir.path(), 0);
+        assert_eq!(db.message_seq(&a, &id_of(a, 300)).unwrap(), None);
+        assert_eq!(db.message_seq(&a, &id_of(a, 601)).unwrap(), Some(Seq(601)));
     }
 
     /// Messages stored by a server before the binary record (JSON) are read, deleted and

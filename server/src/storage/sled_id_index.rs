@@ -25,8 +25,9 @@
 //! and its unindexed tail. It pins the groups of a batch while it writes, so that none is
 //! dropped and reloaded from a half-written state, and changes the maps only after its
 //! transaction has committed; lookups only read them. A post is not looked up here while it is
-//! being written (the server keeps it in flight until durable), so the moment between the
-//! commit and the maps' update is not seen. Each group has its own lock, so loading a large
+//! being written (the server looks a post up only under its group's lock, after checking the
+//! posts it keeps in flight until durable), so the moment between the commit and the maps'
+//! update is not seen; nor is a lookup answered from a group dropped and reloaded meanwhile. Each group has its own lock, so loading a large
 //! group holds up that group (and the writer, if its batch needs it), not every lookup.
 //!
 //! A database an older server wrote (its ids in a `message_ids` tree, one key per message) gets
@@ -312,41 +313,72 @@ impl IdIndex {
     fn load(&self, group: &GroupId) -> Result<GroupIds, StorageError> {
         let mut ids = HashMap::new();
         let mut covered = 0;
+        // Every run's first seq, and whether it was damaged.
+        let mut firsts: Vec<(u64, bool)> = Vec::new();
         for entry in self.runs.scan_prefix(group.as_bytes()) {
-            let (_, value) = entry.map_err(backend)?;
+            let (key, value) = entry.map_err(backend)?;
+            let Some(first) = key.get(16..).and_then(|k| <[u8; 8]>::try_from(k).ok()) else {
+                continue;
+            };
+            let first = u64::from_be_bytes(first);
             match Run::decode(&value) {
                 Ok(run) => {
                     covered = covered.max(run.covered);
                     ids.extend(run.records.into_iter().map(|(seq, id)| (id, seq)));
+                    firsts.push((first, false));
                 }
-                Err(e) => damaged("a damaged run of message ids", &e),
+                Err(e) => {
+                    damaged("a damaged run of message ids", &e);
+                    firsts.push((first, true));
+                }
+            }
+        }
+        // A damaged run's ids are read back from the messages it covered: from its first seq to
+        // before the next run's, and no further than the runs cover (the rest is read below).
+        for (at, (first, _)) in firsts.iter().enumerate().filter(|(_, (_, bad))| *bad) {
+            let next = firsts.get(at + 1).map_or(u64::MAX, |(next, _)| *next);
+            let last = next.saturating_sub(1).min(covered);
+            if *first <= last {
+                self.read_ids(group, *first, last, |seq, id| {
+                    ids.insert(id, seq);
+                })?;
             }
         }
         let mut unindexed = Vec::new();
         if let Some(first) = covered.checked_add(1) {
-            let start = run_key(group, Seq(first));
-            let end = run_key(group, Seq(u64::MAX));
-            for entry in self.messages.range(start..=end) {
-                let (_, value) = entry.map_err(backend)?;
-                let message = match sled_record::decode_message(&value) {
-                    Ok(message) => message,
-                    Err(e) => {
-                        damaged("a damaged message", &e);
-                        continue;
-                    }
-                };
-                let id = message.envelope.message_id();
+            self.read_ids(group, first, u64::MAX, |seq, id| {
                 // An id already in a run (one stored out of seq order) stays only there.
-                if ids.insert(id, message.seq).is_none() {
-                    unindexed.push((message.seq, id));
+                if ids.insert(id, seq).is_none() {
+                    unindexed.push((seq, id));
                 }
-            }
+            })?;
         }
         Ok(GroupIds {
             ids,
             unindexed,
             covered,
         })
+    }
+
+    /// Computes the ids of `group`'s messages with seqs `first..=last`, in seq order, leaving
+    /// out a damaged message (it cannot be served anyway).
+    fn read_ids(
+        &self,
+        group: &GroupId,
+        first: u64,
+        last: u64,
+        mut each: impl FnMut(Seq, MessageId),
+    ) -> Result<(), StorageError> {
+        let start = run_key(group, Seq(first));
+        let end = run_key(group, Seq(last));
+        for entry in self.messages.range(start..=end) {
+            let (_, value) = entry.map_err(backend)?;
+            match sled_record::decode_message(&value) {
+                Ok(message) => each(message.seq, message.envelope.message_id()),
+                Err(e) => damaged("a damaged message", &e),
+            }
+        }
+        Ok(())
     }
 
     /// What a batch's `writes` change: the runs to write and the messages to delete, in the
@@ -621,7 +653,9 @@ impl RunEdits<'_> {
             return Ok(run.clone());
         }
         match self.tree.get(key).map_err(backend)? {
-            Some(value) => Run::decode(&value).map(Some),
+            // A damaged run holds nothing this batch can find (its ids were read back from
+            // their messages when the group was loaded).
+            Some(value) => Ok(Run::decode(&value).ok()),
             None => Ok(None),
         }
     }

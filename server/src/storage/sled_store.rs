@@ -1492,10 +1492,10 @@ mod tests {
         let group = GroupId([1; 16]);
         {
             let db = reopen(dir.path(), 0);
-            store(&db, group, &(1..=300).collect::<Vec<_>>(), 100);
+            store(&db, group, &(1..=600).collect::<Vec<_>>(), 100);
             db.messages
                 .insert(
-                    key2(group.as_bytes(), &290u64.to_be_bytes()),
+                    key2(group.as_bytes(), &590u64.to_be_bytes()),
                     &b"\x07garbage"[..],
                 )
                 .unwrap();
@@ -1504,23 +1504,23 @@ mod tests {
             db.ids.tree().insert(run, &b"damaged"[..]).unwrap();
         }
         let db = reopen(dir.path(), 0);
-        // The damaged run's ids are read back from their messages.
+        // The damaged run's ids are read back from their messages (a later run covers them).
+        for seq in [1, 10, 256, 257, 300, 595] {
+            assert_eq!(
+                db.message_seq(&group, &id_of(group, seq)).unwrap(),
+                Some(Seq(seq))
+            );
+        }
+        assert_eq!(db.message_seq(&group, &id_of(group, 590)).unwrap(), None);
+        store(&db, group, &[601], 1);
         assert_eq!(
-            db.message_seq(&group, &id_of(group, 10)).unwrap(),
-            Some(Seq(10))
+            db.message_seq(&group, &id_of(group, 601)).unwrap(),
+            Some(Seq(601))
         );
-        assert_eq!(
-            db.message_seq(&group, &id_of(group, 295)).unwrap(),
-            Some(Seq(295))
-        );
-        assert_eq!(db.message_seq(&group, &id_of(group, 290)).unwrap(), None);
-        store(&db, group, &[301], 1);
-        assert_eq!(
-            db.message_seq(&group, &id_of(group, 301)).unwrap(),
-            Some(Seq(301))
-        );
+        // Deleted though its run is damaged (retention, or a facilitator's deletion).
         delete(&db, group, &[10]);
         assert_eq!(db.message_seq(&group, &id_of(group, 10)).unwrap(), None);
+        assert_eq!(db.messages(&group, Seq(9), 1).unwrap()[0].seq, Seq(11));
     }
 
     /// A database an older server wrote (one `message_ids` key per message) gets its runs built

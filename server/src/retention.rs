@@ -48,10 +48,10 @@ pub async fn sweep(shared: &Shared) {
                 }
             };
             let full = page.len() == SWEEP_PAGE;
-            let expired: Vec<MessageId> = page
+            let expired: Vec<(Seq, MessageId)> = page
                 .iter()
                 .take_while(|m| policy::is_past_retention(m.received_at, cutoff))
-                .map(|m| m.envelope.message_id())
+                .map(|m| (m.seq, m.envelope.message_id()))
                 .collect();
             let reached_newer = expired.len() < page.len();
             if let Some(last) = page.get(expired.len().saturating_sub(1)) {
@@ -61,7 +61,11 @@ pub async fn sweep(shared: &Shared) {
                 let count = expired.len();
                 let writes = expired
                     .into_iter()
-                    .map(|message| Write::DeleteMessage { group, message })
+                    .map(|(seq, message)| Write::ExpireMessage {
+                        group,
+                        seq,
+                        message,
+                    })
                     .collect();
                 match shared.writer.commit(writes).await {
                     Ok(()) => {

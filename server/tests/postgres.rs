@@ -216,6 +216,11 @@ fn script() -> (Vec<Vec<Write>>, Ids) {
                 group: g1,
                 message: MessageId([0; 16]),
             },
+            Write::ExpireMessage {
+                group: g1,
+                seq: Seq(2),
+                message: message(g1, 2, 5, 2).envelope.message_id(),
+            },
             Write::AckInbox {
                 device: c,
                 inbox_id: 3,
@@ -780,7 +785,8 @@ fn a_sled_database_copied_to_postgresql_answers_every_read_the_same() {
     let copied = report.copied;
     assert_eq!(
         (copied.devices, copied.groups, copied.ops, copied.messages),
-        (2, 2, 5, 5)
+        // Seven messages stored, two deleted by id and one expired.
+        (2, 2, 5, 4)
     );
     assert_eq!((copied.inbox_items, copied.inbox_shares), (3, 5));
     assert_eq!(

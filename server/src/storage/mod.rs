@@ -86,6 +86,17 @@ pub enum Write {
         /// The message id.
         message: MessageId,
     },
+    /// Delete a stored message past its group's retention period. The retention sweep knows
+    /// both its seq and its id, so the embedded store need not load the group's id index (a
+    /// sweep would otherwise load every group it expires messages of).
+    ExpireMessage {
+        /// The group.
+        group: GroupId,
+        /// Its sequence number.
+        seq: Seq,
+        /// Its id.
+        message: MessageId,
+    },
     /// Put an item into a device's inbox.
     Inbox {
         /// The recipient.
@@ -151,7 +162,10 @@ impl Write {
                 .pq_key
                 .as_ref()
                 .map_or(0, |key| key.as_bytes().len()),
-            Write::DeleteMessage { .. } | Write::AckInbox { .. } | Write::Unlink { .. } => 0,
+            Write::DeleteMessage { .. }
+            | Write::ExpireMessage { .. }
+            | Write::AckInbox { .. }
+            | Write::Unlink { .. } => 0,
         };
         // Base64 stores 4 bytes for every 3.
         (content / 3)

@@ -35,7 +35,7 @@
 //! older server must not open it again (CHANGELOG).
 
 use confide_protocol::{GroupId, MessageId, Seq};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::StorageError;
@@ -225,6 +225,13 @@ pub(super) enum IdWrite {
         group: GroupId,
         id: MessageId,
     },
+    /// Deleted past retention, by seq: the caller deletes the message itself, and a group not
+    /// in memory is not loaded for it.
+    Expired {
+        group: GroupId,
+        seq: Seq,
+        id: MessageId,
+    },
 }
 
 /// The index (see the module documentation).
@@ -283,6 +290,14 @@ impl IdIndex {
     /// The tree the runs are written to (in the caller's transaction).
     pub(super) fn tree(&self) -> &sled::Tree {
         &self.runs
+    }
+
+    /// Whether `group`'s ids are in memory.
+    #[cfg(test)]
+    pub(super) fn is_loaded(&self, group: &GroupId) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|state| state.slots.contains_key(group))
     }
 
     fn state(&self) -> Result<MutexGuard<'_, State>, StorageError> {
@@ -393,11 +408,32 @@ impl IdIndex {
                 runs: BTreeMap::new(),
             },
             deleted: Vec::new(),
+            expired_cold: Vec::new(),
         };
+        // Groups this batch stores in or deletes from by id: those are loaded. A group only
+        // expiring messages is loaded only if it is in memory already.
+        let loaded: HashSet<GroupId> = writes
+            .iter()
+            .filter_map(|write| match write {
+                IdWrite::Stored { group, .. } | IdWrite::Deleted { group, .. } => Some(*group),
+                IdWrite::Expired { .. } => None,
+            })
+            .collect();
         for write in writes {
             let group = match write {
-                IdWrite::Stored { group, .. } | IdWrite::Deleted { group, .. } => group,
+                IdWrite::Stored { group, .. }
+                | IdWrite::Deleted { group, .. }
+                | IdWrite::Expired { group, .. } => group,
             };
+            if let IdWrite::Expired { group, seq, id } = *write
+                && !loaded.contains(&group)
+                && !plan.changes.contains_key(&group)
+                && !self.state()?.slots.contains_key(&group)
+            {
+                plan.runs.remove_expired(&group, seq, id)?;
+                plan.expired_cold.push((group, id));
+                continue;
+            }
             if !plan.changes.contains_key(group) {
                 let change = self.begin(group)?;
                 plan.changes.insert(*group, change);
@@ -423,12 +459,14 @@ impl IdIndex {
                         plan.runs.add(&group, seq, id, change.covered)?;
                     }
                 }
-                IdWrite::Deleted { group, id } => {
+                IdWrite::Deleted { group, id } | IdWrite::Expired { group, id, .. } => {
                     let Some(seq) = change.current(&id)? else {
                         continue;
                     };
                     change.ops.push((id, None));
-                    plan.deleted.push((group, seq));
+                    if matches!(write, IdWrite::Deleted { .. }) {
+                        plan.deleted.push((group, seq));
+                    }
                     if let Some(at) = change.unindexed.iter().position(|(_, i)| *i == id) {
                         change.unindexed.remove(at);
                     } else {
@@ -596,6 +634,9 @@ pub(super) struct Plan<'a> {
     runs: RunEdits<'a>,
     /// The messages the batch's deletions remove, found by id.
     pub(super) deleted: Vec<(GroupId, Seq)>,
+    /// Ids expired in groups that were not in memory: taken out of the maps if a group has been
+    /// loaded meanwhile (from the disk as it was before this batch).
+    expired_cold: Vec<(GroupId, MessageId)>,
 }
 
 /// The runs a batch writes, changes (`Some`) or removes (`None`), by key, as they will be.
@@ -634,6 +675,24 @@ impl Plan<'_> {
             ids.unindexed = change.unindexed;
             ids.covered = change.covered;
             counted.push((group, change.cell.clone(), ids.ids.len()));
+        }
+        for (group, id) in std::mem::take(&mut self.expired_cold) {
+            let cell = match self.index.state.lock() {
+                Ok(state) => state.slots.get(&group).map(|slot| slot.cell.clone()),
+                Err(_) => return,
+            };
+            let Some(cell) = cell else {
+                continue;
+            };
+            let Ok(mut ids) = cell.lock() else {
+                continue;
+            };
+            if let Some(ids) = ids.as_mut()
+                && ids.ids.remove(&id).is_some()
+            {
+                ids.unindexed.retain(|(_, i)| *i != id);
+                counted.push((group, cell.clone(), ids.ids.len()));
+            }
         }
         let Ok(mut state) = self.index.state.lock() else {
             return;
@@ -678,16 +737,9 @@ impl RunEdits<'_> {
         Ok(())
     }
 
-    /// Removes (`seq`, `id`) from the run holding it: the run starting at or before `seq`
-    /// (runs are written in seq order), or, should that one not hold it, any of the group's.
-    /// A run left empty is removed unless it holds the group's highest `covered`.
-    fn remove(
-        &mut self,
-        group: &GroupId,
-        seq: Seq,
-        id: MessageId,
-        covered: u64,
-    ) -> Result<(), StorageError> {
+    /// The key of `group`'s run starting at or before `seq` (on disk or in this batch): the
+    /// one that holds `seq` if the group's messages were stored in seq order.
+    fn nearest(&self, group: &GroupId, seq: Seq) -> Result<Option<Vec<u8>>, StorageError> {
         let start = run_key(group, Seq(0));
         let end = run_key(group, seq);
         let on_disk = self
@@ -703,7 +755,78 @@ impl RunEdits<'_> {
             .range(start..=end)
             .next_back()
             .map(|(key, _)| key.clone());
-        if let Some(nearest) = on_disk.into_iter().chain(in_batch).max()
+        Ok(on_disk.into_iter().chain(in_batch).max())
+    }
+
+    /// Removes an expired (`seq`, `id`) from the run that holds it, if one does (an id of the
+    /// newest messages is in none). A run left empty is removed if another of the group's runs
+    /// covers as far (the group is not loaded, so its highest `covered` is read here).
+    fn remove_expired(
+        &mut self,
+        group: &GroupId,
+        seq: Seq,
+        id: MessageId,
+    ) -> Result<(), StorageError> {
+        let Some(key) = self.nearest(group, seq)? else {
+            return Ok(());
+        };
+        let Some(mut run) = self.get(&key)? else {
+            return Ok(());
+        };
+        let before = run.records.len();
+        run.records.retain(|record| *record != (seq, id));
+        if run.records.len() == before {
+            return Ok(());
+        }
+        let keep = !run.records.is_empty() || !self.covered_elsewhere(group, &key, run.covered)?;
+        self.runs.insert(key, keep.then_some(run));
+        Ok(())
+    }
+
+    /// Whether the group's last run (on disk or in this batch), if not the one under `key`,
+    /// covers at least `covered`.
+    fn covered_elsewhere(
+        &self,
+        group: &GroupId,
+        key: &[u8],
+        covered: u64,
+    ) -> Result<bool, StorageError> {
+        let start = run_key(group, Seq(0));
+        let end = run_key(group, Seq(u64::MAX));
+        let on_disk = self
+            .tree
+            .range(start.clone()..=end.clone())
+            .keys()
+            .next_back()
+            .transpose()
+            .map_err(backend)?
+            .map(|key| key.to_vec());
+        let in_batch = self
+            .runs
+            .range(start..=end)
+            .rfind(|(_, run)| run.is_some())
+            .map(|(key, _)| key.clone());
+        let Some(last) = on_disk.into_iter().chain(in_batch).max() else {
+            return Ok(false);
+        };
+        if last == key {
+            return Ok(false);
+        }
+        Ok(self.get(&last)?.is_some_and(|run| run.covered >= covered))
+    }
+
+    /// Removes (`seq`, `id`) from the run holding it: the run starting at or before `seq`
+    /// (runs are written in seq order), or, should that one not hold it, any of the group's.
+    /// A run left empty is removed unless it holds the group's highest `covered`.
+    fn remove(
+        &mut self,
+        group: &GroupId,
+        seq: Seq,
+        id: MessageId,
+        covered: u64,
+    ) -> Result<(), StorageError> {
+        let nearest = self.nearest(group, seq)?;
+        if let Some(nearest) = nearest
             && self.remove_in(nearest, seq, id, covered)?
         {
             return Ok(());

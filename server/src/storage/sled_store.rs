@@ -354,6 +354,18 @@ impl SledStorage {
                     group: *group,
                     id: *message,
                 }),
+                Write::ExpireMessage {
+                    group,
+                    seq,
+                    message,
+                } => {
+                    messages.push((key2(group.as_bytes(), &seq.0.to_be_bytes()), None));
+                    id_writes.push(IdWrite::Expired {
+                        group: *group,
+                        seq: *seq,
+                        id: *message,
+                    });
+                }
                 Write::Inbox { device, item } => {
                     if unlinked_now.contains(device)
                         || self
@@ -1456,6 +1468,79 @@ mod tests {
         assert_eq!(
             db.message_seq(&group, &id_of(group, 606)).unwrap(),
             Some(Seq(606))
+        );
+    }
+
+    fn expire(group: GroupId, seqs: &[u64]) -> Vec<Write> {
+        seqs.iter()
+            .map(|seq| Write::ExpireMessage {
+                group,
+                seq: Seq(*seq),
+                message: id_of(group, *seq),
+            })
+            .collect()
+    }
+
+    /// The retention sweep expires messages by seq: a group not in memory is not loaded for it
+    /// (a sweep would otherwise load every group it expires messages of), and the expired ids
+    /// are gone, in memory and after a restart, wherever they were.
+    #[test]
+    fn expiring_messages_does_not_load_their_group_and_forgets_their_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = GroupId([1; 16]);
+        {
+            let db = reopen(dir.path(), 0);
+            store(&db, group, &(1..=600).collect::<Vec<_>>(), 100);
+        }
+        let db = reopen(dir.path(), 0);
+        // The whole first run, one id of the second, one of the newest (in no run).
+        let mut seqs: Vec<u64> = (1..=256).collect();
+        seqs.extend([300, 590]);
+        db.commit(&expire(group, &seqs)).unwrap();
+        assert!(!db.ids.is_loaded(&group));
+        assert_eq!(ids_in_runs(&db), RUN_LEN - 1);
+        // The emptied first run is gone: the second covers further.
+        assert_eq!(db.ids.tree().len(), 1);
+        let gone = [1, 256, 300, 590];
+        let kept = [257, 299, 512, 589, 600];
+        let check = |db: &SledStorage| {
+            for seq in gone {
+                assert_eq!(
+                    db.message_seq(&group, &id_of(group, seq)).unwrap(),
+                    None,
+                    "{seq}"
+                );
+            }
+            for seq in kept {
+                assert_eq!(
+                    db.message_seq(&group, &id_of(group, seq)).unwrap(),
+                    Some(Seq(seq))
+                );
+            }
+            assert_eq!(db.messages(&group, Seq(0), 1).unwrap()[0].seq, Seq(257));
+        };
+        check(&db);
+        drop(db);
+        let db = reopen(dir.path(), 0);
+        check(&db);
+        // In memory now: expired there too. And with a post to the group in the same batch.
+        let mut writes = expire(group, &[257, 595]);
+        writes.push(Write::Message {
+            group,
+            message: message_in(group, 601),
+        });
+        db.commit(&writes).unwrap();
+        for seq in [257, 595] {
+            assert_eq!(db.message_seq(&group, &id_of(group, seq)).unwrap(), None);
+        }
+        drop(db);
+        let db = reopen(dir.path(), 0);
+        for seq in [257, 595] {
+            assert_eq!(db.message_seq(&group, &id_of(group, seq)).unwrap(), None);
+        }
+        assert_eq!(
+            db.message_seq(&group, &id_of(group, 601)).unwrap(),
+            Some(Seq(601))
         );
     }
 

@@ -737,8 +737,8 @@ impl RunEdits<'_> {
         Ok(())
     }
 
-    /// The key of `group`'s run starting at or before `seq` (on disk or in this batch): the
-    /// one that holds `seq` if the group's messages were stored in seq order.
+    /// The key of `group`'s last run starting at or before `seq` (on disk or in this batch):
+    /// the one that holds `seq` if the group's messages were stored in seq order.
     fn nearest(&self, group: &GroupId, seq: Seq) -> Result<Option<Vec<u8>>, StorageError> {
         let start = run_key(group, Seq(0));
         let end = run_key(group, seq);
@@ -759,8 +759,8 @@ impl RunEdits<'_> {
     }
 
     /// Removes an expired (`seq`, `id`) from the run that holds it, if one does (an id of the
-    /// newest messages is in none). A run left empty is removed if another of the group's runs
-    /// covers as far (the group is not loaded, so its highest `covered` is read here).
+    /// newest messages is in none). The group is not loaded, so the highest `covered` its runs
+    /// keep is read from its last run: a run left empty is removed if another covers as far.
     fn remove_expired(
         &mut self,
         group: &GroupId,
@@ -770,49 +770,13 @@ impl RunEdits<'_> {
         let Some(key) = self.nearest(group, seq)? else {
             return Ok(());
         };
-        let Some(mut run) = self.get(&key)? else {
-            return Ok(());
+        let covered = match self.nearest(group, Seq(u64::MAX))? {
+            Some(last) if last != key => self.get(&last)?.map_or(0, |run| run.covered),
+            // This is the last run, or the last one is damaged or gone: kept if emptied.
+            _ => 0,
         };
-        let before = run.records.len();
-        run.records.retain(|record| *record != (seq, id));
-        if run.records.len() == before {
-            return Ok(());
-        }
-        let keep = !run.records.is_empty() || !self.covered_elsewhere(group, &key, run.covered)?;
-        self.runs.insert(key, keep.then_some(run));
+        self.remove_in(key, seq, id, covered)?;
         Ok(())
-    }
-
-    /// Whether the group's last run (on disk or in this batch), if not the one under `key`,
-    /// covers at least `covered`.
-    fn covered_elsewhere(
-        &self,
-        group: &GroupId,
-        key: &[u8],
-        covered: u64,
-    ) -> Result<bool, StorageError> {
-        let start = run_key(group, Seq(0));
-        let end = run_key(group, Seq(u64::MAX));
-        let on_disk = self
-            .tree
-            .range(start.clone()..=end.clone())
-            .keys()
-            .next_back()
-            .transpose()
-            .map_err(backend)?
-            .map(|key| key.to_vec());
-        let in_batch = self
-            .runs
-            .range(start..=end)
-            .rfind(|(_, run)| run.is_some())
-            .map(|(key, _)| key.clone());
-        let Some(last) = on_disk.into_iter().chain(in_batch).max() else {
-            return Ok(false);
-        };
-        if last == key {
-            return Ok(false);
-        }
-        Ok(self.get(&last)?.is_some_and(|run| run.covered >= covered))
     }
 
     /// Removes (`seq`, `id`) from the run holding it: the run starting at or before `seq`

@@ -363,6 +363,10 @@ const SQL_DEVICE: &str = "INSERT INTO devices (device, user_id, record) VALUES (
 const SQL_OP: &str = "SELECT confide_append_op($1, $2, $3)";
 const SQL_MESSAGE: &str = "SELECT confide_append_message($1, $2, $3, $4)";
 const SQL_DELETE_MESSAGE: &str = "DELETE FROM messages WHERE group_id = $1 AND message_id = $2";
+// Both seq and id: the sweep read them together, and if that message has been deleted since
+// and its envelope posted again (a new seq), the new copy is not the one past retention.
+const SQL_EXPIRE_MESSAGE: &str =
+    "DELETE FROM messages WHERE group_id = $1 AND seq = $2 AND message_id = $3";
 // Not stored for a device a list dropped, also by an unlink earlier in the same batch. An id
 // already stored is refused (a conflict), never overwritten: an id is never used twice.
 const SQL_INBOX: &str = "WITH item AS ( \
@@ -454,11 +458,21 @@ fn plan(batch: &[Write]) -> Result<Vec<Planned>, StorageError> {
                     Box::new(encode(message)?),
                 ],
             },
-            // By id, as a deletion: PostgreSQL's id index costs nothing extra here.
-            Write::DeleteMessage { group, message }
-            | Write::ExpireMessage { group, message, .. } => Planned {
+            Write::DeleteMessage { group, message } => Planned {
                 sql: SQL_DELETE_MESSAGE,
                 params: vec![bytes(group.as_bytes()), bytes(message.as_bytes())],
+            },
+            Write::ExpireMessage {
+                group,
+                seq,
+                message,
+            } => Planned {
+                sql: SQL_EXPIRE_MESSAGE,
+                params: vec![
+                    bytes(group.as_bytes()),
+                    int(bigint("seq", seq.0)?),
+                    bytes(message.as_bytes()),
+                ],
             },
             Write::Inbox { device, item } => Planned {
                 sql: SQL_INBOX,

@@ -387,8 +387,8 @@ impl IdIndex {
         let start = run_key(group, Seq(first));
         let end = run_key(group, Seq(last));
         for entry in self.messages.range(start..=end) {
-            let (_, value) = entry.map_err(backend)?;
-            match sled_record::decode_message(&value) {
+            let (key, value) = entry.map_err(backend)?;
+            match sled_record::decode_message_at(&key, &value) {
                 Ok(message) => each(message.seq, message.envelope.message_id()),
                 Err(e) => damaged("a damaged message", &e),
             }
@@ -431,7 +431,7 @@ impl IdIndex {
                 && !self.state()?.slots.contains_key(&group)
             {
                 plan.runs.remove_expired(&group, seq, id)?;
-                plan.expired_cold.push((group, id));
+                plan.expired_cold.push((group, seq, id));
                 continue;
             }
             if !plan.changes.contains_key(group) {
@@ -463,6 +463,13 @@ impl IdIndex {
                     let Some(seq) = change.current(&id)? else {
                         continue;
                     };
+                    // An expiry names the message the sweep read; if that one was deleted
+                    // since and its envelope posted again, the new copy stays, and its id.
+                    if let IdWrite::Expired { seq: expired, .. } = *write
+                        && expired != seq
+                    {
+                        continue;
+                    }
                     change.ops.push((id, None));
                     if matches!(write, IdWrite::Deleted { .. }) {
                         plan.deleted.push((group, seq));
@@ -561,7 +568,7 @@ fn build_runs(messages: &sled::Tree, runs: &sled::Tree) -> Result<(), StorageErr
             put(&previous, &mut run)?;
         }
         group = Some(this);
-        match sled_record::decode_message(&value) {
+        match sled_record::decode_message_at(&key, &value) {
             Ok(message) => run.push((message.seq, message.envelope.message_id())),
             Err(e) => damaged("a damaged message", &e),
         }
@@ -636,7 +643,7 @@ pub(super) struct Plan<'a> {
     pub(super) deleted: Vec<(GroupId, Seq)>,
     /// Ids expired in groups that were not in memory: taken out of the maps if a group has been
     /// loaded meanwhile (from the disk as it was before this batch).
-    expired_cold: Vec<(GroupId, MessageId)>,
+    expired_cold: Vec<(GroupId, Seq, MessageId)>,
 }
 
 /// The runs a batch writes, changes (`Some`) or removes (`None`), by key, as they will be.
@@ -676,7 +683,7 @@ impl Plan<'_> {
             ids.covered = change.covered;
             counted.push((group, change.cell.clone(), ids.ids.len()));
         }
-        for (group, id) in std::mem::take(&mut self.expired_cold) {
+        for (group, seq, id) in std::mem::take(&mut self.expired_cold) {
             let cell = match self.index.state.lock() {
                 Ok(state) => state.slots.get(&group).map(|slot| slot.cell.clone()),
                 Err(_) => return,
@@ -688,8 +695,9 @@ impl Plan<'_> {
                 continue;
             };
             if let Some(ids) = ids.as_mut()
-                && ids.ids.remove(&id).is_some()
+                && ids.ids.get(&id) == Some(&seq)
             {
+                ids.ids.remove(&id);
                 ids.unindexed.retain(|(_, i)| *i != id);
                 counted.push((group, cell.clone(), ids.ids.len()));
             }

@@ -138,10 +138,30 @@ pub(super) fn decode_message(bytes: &[u8]) -> Result<StoredMessage, StorageError
     })
 }
 
+/// [`decode_message`] for the record under `key` (group ‖ seq): a record naming another seq is
+/// damaged, as the retention sweep deletes a message by the seq its record names.
+pub(super) fn decode_message_at(key: &[u8], bytes: &[u8]) -> Result<StoredMessage, StorageError> {
+    let message = decode_message(bytes)?;
+    let stored_at = key
+        .get(16..)
+        .and_then(|seq| <[u8; 8]>::try_from(seq).ok())
+        .map(u64::from_be_bytes);
+    if stored_at != Some(message.seq.0) {
+        return Err(StorageError::Corrupt {
+            tree: TREE,
+            reason: format!("a record naming seq {} under another key", message.seq.0),
+        });
+    }
+    Ok(message)
+}
+
 /// The JSON of a stored message record, whichever format it is stored in: what
 /// [`super::migrate`] copies into PostgreSQL.
-pub(super) fn message_json(bytes: &[u8]) -> Result<(StoredMessage, Vec<u8>), StorageError> {
-    let message = decode_message(bytes)?;
+pub(super) fn message_json(
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<(StoredMessage, Vec<u8>), StorageError> {
+    let message = decode_message_at(key, bytes)?;
     let json = if bytes.first() == Some(&b'{') {
         bytes.to_vec()
     } else {
@@ -172,6 +192,26 @@ mod tests {
         }
     }
 
+    /// A disk attacker moving a record under another seq does not steer retention (which
+    /// deletes by the seq a record names): the record is damaged for whoever reads it.
+    #[test]
+    fn a_record_under_another_seq_is_damaged() {
+        let m = message(vec![9; 10]);
+        let binary = encode_message(&m);
+        let mut key = m.envelope.group.as_bytes().to_vec();
+        key.extend_from_slice(&(m.seq.0 + 1).to_be_bytes());
+        for bytes in [binary, serde_json::to_vec(&m).unwrap()] {
+            assert!(matches!(
+                decode_message_at(&key, &bytes),
+                Err(StorageError::Corrupt { .. })
+            ));
+            assert!(message_json(&key, &bytes).is_err());
+        }
+        key.truncate(16);
+        key.extend_from_slice(&m.seq.0.to_be_bytes());
+        assert_eq!(decode_message_at(&key, &encode_message(&m)).unwrap(), m);
+    }
+
     #[test]
     fn a_message_reads_back_as_written_in_either_format() {
         for ciphertext in [Vec::new(), vec![9; 700]] {
@@ -181,7 +221,9 @@ mod tests {
             let json = serde_json::to_vec(&m).unwrap();
             assert!(binary.len() < json.len());
             assert_eq!(decode_message(&json).unwrap(), m);
-            let (read, exported) = message_json(&binary).unwrap();
+            let mut key = m.envelope.group.as_bytes().to_vec();
+            key.extend_from_slice(&m.seq.0.to_be_bytes());
+            let (read, exported) = message_json(&key, &binary).unwrap();
             assert_eq!(read, m);
             assert_eq!(
                 serde_json::from_slice::<StoredMessage>(&exported).unwrap(),

@@ -245,7 +245,8 @@ impl SledStorage {
 
     /// Keeps at most about `ids` message ids in memory (default
     /// [`super::DEFAULT_IDS_IN_MEMORY`]), least recently used groups dropped first: the index
-    /// that answers a retried post and finds a deleted message ([`super::sled_id_index`]).
+    /// that answers a retried post and finds a deleted message (written to disk
+    /// [`super::RUN_LEN`] ids at a time).
     pub fn with_ids_in_memory(mut self, ids: usize) -> Self {
         self.ids.set_capacity(ids);
         self
@@ -617,7 +618,7 @@ impl SledStorage {
         });
         let messages = self.messages.iter().map(|entry| {
             let (key, value) = entry.map_err(backend)?;
-            let (message, record) = sled_record::message_json(&value)?;
+            let (message, record) = sled_record::message_json(&key, &value)?;
             Ok(Record::Message {
                 group: GroupId(fixed("messages", &key)?),
                 seq: key_u64("messages", &key, 16)?,
@@ -868,7 +869,7 @@ impl Storage for SledStorage {
             .take(limit)
             .map(|e| {
                 e.map_err(backend)
-                    .and_then(|(_, v)| sled_record::decode_message(&v))
+                    .and_then(|(k, v)| sled_record::decode_message_at(&k, &v))
             })
             .collect()
     }
@@ -1544,6 +1545,49 @@ mod tests {
         );
     }
 
+    /// The sweep expires the message it read: if that one was deleted since and its envelope
+    /// posted again (a new seq), the new copy and its id stay, whether the group was in memory
+    /// or not.
+    #[test]
+    fn an_expiry_leaves_a_copy_posted_again_since() {
+        for in_memory in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let group = GroupId([1; 16]);
+            {
+                let db = reopen(dir.path(), 0);
+                store(&db, group, &(1..=10).collect::<Vec<_>>(), 5);
+                delete(&db, group, &[3]);
+                let mut again = message_in(group, 3);
+                again.seq = Seq(11);
+                db.commit(&[Write::Message {
+                    group,
+                    message: again,
+                }])
+                .unwrap();
+            }
+            let db = reopen(dir.path(), 0);
+            if in_memory {
+                assert_eq!(
+                    db.message_seq(&group, &id_of(group, 4)).unwrap(),
+                    Some(Seq(4))
+                );
+            }
+            db.commit(&expire(group, &[3])).unwrap();
+            assert_eq!(db.ids.is_loaded(&group), in_memory);
+            assert_eq!(
+                db.message_seq(&group, &id_of(group, 3)).unwrap(),
+                Some(Seq(11))
+            );
+            drop(db);
+            let db = reopen(dir.path(), 0);
+            assert_eq!(
+                db.message_seq(&group, &id_of(group, 3)).unwrap(),
+                Some(Seq(11))
+            );
+            assert_eq!(db.messages(&group, Seq(10), 5).unwrap().len(), 1);
+        }
+    }
+
     /// Deleting is how space is won back: a deletion whose id must be taken out of a run goes
     /// ahead on a disk short of the margin for new data, as every deletion does.
     #[test]
@@ -1574,7 +1618,7 @@ mod tests {
     #[test]
     fn a_damaged_record_does_not_stop_its_group_taking_posts() {
         let dir = tempfile::tempdir().unwrap();
-        let group = GroupId([1; 16]);
+        let (group, other) = (GroupId([1; 16]), GroupId([2; 16]));
         {
             let db = reopen(dir.path(), 0);
             store(&db, group, &(1..=600).collect::<Vec<_>>(), 100);
@@ -1586,6 +1630,10 @@ mod tests {
                 .unwrap();
             let run = key2(group.as_bytes(), &1u64.to_be_bytes());
             assert!(db.ids.tree().contains_key(&run).unwrap());
+            db.ids.tree().insert(run, &b"damaged"[..]).unwrap();
+            // Another group whose only (so last) run is damaged.
+            store(&db, other, &(1..=300).collect::<Vec<_>>(), 100);
+            let run = key2(other.as_bytes(), &1u64.to_be_bytes());
             db.ids.tree().insert(run, &b"damaged"[..]).unwrap();
         }
         let db = reopen(dir.path(), 0);
@@ -1606,6 +1654,21 @@ mod tests {
         delete(&db, group, &[10]);
         assert_eq!(db.message_seq(&group, &id_of(group, 10)).unwrap(), None);
         assert_eq!(db.messages(&group, Seq(9), 1).unwrap()[0].seq, Seq(11));
+        for seq in [1, 256, 300] {
+            assert_eq!(
+                db.message_seq(&other, &id_of(other, seq)).unwrap(),
+                Some(Seq(seq))
+            );
+        }
+        store(&db, other, &[301], 1);
+        drop(db);
+        let db = reopen(dir.path(), 0);
+        for seq in [1, 256, 301] {
+            assert_eq!(
+                db.message_seq(&other, &id_of(other, seq)).unwrap(),
+                Some(Seq(seq))
+            );
+        }
     }
 
     /// A database an older server wrote (one `message_ids` key per message) gets its runs built

@@ -304,7 +304,7 @@ impl SledStorage {
         let mut user_devices: Vec<Entry> = Vec::new();
         let mut ops: Vec<Entry> = Vec::new();
         let mut messages: Vec<Entry> = Vec::new();
-        // Stores and deletions by id, in batch order, for the id index.
+        // Stores, deletions by id and expiries, in batch order, for the id index.
         let mut id_writes: Vec<IdWrite> = Vec::new();
         // Only the highest seq of each group in the batch needs writing.
         let mut last_seq: std::collections::BTreeMap<GroupId, [u8; 8]> = Default::default();

@@ -665,7 +665,10 @@ impl Plan<'_> {
     /// The batch has committed: the maps take its changes, and its groups are unpinned.
     pub(super) fn committed(mut self) {
         let mut counted = Vec::new();
-        for (group, change) in std::mem::take(&mut self.changes) {
+        let changes = std::mem::take(&mut self.changes);
+        // Every group of the batch is unpinned below, also one whose cell could not be updated.
+        let pinned: Vec<GroupId> = changes.keys().copied().collect();
+        for (group, change) in changes {
             let Ok(mut ids) = change.cell.lock() else {
                 // Poisoned: every lookup of the group fails from now on (see `poisoned`).
                 continue;
@@ -707,6 +710,8 @@ impl Plan<'_> {
         };
         for (group, cell, entries) in counted {
             state.count(&group, &cell, entries);
+        }
+        for group in pinned {
             state.set_pinned(&group, false);
         }
         state.evict(self.index.capacity, None);

@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::StorageError;
 use super::sled_record;
+use super::sled_store::{backend, fixed, key_u64, key2};
 
 /// Ids written to disk together, per group. A group's lookups after a restart compute the ids
 /// of at most this many messages (fewer than this are in no run); larger runs mean fewer sled
@@ -111,15 +112,9 @@ impl Run {
     }
 }
 
+/// A run's key, and a message's in the `messages` tree: group ‖ seq.
 fn run_key(group: &GroupId, first: Seq) -> Vec<u8> {
-    let mut key = Vec::with_capacity(24);
-    key.extend_from_slice(group.as_bytes());
-    key.extend_from_slice(&first.0.to_be_bytes());
-    key
-}
-
-fn backend(e: impl std::fmt::Display) -> StorageError {
-    StorageError::Backend(e.to_string())
+    key2(group.as_bytes(), &first.0.to_be_bytes())
 }
 
 /// One group's ids in memory.
@@ -308,17 +303,42 @@ impl IdIndex {
     pub(super) fn seq(&self, group: &GroupId, id: &MessageId) -> Result<Option<Seq>, StorageError> {
         let cell = self.state()?.touch(*group);
         let mut ids = lock_cell(&cell)?;
-        if let Some(ids) = ids.as_ref() {
-            return Ok(ids.ids.get(id).copied());
+        let loaded = self.fill(group, &mut ids)?;
+        let seq = ids.as_ref().and_then(|ids| ids.ids.get(id).copied());
+        drop(ids);
+        self.count_loaded(group, &cell, loaded)?;
+        Ok(seq)
+    }
+
+    /// Loads `group` into its locked cell if it is empty; the number of ids loaded, if so.
+    fn fill(
+        &self,
+        group: &GroupId,
+        ids: &mut MutexGuard<'_, Option<GroupIds>>,
+    ) -> Result<Option<usize>, StorageError> {
+        if ids.is_some() {
+            return Ok(None);
         }
         let loaded = self.load(group)?;
-        let (seq, entries) = (loaded.ids.get(id).copied(), loaded.ids.len());
-        *ids = Some(loaded);
-        drop(ids);
-        let mut state = self.state()?;
-        state.count(group, &cell, entries);
-        state.evict(self.capacity, Some(group));
-        Ok(seq)
+        let entries = loaded.ids.len();
+        **ids = Some(loaded);
+        Ok(Some(entries))
+    }
+
+    /// Counts the ids of a group just loaded into `cell` ([`Self::fill`]), and drops other
+    /// groups if that went past the capacity.
+    fn count_loaded(
+        &self,
+        group: &GroupId,
+        cell: &Cell,
+        entries: Option<usize>,
+    ) -> Result<(), StorageError> {
+        if let Some(entries) = entries {
+            let mut state = self.state()?;
+            state.count(group, cell, entries);
+            state.evict(self.capacity, Some(group));
+        }
+        Ok(())
     }
 
     /// Reads a group's runs, then its messages after them. A damaged run or message is left
@@ -332,10 +352,9 @@ impl IdIndex {
         let mut firsts: Vec<(u64, bool)> = Vec::new();
         for entry in self.runs.scan_prefix(group.as_bytes()) {
             let (key, value) = entry.map_err(backend)?;
-            let Some(first) = key.get(16..).and_then(|k| <[u8; 8]>::try_from(k).ok()) else {
+            let Ok(first) = key_u64(TREE, &key, 16) else {
                 continue;
             };
-            let first = u64::from_be_bytes(first);
             match Run::decode(&value) {
                 Ok(run) => {
                     covered = covered.max(run.covered);
@@ -494,20 +513,12 @@ impl IdIndex {
             cell
         };
         let mut ids = lock_cell(&cell)?;
-        let loaded = match ids.as_ref() {
-            Some(_) => None,
-            None => {
-                let loaded = match self.load(group) {
-                    Ok(loaded) => loaded,
-                    Err(e) => {
-                        drop(ids);
-                        self.state()?.set_pinned(group, false);
-                        return Err(e);
-                    }
-                };
-                let entries = loaded.ids.len();
-                *ids = Some(loaded);
-                Some(entries)
+        let loaded = match self.fill(group, &mut ids) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                drop(ids);
+                self.state()?.set_pinned(group, false);
+                return Err(e);
             }
         };
         let (unindexed, covered) = ids
@@ -515,11 +526,7 @@ impl IdIndex {
             .map(|ids| (ids.unindexed.clone(), ids.covered))
             .unwrap_or_default();
         drop(ids);
-        if let Some(entries) = loaded {
-            let mut state = self.state()?;
-            state.count(group, &cell, entries);
-            state.evict(self.capacity, Some(group));
-        }
+        self.count_loaded(group, &cell, loaded)?;
         Ok(Change {
             cell,
             ops: Vec::new(),
@@ -558,7 +565,7 @@ fn build_runs(messages: &sled::Tree, runs: &sled::Tree) -> Result<(), StorageErr
     };
     for entry in messages.iter() {
         let (key, value) = entry.map_err(backend)?;
-        let Some(this) = key.get(..16).and_then(|g| <[u8; 16]>::try_from(g).ok()) else {
+        let Ok(this) = fixed::<16>("messages", &key) else {
             continue;
         };
         let this = GroupId(this);

@@ -120,11 +120,11 @@ pub struct SledStorage {
     next_inbox_id: std::sync::atomic::AtomicU64,
 }
 
-fn backend(e: impl std::fmt::Display) -> StorageError {
+pub(super) fn backend(e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend(e.to_string())
 }
 
-fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
+pub(super) fn key2(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(a.len() + b.len());
     k.extend_from_slice(a);
     k.extend_from_slice(b);
@@ -570,7 +570,10 @@ impl SledStorage {
 }
 
 /// The first `N` bytes of a key or value as an array, or a [`StorageError::Corrupt`].
-fn fixed<const N: usize>(tree: &'static str, bytes: &[u8]) -> Result<[u8; N], StorageError> {
+pub(super) fn fixed<const N: usize>(
+    tree: &'static str,
+    bytes: &[u8],
+) -> Result<[u8; N], StorageError> {
     bytes
         .get(..N)
         .and_then(|b| b.try_into().ok())
@@ -581,7 +584,7 @@ fn fixed<const N: usize>(tree: &'static str, bytes: &[u8]) -> Result<[u8; N], St
 }
 
 /// The big-endian integer in the 8 bytes of `key` from `at`.
-fn key_u64(tree: &'static str, key: &[u8], at: usize) -> Result<u64, StorageError> {
+pub(super) fn key_u64(tree: &'static str, key: &[u8], at: usize) -> Result<u64, StorageError> {
     be_u64(tree, key.get(at..).unwrap_or_default())
 }
 

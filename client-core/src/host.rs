@@ -4,9 +4,11 @@
 //! browser, and in tests with a fixed clock and seeded randomness.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use confide_protocol::Timestamp;
-use confide_protocol::envelope::{Envelope, EnvelopeError, Verified, verify_each};
+use confide_protocol::frames::StoredMessage;
+use confide_protocol::page_checks::PageChecks;
 
 use crate::events::Event;
 use crate::{MaybeSend, MaybeSync};
@@ -25,16 +27,14 @@ pub trait Host: MaybeSend + MaybeSync {
     /// committed to the store, and in order.
     fn event(&mut self, event: Event);
 
-    /// Checks the signatures of a sync page's envelopes: exactly
-    /// [`confide_protocol::envelope::verify_each`], one result per envelope, in order. A pure
-    /// function the host only schedules: inline by default (the browser), on several threads
-    /// where the platform has the cores (natively), since strict signature checks are most of
-    /// what catching up on a backlog costs.
-    fn verify_envelopes<'a>(
-        &self,
-        envelopes: &[&'a Envelope],
-    ) -> Vec<Result<Verified<'a>, EnvelopeError>> {
-        verify_each(envelopes)
+    /// Lends the platform's other cores to a sync page's signature checks, since strict
+    /// signature checks are most of what catching up on a backlog costs: a platform with
+    /// threads to spare starts helpers that call [`PageChecks::help`] until it returns
+    /// `false` (natively), one without lends nothing (the default: the browser). The core
+    /// handles the page meanwhile and checks, on its own thread, each envelope no helper has
+    /// claimed when it gets there; lending changes only how soon the page is done.
+    fn lend_cores(&self, checks: &Arc<PageChecks<StoredMessage>>) {
+        let _ = checks;
     }
 }
 

@@ -143,8 +143,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// [`Self::handle_message`] for a message whose signature check already ran: `checked` is
-    /// its result for `m`'s envelope (a sync page's are checked together,
-    /// [`crate::Host::verify_envelopes`]). The signature is checked once; decrypting relies on
+    /// its result for `m`'s envelope (a sync page's are checked ahead, on the cores the host
+    /// lends, [`crate::Host::lend_cores`]). The signature is checked once; decrypting relies on
     /// that check ([`Verified::open`]).
     pub(crate) async fn handle_checked(
         &mut self,
@@ -168,7 +168,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     Err(e) => return self.bad_signature(group, m, &e),
                 }
             }
-            // A refusal names no envelope: checked again here, so that a host that mixed up
+            // A refusal names no envelope: checked again here, so that a caller that mixed up
             // its results cannot get a genuine message dropped (and skipped) as a forgery.
             Err(_) => match m.envelope.verified() {
                 Ok(verified) => verified,

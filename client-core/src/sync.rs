@@ -2,11 +2,12 @@
 //! outcome a full sync reports (passing failures every time, lasting refusals once).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use confide_protocol::envelope::{Envelope, verify_each};
-use confide_protocol::frames::{self, ClientFrame, ServerFrame};
+use confide_protocol::frames::{self, ClientFrame, ServerFrame, StoredMessage};
 use confide_protocol::group_log::GroupState;
 use confide_protocol::group_log::OpBody;
+use confide_protocol::page_checks::PageChecks;
 use confide_protocol::policy::{SYNC_PAGE_REQUEST, SyncCursor};
 use confide_protocol::{GroupId, Seq};
 
@@ -17,6 +18,16 @@ use crate::group::{GroupCtx, GroupMeta, state_genesis_body};
 use crate::machine::ClientCore;
 use crate::session::is_passing_failure;
 use crate::store::{ClientStore, T_GROUPS, T_OPS, T_PENDING_JOINS, key2};
+
+/// Stops a page's helpers when the page is done with, however its handling ends (a step
+/// dropped half way included): they claim no more checks nobody will ask for.
+struct StopHelpers<'a>(&'a PageChecks<StoredMessage>);
+
+impl Drop for StopHelpers<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
 
 /// How many sync pages one sync of a group fetches before it lets other work in; the rest
 /// follows in a later sync (a server that never says `complete` cannot starve commands).
@@ -246,7 +257,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // another message's place (PROTOCOL.md §11.2).
             let mut last = cursor.after_seq;
             let mut in_order = Vec::with_capacity(messages.len());
-            for m in &messages {
+            for m in messages {
                 if m.seq <= last {
                     tracing::warn!(%group, seq = m.seq.0, after = last.0, "sync page message out of order: ignored");
                     continue;
@@ -254,19 +265,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 last = m.seq;
                 in_order.push(m);
             }
-            // Every signature of the page is checked (strictly, one by one) before the first
-            // message is handled, so that the host may spread the checks over its cores.
-            let envelopes: Vec<&Envelope> = in_order.iter().map(|m| &m.envelope).collect();
-            let mut checked = self.host.verify_envelopes(&envelopes);
-            if checked.len() != envelopes.len() {
-                // A host that broke its contract: checked here, so no message goes unhandled.
-                checked = verify_each(&envelopes);
-            }
+            // Every signature is checked (strictly, one by one) before its message is handled.
+            // The host may lend other cores to check ahead while this thread handles the page;
+            // whatever no helper has claimed, this thread checks as it gets there.
+            let checks = Arc::new(PageChecks::new(in_order));
+            let _stop = StopHelpers(&checks);
+            self.host.lend_cores(&checks);
             // The cursor moves past each message in memory and is saved once, with the page's
             // last message: the page is one step, committed whole, so a crash keeps all of it
             // (cursor included) or none.
             let mut moved = false;
-            for (m, checked) in in_order.into_iter().zip(checked) {
+            for (index, m) in checks.items().iter().enumerate() {
+                let checked = checks.check(index).unwrap_or_else(|| m.envelope.verified());
                 self.handle_checked(group, m, checked).await;
                 moved |= self.advance_cursor_unsaved(group, Seq(m.seq.0.saturating_add(1)));
             }

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use confide_client_core::{ClientError, Event, Host, Link, Network, TransportError};
 use confide_protocol::Timestamp;
-use confide_protocol::envelope::{Envelope, EnvelopeError, Verified, verify_each};
-use confide_protocol::frames::{ClientFrame, ServerFrame};
+use std::sync::Arc;
+
+use confide_protocol::frames::{ClientFrame, ServerFrame, StoredMessage};
+use confide_protocol::page_checks::PageChecks;
 
 use crate::queue::EventSink;
 use crate::tls::ServerTrust;
@@ -58,50 +60,33 @@ impl Host for NativeHost {
         self.events.push(event);
     }
 
-    fn verify_envelopes<'a>(
-        &self,
-        envelopes: &[&'a Envelope],
-    ) -> Vec<Result<Verified<'a>, EnvelopeError>> {
-        verify_on_cores(envelopes)
+    fn lend_cores(&self, checks: &Arc<PageChecks<StoredMessage>>) {
+        lend_cores(checks);
     }
 }
 
-/// Fewest envelopes worth a thread of their own: starting one costs about as much as checking
-/// a few signatures.
-const MIN_ENVELOPES_PER_THREAD: usize = 16;
+/// Fewest envelopes worth a helper thread: starting one costs about as much as checking a
+/// few signatures.
+const MIN_ENVELOPES_PER_HELPER: usize = 16;
 
-/// [`verify_each`] spread over the host's cores: the page is cut into contiguous parts, one
-/// per thread (this one included), and the parts' results joined in order, so every result
-/// is the one `verify_each` gives for that envelope, in the same place.
-fn verify_on_cores<'a>(envelopes: &[&'a Envelope]) -> Vec<Result<Verified<'a>, EnvelopeError>> {
+/// Starts a helper thread per core besides the one handling the page (fewer for a short
+/// page), each checking envelopes ahead until none is left to claim. Detached: a helper ends
+/// by itself once every check is claimed or the page stops them. One the system refuses is
+/// not started; the page's own thread checks its share.
+fn lend_cores(checks: &Arc<PageChecks<StoredMessage>>) {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let threads = cores.min(envelopes.len() / MIN_ENVELOPES_PER_THREAD).max(1);
-    if threads == 1 {
-        return verify_each(envelopes);
-    }
-    let part = envelopes.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut parts = envelopes.chunks(part);
-        // This thread takes the first part itself; the others go to new threads.
-        let first = parts.next().unwrap_or_default();
-        // A part whose thread the system refused is checked on this thread instead.
-        let others: Vec<_> = parts
-            .map(|chunk| {
-                let handle = std::thread::Builder::new()
-                    .spawn_scoped(scope, move || verify_each(chunk))
-                    .ok();
-                (chunk, handle)
-            })
-            .collect();
-        let mut results = verify_each(first);
-        for (chunk, handle) in others {
-            // A thread that panicked (it cannot: `verify_each` does not panic) would leave a
-            // part unchecked: it is checked here instead.
-            let part = handle.and_then(|handle| handle.join().ok());
-            results.extend(part.unwrap_or_else(|| verify_each(chunk)));
+    let helpers = cores
+        .saturating_sub(1)
+        .min(checks.items().len() / MIN_ENVELOPES_PER_HELPER);
+    for _ in 0..helpers {
+        let checks = Arc::clone(checks);
+        let started = std::thread::Builder::new()
+            .name("confide-checks".into())
+            .spawn(move || while checks.help() {});
+        if started.is_err() {
+            break;
         }
-        results
-    })
+    }
 }
 
 /// Why the connection is dropped, or not made, while the event backlog has overflowed.
@@ -190,6 +175,7 @@ impl Link for QueueGuardedLink {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use confide_protocol::envelope::Envelope;
     use confide_protocol::identity::DeviceIdentity;
     use confide_protocol::sender_key::SenderChain;
     use confide_protocol::{Epoch, EpochRef, GroupId, OpHash};
@@ -229,24 +215,34 @@ mod tests {
     }
 
     #[test]
-    fn a_page_checked_on_several_cores_gives_each_envelope_its_own_result_in_order() {
+    fn a_page_checked_with_lent_cores_gives_each_message_its_own_result_in_order() {
+        use confide_protocol::{Seq, Timestamp};
         for n in [0, 1, 15, 16, 33, 100] {
             let (envelopes, genuine) = page(n);
-            let refs: Vec<&Envelope> = envelopes.iter().collect();
-            let parallel = verify_on_cores(&refs);
-            let one_by_one = verify_each(&refs);
-            assert_eq!(parallel.len(), n);
-            for (i, (p, o)) in parallel.iter().zip(&one_by_one).enumerate() {
-                assert_eq!(p.is_ok(), genuine[i], "envelope {i} of {n}");
-                match (p, o) {
-                    (Ok(p), Ok(o)) => {
-                        assert!(std::ptr::eq(p.envelope(), o.envelope()));
-                        assert!(std::ptr::eq(p.envelope(), refs[i]));
+            let messages: Vec<StoredMessage> = envelopes
+                .into_iter()
+                .enumerate()
+                .map(|(i, envelope)| StoredMessage {
+                    seq: Seq(i as u64 + 1),
+                    received_at: Timestamp(0),
+                    envelope,
+                })
+                .collect();
+            let alone: Vec<_> = messages.iter().map(|m| m.envelope.verify()).collect();
+            let checks = Arc::new(PageChecks::new(messages));
+            lend_cores(&checks);
+            for (i, expected) in alone.iter().enumerate() {
+                let got = checks.check(i).unwrap();
+                assert_eq!(got.is_ok(), genuine[i], "message {i} of {n}");
+                match (got, expected) {
+                    (Ok(got), Ok(())) => {
+                        assert!(std::ptr::eq(got.envelope(), &checks.items()[i].envelope));
                     }
-                    (Err(p), Err(o)) => assert_eq!(p, o),
-                    _ => panic!("envelope {i} of {n}: results differ"),
+                    (Err(got), Err(expected)) => assert_eq!(&got, expected),
+                    _ => panic!("message {i} of {n}: results differ"),
                 }
             }
+            assert!(!checks.help(), "every check was claimed");
         }
     }
 }

@@ -102,6 +102,13 @@ pub enum EnvelopeError {
 pub struct Verified<'a>(&'a Envelope);
 
 impl<'a> Verified<'a> {
+    /// The proof for an envelope whose [`Envelope::verify_with`] check passed (a sync page's,
+    /// [`crate::page_checks::PageChecks`]): only a caller that ran that check on `envelope`
+    /// makes one.
+    pub(crate) fn of_checked(envelope: &'a Envelope) -> Verified<'a> {
+        Verified(envelope)
+    }
+
     /// The envelope that was checked.
     pub fn envelope(&self) -> &'a Envelope {
         self.0
@@ -180,6 +187,13 @@ fn unpad(padded: &[u8]) -> Result<(Zeroizing<[u8; 32]>, &[u8]), EnvelopeError> {
     let mut fk = Zeroizing::new([0u8; 32]);
     fk.copy_from_slice(&padded[..32]);
     Ok((fk, &padded[32..end]))
+}
+
+/// An envelope is its own item in a page of checks ([`crate::page_checks::PageChecks`]).
+impl AsRef<Envelope> for Envelope {
+    fn as_ref(&self) -> &Envelope {
+        self
+    }
 }
 
 impl Envelope {
@@ -288,7 +302,7 @@ impl Envelope {
     /// [`Self::verify`], with the sender's key from `key` (decoded once per sender of a page,
     /// [`verify_each`]); the key is asked for only once the version and length hold, as
     /// [`Self::verify`] decodes it only then.
-    fn verify_with(
+    pub(crate) fn verify_with(
         &self,
         key: impl FnOnce(&DeviceId) -> Result<PublicKey, CryptoError>,
     ) -> Result<(), EnvelopeError> {

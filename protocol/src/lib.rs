@@ -44,6 +44,7 @@ pub mod ids;
 pub mod link;
 pub mod names;
 pub mod own_devices;
+pub mod page_checks;
 pub mod policy;
 pub mod primitives;
 pub mod report;

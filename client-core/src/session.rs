@@ -213,33 +213,35 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// [`Self::request`] for a request that implies nothing stored — a read, such as a sync
-    /// page's: it is sent first, and the step so far committed while the server prepares
-    /// the reply, rather than before. The step is still committed, whole, before the reply is
-    /// handled and before anything else is sent; a crash before then loses the step as it
-    /// would have lost it before the request (the server was only asked to read).
+    /// page's: it is sent before the step so far is committed, and **the caller commits that
+    /// step** once the reply is here, before it handles the reply. In between it may start
+    /// work on the reply that reads and changes no state (a sync page's signature checks, on
+    /// the cores the host lends), so that the work runs while the step is stored. Nothing
+    /// else is sent before that commit (a frame that arrives meanwhile is handled as a step of
+    /// its own, committed with the step so far); a crash before it loses the step as it would
+    /// have lost it before the request (the server was only asked to read).
     ///
     /// An error reply is `Err`, as with [`Self::request_ok`].
-    pub(crate) async fn request_ok_ahead_of_commit(
+    pub(crate) async fn request_ok_commit_after(
         &mut self,
         make: impl FnOnce(RequestId) -> ClientFrame,
     ) -> Result<ServerFrame, ClientError> {
         refusal_as_err(self.request_committing(make, true).await?)
     }
 
-    /// [`Self::request`], the step so far committed before the request is sent, or (`after`)
-    /// right after.
+    /// [`Self::request`], the step so far committed before the request is sent, or (`by_caller`)
+    /// left to the caller, to commit once the reply is here.
     async fn request_committing(
         &mut self,
         make: impl FnOnce(RequestId) -> ClientFrame,
-        after: bool,
+        by_caller: bool,
     ) -> Result<ServerFrame, ClientError> {
         self.next_id += 1;
         let id = RequestId(self.next_id);
         let frame = make(id);
         let waiting_for = frame.type_name();
-        if after {
+        if by_caller {
             self.send_uncommitted(&frame).await?;
-            self.commit().await?;
         } else {
             self.send_frame(&frame).await?;
         }
@@ -321,7 +323,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Sends one frame as it is, whatever the step so far holds: only for a frame that
-    /// implies nothing stored ([`Self::request_ok_ahead_of_commit`]).
+    /// implies nothing stored ([`Self::request_ok_commit_after`]).
     async fn send_uncommitted(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(ClientError::Transport(crate::TransportError::Closed(None)));

@@ -181,8 +181,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Asks the server for one sync page of `group` after the given op and message seqs. The
     /// request goes out before the step so far (the page before, with its cursor) is
-    /// committed, so that storing that page and serving this one overlap; the page before is
-    /// stored, whole, before this one is handled.
+    /// committed; **the caller commits it** once this page is here, after lending cores to
+    /// this page's signature checks, so that storing the page before and checking this one
+    /// overlap. The page before is stored, whole, before this one is handled.
     async fn request_page(
         &mut self,
         group: GroupId,
@@ -191,7 +192,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         invite: Option<frames::InviteProof>,
     ) -> Result<SyncPage, ClientError> {
         let reply = self
-            .request_ok_ahead_of_commit(|id| ClientFrame::Sync {
+            .request_ok_commit_after(|id| ClientFrame::Sync {
                 id,
                 group,
                 after_op_seq,
@@ -199,22 +200,29 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 limit: SYNC_PAGE_REQUEST,
                 invite,
             })
-            .await?;
-        match reply {
-            ServerFrame::SyncPage {
+            .await;
+        let page = match reply {
+            Ok(ServerFrame::SyncPage {
                 ops,
                 messages,
                 next_seq,
                 complete,
                 ..
-            } => Ok(SyncPage {
+            }) => Ok(SyncPage {
                 ops,
                 messages,
                 next_seq,
                 complete,
             }),
-            other => Err(unexpected_reply(other, "sync_page")),
+            Ok(other) => Err(unexpected_reply(other, "sync_page")),
+            Err(e) => Err(e),
+        };
+        // No page to handle: the step so far is stored now, as it would have been had a page
+        // come.
+        if page.is_err() {
+            self.commit().await?;
         }
+        page
     }
 
     /// Fetches and processes everything new in one group (ops first, then messages).
@@ -242,16 +250,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             } = self
                 .request_page(group, cursor.after_op_seq, cursor.after_seq, invite)
                 .await?;
-            let mut refused = false;
-            for op in &ops {
-                if self.apply_op(group, op).await.is_err() {
-                    // Refused (and the user told once): the rest of this page's ops cannot
-                    // chain onto the verified head. Its messages are still checked against
-                    // the verified log; the next sync asks from the verified head again.
-                    refused = true;
-                    break;
-                }
-            }
             // Only messages after the position asked from, each after the one before: a page
             // that serves one again at or below a position already passed would give it
             // another message's place (PROTOCOL.md §11.2).
@@ -271,6 +269,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             let checks = Arc::new(PageChecks::new(in_order));
             let _stop = StopHelpers(&checks);
             self.host.lend_cores(&checks);
+            // The page before (the step so far) is stored while the helpers check this one.
+            self.commit().await?;
+            let mut refused = false;
+            for op in &ops {
+                if self.apply_op(group, op).await.is_err() {
+                    // Refused (and the user told once): the rest of this page's ops cannot
+                    // chain onto the verified head. Its messages are still checked against
+                    // the verified log; the next sync asks from the verified head again.
+                    refused = true;
+                    break;
+                }
+            }
             // The cursor moves past each message in memory and is saved once, with the page's
             // last message: the page is one step, committed whole, so a crash keeps all of it
             // (cursor included) or none.

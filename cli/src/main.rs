@@ -607,6 +607,11 @@ fn main() -> std::process::ExitCode {
     // the database adds them) is readable only by this user.
     #[cfg(unix)]
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    // Keys and decrypted messages live in this process's memory: never in a core dump, nor
+    // readable by another process of this user.
+    if let Err(e) = confide_client::harden_process() {
+        eprintln!("confide: warning: core dumps could not be turned off: {e}");
+    }
     let args = Args::parse();
     if let Command::Completions { shell } = &args.command {
         clap_complete::generate(

@@ -34,6 +34,8 @@
 
 mod commands;
 mod group_work;
+mod hardening;
+pub use hardening::harden_process;
 mod linking;
 pub use linking::NewLink;
 pub mod error;

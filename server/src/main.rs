@@ -159,6 +159,24 @@ enum Command {
     },
 }
 
+/// Turns core dumps off and, on Linux, makes the process not dumpable, as
+/// `confide_client::harden_process` does for a client: the server's memory holds its TLS
+/// private key and the registration token, which a dump would write to disk (and hand to
+/// whatever collects crash dumps).
+fn harden_process() -> std::io::Result<()> {
+    #[cfg(unix)]
+    rustix::process::setrlimit(
+        rustix::process::Resource::Core,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     match real_main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -176,6 +194,9 @@ fn real_main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    if let Err(e) = harden_process() {
+        tracing::warn!(error = %e, "core dumps could not be turned off");
+    }
     let args = Args::parse();
     if let Some(Command::MigrateSled { data_dir, to }) = &args.command {
         return migrate_sled(data_dir, to);

@@ -120,6 +120,9 @@ fn dev_mode_serves_tls_with_a_stable_fingerprint_and_stops_on_sigterm() {
             assert!(body.starts_with("HTTP/1.1 200"), "{body}");
             assert!(body.contains("confide_connections_total 1"), "{body}");
         });
+        // Its memory (the TLS key) is never written to a core dump.
+        #[cfg(target_os = "linux")]
+        assert_eq!(core_dump_limit(child.id()), "0 0");
         fingerprints.push(fingerprint);
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -132,4 +135,19 @@ fn dev_mode_serves_tls_with_a_stable_fingerprint_and_stops_on_sigterm() {
         fingerprints[0], fingerprints[1],
         "the dev certificate is reused across restarts"
     );
+}
+
+/// The soft and hard limits on the core dump size of process `pid`, as `/proc/<pid>/limits`
+/// shows them ("0 0": no core dump).
+#[cfg(target_os = "linux")]
+fn core_dump_limit(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max core file size"))
+        .expect("a core file size line");
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

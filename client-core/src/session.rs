@@ -217,9 +217,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// step** once the reply is here, before it handles the reply. In between it may start
     /// work on the reply that reads and changes no state (a sync page's signature checks, on
     /// the cores the host lends), so that the work runs while the step is stored. Nothing
-    /// else is sent before that commit (a frame that arrives meanwhile is handled as a step of
-    /// its own, committed with the step so far); a crash before it loses the step as it would
-    /// have lost it before the request (the server was only asked to read).
+    /// else is sent before that commit; a frame that arrives meanwhile is handled as a step of
+    /// its own, after the step so far is committed. A crash before the commit loses the step
+    /// as it would have lost it before the request (the server was only asked to read;
+    /// PROTOCOL.md §11.12).
     ///
     /// An error reply is `Err`, as with [`Self::request_ok`].
     pub(crate) async fn request_ok_commit_after(
@@ -271,7 +272,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 Ok(Some(reply)) if reply.request_id() == Some(id) => return Ok(reply),
                 Ok(Some(other)) => {
                     // A frame that arrives meanwhile is a step of its own: stored, and shown,
-                    // before the wait goes on. Boxed: the request's own future stays small.
+                    // before the wait goes on. The step so far, which the caller was to commit
+                    // (`by_caller`), is committed first, so that the two stay apart.
+                    // Boxed: the request's own future stays small.
+                    if by_caller {
+                        self.commit().await?;
+                    }
                     Box::pin(self.handle_frame(other)).await;
                     self.flush_acks().await;
                     self.commit().await?;

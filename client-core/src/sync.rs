@@ -345,7 +345,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .request_page(group, after_op_seq, SyncCursor::START.after_seq, invite)
                 .await
             {
-                Ok(page) => page,
+                // The step so far is stored before this page's ops are applied (the request
+                // left that commit to its caller).
+                Ok(page) => {
+                    self.commit().await?;
+                    page
+                }
                 Err(e) => {
                     // Refused for good (the server does not know the group, or will not serve
                     // it to this device): nothing will list this device, so its early payloads

@@ -8,6 +8,7 @@ use std::time::Duration;
 use confide_client_core::{ClientError, Event, Host, Link, Network, TransportError};
 use confide_protocol::Timestamp;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use confide_protocol::frames::{ClientFrame, ServerFrame, StoredMessage};
 use confide_protocol::page_checks::PageChecks;
@@ -69,21 +70,45 @@ impl Host for NativeHost {
 /// few signatures.
 const MIN_ENVELOPES_PER_HELPER: usize = 16;
 
+/// Helper threads running now, in this process: every client of the process shares the
+/// cores, so together they start no more than one helper per core besides their own threads.
+static HELPERS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// A helper thread's place in [`HELPERS_RUNNING`], given back when the thread ends, however.
+struct HelperRunning;
+
+impl Drop for HelperRunning {
+    fn drop(&mut self) {
+        HELPERS_RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Starts a helper thread per core besides the one handling the page (fewer for a short
-/// page), each checking envelopes ahead until none is left to claim. Detached: a helper ends
-/// by itself once every check is claimed or the page stops them. One the system refuses is
-/// not started; the page's own thread checks its share.
+/// page, or while other pages' helpers still run), each checking envelopes ahead until none
+/// is left to claim. Detached: a helper ends by itself once every check is claimed or the page
+/// stops them. One the system refuses is not started; the page's own thread checks its share.
 fn lend_cores(checks: &Arc<PageChecks<StoredMessage>>) {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let helpers = cores
+    let wanted = cores
         .saturating_sub(1)
         .min(checks.items().len() / MIN_ENVELOPES_PER_HELPER);
-    for _ in 0..helpers {
+    for _ in 0..wanted {
+        // Counted before it starts, so that two pages lending at once cannot both take the
+        // last core.
+        let running = HELPERS_RUNNING.fetch_add(1, Ordering::SeqCst);
+        if running >= cores.saturating_sub(1) {
+            HELPERS_RUNNING.fetch_sub(1, Ordering::SeqCst);
+            break;
+        }
         let checks = Arc::clone(checks);
         let started = std::thread::Builder::new()
             .name("confide-checks".into())
-            .spawn(move || while checks.help() {});
+            .spawn(move || {
+                let _counted = HelperRunning;
+                while checks.help() {}
+            });
         if started.is_err() {
+            HELPERS_RUNNING.fetch_sub(1, Ordering::SeqCst);
             break;
         }
     }

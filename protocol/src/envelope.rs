@@ -189,13 +189,6 @@ fn unpad(padded: &[u8]) -> Result<(Zeroizing<[u8; 32]>, &[u8]), EnvelopeError> {
     Ok((fk, &padded[32..end]))
 }
 
-/// An envelope is its own item in a page of checks ([`crate::page_checks::PageChecks`]).
-impl AsRef<Envelope> for Envelope {
-    fn as_ref(&self) -> &Envelope {
-        self
-    }
-}
-
 impl Envelope {
     /// The binary header: the associated data of the AEAD and the start of every signed and
     /// MACed string.

@@ -942,13 +942,6 @@ pub struct StoredMessage {
     pub envelope: Envelope,
 }
 
-/// A stored message is checked by its envelope ([`crate::page_checks::PageChecks`]).
-impl AsRef<Envelope> for StoredMessage {
-    fn as_ref(&self) -> &Envelope {
-        &self.envelope
-    }
-}
-
 /// One group in a [`ServerFrame::Groups`] reply: enough to tell whether a sync is needed.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct GroupSummary {

@@ -6,26 +6,50 @@
 //! other cores idle while the page is handled and stored. Here the checks are claimed one at
 //! a time, in page order, by whoever asks first: helper threads check ahead
 //! ([`PageChecks::help`]), while the handling thread asks for each envelope's result as it
-//! reaches it ([`PageChecks::check`]), checking it itself if nobody has claimed it yet. With no
-//! helper (a browser) the handling thread checks each envelope just before it handles it.
+//! reaches it ([`PageChecks::check`]): if it is not there yet, the handling thread checks
+//! unclaimed envelopes itself, and one a helper is still checking it checks again rather than
+//! wait (it never blocks, and the protocol crate has no clock). With no helper (a browser) the
+//! handling thread checks each envelope just before it handles it.
 //!
 //! Each result is the one [`verify_each`](crate::envelope::verify_each) gives for that
 //! envelope: the same function runs, once per envelope, whichever thread runs it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
 
 use crate::envelope::{Envelope, EnvelopeError, Verified};
 use crate::error::CryptoError;
+use crate::frames::StoredMessage;
 use crate::identity::PublicKey;
 use crate::ids::DeviceId;
 
-/// How long the handling thread waits for a helper that claimed the check it needs before
-/// it runs that check itself. A check takes tens of microseconds; a helper this late has
-/// stalled (or died), and running the check twice gives the same result.
-pub const HELPER_PATIENCE: Duration = Duration::from_millis(50);
+mod sealed {
+    /// Only this crate's item types: their envelope is a field, the same one every time it is
+    /// asked for, so the envelope checked is the envelope a [`super::Verified`] names.
+    pub trait Sealed {}
+    impl Sealed for crate::envelope::Envelope {}
+    impl Sealed for crate::frames::StoredMessage {}
+}
+
+/// An item of a page of checks: an envelope, or a stored message by its envelope. Sealed: an
+/// item whose envelope could change between the check and the proof must not be one.
+pub trait PageItem: sealed::Sealed {
+    /// The envelope to check.
+    fn envelope(&self) -> &Envelope;
+}
+
+impl PageItem for Envelope {
+    fn envelope(&self) -> &Envelope {
+        self
+    }
+}
+
+impl PageItem for StoredMessage {
+    fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+}
 
 /// A page of items (each holding an envelope) and the result of checking each one's
 /// envelope, filled in by whichever thread checked it.
@@ -40,9 +64,6 @@ pub struct PageChecks<T> {
     keys: Mutex<BTreeMap<DeviceId, Result<PublicKey, CryptoError>>>,
     /// Set once the page is done with ([`PageChecks::stop`]): helpers claim nothing more.
     stopped: AtomicBool,
-    /// Wakes the handling thread when a helper finishes a check.
-    finished: Mutex<()>,
-    wake: Condvar,
 }
 
 impl<T> std::fmt::Debug for PageChecks<T> {
@@ -54,7 +75,7 @@ impl<T> std::fmt::Debug for PageChecks<T> {
     }
 }
 
-impl<T: AsRef<Envelope>> PageChecks<T> {
+impl<T: PageItem> PageChecks<T> {
     /// A page whose envelopes nobody has checked yet.
     pub fn new(items: Vec<T>) -> PageChecks<T> {
         let results = items.iter().map(|_| OnceLock::new()).collect();
@@ -64,8 +85,6 @@ impl<T: AsRef<Envelope>> PageChecks<T> {
             results,
             keys: Mutex::new(BTreeMap::new()),
             stopped: AtomicBool::new(false),
-            finished: Mutex::new(()),
-            wake: Condvar::new(),
         }
     }
 
@@ -90,20 +109,26 @@ impl<T: AsRef<Envelope>> PageChecks<T> {
     }
 
     /// The result of checking item `index`'s envelope: [`Envelope::verified`]'s, for that very
-    /// envelope. Checks unclaimed envelopes up to it on this thread; waits for a helper that
-    /// claimed it (at most [`HELPER_PATIENCE`], then checks it here). `None` past the end.
+    /// envelope. Until it is there, this thread checks the envelopes nobody has claimed (in
+    /// page order: `index` itself, or ones after it that it will need next), and once every
+    /// one is claimed, checks `index` itself even if a helper is still on it: it never waits
+    /// for a helper, which may be stalled. `None` past the end.
     pub fn check(&self, index: usize) -> Option<Result<Verified<'_>, EnvelopeError>> {
         let item = self.items.get(index)?;
         let slot = self.results.get(index)?;
         loop {
             if let Some(result) = slot.get() {
-                return Some(result.clone().map(|()| Verified::of_checked(item.as_ref())));
+                return Some(
+                    result
+                        .clone()
+                        .map(|()| Verified::of_checked(item.envelope())),
+                );
             }
             match self.claim() {
-                // Claims go in page order, so this is `index` or one before it, unless a
-                // helper claimed `index` meanwhile: then it is one after, checked all the same.
                 Some(claimed) => self.run(claimed),
-                None => self.wait_for(index),
+                // Every envelope is claimed and `index`'s helper has not finished: checked
+                // here too (the same check of the same envelope gives the same result).
+                None => self.run(index),
             }
         }
     }
@@ -124,12 +149,9 @@ impl<T: AsRef<Envelope>> PageChecks<T> {
         let (Some(item), Some(slot)) = (self.items.get(index), self.results.get(index)) else {
             return;
         };
-        let result = item.as_ref().verify_with(|sender| self.key(sender));
-        // A second check of the same envelope (after `HELPER_PATIENCE`) gives the same result.
+        let result = item.envelope().verify_with(|sender| self.key(sender));
+        // A second check of the same envelope (see `check`) gives the same result.
         let _ = slot.set(result);
-        // Taken, so that a waiter between its look at the slot and its wait cannot miss this.
-        drop(self.finished.lock());
-        self.wake.notify_all();
     }
 
     /// `sender`'s key, decoded once per page.
@@ -148,26 +170,6 @@ impl<T: AsRef<Envelope>> PageChecks<T> {
             keys.insert(*sender, decoded.clone());
         }
         decoded
-    }
-
-    /// Waits until item `index` has its result, or [`HELPER_PATIENCE`] has passed; then
-    /// checks it here if it still has none.
-    fn wait_for(&self, index: usize) {
-        let Some(slot) = self.results.get(index) else {
-            return;
-        };
-        let Ok(guard) = self.finished.lock() else {
-            // Nobody holds this lock while panicking (it guards nothing); if it is poisoned
-            // all the same, the check is run here.
-            return self.run(index);
-        };
-        let waited = self
-            .wake
-            .wait_timeout_while(guard, HELPER_PATIENCE, |_| slot.get().is_none());
-        let timed_out = waited.map_or(true, |(_, timeout)| timeout.timed_out());
-        if timed_out && slot.get().is_none() {
-            self.run(index);
-        }
     }
 }
 
@@ -275,7 +277,8 @@ mod tests {
     fn a_helper_that_claims_a_check_and_stalls_does_not_hold_the_page_up() {
         let (envelopes, genuine) = page(5);
         let checks = PageChecks::new(envelopes);
-        // A helper claims the first two checks and never runs them.
+        // A helper claims the first two checks and never runs them: the handling thread does
+        // not wait for it (this test would hang if it did).
         assert_eq!(checks.claim(), Some(0));
         assert_eq!(checks.claim(), Some(1));
         assert_same_as_one_by_one(&checks, &genuine);

@@ -3,13 +3,12 @@
 //! dial bounded by [`CONNECT_TIMEOUT`], and held back while the event backlog has overflowed:
 //! [`QueueGuardedLink`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use confide_client_core::{ClientError, Event, Host, Link, Network, TransportError};
 use confide_protocol::Timestamp;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use confide_protocol::frames::{ClientFrame, ServerFrame, StoredMessage};
 use confide_protocol::page_checks::PageChecks;
 

@@ -28,6 +28,7 @@ use confide_protocol::frames::{
     ClientFrame, ErrorCode, GroupSummary, InboxItem, PROTOCOL_VERSION, ServerFrame, StoredMessage,
 };
 use confide_protocol::group_log::{GroupState, MemberEntry, OpBody, Role, SignedOp};
+use confide_protocol::page_checks::PageChecks;
 use confide_protocol::seal::{self, SealKind, SealedPayload};
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{
@@ -384,6 +385,16 @@ impl Host for TestHost {
             .lock()
             .unwrap()
             .push((event, self.store.snapshot()));
+    }
+
+    /// Two helper threads on every page, however short, as a native host lends its cores: every
+    /// test that syncs runs its pages' signature checks on them as well as on the core's own
+    /// thread (the results do not depend on which thread checked what).
+    fn lend_cores(&self, checks: &Arc<PageChecks<StoredMessage>>) {
+        for _ in 0..2 {
+            let checks = Arc::clone(checks);
+            std::thread::spawn(move || while checks.help() {});
+        }
     }
 }
 

@@ -87,7 +87,7 @@ impl Drop for HelperRunning {
 /// is left to claim. Detached: a helper ends by itself once every check is claimed or the page
 /// stops them. One the system refuses is not started; the page's own thread checks its share.
 fn lend_cores(checks: &Arc<PageChecks<StoredMessage>>) {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let cores = crate::store::available_cores();
     let wanted = cores
         .saturating_sub(1)
         .min(checks.items().len() / MIN_ENVELOPES_PER_HELPER);

@@ -305,7 +305,7 @@ fn seal_on_cores<'a>(
 }
 
 /// How many threads the host can run at once (1 if it cannot say).
-fn available_cores() -> usize {
+pub(crate) fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 

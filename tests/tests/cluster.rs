@@ -97,7 +97,12 @@ async fn wait_for_texts(
 ) -> Vec<ChatMessage> {
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
-        let history = user.client.history(group, None, 100_000).await.unwrap();
+        // A device linked a moment ago may not have adopted the group from its first sync
+        // yet: that is "not yet", like a message still on its way.
+        let history = match user.client.history(group, None, 100_000).await {
+            Err(confide_client::ClientError::UnknownGroup) => Vec::new(),
+            other => other.unwrap(),
+        };
         let have: HashSet<&String> = history.iter().map(|m| &m.text).collect();
         if texts.iter().all(|t| have.contains(t)) {
             return history;

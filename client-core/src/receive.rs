@@ -421,16 +421,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // advanced, and the message comes again with the next sync.
         // The position was checked above, in this step, and nothing since wrote there.
         let checked = Position::Checked { seq: m.seq, id };
-        if let Err(e) = self.store_text_at(&mut message, checked).await {
+        // The evidence is kept (encrypted at rest) with the record, so this message can be
+        // reported verifiably later.
+        if let Err(e) = self
+            .store_text_at(&mut message, checked, Some(&evidence))
+            .await
+        {
             tracing::warn!(%group, seq = m.seq.0, error = %e, "a message could not be stored: not shown");
             return;
         }
-        // Kept (encrypted at rest) so this message can be reported verifiably later.
-        self.db.put_bytes(
-            T_EVIDENCE,
-            &key2(group.as_bytes(), &m.seq.0.to_be_bytes()),
-            &evidence,
-        );
         let _ = self.db.put(T_SEEN, &seen_key, &m.seq);
         self.emit(Event::Message(message));
     }
@@ -595,18 +594,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         message: &mut ChatMessage,
     ) -> Result<(), ClientError> {
-        self.store_text_at(message, Position::Unchecked).await
+        self.store_text_at(message, Position::Unchecked, None).await
     }
 
     /// [`Self::store_text`], saying whether the message's position was already checked in
-    /// this step.
+    /// this step, with the received text's report evidence to keep in its record.
     async fn store_text_at(
         &mut self,
         message: &mut ChatMessage,
         position: Position,
+        evidence: Option<&[u8]>,
     ) -> Result<(), ClientError> {
         self.take_pending_warnings(message).await;
-        self.store_message_at(message, position).await?;
+        self.store_message_at(message, position, evidence).await?;
         self.note_round_message(message).await;
         Ok(())
     }
@@ -623,17 +623,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         message: &mut ChatMessage,
     ) -> Result<(), ClientError> {
-        self.store_message_at(message, Position::Unchecked).await
+        self.store_message_at(message, Position::Unchecked, None)
+            .await
     }
 
     /// [`Self::store_message`], saying whether the message's position was already checked in
-    /// this step.
+    /// this step, with its report evidence (a received text's) to keep in its record.
     async fn store_message_at(
         &mut self,
         message: &mut ChatMessage,
         position: Position,
+        evidence: Option<&[u8]>,
     ) -> Result<(), ClientError> {
-        let r = self.store_message_once(message, position).await;
+        let r = self.store_message_once(message, position, evidence).await;
         // The store failed: what the step did on the way here (a receiving chain advanced, the
         // message marked as processed, an outbox entry taken out) must not be kept without
         // the message, which would be lost. The whole step is reverted, so the message comes
@@ -648,6 +650,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         &mut self,
         message: &mut ChatMessage,
         position: Position,
+        evidence: Option<&[u8]>,
     ) -> Result<(), ClientError> {
         let group = message.group;
         let key = key2(group.as_bytes(), &message.seq.0.to_be_bytes());
@@ -706,7 +709,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
         self.store_number(group, message.number, message.seq)?;
-        self.db.put(T_MESSAGES, &key, message)?;
+        // The evidence in the record's own value: one store key less per message received.
+        match evidence {
+            Some(evidence) => self
+                .db
+                .put_with_attachment(T_MESSAGES, &key, message, evidence)?,
+            None => self.db.put(T_MESSAGES, &key, message)?,
+        }
         if own {
             self.emit(Event::Read {
                 group,
@@ -861,6 +870,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // Only a value that cannot be serialised fails here; the step is then not kept.
             self.db.fail_step(e);
         }
+        // The record takes its evidence with it; a store written before kept it apart.
         self.db.remove(T_MESSAGES, key);
         self.db.remove(T_EVIDENCE, key);
     }

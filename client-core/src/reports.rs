@@ -16,7 +16,7 @@ use crate::error::{ClientError, EncryptError, Missing};
 use crate::events::Event;
 use crate::machine::ClientCore;
 use crate::store::{
-    ClientStore, T_EVIDENCE, T_FACILITATOR_QUEUE, T_NOTES, T_OPS, T_SEALED_SEEN,
+    ClientStore, T_EVIDENCE, T_FACILITATOR_QUEUE, T_MESSAGES, T_NOTES, T_OPS, T_SEALED_SEEN,
     T_SEALED_SEEN_ORDER, T_SEEN, corrupt, key2,
 };
 
@@ -291,14 +291,20 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.member_ctx(group).await?;
         self.ensure_connected().await?;
         let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
-        let stored = self
-            .db
-            .get_bytes(T_EVIDENCE, &key)
-            .await?
-            .ok_or(ClientError::NotFound(Missing::Message { seq: seq.0 }))?;
+        // In the message's record; a store written before kept it apart.
+        let (tree, stored) = match self.db.attachment(T_MESSAGES, &key).await? {
+            Some(stored) => (T_MESSAGES, stored),
+            None => (
+                T_EVIDENCE,
+                self.db
+                    .get_bytes(T_EVIDENCE, &key)
+                    .await?
+                    .ok_or(ClientError::NotFound(Missing::Message { seq: seq.0 }))?,
+            ),
+        };
         let evidence = Evidence::from_stored(&stored)
             .filter(|evidence| evidence.holds_for(group))
-            .ok_or_else(|| corrupt(T_EVIDENCE, &key))?;
+            .ok_or_else(|| corrupt(tree, &key))?;
         // And it is the evidence of the message received at `seq`, not of another.
         let seen: Option<Seq> = self
             .db
@@ -308,7 +314,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             )
             .await?;
         if seen != Some(seq) {
-            return Err(corrupt(T_EVIDENCE, &key).into());
+            return Err(corrupt(tree, &key).into());
         }
         let (epoch, facilitators) = self.facilitator_keys(group)?;
         if facilitators.is_empty() {

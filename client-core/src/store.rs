@@ -99,6 +99,9 @@ pub trait ClientStore: MaybeSend + MaybeSync {
 pub(crate) const T_PROFILE: &str = "profile";
 pub(crate) const T_GROUPS: &str = "groups";
 pub(crate) const T_OPS: &str = "ops";
+/// A message's record (JSON of a `ChatMessage`) by group ‖ seq; a received text's report
+/// evidence is its attachment (`Tx::put_with_attachment`). Stores written before kept the
+/// evidence in [`T_EVIDENCE`] instead.
 pub(crate) const T_MESSAGES: &str = "messages";
 pub(crate) const T_SEEN: &str = "seen";
 pub(crate) const T_OWN_CHAINS: &str = "own_chains";
@@ -109,6 +112,8 @@ pub(crate) const T_KNOWN_KEYS: &str = "known_keys";
 pub(crate) const T_KNOWN_LISTS: &str = "known_lists";
 pub(crate) const T_JOIN_REQUESTS: &str = "join_requests";
 pub(crate) const T_PARKED_KEYS: &str = "parked_keys";
+/// Report evidence (raw bytes) by group ‖ seq, as stores written before kept it; now the
+/// message's record in [`T_MESSAGES`] carries it. Read for those stores, never written.
 pub(crate) const T_EVIDENCE: &str = "evidence";
 pub(crate) const T_DELETED: &str = "deleted";
 pub(crate) const T_OUTBOX: &str = "outbox";
@@ -290,7 +295,55 @@ impl Batch {
 ///
 /// [`StoreError::Corrupt`] naming `tree` and `key` if `plain` is not a `T`.
 pub fn parse<T: DeserializeOwned>(tree: &str, key: &[u8], plain: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(plain).map_err(|_| corrupt(tree, key))
+    let (json, _) = split_attachment(plain).ok_or_else(|| corrupt(tree, key))?;
+    serde_json::from_slice(json).map_err(|_| corrupt(tree, key))
+}
+
+/// First byte of a value that carries raw bytes after its JSON ([`with_attachment`]). No JSON
+/// text starts with it (only whitespace, `{`, `[`, `"`, `-`, a digit, `t`, `f` or `n` can), so
+/// a plain JSON value reads as it always did.
+const ATTACHED: u8 = 0x01;
+
+/// Bytes before the JSON of a value with an attachment: [`ATTACHED`], then the JSON's length.
+const ATTACHED_HEADER: usize = 1 + 4;
+
+/// A value made of JSON and raw bytes that belong with it, under one store key instead of
+/// two (a message's record and its report evidence, PROTOCOL.md §11.2 step 16): [`ATTACHED`] ‖
+/// the JSON's length (u32, big-endian) ‖ the JSON ‖ the attachment. Every store key costs the
+/// native store several microseconds to write, whatever its size (BENCHMARKS.md, "Issue 20, an
+/// eighth round").
+///
+/// # Errors
+///
+/// [`StoreError::Db`] if `value` cannot be serialized, or its JSON is 4 GiB or more.
+fn with_attachment<T: Serialize>(
+    value: &T,
+    attachment: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let json =
+        Zeroizing::new(serde_json::to_vec(value).map_err(|e| StoreError::Db(e.to_string()))?);
+    let len = u32::try_from(json.len())
+        .map_err(|_| StoreError::Db("a value too large for the store".into()))?;
+    let mut framed = Zeroizing::new(Vec::with_capacity(
+        ATTACHED_HEADER + json.len() + attachment.len(),
+    ));
+    framed.push(ATTACHED);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(&json);
+    framed.extend_from_slice(attachment);
+    Ok(framed)
+}
+
+/// A stored value's JSON and its attachment, if it has one ([`with_attachment`]); `None` for
+/// a value with an attachment header that does not fit it (a damaged value).
+fn split_attachment(plain: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let Some((&ATTACHED, rest)) = plain.split_first() else {
+        return Some((plain, None));
+    };
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+    let (json, attachment) = rest.split_at_checked(len)?;
+    Some((json, Some(attachment)))
 }
 
 /// [`StoreError::Corrupt`] for the value at `tree`/`key`: it was read, but is not what that
@@ -498,6 +551,64 @@ impl<S: ClientStore> Tx<S> {
         Ok(())
     }
 
+    /// Sets `tree`/`key` to `value` as JSON with `attachment` after it, in one value
+    /// ([`Self::attachment`] reads it back; [`Self::get`] and the scans read the JSON as
+    /// always). Fails only if `value` does not serialize.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Db`] if `value` cannot be serialized (nothing is written).
+    pub fn put_with_attachment<T: Serialize>(
+        &mut self,
+        tree: &'static str,
+        key: &[u8],
+        value: &T,
+        attachment: &[u8],
+    ) -> Result<(), StoreError> {
+        let framed = with_attachment(value, attachment)?;
+        self.batch.put(tree, key, framed);
+        Ok(())
+    }
+
+    /// Sets `tree`/`key` to `value` as JSON, keeping the attachment the value there has (if it
+    /// has one): for rewriting a record whose attachment must outlive the rewrite.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClientStore::get`]; [`StoreError::Corrupt`] if the value there has a damaged
+    /// attachment header; [`StoreError::Db`] if `value` cannot be serialized. Nothing is
+    /// written on error.
+    pub async fn put_keeping_attachment<T: Serialize>(
+        &mut self,
+        tree: &'static str,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), StoreError> {
+        match self.attachment(tree, key).await? {
+            Some(attachment) => self.put_with_attachment(tree, key, value, &attachment),
+            None => self.put(tree, key, value),
+        }
+    }
+
+    /// The attachment of the value at `tree`/`key` ([`Self::put_with_attachment`]): `None`
+    /// when there is no value or it has none.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClientStore::get`], and [`StoreError::Corrupt`] for a value whose
+    /// attachment header does not fit it.
+    pub async fn attachment(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let Some(plain) = self.get_bytes(tree, key).await? else {
+            return Ok(None);
+        };
+        let (_, attachment) = split_attachment(&plain).ok_or_else(|| corrupt(tree, key))?;
+        Ok(attachment.map(|bytes| Zeroizing::new(bytes.to_vec())))
+    }
+
     /// Removes `tree`/`key` in this step's batch.
     pub fn remove(&mut self, tree: &'static str, key: &[u8]) {
         self.batch.remove(tree, key);
@@ -673,6 +784,67 @@ mod tests {
         send(tx.scan_range_rev::<String>("t", b"a", b"b", 1));
         send(tx.count("t", b"k"));
         send(tx.commit());
+    }
+
+    #[test]
+    fn a_value_with_an_attachment_reads_as_its_json_and_keeps_the_attachment_when_rewritten() {
+        let (store, mut tx) = tx_over("messages", &[(b"plain", "before")]);
+        tx.put_with_attachment("messages", b"m", &"record".to_string(), b"evidence")
+            .unwrap();
+        block_on(tx.commit()).unwrap();
+        let mut tx = Tx::new(store.clone());
+        let read =
+            |tx: &Tx<MemoryStore>, key: &[u8]| block_on(tx.get::<String>("messages", key)).unwrap();
+        assert_eq!(read(&tx, b"m").as_deref(), Some("record"));
+        assert_eq!(read(&tx, b"plain").as_deref(), Some("before"));
+        let scanned: Vec<(Vec<u8>, String)> = block_on(tx.scan("messages", b"", 10)).unwrap();
+        assert_eq!(scanned[0].1, "record");
+        let attachment = |tx: &Tx<MemoryStore>, key: &[u8]| {
+            block_on(tx.attachment("messages", key))
+                .unwrap()
+                .map(|a| a.to_vec())
+        };
+        assert_eq!(attachment(&tx, b"m").as_deref(), Some(&b"evidence"[..]));
+        assert_eq!(attachment(&tx, b"plain"), None);
+        assert_eq!(attachment(&tx, b"absent"), None);
+        // Rewritten, in this step and once committed, the record keeps its attachment.
+        block_on(tx.put_keeping_attachment("messages", b"m", &"warned".to_string())).unwrap();
+        block_on(tx.put_keeping_attachment("messages", b"plain", &"after".to_string())).unwrap();
+        assert_eq!(read(&tx, b"m").as_deref(), Some("warned"));
+        block_on(tx.commit()).unwrap();
+        let tx = Tx::new(store);
+        assert_eq!(read(&tx, b"m").as_deref(), Some("warned"));
+        assert_eq!(attachment(&tx, b"m").as_deref(), Some(&b"evidence"[..]));
+        assert_eq!(read(&tx, b"plain").as_deref(), Some("after"));
+        assert_eq!(attachment(&tx, b"plain"), None);
+    }
+
+    #[test]
+    fn a_value_whose_attachment_header_does_not_fit_it_is_corrupt() {
+        let json = br#""record""#;
+        let mut too_long = vec![ATTACHED];
+        too_long.extend_from_slice(&(json.len() as u32 + 1).to_be_bytes());
+        too_long.extend_from_slice(json);
+        for damaged in [vec![ATTACHED], vec![ATTACHED, 0, 0], too_long] {
+            assert!(matches!(
+                parse::<String>("messages", b"m", &damaged),
+                Err(StoreError::Corrupt { .. })
+            ));
+            let store = MemoryStore::new();
+            let mut batch = Batch::new();
+            batch.put("messages", b"m", Zeroizing::new(damaged));
+            block_on(store.commit(batch)).unwrap();
+            let tx = Tx::new(store);
+            assert!(matches!(
+                block_on(tx.attachment("messages", b"m")),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
+        // An empty attachment is an attachment.
+        let mut empty = vec![ATTACHED];
+        empty.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        empty.extend_from_slice(json);
+        assert_eq!(parse::<String>("messages", b"m", &empty).unwrap(), "record");
     }
 
     #[test]

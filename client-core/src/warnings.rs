@@ -377,7 +377,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 let merged = union(&stored.warnings, warnings);
                 if merged != stored.warnings {
                     stored.warnings = merged.clone();
-                    self.db.put(T_MESSAGES, &key, &stored)?;
+                    // The record's report evidence stays with it.
+                    self.db
+                        .put_keeping_attachment(T_MESSAGES, &key, &stored)
+                        .await?;
                     self.emit(Event::WarningAdded {
                         group,
                         message,

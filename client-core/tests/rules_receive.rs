@@ -465,9 +465,16 @@ fn a_text_is_stored_with_its_franking_evidence_and_shown() {
     let m = device.member_writes(group, &mut bob, &mut chain, "evidence");
     device.push_message(group, &m);
     assert_eq!(device.shown(), ["evidence"]);
+    // The record carries the evidence: 0x01, the JSON's length, the JSON, then the evidence.
     let snapshot = device.store.snapshot();
-    assert!(snapshot.get("messages", &at_seq(group, 1)).is_some());
-    assert!(snapshot.get("evidence", &at_seq(group, 1)).is_some());
+    let record = snapshot.get("messages", &at_seq(group, 1)).unwrap();
+    assert_eq!(record[0], 0x01, "the record carries no evidence");
+    let json_len = u32::from_be_bytes(record[1..5].try_into().unwrap()) as usize;
+    let evidence = &record[5 + json_len..];
+    // It holds the envelope as received: its signature and ciphertext among it.
+    let holds = |part: &[u8]| evidence.windows(part.len()).any(|w| w == part);
+    assert!(holds(&m.envelope.signature.0), "no signature");
+    assert!(holds(&m.envelope.ciphertext), "no ciphertext");
 }
 
 // §11.2: a backlog of several sync pages, its signatures checked page by page, arrives whole

@@ -70,6 +70,7 @@ mod group;
 mod joining;
 mod machine;
 mod moderation;
+mod numbers;
 mod outbox;
 mod own_devices;
 mod pinned;

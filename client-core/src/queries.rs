@@ -8,7 +8,7 @@ use crate::error::{ClientError, Missing, VerificationError};
 use crate::events::ChatMessage;
 use crate::group::{GroupCtx, look_alikes, private_peer};
 use crate::machine::ClientCore;
-use crate::store::{ClientStore, T_MESSAGES, T_NUMBER_SEQ, T_PARKED, key2};
+use crate::store::{ClientStore, T_MESSAGES, T_PARKED, key2};
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Up to `limit` messages before `before` (or the newest), oldest first.
@@ -60,10 +60,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if !self.groups.contains_key(&group) {
             return Err(ClientError::UnknownGroup);
         }
-        Ok(self
-            .db
-            .get(T_NUMBER_SEQ, &key2(group.as_bytes(), &number.to_be_bytes()))
-            .await?)
+        self.seq_of(group, number).await
     }
 
     /// The groups this device knows.

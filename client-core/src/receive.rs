@@ -13,11 +13,12 @@ use crate::error::{ClientError, VerificationError};
 use crate::events::{ChatMessage, Event, Rejection};
 use crate::group::ReadMarker;
 use crate::machine::ClientCore;
+use crate::numbers::{self, NumberRun, T_NUMBERS};
 use crate::outbox::OutboxEntry;
 use crate::reports::evidence_bytes;
 use crate::store::{
     ClientStore, T_DELETED, T_EVIDENCE, T_GROUPS, T_MESSAGES, T_NUMBER_SEQ, T_ORDER, T_OUTBOX,
-    T_OWN_CHAINS, T_PARKED, T_RECV_CHAINS, T_SEEN, T_SEQ_NUMBER, key2, key3,
+    T_OWN_CHAINS, T_PARKED, T_RECV_CHAINS, T_SEEN, T_SEQ_NUMBER, corrupt, key2, key3,
 };
 
 /// Whether a message's position was checked ([`ClientCore::seq_taken`]) earlier in the step
@@ -708,7 +709,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             ctx.meta.unread = ctx.meta.unread.saturating_add(1);
         }
         self.db.put(T_GROUPS, group.as_bytes(), &ctx.meta)?;
-        self.store_number(group, message.number, message.seq)?;
+        self.store_number(group, message.number, message.seq)
+            .await?;
         // The evidence in the record's own value: one store key less per message received.
         match evidence {
             Some(evidence) => self
@@ -839,23 +841,51 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         Ok(Some(crate::MessagePlace { seq, number }))
     }
 
-    /// Records that number `number` of `group` names message `seq`. The other way round (seq →
-    /// number) is the message's own record ([`ChatMessage::number`]) while it is stored, and
-    /// [`T_SEQ_NUMBER`] once it is gone ([`Self::remove_message`]): one store key less for
-    /// every message received. Stores written before kept [`T_SEQ_NUMBER`] for every message,
-    /// which reads the same.
-    pub(crate) fn store_number(
+    /// Records that number `number` of `group` names message `seq`, in the value that holds
+    /// 64 numbers ([`crate::numbers`]). The other way round (seq → number) is the message's
+    /// own record ([`ChatMessage::number`]) while it is stored, and [`T_SEQ_NUMBER`] once it
+    /// is gone ([`Self::remove_message`]): one store key less for every message received.
+    /// Stores written before kept [`T_SEQ_NUMBER`] for every message, which reads the same.
+    pub(crate) async fn store_number(
         &mut self,
         group: GroupId,
         number: u64,
         seq: Seq,
     ) -> Result<(), ClientError> {
-        self.db.put(
-            T_NUMBER_SEQ,
-            &key2(group.as_bytes(), &number.to_be_bytes()),
-            &seq,
-        )?;
+        let key = numbers::run_key(group, number);
+        let mut run = match self.db.get_bytes(T_NUMBERS, &key).await? {
+            None => NumberRun::empty(),
+            Some(bytes) => NumberRun::from_bytes(&bytes).unwrap_or_else(|| {
+                // Only an index: the numbers themselves are in the messages' records. A
+                // damaged run is started again rather than stop every later message here.
+                tracing::warn!(%group, "a damaged number index value replaced");
+                NumberRun::empty()
+            }),
+        };
+        run.set(number, seq);
+        self.db.put_bytes(T_NUMBERS, &key, &run.to_bytes());
         Ok(())
+    }
+
+    /// The seq message `number` of `group` names, also for a message deleted since; `None`
+    /// if no message had that number here.
+    pub(crate) async fn seq_of(
+        &self,
+        group: GroupId,
+        number: u64,
+    ) -> Result<Option<Seq>, ClientError> {
+        let key = numbers::run_key(group, number);
+        if let Some(bytes) = self.db.get_bytes(T_NUMBERS, &key).await? {
+            let run = NumberRun::from_bytes(&bytes).ok_or_else(|| corrupt(T_NUMBERS, &key))?;
+            if let Some(seq) = run.get(number) {
+                return Ok(Some(seq));
+            }
+        }
+        // Numbered in a store written before.
+        Ok(self
+            .db
+            .get(T_NUMBER_SEQ, &numbers::legacy_key(group, number))
+            .await?)
     }
 
     /// Removes the message stored at `key` (deleted for everyone, or past retention) and its

@@ -130,6 +130,8 @@ pub(crate) const T_PRIVATE: &str = "private";
 /// Per group, the number people see of each message (PROTOCOL.md §11.11), both ways:
 /// (group, number) → seq and (group, seq) → number. Kept when the message is deleted, so
 /// that a number never names another message and a deletion notice can name its number.
+/// Numbers given now go 64 to a value into [`crate::numbers::T_NUMBERS`]; `number_seq` keeps
+/// those of stores written before, read and never written.
 pub(crate) const T_NUMBER_SEQ: &str = "number_seq";
 pub(crate) const T_SEQ_NUMBER: &str = "seq_number";
 /// Messages written while the group is held (its log behind what members have been seen to

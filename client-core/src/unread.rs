@@ -15,7 +15,8 @@ use crate::events::{ChatMessage, Event};
 use crate::group::ReadMarker;
 use crate::link::Network;
 use crate::machine::ClientCore;
-use crate::store::{ClientStore, T_GROUPS, T_MESSAGES, T_NUMBER_SEQ, key2};
+use crate::numbers::{self, NumberRun, T_NUMBERS};
+use crate::store::{ClientStore, T_GROUPS, T_MESSAGES, T_NUMBER_SEQ, corrupt, key2};
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// Marks the group read up to message `number` (the [`ChatMessage::number`] of the newest
@@ -65,12 +66,40 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         after: u64,
         last: u64,
     ) -> Result<u64, ClientError> {
-        let start = key2(group.as_bytes(), &after.saturating_add(1).to_be_bytes());
-        let end = key2(group.as_bytes(), &last.saturating_add(1).to_be_bytes());
-        let numbered = self
+        let (first, end) = (after.saturating_add(1), last.saturating_add(1));
+        let wanted = first..end;
+        // Numbered in a store written before: one key per number.
+        let mut numbered: Vec<Seq> = self
             .db
-            .scan_range_rev::<Seq>(T_NUMBER_SEQ, &start, &end, usize::MAX)
+            .scan_range_rev::<Seq>(
+                T_NUMBER_SEQ,
+                &numbers::legacy_key(group, first),
+                &numbers::legacy_key(group, end),
+                usize::MAX,
+            )
+            .await?
+            .into_iter()
+            .map(|(_, seq)| seq)
+            .collect();
+        // Since, 64 numbers to a value: the values from the one holding `first` on.
+        let runs = self
+            .db
+            .scan_range_rev_bytes(
+                T_NUMBERS,
+                &numbers::run_key(group, first),
+                &numbers::keys_through(group, last),
+                usize::MAX,
+            )
             .await?;
+        for (key, bytes) in runs {
+            let run = NumberRun::from_bytes(&bytes).ok_or_else(|| corrupt(T_NUMBERS, &key))?;
+            let start = numbers::first_number(&key[..]).ok_or_else(|| corrupt(T_NUMBERS, &key))?;
+            numbered.extend(
+                run.entries(start)
+                    .filter(|(number, _)| wanted.contains(number))
+                    .map(|(_, seq)| seq),
+            );
+        }
         let stored: std::collections::BTreeSet<Vec<u8>> = self
             .db
             .keys(T_MESSAGES, group.as_bytes())
@@ -79,7 +108,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .collect();
         let count = numbered
             .iter()
-            .filter(|(_, seq)| stored.contains(&key2(group.as_bytes(), &seq.0.to_be_bytes())))
+            .filter(|seq| stored.contains(&key2(group.as_bytes(), &seq.0.to_be_bytes())))
             .count();
         Ok(u64::try_from(count).unwrap_or(u64::MAX))
     }

@@ -173,6 +173,87 @@ fn a_store_from_before_read_markers_counts_what_it_held_as_read() {
     assert_eq!(unread(&device, group), 1);
 }
 
+// §11.11: numbers are kept 64 to a store value; a count that spans several values, and the
+// way from a number to its message, hold across them.
+#[test]
+fn unread_counts_and_numbers_hold_past_the_first_sixty_four_messages() {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    let mut seqs = Vec::new();
+    for i in 0..140 {
+        let m = device.member_writes(group, &mut bob, &mut chain, &format!("message {i}"));
+        device.push_message(group, &m);
+        seqs.push(m.seq);
+    }
+    let shown: Vec<u64> = block_on(device.core.history(group, None, 200))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.number)
+        .collect();
+    assert_eq!(shown, (1..=140).collect::<Vec<u64>>());
+    for number in [1u64, 63, 64, 65, 128, 140] {
+        assert_eq!(
+            block_on(device.core.seq_of_number(group, number)).unwrap(),
+            Some(seqs[number as usize - 1]),
+            "number {number}"
+        );
+    }
+    assert_eq!(
+        block_on(device.core.seq_of_number(group, 141)).unwrap(),
+        None
+    );
+    // Read up to 3, 63, then 130: the rest is counted across the values it spans.
+    for (read, left) in [(3u64, 137), (63, 77), (130, 10)] {
+        block_on(device.core.mark_read(group, read)).unwrap();
+        assert_eq!(unread(&device, group), left, "read up to {read}");
+    }
+}
+
+// §11.11: a store written before kept one key per number (`number_seq`); its numbers still
+// lead to their messages and count, beside the ones given since.
+#[test]
+fn numbers_a_store_written_before_kept_one_to_a_key_still_count() {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    let mut seqs = Vec::new();
+    for words in ["one", "two", "three"] {
+        let m = device.member_writes(group, &mut bob, &mut chain, words);
+        device.push_message(group, &m);
+        seqs.push(m.seq);
+    }
+    // As an older version wrote them: one key per number, none in `numbers`.
+    let mut old = Batch::new();
+    old.remove("numbers", &support::at_seq(group, 0));
+    for (number, seq) in (1u64..).zip(&seqs) {
+        old.put(
+            "number_seq",
+            &support::at_seq(group, number),
+            Zeroizing::new(serde_json::to_vec(seq).unwrap()),
+        );
+    }
+    block_on(device.store.commit(old)).unwrap();
+    let mut device = device.restart(5);
+    block_on(device.core.connect()).unwrap();
+    assert_eq!(
+        block_on(device.core.seq_of_number(group, 2)).unwrap(),
+        Some(seqs[1])
+    );
+    let m = device.member_writes(group, &mut bob, &mut chain, "four");
+    device.push_message(group, &m);
+    assert_eq!(
+        block_on(device.core.seq_of_number(group, 4)).unwrap(),
+        Some(m.seq)
+    );
+    block_on(device.core.mark_read(group, 1)).unwrap();
+    assert_eq!(unread(&device, group), 3, "two kept apart and one since");
+}
+
 #[test]
 fn marking_an_unknown_group_read_is_refused() {
     let mut device = Device::new();

@@ -32,6 +32,11 @@ pub struct Entry {
     /// … and when it ended.
     #[serde(default)]
     pub load_end: Option<Vec<f64>>,
+    /// The processor it ran on and what of it the signature checks can use ([`cpu`]): the
+    /// machines differ from session to session, and one without AVX-512 IFMA checks an
+    /// Ed25519 signature about half again as slowly. Older runs did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
     /// Copied by hand from an older table in BENCHMARKS.md rather than recorded by the harness.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub imported: bool,
@@ -101,6 +106,7 @@ impl Start {
             command: self.command,
             load_start: self.load,
             load_end: load_average(),
+            cpu: Some(cpu()),
             imported: false,
             label: None,
             sizes: sizes_json(sizes, storages),
@@ -211,6 +217,37 @@ pub fn load_average() -> Option<Vec<f64>> {
         .collect()
 }
 
+/// The processor's model name (from `/proc/cpuinfo`, Linux), how many cores this process may
+/// use, and whether it has the vector instructions curve25519-dalek picks its backend by:
+/// e.g. `AMD EPYC, 2 cores, avx2, no avx512ifma`.
+pub fn cpu() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown processor".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
+    let has = |yes: bool, name: &str| match yes {
+        true => name.to_string(),
+        false => format!("no {name}"),
+    };
+    #[cfg(target_arch = "x86_64")]
+    let features = [
+        has(std::arch::is_x86_feature_detected!("avx2"), "avx2"),
+        has(
+            std::arch::is_x86_feature_detected!("avx512ifma"),
+            "avx512ifma",
+        ),
+    ]
+    .join(", ");
+    #[cfg(not(target_arch = "x86_64"))]
+    let features = has(false, "x86-64 vector instructions");
+    format!("{model}, {cores} cores, {features}")
+}
+
 /// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
@@ -267,6 +304,7 @@ pub(crate) mod tests {
             command: "confide-bench fanout --record".into(),
             load_start: Some(vec![1.0, 2.0, 3.0]),
             load_end: None,
+            cpu: None,
             imported: false,
             label: None,
             sizes: serde_json::json!({"groups": 10}),
@@ -301,7 +339,8 @@ pub(crate) mod tests {
     fn a_recorded_entry_reads_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("deeper").join("history.jsonl");
-        let newer = sample("2026-12-06T05:00:00Z", 60_000.0);
+        let mut newer = sample("2026-12-06T05:00:00Z", 60_000.0);
+        newer.cpu = Some(cpu());
         let mut older = sample("2026-11-28T20:29:00Z", 30_000.0);
         older.imported = true;
         older.label = Some("run A".into());
@@ -310,6 +349,21 @@ pub(crate) mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "one line per entry");
         assert_eq!(read(&path).unwrap(), vec![older, newer], "sorted by date");
+    }
+
+    /// The processor is named with the one feature that changes a signature check's cost
+    /// most, present or not.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_processor_is_recorded_with_whether_it_has_avx512_ifma() {
+        let cpu = cpu();
+        assert!(cpu.contains("avx512ifma"), "{cpu}");
+        assert!(cpu.contains(" cores, "), "{cpu}");
+        assert_eq!(
+            cpu.contains("no avx512ifma"),
+            !std::arch::is_x86_feature_detected!("avx512ifma"),
+            "{cpu}"
+        );
     }
 
     #[test]

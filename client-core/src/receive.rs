@@ -18,7 +18,7 @@ use crate::outbox::OutboxEntry;
 use crate::reports::evidence_bytes;
 use crate::store::{
     ClientStore, T_DELETED, T_EVIDENCE, T_GROUPS, T_MESSAGES, T_NUMBER_SEQ, T_ORDER, T_OUTBOX,
-    T_OWN_CHAINS, T_PARKED, T_RECV_CHAINS, T_SEEN, T_SEQ_NUMBER, corrupt, key2, key3,
+    T_OWN_CHAINS, T_PARKED, T_RECV_CHAINS, T_SEEN, T_SEQ_NUMBER, key2, key3,
 };
 
 /// Whether a message's position was checked ([`ClientCore::seq_taken`]) earlier in the step
@@ -853,18 +853,40 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         seq: Seq,
     ) -> Result<(), ClientError> {
         let key = numbers::run_key(group, number);
-        let mut run = match self.db.get_bytes(T_NUMBERS, &key).await? {
-            None => NumberRun::empty(),
-            Some(bytes) => NumberRun::from_bytes(&bytes).unwrap_or_else(|| {
-                // Only an index: the numbers themselves are in the messages' records. A
-                // damaged run is started again rather than stop every later message here.
-                tracing::warn!(%group, "a damaged number index value replaced");
-                NumberRun::empty()
-            }),
-        };
+        let mut run = self.number_run(group, &key).await?;
         run.set(number, seq);
         self.db.put_bytes(T_NUMBERS, &key, &run.to_bytes());
         Ok(())
+    }
+
+    /// The run of numbers stored at `key` of [`T_NUMBERS`] (empty if none). A damaged one
+    /// (it does not decrypt, or is not a run) reads as empty, with a warning, and is written
+    /// afresh with the next number it holds: it is an index, and one damaged value must not
+    /// stop every later message of the group (64 share it). The numbers it held lose their
+    /// way to their messages (`seq_of_number` says `None`; an unread count skips them); the
+    /// messages keep their numbers in their own records.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Store`] when the store cannot be read at all.
+    pub(crate) async fn number_run(
+        &self,
+        group: GroupId,
+        key: &[u8],
+    ) -> Result<NumberRun, ClientError> {
+        let bytes = match self.db.get_bytes(T_NUMBERS, key).await {
+            Ok(None) => return Ok(NumberRun::empty()),
+            Ok(Some(bytes)) => Some(bytes),
+            Err(crate::StoreError::Corrupt { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        match bytes.and_then(|bytes| NumberRun::from_bytes(&bytes)) {
+            Some(run) => Ok(run),
+            None => {
+                tracing::warn!(%group, "a damaged value of the number index read as empty");
+                Ok(NumberRun::empty())
+            }
+        }
     }
 
     /// The seq message `number` of `group` names, also for a message deleted since; `None`
@@ -875,11 +897,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         number: u64,
     ) -> Result<Option<Seq>, ClientError> {
         let key = numbers::run_key(group, number);
-        if let Some(bytes) = self.db.get_bytes(T_NUMBERS, &key).await? {
-            let run = NumberRun::from_bytes(&bytes).ok_or_else(|| corrupt(T_NUMBERS, &key))?;
-            if let Some(seq) = run.get(number) {
-                return Ok(Some(seq));
-            }
+        if let Some(seq) = self.number_run(group, &key).await?.get(number) {
+            return Ok(Some(seq));
         }
         // Numbered in a store written before.
         Ok(self
@@ -900,7 +919,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // Only a value that cannot be serialised fails here; the step is then not kept.
             self.db.fail_step(e);
         }
-        // The record takes its evidence with it; a store written before kept it apart.
+        // The record takes its evidence with it. A store written before kept the evidence
+        // apart, and it holds the text: removing it too is what deleting means (§11.4).
         self.db.remove(T_MESSAGES, key);
         self.db.remove(T_EVIDENCE, key);
     }

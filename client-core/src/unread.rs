@@ -15,7 +15,7 @@ use crate::events::{ChatMessage, Event};
 use crate::group::ReadMarker;
 use crate::link::Network;
 use crate::machine::ClientCore;
-use crate::numbers::{self, NumberRun, T_NUMBERS};
+use crate::numbers::{self, T_NUMBERS};
 use crate::store::{ClientStore, T_GROUPS, T_MESSAGES, T_NUMBER_SEQ, corrupt, key2};
 
 impl<S: ClientStore, N: Network> ClientCore<S, N> {
@@ -81,19 +81,19 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .into_iter()
             .map(|(_, seq)| seq)
             .collect();
-        // Since, 64 numbers to a value: the values from the one holding `first` on.
-        let runs = self
-            .db
-            .scan_range_rev_bytes(
-                T_NUMBERS,
-                &numbers::run_key(group, first),
-                &numbers::keys_through(group, last),
-                usize::MAX,
-            )
-            .await?;
-        for (key, bytes) in runs {
-            let run = NumberRun::from_bytes(&bytes).ok_or_else(|| corrupt(T_NUMBERS, &key))?;
-            let start = numbers::first_number(&key[..]).ok_or_else(|| corrupt(T_NUMBERS, &key))?;
+        // Since, 64 numbers to a value: the values from the one holding `first` on, each read
+        // on its own so that a damaged one counts as empty (`number_run`).
+        let (from, through) = (
+            numbers::run_key(group, first),
+            numbers::keys_through(group, last),
+        );
+        let keys = self.db.keys(T_NUMBERS, group.as_bytes()).await?;
+        for key in keys
+            .iter()
+            .filter(|key| key.as_slice() >= from.as_slice() && key.as_slice() < through.as_slice())
+        {
+            let run = self.number_run(group, key).await?;
+            let start = numbers::first_number(key).ok_or_else(|| corrupt(T_NUMBERS, key))?;
             numbered.extend(
                 run.entries(start)
                     .filter(|(number, _)| wanted.contains(number))

@@ -254,6 +254,43 @@ fn numbers_a_store_written_before_kept_one_to_a_key_still_count() {
     assert_eq!(unread(&device, group), 3, "two kept apart and one since");
 }
 
+// §11.11: a damaged value of the number index (64 numbers share one) reads as empty: the
+// group goes on receiving and counting, and only those numbers lose their way to their
+// messages.
+#[test]
+fn a_damaged_value_of_the_number_index_stops_nothing() {
+    let mut device = Device::new();
+    let mut bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    let (mut chain, item) = device.member_key(group, &mut bob);
+    device.push_inbox(&[item]);
+    for words in ["one", "two"] {
+        let m = device.member_writes(group, &mut bob, &mut chain, words);
+        device.push_message(group, &m);
+    }
+    let mut damage = Batch::new();
+    damage.put(
+        "numbers",
+        &support::at_seq(group, 0),
+        Zeroizing::new(b"not a run".to_vec()),
+    );
+    block_on(device.store.commit(damage)).unwrap();
+    assert_eq!(block_on(device.core.seq_of_number(group, 1)).unwrap(), None);
+    let m = device.member_writes(group, &mut bob, &mut chain, "three");
+    device.push_message(group, &m);
+    assert_eq!(numbers(&device, group), [1, 2, 3], "receiving went on");
+    assert_eq!(
+        block_on(device.core.seq_of_number(group, 3)).unwrap(),
+        Some(m.seq)
+    );
+    block_on(device.core.mark_read(group, 1)).unwrap();
+    assert_eq!(
+        unread(&device, group),
+        1,
+        "only the number given since counts"
+    );
+}
+
 #[test]
 fn marking_an_unknown_group_read_is_refused() {
     let mut device = Device::new();

@@ -4,9 +4,12 @@
 mod support;
 
 use confide_client_core::Event;
+use confide_client_core::store::{Batch, ClientStore as _};
 use confide_protocol::Timestamp;
 use confide_protocol::group_log::{OpBody, Role};
+use pollster::block_on;
 use support::{alice_and_bob, at_seq};
+use zeroize::Zeroizing;
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -27,6 +30,46 @@ fn a_deleted_message_is_removed_with_its_evidence_and_reported() {
             .events()
             .iter()
             .any(|e| matches!(e, Event::MessagesDeleted { messages, .. } if messages == &[id]))
+    );
+}
+
+// §11.4: a store written before records carried their evidence kept it in a tree of its own;
+// deleting such a message removes that evidence (it holds the text) with the record.
+#[test]
+fn a_deletion_removes_evidence_a_store_written_before_kept_apart() {
+    let (mut device, group, mut bob, mut chain) = alice_and_bob();
+    let m = device.member_writes(group, &mut bob, &mut chain, "kept the old way");
+    device.push_message(group, &m);
+    let at = at_seq(group, 1);
+    let record = device
+        .store
+        .snapshot()
+        .get("messages", &at)
+        .unwrap()
+        .to_vec();
+    assert_eq!(record[0], 0x01, "the record carries no evidence");
+    let json_len = u32::from_be_bytes(record[1..5].try_into().unwrap()) as usize;
+    let mut old = Batch::new();
+    old.put(
+        "messages",
+        &at,
+        Zeroizing::new(record[5..5 + json_len].to_vec()),
+    );
+    old.put(
+        "evidence",
+        &at,
+        Zeroizing::new(record[5 + json_len..].to_vec()),
+    );
+    block_on(device.store.commit(old)).unwrap();
+    let mut device = device.restart(5);
+    block_on(device.core.connect()).unwrap();
+    let id = m.envelope.message_id();
+    device.append(group, OpBody::DeleteMessages { messages: vec![id] });
+    let snapshot = device.store.snapshot();
+    assert!(snapshot.get("messages", &at).is_none());
+    assert!(
+        snapshot.get("evidence", &at).is_none(),
+        "the old evidence stayed"
     );
 }
 

@@ -177,11 +177,7 @@ fn a_store_from_before_read_markers_counts_what_it_held_as_read() {
 // way from a number to its message, hold across them.
 #[test]
 fn unread_counts_and_numbers_hold_past_the_first_sixty_four_messages() {
-    let mut device = Device::new();
-    let mut bob = Member::new(2, "Bob");
-    let group = device.group_with(&[&bob]);
-    let (mut chain, item) = device.member_key(group, &mut bob);
-    device.push_inbox(&[item]);
+    let (mut device, group, mut bob, mut chain) = support::alice_and_bob();
     let mut seqs = Vec::new();
     for i in 0..140 {
         let m = device.member_writes(group, &mut bob, &mut chain, &format!("message {i}"));
@@ -216,11 +212,7 @@ fn unread_counts_and_numbers_hold_past_the_first_sixty_four_messages() {
 // lead to their messages and count, beside the ones given since.
 #[test]
 fn numbers_a_store_written_before_kept_one_to_a_key_still_count() {
-    let mut device = Device::new();
-    let mut bob = Member::new(2, "Bob");
-    let group = device.group_with(&[&bob]);
-    let (mut chain, item) = device.member_key(group, &mut bob);
-    device.push_inbox(&[item]);
+    let (mut device, group, mut bob, mut chain) = support::alice_and_bob();
     let mut seqs = Vec::new();
     for words in ["one", "two", "three"] {
         let m = device.member_writes(group, &mut bob, &mut chain, words);
@@ -259,11 +251,7 @@ fn numbers_a_store_written_before_kept_one_to_a_key_still_count() {
 // messages.
 #[test]
 fn a_damaged_value_of_the_number_index_stops_nothing() {
-    let mut device = Device::new();
-    let mut bob = Member::new(2, "Bob");
-    let group = device.group_with(&[&bob]);
-    let (mut chain, item) = device.member_key(group, &mut bob);
-    device.push_inbox(&[item]);
+    let (mut device, group, mut bob, mut chain) = support::alice_and_bob();
     for words in ["one", "two"] {
         let m = device.member_writes(group, &mut bob, &mut chain, words);
         device.push_message(group, &m);

@@ -113,7 +113,8 @@ pub(crate) const T_KNOWN_LISTS: &str = "known_lists";
 pub(crate) const T_JOIN_REQUESTS: &str = "join_requests";
 pub(crate) const T_PARKED_KEYS: &str = "parked_keys";
 /// Report evidence (raw bytes) by group ‖ seq, as stores written before kept it; now the
-/// message's record in [`T_MESSAGES`] carries it. Read for those stores, never written.
+/// message's record in [`T_MESSAGES`] carries it. Read (and removed with its message) for
+/// those stores, never set.
 pub(crate) const T_EVIDENCE: &str = "evidence";
 pub(crate) const T_DELETED: &str = "deleted";
 pub(crate) const T_OUTBOX: &str = "outbox";

@@ -712,12 +712,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         self.store_number(group, message.number, message.seq)
             .await?;
         // The evidence in the record's own value: one store key less per message received.
-        match evidence {
-            Some(evidence) => self
-                .db
-                .put_with_attachment(T_MESSAGES, &key, message, evidence)?,
-            None => self.db.put(T_MESSAGES, &key, message)?,
-        }
+        self.db
+            .put_with_attachment(T_MESSAGES, &key, message, evidence)?;
         if own {
             self.emit(Event::Read {
                 group,

@@ -555,8 +555,9 @@ impl<S: ClientStore> Tx<S> {
     }
 
     /// Sets `tree`/`key` to `value` as JSON with `attachment` after it, in one value
-    /// ([`Self::attachment`] reads it back; [`Self::get`] and the scans read the JSON as
-    /// always). Fails only if `value` does not serialize.
+    /// ([`Self::attachment`] and [`Self::get_with_attachment`] read it back; [`Self::get`]
+    /// and the scans read the JSON as always); with `None`, as [`Self::put`]. Fails only if
+    /// `value` does not serialize.
     ///
     /// # Errors
     ///
@@ -566,31 +567,37 @@ impl<S: ClientStore> Tx<S> {
         tree: &'static str,
         key: &[u8],
         value: &T,
-        attachment: &[u8],
+        attachment: Option<&[u8]>,
     ) -> Result<(), StoreError> {
+        let Some(attachment) = attachment else {
+            return self.put(tree, key, value);
+        };
         let framed = with_attachment(value, attachment)?;
         self.batch.put(tree, key, framed);
         Ok(())
     }
 
-    /// Sets `tree`/`key` to `value` as JSON, keeping the attachment the value there has (if it
-    /// has one): for rewriting a record whose attachment must outlive the rewrite.
+    /// One JSON value and its attachment ([`Self::put_with_attachment`]), from one read: for
+    /// rewriting a record whose attachment must outlive the rewrite.
     ///
     /// # Errors
     ///
-    /// Those of [`ClientStore::get`]; [`StoreError::Corrupt`] if the value there has a damaged
-    /// attachment header; [`StoreError::Db`] if `value` cannot be serialized. Nothing is
-    /// written on error.
-    pub async fn put_keeping_attachment<T: Serialize>(
-        &mut self,
+    /// Those of [`ClientStore::get`], and [`StoreError::Corrupt`] for a value that is not
+    /// JSON of a `T` or whose attachment header does not fit it.
+    pub async fn get_with_attachment<T: DeserializeOwned>(
+        &self,
         tree: &'static str,
         key: &[u8],
-        value: &T,
-    ) -> Result<(), StoreError> {
-        match self.attachment(tree, key).await? {
-            Some(attachment) => self.put_with_attachment(tree, key, value, &attachment),
-            None => self.put(tree, key, value),
-        }
+    ) -> Result<Option<(T, Option<Zeroizing<Vec<u8>>>)>, StoreError> {
+        let Some(plain) = self.get_bytes(tree, key).await? else {
+            return Ok(None);
+        };
+        let (json, attachment) = split_attachment(&plain).ok_or_else(|| corrupt(tree, key))?;
+        let value = serde_json::from_slice(json).map_err(|_| corrupt(tree, key))?;
+        Ok(Some((
+            value,
+            attachment.map(|bytes| Zeroizing::new(bytes.to_vec())),
+        )))
     }
 
     /// The attachment of the value at `tree`/`key` ([`Self::put_with_attachment`]): `None`
@@ -792,7 +799,7 @@ mod tests {
     #[test]
     fn a_value_with_an_attachment_reads_as_its_json_and_keeps_the_attachment_when_rewritten() {
         let (store, mut tx) = tx_over("messages", &[(b"plain", "before")]);
-        tx.put_with_attachment("messages", b"m", &"record".to_string(), b"evidence")
+        tx.put_with_attachment("messages", b"m", &"record".to_string(), Some(b"evidence"))
             .unwrap();
         block_on(tx.commit()).unwrap();
         let mut tx = Tx::new(store.clone());
@@ -811,8 +818,18 @@ mod tests {
         assert_eq!(attachment(&tx, b"plain"), None);
         assert_eq!(attachment(&tx, b"absent"), None);
         // Rewritten, in this step and once committed, the record keeps its attachment.
-        block_on(tx.put_keeping_attachment("messages", b"m", &"warned".to_string())).unwrap();
-        block_on(tx.put_keeping_attachment("messages", b"plain", &"after".to_string())).unwrap();
+        for (key, text) in [(&b"m"[..], "warned"), (b"plain", "after")] {
+            let (_, kept) = block_on(tx.get_with_attachment::<String>("messages", key))
+                .unwrap()
+                .unwrap();
+            tx.put_with_attachment(
+                "messages",
+                key,
+                &text.to_string(),
+                kept.as_deref().map(Vec::as_slice),
+            )
+            .unwrap();
+        }
         assert_eq!(read(&tx, b"m").as_deref(), Some("warned"));
         block_on(tx.commit()).unwrap();
         let tx = Tx::new(store);

@@ -371,16 +371,22 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             .await?;
         if let Some(seq) = seen {
             let key = key2(group.as_bytes(), &seq.0.to_be_bytes());
-            if let Some(mut stored) = self.db.get::<ChatMessage>(T_MESSAGES, &key).await?
+            if let Some((mut stored, evidence)) = self
+                .db
+                .get_with_attachment::<ChatMessage>(T_MESSAGES, &key)
+                .await?
                 && stored.id == message
             {
                 let merged = union(&stored.warnings, warnings);
                 if merged != stored.warnings {
                     stored.warnings = merged.clone();
                     // The record's report evidence stays with it.
-                    self.db
-                        .put_keeping_attachment(T_MESSAGES, &key, &stored)
-                        .await?;
+                    self.db.put_with_attachment(
+                        T_MESSAGES,
+                        &key,
+                        &stored,
+                        evidence.as_deref().map(Vec::as_slice),
+                    )?;
                     self.emit(Event::WarningAdded {
                         group,
                         message,

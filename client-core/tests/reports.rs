@@ -8,7 +8,9 @@ use confide_client_core::store::{Batch, ClientStore as _};
 use confide_protocol::envelope::{ContentBody, MessageContent};
 use confide_protocol::{GroupId, Seq};
 use pollster::block_on;
-use support::{Device, alice_and_bob, at_seq};
+use support::{
+    Device, alice_and_bob, at_seq, keep_evidence_apart, record_and_evidence, record_with_evidence,
+};
 use zeroize::Zeroizing;
 
 /// Alice's group with Bob, who is a facilitator too, and Bob's message received; returns its
@@ -32,29 +34,6 @@ fn a_received_message_is_reported_to_the_facilitators() {
     let (mut device, group, seq) = bobs_message_to_report();
     block_on(device.core.report(group, seq, "spam".into())).unwrap();
     assert!(!device.sealed().is_empty());
-}
-
-/// A stored message record's JSON and the report evidence it carries: the value is 0x01, the
-/// JSON's length (u32, big-endian), the JSON, then the evidence.
-fn record_and_evidence(device: &Device, group: GroupId, seq: Seq) -> (Vec<u8>, Vec<u8>) {
-    let value = device
-        .store
-        .snapshot()
-        .get("messages", &at_seq(group, seq.0))
-        .unwrap()
-        .to_vec();
-    assert_eq!(value[0], 0x01, "the record carries no attachment");
-    let len = u32::from_be_bytes(value[1..5].try_into().unwrap()) as usize;
-    (value[5..5 + len].to_vec(), value[5 + len..].to_vec())
-}
-
-/// Writes a message record's JSON and its evidence back as one value.
-fn record_with_evidence(json: &[u8], evidence: &[u8]) -> Vec<u8> {
-    let mut value = vec![0x01];
-    value.extend_from_slice(&u32::try_from(json.len()).unwrap().to_be_bytes());
-    value.extend_from_slice(json);
-    value.extend_from_slice(evidence);
-    value
 }
 
 // §7.1: evidence damaged on disk (its ciphertext length one short, which moves a byte
@@ -117,12 +96,8 @@ fn a_message_warned_about_after_it_arrived_can_still_be_reported() {
 #[test]
 fn evidence_a_store_written_before_kept_apart_is_reported() {
     let (device, group, seq) = bobs_message_to_report();
-    let (json, evidence) = record_and_evidence(&device, group, seq);
+    keep_evidence_apart(&device, group, seq);
     let at = at_seq(group, seq.0);
-    let mut old = Batch::new();
-    old.put("messages", &at, Zeroizing::new(json));
-    old.put("evidence", &at, Zeroizing::new(evidence));
-    block_on(device.store.commit(old)).unwrap();
     let mut device = device.restart(5);
     block_on(device.core.connect()).unwrap();
     device.clear();

@@ -4,12 +4,10 @@
 mod support;
 
 use confide_client_core::Event;
-use confide_client_core::store::{Batch, ClientStore as _};
 use confide_protocol::Timestamp;
 use confide_protocol::group_log::{OpBody, Role};
 use pollster::block_on;
 use support::{alice_and_bob, at_seq};
-use zeroize::Zeroizing;
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -41,26 +39,7 @@ fn a_deletion_removes_evidence_a_store_written_before_kept_apart() {
     let m = device.member_writes(group, &mut bob, &mut chain, "kept the old way");
     device.push_message(group, &m);
     let at = at_seq(group, 1);
-    let record = device
-        .store
-        .snapshot()
-        .get("messages", &at)
-        .unwrap()
-        .to_vec();
-    assert_eq!(record[0], 0x01, "the record carries no evidence");
-    let json_len = u32::from_be_bytes(record[1..5].try_into().unwrap()) as usize;
-    let mut old = Batch::new();
-    old.put(
-        "messages",
-        &at,
-        Zeroizing::new(record[5..5 + json_len].to_vec()),
-    );
-    old.put(
-        "evidence",
-        &at,
-        Zeroizing::new(record[5 + json_len..].to_vec()),
-    );
-    block_on(device.store.commit(old)).unwrap();
+    support::keep_evidence_apart(&device, group, m.seq);
     let mut device = device.restart(5);
     block_on(device.core.connect()).unwrap();
     let id = m.envelope.message_id();

@@ -10,7 +10,7 @@ use confide_protocol::group_log::Role;
 use confide_protocol::sender_key::SenderChain;
 use confide_protocol::{EpochRef, GroupId, OpHash, Seq, Timestamp};
 use pollster::block_on;
-use support::{Device, Member, alice_and_bob, at_seq, live, text};
+use support::{Device, Member, alice_and_bob, live, text};
 
 fn order_warnings(device: &Device) -> Vec<u64> {
     device.events_as(|e| match e {
@@ -465,12 +465,8 @@ fn a_text_is_stored_with_its_franking_evidence_and_shown() {
     let m = device.member_writes(group, &mut bob, &mut chain, "evidence");
     device.push_message(group, &m);
     assert_eq!(device.shown(), ["evidence"]);
-    // The record carries the evidence: 0x01, the JSON's length, the JSON, then the evidence.
-    let snapshot = device.store.snapshot();
-    let record = snapshot.get("messages", &at_seq(group, 1)).unwrap();
-    assert_eq!(record[0], 0x01, "the record carries no evidence");
-    let json_len = u32::from_be_bytes(record[1..5].try_into().unwrap()) as usize;
-    let evidence = &record[5 + json_len..];
+    // The record carries the evidence.
+    let (_, evidence) = support::record_and_evidence(&device, group, m.seq);
     // It holds the envelope as received: its signature and ciphertext among it.
     let holds = |part: &[u8]| evidence.windows(part.len()).any(|w| w == part);
     assert!(holds(&m.envelope.signature.0), "no signature");

@@ -908,13 +908,10 @@ impl ServerFrame {
     }
 
     /// A [`ServerFrame::SyncPage`] read without serde's buffering of tagged enums
-    /// ([`SyncPageFields`]); `None` for any other frame, and for a sync page that does not
+    /// ([`SyncPageFields`]), in one pass that stops at the `type` of any other frame (the
+    /// server writes it first); `None` for any other frame, and for a sync page that does not
     /// read, which [`parse`] then reads again to say why.
     fn sync_page_directly(text: &str) -> Option<Self> {
-        let FrameType { kind } = serde_json::from_str(text).ok()?;
-        if kind != "sync_page" {
-            return None;
-        }
         let page: SyncPageFields = serde_json::from_str(text).ok()?;
         Some(ServerFrame::SyncPage {
             id: page.id,
@@ -1384,25 +1381,44 @@ fn check_len(text: &str, max_bytes: usize) -> Result<(), FrameError> {
     Ok(())
 }
 
-/// Only a frame's `type`; every other field is skipped.
-#[derive(Deserialize)]
-struct FrameType<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
+/// A frame's `type` that reads only as `"sync_page"` (escaped or not): any other makes
+/// [`SyncPageFields`] fail where it stands.
+struct SyncPageTag;
+
+impl<'de> Deserialize<'de> for SyncPageTag {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Tag;
+        impl serde::de::Visitor<'_> for Tag {
+            type Value = SyncPageTag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"sync_page\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, kind: &str) -> Result<SyncPageTag, E> {
+                match kind {
+                    "sync_page" => Ok(SyncPageTag),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_str(Tag)
+    }
 }
 
 /// [`ServerFrame::SyncPage`]'s fields, read straight from a frame's JSON. serde reads an
 /// internally tagged enum such as [`ServerFrame`] by first copying the whole frame into a
 /// generic tree and then reading the variant from that; for a page of hundreds of messages
 /// the copy cost a catching-up client about 4 µs per message on its busiest thread
-/// (BENCHMARKS.md, "Issue 20, an eighth round"). Unknown fields, `type` among them, are
-/// ignored, as [`ServerFrame`] ignores them, so a page reads the same either way. The one
+/// (BENCHMARKS.md, "Issue 20, an eighth round"). `type` must say `sync_page`; unknown fields
+/// are ignored, as [`ServerFrame`] ignores them, so a page reads the same either way. The one
 /// difference is in fields both ignore: the buffering refuses some that this skips (nested
 /// deeper than serde_json's recursion limit, a lone surrogate escape, a number beyond `f64`),
 /// so such a page is read here where the generic path would refuse it; what is read is the
 /// same.
 #[derive(Deserialize)]
 struct SyncPageFields {
+    /// Read first in every frame the server writes, so another frame fails at once.
+    #[serde(rename = "type")]
+    _kind: SyncPageTag,
     id: RequestId,
     group: GroupId,
     ops: Vec<SignedOp>,

@@ -542,6 +542,44 @@ pub fn at_seq(group: GroupId, seq: u64) -> Vec<u8> {
     [group.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
 }
 
+/// A stored message record's JSON and the report evidence it carries: the value is 0x01, the
+/// JSON's length (u32, big-endian), the JSON, then the evidence.
+pub fn record_and_evidence(device: &Device, group: GroupId, seq: Seq) -> (Vec<u8>, Vec<u8>) {
+    let value = device
+        .store
+        .snapshot()
+        .get("messages", &at_seq(group, seq.0))
+        .unwrap()
+        .to_vec();
+    assert_eq!(value[0], 0x01, "the record carries no evidence");
+    let len = u32::from_be_bytes(value[1..5].try_into().unwrap()) as usize;
+    (value[5..5 + len].to_vec(), value[5 + len..].to_vec())
+}
+
+/// A message record's JSON and its evidence as one value again.
+pub fn record_with_evidence(json: &[u8], evidence: &[u8]) -> Vec<u8> {
+    let mut value = vec![0x01];
+    value.extend_from_slice(&u32::try_from(json.len()).unwrap().to_be_bytes());
+    value.extend_from_slice(json);
+    value.extend_from_slice(evidence);
+    value
+}
+
+/// Rewrites message `seq` of `group` as a store written before records carried their evidence
+/// kept it: the record's JSON alone in `messages`, the evidence in `evidence`.
+pub fn keep_evidence_apart(device: &Device, group: GroupId, seq: Seq) {
+    let (json, evidence) = record_and_evidence(device, group, seq);
+    let at = at_seq(group, seq.0);
+    let mut old = confide_client_core::store::Batch::new();
+    old.put("messages", &at, zeroize::Zeroizing::new(json));
+    old.put("evidence", &at, zeroize::Zeroizing::new(evidence));
+    block_on(confide_client_core::store::ClientStore::commit(
+        &device.store,
+        old,
+    ))
+    .unwrap();
+}
+
 /// The store key of message `id` of `group` in the `seen` and `deleted` trees.
 pub fn of_id(group: GroupId, id: MessageId) -> Vec<u8> {
     [group.as_bytes().as_slice(), id.as_bytes()].concat()

@@ -28,6 +28,7 @@ export type Screen =
   | { name: 'waiting'; group: string };
 
 import type { SystemLine } from './lines.ts';
+import { groupWarningLine } from './core-warnings.ts';
 export type { SystemLine };
 
 // What went wrong, in our own words (never the server's): errors.ts.
@@ -90,6 +91,18 @@ export class AppState {
    * person's own account; else a member's, named if known). Shown until dismissed.
    */
   identityWarning = $state<{ own: true } | { own: false; name: string } | undefined>();
+  /**
+   * Updates came faster than the page could take them (`eventsDropped`): the groups were read
+   * again, and the app says that a warning may have been among the ones left out. Shown until
+   * dismissed.
+   */
+  missedUpdates = $state(false);
+  /**
+   * The server refused this device's post-quantum key (`postQuantumKeyRefused`; its stable
+   * code), said where this device is shown. Cleared at each connection, when the core tries
+   * again (and says so again if it is refused again).
+   */
+  postQuantumRefused = $state<string | undefined>();
   /**
    * This device was unlinked from another device of the account: its keys were deleted by the
    * core and the profile is deleted here; the app says so until the person goes on.
@@ -256,6 +269,8 @@ export class AppState {
   async wasUnlinked(): Promise<void> {
     this.unlinked = true;
     this.identityWarning = undefined;
+    this.missedUpdates = false;
+    this.postQuantumRefused = undefined;
     try {
       await this.forget();
     } catch {
@@ -504,6 +519,7 @@ export class AppState {
         return;
       case 'connected':
         this.connection = 'online';
+        this.postQuantumRefused = undefined;
         return;
       case 'disconnected':
         this.connection = 'offline';
@@ -632,8 +648,35 @@ export class AppState {
         }
         return;
       }
-      default:
+      case 'groupRejected':
+      case 'groupBehind':
+      case 'orderWarning':
+      case 'syncRefused': {
+        const { group, line } = groupWarningLine(event, Date.now());
+        this.addLine(group, line);
         return;
+      }
+      case 'eventsDropped':
+        // Nothing stored is lost, but what is shown may be stale: read it again.
+        this.missedUpdates = true;
+        void this.refreshGroups().catch(() => undefined);
+        if (this.openGroup !== undefined) void this.open(this.openGroup).catch(() => undefined);
+        return;
+      case 'postQuantumKeyRefused':
+        this.postQuantumRefused = event.code;
+        return;
+      case 'joinRequest':
+      case 'report':
+      case 'urgentRequest':
+        // The facilitator's "Needs you" queue listens for these itself (facilitator/needs-you.ts).
+        return;
+      default: {
+        // Every event the core sends is handled above: a new one fails the type check here
+        // instead of being ignored without a word.
+        const unhandled: never = event;
+        void unhandled;
+        return;
+      }
     }
   }
 }

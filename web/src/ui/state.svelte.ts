@@ -346,6 +346,11 @@ export class AppState {
   /** Opens a group: loads its history and notices, and marks it read. */
   async open(group: string): Promise<void> {
     this.screen = { name: 'group', group };
+    await this.reload(group);
+  }
+
+  /** Reads a group's newest messages, notices, held messages, rounds and hidden topics again. */
+  async reload(group: string): Promise<void> {
     const info = this.groupInfo(group);
     if (info === undefined || !info.member) return;
     const [page, notices] = await Promise.all([
@@ -660,7 +665,7 @@ export class AppState {
         // Nothing stored is lost, but what is shown may be stale: read it again.
         this.missedUpdates = true;
         void this.refreshGroups().catch(() => undefined);
-        if (this.openGroup !== undefined) void this.open(this.openGroup).catch(() => undefined);
+        if (this.openGroup !== undefined) void this.reload(this.openGroup).catch(() => undefined);
         return;
       case 'postQuantumKeyRefused':
         this.postQuantumRefused = event.code;

@@ -1,9 +1,9 @@
 // What the client core noticed that the person must not miss, in our own words: a change to a
 // group that the server sent and that failed verification, a group whose members are past a
 // change this device has not been shown, a message the server delivered out of its author's
-// order, a group the server refuses to serve, updates that came faster than the page could show
-// them, and this device's post-quantum key refused. Kept apart from the app's state so that the
-// words can be checked without a browser.
+// order, a group the server refuses to serve (a banner while `GroupInfo.syncRefused` lasts),
+// updates that came faster than the page could show them, and this device's post-quantum key
+// refused. Kept apart from the app's state so that the words can be checked without a browser.
 //
 // The `reason` these events carry is never shown: a refusal's reason is the server's free text
 // (it could say anything, bidi overrides included), and a verification failure's reason says
@@ -13,7 +13,7 @@ import type { CoreEvent } from '../sdk/protocol.ts';
 import type { SystemLine } from './lines.ts';
 
 /** The core's warnings about one group, shown as a line in its conversation. */
-export type GroupWarning = Extract<CoreEvent, { type: 'groupRejected' | 'groupBehind' | 'orderWarning' | 'syncRefused' }>;
+export type GroupWarning = Extract<CoreEvent, { type: 'groupRejected' | 'groupBehind' | 'orderWarning' }>;
 
 /** The group `event` is about, and the line that says it (the same key for the same event). */
 export function groupWarningLine(event: GroupWarning, now: number): { group: string; line: SystemLine } {
@@ -25,7 +25,7 @@ export function groupWarningLine(event: GroupWarning, now: number): { group: str
           key: `group-rejected:${event.rejection.seq}`,
           at: now,
           text:
-            'The server sent a change to this group that could not be verified. It was refused: the group stays as it was last verified, and no one was added or removed by it.',
+            "The server sent a change to this group that does not fit what this device verified. It was refused: nothing in the group changed because of it, and you don't need to do anything.",
           kind: 'system',
         },
       };
@@ -35,7 +35,7 @@ export function groupWarningLine(event: GroupWarning, now: number): { group: str
         line: {
           key: `behind:${event.seenEpoch}`,
           at: now,
-          text: 'Others here are past a change to the group that this device has not been shown yet. Your messages wait until it catches up.',
+          text: "Others here have seen a change to the group that this device has not been shown yet. Your messages wait until it catches up, so that no one who may have been removed can read them.",
           kind: 'system',
         },
       };
@@ -46,22 +46,26 @@ export function groupWarningLine(event: GroupWarning, now: number): { group: str
           key: `order:${event.rejection.seq}`,
           at: now,
           afterSeq: event.rejection.seq,
-          text: "The message above may be out of order: the server's order differs from its author's. The message itself is authentic.",
-          kind: 'system',
-        },
-      };
-    case 'syncRefused':
-      return {
-        group: event.group,
-        line: {
-          key: 'sync-refused',
-          at: now,
-          text: "The server refuses to send this group's messages to this device, so new messages here may be missing.",
+          text: 'A message here may be shown in the wrong place: the server delivered it out of the order its author wrote it in. It really is from its author.',
           kind: 'system',
         },
       };
   }
 }
+
+/** Said under a group's `behind:` line once the group caught up (`caughtUp`). */
+export function caughtUpLine(behind: SystemLine, now: number): SystemLine {
+  return {
+    key: `caught-up:${behind.key}`,
+    at: now,
+    text: 'This device has caught up with the group: your waiting messages are being sent.',
+    kind: 'system',
+  };
+}
+
+/** Said at the top of a group the server refuses to serve (`GroupInfo.syncRefused`, lasting). */
+export const SYNC_REFUSED =
+  "The server refuses to send this group's messages to this device, so new messages here may be missing. Tell your facilitator if it lasts.";
 
 /** Said when updates were left out: what is shown was read again, and what may have been missed. */
 export const MISSED_UPDATES =
@@ -70,7 +74,24 @@ export const MISSED_UPDATES =
 /** Said where this device is shown when the server refused its post-quantum key (`code`). */
 export function postQuantumRefusedText(code: string): string {
   if (code === 'relink_needed') {
-    return 'Your list of devices names another post-quantum key for this device than it holds (its data is from before an update). Link this device again from another of your devices.';
+    return "This device's keys do not match your list of devices (its data is from before an update), so some messages to it cannot be opened here. Link this device again from another of your devices; if you have no other device, make a new profile, and ask your facilitator to add you again.";
   }
-  return "The server has not accepted this device's post-quantum key. Until it does, messages to this device are protected without post-quantum encryption. It is tried again each time the app connects and when your devices change.";
+  return "The server has not accepted this device's post-quantum key. Your messages are still end-to-end encrypted; until the server accepts it, messages to this device lack the extra protection against future quantum computers. It is tried again each time the app connects and when your devices change.";
+}
+
+/**
+ * The post-quantum refusal to show after `event`, given the one shown before. The core says it
+ * at a connection before it says `connected`, and tries again at the next connection (saying
+ * it again if it is refused again), so it is cleared when the connection ends, never when one
+ * starts.
+ */
+export function postQuantumAfter(shown: string | undefined, event: CoreEvent): string | undefined {
+  switch (event.type) {
+    case 'postQuantumKeyRefused':
+      return event.code;
+    case 'disconnected':
+      return undefined;
+    default:
+      return shown;
+  }
 }

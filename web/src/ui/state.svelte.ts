@@ -28,7 +28,7 @@ export type Screen =
   | { name: 'waiting'; group: string };
 
 import type { SystemLine } from './lines.ts';
-import { groupWarningLine } from './core-warnings.ts';
+import { caughtUpLine, groupWarningLine, postQuantumAfter } from './core-warnings.ts';
 export type { SystemLine };
 
 // What went wrong, in our own words (never the server's): errors.ts.
@@ -99,8 +99,9 @@ export class AppState {
   missedUpdates = $state(false);
   /**
    * The server refused this device's post-quantum key (`postQuantumKeyRefused`; its stable
-   * code), said where this device is shown. Cleared at each connection, when the core tries
-   * again (and says so again if it is refused again).
+   * code), said where this device is shown (and above every screen for `relink_needed`).
+   * Cleared when the connection ends: the core tries again at the next one, and says so again
+   * before `connected` if it is refused again ({@link postQuantumAfter}).
    */
   postQuantumRefused = $state<string | undefined>();
   /**
@@ -285,6 +286,8 @@ export class AppState {
     this.groups = [];
     this.messages = {};
     this.lines = {};
+    this.missedUpdates = false;
+    this.postQuantumRefused = undefined;
     this.unread = {};
     this.held = {};
     this.rounds = {};
@@ -518,13 +521,13 @@ export class AppState {
   /** Applies one core event. */
   handle(event: CoreEvent): void {
     notifyEvent(event, { openGroup: this.openGroup, labelOf: (group) => this.notificationLabel(group) });
+    this.postQuantumRefused = postQuantumAfter(this.postQuantumRefused, event);
     switch (event.type) {
       case 'connection':
         this.connection = event.state;
         return;
       case 'connected':
         this.connection = 'online';
-        this.postQuantumRefused = undefined;
         return;
       case 'disconnected':
         this.connection = 'offline';
@@ -578,10 +581,17 @@ export class AppState {
       case 'invited':
       case 'messageWaiting':
       case 'roleChanged':
-      case 'caughtUp':
         this.changes++;
         void this.refreshGroups().catch(() => undefined);
         return;
+      case 'caughtUp': {
+        // The group's "your messages wait" line gets its answer.
+        const behind = (this.lines[event.group] ?? []).findLast((line) => line.key.startsWith('behind:'));
+        if (behind !== undefined) this.addLine(event.group, caughtUpLine(behind, Date.now()));
+        this.changes++;
+        void this.refreshGroups().catch(() => undefined);
+        return;
+      }
       case 'removed':
         this.changes++;
         this.addLine(event.group, {
@@ -655,20 +665,26 @@ export class AppState {
       }
       case 'groupRejected':
       case 'groupBehind':
-      case 'orderWarning':
-      case 'syncRefused': {
+      case 'orderWarning': {
         const { group, line } = groupWarningLine(event, Date.now());
         this.addLine(group, line);
         return;
       }
+      case 'syncRefused':
+        // Said by the conversation's banner while the group's `syncRefused` lasts.
+        this.changes++;
+        void this.refreshGroups().catch(() => undefined);
+        return;
       case 'eventsDropped':
         // Nothing stored is lost, but what is shown may be stale: read it again.
         this.missedUpdates = true;
+        this.changes++;
+        this.devicesChanged++;
         void this.refreshGroups().catch(() => undefined);
         if (this.openGroup !== undefined) void this.reload(this.openGroup).catch(() => undefined);
         return;
       case 'postQuantumKeyRefused':
-        this.postQuantumRefused = event.code;
+        // Kept by postQuantumAfter above.
         return;
       case 'joinRequest':
       case 'report':

@@ -56,11 +56,17 @@ export function timeline(
   }
   for (const line of lines) {
     let at = line.at;
+    let place = messages.length;
     if (line.afterSeq !== undefined) {
-      const before = messages.filter((m) => m.seq <= line.afterSeq!).at(-1);
-      if (before !== undefined) at = before.receivedAt;
+      // Right after its message, also among messages the server stamped with the same time.
+      const index = messages.findLastIndex((m) => m.seq <= line.afterSeq!);
+      const before = messages[index];
+      if (before !== undefined) {
+        at = before.receivedAt;
+        place = index + 0.5;
+      }
     }
-    entries.push({ at, order: messages.length, item: { kind: 'line', key: `l:${line.key}`, line } });
+    entries.push({ at, order: place, item: { kind: 'line', key: `l:${line.key}`, line } });
   }
   entries.sort((a, b) => a.at - b.at || a.order - b.order);
   const items: Item[] = [];

@@ -581,6 +581,8 @@ export class AppState {
       case 'invited':
       case 'messageWaiting':
       case 'roleChanged':
+      // A refused group is said by the conversation's banner while its `syncRefused` lasts.
+      case 'syncRefused':
         this.changes++;
         void this.refreshGroups().catch(() => undefined);
         return;
@@ -670,11 +672,6 @@ export class AppState {
         this.addLine(group, line);
         return;
       }
-      case 'syncRefused':
-        // Said by the conversation's banner while the group's `syncRefused` lasts.
-        this.changes++;
-        void this.refreshGroups().catch(() => undefined);
-        return;
       case 'eventsDropped':
         // Nothing stored is lost, but what is shown may be stale: read it again.
         this.missedUpdates = true;

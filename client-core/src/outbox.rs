@@ -733,7 +733,25 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 }
                 return Err(ClientError::Held);
             }
-            let (epoch, mut chain) = self.ensure_sender_key(group).await?;
+            let keyed = self.ensure_sender_key(group).await;
+            // The server refused the key as sealed to a non-member: with several server nodes,
+            // someone may have been removed through another node, and this device not told yet
+            // (the refusing node reads the newest stored log). A sync that shows the log moved
+            // on gets a round in the new epoch; one that shows nothing new leaves the refusal
+            // standing, so nobody is left out on the server's word alone.
+            if matches!(
+                keyed,
+                Err(ClientError::Server {
+                    code: ErrorCode::NotMember,
+                    ..
+                })
+            ) && epoch_moves + 1 < MAX_SEAL_ROUNDS
+                && self.sync_moves_epoch(group).await?
+            {
+                epoch_moves += 1;
+                continue;
+            }
+            let (epoch, mut chain) = keyed?;
             if self.is_behind(group) {
                 return self.keep_held(group, &entry, held_key).await;
             }
@@ -861,6 +879,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 other => return Err(unexpected_reply(other, "posted")),
             }
         }
+    }
+
+    /// Syncs `group`'s log; whether that moved it to another epoch.
+    async fn sync_moves_epoch(&mut self, group: GroupId) -> Result<bool, ClientError> {
+        let before = self.groups.get(&group).map(|c| c.state.epoch_ref());
+        self.sync_group(group, None).await?;
+        Ok(self.groups.get(&group).map(|c| c.state.epoch_ref()) != before)
     }
 
     /// Posts again every message that was handed to the server but not acknowledged.

@@ -182,3 +182,74 @@ fn a_distribution_from_a_stranger_or_another_branch_is_dropped_and_acknowledged(
         "both acknowledged"
     );
 }
+
+// §11.3 across server nodes: Bob removed Carol through another node, whose op this device has
+// not been pushed yet, and this node (which reads the newest stored log) refuses a sender key
+// sealed to her as `not_member`. The message is not lost and not refused: the device syncs,
+// finds the removal, and sends its key and the message in the new epoch, without Carol.
+#[test]
+fn a_sender_key_refused_for_someone_removed_through_another_node_goes_again_in_the_new_epoch() {
+    let mut device = Device::new();
+    let bob = Member::new(2, "Bob");
+    let carol = Member::new(4, "Carol");
+    let group = device.group_with(&[&bob, &carol]);
+    device.set_role(group, bob.user, Role::CoFacilitator);
+    let before = device.state(group).epoch();
+    device.member_op(
+        group,
+        &bob,
+        OpBody::Remove {
+            user: carol.user,
+            ban: false,
+        },
+    );
+    let removed = carol.device();
+    device.answer(Some(refuse(ErrorCode::NotMember, move |f| {
+        matches!(f, ClientFrame::SendSealed { items, .. }
+            if items.iter().any(|i| i.recipient == removed))
+    })));
+    device.clear();
+
+    device.send(group, "bye Carol").unwrap();
+
+    let posted = device.posted();
+    assert_eq!(posted.len(), 1, "one message, posted once");
+    assert!(
+        posted[0].epoch > before,
+        "sealed in the epoch without Carol"
+    );
+    assert_eq!(
+        sealed_to(&device),
+        [
+            BTreeSet::from([bob.device(), carol.device()]),
+            BTreeSet::from([bob.device()])
+        ],
+        "the refused key, then the new epoch's key for Bob alone"
+    );
+}
+
+// The same refusal from a server that has no such removal to show (a lie, or a fault): the
+// device syncs, finds nothing new, and does not seal without Carol on the server's word — it
+// says the send failed, and has posted nothing.
+#[test]
+fn a_sender_key_refused_with_no_removal_to_show_fails_the_send_and_posts_nothing() {
+    let mut device = Device::new();
+    let bob = Member::new(2, "Bob");
+    let carol = Member::new(4, "Carol");
+    let group = device.group_with(&[&bob, &carol]);
+    let everyone = BTreeSet::from([bob.device(), carol.device()]);
+    device.answer(Some(refuse(ErrorCode::NotMember, |f| {
+        matches!(f, ClientFrame::SendSealed { .. })
+    })));
+    device.clear();
+
+    let err = device.send(group, "hello").unwrap_err();
+
+    assert_eq!(err.code(), "not_member", "{err:?}");
+    assert!(device.posted().is_empty());
+    assert!(
+        sealed_to(&device).iter().all(|to| *to == everyone),
+        "never sealed without Carol: {:?}",
+        sealed_to(&device)
+    );
+}

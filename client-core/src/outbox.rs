@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use confide_protocol::envelope::{ContentBody, Envelope, MessageContent};
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-use confide_protocol::{GroupId, MessageId, Seq};
+use confide_protocol::{EpochRef, GroupId, MessageId, Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, EncryptError, Missing, unexpected_reply};
@@ -733,25 +733,35 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 }
                 return Err(ClientError::Held);
             }
-            let keyed = self.ensure_sender_key(group).await;
-            // The server refused the key as sealed to a non-member: with several server nodes,
-            // someone may have been removed through another node, and this device not told yet
-            // (the refusing node reads the newest stored log). A sync that shows the log moved
-            // on gets a round in the new epoch; one that shows nothing new leaves the refusal
-            // standing, so nobody is left out on the server's word alone.
-            if matches!(
-                keyed,
-                Err(ClientError::Server {
-                    code: ErrorCode::NotMember,
-                    ..
-                })
-            ) && epoch_moves + 1 < MAX_SEAL_ROUNDS
-                && self.sync_moves_epoch(group).await?
-            {
-                epoch_moves += 1;
-                continue;
-            }
-            let (epoch, mut chain) = keyed?;
+            let sealed_for = self.epoch_ref_of(group);
+            let (epoch, mut chain) = match self.ensure_sender_key(group).await {
+                // The server refused the key as sealed to a non-member: with several server
+                // nodes, someone may have been removed through another node before this device
+                // was told (the refusing node reads the newest stored log; it usually pushes
+                // the removal just before its refusal). If the verified log, synced, has moved
+                // on from the epoch the key was for, the message goes round in the new epoch;
+                // if not, the refusal stands, and nobody is left out on the server's word.
+                Err(
+                    refusal @ ClientError::Server {
+                        code: ErrorCode::NotMember,
+                        ..
+                    },
+                ) => {
+                    self.sync_group(group, None).await?;
+                    if self.is_behind(group) {
+                        return self.keep_held(group, &entry, held_key).await;
+                    }
+                    if self.epoch_ref_of(group) == sealed_for {
+                        return Err(refusal);
+                    }
+                    epoch_moves += 1;
+                    if epoch_moves >= MAX_SEAL_ROUNDS {
+                        return self.keep_held(group, &entry, held_key).await;
+                    }
+                    continue;
+                }
+                keyed => keyed?,
+            };
             if self.is_behind(group) {
                 return self.keep_held(group, &entry, held_key).await;
             }
@@ -760,11 +770,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // could be read by the removed member (§5.5). Round again, in the new epoch; a log
             // that keeps moving (only a hostile server makes it) gets the message held, to be
             // sent later like any held message.
-            if self
-                .groups
-                .get(&group)
-                .is_none_or(|ctx| ctx.state.epoch_ref() != epoch)
-            {
+            if self.epoch_ref_of(group) != Some(epoch) {
                 epoch_moves += 1;
                 if epoch_moves >= MAX_SEAL_ROUNDS {
                     return self.keep_held(group, &entry, held_key).await;
@@ -881,11 +887,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
     }
 
-    /// Syncs `group`'s log; whether that moved it to another epoch.
-    async fn sync_moves_epoch(&mut self, group: GroupId) -> Result<bool, ClientError> {
-        let before = self.groups.get(&group).map(|c| c.state.epoch_ref());
-        self.sync_group(group, None).await?;
-        Ok(self.groups.get(&group).map(|c| c.state.epoch_ref()) != before)
+    /// The epoch `group`'s verified log is in, if this device has the group.
+    fn epoch_ref_of(&self, group: GroupId) -> Option<EpochRef> {
+        self.groups.get(&group).map(|c| c.state.epoch_ref())
     }
 
     /// Posts again every message that was handed to the server but not acknowledged.

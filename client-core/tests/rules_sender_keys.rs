@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use confide_protocol::frames::{ClientFrame, ErrorCode};
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use confide_protocol::group_log::{OpBody, Role};
 use confide_protocol::{DeviceId, GroupId};
 use support::{Device, Member, alice_and_bob, refuse};
@@ -183,19 +183,19 @@ fn a_distribution_from_a_stranger_or_another_branch_is_dropped_and_acknowledged(
     );
 }
 
-// §11.3 across server nodes: Bob removed Carol through another node, whose op this device has
-// not been pushed yet, and this node (which reads the newest stored log) refuses a sender key
-// sealed to her as `not_member`. The message is not lost and not refused: the device syncs,
-// finds the removal, and sends its key and the message in the new epoch, without Carol.
-#[test]
-fn a_sender_key_refused_for_someone_removed_through_another_node_goes_again_in_the_new_epoch() {
+// §11.3 across server nodes: Bob removed Carol through another node, and this device has not
+// been told yet. This node reads the newest stored log, so it refuses a sender key sealed to
+// Carol as `not_member` — usually pushing the removal just before (`cluster::refresh`), or not.
+// Either way the message is neither lost nor refused: the device syncs, finds the removal, and
+// sends its key and the message in the new epoch, without Carol.
+fn removed_through_another_node(pushed_before_the_refusal: bool) {
     let mut device = Device::new();
     let bob = Member::new(2, "Bob");
     let carol = Member::new(4, "Carol");
     let group = device.group_with(&[&bob, &carol]);
     device.set_role(group, bob.user, Role::CoFacilitator);
     let before = device.state(group).epoch();
-    device.member_op(
+    let (removal, seq) = device.member_op(
         group,
         &bob,
         OpBody::Remove {
@@ -204,9 +204,20 @@ fn a_sender_key_refused_for_someone_removed_through_another_node_goes_again_in_t
         },
     );
     let removed = carol.device();
-    device.answer(Some(refuse(ErrorCode::NotMember, move |f| {
-        matches!(f, ClientFrame::SendSealed { items, .. }
-            if items.iter().any(|i| i.recipient == removed))
+    device.answer(Some(Box::new(move |f: &ClientFrame| match f {
+        ClientFrame::SendSealed { items, .. } if items.iter().any(|i| i.recipient == removed) => {
+            let refusal = ServerFrame::error(Some(f.request_id()), ErrorCode::NotMember, "no");
+            let pushed = ServerFrame::Op {
+                group,
+                op: removal.clone(),
+                seq,
+            };
+            Some(match pushed_before_the_refusal {
+                true => vec![pushed, refusal],
+                false => vec![refusal],
+            })
+        }
+        _ => None,
     })));
     device.clear();
 
@@ -228,6 +239,16 @@ fn a_sender_key_refused_for_someone_removed_through_another_node_goes_again_in_t
     );
 }
 
+#[test]
+fn a_sender_key_refused_for_someone_removed_through_another_node_goes_again_in_the_new_epoch() {
+    removed_through_another_node(false);
+}
+
+#[test]
+fn a_sender_key_refused_after_the_node_pushed_the_removal_goes_again_in_the_new_epoch() {
+    removed_through_another_node(true);
+}
+
 // The same refusal from a server that has no such removal to show (a lie, or a fault): the
 // device syncs, finds nothing new, and does not seal without Carol on the server's word — it
 // says the send failed, and has posted nothing.
@@ -237,7 +258,6 @@ fn a_sender_key_refused_with_no_removal_to_show_fails_the_send_and_posts_nothing
     let bob = Member::new(2, "Bob");
     let carol = Member::new(4, "Carol");
     let group = device.group_with(&[&bob, &carol]);
-    let everyone = BTreeSet::from([bob.device(), carol.device()]);
     device.answer(Some(refuse(ErrorCode::NotMember, |f| {
         matches!(f, ClientFrame::SendSealed { .. })
     })));
@@ -246,10 +266,37 @@ fn a_sender_key_refused_with_no_removal_to_show_fails_the_send_and_posts_nothing
     let err = device.send(group, "hello").unwrap_err();
 
     assert_eq!(err.code(), "not_member", "{err:?}");
+    assert_eq!(device.synced(), [group], "it looked for a removal first");
     assert!(device.posted().is_empty());
-    assert!(
-        sealed_to(&device).iter().all(|to| *to == everyone),
-        "never sealed without Carol: {:?}",
-        sealed_to(&device)
+    assert_eq!(
+        sealed_to(&device),
+        [BTreeSet::from([bob.device(), carol.device()])],
+        "sealed once, to everyone"
     );
+}
+
+// The device itself was removed through another node: the send says so.
+#[test]
+fn a_sender_key_refused_because_this_device_was_removed_says_removed() {
+    let mut device = Device::new();
+    let bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    device.set_role(group, bob.user, Role::Facilitator);
+    device.member_op(
+        group,
+        &bob,
+        OpBody::Remove {
+            user: support::ALICE,
+            ban: false,
+        },
+    );
+    device.answer(Some(refuse(ErrorCode::NotMember, |f| {
+        matches!(f, ClientFrame::SendSealed { .. })
+    })));
+    device.clear();
+
+    let err = device.send(group, "hello").unwrap_err();
+
+    assert_eq!(err.code(), "removed", "{err:?}");
+    assert!(device.posted().is_empty());
 }

@@ -672,26 +672,38 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// sender key first if needed) and posts it. Returns the seq and id once durable. A text
     /// whose group has gained members since it was written ([`Self::added_since`]) is not
     /// sealed: it is held (or stays held) and the user asked ([`Event::HeldNeedsConfirm`]).
+    ///
+    /// Offline (the server unreachable, or not answering, before the message could go into
+    /// the outbox: at the start, or while its sender key or a sync went out), a new message is
+    /// kept, encrypted in the store but not yet sealed, and sealed and posted once connected
+    /// again (`after_connect`), in the epoch current then; the caller hears `Held`. A held
+    /// message being sent (`held_key`) gets the error, which stops `process_held` so that the
+    /// rest wait, in order, for the next connection.
     pub(crate) async fn post_now(
         &mut self,
         group: GroupId,
         entry: HeldEntry,
         held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
-        let content = entry.content.clone();
-        if let Err(e) = self.ensure_connected().await {
-            // Offline (the server unreachable, or not answering): a new message is kept,
-            // encrypted in the store but not yet sealed, and sealed and posted once connected
-            // again (`after_connect`), in the epoch current then; the caller hears `Held`. A
-            // held message being sent (`held_key`) gets the error, which stops
-            // `process_held` so that the rest wait, in order, for the next connection.
-            return match e {
-                ClientError::Transport(_) | ClientError::Timeout { .. } if held_key.is_none() => {
-                    self.keep_held(group, &entry, None).await
-                }
-                e => Err(e),
-            };
+        match self.seal_and_post(group, entry.clone(), held_key).await {
+            // Never returned once the message is in the outbox (a post that meets a dropped
+            // connection is `Pending` there), so it is kept exactly once.
+            Err(ClientError::Transport(_) | ClientError::Timeout { .. }) if held_key.is_none() => {
+                self.keep_held(group, &entry, None).await
+            }
+            r => r,
         }
+    }
+
+    /// [`Self::post_now`], but for what it does when the connection fails.
+    async fn seal_and_post(
+        &mut self,
+        group: GroupId,
+        entry: HeldEntry,
+        held_key: Option<&[u8]>,
+    ) -> Result<(Seq, MessageId), ClientError> {
+        let content = entry.content.clone();
+        self.ensure_connected().await?;
         let from_held = held_key.is_some();
         // The held entry this message comes from, removed in the same flush that puts it into
         // the outbox (so a crash leaves exactly one copy), and only once.

@@ -4,7 +4,8 @@
 //! user is asked, and sends it anyway or discards it), while a removal alone does not stop it;
 //! the group's later held messages wait behind it; `held` lists them all by id. And §11.1's
 //! order: a held message that meets a failed reconnect stops the rest, which go later in the
-//! order they were written.
+//! order they were written. A connection lost while a new message's sender key or sync went out
+//! keeps the message too.
 
 mod support;
 
@@ -374,4 +375,55 @@ fn a_member_back_on_a_new_device_is_asked_about() {
     assert_eq!(listed[0].added.len(), 1);
     assert_eq!(listed[0].added[0].user, carol.user);
     assert!(listed[0].added[0].new_device);
+}
+
+// `send_text` promises that a message the server could not be reached for goes once connected
+// again. The connection can also drop after the device found itself connected, while its
+// sender key goes out (the first message of an epoch) or while a sync after a `stale_epoch`
+// refusal runs: the message is kept then too, not lost with an `unreachable` error.
+#[test]
+fn a_connection_lost_while_the_sender_key_goes_out_keeps_the_message_for_later() {
+    let (mut device, group, _, _) = group(true);
+    device.answer(Some(Box::new(|frame| {
+        matches!(frame, ClientFrame::SendSealed { .. }).then(Vec::new)
+    })));
+    assert_eq!(
+        device
+            .send(group, "while the train went")
+            .unwrap_err()
+            .code(),
+        "held"
+    );
+    assert_eq!(held(&device, group).len(), 1);
+    assert!(device.posted().is_empty());
+
+    come_back(&mut device);
+    assert_eq!(sent(&device), ["while the train went"]);
+    assert!(held(&device, group).is_empty());
+}
+
+#[test]
+fn a_connection_lost_in_the_sync_after_a_stale_refusal_keeps_the_message_for_later() {
+    let (mut device, group, _, _) = group(true);
+    device.send(group, "first").unwrap();
+    let mut refused = false;
+    device.answer(Some(Box::new(move |frame| match frame {
+        ClientFrame::Post { .. } if !refused => {
+            refused = true;
+            Some(vec![confide_protocol::frames::ServerFrame::error(
+                Some(frame.request_id()),
+                confide_protocol::frames::ErrorCode::StaleEpoch,
+                "stale",
+            )])
+        }
+        ClientFrame::Sync { .. } => Some(Vec::new()),
+        _ => None,
+    })));
+    device.clear();
+    assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
+    assert_eq!(held(&device, group).len(), 1);
+
+    come_back(&mut device);
+    assert_eq!(sent(&device), ["second"]);
+    assert!(held(&device, group).is_empty());
 }

@@ -624,7 +624,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let _ = self.commit().await;
     }
 
-    /// Leaves a message held: the entry it came from stays, or a new one is made.
+    /// Leaves a message held: the entry it came from stays, or a new one is made and stored
+    /// before the caller hears `Held` (a store that cannot take it gives its error instead:
+    /// nobody is told a message is kept that is not).
     pub(crate) async fn keep_held(
         &mut self,
         group: GroupId,
@@ -633,6 +635,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     ) -> Result<(Seq, MessageId), ClientError> {
         if held_key.is_none() {
             self.hold_quietly(group, entry).await?;
+            self.commit().await?;
         }
         Err(ClientError::Held)
     }
@@ -653,6 +656,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let entry = self.new_held(group, content);
         if self.is_held(group).await {
             self.hold(group, &entry).await?;
+            // Stored before the caller hears `Held` ([`Self::keep_held`]).
+            self.commit().await?;
             return Err(ClientError::Held);
         }
         let r = self.post_now(group, entry, None).await;
@@ -760,6 +765,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     },
                 ) => {
                     self.sync_group(group, None).await?;
+                    if self.conn.is_none() {
+                        // The sync ended with the connection, before it could show the log's
+                        // head: like any dropped connection (a new message is held).
+                        return Err(ClientError::Transport(crate::TransportError::Closed(None)));
+                    }
                     if self.is_behind(group) {
                         return self.keep_held(group, &entry, held_key).await;
                     }
@@ -829,7 +839,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 true,
             );
             if behind_outbox {
-                // Posted in order by the outbox's retry; `Sent` (or `SendFailed`) follows.
+                // Posted in order by the outbox's retry; `Sent` (or `SendFailed`) follows. In
+                // the outbox before the caller hears `Pending`.
+                self.commit().await?;
                 return Err(ClientError::Pending);
             }
             let env = envelope.clone();

@@ -12,6 +12,9 @@
 //! the same failures: whichever page's store write fails, every message is shown once, and
 //! only once stored.
 //!
+//! A send that answers `held` (the connection dropped while the sender key went out) has its
+//! message stored, whatever step of it the store fails at: it goes after a restart.
+//!
 //! The same run over a store that writes each batch one value at a time (as the client did
 //! before the commit rule) must break that somewhere: that shows the test can fail.
 //!
@@ -22,6 +25,7 @@ mod support;
 
 use confide_client_core::memory::Faults;
 use confide_client_core::{Event, MemoryStore};
+use confide_protocol::frames::ClientFrame;
 use pollster::block_on;
 use support::{Device, Member, Shared, at_seq};
 
@@ -237,4 +241,52 @@ fn at_seq_of(
         })
         .expect("a sync frame");
     at_seq(group, u64::from(seq))
+}
+
+/// Alice's device over a store with `faults` sends [`TEXT`] in a group where her sender key
+/// is yet to go out, and the connection drops while it goes (the server never answers it).
+/// Then the device starts again over what its store kept and connects. Returns the store's
+/// steps before the send, the steps the send took, what the send answered, and the texts the
+/// device reported sent after the restart.
+fn send_meeting_a_drop(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<String>) {
+    let (store, probe) = MemoryStore::with_faults(faults);
+    let mut device = Device::create(store, Shared::default());
+    let bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    let setup_steps = probe.steps();
+    device.answer(Some(Box::new(|frame| {
+        matches!(frame, ClientFrame::SendSealed { .. }).then(Vec::new)
+    })));
+    let answered = device.send(group, TEXT).map_err(|e| e.code().to_string());
+    let send_steps = probe.steps() - setup_steps;
+
+    device.answer(None);
+    let mut again = device.restart(5);
+    again.clear();
+    block_on(again.core.connect()).unwrap();
+    block_on(again.core.after_connect());
+    again.drive();
+    let sent = again.events_as(|e| match e {
+        Event::Sent(m) => Some(m.text),
+        _ => None,
+    });
+    (setup_steps, send_steps, answered, sent)
+}
+
+// `held` is a promise: the message is in the store and goes once connected. Whichever step of
+// the send the store fails at, a send that answered `held` has its message sent after a
+// restart, exactly once, and one that answered with the store's error has nothing sent.
+#[test]
+fn a_send_that_answers_held_has_its_message_stored_whatever_step_fails() {
+    let (setup, steps, answered, sent) = send_meeting_a_drop(Faults::new());
+    assert_eq!(answered, Err("held".to_string()));
+    assert_eq!(sent, [TEXT]);
+    for step in setup + 1..=setup + steps {
+        let (_, _, answered, sent) = send_meeting_a_drop(Faults::new().fail_at(step));
+        match answered.as_ref().map_err(String::as_str) {
+            Err("held") => assert_eq!(sent, [TEXT], "store failing at step {step}"),
+            Err("store") => assert!(sent.is_empty(), "store failing at step {step}: {sent:?}"),
+            other => panic!("store failing at step {step}: the send answered {other:?}"),
+        }
+    }
 }

@@ -421,9 +421,20 @@ fn a_connection_lost_in_the_sync_after_a_stale_refusal_keeps_the_message_for_lat
     })));
     device.clear();
     assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
-    assert_eq!(held(&device, group).len(), 1);
+    let listed = held(&device, group);
+    assert_eq!(listed.len(), 1);
+    assert!(!listed[0].sealed, "kept as text, to be sealed again");
 
     come_back(&mut device);
     assert_eq!(sent(&device), ["second"]);
     assert!(held(&device, group).is_empty());
+    // The refused envelope and the one that went: sealed with different message keys.
+    let posted = device.posted();
+    assert_eq!(posted.len(), 2);
+    assert_ne!(posted[0].message_id(), posted[1].message_id());
+    assert_ne!(
+        (posted[0].epoch, posted[0].iteration),
+        (posted[1].epoch, posted[1].iteration),
+        "a message key used twice"
+    );
 }

@@ -300,3 +300,29 @@ fn a_sender_key_refused_because_this_device_was_removed_says_removed() {
     assert_eq!(err.code(), "removed", "{err:?}");
     assert!(device.posted().is_empty());
 }
+
+// The refusal, then the connection drops during the sync that looks for the removal: nothing
+// is decided on a log that was not read to its end, and the message is kept for later.
+#[test]
+fn a_sender_key_refused_then_the_connection_lost_in_the_sync_keeps_the_message() {
+    let mut device = Device::new();
+    let bob = Member::new(2, "Bob");
+    let carol = Member::new(4, "Carol");
+    let group = device.group_with(&[&bob, &carol]);
+    device.answer(Some(Box::new(|f: &ClientFrame| match f {
+        ClientFrame::SendSealed { .. } => Some(vec![ServerFrame::error(
+            Some(f.request_id()),
+            ErrorCode::NotMember,
+            "no",
+        )]),
+        ClientFrame::Sync { .. } => Some(Vec::new()),
+        _ => None,
+    })));
+    device.clear();
+
+    assert_eq!(device.send(group, "hello").unwrap_err().code(), "held");
+    assert!(device.posted().is_empty());
+    let held = pollster::block_on(device.core.held(group)).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].text, "hello");
+}

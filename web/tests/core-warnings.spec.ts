@@ -7,6 +7,7 @@
 
 import {
   caughtUpLine,
+  groupMarker,
   groupWarningLine,
   MISSED_UPDATES,
   postQuantumAfter,
@@ -98,4 +99,15 @@ test("a refused post-quantum key is said until the connection ends, and what it 
   expect(postQuantumRefusedText(FAKE)).toBe(text);
   expect(MISSED_UPDATES).toMatch(/Nothing is lost/);
   expect(MISSED_UPDATES).toMatch(/safety number/);
+});
+
+test('the groups list marks a group the server refuses, or one with a warning not yet read', () => {
+  expect(groupMarker(false, false)).toBeUndefined();
+  const refused = groupMarker(true, false);
+  const warned = groupMarker(false, true);
+  expect(refused).toMatch(/Not updating/);
+  expect(warned).toMatch(/warning/);
+  expect(refused).not.toBe(warned);
+  // The lasting refusal is said first: opening the group does not end it.
+  expect(groupMarker(true, true)).toBe(refused);
 });

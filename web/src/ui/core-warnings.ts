@@ -67,6 +67,17 @@ export function caughtUpLine(behind: SystemLine, now: number): SystemLine {
 export const SYNC_REFUSED =
   "The server refuses to send this group's messages to this device, so new messages here may be missing. Tell your facilitator if it lasts.";
 
+/**
+ * What the groups list says under a group that needs a look, if anything: the server refusing
+ * to serve it (while `GroupInfo.syncRefused` lasts), else a warning line added while it was not
+ * open (until it is opened).
+ */
+export function groupMarker(syncRefused: boolean, warned: boolean): string | undefined {
+  if (syncRefused) return 'Not updating: open it to see why';
+  if (warned) return 'A warning here: open it to read it';
+  return undefined;
+}
+
 /** Said when updates were left out: what is shown was read again, and what may have been missed. */
 export const MISSED_UPDATES =
   "Some updates came faster than this page could show them. Nothing is lost: your groups were read again. A warning, such as a member's safety number changing, may have been among them: if you rely on a safety number, compare it again.";

@@ -64,6 +64,11 @@ export class AppState {
   lines = $state.raw<Record<string, SystemLine[]>>({});
   /** New messages per group: the core's count after its read marker, kept up to date live. */
   unread = $state.raw<Record<string, number>>({});
+  /**
+   * Groups with a warning line (`groupRejected`, `groupBehind`, `orderWarning`) added this
+   * session while they were not open: marked in the groups list until opened.
+   */
+  warned = $state.raw<Record<string, boolean>>({});
   /** When the newest message of each group arrived. */
   lastAt = $state.raw<Record<string, number>>({});
   /** Groups with older messages than those loaded. */
@@ -99,7 +104,7 @@ export class AppState {
   missedUpdates = $state(false);
   /**
    * The server refused this device's post-quantum key (`postQuantumKeyRefused`; its stable
-   * code), said where this device is shown (and above every screen for `relink_needed`).
+   * code), said where this device is shown (or, for `relink_needed`, above every screen).
    * Cleared when the connection ends: the core tries again at the next one, and says so again
    * before `connected` if it is refused again ({@link postQuantumAfter}).
    */
@@ -289,6 +294,7 @@ export class AppState {
     this.missedUpdates = false;
     this.postQuantumRefused = undefined;
     this.unread = {};
+    this.warned = {};
     this.held = {};
     this.rounds = {};
     this.hiddenTopics = {};
@@ -349,6 +355,7 @@ export class AppState {
   /** Opens a group: loads its history and notices, and marks it read. */
   async open(group: string): Promise<void> {
     this.screen = { name: 'group', group };
+    if (this.warned[group]) this.warned = { ...this.warned, [group]: false };
     await this.reload(group);
   }
 
@@ -506,10 +513,12 @@ export class AppState {
     }
   }
 
-  private addLine(group: string, line: SystemLine): void {
+  /** Adds `line` to `group`'s conversation, unless a line with its key is there; whether it was added. */
+  private addLine(group: string, line: SystemLine): boolean {
     const list = this.lines[group] ?? [];
-    if (list.some((l) => l.key === line.key)) return;
+    if (list.some((l) => l.key === line.key)) return false;
     this.lines = { ...this.lines, [group]: [...list, line] };
+    return true;
   }
 
   private nameOf(user: string | undefined): string {
@@ -669,7 +678,8 @@ export class AppState {
       case 'groupBehind':
       case 'orderWarning': {
         const { group, line } = groupWarningLine(event, Date.now());
-        this.addLine(group, line);
+        // A new warning in a group that is not open is marked in the groups list until opened.
+        if (this.addLine(group, line) && this.openGroup !== group) this.warned = { ...this.warned, [group]: true };
         return;
       }
       case 'eventsDropped':

@@ -746,6 +746,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                             added,
                             epoch: entry.asked_in.unwrap_or(0),
                         });
+                        // Stored before the caller hears `Held` ([`Self::keep_held`]).
+                        self.commit().await?;
                     }
                 }
                 return Err(ClientError::Held);

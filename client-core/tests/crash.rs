@@ -273,20 +273,66 @@ fn send_meeting_a_drop(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<St
     (setup_steps, send_steps, answered, sent)
 }
 
+/// Alice's device over a store with `faults`, offline, sends "first" (held), then [`TEXT`],
+/// which waits behind it (the store may fail there); then the device starts again over what
+/// its store kept and connects. Returns as [`send_meeting_a_drop`] does.
+fn send_behind_a_held_one(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<String>) {
+    let (store, probe) = MemoryStore::with_faults(faults);
+    let mut device = Device::create(store, Shared::default());
+    let bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    block_on(device.core.connection_lost("the test went offline".into()));
+    device.answer(Some(support::silence()));
+    assert_eq!(device.send(group, "first").unwrap_err().code(), "held");
+    let setup_steps = probe.steps();
+    let answered = device.send(group, TEXT).map_err(|e| e.code().to_string());
+    let send_steps = probe.steps() - setup_steps;
+
+    device.answer(None);
+    let mut again = device.restart(5);
+    again.clear();
+    block_on(again.core.connect()).unwrap();
+    block_on(again.core.after_connect());
+    again.drive();
+    let sent = again.events_as(|e| match e {
+        Event::Sent(m) => Some(m.text),
+        _ => None,
+    });
+    (setup_steps, send_steps, answered, sent)
+}
+
+/// Runs `send` without faults, then with the store failing at each step of the send in turn:
+/// whenever the send answered `held`, its message goes after a restart, exactly once, after
+/// `before`; whenever it answered with the store's error, only `before` goes.
+fn held_is_a_promise(
+    send: fn(Faults) -> (u64, u64, Result<u64, String>, Vec<String>),
+    before: &[&str],
+) {
+    let (setup, steps, answered, sent) = send(Faults::new());
+    let with_it: Vec<&str> = before.iter().copied().chain([TEXT]).collect();
+    assert_eq!(answered, Err("held".to_string()));
+    assert_eq!(sent, with_it);
+    assert!(steps > 0);
+    for step in setup + 1..=setup + steps {
+        let (_, _, answered, sent) = send(Faults::new().fail_at(step));
+        match answered.as_ref().map_err(String::as_str) {
+            Err("held") => assert_eq!(sent, with_it, "store failing at step {step}"),
+            Err("store") => assert_eq!(sent, before, "store failing at step {step}"),
+            other => panic!("store failing at step {step}: the send answered {other:?}"),
+        }
+    }
+}
+
 // `held` is a promise: the message is in the store and goes once connected. Whichever step of
 // the send the store fails at, a send that answered `held` has its message sent after a
 // restart, exactly once, and one that answered with the store's error has nothing sent.
 #[test]
 fn a_send_that_answers_held_has_its_message_stored_whatever_step_fails() {
-    let (setup, steps, answered, sent) = send_meeting_a_drop(Faults::new());
-    assert_eq!(answered, Err("held".to_string()));
-    assert_eq!(sent, [TEXT]);
-    for step in setup + 1..=setup + steps {
-        let (_, _, answered, sent) = send_meeting_a_drop(Faults::new().fail_at(step));
-        match answered.as_ref().map_err(String::as_str) {
-            Err("held") => assert_eq!(sent, [TEXT], "store failing at step {step}"),
-            Err("store") => assert!(sent.is_empty(), "store failing at step {step}: {sent:?}"),
-            other => panic!("store failing at step {step}: the send answered {other:?}"),
-        }
-    }
+    held_is_a_promise(send_meeting_a_drop, &[]);
+}
+
+// The same for a message that waits behind one held earlier (the group's held path).
+#[test]
+fn a_send_held_behind_another_has_its_message_stored_whatever_step_fails() {
+    held_is_a_promise(send_behind_a_held_one, &["first"]);
 }

@@ -243,12 +243,16 @@ fn at_seq_of(
     at_seq(group, u64::from(seq))
 }
 
+/// What a send run gives: the store's steps before the send, the steps the send took, what
+/// the send answered (its error's code), and the texts reported sent after a restart.
+type SendRun = (u64, u64, Result<u64, String>, Vec<String>);
+
 /// Alice's device over a store with `faults` sends [`TEXT`] in a group where her sender key
 /// is yet to go out, and the connection drops while it goes (the server never answers it).
 /// Then the device starts again over what its store kept and connects. Returns the store's
 /// steps before the send, the steps the send took, what the send answered, and the texts the
 /// device reported sent after the restart.
-fn send_meeting_a_drop(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<String>) {
+fn send_meeting_a_drop(faults: Faults) -> SendRun {
     let (store, probe) = MemoryStore::with_faults(faults);
     let mut device = Device::create(store, Shared::default());
     let bob = Member::new(2, "Bob");
@@ -276,7 +280,7 @@ fn send_meeting_a_drop(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<St
 /// Alice's device over a store with `faults`, offline, sends "first" (held), then [`TEXT`],
 /// which waits behind it (the store may fail there); then the device starts again over what
 /// its store kept and connects. Returns as [`send_meeting_a_drop`] does.
-fn send_behind_a_held_one(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<String>) {
+fn send_behind_a_held_one(faults: Faults) -> SendRun {
     let (store, probe) = MemoryStore::with_faults(faults);
     let mut device = Device::create(store, Shared::default());
     let bob = Member::new(2, "Bob");
@@ -304,10 +308,7 @@ fn send_behind_a_held_one(faults: Faults) -> (u64, u64, Result<u64, String>, Vec
 /// Runs `send` without faults, then with the store failing at each step of the send in turn:
 /// whenever the send answered `held`, its message goes after a restart, exactly once, after
 /// `before`; whenever it answered with the store's error, only `before` goes.
-fn held_is_a_promise(
-    send: fn(Faults) -> (u64, u64, Result<u64, String>, Vec<String>),
-    before: &[&str],
-) {
+fn held_is_a_promise(send: fn(Faults) -> SendRun, before: &[&str]) {
     let (setup, steps, answered, sent) = send(Faults::new());
     let with_it: Vec<&str> = before.iter().copied().chain([TEXT]).collect();
     assert_eq!(answered, Err("held".to_string()));

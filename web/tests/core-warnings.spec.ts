@@ -102,12 +102,14 @@ test("a refused post-quantum key is said until the connection ends, and what it 
 });
 
 test('the groups list marks a group the server refuses, or one with a warning not yet read', () => {
-  expect(groupMarker(false, false)).toBeUndefined();
-  const refused = groupMarker(true, false);
-  const warned = groupMarker(false, true);
-  expect(refused).toMatch(/Not updating/);
+  expect(groupMarker(false, false, false)).toBeUndefined();
+  const refused = groupMarker(true, false, false);
+  const warned = groupMarker(false, true, false);
+  expect(refused).toMatch(/Not updating: open it/);
   expect(warned).toMatch(/warning/);
   expect(refused).not.toBe(warned);
-  // The lasting refusal is said first: opening the group does not end it.
-  expect(groupMarker(true, true)).toBe(refused);
+  // The lasting refusal is said first: opening the group does not end it; while it is open
+  // beside the list, the list does not ask to open it.
+  expect(groupMarker(true, true, false)).toBe(refused);
+  expect(groupMarker(true, false, true)).toBe('Not updating');
 });

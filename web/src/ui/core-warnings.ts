@@ -70,10 +70,10 @@ export const SYNC_REFUSED =
 /**
  * What the groups list says under a group that needs a look, if anything: the server refusing
  * to serve it (while `GroupInfo.syncRefused` lasts), else a warning line added while it was not
- * open (until it is opened).
+ * open (until it is opened). `open`: the group is the one on screen beside the list.
  */
-export function groupMarker(syncRefused: boolean, warned: boolean): string | undefined {
-  if (syncRefused) return 'Not updating: open it to see why';
+export function groupMarker(syncRefused: boolean, warned: boolean, open: boolean): string | undefined {
+  if (syncRefused) return open ? 'Not updating' : 'Not updating: open it to see why';
   if (warned) return 'A warning here: open it to read it';
   return undefined;
 }

@@ -65,8 +65,8 @@ export class AppState {
   /** New messages per group: the core's count after its read marker, kept up to date live. */
   unread = $state.raw<Record<string, number>>({});
   /**
-   * Groups with a warning line (`groupRejected`, `groupBehind`, `orderWarning`) added this
-   * session while they were not open: marked in the groups list until opened.
+   * Groups with a warning line (`groupBehind`, `orderWarning`, `keyChanged`) added this session
+   * while their conversation was not on screen: marked in the groups list until opened.
    */
   warned = $state.raw<Record<string, boolean>>({});
   /** When the newest message of each group arrived. */
@@ -513,6 +513,15 @@ export class AppState {
     }
   }
 
+  /**
+   * Marks `group` in the groups list as having a warning to read, unless its conversation is
+   * on screen (its info screen is not: the warning is in the conversation).
+   */
+  private markWarned(group: string): void {
+    const reading = this.screen.name === 'group' && this.screen.group === group;
+    if (!reading) this.warned = { ...this.warned, [group]: true };
+  }
+
   /** Adds `line` to `group`'s conversation, unless a line with its key is there; whether it was added. */
   private addLine(group: string, line: SystemLine): boolean {
     const list = this.lines[group] ?? [];
@@ -623,6 +632,7 @@ export class AppState {
           text: `${event.displayName}'s safety number changed. This usually means they set Confide up again on a new device. You can compare safety numbers in the group's info.`,
           kind: 'system',
         });
+        this.markWarned(event.group);
         return;
       case 'messageRejected':
         this.addLine(event.rejection.group, {
@@ -678,8 +688,9 @@ export class AppState {
       case 'groupBehind':
       case 'orderWarning': {
         const { group, line } = groupWarningLine(event, Date.now());
-        // A new warning in a group that is not open is marked in the groups list until opened.
-        if (this.addLine(group, line) && this.openGroup !== group) this.warned = { ...this.warned, [group]: true };
+        // A change the server sent that was refused needs nothing of the person (its line says
+        // so): not marked. Messages waiting for the group to catch up, or one out of place, are.
+        if (this.addLine(group, line) && event.type !== 'groupRejected') this.markWarned(group);
         return;
       }
       case 'eventsDropped':

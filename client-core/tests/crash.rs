@@ -25,6 +25,7 @@ mod support;
 
 use confide_client_core::memory::Faults;
 use confide_client_core::{Event, MemoryStore};
+use confide_protocol::GroupId;
 use confide_protocol::frames::ClientFrame;
 use pollster::block_on;
 use support::{Device, Member, Shared, at_seq};
@@ -247,75 +248,59 @@ fn at_seq_of(
 /// the send answered (its error's code), and the texts reported sent after a restart.
 type SendRun = (u64, u64, Result<u64, String>, Vec<String>);
 
-/// Alice's device over a store with `faults` sends [`TEXT`] in a group where her sender key
-/// is yet to go out, and the connection drops while it goes (the server never answers it).
-/// Then the device starts again over what its store kept and connects. Returns the store's
-/// steps before the send, the steps the send took, what the send answered, and the texts the
-/// device reported sent after the restart.
-fn send_meeting_a_drop(faults: Faults) -> SendRun {
+/// Alice's device over a store with `faults`, in a group with Bob, is put in a situation by
+/// `prepare`, then sends [`TEXT`] (the store may fail there). Then the device starts again
+/// over what its store kept and connects.
+fn send_run(faults: Faults, prepare: fn(&mut Device, GroupId)) -> SendRun {
     let (store, probe) = MemoryStore::with_faults(faults);
     let mut device = Device::create(store, Shared::default());
     let bob = Member::new(2, "Bob");
     let group = device.group_with(&[&bob]);
+    prepare(&mut device, group);
     let setup_steps = probe.steps();
+    let answered = device.send(group, TEXT).map_err(|e| e.code().to_string());
+    let send_steps = probe.steps() - setup_steps;
+
+    device.answer(None);
+    let mut again = device.restart(5);
+    again.clear();
+    block_on(again.core.connect()).unwrap();
+    block_on(again.core.after_connect());
+    again.drive();
+    let sent = again.events_as(|e| match e {
+        Event::Sent(m) => Some(m.text),
+        _ => None,
+    });
+    (setup_steps, send_steps, answered, sent)
+}
+
+/// Her sender key is yet to go out, and the connection drops while it goes (the server never
+/// answers it).
+fn drop_the_sender_key(device: &mut Device, _: GroupId) {
     device.answer(Some(Box::new(|frame| {
         matches!(frame, ClientFrame::SendSealed { .. }).then(Vec::new)
     })));
-    let answered = device.send(group, TEXT).map_err(|e| e.code().to_string());
-    let send_steps = probe.steps() - setup_steps;
-
-    device.answer(None);
-    let mut again = device.restart(5);
-    again.clear();
-    block_on(again.core.connect()).unwrap();
-    block_on(again.core.after_connect());
-    again.drive();
-    let sent = again.events_as(|e| match e {
-        Event::Sent(m) => Some(m.text),
-        _ => None,
-    });
-    (setup_steps, send_steps, answered, sent)
 }
 
-/// Alice's device over a store with `faults`, offline, sends "first" (held), then [`TEXT`],
-/// which waits behind it (the store may fail there); then the device starts again over what
-/// its store kept and connects. Returns as [`send_meeting_a_drop`] does.
-fn send_behind_a_held_one(faults: Faults) -> SendRun {
-    let (store, probe) = MemoryStore::with_faults(faults);
-    let mut device = Device::create(store, Shared::default());
-    let bob = Member::new(2, "Bob");
-    let group = device.group_with(&[&bob]);
+/// She is offline and wrote "first" (held): the next message waits behind it.
+fn hold_one_first(device: &mut Device, group: GroupId) {
     block_on(device.core.connection_lost("the test went offline".into()));
     device.answer(Some(support::silence()));
     assert_eq!(device.send(group, "first").unwrap_err().code(), "held");
-    let setup_steps = probe.steps();
-    let answered = device.send(group, TEXT).map_err(|e| e.code().to_string());
-    let send_steps = probe.steps() - setup_steps;
-
-    device.answer(None);
-    let mut again = device.restart(5);
-    again.clear();
-    block_on(again.core.connect()).unwrap();
-    block_on(again.core.after_connect());
-    again.drive();
-    let sent = again.events_as(|e| match e {
-        Event::Sent(m) => Some(m.text),
-        _ => None,
-    });
-    (setup_steps, send_steps, answered, sent)
 }
 
-/// Runs `send` without faults, then with the store failing at each step of the send in turn:
-/// whenever the send answered `held`, its message goes after a restart, exactly once, after
-/// `before`; whenever it answered with the store's error, only `before` goes.
-fn held_is_a_promise(send: fn(Faults) -> SendRun, before: &[&str]) {
-    let (setup, steps, answered, sent) = send(Faults::new());
+/// Runs [`send_run`] with `prepare`, without faults, then with the store failing at each step
+/// of the send in turn: whenever the send answered `held`, its message goes after a restart,
+/// exactly once, after `before`; whenever it answered with the store's error, only `before`
+/// goes.
+fn held_is_a_promise(prepare: fn(&mut Device, GroupId), before: &[&str]) {
+    let (setup, steps, answered, sent) = send_run(Faults::new(), prepare);
     let with_it: Vec<&str> = before.iter().copied().chain([TEXT]).collect();
     assert_eq!(answered, Err("held".to_string()));
     assert_eq!(sent, with_it);
     assert!(steps > 0);
     for step in setup + 1..=setup + steps {
-        let (_, _, answered, sent) = send(Faults::new().fail_at(step));
+        let (_, _, answered, sent) = send_run(Faults::new().fail_at(step), prepare);
         match answered.as_ref().map_err(String::as_str) {
             Err("held") => assert_eq!(sent, with_it, "store failing at step {step}"),
             Err("store") => assert_eq!(sent, before, "store failing at step {step}"),
@@ -324,16 +309,15 @@ fn held_is_a_promise(send: fn(Faults) -> SendRun, before: &[&str]) {
     }
 }
 
-// `held` is a promise: the message is in the store and goes once connected. Whichever step of
-// the send the store fails at, a send that answered `held` has its message sent after a
-// restart, exactly once, and one that answered with the store's error has nothing sent.
+// `held` is a promise: the message is in the store and goes once connected, also when the
+// connection dropped while its sender key went out.
 #[test]
 fn a_send_that_answers_held_has_its_message_stored_whatever_step_fails() {
-    held_is_a_promise(send_meeting_a_drop, &[]);
+    held_is_a_promise(drop_the_sender_key, &[]);
 }
 
 // The same for a message that waits behind one held earlier (the group's held path).
 #[test]
 fn a_send_held_behind_another_has_its_message_stored_whatever_step_fails() {
-    held_is_a_promise(send_behind_a_held_one, &["first"]);
+    held_is_a_promise(hold_one_first, &["first"]);
 }

@@ -1,7 +1,7 @@
 // A malicious server for the browser tests: it presents the real server's development
 // certificate (the browser trusts "the server", and this is the server), relays every connection
-// to the real one behind it, and can withhold group-log ops from what the server sends — the
-// attack PROTOCOL.md §12 names "withhold the newest ops". The Rust suites have a richer one
+// to the real one behind it, and can withhold a removal (and every later op of its group) from
+// what the server sends — the attack PROTOCOL.md §12 names "withhold the newest ops". The Rust suites have a richer one
 // (tests/src/evil.rs); the browser needs its own because Playwright cannot route a worker's
 // WebSocket (microsoft/playwright#37048), and the web app's core runs in a worker.
 //
@@ -27,14 +27,20 @@ const TEXT = 0x1;
 /** A relay between the browser and `server` that can turn malicious. */
 export class HostileRelay {
   /**
-   * Ops of a group's log from this seq on are taken out of `op` pushes and sync pages, while
-   * set; `undefined`: the relay is honest.
+   * While set, the first removal (a `remove` op) the server sends, and every later op of its
+   * group, are taken out of `op` pushes and sync pages; cleared, the relay is honest again.
    */
-  withholdFrom: number | undefined;
-  /** The highest op seq the relay has let through so far. */
-  highestOpSeq = 0;
-  /** How many ops the relay has withheld so far. */
-  withheld = 0;
+  withholdRemoval = false;
+  /** Where withholding began: the group and the seq of the removal, once one was seen. */
+  withholding: { group: string; from: number } | undefined;
+  /** The ops withheld so far: their bodies' `type`, in order. */
+  readonly withheld: string[] = [];
+  /** The `type` of every frame the browser sent while ops were being withheld, in order. */
+  readonly sentWhileWithholding: string[] = [];
+  /** What went wrong reading a frame (the frame was passed on unchanged); empty in a good run. */
+  readonly errors: string[] = [];
+  /** Every connection's two sockets, destroyed by {@link close}. */
+  private readonly sockets = new Set<TLSSocket>();
 
   private constructor(
     /** `https://localhost:PORT`: the origin to open the app at, through the relay. */
@@ -64,21 +70,44 @@ export class HostileRelay {
     return relay;
   }
 
-  /** Stops listening and drops every connection. */
+  /** Whether ops are being withheld now (a removal was seen and the relay is still hostile). */
+  isWithholding(): boolean {
+    return this.withholdRemoval && this.withholding !== undefined;
+  }
+
+  /** Drops every connection and stops listening. */
   async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.listener.close(() => resolve()));
   }
 
-  /** Relays one browser connection: its first request decides whether it is a WebSocket. */
+  /**
+   * Relays one browser connection: its first request decides whether it is a WebSocket (the
+   * browser opens a connection of its own for each WebSocket; a later upgrade on a reused
+   * HTTP connection would pass raw and unread, and the test's checks on what was withheld
+   * would fail).
+   */
   private relay(browser: TLSSocket, upstream: TLSSocket): void {
-    const end = () => {
+    this.sockets.add(browser);
+    this.sockets.add(upstream);
+    // One side ended: the other is ended too, after what was written to it (a close frame,
+    // say) has gone; an error drops both at once.
+    const drop = () => {
       browser.destroy();
       upstream.destroy();
     };
-    browser.on('error', end);
-    upstream.on('error', end);
-    browser.on('close', end);
-    upstream.on('close', end);
+    browser.on('error', drop);
+    upstream.on('error', drop);
+    browser.on('end', () => upstream.end());
+    upstream.on('end', () => browser.end());
+    browser.on('close', () => {
+      this.sockets.delete(browser);
+      upstream.end();
+    });
+    upstream.on('close', () => {
+      this.sockets.delete(upstream);
+      browser.end();
+    });
     let head = Buffer.alloc(0);
     const onRequest = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
@@ -90,9 +119,8 @@ export class HostileRelay {
       if (/^upgrade:\s*websocket\s*$/im.test(request)) {
         // Without permessage-deflate, so that the frames can be read here.
         const lines = request.split('\r\n').filter((line) => !/^sec-websocket-extensions:/i.test(line));
-        upstream.write(lines.join('\r\n') + HEAD_END);
-        upstream.write(rest);
-        browser.pipe(upstream);
+        upstream.write(Buffer.from(lines.join('\r\n') + HEAD_END, 'latin1'));
+        this.relayBrowserFrames(browser, upstream, rest);
         this.relayServerFrames(upstream, browser);
       } else {
         upstream.write(head);
@@ -101,6 +129,29 @@ export class HostileRelay {
       }
     };
     browser.on('data', onRequest);
+  }
+
+  /**
+   * Passes the browser's frames on as they are (`first`: what came after its handshake), and
+   * notes the type of each while ops are being withheld.
+   */
+  private relayBrowserFrames(browser: TLSSocket, upstream: TLSSocket, first: Buffer): void {
+    let buffer = Buffer.alloc(0);
+    const read = (chunk: Buffer) => {
+      upstream.write(chunk);
+      buffer = Buffer.concat([buffer, chunk]);
+      for (;;) {
+        const frame = readFrame(buffer);
+        if (frame === undefined) return;
+        buffer = buffer.subarray(frame.length);
+        // The app's frames are small and whole; a fragment's type is read from its first part.
+        if (this.isWithholding() && (frame.opcode === TEXT || frame.opcode === CONTINUATION)) {
+          this.sentWhileWithholding.push(/"type":"([a-z_]+)"/.exec(frame.payload.toString('utf8'))?.[1] ?? '?');
+        }
+      }
+    };
+    if (first.length > 0) read(first);
+    browser.on('data', read);
   }
 
   /** Passes the server's handshake answer on, then its frames, rewritten where the relay says. */
@@ -113,9 +164,19 @@ export class HostileRelay {
       if (!handshakeDone) {
         const at = buffer.indexOf(HEAD_END);
         if (at < 0) return;
-        browser.write(buffer.subarray(0, at + HEAD_END.length));
+        const answer = buffer.subarray(0, at + HEAD_END.length);
+        browser.write(answer);
         buffer = buffer.subarray(at + HEAD_END.length);
         handshakeDone = true;
+        const head = answer.toString('latin1');
+        if (!head.startsWith('HTTP/1.1 101') || /^sec-websocket-extensions:/im.test(head)) {
+          // Refused, or compressed after all: not frames this relay can read.
+          this.errors.push(`the server answered the upgrade with: ${head.split('\r\n')[0]}`);
+          upstream.removeAllListeners('data');
+          browser.write(buffer);
+          upstream.pipe(browser);
+          return;
+        }
       }
       for (;;) {
         const frame = readFrame(buffer);
@@ -135,39 +196,59 @@ export class HostileRelay {
     });
   }
 
-  /** What the browser gets for the server's frame `text`: itself, or what is left of it. */
+  /**
+   * What the browser gets for the server's frame `text`: itself, or what is left of it. A
+   * frame that cannot be read as expected passes unchanged and is noted in {@link errors}.
+   */
   private rewrite(text: string): string[] {
-    let frame: { type?: string; seq?: number; ops?: { op: string }[] };
     try {
-      frame = JSON.parse(text) as typeof frame;
-    } catch {
+      return this.withhold(text);
+    } catch (error) {
+      this.errors.push(`a frame from the server could not be read: ${String(error)}`);
       return [text];
     }
-    if (frame.type === 'op' && typeof frame.seq === 'number') {
-      if (this.withholdFrom !== undefined && frame.seq >= this.withholdFrom) {
-        this.withheld++;
-        return [];
-      }
-      this.highestOpSeq = Math.max(this.highestOpSeq, frame.seq);
-      return [text];
+  }
+
+  /** {@link rewrite}, throwing on what it cannot read. */
+  private withhold(text: string): string[] {
+    if (!this.withholdRemoval) return [text];
+    const frame = JSON.parse(text) as { type?: string; group?: string; op?: SignedOp; ops?: SignedOp[] };
+    if (frame.type === 'op' && frame.op !== undefined && frame.group !== undefined) {
+      return this.keeps(frame.group, frame.op) ? [text] : [];
     }
-    if (frame.type === 'sync_page' && Array.isArray(frame.ops)) {
-      const from = this.withholdFrom;
-      const kept = frame.ops.filter((op) => from === undefined || opSeq(op) < from);
-      for (const op of kept) this.highestOpSeq = Math.max(this.highestOpSeq, opSeq(op));
+    if (frame.type === 'sync_page' && Array.isArray(frame.ops) && frame.group !== undefined) {
+      const group = frame.group;
+      const kept = frame.ops.filter((op) => this.keeps(group, op));
       if (kept.length === frame.ops.length) return [text];
-      this.withheld += frame.ops.length - kept.length;
+      // Only the ops change: the rest of the page (its `next_op_seq` too) is the server's, as a
+      // withholding server would send it (tests/src/evil.rs `map_ops` does the same). The
+      // page's numbers are small, so reading and writing it again keeps them exact.
       return [JSON.stringify({ ...frame, ops: kept })];
     }
     return [text];
   }
+
+  /** Whether `signed`, an op of `group`, goes to the browser (noting it if it does not). */
+  private keeps(group: string, signed: SignedOp): boolean {
+    const op = JSON.parse(Buffer.from(signed.op, 'base64').toString('utf8')) as {
+      seq?: unknown;
+      body?: { type?: unknown };
+    };
+    if (typeof op.seq !== 'number' || typeof op.body?.type !== 'string') throw new Error('an op without a seq or a body');
+    if (this.withholding === undefined && this.withholdRemoval && op.body.type === 'remove') {
+      this.withholding = { group, from: op.seq };
+    }
+    const withheld =
+      this.withholdRemoval && this.withholding?.group === group && op.seq >= this.withholding.from;
+    if (withheld) this.withheld.push(op.body.type);
+    return !withheld;
+  }
 }
 
-/** The seq inside a signed op's bytes (base64 of the op's JSON). */
-function opSeq(signed: { op: string }): number {
-  const op = JSON.parse(Buffer.from(signed.op, 'base64').toString('utf8')) as { seq?: unknown };
-  if (typeof op.seq !== 'number') throw new Error('an op without a seq');
-  return op.seq;
+/** A signed op as frames carry it: the op's JSON (base64) and its signature. */
+interface SignedOp {
+  op: string;
+  sig: string;
 }
 
 /** One frame read off the front of `buffer`, or `undefined` if it is not all there yet. */

@@ -9,7 +9,8 @@
 //   ignoreHTTPSErrors). It is never downloaded: when it is missing the test fails and says how
 //   to install it.
 // - `context`: every page in it fails the test on a CSP or Trusted Types violation, a console
-//   error or an uncaught exception (`problems` lists them as they happen).
+//   error or an uncaught exception (`problems` lists them as they happen, and is asserted empty
+//   when the test ends, also for contexts a test opens itself).
 // - `baseURL`: the server's https origin, so `page.goto('/')` opens the app.
 
 import { spawn } from 'node:child_process';
@@ -195,8 +196,12 @@ export const test = base.extend<TestFixtures, WorkerFixtures>({
     await use(server.origin);
   },
 
+  // Asserted when the test ends, whichever contexts reported into it: the fixtures' own, and
+  // those a test opens with `watchedContext`.
   problems: async ({}, use) => {
-    await use([]);
+    const problems: string[] = [];
+    await use(problems);
+    expect(problems, 'CSP violations, console errors or uncaught exceptions').toEqual([]);
   },
 
   context: async ({ context, problems }, use, testInfo) => {
@@ -226,7 +231,6 @@ export const test = base.extend<TestFixtures, WorkerFixtures>({
       problems.push(`uncaught on ${error.page()?.url() ?? '?'}: ${error.error().message}`);
     });
     await use(context);
-    expect(problems, 'CSP violations, console errors or uncaught exceptions').toEqual([]);
   },
 });
 

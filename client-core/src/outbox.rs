@@ -481,6 +481,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// [`Self::hold`] without waking [`Self::process_held`]: for a message that must wait for
     /// something else (the retry timer, the log catching up) before it is tried again.
+    ///
+    /// The step is committed with the entry (commits inside a step are allowed, PROTOCOL.md
+    /// §11.12), so whoever hears `Held` next can count on the message being stored; a store
+    /// that cannot take it gives its error instead, and the step is undone
+    /// ([`Self::revert`]). Nobody is told a message is kept that is not.
     pub(crate) async fn hold_quietly(
         &mut self,
         group: GroupId,
@@ -520,7 +525,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let key = key2(&at, &tail);
         self.db.put(T_HELD, &key, entry)?;
         self.held_changed(group);
-        Ok(())
+        self.commit().await
     }
 
     /// Seals and posts the messages held for groups that have caught up, in the order they
@@ -571,9 +576,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             if waiting.contains(&group) {
                 continue;
             }
-            let content = entry.content.clone();
-            match self.post_now(group, entry, Some(&key)).await {
-                Ok((seq, id)) => match self.own_message(group, seq, id, content).await {
+            match self.post_now(group, &entry, Some(&key)).await {
+                Ok((seq, id)) => match self.own_message(group, seq, id, entry.content).await {
                     Ok(Some(message)) => self.emit(Event::Sent(message)),
                     Ok(None) => {}
                     // Posted, but not stored here: not shown as sent either.
@@ -625,8 +629,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Leaves a message held: the entry it came from stays, or a new one is made and stored
-    /// before the caller hears `Held` (a store that cannot take it gives its error instead:
-    /// nobody is told a message is kept that is not).
+    /// before the caller hears `Held` ([`Self::hold_quietly`]).
     pub(crate) async fn keep_held(
         &mut self,
         group: GroupId,
@@ -635,7 +638,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     ) -> Result<(Seq, MessageId), ClientError> {
         if held_key.is_none() {
             self.hold_quietly(group, entry).await?;
-            self.commit().await?;
         }
         Err(ClientError::Held)
     }
@@ -656,11 +658,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let entry = self.new_held(group, content);
         if self.is_held(group).await {
             self.hold(group, &entry).await?;
-            // Stored before the caller hears `Held` ([`Self::keep_held`]).
-            self.commit().await?;
             return Err(ClientError::Held);
         }
-        let r = self.post_now(group, entry, None).await;
+        let r = self.post_now(group, &entry, None).await;
         if matches!(r, Err(ClientError::Pending)) {
             // In the outbox, waiting for the server: listed by `held`.
             self.held_changed(group);
@@ -687,14 +687,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub(crate) async fn post_now(
         &mut self,
         group: GroupId,
-        entry: HeldEntry,
+        entry: &HeldEntry,
         held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
-        match self.seal_and_post(group, entry.clone(), held_key).await {
+        match self.seal_and_post(group, entry, held_key).await {
             // Never returned once the message is in the outbox (a post that meets a dropped
             // connection is `Pending` there), so it is kept exactly once.
             Err(ClientError::Transport(_) | ClientError::Timeout { .. }) if held_key.is_none() => {
-                self.keep_held(group, &entry, None).await
+                self.keep_held(group, entry, None).await
             }
             r => r,
         }
@@ -704,10 +704,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     async fn seal_and_post(
         &mut self,
         group: GroupId,
-        entry: HeldEntry,
+        entry: &HeldEntry,
         held_key: Option<&[u8]>,
     ) -> Result<(Seq, MessageId), ClientError> {
-        let content = entry.content.clone();
+        let content = &entry.content;
         self.ensure_connected().await?;
         let from_held = held_key.is_some();
         // The held entry this message comes from, removed in the same flush that puts it into
@@ -729,12 +729,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // members use an epoch this device's log has not reached: then nothing is sealed.
             // A new message also waits behind any that the outbox just held again.
             if self.is_behind(group) || (!from_held && self.is_held(group).await) {
-                return self.keep_held(group, &entry, held_key).await;
+                return self.keep_held(group, entry, held_key).await;
             }
             // People joined since it was written (a sync, or frames handled meanwhile, showed
             // it): not sealed for them without the user's word.
-            if let Some(added) = self.added_since(group, &entry) {
-                let mut entry = entry;
+            if let Some(added) = self.added_since(group, entry) {
+                let mut entry = entry.clone();
                 match held_key {
                     Some(key) => self.ask_confirm(group, key, &mut entry, added)?,
                     None => {
@@ -746,14 +746,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                             added,
                             epoch: entry.asked_in.unwrap_or(0),
                         });
-                        // Stored before the caller hears `Held` ([`Self::keep_held`]).
-                        self.commit().await?;
                     }
                 }
                 return Err(ClientError::Held);
             }
             let sealed_for = self.epoch_ref_of(group);
-            let (epoch, mut chain) = match self.ensure_sender_key(group).await {
+            let keyed = match self.ensure_sender_key(group).await {
                 // The server refused the key as sealed to a non-member: with several server
                 // nodes, someone may have been removed through another node before this device
                 // was told (the refusing node reads the newest stored log; it usually pushes
@@ -772,37 +770,33 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         // head: like any dropped connection (a new message is held).
                         return Err(ClientError::Transport(crate::TransportError::Closed(None)));
                     }
-                    if self.is_behind(group) {
-                        return self.keep_held(group, &entry, held_key).await;
-                    }
-                    if self.epoch_ref_of(group) == sealed_for {
+                    if !self.is_behind(group) && self.epoch_ref_of(group) == sealed_for {
                         return Err(refusal);
                     }
-                    epoch_moves += 1;
-                    if epoch_moves >= MAX_SEAL_ROUNDS {
-                        return self.keep_held(group, &entry, held_key).await;
-                    }
-                    continue;
+                    // Moved on (or behind, held just below): no key for this round.
+                    None
                 }
-                keyed => keyed?,
+                keyed => Some(keyed?),
             };
             if self.is_behind(group) {
-                return self.keep_held(group, &entry, held_key).await;
+                return self.keep_held(group, entry, held_key).await;
             }
             // Frames handled while the sender key was being sent may have moved the log on: a
             // removal among them ends the epoch the key is for, and a message encrypted in it
             // could be read by the removed member (§5.5). Round again, in the new epoch; a log
             // that keeps moving (only a hostile server makes it) gets the message held, to be
             // sent later like any held message.
-            if self.epoch_ref_of(group) != Some(epoch) {
+            let Some((epoch, mut chain)) =
+                keyed.filter(|(epoch, _)| self.epoch_ref_of(group) == Some(*epoch))
+            else {
                 epoch_moves += 1;
                 if epoch_moves >= MAX_SEAL_ROUNDS {
-                    return self.keep_held(group, &entry, held_key).await;
+                    return self.keep_held(group, entry, held_key).await;
                 }
                 continue;
-            }
+            };
             let bytes =
-                zeroize::Zeroizing::new(serde_json::to_vec(&content).map_err(ClientError::Encode)?);
+                zeroize::Zeroizing::new(serde_json::to_vec(content).map_err(ClientError::Encode)?);
             let envelope = Envelope::seal(
                 &self.identity,
                 group,
@@ -889,7 +883,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     code: ErrorCode::StaleEpoch,
                     ..
                 } if from_held => {
-                    self.hold(group, &entry).await?;
+                    self.hold(group, entry).await?;
                     self.needs_sync.insert(group);
                     return Err(ClientError::Held);
                 }
@@ -905,7 +899,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     code: ErrorCode::SlowMode,
                     ..
                 } if from_held => {
-                    self.hold_quietly(group, &entry).await?;
+                    self.hold_quietly(group, entry).await?;
                     return Err(unexpected_reply(reply, "posted"));
                 }
                 other => return Err(unexpected_reply(other, "posted")),
@@ -914,7 +908,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// The epoch `group`'s verified log is in, if this device has the group.
-    fn epoch_ref_of(&self, group: GroupId) -> Option<EpochRef> {
+    pub(crate) fn epoch_ref_of(&self, group: GroupId) -> Option<EpochRef> {
         self.groups.get(&group).map(|c| c.state.epoch_ref())
     }
 
@@ -943,7 +937,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 entry.envelope.epoch < ctx.state.epoch()
                     && ctx.departure_covering(entry.envelope.epoch.0).is_some()
             }) {
-                self.reseal_later(group, &key, &entry).await;
+                if self.reseal_later(group, &key, &entry).await.is_err() {
+                    return;
+                }
                 continue;
             }
             let envelope = entry.envelope.clone();
@@ -962,7 +958,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ..
             } = reply
             {
-                self.reseal_later(group, &key, &entry).await;
+                if self.reseal_later(group, &key, &entry).await.is_err() {
+                    return;
+                }
                 continue;
             }
             if let ServerFrame::Posted { seq, message, .. } = &reply
@@ -994,8 +992,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Takes an outbox entry sealed for an epoch that has ended and holds its content, to be
-    /// sealed again for the current epoch after a sync. Held before the outbox copy goes (a
-    /// crash keeps one or the other); if it cannot be held, the user is told it was not sent.
+    /// sealed again for the current epoch after a sync. The outbox copy goes in the commit
+    /// that stores the held one (a crash keeps one or the other); if it cannot be held, the
+    /// user is told it was not sent. A store failure undoes the step, the outbox copy with it:
+    /// `Err`, and the caller stops (the connection is gone).
     ///
     /// It was written (and sealed) in the envelope's epoch: people who joined after that are
     /// not sent it without the user's word, like any held message.
@@ -1004,24 +1004,26 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
         outbox_key: &[u8],
         outbox: &OutboxEntry,
-    ) {
+    ) -> Result<(), ClientError> {
         let entry = HeldEntry {
             id: outbox.envelope.message_id().0,
             content: outbox.content.clone(),
             epoch: Some(outbox.envelope.epoch.0),
             asked_in: None,
         };
+        // In the batch the hold commits: a crash keeps one copy or the other.
+        self.db.remove(T_OUTBOX, outbox_key);
         match self.hold(group, &entry).await {
             Ok(()) => {}
+            Err(e @ ClientError::Store(_)) => return Err(e),
             Err(e) => self.emit(Event::SendFailed {
                 group,
                 reason: e.to_string(),
                 code: e.code().to_string(),
             }),
         }
-        // In the same batch as the hold: a crash keeps one copy or the other.
-        self.db.remove(T_OUTBOX, outbox_key);
         self.needs_sync.insert(group);
+        Ok(())
     }
 
     /// Whether `reply` to a post refuses it for a passing reason; if so, the message stays in

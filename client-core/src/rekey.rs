@@ -143,7 +143,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if self.conn.is_none() || !self.rekey_due(group) {
             return;
         }
-        let epoch = self.groups.get(&group).map(|ctx| ctx.state.epoch_ref());
+        let epoch = self.epoch_ref_of(group);
         match self.append_rekey(group).await {
             Ok(()) => tracing::debug!(%group, "group rekeyed"),
             Err(e) => {

@@ -14,6 +14,8 @@
 //!
 //! A send that answers `held` (the connection dropped while the sender key went out) has its
 //! message stored, whatever step of it the store fails at: it goes after a restart.
+//! A text in the outbox whose post is refused as `stale_epoch` is held to be sealed again in
+//! the commit that takes it out of the outbox: whatever step fails, it is sent exactly once.
 //!
 //! The same run over a store that writes each batch one value at a time (as the client did
 //! before the commit rule) must break that somewhere: that shows the test can fail.
@@ -244,9 +246,17 @@ fn at_seq_of(
     at_seq(group, u64::from(seq))
 }
 
-/// What a send run gives: the store's steps before the send, the steps the send took, what
-/// the send answered (its error's code), and the texts reported sent after a restart.
-type SendRun = (u64, u64, Result<u64, String>, Vec<String>);
+/// What a send run gives.
+struct SendRun {
+    /// The store's steps before the send.
+    setup_steps: u64,
+    /// The steps the send took.
+    send_steps: u64,
+    /// What the send answered: the seq, or its error's code.
+    answered: Result<u64, String>,
+    /// The texts reported sent after a restart.
+    sent: Vec<String>,
+}
 
 /// Alice's device over a store with `faults`, in a group with Bob, is put in a situation by
 /// `prepare`, then sends [`TEXT`] (the store may fail there). Then the device starts again
@@ -271,7 +281,12 @@ fn send_run(faults: Faults, prepare: fn(&mut Device, GroupId)) -> SendRun {
         Event::Sent(m) => Some(m.text),
         _ => None,
     });
-    (setup_steps, send_steps, answered, sent)
+    SendRun {
+        setup_steps,
+        send_steps,
+        answered,
+        sent,
+    }
 }
 
 /// Her sender key is yet to go out, and the connection drops while it goes (the server never
@@ -294,13 +309,14 @@ fn hold_one_first(device: &mut Device, group: GroupId) {
 /// exactly once, after `before`; whenever it answered with the store's error, only `before`
 /// goes.
 fn held_is_a_promise(prepare: fn(&mut Device, GroupId), before: &[&str]) {
-    let (setup, steps, answered, sent) = send_run(Faults::new(), prepare);
+    let clean = send_run(Faults::new(), prepare);
     let with_it: Vec<&str> = before.iter().copied().chain([TEXT]).collect();
-    assert_eq!(answered, Err("held".to_string()));
-    assert_eq!(sent, with_it);
-    assert!(steps > 0);
-    for step in setup + 1..=setup + steps {
-        let (_, _, answered, sent) = send_run(Faults::new().fail_at(step), prepare);
+    assert_eq!(clean.answered, Err("held".to_string()));
+    assert_eq!(clean.sent, with_it);
+    assert!(clean.send_steps > 0);
+    let first = clean.setup_steps + 1;
+    for step in first..first + clean.send_steps {
+        let SendRun { answered, sent, .. } = send_run(Faults::new().fail_at(step), prepare);
         match answered.as_ref().map_err(String::as_str) {
             Err("held") => assert_eq!(sent, with_it, "store failing at step {step}"),
             Err("store") => assert_eq!(sent, before, "store failing at step {step}"),
@@ -320,4 +336,97 @@ fn a_send_that_answers_held_has_its_message_stored_whatever_step_fails() {
 #[test]
 fn a_send_held_behind_another_has_its_message_stored_whatever_step_fails() {
     held_is_a_promise(hold_one_first, &["first"]);
+}
+
+/// What a reseal run gives.
+struct ResealRun {
+    /// The store's steps before the reconnection.
+    setup_steps: u64,
+    /// The steps from the reconnection until the device went quiet.
+    reconnect_steps: u64,
+    /// The posts the device made in all, refused or not.
+    posts: usize,
+    /// The messages the server stored.
+    stored: usize,
+    /// The texts reported sent, before and after a restart.
+    sent: Vec<String>,
+    /// How many `SendFailed` the application heard.
+    failed: usize,
+}
+
+/// Alice's text goes into the outbox and the server does not answer its post. Connected
+/// again, the server refuses the post once as `stale_epoch` (sealed for an epoch that has
+/// ended), so the device holds it, to be sealed again; the store may fail there (`faults`).
+/// Then the device starts again over what its store kept, and connects.
+fn reseal_run(faults: Faults) -> ResealRun {
+    let (store, probe) = MemoryStore::with_faults(faults);
+    let mut device = Device::create(store, Shared::default());
+    let bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    device.answer(Some(Box::new(|frame| {
+        matches!(frame, ClientFrame::Post { .. }).then(Vec::new)
+    })));
+    assert_eq!(device.send(group, TEXT).unwrap_err().code(), "pending");
+    block_on(device.core.connection_lost("the test went offline".into()));
+    let mut first = true;
+    device.answer(Some(support::refuse(
+        confide_protocol::frames::ErrorCode::StaleEpoch,
+        move |frame| matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first),
+    )));
+    let setup_steps = probe.steps();
+    if block_on(device.core.connect()).is_ok() {
+        block_on(device.core.after_connect());
+        device.drive();
+    }
+    let reconnect_steps = probe.steps() - setup_steps;
+
+    device.answer(None);
+    let mut again = device.restart(5);
+    block_on(again.core.connect()).unwrap();
+    block_on(again.core.after_connect());
+    again.drive();
+    let server = again.server.lock().unwrap();
+    let posts = server
+        .sent
+        .iter()
+        .filter(|(frame, _)| matches!(frame, ClientFrame::Post { .. }))
+        .count();
+    let stored = server.logs[&group].messages.len();
+    drop(server);
+    ResealRun {
+        setup_steps,
+        reconnect_steps,
+        posts,
+        stored,
+        sent: again.events_as(|e| match e {
+            Event::Sent(m) => Some(m.text),
+            _ => None,
+        }),
+        failed: again
+            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
+            .len(),
+    }
+}
+
+// A text in the outbox that must be sealed again (its epoch ended) is held in the commit that
+// takes it out of the outbox: whatever step of that fails, it is neither lost, nor reported
+// not sent, nor sent twice.
+#[test]
+fn a_text_sealed_again_after_a_stale_epoch_survives_a_store_failure_at_any_step() {
+    let clean = reseal_run(Faults::new());
+    assert_eq!(clean.sent, [TEXT]);
+    assert_eq!((clean.stored, clean.failed), (1, 0));
+    // Unanswered, refused as stale, sealed again and posted.
+    assert_eq!(clean.posts, 3);
+    assert!(clean.reconnect_steps > 0);
+    let first = clean.setup_steps + 1;
+    for step in first..first + clean.reconnect_steps {
+        let run = reseal_run(Faults::new().fail_at(step));
+        assert_eq!(run.sent, [TEXT], "store failing at step {step}");
+        assert_eq!(run.stored, 1, "store failing at step {step}: stored");
+        assert_eq!(
+            run.failed, 0,
+            "store failing at step {step}: reported not sent"
+        );
+    }
 }

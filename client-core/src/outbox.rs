@@ -483,15 +483,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// something else (the retry timer, the log catching up) before it is tried again.
     ///
     /// The step is committed with the entry (commits inside a step are allowed, PROTOCOL.md
-    /// §11.12), so whoever hears `Held` next can count on the message being stored; a store
-    /// that cannot take it gives its error instead, and the step is undone
-    /// ([`Self::revert`]). Nobody is told a message is kept that is not.
+    /// §11.12), so whoever hears `Held` next can count on the message being stored. A store
+    /// that fails here, in a read or in the commit, gives its error instead and undoes the
+    /// step as a whole ([`Self::revert`]): what the caller wrote with the hold (an outbox copy
+    /// taken out, say) is not stored without it. Nobody is told a message is kept that is not.
     pub(crate) async fn hold_quietly(
         &mut self,
         group: GroupId,
         entry: &HeldEntry,
     ) -> Result<(), ClientError> {
-        let content = &entry.content;
         if matches!(self.db.count(T_HELD, group.as_bytes()).await, Ok((n, _)) if n >= MAX_HELD_PER_GROUP)
         {
             return Err(ClientError::Invalid(format!(
@@ -499,6 +499,26 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                  catches up; this one was not kept"
             )));
         }
+        let written = match self.new_held_key(group, &entry.content).await {
+            Ok(key) => self.db.put(T_HELD, &key, entry),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            self.db.fail_step(e.clone());
+            // Fails with `e` (the step's fault), undoing the step.
+            self.commit().await?;
+            return Err(e.into());
+        }
+        self.held_changed(group);
+        self.commit().await
+    }
+
+    /// The key a message held now for `group` is stored under (the held table is read for it).
+    async fn new_held_key(
+        &mut self,
+        group: GroupId,
+        content: &MessageContent,
+    ) -> Result<Vec<u8>, crate::StoreError> {
         // Ordered by when the message was written, and among messages written in the same
         // millisecond (a coarse or stopped clock) by when they were held: the tail counts on from
         // the last one of that millisecond. Random only if it cannot count on (a tail left by an
@@ -522,10 +542,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 tail
             }
         };
-        let key = key2(&at, &tail);
-        self.db.put(T_HELD, &key, entry)?;
-        self.held_changed(group);
-        self.commit().await
+        Ok(key2(&at, &tail))
     }
 
     /// Seals and posts the messages held for groups that have caught up, in the order they
@@ -993,9 +1010,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
 
     /// Takes an outbox entry sealed for an epoch that has ended and holds its content, to be
     /// sealed again for the current epoch after a sync. The outbox copy goes in the commit
-    /// that stores the held one (a crash keeps one or the other); if it cannot be held, the
-    /// user is told it was not sent. A store failure undoes the step, the outbox copy with it:
-    /// `Err`, and the caller stops (the connection is gone).
+    /// that stores the held one (a crash keeps one or the other); if it cannot be held (too
+    /// many held), the user is told it was not sent. A store failure undoes the step, the
+    /// outbox copy's removal with it ([`Self::hold_quietly`]): `Err`, and the caller stops
+    /// (the connection is gone).
     ///
     /// It was written (and sealed) in the envelope's epoch: people who joined after that are
     /// not sent it without the user's word, like any held message.

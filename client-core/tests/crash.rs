@@ -354,25 +354,32 @@ struct ResealRun {
     failed: usize,
 }
 
-/// Alice's text goes into the outbox and the server does not answer its post. Connected
-/// again, the server refuses the post once as `stale_epoch` (sealed for an epoch that has
-/// ended), so the device holds it, to be sealed again; the store may fail there (`faults`).
-/// Then the device starts again over what its store kept, and connects.
-fn reseal_run(faults: Faults) -> ResealRun {
+/// Alice writes [`TEXT`] and it does not go: `start` leaves it in the outbox or held, and the
+/// device offline. Connected again, the server refuses its post once as `stale_epoch` (sealed
+/// for an epoch that has ended), so the device holds it, to be sealed again; the store may
+/// fail there (`faults`), and with `fail_held_reads` every read of the held table fails from
+/// that refusal on. Then the device starts again over what its store kept, and connects.
+fn reseal_run(faults: Faults, start: fn(&mut Device, GroupId), fail_held_reads: bool) -> ResealRun {
     let (store, probe) = MemoryStore::with_faults(faults);
     let mut device = Device::create(store, Shared::default());
     let bob = Member::new(2, "Bob");
     let group = device.group_with(&[&bob]);
-    device.answer(Some(Box::new(|frame| {
-        matches!(frame, ClientFrame::Post { .. }).then(Vec::new)
-    })));
-    assert_eq!(device.send(group, TEXT).unwrap_err().code(), "pending");
-    block_on(device.core.connection_lost("the test went offline".into()));
+    start(&mut device, group);
     let mut first = true;
-    device.answer(Some(support::refuse(
-        confide_protocol::frames::ErrorCode::StaleEpoch,
-        move |frame| matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first),
-    )));
+    let reads = probe.clone();
+    device.answer(Some(Box::new(move |frame| {
+        if !(matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first)) {
+            return None;
+        }
+        if fail_held_reads {
+            reads.fail_reads_of(Some("held"));
+        }
+        Some(vec![confide_protocol::frames::ServerFrame::error(
+            Some(frame.request_id()),
+            confide_protocol::frames::ErrorCode::StaleEpoch,
+            "refused by the script",
+        )])
+    })));
     let setup_steps = probe.steps();
     if block_on(device.core.connect()).is_ok() {
         block_on(device.core.after_connect());
@@ -380,6 +387,7 @@ fn reseal_run(faults: Faults) -> ResealRun {
     }
     let reconnect_steps = probe.steps() - setup_steps;
 
+    probe.fail_reads_of(None);
     device.answer(None);
     let mut again = device.restart(5);
     block_on(again.core.connect()).unwrap();
@@ -408,25 +416,61 @@ fn reseal_run(faults: Faults) -> ResealRun {
     }
 }
 
+/// Her post goes into the outbox and the server does not answer it (`pending`); she goes
+/// offline.
+fn post_unanswered(device: &mut Device, group: GroupId) {
+    device.answer(Some(Box::new(|frame| {
+        matches!(frame, ClientFrame::Post { .. }).then(Vec::new)
+    })));
+    assert_eq!(device.send(group, TEXT).unwrap_err().code(), "pending");
+    block_on(device.core.connection_lost("the test went offline".into()));
+}
+
+/// She writes it offline (`held`).
+fn written_offline(device: &mut Device, group: GroupId) {
+    block_on(device.core.connection_lost("the test went offline".into()));
+    device.answer(Some(support::silence()));
+    assert_eq!(device.send(group, TEXT).unwrap_err().code(), "held");
+}
+
+/// The text was sent exactly once in the end, and never reported not sent.
+fn sent_once(run: &ResealRun, context: &str) {
+    assert_eq!(run.sent, [TEXT], "{context}");
+    assert_eq!(run.stored, 1, "{context}: stored");
+    assert_eq!(run.failed, 0, "{context}: reported not sent");
+}
+
 // A text in the outbox that must be sealed again (its epoch ended) is held in the commit that
 // takes it out of the outbox: whatever step of that fails, it is neither lost, nor reported
 // not sent, nor sent twice.
 #[test]
 fn a_text_sealed_again_after_a_stale_epoch_survives_a_store_failure_at_any_step() {
-    let clean = reseal_run(Faults::new());
-    assert_eq!(clean.sent, [TEXT]);
-    assert_eq!((clean.stored, clean.failed), (1, 0));
+    let clean = reseal_run(Faults::new(), post_unanswered, false);
+    sent_once(&clean, "no failure");
     // Unanswered, refused as stale, sealed again and posted.
     assert_eq!(clean.posts, 3);
     assert!(clean.reconnect_steps > 0);
     let first = clean.setup_steps + 1;
     for step in first..first + clean.reconnect_steps {
-        let run = reseal_run(Faults::new().fail_at(step));
-        assert_eq!(run.sent, [TEXT], "store failing at step {step}");
-        assert_eq!(run.stored, 1, "store failing at step {step}: stored");
-        assert_eq!(
-            run.failed, 0,
-            "store failing at step {step}: reported not sent"
-        );
+        let run = reseal_run(Faults::new().fail_at(step), post_unanswered, false);
+        sent_once(&run, &format!("store failing at step {step}"));
+    }
+}
+
+// The same when it is a read of the held table that fails as the text is held again, for a
+// text from the outbox and for one held since it was written offline: the step is undone, the
+// outbox copy's removal with it, and nothing is reported not sent.
+#[test]
+fn a_text_sealed_again_after_a_stale_epoch_survives_a_failing_read_of_the_held_table() {
+    for (start, which) in [
+        (
+            post_unanswered as fn(&mut Device, GroupId),
+            "from the outbox",
+        ),
+        (written_offline, "held since written offline"),
+    ] {
+        let run = reseal_run(Faults::new(), start, true);
+        sent_once(&run, which);
+        assert!(run.posts >= 2, "{which}: refused, then sent");
     }
 }

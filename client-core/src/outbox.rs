@@ -742,6 +742,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 self.resend_outbox().await;
                 self.outbox_waiting(group).await
             };
+            if self.conn.is_none() {
+                // The resend lost the connection, or a store failure there undid the step:
+                // what it left in the outbox may yet be held again, and sealed again, when
+                // posted next time. Sealed behind it now, this message could go before it; it
+                // waits like any message the server could not be reached for.
+                return Err(ClientError::Transport(crate::TransportError::Closed(None)));
+            }
             // Frames handled meanwhile (or a sync after a stale epoch) may have shown that
             // members use an epoch this device's log has not reached: then nothing is sealed.
             // A new message also waits behind any that the outbox just held again.

@@ -25,10 +25,10 @@
 
 mod support;
 
-use confide_client_core::memory::Faults;
+use confide_client_core::memory::{FaultProbe, Faults};
 use confide_client_core::{Event, MemoryStore};
-use confide_protocol::GroupId;
-use confide_protocol::frames::ClientFrame;
+use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_protocol::{GroupId, Timestamp};
 use pollster::block_on;
 use support::{Device, Member, Shared, at_seq};
 
@@ -365,21 +365,7 @@ fn reseal_run(faults: Faults, start: fn(&mut Device, GroupId), fail_held_reads: 
     let bob = Member::new(2, "Bob");
     let group = device.group_with(&[&bob]);
     start(&mut device, group);
-    let mut first = true;
-    let reads = probe.clone();
-    device.answer(Some(Box::new(move |frame| {
-        if !(matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first)) {
-            return None;
-        }
-        if fail_held_reads {
-            reads.fail_reads_of(Some("held"));
-        }
-        Some(vec![confide_protocol::frames::ServerFrame::error(
-            Some(frame.request_id()),
-            confide_protocol::frames::ErrorCode::StaleEpoch,
-            "refused by the script",
-        )])
-    })));
+    device.answer(Some(first_post_stale(&probe, fail_held_reads)));
     let setup_steps = probe.steps();
     if block_on(device.core.connect()).is_ok() {
         block_on(device.core.after_connect());
@@ -469,8 +455,83 @@ fn a_text_sealed_again_after_a_stale_epoch_survives_a_failing_read_of_the_held_t
         ),
         (written_offline, "held since written offline"),
     ] {
-        let run = reseal_run(Faults::new(), start, true);
-        sent_once(&run, which);
-        assert!(run.posts >= 2, "{which}: refused, then sent");
+        sent_once(&reseal_run(Faults::new(), start, true), which);
+    }
+}
+
+/// A scripted answer: the first post is refused as `stale_epoch`; with `fail_held_reads`,
+/// every read of the held table fails from that refusal on.
+fn first_post_stale(probe: &FaultProbe, fail_held_reads: bool) -> support::Answer {
+    let mut first = true;
+    let reads = probe.clone();
+    Box::new(move |frame| {
+        if !(matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first)) {
+            return None;
+        }
+        if fail_held_reads {
+            reads.fail_reads_of(Some("held"));
+        }
+        Some(vec![ServerFrame::error(
+            Some(frame.request_id()),
+            ErrorCode::StaleEpoch,
+            "refused by the script",
+        )])
+    })
+}
+
+/// Alice's "first" is refused for a while and waits in the outbox; a second later she sends
+/// "second", and posting "first" before it is refused as `stale_epoch` (the store may fail
+/// there, `faults`). The device starts again, and "first" is refused as stale once more. Gives
+/// the store's steps before the second send, the steps it took, what it answered, and the
+/// texts reported sent in all, in order.
+fn behind_run(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<String>) {
+    let (store, probe) = MemoryStore::with_faults(faults);
+    let mut device = Device::create(store, Shared::default());
+    let bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    device.answer(Some(support::refuse(ErrorCode::RateLimited, {
+        let mut first = true;
+        move |frame| matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first)
+    })));
+    assert_eq!(device.send(group, "first").unwrap_err().code(), "pending");
+    device.set_clock(Timestamp(device.now().0 + 1_000));
+    device.answer(Some(first_post_stale(&probe, false)));
+    let setup_steps = probe.steps();
+    let answered = device
+        .send(group, "second")
+        .map_err(|e| e.code().to_string());
+    let send_steps = probe.steps() - setup_steps;
+
+    device.answer(Some(first_post_stale(&probe, false)));
+    let mut again = device.restart(5);
+    block_on(again.core.connect()).unwrap();
+    block_on(again.core.after_connect());
+    again.drive();
+    let sent = again.events_as(|e| match e {
+        Event::Sent(m) => Some(m.text),
+        _ => None,
+    });
+    (setup_steps, send_steps, answered, sent)
+}
+
+// A message waits behind the one before it in the outbox. When posting that one first is
+// refused as stale and holding it again fails (the step undone, the connection gone), the new
+// one is not sealed into the outbox after it regardless: refused as stale once more later, the
+// earlier one would be sealed again behind it, and everyone would read them in the wrong order.
+// Whatever step of the send the store fails at, what goes, goes in the order written.
+#[test]
+fn a_message_behind_the_outbox_keeps_its_place_whatever_step_fails() {
+    let (setup, steps, answered, sent) = behind_run(Faults::new());
+    assert_eq!(answered, Err("held".to_string()));
+    assert_eq!(sent, ["first", "second"]);
+    for step in setup + 1..=setup + steps {
+        let (_, _, answered, sent) = behind_run(Faults::new().fail_at(step));
+        match answered.as_ref().map_err(String::as_str) {
+            Err("held" | "pending") => {
+                assert_eq!(sent, ["first", "second"], "store failing at step {step}")
+            }
+            Err("store") => assert_eq!(sent, ["first"], "store failing at step {step}"),
+            other => panic!("store failing at step {step}: the send answered {other:?}"),
+        }
     }
 }

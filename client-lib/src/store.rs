@@ -1043,8 +1043,10 @@ mod tests {
             )
             .unwrap(),
         );
-        // Stands in for sled's threads still holding the closed database.
-        let lingering = sled::open(&path).unwrap();
+        // Stands in for sled's threads still holding the closed database. Opened the way the
+        // store opens it, waiting for the store just dropped: sled's own threads may still
+        // hold that one for a moment (local CI failed here once with "could not acquire lock").
+        let lingering = open_db(&path).unwrap();
         let closer = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(200));
             drop(lingering);

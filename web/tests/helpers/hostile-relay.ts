@@ -1,14 +1,15 @@
 // A malicious server for the browser tests: it presents the real server's development
 // certificate (the browser trusts "the server", and this is the server), relays every connection
 // to the real one behind it, and can withhold a removal (and every later op of its group) from
-// what the server sends — the attack PROTOCOL.md §12 names "withhold the newest ops". The Rust suites have a richer one
+// what the server sends — the attack PROTOCOL.md §12 names "withhold the newest ops" — or refuse
+// every group's sync with a reason of its own. The Rust suites have a richer one
 // (tests/src/evil.rs); the browser needs its own because Playwright cannot route a worker's
 // WebSocket (microsoft/playwright#37048), and the web app's core runs in a worker.
 //
 // HTTP requests pass through unchanged. A WebSocket upgrade is relayed without compression (the
-// extension offer is taken out), so that the server's frames can be read and rewritten here:
-// frames to the server pass unchanged, frames from it pass unchanged unless the relay withholds
-// something in them.
+// extension offer is taken out), so that the frames can be read and rewritten here: frames to
+// the server pass unchanged unless the relay answers them itself, frames from it pass unchanged
+// unless the relay withholds something in them.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,10 +38,20 @@ export class HostileRelay {
   readonly withheld: string[] = [];
   /** The `type` of every frame the browser sent while ops were being withheld, in order. */
   readonly sentWhileWithholding: string[] = [];
+  /**
+   * While set, the browser's `sync` requests do not reach the server: the relay answers each
+   * with a `not_member` error whose message is this text (a server's free text, never to be
+   * shown); unset, they pass.
+   */
+  refuseSyncsWith: string | undefined;
+  /** How many syncs the relay has refused. */
+  refusedSyncs = 0;
   /** What went wrong reading a frame (the frame was passed on unchanged); empty in a good run. */
   readonly errors: string[] = [];
   /** Every connection's two sockets, destroyed by {@link close}. */
   private readonly sockets = new Set<TLSSocket>();
+  /** The browser's side of each WebSocket connection, destroyed by {@link dropWebSockets}. */
+  private readonly webSockets = new Set<TLSSocket>();
 
   private constructor(
     /** `https://localhost:PORT`: the origin to open the app at, through the relay. */
@@ -75,6 +86,14 @@ export class HostileRelay {
     return this.withholdRemoval && this.withholding !== undefined;
   }
 
+  /**
+   * Drops every WebSocket connection, as a network that fails would: the app connects again
+   * (and syncs its groups on connecting).
+   */
+  dropWebSockets(): void {
+    for (const socket of this.webSockets) socket.destroy();
+  }
+
   /** Drops every connection and stops listening. */
   async close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
@@ -102,6 +121,7 @@ export class HostileRelay {
     upstream.on('end', () => browser.end());
     browser.on('close', () => {
       this.sockets.delete(browser);
+      this.webSockets.delete(browser);
       upstream.end();
     });
     upstream.on('close', () => {
@@ -120,6 +140,7 @@ export class HostileRelay {
         // Without permessage-deflate, so that the frames can be read here.
         const lines = request.split('\r\n').filter((line) => !/^sec-websocket-extensions:/i.test(line));
         upstream.write(Buffer.from(lines.join('\r\n') + HEAD_END, 'latin1'));
+        this.webSockets.add(browser);
         this.relayBrowserFrames(browser, upstream, rest);
         this.relayServerFrames(upstream, browser);
       } else {
@@ -132,22 +153,32 @@ export class HostileRelay {
   }
 
   /**
-   * Passes the browser's frames on as they are (`first`: what came after its handshake), and
-   * notes the type of each while ops are being withheld.
+   * Passes the browser's frames on as they are (`first`: what came after its handshake), or
+   * answers a `sync` itself while syncs are refused, and notes the type of each frame while ops
+   * are being withheld.
    */
   private relayBrowserFrames(browser: TLSSocket, upstream: TLSSocket, first: Buffer): void {
     let buffer = Buffer.alloc(0);
     const read = (chunk: Buffer) => {
-      upstream.write(chunk);
       buffer = Buffer.concat([buffer, chunk]);
       for (;;) {
         const frame = readFrame(buffer);
         if (frame === undefined) return;
         buffer = buffer.subarray(frame.length);
         // The app's frames are small and whole; a fragment's type is read from its first part.
-        if (this.isWithholding() && (frame.opcode === TEXT || frame.opcode === CONTINUATION)) {
-          this.sentWhileWithholding.push(/"type":"([a-z_]+)"/.exec(frame.payload.toString('utf8'))?.[1] ?? '?');
+        const type =
+          frame.opcode === TEXT || frame.opcode === CONTINUATION
+            ? /"type":"([a-z_]+)"/.exec(frame.payload.toString('utf8'))?.[1] ?? '?'
+            : undefined;
+        if (this.isWithholding() && type !== undefined) this.sentWhileWithholding.push(type);
+        const refusal = this.refuseSyncsWith;
+        if (refusal !== undefined && type === 'sync' && frame.opcode === TEXT && frame.fin) {
+          const { id } = JSON.parse(frame.payload.toString('utf8')) as { id?: unknown };
+          this.refusedSyncs++;
+          browser.write(textFrame(JSON.stringify({ type: 'error', id, code: 'not_member', message: refusal })));
+          continue;
         }
+        upstream.write(frame.raw);
       }
     };
     if (first.length > 0) read(first);

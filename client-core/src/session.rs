@@ -187,6 +187,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 .unwrap_or(ClientError::Transport(crate::TransportError::Closed(None))));
         }
         self.resend_outbox().await;
+        // The same for the resend: the connection dropped, or a store failure (holding a
+        // message again, say) undid its step.
+        if self.conn.is_none() {
+            return Err(ClientError::Transport(crate::TransportError::Closed(None)));
+        }
         // Boxed: both may append ops, and appending may connect.
         if let Err(e) = Box::pin(self.import_link_bundle()).await {
             tracing::warn!(error = %e, "could not import what the link bundle brought");

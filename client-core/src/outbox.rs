@@ -1041,11 +1041,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         match self.hold(group, &entry).await {
             Ok(()) => {}
             Err(e @ ClientError::Store(_)) => return Err(e),
-            Err(e) => self.emit(Event::SendFailed {
-                group,
-                reason: e.to_string(),
-                code: e.code().to_string(),
-            }),
+            Err(e) => {
+                self.emit(Event::SendFailed {
+                    group,
+                    reason: e.to_string(),
+                    code: e.code().to_string(),
+                });
+                // Out of the outbox, where `held` listed it as sealed.
+                self.held_changed(group);
+            }
         }
         self.needs_sync.insert(group);
         Ok(())

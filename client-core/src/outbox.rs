@@ -751,8 +751,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             }
             // Frames handled meanwhile (or a sync after a stale epoch) may have shown that
             // members use an epoch this device's log has not reached: then nothing is sealed.
-            // A new message also waits behind any that the outbox just held again.
-            if self.is_behind(group) || (!from_held && self.is_held(group).await) {
+            // A message also waits, unsealed, behind any earlier one that the outbox just held
+            // again (to be sealed anew, it would go after this one), and behind any that waits
+            // in the outbox sealed for an earlier epoch (it may yet be held again: sealed now,
+            // this one would go first). Held messages go in the order they were written.
+            if self.is_behind(group)
+                || self.held_before(group, held_key).await
+                || (behind_outbox && self.outbox_has_older_epoch(group).await)
+            {
                 return self.keep_held(group, entry, held_key).await;
             }
             // People joined since it was written (a sync, or frames handled meanwhile, showed
@@ -929,6 +935,33 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 other => return Err(unexpected_reply(other, "posted")),
             }
         }
+    }
+
+    /// Whether `group` has a held message before the one stored under `held_key` (any held
+    /// message, for a message not held: `None`). A store that cannot tell says yes: the
+    /// message waits rather than risk going first.
+    async fn held_before(&self, group: GroupId, held_key: Option<&[u8]>) -> bool {
+        let Some(key) = held_key else {
+            return self.is_held(group).await;
+        };
+        self.db
+            .scan_range_rev_bytes(T_HELD, group.as_bytes(), key, 1)
+            .await
+            .map_or(true, |before| !before.is_empty())
+    }
+
+    /// Whether a message of `group` waits in the outbox sealed for an epoch before the one the
+    /// group is in now. A store that cannot tell says yes, as [`Self::held_before`] does.
+    async fn outbox_has_older_epoch(&self, group: GroupId) -> bool {
+        let Some(now) = self.groups.get(&group).map(|ctx| ctx.state.epoch()) else {
+            return false;
+        };
+        self.db
+            .scan::<OutboxEntry>(T_OUTBOX, group.as_bytes(), usize::MAX)
+            .await
+            .map_or(true, |waiting| {
+                waiting.iter().any(|(_, entry)| entry.envelope.epoch < now)
+            })
     }
 
     /// The epoch `group`'s verified log is in, if this device has the group.

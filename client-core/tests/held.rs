@@ -438,3 +438,82 @@ fn a_connection_lost_in_the_sync_after_a_stale_refusal_keeps_the_message_for_lat
         "a message key used twice"
     );
 }
+
+/// The device's clock moves on a second (held messages go in the order they were written).
+fn a_second_later(device: &Device) {
+    device.set_clock(confide_protocol::Timestamp(device.now().0 + 1_000));
+}
+
+/// A server that refuses the device's posts, in turn, with `codes` (one each), then answers
+/// honestly.
+fn posts_refused(codes: Vec<confide_protocol::frames::ErrorCode>) -> support::Answer {
+    let mut codes = codes.into_iter();
+    Box::new(move |frame| {
+        if !matches!(frame, ClientFrame::Post { .. }) {
+            return None;
+        }
+        let code = codes.next()?;
+        Some(vec![confide_protocol::frames::ServerFrame::error(
+            Some(frame.request_id()),
+            code,
+            "refused by the script",
+        )])
+    })
+}
+
+// "first" waits in the outbox (refused for a while) and "second" is held (written offline).
+// Connected again, "first" is refused once more; then, posted again before "second" goes, it
+// is refused as stale and held again, to be sealed anew: "second" waits behind it, and they
+// reach the group in the order written.
+#[test]
+fn a_held_message_waits_behind_an_earlier_one_that_the_outbox_holds_again() {
+    use confide_protocol::frames::ErrorCode::{RateLimited, StaleEpoch};
+    let (mut device, group, _, _) = group(false);
+    device.answer(Some(posts_refused(vec![RateLimited])));
+    assert_eq!(device.send(group, "first").unwrap_err().code(), "pending");
+    a_second_later(&device);
+    go_offline(&mut device);
+    assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
+
+    device.answer(Some(posts_refused(vec![RateLimited, StaleEpoch])));
+    block_on(device.core.connect()).unwrap();
+    block_on(device.core.after_connect());
+    device.drive();
+    block_on(device.core.retry_now());
+    block_on(device.core.after_input());
+    device.drive();
+    assert_eq!(sent(&device), ["first", "second"]);
+}
+
+// "first" waits in the outbox (refused for a while), sealed before Carol joined. "second",
+// written after she joined, is not sealed behind it: "first" may yet be refused as stale and
+// sealed again, behind "second", and then wait for Alice's word (Carol joined since it was
+// written) while "second" reached everyone. So "second" waits, unsealed, and goes after
+// "first" once Alice says "first" may go.
+#[test]
+fn a_message_waits_unsealed_behind_one_in_the_outbox_from_an_earlier_epoch() {
+    use confide_protocol::frames::ErrorCode::{RateLimited, StaleEpoch};
+    let (mut device, group, _, _) = group(false);
+    device.answer(Some(posts_refused(vec![RateLimited])));
+    assert_eq!(device.send(group, "first").unwrap_err().code(), "pending");
+    device.answer(None);
+    device.append(group, support::add(Member::new(4, "Carol").entry()));
+    device.answer(Some(posts_refused(vec![RateLimited, StaleEpoch])));
+    a_second_later(&device);
+    let answered = device
+        .send(group, "second")
+        .map_err(|e| e.code().to_string());
+    block_on(device.core.retry_now());
+    block_on(device.core.after_input());
+    device.drive();
+    assert!(sent(&device).is_empty(), "the send answered {answered:?}");
+    let asks = asked(&device);
+    assert_eq!(asks.len(), 1, "only \"first\" needs Alice's word");
+    assert_eq!(asks[0].1, ["Carol"]);
+
+    let first = &held(&device, group)[0];
+    assert_eq!(first.text, "first");
+    block_on(device.core.send_held_anyway(group, first.id, first.epoch)).unwrap();
+    device.drive();
+    assert_eq!(sent(&device), ["first", "second"]);
+}

@@ -590,7 +590,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 waiting.insert(group);
                 continue;
             }
-            if waiting.contains(&group) {
+            if waiting.contains(&group) && keeps_order(&entry.content) {
                 continue;
             }
             match self.post_now(group, &entry, Some(&key)).await {
@@ -673,7 +673,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.rekey_if_due(group).await;
         }
         let entry = self.new_held(group, content);
-        if self.is_held(group).await {
+        let waits = match keeps_order(&entry.content) {
+            true => self.is_held(group).await,
+            false => self.is_behind(group),
+        };
+        if waits {
             self.hold(group, &entry).await?;
             return Err(ClientError::Held);
         }
@@ -738,8 +742,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             self.member_ctx(group).await?;
             // Earlier messages still waiting in the outbox go first, so that this one is not
             // stored before them; if they still cannot go, this one waits behind them.
+            // Not while the server asked for a pause that has not passed (a `rate_limited` or
+            // `slow_mode` refusal): posting again at once would only be refused again; they go
+            // with the outbox's retry.
             let behind_outbox = self.outbox_waiting(group).await && {
-                self.resend_outbox().await;
+                if !self.outbox_retry_pending() {
+                    self.resend_outbox().await;
+                }
                 self.outbox_waiting(group).await
             };
             if self.conn.is_none() {
@@ -756,8 +765,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             // in the outbox sealed for an earlier epoch (it may yet be held again: sealed now,
             // this one would go first). Held messages go in the order they were written.
             if self.is_behind(group)
-                || self.held_before(group, held_key).await
-                || (behind_outbox && self.outbox_has_older_epoch(group).await)
+                || (keeps_order(content)
+                    && (self.held_before(group, held_key).await
+                        || (behind_outbox && self.outbox_has_older_epoch(group).await)))
             {
                 return self.keep_held(group, entry, held_key).await;
             }
@@ -1107,6 +1117,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         true
     }
 
+    /// Whether the outbox's retry is scheduled for later than now ([`Self::retry_outbox_after`]).
+    fn outbox_retry_pending(&self) -> bool {
+        self.outbox_retry_at.is_some_and(|at| at > self.host.now())
+    }
+
     /// Schedules the outbox (and held messages) to be posted again after `retry_after_ms` (or
     /// [`OUTBOX_RETRY`]), unless a retry is already due sooner.
     pub(crate) fn retry_outbox_after(&mut self, retry_after_ms: Option<u64>) {
@@ -1138,4 +1153,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             Err(e) => tracing::warn!(%group, error = %e, "a sent message could not be stored"),
         }
     }
+}
+
+/// Whether `content` keeps its place among the user's messages (PROTOCOL.md §11.13): texts and
+/// warnings do. A pinned text is for whoever is a member when it goes (a new member must be
+/// able to read the agreement and the crisis resources) and never waits behind them.
+fn keeps_order(content: &MessageContent) -> bool {
+    !matches!(content.body, ContentBody::Pinned { .. })
 }

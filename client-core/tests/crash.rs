@@ -490,7 +490,7 @@ fn first_post_stale(probe: &FaultProbe, fail_held_reads: bool) -> support::Answe
     })
 }
 
-/// Alice's "first" is refused for a while and waits in the outbox; a second later she sends
+/// Alice's "first" is refused for a while and waits in the outbox; a minute later she sends
 /// "second", and posting "first" before it is refused as `stale_epoch` (the store may fail
 /// there, `faults`). The device starts again, and "first" is refused as stale once more. Gives
 /// the store's steps before the second send, the steps it took, what it answered, and the
@@ -505,7 +505,8 @@ fn behind_run(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<String>) {
         move |frame| matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first)
     })));
     assert_eq!(device.send(group, "first").unwrap_err().code(), "pending");
-    device.set_clock(Timestamp(device.now().0 + 1_000));
+    // A minute later: the outbox's retry is due, so the send posts "first" again first.
+    device.set_clock(Timestamp(device.now().0 + 60_000));
     device.answer(Some(first_post_stale(&probe, false)));
     let setup_steps = probe.steps();
     let answered = device

@@ -462,9 +462,9 @@ fn posts_refused(codes: Vec<confide_protocol::frames::ErrorCode>) -> support::An
 }
 
 // "first" waits in the outbox (refused for a while) and "second" is held (written offline).
-// Connected again, "first" is refused once more; then, posted again before "second" goes, it
-// is refused as stale and held again, to be sealed anew: "second" waits behind it, and they
-// reach the group in the order written.
+// Connected again, "first" is refused once more; then, when the outbox's retry is due as
+// "second" goes, it is posted again first, refused as stale and held again, to be sealed anew:
+// "second" waits behind it, and they reach the group in the order written.
 #[test]
 fn a_held_message_waits_behind_an_earlier_one_that_the_outbox_holds_again() {
     use confide_protocol::frames::ErrorCode::{RateLimited, StaleEpoch};
@@ -477,6 +477,7 @@ fn a_held_message_waits_behind_an_earlier_one_that_the_outbox_holds_again() {
 
     device.answer(Some(posts_refused(vec![RateLimited, StaleEpoch])));
     block_on(device.core.connect()).unwrap();
+    device.set_clock(confide_protocol::Timestamp(device.now().0 + 60_000));
     block_on(device.core.after_connect());
     device.drive();
     block_on(device.core.retry_now());
@@ -498,11 +499,14 @@ fn a_message_waits_unsealed_behind_one_in_the_outbox_from_an_earlier_epoch() {
     assert_eq!(device.send(group, "first").unwrap_err().code(), "pending");
     device.answer(None);
     device.append(group, support::add(Member::new(4, "Carol").entry()));
-    device.answer(Some(posts_refused(vec![RateLimited, StaleEpoch])));
+    // Sent while the outbox's retry is not due yet: "first" is not posted again meanwhile.
+    device.answer(Some(posts_refused(vec![StaleEpoch])));
     a_second_later(&device);
+    let posts = device.posted().len();
     let answered = device
         .send(group, "second")
         .map_err(|e| e.code().to_string());
+    assert_eq!(device.posted().len(), posts, "posted before the server's pause passed");
     block_on(device.core.retry_now());
     block_on(device.core.after_input());
     device.drive();
@@ -516,4 +520,39 @@ fn a_message_waits_unsealed_behind_one_in_the_outbox_from_an_earlier_epoch() {
     block_on(device.core.send_held_anyway(group, first.id, first.epoch)).unwrap();
     device.drive();
     assert_eq!(sent(&device), ["first", "second"]);
+}
+
+// A pinned text does not wait behind the user's own texts: it is for whoever is a member when it
+// goes (a new member must be able to read the crisis resources). Alice's "first" waits in the
+// outbox (refused for a while) when she adds Carol; the crisis resources are sent again for the
+// new epoch, and go although "first", refused as stale and held again, then waits for Alice's
+// word (Carol joined after it was written).
+#[test]
+fn a_pinned_text_for_a_new_epoch_does_not_wait_behind_a_text_that_waits_for_the_user() {
+    use confide_protocol::frames::ErrorCode::{RateLimited, StaleEpoch};
+    let (mut device, group, _, _) = group(false);
+    block_on(
+        device
+            .core
+            .set_crisis_resources(group, "Samaritans: 116 123".into()),
+    )
+    .unwrap();
+    block_on(device.core.after_input());
+    device.drive();
+    let stored_before = device.log(group).messages.len();
+    device.answer(Some(posts_refused(vec![RateLimited, StaleEpoch])));
+    assert_eq!(device.send(group, "first").unwrap_err().code(), "pending");
+    a_second_later(&device);
+    device.append(group, support::add(Member::new(4, "Carol").entry()));
+    device.drive();
+    block_on(device.core.retry_now());
+    block_on(device.core.after_input());
+    device.drive();
+
+    assert_eq!(asked(&device).len(), 1, "\"first\" waits for Alice's word");
+    assert!(sent(&device).is_empty());
+    let epoch = device.state(group).epoch();
+    let stored = device.log(group).messages;
+    assert_eq!(stored.len(), stored_before + 1, "the crisis resources went");
+    assert_eq!(stored.last().map(|m| m.envelope.epoch), Some(epoch));
 }

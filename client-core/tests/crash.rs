@@ -254,7 +254,7 @@ struct SendRun {
     send_steps: u64,
     /// What the send answered: the seq, or its error's code.
     answered: Result<u64, String>,
-    /// The texts reported sent after a restart.
+    /// The texts reported sent: after a restart, and before it too unless the run cleared them.
     sent: Vec<String>,
 }
 
@@ -272,21 +272,31 @@ fn send_run(faults: Faults, prepare: fn(&mut Device, GroupId)) -> SendRun {
     let send_steps = probe.steps() - setup_steps;
 
     device.answer(None);
-    let mut again = device.restart(5);
-    again.clear();
-    block_on(again.core.connect()).unwrap();
-    block_on(again.core.after_connect());
-    again.drive();
-    let sent = again.events_as(|e| match e {
-        Event::Sent(m) => Some(m.text),
-        _ => None,
-    });
+    device.clear();
+    let sent = sent_texts(&restarted(device));
     SendRun {
         setup_steps,
         send_steps,
         answered,
         sent,
     }
+}
+
+/// The device started again over what its store kept, and connected as its driver would.
+fn restarted(device: Device) -> Device {
+    let mut again = device.restart(5);
+    block_on(again.core.connect()).unwrap();
+    block_on(again.core.after_connect());
+    again.drive();
+    again
+}
+
+/// The texts the application was told were sent, in order.
+fn sent_texts(device: &Device) -> Vec<String> {
+    device.events_as(|e| match e {
+        Event::Sent(m) => Some(m.text),
+        _ => None,
+    })
 }
 
 /// Her sender key is yet to go out, and the connection drops while it goes (the server never
@@ -380,10 +390,7 @@ fn reseal_run(faults: Faults, start: fn(&mut Device, GroupId), fail_held_reads: 
 
     probe.fail_reads_of(None);
     device.answer(None);
-    let mut again = device.restart(5);
-    block_on(again.core.connect()).unwrap();
-    block_on(again.core.after_connect());
-    again.drive();
+    let again = restarted(device);
     let server = again.server.lock().unwrap();
     let posts = server
         .sent
@@ -398,10 +405,7 @@ fn reseal_run(faults: Faults, start: fn(&mut Device, GroupId), fail_held_reads: 
         connected,
         posts,
         stored,
-        sent: again.events_as(|e| match e {
-            Event::Sent(m) => Some(m.text),
-            _ => None,
-        }),
+        sent: sent_texts(&again),
         failed: again
             .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
             .len(),
@@ -495,7 +499,7 @@ fn first_post_stale(probe: &FaultProbe, fail_held_reads: bool) -> support::Answe
 /// there, `faults`). The device starts again, and "first" is refused as stale once more. Gives
 /// the store's steps before the second send, the steps it took, what it answered, and the
 /// texts reported sent in all, in order.
-fn behind_run(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<String>) {
+fn behind_run(faults: Faults) -> SendRun {
     let (store, probe) = MemoryStore::with_faults(faults);
     let mut device = Device::create(store, Shared::default());
     let bob = Member::new(2, "Bob");
@@ -515,15 +519,12 @@ fn behind_run(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<String>) {
     let send_steps = probe.steps() - setup_steps;
 
     device.answer(Some(first_post_stale(&probe, false)));
-    let mut again = device.restart(5);
-    block_on(again.core.connect()).unwrap();
-    block_on(again.core.after_connect());
-    again.drive();
-    let sent = again.events_as(|e| match e {
-        Event::Sent(m) => Some(m.text),
-        _ => None,
-    });
-    (setup_steps, send_steps, answered, sent)
+    SendRun {
+        setup_steps,
+        send_steps,
+        answered,
+        sent: sent_texts(&restarted(device)),
+    }
 }
 
 // A message waits behind the one before it in the outbox. When posting that one first is
@@ -533,11 +534,12 @@ fn behind_run(faults: Faults) -> (u64, u64, Result<u64, String>, Vec<String>) {
 // Whatever step of the send the store fails at, what goes, goes in the order written.
 #[test]
 fn a_message_behind_the_outbox_keeps_its_place_whatever_step_fails() {
-    let (setup, steps, answered, sent) = behind_run(Faults::new());
-    assert_eq!(answered, Err("held".to_string()));
-    assert_eq!(sent, ["first", "second"]);
-    for step in setup + 1..=setup + steps {
-        let (_, _, answered, sent) = behind_run(Faults::new().fail_at(step));
+    let clean = behind_run(Faults::new());
+    assert_eq!(clean.answered, Err("held".to_string()));
+    assert_eq!(clean.sent, ["first", "second"]);
+    let first = clean.setup_steps + 1;
+    for step in first..first + clean.send_steps {
+        let SendRun { answered, sent, .. } = behind_run(Faults::new().fail_at(step));
         match answered.as_ref().map_err(String::as_str) {
             Err("held" | "pending") => {
                 assert_eq!(sent, ["first", "second"], "store failing at step {step}")

@@ -506,7 +506,11 @@ fn a_message_waits_unsealed_behind_one_in_the_outbox_from_an_earlier_epoch() {
     let answered = device
         .send(group, "second")
         .map_err(|e| e.code().to_string());
-    assert_eq!(device.posted().len(), posts, "posted before the server's pause passed");
+    assert_eq!(
+        device.posted().len(),
+        posts,
+        "posted before the server's pause passed"
+    );
     block_on(device.core.retry_now());
     block_on(device.core.after_input());
     device.drive();

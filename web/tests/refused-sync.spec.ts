@@ -12,8 +12,7 @@
 import { checkScreen } from './a11y.ts';
 import { expect, test } from './fixtures.ts';
 import { CliPerson } from './helpers/cli.ts';
-import { watchedContext } from './helpers/contexts.ts';
-import { HostileRelay } from './helpers/hostile-relay.ts';
+import { aliceThroughRelay } from './helpers/through-relay.ts';
 import { joinFromLink, messages } from './helpers/member.ts';
 
 const ALICE = 'amber orchard hums gently';
@@ -28,12 +27,8 @@ test('a group the server refuses to serve: the web app marks it, says so in our 
   problems,
   server,
 }) => {
-  const relay = await HostileRelay.start(server);
+  const { relay, alice, groupsTab, group, close } = await aliceThroughRelay(browser, server, problems);
   const people: CliPerson[] = [];
-  const context = await watchedContext(browser, relay.origin, problems);
-  const alice = await context.newPage();
-  const groupsTab = alice.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Groups' });
-  const group = alice.locator('button.group').first();
   const banner = alice.getByText(REFUSED);
   /**
    * Whether any part of the server's reason reached the page: as text, visible or not, in an
@@ -95,7 +90,6 @@ test('a group the server refuses to serve: the web app marks it, says so in our 
     expect(relay.errors).toEqual([]);
   } finally {
     for (const person of people) person.remove();
-    await context.close();
-    await relay.close();
+    await close();
   }
 });

@@ -14,8 +14,7 @@
 import { checkScreen } from './a11y.ts';
 import { expect, test } from './fixtures.ts';
 import { CliPerson } from './helpers/cli.ts';
-import { watchedContext } from './helpers/contexts.ts';
-import { HostileRelay } from './helpers/hostile-relay.ts';
+import { aliceThroughRelay } from './helpers/through-relay.ts';
 import { joinFromLink, messages, send } from './helpers/member.ts';
 
 const ALICE = 'copper meadow whistles softly';
@@ -27,12 +26,8 @@ test('a removal the server withholds: the web app warns, marks the group and hol
   problems,
   server,
 }) => {
-  const relay = await HostileRelay.start(server);
+  const { relay, alice, groupsTab, group, close } = await aliceThroughRelay(browser, server, problems);
   const people: CliPerson[] = [];
-  const context = await watchedContext(browser, relay.origin, problems);
-  const alice = await context.newPage();
-  const groupsTab = alice.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Groups' });
-  const group = alice.locator('button.group').first();
   const waiting = messages(alice).getByRole('article', { name: 'Your message, waiting to send' });
   try {
     const fay = CliPerson.init(server, 'Fay');
@@ -94,7 +89,6 @@ test('a removal the server withholds: the web app warns, marks the group and hol
     expect(relay.errors).toEqual([]);
   } finally {
     for (const person of people) person.remove();
-    await context.close();
-    await relay.close();
+    await close();
   }
 });

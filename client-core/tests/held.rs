@@ -560,3 +560,72 @@ fn a_pinned_text_for_a_new_epoch_does_not_wait_behind_a_text_that_waits_for_the_
     assert_eq!(stored.len(), stored_before + 1, "the crisis resources went");
     assert_eq!(stored.last().map(|m| m.envelope.epoch), Some(epoch));
 }
+
+// The same for a pinned text written while a text waits for the user's word: Alice wrote "one"
+// offline, Eve was added meanwhile, so "one" waits for Alice; the crisis resources she pins
+// now go at once, in the current epoch, and "one" still waits.
+#[test]
+fn a_pinned_text_goes_while_a_text_waits_for_the_user() {
+    let (mut device, group, bob, _) = group(false);
+    go_offline(&mut device);
+    device.send(group, "one").unwrap_err();
+    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
+    come_back(&mut device);
+    assert_eq!(asked(&device).len(), 1, "\"one\" waits for Alice's word");
+    let stored_before = device.log(group).messages.len();
+
+    block_on(
+        device
+            .core
+            .set_crisis_resources(group, "Samaritans: 116 123".into()),
+    )
+    .unwrap();
+    block_on(device.core.after_input());
+    device.drive();
+    let stored = device.log(group).messages;
+    assert_eq!(stored.len(), stored_before + 1, "the crisis resources went");
+    assert_eq!(
+        stored.last().map(|m| m.envelope.epoch),
+        Some(device.state(group).epoch())
+    );
+    let waiting = held(&device, group);
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].text, "one");
+    assert!(waiting[0].needs_confirm);
+    assert!(sent(&device).is_empty());
+}
+
+// And for a pinned text held because the connection dropped while it went out: once connected
+// again it goes, although "one" before it still waits for Alice's word.
+#[test]
+fn a_held_pinned_text_goes_while_a_text_before_it_waits_for_the_user() {
+    let (mut device, group, bob, _) = group(false);
+    go_offline(&mut device);
+    device.send(group, "one").unwrap_err();
+    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
+    come_back(&mut device);
+    assert_eq!(asked(&device).len(), 1, "\"one\" waits for Alice's word");
+    let stored_before = device.log(group).messages.len();
+
+    // The new epoch's sender key goes out with the crisis resources, and the server never
+    // answers it.
+    device.answer(Some(Box::new(|frame| {
+        matches!(frame, ClientFrame::SendSealed { .. }).then(Vec::new)
+    })));
+    let pinned = block_on(
+        device
+            .core
+            .set_crisis_resources(group, "Samaritans: 116 123".into()),
+    );
+    assert_eq!(pinned.unwrap_err().code(), "held");
+    assert_eq!(device.log(group).messages.len(), stored_before);
+
+    come_back(&mut device);
+    let stored = device.log(group).messages;
+    assert_eq!(stored.len(), stored_before + 1, "the crisis resources went");
+    assert_eq!(
+        stored.last().map(|m| m.envelope.epoch),
+        Some(device.state(group).epoch())
+    );
+    assert_eq!(held(&device, group).len(), 1, "\"one\" still waits");
+}

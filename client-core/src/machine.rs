@@ -80,6 +80,9 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// disk, a restart, a rate limit, the connection), for [`ClientCore::sync`] to report instead
     /// of success: such a failure is reported by every sync that meets it.
     pub(crate) sync_failure: Option<ClientError>,
+    /// The store failure that last undid a step ([`Self::revert`]), for [`ClientCore::connect`]
+    /// to report when one ended the connection it was making.
+    pub(crate) reverted: Option<crate::StoreError>,
     /// Lasting refusals of a group's sync met for the first time and not yet reported by a
     /// [`ClientCore::sync`] or [`ClientCore::synced`]: each is reported once (and as
     /// [`Event::SyncRefused`]); later syncs that meet it again do not fail for it.
@@ -268,6 +271,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             groups: HashMap::new(),
             needs_sync: BTreeSet::new(),
             sync_failure: None,
+            reverted: None,
             refusals_unreported: Vec::new(),
             full_sync_done: false,
             needs_repost: BTreeSet::new(),
@@ -387,6 +391,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// next connection resyncs from the cursors stored: nothing acknowledged or shown is lost.
     pub(crate) async fn revert(&mut self, e: &crate::StoreError) {
         tracing::warn!(error = %e, "the local store failed: the step is undone");
+        self.reverted = Some(e.clone());
         self.db.discard();
         self.pending_events.clear();
         self.pending_acks.clear();

@@ -73,6 +73,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         if self.unlinked {
             return Err(StoreError::Unlinked.into());
         }
+        self.reverted = None;
         let mut conn = self.net.dial().await?;
         let challenge =
             Link::recv(&mut conn, REQUEST_TIMEOUT)
@@ -181,16 +182,13 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // connection failed, with that error, so that the caller backs off before dialling
         // again rather than reconnecting at once into the same failure.
         if self.conn.is_none() {
-            return Err(self
-                .sync_failure
-                .take()
-                .unwrap_or(ClientError::Transport(crate::TransportError::Closed(None))));
+            return Err(self.lost_while_connecting());
         }
         self.resend_outbox().await;
         // The same for the resend: the connection dropped, or a store failure (holding a
         // message again, say) undid its step.
         if self.conn.is_none() {
-            return Err(ClientError::Transport(crate::TransportError::Closed(None)));
+            return Err(self.lost_while_connecting());
         }
         // Boxed: both may append ops, and appending may connect.
         if let Err(e) = Box::pin(self.import_link_bundle()).await {
@@ -198,6 +196,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
         Box::pin(self.update_own_entries()).await;
         self.commit().await
+    }
+
+    /// Why the connection [`Self::connect`] made is gone already: the store failure that undid
+    /// a step (and dropped it), else a passing failure the sync met, else a closed connection.
+    fn lost_while_connecting(&mut self) -> ClientError {
+        match self.reverted.take() {
+            Some(e) => ClientError::Store(e),
+            None => self
+                .sync_failure
+                .take()
+                .unwrap_or(ClientError::Transport(crate::TransportError::Closed(None))),
+        }
     }
 
     pub(crate) async fn ensure_connected(&mut self) -> Result<(), ClientError> {

@@ -185,10 +185,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             return Err(self.lost_while_connecting());
         }
         self.resend_outbox().await;
-        // The same for the resend: the connection dropped, or a store failure (holding a
-        // message again, say) undid its step.
+        // The same for the resend: a store failure (holding a message again, say) undid its
+        // step, or the connection dropped (a passing failure the sync met is no reason for
+        // that, and would turn a send that waits for the connection into a refused one).
         if self.conn.is_none() {
-            return Err(self.lost_while_connecting());
+            return Err(self.reverted.take().map_or(
+                ClientError::Transport(crate::TransportError::Closed(None)),
+                ClientError::Store,
+            ));
         }
         // Boxed: both may append ops, and appending may connect.
         if let Err(e) = Box::pin(self.import_link_bundle()).await {

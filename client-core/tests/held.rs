@@ -629,3 +629,32 @@ fn a_held_pinned_text_goes_while_a_text_before_it_waits_for_the_user() {
     );
     assert_eq!(held(&device, group).len(), 1, "\"one\" still waits");
 }
+
+// A text waits in the outbox (its post was never answered). Alice sends another: connecting
+// again, the server refuses another group's sync for a while (`rate_limited`) and again leaves
+// the old post unanswered, which drops the connection. The new text waits for the connection
+// like the old one, instead of failing with the other group's refusal.
+#[test]
+fn a_send_that_loses_the_connection_while_connecting_is_held_whatever_another_group_met() {
+    use confide_protocol::frames::ErrorCode::RateLimited;
+    let (mut device, group, bob, _) = group(false);
+    let other = device.group_with(&[&bob]);
+    device.answer(Some(Box::new(|frame| {
+        matches!(frame, ClientFrame::Post { .. }).then(Vec::new)
+    })));
+    assert_eq!(device.send(group, "old").unwrap_err().code(), "pending");
+    assert!(!device.core.is_connected());
+
+    let refused = support::refuse(
+        RateLimited,
+        move |frame| matches!(frame, ClientFrame::Sync { group, .. } if *group == other),
+    );
+    let mut refused = Some(refused);
+    device.answer(Some(Box::new(move |frame| match frame {
+        ClientFrame::Post { .. } => Some(Vec::new()),
+        _ => refused.as_mut().and_then(|answer| answer(frame)),
+    })));
+    assert_eq!(device.send(group, "new").unwrap_err().code(), "held");
+    let waiting: Vec<String> = held(&device, group).into_iter().map(|m| m.text).collect();
+    assert_eq!(waiting, ["old", "new"]);
+}

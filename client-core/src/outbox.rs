@@ -816,6 +816,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     // Moved on (or behind, held just below): no key for this round.
                     None
                 }
+                // Refused for a passing reason (the server's disk, a restart, a rate limit): the
+                // message is kept, as a post refused for one is, and goes with the outbox's
+                // retry (which wakes the held messages).
+                Err(ClientError::Server {
+                    code,
+                    retry_after_ms,
+                    ..
+                }) if crate::session::is_passing(code) => {
+                    self.retry_outbox_after(retry_after_ms);
+                    return self.keep_held(group, entry, held_key).await;
+                }
                 keyed => Some(keyed?),
             };
             if self.is_behind(group) {

@@ -658,3 +658,26 @@ fn a_send_that_loses_the_connection_while_connecting_is_held_whatever_another_gr
     let waiting: Vec<String> = held(&device, group).into_iter().map(|m| m.text).collect();
     assert_eq!(waiting, ["old", "new"]);
 }
+
+// The server refuses this device's sender key for a while (`rate_limited`): the text is kept,
+// as a post refused for a passing reason is, and goes with the outbox's retry.
+#[test]
+fn a_text_whose_sender_key_is_refused_for_a_while_goes_with_the_retry() {
+    use confide_protocol::frames::ErrorCode::RateLimited;
+    let (mut device, group, _, _) = group(false);
+    device.answer(Some(support::refuse(RateLimited, {
+        let mut first = true;
+        move |frame| matches!(frame, ClientFrame::SendSealed { .. }) && std::mem::take(&mut first)
+    })));
+    assert_eq!(device.send(group, "hello").unwrap_err().code(), "held");
+    assert!(device.posted().is_empty());
+    let waiting: Vec<String> = held(&device, group).into_iter().map(|m| m.text).collect();
+    assert_eq!(waiting, ["hello"]);
+    assert!(device.core.retry_due_at().is_some(), "a retry is scheduled");
+
+    block_on(device.core.retry_now());
+    block_on(device.core.after_input());
+    device.drive();
+    assert_eq!(sent(&device), ["hello"]);
+    assert!(held(&device, group).is_empty());
+}

@@ -1182,7 +1182,8 @@ async fn run_with_client(
                              held`)"
                         }
                         ClientError::Held => {
-                            "the server cannot be reached, or this device has not yet been shown \
+                            "the server cannot be reached or asked this device to wait a moment, \
+                             or this device has not yet been shown \
                              the group's latest membership change and sends nothing to it until \
                              it has"
                         }

@@ -125,14 +125,16 @@ pub enum ClientError {
     /// The message is kept (encrypted in the store) and sent later, by itself: the server
     /// could not be reached (offline, or — in the native client — the application left its
     /// events unread until their backlog overflowed), earlier messages of the group still
-    /// wait, or this device has seen members use an epoch its verified log has not reached
-    /// (perhaps a removal the server has not shown it), in which case it is sent once the log
-    /// has caught up (see [`crate::Event::GroupBehind`]). The text names both causes: the
-    /// caller cannot tell them apart from the error, and telling a member who is merely offline
-    /// that the group changed would be false.
+    /// wait, the server asked it to wait a moment (a passing refusal of its sender key), or
+    /// this device has seen members use an epoch its verified log has not reached (perhaps a
+    /// removal the server has not shown it), in which case it is sent once the log has caught
+    /// up (see [`crate::Event::GroupBehind`]). The text names the causes: the caller cannot
+    /// tell them apart from the error, and telling a member who is merely offline that the
+    /// group changed would be false.
     #[error(
         "held: the message is kept and will be sent later: the server cannot be reached just \
-         now, or this device has not yet seen the group's latest membership change"
+         now or asked this device to wait a moment, or this device has not yet seen the \
+         group's latest membership change"
     )]
     Held,
     /// This device is not a member of the group (it never was, or its join request is still

@@ -681,3 +681,30 @@ fn a_text_whose_sender_key_is_refused_for_a_while_goes_with_the_retry() {
     assert_eq!(sent(&device), ["hello"]);
     assert!(held(&device, group).is_empty());
 }
+
+// The same for a text written offline: sent after the reconnection, its sender key is refused
+// for a while; it stays held (the user was told it would go), and goes with the retry.
+#[test]
+fn a_held_text_whose_sender_key_is_refused_for_a_while_stays_held_and_goes_with_the_retry() {
+    use confide_protocol::frames::ErrorCode::RateLimited;
+    let (mut device, group, _, _) = group(false);
+    go_offline(&mut device);
+    assert_eq!(device.send(group, "hello").unwrap_err().code(), "held");
+    device.answer(Some(support::refuse(RateLimited, {
+        let mut first = true;
+        move |frame| matches!(frame, ClientFrame::SendSealed { .. }) && std::mem::take(&mut first)
+    })));
+    block_on(device.core.connect()).unwrap();
+    block_on(device.core.after_connect());
+    device.drive();
+    let failed = device.events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()));
+    assert!(failed.is_empty(), "reported not sent");
+    let waiting: Vec<String> = held(&device, group).into_iter().map(|m| m.text).collect();
+    assert_eq!(waiting, ["hello"]);
+
+    block_on(device.core.retry_now());
+    block_on(device.core.after_input());
+    device.drive();
+    assert_eq!(sent(&device), ["hello"]);
+    assert!(held(&device, group).is_empty());
+}

@@ -701,7 +701,7 @@ fn send_failure(e: &ClientError, clock: &Clock) -> SendFailure {
             "The connection dropped before the server confirmed your message: it will be sent when the connection returns.".into()
         }
         ClientError::Held => {
-            "Held: the server cannot be reached just now, or this device has not yet been shown the group's latest membership change. Your message is kept and will be sent later.".into()
+            "Held: the server cannot be reached just now or asked this device to wait a moment, or this device has not yet been shown the group's latest membership change. Your message is kept and will be sent later.".into()
         }
         other => format!("Not sent: {}", describe(other)),
     };

@@ -67,7 +67,7 @@ const REASONS: ReadonlyMap<string, string> = new Map(
     verification: 'something the server sent did not pass its checks, so it was refused',
     not_allowed: "the group's rules don't allow that",
     not_found: 'what that refers to is not on this device',
-    held: 'it waits until this device has caught up with the group',
+    held: 'it waits, and goes by itself once the server can take it and this device has caught up with the group',
     removed: 'you are no longer a member of this group',
     left: 'you left this group',
     bad_invite: 'this invite is not valid: it may be damaged or out of date',

@@ -444,6 +444,37 @@ fn a_second_later(device: &Device) {
     device.set_clock(confide_protocol::Timestamp(device.now().0 + 1_000));
 }
 
+/// The outbox's retry comes, and what follows it (as a driver runs it).
+fn retry(device: &mut Device) {
+    block_on(device.core.retry_now());
+    block_on(device.core.after_input());
+    device.drive();
+}
+
+/// A server that refuses the first frame `matching` picks with `code`, and answers the rest
+/// honestly.
+fn first_refused(
+    code: confide_protocol::frames::ErrorCode,
+    matching: impl Fn(&ClientFrame) -> bool + Send + 'static,
+) -> support::Answer {
+    let mut first = true;
+    support::refuse(code, move |frame| {
+        matching(frame) && std::mem::take(&mut first)
+    })
+}
+
+/// Alice wrote "one" offline and Eve was added meanwhile: connected again, "one" waits for
+/// Alice's word.
+fn one_waiting_for_alice() -> (Device, GroupId) {
+    let (mut device, group, bob, _) = group(false);
+    go_offline(&mut device);
+    device.send(group, "one").unwrap_err();
+    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
+    come_back(&mut device);
+    assert_eq!(asked(&device).len(), 1, "\"one\" waits for Alice's word");
+    (device, group)
+}
+
 /// A server that refuses the device's posts, in turn, with `codes` (one each), then answers
 /// honestly.
 fn posts_refused(codes: Vec<confide_protocol::frames::ErrorCode>) -> support::Answer {
@@ -480,9 +511,7 @@ fn a_held_message_waits_behind_an_earlier_one_that_the_outbox_holds_again() {
     device.set_clock(confide_protocol::Timestamp(device.now().0 + 60_000));
     block_on(device.core.after_connect());
     device.drive();
-    block_on(device.core.retry_now());
-    block_on(device.core.after_input());
-    device.drive();
+    retry(&mut device);
     assert_eq!(sent(&device), ["first", "second"]);
 }
 
@@ -511,9 +540,7 @@ fn a_message_waits_unsealed_behind_one_in_the_outbox_from_an_earlier_epoch() {
         posts,
         "posted before the server's pause passed"
     );
-    block_on(device.core.retry_now());
-    block_on(device.core.after_input());
-    device.drive();
+    retry(&mut device);
     assert!(sent(&device).is_empty(), "the send answered {answered:?}");
     let asks = asked(&device);
     assert_eq!(asks.len(), 1, "only \"first\" needs Alice's word");
@@ -549,9 +576,7 @@ fn a_pinned_text_for_a_new_epoch_does_not_wait_behind_a_text_that_waits_for_the_
     a_second_later(&device);
     device.append(group, support::add(Member::new(4, "Carol").entry()));
     device.drive();
-    block_on(device.core.retry_now());
-    block_on(device.core.after_input());
-    device.drive();
+    retry(&mut device);
 
     assert_eq!(asked(&device).len(), 1, "\"first\" waits for Alice's word");
     assert!(sent(&device).is_empty());
@@ -566,12 +591,7 @@ fn a_pinned_text_for_a_new_epoch_does_not_wait_behind_a_text_that_waits_for_the_
 // now go at once, in the current epoch, and "one" still waits.
 #[test]
 fn a_pinned_text_goes_while_a_text_waits_for_the_user() {
-    let (mut device, group, bob, _) = group(false);
-    go_offline(&mut device);
-    device.send(group, "one").unwrap_err();
-    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
-    come_back(&mut device);
-    assert_eq!(asked(&device).len(), 1, "\"one\" waits for Alice's word");
+    let (mut device, group) = one_waiting_for_alice();
     let stored_before = device.log(group).messages.len();
 
     block_on(
@@ -599,12 +619,7 @@ fn a_pinned_text_goes_while_a_text_waits_for_the_user() {
 // again it goes, although "one" before it still waits for Alice's word.
 #[test]
 fn a_held_pinned_text_goes_while_a_text_before_it_waits_for_the_user() {
-    let (mut device, group, bob, _) = group(false);
-    go_offline(&mut device);
-    device.send(group, "one").unwrap_err();
-    device.member_adds(group, &bob, Member::new(5, "Eve").entry());
-    come_back(&mut device);
-    assert_eq!(asked(&device).len(), 1, "\"one\" waits for Alice's word");
+    let (mut device, group) = one_waiting_for_alice();
     let stored_before = device.log(group).messages.len();
 
     // The new epoch's sender key goes out with the crisis resources, and the server never
@@ -665,9 +680,8 @@ fn a_send_that_loses_the_connection_while_connecting_is_held_whatever_another_gr
 fn a_text_whose_sender_key_is_refused_for_a_while_goes_with_the_retry() {
     use confide_protocol::frames::ErrorCode::RateLimited;
     let (mut device, group, _, _) = group(false);
-    device.answer(Some(support::refuse(RateLimited, {
-        let mut first = true;
-        move |frame| matches!(frame, ClientFrame::SendSealed { .. }) && std::mem::take(&mut first)
+    device.answer(Some(first_refused(RateLimited, |frame| {
+        matches!(frame, ClientFrame::SendSealed { .. })
     })));
     assert_eq!(device.send(group, "hello").unwrap_err().code(), "held");
     assert!(device.posted().is_empty());
@@ -675,9 +689,7 @@ fn a_text_whose_sender_key_is_refused_for_a_while_goes_with_the_retry() {
     assert_eq!(waiting, ["hello"]);
     assert!(device.core.retry_due_at().is_some(), "a retry is scheduled");
 
-    block_on(device.core.retry_now());
-    block_on(device.core.after_input());
-    device.drive();
+    retry(&mut device);
     assert_eq!(sent(&device), ["hello"]);
     assert!(held(&device, group).is_empty());
 }
@@ -690,9 +702,8 @@ fn a_held_text_whose_sender_key_is_refused_for_a_while_stays_held_and_goes_with_
     let (mut device, group, _, _) = group(false);
     go_offline(&mut device);
     assert_eq!(device.send(group, "hello").unwrap_err().code(), "held");
-    device.answer(Some(support::refuse(RateLimited, {
-        let mut first = true;
-        move |frame| matches!(frame, ClientFrame::SendSealed { .. }) && std::mem::take(&mut first)
+    device.answer(Some(first_refused(RateLimited, |frame| {
+        matches!(frame, ClientFrame::SendSealed { .. })
     })));
     block_on(device.core.connect()).unwrap();
     block_on(device.core.after_connect());
@@ -702,9 +713,7 @@ fn a_held_text_whose_sender_key_is_refused_for_a_while_stays_held_and_goes_with_
     let waiting: Vec<String> = held(&device, group).into_iter().map(|m| m.text).collect();
     assert_eq!(waiting, ["hello"]);
 
-    block_on(device.core.retry_now());
-    block_on(device.core.after_input());
-    device.drive();
+    retry(&mut device);
     assert_eq!(sent(&device), ["hello"]);
     assert!(held(&device, group).is_empty());
 }

@@ -182,17 +182,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // connection failed, with that error, so that the caller backs off before dialling
         // again rather than reconnecting at once into the same failure.
         if self.conn.is_none() {
-            return Err(self.lost_while_connecting());
+            let otherwise = self.sync_failure.take();
+            return Err(self.lost_while_connecting(otherwise));
         }
         self.resend_outbox().await;
         // The same for the resend: a store failure (holding a message again, say) undid its
         // step, or the connection dropped (a passing failure the sync met is no reason for
         // that, and would turn a send that waits for the connection into a refused one).
         if self.conn.is_none() {
-            return Err(self.reverted.take().map_or(
-                ClientError::Transport(crate::TransportError::Closed(None)),
-                ClientError::Store,
-            ));
+            return Err(self.lost_while_connecting(None));
         }
         // Boxed: both may append ops, and appending may connect.
         if let Err(e) = Box::pin(self.import_link_bundle()).await {
@@ -203,14 +201,14 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// Why the connection [`Self::connect`] made is gone already: the store failure that undid
-    /// a step (and dropped it), else a passing failure the sync met, else a closed connection.
-    fn lost_while_connecting(&mut self) -> ClientError {
+    /// a step (and dropped it), else `otherwise` (a passing failure the sync met), else a
+    /// closed connection.
+    fn lost_while_connecting(&mut self, otherwise: Option<ClientError>) -> ClientError {
         match self.reverted.take() {
             Some(e) => ClientError::Store(e),
-            None => self
-                .sync_failure
-                .take()
-                .unwrap_or(ClientError::Transport(crate::TransportError::Closed(None))),
+            None => {
+                otherwise.unwrap_or(ClientError::Transport(crate::TransportError::Closed(None)))
+            }
         }
     }
 

@@ -508,10 +508,10 @@ fn behind_run(faults: Faults) -> SendRun {
     let mut device = Device::create(store, Shared::default());
     let bob = Member::new(2, "Bob");
     let group = device.group_with(&[&bob]);
-    device.answer(Some(support::refuse(ErrorCode::RateLimited, {
-        let mut first = true;
-        move |frame| matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first)
-    })));
+    device.answer(Some(support::first_refused(
+        ErrorCode::RateLimited,
+        |frame| matches!(frame, ClientFrame::Post { .. }),
+    )));
     assert_eq!(device.send(group, "first").unwrap_err().code(), "pending");
     // A minute later: the outbox's retry is due, so the send posts "first" again first.
     device.set_clock(Timestamp(device.now().0 + 60_000));

@@ -451,18 +451,6 @@ fn retry(device: &mut Device) {
     device.drive();
 }
 
-/// A server that refuses the first frame `matching` picks with `code`, and answers the rest
-/// honestly.
-fn first_refused(
-    code: confide_protocol::frames::ErrorCode,
-    matching: impl Fn(&ClientFrame) -> bool + Send + 'static,
-) -> support::Answer {
-    let mut first = true;
-    support::refuse(code, move |frame| {
-        matching(frame) && std::mem::take(&mut first)
-    })
-}
-
 /// Alice wrote "one" offline and Eve was added meanwhile: connected again, "one" waits for
 /// Alice's word.
 fn one_waiting_for_alice() -> (Device, GroupId) {
@@ -680,7 +668,7 @@ fn a_send_that_loses_the_connection_while_connecting_is_held_whatever_another_gr
 fn a_text_whose_sender_key_is_refused_for_a_while_goes_with_the_retry() {
     use confide_protocol::frames::ErrorCode::RateLimited;
     let (mut device, group, _, _) = group(false);
-    device.answer(Some(first_refused(RateLimited, |frame| {
+    device.answer(Some(support::first_refused(RateLimited, |frame| {
         matches!(frame, ClientFrame::SendSealed { .. })
     })));
     assert_eq!(device.send(group, "hello").unwrap_err().code(), "held");
@@ -702,7 +690,7 @@ fn a_held_text_whose_sender_key_is_refused_for_a_while_stays_held_and_goes_with_
     let (mut device, group, _, _) = group(false);
     go_offline(&mut device);
     assert_eq!(device.send(group, "hello").unwrap_err().code(), "held");
-    device.answer(Some(first_refused(RateLimited, |frame| {
+    device.answer(Some(support::first_refused(RateLimited, |frame| {
         matches!(frame, ClientFrame::SendSealed { .. })
     })));
     block_on(device.core.connect()).unwrap();

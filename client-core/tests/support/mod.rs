@@ -98,6 +98,18 @@ pub fn refuse(
     })
 }
 
+/// A server that refuses with `code` the first frame `matching` picks, and answers the rest
+/// honestly.
+pub fn first_refused(
+    code: ErrorCode,
+    matching: impl Fn(&ClientFrame) -> bool + Send + 'static,
+) -> Answer {
+    let mut first = true;
+    refuse(code, move |frame| {
+        matching(frame) && std::mem::take(&mut first)
+    })
+}
+
 /// The scripted server.
 #[derive(Default)]
 pub struct Server {

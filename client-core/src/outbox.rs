@@ -487,11 +487,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// that fails here, in a read or in the commit, gives its error instead and undoes the
     /// step as a whole ([`Self::revert`]): what the caller wrote with the hold (an outbox copy
     /// taken out, say) is not stored without it. Nobody is told a message is kept that is not.
+    /// Returns the key it is held under.
     pub(crate) async fn hold_quietly(
         &mut self,
         group: GroupId,
         entry: &HeldEntry,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Vec<u8>, ClientError> {
         if matches!(self.db.count(T_HELD, group.as_bytes()).await, Ok((n, _)) if n >= MAX_HELD_PER_GROUP)
         {
             return Err(ClientError::Invalid(format!(
@@ -500,17 +501,21 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             )));
         }
         let written = match self.new_held_key(group, &entry.content).await {
-            Ok(key) => self.db.put(T_HELD, &key, entry),
+            Ok(key) => self.db.put(T_HELD, &key, entry).map(|()| key),
             Err(e) => Err(e),
         };
-        if let Err(e) = written {
-            self.db.fail_step(e.clone());
-            // Fails with `e` (the step's fault), undoing the step.
-            self.commit().await?;
-            return Err(e.into());
-        }
+        let key = match written {
+            Ok(key) => key,
+            Err(e) => {
+                self.db.fail_step(e.clone());
+                // Fails with `e` (the step's fault), undoing the step.
+                self.commit().await?;
+                return Err(e.into());
+            }
+        };
         self.held_changed(group);
-        self.commit().await
+        self.commit().await?;
+        Ok(key)
     }
 
     /// The key a message held now for `group` is stored under (the held table is read for it).
@@ -734,8 +739,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // The held entry this message comes from, removed in the same flush that puts it into
         // the outbox (so a crash leaves exactly one copy), and only once.
         let mut held_key = held_key;
-        // Encrypted again at most once after a `stale_epoch` refusal.
-        let mut stale_retried = false;
         // Rounds in which the epoch moved on while the sender key was being sent.
         let mut epoch_moves = 0;
         loop {
@@ -938,13 +941,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     self.needs_sync.insert(group);
                     return Err(ClientError::Held);
                 }
+                // A new message: sealed again after a sync, from the held table.
                 ServerFrame::Error {
                     code: ErrorCode::StaleEpoch,
                     ..
-                } if !stale_retried => {
-                    stale_retried = true;
-                    self.sync_group(group, None).await?;
-                }
+                } => return self.seal_again_after_stale(group, entry).await,
                 // A held message the user was told would be sent is kept through slow mode.
                 ServerFrame::Error {
                     code: ErrorCode::SlowMode,
@@ -955,6 +956,58 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 }
                 other => return Err(unexpected_reply(other, "posted")),
             }
+        }
+    }
+
+    /// A new message the server refused as `stale_epoch` (sealed for an epoch that has ended,
+    /// its refused copy already out of the outbox in this step): synced, and sealed again for
+    /// the current epoch (PROTOCOL.md §11.3). It is held in the commit that takes the refused
+    /// copy out of the outbox and sealed from there, so that a crash while the sync and the new
+    /// seal run cannot lose it; from then on it is a held message, and refused as stale once
+    /// more it stays held. The caller hears the seq, `Pending` (in the outbox), or `Held` when
+    /// it waits (offline, a store failure, the log behind, the server asking to wait); only a
+    /// refusal that will not pass takes it out of the held table, and is returned, as for any
+    /// new message.
+    async fn seal_again_after_stale(
+        &mut self,
+        group: GroupId,
+        entry: &HeldEntry,
+    ) -> Result<(Seq, MessageId), ClientError> {
+        let key = self.hold_quietly(group, entry).await?;
+        let retried = match self.sync_group(group, None).await {
+            // Boxed: the two call each other.
+            Ok(()) => Box::pin(self.seal_and_post(group, entry, Some(&key))).await,
+            Err(e) => Err(e),
+        };
+        match retried {
+            Err(
+                ClientError::Held
+                | ClientError::Transport(_)
+                | ClientError::Timeout { .. }
+                | ClientError::Store(_),
+            ) => {
+                self.held_dirty = true;
+                Err(ClientError::Held)
+            }
+            // Held again by the held path: goes with the outbox's retry, as in `process_held`.
+            Err(ClientError::Server {
+                code: ErrorCode::SlowMode,
+                retry_after_ms,
+                ..
+            }) => {
+                self.retry_outbox_after(retry_after_ms);
+                self.held_dirty = true;
+                Err(ClientError::Held)
+            }
+            Err(e @ ClientError::Pending) => Err(e),
+            Err(e) => {
+                // Gone already if it was sealed again (and then refused).
+                self.db.remove(T_HELD, &key);
+                self.held_changed(group);
+                self.commit().await?;
+                Err(e)
+            }
+            ok => ok,
         }
     }
 

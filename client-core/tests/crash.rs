@@ -16,6 +16,7 @@
 //! message stored, whatever step of it the store fails at: it goes after a restart.
 //! A text in the outbox whose post is refused as `stale_epoch` is held to be sealed again in
 //! the commit that takes it out of the outbox: whatever step fails, it is sent exactly once.
+//! So is a new text refused as `stale_epoch` while the device syncs to seal it again.
 //!
 //! The same run over a store that writes each batch one value at a time (as the client did
 //! before the commit rule) must break that somewhere: that shows the test can fail.
@@ -550,6 +551,79 @@ fn a_message_behind_the_outbox_keeps_its_place_whatever_step_fails() {
             }
             Err("store") => assert_eq!(sent, ["first"], "store failing at step {step}"),
             other => panic!("store failing at step {step}: the send answered {other:?}"),
+        }
+    }
+}
+
+/// What a run of a new text refused as stale gives.
+struct StaleSendRun {
+    /// The store's steps before the send.
+    setup_steps: u64,
+    /// The steps the send took.
+    send_steps: u64,
+    /// What the send answered: the seq, or its error's code.
+    answered: Result<u64, String>,
+    /// The messages of the group the server stored in the end ("first" and, once, [`TEXT`]).
+    stored: usize,
+    /// The texts reported sent after a restart.
+    sent_later: Vec<String>,
+}
+
+/// Alice has sent "first" (her sender key is out); the server refuses her next post, [`TEXT`],
+/// as `stale_epoch` once, so the device syncs and seals it again (PROTOCOL.md §11.3). The store
+/// may fail at a step of that send (`faults`); then the device starts again over what its
+/// store kept, and connects.
+fn stale_send_run(faults: Faults) -> StaleSendRun {
+    let (store, probe) = MemoryStore::with_faults(faults);
+    let mut device = Device::create(store, Shared::default());
+    let bob = Member::new(2, "Bob");
+    let group = device.group_with(&[&bob]);
+    device.send(group, "first").unwrap();
+    device.answer(Some(support::first_refused(
+        ErrorCode::StaleEpoch,
+        |frame| matches!(frame, ClientFrame::Post { .. }),
+    )));
+    let setup_steps = probe.steps();
+    let answered = device.send(group, TEXT).map_err(|e| e.code().to_string());
+    let send_steps = probe.steps() - setup_steps;
+
+    device.answer(None);
+    device.clear();
+    let again = restarted(device);
+    let stored = again.server.lock().unwrap().logs[&group].messages.len();
+    StaleSendRun {
+        setup_steps,
+        send_steps,
+        answered,
+        stored,
+        sent_later: sent_texts(&again),
+    }
+}
+
+// A new text refused as stale is taken out of the outbox to be sealed again after a sync. It is
+// held in the commit that takes it out, so that no step of the sync and the new seal has it
+// nowhere: a crash there (a store failure is one) must not lose a text the store already had.
+// Only a failure of the send's first step, before the text was ever stored, may lose it, and
+// the send says so (`store`).
+#[test]
+fn a_new_text_refused_as_stale_is_never_out_of_the_store_whatever_step_fails() {
+    let clean = stale_send_run(Faults::new());
+    assert!(clean.answered.is_ok(), "{:?}", clean.answered);
+    assert_eq!(clean.stored, 2);
+    let first = clean.setup_steps + 1;
+    for step in first..first + clean.send_steps {
+        let run = stale_send_run(Faults::new().fail_at(step));
+        let context = format!(
+            "store failing at step {step}, the send answered {:?}",
+            run.answered
+        );
+        if step == first && run.answered == Err("store".to_string()) {
+            assert_eq!(run.stored, 1, "{context}");
+            continue;
+        }
+        assert_eq!(run.stored, 2, "{context}: \"first\" and the text, once");
+        if run.answered.is_err() {
+            assert_eq!(run.sent_later, [TEXT], "{context}");
         }
     }
 }

@@ -402,6 +402,36 @@ fn a_connection_lost_while_the_sender_key_goes_out_keeps_the_message_for_later()
     assert!(held(&device, group).is_empty());
 }
 
+// A new message refused as stale is sealed again after a sync, once. Refused as stale a second
+// time (the log moved on again meanwhile), it was reported not sent, although the user had
+// written it and nothing was wrong with it; now it stays held and goes with the next sync.
+#[test]
+fn a_new_message_refused_as_stale_twice_stays_held_and_goes_later() {
+    let (mut device, group, _, _) = group(true);
+    device.send(group, "first").unwrap();
+    let mut refusals = 2;
+    device.answer(Some(support::refuse(
+        confide_protocol::frames::ErrorCode::StaleEpoch,
+        move |frame| {
+            matches!(frame, ClientFrame::Post { .. }) && {
+                refusals -= 1;
+                refusals >= 0
+            }
+        },
+    )));
+    device.clear();
+    assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
+    // The sync it waits for ran in the same step: it went.
+    assert_eq!(sent(&device), ["second"]);
+    assert!(
+        device
+            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
+            .is_empty()
+    );
+    assert!(held(&device, group).is_empty());
+    assert_eq!(device.history(group), ["first", "second"]);
+}
+
 #[test]
 fn a_connection_lost_in_the_sync_after_a_stale_refusal_keeps_the_message_for_later() {
     let (mut device, group, _, _) = group(true);

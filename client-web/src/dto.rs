@@ -1211,7 +1211,8 @@ pub enum CoreEvent {
     SyncRefused {
         /// The group.
         group: String,
-        /// Why.
+        /// The server's reason: its own words, not to be shown (the code and date are in
+        /// [`GroupInfo::sync_refused`]; show what the code means).
         reason: String,
     },
     /// A member's keys changed: compare safety numbers.

@@ -36,6 +36,13 @@ pub(crate) const MAX_HELD_PER_GROUP: usize = 1_000;
 /// so an honest group never comes near this.
 pub(crate) const MAX_SEAL_ROUNDS: usize = 4;
 
+/// How many times the server may refuse one message as `stale_epoch` before it is reported not
+/// sent. Each refusal is answered with a sync and a new seal, which uses a new message key; an
+/// honest server refuses only when the log moved on between that sync and the post, so an
+/// honest group never comes near this, while a server that always refuses would otherwise
+/// have the message sealed again at every reconnect, without end.
+pub(crate) const MAX_STALE_REFUSALS: u32 = 8;
+
 /// A message encrypted and handed to the server but not yet acknowledged: kept (encrypted at
 /// rest) and posted again after a reconnect, so nothing unacknowledged is lost and nothing is
 /// shown as sent before the server has it. The server answers a re-post of a stored envelope
@@ -64,6 +71,10 @@ pub(crate) struct HeldEntry {
     /// once per epoch, not at every attempt.
     #[serde(default)]
     pub(crate) asked_in: Option<u64>,
+    /// How many times the server refused it as `stale_epoch` while it was held
+    /// ([`MAX_STALE_REFUSALS`]).
+    #[serde(default)]
+    pub(crate) stale_refusals: u32,
 }
 
 /// A `held` value as any version stored it.
@@ -92,6 +103,7 @@ impl StoredHeld {
                     content,
                     epoch: None,
                     asked_in: None,
+                    stale_refusals: 0,
                 }
             }
         }
@@ -111,7 +123,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// [`ClientError::Invalid`] for an empty text; those of a command in a group that reaches the server ([the errors every command
     /// shares](crate::ClientCore#errors)); [`ClientError::Held`] and [`ClientError::Pending`] when
     /// the message is kept to be sent later (not failures: the message is not lost), also when
-    /// the server cannot be reached (the message goes once connected again);
+    /// the server cannot be reached (the message goes once connected again), and `Pending` when
+    /// the server acknowledged it but the store failed to record that (it is posted again from
+    /// the outbox, and the server answers with the seq it has);
     /// [`ClientError::Server`] when the server refuses it (`muted`, `slow_mode`, `locked`, …;
     /// nothing is kept); [`ClientError::Encrypt`] if it cannot be encrypted (nothing is kept).
     pub async fn send_text(
@@ -126,7 +140,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             ));
         }
         let r = self.post_text(group, text, reply_to).await;
-        self.end_step(r).await
+        let posted = r.is_ok();
+        match self.end_step(r).await {
+            // Acknowledged, but storing that failed: the step was undone, and the message is
+            // back in the outbox (stored there before it was posted). It is posted again, the
+            // server answers with the seq it already has, and `Sent` follows. Answering `store`
+            // would have the user send it again: twice in the group.
+            Err(ClientError::Store(_)) if posted => Err(ClientError::Pending),
+            r => r,
+        }
     }
 
     pub(crate) async fn post_text(
@@ -234,6 +256,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             content,
             epoch: self.groups.get(&group).map(|ctx| ctx.state.epoch().0),
             asked_in: None,
+            stale_refusals: 0,
         }
     }
 
@@ -739,6 +762,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         // The held entry this message comes from, removed in the same flush that puts it into
         // the outbox (so a crash leaves exactly one copy), and only once.
         let mut held_key = held_key;
+        // A new pinned text is encrypted again at most once after a `stale_epoch` refusal.
+        let mut stale_retried = false;
         // Rounds in which the epoch moved on while the sender key was being sent.
         let mut epoch_moves = 0;
         loop {
@@ -933,19 +958,33 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 }
                 // A held message (already out of the held queue) is held again before anything
                 // can fail, and goes with the others once the sync has shown the new epoch.
+                // Refused as stale too often, it is reported not sent (the error below).
                 ServerFrame::Error {
                     code: ErrorCode::StaleEpoch,
                     ..
-                } if from_held => {
-                    self.hold(group, entry).await?;
+                } if from_held && entry.stale_refusals < MAX_STALE_REFUSALS => {
+                    let mut again = entry.clone();
+                    again.stale_refusals += 1;
+                    self.hold(group, &again).await?;
                     self.needs_sync.insert(group);
                     return Err(ClientError::Held);
                 }
-                // A new message: sealed again after a sync, from the held table.
+                // A new text: sealed again after a sync, from the held table.
                 ServerFrame::Error {
                     code: ErrorCode::StaleEpoch,
                     ..
-                } => return self.seal_again_after_stale(group, entry).await,
+                } if !from_held && keeps_order(content) => {
+                    return self.seal_again_after_stale(group, entry).await;
+                }
+                // A new pinned text: sealed again after a sync, once. (Lost in a crash meanwhile,
+                // it is posted again from the pinned table: `process_needs_repost`.)
+                ServerFrame::Error {
+                    code: ErrorCode::StaleEpoch,
+                    ..
+                } if !from_held && !stale_retried => {
+                    stale_retried = true;
+                    self.sync_group(group, None).await?;
+                }
                 // A held message the user was told would be sent is kept through slow mode.
                 ServerFrame::Error {
                     code: ErrorCode::SlowMode,
@@ -959,55 +998,84 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         }
     }
 
-    /// A new message the server refused as `stale_epoch` (sealed for an epoch that has ended,
-    /// its refused copy already out of the outbox in this step): synced, and sealed again for
-    /// the current epoch (PROTOCOL.md §11.3). It is held in the commit that takes the refused
-    /// copy out of the outbox and sealed from there, so that a crash while the sync and the new
-    /// seal run cannot lose it; from then on it is a held message, and refused as stale once
-    /// more it stays held. The caller hears the seq, `Pending` (in the outbox), or `Held` when
-    /// it waits (offline, a store failure, the log behind, the server asking to wait); only a
-    /// refusal that will not pass takes it out of the held table, and is returned, as for any
-    /// new message.
+    /// A new text the server refused as `stale_epoch` (sealed for an epoch that has ended, its
+    /// refused copy already out of the outbox in this step): synced, and sealed again for the
+    /// current epoch (PROTOCOL.md §11.3). It is held in the commit that takes the refused copy
+    /// out of the outbox and sealed from there, so that a crash while the sync and the new seal
+    /// run cannot lose it; from then on it is a held message, and refused as stale once more it
+    /// stays held (up to [`MAX_STALE_REFUSALS`]).
+    ///
+    /// The caller hears what is true of the message: the seq; `Pending` while it is in the
+    /// outbox; `Held` while it is held (offline, a passing failure of the sync or of the store,
+    /// the log behind, the server asking to wait); or the error of a refusal that will not
+    /// pass, with the message no longer kept, as for any new message.
     async fn seal_again_after_stale(
         &mut self,
         group: GroupId,
         entry: &HeldEntry,
     ) -> Result<(Seq, MessageId), ClientError> {
-        let key = self.hold_quietly(group, entry).await?;
+        let mut held = entry.clone();
+        held.stale_refusals = 1;
+        let key = match self.hold_quietly(group, &held).await {
+            Ok(key) => key,
+            // The step was undone: the refused copy is back in the outbox (it was stored there
+            // before it was posted), to be posted, and sealed again, by the outbox's resend.
+            Err(ClientError::Store(_)) => return Err(ClientError::Pending),
+            Err(e) => return Err(e),
+        };
         let retried = match self.sync_group(group, None).await {
-            // Boxed: the two call each other.
-            Ok(()) => Box::pin(self.seal_and_post(group, entry, Some(&key))).await,
+            // The sync ended with the connection: not dialled again from inside a send.
+            Ok(()) if self.conn.is_none() => {
+                Err(ClientError::Transport(crate::TransportError::Closed(None)))
+            }
+            // Boxed: the two call each other (once: the inner call is a held message's).
+            Ok(()) => Box::pin(self.seal_and_post(group, &held, Some(&key))).await,
             Err(e) => Err(e),
         };
-        match retried {
-            Err(
-                ClientError::Held
-                | ClientError::Transport(_)
-                | ClientError::Timeout { .. }
-                | ClientError::Store(_),
-            ) => {
+        let e = match retried {
+            Err(e) => e,
+            ok => return ok,
+        };
+        // Still under `key` unless it was sealed (and then posted, put in the outbox, refused,
+        // or held again under a new key).
+        let still_held = matches!(self.db.get_bytes(T_HELD, &key).await, Ok(Some(_)));
+        match e {
+            ClientError::Held => {
                 self.held_dirty = true;
                 Err(ClientError::Held)
             }
-            // Held again by the held path: goes with the outbox's retry, as in `process_held`.
-            Err(ClientError::Server {
+            ClientError::Pending => Err(ClientError::Pending),
+            // Waits, held, for the server's pause (the outbox's retry wakes held messages), or
+            // for the next connection.
+            _ if still_held && crate::session::is_passing_failure(&e) => {
+                match e {
+                    ClientError::Server { retry_after_ms, .. } => {
+                        self.retry_outbox_after(retry_after_ms)
+                    }
+                    _ => self.held_dirty = true,
+                }
+                Err(ClientError::Held)
+            }
+            // Held again, under a new key, by the held path's slow-mode answer: goes with the
+            // outbox's retry.
+            ClientError::Server {
                 code: ErrorCode::SlowMode,
                 retry_after_ms,
                 ..
-            }) => {
+            } if !still_held => {
                 self.retry_outbox_after(retry_after_ms);
-                self.held_dirty = true;
                 Err(ClientError::Held)
             }
-            Err(e @ ClientError::Pending) => Err(e),
-            Err(e) => {
-                // Gone already if it was sealed again (and then refused).
+            // Sealed, and a store failure after that undid the rest: back in the outbox.
+            ClientError::Store(_) if !still_held => Err(ClientError::Pending),
+            // A refusal that will not pass: not kept, and the caller hears why.
+            e if still_held => {
                 self.db.remove(T_HELD, &key);
                 self.held_changed(group);
                 self.commit().await?;
                 Err(e)
             }
-            ok => ok,
+            e => Err(e),
         }
     }
 
@@ -1142,6 +1210,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             content: outbox.content.clone(),
             epoch: Some(outbox.envelope.epoch.0),
             asked_in: None,
+            stale_refusals: 0,
         };
         // In the batch the hold commits: a crash keeps one copy or the other.
         self.db.remove(T_OUTBOX, outbox_key);

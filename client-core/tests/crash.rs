@@ -29,6 +29,7 @@ mod support;
 use confide_client_core::memory::{FaultProbe, Faults};
 use confide_client_core::{Event, MemoryStore};
 use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_protocol::group_log::{OpBody, Role};
 use confide_protocol::{GroupId, Timestamp};
 use pollster::block_on;
 use support::{Device, Member, Shared, at_seq};
@@ -563,22 +564,37 @@ struct StaleSendRun {
     send_steps: u64,
     /// What the send answered: the seq, or its error's code.
     answered: Result<u64, String>,
-    /// The messages of the group the server stored in the end ("first" and, once, [`TEXT`]).
-    stored: usize,
+    /// The epochs of the group's messages the server stored in the end.
+    stored_epochs: Vec<u64>,
     /// The texts reported sent after a restart.
     sent_later: Vec<String>,
+    /// How many `SendFailed` the application heard after the restart.
+    failed_later: usize,
 }
 
 /// Alice has sent "first" (her sender key is out); the server refuses her next post, [`TEXT`],
-/// as `stale_epoch` once, so the device syncs and seals it again (PROTOCOL.md §11.3). The store
-/// may fail at a step of that send (`faults`); then the device starts again over what its
-/// store kept, and connects.
-fn stale_send_run(faults: Faults) -> StaleSendRun {
+/// as `stale_epoch` once, so the device syncs and seals it again (PROTOCOL.md §11.3). With
+/// `removal`, Bob has removed Carol through the server just before (not yet pushed), so the
+/// sync brings a new epoch. The store may fail at a step of that send (`faults`); then the
+/// device starts again over what its store kept, and connects.
+fn stale_send_run(faults: Faults, removal: bool) -> StaleSendRun {
     let (store, probe) = MemoryStore::with_faults(faults);
     let mut device = Device::create(store, Shared::default());
     let bob = Member::new(2, "Bob");
-    let group = device.group_with(&[&bob]);
+    let carol = Member::new(4, "Carol");
+    let group = device.group_with(&[&bob, &carol]);
+    device.set_role(group, bob.user, Role::CoFacilitator);
     device.send(group, "first").unwrap();
+    if removal {
+        device.member_op(
+            group,
+            &bob,
+            OpBody::Remove {
+                user: carol.user,
+                ban: false,
+            },
+        );
+    }
     device.answer(Some(support::first_refused(
         ErrorCode::StaleEpoch,
         |frame| matches!(frame, ClientFrame::Post { .. }),
@@ -590,40 +606,56 @@ fn stale_send_run(faults: Faults) -> StaleSendRun {
     device.answer(None);
     device.clear();
     let again = restarted(device);
-    let stored = again.server.lock().unwrap().logs[&group].messages.len();
+    let stored_epochs = again.server.lock().unwrap().logs[&group]
+        .messages
+        .iter()
+        .map(|m| m.envelope.epoch.0)
+        .collect();
     StaleSendRun {
         setup_steps,
         send_steps,
         answered,
-        stored,
+        stored_epochs,
         sent_later: sent_texts(&again),
+        failed_later: again
+            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
+            .len(),
     }
 }
 
 // A new text refused as stale is taken out of the outbox to be sealed again after a sync. It is
 // held in the commit that takes it out, so that no step of the sync and the new seal has it
 // nowhere: a crash there (a store failure is one) must not lose a text the store already had.
-// Only a failure of the send's first step, before the text was ever stored, may lose it, and
-// the send says so (`store`).
+// Whatever step fails, what the send answered is what happens: a seq, and it was stored once;
+// `held` or `pending`, and it goes after the restart, once; `store`, and it never goes (the
+// app keeps the text for the user to send again, so going later would send it twice). With a
+// removal behind the refusal, it goes in the new epoch, never in the one Carol holds keys for.
 #[test]
 fn a_new_text_refused_as_stale_is_never_out_of_the_store_whatever_step_fails() {
-    let clean = stale_send_run(Faults::new());
-    assert!(clean.answered.is_ok(), "{:?}", clean.answered);
-    assert_eq!(clean.stored, 2);
-    let first = clean.setup_steps + 1;
-    for step in first..first + clean.send_steps {
-        let run = stale_send_run(Faults::new().fail_at(step));
-        let context = format!(
-            "store failing at step {step}, the send answered {:?}",
-            run.answered
-        );
-        if step == first && run.answered == Err("store".to_string()) {
-            assert_eq!(run.stored, 1, "{context}");
-            continue;
-        }
-        assert_eq!(run.stored, 2, "{context}: \"first\" and the text, once");
-        if run.answered.is_err() {
-            assert_eq!(run.sent_later, [TEXT], "{context}");
+    for removal in [false, true] {
+        let clean = stale_send_run(Faults::new(), removal);
+        assert!(clean.answered.is_ok(), "{:?}", clean.answered);
+        let first_epoch = clean.stored_epochs[0];
+        let resealed = first_epoch + u64::from(removal);
+        assert_eq!(clean.stored_epochs, [first_epoch, resealed]);
+        let first = clean.setup_steps + 1;
+        for step in first..first + clean.send_steps {
+            let run = stale_send_run(Faults::new().fail_at(step), removal);
+            let context = format!(
+                "removal {removal}, store failing at step {step}, the send answered {:?}",
+                run.answered
+            );
+            assert_eq!(run.failed_later, 0, "{context}: reported not sent");
+            match run.answered.as_ref().map_err(String::as_str) {
+                Ok(_) => assert!(run.sent_later.is_empty(), "{context}"),
+                Err("held" | "pending") => assert_eq!(run.sent_later, [TEXT], "{context}"),
+                Err("store") => {
+                    assert_eq!(run.stored_epochs, [first_epoch], "{context}");
+                    continue;
+                }
+                Err(other) => panic!("{context}: {other}"),
+            }
+            assert_eq!(run.stored_epochs, [first_epoch, resealed], "{context}");
         }
     }
 }

@@ -402,34 +402,119 @@ fn a_connection_lost_while_the_sender_key_goes_out_keeps_the_message_for_later()
     assert!(held(&device, group).is_empty());
 }
 
-// A new message refused as stale is sealed again after a sync, once. Refused as stale a second
-// time (the log moved on again meanwhile), it was reported not sent, although the user had
-// written it and nothing was wrong with it; now it stays held and goes with the next sync.
-#[test]
-fn a_new_message_refused_as_stale_twice_stays_held_and_goes_later() {
-    let (mut device, group, _, _) = group(true);
-    device.send(group, "first").unwrap();
-    let mut refusals = 2;
-    device.answer(Some(support::refuse(
+/// A server that refuses the first `count` posts as `stale_epoch` and answers the rest
+/// honestly.
+fn posts_refused_as_stale(count: usize) -> support::Answer {
+    let mut left = count;
+    support::refuse(
         confide_protocol::frames::ErrorCode::StaleEpoch,
         move |frame| {
-            matches!(frame, ClientFrame::Post { .. }) && {
-                refusals -= 1;
-                refusals >= 0
-            }
+            let refused = matches!(frame, ClientFrame::Post { .. }) && left > 0;
+            left -= usize::from(refused);
+            refused
         },
-    )));
+    )
+}
+
+/// The (epoch, iteration) of every envelope posted: a message key is never used twice.
+fn keys_used_once(device: &Device) -> usize {
+    let posted = device.posted();
+    let keys: std::collections::BTreeSet<_> =
+        posted.iter().map(|e| (e.epoch, e.iteration)).collect();
+    assert_eq!(keys.len(), posted.len(), "a message key used twice");
+    posted.len()
+}
+
+// A new message refused as stale is sealed again after a sync, once. Refused as stale a second
+// time (the log moved on again meanwhile), it was reported not sent, although the user had
+// written it and nothing was wrong with it; now it stays held, listed as waiting, and goes with
+// the next sync.
+#[test]
+fn a_new_message_refused_as_stale_again_stays_held_and_goes_later() {
+    let (mut device, group, _, _) = group(true);
+    device.send(group, "first").unwrap();
+    // The send's own two tries, and the held message's try at the end of the same step.
+    device.answer(Some(posts_refused_as_stale(3)));
     device.clear();
     assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
-    // The sync it waits for ran in the same step: it went.
+    let listed = held(&device, group);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].text, "second");
+    assert!(!listed[0].sealed);
+    assert_eq!(keys_used_once(&device), 3);
+
+    come_back(&mut device);
     assert_eq!(sent(&device), ["second"]);
+    assert!(held(&device, group).is_empty());
+    assert_eq!(device.history(group), ["first", "second"]);
     assert!(
         device
             .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
             .is_empty()
     );
+    assert_eq!(keys_used_once(&device), 4);
+}
+
+// The sync after a stale refusal may be refused for a while (`rate_limited`): the message stays
+// held and goes with the retry, instead of being dropped with the refusal as its answer.
+#[test]
+fn a_new_message_whose_sync_after_a_stale_refusal_is_refused_for_a_while_goes_with_the_retry() {
+    let (mut device, group, _, _) = group(true);
+    device.send(group, "first").unwrap();
+    let mut stale = posts_refused_as_stale(1);
+    let mut sync_refused =
+        support::first_refused(confide_protocol::frames::ErrorCode::RateLimited, |frame| {
+            matches!(frame, ClientFrame::Sync { .. })
+        });
+    device.answer(Some(Box::new(move |frame| {
+        stale(frame).or_else(|| sync_refused(frame))
+    })));
+    device.clear();
+    assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
+    assert_eq!(held(&device, group).len(), 1);
+
+    device.answer(None);
+    retry(&mut device);
+    assert_eq!(sent(&device), ["second"]);
     assert!(held(&device, group).is_empty());
-    assert_eq!(device.history(group), ["first", "second"]);
+    assert!(
+        device
+            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
+            .is_empty()
+    );
+}
+
+// A server that refuses every post as stale gets the message sealed again a bounded number of
+// times, each with a new message key (a key is never used twice), and then the user is told it
+// was not sent: it is not sealed again at every reconnect, without end.
+#[test]
+fn a_message_refused_as_stale_every_time_is_reported_not_sent_after_a_bound() {
+    let (mut device, group, _, _) = group(true);
+    device.send(group, "first").unwrap();
+    device.answer(Some(posts_refused_as_stale(usize::MAX)));
+    device.clear();
+    assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
+    for _ in 0..10 {
+        retry(&mut device);
+        block_on(device.core.connection_lost("the test went offline".into()));
+        come_back_refused(&mut device);
+    }
+    let failed = device.events_as(|e| match e {
+        Event::SendFailed { code, .. } => Some(code),
+        _ => None,
+    });
+    assert_eq!(failed, ["stale_epoch"]);
+    assert!(held(&device, group).is_empty());
+    // The send's own try, and eight more while held (the core's `MAX_STALE_REFUSALS`).
+    assert_eq!(keys_used_once(&device), 9);
+    assert_eq!(device.history(group), ["first"]);
+}
+
+/// Connected again to a server that still refuses every post as stale.
+fn come_back_refused(device: &mut Device) {
+    block_on(device.core.connect()).unwrap();
+    block_on(device.core.after_connect());
+    device.drive();
 }
 
 #[test]

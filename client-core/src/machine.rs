@@ -111,6 +111,11 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// Whether held messages may be ready to go (something was held, a group caught up, a
     /// connection or a retry came): [`Self::process_held`] reads the store only then.
     pub(crate) held_dirty: bool,
+    /// Whether the message the current send sealed is stored in the outbox (the commit before
+    /// it left went through): a store failure after that answers `Pending`
+    /// ([`Self::end_send_step`]), for the outbox copy goes. Cleared as each post starts and as
+    /// each command's step ends.
+    pub(crate) sealed_this_send: bool,
     /// The user identity key (every device of the user holds it, PROTOCOL.md §3.6).
     pub(crate) user_identity: confide_protocol::device_list::UserIdentity,
     /// This user's current device list, and whether the server has it.
@@ -282,6 +287,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             outbox_retry_at: None,
             order_warned: Default::default(),
             held_dirty: true,
+            sealed_this_send: false,
             user_identity: devices.identity,
             own_list: devices.own,
             own_list_parsed: devices.list,
@@ -417,9 +423,27 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         r: Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         let committed = self.commit().await;
+        // Said of the send whose step this is, and of no later command.
+        self.sealed_this_send = false;
         match (r, committed) {
             (Ok(_), Err(e)) => Err(e),
             (r, _) => r,
+        }
+    }
+
+    /// [`Self::end_step`] for a command that posts a message of the user's. A store failure
+    /// (in the step, or in its commit) after the message was stored in the outbox answers
+    /// `Pending`: the failure undid the rest of the step, the outbox copy is posted again (the
+    /// server answers with the seq it has, if it had it) and `Sent` or `SendFailed` follows.
+    /// Answering `store` ("not sent") would have the user send it a second time.
+    pub(crate) async fn end_send_step<T>(
+        &mut self,
+        r: Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let in_outbox = self.sealed_this_send;
+        match self.end_step(r).await {
+            Err(ClientError::Store(_)) if in_outbox => Err(ClientError::Pending),
+            r => r,
         }
     }
 

@@ -36,11 +36,11 @@ pub(crate) const MAX_HELD_PER_GROUP: usize = 1_000;
 /// so an honest group never comes near this.
 pub(crate) const MAX_SEAL_ROUNDS: usize = 4;
 
-/// How many times the server may refuse one message as `stale_epoch` before it is reported not
-/// sent. Each refusal is answered with a sync and a new seal, which uses a new message key; an
-/// honest server refuses only when the log moved on between that sync and the post, so an
-/// honest group never comes near this, while a server that always refuses would otherwise
-/// have the message sealed again at every reconnect, without end.
+/// How many times in all the server may refuse one message as `stale_epoch`: at this refusal
+/// it is reported not sent. Each refusal is answered with a sync and a new seal, which uses a
+/// new message key; an honest server refuses only when the log moved on between that sync and
+/// the post, so an honest group never comes near this, while a server that always refuses
+/// would otherwise have the message sealed again at every reconnect, without end.
 pub(crate) const MAX_STALE_REFUSALS: u32 = 8;
 
 /// A message encrypted and handed to the server but not yet acknowledged: kept (encrypted at
@@ -51,6 +51,10 @@ pub(crate) const MAX_STALE_REFUSALS: u32 = 8;
 pub(crate) struct OutboxEntry {
     pub(crate) envelope: Envelope,
     pub(crate) content: MessageContent,
+    /// How many times the server refused it as `stale_epoch` before this seal
+    /// ([`MAX_STALE_REFUSALS`]): carried through the outbox, so that a server cannot reset it.
+    #[serde(default)]
+    pub(crate) stale_refusals: u32,
 }
 
 /// A message kept to be sealed and posted later (the `held` tree), with what it takes to
@@ -124,8 +128,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// shares](crate::ClientCore#errors)); [`ClientError::Held`] and [`ClientError::Pending`] when
     /// the message is kept to be sent later (not failures: the message is not lost), also when
     /// the server cannot be reached (the message goes once connected again), and `Pending` when
-    /// the server acknowledged it but the store failed to record that (it is posted again from
-    /// the outbox, and the server answers with the seq it has);
+    /// the store failed after the message was stored in the outbox
+    /// ([`Self::end_send_step`]);
     /// [`ClientError::Server`] when the server refuses it (`muted`, `slow_mode`, `locked`, …;
     /// nothing is kept); [`ClientError::Encrypt`] if it cannot be encrypted (nothing is kept).
     pub async fn send_text(
@@ -140,15 +144,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             ));
         }
         let r = self.post_text(group, text, reply_to).await;
-        let posted = r.is_ok();
-        match self.end_step(r).await {
-            // Acknowledged, but storing that failed: the step was undone, and the message is
-            // back in the outbox (stored there before it was posted). It is posted again, the
-            // server answers with the seq it already has, and `Sent` follows. Answering `store`
-            // would have the user send it again: twice in the group.
-            Err(ClientError::Store(_)) if posted => Err(ClientError::Pending),
-            r => r,
-        }
+        self.end_send_step(r).await
     }
 
     pub(crate) async fn post_text(
@@ -694,6 +690,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
         content: MessageContent,
     ) -> Result<(Seq, MessageId), ClientError> {
+        self.sealed_this_send = false;
         self.member_ctx(group).await?;
         // An epoch due for fresh keys gets them first, so that this message goes in the new
         // epoch; a rekey that fails does not keep it from going (PROTOCOL.md §5.5).
@@ -900,6 +897,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 &OutboxEntry {
                     envelope: envelope.clone(),
                     content: content.clone(),
+                    stale_refusals: entry.stale_refusals,
                 },
             )?;
             if let Some(key) = held_key.take() {
@@ -917,13 +915,23 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 // Posted in order by the outbox's retry; `Sent` (or `SendFailed`) follows. In
                 // the outbox before the caller hears `Pending`.
                 self.commit().await?;
+                self.sealed_this_send = true;
                 return Err(ClientError::Pending);
             }
             let env = envelope.clone();
-            let reply = match self
+            let reply = self
                 .request(|id| ClientFrame::Post { id, envelope: env })
-                .await
-            {
+                .await;
+            // The request commits the step (the outbox copy with it) before the post leaves. A
+            // store failure undoes what was not committed: the copy is there if that commit
+            // went through (another step's failure, of a frame handled meanwhile, can follow).
+            self.sealed_this_send = match reply {
+                Err(ClientError::Store(_)) => {
+                    matches!(self.db.get_bytes(T_OUTBOX, &outbox_key).await, Ok(Some(_)))
+                }
+                _ => true,
+            };
+            let reply = match reply {
                 Ok(reply) => reply,
                 Err(ClientError::Transport(_)) | Err(ClientError::Timeout { .. }) => {
                     return Err(ClientError::Pending);
@@ -956,25 +964,29 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     }
                     return Ok((seq, message));
                 }
-                // A held message (already out of the held queue) is held again before anything
-                // can fail, and goes with the others once the sync has shown the new epoch.
-                // Refused as stale too often, it is reported not sent (the error below).
+                // A held message (already out of the held queue), or a new text: held (again),
+                // in the commit that takes the refused copy out of the outbox (a crash keeps one
+                // or the other), and sealed again for the new epoch with the other held messages
+                // once the sync has shown it. Refused as stale too often, it is reported not
+                // sent (the error below).
                 ServerFrame::Error {
                     code: ErrorCode::StaleEpoch,
                     ..
-                } if from_held && entry.stale_refusals < MAX_STALE_REFUSALS => {
+                } if (from_held || keeps_order(content))
+                    && entry.stale_refusals.saturating_add(1) < MAX_STALE_REFUSALS =>
+                {
                     let mut again = entry.clone();
-                    again.stale_refusals += 1;
-                    self.hold(group, &again).await?;
-                    self.needs_sync.insert(group);
-                    return Err(ClientError::Held);
-                }
-                // A new text: sealed again after a sync, from the held table.
-                ServerFrame::Error {
-                    code: ErrorCode::StaleEpoch,
-                    ..
-                } if !from_held && keeps_order(content) => {
-                    return self.seal_again_after_stale(group, entry).await;
+                    again.stale_refusals = again.stale_refusals.saturating_add(1);
+                    return match self.hold(group, &again).await {
+                        Ok(()) => {
+                            self.needs_sync.insert(group);
+                            Err(ClientError::Held)
+                        }
+                        // The step was undone: the refused copy is back in the outbox (stored
+                        // there before it was posted), and goes, sealed again, from there.
+                        Err(ClientError::Store(_)) => Err(ClientError::Pending),
+                        Err(e) => Err(e),
+                    };
                 }
                 // A new pinned text: sealed again after a sync, once. (Lost in a crash meanwhile,
                 // it is posted again from the pinned table: `process_needs_repost`.)
@@ -995,87 +1007,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 }
                 other => return Err(unexpected_reply(other, "posted")),
             }
-        }
-    }
-
-    /// A new text the server refused as `stale_epoch` (sealed for an epoch that has ended, its
-    /// refused copy already out of the outbox in this step): synced, and sealed again for the
-    /// current epoch (PROTOCOL.md §11.3). It is held in the commit that takes the refused copy
-    /// out of the outbox and sealed from there, so that a crash while the sync and the new seal
-    /// run cannot lose it; from then on it is a held message, and refused as stale once more it
-    /// stays held (up to [`MAX_STALE_REFUSALS`]).
-    ///
-    /// The caller hears what is true of the message: the seq; `Pending` while it is in the
-    /// outbox; `Held` while it is held (offline, a passing failure of the sync or of the store,
-    /// the log behind, the server asking to wait); or the error of a refusal that will not
-    /// pass, with the message no longer kept, as for any new message.
-    async fn seal_again_after_stale(
-        &mut self,
-        group: GroupId,
-        entry: &HeldEntry,
-    ) -> Result<(Seq, MessageId), ClientError> {
-        let mut held = entry.clone();
-        held.stale_refusals = 1;
-        let key = match self.hold_quietly(group, &held).await {
-            Ok(key) => key,
-            // The step was undone: the refused copy is back in the outbox (it was stored there
-            // before it was posted), to be posted, and sealed again, by the outbox's resend.
-            Err(ClientError::Store(_)) => return Err(ClientError::Pending),
-            Err(e) => return Err(e),
-        };
-        let retried = match self.sync_group(group, None).await {
-            // The sync ended with the connection: not dialled again from inside a send.
-            Ok(()) if self.conn.is_none() => {
-                Err(ClientError::Transport(crate::TransportError::Closed(None)))
-            }
-            // Boxed: the two call each other (once: the inner call is a held message's).
-            Ok(()) => Box::pin(self.seal_and_post(group, &held, Some(&key))).await,
-            Err(e) => Err(e),
-        };
-        let e = match retried {
-            Err(e) => e,
-            ok => return ok,
-        };
-        // Still under `key` unless it was sealed (and then posted, put in the outbox, refused,
-        // or held again under a new key).
-        let still_held = matches!(self.db.get_bytes(T_HELD, &key).await, Ok(Some(_)));
-        match e {
-            ClientError::Held => {
-                self.held_dirty = true;
-                Err(ClientError::Held)
-            }
-            ClientError::Pending => Err(ClientError::Pending),
-            // Waits, held, for the server's pause (the outbox's retry wakes held messages), or
-            // for the next connection.
-            _ if still_held && crate::session::is_passing_failure(&e) => {
-                match e {
-                    ClientError::Server { retry_after_ms, .. } => {
-                        self.retry_outbox_after(retry_after_ms)
-                    }
-                    _ => self.held_dirty = true,
-                }
-                Err(ClientError::Held)
-            }
-            // Held again, under a new key, by the held path's slow-mode answer: goes with the
-            // outbox's retry.
-            ClientError::Server {
-                code: ErrorCode::SlowMode,
-                retry_after_ms,
-                ..
-            } if !still_held => {
-                self.retry_outbox_after(retry_after_ms);
-                Err(ClientError::Held)
-            }
-            // Sealed, and a store failure after that undid the rest: back in the outbox.
-            ClientError::Store(_) if !still_held => Err(ClientError::Pending),
-            // A refusal that will not pass: not kept, and the caller hears why.
-            e if still_held => {
-                self.db.remove(T_HELD, &key);
-                self.held_changed(group);
-                self.commit().await?;
-                Err(e)
-            }
-            e => Err(e),
         }
     }
 
@@ -1136,7 +1067,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 entry.envelope.epoch < ctx.state.epoch()
                     && ctx.departure_covering(entry.envelope.epoch.0).is_some()
             }) {
-                if self.reseal_later(group, &key, &entry).await.is_err() {
+                if self.reseal_later(group, &key, &entry, false).await.is_err() {
                     return;
                 }
                 continue;
@@ -1157,7 +1088,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 ..
             } = reply
             {
-                if self.reseal_later(group, &key, &entry).await.is_err() {
+                if self.reseal_later(group, &key, &entry, true).await.is_err() {
                     return;
                 }
                 continue;
@@ -1204,17 +1135,32 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
         outbox_key: &[u8],
         outbox: &OutboxEntry,
+        refused_as_stale: bool,
     ) -> Result<(), ClientError> {
         let entry = HeldEntry {
             id: outbox.envelope.message_id().0,
             content: outbox.content.clone(),
             epoch: Some(outbox.envelope.epoch.0),
             asked_in: None,
-            stale_refusals: 0,
+            stale_refusals: outbox
+                .stale_refusals
+                .saturating_add(u32::from(refused_as_stale)),
         };
         // In the batch the hold commits: a crash keeps one copy or the other.
         self.db.remove(T_OUTBOX, outbox_key);
-        match self.hold(group, &entry).await {
+        let held = if entry.stale_refusals >= MAX_STALE_REFUSALS {
+            // Refused as stale too often (see the constant): not sealed again.
+            Err(ClientError::Server {
+                code: ErrorCode::StaleEpoch,
+                message: format!(
+                    "refused {MAX_STALE_REFUSALS} times as sealed for an epoch that has ended"
+                ),
+                retry_after_ms: None,
+            })
+        } else {
+            self.hold(group, &entry).await
+        };
+        match held {
             Ok(()) => {}
             Err(e @ ClientError::Store(_)) => return Err(e),
             Err(e) => {

@@ -149,7 +149,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         text: String,
     ) -> Result<ChatMessage, ClientError> {
         let r = self.respond(group, round, RoundPart::Answer, text).await;
-        let r = self.end_step(r).await;
+        let r = self.end_send_step(r).await;
         self.with_hidden(r).await
     }
 
@@ -166,7 +166,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         let r = self
             .respond(group, round, RoundPart::Pass, String::new())
             .await;
-        let r = self.end_step(r).await;
+        let r = self.end_send_step(r).await;
         self.with_hidden(r).await
     }
 

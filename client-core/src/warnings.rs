@@ -87,7 +87,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             round: None,
         };
         let r = self.post_body(group, body).await;
-        let r = self.end_step(r).await;
+        let r = self.end_send_step(r).await;
         self.with_hidden(r).await
     }
 

@@ -566,18 +566,19 @@ struct StaleSendRun {
     answered: Result<u64, String>,
     /// The epochs of the group's messages the server stored in the end.
     stored_epochs: Vec<u64>,
-    /// The texts reported sent after a restart.
-    sent_later: Vec<String>,
-    /// How many `SendFailed` the application heard after the restart.
-    failed_later: usize,
+    /// The texts reported sent (`Sent`, for a message the send did not answer with a seq),
+    /// before the restart and after it.
+    reported_sent: Vec<String>,
+    /// How many `SendFailed` the application heard, before the restart and after it.
+    failed: usize,
 }
 
-/// Alice has sent "first" (her sender key is out); the server refuses her next post, [`TEXT`],
-/// as `stale_epoch` once, so the device syncs and seals it again (PROTOCOL.md §11.3). With
-/// `removal`, Bob has removed Carol through the server just before (not yet pushed), so the
-/// sync brings a new epoch. The store may fail at a step of that send (`faults`); then the
-/// device starts again over what its store kept, and connects.
-fn stale_send_run(faults: Faults, removal: bool) -> StaleSendRun {
+/// Alice has sent "first" (her sender key is out); with `stale`, the server refuses her next
+/// post, [`TEXT`], as `stale_epoch` once, so the device holds it, syncs and seals it again
+/// (PROTOCOL.md §11.3). With `removal`, Bob has removed Carol through the server just before
+/// (not yet pushed), so the sync brings a new epoch. The store may fail at a step of that send
+/// (`faults`); then the device starts again over what its store kept, and connects.
+fn stale_send_run(faults: Faults, stale: bool, removal: bool) -> StaleSendRun {
     let (store, probe) = MemoryStore::with_faults(faults);
     let mut device = Device::create(store, Shared::default());
     let bob = Member::new(2, "Bob");
@@ -595,17 +596,27 @@ fn stale_send_run(faults: Faults, removal: bool) -> StaleSendRun {
             },
         );
     }
-    device.answer(Some(support::first_refused(
-        ErrorCode::StaleEpoch,
-        |frame| matches!(frame, ClientFrame::Post { .. }),
-    )));
+    if stale {
+        device.answer(Some(support::first_refused(
+            ErrorCode::StaleEpoch,
+            |frame| matches!(frame, ClientFrame::Post { .. }),
+        )));
+    }
     let setup_steps = probe.steps();
     let answered = device.send(group, TEXT).map_err(|e| e.code().to_string());
     let send_steps = probe.steps() - setup_steps;
 
     device.answer(None);
+    let failed = |device: &Device| {
+        device
+            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
+            .len()
+    };
+    let mut reported_sent = sent_texts(&device);
+    let failed_before = failed(&device);
     device.clear();
     let again = restarted(device);
+    reported_sent.extend(sent_texts(&again));
     let stored_epochs = again.server.lock().unwrap().logs[&group]
         .messages
         .iter()
@@ -616,46 +627,80 @@ fn stale_send_run(faults: Faults, removal: bool) -> StaleSendRun {
         send_steps,
         answered,
         stored_epochs,
-        sent_later: sent_texts(&again),
-        failed_later: again
-            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
-            .len(),
+        reported_sent,
+        failed: failed_before + failed(&again),
     }
 }
 
 // A new text refused as stale is taken out of the outbox to be sealed again after a sync. It is
 // held in the commit that takes it out, so that no step of the sync and the new seal has it
 // nowhere: a crash there (a store failure is one) must not lose a text the store already had.
-// Whatever step fails, what the send answered is what happens: a seq, and it was stored once;
-// `held` or `pending`, and it goes after the restart, once; `store`, and it never goes (the
-// app keeps the text for the user to send again, so going later would send it twice). With a
-// removal behind the refusal, it goes in the new epoch, never in the one Carol holds keys for.
+// Whatever step fails, what the send answered is what happens: `held` (it goes once the sync
+// has shown the new epoch, in the same step when nothing fails) or `pending`, and it goes once
+// and is reported sent; `store`, and it never goes (the app keeps the text for the user to send
+// again, so going later would send it twice). With a removal behind the refusal, it goes in the
+// new epoch, never in the one Carol holds keys for.
 #[test]
 fn a_new_text_refused_as_stale_is_never_out_of_the_store_whatever_step_fails() {
     for removal in [false, true] {
-        let clean = stale_send_run(Faults::new(), removal);
-        assert!(clean.answered.is_ok(), "{:?}", clean.answered);
+        let clean = stale_send_run(Faults::new(), true, removal);
+        assert_eq!(clean.answered, Err("held".to_string()));
+        assert_eq!(clean.reported_sent, [TEXT]);
         let first_epoch = clean.stored_epochs[0];
         let resealed = first_epoch + u64::from(removal);
         assert_eq!(clean.stored_epochs, [first_epoch, resealed]);
         let first = clean.setup_steps + 1;
         for step in first..first + clean.send_steps {
-            let run = stale_send_run(Faults::new().fail_at(step), removal);
+            let run = stale_send_run(Faults::new().fail_at(step), true, removal);
             let context = format!(
                 "removal {removal}, store failing at step {step}, the send answered {:?}",
                 run.answered
             );
-            assert_eq!(run.failed_later, 0, "{context}: reported not sent");
+            assert_eq!(run.failed, 0, "{context}: reported not sent");
             match run.answered.as_ref().map_err(String::as_str) {
-                Ok(_) => assert!(run.sent_later.is_empty(), "{context}"),
-                Err("held" | "pending") => assert_eq!(run.sent_later, [TEXT], "{context}"),
+                Err("held" | "pending") => assert_eq!(run.reported_sent, [TEXT], "{context}"),
                 Err("store") => {
                     assert_eq!(run.stored_epochs, [first_epoch], "{context}");
+                    assert!(run.reported_sent.is_empty(), "{context}");
                     continue;
                 }
-                Err(other) => panic!("{context}: {other}"),
+                other => panic!("{context}: {other:?}"),
             }
             assert_eq!(run.stored_epochs, [first_epoch, resealed], "{context}");
         }
+    }
+}
+
+// A send is answered with what happens to it, whatever step of it the store fails at: a seq,
+// and it is stored once; `pending`, and it goes once and is reported sent; `store`, and it
+// never goes. A store failure after the message was stored in the outbox (in the step that
+// records the server's answer, say) used to answer `store` while the outbox copy went after
+// all: the user, told it was not sent, would send it a second time.
+#[test]
+fn a_sends_answer_is_what_happens_to_it_whatever_step_fails() {
+    let clean = stale_send_run(Faults::new(), false, false);
+    assert!(clean.answered.is_ok(), "{:?}", clean.answered);
+    let epoch = clean.stored_epochs[0];
+    assert_eq!(clean.stored_epochs, [epoch, epoch]);
+    let first = clean.setup_steps + 1;
+    assert!(clean.send_steps > 1);
+    for step in first..first + clean.send_steps {
+        let run = stale_send_run(Faults::new().fail_at(step), false, false);
+        let context = format!(
+            "store failing at step {step}, the send answered {:?}",
+            run.answered
+        );
+        assert_eq!(run.failed, 0, "{context}: reported not sent");
+        match run.answered.as_ref().map_err(String::as_str) {
+            Ok(_) => assert!(run.reported_sent.is_empty(), "{context}"),
+            Err("pending") => assert_eq!(run.reported_sent, [TEXT], "{context}"),
+            Err("store") => {
+                assert_eq!(run.stored_epochs, [epoch], "{context}");
+                assert!(run.reported_sent.is_empty(), "{context}");
+                continue;
+            }
+            other => panic!("{context}: {other:?}"),
+        }
+        assert_eq!(run.stored_epochs, [epoch, epoch], "{context}");
     }
 }

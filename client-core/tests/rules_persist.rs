@@ -130,15 +130,21 @@ fn a_received_message_the_store_cannot_take_is_shown_after_the_next_sync() {
 }
 
 // §11.12: an own post the store cannot take once the server has it is not marked as
-// processed without being stored: it is in the history after the next sync.
+// processed without being stored: it is in the history after the next sync. The send answers
+// `pending` (it is in the outbox and goes), not `store`, which would have the user send it again.
 #[test]
 fn an_own_post_the_store_cannot_take_is_in_the_history_after_the_next_sync() {
     let (mut device, probe, group, _bob, _chain) = faulty_alice_and_bob();
     probe.fail_reads_of(Some("messages"));
-    assert_eq!(device.send(group, "mine").unwrap_err().code(), "store");
+    assert_eq!(device.send(group, "mine").unwrap_err().code(), "pending");
     probe.fail_reads_of(None);
     device.sync().unwrap();
     assert_eq!(device.history(group), ["mine"]);
+    let sent = device.events_as(|e| match e {
+        confide_client_core::Event::Sent(m) => Some(m.text),
+        _ => None,
+    });
+    assert_eq!(sent, ["mine"]);
 }
 
 // §11.12 with §11.1: a held message whose step is undone (the store failed while an earlier

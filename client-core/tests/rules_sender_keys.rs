@@ -86,7 +86,8 @@ fn a_removed_member_is_never_sealed_the_next_sender_key() {
     assert_eq!(sealed[1], BTreeSet::from([bob.device()]));
 }
 
-// §11.3 own chain: on `stale_epoch` the device syncs and encrypts again, once, in the new epoch.
+// §11.3 own chain: on `stale_epoch` the device holds the message, syncs and encrypts it again
+// in the new epoch (in the same step: the send answers `held`, and `Sent` follows).
 #[test]
 fn a_post_refused_as_stale_is_encrypted_again_in_the_new_epoch() {
     let (mut device, group, bob, _) = alice_and_bob();
@@ -109,7 +110,12 @@ fn a_post_refused_as_stale_is_encrypted_again_in_the_new_epoch() {
         matches!(frame, ClientFrame::Post { .. }) && std::mem::take(&mut first)
     })));
     device.clear();
-    device.send(group, "second").unwrap();
+    assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
+    let sent: Vec<String> = device.events_as(|e| match e {
+        confide_client_core::Event::Sent(m) => Some(m.text),
+        _ => None,
+    });
+    assert_eq!(sent, ["second"]);
     let epochs: Vec<u64> = device.posted().iter().map(|e| e.epoch.0).collect();
     let now = device.state(group).epoch().0;
     assert_eq!(epochs, [now - 1, now]);

@@ -128,8 +128,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// shares](crate::ClientCore#errors)); [`ClientError::Held`] and [`ClientError::Pending`] when
     /// the message is kept to be sent later (not failures: the message is not lost), also when
     /// the server cannot be reached (the message goes once connected again), and `Pending` when
-    /// the store failed after the message was stored in the outbox
-    /// ([`Self::end_send_step`]);
+    /// the store failed after the message was stored in the outbox (it goes from there);
     /// [`ClientError::Server`] when the server refuses it (`muted`, `slow_mode`, `locked`, …;
     /// nothing is kept); [`ClientError::Encrypt`] if it cannot be encrypted (nothing is kept).
     pub async fn send_text(

@@ -76,6 +76,11 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// Groups found to need a sync (a gap in what arrived, an epoch ahead of the log), synced
     /// after the current input.
     pub(crate) needs_sync: BTreeSet<GroupId>,
+    /// Groups whose post was refused as `stale_epoch` since their last completed sync: their
+    /// held messages wait for one (sealed again before it, they would be sealed for the same
+    /// ended epoch, and refused again). In memory: after a restart the first sync completes
+    /// before anything held is sent.
+    pub(crate) stale_until_synced: BTreeSet<GroupId>,
     /// Why the last full sync could not fetch some group for a passing reason (the server's
     /// disk, a restart, a rate limit, the connection), for [`ClientCore::sync`] to report instead
     /// of success: such a failure is reported by every sync that meets it.
@@ -275,6 +280,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             next_id: 0,
             groups: HashMap::new(),
             needs_sync: BTreeSet::new(),
+            stale_until_synced: BTreeSet::new(),
             sync_failure: None,
             reverted: None,
             refusals_unreported: Vec::new(),

@@ -603,7 +603,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             let me = self.device();
             let put_back_unasked = !self.is_accepted(group)
                 && self.groups.get(&group).is_some_and(|c| c.is_member(&me));
-            if self.is_behind(group) || put_back_unasked {
+            if self.is_behind(group) || put_back_unasked || self.stale_until_synced.contains(&group)
+            {
                 continue;
             }
             if let Some(added) = self.added_since(group, &entry) {
@@ -917,20 +918,15 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                 self.sealed_this_send = true;
                 return Err(ClientError::Pending);
             }
+            // Stored (the outbox copy with the advanced chain) before the post leaves; from here
+            // on the message goes, whatever fails (the request's own commit finds nothing left).
+            self.commit().await?;
+            self.sealed_this_send = true;
             let env = envelope.clone();
-            let reply = self
+            let reply = match self
                 .request(|id| ClientFrame::Post { id, envelope: env })
-                .await;
-            // The request commits the step (the outbox copy with it) before the post leaves. A
-            // store failure undoes what was not committed: the copy is there if that commit
-            // went through (another step's failure, of a frame handled meanwhile, can follow).
-            self.sealed_this_send = match reply {
-                Err(ClientError::Store(_)) => {
-                    matches!(self.db.get_bytes(T_OUTBOX, &outbox_key).await, Ok(Some(_)))
-                }
-                _ => true,
-            };
-            let reply = match reply {
+                .await
+            {
                 Ok(reply) => reply,
                 Err(ClientError::Transport(_)) | Err(ClientError::Timeout { .. }) => {
                     return Err(ClientError::Pending);
@@ -979,6 +975,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     return match self.hold(group, &again).await {
                         Ok(()) => {
                             self.needs_sync.insert(group);
+                            self.stale_until_synced.insert(group);
                             Err(ClientError::Held)
                         }
                         // The step was undone: the refused copy is back in the outbox (stored

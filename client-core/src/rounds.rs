@@ -148,6 +148,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         round: RoundId,
         text: String,
     ) -> Result<ChatMessage, ClientError> {
+        // Nothing of this answer is in the outbox yet (see `end_send_step`).
+        self.sealed_this_send = false;
         let r = self.respond(group, round, RoundPart::Answer, text).await;
         let r = self.end_send_step(r).await;
         self.with_hidden(r).await
@@ -163,6 +165,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         group: GroupId,
         round: RoundId,
     ) -> Result<ChatMessage, ClientError> {
+        // Nothing of this answer is in the outbox yet (see `end_send_step`).
+        self.sealed_this_send = false;
         let r = self
             .respond(group, round, RoundPart::Pass, String::new())
             .await;

@@ -456,27 +456,57 @@ fn a_new_message_refused_as_stale_again_stays_held_and_goes_later() {
 }
 
 // The sync after a stale refusal may be refused for a while (`rate_limited`): the message stays
-// held and goes, instead of being dropped with the refusal as its answer (as it was by a
-// version that synced inside the send).
+// held, and is not sealed again before a sync has shown the new epoch (it would be sealed for
+// the ended epoch again, refused again, and use up its tries); it goes with the retry, in the
+// new epoch. (A version that synced inside the send dropped it with the refusal as its answer.)
 #[test]
 fn a_new_message_whose_sync_after_a_stale_refusal_is_refused_for_a_while_goes_with_the_retry() {
-    let (mut device, group, _, _) = group(true);
+    use confide_protocol::frames::{ErrorCode, ServerFrame};
+    let (mut device, group, bob, carol) = group(true);
     device.send(group, "first").unwrap();
-    let mut stale = posts_refused_as_stale(1);
-    let mut sync_refused =
-        support::first_refused(confide_protocol::frames::ErrorCode::RateLimited, |frame| {
-            matches!(frame, ClientFrame::Sync { .. })
-        });
+    let ended = device.state(group).epoch();
+    // Bob removes Carol through the server; Alice's device is not told.
+    device.member_op(
+        group,
+        &bob,
+        OpBody::Remove {
+            user: carol.user,
+            ban: false,
+        },
+    );
+    // The server refuses posts sealed for the ended epoch, and its first sync for a while.
+    let mut sync_refused = false;
     device.answer(Some(Box::new(move |frame| {
-        stale(frame).or_else(|| sync_refused(frame))
+        let code = match frame {
+            ClientFrame::Post { envelope, .. } if envelope.epoch == ended => ErrorCode::StaleEpoch,
+            ClientFrame::Sync { .. } if !std::mem::replace(&mut sync_refused, true) => {
+                ErrorCode::RateLimited
+            }
+            _ => return None,
+        };
+        Some(vec![ServerFrame::error(
+            Some(frame.request_id()),
+            code,
+            "refused by the script",
+        )])
     })));
     device.clear();
     assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
-    device.answer(None);
+    assert_eq!(held(&device, group).len(), 1);
+    assert_eq!(
+        keys_used_once(&device),
+        1,
+        "sealed again before the new epoch was shown"
+    );
+
     retry(&mut device);
     assert_eq!(sent(&device), ["second"]);
-    assert_eq!(device.history(group), ["first", "second"]);
     assert!(held(&device, group).is_empty());
+    assert_eq!(device.history(group), ["first", "second"]);
+    let epochs: Vec<_> = device.posted().iter().map(|e| e.epoch).collect();
+    assert_eq!(epochs.len(), 2);
+    assert_eq!(epochs[0], ended);
+    assert!(epochs[1] > ended);
     assert!(
         device
             .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))

@@ -123,3 +123,54 @@ test('a message written before someone joined waits for the writer, who sends it
     await own.remove();
   }
 });
+
+test('an answer to a round written while the server is down is kept, not reported as not sent, and goes once', async ({
+  browser,
+  problems,
+  server: fixtureServer,
+}) => {
+  const ANSWER = 'Tired, but still here.';
+  const own = await RestartableServer.start(fixtureServer);
+  const fay = CliPerson.init(own.server, 'Fay');
+  const context = await watchedContext(browser, own.server.origin, problems);
+  const bob = await context.newPage();
+  const round = messages(bob).getByRole('article', { name: 'Check-in round' });
+  try {
+    fay.ok(['group', 'create', '--label', 'circle']);
+    const invite = fay.json<{ web_link: string }>(['invite', 'create', 'circle']);
+
+    await test.step('Bob joins; Fay opens a check-in round', async () => {
+      await joinFromLink(bob, invite.web_link, { name: 'Bob', passphrase: BOB });
+      await expect(messages(bob)).toBeVisible();
+      fay.ok(['round', 'open', 'circle', 'How was your week, in one word?', '--closes-in', '1h']);
+      await expect(round.getByText('How was your week, in one word?')).toBeVisible({ timeout: 30_000 });
+    });
+
+    await test.step('the server stops; Bob answers and is told it is kept, not that it failed', async () => {
+      await own.stop();
+      await expect(bob.getByText("You're offline. What you send will wait and go out when you're back.")).toBeVisible();
+      await round.getByRole('button', { name: 'Answer in the check-in round' }).click();
+      const dialog = bob.getByRole('dialog', { name: 'Your answer' });
+      await dialog.getByRole('textbox', { name: 'Your answer' }).fill(ANSWER);
+      await dialog.getByRole('button', { name: 'Send my answer' }).click();
+      await expect(dialog).toBeHidden();
+      await expect(
+        bob.getByRole('status').filter({
+          hasText: 'Your answer is kept on this device and goes into the round as soon as it can.',
+        }),
+      ).toBeVisible();
+      await expect(bob.getByText(/was not sent/)).toHaveCount(0);
+      await checkScreen(bob, 'round-answer-kept');
+    });
+
+    await test.step('the server is back: the answer is in the round, once', async () => {
+      await own.restart();
+      const read = () => (fay.json(['read', 'circle']) as { name: string; text: string }[]).map((m) => `${m.name}: ${m.text}`);
+      await expect.poll(read, { timeout: 60_000 }).toContain(`Bob: ${ANSWER}`);
+      expect(read().filter((line) => line === `Bob: ${ANSWER}`)).toHaveLength(1);
+    });
+  } finally {
+    await context.close();
+    await own.remove();
+  }
+});

@@ -78,8 +78,9 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     pub(crate) needs_sync: BTreeSet<GroupId>,
     /// Groups whose post was refused as `stale_epoch` since their last completed sync: their
     /// held messages wait for one (sealed again before it, they would be sealed for the same
-    /// ended epoch, and refused again). In memory: after a restart the first sync completes
-    /// before anything held is sent.
+    /// ended epoch, and refused again), or for the outbox's retry, due when the refusal came
+    /// ([`Self::retry_now`]), whichever is first. In memory: after a restart the first sync
+    /// runs before anything held is sent.
     pub(crate) stale_until_synced: BTreeSet<GroupId>,
     /// Why the last full sync could not fetch some group for a passing reason (the server's
     /// disk, a restart, a rate limit, the connection), for [`ClientCore::sync`] to report instead
@@ -539,6 +540,12 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub async fn retry_now(&mut self) {
         self.outbox_retry_at = None;
         self.held_dirty = true;
+        // Groups whose held messages wait for a sync after a stale refusal: synced again first
+        // (`after_input`), and their messages tried again whatever that sync gives, so that a
+        // sync that keeps failing cannot keep them waiting for ever (each try counts towards
+        // `MAX_STALE_REFUSALS`).
+        let waiting = std::mem::take(&mut self.stale_until_synced);
+        self.needs_sync.extend(waiting);
         self.resend_outbox().await;
         let _ = self.commit().await;
     }

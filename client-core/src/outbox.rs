@@ -975,7 +975,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     return match self.hold(group, &again).await {
                         Ok(()) => {
                             self.needs_sync.insert(group);
+                            // Its group's held messages wait for that sync, or for this retry.
                             self.stale_until_synced.insert(group);
+                            self.retry_outbox_after(None);
                             Err(ClientError::Held)
                         }
                         // The step was undone: the refused copy is back in the outbox (stored

@@ -91,16 +91,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             }
             if let Err(e) = self.sync_group(group, None).await {
                 tracing::warn!(%group, error = %e, "sync failed");
-                // Held messages refused as stale wait for this sync: it is tried again with the
-                // outbox's retry (which runs after the server's pause).
-                if self.stale_until_synced.contains(&group) && is_passing_failure(&e) {
-                    self.needs_sync.insert(group);
-                    let retry_after_ms = match e {
-                        ClientError::Server { retry_after_ms, .. } => retry_after_ms,
-                        _ => None,
-                    };
-                    self.retry_outbox_after(retry_after_ms);
-                }
             }
         }
     }

@@ -514,6 +514,41 @@ fn a_new_message_whose_sync_after_a_stale_refusal_is_refused_for_a_while_goes_wi
     );
 }
 
+// A sync that is refused every time after a stale refusal does not keep the message waiting
+// for ever (the whole group's later messages would wait behind it, silently): each outbox retry
+// tries it again, and after the bound the user is told it was not sent.
+#[test]
+fn a_message_whose_group_never_syncs_after_a_stale_refusal_is_reported_not_sent_after_a_bound() {
+    use confide_protocol::frames::{ErrorCode, ServerFrame};
+    let (mut device, group, _, _) = group(true);
+    device.send(group, "first").unwrap();
+    device.answer(Some(Box::new(move |frame| {
+        let code = match frame {
+            ClientFrame::Post { .. } => ErrorCode::StaleEpoch,
+            ClientFrame::Sync { .. } => ErrorCode::RateLimited,
+            _ => return None,
+        };
+        Some(vec![ServerFrame::error(
+            Some(frame.request_id()),
+            code,
+            "refused by the script",
+        )])
+    })));
+    device.clear();
+    assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
+    assert_eq!(keys_used_once(&device), 1);
+    for _ in 0..12 {
+        retry(&mut device);
+    }
+    let failed = device.events_as(|e| match e {
+        Event::SendFailed { code, .. } => Some(code),
+        _ => None,
+    });
+    assert_eq!(failed, ["stale_epoch"]);
+    assert!(held(&device, group).is_empty());
+    assert_eq!(keys_used_once(&device), 8);
+}
+
 // A server that refuses every post as stale gets the message sealed again a bounded number of
 // times, each with a new message key (a key is never used twice), and then the user is told it
 // was not sent: it is not sealed again at every reconnect, without end.

@@ -3,7 +3,7 @@
 //! events; a failed commit reverts the step). Also the entry points a driver calls between
 //! commands: connection changes, pushed frames, retries.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use confide_protocol::frames::ServerFrame;
@@ -76,12 +76,15 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     /// Groups found to need a sync (a gap in what arrived, an epoch ahead of the log), synced
     /// after the current input.
     pub(crate) needs_sync: BTreeSet<GroupId>,
-    /// Groups whose post was refused as `stale_epoch` since their last completed sync: their
-    /// held messages wait for one (sealed again before it, they would be sealed for the same
-    /// ended epoch, and refused again), or for the outbox's retry, due when the refusal came
-    /// ([`Self::retry_now`]), whichever is first. In memory: after a restart the first sync
+    /// Groups whose post was refused as `stale_epoch` since their last completed sync, and
+    /// until when their held messages wait for one: sealed again before it, they would be
+    /// sealed for the same ended epoch, and refused again. Once that time has passed, the
+    /// outbox's retry ([`Self::retry_now`], scheduled for it) syncs the group again and then
+    /// tries them whatever the sync gave, so that a sync that keeps failing cannot keep them
+    /// waiting for ever; the waits grow with each refusal (`stale_retry_wait`), and the
+    /// refusals are bounded (`MAX_STALE_REFUSALS`). In memory: after a restart the first sync
     /// runs before anything held is sent.
-    pub(crate) stale_until_synced: BTreeSet<GroupId>,
+    pub(crate) stale_until_synced: BTreeMap<GroupId, Timestamp>,
     /// Why the last full sync could not fetch some group for a passing reason (the server's
     /// disk, a restart, a rate limit, the connection), for [`ClientCore::sync`] to report instead
     /// of success: such a failure is reported by every sync that meets it.
@@ -281,7 +284,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             next_id: 0,
             groups: HashMap::new(),
             needs_sync: BTreeSet::new(),
-            stale_until_synced: BTreeSet::new(),
+            stale_until_synced: BTreeMap::new(),
             sync_failure: None,
             reverted: None,
             refusals_unreported: Vec::new(),
@@ -530,8 +533,8 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     }
 
     /// When the outbox (and held messages) should be posted again, after the server refused
-    /// a post for a passing reason; `None` when no retry waits. Then call
-    /// [`Self::retry_now`].
+    /// a post for a passing reason or as sealed for an ended epoch; `None` when no retry waits.
+    /// Then call [`Self::retry_now`], and [`Self::after_input`] after it.
     pub fn retry_due_at(&self) -> Option<Timestamp> {
         self.outbox_retry_at
     }
@@ -540,12 +543,18 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     pub async fn retry_now(&mut self) {
         self.outbox_retry_at = None;
         self.held_dirty = true;
-        // Groups whose held messages wait for a sync after a stale refusal: synced again first
-        // (`after_input`), and their messages tried again whatever that sync gives, so that a
-        // sync that keeps failing cannot keep them waiting for ever (each try counts towards
-        // `MAX_STALE_REFUSALS`).
-        let waiting = std::mem::take(&mut self.stale_until_synced);
-        self.needs_sync.extend(waiting);
+        // Groups whose held messages wait for a sync after a stale refusal, and whose wait is
+        // over: synced again first (`after_input`), and their messages tried again whatever
+        // that sync gives. The others wait on, with a retry due for them.
+        let now = self.host.now();
+        for (group, until) in std::mem::take(&mut self.stale_until_synced) {
+            if until <= now {
+                self.needs_sync.insert(group);
+            } else {
+                self.stale_until_synced.insert(group, until);
+                self.retry_outbox_after(Some(until.0.saturating_sub(now.0)));
+            }
+        }
         self.resend_outbox().await;
         let _ = self.commit().await;
     }

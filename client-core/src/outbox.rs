@@ -43,6 +43,20 @@ pub(crate) const MAX_SEAL_ROUNDS: usize = 4;
 /// would otherwise have the message sealed again at every reconnect, without end.
 pub(crate) const MAX_STALE_REFUSALS: u32 = 8;
 
+/// How long a group's held messages wait, after their `refusals`-th refusal as `stale_epoch`,
+/// for a sync of the group to complete before they are tried again anyway: 2 s, doubling with
+/// each refusal up to [`OUTBOX_RETRY_MAX`], so the [`MAX_STALE_REFUSALS`] tries span about
+/// three minutes of syncs that fail (an honest server's short trouble does not use them up).
+pub(crate) fn stale_retry_wait(refusals: u32) -> Duration {
+    let doublings = refusals.saturating_sub(1).min(5);
+    (OUTBOX_RETRY * 2u32.pow(doublings)).min(OUTBOX_RETRY_MAX)
+}
+
+/// A wait in whole milliseconds.
+fn duration_ms(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A message encrypted and handed to the server but not yet acknowledged: kept (encrypted at
 /// rest) and posted again after a reconnect, so nothing unacknowledged is lost and nothing is
 /// shown as sent before the server has it. The server answers a re-post of a stored envelope
@@ -603,7 +617,9 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             let me = self.device();
             let put_back_unasked = !self.is_accepted(group)
                 && self.groups.get(&group).is_some_and(|c| c.is_member(&me));
-            if self.is_behind(group) || put_back_unasked || self.stale_until_synced.contains(&group)
+            if self.is_behind(group)
+                || put_back_unasked
+                || self.stale_until_synced.contains_key(&group)
             {
                 continue;
             }
@@ -976,8 +992,10 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                         Ok(()) => {
                             self.needs_sync.insert(group);
                             // Its group's held messages wait for that sync, or for this retry.
-                            self.stale_until_synced.insert(group);
-                            self.retry_outbox_after(None);
+                            let wait = stale_retry_wait(again.stale_refusals);
+                            let until = self.host.now().saturating_add(wait);
+                            self.stale_until_synced.insert(group, until);
+                            self.retry_outbox_after(Some(duration_ms(wait)));
                             Err(ClientError::Held)
                         }
                         // The step was undone: the refused copy is back in the outbox (stored

@@ -300,7 +300,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                     // Caught up: is the epoch due for fresh keys (PROTOCOL.md §5.5)?
                     self.rekey_check.insert(group);
                     // Held messages refused as stale may be sealed again now.
-                    if self.stale_until_synced.remove(&group) {
+                    if self.stale_until_synced.remove(&group).is_some() {
                         self.held_dirty = true;
                     }
                 }

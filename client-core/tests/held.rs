@@ -10,9 +10,9 @@
 mod support;
 
 use confide_client_core::{Event, HeldMessage};
-use confide_protocol::GroupId;
 use confide_protocol::frames::ClientFrame;
 use confide_protocol::group_log::{OpBody, Role};
+use confide_protocol::{GroupId, Timestamp};
 use pollster::block_on;
 use support::{Device, Member, alice_and_bob, silence};
 
@@ -498,7 +498,15 @@ fn a_new_message_whose_sync_after_a_stale_refusal_is_refused_for_a_while_goes_wi
         1,
         "sealed again before the new epoch was shown"
     );
+    // A retry before the wait is over does not end it.
+    retry(&mut device);
+    assert_eq!(
+        keys_used_once(&device),
+        1,
+        "tried again before the wait was over"
+    );
 
+    device.set_clock(Timestamp(device.now().0 + 2_000));
     retry(&mut device);
     assert_eq!(sent(&device), ["second"]);
     assert!(held(&device, group).is_empty());
@@ -515,8 +523,10 @@ fn a_new_message_whose_sync_after_a_stale_refusal_is_refused_for_a_while_goes_wi
 }
 
 // A sync that is refused every time after a stale refusal does not keep the message waiting
-// for ever (the whole group's later messages would wait behind it, silently): each outbox retry
-// tries it again, and after the bound the user is told it was not sent.
+// for ever (the whole group's later messages would wait behind it, silently): once each wait is
+// over, the outbox's retry tries it again, and after the bound the user is told it was not
+// sent. The waits grow (2 s, doubling, at most a minute), so an honest server's trouble of a
+// minute or so does not use the tries up.
 #[test]
 fn a_message_whose_group_never_syncs_after_a_stale_refusal_is_reported_not_sent_after_a_bound() {
     use confide_protocol::frames::{ErrorCode, ServerFrame};
@@ -537,7 +547,21 @@ fn a_message_whose_group_never_syncs_after_a_stale_refusal_is_reported_not_sent_
     device.clear();
     assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
     assert_eq!(keys_used_once(&device), 1);
-    for _ in 0..12 {
+    // Within a minute and a half of failing syncs: five more tries (after 2, 4, 8, 16, 32 s).
+    let mut tries = 0;
+    for _ in 0..90 {
+        device.set_clock(Timestamp(device.now().0 + 1_000));
+        retry(&mut device);
+        tries = keys_used_once(&device);
+    }
+    assert_eq!(tries, 6);
+    assert!(
+        device
+            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
+            .is_empty()
+    );
+    for _ in 0..4 {
+        device.set_clock(Timestamp(device.now().0 + 60_000));
         retry(&mut device);
     }
     let failed = device.events_as(|e| match e {

@@ -28,7 +28,7 @@ mod support;
 
 use confide_client_core::memory::{FaultProbe, Faults};
 use confide_client_core::{Event, MemoryStore};
-use confide_protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+use confide_protocol::frames::{ClientFrame, ErrorCode};
 use confide_protocol::group_log::{OpBody, Role};
 use confide_protocol::{GroupId, Timestamp};
 use pollster::block_on;
@@ -492,11 +492,7 @@ fn first_post_stale(probe: &FaultProbe, fail_held_reads: bool) -> support::Answe
         if fail_held_reads {
             reads.fail_reads_of(Some("held"));
         }
-        Some(vec![ServerFrame::error(
-            Some(frame.request_id()),
-            ErrorCode::StaleEpoch,
-            "refused by the script",
-        )])
+        Some(support::refusal(frame, ErrorCode::StaleEpoch))
     })
 }
 

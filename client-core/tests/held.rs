@@ -447,11 +447,7 @@ fn a_new_message_refused_as_stale_again_stays_held_and_goes_later() {
     assert_eq!(sent(&device), ["second"]);
     assert!(held(&device, group).is_empty());
     assert_eq!(device.history(group), ["first", "second"]);
-    assert!(
-        device
-            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
-            .is_empty()
-    );
+    assert!(failed_codes(&device).is_empty());
     assert_eq!(keys_used_once(&device), 3);
 }
 
@@ -461,7 +457,7 @@ fn a_new_message_refused_as_stale_again_stays_held_and_goes_later() {
 // new epoch. (A version that synced inside the send dropped it with the refusal as its answer.)
 #[test]
 fn a_new_message_whose_sync_after_a_stale_refusal_is_refused_for_a_while_goes_with_the_retry() {
-    use confide_protocol::frames::{ErrorCode, ServerFrame};
+    use confide_protocol::frames::ErrorCode;
     let (mut device, group, bob, carol) = group(true);
     device.send(group, "first").unwrap();
     let ended = device.state(group).epoch();
@@ -484,11 +480,7 @@ fn a_new_message_whose_sync_after_a_stale_refusal_is_refused_for_a_while_goes_wi
             }
             _ => return None,
         };
-        Some(vec![ServerFrame::error(
-            Some(frame.request_id()),
-            code,
-            "refused by the script",
-        )])
+        Some(support::refusal(frame, code))
     })));
     device.clear();
     assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
@@ -515,11 +507,7 @@ fn a_new_message_whose_sync_after_a_stale_refusal_is_refused_for_a_while_goes_wi
     assert_eq!(epochs.len(), 2);
     assert_eq!(epochs[0], ended);
     assert!(epochs[1] > ended);
-    assert!(
-        device
-            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
-            .is_empty()
-    );
+    assert!(failed_codes(&device).is_empty());
 }
 
 // A sync that is refused every time after a stale refusal does not keep the message waiting
@@ -529,7 +517,7 @@ fn a_new_message_whose_sync_after_a_stale_refusal_is_refused_for_a_while_goes_wi
 // minute or so does not use the tries up.
 #[test]
 fn a_message_whose_group_never_syncs_after_a_stale_refusal_is_reported_not_sent_after_a_bound() {
-    use confide_protocol::frames::{ErrorCode, ServerFrame};
+    use confide_protocol::frames::ErrorCode;
     let (mut device, group, _, _) = group(true);
     device.send(group, "first").unwrap();
     device.answer(Some(Box::new(move |frame| {
@@ -538,11 +526,7 @@ fn a_message_whose_group_never_syncs_after_a_stale_refusal_is_reported_not_sent_
             ClientFrame::Sync { .. } => ErrorCode::RateLimited,
             _ => return None,
         };
-        Some(vec![ServerFrame::error(
-            Some(frame.request_id()),
-            code,
-            "refused by the script",
-        )])
+        Some(support::refusal(frame, code))
     })));
     device.clear();
     assert_eq!(device.send(group, "second").unwrap_err().code(), "held");
@@ -555,20 +539,12 @@ fn a_message_whose_group_never_syncs_after_a_stale_refusal_is_reported_not_sent_
         tries = keys_used_once(&device);
     }
     assert_eq!(tries, 6);
-    assert!(
-        device
-            .events_as(|e| matches!(e, Event::SendFailed { .. }).then_some(()))
-            .is_empty()
-    );
+    assert!(failed_codes(&device).is_empty());
     for _ in 0..4 {
         device.set_clock(Timestamp(device.now().0 + 60_000));
         retry(&mut device);
     }
-    let failed = device.events_as(|e| match e {
-        Event::SendFailed { code, .. } => Some(code),
-        _ => None,
-    });
-    assert_eq!(failed, ["stale_epoch"]);
+    assert_eq!(failed_codes(&device), ["stale_epoch"]);
     assert!(held(&device, group).is_empty());
     assert_eq!(keys_used_once(&device), 8);
 }
@@ -588,11 +564,7 @@ fn a_message_refused_as_stale_every_time_is_reported_not_sent_after_a_bound() {
         block_on(device.core.connection_lost("the test went offline".into()));
         come_back_refused(&mut device);
     }
-    let failed = device.events_as(|e| match e {
-        Event::SendFailed { code, .. } => Some(code),
-        _ => None,
-    });
-    assert_eq!(failed, ["stale_epoch"]);
+    assert_eq!(failed_codes(&device), ["stale_epoch"]);
     assert!(held(&device, group).is_empty());
     // Eight tries in all (the core's `MAX_STALE_REFUSALS`).
     assert_eq!(keys_used_once(&device), 8);
@@ -605,7 +577,7 @@ fn a_message_refused_as_stale_every_time_is_reported_not_sent_after_a_bound() {
 // the message sealed again at every retry, without end.
 #[test]
 fn a_message_refused_as_stale_from_the_outbox_every_time_is_reported_not_sent_after_a_bound() {
-    use confide_protocol::frames::{ErrorCode, ServerFrame};
+    use confide_protocol::frames::ErrorCode;
     let (mut device, group, _, _) = group(true);
     device.send(group, "first").unwrap();
     // A new envelope is refused for a while; posted again, it is refused as stale.
@@ -619,22 +591,14 @@ fn a_message_refused_as_stale_from_the_outbox_every_time_is_reported_not_sent_af
         } else {
             ErrorCode::StaleEpoch
         };
-        Some(vec![ServerFrame::error(
-            Some(frame.request_id()),
-            code,
-            "refused by the script",
-        )])
+        Some(support::refusal(frame, code))
     })));
     device.clear();
     assert_eq!(device.send(group, "second").unwrap_err().code(), "pending");
     for _ in 0..20 {
         retry(&mut device);
     }
-    let failed = device.events_as(|e| match e {
-        Event::SendFailed { code, .. } => Some(code),
-        _ => None,
-    });
-    assert_eq!(failed, ["stale_epoch"]);
+    assert_eq!(failed_codes(&device), ["stale_epoch"]);
     assert!(held(&device, group).is_empty());
     assert_eq!(keys_used_once_per_envelope(&device), 8);
     assert_eq!(device.history(group), ["first"]);
@@ -651,6 +615,14 @@ fn keys_used_once_per_envelope(device: &Device) -> usize {
     let keys: std::collections::BTreeSet<_> = envelopes.values().collect();
     assert_eq!(keys.len(), envelopes.len(), "a message key used twice");
     envelopes.len()
+}
+
+/// The codes of every `SendFailed` the application heard: "not sent", and why.
+fn failed_codes(device: &Device) -> Vec<String> {
+    device.events_as(|e| match e {
+        Event::SendFailed { code, .. } => Some(code),
+        _ => None,
+    })
 }
 
 /// Connected again to a server that still refuses every post as stale.

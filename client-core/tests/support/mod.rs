@@ -87,15 +87,16 @@ pub fn refuse(
     code: ErrorCode,
     mut matching: impl FnMut(&ClientFrame) -> bool + Send + 'static,
 ) -> Answer {
-    Box::new(move |frame| {
-        matching(frame).then(|| {
-            vec![ServerFrame::error(
-                Some(frame.request_id()),
-                code,
-                "refused by the script",
-            )]
-        })
-    })
+    Box::new(move |frame| matching(frame).then(|| refusal(frame, code)))
+}
+
+/// The server's answer refusing `frame` with `code`.
+pub fn refusal(frame: &ClientFrame, code: ErrorCode) -> Vec<ServerFrame> {
+    vec![ServerFrame::error(
+        Some(frame.request_id()),
+        code,
+        "refused by the script",
+    )]
 }
 
 /// A server that refuses with `code` the first frame `matching` picks, and answers the rest

@@ -38,9 +38,9 @@ pub(crate) const MAX_SEAL_ROUNDS: usize = 4;
 
 /// How many times in all the server may refuse one message as `stale_epoch`: at this refusal
 /// it is reported not sent. Each refusal is answered with a sync and a new seal, which uses a
-/// new message key; an honest server refuses only when the log moved on between that sync and
-/// the post, so an honest group never comes near this, while a server that always refuses
-/// would otherwise have the message sealed again at every reconnect, without end.
+/// new message key; an honest server refuses only when the log moved on, which a completed
+/// sync catches up with, so an honest group never comes near this, while a server that always
+/// refused would otherwise have the message sealed again without end.
 pub(crate) const MAX_STALE_REFUSALS: u32 = 8;
 
 /// How long a group's held messages wait, after their `refusals`-th refusal as `stale_epoch`,
@@ -519,12 +519,11 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
     /// that fails here, in a read or in the commit, gives its error instead and undoes the
     /// step as a whole ([`Self::revert`]): what the caller wrote with the hold (an outbox copy
     /// taken out, say) is not stored without it. Nobody is told a message is kept that is not.
-    /// Returns the key it is held under.
     pub(crate) async fn hold_quietly(
         &mut self,
         group: GroupId,
         entry: &HeldEntry,
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<(), ClientError> {
         if matches!(self.db.count(T_HELD, group.as_bytes()).await, Ok((n, _)) if n >= MAX_HELD_PER_GROUP)
         {
             return Err(ClientError::Invalid(format!(
@@ -533,21 +532,17 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
             )));
         }
         let written = match self.new_held_key(group, &entry.content).await {
-            Ok(key) => self.db.put(T_HELD, &key, entry).map(|()| key),
+            Ok(key) => self.db.put(T_HELD, &key, entry),
             Err(e) => Err(e),
         };
-        let key = match written {
-            Ok(key) => key,
-            Err(e) => {
-                self.db.fail_step(e.clone());
-                // Fails with `e` (the step's fault), undoing the step.
-                self.commit().await?;
-                return Err(e.into());
-            }
-        };
+        if let Err(e) = written {
+            self.db.fail_step(e.clone());
+            // Fails with `e` (the step's fault), undoing the step.
+            self.commit().await?;
+            return Err(e.into());
+        }
         self.held_changed(group);
-        self.commit().await?;
-        Ok(key)
+        self.commit().await
     }
 
     /// The key a message held now for `group` is stored under (the held table is read for it).

@@ -122,8 +122,9 @@ pub struct ClientCore<S: ClientStore, N: Network> {
     pub(crate) held_dirty: bool,
     /// Whether the message the current send sealed is stored in the outbox (the commit before
     /// it left went through): a store failure after that answers `Pending`
-    /// ([`Self::end_send_step`]), for the outbox copy goes. Cleared as each post starts and as
-    /// each command's step ends.
+    /// ([`Self::end_send_step`]), for the outbox copy goes. Cleared as each post starts (and
+    /// as a round answer starts, before the reads that precede its post), so that what a
+    /// retry or a held message's send left in it is never read as this send's.
     pub(crate) sealed_this_send: bool,
     /// The user identity key (every device of the user holds it, PROTOCOL.md §3.6).
     pub(crate) user_identity: confide_protocol::device_list::UserIdentity,
@@ -433,8 +434,6 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
         r: Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         let committed = self.commit().await;
-        // Said of the send whose step this is, and of no later command.
-        self.sealed_this_send = false;
         match (r, committed) {
             (Ok(_), Err(e)) => Err(e),
             (r, _) => r,

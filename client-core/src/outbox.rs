@@ -52,11 +52,6 @@ pub(crate) fn stale_retry_wait(refusals: u32) -> Duration {
     (OUTBOX_RETRY * 2u32.pow(doublings)).min(OUTBOX_RETRY_MAX)
 }
 
-/// A wait in whole milliseconds.
-fn duration_ms(wait: Duration) -> u64 {
-    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// A message encrypted and handed to the server but not yet acknowledged: kept (encrypted at
 /// rest) and posted again after a reconnect, so nothing unacknowledged is lost and nothing is
 /// shown as sent before the server has it. The server answers a re-post of a stored envelope
@@ -990,7 +985,7 @@ impl<S: ClientStore, N: Network> ClientCore<S, N> {
                             let wait = stale_retry_wait(again.stale_refusals);
                             let until = self.host.now().saturating_add(wait);
                             self.stale_until_synced.insert(group, until);
-                            self.retry_outbox_after(Some(duration_ms(wait)));
+                            self.retry_outbox_after(Some(crate::machine::millis(wait)));
                             Err(ClientError::Held)
                         }
                         // The step was undone: the refused copy is back in the outbox (stored
